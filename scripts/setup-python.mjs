@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// npm postinstall: make sure a Python interpreter can run the workers (it must
+// import msgpack and defusedxml). Tries, in order: an interpreter that already
+// can; a .venv with workers/requirements.txt (where PyPI is reachable); Debian's
+// packages through apt-get (where we are root). Otherwise it stops npm ci with
+// instructions. PYFLEET_SKIP_PYTHON_SETUP=1 skips all of it (e.g. a Docker build
+// stage that only compiles TypeScript).
+
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const venvPython = join(root, '.venv', 'bin', 'python')
+const requirements = join(root, 'workers', 'requirements.txt')
+const APT_PACKAGES = ['python3', 'python3-msgpack', 'python3-defusedxml']
+
+const say = (line) => process.stdout.write(`pyfleet setup: ${line}\n`)
+
+function run (command, args, options = {}) {
+  const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...options })
+  return { ok: result.status === 0, out: `${result.stdout ?? ''}${result.stderr ?? ''}`.trim() }
+}
+
+function canRunWorkers (python) {
+  return run(python, ['-c', 'import msgpack, defusedxml']).ok
+}
+
+function findReady () {
+  const configured = process.env.PYTHON
+  const candidates = configured ? [configured] : [venvPython, 'python3', '/usr/bin/python3']
+  return candidates.find((c) => (c !== venvPython || existsSync(c)) && canRunWorkers(c))
+}
+
+function tryVenv () {
+  const base = ['python3', '/usr/bin/python3'].find((p) => run(p, ['-c', 'import venv, ensurepip']).ok)
+  if (base === undefined) return false
+  say(`creating .venv with ${base} and installing workers/requirements.txt from PyPI`)
+  if (!run(base, ['-m', 'venv', join(root, '.venv')]).ok) return false
+  const pip = run(venvPython, ['-m', 'pip', 'install', '--disable-pip-version-check', '--timeout', '10', '--retries', '1', '-r', requirements], { timeout: 180_000 })
+  if (!pip.ok) {
+    say('PyPI is not reachable or pip failed; trying Debian packages instead')
+    run('rm', ['-rf', join(root, '.venv')])
+    return false
+  }
+  return canRunWorkers(venvPython)
+}
+
+function tryApt () {
+  if (process.getuid?.() !== 0 || !run('sh', ['-c', 'command -v apt-get']).ok) return false
+  say(`installing ${APT_PACKAGES.join(' ')} with apt-get`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  let install = run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env, timeout: 600_000 })
+  if (!install.ok) {
+    run('apt-get', ['update', '-qq'], { env, timeout: 600_000 })
+    install = run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_PACKAGES], { env, timeout: 600_000 })
+  }
+  if (!install.ok) say(`apt-get failed: ${install.out.split('\n').slice(-3).join(' | ')}`)
+  return install.ok && canRunWorkers('/usr/bin/python3')
+}
+
+if (process.env.PYFLEET_SKIP_PYTHON_SETUP === '1') {
+  say('skipped (PYFLEET_SKIP_PYTHON_SETUP=1)')
+  process.exit(0)
+}
+const ready = findReady()
+if (ready !== undefined) {
+  say(`using ${ready} (msgpack and defusedxml are importable)`)
+} else if (process.env.PYTHON) {
+  say(`PYTHON=${process.env.PYTHON} cannot import msgpack and defusedxml: install them for it (pip install -r workers/requirements.txt) or unset PYTHON`)
+  process.exit(1)
+} else if (tryVenv() || tryApt()) {
+  say(`ready: ${findReady()}`)
+} else {
+  say('no Python can run the workers, and neither pip (PyPI) nor apt-get (as root) could fix it. Install Python 3 with msgpack and defusedxml:')
+  say('  Debian/Ubuntu: sudo apt-get install python3-msgpack python3-defusedxml')
+  say('  elsewhere:     python3 -m venv .venv && .venv/bin/pip install -r workers/requirements.txt')
+  process.exit(1)
+}

@@ -1,0 +1,58 @@
+// buildApp(config): plugins, then routes, in a fixed order. It never listens,
+// so tests can build many apps in one process; server.ts does the listening.
+
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Config } from './config.js'
+import metrics from './plugins/metrics.js'
+import workerPool from './plugins/worker-pool.js'
+import pressure from './plugins/pressure.js'
+import errorHandler from './plugins/error-handler.js'
+import taskRoutes from './routes/tasks.js'
+import statsRoutes from './routes/stats.js'
+import healthRoutes from './routes/health.js'
+import adminRoutes from './routes/admin.js'
+import { RequestLog } from './request-log.js'
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
+
+/** The client's x-request-id when it is safe to log and echo, else a new one. */
+function requestId (request: IncomingMessage): string {
+  const given = request.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+export interface BuildOptions {
+  /** Overrides the logger (tests pass a stream to read log lines). */
+  logger?: FastifyServerOptions['logger']
+}
+
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel },
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: requestId,
+    requestIdHeader: false,
+    // One log line per request, when it completes, instead of Fastify's two.
+    logController: new RequestLog(),
+    // While draining, routes answer for themselves (503 WORKERS_UNAVAILABLE, /ready 503).
+    return503OnClosing: false,
+    forceCloseConnections: 'idle'
+  })
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    done()
+  })
+
+  await app.register(metrics)
+  await app.register(errorHandler)
+  await app.register(workerPool, { config })
+  await app.register(pressure, { config })
+  await app.register(taskRoutes)
+  await app.register(statsRoutes)
+  await app.register(healthRoutes)
+  if (config.adminToken !== undefined) await app.register(adminRoutes, { token: config.adminToken })
+  return app
+}

@@ -1,0 +1,128 @@
+// Reads the environment once, validates every value and returns a frozen Config.
+// Nothing else in the service reads process.env; resolving the Python interpreter
+// (which runs a process) is python-path.ts's job.
+
+/** Per-task concurrency limits, from TASK_CONCURRENCY=csv.profile=1,xml.import=2. */
+export type TaskConcurrency = Readonly<Record<string, number>>
+
+export interface Config {
+  readonly host: string
+  readonly port: number
+  /** As configured (may be a bare name); python-path.ts turns it into an absolute path. */
+  readonly python: string | undefined
+  readonly poolSize: number
+  readonly queueLimit: number
+  readonly queueTimeoutMs: number
+  readonly taskTimeoutMs: number
+  readonly maxCallsPerWorker: number
+  readonly maxWorkerRssMb: number
+  readonly bodyLimitBytes: number
+  readonly maxFrameBytes: number
+  readonly taskModules: readonly string[]
+  readonly taskConcurrency: TaskConcurrency
+  readonly diagTasks: boolean
+  readonly adminToken: string | undefined
+  readonly shutdownGraceMs: number
+  readonly workerStopGraceMs: number
+  readonly logLevel: string
+  readonly maxEventLoopDelayMs: number
+  readonly maxHeapUsedBytes: number
+  readonly maxRssBytes: number
+  /** The environment workers inherit (PYTHONPATH is extended by the pool). */
+  readonly workerEnv: Readonly<Record<string, string | undefined>>
+}
+
+/** A configuration value that cannot be used; the message says which and how to fix it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
+const TASK_NAME = /^[A-Za-z0-9._-]{1,64}$/
+
+type Env = Readonly<Record<string, string | undefined>>
+
+function integer (env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer`)
+  const value = Number(raw)
+  if (value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is out of range: use ${min}..${max === Number.MAX_SAFE_INTEGER ? 'any larger value' : max}`)
+  }
+  return value
+}
+
+function flag (env: Env, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase()
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true
+  throw new ConfigError(`${name}=${JSON.stringify(env[name])} is not a boolean: use 1 or 0`)
+}
+
+function moduleList (env: Env, name: string): string[] {
+  const raw = env[name]?.trim() ?? ''
+  if (raw === '') return []
+  const modules = raw.split(',').map((m) => m.trim()).filter((m) => m !== '')
+  for (const m of modules) {
+    if (!MODULE_NAME.test(m)) throw new ConfigError(`${name}: ${JSON.stringify(m)} is not an importable Python module name (like mypackage.tasks)`)
+  }
+  return modules
+}
+
+function concurrencyMap (env: Env, name: string, poolSize: number): TaskConcurrency {
+  const raw = env[name]?.trim() ?? ''
+  const limits: Record<string, number> = {}
+  if (raw === '') return Object.freeze(limits)
+  for (const entry of raw.split(',')) {
+    const match = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(entry)
+    if (match === null || !TASK_NAME.test(match[1]) || Number(match[2]) < 1) {
+      throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=limit with a limit of at least 1, as in csv.profile=1,xml.import=2`)
+    }
+    limits[match[1]] = Math.min(Number(match[2]), poolSize)
+  }
+  return Object.freeze(limits)
+}
+
+/** Builds the Config from an environment (process.env in production, a plain object in tests). */
+export function loadConfig (env: Env): Config {
+  const host = env.HOST?.trim() || '0.0.0.0'
+  const poolSize = integer(env, 'POOL_SIZE', 4, 1, 256)
+  const logLevel = env.LOG_LEVEL?.trim().toLowerCase() || 'info'
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)} is not one of ${LOG_LEVELS.join(', ')}`)
+  const adminToken = env.ADMIN_TOKEN ?? ''
+  if (adminToken !== '' && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN is too short to be a secret: use at least 16 characters (for example: openssl rand -hex 32), or leave it empty to turn admin routes off')
+  }
+  const bodyLimitBytes = integer(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1, 1024 * 1024 * 1024)
+  const maxFrameBytes = integer(env, 'MAX_FRAME_BYTES', 64 * 1024 * 1024, 1024, 2 ** 32 - 1)
+  if (maxFrameBytes <= bodyLimitBytes) {
+    throw new ConfigError(`MAX_FRAME_BYTES=${maxFrameBytes} must be larger than BODY_LIMIT_BYTES=${bodyLimitBytes}, or an accepted body could not be sent to a worker`)
+  }
+  const config: Config = {
+    host,
+    port: integer(env, 'PORT', 5000, 0, 65535),
+    python: env.PYTHON?.trim() || undefined,
+    poolSize,
+    queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
+    queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1),
+    taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1),
+    maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0),
+    maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
+    bodyLimitBytes,
+    maxFrameBytes,
+    taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
+    taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),
+    diagTasks: flag(env, 'DIAG_TASKS'),
+    adminToken: adminToken === '' ? undefined : adminToken,
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
+    workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0),
+    logLevel,
+    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0),
+    maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),
+    maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0),
+    workerEnv: Object.freeze({ ...env })
+  }
+  return Object.freeze(config)
+}

@@ -1,0 +1,45 @@
+// Every error code of SPEC section 1 in one table: code, message, HTTP status.
+// Where they are raised is up to the callers; how they are sent is plugins/error-handler.ts's job.
+
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
+
+/** Extra fields an error may carry to the client or the response headers. */
+export interface ErrorExtras {
+  /** JSON-able context shown to the client (validation errors, a parse error's line and column). */
+  details?: unknown
+  /** Seconds for the Retry-After header of 503s. */
+  retryAfterSeconds?: number
+}
+
+function define (code: string, statusCode: number, message = '%s'): FastifyErrorConstructor {
+  return createError(code, message, statusCode)
+}
+
+export const InvalidInputError = define('INVALID_INPUT', 400)
+export const ValidationError = define('FST_ERR_VALIDATION', 400)
+export const UnauthorizedError = define('UNAUTHORIZED', 401, 'missing bearer token: send Authorization: Bearer <ADMIN_TOKEN>')
+export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not the ADMIN_TOKEN')
+export const TaskNotFoundError = define('TASK_NOT_FOUND', 404, 'there is no task named %s; GET /api/tasks lists them')
+export const BodyTooLargeError = define('FST_ERR_CTP_BODY_TOO_LARGE', 413, 'Request body is too large')
+export const UnsupportedMediaTypeError = define('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415)
+export const TaskRejectedInputError = define('TASK_REJECTED_INPUT', 422)
+export const TaskFailedError = define('TASK_FAILED', 500, 'task %s failed; the details are in the server log under this request id')
+export const ResultTooLargeError = define('RESULT_TOO_LARGE', 500)
+export const WorkerDiedError = define('WORKER_DIED', 502)
+export const QueueFullError = define('QUEUE_FULL', 503, '%s callers are already waiting for a worker; retry later')
+export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s ms; retry later')
+export const WorkersUnavailableError = define('WORKERS_UNAVAILABLE', 503)
+export const TaskTimeoutError = define('TASK_TIMEOUT', 504, 'task %s ran past its timeout of %s ms; the worker was stopped and replaced')
+
+/** The table itself, for documentation checks (test/errors.test.ts keeps README in step). */
+export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = [
+  InvalidInputError, ValidationError, UnauthorizedError, ForbiddenError, TaskNotFoundError,
+  BodyTooLargeError, UnsupportedMediaTypeError, TaskRejectedInputError, TaskFailedError,
+  ResultTooLargeError, WorkerDiedError, QueueFullError, QueueTimeoutError, WorkersUnavailableError,
+  TaskTimeoutError
+].map((E) => { const e = new E(); return { code: e.code, statusCode: e.statusCode ?? 500 } })
+
+/** Attaches client-visible details or a Retry-After to an error, and returns it. */
+export function withExtras<E extends Error> (error: E, extras: ErrorExtras): E & ErrorExtras {
+  return Object.assign(error, extras)
+}

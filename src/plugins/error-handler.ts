@@ -1,0 +1,56 @@
+// Sends every error in one shape, {statusCode, code, error, message, details?},
+// as SPEC section 1 lists them: Fastify's own errors keep their codes, body
+// parse errors become INVALID_INPUT, and anything unexpected is logged and sent
+// as a bare 500 without internals.
+
+import { STATUS_CODES } from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { InvalidInputError, TaskNotFoundError, withExtras, type ErrorExtras } from '../errors.js'
+import { serverTiming } from '../routes/timing.js'
+
+type SendableError = FastifyError & ErrorExtras
+
+const PARSE_ERRORS = new Set(['FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY', 'FST_ERR_CTP_INVALID_CONTENT_LENGTH'])
+
+function normalize (error: SendableError): SendableError {
+  if (PARSE_ERRORS.has(error.code)) return withExtras(new InvalidInputError(error.message), { details: error.details })
+  return error
+}
+
+function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {
+  const err = normalize(error)
+  let statusCode = err.statusCode ?? 500
+  if (statusCode < 400 || statusCode > 599) statusCode = 500
+  const known = typeof err.code === 'string' && err.code !== ''
+  if (statusCode >= 500 && !known) request.log.error({ err: error }, 'unexpected error')
+  if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+  const call = request.pyfleetCall
+  if (call !== null) reply.header('server-timing', serverTiming(call))
+  const body: Record<string, unknown> = {
+    statusCode,
+    code: known ? err.code : 'INTERNAL_ERROR',
+    error: STATUS_CODES[statusCode] ?? 'Error',
+    message: statusCode >= 500 && !known ? 'internal server error; the details are in the server log under this request id' : err.message
+  }
+  if (err.details !== undefined) body.details = err.details
+  reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
+}
+
+async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
+  fastify.setErrorHandler(handleError)
+  fastify.setNotFoundHandler((request, reply) => {
+    const match = /^\/api\/tasks\/([^/?]*)/.exec(request.url)
+    const error = match !== null
+      ? new TaskNotFoundError(JSON.stringify(decodeURIComponentSafe(match[1]).slice(0, 100)))
+      : withExtras(new Error(`no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), {}) as SendableError
+    if (match === null) { error.statusCode = 404; error.code = 'FST_ERR_NOT_FOUND' }
+    handleError(error as SendableError, request, reply)
+  })
+}
+
+function decodeURIComponentSafe (text: string): string {
+  try { return decodeURIComponent(text) } catch { return text }
+}
+
+export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x' })

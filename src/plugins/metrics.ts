@@ -1,0 +1,146 @@
+// Owns the one prom-client Registry of an app: Node's default metrics, HTTP
+// durations, and the pool's counters, which are also the source of truth for
+// /api/queue-stats (no second set of counters that could drift).
+
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
+
+/** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+// From sub-millisecond echo calls up to long tasks.
+const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const WORKER_STATES = ['idle', 'busy', 'starting'] as const
+
+interface CallSeries {
+  calls: ReturnType<Counter<'task' | 'outcome'>['labels']>
+  duration: ReturnType<Histogram<'task' | 'outcome'>['labels']>
+  queueWait: ReturnType<Histogram<'task'>['labels']>
+}
+
+export interface PoolCounts {
+  calls: Record<CallOutcome, number>
+  restarts: Record<RestartReason, number>
+}
+
+export class Metrics implements PoolObserver {
+  readonly registry = new Registry()
+  readonly #httpDuration: Histogram<'method' | 'route' | 'status_code'>
+  readonly #calls: Counter<'task' | 'outcome'>
+  readonly #callDuration: Histogram<'task' | 'outcome'>
+  readonly #queueWait: Histogram<'task'>
+  readonly #restarts: Counter<'reason'>
+  readonly #series = new Map<string, CallSeries>()
+  #pool: WorkerPool | undefined
+
+  constructor () {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name)
+    this.#httpDuration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration by route template and status', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
+    this.#calls = new Counter({ name: 'pyworker_calls_total', help: 'Calls that passed validation, by task and how they ended', labelNames: ['task', 'outcome'], registers })
+    this.#callDuration = new Histogram({ name: 'pyworker_call_duration_seconds', help: 'Time a call spent on a worker', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
+    this.#queueWait = new Histogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
+    this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
+    for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)
+    const metrics = this
+    new Gauge({
+      name: 'pyworker_pool_workers',
+      help: 'Workers by state',
+      labelNames: ['state'],
+      registers,
+      collect () {
+        const counts = { idle: 0, busy: 0, starting: 0 }
+        for (const w of metrics.#pool?.snapshot().workers ?? []) {
+          if (w.state === 'idle' || w.state === 'busy' || w.state === 'starting') counts[w.state]++
+        }
+        for (const state of WORKER_STATES) this.labels(state).set(counts[state])
+      }
+    })
+    new Gauge({
+      name: 'pyworker_queue_waiting',
+      help: 'Callers waiting for a worker (not running calls)',
+      registers,
+      collect () { this.set(metrics.#pool?.waiting ?? 0) }
+    })
+    new Gauge({
+      name: 'pyworker_worker_rss_bytes',
+      help: 'Resident memory of each worker, by slot',
+      labelNames: ['worker'],
+      registers,
+      async collect () {
+        const workers = metrics.#pool?.members() ?? []
+        await Promise.all(workers.map(async (w) => await w.sampleRss()))
+        this.reset()
+        for (const w of workers) this.labels(String(w.id)).set(w.rssBytes)
+      }
+    })
+  }
+
+  /** Lets the gauges read the pool at scrape time. */
+  watch (pool: WorkerPool): void {
+    this.#pool = pool
+  }
+
+  /** Creates every outcome series of these tasks at 0, so rates work from the first scrape. */
+  declareTasks (names: readonly string[]): void {
+    for (const task of names) for (const outcome of CALL_OUTCOMES) this.#seriesFor(task, outcome)
+  }
+
+  #seriesFor (task: string, outcome: CallOutcome): CallSeries {
+    const key = `${task}\n${outcome}`
+    let series = this.#series.get(key)
+    if (series === undefined) {
+      series = { calls: this.#calls.labels(task, outcome), duration: this.#callDuration.labels(task, outcome), queueWait: this.#queueWait.labels(task) }
+      series.calls.inc(0)
+      this.#series.set(key, series)
+    }
+    return series
+  }
+
+  readonly callEnded = (call: Call, outcome: CallOutcome): void => {
+    const series = this.#seriesFor(call.task.name, outcome)
+    series.calls.inc()
+    if (outcome !== 'queue_full') series.queueWait.observe(call.queueMs / 1000)
+    if (call.runMs > 0) series.duration.observe(call.runMs / 1000)
+  }
+
+  readonly workerRestarted = (reason: RestartReason): void => {
+    this.#restarts.labels(reason).inc()
+  }
+
+  observeHttp (method: string, route: string, statusCode: number, seconds: number): void {
+    this.#httpDuration.labels(method, route, String(statusCode)).observe(seconds)
+  }
+
+  /** Totals by outcome and by restart reason, read from the counters themselves. */
+  async counts (): Promise<PoolCounts> {
+    const calls = Object.fromEntries(CALL_OUTCOMES.map((o) => [o, 0])) as Record<CallOutcome, number>
+    for (const { labels, value } of (await this.#calls.get()).values) calls[labels.outcome as CallOutcome] += value
+    const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>
+    for (const { labels, value } of (await this.#restarts.get()).values) restarts[labels.reason as RestartReason] += value
+    return { calls, restarts }
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics
+  }
+}
+
+async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
+  const metrics = new Metrics()
+  fastify.decorate('metrics', metrics)
+  fastify.addHook('onResponse', (request, reply, done) => {
+    // The route template, never the raw URL, keeps the label set bounded.
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
+    done()
+  })
+}
+
+export default fp(metricsPlugin, { name: 'pyfleet-metrics', fastify: '5.x' })

@@ -1,0 +1,40 @@
+// /health, through @fastify/under-pressure: 200 while the process can serve,
+// 503 with Retry-After when the event loop, heap or RSS passes its threshold.
+// Only /health answers 503 under pressure: shedding task calls is the queue's
+// job (QUEUE_LIMIT), and /metrics must keep working when things go wrong.
+
+import fp from 'fastify-plugin'
+import underPressure from '@fastify/under-pressure'
+import type { FastifyInstance } from 'fastify'
+import { Gauge } from 'prom-client'
+import type { Config } from '../config.js'
+
+const HEALTH_URL = '/health'
+const RETRY_AFTER_SECONDS = 10
+
+async function pressurePlugin (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  await fastify.register(underPressure, {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    maxHeapUsedBytes: config.maxHeapUsedBytes,
+    maxRssBytes: config.maxRssBytes,
+    retryAfter: RETRY_AFTER_SECONDS,
+    exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
+    pressureHandler: (request, reply, type, value) => {
+      if (request.routeOptions.url !== HEALTH_URL) return undefined // let everything else through
+      reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
+      const body = { statusCode: 503, code: 'FST_UNDER_PRESSURE', error: 'Service Unavailable', message: `under pressure: ${type} is ${String(value)}` }
+      // under-pressure sends a non-null return value as the reply; its types only say void.
+      return body as unknown as undefined
+    }
+  })
+  // under-pressure's own readings, so a 503 on /health can be explained from a dashboard.
+  const registers = [fastify.metrics.registry]
+  const reading = (): ReturnType<FastifyInstance['memoryUsage']> => fastify.memoryUsage()
+  new Gauge({ name: 'pyfleet_pressure_event_loop_delay_seconds', help: 'Event loop delay as under-pressure measures it', registers, collect () { this.set(reading().eventLoopDelay / 1000) } })
+  new Gauge({ name: 'pyfleet_pressure_event_loop_utilization_ratio', help: 'Event loop utilization (0..1)', registers, collect () { this.set(reading().eventLoopUtilized) } })
+  new Gauge({ name: 'pyfleet_pressure_heap_used_bytes', help: 'V8 heap used, as under-pressure measures it', registers, collect () { this.set(reading().heapUsed) } })
+  new Gauge({ name: 'pyfleet_pressure_rss_bytes', help: 'Node process RSS, as under-pressure measures it', registers, collect () { this.set(reading().rssBytes) } })
+  new Gauge({ name: 'pyfleet_under_pressure', help: '1 while /health answers 503 because a threshold is passed', registers, collect () { this.set(fastify.isUnderPressure() ? 1 : 0) } })
+}
+
+export default fp(pressurePlugin, { name: 'pyfleet-pressure', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

@@ -1,0 +1,86 @@
+// Starts the pool of Python workers before the app listens, decorates the app
+// with it and the task registry, and drains it when the app closes.
+
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import type { Config } from '../config.js'
+import { resolvePython } from '../python-path.js'
+import { TaskRegistry } from '../task-registry.js'
+import { PythonWorker } from '../pool/python-worker.js'
+import { WorkerPool } from '../pool/worker-pool.js'
+
+/** The project root: one level above src/ (tests) or dist/ (production). */
+export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
+// Generous: a task module may import heavy libraries before the worker says ready.
+const START_TIMEOUT_MS = 60_000
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pool: WorkerPool
+    tasks: TaskRegistry
+  }
+}
+
+export interface WorkerPoolPluginOptions {
+  config: Config
+}
+
+async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoolPluginOptions): Promise<void> {
+  const python = resolvePython(config.python, PROJECT_ROOT)
+  const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
+  if (config.diagTasks) args.push('--diag')
+  for (const module of config.taskModules) args.push('--module', module)
+  const env = {
+    ...config.workerEnv,
+    PYTHONPATH: [WORKERS_DIR, config.workerEnv.PYTHONPATH].filter(Boolean).join(':'),
+    PYTHONUNBUFFERED: '1'
+  }
+  const log = fastify.log.child({ component: 'pool' })
+  let pool: WorkerPool | undefined
+
+  const spawn = async (id: number): Promise<PythonWorker> => {
+    const worker = await PythonWorker.spawn({
+      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: START_TIMEOUT_MS, log,
+      onExit: (w, code, signal) => {
+        log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
+        pool?.onWorkerExit(w)
+      }
+    })
+    log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
+    return worker
+  }
+
+  pool = await WorkerPool.start({
+    size: config.poolSize,
+    queueLimit: config.queueLimit,
+    queueTimeoutMs: config.queueTimeoutMs,
+    maxCallsPerWorker: config.maxCallsPerWorker,
+    maxWorkerRssBytes: config.maxWorkerRssMb * 1024 * 1024,
+    stopGraceMs: config.workerStopGraceMs,
+    spawn,
+    log,
+    observer: fastify.metrics
+  })
+  const tasks = new TaskRegistry(config)
+  try {
+    tasks.update(pool.tasks)
+  } catch (error) {
+    await pool.drain(0)
+    throw error
+  }
+  fastify.metrics.watch(pool)
+  fastify.metrics.declareTasks(tasks.names())
+  fastify.decorate('pool', pool)
+  fastify.decorate('tasks', tasks)
+  log.info({ workers: config.poolSize, python: python.path, tasks: tasks.names() }, 'pool ready')
+
+  // preClose runs while the listener is still open: new calls get 503 from the
+  // draining pool, admitted ones finish, then workers stop and HTTP closes.
+  const activePool = pool
+  fastify.addHook('preClose', async () => { await activePool.drain(config.shutdownGraceMs) })
+}
+
+export default fp(workerPoolPlugin, { name: 'pyfleet-worker-pool', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

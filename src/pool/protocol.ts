@@ -1,0 +1,140 @@
+// Messages of the worker protocol (SPEC section 4), their msgpack coding and
+// their checks. Names are spelled as in workers/pyfleet/protocol.py.
+//
+//   worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
+//   server -> worker:        {t: "call", id, task, input, requestId}
+//   worker -> server:        {t: "result", id, value}
+//   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?}
+
+import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
+import { HEADER_BYTES, writeHeader } from './frames.js'
+
+export const PROTOCOL_VERSION = 1
+
+export const MSG_READY = 'ready'
+export const MSG_CALL = 'call'
+export const MSG_RESULT = 'result'
+export const MSG_ERROR = 'error'
+
+export const KIND_REJECTED = 'rejected'
+export const KIND_FAILED = 'failed'
+export const KIND_TOO_LARGE = 'too_large'
+
+/** A task as the worker declares it in its ready message. */
+export interface TaskInfo {
+  name: string
+  doc: string
+  schema: Record<string, unknown> | boolean
+  timeoutMs: number | null
+  raw: string[]
+  rawField: string | null
+  maxConcurrency: number | null
+}
+
+export interface ReadyMessage {
+  t: typeof MSG_READY
+  v: number
+  pid: number
+  python: string
+  tasks: TaskInfo[]
+}
+
+export interface ResultMessage {
+  t: typeof MSG_RESULT
+  id: number
+  value: unknown
+}
+
+export interface ErrorMessage {
+  t: typeof MSG_ERROR
+  id: number
+  kind: typeof KIND_REJECTED | typeof KIND_FAILED | typeof KIND_TOO_LARGE
+  type: string
+  message: string
+  details?: unknown
+  traceback?: string
+}
+
+export type ReplyMessage = ResultMessage | ErrorMessage
+
+/** A frame that decodes but is not a message of this protocol. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError'
+}
+
+// One packer and one unpacker per process: msgpackr compiles and caches per instance.
+// 'auto' keeps 64-bit integers as numbers while they are safe; larger ones become
+// BigInt, which replies.ts writes to JSON as strings rather than failing.
+// ('auto' exists in msgpackr but not yet in its type definitions.)
+const INT64_AUTO = 'auto' as unknown as 'number'
+const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: INT64_AUTO })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: INT64_AUTO })
+
+/** Encodes a call as one complete frame (length prefix included), in one buffer. */
+export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {
+  // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
+  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
+  return writeHeader(frame)
+}
+
+/** Encodes any value as msgpack (for msgpack HTTP responses). */
+export function encodeValue (value: unknown): Buffer {
+  return packr.pack(value)
+}
+
+/** Decodes msgpack bytes (an HTTP body). Throws on bad input. */
+export function decodeValue (bytes: Uint8Array): unknown {
+  return unpackr.unpack(bytes)
+}
+
+function decodeMessage (body: Uint8Array): Record<string, unknown> {
+  let message: unknown
+  try {
+    message = unpackr.unpack(body)
+  } catch (error) {
+    throw new ProtocolError(`frame is not valid msgpack: ${(error as Error).message}`)
+  }
+  if (typeof message !== 'object' || message === null || typeof (message as { t?: unknown }).t !== 'string') {
+    throw new ProtocolError('frame is not a message map with a "t" field')
+  }
+  return message as Record<string, unknown>
+}
+
+function isTaskInfo (task: unknown): task is TaskInfo {
+  if (typeof task !== 'object' || task === null) return false
+  const t = task as Record<string, unknown>
+  return typeof t.name === 'string' && typeof t.doc === 'string' &&
+    (typeof t.schema === 'object' || typeof t.schema === 'boolean') && t.schema !== null &&
+    (t.timeoutMs === null || typeof t.timeoutMs === 'number') &&
+    Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string') &&
+    (t.rawField === null || typeof t.rawField === 'string') &&
+    (t.maxConcurrency === null || t.maxConcurrency === undefined || typeof t.maxConcurrency === 'number')
+}
+
+/** Decodes and checks the first frame of a worker. */
+export function decodeReady (body: Uint8Array): ReadyMessage {
+  const message = decodeMessage(body)
+  if (message.t !== MSG_READY) throw new ProtocolError(`expected a ready message first, got ${JSON.stringify(message.t)}`)
+  if (message.v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`worker speaks protocol version ${String(message.v)}, this server speaks ${PROTOCOL_VERSION}: the workers/ directory and the server are from different releases`)
+  }
+  if (typeof message.pid !== 'number' || !Array.isArray(message.tasks) || !message.tasks.every(isTaskInfo)) {
+    throw new ProtocolError('ready message is missing pid or has a malformed task list')
+  }
+  for (const task of message.tasks as TaskInfo[]) task.maxConcurrency ??= null
+  return message as unknown as ReadyMessage
+}
+
+/** Decodes and checks a reply to the call with id `callId`. */
+export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
+  const message = decodeMessage(body)
+  if (message.id !== callId) {
+    throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)
+  }
+  if (message.t === MSG_RESULT) return message as unknown as ResultMessage
+  if (message.t === MSG_ERROR && typeof message.message === 'string' && typeof message.type === 'string' &&
+    (message.kind === KIND_REJECTED || message.kind === KIND_FAILED || message.kind === KIND_TOO_LARGE)) {
+    return message as unknown as ErrorMessage
+  }
+  throw new ProtocolError(`unexpected or malformed ${JSON.stringify(message.t)} message`)
+}

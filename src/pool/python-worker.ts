@@ -1,0 +1,296 @@
+// One Python worker process: spawn, ready handshake, one call at a time, stop, kill.
+// It knows nothing of pools, queues or HTTP; worker-pool.ts decides what to do
+// with a worker that failed.
+
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import type { Readable, Writable } from 'node:stream'
+import type { FastifyBaseLogger } from 'fastify'
+import { FrameDecoder, FrameError } from './frames.js'
+import {
+  decodeReady, decodeReply, encodeCall, ProtocolError,
+  type ReadyMessage, type ReplyMessage, type TaskInfo
+} from './protocol.js'
+
+export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
+
+/** Why a call or a start ended without a reply. */
+export type WorkerFailure = 'timeout' | 'crash' | 'protocol'
+
+/** A call that got no reply: the worker timed out, died or broke the protocol. It is not reusable. */
+export class WorkerCallError extends Error {
+  override name = 'WorkerCallError'
+  constructor (readonly failure: WorkerFailure, message: string) { super(message) }
+}
+
+/** A worker that could not start; `message` is one line saying why and how to fix it. */
+export class WorkerStartError extends Error {
+  override name = 'WorkerStartError'
+}
+
+export interface WorkerOptions {
+  /** Slot number 1..N, stable across replacements (a metric label). */
+  id: number
+  python: string
+  args: readonly string[]
+  env: NodeJS.ProcessEnv
+  cwd: string
+  maxFrameBytes: number
+  startTimeoutMs: number
+  log: FastifyBaseLogger
+  /** Called once when the process has exited, whatever the reason. */
+  onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
+}
+
+const FATAL_PREFIX = 'pyfleet-fatal: '
+const MAX_STDERR_LINE = 16 * 1024
+const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
+  ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
+]
+
+export class PythonWorker {
+  readonly id: number
+  readonly startedAt = new Date()
+  #state: WorkerState = 'starting'
+  readonly #options: WorkerOptions
+  readonly #process: ChildProcessByStdio<Writable, Readable, Readable>
+  readonly #decoder: FrameDecoder
+  readonly #log: FastifyBaseLogger
+  #ready: ReadyMessage | undefined
+  #startWaiter: { resolve: () => void, reject: (error: Error) => void } | undefined
+  #exited: Promise<void>
+  #lastStderr: string[] = []
+  #fatalLine: string | undefined
+  #stderrPartial = ''
+  // The call in flight: one at a time, so plain fields instead of a map.
+  #callId = 0
+  #task: string | undefined
+  #requestId: string | undefined
+  /** Request id for stderr lines: kept after the call ends, since stderr may lag the reply. */
+  #logRequestId: string | undefined
+  #resolve: ((reply: ReplyMessage) => void) | undefined
+  #reject: ((error: WorkerCallError) => void) | undefined
+  #timer: NodeJS.Timeout | undefined
+  #calls = 0
+  #rssBytes = 0
+
+  private constructor (options: WorkerOptions) {
+    this.id = options.id
+    this.#options = options
+    this.#log = options.log
+    this.#decoder = new FrameDecoder(options.maxFrameBytes, (body) => { this.#onFrame(body) })
+    this.#process = spawn(options.python, options.args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['pipe', 'pipe', 'pipe']
+    })
+    this.#exited = new Promise((resolve) => {
+      this.#process.once('exit', (code, signal) => { this.#onExit(code, signal); resolve() })
+    })
+    // A spawn failure (ENOENT) is reported on 'error' and then 'exit' may not follow.
+    this.#process.once('error', (error) => { this.#onSpawnError(error) })
+    this.#process.stdout.on('data', (chunk: Buffer) => { this.#onStdout(chunk) })
+    this.#process.stderr.setEncoding('utf8')
+    this.#process.stderr.on('data', (text: string) => { this.#onStderr(text) })
+    // EPIPE when the worker dies with a frame half written: the exit handler reports it.
+    this.#process.stdin.on('error', () => {})
+  }
+
+  /** Starts a worker and resolves once it has sent its ready message. */
+  static async spawn (options: WorkerOptions): Promise<PythonWorker> {
+    const worker = new PythonWorker(options)
+    const started = new Promise<void>((resolve, reject) => { worker.#startWaiter = { resolve, reject } })
+    const timer = setTimeout(() => {
+      worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module?)`)
+    }, options.startTimeoutMs)
+    try {
+      await started
+    } finally {
+      clearTimeout(timer)
+    }
+    return worker
+  }
+
+  get state (): WorkerState { return this.#state }
+  get pid (): number { return this.#process.pid ?? 0 }
+  get calls (): number { return this.#calls }
+  get task (): string | undefined { return this.#task }
+  get rssBytes (): number { return this.#rssBytes }
+  get python (): string { return this.#ready?.python ?? '' }
+  get tasks (): TaskInfo[] { return this.#ready?.tasks ?? [] }
+  get isAlive (): boolean { return this.#state !== 'dead' && this.#state !== 'stopping' }
+
+  /**
+   * Sends one call and resolves with the worker's reply (a result or a task error).
+   * Rejects with WorkerCallError when the worker times out, dies or breaks the
+   * protocol; the worker is then dead or being killed and must not be reused.
+   * Throws synchronously (before anything is sent) if the input cannot be encoded.
+   */
+  call (task: string, input: unknown, requestId: string, timeoutMs: number): Promise<ReplyMessage> {
+    if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
+    const id = ++this.#callId
+    const frame = encodeCall(id, task, input, requestId)
+    this.#state = 'busy'
+    this.#task = task
+    this.#requestId = requestId
+    this.#logRequestId = requestId
+    this.#calls++
+    this.#timer = setTimeout(this.#onTimeout, timeoutMs)
+    this.#process.stdin.write(frame)
+    return new Promise<ReplyMessage>((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+  }
+
+  /** Reads the worker's resident set size from /proc (Linux); 0 where unavailable. */
+  async sampleRss (): Promise<number> {
+    if (this.#state === 'dead') return this.#rssBytes
+    try {
+      const status = await readFile(`/proc/${this.pid}/status`, 'utf8')
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(status)
+      if (match !== null) this.#rssBytes = Number(match[1]) * 1024
+    } catch {
+      // The process exited between the check and the read; keep the last value.
+    }
+    return this.#rssBytes
+  }
+
+  /**
+   * Graceful stop: close stdin (the worker exits at EOF after its current call),
+   * SIGTERM after graceMs, SIGKILL after graceMs more. Resolves once it has exited.
+   */
+  async stop (graceMs: number): Promise<void> {
+    if (this.#state === 'dead') return
+    if (this.#state !== 'busy') this.#state = 'stopping'
+    this.#process.stdin.end()
+    const term = setTimeout(() => { this.#signal('SIGTERM') }, graceMs)
+    const kill = setTimeout(() => { this.#signal('SIGKILL') }, 2 * graceMs)
+    await this.#exited
+    clearTimeout(term)
+    clearTimeout(kill)
+  }
+
+  /** Kills the process at once (SIGKILL). Resolves once it has exited. */
+  async kill (): Promise<void> {
+    if (this.#state === 'dead') return
+    this.#state = 'stopping'
+    this.#signal('SIGKILL')
+    await this.#exited
+  }
+
+  #signal (signal: NodeJS.Signals): void {
+    try { this.#process.kill(signal) } catch { /* already gone */ }
+  }
+
+  readonly #onTimeout = (): void => {
+    this.#timer = undefined
+    this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
+    void this.kill()
+  }
+
+  #onStdout (chunk: Buffer): void {
+    try {
+      this.#decoder.push(chunk)
+    } catch (error) {
+      if (!(error instanceof FrameError || error instanceof ProtocolError)) throw error
+      this.#onProtocolError(error.message)
+    }
+  }
+
+  #onFrame (body: Buffer): void {
+    switch (this.#state) {
+      case 'starting': {
+        this.#ready = decodeReady(body)
+        this.#state = 'idle'
+        this.#startWaiter?.resolve()
+        this.#startWaiter = undefined
+        return
+      }
+      case 'busy': {
+        const reply = decodeReply(body, this.#callId)
+        const resolve = this.#resolve
+        this.#endCall()
+        this.#state = 'idle'
+        resolve?.(reply)
+        return
+      }
+      default:
+        throw new ProtocolError(`unexpected frame while ${this.#state}`)
+    }
+  }
+
+  #endCall (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#resolve = undefined
+    this.#reject = undefined
+    this.#task = undefined
+    this.#requestId = undefined
+  }
+
+  #failCall (failure: WorkerFailure, message: string): void {
+    const reject = this.#reject
+    this.#endCall()
+    reject?.(new WorkerCallError(failure, message))
+  }
+
+  #onProtocolError (message: string): void {
+    this.#log.error({ worker: this.id, workerPid: this.pid, requestId: this.#requestId }, `worker broke the protocol: ${message}`)
+    this.#failStart(`broke the protocol during start-up: ${message}`)
+    this.#failCall('protocol', message)
+    void this.kill()
+  }
+
+  #failStart (reason: string): void {
+    if (this.#startWaiter === undefined) return
+    const { reject } = this.#startWaiter
+    this.#startWaiter = undefined
+    this.#signal('SIGKILL')
+    reject(new WorkerStartError(`Python worker ${this.#options.python} ${reason}`))
+  }
+
+  #onSpawnError (error: Error): void {
+    this.#state = 'dead'
+    this.#failStart(`could not be started: ${error.message}`)
+    this.#failCall('crash', `worker could not be started: ${error.message}`)
+  }
+
+  #onExit (code: number | null, signal: NodeJS.Signals | null): void {
+    const wasMidFrame = this.#decoder.isMidFrame
+    this.#state = 'dead'
+    this.#flushStderr()
+    const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
+    this.#failStart(this.#fatalLine !== undefined
+      ? `did not start: ${this.#fatalLine}`
+      : `${how} before it was ready${this.#lastStderr.length > 0 ? `; its last words: ${this.#lastStderr.join(' | ')}` : ''}`)
+    this.#failCall('crash', `the worker ${how} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
+    this.#options.onExit?.(this, code, signal)
+  }
+
+  #onStderr (text: string): void {
+    const lines = (this.#stderrPartial + text).split('\n')
+    this.#stderrPartial = lines.pop() ?? ''
+    if (this.#stderrPartial.length > MAX_STDERR_LINE) {
+      lines.push(this.#stderrPartial)
+      this.#stderrPartial = ''
+    }
+    for (const line of lines) this.#logStderr(line)
+  }
+
+  #flushStderr (): void {
+    if (this.#stderrPartial !== '') this.#logStderr(this.#stderrPartial)
+    this.#stderrPartial = ''
+  }
+
+  #logStderr (line: string): void {
+    if (line === '') return
+    if (line.startsWith(FATAL_PREFIX)) this.#fatalLine = line.slice(FATAL_PREFIX.length)
+    if (this.#state === 'starting') {
+      this.#lastStderr.push(line.slice(0, 500))
+      if (this.#lastStderr.length > 5) this.#lastStderr.shift()
+    }
+    const level = LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
+    this.#log[level]({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, stream: 'stderr' }, line)
+  }
+}

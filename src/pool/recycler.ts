@@ -1,0 +1,134 @@
+// Decides when a healthy worker should be retired (too many calls, too much
+// memory, a reload) and gets its spare ready first, so capacity never dips.
+// The pool does the swap when the retiring worker is next free.
+
+import { performance } from 'node:perf_hooks'
+import type { FastifyBaseLogger } from 'fastify'
+import type { PythonWorker } from './python-worker.js'
+
+export type RetireReason = 'max_calls' | 'max_rss' | 'reload'
+
+export interface RecyclerOptions {
+  /** Calls before a worker is recycled, ±10 % per worker; 0 = never. */
+  maxCalls: number
+  /** RSS above which a worker is recycled; 0 = never. */
+  maxRssBytes: number
+  spawn: (id: number) => Promise<PythonWorker>
+  log: FastifyBaseLogger
+  onSpareReady: () => void
+}
+
+interface Retiring {
+  reason: RetireReason
+  spare: PythonWorker | undefined
+  ready: Promise<void>
+}
+
+interface WorkerRecord {
+  callLimit: number
+  lastRssSampleAt: number
+  retiring: Retiring | undefined
+  gone: Array<() => void>
+}
+
+// Reading /proc costs a syscall round trip on the thread pool: at most this often per worker.
+const RSS_SAMPLE_INTERVAL_MS = 250
+// After a spare fails to start, wait this long before trying again for the same reason.
+const RETRY_AFTER_FAILED_SPARE_MS = 5_000
+
+export class Recycler {
+  readonly #options: RecyclerOptions
+  readonly #records = new Map<PythonWorker, WorkerRecord>()
+  #closed = false
+  #spareFailedAt = -Infinity
+
+  constructor (options: RecyclerOptions) {
+    this.#options = options
+  }
+
+  #record (worker: PythonWorker): WorkerRecord {
+    let record = this.#records.get(worker)
+    if (record === undefined) {
+      // Jitter so that workers started together do not all recycle together.
+      const max = this.#options.maxCalls
+      const callLimit = max > 0 ? Math.max(1, Math.round(max * (0.9 + Math.random() * 0.2))) : Infinity
+      record = { callLimit, lastRssSampleAt: -Infinity, retiring: undefined, gone: [] }
+      this.#records.set(worker, record)
+    }
+    return record
+  }
+
+  /**
+   * Called after each successful call. Returns the worker's spare when the worker
+   * is retiring and the spare is ready: the caller swaps them instead of releasing.
+   */
+  afterCall (worker: PythonWorker): { spare: PythonWorker, reason: RetireReason } | undefined {
+    const record = this.#record(worker)
+    if (record.retiring === undefined && worker.calls >= record.callLimit) void this.retire(worker, 'max_calls').catch(() => {})
+    if (this.#options.maxRssBytes > 0 && record.retiring === undefined) {
+      const now = performance.now()
+      if (now - record.lastRssSampleAt >= RSS_SAMPLE_INTERVAL_MS) {
+        record.lastRssSampleAt = now
+        void worker.sampleRss().then((rss) => {
+          if (rss > this.#options.maxRssBytes && worker.isAlive) void this.retire(worker, 'max_rss').catch(() => {})
+        })
+      }
+    }
+    const retiring = record.retiring
+    if (retiring?.spare === undefined) return undefined
+    record.retiring = undefined
+    return { spare: retiring.spare, reason: retiring.reason }
+  }
+
+  /** Marks a worker for retirement and starts its spare; resolves when the spare is ready. */
+  async retire (worker: PythonWorker, reason: RetireReason): Promise<void> {
+    const record = this.#record(worker)
+    if (record.retiring !== undefined) { await record.retiring.ready; return }
+    if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return
+    const retiring: Retiring = { reason, spare: undefined, ready: Promise.resolve() }
+    record.retiring = retiring
+    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, reason, calls: worker.calls, rssBytes: worker.rssBytes }, 'retiring worker; starting its replacement')
+    retiring.ready = this.#options.spawn(worker.id).then((spare) => {
+      if (this.#closed || record.retiring !== retiring) { void spare.kill(); return }
+      retiring.spare = spare
+      this.#options.onSpareReady()
+    }, (error: Error) => {
+      this.#spareFailedAt = performance.now()
+      if (record.retiring === retiring) record.retiring = undefined
+      this.#options.log.error({ worker: worker.id, reason }, `replacement could not start, keeping the old worker: ${error.message}`)
+      throw error
+    })
+    await retiring.ready
+  }
+
+  /** Resolves once the worker has left the pool. */
+  async whenGone (worker: PythonWorker): Promise<void> {
+    const record = this.#records.get(worker)
+    if (record === undefined || !worker.isAlive) return
+    await new Promise<void>((resolve) => { record.gone.push(resolve) })
+  }
+
+  /** The worker has left the pool: drop its record and any spare it did not use. */
+  forget (worker: PythonWorker): void {
+    const record = this.#records.get(worker)
+    if (record === undefined) return
+    this.#records.delete(worker)
+    const spare = record.retiring?.spare
+    record.retiring = undefined
+    if (spare !== undefined) void spare.kill()
+    for (const resolve of record.gone.splice(0)) resolve()
+  }
+
+  /** Shutdown: kill spares that are ready and those still starting once they are. */
+  async close (): Promise<void> {
+    this.#closed = true
+    const kills: Array<Promise<void>> = []
+    for (const [worker, record] of this.#records) {
+      if (record.retiring?.spare !== undefined) kills.push(record.retiring.spare.kill())
+      record.retiring = undefined
+      for (const resolve of record.gone.splice(0)) resolve()
+      this.#records.delete(worker)
+    }
+    await Promise.all(kills)
+  }
+}

@@ -1,0 +1,474 @@
+// Owns the workers and the callers waiting for them. generic-pool keeps the set
+// of workers (min = max = size, a replacement for each one destroyed); this
+// module keeps the wait queue in front of it, because generic-pool cannot cancel
+// a waiting acquire or give each waiter its own deadline, and decides after each
+// call whether a worker is released, recycled or destroyed. HTTP is not its
+// business: it throws the typed errors of errors.ts and lets routes send them.
+
+import { performance } from 'node:perf_hooks'
+import genericPool, { type Pool } from 'generic-pool'
+import type { FastifyBaseLogger } from 'fastify'
+import {
+  InvalidInputError, QueueFullError, QueueTimeoutError, ResultTooLargeError, TaskFailedError,
+  TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
+} from '../errors.js'
+import { PythonWorker, WorkerCallError, type WorkerFailure } from './python-worker.js'
+import { KIND_REJECTED, KIND_TOO_LARGE, MSG_RESULT, type ErrorMessage } from './protocol.js'
+import { WaitQueue, type Waiting } from './wait-queue.js'
+import { Recycler, type RetireReason } from './recycler.js'
+
+export type RestartReason = 'crash' | 'timeout' | 'protocol' | RetireReason
+export type CallOutcome = 'ok' | 'rejected' | 'failed' | 'timeout' | 'worker_died' | 'queue_full' | 'queue_timeout' | 'cancelled'
+export const CALL_OUTCOMES: readonly CallOutcome[] = ['ok', 'rejected', 'failed', 'timeout', 'worker_died', 'queue_full', 'queue_timeout', 'cancelled']
+export const RESTART_REASONS: readonly RestartReason[] = ['crash', 'timeout', 'max_calls', 'max_rss', 'protocol', 'reload']
+
+/** What the pool needs to know of a task. */
+export interface PoolTask {
+  readonly name: string
+  readonly timeoutMs: number
+  readonly maxConcurrency: number
+}
+
+/** One call through the pool; the pool fills in the timings (read them for server-timing). */
+export interface Call {
+  readonly task: PoolTask
+  readonly input: unknown
+  readonly requestId: string
+  /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */
+  readonly budgetMs?: number
+  /** Subscribes to "the client has gone" while the call waits; returns an unsubscribe function. */
+  readonly onClientGone?: (cancel: () => void) => () => void
+  queueMs: number
+  runMs: number
+  /** How the call ended, once it has. */
+  outcome?: CallOutcome
+}
+
+/** Receives what happened, for metrics; the pool keeps no counters of its own. */
+export interface PoolObserver {
+  callEnded: (call: Call, outcome: CallOutcome) => void
+  workerRestarted: (reason: RestartReason) => void
+}
+
+export interface PoolOptions {
+  size: number
+  queueLimit: number
+  queueTimeoutMs: number
+  maxCallsPerWorker: number
+  maxWorkerRssBytes: number
+  stopGraceMs: number
+  /** Starts the worker for slot `id` and resolves once it is ready. */
+  spawn: (id: number) => Promise<PythonWorker>
+  log: FastifyBaseLogger
+  observer: PoolObserver
+}
+
+export interface WorkerSnapshot {
+  id: number
+  pid: number | null
+  state: string
+  calls: number
+  rssBytes: number
+  startedAt: string | null
+  task: string | null
+}
+
+interface Waiter {
+  call: Call
+  enqueuedAt: number
+  resolve: (value: unknown) => void
+  reject: (error: Error) => void
+  entry?: Waiting<Waiter>
+  timer?: NodeJS.Timeout
+  unsubscribe?: () => void
+}
+
+const MAX_BACKOFF_MS = 5_000
+const FAILURE_RESTART: Record<WorkerFailure, RestartReason> = { crash: 'crash', timeout: 'timeout', protocol: 'protocol' }
+
+export class WorkerPool {
+  readonly #options: PoolOptions
+  readonly #pool: Pool<PythonWorker>
+  readonly #queue = new WaitQueue<Waiter>()
+  readonly #running = new Map<string, number>()
+  readonly #recycler: Recycler
+  /** Slot id -> its worker, or 'starting' while a replacement is being spawned. */
+  readonly #slots = new Map<number, PythonWorker | 'starting'>()
+  /** Workers ready to enter the pool: the initial ones, then recycling's spares. */
+  readonly #handoff: PythonWorker[] = []
+  #startFailures = 0
+  #inFlight = 0
+  #draining = false
+  #closed = false
+  #idleWaiters: Array<() => void> = []
+  #reloading: Promise<{ oldPids: number[], newPids: number[], durationMs: number }> | undefined
+
+  private constructor (options: PoolOptions, initial: PythonWorker[]) {
+    this.#options = options
+    this.#handoff.push(...initial)
+    this.#recycler = new Recycler({
+      maxCalls: options.maxCallsPerWorker,
+      maxRssBytes: options.maxWorkerRssBytes,
+      spawn: options.spawn,
+      log: options.log,
+      onSpareReady: () => { this.#sweepIdle() }
+    })
+    this.#pool = genericPool.createPool<PythonWorker>({
+      create: async () => await this.#create(),
+      destroy: async (worker) => { await this.#destroyed(worker) }
+    }, { min: options.size, max: options.size, autostart: true })
+  }
+
+  /**
+   * Spawns all workers and resolves once every one is ready. Throws the first
+   * WorkerStartError (after killing the others) so the server can exit with it.
+   */
+  static async start (options: PoolOptions): Promise<WorkerPool> {
+    const ids = Array.from({ length: options.size }, (_, i) => i + 1)
+    const results = await Promise.allSettled(ids.map(async (id) => await options.spawn(id)))
+    const started = results.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed !== undefined) {
+      await Promise.all(started.map(async (w) => { await w.kill() }))
+      throw failed.reason
+    }
+    const pool = new WorkerPool(options, started)
+    await new Promise<void>((resolve) => { pool.#whenFull(resolve) })
+    return pool
+  }
+
+  /** The tasks the newest worker declared. */
+  get tasks (): PythonWorker['tasks'] {
+    let newest: PythonWorker | undefined
+    for (const w of this.#slots.values()) if (w !== 'starting' && (newest === undefined || w.startedAt >= newest.startedAt)) newest = w
+    return newest?.tasks ?? []
+  }
+
+  /** Workers that can take a call now or after their current one. */
+  get liveWorkers (): number {
+    let live = 0
+    for (const w of this.#slots.values()) if (w !== 'starting' && w.isAlive) live++
+    return live
+  }
+
+  get isDraining (): boolean { return this.#draining }
+  get waiting (): number { return this.#queue.size }
+  get recycler (): Recycler { return this.#recycler }
+
+  /**
+   * Runs a call on a worker and resolves with the task's return value. Rejects
+   * with a typed error of errors.ts; every call ends in exactly one of the two.
+   */
+  run (call: Call): Promise<unknown> {
+    if (this.#draining) return Promise.reject(withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    if (this.#startFailures > 0 && this.liveWorkers === 0) {
+      return Promise.reject(withExtras(new WorkersUnavailableError('no worker is running: they fail to start and are being retried; see the server log'), { retryAfterSeconds: 5 }))
+    }
+    const enqueuedAt = performance.now()
+    // Fast path: a free worker and nobody ahead: no queue entry, no timer.
+    if (this.#queue.size === 0 && this.#pool.available > 0 && this.#hasCapacity(call.task)) {
+      return new Promise((resolve, reject) => { this.#begin({ call, enqueuedAt, resolve, reject }) })
+    }
+    if (this.#queue.size >= this.#options.queueLimit) {
+      call.outcome = 'queue_full'
+      this.#options.observer.callEnded(call, 'queue_full')
+      return Promise.reject(withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
+    }
+    return new Promise((resolve, reject) => { this.#enqueue({ call, enqueuedAt, resolve, reject }) })
+  }
+
+  #enqueue (waiter: Waiter): void {
+    const { call } = waiter
+    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
+    const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
+    waiter.entry = this.#queue.push(waiter)
+    waiter.timer = setTimeout(() => {
+      if (!this.#leaveQueue(waiter)) return
+      const error = byBudget
+        ? new QueueTimeoutError(`${waitMs} (the x-request-timeout-ms budget)`)
+        : new QueueTimeoutError(String(waitMs))
+      this.#settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
+    }, waitMs)
+    waiter.unsubscribe = call.onClientGone?.(() => {
+      if (!this.#leaveQueue(waiter)) return
+      this.#settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
+    })
+  }
+
+  /** Takes a waiter out of the queue; false if it had already left (started or settled). */
+  #leaveQueue (waiter: Waiter): boolean {
+    if (waiter.entry === undefined || !this.#queue.remove(waiter.entry)) return false
+    this.#stopWaiting(waiter)
+    return true
+  }
+
+  #stopWaiting (waiter: Waiter): void {
+    clearTimeout(waiter.timer)
+    waiter.unsubscribe?.()
+    waiter.call.queueMs = performance.now() - waiter.enqueuedAt
+  }
+
+  #settle (waiter: Waiter, outcome: CallOutcome, error?: Error, value?: unknown): void {
+    waiter.call.outcome = outcome
+    this.#options.observer.callEnded(waiter.call, outcome)
+    if (error !== undefined) waiter.reject(error)
+    else waiter.resolve(value)
+  }
+
+  #hasCapacity (task: PoolTask): boolean {
+    return (this.#running.get(task.name) ?? 0) < task.maxConcurrency
+  }
+
+  readonly #canStart = (waiter: Waiter): boolean => this.#hasCapacity(waiter.call.task)
+
+  /** Starts queued calls while workers are free. */
+  #dispatch (): void {
+    while (this.#pool.available > 0 && this.#queue.size > 0) {
+      const waiter = this.#queue.takeFirst(this.#canStart)
+      if (waiter === undefined) break
+      this.#stopWaiting(waiter)
+      this.#begin(waiter)
+    }
+    if (this.#queue.size === 0 && this.#inFlight === 0) this.#notifyIdle()
+  }
+
+  /** Borrows a worker (one is free: generic-pool hands it over synchronously) and runs the call. */
+  #begin (waiter: Waiter): void {
+    const name = waiter.call.task.name
+    this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
+    this.#inFlight++
+    this.#pool.acquire().then(
+      async (worker) => { await this.#execute(waiter, worker) },
+      (error: Error) => { this.#finish(waiter); this.#settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
+    )
+  }
+
+  #finish (waiter: Waiter): void {
+    const name = waiter.call.task.name
+    this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
+    this.#inFlight--
+  }
+
+  async #execute (waiter: Waiter, worker: PythonWorker): Promise<void> {
+    const { call } = waiter
+    if (worker.state !== 'idle') {
+      // It died while idle and was not swept yet: replace it and put the call back in front.
+      this.#discard(worker, 'crash')
+      this.#finish(waiter)
+      waiter.entry = this.#queue.unshift(waiter)
+      this.#dispatch()
+      return
+    }
+    const startedAt = performance.now()
+    call.queueMs = startedAt - waiter.enqueuedAt
+    const deadlineMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
+    const timeoutMs = Math.max(1, Math.ceil(Math.min(call.task.timeoutMs, deadlineMs)))
+    let pending
+    try {
+      pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs)
+    } catch (error) {
+      // The input could not be encoded (nothing was sent): the worker is fine.
+      this.#finish(waiter)
+      this.#giveBack(worker)
+      this.#settle(waiter, 'rejected', new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
+      return
+    }
+    try {
+      const reply = await pending
+      call.runMs = performance.now() - startedAt
+      this.#finish(waiter)
+      this.#giveBack(worker)
+      if (reply.t === MSG_RESULT) this.#settle(waiter, 'ok', undefined, reply.value)
+      else this.#taskError(waiter, reply)
+    } catch (error) {
+      call.runMs = performance.now() - startedAt
+      this.#finish(waiter)
+      const failure = error instanceof WorkerCallError ? error.failure : 'crash'
+      this.#discard(worker, FAILURE_RESTART[failure])
+      if (failure === 'timeout') {
+        this.#settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
+      } else {
+        this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
+        this.#settle(waiter, 'worker_died', new WorkerDiedError(`the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`))
+      }
+    }
+  }
+
+  #taskError (waiter: Waiter, reply: ErrorMessage): void {
+    const { call } = waiter
+    if (reply.kind === KIND_REJECTED) {
+      this.#settle(waiter, 'rejected', withExtras(new TaskRejectedInputError(reply.message), { details: reply.details }))
+      return
+    }
+    if (reply.kind === KIND_TOO_LARGE) {
+      this.#settle(waiter, 'failed', new ResultTooLargeError(reply.message))
+      return
+    }
+    this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
+    this.#settle(waiter, 'failed', new TaskFailedError(call.task.name))
+  }
+
+  /** After a call that left the worker healthy: release it, or swap it for its spare. */
+  #giveBack (worker: PythonWorker): void {
+    const swap = this.#recycler.afterCall(worker)
+    if (swap !== undefined) this.#swap(worker, swap.spare, swap.reason)
+    else void this.#pool.release(worker)
+    this.#dispatch()
+  }
+
+  #swap (worker: PythonWorker, spare: PythonWorker, reason: RestartReason): void {
+    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, newWorkerPid: spare.pid, reason, calls: worker.calls }, 'recycling worker')
+    this.#handoff.push(spare)
+    this.#options.observer.workerRestarted(reason)
+    void this.#pool.destroy(worker)
+  }
+
+  /** Removes a failed worker; generic-pool then asks #create for its replacement. */
+  #discard (worker: PythonWorker, reason: RestartReason): void {
+    this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason }, 'replacing worker')
+    this.#options.observer.workerRestarted(reason)
+    this.#recycler.forget(worker)
+    void this.#pool.destroy(worker)
+  }
+
+  /**
+   * Takes every idle worker out for a moment: dead ones are replaced, retired
+   * ones with a spare are swapped, the rest go straight back. generic-pool
+   * allocates synchronously, so nothing else can take them in between.
+   */
+  #sweepIdle (): void {
+    const idle = this.#pool.available
+    for (let i = 0; i < idle; i++) {
+      this.#pool.acquire().then((worker) => {
+        if (worker.state !== 'idle') this.#discard(worker, 'crash')
+        else this.#giveBack(worker)
+        this.#dispatch()
+      }, () => {})
+    }
+  }
+
+  /** A worker exited on its own (not during a call): replace it if it was idle. */
+  readonly onWorkerExit = (worker: PythonWorker): void => {
+    if (this.#closed) return
+    if (this.#slots.get(worker.id) === worker) this.#sweepIdle()
+  }
+
+  async #create (): Promise<PythonWorker> {
+    const handed = this.#handoff.shift()
+    if (handed !== undefined) {
+      this.#slots.set(handed.id, handed)
+      setImmediate(() => { this.#dispatch(); this.#checkFull() })
+      return handed
+    }
+    let id = 1
+    while (this.#slots.has(id)) id++
+    this.#slots.set(id, 'starting')
+    for (;;) {
+      if (this.#closed) { this.#slots.delete(id); throw new Error('pool closed') }
+      try {
+        const worker = await this.#options.spawn(id)
+        if (this.#closed) { void worker.kill(); continue }
+        this.#startFailures = 0
+        this.#slots.set(id, worker)
+        setImmediate(() => { this.#dispatch(); this.#checkFull() })
+        return worker
+      } catch (error) {
+        this.#startFailures++
+        const delayMs = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#startFailures - 1))
+        this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs: delayMs }, (error as Error).message)
+        // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
+        if (this.liveWorkers === 0) this.#failQueued(() => withExtras(new WorkersUnavailableError('no worker can be started; see the server log'), { retryAfterSeconds: Math.ceil(delayMs / 1000) }), 'worker_died')
+        await new Promise((resolve) => setTimeout(resolve, delayMs).unref())
+      }
+    }
+  }
+
+  async #destroyed (worker: PythonWorker): Promise<void> {
+    if (this.#slots.get(worker.id) === worker) this.#slots.delete(worker.id)
+    this.#recycler.forget(worker)
+    await worker.stop(this.#options.stopGraceMs)
+  }
+
+  #failQueued (makeError: () => Error, outcome: CallOutcome): void {
+    for (const waiter of this.#queue.takeAll()) {
+      this.#stopWaiting(waiter)
+      this.#settle(waiter, outcome, makeError())
+    }
+  }
+
+  #fullWaiters: Array<() => void> = []
+  #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }
+  #checkFull (): void {
+    if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
+    for (const resolve of this.#fullWaiters.splice(0)) resolve()
+  }
+
+  #notifyIdle (): void {
+    for (const resolve of this.#idleWaiters.splice(0)) resolve()
+  }
+
+  /** A snapshot for /api/queue-stats and the gauges. */
+  snapshot (): { pool: { size: number, min: number, max: number, available: number, borrowed: number, pending: number }, queue: { waiting: number, limit: number }, workers: WorkerSnapshot[] } {
+    const workers: WorkerSnapshot[] = []
+    for (const [id, w] of [...this.#slots.entries()].sort((a, b) => a[0] - b[0])) {
+      workers.push(w === 'starting'
+        ? { id, pid: null, state: 'starting', calls: 0, rssBytes: 0, startedAt: null, task: null }
+        : { id, pid: w.pid, state: w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? null })
+    }
+    return {
+      pool: { size: this.#pool.size, min: this.#pool.min, max: this.#pool.max, available: this.#pool.available, borrowed: this.#pool.borrowed, pending: this.#pool.pending },
+      queue: { waiting: this.#queue.size, limit: this.#options.queueLimit },
+      workers
+    }
+  }
+
+  /** Workers in the pool right now (for RSS sampling and reload). */
+  members (): PythonWorker[] {
+    return [...this.#slots.values()].filter((w): w is PythonWorker => w !== 'starting')
+  }
+
+  /**
+   * Replaces every worker, one at a time, each only once its replacement is
+   * ready, so capacity never drops and no call fails.
+   */
+  async reload (): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
+    // One reload at a time: a second request joins the one in progress.
+    this.#reloading ??= this.#reloadAll().finally(() => { this.#reloading = undefined })
+    return await this.#reloading
+  }
+
+  async #reloadAll (): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
+    const started = performance.now()
+    const old = this.members()
+    for (const worker of old) {
+      if (this.#draining) break
+      await this.#recycler.retire(worker, 'reload')
+      this.#sweepIdle()
+      await this.#recycler.whenGone(worker)
+    }
+    return { oldPids: old.map((w) => w.pid), newPids: this.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
+  }
+
+  /**
+   * Shutdown: refuse new calls, let running and queued ones finish for up to
+   * graceMs, then stop every worker. Calls still unfinished then get 503 (queued)
+   * or 502 (running: their worker is stopped).
+   */
+  async drain (graceMs: number): Promise<void> {
+    this.#draining = true
+    if (this.#queue.size > 0 || this.#inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs)
+        this.#idleWaiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+    this.#closed = true
+    this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'worker_died')
+    await this.#recycler.close()
+    const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
+    stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
+    await Promise.all(stopping)
+    await this.#pool.drain()
+    await this.#pool.clear()
+  }
+}

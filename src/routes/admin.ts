@@ -1,0 +1,45 @@
+// POST /admin/reload: a rolling restart of the workers, for new task code.
+// Registered only when ADMIN_TOKEN is set (otherwise the route does not exist: 404).
+
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
+
+/** Compares in constant time: hashing first makes both sides the same length. */
+function sameSecret (given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return timingSafeEqual(a, b)
+}
+
+function authorize (request: FastifyRequest, token: string): void {
+  const header = request.headers.authorization
+  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
+  if (match === null) throw new UnauthorizedError()
+  if (!sameSecret(match[1], token)) throw new ForbiddenError()
+}
+
+export default async function adminRoutes (fastify: FastifyInstance, { token }: { token: string }): Promise<void> {
+  fastify.post('/admin/reload', async (request) => {
+    authorize(request, token)
+    return await reloadWorkers(fastify, 'admin')
+  })
+}
+
+export interface ReloadResult { oldPids: number[], newPids: number[], durationMs: number, tasks: string[] }
+
+/** Rolling reload, then the task table from the new workers. Concurrent reloads share one run (the pool's). */
+export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP'): Promise<ReloadResult> {
+  fastify.log.info({ trigger }, 'reload started')
+  try {
+    const result = await fastify.pool.reload()
+    fastify.tasks.update(fastify.pool.tasks)
+    fastify.metrics.declareTasks(fastify.tasks.names())
+    const done = { ...result, tasks: fastify.tasks.names() }
+    fastify.log.info({ trigger, ...done }, 'reload finished')
+    return done
+  } catch (error) {
+    fastify.log.error({ trigger, err: error }, 'reload failed; the remaining old workers keep serving')
+    throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; the old workers keep serving`)
+  }
+}

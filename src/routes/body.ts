@@ -1,0 +1,112 @@
+// Turns an HTTP body into a task's input: content-type parsers for msgpack and
+// raw bodies, the JSON parser with line/column on errors, and the nesting limit.
+
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import secureJsonParse from 'secure-json-parse'
+import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
+import { decodeValue } from '../pool/protocol.js'
+import { validationError, type Task } from '../task-registry.js'
+
+/** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
+export const MAX_NESTING = 200
+export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
+const JSON_TYPE = 'application/json'
+
+/** Registers the parsers. Bodies that are neither JSON nor msgpack stay bytes until the route knows the task. */
+export function addBodyParsers (fastify: FastifyInstance): void {
+  fastify.removeContentTypeParser(JSON_TYPE)
+  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJson(body as string))
+    } catch (error) {
+      done(error as Error, undefined)
+    }
+  })
+  fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_request, body, done) => {
+    try {
+      done(null, decodeValue(body as Buffer))
+    } catch (error) {
+      done(new InvalidInputError(`body is not valid msgpack: ${(error as Error).message}`), undefined)
+    }
+  })
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => { done(null, body) })
+}
+
+function parseJson (text: string): unknown {
+  if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
+  try {
+    return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
+  } catch (error) {
+    const message = (error as Error).message
+    const position = /at position (\d+)/.exec(message)
+    const details = position !== null ? lineAndColumn(text, Number(position[1])) : undefined
+    throw withExtras(new InvalidInputError(`body is not valid JSON: ${message}`), { details })
+  }
+}
+
+function lineAndColumn (text: string, position: number): { line: number, column: number } {
+  let line = 1
+  let lineStart = 0
+  for (let i = text.indexOf('\n'); i !== -1 && i < position; i = text.indexOf('\n', i + 1)) {
+    line++
+    lineStart = i + 1
+  }
+  return { line, column: position - lineStart + 1 }
+}
+
+/** True when arrays or objects nest deeper than `limit`. Iterative: a hostile body cannot overflow the stack. */
+export function nestsDeeperThan (value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number]
+    if (depth > limit) return true
+    if (ArrayBuffer.isView(node)) continue
+    for (const child of Array.isArray(node) ? node : Object.values(node as object)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+    }
+  }
+  return false
+}
+
+function mediaType (request: FastifyRequest): { type: string, charset: string | undefined } {
+  const header = request.headers['content-type'] ?? ''
+  const [type, ...params] = header.split(';')
+  const charset = params.map((p) => /^\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(p)?.[1]).find((c) => c !== undefined)
+  return { type: type.trim().toLowerCase(), charset }
+}
+
+/** The task's input from the request, validated; throws 400/415 errors. */
+export function inputFor (task: Task, request: FastifyRequest): unknown {
+  const body = request.body
+  const { type, charset } = mediaType(request)
+  if (type === JSON_TYPE || MSGPACK_TYPES.includes(type)) {
+    if (nestsDeeperThan(body, MAX_NESTING)) throw new InvalidInputError(`body nests deeper than ${MAX_NESTING} levels`)
+    if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
+    return body
+  }
+  if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
+  if (task.rawField === null || !task.raw.includes(type)) {
+    const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
+    throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
+  }
+  const bytes = (body ?? Buffer.alloc(0)) as Buffer
+  const input: Record<string, unknown> = { ...(request.query as Record<string, unknown>) }
+  input[task.rawField] = type === 'application/octet-stream' ? bytes : decodeText(bytes, charset)
+  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
+  return input
+}
+
+function decodeText (bytes: Buffer, charset: string | undefined): string {
+  let decoder: TextDecoder
+  try {
+    decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true })
+  } catch {
+    throw new UnsupportedMediaTypeError(`charset ${JSON.stringify(charset)} is not supported; send UTF-8`)
+  }
+  try {
+    return decoder.decode(bytes)
+  } catch {
+    throw new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text`)
+  }
+}

@@ -1,0 +1,17 @@
+// GET /ready: 200 while at least one worker can take calls and the server is not
+// draining, 503 otherwise. (GET /health is plugins/pressure.ts's.)
+
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoutes (fastify: FastifyInstance): Promise<void> {
+  fastify.get('/ready', { logLevel: 'warn' }, async (_request, reply) => {
+    const workers = fastify.pool.liveWorkers
+    const draining = fastify.pool.isDraining
+    const ready = workers > 0 && !draining
+    return reply.status(ready ? 200 : 503).send({
+      status: ready ? 'ready' : draining ? 'draining' : 'no workers',
+      workers,
+      waiting: fastify.pool.waiting
+    })
+  })
+}

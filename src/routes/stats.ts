@@ -1,0 +1,39 @@
+// GET /api/queue-stats (JSON snapshot) and GET /metrics (Prometheus text).
+// Both read the same live state: the pool's snapshot and the metric counters.
+
+import type { FastifyInstance } from 'fastify'
+
+export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
+  const startedAt = Date.now()
+
+  fastify.get('/api/queue-stats', async () => {
+    const snapshot = fastify.pool.snapshot()
+    const { calls, restarts } = await fastify.metrics.counts()
+    return {
+      pool: snapshot.pool,
+      queue: { ...snapshot.queue, rejected: calls.queue_full + calls.queue_timeout },
+      tasks: {
+        completed: calls.ok,
+        failed: calls.rejected + calls.failed,
+        timedOut: calls.timeout,
+        workerDied: calls.worker_died
+      },
+      workers: snapshot.workers,
+      restarts: {
+        crash: restarts.crash,
+        timeout: restarts.timeout,
+        maxCalls: restarts.max_calls,
+        maxRss: restarts.max_rss,
+        protocol: restarts.protocol,
+        reload: restarts.reload
+      },
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000)
+    }
+  })
+
+  fastify.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+    const registry = fastify.metrics.registry
+    const text = await registry.metrics()
+    return reply.type(registry.contentType).send(text)
+  })
+}

@@ -1,0 +1,71 @@
+// The task API: list tasks, describe one, run one. Thin: input comes from
+// body.ts, running is the pool's job, writing the value is replies.ts's.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { InvalidInputError, TaskNotFoundError } from '../errors.js'
+import type { Call } from '../pool/worker-pool.js'
+import { addBodyParsers, inputFor } from './body.js'
+import { sendValue } from './replies.js'
+import { serverTiming } from './timing.js'
+
+const TIMEOUT_HEADER = 'x-request-timeout-ms'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The call this request made, once validated (for logs, metrics and server-timing). */
+    pyfleetCall: Call | null
+  }
+}
+
+interface NameParams { name: string }
+
+function budgetMs (request: FastifyRequest): number | undefined {
+  const raw = request.headers[TIMEOUT_HEADER]
+  if (raw === undefined) return undefined
+  const value = Array.isArray(raw) ? raw[0] : raw
+  if (!/^\d{1,9}$/.test(value.trim()) || Number(value) < 1) {
+    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1`)
+  }
+  return Number(value)
+}
+
+/** Subscribes to the client's connection closing while the call is queued. */
+function clientGone (reply: FastifyReply): (cancel: () => void) => () => void {
+  return (cancel) => {
+    const response = reply.raw
+    const onClose = (): void => { if (!response.writableFinished) cancel() }
+    response.once('close', onClose)
+    return () => { response.off('close', onClose) }
+  }
+}
+
+export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
+  addBodyParsers(fastify)
+  fastify.decorateRequest('pyfleetCall', null)
+
+  fastify.get('/api/tasks', async () => ({ tasks: fastify.tasks.list() }))
+
+  fastify.get<{ Params: NameParams }>('/api/tasks/:name', async (request) => {
+    const task = fastify.tasks.get(request.params.name)
+    if (task === undefined) throw new TaskNotFoundError(JSON.stringify(request.params.name.slice(0, 100)))
+    return fastify.tasks.describe(task)
+  })
+
+  fastify.post<{ Params: NameParams }>('/api/tasks/:name', async (request, reply) => {
+    const task = fastify.tasks.get(request.params.name)
+    if (task === undefined) throw new TaskNotFoundError(JSON.stringify(request.params.name.slice(0, 100)))
+    const call: Call = {
+      task,
+      input: inputFor(task, request),
+      requestId: request.id,
+      budgetMs: budgetMs(request),
+      onClientGone: clientGone(reply),
+      queueMs: 0,
+      runMs: 0
+    }
+    request.pyfleetCall = call
+    const value = await fastify.pool.run(call)
+    reply.header('server-timing', serverTiming(call))
+    return sendValue(request, reply, value)
+  })
+}

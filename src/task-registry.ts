@@ -1,0 +1,112 @@
+// The tasks the workers declared, with what Node adds to them: compiled input
+// validators, the effective timeout and concurrency limit. Routes look tasks up
+// here; the pool only sees the PoolTask part.
+
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import type { Config } from './config.js'
+import type { TaskInfo } from './pool/protocol.js'
+import type { PoolTask } from './pool/worker-pool.js'
+import { ValidationError, withExtras } from './errors.js'
+
+/** A task ready to be called from HTTP. */
+export interface Task extends PoolTask {
+  readonly doc: string
+  readonly schema: TaskInfo['schema']
+  readonly raw: readonly string[]
+  readonly rawField: string | null
+  /** Checks a JSON or msgpack body: no type coercion. */
+  readonly validateBody: ValidateFunction
+  /** Checks a raw body merged with query-string options, which are coerced to the schema's types. */
+  readonly validateRaw: ValidateFunction
+}
+
+/** The shape GET /api/tasks lists. */
+export interface TaskDescription {
+  name: string
+  description: string
+  schema: TaskInfo['schema']
+  timeoutMs: number
+  raw: readonly string[]
+  maxConcurrency: number
+}
+
+function makeAjv (coerceTypes: boolean): Ajv {
+  // strict: a typo in a task's schema fails at start instead of silently accepting anything.
+  // validateFormats off: no format plugin is bundled, so "format" is an annotation only.
+  const ajv = new Ajv({ strict: true, coerceTypes, allErrors: false, validateFormats: false, useDefaults: false })
+  // {"bytes": true} matches binary values (msgpack bin, raw octet-stream bodies).
+  ajv.addKeyword({ keyword: 'bytes', schemaType: 'boolean', validate: (expected: boolean, data: unknown) => (data instanceof Uint8Array) === expected })
+  return ajv
+}
+
+/** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
+export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string): Error {
+  const list = errors ?? []
+  const first = list[0]
+  const message = first === undefined ? `${dataVar} is invalid` : `${dataVar}${first.instancePath} ${first.message ?? 'is invalid'}`
+  return withExtras(new ValidationError(message), {
+    details: list.map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }))
+  })
+}
+
+export class TaskRegistry {
+  readonly #config: Config
+  readonly #strict = makeAjv(false)
+  readonly #coercing = makeAjv(true)
+  #tasks = new Map<string, Task>()
+
+  constructor (config: Config) {
+    this.#config = config
+  }
+
+  /**
+   * Replaces the table with what workers declared. Throws if a schema does not
+   * compile, naming the task, so start-up fails with a clear line.
+   */
+  update (infos: readonly TaskInfo[]): void {
+    const tasks = new Map<string, Task>()
+    for (const info of infos) {
+      let validateBody: ValidateFunction
+      let validateRaw: ValidateFunction
+      try {
+        validateBody = this.#strict.compile(info.schema)
+        validateRaw = this.#coercing.compile(info.schema)
+      } catch (error) {
+        throw new Error(`task ${info.name} declares an invalid input schema: ${(error as Error).message}`)
+      }
+      const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize
+      tasks.set(info.name, Object.freeze({
+        name: info.name,
+        doc: info.doc,
+        schema: info.schema,
+        timeoutMs: info.timeoutMs ?? this.#config.taskTimeoutMs,
+        maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
+        raw: Object.freeze([...info.raw]),
+        rawField: info.rawField,
+        validateBody,
+        validateRaw
+      }))
+    }
+    this.#tasks = tasks
+  }
+
+  get (name: string): Task | undefined {
+    return this.#tasks.get(name)
+  }
+
+  has (name: string): boolean {
+    return this.#tasks.has(name)
+  }
+
+  names (): string[] {
+    return [...this.#tasks.keys()]
+  }
+
+  describe (task: Task): TaskDescription {
+    return { name: task.name, description: task.doc, schema: task.schema, timeoutMs: task.timeoutMs, raw: task.raw, maxConcurrency: task.maxConcurrency }
+  }
+
+  list (): TaskDescription[] {
+    return [...this.#tasks.values()].map((t) => this.describe(t))
+  }
+}

@@ -1,0 +1,14 @@
+"""pyfleet worker runtime. Task authors need only ``task`` and ``TaskError``:
+
+    from pyfleet import task, TaskError
+
+    @task("greet", schema={"type": "object", "required": ["name"]})
+    def greet(input):
+        return {"hello": input["name"]}
+"""
+
+from .errors import TaskError
+from .registry import task
+
+__all__ = ["task", "TaskError"]
+PROTOCOL_VERSION = 1

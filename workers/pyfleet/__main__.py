@@ -1,0 +1,115 @@
+"""Worker process entry: ``python3 -m pyfleet [--module M ...] [--diag]``.
+
+Sets up the process (stdio guard, signals, parent death), imports task
+modules once, then hands the protocol streams to loop.serve. Exit codes are
+named below so the server can tell a broken set-up from a crash.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_IMPORT_FAILED = 3
+EXIT_MISSING_DEPENDENCY = 4
+EXIT_PROTOCOL_ERROR = 5
+
+BUILTIN_MODULES = [
+    "pyfleet_tasks.echo",
+    "pyfleet_tasks.xml_import",
+    "pyfleet_tasks.csv_profile",
+    "pyfleet_tasks.text_stats",
+    "pyfleet_tasks.stats",
+    "pyfleet_tasks.hash_digest",
+]
+DIAG_MODULE = "pyfleet_tasks.diag"
+
+
+def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
+    # One line, prefixed so the server can quote it as the reason the worker did not start.
+    sys.stderr.write(f"pyfleet-fatal: {line}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the server dies, even by kill -9 (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # stdin EOF still ends us when the server goes away cleanly
+    # The parent may have died before prctl took effect: then we were re-parented.
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(EXIT_OK)
+
+
+def guard_stdout() -> int:
+    """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr."""
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol_fd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python3 -m pyfleet")
+    parser.add_argument("--module", action="append", default=[], help="extra task module to import (repeatable)")
+    parser.add_argument("--diag", action="store_true", help="register diag.work")
+    parser.add_argument("--max-frame-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    args = parser.parse_args()
+
+    die_with_parent(args.parent_pid)
+    # Ctrl-C in a terminal signals the whole process group; the server decides
+    # when workers stop (after in-flight calls), so workers ignore SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    protocol_fd = guard_stdout()
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        import msgpack  # noqa: F401
+    except ImportError:
+        fail(
+            EXIT_MISSING_DEPENDENCY,
+            f"the Python package 'msgpack' is not importable by {sys.executable}; "
+            "install it (Debian: apt-get install python3-msgpack python3-defusedxml; "
+            "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it",
+        )
+
+    from .frames import FrameError
+    from .loop import serve
+    from .protocol import ProtocolError
+
+    modules = BUILTIN_MODULES + ([DIAG_MODULE] if args.diag else []) + args.module
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            hint = "check TASK_MODULES and PYTHONPATH" if exc.name == name else f"install the package that provides '{exc.name}'"
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
+        except Exception as exc:
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
+
+    reader = os.fdopen(0, "rb", buffering=1 << 16)
+    writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
+    try:
+        serve(reader, writer, args.max_frame_bytes)
+    except (FrameError, ProtocolError) as exc:
+        fail(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
+    except BrokenPipeError:
+        pass  # the server went away mid-reply; nobody is left to tell
+    os._exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The one exception type whose message reaches HTTP clients.
+
+Everything else a task raises is reported as TASK_FAILED with the traceback
+kept in the worker's log (stderr), never sent to the client.
+"""
+
+from typing import Any, Optional
+
+
+class TaskError(Exception):
+    """Bad but well-formed input: becomes HTTP 422 TASK_REJECTED_INPUT.
+
+    ``message`` is shown to the client as is, so it must be safe to show;
+    ``details`` (JSON-able) goes into the error body's ``details`` field,
+    e.g. ``{"line": 3, "column": 7}`` for a parse error.
+    """
+
+    def __init__(self, message: str, details: Optional[Any] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details

@@ -1,0 +1,52 @@
+"""Length-prefixed frames on binary streams.
+
+    +--------------------+---------------------------+
+    | length n (4 bytes, | n bytes of msgpack: one   |
+    | unsigned, big end.)| map (see protocol.py)     |
+    +--------------------+---------------------------+
+
+This module only moves bytes; protocol.py gives them meaning. The length is
+checked before the body is read, and a clean EOF at a frame boundary is told
+apart from a frame cut short.
+"""
+
+import struct
+from typing import BinaryIO, Optional
+
+HEADER = struct.Struct(">I")
+HEADER_BYTES = HEADER.size
+
+
+class FrameError(Exception):
+    """The stream broke the framing rules: the peer is not to be trusted any more."""
+
+
+def read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """Read n bytes; fewer only at EOF. BufferedReader.read loops for us."""
+    data = stream.read(n)
+    if data is None:  # non-blocking stream with nothing ready: we never use one
+        raise FrameError("stream is non-blocking")
+    return data
+
+
+def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
+    """Return the next frame's body, or None on EOF at a frame boundary."""
+    header = read_exactly(stream, HEADER_BYTES)
+    if not header:
+        return None
+    if len(header) < HEADER_BYTES:
+        raise FrameError(f"stream ended inside a frame header ({len(header)} of {HEADER_BYTES} bytes)")
+    (length,) = HEADER.unpack(header)
+    if length > max_frame_bytes:
+        raise FrameError(f"frame of {length} bytes is over the limit of {max_frame_bytes}")
+    body = read_exactly(stream, length)
+    if len(body) < length:
+        raise FrameError(f"stream ended inside a frame body ({len(body)} of {length} bytes)")
+    return body
+
+
+def write_frame(stream: BinaryIO, body: bytes) -> None:
+    """Write one frame and flush. Small frames go out in a single write(2)."""
+    stream.write(HEADER.pack(len(body)))
+    stream.write(body)
+    stream.flush()

@@ -1,0 +1,98 @@
+"""The worker's read-call-reply loop: one call at a time, in arrival order.
+
+It turns task outcomes into result/error messages; framing is frames.py's
+job and the process set-up (stdio, signals, imports) is __main__'s.
+"""
+
+import asyncio
+import logging
+import traceback
+from typing import Any, BinaryIO, Dict, Optional
+
+from . import protocol, registry
+from .errors import TaskError
+from .frames import read_frame, write_frame
+
+log = logging.getLogger("pyfleet")
+
+
+class CallContext:
+    """The request id of the call being run, for log lines (see __main__)."""
+
+    request_id: Optional[str] = None
+
+
+class Runner:
+    """Runs task functions, sync or async, and reports what happened as a message."""
+
+    def __init__(self) -> None:
+        # One event loop for the worker's life, created on the first async task.
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def run(self, message: Dict[str, Any]) -> Dict[str, Any]:
+        call_id = message.get("id")
+        name = message.get("task")
+        task = registry.get(name) if isinstance(name, str) else None
+        if task is None:
+            return protocol.error(call_id, protocol.KIND_FAILED, "UnknownTask", f"this worker has no task {name!r}")
+        try:
+            value = task.fn(message.get("input"))
+            if task.is_async:
+                value = self._event_loop().run_until_complete(value)
+            return protocol.result(call_id, value)
+        except TaskError as exc:
+            return protocol.error(call_id, protocol.KIND_REJECTED, type(exc).__name__, exc.message, exc.details)
+        except Exception as exc:
+            return _failed(call_id, exc)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop
+
+
+def _failed(call_id: Any, exc: BaseException) -> Dict[str, Any]:
+    # The traceback travels to the server for its log only; clients see a generic message.
+    reply = protocol.error(call_id, protocol.KIND_FAILED, type(exc).__name__, str(exc))
+    reply["traceback"] = "".join(traceback.format_exception(exc))
+    return reply
+
+
+def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
+    """Encode a reply, turning unencodable or oversize results into error messages."""
+    call_id = reply.get("id")
+    try:
+        body = protocol.encode(reply)
+    except Exception as exc:  # TypeError from _to_msgpack, OverflowError for ints past 64 bits, ...
+        body = protocol.encode(_failed(call_id, exc))
+    if len(body) > max_frame_bytes:
+        body = protocol.encode(
+            protocol.error(
+                call_id,
+                protocol.KIND_TOO_LARGE,
+                "ResultTooLarge",
+                f"the result is {len(body)} bytes, over the limit of {max_frame_bytes} (MAX_FRAME_BYTES)",
+            )
+        )
+    return body
+
+
+def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
+    """Say ready, then answer calls until stdin ends. Raises FrameError/ProtocolError on a broken peer."""
+    tasks = [task.describe() for task in registry.all_tasks()]
+    write_frame(writer, protocol.encode(protocol.ready(tasks)))
+    runner = Runner()
+    while True:
+        body = read_frame(reader, max_frame_bytes)
+        if body is None:
+            return
+        message = protocol.decode(body)
+        if message["t"] != protocol.MSG_CALL:
+            raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
+        CallContext.request_id = message.get("requestId")
+        try:
+            reply = runner.run(message)
+        finally:
+            CallContext.request_id = None
+        write_frame(writer, encode_reply(reply, max_frame_bytes))

@@ -1,0 +1,85 @@
+"""Messages of the worker protocol (SPEC section 4) and their msgpack coding.
+
+    worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
+    server -> worker:        {t: "call", id, task, input, requestId}
+    worker -> server:        {t: "result", id, value}
+    worker -> server:        {t: "error", id, kind, type, message, details?}
+
+The names here are spelled as in src/pool/protocol.ts.
+"""
+
+import datetime
+import decimal
+import os
+import platform
+import uuid
+from typing import Any, Dict, List, Optional
+
+import msgpack
+
+from . import PROTOCOL_VERSION
+
+MSG_READY = "ready"
+MSG_CALL = "call"
+MSG_RESULT = "result"
+MSG_ERROR = "error"
+
+KIND_REJECTED = "rejected"
+KIND_FAILED = "failed"
+KIND_TOO_LARGE = "too_large"
+
+
+class ProtocolError(Exception):
+    """A frame that decodes but is not a message we understand."""
+
+
+def _to_msgpack(value: Any) -> Any:
+    """Types msgpack can't carry, turned into what a JSON client would expect."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a task returned a {type(value).__name__}, which cannot be sent; return dicts, lists, str, numbers, bool, None or bytes")
+
+
+# One packer for the worker's life: building one per message costs more than the message.
+_packer = msgpack.Packer(use_bin_type=True, default=_to_msgpack, autoreset=True)
+
+
+def encode(message: Dict[str, Any]) -> bytes:
+    return _packer.pack(message)
+
+
+def decode(body: bytes) -> Dict[str, Any]:
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"frame is not valid msgpack: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("frame is not a message map with a 't' field")
+    return message
+
+
+def ready(tasks: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {
+        "t": MSG_READY,
+        "v": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "tasks": tasks,
+    }
+
+
+def result(call_id: int, value: Any) -> Dict[str, Any]:
+    return {"t": MSG_RESULT, "id": call_id, "value": value}
+
+
+def error(call_id: int, kind: str, type_name: str, message: str, details: Optional[Any] = None) -> Dict[str, Any]:
+    body = {"t": MSG_ERROR, "id": call_id, "kind": kind, "type": type_name, "message": message}
+    if details is not None:
+        body["details"] = details
+    return body

@@ -1,0 +1,249 @@
+"""``stats.describe`` and ``stats.regression``: summary statistics and polynomial least squares.
+
+Pure standard library; `mean` and `sample_stddev` are shared with csv.profile.
+Every sum goes through math.fsum, and values are rescaled by powers of two
+(exact) where squares could overflow.
+"""
+
+import math
+from bisect import bisect_left
+from operator import mul
+
+from pyfleet import TaskError, task
+
+DEFAULT_BINS = 10
+MAX_BINS = 1000
+MAX_DEGREE = 5
+PERCENTS = (1, 5, 25, 50, 75, 95, 99)
+_EPSILON = 2.0**-52
+
+
+def _number_array(description):
+    return {"type": "array", "items": {"type": "number"}, "description": description}
+
+
+DESCRIBE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["values"],
+    "properties": {
+        "values": {**_number_array("the sample; finite numbers"), "minItems": 1},
+        "bins": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_BINS,
+            "default": DEFAULT_BINS,
+            "description": "histogram bins of equal width between min and max",
+        },
+    },
+}
+
+REGRESSION_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["x", "y"],
+    "properties": {
+        "x": _number_array("the predictor; finite numbers, as many as y"),
+        "y": _number_array("the response; finite numbers, as many as x"),
+        "degree": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_DEGREE,
+            "default": 1,
+            "description": "degree of the fitted polynomial",
+        },
+    },
+}
+
+
+@task("stats.describe", schema=DESCRIBE_SCHEMA, timeout_ms=10000)
+def describe(input):
+    """Summary statistics of a sample: count, mean, median, sample stddev, min, max, percentiles and a histogram.
+
+    Percentiles interpolate linearly between order statistics, as numpy's
+    default (index ``(n - 1) * p``). ``stddev`` is null below two values (or
+    beyond the float range). The histogram has ``bins`` bins of equal width,
+    each closed on the left and the last also on the right, as numpy's; when
+    all values are equal it is one bin ``[v, v]`` holding them all.
+    """
+    values = sorted(_finite_floats("values", input["values"]))
+    count = len(values)
+    center = mean(values)
+    quantiles = {f"p{percent}": _percentile(values, percent) for percent in PERCENTS}
+    return {
+        "count": count,
+        "mean": center,
+        "median": quantiles["p50"],
+        "stddev": sample_stddev(values, center),
+        "min": values[0],
+        "max": values[-1],
+        "quantiles": quantiles,
+        "histogram": _histogram(values, input.get("bins", DEFAULT_BINS)),
+    }
+
+
+@task("stats.regression", schema=REGRESSION_SCHEMA, timeout_ms=30000)
+def regression(input):
+    """Polynomial least-squares fit of y on x: coefficients (constant term first), r2 and residual standard error.
+
+    Solved by Householder QR on the Vandermonde matrix of x centred and scaled
+    to [-1, 1], then converted back to powers of x; never by normal equations.
+    ``r2`` is 1 when y is constant; ``residualStandardError`` is
+    sqrt(SSres / (n - degree - 1)), null for an exact fit of degree + 1 points.
+    """
+    x = _finite_floats("x", input["x"])
+    y = _finite_floats("y", input["y"])
+    degree = input.get("degree", 1)
+    terms = degree + 1
+    if len(x) != len(y):
+        raise TaskError(f"x has {len(x)} values but y has {len(y)}: they must pair up", {"x": len(x), "y": len(y)})
+    if len(x) < terms:
+        raise TaskError(f"a degree-{degree} fit needs at least {terms} points, got {len(x)}")
+    distinct = len(set(x))
+    if distinct < terms:
+        raise TaskError(f"x has {distinct} distinct value(s) but a degree-{degree} fit needs at least {terms}")
+
+    # Map x onto [-1, 1] so the Vandermonde columns stay well conditioned.
+    low, high = min(x), max(x)
+    center, half_range = low / 2 + high / 2, high / 2 - low / 2
+    if half_range == 0.0:  # distinct values so close that halving them underflows
+        raise _singular(degree)
+    t = [(v - center) / half_range for v in x]
+    # Scale y by a power of two (exact) into (-1, 1): no square below can overflow.
+    y_exponent = math.frexp(max(map(abs, y)))[1]
+    y_scaled = [math.ldexp(v, -y_exponent) for v in y]
+
+    columns = [[1.0] * len(t)]
+    for _ in range(degree):
+        columns.append(list(map(mul, columns[-1], t)))
+    solution = _least_squares(columns, y_scaled, degree)
+
+    fitted = [_horner(solution, v) for v in t]
+    ss_residual = math.fsum((v - f) * (v - f) for v, f in zip(y_scaled, fitted))
+    y_mean = math.fsum(y_scaled) / len(y_scaled)
+    ss_total = math.fsum((v - y_mean) * (v - y_mean) for v in y_scaled)
+    dof = len(x) - terms
+    return {
+        "degree": degree,
+        "coefficients": _power_coefficients(solution, center, half_range, y_exponent),
+        "r2": 1.0 if ss_total == 0.0 else 1.0 - ss_residual / ss_total,
+        "residualStandardError": math.ldexp(math.sqrt(ss_residual / dof), y_exponent) if dof else None,
+    }
+
+
+def mean(values):
+    """Arithmetic mean of a non-empty sequence: correctly rounded sum, divided once."""
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:
+        # the sum passes the float range although the mean cannot
+        return math.fsum(v / len(values) for v in values)
+
+
+def sample_stddev(values, center):
+    """Sample standard deviation around ``center`` (the mean); None below two values or when it overflows."""
+    count = len(values)
+    if count < 2:
+        return None
+    exponent = math.frexp(max(map(abs, values)))[1]
+    scaled_center = math.ldexp(center, -exponent)
+    deviations = [math.ldexp(v, -exponent) - scaled_center for v in values]
+    # The second term corrects for rounding in the mean (the "corrected two-pass" formula).
+    drift = math.fsum(deviations)
+    variance = (math.fsum(d * d for d in deviations) - drift * drift / count) / (count - 1)
+    try:
+        return math.ldexp(math.sqrt(max(variance, 0.0)), exponent)
+    except OverflowError:
+        return None
+
+
+def _finite_floats(name, values):
+    floats = [float(v) for v in values]
+    for index, value in enumerate(floats):
+        if not math.isfinite(value):
+            raise TaskError(f"{name}[{index}] is {value}, not a finite number", {"index": index})
+    return floats
+
+
+def _percentile(ordered, percent):
+    # Integer arithmetic for the index, so p25 of 5 values is exactly the 2nd, not one ulp off it.
+    index, remainder = divmod(percent * (len(ordered) - 1), 100)
+    if remainder == 0:
+        return ordered[index]
+    return _interpolate(ordered[index], ordered[index + 1], remainder / 100)
+
+
+def _interpolate(a, b, fraction):
+    """numpy's lerp: exact at both ends; falls back to a weighted sum when b - a overflows."""
+    step = b - a
+    if not math.isfinite(step):
+        return a * (1 - fraction) + b * fraction
+    return a + step * fraction if fraction < 0.5 else b - step * (1 - fraction)
+
+
+def _histogram(ordered, bins):
+    low, high = ordered[0], ordered[-1]
+    if low == high:
+        return {"edges": [low, high], "counts": [len(ordered)]}
+    edges = [low]
+    for i in range(1, bins):
+        # max() keeps rounding from ever making an edge fall below the previous one
+        edges.append(max(edges[-1], _interpolate(low, high, i / bins)))
+    edges.append(high)
+    # Bins are [edge, next edge), the last closed: count by bisecting the sorted values.
+    starts = [bisect_left(ordered, edge) for edge in edges[:-1]] + [len(ordered)]
+    return {"edges": edges, "counts": [starts[i + 1] - starts[i] for i in range(bins)]}
+
+
+def _least_squares(columns, target, degree):
+    """Coefficients minimising |A c - target| for A given by its columns (overwritten), by Householder QR."""
+    rows, width = len(target), len(columns)
+    target = list(target)
+    norms = [math.sqrt(math.fsum(v * v for v in column)) for column in columns]
+    diagonal = []
+    for k in range(width):
+        reflector = columns[k][k:]
+        alpha = -math.copysign(math.sqrt(math.fsum(v * v for v in reflector)), reflector[0])
+        # A column (almost) inside the span of the ones before it: numpy's rcond test on R's diagonal.
+        if abs(alpha) <= max(rows, width) * _EPSILON * norms[k]:
+            raise _singular(degree)
+        reflector[0] -= alpha  # alpha has the opposite sign of reflector[0]: no cancellation
+        scale = 2.0 / math.fsum(v * v for v in reflector)
+        for column in columns[k + 1 :] + [target]:
+            tail = column[k:]
+            factor = scale * math.fsum(map(mul, reflector, tail))
+            column[k:] = [a - factor * v for a, v in zip(tail, reflector)]
+        diagonal.append(alpha)
+    solution = [0.0] * width
+    for k in reversed(range(width)):
+        known = math.fsum(columns[j][k] * solution[j] for j in range(k + 1, width))
+        solution[k] = (target[k] - known) / diagonal[k]
+    return solution
+
+
+def _horner(coefficients, value):
+    result = 0.0
+    for coefficient in reversed(coefficients):
+        result = result * value + coefficient
+    return result
+
+
+def _power_coefficients(solution, center, half_range, y_exponent):
+    """Turn p(t) = sum b_j t^j with t = (x - c) / s into powers of x: a_k = sum_j b_j C(j, k) (-c/s)^(j-k) / s^k."""
+    ratio = -center / half_range
+    try:
+        coefficients = []
+        for k in range(len(solution)):
+            terms = (b * math.comb(j, k) * ratio ** (j - k) for j, b in enumerate(solution) if j >= k)
+            coefficients.append(math.ldexp(math.fsum(terms) / half_range**k, y_exponent))
+    except (OverflowError, ZeroDivisionError, ValueError):  # ValueError: fsum of inf and -inf
+        coefficients = None
+    if coefficients is None or not all(map(math.isfinite, coefficients)):
+        raise TaskError("the fitted coefficients are beyond the range of a 64-bit float; rescale x or y")
+    return coefficients
+
+
+def _singular(degree):
+    return TaskError(
+        f"x values are too close together for a degree-{degree} fit (the design matrix is numerically singular)"
+    )

@@ -1,0 +1,207 @@
+"""``xml.import``: untrusted XML in, plain records out.
+
+Parsing and the refusal of DTDs, entities and external references are
+defusedxml's; this module streams the document and turns elements into dicts.
+"""
+
+from xml.etree.ElementTree import TreeBuilder
+
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import DefusedXMLParser, ParseError, iterparse
+from xml.parsers.expat import ErrorString
+
+from pyfleet import TaskError, task
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100000
+# Conversion recurses once per level, and every level can add a dict and a
+# list to the result, which msgpack packs only 511 containers deep.
+MAX_DEPTH = 200
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["xml"],
+    "properties": {
+        "xml": {
+            "description": "the XML document, as text or as bytes (then its own encoding declaration applies)",
+            "anyOf": [{"type": "string"}, {"bytes": True}],
+        },
+        "record": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "pattern": "^[^\\s<>&:{}\"'/=]+$",
+            "description": "local name (no prefix) of the elements to import; default: every child of the root",
+        },
+        "limit": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_LIMIT,
+            "default": DEFAULT_LIMIT,
+            "description": "most records to return; count still tells how many matched",
+        },
+    },
+}
+
+
+@task("xml.import", schema=SCHEMA, timeout_ms=30000, raw=("application/xml", "text/xml"), raw_field="xml")
+def import_xml(input):
+    """Import records from an XML document: {root, count, records}, refusing DTDs, entities and external references.
+
+    Each record element (``record`` by local name, else every child of the
+    root) becomes an object: attributes as ``"@name"``; a child with neither
+    attributes nor children as its text (``""`` when empty); other children as
+    objects; repeated children as arrays; text beside attributes or children
+    under ``"#text"`` (text around child elements is joined with single
+    spaces). A record is always an object, so a text-only record is
+    ``{"#text": ...}``. All text is trimmed. Records inside a record are part
+    of it, not counted separately.
+
+    Namespaces: names are reduced to their local part (``{uri}name`` and
+    ``prefix:name`` both become ``name``), since prefixes are the document's
+    choice and not stable; two namespaces' ``title`` children therefore merge
+    into one array.
+
+    The document is streamed: each finished record is converted and dropped
+    from the tree, so memory tracks the largest record, not the document.
+    """
+    xml = input["xml"]
+    limit = input.get("limit", DEFAULT_LIMIT)
+    return _import(xml, input.get("record"), limit)
+
+
+def _import(xml, record_name, limit):
+    parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    stack = []  # open elements, root first
+    record_depth = None  # len(stack) at the record being read; None outside records
+    root = None
+    count = 0
+    records = []
+    for event, element in _events(xml, parser):
+        if event == "start":
+            stack.append(element)
+            if len(stack) > MAX_DEPTH:
+                # no position: the parser has read ahead of this event
+                raise TaskError(f"XML nests deeper than {MAX_DEPTH} elements (at <{_local(element.tag)}>)")
+            if root is None:
+                root = _local(element.tag)
+            if record_depth is None and _is_record(element, len(stack), record_name):
+                record_depth = len(stack)
+            continue
+        depth = len(stack)
+        stack.pop()
+        if record_depth is not None and depth > record_depth:
+            continue  # inside a record: converted with it
+        if depth == record_depth:
+            count += 1
+            if len(records) < limit:
+                records.append(_record(element))
+            record_depth = None
+        # Done with this element: detach and empty it, so the tree never
+        # holds more than the open ancestors and the current record.
+        # (The parser runs one chunk ahead, so it need not be the last child.)
+        if stack:
+            stack[-1].remove(element)
+        element.clear()
+    return {"root": root, "count": count, "records": records}
+
+
+def _events(xml, parser):
+    """iterparse's (event, element) pairs, with the parser's own errors turned into TaskError.
+
+    Only exceptions from the parser pass through this generator, so a bug in
+    the caller's loop is never mistaken for bad input.
+    """
+    try:
+        yield from iterparse(_ChunkReader(xml), events=("start", "end"), parser=parser)
+    except ParseError as error:
+        line, column = error.position
+        raise TaskError(
+            f"malformed XML at line {line}, column {column + 1}: {ErrorString(error.code)}",
+            {"line": line, "column": column + 1},
+        ) from None
+    except DefusedXmlException as error:
+        raise TaskError(_refusal(error), _position(parser)) from None
+    except UnicodeError:
+        # a str holding lone surrogates cannot be handed to expat as UTF-8
+        raise TaskError("xml holds characters that are not valid Unicode (lone surrogates)") from None
+    except (LookupError, ValueError) as error:
+        # expat asks Python's codecs for encodings it lacks: an unknown name is a
+        # LookupError, a multi-byte codec a ValueError
+        raise TaskError(f"XML declares an encoding that is not supported: {error}", {"line": 1, "column": 1}) from None
+
+
+class _ChunkReader:
+    """The minimal file interface iterparse needs, over a str or bytes.
+
+    io.StringIO would copy the text into 4 bytes per character first.
+    """
+
+    def __init__(self, data):
+        self._data = data
+        self._offset = 0
+
+    def read(self, size):
+        chunk = self._data[self._offset : self._offset + size]
+        self._offset += len(chunk)
+        return chunk
+
+
+def _is_record(element, depth, record_name):
+    if record_name is None:
+        return depth == 2
+    return _local(element.tag) == record_name
+
+
+def _local(name):
+    """``{uri}local`` → ``local``; ElementTree has already resolved prefixes to URIs."""
+    return name.rpartition("}")[2]
+
+
+def _record(element):
+    value = _convert(element)
+    if isinstance(value, str):
+        return {"#text": value} if value else {}
+    return value
+
+
+def _convert(element):
+    """An element's value: its trimmed text when it is bare, else an object."""
+    if not element.attrib and len(element) == 0:
+        return (element.text or "").strip()
+    value = {"@" + _local(name): text for name, text in element.attrib.items()}
+    for child in element:
+        key = _local(child.tag)
+        child_value = _convert(child)
+        # Values of children are str or dict, so a list here means "repeated".
+        if key not in value:
+            value[key] = child_value
+        elif isinstance(value[key], list):
+            value[key].append(child_value)
+        else:
+            value[key] = [value[key], child_value]
+    texts = [element.text] + [child.tail for child in element]
+    text = " ".join(part.strip() for part in texts if part and part.strip())
+    if text:
+        value["#text"] = text
+    return value
+
+
+def _refusal(error):
+    if isinstance(error, DTDForbidden):
+        return (
+            f"XML with a DOCTYPE (<!DOCTYPE {error.name}>) is refused: "
+            "DTDs can declare entities that expand without bound or fetch external files"
+        )
+    if isinstance(error, EntitiesForbidden):
+        return f"XML entity declarations are refused (entity {error.name!r})"
+    if isinstance(error, ExternalReferenceForbidden):
+        return f"XML external references are refused (system id {error.sysid!r})"
+    return "XML uses a feature that is refused for untrusted input"
+
+
+def _position(parser):
+    """Where expat is now, as the 1-based line and column of the details field."""
+    expat = parser.parser
+    return {"line": expat.CurrentLineNumber, "column": expat.CurrentColumnNumber + 1}
