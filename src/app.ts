@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
+import type { Call } from './pool/worker-pool.js'
 import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
@@ -14,6 +15,13 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The call this request made, once validated (for logs, metrics and server-timing). */
+    pyfleetCall: Call | null
+  }
+}
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 
@@ -41,6 +49,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     forceCloseConnections: 'idle'
   })
 
+  app.decorateRequest('pyfleetCall', null)
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     done()

@@ -54,19 +54,35 @@ function lineAndColumn (text: string, position: number): { line: number, column:
   return { line, column: position - lineStart + 1 }
 }
 
-/** True when arrays or objects nest deeper than `limit`. Iterative: a hostile body cannot overflow the stack. */
-export function nestsDeeperThan (value: unknown, limit: number): boolean {
-  if (typeof value !== 'object' || value === null) return false
-  const stack: Array<[unknown, number]> = [[value, 1]]
+/**
+ * Why a decoded body cannot be sent to a worker, or undefined if it can: nesting
+ * deeper than `limit`, or (from msgpack) values that are not plain data, such as
+ * extension types, which the worker's decoder does not understand. Iterative, so
+ * a hostile body cannot overflow the stack.
+ */
+export function unsendable (value: unknown, limit: number): string | undefined {
+  const stack: Array<[unknown, number]> = [[value, 0]]
   while (stack.length > 0) {
     const [node, depth] = stack.pop() as [unknown, number]
-    if (depth > limit) return true
-    if (ArrayBuffer.isView(node)) continue
-    for (const child of Array.isArray(node) ? node : Object.values(node as object)) {
-      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+    if (node === null) continue
+    switch (typeof node) {
+      case 'string': case 'number': case 'boolean': case 'bigint': continue
+      case 'object': break
+      default: return `the body holds a value of type ${typeof node}, which tasks cannot receive`
     }
+    if (node instanceof Uint8Array) continue
+    if (depth >= limit) return `the body nests deeper than ${limit} levels`
+    if (Array.isArray(node)) {
+      for (const child of node) stack.push([child, depth + 1])
+      continue
+    }
+    const proto = Object.getPrototypeOf(node)
+    if (proto !== Object.prototype && proto !== null) {
+      return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
+    }
+    for (const key in node) stack.push([(node as Record<string, unknown>)[key], depth + 1])
   }
-  return false
+  return undefined
 }
 
 function mediaType (request: FastifyRequest): { type: string, charset: string | undefined } {
@@ -81,7 +97,8 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   const body = request.body
   const { type, charset } = mediaType(request)
   if (type === JSON_TYPE || MSGPACK_TYPES.includes(type)) {
-    if (nestsDeeperThan(body, MAX_NESTING)) throw new InvalidInputError(`body nests deeper than ${MAX_NESTING} levels`)
+    const problem = unsendable(body, MAX_NESTING)
+    if (problem !== undefined) throw new InvalidInputError(problem)
     if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
     return body
   }

@@ -10,13 +10,6 @@ import { serverTiming } from './timing.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The call this request made, once validated (for logs, metrics and server-timing). */
-    pyfleetCall: Call | null
-  }
-}
-
 interface NameParams { name: string }
 
 function budgetMs (request: FastifyRequest): number | undefined {
@@ -41,7 +34,6 @@ function clientGone (reply: FastifyReply): (cancel: () => void) => () => void {
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
   addBodyParsers(fastify)
-  fastify.decorateRequest('pyfleetCall', null)
 
   fastify.get('/api/tasks', async () => ({ tasks: fastify.tasks.list() }))
 

@@ -73,7 +73,7 @@ def profile(input):
     columns = None  # per column: Counter of non-null values, in order of first appearance
     nulls = None
     rows = 0
-    start_line = 1
+    header_line = 1
     for record, start_line in _records(reader):
         if not record:  # a blank line
             continue
@@ -82,6 +82,7 @@ def profile(input):
             nulls = [0] * len(record)
             if input.get("header", True):
                 names = _unique_names(record)
+                header_line = start_line
                 continue
             names = [f"column{i}" for i in range(1, len(record) + 1)]
         if len(record) != len(columns):
@@ -89,16 +90,16 @@ def profile(input):
                 f"line {start_line} has {_fields(len(record))}, expected {len(columns)}", {"line": start_line}
             )
         rows += 1
-        for value, counter, i in zip(record, columns, range(len(columns))):
+        for i, value in enumerate(record):
             value = value.strip()
             if value:
-                counter[value] += 1
+                columns[i][value] += 1
             else:
                 nulls[i] += 1
     if columns is None:
         raise TaskError("the CSV is empty", {"line": 1})
     if rows == 0:
-        raise TaskError(f"the CSV has a header (line {start_line}) but no data rows", {"line": start_line})
+        raise TaskError(f"the CSV has a header (line {header_line}) but no data rows", {"line": header_line})
     return {"rows": rows, "columns": [_profile_column(*c) for c in zip(names, columns, nulls)]}
 
 

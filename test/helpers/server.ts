@@ -1,0 +1,140 @@
+// Test helpers: a real app on a real socket with real workers, and the real
+// server process for signal tests. Everything opened is closed in t.teardown.
+
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url))
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export interface TestServer {
+  url: string
+  app: FastifyInstance
+  /** Every log line the app wrote, parsed. */
+  logs: Array<Record<string, any>>
+  close: () => Promise<void>
+}
+
+/** Starts the app with real workers on 127.0.0.1:<random port>. */
+export async function startServer (t: Teardown, env: Record<string, string> = {}): Promise<TestServer> {
+  const config = loadConfig({ POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: 'info', PATH: process.env.PATH, ...env })
+  const logs: Array<Record<string, any>> = []
+  const stream = new Writable({
+    write (chunk, _enc, done) {
+      for (const line of String(chunk).split('\n')) if (line !== '') logs.push(JSON.parse(line))
+      done()
+    }
+  })
+  const app = await buildApp(config, { logger: { level: config.logLevel, stream } })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await app.close()
+  }
+  t.teardown(close)
+  return { url: `http://127.0.0.1:${port}`, app, logs, close }
+}
+
+/** POSTs JSON (or a raw body with its content type) to a task. */
+export async function callTask (url: string, task: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, headers: Headers, json: any, text: string }> {
+  const isRaw = typeof body === 'string' || body instanceof Uint8Array
+  const response = await fetch(`${url}/api/tasks/${task}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: isRaw ? body as string : JSON.stringify(body)
+  })
+  const text = await response.text()
+  let json: any
+  try { json = JSON.parse(text) } catch { json = undefined }
+  return { status: response.status, headers: response.headers, json, text }
+}
+
+export async function getJson (url: string): Promise<any> {
+  const response = await fetch(url)
+  return await response.json()
+}
+
+/** Polls until `check` is true, or fails after `timeoutMs` (no fixed sleeps in tests). */
+export async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+/** True if a process with this pid exists and is not a zombie. */
+export async function isRunning (pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  } catch {
+    return false
+  }
+}
+
+export function workerPids (server: TestServer): number[] {
+  return server.app.pool.members().map((w) => w.pid)
+}
+
+export interface ServerProcess {
+  child: ChildProcessWithoutNullStreams
+  url: string
+  output: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/** Runs `node dist/server.js` (build first: npm test does) and waits until it listens. */
+export async function startServerProcess (t: Teardown, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const child = spawn(process.execPath, ['dist/server.js'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), DIAG_TASKS: '1', LOG_LEVEL: 'info', ...env }
+  })
+  let out = ''
+  child.stdout.on('data', (d) => { out += String(d) })
+  child.stderr.on('data', (d) => { out += String(d) })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => { resolve({ code, signal }) })
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+  })
+  const url = `http://127.0.0.1:${port}`
+  let gone = false
+  void exited.then(() => { gone = true })
+  await waitFor(async () => {
+    if (gone) return true
+    try { return (await fetch(`${url}/ready`)).status === 200 } catch { return false }
+  }, 30_000, 'the server process to listen')
+  return { child, url, output: () => out, exited }
+}
+
+/** Pids of python processes whose parent is `parentPid`. */
+export async function childPythonPids (parentPid: number): Promise<number[]> {
+  const { readdir } = await import('node:fs/promises')
+  const pids: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8')
+      if (Number(fields[1]) === parentPid && cmdline.includes('pyfleet')) pids.push(Number(entry))
+    } catch { /* gone */ }
+  }
+  return pids
+}

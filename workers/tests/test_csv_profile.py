@@ -1,0 +1,193 @@
+"""Tests of the csv.profile task: type inference, per-column figures, dialects, and errors with line numbers."""
+
+import math
+import statistics
+import unittest
+
+from builtin_tasks_schema import assert_strict_schema
+from pyfleet import TaskError
+from pyfleet_tasks import csv_profile
+from pyfleet_tasks.csv_profile import profile
+
+PEOPLE = (
+    "id,name,score,active,joined\n"
+    "1,Ann,3.5,yes,2024-01-15\n"
+    "2,Bob,4,No,2023-12-01T09:30:00Z\n"
+    "3,,2.5,TRUE,2024-02-29\n"
+    "4,Ann,,false,\n"
+)
+
+
+def run(text, **options):
+    return profile({"csv": text, **options})
+
+
+def columns(text, **options):
+    return {column["name"]: column for column in run(text, **options)["columns"]}
+
+
+class ProfilesColumns(unittest.TestCase):
+    def test_profiles_every_column_with_hand_checked_figures(self):
+        result = run(PEOPLE)
+        self.assertEqual(result["rows"], 4)
+        self.assertEqual([c["name"] for c in result["columns"]], ["id", "name", "score", "active", "joined"])
+        by_name = {c["name"]: c for c in result["columns"]}
+        self.assertEqual(
+            by_name["id"],
+            {
+                "name": "id", "type": "integer", "count": 4, "nulls": 0, "distinct": 4, "min": 1, "max": 4,
+                "mean": 2.5, "stddev": math.sqrt(5 / 3),
+                "top": [{"value": v, "count": 1} for v in ("1", "2", "3", "4")],
+            },
+        )
+        self.assertEqual(
+            by_name["name"],
+            {
+                "name": "name", "type": "string", "count": 3, "nulls": 1, "distinct": 2, "min": "Ann", "max": "Bob",
+                "mean": None, "stddev": None,
+                "top": [{"value": "Ann", "count": 2}, {"value": "Bob", "count": 1}],
+            },
+        )
+        score = by_name["score"]
+        self.assertEqual((score["type"], score["count"], score["nulls"]), ("number", 3, 1))
+        self.assertEqual((score["min"], score["max"]), (2.5, 4.0))
+        self.assertAlmostEqual(score["mean"], 10 / 3, places=15)
+        self.assertAlmostEqual(score["stddev"], statistics.stdev([3.5, 4.0, 2.5]), places=15)
+        active = by_name["active"]
+        self.assertEqual((active["type"], active["count"], active["distinct"]), ("boolean", 4, 4))
+        self.assertEqual((active["min"], active["max"], active["mean"]), ("No", "yes", None))
+        joined = by_name["joined"]
+        self.assertEqual((joined["type"], joined["count"], joined["nulls"]), ("date", 3, 1))
+        self.assertEqual((joined["min"], joined["max"]), ("2023-12-01T09:30:00Z", "2024-02-29"))
+
+    def test_lists_the_five_most_frequent_values_ties_in_order_of_first_appearance(self):
+        top = columns("v\n" + "\n".join("b a b c a d e f g".split()))["v"]["top"]
+        self.assertEqual(top, [{"value": v, "count": n} for v, n in [("b", 2), ("a", 2), ("c", 1), ("d", 1), ("e", 1)]])
+
+    def test_trims_values_and_counts_blank_ones_as_nulls(self):
+        column = columns("n\n 1 \n\t2\n   \n")["n"]
+        # the blank line is skipped; the line of spaces is a null
+        self.assertEqual((column["type"], column["count"], column["nulls"], column["min"]), ("integer", 2, 1, 1))
+        column = columns("n,m\n 1 ,x\n  ,y\n")["n"]
+        self.assertEqual((column["count"], column["nulls"]), (1, 1))
+
+    def test_profiles_a_column_of_nulls_as_string(self):
+        column = columns("a,b\n1,\n2,\n")["b"]
+        self.assertEqual(
+            {k: column[k] for k in ("type", "count", "nulls", "distinct", "min", "max", "top")},
+            {"type": "string", "count": 0, "nulls": 2, "distinct": 0, "min": None, "max": None, "top": []},
+        )
+
+    def test_infers_the_narrowest_type_that_fits_every_value(self):
+        cases = {
+            "integer": ["-3", "+4", "007"],
+            "number": ["1", "2.5", "-.5", "1e3", "6."],
+            "boolean": ["True", "NO", "yes", "false"],
+            "date": ["2024-01-01", "2024-01-01 10:00", "2024-01-01T10:00:00.123+02:00"],
+            "string": ["1", "x"],
+        }
+        for expected, values in cases.items():
+            with self.subTest(expected):
+                self.assertEqual(columns("v\n" + "\n".join(values))["v"]["type"], expected)
+
+    def test_keeps_integers_beyond_javascripts_safe_range_as_numbers(self):
+        self.assertEqual(columns("n\n9007199254740991\n1\n")["n"]["type"], "integer")
+        big = columns("n\n9007199254740992\n1\n")["n"]
+        self.assertEqual((big["type"], big["max"]), ("number", 9007199254740992.0))
+
+    def test_treats_non_finite_numbers_and_impossible_dates_as_strings(self):
+        self.assertEqual(columns("n\n1e400\n1\n")["n"]["type"], "string")
+        self.assertEqual(columns("n\nnan\n1\n")["n"]["type"], "string")
+        self.assertEqual(columns("n\ninf\n")["n"]["type"], "string")
+        self.assertEqual(columns("d\n2023-02-29\n2024-01-01\n")["d"]["type"], "string")
+
+    def test_compares_dates_in_time_taking_naive_ones_as_utc(self):
+        column = columns("d\n2024-01-01T01:00:00+02:00\n2023-12-31T23:30:00\n2024-01-01\n")["d"]
+        # 2024-01-01T01:00+02:00 is 2023-12-31T23:00Z, the earliest of the three
+        self.assertEqual((column["min"], column["max"]), ("2024-01-01T01:00:00+02:00", "2024-01-01"))
+
+    def test_computes_numeric_figures_over_repeated_values(self):
+        values = [1.5, 1.5, 1.5, 2.0, 10.25, 2.0]
+        column = columns("x\n" + "\n".join(map(str, values)))["x"]
+        self.assertEqual(column["distinct"], 3)
+        self.assertAlmostEqual(column["mean"], statistics.mean(values), places=14)
+        self.assertAlmostEqual(column["stddev"], statistics.stdev(values), places=14)
+        self.assertIsNone(columns("x\n5\n")["x"]["stddev"])
+
+    def test_describes_its_input_with_a_strict_schema(self):
+        assert_strict_schema(self, csv_profile.SCHEMA)
+
+
+class ReadsDialects(unittest.TestCase):
+    def test_ignores_a_bom_and_reads_crlf_and_quoted_newlines(self):
+        result = run('\ufeffid,note\r\n1,"two\r\nlines, and ""quotes"""\r\n2,plain\r\n')
+        self.assertEqual(result["rows"], 2)
+        self.assertEqual(result["columns"][0]["name"], "id")
+        self.assertEqual(result["columns"][1]["top"][0]["value"], 'two\r\nlines, and "quotes"')
+
+    def test_sniffs_semicolons_tabs_and_pipes(self):
+        for delimiter in ";\t|":
+            with self.subTest(repr(delimiter)):
+                text = delimiter.join("abc") + "\n" + delimiter.join("123") + "\n"
+                self.assertEqual(list(columns(text)), ["a", "b", "c"])
+
+    def test_is_not_fooled_by_delimiters_inside_quotes_or_decimal_commas(self):
+        self.assertEqual(list(columns('name;note\n"Smith, J";"a, b, c"\n')), ["name", "note"])
+        self.assertEqual(list(columns("a;b\n1,5;2,5\n3;4\n")), ["a", "b"])
+
+    def test_falls_back_to_commas_for_a_single_column(self):
+        self.assertEqual(run("word\nhello\nworld\n")["columns"][0]["name"], "word")
+
+    def test_uses_the_delimiter_given_over_sniffing(self):
+        self.assertEqual(list(columns("a;b\n1;2\n", delimiter=",")), ["a;b"])
+        self.assertEqual(list(columns("a b\n1 2\n", delimiter=" ")), ["a", "b"])
+
+    def test_names_columns_by_position_without_a_header(self):
+        result = run("x,1\ny,2\n", header=False)
+        self.assertEqual(result["rows"], 2)
+        self.assertEqual([c["name"] for c in result["columns"]], ["column1", "column2"])
+        self.assertEqual(result["columns"][1]["type"], "integer")
+
+    def test_makes_empty_and_repeated_header_names_unique(self):
+        names = [c["name"] for c in run(" a ,,a,a_2,a,\n1,2,3,4,5,6\n")["columns"]]
+        self.assertEqual(names, ["a", "column2", "a_2", "a_2_2", "a_3", "column6"])
+
+    def test_reads_a_last_line_without_a_newline(self):
+        self.assertEqual(run("a\n1\n2")["rows"], 2)
+
+
+class RefusesBadCsv(unittest.TestCase):
+    def assertRefused(self, text, line, fragment, **options):
+        with self.assertRaises(TaskError) as caught:
+            run(text, **options)
+        self.assertEqual(caught.exception.details, {"line": line})
+        self.assertIn(fragment, caught.exception.message)
+
+    def test_names_the_line_where_a_ragged_record_starts(self):
+        self.assertRefused("a,b,c\n1,2,3\n4,5\n", 3, "line 3 has 2 fields, expected 3")
+        self.assertRefused("a,b\n1\n", 2, "line 2 has 1 field, expected 2")
+        # the quoted newline and the blank line still count as lines
+        self.assertRefused('a,b\r\n1,"multi\r\nline"\r\n\r\n2,3,4\r\n', 5, "line 5 has 3 fields")
+        self.assertRefused("1,2\n3,4,5\n", 2, "expected 2", header=False)
+
+    def test_refuses_empty_input_at_line_1(self):
+        for text in ("", "\ufeff", "\n\n\r\n"):
+            with self.subTest(repr(text)):
+                self.assertRefused(text, 1, "empty")
+
+    def test_refuses_a_header_without_rows(self):
+        self.assertRefused("a,b\r\n", 1, "no data rows")
+        self.assertRefused("\n\na,b\n\n", 3, "header (line 3)")
+
+    def test_refuses_an_unterminated_quote_at_the_line_it_opens(self):
+        self.assertRefused('a,b\n1,2\n3,"open\nmore\n', 3, "unexpected end of data")
+
+    def test_refuses_text_after_a_closing_quote(self):
+        self.assertRefused('a,b\n1,"x"y\n', 2, "expected after")
+
+    def test_refuses_a_field_over_the_csv_modules_size_limit(self):
+        self.assertRefused("a\n" + "x" * 200_000 + "\n", 2, "field larger than field limit")
+
+
+if __name__ == "__main__":
+    unittest.main()
