@@ -1,0 +1,116 @@
+// What happens when workers die, hang or are all busy: every call still ends in
+// exactly one typed response and the pool comes back to full strength.
+
+import t from 'tap'
+import { callTask, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
+
+t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
+  const server = await startServer(t)
+  const before = workerPids(server)
+  const reply = await callTask(server.url, 'diag.work', { exit: 3 })
+  t.equal(reply.status, 502)
+  t.equal(reply.json.code, 'WORKER_DIED')
+  await waitFor(() => server.app.pool.liveWorkers === 4, 10_000, 'four live workers')
+  const after = workerPids(server)
+  t.equal(after.length, 4)
+  t.equal(after.filter((pid) => !before.includes(pid)).length, 1, 'exactly one new worker')
+  t.equal((await callTask(server.url, 'echo', { ok: 1 })).status, 200)
+})
+
+t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
+  const server = await startServer(t)
+  const started = Date.now()
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 5000 }, { 'x-request-timeout-ms': '300' })
+  const elapsed = Date.now() - started
+  t.equal(reply.status, 504)
+  t.equal(reply.json.code, 'TASK_TIMEOUT')
+  t.ok(elapsed >= 300 && elapsed < 2500, `answered after ${elapsed} ms, close to the 300 ms budget`)
+  const killed = server.app.pool.members().length
+  t.ok(killed <= 4)
+  await waitFor(() => server.app.pool.liveWorkers === 4, 10_000, 'four live workers')
+  const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
+  t.equal(stats.restarts.timeout, 1)
+  t.equal(stats.tasks.timedOut, 1)
+})
+
+t.test('50 concurrent calls over 4 workers all succeed', async (t) => {
+  const server = await startServer(t)
+  const replies = await Promise.all(Array.from({ length: 50 }, async (_, i) => await callTask(server.url, 'diag.work', { sleep_ms: 20 + (i % 5) })))
+  t.same(replies.map((r) => r.status), Array(50).fill(200))
+  const pids = new Set(replies.map((r) => r.json.pid))
+  t.equal(pids.size, 4, 'all four workers took calls')
+})
+
+t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT: '2' })
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 600 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const queued = [callTask(server.url, 'echo', 1), callTask(server.url, 'echo', 2)]
+  await waitFor(() => server.app.pool.waiting === 2, 5000, 'two waiting callers')
+  const rejected = await callTask(server.url, 'echo', 3)
+  t.equal(rejected.status, 503)
+  t.equal(rejected.json.code, 'QUEUE_FULL')
+  t.equal(rejected.headers.get('retry-after'), '1')
+  t.same((await Promise.all(queued)).map((r) => r.status), [200, 200], 'the queued calls still run')
+  t.equal((await busy).status, 200)
+})
+
+t.test('a call whose budget runs out in the queue is never run: 503 QUEUE_TIMEOUT', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 800 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const reply = await callTask(server.url, 'diag.work', { print: 'must-not-run' }, { 'x-request-timeout-ms': '100' })
+  t.equal(reply.status, 503)
+  t.equal(reply.json.code, 'QUEUE_TIMEOUT')
+  t.ok(reply.headers.get('retry-after'))
+  await busy
+  t.notOk(server.logs.some((l) => l.msg === 'must-not-run'), 'the queued call was not dispatched')
+})
+
+t.test('QUEUE_TIMEOUT_MS bounds the wait without a client budget', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_TIMEOUT_MS: '150' })
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 700 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const reply = await callTask(server.url, 'echo', 1)
+  t.equal(reply.status, 503)
+  t.equal(reply.json.code, 'QUEUE_TIMEOUT')
+  await busy
+})
+
+t.test('a bad x-request-timeout-ms is a 400', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'echo', 1, { 'x-request-timeout-ms': 'soon' })
+  t.equal(reply.status, 400)
+  t.equal(reply.json.code, 'INVALID_INPUT')
+})
+
+t.test('a client that disconnects while queued frees its place and its call never runs', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const controller = new AbortController()
+  const abandoned = callTask(server.url, 'diag.work', { print: 'abandoned-call-ran' }).catch(() => 'aborted')
+  void abandoned
+  const gone = fetch(`${server.url}/api/tasks/diag.work`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ print: 'cancelled-call-ran' }), signal: controller.signal
+  }).catch(() => 'aborted')
+  await waitFor(() => server.app.pool.waiting === 2, 5000, 'two waiting callers')
+  controller.abort()
+  t.equal(await gone, 'aborted')
+  await waitFor(() => server.app.pool.waiting === 1, 5000, 'the aborted caller to leave the queue')
+  await busy
+  await abandoned
+  await waitFor(() => server.logs.some((l) => l.msg === 'abandoned-call-ran'), 5000, 'the other queued call to run')
+  t.notOk(server.logs.some((l) => l.msg === 'cancelled-call-ran'), 'the cancelled call never ran')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /pyworker_calls_total\{task="diag.work",outcome="cancelled"\} 1/)
+})
+
+t.test('after the server closes, none of its Python processes is left', async (t) => {
+  const server = await startServer(t)
+  const pids = workerPids(server)
+  t.equal(pids.length, 4)
+  for (const pid of pids) t.ok(await isRunning(pid), `worker ${pid} runs`)
+  await server.close()
+  for (const pid of pids) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
+})

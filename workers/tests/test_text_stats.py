@@ -1,0 +1,102 @@
+"""Tests of the text.stats task: counts, Unicode, top terms and Flesch reading ease."""
+
+import unittest
+
+from builtin_tasks_schema import assert_strict_schema
+from pyfleet_tasks import text_stats as module
+from pyfleet_tasks.text_stats import text_stats
+
+
+def run(text, **options):
+    return text_stats({"text": text, **options})
+
+
+def terms(result):
+    return [(entry["term"], entry["count"]) for entry in result["topTerms"]]
+
+
+class CountsText(unittest.TestCase):
+    def test_counts_words_sentences_and_paragraphs_of_a_hand_checked_text(self):
+        result = run("The cat sat on the mat. The cat didn’t care!\n\nA second paragraph, with state-of-the-art ideas? Yes.")
+        self.assertEqual(result["words"], 17)
+        self.assertEqual(result["sentences"], 4)
+        self.assertEqual(result["paragraphs"], 2)
+        self.assertEqual(
+            terms(result),
+            [("cat", 2), ("sat", 1), ("mat", 1), ("care", 1), ("second", 1), ("paragraph", 1),
+             ("state-of-the-art", 1), ("ideas", 1), ("yes", 1)],
+        )
+
+    def test_scores_a_pangram_by_flesch_with_hand_counted_syllables(self):
+        result = run("The quick brown fox jumps over the lazy dog.")
+        # 9 words, 1 sentence, 11 syllables (over and lazy have two):
+        # 206.835 - 1.015 * 9 - 84.6 * 11 / 9 = 94.3
+        self.assertEqual(result["fleschReadingEase"], 94.3)
+        self.assertEqual(result["averageWordLength"], round(35 / 9, 2))
+        self.assertEqual((result["characters"], result["charactersNoSpaces"]), (44, 36))
+
+    def test_returns_zeros_and_nulls_for_text_without_words(self):
+        empty = {
+            "characters": 0, "charactersNoSpaces": 0, "words": 0, "sentences": 0, "paragraphs": 0,
+            "averageWordLength": None, "topTerms": [], "fleschReadingEase": None,
+        }
+        self.assertEqual(run(""), empty)
+        self.assertEqual(run(" \n\n\t"), {**empty, "characters": 4})
+        self.assertEqual(run("... !?")["sentences"], 0)
+
+    def test_ends_sentences_only_before_a_space_or_the_end(self):
+        self.assertEqual(run("Pi is 3.14 today. Visit example.com now!")["sentences"], 2)
+        self.assertEqual(run('He said "stop." Then left')["sentences"], 2)
+        self.assertEqual(run("No terminator at all")["sentences"], 1)
+
+    def test_splits_paragraphs_at_blank_lines_of_any_newline_style(self):
+        self.assertEqual(run("a\r\n \r\nb\u2029c\n\n\n\nd\nstill d")["paragraphs"], 4)
+        self.assertEqual(run("\n\none\n\n")["paragraphs"], 1)
+
+    def test_counts_syllables_by_english_heuristics(self):
+        expected = {"cat": 1, "cake": 1, "table": 2, "jumped": 1, "syllable": 3, "yellow": 2, "readability": 5}
+        self.assertEqual({word: module._syllables(word) for word in expected}, expected)
+
+
+class HandlesUnicode(unittest.TestCase):
+    def test_counts_code_points_after_nfc_normalisation(self):
+        result = run("e\u0301 a")  # e + combining acute composes to one character
+        self.assertEqual((result["characters"], result["charactersNoSpaces"], result["words"]), (3, 2, 2))
+
+    def test_keeps_combining_marks_inside_words(self):
+        result = run("हिन्दी भाषा बहुत सुंदर है। ภาษาไทย")
+        self.assertEqual(result["words"], 6)
+        self.assertEqual(terms(result)[0], ("हिन्दी", 1))
+        self.assertEqual(result["sentences"], 2)
+
+    def test_ends_cjk_sentences_without_spaces(self):
+        result = run("我爱北京。天安门很大！")
+        self.assertEqual((result["words"], result["sentences"]), (2, 2))
+
+
+class ListsTopTerms(unittest.TestCase):
+    def test_case_folds_terms_and_unifies_apostrophes(self):
+        result = run("Naïve naive NAÏVE Straße STRASSE don’t Don't DON'T")
+        self.assertEqual(terms(result), [("naïve", 2), ("strasse", 2), ("naive", 1)])
+        self.assertEqual(result["words"], 8)
+
+    def test_leaves_out_stop_words_and_terms_without_letters(self):
+        result = run("the and of 2024 2024 42 x_1 rocks")
+        self.assertEqual(terms(result), [("x_1", 1), ("rocks", 1)])
+
+    def test_breaks_ties_by_first_appearance(self):
+        self.assertEqual(terms(run("zeta alpha beta alpha zeta gamma")), [("zeta", 2), ("alpha", 2), ("beta", 1), ("gamma", 1)])
+
+    def test_lists_top_terms_ten_by_default_and_as_many_as_asked(self):
+        text = " ".join(f"term{chr(97 + n)}" for n in range(15))
+        self.assertEqual(len(run(text)["topTerms"]), module.DEFAULT_TOP)
+        self.assertEqual(terms(run(text, top=2)), [("terma", 1), ("termb", 1)])
+        self.assertEqual(run(text, top=0)["topTerms"], [])
+        self.assertEqual(len(run(text, top=100)["topTerms"]), 15)
+
+    def test_describes_its_input_with_a_strict_schema(self):
+        assert_strict_schema(self, module.SCHEMA)
+
+
+if __name__ == "__main__":
+    unittest.main()
