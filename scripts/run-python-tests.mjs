@@ -1,17 +1,30 @@
 #!/usr/bin/env node
 // npm run test:python: the workers' own unittest suite, with the same
-// interpreter the server would use.
+// interpreter the server would use. Writes .tap/python-results.json
+// ({passed, failed}) for .ci/run's summary line.
 
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { resolvePython } from '../dist/python-path.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const python = resolvePython(process.env.PYTHON || undefined, root)
-const result = spawnSync(python.path, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
+const child = spawn(python.path, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
   cwd: join(root, 'workers'),
-  stdio: 'inherit',
+  stdio: ['ignore', 'inherit', 'pipe'],
   env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }
 })
-process.exit(result.status ?? 1)
+let output = ''
+child.stderr.on('data', (chunk) => { output += chunk; process.stderr.write(chunk) })
+const code = await new Promise((resolve) => child.once('exit', resolve))
+const ran = Number(/^Ran (\d+) tests?/m.exec(output)?.[1] ?? 0)
+const failures = Number(/failures=(\d+)/.exec(output)?.[1] ?? 0)
+const errors = Number(/errors=(\d+)/.exec(output)?.[1] ?? 0)
+const skipped = Number(/skipped=(\d+)/.exec(output)?.[1] ?? 0)
+let failed = failures + errors
+if (code !== 0 && failed === 0) failed = 1 // the suite did not even run
+await mkdir(join(root, '.tap'), { recursive: true })
+await writeFile(join(root, '.tap', 'python-results.json'), JSON.stringify({ passed: ran - failures - errors - skipped, failed }))
+process.exit(code ?? 1)

@@ -2,146 +2,148 @@
 
 import t from 'tap'
 import { pack, unpack } from 'msgpackr'
-import { callTask, getJson, startServer } from '../helpers/server.js'
+import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
 
-t.test('task API', async (t) => {
-  const server = await startServer(t, { BODY_LIMIT_BYTES: '1048576' })
-  const { url } = server
+let server: TestServer
+let url: string
+t.before(async () => {
+  server = await startServer(t, { BODY_LIMIT_BYTES: '1048576' })
+  url = server.url
+})
 
-  t.test('echoes JSON values: nested, unicode, numbers, null', async (t) => {
-    const value = { text: 'héllo wörld ✓ 🐍', nested: { list: [1, 2.5, -3, [true, false, null]], empty: {} }, big: 2 ** 53 - 1 }
-    const reply = await callTask(url, 'echo', value)
-    t.equal(reply.status, 200)
-    t.same(reply.json, value)
-    t.match(reply.headers.get('content-type'), /application\/json/)
-    for (const scalar of ['a string', 42, null, true, [1, 'two']]) {
-      t.same((await callTask(url, 'echo', JSON.stringify(scalar))).json, scalar)
-    }
+t.test('echoes JSON values: nested, unicode, numbers, null', async (t) => {
+  const value = { text: 'héllo wörld ✓ 🐍', nested: { list: [1, 2.5, -3, [true, false, null]], empty: {} }, big: 2 ** 53 - 1 }
+  const reply = await callTask(url, 'echo', value)
+  t.equal(reply.status, 200)
+  t.same(reply.json, value)
+  t.match(reply.headers.get('content-type'), /application\/json/)
+  for (const scalar of ['a string', 42, null, true, [1, 'two']]) {
+    t.same((await callTask(url, 'echo', JSON.stringify(scalar))).json, scalar)
+  }
+})
+
+t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
+  const value = { bytes: Buffer.from([0, 1, 2, 255]), text: 'ünïcode', n: 7 }
+  const response = await fetch(`${url}/api/tasks/echo`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/msgpack', accept: 'application/msgpack' },
+    body: pack(value)
   })
+  t.equal(response.status, 200)
+  t.equal(response.headers.get('content-type'), 'application/msgpack')
+  const back = unpack(Buffer.from(await response.arrayBuffer()))
+  t.ok(Buffer.from(back.bytes).equals(value.bytes), 'bytes round-trip')
+  t.equal(back.text, value.text)
+})
 
-  t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
-    const value = { bytes: Buffer.from([0, 1, 2, 255]), text: 'ünïcode', n: 7 }
-    const response = await fetch(`${url}/api/tasks/echo`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/msgpack', accept: 'application/msgpack' },
-      body: pack(value)
-    })
-    t.equal(response.status, 200)
-    t.equal(response.headers.get('content-type'), 'application/msgpack')
-    const back = unpack(Buffer.from(await response.arrayBuffer()))
-    t.ok(Buffer.from(back.bytes).equals(value.bytes), 'bytes round-trip')
-    t.equal(back.text, value.text)
+t.test('writes bytes as base64 in JSON responses', async (t) => {
+  const response = await fetch(`${url}/api/tasks/echo`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/msgpack' },
+    body: pack({ data: Buffer.from('hello') })
   })
+  t.same(await response.json(), { data: Buffer.from('hello').toString('base64') })
+})
 
-  t.test('writes bytes as base64 in JSON responses', async (t) => {
-    const response = await fetch(`${url}/api/tasks/echo`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/msgpack' },
-      body: pack({ data: Buffer.from('hello') })
-    })
-    t.same(await response.json(), { data: Buffer.from('hello').toString('base64') })
+t.test('large integers from Python reach JSON clients without BigInt errors', async (t) => {
+  const response = await fetch(`${url}/api/tasks/echo`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/msgpack' },
+    body: pack({ n: 2n ** 62n })
   })
+  t.equal(response.status, 200)
+  t.same(await response.json(), { n: String(2n ** 62n) })
+})
 
-  t.test('large integers from Python reach JSON clients without BigInt errors', async (t) => {
-    const response = await fetch(`${url}/api/tasks/echo`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/msgpack' },
-      body: pack({ n: 2n ** 62n })
-    })
-    t.equal(response.status, 200)
-    t.same(await response.json(), { n: String(2n ** 62n) })
-  })
+t.test('sets server-timing and x-request-id', async (t) => {
+  const reply = await callTask(url, 'echo', {}, { 'x-request-id': 'client-id.42_x' })
+  t.match(reply.headers.get('server-timing'), /^queue;dur=\d+\.\d+, run;dur=\d+\.\d+$/)
+  t.equal(reply.headers.get('x-request-id'), 'client-id.42_x')
+  const unsafe = await callTask(url, 'echo', {}, { 'x-request-id': 'bad id\twith spaces' })
+  t.not(unsafe.headers.get('x-request-id'), 'bad id\twith spaces')
+  t.match(unsafe.headers.get('x-request-id'), /^[A-Za-z0-9._-]+$/)
+  const tooLong = await callTask(url, 'echo', {}, { 'x-request-id': 'a'.repeat(129) })
+  t.not(tooLong.headers.get('x-request-id'), 'a'.repeat(129))
+})
 
-  t.test('sets server-timing and x-request-id', async (t) => {
-    const reply = await callTask(url, 'echo', {}, { 'x-request-id': 'client-id.42_x' })
-    t.match(reply.headers.get('server-timing'), /^queue;dur=\d+\.\d+, run;dur=\d+\.\d+$/)
-    t.equal(reply.headers.get('x-request-id'), 'client-id.42_x')
-    const unsafe = await callTask(url, 'echo', {}, { 'x-request-id': 'bad id\twith spaces' })
-    t.not(unsafe.headers.get('x-request-id'), 'bad id\twith spaces')
-    t.match(unsafe.headers.get('x-request-id'), /^[A-Za-z0-9._-]+$/)
-    const tooLong = await callTask(url, 'echo', {}, { 'x-request-id': 'a'.repeat(129) })
-    t.not(tooLong.headers.get('x-request-id'), 'a'.repeat(129))
-  })
+t.test('a schema violation is a 400 and borrows no worker', async (t) => {
+  const before = server.app.pool.members().reduce((n, w) => n + w.calls, 0)
+  const reply = await callTask(url, 'diag.work', { sleep_ms: '1' })
+  t.equal(reply.status, 400)
+  t.equal(reply.json.code, 'FST_ERR_VALIDATION')
+  t.match(reply.json.message, /sleep_ms must be integer/)
+  t.ok(Array.isArray(reply.json.details))
+  const unknownField = await callTask(url, 'diag.work', { sleep_msec: 1 })
+  t.equal(unknownField.status, 400)
+  const after = server.app.pool.members().reduce((n, w) => n + w.calls, 0)
+  t.equal(after, before, 'no call reached a worker')
+})
 
-  t.test('a schema violation is a 400 and borrows no worker', async (t) => {
-    const before = server.app.pool.members().reduce((n, w) => n + w.calls, 0)
-    const reply = await callTask(url, 'diag.work', { sleep_ms: '1' })
-    t.equal(reply.status, 400)
-    t.equal(reply.json.code, 'FST_ERR_VALIDATION')
-    t.match(reply.json.message, /sleep_ms must be integer/)
-    t.ok(Array.isArray(reply.json.details))
-    const unknownField = await callTask(url, 'diag.work', { sleep_msec: 1 })
-    t.equal(unknownField.status, 400)
-    const after = server.app.pool.members().reduce((n, w) => n + w.calls, 0)
-    t.equal(after, before, 'no call reached a worker')
-  })
+t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) => {
+  const bad = await callTask(url, 'echo', '{"a":\n  1,,}')
+  t.equal(bad.status, 400)
+  t.equal(bad.json.code, 'INVALID_INPUT')
+  t.same(bad.json.details, { line: 2, column: 5 })
+  const proto = await callTask(url, 'echo', '{"__proto__": {"polluted": true}}')
+  t.equal(proto.status, 400)
+  const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xc1]) })
+  t.equal(response.status, 400)
+  t.equal((await response.json()).code, 'INVALID_INPUT')
+  const undef = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x00, 0x00]) })
+  t.equal(undef.status, 400, 'msgpack extension types are refused in Node, not sent to a worker')
+  t.equal(server.app.pool.liveWorkers, 4, 'no worker was harmed')
+})
 
-  t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) => {
-    const bad = await callTask(url, 'echo', '{"a":\n  1,,}')
-    t.equal(bad.status, 400)
-    t.equal(bad.json.code, 'INVALID_INPUT')
-    t.same(bad.json.details, { line: 2, column: 5 })
-    const proto = await callTask(url, 'echo', '{"__proto__": {"polluted": true}}')
-    t.equal(proto.status, 400)
-    const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xc1]) })
-    t.equal(response.status, 400)
-    t.equal((await response.json()).code, 'INVALID_INPUT')
-    const undef = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x00, 0x00]) })
-    t.equal(undef.status, 400, 'msgpack extension types are refused in Node, not sent to a worker')
-    t.equal(server.app.pool.liveWorkers, 4, 'no worker was harmed')
-  })
+t.test('input nested deeper than the limit is refused in Node', async (t) => {
+  const deep = '['.repeat(5000) + ']'.repeat(5000)
+  const reply = await callTask(url, 'echo', deep)
+  t.equal(reply.status, 400)
+  t.equal(reply.json.code, 'INVALID_INPUT')
+  t.match(reply.json.message, /nests deeper/)
+})
 
-  t.test('input nested deeper than the limit is refused in Node', async (t) => {
-    const deep = '['.repeat(5000) + ']'.repeat(5000)
-    const reply = await callTask(url, 'echo', deep)
-    t.equal(reply.status, 400)
-    t.equal(reply.json.code, 'INVALID_INPUT')
-    t.match(reply.json.message, /nests deeper/)
-  })
+t.test('an unknown task is 404 TASK_NOT_FOUND', async (t) => {
+  const reply = await callTask(url, 'no.such.task', {})
+  t.equal(reply.status, 404)
+  t.equal(reply.json.code, 'TASK_NOT_FOUND')
+  const described = await fetch(`${url}/api/tasks/no.such.task`)
+  t.equal(described.status, 404)
+})
 
-  t.test('an unknown task is 404 TASK_NOT_FOUND', async (t) => {
-    const reply = await callTask(url, 'no.such.task', {})
-    t.equal(reply.status, 404)
-    t.equal(reply.json.code, 'TASK_NOT_FOUND')
-    const described = await fetch(`${url}/api/tasks/no.such.task`)
-    t.equal(described.status, 404)
-  })
+t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
+  const reply = await callTask(url, 'echo', JSON.stringify({ s: 'x'.repeat(1_100_000) }))
+  t.equal(reply.status, 413)
+  t.equal(reply.json.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
+})
 
-  t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
-    const reply = await callTask(url, 'echo', JSON.stringify({ s: 'x'.repeat(1_100_000) }))
-    t.equal(reply.status, 413)
-    t.equal(reply.json.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
-  })
+t.test('a content type the task does not accept is 415', async (t) => {
+  const reply = await callTask(url, 'echo', 'plain text', { 'content-type': 'text/plain' })
+  t.equal(reply.status, 415)
+  t.equal(reply.json.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+})
 
-  t.test('a content type the task does not accept is 415', async (t) => {
-    const reply = await callTask(url, 'echo', 'plain text', { 'content-type': 'text/plain' })
-    t.equal(reply.status, 415)
-    t.equal(reply.json.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-  })
+t.test('lists tasks with schema, timeout, raw types and concurrency', async (t) => {
+  const { tasks } = await getJson(`${url}/api/tasks`)
+  const echo = tasks.find((task: any) => task.name === 'echo')
+  t.match(echo, { name: 'echo', description: String, timeoutMs: Number, raw: [], maxConcurrency: 4 })
+  t.ok(tasks.some((task: any) => task.name === 'diag.work'))
+  t.same(await getJson(`${url}/api/tasks/echo`), echo)
+})
 
-  t.test('lists tasks with schema, timeout, raw types and concurrency', async (t) => {
-    const { tasks } = await getJson(`${url}/api/tasks`)
-    const echo = tasks.find((task: any) => task.name === 'echo')
-    t.match(echo, { name: 'echo', description: String, timeoutMs: Number, raw: [], maxConcurrency: 4 })
-    t.ok(tasks.some((task: any) => task.name === 'diag.work'))
-    t.same(await getJson(`${url}/api/tasks/echo`), echo)
-  })
+t.test('a task that prints to stdout does not corrupt the frame stream', async (t) => {
+  const reply = await callTask(url, 'diag.work', { print: 'noise\x00\x00\x00\x05{garbage' })
+  t.equal(reply.status, 200)
+  t.equal(reply.json.printed, 17)
+  t.same((await callTask(url, 'echo', { still: 'fine' })).json, { still: 'fine' })
+})
 
-  t.test('a task that prints to stdout does not corrupt the frame stream', async (t) => {
-    const reply = await callTask(url, 'diag.work', { print: 'noise\x00\x00\x00\x05{garbage' })
-    t.equal(reply.status, 200)
-    t.equal(reply.json.printed, 17)
-    t.same((await callTask(url, 'echo', { still: 'fine' })).json, { still: 'fine' })
-  })
+t.test('health and readiness answer 200', async (t) => {
+  t.equal((await fetch(`${url}/health`)).status, 200)
+  const ready = await fetch(`${url}/ready`)
+  t.equal(ready.status, 200)
+  t.match(await ready.json(), { status: 'ready', workers: 4 })
+})
 
-  t.test('health and readiness answer 200', async (t) => {
-    t.equal((await fetch(`${url}/health`)).status, 200)
-    const ready = await fetch(`${url}/ready`)
-    t.equal(ready.status, 200)
-    t.match(await ready.json(), { status: 'ready', workers: 4 })
-  })
-
-  t.test('the admin route does not exist without ADMIN_TOKEN', async (t) => {
-    t.equal((await fetch(`${url}/admin/reload`, { method: 'POST' })).status, 404)
-  })
+t.test('the admin route does not exist without ADMIN_TOKEN', async (t) => {
+  t.equal((await fetch(`${url}/admin/reload`, { method: 'POST' })).status, 404)
 })

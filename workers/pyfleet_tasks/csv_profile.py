@@ -23,8 +23,13 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOLEANS = frozenset(("true", "false", "yes", "no"))
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?")
-# Physical lines as csv.reader wants them (\r\n, \r or \n kept); io.StringIO would first copy the text at 4 bytes a character.
+# ISO 8601 as people write it; fromisoformat then checks that the day and time exist.
+_DATE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+# Physical lines as csv.reader wants them (\r\n, \r or \n kept); io.StringIO
+# would first copy the whole text at 4 bytes a character.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 SCHEMA = {
@@ -36,7 +41,7 @@ SCHEMA = {
         "delimiter": {
             "type": "string",
             "pattern": '^[^"\\r\\n]$',
-            "description": "the field delimiter, one character; default: whichever of , ; tab | splits the first rows evenly (else ,)",
+            "description": "field delimiter, one character; default: sniffed among , ; tab | (else ,)",
         },
         "header": {
             "type": "boolean",
@@ -49,7 +54,7 @@ SCHEMA = {
 
 @task("csv.profile", schema=SCHEMA, timeout_ms=30000, raw=("text/csv",), raw_field="csv")
 def profile(input):
-    """Profile the columns of a CSV text: {rows, columns: [{name, type, count, nulls, distinct, min, max, mean, stddev, top}]}.
+    """Profile each column of a CSV text: inferred type, counts, distinct values, min, max, mean, stddev, top values.
 
     Values are trimmed; an empty value is a null. ``type`` is the first of
     integer, number, boolean (true/false/yes/no, any case), date (ISO 8601
@@ -115,11 +120,12 @@ def _records(reader):
             yield record, start_line
             start_line = reader.line_num + 1
     except csv.Error as error:
-        raise TaskError(f"unreadable CSV in the record starting on line {start_line}: {error}", {"line": start_line}) from None
+        message = f"unreadable CSV in the record starting on line {start_line}: {error}"
+        raise TaskError(message, {"line": start_line}) from None
 
 
 def _sniff_delimiter(text):
-    """The candidate that splits the first records into one same number of fields, the most fields winning; else ",".
+    """The candidate splitting the first records into equally many fields, the most fields winning; else ",".
 
     Not csv.Sniffer: its quote-guessing regex takes seconds on 64 KB of
     stray quotes, and it picks oddly on short samples. The csv.reader used

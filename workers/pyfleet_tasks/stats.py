@@ -88,8 +88,12 @@ def regression(input):
 
     Solved by Householder QR on the Vandermonde matrix of x centred and scaled
     to [-1, 1], then converted back to powers of x; never by normal equations.
-    ``r2`` is 1 when y is constant; ``residualStandardError`` is
-    sqrt(SSres / (n - degree - 1)), null for an exact fit of degree + 1 points.
+    ``r2`` is 1 - SSres/SStot, and 1 when y is constant;
+    ``residualStandardError`` is sqrt(SSres / (n - degree - 1)), null for an
+    exact fit of degree + 1 points (or beyond the float range). Refused as bad
+    input: x and y of different lengths, fewer than degree + 1 distinct x
+    values, x too close together to separate, coefficients beyond the float
+    range.
     """
     x = _finite_floats("x", input["x"])
     y = _finite_floats("y", input["y"])
@@ -123,11 +127,17 @@ def regression(input):
     y_mean = math.fsum(y_scaled) / len(y_scaled)
     ss_total = math.fsum((v - y_mean) * (v - y_mean) for v in y_scaled)
     dof = len(x) - terms
+    standard_error = None
+    if dof:
+        try:
+            standard_error = math.ldexp(math.sqrt(ss_residual / dof), y_exponent)
+        except OverflowError:  # y near the float range and a poor fit
+            pass
     return {
         "degree": degree,
         "coefficients": _power_coefficients(solution, center, half_range, y_exponent),
         "r2": 1.0 if ss_total == 0.0 else 1.0 - ss_residual / ss_total,
-        "residualStandardError": math.ldexp(math.sqrt(ss_residual / dof), y_exponent) if dof else None,
+        "residualStandardError": standard_error,
     }
 
 

@@ -5,10 +5,10 @@ defusedxml's; this module streams the document and turns elements into dicts.
 """
 
 from xml.etree.ElementTree import TreeBuilder
+from xml.parsers.expat import ErrorString
 
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser, ParseError, iterparse
-from xml.parsers.expat import ErrorString
 
 from pyfleet import TaskError, task
 
@@ -63,22 +63,27 @@ def import_xml(input):
     choice and not stable; two namespaces' ``title`` children therefore merge
     into one array.
 
-    The document is streamed: each finished record is converted and dropped
-    from the tree, so memory tracks the largest record, not the document.
+    ``limit`` (default 1000, at most 100000) caps ``records``; ``count`` is
+    every match. The document is streamed: each finished record is converted
+    and dropped from the tree, so memory tracks the largest record, not the
+    document.
+
+    Refused as bad input: any DOCTYPE, so no entity is declared or expanded
+    and no external DTD or entity is fetched; nesting deeper than 200
+    elements; an encoding expat cannot read; malformed XML, with the 1-based
+    line and column in the details.
     """
-    xml = input["xml"]
-    limit = input.get("limit", DEFAULT_LIMIT)
-    return _import(xml, input.get("record"), limit)
+    return _import(input["xml"], input.get("record"), input.get("limit", DEFAULT_LIMIT))
 
 
-def _import(xml, record_name, limit):
+def _import(document, record_name, limit):
     parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
     stack = []  # open elements, root first
     record_depth = None  # len(stack) at the record being read; None outside records
     root = None
     count = 0
     records = []
-    for event, element in _events(xml, parser):
+    for event, element in _events(document, parser):
         if event == "start":
             stack.append(element)
             if len(stack) > MAX_DEPTH:
@@ -107,14 +112,14 @@ def _import(xml, record_name, limit):
     return {"root": root, "count": count, "records": records}
 
 
-def _events(xml, parser):
+def _events(document, parser):
     """iterparse's (event, element) pairs, with the parser's own errors turned into TaskError.
 
     Only exceptions from the parser pass through this generator, so a bug in
     the caller's loop is never mistaken for bad input.
     """
     try:
-        yield from iterparse(_ChunkReader(xml), events=("start", "end"), parser=parser)
+        yield from iterparse(_ChunkReader(document), events=("start", "end"), parser=parser)
     except ParseError as error:
         line, column = error.position
         raise TaskError(
@@ -125,7 +130,7 @@ def _events(xml, parser):
         raise TaskError(_refusal(error), _position(parser)) from None
     except UnicodeError:
         # a str holding lone surrogates cannot be handed to expat as UTF-8
-        raise TaskError("xml holds characters that are not valid Unicode (lone surrogates)") from None
+        raise TaskError("the XML holds characters that are not valid Unicode (lone surrogates)") from None
     except (LookupError, ValueError) as error:
         # expat asks Python's codecs for encodings it lacks: an unknown name is a
         # LookupError, a multi-byte codec a ValueError

@@ -4,7 +4,7 @@ import math
 import statistics
 import unittest
 
-from builtin_tasks_schema import assert_strict_schema
+from tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet import TaskError
 from pyfleet_tasks import csv_profile
 from pyfleet_tasks.csv_profile import profile

@@ -2,7 +2,7 @@
 
 import unittest
 
-from builtin_tasks_schema import assert_strict_schema
+from tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet_tasks import text_stats as module
 from pyfleet_tasks.text_stats import text_stats
 

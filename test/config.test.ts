@@ -1,0 +1,43 @@
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+t.test('defaults match the contract', async (t) => {
+  const config = loadConfig({})
+  t.match(config, {
+    host: '0.0.0.0', port: 5000, python: undefined, poolSize: 4, queueLimit: 1000, queueTimeoutMs: 30000,
+    taskTimeoutMs: 30000, maxCallsPerWorker: 10000, maxWorkerRssMb: 512, bodyLimitBytes: 16777216,
+    maxFrameBytes: 67108864, taskModules: [], diagTasks: false, adminToken: undefined,
+    shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info'
+  })
+  t.ok(Object.isFrozen(config))
+})
+
+t.test('reads every setting', async (t) => {
+  const config = loadConfig({
+    HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
+    DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', LOG_LEVEL: 'WARN'
+  })
+  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, diagTasks: true, logLevel: 'warn' })
+  t.same(config.taskModules, ['a.b', 'c'])
+  t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
+})
+
+t.test('bad values fail with a message that names the setting', async (t) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ POOL_SIZE: 'four' }, /POOL_SIZE="four" is not an integer/],
+    [{ POOL_SIZE: '0' }, /POOL_SIZE=0 is out of range/],
+    [{ PORT: '70000' }, /PORT=70000 is out of range/],
+    [{ QUEUE_TIMEOUT_MS: '1.5' }, /QUEUE_TIMEOUT_MS/],
+    [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],
+    [{ TASK_MODULES: 'ok, not-a-module' }, /TASK_MODULES: "not-a-module"/],
+    [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
+    [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY/],
+    [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
+    [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/]
+  ]
+  for (const [env, message] of cases) {
+    t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
+    t.throws(() => loadConfig(env), message)
+  }
+})

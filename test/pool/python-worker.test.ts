@@ -1,0 +1,65 @@
+// PythonWorker against a real Python process.
+
+import t from 'tap'
+import { join } from 'node:path'
+import pino from 'pino'
+import { PythonWorker, WorkerCallError, WorkerStartError, type WorkerOptions } from '../../src/pool/python-worker.js'
+import { resolvePython } from '../../src/python-path.js'
+import { FIXTURES, ROOT, isRunning } from '../helpers/server.js'
+
+const python = resolvePython(undefined, ROOT).path
+
+function options (id: number, extraArgs: string[] = []): WorkerOptions {
+  return {
+    id,
+    python,
+    args: ['-m', 'pyfleet', '--diag', ...extraArgs],
+    env: { PATH: process.env.PATH, PYTHONPATH: `${join(ROOT, 'workers')}:${FIXTURES}` },
+    cwd: ROOT,
+    maxFrameBytes: 1 << 20,
+    startTimeoutMs: 20_000,
+    log: pino({ level: 'silent' })
+  }
+}
+
+t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', async (t) => {
+  const worker = await PythonWorker.spawn(options(1))
+  t.equal(worker.state, 'idle')
+  t.ok(worker.tasks.some((task) => task.name === 'echo'))
+  const reply = await worker.call('echo', { x: [1, 2] }, 'req-1', 5000)
+  t.same(reply, { t: 'result', id: 1, value: { x: [1, 2] } })
+  t.equal(worker.calls, 1)
+  t.ok(await worker.sampleRss() > 1_000_000, 'RSS is read from /proc')
+  const pid = worker.pid
+  await worker.stop(2000)
+  t.equal(worker.state, 'dead')
+  t.notOk(await isRunning(pid))
+})
+
+t.test('a call past its timeout rejects with failure "timeout" and the process is killed', async (t) => {
+  const worker = await PythonWorker.spawn(options(1))
+  const error = await worker.call('diag.work', { sleep_ms: 10_000 }, 'req', 100).catch((e: unknown) => e)
+  t.ok(error instanceof WorkerCallError)
+  t.equal((error as WorkerCallError).failure, 'timeout')
+  await t.resolves(worker.kill())
+  t.equal(worker.state, 'dead')
+})
+
+t.test('a worker that dies mid-call rejects with failure "crash"', async (t) => {
+  const worker = await PythonWorker.spawn(options(1))
+  const error = await worker.call('diag.work', { exit: 7 }, 'req', 5000).catch((e: unknown) => e)
+  t.equal((error as WorkerCallError).failure, 'crash')
+  t.match((error as Error).message, /exited with code 7/)
+})
+
+t.test('a module that fails on import is a WorkerStartError naming it', async (t) => {
+  const error = await PythonWorker.spawn(options(1, ['--module', 'broken_tasks'])).catch((e: unknown) => e)
+  t.ok(error instanceof WorkerStartError)
+  t.match((error as Error).message, /task module 'broken_tasks' raised RuntimeError on import: this module is broken on purpose/)
+})
+
+t.test('a missing interpreter is a WorkerStartError', async (t) => {
+  const error = await PythonWorker.spawn({ ...options(1), python: '/nonexistent/python3' }).catch((e: unknown) => e)
+  t.ok(error instanceof WorkerStartError)
+  t.match((error as Error).message, /ENOENT/)
+})

@@ -1,0 +1,177 @@
+"""The worker runtime against in-memory streams: frames, messages, the call loop."""
+
+import asyncio
+import io
+import struct
+import unittest
+
+import msgpack
+
+from pyfleet import TaskError, protocol, registry, task
+from pyfleet.frames import FrameError, read_frame, write_frame
+from pyfleet.loop import encode_reply, serve
+
+
+def frame(message):
+    body = msgpack.packb(message, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def read_all_frames(data):
+    stream = io.BytesIO(data)
+    out = []
+    while True:
+        body = read_frame(stream, 1 << 20)
+        if body is None:
+            return out
+        out.append(msgpack.unpackb(body, raw=False))
+
+
+class FramesTest(unittest.TestCase):
+    def test_round_trip(self):
+        out = io.BytesIO()
+        write_frame(out, b"abc")
+        self.assertEqual(read_frame(io.BytesIO(out.getvalue()), 10), b"abc")
+
+    def test_eof_at_boundary_is_none(self):
+        self.assertIsNone(read_frame(io.BytesIO(b""), 10))
+
+    def test_cut_header_raises(self):
+        with self.assertRaises(FrameError):
+            read_frame(io.BytesIO(b"\x00\x00"), 10)
+
+    def test_cut_body_raises(self):
+        with self.assertRaises(FrameError):
+            read_frame(io.BytesIO(b"\x00\x00\x00\x05ab"), 10)
+
+    def test_length_over_limit_raises_before_reading_body(self):
+        stream = io.BytesIO(b"\x00\x00\x00\x0bhello world")
+        with self.assertRaises(FrameError):
+            read_frame(stream, 10)
+        self.assertEqual(stream.tell(), 4, "only the header was read")
+
+
+class RegistryTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def test_duplicate_names_fail_at_import(self):
+        task("dup")(lambda x: x)
+        with self.assertRaises(ValueError):
+            task("dup")(lambda x: x)
+
+    def test_bad_names_and_limits_are_refused(self):
+        for bad in ["", "has space", "a/b", "x" * 65]:
+            with self.assertRaises(ValueError):
+                task(bad)
+        with self.assertRaises(ValueError):
+            task("t", timeout_ms=0)
+        with self.assertRaises(ValueError):
+            task("t", raw=("text/plain",))
+
+    def test_describe_uses_first_doc_paragraph(self):
+        @task("documented", raw=("text/plain",), raw_field="text", max_concurrency=2)
+        def documented(x):
+            """First line
+            continues here.
+
+            Details not shown."""
+
+        info = registry.get("documented").describe()
+        self.assertEqual(info["doc"], "First line continues here.")
+        self.assertEqual(info["raw"], ["text/plain"])
+        self.assertEqual(info["rawField"], "text")
+        self.assertEqual(info["maxConcurrency"], 2)
+
+
+class LoopTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+        @task("double")
+        def double(x):
+            return x * 2
+
+        @task("reject")
+        def reject(x):
+            raise TaskError("bad input", {"line": 3})
+
+        @task("crash")
+        def crash(x):
+            raise KeyError("oops")
+
+        @task("slow_async")
+        async def slow_async(x):
+            await asyncio.sleep(0.001)
+            return {"async": x}
+
+        @task("unencodable")
+        def unencodable(x):
+            return object()
+
+        @task("noisy")
+        def noisy(x):
+            print("this goes to stderr, never into the frame stream")
+            return "quiet"
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def run_calls(self, *calls):
+        stdin = io.BytesIO(b"".join(frame({"t": "call", "id": i + 1, "task": name, "input": value, "requestId": f"r{i}"}) for i, (name, value) in enumerate(calls)))
+        stdout = io.BytesIO()
+        serve(stdin, stdout, 1 << 20)
+        return read_all_frames(stdout.getvalue())
+
+    def test_ready_comes_first_with_version_and_tasks(self):
+        ready, = self.run_calls()
+        self.assertEqual(ready["t"], "ready")
+        self.assertEqual(ready["v"], 1)
+        self.assertEqual(sorted(t["name"] for t in ready["tasks"]), ["crash", "double", "noisy", "reject", "slow_async", "unencodable"])
+
+    def test_results_and_errors_in_order(self):
+        _, double, reject, crash, unknown = self.run_calls(("double", 21), ("reject", None), ("crash", None), ("missing", None))
+        self.assertEqual(double, {"t": "result", "id": 1, "value": 42})
+        self.assertEqual(reject["kind"], "rejected")
+        self.assertEqual(reject["message"], "bad input")
+        self.assertEqual(reject["details"], {"line": 3})
+        self.assertEqual(crash["kind"], "failed")
+        self.assertEqual(crash["type"], "KeyError")
+        self.assertIn("Traceback", crash["traceback"])
+        self.assertEqual(unknown["kind"], "failed")
+
+    def test_async_tasks_run(self):
+        _, reply = self.run_calls(("slow_async", 5))
+        self.assertEqual(reply["value"], {"async": 5})
+
+    def test_unencodable_result_is_a_failure_not_a_crash(self):
+        _, reply, after = self.run_calls(("unencodable", None), ("double", 1))
+        self.assertEqual(reply["kind"], "failed")
+        self.assertEqual(after["value"], 2)
+
+    def test_result_over_the_frame_limit_is_too_large(self):
+        body = encode_reply(protocol.result(1, "x" * 2000), 1000)
+        reply = msgpack.unpackb(body, raw=False)
+        self.assertEqual(reply["kind"], "too_large")
+
+    def test_big_integers_and_other_types(self):
+        _, reply = self.run_calls(("double", 2 ** 62))
+        self.assertEqual(reply["value"], 2 ** 63)
+        body = encode_reply(protocol.result(1, 2 ** 70), 1 << 20)
+        self.assertEqual(msgpack.unpackb(body, raw=False)["kind"], "failed")
+
+    def test_non_call_message_is_a_protocol_error(self):
+        stdin = io.BytesIO(frame({"t": "bogus"}))
+        with self.assertRaises(protocol.ProtocolError):
+            serve(stdin, io.BytesIO(), 1 << 20)
+
+
+if __name__ == "__main__":
+    unittest.main()
