@@ -36,8 +36,9 @@ def _mark_ranges():
 _WORD_CHAR = rf"[\w{_mark_ranges()}]"
 # Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
 _WORD = re.compile(rf"{_WORD_CHAR}+(?:['’-]{_WORD_CHAR}+)*")
-# A sentence ends at . ! ? … (with closing quotes or brackets) before a space or the end, so 3.14 and
-# e.g. "example.com" do not end one; CJK full stops need no space after them.
+# A sentence ends at . ! ? … (and Devanagari, Arabic, Urdu stops), with any closing quotes or
+# brackets, before a space or the end, so "3.14" and "example.com" do not end one; CJK full stops
+# need no space after them.
 _SENTENCE_END = re.compile(r"[.!?…‽।॥؟۔]+[\"'”’»)\]]*(?=\s|$)|[。！？]+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\u2029")
 _SYLLABLE_SUFFIX = re.compile(r"(?:[^laeiouy]es|ed|[^laeiouy]e)$")

@@ -74,7 +74,8 @@ class RefusesBadInput(unittest.TestCase):
     def test_schema_accepts_only_known_algorithm_names(self):
         assert_strict_schema(self, hash_digest.SCHEMA)
         string_form, array_form = hash_digest.SCHEMA["properties"]["algorithms"]["anyOf"]
-        # Ajv compiles the pattern as a JavaScript RegExp, whose $ (unlike Python's) never matches before a final newline.
+        # Ajv compiles the pattern as a JavaScript RegExp, whose $ (unlike
+        # Python's) never matches before a final newline.
         pattern = re.compile(string_form["pattern"].replace("$", r"\Z"))
         for good in ("sha1", "sha1,md5", "sha256,sha1,md5,blake2b,sha3_256", "md5,md5"):
             self.assertTrue(pattern.search(good), good)

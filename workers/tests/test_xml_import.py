@@ -213,7 +213,10 @@ def _rss_bytes():
 
 class StreamsLargeDocuments(unittest.TestCase):
     def test_imports_20_mb_with_flat_memory(self):
-        item = '<item id="{0}"><name>Item {0}</name><price currency="EUR">{0}.50</price><tag>a</tag><tag>b</tag></item>\n'
+        item = (
+            '<item id="{0}"><name>Item {0}</name><price currency="EUR">{0}.50</price>'
+            "<tag>a</tag><tag>b</tag></item>\n"
+        )
         parts = ['<?xml version="1.0"?>\n<catalog>\n']
         parts.extend(item.format(n) for n in range(190_000))
         parts.append("</catalog>\n")
@@ -243,7 +246,10 @@ class StreamsLargeDocuments(unittest.TestCase):
         peak[0] = max(peak[0], _rss_bytes())
 
         self.assertEqual(result["count"], 190_000)
-        self.assertEqual(result["records"][9], {"@id": "9", "name": "Item 9", "price": {"@currency": "EUR", "#text": "9.50"}, "tag": ["a", "b"]})
+        self.assertEqual(
+            result["records"][9],
+            {"@id": "9", "name": "Item 9", "price": {"@currency": "EUR", "#text": "9.50"}, "tag": ["a", "b"]},
+        )
         self.assertLess(peak[0] - baseline, 100 * 2**20, f"RSS grew by {(peak[0] - baseline) >> 20} MiB")
         self.assertLess(elapsed, 10)
 

@@ -1,0 +1,137 @@
+// /metrics and /api/queue-stats after a scripted mix of calls: the counters
+// equal exactly what the test caused, the exposition passes promtool, labels
+// stay bounded, and worker output lands in the logs with its request id.
+
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { callTask, getJson, startServer, waitFor } from '../helpers/server.js'
+
+const exec = promisify(execFile)
+
+function sample (text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)))
+  return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+t.test('counters match a scripted mix of outcomes', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '1' })
+  const { url } = server
+  t.equal((await callTask(url, 'echo', { n: 1 })).status, 200)
+  t.equal((await callTask(url, 'echo', { n: 2 })).status, 200)
+  t.equal((await callTask(url, 'diag.work', { reject: 'no' })).status, 422)
+  t.equal((await callTask(url, 'diag.work', { raise: 'boom' })).status, 500)
+  t.equal((await callTask(url, 'diag.work', { sleep_ms: 3000 }, { 'x-request-timeout-ms': '150' })).status, 504)
+  t.equal((await callTask(url, 'diag.work', { exit: 1 })).status, 502)
+  // Not calls: a 404 and a 400 never count.
+  t.equal((await callTask(url, 'nope', {})).status, 404)
+  t.equal((await callTask(url, 'diag.work', { sleep_ms: -1 })).status, 400)
+  await waitFor(() => server.app.pool.liveWorkers === 2, 10_000, 'both workers back')
+  // Queue full: two busy workers, one waiting caller, then one too many.
+  const busy = [callTask(url, 'diag.work', { sleep_ms: 400 }), callTask(url, 'diag.work', { sleep_ms: 400 })]
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 2, 5000, 'both workers busy')
+  const waiting = callTask(url, 'echo', { n: 3 })
+  await waitFor(() => server.app.pool.waiting === 1, 5000, 'one waiting caller')
+  t.equal((await callTask(url, 'echo', { n: 4 })).status, 503)
+  await Promise.all([...busy, waiting])
+
+  const text = await (await fetch(`${url}/metrics`)).text()
+  t.equal(sample(text, 'pyworker_calls_total', 'task="echo",outcome="ok"'), 3)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="echo",outcome="queue_full"'), 1)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="ok"'), 2)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="rejected"'), 1)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="failed"'), 1)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="timeout"'), 1)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="worker_died"'), 1)
+  t.equal(sample(text, 'pyworker_calls_total', 'task="diag.work",outcome="cancelled"'), 0, 'every outcome series exists at 0')
+  t.equal(sample(text, 'pyworker_worker_restarts_total', 'reason="timeout"'), 1)
+  t.equal(sample(text, 'pyworker_worker_restarts_total', 'reason="crash"'), 1)
+  t.equal(sample(text, 'pyworker_worker_restarts_total', 'reason="reload"'), 0)
+  t.equal(sample(text, 'pyworker_pool_workers', 'state="idle"'), 2)
+  t.equal(sample(text, 'pyworker_pool_workers', 'state="starting"'), 0)
+  t.equal(sample(text, 'pyworker_queue_waiting', ''), 0)
+  t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)
+  t.equal(sample(text, 'pyworker_call_duration_seconds_count', 'task="echo",outcome="ok"'), 3)
+  t.notOk(text.includes('task="nope"'), 'unknown task names never become labels')
+
+  const stats = await getJson(`${url}/api/queue-stats`)
+  t.match(stats, {
+    pool: { size: 2, min: 2, max: 2, available: 2, borrowed: 0, pending: 0 },
+    queue: { waiting: 0, limit: 1, rejected: 1 },
+    tasks: { completed: 5, failed: 2, timedOut: 1, workerDied: 1 },
+    restarts: { crash: 1, timeout: 1, maxCalls: 0, maxRss: 0, protocol: 0, reload: 0 },
+    uptimeSeconds: Number
+  })
+  t.equal(stats.workers.length, 2)
+  t.match(stats.workers[0], { id: 1, pid: Number, state: 'idle', calls: Number, rssBytes: Number, startedAt: String, task: null })
+})
+
+t.test('the exposition passes promtool check metrics after real traffic', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2' })
+  await callTask(server.url, 'echo', { x: 1 })
+  await callTask(server.url, 'diag.work', { reject: 'r' })
+  await fetch(`${server.url}/no/such/route`)
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  const promtool = await exec('sh', ['-c', 'command -v promtool']).then(() => true, () => false)
+  if (!promtool) {
+    t.fail('promtool is not installed (Debian package "prometheus"; .ci/run installs it)')
+    return
+  }
+  const child = execFile('promtool', ['check', 'metrics'], (error, stdout, stderr) => {
+    t.error(error, `promtool: ${stdout}${stderr}`)
+  })
+  child.stdin?.end(text)
+  await new Promise((resolve) => child.once('exit', resolve))
+  t.notMatch(text, /^nodejs_active_handles_total/m, 'gauges named like counters are left out')
+})
+
+t.test('label cardinality stays bounded after 1,000 calls to random unknown tasks', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  await fetch(`${server.url}/metrics`)
+  const before = (await (await fetch(`${server.url}/metrics`)).text()).split('\n').length
+  const names: string[] = []
+  for (let batch = 0; batch < 10; batch++) {
+    const statuses = await Promise.all(Array.from({ length: 100 }, async () => {
+      const name = `rnd${Math.random().toString(36).slice(2)}`
+      names.push(name)
+      return (await callTask(server.url, name, {})).status
+    }))
+    t.same(new Set(statuses), new Set([404]))
+  }
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  const after = text.split('\n').length
+  t.notOk(names.some((name) => text.includes(name)), 'no random name appears in the exposition')
+  // One new label set of the http histogram (19 lines) plus a little of Node's own metrics.
+  t.ok(after - before < 60, `series lines grew by ${after - before}`)
+  t.match(text, /http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="404"\} 1000/)
+})
+
+t.test("a worker's print() is logged with its request id, worker slot and pid", async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'diag.work', { print: 'a line from the task' }, { 'x-request-id': 'print-test-1' })
+  t.equal(reply.status, 200)
+  await waitFor(() => server.logs.some((l) => l.msg === 'a line from the task'), 5000, 'the printed line in the log')
+  const line = server.logs.find((l) => l.msg === 'a line from the task')
+  t.match(line, { requestId: 'print-test-1', worker: 1, workerPid: reply.json.pid, stream: 'stderr' })
+})
+
+t.test('one log line per request with task, queue wait, run time and outcome; tracebacks only in logs', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'diag.work', { raise: 'secret internals' }, { 'x-request-id': 'log-test-1' })
+  t.equal(reply.status, 500)
+  t.notMatch(reply.text, /secret internals|Traceback/, 'the client sees no traceback')
+  await waitFor(() => server.logs.some((l) => l.requestId === 'log-test-1' && l.msg === 'request completed'), 5000, 'the request line')
+  const lines = server.logs.filter((l) => l.requestId === 'log-test-1')
+  const completed = lines.filter((l) => l.msg === 'request completed')
+  t.equal(completed.length, 1)
+  t.match(completed[0], { task: 'diag.work', outcome: 'failed', statusCode: 500, queueMs: Number, runMs: Number })
+  t.ok(lines.some((l) => typeof l.traceback === 'string' && l.traceback.includes('RuntimeError: secret internals')), 'traceback logged')
+})
+
+t.test('worker lifecycle events are logged', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  await callTask(server.url, 'diag.work', { exit: 9 })
+  await waitFor(() => server.logs.filter((l) => l.msg === 'worker ready').length >= 2, 10_000, 'the replacement to be ready')
+  t.ok(server.logs.some((l) => l.msg === 'worker exited' && l.code === 9))
+  t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash'))
+})
