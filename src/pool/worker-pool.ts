@@ -174,7 +174,11 @@ export class WorkerPool {
       this.#options.observer.callEnded(call, 'queue_full')
       return Promise.reject(withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
     }
-    return new Promise((resolve, reject) => { this.#enqueue({ call, enqueuedAt, resolve, reject }) })
+    return new Promise((resolve, reject) => {
+      this.#enqueue({ call, enqueuedAt, resolve, reject })
+      // Workers may be free while everyone queued waits on a per-task limit.
+      if (this.#pool.available > 0) this.#dispatch()
+    })
   }
 
   #enqueue (waiter: Waiter): void {

@@ -1,0 +1,71 @@
+# pyfleet: Fastify service + a pool of persistent Python workers.
+#
+#   docker build -t pyfleet .
+#   docker run --rm -p 5000:5000 --stop-timeout 30 pyfleet
+#
+# Two stages on node:20-bookworm-slim:
+#   build   - npm ci (with dev dependencies), tsc -> dist/, then prune to production dependencies
+#   runtime - Debian's python3 + msgpack + defusedxml + tini, dist/, workers/, production node_modules;
+#             runs as the unprivileged `node` user (uid 1000), tini as PID 1 forwards SIGTERM to Node,
+#             which drains admitted calls, stops the workers and exits 0.
+# Plain Dockerfile syntax only (no RUN heredocs, no COPY --link) so that buildah 1.28 / podman build it too.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---------------------------------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+# This stage has no Python: the postinstall hook (scripts/setup-python.mjs) must not look for one.
+ENV PYFLEET_SKIP_PYTHON_SETUP=1 \
+    npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false
+# Dependencies first: this layer is reused until package*.json or the postinstall script change.
+COPY package.json package-lock.json ./
+COPY scripts/setup-python.mjs scripts/setup-python.mjs
+RUN --mount=type=cache,target=/root/.npm npm ci
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build \
+ && npm prune --omit=dev \
+ && rm -f dist/*.map dist/*/*.map
+
+# ---------------------------------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+# Python for the workers and tini for PID 1, from Debian (no pip, no compilers, no PyPI at build time).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-msgpack python3-defusedxml tini \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && /usr/bin/python3 -c 'import msgpack, defusedxml'
+
+WORKDIR /app
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=5000 \
+    PYTHON=/usr/bin/python3 \
+    POOL_SIZE=4 \
+    SHUTDOWN_GRACE_MS=10000 \
+    LOG_LEVEL=info \
+    PYTHONDONTWRITEBYTECODE=1
+
+# Code is owned by root and read-only for the service user. workers/ is made readable whatever the
+# checkout's umask and byte-compiled here, so workers start without writing __pycache__ (the image
+# also runs with a read-only root filesystem).
+COPY package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY workers ./workers
+RUN chmod -R a+rX package.json workers \
+ && python3 -m compileall -q workers
+
+USER 1000:1000
+EXPOSE 5000
+# /ready: 200 while at least one worker can take calls and the server is not draining.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||5000)+'/ready',{signal:AbortSignal.timeout(2500)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# tini is PID 1: it forwards SIGTERM/SIGINT to Node (not to the workers: Node stops them after the
+# in-flight calls) and reaps orphans. Give `docker stop` more than SHUTDOWN_GRACE_MS: --stop-timeout 30.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/server.js"]

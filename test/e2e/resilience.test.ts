@@ -1,0 +1,98 @@
+// Recycling, rolling reload and per-task concurrency under load, against real workers.
+
+import t from 'tap'
+import { callTask, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
+
+const TOKEN = 'test-admin-token-0123456789'
+
+/** Keeps `concurrency` echo calls going until stop() and counts the statuses. */
+function steadyLoad (url: string, concurrency: number): { stop: () => Promise<Map<number, number>> } {
+  const statuses = new Map<number, number>()
+  let running = true
+  const loops = Array.from({ length: concurrency }, async (_, i) => {
+    while (running) {
+      const reply = await callTask(url, 'echo', { i }).catch(() => ({ status: -1 }))
+      statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1)
+    }
+  })
+  return {
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+      return statuses
+    }
+  }
+}
+
+t.test('POST /admin/reload under steady load: zero failed calls, every pid changes', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN })
+  const before = workerPids(server)
+  const load = steadyLoad(server.url, 8)
+  await waitFor(async () => (await getJson(`${server.url}/api/queue-stats`)).tasks.completed > 50, 5000, 'load to flow')
+  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(response.status, 200)
+  const result = await response.json()
+  const statuses = await load.stop()
+  t.same([...statuses.keys()], [200], `all responses 200 (${statuses.get(200) ?? 0} calls)`)
+  t.same(result.oldPids.sort(), before.sort())
+  t.equal(result.newPids.length, 4)
+  t.notOk(result.newPids.some((pid: number) => before.includes(pid)), 'every worker was replaced')
+  t.type(result.durationMs, 'number')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.restarts.reload, 4)
+  t.ok(server.logs.some((l) => l.msg === 'reload finished' && Array.isArray(l.newPids)))
+})
+
+t.test('the admin route wants the right bearer token', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1' })
+  const none = await fetch(`${server.url}/admin/reload`, { method: 'POST' })
+  t.equal(none.status, 401)
+  t.equal((await none.json()).code, 'UNAUTHORIZED')
+  const wrong = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: 'Bearer not-the-token' } })
+  t.equal(wrong.status, 403)
+  t.equal((await wrong.json()).code, 'FORBIDDEN')
+})
+
+t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted as max_calls', async (t) => {
+  const server = await startServer(t, { MAX_CALLS_PER_WORKER: '50' })
+  let done = 0
+  const failures: number[] = []
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (done < 2000) {
+      done++
+      const reply = await callTask(server.url, 'echo', { done })
+      if (reply.status !== 200) failures.push(reply.status)
+    }
+  }))
+  t.same(failures, [], 'no call failed because of a recycle')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.ok(stats.restarts.maxCalls >= 25, `${stats.restarts.maxCalls} recycles for ~2000 calls at ~50 each`)
+  t.equal(stats.restarts.crash, 0)
+  await waitFor(() => server.app.pool.liveWorkers === 4, 5000, 'four workers')
+})
+
+t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100' })
+  const [pid] = workerPids(server)
+  const reply = await callTask(server.url, 'diag.work', { alloc_mb: 150 })
+  t.equal(reply.status, 200)
+  await waitFor(() => !workerPids(server).includes(pid) && server.app.pool.liveWorkers === 1, 10_000, 'the worker to be recycled')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.restarts.maxRss, 1)
+  t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+})
+
+t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => {
+  const server = await startServer(t, { TASK_CONCURRENCY: 'diag.work=1' })
+  const slow = Array.from({ length: 10 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 400 }))
+  await waitFor(() => server.app.pool.waiting === 9, 5000, 'nine slow calls queued behind the one running')
+  const started = Date.now()
+  const fast = await Promise.all(Array.from({ length: 20 }, async () => await callTask(server.url, 'echo', { fast: true })))
+  const elapsed = Date.now() - started
+  t.same(fast.map((r) => r.status), Array(20).fill(200))
+  t.ok(elapsed < 400, `20 echo calls took ${elapsed} ms, under one slow call's 400 ms`)
+  t.equal(server.app.pool.snapshot().workers.filter((w) => w.task === 'diag.work').length, 1, 'only one worker holds diag.work')
+  const { tasks } = await getJson(`${server.url}/api/tasks`)
+  t.equal(tasks.find((x: any) => x.name === 'diag.work').maxConcurrency, 1)
+  t.same((await Promise.all(slow)).map((r) => r.status), Array(10).fill(200))
+})

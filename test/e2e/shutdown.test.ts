@@ -1,0 +1,66 @@
+// The real server process and signals: SIGTERM drains admitted calls and exits 0,
+// SIGHUP reloads, and kill -9 of Node takes every worker with it.
+
+import t from 'tap'
+import { callTask, childPythonPids, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
+
+t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
+  const server = await startServerProcess(t, { SHUTDOWN_GRACE_MS: '10000' })
+  const pids = await childPythonPids(server.child.pid as number)
+  t.equal(pids.length, 4, 'four workers')
+  const calls = Array.from({ length: 20 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 300 }))
+  // 4 running and 16 queued: wait until the server has admitted them all.
+  await waitFor(async () => {
+    const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
+    return stats.pool.borrowed === 4 && stats.queue.waiting === 16
+  }, 5000, 'all 20 calls admitted')
+  server.child.kill('SIGTERM')
+  await waitFor(async () => (await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) !== 200, 2000, '/ready to turn 503')
+  const replies = await Promise.all(calls)
+  t.same(replies.map((r) => r.status), Array(20).fill(200), 'every admitted call finished')
+  const { code } = await server.exited
+  t.equal(code, 0)
+  for (const pid of pids) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
+})
+
+t.test('new calls during shutdown are refused with 503, not lost in a hang', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 600 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  server.child.kill('SIGTERM')
+  await waitFor(async () => (await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) !== 200, 2000, 'draining')
+  const late = await callTask(server.url, 'echo', 1).catch(() => undefined)
+  if (late !== undefined) {
+    t.equal(late.status, 503)
+    t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
+  } else {
+    t.pass('the listener was already closed')
+  }
+  t.equal((await running).status, 200)
+  t.equal((await server.exited).code, 0)
+})
+
+t.test('kill -9 of Node: all its workers are gone within 2 s', async (t) => {
+  const server = await startServerProcess(t)
+  const pids = await childPythonPids(server.child.pid as number)
+  t.equal(pids.length, 4)
+  server.child.kill('SIGKILL')
+  await server.exited
+  await waitFor(async () => {
+    for (const pid of pids) if (await isRunning(pid)) return false
+    return true
+  }, 2000, 'every worker to die with its parent')
+  t.pass('no worker outlived the server')
+})
+
+t.test('SIGHUP replaces every worker and calls keep working', async (t) => {
+  const server = await startServerProcess(t)
+  const before = await childPythonPids(server.child.pid as number)
+  server.child.kill('SIGHUP')
+  await waitFor(async () => {
+    const now = await childPythonPids(server.child.pid as number)
+    return now.length === 4 && now.every((pid) => !before.includes(pid))
+  }, 20_000, 'four new workers')
+  t.equal((await callTask(server.url, 'echo', { after: 'reload' })).status, 200)
+  t.match(server.output(), /reload finished/)
+})
