@@ -14,7 +14,8 @@ const JSON_TYPE = 'application/json'
 
 /** Registers the parsers. Bodies that are neither JSON nor msgpack stay bytes until the route knows the task. */
 export function addBodyParsers (fastify: FastifyInstance): void {
-  fastify.removeContentTypeParser(JSON_TYPE)
+  // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
+  fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (_request, body, done) => {
     try {
       done(null, parseJson(body as string))

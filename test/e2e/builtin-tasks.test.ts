@@ -1,0 +1,140 @@
+// The built-in tasks over HTTP: raw bodies with query options, hostile XML,
+// binary input in all three forms, and 400s that borrow no worker.
+
+import t from 'tap'
+import { createHash } from 'node:crypto'
+import { pack } from 'msgpackr'
+import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
+
+let server: TestServer
+let url: string
+t.before(async () => {
+  server = await startServer(t, { POOL_SIZE: '2' })
+  url = server.url
+})
+
+const callsSoFar = (): number => server.app.pool.members().reduce((n, w) => n + w.calls, 0)
+
+t.test('GET /api/tasks lists all eight tasks with their schemas', async (t) => {
+  const { tasks } = await getJson(`${url}/api/tasks`)
+  t.same(tasks.map((x: any) => x.name).sort(), ['csv.profile', 'diag.work', 'echo', 'hash.digest', 'stats.describe', 'stats.regression', 'text.stats', 'xml.import'])
+  for (const task of tasks) t.type(task.schema, 'object', `${task.name} has a schema`)
+  t.same(tasks.find((x: any) => x.name === 'xml.import').raw, ['application/xml', 'text/xml'])
+})
+
+t.test('xml.import: raw XML with query options', async (t) => {
+  const xml = '<?xml version="1.0"?><feed><item id="1"><title>One</title><tag>a</tag><tag>b</tag></item><item id="2"><title>Two</title></item><item id="3"><title>Three</title></item></feed>'
+  const reply = await callTask(url, 'xml.import?record=item&limit=2', xml, { 'content-type': 'application/xml' })
+  t.equal(reply.status, 200)
+  t.equal(reply.json.root, 'feed')
+  t.equal(reply.json.count, 3)
+  t.same(reply.json.records, [{ '@id': '1', title: 'One', tag: ['a', 'b'] }, { '@id': '2', title: 'Two' }])
+  const json = await callTask(url, 'xml.import', { xml, record: 'item', limit: 1 })
+  t.same(json.json.records, [{ '@id': '1', title: 'One', tag: ['a', 'b'] }])
+})
+
+t.test('xml.import: hostile documents are refused with 422 and the worker stays healthy', async (t) => {
+  const hostile = {
+    'billion laughs': '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><lolz>&lol3;</lolz>',
+    'quadratic blow-up': `<?xml version="1.0"?><!DOCTYPE kaboom [<!ENTITY a "${'x'.repeat(10000)}">]><kaboom>${'&a;'.repeat(1000)}</kaboom>`,
+    'XXE file read': '<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>',
+    'external DTD': '<?xml version="1.0"?><!DOCTYPE foo SYSTEM "http://example.com/evil.dtd"><foo/>'
+  }
+  for (const [name, xml] of Object.entries(hostile)) {
+    const started = Date.now()
+    const reply = await callTask(url, 'xml.import', xml, { 'content-type': 'application/xml' })
+    t.equal(reply.status, 422, `${name}: 422`)
+    t.equal(reply.json.code, 'TASK_REJECTED_INPUT')
+    t.notMatch(reply.text, /root:x:0/, `${name}: nothing read from disk`)
+    t.ok(Date.now() - started < 2000, `${name}: answered quickly`)
+  }
+  t.equal(server.app.pool.liveWorkers, 2, 'no worker died')
+  t.equal((await callTask(url, 'xml.import', { xml: '<a><b>1</b></a>' })).status, 200)
+})
+
+t.test('xml.import: malformed XML is a 422 with line and column', async (t) => {
+  const reply = await callTask(url, 'xml.import', '<a>\n  <b>\n</a>', { 'content-type': 'text/xml' })
+  t.equal(reply.status, 422)
+  t.match(reply.json.details, { line: 3, column: Number })
+})
+
+t.test('csv.profile: raw CSV with a header, types and a ragged row', async (t) => {
+  const csv = 'name,age,score,joined\nada,36,9.5,2020-01-02\nbob,41,7.25,2021-03-04\ncyd,,8,2022-05-06\n'
+  const reply = await callTask(url, 'csv.profile', csv, { 'content-type': 'text/csv' })
+  t.equal(reply.status, 200)
+  t.equal(reply.json.rows, 3)
+  const [name, age, score, joined] = reply.json.columns
+  t.match(name, { name: 'name', type: 'string', count: 3, distinct: 3 })
+  t.match(age, { name: 'age', type: 'integer', count: 2, nulls: 1, min: 36, max: 41, mean: 38.5 })
+  t.match(score, { type: 'number', min: 7.25, max: 9.5 })
+  t.match(joined, { type: 'date', min: '2020-01-02', max: '2022-05-06' })
+  const ragged = await callTask(url, 'csv.profile?delimiter=;', 'a;b\n1;2\n3;4;5\n', { 'content-type': 'text/csv' })
+  t.equal(ragged.status, 422)
+  t.same(ragged.json.details, { line: 3 })
+  const empty = await callTask(url, 'csv.profile', { csv: '' })
+  t.equal(empty.status, 422)
+})
+
+t.test('text.stats: raw text', async (t) => {
+  const reply = await callTask(url, 'text.stats', 'The cat sat. The cat ran!\n\nA new paragraph here.', { 'content-type': 'text/plain; charset=utf-8' })
+  t.equal(reply.status, 200)
+  t.match(reply.json, { words: 10, sentences: 3, paragraphs: 2 })
+  t.same(reply.json.topTerms[0], { term: 'cat', count: 2 })
+})
+
+t.test('stats.describe and stats.regression give hand-checked results', async (t) => {
+  const described = await callTask(url, 'stats.describe', { values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], bins: 3 })
+  t.match(described.json, { count: 10, mean: 5.5, median: 5.5, min: 1, max: 10 })
+  t.ok(Math.abs(described.json.stddev - 3.0276503540974917) < 1e-12)
+  t.same(described.json.histogram, { edges: [1, 4, 7, 10], counts: [3, 3, 4] }, 'bins closed on the left, the last on both sides, as numpy')
+  const x = [0, 1, 2, 3, 4, 5]
+  const fit = await callTask(url, 'stats.regression', { x, y: x.map((v) => 3 - 2 * v + 0.5 * v * v), degree: 2 })
+  t.equal(fit.status, 200)
+  fit.json.coefficients.forEach((c: number, i: number) => { t.ok(Math.abs(c - [3, -2, 0.5][i]) < 1e-9, `coefficient ${i}`) })
+  t.ok(Math.abs(fit.json.r2 - 1) < 1e-12)
+  const tooFew = await callTask(url, 'stats.regression', { x: [1, 2], y: [1, 2], degree: 2 })
+  t.equal(tooFew.status, 422)
+})
+
+t.test('hash.digest: msgpack bin, base64 and raw bytes give the same digests as Node crypto', async (t) => {
+  const data = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) % 256))
+  const expected = {
+    sha256: createHash('sha256').update(data).digest('hex'),
+    sha1: createHash('sha1').update(data).digest('hex'),
+    md5: createHash('md5').update(data).digest('hex'),
+    blake2b: createHash('blake2b512').update(data).digest('hex'),
+    sha3_256: createHash('sha3-256').update(data).digest('hex')
+  }
+  const algorithms = Object.keys(expected)
+  const viaBase64 = await callTask(url, 'hash.digest', { data: data.toString('base64'), algorithms })
+  const viaRaw = await callTask(url, `hash.digest?algorithms=${algorithms.join(',')}`, data, { 'content-type': 'application/octet-stream' })
+  const viaMsgpack = await fetch(`${url}/api/tasks/hash.digest`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: pack({ data, algorithms }) })
+  for (const reply of [viaBase64.json, viaRaw.json, await viaMsgpack.json()]) {
+    t.equal(reply.size, data.length)
+    t.same(reply.digests, expected)
+  }
+})
+
+t.test('hash.digest: an unknown algorithm is a 400 before any worker is borrowed', async (t) => {
+  const before = callsSoFar()
+  const reply = await callTask(url, 'hash.digest', { data: 'aGk=', algorithms: ['sha256', 'crc32'] })
+  t.equal(reply.status, 400)
+  t.equal(reply.json.code, 'FST_ERR_VALIDATION')
+  const raw = await callTask(url, 'hash.digest?algorithms=rot13', Buffer.from('x'), { 'content-type': 'application/octet-stream' })
+  t.equal(raw.status, 400)
+  t.equal(callsSoFar(), before)
+})
+
+t.test('schema violations of every task are 400s that borrow no worker', async (t) => {
+  const before = callsSoFar()
+  const bad: Array<[string, unknown]> = [
+    ['xml.import', { xml: 5 }], ['xml.import', { xml: '<a/>', limit: -1 }], ['csv.profile', { csv: 'a', header: 'yes' }],
+    ['text.stats', { text: 'x', top: 1000 }], ['stats.describe', { values: [] }], ['stats.describe', { values: ['1'] }],
+    ['stats.regression', { x: [1], y: [1], degree: 9 }], ['hash.digest', {}]
+  ]
+  for (const [task, body] of bad) {
+    const reply = await callTask(url, task, body)
+    t.equal(reply.status, 400, `${task} ${JSON.stringify(body)}`)
+  }
+  t.equal(callsSoFar(), before)
+})
