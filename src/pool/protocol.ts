@@ -8,6 +8,7 @@
 
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
+import { ResultTooLargeError, TaskFailedError, TaskRejectedInputError, withExtras } from '../errors.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -137,4 +138,17 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     return message as unknown as ErrorMessage
   }
   throw new ProtocolError(`unexpected or malformed ${JSON.stringify(message.t)} message`)
+}
+
+/** The HTTP error and the call outcome for a task's error reply. */
+export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 'rejected' | 'failed', error: Error } {
+  switch (reply.kind) {
+    case KIND_REJECTED:
+      return { outcome: 'rejected', error: withExtras(new TaskRejectedInputError(reply.message), { details: reply.details }) }
+    case KIND_TOO_LARGE:
+      return { outcome: 'failed', error: new ResultTooLargeError(reply.message) }
+    default:
+      // The message and traceback stay in the log: they may hold internals.
+      return { outcome: 'failed', error: new TaskFailedError(task) }
+  }
 }

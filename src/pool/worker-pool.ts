@@ -9,46 +9,17 @@ import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  InvalidInputError, QueueFullError, QueueTimeoutError, ResultTooLargeError, TaskFailedError,
-  TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
+  InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
 } from '../errors.js'
 import { PythonWorker, WorkerCallError, type WorkerFailure } from './python-worker.js'
-import { KIND_REJECTED, KIND_TOO_LARGE, MSG_RESULT, type ErrorMessage } from './protocol.js'
+import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
-import { Recycler, type RetireReason } from './recycler.js'
+import { Recycler } from './recycler.js'
+import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
+import { Supervisor, type WorkerSnapshot } from './supervisor.js'
 
-export type RestartReason = 'crash' | 'timeout' | 'protocol' | RetireReason
-export type CallOutcome = 'ok' | 'rejected' | 'failed' | 'timeout' | 'worker_died' | 'queue_full' | 'queue_timeout' | 'cancelled'
-export const CALL_OUTCOMES: readonly CallOutcome[] = ['ok', 'rejected', 'failed', 'timeout', 'worker_died', 'queue_full', 'queue_timeout', 'cancelled']
-export const RESTART_REASONS: readonly RestartReason[] = ['crash', 'timeout', 'max_calls', 'max_rss', 'protocol', 'reload']
-
-/** What the pool needs to know of a task. */
-export interface PoolTask {
-  readonly name: string
-  readonly timeoutMs: number
-  readonly maxConcurrency: number
-}
-
-/** One call through the pool; the pool fills in the timings (read them for server-timing). */
-export interface Call {
-  readonly task: PoolTask
-  readonly input: unknown
-  readonly requestId: string
-  /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */
-  readonly budgetMs?: number
-  /** Subscribes to "the client has gone" while the call waits; returns an unsubscribe function. */
-  readonly onClientGone?: (cancel: () => void) => () => void
-  queueMs: number
-  runMs: number
-  /** How the call ended, once it has. */
-  outcome?: CallOutcome
-}
-
-/** Receives what happened, for metrics; the pool keeps no counters of its own. */
-export interface PoolObserver {
-  callEnded: (call: Call, outcome: CallOutcome) => void
-  workerRestarted: (reason: RestartReason) => void
-}
+export type { WorkerSnapshot } from './supervisor.js'
+export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
 
 export interface PoolOptions {
   size: number
@@ -63,16 +34,6 @@ export interface PoolOptions {
   observer: PoolObserver
 }
 
-export interface WorkerSnapshot {
-  id: number
-  pid: number | null
-  state: string
-  calls: number
-  rssBytes: number
-  startedAt: string | null
-  task: string | null
-}
-
 interface Waiter {
   call: Call
   enqueuedAt: number
@@ -83,7 +44,6 @@ interface Waiter {
   unsubscribe?: () => void
 }
 
-const MAX_BACKOFF_MS = 5_000
 const FAILURE_RESTART: Record<WorkerFailure, RestartReason> = { crash: 'crash', timeout: 'timeout', protocol: 'protocol' }
 
 export class WorkerPool {
@@ -92,11 +52,7 @@ export class WorkerPool {
   readonly #queue = new WaitQueue<Waiter>()
   readonly #running = new Map<string, number>()
   readonly #recycler: Recycler
-  /** Slot id -> its worker, or 'starting' while a replacement is being spawned. */
-  readonly #slots = new Map<number, PythonWorker | 'starting'>()
-  /** Workers ready to enter the pool: the initial ones, then recycling's spares. */
-  readonly #handoff: PythonWorker[] = []
-  #startFailures = 0
+  readonly #supervisor: Supervisor
   #inFlight = 0
   #draining = false
   #closed = false
@@ -105,7 +61,18 @@ export class WorkerPool {
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
-    this.#handoff.push(...initial)
+    this.#supervisor = new Supervisor({
+      spawn: options.spawn,
+      stopGraceMs: options.stopGraceMs,
+      log: options.log,
+      onReady: () => { this.#dispatch(); this.#checkFull() },
+      onStartFailed: (retryInMs) => {
+        // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
+        if (this.liveWorkers === 0) this.#failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
+      },
+      onGone: (worker) => { this.#recycler.forget(worker) }
+    })
+    for (const worker of initial) this.#supervisor.handOver(worker)
     this.#recycler = new Recycler({
       maxCalls: options.maxCallsPerWorker,
       maxRssBytes: options.maxWorkerRssBytes,
@@ -114,8 +81,8 @@ export class WorkerPool {
       onSpareReady: () => { this.#sweepIdle() }
     })
     this.#pool = genericPool.createPool<PythonWorker>({
-      create: async () => await this.#create(),
-      destroy: async (worker) => { await this.#destroyed(worker) }
+      create: async () => await this.#supervisor.create(),
+      destroy: async (worker) => { await this.#supervisor.destroy(worker) }
     }, { min: options.size, max: options.size, autostart: true })
   }
 
@@ -138,18 +105,10 @@ export class WorkerPool {
   }
 
   /** The tasks the newest worker declared. */
-  get tasks (): PythonWorker['tasks'] {
-    let newest: PythonWorker | undefined
-    for (const w of this.#slots.values()) if (w !== 'starting' && (newest === undefined || w.startedAt >= newest.startedAt)) newest = w
-    return newest?.tasks ?? []
-  }
+  get tasks (): PythonWorker['tasks'] { return this.#supervisor.tasks }
 
   /** Workers that can take a call now or after their current one. */
-  get liveWorkers (): number {
-    let live = 0
-    for (const w of this.#slots.values()) if (w !== 'starting' && w.isAlive) live++
-    return live
-  }
+  get liveWorkers (): number { return this.#supervisor.liveWorkers }
 
   get isDraining (): boolean { return this.#draining }
   get waiting (): number { return this.#queue.size }
@@ -160,19 +119,15 @@ export class WorkerPool {
    * with a typed error of errors.ts; every call ends in exactly one of the two.
    */
   run (call: Call): Promise<unknown> {
-    if (this.#draining) return Promise.reject(withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
-    if (this.#startFailures > 0 && this.liveWorkers === 0) {
-      return Promise.reject(withExtras(new WorkersUnavailableError('no worker is running: they fail to start and are being retried; see the server log'), { retryAfterSeconds: 5 }))
-    }
+    if (this.#draining) return this.#refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#refuse(call, 'worker_died', this.#noWorkersError(5000))
     const enqueuedAt = performance.now()
     // Fast path: a free worker and nobody ahead: no queue entry, no timer.
     if (this.#queue.size === 0 && this.#pool.available > 0 && this.#hasCapacity(call.task)) {
       return new Promise((resolve, reject) => { this.#begin({ call, enqueuedAt, resolve, reject }) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
-      call.outcome = 'queue_full'
-      this.#options.observer.callEnded(call, 'queue_full')
-      return Promise.reject(withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
+      return this.#refuse(call, 'queue_full', withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue({ call, enqueuedAt, resolve, reject })
@@ -181,18 +136,31 @@ export class WorkerPool {
     })
   }
 
-  #enqueue (waiter: Waiter): void {
+  /** A call turned away before it could wait: counted, then rejected. */
+  #refuse (call: Call, outcome: CallOutcome, error: Error): Promise<never> {
+    call.outcome = outcome
+    this.#options.observer.callEnded(call, outcome)
+    return Promise.reject(error)
+  }
+
+  #noWorkersError (retryInMs: number): Error {
+    return withExtras(new WorkersUnavailableError('no worker is running: replacements fail to start and are being retried; see the server log'), { retryAfterSeconds: Math.ceil(retryInMs / 1000) })
+  }
+
+  /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
+  #enqueue (waiter: Waiter, atFront = false): void {
     const { call } = waiter
     const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
     const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
-    waiter.entry = this.#queue.push(waiter)
+    const remainingMs = Math.max(1, waitMs - (performance.now() - waiter.enqueuedAt))
+    waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
       const error = byBudget
         ? new QueueTimeoutError(`${waitMs} (the x-request-timeout-ms budget)`)
         : new QueueTimeoutError(String(waitMs))
       this.#settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
-    }, waitMs)
+    }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return
       this.#settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
@@ -259,7 +227,7 @@ export class WorkerPool {
       // It died while idle and was not swept yet: replace it and put the call back in front.
       this.#discard(worker, 'crash')
       this.#finish(waiter)
-      waiter.entry = this.#queue.unshift(waiter)
+      this.#enqueue(waiter, true)
       this.#dispatch()
       return
     }
@@ -300,16 +268,11 @@ export class WorkerPool {
 
   #taskError (waiter: Waiter, reply: ErrorMessage): void {
     const { call } = waiter
-    if (reply.kind === KIND_REJECTED) {
-      this.#settle(waiter, 'rejected', withExtras(new TaskRejectedInputError(reply.message), { details: reply.details }))
-      return
+    const { outcome, error } = taskErrorFor(reply, call.task.name)
+    if (reply.kind === KIND_FAILED) {
+      this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
     }
-    if (reply.kind === KIND_TOO_LARGE) {
-      this.#settle(waiter, 'failed', new ResultTooLargeError(reply.message))
-      return
-    }
-    this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
-    this.#settle(waiter, 'failed', new TaskFailedError(call.task.name))
+    this.#settle(waiter, outcome, error)
   }
 
   /** After a call that left the worker healthy: release it, or swap it for its spare. */
@@ -322,7 +285,7 @@ export class WorkerPool {
 
   #swap (worker: PythonWorker, spare: PythonWorker, reason: RestartReason): void {
     this.#options.log.info({ worker: worker.id, workerPid: worker.pid, newWorkerPid: spare.pid, reason, calls: worker.calls }, 'recycling worker')
-    this.#handoff.push(spare)
+    this.#supervisor.handOver(spare)
     this.#options.observer.workerRestarted(reason)
     void this.#pool.destroy(worker)
   }
@@ -354,43 +317,7 @@ export class WorkerPool {
   /** A worker exited on its own (not during a call): replace it if it was idle. */
   readonly onWorkerExit = (worker: PythonWorker): void => {
     if (this.#closed) return
-    if (this.#slots.get(worker.id) === worker) this.#sweepIdle()
-  }
-
-  async #create (): Promise<PythonWorker> {
-    const handed = this.#handoff.shift()
-    if (handed !== undefined) {
-      this.#slots.set(handed.id, handed)
-      setImmediate(() => { this.#dispatch(); this.#checkFull() })
-      return handed
-    }
-    let id = 1
-    while (this.#slots.has(id)) id++
-    this.#slots.set(id, 'starting')
-    for (;;) {
-      if (this.#closed) { this.#slots.delete(id); throw new Error('pool closed') }
-      try {
-        const worker = await this.#options.spawn(id)
-        if (this.#closed) { void worker.kill(); continue }
-        this.#startFailures = 0
-        this.#slots.set(id, worker)
-        setImmediate(() => { this.#dispatch(); this.#checkFull() })
-        return worker
-      } catch (error) {
-        this.#startFailures++
-        const delayMs = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#startFailures - 1))
-        this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs: delayMs }, (error as Error).message)
-        // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
-        if (this.liveWorkers === 0) this.#failQueued(() => withExtras(new WorkersUnavailableError('no worker can be started; see the server log'), { retryAfterSeconds: Math.ceil(delayMs / 1000) }), 'worker_died')
-        await new Promise((resolve) => setTimeout(resolve, delayMs).unref())
-      }
-    }
-  }
-
-  async #destroyed (worker: PythonWorker): Promise<void> {
-    if (this.#slots.get(worker.id) === worker) this.#slots.delete(worker.id)
-    this.#recycler.forget(worker)
-    await worker.stop(this.#options.stopGraceMs)
+    if (this.#supervisor.holds(worker)) this.#sweepIdle()
   }
 
   #failQueued (makeError: () => Error, outcome: CallOutcome): void {
@@ -413,12 +340,7 @@ export class WorkerPool {
 
   /** A snapshot for /api/queue-stats and the gauges. */
   snapshot (): { pool: { size: number, min: number, max: number, available: number, borrowed: number, pending: number }, queue: { waiting: number, limit: number }, workers: WorkerSnapshot[] } {
-    const workers: WorkerSnapshot[] = []
-    for (const [id, w] of [...this.#slots.entries()].sort((a, b) => a[0] - b[0])) {
-      workers.push(w === 'starting'
-        ? { id, pid: null, state: 'starting', calls: 0, rssBytes: 0, startedAt: null, task: null }
-        : { id, pid: w.pid, state: w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? null })
-    }
+    const workers: WorkerSnapshot[] = this.#supervisor.snapshot()
     return {
       pool: { size: this.#pool.size, min: this.#pool.min, max: this.#pool.max, available: this.#pool.available, borrowed: this.#pool.borrowed, pending: this.#pool.pending },
       queue: { waiting: this.#queue.size, limit: this.#options.queueLimit },
@@ -428,7 +350,7 @@ export class WorkerPool {
 
   /** Workers in the pool right now (for RSS sampling and reload). */
   members (): PythonWorker[] {
-    return [...this.#slots.values()].filter((w): w is PythonWorker => w !== 'starting')
+    return this.#supervisor.members()
   }
 
   /**
@@ -467,11 +389,9 @@ export class WorkerPool {
       })
     }
     this.#closed = true
-    this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'worker_died')
+    this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
     await this.#recycler.close()
-    const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
-    stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
-    await Promise.all(stopping)
+    await this.#supervisor.close()
     await this.#pool.drain()
     await this.#pool.clear()
   }

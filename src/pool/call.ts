@@ -1,0 +1,37 @@
+// One call's shape as the pool sees it, how calls end, and who is told.
+// Shared by the pool, the routes and the metrics.
+
+import type { RetireReason } from './recycler.js'
+
+export type RestartReason = 'crash' | 'timeout' | 'protocol' | RetireReason
+export type CallOutcome = 'ok' | 'rejected' | 'failed' | 'timeout' | 'worker_died' | 'queue_full' | 'queue_timeout' | 'cancelled'
+export const CALL_OUTCOMES: readonly CallOutcome[] = ['ok', 'rejected', 'failed', 'timeout', 'worker_died', 'queue_full', 'queue_timeout', 'cancelled']
+export const RESTART_REASONS: readonly RestartReason[] = ['crash', 'timeout', 'max_calls', 'max_rss', 'protocol', 'reload']
+
+/** What the pool needs to know of a task. */
+export interface PoolTask {
+  readonly name: string
+  readonly timeoutMs: number
+  readonly maxConcurrency: number
+}
+
+/** One call through the pool; the pool fills in the timings (read them for server-timing). */
+export interface Call {
+  readonly task: PoolTask
+  readonly input: unknown
+  readonly requestId: string
+  /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */
+  readonly budgetMs?: number
+  /** Subscribes to "the client has gone" while the call waits; returns an unsubscribe function. */
+  readonly onClientGone?: (cancel: () => void) => () => void
+  queueMs: number
+  runMs: number
+  /** How the call ended, once it has. */
+  outcome?: CallOutcome
+}
+
+/** Receives what happened, for metrics; the pool keeps no counters of its own. */
+export interface PoolObserver {
+  callEnded: (call: Call, outcome: CallOutcome) => void
+  workerRestarted: (reason: RestartReason) => void
+}

@@ -1,0 +1,130 @@
+// Keeps one worker per slot (1..size): hands prepared workers to the pool (the
+// initial ones, recycling's spares), spawns replacements with exponential
+// backoff, and stops the workers generic-pool destroys. The pool decides when
+// a worker goes; this module decides how the next one comes.
+
+import type { FastifyBaseLogger } from 'fastify'
+import type { PythonWorker } from './python-worker.js'
+
+const MAX_BACKOFF_MS = 5_000
+const FIRST_BACKOFF_MS = 100
+
+export interface SupervisorOptions {
+  spawn: (id: number) => Promise<PythonWorker>
+  stopGraceMs: number
+  log: FastifyBaseLogger
+  /** A worker entered its slot (after generic-pool has taken it in). */
+  onReady: () => void
+  /** A replacement failed to start; the next attempt is in `retryInMs`. */
+  onStartFailed: (retryInMs: number) => void
+  /** A worker left its slot for good. */
+  onGone: (worker: PythonWorker) => void
+}
+
+export interface WorkerSnapshot {
+  id: number
+  pid: number | null
+  state: string
+  calls: number
+  rssBytes: number
+  startedAt: string | null
+  task: string | null
+}
+
+export class Supervisor {
+  readonly #options: SupervisorOptions
+  /** Slot id -> its worker, or 'starting' while a replacement is being spawned. */
+  readonly #slots = new Map<number, PythonWorker | 'starting'>()
+  /** Ready workers waiting to enter the pool, in order. */
+  readonly #handoff: PythonWorker[] = []
+  #startFailures = 0
+  #closed = false
+
+  constructor (options: SupervisorOptions) {
+    this.#options = options
+  }
+
+  /** Consecutive failed starts (0 once one succeeds). */
+  get startFailures (): number { return this.#startFailures }
+
+  /** Queues a ready worker to fill the next slot generic-pool asks for. */
+  handOver (worker: PythonWorker): void {
+    this.#handoff.push(worker)
+  }
+
+  /** generic-pool's factory.create: a handed-over worker, or a new one (retried with backoff). */
+  async create (): Promise<PythonWorker> {
+    const handed = this.#handoff.shift()
+    if (handed !== undefined) return this.#enter(handed)
+    let id = 1
+    while (this.#slots.has(id)) id++
+    this.#slots.set(id, 'starting')
+    for (;;) {
+      if (this.#closed) { this.#slots.delete(id); throw new Error('the pool is closed') }
+      try {
+        const worker = await this.#options.spawn(id)
+        if (this.#closed) { void worker.kill(); continue }
+        this.#startFailures = 0
+        return this.#enter(worker)
+      } catch (error) {
+        this.#startFailures++
+        const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
+        this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs }, (error as Error).message)
+        this.#options.onStartFailed(retryInMs)
+        await new Promise((resolve) => setTimeout(resolve, retryInMs).unref())
+      }
+    }
+  }
+
+  #enter (worker: PythonWorker): PythonWorker {
+    this.#slots.set(worker.id, worker)
+    // generic-pool adds the worker to its idle list a few microtasks after create resolves.
+    setImmediate(this.#options.onReady)
+    return worker
+  }
+
+  /** generic-pool's factory.destroy: free the slot (unless a spare already took it) and stop the process. */
+  async destroy (worker: PythonWorker): Promise<void> {
+    if (this.#slots.get(worker.id) === worker) this.#slots.delete(worker.id)
+    this.#options.onGone(worker)
+    await worker.stop(this.#options.stopGraceMs)
+  }
+
+  /** True while this worker holds its slot. */
+  holds (worker: PythonWorker): boolean {
+    return this.#slots.get(worker.id) === worker
+  }
+
+  /** Workers in their slots now. */
+  members (): PythonWorker[] {
+    return [...this.#slots.values()].filter((w): w is PythonWorker => w !== 'starting')
+  }
+
+  /** Workers that can take a call now or after their current one. */
+  get liveWorkers (): number {
+    let live = 0
+    for (const w of this.#slots.values()) if (w !== 'starting' && w.isAlive) live++
+    return live
+  }
+
+  /** The tasks the newest worker declared. */
+  get tasks (): PythonWorker['tasks'] {
+    let newest: PythonWorker | undefined
+    for (const w of this.members()) if (newest === undefined || w.startedAt >= newest.startedAt) newest = w
+    return newest?.tasks ?? []
+  }
+
+  snapshot (): WorkerSnapshot[] {
+    return [...this.#slots.entries()].sort((a, b) => a[0] - b[0]).map(([id, w]) => w === 'starting'
+      ? { id, pid: null, state: 'starting', calls: 0, rssBytes: 0, startedAt: null, task: null }
+      : { id, pid: w.pid, state: w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? null })
+  }
+
+  /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
+  async close (): Promise<void> {
+    this.#closed = true
+    const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
+    stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
+    await Promise.all(stopping)
+  }
+}
