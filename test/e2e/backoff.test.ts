@@ -1,0 +1,50 @@
+// Workers that cannot start: restarts back off, /ready is 503, calls fail fast,
+// and a failed reload leaves the old workers serving.
+
+import t from 'tap'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { callTask, FIXTURES, startServer, waitFor, workerPids } from '../helpers/server.js'
+
+const TOKEN = 'test-admin-token-0123456789'
+
+async function breakFile (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  return join(dir, 'broken')
+}
+
+t.test('while no worker can start: /ready is 503 and calls fail fast; then it recovers', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '2', TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+  await writeFile(file, 'x')
+  for (const pid of workerPids(server)) process.kill(pid, 'SIGKILL')
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 503, 5000, '/ready to turn 503')
+  await waitFor(() => server.logs.some((l) => /broken on purpose/.test(l.msg ?? '') && l.attempt >= 2), 10_000, 'a second failed start (backing off)')
+  const started = Date.now()
+  const reply = await callTask(server.url, 'flaky.ping', {})
+  t.equal(reply.status, 503)
+  t.equal(reply.json.code, 'WORKERS_UNAVAILABLE')
+  t.ok(Date.now() - started < 1000, 'failed fast instead of waiting out the queue timeout')
+  t.ok(reply.headers.get('retry-after'))
+  await rm(file)
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, 15_000, 'recovery within the 5 s backoff cap')
+  await waitFor(() => server.app.pool.liveWorkers === 2, 15_000, 'both workers back')
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+})
+
+t.test('a reload whose new workers cannot start fails with 503 and keeps the old workers', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  const before = workerPids(server).sort()
+  await writeFile(file, 'x')
+  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(response.status, 503)
+  const body = await response.json()
+  t.equal(body.code, 'WORKERS_UNAVAILABLE')
+  t.match(body.message, /reload failed.*broken on purpose/)
+  t.same(workerPids(server).sort(), before, 'the old workers are still there')
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+})
