@@ -4,14 +4,16 @@ It turns task outcomes into result/error messages; framing is frames.py's
 job and the process set-up (stdio, signals, imports) is __main__'s.
 """
 
-import asyncio
 import logging
 import traceback
-from typing import Any, BinaryIO, Dict, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Optional
 
 from . import protocol, registry
 from .errors import TaskError
 from .frames import read_frame, write_frame
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("pyfleet")
 
@@ -27,7 +29,7 @@ class Runner:
 
     def __init__(self) -> None:
         # One event loop for the worker's life, created on the first async task.
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: Optional["asyncio.AbstractEventLoop"] = None
 
     def run(self, message: Dict[str, Any]) -> Dict[str, Any]:
         call_id = message.get("id")
@@ -45,8 +47,11 @@ class Runner:
         except Exception as exc:
             return _failed(call_id, exc)
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
+    def _event_loop(self) -> "asyncio.AbstractEventLoop":
         if self._loop is None:
+            # Imported here: asyncio adds ~9 MB to every worker, and most task sets have no async task.
+            import asyncio
+
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
         return self._loop
