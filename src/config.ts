@@ -40,6 +40,8 @@ export class ConfigError extends Error {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
 const TASK_NAME = /^[A-Za-z0-9._-]{1,64}$/
+/** Node timers overflow past this (about 24.8 days) and would fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -106,8 +108,8 @@ export function loadConfig (env: Env): Config {
     python: env.PYTHON?.trim() || undefined,
     poolSize,
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
-    queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1),
-    taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1),
+    queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
+    taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0),
     maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
     bodyLimitBytes,
@@ -116,8 +118,8 @@ export function loadConfig (env: Env): Config {
     taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),
     diagTasks: flag(env, 'DIAG_TASKS'),
     adminToken: adminToken === '' ? undefined : adminToken,
-    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
-    workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0),
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),
+    workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0, MAX_TIMER_MS),
     logLevel,
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0),
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),

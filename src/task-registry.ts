@@ -3,7 +3,7 @@
 // here; the pool only sees the PoolTask part.
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import type { Config } from './config.js'
+import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/protocol.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
@@ -79,7 +79,7 @@ export class TaskRegistry {
         name: info.name,
         doc: info.doc,
         schema: info.schema,
-        timeoutMs: info.timeoutMs ?? this.#config.taskTimeoutMs,
+        timeoutMs: Math.min(info.timeoutMs ?? this.#config.taskTimeoutMs, MAX_TIMER_MS),
         maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
         raw: Object.freeze([...info.raw]),
         rawField: info.rawField,

@@ -8,8 +8,8 @@
 #     - POST /api/tasks/echo round-trips, served by the container's own Python workers
 #       (the pids in /api/queue-stats are python3 processes inside the container);
 #     - every process in the container runs as a non-root uid;
-#     - `podman stop` (SIGTERM via tini) while a 1 s diag.work call is in flight: that call
-#       gets 200, the container exits 0 well inside the stop timeout (not SIGKILLed), the log
+#     - `podman stop` (SIGTERM via tini) while a 1 s diag.work call is in flight: /ready turns
+#       503 while it drains, the call gets 200, the container exits 0 well inside the stop timeout (not SIGKILLed), the log
 #       shows every worker exiting before "stopped", and none of the worker processes is left.
 #  3. The container is removed; the image and its build cache are kept (a warm run takes ~15 s).
 #
@@ -131,8 +131,17 @@ for _ in $(seq 1 40); do   # up to 2 s for the call to reach a worker
 done
 check '[ "$inflight" = yes ]' "diag.work {sleep_ms: 1000} is running on a worker"
 S0=$(now_ms)
-podman stop -t "$STOP_TIMEOUT_S" "$NAME" >"$WORK/stop.log" 2>&1 || { cat "$WORK/stop.log"; fail "podman stop failed"; }
+podman stop -t "$STOP_TIMEOUT_S" "$NAME" >"$WORK/stop.log" 2>&1 &
+STOP_PID=$!
+drain=""
+for _ in $(seq 1 50); do   # while the call drains, /ready must say 503
+  c=$(curl -s -o "$WORK/ready" -w '%{http_code}' -m 1 "$BASE/ready")
+  if [ "$c" != 200 ]; then drain="$c $(cat "$WORK/ready" 2>/dev/null)"; break; fi
+  sleep 0.05
+done
+wait "$STOP_PID" || { cat "$WORK/stop.log"; fail "podman stop failed"; }
 STOP_MS=$(( $(now_ms) - S0 ))
+check '[ "${drain%% *}" = 503 ]' "GET /ready during the drain: ${drain:-always 200}"
 wait "$CURL_PID"; CURL_PID=""
 diag_code=$(cat "$WORK/diag.code")
 check '[ "$diag_code" = 200 ] && grep -q "\"slept_ms\":1000" "$WORK/diag"' "in-flight diag.work finished during shutdown: $diag_code $(cat "$WORK/diag")"
@@ -143,7 +152,14 @@ podman logs "$NAME" 2>/dev/null | grep '^{' >"$WORK/app.log"
 check 'grep -q "\"signal\":\"SIGTERM\"" "$WORK/app.log"' "Node got the SIGTERM (through tini)"
 check '[ "$(grep -c "\"msg\":\"worker exited\"" "$WORK/app.log")" -ge 4 ] && ! grep "\"msg\":\"worker exited\"" "$WORK/app.log" | grep -qv "\"code\":0"' \
   "all 4 workers exited with code 0 when the server stopped them"
-check 'tail -1 "$WORK/app.log" | grep -q "\"msg\":\"stopped\"" && ! grep -q "did not finish in time" "$WORK/app.log"' "the server's last log line is \"stopped\" (clean drain)"
+# (ordered by the lines' own "time": the pool's lines may reach the log after "stopped")
+check 'node -e '\''
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l))
+  const stopped = lines.find((l) => l.msg === "stopped")
+  const exits = lines.filter((l) => l.msg === "worker exited")
+  const ok = stopped !== undefined && !lines.some((l) => /did not finish in time/.test(l.msg)) &&
+    exits.length >= 4 && exits.every((l) => l.time <= stopped.time) && lines.every((l) => l.time <= stopped.time)
+  process.exit(ok ? 0 : 1)'\'' "$WORK/app.log"' "the server logged \"stopped\" last, after every worker had exited (clean drain)"
 left=""
 while read -r hpid; do
   [ -n "$hpid" ] && grep -qa pyfleet "/proc/$hpid/cmdline" 2>/dev/null && left="$left $hpid"

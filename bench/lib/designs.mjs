@@ -137,7 +137,9 @@ export async function startDesign (ctx, name) {
     case 'bare': return await startHttp(ctx, name, process.execPath, [join(baselines, 'bare.mjs')], { cwd: ctx.root, env: process.env })
     case 'spawn': return await startHttp(ctx, name, process.execPath, [join(baselines, 'spawn.mjs')], { cwd: ctx.root, env: { ...process.env, PYTHON: ctx.python } })
     case 'gunicorn': return await startHttp(ctx, name, 'gunicorn', (port) => [
-      '--workers', '4', '--worker-class', 'sync', '--bind', `127.0.0.1:${port}`, '--chdir', baselines, '--log-level', 'warning', 'gunicorn_app:app'
+      '--workers', '4', '--worker-class', 'sync', '--bind', `127.0.0.1:${port}`, '--chdir', baselines, '--log-level', 'warning',
+      // gunicorn's advice for containers: the heartbeat file on tmpfs, not on an overlay /tmp that can stall workers.
+      ...(existsSync('/dev/shm') ? ['--worker-tmp-dir', '/dev/shm'] : []), 'gunicorn_app:app'
     ], { cwd: ctx.root, env: { ...process.env, PYTHONPATH: [join(ctx.root, 'workers'), baselines].join(':') } })
     case 'pipe': return await startPipe(ctx)
     default: throw new Error(`unknown design ${name}`)

@@ -10,6 +10,26 @@ import { performance } from 'node:perf_hooks'
 import { newHistogram, summarize } from './histogram.mjs'
 import { pathOf, requestsOf } from './scenarios.mjs'
 
+/**
+ * autocannon writes the next request on a connection the server has said it
+ * will close (Connection: close: gunicorn's sync workers answer every request
+ * so) and never takes that lost request out of its queue of pending ones; each
+ * reconnect adds one more, so every later latency is measured from an older
+ * request and grows without bound. This reconnects before the next request
+ * instead, so each latency belongs to its own request.
+ */
+function honourConnectionClose (client) {
+  let closing = false
+  client.on('headers', (info) => { closing = info.shouldKeepAlive === false })
+  const doRequest = client._doRequest
+  client._doRequest = function () {
+    if (!closing || this.destroyed) return doRequest.call(this)
+    closing = false
+    this._destroyConnection()
+    this._connect() // sends the next request on the new connection
+  }
+}
+
 function run ({ url, scenario, connections, warmupMs, measureMs, timeoutSeconds }) {
   const requests = requestsOf(scenario).map((r) => ({
     method: 'POST',
@@ -34,7 +54,8 @@ function run ({ url, scenario, connections, warmupMs, measureMs, timeoutSeconds 
     // Stopped by our own timer below; this is only a backstop.
     duration: Math.ceil((warmupMs + measureMs) / 1000) + 30,
     timeout: timeoutSeconds,
-    requests
+    requests,
+    setupClient: honourConnectionClose
   })
 
   instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
