@@ -1,6 +1,7 @@
 // Process entry: configuration, buildApp, listen, signals. The only file with
 // process-wide side effects (exit codes, signal handlers).
 
+import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { WorkerStartError } from './pool/python-worker.js'
@@ -22,45 +23,55 @@ async function main (): Promise<void> {
     throw error
   }
 
-  let app
+  let app: FastifyInstance | undefined
+  let stopping = false
+  const close = (instance: FastifyInstance): void => {
+    // Backstop: drain is bounded by the grace periods; this catches anything that is not.
+    setTimeout(() => {
+      instance.log.error('shutdown did not finish in time; exiting')
+      process.exit(1)
+    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + 5_000).unref()
+    instance.close().then(() => {
+      instance.log.info('stopped')
+      process.exit(0)
+    }, (error: Error) => {
+      instance.log.error({ err: error }, 'error while shutting down')
+      process.exit(1)
+    })
+  }
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`pyfleet: second ${signal}: exiting now\n`)
+      process.exit(1)
+    }
+    stopping = true
+    if (app === undefined) return // still starting: main() closes once the app exists
+    app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
+    close(app)
+  }
+  // Installed before anything starts, so a stop during start-up (a pod deleted
+  // while its workers spawn) still ends in a clean exit 0.
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGHUP', () => {
+    if (stopping || app === undefined) return
+    reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
+  })
+
   try {
     app = await buildApp(config)
-    await app.listen({ host: config.host, port: config.port })
+    if (!stopping) await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    if (stopping) process.exit(0)
     if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
     const err = error as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
     fatal(`could not start: ${err.message}`)
   }
-
-  let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      app.log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    }
-    stopping = true
-    app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
-    // Backstop: drain is bounded by the grace periods; this catches anything that is not.
-    setTimeout(() => {
-      app.log.error('shutdown did not finish in time; exiting')
-      process.exit(1)
-    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + 5_000).unref()
-    app.close().then(() => {
-      app.log.info('stopped')
-      process.exit(0)
-    }, (error: Error) => {
-      app.log.error({ err: error }, 'error while shutting down')
-      process.exit(1)
-    })
+  if (stopping) {
+    app.log.info('stopped during start-up')
+    close(app)
   }
-  // Handlers only start work; what happens is the app's business.
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-  process.on('SIGHUP', () => {
-    if (stopping) return
-    reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
-  })
 }
 
 await main()

@@ -9,8 +9,9 @@
 #       (the pids in /api/queue-stats are python3 processes inside the container);
 #     - every process in the container runs as a non-root uid;
 #     - `podman stop` (SIGTERM via tini) while a 1 s diag.work call is in flight: /ready turns
-#       503 while it drains, the call gets 200, the container exits 0 well inside the stop timeout (not SIGKILLed), the log
-#       shows every worker exiting before "stopped", and none of the worker processes is left.
+#       503 while it drains, the call gets 200, the container exits 0 well inside the stop
+#       timeout (not SIGKILLed), the log shows every worker exiting before "stopped", and none
+#       of the worker processes is left.
 #  3. The container is removed; the image and its build cache are kept (a warm run takes ~15 s).
 #
 # Where the podman tooling comes from: $PYFLEET_CONTAINER_TOOLS, else <repo>/../shared/container
@@ -154,7 +155,8 @@ check '[ "$(grep -c "\"msg\":\"worker exited\"" "$WORK/app.log")" -ge 4 ] && ! g
   "all 4 workers exited with code 0 when the server stopped them"
 # (ordered by the lines' own "time": the pool's lines may reach the log after "stopped")
 check 'node -e '\''
-  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l))
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")
+    .map((l) => { try { return JSON.parse(l) } catch { return { msg: "", time: 0 } } })
   const stopped = lines.find((l) => l.msg === "stopped")
   const exits = lines.filter((l) => l.msg === "worker exited")
   const ok = stopped !== undefined && !lines.some((l) => /did not finish in time/.test(l.msg)) &&

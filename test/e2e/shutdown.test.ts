@@ -64,3 +64,18 @@ t.test('SIGHUP replaces every worker and calls keep working', async (t) => {
   t.equal((await callTask(server.url, 'echo', { after: 'reload' })).status, 200)
   t.match(server.output(), /reload finished/)
 })
+
+t.test('SIGTERM during start-up still exits 0 and leaves no worker', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { ROOT } = await import('../helpers/server.js')
+  const child = spawn(process.execPath, ['dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0' } })
+  let output = ''
+  child.stdout.on('data', (d) => { output += String(d) })
+  child.stderr.on('data', (d) => { output += String(d) })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  // The first worker is spawned: start-up is under way but not finished.
+  await waitFor(async () => (await childPythonPids(child.pid as number)).length > 0, 10_000, 'workers spawning')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, output)
+  t.same(await childPythonPids(child.pid as number), [])
+})
