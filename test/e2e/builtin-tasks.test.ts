@@ -138,3 +138,26 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
   }
   t.equal(callsSoFar(), before)
 })
+
+t.test('xml.import streams a 20 MB document: the worker peaks under 100 MB above its idle RSS', async (t) => {
+  const big = await startServer(t, { POOL_SIZE: '1', BODY_LIMIT_BYTES: String(32 * 1024 * 1024) })
+  const [worker] = big.app.pool.members()
+  const { readFile } = await import('node:fs/promises')
+  const status = async (): Promise<{ rss: number, peak: number }> => {
+    const text = await readFile(`/proc/${worker.pid}/status`, 'utf8')
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]) * 1024
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') }
+  }
+  const item = '<item id="ID"><title>A title for this record</title><price currency="EUR">12.50</price><tags><tag>a</tag><tag>b</tag></tags></item>'
+  const count = Math.ceil(20 * 1024 * 1024 / item.length)
+  const xml = `<?xml version="1.0"?><catalog>${Array.from({ length: count }, (_, i) => item.replace('ID', String(i))).join('')}</catalog>`
+  t.ok(xml.length >= 20 * 1024 * 1024)
+  const before = await status()
+  const reply = await callTask(big.url, 'xml.import?record=item&limit=3', xml, { 'content-type': 'application/xml' })
+  t.equal(reply.status, 200)
+  t.equal(reply.json.count, count)
+  t.equal(reply.json.records.length, 3)
+  const after = await status()
+  const growthMb = (after.peak - before.rss) / 1024 / 1024
+  t.ok(growthMb < 100, `worker peak RSS grew by ${growthMb.toFixed(1)} MB for a ${(xml.length / 1024 / 1024).toFixed(1)} MB document`)
+})
