@@ -4,11 +4,12 @@
 //
 //   --quick              CI size: 1 repetition, short runs, fewer cases (< 2 minutes)
 //   --reps N             repetitions (default 3; medians need at least 3)
-//   --warmup S --measure S   seconds of warm-up and of measurement per run
+//   --warmup S --measure S   seconds of warm-up (default 1) and of measurement (4; quick 2) per run
 //   --cases a,b          only cases whose id contains one of these (echo-100B@50, mix, ...)
 //   --designs a,b        only these designs (pyfleet, bare, pipe, spawn, gunicorn)
 //   --baseline-dir DIR   also run pyfleet from DIR (another checkout, built) as "pyfleet-base"
 //   --env K=V            extra environment for pyfleet (repeatable), e.g. --env MAX_CALLS_PER_WORKER=0
+//   --node-arg ARG       extra node flag for pyfleet (repeatable), e.g. --node-arg=--max-semi-space-size=4
 //   --cpu-prof           run pyfleet under node --cpu-prof (profiles in bench/results/profiles/)
 //   --log-level L        pyfleet's LOG_LEVEL (default warn: no per-request log line)
 //   --report FILE        only render latest.md and chart.svg from a results file
@@ -17,10 +18,9 @@
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, release, tmpdir, totalmem } from 'node:os'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
-import { isDeepStrictEqual } from 'node:util'
+import { isDeepStrictEqual, parseArgs } from 'node:util'
 import { CASES, QUICK_CASES, caseId, pathOf, requestsOf } from './lib/scenarios.mjs'
 import { DESIGN_ORDER, gunicornAvailability, startDesign } from './lib/designs.mjs'
 import { measure } from './lib/measure.mjs'
@@ -41,6 +41,7 @@ const { values: opts } = parseArgs({
     designs: { type: 'string' },
     'baseline-dir': { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
+    'node-arg': { type: 'string', multiple: true, default: [] },
     'cpu-prof': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     report: { type: 'string' },
@@ -63,8 +64,9 @@ if (opts.report !== undefined) {
 const python = process.env.PYTHON ?? '/usr/bin/python3'
 const quick = opts.quick
 const reps = Number(opts.reps ?? (quick ? 1 : 3))
-const warmupMs = Number(opts.warmup ?? (quick ? 1 : 1.5)) * 1000
+const warmupMs = Number(opts.warmup ?? 1) * 1000
 const measureMs = Number(opts.measure ?? (quick ? 2 : 4)) * 1000
+const primeMs = quick ? 1000 : 2000
 const pyfleetEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
 const notes = []
@@ -73,10 +75,11 @@ if (opts.cases !== undefined) {
   const wanted = opts.cases.split(',')
   cases = cases.filter((c) => wanted.some((w) => caseId(c).includes(w)))
 }
-let allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
+const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
 const gunicorn = gunicornAvailability(python)
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }
 if (opts['baseline-dir'] !== undefined) {
+  allowed.add('pyfleet-base')
   for (const c of cases) if (c.designs.includes('pyfleet')) c.designs.splice(1, 0, 'pyfleet-base')
 } else {
   allowed.delete('pyfleet-base')
@@ -84,7 +87,6 @@ if (opts['baseline-dir'] !== undefined) {
 for (const c of cases) c.designs = c.designs.filter((d) => allowed.has(d))
 cases = cases.filter((c) => c.designs.length > 0)
 const designs = DESIGN_ORDER.filter((d) => cases.some((c) => c.designs.includes(d)))
-allowed = undefined
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-')
 mkdirSync(opts.out, { recursive: true })
@@ -96,8 +98,9 @@ const ctx = {
   python,
   logLevel: opts['log-level'],
   cpuProf: opts['cpu-prof'],
-  baselineDir: opts['baseline-dir'],
-  pyfleetEnv
+  baselineDir: opts['baseline-dir'] === undefined ? undefined : resolve(opts['baseline-dir']),
+  pyfleetEnv,
+  nodeArgs: opts['node-arg']
 }
 
 function git (...args) {
@@ -171,6 +174,11 @@ try {
       running.add(handle)
       handles.set(name, handle)
     }
+    // A fresh Node server runs its first seconds in unoptimised code: prime the
+    // JIT of every Node HTTP design (untimed) before its first measured run.
+    for (const [name, handle] of handles) {
+      if (name === 'pyfleet' || name === 'pyfleet-base' || name === 'bare') await handle.run({ scenario: 'echo-100B', connections: 50, warmupMs: 0, measureMs: primeMs, timeoutSeconds: 30 }, () => {})
+    }
     if (rep === 1) {
       for (const [name, handle] of handles) {
         await preflight(handle, [...new Set(cases.filter((c) => c.designs.includes(name)).map((c) => c.scenario))])
@@ -210,6 +218,7 @@ const data = {
   dirty: (git('status', '--porcelain', '--', 'src', 'workers') ?? '') !== '',
   baselineDir: ctx.baselineDir,
   pyfleetEnv,
+  nodeArgs: ctx.nodeArgs,
   logLevel: ctx.logLevel,
   machine,
   notes,
@@ -220,4 +229,8 @@ const file = join(opts.out, `${stamp}${quick ? '-quick' : ''}.json`)
 writeFileSync(file, JSON.stringify(data, null, 1))
 console.log(`\nresults: ${relative(ROOT, file)} (${data.durationSeconds} s)`)
 console.log('\n' + renderMarkdown(data, { resultsFile: relative(ROOT, file), brief: true }))
-if (!quick && !opts['no-write'] && opts.cases === undefined && opts.designs === undefined) writeOutputs(data, file)
+// Only a full run of this checkout with default settings replaces the committed report.
+const canonical = opts.cases === undefined && opts.designs === undefined && ctx.baselineDir === undefined &&
+  Object.keys(pyfleetEnv).length === 0 && ctx.nodeArgs.length === 0 && !ctx.cpuProf && ctx.logLevel === 'warn'
+if (!quick && !opts['no-write'] && canonical) writeOutputs(data, file)
+else if (!quick) console.log('latest.md and chart.svg left as they were (not a canonical full run; re-render with --report FILE)')

@@ -4,6 +4,7 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000
+const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
 
 export class RequestLog extends LogController {
   constructor () {
@@ -14,6 +15,11 @@ export class RequestLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    // Routes declared with logLevel 'warn' (/health, /ready) get a child logger at
+    // that level, so their info lines are dropped here without reading
+    // request.routeOptions (a getter that builds an object on every call).
+    const level = reply.statusCode >= 500 ? 'warn' : 'info'
+    if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const call = request.pyfleetCall
     const fields: Record<string, unknown> = {
       method: request.method,
@@ -28,7 +34,6 @@ export class RequestLog extends LogController {
       fields.runMs = round(call.runMs)
     }
     if (error !== null) fields.err = error
-    const level = reply.statusCode >= 500 ? 'warn' : request.routeOptions.logLevel === 'warn' ? 'debug' : 'info'
     reply.log[level](fields, 'request completed')
   }
 }

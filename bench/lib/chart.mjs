@@ -8,7 +8,7 @@ import { metric } from './report.mjs'
 
 const SCENARIO = 'echo-100B'
 const COLORS = { pyfleet: '#1f5fbf', 'pyfleet-base': '#8fb3e8', bare: '#6b6b6b', pipe: '#2a9d3a', spawn: '#c62828', gunicorn: '#e07b00' }
-const LABELS = { pyfleet: 'pyfleet', 'pyfleet-base': 'pyfleet (baseline dir)', bare: 'bare Fastify (HTTP ceiling)', pipe: 'pipe, no HTTP (IPC ceiling)', spawn: 'spawn per request', gunicorn: 'gunicorn + Flask, 4 sync' }
+const LABELS = { pyfleet: 'pyfleet', 'pyfleet-base': 'pyfleet (baseline dir)', bare: 'bare Fastify (HTTP ceiling)', pipe: 'pipe, no HTTP (IPC ceiling)', spawn: 'spawn per request (50 connections only)', gunicorn: 'gunicorn + Flask, 4 sync' }
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
@@ -86,7 +86,7 @@ export function renderChart (data) {
   const m = data.machine
   const subtitle = `median of ${data.reps} (whiskers: min–max), ${m.cores} × ${m.cpuModel}, Node ${m.node}, ${data.startedAt.slice(0, 10)}, commit ${data.commit ?? '?'}`
   const legend = designs.map((d, i) => {
-    const lx = 70 + (i % 3) * 280
+    const lx = 50 + (i % 3) * 300
     const ly = H - 34 + Math.floor(i / 3) * 18
     const dash = d === 'pipe' ? ' stroke-dasharray="6 4"' : ''
     return `<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="${COLORS[d]}" stroke-width="3"${dash}/><text x="${lx + 28}" y="${ly}" class="legend">${esc(LABELS[d] ?? d)}</text>`
@@ -96,7 +96,7 @@ export function renderChart (data) {
   .frame { fill: #fff; stroke: #999; }
   .grid { stroke: #ddd; }
   .minor { stroke: #f0f0f0; }
-  .title { font-size: 14px; font-weight: 600; text-anchor: middle; fill: #222; }
+  .title { font-size: 13px; font-weight: 600; text-anchor: middle; fill: #222; }
   .axis { font-size: 12px; text-anchor: middle; fill: #444; }
   .xtick { font-size: 11px; text-anchor: middle; fill: #444; }
   .ytick { font-size: 11px; text-anchor: end; fill: #444; }

@@ -72,7 +72,7 @@ async function startHttp (ctx, name, command, args, options) {
 }
 
 function startPyfleet (ctx, name, root) {
-  const nodeArgs = ctx.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(ctx.outDir, 'profiles', name)] : []
+  const nodeArgs = [...ctx.nodeArgs, ...(ctx.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(ctx.outDir, 'profiles', name)] : [])]
   return startHttp(ctx, name, process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
     cwd: root,
     env: { ...process.env, POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: ctx.logLevel, ...ctx.pyfleetEnv }

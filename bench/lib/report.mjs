@@ -105,7 +105,7 @@ export function renderMarkdown (data, { resultsFile, brief = false } = {}) {
     out.push(`- Machine: ${machineLine(data)}.`)
     out.push(`- ${data.reps} repetitions; every run is one continuous autocannon run of ${data.warmupMs / 1000} s warm-up then ${data.measureMs / 1000} s measured; designs interleaved within each case, order rotated each repetition; ${data.durationSeconds} s in all.`)
     out.push('- Figures are medians over the repetitions with min–max in small print; ratios are taken within each repetition, then summarised the same way.')
-    out.push(`- pyfleet runs with POOL_SIZE=4, DIAG_TASKS=1, LOG_LEVEL=${data.logLevel}${Object.keys(data.pyfleetEnv ?? {}).length > 0 ? ', ' + Object.entries(data.pyfleetEnv).map(([k, v]) => `${k}=${v}`).join(', ') : ''}, defaults otherwise. RSS is the sum over the server's whole process tree (Node and every Python process), read from /proc.`)
+    out.push(`- pyfleet runs with POOL_SIZE=4, DIAG_TASKS=1, LOG_LEVEL=${data.logLevel}${Object.keys(data.pyfleetEnv ?? {}).length > 0 ? ', ' + Object.entries(data.pyfleetEnv).map(([k, v]) => `${k}=${v}`).join(', ') : ''}, defaults otherwise${(data.nodeArgs ?? []).length > 0 ? `; node flags ${data.nodeArgs.join(' ')}` : ''}. RSS is the sum over the server's whole process tree (Node and every Python process), read from /proc.`)
     for (const note of data.notes) out.push(`- Note: ${note}.`)
     if (resultsFile) out.push(`- Raw data: \`${resultsFile}\` (not committed).`)
     out.push('')
@@ -139,11 +139,12 @@ export function renderMarkdown (data, { resultsFile, brief = false } = {}) {
         m(rps, 'int'), m((r) => r.latency.p50, 'ms'), m((r) => r.latency.p90, 'ms'), m(p99, 'ms'),
         `${errors} / ${non2xx}`,
         `${m((r) => r.memory.beforeBytes / MB, 'MB')} → ${m((r) => r.memory.maxBytes / MB, 'MB')} → ${m((r) => r.memory.afterBytes / MB, 'MB')}`,
+        m((r) => r.memory.maxPssBytes / MB, 'MB'),
         `${m((r) => r.cpu?.nodeCores ?? null, 'ratio')} / ${m((r) => r.cpu?.pythonCores ?? null, 'ratio')}`
       ])
     }
   }
-  out.push(table(['case', 'design', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors / non-2xx (all reps)', 'RSS MB before → max → after', 'CPU cores node / python'], rows))
+  out.push(table(['case', 'design', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors / non-2xx (all reps)', 'RSS MB before → max → after', 'PSS MB max', 'CPU cores node / python'], rows))
   if (!brief) {
     out.push('')
     out.push('Cases: ' + Object.entries(SCENARIO_TITLES).map(([k, v]) => `\`${k}\` ${v}`).join('; ') + '. `@N` is the number of connections; pipe has no connections and keeps one call in flight per worker.')

@@ -46,6 +46,7 @@ async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
       : withExtras(new Error(`no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), {}) as SendableError
     if (match === null) { error.statusCode = 404; error.code = 'FST_ERR_NOT_FOUND' }
     handleError(error as SendableError, request, reply)
+    fastify.observeUnmatched(request, reply)
   })
 }
 
@@ -53,4 +54,4 @@ function decodeURIComponentSafe (text: string): string {
   try { return decodeURIComponent(text) } catch { return text }
 }
 
-export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x' })
+export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

@@ -3,7 +3,7 @@
 // /api/queue-stats (no second set of counters that could drift).
 
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
@@ -116,6 +116,20 @@ export class Metrics implements PoolObserver {
     this.#httpDuration.labels(method, route, String(statusCode)).observe(seconds)
   }
 
+  /**
+   * An observer for one route template: the labelled series are looked up once
+   * per status code, not hashed from a label object on every request.
+   */
+  httpObserver (route: string): (method: string, statusCode: number, seconds: number) => void {
+    const series = new Map<string, ReturnType<Histogram<'method' | 'route' | 'status_code'>['labels']>>()
+    return (method, statusCode, seconds) => {
+      const key = method + statusCode
+      let child = series.get(key)
+      if (child === undefined) series.set(key, child = this.#httpDuration.labels(method, route, String(statusCode)))
+      child.observe(seconds)
+    }
+  }
+
   /** Totals by outcome and by restart reason, read from the counters themselves. */
   async counts (): Promise<PoolCounts> {
     const calls = Object.fromEntries(CALL_OUTCOMES.map((o) => [o, 0])) as Record<CallOutcome, number>
@@ -129,18 +143,31 @@ export class Metrics implements PoolObserver {
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
+    /** Records a request no route matched (called by the not-found handler once it has replied). */
+    observeUnmatched: (request: FastifyRequest, reply: FastifyReply) => void
   }
 }
 
 async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
   const metrics = new Metrics()
   fastify.decorate('metrics', metrics)
-  fastify.addHook('onResponse', (request, reply, done) => {
-    // The route template, never the raw URL, keeps the label set bounded.
-    const route = request.routeOptions.url ?? 'unmatched'
-    metrics.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
-    done()
+  // One onResponse hook per route, holding its template (never the raw URL, so
+  // the label set stays bounded): cheaper than a global hook that reads
+  // request.routeOptions, a getter that builds an object on every request.
+  const observerFor = (route: string): onResponseHookHandler => {
+    const observe = metrics.httpObserver(route)
+    return function observeHttp (request, reply, done) {
+      observe(request.method, reply.statusCode, reply.elapsedTime / 1000)
+      done()
+    }
+  }
+  fastify.addHook('onRoute', (route) => {
+    const hook = observerFor(route.url)
+    route.onResponse = route.onResponse === undefined ? [hook] : [...[route.onResponse].flat(), hook]
   })
+  // The not-found handler's routes do not pass through onRoute.
+  const unmatched = metrics.httpObserver('unmatched')
+  fastify.decorate('observeUnmatched', (request: FastifyRequest, reply: FastifyReply) => { unmatched(request.method, reply.statusCode, reply.elapsedTime / 1000) })
 }
 
 export default fp(metricsPlugin, { name: 'pyfleet-metrics', fastify: '5.x' })

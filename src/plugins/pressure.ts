@@ -1,9 +1,10 @@
 // /health, through @fastify/under-pressure: 200 while the process can serve,
 // 503 with Retry-After when the event loop, heap or RSS passes its threshold.
 // Only /health answers 503 under pressure: shedding task calls is the queue's
-// job (QUEUE_LIMIT), and /metrics must keep working when things go wrong.
+// job (QUEUE_LIMIT), and /metrics must keep working when things go wrong. So
+// this plugin is encapsulated (not fastify-plugin wrapped): under-pressure's
+// onRequest hook runs for /health only, not on every task call.
 
-import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
@@ -19,8 +20,7 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
     maxRssBytes: config.maxRssBytes,
     retryAfter: RETRY_AFTER_SECONDS,
     exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
-    pressureHandler: (request, reply, type, value) => {
-      if (request.routeOptions.url !== HEALTH_URL) return undefined // let everything else through
+    pressureHandler: (_request, reply, type, value) => {
       reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
       const body = { statusCode: 503, code: 'FST_UNDER_PRESSURE', error: 'Service Unavailable', message: `under pressure: ${type} is ${String(value)}` }
       // under-pressure sends a non-null return value as the reply; its types only say void.
@@ -37,4 +37,4 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
   new Gauge({ name: 'pyfleet_under_pressure', help: '1 while /health answers 503 because a threshold is passed', registers, collect () { this.set(fastify.isUnderPressure() ? 1 : 0) } })
 }
 
-export default fp(pressurePlugin, { name: 'pyfleet-pressure', fastify: '5.x', dependencies: ['pyfleet-metrics'] })
+export default pressurePlugin

@@ -62,32 +62,49 @@ function lineAndColumn (text: string, position: number): { line: number, column:
  * a hostile body cannot overflow the stack.
  */
 export function unsendable (value: unknown, limit: number): string | undefined {
-  const stack: Array<[unknown, number]> = [[value, 0]]
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop() as [unknown, number]
-    if (node === null) continue
-    switch (typeof node) {
-      case 'string': case 'number': case 'boolean': case 'bigint': continue
-      case 'object': break
-      default: return `the body holds a value of type ${typeof node}, which tasks cannot receive`
-    }
-    if (node instanceof Uint8Array) continue
+  // Two parallel stacks of containers only: scalars are checked where they are
+  // found, so a large body costs no allocation per value.
+  const nodes: object[] = []
+  const depths: number[] = []
+  let problem = checkValue(value, nodes, depths, 0)
+  while (problem === undefined && nodes.length > 0) {
+    const node = nodes.pop() as object
+    const depth = depths.pop() as number
     if (depth >= limit) return `the body nests deeper than ${limit} levels`
     if (Array.isArray(node)) {
-      for (const child of node) stack.push([child, depth + 1])
+      for (let i = 0; i < node.length && problem === undefined; i++) problem = checkValue(node[i], nodes, depths, depth + 1)
       continue
     }
     const proto = Object.getPrototypeOf(node)
     if (proto !== Object.prototype && proto !== null) {
       return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
     }
-    for (const key in node) stack.push([(node as Record<string, unknown>)[key], depth + 1])
+    for (const key in node) {
+      problem = checkValue((node as Record<string, unknown>)[key], nodes, depths, depth + 1)
+      if (problem !== undefined) break
+    }
   }
-  return undefined
+  return problem
 }
+
+/** Checks a scalar, or queues a container for unsendable's walk. */
+function checkValue (value: unknown, nodes: object[], depths: number[], depth: number): string | undefined {
+  switch (typeof value) {
+    case 'string': case 'number': case 'boolean': case 'bigint': return undefined
+    case 'object':
+      if (value === null || value instanceof Uint8Array) return undefined
+      nodes.push(value)
+      depths.push(depth)
+      return undefined
+    default: return `the body holds a value of type ${typeof value}, which tasks cannot receive`
+  }
+}
+
+const JSON_MEDIA = Object.freeze({ type: JSON_TYPE, charset: undefined })
 
 function mediaType (request: FastifyRequest): { type: string, charset: string | undefined } {
   const header = request.headers['content-type'] ?? ''
+  if (header === JSON_TYPE) return JSON_MEDIA // the common case, without parsing
   const [type, ...params] = header.split(';')
   const charset = params.map((p) => /^\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(p)?.[1]).find((c) => c !== undefined)
   return { type: type.trim().toLowerCase(), charset }

@@ -9,17 +9,25 @@ function needsConversion (value: unknown): boolean {
   if (typeof value === 'bigint') return true
   if (typeof value !== 'object' || value === null) return false
   if (ArrayBuffer.isView(value)) return true
+  // Containers only on the stack, and for-in rather than Object.values: no allocation per value.
   const stack: object[] = [value]
   while (stack.length > 0) {
-    const node = stack.pop() as object
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (typeof child === 'bigint') return true
-      if (typeof child === 'object' && child !== null) {
-        if (ArrayBuffer.isView(child)) return true
-        stack.push(child)
-      }
+    const node = stack.pop() as Record<string, unknown>
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) if (needsWork(node[i], stack)) return true
+    } else {
+      for (const key in node) if (needsWork(node[key], stack)) return true
     }
   }
+  return false
+}
+
+/** True for a BigInt or bytes; queues any other object for needsConversion's walk. */
+function needsWork (child: unknown, stack: object[]): boolean {
+  if (typeof child === 'bigint') return true
+  if (typeof child !== 'object' || child === null) return false
+  if (ArrayBuffer.isView(child)) return true
+  stack.push(child)
   return false
 }
 

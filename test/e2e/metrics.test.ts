@@ -135,3 +135,16 @@ t.test('worker lifecycle events are logged', async (t) => {
   t.ok(server.logs.some((l) => l.msg === 'worker exited' && l.code === 9))
   t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash'))
 })
+
+t.test('past a pressure threshold /health is 503 with Retry-After, task calls still run, metrics say why', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_HEAP_USED_BYTES: '1' })
+  await waitFor(async () => (await fetch(`${server.url}/health`)).status === 503, 5000, '/health to report pressure')
+  const health = await fetch(`${server.url}/health`)
+  t.equal(health.headers.get('retry-after'), '10')
+  t.match(await health.json(), { statusCode: 503, code: 'FST_UNDER_PRESSURE', message: /heapUsedBytes/ })
+  t.equal((await callTask(server.url, 'echo', { still: 'served' })).status, 200, 'task calls are not shed by under-pressure')
+  t.equal((await fetch(`${server.url}/ready`)).status, 200)
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(text, 'pyfleet_under_pressure', ''), 1)
+  t.ok(sample(text, 'pyfleet_pressure_heap_used_bytes', '') > 1)
+})
