@@ -94,10 +94,6 @@ export class TaskRegistry {
     return this.#tasks.get(name)
   }
 
-  has (name: string): boolean {
-    return this.#tasks.has(name)
-  }
-
   names (): string[] {
     return [...this.#tasks.keys()]
   }

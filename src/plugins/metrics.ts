@@ -112,9 +112,6 @@ export class Metrics implements PoolObserver {
     this.#restarts.labels(reason).inc()
   }
 
-  observeHttp (method: string, route: string, statusCode: number, seconds: number): void {
-    this.#httpDuration.labels(method, route, String(statusCode)).observe(seconds)
-  }
 
   /**
    * An observer for one route template: the labelled series are looked up once

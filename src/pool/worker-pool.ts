@@ -112,7 +112,6 @@ export class WorkerPool {
 
   get isDraining (): boolean { return this.#draining }
   get waiting (): number { return this.#queue.size }
-  get recycler (): Recycler { return this.#recycler }
 
   /**
    * Runs a call on a worker and resolves with the task's return value. Rejects
