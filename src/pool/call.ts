@@ -1,9 +1,11 @@
 // One call's shape as the pool sees it, how calls end, and who is told.
 // Shared by the pool, the routes and the metrics.
 
+import type { WorkerFailure } from './python-worker.js'
 import type { RetireReason } from './recycler.js'
 
-export type RestartReason = 'crash' | 'timeout' | 'protocol' | RetireReason
+/** Why a worker was replaced: it failed (crash, timeout, protocol) or was retired. */
+export type RestartReason = WorkerFailure | RetireReason
 export type CallOutcome = 'ok' | 'rejected' | 'failed' | 'timeout' | 'worker_died' | 'queue_full' | 'queue_timeout' | 'cancelled'
 export const CALL_OUTCOMES: readonly CallOutcome[] = ['ok', 'rejected', 'failed', 'timeout', 'worker_died', 'queue_full', 'queue_timeout', 'cancelled']
 export const RESTART_REASONS: readonly RestartReason[] = ['crash', 'timeout', 'max_calls', 'max_rss', 'protocol', 'reload']

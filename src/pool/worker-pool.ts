@@ -11,7 +11,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import {
   InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
 } from '../errors.js'
-import { PythonWorker, WorkerCallError, type WorkerFailure } from './python-worker.js'
+import { PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import { Recycler } from './recycler.js'
@@ -44,7 +44,6 @@ interface Waiter {
   unsubscribe?: () => void
 }
 
-const FAILURE_RESTART: Record<WorkerFailure, RestartReason> = { crash: 'crash', timeout: 'timeout', protocol: 'protocol' }
 
 export class WorkerPool {
   readonly #options: PoolOptions
@@ -56,7 +55,10 @@ export class WorkerPool {
   #inFlight = 0
   #draining = false
   #closed = false
+  /** Resolved when the queue is empty and no call runs (drain). */
   #idleWaiters: Array<() => void> = []
+  /** Resolved once every slot holds a worker (start). */
+  #fullWaiters: Array<() => void> = []
   #reloading: Promise<{ oldPids: number[], newPids: number[], durationMs: number }> | undefined
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
@@ -255,7 +257,7 @@ export class WorkerPool {
       call.runMs = performance.now() - startedAt
       this.#finish(waiter)
       const failure = error instanceof WorkerCallError ? error.failure : 'crash'
-      this.#discard(worker, FAILURE_RESTART[failure])
+      this.#discard(worker, failure)
       if (failure === 'timeout') {
         this.#settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
       } else {
@@ -326,7 +328,6 @@ export class WorkerPool {
     }
   }
 
-  #fullWaiters: Array<() => void> = []
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }
   #checkFull (): void {
     if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
