@@ -4,7 +4,8 @@
 
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { LabelledCounter, LabelledHistogram, type CounterChild, type HistogramChild } from './labelled-metrics.js'
 import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
@@ -16,9 +17,9 @@ const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 
 interface CallSeries {
-  calls: ReturnType<Counter<'task' | 'outcome'>['labels']>
-  duration: ReturnType<Histogram<'task' | 'outcome'>['labels']>
-  queueWait: ReturnType<Histogram<'task'>['labels']>
+  calls: CounterChild<'task' | 'outcome'>
+  duration: HistogramChild<'task' | 'outcome'>
+  queueWait: HistogramChild<'task'>
 }
 
 export interface PoolCounts {
@@ -28,10 +29,11 @@ export interface PoolCounts {
 
 export class Metrics implements PoolObserver {
   readonly registry = new Registry()
-  readonly #httpDuration: Histogram<'method' | 'route' | 'status_code'>
-  readonly #calls: Counter<'task' | 'outcome'>
-  readonly #callDuration: Histogram<'task' | 'outcome'>
-  readonly #queueWait: Histogram<'task'>
+  // The four metrics updated on every request are labelled-metrics.ts's, not prom-client's: see there why.
+  readonly #httpDuration: LabelledHistogram<'method' | 'route' | 'status_code'>
+  readonly #calls: LabelledCounter<'task' | 'outcome'>
+  readonly #callDuration: LabelledHistogram<'task' | 'outcome'>
+  readonly #queueWait: LabelledHistogram<'task'>
   readonly #restarts: Counter<'reason'>
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -40,10 +42,10 @@ export class Metrics implements PoolObserver {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry })
     for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name)
-    this.#httpDuration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration by route template and status', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
-    this.#calls = new Counter({ name: 'pyworker_calls_total', help: 'Calls that passed validation, by task and how they ended', labelNames: ['task', 'outcome'], registers })
-    this.#callDuration = new Histogram({ name: 'pyworker_call_duration_seconds', help: 'Time a call spent on a worker', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
-    this.#queueWait = new Histogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
+    this.#httpDuration = new LabelledHistogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration by route template and status', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
+    this.#calls = new LabelledCounter({ name: 'pyworker_calls_total', help: 'Calls that passed validation, by task and how they ended', labelNames: ['task', 'outcome'], registers })
+    this.#callDuration = new LabelledHistogram({ name: 'pyworker_call_duration_seconds', help: 'Time a call spent on a worker', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
+    this.#queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
     this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
     for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)
     const metrics = this
@@ -95,7 +97,6 @@ export class Metrics implements PoolObserver {
     let series = this.#series.get(key)
     if (series === undefined) {
       series = { calls: this.#calls.labels(task, outcome), duration: this.#callDuration.labels(task, outcome), queueWait: this.#queueWait.labels(task) }
-      series.calls.inc(0)
       this.#series.set(key, series)
     }
     return series
@@ -118,7 +119,7 @@ export class Metrics implements PoolObserver {
    * per status code, not hashed from a label object on every request.
    */
   httpObserver (route: string): (method: string, statusCode: number, seconds: number) => void {
-    const series = new Map<string, ReturnType<Histogram<'method' | 'route' | 'status_code'>['labels']>>()
+    const series = new Map<string, HistogramChild<'method' | 'route' | 'status_code'>>()
     return (method, statusCode, seconds) => {
       const key = method + statusCode
       let child = series.get(key)
@@ -130,7 +131,7 @@ export class Metrics implements PoolObserver {
   /** Totals by outcome and by restart reason, read from the counters themselves. */
   async counts (): Promise<PoolCounts> {
     const calls = Object.fromEntries(CALL_OUTCOMES.map((o) => [o, 0])) as Record<CallOutcome, number>
-    for (const { labels, value } of (await this.#calls.get()).values) calls[labels.outcome as CallOutcome] += value
+    for (const { labels, value } of this.#calls.children) calls[labels.outcome as CallOutcome] += value
     const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>
     for (const { labels, value } of (await this.#restarts.get()).values) restarts[labels.reason as RestartReason] += value
     return { calls, restarts }
