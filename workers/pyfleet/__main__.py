@@ -5,9 +5,7 @@ modules once, then hands the protocol streams to loop.serve. Exit codes are
 named below so the server can tell a broken set-up from a crash.
 """
 
-import argparse
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -27,6 +25,19 @@ BUILTIN_MODULES = [
     "pyfleet_tasks.hash_digest",
 ]
 DIAG_MODULE = "pyfleet_tasks.diag"
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the server reads the level from the start of the line
+
+USAGE = """\
+usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID]
+
+options:
+  -h, --help           show this help message and exit
+  --module MODULE      extra task module to import (repeatable)
+  --diag               register diag.work
+  --max-frame-bytes N  largest frame accepted or sent, in bytes (default: 64 MiB)
+  --parent-pid PID     the server's pid: exit at once if it is already gone
+"""
 
 
 def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
@@ -34,6 +45,57 @@ def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
     sys.stderr.write(f"pyfleet-fatal: {line}\n")
     sys.stderr.flush()
     os._exit(code)
+
+
+class Options:
+    """The parsed command line, with the defaults the server relies on."""
+
+    def __init__(self) -> None:
+        self.help = False
+        self.module: list = []  # extra task modules, in command-line order
+        self.diag = False
+        self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
+        self.parent_pid = 0
+
+
+def parse_args(argv: list) -> Options:
+    """Read the command line as argparse did (argparse itself costs every worker ~1.5 ms and 0.5 MB).
+
+    A value follows its option as the next argument or after ``=``; a later
+    --max-frame-bytes or --parent-pid wins. Raises ValueError with a one-line
+    reason for anything else.
+    """
+    options = Options()
+    args = iter(argv)
+    for arg in args:
+        name, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in ("-h", "--help", "--diag"):
+            if equals:
+                raise ValueError(f"argument {name}: ignored explicit argument {value!r}")
+            if name == "--diag":
+                options.diag = True
+            else:
+                options.help = True
+            continue
+        if name not in ("--module", "--max-frame-bytes", "--parent-pid"):
+            raise ValueError(f"unrecognized argument {arg!r}")
+        if not equals:
+            value = next(args, None)
+            # an option is not a value, a negative number is (as for argparse)
+            if value is None or (value.startswith("-") and not value[1:].isdigit()):
+                raise ValueError(f"argument {name}: expected one argument")
+        if name == "--module":
+            options.module.append(value)
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"argument {name}: invalid int value: {value!r}") from None
+        if name == "--max-frame-bytes":
+            options.max_frame_bytes = number
+        else:
+            options.parent_pid = number
+    return options
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -62,19 +124,20 @@ def guard_stdout() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python3 -m pyfleet")
-    parser.add_argument("--module", action="append", default=[], help="extra task module to import (repeatable)")
-    parser.add_argument("--diag", action="store_true", help="register diag.work")
-    parser.add_argument("--max-frame-bytes", type=int, default=64 * 1024 * 1024)
-    parser.add_argument("--parent-pid", type=int, default=0)
-    args = parser.parse_args()
+    try:
+        args = parse_args(sys.argv[1:])
+    except ValueError as exc:
+        fail(EXIT_USAGE, f"{exc}; {USAGE.splitlines()[0]}")
+    if args.help:
+        sys.stdout.write(USAGE)
+        sys.stdout.flush()
+        os._exit(EXIT_OK)
 
     die_with_parent(args.parent_pid)
     # Ctrl-C in a terminal signals the whole process group; the server decides
     # when workers stop (after in-flight calls), so workers ignore SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_fd = guard_stdout()
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
         import msgpack  # noqa: F401
@@ -99,6 +162,13 @@ def main() -> None:
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
         except Exception as exc:
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
+    # logging costs ~1 MB and ~5 ms, so it is set up only when a task module (or a
+    # library it uses) has imported it. Records logged during the imports
+    # above, before this, go to logging's last-resort handler (WARNING and up, bare message).
+    if "logging" in sys.modules:
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
 
     reader = os.fdopen(0, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)

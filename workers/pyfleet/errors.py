@@ -4,7 +4,12 @@ Everything else a task raises is reported as TASK_FAILED with the traceback
 kept in the worker's log (stderr), never sent to the client.
 """
 
-from typing import Any, Optional
+from __future__ import annotations
+
+# typing and inspect cost ~3 MB per worker, and workers are recycled: type names are for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class TaskError(Exception):

@@ -10,8 +10,14 @@ checked before the body is read, and a clean EOF at a frame boundary is told
 apart from a frame cut short.
 """
 
+from __future__ import annotations
+
 import struct
-from typing import BinaryIO, Optional
+
+# typing and inspect cost ~3 MB per worker, and workers are recycled: type names are for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Optional
 
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size

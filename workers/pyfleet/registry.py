@@ -3,17 +3,30 @@
 It owns names, schemas and limits; running tasks is the loop's job.
 """
 
-import inspect
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from __future__ import annotations
+
+import sys
+from types import CodeType, MethodType
+
+# typing, inspect and dataclasses would add ~3 MB to every worker (and the pool
+# recycles workers), so they are for type checkers only: annotations here are
+# never evaluated at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence
 
 # A task name is also a URL path segment and a Prometheus label value.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 MAX_NAME_LENGTH = 64
 
+CO_COROUTINE = 0x80  # inspect.CO_COROUTINE: the code flag of an ``async def``
 
-@dataclass(frozen=True)
+
 class Task:
+    """A registered task. Read-only once made: assigning an attribute raises AttributeError."""
+
+    __slots__ = ("name", "fn", "doc", "schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async")
+
     name: str
     fn: Callable[[Any], Any]
     doc: str
@@ -22,7 +35,39 @@ class Task:
     raw: Sequence[str]
     raw_field: Optional[str]
     max_concurrency: Optional[int]
-    is_async: bool = field(default=False)
+    is_async: bool
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        doc: str,
+        schema: Dict[str, Any],
+        timeout_ms: Optional[int],
+        raw: Sequence[str],
+        raw_field: Optional[str],
+        max_concurrency: Optional[int],
+        is_async: bool = False,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "fn", fn)
+        init(self, "doc", doc)
+        init(self, "schema", schema)
+        init(self, "timeout_ms", timeout_ms)
+        init(self, "raw", raw)
+        init(self, "raw_field", raw_field)
+        init(self, "max_concurrency", max_concurrency)
+        init(self, "is_async", is_async)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: a Task is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: a Task is read-only")
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r}, fn={self.fn!r}, is_async={self.is_async!r})"
 
     def describe(self) -> Dict[str, Any]:
         """The task as listed in the ``ready`` message (camelCase keys, as in SPEC section 4)."""
@@ -38,6 +83,48 @@ class Task:
 
 
 _tasks: Dict[str, Task] = {}
+
+
+def first_paragraph(doc: str) -> str:
+    """``inspect.cleandoc(doc).split("\\n\\n")[0].replace("\\n", " ")``, without importing inspect.
+
+    As cleandoc: tabs expanded, the first line's leading space dropped, the
+    common indent of the other non-blank lines removed, blank lines at either
+    end dropped. Then the first paragraph (up to an empty line), its lines
+    joined with single spaces.
+    """
+    lines = doc.expandtabs().split("\n")
+    indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.lstrip()]
+    margin = min(indents, default=0)
+    lines = [lines[0].lstrip()] + [line[margin:] for line in lines[1:]]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return "\n".join(lines).split("\n\n")[0].replace("\n", " ")
+
+
+def is_coroutine_function(fn: Any) -> bool:
+    """``inspect.iscoroutinefunction(fn)`` without importing inspect.
+
+    True for an ``async def`` function, also behind bound methods and
+    functools.partial; False for anything else callable (a class whose
+    ``__call__`` is async included, as inspect says).
+    """
+    partial = getattr(sys.modules.get("functools"), "partial", None)  # no functools loaded: no partial exists
+    while True:
+        if isinstance(fn, MethodType):
+            fn = fn.__func__
+        elif partial is not None and isinstance(fn, partial):
+            fn = fn.func
+        else:
+            break
+    # inspect.markcoroutinefunction (Python 3.12+) marks a plain function that returns an awaitable.
+    mark = getattr(sys.modules.get("inspect"), "_is_coroutine_mark", None)
+    if mark is not None and getattr(fn, "_is_coroutine_marker", None) is mark:
+        return True
+    code = getattr(fn, "__code__", None)
+    return isinstance(code, CodeType) and bool(code.co_flags & CO_COROUTINE)
 
 
 def task(
@@ -80,13 +167,13 @@ def task(
         _tasks[name] = Task(
             name=name,
             fn=fn,
-            doc=inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].replace("\n", " "),
+            doc=first_paragraph(fn.__doc__ or ""),
             schema=schema if schema is not None else {},
             timeout_ms=timeout_ms,
             raw=tuple(raw),
             raw_field=raw_field,
             max_concurrency=max_concurrency,
-            is_async=inspect.iscoroutinefunction(fn),
+            is_async=is_coroutine_function(fn),
         )
         return fn
 

@@ -19,7 +19,8 @@ def _mark_ranges():
 
     Python's \\w leaves marks out, which would cut Devanagari or Thai words
     apart at every vowel sign. Marks live below U+20000 and in the variation
-    selectors supplement, so only those planes are scanned (~20 ms at import).
+    selectors supplement, so only those planes are scanned; that still takes
+    tens of milliseconds, so it is done on a worker's first call (see _word).
     """
     ranges = []
     start = None
@@ -33,9 +34,23 @@ def _mark_ranges():
     return "".join(ranges)
 
 
-_WORD_CHAR = rf"[\w{_mark_ranges()}]"
-# Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
-_WORD = re.compile(rf"{_WORD_CHAR}+(?:['’-]{_WORD_CHAR}+)*")
+_word_pattern = None  # the compiled word regex, built by _word() on first use
+
+
+def _word():
+    """The word regex: built on the worker's first text.stats call, then kept.
+
+    Building it at import would cost every worker ~30 ms of CPU and ~1.5 MB at
+    start, and the pool recycles workers, most of which never count words.
+    """
+    global _word_pattern
+    if _word_pattern is None:
+        word_char = rf"[\w{_mark_ranges()}]"
+        # Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
+        _word_pattern = re.compile(rf"{word_char}+(?:['’-]{word_char}+)*")
+    return _word_pattern
+
+
 # A sentence ends at . ! ? … (and Devanagari, Arabic, Urdu stops), with any closing quotes or
 # brackets, before a space or the end, so "3.14" and "example.com" do not end one; CJK full stops
 # need no space after them.
@@ -95,8 +110,9 @@ def text_stats(input):
     """
     text = unicodedata.normalize("NFC", input["text"])
     top = input.get("top", DEFAULT_TOP)
-    words = _WORD.findall(text)
-    sentences = sum(1 for part in _SENTENCE_END.split(text) if _WORD.search(part))
+    word = _word()
+    words = word.findall(text)
+    sentences = sum(1 for part in _SENTENCE_END.split(text) if word.search(part))
     unix_text = text.replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = sum(1 for part in _PARAGRAPH_BREAK.split(unix_text) if part and not part.isspace())
     # Natural text repeats its words, so per-word work is done once per distinct word.

@@ -1,9 +1,15 @@
 """The worker runtime against in-memory streams: frames, messages, the call loop."""
 
 import asyncio
+import datetime
+import decimal
+import functools
+import inspect
 import io
+import platform
 import struct
 import unittest
+import uuid
 
 import msgpack
 
@@ -88,6 +94,66 @@ class RegistryTest(unittest.TestCase):
         self.assertEqual(info["rawField"], "text")
         self.assertEqual(info["maxConcurrency"], 2)
 
+    def test_first_paragraph_matches_inspect_cleandoc(self):
+        docs = [
+            "",
+            "One line.",
+            "   Leading spaces, trailing newline.\n",
+            "First line\n    continues here.\n\n    Details not shown.",
+            "\n    Starts on the second line\n    and goes on.\n\n    More.\n    ",
+            "First\n      deeper\n    shallower\n\n",
+            "Tabs\n\tindented\n\tlines\n\n\tnext",
+            "Blank line with spaces\n    first\n        \n    second paragraph?",
+            "\n\n\n",
+            "Only one paragraph\n    over\n    three lines",
+        ]
+        for doc in docs:
+            with self.subTest(doc=doc):
+                expected = inspect.cleandoc(doc).split("\n\n")[0].replace("\n", " ")
+                self.assertEqual(registry.first_paragraph(doc), expected)
+
+    def test_is_coroutine_function_matches_inspect(self):
+        async def coroutine(x):
+            return x
+
+        def plain(x):
+            return x
+
+        async def agen(x):
+            yield x
+
+        class Methods:
+            async def run(self, x):
+                return x
+
+            async def __call__(self, x):
+                return x
+
+        candidates = [
+            coroutine, plain, agen, lambda x: x, len, Methods().run, Methods, Methods(),
+            functools.partial(coroutine, 1), functools.partial(functools.partial(plain, 1)),
+            functools.partial(Methods().run, 1), asyncio.sleep,
+        ]
+        for fn in candidates:
+            with self.subTest(fn=fn):
+                self.assertEqual(registry.is_coroutine_function(fn), inspect.iscoroutinefunction(fn))
+        self.assertTrue(registry.is_coroutine_function(functools.partial(coroutine, 1)))
+
+    def test_a_task_is_read_only(self):
+        @task("frozen")
+        def frozen(x):
+            return x
+
+        registered = registry.get("frozen")
+        with self.assertRaises(AttributeError):
+            registered.name = "other"
+        with self.assertRaises(AttributeError):
+            registered.extra = 1
+        with self.assertRaises(AttributeError):
+            del registered.fn
+        self.assertEqual(registered.name, "frozen")
+        self.assertFalse(registered.is_async)
+
 
 class LoopTest(unittest.TestCase):
     def setUp(self):
@@ -166,6 +232,26 @@ class LoopTest(unittest.TestCase):
         self.assertEqual(reply["value"], 2 ** 63)
         body = encode_reply(protocol.result(1, 2 ** 70), 1 << 20)
         self.assertEqual(msgpack.unpackb(body, raw=False)["kind"], "failed")
+
+    def test_types_msgpack_lacks_are_sent_as_a_json_client_expects(self):
+        when = datetime.datetime(2024, 5, 6, 7, 8, 9)
+        ident = uuid.UUID(int=1)
+        value = {
+            "datetime": when, "date": when.date(), "time": when.time(), "decimal": decimal.Decimal("1.50"),
+            "uuid": ident, "set": {3}, "frozenset": frozenset(), "bytearray": bytearray(b"ab"), "view": memoryview(b"cd"),
+        }
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+        self.assertEqual(
+            reply["value"],
+            {
+                "datetime": "2024-05-06T07:08:09", "date": "2024-05-06", "time": "07:08:09", "decimal": "1.50",
+                "uuid": str(ident), "set": [3], "frozenset": [], "bytearray": b"ab", "view": b"cd",
+            },
+        )
+
+    def test_ready_names_the_python_version_as_platform_does(self):
+        ready, = self.run_calls()
+        self.assertEqual(ready["python"], platform.python_version())
 
     def test_non_call_message_is_a_protocol_error(self):
         stdin = io.BytesIO(frame({"t": "bogus"}))

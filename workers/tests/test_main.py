@@ -1,0 +1,155 @@
+"""The worker's command line (pyfleet.__main__): parsing, --help, usage errors, logging set-up."""
+
+import os
+import tempfile
+import textwrap
+import unittest
+
+from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_PROTOCOL_ERROR, EXIT_USAGE, parse_args
+from tests.worker_process import parse_frames, run_worker
+
+
+class ParseArgsTest(unittest.TestCase):
+    def test_defaults(self):
+        options = parse_args([])
+        self.assertEqual(
+            (options.module, options.diag, options.max_frame_bytes, options.parent_pid, options.help),
+            ([], False, DEFAULT_MAX_FRAME_BYTES, 0, False),
+        )
+
+    def test_every_option_as_the_server_passes_them(self):
+        options = parse_args(
+            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c"]
+        )
+        self.assertEqual(options.max_frame_bytes, 1048576)
+        self.assertEqual(options.parent_pid, 4242)
+        self.assertTrue(options.diag)
+        self.assertEqual(options.module, ["a.b", "c"], "repeatable, in command-line order")
+
+    def test_values_after_equals_and_the_last_number_wins(self):
+        options = parse_args(["--module=x", "--max-frame-bytes=10", "--max-frame-bytes", "20", "--parent-pid=-1"])
+        self.assertEqual((options.module, options.max_frame_bytes, options.parent_pid), (["x"], 20, -1))
+
+    def test_help(self):
+        self.assertTrue(parse_args(["-h"]).help)
+        self.assertTrue(parse_args(["--diag", "--help"]).help)
+
+    def test_bad_arguments_raise_value_error_with_a_reason(self):
+        cases = {
+            ("--bogus",): "unrecognized argument '--bogus'",
+            ("stray",): "unrecognized argument 'stray'",
+            ("--module",): "argument --module: expected one argument",
+            ("--module", "--diag"): "argument --module: expected one argument",
+            ("--parent-pid",): "argument --parent-pid: expected one argument",
+            ("--max-frame-bytes", "ten"): "argument --max-frame-bytes: invalid int value: 'ten'",
+            ("--parent-pid=1.5",): "argument --parent-pid: invalid int value: '1.5'",
+            ("--diag=yes",): "argument --diag: ignored explicit argument 'yes'",
+        }
+        for argv, reason in cases.items():
+            with self.subTest(argv=argv):
+                with self.assertRaises(ValueError) as caught:
+                    parse_args(list(argv))
+                self.assertEqual(str(caught.exception), reason)
+
+
+class CommandLineTest(unittest.TestCase):
+    def test_help_prints_usage_and_exits_0(self):
+        code, stdout, stderr = run_worker(["--help"])
+        self.assertEqual(code, 0)
+        self.assertTrue(stdout.startswith(b"usage: python3 -m pyfleet [-h] [--module MODULE] [--diag]"), stdout)
+        for option in (b"--module MODULE", b"--diag", b"--max-frame-bytes N", b"--parent-pid PID"):
+            self.assertIn(option, stdout)
+        self.assertEqual(stderr, "")
+
+    def test_bad_arguments_exit_2_with_one_fatal_line(self):
+        for argv in (["--bogus"], ["--max-frame-bytes", "x"], ["--module"]):
+            with self.subTest(argv=argv):
+                code, stdout, stderr = run_worker(argv)
+                self.assertEqual(code, EXIT_USAGE)
+                self.assertEqual(stdout, b"", "no ready message")
+                lines = stderr.splitlines()
+                self.assertEqual(len(lines), 1, stderr)
+                self.assertTrue(lines[0].startswith("pyfleet-fatal: "), stderr)
+                self.assertIn("usage: python3 -m pyfleet", lines[0])
+        _, _, stderr = run_worker(["--bogus"])
+        self.assertIn("unrecognized argument '--bogus'", stderr)
+
+    def test_good_options_start_a_worker_that_answers(self):
+        code, stdout, stderr = run_worker(
+            ["--max-frame-bytes", "100000", "--parent-pid", str(os.getpid()), "--diag", "--module", "pyfleet_tasks.echo"],
+            calls=[("echo", {"a": 1})],
+        )
+        self.assertEqual(code, 0, stderr)
+        ready, echo = parse_frames(stdout)
+        self.assertEqual(ready["t"], "ready")
+        self.assertIn("diag.work", [t["name"] for t in ready["tasks"]])
+        self.assertEqual(echo["value"], {"a": 1})
+
+    def test_max_frame_bytes_is_applied(self):
+        code, stdout, stderr = run_worker(["--max-frame-bytes=1000"], calls=[("echo", "x" * 2000)])
+        self.assertEqual(code, EXIT_PROTOCOL_ERROR)
+        self.assertEqual(parse_frames(stdout)[0]["t"], "ready")
+        self.assertRegex(stderr, r"^pyfleet-fatal: protocol error: frame of \d+ bytes is over the limit of 1000\n$")
+
+
+class LoggingSetUpTest(unittest.TestCase):
+    """logging is configured (same format as before) only when a task module imports it."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        with open(os.path.join(self.dir.name, "logging_tasks.py"), "w") as f:
+            f.write(
+                textwrap.dedent(
+                    '''
+                    import logging
+
+                    from pyfleet import task
+
+                    log = logging.getLogger("logging_tasks")
+
+
+                    @task("logging.say")
+                    def say(input):
+                        log.info("info %s", input)
+                        log.warning("warning %s", input)
+                        return None
+                    '''
+                )
+            )
+        with open(os.path.join(self.dir.name, "modules_tasks.py"), "w") as f:
+            f.write(
+                textwrap.dedent(
+                    '''
+                    import sys
+
+                    from pyfleet import task
+
+
+                    @task("modules.loaded")
+                    def loaded(names):
+                        return [name for name in names if name in sys.modules]
+                    '''
+                )
+            )
+
+    def test_a_task_module_that_imports_logging_gets_the_level_prefixed_format(self):
+        code, stdout, stderr = run_worker(
+            ["--module", "logging_tasks"], calls=[("logging.say", "hello")], pythonpath=self.dir.name
+        )
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["t"], "result")
+        self.assertIn("INFO logging_tasks: info hello\n", stderr)
+        self.assertIn("WARNING logging_tasks: warning hello\n", stderr)
+
+    def test_without_such_a_module_logging_is_not_imported(self):
+        code, stdout, stderr = run_worker(
+            ["--module", "modules_tasks"], calls=[("modules.loaded", ["logging", "argparse", "sys"])],
+            pythonpath=self.dir.name,
+        )
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["value"], ["sys"])
+
+
+if __name__ == "__main__":
+    unittest.main()
