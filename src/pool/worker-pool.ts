@@ -44,6 +44,10 @@ interface Waiter {
   unsubscribe?: () => void
 }
 
+/** Every field present from the start: one object shape whether or not the waiter ever queues. */
+function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
+  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
+}
 
 export class WorkerPool {
   readonly #options: PoolOptions
@@ -125,13 +129,13 @@ export class WorkerPool {
     const enqueuedAt = performance.now()
     // Fast path: a free worker and nobody ahead: no queue entry, no timer.
     if (this.#queue.size === 0 && this.#pool.available > 0 && this.#hasCapacity(call.task)) {
-      return new Promise((resolve, reject) => { this.#begin({ call, enqueuedAt, resolve, reject }) })
+      return new Promise((resolve, reject) => { this.#begin(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
       return this.#refuse(call, 'queue_full', withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
-      this.#enqueue({ call, enqueuedAt, resolve, reject })
+      this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
       // Workers may be free while everyone queued waits on a per-task limit.
       if (this.#pool.available > 0) this.#dispatch()
     })

@@ -53,7 +53,9 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       budgetMs: budgetMs(request),
       onClientGone: clientGone(reply),
       queueMs: 0,
-      runMs: 0
+      runMs: 0,
+      // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
+      outcome: undefined
     }
     request.pyfleetCall = call
     const value = await fastify.pool.run(call)
