@@ -28,6 +28,8 @@ export interface Config {
   readonly maxEventLoopDelayMs: number
   readonly maxHeapUsedBytes: number
   readonly maxRssBytes: number
+  /** Workers run as SCHED_BATCH (Linux): cheaper short calls, slightly slower CPU-bound ones; see README. */
+  readonly workerSchedBatch: boolean
   /** The environment workers inherit (PYTHONPATH is extended by the pool). */
   readonly workerEnv: Readonly<Record<string, string | undefined>>
 }
@@ -124,6 +126,7 @@ export function loadConfig (env: Env): Config {
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0),
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0),
+    workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
     workerEnv: Object.freeze({ ...env })
   }
   return Object.freeze(config)

@@ -31,6 +31,7 @@ export interface WorkerPoolPluginOptions {
 async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoolPluginOptions): Promise<void> {
   const python = resolvePython(config.python, PROJECT_ROOT)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
+  if (config.workerSchedBatch) args.push('--sched-batch')
   if (config.diagTasks) args.push('--diag')
   for (const module of config.taskModules) args.push('--module', module)
   const env = {

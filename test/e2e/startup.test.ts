@@ -3,6 +3,7 @@
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { callTask, FIXTURES, ROOT, startServer } from '../helpers/server.js'
 
 async function runServer (env: Record<string, string>): Promise<{ code: number | null, output: string }> {
@@ -48,4 +49,29 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
   const rejected = await callTask(server.url, 'extra.greet', { name: 'nobody' })
   t.equal(rejected.status, 422)
   t.equal(rejected.json.message, 'nobody cannot be greeted')
+})
+
+/** The scheduling policy of a process, from field 41 of /proc/<pid>/stat (0 SCHED_OTHER, 3 SCHED_BATCH). */
+async function schedPolicy (pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name, which is in parentheses and may hold spaces: field 3 is index 0.
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])
+}
+
+t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_BATCH; the server itself is not', { skip: process.platform !== 'linux' && 'Linux only' }, async (t) => {
+  const server = await startServer(t, { WORKER_SCHED_BATCH: '1', POOL_SIZE: '2', MAX_CALLS_PER_WORKER: '3' })
+  const pids = (): number[] => server.app.pool.snapshot().workers.map((w) => w.pid)
+  const before = pids()
+  t.same(await Promise.all(before.map(schedPolicy)), [3, 3])
+  // Calls until both workers have been recycled (max_calls of 3): their replacements must be SCHED_BATCH too.
+  for (let i = 0; i < 300 && pids().some((pid) => before.includes(pid)); i++) {
+    t.equal((await callTask(server.url, 'echo', i)).status, 200)
+  }
+  const after = pids()
+  t.ok(after.every((pid) => !before.includes(pid)), 'both workers were replaced')
+  t.same(await Promise.all(after.map(schedPolicy)), [3, 3])
+  t.equal(await schedPolicy(process.pid), 0, 'Node keeps the normal policy')
+
+  const normal = await startServer(t, { POOL_SIZE: '1' })
+  t.same(await Promise.all(normal.app.pool.snapshot().workers.map((w) => schedPolicy(w.pid))), [0], 'off by default')
 })

@@ -13,14 +13,15 @@ class ParseArgsTest(unittest.TestCase):
     def test_defaults(self):
         options = parse_args([])
         self.assertEqual(
-            (options.module, options.diag, options.max_frame_bytes, options.parent_pid, options.help),
-            ([], False, DEFAULT_MAX_FRAME_BYTES, 0, False),
+            (options.module, options.diag, options.max_frame_bytes, options.parent_pid, options.help, options.sched_batch),
+            ([], False, DEFAULT_MAX_FRAME_BYTES, 0, False, False),
         )
 
     def test_every_option_as_the_server_passes_them(self):
         options = parse_args(
-            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c"]
+            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c", "--sched-batch"]
         )
+        self.assertTrue(options.sched_batch)
         self.assertEqual(options.max_frame_bytes, 1048576)
         self.assertEqual(options.parent_pid, 4242)
         self.assertTrue(options.diag)
@@ -44,6 +45,7 @@ class ParseArgsTest(unittest.TestCase):
             ("--max-frame-bytes", "ten"): "argument --max-frame-bytes: invalid int value: 'ten'",
             ("--parent-pid=1.5",): "argument --parent-pid: invalid int value: '1.5'",
             ("--diag=yes",): "argument --diag: ignored explicit argument 'yes'",
+            ("--sched-batch=1",): "argument --sched-batch: ignored explicit argument '1'",
         }
         for argv, reason in cases.items():
             with self.subTest(argv=argv):
@@ -90,6 +92,40 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(code, EXIT_PROTOCOL_ERROR)
         self.assertEqual(parse_frames(stdout)[0]["t"], "ready")
         self.assertRegex(stderr, r"^pyfleet-fatal: protocol error: frame of \d+ bytes is over the limit of 1000\n$")
+
+
+@unittest.skipUnless(hasattr(os, "SCHED_BATCH"), "SCHED_BATCH is Linux only")
+class SchedBatchTest(unittest.TestCase):
+    """--sched-batch (WORKER_SCHED_BATCH=1) puts the worker process itself under SCHED_BATCH."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        with open(os.path.join(self.dir.name, "sched_probe.py"), "w") as f:
+            f.write(textwrap.dedent(
+                """
+                import os
+                from pyfleet import task
+
+                @task("sched.policy")
+                def policy(_input):
+                    return os.sched_getscheduler(0)
+                """
+            ))
+
+    def policy(self, *flags):
+        code, stdout, stderr = run_worker(
+            [*flags, "--module", "sched_probe"], calls=[("sched.policy", None)], pythonpath=self.dir.name
+        )
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(stderr, "")
+        return parse_frames(stdout)[1]["value"]
+
+    def test_with_the_flag_the_worker_runs_as_sched_batch(self):
+        self.assertEqual(self.policy("--sched-batch"), os.SCHED_BATCH)
+
+    def test_without_it_the_worker_keeps_the_normal_policy(self):
+        self.assertEqual(self.policy(), os.SCHED_OTHER)
 
 
 class LoggingSetUpTest(unittest.TestCase):
