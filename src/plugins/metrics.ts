@@ -16,10 +16,11 @@ const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 
+/** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
 interface CallSeries {
   calls: CounterChild<'task' | 'outcome'>
-  duration: HistogramChild<'task' | 'outcome'>
-  queueWait: HistogramChild<'task'>
+  duration: HistogramChild<'task' | 'outcome'> | undefined
+  queueWait: HistogramChild<'task'> | undefined
 }
 
 export interface PoolCounts {
@@ -96,7 +97,7 @@ export class Metrics implements PoolObserver {
     const key = `${task}\n${outcome}`
     let series = this.#series.get(key)
     if (series === undefined) {
-      series = { calls: this.#calls.labels(task, outcome), duration: this.#callDuration.labels(task, outcome), queueWait: this.#queueWait.labels(task) }
+      series = { calls: this.#calls.labels(task, outcome), duration: undefined, queueWait: undefined }
       this.#series.set(key, series)
     }
     return series
@@ -105,8 +106,8 @@ export class Metrics implements PoolObserver {
   readonly callEnded = (call: Call, outcome: CallOutcome): void => {
     const series = this.#seriesFor(call.task.name, outcome)
     series.calls.inc()
-    if (outcome !== 'queue_full') series.queueWait.observe(call.queueMs / 1000)
-    if (call.runMs > 0) series.duration.observe(call.runMs / 1000)
+    if (outcome !== 'queue_full') (series.queueWait ??= this.#queueWait.labels(call.task.name)).observe(call.queueMs / 1000)
+    if (call.runMs > 0) (series.duration ??= this.#callDuration.labels(call.task.name, outcome)).observe(call.runMs / 1000)
   }
 
   readonly workerRestarted = (reason: RestartReason): void => {

@@ -6,6 +6,7 @@ named below so the server can tell a broken set-up from a crash.
 """
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -157,6 +158,8 @@ def main() -> None:
     # when workers stop (after in-flight calls), so workers ignore SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_fd = guard_stdout()
+    # Before the task modules are imported, so that what they log at import is formatted too.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
 
     try:
         import msgpack  # noqa: F401
@@ -181,14 +184,6 @@ def main() -> None:
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
         except Exception as exc:
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
-    # logging costs ~1 MB and ~5 ms, so it is set up only when a task module (or a
-    # library it uses) has imported it. Records logged during the imports
-    # above, before this, go to logging's last-resort handler (WARNING and up, bare message).
-    if "logging" in sys.modules:
-        import logging
-
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
-
     reader = os.fdopen(0, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:

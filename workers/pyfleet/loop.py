@@ -6,6 +6,8 @@ job and the process set-up (stdio, signals, imports) is __main__'s.
 
 from __future__ import annotations
 
+import traceback
+
 from . import protocol, registry
 from .errors import TaskError
 from .frames import read_frame, write_frame
@@ -17,18 +19,14 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, Dict, Optional
 
 
-class CallContext:
-    """The request id of the call being run, for log lines (see __main__)."""
-
-    request_id: Optional[str] = None
-
-
 class Runner:
     """Runs task functions, sync or async, and reports what happened as a message."""
 
     def __init__(self) -> None:
-        # One event loop for the worker's life, created on the first async task.
+        # One event loop for the worker's life, created at start if any task is async.
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        if any(task.is_async for task in registry.all_tasks()):
+            self._event_loop()
 
     def run(self, message: Dict[str, Any]) -> Dict[str, Any]:
         call_id = message.get("id")
@@ -48,7 +46,7 @@ class Runner:
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            # Imported here: asyncio adds ~9 MB to every worker, and most task sets have no async task.
+            # Imported only by workers that have an async task (at start, see __init__): asyncio adds ~9 MB.
             import asyncio
 
             self._loop = asyncio.new_event_loop()
@@ -58,9 +56,6 @@ class Runner:
 
 def _failed(call_id: Any, exc: BaseException) -> Dict[str, Any]:
     # The traceback travels to the server for its log only; clients see a generic message.
-    # traceback is imported on the first failure: with linecache and tokenize it would cost every worker ~3 ms and 0.4 MB.
-    import traceback
-
     reply = protocol.error(call_id, protocol.KIND_FAILED, type(exc).__name__, str(exc))
     reply["traceback"] = "".join(traceback.format_exception(exc))
     return reply
@@ -88,8 +83,8 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
 def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
     """Say ready, then answer calls until stdin ends. Raises FrameError/ProtocolError on a broken peer."""
     tasks = [task.describe() for task in registry.all_tasks()]
+    runner = Runner()  # before ready: it may import asyncio
     write_frame(writer, protocol.encode(protocol.ready(tasks)))
-    runner = Runner()
     while True:
         body = read_frame(reader, max_frame_bytes)
         if body is None:
@@ -97,9 +92,5 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
         message = protocol.decode(body)
         if message["t"] != protocol.MSG_CALL:
             raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
-        CallContext.request_id = message.get("requestId")
-        try:
-            reply = runner.run(message)
-        finally:
-            CallContext.request_id = None
+        reply = runner.run(message)
         write_frame(writer, encode_reply(reply, max_frame_bytes))

@@ -7,6 +7,7 @@ import csv
 import math
 import re
 from collections import Counter
+import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 from datetime import date, datetime, timezone
 from itertools import islice, repeat
 

@@ -4,6 +4,7 @@ Hashing is hashlib's; this module decodes the input and picks the algorithms.
 """
 
 import binascii
+import hashlib
 
 from pyfleet import TaskError, task
 
@@ -54,9 +55,6 @@ def digest(input):
     digests come back in the order asked, repeated names once. blake2b is
     the 64-byte variant.
     """
-    # Imported on the first call, not at start: hashlib loads OpenSSL, ~3.4 MB in every worker.
-    import hashlib
-
     data = _decode(input["data"])
     names = _algorithms(input.get("algorithms", [DEFAULT_ALGORITHM]))
     # usedforsecurity=False keeps md5 and sha1 available on FIPS-mode OpenSSL builds.

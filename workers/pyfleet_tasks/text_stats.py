@@ -4,53 +4,21 @@ Counting rules live here; Unicode data comes from the standard library.
 """
 
 import re
-import sys
 import unicodedata
 from collections import Counter
+import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 
 from pyfleet import task
+from pyfleet_tasks.unicode_marks import mark_ranges
 
 DEFAULT_TOP = 10
 MAX_TOP = 100
 
 
-def _mark_ranges():
-    """A regex class body of every combining mark (categories Mn, Mc, Me).
-
-    Python's \\w leaves marks out, which would cut Devanagari or Thai words
-    apart at every vowel sign. Marks live below U+20000 and in the variation
-    selectors supplement, so only those planes are scanned; that still takes
-    tens of milliseconds, so it is done on a worker's first call (see _word).
-    """
-    ranges = []
-    start = None
-    for code in [*range(0x300, 0x20000), *range(0xE0100, 0xE01F0), sys.maxunicode + 1]:
-        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code)).startswith("M")
-        if is_mark and start is None:
-            start = code
-        elif not is_mark and start is not None:
-            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
-            start = None
-    return "".join(ranges)
-
-
-_word_pattern = None  # the compiled word regex, built by _word() on first use
-
-
-def _word():
-    """The word regex: built on the worker's first text.stats call, then kept.
-
-    Building it at import would cost every worker ~30 ms of CPU and ~1.5 MB at
-    start, and the pool recycles workers, most of which never count words.
-    """
-    global _word_pattern
-    if _word_pattern is None:
-        word_char = rf"[\w{_mark_ranges()}]"
-        # Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
-        _word_pattern = re.compile(rf"{word_char}+(?:['’-]{word_char}+)*")
-    return _word_pattern
-
-
+# Word characters: \w plus the combining marks (see unicode_marks.py for why and how).
+_WORD_CHAR = rf"[\w{mark_ranges()}]"
+# Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
+_WORD = re.compile(rf"{_WORD_CHAR}+(?:['’-]{_WORD_CHAR}+)*")
 # A sentence ends at . ! ? … (and Devanagari, Arabic, Urdu stops), with any closing quotes or
 # brackets, before a space or the end, so "3.14" and "example.com" do not end one; CJK full stops
 # need no space after them.
@@ -110,9 +78,8 @@ def text_stats(input):
     """
     text = unicodedata.normalize("NFC", input["text"])
     top = input.get("top", DEFAULT_TOP)
-    word = _word()
-    words = word.findall(text)
-    sentences = sum(1 for part in _SENTENCE_END.split(text) if word.search(part))
+    words = _WORD.findall(text)
+    sentences = sum(1 for part in _SENTENCE_END.split(text) if _WORD.search(part))
     unix_text = text.replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = sum(1 for part in _PARAGRAPH_BREAK.split(unix_text) if part and not part.isspace())
     # Natural text repeats its words, so per-word work is done once per distinct word.

@@ -4,14 +4,13 @@ Parsing and the refusal of DTDs, entities and external references are
 defusedxml's; this module streams the document and turns elements into dicts.
 """
 
-from importlib.util import find_spec
+from xml.etree.ElementTree import TreeBuilder
+from xml.parsers.expat import ErrorString
+
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import DefusedXMLParser, ParseError, iterparse
 
 from pyfleet import TaskError, task
-
-# defusedxml is imported on the first call (see _import), but a worker
-# without it must still refuse to start, naming the missing package.
-if find_spec("defusedxml") is None:
-    raise ModuleNotFoundError("No module named 'defusedxml'", name="defusedxml")
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100000
@@ -78,12 +77,6 @@ def import_xml(input):
 
 
 def _import(document, record_name, limit):
-    # Imported on the first call, not at start: defusedxml, ElementTree and
-    # expat cost every worker ~1 MB and ~4 ms, and workers are recycled.
-    from xml.etree.ElementTree import TreeBuilder
-
-    from defusedxml.ElementTree import DefusedXMLParser
-
     parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
     stack = []  # open elements, root first
     record_depth = None  # len(stack) at the record being read; None outside records
@@ -125,11 +118,6 @@ def _events(document, parser):
     Only exceptions from the parser pass through this generator, so a bug in
     the caller's loop is never mistaken for bad input.
     """
-    from xml.parsers.expat import ErrorString
-
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import ParseError, iterparse
-
     try:
         yield from iterparse(_ChunkReader(document), events=("start", "end"), parser=parser)
     except ParseError as error:
@@ -206,8 +194,6 @@ def _convert(element):
 
 
 def _refusal(error):
-    from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
-
     if isinstance(error, DTDForbidden):
         return (
             f"XML with a DOCTYPE (<!DOCTYPE {error.name}>) is refused: "

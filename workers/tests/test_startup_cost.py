@@ -1,8 +1,10 @@
-"""What a worker does not load at start: heavy imports wait for the first call that needs them.
+"""What a worker loads, and when: its own runtime stays light, and everything
+the tasks need is imported before it says ready (SPEC section 3), so no call
+pays for an import.
 
-The pool recycles workers and runs several, so start-up cost is paid over and
-over; these tests keep typing, inspect, hashlib, defusedxml and the text.stats
-word regex out of a fresh worker. Each check runs in a fresh interpreter.
+The pool recycles workers and runs several, so the runtime's own start-up cost
+is paid over and over; typing, inspect, argparse and friends stay out of it.
+Each check runs in a fresh interpreter.
 """
 
 import json
@@ -13,11 +15,8 @@ import unittest
 
 from tests.worker_process import parse_frames, run_python, run_worker
 
-# Loaded by none of the worker runtime and built-in task modules at import.
-HEAVY = (
-    "typing", "inspect", "dataclasses", "argparse", "logging", "hashlib", "_hashlib", "defusedxml",
-    "xml.etree.ElementTree", "pyexpat", "platform", "decimal", "uuid", "asyncio", "traceback",
-)
+# Loaded by none of the worker runtime's modules.
+NOT_IN_THE_RUNTIME = ("typing", "inspect", "dataclasses", "argparse", "platform", "decimal", "uuid", "asyncio")
 
 PROBE_MODULE = '''
 import sys
@@ -25,94 +24,87 @@ import sys
 from pyfleet import task
 
 
-@task("probe.state")
-def state(heavy):
-    text_stats = sys.modules["pyfleet_tasks.text_stats"]
-    return {
-        "loaded": [name for name in heavy if name in sys.modules],
-        "wordRegexBuilt": text_stats._word_pattern is not None,
-    }
+@task("probe.modules")
+def modules(_input):
+    return sorted(sys.modules)
+'''
+
+ASYNC_MODULE = '''
+from pyfleet import task
+
+
+@task("probe.async")
+async def asynchronous(_input):
+    return "ran"
 '''
 
 
-class ImportTest(unittest.TestCase):
-    def test_importing_the_runtime_and_builtin_tasks_loads_nothing_heavy(self):
+class RuntimeImportTest(unittest.TestCase):
+    def test_importing_the_runtime_loads_nothing_heavy(self):
         out = run_python(
             textwrap.dedent(
                 f"""
                 import json, sys
-                import pyfleet, pyfleet.__main__, pyfleet.loop, pyfleet.protocol, pyfleet.frames
-                import pyfleet_tasks.echo, pyfleet_tasks.xml_import, pyfleet_tasks.csv_profile
-                import pyfleet_tasks.text_stats, pyfleet_tasks.stats, pyfleet_tasks.hash_digest, pyfleet_tasks.diag
-                print(json.dumps({{
-                    "loaded": [name for name in {HEAVY!r} if name in sys.modules],
-                    "wordRegexBuilt": pyfleet_tasks.text_stats._word_pattern is not None,
-                }}))
+                import pyfleet, pyfleet.__main__, pyfleet.loop, pyfleet.protocol, pyfleet.frames, pyfleet.registry
+                print(json.dumps([name for name in {NOT_IN_THE_RUNTIME!r} if name in sys.modules]))
                 """
             )
         )
-        self.assertEqual(json.loads(out), {"loaded": [], "wordRegexBuilt": False})
-
-    def test_the_first_call_imports_what_it_needs(self):
-        out = run_python(
-            textwrap.dedent(
-                """
-                import json, sys
-                from pyfleet_tasks import hash_digest, text_stats, xml_import
-                text_stats.text_stats({"text": "नमस्ते"})
-                first = text_stats._word_pattern
-                words = text_stats.text_stats({"text": "नमस्ते दुनिया"})["words"]
-                before = {name: name in sys.modules for name in ("hashlib", "defusedxml")}
-                digest = hash_digest.digest({"data": b"abc", "algorithms": "md5"})
-                xml = xml_import.import_xml({"xml": "<a><b>1</b></a>"})
-                print(json.dumps({
-                    "sameRegex": first is not None and text_stats._word() is first,
-                    "words": words,
-                    "before": before,
-                    "after": {name: name in sys.modules for name in ("hashlib", "defusedxml")},
-                    "digest": digest,
-                    "xml": xml,
-                }))
-                """
-            )
-        )
-        self.assertEqual(
-            json.loads(out),
-            {
-                "sameRegex": True,
-                "words": 2,
-                "before": {"hashlib": False, "defusedxml": False},
-                "after": {"hashlib": True, "defusedxml": True},
-                "digest": {"size": 3, "digests": {"md5": "900150983cd24fb0d6963f7d28e17f72"}},
-                "xml": {"root": "a", "count": 1, "records": [{"#text": "1"}]},
-            },
-        )
+        self.assertEqual(json.loads(out), [])
 
 
 class WorkerTest(unittest.TestCase):
-    def test_a_fresh_worker_loads_heavy_modules_only_when_a_call_needs_them(self):
-        with tempfile.TemporaryDirectory() as directory:
-            with open(os.path.join(directory, "probe_tasks.py"), "w") as f:
-                f.write(PROBE_MODULE)
-            code, stdout, stderr = run_worker(
-                ["--module", "probe_tasks"],
-                calls=[
-                    ("probe.state", list(HEAVY)),
-                    ("text.stats", {"text": "one two"}),
-                    ("hash.digest", {"data": b"abc"}),
-                    ("xml.import", {"xml": "<a><b/></a>"}),
-                    ("probe.state", list(HEAVY)),
-                ],
-                pythonpath=directory,
-            )
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        with open(os.path.join(self.dir.name, "probe_tasks.py"), "w") as f:
+            f.write(PROBE_MODULE)
+        with open(os.path.join(self.dir.name, "async_tasks.py"), "w") as f:
+            f.write(ASYNC_MODULE)
+
+    def test_calls_to_every_builtin_task_import_nothing(self):
+        """The heavy parts (hashlib, defusedxml, text.stats's word regex) are ready before the first call."""
+        code, stdout, stderr = run_worker(
+            ["--module", "probe_tasks"],
+            calls=[
+                ("probe.modules", None),
+                ("text.stats", {"text": "नमस्ते दुनिया, one two"}),
+                ("hash.digest", {"data": b"abc", "algorithms": ["sha256", "md5", "blake2b", "sha3_256", "sha1"]}),
+                ("xml.import", {"xml": "<a><b>1</b></a>"}),
+                ("xml.import", {"xml": "<a><b></a>"}),
+                ("csv.profile", {"csv": "x,y\n1,2\n"}),
+                ("stats.describe", {"values": [1, 2, 3]}),
+                ("echo", {"a": 1}),
+                ("probe.modules", None),
+            ],
+            pythonpath=self.dir.name,
+        )
         self.assertEqual(code, 0, stderr)
-        _, before, text, digest, xml, after = parse_frames(stdout)
-        self.assertEqual(before["value"], {"loaded": [], "wordRegexBuilt": False})
-        self.assertEqual(text["value"]["words"], 2)
-        self.assertEqual(len(digest["value"]["digests"]["sha256"]), 64)
-        self.assertEqual(xml["value"]["count"], 1)
-        self.assertTrue(after["value"]["wordRegexBuilt"])
-        self.assertLessEqual({"hashlib", "defusedxml", "xml.etree.ElementTree"}, set(after["value"]["loaded"]))
+        replies = parse_frames(stdout)[1:]
+        before, calls, after = replies[0], replies[1:-1], replies[-1]
+        self.assertEqual([reply["t"] for reply in calls], ["result"] * 3 + ["error"] + ["result"] * 3)
+        self.assertEqual(calls[0]["value"]["words"], 4)
+        self.assertEqual(set(after["value"]) - set(before["value"]), set(), "a call imported a module")
+        self.assertLessEqual({"hashlib", "defusedxml", "xml.etree.ElementTree"}, set(before["value"]))
+
+    def test_a_worker_with_an_async_task_has_its_event_loop_before_the_first_call(self):
+        code, stdout, stderr = run_worker(
+            ["--module", "probe_tasks", "--module", "async_tasks"],
+            calls=[("probe.modules", None), ("probe.async", None), ("probe.modules", None)],
+            pythonpath=self.dir.name,
+        )
+        self.assertEqual(code, 0, stderr)
+        _, before, ran, after = parse_frames(stdout)
+        self.assertIn("asyncio", before["value"])
+        self.assertEqual(ran["value"], "ran")
+        self.assertEqual(set(after["value"]) - set(before["value"]), set())
+
+    def test_a_worker_without_async_tasks_does_not_load_asyncio(self):
+        code, stdout, stderr = run_worker(
+            ["--module", "probe_tasks"], calls=[("probe.modules", None)], pythonpath=self.dir.name
+        )
+        self.assertEqual(code, 0, stderr)
+        self.assertNotIn("asyncio", parse_frames(stdout)[1]["value"])
 
 
 if __name__ == "__main__":

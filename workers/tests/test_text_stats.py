@@ -103,3 +103,31 @@ class ListsTopTerms(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KeptMarkTable(unittest.TestCase):
+    """unicode_marks keeps the scan's result so that workers do not scan at every start."""
+
+    def test_the_kept_table_is_what_a_scan_of_this_python_finds(self):
+        import unicodedata
+
+        from pyfleet_tasks import unicode_marks
+
+        if unicodedata.unidata_version != unicode_marks.UNIDATA_VERSION:
+            self.skipTest(f"table is for Unicode {unicode_marks.UNIDATA_VERSION}, this Python has {unicodedata.unidata_version}")
+        self.assertEqual(
+            unicode_marks.MARK_RANGES,
+            unicode_marks.scan(),
+            "regenerate the table: python3 -m pyfleet_tasks.unicode_marks",
+        )
+
+    def test_another_unicode_version_is_scanned_instead(self):
+        from unittest import mock
+
+        from pyfleet_tasks import unicode_marks
+
+        with mock.patch.object(unicode_marks, "UNIDATA_VERSION", "0.0.0"), mock.patch.object(
+            unicode_marks, "scan", return_value="\\U00000300-\\U00000301"
+        ) as scan:
+            self.assertEqual(unicode_marks.mark_ranges(), "\\U00000300-\\U00000301")
+        scan.assert_called_once_with()
