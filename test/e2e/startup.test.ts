@@ -59,6 +59,7 @@ async function schedPolicy (pid: number): Promise<number> {
 }
 
 t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_BATCH', { skip: process.platform !== 'linux' && 'Linux only' }, async (t) => {
+  const nodePolicy = await schedPolicy(process.pid)
   const server = await startServer(t, { WORKER_SCHED_BATCH: '1', POOL_SIZE: '2', MAX_CALLS_PER_WORKER: '3' })
   const pids = (): number[] => server.app.pool.snapshot().workers.map((w) => w.pid)
   const before = pids()
@@ -74,7 +75,9 @@ t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_
   t.ok(after.every((pid) => !before.includes(pid)), `both workers were replaced (after ${calls} calls)`)
   t.same(await Promise.all(after.map(schedPolicy)), [3, 3])
 
-  // Without the setting, workers keep whatever policy the server has.
+  t.equal(await schedPolicy(process.pid), nodePolicy, 'Node itself keeps its policy')
+
+  // Without the setting, workers keep the policy they inherit from the server.
   const normal = await startServer(t, { POOL_SIZE: '1' })
-  t.same(await Promise.all(normal.app.pool.snapshot().workers.map(async (w) => await schedPolicy(w.pid))), [await schedPolicy(process.pid)], 'off by default')
+  t.same(await Promise.all(normal.app.pool.snapshot().workers.map(async (w) => await schedPolicy(w.pid))), [nodePolicy], 'off by default')
 })

@@ -44,6 +44,10 @@ class Runner:
         except Exception as exc:
             return _failed(call_id, exc)
 
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             # Imported only by workers that have an async task (at start, see __init__): asyncio adds ~9 MB.
@@ -84,13 +88,16 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
     """Say ready, then answer calls until stdin ends. Raises FrameError/ProtocolError on a broken peer."""
     tasks = [task.describe() for task in registry.all_tasks()]
     runner = Runner()  # before ready: it may import asyncio
-    write_frame(writer, protocol.encode(protocol.ready(tasks)))
-    while True:
-        body = read_frame(reader, max_frame_bytes)
-        if body is None:
-            return
-        message = protocol.decode(body)
-        if message["t"] != protocol.MSG_CALL:
-            raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
-        reply = runner.run(message)
-        write_frame(writer, encode_reply(reply, max_frame_bytes))
+    try:
+        write_frame(writer, protocol.encode(protocol.ready(tasks)))
+        while True:
+            body = read_frame(reader, max_frame_bytes)
+            if body is None:
+                return
+            message = protocol.decode(body)
+            if message["t"] != protocol.MSG_CALL:
+                raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
+            reply = runner.run(message)
+            write_frame(writer, encode_reply(reply, max_frame_bytes))
+    finally:
+        runner.close()

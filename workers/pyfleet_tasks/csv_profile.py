@@ -4,10 +4,10 @@ Reading is the csv module's; the numeric summaries are stats.py's.
 """
 
 import csv
+import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 import math
 import re
 from collections import Counter
-import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 from datetime import date, datetime, timezone
 from itertools import islice, repeat
 

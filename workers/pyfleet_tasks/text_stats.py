@@ -3,10 +3,10 @@
 Counting rules live here; Unicode data comes from the standard library.
 """
 
+import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 import re
 import unicodedata
 from collections import Counter
-import heapq  # noqa: F401  Counter.most_common imports it on first use; here it is imported before ready
 
 from pyfleet import task
 from pyfleet_tasks.unicode_marks import mark_ranges
@@ -15,10 +15,11 @@ DEFAULT_TOP = 10
 MAX_TOP = 100
 
 
-# Word characters: \w plus the combining marks (see unicode_marks.py for why and how).
+# Word characters: \w plus the combining marks (see unicode_marks.py for why and how);
+# a word part starts with \w, so a stray mark (an emoji's variation selector) is no word.
 _WORD_CHAR = rf"[\w{mark_ranges()}]"
 # Apostrophes and hyphens join word parts: don't, l'homme, state-of-the-art.
-_WORD = re.compile(rf"{_WORD_CHAR}+(?:['’-]{_WORD_CHAR}+)*")
+_WORD = re.compile(rf"\w{_WORD_CHAR}*(?:['’-]\w{_WORD_CHAR}*)*")
 # A sentence ends at . ! ? … (and Devanagari, Arabic, Urdu stops), with any closing quotes or
 # brackets, before a space or the end, so "3.14" and "example.com" do not end one; CJK full stops
 # need no space after them.

@@ -11,7 +11,7 @@ then that Python scans at import; tests/test_text_stats.py checks the table
 against a scan whenever the versions match).
 """
 
-import sys
+import logging
 import unicodedata
 
 UNIDATA_VERSION = "14.0.0"
@@ -115,28 +115,38 @@ MARK_RANGES = (
     "\\U0001e000-\\U0001e006\\U0001e008-\\U0001e018\\U0001e01b-\\U0001e021"
     "\\U0001e023-\\U0001e024\\U0001e026-\\U0001e02a\\U0001e130-\\U0001e136"
     "\\U0001e2ae-\\U0001e2ae\\U0001e2ec-\\U0001e2ef\\U0001e8d0-\\U0001e8d6"
-    "\\U0001e944-\\U0001e94a\\U000e0100-\\U0010ffff"
+    "\\U0001e944-\\U0001e94a\\U000e0100-\\U000e01ef"
 )
 
 
 def scan() -> str:
     """The class body, from the running Python's own Unicode database."""
     ranges = []
-    start = None
-    # Marks live below U+20000 and in the variation selectors supplement.
-    for code in [*range(0x300, 0x20000), *range(0xE0100, 0xE01F0), sys.maxunicode + 1]:
-        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code)).startswith("M")
-        if is_mark and start is None:
-            start = code
-        elif not is_mark and start is not None:
-            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
-            start = None
+    # Marks live below U+20000 and in the variation selectors supplement; each
+    # block is scanned to one past its end, so a run of marks closes inside it.
+    for first, end in ((0x300, 0x20000), (0xE0100, 0xE01F0)):
+        start = None
+        for code in range(first, end + 1):
+            is_mark = code < end and unicodedata.category(chr(code)).startswith("M")
+            if is_mark and start is None:
+                start = code
+            elif not is_mark and start is not None:
+                ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+                start = None
     return "".join(ranges)
 
 
 def mark_ranges() -> str:
-    """The kept table when it is for the running Unicode version, else a fresh scan."""
-    return MARK_RANGES if unicodedata.unidata_version == UNIDATA_VERSION else scan()
+    """The kept table when it is for the running Unicode version, else a fresh scan (and a warning)."""
+    if unicodedata.unidata_version == UNIDATA_VERSION:
+        return MARK_RANGES
+    logging.getLogger(__name__).warning(
+        "the kept table of combining marks is for Unicode %s, this Python has %s: scanning at every worker start "
+        "(~40 ms); regenerate it with python3 -m pyfleet_tasks.unicode_marks",
+        UNIDATA_VERSION,
+        unicodedata.unidata_version,
+    )
+    return scan()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Tests of the text.stats task: counts, Unicode, top terms and Flesch reading ease."""
 
+import re
+import unicodedata
 import unittest
+from unittest import mock
 
 from tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet_tasks import text_stats as module
+from pyfleet_tasks import unicode_marks
 from pyfleet_tasks.text_stats import text_stats
 
 
@@ -101,18 +105,10 @@ class ListsTopTerms(unittest.TestCase):
         assert_strict_schema(self, module.SCHEMA)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class KeptMarkTable(unittest.TestCase):
     """unicode_marks keeps the scan's result so that workers do not scan at every start."""
 
     def test_the_kept_table_is_what_a_scan_of_this_python_finds(self):
-        import unicodedata
-
-        from pyfleet_tasks import unicode_marks
-
         if unicodedata.unidata_version != unicode_marks.UNIDATA_VERSION:
             self.skipTest(f"table is for Unicode {unicode_marks.UNIDATA_VERSION}, this Python has {unicodedata.unidata_version}")
         self.assertEqual(
@@ -122,12 +118,27 @@ class KeptMarkTable(unittest.TestCase):
         )
 
     def test_another_unicode_version_is_scanned_instead(self):
-        from unittest import mock
-
-        from pyfleet_tasks import unicode_marks
-
         with mock.patch.object(unicode_marks, "UNIDATA_VERSION", "0.0.0"), mock.patch.object(
             unicode_marks, "scan", return_value="\\U00000300-\\U00000301"
-        ) as scan:
+        ) as scan, self.assertLogs("pyfleet_tasks.unicode_marks", "WARNING") as logged:
             self.assertEqual(unicode_marks.mark_ranges(), "\\U00000300-\\U00000301")
         scan.assert_called_once_with()
+        self.assertIn("regenerate it with python3 -m pyfleet_tasks.unicode_marks", logged.output[0])
+
+    def test_every_kept_range_starts_and_ends_on_a_mark(self):
+        ranges = re.findall(r"\\U([0-9a-f]{8})-\\U([0-9a-f]{8})", unicode_marks.MARK_RANGES)
+        self.assertGreater(len(ranges), 250)
+        for first, last in ranges:
+            with self.subTest(range=f"{first}-{last}"):
+                self.assertTrue(unicodedata.category(chr(int(first, 16))).startswith("M"))
+                self.assertTrue(unicodedata.category(chr(int(last, 16))).startswith("M"))
+
+
+class StrayCodePoints(unittest.TestCase):
+    def test_private_use_characters_and_lone_variation_selectors_are_not_words(self):
+        self.assertEqual(run("\U000F0000 \U0010FFFD")["words"], 0)
+        self.assertEqual(run("I \u2764\ufe0f you")["words"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
