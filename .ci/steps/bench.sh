@@ -5,9 +5,9 @@
 # machines are shared and noisy; the real targets are in bench/results/latest.md.
 # Memory is bounded as PSS summed over the process tree (shared pages such as
 # libpython and libcrypto counted once, not once per worker): that is what the
-# tree costs the machine. The RSS sum (242 MB at 1,000 connections in the last
-# full run, PSS 170 MB) counts those pages once per process and is too close to
-# the bound for a noisy machine; BENCH_MEMORY=rss bounds it instead.
+# tree costs the machine. The RSS sum (239-260 MB at 1,000 connections in the
+# last full runs, PSS 170-177 MB) counts those pages once per process and is too
+# close to the bound for a noisy machine; BENCH_MEMORY=rss bounds it instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
