@@ -6,7 +6,7 @@ kept in the worker's log (stderr), never sent to the client.
 
 from __future__ import annotations
 
-# typing and inspect cost ~3 MB per worker, and workers are recycled: type names are for type checkers only.
+# Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional

@@ -12,7 +12,7 @@ from . import protocol, registry
 from .errors import TaskError
 from .frames import read_frame, write_frame
 
-# typing and inspect cost ~3 MB per worker, and workers are recycled: type names are for type checkers only.
+# Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio

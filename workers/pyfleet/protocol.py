@@ -17,7 +17,7 @@ import msgpack
 
 from . import PROTOCOL_VERSION
 
-# typing and inspect cost ~3 MB per worker, and workers are recycled: type names are for type checkers only.
+# Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
