@@ -69,7 +69,10 @@ export class ProtocolError extends Error {
 // ('auto' exists in msgpackr but not yet in its type definitions.)
 const INT64_AUTO = 'auto' as unknown as 'number'
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: INT64_AUTO })
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: INT64_AUTO })
+// structuredClone must be false, not merely unset: msgpackr decodes its reference
+// extensions (0x69 id, 0x70 pointer) unless told not to, and a 500-byte body of
+// references decodes to a value with 2^40 paths, which every later walk follows.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: INT64_AUTO, structuredClone: false })
 
 /** Encodes a call as one complete frame (length prefix included), in one buffer. */
 export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {

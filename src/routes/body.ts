@@ -16,8 +16,13 @@ const JSON_TYPE = 'application/json'
 export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (_request, body, done) => {
+  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (request, body, done) => {
     try {
+      // Fastify reads the body as UTF-8 whatever the charset says; JSON is UTF-8 (RFC 8259).
+      const { charset } = mediaType(request)
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+        throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
+      }
       done(null, parseJson(body as string))
     } catch (error) {
       done(error as Error, undefined)
@@ -57,8 +62,9 @@ function lineAndColumn (text: string, position: number): { line: number, column:
 
 /**
  * Why a decoded body cannot be sent to a worker, or undefined if it can: nesting
- * deeper than `limit`, or (from msgpack) values that are not plain data, such as
- * extension types, which the worker's decoder does not understand. Iterative, so
+ * deeper than `limit`, strings that are not Unicode, or (from msgpack) values that
+ * are not plain data, such as extension types, which the worker's decoder does not
+ * understand. Iterative, so
  * a hostile body cannot overflow the stack.
  */
 export function unsendable (value: unknown, limit: number): string | undefined {
@@ -80,6 +86,7 @@ export function unsendable (value: unknown, limit: number): string | undefined {
       return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
     }
     for (const key in node) {
+      if (!isWellFormed(key)) return LONE_SURROGATE
       problem = checkValue((node as Record<string, unknown>)[key], nodes, depths, depth + 1)
       if (problem !== undefined) break
     }
@@ -87,10 +94,19 @@ export function unsendable (value: unknown, limit: number): string | undefined {
   return problem
 }
 
+// JSON's \ud800 escapes (and msgpack's CESU-8 bytes) give strings that are not
+// Unicode. They cannot be encoded as UTF-8 for the worker, whose decoder would
+// refuse the whole frame and take the worker down with it: refuse them here.
+const LONE_SURROGATE = 'the body holds a string with a lone UTF-16 surrogate (such as "\\ud800"), which is not valid Unicode; tasks receive UTF-8 text'
+
+// String.prototype.isWellFormed (Node 20) is not in the ES2022 library types.
+const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed: () => boolean }).isWellFormed()
+
 /** Checks a scalar, or queues a container for unsendable's walk. */
 function checkValue (value: unknown, nodes: object[], depths: number[], depth: number): string | undefined {
   switch (typeof value) {
-    case 'string': case 'number': case 'boolean': case 'bigint': return undefined
+    case 'string': return isWellFormed(value) ? undefined : LONE_SURROGATE
+    case 'number': case 'boolean': case 'bigint': return undefined
     case 'object':
       if (value === null || value instanceof Uint8Array) return undefined
       nodes.push(value)

@@ -94,6 +94,44 @@ t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) 
   t.equal(server.app.pool.liveWorkers, 4, 'no worker was harmed')
 })
 
+t.test('msgpack reference extensions are refused before they can expand', async (t) => {
+  // msgpackr's structured-clone extensions: 0xd6 0x69 <id> names the value that
+  // follows, 0xd6 0x70 <id> points back at it. Level k = [level k-1, pointer to
+  // level k-1]: 528 bytes that decode to a value with 2^40 paths.
+  const id = (kind: number, n: number): Buffer => Buffer.from([0xd6, kind, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff])
+  let body = Buffer.concat([id(0x69, 0), Buffer.from([0x91, 0x01])])
+  for (let k = 1; k <= 40; k++) body = Buffer.concat([id(0x69, k), Buffer.from([0x92]), body, id(0x70, k - 1)])
+  const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body })
+  t.equal(response.status, 400)
+  const error = await response.json()
+  t.equal(error.code, 'INVALID_INPUT')
+  t.match(error.message, /not valid msgpack/)
+  t.equal((await callTask(url, 'echo', { still: 'here' })).status, 200, 'the server still answers')
+})
+
+t.test('strings that are not Unicode are a 400 in Node, and no worker dies', async (t) => {
+  const pids = (await getJson(`${url}/api/queue-stats`)).workers.map((w: { pid: number }) => w.pid).sort()
+  for (const text of ['{"a":"\\ud800"}', '{"\\udc00":1}', '"x\\udbff"', '[["ok","\\ud83d"]]']) {
+    const reply = await callTask(url, 'echo', text)
+    t.equal(reply.status, 400, text)
+    t.equal(reply.json.code, 'INVALID_INPUT', text)
+    t.match(reply.json.message, /lone UTF-16 surrogate/, text)
+  }
+  t.equal((await callTask(url, 'echo', '{"pair":"\\ud83d\\udc0d"}')).json.pair, '🐍', 'a surrogate pair is fine')
+  const stats = await getJson(`${url}/api/queue-stats`)
+  t.same(stats.workers.map((w: { pid: number }) => w.pid).sort(), pids, 'the same four workers: none died')
+  t.equal(stats.pool.available, 4)
+})
+
+t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
+  const reply = await callTask(url, 'echo', Buffer.from('{"a":"\xe9"}', 'latin1'), { 'content-type': 'application/json; charset=iso-8859-1' })
+  t.equal(reply.status, 415)
+  t.equal(reply.json.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+  t.match(reply.json.message, /UTF-8/)
+  const utf8 = await callTask(url, 'echo', '{"a":"é"}', { 'content-type': 'application/json; charset=UTF-8' })
+  t.same(utf8.json, { a: 'é' })
+})
+
 t.test('input nested deeper than the limit is refused in Node', async (t) => {
   const deep = '['.repeat(5000) + ']'.repeat(5000)
   const reply = await callTask(url, 'echo', deep)
