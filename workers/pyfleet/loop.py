@@ -41,7 +41,11 @@ class Runner:
             return protocol.result(call_id, value)
         except TaskError as exc:
             return protocol.error(call_id, protocol.KIND_REJECTED, type(exc).__name__, exc.message, exc.details)
-        except Exception as exc:
+        except BaseException as exc:
+            # Not only Exception: KeyboardInterrupt, SystemExit (a library calling
+            # sys.exit()), asyncio.CancelledError and GeneratorExit raised by a task
+            # are its failures too (500), not a reason to lose the worker. The runtime
+            # never raises them itself (SIGINT is ignored, SIGTERM has no handler).
             return _failed(call_id, exc)
 
     def close(self) -> None:

@@ -155,6 +155,10 @@ class RegistryTest(unittest.TestCase):
         self.assertFalse(registered.is_async)
 
 
+def _raise(exc, _input):
+    raise exc
+
+
 class LoopTest(unittest.TestCase):
     def setUp(self):
         self.saved = dict(registry._tasks)
@@ -216,6 +220,28 @@ class LoopTest(unittest.TestCase):
     def test_async_tasks_run(self):
         _, reply = self.run_calls(("slow_async", 5))
         self.assertEqual(reply["value"], {"async": 5})
+
+    def test_base_exceptions_from_a_task_are_failures_and_the_worker_goes_on(self):
+        raised = {
+            "interrupt": KeyboardInterrupt(),
+            "exit": SystemExit(2),
+            "generator_exit": GeneratorExit(),
+            "base": BaseException("bare"),
+        }
+        for name, exc in raised.items():
+            task(name)(functools.partial(_raise, exc))
+
+        @task("cancelled")
+        async def cancelled(x):
+            raise asyncio.CancelledError()
+
+        names = [*raised, "cancelled"]
+        _, *replies, after = self.run_calls(*[(name, None) for name in names], ("double", 4))
+        for name, reply in zip(names, replies):
+            self.assertEqual(reply["kind"], "failed", name)
+            self.assertIn("Traceback", reply["traceback"], name)
+        self.assertEqual([r["type"] for r in replies], ["KeyboardInterrupt", "SystemExit", "GeneratorExit", "BaseException", "CancelledError"])
+        self.assertEqual(after["value"], 8, "the worker still answers")
 
     def test_unencodable_result_is_a_failure_not_a_crash(self):
         _, reply, after = self.run_calls(("unencodable", None), ("double", 1))
