@@ -4,49 +4,52 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeValue } from '../pool/protocol.js'
 
-/** True if the value holds bytes or a BigInt anywhere, so plain JSON.stringify would get it wrong. */
-function needsConversion (value: unknown): boolean {
-  if (typeof value === 'bigint') return true
-  if (typeof value !== 'object' || value === null) return false
-  if (ArrayBuffer.isView(value)) return true
-  // Containers only on the stack, and for-in rather than Object.values: no allocation per value.
+/**
+ * Makes a task's value JSON-safe in place: bytes become base64 strings, BigInts
+ * decimal strings. Changing it is safe: it was decoded from the worker's reply
+ * and belongs to this response alone (and holds no shared references: the
+ * decoder refuses msgpack's reference extensions). Converting before
+ * JSON.stringify, rather than in a replacer, matters: Buffer's toJSON would run
+ * first and turn every byte into an array element (seconds for a 60 MB result),
+ * and a replacer cannot tell the result of that from a task's own
+ * {type: 'Buffer', data: [...]} object.
+ */
+function jsonSafe (value: unknown): unknown {
+  const top = converted(value, undefined)
+  if (top !== undefined) return top
+  if (typeof value !== 'object' || value === null) return value
+  // Containers only on the stack, and for-in rather than Object.entries: no allocation per value.
   const stack: object[] = [value]
   while (stack.length > 0) {
     const node = stack.pop() as Record<string, unknown>
     if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) if (needsWork(node[i], stack)) return true
+      for (let i = 0; i < node.length; i++) {
+        const replacement = converted(node[i], stack)
+        if (replacement !== undefined) node[i] = replacement
+      }
     } else {
-      for (const key in node) if (needsWork(node[key], stack)) return true
+      for (const key in node) {
+        const replacement = converted(node[key], stack)
+        if (replacement !== undefined) node[key] = replacement
+      }
     }
-  }
-  return false
-}
-
-/** True for a BigInt or bytes; queues any other object for needsConversion's walk. */
-function needsWork (child: unknown, stack: object[]): boolean {
-  if (typeof child === 'bigint') return true
-  if (typeof child !== 'object' || child === null) return false
-  if (ArrayBuffer.isView(child)) return true
-  stack.push(child)
-  return false
-}
-
-function jsonReplacer (this: unknown, _key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString()
-  // Buffer's own toJSON has already run by now and produced {type: 'Buffer', data}.
-  if (typeof value === 'object' && value !== null) {
-    if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')
-    const v = value as { type?: unknown, data?: unknown }
-    if (v.type === 'Buffer' && Array.isArray(v.data) && Object.keys(v).length === 2) return Buffer.from(v.data as number[]).toString('base64')
   }
   return value
 }
 
+/** The string that replaces a BigInt or bytes; undefined for anything else (objects are queued on `stack` for jsonSafe's walk). */
+function converted (child: unknown, stack: object[] | undefined): string | undefined {
+  if (typeof child === 'bigint') return child.toString()
+  if (typeof child !== 'object' || child === null) return undefined
+  if (ArrayBuffer.isView(child)) return Buffer.from(child.buffer, child.byteOffset, child.byteLength).toString('base64')
+  stack?.push(child)
+  return undefined
+}
+
 /** The value as JSON text, with bytes as base64 and big integers as strings. */
 export function toJson (value: unknown): string {
-  const text = needsConversion(value) ? JSON.stringify(value, jsonReplacer) : JSON.stringify(value)
   // JSON.stringify(undefined) is undefined; a task returning None gives null, so this is a safety net.
-  return text ?? 'null'
+  return JSON.stringify(jsonSafe(value)) ?? 'null'
 }
 
 /** True if the client asked for msgpack in Accept. */

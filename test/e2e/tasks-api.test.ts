@@ -40,9 +40,15 @@ t.test('writes bytes as base64 in JSON responses', async (t) => {
   const response = await fetch(`${url}/api/tasks/echo`, {
     method: 'POST',
     headers: { 'content-type': 'application/msgpack' },
-    body: pack({ data: Buffer.from('hello') })
+    body: pack({ data: Buffer.from('hello'), list: [Buffer.from([0, 255]), 'text'], lookalike: { type: 'Buffer', data: [1, 2] } })
   })
-  t.same(await response.json(), { data: Buffer.from('hello').toString('base64') })
+  t.same(await response.json(), {
+    data: Buffer.from('hello').toString('base64'),
+    list: ['AP8=', 'text'],
+    lookalike: { type: 'Buffer', data: [1, 2] }
+  }, "bytes anywhere become base64; a task's own object shaped like Buffer's JSON stays as it is")
+  const top = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: pack(Buffer.from('hi')) })
+  t.equal(await top.json(), 'aGk=', 'bytes at the top level too')
 })
 
 t.test('large integers from Python reach JSON clients without BigInt errors', async (t) => {
