@@ -6,7 +6,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
-import { FrameDecoder, FrameError } from './frames.js'
+import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
   type ReadyMessage, type ReplyMessage, type TaskInfo
@@ -21,6 +21,11 @@ export type WorkerFailure = 'timeout' | 'crash' | 'protocol'
 export class WorkerCallError extends Error {
   override name = 'WorkerCallError'
   constructor (readonly failure: WorkerFailure, message: string) { super(message) }
+}
+
+/** A call's input that encodes to a frame over MAX_FRAME_BYTES: nothing was sent, the worker is fine. */
+export class InputTooLargeError extends Error {
+  override name = 'InputTooLargeError'
 }
 
 /** A worker that could not start; `message` is one line saying why and how to fix it. */
@@ -130,6 +135,12 @@ export class PythonWorker {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
     const id = ++this.#callId
     const frame = encodeCall(id, task, input, requestId)
+    // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
+    // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.
+    const bytes = frame.length - HEADER_BYTES
+    if (bytes > this.#options.maxFrameBytes) {
+      throw new InputTooLargeError(`the input is ${bytes} bytes once encoded for the worker, over MAX_FRAME_BYTES (${this.#options.maxFrameBytes})`)
+    }
     this.#state = 'busy'
     this.#task = task
     this.#requestId = requestId

@@ -9,9 +9,9 @@ import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
+  BodyTooLargeError, InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
 } from '../errors.js'
-import { PythonWorker, WorkerCallError } from './python-worker.js'
+import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import { Recycler } from './recycler.js'
@@ -244,10 +244,12 @@ export class WorkerPool {
     try {
       pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs)
     } catch (error) {
-      // The input could not be encoded (nothing was sent): the worker is fine.
+      // The input could not be encoded, or is too big for a frame (nothing was sent): the worker is fine.
       this.#finish(waiter)
       this.#giveBack(worker)
-      this.#settle(waiter, 'rejected', new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
+      this.#settle(waiter, 'rejected', error instanceof InputTooLargeError
+        ? new BodyTooLargeError(error.message)
+        : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
       return
     }
     try {

@@ -17,6 +17,20 @@ t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   t.equal((await callTask(server.url, 'echo', { ok: 1 })).status, 200)
 })
 
+t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413, and no worker dies', async (t) => {
+  // A JSON float is 4 bytes as "0.1," and 9 as msgpack: 90 kB of them is ~200 kB for the worker.
+  const server = await startServer(t, { POOL_SIZE: '1', BODY_LIMIT_BYTES: '100000', MAX_FRAME_BYTES: '150000' })
+  const before = workerPids(server)
+  const body = JSON.stringify(Array.from({ length: 22_000 }, () => 0.1))
+  t.ok(body.length < 100_000, `the body (${body.length} bytes) is under the body limit`)
+  const reply = await callTask(server.url, 'echo', body)
+  t.equal(reply.status, 413)
+  t.equal(reply.json.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  t.match(reply.json.message, /bytes once encoded for the worker, over MAX_FRAME_BYTES \(150000\)/)
+  t.same(workerPids(server), before, 'the worker was not touched')
+  t.equal((await callTask(server.url, 'echo', [0.1, 0.2])).status, 200)
+})
+
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
   const server = await startServer(t)
   const started = Date.now()
