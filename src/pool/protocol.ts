@@ -68,7 +68,9 @@ export class ProtocolError extends Error {
 // BigInt, which replies.ts writes to JSON as strings rather than failing.
 // ('auto' exists in msgpackr but not yet in its type definitions.)
 const INT64_AUTO = 'auto' as unknown as 'number'
-const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: INT64_AUTO })
+// variableMapSize: without it msgpackr writes every map with a 16-bit size and
+// refuses objects of more than 65,535 keys (valid JSON bodies, and results).
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: INT64_AUTO })
 // structuredClone must be false, not merely unset: msgpackr decodes its reference
 // extensions (0x69 id, 0x70 pointer) unless told not to, and a 500-byte body of
 // references decodes to a value with 2^40 paths, which every later walk follows.

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
+import { msgpackProblem } from './msgpack-shape.js'
 import { validationError, type Task } from '../task-registry.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
@@ -29,6 +30,11 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_request, body, done) => {
+    const problem = msgpackProblem(body as Buffer, MAX_NESTING)
+    if (problem !== undefined) {
+      done(new InvalidInputError(problem), undefined)
+      return
+    }
     try {
       done(null, decodeValue(body as Buffer))
     } catch (error) {

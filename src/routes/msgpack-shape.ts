@@ -1,0 +1,78 @@
+// Checks the shape of a msgpack body before msgpackr decodes it. msgpackr
+// trusts the counts in container headers: a 5-byte body claiming an array of
+// 33 million elements makes it allocate 270 MB before it finds the data
+// missing, and nesting is only bounded by its own recursion. This walk reads
+// headers only (string and binary payloads are skipped by length), allocates
+// one small stack, and refuses:
+//   - a container claiming more values than there are bytes left (every value
+//     takes at least one byte),
+//   - nesting deeper than the limit,
+//   - extension types and timestamps, which tasks cannot receive,
+//   - the never-used byte 0xc1, truncated values and bytes after the value.
+
+/** Why `bytes` is not one plain msgpack value that is safe to decode, or undefined if it is. */
+export function msgpackProblem (bytes: Uint8Array, maxDepth: number): string | undefined {
+  const end = bytes.length
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // left[d]: values still to read in the container open at depth d (depth 0: the body's one value).
+  const left: number[] = [1]
+  let pos = 0
+  while (left.length > 0) {
+    const depth = left.length - 1
+    if (left[depth] === 0) {
+      left.pop()
+      continue
+    }
+    left[depth]--
+    if (pos >= end) return 'the msgpack body ends in the middle of a value'
+    const byte = bytes[pos]
+    let count = -1 // values of a container that starts here
+    let skip = 0 // bytes of a scalar, header included
+    if (byte <= 0x7f || byte >= 0xe0) skip = 1 // fixint
+    else if (byte <= 0x8f) { count = 2 * (byte & 0x0f); skip = 1 } // fixmap
+    else if (byte <= 0x9f) { count = byte & 0x0f; skip = 1 } // fixarray
+    else if (byte <= 0xbf) skip = 1 + (byte & 0x1f) // fixstr
+    else {
+      const need = HEADER_SIZE[byte - 0xc0]
+      if (need === undefined) return refused(byte)
+      if (pos + need > end) return 'the msgpack body ends in the middle of a value'
+      switch (byte) {
+        case 0xc4: case 0xd9: skip = 2 + view.getUint8(pos + 1); break // bin8, str8
+        case 0xc5: case 0xda: skip = 3 + view.getUint16(pos + 1); break // bin16, str16
+        case 0xc6: case 0xdb: skip = 5 + view.getUint32(pos + 1); break // bin32, str32
+        case 0xdc: count = view.getUint16(pos + 1); skip = 3; break // array16
+        case 0xdd: count = view.getUint32(pos + 1); skip = 5; break // array32
+        case 0xde: count = 2 * view.getUint16(pos + 1); skip = 3; break // map16
+        case 0xdf: count = 2 * view.getUint32(pos + 1); skip = 5; break // map32
+        default: skip = need // nil, bool, numbers: the header is the value
+      }
+    }
+    pos += skip
+    if (pos > end) return 'the msgpack body ends in the middle of a value'
+    if (count > 0) {
+      if (count > end - pos) return `a msgpack container claims ${count} values but only ${end - pos} bytes follow`
+      if (left.length > maxDepth) return `the body nests deeper than ${maxDepth} levels`
+      left.push(count)
+    }
+  }
+  return pos === end ? undefined : `${end - pos} bytes follow the msgpack value`
+}
+
+// Bytes of the header (or of the whole value, for fixed-size scalars) for 0xc0..0xdf;
+// undefined for what the walk refuses: 0xc1 and the extension types.
+const HEADER_SIZE: ReadonlyArray<number | undefined> = [
+  1, undefined, 1, 1, // 0xc0 nil, 0xc1 never used, 0xc2 false, 0xc3 true
+  2, 3, 5, // 0xc4-0xc6 bin 8/16/32
+  undefined, undefined, undefined, // 0xc7-0xc9 ext 8/16/32
+  5, 9, // 0xca float32, 0xcb float64
+  2, 3, 5, 9, // 0xcc-0xcf uint 8/16/32/64
+  2, 3, 5, 9, // 0xd0-0xd3 int 8/16/32/64
+  undefined, undefined, undefined, undefined, undefined, // 0xd4-0xd8 fixext 1/2/4/8/16
+  2, 3, 5, // 0xd9-0xdb str 8/16/32
+  3, 5, 3, 5 // 0xdc array16, 0xdd array32, 0xde map16, 0xdf map32
+]
+
+function refused (byte: number): string {
+  if (byte === 0xc1) return 'the msgpack body holds the byte 0xc1, which msgpack never uses'
+  return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
+}

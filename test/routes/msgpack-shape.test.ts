@@ -1,0 +1,62 @@
+// The msgpack shape check that runs before msgpackr: it must pass every plain
+// value msgpackr writes, and refuse what would make msgpackr allocate or recurse
+// far beyond the body's size.
+
+import t from 'tap'
+import { Packr } from 'msgpackr'
+import { msgpackProblem } from '../../src/routes/msgpack-shape.js'
+
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
+const bytes = (...list: number[]): Buffer => Buffer.from(list)
+
+t.test('passes plain values of every msgpack format', async (t) => {
+  const values = [
+    null, true, false, 0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31) - 1,
+    0.5, 1e300, 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(255), 'x'.repeat(256), 'x'.repeat(70_000), 'ünïcode 🐍',
+    Buffer.alloc(0), Buffer.alloc(255, 1), Buffer.alloc(256, 2), Buffer.alloc(70_000, 3),
+    [], [[]], Array.from({ length: 15 }, (_, i) => i), Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 70_000 }, (_, i) => i),
+    {}, { a: { b: { c: [1, { d: null }] } } }, Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, i])),
+    Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`k${i}`, [i]]))
+  ]
+  for (const value of values) {
+    const encoded = packr.pack(value)
+    t.equal(msgpackProblem(encoded, 200), undefined, `${JSON.stringify(value)?.slice(0, 40)} (0x${encoded[0].toString(16)})`)
+  }
+  t.equal(msgpackProblem(bytes(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 200), undefined, 'uint64')
+  t.equal(msgpackProblem(bytes(0xca, 0, 0, 0, 0), 200), undefined, 'float32')
+})
+
+t.test('refuses containers that claim more values than the bytes left', async (t) => {
+  t.match(msgpackProblem(bytes(0xdd, 0x01, 0xff, 0xff, 0xff), 200), /claims 33554431 values but only 0 bytes follow/, 'array32 of 33 M in 5 bytes')
+  t.match(msgpackProblem(bytes(0xdf, 0xff, 0xff, 0xff, 0xff, 0x01), 200), /claims 8589934590 values/, 'map32')
+  t.match(msgpackProblem(bytes(0xdc, 0x00, 0x03, 0x01, 0x02), 200), /claims 3 values but only 2 bytes/, 'array16 one short')
+  t.match(msgpackProblem(bytes(0x82, 0xa1, 0x61, 0x01), 200), /claims 4 values but only 3 bytes/, 'fixmap')
+})
+
+t.test('refuses truncated values and trailing bytes', async (t) => {
+  const cut = /ends in the middle of a value/
+  t.match(msgpackProblem(bytes(), 200), cut, 'empty')
+  t.match(msgpackProblem(bytes(0xdb, 0xff, 0xff, 0xff, 0xff, 0x61), 200), cut, 'str32 claiming 4 GB')
+  t.match(msgpackProblem(bytes(0xc6, 0x00, 0x00, 0x00, 0x05, 1, 2), 200), cut, 'bin32 short')
+  t.match(msgpackProblem(bytes(0xcb, 0, 0), 200), cut, 'float64 short')
+  t.match(msgpackProblem(bytes(0xdd, 0x00), 200), cut, 'array32 header short')
+  t.match(msgpackProblem(bytes(0x92, 0x01), 200), /claims 2 values but only 1 bytes/, 'array missing an element')
+  t.match(msgpackProblem(bytes(0x01, 0x02), 200), /1 bytes follow the msgpack value/)
+})
+
+t.test('refuses extension types, timestamps and 0xc1', async (t) => {
+  const ext = /extension type or timestamp/
+  t.match(msgpackProblem(packr.pack(new Date(0)), 200), ext, 'timestamp')
+  t.match(msgpackProblem(bytes(0xd4, 0x00, 0x00), 200), ext, 'fixext1 (msgpackr: undefined)')
+  t.match(msgpackProblem(bytes(0xd6, 0x69, 0, 0, 0, 0, 0x91, 0x01), 200), ext, 'structured-clone reference')
+  t.match(msgpackProblem(bytes(0xc7, 0x01, 0x05, 0x00), 200), ext, 'ext8')
+  t.match(msgpackProblem(bytes(0x91, 0xc9, 0, 0, 0, 1, 5, 0), 200), ext, 'ext32 inside an array')
+  t.match(msgpackProblem(bytes(0xc1), 200), /0xc1/)
+})
+
+t.test('refuses nesting past the limit, and allows it up to the limit', async (t) => {
+  const nested = (levels: number): Buffer => Buffer.concat([Buffer.alloc(levels, 0x91), bytes(0x01)])
+  t.equal(msgpackProblem(nested(200), 200), undefined, '200 levels')
+  t.match(msgpackProblem(nested(201), 200), /nests deeper than 200 levels/, '201 levels')
+  t.match(msgpackProblem(nested(1_000_000), 200), /nests deeper/, 'a million levels, without recursion')
+})
