@@ -6,7 +6,7 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidInputError, TaskNotFoundError, withExtras, type ErrorExtras } from '../errors.js'
+import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 
 type SendableError = FastifyError & ErrorExtras
@@ -40,18 +40,16 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.setErrorHandler(handleError)
   fastify.setNotFoundHandler((request, reply) => {
-    const match = /^\/api\/tasks\/([^/?]*)/.exec(request.url)
-    const error = match !== null
-      ? new TaskNotFoundError(JSON.stringify(decodeURIComponentSafe(match[1]).slice(0, 100)))
-      : withExtras(new Error(`no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), {}) as SendableError
-    if (match === null) { error.statusCode = 404; error.code = 'FST_ERR_NOT_FOUND' }
-    handleError(error as SendableError, request, reply)
+    // Unknown task names reach the task routes (TASK_NOT_FOUND there); what gets
+    // here is a method or a path no route has, such as PUT /api/tasks/echo.
+    const path = request.url.split('?')[0].slice(0, 200)
+    const hint = path.startsWith('/api/tasks') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
+    const error = withExtras(new Error(`no route ${request.method} ${path}${hint}`), {}) as SendableError
+    error.statusCode = 404
+    error.code = 'FST_ERR_NOT_FOUND'
+    handleError(error, request, reply)
     fastify.observeUnmatched(request, reply)
   })
-}
-
-function decodeURIComponentSafe (text: string): string {
-  try { return decodeURIComponent(text) } catch { return text }
 }
 
 export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

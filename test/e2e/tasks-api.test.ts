@@ -161,6 +161,13 @@ t.test('an unknown task is 404 TASK_NOT_FOUND', async (t) => {
   t.equal(reply.json.code, 'TASK_NOT_FOUND')
   const described = await fetch(`${url}/api/tasks/no.such.task`)
   t.equal(described.status, 404)
+  for (const [method, path] of [['PUT', '/api/tasks/echo'], ['DELETE', '/api/tasks/echo'], ['POST', '/api/tasks/echo/extra']]) {
+    const response = await fetch(`${url}${path}`, { method })
+    const error = await response.json()
+    t.equal(response.status, 404, `${method} ${path}`)
+    t.equal(error.code, 'FST_ERR_NOT_FOUND', 'a missing route, not a missing task')
+    t.match(error.message, /^no route .*: run a task with POST/)
+  }
 })
 
 t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
