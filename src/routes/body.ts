@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
-import { msgpackProblem } from './msgpack-shape.js'
+import { jsonProblem, msgpackProblem } from './body-shape.js'
 import { validationError, type Task } from '../task-registry.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
@@ -46,6 +46,8 @@ export function addBodyParsers (fastify: FastifyInstance): void {
 
 function parseJson (text: string): unknown {
   if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
+  const problem = jsonProblem(text)
+  if (problem !== undefined) throw new InvalidInputError(problem)
   try {
     return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
   } catch (error) {

@@ -1,10 +1,10 @@
-// The msgpack shape check that runs before msgpackr: it must pass every plain
-// value msgpackr writes, and refuse what would make msgpackr allocate or recurse
-// far beyond the body's size.
+// The shape checks that run before a body is parsed: they must pass every plain
+// value, and refuse what would make the parser allocate or recurse far beyond
+// the body's size.
 
 import t from 'tap'
 import { Packr } from 'msgpackr'
-import { msgpackProblem } from '../../src/routes/msgpack-shape.js'
+import { jsonProblem, MAX_CONTAINERS, msgpackProblem } from '../../src/routes/body-shape.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
 const bytes = (...list: number[]): Buffer => Buffer.from(list)
@@ -59,4 +59,23 @@ t.test('refuses nesting past the limit, and allows it up to the limit', async (t
   t.equal(msgpackProblem(nested(200), 200), undefined, '200 levels')
   t.match(msgpackProblem(nested(201), 200), /nests deeper than 200 levels/, '201 levels')
   t.match(msgpackProblem(nested(1_000_000), 200), /nests deeper/, 'a million levels, without recursion')
+})
+
+t.test('counts maps and arrays against the limit, empty ones included', async (t) => {
+  const arrayOf = (n: number, item: number): Buffer => Buffer.concat([bytes(0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff), Buffer.alloc(n, item)])
+  t.equal(msgpackProblem(arrayOf(99, 0x80), 200, 100), undefined, 'the outer array and 99 empty maps: 100')
+  t.match(msgpackProblem(arrayOf(100, 0x80), 200, 100), /more than 100 maps and arrays/, '101')
+  t.match(msgpackProblem(arrayOf(100, 0x90), 200, 100), /more than 100 maps and arrays/, 'empty arrays count too')
+  t.equal(msgpackProblem(arrayOf(1000, 0x01), 200, 100), undefined, 'numbers do not count')
+  t.match(msgpackProblem(arrayOf(MAX_CONTAINERS, 0x80), 200), /more than 1,000,000 maps and arrays/, 'the default limit')
+})
+
+t.test('counts JSON objects and arrays outside strings', async (t) => {
+  const objects = (n: number): string => '[' + Array(n).fill('{}').join(',') + ']'
+  t.equal(jsonProblem(objects(99), 100), undefined, '100 containers')
+  t.match(jsonProblem(objects(100), 100), /more than 100 maps and arrays/, '101')
+  t.equal(jsonProblem(JSON.stringify(['{['.repeat(200)]), 100), undefined, 'brackets inside a string do not count')
+  t.equal(jsonProblem(JSON.stringify(['a\\"{[{[{[', '\\']) + ' '.repeat(300), 100), undefined, 'escaped quotes and backslashes are followed')
+  t.match(jsonProblem(objects(MAX_CONTAINERS)), /more than 1,000,000/, 'the default limit')
+  t.equal(jsonProblem('[' + '1,'.repeat(MAX_CONTAINERS) + '1]'), undefined, 'a long array of numbers is fine')
 })
