@@ -87,10 +87,18 @@ export class PythonWorker {
     this.#process = spawn(options.python, options.args, {
       cwd: options.cwd,
       env: options.env,
-      stdio: ['pipe', 'pipe', 'pipe']
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group (setsid), so that signals reach the processes a task
+      // starts too (see #signal). Pipes are unaffected; not unref()ed: the server
+      // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
+      detached: true
     })
     this.#exited = new Promise((resolve) => {
-      this.#process.once('exit', (code, signal) => { this.#onExit(code, signal); resolve() })
+      this.#process.once('exit', (code, signal) => {
+        this.#killGroup()
+        this.#onExit(code, signal)
+        resolve()
+      })
     })
     // A spawn failure (ENOENT) is reported on 'error' and then 'exit' may not follow.
     this.#process.once('error', (error) => { this.#onSpawnError(error) })
@@ -190,8 +198,31 @@ export class PythonWorker {
     await this.#exited
   }
 
+  /** Signals the worker's process group: the worker and whatever its tasks started. */
   #signal (signal: NodeJS.Signals): void {
-    try { this.#process.kill(signal) } catch { /* already gone */ }
+    const pid = this.#process.pid
+    if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
+    try {
+      process.kill(-pid, signal)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') return // the whole group is gone
+      try { process.kill(pid, signal) } catch { /* already gone */ }
+    }
+  }
+
+  /**
+   * Once the worker has exited, SIGKILLs what is left of its group: processes a
+   * task started that a graceful stop, a recycle or a crash left behind.
+   * Safe from pid reuse: Linux keeps a pid number allocated while any process
+   * still has it as its process-group id, so while a member is left the number
+   * is still this group's; and this runs in the same tick as the exit event
+   * (right after the reap), so an emptied group's number has had no time to be
+   * handed to a new process that made itself a group leader.
+   */
+  #killGroup (): void {
+    const pid = this.#process.pid
+    if (pid === undefined || pid <= 0) return
+    try { process.kill(-pid, 'SIGKILL') } catch { /* ESRCH: no member left */ }
   }
 
   readonly #onTimeout = (): void => {

@@ -1,0 +1,115 @@
+// Processes a task starts go with its worker (SPEC §3: no Python process outlives
+// the server): after a timeout kill, a recycle, a graceful shutdown and kill -9 of
+// Node. Each worker is its own process group; the tasks are in fixtures/spawner_tasks.py.
+
+import t from 'tap'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  callTask, FIXTURES, isRunning, startServer, startServerProcess, waitFor, workerPids
+} from '../helpers/server.js'
+
+const SPAWNER = { TASK_MODULES: 'spawner_tasks', PYTHONPATH: FIXTURES }
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** A path for a task to write its child's pid to; the child is SIGKILLed at teardown if a test left it. */
+async function pidFile (t: Teardown): Promise<{ path: string, pid: () => Promise<number> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-'))
+  const path = join(dir, 'child.pid')
+  let pid = 0
+  t.teardown(async () => {
+    if (pid > 0 && await isRunning(pid)) process.kill(pid, 'SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    path,
+    pid: async () => {
+      await waitFor(async () => /^\d+$/.test(await readFile(path, 'utf8').catch(() => '')), 10_000, 'the task to write its child pid')
+      pid = Number(await readFile(path, 'utf8'))
+      return pid
+    }
+  }
+}
+
+/** Kills `pid` at teardown if it is still running (a failed test must not leave it behind). */
+function killLater (t: Teardown, pid: number): void {
+  t.teardown(async () => { if (await isRunning(pid)) process.kill(pid, 'SIGKILL') })
+}
+
+async function waitGone (pid: number, what: string): Promise<void> {
+  await waitFor(async () => !(await isRunning(pid)), 5000, what)
+}
+
+t.test('a call past its timeout: the process its task started is killed with the worker', async (t) => {
+  const file = await pidFile(t)
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', TASK_TIMEOUT_MS: '1000' })
+  const reply = await callTask(server.url, 'spawner.popen', { pidfile: file.path, sleep_ms: 60_000 })
+  t.equal(reply.status, 504)
+  const pid = await file.pid()
+  await waitGone(pid, `sleep 300 (pid ${pid}) to go with the timed-out worker`)
+  t.pass('the task\'s child is gone')
+})
+
+t.test('SIGTERM of the server (exit 0): a child left by a finished call is gone', async (t) => {
+  const file = await pidFile(t)
+  const server = await startServerProcess(t, { ...SPAWNER, POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'spawner.popen', { pidfile: file.path })
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  t.ok(await isRunning(pid), 'the child runs while its worker does')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 0)
+  await waitGone(pid, `sleep 300 (pid ${pid}) to go with the server`)
+  t.pass('no process of a task outlived the server')
+})
+
+t.test('a recycled worker takes the child it forked along', async (t) => {
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  const [workerPid] = workerPids(server)
+  const reply = await callTask(server.url, 'spawner.fork', {})
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  await waitFor(async () => !(await isRunning(workerPid)), 10_000, 'the worker to be recycled')
+  await waitGone(pid, `the forked child (pid ${pid}) to go with its recycled worker`)
+  t.pass('the forked child is gone')
+})
+
+t.test('closing the app: a forked child is gone', async (t) => {
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'spawner.fork', {})
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  await server.close()
+  await waitGone(pid, `the forked child (pid ${pid}) to go with the app`)
+  t.pass('the forked child is gone')
+})
+
+t.test('kill -9 of Node during a call: the task\'s child is gone within a few seconds', async (t) => {
+  const file = await pidFile(t)
+  const server = await startServerProcess(t, { ...SPAWNER, POOL_SIZE: '1' })
+  const call = callTask(server.url, 'spawner.popen', { pidfile: file.path, sleep_ms: 60_000 }).catch(() => undefined)
+  const pid = await file.pid()
+  server.child.kill('SIGKILL')
+  await server.exited
+  await waitGone(pid, `sleep 300 (pid ${pid}) to die with the server`)
+  await call
+  t.pass('the task\'s child did not outlive the server')
+})
+
+t.test('kill -9 of Node while idle: a child left by a finished call is gone within a few seconds', async (t) => {
+  const file = await pidFile(t)
+  const server = await startServerProcess(t, { ...SPAWNER, POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'spawner.popen', { pidfile: file.path })
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  server.child.kill('SIGKILL')
+  await server.exited
+  await waitGone(pid, `sleep 300 (pid ${pid}) to die with the server`)
+  t.pass('the task\'s child did not outlive the server')
+})
