@@ -133,7 +133,16 @@ export function decodeReady (body: Uint8Array): ReadyMessage {
 
 /** Decodes and checks a reply to the call with id `callId`. */
 export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
-  const message = decodeMessage(body)
+  let message: Record<string, unknown>
+  try {
+    message = decodeMessage(body)
+  } catch (error) {
+    // The frame's length was right, so the stream is intact and the worker
+    // healthy: only the task's value is one Node cannot decode, such as a map
+    // with bytes or tuple keys, or a msgpack.ExtType. A task failure (500), not
+    // a reason to replace the worker.
+    return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: (error as Error).message.replace(/^frame is/, 'the result is') }
+  }
   if (message.id !== callId) {
     throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)
   }

@@ -49,6 +49,13 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
   const rejected = await callTask(server.url, 'extra.greet', { name: 'nobody' })
   t.equal(rejected.status, 422)
   t.equal(rejected.json.message, 'nobody cannot be greeted')
+  const pids = server.app.pool.snapshot().workers.map((w) => w.pid).sort()
+  for (const kind of ['bytes_key', 'tuple_key', 'ext']) {
+    const odd = await callTask(server.url, 'extra.odd_result', { kind })
+    t.equal(odd.status, 500, `a result with ${kind} is the task's failure`)
+    t.equal(odd.json.code, 'TASK_FAILED')
+  }
+  t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
 })
 
 /** The scheduling policy of a process, from field 41 of /proc/<pid>/stat (0 SCHED_OTHER, 3 SCHED_BATCH). */
