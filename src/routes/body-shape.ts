@@ -12,7 +12,10 @@
 //     takes at least one byte),
 //   - nesting deeper than the limit,
 //   - extension types and timestamps, which tasks cannot receive,
+//   - strings that are not UTF-8,
 //   - the never-used byte 0xc1, truncated values and bytes after the value.
+
+import { isUtf8 } from 'node:buffer'
 
 /** Maps and arrays one body may hold: ~60 MB of empty objects in Node, and as much again in a worker. */
 export const MAX_CONTAINERS = 1_000_000
@@ -61,18 +64,22 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
     const byte = bytes[pos]
     let count = -1 // values of a container that starts here
     let skip = 0 // bytes of a scalar, header included
+    let text = 0 // for a string: bytes of its header, whose payload must be UTF-8
     if (byte <= 0x7f || byte >= 0xe0) skip = 1 // fixint
     else if (byte <= 0x8f) { count = 2 * (byte & 0x0f); skip = 1 } // fixmap
     else if (byte <= 0x9f) { count = byte & 0x0f; skip = 1 } // fixarray
-    else if (byte <= 0xbf) skip = 1 + (byte & 0x1f) // fixstr
+    else if (byte <= 0xbf) { skip = 1 + (byte & 0x1f); text = 1 } // fixstr
     else {
       const need = HEADER_SIZE[byte - 0xc0]
       if (need === undefined) return refused(byte)
       if (pos + need > end) return 'the msgpack body ends in the middle of a value'
       switch (byte) {
-        case 0xc4: case 0xd9: skip = 2 + view.getUint8(pos + 1); break // bin8, str8
-        case 0xc5: case 0xda: skip = 3 + view.getUint16(pos + 1); break // bin16, str16
-        case 0xc6: case 0xdb: skip = 5 + view.getUint32(pos + 1); break // bin32, str32
+        case 0xc4: skip = 2 + view.getUint8(pos + 1); break // bin8
+        case 0xc5: skip = 3 + view.getUint16(pos + 1); break // bin16
+        case 0xc6: skip = 5 + view.getUint32(pos + 1); break // bin32
+        case 0xd9: skip = 2 + view.getUint8(pos + 1); text = 2; break // str8
+        case 0xda: skip = 3 + view.getUint16(pos + 1); text = 3; break // str16
+        case 0xdb: skip = 5 + view.getUint32(pos + 1); text = 5; break // str32
         case 0xdc: count = view.getUint16(pos + 1); skip = 3; break // array16
         case 0xdd: count = view.getUint32(pos + 1); skip = 5; break // array32
         case 0xde: count = 2 * view.getUint16(pos + 1); skip = 3; break // map16
@@ -80,8 +87,10 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
         default: skip = need // nil, bool, numbers: the header is the value
       }
     }
+    if (pos + skip > end) return 'the msgpack body ends in the middle of a value'
+    // msgpackr would put U+FFFD in place of bad bytes, silently; and CESU-8 surrogates would reach the worker.
+    if (skip > text && text > 0 && !isUtf8(bytes.subarray(pos + text, pos + skip))) return 'the msgpack body holds a string that is not valid UTF-8'
     pos += skip
-    if (pos > end) return 'the msgpack body ends in the middle of a value'
     if (count >= 0 && ++containers > maxContainers) return tooMany(maxContainers)
     if (count > 0) {
       if (count > end - pos) return `a msgpack container claims ${count} values but only ${end - pos} bytes follow`

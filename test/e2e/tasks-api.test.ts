@@ -132,6 +132,10 @@ t.test('strings that are not Unicode are a 400 in Node, and no worker dies', asy
     t.equal(reply.json.code, 'INVALID_INPUT', text)
     t.match(reply.json.message, /lone UTF-16 surrogate/, text)
   }
+  // The same from msgpack: a str holding the CESU-8 bytes of U+D800 is not UTF-8.
+  const msgpack = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xa3, 0xed, 0xa0, 0x80]) })
+  t.equal(msgpack.status, 400)
+  t.match((await msgpack.json()).message, /not valid UTF-8/)
   t.equal((await callTask(url, 'echo', '{"pair":"\\ud83d\\udc0d"}')).json.pair, '🐍', 'a surrogate pair is fine')
   const stats = await getJson(`${url}/api/queue-stats`)
   t.same(stats.workers.map((w: { pid: number }) => w.pid).sort(), pids, 'the same four workers: none died')

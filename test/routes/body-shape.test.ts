@@ -44,6 +44,16 @@ t.test('refuses truncated values and trailing bytes', async (t) => {
   t.match(msgpackProblem(bytes(0x01, 0x02), 200), /1 bytes follow the msgpack value/)
 })
 
+t.test('refuses strings that are not UTF-8, keys included', async (t) => {
+  const bad = /string that is not valid UTF-8/
+  t.match(msgpackProblem(bytes(0xa2, 0xc3, 0x28), 200), bad, 'fixstr with a broken sequence')
+  t.match(msgpackProblem(bytes(0xa3, 0xed, 0xa0, 0x80), 200), bad, 'CESU-8 surrogate')
+  t.match(msgpackProblem(bytes(0x81, 0xd9, 0x01, 0xff, 0x01), 200), bad, 'str8 map key')
+  t.match(msgpackProblem(Buffer.concat([bytes(0xda, 0x01, 0x00), Buffer.alloc(255, 0x61), bytes(0xfe)]), 200), bad, 'str16, bad last byte')
+  t.equal(msgpackProblem(bytes(0xc4, 0x02, 0xff, 0xfe), 200), undefined, 'bin may hold any bytes')
+  t.equal(msgpackProblem(packr.pack({ 'ключ': '🐍 ✓ é' }), 200), undefined, 'real UTF-8')
+})
+
 t.test('refuses extension types, timestamps and 0xc1', async (t) => {
   const ext = /extension type or timestamp/
   t.match(msgpackProblem(packr.pack(new Date(0)), 200), ext, 'timestamp')
