@@ -52,10 +52,16 @@ export function toJson (value: unknown): string {
   return JSON.stringify(jsonSafe(value)) ?? 'null'
 }
 
-/** True if the client asked for msgpack in Accept. */
+/** True if the client's Accept names a msgpack type with a quality above 0 (`;q=0` means "not this"). */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
-  return accept !== undefined && accept.includes('msgpack')
+  if (accept === undefined || !accept.includes('msgpack')) return false // the common case, without parsing
+  return accept.split(',').some((range) => {
+    const [type, ...params] = range.split(';')
+    if (!type.includes('msgpack')) return false
+    const q = params.map((p) => /^\s*q\s*=\s*([\d.]+)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
+    return q === undefined || Number(q) > 0
+  })
 }
 
 export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown): FastifyReply {

@@ -34,6 +34,10 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
   const back = unpack(Buffer.from(await response.arrayBuffer()))
   t.ok(Buffer.from(back.bytes).equals(value.bytes), 'bytes round-trip')
   t.equal(back.text, value.text)
+  for (const [accept, type] of [['application/json, application/msgpack;q=0', 'application/json; charset=utf-8'], ['application/x-msgpack; q=0.5', 'application/msgpack']]) {
+    const negotiated = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: '{"a":1}' })
+    t.equal(negotiated.headers.get('content-type'), type, `Accept: ${accept}`)
+  }
 })
 
 t.test('echoes an object of more than 65,535 keys, as JSON and as msgpack', async (t) => {
