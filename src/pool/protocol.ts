@@ -8,6 +8,7 @@
 
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
+import { EXTENSION_TYPE, msgpackProblem } from '../value-shape.js'
 import { ResultTooLargeError, TaskFailedError, TaskRejectedInputError, withExtras } from '../errors.js'
 
 export const PROTOCOL_VERSION = 1
@@ -63,6 +64,11 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError'
 }
 
+/** A frame msgpackr could not decode (a ProtocolError unless decodeReply finds the bytes valid). */
+class UndecodableFrameError extends ProtocolError {
+  override name = 'UndecodableFrameError'
+}
+
 // One packer and one unpacker per process: msgpackr compiles and caches per instance.
 // 'auto' keeps 64-bit integers as numbers while they are safe; larger ones become
 // BigInt, which replies.ts writes to JSON as strings rather than failing.
@@ -98,7 +104,7 @@ function decodeMessage (body: Uint8Array): Record<string, unknown> {
   try {
     message = unpackr.unpack(body)
   } catch (error) {
-    throw new ProtocolError(`frame is not valid msgpack: ${(error as Error).message}`)
+    throw new UndecodableFrameError(`frame is not valid msgpack: ${(error as Error).message}`)
   }
   if (typeof message !== 'object' || message === null || typeof (message as { t?: unknown }).t !== 'string') {
     throw new ProtocolError('frame is not a message map with a "t" field')
@@ -137,10 +143,13 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   try {
     message = decodeMessage(body)
   } catch (error) {
-    // The frame's length was right, so the stream is intact and the worker
-    // healthy: only the task's value is one Node cannot decode, such as a map
-    // with bytes or tuple keys, or a msgpack.ExtType. A task failure (500), not
-    // a reason to replace the worker.
+    // Bytes that are not msgpack are a protocol error (SPEC §4). But valid
+    // msgpack that msgpackr cannot turn into JS (a map with bytes or tuple keys,
+    // a msgpack.ExtType) is the task's doing, and the stream is intact: a task
+    // failure (500), not a reason to replace the worker.
+    if (!(error instanceof UndecodableFrameError)) throw error
+    const problem = msgpackProblem(body, Infinity, Infinity)
+    if (problem !== undefined && problem !== EXTENSION_TYPE) throw error
     return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: (error as Error).message.replace(/^frame is/, 'the result is') }
   }
   if (message.id !== callId) {

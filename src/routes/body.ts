@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
-import { jsonProblem, msgpackProblem } from './body-shape.js'
+import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */

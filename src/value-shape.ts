@@ -115,7 +115,9 @@ const HEADER_SIZE: ReadonlyArray<number | undefined> = [
   3, 5, 3, 5 // 0xdc array16, 0xdd array32, 0xde map16, 0xdf map32
 ]
 
+/** msgpackProblem's answer for an extension type: valid msgpack, but not plain data. */
+export const EXTENSION_TYPE = 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
+
 function refused (byte: number): string {
-  if (byte === 0xc1) return 'the msgpack body holds the byte 0xc1, which msgpack never uses'
-  return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
+  return byte === 0xc1 ? 'the msgpack body holds the byte 0xc1, which msgpack never uses' : EXTENSION_TYPE
 }

@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { Packr } from 'msgpackr'
-import { jsonProblem, MAX_CONTAINERS, msgpackProblem } from '../../src/routes/body-shape.js'
+import { jsonProblem, MAX_CONTAINERS, msgpackProblem } from '../src/value-shape.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
 const bytes = (...list: number[]): Buffer => Buffer.from(list)
