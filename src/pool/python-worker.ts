@@ -215,9 +215,10 @@ export class PythonWorker {
    * task started that a graceful stop, a recycle or a crash left behind.
    * Safe from pid reuse: Linux keeps a pid number allocated while any process
    * still has it as its process-group id, so while a member is left the number
-   * is still this group's; and this runs in the same tick as the exit event
-   * (right after the reap), so an emptied group's number has had no time to be
-   * handed to a new process that made itself a group leader.
+   * is still this group's; and this runs from the exit callback, in the same
+   * turn of the event loop as the reap (libuv reaps every exited child, then
+   * runs their callbacks), so an emptied group's number has had no practical
+   * time to be handed to a new process that made itself a group leader.
    */
   #killGroup (): void {
     const pid = this.#process.pid

@@ -103,63 +103,22 @@ def parse_args(argv: list) -> Options:
     return options
 
 
-def on_server_gone(_signum: int = 0, _frame: object = None) -> None:
-    """The server died: end this worker and every process its tasks started.
-
-    The server spawns each worker as the leader of its own process group and,
-    while it lives, SIGKILLs that group itself once the worker has exited (so a
-    graceful stop never comes here). When the server is gone nobody else will:
-    SIGKILL the group, this process included, as the very last act, since nobody
-    is left to read our exit status. A worker that is not a group leader (started
-    by hand or by a test) leaves the group alone: it belongs to a shell or a test
-    runner. A task's process that called setsid (a daemon) has left the group and
-    escapes.
-    """
-    if os.getpgrp() == os.getpid():
-        os.killpg(os.getpid(), signal.SIGKILL)
-    os._exit(EXIT_OK)
-
-
-def server_is_gone(server_pid: int) -> bool:
-    """At stdin EOF: has the server exited (we were re-parented) or is it exiting?
-
-    The second question closes a race: an exiting process closes its files a
-    moment before the kernel re-parents its children, so after kill -9 of the
-    server our EOF can come while getppid() still names it. By then the server
-    has PF_EXITING set in /proc/<pid>/stat (Linux); a server that is stopping
-    us gracefully has not.
-    """
-    if os.getppid() != server_pid:
-        return True
-    try:
-        with open(f"/proc/{server_pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()  # state ppid pgrp session tty tpgid flags ...
-    except OSError:
-        return False  # no /proc: the parent pid is all we can go by
-    PF_EXITING = 0x4
-    return fields[0] in (b"Z", b"X") or int(fields[6]) & PF_EXITING != 0
-
-
 def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGHUP us when the server dies, even by kill -9 (PR_SET_PDEATHSIG).
+    """Ask Linux to SIGKILL us when the server dies, even by kill -9 (PR_SET_PDEATHSIG).
 
-    SIGHUP and not SIGKILL, so that on_server_gone can take the task's processes
-    along: fork clears PR_SET_PDEATHSIG, so they would outlive a SIGKILLed worker.
-    The limit: a Python handler runs only when the main thread is back in the
-    interpreter. Blocking calls (sleep, read, wait) are interrupted at once, but a
-    task inside C code that holds the GIL without checking for signals keeps this
-    worker, and its processes, alive until that code returns.
+    SIGKILL, so that no worker outlives the server even inside C code that never
+    checks for signals. The price: processes a task started (fork clears
+    PR_SET_PDEATHSIG) outlive a server killed with kill -9. While the server
+    lives it SIGKILLs each worker's process group once the worker has exited.
     """
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    # The handler first: SIGHUP's default would end us without the group.
-    signal.signal(signal.SIGHUP, on_server_gone)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return  # stdin EOF still ends us when the server goes away cleanly
     # The parent may have died before prctl took effect: then we were re-parented.
@@ -198,7 +157,6 @@ def main() -> None:
         sys.stdout.flush()
         os._exit(EXIT_OK)
 
-    server_pid = os.getppid()  # re-parented (to PID 1 or a subreaper) once the server is gone
     die_with_parent(args.parent_pid)
     if args.sched_batch:
         use_batch_scheduling()
@@ -241,11 +199,6 @@ def main() -> None:
         fail(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     except BrokenPipeError:
         pass  # the server went away mid-reply; nobody is left to tell
-    # stdin EOF: a graceful stop (the server then kills our group once we have
-    # exited), or the server died, and then its SIGHUP may not have come yet or
-    # may never come (no PR_SET_PDEATHSIG).
-    if server_is_gone(server_pid):
-        on_server_gone()
     os._exit(EXIT_OK)
 
 
