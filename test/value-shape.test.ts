@@ -50,8 +50,24 @@ t.test('refuses strings that are not UTF-8, keys included', async (t) => {
   t.match(msgpackProblem(bytes(0xa3, 0xed, 0xa0, 0x80), 200), bad, 'CESU-8 surrogate')
   t.match(msgpackProblem(bytes(0x81, 0xd9, 0x01, 0xff, 0x01), 200), bad, 'str8 map key')
   t.match(msgpackProblem(Buffer.concat([bytes(0xda, 0x01, 0x00), Buffer.alloc(255, 0x61), bytes(0xfe)]), 200), bad, 'str16, bad last byte')
+  t.match(msgpackProblem(bytes(0xa5, 0x61, 0x61, 0x61, 0x61, 0xff), 200), bad, 'short string, bad last byte')
+  t.match(msgpackProblem(Buffer.concat([bytes(0xd9, 100), Buffer.alloc(99, 0x61), bytes(0xff)]), 200), bad, 'long string, bad last byte')
   t.equal(msgpackProblem(bytes(0xc4, 0x02, 0xff, 0xfe), 200), undefined, 'bin may hold any bytes')
   t.equal(msgpackProblem(packr.pack({ 'ключ': '🐍 ✓ é' }), 200), undefined, 'real UTF-8')
+})
+
+t.test('with skipExtensions, steps over extension types of every size and still checks the rest', async (t) => {
+  const exts = [
+    bytes(0xd4, 0x05, 0x01), bytes(0xd5, 0x05, 1, 2), bytes(0xd6, 0x05, 1, 2, 3, 4), bytes(0xd7, 0x05, ...Array(8).fill(1)), bytes(0xd8, 0x05, ...Array(16).fill(1)),
+    bytes(0xc7, 0x02, 0x05, 1, 2), bytes(0xc8, 0x00, 0x02, 0x05, 1, 2), bytes(0xc9, 0x00, 0x00, 0x00, 0x02, 0x05, 1, 2)
+  ]
+  for (const ext of exts) {
+    const inMap = Buffer.concat([bytes(0x82, 0xa1, 0x61), ext, bytes(0xa1, 0x62, 0x01)])
+    t.equal(msgpackProblem(inMap, 200, 100, true), undefined, `0x${ext[0].toString(16)} in a map`)
+    t.match(msgpackProblem(inMap, 200), /extension type/, 'refused without the option')
+    t.match(msgpackProblem(Buffer.concat([inMap, bytes(0xc1)]), 200, 100, true), /1 bytes follow/, 'trailing bytes still count')
+    t.match(msgpackProblem(ext.subarray(0, ext.length - 1), 200, 100, true), /ends in the middle/, 'a cut extension')
+  }
 })
 
 t.test('refuses extension types, timestamps and 0xc1', async (t) => {
@@ -85,7 +101,9 @@ t.test('counts JSON objects and arrays outside strings', async (t) => {
   t.equal(jsonProblem(objects(99), 100), undefined, '100 containers')
   t.match(jsonProblem(objects(100), 100), /more than 100 maps and arrays/, '101')
   t.equal(jsonProblem(JSON.stringify(['{['.repeat(200)]), 100), undefined, 'brackets inside a string do not count')
-  t.equal(jsonProblem(JSON.stringify(['a\\"{[{[{[', '\\']) + ' '.repeat(300), 100), undefined, 'escaped quotes and backslashes are followed')
+  const pad = ' '.repeat(300)
+  t.equal(jsonProblem(JSON.stringify(['a"{[{[', '\\', '\\{']) + pad, 1), undefined, 'escaped quotes and backslashes are followed: only the outer array counts')
+  t.match(jsonProblem(JSON.stringify(['\\', ['x']]) + pad, 1), /more than 1 maps/, 'a string ending in a backslash does not swallow what follows')
   t.match(jsonProblem(objects(MAX_CONTAINERS)), /more than 1,000,000/, 'the default limit')
   t.equal(jsonProblem('[' + '1,'.repeat(MAX_CONTAINERS) + '1]'), undefined, 'a long array of numbers is fine')
 })

@@ -43,7 +43,7 @@ async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
     // Unknown task names reach the task routes (TASK_NOT_FOUND there); what gets
     // here is a method or a path no route has, such as PUT /api/tasks/echo.
     const path = request.url.split('?')[0].slice(0, 200)
-    const hint = path.startsWith('/api/tasks') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
+    const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
     const error = withExtras(new Error(`no route ${request.method} ${path}${hint}`), {}) as SendableError
     error.statusCode = 404
     error.code = 'FST_ERR_NOT_FOUND'

@@ -8,7 +8,7 @@
 
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
-import { EXTENSION_TYPE, msgpackProblem } from '../value-shape.js'
+import { msgpackProblem } from '../value-shape.js'
 import { ResultTooLargeError, TaskFailedError, TaskRejectedInputError, withExtras } from '../errors.js'
 
 export const PROTOCOL_VERSION = 1
@@ -148,8 +148,7 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     // a msgpack.ExtType) is the task's doing, and the stream is intact: a task
     // failure (500), not a reason to replace the worker.
     if (!(error instanceof UndecodableFrameError)) throw error
-    const problem = msgpackProblem(body, Infinity, Infinity)
-    if (problem !== undefined && problem !== EXTENSION_TYPE) throw error
+    if (msgpackProblem(body, Infinity, Infinity, true) !== undefined) throw error
     return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: (error as Error).message.replace(/^frame is/, 'the result is') }
   }
   if (message.id !== callId) {

@@ -21,7 +21,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     try {
       // Fastify reads the body as UTF-8 whatever the charset says; JSON is UTF-8 (RFC 8259).
       const { charset } = mediaType(request)
-      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
         throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
       }
       done(null, parseJson(body as string))

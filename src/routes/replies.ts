@@ -52,16 +52,23 @@ export function toJson (value: unknown): string {
   return JSON.stringify(jsonSafe(value)) ?? 'null'
 }
 
-/** True if the client's Accept names a msgpack type with a quality above 0 (`;q=0` means "not this"). */
+/**
+ * True if the client's Accept prefers msgpack: a msgpack type with a quality
+ * above 0 (`;q=0` means "not this") and at least that of any JSON type.
+ */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
   if (accept === undefined || !accept.includes('msgpack')) return false // the common case, without parsing
-  return accept.split(',').some((range) => {
+  let msgpack = 0
+  let json = 0
+  for (const range of accept.split(',')) {
     const [type, ...params] = range.split(';')
-    if (!type.includes('msgpack')) return false
     const q = params.map((p) => /^\s*q\s*=\s*([\d.]+)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
-    return q === undefined || Number(q) > 0
-  })
+    const quality = q === undefined ? 1 : Number(q)
+    if (type.includes('msgpack')) msgpack = Math.max(msgpack, quality)
+    else if (type.includes('json')) json = Math.max(json, quality)
+  }
+  return msgpack > 0 && msgpack >= json
 }
 
 export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown): FastifyReply {

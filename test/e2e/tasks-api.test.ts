@@ -34,7 +34,12 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
   const back = unpack(Buffer.from(await response.arrayBuffer()))
   t.ok(Buffer.from(back.bytes).equals(value.bytes), 'bytes round-trip')
   t.equal(back.text, value.text)
-  for (const [accept, type] of [['application/json, application/msgpack;q=0', 'application/json; charset=utf-8'], ['application/x-msgpack; q=0.5', 'application/msgpack']]) {
+  for (const [accept, type] of [
+    ['application/json, application/msgpack;q=0', 'application/json; charset=utf-8'],
+    ['application/json;q=1, application/msgpack;q=0.1', 'application/json; charset=utf-8'],
+    ['application/x-msgpack; q=0.5', 'application/msgpack'],
+    ['application/json;q=0.5, application/msgpack', 'application/msgpack']
+  ]) {
     const negotiated = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: '{"a":1}' })
     t.equal(negotiated.headers.get('content-type'), type, `Accept: ${accept}`)
   }
@@ -153,6 +158,8 @@ t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
   t.match(reply.json.message, /UTF-8/)
   const utf8 = await callTask(url, 'echo', '{"a":"é"}', { 'content-type': 'application/json; charset=UTF-8' })
   t.same(utf8.json, { a: 'é' })
+  const ascii = await callTask(url, 'echo', '{"a":"e"}', { 'content-type': 'application/json; charset=us-ascii' })
+  t.same(ascii.json, { a: 'e' }, 'ASCII is a subset of UTF-8')
 })
 
 t.test('input nested deeper than the limit is refused in Node', async (t) => {

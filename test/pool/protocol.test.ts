@@ -25,6 +25,8 @@ function thrown (decode: () => unknown): unknown {
 t.test('bytes that are not msgpack, or not a reply, are protocol errors', async (t) => {
   t.ok(thrown(() => decodeReply(Buffer.from([0xc1]), 1)) instanceof ProtocolError, 'the never-used byte')
   t.ok(thrown(() => decodeReply(Buffer.from([0x83, 0xa1, 0x74]), 1)) instanceof ProtocolError, 'a cut map')
+  const withExtThenGarbage = Buffer.from([0x83, 0xa1, 0x74, 0xa6, ...Buffer.from('result'), 0xa2, 0x69, 0x64, 0x08, 0xa5, ...Buffer.from('value'), 0xd4, 0x05, 0x78, 0xc1, 0xc1, 0xff, 0xde])
+  t.ok(thrown(() => decodeReply(withExtThenGarbage, 8)) instanceof ProtocolError, 'an extension type followed by garbage')
   t.ok(thrown(() => decodeReply(packr.pack([1, 2]), 1)) instanceof ProtocolError, 'not a message map')
   t.ok(thrown(() => decodeReply(packr.pack({ t: 'result', id: 2, value: 1 }), 1)) instanceof ProtocolError, 'the wrong call id')
 })
