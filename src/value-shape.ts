@@ -13,7 +13,7 @@
 //     takes at least one byte),
 //   - nesting deeper than the limit,
 //   - extension types and timestamps, which tasks cannot receive,
-//   - strings that are not UTF-8,
+//   - strings that are not UTF-8, and __proto__ keys (as in JSON bodies),
 //   - the never-used byte 0xc1, truncated values and bytes after the value.
 
 import { isUtf8 } from 'node:buffer'
@@ -68,21 +68,26 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   // left[d]: values still to read in the container open at depth d (depth 0: the body's one value).
   const left: number[] = [1]
+  // maps[d]: whether the container at depth d is a map, whose even-numbered values are keys.
+  const maps: boolean[] = [false]
   let pos = 0
   while (left.length > 0) {
     const depth = left.length - 1
     if (left[depth] === 0) {
       left.pop()
+      maps.pop()
       continue
     }
+    const isKey = maps[depth] && left[depth] % 2 === 0
     left[depth]--
     if (pos >= end) return 'the msgpack body ends in the middle of a value'
     const byte = bytes[pos]
     let count = -1 // values of a container that starts here
     let skip = 0 // bytes of a scalar, header included
     let text = 0 // for a string: bytes of its header, whose payload must be UTF-8
+    let map = false
     if (byte <= 0x7f || byte >= 0xe0) skip = 1 // fixint
-    else if (byte <= 0x8f) { count = 2 * (byte & 0x0f); skip = 1 } // fixmap
+    else if (byte <= 0x8f) { count = 2 * (byte & 0x0f); skip = 1; map = true } // fixmap
     else if (byte <= 0x9f) { count = byte & 0x0f; skip = 1 } // fixarray
     else if (byte <= 0xbf) { skip = 1 + (byte & 0x1f); text = 1 } // fixstr
     else {
@@ -98,8 +103,8 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
         case 0xdb: skip = 5 + view.getUint32(pos + 1); text = 5; break // str32
         case 0xdc: count = view.getUint16(pos + 1); skip = 3; break // array16
         case 0xdd: count = view.getUint32(pos + 1); skip = 5; break // array32
-        case 0xde: count = 2 * view.getUint16(pos + 1); skip = 3; break // map16
-        case 0xdf: count = 2 * view.getUint32(pos + 1); skip = 5; break // map32
+        case 0xde: count = 2 * view.getUint16(pos + 1); skip = 3; map = true; break // map16
+        case 0xdf: count = 2 * view.getUint32(pos + 1); skip = 5; map = true; break // map32
         case 0xc7: skip = 3 + view.getUint8(pos + 1); break // ext8: length, type, data
         case 0xc8: skip = 4 + view.getUint16(pos + 1); break // ext16
         case 0xc9: skip = 6 + view.getUint32(pos + 1); break // ext32
@@ -109,12 +114,15 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
     if (pos + skip > end) return 'the msgpack body ends in the middle of a value'
     // msgpackr would put U+FFFD in place of bad bytes, silently; and CESU-8 surrogates would reach the worker.
     if (text > 0 && !isText(bytes, pos + text, pos + skip)) return 'the msgpack body holds a string that is not valid UTF-8'
+    // msgpackr renames a __proto__ key to __proto_, silently; JSON bodies with one are refused, so these are too.
+    if (isKey && text > 0 && isProtoKey(bytes, pos + text, pos + skip)) return 'the body holds a __proto__ key, which is refused as in JSON bodies'
     pos += skip
     if (count >= 0 && ++containers > maxContainers) return tooMany(maxContainers)
     if (count > 0) {
       if (count > end - pos) return `a msgpack container claims ${count} values but only ${end - pos} bytes follow`
       if (left.length > maxDepth) return `the body nests deeper than ${maxDepth} levels`
       left.push(count)
+      maps.push(map)
     }
   }
   return pos === end ? undefined : `${end - pos} bytes follow the msgpack value`
@@ -155,6 +163,14 @@ function isText (bytes: Uint8Array, start: number, end: number): boolean {
     if (i === end) return true
   }
   return isUtf8(bytes.subarray(start, end))
+}
+
+const PROTO = Buffer.from('__proto__')
+
+function isProtoKey (bytes: Uint8Array, start: number, end: number): boolean {
+  if (end - start !== PROTO.length) return false
+  for (let i = 0; i < PROTO.length; i++) if (bytes[start + i] !== PROTO[i]) return false
+  return true
 }
 
 // msgpackProblem's answer for an extension type: valid msgpack, but not plain data.

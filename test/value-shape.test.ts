@@ -70,6 +70,14 @@ t.test('with skipExtensions, steps over extension types of every size and still 
   }
 })
 
+t.test('refuses a __proto__ key at any depth, as JSON bodies do, but not such a value', async (t) => {
+  const proto = /__proto__ key/
+  t.match(msgpackProblem(packr.pack(JSON.parse('{"__proto__": 1}')), 200), proto, 'top-level key')
+  t.match(msgpackProblem(packr.pack([{ a: 1 }, JSON.parse('{"b": {"__proto__": {}}}')]), 200), proto, 'nested key')
+  t.equal(msgpackProblem(packr.pack({ key: '__proto__', list: ['__proto__'] }), 200), undefined, 'a value that says __proto__ is fine')
+  t.equal(msgpackProblem(packr.pack({ __proto_: 1, ___proto__: 2 }), 200), undefined, 'near misses are fine')
+})
+
 t.test('refuses extension types, timestamps and 0xc1', async (t) => {
   const ext = /extension type or timestamp/
   t.match(msgpackProblem(packr.pack(new Date(0)), 200), ext, 'timestamp')
