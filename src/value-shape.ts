@@ -1,7 +1,8 @@
 // Checks the shape of a JSON or msgpack body before it is parsed, because
-// parsing trusts the body (and, for the pool, whether an undecodable reply is
-// msgpack at all: msgpackProblem with skipExtensions). msgpackr trusts the counts in container headers: a
-// 5-byte body claiming an array of 33 million elements makes it allocate 270 MB
+// parsing trusts the body; and, for the pool, whether a reply it cannot decode is
+// msgpack at all (msgpackProblem with skipExtensions). msgpackr trusts the counts
+// in container headers: a 5-byte body claiming an array of 33 million elements
+// makes it allocate 270 MB
 // before it finds the data missing. And both formats turn a few bytes into a
 // whole object: a 16 MB msgpack body of empty maps (one byte each) took Node to
 // 3.3 GB and 22 s, the same in JSON ("{}," each) to 1.4 GB; two at once would
@@ -91,8 +92,9 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
     else if (byte <= 0x9f) { count = byte & 0x0f; skip = 1 } // fixarray
     else if (byte <= 0xbf) { skip = 1 + (byte & 0x1f); text = 1 } // fixstr
     else {
-      const need = HEADER_SIZE[byte - 0xc0] ?? (skipExtensions ? EXTENSION_HEADER_SIZE[byte - 0xc0] : undefined)
-      if (need === undefined) return refused(byte)
+      const need = HEADER_SIZE[byte - 0xc0]
+      if (need === undefined) return 'the msgpack body holds the byte 0xc1, which msgpack never uses'
+      if (!skipExtensions && isExtension(byte)) return EXTENSION_TYPE
       if (pos + need > end) return 'the msgpack body ends in the middle of a value'
       switch (byte) {
         case 0xc4: skip = 2 + view.getUint8(pos + 1); break // bin8
@@ -128,28 +130,22 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
   return pos === end ? undefined : `${end - pos} bytes follow the msgpack value`
 }
 
-// Bytes of the header (or of the whole value, for fixed-size scalars) for 0xc0..0xdf;
-// undefined for what the walk refuses: 0xc1 and the extension types.
+// Bytes of the header (or of the whole value, for fixed-size scalars and fixext)
+// for 0xc0..0xdf; undefined for 0xc1, which msgpack never uses.
 const HEADER_SIZE: ReadonlyArray<number | undefined> = [
   1, undefined, 1, 1, // 0xc0 nil, 0xc1 never used, 0xc2 false, 0xc3 true
-  2, 3, 5, // 0xc4-0xc6 bin 8/16/32
-  undefined, undefined, undefined, // 0xc7-0xc9 ext 8/16/32
+  2, 3, 5, // 0xc4-0xc6 bin 8/16/32: length
+  3, 4, 6, // 0xc7-0xc9 ext 8/16/32: length and type, before the data
   5, 9, // 0xca float32, 0xcb float64
   2, 3, 5, 9, // 0xcc-0xcf uint 8/16/32/64
   2, 3, 5, 9, // 0xd0-0xd3 int 8/16/32/64
-  undefined, undefined, undefined, undefined, undefined, // 0xd4-0xd8 fixext 1/2/4/8/16
-  2, 3, 5, // 0xd9-0xdb str 8/16/32
+  3, 4, 6, 10, 18, // 0xd4-0xd8 fixext 1/2/4/8/16: type and data included
+  2, 3, 5, // 0xd9-0xdb str 8/16/32: length
   3, 5, 3, 5 // 0xdc array16, 0xdd array32, 0xde map16, 0xdf map32
 ]
 
-// With skipExtensions: the header sizes of ext 8/16/32 (before their data) and the
-// whole sizes of fixext 1/2/4/8/16 (type byte and data included).
-const EXTENSION_HEADER_SIZE: ReadonlyArray<number | undefined> = [
-  undefined, undefined, undefined, undefined, undefined, undefined, undefined, // 0xc0-0xc6
-  3, 4, 6, // 0xc7-0xc9 ext 8/16/32
-  undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, // 0xca-0xd3
-  3, 4, 6, 10, 18 // 0xd4-0xd8 fixext 1/2/4/8/16
-]
+/** ext 8/16/32 and fixext 1/2/4/8/16 (timestamps are fixext/ext of type -1). */
+const isExtension = (byte: number): boolean => (byte >= 0xc7 && byte <= 0xc9) || (byte >= 0xd4 && byte <= 0xd8)
 
 /**
  * Whether bytes[start, end) are UTF-8. Short strings, nearly always ASCII, are
@@ -175,7 +171,3 @@ function isProtoKey (bytes: Uint8Array, start: number, end: number): boolean {
 
 // msgpackProblem's answer for an extension type: valid msgpack, but not plain data.
 const EXTENSION_TYPE = 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
-
-function refused (byte: number): string {
-  return byte === 0xc1 ? 'the msgpack body holds the byte 0xc1, which msgpack never uses' : EXTENSION_TYPE
-}

@@ -70,10 +70,9 @@ function lineAndColumn (text: string, position: number): { line: number, column:
 
 /**
  * Why a decoded body cannot be sent to a worker, or undefined if it can: nesting
- * deeper than `limit`, strings that are not Unicode, or (from msgpack) values that
- * are not plain data, such as extension types, which the worker's decoder does not
- * understand. Iterative, so
- * a hostile body cannot overflow the stack.
+ * deeper than `limit`, or strings that are not Unicode. (msgpack extension types
+ * never get this far: value-shape.ts refuses them before decoding.) Iterative,
+ * so a hostile body cannot overflow the stack.
  */
 export function unsendable (value: unknown, limit: number): string | undefined {
   // Two parallel stacks of containers only: scalars are checked where they are
@@ -88,10 +87,6 @@ export function unsendable (value: unknown, limit: number): string | undefined {
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length && problem === undefined; i++) problem = checkValue(node[i], nodes, depths, depth + 1)
       continue
-    }
-    const proto = Object.getPrototypeOf(node)
-    if (proto !== Object.prototype && proto !== null) {
-      return 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
     }
     for (const key in node) {
       if (!isWellFormed(key)) return LONE_SURROGATE
