@@ -48,6 +48,8 @@ export interface WorkerOptions {
 }
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
+/** The runtime's exit code when it refused a frame from us (workers/pyfleet/__main__.py). */
+const EXIT_PROTOCOL_ERROR = 5
 const MAX_STDERR_LINE = 16 * 1024
 const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
   ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
@@ -307,7 +309,11 @@ export class PythonWorker {
     this.#failStart(this.#fatalLine !== undefined
       ? `did not start: ${this.#fatalLine}`
       : `${how} before it was ready${this.#lastStderr.length > 0 ? `; its last words: ${this.#lastStderr.join(' | ')}` : ''}`)
-    this.#failCall('crash', `the worker ${how} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
+    // Exit code 5 is the runtime refusing a frame of ours: a protocol error seen from
+    // the other side (its reason, when already read, is the fatal line).
+    const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
+    const reason = failure === 'protocol' && this.#fatalLine !== undefined ? `: ${this.#fatalLine}` : ''
+    this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
     this.#options.onExit?.(this, code, signal)
   }
 

@@ -15,6 +15,8 @@ t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   t.equal(after.length, 4)
   t.equal(after.filter((pid) => !before.includes(pid)).length, 1, 'exactly one new worker')
   t.equal((await callTask(server.url, 'echo', { ok: 1 })).status, 200)
+  const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
+  t.match(stats.restarts, { crash: 1, protocol: 0 }, 'counted as a crash')
 })
 
 t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413, and no worker dies', async (t) => {

@@ -52,6 +52,14 @@ t.test('a worker that dies mid-call rejects with failure "crash"', async (t) => 
   t.match((error as Error).message, /exited with code 7/)
 })
 
+t.test('a worker that exits with the runtime\'s protocol-error code (5) rejects with failure "protocol"', async (t) => {
+  // The runtime exits 5 when it refuses a frame from the server; Node sees only the code.
+  const worker = await PythonWorker.spawn(options(1))
+  const error = await worker.call('diag.work', { exit: 5 }, 'req', 5000).catch((e: unknown) => e)
+  t.equal((error as WorkerCallError).failure, 'protocol')
+  t.match((error as Error).message, /exited with code 5/)
+})
+
 t.test('a module that fails on import is a WorkerStartError naming it', async (t) => {
   const error = await PythonWorker.spawn(options(1, ['--module', 'broken_tasks'])).catch((e: unknown) => e)
   t.ok(error instanceof WorkerStartError)
