@@ -31,6 +31,23 @@ function requestId (request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
+const NODE_HEADERS_TIMEOUT_MS = 60_000
+const NODE_CHECKING_INTERVAL_MS = 30_000
+
+/**
+ * Node's other receive timeouts, fitted to the request limit: how often it looks for
+ * late requests (its default 30 s is coarse for a short limit: a tenth of it, at
+ * least 100 ms), and the limit on headers alone, which must not exceed the limit on
+ * the whole request or Node 20 never applies the latter before the former.
+ */
+function receiveTimeouts (requestTimeoutMs: number): { connectionsCheckingInterval: number, headersTimeout: number } {
+  if (requestTimeoutMs === 0) return { connectionsCheckingInterval: NODE_CHECKING_INTERVAL_MS, headersTimeout: NODE_HEADERS_TIMEOUT_MS }
+  return {
+    connectionsCheckingInterval: Math.min(NODE_CHECKING_INTERVAL_MS, Math.max(100, Math.floor(requestTimeoutMs / 10))),
+    headersTimeout: Math.min(NODE_HEADERS_TIMEOUT_MS, requestTimeoutMs)
+  }
+}
+
 export interface BuildOptions {
   /** Overrides the logger (tests pass a stream to read log lines). */
   logger?: FastifyServerOptions['logger']
@@ -46,7 +63,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logController: new RequestLog(),
     // While draining, routes answer for themselves (503 WORKERS_UNAVAILABLE, /ready 503).
     return503OnClosing: false,
-    forceCloseConnections: 'idle'
+    forceCloseConnections: 'idle',
+    // Fastify turns Node's limit on receiving a request off (0); without one, a client
+    // that stops mid-body holds its socket and the body received so far forever.
+    // Node answers 408 and closes the connection. Running calls are not affected:
+    // the clock stops once the whole request has arrived.
+    requestTimeout: config.requestBodyTimeoutMs,
+    http: receiveTimeouts(config.requestBodyTimeoutMs)
   })
 
   app.decorateRequest('pyfleetCall', null)

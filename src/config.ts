@@ -17,6 +17,8 @@ export interface Config {
   readonly maxCallsPerWorker: number
   readonly maxWorkerRssMb: number
   readonly bodyLimitBytes: number
+  /** Longest a client may take to send a whole request, headers and body; 0 = no limit. */
+  readonly requestBodyTimeoutMs: number
   readonly maxFrameBytes: number
   readonly taskModules: readonly string[]
   readonly taskConcurrency: TaskConcurrency
@@ -115,6 +117,7 @@ export function loadConfig (env: Env): Config {
     maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0),
     maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
     bodyLimitBytes,
+    requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     maxFrameBytes,
     taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
     taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),

@@ -7,7 +7,7 @@ t.test('defaults match the contract', async (t) => {
     host: '0.0.0.0', port: 5000, python: undefined, poolSize: 4, queueLimit: 1000, queueTimeoutMs: 30000,
     taskTimeoutMs: 30000, maxCallsPerWorker: 10000, maxWorkerRssMb: 512, bodyLimitBytes: 16777216,
     maxFrameBytes: 67108864, taskModules: [], diagTasks: false, adminToken: undefined,
-    shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false
+    shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000
   })
   t.ok(Object.isFrozen(config))
 })
@@ -16,9 +16,9 @@ t.test('reads every setting', async (t) => {
   const config = loadConfig({
     HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
     DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', LOG_LEVEL: 'WARN',
-    WORKER_SCHED_BATCH: 'yes'
+    WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0'
   })
-  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true })
+  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0 })
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
 })
@@ -35,6 +35,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
     [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
+    [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],
     [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/]
   ]
   for (const [env, message] of cases) {

@@ -2,6 +2,7 @@
 // exactly one typed response and the pool comes back to full strength.
 
 import t from 'tap'
+import { connect } from 'node:net'
 import { callTask, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
 
 t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
@@ -31,6 +32,24 @@ t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413
   t.match(reply.json.message, /bytes once encoded for the worker, over MAX_FRAME_BYTES \(150000\)/)
   t.same(workerPids(server), before, 'the worker was not touched')
   t.equal((await callTask(server.url, 'echo', [0.1, 0.2])).status, 200)
+})
+
+t.test('a client that stops sending mid-body gets 408 after REQUEST_BODY_TIMEOUT_MS; a call that runs longer does not', async (t) => {
+  const server = await startServer(t, { REQUEST_BODY_TIMEOUT_MS: '1000' })
+  const { port } = new URL(server.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const started = Date.now()
+  socket.write('POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n[1,2,')
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+  await new Promise((resolve) => socket.once('close', resolve))
+  const elapsed = Date.now() - started
+  t.match(answer, /^HTTP\/1\.1 408 /, 'a 408 before the connection closes')
+  t.ok(elapsed >= 900 && elapsed < 5000, `closed after ${elapsed} ms, close to the 1,000 ms limit`)
+  // The limit covers receiving the request, not running it.
+  const slow = await callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  t.equal(slow.status, 200)
 })
 
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
