@@ -13,7 +13,10 @@ export interface PythonInfo {
   version: string
 }
 
-const PROBE = 'import sys, msgpack; print(sys.executable); print(sys.version.split()[0])'
+// msgpack for the protocol, defusedxml for the built-in xml.import: an interpreter
+// without either cannot start a worker, so the search goes on past it.
+const REQUIRED_MODULES = ['msgpack', 'defusedxml']
+const PROBE = `import sys, ${REQUIRED_MODULES.join(', ')}; print(sys.executable); print(sys.version.split()[0])`
 const cache = new Map<string, PythonInfo | string>()
 
 function probe (candidate: string): PythonInfo | string {
@@ -26,8 +29,9 @@ function probe (candidate: string): PythonInfo | string {
     result = { path: path.startsWith('/') ? path : candidate, version }
   } catch (error) {
     const err = error as NodeJS.ErrnoException & { stderr?: string }
+    const missing = /No module named '?([\w.]+)/.exec(err.stderr ?? '')?.[1]
     if (err.code === 'ENOENT') result = `${candidate}: not found`
-    else if (/No module named .?msgpack/.test(err.stderr ?? '')) result = `${candidate}: cannot import msgpack`
+    else if (missing !== undefined) result = `${candidate}: cannot import ${missing}`
     else result = `${candidate}: ${(err.stderr ?? err.message).trim().split('\n').pop() ?? 'failed'}`
   }
   cache.set(candidate, result)
@@ -39,14 +43,14 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
 
 /**
  * The configured PYTHON, or the first of .venv/bin/python, python3 and
- * /usr/bin/python3 that can import msgpack. Throws ConfigError saying what was
+ * /usr/bin/python3 that can import msgpack and defusedxml. Throws ConfigError saying what was
  * tried and how to fix it.
  */
 export function resolvePython (configured: string | undefined, projectRoot: string): PythonInfo {
   if (configured !== undefined) {
     const found = probe(configured)
     if (typeof found !== 'string') return found
-    throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found}): ${FIX}, or point PYTHON at an interpreter that has msgpack`)
+    throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found}): ${FIX}, or point PYTHON at an interpreter that has ${REQUIRED_MODULES.join(' and ')}`)
   }
   const venv = join(projectRoot, '.venv', 'bin', 'python')
   const candidates = [...(existsSync(venv) ? [venv] : []), 'python3', '/usr/bin/python3']

@@ -4,6 +4,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { callTask, FIXTURES, ROOT, startServer } from '../helpers/server.js'
 
 async function runServer (env: Record<string, string>): Promise<{ code: number | null, output: string }> {
@@ -33,6 +34,20 @@ t.test('a task module that does not exist exits 1 with a hint', async (t) => {
   const { code, output } = await runServer({ TASK_MODULES: 'no_such_module' })
   t.equal(code, 1)
   t.match(output, /task module 'no_such_module' could not be imported.*check TASK_MODULES and PYTHONPATH/)
+})
+
+t.test('a task module in a package that is not on PYTHONPATH gets the PYTHONPATH hint, not "install"', async (t) => {
+  const { code, output } = await runServer({ TASK_MODULES: 'no_such_package.tasks' })
+  t.equal(code, 1)
+  t.match(output, /task module 'no_such_package\.tasks' could not be imported.*check TASK_MODULES and PYTHONPATH/)
+  t.notMatch(output, /install the package/)
+})
+
+t.test('a Python without defusedxml is not chosen: exit 1 naming the missing module', async (t) => {
+  // The fixture shadows defusedxml with a module that fails to import, as if it were not installed.
+  const { code, output } = await runServer({ PYTHON: '/usr/bin/python3', PYTHONPATH: join(FIXTURES, 'no_defusedxml') })
+  t.equal(code, 1)
+  t.match(output, /PYTHON=\/usr\/bin\/python3 cannot run the workers \(\/usr\/bin\/python3: cannot import defusedxml\).*apt-get install python3-msgpack python3-defusedxml/)
 })
 
 t.test('a Python without msgpack exits 1 with how to fix it', async (t) => {

@@ -187,7 +187,12 @@ def main() -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            hint = "check TASK_MODULES and PYTHONPATH" if exc.name == name else f"install the package that provides '{exc.name}'"
+            # The module itself or a package above it is missing: where it is looked for is
+            # wrong. Something it imports is missing: that has to be installed.
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
+            else:
+                hint = f"install the package that provides '{exc.name}'"
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
         except Exception as exc:
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
