@@ -27,7 +27,7 @@ export const TaskFailedError = define('TASK_FAILED', 500, 'task %s failed; the d
 export const ResultTooLargeError = define('RESULT_TOO_LARGE', 500)
 export const WorkerDiedError = define('WORKER_DIED', 502)
 export const QueueFullError = define('QUEUE_FULL', 503, '%s callers are already waiting for a worker; retry later')
-export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s ms; retry later')
+export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s; retry later')
 export const WorkersUnavailableError = define('WORKERS_UNAVAILABLE', 503)
 export const TaskTimeoutError = define('TASK_TIMEOUT', 504, 'task %s ran past its timeout of %s ms; the worker was stopped and replaced')
 

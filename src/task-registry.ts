@@ -3,6 +3,7 @@
 // here; the pool only sees the PoolTask part.
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/protocol.js'
 import type { PoolTask } from './pool/worker-pool.js'
@@ -96,6 +97,15 @@ export class TaskRegistry {
 
   names (): string[] {
     return [...this.#tasks.keys()]
+  }
+
+  /**
+   * Warns about TASK_CONCURRENCY entries that name no registered task (a typo, or a
+   * task not loaded): they are ignored, which an operator would otherwise not notice.
+   */
+  warnAboutUnusedLimits (log: FastifyBaseLogger): void {
+    const unused = Object.keys(this.#config.taskConcurrency).filter((name) => !this.#tasks.has(name))
+    if (unused.length > 0) log.warn({ unused, tasks: this.names() }, `TASK_CONCURRENCY names tasks no worker declares, ignored: ${unused.join(', ')}`)
   }
 
   describe (task: Task): TaskDescription {

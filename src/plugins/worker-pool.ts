@@ -72,6 +72,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoo
     await pool.drain(0)
     throw error
   }
+  tasks.warnAboutUnusedLimits(log)
   fastify.metrics.watch(pool)
   fastify.metrics.declareTasks(tasks.names())
   fastify.decorate('pool', pool)

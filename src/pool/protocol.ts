@@ -67,6 +67,9 @@ export class ProtocolError extends Error {
 /** A frame msgpackr could not decode (a ProtocolError unless decodeReply finds the bytes valid). */
 class UndecodableFrameError extends ProtocolError {
   override name = 'UndecodableFrameError'
+  constructor (readonly reason: string) {
+    super(`frame is not valid msgpack: ${reason}`)
+  }
 }
 
 // One packer and one unpacker per process: msgpackr compiles and caches per instance.
@@ -104,7 +107,7 @@ function decodeMessage (body: Uint8Array): Record<string, unknown> {
   try {
     message = unpackr.unpack(body)
   } catch (error) {
-    throw new UndecodableFrameError(`frame is not valid msgpack: ${(error as Error).message}`)
+    throw new UndecodableFrameError((error as Error).message)
   }
   if (typeof message !== 'object' || message === null || typeof (message as { t?: unknown }).t !== 'string') {
     throw new ProtocolError('frame is not a message map with a "t" field')
@@ -149,7 +152,8 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     // failure (500), not a reason to replace the worker.
     if (!(error instanceof UndecodableFrameError)) throw error
     if (msgpackProblem(body, Infinity, Infinity, true) !== undefined) throw error
-    return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: (error as Error).message.replace(/^frame is/, 'the result is') }
+    const message = `the result is msgpack that cannot become a JavaScript value (bytes or tuple keys? an extension type?): ${error.reason}`
+    return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message }
   }
   if (message.id !== callId) {
     throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)

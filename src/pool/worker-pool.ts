@@ -162,8 +162,8 @@ export class WorkerPool {
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
       const error = byBudget
-        ? new QueueTimeoutError(`${waitMs} (the x-request-timeout-ms budget)`)
-        : new QueueTimeoutError(String(waitMs))
+        ? new QueueTimeoutError(`${waitMs} ms (the x-request-timeout-ms budget)`)
+        : new QueueTimeoutError(`${waitMs} ms`)
       this.#settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {

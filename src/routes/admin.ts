@@ -34,6 +34,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
   try {
     const result = await fastify.pool.reload()
     fastify.tasks.update(fastify.pool.tasks)
+    fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.names())
     const done = { ...result, tasks: fastify.tasks.names() }
     fastify.log.info({ trigger, ...done }, 'reload finished')

@@ -83,7 +83,9 @@ t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', 
 })
 
 t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => {
-  const server = await startServer(t, { TASK_CONCURRENCY: 'diag.work=1' })
+  const server = await startServer(t, { TASK_CONCURRENCY: 'diag.work=1, diag.wrok=1' })
+  const warning = server.logs.find((line) => /TASK_CONCURRENCY names tasks no worker declares/.test(line.msg))
+  t.same(warning?.unused, ['diag.wrok'], 'a limit for a task that does not exist is reported, not silently ignored')
   const slow = Array.from({ length: 10 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 1000 }))
   await waitFor(() => server.app.pool.waiting === 9, 5000, 'nine slow calls queued behind the one running')
   const fast = await Promise.all(Array.from({ length: 20 }, async () => await callTask(server.url, 'echo', { fast: true })))

@@ -11,7 +11,7 @@ t.test('a result with a bytes key or an extension type is a failed call, not a p
   const bytesKey = packr.pack({ t: 'result', id: 7, value: new Map([[Buffer.from('k'), 1]]) })
   const reply = decodeReply(bytesKey, 7)
   t.equal(reply.t, 'error')
-  t.match(reply, { id: 7, kind: 'failed', type: 'UndecodableResult', message: /^the result is not valid msgpack/ })
+  t.match(reply, { id: 7, kind: 'failed', type: 'UndecodableResult', message: /^the result is msgpack that cannot become a JavaScript value/ })
   // {t: 'result', id: 8, value: ExtType(5, 'x')}, by hand: fixmap of 3, then fixext1 of type 5.
   const withExt = Buffer.from([0x83, 0xa1, 0x74, 0xa6, ...Buffer.from('result'), 0xa2, 0x69, 0x64, 0x08, 0xa5, ...Buffer.from('value'), 0xd4, 0x05, 0x78])
   t.match(decodeReply(withExt, 8), { kind: 'failed', type: 'UndecodableResult' })
