@@ -64,6 +64,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // While draining, routes answer for themselves (503 WORKERS_UNAVAILABLE, /ready 503).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Avvio's default of 10 s would cap start-up (a task module may import for up to
+    // the workers' own start timeout) and the shutdown drain (SHUTDOWN_GRACE_MS). Both
+    // have their own bounds: START_TIMEOUT_MS per worker, and server.ts's backstop.
+    pluginTimeout: 0,
     // Fastify turns Node's limit on receiving a request off (0); without one, a client
     // that stops mid-body holds its socket and the body received so far forever.
     // Node answers 408 and closes the connection. Running calls are not affected:

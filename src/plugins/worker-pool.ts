@@ -16,6 +16,8 @@ export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', 
 const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
 // Generous: a task module may import heavy libraries before the worker says ready.
 const START_TIMEOUT_MS = 60_000
+// At shutdown, how long responses still being written get before the last connections are closed.
+const RESPONSE_FLUSH_MS = 1_000
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -82,7 +84,14 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoo
   // preClose runs while the listener is still open: new calls get 503 from the
   // draining pool, admitted ones finish, then workers stop and HTTP closes.
   const activePool = pool
-  fastify.addHook('preClose', async () => { await activePool.drain(config.shutdownGraceMs) })
+  fastify.addHook('preClose', async () => {
+    await activePool.drain(config.shutdownGraceMs)
+    // Every admitted call has its answer now. Idle keep-alive connections are closed by
+    // Fastify; one still receiving a request (a stalled upload, never admitted) would
+    // hold the close until REQUEST_BODY_TIMEOUT_MS. Give responses being written a
+    // moment to flush, then close whatever is left.
+    setTimeout(() => { fastify.server.closeAllConnections() }, RESPONSE_FLUSH_MS).unref()
+  })
 }
 
 export default fp(workerPoolPlugin, { name: 'pyfleet-worker-pool', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

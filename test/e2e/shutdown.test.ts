@@ -2,6 +2,7 @@
 // SIGHUP reloads, and kill -9 of Node takes every worker with it.
 
 import t from 'tap'
+import { connect } from 'node:net'
 import { callTask, childPythonPids, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
@@ -38,6 +39,27 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   }
   t.equal((await running).status, 200)
   t.equal((await server.exited).code, 0)
+})
+
+t.test('a drain longer than 10 s (within SHUTDOWN_GRACE_MS) still ends in exit 0', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '20000' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 11_000 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  server.child.kill('SIGTERM')
+  t.equal((await running).status, 200)
+  t.equal((await server.exited).code, 0, server.output().split('\n').filter((l) => /error|timeout/i.test(l)).join('\n'))
+})
+
+t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the backstop\'s exit 1', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '3000', WORKER_STOP_GRACE_MS: '500' })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.write('POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n[1,')
+  socket.on('error', () => {})
+  await waitFor(async () => (await (await fetch(`${server.url}/metrics`)).text()).length > 0, 5000, 'the server to answer')
+  server.child.kill('SIGTERM')
+  const { code } = await server.exited
+  t.equal(code, 0, server.output().split('\n').filter((l) => /did not finish|error/i.test(l)).join('\n'))
 })
 
 t.test('kill -9 of Node: all its workers are gone within 2 s', async (t) => {

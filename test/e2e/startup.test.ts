@@ -56,6 +56,11 @@ t.test('a Python without msgpack exits 1 with how to fix it', async (t) => {
   t.match(output, /PYTHON=\/bin\/false cannot run the workers.*apt-get install python3-msgpack/)
 })
 
+t.test('a task module that imports for longer than 10 s still starts (no framework timeout under the workers\' own)', async (t) => {
+  const server = await startServer(t, { TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', SLOW_IMPORT_S: '11' })
+  t.equal((await callTask(server.url, 'slow_import.ping', null)).json, 'pong')
+})
+
 t.test('user task modules from TASK_MODULES are served with their schemas', async (t) => {
   const server = await startServer(t, { TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '2' })
   const ok = await callTask(server.url, 'extra.greet', { name: 'Ada' })
