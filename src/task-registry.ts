@@ -65,6 +65,15 @@ export class TaskRegistry {
    * compile, naming the task, so start-up fails with a clear line.
    */
   update (infos: readonly TaskInfo[]): void {
+    this.#tasks = this.#compile(infos)
+  }
+
+  /** Throws as update() would, and changes nothing: a reload checks new workers' tasks with it. */
+  check (infos: readonly TaskInfo[]): void {
+    this.#compile(infos)
+  }
+
+  #compile (infos: readonly TaskInfo[]): Map<string, Task> {
     const tasks = new Map<string, Task>()
     for (const info of infos) {
       let validateBody: ValidateFunction
@@ -88,7 +97,7 @@ export class TaskRegistry {
         validateRaw
       }))
     }
-    this.#tasks = tasks
+    return tasks
   }
 
   get (name: string): Task | undefined {

@@ -80,8 +80,12 @@ export class Recycler {
     return { spare: retiring.spare, reason: retiring.reason }
   }
 
-  /** Marks a worker for retirement and starts its spare; resolves when the spare is ready. */
-  async retire (worker: PythonWorker, reason: RetireReason): Promise<void> {
+  /**
+   * Marks a worker for retirement and starts its spare; resolves when the spare is
+   * ready. `accept` may refuse the spare by throwing (a reload checking new task
+   * code): the spare is killed, the worker stays, and retire rejects with that error.
+   */
+  async retire (worker: PythonWorker, reason: RetireReason, accept?: (spare: PythonWorker) => void): Promise<void> {
     const record = this.#record(worker)
     if (record.retiring !== undefined) { await record.retiring.ready; return }
     if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return
@@ -90,6 +94,13 @@ export class Recycler {
     this.#options.log.info({ worker: worker.id, workerPid: worker.pid, reason, calls: worker.calls, rssBytes: worker.rssBytes }, 'retiring worker; starting its replacement')
     retiring.ready = this.#options.spawn(worker.id).then((spare) => {
       if (this.#closed || record.retiring !== retiring) { void spare.kill(); return }
+      try {
+        accept?.(spare)
+      } catch (error) {
+        void spare.kill()
+        record.retiring = undefined
+        throw error
+      }
       retiring.spare = spare
       this.#options.onSpareReady()
     }, (error: Error) => {

@@ -361,20 +361,22 @@ export class WorkerPool {
 
   /**
    * Replaces every worker, one at a time, each only once its replacement is
-   * ready, so capacity never drops and no call fails.
+   * ready (and accepted), so capacity never drops and no call fails.
    */
-  async reload (): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
+  async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
     // One reload at a time: a second request joins the one in progress.
-    this.#reloading ??= this.#reloadAll().finally(() => { this.#reloading = undefined })
+    this.#reloading ??= this.#reloadAll(acceptTasks).finally(() => { this.#reloading = undefined })
     return await this.#reloading
   }
 
-  async #reloadAll (): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
+  /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
+  async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
     const started = performance.now()
     const old = this.members()
+    const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
     for (const worker of old) {
       if (this.#draining) break
-      await this.#recycler.retire(worker, 'reload')
+      await this.#recycler.retire(worker, 'reload', accept)
       this.#sweepIdle()
       await this.#recycler.whenGone(worker)
     }

@@ -31,8 +31,10 @@ export interface ReloadResult { oldPids: number[], newPids: number[], durationMs
 /** Rolling reload, then the task table from the new workers. Concurrent reloads share one run (the pool's). */
 export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP'): Promise<ReloadResult> {
   fastify.log.info({ trigger }, 'reload started')
+  const before = new Set(fastify.pool.members().map((w) => w.pid))
   try {
-    const result = await fastify.pool.reload()
+    // New task code whose table would not compile is refused before its worker takes a call.
+    const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
     fastify.tasks.update(fastify.pool.tasks)
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.names())
@@ -40,7 +42,10 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
-    fastify.log.error({ trigger, err: error }, 'reload failed; the remaining old workers keep serving')
-    throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; the old workers keep serving`)
+    const members = fastify.pool.members()
+    const replaced = members.filter((w) => !before.has(w.pid)).length
+    const state = `${replaced} of ${members.length} workers replaced before it stopped; the others keep serving the previous code`
+    fastify.log.error({ trigger, err: error, replaced }, `reload failed: ${state}`)
+    throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; ${state}`)
   }
 }

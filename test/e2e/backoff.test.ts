@@ -48,3 +48,17 @@ t.test('a reload whose new workers cannot start fails with 503 and keeps the old
   t.same(workerPids(server).sort(), before, 'the old workers are still there')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
 })
+
+t.test('a reload whose new task code declares a schema the server refuses replaces no worker', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  const before = workerPids(server).sort()
+  await writeFile(file, 'schema')
+  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(response.status, 503)
+  const body = await response.json()
+  t.match(body.message, /reload failed: task flaky\.ping declares an invalid input schema.*minLenght.*0 of 2 workers replaced/)
+  t.same(workerPids(server).sort(), before, 'the old workers, with the code the task table describes, are still there')
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+  t.ok(server.app.pool.liveWorkers === 2, 'and the refused replacement is gone')
+})
