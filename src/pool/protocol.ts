@@ -9,7 +9,7 @@
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
-import { ResultTooLargeError, TaskFailedError, TaskRejectedInputError, withExtras } from '../errors.js'
+import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, withExtras } from '../errors.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -167,6 +167,9 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
 }
 
 /** The HTTP error and the call outcome for a task's error reply. */
+/** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */
+const UNKNOWN_TASK = 'UnknownTask'
+
 export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 'rejected' | 'failed', error: Error } {
   switch (reply.kind) {
     case KIND_REJECTED:
@@ -174,6 +177,11 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
     case KIND_TOO_LARGE:
       return { outcome: 'failed', error: new ResultTooLargeError(reply.message) }
     default:
+      // The worker does not have the task: a reload in progress is replacing code
+      // that had it with code that does not. For the client, the task is gone.
+      if (reply.type === UNKNOWN_TASK) {
+        return { outcome: 'rejected', error: new TaskNotFoundError(`${JSON.stringify(task)} (any more: a reload has removed it)`) }
+      }
       // The message and traceback stay in the log: they may hold internals.
       return { outcome: 'failed', error: new TaskFailedError(task) }
   }

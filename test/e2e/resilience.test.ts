@@ -2,6 +2,7 @@
 
 import t from 'tap'
 import { callTask, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
+import type { TaskInfo } from '../../src/pool/protocol.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 
@@ -80,6 +81,20 @@ t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', 
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.restarts.maxRss, 1)
   t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+})
+
+t.test('a call for a task the worker no longer has (removed by a reload in progress) is a 404, not a 500', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // The table says a task exists that the worker's code does not have: the moment of a
+  // reload that removes a task, when the old table still lists it.
+  const gone: TaskInfo = { name: 'was.removed', doc: '', schema: {}, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null }
+  server.app.tasks.update([...server.app.pool.tasks, gone])
+  const pids = workerPids(server)
+  const reply = await callTask(server.url, 'was.removed', {})
+  t.equal(reply.status, 404)
+  t.equal(reply.json.code, 'TASK_NOT_FOUND')
+  t.match(reply.json.message, /a reload has removed it/)
+  t.same(workerPids(server), pids, 'and the worker stays')
 })
 
 t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => {
