@@ -16,7 +16,12 @@ export interface RecyclerOptions {
   spawn: (id: number) => Promise<PythonWorker>
   log: FastifyBaseLogger
   onSpareReady: () => void
+  /** A worker's RSS was found past maxRssBytes (it may be idle in the pool now). */
+  onOverMemory: (worker: PythonWorker) => void
 }
+
+/** afterCall's answer for a worker past maxRssBytes: it must take no further call. */
+export const OVER_MEMORY = 'over_memory'
 
 interface Retiring {
   reason: RetireReason
@@ -27,12 +32,15 @@ interface Retiring {
 interface WorkerRecord {
   callLimit: number
   lastRssSampleAt: number
+  overMemory: boolean
   retiring: Retiring | undefined
   gone: Array<() => void>
 }
 
-// Reading /proc costs a syscall round trip on the thread pool: at most this often per worker.
+// Reading /proc costs a syscall round trip on the thread pool: at most this often per
+// worker while its RSS is well under the limit, after every call once it is near.
 const RSS_SAMPLE_INTERVAL_MS = 250
+const NEAR_RSS_LIMIT = 0.75
 // After a spare fails to start, wait this long before trying again for the same reason.
 const RETRY_AFTER_FAILED_SPARE_MS = 5_000
 
@@ -52,7 +60,7 @@ export class Recycler {
       // Jitter so that workers started together do not all recycle together.
       const max = this.#options.maxCalls
       const callLimit = max > 0 ? Math.max(1, Math.round(max * (0.9 + Math.random() * 0.2))) : Infinity
-      record = { callLimit, lastRssSampleAt: -Infinity, retiring: undefined, gone: [] }
+      record = { callLimit, lastRssSampleAt: -Infinity, overMemory: false, retiring: undefined, gone: [] }
       this.#records.set(worker, record)
     }
     return record
@@ -61,16 +69,29 @@ export class Recycler {
   /**
    * Called after each successful call. Returns the worker's spare when the worker
    * is retiring and the spare is ready: the caller swaps them instead of releasing.
+   * Returns OVER_MEMORY for a worker past maxRssBytes: unlike a routine retirement,
+   * it must not take calls while a spare starts (each could grow it further), so
+   * the caller replaces it at once.
    */
-  afterCall (worker: PythonWorker): { spare: PythonWorker, reason: RetireReason } | undefined {
+  afterCall (worker: PythonWorker): { spare: PythonWorker, reason: RetireReason } | typeof OVER_MEMORY | undefined {
     const record = this.#record(worker)
+    if (record.overMemory) {
+      const spare = record.retiring?.spare
+      if (spare === undefined) return OVER_MEMORY
+      record.retiring = undefined
+      return { spare, reason: 'max_rss' }
+    }
     if (record.retiring === undefined && worker.calls >= record.callLimit) void this.retire(worker, 'max_calls').catch(() => {})
-    if (this.#options.maxRssBytes > 0 && record.retiring === undefined) {
+    const maxRss = this.#options.maxRssBytes
+    if (maxRss > 0 && !this.needsRssCheck(worker)) {
+      // Well under the limit: sampled in the background, at most every RSS_SAMPLE_INTERVAL_MS.
       const now = performance.now()
       if (now - record.lastRssSampleAt >= RSS_SAMPLE_INTERVAL_MS) {
         record.lastRssSampleAt = now
         void worker.sampleRss().then((rss) => {
-          if (rss > this.#options.maxRssBytes && worker.isAlive) void this.retire(worker, 'max_rss').catch(() => {})
+          if (rss <= maxRss || !worker.isAlive || record.overMemory) return
+          record.overMemory = true
+          this.#options.onOverMemory(worker)
         })
       }
     }
@@ -78,6 +99,23 @@ export class Recycler {
     if (retiring?.spare === undefined) return undefined
     record.retiring = undefined
     return { spare: retiring.spare, reason: retiring.reason }
+  }
+
+  /**
+   * True for a worker whose last known RSS is near maxRssBytes: the pool measures it
+   * (checkRss) after each call, before it may take the next one.
+   */
+  needsRssCheck (worker: PythonWorker): boolean {
+    const maxRss = this.#options.maxRssBytes
+    return maxRss > 0 && worker.rssBytes >= NEAR_RSS_LIMIT * maxRss && this.#records.get(worker)?.overMemory !== true
+  }
+
+  /** Measures the worker's RSS now; afterCall then answers OVER_MEMORY if it is past the limit. */
+  async checkRss (worker: PythonWorker): Promise<void> {
+    const rss = await worker.sampleRss()
+    const record = this.#record(worker)
+    record.lastRssSampleAt = performance.now()
+    if (rss > this.#options.maxRssBytes) record.overMemory = true
   }
 
   /**

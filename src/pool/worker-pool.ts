@@ -14,7 +14,7 @@ import {
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
-import { Recycler } from './recycler.js'
+import { OVER_MEMORY, Recycler } from './recycler.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
 import { Supervisor, type WorkerSnapshot } from './supervisor.js'
 
@@ -84,7 +84,9 @@ export class WorkerPool {
       maxRssBytes: options.maxWorkerRssBytes,
       spawn: options.spawn,
       log: options.log,
-      onSpareReady: () => { this.#sweepIdle() }
+      onSpareReady: () => { this.#sweepIdle() },
+      // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
+      onOverMemory: () => { this.#sweepIdle() }
     })
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
@@ -282,10 +284,21 @@ export class WorkerPool {
     this.#settle(waiter, outcome, error)
   }
 
-  /** After a call that left the worker healthy: release it, or swap it for its spare. */
+  /** After a call that left the worker healthy: release it, swap it for its spare, or replace it. */
   #giveBack (worker: PythonWorker): void {
-    const swap = this.#recycler.afterCall(worker)
-    if (swap !== undefined) this.#swap(worker, swap.spare, swap.reason)
+    if (this.#recycler.needsRssCheck(worker)) {
+      // Near MAX_WORKER_RSS_MB: measured before it may take another call (a worker past
+      // the limit must not take one). It stays borrowed for the ~0.1 ms this takes.
+      void this.#recycler.checkRss(worker).then(() => { this.#putBack(worker) })
+      return
+    }
+    this.#putBack(worker)
+  }
+
+  #putBack (worker: PythonWorker): void {
+    const next = this.#recycler.afterCall(worker)
+    if (next === OVER_MEMORY) this.#discard(worker, 'max_rss')
+    else if (next !== undefined) this.#swap(worker, next.spare, next.reason)
     else void this.#pool.release(worker)
     this.#dispatch()
   }

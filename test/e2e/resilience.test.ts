@@ -83,6 +83,20 @@ t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', 
   t.equal((await callTask(server.url, 'echo', 1)).status, 200)
 })
 
+t.test('MAX_WORKER_RSS_MB: a worker near the limit is measured after each call, and once past it takes no further call', async (t) => {
+  const limit = 100 * 1024 * 1024
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100', MAX_CALLS_PER_WORKER: '0' })
+  const first = await callTask(server.url, 'diag.work', { alloc_mb: 70 })
+  // The background sample (a worker well under the limit) finds it near the limit.
+  await waitFor(() => server.app.pool.snapshot().workers[0].rssBytes >= 0.75 * limit, 10_000, 'the worker to be measured near its limit')
+  const second = await callTask(server.url, 'diag.work', { alloc_mb: 30 })
+  t.equal(second.json.pid, first.json.pid, 'the second call ran on the same worker and took it past the limit')
+  const third = await callTask(server.url, 'diag.work', {})
+  t.equal(third.status, 200)
+  t.not(third.json.pid, first.json.pid, 'the next call ran on a new worker, not the one past its limit')
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.maxRss, 1)
+})
+
 t.test('a call for a task the worker no longer has (removed by a reload in progress) is a 404, not a 500', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   // The table says a task exists that the worker's code does not have: the moment of a
