@@ -51,6 +51,8 @@ const FATAL_PREFIX = 'pyfleet-fatal: '
 /** The runtime's exit code when it refused a frame from us (workers/pyfleet/__main__.py). */
 const EXIT_PROTOCOL_ERROR = 5
 const MAX_STDERR_LINE = 16 * 1024
+/** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
+const STREAM_END_GRACE_MS = 500
 const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
   ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
 ]
@@ -105,6 +107,7 @@ export class PythonWorker {
     // A spawn failure (ENOENT) is reported on 'error' and then 'exit' may not follow.
     this.#process.once('error', (error) => { this.#onSpawnError(error) })
     this.#process.stdout.on('data', (chunk: Buffer) => { this.#onStdout(chunk) })
+    this.#process.stdout.on('end', () => { this.#onStdoutEnd() })
     this.#process.stderr.setEncoding('utf8')
     this.#process.stderr.on('data', (text: string) => { this.#onStderr(text) })
     // EPIPE when the worker dies with a frame half written: the exit handler reports it.
@@ -278,6 +281,19 @@ export class PythonWorker {
     const reject = this.#reject
     this.#endCall()
     reject?.(new WorkerCallError(failure, message))
+  }
+
+  /**
+   * The protocol stream ended. A process that exits closes it just before, so the exit
+   * gets a moment to be reported (a crash stays a crash); one still alive after that
+   * can never answer again (a task closed the stream), and waiting for its timeout
+   * would only hold the call and the worker.
+   */
+  #onStdoutEnd (): void {
+    setTimeout(() => {
+      if (this.#state === 'dead' || this.#state === 'stopping') return
+      this.#onProtocolError('it closed its protocol stream but is still running')
+    }, STREAM_END_GRACE_MS).unref()
   }
 
   #onProtocolError (message: string): void {

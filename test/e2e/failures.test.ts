@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
-import { callTask, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, FIXTURES, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
 
 t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   const server = await startServer(t)
@@ -18,6 +18,17 @@ t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   t.equal((await callTask(server.url, 'echo', { ok: 1 })).status, 200)
   const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
   t.match(stats.restarts, { crash: 1, protocol: 0 }, 'counted as a crash')
+})
+
+t.test('a worker that closes its protocol stream but lives on is replaced at once: 502, not a 504 at the deadline', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  const [pid] = workerPids(server)
+  const reply = await callTask(server.url, 'extra.close_protocol', { sleep_s: 10 }, { 'x-request-timeout-ms': '8000' })
+  t.equal(reply.status, 502)
+  t.equal(reply.json.code, 'WORKER_DIED')
+  await waitFor(() => server.app.pool.liveWorkers === 1 && !workerPids(server).includes(pid), 10_000, 'a new worker')
+  t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+  t.match((await (await fetch(`${server.url}/api/queue-stats`)).json()).restarts, { protocol: 1 })
 })
 
 t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413, and no worker dies', async (t) => {
