@@ -44,9 +44,9 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoo
   const log = fastify.log.child({ component: 'pool' })
   let pool: WorkerPool | undefined
 
-  const spawn = async (id: number): Promise<PythonWorker> => {
+  const spawn = async (id: number, signal?: AbortSignal): Promise<PythonWorker> => {
     const worker = await PythonWorker.spawn({
-      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: START_TIMEOUT_MS, log,
+      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: START_TIMEOUT_MS, log, signal,
       onExit: (w, code, signal) => {
         log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
         pool?.onWorkerExit(w)

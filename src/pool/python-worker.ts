@@ -42,6 +42,8 @@ export interface WorkerOptions {
   cwd: string
   maxFrameBytes: number
   startTimeoutMs: number
+  /** Aborts the start (kills the process) if it is still starting then: the server is shutting down. */
+  signal?: AbortSignal
   log: FastifyBaseLogger
   /** Called once when the process has exited, whatever the reason. */
   onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
@@ -121,10 +123,14 @@ export class PythonWorker {
     const timer = setTimeout(() => {
       worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module?)`)
     }, options.startTimeoutMs)
+    const abort = (): void => { worker.#failStart('was stopped while starting: the server is shutting down') }
+    if (options.signal?.aborted === true) abort()
+    options.signal?.addEventListener('abort', abort, { once: true })
     try {
       await started
     } finally {
       clearTimeout(timer)
+      options.signal?.removeEventListener('abort', abort)
     }
     return worker
   }

@@ -39,6 +39,8 @@ export class Supervisor {
   readonly #handoff: PythonWorker[] = []
   #startFailures = 0
   #closed = false
+  /** Ends a backoff wait early (close). */
+  #wake: (() => void) | undefined
 
   constructor (options: SupervisorOptions) {
     this.#options = options
@@ -67,11 +69,16 @@ export class Supervisor {
         this.#startFailures = 0
         return this.#enter(worker)
       } catch (error) {
+        if (this.#closed) { this.#slots.delete(id); throw error }
         this.#startFailures++
         const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
         this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs }, (error as Error).message)
         this.#options.onStartFailed(retryInMs)
-        await new Promise((resolve) => setTimeout(resolve, retryInMs).unref())
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, retryInMs)
+          this.#wake = () => { clearTimeout(timer); resolve() }
+        })
+        this.#wake = undefined
       }
     }
   }
@@ -123,6 +130,7 @@ export class Supervisor {
   /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
   async close (): Promise<void> {
     this.#closed = true
+    this.#wake?.()
     const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
     stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
     await Promise.all(stopping)

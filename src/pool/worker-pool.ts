@@ -29,7 +29,8 @@ export interface PoolOptions {
   maxWorkerRssBytes: number
   stopGraceMs: number
   /** Starts the worker for slot `id` and resolves once it is ready. */
-  spawn: (id: number) => Promise<PythonWorker>
+  /** Starts a worker; `signal` aborts a start still in progress (shutdown). */
+  spawn: (id: number, signal?: AbortSignal) => Promise<PythonWorker>
   log: FastifyBaseLogger
   observer: PoolObserver
 }
@@ -63,12 +64,15 @@ export class WorkerPool {
   #idleWaiters: Array<() => void> = []
   /** Resolved once every slot holds a worker (start). */
   #fullWaiters: Array<() => void> = []
+  readonly #stopStarts = new AbortController()
   #reloading: Promise<{ oldPids: number[], newPids: number[], durationMs: number }> | undefined
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
+    // Replacements and spares: a start still running when the pool closes is aborted.
+    const spawn = async (id: number): Promise<PythonWorker> => await options.spawn(id, this.#stopStarts.signal)
     this.#supervisor = new Supervisor({
-      spawn: options.spawn,
+      spawn,
       stopGraceMs: options.stopGraceMs,
       log: options.log,
       onReady: () => { this.#dispatch(); this.#checkFull() },
@@ -82,7 +86,7 @@ export class WorkerPool {
     this.#recycler = new Recycler({
       maxCalls: options.maxCallsPerWorker,
       maxRssBytes: options.maxWorkerRssBytes,
-      spawn: options.spawn,
+      spawn,
       log: options.log,
       onSpareReady: () => { this.#sweepIdle() },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
@@ -410,6 +414,7 @@ export class WorkerPool {
       })
     }
     this.#closed = true
+    this.#stopStarts.abort()
     this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
     await this.#recycler.close()
     await this.#supervisor.close()

@@ -5,7 +5,7 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callTask, FIXTURES, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, isRunning, startServer, startServerProcess, waitFor, workerPids } from '../helpers/server.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 
@@ -33,6 +33,23 @@ t.test('while no worker can start: /ready is 503 and calls fail fast; then it re
   await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, 15_000, 'recovery within the 5 s backoff cap')
   await waitFor(() => server.app.pool.liveWorkers === 2, 15_000, 'both workers back')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+})
+
+t.test('SIGTERM while a replacement hangs in its imports: the start is aborted and the server exits 0', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServerProcess(t, { POOL_SIZE: '1', TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file, SHUTDOWN_GRACE_MS: '1000', WORKER_STOP_GRACE_MS: '500' })
+  const [worker] = await childPythonPids(server.child.pid as number)
+  await writeFile(file, 'hang')
+  process.kill(worker, 'SIGKILL')
+  await waitFor(async () => {
+    const pids = await childPythonPids(server.child.pid as number)
+    return pids.length === 1 && pids[0] !== worker
+  }, 5000, 'the replacement to be starting (hanging in its import)')
+  const [hanging] = await childPythonPids(server.child.pid as number)
+  server.child.kill('SIGTERM')
+  const { code } = await server.exited
+  t.equal(code, 0, 'a clean exit, not the shutdown backstop')
+  t.notOk(await isRunning(hanging), 'the hanging replacement was killed')
 })
 
 t.test('a reload whose new workers cannot start fails with 503 and keeps the old workers', async (t) => {
