@@ -31,26 +31,25 @@ function requestId (request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
-const NODE_HEADERS_TIMEOUT_MS = 60_000
 const NODE_CHECKING_INTERVAL_MS = 30_000
 
 /**
- * Node's other receive timeouts, fitted to the request limit: how often it looks for
- * late requests (its default 30 s is coarse for a short limit: a tenth of it, at
- * least 100 ms), and the limit on headers alone, which must not exceed the limit on
- * the whole request or Node 20 never applies the latter before the former.
+ * Node's receive timeouts for a limit on receiving a whole request. Given to Node
+ * itself (not only set afterwards, as Fastify does) so that it derives its limit on
+ * headers alone from it: min(60 s, limit), both off with 0. Without that, headers
+ * keep their 60 s, and Node 20 never applies a shorter limit before it. How often
+ * Node looks for late requests: its 30 s, unless that is coarse for the limit.
  */
-function receiveTimeouts (requestTimeoutMs: number): { connectionsCheckingInterval: number, headersTimeout: number } {
-  if (requestTimeoutMs === 0) return { connectionsCheckingInterval: NODE_CHECKING_INTERVAL_MS, headersTimeout: NODE_HEADERS_TIMEOUT_MS }
-  return {
-    connectionsCheckingInterval: Math.min(NODE_CHECKING_INTERVAL_MS, Math.max(100, Math.floor(requestTimeoutMs / 10))),
-    headersTimeout: Math.min(NODE_HEADERS_TIMEOUT_MS, requestTimeoutMs)
-  }
+function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, connectionsCheckingInterval: number } {
+  const interval = requestTimeoutMs === 0 ? NODE_CHECKING_INTERVAL_MS : Math.min(NODE_CHECKING_INTERVAL_MS, Math.max(100, Math.floor(requestTimeoutMs / 10)))
+  return { requestTimeout: requestTimeoutMs, connectionsCheckingInterval: interval }
 }
 
 export interface BuildOptions {
   /** Overrides the logger (tests pass a stream to read log lines). */
   logger?: FastifyServerOptions['logger']
+  /** Aborts the workers' start (server.ts: a SIGTERM while they are still importing). */
+  startSignal?: AbortSignal
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -66,7 +65,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     forceCloseConnections: 'idle',
     // Avvio's default of 10 s would cap start-up (a task module may import for up to
     // the workers' own start timeout) and the shutdown drain (SHUTDOWN_GRACE_MS). Both
-    // have their own bounds: START_TIMEOUT_MS per worker, and server.ts's backstop.
+    // have their own bounds: START_TIMEOUT_MS per worker (and a SIGTERM aborts the
+    // start), and server.ts's backstop.
     pluginTimeout: 0,
     // Fastify turns Node's limit on receiving a request off (0); without one, a client
     // that stops mid-body holds its socket and the body received so far forever.
@@ -84,7 +84,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await app.register(metrics)
   await app.register(errorHandler)
-  await app.register(workerPool, { config })
+  await app.register(workerPool, { config, startSignal: options.startSignal })
   await app.register(pressure, { config })
   await app.register(taskRoutes)
   await app.register(statsRoutes)

@@ -1,6 +1,7 @@
 // Process entry: configuration, buildApp, listen, signals. The only file with
 // process-wide side effects (exit codes, signal handlers).
 
+import { setMaxListeners } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
@@ -25,6 +26,9 @@ async function main (): Promise<void> {
 
   let app: FastifyInstance | undefined
   let stopping = false
+  // A stop while the workers are still starting (slow task imports) ends their start at once.
+  const starting = new AbortController()
+  setMaxListeners(0, starting.signal) // one listener per starting worker; POOL_SIZE may pass Node's warning at 10
   const close = (instance: FastifyInstance): void => {
     // Backstop: drain is bounded by the grace periods; this catches anything that is not.
     setTimeout(() => {
@@ -45,7 +49,7 @@ async function main (): Promise<void> {
       process.exit(1)
     }
     stopping = true
-    if (app === undefined) return // still starting: main() closes once the app exists
+    if (app === undefined) { starting.abort(); return } // main() exits once buildApp gives up
     app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
     close(app)
   }
@@ -59,7 +63,7 @@ async function main (): Promise<void> {
   })
 
   try {
-    app = await buildApp(config)
+    app = await buildApp(config, { startSignal: starting.signal })
     if (!stopping) await app.listen({ host: config.host, port: config.port })
   } catch (error) {
     if (stopping) process.exit(0)

@@ -52,8 +52,6 @@ export function validationError (errors: ErrorObject[] | null | undefined, dataV
 
 export class TaskRegistry {
   readonly #config: Config
-  readonly #strict = makeAjv(false)
-  readonly #coercing = makeAjv(true)
   #tasks = new Map<string, Task>()
 
   constructor (config: Config) {
@@ -74,13 +72,18 @@ export class TaskRegistry {
   }
 
   #compile (infos: readonly TaskInfo[]): Map<string, Task> {
+    // Fresh Ajv instances for each table: Ajv caches every schema it compiles, for
+    // good, and refuses a second schema with the same $id, so shared instances
+    // would grow with every reload and break on a task schema that has an $id.
+    const strict = makeAjv(false)
+    const coercing = makeAjv(true)
     const tasks = new Map<string, Task>()
     for (const info of infos) {
       let validateBody: ValidateFunction
       let validateRaw: ValidateFunction
       try {
-        validateBody = this.#strict.compile(info.schema)
-        validateRaw = this.#coercing.compile(info.schema)
+        validateBody = strict.compile(info.schema)
+        validateRaw = coercing.compile(info.schema)
       } catch (error) {
         throw new Error(`task ${info.name} declares an invalid input schema: ${(error as Error).message}`)
       }

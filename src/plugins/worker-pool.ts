@@ -10,14 +10,16 @@ import { resolvePython } from '../python-path.js'
 import { TaskRegistry } from '../task-registry.js'
 import { PythonWorker } from '../pool/python-worker.js'
 import { WorkerPool } from '../pool/worker-pool.js'
+import { trackConnections } from './connections.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
 // Generous: a task module may import heavy libraries before the worker says ready.
 const START_TIMEOUT_MS = 60_000
-// At shutdown, how long responses still being written get before the last connections are closed.
-const RESPONSE_FLUSH_MS = 1_000
+// At shutdown, after the drain: the longest answers still being written to slow readers get.
+// Within server.ts's backstop, which leaves 5 s past the drain and the workers' stop.
+const RESPONSE_FLUSH_MS = 3_000
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,9 +30,11 @@ declare module 'fastify' {
 
 export interface WorkerPoolPluginOptions {
   config: Config
+  /** Aborts the first workers' start; later starts are aborted by the pool itself when it closes. */
+  startSignal?: AbortSignal
 }
 
-async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoolPluginOptions): Promise<void> {
+async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal }: WorkerPoolPluginOptions): Promise<void> {
   const python = resolvePython(config.python, PROJECT_ROOT)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
   if (config.workerSchedBatch) args.push('--sched-batch')
@@ -44,7 +48,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoo
   const log = fastify.log.child({ component: 'pool' })
   let pool: WorkerPool | undefined
 
-  const spawn = async (id: number, signal?: AbortSignal): Promise<PythonWorker> => {
+  const spawn = async (id: number, signal = startSignal): Promise<PythonWorker> => {
     const worker = await PythonWorker.spawn({
       id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: START_TIMEOUT_MS, log, signal,
       onExit: (w, code, signal) => {
@@ -84,13 +88,12 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config }: WorkerPoo
   // preClose runs while the listener is still open: new calls get 503 from the
   // draining pool, admitted ones finish, then workers stop and HTTP closes.
   const activePool = pool
+  const connections = trackConnections(fastify.server)
   fastify.addHook('preClose', async () => {
     await activePool.drain(config.shutdownGraceMs)
-    // Every admitted call has its answer now. Idle keep-alive connections are closed by
-    // Fastify; one still receiving a request (a stalled upload, never admitted) would
-    // hold the close until REQUEST_BODY_TIMEOUT_MS. Give responses being written a
-    // moment to flush, then close whatever is left.
-    setTimeout(() => { fastify.server.closeAllConnections() }, RESPONSE_FLUSH_MS).unref()
+    // Every admitted call has its answer now: let answers to slow readers finish, and
+    // close what would otherwise hold the server open (see connections.ts).
+    await connections.settle(RESPONSE_FLUSH_MS)
   })
 }
 

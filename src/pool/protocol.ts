@@ -166,10 +166,10 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   throw new ProtocolError(`unexpected or malformed ${JSON.stringify(message.t)} message`)
 }
 
-/** The HTTP error and the call outcome for a task's error reply. */
 /** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */
 const UNKNOWN_TASK = 'UnknownTask'
 
+/** The HTTP error and the call outcome for a task's error reply. */
 export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 'rejected' | 'failed', error: Error } {
   switch (reply.kind) {
     case KIND_REJECTED:
@@ -179,7 +179,9 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
     default:
       // The worker does not have the task: a reload in progress is replacing code
       // that had it with code that does not. For the client, the task is gone.
-      if (reply.type === UNKNOWN_TASK) {
+      // (The runtime's own reply carries no traceback; a task raising an exception
+      // class of the same name does.)
+      if (reply.type === UNKNOWN_TASK && reply.traceback === undefined) {
         return { outcome: 'rejected', error: new TaskNotFoundError(`${JSON.stringify(task)} (any more: a reload has removed it)`) }
       }
       // The message and traceback stay in the log: they may hold internals.

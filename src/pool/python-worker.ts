@@ -118,13 +118,13 @@ export class PythonWorker {
 
   /** Starts a worker and resolves once it has sent its ready message. */
   static async spawn (options: WorkerOptions): Promise<PythonWorker> {
+    if (options.signal?.aborted === true) throw new WorkerStartError(`Python worker ${options.python} was not started: the server is shutting down`)
     const worker = new PythonWorker(options)
     const started = new Promise<void>((resolve, reject) => { worker.#startWaiter = { resolve, reject } })
     const timer = setTimeout(() => {
       worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module?)`)
     }, options.startTimeoutMs)
     const abort = (): void => { worker.#failStart('was stopped while starting: the server is shutting down') }
-    if (options.signal?.aborted === true) abort()
     options.signal?.addEventListener('abort', abort, { once: true })
     try {
       await started
@@ -297,8 +297,12 @@ export class PythonWorker {
    */
   #onStdoutEnd (): void {
     setTimeout(() => {
-      if (this.#state === 'dead' || this.#state === 'stopping') return
-      this.#onProtocolError('it closed its protocol stream but is still running')
+      // Decided after the next poll phase: if the event loop was blocked past the grace,
+      // timers run before the exit that was already pending has been read.
+      setImmediate(() => {
+        if (this.#state === 'dead' || this.#state === 'stopping') return
+        this.#onProtocolError('it closed its protocol stream but is still running')
+      })
     }, STREAM_END_GRACE_MS).unref()
   }
 

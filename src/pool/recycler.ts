@@ -124,8 +124,16 @@ export class Recycler {
    * code): the spare is killed, the worker stays, and retire rejects with that error.
    */
   async retire (worker: PythonWorker, reason: RetireReason, accept?: (spare: PythonWorker) => void): Promise<void> {
+    if (this.#closed) return
     const record = this.#record(worker)
-    if (record.retiring !== undefined) { await record.retiring.ready; return }
+    const current = record.retiring
+    if (current !== undefined && (reason !== 'reload' || current.reason === 'reload')) { await current.ready; return }
+    if (current !== undefined) {
+      // A reload does not take a spare started for another reason: it may run the code
+      // from before the reload, and it was not checked. Dropped (killed once ready).
+      record.retiring = undefined
+      if (current.spare !== undefined) void current.spare.kill()
+    }
     if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return
     const retiring: Retiring = { reason, spare: undefined, ready: Promise.resolve() }
     record.retiring = retiring
@@ -142,8 +150,9 @@ export class Recycler {
       retiring.spare = spare
       this.#options.onSpareReady()
     }, (error: Error) => {
-      this.#spareFailedAt = performance.now()
       if (record.retiring === retiring) record.retiring = undefined
+      if (this.#closed) throw error // aborted by the shutdown: not a failure to report
+      this.#spareFailedAt = performance.now()
       this.#options.log.error({ worker: worker.id, reason }, `replacement could not start, keeping the old worker: ${error.message}`)
       throw error
     })

@@ -39,8 +39,8 @@ export class Supervisor {
   readonly #handoff: PythonWorker[] = []
   #startFailures = 0
   #closed = false
-  /** Ends a backoff wait early (close). */
-  #wake: (() => void) | undefined
+  /** Ends the backoff waits early (close): one per slot that is backing off. */
+  readonly #wakers = new Set<() => void>()
 
   constructor (options: SupervisorOptions) {
     this.#options = options
@@ -75,10 +75,10 @@ export class Supervisor {
         this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs }, (error as Error).message)
         this.#options.onStartFailed(retryInMs)
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, retryInMs)
-          this.#wake = () => { clearTimeout(timer); resolve() }
+          const wake = (): void => { clearTimeout(timer); this.#wakers.delete(wake); resolve() }
+          const timer = setTimeout(wake, retryInMs)
+          this.#wakers.add(wake)
         })
-        this.#wake = undefined
       }
     }
   }
@@ -130,7 +130,7 @@ export class Supervisor {
   /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
   async close (): Promise<void> {
     this.#closed = true
-    this.#wake?.()
+    for (const wake of [...this.#wakers]) wake()
     const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
     stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
     await Promise.all(stopping)

@@ -5,6 +5,7 @@
 // call whether a worker is released, recycled or destroyed. HTTP is not its
 // business: it throws the typed errors of errors.ts and lets routes send them.
 
+import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
@@ -12,7 +13,7 @@ import {
   BodyTooLargeError, InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
 } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
-import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
+import { MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
@@ -28,8 +29,7 @@ export interface PoolOptions {
   maxCallsPerWorker: number
   maxWorkerRssBytes: number
   stopGraceMs: number
-  /** Starts the worker for slot `id` and resolves once it is ready. */
-  /** Starts a worker; `signal` aborts a start still in progress (shutdown). */
+  /** Starts the worker for slot `id` and resolves once it is ready; `signal` aborts a start still in progress (shutdown). */
   spawn: (id: number, signal?: AbortSignal) => Promise<PythonWorker>
   log: FastifyBaseLogger
   observer: PoolObserver
@@ -48,6 +48,14 @@ interface Waiter {
 /** Every field present from the start: one object shape whether or not the waiter ever queues. */
 function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
   return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
+}
+
+/** A reload that stopped part-way: how many of the workers it had replaced by then. */
+export class ReloadFailedError extends Error {
+  override name = 'ReloadFailedError'
+  constructor (readonly reason: Error, readonly replaced: number, readonly total: number) {
+    super(reason.message)
+  }
 }
 
 export class WorkerPool {
@@ -70,6 +78,8 @@ export class WorkerPool {
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
     // Replacements and spares: a start still running when the pool closes is aborted.
+    // Every start listens on the one signal: no listener limit (Node warns past 10).
+    setMaxListeners(0, this.#stopStarts.signal)
     const spawn = async (id: number): Promise<PythonWorker> => await options.spawn(id, this.#stopStarts.signal)
     this.#supervisor = new Supervisor({
       spawn,
@@ -282,7 +292,7 @@ export class WorkerPool {
   #taskError (waiter: Waiter, reply: ErrorMessage): void {
     const { call } = waiter
     const { outcome, error } = taskErrorFor(reply, call.task.name)
-    if (reply.kind === KIND_FAILED) {
+    if (outcome === 'failed') {
       this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
     }
     this.#settle(waiter, outcome, error)
@@ -391,11 +401,17 @@ export class WorkerPool {
     const started = performance.now()
     const old = this.members()
     const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
+    let replaced = 0
     for (const worker of old) {
       if (this.#draining) break
-      await this.#recycler.retire(worker, 'reload', accept)
+      try {
+        await this.#recycler.retire(worker, 'reload', accept)
+      } catch (error) {
+        throw new ReloadFailedError(error as Error, replaced, old.length)
+      }
       this.#sweepIdle()
       await this.#recycler.whenGone(worker)
+      replaced++
     }
     return { oldPids: old.map((w) => w.pid), newPids: this.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
   }

@@ -4,6 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
+import { ReloadFailedError } from '../pool/worker-pool.js'
 
 /** Compares in constant time: hashing first makes both sides the same length. */
 function sameSecret (given: string, expected: string): boolean {
@@ -31,7 +32,6 @@ export interface ReloadResult { oldPids: number[], newPids: number[], durationMs
 /** Rolling reload, then the task table from the new workers. Concurrent reloads share one run (the pool's). */
 export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP'): Promise<ReloadResult> {
   fastify.log.info({ trigger }, 'reload started')
-  const before = new Set(fastify.pool.members().map((w) => w.pid))
   try {
     // New task code whose table would not compile is refused before its worker takes a call.
     const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
@@ -42,10 +42,10 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
-    const members = fastify.pool.members()
-    const replaced = members.filter((w) => !before.has(w.pid)).length
-    const state = `${replaced} of ${members.length} workers replaced before it stopped; the others keep serving the previous code`
-    fastify.log.error({ trigger, err: error, replaced }, `reload failed: ${state}`)
+    const state = error instanceof ReloadFailedError
+      ? `${error.replaced} of ${error.total} workers replaced before it stopped; the others keep serving the previous code`
+      : 'the workers keep serving the previous code'
+    fastify.log.error({ trigger, err: error }, `reload failed: ${state}`)
     throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; ${state}`)
   }
 }

@@ -77,5 +77,21 @@ t.test('a reload whose new task code declares a schema the server refuses replac
   t.match(body.message, /reload failed: task flaky\.ping declares an invalid input schema.*minLenght.*0 of 2 workers replaced/)
   t.same(workerPids(server).sort(), before, 'the old workers, with the code the task table describes, are still there')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
-  t.ok(server.app.pool.liveWorkers === 2, 'and the refused replacement is gone')
+  await waitFor(async () => (await childPythonPids(process.pid)).length === 2, 5000, 'the refused replacement to be gone')
+})
+
+t.test('a reload does not take over a recycling spare started before it: its own spare is checked', async (t) => {
+  const file = await breakFile(t)
+  // Spares take 1 s to start (slow import), so the recycling spare is still starting when the reload comes.
+  const server = await startServer(t, {
+    POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks,slow_import_tasks',
+    PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file, SLOW_IMPORT_S: '1'
+  })
+  const before = workerPids(server)
+  await writeFile(file, 'schema')
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong', 'this call starts a max_calls spare, on the new code')
+  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(response.status, 503)
+  t.match((await response.json()).message, /minLenght.*0 of 1 workers replaced/)
+  t.same(workerPids(server), before, 'the worker the task table describes is still the one serving')
 })

@@ -62,6 +62,29 @@ t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the 
   t.equal(code, 0, server.output().split('\n').filter((l) => /did not finish|error/i.test(l)).join('\n'))
 })
 
+t.test('an answer still being written to a slow reader at shutdown is not cut off', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '5000' })
+  const body = JSON.stringify('x'.repeat(12_000_000)) // more than loopback's socket buffers hold
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  socket.pause() // a client that does not read yet
+  socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).tasks.completed === 1, 10_000, 'the call to be answered')
+  server.child.kill('SIGTERM')
+  await new Promise((resolve) => setTimeout(resolve, 2500)) // past the moment idle connections are closed
+  const ended = new Promise((resolve) => socket.once('close', resolve))
+  socket.resume()
+  await ended
+  const response = Buffer.concat(chunks).toString('latin1')
+  const headerEnd = response.indexOf('\r\n\r\n')
+  const length = Number(/content-length: (\d+)/i.exec(response.slice(0, headerEnd))?.[1])
+  t.match(response, /^HTTP\/1\.1 200 /)
+  t.equal(response.length - headerEnd - 4, length, 'the whole answer arrived')
+  t.equal((await server.exited).code, 0)
+})
+
 t.test('kill -9 of Node: all its workers are gone within 2 s', async (t) => {
   const server = await startServerProcess(t)
   const pids = await childPythonPids(server.child.pid as number)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { callTask, FIXTURES, ROOT, startServer } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
 
 async function runServer (env: Record<string, string>): Promise<{ code: number | null, output: string }> {
   const child = spawn(process.execPath, ['dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env } })
@@ -59,6 +59,22 @@ t.test('a Python without msgpack exits 1 with how to fix it', async (t) => {
 t.test('a task module that imports for longer than 10 s still starts (no framework timeout under the workers\' own)', async (t) => {
   const server = await startServer(t, { TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', SLOW_IMPORT_S: '11' })
   t.equal((await callTask(server.url, 'slow_import.ping', null)).json, 'pong')
+})
+
+t.test('SIGTERM while task modules are still importing ends the start at once: exit 0, no Python left', async (t) => {
+  const child = spawn(process.execPath, ['dist/server.js'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', POOL_SIZE: '2', TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '60' }
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  // Bounds a failure only (the import would take 60 s); nothing is timed.
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL') })
+  await waitFor(async () => (await childPythonPids(child.pid as number)).length === 2, 10_000, 'both workers to be importing')
+  const workers = await childPythonPids(child.pid as number)
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+  for (const pid of workers) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
 })
 
 t.test('user task modules from TASK_MODULES are served with their schemas', async (t) => {
