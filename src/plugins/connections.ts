@@ -2,8 +2,10 @@
 // server.close() destroys every connection it deems idle, and to Node a connection
 // whose response has been ended is idle even while the response is still being
 // flushed to a slow reader: that answer would be cut off. A connection still
-// receiving its request (a stalled upload) is not idle, and would hold close()
-// until REQUEST_BODY_TIMEOUT_MS. settle() deals with both before close() runs.
+// receiving a request (a stalled upload, or headers trickling in) is not idle, and
+// would hold close() open, since Node stops enforcing its request timeouts once
+// close() is called: only server.ts's backstop (exit 1) would end it. settle()
+// deals with both before close() runs.
 
 import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
@@ -16,52 +18,50 @@ function responseOf (socket: Socket): ServerResponse | undefined {
 }
 
 /**
- * Nothing to wait for on this connection: it is between requests, still sending
- * headers, or stalled in a body (never admitted, and it never will be now).
+ * An answer under way: started, or due (the request has all arrived, so its
+ * handler may be about to answer), and not yet flushed.
  */
-function isUnanswered (socket: Socket): boolean {
-  const response = responseOf(socket)
-  return response === undefined || (!response.req.complete && !response.headersSent)
-}
-
-/** A received request whose answer is not flushed yet. */
 function isAnswering (socket: Socket): boolean {
   const response = responseOf(socket)
-  return response !== undefined && response.req.complete && !response.writableFinished
+  return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
 }
 
 export interface Connections {
   /**
-   * Closes connections with nothing to answer (stalled uploads included), and waits
-   * (up to maxWaitMs) until every answer under way has been flushed. Runs after the
+   * Waits (up to maxWaitMs) until every answer under way has been flushed, and
+   * closes the connections with nothing to answer: idle, still sending headers, or
+   * stalled in a body (never admitted, and they never will be now). Runs after the
    * drain, so no call is still running.
    */
   settle: (maxWaitMs: number) => Promise<void>
 }
 
 export function trackConnections (server: Server): Connections {
-  const sockets = new Set<Socket>()
+  // Socket -> when it was accepted.
+  const sockets = new Map<Socket, number>()
   server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
+    sockets.set(socket, Date.now())
     socket.once('close', () => { sockets.delete(socket) })
   })
-  const closeUnanswered = (): void => {
-    for (const socket of sockets) if (isUnanswered(socket)) socket.destroy()
+  /** The listener is still open while settle() waits: a connection younger than one round is left its chance to be answered (503). */
+  const closeUnanswered = (minAgeMs: number): void => {
+    const now = Date.now()
+    for (const [socket, acceptedAt] of sockets) {
+      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) socket.destroy()
+    }
   }
   const answering = (): boolean => {
-    for (const socket of sockets) if (isAnswering(socket)) return true
+    for (const socket of sockets.keys()) if (isAnswering(socket)) return true
     return false
   }
   return {
     async settle (maxWaitMs: number): Promise<void> {
       const deadline = Date.now() + maxWaitMs
-      // The listener is still open: check again each round for uploads begun meanwhile.
-      do {
-        closeUnanswered()
-        if (!answering()) return
+      while (answering() && Date.now() < deadline) {
+        closeUnanswered(POLL_MS)
         await new Promise((resolve) => setTimeout(resolve, POLL_MS))
-      } while (Date.now() < deadline)
-      closeUnanswered()
+      }
+      closeUnanswered(0)
     }
   }
 }

@@ -150,8 +150,9 @@ export class Recycler {
       retiring.spare = spare
       this.#options.onSpareReady()
     }, (error: Error) => {
-      if (record.retiring === retiring) record.retiring = undefined
-      if (this.#closed) throw error // aborted by the shutdown: not a failure to report
+      const current = record.retiring === retiring
+      if (current) record.retiring = undefined
+      if (this.#closed || !current) throw error // aborted by the shutdown, or dropped by a reload: nothing to report
       this.#spareFailedAt = performance.now()
       this.#options.log.error({ worker: worker.id, reason }, `replacement could not start, keeping the old worker: ${error.message}`)
       throw error

@@ -128,9 +128,14 @@ export class Supervisor {
   }
 
   /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
-  async close (): Promise<void> {
+  /** No more starts: a start that fails now ends its slot's retries quietly, and backoff waits end. */
+  stopSpawning (): void {
     this.#closed = true
     for (const wake of [...this.#wakers]) wake()
+  }
+
+  async close (): Promise<void> {
+    this.stopSpawning()
     const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })
     stopping.push(...this.#handoff.splice(0).map(async (w) => { await w.kill() }))
     await Promise.all(stopping)

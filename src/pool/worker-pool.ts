@@ -13,7 +13,7 @@ import {
   BodyTooLargeError, InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
 } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
-import { MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
+import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
@@ -292,7 +292,7 @@ export class WorkerPool {
   #taskError (waiter: Waiter, reply: ErrorMessage): void {
     const { call } = waiter
     const { outcome, error } = taskErrorFor(reply, call.task.name)
-    if (outcome === 'failed') {
+    if (reply.kind === KIND_FAILED && outcome === 'failed') {
       this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
     }
     this.#settle(waiter, outcome, error)
@@ -399,11 +399,17 @@ export class WorkerPool {
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
     const started = performance.now()
+    const reloadStartedAt = new Date()
     const old = this.members()
     const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
     let replaced = 0
-    for (const worker of old) {
-      if (this.#draining) break
+    // Not a list taken at the start: while one worker is replaced, another may be
+    // swapped for a recycling spare, started before the reload and never checked.
+    // Every worker that started before the reload goes, whenever it joined.
+    for (;;) {
+      if (this.#draining) throw new ReloadFailedError(new Error('the server began shutting down'), replaced, old.length)
+      const worker = this.members().find((w) => w.startedAt < reloadStartedAt && w.isAlive)
+      if (worker === undefined) break
       try {
         await this.#recycler.retire(worker, 'reload', accept)
       } catch (error) {
@@ -430,6 +436,9 @@ export class WorkerPool {
       })
     }
     this.#closed = true
+    // Stop starting workers before aborting the starts in progress, so that an aborted
+    // start is not taken for a failure (logged, counted, retried).
+    this.#supervisor.stopSpawning()
     this.#stopStarts.abort()
     this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
     await this.#recycler.close()
