@@ -9,6 +9,12 @@ import { callTask, childPythonPids, FIXTURES, isRunning, startServer, startServe
 
 const TOKEN = 'test-admin-token-0123456789'
 
+/** POST /admin/reload with the token. */
+async function reload (url: string): Promise<{ status: number, body: any }> {
+  const response = await fetch(`${url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  return { status: response.status, body: await response.json() }
+}
+
 async function breakFile (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -57,9 +63,8 @@ t.test('a reload whose new workers cannot start fails with 503 and keeps the old
   const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
   const before = workerPids(server).sort()
   await writeFile(file, 'x')
-  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
-  t.equal(response.status, 503)
-  const body = await response.json()
+  const { status, body } = await reload(server.url)
+  t.equal(status, 503)
   t.equal(body.code, 'WORKERS_UNAVAILABLE')
   t.match(body.message, /reload failed.*broken on purpose/)
   t.same(workerPids(server).sort(), before, 'the old workers are still there')
@@ -71,9 +76,8 @@ t.test('a reload whose new task code declares a schema the server refuses replac
   const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
   const before = workerPids(server).sort()
   await writeFile(file, 'schema')
-  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
-  t.equal(response.status, 503)
-  const body = await response.json()
+  const { status, body } = await reload(server.url)
+  t.equal(status, 503)
   t.match(body.message, /reload failed: task flaky\.ping declares an invalid input schema.*minLenght.*0 of 2 workers replaced/)
   t.same(workerPids(server).sort(), before, 'the old workers, with the code the task table describes, are still there')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
@@ -90,8 +94,8 @@ t.test('a reload does not take over a recycling spare started before it: its own
   const before = workerPids(server)
   await writeFile(file, 'schema')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong', 'this call starts a max_calls spare, on the new code')
-  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
-  t.equal(response.status, 503)
-  t.match((await response.json()).message, /minLenght.*0 of 1 workers replaced/)
+  const { status, body } = await reload(server.url)
+  t.equal(status, 503)
+  t.match(body.message, /minLenght.*0 of 1 workers replaced/)
   t.same(workerPids(server), before, 'the worker the task table describes is still the one serving')
 })
