@@ -30,8 +30,8 @@ export interface Connections {
   /**
    * Waits (up to maxWaitMs) until every answer under way has been flushed, and
    * closes the connections with nothing to answer: idle, still sending headers, or
-   * stalled in a body (never admitted, and they never will be now). Runs after the
-   * drain, so no call is still running.
+   * in the middle of a body (never admitted, and they never will be now); after
+   * maxWaitMs, every connection. Runs after the drain, so no call is still running.
    */
   settle: (maxWaitMs: number) => Promise<void>
 }
@@ -50,6 +50,9 @@ export function trackConnections (server: Server): Connections {
       if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) socket.destroy()
     }
   }
+  const closeAll = (): void => {
+    for (const socket of sockets.keys()) socket.destroy()
+  }
   const answering = (): boolean => {
     for (const socket of sockets.keys()) if (isAnswering(socket)) return true
     return false
@@ -61,7 +64,10 @@ export function trackConnections (server: Server): Connections {
         closeUnanswered(POLL_MS)
         await new Promise((resolve) => setTimeout(resolve, POLL_MS))
       }
-      closeUnanswered(0)
+      // Past the deadline an answer still being written is given up on: close() must
+      // not wait for it (exit 0 within the grace periods, not the backstop's exit 1).
+      if (answering()) closeAll()
+      else closeUnanswered(0)
     }
   }
 }

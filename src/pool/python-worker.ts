@@ -60,7 +60,12 @@ const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
 ]
 
 export class PythonWorker {
+  static #created = 0
+  /** How many workers this process has created: the next one's `sequence` is this. */
+  static get created (): number { return PythonWorker.#created }
   readonly id: number
+  /** Order of creation (monotonic, unlike startedAt): which workers began starting before a reload. */
+  readonly sequence = PythonWorker.#created++
   readonly startedAt = new Date()
   #state: WorkerState = 'starting'
   readonly #options: WorkerOptions

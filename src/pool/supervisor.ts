@@ -14,7 +14,7 @@ export interface SupervisorOptions {
   stopGraceMs: number
   log: FastifyBaseLogger
   /** A worker entered its slot (after generic-pool has taken it in). */
-  onReady: () => void
+  onReady: (worker: PythonWorker) => void
   /** A replacement failed to start; the next attempt is in `retryInMs`. */
   onStartFailed: (retryInMs: number) => void
   /** A worker left its slot for good. */
@@ -39,6 +39,8 @@ export class Supervisor {
   readonly #handoff: PythonWorker[] = []
   #startFailures = 0
   #closed = false
+  /** The most recently created worker that has entered a slot (see tasks). */
+  #newest: PythonWorker | undefined
   /** Ends the backoff waits early (close): one per slot that is backing off. */
   readonly #wakers = new Set<() => void>()
 
@@ -85,8 +87,9 @@ export class Supervisor {
 
   #enter (worker: PythonWorker): PythonWorker {
     this.#slots.set(worker.id, worker)
+    if (this.#newest === undefined || worker.sequence > this.#newest.sequence) this.#newest = worker
     // generic-pool adds the worker to its idle list a few microtasks after create resolves.
-    setImmediate(this.#options.onReady)
+    setImmediate(() => { this.#options.onReady(worker) })
     return worker
   }
 
@@ -114,12 +117,12 @@ export class Supervisor {
     return live
   }
 
-  /** The tasks the newest worker declared. */
-  get tasks (): PythonWorker['tasks'] {
-    let newest: PythonWorker | undefined
-    for (const w of this.members()) if (newest === undefined || w.startedAt >= newest.startedAt) newest = w
-    return newest?.tasks ?? []
-  }
+  /**
+   * The tasks declared by the most recently created worker that has entered a slot,
+   * kept when it leaves: at a moment with no worker in any slot (one crashed, its
+   * replacement still starting), the table must not read as empty.
+   */
+  get tasks (): PythonWorker['tasks'] { return this.#newest?.tasks ?? [] }
 
   snapshot (): WorkerSnapshot[] {
     return [...this.#slots.entries()].sort((a, b) => a[0] - b[0]).map(([id, w]) => w === 'starting'

@@ -73,6 +73,8 @@ export class WorkerPool {
   /** Resolved once every slot holds a worker (start). */
   #fullWaiters: Array<() => void> = []
   readonly #stopStarts = new AbortController()
+  /** Workers created before the last reload began run the code from before it; with the check that reload applied. */
+  #reloaded: { before: number, accept: ((spare: PythonWorker) => void) | undefined } = { before: 0, accept: undefined }
   #reloading: Promise<{ oldPids: number[], newPids: number[], durationMs: number }> | undefined
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
@@ -85,7 +87,11 @@ export class WorkerPool {
       spawn,
       stopGraceMs: options.stopGraceMs,
       log: options.log,
-      onReady: () => { this.#dispatch(); this.#checkFull() },
+      onReady: (worker) => {
+        this.#retireIfStale(worker)
+        this.#dispatch()
+        this.#checkFull()
+      },
       onStartFailed: (retryInMs) => {
         // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
         if (this.liveWorkers === 0) this.#failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
@@ -399,27 +405,43 @@ export class WorkerPool {
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
     const started = performance.now()
-    const reloadStartedAt = new Date()
-    const old = this.members()
     const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
-    let replaced = 0
-    // Not a list taken at the start: while one worker is replaced, another may be
-    // swapped for a recycling spare, started before the reload and never checked.
-    // Every worker that started before the reload goes, whenever it joined.
+    // Every worker created before this point runs the code from before the reload,
+    // whenever it joined: not a list taken now, since while one worker is replaced
+    // another may be swapped for a recycling spare started earlier. One still
+    // starting now (a crash replacement) is retired when it joins (#retireIfStale).
+    this.#reloaded = { before: PythonWorker.created, accept }
+    const oldPids: number[] = []
     for (;;) {
-      if (this.#draining) throw new ReloadFailedError(new Error('the server began shutting down'), replaced, old.length)
-      const worker = this.members().find((w) => w.startedAt < reloadStartedAt && w.isAlive)
+      const worker = this.members().find((w) => this.#isStale(w))
       if (worker === undefined) break
+      if (this.#draining) throw new ReloadFailedError(new Error('the server began shutting down'), oldPids.length, oldPids.length + this.#staleCount())
       try {
         await this.#recycler.retire(worker, 'reload', accept)
       } catch (error) {
-        throw new ReloadFailedError(error as Error, replaced, old.length)
+        throw new ReloadFailedError(error as Error, oldPids.length, oldPids.length + this.#staleCount())
       }
       this.#sweepIdle()
       await this.#recycler.whenGone(worker)
-      replaced++
+      oldPids.push(worker.pid)
     }
-    return { oldPids: old.map((w) => w.pid), newPids: this.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
+    return { oldPids, newPids: this.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
+  }
+
+  #isStale (worker: PythonWorker): boolean {
+    return worker.sequence < this.#reloaded.before && worker.isAlive
+  }
+
+  #staleCount (): number {
+    return this.members().filter((w) => this.#isStale(w)).length
+  }
+
+  /** A worker that began starting before the last reload and joined after it ended is replaced too. */
+  #retireIfStale (worker: PythonWorker): void {
+    if (this.#reloading !== undefined || !this.#isStale(worker)) return
+    this.#recycler.retire(worker, 'reload', this.#reloaded.accept).catch((error: Error) => {
+      this.#options.log.error({ worker: worker.id, workerPid: worker.pid }, `a worker started before the last reload could not be replaced: ${error.message}`)
+    })
   }
 
   /**

@@ -1,8 +1,9 @@
 // Recycling, rolling reload and per-task concurrency under load, against real workers.
 
 import t from 'tap'
-import { callTask, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, FIXTURES, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
 import type { TaskInfo } from '../../src/pool/protocol.js'
+import { PythonWorker } from '../../src/pool/python-worker.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 
@@ -42,6 +43,20 @@ t.test('POST /admin/reload under steady load: zero failed calls, every pid chang
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.restarts.reload, 4)
   t.ok(server.logs.some((l) => l.msg === 'reload finished' && Array.isArray(l.newPids)))
+})
+
+t.test('a crash replacement that began starting before a reload is replaced too once it joins', async (t) => {
+  // Starts take 1 s (slow import): the reload comes while the replacement is still importing the old code.
+  const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '1' })
+  process.kill(workerPids(server)[0], 'SIGKILL')
+  await waitFor(() => server.app.pool.snapshot().workers[0]?.state === 'starting', 5000, 'the replacement to be starting')
+  const firstAfterReload = PythonWorker.created
+  const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(response.status, 200)
+  await waitFor(() => server.app.pool.members().length === 1 && server.app.pool.members()[0].sequence >= firstAfterReload, 15_000, 'the worker serving to be one created after the reload')
+  const ping = await callTask(server.url, 'slow_import.ping', null)
+  t.equal(ping.json, 'pong', ping.text)
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.reload, 1)
 })
 
 t.test('the admin route wants the right bearer token', async (t) => {
