@@ -4,7 +4,7 @@
 // a worker goes; this module decides how the next one comes.
 
 import type { FastifyBaseLogger } from 'fastify'
-import type { PythonWorker } from './python-worker.js'
+import { PythonWorker } from './python-worker.js'
 
 const MAX_BACKOFF_MS = 5_000
 const FIRST_BACKOFF_MS = 100
@@ -41,6 +41,8 @@ export class Supervisor {
   #closed = false
   /** The most recently created worker that has entered a slot (see tasks). */
   #newest: PythonWorker | undefined
+  /** Slot id -> the `sequence` its start in progress will have at least (PythonWorker.created when it began). */
+  readonly #startsInProgress = new Map<number, number>()
   /** Ends the backoff waits early (close): one per slot that is backing off. */
   readonly #wakers = new Set<() => void>()
 
@@ -65,12 +67,15 @@ export class Supervisor {
     this.#slots.set(id, 'starting')
     for (;;) {
       if (this.#closed) { this.#slots.delete(id); throw new Error('the pool is closed') }
+      this.#startsInProgress.set(id, PythonWorker.created)
       try {
         const worker = await this.#options.spawn(id)
+        this.#startsInProgress.delete(id)
         if (this.#closed) { void worker.kill(); continue }
         this.#startFailures = 0
         return this.#enter(worker)
       } catch (error) {
+        this.#startsInProgress.delete(id)
         if (this.#closed) { this.#slots.delete(id); throw error }
         this.#startFailures++
         const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
@@ -98,6 +103,12 @@ export class Supervisor {
     if (this.#slots.get(worker.id) === worker) this.#slots.delete(worker.id)
     this.#options.onGone(worker)
     await worker.stop(this.#options.stopGraceMs)
+  }
+
+  /** True while a replacement is starting that was created before `sequence` (a reload waits for it, then replaces it). */
+  isStartingBefore (sequence: number): boolean {
+    for (const from of this.#startsInProgress.values()) if (from < sequence) return true
+    return false
   }
 
   /** True while this worker holds its slot. */

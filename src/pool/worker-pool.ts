@@ -408,18 +408,28 @@ export class WorkerPool {
     const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
     // Every worker created before this point runs the code from before the reload,
     // whenever it joined: not a list taken now, since while one worker is replaced
-    // another may be swapped for a recycling spare started earlier. One still
-    // starting now (a crash replacement) is retired when it joins (#retireIfStale).
+    // another may be swapped for a recycling spare started earlier, and a crash
+    // replacement still starting now joins later (the loop waits for it). A spare
+    // in the hand-over queue at the wrong moment is caught as it joins (#retireIfStale).
     this.#reloaded = { before: PythonWorker.created, accept }
     const oldPids: number[] = []
+    const fail = (error: Error): ReloadFailedError => {
+      const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
+      this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
+      return failed
+    }
     for (;;) {
+      if (this.#draining) throw fail(new Error('the server began shutting down'))
       const worker = this.members().find((w) => this.#isStale(w))
-      if (worker === undefined) break
-      if (this.#draining) throw new ReloadFailedError(new Error('the server began shutting down'), oldPids.length, oldPids.length + this.#staleCount())
+      if (worker === undefined) {
+        if (!this.#supervisor.isStartingBefore(this.#reloaded.before)) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        continue
+      }
       try {
         await this.#recycler.retire(worker, 'reload', accept)
       } catch (error) {
-        throw new ReloadFailedError(error as Error, oldPids.length, oldPids.length + this.#staleCount())
+        throw fail(error as Error)
       }
       this.#sweepIdle()
       await this.#recycler.whenGone(worker)
@@ -438,7 +448,7 @@ export class WorkerPool {
 
   /** A worker that began starting before the last reload and joined after it ended is replaced too. */
   #retireIfStale (worker: PythonWorker): void {
-    if (this.#reloading !== undefined || !this.#isStale(worker)) return
+    if (this.#reloading !== undefined || this.#draining || !this.#isStale(worker)) return
     this.#recycler.retire(worker, 'reload', this.#reloaded.accept).catch((error: Error) => {
       this.#options.log.error({ worker: worker.id, workerPid: worker.pid }, `a worker started before the last reload could not be replaced: ${error.message}`)
     })
