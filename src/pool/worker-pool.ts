@@ -16,10 +16,12 @@ import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-work
 import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
+import { Reloader, type ReloadResult } from './reloader.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
 import { Supervisor, type WorkerSnapshot } from './supervisor.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
+export { ReloadFailedError, type ReloadResult } from './reloader.js'
 export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
 
 export interface PoolOptions {
@@ -50,14 +52,6 @@ function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], 
   return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
 }
 
-/** A reload that stopped part-way: how many of the workers it had replaced by then. */
-export class ReloadFailedError extends Error {
-  override name = 'ReloadFailedError'
-  constructor (readonly reason: Error, readonly replaced: number, readonly total: number) {
-    super(reason.message)
-  }
-}
-
 export class WorkerPool {
   readonly #options: PoolOptions
   readonly #pool: Pool<PythonWorker>
@@ -73,9 +67,7 @@ export class WorkerPool {
   /** Resolved once every slot holds a worker (start). */
   #fullWaiters: Array<() => void> = []
   readonly #stopStarts = new AbortController()
-  /** Workers created before the last reload began run the code from before it; with the check that reload applied. */
-  #reloaded: { before: number, accept: ((spare: PythonWorker) => void) | undefined } = { before: 0, accept: undefined }
-  #reloading: Promise<{ oldPids: number[], newPids: number[], durationMs: number }> | undefined
+  readonly #reloader: Reloader
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -88,7 +80,7 @@ export class WorkerPool {
       stopGraceMs: options.stopGraceMs,
       log: options.log,
       onReady: (worker) => {
-        this.#retireIfStale(worker)
+        this.#reloader.retireIfStale(worker)
         this.#dispatch()
         this.#checkFull()
       },
@@ -107,6 +99,13 @@ export class WorkerPool {
       onSpareReady: () => { this.#sweepIdle() },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
       onOverMemory: () => { this.#sweepIdle() }
+    })
+    this.#reloader = new Reloader({
+      recycler: this.#recycler,
+      supervisor: this.#supervisor,
+      log: options.log,
+      isDraining: () => this.#draining,
+      sweepIdle: () => { this.#sweepIdle() }
     })
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
@@ -394,64 +393,10 @@ export class WorkerPool {
 
   /**
    * Replaces every worker, one at a time, each only once its replacement is
-   * ready (and accepted), so capacity never drops and no call fails.
+   * ready (and accepted), so capacity never drops and no call fails (reloader.ts).
    */
-  async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
-    // One reload at a time: a second request joins the one in progress.
-    this.#reloading ??= this.#reloadAll(acceptTasks).finally(() => { this.#reloading = undefined })
-    return await this.#reloading
-  }
-
-  /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
-  async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<{ oldPids: number[], newPids: number[], durationMs: number }> {
-    const started = performance.now()
-    const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
-    // Every worker created before this point runs the code from before the reload,
-    // whenever it joined: not a list taken now, since while one worker is replaced
-    // another may be swapped for a recycling spare started earlier, and a crash
-    // replacement still starting now joins later (the loop waits for it). A spare
-    // in the hand-over queue at the wrong moment is caught as it joins (#retireIfStale).
-    this.#reloaded = { before: PythonWorker.created, accept }
-    const oldPids: number[] = []
-    const fail = (error: Error): ReloadFailedError => {
-      const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
-      this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
-      return failed
-    }
-    for (;;) {
-      if (this.#draining) throw fail(new Error('the server began shutting down'))
-      const worker = this.members().find((w) => this.#isStale(w))
-      if (worker === undefined) {
-        if (!this.#supervisor.isStartingBefore(this.#reloaded.before)) break
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        continue
-      }
-      try {
-        await this.#recycler.retire(worker, 'reload', accept)
-      } catch (error) {
-        throw fail(error as Error)
-      }
-      this.#sweepIdle()
-      await this.#recycler.whenGone(worker)
-      oldPids.push(worker.pid)
-    }
-    return { oldPids, newPids: this.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
-  }
-
-  #isStale (worker: PythonWorker): boolean {
-    return worker.sequence < this.#reloaded.before && worker.isAlive
-  }
-
-  #staleCount (): number {
-    return this.members().filter((w) => this.#isStale(w)).length
-  }
-
-  /** A worker that began starting before the last reload and joined after it ended is replaced too. */
-  #retireIfStale (worker: PythonWorker): void {
-    if (this.#reloading !== undefined || this.#draining || !this.#isStale(worker)) return
-    this.#recycler.retire(worker, 'reload', this.#reloaded.accept).catch((error: Error) => {
-      this.#options.log.error({ worker: worker.id, workerPid: worker.pid }, `a worker started before the last reload could not be replaced: ${error.message}`)
-    })
+  async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
+    return await this.#reloader.reload(acceptTasks)
   }
 
   /**

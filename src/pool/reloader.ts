@@ -1,0 +1,101 @@
+// Rolling reload: replaces every worker that runs the code from before the
+// reload, one at a time, each only once its replacement is ready and its task
+// table accepted, so capacity never drops and no call fails. The pool does the
+// swaps (through the recycler); this module decides which workers must go.
+
+import { performance } from 'node:perf_hooks'
+import type { FastifyBaseLogger } from 'fastify'
+import { PythonWorker } from './python-worker.js'
+import type { Recycler } from './recycler.js'
+import type { Supervisor } from './supervisor.js'
+
+export interface ReloadResult { oldPids: number[], newPids: number[], durationMs: number }
+
+/** A reload that stopped part-way: how many of the workers it had replaced by then. */
+export class ReloadFailedError extends Error {
+  override name = 'ReloadFailedError'
+  constructor (readonly reason: Error, readonly replaced: number, readonly total: number) {
+    super(reason.message)
+  }
+}
+
+export interface ReloaderOptions {
+  recycler: Recycler
+  supervisor: Supervisor
+  log: FastifyBaseLogger
+  isDraining: () => boolean
+  /** Swaps idle workers whose spare is ready (the pool's sweep). */
+  sweepIdle: () => void
+}
+
+const STARTING_POLL_MS = 50
+
+export class Reloader {
+  readonly #options: ReloaderOptions
+  /** Workers created before the last reload began run the code from before it; with the check that reload applied. */
+  #reloaded: { before: number, accept: ((spare: PythonWorker) => void) | undefined } = { before: 0, accept: undefined }
+  #reloading: Promise<ReloadResult> | undefined
+
+  constructor (options: ReloaderOptions) {
+    this.#options = options
+  }
+
+  /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
+  async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
+    // One reload at a time: a second request joins the one in progress.
+    this.#reloading ??= this.#reloadAll(acceptTasks).finally(() => { this.#reloading = undefined })
+    return await this.#reloading
+  }
+
+  async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
+    const { recycler, supervisor } = this.#options
+    const started = performance.now()
+    const accept = acceptTasks === undefined ? undefined : (spare: PythonWorker): void => { acceptTasks(spare.tasks) }
+    // Every worker created before this point runs the code from before the reload,
+    // whenever it joined: not a list taken now, since while one worker is replaced
+    // another may be swapped for a recycling spare started earlier, and a crash
+    // replacement still starting now joins later (the loop waits for it). A spare
+    // in the hand-over queue at the wrong moment is caught as it joins (retireIfStale).
+    this.#reloaded = { before: PythonWorker.created, accept }
+    const oldPids: number[] = []
+    const fail = (error: Error): ReloadFailedError => {
+      const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
+      this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
+      return failed
+    }
+    for (;;) {
+      if (this.#options.isDraining()) throw fail(new Error('the server began shutting down'))
+      const worker = supervisor.members().find((w) => this.#isStale(w))
+      if (worker === undefined) {
+        if (!supervisor.isStartingBefore(this.#reloaded.before)) break
+        await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))
+        continue
+      }
+      try {
+        await recycler.retire(worker, 'reload', accept)
+      } catch (error) {
+        throw fail(error as Error)
+      }
+      this.#options.sweepIdle()
+      await recycler.whenGone(worker)
+      oldPids.push(worker.pid)
+    }
+    return { oldPids, newPids: supervisor.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
+  }
+
+  #isStale (worker: PythonWorker): boolean {
+    return worker.sequence < this.#reloaded.before && worker.isAlive
+  }
+
+  #staleCount (): number {
+    return this.#options.supervisor.members().filter((w) => this.#isStale(w)).length
+  }
+
+  /** A worker that began starting before the last reload and joined after it ended is replaced too. */
+  retireIfStale (worker: PythonWorker): void {
+    if (this.#reloading !== undefined || this.#options.isDraining() || !this.#isStale(worker)) return
+    this.#options.recycler.retire(worker, 'reload', this.#reloaded.accept).catch((error: Error) => {
+      this.#options.log.error({ worker: worker.id, workerPid: worker.pid }, `a worker started before the last reload could not be replaced: ${error.message}`)
+    })
+  }
+}
