@@ -113,7 +113,8 @@ export class Recycler {
   /** Measures the worker's RSS now; afterCall then answers OVER_MEMORY if it is past the limit. */
   async checkRss (worker: PythonWorker): Promise<void> {
     const rss = await worker.sampleRss()
-    const record = this.#record(worker)
+    const record = this.#records.get(worker)
+    if (record === undefined) return // it left the pool meanwhile (forget)
     record.lastRssSampleAt = performance.now()
     if (rss > this.#options.maxRssBytes) record.overMemory = true
   }

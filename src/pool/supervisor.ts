@@ -69,13 +69,11 @@ export class Supervisor {
       if (this.#closed) { this.#slots.delete(id); throw new Error('the pool is closed') }
       this.#startsInProgress.set(id, PythonWorker.created)
       try {
-        const worker = await this.#options.spawn(id)
-        this.#startsInProgress.delete(id)
+        const worker = await this.#options.spawn(id).finally(() => { this.#startsInProgress.delete(id) })
         if (this.#closed) { void worker.kill(); continue }
         this.#startFailures = 0
         return this.#enter(worker)
       } catch (error) {
-        this.#startsInProgress.delete(id)
         if (this.#closed) { this.#slots.delete(id); throw error }
         this.#startFailures++
         const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
