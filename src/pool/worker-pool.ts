@@ -1,23 +1,20 @@
-// Owns the workers and the callers waiting for them. generic-pool keeps the set
-// of workers (min = max = size, a replacement for each one destroyed); this
-// module keeps the wait queue in front of it, because generic-pool cannot cancel
-// a waiting acquire or give each waiter its own deadline, and decides after each
-// call whether a worker is released, recycled or destroyed. HTTP is not its
-// business: it throws the typed errors of errors.ts and lets routes send them.
+// Owns the workers: generic-pool keeps the set (min = max = size, a replacement
+// for each one destroyed); this module borrows a worker for each call that
+// admission.ts lets start, runs the call on it, and decides afterwards whether
+// the worker is released, recycled or destroyed. HTTP is not its business: it
+// throws the typed errors of errors.ts and lets routes send them.
 
 import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import {
-  BodyTooLargeError, InvalidInputError, QueueFullError, QueueTimeoutError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras
-} from '../errors.js'
+import { BodyTooLargeError, InvalidInputError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
-import { WaitQueue, type Waiting } from './wait-queue.js'
+import { Admission, type Waiter } from './admission.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
-import type { Call, CallOutcome, PoolObserver, PoolTask, RestartReason } from './call.js'
+import type { Call, PoolObserver, RestartReason } from './call.js'
 import { Supervisor, type WorkerSnapshot } from './supervisor.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
@@ -37,33 +34,14 @@ export interface PoolOptions {
   observer: PoolObserver
 }
 
-interface Waiter {
-  call: Call
-  enqueuedAt: number
-  resolve: (value: unknown) => void
-  reject: (error: Error) => void
-  entry?: Waiting<Waiter>
-  timer?: NodeJS.Timeout
-  unsubscribe?: () => void
-}
-
-/** Every field present from the start: one object shape whether or not the waiter ever queues. */
-function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
-  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
-}
-
 export class WorkerPool {
   readonly #options: PoolOptions
   readonly #pool: Pool<PythonWorker>
-  readonly #queue = new WaitQueue<Waiter>()
-  readonly #running = new Map<string, number>()
+  readonly #admission: Admission
   readonly #recycler: Recycler
   readonly #supervisor: Supervisor
-  #inFlight = 0
   #draining = false
   #closed = false
-  /** Resolved when the queue is empty and no call runs (drain). */
-  #idleWaiters: Array<() => void> = []
   /** Resolved once every slot holds a worker (start). */
   #fullWaiters: Array<() => void> = []
   readonly #stopStarts = new AbortController()
@@ -71,6 +49,13 @@ export class WorkerPool {
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
+    this.#admission = new Admission({
+      queueLimit: options.queueLimit,
+      queueTimeoutMs: options.queueTimeoutMs,
+      observer: options.observer,
+      freeWorkers: () => this.#pool.available,
+      start: (waiter) => { this.#begin(waiter) }
+    })
     // Replacements and spares: a start still running when the pool closes is aborted.
     // Every start listens on the one signal: no listener limit (Node warns past 10).
     setMaxListeners(0, this.#stopStarts.signal)
@@ -81,12 +66,12 @@ export class WorkerPool {
       log: options.log,
       onReady: (worker) => {
         this.#reloader.retireIfStale(worker)
-        this.#dispatch()
+        this.#admission.dispatch()
         this.#checkFull()
       },
       onStartFailed: (retryInMs) => {
         // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
-        if (this.liveWorkers === 0) this.#failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
+        if (this.liveWorkers === 0) this.#admission.failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
       },
       onGone: (worker) => { this.#recycler.forget(worker) }
     })
@@ -138,113 +123,28 @@ export class WorkerPool {
   get liveWorkers (): number { return this.#supervisor.liveWorkers }
 
   get isDraining (): boolean { return this.#draining }
-  get waiting (): number { return this.#queue.size }
+  get waiting (): number { return this.#admission.waiting }
 
   /**
    * Runs a call on a worker and resolves with the task's return value. Rejects
    * with a typed error of errors.ts; every call ends in exactly one of the two.
    */
   run (call: Call): Promise<unknown> {
-    if (this.#draining) return this.#refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
-    if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#refuse(call, 'worker_died', this.#noWorkersError(5000))
-    const enqueuedAt = performance.now()
-    // Fast path: a free worker and nobody ahead: no queue entry, no timer.
-    if (this.#queue.size === 0 && this.#pool.available > 0 && this.#hasCapacity(call.task)) {
-      return new Promise((resolve, reject) => { this.#begin(newWaiter(call, enqueuedAt, resolve, reject)) })
-    }
-    if (this.#queue.size >= this.#options.queueLimit) {
-      return this.#refuse(call, 'queue_full', withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
-    }
-    return new Promise((resolve, reject) => {
-      this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
-      // Workers may be free while everyone queued waits on a per-task limit.
-      if (this.#pool.available > 0) this.#dispatch()
-    })
-  }
-
-  /** A call turned away before it could wait: counted, then rejected. */
-  #refuse (call: Call, outcome: CallOutcome, error: Error): Promise<never> {
-    call.outcome = outcome
-    this.#options.observer.callEnded(call, outcome)
-    return Promise.reject(error)
+    if (this.#draining) return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(5000))
+    return this.#admission.admit(call)
   }
 
   #noWorkersError (retryInMs: number): Error {
     return withExtras(new WorkersUnavailableError('no worker is running: replacements fail to start and are being retried; see the server log'), { retryAfterSeconds: Math.ceil(retryInMs / 1000) })
   }
 
-  /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
-  #enqueue (waiter: Waiter, atFront = false): void {
-    const { call } = waiter
-    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
-    const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
-    const remainingMs = Math.max(1, waitMs - (performance.now() - waiter.enqueuedAt))
-    waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
-    waiter.timer = setTimeout(() => {
-      if (!this.#leaveQueue(waiter)) return
-      const error = byBudget
-        ? new QueueTimeoutError(`${waitMs} ms (the x-request-timeout-ms budget)`)
-        : new QueueTimeoutError(`${waitMs} ms`)
-      this.#settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
-    }, remainingMs)
-    waiter.unsubscribe = call.onClientGone?.(() => {
-      if (!this.#leaveQueue(waiter)) return
-      this.#settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
-    })
-  }
-
-  /** Takes a waiter out of the queue; false if it had already left (started or settled). */
-  #leaveQueue (waiter: Waiter): boolean {
-    if (waiter.entry === undefined || !this.#queue.remove(waiter.entry)) return false
-    this.#stopWaiting(waiter)
-    return true
-  }
-
-  #stopWaiting (waiter: Waiter): void {
-    clearTimeout(waiter.timer)
-    waiter.unsubscribe?.()
-    waiter.call.queueMs = performance.now() - waiter.enqueuedAt
-  }
-
-  #settle (waiter: Waiter, outcome: CallOutcome, error?: Error, value?: unknown): void {
-    waiter.call.outcome = outcome
-    this.#options.observer.callEnded(waiter.call, outcome)
-    if (error !== undefined) waiter.reject(error)
-    else waiter.resolve(value)
-  }
-
-  #hasCapacity (task: PoolTask): boolean {
-    return (this.#running.get(task.name) ?? 0) < task.maxConcurrency
-  }
-
-  readonly #canStart = (waiter: Waiter): boolean => this.#hasCapacity(waiter.call.task)
-
-  /** Starts queued calls while workers are free. */
-  #dispatch (): void {
-    while (this.#pool.available > 0 && this.#queue.size > 0) {
-      const waiter = this.#queue.takeFirst(this.#canStart)
-      if (waiter === undefined) break
-      this.#stopWaiting(waiter)
-      this.#begin(waiter)
-    }
-    if (this.#queue.size === 0 && this.#inFlight === 0) this.#notifyIdle()
-  }
-
   /** Borrows a worker (one is free: generic-pool hands it over synchronously) and runs the call. */
   #begin (waiter: Waiter): void {
-    const name = waiter.call.task.name
-    this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
-    this.#inFlight++
     this.#pool.acquire().then(
       async (worker) => { await this.#execute(waiter, worker) },
-      (error: Error) => { this.#finish(waiter); this.#settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
+      (error: Error) => { this.#admission.finished(waiter); this.#admission.settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
     )
-  }
-
-  #finish (waiter: Waiter): void {
-    const name = waiter.call.task.name
-    this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
-    this.#inFlight--
   }
 
   async #execute (waiter: Waiter, worker: PythonWorker): Promise<void> {
@@ -252,9 +152,7 @@ export class WorkerPool {
     if (worker.state !== 'idle') {
       // It died while idle and was not swept yet: replace it and put the call back in front.
       this.#discard(worker, 'crash')
-      this.#finish(waiter)
-      this.#enqueue(waiter, true)
-      this.#dispatch()
+      this.#admission.requeue(waiter)
       return
     }
     const startedAt = performance.now()
@@ -266,9 +164,9 @@ export class WorkerPool {
       pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs)
     } catch (error) {
       // The input could not be encoded, or is too big for a frame (nothing was sent): the worker is fine.
-      this.#finish(waiter)
+      this.#admission.finished(waiter)
       this.#giveBack(worker)
-      this.#settle(waiter, 'rejected', error instanceof InputTooLargeError
+      this.#admission.settle(waiter, 'rejected', error instanceof InputTooLargeError
         ? new BodyTooLargeError(error.message)
         : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
       return
@@ -276,21 +174,23 @@ export class WorkerPool {
     try {
       const reply = await pending
       call.runMs = performance.now() - startedAt
-      this.#finish(waiter)
+      this.#admission.finished(waiter)
       this.#giveBack(worker)
-      if (reply.t === MSG_RESULT) this.#settle(waiter, 'ok', undefined, reply.value)
+      if (reply.t === MSG_RESULT) this.#admission.settle(waiter, 'ok', undefined, reply.value)
       else this.#taskError(waiter, reply)
     } catch (error) {
       call.runMs = performance.now() - startedAt
-      this.#finish(waiter)
+      this.#admission.finished(waiter)
       const failure = error instanceof WorkerCallError ? error.failure : 'crash'
       this.#discard(worker, failure)
       if (failure === 'timeout') {
-        this.#settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
+        this.#admission.settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
       } else {
         this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
-        this.#settle(waiter, 'worker_died', new WorkerDiedError(`the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`))
+        this.#admission.settle(waiter, 'worker_died', new WorkerDiedError(`the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`))
       }
+      // Nothing to hand over until the replacement is ready, but a drain waiting for the last call must hear now.
+      this.#admission.dispatch()
     }
   }
 
@@ -300,7 +200,7 @@ export class WorkerPool {
     if (reply.kind === KIND_FAILED && outcome === 'failed') {
       this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
     }
-    this.#settle(waiter, outcome, error)
+    this.#admission.settle(waiter, outcome, error)
   }
 
   /** After a call that left the worker healthy: release it, swap it for its spare, or replace it. */
@@ -319,7 +219,7 @@ export class WorkerPool {
     if (next === OVER_MEMORY) this.#discard(worker, 'max_rss')
     else if (next !== undefined) this.#swap(worker, next.spare, next.reason)
     else void this.#pool.release(worker)
-    this.#dispatch()
+    this.#admission.dispatch()
   }
 
   #swap (worker: PythonWorker, spare: PythonWorker, reason: RestartReason): void {
@@ -348,7 +248,7 @@ export class WorkerPool {
       this.#pool.acquire().then((worker) => {
         if (worker.state !== 'idle') this.#discard(worker, 'crash')
         else this.#giveBack(worker)
-        this.#dispatch()
+        this.#admission.dispatch()
       }, () => {})
     }
   }
@@ -359,21 +259,10 @@ export class WorkerPool {
     if (this.#supervisor.holds(worker)) this.#sweepIdle()
   }
 
-  #failQueued (makeError: () => Error, outcome: CallOutcome): void {
-    for (const waiter of this.#queue.takeAll()) {
-      this.#stopWaiting(waiter)
-      this.#settle(waiter, outcome, makeError())
-    }
-  }
-
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }
   #checkFull (): void {
     if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
     for (const resolve of this.#fullWaiters.splice(0)) resolve()
-  }
-
-  #notifyIdle (): void {
-    for (const resolve of this.#idleWaiters.splice(0)) resolve()
   }
 
   /** A snapshot for /api/queue-stats and the gauges. */
@@ -381,7 +270,7 @@ export class WorkerPool {
     const workers: WorkerSnapshot[] = this.#supervisor.snapshot()
     return {
       pool: { size: this.#pool.size, min: this.#pool.min, max: this.#pool.max, available: this.#pool.available, borrowed: this.#pool.borrowed, pending: this.#pool.pending },
-      queue: { waiting: this.#queue.size, limit: this.#options.queueLimit },
+      queue: { waiting: this.#admission.waiting, limit: this.#options.queueLimit },
       workers
     }
   }
@@ -406,18 +295,13 @@ export class WorkerPool {
    */
   async drain (graceMs: number): Promise<void> {
     this.#draining = true
-    if (this.#queue.size > 0 || this.#inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, graceMs)
-        this.#idleWaiters.push(() => { clearTimeout(timer); resolve() })
-      })
-    }
+    await this.#admission.idle(graceMs)
     this.#closed = true
     // Stop starting workers before aborting the starts in progress, so that an aborted
     // start is not taken for a failure (logged, counted, retried).
     this.#supervisor.stopSpawning()
     this.#stopStarts.abort()
-    this.#failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
+    this.#admission.failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
     await this.#recycler.close()
     await this.#supervisor.close()
     await this.#pool.drain()

@@ -1,0 +1,181 @@
+// Admission: which call may start next, and what happens to the ones that must
+// wait. It keeps the wait queue (arrival order, each caller with its own
+// deadline and cancellation), the per-task concurrency counts and the number of
+// calls in flight, and settles every call exactly once. It never touches a
+// worker: when a call may start it hands it to `start`, and the pool reports
+// back with `finished`, `requeue` and `settle`. (generic-pool cannot cancel a
+// waiting acquire or give each waiter its own deadline, hence this queue in
+// front of it.)
+
+import { performance } from 'node:perf_hooks'
+import { QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { WaitQueue, type Waiting } from './wait-queue.js'
+import type { Call, CallOutcome, PoolObserver, PoolTask } from './call.js'
+
+/** One caller, from admission until its call is settled. */
+export interface Waiter {
+  readonly call: Call
+  readonly enqueuedAt: number
+  readonly resolve: (value: unknown) => void
+  readonly reject: (error: Error) => void
+  entry?: Waiting<Waiter>
+  timer?: NodeJS.Timeout
+  unsubscribe?: () => void
+}
+
+export interface AdmissionOptions {
+  queueLimit: number
+  queueTimeoutMs: number
+  observer: PoolObserver
+  /** Workers that can be borrowed right now, synchronously. */
+  freeWorkers: () => number
+  /** Runs a call that may start now; the pool then calls `finished` and `settle` (or `requeue`). */
+  start: (waiter: Waiter) => void
+}
+
+/** Every field present from the start: one object shape whether or not the waiter ever queues. */
+function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
+  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
+}
+
+export class Admission {
+  readonly #options: AdmissionOptions
+  readonly #queue = new WaitQueue<Waiter>()
+  /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
+  readonly #running = new Map<string, number>()
+  #inFlight = 0
+  /** Resolved when the queue is empty and no call runs (drain). */
+  #idleWaiters: Array<() => void> = []
+
+  constructor (options: AdmissionOptions) {
+    this.#options = options
+  }
+
+  get waiting (): number { return this.#queue.size }
+
+  /**
+   * Starts the call now if a worker is free and nobody is ahead of it, queues it
+   * otherwise, or refuses it when the queue is full. The promise settles with
+   * the task's value or a typed error of errors.ts.
+   */
+  admit (call: Call): Promise<unknown> {
+    const enqueuedAt = performance.now()
+    // Fast path: a free worker and nobody ahead: no queue entry, no timer.
+    if (this.#queue.size === 0 && this.#options.freeWorkers() > 0 && this.#hasCapacity(call.task)) {
+      return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
+    }
+    if (this.#queue.size >= this.#options.queueLimit) {
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
+    }
+    return new Promise((resolve, reject) => {
+      this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
+      // Workers may be free while everyone queued waits on a per-task limit.
+      if (this.#options.freeWorkers() > 0) this.dispatch()
+    })
+  }
+
+  /** A call turned away before it could wait: counted, then rejected. */
+  refuse (call: Call, outcome: CallOutcome, error: Error): Promise<never> {
+    call.outcome = outcome
+    this.#options.observer.callEnded(call, outcome)
+    return Promise.reject(error)
+  }
+
+  /** Starts queued calls while workers are free; tells a drain when all is done. */
+  dispatch (): void {
+    while (this.#options.freeWorkers() > 0 && this.#queue.size > 0) {
+      const waiter = this.#queue.takeFirst(this.#canStart)
+      if (waiter === undefined) break
+      this.#stopWaiting(waiter)
+      this.#start(waiter)
+    }
+    if (this.#queue.size === 0 && this.#inFlight === 0) {
+      for (const resolve of this.#idleWaiters.splice(0)) resolve()
+    }
+  }
+
+  /** The call no longer holds a worker (it ended, or never got one). */
+  finished (waiter: Waiter): void {
+    const name = waiter.call.task.name
+    this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
+    this.#inFlight--
+  }
+
+  /** A call that was started but could not run (its worker had died): back to the front of the queue. */
+  requeue (waiter: Waiter): void {
+    this.finished(waiter)
+    this.#enqueue(waiter, true)
+    this.dispatch()
+  }
+
+  /** Ends a call: counted, then resolved with `value` or rejected with `error`. */
+  settle (waiter: Waiter, outcome: CallOutcome, error?: Error, value?: unknown): void {
+    waiter.call.outcome = outcome
+    this.#options.observer.callEnded(waiter.call, outcome)
+    if (error !== undefined) waiter.reject(error)
+    else waiter.resolve(value)
+  }
+
+  /** Settles every queued call with an error (no worker can serve them, or shutdown). */
+  failQueued (makeError: () => Error, outcome: CallOutcome): void {
+    for (const waiter of this.#queue.takeAll()) {
+      this.#stopWaiting(waiter)
+      this.settle(waiter, outcome, makeError())
+    }
+  }
+
+  /** Resolves once nothing is queued or running, or after `graceMs`, whichever comes first. */
+  async idle (graceMs: number): Promise<void> {
+    if (this.#queue.size === 0 && this.#inFlight === 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs)
+      this.#idleWaiters.push(() => { clearTimeout(timer); resolve() })
+    })
+  }
+
+  #start (waiter: Waiter): void {
+    const name = waiter.call.task.name
+    this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
+    this.#inFlight++
+    this.#options.start(waiter)
+  }
+
+  #hasCapacity (task: PoolTask): boolean {
+    return (this.#running.get(task.name) ?? 0) < task.maxConcurrency
+  }
+
+  readonly #canStart = (waiter: Waiter): boolean => this.#hasCapacity(waiter.call.task)
+
+  /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
+  #enqueue (waiter: Waiter, atFront = false): void {
+    const { call } = waiter
+    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
+    const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
+    const remainingMs = Math.max(1, waitMs - (performance.now() - waiter.enqueuedAt))
+    waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
+    waiter.timer = setTimeout(() => {
+      if (!this.#leaveQueue(waiter)) return
+      const error = byBudget
+        ? new QueueTimeoutError(`${waitMs} ms (the x-request-timeout-ms budget)`)
+        : new QueueTimeoutError(`${waitMs} ms`)
+      this.settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
+    }, remainingMs)
+    waiter.unsubscribe = call.onClientGone?.(() => {
+      if (!this.#leaveQueue(waiter)) return
+      this.settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
+    })
+  }
+
+  /** Takes a waiter out of the queue; false if it had already left (started or settled). */
+  #leaveQueue (waiter: Waiter): boolean {
+    if (waiter.entry === undefined || !this.#queue.remove(waiter.entry)) return false
+    this.#stopWaiting(waiter)
+    return true
+  }
+
+  #stopWaiting (waiter: Waiter): void {
+    clearTimeout(waiter.timer)
+    waiter.unsubscribe?.()
+    waiter.call.queueMs = performance.now() - waiter.enqueuedAt
+  }
+}
