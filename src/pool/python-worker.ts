@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
+import { WorkerStderr } from './worker-stderr.js'
 import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
   type ReadyMessage, type ReplyMessage, type TaskInfo
@@ -49,15 +50,10 @@ export interface WorkerOptions {
   onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
 }
 
-const FATAL_PREFIX = 'pyfleet-fatal: '
 /** The runtime's exit code when it refused a frame from us (workers/pyfleet/__main__.py). */
 const EXIT_PROTOCOL_ERROR = 5
-const MAX_STDERR_LINE = 16 * 1024
 /** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
 const STREAM_END_GRACE_MS = 500
-const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
-  ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
-]
 
 export class PythonWorker {
   static #created = 0
@@ -75,9 +71,7 @@ export class PythonWorker {
   #ready: ReadyMessage | undefined
   #startWaiter: { resolve: () => void, reject: (error: Error) => void } | undefined
   #exited: Promise<void>
-  #lastStderr: string[] = []
-  #fatalLine: string | undefined
-  #stderrPartial = ''
+  readonly #stderr: WorkerStderr
   // The call in flight: one at a time, so plain fields instead of a map.
   #callId = 0
   #task: string | undefined
@@ -94,6 +88,9 @@ export class PythonWorker {
     this.id = options.id
     this.#options = options
     this.#log = options.log
+    this.#stderr = new WorkerStderr(options.log,
+      () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId }),
+      () => this.#state === 'starting')
     this.#decoder = new FrameDecoder(options.maxFrameBytes, (body) => { this.#onFrame(body) })
     this.#process = spawn(options.python, options.args, {
       cwd: options.cwd,
@@ -116,7 +113,7 @@ export class PythonWorker {
     this.#process.stdout.on('data', (chunk: Buffer) => { this.#onStdout(chunk) })
     this.#process.stdout.on('end', () => { this.#onStdoutEnd() })
     this.#process.stderr.setEncoding('utf8')
-    this.#process.stderr.on('data', (text: string) => { this.#onStderr(text) })
+    this.#process.stderr.on('data', (text: string) => { this.#stderr.write(text) })
     // EPIPE when the worker dies with a frame half written: the exit handler reports it.
     this.#process.stdin.on('error', () => {})
   }
@@ -335,42 +332,17 @@ export class PythonWorker {
   #onExit (code: number | null, signal: NodeJS.Signals | null): void {
     const wasMidFrame = this.#decoder.isMidFrame
     this.#state = 'dead'
-    this.#flushStderr()
+    this.#stderr.flush()
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
-    this.#failStart(this.#fatalLine !== undefined
-      ? `did not start: ${this.#fatalLine}`
-      : `${how} before it was ready${this.#lastStderr.length > 0 ? `; its last words: ${this.#lastStderr.join(' | ')}` : ''}`)
+    const { fatalLine, lastWords } = this.#stderr
+    this.#failStart(fatalLine !== undefined
+      ? `did not start: ${fatalLine}`
+      : `${how} before it was ready${lastWords.length > 0 ? `; its last words: ${lastWords.join(' | ')}` : ''}`)
     // Exit code 5 is the runtime refusing a frame of ours: a protocol error seen from
     // the other side (its reason, when already read, is the fatal line).
     const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
-    const reason = failure === 'protocol' && this.#fatalLine !== undefined ? `: ${this.#fatalLine}` : ''
+    const reason = failure === 'protocol' && fatalLine !== undefined ? `: ${fatalLine}` : ''
     this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
     this.#options.onExit?.(this, code, signal)
-  }
-
-  #onStderr (text: string): void {
-    const lines = (this.#stderrPartial + text).split('\n')
-    this.#stderrPartial = lines.pop() ?? ''
-    if (this.#stderrPartial.length > MAX_STDERR_LINE) {
-      lines.push(this.#stderrPartial)
-      this.#stderrPartial = ''
-    }
-    for (const line of lines) this.#logStderr(line)
-  }
-
-  #flushStderr (): void {
-    if (this.#stderrPartial !== '') this.#logStderr(this.#stderrPartial)
-    this.#stderrPartial = ''
-  }
-
-  #logStderr (line: string): void {
-    if (line === '') return
-    if (line.startsWith(FATAL_PREFIX)) this.#fatalLine = line.slice(FATAL_PREFIX.length)
-    if (this.#state === 'starting') {
-      this.#lastStderr.push(line.slice(0, 500))
-      if (this.#lastStderr.length > 5) this.#lastStderr.shift()
-    }
-    const level = LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
-    this.#log[level]({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, stream: 'stderr' }, line)
   }
 }
