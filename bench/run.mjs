@@ -14,6 +14,8 @@
 //   --log-level L        pyfleet's LOG_LEVEL (default warn: no per-request log line)
 //   --report FILE        only render latest.md and chart.svg from a results file
 //   --no-write           do not replace latest.md and chart.svg (quick runs never do)
+//   --out DIR            where results/<timestamp>.json goes (default bench/results)
+//   --help               this text
 
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -31,24 +33,40 @@ import { processTree } from './lib/procs.mjs'
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const ROOT = join(BENCH_DIR, '..')
 
-const { values: opts } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    reps: { type: 'string' },
-    warmup: { type: 'string' },
-    measure: { type: 'string' },
-    cases: { type: 'string' },
-    designs: { type: 'string' },
-    'baseline-dir': { type: 'string' },
-    env: { type: 'string', multiple: true, default: [] },
-    'node-arg': { type: 'string', multiple: true, default: [] },
-    'cpu-prof': { type: 'boolean', default: false },
-    'log-level': { type: 'string', default: 'warn' },
-    report: { type: 'string' },
-    'no-write': { type: 'boolean', default: false },
-    out: { type: 'string', default: join(BENCH_DIR, 'results') }
-  }
-})
+/** The option list at the top of this file, for --help and for a bad option. */
+function usage () {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')
+  return lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n')
+}
+
+const OPTIONS = {
+  help: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  reps: { type: 'string' },
+  warmup: { type: 'string' },
+  measure: { type: 'string' },
+  cases: { type: 'string' },
+  designs: { type: 'string' },
+  'baseline-dir': { type: 'string' },
+  env: { type: 'string', multiple: true, default: [] },
+  'node-arg': { type: 'string', multiple: true, default: [] },
+  'cpu-prof': { type: 'boolean', default: false },
+  'log-level': { type: 'string', default: 'warn' },
+  report: { type: 'string' },
+  'no-write': { type: 'boolean', default: false },
+  out: { type: 'string', default: join(BENCH_DIR, 'results') }
+}
+let opts
+try {
+  opts = parseArgs({ options: OPTIONS }).values
+} catch (error) {
+  console.error(`bench: ${error.message}\n\n${usage()}`)
+  process.exit(2)
+}
+if (opts.help) {
+  console.log(usage())
+  process.exit(0)
+}
 
 function writeOutputs (data, file) {
   writeFileSync(join(BENCH_DIR, 'results', 'latest.md'), renderMarkdown(data, { resultsFile: relative(ROOT, file) }))
@@ -61,11 +79,21 @@ if (opts.report !== undefined) {
   process.exit(0)
 }
 
+function fail (message) {
+  console.error(`bench: ${message} (npm run bench -- --help)`)
+  process.exit(2)
+}
+function number (name, fallback, { integer = false, min = 0 } = {}) {
+  const value = Number(opts[name] ?? fallback)
+  if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) fail(`--${name} must be ${integer ? 'an integer' : 'a number'} of at least ${min}, not ${opts[name]}`)
+  return value
+}
+
 const python = process.env.PYTHON ?? '/usr/bin/python3'
 const quick = opts.quick
-const reps = Number(opts.reps ?? (quick ? 1 : 3))
-const warmupMs = Number(opts.warmup ?? 1) * 1000
-const measureMs = Number(opts.measure ?? (quick ? 2 : 4)) * 1000
+const reps = number('reps', quick ? 1 : 3, { integer: true, min: 1 })
+const warmupMs = number('warmup', 1) * 1000
+const measureMs = number('measure', quick ? 2 : 4, { min: 0.5 }) * 1000
 const primeMs = quick ? 1000 : 2000
 const pyfleetEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
@@ -75,6 +103,10 @@ if (opts.cases !== undefined) {
   const wanted = opts.cases.split(',')
   cases = cases.filter((c) => wanted.some((w) => caseId(c).includes(w)))
 }
+if (cases.length === 0) fail(`--cases ${opts.cases} matches no case; the cases are ${CASES.map(caseId).join(', ')}`)
+const unknown = (opts.designs?.split(',') ?? []).filter((d) => !DESIGN_ORDER.includes(d) || d === 'pyfleet-base')
+if (unknown.length > 0) fail(`unknown design ${unknown.join(', ')}; the designs are ${DESIGN_ORDER.filter((d) => d !== 'pyfleet-base').join(', ')} (pyfleet-base comes with --baseline-dir)`)
+for (const kv of opts.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) fail(`--env wants KEY=VALUE, not ${kv}`)
 const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
 const gunicorn = gunicornAvailability(python)
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }
