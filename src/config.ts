@@ -32,8 +32,20 @@ export interface Config {
   readonly maxRssBytes: number
   /** Workers run as SCHED_BATCH (Linux): cheaper short calls, slightly slower CPU-bound ones; see README. */
   readonly workerSchedBatch: boolean
-  /** The environment workers inherit (PYTHONPATH is extended by the pool). */
+  /** The environment workers inherit, less the server's secrets (PYTHONPATH is extended by the pool). */
   readonly workerEnv: Readonly<Record<string, string | undefined>>
+}
+
+/**
+ * Settings that are the server's secrets, not the tasks' business: a task (or a
+ * library it imports, or a process it starts) never sees them.
+ */
+const SERVER_SECRETS = ['ADMIN_TOKEN']
+
+function workerEnvironment (env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const workerEnv = { ...env }
+  for (const name of SERVER_SECRETS) delete workerEnv[name]
+  return workerEnv
 }
 
 /** A configuration value that cannot be used; the message says which and how to fix it. */
@@ -130,7 +142,7 @@ export function loadConfig (env: Env): Config {
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
-    workerEnv: Object.freeze({ ...env })
+    workerEnv: Object.freeze(workerEnvironment(env))
   }
   return Object.freeze(config)
 }

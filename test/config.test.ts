@@ -21,6 +21,9 @@ t.test('reads every setting', async (t) => {
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0 })
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
+  t.equal(config.adminToken, 'x'.repeat(32))
+  t.notOk('ADMIN_TOKEN' in config.workerEnv, 'the admin token is not passed on to the workers')
+  t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')
 })
 
 t.test('bad values fail with a message that names the setting', async (t) => {

@@ -94,6 +94,14 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
   t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
 })
 
+t.test('tasks do not see the admin token', async (t) => {
+  const server = await startServer(t, { TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', ADMIN_TOKEN: 'secret-'.repeat(5) })
+  const seen = await callTask(server.url, 'extra.environ', { names: ['ADMIN_TOKEN', 'PYTHONPATH'] })
+  t.equal(seen.status, 200)
+  t.equal(seen.json.ADMIN_TOKEN, null)
+  t.match(seen.json.PYTHONPATH, FIXTURES, 'while the rest of the environment is passed on')
+})
+
 /** The scheduling policy of a process, from field 41 of /proc/<pid>/stat (0 SCHED_OTHER, 3 SCHED_BATCH). */
 async function schedPolicy (pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
