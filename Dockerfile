@@ -64,7 +64,7 @@ EXPOSE 5000
 # /ready: 200 while at least one worker can take calls and the server is not draining. Docker runs the
 # first check one interval after start (ready takes ~2 s), hence 5 s; Docker >= 25 could add
 # --start-interval=1s, which buildah 1.28 (podman 4.3, used in CI here) rejects.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=3s --start-period=75s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||5000)+'/ready',{signal:AbortSignal.timeout(2500)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # tini is PID 1: it forwards SIGTERM/SIGINT to Node (not to the workers: Node stops them after the
 # in-flight calls) and reaps orphans. Give `docker stop` more than SHUTDOWN_GRACE_MS: --stop-timeout 30.

@@ -9,7 +9,7 @@ import type { Call } from './pool/worker-pool.js'
 import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
-import errorHandler from './plugins/error-handler.js'
+import errorHandler, { frameworkError } from './plugins/error-handler.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
@@ -73,7 +73,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Node answers 408 and closes the connection. Running calls are not affected:
     // the clock stops once the whole request has arrived.
     requestTimeout: config.requestBodyTimeoutMs,
-    http: receiveTimeouts(config.requestBodyTimeoutMs)
+    http: receiveTimeouts(config.requestBodyTimeoutMs),
+    frameworkErrors: frameworkError
   })
 
   app.decorateRequest('pyfleetCall', null)

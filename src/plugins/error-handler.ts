@@ -1,7 +1,10 @@
 // Sends every error in one shape, {statusCode, code, error, message, details?},
 // as SPEC section 1 lists them: Fastify's own errors keep their codes, body
 // parse errors become INVALID_INPUT, and anything unexpected is logged and sent
-// as a bare 500 without internals.
+// as a bare 500 without internals. Errors Fastify raises before any route is
+// found (a malformed URL, an over-long path parameter) come here too
+// (frameworkError), and every answer to a request no route matched is recorded
+// in the HTTP metrics as route "unmatched".
 
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
@@ -18,6 +21,9 @@ function normalize (error: SendableError): SendableError {
   return error
 }
 
+/** How much of a client's path an error message repeats. */
+const MAX_PATH_IN_MESSAGE = 200
+
 function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {
   const err = normalize(error)
   let statusCode = err.statusCode ?? 500
@@ -26,7 +32,8 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   if (statusCode >= 500 && !known) request.log.error({ err: error }, 'unexpected error')
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
   const call = request.pyfleetCall
-  if (call !== null) reply.header('server-timing', serverTiming(call))
+  // undefined on the bare requests Fastify builds for frameworkError
+  if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
   const body: Record<string, unknown> = {
     statusCode,
     code: known ? err.code : 'INTERNAL_ERROR',
@@ -35,6 +42,28 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   }
   if (err.details !== undefined) body.details = err.details
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
+  // Matched routes are recorded by their own onResponse hook (metrics.ts); the
+  // not-found context has none, and a body that fails to parse never reaches its handler.
+  if (request.is404) request.server.observeUnmatched(request, reply)
+}
+
+/**
+ * Fastify's frameworkErrors: a URL that does not decode (400 FST_ERR_BAD_URL) or a
+ * path parameter over maxParamLength (414 FST_ERR_MAX_PARAM_LENGTH), found before
+ * routing and hence before any hook. Fastify would answer in its own shape, echo
+ * the whole path and record nothing.
+ */
+export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id)
+  const path = (request.url ?? '').split('?')[0]
+  const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
+  const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+    ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
+    : `${shown} is not a valid URL: it does not percent-decode`
+  const sendable = withExtras(new Error(message), {}) as SendableError
+  sendable.statusCode = error.statusCode
+  sendable.code = error.code
+  handleError(sendable, request, reply)
 }
 
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
@@ -42,13 +71,12 @@ async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.setNotFoundHandler((request, reply) => {
     // Unknown task names reach the task routes (TASK_NOT_FOUND there); what gets
     // here is a method or a path no route has, such as PUT /api/tasks/echo.
-    const path = request.url.split('?')[0].slice(0, 200)
+    const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
     const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
     const error = withExtras(new Error(`no route ${request.method} ${path}${hint}`), {}) as SendableError
     error.statusCode = 404
     error.code = 'FST_ERR_NOT_FOUND'
     handleError(error, request, reply)
-    fastify.observeUnmatched(request, reply)
   })
 }
 

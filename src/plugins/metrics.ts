@@ -11,9 +11,13 @@ import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolO
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
 const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
-// From sub-millisecond echo calls up to long tasks.
-const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
-const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+// From sub-millisecond echo calls up to long tasks. The top buckets cover the
+// defaults' longest request (30 s queued + 30 s running, plus the body) with room
+// for raised timeouts.
+const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+/** Methods kept as they are in the `method` label of unmatched requests; any other is "other" (bounded labels). */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 
 /** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
@@ -36,6 +40,7 @@ export class Metrics implements PoolObserver {
   readonly #callDuration: LabelledHistogram<'task' | 'outcome'>
   readonly #queueWait: LabelledHistogram<'task'>
   readonly #restarts: Counter<'reason'>
+  readonly #startFailures: Counter
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
 
@@ -49,6 +54,7 @@ export class Metrics implements PoolObserver {
     this.#queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
     this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
     for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)
+    this.#startFailures = new Counter({ name: 'pyworker_worker_start_failures_total', help: 'Worker starts that failed (replacements retried with backoff, recycling spares)', registers })
     const metrics = this
     new Gauge({
       name: 'pyworker_pool_workers',
@@ -106,12 +112,21 @@ export class Metrics implements PoolObserver {
   readonly callEnded = (call: Call, outcome: CallOutcome): void => {
     const series = this.#seriesFor(call.task.name, outcome)
     series.calls.inc()
-    if (outcome !== 'queue_full') (series.queueWait ??= this.#queueWait.labels(call.task.name)).observe(call.queueMs / 1000)
+    ;(series.queueWait ??= this.#queueWait.labels(call.task.name)).observe(call.queueMs / 1000)
     if (call.runMs > 0) (series.duration ??= this.#callDuration.labels(call.task.name, outcome)).observe(call.runMs / 1000)
+  }
+
+  /** Counted, but it never waited: no queue-wait sample (a 0 would pull the quantiles down in an outage). */
+  readonly callRefused = (call: Call, outcome: CallOutcome): void => {
+    this.#seriesFor(call.task.name, outcome).calls.inc()
   }
 
   readonly workerRestarted = (reason: RestartReason): void => {
     this.#restarts.labels(reason).inc()
+  }
+
+  readonly workerStartFailed = (): void => {
+    this.#startFailures.inc()
   }
 
 
@@ -166,7 +181,9 @@ async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
   })
   // The not-found handler's routes do not pass through onRoute.
   const unmatched = metrics.httpObserver('unmatched')
-  fastify.decorate('observeUnmatched', (request: FastifyRequest, reply: FastifyReply) => { unmatched(request.method, reply.statusCode, reply.elapsedTime / 1000) })
+  fastify.decorate('observeUnmatched', (request: FastifyRequest, reply: FastifyReply) => {
+    unmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', reply.statusCode, reply.elapsedTime / 1000)
+  })
 }
 
 export default fp(metricsPlugin, { name: 'pyfleet-metrics', fastify: '5.x' })

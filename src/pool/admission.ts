@@ -77,7 +77,7 @@ export class Admission {
   /** A call turned away before it could wait: counted, then rejected. */
   refuse (call: Call, outcome: CallOutcome, error: Error): Promise<never> {
     call.outcome = outcome
-    this.#options.observer.callEnded(call, outcome)
+    this.#options.observer.callRefused(call, outcome)
     return Promise.reject(error)
   }
 
@@ -108,10 +108,15 @@ export class Admission {
     this.dispatch()
   }
 
-  /** Ends a call: counted, then resolved with `value` or rejected with `error`. */
-  settle (waiter: Waiter, outcome: CallOutcome, error?: Error, value?: unknown): void {
-    waiter.call.outcome = outcome
-    this.#options.observer.callEnded(waiter.call, outcome)
+  /**
+   * Ends a call: counted, then resolved with `value` or rejected with `error`.
+   * Outcome null: it turned out not to be a call (see PoolObserver), not counted.
+   */
+  settle (waiter: Waiter, outcome: CallOutcome | null, error?: Error, value?: unknown): void {
+    if (outcome !== null) {
+      waiter.call.outcome = outcome
+      this.#options.observer.callEnded(waiter.call, outcome)
+    }
     if (error !== undefined) waiter.reject(error)
     else waiter.resolve(value)
   }

@@ -32,8 +32,18 @@ export interface Call {
   outcome?: CallOutcome
 }
 
-/** Receives what happened, for metrics; the pool keeps no counters of its own. */
+/**
+ * Receives what happened, for metrics; the pool keeps no counters of its own.
+ * What is not a call is not reported: a request refused while the server drains
+ * (as a closed listener would), input that cannot be sent to a worker (413, 400),
+ * a task that a reload has removed (404).
+ */
 export interface PoolObserver {
+  /** A call that was admitted (it waited in the queue, ran, or both) has ended. */
   callEnded: (call: Call, outcome: CallOutcome) => void
+  /** A call was turned away at admission, without waiting (queue full, no worker running). */
+  callRefused: (call: Call, outcome: CallOutcome) => void
   workerRestarted: (reason: RestartReason) => void
+  /** A worker (a replacement or a recycling spare) failed to start. */
+  workerStartFailed: () => void
 }

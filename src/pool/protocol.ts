@@ -169,8 +169,8 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
 /** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */
 const UNKNOWN_TASK = 'UnknownTask'
 
-/** The HTTP error and the call outcome for a task's error reply. */
-export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 'rejected' | 'failed', error: Error } {
+/** The HTTP error and the call outcome for a task's error reply (null: a 404, not a call). */
+export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 'rejected' | 'failed' | null, error: Error } {
   switch (reply.kind) {
     case KIND_REJECTED:
       return { outcome: 'rejected', error: withExtras(new TaskRejectedInputError(reply.message), { details: reply.details }) }
@@ -182,7 +182,7 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
       // (The runtime's own reply carries no traceback; a task raising an exception
       // class of the same name does.)
       if (reply.type === UNKNOWN_TASK && reply.traceback === undefined) {
-        return { outcome: 'rejected', error: new TaskNotFoundError(`${JSON.stringify(task)} (any more: a reload has removed it)`) }
+        return { outcome: null, error: new TaskNotFoundError(`${JSON.stringify(task)} (any more: a reload has removed it)`) }
       }
       // The message and traceback stay in the log: they may hold internals.
       return { outcome: 'failed', error: new TaskFailedError(task) }

@@ -76,20 +76,23 @@ export class PythonWorker {
   #callId = 0
   #task: string | undefined
   #requestId: string | undefined
-  /** Request id for stderr lines: kept after the call ends, since stderr may lag the reply. */
+  /** Request id and task for stderr lines: kept after the call ends, since stderr may lag the reply. */
   #logRequestId: string | undefined
+  #logTask: string | undefined
   #resolve: ((reply: ReplyMessage) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
   #timer: NodeJS.Timeout | undefined
   #calls = 0
   #rssBytes = 0
+  /** Why the worker is unusable, once it is: what a call in flight would have been told. */
+  #failure: WorkerFailure | undefined
 
   private constructor (options: WorkerOptions) {
     this.id = options.id
     this.#options = options
     this.#log = options.log
     this.#stderr = new WorkerStderr(options.log,
-      () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId }),
+      () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
       () => this.#state === 'starting')
     this.#decoder = new FrameDecoder(options.maxFrameBytes, (body) => { this.#onFrame(body) })
     this.#process = spawn(options.python, options.args, {
@@ -145,6 +148,8 @@ export class PythonWorker {
   get python (): string { return this.#ready?.python ?? '' }
   get tasks (): TaskInfo[] { return this.#ready?.tasks ?? [] }
   get isAlive (): boolean { return this.#state !== 'dead' && this.#state !== 'stopping' }
+  /** How it failed (a crash, a broken protocol, a timeout), also when no call was running. */
+  get failure (): WorkerFailure | undefined { return this.#failure }
 
   /**
    * Sends one call and resolves with the worker's reply (a result or a task error).
@@ -166,6 +171,7 @@ export class PythonWorker {
     this.#task = task
     this.#requestId = requestId
     this.#logRequestId = requestId
+    this.#logTask = task
     this.#calls++
     this.#timer = setTimeout(this.#onTimeout, timeoutMs)
     this.#process.stdin.write(frame)
@@ -241,6 +247,7 @@ export class PythonWorker {
 
   readonly #onTimeout = (): void => {
     this.#timer = undefined
+    this.#failure ??= 'timeout'
     this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
     void this.kill()
   }
@@ -309,6 +316,7 @@ export class PythonWorker {
   }
 
   #onProtocolError (message: string): void {
+    this.#failure ??= 'protocol'
     this.#log.error({ worker: this.id, workerPid: this.pid, requestId: this.#requestId }, `worker broke the protocol: ${message}`)
     this.#failStart(`broke the protocol during start-up: ${message}`)
     this.#failCall('protocol', message)
@@ -341,6 +349,7 @@ export class PythonWorker {
     // Exit code 5 is the runtime refusing a frame of ours: a protocol error seen from
     // the other side (its reason, when already read, is the fatal line).
     const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
+    this.#failure ??= failure
     const reason = failure === 'protocol' && fatalLine !== undefined ? `: ${fatalLine}` : ''
     this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
     this.#options.onExit?.(this, code, signal)

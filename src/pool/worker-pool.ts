@@ -70,6 +70,7 @@ export class WorkerPool {
         this.#checkFull()
       },
       onStartFailed: (retryInMs) => {
+        options.observer.workerStartFailed()
         // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
         if (this.liveWorkers === 0) this.#admission.failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
       },
@@ -82,6 +83,7 @@ export class WorkerPool {
       spawn,
       log: options.log,
       onSpareReady: () => { this.#sweepIdle() },
+      onSpareFailed: () => { options.observer.workerStartFailed() },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
       onOverMemory: () => { this.#sweepIdle() }
     })
@@ -130,7 +132,8 @@ export class WorkerPool {
    * with a typed error of errors.ts; every call ends in exactly one of the two.
    */
   run (call: Call): Promise<unknown> {
-    if (this.#draining) return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    // Refused like a closed listener would: not a call, not counted.
+    if (this.#draining) return Promise.reject(withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
     if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(5000))
     return this.#admission.admit(call)
   }
@@ -151,7 +154,7 @@ export class WorkerPool {
     const { call } = waiter
     if (worker.state !== 'idle') {
       // It died while idle and was not swept yet: replace it and put the call back in front.
-      this.#discard(worker, 'crash')
+      this.#discard(worker, worker.failure ?? 'crash')
       this.#admission.requeue(waiter)
       return
     }
@@ -163,10 +166,11 @@ export class WorkerPool {
     try {
       pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs)
     } catch (error) {
-      // The input could not be encoded, or is too big for a frame (nothing was sent): the worker is fine.
+      // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
+      // is fine, and like any 400 or 413 this is not a call.
       this.#admission.finished(waiter)
       this.#giveBack(worker)
-      this.#admission.settle(waiter, 'rejected', error instanceof InputTooLargeError
+      this.#admission.settle(waiter, null, error instanceof InputTooLargeError
         ? new BodyTooLargeError(error.message)
         : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
       return
@@ -182,7 +186,7 @@ export class WorkerPool {
       call.runMs = performance.now() - startedAt
       this.#admission.finished(waiter)
       const failure = error instanceof WorkerCallError ? error.failure : 'crash'
-      this.#discard(worker, failure)
+      this.#discard(worker, failure, call)
       if (failure === 'timeout') {
         this.#admission.settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
       } else {
@@ -230,8 +234,8 @@ export class WorkerPool {
   }
 
   /** Removes a failed worker; generic-pool then asks #create for its replacement. */
-  #discard (worker: PythonWorker, reason: RestartReason): void {
-    this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason }, 'replacing worker')
+  #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
+    this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
     this.#options.observer.workerRestarted(reason)
     this.#recycler.forget(worker)
     void this.#pool.destroy(worker)
@@ -246,7 +250,7 @@ export class WorkerPool {
     const idle = this.#pool.available
     for (let i = 0; i < idle; i++) {
       this.#pool.acquire().then((worker) => {
-        if (worker.state !== 'idle') this.#discard(worker, 'crash')
+        if (worker.state !== 'idle') this.#discard(worker, worker.failure ?? 'crash')
         else this.#giveBack(worker)
         this.#admission.dispatch()
       }, () => {})

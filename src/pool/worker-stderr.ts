@@ -20,7 +20,9 @@ const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
 export interface StderrContext {
   worker: number
   workerPid: number
+  /** The request and task of the call that ran last: output may lag its reply, or come from a thread it left. */
   requestId: string | undefined
+  task: string | undefined
 }
 
 export class WorkerStderr {

@@ -35,6 +35,13 @@ t.test('while no worker can start: /ready is 503 and calls fail fast; then it re
   t.equal(reply.json.code, 'WORKERS_UNAVAILABLE')
   t.ok(Date.now() - started < 1000, 'failed fast instead of waiting out the queue timeout')
   t.ok(reply.headers.get('retry-after'))
+  // The crash loop shows in the metrics while it lasts, not only in the log: a restart
+  // counter moves once per dead worker, the start failures with every attempt.
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  const failures = Number(/^pyworker_worker_start_failures_total (\d+)/m.exec(metrics)?.[1])
+  t.ok(failures >= 2, `pyworker_worker_start_failures_total is ${failures}`)
+  t.match(metrics, /^pyworker_calls_total\{task="flaky.ping",outcome="worker_died"\} 1$/m, 'the refused call is counted')
+  t.match(metrics, /^pyworker_queue_wait_seconds_count\{task="flaky.ping"\} 1$/m, 'but it adds no queue-wait sample (only the first call waited)')
   await rm(file)
   await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, 15_000, 'recovery within the 5 s backoff cap')
   await waitFor(() => server.app.pool.liveWorkers === 2, 15_000, 'both workers back')

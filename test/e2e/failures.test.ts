@@ -31,6 +31,16 @@ t.test('a worker that closes its protocol stream but lives on is replaced at onc
   t.match((await (await fetch(`${server.url}/api/queue-stats`)).json()).restarts, { protocol: 1 })
 })
 
+t.test('a worker that sends a frame while idle is replaced as a protocol failure, not a crash', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  const [pid] = workerPids(server)
+  t.equal((await callTask(server.url, 'extra.late_garbage', {})).status, 200)
+  await waitFor(() => server.app.pool.liveWorkers === 1 && workerPids(server)[0] !== pid, 10_000, 'the replacement')
+  t.match((await (await fetch(`${server.url}/api/queue-stats`)).json()).restarts, { protocol: 1, crash: 0 })
+  t.ok(server.logs.some((l) => /unexpected frame while idle/.test(l.msg ?? '')))
+  t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+})
+
 t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413, and no worker dies', async (t) => {
   // A JSON float is 4 bytes as "0.1," and 9 as msgpack: 90 kB of them is ~200 kB for the worker.
   const server = await startServer(t, { POOL_SIZE: '1', BODY_LIMIT_BYTES: '100000', MAX_FRAME_BYTES: '150000' })
@@ -43,6 +53,9 @@ t.test('a body under BODY_LIMIT_BYTES that encodes past MAX_FRAME_BYTES is a 413
   t.match(reply.json.message, /bytes once encoded for the worker, over MAX_FRAME_BYTES \(150000\)/)
   t.same(workerPids(server), before, 'the worker was not touched')
   t.equal((await callTask(server.url, 'echo', [0.1, 0.2])).status, 200)
+  const { calls } = await server.app.metrics.counts()
+  t.equal(calls.ok, 1, 'the 413 is not a call (SPEC: a 400 or a 404 is not one)')
+  t.equal(calls.rejected, 0)
 })
 
 t.test('a client that stops sending mid-body gets 408 after REQUEST_BODY_TIMEOUT_MS; a call that runs longer does not', async (t) => {

@@ -110,13 +110,56 @@ t.test('label cardinality stays bounded after 1,000 calls to random unknown task
   t.match(text, /http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="404"\} 1000/)
 })
 
+t.test('requests no route matches are recorded, framework errors included, with bounded methods', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const { url } = server
+  const long = await fetch(`${url}/api/tasks/${'a'.repeat(2000)}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+  t.equal(long.status, 414)
+  const longBody = await long.json()
+  t.match(longBody, { statusCode: 414, code: 'FST_ERR_MAX_PARAM_LENGTH', error: 'URI Too Long', message: /too long/ })
+  t.ok(longBody.message.length < 400, 'the path is not echoed whole')
+  t.ok(long.headers.get('x-request-id'), 'with a request id like any answer')
+  const badUrl = await fetch(`${url}/%E0%A4%A`)
+  t.equal(badUrl.status, 400)
+  t.match(await badUrl.json(), { statusCode: 400, code: 'FST_ERR_BAD_URL', error: 'Bad Request' })
+  t.equal((await fetch(`${url}/nope`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{bad' })).status, 400)
+  t.equal((await fetch(`${url}/nope`, { method: 'PROPFIND' })).status, 404)
+  t.equal((await fetch(`${url}/nope`)).status, 404)
+  const text = await (await fetch(`${url}/metrics`)).text()
+  for (const [method, status] of [['POST', 414], ['GET', 400], ['POST', 400], ['other', 404], ['GET', 404]]) {
+    t.equal(sample(text, 'http_request_duration_seconds_count', `method="${method}",route="unmatched",status_code="${status}"`), 1, `${method} ${status}`)
+  }
+  t.notOk(text.includes('PROPFIND'), 'an unusual method is not a label value')
+})
+
+t.test('queue-stats reports current worker memory, before any scrape', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2' })
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  for (const worker of stats.workers) t.ok(worker.rssBytes > 1_000_000, `worker ${worker.id}: ${worker.rssBytes} bytes`)
+})
+
+t.test('a request refused while the server drains is not counted as a call', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  const closing = server.close()
+  await waitFor(() => server.app.pool.isDraining, 2000, 'the drain to begin')
+  const late = await callTask(server.url, 'echo', 1)
+  t.equal(late.status, 503)
+  t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
+  t.equal((await running).status, 200)
+  await closing
+  const { calls } = await server.app.metrics.counts()
+  t.same(calls, { ok: 1, rejected: 0, failed: 0, timeout: 0, worker_died: 0, queue_full: 0, queue_timeout: 0, cancelled: 0 })
+})
+
 t.test("a worker's print() is logged with its request id, worker slot and pid", async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const reply = await callTask(server.url, 'diag.work', { print: 'a line from the task' }, { 'x-request-id': 'print-test-1' })
   t.equal(reply.status, 200)
   await waitFor(() => server.logs.some((l) => l.msg === 'a line from the task'), 5000, 'the printed line in the log')
   const line = server.logs.find((l) => l.msg === 'a line from the task')
-  t.match(line, { requestId: 'print-test-1', worker: 1, workerPid: reply.json.pid, stream: 'stderr' })
+  t.match(line, { requestId: 'print-test-1', task: 'diag.work', worker: 1, workerPid: reply.json.pid, stream: 'stderr' })
 })
 
 t.test('one log line per request with task, queue wait, run time and outcome; tracebacks only in logs', async (t) => {
@@ -137,7 +180,7 @@ t.test('worker lifecycle events are logged', async (t) => {
   await callTask(server.url, 'diag.work', { exit: 9 })
   await waitFor(() => server.logs.filter((l) => l.msg === 'worker ready').length >= 2, 10_000, 'the replacement to be ready')
   t.ok(server.logs.some((l) => l.msg === 'worker exited' && l.code === 9))
-  t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash'))
+  t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash' && l.task === 'diag.work' && typeof l.requestId === 'string'), 'naming the call it was running')
 })
 
 t.test('past a pressure threshold /health is 503 with Retry-After, task calls still run, metrics say why', async (t) => {
