@@ -115,15 +115,25 @@ function decodeMessage (body: Uint8Array): Record<string, unknown> {
   return message as Record<string, unknown>
 }
 
-function isTaskInfo (task: unknown): task is TaskInfo {
-  if (typeof task !== 'object' || task === null) return false
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)?.slice(0, 50) ?? String(value)}`
+}
+
+/** What is wrong with one entry of a ready message's task list, naming the task and the field; undefined if nothing. */
+function taskInfoProblem (task: unknown, index: number): string | undefined {
+  if (typeof task !== 'object' || task === null || Array.isArray(task)) return `task ${index + 1} of the list is ${describe(task)}, not a map`
   const t = task as Record<string, unknown>
-  return typeof t.name === 'string' && typeof t.doc === 'string' &&
-    (typeof t.schema === 'object' || typeof t.schema === 'boolean') && t.schema !== null &&
-    (t.timeoutMs === null || typeof t.timeoutMs === 'number') &&
-    Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string') &&
-    (t.rawField === null || typeof t.rawField === 'string') &&
-    (t.maxConcurrency === null || t.maxConcurrency === undefined || typeof t.maxConcurrency === 'number')
+  if (typeof t.name !== 'string') return `task ${index + 1} of the list has a name that is ${describe(t.name)}`
+  const wrong = (field: string, wanted: string): string => `task ${JSON.stringify(t.name)}: ${field} must be ${wanted}, not ${describe(t[field])}`
+  if (typeof t.doc !== 'string') return wrong('doc', 'a string')
+  if (!((typeof t.schema === 'object' && t.schema !== null && !Array.isArray(t.schema)) || typeof t.schema === 'boolean')) return wrong('schema', 'a map or a boolean')
+  if (!(t.timeoutMs === null || (typeof t.timeoutMs === 'number' && t.timeoutMs > 0))) return wrong('timeoutMs', 'a positive number or null')
+  if (!(Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string'))) return wrong('raw', 'a list of strings')
+  if (!(t.rawField === null || typeof t.rawField === 'string')) return wrong('rawField', 'a string or null')
+  if (!(t.maxConcurrency === null || t.maxConcurrency === undefined || (typeof t.maxConcurrency === 'number' && t.maxConcurrency >= 1))) return wrong('maxConcurrency', 'a number of at least 1, or null')
+  return undefined
 }
 
 /** Decodes and checks the first frame of a worker. */
@@ -133,8 +143,11 @@ export function decodeReady (body: Uint8Array): ReadyMessage {
   if (message.v !== PROTOCOL_VERSION) {
     throw new ProtocolError(`worker speaks protocol version ${String(message.v)}, this server speaks ${PROTOCOL_VERSION}: the workers/ directory and the server are from different releases`)
   }
-  if (typeof message.pid !== 'number' || !Array.isArray(message.tasks) || !message.tasks.every(isTaskInfo)) {
-    throw new ProtocolError('ready message is missing pid or has a malformed task list')
+  if (typeof message.pid !== 'number') throw new ProtocolError(`ready message has a pid that is ${describe(message.pid)}`)
+  if (!Array.isArray(message.tasks)) throw new ProtocolError(`ready message has a task list that is ${describe(message.tasks)}`)
+  for (const [index, task] of message.tasks.entries()) {
+    const problem = taskInfoProblem(task, index)
+    if (problem !== undefined) throw new ProtocolError(`ready message: ${problem}`)
   }
   for (const task of message.tasks as TaskInfo[]) task.maxConcurrency ??= null
   return message as unknown as ReadyMessage

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { Packr } from 'msgpackr'
-import { decodeReply, ProtocolError } from '../../src/pool/protocol.js'
+import { decodeReady, decodeReply, ProtocolError } from '../../src/pool/protocol.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: true })
 
@@ -29,4 +29,25 @@ t.test('bytes that are not msgpack, or not a reply, are protocol errors', async 
   t.ok(thrown(() => decodeReply(withExtThenGarbage, 8)) instanceof ProtocolError, 'an extension type followed by garbage')
   t.ok(thrown(() => decodeReply(packr.pack([1, 2]), 1)) instanceof ProtocolError, 'not a message map')
   t.ok(thrown(() => decodeReply(packr.pack({ t: 'result', id: 2, value: 1 }), 1)) instanceof ProtocolError, 'the wrong call id')
+})
+
+t.test('a malformed ready message is refused with the task and field named', async (t) => {
+  const task = { name: 'greet', doc: '', schema: {}, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null }
+  const ready = (tasks: unknown[], pid: unknown = 42): Buffer => packr.pack({ t: 'ready', v: 1, pid, tasks })
+  t.match(decodeReady(ready([task])), { pid: 42, tasks: [{ name: 'greet' }] })
+  const cases: Array<[Buffer, RegExp]> = [
+    [ready([task], 'x'), /pid that is string "x"/],
+    [ready([{ ...task, timeoutMs: true }]), /task "greet": timeoutMs must be a positive number or null, not boolean true/],
+    [ready([{ ...task, schema: 'object' }]), /task "greet": schema must be a map or a boolean, not string "object"/],
+    [ready([{ ...task, schema: [] }]), /task "greet": schema must be a map or a boolean, not an array/],
+    [ready([{ ...task, raw: 'text/plain' }]), /task "greet": raw must be a list of strings/],
+    [ready([{ ...task, maxConcurrency: 0 }]), /task "greet": maxConcurrency must be a number of at least 1/],
+    [ready([task, 7]), /task 2 of the list is number 7, not a map/],
+    [ready([{ ...task, name: 3 }]), /task 1 of the list has a name that is number 3/]
+  ]
+  for (const [frame, message] of cases) {
+    const error = thrown(() => decodeReady(frame))
+    t.ok(error instanceof ProtocolError, String(message))
+    t.match((error as Error).message, message)
+  }
 })
