@@ -1,5 +1,5 @@
 // buildApp(config): plugins, then routes, in a fixed order. It never listens,
-// so tests can build many apps in one process; server.ts does the listening.
+// so tests can build many apps in one process; main.ts does the listening.
 
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
@@ -48,7 +48,7 @@ function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, c
 export interface BuildOptions {
   /** Overrides the logger (tests pass a stream to read log lines). */
   logger?: FastifyServerOptions['logger']
-  /** Aborts the workers' start (server.ts: a SIGTERM while they are still importing). */
+  /** Aborts the workers' start (main.ts: a SIGTERM while they are still importing). */
   startSignal?: AbortSignal
 }
 
@@ -66,7 +66,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Avvio's default of 10 s would cap start-up (a task module may import for up to
     // the workers' own start timeout) and the shutdown drain (SHUTDOWN_GRACE_MS). Both
     // have their own bounds: START_TIMEOUT_MS per worker (and a SIGTERM aborts the
-    // start), and server.ts's backstop.
+    // start), and main.ts's backstop.
     pluginTimeout: 0,
     // Fastify turns Node's limit on receiving a request off (0); without one, a client
     // that stops mid-body holds its socket and the body received so far forever.

@@ -1,81 +1,16 @@
-// Process entry: configuration, buildApp, listen, signals. The only file with
-// process-wide side effects (exit codes, signal handlers).
+// Process entry. It catches signals before anything else is loaded, then loads
+// the server (main.ts) with a dynamic import. Loading Fastify and the rest takes
+// ~150 ms; with static imports, a SIGTERM in that window (a pod deleted as it
+// starts) met Node's default action and ended the process with 143 instead of a
+// clean 0, and a SIGHUP killed it. So only node: built-ins may be imported here.
 
-import { setMaxListeners } from 'node:events'
-import type { FastifyInstance } from 'fastify'
-import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
-import { WorkerStartError } from './pool/python-worker.js'
-import { reloadWorkers } from './routes/admin.js'
+const SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
+const received: NodeJS.Signals[] = []
+const remember = (signal: NodeJS.Signals): void => { received.push(signal) }
+for (const signal of SIGNALS) process.on(signal, remember)
 
-const EXIT_START_FAILED = 1
-
-function fatal (message: string): never {
-  process.stderr.write(`pyfleet: ${message}\n`)
-  process.exit(EXIT_START_FAILED)
-}
-
-async function main (): Promise<void> {
-  let config: Config
-  try {
-    config = loadConfig(process.env)
-  } catch (error) {
-    if (error instanceof ConfigError) fatal(`bad configuration: ${error.message}`)
-    throw error
-  }
-
-  let app: FastifyInstance | undefined
-  let stopping = false
-  // A stop while the workers are still starting (slow task imports) ends their start at once.
-  const starting = new AbortController()
-  setMaxListeners(0, starting.signal) // one listener per starting worker; POOL_SIZE may pass Node's warning at 10
-  const close = (instance: FastifyInstance): void => {
-    // Backstop: drain is bounded by the grace periods; this catches anything that is not.
-    setTimeout(() => {
-      instance.log.error('shutdown did not finish in time; exiting')
-      process.exit(1)
-    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + 5_000).unref()
-    instance.close().then(() => {
-      instance.log.info('stopped')
-      process.exit(0)
-    }, (error: Error) => {
-      instance.log.error({ err: error }, 'error while shutting down')
-      process.exit(1)
-    })
-  }
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      process.stderr.write(`pyfleet: second ${signal}: exiting now\n`)
-      process.exit(1)
-    }
-    stopping = true
-    if (app === undefined) { starting.abort(); return } // main() exits once buildApp gives up
-    app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
-    close(app)
-  }
-  // Installed before anything starts, so a stop during start-up (a pod deleted
-  // while its workers spawn) still ends in a clean exit 0.
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-  process.on('SIGHUP', () => {
-    if (stopping || app === undefined) return
-    reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
-  })
-
-  try {
-    app = await buildApp(config, { startSignal: starting.signal })
-    if (!stopping) await app.listen({ host: config.host, port: config.port })
-  } catch (error) {
-    if (stopping) process.exit(0)
-    if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
-    const err = error as NodeJS.ErrnoException
-    if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
-    fatal(`could not start: ${err.message}`)
-  }
-  if (stopping) {
-    app.log.info('stopped during start-up')
-    close(app)
-  }
-}
-
-await main()
+const { main } = await import('./main.js')
+await main({
+  received,
+  stopRemembering: () => { for (const signal of SIGNALS) process.off(signal, remember) }
+})

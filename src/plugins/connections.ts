@@ -4,7 +4,7 @@
 // flushed to a slow reader: that answer would be cut off. A connection still
 // receiving a request (a stalled upload, or headers trickling in) is not idle, and
 // would hold close() open, since Node stops enforcing its request timeouts once
-// close() is called: only server.ts's backstop (exit 1) would end it. settle()
+// close() is called: only main.ts's backstop (exit 1) would end it. settle()
 // deals with both before close() runs.
 
 import type { Server, ServerResponse } from 'node:http'

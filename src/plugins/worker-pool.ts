@@ -18,7 +18,7 @@ const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
 // Generous: a task module may import heavy libraries before the worker says ready.
 const START_TIMEOUT_MS = 60_000
 // At shutdown, after the drain: the longest answers still being written to slow readers get.
-// Within server.ts's backstop, which leaves 5 s past the drain and the workers' stop.
+// Within main.ts's backstop, which leaves 5 s past the drain and the workers' stop.
 const RESPONSE_FLUSH_MS = 3_000
 
 declare module 'fastify' {

@@ -3,6 +3,7 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
+import { readFile } from 'node:fs/promises'
 import { callTask, childPythonPids, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
@@ -123,4 +124,28 @@ t.test('SIGTERM during start-up still exits 0 and leaves no worker', async (t) =
   child.kill('SIGTERM')
   t.equal(await exited, 0, output)
   t.same(await childPythonPids(child.pid as number), [])
+})
+
+t.test('SIGTERM while the server is still loading its code exits 0, before any worker starts', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { ROOT, FIXTURES } = await import('../helpers/server.js')
+  // The loader holds main.js back for 1 s, as a slow disk or a busy machine might.
+  const child = spawn(process.execPath, ['--import', `${FIXTURES}/slow-main-loader.mjs`, 'dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0' } })
+  let output = ''
+  child.stderr.on('data', (d) => { output += String(d) })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal }) }))
+  await waitFor(() => output.includes('test-loader: loading main.js'), 10_000, 'main.js to begin loading')
+  child.kill('SIGHUP') // ignored at this point (a reload of nothing), not Node's default: death
+  child.kill('SIGTERM')
+  t.same(await exited, { code: 0, signal: null }, output)
+  t.match(output, /pyfleet: SIGTERM before start-up: exiting/)
+  t.same(await childPythonPids(child.pid as number), [], 'no worker was started')
+})
+
+t.test('the entry point loads nothing but Node built-ins before its signal handlers are in place', async (t) => {
+  const { ROOT } = await import('../helpers/server.js')
+  const source = await readFile(`${ROOT}/dist/server.js`, 'utf8')
+  const staticImports = [...source.matchAll(/^import\s[^;]*?from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1])
+  t.same(staticImports.filter((name) => !name.startsWith('node:')), [], 'no static import of the server (it would load before the handlers)')
+  t.match(source, /await import\('\.\/main\.js'\)/)
 })
