@@ -9,7 +9,7 @@ import type { Call } from './pool/worker-pool.js'
 import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
-import errorHandler, { frameworkError } from './plugins/error-handler.js'
+import errorHandler, { clientError, frameworkError } from './plugins/error-handler.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
@@ -74,7 +74,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // the clock stops once the whole request has arrived.
     requestTimeout: config.requestBodyTimeoutMs,
     http: receiveTimeouts(config.requestBodyTimeoutMs),
-    frameworkErrors: frameworkError
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
+    // Task names are at most 64 characters: a longer path segment is a 414, not a 404.
+    maxParamLength: 64
   })
 
   app.decorateRequest('pyfleetCall', null)

@@ -7,6 +7,7 @@
 // in the HTTP metrics as route "unmatched".
 
 import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
@@ -54,6 +55,7 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
  * the whole path and record nothing.
  */
 export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  // No hook runs for these requests: the request id, the log line and the metric are ours to add.
   reply.header('x-request-id', request.id)
   const path = (request.url ?? '').split('?')[0]
   const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
@@ -64,6 +66,33 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   sendable.statusCode = error.statusCode
   sendable.code = error.code
   handleError(sendable, request, reply)
+  request.log.info({ method: request.method, url: shown, statusCode: reply.statusCode }, 'request completed')
+}
+
+/** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
+function clientErrorAnswer (code: string | undefined): { status: number, message: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
+  return { status: 400, message: 'the request is not valid HTTP; the connection is closed' }
+}
+
+/**
+ * Fastify's clientErrorHandler, called with the server as `this`: Node could not
+ * parse a request (an unknown method, a malformed header) or did not receive it
+ * in time. No request object exists; the answer is written to the socket, in
+ * pyfleet's error shape, recorded as route "unmatched", and the socket closed.
+ */
+export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset connection has nobody to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const { status, message } = clientErrorAnswer(error.code)
+  const body = JSON.stringify({ statusCode: status, code: error.code ?? 'BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  }
+  this.metrics.observeUnparsed(status)
+  this.log.debug({ err: error }, 'client error')
+  socket.destroy(error)
 }
 
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {

@@ -40,7 +40,8 @@ export class Metrics implements PoolObserver {
   readonly #callDuration: LabelledHistogram<'task' | 'outcome'>
   readonly #queueWait: LabelledHistogram<'task'>
   readonly #restarts: Counter<'reason'>
-  readonly #startFailures: Counter
+  readonly #startFailures: Counter<'kind'>
+  readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
 
@@ -54,7 +55,9 @@ export class Metrics implements PoolObserver {
     this.#queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
     this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
     for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)
-    this.#startFailures = new Counter({ name: 'pyworker_worker_start_failures_total', help: 'Worker starts that failed (replacements retried with backoff, recycling spares)', registers })
+    this.#unmatched = this.httpObserver('unmatched')
+    this.#startFailures = new Counter({ name: 'pyworker_worker_start_failures_total', help: 'Worker starts that failed: kind="replacement" (a slot left empty, retried with backoff) or "spare" (recycling or reload; the old worker serves on)', labelNames: ['kind'], registers })
+    for (const kind of ['replacement', 'spare']) this.#startFailures.labels(kind).inc(0)
     const metrics = this
     new Gauge({
       name: 'pyworker_pool_workers',
@@ -125,8 +128,18 @@ export class Metrics implements PoolObserver {
     this.#restarts.labels(reason).inc()
   }
 
-  readonly workerStartFailed = (): void => {
-    this.#startFailures.inc()
+  readonly workerStartFailed = (kind: 'replacement' | 'spare'): void => {
+    this.#startFailures.labels(kind).inc()
+  }
+
+  /** A request no route matched; `method` already bounded. */
+  observeUnmatched (method: string, statusCode: number, seconds: number): void {
+    this.#unmatched(method, statusCode, seconds)
+  }
+
+  /** Bytes Node could not parse as a request (or did not receive in time): no method, no duration. */
+  observeUnparsed (statusCode: number): void {
+    this.#unmatched('other', statusCode, 0)
   }
 
 
@@ -179,10 +192,9 @@ async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
     const hook = observerFor(route.url)
     route.onResponse = route.onResponse === undefined ? [hook] : [...[route.onResponse].flat(), hook]
   })
-  // The not-found handler's routes do not pass through onRoute.
-  const unmatched = metrics.httpObserver('unmatched')
+  // The not-found handler's routes do not pass through onRoute: see observeUnmatched.
   fastify.decorate('observeUnmatched', (request: FastifyRequest, reply: FastifyReply) => {
-    unmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', reply.statusCode, reply.elapsedTime / 1000)
+    metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', reply.statusCode, reply.elapsedTime / 1000)
   })
 }
 

@@ -89,7 +89,12 @@ export class Admission {
       this.#stopWaiting(waiter)
       this.#start(waiter)
     }
-    if (this.#queue.size === 0 && this.#inFlight === 0) {
+    this.#checkIdle()
+  }
+
+  /** Tells a waiting drain once nothing is queued or running (a drain resumes a microtask later). */
+  #checkIdle (): void {
+    if (this.#idleWaiters.length > 0 && this.#queue.size === 0 && this.#inFlight === 0) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve()
     }
   }
@@ -119,6 +124,8 @@ export class Admission {
     }
     if (error !== undefined) waiter.reject(error)
     else waiter.resolve(value)
+    // The last call can end without a dispatch: a queue timeout, a client gone, no worker left.
+    this.#checkIdle()
   }
 
   /** Settles every queued call with an error (no worker can serve them, or shutdown). */

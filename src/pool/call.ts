@@ -34,16 +34,15 @@ export interface Call {
 
 /**
  * Receives what happened, for metrics; the pool keeps no counters of its own.
- * What is not a call is not reported: a request refused while the server drains
- * (as a closed listener would), input that cannot be sent to a worker (413, 400),
- * a task that a reload has removed (404).
+ * What is not a call is not reported: like a 400 or a 404 (SPEC §6), input that
+ * cannot be sent to a worker (413, 400) and a task a reload has removed (404).
  */
 export interface PoolObserver {
   /** A call that was admitted (it waited in the queue, ran, or both) has ended. */
   callEnded: (call: Call, outcome: CallOutcome) => void
-  /** A call was turned away at admission, without waiting (queue full, no worker running). */
+  /** A call was turned away at admission, without waiting (queue full, no worker running, draining). */
   callRefused: (call: Call, outcome: CallOutcome) => void
   workerRestarted: (reason: RestartReason) => void
-  /** A worker (a replacement or a recycling spare) failed to start. */
-  workerStartFailed: () => void
+  /** A worker failed to start: a replacement for an empty slot, or a spare (recycling, reload) while the old one serves on. */
+  workerStartFailed: (kind: 'replacement' | 'spare') => void
 }

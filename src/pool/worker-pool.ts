@@ -10,7 +10,7 @@ import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
 import { BodyTooLargeError, InvalidInputError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
-import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage } from './protocol.js'
+import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { Admission, type Waiter } from './admission.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
@@ -70,7 +70,7 @@ export class WorkerPool {
         this.#checkFull()
       },
       onStartFailed: (retryInMs) => {
-        options.observer.workerStartFailed()
+        options.observer.workerStartFailed('replacement')
         // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
         if (this.liveWorkers === 0) this.#admission.failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
       },
@@ -83,7 +83,7 @@ export class WorkerPool {
       spawn,
       log: options.log,
       onSpareReady: () => { this.#sweepIdle() },
-      onSpareFailed: () => { options.observer.workerStartFailed() },
+      onSpareFailed: () => { options.observer.workerStartFailed('spare') },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
       onOverMemory: () => { this.#sweepIdle() }
     })
@@ -132,8 +132,8 @@ export class WorkerPool {
    * with a typed error of errors.ts; every call ends in exactly one of the two.
    */
   run (call: Call): Promise<unknown> {
-    // Refused like a closed listener would: not a call, not counted.
-    if (this.#draining) return Promise.reject(withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    // Cancelled by the shutdown before it could wait (SPEC §6 counts every call that passed validation).
+    if (this.#draining) return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
     if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(5000))
     return this.#admission.admit(call)
   }
@@ -175,13 +175,9 @@ export class WorkerPool {
         : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
       return
     }
+    let reply: ReplyMessage
     try {
-      const reply = await pending
-      call.runMs = performance.now() - startedAt
-      this.#admission.finished(waiter)
-      this.#giveBack(worker)
-      if (reply.t === MSG_RESULT) this.#admission.settle(waiter, 'ok', undefined, reply.value)
-      else this.#taskError(waiter, reply)
+      reply = await pending
     } catch (error) {
       call.runMs = performance.now() - startedAt
       this.#admission.finished(waiter)
@@ -193,9 +189,15 @@ export class WorkerPool {
         this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
         this.#admission.settle(waiter, 'worker_died', new WorkerDiedError(`the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`))
       }
-      // Nothing to hand over until the replacement is ready, but a drain waiting for the last call must hear now.
+      // Another worker may be free for a call held back by its task's concurrency limit.
       this.#admission.dispatch()
+      return
     }
+    call.runMs = performance.now() - startedAt
+    this.#admission.finished(waiter)
+    this.#giveBack(worker)
+    if (reply.t === MSG_RESULT) this.#admission.settle(waiter, 'ok', undefined, reply.value)
+    else this.#taskError(waiter, reply)
   }
 
   #taskError (waiter: Waiter, reply: ErrorMessage): void {

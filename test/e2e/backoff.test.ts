@@ -38,14 +38,32 @@ t.test('while no worker can start: /ready is 503 and calls fail fast; then it re
   // The crash loop shows in the metrics while it lasts, not only in the log: a restart
   // counter moves once per dead worker, the start failures with every attempt.
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
-  const failures = Number(/^pyworker_worker_start_failures_total (\d+)/m.exec(metrics)?.[1])
-  t.ok(failures >= 2, `pyworker_worker_start_failures_total is ${failures}`)
+  const failures = Number(/^pyworker_worker_start_failures_total\{kind="replacement"\} (\d+)/m.exec(metrics)?.[1])
+  t.ok(failures >= 2, `pyworker_worker_start_failures_total{kind="replacement"} is ${failures}`)
+  t.match(metrics, /^pyworker_worker_start_failures_total\{kind="spare"\} 0$/m)
   t.match(metrics, /^pyworker_calls_total\{task="flaky.ping",outcome="worker_died"\} 1$/m, 'the refused call is counted')
   t.match(metrics, /^pyworker_queue_wait_seconds_count\{task="flaky.ping"\} 1$/m, 'but it adds no queue-wait sample (only the first call waited)')
   await rm(file)
   await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, 15_000, 'recovery within the 5 s backoff cap')
   await waitFor(() => server.app.pool.liveWorkers === 2, 15_000, 'both workers back')
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+})
+
+t.test('a drain ends once the last call is settled, also when no worker is left to hand it over', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '60000', TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  const dying = callTask(server.url, 'diag.work', { sleep_ms: 300, exit: 3 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  const queued = callTask(server.url, 'flaky.ping', {})
+  await waitFor(() => server.app.pool.waiting === 1, 5000, 'a call queued behind it')
+  await writeFile(file, 'x') // its replacement cannot start
+  let drained = false
+  const closing = server.close().then(() => { drained = true })
+  t.equal((await dying).status, 502)
+  t.equal((await queued).status, 503, 'the queued call fails once no worker can start')
+  // Well before SHUTDOWN_GRACE_MS: nothing is left to wait for.
+  await waitFor(() => drained, 15_000, 'the drain to end')
+  await closing
 })
 
 t.test('SIGTERM while a replacement hangs in its imports: the start is aborted and the server exits 0', async (t) => {

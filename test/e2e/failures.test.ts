@@ -70,6 +70,7 @@ t.test('a client that stops sending mid-body gets 408 after REQUEST_BODY_TIMEOUT
   await new Promise((resolve) => socket.once('close', resolve))
   const elapsed = Date.now() - started
   t.match(answer, /^HTTP\/1\.1 408 /, 'a 408 before the connection closes')
+  t.match(answer, /"code":"ERR_HTTP_REQUEST_TIMEOUT".*REQUEST_BODY_TIMEOUT_MS/, 'in the error shape, saying which limit')
   t.ok(elapsed >= 900 && elapsed < 5000, `closed after ${elapsed} ms, close to the 1,000 ms limit`)
   // The limit covers receiving the request, not running it.
   const slow = await callTask(server.url, 'diag.work', { sleep_ms: 1500 })

@@ -4,6 +4,7 @@
 
 import t from 'tap'
 import { execFile } from 'node:child_process'
+import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import { callTask, getJson, startServer, waitFor } from '../helpers/server.js'
 
@@ -119,6 +120,8 @@ t.test('requests no route matches are recorded, framework errors included, with 
   t.match(longBody, { statusCode: 414, code: 'FST_ERR_MAX_PARAM_LENGTH', error: 'URI Too Long', message: /too long/ })
   t.ok(longBody.message.length < 400, 'the path is not echoed whole')
   t.ok(long.headers.get('x-request-id'), 'with a request id like any answer')
+  t.equal((await fetch(`${url}/api/tasks/${'b'.repeat(65)}`)).status, 414, 'one character past the longest task name')
+  t.equal((await fetch(`${url}/api/tasks/${'b'.repeat(64)}`)).status, 404, 'the longest a name can be: unknown, not too long')
   const badUrl = await fetch(`${url}/%E0%A4%A`)
   t.equal(badUrl.status, 400)
   t.match(await badUrl.json(), { statusCode: 400, code: 'FST_ERR_BAD_URL', error: 'Bad Request' })
@@ -126,10 +129,35 @@ t.test('requests no route matches are recorded, framework errors included, with 
   t.equal((await fetch(`${url}/nope`, { method: 'PROPFIND' })).status, 404)
   t.equal((await fetch(`${url}/nope`)).status, 404)
   const text = await (await fetch(`${url}/metrics`)).text()
-  for (const [method, status] of [['POST', 414], ['GET', 400], ['POST', 400], ['other', 404], ['GET', 404]]) {
+  for (const [method, status] of [['POST', 414], ['GET', 414], ['GET', 400], ['POST', 400], ['other', 404], ['GET', 404]]) {
     t.equal(sample(text, 'http_request_duration_seconds_count', `method="${method}",route="unmatched",status_code="${status}"`), 1, `${method} ${status}`)
   }
   t.notOk(text.includes('PROPFIND'), 'an unusual method is not a label value')
+})
+
+/** Writes raw bytes to the server and reads what comes back until it closes the connection. */
+async function rawExchange (url: string, bytes: string): Promise<string> {
+  const { port } = new URL(url)
+  const socket = connect(Number(port), '127.0.0.1')
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+  socket.on('error', () => {})
+  socket.write(bytes)
+  await new Promise((resolve) => socket.once('close', resolve))
+  return answer
+}
+
+t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and are recorded', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const badMethod = await rawExchange(server.url, 'FOO /x HTTP/1.1\r\nhost: x\r\n\r\n')
+  t.match(badMethod, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(JSON.parse(badMethod.slice(badMethod.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'HPE_INVALID_METHOD', error: 'Bad Request', message: /not valid HTTP/ })
+  const hugeHeader = await rawExchange(server.url, `GET /ready HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.match(hugeHeader, /^HTTP\/1\.1 431 /)
+  t.match(hugeHeader, /"code":"HPE_HEADER_OVERFLOW"/)
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="400"'), 1)
+  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="431"'), 1)
 })
 
 t.test('queue-stats reports current worker memory, before any scrape', async (t) => {
@@ -138,7 +166,7 @@ t.test('queue-stats reports current worker memory, before any scrape', async (t)
   for (const worker of stats.workers) t.ok(worker.rssBytes > 1_000_000, `worker ${worker.id}: ${worker.rssBytes} bytes`)
 })
 
-t.test('a request refused while the server drains is not counted as a call', async (t) => {
+t.test('a request refused while the server drains is counted as cancelled, without a queue-wait sample', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const running = callTask(server.url, 'diag.work', { sleep_ms: 500 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
@@ -150,7 +178,9 @@ t.test('a request refused while the server drains is not counted as a call', asy
   t.equal((await running).status, 200)
   await closing
   const { calls } = await server.app.metrics.counts()
-  t.same(calls, { ok: 1, rejected: 0, failed: 0, timeout: 0, worker_died: 0, queue_full: 0, queue_timeout: 0, cancelled: 0 })
+  t.same(calls, { ok: 1, rejected: 0, failed: 0, timeout: 0, worker_died: 0, queue_full: 0, queue_timeout: 0, cancelled: 1 })
+  const text = await server.app.metrics.registry.metrics()
+  t.notMatch(text, /pyworker_queue_wait_seconds_count\{task="echo"\}/, 'echo never waited: no queue-wait series at all')
 })
 
 t.test("a worker's print() is logged with its request id, worker slot and pid", async (t) => {
