@@ -75,6 +75,7 @@ function writeOutputs (data, file) {
 }
 
 if (opts.report !== undefined) {
+  try { readFileSync(opts.report) } catch (error) { console.error(`bench: --report ${opts.report}: ${error.message}`); process.exit(2) }
   writeOutputs(JSON.parse(readFileSync(opts.report, 'utf8')), opts.report)
   process.exit(0)
 }
@@ -95,7 +96,6 @@ const reps = number('reps', quick ? 1 : 3, { integer: true, min: 1 })
 const warmupMs = number('warmup', 1) * 1000
 const measureMs = number('measure', quick ? 2 : 4, { min: 0.5 }) * 1000
 const primeMs = quick ? 1000 : 2000
-const pyfleetEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
 const notes = []
 let cases = structuredClone(quick ? QUICK_CASES : CASES)
@@ -107,6 +107,7 @@ if (cases.length === 0) fail(`--cases ${opts.cases} matches no case; the cases a
 const unknown = (opts.designs?.split(',') ?? []).filter((d) => !DESIGN_ORDER.includes(d) || d === 'pyfleet-base')
 if (unknown.length > 0) fail(`unknown design ${unknown.join(', ')}; the designs are ${DESIGN_ORDER.filter((d) => d !== 'pyfleet-base').join(', ')} (pyfleet-base comes with --baseline-dir)`)
 for (const kv of opts.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) fail(`--env wants KEY=VALUE, not ${kv}`)
+const pyfleetEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
 const gunicorn = gunicornAvailability(python)
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }
@@ -118,6 +119,7 @@ if (opts['baseline-dir'] !== undefined) {
 }
 for (const c of cases) c.designs = c.designs.filter((d) => allowed.has(d))
 cases = cases.filter((c) => c.designs.length > 0)
+if (cases.length === 0) fail(`no case left: the designs ${[...allowed].join(', ')} run none of the chosen cases (${opts.cases ?? 'all'})`)
 const designs = DESIGN_ORDER.filter((d) => cases.some((c) => c.designs.includes(d)))
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-')
