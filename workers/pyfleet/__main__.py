@@ -178,6 +178,7 @@ def main() -> None:
             "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it",
         )
 
+    from .errors import as_text
     from .frames import FrameError
     from .loop import serve
     from .protocol import ProtocolError
@@ -194,8 +195,11 @@ def main() -> None:
             else:
                 hint = f"install the package that provides '{exc.name}'"
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
-        except Exception as exc:
-            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
+        except SystemExit as exc:  # not a clean exit: the worker has not said ready, and must say which module stopped it
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import")
+        except BaseException as exc:  # KeyboardInterrupt too
+            detail = as_text(exc)
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""))
     reader = os.fdopen(0, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:

@@ -7,6 +7,7 @@ job and the process set-up (stdio, signals, imports) is __main__'s.
 from __future__ import annotations
 
 import traceback
+from types import CoroutineType
 
 from . import protocol, registry
 from .errors import TaskError, as_text
@@ -42,7 +43,8 @@ class Runner:
         try:
             try:
                 value = task.fn(message.get("input"))
-                if task.is_async:
+                # A coroutine from a plain function too: an async def behind a decorator that is not.
+                if task.is_async or type(value) is CoroutineType:
                     value = self._event_loop().run_until_complete(value)
                 reply = protocol.result(call_id, value)
             except TaskError as exc:

@@ -409,5 +409,36 @@ class FailureReplyTest(unittest.TestCase):
         self.assertRegex(reply["message"], r"^the TaskError reply is \d+ bytes, over the limit of 1000")
 
 
+class AwaitableResultTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def test_an_async_def_behind_a_plain_decorator_is_awaited(self):
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(input):
+                return fn(input)
+
+            return wrapper
+
+        @task("wrapped_async")
+        @logged
+        async def wrapped_async(x):
+            await asyncio.sleep(0)
+            return x + 1
+
+        self.assertFalse(registry.get("wrapped_async").is_async)
+        stdin = io.BytesIO(frame({"t": "call", "id": 1, "task": "wrapped_async", "input": 1, "requestId": "r"}))
+        stdout = io.BytesIO()
+        serve(stdin, stdout, 1 << 20)
+        _, reply = read_all_frames(stdout.getvalue())
+        self.assertEqual(reply["value"], 2)
+
+
 if __name__ == "__main__":
     unittest.main()
