@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 
+from . import guard
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_IMPORT_FAILED = 3
@@ -140,10 +142,30 @@ def use_batch_scheduling() -> None:
 
 
 def guard_stdout() -> int:
-    """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr."""
-    protocol_fd = os.dup(1)
+    """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr.
+
+    sys.stdout and sys.stderr become two streams a task cannot close (guard.StdStream),
+    both ending on the stderr pipe: closing or replacing one leaves the other working.
+    """
+    protocol_fd = os.dup(1)  # not inheritable: processes a task starts do not get it
     os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    sys.stdout = guard.text_stream(1, "w")
+    sys.stderr = guard.text_stream(2, "w")
+    return protocol_fd
+
+
+def guard_stdin() -> int:
+    """Keep fd 0 for frames only: return a duplicate for the protocol, point fd 0 at /dev/null.
+
+    A task (input(), sys.stdin.read()) or a process it starts (subprocess inherits
+    fd 0) then reads end-of-file at once, instead of waiting for, or taking, the
+    worker's next calls.
+    """
+    protocol_fd = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = guard.text_stream(0, "r")
     return protocol_fd
 
 
@@ -165,6 +187,7 @@ def main() -> None:
     # sent to one directly is ignored for the same reason.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_fd = guard_stdout()
+    request_fd = guard_stdin()
     # Before the task modules are imported, so that what they log at import is formatted too.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
 
@@ -200,7 +223,7 @@ def main() -> None:
         except BaseException as exc:  # KeyboardInterrupt too
             detail = as_text(exc)
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""))
-    reader = os.fdopen(0, "rb", buffering=1 << 16)
+    reader = os.fdopen(request_fd, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:
         serve(reader, writer, args.max_frame_bytes)
