@@ -190,6 +190,7 @@ def main() -> None:
     request_fd = guard_stdin()
     # Before the task modules are imported, so that what they log at import is formatted too.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
     try:
         import msgpack  # noqa: F401

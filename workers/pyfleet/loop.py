@@ -6,12 +6,14 @@ job and the process set-up (stdio, signals, imports) is __main__'s.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from types import CoroutineType
 
-from . import protocol, registry
+from . import guard, protocol, registry
 from .errors import TaskError, as_text
 from .frames import read_frame, write_frame
+from .guard import changes as _changes
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -33,6 +35,7 @@ class Runner:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         if any(task.is_async for task in registry.all_tasks()):
             self._event_loop()
+        self._baseline = guard.Baseline()  # after the event loop: making it is not a task's doing
 
     def run(self, message: Dict[str, Any]) -> Dict[str, Any]:
         call_id = message.get("id")
@@ -57,6 +60,10 @@ class Runner:
                 reply = _failed(call_id, exc)
         except BaseException as exc:  # building the reply raised (an exception's property, say): still one reply
             reply = _unreportable(call_id, exc)
+        # What the call left behind (see guard.py): one dict test and three identity checks.
+        base = self._baseline
+        if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
+            base.restore(task.name, reply)  # in a process the task forked, this exits
         return reply
 
     def close(self) -> None:

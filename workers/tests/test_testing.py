@@ -1,12 +1,14 @@
 """pyfleet.testing: a task author's way to call a task as a worker would."""
 
 import datetime
+import textwrap
 import unittest
 
 import msgpack
 
 from pyfleet import TaskError, registry, task
 from pyfleet.testing import TaskCallError, call_task
+from tests.worker_process import run_python
 
 
 class BrokenStr(Exception):
@@ -105,6 +107,29 @@ class CallTaskTest(unittest.TestCase):
 
 def _raise(exc):
     raise exc
+
+
+class ForkTest(unittest.TestCase):
+    def test_a_forked_child_that_returns_from_the_task_ends_there(self):
+        """It must not hand its result to the test, nor go on to run the rest of the suite."""
+        out = run_python(textwrap.dedent(
+            """
+            import os
+            from pyfleet import task
+            from pyfleet.testing import call_task
+
+            @task("t.fork")
+            def fork(_input):
+                pid = os.fork()
+                if pid:
+                    os.waitpid(pid, 0)
+                return "child" if pid == 0 else "parent"
+
+            print(call_task("t.fork", None), flush=True)
+            print("rest of the suite", flush=True)
+            """
+        ))
+        self.assertEqual(out, "parent\nrest of the suite\n")
 
 
 if __name__ == "__main__":
