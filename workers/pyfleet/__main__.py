@@ -169,6 +169,36 @@ def guard_stdin() -> int:
     return protocol_fd
 
 
+class OneLineFormatter(logging.Formatter):
+    """``LEVEL logger: message``, one line per record: the server logs each stderr line as
+    one entry at the level its prefix names, so a traceback or a multi-line message keeps
+    its line breaks as ``\\n`` and stays one entry at its record's level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).rstrip("\n").replace("\n", "\\n")
+
+
+def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F821
+    """An exception that ends a thread a task started: one ERROR record, instead of a bare traceback."""
+    if args.exc_type is SystemExit:
+        return  # as threading's own hook: a thread may end itself with sys.exit()
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("pyfleet").error(
+        "uncaught exception in thread %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
+
+
+def set_up_logging() -> None:
+    """Before the task modules are imported, so that what they log at import is formatted too."""
+    import threading  # logging has imported it already
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.captureWarnings(True)  # warnings.warn() from a task: a WARNING record, not an INFO line
+    threading.excepthook = log_thread_exception
+
+
 def main() -> None:
     try:
         args = parse_args(sys.argv[1:])
@@ -188,8 +218,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_fd = guard_stdout()
     request_fd = guard_stdin()
-    # Before the task modules are imported, so that what they log at import is formatted too.
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    set_up_logging()
     guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
     try:

@@ -211,5 +211,42 @@ class ImportFailureTest(unittest.TestCase):
         )
 
 
+class OneLinePerRecordTest(unittest.TestCase):
+    """The server logs each stderr line as one entry at the level its prefix names."""
+
+    def test_warnings_tracebacks_and_thread_exceptions_are_one_line_at_their_level(self):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        with open(os.path.join(directory.name, "noisy_tasks.py"), "w") as f:
+            f.write(textwrap.dedent(
+                """
+                import logging
+                import threading
+                import warnings
+
+                from pyfleet import task
+
+                @task("noisy")
+                def noisy(_input):
+                    warnings.warn("deprecated input")
+                    try:
+                        1 / 0
+                    except ZeroDivisionError:
+                        logging.getLogger("noisy").exception("division\\nfailed")
+                    thread = threading.Thread(target=lambda: {}["missing"], name="helper")
+                    thread.start()
+                    thread.join()
+                    return "done"
+                """
+            ))
+        code, stdout, stderr = run_worker(["--module", "noisy_tasks"], calls=[("noisy", None)], pythonpath=directory.name)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["value"], "done")
+        warning, logged, thread = stderr.splitlines()
+        self.assertRegex(warning, r"^WARNING py\.warnings: .*noisy_tasks\.py:\d+: UserWarning: deprecated input\\n  +warnings\.warn")
+        self.assertRegex(logged, r"^ERROR noisy: division\\nfailed\\nTraceback \(most recent call last\):\\n  File .*\\nZeroDivisionError: division by zero$")
+        self.assertRegex(thread, r"^ERROR pyfleet: uncaught exception in thread helper\\nTraceback .*\\nKeyError: 'missing'$")
+
+
 if __name__ == "__main__":
     unittest.main()
