@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 
+from . import guard
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_IMPORT_FAILED = 3
@@ -140,11 +142,61 @@ def use_batch_scheduling() -> None:
 
 
 def guard_stdout() -> int:
-    """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr."""
-    protocol_fd = os.dup(1)
+    """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr.
+
+    sys.stdout and sys.stderr become two streams a task cannot close (guard.StdStream),
+    both ending on the stderr pipe: closing or replacing one leaves the other working.
+    """
+    protocol_fd = os.dup(1)  # not inheritable: processes a task starts do not get it
     os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    sys.stdout = guard.text_stream(1, "w")
+    sys.stderr = guard.text_stream(2, "w")
     return protocol_fd
+
+
+def guard_stdin() -> int:
+    """Keep fd 0 for frames only: return a duplicate for the protocol, point fd 0 at /dev/null.
+
+    A task (input(), sys.stdin.read()) or a process it starts (subprocess inherits
+    fd 0) then reads end-of-file at once, instead of waiting for, or taking, the
+    worker's next calls.
+    """
+    protocol_fd = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = guard.text_stream(0, "r")
+    return protocol_fd
+
+
+class OneLineFormatter(logging.Formatter):
+    """``LEVEL logger: message``, one line per record: the server logs each stderr line as
+    one entry at the level its prefix names, so a traceback or a multi-line message keeps
+    its line breaks as ``\\n`` and stays one entry at its record's level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).rstrip("\n").replace("\n", "\\n")
+
+
+def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F821
+    """An exception that ends a thread a task started: one ERROR record, instead of a bare traceback."""
+    if args.exc_type is SystemExit:
+        return  # as threading's own hook: a thread may end itself with sys.exit()
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("pyfleet").error(
+        "uncaught exception in thread %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
+
+
+def set_up_logging() -> None:
+    """Before the task modules are imported, so that what they log at import is formatted too."""
+    import threading  # logging has imported it already
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.captureWarnings(True)  # warnings.warn() from a task: a WARNING record, not an INFO line
+    threading.excepthook = log_thread_exception
 
 
 def main() -> None:
@@ -165,8 +217,9 @@ def main() -> None:
     # sent to one directly is ignored for the same reason.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_fd = guard_stdout()
-    # Before the task modules are imported, so that what they log at import is formatted too.
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    request_fd = guard_stdin()
+    set_up_logging()
+    guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
     try:
         import msgpack  # noqa: F401
@@ -178,6 +231,7 @@ def main() -> None:
             "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it",
         )
 
+    from .errors import as_text
     from .frames import FrameError
     from .loop import serve
     from .protocol import ProtocolError
@@ -194,9 +248,12 @@ def main() -> None:
             else:
                 hint = f"install the package that provides '{exc.name}'"
             fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
-        except Exception as exc:
-            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import: {exc}")
-    reader = os.fdopen(0, "rb", buffering=1 << 16)
+        except SystemExit as exc:  # not a clean exit: the worker has not said ready, and must say which module stopped it
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import")
+        except BaseException as exc:  # KeyboardInterrupt too
+            detail = as_text(exc)
+            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""))
+    reader = os.fdopen(request_fd, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:
         serve(reader, writer, args.max_frame_bytes)

@@ -42,6 +42,8 @@ def _to_msgpack(value: Any) -> Any:
         return list(value)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
+    if isinstance(value, int):  # msgpack hands over the ints it cannot carry itself
+        raise OverflowError(f"an integer of {value.bit_length()} bits does not fit msgpack's 64; send it as a str")
     # Imported only when a result holds a type msgpack lacks: together they
     # would cost every worker ~3 ms and ~0.9 MB at start (uuid pulls in platform).
     import datetime
@@ -52,7 +54,7 @@ def _to_msgpack(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
-    raise TypeError(f"a task returned a {type(value).__name__}, which cannot be sent; return dicts, lists, str, numbers, bool, None or bytes")
+    raise TypeError(f"a value of type {type(value).__name__} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
 
 # One packer for the worker's life: building one per message costs more than the message.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from types import CodeType, MethodType
 
+from .task_checks import check_callable, check_count, check_raw_field, check_schema, content_types, describe_callable
+
 # typing, inspect and dataclasses would add ~3 MB to every worker (and the pool
 # recycles workers), so they are for type checkers only: annotations here are
 # never evaluated at run time.
@@ -138,39 +140,43 @@ def task(
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register ``fn(input)`` as the task ``name``.
 
-    - ``schema``: JSON schema of the input, checked by the server before any
-      worker is borrowed (default: anything).
+    - ``schema``: JSON schema of the input (a dict of JSON values, or a bool),
+      checked by the server before any worker is borrowed (default: anything).
     - ``timeout_ms``: per-call limit (default: the server's TASK_TIMEOUT_MS).
-    - ``raw``: content types whose body becomes the input field ``raw_field``
-      (bytes for application/octet-stream, str otherwise); other fields then
-      come from the query string.
+    - ``raw``: a content type, or a list of them, whose body becomes the input
+      field ``raw_field`` (bytes for application/octet-stream, str otherwise);
+      other fields then come from the query string.
     - ``max_concurrency``: most workers this task may hold at once
       (default: all of them).
 
-    The function may be ``async def``. It returns anything msgpack can carry.
+    The function takes one argument, the input, and may be ``async def``. It
+    returns anything msgpack can carry. Every mistake here raises at import,
+    naming the task and what to fix, so the worker does not start.
     """
+    if callable(name):
+        raise TypeError(f"@task needs the task's name: use @task(\"name\") above {describe_callable(name)}")
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or not set(name) <= _NAME_CHARS:
         raise ValueError(f"task name {name!r} must be 1-{MAX_NAME_LENGTH} characters of [A-Za-z0-9._-]")
-    if timeout_ms is not None and (not isinstance(timeout_ms, int) or timeout_ms <= 0):
-        raise ValueError(f"task {name}: timeout_ms must be a positive integer")
-    if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency <= 0):
-        raise ValueError(f"task {name}: max_concurrency must be a positive integer")
-    if raw and not raw_field:
-        raise ValueError(f"task {name}: raw content types need raw_field, the input field the body goes to")
-    for content_type in raw:
-        if "/" not in content_type or content_type != content_type.strip().lower():
-            raise ValueError(f"task {name}: raw content type {content_type!r} must look like 'type/subtype' in lower case")
+    if name in (".", ".."):
+        raise ValueError(f"task name {name!r} cannot be used: clients resolve it away in the URL path /api/tasks/{name}")
+    check_count(name, "timeout_ms", timeout_ms)
+    check_count(name, "max_concurrency", max_concurrency)
+    schema = check_schema(name, schema)
+    raw = content_types(name, raw)
+    check_raw_field(name, raw, raw_field, schema)
 
     def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if name in _tasks:
-            raise ValueError(f"task {name!r} is registered twice ({_tasks[name].fn.__module__} and {fn.__module__})")
+            raise ValueError(f"task {name!r} is registered twice ({_tasks[name].fn.__module__} and {getattr(fn, '__module__', None)})")
+        check_callable(name, fn)
+        doc = _doc_of(fn)
         _tasks[name] = Task(
             name=name,
             fn=fn,
-            doc=first_paragraph(fn.__doc__ or ""),
-            schema=schema if schema is not None else {},
+            doc=first_paragraph(doc),
+            schema=schema,
             timeout_ms=timeout_ms,
-            raw=tuple(raw),
+            raw=raw,
             raw_field=raw_field,
             max_concurrency=max_concurrency,
             is_async=is_coroutine_function(fn),
@@ -178,6 +184,15 @@ def task(
         return fn
 
     return register
+
+
+def _doc_of(fn: Any) -> str:
+    """The function's docstring, also through functools.partial (whose own is about partial)."""
+    partial = getattr(sys.modules.get("functools"), "partial", None)
+    while partial is not None and isinstance(fn, partial):
+        fn = fn.func
+    doc = getattr(fn, "__doc__", None)
+    return doc if isinstance(doc, str) else ""
 
 
 def get(name: str) -> Optional[Task]:

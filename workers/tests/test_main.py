@@ -5,7 +5,7 @@ import tempfile
 import textwrap
 import unittest
 
-from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_PROTOCOL_ERROR, EXIT_USAGE, parse_args
+from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_USAGE, parse_args
 from tests.worker_process import parse_frames, run_worker
 
 
@@ -170,6 +170,82 @@ class LoggingSetUpTest(unittest.TestCase):
         code, _, stderr = run_worker(["--module", "logging_tasks"], pythonpath=self.dir.name)
         self.assertEqual(code, 0, stderr)
         self.assertIn("WARNING logging_tasks: imported\n", stderr)
+
+
+class ImportFailureTest(unittest.TestCase):
+    """A task module that stops the worker at import: one fatal line that names the module."""
+
+    def start_with(self, source):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        with open(os.path.join(directory.name, "stopping_tasks.py"), "w") as f:
+            f.write(textwrap.dedent(source))
+        code, stdout, stderr = run_worker(["--module", "stopping_tasks"], pythonpath=directory.name)
+        self.assertEqual((code, stdout), (EXIT_IMPORT_FAILED, b""), stderr)
+        return stderr
+
+    def test_sys_exit_and_keyboard_interrupt_at_import_name_the_module(self):
+        cases = {
+            "import sys; sys.exit(0)": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(0) on import\n",
+            "raise SystemExit('bye')": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(bye) on import\n",
+            "raise KeyboardInterrupt": "pyfleet-fatal: task module 'stopping_tasks' raised KeyboardInterrupt on import\n",
+        }
+        for source, line in cases.items():
+            with self.subTest(source=source):
+                self.assertEqual(self.start_with(source), line)
+
+    def test_a_registration_mistake_names_the_module_the_task_and_the_field(self):
+        stderr = self.start_with(
+            """
+            from pyfleet import task
+
+            @task("flagged", timeout_ms=True)
+            def flagged(input):
+                return input
+            """
+        )
+        self.assertEqual(
+            stderr,
+            "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: "
+            "task 'flagged': timeout_ms must be a positive integer or None, not True\n",
+        )
+
+
+class OneLinePerRecordTest(unittest.TestCase):
+    """The server logs each stderr line as one entry at the level its prefix names."""
+
+    def test_warnings_tracebacks_and_thread_exceptions_are_one_line_at_their_level(self):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        with open(os.path.join(directory.name, "noisy_tasks.py"), "w") as f:
+            f.write(textwrap.dedent(
+                """
+                import logging
+                import threading
+                import warnings
+
+                from pyfleet import task
+
+                @task("noisy")
+                def noisy(_input):
+                    warnings.warn("deprecated input")
+                    try:
+                        1 / 0
+                    except ZeroDivisionError:
+                        logging.getLogger("noisy").exception("division\\nfailed")
+                    thread = threading.Thread(target=lambda: {}["missing"], name="helper")
+                    thread.start()
+                    thread.join()
+                    return "done"
+                """
+            ))
+        code, stdout, stderr = run_worker(["--module", "noisy_tasks"], calls=[("noisy", None)], pythonpath=directory.name)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["value"], "done")
+        warning, logged, thread = stderr.splitlines()
+        self.assertRegex(warning, r"^WARNING py\.warnings: .*noisy_tasks\.py:\d+: UserWarning: deprecated input\\n  +warnings\.warn")
+        self.assertRegex(logged, r"^ERROR noisy: division\\nfailed\\nTraceback \(most recent call last\):\\n  File .*\\nZeroDivisionError: division by zero$")
+        self.assertRegex(thread, r"^ERROR pyfleet: uncaught exception in thread helper\\nTraceback .*\\nKeyError: 'missing'$")
 
 
 if __name__ == "__main__":

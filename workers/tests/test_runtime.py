@@ -23,11 +23,11 @@ def frame(message):
     return struct.pack(">I", len(body)) + body
 
 
-def read_all_frames(data):
+def read_all_frames(data, max_frame_bytes=1 << 20):
     stream = io.BytesIO(data)
     out = []
     while True:
-        body = read_frame(stream, 1 << 20)
+        body = read_frame(stream, max_frame_bytes)
         if body is None:
             return out
         out.append(msgpack.unpackb(body, raw=False))
@@ -283,6 +283,161 @@ class LoopTest(unittest.TestCase):
         stdin = io.BytesIO(frame({"t": "bogus"}))
         with self.assertRaises(protocol.ProtocolError):
             serve(stdin, io.BytesIO(), 1 << 20)
+
+
+class BrokenStr(Exception):
+    def __str__(self):
+        raise RuntimeError("__str__ is broken")
+
+
+class NonStrStr(Exception):
+    def __str__(self):
+        return 42
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+    def __repr__(self):
+        raise RuntimeError("no repr either")
+
+
+class RejectWithoutInit(TaskError):
+    def __init__(self, field):  # does not call super().__init__: no .message
+        self.field = field
+
+
+class RejectWithBrokenMessage(TaskError):
+    @property
+    def message(self):
+        raise RuntimeError("the message property is broken")
+
+    @message.setter
+    def message(self, value):
+        pass
+
+
+class FailureReplyTest(unittest.TestCase):
+    """Whatever a task raises, and whatever that exception is like, the worker sends one well-formed reply and goes on."""
+
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+        task("double")(lambda x: x * 2)
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def replies(self, *raised):
+        """Register a task per exception, call each, then double: return the replies (double's last)."""
+        for index, exc in enumerate(raised):
+            task(f"raise{index}")(functools.partial(_raise, exc))
+        stdin = io.BytesIO(b"".join(
+            frame({"t": "call", "id": i + 1, "task": name, "input": 2, "requestId": "r"})
+            for i, name in enumerate([*(f"raise{i}" for i in range(len(raised))), "double"])
+        ))
+        stdout = io.BytesIO()
+        serve(stdin, stdout, 1 << 26)
+        _, *replies = read_all_frames(stdout.getvalue(), 1 << 26)
+        self.assertEqual(replies[-1]["value"], 4, "the worker still answers")
+        for reply in replies[:-1]:
+            self.assertIsInstance(reply["message"], str, reply)
+            self.assertIsInstance(reply["type"], str, reply)
+        return replies[:-1]
+
+    def test_an_exception_whose_str_breaks_is_a_failure_with_a_message(self):
+        broken, non_str, unprintable = self.replies(BrokenStr("a"), NonStrStr(), Unprintable())
+        self.assertEqual((broken["kind"], broken["type"], broken["message"]), ("failed", "BrokenStr", "BrokenStr('a')"))
+        self.assertEqual((non_str["kind"], non_str["type"], non_str["message"]), ("failed", "NonStrStr", "NonStrStr()"))
+        self.assertEqual((unprintable["kind"], unprintable["message"]), ("failed", "<unprintable Unprintable>"))
+        self.assertIn("Traceback", unprintable["traceback"])
+
+    def test_a_task_error_subclass_without_super_init_is_still_a_rejection(self):
+        reply, = self.replies(RejectWithoutInit("email"))
+        self.assertEqual((reply["kind"], reply["type"], reply["message"]), ("rejected", "RejectWithoutInit", "email"))
+        self.assertNotIn("details", reply)
+
+    def test_an_error_while_building_the_reply_is_a_plain_failure(self):
+        reply, = self.replies(RejectWithBrokenMessage("x"))
+        self.assertEqual((reply["kind"], reply["type"]), ("failed", "RuntimeError"))
+        self.assertIn("could not be reported", reply["message"])
+        self.assertIn("the message property is broken", reply["traceback"])
+
+    def test_task_error_messages_are_always_str(self):
+        self.assertEqual(TaskError(42).message, "42")
+        self.assertEqual(TaskError(None).message, "None")
+        self.assertEqual(TaskError(b"caf\xc3\xa9").message, "café")
+        self.assertEqual(TaskError(b"\xff").message, "\ufffd")
+        self.assertEqual(TaskError(ValueError("Expecting value: line 1")).message, "Expecting value: line 1")
+        self.assertEqual(str(TaskError(42)), "42")
+        number, none, raw = self.replies(TaskError(42), TaskError(None), TaskError(b"bytes"))
+        self.assertEqual([r["message"] for r in (number, none, raw)], ["42", "None", "bytes"])
+        self.assertEqual({r["kind"] for r in (number, none, raw)}, {"rejected"})
+
+    def test_a_message_set_to_a_non_str_afterwards_is_sent_as_str(self):
+        exc = TaskError("first")
+        exc.message = 7
+        reply, = self.replies(exc)
+        self.assertEqual((reply["kind"], reply["message"]), ("rejected", "7"))
+
+    def test_unsendable_task_error_details_say_so(self):
+        big, odd = self.replies(TaskError("bad", {"n": 2 ** 70}), TaskError("bad", {"o": object()}))
+        self.assertEqual((big["kind"], big["type"]), ("failed", "OverflowError"))
+        self.assertEqual(big["message"], "the details of the TaskError cannot be sent: an integer of 71 bits does not fit msgpack's 64; send it as a str")
+        self.assertEqual(odd["message"], "the details of the TaskError cannot be sent: a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+
+    def test_an_unsendable_result_says_what_it_is(self):
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"n": -(2 ** 64)}), 1 << 20), raw=False)
+        self.assertEqual(reply["message"], "the result cannot be sent: an integer of 65 bits does not fit msgpack's 64; send it as a str")
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, [type]), 1 << 20), raw=False)
+        self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+
+    def test_a_huge_message_is_cut_and_the_reply_keeps_type_and_traceback(self):
+        failed, rejected = self.replies(ValueError("m" * 40_000_000), TaskError("r" * 1_000_000))
+        self.assertEqual((failed["kind"], failed["type"]), ("failed", "ValueError"))
+        self.assertEqual(failed["message"], "m" * 65536 + " [truncated: 40,000,000 characters in all]")
+        self.assertLessEqual(len(failed["traceback"]), 66 * 1024)
+        self.assertTrue(failed["traceback"].startswith("Traceback (most recent call last):"), failed["traceback"][:100])
+        self.assertIn("characters cut: the traceback was 40,000,", failed["traceback"])
+        self.assertEqual((rejected["kind"], rejected["message"]), ("rejected", "r" * 65536 + " [truncated: 1,000,000 characters in all]"))
+
+    def test_an_error_reply_over_the_frame_limit_says_it_is_the_error(self):
+        reply = msgpack.unpackb(encode_reply(protocol.error(1, "rejected", "TaskError", "m", {"rows": "x" * 2000}), 1000), raw=False)
+        self.assertEqual(reply["kind"], "too_large")
+        self.assertRegex(reply["message"], r"^the TaskError reply is \d+ bytes, over the limit of 1000")
+
+
+class AwaitableResultTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def test_an_async_def_behind_a_plain_decorator_is_awaited(self):
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(input):
+                return fn(input)
+
+            return wrapper
+
+        @task("wrapped_async")
+        @logged
+        async def wrapped_async(x):
+            await asyncio.sleep(0)
+            return x + 1
+
+        self.assertFalse(registry.get("wrapped_async").is_async)
+        stdin = io.BytesIO(frame({"t": "call", "id": 1, "task": "wrapped_async", "input": 1, "requestId": "r"}))
+        stdout = io.BytesIO()
+        serve(stdin, stdout, 1 << 20)
+        _, reply = read_all_frames(stdout.getvalue())
+        self.assertEqual(reply["value"], 2)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,24 @@
 """pyfleet.testing: a task author's way to call a task as a worker would."""
 
 import datetime
+import textwrap
 import unittest
 
 import msgpack
 
 from pyfleet import TaskError, registry, task
 from pyfleet.testing import TaskCallError, call_task
+from tests.worker_process import run_python
+
+
+class BrokenStr(Exception):
+    def __str__(self):
+        raise RuntimeError("__str__ is broken")
+
+
+class RejectWithoutInit(TaskError):
+    def __init__(self, field):
+        self.field = field
 
 
 class CallTaskTest(unittest.TestCase):
@@ -65,9 +77,59 @@ class CallTaskTest(unittest.TestCase):
             call_task("t.async", "x" * 2000, max_frame_bytes=1000)
         self.assertEqual((caught.exception.status, caught.exception.code), (500, "RESULT_TOO_LARGE"))
 
+    def test_what_would_break_the_protocol_gets_the_status_http_gives(self):
+        """Over HTTP these are answered as below, and the worker stays; here too, never a raw exception."""
+        cases = {
+            "broken str": (BrokenStr(), (500, "TASK_FAILED", "BrokenStr", "BrokenStr()")),
+            "no super init": (RejectWithoutInit("email"), (422, "TASK_REJECTED_INPUT", "RejectWithoutInit", "email")),
+            "int message": (TaskError(42), (422, "TASK_REJECTED_INPUT", "TaskError", "42")),
+            "bytes message": (TaskError(b"bad"), (422, "TASK_REJECTED_INPUT", "TaskError", "bad")),
+        }
+        for index, (case, (exc, expected)) in enumerate(cases.items()):
+            with self.subTest(case=case):
+                task(f"t.raise{index}")(lambda _input, exc=exc: _raise(exc))
+                with self.assertRaises(TaskCallError) as caught:
+                    call_task(f"t.raise{index}", None)
+                error = caught.exception
+                self.assertEqual((error.status, error.code, error.type, error.message), expected)
+
+    def test_unsendable_task_error_details_are_a_500_that_says_why(self):
+        task("t.details")(lambda _input: _raise(TaskError("bad", {"n": 2 ** 70})))
+        with self.assertRaises(TaskCallError) as caught:
+            call_task("t.details", None)
+        self.assertEqual((caught.exception.status, caught.exception.code), (500, "TASK_FAILED"))
+        self.assertRegex(caught.exception.message, r"^the details of the TaskError cannot be sent: an integer of 71 bits")
+
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
             call_task("t.nope", None)
+
+
+def _raise(exc):
+    raise exc
+
+
+class ForkTest(unittest.TestCase):
+    def test_a_forked_child_that_returns_from_the_task_ends_there(self):
+        """It must not hand its result to the test, nor go on to run the rest of the suite."""
+        out = run_python(textwrap.dedent(
+            """
+            import os
+            from pyfleet import task
+            from pyfleet.testing import call_task
+
+            @task("t.fork")
+            def fork(_input):
+                pid = os.fork()
+                if pid:
+                    os.waitpid(pid, 0)
+                return "child" if pid == 0 else "parent"
+
+            print(call_task("t.fork", None), flush=True)
+            print("rest of the suite", flush=True)
+            """
+        ))
+        self.assertEqual(out, "parent\nrest of the suite\n")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ Not a test module itself (no test_ prefix).
 """
 
 import os
+import select
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 
 import msgpack
 
@@ -56,3 +59,58 @@ def run_python(code, timeout=30):
         [sys.executable, "-c", code], cwd=WORKERS_DIR, capture_output=True, text=True, timeout=timeout, check=True
     )
     return done.stdout
+
+
+class LiveWorker:
+    """A worker whose stdin stays open, as the server's does: one call at a time, each reply awaited."""
+
+    def __init__(self, args=(), pythonpath=None):
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pyfleet", *args], cwd=WORKERS_DIR, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+        )
+        self.buffer = b""
+        self.next_id = 1
+        self.ready = self.read_message()
+
+    def call(self, task, value, timeout=5):
+        """Send one call and return its reply; raise TimeoutError if none comes within ``timeout`` seconds."""
+        self.process.stdin.write(frame({"t": "call", "id": self.next_id, "task": task, "input": value, "requestId": "live"}))
+        self.process.stdin.flush()
+        self.next_id += 1
+        return self.read_message(timeout)
+
+    def read_message(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError(f"no reply within {timeout} s")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the worker closed its stdout")
+            self.buffer += chunk
+        (length,) = struct.unpack(">I", self.buffer[:4])
+        body, self.buffer = self.buffer[4 : 4 + length], self.buffer[4 + length :]
+        return msgpack.unpackb(body, raw=False)
+
+    def close(self):
+        """Close stdin, wait for the exit (kill after 10 s); return (exit code, stderr text). Safe to call twice."""
+        if self.stderr.closed:
+            return self.closed
+        self.process.stdin.close()
+        try:
+            code = self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process.stdout.close()
+        self.stderr.seek(0)
+        self.closed = (code, self.stderr.read().decode("utf-8", "replace"))
+        self.stderr.close()
+        return self.closed

@@ -1,0 +1,212 @@
+"""What a task may leave behind in its worker, noticed and put back after the call.
+
+The loop looks after every call, so looking must cost next to nothing (an
+echo call is ~2 µs of Python in the loop):
+
+- ``sys.stdin``, ``sys.stdout``, ``sys.stderr`` replaced: three identity
+  checks per call. The runtime's own streams (StdStream) cannot be closed.
+- a process ``os.fork()`` made, returning from the task: it must neither
+  reply on the worker's protocol pipe nor read the next call. An at-fork hook
+  marks it.
+- signal handlers, interval timers (``signal.alarm``, ``signal.setitimer``)
+  and the working directory: asking after each call (signal.getsignal,
+  signal.getitimer, os.getcwd) costs 0.3-0.5 µs a question, so a worker wraps ``signal.signal``,
+  ``signal.setitimer``, ``signal.alarm``, ``os.chdir`` and ``os.fchdir``
+  (watch()) to note what a call changed. A change made another way (C code,
+  ctypes) goes unnoticed.
+
+The hook and the wrappers note entries in ``changes``; the loop tests it once
+per call (an empty dict is false) and calls Baseline.restore only when it is
+not empty or a stream was replaced.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import sys
+
+# Type names for type checkers only (why: see registry.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
+log = logging.getLogger("pyfleet")
+
+# What tasks changed since the last restore: "fork", "cwd", ("signal", n) -> the handler before, ("timer", which).
+# Changed in place only, never rebound: the loop holds a reference to it.
+changes: Dict[Any, Any] = {}
+
+_signal = signal.signal
+_setitimer = signal.setitimer
+_alarm = signal.alarm
+_chdir = os.chdir
+_fchdir = os.fchdir
+
+
+def _after_fork_in_child() -> None:
+    changes["fork"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class StdStream(io.TextIOWrapper):
+    """A worker's sys.stdin, sys.stdout or sys.stderr: close() only flushes, the stream stays usable.
+
+    A task that closes one (``sys.stdout.close()``, ``with sys.stdout:``)
+    would otherwise break every later print and log line of its worker.
+    """
+
+    def close(self) -> None:
+        self.flush()
+
+
+def text_stream(fd: int, mode: str) -> StdStream:
+    """A line-buffered UTF-8 text stream on ``fd`` that does not own it (the fd outlives the object)."""
+    raw = io.FileIO(fd, mode, closefd=False)
+    if mode == "r":
+        return StdStream(io.BufferedReader(raw), encoding="utf-8", errors="replace")
+    return StdStream(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True)
+
+
+def _signal_watched(signalnum: int, handler: Any, /) -> Any:
+    old = _signal(signalnum, handler)  # raises (and notes nothing) outside the main thread
+    changes.setdefault(("signal", int(signalnum)), old)
+    return old
+
+
+def _setitimer_watched(which: int, seconds: float, interval: float = 0.0, /) -> Any:
+    changes[("timer", which)] = True
+    return _setitimer(which, seconds, interval)
+
+
+def _alarm_watched(seconds: int, /) -> int:
+    changes[("timer", signal.ITIMER_REAL)] = True  # alarm() and ITIMER_REAL are one timer
+    return _alarm(seconds)
+
+
+def _chdir_watched(path: Any) -> None:
+    changes["cwd"] = True
+    _chdir(path)
+
+
+def _fchdir_watched(fd: int) -> None:
+    changes["cwd"] = True
+    _fchdir(fd)
+
+
+def watch() -> None:
+    """Note, from now on, the signal handlers, timers and working directory tasks change (a worker's set-up)."""
+    for module, name, watched in (
+        (signal, "signal", _signal_watched),
+        (signal, "setitimer", _setitimer_watched),
+        (signal, "alarm", _alarm_watched),
+        (os, "chdir", _chdir_watched),
+        (os, "fchdir", _fchdir_watched),
+    ):
+        original = getattr(module, name)
+        watched.__name__ = watched.__qualname__ = name
+        watched.__doc__ = original.__doc__
+        watched.__wrapped__ = original
+        setattr(module, name, watched)
+
+
+class Baseline:
+    """The process state a call must leave as it found it, taken when the runner starts."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.stdin, self.stdout, self.stderr = sys.stdin, sys.stdout, sys.stderr
+        try:
+            self.cwd: Optional[str] = os.getcwd()
+        except OSError:  # started in a directory that was removed: nothing to go back to
+            self.cwd = None
+        self._warned: set = set()  # (task, what): each is logged once per worker
+        changes.clear()  # what task modules did at import is the baseline
+
+    def restore(self, task_name: str, reply: Dict[str, Any]) -> None:
+        """Put back what the call changed, and log once per task and kind what that was.
+
+        In a process that os.fork() made during the call, this ends the process instead.
+        """
+        if changes.pop("fork", False) and os.getpid() != self.pid:
+            _exit_forked_child(task_name, reply)
+        put_back: List[str] = []
+        for name in ("stdin", "stdout", "stderr"):
+            if getattr(sys, name) is not getattr(self, name):
+                setattr(sys, name, getattr(self, name))
+                put_back.append(f"replaced sys.{name}")
+        # Timers first: a pending SIGALRM must not meet the default handler put back (it ends the process).
+        noted = sorted(changes.items(), key=lambda item: not (isinstance(item[0], tuple) and item[0][0] == "timer"))
+        changes.clear()
+        for key, value in noted:
+            try:
+                what = self._undo(key, value)
+            except Exception as exc:  # e.g. the start directory is gone: say so, and go on serving
+                what = f"changed {_describe(key)}, which could not be put back ({exc})"
+            if what is not None:
+                put_back.append(what)
+        new = [what for what in put_back if (task_name, what) not in self._warned]
+        if new:
+            self._warned.update((task_name, what) for what in new)
+            log.warning("task %r %s; undone after the call (logged once per task and worker)", task_name, "; ".join(new))
+
+    def _undo(self, key: Any, value: Any) -> Optional[str]:
+        if key == "cwd":
+            if self.cwd is None or _getcwd() == self.cwd:
+                return None
+            _chdir(self.cwd)
+            return "changed the working directory (os.chdir)"
+        kind, number = key
+        if kind == "timer":
+            if signal.getitimer(number)[0] == 0:
+                return None
+            _setitimer(number, 0)
+            return f"left the {_describe(key)} timer running (cancelled)"
+        if value is None or signal.getsignal(number) == value:  # None: the handler was not set from Python
+            return None
+        _signal(number, value)
+        return f"changed {_describe(key)}"
+
+
+def _getcwd() -> Optional[str]:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _describe(key: Any) -> str:
+    if key == "cwd":
+        return "the working directory"
+    kind, number = key
+    if kind == "timer":
+        return "signal.alarm/ITIMER_REAL" if number == signal.ITIMER_REAL else f"interval timer {number}"
+    try:
+        return f"the {signal.Signals(number).name} handler"
+    except ValueError:
+        return f"the handler of signal {number}"
+
+
+def _exit_forked_child(task_name: str, reply: Dict[str, Any]) -> None:
+    """End a process that os.fork() made in a task and that returned from it.
+
+    It shares the worker's protocol pipes: a reply from it would answer the
+    worker's call, and it would go on to read the worker's next call. So it
+    writes nothing there and flushes nothing; it exits 0 if the task returned
+    in it, 1 if the task raised.
+    """
+    failed = reply.get("t") != "result"
+    try:
+        if failed:
+            log.error(
+                "task %r: a process it forked (pid %d) raised instead of exiting: %s",
+                task_name, os.getpid(), reply.get("traceback") or reply.get("message"),
+            )
+        else:
+            log.warning("task %r: a process it forked (pid %d) returned from the task; it exits here (call os._exit in the child)", task_name, os.getpid())
+    finally:
+        os._exit(1 if failed else 0)

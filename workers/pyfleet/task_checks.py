@@ -1,0 +1,170 @@
+"""The checks ``@task`` makes on its options and on the function, without inspect.
+
+Each raises at import (ValueError for an option, TypeError for the function)
+with a message that names the task and says what to fix, so that a mistake
+stops the worker at start instead of failing every call, or making the server
+refuse the worker's task list without saying which task is wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import CodeType, FunctionType, MethodType
+
+# Type names for type checkers only (why: see registry.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+# Code flags, as in inspect: *args, a generator, an async generator.
+CO_VARARGS = 0x04
+CO_GENERATOR = 0x20
+CO_ASYNC_GENERATOR = 0x200
+
+# The largest integer a JSON client (and the server's msgpack decoder) reads exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# What a Python type in a schema most likely meant.
+_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+
+def check_count(name: str, field: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SAFE_INTEGER):
+        raise ValueError(f"task {name!r}: {field} must be a positive integer or None, not {value!r}")
+
+
+def check_schema(name: str, schema: Any) -> Any:
+    """The schema to declare: ``{}`` for None; a dict or a bool of JSON values otherwise."""
+    if schema is None:
+        return {}
+    if not isinstance(schema, (dict, bool)):
+        raise ValueError(f"task {name!r}: schema must be a JSON schema, a dict (or a bool), not the {type(schema).__name__} {schema!r}")
+    problem = json_problem(schema, "schema")
+    if problem is not None:
+        raise ValueError(f"task {name!r}: {problem}")
+    return schema
+
+
+def json_problem(value: Any, path: str, depth: int = 0) -> Optional[str]:
+    """What in ``value`` cannot travel as JSON (through msgpack) to the server, or None."""
+    if value is None or isinstance(value, (str, bool, float)):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**64 else f"{path} is an integer beyond 64 bits"
+    if depth >= 100:
+        return f"{path} is nested 100 deep (does the schema contain itself?)"
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not isinstance(key, str):
+                return f"{path} has the key {key!r}; JSON keys are str"
+            problem = json_problem(child, f"{path}[{key!r}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, child in enumerate(value):
+            problem = json_problem(child, f"{path}[{index}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, type) and value in _JSON_TYPE_NAMES:
+        return f"{path} is the Python type {value.__name__}; a schema is JSON: write {_JSON_TYPE_NAMES[value]!r}"
+    return f"{path} is a {type(value).__name__}; a schema holds only dicts, lists, str, numbers, bool and None"
+
+
+def content_types(name: str, raw: Any) -> tuple:
+    if isinstance(raw, str):
+        raw = (raw,)
+    try:
+        raw = tuple(raw)
+    except TypeError:
+        raise ValueError(f"task {name!r}: raw must be a content type or a list of them, not {raw!r}") from None
+    for content_type in raw:
+        if not isinstance(content_type, str) or "/" not in content_type or content_type != content_type.strip().lower():
+            raise ValueError(f"task {name!r}: raw content type {content_type!r} must look like 'type/subtype' in lower case")
+    return raw
+
+
+def check_raw_field(name: str, raw: tuple, raw_field: Any, schema: Any) -> None:
+    """raw and raw_field come together, and the schema lets a raw call through: {raw_field: body, ...query}."""
+    if raw_field is not None and (not isinstance(raw_field, str) or not raw_field):
+        raise ValueError(f"task {name!r}: raw_field must be the name of an input field, not {raw_field!r}")
+    if not raw:
+        if raw_field is not None:
+            raise ValueError(f"task {name!r}: raw_field {raw_field!r} needs raw, the content types whose body goes there")
+        return
+    if raw_field is None:
+        raise ValueError(f"task {name!r}: raw content types need raw_field, the input field the body goes to")
+    if schema is False:
+        raise ValueError(f"task {name!r}: schema false refuses every input, so no raw body could get through")
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind is not None and kind != "object" and not (isinstance(kind, list) and "object" in kind):
+        raise ValueError(
+            f"task {name!r}: a raw body arrives as the object {{{raw_field!r}: body}}, which the schema's type {kind!r} refuses"
+        )
+    properties = schema.get("properties")
+    if (
+        schema.get("additionalProperties") is False
+        and "patternProperties" not in schema
+        and not (isinstance(properties, dict) and raw_field in properties)
+    ):
+        raise ValueError(
+            f"task {name!r}: raw_field {raw_field!r} is not among the schema's properties and additionalProperties is false, "
+            "so every raw call would be refused; add it to properties"
+        )
+
+
+def check_callable(name: str, fn: Any) -> None:
+    """Refuse what could never be called as ``fn(input)``.
+
+    Without inspect (see the top of this module): the code object's argument
+    counts, seen through bound methods, staticmethods and functools.partial. A
+    callable without Python code (a builtin, a C type's method) is taken on trust.
+    """
+    if isinstance(fn, type):
+        raise TypeError(f"task {name!r}: {describe_callable(fn)} is a class; decorate a function that takes the input")
+    if not callable(fn):
+        raise TypeError(f"task {name!r}: {fn!r} is not callable; decorate a function that takes the input")
+    partial = getattr(sys.modules.get("functools"), "partial", None)
+    target, bound, keywords = fn, 0, set()
+    while True:
+        if isinstance(target, MethodType):
+            target, bound = target.__func__, bound + 1
+        elif isinstance(target, staticmethod):
+            target = target.__func__
+        elif partial is not None and isinstance(target, partial):
+            target, bound, keywords = target.func, bound + len(target.args), keywords | set(target.keywords)
+        elif not isinstance(target, FunctionType) and isinstance(getattr(type(target), "__call__", None), FunctionType):
+            target, bound = type(target).__call__, bound + 1  # an instance of a class with a Python __call__
+        else:
+            break
+    code = getattr(target, "__code__", None)
+    if not isinstance(target, FunctionType) or not isinstance(code, CodeType):
+        return
+    where = describe_callable(target)
+    if code.co_flags & (CO_GENERATOR | CO_ASYNC_GENERATOR):
+        raise TypeError(f"task {name!r}: {where} is a generator (it yields), whose result cannot be sent; return a list instead")
+    positional = code.co_varnames[: code.co_argcount]
+    first_default = code.co_argcount - len(target.__defaults__ or ())
+    free = range(bound, code.co_argcount)  # the parameters the call's one argument and the defaults must fill
+    if not free and not code.co_flags & CO_VARARGS:
+        given = f" besides the {bound} already bound" if bound else ""
+        raise TypeError(f"task {name!r}: {where} takes no argument{given}; a task function takes one, the input")
+    if free and positional[free[0]] in keywords:
+        raise TypeError(f"task {name!r}: {where} would get its parameter {positional[free[0]]!r} from functools.partial and the input both")
+    required = [positional[index] for index in free if index < first_default and positional[index] not in keywords]
+    kwonly = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    required_kwonly = [arg for arg in kwonly if arg not in (target.__kwdefaults__ or {}) and arg not in keywords]
+    if len(required) > 1 or required_kwonly:
+        hint = " (a method? register a bound method, task(name)(obj.method), or a function)" if positional[:1] == ("self",) and not bound else ""
+        raise TypeError(
+            f"task {name!r}: {where} requires {', '.join(required + required_kwonly)}; "
+            f"a task function is called with one argument, the input, so give the others defaults{hint}"
+        )
+
+
+def describe_callable(fn: Any) -> str:
+    qualname = getattr(fn, "__qualname__", None)
+    return f"{qualname}()" if isinstance(qualname, str) else repr(fn)

@@ -1,0 +1,245 @@
+"""What a task leaves behind does not reach the calls after it: real workers, one per test."""
+
+import io
+import os
+import sys
+import tempfile
+import unittest
+
+from pyfleet import guard, registry, task
+from pyfleet.testing import call_task
+from tests.worker_process import LiveWorker, parse_frames, run_worker
+
+LEFTOVER_TASKS = '''
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from pyfleet import task
+
+
+@task("g.stdin")
+def read_stdin(_input):
+    try:
+        line = input()
+    except EOFError:
+        line = None
+    head = subprocess.run(["head", "-c", "3"], capture_output=True, timeout=5).stdout
+    return {"read": sys.stdin.read(), "input": line, "head": head}
+
+
+@task("g.cat")
+def background_cat(_input):
+    subprocess.Popen(["cat"], stdout=subprocess.DEVNULL)
+    time.sleep(0.2)  # long enough for it to read whatever fd 0 gives it
+    return "started"
+
+
+@task("g.fork")
+def fork(_input):
+    pid = os.fork()
+    if pid == 0:
+        return "from the child"
+    os.waitpid(pid, 0)  # the child is done (and would have replied) before the parent replies
+    return "from the worker"
+
+
+@task("g.close")
+def close_streams(_input):
+    sys.stdout.close()
+    sys.stderr.close()
+    sys.stdin.close()
+    print("printed after closing")
+    return "closed"
+
+
+@task("g.replace")
+def replace_streams(_input):
+    sys.stdout = io.StringIO()
+    sys.stderr = io.StringIO()
+    sys.stdin = io.StringIO("not the worker's")
+    return "replaced"
+
+
+@task("g.print")
+def say(text):
+    print(text)
+    print(text, file=sys.stderr)
+    import logging
+    logging.getLogger("g").warning("logged %s", text)
+    return sys.stdin.read()
+
+
+@task("g.alarm")
+def leave_alarm(_input):
+    def on_alarm(signum, frame):
+        raise TimeoutError("the alarm a previous call left")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    return "armed"
+
+
+@task("g.ignore_term")
+def ignore_term(_input):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    return "ignored"
+
+
+@task("g.handlers")
+def handlers(_input):
+    """Whether SIGALRM, SIGTERM and SIGUSR1 have their default handlers."""
+    return [signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1)]
+
+
+@task("g.sleep")
+def sleep(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+@task("g.chdir")
+def chdir(path):
+    os.chdir(path)
+    return os.getcwd()
+
+
+@task("g.cwd")
+def cwd(_input):
+    return os.getcwd()
+'''
+
+
+class WorkerTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        with open(os.path.join(self.dir.name, "leftover_tasks.py"), "w") as f:
+            f.write(LEFTOVER_TASKS)
+
+    def calls(self, *calls):
+        """Run the calls on one worker; return (values or error messages, stderr)."""
+        code, stdout, stderr = run_worker(["--module", "leftover_tasks"], calls=calls, pythonpath=self.dir.name)
+        self.assertEqual(code, 0, stderr)
+        replies = parse_frames(stdout)[1:]
+        self.assertEqual([reply["id"] for reply in replies], list(range(1, len(calls) + 1)), f"one reply per call, in order: {replies}\n{stderr}")
+        return [reply.get("value", reply.get("message")) for reply in replies], stderr
+
+
+class StdinTest(WorkerTest):
+    """fd 0 carries the server's calls; tasks and their processes must neither wait on it nor read from it."""
+
+    def live_worker(self):
+        worker = LiveWorker(["--module", "leftover_tasks"], pythonpath=self.dir.name)
+        self.addCleanup(worker.close)
+        return worker
+
+    def test_a_task_and_its_processes_read_end_of_file_from_stdin(self):
+        worker = self.live_worker()
+        self.assertEqual(worker.call("g.stdin", None)["value"], {"read": "", "input": None, "head": b""})
+        self.assertEqual(worker.call("echo", "next call")["value"], "next call")
+        code, stderr = worker.close()
+        self.assertEqual(code, 0, stderr)
+
+    def test_a_background_process_does_not_take_the_next_calls(self):
+        worker = self.live_worker()
+        self.assertEqual(worker.call("g.cat", None)["value"], "started")
+        for i in range(5):
+            self.assertEqual(worker.call("echo", i)["value"], i)
+
+
+class ForkTest(WorkerTest):
+    def test_a_forked_child_that_returns_ends_without_replying(self):
+        values, stderr = self.calls(("g.fork", None), ("echo", "after"), ("g.fork", None))
+        self.assertEqual(values, ["from the worker", "after", "from the worker"])
+        self.assertIn("WARNING pyfleet: task 'g.fork': a process it forked (pid ", stderr)
+        self.assertIn("returned from the task; it exits here (call os._exit in the child)", stderr)
+
+
+class StreamsTest(WorkerTest):
+    def test_closing_stdout_stderr_or_stdin_breaks_nothing(self):
+        values, stderr = self.calls(("g.close", None), ("g.print", "later"))
+        self.assertEqual(values, ["closed", ""])
+        for line in ("printed after closing\n", "later\nlater\nWARNING g: logged later\n"):
+            self.assertIn(line, stderr)
+
+    def test_replaced_streams_are_put_back_after_the_call_with_one_warning_per_task(self):
+        values, stderr = self.calls(("g.replace", None), ("g.print", "one"), ("g.replace", None), ("g.print", "two"))
+        self.assertEqual(values, ["replaced", "", "replaced", ""])
+        self.assertIn("one\none\nWARNING g: logged one\n", stderr)
+        self.assertIn("two\ntwo\nWARNING g: logged two\n", stderr)
+        warning = (
+            "WARNING pyfleet: task 'g.replace' replaced sys.stdin; replaced sys.stdout; replaced sys.stderr; "
+            "undone after the call (logged once per task and worker)\n"
+        )
+        self.assertEqual(stderr.count(warning), 1, stderr)
+
+
+class SignalsTest(WorkerTest):
+    def test_a_pending_alarm_and_its_handler_do_not_outlive_the_call(self):
+        values, stderr = self.calls(("g.alarm", None), ("g.sleep", 0.3), ("g.handlers", None), ("g.alarm", None), ("g.sleep", 0.3))
+        self.assertEqual(values[:2], ["armed", "slept"])
+        self.assertEqual(values[2], [True, True, True])
+        self.assertEqual(values[3:], ["armed", "slept"])
+        self.assertEqual(stderr.count("WARNING pyfleet: task 'g.alarm' "), 1, stderr)
+        self.assertIn("left the signal.alarm/ITIMER_REAL timer running (cancelled)", stderr)
+        self.assertIn("changed the SIGALRM handler", stderr)
+
+    def test_changed_handlers_are_put_back(self):
+        values, stderr = self.calls(("g.ignore_term", None), ("g.handlers", None))
+        self.assertEqual(values[1], [True, True, True])
+        self.assertIn("changed the SIGTERM handler", stderr)
+        self.assertIn("changed the SIGUSR1 handler", stderr)
+
+
+class WorkingDirectoryTest(WorkerTest):
+    def test_a_task_that_changes_directory_changes_it_for_itself_only(self):
+        values, stderr = self.calls(("g.cwd", None), ("g.chdir", self.dir.name), ("g.cwd", None))
+        start, moved, after = values
+        self.assertEqual(os.path.realpath(moved), os.path.realpath(self.dir.name))
+        self.assertEqual(after, start)
+        self.assertIn("WARNING pyfleet: task 'g.chdir' changed the working directory (os.chdir); undone after the call", stderr)
+
+
+class InProcessTest(unittest.TestCase):
+    """pyfleet.testing.call_task puts streams back too; the worker's own streams cannot be closed."""
+
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def test_call_task_puts_back_a_replaced_stdout(self):
+        @task("t.capture")
+        def capture(_input):
+            sys.stdout = io.StringIO()
+            return "captured"
+
+        before = sys.stdout
+        with self.assertLogs("pyfleet", "WARNING") as logs:
+            self.assertEqual(call_task("t.capture", None), "captured")
+        self.assertIs(sys.stdout, before)
+        self.assertEqual(logs.output, ["WARNING:pyfleet:task 't.capture' replaced sys.stdout; undone after the call (logged once per task and worker)"])
+
+    def test_a_std_stream_survives_close(self):
+        read_fd, write_fd = os.pipe()
+        self.addCleanup(os.close, read_fd)
+        self.addCleanup(os.close, write_fd)
+        stream = guard.text_stream(write_fd, "w")
+        stream.write("before ")
+        stream.close()
+        with stream:
+            stream.write("after\n")
+        self.assertFalse(stream.closed)
+        self.assertEqual(os.read(read_fd, 100), b"before after\n")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,178 @@
+"""What @task refuses at import, and how it says so: every message names the task and what to fix."""
+
+import functools
+import unittest
+
+from pyfleet import registry, task
+
+
+def takes_input(input):
+    """Takes the input."""
+    return input
+
+
+class RegistrationTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(registry._tasks)
+        registry.clear()
+
+    def tearDown(self):
+        registry.clear()
+        registry._tasks.update(self.saved)
+
+    def assertRefused(self, exc_type, pattern, name="t", fn=takes_input, **options):
+        with self.assertRaisesRegex(exc_type, pattern):
+            task(name, **options)(fn)
+        self.assertIsNone(registry.get(name), "nothing was registered")
+
+
+class OptionsTest(RegistrationTest):
+    def test_numbers_must_be_positive_integers_and_not_bools(self):
+        for field in ("timeout_ms", "max_concurrency"):
+            for bad in (True, False, 0, -1, 1.5, "5", 2**53):
+                with self.subTest(field=field, value=bad):
+                    self.assertRefused(ValueError, rf"^task 't': {field} must be a positive integer or None, not {bad!r}$", **{field: bad})
+        task("t", timeout_ms=2**31, max_concurrency=1)(takes_input)
+        self.assertEqual(registry.get("t").timeout_ms, 2**31)
+
+    def test_a_schema_is_a_dict_or_a_bool(self):
+        self.assertRefused(ValueError, r"^task 't': schema must be a JSON schema, a dict \(or a bool\), not the str 'object'$", schema="object")
+        self.assertRefused(ValueError, r"^task 't': schema must be .* not the list \[\]$", schema=[])
+        for index, schema in enumerate((True, False, {})):
+            with self.subTest(schema=schema):
+                task(f"ok{index}", schema=schema)(takes_input)
+                self.assertIs(registry.get(f"ok{index}").describe()["schema"], schema)
+
+    def test_a_schema_holds_json_values_only_and_the_message_points_at_the_bad_one(self):
+        cases = {
+            "python type": ({"properties": {"n": {"type": int}}}, r"schema\['properties'\]\['n'\]\['type'\] is the Python type int; a schema is JSON: write 'integer'"),
+            "set": ({"enum": {1, 2}}, r"schema\['enum'\] is a set; a schema holds only dicts, lists, str, numbers, bool and None"),
+            "key": ({"properties": {1: {}}}, r"schema\['properties'\] has the key 1; JSON keys are str"),
+            "huge int": ({"maximum": 2**64}, r"schema\['maximum'\] is an integer beyond 64 bits"),
+            "in a list": ({"anyOf": [{"type": "string"}, {"type": str}]}, r"schema\['anyOf'\]\[1\]\['type'\] is the Python type str; a schema is JSON: write 'string'"),
+        }
+        for case, (schema, message) in cases.items():
+            with self.subTest(case=case):
+                self.assertRefused(ValueError, rf"^task 't': {message}$", schema=schema)
+        looped = {}
+        looped["self"] = looped
+        self.assertRefused(ValueError, r"nested 100 deep \(does the schema contain itself\?\)", schema=looped)
+        task("t", schema={"type": "object", "properties": {"x": {"enum": [1, 2.5, None, True, "s"]}}, "items": ({"type": "string"},)})(takes_input)
+
+    def test_dot_names_are_refused_as_unreachable(self):
+        for name in (".", ".."):
+            with self.subTest(name=name):
+                self.assertRefused(ValueError, rf"^task name '{name}' cannot be used: clients resolve it away in the URL path", name=name)
+        task(".hidden")(takes_input)
+        task("a..b")(takes_input)
+
+    def test_raw_may_be_one_content_type(self):
+        task("t", raw="text/plain", raw_field="text")(takes_input)
+        self.assertEqual(registry.get("t").describe()["raw"], ["text/plain"])
+        self.assertRefused(ValueError, r"^task 't2': raw must be a content type or a list of them, not 5$", name="t2", raw=5, raw_field="x")
+        self.assertRefused(ValueError, r"^task 't2': raw content type 5 must look like", name="t2", raw=[5], raw_field="x")
+
+    def test_raw_field_needs_raw_and_raw_needs_raw_field(self):
+        self.assertRefused(ValueError, r"^task 't': raw_field 'text' needs raw, the content types whose body goes there$", raw_field="text")
+        self.assertRefused(ValueError, r"^task 't': raw content types need raw_field", raw=("text/plain",))
+        self.assertRefused(ValueError, r"^task 't': raw_field must be the name of an input field, not ''$", raw=("text/plain",), raw_field="")
+
+    def test_a_schema_that_refuses_every_raw_call_is_refused(self):
+        raw = {"raw": "text/plain", "raw_field": "text"}
+        self.assertRefused(ValueError, r"^task 't': a raw body arrives as the object \{'text': body\}, which the schema's type 'string' refuses$", schema={"type": "string"}, **raw)
+        self.assertRefused(ValueError, r"^task 't': schema false refuses every input", schema=False, **raw)
+        self.assertRefused(
+            ValueError, r"^task 't': raw_field 'text' is not among the schema's properties and additionalProperties is false",
+            schema={"type": "object", "additionalProperties": False, "properties": {"top": {"type": "integer"}}}, **raw,
+        )
+        # What a raw call can pass: the field listed, other object types, pattern properties, required query options.
+        for index, schema in enumerate([
+            {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}}},
+            {"type": ["object", "null"]},
+            {"type": "object", "additionalProperties": False, "patternProperties": {"^t": {}}},
+            {"type": "object", "required": ["text", "top"]},
+            True,
+        ]):
+            with self.subTest(schema=schema):
+                task(f"ok{index}", schema=schema, **raw)(takes_input)
+
+
+class FunctionTest(RegistrationTest):
+    def test_task_without_parentheses_says_how_to_use_it(self):
+        with self.assertRaisesRegex(TypeError, r'^@task needs the task\'s name: use @task\("name"\) above takes_input\(\)$'):
+            task(takes_input)
+
+    def test_a_function_that_cannot_take_exactly_the_input_is_refused(self):
+        def no_args():
+            pass
+
+        def two(a, b):
+            pass
+
+        def keyword_only(a, *, k):
+            pass
+
+        def generator(input):
+            yield input
+
+        async def async_generator(input):
+            yield input
+
+        class Methods:
+            def run(self, input):
+                pass
+
+        cases = {
+            no_args: r"no_args\(\) takes no argument; a task function takes one, the input",
+            two: r"two\(\) requires a, b; a task function is called with one argument, the input, so give the others defaults$",
+            keyword_only: r"keyword_only\(\) requires a, k; ",
+            generator: r"generator\(\) is a generator \(it yields\), whose result cannot be sent; return a list instead",
+            async_generator: r"async_generator\(\) is a generator",
+            Methods.run: r"Methods.run\(\) requires self, input; .* \(a method\? register a bound method, task\(name\)\(obj.method\), or a function\)",
+            Methods: r"Methods\(\) is a class; decorate a function that takes the input",
+            5: r"5 is not callable",
+            functools.partial(two, a=1): r"two\(\) would get its parameter 'a' from functools.partial and the input both",
+            functools.partial(two, 1, 2): r"two\(\) takes no argument besides the 2 already bound",
+        }
+        for fn, message in cases.items():
+            with self.subTest(fn=fn):
+                self.assertRefused(TypeError, rf"^task 't': .*{message}", fn=fn)
+
+    def test_what_can_take_the_input_is_accepted(self):
+        def defaults(a, b=1, *, k=2):
+            return a
+
+        def varargs(*args, **kwargs):
+            return args
+
+        def two(a, b):
+            return a, b
+
+        class Service:
+            """A callable object."""
+
+            def run(self, input):
+                return input
+
+            def __call__(self, input):
+                return input
+
+            @staticmethod
+            def static(input):
+                return input
+
+        accepted = [
+            defaults, varargs, lambda x: x, len, Service().run, Service(), Service.static, staticmethod(takes_input),
+            functools.partial(two, 1), functools.partial(two, b=1), functools.partial(Service().run), print,
+        ]
+        for index, fn in enumerate(accepted):
+            with self.subTest(fn=fn):
+                task(f"ok{index}")(fn)
+
+    def test_a_partials_description_is_its_functions_docstring(self):
+        task("t")(functools.partial(takes_input))
+        self.assertEqual(registry.get("t").doc, "Takes the input.")
+
+
+if __name__ == "__main__":
+    unittest.main()
