@@ -45,9 +45,15 @@ options:
 
 
 def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
-    # One line, prefixed so the server can quote it as the reason the worker did not start.
-    sys.stderr.write(f"pyfleet-fatal: {line}\n")
-    sys.stderr.flush()
+    # One line, prefixed so the server can quote it as the reason the worker did not start:
+    # line breaks (an exception's message may hold some) written as \n, and straight to fd 2,
+    # which a task module that replaced sys.stderr cannot have redirected.
+    text = line.replace("\r", "").replace("\n", "\\n")
+    try:
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    os.write(2, f"pyfleet-fatal: {text}\n".encode("utf-8", "backslashreplace"))
     os._exit(code)
 
 

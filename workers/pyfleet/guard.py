@@ -54,14 +54,23 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class StdStream(io.TextIOWrapper):
-    """A worker's sys.stdin, sys.stdout or sys.stderr: close() only flushes, the stream stays usable.
+    """A worker's sys.stdin, sys.stdout or sys.stderr: close() only flushes, and detach() hands
+    out a new binary stream on the same fd; either way this stream stays usable.
 
-    A task that closes one (``sys.stdout.close()``, ``with sys.stdout:``)
-    would otherwise break every later print and log line of its worker.
+    A task that closes one (``sys.stdout.close()``, ``with sys.stdout:``) or
+    rewraps one (``io.TextIOWrapper(sys.stdout.detach())``, a common way to
+    change the encoding) would otherwise break every later print and log line
+    of its worker: the runtime puts its own streams back after each call.
     """
 
     def close(self) -> None:
         self.flush()
+
+    def detach(self) -> Any:
+        self.flush()
+        if self.readable():
+            return io.BufferedReader(io.FileIO(self.fileno(), "r", closefd=False))
+        return io.FileIO(self.fileno(), "w", closefd=False)
 
 
 def text_stream(fd: int, mode: str) -> StdStream:
@@ -69,12 +78,23 @@ def text_stream(fd: int, mode: str) -> StdStream:
     raw = io.FileIO(fd, mode, closefd=False)
     if mode == "r":
         return StdStream(io.BufferedReader(raw), encoding="utf-8", errors="replace")
-    return StdStream(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True)
+    # Unbuffered, as Python's own stderr and PYTHONUNBUFFERED's stdout: a partial line or a
+    # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
+    # is not lost when the worker ends with os._exit or SIGKILL.
+    return StdStream(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
+
+
+# The handlers a worker depends on: SIGINT ignored, SIGTERM's default (the server stops
+# workers with it), and the timers' signals, whose timers are cancelled after a call. Other
+# handlers a task sets stay: libraries set them once and rely on them (asyncio's child
+# watchers on SIGCHLD, loop.add_signal_handler on the worker's one event loop).
+WATCHED_SIGNALS = frozenset(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF))
 
 
 def _signal_watched(signalnum: int, handler: Any, /) -> Any:
     old = _signal(signalnum, handler)  # raises (and notes nothing) outside the main thread
-    changes.setdefault(("signal", int(signalnum)), old)
+    if int(signalnum) in WATCHED_SIGNALS:
+        changes.setdefault(("signal", int(signalnum)), old)
     return old
 
 
@@ -112,6 +132,10 @@ def watch() -> None:
         watched.__doc__ = original.__doc__
         watched.__wrapped__ = original
         setattr(module, name, watched)
+        # os.chdir in os.supports_fd, and the like: what code asks about the original holds for the wrapper.
+        for supports in (os.supports_fd, os.supports_dir_fd, os.supports_follow_symlinks, os.supports_effective_ids):
+            if original in supports:
+                supports.add(watched)
 
 
 class Baseline:
@@ -199,14 +223,32 @@ def _exit_forked_child(task_name: str, reply: Dict[str, Any]) -> None:
     writes nothing there and flushes nothing; it exits 0 if the task returned
     in it, 1 if the task raised.
     """
-    failed = reply.get("t") != "result"
+    status = _child_status(reply)
     try:
-        if failed:
+        if status is None:
             log.error(
                 "task %r: a process it forked (pid %d) raised instead of exiting: %s",
                 task_name, os.getpid(), reply.get("traceback") or reply.get("message"),
             )
         else:
-            log.warning("task %r: a process it forked (pid %d) returned from the task; it exits here (call os._exit in the child)", task_name, os.getpid())
+            log.warning(
+                "task %r: a process it forked (pid %d) %s; it exits here with status %d (end a child with os._exit)",
+                task_name, os.getpid(), "called sys.exit()" if reply.get("type") == "SystemExit" else "returned from the task", status,
+            )
     finally:
-        os._exit(1 if failed else 0)
+        os._exit(1 if status is None else status)
+
+
+def _child_status(reply: Dict[str, Any]) -> Optional[int]:
+    """The exit status for a forked child: 0 if it returned, sys.exit()'s code as Python would make it, None if it raised."""
+    if reply.get("t") == "result":
+        return 0
+    if reply.get("type") != "SystemExit":
+        return None
+    code = reply.get("message", "")  # str(SystemExit(code)): "" for sys.exit(), the code's text otherwise
+    if code in ("", "None"):
+        return 0
+    try:
+        return int(code) & 0xFF
+    except ValueError:
+        return 1  # sys.exit("message"): Python exits 1

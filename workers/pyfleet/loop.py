@@ -62,8 +62,11 @@ class Runner:
             reply = _unreportable(call_id, exc)
         # What the call left behind (see guard.py): one dict test and three identity checks.
         base = self._baseline
-        if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
-            base.restore(task.name, reply)  # in a process the task forked, this exits
+        try:
+            if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
+                base.restore(task.name, reply)  # in a process the task forked, this exits
+        except BaseException:  # a handler the task left ran just now and raised: the reply stands
+            guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         return reply
 
     def close(self) -> None:

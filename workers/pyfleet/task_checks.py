@@ -124,7 +124,15 @@ def check_callable(name: str, fn: Any) -> None:
     callable without Python code (a builtin, a C type's method) is taken on trust.
     """
     if isinstance(fn, type):
-        raise TypeError(f"task {name!r}: {describe_callable(fn)} is a class; decorate a function that takes the input")
+        # Called as a constructor: its Python __init__ (or __new__) must take the input; a
+        # builtin type (str, list, dict) is taken on trust like any callable without Python code.
+        init, new = fn.__init__, fn.__new__
+        if init is object.__init__ and new is object.__new__:
+            raise TypeError(f"task {name!r}: {describe_callable(fn)} is a class whose constructor takes no argument; decorate a function that takes the input")
+        constructor = init if isinstance(init, FunctionType) else new if isinstance(new, FunctionType) else None
+        if constructor is None:
+            return
+        fn = MethodType(constructor, fn)  # self or cls is bound, as a call binds it
     if not callable(fn):
         raise TypeError(f"task {name!r}: {fn!r} is not callable; decorate a function that takes the input")
     partial = getattr(sys.modules.get("functools"), "partial", None)

@@ -189,6 +189,9 @@ class ImportFailureTest(unittest.TestCase):
             "import sys; sys.exit(0)": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(0) on import\n",
             "raise SystemExit('bye')": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(bye) on import\n",
             "raise KeyboardInterrupt": "pyfleet-fatal: task module 'stopping_tasks' raised KeyboardInterrupt on import\n",
+            # One line even when the message has several, and even when the module silenced sys.stderr.
+            "import io, sys; sys.stderr = io.StringIO(); raise ValueError('bad config:\\n  key x missing')":
+                "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: bad config:\\n  key x missing\n",
         }
         for source, line in cases.items():
             with self.subTest(source=source):

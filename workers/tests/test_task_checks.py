@@ -122,6 +122,10 @@ class FunctionTest(RegistrationTest):
             def run(self, input):
                 pass
 
+        class NoInput:
+            def __init__(self):
+                pass
+
         cases = {
             no_args: r"no_args\(\) takes no argument; a task function takes one, the input",
             two: r"two\(\) requires a, b; a task function is called with one argument, the input, so give the others defaults$",
@@ -129,7 +133,8 @@ class FunctionTest(RegistrationTest):
             generator: r"generator\(\) is a generator \(it yields\), whose result cannot be sent; return a list instead",
             async_generator: r"async_generator\(\) is a generator",
             Methods.run: r"Methods.run\(\) requires self, input; .* \(a method\? register a bound method, task\(name\)\(obj.method\), or a function\)",
-            Methods: r"Methods\(\) is a class; decorate a function that takes the input",
+            Methods: r"Methods\(\) is a class whose constructor takes no argument; decorate a function that takes the input",
+            NoInput: r"NoInput.__init__\(\) takes no argument besides the 1 already bound",
             5: r"5 is not callable",
             functools.partial(two, a=1): r"two\(\) would get its parameter 'a' from functools.partial and the input both",
             functools.partial(two, 1, 2): r"two\(\) takes no argument besides the 2 already bound",
@@ -161,9 +166,20 @@ class FunctionTest(RegistrationTest):
             def static(input):
                 return input
 
+        class Record(dict):
+            """A class whose constructor takes the input: calling it is the task."""
+
+            def __init__(self, input):
+                super().__init__(seen=input)
+
+        class Made:
+            def __new__(cls, input):
+                return {"made": input}
+
         accepted = [
             defaults, varargs, lambda x: x, len, Service().run, Service(), Service.static, staticmethod(takes_input),
             functools.partial(two, 1), functools.partial(two, b=1), functools.partial(Service().run), print,
+            Record, Made, str, list,
         ]
         for index, fn in enumerate(accepted):
             with self.subTest(fn=fn):
