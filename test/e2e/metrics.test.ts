@@ -82,11 +82,14 @@ t.test('the exposition passes promtool check metrics after real traffic', async 
     t.fail('promtool is not installed (Debian package "prometheus"; .ci/run installs it)')
     return
   }
-  const child = execFile('promtool', ['check', 'metrics'], (error, stdout, stderr) => {
-    t.error(error, `promtool: ${stdout}${stderr}`)
+  // Wait for execFile's callback (after the output is read), not 'exit', which can come first.
+  await new Promise<void>((resolve) => {
+    const child = execFile('promtool', ['check', 'metrics'], (error, stdout, stderr) => {
+      t.error(error, `promtool: ${stdout}${stderr}`)
+      resolve()
+    })
+    child.stdin?.end(text)
   })
-  child.stdin?.end(text)
-  await new Promise((resolve) => child.once('exit', resolve))
   t.notMatch(text, /^nodejs_active_handles_total/m, 'gauges named like counters are left out')
 })
 
