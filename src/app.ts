@@ -77,7 +77,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     frameworkErrors: frameworkError,
     clientErrorHandler: clientError,
     // Task names are at most 64 characters: a longer path segment is a 414, not a 404.
-    maxParamLength: 64
+    routerOptions: { maxParamLength: 64 }
   })
 
   app.decorateRequest('pyfleetCall', null)

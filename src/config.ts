@@ -19,6 +19,8 @@ export interface Config {
   readonly bodyLimitBytes: number
   /** Longest a client may take to send a whole request, headers and body; 0 = no limit. */
   readonly requestBodyTimeoutMs: number
+  /** A client that reads nothing of its answer for this long loses the connection (0: no limit). */
+  readonly responseStallTimeoutMs: number
   readonly maxFrameBytes: number
   readonly taskModules: readonly string[]
   readonly taskConcurrency: TaskConcurrency
@@ -130,6 +132,7 @@ export function loadConfig (env: Env): Config {
     maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
+    responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 60_000, 0, MAX_TIMER_MS),
     maxFrameBytes,
     taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
     taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),

@@ -6,11 +6,19 @@
 // would hold close() open, since Node stops enforcing its request timeouts once
 // close() is called: only main.ts's backstop (exit 1) would end it. settle()
 // deals with both before close() runs.
+//
+// While the server runs, the same list finds clients that stopped reading: an
+// answer Node has handed to a socket stays in memory until the client takes it,
+// and nothing else bounds that (the call is over, QUEUE_LIMIT does not see it,
+// keep-alive timeouts do not apply mid-response). A socket whose pending bytes
+// make no progress for RESPONSE_STALL_TIMEOUT_MS is closed.
 
 import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 const POLL_MS = 50
+/** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
+const STALL_SWEEP_MS = 5_000
 
 /** The response a connection is on: Node links it to the socket as `_httpMessage`. */
 function responseOf (socket: Socket): ServerResponse | undefined {
@@ -26,6 +34,17 @@ function isAnswering (socket: Socket): boolean {
   return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
 }
 
+/** Bytes handed to a socket and not yet taken by the kernel: Node's buffer plus libuv's write queue. */
+function pendingBytes (socket: Socket): number {
+  const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
+  return socket.writableLength + (handle?.writeQueueSize ?? 0)
+}
+
+/** A socket's progress in sending: how much the kernel has taken (bytesWritten counts what is still buffered too). */
+function bytesFlushed (socket: Socket): number {
+  return socket.bytesWritten - pendingBytes(socket)
+}
+
 export interface Connections {
   /**
    * Waits (up to maxWaitMs) until every answer under way has been flushed, and
@@ -34,9 +53,13 @@ export interface Connections {
    * maxWaitMs, every connection. Runs after the drain, so no call is still running.
    */
   settle: (maxWaitMs: number) => Promise<void>
+  /** Stops looking for stalled writes (the server is closing). */
+  stop: () => void
 }
 
-export function trackConnections (server: Server): Connections {
+interface Stall { flushed: number, since: number }
+
+export function trackConnections (server: Server, stallTimeoutMs: number): Connections {
   // Socket -> when it was accepted.
   const sockets = new Map<Socket, number>()
   server.on('connection', (socket: Socket) => {
@@ -57,7 +80,26 @@ export function trackConnections (server: Server): Connections {
     for (const socket of sockets.keys()) if (isAnswering(socket)) return true
     return false
   }
+  // Socket -> its flushed count when it was first seen stuck, and when that was.
+  const stalls = new Map<Socket, Stall>()
+  const closeStalled = (): void => {
+    const now = Date.now()
+    for (const socket of sockets.keys()) {
+      if (pendingBytes(socket) === 0) { stalls.delete(socket); continue }
+      const flushed = bytesFlushed(socket)
+      const stall = stalls.get(socket)
+      if (stall === undefined || stall.flushed !== flushed) stalls.set(socket, { flushed, since: now })
+      else if (now - stall.since >= stallTimeoutMs) {
+        stalls.delete(socket)
+        socket.destroy()
+      }
+    }
+    for (const socket of stalls.keys()) if (!sockets.has(socket)) stalls.delete(socket)
+  }
+  const sweep = stallTimeoutMs > 0 ? setInterval(closeStalled, Math.min(STALL_SWEEP_MS, Math.max(100, Math.floor(stallTimeoutMs / 4)))) : undefined
+  sweep?.unref()
   return {
+    stop () { clearInterval(sweep) },
     async settle (maxWaitMs: number): Promise<void> {
       const deadline = Date.now() + maxWaitMs
       while (answering() && Date.now() < deadline) {

@@ -6,7 +6,8 @@
 // (frameworkError), and every answer to a request no route matched is recorded
 // in the HTTP metrics as route "unmatched".
 
-import { STATUS_CODES } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -85,13 +86,25 @@ function clientErrorAnswer (code: string | undefined): { status: number, message
 export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
   // A reset connection has nobody to answer.
   if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // Bytes after a request that said "connection: close" (or HTTP/1.0 without keep-alive):
+  // Node stops reading there. The answer under way is the one the client asked for.
+  if (error.code === 'HPE_CLOSED_CONNECTION') return
+  this.log.debug({ err: error }, 'client error')
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished && (inFlight.headersSent || inFlight.req.complete)) {
+    // Garbage pipelined behind a request being answered (all of it received, so its
+    // handler runs or has answered; not one cut short by a 408): writing a 400 now would
+    // cut into that answer (SPEC §1: every admitted call gets its one response). Let it
+    // finish, then close the connection, which can serve nothing more.
+    inFlight.once('close', () => { socket.destroy() })
+    return
+  }
   const { status, message } = clientErrorAnswer(error.code)
   const body = JSON.stringify({ statusCode: status, code: error.code ?? 'BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message })
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${randomUUID()}\r\nconnection: close\r\n\r\n${body}`)
   }
   this.metrics.observeUnparsed(status)
-  this.log.debug({ err: error }, 'client error')
   socket.destroy(error)
 }
 

@@ -52,21 +52,28 @@ export function toJson (value: unknown): string {
   return JSON.stringify(jsonSafe(value)) ?? 'null'
 }
 
+const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
+/** What an Accept range must be to cover JSON, the default answer. */
+const JSON_MEDIA = new Set(['application/json', 'application/*', '*/*'])
+const MSGPACK_IN = /msgpack/i
+
 /**
  * True if the client's Accept prefers msgpack: a msgpack type with a quality
- * above 0 (`;q=0` means "not this") and at least that of any JSON type.
+ * above 0 (`;q=0` means "not this") and above that of any range covering JSON
+ * (`*\/*` and `application/*` do). A tie goes to msgpack, the type named outright.
  */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
-  if (accept === undefined || !accept.includes('msgpack')) return false // the common case, without parsing
+  if (accept === undefined || !MSGPACK_IN.test(accept)) return false // the common case, without parsing
   let msgpack = 0
   let json = 0
   for (const range of accept.split(',')) {
     const [type, ...params] = range.split(';')
+    const media = type.trim().toLowerCase()
     const q = params.map((p) => /^\s*q\s*=\s*([\d.]+)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
     const quality = q === undefined ? 1 : Number(q)
-    if (type.includes('msgpack')) msgpack = Math.max(msgpack, quality)
-    else if (type.includes('json')) json = Math.max(json, quality)
+    if (MSGPACK_MEDIA.has(media)) msgpack = Math.max(msgpack, quality)
+    else if (JSON_MEDIA.has(media)) json = Math.max(json, quality)
   }
   return msgpack > 0 && msgpack >= json
 }

@@ -22,14 +22,37 @@ function budgetMs (request: FastifyRequest): number | undefined {
   return Number(value)
 }
 
-/** Subscribes to the client's connection closing while the call is queued. */
-function clientGone (reply: FastifyReply): (cancel: () => void) => () => void {
+/**
+ * Subscribes to the client's connection closing while the call is queued. The
+ * socket, not only the response: a response waiting behind another one on a
+ * pipelining connection gets no 'close' of its own when the client leaves.
+ */
+function clientGone (request: FastifyRequest, reply: FastifyReply): (cancel: () => void) => () => void {
   return (cancel) => {
     const response = reply.raw
+    const socket = request.raw.socket
     const onClose = (): void => { if (!response.writableFinished) cancel() }
     response.once('close', onClose)
-    return () => { response.off('close', onClose) }
+    // One listener per call queued on this connection: a deep pipeline may hold many.
+    socket.setMaxListeners(0)
+    socket.once('close', onClose)
+    return () => {
+      response.off('close', onClose)
+      socket.off('close', onClose)
+    }
   }
+}
+
+/** The client left before its answer: Fastify writes no log line then (no 'finish'), so the route does. */
+function logAbandoned (request: FastifyRequest, call: Call): void {
+  request.log.info({
+    method: request.method,
+    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url,
+    task: call.task.name,
+    outcome: call.outcome,
+    queueMs: Math.round(call.queueMs * 1000) / 1000,
+    runMs: Math.round(call.runMs * 1000) / 1000
+  }, 'request abandoned: the client left before its answer')
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
@@ -51,14 +74,21 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       input: inputFor(task, request),
       requestId: request.id,
       budgetMs: budgetMs(request),
-      onClientGone: clientGone(reply),
+      onClientGone: clientGone(request, reply),
       queueMs: 0,
       runMs: 0,
       // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
       outcome: undefined
     }
     request.pyfleetCall = call
-    const value = await fastify.pool.run(call)
+    let value
+    try {
+      value = await fastify.pool.run(call)
+    } catch (error) {
+      if (request.raw.socket.destroyed) logAbandoned(request, call)
+      throw error
+    }
+    if (request.raw.socket.destroyed) logAbandoned(request, call)
     reply.header('server-timing', serverTiming(call))
     return sendValue(request, reply, value)
   })

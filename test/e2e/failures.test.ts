@@ -77,6 +77,60 @@ t.test('a client that stops sending mid-body gets 408 after REQUEST_BODY_TIMEOUT
   t.equal(slow.status, 200)
 })
 
+t.test('calls pipelined behind a running one are cancelled when the client leaves, and logged', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '2' })
+  const { port } = new URL(server.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  socket.on('error', () => {})
+  const body = '{"sleep_ms":1000}'
+  const request = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  socket.write(request.repeat(4))
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 2 && server.app.pool.waiting === 2, 5000, 'two running, two queued behind them')
+  socket.destroy()
+  await waitFor(() => server.app.pool.waiting === 0, 5000, 'the queued calls to leave the queue')
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 5000, 'the running calls to end')
+  const { calls } = await server.app.metrics.counts()
+  t.equal(calls.cancelled, 2, 'the two queued calls never ran')
+  t.equal(calls.ok, 2, 'the two running calls finished (their results dropped)')
+  await waitFor(() => server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer').length === 4, 5000, 'a log line for each')
+  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'cancelled'), { task: 'diag.work', requestId: String })
+})
+
+t.test('a client that stops reading its answer loses the connection after RESPONSE_STALL_TIMEOUT_MS; a slow reader does not', async (t) => {
+  // 2 s: the slow reader below pauses 20 ms at a time, far from it, even on a busy machine.
+  const server = await startServer(t, { POOL_SIZE: '1', RESPONSE_STALL_TIMEOUT_MS: '2000' })
+  const body = JSON.stringify('x'.repeat(12_000_000)) // more than loopback's socket buffers hold
+  const request = `POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  const { port } = new URL(server.url)
+  const stalled = connect(Number(port), '127.0.0.1')
+  t.teardown(() => stalled.destroy())
+  stalled.on('error', () => {})
+  stalled.pause() // never reads
+  stalled.write(request)
+  const connections = async (): Promise<number> => await new Promise((resolve) => { server.app.server.getConnections((_error, count) => { resolve(count) }) })
+  await waitFor(async () => (await connections()) === 1 && (await server.app.metrics.counts()).calls.ok === 1, 10_000, 'the answer to be under way')
+  await waitFor(async () => (await connections()) === 0, 10_000, 'the server to close the stalled connection')
+  let received = 0
+  stalled.on('data', (chunk: Buffer) => { received += chunk.length })
+  stalled.resume()
+  await new Promise((resolve) => stalled.once('close', resolve))
+  t.ok(received < body.length, `the stalled client got part of its answer (${received} bytes), then the connection closed`)
+  // One that reads slowly, 64 KiB every 100 ms, makes progress and gets it all.
+  const slow = connect(Number(port), '127.0.0.1')
+  t.teardown(() => slow.destroy())
+  let slowReceived = 0
+  slow.on('data', (chunk: Buffer) => {
+    slowReceived += chunk.length
+    slow.pause()
+    setTimeout(() => slow.resume(), 20)
+  })
+  slow.setNoDelay(true)
+  slow.write(request.replace('HTTP/1.1\r\n', 'HTTP/1.1\r\nconnection: close\r\n'))
+  await new Promise((resolve) => slow.once('close', resolve))
+  t.ok(slowReceived > body.length, `the slow reader got the whole answer (${slowReceived} bytes)`)
+  t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+})
+
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
   const server = await startServer(t)
   const started = Date.now()

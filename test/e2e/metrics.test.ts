@@ -155,6 +155,15 @@ t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and ar
   const badMethod = await rawExchange(server.url, 'FOO /x HTTP/1.1\r\nhost: x\r\n\r\n')
   t.match(badMethod, /^HTTP\/1\.1 400 Bad Request\r\n/)
   t.match(JSON.parse(badMethod.slice(badMethod.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'HPE_INVALID_METHOD', error: 'Bad Request', message: /not valid HTTP/ })
+  // Garbage pipelined behind a call still running: that call's answer comes whole, then the connection closes.
+  const body = '{"sleep_ms":300}'
+  const inFlight = await rawExchange(server.url, `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}FOO / HTTP/1.1\r\n\r\n`)
+  t.match(inFlight, /^HTTP\/1\.1 200 OK\r\n/)
+  t.notMatch(inFlight, /HPE_/, 'no 400 written into it')
+  // Bytes after "connection: close" do not replace the answer.
+  const afterClose = await rawExchange(server.url, 'GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /ready HTTP/1.1\r\n\r\n')
+  t.match(afterClose, /^HTTP\/1\.1 200 OK\r\n/)
+  t.match(badMethod, /\r\nx-request-id: [0-9a-f-]{36}\r\n/, 'with a request id like any answer')
   const hugeHeader = await rawExchange(server.url, `GET /ready HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(hugeHeader, /^HTTP\/1\.1 431 /)
   t.match(hugeHeader, /"code":"HPE_HEADER_OVERFLOW"/)

@@ -38,7 +38,11 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
     ['application/json, application/msgpack;q=0', 'application/json; charset=utf-8'],
     ['application/json;q=1, application/msgpack;q=0.1', 'application/json; charset=utf-8'],
     ['application/x-msgpack; q=0.5', 'application/msgpack'],
-    ['application/json;q=0.5, application/msgpack', 'application/msgpack']
+    ['application/json;q=0.5, application/msgpack', 'application/msgpack'],
+    // Exact names only, and wildcards cover JSON, the default.
+    ['application/notmsgpack', 'application/json; charset=utf-8'],
+    ['application/msgpack;q=0.1, */*', 'application/json; charset=utf-8'],
+    ['Application/MsgPack', 'application/msgpack']
   ]) {
     const negotiated = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: '{"a":1}' })
     t.equal(negotiated.headers.get('content-type'), type, `Accept: ${accept}`)
@@ -189,6 +193,21 @@ t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
   const reply = await callTask(url, 'echo', JSON.stringify({ s: 'x'.repeat(1_100_000) }))
   t.equal(reply.status, 413)
   t.equal(reply.json.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
+})
+
+t.test('a compressed body is 415, not parsed or hashed as its compressed bytes', async (t) => {
+  const { gzipSync } = await import('node:zlib')
+  for (const [type, body] of [['application/json', '{"a":1}'], ['application/octet-stream', 'hello world'], ['application/msgpack', pack({ a: 1 })]] as const) {
+    const response = await fetch(`${url}/api/tasks/${type === 'application/octet-stream' ? 'hash.digest' : 'echo'}`, {
+      method: 'POST',
+      headers: { 'content-type': type, 'content-encoding': 'gzip' },
+      body: gzipSync(body)
+    })
+    t.equal(response.status, 415, type)
+    t.match(await response.json(), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', message: 'content-encoding "gzip" is not supported; send the body uncompressed' })
+  }
+  const identity = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: '[1]' })
+  t.equal(identity.status, 200, 'identity is no encoding')
 })
 
 t.test('a content type the task does not accept is 415', async (t) => {
