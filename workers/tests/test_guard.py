@@ -6,8 +6,9 @@ import sys
 import tempfile
 import unittest
 
-from pyfleet import guard, registry, task
+from pyfleet import guard, task
 from pyfleet.testing import call_task
+from tests.isolated_registry import IsolatedRegistryTest
 from tests.worker_process import LiveWorker, parse_frames, run_worker
 
 LEFTOVER_TASKS = '''
@@ -249,16 +250,8 @@ class WorkingDirectoryTest(WorkerTest):
         self.assertIn("WARNING pyfleet: task 'g.chdir' changed the working directory (os.chdir); undone after the call", stderr)
 
 
-class InProcessTest(unittest.TestCase):
+class InProcessTest(IsolatedRegistryTest):
     """pyfleet.testing.call_task puts streams back too; the worker's own streams cannot be closed."""
-
-    def setUp(self):
-        self.saved = dict(registry._tasks)
-        registry.clear()
-
-    def tearDown(self):
-        registry.clear()
-        registry._tasks.update(self.saved)
 
     def test_call_task_puts_back_a_replaced_stdout(self):
         @task("t.capture")

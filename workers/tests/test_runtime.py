@@ -16,6 +16,7 @@ import msgpack
 from pyfleet import TaskError, protocol, registry, task
 from pyfleet.frames import FrameError, read_frame, write_frame
 from pyfleet.loop import encode_reply, serve
+from tests.isolated_registry import IsolatedRegistryTest
 
 
 def frame(message):
@@ -57,15 +58,7 @@ class FramesTest(unittest.TestCase):
         self.assertEqual(stream.tell(), 4, "only the header was read")
 
 
-class RegistryTest(unittest.TestCase):
-    def setUp(self):
-        self.saved = dict(registry._tasks)
-        registry.clear()
-
-    def tearDown(self):
-        registry.clear()
-        registry._tasks.update(self.saved)
-
+class RegistryTest(IsolatedRegistryTest):
     def test_duplicate_names_fail_at_import(self):
         task("dup")(lambda x: x)
         with self.assertRaises(ValueError):
@@ -409,15 +402,7 @@ class FailureReplyTest(unittest.TestCase):
         self.assertRegex(reply["message"], r"^the TaskError reply is \d+ bytes, over the limit of 1000")
 
 
-class AwaitableResultTest(unittest.TestCase):
-    def setUp(self):
-        self.saved = dict(registry._tasks)
-        registry.clear()
-
-    def tearDown(self):
-        registry.clear()
-        registry._tasks.update(self.saved)
-
+class AwaitableResultTest(IsolatedRegistryTest):
     def test_an_async_def_behind_a_plain_decorator_is_awaited(self):
         def logged(fn):
             @functools.wraps(fn)

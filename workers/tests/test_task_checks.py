@@ -4,6 +4,7 @@ import functools
 import unittest
 
 from pyfleet import registry, task
+from tests.isolated_registry import IsolatedRegistryTest
 
 
 def takes_input(input):
@@ -11,15 +12,7 @@ def takes_input(input):
     return input
 
 
-class RegistrationTest(unittest.TestCase):
-    def setUp(self):
-        self.saved = dict(registry._tasks)
-        registry.clear()
-
-    def tearDown(self):
-        registry.clear()
-        registry._tasks.update(self.saved)
-
+class RegistrationTest(IsolatedRegistryTest):
     def assertRefused(self, exc_type, pattern, name="t", fn=takes_input, **options):
         with self.assertRaisesRegex(exc_type, pattern):
             task(name, **options)(fn)

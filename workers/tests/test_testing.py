@@ -6,8 +6,9 @@ import unittest
 
 import msgpack
 
-from pyfleet import TaskError, registry, task
+from pyfleet import TaskError, task
 from pyfleet.testing import TaskCallError, call_task
+from tests.isolated_registry import IsolatedRegistryTest
 from tests.worker_process import run_python
 
 
@@ -21,10 +22,9 @@ class RejectWithoutInit(TaskError):
         self.field = field
 
 
-class CallTaskTest(unittest.TestCase):
+class CallTaskTest(IsolatedRegistryTest):
     def setUp(self):
-        self.saved = dict(registry._tasks)
-        registry.clear()
+        super().setUp()
 
         @task("t.greet")
         def greet(input):
@@ -43,10 +43,6 @@ class CallTaskTest(unittest.TestCase):
         @task("t.async")
         async def asynchronous(input):
             return input * 2
-
-    def tearDown(self):
-        registry.clear()
-        registry._tasks.update(self.saved)
 
     def test_returns_the_value_after_the_msgpack_round_trip(self):
         # Dates become ISO strings and sets lists, as a client would see them.
