@@ -2,6 +2,7 @@
 // and for task calls the task, queue wait, run time and outcome.
 
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Call } from './pool/worker-pool.js'
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
@@ -20,20 +21,25 @@ export class RequestLog extends LogController {
     // request.routeOptions (a getter that builds an object on every call).
     const level = reply.statusCode >= 500 ? 'warn' : 'info'
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
-    const call = request.pyfleetCall
-    const fields: Record<string, unknown> = {
-      method: request.method,
-      url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url,
-      statusCode: reply.statusCode,
-      durationMs: round(reply.elapsedTime)
-    }
-    if (call !== null && call !== undefined) {
-      fields.task = call.task.name
-      fields.outcome = call.outcome
-      fields.queueMs = round(call.queueMs)
-      fields.runMs = round(call.runMs)
-    }
+    const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
+    fields.statusCode = reply.statusCode
+    fields.durationMs = round(reply.elapsedTime)
     if (error !== null) fields.err = error
     reply.log[level](fields, 'request completed')
   }
+}
+
+/** What a request's log line says about it, and about its task call if it made one. */
+export function requestFields (request: FastifyRequest, call: Call | null | undefined): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    method: request.method,
+    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url
+  }
+  if (call !== null && call !== undefined) {
+    fields.task = call.task.name
+    fields.outcome = call.outcome
+    fields.queueMs = round(call.queueMs)
+    fields.runMs = round(call.runMs)
+  }
+  return fields
 }

@@ -7,6 +7,7 @@ import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, inputFor } from './body.js'
 import { sendValue } from './replies.js'
 import { serverTiming } from './timing.js'
+import { requestFields } from '../request-log.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
@@ -45,14 +46,7 @@ function clientGone (request: FastifyRequest, reply: FastifyReply): (cancel: () 
 
 /** The client left before its answer: Fastify writes no log line then (no 'finish'), so the route does. */
 function logAbandoned (request: FastifyRequest, call: Call): void {
-  request.log.info({
-    method: request.method,
-    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url,
-    task: call.task.name,
-    outcome: call.outcome,
-    queueMs: Math.round(call.queueMs * 1000) / 1000,
-    runMs: Math.round(call.runMs * 1000) / 1000
-  }, 'request abandoned: the client left before its answer')
+  request.log.info(requestFields(request, call), 'request abandoned: the client left before its answer')
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
