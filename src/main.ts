@@ -85,6 +85,7 @@ export async function main (early: EarlySignals): Promise<void> {
     if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
     const err = error as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
+    if (err.code === 'EACCES') fatal(`port ${config.port} on ${config.host} needs privileges this user lacks (ports below 1024 do): set PORT to 1024 or above`)
     fatal(`could not start: ${err.message}`)
   }
   if (stopping) {

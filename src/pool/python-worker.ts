@@ -86,6 +86,8 @@ export class PythonWorker {
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
   #failure: WorkerFailure | undefined
+  /** The signals pyfleet sent it: a SIGKILL that is not among them came from elsewhere (the OOM killer, most often). */
+  readonly #signalsSent = new Set<NodeJS.Signals>()
 
   private constructor (options: WorkerOptions) {
     this.id = options.id
@@ -221,6 +223,7 @@ export class PythonWorker {
   #signal (signal: NodeJS.Signals): void {
     const pid = this.#process.pid
     if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
+    this.#signalsSent.add(signal)
     try {
       process.kill(-pid, signal)
     } catch (error) {
@@ -341,7 +344,11 @@ export class PythonWorker {
     const wasMidFrame = this.#decoder.isMidFrame
     this.#state = 'dead'
     this.#stderr.flush()
-    const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
+    const how = signal === null
+      ? `exited with code ${String(code)}`
+      : signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')
+        ? 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
+        : `was killed by ${signal}`
     const { fatalLine, lastWords } = this.#stderr
     this.#failStart(fatalLine !== undefined
       ? `did not start: ${fatalLine}`

@@ -69,7 +69,8 @@ export class WorkerStderr {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
-    const level = LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
+    // The runtime's reason for giving up is an error, whatever the server later makes of it.
+    const level = line.startsWith(FATAL_PREFIX) ? 'error' : LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
   }
 }

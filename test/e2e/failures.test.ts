@@ -20,6 +20,21 @@ t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   t.match(stats.restarts, { crash: 1, protocol: 0 }, 'counted as a crash')
 })
 
+t.test('a worker SIGKILLed by someone else (the OOM killer, say) mid-call: 502, and the log says pyfleet did not send it', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const [pid] = workerPids(server)
+  const reply = callTask(server.url, 'diag.work', { sleep_ms: 5000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  process.kill(pid, 'SIGKILL')
+  t.equal((await reply).status, 502)
+  t.ok(server.logs.some((l) => /was killed by a SIGKILL pyfleet did not send \(out of memory\?/.test(l.msg ?? '')), 'the log points at memory')
+  // One pyfleet sends itself (a timeout) is not blamed on anyone else.
+  await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
+  t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 3000 }, { 'x-request-timeout-ms': '200' })).status, 504)
+  await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.signal === 'SIGKILL' && l.workerPid !== pid), 10_000, 'the timed-out worker to exit')
+  t.equal(server.logs.filter((l) => /did not send/.test(l.msg ?? '')).length, 1)
+})
+
 t.test('a worker that closes its protocol stream but lives on is replaced at once: 502, not a 504 at the deadline', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
   const [pid] = workerPids(server)

@@ -205,6 +205,14 @@ def set_up_logging() -> None:
     threading.excepthook = log_thread_exception
 
 
+def _has_tasks_from(registry: "Any", module: str) -> bool:  # noqa: F821 (no typing import at start-up)
+    """Whether a task already registered comes from ``module`` or below it (it was imported earlier)."""
+    return any(
+        getattr(t.fn, "__module__", None) == module or str(getattr(t.fn, "__module__", "")).startswith(module + ".")
+        for t in registry.all_tasks()
+    )
+
+
 def main() -> None:
     try:
         args = parse_args(sys.argv[1:])
@@ -242,10 +250,19 @@ def main() -> None:
     from .loop import serve
     from .protocol import ProtocolError
 
+    from . import registry
+
     modules = BUILTIN_MODULES + ([DIAG_MODULE] if args.diag else []) + args.module
     for name in modules:
         try:
+            registered = len(registry.all_tasks())
             importlib.import_module(name)
+            if name in args.module and len(registry.all_tasks()) == registered and not _has_tasks_from(registry, name):
+                # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
+                logging.getLogger("pyfleet").warning(
+                    "task module '%s' registered no task: name the module that holds the @task functions "
+                    "(e.g. %s.greeting for %s/greeting.py), or import them in its __init__", name, name, name.replace(".", "/"),
+                )
         except ModuleNotFoundError as exc:
             # The module itself or a package above it is missing: where it is looked for is
             # wrong. Something it imports is missing: that has to be installed.

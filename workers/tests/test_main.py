@@ -214,6 +214,25 @@ class ImportFailureTest(unittest.TestCase):
         )
 
 
+class EmptyModuleTest(unittest.TestCase):
+    """A TASK_MODULES entry that registers nothing is almost always the wrong name: say so."""
+
+    def test_a_package_whose_init_imports_no_task_gets_a_warning(self):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        package = os.path.join(directory.name, "mytasks")
+        os.mkdir(package)
+        open(os.path.join(package, "__init__.py"), "w").close()
+        with open(os.path.join(package, "greeting.py"), "w") as f:
+            f.write("from pyfleet import task\n\n\n@task('greet')\ndef greet(input):\n    return input\n")
+        code, _, stderr = run_worker(["--module", "mytasks"], pythonpath=directory.name)
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("WARNING pyfleet: task module 'mytasks' registered no task: name the module that holds the @task functions (e.g. mytasks.greeting", stderr)
+        code, _, stderr = run_worker(["--module", "mytasks.greeting", "--module", "mytasks"], pythonpath=directory.name)
+        self.assertEqual(code, 0, stderr)
+        self.assertNotIn("registered no task", stderr, "the package holds a task imported before it")
+
+
 class OneLinePerRecordTest(unittest.TestCase):
     """The server logs each stderr line as one entry at the level its prefix names."""
 
