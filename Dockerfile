@@ -72,7 +72,8 @@ EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=75s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||5000)+'/ready',{signal:AbortSignal.timeout(2500)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # tini is PID 1: it forwards SIGTERM/SIGINT to Node (not to the workers: Node stops them after the
-# in-flight calls) and reaps orphans. Give `docker stop` more than SHUTDOWN_GRACE_MS: --stop-timeout 30.
+# in-flight calls) and reaps orphans. With the 5 s grace above a plain `docker stop` (10 s) fits the usual
+# stop; for longer calls raise both, e.g. --stop-timeout 30 -e SHUTDOWN_GRACE_MS=10000 (see README).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/server.js"]

@@ -132,7 +132,7 @@ export function loadConfig (env: Env): Config {
     maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
-    responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 60_000, 0, MAX_TIMER_MS),
+    responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     maxFrameBytes,
     taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
     taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),

@@ -11,10 +11,14 @@
 // answer Node has handed to a socket stays in memory until the client takes it,
 // and nothing else bounds that (the call is over, QUEUE_LIMIT does not see it,
 // keep-alive timeouts do not apply mid-response). A socket whose pending bytes
-// make no progress for RESPONSE_STALL_TIMEOUT_MS is closed.
+// make no progress for RESPONSE_STALL_TIMEOUT_MS is closed. Progress is seen in
+// steps: the kernel reports a socket writable again only once about a third of
+// its send buffer has drained (~1 MB with Linux's defaults), so a reader slower
+// than that per timeout looks stalled too; hence the long default (300 s).
 
 import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { FastifyBaseLogger } from 'fastify'
 
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
@@ -34,15 +38,18 @@ function isAnswering (socket: Socket): boolean {
   return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
 }
 
-/** Bytes handed to a socket and not yet taken by the kernel: Node's buffer plus libuv's write queue. */
+/** Bytes the socket has been given that the kernel has not taken yet (writableLength counts libuv's queue too). */
 function pendingBytes (socket: Socket): number {
-  const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
-  return socket.writableLength + (handle?.writeQueueSize ?? 0)
+  return socket.writableLength
 }
 
-/** A socket's progress in sending: how much the kernel has taken (bytesWritten counts what is still buffered too). */
-function bytesFlushed (socket: Socket): number {
-  return socket.bytesWritten - pendingBytes(socket)
+/**
+ * A socket's progress in sending, for change detection only: it grows as libuv's
+ * write queue drains into the kernel (bytesWritten also counts what is still queued).
+ */
+function sendProgress (socket: Socket): number {
+  const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
+  return socket.bytesWritten - (handle?.writeQueueSize ?? 0)
 }
 
 export interface Connections {
@@ -59,7 +66,7 @@ export interface Connections {
 
 interface Stall { flushed: number, since: number }
 
-export function trackConnections (server: Server, stallTimeoutMs: number): Connections {
+export function trackConnections (server: Server, stallTimeoutMs: number, log: FastifyBaseLogger): Connections {
   // Socket -> when it was accepted.
   const sockets = new Map<Socket, number>()
   server.on('connection', (socket: Socket) => {
@@ -86,11 +93,15 @@ export function trackConnections (server: Server, stallTimeoutMs: number): Conne
     const now = Date.now()
     for (const socket of sockets.keys()) {
       if (pendingBytes(socket) === 0) { stalls.delete(socket); continue }
-      const flushed = bytesFlushed(socket)
+      const flushed = sendProgress(socket)
       const stall = stalls.get(socket)
       if (stall === undefined || stall.flushed !== flushed) stalls.set(socket, { flushed, since: now })
       else if (now - stall.since >= stallTimeoutMs) {
         stalls.delete(socket)
+        // The request's own line said 200 already: Node had taken the whole answer. (Its id is
+        // known only while Node still links the response to the socket.)
+        const requestId = responseOf(socket)?.getHeader('x-request-id')
+        log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
         socket.destroy()
       }
     }

@@ -89,20 +89,22 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // Bytes after a request that said "connection: close" (or HTTP/1.0 without keep-alive):
   // Node stops reading there. The answer under way is the one the client asked for.
   if (error.code === 'HPE_CLOSED_CONNECTION') return
-  this.log.debug({ err: error }, 'client error')
+  const requestId = randomUUID()
+  this.log.debug({ err: error, requestId }, 'client error')
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished && (inFlight.headersSent || inFlight.req.complete)) {
-    // Garbage pipelined behind a request being answered (all of it received, so its
-    // handler runs or has answered; not one cut short by a 408): writing a 400 now would
-    // cut into that answer (SPEC §1: every admitted call gets its one response). Let it
-    // finish, then close the connection, which can serve nothing more.
-    inFlight.once('close', () => { socket.destroy() })
+    // Garbage pipelined behind requests being answered (all of the current one received,
+    // so its handler runs or has answered; not one cut short by a 408): a 400 now would
+    // cut into those answers, and closing would drop the ones queued behind it (SPEC §1:
+    // every admitted call gets its one response). Node reads nothing more from this
+    // connection; the answers go out in order and keep-alive's timeout closes it.
+    this.metrics.observeUnparsed(400)
     return
   }
   const { status, message } = clientErrorAnswer(error.code)
   const body = JSON.stringify({ statusCode: status, code: error.code ?? 'BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message })
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${randomUUID()}\r\nconnection: close\r\n\r\n${body}`)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
   this.metrics.observeUnparsed(status)
   socket.destroy(error)

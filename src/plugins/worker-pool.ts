@@ -88,12 +88,12 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   // preClose runs while the listener is still open: new calls get 503 from the
   // draining pool, admitted ones finish, then workers stop and HTTP closes.
   const activePool = pool
-  const connections = trackConnections(fastify.server, config.responseStallTimeoutMs)
+  const connections = trackConnections(fastify.server, config.responseStallTimeoutMs, fastify.log)
   fastify.addHook('preClose', async () => {
+    connections.stop()
     await activePool.drain(config.shutdownGraceMs)
     // Every admitted call has its answer now: let answers to slow readers finish, and
     // close what would otherwise hold the server open (see connections.ts).
-    connections.stop()
     await connections.settle(RESPONSE_FLUSH_MS)
   })
 }

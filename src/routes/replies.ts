@@ -53,29 +53,39 @@ export function toJson (value: unknown): string {
 }
 
 const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
-/** What an Accept range must be to cover JSON, the default answer. */
-const JSON_MEDIA = new Set(['application/json', 'application/*', '*/*'])
+/** The ranges that cover JSON, most specific first: the most specific one present decides (RFC 9110 §12.5.1). */
+const JSON_RANGES = ['application/json', 'application/*', '*/*']
 const MSGPACK_IN = /msgpack/i
+
+/** A range's quality: its q parameter (0 to 1), 1 without one; undefined if q is not a number in 0..1 (the range is ignored). */
+function qualityOf (params: string[]): number | undefined {
+  const q = params.map((p) => /^\s*q\s*=\s*(\S*)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
+  if (q === undefined) return 1
+  if (!/^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(q)) return undefined
+  return Number(q)
+}
 
 /**
  * True if the client's Accept prefers msgpack: a msgpack type with a quality
- * above 0 (`;q=0` means "not this") and above that of any range covering JSON
- * (`*\/*` and `application/*` do). A tie goes to msgpack, the type named outright.
+ * above 0 (`;q=0` means "not this") and at least JSON's, where JSON's is that of
+ * the most specific range covering it (application/json, then application/*,
+ * then *\/*; 0 if none does). A tie goes to msgpack, the type named outright.
  */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
   if (accept === undefined || !MSGPACK_IN.test(accept)) return false // the common case, without parsing
   let msgpack = 0
-  let json = 0
+  const json = new Map<string, number>()
   for (const range of accept.split(',')) {
     const [type, ...params] = range.split(';')
     const media = type.trim().toLowerCase()
-    const q = params.map((p) => /^\s*q\s*=\s*([\d.]+)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
-    const quality = q === undefined ? 1 : Number(q)
+    const quality = qualityOf(params)
+    if (quality === undefined) continue
     if (MSGPACK_MEDIA.has(media)) msgpack = Math.max(msgpack, quality)
-    else if (JSON_MEDIA.has(media)) json = Math.max(json, quality)
+    else if (JSON_RANGES.includes(media)) json.set(media, Math.max(json.get(media) ?? 0, quality))
   }
-  return msgpack > 0 && msgpack >= json
+  const jsonQuality = json.get(JSON_RANGES.find((media) => json.has(media)) ?? '') ?? 0
+  return msgpack > 0 && msgpack >= jsonQuality
 }
 
 export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown): FastifyReply {

@@ -33,6 +33,8 @@ function clientGone (request: FastifyRequest, reply: FastifyReply): (cancel: () 
     const response = reply.raw
     const socket = request.raw.socket
     const onClose = (): void => { if (!response.writableFinished) cancel() }
+    // Gone before the call queued: no close event will come any more.
+    if (socket.destroyed) { queueMicrotask(onClose); return () => {} }
     response.once('close', onClose)
     // One listener per call queued on this connection: a deep pipeline may hold many.
     socket.setMaxListeners(0)

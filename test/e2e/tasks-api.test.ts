@@ -42,6 +42,11 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
     // Exact names only, and wildcards cover JSON, the default.
     ['application/notmsgpack', 'application/json; charset=utf-8'],
     ['application/msgpack;q=0.1, */*', 'application/json; charset=utf-8'],
+    // The most specific range covering JSON decides its quality.
+    ['application/msgpack;q=0.5, application/json;q=0.1, */*', 'application/msgpack'],
+    ['application/json;q=0, */*, application/msgpack;q=0.5', 'application/msgpack'],
+    ['*/*, application/*;q=0, application/msgpack;q=0.5', 'application/msgpack'],
+    ['application/msgpack;q=abc', 'application/json; charset=utf-8'],
     ['Application/MsgPack', 'application/msgpack']
   ]) {
     const negotiated = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: '{"a":1}' })

@@ -255,9 +255,9 @@ def main() -> None:
     modules = BUILTIN_MODULES + ([DIAG_MODULE] if args.diag else []) + args.module
     for name in modules:
         try:
-            registered = len(registry.all_tasks())
+            registered, imported_before = len(registry.all_tasks()), name in sys.modules
             importlib.import_module(name)
-            if name in args.module and len(registry.all_tasks()) == registered and not _has_tasks_from(registry, name):
+            if name in args.module and not imported_before and len(registry.all_tasks()) == registered and not _has_tasks_from(registry, name):
                 # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
                 logging.getLogger("pyfleet").warning(
                     "task module '%s' registered no task: name the module that holds the @task functions "
