@@ -215,6 +215,29 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
   t.equal(identity.status, 200, 'identity is no encoding')
 })
 
+t.test('Expect: 100-continue: a body over the limit is refused before it is sent; one within it is asked for', async (t) => {
+  const { connect } = await import('node:net')
+  const exchange = async (length: number, body: string): Promise<string> => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1')
+    let answer = ''
+    socket.setEncoding('utf8').on('data', (text: string) => {
+      answer += text
+      if (answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !answer.includes('200 OK')) socket.write(body)
+      if (/\r\n\r\n[\s\S]*\}$/.test(answer)) socket.end()
+    })
+    socket.on('error', () => {})
+    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: ${length}\r\n\r\n`)
+    await new Promise((resolve) => socket.once('close', resolve))
+    return answer
+  }
+  const tooLarge = await exchange(17_000_000, '')
+  t.match(tooLarge, /^HTTP\/1\.1 413 /, 'the final answer, with no 100 before it')
+  t.match(tooLarge, /"code":"FST_ERR_CTP_BODY_TOO_LARGE"/)
+  const fine = await exchange(7, '[1,2,3]')
+  t.match(fine, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/)
+  t.match(fine, /\[1,2,3\]$/)
+})
+
 t.test('a content type the task does not accept is 415', async (t) => {
   const reply = await callTask(url, 'echo', 'plain text', { 'content-type': 'text/plain' })
   t.equal(reply.status, 415)
