@@ -26,6 +26,19 @@ function normalize (error: SendableError): SendableError {
 /** How much of a client's path an error message repeats. */
 const MAX_PATH_IN_MESSAGE = 200
 
+/** The body every error answer has (SPEC §1). */
+function errorBody (statusCode: number, code: string, message: string): Record<string, unknown> {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/** An error raised here rather than by a route, with the status and code it is sent with. */
+function sendableError (statusCode: number, code: string, message: string): SendableError {
+  const error = withExtras(new Error(message), {}) as SendableError
+  error.statusCode = statusCode
+  error.code = code
+  return error
+}
+
 function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {
   const err = normalize(error)
   let statusCode = err.statusCode ?? 500
@@ -36,12 +49,8 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const call = request.pyfleetCall
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
-  const body: Record<string, unknown> = {
-    statusCode,
-    code: known ? err.code : 'INTERNAL_ERROR',
-    error: STATUS_CODES[statusCode] ?? 'Error',
-    message: statusCode >= 500 && !known ? 'internal server error; the details are in the server log under this request id' : err.message
-  }
+  const body = errorBody(statusCode, known ? err.code : 'INTERNAL_ERROR',
+    statusCode >= 500 && !known ? 'internal server error; the details are in the server log under this request id' : err.message)
   if (err.details !== undefined) body.details = err.details
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
   // Matched routes are recorded by their own onResponse hook (metrics.ts); the
@@ -63,10 +72,7 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
     ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
     : `${shown} is not a valid URL: it does not percent-decode`
-  const sendable = withExtras(new Error(message), {}) as SendableError
-  sendable.statusCode = error.statusCode
-  sendable.code = error.code
-  handleError(sendable, request, reply)
+  handleError(sendableError(error.statusCode ?? 400, error.code, message), request, reply)
   request.log.info({ method: request.method, url: shown, statusCode: reply.statusCode }, 'request completed')
 }
 
@@ -102,7 +108,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     return
   }
   const { status, message } = clientErrorAnswer(error.code)
-  const body = JSON.stringify({ statusCode: status, code: error.code ?? 'BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message })
+  const body = JSON.stringify(errorBody(status, error.code ?? 'BAD_REQUEST', message))
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
@@ -117,10 +123,7 @@ async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
     // here is a method or a path no route has, such as PUT /api/tasks/echo.
     const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
     const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
-    const error = withExtras(new Error(`no route ${request.method} ${path}${hint}`), {}) as SendableError
-    error.statusCode = 404
-    error.code = 'FST_ERR_NOT_FOUND'
-    handleError(error, request, reply)
+    handleError(sendableError(404, 'FST_ERR_NOT_FOUND', `no route ${request.method} ${path}${hint}`), request, reply)
   })
 }
 
