@@ -1,12 +1,11 @@
-// One Python worker process: spawn, ready handshake, one call at a time, stop, kill.
-// It knows nothing of pools, queues or HTTP; worker-pool.ts decides what to do
-// with a worker that failed.
+// One Python worker: ready handshake, one call at a time, timeouts, stop, kill,
+// and what each way of failing is called. The process itself (its group,
+// signals, exit wording) is worker-process.ts. It knows nothing of pools,
+// queues or HTTP; worker-pool.ts decides what to do with a worker that failed.
 
-import { spawn, type ChildProcessByStdio } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
-import type { Readable, Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
+import { WorkerProcess } from './worker-process.js'
 import { WorkerStderr } from './worker-stderr.js'
 import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
@@ -65,12 +64,11 @@ export class PythonWorker {
   readonly startedAt = new Date()
   #state: WorkerState = 'starting'
   readonly #options: WorkerOptions
-  readonly #process: ChildProcessByStdio<Writable, Readable, Readable>
+  readonly #process: WorkerProcess
   readonly #decoder: FrameDecoder
   readonly #log: FastifyBaseLogger
   #ready: ReadyMessage | undefined
   #startWaiter: { resolve: () => void, reject: (error: Error) => void } | undefined
-  #exited: Promise<void>
   readonly #stderr: WorkerStderr
   // The call in flight: one at a time, so plain fields instead of a map.
   #callId = 0
@@ -86,8 +84,6 @@ export class PythonWorker {
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
   #failure: WorkerFailure | undefined
-  /** The signals pyfleet sent it: a SIGKILL that is not among them came from elsewhere (the OOM killer, most often). */
-  readonly #signalsSent = new Set<NodeJS.Signals>()
 
   private constructor (options: WorkerOptions) {
     this.id = options.id
@@ -97,30 +93,13 @@ export class PythonWorker {
       () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
       () => this.#state === 'starting')
     this.#decoder = new FrameDecoder(options.maxFrameBytes, (body) => { this.#onFrame(body) })
-    this.#process = spawn(options.python, options.args, {
-      cwd: options.cwd,
-      env: options.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group (setsid), so that signals reach the processes a task
-      // starts too (see #signal). Pipes are unaffected; not unref()ed: the server
-      // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
-      detached: true
+    this.#process = new WorkerProcess(options, {
+      stdout: (chunk) => { this.#onStdout(chunk) },
+      stdoutEnd: () => { this.#onStdoutEnd() },
+      stderr: (text) => { this.#stderr.write(text) },
+      exit: (code, signal) => { this.#onExit(code, signal) },
+      spawnError: (error) => { this.#onSpawnError(error) }
     })
-    this.#exited = new Promise((resolve) => {
-      this.#process.once('exit', (code, signal) => {
-        this.#killGroup()
-        this.#onExit(code, signal)
-        resolve()
-      })
-    })
-    // A spawn failure (ENOENT) is reported on 'error' and then 'exit' may not follow.
-    this.#process.once('error', (error) => { this.#onSpawnError(error) })
-    this.#process.stdout.on('data', (chunk: Buffer) => { this.#onStdout(chunk) })
-    this.#process.stdout.on('end', () => { this.#onStdoutEnd() })
-    this.#process.stderr.setEncoding('utf8')
-    this.#process.stderr.on('data', (text: string) => { this.#stderr.write(text) })
-    // EPIPE when the worker dies with a frame half written: the exit handler reports it.
-    this.#process.stdin.on('error', () => {})
   }
 
   /** Starts a worker and resolves once it has sent its ready message. */
@@ -143,7 +122,7 @@ export class PythonWorker {
   }
 
   get state (): WorkerState { return this.#state }
-  get pid (): number { return this.#process.pid ?? 0 }
+  get pid (): number { return this.#process.pid }
   get calls (): number { return this.#calls }
   get task (): string | undefined { return this.#task }
   get rssBytes (): number { return this.#rssBytes }
@@ -176,23 +155,17 @@ export class PythonWorker {
     this.#logTask = task
     this.#calls++
     this.#timer = setTimeout(this.#onTimeout, timeoutMs)
-    this.#process.stdin.write(frame)
+    this.#process.write(frame)
     return new Promise<ReplyMessage>((resolve, reject) => {
       this.#resolve = resolve
       this.#reject = reject
     })
   }
 
-  /** Reads the worker's resident set size from /proc (Linux); 0 where unavailable. */
+  /** Reads the worker's resident set size from /proc (Linux); keeps the last value where unavailable. */
   async sampleRss (): Promise<number> {
     if (this.#state === 'dead') return this.#rssBytes
-    try {
-      const status = await readFile(`/proc/${this.pid}/status`, 'utf8')
-      const match = /^VmRSS:\s+(\d+) kB/m.exec(status)
-      if (match !== null) this.#rssBytes = Number(match[1]) * 1024
-    } catch {
-      // The process exited between the check and the read; keep the last value.
-    }
+    this.#rssBytes = await this.#process.readRss() ?? this.#rssBytes
     return this.#rssBytes
   }
 
@@ -203,10 +176,10 @@ export class PythonWorker {
   async stop (graceMs: number): Promise<void> {
     if (this.#state === 'dead') return
     if (this.#state !== 'busy') this.#state = 'stopping'
-    this.#process.stdin.end()
-    const term = setTimeout(() => { this.#signal('SIGTERM') }, graceMs)
-    const kill = setTimeout(() => { this.#signal('SIGKILL') }, 2 * graceMs)
-    await this.#exited
+    this.#process.endInput()
+    const term = setTimeout(() => { this.#process.signal('SIGTERM') }, graceMs)
+    const kill = setTimeout(() => { this.#process.signal('SIGKILL') }, 2 * graceMs)
+    await this.#process.exited
     clearTimeout(term)
     clearTimeout(kill)
   }
@@ -215,37 +188,8 @@ export class PythonWorker {
   async kill (): Promise<void> {
     if (this.#state === 'dead') return
     this.#state = 'stopping'
-    this.#signal('SIGKILL')
-    await this.#exited
-  }
-
-  /** Signals the worker's process group: the worker and whatever its tasks started. */
-  #signal (signal: NodeJS.Signals): void {
-    const pid = this.#process.pid
-    if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
-    this.#signalsSent.add(signal)
-    try {
-      process.kill(-pid, signal)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ESRCH') return // the whole group is gone
-      try { process.kill(pid, signal) } catch { /* already gone */ }
-    }
-  }
-
-  /**
-   * Once the worker has exited, SIGKILLs what is left of its group: processes a
-   * task started that a graceful stop, a recycle or a crash left behind.
-   * Safe from pid reuse: Linux keeps a pid number allocated while any process
-   * still has it as its process-group id, so while a member is left the number
-   * is still this group's; and this runs from the exit callback, in the same
-   * turn of the event loop as the reap (libuv reaps every exited child, then
-   * runs their callbacks), so an emptied group's number has had no practical
-   * time to be handed to a new process that made itself a group leader.
-   */
-  #killGroup (): void {
-    const pid = this.#process.pid
-    if (pid === undefined || pid <= 0) return
-    try { process.kill(-pid, 'SIGKILL') } catch { /* ESRCH: no member left */ }
+    this.#process.signal('SIGKILL')
+    await this.#process.exited
   }
 
   readonly #onTimeout = (): void => {
@@ -330,7 +274,7 @@ export class PythonWorker {
     if (this.#startWaiter === undefined) return
     const { reject } = this.#startWaiter
     this.#startWaiter = undefined
-    this.#signal('SIGKILL')
+    this.#process.signal('SIGKILL')
     reject(new WorkerStartError(`Python worker ${this.#options.python} ${reason}`))
   }
 
@@ -344,11 +288,7 @@ export class PythonWorker {
     const wasMidFrame = this.#decoder.isMidFrame
     this.#state = 'dead'
     this.#stderr.flush()
-    const how = signal === null
-      ? `exited with code ${String(code)}`
-      : signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')
-        ? 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
-        : `was killed by ${signal}`
+    const how = this.#process.describeExit(code, signal)
     const { fatalLine, lastWords } = this.#stderr
     this.#failStart(fatalLine !== undefined
       ? `did not start: ${fatalLine}`

@@ -1,0 +1,117 @@
+// The operating-system side of a worker: the child process in its own process
+// group, the signals sent to that group, the clean-up of what a task left
+// behind, and how an exit is told. python-worker.ts builds the protocol (ready
+// handshake, one call at a time) on top of it.
+
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import type { Readable, Writable } from 'node:stream'
+
+export interface ProcessOptions {
+  python: string
+  args: readonly string[]
+  env: NodeJS.ProcessEnv
+  cwd: string
+}
+
+export interface ProcessEvents {
+  stdout: (chunk: Buffer) => void
+  /** The protocol stream ended: the process is exiting, or a task closed it. */
+  stdoutEnd: () => void
+  stderr: (text: string) => void
+  /** Once, after the process has exited and what was left of its group has been killed. */
+  exit: (code: number | null, signal: NodeJS.Signals | null) => void
+  /** The process could not be started (ENOENT, EACCES); `exit` may not follow. */
+  spawnError: (error: Error) => void
+}
+
+export class WorkerProcess {
+  readonly #child: ChildProcessByStdio<Writable, Readable, Readable>
+  /** Resolves once the process has exited (never, if it could not be spawned). */
+  readonly exited: Promise<void>
+  /** The signals pyfleet sent: a SIGKILL that is not among them came from elsewhere (the OOM killer, most often). */
+  readonly #signalsSent = new Set<NodeJS.Signals>()
+
+  constructor (options: ProcessOptions, on: ProcessEvents) {
+    this.#child = spawn(options.python, options.args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group (setsid), so that signals reach the processes a task
+      // starts too (see signal()). Pipes are unaffected; not unref()ed: the server
+      // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
+      detached: true
+    })
+    this.exited = new Promise((resolve) => {
+      this.#child.once('exit', (code, signal) => {
+        this.#killGroup()
+        on.exit(code, signal)
+        resolve()
+      })
+    })
+    this.#child.once('error', on.spawnError)
+    this.#child.stdout.on('data', on.stdout)
+    this.#child.stdout.on('end', on.stdoutEnd)
+    this.#child.stderr.setEncoding('utf8')
+    this.#child.stderr.on('data', on.stderr)
+    // EPIPE when the worker dies with a frame half written: the exit handler reports it.
+    this.#child.stdin.on('error', () => {})
+  }
+
+  get pid (): number { return this.#child.pid ?? 0 }
+
+  /** One frame, in one write. */
+  write (frame: Buffer): void { this.#child.stdin.write(frame) }
+
+  /** Closes the worker's stdin: the runtime exits at EOF after its current call. */
+  endInput (): void { this.#child.stdin.end() }
+
+  /** Signals the worker's process group: the worker and whatever its tasks started. */
+  signal (signal: NodeJS.Signals): void {
+    const pid = this.#child.pid
+    if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
+    this.#signalsSent.add(signal)
+    try {
+      process.kill(-pid, signal)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') return // the whole group is gone
+      try { process.kill(pid, signal) } catch { /* already gone */ }
+    }
+  }
+
+  /** How the process ended, in words, for logs and for the error a call in flight gets. */
+  describeExit (code: number | null, signal: NodeJS.Signals | null): string {
+    if (signal === null) return `exited with code ${String(code)}`
+    if (signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')) {
+      return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
+    }
+    return `was killed by ${signal}`
+  }
+
+  /** The resident set size from /proc (Linux), or undefined if it cannot be read (exited, not Linux). */
+  async readRss (): Promise<number | undefined> {
+    try {
+      const status = await readFile(`/proc/${this.pid}/status`, 'utf8')
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(status)
+      return match === null ? undefined : Number(match[1]) * 1024
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Once the worker has exited, SIGKILLs what is left of its group: processes a
+   * task started that a graceful stop, a recycle or a crash left behind.
+   * Safe from pid reuse: Linux keeps a pid number allocated while any process
+   * still has it as its process-group id, so while a member is left the number
+   * is still this group's; and this runs from the exit callback, in the same
+   * turn of the event loop as the reap (libuv reaps every exited child, then
+   * runs their callbacks), so an emptied group's number has had no practical
+   * time to be handed to a new process that made itself a group leader.
+   */
+  #killGroup (): void {
+    const pid = this.#child.pid
+    if (pid === undefined || pid <= 0) return
+    try { process.kill(-pid, 'SIGKILL') } catch { /* ESRCH: no member left */ }
+  }
+}
