@@ -81,11 +81,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   // Expect: 100-continue (curl sends it for bodies over 1 MB): Node would say "continue"
-  // at once, and a client would upload a body already too large, only to get a 413. Over
-  // BODY_LIMIT_BYTES by its content-length, the request goes to Fastify without the 100,
-  // and its 413 comes before the body is sent.
+  // at once, and a client would upload a body only to be told it is too large, for a
+  // task that does not exist, or compressed. The 100 goes out when something starts
+  // reading the body (a readable's 'resume'), so every answer given before that (413 by
+  // content-length, 404 and 415 from the task route's preParsing) costs no upload. Once
+  // an answer is under way, Node resumes the request to discard its body: no 100 then.
   app.server.on('checkContinue', (request, response) => {
-    if (!(Number(request.headers['content-length']) > config.bodyLimitBytes)) response.writeContinue()
+    request.once('resume', () => { if (!response.headersSent) response.writeContinue() })
     app.server.emit('request', request, response)
   })
 

@@ -19,20 +19,20 @@ const JSON_TYPE = 'application/json'
  * decompress (a 1 KB gzip bomb can inflate to gigabytes past BODY_LIMIT_BYTES), so
  * anything but identity is refused, as RFC 9110 §8.4.1 says, with 415.
  */
-function encodingProblem (request: FastifyRequest): Error | undefined {
+export function encodingProblem (request: FastifyRequest): Error | undefined {
   const coding = request.headers['content-encoding']
   if (coding === undefined || coding.trim().toLowerCase() === 'identity') return undefined
   return new UnsupportedMediaTypeError(`content-encoding ${JSON.stringify(coding.slice(0, 50))} is not supported; send the body uncompressed`)
 }
 
-/** Registers the parsers. Bodies that are neither JSON nor msgpack stay bytes until the route knows the task. */
+/**
+ * Registers the parsers. A route using them checks encodingProblem() before the body
+ * is read (preParsing). Bodies that are neither JSON nor msgpack stay bytes until the route knows the task. */
 export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (request, body, done) => {
     try {
-      const encoded = encodingProblem(request)
-      if (encoded !== undefined) throw encoded
       // Fastify reads the body as UTF-8 whatever the charset says; JSON is UTF-8 (RFC 8259).
       const { charset } = mediaType(request)
       if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
@@ -44,11 +44,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (request, body, done) => {
-    const problem = encodingProblem(request) ?? msgpackProblem(body as Buffer, MAX_NESTING)
-    if (problem instanceof Error) {
-      done(problem, undefined)
-      return
-    }
+    const problem = msgpackProblem(body as Buffer, MAX_NESTING)
     if (problem !== undefined) {
       done(new InvalidInputError(problem), undefined)
       return
@@ -59,11 +55,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
       done(new InvalidInputError(`body is not valid msgpack: ${(error as Error).message}`), undefined)
     }
   })
-  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    const encoded = encodingProblem(request)
-    if (encoded !== undefined) done(encoded, undefined)
-    else done(null, body)
-  })
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => { done(null, body) })
 }
 
 function parseJson (text: string): unknown {

@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, TaskNotFoundError } from '../errors.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, inputFor } from './body.js'
+import { addBodyParsers, encodingProblem, inputFor } from './body.js'
 import { sendValue } from './replies.js'
 import { serverTiming } from './timing.js'
 import { requestFields } from '../request-log.js'
@@ -12,6 +12,10 @@ import { requestFields } from '../request-log.js'
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
 interface NameParams { name: string }
+
+function taskNotFound (name: string): Error {
+  return new TaskNotFoundError(JSON.stringify(name.slice(0, 100)))
+}
 
 function budgetMs (request: FastifyRequest): number | undefined {
   const raw = request.headers[TIMEOUT_HEADER]
@@ -58,13 +62,20 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
 
   fastify.get<{ Params: NameParams }>('/api/tasks/:name', async (request) => {
     const task = fastify.tasks.get(request.params.name)
-    if (task === undefined) throw new TaskNotFoundError(JSON.stringify(request.params.name.slice(0, 100)))
+    if (task === undefined) throw taskNotFound(request.params.name)
     return fastify.tasks.describe(task)
   })
 
-  fastify.post<{ Params: NameParams }>('/api/tasks/:name', async (request, reply) => {
+  fastify.post<{ Params: NameParams }>('/api/tasks/:name', {
+    // Before the body is read: a wrong name or a compressed body is answered without
+    // reading (or, with Expect: 100-continue, the client sending) up to BODY_LIMIT_BYTES.
+    preParsing: (request, reply, payload, done) => {
+      done(fastify.tasks.get(request.params.name) === undefined ? taskNotFound(request.params.name) : encodingProblem(request), payload)
+    }
+  }, async (request, reply) => {
+    // Looked up again: a reload may have removed the task while the body arrived.
     const task = fastify.tasks.get(request.params.name)
-    if (task === undefined) throw new TaskNotFoundError(JSON.stringify(request.params.name.slice(0, 100)))
+    if (task === undefined) throw taskNotFound(request.params.name)
     const call: Call = {
       task,
       input: inputFor(task, request),

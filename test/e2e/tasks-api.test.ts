@@ -215,27 +215,55 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
   t.equal(identity.status, 200, 'identity is no encoding')
 })
 
-t.test('Expect: 100-continue: a body over the limit is refused before it is sent; one within it is asked for', async (t) => {
+/** Sends a request's head on a raw socket; `body` is written once the server says 100 Continue (or at once if `eager`). */
+async function rawExchange (head: string, body: string, { eager = false, then = '' } = {}): Promise<string> {
   const { connect } = await import('node:net')
-  const exchange = async (length: number, body: string): Promise<string> => {
-    const socket = connect(Number(new URL(url).port), '127.0.0.1')
-    let answer = ''
-    socket.setEncoding('utf8').on('data', (text: string) => {
-      answer += text
-      if (answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !answer.includes('200 OK')) socket.write(body)
-      if (/\r\n\r\n[\s\S]*\}$/.test(answer)) socket.end()
-    })
-    socket.on('error', () => {})
-    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: ${length}\r\n\r\n`)
-    await new Promise((resolve) => socket.once('close', resolve))
-    return answer
-  }
-  const tooLarge = await exchange(17_000_000, '')
-  t.match(tooLarge, /^HTTP\/1\.1 413 /, 'the final answer, with no 100 before it')
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  let answer = ''
+  let sent = false
+  const send = (): void => { if (!sent) { sent = true; socket.write(body + then) } }
+  socket.setEncoding('utf8').on('data', (text: string) => {
+    answer += text
+    if (answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) send()
+    // One JSON answer per request sent: end once the last one is complete.
+    const expected = then === '' ? 1 : 2
+    if ((answer.match(/\r\n\r\n[[{][^\r]*[\]}](?=HTTP|$)/g) ?? []).length >= expected) socket.end()
+  })
+  socket.on('error', () => {})
+  // An answer that never comes (the server waiting for the body) fails the match, not the run.
+  socket.setTimeout(10_000, () => socket.destroy())
+  socket.write(head)
+  if (eager) send()
+  await new Promise((resolve) => socket.once('close', resolve))
+  return answer
+}
+
+const expectHead = (task: string, length: number, extra = ''): string =>
+  `POST /api/tasks/${task} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\n${extra}content-length: ${length}\r\n\r\n`
+
+t.test('Expect: 100-continue: a body that would be refused is refused before it is sent; one that is needed is asked for', async (t) => {
+  const tooLarge = await rawExchange(expectHead('echo', 17_000_000), '')
+  t.match(tooLarge, /^HTTP\/1\.1 413 /, 'over the limit: the final answer, with no 100 before it')
   t.match(tooLarge, /"code":"FST_ERR_CTP_BODY_TOO_LARGE"/)
-  const fine = await exchange(7, '[1,2,3]')
+  const unknown = await rawExchange(expectHead('no.such.task', 5_000_000), '')
+  t.match(unknown, /^HTTP\/1\.1 404 /, 'unknown task: 404 with no 100 before it')
+  t.match(unknown, /"code":"TASK_NOT_FOUND"/)
+  const compressed = await rawExchange(expectHead('echo', 5_000_000, 'content-encoding: gzip\r\n'), '')
+  t.match(compressed, /^HTTP\/1\.1 415 /, 'compressed: 415 with no 100 before it')
+  const fine = await rawExchange(expectHead('echo', 7), '[1,2,3]')
   t.match(fine, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/)
   t.match(fine, /\[1,2,3\]$/)
+})
+
+t.test('a wrong task name is answered before the body is read, and the connection stays usable', async (t) => {
+  // No Expect: the 404 comes while the client has sent only the head of its request.
+  const head = 'POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n'
+  const early = await rawExchange(head, '')
+  t.match(early, /^HTTP\/1\.1 404 /)
+  // The body, sent anyway, is discarded, and the next request on the connection is answered.
+  const next = 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n[2]'
+  const both = await rawExchange(head, '[1,2,3]', { eager: true, then: next })
+  t.match(both, /^HTTP\/1\.1 404 [\s\S]*HTTP\/1\.1 200 OK[\s\S]*\[2\]$/)
 })
 
 t.test('a content type the task does not accept is 415', async (t) => {
