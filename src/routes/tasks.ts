@@ -70,7 +70,11 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Before the body is read: a wrong name or a compressed body is answered without
     // reading (or, with Expect: 100-continue, the client sending) up to BODY_LIMIT_BYTES.
     preParsing: (request, reply, payload, done) => {
-      done(fastify.tasks.get(request.params.name) === undefined ? taskNotFound(request.params.name) : encodingProblem(request), payload)
+      if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(request.params.name), payload); return }
+      const encoded = encodingProblem(request)
+      // RFC 9110 §15.5.16: a 415 for a content coding says which codings would do.
+      if (encoded !== undefined) reply.header('accept-encoding', 'identity')
+      done(encoded, payload)
     }
   }, async (request, reply) => {
     // Looked up again: a reload may have removed the task while the body arrived.

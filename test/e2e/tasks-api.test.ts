@@ -209,6 +209,7 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
       body: gzipSync(body)
     })
     t.equal(response.status, 415, type)
+    t.equal(response.headers.get('accept-encoding'), 'identity', 'says which coding would do (RFC 9110 §15.5.16)')
     t.match(await response.json(), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', message: 'content-encoding "gzip" is not supported; send the body uncompressed' })
   }
   const identity = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: '[1]' })
