@@ -95,8 +95,6 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // Bytes after a request that said "connection: close" (or HTTP/1.0 without keep-alive):
   // Node stops reading there. The answer under way is the one the client asked for.
   if (error.code === 'HPE_CLOSED_CONNECTION') return
-  const requestId = randomUUID()
-  this.log.debug({ err: error, requestId }, 'client error')
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished && (inFlight.headersSent || inFlight.req.complete)) {
     // Garbage pipelined behind requests being answered (all of the current one received,
@@ -108,6 +106,9 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     return
   }
   const { status, message } = clientErrorAnswer(error.code)
+  const requestId = randomUUID()
+  // The line every answered request gets (request-log.ts), with what is known: no method or URL was parsed.
+  this.log.info({ requestId, statusCode: status, code: error.code, reason: error.message, remoteAddress: socket.remoteAddress }, 'request not parsed')
   const body = JSON.stringify(errorBody(status, error.code ?? 'BAD_REQUEST', message))
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)

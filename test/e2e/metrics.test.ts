@@ -156,7 +156,7 @@ async function rawExchange (url: string, bytes: string, enough?: (answer: string
 }
 
 t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and are recorded', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1' })
+  const server = await startServer(t, { POOL_SIZE: '1', LOG_LEVEL: 'info' })
   const badMethod = await rawExchange(server.url, 'FOO /x HTTP/1.1\r\nhost: x\r\n\r\n')
   t.match(badMethod, /^HTTP\/1\.1 400 Bad Request\r\n/)
   t.match(JSON.parse(badMethod.slice(badMethod.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'HPE_INVALID_METHOD', error: 'Bad Request', message: /not valid HTTP/ })
@@ -172,6 +172,9 @@ t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and ar
   const afterClose = await rawExchange(server.url, 'GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /ready HTTP/1.1\r\n\r\n')
   t.match(afterClose, /^HTTP\/1\.1 200 OK\r\n/)
   t.match(badMethod, /\r\nx-request-id: [0-9a-f-]{36}\r\n/, 'with a request id like any answer')
+  const requestId = /\r\nx-request-id: ([0-9a-f-]{36})\r\n/.exec(badMethod)?.[1]
+  t.match(server.logs.filter((line) => line.requestId === requestId), [{ level: 30, msg: 'request not parsed', statusCode: 400, code: 'HPE_INVALID_METHOD' }],
+    'and a log line at info under that id, like any answered request')
   const hugeHeader = await rawExchange(server.url, `GET /ready HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(hugeHeader, /^HTTP\/1\.1 431 /)
   t.match(hugeHeader, /"code":"HPE_HEADER_OVERFLOW"/)
