@@ -50,9 +50,14 @@ export function validationError (errors: ErrorObject[] | null | undefined, dataV
   })
 }
 
+/** How a worker's declared tasks differ from the table the server serves. */
+export interface TaskDrift { added: string[], removed: string[], changed: string[] }
+
 export class TaskRegistry {
   readonly #config: Config
   #tasks = new Map<string, Task>()
+  /** Each task as the workers declared it (JSON), to tell a later worker's declaration apart. */
+  #declared = new Map<string, string>()
 
   constructor (config: Config) {
     this.#config = config
@@ -64,6 +69,25 @@ export class TaskRegistry {
    */
   update (infos: readonly TaskInfo[]): void {
     this.#tasks = this.#compile(infos)
+    this.#declared = new Map(infos.map((info) => [info.name, JSON.stringify(info)]))
+  }
+
+  /**
+   * How `infos` (a worker's declaration) differ from the table served, or undefined if
+   * they do not. A worker started outside a reload (crash replacement, recycling) loads
+   * the code on disk as it is now, which someone may have edited since the table was read.
+   */
+  drift (infos: readonly TaskInfo[]): TaskDrift | undefined {
+    const drift: TaskDrift = { added: [], removed: [], changed: [] }
+    const seen = new Set<string>()
+    for (const info of infos) {
+      seen.add(info.name)
+      const before = this.#declared.get(info.name)
+      if (before === undefined) drift.added.push(info.name)
+      else if (before !== JSON.stringify(info)) drift.changed.push(info.name)
+    }
+    for (const name of this.#declared.keys()) if (!seen.has(name)) drift.removed.push(name)
+    return drift.added.length + drift.removed.length + drift.changed.length === 0 ? undefined : drift
   }
 
   /** Throws as update() would, and changes nothing: a reload checks new workers' tasks with it. */

@@ -47,6 +47,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   }
   const log = fastify.log.child({ component: 'pool' })
   let pool: WorkerPool | undefined
+  const tasks = new TaskRegistry(config)
+  let lastDrift = ''
 
   const spawn = async (id: number, signal = startSignal): Promise<PythonWorker> => {
     const worker = await PythonWorker.spawn({
@@ -57,7 +59,25 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
       }
     })
     log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
+    warnOnDrift(worker)
     return worker
+  }
+
+  /**
+   * A worker started outside a reload (crash replacement, recycling) that declares other
+   * tasks than the table served: task files were edited under a running server. Calls are
+   * still validated against the old table, and this worker may run code the others do not.
+   * Said once per distinct difference, not on every recycle.
+   */
+  function warnOnDrift (worker: PythonWorker): void {
+    if (pool === undefined || pool.isReloading) return // the first workers make the table; a reload changes it
+    const drift = tasks.drift(worker.tasks)
+    const key = JSON.stringify(drift ?? null)
+    if (drift === undefined || key === lastDrift) return
+    lastDrift = key
+    log.warn({ worker: worker.id, workerPid: worker.pid, ...drift },
+      'a new worker declares tasks that differ from the table being served: task code was changed on disk under a running server. ' +
+      'Workers now run different code, and calls are validated against the old table; reload (SIGHUP or POST /admin/reload) or restart to apply it')
   }
 
   pool = await WorkerPool.start({
@@ -71,7 +91,6 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     log,
     observer: fastify.metrics
   })
-  const tasks = new TaskRegistry(config)
   try {
     tasks.update(pool.tasks)
   } catch (error) {

@@ -40,6 +40,9 @@ export class Reloader {
     this.#options = options
   }
 
+  /** True while a reload runs: its new workers are meant to declare new tasks. */
+  get active (): boolean { return this.#reloading !== undefined }
+
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
     // One reload at a time: a second request joins the one in progress.

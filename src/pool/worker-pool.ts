@@ -286,6 +286,9 @@ export class WorkerPool {
     return this.#supervisor.members()
   }
 
+  /** True while a reload replaces the workers. */
+  get isReloading (): boolean { return this.#reloader.active }
+
   /**
    * Replaces every worker, one at a time, each only once its replacement is
    * ready (and accepted), so capacity never drops and no call fails (reloader.ts).

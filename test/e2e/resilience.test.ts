@@ -142,3 +142,37 @@ t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => 
   t.equal(tasks.find((x: any) => x.name === 'diag.work').maxConcurrency, 1)
   t.same((await Promise.all(slow)).map((r) => r.status), Array(10).fill(200))
 })
+
+t.test('a worker started outside a reload that declares other tasks (files edited under the server) is warned about, once', async (t) => {
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const { tmpdir } = await import('node:os')
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-drift-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const module = (tasks: string): string => `from pyfleet import task\n${tasks}`
+  const one = (timeout: number): string => `@task("drift.one", timeout_ms=${timeout})\ndef one(x):\n    return x\n`
+  await writeFile(join(dir, 'drift_tasks.py'), module(one(1000)))
+  const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'drift_tasks', PYTHONPATH: dir, PYTHONDONTWRITEBYTECODE: '1' })
+  const drifts = (): Array<Record<string, any>> => server.logs.filter((line) => /differ from the table being served/.test(line.msg ?? ''))
+  const replaceOne = async (): Promise<void> => {
+    const [victim] = workerPids(server)
+    process.kill(victim, 'SIGKILL')
+    await waitFor(() => workerPids(server).length === 2 && !workerPids(server).includes(victim), 15_000, 'a replacement')
+  }
+
+  await replaceOne()
+  t.equal(drifts().length, 0, 'unchanged code: no warning')
+
+  await writeFile(join(dir, 'drift_tasks.py'), module(one(2000) + '@task("drift.two")\ndef two(x):\n    return x\n'))
+  await replaceOne()
+  t.match(drifts(), [{ level: 40, added: ['drift.two'], removed: [], changed: ['drift.one'] }], 'the edit is named')
+  await replaceOne()
+  t.equal(drifts().length, 1, 'the same difference is said once')
+  t.equal((await callTask(server.url, 'drift.two', {})).status, 404, 'the table served is still the old one')
+
+  const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(reload.status, 200)
+  t.equal((await callTask(server.url, 'drift.two', { ok: 1 })).status, 200, 'a reload applies it')
+  await replaceOne()
+  t.equal(drifts().length, 1, 'after the reload, new workers match the table: no warning')
+})
