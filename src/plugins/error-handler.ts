@@ -59,6 +59,16 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
 }
 
 /**
+ * The 404 of a method or path no route has, such as PUT /api/tasks/echo (unknown task
+ * names reach the task routes: TASK_NOT_FOUND there).
+ */
+export function notFoundError (request: FastifyRequest): SendableError {
+  const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
+  const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
+  return sendableError(404, 'FST_ERR_NOT_FOUND', `no route ${request.method} ${path}${hint}`)
+}
+
+/**
  * Fastify's frameworkErrors: a URL that does not decode (400 FST_ERR_BAD_URL) or a
  * path parameter over maxParamLength (414 FST_ERR_MAX_PARAM_LENGTH), found before
  * routing and hence before any hook. Fastify would answer in its own shape, echo
@@ -119,13 +129,8 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
 
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.setErrorHandler(handleError)
-  fastify.setNotFoundHandler((request, reply) => {
-    // Unknown task names reach the task routes (TASK_NOT_FOUND there); what gets
-    // here is a method or a path no route has, such as PUT /api/tasks/echo.
-    const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
-    const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
-    handleError(sendableError(404, 'FST_ERR_NOT_FOUND', `no route ${request.method} ${path}${hint}`), request, reply)
-  })
+  // A fallback: notFoundError() answers these requests from app.ts's onRequest hook, before any body is read.
+  fastify.setNotFoundHandler((request, reply) => { handleError(notFoundError(request), request, reply) })
 }
 
 export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x', dependencies: ['pyfleet-metrics'] })
