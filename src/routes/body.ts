@@ -55,7 +55,15 @@ export function addBodyParsers (fastify: FastifyInstance): void {
       done(new InvalidInputError(`body is not valid msgpack: ${(error as Error).message}`), undefined)
     }
   })
-  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => { done(null, body) })
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    // No content-type at all: JSON, the default (SPEC §1). Decoded as UTF-8, as the JSON parser does.
+    if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
+    try {
+      done(null, parseJson((body as Buffer).toString('utf8')))
+    } catch (error) {
+      done(error as Error, undefined)
+    }
+  })
 }
 
 function parseJson (text: string): unknown {
@@ -147,13 +155,14 @@ function mediaType (request: FastifyRequest): { type: string, charset: string | 
 export function inputFor (task: Task, request: FastifyRequest): unknown {
   const body = request.body
   const { type, charset } = mediaType(request)
-  if (type === JSON_TYPE || MSGPACK_TYPES.includes(type)) {
+  if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
+  // type '': no content-type, parsed as JSON (see addBodyParsers)
+  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
     const problem = unsendable(body, MAX_NESTING)
     if (problem !== undefined) throw new InvalidInputError(problem)
     if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
     return body
   }
-  if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)

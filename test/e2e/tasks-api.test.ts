@@ -270,6 +270,20 @@ t.test('a wrong task name is answered before the body is read, and the connectio
   t.match(both, /^HTTP\/1\.1 404 [\s\S]*HTTP\/1\.1 200 OK[\s\S]*\[2\]$/)
 })
 
+t.test('a body without content-type is JSON, the default', async (t) => {
+  // fetch sends a Uint8Array body with no content-type header at all.
+  const post = async (body?: string): Promise<Response> => await fetch(`${url}/api/tasks/echo`, { method: 'POST', body: body === undefined ? undefined : new TextEncoder().encode(body) })
+  const ok = await post('{"a":[1,2]}')
+  t.equal(ok.status, 200)
+  t.same(await ok.json(), { a: [1, 2] })
+  const bad = await post('{bad')
+  t.equal(bad.status, 400)
+  t.match(await bad.json(), { code: 'INVALID_INPUT', message: /not valid JSON/ })
+  const empty = await post()
+  t.equal(empty.status, 400)
+  t.match(await empty.json(), { code: 'INVALID_INPUT', message: /the body is empty/ })
+})
+
 t.test('a content type the task does not accept is 415', async (t) => {
   const reply = await callTask(url, 'echo', 'plain text', { 'content-type': 'text/plain' })
   t.equal(reply.status, 415)
