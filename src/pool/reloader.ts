@@ -83,6 +83,12 @@ export class Reloader {
       await recycler.whenGone(worker)
       oldPids.push(worker.pid)
     }
+    // Every slot backing off after failed starts: nothing was replaced and nothing checked
+    // the code on disk, so a 200 (and a task table read from the last worker, now dead)
+    // would claim a reload that did not happen.
+    if (oldPids.length === 0 && supervisor.liveWorkers === 0) {
+      throw fail(new Error('no worker is running to be replaced: every slot is restarting after failed starts, and each retry loads the code on disk; fix what stops them starting (see the log)'))
+    }
     return { oldPids, newPids: supervisor.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
   }
 

@@ -139,13 +139,13 @@ export class Supervisor {
       : { id, pid: w.pid, state: w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? null })
   }
 
-  /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
   /** No more starts: a start that fails now ends its slot's retries quietly, and backoff waits end. */
   stopSpawning (): void {
     this.#closed = true
     for (const wake of [...this.#wakers]) wake()
   }
 
+  /** Stops spawning and stops every worker: those in slots gracefully, unused hand-overs at once. */
   async close (): Promise<void> {
     this.stopSpawning()
     const stopping = this.members().map(async (w) => { await w.stop(this.#options.stopGraceMs) })

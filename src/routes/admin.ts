@@ -42,9 +42,11 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
-    const state = error instanceof ReloadFailedError
-      ? `${error.replaced} of ${error.total} workers replaced before it stopped; the others keep serving the previous code`
-      : 'the workers keep serving the previous code'
+    const state = !(error instanceof ReloadFailedError)
+      ? 'the workers keep serving the previous code'
+      : error.total === 0
+        ? 'no worker is serving'
+        : `${error.replaced} of ${error.total} workers replaced before it stopped; the others keep serving the previous code`
     fastify.log.error({ trigger, err: error }, `reload failed: ${state}`)
     throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; ${state}`)
   }

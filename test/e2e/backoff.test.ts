@@ -49,6 +49,20 @@ t.test('while no worker can start: /ready is 503 and calls fail fast; then it re
   t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
 })
 
+t.test('a reload while every slot is backing off is a 503 saying so, not a 200 that replaced nothing', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  await writeFile(file, 'x')
+  for (const pid of workerPids(server)) process.kill(pid, 'SIGKILL')
+  await waitFor(() => server.logs.some((l) => /broken on purpose/.test(l.msg ?? '')), 10_000, 'a failed start (backing off)')
+  const { status, body } = await reload(server.url)
+  t.equal(status, 503)
+  t.match(body, { code: 'WORKERS_UNAVAILABLE', message: /reload failed: no worker is running to be replaced.*; no worker is serving$/ })
+  await rm(file)
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, 15_000, 'recovery once the module imports again')
+  t.equal((await reload(server.url)).status, 200, 'and a reload works again once a worker runs')
+})
+
 t.test('a drain ends once the last call is settled, also when no worker is left to hand it over', async (t) => {
   const file = await breakFile(t)
   const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '60000', TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
