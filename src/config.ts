@@ -60,6 +60,8 @@ const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
 const TASK_NAME = /^[A-Za-z0-9._-]{1,64}$/
 /** Node timers overflow past this (about 24.8 days) and would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1
+/** What main.ts's shutdown backstop adds to the drain and the workers' stop. */
+export const SHUTDOWN_BACKSTOP_MARGIN_MS = 5_000
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -115,6 +117,10 @@ export function loadConfig (env: Env): Config {
   if (adminToken !== '' && adminToken.length < 16) {
     throw new ConfigError('ADMIN_TOKEN is too short to be a secret: use at least 16 characters (for example: openssl rand -hex 32), or leave it empty to turn admin routes off')
   }
+  // "Authorization: Bearer <token>" cannot carry whitespace: such a token could never be presented.
+  if (/[\s\p{Cc}]/u.test(adminToken)) {
+    throw new ConfigError('ADMIN_TOKEN holds whitespace or control characters, which an Authorization: Bearer header cannot carry: use letters, digits and -._~+/ (for example: openssl rand -hex 32)')
+  }
   const bodyLimitBytes = integer(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1, 1024 * 1024 * 1024)
   const maxFrameBytes = integer(env, 'MAX_FRAME_BYTES', 64 * 1024 * 1024, 1024, 2 ** 32 - 1)
   if (maxFrameBytes <= bodyLimitBytes) {
@@ -141,11 +147,15 @@ export function loadConfig (env: Env): Config {
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),
     workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0, MAX_TIMER_MS),
     logLevel,
-    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0),
+    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0, MAX_TIMER_MS),
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
     workerEnv: Object.freeze(workerEnvironment(env))
+  }
+  // main.ts's shutdown backstop waits this long; past Node's longest timer it would fire at once.
+  if (config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS > MAX_TIMER_MS) {
+    throw new ConfigError(`SHUTDOWN_GRACE_MS + 2 × WORKER_STOP_GRACE_MS (${config.shutdownGraceMs} + 2 × ${config.workerStopGraceMs}) must stay under ${MAX_TIMER_MS - SHUTDOWN_BACKSTOP_MARGIN_MS} ms (Node's longest timer, about 24.8 days, less ${SHUTDOWN_BACKSTOP_MARGIN_MS / 1000} s): lower one of them`)
   }
   return Object.freeze(config)
 }

@@ -5,7 +5,7 @@
 import { setMaxListeners } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, SHUTDOWN_BACKSTOP_MARGIN_MS, type Config } from './config.js'
 import { WorkerStartError } from './pool/python-worker.js'
 import { reloadWorkers } from './routes/admin.js'
 
@@ -42,7 +42,7 @@ export async function main (early: EarlySignals): Promise<void> {
     setTimeout(() => {
       instance.log.error('shutdown did not finish in time; exiting')
       process.exit(1)
-    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + 5_000).unref()
+    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS).unref()
     instance.close().then(() => {
       instance.log.info('stopped')
       process.exit(0)

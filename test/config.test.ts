@@ -38,6 +38,11 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
     [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
+    [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN holds whitespace/],
+    [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN holds whitespace/],
+    [{ MAX_EVENT_LOOP_DELAY_MS: '99999999999' }, /MAX_EVENT_LOOP_DELAY_MS=99999999999 is out of range/],
+    [{ SHUTDOWN_GRACE_MS: '2147483647' }, /SHUTDOWN_GRACE_MS \+ 2 × WORKER_STOP_GRACE_MS \(2147483647 \+ 2 × 2000\) must stay under/],
+    [{ WORKER_STOP_GRACE_MS: '1500000000' }, /lower one of them/],
     [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],
     [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/]
   ]
