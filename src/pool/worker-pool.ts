@@ -134,12 +134,13 @@ export class WorkerPool {
   run (call: Call): Promise<unknown> {
     // Cancelled by the shutdown before it could wait (SPEC §6 counts every call that passed validation).
     if (this.#draining) return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
-    if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(5000))
+    if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(this.#supervisor.nextRetryInMs))
     return this.#admission.admit(call)
   }
 
   #noWorkersError (retryInMs: number): Error {
-    return withExtras(new WorkersUnavailableError('no worker is running: replacements fail to start and are being retried; see the server log'), { retryAfterSeconds: Math.ceil(retryInMs / 1000) })
+    // At least 1 s: a Retry-After of 0 invites a client to hammer a server that cannot serve.
+    return withExtras(new WorkersUnavailableError('no worker is running: replacements fail to start and are being retried; see the server log'), { retryAfterSeconds: Math.max(1, Math.ceil(retryInMs / 1000)) })
   }
 
   /** Borrows a worker (one is free: generic-pool hands it over synchronously) and runs the call. */
@@ -310,7 +311,7 @@ export class WorkerPool {
     // start is not taken for a failure (logged, counted, retried).
     this.#supervisor.stopSpawning()
     this.#stopStarts.abort()
-    this.#admission.failQueued(() => new WorkersUnavailableError('the server shut down before this call could start'), 'cancelled')
+    this.#admission.failQueued(() => withExtras(new WorkersUnavailableError('the server shut down before this call could start'), { retryAfterSeconds: 1 }), 'cancelled')
     await this.#recycler.close()
     await this.#supervisor.close()
     await this.#pool.drain()
