@@ -188,7 +188,10 @@ export class WorkerPool {
         this.#admission.settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
       } else {
         this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
-        this.#admission.settle(waiter, 'worker_died', new WorkerDiedError(`the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`))
+        const message = this.#closed
+          ? `the server shut down while ${call.task.name} was running: SHUTDOWN_GRACE_MS ran out and its worker was stopped`
+          : `the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`
+        this.#admission.settle(waiter, 'worker_died', new WorkerDiedError(message))
       }
       // Another worker may be free for a call held back by its task's concurrency limit.
       this.#admission.dispatch()

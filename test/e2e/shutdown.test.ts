@@ -51,6 +51,22 @@ t.test('a drain longer than 10 s (within SHUTDOWN_GRACE_MS) still ends in exit 0
   t.equal((await server.exited).code, 0, server.output().split('\n').filter((l) => /error|timeout/i.test(l)).join('\n'))
 })
 
+t.test('SIGINT drains like SIGTERM; calls unfinished when the grace runs out are told the server shut down, and it exits 0', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '500', WORKER_STOP_GRACE_MS: '300' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 5000 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  const queued = callTask(server.url, 'echo', { queued: true })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).queue.waiting === 1, 5000, 'a call queued behind it')
+  server.child.kill('SIGINT')
+  const [cut, refused] = await Promise.all([running, queued])
+  t.equal(cut.status, 502)
+  t.match(cut.json, { code: 'WORKER_DIED', message: /the server shut down while diag\.work was running: SHUTDOWN_GRACE_MS ran out/ })
+  t.equal(refused.status, 503)
+  t.match(refused.json, { code: 'WORKERS_UNAVAILABLE', message: /shut down before this call could start/ })
+  t.equal(refused.headers.get('retry-after'), '1', 'another replica may take it')
+  t.equal((await server.exited).code, 0)
+})
+
 t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the backstop\'s exit 1', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '3000', WORKER_STOP_GRACE_MS: '500' })
   const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
