@@ -43,8 +43,8 @@ function makeAjv (coerceTypes: boolean): Ajv {
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
 export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string): Error {
   const list = errors ?? []
-  const first = list[0]
-  const message = first === undefined ? `${dataVar} is invalid` : `${dataVar}${first.instancePath} ${first.message ?? 'is invalid'}`
+  const first = mostSpecific(list)
+  const message = first === undefined ? `${dataVar} is invalid` : `${dataVar}${first.instancePath} ${first.message ?? 'is invalid'}${allowed(first)}`
   return withExtras(new ValidationError(message), {
     details: list.map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }))
   })
@@ -52,6 +52,27 @@ export function validationError (errors: ErrorObject[] | null | undefined, dataV
 
 /** How a worker's declared tasks differ from the table the server serves. */
 export interface TaskDrift { added: string[], removed: string[], changed: string[] }
+
+/**
+ * The error to name in the message: the one deepest in the value. Under anyOf/oneOf
+ * Ajv reports every branch's first failure, then the summary; for ["sha512"] against
+ * "a string, or an array of known names" the array branch's "/0 must be equal to one
+ * of the allowed values" says what is wrong, the string branch's "must be string" does not.
+ */
+function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
+  let best: ErrorObject | undefined
+  for (const error of errors) {
+    if (error.keyword === 'anyOf' || error.keyword === 'oneOf') continue
+    if (best === undefined || error.instancePath.split('/').length > best.instancePath.split('/').length) best = error
+  }
+  return best ?? errors[0]
+}
+
+/** The allowed values of an enum error, which Ajv's message leaves out. */
+function allowed (error: ErrorObject): string {
+  const values = (error.params as { allowedValues?: unknown[] }).allowedValues
+  return error.keyword === 'enum' && Array.isArray(values) ? `: ${values.map((v) => JSON.stringify(v)).join(', ')}` : ''
+}
 
 export class TaskRegistry {
   readonly #config: Config

@@ -120,6 +120,8 @@ t.test('hash.digest: an unknown algorithm is a 400 before any worker is borrowed
   const reply = await callTask(url, 'hash.digest', { data: 'aGk=', algorithms: ['sha256', 'crc32'] })
   t.equal(reply.status, 400)
   t.equal(reply.json.code, 'FST_ERR_VALIDATION')
+  t.match(reply.json.message, /^body\/algorithms\/1 must be equal to one of the allowed values: "sha256", "sha1", "md5", "blake2b", "sha3_256"$/,
+    'the message names the bad element and the choices, not the other anyOf branch ("must be string")')
   const raw = await callTask(url, 'hash.digest?algorithms=rot13', Buffer.from('x'), { 'content-type': 'application/octet-stream' })
   t.equal(raw.status, 400)
   t.equal(callsSoFar(), before)
