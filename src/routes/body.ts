@@ -75,7 +75,9 @@ function parseJson (text: string): unknown {
   } catch (error) {
     const message = (error as Error).message
     const position = /at position (\d+)/.exec(message)
-    const details = position !== null ? lineAndColumn(text, Number(position[1])) : undefined
+    // V8 gives no position when the text ends too soon: that is where it ends.
+    const at = position !== null ? Number(position[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined
+    const details = at !== undefined ? lineAndColumn(text, at) : undefined
     throw withExtras(new InvalidInputError(`body is not valid JSON: ${message}`), { details })
   }
 }
