@@ -214,6 +214,20 @@ t.test('a bad x-request-timeout-ms is a 400', async (t) => {
   t.equal(reply.json.code, 'INVALID_INPUT')
 })
 
+t.test('a budget longer than the task\'s timeout: the call may wait past that timeout in the queue, and then runs', async (t) => {
+  // extra.quick declares 300 ms. The budget (5 s) bounds the wait; the task's timeout bounds the run.
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  // Busy for 1.5 s: the quick call queues behind it for far longer than its 300 ms timeout.
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const reply = await callTask(server.url, 'extra.quick', { waited: true }, { 'x-request-timeout-ms': '5000' })
+  t.equal(reply.status, 200)
+  t.same(reply.json, { waited: true })
+  const queueMs = Number(/queue;dur=([\d.]+)/.exec(reply.headers.get('server-timing') ?? '')?.[1])
+  t.ok(queueMs > 300, `it waited ${queueMs} ms, longer than the task's 300 ms timeout`)
+  await busy
+})
+
 t.test('a client that disconnects while queued frees its place and its call never runs', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 500 })
