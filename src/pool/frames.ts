@@ -24,7 +24,7 @@ export class FrameError extends Error {
  * before any of the body is stored.
  */
 export class FrameDecoder {
-  readonly #maxFrameBytes: number
+  #maxFrameBytes: number
   readonly #onFrame: (body: Buffer) => void
   /** Bytes of a header that was cut between chunks (fewer than HEADER_BYTES). */
   #headerPart: Buffer | null = null
@@ -36,6 +36,9 @@ export class FrameDecoder {
     this.#maxFrameBytes = maxFrameBytes
     this.#onFrame = onFrame
   }
+
+  /** The limit for frames whose header has not been read yet (a worker's first frame may have its own). */
+  set maxFrameBytes (bytes: number) { this.#maxFrameBytes = bytes }
 
   /** True when a frame has begun but not ended: EOF now means a cut frame. */
   get isMidFrame (): boolean {

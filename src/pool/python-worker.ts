@@ -51,6 +51,11 @@ export interface WorkerOptions {
 
 /** The runtime's exit code when it refused a frame from us (workers/pyfleet/__main__.py). */
 const EXIT_PROTOCOL_ERROR = 5
+/**
+ * The ready message lists every task with its schema: with many tasks it can outgrow a small
+ * MAX_FRAME_BYTES, which is about calls. It has a limit of its own, at least this.
+ */
+const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
 /** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
 const STREAM_END_GRACE_MS = 500
 
@@ -92,7 +97,7 @@ export class PythonWorker {
     this.#stderr = new WorkerStderr(options.log,
       () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
       () => this.#state === 'starting')
-    this.#decoder = new FrameDecoder(options.maxFrameBytes, (body) => { this.#onFrame(body) })
+    this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) })
     this.#process = new WorkerProcess(options, {
       stdout: (chunk) => { this.#onStdout(chunk) },
       stdoutEnd: () => { this.#onStdoutEnd() },
@@ -212,6 +217,7 @@ export class PythonWorker {
     switch (this.#state) {
       case 'starting': {
         this.#ready = decodeReady(body)
+        this.#decoder.maxFrameBytes = this.#options.maxFrameBytes
         this.#state = 'idle'
         this.#startWaiter?.resolve()
         this.#startWaiter = undefined

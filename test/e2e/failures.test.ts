@@ -228,6 +228,23 @@ t.test('a budget longer than the task\'s timeout: the call may wait past that ti
   await busy
 })
 
+t.test('a result over MAX_FRAME_BYTES is a 500 RESULT_TOO_LARGE, and the worker stays', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES, BODY_LIMIT_BYTES: '1024', MAX_FRAME_BYTES: '4096' })
+  const [pid] = workerPids(server)
+  const reply = await callTask(server.url, 'extra.big', { n: 10_000 })
+  t.equal(reply.status, 500)
+  t.equal(reply.json.code, 'RESULT_TOO_LARGE')
+  t.equal((await callTask(server.url, 'extra.big', { n: 10 })).json, 'x'.repeat(10))
+  t.same(workerPids(server), [pid], 'the same worker answered')
+})
+
+t.test('without DIAG_TASKS, diag.work does not exist', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', DIAG_TASKS: '0' })
+  const { tasks } = await (await fetch(`${server.url}/api/tasks`)).json() as { tasks: Array<{ name: string }> }
+  t.notOk(tasks.some((task) => task.name === 'diag.work'))
+  t.equal((await callTask(server.url, 'diag.work', { exit: 1 })).status, 404)
+})
+
 t.test('a client that disconnects while queued frees its place and its call never runs', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 500 })
