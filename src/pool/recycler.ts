@@ -36,7 +36,8 @@ interface WorkerRecord {
   lastRssSampleAt: number
   overMemory: boolean
   retiring: Retiring | undefined
-  gone: Array<() => void>
+  /** whenGone's waiters: true once the worker has left the pool, false if its spare died first. */
+  gone: Array<(left: boolean) => void>
 }
 
 // Reading /proc costs a syscall round trip on the thread pool: at most this often per
@@ -77,6 +78,10 @@ export class Recycler {
    */
   afterCall (worker: PythonWorker): { spare: PythonWorker, reason: RetireReason } | typeof OVER_MEMORY | undefined {
     const record = this.#record(worker)
+    // A spare that died while it waited (killed, out of memory) must not be swapped in: the
+    // pool would hold a dead worker until a call found it (never, on an idle replica).
+    const waiting = record.retiring?.spare
+    if (waiting !== undefined && !waiting.isAlive) this.#dropSpare(record)
     if (record.overMemory) {
       const spare = record.retiring?.spare
       if (spare === undefined) return OVER_MEMORY
@@ -164,11 +169,33 @@ export class Recycler {
     await retiring.ready
   }
 
-  /** Resolves once the worker has left the pool. */
-  async whenGone (worker: PythonWorker): Promise<void> {
+  /**
+   * Resolves true once the worker has left the pool, or false if its spare died
+   * before taking over (the worker stays; retire it again to replace it).
+   */
+  async whenGone (worker: PythonWorker): Promise<boolean> {
     const record = this.#records.get(worker)
-    if (record === undefined || !worker.isAlive) return
-    await new Promise<void>((resolve) => { record.gone.push(resolve) })
+    if (record === undefined || !worker.isAlive) return true
+    return await new Promise<boolean>((resolve) => { record.gone.push(resolve) })
+  }
+
+  /**
+   * A worker that is no pool member exited: if it was a spare waiting to take over,
+   * that retirement is dropped (max_calls and max_rss retire the worker again after its
+   * next call or sweep; a reload starts another spare). True if it was such a spare.
+   */
+  spareExited (spare: PythonWorker): boolean {
+    for (const record of this.#records.values()) {
+      if (record.retiring?.spare !== spare) continue
+      this.#dropSpare(record)
+      return true
+    }
+    return false
+  }
+
+  #dropSpare (record: WorkerRecord): void {
+    record.retiring = undefined
+    for (const resolve of record.gone.splice(0)) resolve(false)
   }
 
   /** The worker has left the pool: drop its record and any spare it did not use. */
@@ -179,7 +206,7 @@ export class Recycler {
     const spare = record.retiring?.spare
     record.retiring = undefined
     if (spare !== undefined) void spare.kill()
-    for (const resolve of record.gone.splice(0)) resolve()
+    for (const resolve of record.gone.splice(0)) resolve(true)
   }
 
   /** Shutdown: kill spares that are ready and those still starting once they are. */
@@ -189,7 +216,7 @@ export class Recycler {
     for (const [worker, record] of this.#records) {
       if (record.retiring?.spare !== undefined) kills.push(record.retiring.spare.kill())
       record.retiring = undefined
-      for (const resolve of record.gone.splice(0)) resolve()
+      for (const resolve of record.gone.splice(0)) resolve(true)
       this.#records.delete(worker)
     }
     await Promise.all(kills)

@@ -29,6 +29,8 @@ export interface ReloaderOptions {
 }
 
 const STARTING_POLL_MS = 50
+/** A reload gives up once this many spares have died before taking over (not a start failure: those fail it at once). */
+const MAX_SPARE_DEATHS = 3
 
 export class Reloader {
   readonly #options: ReloaderOptions
@@ -61,6 +63,7 @@ export class Reloader {
     // in the hand-over queue at the wrong moment is caught as it joins (retireIfStale).
     this.#reloaded = { before: PythonWorker.created, accept }
     const oldPids: number[] = []
+    let spareDeaths = 0
     const fail = (error: Error): ReloadFailedError => {
       const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
       this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
@@ -80,8 +83,15 @@ export class Reloader {
         throw fail(error as Error)
       }
       this.#options.sweepIdle()
-      await recycler.whenGone(worker)
-      oldPids.push(worker.pid)
+      if (await recycler.whenGone(worker)) {
+        oldPids.push(worker.pid)
+        continue
+      }
+      // Its spare died before taking over (killed, out of memory): the worker still runs
+      // the old code and is found again by the next turn, a few times before giving up.
+      if (++spareDeaths > MAX_SPARE_DEATHS) {
+        throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
+      }
     }
     // Every slot backing off after failed starts: nothing was replaced and nothing checked
     // the code on disk, so a 200 (and a task table read from the last worker, now dead)

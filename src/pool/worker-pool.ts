@@ -263,10 +263,14 @@ export class WorkerPool {
     }
   }
 
-  /** A worker exited on its own (not during a call): replace it if it was idle. */
+  /**
+   * A worker exited on its own (not during a call): replace it if it was idle; if it was
+   * a spare waiting for its worker to be free, the worker it was to replace stays, and
+   * a sweep retires an idle one again (or replaces it at once, if over memory).
+   */
   readonly onWorkerExit = (worker: PythonWorker): void => {
     if (this.#closed) return
-    if (this.#supervisor.holds(worker)) this.#sweepIdle()
+    if (this.#supervisor.holds(worker) || this.#recycler.spareExited(worker)) this.#sweepIdle()
   }
 
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }

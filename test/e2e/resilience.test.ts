@@ -176,3 +176,50 @@ t.test('a worker started outside a reload that declares other tasks (files edite
   await replaceOne()
   t.equal(drifts().length, 1, 'after the reload, new workers match the table: no warning')
 })
+
+/** Waits for a spare to be started and ready beside the single member; returns its pid. */
+async function readySpare (server: Awaited<ReturnType<typeof startServer>>, member: number, readyBefore: number): Promise<number> {
+  await waitFor(() => server.logs.filter((l) => l.msg === 'worker ready').length > readyBefore, 10_000, 'the spare to be ready')
+  const spare = server.logs.filter((l) => l.msg === 'worker ready').at(-1)?.workerPid as number
+  if (spare === member) throw new Error('the last worker ready is the member, not a spare')
+  return spare
+}
+
+async function wholeAgain (server: Awaited<ReturnType<typeof startServer>>, dead: number): Promise<void> {
+  // No traffic from here on: the pool must heal by itself, or an idle replica stays unready.
+  await waitFor(async () => {
+    const [worker] = server.app.pool.snapshot().workers
+    return worker?.state === 'idle' && worker.pid !== dead && (await fetch(`${server.url}/ready`)).status === 200
+  }, 15_000, 'a live worker in the slot and /ready 200, without any call')
+}
+
+t.test('a recycling spare that dies while its worker is busy is not swapped in: the pool heals without traffic', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  const [member] = workerPids(server)
+  const readyBefore = server.logs.filter((l) => l.msg === 'worker ready').length
+  t.equal((await callTask(server.url, 'echo', 1)).status, 200, 'the call that reaches the limit: a spare starts')
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  const spare = await readySpare(server, member, readyBefore)
+  process.kill(spare, 'SIGKILL')
+  t.equal((await long).status, 200)
+  await wholeAgain(server, spare)
+  t.equal((await callTask(server.url, 'echo', 2)).status, 200)
+})
+
+t.test('a reload whose spare dies before taking over starts another and completes', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN })
+  const [member] = workerPids(server)
+  const readyBefore = server.logs.filter((l) => l.msg === 'worker ready').length
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const reload = fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  const spare = await readySpare(server, member, readyBefore)
+  process.kill(spare, 'SIGKILL')
+  t.equal((await long).status, 200)
+  const response = await reload
+  t.equal(response.status, 200)
+  const body = await response.json() as { oldPids: number[], newPids: number[] }
+  t.same(body.oldPids, [member])
+  t.notOk(body.newPids.includes(spare), 'the dead spare is not among the new workers')
+  await wholeAgain(server, spare)
+})
