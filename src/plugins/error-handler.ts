@@ -46,6 +46,10 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const known = typeof err.code === 'string' && err.code !== ''
   if (statusCode >= 500 && !known) request.log.error({ err: error }, 'unexpected error')
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+  // Fastify asks to close the connection after any body parser error, in case the client is
+  // still sending. A body received whole leaves nothing to discard, and closing would drop
+  // the answers to requests pipelined behind this one (SPEC §1: each gets its response).
+  if (request.raw.complete && reply.getHeader('connection') === 'close') reply.removeHeader('connection')
   const call = request.pyfleetCall
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))

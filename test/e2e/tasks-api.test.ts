@@ -272,6 +272,34 @@ t.test('a wrong task name is answered before the body is read, and the connectio
   t.match(both, /^HTTP\/1\.1 404 [\s\S]*HTTP\/1\.1 200 OK[\s\S]*\[2\]$/)
 })
 
+t.test('requests pipelined behind a body that does not parse are all answered, in order', async (t) => {
+  const { connect } = await import('node:net')
+  const request = (task: string, type: string, body: string): string =>
+    `POST /api/tasks/${task} HTTP/1.1\r\nhost: x\r\ncontent-type: ${type}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  for (const [what, bad] of [
+    ['bad JSON', request('echo', 'application/json', '{"i":')],
+    ['an empty body', request('echo', 'application/json', '')],
+    ['JSON in latin1', request('echo', 'application/json; charset=latin1', '{}')]
+  ]) {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1')
+    let answer = ''
+    socket.setEncoding('utf8').on('data', (text: string) => {
+      answer += text
+      if (answer.includes('"slept_ms":100')) socket.end()
+    })
+    socket.on('error', () => {})
+    socket.setTimeout(10_000, () => socket.destroy())
+    socket.write(request('diag.work', 'application/json', '{"sleep_ms":300}') + bad + request('diag.work', 'application/json', '{"sleep_ms":100}'))
+    await new Promise((resolve) => socket.once('close', resolve))
+    const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
+    t.equal(statuses.length, 3, `${what}: three answers`)
+    t.equal(statuses[0], 200)
+    t.ok(statuses[1] === 400 || statuses[1] === 415, `${what}: its own error`)
+    t.equal(statuses[2], 200, `${what}: the request behind it is answered`)
+    t.notMatch(answer, /connection: close/i, `${what}: the connection is kept`)
+  }
+})
+
 t.test('a body without content-type is JSON, the default', async (t) => {
   // fetch sends a Uint8Array body with no content-type header at all.
   const post = async (body?: string): Promise<Response> => await fetch(`${url}/api/tasks/echo`, { method: 'POST', body: body === undefined ? undefined : new TextEncoder().encode(body) })
