@@ -46,7 +46,9 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
       ? 'the workers keep serving the previous code'
       : error.total === 0
         ? 'no worker is serving'
-        : `${error.replaced} of ${error.total} workers replaced before it stopped; the others keep serving the previous code`
+        : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
+          ? 'none is left on the previous code (the one being replaced died meanwhile)'
+          : `the other ${error.total - error.replaced} keep serving the previous code`}`
     fastify.log.error({ trigger, err: error }, `reload failed: ${state}`)
     throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; ${state}`)
   }
