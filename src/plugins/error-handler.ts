@@ -39,6 +39,27 @@ function sendableError (statusCode: number, code: string, message: string): Send
   return error
 }
 
+/** What a body parser's errors are answered with; Fastify then asks to close the connection. */
+const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_TYPE'])
+
+/**
+ * Whether the connection outlives an error answer. Answered before its body has all
+ * arrived (a 404 or 415 found first, a 413), it closes: otherwise Node would read and
+ * discard whatever the client goes on sending, without BODY_LIMIT_BYTES' bound. After a
+ * body parser's error on a body received whole, Fastify's `connection: close` is dropped:
+ * nothing is left to discard, and closing would lose the answers to requests pipelined
+ * behind it, whose calls are already running (SPEC §1). Not while draining, when Fastify
+ * closes every connection on purpose.
+ */
+function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
+  if (!request.raw.complete) {
+    reply.header('connection', 'close')
+  } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
+    request.server.pool?.isDraining !== true) {
+    reply.removeHeader('connection')
+  }
+}
+
 function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {
   const err = normalize(error)
   let statusCode = err.statusCode ?? 500
@@ -46,10 +67,7 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const known = typeof err.code === 'string' && err.code !== ''
   if (statusCode >= 500 && !known) request.log.error({ err: error }, 'unexpected error')
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
-  // Fastify asks to close the connection after any body parser error, in case the client is
-  // still sending. A body received whole leaves nothing to discard, and closing would drop
-  // the answers to requests pipelined behind this one (SPEC §1: each gets its response).
-  if (request.raw.complete && reply.getHeader('connection') === 'close') reply.removeHeader('connection')
+  keepOrClose(err.code, request, reply)
   const call = request.pyfleetCall
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))

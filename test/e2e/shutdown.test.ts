@@ -35,6 +35,7 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   if (late !== undefined) {
     t.equal(late.status, 503)
     t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
+    t.equal(late.headers.get('connection'), 'close', 'and its connection closes, as every answer during the drain')
   } else {
     t.pass('the listener was already closed')
   }
