@@ -1,6 +1,9 @@
 // Recycling, rolling reload and per-task concurrency under load, against real workers.
 
 import t from 'tap'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { callTask, FIXTURES, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
 import type { TaskInfo } from '../../src/pool/protocol.js'
 import { PythonWorker } from '../../src/pool/python-worker.js'
@@ -144,9 +147,6 @@ t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => 
 })
 
 t.test('a worker started outside a reload that declares other tasks (files edited under the server) is warned about, once', async (t) => {
-  const { mkdtemp, rm, writeFile } = await import('node:fs/promises')
-  const { join } = await import('node:path')
-  const { tmpdir } = await import('node:os')
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-drift-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const module = (tasks: string): string => `from pyfleet import task\n${tasks}`
@@ -170,9 +170,12 @@ t.test('a worker started outside a reload that declares other tasks (files edite
   t.equal(drifts().length, 1, 'the same difference is said once')
   t.equal((await callTask(server.url, 'drift.two', {})).status, 404, 'the table served is still the old one')
 
+  // Another edit, then a reload: its new workers differ from the table on purpose, which is no drift.
+  await writeFile(join(dir, 'drift_tasks.py'), module(one(2000) + '@task("drift.two")\ndef two(x):\n    return x\n' + '@task("drift.three")\ndef three(x):\n    return x\n'))
   const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
   t.equal(reload.status, 200)
-  t.equal((await callTask(server.url, 'drift.two', { ok: 1 })).status, 200, 'a reload applies it')
+  t.equal(drifts().length, 1, 'a reload\'s own workers are not warned about')
+  t.equal((await callTask(server.url, 'drift.three', { ok: 1 })).status, 200, 'a reload applies it')
   await replaceOne()
   t.equal(drifts().length, 1, 'after the reload, new workers match the table: no warning')
 })
@@ -194,12 +197,15 @@ async function wholeAgain (server: Awaited<ReturnType<typeof startServer>>, dead
 }
 
 t.test('a recycling spare that dies while its worker is busy is not swapped in: the pool heals without traffic', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  // Spares take 0.5 s to start (slow import): the long call surely has the worker before its spare is ready.
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1', TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '0.5' })
   const [member] = workerPids(server)
   const readyBefore = server.logs.filter((l) => l.msg === 'worker ready').length
   t.equal((await callTask(server.url, 'echo', 1)).status, 200, 'the call that reaches the limit: a spare starts')
-  const long = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 2500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the long call to run')
   const spare = await readySpare(server, member, readyBefore)
+  t.same(workerPids(server), [member], 'the spare waits: the busy member is still the only one')
   process.kill(spare, 'SIGKILL')
   t.equal((await long).status, 200)
   await wholeAgain(server, spare)
@@ -210,7 +216,7 @@ t.test('a reload whose spare dies before taking over starts another and complete
   const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN })
   const [member] = workerPids(server)
   const readyBefore = server.logs.filter((l) => l.msg === 'worker ready').length
-  const long = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 2500 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
   const reload = fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
   const spare = await readySpare(server, member, readyBefore)
