@@ -72,9 +72,11 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   function warnOnDrift (worker: PythonWorker): void {
     if (pool === undefined || pool.isReloading) return // the first workers make the table; a reload changes it
     const drift = tasks.drift(worker.tasks)
-    const key = JSON.stringify(drift ?? null)
-    if (drift === undefined || key === lastDrift) return
+    const key = drift === undefined ? '' : JSON.stringify(drift)
+    // A worker matching the table again re-arms the warning for the next edit.
+    if (key === lastDrift) return
     lastDrift = key
+    if (drift === undefined) return
     log.warn({ worker: worker.id, workerPid: worker.pid, ...drift },
       'a new worker declares tasks that differ from the table being served: task code was changed on disk under a running server. ' +
       'Workers now run different code, and calls are validated against the old table; reload (SIGHUP or POST /admin/reload) or restart to apply it')

@@ -37,8 +37,8 @@ export class FrameDecoder {
     this.#onFrame = onFrame
   }
 
-  /** The limit for frames whose header has not been read yet (a worker's first frame may have its own). */
-  set maxFrameBytes (bytes: number) { this.#maxFrameBytes = bytes }
+  /** Sets the limit for frames whose header has not been read yet (a worker's first frame has its own). */
+  limitFrames (maxFrameBytes: number): void { this.#maxFrameBytes = maxFrameBytes }
 
   /** True when a frame has begun but not ended: EOF now means a cut frame. */
   get isMidFrame (): boolean {

@@ -1,7 +1,6 @@
-// One Python worker: ready handshake, one call at a time, timeouts, stop, kill,
-// and what each way of failing is called. The process itself (its group,
-// signals, exit wording) is worker-process.ts. It knows nothing of pools,
-// queues or HTTP; worker-pool.ts decides what to do with a worker that failed.
+// One Python worker: ready handshake, one call at a time, timeouts, stop, kill, and
+// what each way of failing is called; its OS process is worker-process.ts. It knows
+// nothing of pools or HTTP: worker-pool.ts decides what to do with a failed worker.
 
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
@@ -217,7 +216,7 @@ export class PythonWorker {
     switch (this.#state) {
       case 'starting': {
         this.#ready = decodeReady(body)
-        this.#decoder.maxFrameBytes = this.#options.maxFrameBytes
+        this.#decoder.limitFrames(this.#options.maxFrameBytes)
         this.#state = 'idle'
         this.#startWaiter?.resolve()
         this.#startWaiter = undefined

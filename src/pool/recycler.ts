@@ -185,8 +185,13 @@ export class Recycler {
    * next call or sweep; a reload starts another spare). True if it was such a spare.
    */
   spareExited (spare: PythonWorker): boolean {
-    for (const record of this.#records.values()) {
-      if (record.retiring?.spare !== spare) continue
+    for (const [worker, record] of this.#records) {
+      const reason = record.retiring?.reason
+      if (record.retiring?.spare !== spare || reason === undefined) continue
+      this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, sparePid: spare.pid, reason }, 'a spare exited before it could take over; the worker it was to replace stays for now')
+      // Spares that die once ready (the OOM killer choosing the newest process, say) must
+      // not be replaced in a tight loop: the same pause as after a spare that failed to start.
+      if (reason !== 'reload') this.#spareFailedAt = performance.now()
       this.#dropSpare(record)
       return true
     }

@@ -43,7 +43,7 @@ export class Reloader {
   }
 
   /** True while a reload runs: its new workers are meant to declare new tasks. */
-  get active (): boolean { return this.#reloading !== undefined }
+  get isActive (): boolean { return this.#reloading !== undefined }
 
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {

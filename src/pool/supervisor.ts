@@ -38,8 +38,8 @@ export class Supervisor {
   /** Ready workers waiting to enter the pool, in order. */
   readonly #handoff: PythonWorker[] = []
   #startFailures = 0
-  /** When the next retry after a failed start is due (performance.now()). */
-  #nextRetryAt = 0
+  /** Slot id -> when its next start attempt is due (performance.now()), while it backs off. */
+  readonly #retriesAt = new Map<number, number>()
   #closed = false
   /** The most recently created worker that has entered a slot (see tasks). */
   #newest: PythonWorker | undefined
@@ -55,8 +55,11 @@ export class Supervisor {
   /** Consecutive failed starts (0 once one succeeds). */
   get startFailures (): number { return this.#startFailures }
 
-  /** How long until the latest failed start is retried (0 if it is due or none failed). */
-  get nextRetryInMs (): number { return Math.max(0, this.#nextRetryAt - performance.now()) }
+  /** How long until the next start attempt of a slot backing off (0 if one is due or none backs off). */
+  get nextRetryInMs (): number {
+    if (this.#retriesAt.size === 0) return 0
+    return Math.max(0, Math.min(...this.#retriesAt.values()) - performance.now())
+  }
 
   /** Queues a ready worker to fill the next slot generic-pool asks for. */
   handOver (worker: PythonWorker): void {
@@ -82,11 +85,11 @@ export class Supervisor {
         if (this.#closed) { this.#slots.delete(id); throw error }
         this.#startFailures++
         const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
-        this.#nextRetryAt = performance.now() + retryInMs
+        this.#retriesAt.set(id, performance.now() + retryInMs)
         this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs }, (error as Error).message)
         this.#options.onStartFailed(retryInMs)
         await new Promise<void>((resolve) => {
-          const wake = (): void => { clearTimeout(timer); this.#wakers.delete(wake); resolve() }
+          const wake = (): void => { clearTimeout(timer); this.#wakers.delete(wake); this.#retriesAt.delete(id); resolve() }
           const timer = setTimeout(wake, retryInMs)
           this.#wakers.add(wake)
         })

@@ -295,7 +295,7 @@ export class WorkerPool {
   }
 
   /** True while a reload replaces the workers. */
-  get isReloading (): boolean { return this.#reloader.active }
+  get isReloading (): boolean { return this.#reloader.isActive }
 
   /**
    * Replaces every worker, one at a time, each only once its replacement is

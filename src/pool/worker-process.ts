@@ -1,7 +1,6 @@
-// The operating-system side of a worker: the child process in its own process
-// group, the signals sent to that group, the clean-up of what a task left
-// behind, and how an exit is told. python-worker.ts builds the protocol (ready
-// handshake, one call at a time) on top of it.
+// A worker's OS process: spawned in its own process group, signalled as a group,
+// cleaned up after (what a task left running), its exit told in words.
+// python-worker.ts builds the protocol on top of it.
 
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { readFile } from 'node:fs/promises'

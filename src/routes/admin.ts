@@ -21,10 +21,12 @@ function authorize (request: FastifyRequest, token: string): void {
 }
 
 export default async function adminRoutes (fastify: FastifyInstance, { token }: { token: string }): Promise<void> {
-  fastify.post('/admin/reload', async (request) => {
-    authorize(request, token)
-    return await reloadWorkers(fastify, 'admin')
-  })
+  fastify.post('/admin/reload', {
+    // Before any body is read: a request without the token is refused without its upload.
+    onRequest: (request, reply, done) => {
+      try { authorize(request, token); done() } catch (error) { done(error as Error) }
+    }
+  }, async () => await reloadWorkers(fastify, 'admin'))
 }
 
 export interface ReloadResult { oldPids: number[], newPids: number[], durationMs: number, tasks: string[] }

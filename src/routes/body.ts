@@ -27,7 +27,9 @@ export function encodingProblem (request: FastifyRequest): Error | undefined {
 
 /**
  * Registers the parsers. A route using them checks encodingProblem() before the body
- * is read (preParsing). Bodies that are neither JSON nor msgpack stay bytes until the route knows the task. */
+ * is read (preParsing). Bodies that are neither JSON nor msgpack stay bytes until the
+ * route knows the task.
+ */
 export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()

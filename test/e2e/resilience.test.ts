@@ -70,6 +70,8 @@ t.test('the admin route wants the right bearer token', async (t) => {
   const wrong = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: 'Bearer not-the-token' } })
   t.equal(wrong.status, 403)
   t.equal((await wrong.json()).code, 'FORBIDDEN')
+  const badBody = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{bad' })
+  t.equal(badBody.status, 401, 'the token is checked before the body is read or parsed')
 })
 
 t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted as max_calls', async (t) => {
