@@ -39,6 +39,12 @@ function sendableError (statusCode: number, code: string, message: string): Send
   return error
 }
 
+/** A request with a body, arrived or not (a bodyless one is not `complete` yet while its hooks run). */
+function hasBody (request: FastifyRequest): boolean {
+  const { headers } = request
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
+}
+
 /** What a body parser's errors are answered with; Fastify then asks to close the connection. */
 const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_TYPE'])
 
@@ -52,7 +58,7 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
  * closes every connection on purpose.
  */
 function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
-  if (!request.raw.complete) {
+  if (!request.raw.complete && hasBody(request)) {
     reply.header('connection', 'close')
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
     request.server.pool?.isDraining !== true) {

@@ -266,6 +266,9 @@ t.test('an answer that comes before the body (wrong task, wrong route, compresse
   const head = 'POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n'
   const early = await rawExchange(head, '')
   t.match(early, /^HTTP\/1\.1 404 [\s\S]*\r\nconnection: close\r\n/i)
+  const bodyless = await fetch(`${url}/no/such/route`)
+  t.equal(bodyless.status, 404)
+  t.equal(bodyless.headers.get('connection'), 'keep-alive', 'a request without a body keeps its connection')
   // A chunked body with no end: once answered, the server must stop reading it, or
   // BODY_LIMIT_BYTES would not bound what one request makes it read.
   for (const [what, path, extra] of [
