@@ -39,6 +39,19 @@ function sendableError (statusCode: number, code: string, message: string): Send
   return error
 }
 
+/**
+ * Connections answered early and closing (keepOrClose). Node may already have parsed
+ * requests pipelined behind the one answered: their answers would never be sent, so they
+ * must not run (SPEC §1: no call without its response). app.ts and the task route check.
+ */
+const closingSockets = new WeakSet<Socket>()
+
+/** An error for a request pipelined behind an answer that closes its connection, or undefined. */
+export function closingConnectionError (request: FastifyRequest): Error | undefined {
+  if (!closingSockets.has(request.raw.socket)) return undefined
+  return new InvalidInputError('not run: an earlier request on this connection was answered before its body arrived, and the connection closes; send it again on a new connection')
+}
+
 /** A request with a body, arrived or not (a bodyless one is not `complete` yet while its hooks run). */
 function hasBody (request: FastifyRequest): boolean {
   const { headers } = request
@@ -60,6 +73,7 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
 function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
   if (!request.raw.complete && hasBody(request)) {
     reply.header('connection', 'close')
+    closingSockets.add(request.raw.socket)
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
     request.server.pool?.isDraining !== true) {
     reply.removeHeader('connection')

@@ -8,6 +8,7 @@ import { addBodyParsers, encodingProblem, inputFor } from './body.js'
 import { sendValue } from './replies.js'
 import { serverTiming } from './timing.js'
 import { requestFields } from '../request-log.js'
+import { closingConnectionError } from '../plugins/error-handler.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
@@ -80,6 +81,9 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Looked up again: a reload may have removed the task while the body arrived.
     const task = fastify.tasks.get(request.params.name)
     if (task === undefined) throw taskNotFound(request.params.name)
+    // Checked again here: a request parsed while the one before it was being answered may have passed onRequest first.
+    const closing = closingConnectionError(request)
+    if (closing !== undefined) throw closing
     const call: Call = {
       task,
       input: inputFor(task, request),

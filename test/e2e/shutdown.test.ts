@@ -36,6 +36,8 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
     t.equal(late.status, 503)
     t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
     t.equal(late.headers.get('connection'), 'close', 'and its connection closes, as every answer during the drain')
+    const badJson = await callTask(server.url, 'echo', '{bad').catch(() => undefined)
+    if (badJson !== undefined) t.equal(badJson.headers.get('connection'), 'close', 'a body parser\'s error too, while draining')
   } else {
     t.pass('the listener was already closed')
   }
