@@ -180,6 +180,17 @@ t.test('a worker started outside a reload that declares other tasks (files edite
   t.equal((await callTask(server.url, 'drift.three', { ok: 1 })).status, 200, 'a reload applies it')
   await replaceOne()
   t.equal(drifts().length, 1, 'after the reload, new workers match the table: no warning')
+
+  // The same edit twice, with matching workers in between: said both times.
+  const current = module(one(2000) + '@task("drift.two")\ndef two(x):\n    return x\n' + '@task("drift.three")\ndef three(x):\n    return x\n')
+  await writeFile(join(dir, 'drift_tasks.py'), module(one(3000)))
+  await replaceOne()
+  t.equal(drifts().length, 2, 'a new edit is said')
+  await writeFile(join(dir, 'drift_tasks.py'), current)
+  await replaceOne()
+  await writeFile(join(dir, 'drift_tasks.py'), module(one(3000)))
+  await replaceOne()
+  t.equal(drifts().length, 3, 'and said again once workers had matched the table in between')
 })
 
 /** Waits for a spare to be started and ready beside the single member; returns its pid. */
