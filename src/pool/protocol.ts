@@ -9,7 +9,8 @@
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
-import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, withExtras } from '../errors.js'
+import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
+import type { WorkerFailure } from './python-worker.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -200,4 +201,16 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
       // The message and traceback stay in the log: they may hold internals.
       return { outcome: 'failed', error: new TaskFailedError(task) }
   }
+}
+
+/**
+ * The HTTP error and the call outcome for a call that got no reply: its worker timed out,
+ * died or broke the protocol, or was stopped because the shutdown's grace ran out.
+ */
+export function noReplyErrorFor (failure: WorkerFailure, task: string, timeoutMs: number, shuttingDown: boolean): { outcome: 'timeout' | 'worker_died', error: Error } {
+  if (failure === 'timeout') return { outcome: 'timeout', error: new TaskTimeoutError(task, String(timeoutMs)) }
+  const message = shuttingDown
+    ? `the server shut down while ${task} was running: SHUTDOWN_GRACE_MS ran out and its worker was stopped`
+    : `the worker running ${task} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`
+  return { outcome: 'worker_died', error: new WorkerDiedError(message) }
 }

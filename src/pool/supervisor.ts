@@ -162,3 +162,19 @@ export class Supervisor {
     await Promise.all(stopping)
   }
 }
+
+/**
+ * Spawns the workers of slots 1..size at once and resolves once every one is ready; if
+ * one cannot start, kills the others and throws its WorkerStartError.
+ */
+export async function spawnAll (size: number, spawn: (id: number) => Promise<PythonWorker>): Promise<PythonWorker[]> {
+  const ids = Array.from({ length: size }, (_, i) => i + 1)
+  const results = await Promise.allSettled(ids.map(async (id) => await spawn(id)))
+  const started = results.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed !== undefined) {
+    await Promise.all(started.map(async (w) => { await w.kill() }))
+    throw failed.reason
+  }
+  return started
+}

@@ -8,14 +8,14 @@ import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import { BodyTooLargeError, InvalidInputError, TaskTimeoutError, WorkerDiedError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { BodyTooLargeError, InvalidInputError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
-import { KIND_FAILED, MSG_RESULT, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { Admission, type Waiter } from './admission.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
 import type { Call, PoolObserver, RestartReason } from './call.js'
-import { Supervisor, type WorkerSnapshot } from './supervisor.js'
+import { spawnAll, Supervisor, type WorkerSnapshot } from './supervisor.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
@@ -105,15 +105,7 @@ export class WorkerPool {
    * WorkerStartError (after killing the others) so the server can exit with it.
    */
   static async start (options: PoolOptions): Promise<WorkerPool> {
-    const ids = Array.from({ length: options.size }, (_, i) => i + 1)
-    const results = await Promise.allSettled(ids.map(async (id) => await options.spawn(id)))
-    const started = results.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-    if (failed !== undefined) {
-      await Promise.all(started.map(async (w) => { await w.kill() }))
-      throw failed.reason
-    }
-    const pool = new WorkerPool(options, started)
+    const pool = new WorkerPool(options, await spawnAll(options.size, options.spawn))
     await new Promise<void>((resolve) => { pool.#whenFull(resolve) })
     return pool
   }
@@ -184,15 +176,9 @@ export class WorkerPool {
       this.#admission.finished(waiter)
       const failure = error instanceof WorkerCallError ? error.failure : 'crash'
       this.#discard(worker, failure, call)
-      if (failure === 'timeout') {
-        this.#admission.settle(waiter, 'timeout', new TaskTimeoutError(call.task.name, String(timeoutMs)))
-      } else {
-        this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
-        const message = this.#closed
-          ? `the server shut down while ${call.task.name} was running: SHUTDOWN_GRACE_MS ran out and its worker was stopped`
-          : `the worker running ${call.task.name} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`
-        this.#admission.settle(waiter, 'worker_died', new WorkerDiedError(message))
-      }
+      if (failure !== 'timeout') this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
+      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, this.#closed)
+      this.#admission.settle(waiter, outcome, answer)
       // Another worker may be free for a call held back by its task's concurrency limit.
       this.#admission.dispatch()
       return
