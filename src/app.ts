@@ -9,7 +9,7 @@ import type { Call } from './pool/worker-pool.js'
 import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
-import errorHandler, { clientError, closingConnectionError, frameworkError, notFoundError } from './plugins/error-handler.js'
+import errorHandler, { clientError, closingConnectionError, frameworkError, notFoundError, numberRequest } from './plugins/error-handler.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
@@ -94,6 +94,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.decorateRequest('pyfleetCall', null)
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    numberRequest(request)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
     done(closingConnectionError(request) ?? (request.is404 ? notFoundError(request) : undefined))

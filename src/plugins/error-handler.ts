@@ -40,15 +40,33 @@ function sendableError (statusCode: number, code: string, message: string): Send
 }
 
 /**
- * Connections answered early and closing (keepOrClose). Node may already have parsed
- * requests pipelined behind the one answered: their answers would never be sent, so they
- * must not run (SPEC §1: no call without its response). app.ts and the task route check.
+ * Connections answered early and closing (keepOrClose), with the number of the request
+ * that closes each. Node may already have parsed requests pipelined behind it: their
+ * answers would never be sent, so they must not run (SPEC §1: no call without its
+ * response). Requests before it are answered first, and run. app.ts numbers the requests
+ * of each connection; app.ts and the task route check.
  */
-const closingSockets = new WeakSet<Socket>()
+const closingAfter = new WeakMap<Socket, number>()
+const kSequence = Symbol('pyfleet.requestSequence')
+type Numbered = Socket & { [kSequence]?: number }
+
+/** Numbers a request among those of its connection (1, 2, ...), from the onRequest hook. */
+export function numberRequest (request: FastifyRequest): void {
+  const socket = request.raw.socket as Numbered
+  const sequence = (socket[kSequence] ?? 0) + 1
+  socket[kSequence] = sequence
+  ;(request.raw as { [kSequence]?: number })[kSequence] = sequence
+}
+
+function sequenceOf (request: FastifyRequest): number {
+  return (request.raw as { [kSequence]?: number })[kSequence] ?? 0
+}
 
 /** An error for a request pipelined behind an answer that closes its connection, or undefined. */
 export function closingConnectionError (request: FastifyRequest): Error | undefined {
-  if (!closingSockets.has(request.raw.socket)) return undefined
+  const closesAt = closingAfter.get(request.raw.socket)
+  if (closesAt === undefined || sequenceOf(request) <= closesAt) return undefined
+  request.log.info({ method: request.method, url: request.url.slice(0, 200) }, 'request not run: an earlier request on its connection was answered before its body arrived, and the connection closes')
   return new InvalidInputError('not run: an earlier request on this connection was answered before its body arrived, and the connection closes; send it again on a new connection')
 }
 
@@ -73,7 +91,7 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
 function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
   if (!request.raw.complete && hasBody(request)) {
     reply.header('connection', 'close')
-    closingSockets.add(request.raw.socket)
+    if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
     request.server.pool?.isDraining !== true) {
     reply.removeHeader('connection')
@@ -119,6 +137,7 @@ export function notFoundError (request: FastifyRequest): SendableError {
 export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   // No hook runs for these requests: the request id, the log line and the metric are ours to add.
   reply.header('x-request-id', request.id)
+  numberRequest(request)
   const path = (request.url ?? '').split('?')[0]
   const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
   const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
