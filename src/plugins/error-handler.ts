@@ -13,6 +13,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
+import { keepOrClose, numberRequest } from '../connection-reuse.js'
 
 type SendableError = FastifyError & ErrorExtras
 
@@ -37,65 +38,6 @@ function sendableError (statusCode: number, code: string, message: string): Send
   error.statusCode = statusCode
   error.code = code
   return error
-}
-
-/**
- * Connections answered early and closing (keepOrClose), with the number of the request
- * that closes each. Node may already have parsed requests pipelined behind it: their
- * answers would never be sent, so they must not run (SPEC §1: no call without its
- * response). Requests before it are answered first, and run. app.ts numbers the requests
- * of each connection; app.ts and the task route check.
- */
-const closingAfter = new WeakMap<Socket, number>()
-const kSequence = Symbol('pyfleet.requestSequence')
-type Numbered = Socket & { [kSequence]?: number }
-
-/** Numbers a request among those of its connection (1, 2, ...), from the onRequest hook. */
-export function numberRequest (request: FastifyRequest): void {
-  const socket = request.raw.socket as Numbered
-  const sequence = (socket[kSequence] ?? 0) + 1
-  socket[kSequence] = sequence
-  ;(request.raw as { [kSequence]?: number })[kSequence] = sequence
-}
-
-function sequenceOf (request: FastifyRequest): number {
-  return (request.raw as { [kSequence]?: number })[kSequence] ?? 0
-}
-
-/** An error for a request pipelined behind an answer that closes its connection, or undefined. */
-export function closingConnectionError (request: FastifyRequest): Error | undefined {
-  const closesAt = closingAfter.get(request.raw.socket)
-  if (closesAt === undefined || sequenceOf(request) <= closesAt) return undefined
-  request.log.info({ method: request.method, url: request.url.slice(0, 200) }, 'request not run: an earlier request on its connection was answered before its body arrived, and the connection closes')
-  return new InvalidInputError('not run: an earlier request on this connection was answered before its body arrived, and the connection closes; send it again on a new connection')
-}
-
-/** A request with a body, arrived or not (a bodyless one is not `complete` yet while its hooks run). */
-function hasBody (request: FastifyRequest): boolean {
-  const { headers } = request
-  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
-}
-
-/** What a body parser's errors are answered with; Fastify then asks to close the connection. */
-const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_TYPE'])
-
-/**
- * Whether the connection outlives an error answer. Answered before its body has all
- * arrived (a 404 or 415 found first, a 413), it closes: otherwise Node would read and
- * discard whatever the client goes on sending, without BODY_LIMIT_BYTES' bound. After a
- * body parser's error on a body received whole, Fastify's `connection: close` is dropped:
- * nothing is left to discard, and closing would lose the answers to requests pipelined
- * behind it, whose calls are already running (SPEC §1). Not while draining, when Fastify
- * closes every connection on purpose.
- */
-function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
-  if (!request.raw.complete && hasBody(request)) {
-    reply.header('connection', 'close')
-    if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
-  } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
-    request.server.pool?.isDraining !== true) {
-    reply.removeHeader('connection')
-  }
 }
 
 function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {

@@ -8,7 +8,7 @@ import { addBodyParsers, encodingProblem, inputFor } from './body.js'
 import { sendValue } from './replies.js'
 import { serverTiming } from './timing.js'
 import { requestFields } from '../request-log.js'
-import { closingConnectionError } from '../plugins/error-handler.js'
+import { closingConnectionError } from '../connection-reuse.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
