@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { resolvePython } from '../dist/python-path.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const python = resolvePython(process.env.PYTHON || undefined, root)
+const python = await resolvePython(process.env.PYTHON || undefined, root)
 const child = spawn(python.path, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
   cwd: join(root, 'workers'),
   stdio: ['ignore', 'inherit', 'pipe'],

@@ -1,9 +1,10 @@
 // Finds the interpreter for the workers once, at start-up, and resolves it to an
 // absolute path: a version-manager shim (pyenv's python3) adds ~120 ms to every
-// spawn, the real binary does not. Runs processes synchronously: start-up only.
+// spawn, the real binary does not. Asynchronous like everything else, though it
+// only runs at start-up: the event loop never waits on a child process.
 
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from './config.js'
 
@@ -17,25 +18,34 @@ export interface PythonInfo {
 // without either cannot start a worker, so the search goes on past it.
 const REQUIRED_MODULES = ['msgpack', 'defusedxml']
 const PROBE = `import sys, ${REQUIRED_MODULES.join(', ')}; print(sys.executable); print(sys.version.split()[0])`
-const cache = new Map<string, PythonInfo | string>()
+const cache = new Map<string, Promise<PythonInfo | string>>()
 
-function probe (candidate: string): PythonInfo | string {
-  const cached = cache.get(candidate)
-  if (cached !== undefined) return cached
-  let result: PythonInfo | string
-  try {
-    const out = execFileSync(candidate, ['-c', PROBE], { encoding: 'utf8', timeout: 15_000, stdio: ['ignore', 'pipe', 'pipe'] })
-    const [path, version] = out.trim().split('\n')
-    result = { path: path.startsWith('/') ? path : candidate, version }
-  } catch (error) {
-    const err = error as NodeJS.ErrnoException & { stderr?: string }
-    const missing = /No module named '?([\w.]+)/.exec(err.stderr ?? '')?.[1]
-    if (err.code === 'ENOENT') result = `${candidate}: not found`
-    else if (missing !== undefined) result = `${candidate}: cannot import ${missing}`
-    else result = `${candidate}: ${(err.stderr ?? err.message).trim().split('\n').pop() ?? 'failed'}`
+/** The interpreter's absolute path and version, or why it cannot run the workers. */
+function probe (candidate: string): Promise<PythonInfo | string> {
+  let result = cache.get(candidate)
+  if (result === undefined) {
+    result = new Promise((resolve) => {
+      execFile(candidate, ['-c', PROBE], { encoding: 'utf8', timeout: 15_000 }, (error, stdout, stderr) => {
+        if (error === null) {
+          const [path, version] = stdout.trim().split('\n')
+          resolve({ path: path.startsWith('/') ? path : candidate, version })
+          return
+        }
+        const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') resolve(`${candidate}: not found`)
+        else if (missing !== undefined) resolve(`${candidate}: cannot import ${missing}`)
+        else if (stderr.trim() !== '') resolve(`${candidate}: ${stderr.trim().split('\n').pop() ?? ''}`)
+        else if (error.killed) resolve(`${candidate}: did not answer within 15 s`)
+        else resolve(`${candidate}: exited with code ${String(error.code)} and printed nothing`)
+      }).stdin?.end()
+    })
+    cache.set(candidate, result)
   }
-  cache.set(candidate, result)
   return result
+}
+
+async function exists (path: string): Promise<boolean> {
+  return await access(path).then(() => true, () => false)
 }
 
 const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install python3-msgpack python3-defusedxml; ' +
@@ -46,17 +56,17 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
  * /usr/bin/python3 that can import msgpack and defusedxml. Throws ConfigError saying what was
  * tried and how to fix it.
  */
-export function resolvePython (configured: string | undefined, projectRoot: string): PythonInfo {
+export async function resolvePython (configured: string | undefined, projectRoot: string): Promise<PythonInfo> {
   if (configured !== undefined) {
-    const found = probe(configured)
+    const found = await probe(configured)
     if (typeof found !== 'string') return found
     throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found}): ${FIX}, or point PYTHON at an interpreter that has ${REQUIRED_MODULES.join(' and ')}`)
   }
   const venv = join(projectRoot, '.venv', 'bin', 'python')
-  const candidates = [...(existsSync(venv) ? [venv] : []), 'python3', '/usr/bin/python3']
+  const candidates = [...(await exists(venv) ? [venv] : []), 'python3', '/usr/bin/python3']
   const tried: string[] = []
   for (const candidate of candidates) {
-    const found = probe(candidate)
+    const found = await probe(candidate)
     if (typeof found !== 'string') return found
     tried.push(found)
   }

@@ -35,7 +35,7 @@ export interface WorkerPoolPluginOptions {
 }
 
 async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal }: WorkerPoolPluginOptions): Promise<void> {
-  const python = resolvePython(config.python, PROJECT_ROOT)
+  const python = await resolvePython(config.python, PROJECT_ROOT)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
   if (config.workerSchedBatch) args.push('--sched-batch')
   if (config.diagTasks) args.push('--diag')

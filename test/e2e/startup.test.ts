@@ -53,7 +53,13 @@ t.test('a Python without defusedxml is not chosen: exit 1 naming the missing mod
 t.test('a Python without msgpack exits 1 with how to fix it', async (t) => {
   const { code, output } = await runServer({ PYTHON: '/bin/false' })
   t.equal(code, 1)
-  t.match(output, /PYTHON=\/bin\/false cannot run the workers.*apt-get install python3-msgpack/)
+  t.match(output, /PYTHON=\/bin\/false cannot run the workers \(\/bin\/false: exited with code 1 and printed nothing\).*apt-get install python3-msgpack/)
+})
+
+t.test('a PYTHON that does not exist exits 1 saying so', async (t) => {
+  const { code, output } = await runServer({ PYTHON: '/nonexistent/python3' })
+  t.equal(code, 1)
+  t.match(output, /PYTHON=\/nonexistent\/python3 cannot run the workers \(\/nonexistent\/python3: not found\)/)
 })
 
 t.test('a task module that imports for longer than 10 s still starts (no framework timeout under the workers\' own)', async (t) => {

@@ -7,7 +7,7 @@ import { PythonWorker, WorkerCallError, WorkerStartError, type WorkerOptions } f
 import { resolvePython } from '../../src/python-path.js'
 import { FIXTURES, ROOT, isRunning, waitFor } from '../helpers/server.js'
 
-const python = resolvePython(undefined, ROOT).path
+const python = (await resolvePython(undefined, ROOT)).path
 
 function options (id: number, extraArgs: string[] = []): WorkerOptions {
   return {
