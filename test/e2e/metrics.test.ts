@@ -4,8 +4,8 @@
 
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { connect } from 'node:net'
 import { promisify } from 'node:util'
+import { rawExchange } from '../helpers/raw-http.js'
 import { callTask, getJson, startServer, waitFor } from '../helpers/server.js'
 
 const exec = promisify(execFile)
@@ -138,23 +138,6 @@ t.test('requests no route matches are recorded, framework errors included, with 
   t.notOk(text.includes('PROPFIND'), 'an unusual method is not a label value')
 })
 
-/** Writes raw bytes to the server and reads what comes back until it closes the connection, or until `enough` says so. */
-async function rawExchange (url: string, bytes: string, enough?: (answer: string) => boolean): Promise<string> {
-  const { port } = new URL(url)
-  const socket = connect(Number(port), '127.0.0.1')
-  let answer = ''
-  socket.on('error', () => {})
-  await new Promise<void>((resolve) => {
-    socket.setEncoding('utf8').on('data', (text: string) => {
-      answer += text
-      if (enough?.(answer) === true) { socket.destroy(); resolve() }
-    })
-    socket.once('close', () => { resolve() })
-    socket.write(bytes)
-  })
-  return answer
-}
-
 t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and are recorded', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', LOG_LEVEL: 'info' })
   const badMethod = await rawExchange(server.url, 'FOO /x HTTP/1.1\r\nhost: x\r\n\r\n')
@@ -165,7 +148,7 @@ t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and ar
     const body = `{"sleep_ms":${ms}}`
     return `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
   }
-  const inFlight = await rawExchange(server.url, `${call(100)}${call(300)}FOO / HTTP/1.1\r\n\r\n`, (answer) => answer.includes('"slept_ms":300'))
+  const inFlight = await rawExchange(server.url, `${call(100)}${call(300)}FOO / HTTP/1.1\r\n\r\n`, { enough: (answer) => answer.includes('"slept_ms":300') })
   t.equal(inFlight.match(/HTTP\/1\.1 200 OK\r\n/g)?.length, 2, 'both pipelined answers arrive')
   t.notMatch(inFlight, /HPE_/, 'no 400 written into them')
   // Bytes after "connection: close" do not replace the answer.

@@ -3,6 +3,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { pack, unpack } from 'msgpackr'
+import { rawExchange } from '../helpers/raw-http.js'
 import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
@@ -219,44 +220,34 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
   t.equal(identity.status, 200, 'identity is no encoding')
 })
 
-/** Sends a request's head on a raw socket; `body` is written once the server says 100 Continue (or at once if `eager`). */
-async function rawExchange (head: string, body: string, { eager = false, then = '' } = {}): Promise<string> {
-  const socket = connect(Number(new URL(url).port), '127.0.0.1')
-  let answer = ''
-  let sent = false
-  const send = (): void => { if (!sent) { sent = true; socket.write(body + then) } }
-  socket.setEncoding('utf8').on('data', (text: string) => {
-    answer += text
-    if (answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) send()
-    // One JSON answer per request sent: end once the last one is complete.
-    const expected = then === '' ? 1 : 2
-    if ((answer.match(/\r\n\r\n[[{][^\r]*[\]}](?=HTTP|$)/g) ?? []).length >= expected) socket.end()
+/** Sends a request's head; `body` follows once the server says 100 Continue (or at once if `eager`). */
+async function expectExchange (head: string, body: string, { eager = false, then = '' } = {}): Promise<string> {
+  let sent = eager
+  return await rawExchange(url, eager ? head + body + then : head, {
+    onAnswer: (answer, socket) => {
+      if (!sent && answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) { sent = true; socket.write(body + then) }
+    },
+    // One JSON answer per request sent: done once the last one is complete.
+    enough: (answer) => (answer.match(/\r\n\r\n[[{][^\r]*[\]}](?=HTTP|$)/g) ?? []).length >= (then === '' ? 1 : 2)
   })
-  socket.on('error', () => {})
-  // An answer that never comes (the server waiting for the body) fails the match, not the run.
-  socket.setTimeout(10_000, () => socket.destroy())
-  socket.write(head)
-  if (eager) send()
-  await new Promise((resolve) => socket.once('close', resolve))
-  return answer
 }
 
 const expectHead = (task: string, length: number, extra = ''): string =>
   `POST /api/tasks/${task} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\n${extra}content-length: ${length}\r\n\r\n`
 
 t.test('Expect: 100-continue: a body that would be refused is refused before it is sent; one that is needed is asked for', async (t) => {
-  const tooLarge = await rawExchange(expectHead('echo', 17_000_000), '')
+  const tooLarge = await expectExchange(expectHead('echo', 17_000_000), '')
   t.match(tooLarge, /^HTTP\/1\.1 413 /, 'over the limit: the final answer, with no 100 before it')
   t.match(tooLarge, /"code":"FST_ERR_CTP_BODY_TOO_LARGE"/)
-  const unknown = await rawExchange(expectHead('no.such.task', 5_000_000), '')
+  const unknown = await expectExchange(expectHead('no.such.task', 5_000_000), '')
   t.match(unknown, /^HTTP\/1\.1 404 /, 'unknown task: 404 with no 100 before it')
   t.match(unknown, /"code":"TASK_NOT_FOUND"/)
-  const compressed = await rawExchange(expectHead('echo', 5_000_000, 'content-encoding: gzip\r\n'), '')
+  const compressed = await expectExchange(expectHead('echo', 5_000_000, 'content-encoding: gzip\r\n'), '')
   t.match(compressed, /^HTTP\/1\.1 415 /, 'compressed: 415 with no 100 before it')
-  const noRoute = await rawExchange(expectHead('echo', 5_000_000).replace('POST /api/tasks/echo', 'POST /api/no-such-route'), '')
+  const noRoute = await expectExchange(expectHead('echo', 5_000_000).replace('POST /api/tasks/echo', 'POST /api/no-such-route'), '')
   t.match(noRoute, /^HTTP\/1\.1 404 /, 'no such route: 404 with no 100 before it')
   t.match(noRoute, /"code":"FST_ERR_NOT_FOUND"/)
-  const fine = await rawExchange(expectHead('echo', 7), '[1,2,3]')
+  const fine = await expectExchange(expectHead('echo', 7), '[1,2,3]')
   t.match(fine, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/)
   t.match(fine, /\[1,2,3\]$/)
 })
@@ -264,7 +255,7 @@ t.test('Expect: 100-continue: a body that would be refused is refused before it 
 t.test('an answer that comes before the body (wrong task, wrong route, compressed) closes the connection instead of reading on', async (t) => {
   // No Expect: the 404 comes while the client has sent only the head of its request.
   const head = 'POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n'
-  const early = await rawExchange(head, '')
+  const early = await rawExchange(url, head)
   const earlyHead = early.split('\r\n\r\n')[0]
   t.match(earlyHead, /^HTTP\/1\.1 404 /)
   t.match(earlyHead, /\r\nconnection: close$|\r\nconnection: close\r\n/i, 'the 404 itself closes the connection')
@@ -311,16 +302,8 @@ t.test('a request pipelined behind an early answer that closes the connection is
     ['compressed body', request('/api/tasks/echo', 'content-encoding: gzip\r\n', '{"a":1}')]
   ]) {
     const before = await echoCalls()
-    const answer = await new Promise<string>((resolve) => {
-      const socket = connect(Number(new URL(url).port), '127.0.0.1')
-      let text = ''
-      socket.setEncoding('utf8').on('data', (chunk: string) => { text += chunk })
-      socket.on('error', () => {})
-      socket.on('close', () => { resolve(text) })
-      socket.setTimeout(10_000, () => socket.destroy())
-      // One write: an echo ahead of it and one behind arrive in the same packet.
-      socket.write(request('/api/tasks/echo', '', '{"ahead":1}') + first + request('/api/tasks/echo', '', '{"behind":1}'))
-    })
+    // One write: an echo ahead of it and one behind arrive in the same packet.
+    const answer = await rawExchange(url, request('/api/tasks/echo', '', '{"ahead":1}') + first + request('/api/tasks/echo', '', '{"behind":1}'))
     t.match(answer, /^HTTP\/1\.1 200 OK[\s\S]*"ahead":1[\s\S]*HTTP\/1\.1 (404|415) /, `${what}: the request ahead answered, then it`)
     t.notMatch(answer, /"behind"/, `${what}: no answer for the request behind it`)
     t.equal(await echoCalls(), before + 1, `${what}: the one behind did not run`)
@@ -335,16 +318,9 @@ t.test('requests pipelined behind a body that does not parse are all answered, i
     ['an empty body', request('echo', 'application/json', '')],
     ['JSON in latin1', request('echo', 'application/json; charset=latin1', '{}')]
   ]) {
-    const socket = connect(Number(new URL(url).port), '127.0.0.1')
-    let answer = ''
-    socket.setEncoding('utf8').on('data', (text: string) => {
-      answer += text
-      if (answer.includes('"slept_ms":100')) socket.end()
+    const answer = await rawExchange(url, request('diag.work', 'application/json', '{"sleep_ms":300}') + bad + request('diag.work', 'application/json', '{"sleep_ms":100}'), {
+      enough: (answer) => answer.includes('"slept_ms":100')
     })
-    socket.on('error', () => {})
-    socket.setTimeout(10_000, () => socket.destroy())
-    socket.write(request('diag.work', 'application/json', '{"sleep_ms":300}') + bad + request('diag.work', 'application/json', '{"sleep_ms":100}'))
-    await new Promise((resolve) => socket.once('close', resolve))
     const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
     t.equal(statuses.length, 3, `${what}: three answers`)
     t.equal(statuses[0], 200)
