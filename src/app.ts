@@ -10,7 +10,7 @@ import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
 import errorHandler, { clientError, frameworkError, notFoundError } from './plugins/error-handler.js'
-import { closingConnectionError, numberRequest } from './connection-reuse.js'
+import { closeIfBodyIgnored, closingConnectionError, numberRequest } from './connection-reuse.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
@@ -96,6 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     numberRequest(request)
+    closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
     done(closingConnectionError(request) ?? (request.is404 ? notFoundError(request) : undefined))

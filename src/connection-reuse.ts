@@ -1,6 +1,7 @@
-// Whether a connection outlives an error answer, and which requests pipelined on a
-// connection that closes may still run. The error handler decides per answer; app.ts
-// and the task route ask before a request runs.
+// Whether a connection outlives an answer given before its request's body was read,
+// and which requests pipelined on a connection that closes may still run. The error
+// handler decides per error answer, app.ts for GET and HEAD; app.ts and the task route
+// ask before a request runs.
 
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -57,10 +58,28 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
  */
 export function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
   if (!request.raw.complete && hasBody(request)) {
-    reply.header('connection', 'close')
-    if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
+    closeAfterAnswer(request, reply)
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
     request.server.pool?.isDraining !== true) {
     reply.removeHeader('connection')
   }
+}
+
+/** Methods whose routes answer without reading a body. */
+const BODYLESS_METHODS = new Set(['GET', 'HEAD'])
+
+/**
+ * A GET or HEAD that comes with a body (chunked, or a content-length) is answered
+ * without reading it; Node would then read and discard whatever the client goes on
+ * sending, up to REQUEST_BODY_TIMEOUT_MS. Its answer closes the connection instead.
+ * (Decided before the answer, when the body has rarely arrived: a small one that has
+ * costs the client its connection, which no client sending GET bodies can count on.)
+ */
+export function closeIfBodyIgnored (request: FastifyRequest, reply: FastifyReply): void {
+  if (BODYLESS_METHODS.has(request.method) && hasBody(request)) closeAfterAnswer(request, reply)
+}
+
+function closeAfterAnswer (request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('connection', 'close')
+  if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
 }

@@ -252,7 +252,7 @@ t.test('Expect: 100-continue: a body that would be refused is refused before it 
   t.match(fine, /\[1,2,3\]$/)
 })
 
-t.test('an answer that comes before the body (wrong task, wrong route, compressed) closes the connection instead of reading on', async (t) => {
+t.test('an answer that comes before the body (wrong task, wrong route, compressed, a GET route) closes the connection instead of reading on', async (t) => {
   // No Expect: the 404 comes while the client has sent only the head of its request.
   const head = 'POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n'
   const early = await rawExchange(url, head)
@@ -264,17 +264,18 @@ t.test('an answer that comes before the body (wrong task, wrong route, compresse
   t.equal(bodyless.headers.get('connection'), 'keep-alive', 'a request without a body keeps its connection')
   // A chunked body with no end: once answered, the server must stop reading it, or
   // BODY_LIMIT_BYTES would not bound what one request makes it read.
-  for (const [what, path, extra] of [
-    ['unknown task', '/api/tasks/no.such.task', ''],
-    ['unknown route', '/no/such/route', ''],
-    ['compressed body', '/api/tasks/echo', 'content-encoding: gzip\r\n']
+  for (const [what, method, path, extra, status] of [
+    ['unknown task', 'POST', '/api/tasks/no.such.task', '', '404'],
+    ['unknown route', 'POST', '/no/such/route', '', '404'],
+    ['compressed body', 'POST', '/api/tasks/echo', 'content-encoding: gzip\r\n', '415'],
+    ['a GET route, which reads no body', 'GET', '/api/tasks', '', '200']
   ]) {
     const socket = connect(Number(new URL(url).port), '127.0.0.1')
     socket.on('error', () => {})
     let answer = ''
     socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
     const closed = new Promise((resolve) => socket.once('close', resolve))
-    socket.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${extra}transfer-encoding: chunked\r\n\r\n`)
+    socket.write(`${method} ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${extra}transfer-encoding: chunked\r\n\r\n`)
     const chunk = `100000\r\n${'x'.repeat(0x100000)}\r\n`
     let sentMb = 0
     // Up to 64 MB (four times BODY_LIMIT_BYTES), while the connection lasts.
@@ -284,7 +285,8 @@ t.test('an answer that comes before the body (wrong task, wrong route, compresse
     }
     socket.destroy()
     await closed
-    t.match(answer, /^HTTP\/1\.1 (404|415) /, `${what}: answered`)
+    t.ok(answer.startsWith(`HTTP/1.1 ${status} `), `${what}: answered ${status}`)
+    t.match(answer.split('\r\n\r\n')[0], /\r\nconnection: close(\r\n|$)/i, `${what}: the answer says the connection closes`)
     t.ok(sentMb < 64, `${what}: the server closed the connection after ${sentMb} MB instead of reading on`)
   }
 })
