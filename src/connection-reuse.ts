@@ -41,7 +41,9 @@ export function closingConnectionError (request: FastifyRequest): Error | undefi
 /** A request with a body, arrived or not (a bodyless one is not `complete` yet while its hooks run). */
 function hasBody (request: FastifyRequest): boolean {
   const { headers } = request
-  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
+  // Node's parser has checked content-length is digits ("00" is a valid zero).
+  const length = headers['content-length']
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0' && Number(length) !== 0)
 }
 
 /** What a body parser's errors are answered with; Fastify then asks to close the connection. */

@@ -262,6 +262,10 @@ t.test('an answer that comes before the body (wrong task, wrong route, compresse
   const bodyless = await fetch(`${url}/no/such/route`)
   t.equal(bodyless.status, 404)
   t.equal(bodyless.headers.get('connection'), 'keep-alive', 'a request without a body keeps its connection')
+  for (const path of ['/no/such/route', '/api/tasks']) {
+    const zero = await rawExchange(url, `GET ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: 00\r\n\r\n`, { enough: (answer) => answer.includes('\r\n\r\n') })
+    t.match(zero, /\r\nconnection: keep-alive\r\n/i, `${path}: content-length 00 is no body either`)
+  }
   // A chunked body with no end: once answered, the server must stop reading it, or
   // BODY_LIMIT_BYTES would not bound what one request makes it read.
   for (const [what, method, path, extra, status] of [
