@@ -9,6 +9,7 @@
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
+import { wideIntegersAsBigInt } from './wide-integers.js'
 import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
 import type { WorkerFailure } from './python-worker.js'
 
@@ -89,13 +90,13 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 /** Encodes a call as one complete frame (length prefix included), in one buffer. */
 export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
+  const frame = packr.pack({ t: MSG_CALL, id, task, input: wideIntegersAsBigInt(input), requestId }, RESERVE_START_SPACE | HEADER_BYTES)
   return writeHeader(frame)
 }
 
 /** Encodes any value as msgpack (for msgpack HTTP responses). */
 export function encodeValue (value: unknown): Buffer {
-  return packr.pack(value)
+  return packr.pack(wideIntegersAsBigInt(value))
 }
 
 /** Decodes msgpack bytes (an HTTP body). Throws on bad input. */
