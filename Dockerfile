@@ -8,7 +8,8 @@
 #   runtime - Debian's python3 + msgpack + defusedxml + tini, dist/, workers/, production node_modules;
 #             runs as the unprivileged `node` user (uid 1000), tini as PID 1 forwards SIGTERM to Node,
 #             which drains admitted calls, stops the workers and exits 0.
-# Plain Dockerfile syntax only (no RUN heredocs, no COPY --link) so that buildah 1.28 / podman build it too.
+# BuildKit syntax is limited to RUN --mount=type=cache (Docker 23+ builds with BuildKit by default;
+# buildah and podman support it too); no RUN heredocs and no COPY --link, which buildah 1.28 lacks.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 

@@ -3,13 +3,19 @@
 // interpreter the server would use. Writes .tap/python-results.json
 // ({passed, failed}) for .ci/run's summary line.
 
-import { spawn } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { spawn, spawnSync } from 'node:child_process'
+import { access, mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { resolvePython } from '../dist/python-path.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+// The interpreter is found by the server's own code (dist/): on a fresh clone, build it first.
+const compiled = join(root, 'dist', 'python-path.js')
+if (!await access(compiled).then(() => true, () => false)) {
+  console.log('dist/ is not built yet: npm run build')
+  if (spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) process.exit(1)
+}
+const { resolvePython } = await import(compiled)
 const python = await resolvePython(process.env.PYTHON || undefined, root)
 const child = spawn(python.path, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
   cwd: join(root, 'workers'),

@@ -68,11 +68,10 @@ type Env = Readonly<Record<string, string | undefined>>
 function integer (env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallback
-  if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer`)
+  const range = `${min}..${max === Number.MAX_SAFE_INTEGER ? 'any larger value' : max}`
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer: use ${range}`)
   const value = Number(raw)
-  if (value < min || value > max) {
-    throw new ConfigError(`${name}=${raw} is out of range: use ${min}..${max === Number.MAX_SAFE_INTEGER ? 'any larger value' : max}`)
-  }
+  if (value < min || value > max) throw new ConfigError(`${name}=${raw} is out of range: use ${range}`)
   return value
 }
 
@@ -80,7 +79,7 @@ function flag (env: Env, name: string): boolean {
   const raw = env[name]?.trim().toLowerCase()
   if (raw === undefined || raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false
   if (raw === '1' || raw === 'true' || raw === 'yes') return true
-  throw new ConfigError(`${name}=${JSON.stringify(env[name])} is not a boolean: use 1 or 0`)
+  throw new ConfigError(`${name}=${JSON.stringify(env[name])} is not a boolean: use 1, true or yes; 0, false or no`)
 }
 
 function moduleList (env: Env, name: string): string[] {

@@ -28,11 +28,11 @@ t.test('reads every setting', async (t) => {
 
 t.test('bad values fail with a message that names the setting', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
-    [{ POOL_SIZE: 'four' }, /POOL_SIZE="four" is not an integer/],
+    [{ POOL_SIZE: 'four' }, /POOL_SIZE="four" is not an integer: use 1\.\.256/],
     [{ POOL_SIZE: '0' }, /POOL_SIZE=0 is out of range/],
     [{ PORT: '70000' }, /PORT=70000 is out of range/],
     [{ QUEUE_TIMEOUT_MS: '1.5' }, /QUEUE_TIMEOUT_MS/],
-    [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean/],
+    [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean: use 1, true or yes; 0, false or no/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],
     [{ TASK_MODULES: 'ok, not-a-module' }, /TASK_MODULES: "not-a-module"/],
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],

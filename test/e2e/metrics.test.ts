@@ -79,7 +79,10 @@ t.test('the exposition passes promtool check metrics after real traffic', async 
   const text = await (await fetch(`${server.url}/metrics`)).text()
   const promtool = await exec('sh', ['-c', 'command -v promtool']).then(() => true, () => false)
   if (!promtool) {
-    t.fail('promtool is not installed (Debian package "prometheus"; .ci/run installs it)')
+    // A fresh machine's `npm test` stays green without it; CI, which installs it, must run the check.
+    const why = 'promtool is not installed (Debian package "prometheus"; .ci/run installs it)'
+    if (process.env.CI === 'true') t.fail(why)
+    else t.skip(`${why}: check skipped`)
     return
   }
   // Wait for execFile's callback (after the output is read), not 'exit', which can come first.

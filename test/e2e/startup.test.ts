@@ -21,7 +21,7 @@ async function runServer (env: Record<string, string>): Promise<{ code: number |
 t.test('a bad configuration value exits 1 with one line naming it', async (t) => {
   const { code, output } = await runServer({ POOL_SIZE: 'four' })
   t.equal(code, 1)
-  t.match(output, /^pyfleet: bad configuration: POOL_SIZE="four" is not an integer\n$/)
+  t.match(output, /^pyfleet: bad configuration: POOL_SIZE="four" is not an integer: use \d+\.\.\d+\n$/)
 })
 
 t.test('a task module that fails to import exits 1 saying which and why', async (t) => {
