@@ -7,11 +7,15 @@ import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../err
 import { decodeValue } from '../pool/protocol.js'
 import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
+import { lineAndColumn, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
+
+/** The text of each JSON body, for the rare one whose integers must be read again exactly (big-integers.ts). */
+const jsonTexts = new WeakMap<FastifyRequest, string>()
 
 /**
  * A body sent compressed (content-encoding gzip, br, ...) would be parsed, or handed
@@ -40,7 +44,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
       if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
         throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
       }
-      done(null, parseJson(body as string))
+      done(null, parseJson(request, body as string))
     } catch (error) {
       done(error as Error, undefined)
     }
@@ -61,19 +65,21 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     // No content-type at all: JSON, the default (SPEC §1). Decoded as UTF-8, as the JSON parser does.
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {
-      done(null, parseJson((body as Buffer).toString('utf8')))
+      done(null, parseJson(request, (body as Buffer).toString('utf8')))
     } catch (error) {
       done(error as Error, undefined)
     }
   })
 }
 
-function parseJson (text: string): unknown {
+function parseJson (request: FastifyRequest, text: string): unknown {
   if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
   const problem = jsonProblem(text)
   if (problem !== undefined) throw new InvalidInputError(problem)
   try {
-    return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
+    const value = secureParse(text)
+    jsonTexts.set(request, text)
+    return value
   } catch (error) {
     const message = (error as Error).message
     const position = /at position (\d+)/.exec(message)
@@ -84,14 +90,8 @@ function parseJson (text: string): unknown {
   }
 }
 
-function lineAndColumn (text: string, position: number): { line: number, column: number } {
-  let line = 1
-  let lineStart = 0
-  for (let i = text.indexOf('\n'); i !== -1 && i < position; i = text.indexOf('\n', i + 1)) {
-    line++
-    lineStart = i + 1
-  }
-  return { line, column: position - lineStart + 1 }
+function secureParse (text: string): unknown {
+  return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
 }
 
 /**
@@ -100,23 +100,23 @@ function lineAndColumn (text: string, position: number): { line: number, column:
  * never get this far: value-shape.ts refuses them before decoding.) Iterative,
  * so a hostile body cannot overflow the stack.
  */
-export function unsendable (value: unknown, limit: number): string | undefined {
+export function unsendable (value: unknown, limit: number, found: Found = { beyondSafeIntegers: false }): string | undefined {
   // Two parallel stacks of containers only: scalars are checked where they are
   // found, so a large body costs no allocation per value.
   const nodes: object[] = []
   const depths: number[] = []
-  let problem = checkValue(value, nodes, depths, 0)
+  let problem = checkValue(value, nodes, depths, 0, found)
   while (problem === undefined && nodes.length > 0) {
     const node = nodes.pop() as object
     const depth = depths.pop() as number
     if (depth >= limit) return `the body nests deeper than ${limit} levels`
     if (Array.isArray(node)) {
-      for (let i = 0; i < node.length && problem === undefined; i++) problem = checkValue(node[i], nodes, depths, depth + 1)
+      for (let i = 0; i < node.length && problem === undefined; i++) problem = checkValue(node[i], nodes, depths, depth + 1, found)
       continue
     }
     for (const key in node) {
       if (!isWellFormed(key)) return LONE_SURROGATE
-      problem = checkValue((node as Record<string, unknown>)[key], nodes, depths, depth + 1)
+      problem = checkValue((node as Record<string, unknown>)[key], nodes, depths, depth + 1, found)
       if (problem !== undefined) break
     }
   }
@@ -131,11 +131,23 @@ const LONE_SURROGATE = 'the body holds a string with a lone UTF-16 surrogate (su
 // String.prototype.isWellFormed (Node 20) is not in the ES2022 library types.
 const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed: () => boolean }).isWellFormed()
 
+/** What unsendable's walk saw besides problems. */
+interface Found {
+  /** A number beyond ±2^53 (JSON may have rounded an integer) or a BigInt (msgpack's int64). */
+  beyondSafeIntegers: boolean
+}
+
 /** Checks a scalar, or queues a container for unsendable's walk. */
-function checkValue (value: unknown, nodes: object[], depths: number[], depth: number): string | undefined {
+function checkValue (value: unknown, nodes: object[], depths: number[], depth: number, found: Found): string | undefined {
   switch (typeof value) {
     case 'string': return isWellFormed(value) ? undefined : LONE_SURROGATE
-    case 'number': case 'boolean': case 'bigint': return undefined
+    case 'number':
+      if (value > Number.MAX_SAFE_INTEGER || value < -Number.MAX_SAFE_INTEGER) found.beyondSafeIntegers = true
+      return undefined
+    case 'bigint':
+      found.beyondSafeIntegers = true
+      return undefined
+    case 'boolean': return undefined
     case 'object':
       if (value === null || value instanceof Uint8Array) return undefined
       nodes.push(value)
@@ -162,10 +174,18 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
-    const problem = unsendable(body, MAX_NESTING)
+    const found: Found = { beyondSafeIntegers: false }
+    const problem = unsendable(body, MAX_NESTING, found)
     if (problem !== undefined) throw new InvalidInputError(problem)
-    if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
-    return body
+    if (!found.beyondSafeIntegers) {
+      if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
+      return body
+    }
+    // Rare: integers past 2^53, rounded by JSON.parse or BigInt from msgpack (big-integers.ts).
+    const text = jsonTexts.get(request)
+    const exact = text === undefined ? body : parseWithExactIntegers(text, secureParse) ?? body
+    if (!validateWithBigInts(exact, task.validateBody)) throw validationError(task.validateBody.errors, 'body')
+    return exact
   }
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')

@@ -24,9 +24,42 @@ t.test('integers in JSON reach the task as int at every size a double holds exac
   })
 })
 
-t.test('an integer JSON cannot hold exactly (beyond 2^53) reaches the task as a float, not as a different int', async (t) => {
-  const response = await post('extra.types', '{"beyond": 9007199254740993}', 'application/json')
-  t.same(await response.json(), { beyond: 'float' })
+t.test('integers beyond 2^53 in JSON (64-bit ids) reach the task exactly, as int', async (t) => {
+  const body = '{"id": 1790000000000000001, "text": "1790000000000000001 \\" 9007199254740993", "low": -9223372036854775808, "high": 18446744073709551615, "big": 1e300, "frac": 12345678901234567.5}'
+  const types = await post('extra.types', body, 'application/json')
+  t.equal(types.status, 200)
+  t.same(await types.json(), { id: 'int', text: 'str', low: 'int', high: 'int', big: 'float', frac: 'float' })
+  const echoed = await post('echo', body, 'application/json', 'application/msgpack')
+  const value = unpack(Buffer.from(await echoed.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>
+  t.equal(value.id, 1790000000000000001n, 'not 1790000000000000000, which JSON.parse makes of it')
+  t.equal(value.text, '1790000000000000001 " 9007199254740993', 'digits inside a string are left alone')
+  t.equal(value.low, -9223372036854775808n)
+  t.equal(value.high, 18446744073709551615n)
+  t.equal(value.big, 1e300)
+  const asJson = await post('echo', '[1790000000000000001]', 'application/json')
+  t.equal(await asJson.text(), '["1790000000000000001"]', 'a JSON answer gives it as a string, as for any integer past 2^53')
+  const top = await post('echo', '1790000000000000001', 'application/json', 'application/msgpack')
+  t.equal(unpack(Buffer.from(await top.arrayBuffer()), { int64AsType: 'bigint' } as any), 1790000000000000001n, 'the body itself')
+})
+
+t.test('an integer past 64 bits is a 400 that says where it is', async (t) => {
+  for (const literal of ['18446744073709551616', '-9223372036854775809']) {
+    const response = await post('extra.types', `{"a": 1,\n "n": ${literal}}`, 'application/json')
+    t.equal(response.status, 400)
+    t.match(await response.json(), { code: 'INVALID_INPUT', message: `the integer ${literal} does not fit 64 bits, the most a task can receive; send it as a string`, details: { line: 2, column: 7 } })
+  }
+})
+
+t.test('schemas check integers beyond 2^53, from msgpack and JSON, as integers', async (t) => {
+  // extra.types declares {"n": {"type": "integer"}}: a BigInt failed Ajv's check before.
+  const fromMsgpack = await post('extra.types', pack({ n: 2n ** 60n }), 'application/msgpack')
+  t.equal(fromMsgpack.status, 200)
+  t.same(await fromMsgpack.json(), { n: 'int' })
+  const fromJson = await post('extra.types', '{"n": 1152921504606846977}', 'application/json')
+  t.same(await fromJson.json(), { n: 'int' })
+  const wrongType = await post('extra.types', '{"n": "1152921504606846977", "m": 1152921504606846977}', 'application/json')
+  t.equal(wrongType.status, 400, 'a wrong type elsewhere in such a body is still caught')
+  t.match(await wrongType.json(), { code: 'FST_ERR_VALIDATION', message: 'body/n must be integer' })
 })
 
 t.test('msgpack int64 input reaches the task as int, and a task\'s int comes back to a msgpack client as an integer', async (t) => {
