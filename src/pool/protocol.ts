@@ -90,7 +90,8 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 /** Encodes a call as one complete frame (length prefix included), in one buffer. */
 export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  const frame = packr.pack({ t: MSG_CALL, id, task, input: wideIntegersAsBigInt(input), requestId }, RESERVE_START_SPACE | HEADER_BYTES)
+  // (The route has made input's integers past 32 bits BigInt: body.ts, wide-integers.ts.)
+  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
   return writeHeader(frame)
 }
 

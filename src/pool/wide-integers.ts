@@ -4,7 +4,9 @@
 // timestamp, 1764400000000, as JSON or as a msgpack int64 that decoded to a
 // number) would reach a task as the float 1764400000000.0, and a task's int come
 // back to a msgpack client as a float. Integers between 2^32 and 2^53 (all that a
-// double holds exactly) become BigInt before packing, which msgpackr writes as int64.
+// double holds exactly) become BigInt before packing, which msgpackr writes as int64:
+// a call's input in the route (routes/body.ts, which walks every body anyway and
+// so knows when one holds such a number), a msgpack answer in protocol.ts.
 
 const INT32_MIN = -0x80000000
 const UINT32_MAX = 0xffffffff

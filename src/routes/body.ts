@@ -8,6 +8,7 @@ import { decodeValue } from '../pool/protocol.js'
 import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
 import { lineAndColumn, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
+import { wideIntegersAsBigInt } from '../pool/wide-integers.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -100,7 +101,7 @@ function secureParse (text: string): unknown {
  * never get this far: value-shape.ts refuses them before decoding.) Iterative,
  * so a hostile body cannot overflow the stack.
  */
-export function unsendable (value: unknown, limit: number, found: Found = { beyondSafeIntegers: false }): string | undefined {
+export function unsendable (value: unknown, limit: number, found: Found = { wideNumbers: false, beyondSafeIntegers: false }): string | undefined {
   // Two parallel stacks of containers only: scalars are checked where they are
   // found, so a large body costs no allocation per value.
   const nodes: object[] = []
@@ -133,6 +134,8 @@ const isWellFormed = (text: string): boolean => (text as unknown as { isWellForm
 
 /** What unsendable's walk saw besides problems. */
 interface Found {
+  /** A number beyond 32 bits, which may be an integer for wideIntegersAsBigInt to keep one. */
+  wideNumbers: boolean
   /** A number beyond ±2^53 (JSON may have rounded an integer) or a BigInt (msgpack's int64). */
   beyondSafeIntegers: boolean
 }
@@ -142,7 +145,10 @@ function checkValue (value: unknown, nodes: object[], depths: number[], depth: n
   switch (typeof value) {
     case 'string': return isWellFormed(value) ? undefined : LONE_SURROGATE
     case 'number':
-      if (value > Number.MAX_SAFE_INTEGER || value < -Number.MAX_SAFE_INTEGER) found.beyondSafeIntegers = true
+      if (value > 0xffffffff || value < -0x80000000) {
+        found.wideNumbers = true
+        if (value > Number.MAX_SAFE_INTEGER || value < -Number.MAX_SAFE_INTEGER) found.beyondSafeIntegers = true
+      }
       return undefined
     case 'bigint':
       found.beyondSafeIntegers = true
@@ -174,18 +180,18 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
-    const found: Found = { beyondSafeIntegers: false }
+    const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
     const problem = unsendable(body, MAX_NESTING, found)
     if (problem !== undefined) throw new InvalidInputError(problem)
     if (!found.beyondSafeIntegers) {
       if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
-      return body
+      return found.wideNumbers ? wideIntegersAsBigInt(body) : body
     }
     // Rare: integers past 2^53, rounded by JSON.parse or BigInt from msgpack (big-integers.ts).
     const text = jsonTexts.get(request)
     const exact = text === undefined ? body : parseWithExactIntegers(text, secureParse) ?? body
     if (!validateWithBigInts(exact, task.validateBody)) throw validationError(task.validateBody.errors, 'body')
-    return exact
+    return wideIntegersAsBigInt(exact)
   }
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
@@ -195,7 +201,7 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   const input: Record<string, unknown> = { ...(request.query as Record<string, unknown>) }
   input[task.rawField] = type === 'application/octet-stream' ? bytes : decodeText(bytes, charset)
   if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
-  return input
+  return wideIntegersAsBigInt(input) // a query-string integer past 32 bits: a few fields at most
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {
