@@ -2,8 +2,8 @@
 // Nothing else in the service reads process.env; resolving the Python interpreter
 // (which runs a process) is python-path.ts's job.
 
-/** Per-task concurrency limits, from TASK_CONCURRENCY=csv.profile=1,xml.import=2. */
-export type TaskConcurrency = Readonly<Record<string, number>>
+/** A number per task name: TASK_CONCURRENCY=csv.profile=1,xml.import=2, TASK_TIMEOUTS=xml.import=120000. */
+export type PerTask = Readonly<Record<string, number>>
 
 export interface Config {
   readonly host: string
@@ -23,7 +23,10 @@ export interface Config {
   readonly responseStallTimeoutMs: number
   readonly maxFrameBytes: number
   readonly taskModules: readonly string[]
-  readonly taskConcurrency: TaskConcurrency
+  /** Per-task limits on workers held at once (over a task's max_concurrency). */
+  readonly taskConcurrency: PerTask
+  /** Per-task time limits in ms (over a task's timeout_ms). */
+  readonly taskTimeouts: PerTask
   readonly diagTasks: boolean
   readonly adminToken: string | undefined
   readonly shutdownGraceMs: number
@@ -92,18 +95,20 @@ function moduleList (env: Env, name: string): string[] {
   return modules
 }
 
-function concurrencyMap (env: Env, name: string, poolSize: number): TaskConcurrency {
+/** task=value pairs, each value an integer from 1 to `max` (values above `clampTo` are lowered to it). */
+function perTask (env: Env, name: string, { what, example, max = Number.MAX_SAFE_INTEGER, clampTo = max }: { what: string, example: string, max?: number, clampTo?: number }): PerTask {
   const raw = env[name]?.trim() ?? ''
-  const limits: Record<string, number> = {}
-  if (raw === '') return Object.freeze(limits)
+  const values: Record<string, number> = {}
+  if (raw === '') return Object.freeze(values)
   for (const entry of raw.split(',')) {
     const match = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(entry)
-    if (match === null || !TASK_NAME.test(match[1]) || Number(match[2]) < 1) {
-      throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=limit with a limit of at least 1, as in csv.profile=1,xml.import=2`)
+    if (match === null || !TASK_NAME.test(match[1]) || Number(match[2]) < 1 || Number(match[2]) > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? 'at least 1' : `from 1 to ${max}`
+      throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=${what} with ${what} ${range}, as in ${example}`)
     }
-    limits[match[1]] = Math.min(Number(match[2]), poolSize)
+    values[match[1]] = Math.min(Number(match[2]), clampTo)
   }
-  return Object.freeze(limits)
+  return Object.freeze(values)
 }
 
 /** Builds the Config from an environment (process.env in production, a plain object in tests). */
@@ -141,7 +146,8 @@ export function loadConfig (env: Env): Config {
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     maxFrameBytes,
     taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
-    taskConcurrency: concurrencyMap(env, 'TASK_CONCURRENCY', poolSize),
+    taskConcurrency: perTask(env, 'TASK_CONCURRENCY', { what: 'limit', example: 'csv.profile=1,xml.import=2', clampTo: poolSize }),
+    taskTimeouts: perTask(env, 'TASK_TIMEOUTS', { what: 'ms', example: 'xml.import=120000,echo=1000', max: MAX_TIMER_MS }),
     diagTasks: flag(env, 'DIAG_TASKS'),
     adminToken: adminToken === '' ? undefined : adminToken,
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),

@@ -137,7 +137,7 @@ export class TaskRegistry {
         name: info.name,
         doc: info.doc,
         schema: info.schema,
-        timeoutMs: Math.min(info.timeoutMs ?? this.#config.taskTimeoutMs, MAX_TIMER_MS),
+        timeoutMs: Math.min(this.#config.taskTimeouts[info.name] ?? info.timeoutMs ?? this.#config.taskTimeoutMs, MAX_TIMER_MS),
         maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
         raw: Object.freeze([...info.raw]),
         rawField: info.rawField,
@@ -157,12 +157,14 @@ export class TaskRegistry {
   }
 
   /**
-   * Warns about TASK_CONCURRENCY entries that name no registered task (a typo, or a
-   * task not loaded): they are ignored, which an operator would otherwise not notice.
+   * Warns about TASK_CONCURRENCY and TASK_TIMEOUTS entries that name no registered task
+   * (a typo, or a task not loaded): they are ignored, which an operator would otherwise not notice.
    */
   warnAboutUnusedLimits (log: FastifyBaseLogger): void {
-    const unused = Object.keys(this.#config.taskConcurrency).filter((name) => !this.#tasks.has(name))
-    if (unused.length > 0) log.warn({ unused, tasks: this.names() }, `TASK_CONCURRENCY names tasks no worker declares, ignored: ${unused.join(', ')}`)
+    for (const [setting, values] of [['TASK_CONCURRENCY', this.#config.taskConcurrency], ['TASK_TIMEOUTS', this.#config.taskTimeouts]] as const) {
+      const unused = Object.keys(values).filter((name) => !this.#tasks.has(name))
+      if (unused.length > 0) log.warn({ unused, tasks: this.names() }, `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}`)
+    }
   }
 
   describe (task: Task): TaskDescription {

@@ -15,12 +15,13 @@ t.test('defaults match the contract', async (t) => {
 t.test('reads every setting', async (t) => {
   const config = loadConfig({
     HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
-    DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', LOG_LEVEL: 'WARN',
+    DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', TASK_TIMEOUTS: 'xml.import=120000,echo=5', LOG_LEVEL: 'WARN',
     WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0'
   })
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0 })
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
+  t.same(config.taskTimeouts, { 'xml.import': 120000, echo: 5 })
   t.equal(config.adminToken, 'x'.repeat(32))
   t.notOk('ADMIN_TOKEN' in config.workerEnv, 'the admin token is not passed on to the workers')
   t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')
@@ -36,7 +37,11 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],
     [{ TASK_MODULES: 'ok, not-a-module' }, /TASK_MODULES: "not-a-module"/],
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
-    [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY/],
+    [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY: "echo=0" should be task=limit with limit at least 1/],
+    [{ TASK_TIMEOUTS: 'echo' }, /TASK_TIMEOUTS: "echo" should be task=ms with ms from 1 to 2147483647, as in xml.import=120000,echo=1000/],
+    [{ TASK_TIMEOUTS: 'echo=0' }, /TASK_TIMEOUTS: "echo=0"/],
+    [{ TASK_TIMEOUTS: 'echo=2147483648' }, /TASK_TIMEOUTS: "echo=2147483648"/],
+    [{ TASK_TIMEOUTS: 'no such=5' }, /TASK_TIMEOUTS: "no such=5"/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
     [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN may hold only visible ASCII/],

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
-import { callTask, FIXTURES, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, FIXTURES, getJson, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
 
 t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   const server = await startServer(t)
@@ -161,6 +161,17 @@ t.test('a call past its timeout gets 504 at the deadline and its worker is repla
   const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
   t.equal(stats.restarts.timeout, 1)
   t.equal(stats.tasks.timedOut, 1)
+})
+
+t.test('TASK_TIMEOUTS overrides a task\'s own timeout_ms, and names it in the task\'s description', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_TIMEOUTS: 'diag.work=300, diag.wrok=5' })
+  const warning = server.logs.find((line) => /TASK_TIMEOUTS names tasks no worker declares/.test(line.msg ?? ''))
+  t.same(warning?.unused, ['diag.wrok'], 'a timeout for a task that does not exist is reported')
+  t.equal((await getJson(`${server.url}/api/tasks/diag.work`)).timeoutMs, 300, 'diag.work declares 30000')
+  t.equal((await getJson(`${server.url}/api/tasks/echo`)).timeoutMs, 5000, 'other tasks keep their own')
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 5000 })
+  t.equal(reply.status, 504)
+  t.match(reply.json, { code: 'TASK_TIMEOUT', message: /300 ms/ })
 })
 
 t.test('50 concurrent calls over 4 workers all succeed', async (t) => {
