@@ -28,6 +28,26 @@ export function lineAndColumn (text: string, position: number): { line: number, 
   return { line, column: position - lineStart + 1 }
 }
 
+function outside64Bits (exact: bigint): boolean {
+  return exact < INT64_MIN || exact > UINT64_MAX
+}
+
+function tooWide (literal: string): Error {
+  const shown = literal.length > 40 ? `${literal.slice(0, 40)}…` : literal
+  return new InvalidInputError(`the integer ${shown} does not fit 64 bits, the most a task can receive; send it as a string`)
+}
+
+/**
+ * A query-string value that is an integer past ±2^53, exactly, or undefined for any
+ * other text. (Ajv's coercion would round it.) Past 64 bits, a 400 naming the field.
+ */
+export function exactQueryInteger (text: string, field: string): bigint | undefined {
+  if (text.length < 16 || !/^-?\d+$/.test(text) || Number.isSafeInteger(Number(text))) return undefined
+  const exact = BigInt(text)
+  if (outside64Bits(exact)) throw withExtras(tooWide(text), { details: { field } })
+  return exact
+}
+
 /**
  * Start and end offsets of every integer literal outside strings in (valid) JSON
  * `text` that a double cannot hold exactly, checked to fit 64 bits (else a 400).
@@ -54,11 +74,7 @@ function wideLiterals (text: string): number[] {
     }
     const literal = text.slice(i, end)
     if (integer && end - i >= 16 && !Number.isSafeInteger(Number(literal))) {
-      const exact = BigInt(literal)
-      if (exact < INT64_MIN || exact > UINT64_MAX) {
-        const shown = literal.length > 40 ? `${literal.slice(0, 40)}…` : literal
-        throw withExtras(new InvalidInputError(`the integer ${shown} does not fit 64 bits, the most a task can receive; send it as a string`), { details: lineAndColumn(text, i) })
-      }
+      if (outside64Bits(BigInt(literal))) throw withExtras(tooWide(literal), { details: lineAndColumn(text, i) })
       spans.push(i, end)
     }
     i = end - 1

@@ -7,7 +7,7 @@ import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../err
 import { decodeValue } from '../pool/protocol.js'
 import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
-import { lineAndColumn, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
+import { exactQueryInteger, lineAndColumn, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { wideIntegersAsBigInt } from '../pool/wide-integers.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
@@ -198,9 +198,15 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
-  const input: Record<string, unknown> = { ...(request.query as Record<string, unknown>) }
+  const query = request.query as Record<string, unknown>
+  const input: Record<string, unknown> = { ...query }
   input[task.rawField] = type === 'application/octet-stream' ? bytes : decodeText(bytes, charset)
   if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
+  // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53.
+  for (const key in query) {
+    const text = query[key]
+    if (key !== task.rawField && typeof text === 'string' && typeof input[key] === 'number') input[key] = exactQueryInteger(text, key) ?? input[key]
+  }
   return wideIntegersAsBigInt(input) // a query-string integer past 32 bits: a few fields at most
 }
 

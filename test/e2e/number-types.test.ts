@@ -80,6 +80,15 @@ t.test('a wide integer from the query string of a raw body reaches the task as i
   t.same(await response.json(), { n: 'int', text: 'str' })
 })
 
+t.test('a query-string integer past 2^53 reaches the task exactly; past 64 bits it is a 400 naming the field', async (t) => {
+  const response = await post('extra.types', 'hello', 'text/plain', 'application/msgpack', '?n=1790000000000000001')
+  t.equal(response.status, 200)
+  t.same(unpack(Buffer.from(await response.arrayBuffer())), { n: 'int', text: 'str' })
+  const tooWide = await post('extra.types', 'hello', 'text/plain', 'application/json', '?n=18446744073709551616')
+  t.equal(tooWide.status, 400)
+  t.match(await tooWide.json(), { code: 'INVALID_INPUT', message: /the integer 18446744073709551616 does not fit 64 bits/, details: { field: 'n' } })
+})
+
 t.test('JSON answers keep wide integers as numbers', async (t) => {
   const response = await post('echo', '{"ts": 1764400000000}', 'application/json')
   t.equal(await response.text(), '{"ts":1764400000000}')
