@@ -36,6 +36,8 @@ function probe (candidate: string): Promise<PythonInfo | string> {
         else if (missing !== undefined) resolve(`${candidate}: cannot import ${missing}`)
         else if (stderr.trim() !== '') resolve(`${candidate}: ${stderr.trim().split('\n').pop() ?? ''}`)
         else if (error.killed) resolve(`${candidate}: did not answer within 15 s`)
+        else if (typeof error.code === 'string') resolve(`${candidate}: cannot run (${error.code})`) // EACCES and the like
+        else if (error.signal !== null && error.signal !== undefined) resolve(`${candidate}: killed by ${error.signal}`)
         else resolve(`${candidate}: exited with code ${String(error.code)} and printed nothing`)
       }).stdin?.end()
     })

@@ -14,6 +14,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
+import { jsonSafe } from '../routes/replies.js'
 
 type SendableError = FastifyError & ErrorExtras
 
@@ -53,7 +54,8 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
   const body = errorBody(statusCode, known ? err.code : 'INTERNAL_ERROR',
     statusCode >= 500 && !known ? 'internal server error; the details are in the server log under this request id' : err.message)
-  if (err.details !== undefined) body.details = err.details
+  // A task's TaskError details may hold bytes and integers past 2^53, as results do.
+  if (err.details !== undefined) body.details = jsonSafe(err.details)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
   // Matched routes are recorded by their own onResponse hook (metrics.ts); the
   // not-found context has none, and a body that fails to parse never reaches its handler.

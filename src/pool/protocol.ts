@@ -86,6 +86,9 @@ const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: 
 // extensions (0x69 id, 0x70 pointer) unless told not to, and a 500-byte body of
 // references decodes to a value with 2^40 paths, which every later walk follows.
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: INT64_AUTO, structuredClone: false })
+// The ready message's schemas are compiled by Ajv, whose keywords (maximum: 2**64 - 1)
+// need numbers, not BigInt.
+const readyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
 
 /** Encodes a call as one complete frame (length prefix included), in one buffer. */
 export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {
@@ -105,10 +108,10 @@ export function decodeValue (bytes: Uint8Array): unknown {
   return unpackr.unpack(bytes)
 }
 
-function decodeMessage (body: Uint8Array): Record<string, unknown> {
+function decodeMessage (body: Uint8Array, decoder = unpackr): Record<string, unknown> {
   let message: unknown
   try {
-    message = unpackr.unpack(body)
+    message = decoder.unpack(body)
   } catch (error) {
     throw new UndecodableFrameError((error as Error).message)
   }
@@ -141,7 +144,7 @@ function taskInfoProblem (task: unknown, index: number): string | undefined {
 
 /** Decodes and checks the first frame of a worker. */
 export function decodeReady (body: Uint8Array): ReadyMessage {
-  const message = decodeMessage(body)
+  const message = decodeMessage(body, readyUnpackr)
   if (message.t !== MSG_READY) throw new ProtocolError(`expected a ready message first, got ${JSON.stringify(message.t)}`)
   if (message.v !== PROTOCOL_VERSION) {
     throw new ProtocolError(`worker speaks protocol version ${String(message.v)}, this server speaks ${PROTOCOL_VERSION}: the workers/ directory and the server are from different releases`)

@@ -15,8 +15,8 @@ export interface SupervisorOptions {
   log: FastifyBaseLogger
   /** A worker entered its slot (after generic-pool has taken it in). */
   onReady: (worker: PythonWorker) => void
-  /** A replacement failed to start; the next attempt is in `retryInMs`. */
-  onStartFailed: (retryInMs: number) => void
+  /** A replacement for slot `id` failed to start; its next attempt is in `retryInMs`. */
+  onStartFailed: (retryInMs: number, id: number) => void
   /** A worker left its slot for good. */
   onGone: (worker: PythonWorker) => void
 }
@@ -87,7 +87,7 @@ export class Supervisor {
         const retryInMs = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.#startFailures - 1))
         this.#retriesAt.set(id, performance.now() + retryInMs)
         this.#options.log.error({ worker: id, attempt: this.#startFailures, retryInMs }, (error as Error).message)
-        this.#options.onStartFailed(retryInMs)
+        this.#options.onStartFailed(retryInMs, id)
         await new Promise<void>((resolve) => {
           const wake = (): void => { clearTimeout(timer); this.#wakers.delete(wake); this.#retriesAt.delete(id); resolve() }
           const timer = setTimeout(wake, retryInMs)

@@ -1,57 +1,48 @@
 // Integers beyond ±2^53 in request bodies, delivered exactly. JSON.parse rounds
 // them (a 64-bit id, 1790000000000000001, becomes 1790000000000000000: silently
 // wrong data), and msgpackr decodes msgpack's as BigInt, which Ajv cannot check
-// ("must be integer"). So: a JSON body holding such an integer literal is read
-// again with each one as a BigInt; schemas are checked against the nearest
-// numbers, and the task receives the exact integers (Python ints, up to 64 bits).
-// Only bodies whose walk met a number past 2^53 get here: the common case costs nothing.
+// ("must be integer"). So a JSON body holding such an integer literal is read
+// again with each one as a BigInt after its schema has checked the first reading;
+// a msgpack body's schema is checked with its BigInts as the nearest numbers. The
+// task receives the exact integers (Python ints, up to 64 bits). Only bodies whose
+// walk met a number past 2^53 get here: the common case costs nothing.
 
 import { randomBytes } from 'node:crypto'
-import { InvalidInputError, withExtras } from '../errors.js'
+import { InvalidInputError } from '../errors.js'
 
-const INT64_MIN = -(2n ** 63n)
-const UINT64_MAX = 2n ** 64n - 1n
+/**
+ * The most integer literals past 2^53 one JSON body may hold. Each costs ~2 µs of
+ * event-loop time to read exactly (~0.2 s at the limit); 16 MB of them would block
+ * the loop for seconds. Past it, a 400: such data travels better as msgpack.
+ */
+export const MAX_WIDE_LITERALS = 100_000
 
 // A JSON string that marks a literal to be read as BigInt. The NUL and a nonce
 // drawn at start-up mean no client string can pass for one.
-const MARK = `\u0000${randomBytes(12).toString('hex')}:`
+const MARK = `\u0000${randomBytes(6).toString('hex')}:`
 const MARK_JSON = `\\u0000${MARK.slice(1)}`
 
-/** Line and column (1-based) of a character offset in a text. */
-export function lineAndColumn (text: string, position: number): { line: number, column: number } {
-  let line = 1
-  let lineStart = 0
-  for (let i = text.indexOf('\n'); i !== -1 && i < position; i = text.indexOf('\n', i + 1)) {
-    line++
-    lineStart = i + 1
-  }
-  return { line, column: position - lineStart + 1 }
-}
-
-function outside64Bits (exact: bigint): boolean {
-  return exact < INT64_MIN || exact > UINT64_MAX
-}
-
-function tooWide (literal: string): Error {
-  const shown = literal.length > 40 ? `${literal.slice(0, 40)}…` : literal
-  return new InvalidInputError(`the integer ${shown} does not fit 64 bits, the most a task can receive; send it as a string`)
-}
-
 /**
- * A query-string value that is an integer past ±2^53, exactly, or undefined for any
- * other text. (Ajv's coercion would round it.) Past 64 bits, a 400 naming the field.
+ * Whether digits[from..end) (a decimal integer, `negative` if a minus sign came before)
+ * is past ±2^53 and fits 64 bits. By length, then by comparison with the bounds as
+ * text (same length: text order is numeric order), so no number or BigInt is made.
+ * Past 64 bits no task could receive it as an int: it stays the number it parsed to.
  */
-export function exactQueryInteger (text: string, field: string): bigint | undefined {
-  if (text.length < 16 || !/^-?\d+$/.test(text) || Number.isSafeInteger(Number(text))) return undefined
-  const exact = BigInt(text)
-  if (outside64Bits(exact)) throw withExtras(tooWide(text), { details: { field } })
-  return exact
+function isWide (text: string, from: number, end: number, negative: boolean): boolean {
+  const length = end - from
+  if (length < 16 || (length === 16 && text.slice(from, end) <= '9007199254740991')) return false
+  const max = negative ? '9223372036854775808' : '18446744073709551615'
+  return length < max.length || (length === max.length && text.slice(from, end) <= max)
 }
 
-/**
- * Start and end offsets of every integer literal outside strings in (valid) JSON
- * `text` that a double cannot hold exactly, checked to fit 64 bits (else a 400).
- */
+/** A query-string value that is an integer past ±2^53 (that fits 64 bits), exactly; else undefined. Ajv's coercion would round it. */
+export function exactQueryInteger (text: string): bigint | undefined {
+  if (!/^-?\d+$/.test(text)) return undefined
+  const negative = text.charCodeAt(0) === 0x2d
+  return isWide(text, negative ? 1 : 0, text.length, negative) ? BigInt(text) : undefined
+}
+
+/** Start and end offsets of every integer literal outside strings in (valid) JSON `text` that exactIfWide keeps. */
 function wideLiterals (text: string): number[] {
   const spans: number[] = []
   let inString = false
@@ -72,9 +63,11 @@ function wideLiterals (text: string): number[] {
       if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) { integer = false; continue } // . e E + -
       break
     }
-    const literal = text.slice(i, end)
-    if (integer && end - i >= 16 && !Number.isSafeInteger(Number(literal))) {
-      if (outside64Bits(BigInt(literal))) throw withExtras(tooWide(literal), { details: lineAndColumn(text, i) })
+    const negative = c === 0x2d
+    if (integer && isWide(text, negative ? i + 1 : i, end, negative)) {
+      if (spans.length === 2 * MAX_WIDE_LITERALS) {
+        throw new InvalidInputError(`the body holds more than ${MAX_WIDE_LITERALS} integers past 2^53; send it as msgpack, or such numbers as strings`)
+      }
       spans.push(i, end)
     }
     i = end - 1
@@ -83,9 +76,9 @@ function wideLiterals (text: string): number[] {
 }
 
 /**
- * The JSON body parsed again (with the same `parse`) with every integer literal
- * beyond ±2^53 as an exact BigInt, or undefined if it holds none (a large float,
- * 1e300, also sends a body here, and finds nothing).
+ * The JSON body read again (with the same `parse`) with every integer literal past
+ * ±2^53 that fits 64 bits as an exact BigInt, or undefined if it holds none (a large
+ * float, 1e300, also sends a body here, and finds nothing).
  */
 export function parseWithExactIntegers (text: string, parse: (text: string) => unknown): unknown {
   const spans = wideLiterals(text)
@@ -96,53 +89,59 @@ export function parseWithExactIntegers (text: string, parse: (text: string) => u
     marked += `${text.slice(from, spans[k])}"${MARK_JSON}${text.slice(spans[k], spans[k + 1])}"`
     from = spans[k + 1]
   }
-  marked += text.slice(from)
-  const value = parse(marked)
+  const value = parse(marked + text.slice(from))
   if (typeof value === 'string') return fromMark(value) ?? value
-  forEachScalar(value, (child, set) => {
-    if (typeof child === 'string') {
-      const exact = fromMark(child)
-      if (exact !== undefined) set(exact)
+  if (typeof value !== 'object' || value === null) return value
+  // Containers only on the stack; marked strings replaced where they are found.
+  const stack: object[] = [value]
+  while (stack.length > 0) {
+    const node = stack.pop() as Record<string, unknown>
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const child: unknown = node[i]
+        if (typeof child === 'string') { const exact = fromMark(child); if (exact !== undefined) node[i] = exact } else if (typeof child === 'object' && child !== null) stack.push(child)
+      }
+    } else {
+      for (const key in node) {
+        const child = node[key]
+        if (typeof child === 'string') { const exact = fromMark(child); if (exact !== undefined) node[key] = exact } else if (typeof child === 'object' && child !== null) stack.push(child)
+      }
     }
-  })
+  }
   return value
 }
 
 function fromMark (text: string): bigint | undefined {
-  return text.startsWith(MARK) ? BigInt(text.slice(MARK.length)) : undefined
+  return text.charCodeAt(0) === 0 && text.startsWith(MARK) ? BigInt(text.slice(MARK.length)) : undefined
 }
 
 /**
- * Runs `validate` (an Ajv function) on `value` with each BigInt in it replaced by
- * the nearest number, then puts the BigInts back. In place: `value` belongs to
- * the request, and is whole again when this returns or throws.
+ * Runs `validate` (an Ajv function) on a decoded msgpack `value` with each BigInt in
+ * it replaced by the nearest number, then puts the BigInts back. In place: `value`
+ * belongs to the request, and is whole again when this returns or throws.
  */
 export function validateWithBigInts (value: unknown, validate: (value: unknown) => boolean): boolean {
   if (typeof value === 'bigint') return validate(Number(value))
-  const restore: Array<() => void> = []
-  forEachScalar(value, (child, set) => {
-    if (typeof child === 'bigint') {
-      set(Number(child))
-      restore.push(() => set(child))
+  // Where each BigInt was: parallel arrays, so a body of many costs no object per one.
+  const nodes: Array<Record<string, unknown>> = []
+  const keys: string[] = []
+  const bigints: bigint[] = []
+  const stack: object[] = typeof value === 'object' && value !== null ? [value] : []
+  while (stack.length > 0) {
+    const node = stack.pop() as Record<string, unknown>
+    for (const key in node) { // arrays too: their indices, as strings
+      const child = node[key]
+      if (typeof child === 'bigint') {
+        nodes.push(node)
+        keys.push(key)
+        bigints.push(child)
+        node[key] = Number(child)
+      } else if (typeof child === 'object' && child !== null && !ArrayBuffer.isView(child)) stack.push(child)
     }
-  })
+  }
   try {
     return validate(value)
   } finally {
-    for (const put of restore) put()
-  }
-}
-
-/** Calls `visit` for every scalar under `value` with a setter for its place. Iterative; bytes are scalars. */
-function forEachScalar (value: unknown, visit: (child: unknown, set: (replacement: unknown) => void) => void): void {
-  if (typeof value !== 'object' || value === null) return
-  const stack: object[] = [value]
-  while (stack.length > 0) {
-    const node = stack.pop() as Record<string, unknown>
-    for (const key of Array.isArray(node) ? node.keys() : Object.keys(node)) {
-      const child = node[key]
-      if (typeof child === 'object' && child !== null && !ArrayBuffer.isView(child)) stack.push(child)
-      else visit(child, (replacement) => { node[key] = replacement })
-    }
+    for (let i = 0; i < nodes.length; i++) nodes[i][keys[i]] = bigints[i]
   }
 }

@@ -7,7 +7,7 @@ import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../err
 import { decodeValue } from '../pool/protocol.js'
 import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
-import { exactQueryInteger, lineAndColumn, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
+import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { wideIntegersAsBigInt } from '../pool/wide-integers.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
@@ -89,6 +89,16 @@ function parseJson (request: FastifyRequest, text: string): unknown {
     const details = at !== undefined ? lineAndColumn(text, at) : undefined
     throw withExtras(new InvalidInputError(`body is not valid JSON: ${message}`), { details })
   }
+}
+
+function lineAndColumn (text: string, position: number): { line: number, column: number } {
+  let line = 1
+  let lineStart = 0
+  for (let i = text.indexOf('\n'); i !== -1 && i < position; i = text.indexOf('\n', i + 1)) {
+    line++
+    lineStart = i + 1
+  }
+  return { line, column: position - lineStart + 1 }
 }
 
 function secureParse (text: string): unknown {
@@ -180,17 +190,17 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
+    const text = jsonTexts.get(request)
+    jsonTexts.delete(request) // not kept while the call waits for a worker
     const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
     const problem = unsendable(body, MAX_NESTING, found)
     if (problem !== undefined) throw new InvalidInputError(problem)
-    if (!found.beyondSafeIntegers) {
-      if (!task.validateBody(body)) throw validationError(task.validateBody.errors, 'body')
-      return found.wideNumbers ? wideIntegersAsBigInt(body) : body
-    }
-    // Rare: integers past 2^53, rounded by JSON.parse or BigInt from msgpack (big-integers.ts).
-    const text = jsonTexts.get(request)
-    const exact = text === undefined ? body : parseWithExactIntegers(text, secureParse) ?? body
-    if (!validateWithBigInts(exact, task.validateBody)) throw validationError(task.validateBody.errors, 'body')
+    // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
+    const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, task.validateBody) : task.validateBody(body)
+    if (!valid) throw validationError(task.validateBody.errors, 'body')
+    if (!found.wideNumbers) return body
+    // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
+    const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
     return wideIntegersAsBigInt(exact)
   }
   if (task.rawField === null || !task.raw.includes(type)) {
@@ -205,7 +215,7 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53.
   for (const key in query) {
     const text = query[key]
-    if (key !== task.rawField && typeof text === 'string' && typeof input[key] === 'number') input[key] = exactQueryInteger(text, key) ?? input[key]
+    if (key !== task.rawField && typeof text === 'string' && typeof input[key] === 'number') input[key] = exactQueryInteger(text) ?? input[key]
   }
   return wideIntegersAsBigInt(input) // a query-string integer past 32 bits: a few fields at most
 }

@@ -14,7 +14,7 @@ import { encodeValue } from '../pool/protocol.js'
  * and a replacer cannot tell the result of that from a task's own
  * {type: 'Buffer', data: [...]} object.
  */
-function jsonSafe (value: unknown): unknown {
+export function jsonSafe (value: unknown): unknown {
   const top = converted(value, undefined)
   if (top !== undefined) return top
   if (typeof value !== 'object' || value === null) return value
