@@ -98,7 +98,8 @@ function moduleList (env: Env, name: string): string[] {
 /** task=value pairs, each value an integer from 1 to `max` (values above `clampTo` are lowered to it). */
 function perTask (env: Env, name: string, { what, example, max = Number.MAX_SAFE_INTEGER, clampTo = max }: { what: string, example: string, max?: number, clampTo?: number }): PerTask {
   const raw = env[name]?.trim() ?? ''
-  const values: Record<string, number> = {}
+  // No prototype: a task named toString or constructor must not find Object's.
+  const values: Record<string, number> = Object.create(null)
   if (raw === '') return Object.freeze(values)
   for (const entry of raw.split(',')) {
     const match = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(entry)

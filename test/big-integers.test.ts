@@ -19,6 +19,8 @@ t.test('only integer literals past 2^53 outside strings, within 64 bits, become 
     lower: -9223372036854775809
   }, 'past 64 bits: the number JSON.parse makes of it, as before')
   t.equal(parseWithExactIntegers(' 9007199254740993 ', parse), 9007199254740993n, 'the whole body')
+  const strings = '["a\\\\", "b\\"c 9007199254740993\\\\\\"", 9007199254740995, "\\\\\\"9007199254740997"]'
+  t.same(parseWithExactIntegers(strings, parse), JSON.parse(strings).map((v: unknown) => typeof v === 'number' ? 9007199254740995n : v), 'escaped quotes and backslashes before a closing quote')
 })
 
 t.test('a client string in the marker\'s format stays a string', async (t) => {
@@ -39,6 +41,9 @@ t.test('exactQueryInteger: integer text past 2^53 within 64 bits, nothing else',
   t.equal(exactQueryInteger('99999999999999999999'), undefined, '20 digits past it')
   t.equal(exactQueryInteger('-9223372036854775809'), undefined, 'one below the smallest int64')
   t.equal(exactQueryInteger('9007199254740993.0'), undefined)
+  t.equal(exactQueryInteger('+1790000000000000001'), 1790000000000000001n, 'a plus sign, as Ajv takes it')
+  t.equal(exactQueryInteger('018446744073709551615'), 18446744073709551615n, 'leading zeros')
+  t.equal(exactQueryInteger('00000000000000000005'), undefined, '5, however written')
   t.equal(exactQueryInteger(' 9007199254740993'), undefined)
 })
 

@@ -22,6 +22,8 @@ t.test('reads every setting', async (t) => {
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
   t.same(config.taskTimeouts, { 'xml.import': 120000, echo: 5 })
+  t.equal(config.taskTimeouts.toString, undefined, 'a task named toString finds no setting of Object\'s')
+  t.equal(loadConfig({}).taskConcurrency.constructor, undefined)
   t.equal(config.adminToken, 'x'.repeat(32))
   t.notOk('ADMIN_TOKEN' in config.workerEnv, 'the admin token is not passed on to the workers')
   t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')

@@ -4,16 +4,22 @@
 // timestamp, 1764400000000, as JSON or as a msgpack int64 that decoded to a
 // number) would reach a task as the float 1764400000000.0, and a task's int come
 // back to a msgpack client as a float. Integers between 2^32 and 2^53 (all that a
-// double holds exactly) become BigInt before packing, which msgpackr writes as int64:
+// double holds without rounding) become BigInt before packing, which msgpackr writes as int64:
 // a call's input in the route (routes/body.ts, which walks every body anyway and
 // so knows when one holds such a number), a msgpack answer in protocol.ts.
 
 const INT32_MIN = -0x80000000
 const UINT32_MAX = 0xffffffff
 
-/** True for an integer that msgpackr would write as a float64 but a double holds exactly. */
+const TWO_TO_53 = 2 ** 53
+
+/**
+ * True for an integer that msgpackr would write as a float64 but that is surely an
+ * integer: up to ±2^53 inclusive (msgpackr decodes an int64 of ±2^53 as a number, and
+ * JSON's 2^53 reaches here as one; past it, a number may be a rounded one).
+ */
 function isWideInteger (value: number): boolean {
-  return (value > UINT32_MAX || value < INT32_MIN) && Number.isSafeInteger(value)
+  return (value > UINT32_MAX || value < INT32_MIN) && (Number.isSafeInteger(value) || value === TWO_TO_53 || value === -TWO_TO_53)
 }
 
 /** The BigInt that replaces a wide integer; undefined for anything else (containers are queued on `stack`). */

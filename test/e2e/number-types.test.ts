@@ -76,6 +76,9 @@ t.test('msgpack int64 input reaches the task as int, and a task\'s int comes bac
   const input = { ts: 1764400000000, negative: -5000000000, list: [4294967296, 1.5] }
   const types = await post('extra.types', pack(input), 'application/msgpack')
   t.same(await types.json(), { ts: 'int', negative: 'int', list: ['int', 'float'] })
+  // An int64 of exactly ±2^53, which msgpackr decodes as a number.
+  const edges = await post('extra.types', pack({ up: 2n ** 53n, down: -(2n ** 53n) }), 'application/msgpack')
+  t.same(await edges.json(), { up: 'int', down: 'int' })
   const echoed = await post('echo', pack(input), 'application/msgpack', 'application/msgpack')
   const bytes = Buffer.from(await echoed.arrayBuffer())
   // Decoded as BigInt for every 64-bit integer: a float64 in the answer would decode as a number.
@@ -94,6 +97,11 @@ t.test('a query-string integer past 2^53 reaches the task exactly', async (t) =>
   const response = await post('extra.types', 'hello', 'text/plain', 'application/msgpack', '?n=1790000000000000001')
   t.equal(response.status, 200)
   t.same(unpack(Buffer.from(await response.arrayBuffer())), { n: 'int', text: 'str' })
+  for (const [query, n] of [['1790000000000000001', 1790000000000000001n], ['%2B1790000000000000001', 1790000000000000001n], ['-9007199254740993', -9007199254740993n]] as const) {
+    const echoed = await post('extra.raw_echo', 'hi', 'text/plain', 'application/msgpack', `?n=${query}`)
+    const value = unpack(Buffer.from(await echoed.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>
+    t.equal(value.n, n, `?n=${query}: the exact value, not a rounded one`)
+  }
 })
 
 t.test('JSON answers keep wide integers as numbers', async (t) => {
