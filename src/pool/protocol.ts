@@ -47,6 +47,8 @@ export interface ResultMessage {
   t: typeof MSG_RESULT
   id: number
   value: unknown
+  /** The value's msgpack as the worker wrote it (msgpack answers send it as it is), when found. */
+  msgpack?: Uint8Array
 }
 
 export interface ErrorMessage {
@@ -177,12 +179,38 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   if (message.id !== callId) {
     throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)
   }
-  if (message.t === MSG_RESULT) return message as unknown as ResultMessage
+  if (message.t === MSG_RESULT) {
+    const result = message as unknown as ResultMessage
+    result.msgpack = resultValueBytes(body)
+    return result
+  }
   if (message.t === MSG_ERROR && typeof message.message === 'string' && typeof message.type === 'string' &&
     (message.kind === KIND_REJECTED || message.kind === KIND_FAILED || message.kind === KIND_TOO_LARGE)) {
     return message as unknown as ErrorMessage
   }
   throw new ProtocolError(`unexpected or malformed ${JSON.stringify(message.t)} message`)
+}
+
+// A result frame as the worker writes it (workers/pyfleet/protocol.py's result():
+// {"t": "result", "id": id, "value": value}, in that order): what comes before the
+// id, and what comes between the id and the value.
+const RESULT_HEAD = Buffer.from([0x83, 0xa1, ...Buffer.from('t'), 0xa6, ...Buffer.from('result'), 0xa2, ...Buffer.from('id')])
+const VALUE_KEY = Buffer.from([0xa5, ...Buffer.from('value')])
+
+/**
+ * Where the value starts in a result frame that decoded as one (so the rest of the
+ * frame is exactly the value): its bytes, or undefined if the frame is laid out in
+ * another way, and the value must be encoded again for a msgpack answer.
+ */
+function resultValueBytes (body: Uint8Array): Uint8Array | undefined {
+  if (body.length < RESULT_HEAD.length + 1 + VALUE_KEY.length || Buffer.compare(body.subarray(0, RESULT_HEAD.length), RESULT_HEAD) !== 0) return undefined
+  const marker = body[RESULT_HEAD.length]
+  // The id: a positive fixint, or uint 8/16/32/64 (0xcc..0xcf: 1, 2, 4, 8 bytes after the marker).
+  const idBytes = marker <= 0x7f ? 1 : marker >= 0xcc && marker <= 0xcf ? 1 + 2 ** (marker - 0xcc) : 0
+  if (idBytes === 0) return undefined
+  const valueAt = RESULT_HEAD.length + idBytes + VALUE_KEY.length
+  if (valueAt > body.length || Buffer.compare(body.subarray(valueAt - VALUE_KEY.length, valueAt), VALUE_KEY) !== 0) return undefined
+  return body.subarray(valueAt)
 }
 
 /** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */

@@ -186,7 +186,10 @@ export class WorkerPool {
     call.runMs = performance.now() - startedAt
     this.#admission.finished(waiter)
     this.#giveBack(worker)
-    if (reply.t === MSG_RESULT) this.#admission.settle(waiter, 'ok', undefined, reply.value)
+    if (reply.t === MSG_RESULT) {
+      call.resultMsgpack = reply.msgpack
+      this.#admission.settle(waiter, 'ok', undefined, reply.value)
+    }
     else this.#taskError(waiter, reply)
   }
 

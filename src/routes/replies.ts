@@ -88,7 +88,15 @@ export function wantsMsgpack (request: FastifyRequest): boolean {
   return msgpack > 0 && msgpack >= jsonQuality
 }
 
-export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown): FastifyReply {
-  if (wantsMsgpack(request)) return reply.type('application/msgpack').send(encodeValue(value))
+/**
+ * Answers with a task's value: as JSON, or as msgpack, where the worker's own bytes
+ * (`msgpack`) go as they are when the pool has them, so a float stays a float and an
+ * int an int (a JavaScript number cannot tell 2.0 from 2).
+ */
+export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown, msgpack?: Uint8Array): FastifyReply {
+  if (wantsMsgpack(request)) {
+    const bytes = msgpack === undefined ? encodeValue(value) : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
+    return reply.type('application/msgpack').send(bytes)
+  }
   return reply.type('application/json; charset=utf-8').send(toJson(value))
 }

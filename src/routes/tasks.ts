@@ -93,7 +93,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       queueMs: 0,
       runMs: 0,
       // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
-      outcome: undefined
+      outcome: undefined,
+      resultMsgpack: undefined
     }
     request.pyfleetCall = call
     let value
@@ -105,6 +106,6 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     }
     if (request.raw.socket.destroyed) logAbandoned(request, call)
     reply.header('server-timing', serverTiming(call))
-    return sendValue(request, reply, value)
+    return sendValue(request, reply, value, call.resultMsgpack)
   })
 }

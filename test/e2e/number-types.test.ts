@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { pack, unpack } from 'msgpackr'
-import { FIXTURES, startServer, type TestServer } from '../helpers/server.js'
+import { FIXTURES, getJson, startServer, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
 t.before(async () => {
@@ -91,6 +91,27 @@ t.test('msgpack int64 input reaches the task as int, and a task\'s int comes bac
 t.test('a wide integer from the query string of a raw body reaches the task as int', async (t) => {
   const response = await post('extra.types', 'hello', 'text/plain', 'application/json', '?n=1764400000000')
   t.same(await response.json(), { n: 'int', text: 'str' })
+})
+
+t.test('a msgpack answer carries the task\'s own bytes: a float with an integer value stays a float', async (t) => {
+  // stats.describe of [1, 2, 3]: mean and median are the Python float 2.0.
+  const response = await post('stats.describe', '{"values": [1, 2, 3]}', 'application/json', 'application/msgpack')
+  const hex = Buffer.from(await response.arrayBuffer()).toString('hex')
+  t.ok(hex.includes(Buffer.from('\xa4mean', 'latin1').toString('hex') + 'cb4000000000000000'), 'mean: float64 2.0, not the int 2 a JavaScript number would give')
+  t.ok(hex.includes(Buffer.from('\xa5count', 'latin1').toString('hex') + '03'), 'count: the int 3')
+  const asJson = await post('stats.describe', '{"values": [1, 2, 3]}', 'application/json')
+  t.match(await asJson.json(), { count: 3, mean: 2 }, 'the JSON answer is unchanged')
+})
+
+t.test('a msgpack body with keys other than strings: an int key arrives as a string, an array key is a 400, and no worker dies', async (t) => {
+  const restartsBefore = (await getJson(`${server.url}/api/queue-stats`)).restarts.protocol
+  const intKey = await post('echo', Buffer.from('8201a161a16b02', 'hex'), 'application/msgpack') // {1: "a", "k": 2}
+  t.equal(intKey.status, 200)
+  t.same(await intKey.json(), { 1: 'a', k: 2 })
+  const arrayKey = await post('echo', Buffer.from('81920102a162', 'hex'), 'application/msgpack') // {[1, 2]: "b"}
+  t.equal(arrayKey.status, 400)
+  t.match(await arrayKey.json(), { code: 'INVALID_INPUT', message: /body is not valid msgpack/ })
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.protocol, restartsBefore, 'no worker was replaced')
 })
 
 t.test('a query-string integer past 2^53 reaches the task exactly', async (t) => {

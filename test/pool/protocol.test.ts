@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { Packr } from 'msgpackr'
-import { decodeReady, decodeReply, ProtocolError } from '../../src/pool/protocol.js'
+import { decodeReady, decodeReply, ProtocolError, type ResultMessage } from '../../src/pool/protocol.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: true })
 
@@ -50,4 +50,18 @@ t.test('a malformed ready message is refused with the task and field named', asy
     t.ok(error instanceof ProtocolError, String(message))
     t.match((error as Error).message, message)
   }
+})
+
+t.test('a result laid out as the worker writes it carries its value\'s own bytes; any other layout does not', async (t) => {
+  const value = Buffer.from('92cb4000000000000000cf0000010000000000', 'hex') // [2.0, 2^40] as Python packs them
+  const result = (idBytes: string): Buffer => Buffer.concat([Buffer.from('83a174a6' + Buffer.from('result').toString('hex') + 'a26964' + idBytes + 'a5' + Buffer.from('value').toString('hex'), 'hex'), value])
+  for (const [idBytes, id] of [['07', 7], ['cc80', 128], ['cd0100', 256], ['ce00010000', 65536], ['cf0000000100000000', 2 ** 32]] as const) {
+    const reply = decodeReply(result(idBytes), id)
+    t.equal(reply.t, 'result')
+    t.equal(Buffer.from((reply as ResultMessage).msgpack ?? []).toString('hex'), value.toString('hex'), `id ${id}`)
+  }
+  const otherOrder = Buffer.concat([Buffer.from('83a26964' + '07' + 'a174a6' + Buffer.from('result').toString('hex') + 'a5' + Buffer.from('value').toString('hex'), 'hex'), value])
+  const reply = decodeReply(otherOrder, 7) as ResultMessage
+  t.equal(reply.msgpack, undefined, 'keys in another order: the value is encoded again when needed')
+  t.same(reply.value, [2, 2 ** 40])
 })

@@ -27,7 +27,8 @@ t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', a
   t.equal(worker.state, 'idle')
   t.ok(worker.tasks.some((task) => task.name === 'echo'))
   const reply = await worker.call('echo', { x: [1, 2] }, 'req-1', 5000)
-  t.same(reply, { t: 'result', id: 1, value: { x: [1, 2] } })
+  t.match(reply, { t: 'result', id: 1, value: { x: [1, 2] } })
+  t.equal(Buffer.from((reply as { msgpack?: Uint8Array }).msgpack ?? []).toString('hex'), '81a1789201' + '02', 'the value\'s own bytes, as the worker wrote them')
   t.equal(worker.calls, 1)
   t.ok(await worker.sampleRss() > 1_000_000, 'RSS is read from /proc')
   const pid = worker.pid

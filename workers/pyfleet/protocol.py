@@ -87,6 +87,8 @@ def ready(tasks: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def result(call_id: int, value: Any) -> Dict[str, Any]:
+    # In this order, value last: the server sends a msgpack client the value's bytes as
+    # written here, found after the first two keys (src/pool/protocol.ts, resultValueBytes).
     return {"t": MSG_RESULT, "id": call_id, "value": value}
 
 
