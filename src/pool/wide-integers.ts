@@ -8,6 +8,8 @@
 // a call's input in the route (routes/body.ts, which walks every body anyway and
 // so knows when one holds such a number), a msgpack answer in protocol.ts.
 
+import { replaceInPlace } from '../replace-in-place.js'
+
 const INT32_MIN = -0x80000000
 const UINT32_MAX = 0xffffffff
 
@@ -22,36 +24,15 @@ function isWideInteger (value: number): boolean {
   return (value > UINT32_MAX || value < INT32_MIN) && (Number.isSafeInteger(value) || value === TWO_TO_53 || value === -TWO_TO_53)
 }
 
-/** The BigInt that replaces a wide integer; undefined for anything else (containers are queued on `stack`). */
-function widened (child: unknown, stack: object[]): bigint | undefined {
-  if (typeof child === 'number') return isWideInteger(child) ? BigInt(child) : undefined
-  if (typeof child === 'object' && child !== null && !ArrayBuffer.isView(child)) stack.push(child)
-  return undefined
+/** The BigInt that replaces a wide integer; undefined for anything else. */
+function widened (child: unknown): bigint | undefined {
+  return typeof child === 'number' && isWideInteger(child) ? BigInt(child) : undefined
 }
 
 /**
  * `value` with every wide integer (beyond 32 bits, within ±2^53) as a BigInt, changed
- * in place: callers own the value (a call's input, a task's result). Iterative, with
- * only containers on the stack, so a deep or large value costs no recursion and no
- * allocation per number. Bytes are left as they are.
+ * in place: callers own the value (a call's input, a task's result). Bytes are left as they are.
  */
 export function wideIntegersAsBigInt (value: unknown): unknown {
-  const stack: object[] = []
-  const top = widened(value, stack)
-  if (top !== undefined) return top
-  while (stack.length > 0) {
-    const node = stack.pop() as Record<string, unknown>
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const replacement = widened(node[i], stack)
-        if (replacement !== undefined) node[i] = replacement
-      }
-    } else {
-      for (const key in node) {
-        const replacement = widened(node[key], stack)
-        if (replacement !== undefined) node[key] = replacement
-      }
-    }
-  }
-  return value
+  return replaceInPlace(value, widened)
 }

@@ -9,6 +9,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { InvalidInputError } from '../errors.js'
+import { replaceInPlace } from '../replace-in-place.js'
 
 /**
  * The most integer literals past 2^53 one JSON body may hold. Reading them exactly
@@ -96,26 +97,7 @@ export function parseWithExactIntegers (text: string, parse: (text: string) => u
     marked += `${text.slice(from, spans[k])}"${MARK_JSON}${text.slice(spans[k], spans[k + 1])}"`
     from = spans[k + 1]
   }
-  const value = parse(marked + text.slice(from))
-  if (typeof value === 'string') return fromMark(value) ?? value
-  if (typeof value !== 'object' || value === null) return value
-  // Containers only on the stack; marked strings replaced where they are found.
-  const stack: object[] = [value]
-  while (stack.length > 0) {
-    const node = stack.pop() as Record<string, unknown>
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const child: unknown = node[i]
-        if (typeof child === 'string') { const exact = fromMark(child); if (exact !== undefined) node[i] = exact } else if (typeof child === 'object' && child !== null) stack.push(child)
-      }
-    } else {
-      for (const key in node) {
-        const child = node[key]
-        if (typeof child === 'string') { const exact = fromMark(child); if (exact !== undefined) node[key] = exact } else if (typeof child === 'object' && child !== null) stack.push(child)
-      }
-    }
-  }
-  return value
+  return replaceInPlace(parse(marked + text.slice(from)), (child) => typeof child === 'string' ? fromMark(child) : undefined)
 }
 
 function fromMark (text: string): bigint | undefined {

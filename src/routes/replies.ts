@@ -3,6 +3,7 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeValue } from '../pool/protocol.js'
+import { replaceInPlace } from '../replace-in-place.js'
 
 /**
  * Makes a task's value JSON-safe in place: bytes become base64 strings, BigInts
@@ -15,34 +16,13 @@ import { encodeValue } from '../pool/protocol.js'
  * {type: 'Buffer', data: [...]} object.
  */
 export function jsonSafe (value: unknown): unknown {
-  const top = converted(value, undefined)
-  if (top !== undefined) return top
-  if (typeof value !== 'object' || value === null) return value
-  // Containers only on the stack, and for-in rather than Object.entries: no allocation per value.
-  const stack: object[] = [value]
-  while (stack.length > 0) {
-    const node = stack.pop() as Record<string, unknown>
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const replacement = converted(node[i], stack)
-        if (replacement !== undefined) node[i] = replacement
-      }
-    } else {
-      for (const key in node) {
-        const replacement = converted(node[key], stack)
-        if (replacement !== undefined) node[key] = replacement
-      }
-    }
-  }
-  return value
+  return replaceInPlace(value, jsonReplacement)
 }
 
-/** The string that replaces a BigInt or bytes; undefined for anything else (objects are queued on `stack` for jsonSafe's walk). */
-function converted (child: unknown, stack: object[] | undefined): string | undefined {
+/** The string that replaces a BigInt or bytes; undefined for anything else. */
+function jsonReplacement (child: unknown): string | undefined {
   if (typeof child === 'bigint') return child.toString()
-  if (typeof child !== 'object' || child === null) return undefined
   if (ArrayBuffer.isView(child)) return Buffer.from(child.buffer, child.byteOffset, child.byteLength).toString('base64')
-  stack?.push(child)
   return undefined
 }
 
