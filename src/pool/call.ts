@@ -30,6 +30,8 @@ export interface Call {
   runMs: number
   /** How the call ended, once it has. */
   outcome?: CallOutcome
+  /** The client wants a msgpack answer: the pool then keeps the result's own bytes in resultMsgpack. */
+  readonly wantsMsgpack?: boolean
   /** The result's msgpack as the worker wrote it, for a msgpack answer (when the pool could find it). */
   resultMsgpack?: Uint8Array
 }

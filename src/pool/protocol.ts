@@ -6,7 +6,7 @@
 //   worker -> server:        {t: "result", id, value}
 //   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?}
 
-import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
+import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
 import { wideIntegersAsBigInt } from './wide-integers.js'
@@ -74,6 +74,16 @@ class UndecodableFrameError extends ProtocolError {
   constructor (readonly reason: string) {
     super(`frame is not valid msgpack: ${reason}`)
   }
+}
+
+// msgpackr decodes some extension types itself (0 as undefined, 0x42 as a BigInt, 0x74
+// as a typed array, timestamps, sets, errors...). A task's result must hold none: they
+// are a 500 like any other msgpack.ExtType (decodeReply), and a msgpack answer, which
+// carries the worker's bytes, would pass them on raw. So every extension this msgpackr
+// knows fails to decode, as unknown ones do. (Request bodies with extension types are
+// refused before they are decoded: value-shape.ts.)
+for (const type of [0x00, 0x42, 0x62, 0x65, 0x69, 0x70, 0x73, 0x74, 0x78, 0xff]) {
+  addExtension({ type, unpack: () => { throw new Error(`extension type ${type > 0x7f ? type - 0x100 : type} is not plain data`) } })
 }
 
 // One packer and one unpacker per process: msgpackr compiles and caches per instance.
@@ -203,14 +213,19 @@ const VALUE_KEY = Buffer.from([0xa5, ...Buffer.from('value')])
  * another way, and the value must be encoded again for a msgpack answer.
  */
 function resultValueBytes (body: Uint8Array): Uint8Array | undefined {
-  if (body.length < RESULT_HEAD.length + 1 + VALUE_KEY.length || Buffer.compare(body.subarray(0, RESULT_HEAD.length), RESULT_HEAD) !== 0) return undefined
+  if (body.length < RESULT_HEAD.length + 1 + VALUE_KEY.length || !bytesAt(body, 0, RESULT_HEAD)) return undefined
   const marker = body[RESULT_HEAD.length]
   // The id: a positive fixint, or uint 8/16/32/64 (0xcc..0xcf: 1, 2, 4, 8 bytes after the marker).
   const idBytes = marker <= 0x7f ? 1 : marker >= 0xcc && marker <= 0xcf ? 1 + 2 ** (marker - 0xcc) : 0
-  if (idBytes === 0) return undefined
-  const valueAt = RESULT_HEAD.length + idBytes + VALUE_KEY.length
-  if (valueAt > body.length || Buffer.compare(body.subarray(valueAt - VALUE_KEY.length, valueAt), VALUE_KEY) !== 0) return undefined
-  return body.subarray(valueAt)
+  const keyAt = RESULT_HEAD.length + idBytes
+  if (idBytes === 0 || keyAt + VALUE_KEY.length > body.length || !bytesAt(body, keyAt, VALUE_KEY)) return undefined
+  return body.subarray(keyAt + VALUE_KEY.length)
+}
+
+/** Whether `body` holds `expected` at `offset` (a loop: this runs for every reply, and the pieces are short). */
+function bytesAt (body: Uint8Array, offset: number, expected: Uint8Array): boolean {
+  for (let i = 0; i < expected.length; i++) if (body[offset + i] !== expected[i]) return false
+  return true
 }
 
 /** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */

@@ -187,7 +187,8 @@ export class WorkerPool {
     this.#admission.finished(waiter)
     this.#giveBack(worker)
     if (reply.t === MSG_RESULT) {
-      call.resultMsgpack = reply.msgpack
+      // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
+      if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
       this.#admission.settle(waiter, 'ok', undefined, reply.value)
     }
     else this.#taskError(waiter, reply)

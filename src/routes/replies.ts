@@ -32,6 +32,8 @@ export function toJson (value: unknown): string {
   return JSON.stringify(jsonSafe(value)) ?? 'null'
 }
 
+const PROTO = Buffer.from('__proto__')
+
 const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
 /** The ranges that cover JSON, most specific first: the most specific one present decides (RFC 9110 §12.5.1). */
 const JSON_RANGES = ['application/json', 'application/*', '*/*']
@@ -75,7 +77,11 @@ export function wantsMsgpack (request: FastifyRequest): boolean {
  */
 export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown, msgpack?: Uint8Array): FastifyReply {
   if (wantsMsgpack(request)) {
-    const bytes = msgpack === undefined ? encodeValue(value) : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
+    const own = msgpack === undefined ? undefined : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
+    // A __proto__ key (xml.import makes keys of element names) could replace the prototype
+    // of an object in a JavaScript client's decoder: such a value is encoded again from what
+    // msgpackr decoded, which renamed the key __proto_, as JSON answers have it.
+    const bytes = own === undefined || own.includes(PROTO) ? encodeValue(value) : own
     return reply.type('application/msgpack').send(bytes)
   }
   return reply.type('application/json; charset=utf-8').send(toJson(value))

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, TaskNotFoundError } from '../errors.js'
 import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, encodingProblem, inputFor } from './body.js'
-import { sendValue } from './replies.js'
+import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { requestFields } from '../request-log.js'
 import { closingConnectionError } from '../connection-reuse.js'
@@ -90,6 +90,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       requestId: request.id,
       budgetMs: budgetMs(request),
       onClientGone: clientGone(request, reply),
+      wantsMsgpack: wantsMsgpack(request),
       queueMs: 0,
       runMs: 0,
       // Present from the start, so the object keeps one shape (V8 migrates it otherwise).

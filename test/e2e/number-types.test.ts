@@ -103,6 +103,18 @@ t.test('a msgpack answer carries the task\'s own bytes: a float with an integer 
   t.match(await asJson.json(), { count: 3, mean: 2 }, 'the JSON answer is unchanged')
 })
 
+t.test('a result with a __proto__ key reaches a msgpack client as __proto_, as in JSON, not as the worker wrote it', async (t) => {
+  // xml.import makes keys of element names: a document's author picks them.
+  const xml = '<orders><record><id>1</id><__proto__><isAdmin>yes</isAdmin></__proto__></record></orders>'
+  const response = await post('xml.import', xml, 'application/xml', 'application/msgpack', '?record=record')
+  t.equal(response.status, 200)
+  const bytes = Buffer.from(await response.arrayBuffer())
+  t.notOk(bytes.includes('__proto__'), 'no __proto__ key for a JavaScript client\'s decoder')
+  t.ok(bytes.includes('__proto_'))
+  const asJson = await post('xml.import', xml, 'application/xml', 'application/json', '?record=record')
+  t.match(await asJson.json(), { records: [{ id: '1', __proto_: { isAdmin: 'yes' } }] })
+})
+
 t.test('a msgpack body with keys other than strings: an int key arrives as a string, an array key is a 400, and no worker dies', async (t) => {
   const restartsBefore = (await getJson(`${server.url}/api/queue-stats`)).restarts.protocol
   const intKey = await post('echo', Buffer.from('8201a161a16b02', 'hex'), 'application/msgpack') // {1: "a", "k": 2}

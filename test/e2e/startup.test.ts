@@ -92,10 +92,12 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
   t.equal(rejected.status, 422)
   t.equal(rejected.json.message, 'nobody cannot be greeted')
   const pids = server.app.pool.snapshot().workers.map((w) => w.pid).sort()
-  for (const kind of ['bytes_key', 'tuple_key', 'ext']) {
-    const odd = await callTask(server.url, 'extra.odd_result', { kind })
-    t.equal(odd.status, 500, `a result with ${kind} is the task's failure`)
-    t.equal(odd.json.code, 'TASK_FAILED')
+  for (const kind of ['bytes_key', 'tuple_key', 'ext', 'ext0', 'ext66', 'ext116']) {
+    for (const accept of ['application/json', 'application/msgpack']) {
+      const odd = await callTask(server.url, 'extra.odd_result', { kind }, { accept })
+      t.equal(odd.status, 500, `a result with ${kind} is the task's failure (${accept})`)
+      t.equal(odd.json?.code, 'TASK_FAILED')
+    }
   }
   t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
 })
