@@ -5,6 +5,7 @@ Hashing is hashlib's; this module decodes the input and picks the algorithms.
 
 import binascii
 import hashlib
+import re
 
 from pyfleet import TaskError, task
 
@@ -67,15 +68,21 @@ def digest(input):
     return {"size": len(data), "digests": {name: hasher.hexdigest() for name, hasher in hashers.items()}}
 
 
+# Standard base64 as RFC 4648 writes it: the alphabet, then at most two "=" at the very
+# end; with the length a multiple of 4, nothing else is valid. (binascii's strict_mode
+# says the same, but only from Python 3.11, and lets a stray "=" after a whole group by.)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
 def _decode(data):
     if isinstance(data, str):
-        # strict_mode alone lets a stray "=" after a complete group through
         if len(data) % 4:
             raise TaskError(f"data is not valid base64: its length ({len(data)}) is not a multiple of 4")
-        try:
-            return binascii.a2b_base64(data, strict_mode=True)
-        except (binascii.Error, ValueError) as error:  # ValueError: characters beyond ASCII
-            raise TaskError(f"data is not valid base64: {error}") from None
+        if not _BASE64.fullmatch(data):
+            bad = next((c for c in data if not (c.isascii() and (c.isalnum() or c in "+/="))), None)
+            where = f"the character {bad!r}" if bad is not None else "an \"=\" before the end"
+            raise TaskError(f"data is not valid base64: {where} (A-Z, a-z, 0-9, + and /, then at most two = at the end)")
+        return binascii.a2b_base64(data)
     return data
 
 

@@ -1,5 +1,7 @@
 """Tests of the text.stats task: counts, Unicode, top terms and Flesch reading ease."""
 
+import importlib
+import os
 import re
 import unicodedata
 import unittest
@@ -106,27 +108,39 @@ class ListsTopTerms(unittest.TestCase):
 
 
 class KeptMarkTable(unittest.TestCase):
-    """unicode_marks keeps the scan's result so that workers do not scan at every start."""
+    """unicode_marks keeps the scan's result per Unicode version so that workers do not scan at every start."""
+
+    def kept(self):
+        try:
+            return importlib.import_module(unicode_marks.table_module(unicodedata.unidata_version))
+        except ModuleNotFoundError:
+            self.skipTest(f"no kept table for Unicode {unicodedata.unidata_version}")
 
     def test_the_kept_table_is_what_a_scan_of_this_python_finds(self):
-        if unicodedata.unidata_version != unicode_marks.UNIDATA_VERSION:
-            self.skipTest(f"table is for Unicode {unicode_marks.UNIDATA_VERSION}, this Python has {unicodedata.unidata_version}")
-        self.assertEqual(
-            unicode_marks.MARK_RANGES,
-            unicode_marks.scan(),
-            "regenerate the table: python3 -m pyfleet_tasks.unicode_marks",
-        )
+        module = self.kept()
+        self.assertEqual(module.UNIDATA_VERSION, unicodedata.unidata_version)
+        self.assertEqual(module.MARK_RANGES, unicode_marks.scan(), "write the table again: python3 -m pyfleet_tasks.unicode_marks")
+        self.assertIs(unicode_marks.mark_ranges(), module.MARK_RANGES, "and it is the one used")
+
+    def test_every_kept_module_is_named_after_its_version(self):
+        directory = os.path.join(os.path.dirname(unicode_marks.__file__), "mark_tables")
+        names = sorted(name[:-3] for name in os.listdir(directory) if name.startswith("u") and name.endswith(".py"))
+        self.assertGreaterEqual(names, ["u12_1_0", "u13_0_0", "u14_0_0", "u15_0_0", "u15_1_0"])
+        for name in names:
+            with self.subTest(module=name):
+                module = importlib.import_module(f"pyfleet_tasks.mark_tables.{name}")
+                self.assertEqual(unicode_marks.table_module(module.UNIDATA_VERSION), module.__name__)
 
     def test_another_unicode_version_is_scanned_instead(self):
-        with mock.patch.object(unicode_marks, "UNIDATA_VERSION", "0.0.0"), mock.patch.object(
+        with mock.patch.object(unicodedata, "unidata_version", "0.0.0"), mock.patch.object(
             unicode_marks, "scan", return_value="\\U00000300-\\U00000301"
         ) as scan, self.assertLogs("pyfleet_tasks.unicode_marks", "WARNING") as logged:
             self.assertEqual(unicode_marks.mark_ranges(), "\\U00000300-\\U00000301")
         scan.assert_called_once_with()
-        self.assertIn("regenerate it with python3 -m pyfleet_tasks.unicode_marks", logged.output[0])
+        self.assertIn("python3 -m pyfleet_tasks.unicode_marks > pyfleet_tasks/mark_tables/u0_0_0.py", logged.output[0])
 
     def test_every_kept_range_starts_and_ends_on_a_mark(self):
-        ranges = re.findall(r"\\U([0-9a-f]{8})-\\U([0-9a-f]{8})", unicode_marks.MARK_RANGES)
+        ranges = re.findall(r"\\U([0-9a-f]{8})-\\U([0-9a-f]{8})", self.kept().MARK_RANGES)
         self.assertGreater(len(ranges), 250)
         for first, last in ranges:
             with self.subTest(range=f"{first}-{last}"):
