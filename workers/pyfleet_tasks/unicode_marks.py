@@ -5,8 +5,8 @@ at every vowel sign, so text.stats adds them to its word class. Finding them
 is a scan of 130,000 code points (~40 ms of CPU), too slow for every worker
 start, and the pool replaces workers all the time; so the scan's result is kept
 for each Unicode version a supported Python has, one module per version in
-``pyfleet_tasks/mark_tables/`` (u12_1_0 for Python 3.8, u13_0_0 for 3.9 and
-3.10, u14_0_0 for 3.11, u15_0_0 for 3.12, u15_1_0 for 3.13), and only another
+``pyfleet_tasks/mark_tables/`` (u13_0_0 for Python 3.10, u14_0_0 for 3.11,
+u15_0_0 for 3.12, u15_1_0 for 3.13), and only another
 version is scanned at import, with a warning. When a new Python brings a new
 Unicode version, write its table with
 ``python3 -m pyfleet_tasks.unicode_marks > pyfleet_tasks/mark_tables/u<version>.py``
