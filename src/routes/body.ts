@@ -210,12 +210,23 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
   const query = request.query as Record<string, unknown>
   const input: Record<string, unknown> = { ...query }
+  // Arrays copied too: Ajv's coercion changes them in place, and the text of each item is needed below.
+  // (Defined, not assigned: a parameter named __proto__ is an own property here, and stays one.)
+  for (const [key, value] of Object.entries(input)) {
+    if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
+  }
   input[task.rawField] = type === 'application/octet-stream' ? bytes : decodeText(bytes, charset)
   if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
-  // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53.
+  // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
+  // (a repeated parameter is an array of them).
   for (const key in query) {
     const text = query[key]
-    if (key !== task.rawField && typeof text === 'string' && typeof input[key] === 'number') input[key] = exactQueryInteger(text) ?? input[key]
+    const coerced = input[key]
+    if (key === task.rawField) continue
+    if (typeof text === 'string' && typeof coerced === 'number') input[key] = exactQueryInteger(text) ?? coerced
+    else if (Array.isArray(text) && Array.isArray(coerced) && text.length === coerced.length) {
+      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i]) ?? item : item)
+    }
   }
   return wideIntegersAsBigInt(input) // a query-string integer past 32 bits: a few fields at most
 }

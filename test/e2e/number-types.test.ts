@@ -135,6 +135,9 @@ t.test('a query-string integer past 2^53 reaches the task exactly', async (t) =>
     const value = unpack(Buffer.from(await echoed.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>
     t.equal(value.n, n, `?n=${query}: the exact value, not a rounded one`)
   }
+  const repeated = await post('extra.raw_echo', 'hi', 'text/plain', 'application/msgpack', '?ids=1790000000000000001&ids=5')
+  const ids = (unpack(Buffer.from(await repeated.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>).ids
+  t.same(ids, [1790000000000000001n, 5], 'a repeated parameter: each value exact')
 })
 
 t.test('JSON answers keep wide integers as numbers', async (t) => {
