@@ -190,8 +190,9 @@ export class WorkerPool {
       // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
       if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
       this.#admission.settle(waiter, 'ok', undefined, reply.value)
+    } else {
+      this.#taskError(waiter, reply)
     }
-    else this.#taskError(waiter, reply)
   }
 
   #taskError (waiter: Waiter, reply: ErrorMessage): void {

@@ -115,21 +115,13 @@ export function validateWithBigInts (value: unknown, validate: (value: unknown) 
   const nodes: Array<Record<string | number, unknown>> = []
   const keys: Array<string | number> = []
   const bigints: bigint[] = []
-  const stack: object[] = typeof value === 'object' && value !== null ? [value] : []
-  const visit = (node: Record<string | number, unknown>, key: string | number): void => {
-    const child = node[key]
-    if (typeof child === 'bigint') {
-      nodes.push(node)
-      keys.push(key)
-      bigints.push(child)
-      node[key] = Number(child)
-    } else if (typeof child === 'object' && child !== null && !ArrayBuffer.isView(child)) stack.push(child)
-  }
-  while (stack.length > 0) {
-    const node = stack.pop() as Record<string | number, unknown>
-    if (Array.isArray(node)) for (let i = 0; i < node.length; i++) visit(node, i)
-    else for (const key in node) visit(node, key)
-  }
+  replaceInPlace(value, (child, node, key) => {
+    if (typeof child !== 'bigint' || node === undefined || key === undefined) return undefined
+    nodes.push(node)
+    keys.push(key)
+    bigints.push(child)
+    return Number(child)
+  })
   try {
     return validate(value)
   } finally {

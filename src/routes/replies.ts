@@ -71,12 +71,12 @@ export function wantsMsgpack (request: FastifyRequest): boolean {
 }
 
 /**
- * Answers with a task's value: as JSON, or as msgpack, where the worker's own bytes
- * (`msgpack`) go as they are when the pool has them, so a float stays a float and an
- * int an int (a JavaScript number cannot tell 2.0 from 2).
+ * Answers with a task's value: as JSON, or as msgpack (`asMsgpack`, from wantsMsgpack),
+ * where the worker's own bytes (`msgpack`) go as they are when the pool has them, so a
+ * float stays a float and an int an int (a JavaScript number cannot tell 2.0 from 2).
  */
-export function sendValue (request: FastifyRequest, reply: FastifyReply, value: unknown, msgpack?: Uint8Array): FastifyReply {
-  if (wantsMsgpack(request)) {
+export function sendValue (reply: FastifyReply, value: unknown, asMsgpack: boolean, msgpack?: Uint8Array): FastifyReply {
+  if (asMsgpack) {
     const own = msgpack === undefined ? undefined : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
     // A __proto__ key (xml.import makes keys of element names) could replace the prototype
     // of an object in a JavaScript client's decoder: such a value is encoded again from what

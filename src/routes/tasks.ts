@@ -107,6 +107,6 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     }
     if (request.raw.socket.destroyed) logAbandoned(request, call)
     reply.header('server-timing', serverTiming(call))
-    return sendValue(request, reply, value, call.resultMsgpack)
+    return sendValue(reply, value, call.wantsMsgpack === true, call.resultMsgpack)
   })
 }
