@@ -1,6 +1,6 @@
 // One walk for the places that change some values of a decoded body or result in
-// place: bytes and BigInts made JSON-safe (routes/replies.ts), integers past 32 bits
-// made BigInt (pool/wide-integers.ts), marked strings made exact integers
+// place: bytes and BigInts made JSON-safe (routes/replies.ts), marked strings made
+// exact integers and BigInts swapped for numbers while a schema checks them
 // (routes/big-integers.ts).
 
 /** A map or an array to walk into; bytes are values, not containers. */

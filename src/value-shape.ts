@@ -132,7 +132,8 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
 
 // Bytes of the header (or of the whole value, for fixed-size scalars and fixext)
 // for 0xc0..0xdf; undefined for 0xc1, which msgpack never uses.
-const HEADER_SIZE: ReadonlyArray<number | undefined> = [
+/** Bytes of each msgpack header from 0xc0 on (index: type byte − 0xc0); for a scalar, the whole value. */
+export const HEADER_SIZE: ReadonlyArray<number | undefined> = [
   1, undefined, 1, 1, // 0xc0 nil, 0xc1 never used, 0xc2 false, 0xc3 true
   2, 3, 5, // 0xc4-0xc6 bin 8/16/32: length
   3, 4, 6, // 0xc7-0xc9 ext 8/16/32: length and type, before the data

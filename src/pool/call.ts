@@ -21,6 +21,8 @@ export interface PoolTask {
 export interface Call {
   readonly task: PoolTask
   readonly input: unknown
+  /** The input holds numbers past 32 bits: its integers among them are sent as int64 (wide-integers.ts). */
+  readonly holdsWideNumbers?: boolean
   readonly requestId: string
   /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */
   readonly budgetMs?: number

@@ -9,7 +9,7 @@
 import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
-import { wideIntegersAsBigInt } from './wide-integers.js'
+import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
 import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
 import type { WorkerFailure } from './python-worker.js'
 
@@ -98,32 +98,41 @@ const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: 
 // extensions (0x69 id, 0x70 pointer) unless told not to, and a 500-byte body of
 // references decodes to a value with 2^40 paths, which every later walk follows.
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: INT64_AUTO, structuredClone: false })
+// The same, for bytes without an integer past ±2^53 (nearly all): 'auto' makes a BigInt
+// for every int64 before it turns it into a number; 'number' gives the same numbers
+// from two 32-bit reads (wide-integers.ts holdsIntegersPastDoubles).
+const numbersUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
+const unpackrFor = (bytes: Uint8Array): Unpackr => holdsIntegersPastDoubles(bytes) ? unpackr : numbersUnpackr
 // The ready message's schemas are compiled by Ajv, whose keywords (maximum: 2**64 - 1)
 // need numbers, not BigInt.
 const readyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
 
-/** Encodes a call as one complete frame (length prefix included), in one buffer. */
-export function encodeCall (id: number, task: string, input: unknown, requestId: string): Buffer {
+/**
+ * Encodes a call as one complete frame (length prefix included), in one buffer.
+ * `widen`: the input holds numbers past 32 bits, whose integers are to reach the
+ * task as ints (the route knows: body.ts; wide-integers.ts says why).
+ */
+export function encodeCall (id: number, task: string, input: unknown, requestId: string, widen = false): Buffer {
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  // (The route has made input's integers past 32 bits BigInt: body.ts, wide-integers.ts.)
   const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
+  if (widen) widenPackedIntegers(frame, HEADER_BYTES)
   return writeHeader(frame)
 }
 
-/** Encodes any value as msgpack (for msgpack HTTP responses). */
+/** Encodes any value as msgpack (for msgpack HTTP responses), its integers past 32 bits as ints. */
 export function encodeValue (value: unknown): Buffer {
-  return packr.pack(wideIntegersAsBigInt(value))
+  return widenPackedIntegers(packr.pack(value))
 }
 
 /** Decodes msgpack bytes (an HTTP body). Throws on bad input. */
 export function decodeValue (bytes: Uint8Array): unknown {
-  return unpackr.unpack(bytes)
+  return unpackrFor(bytes).unpack(bytes)
 }
 
-function decodeMessage (body: Uint8Array, decoder = unpackr): Record<string, unknown> {
+function decodeMessage (body: Uint8Array, decoder?: Unpackr): Record<string, unknown> {
   let message: unknown
   try {
-    message = decoder.unpack(body)
+    message = (decoder ?? unpackrFor(body)).unpack(body)
   } catch (error) {
     throw new UndecodableFrameError((error as Error).message)
   }

@@ -141,11 +141,12 @@ export class PythonWorker {
    * Rejects with WorkerCallError when the worker times out, dies or breaks the
    * protocol; the worker is then dead or being killed and must not be reused.
    * Throws synchronously (before anything is sent) if the input cannot be encoded.
+   * `widenIntegers`: the input holds numbers past 32 bits (see protocol.ts encodeCall).
    */
-  call (task: string, input: unknown, requestId: string, timeoutMs: number): Promise<ReplyMessage> {
+  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false): Promise<ReplyMessage> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
     const id = ++this.#callId
-    const frame = encodeCall(id, task, input, requestId)
+    const frame = encodeCall(id, task, input, requestId, widenIntegers)
     // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
     // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.
     const bytes = frame.length - HEADER_BYTES

@@ -157,7 +157,7 @@ export class WorkerPool {
     const timeoutMs = Math.max(1, Math.ceil(Math.min(call.task.timeoutMs, deadlineMs)))
     let pending
     try {
-      pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs)
+      pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true)
     } catch (error) {
       // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
       // is fine, and like any 400 or 413 this is not a call.

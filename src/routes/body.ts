@@ -8,7 +8,6 @@ import { decodeValue } from '../pool/protocol.js'
 import { jsonProblem, msgpackProblem } from '../value-shape.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
-import { wideIntegersAsBigInt } from '../pool/wide-integers.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -144,7 +143,7 @@ const isWellFormed = (text: string): boolean => (text as unknown as { isWellForm
 
 /** What unsendable's walk saw besides problems. */
 interface Found {
-  /** A number beyond 32 bits, which may be an integer for wideIntegersAsBigInt to keep one. */
+  /** A number beyond 32 bits, which may be an integer the pool is to send as one (wide-integers.ts). */
   wideNumbers: boolean
   /** A number beyond ±2^53 (JSON may have rounded an integer) or a BigInt (msgpack's int64). */
   beyondSafeIntegers: boolean
@@ -183,8 +182,14 @@ function mediaType (request: FastifyRequest): { type: string, charset: string | 
   return { type: type.trim().toLowerCase(), charset }
 }
 
+/** A call's input, and whether it holds numbers past 32 bits (for the pool: wide-integers.ts). */
+export interface TaskInput {
+  input: unknown
+  holdsWideNumbers: boolean
+}
+
 /** The task's input from the request, validated; throws 400/415 errors. */
-export function inputFor (task: Task, request: FastifyRequest): unknown {
+export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   const body = request.body
   const { type, charset } = mediaType(request)
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
@@ -198,10 +203,10 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
     // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
     const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, task.validateBody) : task.validateBody(body)
     if (!valid) throw validationError(task.validateBody.errors, 'body')
-    if (!found.wideNumbers) return body
+    if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
     // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
     const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
-    return wideIntegersAsBigInt(exact)
+    return { input: exact, holdsWideNumbers: true }
   }
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
@@ -228,7 +233,9 @@ export function inputFor (task: Task, request: FastifyRequest): unknown {
       input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i]) ?? item : item)
     }
   }
-  return wideIntegersAsBigInt(input) // a query-string integer past 32 bits: a few fields at most
+  // A query-string integer may be past 32 bits. Checking costs more than the pool's scan
+  // of the frame, which skips the raw body's bytes in one step.
+  return { input, holdsWideNumbers: true }
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {

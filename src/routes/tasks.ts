@@ -84,9 +84,11 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Checked again here: a request parsed while the one before it was being answered may have passed onRequest first.
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
+    const { input, holdsWideNumbers } = inputFor(task, request)
     const call: Call = {
       task,
-      input: inputFor(task, request),
+      input,
+      holdsWideNumbers,
       requestId: request.id,
       budgetMs: budgetMs(request),
       onClientGone: clientGone(request, reply),

@@ -2,8 +2,8 @@
 // msgpack that Node cannot represent is the task's failure, and the worker stays.
 
 import t from 'tap'
-import { Packr } from 'msgpackr'
-import { decodeReady, decodeReply, ProtocolError, type ResultMessage } from '../../src/pool/protocol.js'
+import { Packr, unpack } from 'msgpackr'
+import { decodeReady, decodeReply, decodeValue, encodeCall, encodeValue, ProtocolError, type ResultMessage } from '../../src/pool/protocol.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: true })
 
@@ -64,4 +64,22 @@ t.test('a result laid out as the worker writes it carries its value\'s own bytes
   const reply = decodeReply(otherOrder, 7) as ResultMessage
   t.equal(reply.msgpack, undefined, 'keys in another order: the value is encoded again when needed')
   t.same(reply.value, [2, 2 ** 40])
+})
+
+t.test('integers past 32 bits are int64 in a call frame when the route says the input holds them, and always in a re-encoded answer', async (t) => {
+  const input = { ts: 1764400000000, list: [-5e9, 5e9 + 0.5] }
+  const header = 4
+  const widened = unpack(encodeCall(1, 'echo', input, 'r', true).subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
+  t.strictSame(widened.input, { ts: 1764400000000n, list: [-5000000000n, 5e9 + 0.5] })
+  const asIs = unpack(encodeCall(1, 'echo', input, 'r').subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
+  t.strictSame(asIs.input, input, 'not asked: msgpackr\'s float64s are left (the route asks whenever a number is past 32 bits)')
+  t.strictSame(unpack(encodeValue(input), { int64AsType: 'bigint' } as any), { ts: 1764400000000n, list: [-5000000000n, 5e9 + 0.5] })
+})
+
+t.test('64-bit integers decode as numbers within ±2^53 and as BigInt past it, in replies and bodies alike', async (t) => {
+  const reply = (value: unknown): unknown => (decodeReply(packr.pack({ t: 'result', id: 3, value }), 3) as ResultMessage).value
+  t.strictSame(reply([2n ** 53n, -(2n ** 53n), 1764400000000n, -5000000000n]), [2 ** 53, -(2 ** 53), 1764400000000, -5000000000])
+  t.strictSame(reply([1n, 2n ** 53n + 1n, -(2n ** 53n) - 1n, 2n ** 64n - 1n]), [1, 2n ** 53n + 1n, -(2n ** 53n) - 1n, 2n ** 64n - 1n])
+  t.strictSame(decodeValue(packr.pack({ ts: 1764400000000n })), { ts: 1764400000000 })
+  t.strictSame(decodeValue(packr.pack({ ts: 1764400000000n, id: 2n ** 60n })), { ts: 1764400000000, id: 2n ** 60n })
 })
