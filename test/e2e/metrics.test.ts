@@ -3,12 +3,9 @@
 // stay bounded, and worker output lands in the logs with its request id.
 
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { rawExchange } from '../helpers/raw-http.js'
+import { hasPromtool, promtool } from '../helpers/promtool.js'
 import { callTask, getJson, startServer, waitFor } from '../helpers/server.js'
-
-const exec = promisify(execFile)
 
 function sample (text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)))
@@ -77,22 +74,7 @@ t.test('the exposition passes promtool check metrics after real traffic', async 
   await callTask(server.url, 'diag.work', { reject: 'r' })
   await fetch(`${server.url}/no/such/route`)
   const text = await (await fetch(`${server.url}/metrics`)).text()
-  const promtool = await exec('sh', ['-c', 'command -v promtool']).then(() => true, () => false)
-  if (!promtool) {
-    // A fresh machine's `npm test` stays green without it; CI, which installs it, must run the check.
-    const why = 'promtool is not installed (Debian package "prometheus"; .ci/run installs it)'
-    if (process.env.CI === 'true') t.fail(why)
-    else t.skip(`${why}: check skipped`)
-    return
-  }
-  // Wait for execFile's callback (after the output is read), not 'exit', which can come first.
-  await new Promise<void>((resolve) => {
-    const child = execFile('promtool', ['check', 'metrics'], (error, stdout, stderr) => {
-      t.error(error, `promtool: ${stdout}${stderr}`)
-      resolve()
-    })
-    child.stdin?.end(text)
-  })
+  if (await hasPromtool(t)) await promtool(t, ['check', 'metrics'], text)
   t.notMatch(text, /^nodejs_active_handles_total/m, 'gauges named like counters are left out')
 })
 

@@ -1,0 +1,30 @@
+// The example files in deploy/ that can be checked here: Prometheus's config and
+// the alerting rules (syntax, their unit tests, and that every metric they name
+// exists in a real scrape, so that a renamed metric cannot silence an alert).
+
+import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { hasPromtool, promtool } from './helpers/promtool.js'
+import { ROOT, startServer } from './helpers/server.js'
+
+t.test('the Prometheus config loads the alerting rules, and their unit tests pass', async (t) => {
+  if (!(await hasPromtool(t))) return
+  t.match(await promtool(t, ['check', 'config', 'deploy/prometheus.yml']), /SUCCESS: 1 rule files found/)
+  t.match(await promtool(t, ['check', 'rules', 'deploy/alerts.yml']), /SUCCESS: \d+ rules found/)
+  t.match(await promtool(t, ['test', 'rules', 'deploy/alerts.test.yml']), /SUCCESS/)
+})
+
+t.test('every alert is unit-tested, and every metric an alert reads is one pyfleet exposes', async (t) => {
+  const rules = await readFile(join(ROOT, 'deploy/alerts.yml'), 'utf8')
+  const tests = await readFile(join(ROOT, 'deploy/alerts.test.yml'), 'utf8')
+  const alerts = [...rules.matchAll(/^\s+- alert: (\w+)$/gm)].map((m) => m[1])
+  t.ok(alerts.length >= 8, `${alerts.length} alerts`)
+  for (const alert of alerts) t.match(tests, new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels`), `${alert} is tested firing`)
+  const exprs = [...rules.matchAll(/^\s+expr: (?:\|\n)?((?:.+\n)+?)\s+(?:for|labels):/gm)].map((m) => m[1]).join('\n')
+  const names = new Set([...exprs.matchAll(/\b(pyworker_\w+|pyfleet_\w+|http_\w+|nodejs_\w+|process_\w+)\b/g)].map((m) => m[1]))
+  t.ok(names.size >= 5, `metrics read: ${[...names].join(', ')}`)
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const exposed = await (await fetch(`${server.url}/metrics`)).text()
+  for (const name of names) t.match(exposed, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exposed`)
+})
