@@ -29,7 +29,7 @@ export const WorkerDiedError = define('WORKER_DIED', 502)
 export const QueueFullError = define('QUEUE_FULL', 503, '%s callers are already waiting for a worker; retry later')
 export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s; retry later')
 export const WorkersUnavailableError = define('WORKERS_UNAVAILABLE', 503)
-export const TaskTimeoutError = define('TASK_TIMEOUT', 504, 'task %s ran past its timeout of %s ms; the worker was stopped and replaced')
+export const TaskTimeoutError = define('TASK_TIMEOUT', 504)
 
 /** The table itself, for documentation checks (test/errors.test.ts keeps README in step). */
 export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = [

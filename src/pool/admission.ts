@@ -114,6 +114,16 @@ export class Admission {
   }
 
   /**
+   * A started call whose budget (x-request-timeout-ms) ran out before it reached
+   * its worker (the queue timer had not fired yet): it ends as one that timed out
+   * in the queue, never dispatched (SPEC §1). The pool still holds the worker.
+   */
+  expired (waiter: Waiter): void {
+    this.finished(waiter)
+    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true))
+  }
+
+  /**
    * Ends a call: counted, then resolved with `value` or rejected with `error`.
    * Outcome null: it turned out not to be a call (see PoolObserver), not counted.
    */
@@ -167,10 +177,7 @@ export class Admission {
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
-      const error = byBudget
-        ? new QueueTimeoutError(`${waitMs} ms (the x-request-timeout-ms budget)`)
-        : new QueueTimeoutError(`${waitMs} ms`)
-      this.settle(waiter, 'queue_timeout', withExtras(error, { retryAfterSeconds: 1 }))
+      this.settle(waiter, 'queue_timeout', queueTimeoutError(waitMs, byBudget))
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return
@@ -190,4 +197,9 @@ export class Admission {
     waiter.unsubscribe?.()
     waiter.call.queueMs = performance.now() - waiter.enqueuedAt
   }
+}
+
+function queueTimeoutError (waitMs: number, byBudget: boolean): Error {
+  const error = new QueueTimeoutError(byBudget ? `${waitMs} ms (the x-request-timeout-ms budget)` : `${waitMs} ms`)
+  return withExtras(error, { retryAfterSeconds: 1 })
 }

@@ -265,7 +265,7 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
  * died or broke the protocol, or was stopped because the shutdown's grace ran out.
  */
 export function noReplyErrorFor (failure: WorkerFailure, task: string, timeoutMs: number, shuttingDown: boolean): { outcome: 'timeout' | 'worker_died', error: Error } {
-  if (failure === 'timeout') return { outcome: 'timeout', error: new TaskTimeoutError(task, String(timeoutMs)) }
+  if (failure === 'timeout') return { outcome: 'timeout', error: new TaskTimeoutError(`task ${task} ran past its timeout of ${timeoutMs} ms; the worker was stopped and replaced`) }
   const message = shuttingDown
     ? `the server shut down while ${task} was running: SHUTDOWN_GRACE_MS ran out and its worker was stopped`
     : `the worker running ${task} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`

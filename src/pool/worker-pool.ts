@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import { BodyTooLargeError, InvalidInputError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { BodyTooLargeError, InvalidInputError, TaskTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { Admission, type Waiter } from './admission.js'
@@ -153,8 +153,13 @@ export class WorkerPool {
     }
     const startedAt = performance.now()
     call.queueMs = startedAt - waiter.enqueuedAt
-    const deadlineMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
-    const timeoutMs = Math.max(1, Math.ceil(Math.min(call.task.timeoutMs, deadlineMs)))
+    const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
+    if (budgetLeftMs <= 0) {
+      this.#admission.expired(waiter)
+      this.#giveBack(worker)
+      return
+    }
+    const timeoutMs = call.task.timeoutMs
     let pending
     try {
       pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true)
@@ -168,24 +173,37 @@ export class WorkerPool {
         : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
       return
     }
+    // The client's budget ends its wait, not the call: the worker finishes it (or is killed at
+    // the task's own timeout, as for any call), and then serves the next one. Killing it at the
+    // budget would let any client make the server kill and respawn workers at will, with a
+    // header, and cost every other client the capacity.
+    const budget = budgetLeftMs < timeoutMs ? new BudgetTimer(budgetLeftMs, () => {
+      call.runMs = performance.now() - startedAt
+      this.#admission.settle(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
+    }) : undefined
     let reply: ReplyMessage
     try {
       reply = await pending
     } catch (error) {
-      call.runMs = performance.now() - startedAt
+      const answered = budget?.stop() ?? false
+      if (!answered) call.runMs = performance.now() - startedAt
       this.#admission.finished(waiter)
       const failure = error instanceof WorkerCallError ? error.failure : 'crash'
       this.#discard(worker, failure, call)
       if (failure !== 'timeout') this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
-      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, this.#closed)
-      this.#admission.settle(waiter, outcome, answer)
+      if (!answered) {
+        const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, this.#closed)
+        this.#admission.settle(waiter, outcome, answer)
+      }
       // Another worker may be free for a call held back by its task's concurrency limit.
       this.#admission.dispatch()
       return
     }
-    call.runMs = performance.now() - startedAt
+    const answered = budget?.stop() ?? false
+    if (!answered) call.runMs = performance.now() - startedAt
     this.#admission.finished(waiter)
     this.#giveBack(worker)
+    if (answered) return // the client has its 504; the result has nobody to go to
     if (reply.t === MSG_RESULT) {
       // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
       if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
@@ -315,4 +333,23 @@ export class WorkerPool {
     await this.#pool.drain()
     await this.#pool.clear()
   }
+}
+
+/** Fires once after `ms` unless stopped first; `stop` says whether it had fired. */
+class BudgetTimer {
+  #fired = false
+  readonly #timer: NodeJS.Timeout
+
+  constructor (ms: number, onFire: () => void) {
+    this.#timer = setTimeout(() => { this.#fired = true; onFire() }, Math.ceil(ms))
+  }
+
+  stop (): boolean {
+    clearTimeout(this.#timer)
+    return this.#fired
+  }
+}
+
+function budgetSpent (task: string, budgetMs: number): Error {
+  return new TaskTimeoutError(`task ${task} did not finish within the x-request-timeout-ms budget of ${budgetMs} ms; its worker finishes the call and drops the result`)
 }

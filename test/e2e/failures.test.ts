@@ -21,7 +21,7 @@ t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
 })
 
 t.test('a worker SIGKILLed by someone else (the OOM killer, say) mid-call: 502, and the log says pyfleet did not send it', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1' })
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_TIMEOUTS: 'diag.work=1000' })
   const [pid] = workerPids(server)
   const reply = callTask(server.url, 'diag.work', { sleep_ms: 5000 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
@@ -30,7 +30,7 @@ t.test('a worker SIGKILLed by someone else (the OOM killer, say) mid-call: 502, 
   t.ok(server.logs.some((l) => /was killed by a SIGKILL pyfleet did not send \(out of memory\?/.test(l.msg ?? '')), 'the log points at memory')
   // One pyfleet sends itself (a timeout) is not blamed on anyone else.
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
-  t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 3000 }, { 'x-request-timeout-ms': '200' })).status, 504)
+  t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 3000 })).status, 504)
   await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.signal === 'SIGKILL' && l.workerPid !== pid), 10_000, 'the timed-out worker to exit')
   t.equal(server.logs.filter((l) => /did not send/.test(l.msg ?? '')).length, 1)
 })
@@ -148,19 +148,51 @@ t.test('a client that stops reading its answer loses the connection after RESPON
 })
 
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
-  const server = await startServer(t)
+  const server = await startServer(t, { TASK_TIMEOUTS: 'diag.work=300' })
   const started = Date.now()
-  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 5000 }, { 'x-request-timeout-ms': '300' })
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 5000 })
   const elapsed = Date.now() - started
   t.equal(reply.status, 504)
-  t.equal(reply.json.code, 'TASK_TIMEOUT')
-  t.ok(elapsed >= 300 && elapsed < 2500, `answered after ${elapsed} ms, close to the 300 ms budget`)
-  const killed = server.app.pool.members().length
-  t.ok(killed <= 4)
+  t.match(reply.json, { code: 'TASK_TIMEOUT', message: 'task diag.work ran past its timeout of 300 ms; the worker was stopped and replaced' })
+  t.ok(elapsed >= 300 && elapsed < 2500, `answered after ${elapsed} ms, close to the 300 ms timeout`)
   await waitFor(() => server.app.pool.liveWorkers === 4, 10_000, 'four live workers')
   const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()
   t.equal(stats.restarts.timeout, 1)
   t.equal(stats.tasks.timedOut, 1)
+})
+
+t.test('a call past its client\'s budget gets 504 at the budget, and its worker finishes the call instead of being killed', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const [pid] = workerPids(server)
+  const started = Date.now()
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 800, print: 'finished-anyway' }, { 'x-request-timeout-ms': '200' })
+  const elapsed = Date.now() - started
+  t.equal(reply.status, 504)
+  t.match(reply.json, { code: 'TASK_TIMEOUT', message: /within the x-request-timeout-ms budget of 200 ms; its worker finishes the call/ })
+  t.ok(elapsed >= 200 && elapsed < 700, `answered after ${elapsed} ms, at the budget, before the call ends`)
+  // The next call waits for the same worker, which finishes the first one and stays.
+  const next = await callTask(server.url, 'diag.work', {})
+  t.equal(next.status, 200)
+  t.equal(next.json.pid, pid, 'the same worker')
+  t.ok(server.logs.some((l) => l.msg === 'finished-anyway'), 'the abandoned call ran to its end')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.restarts.timeout, 0, 'no worker killed')
+  t.equal(stats.tasks.timedOut, 1, 'counted once, as a timeout')
+})
+
+t.test('a hostile client with tiny budgets makes no worker restart; the task\'s own timeout still ends a runaway call', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', TASK_TIMEOUTS: 'diag.work=600' })
+  const pids = workerPids(server).sort()
+  const replies = await Promise.all(Array.from({ length: 40 }, async () => await callTask(server.url, 'diag.work', { cpu_ms: 5 }, { 'x-request-timeout-ms': '1' })))
+  t.ok(replies.every((r) => r.status === 504 || r.status === 503 || r.status === 200), replies.map((r) => r.status).join(' '))
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.timeout, 0, 'no kills')
+  t.same(workerPids(server).sort(), pids, 'the same workers')
+  // Past its own timeout, a call whose client has long had its 504 is ended: the worker is replaced.
+  const runaway = await callTask(server.url, 'diag.work', { sleep_ms: 5000 }, { 'x-request-timeout-ms': '50' })
+  t.equal(runaway.status, 504)
+  await waitFor(async () => (await getJson(`${server.url}/api/queue-stats`)).restarts.timeout === 1, 10_000, 'the runaway call to be killed at 600 ms')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.tasks.timedOut, replies.filter((r) => r.status === 504).length + 1, 'each call counted once')
 })
 
 t.test('TASK_TIMEOUTS overrides a task\'s own timeout_ms, and names it in the task\'s description', async (t) => {

@@ -13,13 +13,13 @@ function sample (text: string, name: string, labels: string): number {
 }
 
 t.test('counters match a scripted mix of outcomes', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '1' })
+  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '1', TASK_TIMEOUTS: 'diag.work=1000' })
   const { url } = server
   t.equal((await callTask(url, 'echo', { n: 1 })).status, 200)
   t.equal((await callTask(url, 'echo', { n: 2 })).status, 200)
   t.equal((await callTask(url, 'diag.work', { reject: 'no' })).status, 422)
   t.equal((await callTask(url, 'diag.work', { raise: 'boom' })).status, 500)
-  t.equal((await callTask(url, 'diag.work', { sleep_ms: 3000 }, { 'x-request-timeout-ms': '150' })).status, 504)
+  t.equal((await callTask(url, 'diag.work', { sleep_ms: 3000 })).status, 504)
   t.equal((await callTask(url, 'diag.work', { exit: 1 })).status, 502)
   // Not calls: a 404 and a 400 never count.
   t.equal((await callTask(url, 'nope', {})).status, 404)
