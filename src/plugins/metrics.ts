@@ -84,8 +84,8 @@ export class Metrics implements PoolObserver {
       labelNames: ['worker'],
       registers,
       async collect () {
+        await metrics.#pool?.sampleMemory()
         const workers = metrics.#pool?.members() ?? []
-        await Promise.all(workers.map(async (w) => await w.sampleRss()))
         this.reset()
         for (const w of workers) this.labels(String(w.id)).set(w.rssBytes)
       }

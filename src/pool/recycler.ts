@@ -34,6 +34,8 @@ interface Retiring {
 interface WorkerRecord {
   callLimit: number
   lastRssSampleAt: number
+  /** A sample put off until RSS_SAMPLE_INTERVAL_MS is up (see #sampleSoon). */
+  deferredSample: NodeJS.Timeout | undefined
   overMemory: boolean
   retiring: Retiring | undefined
   /** whenGone's waiters: true once the worker has left the pool, false if its spare died first. */
@@ -63,7 +65,7 @@ export class Recycler {
       // Jitter so that workers started together do not all recycle together.
       const max = this.#options.maxCalls
       const callLimit = max > 0 ? Math.max(1, Math.round(max * (0.9 + Math.random() * 0.2))) : Infinity
-      record = { callLimit, lastRssSampleAt: -Infinity, overMemory: false, retiring: undefined, gone: [] }
+      record = { callLimit, lastRssSampleAt: -Infinity, deferredSample: undefined, overMemory: false, retiring: undefined, gone: [] }
       this.#records.set(worker, record)
     }
     return record
@@ -89,23 +91,45 @@ export class Recycler {
       return { spare, reason: 'max_rss' }
     }
     if (record.retiring === undefined && worker.calls >= record.callLimit) void this.retire(worker, 'max_calls').catch(() => {})
-    const maxRss = this.#options.maxRssBytes
-    if (maxRss > 0 && !this.needsRssCheck(worker)) {
-      // Well under the limit: sampled in the background, at most every RSS_SAMPLE_INTERVAL_MS.
-      const now = performance.now()
-      if (now - record.lastRssSampleAt >= RSS_SAMPLE_INTERVAL_MS) {
-        record.lastRssSampleAt = now
-        void worker.sampleRss().then((rss) => {
-          if (rss <= maxRss || !worker.isAlive || record.overMemory) return
-          record.overMemory = true
-          this.#options.onOverMemory(worker)
-        })
-      }
-    }
+    if (this.#options.maxRssBytes > 0 && !this.needsRssCheck(worker)) this.#sampleSoon(worker, record)
     const retiring = record.retiring
     if (retiring?.spare === undefined) return undefined
     record.retiring = undefined
     return { spare: retiring.spare, reason: retiring.reason }
+  }
+
+  /**
+   * A worker well under the limit is sampled in the background, at most every
+   * RSS_SAMPLE_INTERVAL_MS. A call that ends sooner after the last sample is
+   * measured when the interval is up: it may have grown the worker past the limit,
+   * and an idle worker may take no call (and get no other sample) for a long time.
+   */
+  #sampleSoon (worker: PythonWorker, record: WorkerRecord): void {
+    if (record.deferredSample !== undefined) return
+    const waitMs = record.lastRssSampleAt + RSS_SAMPLE_INTERVAL_MS - performance.now()
+    if (waitMs <= 0) { this.#sampleNow(worker, record); return }
+    record.deferredSample = setTimeout(() => {
+      record.deferredSample = undefined
+      if (this.#records.get(worker) === record) this.#sampleNow(worker, record)
+    }, waitMs).unref()
+  }
+
+  #sampleNow (worker: PythonWorker, record: WorkerRecord): void {
+    record.lastRssSampleAt = performance.now()
+    void worker.sampleRss().then(() => { this.noteRss(worker) })
+  }
+
+  /**
+   * Acts on the worker's latest RSS reading, whoever took it (a sample after a call,
+   * a scrape): past maxRssBytes, the worker takes no further call.
+   */
+  noteRss (worker: PythonWorker): void {
+    const maxRss = this.#options.maxRssBytes
+    if (maxRss <= 0 || worker.rssBytes <= maxRss || !worker.isAlive) return
+    const record = this.#records.get(worker)
+    if (record === undefined || record.overMemory) return
+    record.overMemory = true
+    this.#options.onOverMemory(worker)
   }
 
   /**
@@ -208,6 +232,7 @@ export class Recycler {
     const record = this.#records.get(worker)
     if (record === undefined) return
     this.#records.delete(worker)
+    clearTimeout(record.deferredSample)
     const spare = record.retiring?.spare
     record.retiring = undefined
     if (spare !== undefined) void spare.kill()
@@ -219,6 +244,7 @@ export class Recycler {
     this.#closed = true
     const kills: Array<Promise<void>> = []
     for (const [worker, record] of this.#records) {
+      clearTimeout(record.deferredSample)
       if (record.retiring?.spare !== undefined) kills.push(record.retiring.spare.kill())
       record.retiring = undefined
       for (const resolve of record.gone.splice(0)) resolve(true)

@@ -298,6 +298,17 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Reads every worker's RSS now (scrapes, /api/queue-stats). One found past
+   * MAX_WORKER_RSS_MB takes no further call, as if a call had found it.
+   */
+  async sampleMemory (): Promise<void> {
+    await Promise.all(this.members().map(async (worker) => {
+      await worker.sampleRss()
+      this.#recycler.noteRss(worker)
+    }))
+  }
+
   /** Workers in the pool right now (for RSS sampling and reload). */
   members (): PythonWorker[] {
     return this.#supervisor.members()

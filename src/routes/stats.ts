@@ -8,7 +8,7 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
 
   fastify.get('/api/queue-stats', async () => {
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
-    await Promise.all(fastify.pool.members().map(async (worker) => await worker.sampleRss()))
+    await fastify.pool.sampleMemory()
     const snapshot = fastify.pool.snapshot()
     const { calls, restarts } = await fastify.metrics.counts()
     return {

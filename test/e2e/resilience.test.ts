@@ -103,6 +103,18 @@ t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', 
   t.equal((await callTask(server.url, 'echo', 1)).status, 200)
 })
 
+t.test('MAX_WORKER_RSS_MB: a worker that passes it in a call ending soon after another is still replaced, with no further call or scrape', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100', MAX_CALLS_PER_WORKER: '0' })
+  const [pid] = workerPids(server)
+  // The first call's end samples the worker's RSS; the second ends within the sampling
+  // interval (250 ms), and is measured when that is up, idle or not.
+  t.equal((await callTask(server.url, 'diag.work', {})).status, 200)
+  t.equal((await callTask(server.url, 'diag.work', { alloc_mb: 150 })).status, 200)
+  // Watched through the log and pool state: /api/queue-stats and /metrics read RSS themselves.
+  await waitFor(() => server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'max_rss' && l.workerPid === pid), 5000, 'the worker to be replaced as max_rss')
+  await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'its replacement')
+})
+
 t.test('MAX_WORKER_RSS_MB: a worker near the limit is measured after each call, and once past it takes no further call', async (t) => {
   const limit = 100 * 1024 * 1024
   const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100', MAX_CALLS_PER_WORKER: '0' })
