@@ -3,8 +3,13 @@
 // anything a task prints to stderr. Each line is logged at the level its prefix
 // names, tagged with the worker and the request it most likely belongs to; the
 // last few lines before the worker was ready, and a `pyfleet-fatal:` line, are
-// kept so that a failed start can say why in one sentence.
+// kept so that a failed start can say why in one sentence. A worker that writes
+// faster than a log can take (a print per row in a tight loop) has lines dropped
+// past a budget, and a count of them logged instead: logged in full, such a flood
+// took Node to 1 GB in 15 s (pino buffers whatever stdout cannot take yet) and
+// slowed every other call 40-fold.
 
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
@@ -12,6 +17,21 @@ const FATAL_PREFIX = 'pyfleet-fatal: '
 const MAX_LINE_CHARS = 16 * 1024
 const LAST_WORDS = 5
 const LAST_WORD_CHARS = 500
+/**
+ * The log budget of one worker's stderr: a line costs one unit per started KiB. The
+ * burst lets a traceback or a chatty start through whole; the rate allows a line per
+ * call at thousands of calls a second.
+ */
+const BUDGET_UNITS_PER_SECOND = 5_000
+const BUDGET_BURST_UNITS = 20_000
+/**
+ * Once lines are dropped, none is logged until the budget holds this much again: a
+ * flood then logs in chunks, each after one count of what was dropped, instead of a
+ * count before every line the refill lets through.
+ */
+const RESUME_UNITS = BUDGET_UNITS_PER_SECOND
+/** How soon after the first dropped line the count is logged, if no line is let through sooner. */
+const DROPPED_SUMMARY_DELAY_MS = 1_000
 const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
   ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
 ]
@@ -32,12 +52,24 @@ export class WorkerStderr {
   #lastWords: string[] = []
   #fatalLine: string | undefined
   readonly #isStarting: () => boolean
+  readonly #now: () => number
+  #units = BUDGET_BURST_UNITS
+  #unitsAt: number
+  #suppressing = false
+  #droppedLines = 0
+  #droppedChars = 0
+  #summaryTimer: NodeJS.Timeout | undefined
 
-  /** `isStarting`: last words are kept only while the worker starts; afterwards nobody asks for them. */
-  constructor (log: FastifyBaseLogger, context: () => StderrContext, isStarting: () => boolean) {
+  /**
+   * `isStarting`: last words are kept only while the worker starts; afterwards nobody asks for them.
+   * `now`: the clock (milliseconds) the log budget refills by.
+   */
+  constructor (log: FastifyBaseLogger, context: () => StderrContext, isStarting: () => boolean, now: () => number = performance.now.bind(performance)) {
     this.#log = log
     this.#context = context
     this.#isStarting = isStarting
+    this.#now = now
+    this.#unitsAt = now()
   }
 
   /** The reason the runtime gave for refusing to start or to go on, if it printed one. */
@@ -56,21 +88,54 @@ export class WorkerStderr {
     for (const line of lines) this.#logLine(line)
   }
 
-  /** Logs a last line that had no newline (the process has exited). */
+  /** Logs a last line that had no newline, and the count of dropped lines (the process has exited). */
   flush (): void {
     if (this.#partial !== '') this.#logLine(this.#partial)
     this.#partial = ''
+    this.#logDropped()
   }
 
   #logLine (line: string): void {
     if (line === '') return
-    if (line.startsWith(FATAL_PREFIX)) this.#fatalLine = line.slice(FATAL_PREFIX.length)
+    const fatal = line.startsWith(FATAL_PREFIX)
+    if (fatal) this.#fatalLine = line.slice(FATAL_PREFIX.length)
     if (this.#isStarting()) {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
+    // The runtime's reason for giving up is never dropped: it explains an exit.
+    if (!fatal && !this.#withinBudget(line)) {
+      this.#droppedLines++
+      this.#droppedChars += line.length
+      this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
+      return
+    }
+    this.#logDropped() // before the line, so that the log reads in order
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
-    const level = line.startsWith(FATAL_PREFIX) ? 'error' : LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
+    const level = fatal ? 'error' : LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
+  }
+
+  /** Takes the line's units from the budget if it has them (a token bucket), and may log it. */
+  #withinBudget (line: string): boolean {
+    const now = this.#now()
+    this.#units = Math.min(BUDGET_BURST_UNITS, this.#units + (now - this.#unitsAt) * BUDGET_UNITS_PER_SECOND / 1000)
+    this.#unitsAt = now
+    if (this.#suppressing && this.#units < RESUME_UNITS) return false
+    const cost = 1 + Math.floor(line.length / 1024)
+    this.#suppressing = this.#units < cost
+    if (this.#suppressing) return false
+    this.#units -= cost
+    return true
+  }
+
+  #logDropped (): void {
+    clearTimeout(this.#summaryTimer)
+    this.#summaryTimer = undefined
+    if (this.#droppedLines === 0) return
+    const fields = { ...this.#context(), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
+    this.#log.warn(fields, `${this.#droppedLines} stderr lines of this worker were not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
+    this.#droppedLines = 0
+    this.#droppedChars = 0
   }
 }

@@ -183,6 +183,20 @@ t.test("a worker's print() is logged with its request id, worker slot and pid", 
   t.match(line, { requestId: 'print-test-1', task: 'diag.work', worker: 1, workerPid: reply.json.pid, stream: 'stderr' })
 })
 
+t.test('a worker that floods stderr has lines past its log budget dropped and counted; the call is unaffected', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'diag.work', { print: 'flood\n'.repeat(10_000) }, { 'x-request-id': 'flooder' })
+  t.equal(reply.status, 200)
+  t.equal((await callTask(server.url, 'diag.work', { print: 'flood\n'.repeat(10_000) })).status, 200)
+  t.equal((await callTask(server.url, 'diag.work', { print: 'flood\n'.repeat(10_000) })).status, 200)
+  // 30,000 lines within moments: the burst of 20,000 (and what a few milliseconds refill) are logged.
+  const logged = (): number => server.logs.filter((l) => l.stream === 'stderr' && l.msg === 'flood').length
+  const dropped = (): number => server.logs.filter((l) => typeof l.droppedLines === 'number').reduce((sum, l) => sum + (l.droppedLines as number), 0)
+  await waitFor(() => logged() + dropped() === 30_000, 5000, 'every line logged or counted')
+  t.ok(logged() >= 20_000 && logged() < 30_000, `${logged()} lines logged`)
+  t.match(server.logs.find((l) => typeof l.droppedLines === 'number'), { level: 40, worker: 1, stream: 'stderr', task: 'diag.work' })
+})
+
 t.test('one log line per request with task, queue wait, run time and outcome; tracebacks only in logs', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const reply = await callTask(server.url, 'diag.work', { raise: 'secret internals' }, { 'x-request-id': 'log-test-1' })

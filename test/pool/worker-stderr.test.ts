@@ -30,3 +30,47 @@ t.test('each line at the level its prefix names; the runtime\'s fatal line is an
   t.equal(stderr.fatalLine, 'task module \'x\' could not be imported')
   t.same(stderr.lastWords, ['WARNING a: careful', 'ERROR b: broken', 'plain print', 'pyfleet-fatal: task module \'x\' could not be imported'], 'kept while starting only')
 })
+
+t.test('past its log budget a worker\'s lines are dropped and counted, and the count is logged before the next line let through', async (t) => {
+  const { log, lines } = recordingLog()
+  let now = 0
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => now)
+  stderr.write('line\n'.repeat(25_000))
+  t.equal(lines.length, 20_000, 'the burst goes through whole')
+  stderr.write(`${'x'.repeat(10 * 1024)}\n`)
+  t.equal(lines.length, 20_000, 'nothing left for a 10 KiB line')
+  now += 1000 // refills 5,000 units
+  stderr.write('pyfleet-fatal: the reason\n')
+  stderr.write('next\n')
+  t.same(lines.slice(20_000).map((l) => l.level), ['warn', 'error', 'info'])
+  t.match(lines[20_000].msg, /^5001 stderr lines of this worker were not logged: it wrote faster than its log budget of 5,000 lines \(or KiB\) a second$/)
+  t.equal(lines[20_001].msg, 'pyfleet-fatal: the reason')
+  // Long lines cost a unit per started KiB: 5,000 units left hold 454 lines of 10 KiB.
+  stderr.write(`${'y'.repeat(10 * 1024)}\n`.repeat(500))
+  t.equal(lines.length - 20_003, 454)
+  stderr.flush()
+  t.match(lines.at(-1)?.msg, /^46 stderr lines of this worker were not logged/, 'the worker exited: the count is logged at once')
+})
+
+t.test('while lines are dropped, their count is logged every second, and a fatal line is logged all the same', async (t) => {
+  const { log, lines } = recordingLog()
+  let now = 0
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: undefined, task: undefined }), () => false, () => now)
+  stderr.write('flood\n'.repeat(20_010))
+  t.equal(lines.length, 20_000)
+  // A second after the first dropped line, the count is logged even if the worker says nothing more.
+  const deadline = Date.now() + 5000
+  while (lines.length === 20_000 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(lines[20_000], { level: 'warn', msg: /^10 stderr lines of this worker were not logged/ })
+  now += 500 // 2,500 units: not enough to resume logging
+  stderr.write('more\n'.repeat(3))
+  stderr.write('pyfleet-fatal: out of patience\n')
+  t.same(lines.slice(20_001).map((l) => l.msg), [
+    '3 stderr lines of this worker were not logged: it wrote faster than its log budget of 5,000 lines (or KiB) a second',
+    'pyfleet-fatal: out of patience'
+  ])
+  t.equal(stderr.fatalLine, 'out of patience')
+  now += 500 // 5,000 units: logging resumes
+  stderr.write('back\n')
+  t.equal(lines.at(-1)?.msg, 'back')
+})
