@@ -194,8 +194,9 @@ export class Recycler {
   }
 
   /**
-   * Resolves true once the worker has left the pool, or false if its spare died
-   * before taking over (the worker stays; retire it again to replace it).
+   * Resolves true once the worker has left the pool, or false if it has not and
+   * will not for this retirement: its spare died before taking over (the worker
+   * stays; retire it again to replace it), or the pool is closing.
    */
   async whenGone (worker: PythonWorker): Promise<boolean> {
     const record = this.#records.get(worker)
@@ -247,7 +248,8 @@ export class Recycler {
       clearTimeout(record.deferredSample)
       if (record.retiring?.spare !== undefined) kills.push(record.retiring.spare.kill())
       record.retiring = undefined
-      for (const resolve of record.gone.splice(0)) resolve(true)
+      // Not swapped: the shutdown stops it with the others.
+      for (const resolve of record.gone.splice(0)) resolve(false)
       this.#records.delete(worker)
     }
     await Promise.all(kills)

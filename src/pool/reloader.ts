@@ -89,6 +89,8 @@ export class Reloader {
       }
       // Its spare died before taking over (killed, out of memory): the worker still runs
       // the old code and is found again by the next turn, a few times before giving up.
+      // (Or the shutdown killed the spare: the next turn says so.)
+      if (this.#options.isDraining()) continue
       if (++spareDeaths > MAX_SPARE_DEATHS) {
         throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
       }

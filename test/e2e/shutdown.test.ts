@@ -45,6 +45,24 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   t.equal((await server.exited).code, 0)
 })
 
+t.test('a reload cut short by SIGTERM counts each worker once: the busy one it could not swap is not counted as replaced', async (t) => {
+  const token = 'reload-term-token-0123'
+  const server = await startServerProcess(t, { POOL_SIZE: '2', ADMIN_TOKEN: token, SHUTDOWN_GRACE_MS: '800', WORKER_STOP_GRACE_MS: '500' })
+  // A busy worker holds the reload (its spare is ready, but the swap waits for the call
+  // to end) until the shutdown's grace runs out and stops it unswapped.
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 4000 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  const reload = fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  await waitFor(() => /retiring worker; starting its replacement/.test(server.output()), 5000, 'the reload to start a spare')
+  server.child.kill('SIGTERM')
+  const answer = await reload
+  t.equal(answer.status, 503)
+  // The idle worker may have been swapped first; the busy one was not, and is counted once.
+  t.match((await answer.json()).message, /^reload failed: the server began shutting down; [01] of 2 workers replaced/)
+  t.equal((await running).status, 502, 'stopped by the shutdown')
+  t.equal((await server.exited).code, 0)
+})
+
 t.test('a drain longer than 10 s (within SHUTDOWN_GRACE_MS) still ends in exit 0', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '20000' })
   const running = callTask(server.url, 'diag.work', { sleep_ms: 11_000 })
