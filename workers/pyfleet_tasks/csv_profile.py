@@ -22,7 +22,9 @@ TOP_VALUES = 5
 MAX_SAFE_INTEGER = 2**53 - 1
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The fraction is one optional group: as "[0-9]+\.?[0-9]*", a failing fullmatch of a long
+# run of digits ("111...1x") tried every split of the run between the two: quadratic time.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOLEANS = frozenset(("true", "false", "yes", "no"))
 # ISO 8601 as people write it; fromisoformat then checks that the day and time exist.
 _DATE = re.compile(
@@ -153,13 +155,24 @@ def _lines(text):
 
 
 def _unique_names(header):
+    """Trimmed names, an empty one as columnN, a taken one with the first free suffix (name_2, name_3, ...).
+
+    The suffix to try next is kept per name: counting from 2 again for each
+    repeat took quadratic time on a header of one name repeated.
+    """
     names = []
     seen = set()
+    next_suffix = {}  # base name -> the suffix to try next; every lower one is taken (seen only grows)
     for i, raw in enumerate(header, start=1):
         base = raw.strip() or f"column{i}"
-        name, suffix = base, 2
-        while name in seen:
-            name, suffix = f"{base}_{suffix}", suffix + 1
+        name = base
+        if name in seen:
+            suffix = next_suffix.get(base, 2)
+            name = f"{base}_{suffix}"
+            while name in seen:
+                suffix += 1
+                name = f"{base}_{suffix}"
+            next_suffix[base] = suffix + 1
         seen.add(name)
         names.append(name)
     return names
@@ -199,7 +212,7 @@ def _infer_type(counter):
     values = counter.keys()
     if not values:
         return "string", None
-    if all(_INTEGER.fullmatch(v) and abs(int(v)) <= MAX_SAFE_INTEGER for v in values):
+    if _all_safe_integers(values):
         return "integer", int
     if all(_NUMBER.fullmatch(v) and math.isfinite(float(v)) for v in values):
         return "number", float
@@ -208,6 +221,15 @@ def _infer_type(counter):
     if all(_date_key(v) is not None for v in values):
         return "date", None
     return "string", None
+
+
+def _all_safe_integers(values):
+    try:
+        return all(_INTEGER.fullmatch(v) and abs(int(v)) <= MAX_SAFE_INTEGER for v in values)
+    except ValueError:
+        # int() refuses a text of over 4,300 digits (Python's guard against its quadratic time): no
+        # safe integer, unless thousands of zeros lead it, and then it is profiled as a number.
+        return False
 
 
 def _date_key(text):

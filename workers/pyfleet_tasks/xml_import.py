@@ -17,6 +17,8 @@ MAX_LIMIT = 100000
 # Conversion recurses once per level, and every level can add a dict and a
 # list to the result, which msgpack packs only 511 containers deep.
 MAX_DEPTH = 200
+# The document goes to the parser in iterparse's 16 KiB chunks, growing up to this while it gives no event.
+MAX_CHUNK = 1 << 20
 
 SCHEMA = {
     "type": "object",
@@ -77,8 +79,9 @@ def import_xml(input):
 
 
 def _import(document, record_name, limit):
-    parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    parser = _parser()
     stack = []  # open elements, root first
+    finished = []  # per open element: how many of its first children are finished but still attached
     record_depth = None  # len(stack) at the record being read; None outside records
     root = None
     count = 0
@@ -86,6 +89,7 @@ def _import(document, record_name, limit):
     for event, element in _events(document, parser):
         if event == "start":
             stack.append(element)
+            finished.append(0)
             if len(stack) > MAX_DEPTH:
                 # no position: the parser has read ahead of this event
                 raise TaskError(f"XML nests deeper than {MAX_DEPTH} elements (at <{_local(element.tag)}>)")
@@ -96,6 +100,7 @@ def _import(document, record_name, limit):
             continue
         depth = len(stack)
         stack.pop()
+        finished.pop()
         if record_depth is not None and depth > record_depth:
             continue  # inside a record: converted with it
         if depth == record_depth:
@@ -103,13 +108,37 @@ def _import(document, record_name, limit):
             if len(records) < limit:
                 records.append(_record(element))
             record_depth = None
-        # Done with this element: detach and empty it, so the tree never
+        # Done with this element: empty it and detach it, so the tree never
         # holds more than the open ancestors and the current record.
-        # (The parser runs one chunk ahead, so it need not be the last child.)
-        if stack:
-            stack[-1].remove(element)
         element.clear()
+        if stack:
+            finished[-1] = _detach_finished(stack[-1], finished[-1] + 1)
     return {"root": root, "count": count, "records": records}
+
+
+def _detach_finished(parent, finished):
+    """Delete the parent's first ``finished`` children once they are half its children; how many stay attached.
+
+    Siblings finish in order, so the finished children come first; but the
+    parser runs a chunk ahead, so thousands may follow them, and remove()ing
+    each child shifted all of those: quadratic time. A batch of at least half
+    the list shifts no more children than it deletes.
+    """
+    if 2 * finished < len(parent):
+        return finished
+    del parent[:finished]
+    return 0
+
+
+def _parser():
+    parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    # Expat 2.6+ holds back a token that a chunk cuts until much more has come, then parses all it
+    # has at once: after a long comment, megabytes of elements in one go. _ChunkReader bounds the
+    # parsing of cut tokens instead, chunk by chunk; this switch is there from Python 3.13 (and
+    # some older security releases).
+    if hasattr(parser.parser, "SetReparseDeferralEnabled"):
+        parser.parser.SetReparseDeferralEnabled(False)
+    return parser
 
 
 def _events(document, parser):
@@ -118,8 +147,11 @@ def _events(document, parser):
     Only exceptions from the parser pass through this generator, so a bug in
     the caller's loop is never mistaken for bad input.
     """
+    reader = _ChunkReader(document)
     try:
-        yield from iterparse(_ChunkReader(document), events=("start", "end"), parser=parser)
+        for event in iterparse(reader, events=("start", "end"), parser=parser):
+            reader.events += 1
+            yield event
     except ParseError as error:
         line, column = error.position
         raise TaskError(
@@ -141,14 +173,30 @@ class _ChunkReader:
     """The minimal file interface iterparse needs, over a str or bytes.
 
     io.StringIO would copy the text into 4 bytes per character first.
+
+    Expat before 2.6.0 parses a token that a chunk cuts (a start tag, a
+    comment) again from its start with every next chunk, so a megabyte
+    attribute read in iterparse's 16 KiB chunks takes quadratic time
+    (CVE-2023-52425). So while the parser gives no event (it is inside a
+    long token, or a long text), each chunk is twice the last, up to
+    MAX_CHUNK, and a token of n bytes is parsed about n / MAX_CHUNK + 7
+    times; after an event chunks are back to iterparse's size.
     """
 
     def __init__(self, data):
         self._data = data
         self._offset = 0
+        self._size = 0
+        self.events = 0  # counted by the caller, so that a read can tell whether the last chunk gave any
+        self._events_at_last_read = -1
 
     def read(self, size):
-        chunk = self._data[self._offset : self._offset + size]
+        if self.events == self._events_at_last_read:
+            self._size = min(max(size, 2 * self._size), MAX_CHUNK)
+        else:
+            self._size = size
+        self._events_at_last_read = self.events
+        chunk = self._data[self._offset : self._offset + self._size]
         self._offset += len(chunk)
         return chunk
 

@@ -1,6 +1,8 @@
 """Tests of the csv.profile task: type inference, per-column figures, dialects, and errors with line numbers."""
 
 import math
+import random
+import re
 import statistics
 import unittest
 
@@ -154,6 +156,62 @@ class ReadsDialects(unittest.TestCase):
 
     def test_reads_a_last_line_without_a_newline(self):
         self.assertEqual(run("a\n1\n2")["rows"], 2)
+
+
+def old_unique_names(header):
+    """csv_profile._unique_names before its per-name counter: quadratic, the reference for the new one."""
+    names = []
+    seen = set()
+    for i, raw in enumerate(header, start=1):
+        base = raw.strip() or f"column{i}"
+        name, suffix = base, 2
+        while name in seen:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+# csv_profile._NUMBER before its fraction became one group: quadratic on a long run of digits that fails.
+OLD_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class HostileCsv(unittest.TestCase):
+    """Inputs that took quadratic time, half a minute to many minutes each; no timed assertion, the suite would hang."""
+
+    def test_numbers_50000_repeats_of_one_column_name(self):
+        # 50,000 columns named "a": minutes with the old names (8,000 took 4 s)
+        count = 50_000
+        result = run(",".join(["a"] * count) + "\n" + ",".join(["1"] * count) + "\n")
+        self.assertEqual([c["name"] for c in result["columns"]], ["a"] + [f"a_{n}" for n in range(2, count + 1)])
+        self.assertEqual(csv_profile._unique_names(["a_3", *["a"] * count])[-1], f"a_{count + 1}")
+
+    def test_names_columns_as_the_old_suffix_search_did(self):
+        rng = random.Random(20240611)
+        names = ["a", "a_2", "a_3", "a_2_2", "a_1", "a_02", "a_", "_2", "b", "b_2", "", " ", " a ",
+                 "column1", "column2", "column2_2", "column3_2"]
+        for _ in range(20_000):
+            header = [rng.choice(names) for _ in range(rng.randrange(24))]
+            self.assertEqual(csv_profile._unique_names(header), old_unique_names(header), header)
+
+    def test_profiles_100000_digits_and_a_letter_as_a_string(self):
+        # minutes with the old pattern (16,000 digits took 4 s)
+        column = columns("v\n" + "1" * 100_000 + "x\n" + "1" * 50_000 + "." + "2" * 50_000 + "e5x\n")["v"]
+        self.assertEqual((column["type"], column["distinct"]), ("string", 2))
+
+    def test_matches_numbers_as_the_old_pattern_did(self):
+        rng = random.Random(20240612)
+        for _ in range(50_000):
+            text = "".join(rng.choice("0123456789.eE+-x") for _ in range(rng.randrange(9)))
+            self.assertEqual(bool(csv_profile._NUMBER.fullmatch(text)), bool(OLD_NUMBER.fullmatch(text)), text)
+
+    def test_profiles_integers_of_over_4300_digits_as_numbers_or_strings(self):
+        # int() refuses them (ValueError): the CSV used to fail as an internal error
+        column = columns("n\n" + "0" * 5000 + "7\n-" + "0" * 5000 + "42\n")["n"]
+        self.assertEqual((column["type"], column["min"], column["max"]), ("number", -42.0, 7.0))
+        self.assertEqual(columns("n\n" + "1" * 5000 + "\n")["n"]["type"], "string")  # inf as a float
+        self.assertEqual(columns("n\n" + "9" * 5000 + "\n1.5\n")["n"]["type"], "string")
+        self.assertEqual(columns("n\n" + "1" * 4300 + "\n")["n"]["type"], "string")  # int() takes it, unsafe
 
 
 class RefusesBadCsv(unittest.TestCase):

@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import random
 import re
 import unicodedata
 import unittest
@@ -146,6 +147,64 @@ class KeptMarkTable(unittest.TestCase):
             with self.subTest(range=f"{first}-{last}"):
                 self.assertTrue(unicodedata.category(chr(int(first, 16))).startswith("M"))
                 self.assertTrue(unicodedata.category(chr(int(last, 16))).startswith("M"))
+
+
+# text_stats._SENTENCE_END before its lookbehind: quadratic on a long run of stops, the reference for the new one.
+OLD_SENTENCE_END = re.compile(r"[.!?…‽।॥؟۔]+[\"'”’»)\]]*(?=\s|$)|[。！？]+")
+
+
+class HostileText(unittest.TestCase):
+    """Inputs that took quadratic time, half a minute to many minutes each; no timed assertion, the suite would hang."""
+
+    def test_counts_a_run_of_200000_stops_before_a_letter_as_one_sentence(self):
+        # 200,000 dots before a letter: some 10 minutes before the lookbehind (8,000 took 1 s)
+        result = run("." * 200_000 + "x")
+        self.assertEqual((result["words"], result["sentences"], result["characters"]), (1, 1, 200_001))
+        self.assertEqual(run("Wait" + "!" * 200_000 + "” go on.")["sentences"], 2)
+
+    def test_splits_sentences_as_the_pattern_without_lookbehind_did(self):
+        rng = random.Random(20240611)
+        alphabet = list(".!?…।") + list("\"'”)]") + [" ", "\n", "x", "3", "。", "！"]
+        for _ in range(20_000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(24)))
+            self.assertEqual(module._SENTENCE_END.split(text), OLD_SENTENCE_END.split(text), repr(text))
+
+    def test_normalizes_200000_marks_out_of_canonical_order(self):
+        # 200,000 marks alternating between classes 230 and 220: half a minute in unicodedata.normalize alone
+        pairs = 100_000
+        result = run("a" + "\u0301\u0316" * pairs)
+        # NFC: the acute joins the a (the class-220 marks do not block it), the rest sorted by class
+        expected = "\u00e1" + "\u0316" * pairs + "\u0301" * (pairs - 1)
+        self.assertEqual(module._nfc("a" + "\u0301\u0316" * pairs), expected)
+        self.assertEqual((result["characters"], result["words"], result["sentences"]), (2 * pairs, 1, 1))
+
+    def test_normalizes_as_unicodedata_does(self):
+        rng = random.Random(20240612)
+        # marks of several classes, marks that decompose (U+0344, U+0F73), class-0 marks, and bases
+        # that decompose or compose (é, ḗ, Hangul jamo and syllables, Greek with ypogegrammeni)
+        marks = "\u0301\u0316\u0344\u0f73\u0f71\u0f72\u093f\u0345\u05b0\u0327\u20dd\u0300"
+        bases = "ae\u00e9\u1e17\uac00\u1100\u1161\u11a8\u0915 \u0f40\u03c9\u1fb3\u0f73"
+        for _ in range(2_000):
+            length = rng.randrange(100)
+            text = "".join(rng.choice(marks) if rng.random() < 0.85 else rng.choice(bases) for _ in range(length))
+            self.assertEqual(module._nfc(text), unicodedata.normalize("NFC", text), ascii(text))
+
+    def test_every_character_whose_decomposition_starts_with_a_non_starter_is_a_mark(self):
+        # what keeps _nfc linear: every run that normalize sorts lies inside a run of marks
+        strays = [
+            f"U+{code:04X}"
+            for code in range(0x110000)
+            if unicodedata.combining(unicodedata.normalize("NFD", chr(code))[0])
+            and not unicodedata.category(chr(code)).startswith("M")
+        ]
+        self.assertEqual(strays, [])
+
+    def test_the_quick_search_for_long_runs_of_marks_misses_no_mark(self):
+        marks = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)).startswith("M")]
+        self.assertGreater(len(marks), 2000)
+        self.assertEqual([m for m in marks if not module._MAYBE_LONG_MARK_RUN.fullmatch(m * 16)], [])
+        self.assertEqual([m for m in marks if not module._LONG_MARK_RUN.fullmatch(m * 16)], [])
+        self.assertIsNone(module._MAYBE_LONG_MARK_RUN.search("a" * 16 + "\u0301" * 15 + "a"))
 
 
 class StrayCodePoints(unittest.TestCase):

@@ -203,6 +203,35 @@ class ReportsMalformedXml(unittest.TestCase):
             run("<a>\ud800</a>")
 
 
+class HostileLargeTokens(unittest.TestCase):
+    """Inputs that took quadratic time, 9 to 15 s each; no timed assertion, the suite would take that long."""
+
+    def test_imports_a_16_mb_attribute_value(self):
+        # Expat before 2.6.0 parsed the cut start tag again with every 16 KiB chunk: 9 s (8 MB: 2 s)
+        size = 16 * 2**20
+        result = run('<r><a b="' + "x" * size + '"/><a b="y"/></r>')
+        self.assertEqual(result["count"], 2)
+        self.assertEqual(len(result["records"][0]["@b"]), size)
+        self.assertEqual(result["records"][1], {"@b": "y"})
+
+    def test_imports_512000_small_records_after_a_long_comment(self):
+        # Expat 2.6+ parses what it held back behind the comment at once, and removing each of those
+        # 512,000 records from the root one by one shifted all the others: 15 s with Python 3.13.
+        count = 512_000
+        result = run(b"<r><!--" + b"x" * (2 * 2**20) + b"-->" + b"<b>first</b>" + b"<a/>" * count + b"</r>")
+        self.assertEqual(result["count"], count + 1)
+        self.assertEqual(result["records"], [{"#text": "first"}] + [{}] * (xml_import.DEFAULT_LIMIT - 1))
+
+    def test_gives_the_same_records_whatever_the_chunks(self):
+        # a long comment makes chunks grow; records before, across and after the growth are all there
+        records = "".join(f"<a i='{n}'><b>{n}</b></a>" for n in range(1, 50_000))
+        xml = "<r><a i='0'/><!--" + "x" * 100_000 + "-->" + records + "</r>"
+        result = run(xml, limit=50_000)
+        self.assertEqual(result["count"], 50_000)
+        self.assertEqual(result["records"][0], {"@i": "0"})
+        self.assertEqual(result["records"][1:], [{"@i": str(n), "b": str(n)} for n in range(1, 50_000)])
+
+
 def _rss_bytes():
     with open("/proc/self/status") as status:
         for line in status:
