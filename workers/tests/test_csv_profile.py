@@ -182,9 +182,11 @@ class HostileCsv(unittest.TestCase):
     def test_numbers_50000_repeats_of_one_column_name(self):
         # 50,000 columns named "a": minutes with the old names (8,000 took 4 s)
         count = 50_000
-        result = run(",".join(["a"] * count) + "\n" + ",".join(["1"] * count) + "\n")
-        self.assertEqual([c["name"] for c in result["columns"]], ["a"] + [f"a_{n}" for n in range(2, count + 1)])
+        self.assertEqual(csv_profile._unique_names(["a"] * count), ["a"] + [f"a_{n}" for n in range(2, count + 1)])
         self.assertEqual(csv_profile._unique_names(["a_3", *["a"] * count])[-1], f"a_{count + 1}")
+        widest = csv_profile.MAX_COLUMNS  # through the task, as wide as it takes
+        result = run(",".join(["a"] * widest) + "\n" + ",".join(["1"] * widest) + "\n")
+        self.assertEqual(result["columns"][-1]["name"], f"a_{widest}")
 
     def test_names_columns_as_the_old_suffix_search_did(self):
         rng = random.Random(20240611)
@@ -220,6 +222,12 @@ class RefusesBadCsv(unittest.TestCase):
             run(text, **options)
         self.assertEqual(caught.exception.details, {"line": line})
         self.assertIn(fragment, caught.exception.message)
+
+    def test_refuses_more_columns_than_it_profiles(self):
+        # each column costs memory whatever it holds: a 2 MB body of a million took 527 MB
+        wide = csv_profile.MAX_COLUMNS + 1
+        self.assertRefused("\n" + ",".join(["a"] * wide) + "\n1\n", 2, f"line 2 has {wide} fields; csv.profile profiles at most 10000 columns")
+        self.assertRefused(",".join(["1"] * wide), 1, "at most 10000 columns", header=False)
 
     def test_names_the_line_where_a_ragged_record_starts(self):
         self.assertRefused("a,b,c\n1,2,3\n4,5\n", 3, "line 3 has 2 fields, expected 3")
