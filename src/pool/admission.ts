@@ -21,6 +21,8 @@ export interface Waiter {
   entry?: Waiting<Waiter>
   timer?: NodeJS.Timeout
   unsubscribe?: () => void
+  /** Settled while it still runs (its client's budget ran out): a drain does not wait for it. */
+  answeredEarly: boolean
 }
 
 export interface AdmissionOptions {
@@ -35,7 +37,7 @@ export interface AdmissionOptions {
 
 /** Every field present from the start: one object shape whether or not the waiter ever queues. */
 function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
-  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined }
+  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined, answeredEarly: false }
 }
 
 export class Admission {
@@ -44,6 +46,8 @@ export class Admission {
   /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
   readonly #running = new Map<string, number>()
   #inFlight = 0
+  /** Of those, calls already answered (answerEarly): nobody waits for them. */
+  #answeredEarly = 0
   /** Resolved when the queue is empty and no call runs (drain). */
   #idleWaiters: Array<() => void> = []
 
@@ -94,9 +98,14 @@ export class Admission {
 
   /** Tells a waiting drain once nothing is queued or running (a drain resumes a microtask later). */
   #checkIdle (): void {
-    if (this.#idleWaiters.length > 0 && this.#queue.size === 0 && this.#inFlight === 0) {
+    if (this.#idleWaiters.length > 0 && this.#isIdle()) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve()
     }
+  }
+
+  /** Nothing queued, and no call running that someone waits for. */
+  #isIdle (): boolean {
+    return this.#queue.size === 0 && this.#inFlight === this.#answeredEarly
   }
 
   /** The call no longer holds a worker (it ended, or never got one). */
@@ -104,6 +113,18 @@ export class Admission {
     const name = waiter.call.task.name
     this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
     this.#inFlight--
+    if (waiter.answeredEarly) this.#answeredEarly--
+  }
+
+  /**
+   * Settles a call that goes on running (its client's budget ran out): it still
+   * holds its worker and counts against its task's limit until `finished`, but
+   * a drain no longer waits for it (the shutdown stops its worker).
+   */
+  answerEarly (waiter: Waiter, outcome: CallOutcome, error: Error): void {
+    waiter.answeredEarly = true
+    this.#answeredEarly++
+    this.settle(waiter, outcome, error)
   }
 
   /** A call that was started but could not run (its worker had died): back to the front of the queue. */
@@ -146,9 +167,9 @@ export class Admission {
     }
   }
 
-  /** Resolves once nothing is queued or running, or after `graceMs`, whichever comes first. */
+  /** Resolves once nothing is queued or running for a client, or after `graceMs`, whichever comes first. */
   async idle (graceMs: number): Promise<void> {
-    if (this.#queue.size === 0 && this.#inFlight === 0) return
+    if (this.#isIdle()) return
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, graceMs)
       this.#idleWaiters.push(() => { clearTimeout(timer); resolve() })

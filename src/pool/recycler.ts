@@ -79,6 +79,7 @@ export class Recycler {
    * the caller replaces it at once.
    */
   afterCall (worker: PythonWorker): { spare: PythonWorker, reason: RetireReason } | typeof OVER_MEMORY | undefined {
+    if (this.#closed) return undefined // shutting down: no record, no sample, nothing to swap
     const record = this.#record(worker)
     // A spare that died while it waited (killed, out of memory) must not be swapped in: the
     // pool would hold a dead worker until a call found it (never, on an idle replica).

@@ -20,7 +20,7 @@ const TWO_TO_32 = 0x100000000
 const TWO_TO_53 = 2 ** 53
 
 const FLOAT64 = 0xcb
-const INT64 = 0xd3 // what msgpackr writes for a BigInt, negative or not
+const INT64 = 0xd3 // what msgpackr writes for a BigInt within int64, negative or not
 const UINT64 = 0xcf
 const HIGH_WORD_LIMIT = 0x200000 // 2^53 / 2^32
 

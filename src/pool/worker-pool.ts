@@ -179,7 +179,7 @@ export class WorkerPool {
     // header, and cost every other client the capacity.
     const budget = budgetLeftMs < timeoutMs ? new BudgetTimer(budgetLeftMs, () => {
       call.runMs = performance.now() - startedAt
-      this.#admission.settle(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
+      this.#admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
     }) : undefined
     let reply: ReplyMessage
     try {
@@ -203,23 +203,24 @@ export class WorkerPool {
     if (!answered) call.runMs = performance.now() - startedAt
     this.#admission.finished(waiter)
     this.#giveBack(worker)
-    if (answered) return // the client has its 504; the result has nobody to go to
     if (reply.t === MSG_RESULT) {
       // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
       if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
-      this.#admission.settle(waiter, 'ok', undefined, reply.value)
+      if (!answered) this.#admission.settle(waiter, 'ok', undefined, reply.value)
     } else {
-      this.#taskError(waiter, reply)
+      this.#taskError(waiter, reply, answered)
     }
   }
 
-  #taskError (waiter: Waiter, reply: ErrorMessage): void {
+  /** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
+  #taskError (waiter: Waiter, reply: ErrorMessage, answered: boolean): void {
     const { call } = waiter
     const { outcome, error } = taskErrorFor(reply, call.task.name)
     if (reply.kind === KIND_FAILED && outcome === 'failed') {
-      this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed: ${reply.type}: ${reply.message}`)
+      const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
+      this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.type}: ${reply.message}`)
     }
-    this.#admission.settle(waiter, outcome, error)
+    if (!answered) this.#admission.settle(waiter, outcome, error)
   }
 
   /** After a call that left the worker healthy: release it, swap it for its spare, or replace it. */

@@ -180,6 +180,16 @@ t.test('a call past its client\'s budget gets 504 at the budget, and its worker 
   t.equal(stats.tasks.timedOut, 1, 'counted once, as a timeout')
 })
 
+t.test('a task that fails after its client had its 504 (budget) is still logged, with its traceback', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 400, raise: 'boom-after-budget' }, { 'x-request-timeout-ms': '100' })
+  t.equal(reply.status, 504)
+  await waitFor(() => server.logs.some((l) => /^task diag.work failed \(after its client's x-request-timeout-ms budget ran out\): RuntimeError: boom-after-budget/.test(l.msg ?? '')), 5000, 'the failure in the log')
+  const line = server.logs.find((l) => /boom-after-budget/.test(l.msg ?? '') && l.traceback !== undefined)
+  t.match(line, { level: 50, task: 'diag.work', errorType: 'RuntimeError', traceback: /boom-after-budget/ })
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).tasks.timedOut, 1, 'counted once, as the timeout its client saw')
+})
+
 t.test('a hostile client with tiny budgets makes no worker restart; the task\'s own timeout still ends a runaway call', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2', TASK_TIMEOUTS: 'diag.work=600' })
   const pids = workerPids(server).sort()

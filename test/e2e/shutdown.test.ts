@@ -63,6 +63,18 @@ t.test('a reload cut short by SIGTERM counts each worker once: the busy one it c
   t.equal((await server.exited).code, 0)
 })
 
+t.test('a drain does not wait for a call whose client already had its 504 (its budget ran out): the shutdown stops its worker', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '30000', WORKER_STOP_GRACE_MS: '300' })
+  const reply = await callTask(server.url, 'diag.work', { sleep_ms: 30_000 }, { 'x-request-timeout-ms': '100' })
+  t.equal(reply.status, 504)
+  const started = Date.now()
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 0)
+  const elapsed = Date.now() - started
+  // Waiting for the call would take the whole 30 s grace (the task's own timeout is 30 s too).
+  t.ok(elapsed < 15_000, `exited after ${elapsed} ms`)
+})
+
 t.test('a drain longer than 10 s (within SHUTDOWN_GRACE_MS) still ends in exit 0', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '20000' })
   const running = callTask(server.url, 'diag.work', { sleep_ms: 11_000 })
