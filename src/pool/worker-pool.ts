@@ -8,7 +8,8 @@ import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import { BodyTooLargeError, InvalidInputError, TaskTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { BodyTooLargeError, InvalidInputError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
 import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { Admission, type Waiter } from './admission.js'
@@ -345,23 +346,4 @@ export class WorkerPool {
     await this.#pool.drain()
     await this.#pool.clear()
   }
-}
-
-/** Fires once after `ms` unless stopped first; `stop` says whether it had fired. */
-class BudgetTimer {
-  #fired = false
-  readonly #timer: NodeJS.Timeout
-
-  constructor (ms: number, onFire: () => void) {
-    this.#timer = setTimeout(() => { this.#fired = true; onFire() }, Math.ceil(ms))
-  }
-
-  stop (): boolean {
-    clearTimeout(this.#timer)
-    return this.#fired
-  }
-}
-
-function budgetSpent (task: string, budgetMs: number): Error {
-  return new TaskTimeoutError(`task ${task} did not finish within the x-request-timeout-ms budget of ${budgetMs} ms; its worker finishes the call and drops the result`)
 }
