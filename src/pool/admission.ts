@@ -48,7 +48,7 @@ export class Admission {
   #inFlight = 0
   /** Of those, calls already answered (answerEarly): nobody waits for them. */
   #answeredEarly = 0
-  /** Resolved when the queue is empty and no call runs (drain). */
+  /** Resolved when the queue is empty and no call runs for a client (drain). */
   #idleWaiters: Array<() => void> = []
 
   constructor (options: AdmissionOptions) {

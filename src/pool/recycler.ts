@@ -38,7 +38,7 @@ interface WorkerRecord {
   deferredSample: NodeJS.Timeout | undefined
   overMemory: boolean
   retiring: Retiring | undefined
-  /** whenGone's waiters: true once the worker has left the pool, false if its spare died first. */
+  /** whenGone's waiters: true once the worker has left the pool, false if its spare died first or the pool closed. */
   gone: Array<(left: boolean) => void>
 }
 
