@@ -130,9 +130,9 @@ export class WorkerStderr {
   }
 
   #logDropped (): void {
+    if (this.#droppedLines === 0) return // the common case: called before every logged line
     clearTimeout(this.#summaryTimer)
     this.#summaryTimer = undefined
-    if (this.#droppedLines === 0) return
     const fields = { ...this.#context(), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
     this.#log.warn(fields, `${this.#droppedLines} stderr lines of this worker were not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
     this.#droppedLines = 0
