@@ -1,18 +1,16 @@
 // Owns the workers: generic-pool keeps the set (min = max = size, a replacement
 // for each one destroyed); this module borrows a worker for each call that
-// admission.ts lets start, runs the call on it, and decides afterwards whether
-// the worker is released, recycled or destroyed. HTTP is not its business: it
+// admission.ts lets start, has call-run.ts run the call on it, and then
+// releases, recycles or destroys the worker. HTTP is not its business: it
 // throws the typed errors of errors.ts and lets routes send them.
 
 import { setMaxListeners } from 'node:events'
-import { performance } from 'node:perf_hooks'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import { BodyTooLargeError, InvalidInputError, WorkersUnavailableError, withExtras } from '../errors.js'
-import { BudgetTimer, budgetSpent } from './budget-timer.js'
-import { InputTooLargeError, PythonWorker, WorkerCallError } from './python-worker.js'
-import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { WorkersUnavailableError, withExtras } from '../errors.js'
+import type { PythonWorker } from './python-worker.js'
 import { Admission, type Waiter } from './admission.js'
+import { runCall, type CallRunPool } from './call-run.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
 import type { Call, PoolObserver, RestartReason } from './call.js'
@@ -47,6 +45,8 @@ export class WorkerPool {
   #fullWaiters: Array<() => void> = []
   readonly #stopStarts = new AbortController()
   readonly #reloader: Reloader
+  /** What each call's run (call-run.ts) may do with the pool: built once, not per call. */
+  readonly #callRunPool: CallRunPool
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -95,6 +95,13 @@ export class WorkerPool {
       isDraining: () => this.#draining,
       sweepIdle: () => { this.#sweepIdle() }
     })
+    this.#callRunPool = {
+      admission: this.#admission,
+      log: options.log,
+      giveBack: (worker) => { this.#giveBack(worker) },
+      discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
+      isClosed: () => this.#closed
+    }
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
       destroy: async (worker) => { await this.#supervisor.destroy(worker) }
@@ -139,89 +146,9 @@ export class WorkerPool {
   /** Borrows a worker (one is free: generic-pool hands it over synchronously) and runs the call. */
   #begin (waiter: Waiter): void {
     this.#pool.acquire().then(
-      async (worker) => { await this.#execute(waiter, worker) },
+      async (worker) => { await runCall(waiter, worker, this.#callRunPool) },
       (error: Error) => { this.#admission.finished(waiter); this.#admission.settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
     )
-  }
-
-  async #execute (waiter: Waiter, worker: PythonWorker): Promise<void> {
-    const { call } = waiter
-    if (worker.state !== 'idle') {
-      // It died while idle and was not swept yet: replace it and put the call back in front.
-      this.#discard(worker, worker.failure ?? 'crash')
-      this.#admission.requeue(waiter)
-      return
-    }
-    const startedAt = performance.now()
-    call.queueMs = startedAt - waiter.enqueuedAt
-    const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
-    if (budgetLeftMs <= 0) {
-      this.#admission.expired(waiter)
-      this.#giveBack(worker)
-      return
-    }
-    const timeoutMs = call.task.timeoutMs
-    let pending
-    try {
-      pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true)
-    } catch (error) {
-      // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
-      // is fine, and like any 400 or 413 this is not a call.
-      this.#admission.finished(waiter)
-      this.#giveBack(worker)
-      this.#admission.settle(waiter, null, error instanceof InputTooLargeError
-        ? new BodyTooLargeError(error.message)
-        : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
-      return
-    }
-    // The client's budget ends its wait, not the call: the worker finishes it (or is killed at
-    // the task's own timeout, as for any call), and then serves the next one. Killing it at the
-    // budget would let any client make the server kill and respawn workers at will, with a
-    // header, and cost every other client the capacity.
-    const budget = budgetLeftMs < timeoutMs ? new BudgetTimer(budgetLeftMs, () => {
-      call.runMs = performance.now() - startedAt
-      this.#admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
-    }) : undefined
-    let reply: ReplyMessage
-    try {
-      reply = await pending
-    } catch (error) {
-      const answered = budget?.stop() ?? false
-      if (!answered) call.runMs = performance.now() - startedAt
-      this.#admission.finished(waiter)
-      const failure = error instanceof WorkerCallError ? error.failure : 'crash'
-      this.#discard(worker, failure, call)
-      if (failure !== 'timeout') this.#options.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
-      if (!answered) {
-        const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, this.#closed)
-        this.#admission.settle(waiter, outcome, answer)
-      }
-      // Another worker may be free for a call held back by its task's concurrency limit.
-      this.#admission.dispatch()
-      return
-    }
-    const answered = budget?.stop() ?? false
-    if (!answered) call.runMs = performance.now() - startedAt
-    this.#admission.finished(waiter)
-    this.#giveBack(worker)
-    if (reply.t === MSG_RESULT) {
-      // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
-      if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
-      if (!answered) this.#admission.settle(waiter, 'ok', undefined, reply.value)
-    } else {
-      this.#taskError(waiter, reply, answered)
-    }
-  }
-
-  /** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
-  #taskError (waiter: Waiter, reply: ErrorMessage, answered: boolean): void {
-    const { call } = waiter
-    const { outcome, error } = taskErrorFor(reply, call.task.name)
-    if (reply.kind === KIND_FAILED && outcome === 'failed') {
-      const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
-      this.#options.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.type}: ${reply.message}`)
-    }
-    if (!answered) this.#admission.settle(waiter, outcome, error)
   }
 
   /** After a call that left the worker healthy: release it, swap it for its spare, or replace it. */

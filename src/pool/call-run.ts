@@ -1,0 +1,109 @@
+// One call's run on a worker the pool has borrowed for it: send it, wait for the
+// reply (or the client's budget, or the worker's failure), settle the caller,
+// and tell the pool what became of the worker. The pool owns the workers; this
+// module only decides, for one call, which of its verbs applies.
+
+import { performance } from 'node:perf_hooks'
+import type { FastifyBaseLogger } from 'fastify'
+import { BodyTooLargeError, InvalidInputError } from '../errors.js'
+import type { Admission, Waiter } from './admission.js'
+import { BudgetTimer, budgetSpent } from './budget-timer.js'
+import type { Call, RestartReason } from './call.js'
+import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { InputTooLargeError, WorkerCallError, type PythonWorker } from './python-worker.js'
+
+/** What a call's run needs from the pool that lent it the worker. */
+export interface CallRunPool {
+  readonly admission: Admission
+  readonly log: FastifyBaseLogger
+  /** The worker is healthy after the call: release it, or recycle it. */
+  giveBack: (worker: PythonWorker) => void
+  /** The worker failed (dead, timed out, broke the protocol): remove it; the pool replaces it. */
+  discard: (worker: PythonWorker, reason: RestartReason, during?: Call) => void
+  /** True once a shutdown has stopped the workers: a worker lost now was stopped, not crashed. */
+  isClosed: () => boolean
+}
+
+/** Runs the call of `waiter` on `worker`; settles the caller exactly once and never throws. */
+export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallRunPool): Promise<void> {
+  const { call } = waiter
+  const { admission } = pool
+  if (worker.state !== 'idle') {
+    // It died while idle and was not swept yet: replace it and put the call back in front.
+    pool.discard(worker, worker.failure ?? 'crash')
+    admission.requeue(waiter)
+    return
+  }
+  const startedAt = performance.now()
+  call.queueMs = startedAt - waiter.enqueuedAt
+  const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
+  if (budgetLeftMs <= 0) {
+    admission.expired(waiter)
+    pool.giveBack(worker)
+    return
+  }
+  const timeoutMs = call.task.timeoutMs
+  let pending
+  try {
+    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true)
+  } catch (error) {
+    // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
+    // is fine, and like any 400 or 413 this is not a call.
+    admission.finished(waiter)
+    pool.giveBack(worker)
+    admission.settle(waiter, null, error instanceof InputTooLargeError
+      ? new BodyTooLargeError(error.message)
+      : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
+    return
+  }
+  // The client's budget ends its wait, not the call: the worker finishes it (or is killed at
+  // the task's own timeout, as for any call), and then serves the next one. Killing it at the
+  // budget would let any client make the server kill and respawn workers at will, with a
+  // header, and cost every other client the capacity.
+  const budget = budgetLeftMs < timeoutMs
+    ? new BudgetTimer(budgetLeftMs, () => {
+      call.runMs = performance.now() - startedAt
+      admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
+    })
+    : undefined
+  let reply: ReplyMessage
+  try {
+    reply = await pending
+  } catch (error) {
+    const answered = budget?.stop() ?? false
+    if (!answered) call.runMs = performance.now() - startedAt
+    admission.finished(waiter)
+    const failure = error instanceof WorkerCallError ? error.failure : 'crash'
+    pool.discard(worker, failure, call)
+    if (failure !== 'timeout') pool.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
+    if (!answered) {
+      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, pool.isClosed())
+      admission.settle(waiter, outcome, answer)
+    }
+    // Another worker may be free for a call held back by its task's concurrency limit.
+    admission.dispatch()
+    return
+  }
+  const answered = budget?.stop() ?? false
+  if (!answered) call.runMs = performance.now() - startedAt
+  admission.finished(waiter)
+  pool.giveBack(worker)
+  if (reply.t === MSG_RESULT) {
+    // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
+    if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
+    if (!answered) admission.settle(waiter, 'ok', undefined, reply.value)
+  } else {
+    settleTaskError(waiter, reply, answered, pool)
+  }
+}
+
+/** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
+function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean, pool: CallRunPool): void {
+  const { call } = waiter
+  const { outcome, error } = taskErrorFor(reply, call.task.name)
+  if (reply.kind === KIND_FAILED && outcome === 'failed') {
+    const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
+    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.type}: ${reply.message}`)
+  }
+  if (!answered) pool.admission.settle(waiter, outcome, error)
+}
