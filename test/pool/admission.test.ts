@@ -1,0 +1,266 @@
+// Admission's rules on their own: who starts, who waits, who is turned away, and
+// that every call is settled and counted once. Admission never touches a worker,
+// so a counter of free workers and a list of started calls stand in for the pool;
+// the e2e tests run the same rules through real workers.
+
+import t from 'tap'
+import { Admission, type Waiter } from '../../src/pool/admission.js'
+import type { Call, CallOutcome, PoolTask } from '../../src/pool/call.js'
+
+interface Harness {
+  admission: Admission
+  /** Calls handed to the pool to run, in the order they were started. */
+  started: Waiter[]
+  /** Outcomes reported to the observer, as "task:outcome" (refused ones as "refused:task:outcome"). */
+  counted: string[]
+  free: { workers: number }
+}
+
+function harness ({ queueLimit = 10, queueTimeoutMs = 60_000, freeWorkers = 0 } = {}): Harness {
+  const started: Waiter[] = []
+  const counted: string[] = []
+  const free = { workers: freeWorkers }
+  const admission = new Admission({
+    queueLimit,
+    queueTimeoutMs,
+    observer: {
+      callEnded: (call, outcome) => { counted.push(`${call.task.name}:${outcome}`) },
+      callRefused: (call, outcome) => { counted.push(`refused:${call.task.name}:${outcome}`) },
+      workerRestarted: () => {},
+      workerStartFailed: () => {}
+    },
+    freeWorkers: () => free.workers,
+    // As the pool does: a started call takes a worker at once.
+    start: (waiter) => { free.workers--; started.push(waiter) }
+  })
+  return { admission, started, counted, free }
+}
+
+function task (name: string, maxConcurrency = Infinity): PoolTask {
+  return { name, timeoutMs: 30_000, maxConcurrency }
+}
+
+function call (on: PoolTask, extra: Partial<Call> = {}): Call {
+  return { task: on, input: null, requestId: `req-${Math.random()}`, queueMs: 0, runMs: 0, ...extra }
+}
+
+/** What the pool does when a call's worker replies: free it, settle the call, start the next. */
+function complete (h: Harness, waiter: Waiter, value: unknown = 'done'): void {
+  h.admission.finished(waiter)
+  h.free.workers++
+  h.admission.settle(waiter, 'ok', undefined, value)
+  h.admission.dispatch()
+}
+
+/** The error a call's promise rejected with, or a failure if it resolved. */
+async function rejection (promise: Promise<unknown>): Promise<Error & { code?: string, statusCode?: number, retryAfterSeconds?: number }> {
+  return await promise.then(() => { throw new Error('expected a rejection') }, (error: Error) => error)
+}
+
+t.test('a call starts at once when a worker is free and nobody waits', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  const result = h.admission.admit(call(echo))
+  t.equal(h.started.length, 1, 'started synchronously, without queueing')
+  t.equal(h.admission.waiting, 0)
+  complete(h, h.started[0], 42)
+  t.equal(await result, 42)
+  t.same(h.counted, ['echo:ok'])
+})
+
+t.test('calls wait in arrival order and start as workers come free', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  const results = [1, 2, 3].map((n) => h.admission.admit(call(echo, { input: n })))
+  t.equal(h.started.length, 1)
+  t.equal(h.admission.waiting, 2)
+  complete(h, h.started[0], 1)
+  t.equal(h.started.length, 2, 'the next one starts when the worker is back')
+  complete(h, h.started[1], 2)
+  complete(h, h.started[2], 3)
+  t.same(h.started.map((w) => w.call.input), [1, 2, 3], 'first come, first served')
+  t.same(await Promise.all(results), [1, 2, 3])
+  t.equal(h.admission.waiting, 0)
+})
+
+t.test('a full queue turns the call away with 503 QUEUE_FULL and Retry-After, counted as queue_full', async (t) => {
+  const h = harness({ queueLimit: 2 })
+  const echo = task('echo')
+  const queued = [h.admission.admit(call(echo)), h.admission.admit(call(echo))]
+  const error = await rejection(h.admission.admit(call(echo)))
+  t.equal(error.code, 'QUEUE_FULL')
+  t.equal(error.statusCode, 503)
+  t.equal(error.retryAfterSeconds, 1)
+  t.match(error.message, /2 callers are already waiting/)
+  t.same(h.counted, ['refused:echo:queue_full'])
+  t.equal(h.admission.waiting, 2, 'the refused call took no place in the queue')
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  await Promise.allSettled(queued)
+})
+
+t.test('a task at its concurrency limit waits; calls of other tasks behind it go ahead', async (t) => {
+  const h = harness({ freeWorkers: 3 })
+  const slow = task('slow', 1)
+  const echo = task('echo')
+  const first = h.admission.admit(call(slow, { input: 'slow-1' }))
+  const second = h.admission.admit(call(slow, { input: 'slow-2' }))
+  const other = h.admission.admit(call(echo, { input: 'echo' }))
+  t.same(h.started.map((w) => w.call.input), ['slow-1', 'echo'], 'slow-2 waits for slow-1 although workers are free; echo does not wait for slow-2')
+  t.equal(h.admission.waiting, 1)
+  complete(h, h.started[0], 'a')
+  t.same(h.started.map((w) => w.call.input), ['slow-1', 'echo', 'slow-2'], 'slow-2 starts once slow-1 has finished')
+  complete(h, h.started[1], 'b')
+  complete(h, h.started[2], 'c')
+  t.same(await Promise.all([first, second, other]), ['a', 'c', 'b'])
+})
+
+t.test('a call that waits past QUEUE_TIMEOUT_MS gets 503 QUEUE_TIMEOUT and is never started', async (t) => {
+  const h = harness({ queueTimeoutMs: 20 })
+  const error = await rejection(h.admission.admit(call(task('echo'))))
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.equal(error.retryAfterSeconds, 1)
+  t.match(error.message, /within 20 ms; retry later/)
+  t.same(h.counted, ['echo:queue_timeout'])
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.equal(h.started.length, 0, 'a worker coming free later does not start it')
+  t.equal(h.admission.waiting, 0)
+})
+
+t.test('a budget shorter than QUEUE_TIMEOUT_MS bounds the wait, and the error says it was the budget', async (t) => {
+  const h = harness({ queueTimeoutMs: 60_000 })
+  const error = await rejection(h.admission.admit(call(task('echo'), { budgetMs: 20 })))
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.match(error.message, /20 ms \(the x-request-timeout-ms budget\)/)
+  t.same(h.counted, ['echo:queue_timeout'])
+})
+
+t.test('a client that goes away while queued is settled as cancelled and leaves the queue', async (t) => {
+  const h = harness()
+  let goAway: (() => void) | undefined
+  let unsubscribed = 0
+  const onClientGone = (cancel: () => void): () => void => { goAway = cancel; return () => { unsubscribed++ } }
+  const result = h.admission.admit(call(task('echo'), { onClientGone }))
+  t.equal(h.admission.waiting, 1)
+  goAway?.()
+  const error = await rejection(result)
+  t.equal(error.code, 'WORKERS_UNAVAILABLE')
+  t.match(error.message, /client went away/)
+  t.same(h.counted, ['echo:cancelled'])
+  t.equal(h.admission.waiting, 0)
+  t.equal(unsubscribed, 1, 'stops listening once it has left')
+  goAway?.()
+  t.same(h.counted, ['echo:cancelled'], 'a second notice is ignored: settled once')
+})
+
+t.test('a queued call that starts stops listening for its client and for its timeout', async (t) => {
+  const h = harness({ queueTimeoutMs: 20 })
+  let unsubscribed = 0
+  const result = h.admission.admit(call(task('echo'), { onClientGone: () => () => { unsubscribed++ } }))
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.equal(h.started.length, 1)
+  t.equal(unsubscribed, 1)
+  await new Promise((resolve) => setTimeout(resolve, 60))
+  t.same(h.counted, [], 'its queue timer did not fire while it ran')
+  complete(h, h.started[0])
+  t.equal(await result, 'done')
+  t.same(h.counted, ['echo:ok'])
+})
+
+t.test('a started call whose worker turned out dead goes back to the front of the queue', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  const first = h.admission.admit(call(echo, { input: 'first' }))
+  const second = h.admission.admit(call(echo, { input: 'second' }))
+  // The pool found its worker dead: the worker is destroyed (not freed) and the call requeued.
+  h.admission.requeue(h.started[0])
+  t.equal(h.admission.waiting, 2)
+  h.free.workers = 1 // the replacement is ready
+  h.admission.dispatch()
+  t.same(h.started.map((w) => w.call.input), ['first', 'first'], 'it runs before the call that came after it')
+  complete(h, h.started[1], 'a')
+  complete(h, h.started[2], 'b')
+  t.same(await Promise.all([first, second]), ['a', 'b'])
+  t.same(h.counted, ['echo:ok', 'echo:ok'], 'the failed start is not a call of its own')
+})
+
+t.test('a call whose budget ran out on its way to the worker is a queue timeout (SPEC §1)', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const result = h.admission.admit(call(task('echo'), { budgetMs: 5 }))
+  h.admission.expired(h.started[0])
+  const error = await rejection(result)
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.match(error.message, /5 ms \(the x-request-timeout-ms budget\)/)
+  t.same(h.counted, ['echo:queue_timeout'])
+})
+
+t.test('idle() waits for queued and running calls, up to its grace', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  await h.admission.idle(60_000) // nothing to wait for: resolves at once
+  const results = [h.admission.admit(call(echo)), h.admission.admit(call(echo))]
+  let idle = false
+  const drained = h.admission.idle(60_000).then(() => { idle = true })
+  complete(h, h.started[0])
+  await Promise.resolve()
+  t.notOk(idle, 'one call still runs')
+  complete(h, h.started[1])
+  await drained
+  t.ok(idle, 'resolved once the last call ended')
+  await Promise.all(results)
+
+  const stuck = harness({ freeWorkers: 1 })
+  const never = stuck.admission.admit(call(echo))
+  await stuck.admission.idle(20) // the grace ends the wait for a call that never ends
+  t.equal(stuck.started.length, 1)
+  complete(stuck, stuck.started[0])
+  await never
+})
+
+t.test('a call answered early (its client\'s budget ran out) holds its worker, but a drain does not wait for it', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const slow = task('slow', 1)
+  const result = h.admission.admit(call(slow))
+  const waiter = h.started[0]
+  const timeout = Object.assign(new Error('budget spent'), { code: 'TASK_TIMEOUT' })
+  h.admission.answerEarly(waiter, 'timeout', timeout)
+  t.equal(await rejection(result), timeout, 'the client has its answer now')
+  const drain = await Promise.race([
+    h.admission.idle(60_000).then(() => 'idle'),
+    new Promise((resolve) => { setImmediate(() => { resolve('still waiting') }) })
+  ])
+  t.equal(drain, 'idle', 'a drain has nothing to wait for')
+  const next = h.admission.admit(call(slow))
+  t.equal(h.started.length, 1, 'it still counts against its task\'s limit while it runs')
+  h.admission.finished(waiter) // its worker finally replies; the result is dropped
+  h.free.workers++
+  h.admission.dispatch()
+  t.equal(h.started.length, 2, 'the next call of the task starts once it has finished')
+  complete(h, h.started[1])
+  await next
+  t.same(h.counted, ['slow:timeout', 'slow:ok'], 'counted once, when it was answered')
+})
+
+t.test('failQueued settles every queued call with the outcome given, and running ones are left alone', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  const running = h.admission.admit(call(echo))
+  const queued = [h.admission.admit(call(echo)), h.admission.admit(call(echo))]
+  h.admission.failQueued(() => new Error('shutting down'), 'cancelled')
+  for (const promise of queued) t.match(await rejection(promise), { message: 'shutting down' })
+  t.equal(h.admission.waiting, 0)
+  t.same(h.counted, ['echo:cancelled', 'echo:cancelled'])
+  complete(h, h.started[0])
+  t.equal(await running, 'done')
+})
+
+t.test('a refused call is counted as refused, with its outcome, and never waits', async (t) => {
+  const h = harness()
+  const refusal = new Error('the server is shutting down')
+  const c = call(task('echo'))
+  t.equal(await rejection(h.admission.refuse(c, 'cancelled' satisfies CallOutcome, refusal)), refusal)
+  t.equal(c.outcome, 'cancelled', 'the call records how it ended, for the request log')
+  t.same(h.counted, ['refused:echo:cancelled'])
+  t.equal(h.admission.waiting, 0)
+})
