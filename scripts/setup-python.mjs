@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm postinstall: make sure a Python interpreter can run the workers (it must
-// import msgpack and defusedxml). Tries, in order: an interpreter that already
+// be Python 3.10 or newer and import msgpack and defusedxml). Tries, in order: an interpreter that already
 // can; a .venv with workers/requirements.txt (where PyPI is reachable); Debian's
 // packages through apt-get (where we are root). Otherwise it stops npm ci with
 // instructions. PYFLEET_SKIP_PYTHON_SETUP=1 skips all of it (e.g. a Docker build
@@ -23,8 +23,12 @@ function run (command, args, options = {}) {
   return { ok: result.status === 0, out: `${result.stdout ?? ''}${result.stderr ?? ''}`.trim() }
 }
 
+// The runtime needs 3.10 (traceback.format_exception(exc), among others): an older
+// interpreter would start workers that lose every failed task's traceback.
+const NEW_ENOUGH = 'import sys; sys.version_info >= (3, 10) or sys.exit(1)'
+
 function canRunWorkers (python) {
-  return run(python, ['-c', 'import msgpack, defusedxml']).ok
+  return run(python, ['-c', `${NEW_ENOUGH}; import msgpack, defusedxml`]).ok
 }
 
 function findReady () {
@@ -34,7 +38,7 @@ function findReady () {
 }
 
 function tryVenv () {
-  const base = ['python3', '/usr/bin/python3'].find((p) => run(p, ['-c', 'import venv, ensurepip']).ok)
+  const base = ['python3', '/usr/bin/python3'].find((p) => run(p, ['-c', `import venv, ensurepip; ${NEW_ENOUGH}`]).ok)
   if (base === undefined) return false
   say(`creating .venv with ${base} and installing workers/requirements.txt from PyPI`)
   if (!run(base, ['-m', 'venv', join(root, '.venv')]).ok) return false
@@ -78,17 +82,17 @@ if (process.env.PYFLEET_SKIP_PYTHON_SETUP === '1') {
 }
 const ready = findReady()
 if (ready !== undefined) {
-  say(`using ${ready} (msgpack and defusedxml are importable)`)
+  say(`using ${ready} (Python 3.10 or newer; msgpack and defusedxml are importable)`)
   compileWorkers(ready)
 } else if (process.env.PYTHON) {
-  say(`PYTHON=${process.env.PYTHON} cannot import msgpack and defusedxml: install them for it (pip install -r workers/requirements.txt) or unset PYTHON`)
+  say(`PYTHON=${process.env.PYTHON} cannot run the workers: it must be Python 3.10 or newer and import msgpack and defusedxml (pip install -r workers/requirements.txt); or unset PYTHON`)
   process.exit(1)
 } else if (tryVenv() || tryApt()) {
   const installed = findReady()
   say(`ready: ${installed}`)
   if (installed !== undefined) compileWorkers(installed)
 } else {
-  say('no Python can run the workers, and neither pip (PyPI) nor apt-get (as root) could fix it. Install Python 3 with msgpack and defusedxml:')
+  say('no Python can run the workers, and neither pip (PyPI) nor apt-get (as root) could fix it. Install Python 3.10 or newer with msgpack and defusedxml:')
   say('  Debian/Ubuntu: sudo apt-get install python3-msgpack python3-defusedxml')
   say('  elsewhere:     python3 -m venv .venv && .venv/bin/pip install -r workers/requirements.txt')
   process.exit(1)

@@ -15,13 +15,37 @@ export interface PythonInfo {
 }
 
 // msgpack for the protocol, defusedxml for the built-in xml.import: an interpreter
-// without either cannot start a worker, so the search goes on past it.
+// without either cannot start a worker, so the search goes on past it. So does one
+// older than 3.10: its workers would start, and lose every failed task's traceback.
 const REQUIRED_MODULES = ['msgpack', 'defusedxml']
-const PROBE = `import sys, ${REQUIRED_MODULES.join(', ')}; print(sys.executable); print(sys.version.split()[0])`
-const cache = new Map<string, Promise<PythonInfo | string>>()
+const MIN_VERSION = '3.10'
+const PROBE = [
+  'import sys',
+  `sys.version_info >= (${MIN_VERSION.replace('.', ', ')}) or sys.exit("Python " + sys.version.split()[0] + " is too old: the workers need ${MIN_VERSION} or newer")`,
+  `import ${REQUIRED_MODULES.join(', ')}`,
+  'print(sys.executable); print(sys.version.split()[0])'
+].join('\n')
+
+/** Why a candidate cannot run the workers: what is wrong decides what to advise. */
+export interface Unusable {
+  kind: 'missing' | 'too-old' | 'no-modules' | 'broken'
+  reason: string
+}
+
+const cache = new Map<string, Promise<PythonInfo | Unusable>>()
+
+/**
+ * The line of an interpreter's stderr that says what went wrong: a traceback's
+ * last, anything else's first (a version manager's shim explains itself first,
+ * then adds advice of its own).
+ */
+function firstWords (stderr: string): string {
+  const lines = stderr.trim().split('\n').map((line) => line.trim()).filter((line) => line !== '')
+  return (lines[0]?.startsWith('Traceback') === true ? lines.at(-1) : lines[0]) ?? ''
+}
 
 /** The interpreter's absolute path and version, or why it cannot run the workers. */
-function probe (candidate: string): Promise<PythonInfo | string> {
+function probe (candidate: string): Promise<PythonInfo | Unusable> {
   let result = cache.get(candidate)
   if (result === undefined) {
     result = new Promise((resolve) => {
@@ -31,14 +55,17 @@ function probe (candidate: string): Promise<PythonInfo | string> {
           resolve({ path: path.startsWith('/') ? path : candidate, version })
           return
         }
+        const unusable = (kind: Unusable['kind'], why: string): void => { resolve({ kind, reason: `${candidate}: ${why}` }) }
         const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') resolve(`${candidate}: not found`)
-        else if (missing !== undefined) resolve(`${candidate}: cannot import ${missing}`)
-        else if (stderr.trim() !== '') resolve(`${candidate}: ${stderr.trim().split('\n').pop() ?? ''}`)
-        else if (error.killed) resolve(`${candidate}: did not answer within 15 s`)
-        else if (typeof error.code === 'string') resolve(`${candidate}: cannot run (${error.code})`) // EACCES and the like
-        else if (error.signal !== null && error.signal !== undefined) resolve(`${candidate}: killed by ${error.signal}`)
-        else resolve(`${candidate}: exited with code ${String(error.code)} and printed nothing`)
+        const said = firstWords(stderr)
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') unusable('missing', 'not found')
+        else if (/ is too old: /.test(said)) unusable('too-old', said)
+        else if (missing !== undefined) unusable('no-modules', `cannot import ${missing}`)
+        else if (said !== '') unusable('broken', said)
+        else if (error.killed) unusable('broken', 'did not answer within 15 s')
+        else if (typeof error.code === 'string') unusable('broken', `cannot run (${error.code})`) // EACCES and the like
+        else if (error.signal !== null && error.signal !== undefined) unusable('broken', `killed by ${error.signal}`)
+        else unusable('broken', `exited with code ${String(error.code)} and printed nothing`)
       }).stdin?.end()
     })
     cache.set(candidate, result)
@@ -53,24 +80,31 @@ async function exists (path: string): Promise<boolean> {
 const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install python3-msgpack python3-defusedxml; ' +
   'elsewhere: python3 -m venv .venv && .venv/bin/pip install -r workers/requirements.txt, or run npm ci, which does this)'
 
+/** What to do about a configured PYTHON that cannot run the workers. */
+function adviceFor ({ kind }: Unusable): string {
+  const wanted = `an interpreter of Python ${MIN_VERSION} or newer that has ${REQUIRED_MODULES.join(' and ')}`
+  if (kind === 'no-modules') return `${FIX}, or point PYTHON at ${wanted}`
+  return `point PYTHON at ${wanted}, or unset it to let pyfleet search for one`
+}
+
 /**
  * The configured PYTHON, or the first of .venv/bin/python, python3 and
- * /usr/bin/python3 that can import msgpack and defusedxml. Throws ConfigError saying what was
+ * /usr/bin/python3 that is Python 3.10 or newer and can import msgpack and defusedxml. Throws ConfigError saying what was
  * tried and how to fix it.
  */
 export async function resolvePython (configured: string | undefined, projectRoot: string): Promise<PythonInfo> {
   if (configured !== undefined) {
     const found = await probe(configured)
-    if (typeof found !== 'string') return found
-    throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found}): ${FIX}, or point PYTHON at an interpreter that has ${REQUIRED_MODULES.join(' and ')}`)
+    if ('path' in found) return found
+    throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found.reason}): ${adviceFor(found)}`)
   }
   const venv = join(projectRoot, '.venv', 'bin', 'python')
   const candidates = [...(await exists(venv) ? [venv] : []), 'python3', '/usr/bin/python3']
   const tried: string[] = []
   for (const candidate of candidates) {
     const found = await probe(candidate)
-    if (typeof found !== 'string') return found
-    tried.push(found)
+    if ('path' in found) return found
+    tried.push(found.reason)
   }
-  throw new ConfigError(`no Python interpreter can run the workers (tried ${tried.join('; ')}): ${FIX}`)
+  throw new ConfigError(`no Python interpreter can run the workers (tried ${tried.join('; ')}): ${FIX}; the workers need Python ${MIN_VERSION} or newer`)
 }

@@ -50,10 +50,18 @@ t.test('a Python without defusedxml is not chosen: exit 1 naming the missing mod
   t.match(output, /PYTHON=\/usr\/bin\/python3 cannot run the workers \(\/usr\/bin\/python3: cannot import defusedxml\).*apt-get install python3-msgpack python3-defusedxml/)
 })
 
-t.test('a Python without msgpack exits 1 with how to fix it', async (t) => {
+t.test('a PYTHON that is no working Python exits 1 saying what to point it at', async (t) => {
   const { code, output } = await runServer({ PYTHON: '/bin/false' })
   t.equal(code, 1)
-  t.match(output, /PYTHON=\/bin\/false cannot run the workers \(\/bin\/false: exited with code 1 and printed nothing\).*apt-get install python3-msgpack/)
+  t.match(output, /PYTHON=\/bin\/false cannot run the workers \(\/bin\/false: exited with code 1 and printed nothing\): point PYTHON at an interpreter of Python 3\.10 or newer that has msgpack and defusedxml, or unset it/)
+})
+
+t.test('a Python older than 3.10 is not chosen: exit 1 naming its version', async (t) => {
+  // The fixture makes /usr/bin/python3 claim to be 3.9, whose workers would start and then lose
+  // every failed task's traceback (the runtime uses 3.10's traceback.format_exception(exc)).
+  const { code, output } = await runServer({ PYTHON: '/usr/bin/python3', PYTHONPATH: join(FIXTURES, 'python_3_9') })
+  t.equal(code, 1)
+  t.match(output, /PYTHON=\/usr\/bin\/python3 cannot run the workers \(\/usr\/bin\/python3: Python 3\.9\.18 is too old: the workers need 3\.10 or newer\): point PYTHON at an interpreter of Python 3\.10 or newer/)
 })
 
 t.test('a PYTHON that does not exist exits 1 saying so', async (t) => {
