@@ -4,7 +4,8 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { readFile } from 'node:fs/promises'
-import { callTask, childPythonPids, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
+import { spawn } from 'node:child_process'
+import { callTask, childPythonPids, isRunning, ROOT, startServerProcess, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
   const server = await startServerProcess(t, { SHUTDOWN_GRACE_MS: '10000' })
@@ -23,6 +24,30 @@ t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python le
   const { code } = await server.exited
   t.equal(code, 0)
   for (const pid of pids) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
+})
+
+t.test('SIGTERM to `npm start` (README\'s command) drains the server itself: nothing is left running', async (t) => {
+  // npm passes SIGTERM to its script's process; without `exec` that was a shell, and the
+  // server lived on, orphaned. --ignore-scripts skips prestart's build (the suite has built).
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const npm = spawn('npm', ['start', '--ignore-scripts'], {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), POOL_SIZE: '1', LOG_LEVEL: 'info' }
+  })
+  let out = ''
+  npm.stdout.on('data', (d) => { out += String(d) })
+  const exited = new Promise<number | null>((resolve) => { npm.once('exit', resolve) })
+  t.teardown(async () => { if (npm.exitCode === null) npm.kill('SIGKILL') })
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)) === 200, 30_000, 'npm start to serve')
+  const serverPid = Number(/"pid":(\d+)/.exec(out)?.[1])
+  t.teardown(() => { try { process.kill(serverPid, 'SIGKILL') } catch { /* gone, as it should be */ } })
+  const workers = await childPythonPids(serverPid)
+  t.equal(workers.length, 1, 'the server\'s worker is found')
+  npm.kill('SIGTERM')
+  await exited
+  await waitFor(async () => !(await isRunning(serverPid)), 10_000, 'the server to exit')
+  t.match(out, /shutting down: finishing admitted calls/, 'the server drained')
+  for (const pid of workers) t.notOk(await isRunning(pid), 'its worker is gone')
 })
 
 t.test('new calls during shutdown are refused with 503, not lost in a hang', async (t) => {
