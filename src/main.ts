@@ -10,10 +10,25 @@ import { WorkerStartError } from './pool/python-worker.js'
 import { reloadWorkers } from './routes/admin.js'
 
 const EXIT_START_FAILED = 1
+/** How long a clean exit waits for the last log lines at most. */
+const EXIT_LOG_FLUSH_MS = 1000
 
 function fatal (message: string): never {
   process.stderr.write(`pyfleet: ${message}\n`)
   process.exit(EXIT_START_FAILED)
+}
+
+/**
+ * Exits once the log lines already written have reached stdout. pino writes
+ * asynchronously, and process.exit() would make it flush what is still queued
+ * synchronously, ahead of a write in flight: "stopped" printed before the
+ * "worker exited" lines logged before it. With nothing left to do, the event loop
+ * ends by itself once those writes are done; the timer is a backstop for a
+ * handle that would keep it alive (it keeps nothing alive itself).
+ */
+function exitOnceLogged (code: number): void {
+  process.exitCode = code
+  setTimeout(() => { process.exit(code) }, EXIT_LOG_FLUSH_MS).unref()
 }
 
 export interface EarlySignals {
@@ -45,7 +60,7 @@ export async function main (early: EarlySignals): Promise<void> {
     }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS).unref()
     instance.close().then(() => {
       instance.log.info('stopped')
-      process.exit(0)
+      exitOnceLogged(0)
     }, (error: Error) => {
       instance.log.error({ err: error }, 'error while shutting down')
       process.exit(1)
