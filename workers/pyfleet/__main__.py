@@ -57,6 +57,27 @@ def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
     os._exit(code)
 
 
+def fail_import(module: str, line: str, exc: BaseException, hint: str = "") -> "NoReturn":  # noqa: F821
+    """fail() with the traceback logged first, and the line ending with where in the task's code
+    ``exc`` was raised: `` (at mytasks/helper.py, line 3)``.
+
+    The traceback is one ERROR record, formatted as set_up_logging's are but written straight to
+    fd 2 as fail() writes, so that a task module that removed the handlers, called
+    logging.disable() or replaced sys.stderr before it failed cannot hide it.
+    """
+    from .import_failure import traceback_to_log, where_raised
+
+    record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "task module '%s' failed to import", (module,), None)
+    record.exc_info = (type(exc), exc, traceback_to_log(exc, module))
+    try:
+        sys.stderr.flush()  # what the module printed before it failed comes first
+    except BaseException:
+        pass
+    os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
+    notes = "; ".join(note for note in (where_raised(exc, module), hint) if note)
+    fail(EXIT_IMPORT_FAILED, f"{line} ({notes})" if notes else line)
+
+
 class Options:
     """The parsed command line, with the defaults the server relies on."""
 
@@ -268,14 +289,14 @@ def main() -> None:
             # wrong. Something it imports is missing: that has to be installed.
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
-            else:
-                hint = f"install the package that provides '{exc.name}'"
-            fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
+                fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
+            # Imported by the task's code: the traceback and the line say where from.
+            fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, f"install the package that provides '{exc.name}'")
         except SystemExit as exc:  # not a clean exit: the worker has not said ready, and must say which module stopped it
-            fail(EXIT_IMPORT_FAILED, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import")
+            fail_import(name, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import", exc)
         except BaseException as exc:  # KeyboardInterrupt too
             detail = as_text(exc)
-            fail(EXIT_IMPORT_FAILED, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""))
+            fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc)
     reader = os.fdopen(request_fd, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:

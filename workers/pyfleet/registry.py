@@ -15,7 +15,7 @@ from .task_checks import check_callable, check_count, check_raw_field, check_sch
 # never evaluated at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 # A task name is also a URL path segment and a Prometheus label value.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -131,7 +131,7 @@ def is_coroutine_function(fn: Any) -> bool:
 
 def task(
     name: str,
-    *,
+    *misplaced: NoReturn,  # caught below, to say what to write instead of Python's "takes 1 positional argument"
     schema: Optional[Dict[str, Any]] = None,
     timeout_ms: Optional[int] = None,
     raw: Sequence[str] = (),
@@ -159,6 +159,13 @@ def task(
         raise ValueError(f"task name {name!r} must be 1-{MAX_NAME_LENGTH} characters of [A-Za-z0-9._-]")
     if name in (".", ".."):
         raise ValueError(f"task name {name!r} cannot be used: clients resolve it away in the URL path /api/tasks/{name}")
+    if misplaced:
+        first = misplaced[0]
+        example = "schema={...}" if isinstance(first, (dict, bool)) else f"timeout_ms={first!r}" if isinstance(first, int) else "schema={...}, timeout_ms=..."
+        raise TypeError(
+            f"task {name!r}: every argument after the name is a keyword (schema, timeout_ms, raw, raw_field, "
+            f"max_concurrency): write @task({name!r}, {example})"
+        )
     check_count(name, "timeout_ms", timeout_ms)
     check_count(name, "max_concurrency", max_concurrency)
     schema = check_schema(name, schema)

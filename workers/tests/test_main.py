@@ -173,32 +173,40 @@ class LoggingSetUpTest(unittest.TestCase):
 
 
 class ImportFailureTest(unittest.TestCase):
-    """A task module that stops the worker at import: one fatal line that names the module."""
+    """A task module that stops the worker at import: its traceback as one ERROR record, then one
+    fatal line that names the module, what it raised and the line of task code it came from."""
 
-    def start_with(self, source):
+    def start_with(self, source, files=None, module="stopping_tasks"):
+        """Start a worker with ``module``, ``stopping_tasks.py`` being ``source`` and ``files`` more files
+        (relative path: source); return its stderr lines, checked to end with the fatal line."""
         directory = tempfile.TemporaryDirectory()
         self.addCleanup(directory.cleanup)
-        with open(os.path.join(directory.name, "stopping_tasks.py"), "w") as f:
-            f.write(textwrap.dedent(source))
-        code, stdout, stderr = run_worker(["--module", "stopping_tasks"], pythonpath=directory.name)
+        self.dir = directory.name
+        for path, text in {"stopping_tasks.py": source, **(files or {})}.items():
+            os.makedirs(os.path.dirname(os.path.join(self.dir, path)), exist_ok=True)
+            with open(os.path.join(self.dir, path), "w") as f:
+                f.write(textwrap.dedent(text))
+        code, stdout, stderr = run_worker(["--module", module], pythonpath=self.dir)
         self.assertEqual((code, stdout), (EXIT_IMPORT_FAILED, b""), stderr)
-        return stderr
+        lines = stderr.splitlines()
+        self.assertTrue(lines and lines[-1].startswith("pyfleet-fatal: "), stderr)
+        return lines
 
     def test_sys_exit_and_keyboard_interrupt_at_import_name_the_module(self):
         cases = {
-            "import sys; sys.exit(0)": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(0) on import\n",
-            "raise SystemExit('bye')": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(bye) on import\n",
-            "raise KeyboardInterrupt": "pyfleet-fatal: task module 'stopping_tasks' raised KeyboardInterrupt on import\n",
+            "import sys; sys.exit(0)": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(0) on import (at stopping_tasks.py, line 1)",
+            "raise SystemExit('bye')": "pyfleet-fatal: task module 'stopping_tasks' called sys.exit(bye) on import (at stopping_tasks.py, line 1)",
+            "raise KeyboardInterrupt": "pyfleet-fatal: task module 'stopping_tasks' raised KeyboardInterrupt on import (at stopping_tasks.py, line 1)",
             # One line even when the message has several, and even when the module silenced sys.stderr.
             "import io, sys; sys.stderr = io.StringIO(); raise ValueError('bad config:\\n  key x missing')":
-                "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: bad config:\\n  key x missing\n",
+                "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: bad config:\\n  key x missing (at stopping_tasks.py, line 1)",
         }
         for source, line in cases.items():
             with self.subTest(source=source):
-                self.assertEqual(self.start_with(source), line)
+                self.assertEqual(self.start_with(source)[-1], line)
 
-    def test_a_registration_mistake_names_the_module_the_task_and_the_field(self):
-        stderr = self.start_with(
+    def test_a_registration_mistake_names_the_module_the_task_the_field_and_the_line(self):
+        lines = self.start_with(
             """
             from pyfleet import task
 
@@ -208,10 +216,73 @@ class ImportFailureTest(unittest.TestCase):
             """
         )
         self.assertEqual(
-            stderr,
+            lines[-1],
             "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: "
-            "task 'flagged': timeout_ms must be a positive integer or None, not True\n",
+            "task 'flagged': timeout_ms must be a positive integer or None, not True (at stopping_tasks.py, line 4)",
         )
+
+    def test_options_given_positionally_say_they_are_keywords(self):
+        lines = self.start_with('from pyfleet import task\n\n@task("pos", {"type": "object"})\ndef pos(input):\n    return input\n')
+        self.assertEqual(
+            lines[-1],
+            "pyfleet-fatal: task module 'stopping_tasks' raised TypeError on import: task 'pos': every argument after the name "
+            "is a keyword (schema, timeout_ms, raw, raw_field, max_concurrency): write @task('pos', schema={...}) (at stopping_tasks.py, line 3)",
+        )
+
+    def test_an_error_in_a_module_it_imports_is_logged_with_its_traceback_then_located(self):
+        lines = self.start_with("", {
+            "bad/__init__.py": "",
+            "bad/nested.py": "from bad import helper\n",
+            "bad/helper.py": 'CONFIG = {}; CONFIG["limit"]\n',
+        }, module="bad.nested")
+        self.assertEqual(len(lines), 2, lines)
+        logged, fatal = lines
+        self.assertEqual(fatal, "pyfleet-fatal: task module 'bad.nested' raised KeyError on import: 'limit' (at bad/helper.py, line 1)")
+        # One record for the server's log, from the task module's first line to the exception: not
+        # through importlib and the runtime, whose frames say nothing about the task's code.
+        self.assertTrue(
+            logged.startswith(
+                "ERROR pyfleet: task module 'bad.nested' failed to import\\nTraceback (most recent call last):\\n"
+                f'  File "{self.dir}/bad/nested.py", line 1, in <module>\\n    from bad import helper\\n'
+                f'  File "{self.dir}/bad/helper.py", line 1, in <module>\\n'
+            ),
+            logged,
+        )
+        self.assertTrue(logged.endswith("\\nKeyError: 'limit'"), logged)
+
+    def test_the_location_is_the_innermost_line_of_task_code_not_of_the_standard_library(self):
+        cases = [
+            ('import json\n\njson.loads("{")\n', "json/decoder.py", "raised JSONDecodeError on import: "
+             "Expecting property name enclosed in double quotes: line 1 column 2 (char 1) (at stopping_tasks.py, line 3)"),
+            ("import argparse\nargparse.ArgumentParser().parse_args(['--x'])\n", "argparse.py", "called sys.exit(2) on import (at stopping_tasks.py, line 2)"),
+        ]
+        for source, library_file, end in cases:
+            with self.subTest(source=source):
+                lines = self.start_with(source)
+                self.assertEqual(lines[-1], f"pyfleet-fatal: task module 'stopping_tasks' {end}")
+                self.assertIn(library_file, lines[-2], "the traceback goes on into the library")
+
+    def test_the_traceback_is_logged_even_if_the_module_turned_logging_off(self):
+        lines = self.start_with("import logging\nlogging.getLogger().handlers.clear()\nlogging.disable(logging.CRITICAL)\nraise ValueError('x')\n")
+        self.assertEqual(len(lines), 2, lines)
+        self.assertRegex(lines[0], r"^ERROR pyfleet: task module 'stopping_tasks' failed to import\\nTraceback .*\\nValueError: x$")
+
+    def test_a_missing_dependency_is_located_where_it_is_imported(self):
+        lines = self.start_with("import helpers\n", {"helpers.py": "\nimport no_such_dependency_for_pyfleet\n"})
+        self.assertEqual(
+            lines[-1],
+            "pyfleet-fatal: task module 'stopping_tasks' could not be imported: No module named 'no_such_dependency_for_pyfleet' "
+            "(at helpers.py, line 2; install the package that provides 'no_such_dependency_for_pyfleet')",
+        )
+        self.assertIn("ModuleNotFoundError", lines[0])
+
+    def test_a_syntax_error_keeps_naming_its_own_file_and_line(self):
+        for source, files in (("x = (\n", {}), ("import helpers\n", {"helpers.py": "\nx = (\n"})):
+            with self.subTest(source=source):
+                lines = self.start_with(source, files)
+                self.assertRegex(lines[-1], r"^pyfleet-fatal: task module 'stopping_tasks' raised SyntaxError on import: .* \((stopping_tasks|helpers)\.py, line \d\)$")
+                self.assertRegex(lines[0], r'^ERROR pyfleet: task module \'stopping_tasks\' failed to import\\n.*  File ".*(stopping_tasks|helpers)\.py", line \d\\n')
+                self.assertNotIn("importlib", lines[0])
 
 
 class EmptyModuleTest(unittest.TestCase):

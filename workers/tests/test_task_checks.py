@@ -1,6 +1,7 @@
 """What @task refuses at import, and how it says so: every message names the task and what to fix."""
 
 import functools
+import re
 import unittest
 
 from pyfleet import registry, task
@@ -51,6 +52,25 @@ class OptionsTest(RegistrationTest):
         looped["self"] = looped
         self.assertRefused(ValueError, r"nested 100 deep \(does the schema contain itself\?\)", schema=looped)
         task("t", schema={"type": "object", "properties": {"x": {"enum": [1, 2.5, None, True, "s"]}}, "items": ({"type": "string"},)})(takes_input)
+
+    def test_options_given_positionally_are_refused_saying_they_are_keywords(self):
+        cases = [
+            (({"type": "object"},), "schema={...}"),
+            ((True,), "schema={...}"),
+            ((5000,), "timeout_ms=5000"),
+            (("text/plain", "text"), "schema={...}, timeout_ms=..."),
+        ]
+        for args, example in cases:
+            with self.subTest(args=args):
+                with self.assertRaisesRegex(
+                    TypeError,
+                    r"^task 'pos': every argument after the name is a keyword \(schema, timeout_ms, raw, raw_field, max_concurrency\): "
+                    rf"write @task\('pos', {re.escape(example)}\)$",
+                ):
+                    task("pos", *args)
+        self.assertIsNone(registry.get("pos"), "nothing was registered")
+        task("pos", schema={"type": "object"}, timeout_ms=5000)(takes_input)
+        self.assertEqual((registry.get("pos").schema, registry.get("pos").timeout_ms), ({"type": "object"}, 5000))
 
     def test_dot_names_are_refused_as_unreachable(self):
         for name in (".", ".."):

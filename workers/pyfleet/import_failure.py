@@ -1,0 +1,65 @@
+"""Where in a task's code a task module's import failed, read from the exception's traceback.
+
+__main__ reports the failure (the traceback, then the fatal line) and imports this module
+only then, so a worker that starts pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Type names for type checkers only (why: see registry.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+    from typing import Optional
+
+_PYFLEET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+_STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
+
+
+def is_machinery(path: str) -> bool:
+    """Whether code at ``path`` is importlib's (frozen), the standard library's or this runtime's."""
+    return path.startswith(("<", _STDLIB_DIR, _PYFLEET_DIR))
+
+
+def is_task_code(frame: FrameType, package: str) -> bool:
+    """Whether ``frame`` runs the task author's code: the task module's own top-level package,
+    or any file that is neither machinery nor an installed package."""
+    module = frame.f_globals.get("__name__")
+    if isinstance(module, str) and (module == package or module.startswith(package + ".")):
+        return True
+    path = frame.f_code.co_filename
+    return not is_machinery(path) and not {"site-packages", "dist-packages"} & set(path.split(os.sep))
+
+
+def traceback_to_log(exc: BaseException, module: str) -> Optional[TracebackType]:
+    """The traceback without the frames of __main__ and importlib that lead to the task's code
+    (None if nothing else is left, as for a SyntaxError in the module itself)."""
+    package = module.partition(".")[0]
+    tb = exc.__traceback__
+    while tb is not None and is_machinery(tb.tb_frame.f_code.co_filename) and not is_task_code(tb.tb_frame, package):
+        tb = tb.tb_next
+    return tb
+
+
+def where_raised(exc: BaseException, module: str) -> str:
+    """``at mytasks/helper.py, line 3``: the innermost line of task code ``exc`` went through, the
+    path relative to its sys.path entry; "" if it went through none, or is a SyntaxError from
+    compiling a file, whose message names that file and line already."""
+    if isinstance(exc, SyntaxError) and isinstance(exc.filename, str) and not exc.filename.startswith("<"):
+        return ""
+    package = module.partition(".")[0]
+    innermost = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if is_task_code(tb.tb_frame, package):
+            innermost = tb
+        tb = tb.tb_next
+    if innermost is None:
+        return ""
+    path, number = innermost.tb_frame.f_code.co_filename, innermost.tb_lineno
+    roots = [os.path.join(os.path.abspath(entry), "") for entry in sys.path if isinstance(entry, str)]
+    root = max((root for root in roots if path.startswith(root)), key=len, default="")
+    return f"at {path[len(root):]}" + (f", line {number}" if number is not None else "")
