@@ -71,7 +71,7 @@ type Env = Readonly<Record<string, string | undefined>>
 function integer (env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallback
-  const range = `${min}..${max === Number.MAX_SAFE_INTEGER ? 'any larger value' : max}`
+  const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `${min}..${max}`
   if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer: use ${range}`)
   const value = Number(raw)
   if (value < min || value > max) throw new ConfigError(`${name}=${raw} is out of range: use ${range}`)

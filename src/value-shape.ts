@@ -171,4 +171,5 @@ function isProtoKey (bytes: Uint8Array, start: number, end: number): boolean {
 }
 
 // msgpackProblem's answer for an extension type: valid msgpack, but not plain data.
-const EXTENSION_TYPE = 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin'
+const EXTENSION_TYPE = 'the body holds a msgpack extension type or timestamp, which tasks cannot receive; send plain maps, arrays, strings, numbers, booleans, nil and bin ' +
+  '(msgpackr\'s default Packr writes objects as records, an extension: use new Packr({ useRecords: false }))'

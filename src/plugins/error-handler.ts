@@ -20,8 +20,12 @@ type SendableError = FastifyError & ErrorExtras
 
 const PARSE_ERRORS = new Set(['FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY', 'FST_ERR_CTP_INVALID_CONTENT_LENGTH'])
 
-function normalize (error: SendableError): SendableError {
+function normalize (error: SendableError, request: FastifyRequest): SendableError {
   if (PARSE_ERRORS.has(error.code)) return withExtras(new InvalidInputError(error.message), { details: error.details })
+  // Fastify's own says only "Request body is too large": say what the limit is and what sets it.
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && error.message === 'Request body is too large') {
+    return sendableError(413, error.code, `the body is over BODY_LIMIT_BYTES (${request.routeOptions.bodyLimit} bytes)`)
+  }
   return error
 }
 
@@ -42,7 +46,7 @@ function sendableError (statusCode: number, code: string, message: string): Send
 }
 
 function handleError (error: SendableError, request: FastifyRequest, reply: FastifyReply): void {
-  const err = normalize(error)
+  const err = normalize(error, request)
   let statusCode = err.statusCode ?? 500
   if (statusCode < 400 || statusCode > 599) statusCode = 500
   const known = typeof err.code === 'string' && err.code !== ''
@@ -53,7 +57,7 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
   const body = errorBody(statusCode, known ? err.code : 'INTERNAL_ERROR',
-    statusCode >= 500 && !known ? 'internal server error; the details are in the server log under this request id' : err.message)
+    statusCode >= 500 && !known ? 'internal server error; the server log has the details under this answer\'s x-request-id' : err.message)
   // A task's TaskError details may hold bytes and integers past 2^53, as results do.
   if (err.details !== undefined) body.details = jsonSafe(err.details)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))

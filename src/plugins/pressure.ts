@@ -13,6 +13,20 @@ import type { Config } from '../config.js'
 const HEALTH_URL = '/health'
 const RETRY_AFTER_SECONDS = 10
 
+/** under-pressure's names for what it measures, and the setting each threshold comes from. */
+const PRESSURE_SETTINGS: Record<string, { what: string, setting: string, unit: string }> = {
+  eventLoopDelay: { what: 'the event loop delay', setting: 'MAX_EVENT_LOOP_DELAY_MS', unit: 'ms' },
+  heapUsedBytes: { what: 'the V8 heap used', setting: 'MAX_HEAP_USED_BYTES', unit: 'bytes' },
+  rssBytes: { what: 'the Node process RSS', setting: 'MAX_RSS_BYTES', unit: 'bytes' }
+}
+
+function pressureMessage (type: string, value: unknown): string {
+  const known = PRESSURE_SETTINGS[type]
+  if (known === undefined) return `under pressure: ${type} is ${String(value)}`
+  const shown = typeof value === 'number' ? String(Math.round(value)) : String(value)
+  return `under pressure: ${known.what} is ${shown} ${known.unit}, over ${known.setting}`
+}
+
 async function pressurePlugin (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
   await fastify.register(underPressure, {
     maxEventLoopDelay: config.maxEventLoopDelayMs,
@@ -22,7 +36,7 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
     exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
     pressureHandler: (_request, reply, type, value) => {
       reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
-      const body = { statusCode: 503, code: 'FST_UNDER_PRESSURE', error: 'Service Unavailable', message: `under pressure: ${type} is ${String(value)}` }
+      const body = { statusCode: 503, code: 'FST_UNDER_PRESSURE', error: 'Service Unavailable', message: pressureMessage(type, value) }
       // under-pressure sends a non-null return value as the reply; its types only say void.
       return body as unknown as undefined
     }

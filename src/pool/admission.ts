@@ -69,7 +69,7 @@ export class Admission {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(String(this.#queue.size)), { retryAfterSeconds: 1 }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(callers(this.#queue.size)), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -218,6 +218,11 @@ export class Admission {
     waiter.unsubscribe?.()
     waiter.call.queueMs = performance.now() - waiter.enqueuedAt
   }
+}
+
+/** "1 caller is", "2 callers are": the start of QUEUE_FULL's message. */
+function callers (count: number): string {
+  return count === 1 ? '1 caller is' : `${count} callers are`
 }
 
 function queueTimeoutError (waitMs: number, byBudget: boolean): Error {

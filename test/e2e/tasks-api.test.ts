@@ -202,6 +202,7 @@ t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
   const reply = await callTask(url, 'echo', JSON.stringify({ s: 'x'.repeat(1_100_000) }))
   t.equal(reply.status, 413)
   t.equal(reply.json.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  t.equal(reply.json.message, 'the body is over BODY_LIMIT_BYTES (1048576 bytes)', 'the message names the limit and its setting')
 })
 
 t.test('a compressed body is 415, not parsed or hashed as its compressed bytes', async (t) => {
