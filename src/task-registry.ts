@@ -130,7 +130,8 @@ export class TaskRegistry {
         validateBody = strict.compile(info.schema)
         validateRaw = coercing.compile(info.schema)
       } catch (error) {
-        throw new Error(`task ${info.name} declares an invalid input schema: ${(error as Error).message}`)
+        const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
+        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${(error as Error).message}`)
       }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize
       tasks.set(info.name, Object.freeze({

@@ -33,6 +33,8 @@ export interface TaskInfo {
   raw: string[]
   rawField: string | null
   maxConcurrency: number | null
+  /** The Python module that defines it (absent from workers before it was added). */
+  module?: string | null
 }
 
 export interface ReadyMessage {
@@ -160,6 +162,7 @@ function taskInfoProblem (task: unknown, index: number): string | undefined {
   if (!(Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string'))) return wrong('raw', 'a list of strings')
   if (!(t.rawField === null || typeof t.rawField === 'string')) return wrong('rawField', 'a string or null')
   if (!(t.maxConcurrency === null || t.maxConcurrency === undefined || (typeof t.maxConcurrency === 'number' && t.maxConcurrency >= 1))) return wrong('maxConcurrency', 'a number of at least 1, or null')
+  if (!(t.module === null || t.module === undefined || typeof t.module === 'string')) return wrong('module', 'a string or null')
   return undefined
 }
 

@@ -35,6 +35,7 @@ t.test('a malformed ready message is refused with the task and field named', asy
   const task = { name: 'greet', doc: '', schema: {}, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null }
   const ready = (tasks: unknown[], pid: unknown = 42): Buffer => packr.pack({ t: 'ready', v: 1, pid, tasks })
   t.match(decodeReady(ready([task])), { pid: 42, tasks: [{ name: 'greet' }] })
+  t.match(decodeReady(ready([{ ...task, module: 'greetings' }])), { tasks: [{ module: 'greetings' }] }, 'the module, when a worker sends it')
   const cases: Array<[Buffer, RegExp]> = [
     [ready([task], 'x'), /pid that is string "x"/],
     [ready([{ ...task, timeoutMs: true }]), /task "greet": timeoutMs must be a positive number or null, not boolean true/],
@@ -42,6 +43,7 @@ t.test('a malformed ready message is refused with the task and field named', asy
     [ready([{ ...task, schema: [] }]), /task "greet": schema must be a map or a boolean, not an array/],
     [ready([{ ...task, raw: 'text/plain' }]), /task "greet": raw must be a list of strings/],
     [ready([{ ...task, maxConcurrency: 0 }]), /task "greet": maxConcurrency must be a number of at least 1/],
+    [ready([{ ...task, module: 5 }]), /task "greet": module must be a string or null, not number 5/],
     [ready([task, 7]), /task 2 of the list is number 7, not a map/],
     [ready([{ ...task, name: 3 }]), /task 1 of the list has a name that is number 3/]
   ]

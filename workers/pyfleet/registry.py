@@ -81,6 +81,8 @@ class Task:
             "raw": list(self.raw),
             "rawField": self.raw_field,
             "maxConcurrency": self.max_concurrency,
+            # Where it is defined, for the server's messages about it (a schema Ajv refuses).
+            "module": self.fn.__module__ if isinstance(getattr(self.fn, "__module__", None), str) else None,
         }
 
 

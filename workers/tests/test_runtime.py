@@ -86,6 +86,7 @@ class RegistryTest(IsolatedRegistryTest):
         self.assertEqual(info["raw"], ["text/plain"])
         self.assertEqual(info["rawField"], "text")
         self.assertEqual(info["maxConcurrency"], 2)
+        self.assertEqual(info["module"], __name__, "the module that defines it")
 
     def test_first_paragraph_matches_inspect_cleandoc(self):
         docs = [
