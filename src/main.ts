@@ -12,6 +12,12 @@ import { reloadWorkers } from './routes/admin.js'
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
 const EXIT_LOG_FLUSH_MS = 1000
+/**
+ * A repeat of the first stop signal this soon is the same request delivered twice, not
+ * an operator insisting: Ctrl-C signals the whole process group, so under `npm start`
+ * the server gets it from the terminal and again from npm, which passes its own on.
+ */
+const REPEATED_SIGNAL_WINDOW_MS = 500
 
 function fatal (message: string): never {
   process.stderr.write(`pyfleet: ${message}\n`)
@@ -48,30 +54,40 @@ export async function main (early: EarlySignals): Promise<void> {
   }
 
   let app: FastifyInstance | undefined
-  let stopping = false
+  /** The first SIGTERM or SIGINT, once one has come: the server is stopping. */
+  let firstStop: { signal: NodeJS.Signals, at: number } | undefined
+  /** The shutdown is over; the process only lets its last log lines out. */
+  let stopped = false
   // A stop while the workers are still starting (slow task imports) ends their start at once.
   const starting = new AbortController()
   setMaxListeners(0, starting.signal) // one listener per starting worker; POOL_SIZE may pass Node's warning at 10
   const close = (instance: FastifyInstance): void => {
     // Backstop: drain is bounded by the grace periods; this catches anything that is not.
-    setTimeout(() => {
+    const backstop = setTimeout(() => {
       instance.log.error('shutdown did not finish in time; exiting')
       process.exit(1)
     }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS).unref()
+    const end = (code: number): void => {
+      clearTimeout(backstop)
+      stopped = true
+      exitOnceLogged(code)
+    }
     instance.close().then(() => {
       instance.log.info('stopped')
-      exitOnceLogged(0)
+      end(0)
     }, (error: Error) => {
       instance.log.error({ err: error }, 'error while shutting down')
-      process.exit(1)
+      end(1)
     })
   }
   const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+    if (stopped) return
+    if (firstStop !== undefined) {
+      if (signal === firstStop.signal && performance.now() - firstStop.at < REPEATED_SIGNAL_WINDOW_MS) return
       process.stderr.write(`pyfleet: second ${signal}: exiting now\n`)
       process.exit(1)
     }
-    stopping = true
+    firstStop = { signal, at: performance.now() }
     if (app === undefined) { starting.abort(); return } // main() exits once buildApp gives up
     app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
     close(app)
@@ -81,7 +97,7 @@ export async function main (early: EarlySignals): Promise<void> {
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
   process.on('SIGHUP', () => {
-    if (stopping || app === undefined) return
+    if (firstStop !== undefined || app === undefined) return
     reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
   })
   early.stopRemembering()
@@ -94,16 +110,16 @@ export async function main (early: EarlySignals): Promise<void> {
 
   try {
     app = await buildApp(config, { startSignal: starting.signal })
-    if (!stopping) await app.listen({ host: config.host, port: config.port })
+    if (firstStop === undefined) await app.listen({ host: config.host, port: config.port })
   } catch (error) {
-    if (stopping) process.exit(0)
+    if (firstStop !== undefined) process.exit(0)
     if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
     const err = error as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
     if (err.code === 'EACCES') fatal(`port ${config.port} on ${config.host} needs privileges this user lacks (ports below 1024 do): set PORT to 1024 or above`)
     fatal(`could not start: ${err.message}`)
   }
-  if (stopping) {
+  if (firstStop !== undefined) {
     app.log.info('stopped during start-up')
     close(app)
   }

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { readFile } from 'node:fs/promises'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { callTask, childPythonPids, isRunning, ROOT, startServerProcess, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
@@ -39,32 +39,71 @@ t.test('the shutdown\'s log ends with "stopped", after every worker\'s exit', as
   }
 })
 
-t.test('SIGTERM to `npm start` (README\'s command) drains the server itself: nothing is left running', async (t) => {
-  // npm passes SIGTERM to its script's process; without `exec` that was a shell, and the
-  // server lived on, orphaned. --ignore-scripts skips prestart's build (the suite has built).
+/**
+ * README's `npm start`, in a process group of its own (as in a terminal). --ignore-scripts
+ * skips prestart's build: the suite has built already.
+ */
+async function startWithNpm (t: { teardown: (fn: () => unknown) => void }): Promise<{ npm: ChildProcess, url: string, serverPid: number, output: () => string, exited: Promise<number | null> }> {
   const port = 20000 + Math.floor(Math.random() * 20000)
   const npm = spawn('npm', ['start', '--ignore-scripts'], {
     cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), POOL_SIZE: '1', LOG_LEVEL: 'info' }
+    detached: true,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), POOL_SIZE: '1', DIAG_TASKS: '1', LOG_LEVEL: 'info' }
   })
   let out = ''
-  npm.stdout.on('data', (d) => { out += String(d) })
+  npm.stdout?.on('data', (d) => { out += String(d) })
+  npm.stderr?.on('data', (d) => { out += String(d) })
   const exited = new Promise<number | null>((resolve) => { npm.once('exit', resolve) })
   t.teardown(async () => { if (npm.exitCode === null) npm.kill('SIGKILL') })
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)) === 200, 30_000, 'npm start to serve')
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(async () => (await fetch(`${url}/ready`).then((r) => r.status, () => 0)) === 200, 30_000, 'npm start to serve')
   const serverPid = Number(/"pid":(\d+)/.exec(out)?.[1])
   t.teardown(() => { try { process.kill(serverPid, 'SIGKILL') } catch { /* gone, as it should be */ } })
+  return { npm, url, serverPid, output: () => out, exited }
+}
+
+t.test('SIGTERM to `npm start` (README\'s command) drains the server itself: nothing is left running', async (t) => {
+  // npm passes SIGTERM to its script's process; without `exec` that was a shell, and the
+  // server lived on, orphaned.
+  const { npm, serverPid, output, exited } = await startWithNpm(t)
   const workers = await childPythonPids(serverPid)
   t.equal(workers.length, 1, 'the server\'s worker is found')
   npm.kill('SIGTERM')
   await exited
   await waitFor(async () => !(await isRunning(serverPid)), 10_000, 'the server to exit')
-  t.match(out, /shutting down: finishing admitted calls/, 'the server drained')
+  t.match(output(), /shutting down: finishing admitted calls/, 'the server drained')
   for (const pid of workers) t.notOk(await isRunning(pid), 'its worker is gone')
 })
 
+t.test('Ctrl-C on `npm start` (SIGINT to the process group) drains once: the server gets it twice, from the terminal and from npm', async (t) => {
+  const { npm, url, serverPid, output, exited } = await startWithNpm(t)
+  const running = callTask(url, 'diag.work', { sleep_ms: 800 })
+  await waitFor(async () => (await (await fetch(`${url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  process.kill(-(npm.pid as number), 'SIGINT')
+  t.equal((await running).status, 200, 'the call in flight finished')
+  await exited
+  await waitFor(async () => !(await isRunning(serverPid)), 10_000, 'the server to exit')
+  t.notMatch(output(), /second SIGINT/, 'npm\'s copy of the signal was not taken for a second Ctrl-C')
+  t.match(output(), /"msg":"stopped"/)
+})
+
+t.test('a second SIGTERM, past the moment an echo of the first would come, exits at once with 1', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '30000' })
+  // Cut off by the second SIGTERM: that is what it is for.
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 20_000 }).catch(() => undefined)
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  server.child.kill('SIGTERM')
+  await waitFor(() => /shutting down/.test(server.output()), 5000, 'the drain to begin')
+  await new Promise((resolve) => setTimeout(resolve, 700)) // past the window in which a repeat is an echo
+  t.equal(server.child.exitCode, null, 'the echo did not end the drain')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 1)
+  t.match(server.output(), /second SIGTERM: exiting now/)
+  await running
+})
+
 t.test('new calls during shutdown are refused with 503, not lost in a hang', async (t) => {
-  const server = await startServerProcess(t, { POOL_SIZE: '1', UV_THREADPOOL_SIZE: '1' })
+  const server = await startServerProcess(t, { POOL_SIZE: '1' })
   const running = callTask(server.url, 'diag.work', { sleep_ms: 600 })
   await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
   server.child.kill('SIGTERM')
