@@ -63,18 +63,27 @@ def fail_import(module: str, line: str, exc: BaseException, hint: str = "") -> "
 
     The traceback is one ERROR record, formatted as set_up_logging's are but written straight to
     fd 2 as fail() writes, so that a task module that removed the handlers, called
-    logging.disable() or replaced sys.stderr before it failed cannot hide it.
+    logging.disable() or replaced sys.stderr before it failed cannot hide it. Reporting runs
+    code the module may have broken too (logging's formatter patched, the working directory
+    deleted): if it fails, the fatal line goes out without what it could not add.
     """
-    from .import_failure import traceback_to_log, where_raised
-
-    record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "task module '%s' failed to import", (module,), None)
-    record.exc_info = (type(exc), exc, traceback_to_log(exc, module))
     try:
         sys.stderr.flush()  # what the module printed before it failed comes first
     except BaseException:
         pass
-    os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
-    notes = "; ".join(note for note in (where_raised(exc, module), hint) if note)
+    from .import_failure import traceback_to_log, where_raised
+
+    try:
+        record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "task module '%s' failed to import", (module,), None)
+        record.exc_info = (type(exc), exc, traceback_to_log(exc, module))
+        os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
+    except BaseException:
+        pass
+    try:
+        where = where_raised(exc, module)
+    except BaseException:
+        where = ""
+    notes = "; ".join(note for note in (where, hint) if note)
     fail(EXIT_IMPORT_FAILED, f"{line} ({notes})" if notes else line)
 
 

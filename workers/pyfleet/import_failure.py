@@ -60,6 +60,17 @@ def where_raised(exc: BaseException, module: str) -> str:
     if innermost is None:
         return ""
     path, number = innermost.tb_frame.f_code.co_filename, innermost.tb_lineno
-    roots = [os.path.join(os.path.abspath(entry), "") for entry in sys.path if isinstance(entry, str)]
+    roots = [root for root in map(_absolute_dir, sys.path) if root]
     root = max((root for root in roots if path.startswith(root)), key=len, default="")
     return f"at {path[len(root):]}" + (f", line {number}" if number is not None else "")
+
+
+def _absolute_dir(entry: object) -> str:
+    """A sys.path entry as an absolute directory ending in a separator; "" for one that is not
+    a string or cannot be made absolute (relative, with the working directory deleted)."""
+    if not isinstance(entry, str):
+        return ""
+    try:
+        return os.path.join(os.path.abspath(entry), "")
+    except OSError:
+        return ""

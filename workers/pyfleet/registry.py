@@ -163,7 +163,14 @@ def task(
         raise ValueError(f"task name {name!r} cannot be used: clients resolve it away in the URL path /api/tasks/{name}")
     if misplaced:
         first = misplaced[0]
-        example = "schema={...}" if isinstance(first, (dict, bool)) else f"timeout_ms={first!r}" if isinstance(first, int) else "schema={...}, timeout_ms=..."
+        if isinstance(first, (dict, bool)):
+            example = "schema={...}"
+        elif isinstance(first, int):
+            example = f"timeout_ms={first!r}"
+        elif isinstance(first, (str, list, tuple)):
+            example = f"raw={first!r}, raw_field=..."
+        else:
+            example = "schema={...}, timeout_ms=..."
         raise TypeError(
             f"task {name!r}: every argument after the name is a keyword (schema, timeout_ms, raw, raw_field, "
             f"max_concurrency): write @task({name!r}, {example})"

@@ -262,6 +262,19 @@ class ImportFailureTest(unittest.TestCase):
                 self.assertEqual(lines[-1], f"pyfleet-fatal: task module 'stopping_tasks' {end}")
                 self.assertIn(library_file, lines[-2], "the traceback goes on into the library")
 
+    def test_a_module_that_broke_what_reporting_uses_still_gets_its_fatal_line(self):
+        cases = {
+            # logging's formatter patched: no traceback record, but the fatal line and its location.
+            "import logging\nlogging.Formatter.formatException = None\nraise ValueError('x')\n":
+                "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: x (at stopping_tasks.py, line 3)",
+            # A relative sys.path entry and the working directory deleted: abspath() cannot work.
+            "import os, sys, tempfile\nd = tempfile.mkdtemp()\nos.chdir(d)\nos.rmdir(d)\nsys.path.append('rel')\nraise ValueError('y')\n":
+                "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: y (at stopping_tasks.py, line 6)",
+        }
+        for source, fatal in cases.items():
+            with self.subTest(source=source):
+                self.assertEqual(self.start_with(source)[-1], fatal)
+
     def test_the_traceback_is_logged_even_if_the_module_turned_logging_off(self):
         lines = self.start_with("import logging\nlogging.getLogger().handlers.clear()\nlogging.disable(logging.CRITICAL)\nraise ValueError('x')\n")
         self.assertEqual(len(lines), 2, lines)

@@ -58,7 +58,9 @@ class OptionsTest(RegistrationTest):
             (({"type": "object"},), "schema={...}"),
             ((True,), "schema={...}"),
             ((5000,), "timeout_ms=5000"),
-            (("text/plain", "text"), "schema={...}, timeout_ms=..."),
+            (("text/plain", "text"), "raw='text/plain', raw_field=..."),
+            ((["text/csv"],), "raw=['text/csv'], raw_field=..."),
+            ((None,), "schema={...}, timeout_ms=..."),
         ]
         for args, example in cases:
             with self.subTest(args=args):
