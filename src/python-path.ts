@@ -50,16 +50,20 @@ function probe (candidate: string): Promise<PythonInfo | Unusable> {
   if (result === undefined) {
     result = new Promise((resolve) => {
       execFile(candidate, ['-c', PROBE], { encoding: 'utf8', timeout: 15_000 }, (error, stdout, stderr) => {
+        const unusable = (kind: Unusable['kind'], why: string): void => { resolve({ kind, reason: `${candidate}: ${why}` }) }
         if (error === null) {
-          const [path, version] = stdout.trim().split('\n')
-          resolve({ path: path.startsWith('/') ? path : candidate, version })
+          // Anything that exits 0 gets here (PYTHON=/bin/true): the answer must look like the probe's.
+          const [path, version, ...more] = stdout.trim().split('\n')
+          if (more.length === 0 && /^\d+\.\d+/.test(version ?? '')) resolve({ path: path.startsWith('/') ? path : candidate, version })
+          else unusable('broken', `does not answer as a Python interpreter would (it printed ${JSON.stringify(stdout.slice(0, 80))})`)
           return
         }
-        const unusable = (kind: Unusable['kind'], why: string): void => { resolve({ kind, reason: `${candidate}: ${why}` }) }
         const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
+        // Found on any line: a warning (a missing platform library, a shim's notice) may come first.
+        const tooOld = stderr.split('\n').find((line) => / is too old: the workers need /.test(line))?.trim()
         const said = firstWords(stderr)
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') unusable('missing', 'not found')
-        else if (/ is too old: /.test(said)) unusable('too-old', said)
+        else if (tooOld !== undefined) unusable('too-old', tooOld)
         else if (missing !== undefined) unusable('no-modules', `cannot import ${missing}`)
         else if (said !== '') unusable('broken', said)
         else if (error.killed) unusable('broken', 'did not answer within 15 s')
@@ -100,11 +104,17 @@ export async function resolvePython (configured: string | undefined, projectRoot
   }
   const venv = join(projectRoot, '.venv', 'bin', 'python')
   const candidates = [...(await exists(venv) ? [venv] : []), 'python3', '/usr/bin/python3']
-  const tried: string[] = []
+  const tried: Unusable[] = []
   for (const candidate of candidates) {
     const found = await probe(candidate)
     if ('path' in found) return found
-    tried.push(found.reason)
+    tried.push(found)
   }
-  throw new ConfigError(`no Python interpreter can run the workers (tried ${tried.join('; ')}): ${FIX}; the workers need Python ${MIN_VERSION} or newer`)
+  const reasons = tried.map((u) => u.reason).join('; ')
+  // When every interpreter here is too old, installing packages for them would not help.
+  const present = tried.filter((u) => u.kind !== 'missing')
+  const advice = present.length > 0 && present.every((u) => u.kind === 'too-old')
+    ? `install Python ${MIN_VERSION} or newer with msgpack and defusedxml, and point PYTHON at it`
+    : `${FIX}; the workers need Python ${MIN_VERSION} or newer`
+  throw new ConfigError(`no Python interpreter can run the workers (tried ${reasons}): ${advice}`)
 }

@@ -69,7 +69,7 @@ export class Admission {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(callers(this.#queue.size)), { retryAfterSeconds: 1 }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size)), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -220,9 +220,10 @@ export class Admission {
   }
 }
 
-/** "1 caller is", "2 callers are": the start of QUEUE_FULL's message. */
-function callers (count: number): string {
-  return count === 1 ? '1 caller is' : `${count} callers are`
+/** QUEUE_FULL's message, for `waiting` callers in a full queue (none with QUEUE_LIMIT=0). */
+function queueFullMessage (waiting: number): string {
+  if (waiting === 0) return 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later'
+  return `${waiting === 1 ? '1 caller is' : `${waiting} callers are`} already waiting for a worker; retry later`
 }
 
 function queueTimeoutError (waitMs: number, byBudget: boolean): Error {

@@ -97,6 +97,8 @@ t.test('a full queue turns the call away with 503 QUEUE_FULL and Retry-After, co
   t.equal((await rejection(one.admission.admit(call(echo)))).message, '1 caller is already waiting for a worker; retry later')
   one.admission.failQueued(() => new Error('end of test'), 'cancelled')
   await first.catch(() => {})
+  const none = harness({ queueLimit: 0 })
+  t.equal((await rejection(none.admission.admit(call(echo)))).message, 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later')
   t.same(h.counted, ['refused:echo:queue_full'])
   t.equal(h.admission.waiting, 2, 'the refused call took no place in the queue')
   h.admission.failQueued(() => new Error('end of test'), 'cancelled')

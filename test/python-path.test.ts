@@ -1,0 +1,38 @@
+// Which interpreter runs the workers, and what the server says when none can:
+// real interpreters (and real non-interpreters) probed as at start-up.
+
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { resolvePython } from '../src/python-path.js'
+import { ConfigError } from '../src/config.js'
+
+const PRETEND_3_9 = join(import.meta.dirname, 'fixtures', 'python_3_9')
+
+async function refusal (configured: string | undefined, root: string): Promise<string> {
+  const error = await resolvePython(configured, root).then(() => undefined, (e: unknown) => e)
+  if (!(error instanceof ConfigError)) throw new Error(`expected a ConfigError, got ${String(error)}`)
+  return error.message
+}
+
+t.test('a program that exits 0 without answering as Python would is refused, not started as a worker', async (t) => {
+  t.match(await refusal('/bin/true', '/'), /^PYTHON=\/bin\/true cannot run the workers \(\/bin\/true: does not answer as a Python interpreter would \(it printed ""\)\): point PYTHON at/)
+  t.match(await refusal('/bin/echo', '/'), /\/bin\/echo: does not answer as a Python interpreter would/)
+})
+
+t.test('when every interpreter found is too old, the advice is a newer Python, not packages; the version is found below a warning', async (t) => {
+  // The probe's children inherit this environment: every Python found claims to be 3.9.
+  const saved = process.env.PYTHONPATH
+  process.env.PYTHONPATH = PRETEND_3_9
+  const root = await mkdtemp(join(tmpdir(), 'pyfleet-no-venv-')) // no .venv among the candidates
+  t.teardown(async () => {
+    if (saved === undefined) delete process.env.PYTHONPATH
+    else process.env.PYTHONPATH = saved
+    await rm(root, { recursive: true })
+  })
+  const message = await refusal(undefined, root)
+  t.match(message, /\/usr\/bin\/python3: Python 3\.9\.18 is too old: the workers need 3\.10 or newer/, 'the version line, though a warning came first')
+  t.match(message, /: install Python 3\.10 or newer with msgpack and defusedxml, and point PYTHON at it$/)
+  t.notMatch(message, /apt-get/)
+})
