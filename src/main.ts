@@ -8,6 +8,8 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig, SHUTDOWN_BACKSTOP_MARGIN_MS, type Config } from './config.js'
 import { WorkerStartError } from './pool/python-worker.js'
 import { reloadWorkers } from './routes/admin.js'
+import { commandFrom, USAGE, type Command } from './cli.js'
+import { checkSetup, version } from './check.js'
 
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
@@ -44,13 +46,40 @@ export interface EarlySignals {
   stopRemembering: () => void
 }
 
+/** Why the app could not be built or could not listen, as the one line start-up failures get. */
+function startFailure (error: unknown, config: Config): never {
+  if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
+  const err = error as NodeJS.ErrnoException
+  if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
+  if (err.code === 'EACCES') fatal(`port ${config.port} on ${config.host} needs privileges this user lacks (ports below 1024 do): set PORT to 1024 or above`)
+  fatal(`could not start: ${err.message}`)
+}
+
 export async function main (early: EarlySignals): Promise<void> {
+  let command: Command
+  try {
+    command = commandFrom(process.argv.slice(2))
+  } catch (error) {
+    fatal(`${(error as Error).message}; --help lists the options`)
+  }
+  if (command === 'help' || command === 'version') {
+    process.stdout.write(command === 'help' ? USAGE : `pyfleet ${await version()}\n`)
+    process.exit(0)
+  }
   let config: Config
   try {
     config = loadConfig(process.env)
   } catch (error) {
     if (error instanceof ConfigError) fatal(`bad configuration: ${error.message}`)
     throw error
+  }
+  if (command === 'check') {
+    // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once.
+    early.stopRemembering()
+    const report = await checkSetup(config).catch((error: unknown) => startFailure(error, config))
+    process.stdout.write(report)
+    exitOnceLogged(0)
+    return
   }
 
   let app: FastifyInstance | undefined
@@ -113,11 +142,7 @@ export async function main (early: EarlySignals): Promise<void> {
     if (firstStop === undefined) await app.listen({ host: config.host, port: config.port })
   } catch (error) {
     if (firstStop !== undefined) process.exit(0)
-    if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
-    const err = error as NodeJS.ErrnoException
-    if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
-    if (err.code === 'EACCES') fatal(`port ${config.port} on ${config.host} needs privileges this user lacks (ports below 1024 do): set PORT to 1024 or above`)
-    fatal(`could not start: ${err.message}`)
+    startFailure(error, config)
   }
   if (firstStop !== undefined) {
     app.log.info('stopped during start-up')

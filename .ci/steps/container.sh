@@ -12,6 +12,7 @@
 #       503 while it drains, the call gets 200, the container exits 0 well inside the stop
 #       timeout (not SIGKILLed), the log shows every worker exiting before "stopped", and none
 #       of the worker processes is left.
+#  1b. `node dist/server.js --check` in the image exits 0 and lists the tasks (README's pre-flight).
 #  3. The container is removed; the image and its build cache are kept (a warm run takes ~15 s).
 #
 # Where the podman tooling comes from: $PYFLEET_CONTAINER_TOOLS, else <repo>/../shared/container
@@ -60,6 +61,14 @@ IMAGE=localhost/try-$(basename "$ROOT" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_.\n-' '-
 podman image exists "$IMAGE" || fail "image $IMAGE not found after the build"
 SIZE=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 say "image $IMAGE: $(numfmt --to=si --suffix=B "$SIZE" 2>/dev/null || echo "$SIZE bytes")"
+
+# ---- 1b. README's pre-flight: `--check` in the image starts the workers and prints the task table
+CHECK_OUT=$(podman run --rm "$IMAGE" node dist/server.js --check 2>&1); CHECK_RC=$?
+if [ "$CHECK_RC" = 0 ] && grep -q 'the configuration is valid, and 4 workers started with /usr/bin/python3' <<<"$CHECK_OUT"; then
+  say "ok: --check in the image: $(grep -c 'timeout .* ms' <<<"$CHECK_OUT") tasks listed, exit 0"
+else
+  echo "$CHECK_OUT" | tail -20; fail "node dist/server.js --check in the image (exit $CHECK_RC)"
+fi
 
 # ---- 2. our own container ------------------------------------------------------------------
 NAME=pyfleet-ci-$$

@@ -7,8 +7,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
 
-async function runServer (env: Record<string, string>): Promise<{ code: number | null, output: string }> {
-  const child = spawn(process.execPath, ['dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env } })
+async function runServer (env: Record<string, string>, args: string[] = []): Promise<{ code: number | null, output: string }> {
+  const child = spawn(process.execPath, ['dist/server.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env } })
   let output = ''
   child.stdout.on('data', (d) => { output += String(d) })
   child.stderr.on('data', (d) => { output += String(d) })
@@ -17,6 +17,36 @@ async function runServer (env: Record<string, string>): Promise<{ code: number |
   clearTimeout(killer)
   return { code, output }
 }
+
+t.test('--check starts the workers once, prints the task table as it would be served, and stops: exit 0, nothing listens', async (t) => {
+  const { code, output } = await runServer({ POOL_SIZE: '2', TASK_TIMEOUTS: 'echo=1234', DIAG_TASKS: '1' }, ['--check'])
+  t.equal(code, 0)
+  const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'))
+  t.match(output, new RegExp(`^pyfleet ${version.replace(/\./g, '\\.')}: the configuration is valid, and 2 workers started with /\\S+ \\(Python 3\\.\\d+\\.\\d+\\)\\.\\n8 tasks, as the server would serve them:\\n`))
+  t.match(output, /\n {2}echo +timeout 1234 ms +2 at once +JSON\/msgpack only +Return the input unchanged/, 'settings applied as serving applies them')
+  t.match(output, /\n {2}xml\.import +timeout 30000 ms +2 at once +raw application\/xml, text\/xml /)
+  t.notMatch(output, /Server listening/)
+})
+
+t.test('--check of a task module that fails to import exits 1 with the reason a start would give', async (t) => {
+  const { code, output } = await runServer({ TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' }, ['--check'])
+  t.equal(code, 1)
+  t.match(output, /pyfleet: .*task module 'broken_tasks' raised RuntimeError on import: this module is broken on purpose/)
+  t.notMatch(output, /the configuration is valid/)
+})
+
+t.test('the command line: --help and --version exit 0; any other argument exits 1 saying settings are environment variables', async (t) => {
+  const help = await runServer({}, ['--help'])
+  t.equal(help.code, 0)
+  t.match(help.output, /^Usage: node dist\/server\.js \[--check \| --help \| --version\]/)
+  const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'))
+  t.same(await runServer({}, ['--version']), { code: 0, output: `pyfleet ${version}\n` })
+  for (const args of [['--port', '8080'], ['8080'], ['--check', '--help']]) {
+    const { code, output } = await runServer({}, args)
+    t.equal(code, 1, args.join(' '))
+    t.match(output, /^pyfleet: (unknown argument "(--port|8080)": pyfleet is configured by environment variables \(PORT=8080, not --port 8080\)|one option at a time: --check --help); --help lists the options\n$/)
+  }
+})
 
 t.test('a bad configuration value exits 1 with one line naming it', async (t) => {
   const { code, output } = await runServer({ POOL_SIZE: 'four' })
