@@ -4,6 +4,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeValue } from '../pool/protocol.js'
 import { replaceInPlace } from '../replace-in-place.js'
+import { holdsProtoKey } from '../value-shape.js'
 
 /**
  * Makes a task's value JSON-safe in place: bytes become base64 strings, BigInts
@@ -80,8 +81,9 @@ export function sendValue (reply: FastifyReply, value: unknown, asMsgpack: boole
     const own = msgpack === undefined ? undefined : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
     // A __proto__ key (xml.import makes keys of element names) could replace the prototype
     // of an object in a JavaScript client's decoder: such a value is encoded again from what
-    // msgpackr decoded, which renamed the key __proto_, as JSON answers have it.
-    const bytes = own === undefined || own.includes(PROTO) ? encodeValue(value) : own
+    // msgpackr decoded, which renamed the key __proto_, as JSON answers have it. The byte
+    // search is the cheap test; the walk tells a key from the same bytes in a value.
+    const bytes = own === undefined || (own.includes(PROTO) && holdsProtoKey(own)) ? encodeValue(value) : own
     return reply.type('application/msgpack').send(bytes)
   }
   return reply.type('application/json; charset=utf-8').send(toJson(value))

@@ -115,6 +115,15 @@ t.test('a result with a __proto__ key reaches a msgpack client as __proto_, as i
   t.match(await asJson.json(), { records: [{ id: '1', __proto_: { isAdmin: 'yes' } }] })
 })
 
+t.test('__proto__ as a value, not a key, leaves a msgpack answer as the worker wrote it: the mean stays a float', async (t) => {
+  const csv = 'name,n\n__proto__,1\nb,3\n'
+  const response = await post('csv.profile', csv, 'text/csv', 'application/msgpack')
+  t.equal(response.status, 200)
+  const hex = Buffer.from(await response.arrayBuffer()).toString('hex')
+  t.ok(hex.includes(Buffer.from('__proto__').toString('hex')), 'the value __proto__ is there as it was')
+  t.ok(hex.includes(Buffer.from('\xa4mean', 'latin1').toString('hex') + 'cb4000000000000000'), 'mean: float64 2.0, not re-encoded as the int 2')
+})
+
 t.test('a msgpack body with keys other than strings: an int key arrives as a string, an array key is a 400, and no worker dies', async (t) => {
   const restartsBefore = (await getJson(`${server.url}/api/queue-stats`)).restarts.protocol
   const intKey = await post('echo', Buffer.from('8201a161a16b02', 'hex'), 'application/msgpack') // {1: "a", "k": 2}
