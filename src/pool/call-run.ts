@@ -9,7 +9,7 @@ import { BodyTooLargeError, InvalidInputError } from '../errors.js'
 import type { Admission, Waiter } from './admission.js'
 import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import type { Call, RestartReason } from './call.js'
-import { KIND_FAILED, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { KIND_FAILED, KIND_TOO_LARGE, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { InputTooLargeError, WorkerCallError, type PythonWorker } from './python-worker.js'
 
 /** What a call's run needs from the pool that lent it the worker. */
@@ -104,6 +104,9 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
     pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.type}: ${reply.message}`)
+  } else if (reply.kind === KIND_TOO_LARGE) {
+    // The client gets the same message; the log keeps it beside the request id for the operator.
+    pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)
   }
   if (!answered) pool.admission.settle(waiter, outcome, error)
 }

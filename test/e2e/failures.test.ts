@@ -287,6 +287,8 @@ t.test('a result over MAX_FRAME_BYTES is a 500 RESULT_TOO_LARGE, and the worker 
   const reply = await callTask(server.url, 'extra.big', { n: 10_000 })
   t.equal(reply.status, 500)
   t.equal(reply.json.code, 'RESULT_TOO_LARGE')
+  const logged = server.logs.find((l) => /^task extra\.big's answer is too large: /.test(l.msg ?? ''))
+  t.match(logged, { level: 40, task: 'extra.big', requestId: reply.headers.get('x-request-id') }, 'the log says why, under the request id')
   t.equal((await callTask(server.url, 'extra.big', { n: 10 })).json, 'x'.repeat(10))
   t.same(workerPids(server), [pid], 'the same worker answered')
 })
