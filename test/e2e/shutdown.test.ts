@@ -229,10 +229,15 @@ t.test('SIGHUP replaces every worker and calls keep working', async (t) => {
   const server = await startServerProcess(t)
   const before = await childPythonPids(server.child.pid as number)
   server.child.kill('SIGHUP')
+  let now: number[] = []
   await waitFor(async () => {
-    const now = await childPythonPids(server.child.pid as number)
+    now = await childPythonPids(server.child.pid as number)
     return now.length === 4 && now.every((pid) => !before.includes(pid))
-  }, 20_000, 'four new workers')
+  }, 20_000, 'four new workers').catch((error: Error) => {
+    // Once seen in a full run on a busy machine, never alone: say what the server was doing.
+    t.comment(`workers before ${before.join(' ')}, last seen ${now.join(' ')}; the server's last lines:\n${server.output().trim().split('\n').slice(-15).join('\n')}`)
+    throw error
+  })
   t.equal((await callTask(server.url, 'echo', { after: 'reload' })).status, 200)
   t.match(server.output(), /reload finished/)
 })
