@@ -103,7 +103,7 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   const { outcome, error } = taskErrorFor(reply, call.task.name)
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
-    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.type}: ${reply.message}`)
+    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${reply.message}`}`)
   } else if (reply.kind === KIND_TOO_LARGE) {
     // The client gets the same message; the log keeps it beside the request id for the operator.
     pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)

@@ -33,6 +33,39 @@ class TaskError(Exception):
         self.details = details
 
 
+def is_task_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a TaskError, from this module or from a second copy of it.
+
+    A task that re-imports pyfleet (importlib.reload, or sys.modules entries
+    removed and imported again) raises a TaskError of another class object:
+    known by its module and name, it is still a rejection, not a failure.
+    """
+    if isinstance(exc, TaskError):
+        return True
+    return any(cls.__name__ == "TaskError" and cls.__module__ == __name__ for cls in type(exc).__mro__)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, or ``Type`` alone when the message is empty (``KeyboardInterrupt()``)."""
+    text = as_text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def sendable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: lone surrogates written as backslash escapes.
+
+    A byte that surrogateescape decoding kept (``os.listdir``, ``sys.argv``, a
+    file read with ``errors="surrogateescape"``) comes back as that byte,
+    ``\\xe9``; any other lone surrogate as ``\\ud800``.
+    """
+    if text.isascii():  # nearly every message: no copy
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that surrogateescape did not make
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def as_text(value: Any) -> str:
     """``str(value)`` that never raises: bytes decoded as UTF-8, then repr, then a placeholder."""
     if isinstance(value, str):

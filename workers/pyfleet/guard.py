@@ -14,10 +14,15 @@ echo call is ~2 µs of Python in the loop):
   ``signal.setitimer``, ``signal.alarm``, ``os.chdir`` and ``os.fchdir``
   (watch()) to note what a call changed. A change made another way (C code,
   ctypes) goes unnoticed.
+- fds 0, 1 and 2 closed or replaced: an fstat of each would cost ~1 µs a
+  call, so one poll() of the three (~0.35 µs) finds any that is closed, and
+  watch() wraps ``os.close``, ``os.closerange`` and ``os.dup2`` to note the
+  rest. What it misses: a file object's close() (``open(1).close()``) followed,
+  in the same call, by an open() that takes the freed fd, and C code.
 
 The hook and the wrappers note entries in ``changes``; the loop tests it once
 per call (an empty dict is false) and calls Baseline.restore only when it is
-not empty or a stream was replaced.
+not empty, a stream was replaced or poll() reports an fd.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import select
 import signal
 import sys
 
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyfleet")
 
-# What tasks changed since the last restore: "fork", "cwd", ("signal", n) -> the handler before, ("timer", which).
+# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which).
 # Changed in place only, never rebound: the loop holds a reference to it.
 changes: Dict[Any, Any] = {}
 
@@ -44,6 +50,12 @@ _setitimer = signal.setitimer
 _alarm = signal.alarm
 _chdir = os.chdir
 _fchdir = os.fchdir
+_close = os.close
+_closerange = os.closerange
+_dup2 = os.dup2
+
+# What a worker has on fds 0-2 (set up by __main__), for the warnings.
+STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
 
 
 def _after_fork_in_child() -> None:
@@ -118,14 +130,35 @@ def _fchdir_watched(fd: int) -> None:
     _fchdir(fd)
 
 
+def _close_watched(fd: int) -> None:
+    if fd in STD_FDS:
+        changes["fds"] = True
+    _close(fd)
+
+
+def _closerange_watched(fd_low: int, fd_high: int, /) -> None:
+    if fd_low <= 2:
+        changes["fds"] = True
+    _closerange(fd_low, fd_high)
+
+
+def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
+    if fd2 in STD_FDS:
+        changes["fds"] = True
+    return _dup2(fd, fd2, inheritable)
+
+
 def watch() -> None:
-    """Note, from now on, the signal handlers, timers and working directory tasks change (a worker's set-up)."""
+    """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change (a worker's set-up)."""
     for module, name, watched in (
         (signal, "signal", _signal_watched),
         (signal, "setitimer", _setitimer_watched),
         (signal, "alarm", _alarm_watched),
         (os, "chdir", _chdir_watched),
         (os, "fchdir", _fchdir_watched),
+        (os, "close", _close_watched),
+        (os, "closerange", _closerange_watched),
+        (os, "dup2", _dup2_watched),
     ):
         original = getattr(module, name)
         watched.__name__ = watched.__qualname__ = name
@@ -149,7 +182,28 @@ class Baseline:
         except OSError:  # started in a directory that was removed: nothing to go back to
             self.cwd = None
         self._warned: set = set()  # (task, what): each is logged once per worker
+        # fds 0-2 as they are now, and a copy of each to put it back from (not inheritable,
+        # so processes a task starts do not get them). A closed one is left alone.
+        self._std_fds = {fd: identity for fd in STD_FDS if (identity := _identity(fd)) is not None}
+        self._spare_fds = {fd: os.dup(fd) for fd in self._std_fds}
+        std_fds = select.poll()
+        for fd in self._std_fds:
+            std_fds.register(fd, 0)  # no events asked for: poll() lists only a closed fd (POLLNVAL), or HUP/ERR
+        self.poll_std_fds = std_fds.poll
         changes.clear()  # what task modules did at import is the baseline
+
+    def close(self) -> None:
+        """Close the spare fds (a Runner made for one call_task)."""
+        spares, self._spare_fds = self._spare_fds, {}
+        for spare in spares.values():
+            _close(spare)
+
+    def warn_once(self, task_name: str, *undone: str) -> None:
+        """Log that the task did what ``undone`` says and that it was undone: once per task and kind."""
+        new = [what for what in undone if (task_name, what) not in self._warned]
+        if new:
+            self._warned.update((task_name, what) for what in new)
+            log.warning("task %r %s; undone after the call (logged once per task and worker)", task_name, "; ".join(new))
 
     def restore(self, task_name: str, reply: Dict[str, Any]) -> None:
         """Put back what the call changed, and log once per task and kind what that was.
@@ -158,7 +212,8 @@ class Baseline:
         """
         if changes.pop("fork", False) and os.getpid() != self.pid:
             _exit_forked_child(task_name, reply)
-        put_back: List[str] = []
+        changes.pop("fds", None)
+        put_back = self._restore_std_fds()  # first: the warning below is written to fd 2
         for name in ("stdin", "stdout", "stderr"):
             if getattr(sys, name) is not getattr(self, name):
                 setattr(sys, name, getattr(self, name))
@@ -173,10 +228,21 @@ class Baseline:
                 what = f"changed {_describe(key)}, which could not be put back ({exc})"
             if what is not None:
                 put_back.append(what)
-        new = [what for what in put_back if (task_name, what) not in self._warned]
-        if new:
-            self._warned.update((task_name, what) for what in new)
-            log.warning("task %r %s; undone after the call (logged once per task and worker)", task_name, "; ".join(new))
+        self.warn_once(task_name, *put_back)
+
+    def _restore_std_fds(self) -> List[str]:
+        put_back = []
+        for fd, identity in self._std_fds.items():
+            now = _identity(fd)
+            if now == identity:
+                continue
+            _dup2(self._spare_fds[fd], fd)
+            if now is None:
+                put_back.append(f"closed {STD_FDS[fd]}")
+            else:
+                # The fd is the task's file: dup2 closes that file under any object still holding it.
+                put_back.append(f"put a file of its own on {STD_FDS[fd]} (os.dup2, or open() after closing it); putting fd {fd} back closes that file")
+        return put_back
 
     def _undo(self, key: Any, value: Any) -> Optional[str]:
         if key == "cwd":
@@ -194,6 +260,15 @@ class Baseline:
             return None
         _signal(number, value)
         return f"changed {_describe(key)}"
+
+
+def _identity(fd: int) -> Optional[tuple]:
+    """What ``fd`` is open on (device and inode), None if it is closed."""
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _getcwd() -> Optional[str]:

@@ -11,7 +11,7 @@ import traceback
 from types import CoroutineType
 
 from . import guard, protocol, registry
-from .errors import TaskError, as_text
+from .errors import TaskError, as_text, describe, is_task_error, sendable
 from .frames import read_frame, write_frame
 from .guard import changes as _changes
 
@@ -31,9 +31,10 @@ class Runner:
     """Runs task functions, sync or async, and reports what happened as a message."""
 
     def __init__(self) -> None:
-        # One event loop for the worker's life, created at start if any task is async.
+        # One event loop for the worker's life, made at start if any task is async or a task
+        # module imported asyncio, else once a call does (see _check_event_loop).
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        if any(task.is_async for task in registry.all_tasks()):
+        if "asyncio" in sys.modules or any(task.is_async for task in registry.all_tasks()):
             self._event_loop()
         self._baseline = guard.Baseline()  # after the event loop: making it is not a task's doing
 
@@ -48,7 +49,14 @@ class Runner:
                 value = task.fn(message.get("input"))
                 # A coroutine from a plain function too: an async def behind a decorator that is not.
                 if task.is_async or type(value) is CoroutineType:
-                    value = self._event_loop().run_until_complete(value)
+                    try:
+                        value = self._event_loop().run_until_complete(value)
+                    except (SystemExit, KeyboardInterrupt) as exc:
+                        # The loop lets these two out of any of its tasks, not only the call's own.
+                        own = self._pending_task(value)
+                        if own is None:
+                            raise  # the call's own: its failure, as from a sync task
+                        value = self._run_past(own, exc, task.name)
                 reply = protocol.result(call_id, value)
             except TaskError as exc:
                 reply = _rejected(call_id, exc)
@@ -57,30 +65,92 @@ class Runner:
                 # sys.exit()), asyncio.CancelledError and GeneratorExit raised by a task
                 # are its failures too (500), not a reason to lose the worker. The runtime
                 # never raises them itself (SIGINT is ignored, SIGTERM has no handler).
-                reply = _failed(call_id, exc)
+                reply = _rejected(call_id, exc) if is_task_error(exc) else _failed(call_id, exc)
         except BaseException as exc:  # building the reply raised (an exception's property, say): still one reply
             reply = _unreportable(call_id, exc)
-        # What the call left behind (see guard.py): one dict test and three identity checks.
+        # What the call left behind (see guard.py): one dict test, three identity checks, one
+        # poll() of fds 0-2 and, once asyncio is loaded, a look at the event loop.
         base = self._baseline
         try:
-            if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
+            if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin or base.poll_std_fds(0):
                 base.restore(task.name, reply)  # in a process the task forked, this exits
+            if self._loop is not None or "asyncio" in sys.modules:
+                self._check_event_loop(task.name)
         except BaseException:  # a handler the task left ran just now and raised: the reply stands
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         return reply
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.close()
+        try:
+            if self._loop is not None:
+                self._loop.close()
+        finally:
+            self._baseline.close()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             # Imported only by workers that have an async task (at start, see __init__): asyncio adds ~9 MB.
             import asyncio
 
+            # Also the thread's current loop, so that a sync task's asyncio.get_event_loop() gets
+            # a loop on every Python (3.12 warns and 3.14 raises without one), and what a call
+            # leaves there can be put back with the public API (_check_event_loop).
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
+            self._current_loop = asyncio.get_event_loop
         return self._loop
+
+    def _check_event_loop(self, task_name: str) -> None:
+        """Put back the worker's event loop if the call closed it, and make it the thread's current loop again.
+
+        A sync task may close it (``loop = asyncio.get_event_loop() ... loop.close()``), or
+        leave another loop current, or none (``asyncio.run()`` sets None when it ends): every
+        later call that uses it would fail. ~0.3 µs a call, in workers that have loaded asyncio.
+        """
+        loop = self._loop
+        if loop is None:  # asyncio was first imported during this call: from now on, keep a loop
+            self._event_loop()
+            return
+        try:
+            current = self._current_loop()
+        except RuntimeError:  # none (asyncio.run ended, or set_event_loop(None)): put back without a word
+            current = None
+        if current is loop and not loop.is_closed():
+            return
+        import asyncio
+
+        if loop.is_closed():
+            self._loop = loop = asyncio.new_event_loop()
+            self._baseline.warn_once(task_name, "closed the worker's event loop (a new one replaces it; asyncio tasks left on the old one are lost)")
+        elif current is not None:
+            self._baseline.warn_once(task_name, "left another asyncio event loop as the thread's current one (asyncio.set_event_loop)")
+        asyncio.set_event_loop(loop)
+
+    def _pending_task(self, awaitable: Any) -> Any:
+        """The not yet done asyncio Task (or Future) that runs ``awaitable`` on the worker's loop, if any."""
+        import asyncio
+
+        if asyncio.isfuture(awaitable):
+            return None if awaitable.done() else awaitable
+        for pending in asyncio.all_tasks(self._loop):
+            if pending.get_coro() is awaitable:
+                return pending
+        return None
+
+    def _run_past(self, own: asyncio.Future, exc: BaseException, task_name: str) -> Any:
+        """Log a SystemExit/KeyboardInterrupt from another asyncio task, and run the loop until the call's own is done."""
+        while True:
+            guard.log.error(
+                "task %r: while it ran, a background asyncio task (left running by an earlier call, or started by "
+                "this one and not awaited) raised %s; logged here, it is not this call's failure and the call goes on",
+                task_name, sendable(describe(exc)), exc_info=exc,
+            )
+            try:
+                return self._loop.run_until_complete(own)
+            except (SystemExit, KeyboardInterrupt) as again:
+                if own.done():
+                    raise
+                exc = again
 
 
 def _rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
@@ -88,19 +158,22 @@ def _rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
         message = as_text(exc if message is None else message)
+    # sendable(): a lone surrogate (a byte kept by surrogateescape) must not cost the message.
     return protocol.error(
-        call_id, protocol.KIND_REJECTED, type(exc).__name__, _cut(message, MAX_MESSAGE_CHARS), getattr(exc, "details", None)
+        call_id, protocol.KIND_REJECTED, sendable(type(exc).__name__), sendable(_cut(message, MAX_MESSAGE_CHARS)), getattr(exc, "details", None)
     )
 
 
 def _failed(call_id: Any, exc: BaseException, context: str = "") -> Dict[str, Any]:
     # The traceback travels to the server for its log only; clients see a generic message.
-    reply = protocol.error(call_id, protocol.KIND_FAILED, type(exc).__name__, _cut(context + as_text(exc), MAX_MESSAGE_CHARS))
+    reply = protocol.error(
+        call_id, protocol.KIND_FAILED, sendable(type(exc).__name__), sendable(_cut(context + as_text(exc), MAX_MESSAGE_CHARS))
+    )
     try:
         text = "".join(traceback.format_exception(exc))
     except BaseException as problem:  # a broken exception can break the formatting too
         text = f"(no traceback: formatting it raised {type(problem).__name__})"
-    reply["traceback"] = _cut_traceback(text)
+    reply["traceback"] = sendable(_cut_traceback(text))
     return reply
 
 
@@ -132,12 +205,16 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
     """Encode a reply, turning unencodable or oversize results into error messages."""
     call_id = reply.get("id")
     is_result = reply.get("t") == protocol.MSG_RESULT
+    what = "the result" if is_result else f"the details of the {reply.get('type')}"
     try:
         body = protocol.encode(reply)
+        # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
+        problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
+        if problem is not None:
+            body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem) | {"traceback": ""})
     except Exception as exc:  # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ...
-        what = "the result" if is_result else f"the details of the {reply.get('type')}"
         try:
-            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: "))
+            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {_why_unsendable(reply, exc)}"))
         except Exception as problem:
             body = protocol.encode(_unreportable(call_id, problem))
     if len(body) > max_frame_bytes:
@@ -151,6 +228,40 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             )
         )
     return body
+
+
+def _why_unsendable(reply: Dict[str, Any], exc: Exception) -> str:
+    """What a reply's value or details holds that msgpack refused, said for the log ("" if the exception says it)."""
+    if isinstance(exc, ValueError) and "recursion limit" in str(exc):
+        return f"it is nested more than {protocol.MAX_VALUE_DEPTH} levels deep, or contains itself; "
+    if isinstance(exc, UnicodeEncodeError):
+        where = _find_unencodable(reply.get("value" if reply.get("t") == protocol.MSG_RESULT else "details"))
+        return f"{where} holds a lone surrogate, which UTF-8 cannot carry (bytes decoded with errors='surrogateescape'? send bytes, or decode with errors='replace'): "
+    return ""
+
+
+def _find_unencodable(value: Any) -> str:
+    """Where, in a value that encoded up to a str, the first str that UTF-8 cannot encode is: ``the str at ["a"][2]``."""
+    stack = [(value, "")]
+    seen = set()
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the str at {path}" if path else "the str"
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in reversed(list(children)):
+                if isinstance(key, str) and not key.isascii():
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return f"a key of {path}" if path else "a key"
+                stack.append((child, f"{path}[{repr(key)}]"))
+    return "a str"
 
 
 def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:

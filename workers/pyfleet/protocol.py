@@ -43,6 +43,8 @@ def _to_msgpack(value: Any) -> Any:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, int):  # msgpack hands over the ints it cannot carry itself
+        if value < 0:
+            raise OverflowError("an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
         raise OverflowError(f"an integer of {value.bit_length()} bits does not fit msgpack's 64; send it as a str")
     # Imported only when a result holds a type msgpack lacks: together they
     # would cost every worker ~3 ms and ~0.9 MB at start (uuid pulls in platform).
@@ -59,6 +61,10 @@ def _to_msgpack(value: Any) -> Any:
 
 # One packer for the worker's life: building one per message costs more than the message.
 _packer = msgpack.Packer(use_bin_type=True, default=_to_msgpack, autoreset=True)
+
+# How deep a reply's value or details may nest (lists and dicts within each other) on any
+# msgpack: past it the packer says "recursion limit exceeded" (the C one allows one level more).
+MAX_VALUE_DEPTH = 510
 
 
 def encode(message: Dict[str, Any]) -> bytes:
@@ -97,3 +103,25 @@ def error(call_id: int, kind: str, type_name: str, message: str, details: Option
     if details is not None:
         body["details"] = details
     return body
+
+
+def undecodable(value: Any, what: str) -> Optional[str]:
+    """What in ``value`` (as msgpack decoded it) the server cannot turn into a JavaScript value, if anything.
+
+    Dict keys other than str, int, float, bool or None (bytes, a tuple that came
+    back as a list) and msgpack.ExtType: msgpackr refuses them.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, msgpack.ExtType):
+            return f"{what} holds a msgpack.ExtType, which the server refuses"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    kind = "tuple" if isinstance(key, (tuple, list)) else type(key).__name__
+                    return f"{what} has a {kind} dict key; use str keys"
+                stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None

@@ -15,15 +15,16 @@
 
 Input and result go through the same msgpack encoding and the same error
 handling as a real call (the worker loop's own code), so a result the server
-could not send, or a task that raises, fails here as it would over HTTP. What
+could not send, or a task that raises, fails here as it would over HTTP, and
+the input's numbers are what the server would send (see call_task). What
 this does not do is the server's side: the input schema is checked by Node
-(Ajv) before any worker is involved, and JSON clients see bytes as base64 and
-integers beyond 2^53 as strings.
+(Ajv) before any worker is involved, timeouts are the server's, and JSON
+clients see bytes as base64 and integers beyond 2^53 as strings.
 """
 
 from __future__ import annotations
 
-import msgpack
+import sys
 
 from . import protocol, registry
 from .loop import Runner, encode_reply
@@ -57,7 +58,7 @@ class TaskCallError(Exception):
         self.message: str = reply.get("message", "")
         self.details: Optional[Any] = reply.get("details")
         self.traceback: Optional[str] = reply.get("traceback")
-        super().__init__(f"{self.status} {self.code}: {self.type}: {self.message}")
+        super().__init__(f"{self.status} {self.code}: {self.type}" + (f": {self.message}" if self.message else ""))
 
 
 def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
@@ -66,40 +67,91 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     Raises TaskCallError for any error reply (TaskError, another exception, a
     result that cannot be encoded or is over ``max_frame_bytes``), and KeyError
     for a name no imported module registered.
+
+    ``input`` reaches the task as the server would send it: after a msgpack
+    round trip (tuples become lists), and with every float that holds an
+    integer within ±2^53 as an int (``1.0``, ``1e3``, ``-0.0`` arrive as ``1``,
+    ``1000``, ``0``), since JavaScript has one number type and the server sends
+    integral numbers as msgpack integers, whether the client sent JSON or msgpack.
+
+    Unlike a worker's call, this one has no deadline: the task's ``timeout_ms``
+    is the server's to enforce, so a task that hangs hangs the test. And it runs
+    in the test's own process: a task that calls ``os._exit()`` ends the test
+    run there, with the status it gave (0 for ``os._exit(0)``, which can look
+    like a passing run), where a worker would die and the call get 502 WORKER_DIED.
+    The thread's current asyncio event loop is put back as it was.
     """
     if registry.get(name) is None:
         known = ", ".join(sorted(task.name for task in registry.all_tasks())) or "none: import your task module first"
         raise KeyError(f"no task named {name!r} (registered: {known})")
-    call = {"t": protocol.MSG_CALL, "id": 1, "task": name, "input": input, "requestId": "test"}
-    runner = Runner()
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": input, "requestId": "test"}))
+    call["input"] = as_the_server_sends(call["input"])
+    put_back_event_loop = _event_loop_keeper()
     try:
-        reply = runner.run(protocol.decode(protocol.encode(call)))
+        runner = Runner()
+        try:
+            reply = runner.run(call)
+        finally:
+            runner.close()
     finally:
-        runner.close()
+        put_back_event_loop()
     try:
         reply = protocol.decode(encode_reply(reply, max_frame_bytes))
     except protocol.ProtocolError as exc:  # e.g. a tuple key: it comes back as an (unhashable) list
         raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": str(exc)}) from None
     if reply["t"] == protocol.MSG_RESULT:
-        problem = _unsendable(reply["value"])
+        problem = protocol.undecodable(reply["value"], "the result")
         if problem is not None:
             raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": problem})
         return reply["value"]
     raise TaskCallError(reply)
 
 
-def _unsendable(value: Any) -> Optional[str]:
-    """What the server cannot turn into a JavaScript value (it answers 500 TASK_FAILED), if anything."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, msgpack.ExtType):
-            return "the result holds a msgpack.ExtType, which the server refuses"
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, (str, int, float, bool)) and key is not None:
-                    return f"the result has a {type(key).__name__} dict key; use str keys"
-                stack.append(child)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
+# The largest integer a double holds exactly; the server sends integral numbers up to it as ints.
+_TWO_TO_53 = 2 ** 53
+
+
+def as_the_server_sends(value: Any) -> Any:
+    """``value`` (as msgpack decoded it) with its integral floats within ±2^53 made ints, as the server sends them.
+
+    Node decodes JSON and msgpack numbers alike to JavaScript numbers, and packs an
+    integral one as a msgpack integer (src/pool/protocol.ts, wide-integers.ts); NaN,
+    ±Infinity, fractions and floats past ±2^53 stay floats.
+    """
+    if type(value) is float:
+        return int(value) if value.is_integer() and -_TWO_TO_53 <= value <= _TWO_TO_53 else value
+    if type(value) is list:
+        return [as_the_server_sends(item) for item in value]
+    if type(value) is dict:
+        return {key: as_the_server_sends(item) for key, item in value.items()}
+    return value
+
+
+def _event_loop_keeper() -> Any:
+    """A function that puts back the thread's current asyncio event loop as it is now: a Runner sets its own.
+
+    Read and put back through the event loop policy's per-thread record, so that
+    a thread that had none set gets none, not a loop made on the way nor None
+    (after set_event_loop(None), get_event_loop() raises where it made one).
+    """
+    asyncio = sys.modules.get("asyncio")
+    local = None if asyncio is None else getattr(_policy(asyncio), "_local", None)
+    saved = None if local is None else dict(vars(local))
+
+    def put_back() -> None:
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is None:
+            return  # the Runner made no loop
+        now = getattr(_policy(asyncio), "_local", None)
+        if now is not None and (saved is not None or local is None):
+            vars(now).clear()  # none saved: asyncio was imported by the call, the record was new
+            vars(now).update(saved or {})
+        else:  # a policy of another shape
+            asyncio.set_event_loop(None)
+
+    return put_back
+
+
+def _policy(asyncio: Any) -> Any:
+    # Python 3.14 deprecates get_event_loop_policy(); its private twin does not warn.
+    return getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)()

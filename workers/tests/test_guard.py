@@ -135,6 +135,51 @@ def chdir(path):
 @task("g.cwd")
 def cwd(_input):
     return os.getcwd()
+
+
+@task("g.close_fd")
+def close_fd(fd):
+    os.close(fd)
+    return "closed"
+
+
+@task("g.close_fd_object")
+def close_fd_object(fd):
+    with open(fd, "w"):  # the file object owns the fd: leaving the block closes it
+        pass
+    return "closed"
+
+
+@task("g.write_file")
+def write_file(path):
+    with open(path, "w") as f:
+        print("printed while the file is open")
+        f.write("the task's data\\n")
+        return f.fileno()
+
+
+@task("g.keep_file_on_fd_1")
+def keep_file_on_fd_1(path):
+    global KEPT
+    os.close(1)
+    KEPT = open(path, "w")
+    return KEPT.fileno()
+
+
+@task("g.event_loop")
+def event_loop(how):
+    import asyncio
+
+    async def one():
+        return 1
+
+    if how == "run":
+        return asyncio.run(one())
+    loop = asyncio.get_event_loop()
+    value = loop.run_until_complete(one())
+    if how == "close":
+        loop.close()
+    return value
 '''
 
 
@@ -248,6 +293,50 @@ class WorkingDirectoryTest(WorkerTest):
         self.assertEqual(os.path.realpath(moved), os.path.realpath(self.dir.name))
         self.assertEqual(after, start)
         self.assertIn("WARNING pyfleet: task 'g.chdir' changed the working directory (os.chdir); undone after the call", stderr)
+
+
+class StdFdsTest(WorkerTest):
+    """fd 0 stays /dev/null and fd 1 stays stderr's, whatever a call closed or put there."""
+
+    def test_a_closed_fd_1_is_put_back_so_a_later_file_does_not_get_print_output(self):
+        for task in ("g.close_fd", "g.close_fd_object"):
+            with self.subTest(task=task):
+                path = os.path.join(self.dir.name, f"{task}.txt")
+                values, stderr = self.calls((task, 1), ("g.write_file", path))
+                self.assertNotEqual(values[1], 1, "the file did not land on fd 1")
+                with open(path) as f:
+                    self.assertEqual(f.read(), "the task's data\n")
+                self.assertIn("printed while the file is open", stderr)
+                self.assertIn(f"WARNING pyfleet: task {task!r} closed fd 1 (stdout, which goes on to stderr); undone after the call", stderr)
+
+    def test_a_closed_fd_0_is_put_back_as_dev_null(self):
+        path = os.path.join(self.dir.name, "data.txt")
+        values, stderr = self.calls(("g.close_fd", 0), ("g.write_file", path), ("g.stdin", None))
+        self.assertNotEqual(values[1], 0)
+        self.assertEqual(values[2], {"read": "", "input": None, "head": b""})
+        self.assertIn("task 'g.close_fd' closed fd 0 (stdin, /dev/null); undone after the call", stderr)
+
+    def test_a_file_left_on_fd_1_is_replaced_and_the_warning_says_it_is_closed(self):
+        kept, later = os.path.join(self.dir.name, "kept.txt"), os.path.join(self.dir.name, "later.txt")
+        values, stderr = self.calls(("g.keep_file_on_fd_1", kept), ("g.write_file", later), ("g.keep_file_on_fd_1", kept))
+        self.assertEqual(values[0], 1)
+        with open(kept) as f:
+            self.assertEqual(f.read(), "", "print() went to stderr, not into the task's file")
+        self.assertEqual(stderr.count("printed while the file is open"), 1)
+        self.assertEqual(stderr.count("put a file of its own on fd 1"), 1, "once per task and kind")
+        self.assertIn(
+            "task 'g.keep_file_on_fd_1' put a file of its own on fd 1 (stdout, which goes on to stderr) "
+            "(os.dup2, or open() after closing it); putting fd 1 back closes that file", stderr,
+        )
+
+
+class EventLoopTest(WorkerTest):
+    def test_a_closed_or_unset_event_loop_is_put_back_for_the_next_call(self):
+        values, stderr = self.calls(
+            ("g.event_loop", "close"), ("g.event_loop", "get"), ("g.event_loop", "close"), ("g.event_loop", "run"), ("g.event_loop", "get"),
+        )
+        self.assertEqual(values, [1, 1, 1, 1, 1])
+        self.assertEqual(stderr.count("WARNING pyfleet: task 'g.event_loop' closed the worker's event loop"), 1, stderr)
 
 
 class InProcessTest(IsolatedRegistryTest):

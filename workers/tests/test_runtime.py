@@ -4,15 +4,20 @@ import asyncio
 import datetime
 import decimal
 import functools
+import gc
+import importlib.util
 import inspect
 import io
+import os
 import platform
+import sys
 import struct
 import unittest
 import uuid
 
 import msgpack
 
+import pyfleet.errors
 from pyfleet import TaskError, protocol, registry, task
 from pyfleet.frames import FrameError, read_frame, write_frame
 from pyfleet.loop import encode_reply, serve
@@ -384,7 +389,7 @@ class FailureReplyTest(unittest.TestCase):
 
     def test_an_unsendable_result_says_what_it_is(self):
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"n": -(2 ** 64)}), 1 << 20), raw=False)
-        self.assertEqual(reply["message"], "the result cannot be sent: an integer of 65 bits does not fit msgpack's 64; send it as a str")
+        self.assertEqual(reply["message"], "the result cannot be sent: an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
         reply = msgpack.unpackb(encode_reply(protocol.result(1, [type]), 1 << 20), raw=False)
         self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
@@ -401,6 +406,64 @@ class FailureReplyTest(unittest.TestCase):
         reply = msgpack.unpackb(encode_reply(protocol.error(1, "rejected", "TaskError", "m", {"rows": "x" * 2000}), 1000), raw=False)
         self.assertEqual(reply["kind"], "too_large")
         self.assertRegex(reply["message"], r"^the TaskError reply is \d+ bytes, over the limit of 1000")
+
+    def test_a_lone_surrogate_in_a_message_is_escaped_and_the_error_kept(self):
+        name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+        failed, rejected, other = self.replies(
+            ValueError("cannot parse " + name), TaskError("bad \ud800", {"line": 1}), KeyError("x\udce9\ud800")
+        )
+        self.assertEqual((failed["kind"], failed["type"], failed["message"]), ("failed", "ValueError", "cannot parse caf\\xe9.txt"))
+        self.assertIn("ValueError: cannot parse caf\\xe9.txt", failed["traceback"], "the task's own traceback, not the packer's")
+        self.assertIn("_raise", failed["traceback"])
+        self.assertEqual((rejected["kind"], rejected["message"], rejected["details"]), ("rejected", "bad \\ud800", {"line": 1}))
+        self.assertEqual(other["message"], "'x\\udce9\\ud800'")
+
+    def test_a_lone_surrogate_in_a_result_or_details_is_a_failure_that_says_where(self):
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"files": ["a", "caf\udce9"]}), 1 << 20), raw=False)
+        self.assertEqual((reply["kind"], reply["type"]), ("failed", "UnicodeEncodeError"))
+        self.assertTrue(reply["message"].startswith("the result cannot be sent: the str at ['files'][1] holds a lone surrogate"), reply["message"])
+        reply = msgpack.unpackb(encode_reply(protocol.error(1, "rejected", "TaskError", "m", {"caf\udce9": 1}), 1 << 20), raw=False)
+        self.assertTrue(reply["message"].startswith("the details of the TaskError cannot be sent: a key holds a lone surrogate"), reply["message"])
+
+    def test_keys_the_server_cannot_decode_in_details_are_blamed_on_the_details(self):
+        tuple_key, bytes_key = self.replies(TaskError("bad", {(1, 2): "x"}), TaskError("bad", {"at": {b"k": 1}}))
+        self.assertEqual((tuple_key["kind"], tuple_key["type"]), ("failed", "UndecodableDetails"))
+        self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key; use str keys")
+        self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key; use str keys")
+
+    def test_too_deep_or_cyclic_values_say_so(self):
+        deep = []
+        for _ in range(protocol.MAX_VALUE_DEPTH - 1):
+            deep = [deep]
+        self.assertEqual(msgpack.unpackb(encode_reply(protocol.result(1, deep), 1 << 20), raw=False)["t"], "result", "the deepest that can be sent")
+        cyclic = {"a": []}
+        cyclic["a"].append(cyclic)
+        for value in ([[deep]], cyclic):  # [deep] is the C packer's limit, one past the pure-Python one's
+            reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+            self.assertEqual(reply["kind"], "failed")
+            self.assertTrue(reply["message"].startswith(
+                f"the result cannot be sent: it is nested more than {protocol.MAX_VALUE_DEPTH} levels deep, or contains itself; "
+            ), reply["message"])
+
+    def test_integers_past_64_bits_say_which_way(self):
+        fits = msgpack.unpackb(encode_reply(protocol.result(1, [-(2 ** 63), 2 ** 64 - 1]), 1 << 20), raw=False)
+        self.assertEqual(fits["value"], [-(2 ** 63), 2 ** 64 - 1])
+        low = msgpack.unpackb(encode_reply(protocol.result(1, -(2 ** 63) - 1), 1 << 20), raw=False)
+        self.assertEqual(low["message"], "the result cannot be sent: an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
+
+    def test_a_task_error_from_a_second_copy_of_pyfleet_is_still_a_rejection(self):
+        """What a task gets by re-importing pyfleet (importlib.reload, sys.modules entries removed)."""
+        spec = importlib.util.spec_from_file_location("pyfleet.errors", pyfleet.errors.__file__)
+        copy = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(copy)
+        self.assertIsNot(copy.TaskError, TaskError)
+
+        class Subclass(copy.TaskError):
+            pass
+
+        reply, subclass = self.replies(copy.TaskError("x", {"f": 1}), Subclass("y"))
+        self.assertEqual((reply["kind"], reply["type"], reply["message"], reply["details"]), ("rejected", "TaskError", "x", {"f": 1}))
+        self.assertEqual((subclass["kind"], subclass["message"]), ("rejected", "y"))
 
 
 class AwaitableResultTest(IsolatedRegistryTest):
@@ -424,6 +487,162 @@ class AwaitableResultTest(IsolatedRegistryTest):
         serve(stdin, stdout, 1 << 20)
         _, reply = read_all_frames(stdout.getvalue())
         self.assertEqual(reply["value"], 2)
+
+
+def serve_calls(*calls):
+    """Serve the calls on one in-memory worker loop; return the replies."""
+    stdin = io.BytesIO(b"".join(
+        frame({"t": "call", "id": i + 1, "task": name, "input": value, "requestId": f"r{i}"}) for i, (name, value) in enumerate(calls)
+    ))
+    stdout = io.BytesIO()
+    serve(stdin, stdout, 1 << 20)
+    return read_all_frames(stdout.getvalue())[1:]
+
+
+class EventLoopTest(IsolatedRegistryTest):
+    """A task cannot break the worker's event loop, nor the thread's current loop, for the calls after it."""
+
+    def setUp(self):
+        super().setUp()
+        previous = asyncio.get_event_loop_policy()._local.__dict__.copy()
+        self.addCleanup(lambda: (vars(asyncio.get_event_loop_policy()._local).clear(), vars(asyncio.get_event_loop_policy()._local).update(previous)))
+
+        async def one():
+            return 1
+
+        @task("e.async")
+        async def asynchronous(x):
+            await asyncio.sleep(0)
+            return x
+
+        @task("e.close")
+        def close_the_loop(_input):
+            loop = asyncio.get_event_loop()
+            value = loop.run_until_complete(one())
+            loop.close()
+            return value
+
+        @task("e.run")
+        def run(_input):
+            return asyncio.run(one())
+
+        @task("e.get")
+        def get(_input):
+            return asyncio.get_event_loop().run_until_complete(one())
+
+        @task("e.set")
+        def set_another(_input):
+            loop = asyncio.new_event_loop()
+            self.addCleanup(loop.close)
+            asyncio.set_event_loop(loop)
+            return "set"
+
+    def values(self, *calls):
+        return [reply.get("value", reply.get("message")) for reply in serve_calls(*calls)]
+
+    def test_a_sync_task_that_closes_the_loop_gets_a_new_one_and_one_warning(self):
+        with self.assertLogs("pyfleet", "WARNING") as logs:
+            values = self.values(
+                ("e.async", 1), ("e.close", None), ("e.async", 2), ("e.get", None), ("e.close", None), ("e.async", 3)
+            )
+        self.assertEqual(values, [1, 1, 2, 1, 1, 3])
+        self.assertEqual(logs.output, [
+            "WARNING:pyfleet:task 'e.close' closed the worker's event loop (a new one replaces it; asyncio tasks left on "
+            "the old one are lost); undone after the call (logged once per task and worker)",
+        ])
+
+    def test_asyncio_run_leaves_a_current_loop_for_the_next_call(self):
+        self.assertEqual(self.values(("e.run", None), ("e.get", None), ("e.async", 4), ("e.run", None), ("e.get", None)), [1, 1, 4, 1, 1])
+
+    def test_another_loop_left_current_is_replaced_by_the_workers(self):
+        with self.assertLogs("pyfleet", "WARNING") as logs:
+            self.assertEqual(self.values(("e.set", None), ("e.async", 5), ("e.get", None)), ["set", 5, 1])
+        self.assertIn("task 'e.set' left another asyncio event loop as the thread's current one", logs.output[0])
+
+    def test_a_worker_without_async_tasks_heals_once_asyncio_is_used(self):
+        registry.clear()
+        task("e.close")(lambda _input: _close_current_loop())
+        task("e.run")(lambda _input: asyncio.run(asyncio.sleep(0, 2)))
+        task("e.get")(lambda _input: asyncio.get_event_loop().run_until_complete(asyncio.sleep(0, 3)))
+        with self.assertLogs("pyfleet", "WARNING"):
+            values = self.values(("e.close", None), ("e.get", None), ("e.close", None), ("e.run", None), ("e.get", None))
+        self.assertEqual(values, [1, 3, 1, 2, 3])
+
+
+def _close_current_loop():
+    loop = asyncio.get_event_loop()
+    value = loop.run_until_complete(asyncio.sleep(0, 1))
+    loop.close()
+    return value
+
+
+def collect_tasks(logs):
+    """Have asyncio log its own "Task exception was never retrieved" now, into ``logs``: the
+    records' tracebacks keep the finished tasks alive, and GC would log it in a later test."""
+    for record in logs.records:
+        record.exc_info = None
+    gc.collect()
+
+
+class BackgroundExitTest(IsolatedRegistryTest):
+    """SystemExit or KeyboardInterrupt from an asyncio task that is not the call's own does not fail the call running."""
+
+    def setUp(self):
+        super().setUp()
+
+        @task("b.leave")
+        async def leave(raised):
+            async def background():
+                await asyncio.sleep(0.05)
+                raise {"exit": SystemExit(1), "interrupt": KeyboardInterrupt()}[raised]
+
+            asyncio.get_running_loop().create_task(background())
+            return "left"
+
+        @task("b.sleep")
+        async def sleep(seconds):
+            await asyncio.sleep(seconds)
+            return "slept"
+
+        @task("b.gather")
+        async def gather(_input):
+            async def slow():
+                await asyncio.sleep(0.1)
+
+            async def bad():
+                raise SystemExit(3)
+
+            await asyncio.gather(slow(), bad())
+
+        @task("b.exit")
+        async def own_exit(_input):
+            await asyncio.sleep(0)
+            sys.exit(2)
+
+    def test_an_exit_left_by_an_earlier_call_is_logged_and_the_later_call_succeeds(self):
+        for raised, described in (("exit", "SystemExit: 1"), ("interrupt", "KeyboardInterrupt")):
+            with self.subTest(raised=raised), self.assertLogs(level="ERROR") as logs:
+                left, slept, after = serve_calls(("b.leave", raised), ("b.sleep", 0.2), ("b.sleep", 0))
+                collect_tasks(logs)
+            self.assertEqual((left["value"], slept["value"], after["value"]), ("left", "slept", "slept"))
+            ours = [line for line in logs.output if line.startswith("ERROR:pyfleet:")]
+            self.assertEqual(len(ours), 1, logs.output)
+            self.assertTrue(ours[0].startswith(
+                f"ERROR:pyfleet:task 'b.sleep': while it ran, a background asyncio task (left running by an earlier call, "
+                f"or started by this one and not awaited) raised {described}; logged here"
+            ), ours[0])
+
+    def test_an_exit_in_a_gathered_task_fails_its_own_call_only(self):
+        with self.assertLogs(level="ERROR") as logs:
+            gathered, later = serve_calls(("b.gather", None), ("b.sleep", 0.2))
+            collect_tasks(logs)
+        self.assertEqual((gathered["kind"], gathered["type"], gathered["message"]), ("failed", "SystemExit", "3"))
+        self.assertEqual(later["value"], "slept")
+
+    def test_the_calls_own_exit_is_still_its_failure(self):
+        own, after = serve_calls(("b.exit", None), ("b.sleep", 0))
+        self.assertEqual((own["kind"], own["type"], own["message"]), ("failed", "SystemExit", "2"))
+        self.assertEqual(after["value"], "slept")
 
 
 if __name__ == "__main__":

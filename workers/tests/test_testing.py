@@ -1,5 +1,6 @@
 """pyfleet.testing: a task author's way to call a task as a worker would."""
 
+import asyncio
 import datetime
 import textwrap
 import unittest
@@ -100,9 +101,58 @@ class CallTaskTest(IsolatedRegistryTest):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
             call_task("t.nope", None)
 
+    def test_the_current_event_loop_is_put_back_after_an_async_task(self):
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        asyncio.set_event_loop(loop)
+        self.addCleanup(asyncio.set_event_loop, None)
+        self.assertEqual(call_task("t.async", 2), 4)
+        self.assertIs(asyncio.get_event_loop(), loop)
+        self.assertEqual(loop.run_until_complete(asyncio.sleep(0, "still open")), "still open")
+
+    def test_integral_floats_reach_the_task_as_ints_as_over_http(self):
+        task("t.types")(lambda value: repr(value))
+        cases = [
+            (1.0, "1"), (-0.0, "0"), (1e3, "1000"), (2.0 ** 53, str(2 ** 53)), (-(2.0 ** 53), str(-(2 ** 53))),
+            (0.5, "0.5"), (2.0 ** 54, repr(2.0 ** 54)), (float("inf"), "inf"), (True, "True"), (3, "3"),
+        ]
+        for value, seen in cases:
+            with self.subTest(value=value):
+                self.assertEqual(call_task("t.types", value), seen)
+        self.assertEqual(call_task("t.types", {"a": [1.0, (2.5, 3.0)]}), "{'a': [1, [2.5, 3]]}")
+
+    def test_an_error_without_a_message_reads_without_a_dangling_colon(self):
+        task("t.interrupt")(lambda _input: _raise(KeyboardInterrupt()))
+        with self.assertRaises(TaskCallError) as caught:
+            call_task("t.interrupt", None)
+        self.assertEqual(str(caught.exception), "500 TASK_FAILED: KeyboardInterrupt")
+
 
 def _raise(exc):
     raise exc
+
+
+class FreshProcessTest(unittest.TestCase):
+    def test_a_thread_without_an_event_loop_is_left_without_one(self):
+        """Not set to None: in a fresh process get_event_loop() still makes one, as before call_task."""
+        out = run_python(textwrap.dedent(
+            """
+            import asyncio, warnings
+            from pyfleet import task
+            from pyfleet.testing import call_task
+
+            @task("t.async")
+            async def double(x):
+                return x * 2
+
+            print(call_task("t.async", 2), flush=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "There is no current event loop"
+                loop = asyncio.get_event_loop()
+            print(loop.is_closed(), flush=True)
+            """
+        ))
+        self.assertEqual(out, "4\nFalse\n")
 
 
 class ForkTest(unittest.TestCase):
