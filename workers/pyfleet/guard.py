@@ -15,14 +15,16 @@ echo call is ~2 µs of Python in the loop):
   (watch()) to note what a call changed. A change made another way (C code,
   ctypes) goes unnoticed.
 - fds 0, 1 and 2 closed or replaced: an fstat of each would cost ~1 µs a
-  call, so one poll() of the three (~0.35 µs) finds any that is closed, and
-  watch() wraps ``os.close``, ``os.closerange`` and ``os.dup2`` to note the
-  rest. What it misses: a file object's close() (``open(1).close()``) followed,
-  in the same call, by an open() that takes the freed fd, and C code.
+  call, and even one poll() of the three cost a worker ~8 % more CPU per echo
+  call under load (a syscall per call), so watch() wraps ``os.close``,
+  ``os.closerange`` and ``os.dup2`` to note them, and the fds are compared
+  (fstat) only then. What it misses: a file object's close()
+  (``os.fdopen(1).close()``; ``sys.stdout`` and ``sys.stderr`` are the runtime's
+  own and cannot be closed), and C code.
 
 The hook and the wrappers note entries in ``changes``; the loop tests it once
 per call (an empty dict is false) and calls Baseline.restore only when it is
-not empty, a stream was replaced or poll() reports an fd.
+not empty or a stream was replaced.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import select
 import signal
 import sys
 
@@ -186,10 +187,6 @@ class Baseline:
         # so processes a task starts do not get them). A closed one is left alone.
         self._std_fds = {fd: identity for fd in STD_FDS if (identity := _identity(fd)) is not None}
         self._spare_fds = {fd: os.dup(fd) for fd in self._std_fds}
-        std_fds = select.poll()
-        for fd in self._std_fds:
-            std_fds.register(fd, 0)  # no events asked for: poll() lists only a closed fd (POLLNVAL), or HUP/ERR
-        self.poll_std_fds = std_fds.poll
         changes.clear()  # what task modules did at import is the baseline
 
     def close(self) -> None:

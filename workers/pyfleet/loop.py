@@ -68,11 +68,11 @@ class Runner:
                 reply = _rejected(call_id, exc) if is_task_error(exc) else _failed(call_id, exc)
         except BaseException as exc:  # building the reply raised (an exception's property, say): still one reply
             reply = _unreportable(call_id, exc)
-        # What the call left behind (see guard.py): one dict test, three identity checks, one
-        # poll() of fds 0-2 and, once asyncio is loaded, a look at the event loop.
+        # What the call left behind (see guard.py): one dict test, three identity checks and,
+        # once asyncio is loaded, a look at the event loop.
         base = self._baseline
         try:
-            if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin or base.poll_std_fds(0):
+            if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
                 base.restore(task.name, reply)  # in a process the task forked, this exits
             if self._loop is not None or "asyncio" in sys.modules:
                 self._check_event_loop(task.name)
