@@ -303,7 +303,8 @@ export class PythonWorker {
     // the other side (its reason, when already read, is the fatal line).
     const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
     this.#failure ??= failure
-    const reason = failure === 'protocol' && fatalLine !== undefined ? `: ${fatalLine}` : ''
+    // The runtime says why it exits when it knows (a refused frame, its own failure: exit 5 or 6).
+    const reason = fatalLine !== undefined ? `: ${fatalLine}` : ''
     this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
     this.#options.onExit?.(this, code, signal)
   }

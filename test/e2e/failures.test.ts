@@ -46,6 +46,18 @@ t.test('a worker that closes its protocol stream but lives on is replaced at onc
   t.match((await (await fetch(`${server.url}/api/queue-stats`)).json()).restarts, { protocol: 1 })
 })
 
+t.test('a task that closes the protocol stream and returns: the runtime says why it exits, and the log has it', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  const reply = await callTask(server.url, 'extra.close_protocol', { sleep_s: 0 })
+  t.equal(reply.status, 502)
+  t.equal(reply.json.code, 'WORKER_DIED')
+  await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'a new worker')
+  const died = server.logs.find((l) => /exited with code 6: the runtime failed: OSError/.test(l.msg ?? ''))
+  t.ok(died, 'the call\'s failure names what the runtime said, not only an exit code')
+  const record = server.logs.filter((l) => /the worker's runtime failed/.test(l.msg ?? ''))
+  t.equal(record.length, 1, 'its traceback is one log entry, not one per line')
+})
+
 t.test('a worker that sends a frame while idle is replaced as a protocol failure, not a crash', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
   const [pid] = workerPids(server)

@@ -18,6 +18,7 @@ EXIT_USAGE = 2
 EXIT_IMPORT_FAILED = 3
 EXIT_MISSING_DEPENDENCY = 4
 EXIT_PROTOCOL_ERROR = 5
+EXIT_RUNTIME_FAILED = 6
 
 BUILTIN_MODULES = [
     "pyfleet_tasks.echo",
@@ -67,24 +68,30 @@ def fail_import(module: str, line: str, exc: BaseException, hint: str = "") -> "
     code the module may have broken too (logging's formatter patched, the working directory
     deleted): if it fails, the fatal line goes out without what it could not add.
     """
-    try:
-        sys.stderr.flush()  # what the module printed before it failed comes first
-    except BaseException:
-        pass
     from .import_failure import traceback_to_log, where_raised
 
-    try:
-        record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "task module '%s' failed to import", (module,), None)
-        record.exc_info = (type(exc), exc, traceback_to_log(exc, module))
-        os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
-    except BaseException:
-        pass
+    log_failure(f"task module '{module}' failed to import", exc, lambda: traceback_to_log(exc, module))
     try:
         where = where_raised(exc, module)
     except BaseException:
         where = ""
     notes = "; ".join(note for note in (where, hint) if note)
     fail(EXIT_IMPORT_FAILED, f"{line} ({notes})" if notes else line)
+
+
+def log_failure(message: str, exc: BaseException, traceback_of: "Any" = None) -> None:  # noqa: F821
+    """One ERROR record with ``exc``'s traceback, formatted as set_up_logging's are but written
+    straight to fd 2 (what went to sys.stderr before comes first); never raises."""
+    try:
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    try:
+        record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "%s", (message,), None)
+        record.exc_info = (type(exc), exc, traceback_of() if traceback_of is not None else exc.__traceback__)
+        os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
+    except BaseException:
+        pass
 
 
 class Options:
@@ -314,6 +321,12 @@ def main() -> None:
         fail(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     except BrokenPipeError:
         pass  # the server went away mid-reply; nobody is left to tell
+    except BaseException as exc:  # the runtime itself broke: one record and one line, not a bare traceback
+        log_failure("the worker's runtime failed", exc)
+        fail(
+            EXIT_RUNTIME_FAILED,
+            f"the runtime failed: {type(exc).__name__}: {as_text(exc)} (did a task close or replace the worker's protocol fds, {request_fd} and {protocol_fd}?)",
+        )
     os._exit(EXIT_OK)
 
 

@@ -5,7 +5,7 @@ import tempfile
 import textwrap
 import unittest
 
-from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_USAGE, parse_args
+from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE, parse_args
 from tests.worker_process import parse_frames, run_worker
 
 
@@ -315,6 +315,22 @@ class EmptyModuleTest(unittest.TestCase):
         code, _, stderr = run_worker(["--module", "mytasks.greeting", "--module", "mytasks"], pythonpath=directory.name)
         self.assertEqual(code, 0, stderr)
         self.assertNotIn("registered no task", stderr, "the package holds a task imported before it")
+
+
+class RuntimeFailureTest(unittest.TestCase):
+    """The runtime itself failing (a task closed its protocol fds) ends in one record and one fatal line."""
+
+    def test_a_task_that_closes_the_protocol_fds_ends_the_worker_with_one_record_and_a_fatal_line(self):
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        with open(os.path.join(directory.name, "closing_tasks.py"), "w") as f:
+            f.write("import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n    os.closerange(3, 256)\n    return 'gone'\n")
+        code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", None)], pythonpath=directory.name)
+        self.assertEqual(code, EXIT_RUNTIME_FAILED, stderr)
+        lines = stderr.splitlines()
+        self.assertEqual(len(lines), 2, stderr)  # not a traceback of a dozen lines, each logged on its own
+        self.assertRegex(lines[0], r"^ERROR pyfleet: the worker's runtime failed\\nTraceback \(most recent call last\):\\n.*OSError: \[Errno 9\] Bad file descriptor$")
+        self.assertRegex(lines[1], r"^pyfleet-fatal: the runtime failed: OSError: \[Errno 9\] Bad file descriptor \(did a task close or replace the worker's protocol fds, \d+ and \d+\?\)$")
 
 
 class OneLinePerRecordTest(unittest.TestCase):
