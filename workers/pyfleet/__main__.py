@@ -323,10 +323,8 @@ def main() -> None:
         pass  # the server went away mid-reply; nobody is left to tell
     except BaseException as exc:  # the runtime itself broke: one record and one line, not a bare traceback
         log_failure("the worker's runtime failed", exc)
-        fail(
-            EXIT_RUNTIME_FAILED,
-            f"the runtime failed: {type(exc).__name__}: {as_text(exc)} (did a task close or replace the worker's protocol fds, {request_fd} and {protocol_fd}?)",
-        )
+        hint = f" (did a task close or replace the worker's protocol fds, {request_fd} and {protocol_fd}?)" if isinstance(exc, OSError) else ""
+        fail(EXIT_RUNTIME_FAILED, f"the runtime failed: {type(exc).__name__}: {as_text(exc)}{hint}")
     os._exit(EXIT_OK)
 
 

@@ -193,7 +193,10 @@ class Baseline:
         """Close the spare fds (a Runner made for one call_task)."""
         spares, self._spare_fds = self._spare_fds, {}
         for spare in spares.values():
-            _close(spare)
+            try:
+                _close(spare)
+            except OSError:  # a task closed it already
+                pass
 
     def warn_once(self, task_name: str, *undone: str) -> None:
         """Log that the task did what ``undone`` says and that it was undone: once per task and kind."""
@@ -233,7 +236,18 @@ class Baseline:
             now = _identity(fd)
             if now == identity:
                 continue
-            _dup2(self._spare_fds[fd], fd)
+            spare = self._spare_fds.get(fd)
+            # The copy itself may have been closed by a task, or reused for one of its files:
+            # putting that on fd 2 would send the worker's log into the task's file.
+            if spare is None or _identity(spare) != identity:
+                self._spare_fds.pop(fd, None)
+                put_back.append(f"changed {STD_FDS[fd]}, which could not be put back (the runtime's copy of it was closed too)")
+                continue
+            try:
+                _dup2(spare, fd)
+            except OSError as exc:
+                put_back.append(f"changed {STD_FDS[fd]}, which could not be put back ({exc})")
+                continue
             if now is None:
                 put_back.append(f"closed {STD_FDS[fd]}")
             else:

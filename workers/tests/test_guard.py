@@ -143,6 +143,28 @@ def close_fd(fd):
     return "closed"
 
 
+@task("g.close_copies_of_stderr")
+def close_copies_of_stderr(_input):
+    """Closes every fd above 2 open on what fd 2 is (the runtime keeps its copies there)."""
+    target = os.fstat(2)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            same = fd > 2 and (os.fstat(fd).st_dev, os.fstat(fd).st_ino) == (target.st_dev, target.st_ino)
+        except OSError:
+            continue
+        if same:
+            os.close(fd)
+    return "closed"
+
+
+@task("g.close_fd_2_with_a_timer")
+def close_fd_2_with_a_timer(_input):
+    signal.setitimer(signal.ITIMER_REAL, 0.3)  # would end the worker (SIGALRM) unless undone
+    os.close(2)
+    return "closed"
+
+
 @task("g.write_file")
 def write_file(path):
     with open(path, "w") as f:
@@ -302,6 +324,12 @@ class StdFdsTest(WorkerTest):
                     self.assertEqual(f.read(), "the task's data\n")
                 self.assertIn("printed while the file is open", stderr)
                 self.assertIn(f"WARNING pyfleet: task {task!r} closed fd 1 (stdout, which goes on to stderr); undone after the call", stderr)
+
+    def test_when_the_runtimes_copies_are_closed_too_the_rest_is_still_undone_and_the_worker_lives(self):
+        values, stderr = self.calls(
+            ("g.close_copies_of_stderr", None), ("g.close_fd_2_with_a_timer", None), ("g.sleep", 0.5), ("g.sleep", 0)
+        )
+        self.assertEqual(values, ["closed", "closed", "slept", "slept"], stderr)
 
     def test_a_closed_fd_0_is_put_back_as_dev_null(self):
         path = os.path.join(self.dir.name, "data.txt")

@@ -5,6 +5,7 @@ import datetime
 import decimal
 import functools
 import gc
+import logging
 import importlib.util
 import inspect
 import io
@@ -559,6 +560,22 @@ class EventLoopTest(IsolatedRegistryTest):
             self.assertEqual(self.values(("e.set", None), ("e.async", 5), ("e.get", None)), ["set", 5, 1])
         self.assertIn("task 'e.set' left another asyncio event loop as the thread's current one", logs.output[0])
 
+    def test_a_loop_a_task_module_made_current_at_import_is_adopted_not_replaced(self):
+        registry.clear()
+        loop = asyncio.new_event_loop()  # what a module might do at import: its queue and producer live on it
+        self.addCleanup(loop.close)
+        asyncio.set_event_loop(loop)
+        queue = asyncio.Queue()
+
+        async def produce():
+            for n in range(3):
+                await queue.put(n)
+
+        loop.create_task(produce())
+        task("e.fetch")(lambda _input: asyncio.get_event_loop().run_until_complete(asyncio.wait_for(queue.get(), 1)))
+        with self.assertNoLogs("pyfleet", "WARNING"):
+            self.assertEqual(self.values(("e.fetch", None), ("e.fetch", None)), [0, 1])
+
     def test_a_worker_without_async_tasks_heals_once_asyncio_is_used(self):
         registry.clear()
         task("e.close")(lambda _input: _close_current_loop())
@@ -614,6 +631,14 @@ class BackgroundExitTest(IsolatedRegistryTest):
 
             await asyncio.gather(slow(), bad())
 
+        @task("b.shield")
+        async def shield(_input):
+            async def bad():
+                await asyncio.sleep(0)
+                raise SystemExit(3)
+
+            await asyncio.shield(bad())
+
         @task("b.exit")
         async def own_exit(_input):
             await asyncio.sleep(0)
@@ -632,12 +657,15 @@ class BackgroundExitTest(IsolatedRegistryTest):
                 f"or started by this one and not awaited) raised {described}; logged here"
             ), ours[0])
 
-    def test_an_exit_in_a_gathered_task_fails_its_own_call_only(self):
-        with self.assertLogs(level="ERROR") as logs:
-            gathered, later = serve_calls(("b.gather", None), ("b.sleep", 0.2))
-            collect_tasks(logs)
-        self.assertEqual((gathered["kind"], gathered["type"], gathered["message"]), ("failed", "SystemExit", "3"))
-        self.assertEqual(later["value"], "slept")
+    def test_an_exit_in_a_task_the_call_awaits_fails_the_call_and_is_not_logged_as_background(self):
+        for name in ("b.gather", "b.shield"):
+            with self.subTest(task=name), self.assertLogs(level="ERROR") as logs:
+                logging.getLogger("test").error("(assertLogs wants one record)")
+                awaited, later = serve_calls((name, None), ("b.sleep", 0.2))
+                collect_tasks(logs)
+            self.assertEqual((awaited["kind"], awaited["type"], awaited["message"]), ("failed", "SystemExit", "3"))
+            self.assertEqual(later["value"], "slept")
+            self.assertEqual([line for line in logs.output if line.startswith("ERROR:pyfleet:")], [], "its own failure, not a background task's")
 
     def test_the_calls_own_exit_is_still_its_failure(self):
         own, after = serve_calls(("b.exit", None), ("b.sleep", 0))
