@@ -306,8 +306,7 @@ def _current_loop() -> Any:
     """
     import asyncio
 
-    # Python 3.14 deprecates get_event_loop_policy(); its private twin does not warn.
-    policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)()
+    policy = event_loop_policy(asyncio)
     local = getattr(policy, "_local", None)
     if local is not None and hasattr(local, "_loop"):
         return local._loop
@@ -317,3 +316,8 @@ def _current_loop() -> Any:
             return policy.get_event_loop()
     except Exception:
         return None
+
+
+def event_loop_policy(asyncio: Any) -> Any:
+    # Python 3.14 deprecates get_event_loop_policy(); its private twin does not warn.
+    return getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 
 from . import protocol, registry
-from .loop import Runner, encode_reply
+from .loop import Runner, encode_reply, event_loop_policy
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -135,14 +135,14 @@ def _event_loop_keeper() -> Any:
     (after set_event_loop(None), get_event_loop() raises where it made one).
     """
     asyncio = sys.modules.get("asyncio")
-    local = None if asyncio is None else getattr(_policy(asyncio), "_local", None)
+    local = None if asyncio is None else getattr(event_loop_policy(asyncio), "_local", None)
     saved = None if local is None else dict(vars(local))
 
     def put_back() -> None:
         asyncio = sys.modules.get("asyncio")
         if asyncio is None:
             return  # the Runner made no loop
-        now = getattr(_policy(asyncio), "_local", None)
+        now = getattr(event_loop_policy(asyncio), "_local", None)
         if now is not None and (saved is not None or local is None):
             vars(now).clear()  # none saved: asyncio was imported by the call, the record was new
             vars(now).update(saved or {})
@@ -151,7 +151,3 @@ def _event_loop_keeper() -> Any:
 
     return put_back
 
-
-def _policy(asyncio: Any) -> Any:
-    # Python 3.14 deprecates get_event_loop_policy(); its private twin does not warn.
-    return getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)()
