@@ -40,6 +40,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
+from .std_fds import StdFds
+
 log = logging.getLogger("pyfleet")
 
 # What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which).
@@ -183,20 +185,12 @@ class Baseline:
         except OSError:  # started in a directory that was removed: nothing to go back to
             self.cwd = None
         self._warned: set = set()  # (task, what): each is logged once per worker
-        # fds 0-2 as they are now, and a copy of each to put it back from (not inheritable,
-        # so processes a task starts do not get them). A closed one is left alone.
-        self._std_fds = {fd: identity for fd in STD_FDS if (identity := _identity(fd)) is not None}
-        self._spare_fds = {fd: os.dup(fd) for fd in self._std_fds}
+        self._std_fds = StdFds(STD_FDS)
         changes.clear()  # what task modules did at import is the baseline
 
     def close(self) -> None:
-        """Close the spare fds (a Runner made for one call_task)."""
-        spares, self._spare_fds = self._spare_fds, {}
-        for spare in spares.values():
-            try:
-                _close(spare)
-            except OSError:  # a task closed it already
-                pass
+        """Close the copies of fds 0-2 (a Runner made for one call_task)."""
+        self._std_fds.close()
 
     def warn_once(self, task_name: str, *undone: str) -> None:
         """Log that the task did what ``undone`` says and that it was undone: once per task and kind."""
@@ -213,7 +207,7 @@ class Baseline:
         if changes.pop("fork", False) and os.getpid() != self.pid:
             _exit_forked_child(task_name, reply)
         changes.pop("fds", None)
-        put_back = self._restore_std_fds()  # first: the warning below is written to fd 2
+        put_back = self._std_fds.restore()  # first: the warning below is written to fd 2
         for name in ("stdin", "stdout", "stderr"):
             if getattr(sys, name) is not getattr(self, name):
                 setattr(sys, name, getattr(self, name))
@@ -229,31 +223,6 @@ class Baseline:
             if what is not None:
                 put_back.append(what)
         self.warn_once(task_name, *put_back)
-
-    def _restore_std_fds(self) -> List[str]:
-        put_back = []
-        for fd, identity in self._std_fds.items():
-            now = _identity(fd)
-            if now == identity:
-                continue
-            spare = self._spare_fds.get(fd)
-            # The copy itself may have been closed by a task, or reused for one of its files:
-            # putting that on fd 2 would send the worker's log into the task's file.
-            if spare is None or _identity(spare) != identity:
-                self._spare_fds.pop(fd, None)
-                put_back.append(f"changed {STD_FDS[fd]}, which could not be put back (the runtime's copy of it was closed too)")
-                continue
-            try:
-                _dup2(spare, fd)
-            except OSError as exc:
-                put_back.append(f"changed {STD_FDS[fd]}, which could not be put back ({exc})")
-                continue
-            if now is None:
-                put_back.append(f"closed {STD_FDS[fd]}")
-            else:
-                # The fd is the task's file: dup2 closes that file under any object still holding it.
-                put_back.append(f"put a file of its own on {STD_FDS[fd]} (os.dup2, or open() after closing it); putting fd {fd} back closes that file")
-        return put_back
 
     def _undo(self, key: Any, value: Any) -> Optional[str]:
         if key == "cwd":
@@ -271,15 +240,6 @@ class Baseline:
             return None
         _signal(number, value)
         return f"changed {_describe(key)}"
-
-
-def _identity(fd: int) -> Optional[tuple]:
-    """What ``fd`` is open on (device and inode), None if it is closed."""
-    try:
-        stat = os.fstat(fd)
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino)
 
 
 def _getcwd() -> Optional[str]:
