@@ -38,7 +38,7 @@ import sys
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, Optional
 
 from .std_fds import StdFds
 
