@@ -229,7 +229,8 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem) | {"traceback": ""})
     except Exception as exc:  # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ...
         try:
-            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {_why_unsendable(reply, exc)}"))
+            why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
+            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {why}"))
         except Exception as problem:
             body = protocol.encode(_unreportable(call_id, problem))
     if len(body) > max_frame_bytes:
@@ -243,40 +244,6 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             )
         )
     return body
-
-
-def _why_unsendable(reply: Dict[str, Any], exc: Exception) -> str:
-    """What a reply's value or details holds that msgpack refused, said for the log ("" if the exception says it)."""
-    if isinstance(exc, ValueError) and "recursion limit" in str(exc):
-        return f"it is nested more than {protocol.MAX_VALUE_DEPTH} levels deep, or contains itself; "
-    if isinstance(exc, UnicodeEncodeError):
-        where = _find_unencodable(reply.get("value" if reply.get("t") == protocol.MSG_RESULT else "details"))
-        return f"{where} holds a lone surrogate, which UTF-8 cannot carry (bytes decoded with errors='surrogateescape'? send bytes, or decode with errors='replace'): "
-    return ""
-
-
-def _find_unencodable(value: Any) -> str:
-    """Where, in a value that encoded up to a str, the first str that UTF-8 cannot encode is: ``the str at ["a"][2]``."""
-    stack = [(value, "")]
-    seen = set()
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return f"the str at {path}" if path else "the str"
-        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
-            seen.add(id(item))
-            children = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in reversed(list(children)):
-                if isinstance(key, str) and not key.isascii():
-                    try:
-                        key.encode("utf-8")
-                    except UnicodeEncodeError:
-                        return f"a key of {path}" if path else "a key"
-                stack.append((child, f"{path}[{repr(key)}]"))
-    return "a str"
 
 
 def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:

@@ -125,3 +125,38 @@ def undecodable(value: Any, what: str) -> Optional[str]:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return None
+
+
+def why_unsendable(value: Any, exc: Exception) -> str:
+    """What a reply's value (or details) holds that the packer refused with ``exc``, said for the
+    log ("" when the exception says it already)."""
+    if isinstance(exc, ValueError) and "recursion limit" in str(exc):
+        return f"it is nested more than {MAX_VALUE_DEPTH} levels deep, or contains itself; "
+    if isinstance(exc, UnicodeEncodeError):
+        where = _find_unencodable(value)
+        return f"{where} holds a lone surrogate, which UTF-8 cannot carry (bytes decoded with errors='surrogateescape'? send bytes, or decode with errors='replace'): "
+    return ""
+
+
+def _find_unencodable(value: Any) -> str:
+    """Where, in a value that encoded up to a str, the first str that UTF-8 cannot encode is: ``the str at ["a"][2]``."""
+    stack = [(value, "")]
+    seen = set()
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the str at {path}" if path else "the str"
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in reversed(list(children)):
+                if isinstance(key, str) and not key.isascii():
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return f"a key of {path}" if path else "a key"
+                stack.append((child, f"{path}[{repr(key)}]"))
+    return "a str"
