@@ -18,13 +18,15 @@ export async function version (): Promise<string> {
 
 /** Starts everything serving would start, then stops it; resolves with the report to print. */
 export async function checkSetup (config: Config): Promise<string> {
-  // Only warnings (a TASK_CONCURRENCY entry naming no task, say) join the report in the log.
-  const app = await buildApp({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel })
+  // The log goes to stderr, so that stdout is the report alone; at the default level only
+  // warnings (a TASK_CONCURRENCY entry naming no task, say) and errors are logged.
+  const level = config.logLevel === 'info' ? 'warn' : config.logLevel
+  const app = await buildApp(config, { logger: { level, stream: process.stderr } })
   try {
     const python = await resolvePython(config.python, PROJECT_ROOT) // cached: the probe the start made
     const tasks = app.tasks.list()
     return [
-      `pyfleet ${await version()}: the configuration is valid, and ${config.poolSize} worker${config.poolSize === 1 ? '' : 's'} started with ${python.path} (Python ${python.version}).`,
+      `pyfleet ${await version()}: the configuration is valid (HOST and PORT are not tried), and ${config.poolSize} worker${config.poolSize === 1 ? '' : 's'} started with ${python.path} (Python ${python.version}).`,
       `${tasks.length} task${tasks.length === 1 ? '' : 's'}, as the server would serve them:`,
       ...table(tasks),
       ''
@@ -34,13 +36,19 @@ export async function checkSetup (config: Config): Promise<string> {
   }
 }
 
+/** At most `max` characters, counted as code points (an emoji is not cut in half). */
+function shorten (text: string, max: number): string {
+  const chars = Array.from(text)
+  return chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : text
+}
+
 function table (tasks: readonly TaskDescription[]): string[] {
   const rows = tasks.map((task) => [
     task.name,
     `timeout ${task.timeoutMs} ms`,
     `${task.maxConcurrency} at once`,
     task.raw.length > 0 ? `raw ${task.raw.join(', ')}` : 'JSON/msgpack only',
-    task.description.length > 60 ? `${task.description.slice(0, 57)}...` : task.description
+    shorten(task.description, 60)
   ])
   const widths = rows.reduce((w, row) => row.map((cell, i) => Math.max(w[i] ?? 0, cell.length)), [] as number[])
   return rows.map((row) => `  ${row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i])).join('  ')}`)

@@ -74,8 +74,11 @@ export async function main (early: EarlySignals): Promise<void> {
     throw error
   }
   if (command === 'check') {
-    // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once.
+    // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once,
+    // and one that came while the code was loading ends it now, as it would have then.
     early.stopRemembering()
+    const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
+    if (earlyStop !== undefined) process.kill(process.pid, earlyStop)
     const report = await checkSetup(config).catch((error: unknown) => startFailure(error, config))
     process.stdout.write(report)
     exitOnceLogged(0)
@@ -90,7 +93,11 @@ export async function main (early: EarlySignals): Promise<void> {
   // A stop while the workers are still starting (slow task imports) ends their start at once.
   const starting = new AbortController()
   setMaxListeners(0, starting.signal) // one listener per starting worker; POOL_SIZE may pass Node's warning at 10
+  let closing = false
   const close = (instance: FastifyInstance): void => {
+    // Once: a stop that came while listen() was under way closes from stop() and after listen().
+    if (closing) return
+    closing = true
     // Backstop: drain is bounded by the grace periods; this catches anything that is not.
     const backstop = setTimeout(() => {
       instance.log.error('shutdown did not finish in time; exiting')

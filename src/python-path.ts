@@ -26,6 +26,13 @@ const PROBE = [
   'print(sys.executable); print(sys.version.split()[0])'
 ].join('\n')
 
+/** Whether a version such as "3.11.2" is at least `minimum` ("3.10"). */
+function isAtLeast (version: string, minimum: string): boolean {
+  const [major, minor] = version.split('.').map(Number)
+  const [wantMajor, wantMinor] = minimum.split('.').map(Number)
+  return major > wantMajor || (major === wantMajor && minor >= wantMinor)
+}
+
 /** Why a candidate cannot run the workers: what is wrong decides what to advise. */
 export interface Unusable {
   kind: 'missing' | 'too-old' | 'no-modules' | 'broken'
@@ -53,9 +60,15 @@ function probe (candidate: string): Promise<PythonInfo | Unusable> {
         const unusable = (kind: Unusable['kind'], why: string): void => { resolve({ kind, reason: `${candidate}: ${why}` }) }
         if (error === null) {
           // Anything that exits 0 gets here (PYTHON=/bin/true): the answer must look like the probe's.
-          const [path, version, ...more] = stdout.trim().split('\n')
-          if (more.length === 0 && /^\d+\.\d+/.test(version ?? '')) resolve({ path: path.startsWith('/') ? path : candidate, version })
-          else unusable('broken', `does not answer as a Python interpreter would (it printed ${JSON.stringify(stdout.slice(0, 80))})`)
+          // Only the last newline goes: sys.executable may be empty (a launcher's exec -a).
+          const [path, version, ...more] = stdout.replace(/\n$/, '').split('\n')
+          if (more.length > 0 || !/^\d+\.\d+/.test(version ?? '')) {
+            unusable('broken', `does not answer as a Python interpreter would (it printed ${JSON.stringify(stdout.slice(0, 80))})`)
+          } else if (!isAtLeast(version, MIN_VERSION)) {
+            unusable('too-old', `Python ${version} is too old: the workers need ${MIN_VERSION} or newer`)
+          } else {
+            resolve({ path: path.startsWith('/') ? path : candidate, version })
+          }
           return
         }
         const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]

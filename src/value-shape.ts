@@ -117,7 +117,7 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
     // msgpackr would put U+FFFD in place of bad bytes, silently; and CESU-8 surrogates would reach the worker.
     if (text > 0 && !isText(bytes, pos + text, pos + skip)) return 'the msgpack body holds a string that is not valid UTF-8'
     // msgpackr renames a __proto__ key to __proto_, silently; JSON bodies with one are refused, so these are too.
-    if (isKey && text > 0 && isProtoKey(bytes, pos + text, pos + skip)) return PROTO_KEY
+    if (isKey && text > 0 && isProtoKey(bytes, pos + text, pos + skip)) return 'the body holds a __proto__ key, which is refused as in JSON bodies'
     pos += skip
     if (count >= 0 && ++containers > maxContainers) return tooMany(maxContainers)
     if (count > 0) {
@@ -164,15 +164,13 @@ function isText (bytes: Uint8Array, start: number, end: number): boolean {
 
 const PROTO = Buffer.from('__proto__')
 
-/** msgpackProblem's answer for a map key __proto__. */
-const PROTO_KEY = 'the body holds a __proto__ key, which is refused as in JSON bodies'
-
 /**
- * Whether msgpack that is otherwise fine (a worker's, whose strings are UTF-8) holds a map
- * key __proto__: not merely those bytes somewhere, in a value or inside bytes.
+ * Whether a worker's msgpack holds a map key __proto__, not merely those bytes somewhere,
+ * in a value or inside bytes. Anything else the walk finds wrong (which a worker's strict
+ * UTF-8 packer never writes) answers true as well: such bytes are not sent as they are.
  */
 export function holdsProtoKey (bytes: Uint8Array): boolean {
-  return msgpackProblem(bytes, Infinity, Infinity, true) === PROTO_KEY
+  return msgpackProblem(bytes, Infinity, Infinity, true) !== undefined
 }
 
 function isProtoKey (bytes: Uint8Array, start: number, end: number): boolean {

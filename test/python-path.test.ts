@@ -2,7 +2,7 @@
 // real interpreters (and real non-interpreters) probed as at start-up.
 
 import t from 'tap'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolvePython } from '../src/python-path.js'
@@ -35,4 +35,20 @@ t.test('when every interpreter found is too old, the advice is a newer Python, n
   t.match(message, /\/usr\/bin\/python3: Python 3\.9\.18 is too old: the workers need 3\.10 or newer/, 'the version line, though a warning came first')
   t.match(message, /: install Python 3\.10 or newer with msgpack and defusedxml, and point PYTHON at it$/)
   t.notMatch(message, /apt-get/)
+})
+
+t.test('a launcher that hides the interpreter\'s path is used by its own name; a fake that claims an old version is too old', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-launchers-'))
+  t.teardown(async () => { await rm(dir, { recursive: true }) })
+  const script = async (name: string, body: string): Promise<string> => {
+    const path = join(dir, name)
+    await writeFile(path, `#!/bin/bash\n${body}\n`)
+    await chmod(path, 0o755)
+    return path
+  }
+  // exec -a with a name Python cannot find leaves sys.executable empty.
+  const launcher = await script('launcher', 'exec -a no_such_name /usr/bin/python3 "$@"')
+  t.match(await resolvePython(launcher, dir), { path: launcher, version: /^3\.\d+/ })
+  const fake = await script('fake', 'printf "/usr/bin/python3\\n2.7.18\\n"')
+  t.match(await refusal(fake, dir), /fake: Python 2\.7\.18 is too old: the workers need 3\.10 or newer/)
 })

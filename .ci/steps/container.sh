@@ -64,7 +64,7 @@ say "image $IMAGE: $(numfmt --to=si --suffix=B "$SIZE" 2>/dev/null || echo "$SIZ
 
 # ---- 1b. README's pre-flight: `--check` in the image starts the workers and prints the task table
 CHECK_OUT=$(podman run --rm "$IMAGE" node dist/server.js --check 2>&1); CHECK_RC=$?
-if [ "$CHECK_RC" = 0 ] && grep -q 'the configuration is valid, and 4 workers started with /usr/bin/python3' <<<"$CHECK_OUT"; then
+if [ "$CHECK_RC" = 0 ] && grep -q 'and 4 workers started with /usr/bin/python3' <<<"$CHECK_OUT"; then
   say "ok: --check in the image: $(grep -c 'timeout .* ms' <<<"$CHECK_OUT") tasks listed, exit 0"
 else
   echo "$CHECK_OUT" | tail -20; fail "node dist/server.js --check in the image (exit $CHECK_RC)"

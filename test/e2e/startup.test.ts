@@ -22,7 +22,7 @@ t.test('--check starts the workers once, prints the task table as it would be se
   const { code, output } = await runServer({ POOL_SIZE: '2', TASK_TIMEOUTS: 'echo=1234', DIAG_TASKS: '1' }, ['--check'])
   t.equal(code, 0)
   const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'))
-  t.match(output, new RegExp(`^pyfleet ${version.replace(/\./g, '\\.')}: the configuration is valid, and 2 workers started with /\\S+ \\(Python 3\\.\\d+\\.\\d+\\)\\.\\n8 tasks, as the server would serve them:\\n`))
+  t.match(output, new RegExp(`^pyfleet ${version.replace(/\./g, '\\.')}: the configuration is valid \\(HOST and PORT are not tried\\), and 2 workers started with /\\S+ \\(Python 3\\.\\d+\\.\\d+\\)\\.\\n8 tasks, as the server would serve them:\\n`))
   t.match(output, /\n {2}echo +timeout 1234 ms +2 at once +JSON\/msgpack only +Return the input unchanged/, 'settings applied as serving applies them')
   t.match(output, /\n {2}xml\.import +timeout 30000 ms +2 at once +raw application\/xml, text\/xml /)
   t.notMatch(output, /Server listening/)
