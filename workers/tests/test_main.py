@@ -9,6 +9,18 @@ from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_IMPORT_FAILED, EXIT_P
 from tests.worker_process import parse_frames, run_worker
 
 
+def task_files(test, files):
+    """Write ``files`` (relative path: source, dedented) into a temporary directory that lives as
+    long as ``test``; return the directory, for the worker's PYTHONPATH."""
+    directory = tempfile.TemporaryDirectory()
+    test.addCleanup(directory.cleanup)
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(directory.name, path)), exist_ok=True)
+        with open(os.path.join(directory.name, path), "w") as f:
+            f.write(textwrap.dedent(text))
+    return directory.name
+
+
 class ParseArgsTest(unittest.TestCase):
     def test_defaults(self):
         options = parse_args([])
@@ -179,13 +191,7 @@ class ImportFailureTest(unittest.TestCase):
     def start_with(self, source, files=None, module="stopping_tasks"):
         """Start a worker with ``module``, ``stopping_tasks.py`` being ``source`` and ``files`` more files
         (relative path: source); return its stderr lines, checked to end with the fatal line."""
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        self.dir = directory.name
-        for path, text in {"stopping_tasks.py": source, **(files or {})}.items():
-            os.makedirs(os.path.dirname(os.path.join(self.dir, path)), exist_ok=True)
-            with open(os.path.join(self.dir, path), "w") as f:
-                f.write(textwrap.dedent(text))
+        self.dir = task_files(self, {"stopping_tasks.py": source, **(files or {})})
         code, stdout, stderr = run_worker(["--module", module], pythonpath=self.dir)
         self.assertEqual((code, stdout), (EXIT_IMPORT_FAILED, b""), stderr)
         lines = stderr.splitlines()
@@ -302,17 +308,14 @@ class EmptyModuleTest(unittest.TestCase):
     """A TASK_MODULES entry that registers nothing is almost always the wrong name: say so."""
 
     def test_a_package_whose_init_imports_no_task_gets_a_warning(self):
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        package = os.path.join(directory.name, "mytasks")
-        os.mkdir(package)
-        open(os.path.join(package, "__init__.py"), "w").close()
-        with open(os.path.join(package, "greeting.py"), "w") as f:
-            f.write("from pyfleet import task\n\n\n@task('greet')\ndef greet(input):\n    return input\n")
-        code, _, stderr = run_worker(["--module", "mytasks"], pythonpath=directory.name)
+        directory = task_files(self, {
+            "mytasks/__init__.py": "",
+            "mytasks/greeting.py": "from pyfleet import task\n\n\n@task('greet')\ndef greet(input):\n    return input\n",
+        })
+        code, _, stderr = run_worker(["--module", "mytasks"], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
         self.assertIn("WARNING pyfleet: task module 'mytasks' registered no task: name the module that holds the @task functions (e.g. mytasks.greeting", stderr)
-        code, _, stderr = run_worker(["--module", "mytasks.greeting", "--module", "mytasks"], pythonpath=directory.name)
+        code, _, stderr = run_worker(["--module", "mytasks.greeting", "--module", "mytasks"], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
         self.assertNotIn("registered no task", stderr, "the package holds a task imported before it")
 
@@ -321,11 +324,10 @@ class RuntimeFailureTest(unittest.TestCase):
     """The runtime itself failing (a task closed its protocol fds) ends in one record and one fatal line."""
 
     def test_a_task_that_closes_the_protocol_fds_ends_the_worker_with_one_record_and_a_fatal_line(self):
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        with open(os.path.join(directory.name, "closing_tasks.py"), "w") as f:
-            f.write("import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n    os.closerange(3, 256)\n    return 'gone'\n")
-        code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", None)], pythonpath=directory.name)
+        directory = task_files(self, {
+            "closing_tasks.py": "import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n    os.closerange(3, 256)\n    return 'gone'\n",
+        })
+        code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", None)], pythonpath=directory)
         self.assertEqual(code, EXIT_RUNTIME_FAILED, stderr)
         lines = stderr.splitlines()
         self.assertEqual(len(lines), 2, stderr)  # not a traceback of a dozen lines, each logged on its own
@@ -337,11 +339,8 @@ class OneLinePerRecordTest(unittest.TestCase):
     """The server logs each stderr line as one entry at the level its prefix names."""
 
     def test_warnings_tracebacks_and_thread_exceptions_are_one_line_at_their_level(self):
-        directory = tempfile.TemporaryDirectory()
-        self.addCleanup(directory.cleanup)
-        with open(os.path.join(directory.name, "noisy_tasks.py"), "w") as f:
-            f.write(textwrap.dedent(
-                """
+        directory = task_files(self, {
+            "noisy_tasks.py": """
                 import logging
                 import threading
                 import warnings
@@ -359,9 +358,9 @@ class OneLinePerRecordTest(unittest.TestCase):
                     thread.start()
                     thread.join()
                     return "done"
-                """
-            ))
-        code, stdout, stderr = run_worker(["--module", "noisy_tasks"], calls=[("noisy", None)], pythonpath=directory.name)
+                """,
+        })
+        code, stdout, stderr = run_worker(["--module", "noisy_tasks"], calls=[("noisy", None)], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
         self.assertEqual(parse_frames(stdout)[1]["value"], "done")
         warning, logged, thread = stderr.splitlines()
