@@ -1,8 +1,9 @@
 """Worker process entry: ``python3 -m pyfleet [--module M ...] [--diag]``.
 
 Sets up the process (stdio guard, signals, parent death), imports task
-modules once, then hands the protocol streams to loop.serve. Exit codes are
-named below so the server can tell a broken set-up from a crash.
+modules once, then hands the protocol streams to loop.serve. How it reports
+a failure, and the exit codes that tell the server a broken set-up from a
+crash, are in reporting.py.
 """
 
 import importlib
@@ -12,13 +13,18 @@ import signal
 import sys
 
 from . import guard
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_IMPORT_FAILED = 3
-EXIT_MISSING_DEPENDENCY = 4
-EXIT_PROTOCOL_ERROR = 5
-EXIT_RUNTIME_FAILED = 6
+from .reporting import (
+    EXIT_IMPORT_FAILED,
+    EXIT_MISSING_DEPENDENCY,
+    EXIT_OK,
+    EXIT_PROTOCOL_ERROR,
+    EXIT_RUNTIME_FAILED,
+    EXIT_USAGE,
+    fail,
+    fail_import,
+    log_failure,
+    set_up_logging,
+)
 
 BUILTIN_MODULES = [
     "pyfleet_tasks.echo",
@@ -30,7 +36,6 @@ BUILTIN_MODULES = [
 ]
 DIAG_MODULE = "pyfleet_tasks.diag"
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the server reads the level from the start of the line
 
 USAGE = """\
 usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID] [--sched-batch]
@@ -43,55 +48,6 @@ options:
   --parent-pid PID     the server's pid: exit at once if it is already gone
   --sched-batch        run as SCHED_BATCH (Linux): a worker woken by a call does not preempt the server
 """
-
-
-def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
-    # One line, prefixed so the server can quote it as the reason the worker did not start:
-    # line breaks (an exception's message may hold some) written as \n, and straight to fd 2,
-    # which a task module that replaced sys.stderr cannot have redirected.
-    text = line.replace("\r", "").replace("\n", "\\n")
-    try:
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    os.write(2, f"pyfleet-fatal: {text}\n".encode("utf-8", "backslashreplace"))
-    os._exit(code)
-
-
-def fail_import(module: str, line: str, exc: BaseException, hint: str = "") -> "NoReturn":  # noqa: F821
-    """fail() with the traceback logged first, and the line ending with where in the task's code
-    ``exc`` was raised: `` (at mytasks/helper.py, line 3)``.
-
-    The traceback is one ERROR record, formatted as set_up_logging's are but written straight to
-    fd 2 as fail() writes, so that a task module that removed the handlers, called
-    logging.disable() or replaced sys.stderr before it failed cannot hide it. Reporting runs
-    code the module may have broken too (logging's formatter patched, the working directory
-    deleted): if it fails, the fatal line goes out without what it could not add.
-    """
-    from .import_failure import traceback_to_log, where_raised
-
-    log_failure(f"task module '{module}' failed to import", exc, lambda: traceback_to_log(exc, module))
-    try:
-        where = where_raised(exc, module)
-    except BaseException:
-        where = ""
-    notes = "; ".join(note for note in (where, hint) if note)
-    fail(EXIT_IMPORT_FAILED, f"{line} ({notes})" if notes else line)
-
-
-def log_failure(message: str, exc: BaseException, traceback_of: "Any" = None) -> None:  # noqa: F821
-    """One ERROR record with ``exc``'s traceback, formatted as set_up_logging's are but written
-    straight to fd 2 (what went to sys.stderr before comes first); never raises."""
-    try:
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    try:
-        record = logging.LogRecord("pyfleet", logging.ERROR, __file__, 0, "%s", (message,), None)
-        record.exc_info = (type(exc), exc, traceback_of() if traceback_of is not None else exc.__traceback__)
-        os.write(2, f"{OneLineFormatter(LOG_FORMAT).format(record)}\n".encode("utf-8", "backslashreplace"))
-    except BaseException:
-        pass
 
 
 class Options:
@@ -210,36 +166,6 @@ def guard_stdin() -> int:
     os.close(null)
     sys.stdin = guard.text_stream(0, "r")
     return protocol_fd
-
-
-class OneLineFormatter(logging.Formatter):
-    """``LEVEL logger: message``, one line per record: the server logs each stderr line as
-    one entry at the level its prefix names, so a traceback or a multi-line message keeps
-    its line breaks as ``\\n`` and stays one entry at its record's level."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).rstrip("\n").replace("\n", "\\n")
-
-
-def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F821
-    """An exception that ends a thread a task started: one ERROR record, instead of a bare traceback."""
-    if args.exc_type is SystemExit:
-        return  # as threading's own hook: a thread may end itself with sys.exit()
-    name = args.thread.name if args.thread is not None else "?"
-    logging.getLogger("pyfleet").error(
-        "uncaught exception in thread %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
-    )
-
-
-def set_up_logging() -> None:
-    """Before the task modules are imported, so that what they log at import is formatted too."""
-    import threading  # logging has imported it already
-
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
-    logging.captureWarnings(True)  # warnings.warn() from a task: a WARNING record, not an INFO line
-    threading.excepthook = log_thread_exception
 
 
 def _has_tasks_from(registry: "Any", module: str) -> bool:  # noqa: F821 (no typing import at start-up)

@@ -5,7 +5,8 @@ import tempfile
 import textwrap
 import unittest
 
-from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE, parse_args
+from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, parse_args
+from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
 from tests.worker_process import parse_frames, run_worker
 
 
