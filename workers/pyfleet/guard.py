@@ -18,9 +18,11 @@ echo call is ~2 µs of Python in the loop):
   call, and even one poll() of the three cost a worker ~8 % more CPU per echo
   call under load (a syscall per call), so watch() wraps ``os.close``,
   ``os.closerange`` and ``os.dup2`` to note them, and the fds are compared
-  (fstat) only then. What it misses: a file object's close()
-  (``os.fdopen(1).close()``; ``sys.stdout`` and ``sys.stderr`` are the runtime's
-  own and cannot be closed), and C code.
+  (fstat) only then. A file object made on one of them (``open(1, "w")``,
+  ``os.fdopen(1)``) does not own it, as ``sys.stdout`` does not: watch() wraps
+  ``open`` to pass ``closefd=False``, so closing the object (or its being
+  collected) leaves the fd open. What it misses: ``io.FileIO(1)`` made
+  directly, a socket made on one (``socket.socket(fileno=1)``), and C code.
 
 The hook and the wrappers note entries in ``changes``; the loop tests it once
 per call (an empty dict is false) and calls Baseline.restore only when it is
@@ -29,6 +31,7 @@ not empty or a stream was replaced.
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import os
@@ -56,6 +59,7 @@ _fchdir = os.fchdir
 _close = os.close
 _closerange = os.closerange
 _dup2 = os.dup2
+_open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
 # What a worker has on fds 0-2 (set up by __main__), for the warnings.
 STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
@@ -151,8 +155,19 @@ def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
     return _dup2(fd, fd2, inheritable)
 
 
+def _open_watched(file: Any, *args: Any, **kwargs: Any) -> Any:
+    # fds 0-2 are the runtime's: a file object made on one must not close it (see above).
+    if isinstance(file, int) and file in STD_FDS:
+        if len(args) > 5:  # open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+            args = (*args[:5], False, *args[6:])
+        else:
+            kwargs["closefd"] = False
+    return _open(file, *args, **kwargs)
+
+
 def watch() -> None:
-    """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change (a worker's set-up)."""
+    """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change, and keep
+    file objects from closing fds 0-2 (a worker's set-up)."""
     for module, name, watched in (
         (signal, "signal", _signal_watched),
         (signal, "setitimer", _setitimer_watched),
@@ -162,6 +177,8 @@ def watch() -> None:
         (os, "close", _close_watched),
         (os, "closerange", _closerange_watched),
         (os, "dup2", _dup2_watched),
+        (builtins, "open", _open_watched),
+        (io, "open", _open_watched),
     ):
         original = getattr(module, name)
         watched.__name__ = watched.__qualname__ = name

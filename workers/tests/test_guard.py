@@ -165,6 +165,25 @@ def close_fd_2_with_a_timer(_input):
     return "closed"
 
 
+@task("g.close_fd_through_a_file")
+def close_fd_through_a_file(how):
+    fd, path = how["fd"], how["path"]
+    if how["way"] == "with open":
+        with open(fd, "w") as f:
+            f.write("written through a file object\\n")
+    elif how["way"] == "os.fdopen":
+        os.fdopen(fd, "w").close()
+    elif how["way"] == "collected":
+        open(fd, "w").write("written through a file object\\n")  # closed when collected, at once in CPython
+    elif how["way"] == "closefd positional":
+        open(fd, "w", -1, None, None, None, True).close()
+    elif how["way"] == "io.open":
+        io.open(fd, "rb").close()
+    with open(path, "w") as f:  # the lowest free fd: the closed one, were it closed
+        print("printed in the same call")
+        return f.fileno()
+
+
 @task("g.write_file")
 def write_file(path):
     with open(path, "w") as f:
@@ -314,7 +333,6 @@ class StdFdsTest(WorkerTest):
     """fd 0 stays /dev/null and fd 1 stays stderr's, whatever a call closed or put there."""
 
     def test_a_closed_fd_1_is_put_back_so_a_later_file_does_not_get_print_output(self):
-        # Not caught: a file object closing it (`with open(1, "w"): ...`), see guard.py.
         for task in ("g.close_fd",):
             with self.subTest(task=task):
                 path = os.path.join(self.dir.name, f"{task}.txt")
@@ -324,6 +342,21 @@ class StdFdsTest(WorkerTest):
                     self.assertEqual(f.read(), "the task's data\n")
                 self.assertIn("printed while the file is open", stderr)
                 self.assertIn(f"WARNING pyfleet: task {task!r} closed fd 1 (stdout, which goes on to stderr); undone after the call", stderr)
+
+    def test_a_file_object_made_on_fd_0_1_or_2_does_not_close_it(self):
+        # The way most code closes fd 1 by accident: open(1, "w") in a with block, or left to the collector.
+        for fd, way in ((1, "with open"), (1, "os.fdopen"), (1, "collected"), (2, "closefd positional"), (0, "io.open")):
+            with self.subTest(fd=fd, way=way):
+                path = os.path.join(self.dir.name, f"{fd}-{way}.txt")
+                values, stderr = self.calls(("g.close_fd_through_a_file", {"fd": fd, "path": path, "way": way}))
+                self.assertNotEqual(values[0], fd, "the task's file did not land on the fd the file object had")
+                self.assertGreater(values[0], 2)
+                with open(path) as f:
+                    self.assertEqual(f.read(), "")
+                self.assertIn("printed in the same call", stderr)
+                self.assertNotIn("undone after the call", stderr, "nothing was closed, so nothing is put back")
+                if fd == 1 and way != "os.fdopen":
+                    self.assertIn("written through a file object", stderr)
 
     def test_when_the_runtimes_copies_are_closed_too_the_rest_is_still_undone_and_the_worker_lives(self):
         values, stderr = self.calls(
