@@ -125,8 +125,7 @@ export class Recycler {
    * a scrape): past maxRssBytes, the worker takes no further call.
    */
   noteRss (worker: PythonWorker): void {
-    const maxRss = this.#options.maxRssBytes
-    if (maxRss <= 0 || worker.rssBytes <= maxRss || !worker.isAlive) return
+    if (!this.#pastRssLimit(worker.rssBytes) || !worker.isAlive) return
     const record = this.#records.get(worker)
     if (record === undefined || record.overMemory) return
     record.overMemory = true
@@ -148,7 +147,13 @@ export class Recycler {
     const record = this.#records.get(worker)
     if (record === undefined) return // it left the pool meanwhile (forget)
     record.lastRssSampleAt = performance.now()
-    if (rss > this.#options.maxRssBytes) record.overMemory = true
+    // Not noteRss: its onOverMemory sweeps the idle workers, and this one is not idle yet.
+    if (this.#pastRssLimit(rss)) record.overMemory = true
+  }
+
+  #pastRssLimit (rssBytes: number): boolean {
+    const maxRss = this.#options.maxRssBytes
+    return maxRss > 0 && rssBytes > maxRss
   }
 
   /**
