@@ -75,7 +75,9 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     admission.finished(waiter)
     const failure = error instanceof WorkerCallError ? error.failure : 'crash'
     pool.discard(worker, failure, call)
-    if (failure !== 'timeout') pool.log.warn({ requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }, (error as Error).message)
+    const where = { requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }
+    if (pool.isClosed()) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
+    else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
     if (!answered) {
       const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, pool.isClosed())
       admission.settle(waiter, outcome, answer)

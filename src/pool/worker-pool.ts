@@ -179,6 +179,12 @@ export class WorkerPool {
 
   /** Removes a failed worker; generic-pool then asks #create for its replacement. */
   #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
+    if (this.#closed) {
+      // The shutdown stopped it: no replacement comes, and it is no restart to count.
+      this.#recycler.forget(worker)
+      void this.#pool.destroy(worker)
+      return
+    }
     this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
     this.#options.observer.workerRestarted(reason)
     this.#recycler.forget(worker)

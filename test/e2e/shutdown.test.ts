@@ -175,6 +175,9 @@ t.test('SIGINT drains like SIGTERM; calls unfinished when the grace runs out are
   t.match(refused.json, { code: 'WORKERS_UNAVAILABLE', message: /shut down before this call could start/ })
   t.equal(refused.headers.get('retry-after'), '1', 'another replica may take it')
   t.equal((await server.exited).code, 0)
+  // The worker the shutdown stopped is not a crash: no "replacing worker" (nor a restart counted with it).
+  t.match(server.output(), /diag\.work was still running when the shutdown stopped its worker \(SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out\)/)
+  t.notMatch(server.output(), /replacing worker/)
 })
 
 t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the backstop\'s exit 1', async (t) => {
