@@ -1,6 +1,7 @@
 // Turns an HTTP body into a task's input: content-type parsers for msgpack and
 // raw bodies, the JSON parser with line/column on errors, and the nesting limit.
 
+import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
@@ -37,14 +38,14 @@ export function encodingProblem (request: FastifyRequest): Error | undefined {
 export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'string' }, (request, body, done) => {
+  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
     try {
-      // Fastify reads the body as UTF-8 whatever the charset says; JSON is UTF-8 (RFC 8259).
+      // JSON is UTF-8 (RFC 8259), whatever else the charset says.
       const { charset } = mediaType(request)
       if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
         throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
       }
-      done(null, parseJson(request, body as string))
+      done(null, parseJson(request, jsonText(body as Buffer)))
     } catch (error) {
       done(error as Error, undefined)
     }
@@ -62,14 +63,41 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    // No content-type at all: JSON, the default (SPEC §1). Decoded as UTF-8, as the JSON parser does.
+    // No content-type at all: JSON, the default (SPEC §1).
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {
-      done(null, parseJson(request, (body as Buffer).toString('utf8')))
+      done(null, parseJson(request, jsonText(body as Buffer)))
     } catch (error) {
       done(error as Error, undefined)
     }
   })
+}
+
+/**
+ * A JSON body's text. Bytes that are not UTF-8 (a Latin-1 é, say) are a 400: decoded
+ * as they come, they would reach the task as U+FFFD, and the client would never know.
+ * isUtf8 is one SIMD pass; the bytes are read as a Buffer for it, not as a string.
+ */
+function jsonText (bytes: Buffer): string {
+  if (isUtf8(bytes)) return bytes.toString('utf8')
+  const at = firstInvalidUtf8(bytes)
+  throw withExtras(new InvalidInputError(`body is not valid UTF-8 (byte ${at}, 0x${bytes[at].toString(16).padStart(2, '0')}); JSON must be UTF-8: was it sent as Latin-1 or another charset?`), { details: { byte: at } })
+}
+
+/** The offset of the first byte that is not part of valid UTF-8 (bytes holds at least one). */
+export function firstInvalidUtf8 (bytes: Buffer): number {
+  // Decoding replaces each bad sequence with U+FFFD; one that stands for a real U+FFFD
+  // (EF BF BD in the bytes) is skipped. One pass: the byte offset is carried along.
+  const text = bytes.toString('utf8')
+  let offset = 0
+  let last = 0
+  for (let at = text.indexOf('\uFFFD'); at !== -1; at = text.indexOf('\uFFFD', at + 1)) {
+    offset += Buffer.byteLength(text.slice(last, at))
+    last = at + 1
+    if (bytes[offset] !== 0xef || bytes[offset + 1] !== 0xbf || bytes[offset + 2] !== 0xbd) return offset
+    offset += 3
+  }
+  return offset // not reached for bytes isUtf8 refused
 }
 
 function parseJson (request: FastifyRequest, text: string): unknown {
@@ -100,8 +128,11 @@ function lineAndColumn (text: string, position: number): { line: number, column:
   return { line, column: position - lineStart + 1 }
 }
 
+// A `__proto__` key is refused, as msgpack bodies refuse it (msgpackr renames it in answers).
+// `constructor: {prototype: ...}` is data like any other here: nothing in pyfleet merges a
+// body into another object, and msgpack bodies never refused it.
 function secureParse (text: string): unknown {
-  return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
+  return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'ignore' })
 }
 
 /**

@@ -37,7 +37,6 @@ const PROTO = Buffer.from('__proto__')
 
 const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
 /** The ranges that cover JSON, most specific first: the most specific one present decides (RFC 9110 §12.5.1). */
-const JSON_RANGES = ['application/json', 'application/*', '*/*']
 const MSGPACK_IN = /msgpack/i
 
 /** A range's quality: its q parameter (0 to 1), 1 without one; undefined if q is not a number in 0..1 (the range is ignored). */
@@ -49,26 +48,33 @@ function qualityOf (params: string[]): number | undefined {
 }
 
 /**
- * True if the client's Accept prefers msgpack: a msgpack type with a quality
- * above 0 (`;q=0` means "not this") and at least JSON's, where JSON's is that of
- * the most specific range covering it (application/json, then application/*,
- * then *\/*; 0 if none does). A tie goes to msgpack, the type named outright.
+ * True if the client's Accept prefers msgpack. Each type's quality is that of the
+ * most specific range covering it (the type itself, then application/*, then *\/*;
+ * 0 if none does; `;q=0` means "not this"). msgpack wins a tie only when it is
+ * named outright: `*\/*` alone still means JSON, while `application/json;q=0, *\/*`
+ * means anything but JSON. When neither is acceptable the answer is JSON, not a 406.
  */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
-  if (accept === undefined || !MSGPACK_IN.test(accept)) return false // the common case, without parsing
-  let msgpack = 0
-  const json = new Map<string, number>()
+  // The common cases, without parsing: msgpack not named, and no parameter that could refuse JSON.
+  if (accept === undefined || (!MSGPACK_IN.test(accept) && !accept.includes(';'))) return false
+  let msgpack: number | undefined
+  let json: number | undefined
+  let anyApplication: number | undefined
+  let any: number | undefined
   for (const range of accept.split(',')) {
     const [type, ...params] = range.split(';')
     const media = type.trim().toLowerCase()
     const quality = qualityOf(params)
     if (quality === undefined) continue
-    if (MSGPACK_MEDIA.has(media)) msgpack = Math.max(msgpack, quality)
-    else if (JSON_RANGES.includes(media)) json.set(media, Math.max(json.get(media) ?? 0, quality))
+    if (MSGPACK_MEDIA.has(media)) msgpack = Math.max(msgpack ?? 0, quality)
+    else if (media === 'application/json') json = Math.max(json ?? 0, quality)
+    else if (media === 'application/*') anyApplication = Math.max(anyApplication ?? 0, quality)
+    else if (media === '*/*') any = Math.max(any ?? 0, quality)
   }
-  const jsonQuality = json.get(JSON_RANGES.find((media) => json.has(media)) ?? '') ?? 0
-  return msgpack > 0 && msgpack >= jsonQuality
+  const jsonQuality = json ?? anyApplication ?? any ?? 0
+  const msgpackQuality = msgpack ?? anyApplication ?? any ?? 0
+  return msgpack !== undefined ? msgpackQuality > 0 && msgpackQuality >= jsonQuality : msgpackQuality > jsonQuality
 }
 
 /**
@@ -84,7 +90,8 @@ export function sendValue (reply: FastifyReply, value: unknown, asMsgpack: boole
     // msgpackr decoded, which renamed the key __proto_, as JSON answers have it. The byte
     // search is the cheap test; the walk tells a key from the same bytes in a value.
     const bytes = own === undefined || (own.includes(PROTO) && holdsProtoKey(own)) ? encodeValue(value) : own
-    return reply.type('application/msgpack').send(bytes)
+    return reply.header('vary', 'accept').type('application/msgpack').send(bytes)
   }
-  return reply.type('application/json; charset=utf-8').send(toJson(value))
+  // Vary: the same call answers msgpack to another Accept, and a cache must not mix them up.
+  return reply.header('vary', 'accept').type('application/json; charset=utf-8').send(toJson(value))
 }

@@ -22,8 +22,10 @@ function budgetMs (request: FastifyRequest): number | undefined {
   const raw = request.headers[TIMEOUT_HEADER]
   if (raw === undefined) return undefined
   const value = Array.isArray(raw) ? raw[0] : raw
-  if (!/^\d{1,9}$/.test(value.trim()) || Number(value) < 1) {
-    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1`)
+  // Any length: a budget past the task's timeout (or QUEUE_TIMEOUT_MS) is capped by it,
+  // as SPEC says, not refused. Every timer takes the smaller of the two.
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
+    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)`)
   }
   return Number(value)
 }

@@ -274,9 +274,16 @@ t.test('QUEUE_TIMEOUT_MS bounds the wait without a client budget', async (t) => 
 
 t.test('a bad x-request-timeout-ms is a 400', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
-  const reply = await callTask(server.url, 'echo', 1, { 'x-request-timeout-ms': 'soon' })
-  t.equal(reply.status, 400)
-  t.equal(reply.json.code, 'INVALID_INPUT')
+  for (const value of ['soon', '0', '-5', '1.5', '1e3', '0x10']) {
+    const reply = await callTask(server.url, 'echo', 1, { 'x-request-timeout-ms': value })
+    t.equal(reply.status, 400, value)
+    t.equal(reply.json.code, 'INVALID_INPUT')
+    t.match(reply.json.message, /x-request-timeout-ms must be a whole number of milliseconds, at least 1/)
+  }
+  // Past any timer's range: capped by the task's timeout like any long budget, not refused.
+  for (const value of ['2147483648', '99999999999', '9'.repeat(400)]) {
+    t.same(await callTask(server.url, 'echo', { value: value.length }, { 'x-request-timeout-ms': value }).then((r) => [r.status, r.json]), [200, { value: value.length }], value.slice(0, 20))
+  }
 })
 
 t.test('a budget longer than the task\'s timeout: the call may wait past that timeout in the queue, and then runs', async (t) => {

@@ -49,10 +49,18 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
     ['application/json;q=0, */*, application/msgpack;q=0.5', 'application/msgpack'],
     ['*/*, application/*;q=0, application/msgpack;q=0.5', 'application/msgpack'],
     ['application/msgpack;q=abc', 'application/json; charset=utf-8'],
-    ['Application/MsgPack', 'application/msgpack']
+    ['Application/MsgPack', 'application/msgpack'],
+    // JSON refused, msgpack covered by a wildcard: msgpack. A wildcard alone, or a tie through one, is JSON.
+    ['application/json;q=0, */*', 'application/msgpack'],
+    ['application/json;q=0.2, application/*;q=0.5', 'application/msgpack'],
+    ['*/*;q=0.5', 'application/json; charset=utf-8'],
+    ['text/html;q=0.9, */*;q=0.8', 'application/json; charset=utf-8'],
+    // Neither acceptable: JSON, rather than a 406.
+    ['application/json;q=0', 'application/json; charset=utf-8']
   ]) {
     const negotiated = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: '{"a":1}' })
     t.equal(negotiated.headers.get('content-type'), type, `Accept: ${accept}`)
+    t.equal(negotiated.headers.get('vary'), 'accept', 'a cache must not give one client the other\'s answer')
   }
 })
 
@@ -123,6 +131,8 @@ t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) 
   t.match(cut.json, { code: 'INVALID_INPUT', message: /Unexpected end of JSON input/, details: { line: 2, column: 6 } }, 'a body that ends too soon: where it ends')
   const proto = await callTask(url, 'echo', '{"__proto__": {"polluted": true}}')
   t.equal(proto.status, 400)
+  const constructor = await callTask(url, 'echo', '{"constructor":{"prototype":{"x":1}}}')
+  t.same([constructor.status, constructor.json], [200, { constructor: { prototype: { x: 1 } } }], 'ordinary keys, as in msgpack')
   const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xc1]) })
   t.equal(response.status, 400)
   t.equal((await response.json()).code, 'INVALID_INPUT')
@@ -162,6 +172,25 @@ t.test('strings that are not Unicode are a 400 in Node, and no worker dies', asy
   const stats = await getJson(`${url}/api/queue-stats`)
   t.same(stats.workers.map((w: { pid: number }) => w.pid).sort(), pids, 'the same four workers: none died')
   t.equal(stats.pool.available, 4)
+})
+
+t.test('a JSON body whose bytes are not UTF-8 is a 400 naming the first bad byte, not text with U+FFFD in it', async (t) => {
+  const latin1 = Buffer.from('{"a":"caf\xe9"}', 'latin1')
+  const untyped = await fetch(`${url}/api/tasks/echo`, { method: 'POST', body: latin1 }) // no content type: JSON too
+  t.equal(untyped.headers.get('content-type'), 'application/json; charset=utf-8')
+  for (const reply of [await callTask(url, 'echo', latin1), { status: untyped.status, json: await untyped.json() }]) {
+    t.equal(reply.status, 400)
+    t.equal(reply.json.code, 'INVALID_INPUT')
+    t.equal(reply.json.message, 'body is not valid UTF-8 (byte 9, 0xe9); JSON must be UTF-8: was it sent as Latin-1 or another charset?')
+    t.same(reply.json.details, { byte: 9 })
+  }
+  // A real U+FFFD (EF BF BD) before the bad byte is text, and is skipped; one alone is fine.
+  const both = Buffer.concat([Buffer.from('{"a":"\ufffd ok","b":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')])
+  t.equal((await callTask(url, 'echo', both)).json.details?.byte, 19)
+  t.same((await callTask(url, 'echo', '{"a":"\ufffd"}')).json, { a: '\ufffd' })
+  // A multi-byte character cut off at the end of the body.
+  const cut = Buffer.concat([Buffer.from('"'), Buffer.from('€').subarray(0, 2)])
+  t.equal((await callTask(url, 'echo', cut)).json.details?.byte, 1)
 })
 
 t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
