@@ -33,7 +33,9 @@ export class RequestLog extends LogController {
 export function requestFields (request: FastifyRequest, call: Call | null | undefined): Record<string, unknown> {
   const fields: Record<string, unknown> = {
     method: request.method,
-    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url
+    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url,
+    // The peer's address (a proxy's, behind one: pyfleet trusts no forwarded header).
+    remoteAddress: request.socket.remoteAddress
   }
   if (call !== null && call !== undefined) {
     fields.task = call.task.name

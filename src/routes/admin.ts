@@ -24,7 +24,15 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
   fastify.post('/admin/reload', {
     // Before any body is read: a request without the token is refused without its upload.
     onRequest: (request, reply, done) => {
-      try { authorize(request, token); done() } catch (error) { done(error as Error) }
+      try {
+        authorize(request, token)
+        done()
+      } catch (error) {
+        // A warning, with who asked: someone may be guessing the token (the request log line is only info).
+        request.log.warn({ remoteAddress: request.socket.remoteAddress }, `admin request refused: ${(error as Error).message}`)
+        if (error instanceof UnauthorizedError) reply.header('www-authenticate', 'Bearer realm="pyfleet admin"') // RFC 9110 §11.6.1
+        done(error as Error)
+      }
     }
   }, async () => await reloadWorkers(fastify, 'admin'))
 }

@@ -206,7 +206,7 @@ t.test('one log line per request with task, queue wait, run time and outcome; tr
   const lines = server.logs.filter((l) => l.requestId === 'log-test-1')
   const completed = lines.filter((l) => l.msg === 'request completed')
   t.equal(completed.length, 1)
-  t.match(completed[0], { task: 'diag.work', outcome: 'failed', statusCode: 500, queueMs: Number, runMs: Number })
+  t.match(completed[0], { task: 'diag.work', outcome: 'failed', statusCode: 500, queueMs: Number, runMs: Number, remoteAddress: /^(::ffff:)?127\.0\.0\.1$/ })
   t.ok(lines.some((l) => typeof l.traceback === 'string' && l.traceback.includes('RuntimeError: secret internals')), 'traceback logged')
 })
 
