@@ -26,6 +26,12 @@ function normalize (error: SendableError, request: FastifyRequest): SendableErro
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && error.message === 'Request body is too large') {
     return sendableError(413, error.code, `the body is over BODY_LIMIT_BYTES (${request.routeOptions.bodyLimit} bytes)`)
   }
+  // Fastify's own, for a header that is not type/subtype at all ("", "json"), says only "Unsupported Media Type".
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' && error.message === 'Unsupported Media Type') {
+    const given = String(request.headers['content-type'] ?? '').slice(0, 100)
+    const what = given.trim() === '' ? 'an empty content-type' : `content-type ${JSON.stringify(given)}`
+    return sendableError(415, error.code, `${what} is not a media type (type/subtype); send application/json or application/msgpack, or leave the header out for JSON`)
+  }
   return error
 }
 

@@ -59,7 +59,10 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     try {
       done(null, decodeValue(body as Buffer))
     } catch (error) {
-      done(new InvalidInputError(`body is not valid msgpack: ${(error as Error).message}`), undefined)
+      const message = (error as Error).message
+      // msgpackr's words for a bin, array or map used as a map key, which a JSON object cannot have.
+      const why = /^Invalid property type for record/.test(message) ? 'a map key is bytes, an array or a map; keys must be strings, numbers, booleans or nil' : message
+      done(new InvalidInputError(`body is not valid msgpack: ${why}`), undefined)
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {

@@ -136,6 +136,10 @@ t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) 
   const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xc1]) })
   t.equal(response.status, 400)
   t.equal((await response.json()).code, 'INVALID_INPUT')
+  for (const key of [[0xc4, 0x01, 0x6b], [0x92, 0x01, 0x02]]) { // {b'k': 1}, {(1, 2): 1}
+    const keyed = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0x81, ...key, 0x01]) })
+    t.same([keyed.status, (await keyed.json()).message], [400, 'body is not valid msgpack: a map key is bytes, an array or a map; keys must be strings, numbers, booleans or nil'])
+  }
   const undef = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x00, 0x00]) })
   t.equal(undef.status, 400, 'msgpack extension types are refused in Node, not sent to a worker')
   t.equal(server.app.pool.liveWorkers, 4, 'no worker was harmed')
@@ -384,6 +388,13 @@ t.test('a content type the task does not accept is 415', async (t) => {
   const reply = await callTask(url, 'echo', 'plain text', { 'content-type': 'text/plain' })
   t.equal(reply.status, 415)
   t.equal(reply.json.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+  t.match(reply.json.message, /task echo does not accept content-type "text\/plain"; it accepts application\/json, application\/msgpack/)
+  // Not a media type at all: says so, and what would do (Fastify's own said only "Unsupported Media Type").
+  for (const [type, what] of [['', 'an empty content-type'], ['json', 'content-type "json"'], ['application/json,', 'content-type "application/json,"']]) {
+    const bad = await callTask(url, 'echo', '{}', { 'content-type': type })
+    t.equal(bad.status, 415, type)
+    t.equal(bad.json.message, `${what} is not a media type (type/subtype); send application/json or application/msgpack, or leave the header out for JSON`)
+  }
 })
 
 t.test('lists tasks with schema, timeout, raw types and concurrency', async (t) => {
