@@ -2,6 +2,8 @@
 // Nothing else in the service reads process.env; resolving the Python interpreter
 // (which runs a process) is python-path.ts's job.
 
+import { isIP } from 'node:net'
+
 /** A number per task name: TASK_CONCURRENCY=csv.profile=1,xml.import=2, TASK_TIMEOUTS=xml.import=120000. */
 export type PerTask = Readonly<Record<string, number>>
 
@@ -112,9 +114,24 @@ function perTask (env: Env, name: string, { what, example, max = Number.MAX_SAFE
   return Object.freeze(values)
 }
 
+/**
+ * An IPv4 or IPv6 address, or a host name as RFC 1123 writes one. A dotted name whose
+ * last label is all digits (999.1.1.1) is a mistyped address, not a name: refused here
+ * rather than after every worker has started, when listen() fails to resolve it.
+ */
+function isHost (host: string): boolean {
+  if (isIP(host) !== 0) return true
+  if (host.length > 253) return false
+  const labels = host.replace(/\.$/, '').split('.')
+  return !/^\d+$/.test(labels[labels.length - 1]) && labels.every((label) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(label))
+}
+
 /** Builds the Config from an environment (process.env in production, a plain object in tests). */
 export function loadConfig (env: Env): Config {
   const host = env.HOST?.trim() || '0.0.0.0'
+  if (!isHost(host)) {
+    throw new ConfigError(`HOST=${JSON.stringify(env.HOST)} is neither an IP address nor a host name: use 0.0.0.0 (every IPv4 interface), :: (every interface), 127.0.0.1 or a name such as localhost`)
+  }
   const poolSize = integer(env, 'POOL_SIZE', 4, 1, 256)
   const logLevel = env.LOG_LEVEL?.trim().toLowerCase() || 'info'
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)} is not one of ${LOG_LEVELS.join(', ')}`)

@@ -52,6 +52,8 @@ function startFailure (error: unknown, config: Config): never {
   const err = error as NodeJS.ErrnoException
   if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
   if (err.code === 'EACCES') fatal(`port ${config.port} on ${config.host} needs privileges this user lacks (ports below 1024 do): set PORT to 1024 or above`)
+  // Resolving HOST, or binding to it, failed (a name with no address, an address not on this machine).
+  if (['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(err.code ?? '')) fatal(`could not listen on HOST ${config.host}, PORT ${config.port}: ${err.message}`)
   fatal(`could not start: ${err.message}`)
 }
 
@@ -124,7 +126,12 @@ export async function main (early: EarlySignals): Promise<void> {
       process.exit(1)
     }
     firstStop = { signal, at: performance.now() }
-    if (app === undefined) { starting.abort(); return } // main() exits once buildApp gives up
+    if (app === undefined) {
+      // No logger yet: a plain line, as for a stop before start-up. main() exits once buildApp gives up.
+      process.stderr.write(`pyfleet: ${signal} during start-up: stopping the workers that are starting\n`)
+      starting.abort()
+      return
+    }
     app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
     close(app)
   }
@@ -148,7 +155,10 @@ export async function main (early: EarlySignals): Promise<void> {
     app = await buildApp(config, { startSignal: starting.signal })
     if (firstStop === undefined) await app.listen({ host: config.host, port: config.port })
   } catch (error) {
-    if (firstStop !== undefined) process.exit(0)
+    if (firstStop !== undefined) {
+      process.stderr.write('pyfleet: stopped during start-up\n')
+      process.exit(0)
+    }
     startFailure(error, config)
   }
   if (firstStop !== undefined) {

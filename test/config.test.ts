@@ -59,3 +59,14 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     t.throws(() => loadConfig(env), message)
   }
 })
+
+t.test('HOST must be an address or a host name: a mistyped address fails here, not after the workers started', async (t) => {
+  for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost', 'api.internal.example', 'pyfleet-0.pyfleet', 'host.']) {
+    t.equal(loadConfig({ HOST: host }).host, host, host)
+  }
+  for (const host of ['999.1.1.1', '10.0.0', 'a b', 'under_score.example', '-lead.example', 'http://localhost', 'x'.repeat(64)]) {
+    const error = (() => { try { loadConfig({ HOST: host }) } catch (e) { return e as Error } })()
+    t.ok(error instanceof ConfigError, host)
+    t.ok(error?.message.startsWith(`HOST=${JSON.stringify(host)} is neither an IP address nor a host name: use 0.0.0.0`), error?.message)
+  }
+})

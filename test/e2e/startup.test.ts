@@ -54,6 +54,20 @@ t.test('a bad configuration value exits 1 with one line naming it', async (t) =>
   t.match(output, /^pyfleet: bad configuration: POOL_SIZE="four" is not an integer: use \d+\.\.\d+\n$/)
 })
 
+t.test('a HOST or PORT it cannot listen on exits 1 naming the setting', async (t) => {
+  const unresolvable = await runServer({ POOL_SIZE: '1', HOST: 'pyfleet-test.invalid' })
+  t.equal(unresolvable.code, 1)
+  t.match(unresolvable.output, /^pyfleet: could not listen on HOST pyfleet-test\.invalid, PORT 0: getaddrinfo (ENOTFOUND|EAI_AGAIN) pyfleet-test\.invalid$/m)
+  const { createServer } = await import('node:net')
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = String((taken.address() as { port: number }).port)
+  const inUse = await runServer({ POOL_SIZE: '1', PORT: port })
+  t.equal(inUse.code, 1)
+  t.match(inUse.output, new RegExp(`^pyfleet: port ${port} on 127\\.0\\.0\\.1 is in use: stop the other server or set PORT$`, 'm'))
+})
+
 t.test('a task module that fails to import exits 1 saying which and why', async (t) => {
   const { code, output } = await runServer({ TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES })
   t.equal(code, 1)
@@ -110,6 +124,8 @@ t.test('SIGTERM while task modules are still importing ends the start at once: e
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', POOL_SIZE: '2', TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '60' }
   })
+  let stderr = ''
+  child.stderr.on('data', (d) => { stderr += String(d) })
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
   // Bounds a failure only (the import would take 60 s); nothing is timed.
   const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
@@ -118,6 +134,7 @@ t.test('SIGTERM while task modules are still importing ends the start at once: e
   const workers = await childPythonPids(child.pid as number)
   child.kill('SIGTERM')
   t.equal(await exited, 0)
+  t.equal(stderr, 'pyfleet: SIGTERM during start-up: stopping the workers that are starting\npyfleet: stopped during start-up\n', 'why it ended, for the operator')
   // The server SIGKILLs them as it exits; dying takes the kernel a moment (once seen under load in CI).
   for (const pid of workers) {
     await waitFor(async () => !(await isRunning(pid)), 2000, `worker ${pid} to be gone`)
