@@ -175,7 +175,8 @@ export class Recycler {
     if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return
     const retiring: Retiring = { reason, spare: undefined, ready: Promise.resolve() }
     record.retiring = retiring
-    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, reason, calls: worker.calls, rssBytes: worker.rssBytes }, 'retiring worker; starting its replacement')
+    // rssBytes only once measured (0 until the first sample): a 0 would read as a fact.
+    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, reason, calls: worker.calls, rssBytes: worker.rssBytes > 0 ? worker.rssBytes : undefined }, 'retiring worker; starting its replacement')
     retiring.ready = this.#options.spawn(worker.id).then((spare) => {
       if (this.#closed || record.retiring !== retiring) { void spare.kill(); return }
       try {
