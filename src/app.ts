@@ -10,7 +10,7 @@ import metrics from './plugins/metrics.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
 import errorHandler, { clientError, frameworkError, notFoundError } from './plugins/error-handler.js'
-import { closeIfBodyIgnored, closingConnectionError, numberRequest } from './connection-reuse.js'
+import { closeIfBodyIgnored, closingConnectionError, missingHostError, numberRequest } from './connection-reuse.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
@@ -41,9 +41,10 @@ const NODE_CHECKING_INTERVAL_MS = 30_000
  * keep their 60 s, and Node 20 never applies a shorter limit before it. How often
  * Node looks for late requests: its 30 s, unless that is coarse for the limit.
  */
-function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, connectionsCheckingInterval: number } {
+function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, connectionsCheckingInterval: number, requireHostHeader: boolean } {
   const interval = requestTimeoutMs === 0 ? NODE_CHECKING_INTERVAL_MS : Math.min(NODE_CHECKING_INTERVAL_MS, Math.max(100, Math.floor(requestTimeoutMs / 10)))
-  return { requestTimeout: requestTimeoutMs, connectionsCheckingInterval: interval }
+  // The Host check moves to the onRequest hook (missingHostError), to answer in the error shape.
+  return { requestTimeout: requestTimeoutMs, connectionsCheckingInterval: interval, requireHostHeader: false }
 }
 
 export interface BuildOptions {
@@ -99,7 +100,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
-    done(closingConnectionError(request) ?? (request.is404 ? notFoundError(request) : undefined))
+    done(closingConnectionError(request) ?? missingHostError(request, reply) ?? (request.is404 ? notFoundError(request) : undefined))
   })
 
   await app.register(metrics)

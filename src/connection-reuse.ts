@@ -5,7 +5,7 @@
 
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidInputError } from './errors.js'
+import { InvalidInputError, MissingHostError } from './errors.js'
 
 /**
  * Connections answered early and closing (keepOrClose), with the number of the request
@@ -65,6 +65,19 @@ export function keepOrClose (code: string | undefined, request: FastifyRequest, 
     request.server.pool?.isDraining !== true) {
     reply.removeHeader('connection')
   }
+}
+
+/**
+ * HTTP/1.1 requires a Host header (RFC 9112 §3.2: a server MUST answer 400). Node's own
+ * check answers with an empty 400 that has no x-request-id and no error body, so app.ts
+ * turns it off (requireHostHeader: false) and this answers in the error shape, closing
+ * the connection as Node did: a client that omits Host is not one to keep talking to.
+ */
+export function missingHostError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
+  const raw = request.raw
+  if (raw.headers.host !== undefined || raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return undefined
+  closeAfterAnswer(request, reply)
+  return new MissingHostError()
 }
 
 /** Methods whose routes answer without reading a body. */

@@ -17,6 +17,7 @@ function define (code: string, statusCode: number, message = '%s'): FastifyError
 
 export const InvalidInputError = define('INVALID_INPUT', 400)
 export const ValidationError = define('FST_ERR_VALIDATION', 400)
+export const MissingHostError = define('MISSING_HOST_HEADER', 400, 'an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)')
 export const UnauthorizedError = define('UNAUTHORIZED', 401, 'missing bearer token: send Authorization: Bearer <ADMIN_TOKEN>')
 export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not the ADMIN_TOKEN')
 export const TaskNotFoundError = define('TASK_NOT_FOUND', 404, 'there is no task named %s; GET /api/tasks lists them')
@@ -33,7 +34,7 @@ export const TaskTimeoutError = define('TASK_TIMEOUT', 504)
 
 /** The table itself, for documentation checks (test/errors.test.ts keeps README in step). */
 export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = [
-  InvalidInputError, ValidationError, UnauthorizedError, ForbiddenError, TaskNotFoundError,
+  InvalidInputError, ValidationError, MissingHostError, UnauthorizedError, ForbiddenError, TaskNotFoundError,
   BodyTooLargeError, UnsupportedMediaTypeError, TaskRejectedInputError, TaskFailedError,
   ResultTooLargeError, WorkerDiedError, QueueFullError, QueueTimeoutError, WorkersUnavailableError,
   TaskTimeoutError

@@ -197,6 +197,16 @@ t.test('a JSON body whose bytes are not UTF-8 is a 400 naming the first bad byte
   t.equal((await callTask(url, 'echo', cut)).json.details?.byte, 1)
 })
 
+t.test('an HTTP/1.1 request without Host is a 400 in the error shape, with its x-request-id; the connection closes', async (t) => {
+  const answer = await rawExchange(url, 'POST /api/tasks/echo HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}')
+  t.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(answer, /\r\nx-request-id: [0-9a-f-]{36}\r\n/i)
+  t.match(answer, /\r\nconnection: close\r\n/i)
+  t.match(answer, /\{"statusCode":400,"code":"MISSING_HOST_HEADER","error":"Bad Request","message":"an HTTP\/1\.1 request must have a Host header \(RFC 9112 §3\.2\)"\}$/)
+  // HTTP/1.0 has no such rule.
+  t.match(await rawExchange(url, 'POST /api/tasks/echo HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{\}$/)
+})
+
 t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
   const reply = await callTask(url, 'echo', Buffer.from('{"a":"\xe9"}', 'latin1'), { 'content-type': 'application/json; charset=iso-8859-1' })
   t.equal(reply.status, 415)
