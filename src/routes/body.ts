@@ -229,6 +229,7 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
+    if (request.url.includes('?')) refuseQuery(task, request)
     const text = jsonTexts.get(request)
     jsonTexts.delete(request) // not kept while the call waits for a worker
     const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
@@ -270,6 +271,19 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   // A query-string integer may be past 32 bits. Checking costs more than the pool's scan
   // of the frame, which skips the raw body's bytes in one step.
   return { input, holdsWideNumbers: true }
+}
+
+/**
+ * Query parameters are a raw body's options. Beside a JSON or msgpack body nothing reads
+ * them, and a client that put an option there (?algorithms=md5) would get an answer computed
+ * without it: a 400 instead.
+ */
+function refuseQuery (task: Task, request: FastifyRequest): void {
+  const names = Object.keys(request.query as Record<string, unknown>)
+  if (names.length === 0) return
+  const listed = names.slice(0, 5).map((name) => JSON.stringify(name.slice(0, 50))).join(', ') + (names.length > 5 ? ', ...' : '')
+  const raw = task.raw.length > 0 ? ` (task ${task.name} takes ${task.raw.join(', ')})` : ''
+  throw new InvalidInputError(`query parameters (${listed}) are read only beside a raw body${raw}; with a JSON or msgpack body, put them in the body`)
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {

@@ -139,6 +139,12 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
     t.equal(reply.status, 400, `${task} ${JSON.stringify(body)}`)
   }
   t.equal(callsSoFar(), before)
+  // Beside a JSON or msgpack body a query parameter would be ignored: refused instead.
+  const misplaced = await callTask(url, 'hash.digest?algorithms=md5', { data: 'aGVsbG8=' })
+  t.equal(misplaced.status, 400)
+  t.equal(misplaced.json.message, 'query parameters ("algorithms") are read only beside a raw body (task hash.digest takes application/octet-stream); with a JSON or msgpack body, put them in the body')
+  t.equal(callsSoFar(), before, 'and no call ran')
+  t.equal((await callTask(url, 'hash.digest?', { data: 'aGVsbG8=' })).status, 200, 'an empty query string is no parameter')
 })
 
 t.test('xml.import streams a 20 MB document: the worker peaks under 100 MB above its idle RSS', async (t) => {
