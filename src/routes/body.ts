@@ -1,12 +1,12 @@
-// Turns an HTTP body into a task's input: content-type parsers for msgpack and
-// raw bodies, the JSON parser with line/column on errors, and the nesting limit.
+// Turns an HTTP body into a task's input: the content-type parsers (JSON's is
+// json-body.ts), the walk that checks a parsed body can be sent, and raw bodies
+// with their query-string options.
 
-import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
-import { jsonProblem, msgpackProblem } from '../value-shape.js'
+import { msgpackProblem } from '../value-shape.js'
+import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 
@@ -14,9 +14,6 @@ import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from '
 export const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
-
-/** The text of each JSON body, for the rare one whose integers must be read again exactly (big-integers.ts). */
-const jsonTexts = new WeakMap<FastifyRequest, string>()
 
 /**
  * A body sent compressed (content-encoding gzip, br, ...) would be parsed, or handed
@@ -45,7 +42,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
       if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
         throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
       }
-      done(null, parseJson(request, jsonText(body as Buffer)))
+      done(null, parseJsonBody(request, body as Buffer))
     } catch (error) {
       done(error as Error, undefined)
     }
@@ -69,73 +66,11 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     // No content-type at all: JSON, the default (SPEC §1).
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {
-      done(null, parseJson(request, jsonText(body as Buffer)))
+      done(null, parseJsonBody(request, body as Buffer))
     } catch (error) {
       done(error as Error, undefined)
     }
   })
-}
-
-/**
- * A JSON body's text. Bytes that are not UTF-8 (a Latin-1 é, say) are a 400: decoded
- * as they come, they would reach the task as U+FFFD, and the client would never know.
- * isUtf8 is one SIMD pass; the bytes are read as a Buffer for it, not as a string.
- */
-function jsonText (bytes: Buffer): string {
-  if (isUtf8(bytes)) return bytes.toString('utf8')
-  const at = firstInvalidUtf8(bytes)
-  throw withExtras(new InvalidInputError(`body is not valid UTF-8 (byte ${at}, 0x${bytes[at].toString(16).padStart(2, '0')}); JSON must be UTF-8: was it sent as Latin-1 or another charset?`), { details: { byte: at } })
-}
-
-/** The offset of the first byte that is not part of valid UTF-8 (bytes holds at least one). */
-export function firstInvalidUtf8 (bytes: Buffer): number {
-  // Decoding replaces each bad sequence with U+FFFD; one that stands for a real U+FFFD
-  // (EF BF BD in the bytes) is skipped. One pass: the byte offset is carried along.
-  const text = bytes.toString('utf8')
-  let offset = 0
-  let last = 0
-  for (let at = text.indexOf('\uFFFD'); at !== -1; at = text.indexOf('\uFFFD', at + 1)) {
-    offset += Buffer.byteLength(text.slice(last, at))
-    last = at + 1
-    if (bytes[offset] !== 0xef || bytes[offset + 1] !== 0xbf || bytes[offset + 2] !== 0xbd) return offset
-    offset += 3
-  }
-  return offset // not reached for bytes isUtf8 refused
-}
-
-function parseJson (request: FastifyRequest, text: string): unknown {
-  if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
-  const problem = jsonProblem(text)
-  if (problem !== undefined) throw new InvalidInputError(problem)
-  try {
-    const value = secureParse(text)
-    jsonTexts.set(request, text)
-    return value
-  } catch (error) {
-    const message = (error as Error).message
-    const position = /at position (\d+)/.exec(message)
-    // V8 gives no position when the text ends too soon: that is where it ends.
-    const at = position !== null ? Number(position[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined
-    const details = at !== undefined ? lineAndColumn(text, at) : undefined
-    throw withExtras(new InvalidInputError(`body is not valid JSON: ${message}`), { details })
-  }
-}
-
-function lineAndColumn (text: string, position: number): { line: number, column: number } {
-  let line = 1
-  let lineStart = 0
-  for (let i = text.indexOf('\n'); i !== -1 && i < position; i = text.indexOf('\n', i + 1)) {
-    line++
-    lineStart = i + 1
-  }
-  return { line, column: position - lineStart + 1 }
-}
-
-// A `__proto__` key is refused, as msgpack bodies refuse it (msgpackr renames it in answers).
-// `constructor: {prototype: ...}` is data like any other here: nothing in pyfleet merges a
-// body into another object, and msgpack bodies never refused it.
-function secureParse (text: string): unknown {
-  return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'ignore' })
 }
 
 /**
@@ -230,8 +165,7 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
     if (request.url.includes('?')) refuseQuery(task, request)
-    const text = jsonTexts.get(request)
-    jsonTexts.delete(request) // not kept while the call waits for a worker
+    const text = takeJsonText(request)
     const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
     const problem = unsendable(body, MAX_NESTING, found)
     if (problem !== undefined) throw new InvalidInputError(problem)
