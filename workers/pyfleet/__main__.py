@@ -13,6 +13,7 @@ import signal
 import sys
 
 from . import guard
+from .std_fds import text_stream
 from .reporting import (
     EXIT_IMPORT_FAILED,
     EXIT_MISSING_DEPENDENCY,
@@ -143,13 +144,13 @@ def use_batch_scheduling() -> None:
 def guard_stdout() -> int:
     """Keep fd 1 for frames only: return a duplicate for the protocol, point fd 1 at stderr.
 
-    sys.stdout and sys.stderr become two streams a task cannot close (guard.StdStream),
+    sys.stdout and sys.stderr become two streams a task cannot close (std_fds.StdStream),
     both ending on the stderr pipe: closing or replacing one leaves the other working.
     """
     protocol_fd = os.dup(1)  # not inheritable: processes a task starts do not get it
     os.dup2(2, 1)
-    sys.stdout = guard.text_stream(1, "w")
-    sys.stderr = guard.text_stream(2, "w")
+    sys.stdout = text_stream(1, "w")
+    sys.stderr = text_stream(2, "w")
     return protocol_fd
 
 
@@ -164,7 +165,7 @@ def guard_stdin() -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    sys.stdin = guard.text_stream(0, "r")
+    sys.stdin = text_stream(0, "r")
     return protocol_fd
 
 

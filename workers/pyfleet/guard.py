@@ -4,7 +4,7 @@ The loop looks after every call, so looking must cost next to nothing (an
 echo call is ~2 µs of Python in the loop):
 
 - ``sys.stdin``, ``sys.stdout``, ``sys.stderr`` replaced: three identity
-  checks per call. The runtime's own streams (StdStream) cannot be closed.
+  checks per call. The runtime's own streams (std_fds.StdStream) cannot be closed.
 - a process ``os.fork()`` made, returning from the task: it must neither
   reply on the worker's protocol pipe nor read the next call. An at-fork hook
   marks it.
@@ -70,37 +70,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class StdStream(io.TextIOWrapper):
-    """A worker's sys.stdin, sys.stdout or sys.stderr: close() only flushes, and detach() hands
-    out a new binary stream on the same fd; either way this stream stays usable.
-
-    A task that closes one (``sys.stdout.close()``, ``with sys.stdout:``) or
-    rewraps one (``io.TextIOWrapper(sys.stdout.detach())``, a common way to
-    change the encoding) would otherwise break every later print and log line
-    of its worker: the runtime puts its own streams back after each call.
-    """
-
-    def close(self) -> None:
-        self.flush()
-
-    def detach(self) -> Any:
-        self.flush()
-        if self.readable():
-            return io.BufferedReader(io.FileIO(self.fileno(), "r", closefd=False))
-        return io.FileIO(self.fileno(), "w", closefd=False)
-
-
-def text_stream(fd: int, mode: str) -> StdStream:
-    """A line-buffered UTF-8 text stream on ``fd`` that does not own it (the fd outlives the object)."""
-    raw = io.FileIO(fd, mode, closefd=False)
-    if mode == "r":
-        return StdStream(io.BufferedReader(raw), encoding="utf-8", errors="replace")
-    # Unbuffered, as Python's own stderr and PYTHONUNBUFFERED's stdout: a partial line or a
-    # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
-    # is not lost when the worker ends with os._exit or SIGKILL.
-    return StdStream(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
 
 
 # The handlers a worker depends on: SIGINT ignored, SIGTERM's default (the server stops

@@ -1,5 +1,6 @@
 """fds 0, 1 and 2 of a worker, kept as the runtime set them up (see guard.py for when
-they are checked): a copy of each to put it back from, and what each is open on.
+they are checked): a copy of each to put it back from, and what each is open on; and
+the streams sys.stdin, sys.stdout and sys.stderr are made of, which a task cannot close.
 
 A task that closes one (``os.close(1)``) would let its next ``open()`` take the
 number, and then ``print()``, which writes to fd 1, would write into the task's
@@ -8,12 +9,13 @@ file; one that ``dup2``s a file of its own there would do the same at once.
 
 from __future__ import annotations
 
+import io
 import os
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple
 
 # Taken before guard.watch() wraps them: putting an fd back is not a task's change.
 _dup2 = os.dup2
@@ -72,3 +74,34 @@ def _identity(fd: int) -> Optional[Tuple[int, int]]:
     except OSError:
         return None
     return (stat.st_dev, stat.st_ino)
+
+
+class StdStream(io.TextIOWrapper):
+    """A worker's sys.stdin, sys.stdout or sys.stderr: close() only flushes, and detach() hands
+    out a new binary stream on the same fd; either way this stream stays usable.
+
+    A task that closes one (``sys.stdout.close()``, ``with sys.stdout:``) or
+    rewraps one (``io.TextIOWrapper(sys.stdout.detach())``, a common way to
+    change the encoding) would otherwise break every later print and log line
+    of its worker: the runtime puts its own streams back after each call.
+    """
+
+    def close(self) -> None:
+        self.flush()
+
+    def detach(self) -> Any:
+        self.flush()
+        if self.readable():
+            return io.BufferedReader(io.FileIO(self.fileno(), "r", closefd=False))
+        return io.FileIO(self.fileno(), "w", closefd=False)
+
+
+def text_stream(fd: int, mode: str) -> StdStream:
+    """A line-buffered UTF-8 text stream on ``fd`` that does not own it (the fd outlives the object)."""
+    raw = io.FileIO(fd, mode, closefd=False)
+    if mode == "r":
+        return StdStream(io.BufferedReader(raw), encoding="utf-8", errors="replace")
+    # Unbuffered, as Python's own stderr and PYTHONUNBUFFERED's stdout: a partial line or a
+    # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
+    # is not lost when the worker ends with os._exit or SIGKILL.
+    return StdStream(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)

@@ -7,6 +7,7 @@ import tempfile
 import unittest
 
 from pyfleet import guard, task
+from pyfleet.std_fds import text_stream
 from pyfleet.testing import call_task
 from tests.isolated_registry import IsolatedRegistryTest
 from tests.worker_process import LiveWorker, parse_frames, run_worker
@@ -413,7 +414,7 @@ class InProcessTest(IsolatedRegistryTest):
         read_fd, write_fd = os.pipe()
         self.addCleanup(os.close, read_fd)
         self.addCleanup(os.close, write_fd)
-        stream = guard.text_stream(write_fd, "w")
+        stream = text_stream(write_fd, "w")
         stream.write("before ")
         stream.close()
         with stream:
