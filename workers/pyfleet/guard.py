@@ -20,8 +20,8 @@ echo call is ~2 µs of Python in the loop):
   ``os.closerange`` and ``os.dup2`` to note them, and the fds are compared
   (fstat) only then. A file object made on one of them (``open(1, "w")``,
   ``os.fdopen(1)``) does not own it, as ``sys.stdout`` does not: watch() wraps
-  ``open`` to pass ``closefd=False``, so closing the object (or its being
-  collected) leaves the fd open. What it misses: ``io.FileIO(1)`` made
+  ``open`` to pass ``closefd=False`` while the fd is still the runtime's, so
+  closing the object (or its being collected) leaves the fd open. What it misses: ``io.FileIO(1)`` made
   directly, a socket made on one (``socket.socket(fileno=1)``), and C code.
 
 The hook and the wrappers note entries in ``changes``; the loop tests it once
@@ -124,14 +124,37 @@ def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
     return _dup2(fd, fd2, inheritable)
 
 
-def _open_watched(file: Any, *args: Any, **kwargs: Any) -> Any:
-    # fds 0-2 are the runtime's: a file object made on one must not close it (see above).
-    if isinstance(file, int) and file in STD_FDS:
-        if len(args) > 5:  # open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-            args = (*args[:5], False, *args[6:])
-        else:
-            kwargs["closefd"] = False
-    return _open(file, *args, **kwargs)
+class _OpenKeepingStdFds:
+    """``open`` in a worker: a file object made on fd 0, 1 or 2 while it is still the
+    runtime's does not own it (closefd=False). One made on such a number after a task
+    closed or replaced it (os.close(1), and a pipe of its own landed there) owns it as
+    usual: it is the task's fd then. Checked by fd number first, so other calls to open()
+    cost one isinstance; an fstat only for fds 0-2.
+
+    An object, not a function, to pass for the builtin it replaces: it does not bind as a
+    method when a class stores it (``opener = open``), and it pickles as builtins.open.
+    """
+
+    __module__ = "builtins"  # pickle finds it as builtins.open, which it is in a worker
+
+    def __call__(self, file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, int) and file in STD_FDS and _runtime_std_fds is not None and _runtime_std_fds.holds(file):
+            if len(args) > 5:  # open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+                args = (*args[:5], False, *args[6:])
+            else:
+                kwargs["closefd"] = False
+        return _open(file, *args, **kwargs)  # pyfleet's open(): the builtin, but fds 0-2 stay open (guard.py)
+
+    def __reduce__(self) -> str:
+        return "open"
+
+    def __repr__(self) -> str:
+        return "<built-in function open, kept by pyfleet from closing fds 0-2>"
+
+
+_open_watched = _OpenKeepingStdFds()
+# The fds 0-2 the running Baseline keeps (set by Baseline): which of them are still the runtime's.
+_runtime_std_fds: Optional[StdFds] = None
 
 
 def watch() -> None:
@@ -172,6 +195,8 @@ class Baseline:
             self.cwd = None
         self._warned: set = set()  # (task, what): each is logged once per worker
         self._std_fds = StdFds(STD_FDS)
+        global _runtime_std_fds
+        _runtime_std_fds = self._std_fds
         changes.clear()  # what task modules did at import is the baseline
 
     def close(self) -> None:

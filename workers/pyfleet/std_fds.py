@@ -30,6 +30,11 @@ class StdFds:
         self._identities = {fd: identity for fd in names if (identity := _identity(fd)) is not None}
         self._copies = {fd: os.dup(fd) for fd in self._identities}
 
+    def holds(self, fd: int) -> bool:
+        """Whether ``fd`` is still open on what it was when these were taken (the runtime's, not a task's)."""
+        identity = self._identities.get(fd)
+        return identity is not None and _identity(fd) == identity
+
     def restore(self) -> List[str]:
         """Put back each fd that is no longer what it was; say what was found, for the warning."""
         put_back = []

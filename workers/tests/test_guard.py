@@ -185,6 +185,32 @@ def close_fd_through_a_file(how):
         return f.fileno()
 
 
+@task("g.open_like_the_builtin")
+def open_like_the_builtin(path):
+    import inspect
+    import pickle
+
+    class Holder:
+        opener = open  # a builtin does not bind as a method
+
+    with Holder().opener(path, "w") as f:
+        f.write("through a class attribute")
+    return {
+        "pickled": pickle.loads(pickle.dumps(open)) is open,
+        "signature": str(inspect.signature(open)).startswith("(file, mode='r'"),
+        "name": open.__name__,
+        "read": open(path).read(),
+    }
+
+
+@task("g.pipe_on_closed_std_fds")
+def pipe_on_closed_std_fds(_input):
+    # The pipes subprocess makes take the lowest free fds: 0 and 1, which are the task's now.
+    os.close(0)
+    os.close(1)
+    return subprocess.run(["cat"], input=b"through fds 0 and 1", stdout=subprocess.PIPE, timeout=5).stdout
+
+
 @task("g.write_file")
 def write_file(path):
     with open(path, "w") as f:
@@ -358,6 +384,17 @@ class StdFdsTest(WorkerTest):
                 self.assertNotIn("undone after the call", stderr, "nothing was closed, so nothing is put back")
                 if fd == 1 and way != "os.fdopen":
                     self.assertIn("written through a file object", stderr)
+
+    def test_the_open_that_keeps_them_behaves_as_the_builtin(self):
+        path = os.path.join(self.dir.name, "holder.txt")
+        values, stderr = self.calls(("g.open_like_the_builtin", path))
+        self.assertEqual(values[0], {"pickled": True, "signature": True, "name": "open", "read": "through a class attribute"}, stderr)
+
+    def test_a_task_that_closed_fds_0_and_1_owns_the_files_it_makes_on_them(self):
+        # Its pipes land on 0 and 1 and must close as usual: cat would wait forever for end-of-file.
+        values, stderr = self.calls(("g.pipe_on_closed_std_fds", None), ("echo", "after"))
+        self.assertEqual(values, [b"through fds 0 and 1", "after"], stderr)
+        self.assertIn("closed fd 0 (stdin, /dev/null)", stderr)
 
     def test_when_the_runtimes_copies_are_closed_too_the_rest_is_still_undone_and_the_worker_lives(self):
         values, stderr = self.calls(
