@@ -123,14 +123,16 @@ function isHost (host: string): boolean {
   if (isIP(host) !== 0) return true
   if (host.length > 253) return false
   const labels = host.replace(/\.$/, '').split('.')
-  return !/^\d+$/.test(labels[labels.length - 1]) && labels.every((label) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(label))
+  // Underscores too: not in RFC 1123, but getaddrinfo resolves them (Compose v1 names services proj_web_1).
+  return !/^\d+$/.test(labels[labels.length - 1]) && labels.every((label) => /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(label))
 }
 
 /** Builds the Config from an environment (process.env in production, a plain object in tests). */
 export function loadConfig (env: Env): Config {
   const host = env.HOST?.trim() || '0.0.0.0'
   if (!isHost(host)) {
-    throw new ConfigError(`HOST=${JSON.stringify(env.HOST)} is neither an IP address nor a host name: use 0.0.0.0 (every IPv4 interface), :: (every interface), 127.0.0.1 or a name such as localhost`)
+    const brackets = /^\[.*\]$/.test(host) ? `; write an IPv6 address without brackets (${host.slice(1, -1)})` : ''
+    throw new ConfigError(`HOST=${JSON.stringify(env.HOST)} is neither an IP address nor a host name: use 0.0.0.0 (every IPv4 interface), :: (every interface), 127.0.0.1 or a name such as localhost${brackets}`)
   }
   const poolSize = integer(env, 'POOL_SIZE', 4, 1, 256)
   const logLevel = env.LOG_LEVEL?.trim().toLowerCase() || 'info'

@@ -34,8 +34,9 @@ function sequenceOf (request: FastifyRequest): number {
 export function closingConnectionError (request: FastifyRequest): Error | undefined {
   const closesAt = closingAfter.get(request.raw.socket)
   if (closesAt === undefined || sequenceOf(request) <= closesAt) return undefined
-  request.log.info({ method: request.method, url: request.url.slice(0, 200) }, 'request not run: an earlier request on its connection was answered before its body arrived, and the connection closes')
-  return new InvalidInputError('not run: an earlier request on this connection was answered before its body arrived, and the connection closes; send it again on a new connection')
+  // The earlier answer came before its body arrived, or refused a request without Host.
+  request.log.info({ method: request.method, url: request.url.slice(0, 200), remoteAddress: request.socket.remoteAddress }, 'request not run: an earlier request on its connection got an answer that closes the connection')
+  return new InvalidInputError('not run: an earlier request on this connection got an answer that closes the connection; send it again on a new connection')
 }
 
 /** A request with a body, arrived or not (a bodyless one is not `complete` yet while its hooks run). */

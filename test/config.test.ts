@@ -61,12 +61,13 @@ t.test('bad values fail with a message that names the setting', async (t) => {
 })
 
 t.test('HOST must be an address or a host name: a mistyped address fails here, not after the workers started', async (t) => {
-  for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost', 'api.internal.example', 'pyfleet-0.pyfleet', 'host.']) {
+  for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'fe80::1%eth0', 'localhost', 'LocalHost', 'api.internal.example', 'pyfleet-0.pyfleet', 'host.', 'proj_web_1']) {
     t.equal(loadConfig({ HOST: host }).host, host, host)
   }
-  for (const host of ['999.1.1.1', '10.0.0', 'a b', 'under_score.example', '-lead.example', 'http://localhost', 'x'.repeat(64)]) {
+  for (const host of ['999.1.1.1', '10.0.0', 'a b', '-lead.example', 'http://localhost', 'x'.repeat(64), '[::1]']) {
     const error = (() => { try { loadConfig({ HOST: host }) } catch (e) { return e as Error } })()
     t.ok(error instanceof ConfigError, host)
     t.ok(error?.message.startsWith(`HOST=${JSON.stringify(host)} is neither an IP address nor a host name: use 0.0.0.0`), error?.message)
   }
+  t.throws(() => loadConfig({ HOST: '[::1]' }), { message: /; write an IPv6 address without brackets \(::1\)$/ })
 })

@@ -20,8 +20,8 @@ export interface CallRunPool {
   giveBack: (worker: PythonWorker) => void
   /** The worker failed (dead, timed out, broke the protocol): remove it; the pool replaces it. */
   discard: (worker: PythonWorker, reason: RestartReason, during?: Call) => void
-  /** True once a shutdown has stopped the workers: a worker lost now was stopped, not crashed. */
-  isClosed: () => boolean
+  /** True for a worker the shutdown's stop ended (SHUTDOWN_GRACE_MS ran out): not a crash of its own. */
+  stoppedByShutdown: (worker: PythonWorker, failure: RestartReason) => boolean
 }
 
 /** Runs the call of `waiter` on `worker`; settles the caller exactly once and never throws. */
@@ -74,12 +74,13 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     if (!answered) call.runMs = performance.now() - startedAt
     admission.finished(waiter)
     const failure = error instanceof WorkerCallError ? error.failure : 'crash'
+    const byShutdown = pool.stoppedByShutdown(worker, failure)
     pool.discard(worker, failure, call)
     const where = { requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }
-    if (pool.isClosed()) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
+    if (byShutdown) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
     else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
     if (!answered) {
-      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, pool.isClosed())
+      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, byShutdown)
       admission.settle(waiter, outcome, answer)
     }
     // Another worker may be free for a call held back by its task's concurrency limit.

@@ -88,6 +88,7 @@ export class PythonWorker {
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
   #failure: WorkerFailure | undefined
+  #stopRequested = false
 
   private constructor (options: WorkerOptions) {
     this.id = options.id
@@ -135,6 +136,8 @@ export class PythonWorker {
   get isAlive (): boolean { return this.#state !== 'dead' && this.#state !== 'stopping' }
   /** How it failed (a crash, a broken protocol, a timeout), also when no call was running. */
   get failure (): WorkerFailure | undefined { return this.#failure }
+  /** True once stop() was called: a call it ends was cut off by pyfleet, not lost to a crash. */
+  get stopRequested (): boolean { return this.#stopRequested }
 
   /**
    * Sends one call and resolves with the worker's reply (a result or a task error).
@@ -180,6 +183,7 @@ export class PythonWorker {
    */
   async stop (graceMs: number): Promise<void> {
     if (this.#state === 'dead') return
+    this.#stopRequested = true
     if (this.#state !== 'busy') this.#state = 'stopping'
     this.#process.endInput()
     const term = setTimeout(() => { this.#process.signal('SIGTERM') }, graceMs)

@@ -100,7 +100,7 @@ export class WorkerPool {
       log: options.log,
       giveBack: (worker) => { this.#giveBack(worker) },
       discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
-      isClosed: () => this.#closed
+      stoppedByShutdown: (worker, reason) => this.stoppedByShutdown(worker, reason)
     }
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
@@ -179,14 +179,11 @@ export class WorkerPool {
 
   /** Removes a failed worker; generic-pool then asks #create for its replacement. */
   #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
-    if (this.#closed) {
-      // The shutdown stopped it: no replacement comes, and it is no restart to count.
-      this.#recycler.forget(worker)
-      void this.#pool.destroy(worker)
-      return
+    // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
+    if (!this.stoppedByShutdown(worker, reason)) {
+      this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
+      this.#options.observer.workerRestarted(reason)
     }
-    this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
-    this.#options.observer.workerRestarted(reason)
     this.#recycler.forget(worker)
     void this.#pool.destroy(worker)
   }
@@ -221,6 +218,11 @@ export class WorkerPool {
   #checkFull (): void {
     if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
     for (const resolve of this.#fullWaiters.splice(0)) resolve()
+  }
+
+  /** Whether a worker that failed with `reason` was ended by the shutdown's stop (not a timeout or a crash of its own first). */
+  stoppedByShutdown (worker: PythonWorker, reason: RestartReason): boolean {
+    return this.#closed && worker.stopRequested && reason === 'crash'
   }
 
   /** A snapshot for /api/queue-stats and the gauges. */

@@ -209,15 +209,18 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
 
 /**
  * Query parameters are a raw body's options. Beside a JSON or msgpack body nothing reads
- * them, and a client that put an option there (?algorithms=md5) would get an answer computed
- * without it: a 400 instead.
+ * them: one named like a field of the task's input (?algorithms=md5) was meant as that
+ * field, and the answer would be computed without it, so it is a 400. Other names
+ * (a gateway's ?code=, a cache-buster) are left alone, as before.
  */
 function refuseQuery (task: Task, request: FastifyRequest): void {
-  const names = Object.keys(request.query as Record<string, unknown>)
-  if (names.length === 0) return
-  const listed = names.slice(0, 5).map((name) => JSON.stringify(name.slice(0, 50))).join(', ') + (names.length > 5 ? ', ...' : '')
-  const raw = task.raw.length > 0 ? ` (task ${task.name} takes ${task.raw.join(', ')})` : ''
-  throw new InvalidInputError(`query parameters (${listed}) are read only beside a raw body${raw}; with a JSON or msgpack body, put them in the body`)
+  const properties = typeof task.schema === 'object' && task.schema !== null ? (task.schema as { properties?: unknown }).properties : undefined
+  if (typeof properties !== 'object' || properties === null) return
+  const fields = Object.keys(request.query as Record<string, unknown>).filter((name) => Object.hasOwn(properties, name))
+  if (fields.length === 0) return
+  const listed = fields.slice(0, 5).map((name) => JSON.stringify(name)).join(', ') + (fields.length > 5 ? ', ...' : '')
+  const raw = task.raw.length > 0 ? ` (task ${task.name} reads them beside a raw body: ${task.raw.join(', ')})` : ''
+  throw new InvalidInputError(`query parameters ${listed} are fields of task ${task.name}'s input: with a JSON or msgpack body, put them in the body${raw}`)
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {

@@ -31,7 +31,7 @@ export function takeJsonText (request: FastifyRequest): string | undefined {
 function jsonText (bytes: Buffer): string {
   if (isUtf8(bytes)) return bytes.toString('utf8')
   const at = firstInvalidUtf8(bytes)
-  throw withExtras(new InvalidInputError(`body is not valid UTF-8 (byte ${at}, 0x${bytes[at].toString(16).padStart(2, '0')}); JSON must be UTF-8: was it sent as Latin-1 or another charset?`), { details: { byte: at } })
+  throw withExtras(new InvalidInputError(`body is not valid UTF-8: byte 0x${bytes[at].toString(16).padStart(2, '0')} at offset ${at} (counting from 0); JSON must be UTF-8: was it sent as Latin-1 or another charset?`), { details: { offset: at } })
 }
 
 /** The offset of the first byte that is not part of valid UTF-8 (bytes holds at least one). */

@@ -36,7 +36,7 @@ export function toJson (value: unknown): string {
 const PROTO = Buffer.from('__proto__')
 
 const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
-/** The ranges that cover JSON, most specific first: the most specific one present decides (RFC 9110 §12.5.1). */
+/** Whether an Accept header names msgpack at all: without it, and without parameters, the answer is JSON unparsed. */
 const MSGPACK_IN = /msgpack/i
 
 /** A range's quality: its q parameter (0 to 1), 1 without one; undefined if q is not a number in 0..1 (the range is ignored). */
@@ -50,9 +50,11 @@ function qualityOf (params: string[]): number | undefined {
 /**
  * True if the client's Accept prefers msgpack. Each type's quality is that of the
  * most specific range covering it (the type itself, then application/*, then *\/*;
- * 0 if none does; `;q=0` means "not this"). msgpack wins a tie only when it is
- * named outright: `*\/*` alone still means JSON, while `application/json;q=0, *\/*`
- * means anything but JSON. When neither is acceptable the answer is JSON, not a 406.
+ * 0 if none does; `;q=0` means "not this"). Named, msgpack wins when its quality is
+ * at least JSON's. Not named, it is chosen only when JSON is refused:
+ * `application/json;q=0, *\/*` means anything but JSON, `*\/*` alone or
+ * `application/json;q=0.9, *\/*` still JSON. When neither is acceptable the answer
+ * is JSON, not a 406.
  */
 export function wantsMsgpack (request: FastifyRequest): boolean {
   const accept = request.headers.accept
@@ -74,7 +76,9 @@ export function wantsMsgpack (request: FastifyRequest): boolean {
   }
   const jsonQuality = json ?? anyApplication ?? any ?? 0
   const msgpackQuality = msgpack ?? anyApplication ?? any ?? 0
-  return msgpack !== undefined ? msgpackQuality > 0 && msgpackQuality >= jsonQuality : msgpackQuality > jsonQuality
+  // Not named, msgpack only stands in for a JSON the client refused: a client that never
+  // asked for msgpack and merely prefers "anything" to JSON (json;q=0.9, */*) still reads JSON.
+  return msgpack !== undefined ? msgpackQuality > 0 && msgpackQuality >= jsonQuality : jsonQuality === 0 && msgpackQuality > 0
 }
 
 /**

@@ -285,3 +285,18 @@ t.test('the entry point loads nothing but Node built-ins before its signal handl
   t.same(staticImports.filter((name) => !name.startsWith('node:')), [], 'no static import of the server (it would load before the handlers)')
   t.match(source, /await import\('\.\/main\.js'\)/)
 })
+
+t.test('a worker the shutdown stops mid-call is no crash: restarts{reason="crash"} stays 0, and the caller is told why', async (t) => {
+  const { startServer } = await import('../helpers/server.js')
+  const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '300', WORKER_STOP_GRACE_MS: '200' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 5000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  await server.close()
+  const cut = await running
+  t.equal(cut.status, 502)
+  t.match(cut.json.message, /the server shut down while diag\.work was running/)
+  // The registry outlives the server: read the counter as a scrape would have.
+  const { restarts } = await server.app.metrics.counts()
+  t.equal(restarts.crash, 0, 'not counted as a crash')
+  t.notOk(server.logs.some((line) => line.msg === 'replacing worker'))
+})

@@ -50,9 +50,11 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
     ['*/*, application/*;q=0, application/msgpack;q=0.5', 'application/msgpack'],
     ['application/msgpack;q=abc', 'application/json; charset=utf-8'],
     ['Application/MsgPack', 'application/msgpack'],
-    // JSON refused, msgpack covered by a wildcard: msgpack. A wildcard alone, or a tie through one, is JSON.
+    // JSON refused, msgpack covered by a wildcard: msgpack. Not named, msgpack never wins by quality alone.
     ['application/json;q=0, */*', 'application/msgpack'],
-    ['application/json;q=0.2, application/*;q=0.5', 'application/msgpack'],
+    ['application/json;q=0.2, application/*;q=0.5', 'application/json; charset=utf-8'],
+    ['application/json;q=0.9, */*', 'application/json; charset=utf-8'],
+    ['application/json;q=0, application/*;q=0.5', 'application/msgpack'],
     ['*/*;q=0.5', 'application/json; charset=utf-8'],
     ['text/html;q=0.9, */*;q=0.8', 'application/json; charset=utf-8'],
     // Neither acceptable: JSON, rather than a 406.
@@ -185,16 +187,16 @@ t.test('a JSON body whose bytes are not UTF-8 is a 400 naming the first bad byte
   for (const reply of [await callTask(url, 'echo', latin1), { status: untyped.status, json: await untyped.json() }]) {
     t.equal(reply.status, 400)
     t.equal(reply.json.code, 'INVALID_INPUT')
-    t.equal(reply.json.message, 'body is not valid UTF-8 (byte 9, 0xe9); JSON must be UTF-8: was it sent as Latin-1 or another charset?')
-    t.same(reply.json.details, { byte: 9 })
+    t.equal(reply.json.message, 'body is not valid UTF-8: byte 0xe9 at offset 9 (counting from 0); JSON must be UTF-8: was it sent as Latin-1 or another charset?')
+    t.same(reply.json.details, { offset: 9 })
   }
   // A real U+FFFD (EF BF BD) before the bad byte is text, and is skipped; one alone is fine.
   const both = Buffer.concat([Buffer.from('{"a":"\ufffd ok","b":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')])
-  t.equal((await callTask(url, 'echo', both)).json.details?.byte, 19)
+  t.equal((await callTask(url, 'echo', both)).json.details?.offset, 19)
   t.same((await callTask(url, 'echo', '{"a":"\ufffd"}')).json, { a: '\ufffd' })
   // A multi-byte character cut off at the end of the body.
   const cut = Buffer.concat([Buffer.from('"'), Buffer.from('€').subarray(0, 2)])
-  t.equal((await callTask(url, 'echo', cut)).json.details?.byte, 1)
+  t.equal((await callTask(url, 'echo', cut)).json.details?.offset, 1)
 })
 
 t.test('an HTTP/1.1 request without Host is a 400 in the error shape, with its x-request-id; the connection closes', async (t) => {
