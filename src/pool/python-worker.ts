@@ -48,8 +48,8 @@ export interface WorkerOptions {
   onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
 }
 
-/** The runtime's exit code when it refused a frame from us (workers/pyfleet/__main__.py). */
-const EXIT_PROTOCOL_ERROR = 5
+/** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
+export const EXIT_PROTOCOL_ERROR = 5
 /**
  * The ready message lists every task with its schema: with many tasks it can outgrow a small
  * MAX_FRAME_BYTES, which is about calls. It has a limit of its own, at least this.

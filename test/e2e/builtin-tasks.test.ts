@@ -22,6 +22,19 @@ t.test('GET /api/tasks lists all eight tasks with their schemas', async (t) => {
   t.same(tasks.find((x: any) => x.name === 'xml.import').raw, ['application/xml', 'text/xml'])
 })
 
+t.test('README\'s table of built-in tasks has each task the workers serve, with its timeout and raw types', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const { ROOT } = await import('../helpers/server.js')
+  const readme = await readFile(`${ROOT}/README.md`, 'utf8')
+  const { tasks } = await getJson(`${url}/api/tasks`)
+  for (const task of tasks) {
+    const row = readme.split('\n').find((line) => line.startsWith(`| \`${task.name}\` |`))
+    if (row === undefined) { t.fail(`${task.name} has no row in README's "The built-in tasks"`); continue }
+    t.ok(row.endsWith(`| ${task.timeoutMs / 1000} s |`), `${task.name}: ${task.timeoutMs / 1000} s in README`)
+    for (const type of task.raw) t.ok(row.includes(type), `${task.name}: README names its raw type ${type}`)
+  }
+})
+
 t.test('xml.import: raw XML with query options', async (t) => {
   const xml = '<?xml version="1.0"?><feed><item id="1"><title>One</title><tag>a</tag><tag>b</tag></item><item id="2"><title>Two</title></item><item id="3"><title>Three</title></item></feed>'
   const reply = await callTask(url, 'xml.import?record=item&limit=2', xml, { 'content-type': 'application/xml' })

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import pino from 'pino'
-import { PythonWorker, WorkerCallError, WorkerStartError, type WorkerOptions } from '../../src/pool/python-worker.js'
+import { EXIT_PROTOCOL_ERROR, PythonWorker, WorkerCallError, WorkerStartError, type WorkerOptions } from '../../src/pool/python-worker.js'
 import { resolvePython } from '../../src/python-path.js'
 import { FIXTURES, ROOT, isRunning, waitFor } from '../helpers/server.js'
 
@@ -89,4 +89,10 @@ t.test('stop escalates: stdin closed, SIGTERM after the grace, SIGKILL after as 
   // A lower bound only: the SIGKILL cannot come before 2 x grace, however slow the machine.
   t.ok(tookMs >= 2 * graceMs, `the SIGKILL came after 2 x the grace (${Math.round(tookMs)} ms)`)
   t.equal(((await running) as WorkerCallError).failure, 'crash', 'the call in flight is told')
+})
+
+t.test('the exit code that means "protocol" is the one the runtime exits with', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const reporting = await readFile(join(ROOT, 'workers', 'pyfleet', 'reporting.py'), 'utf8')
+  t.equal(Number(/^EXIT_PROTOCOL_ERROR = (\d+)$/m.exec(reporting)?.[1]), EXIT_PROTOCOL_ERROR)
 })

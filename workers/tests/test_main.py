@@ -5,7 +5,7 @@ import tempfile
 import textwrap
 import unittest
 
-from pyfleet.__main__ import DEFAULT_MAX_FRAME_BYTES, parse_args
+from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
 from tests.worker_process import parse_frames, run_worker
 
@@ -20,6 +20,20 @@ def task_files(test, files):
         with open(os.path.join(directory.name, path), "w") as f:
             f.write(textwrap.dedent(text))
     return directory.name
+
+
+class BuiltinModulesTest(unittest.TestCase):
+    def test_every_module_of_pyfleet_tasks_with_a_task_is_imported_by_workers(self):
+        # A new built-in task module left out of BUILTIN_MODULES would simply never be served.
+        package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyfleet_tasks")
+        with_tasks = []
+        for name in sorted(os.listdir(package)):
+            if name.endswith(".py"):
+                with open(os.path.join(package, name), encoding="utf-8") as f:
+                    if "@task(" in f.read():
+                        with_tasks.append(f"pyfleet_tasks.{name[:-3]}")
+        self.assertGreaterEqual(len(with_tasks), 7)
+        self.assertEqual(sorted(with_tasks), sorted(BUILTIN_MODULES + [DIAG_MODULE]))
 
 
 class ParseArgsTest(unittest.TestCase):

@@ -74,6 +74,7 @@ class WorkerTest(unittest.TestCase):
                 ("xml.import", {"xml": "<a><b></a>"}),
                 ("csv.profile", {"csv": "x,y\n1,2\n"}),
                 ("stats.describe", {"values": [1, 2, 3]}),
+                ("stats.regression", {"x": [0, 1, 2], "y": [1, 3, 5]}),
                 ("echo", {"a": 1}),
                 ("probe.modules", None),
             ],
@@ -82,7 +83,7 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(code, 0, stderr)
         replies = parse_frames(stdout)[1:]
         before, calls, after = replies[0], replies[1:-1], replies[-1]
-        self.assertEqual([reply["t"] for reply in calls], ["result"] * 3 + ["error"] + ["result"] * 3)
+        self.assertEqual([reply["t"] for reply in calls], ["result"] * 3 + ["error"] + ["result"] * 4)
         self.assertEqual(calls[0]["value"]["words"], 4)
         self.assertEqual(set(after["value"]) - set(before["value"]), set(), "a call imported a module")
         self.assertLessEqual({"hashlib", "defusedxml", "xml.etree.ElementTree"}, set(before["value"]))

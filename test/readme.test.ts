@@ -1,0 +1,46 @@
+// README's reference tables kept in step with the code: every module has a row in the
+// layout table, and every setting config.ts reads is in the configuration table.
+// (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
+
+import t from 'tap'
+import { readdir, readFile } from 'node:fs/promises'
+import { join, relative } from 'node:path'
+import { ROOT } from './helpers/server.js'
+
+const readme = readFile(join(ROOT, 'README.md'), 'utf8')
+
+/** The text of one README section, from its heading to the next of the same level. */
+async function section (heading: string): Promise<string> {
+  const text = await readme
+  const start = text.indexOf(`\n${heading}\n`)
+  if (start === -1) throw new Error(`README has no section ${heading}`)
+  const level = heading.split(' ')[0]
+  const end = text.indexOf(`\n${level} `, start + heading.length + 1)
+  return text.slice(start, end === -1 ? undefined : end)
+}
+
+t.test('every module under src/ is in the layout table', async (t) => {
+  const text = await readme
+  const files = (await readdir(join(ROOT, 'src'), { recursive: true })).filter((file) => file.endsWith('.ts')).sort()
+  t.ok(files.length > 40, `${files.length} modules`)
+  for (const file of files) {
+    const path = relative('.', file).split('\\').join('/')
+    const [dir, name] = path.includes('/') ? [path.slice(0, path.lastIndexOf('/') + 1), path.slice(path.lastIndexOf('/') + 1, -3)] : ['', path]
+    if (dir === '') {
+      t.match(text, new RegExp(`\\n\\| \`src/${name.replace('.', '\\.')}\` \\|`), `src/${path} has its own row`)
+    } else {
+      const row = new RegExp(`\\n\\| \`src/${dir}\` \\|[^\\n]*\`${name}\``)
+      t.match(text, row, `src/${path} is named in the src/${dir} row`)
+    }
+  }
+})
+
+t.test('every setting config.ts reads is in the configuration table', async (t) => {
+  const source = await readFile(join(ROOT, 'src', 'config.ts'), 'utf8')
+  const names = new Set([...source.matchAll(/\benv\.([A-Z][A-Z0-9_]+)|\(env, '([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1] ?? m[2]))
+  t.ok(names.size >= 25, `${names.size} settings read`)
+  const table = (await section('## Configuration')).split('\n').filter((line) => line.startsWith('| `'))
+  for (const name of names) {
+    t.ok(table.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row`)
+  }
+})
