@@ -67,7 +67,7 @@ t.test('HOST must be an address or a host name: a mistyped address fails here, n
   for (const host of ['999.1.1.1', '10.0.0', 'a b', '-lead.example', 'http://localhost', 'x'.repeat(64), '[::1]']) {
     const error = (() => { try { loadConfig({ HOST: host }) } catch (e) { return e as Error } })()
     t.ok(error instanceof ConfigError, host)
-    t.ok(error?.message.startsWith(`HOST=${JSON.stringify(host)} is neither an IP address nor a host name: use 0.0.0.0`), error?.message)
+    t.ok(error?.message.startsWith(`HOST=${JSON.stringify(host)} is neither an IP address nor a host name: use 0.0.0.0`), String(error?.message))
   }
   t.throws(() => loadConfig({ HOST: '[::1]' }), { message: /; write an IPv6 address without brackets \(::1\)$/ })
 })

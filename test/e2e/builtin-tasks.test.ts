@@ -121,7 +121,7 @@ t.test('hash.digest: msgpack bin, base64 and raw bytes give the same digests as 
   const algorithms = Object.keys(expected)
   const viaBase64 = await callTask(url, 'hash.digest', { data: data.toString('base64'), algorithms })
   const viaRaw = await callTask(url, `hash.digest?algorithms=${algorithms.join(',')}`, data, { 'content-type': 'application/octet-stream' })
-  const viaMsgpack = await fetch(`${url}/api/tasks/hash.digest`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: pack({ data, algorithms }) })
+  const viaMsgpack = await fetch(`${url}/api/tasks/hash.digest`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: new Uint8Array(pack({ data, algorithms })) })
   for (const reply of [viaBase64.json, viaRaw.json, await viaMsgpack.json()]) {
     t.equal(reply.size, data.length)
     t.same(reply.digests, expected)

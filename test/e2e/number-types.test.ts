@@ -12,7 +12,7 @@ t.before(async () => {
 })
 
 async function post (task: string, body: string | Uint8Array, type: string, accept = 'application/json', query = ''): Promise<Response> {
-  return await fetch(`${server.url}/api/tasks/${task}${query}`, { method: 'POST', headers: { 'content-type': type, accept }, body })
+  return await fetch(`${server.url}/api/tasks/${task}${query}`, { method: 'POST', headers: { 'content-type': type, accept }, body: typeof body === 'string' ? body : new Uint8Array(body) })
 }
 
 t.test('integers in JSON reach the task as int at every size a double holds exactly', async (t) => {

@@ -179,7 +179,7 @@ async function schedPolicy (pid: number): Promise<number> {
 t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_BATCH', { skip: process.platform !== 'linux' && 'Linux only' }, async (t) => {
   const nodePolicy = await schedPolicy(process.pid)
   const server = await startServer(t, { WORKER_SCHED_BATCH: '1', POOL_SIZE: '2', MAX_CALLS_PER_WORKER: '3' })
-  const pids = (): number[] => server.app.pool.snapshot().workers.map((w) => w.pid)
+  const pids = (): number[] => server.app.pool.snapshot().workers.map((w) => w.pid as number) // null only before a worker has started
   const before = pids()
   t.same(await Promise.all(before.map(schedPolicy)), [3, 3])
   // Calls until both workers have been recycled (max_calls of 3): their replacements must be SCHED_BATCH too.
@@ -197,5 +197,5 @@ t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_
 
   // Without the setting, workers keep the policy they inherit from the server.
   const normal = await startServer(t, { POOL_SIZE: '1' })
-  t.same(await Promise.all(normal.app.pool.snapshot().workers.map(async (w) => await schedPolicy(w.pid))), [nodePolicy], 'off by default')
+  t.same(await Promise.all(normal.app.pool.snapshot().workers.map(async (w) => await schedPolicy(w.pid as number))), [nodePolicy], 'off by default')
 })

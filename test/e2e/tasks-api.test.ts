@@ -29,7 +29,7 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
   const response = await fetch(`${url}/api/tasks/echo`, {
     method: 'POST',
     headers: { 'content-type': 'application/msgpack', accept: 'application/msgpack' },
-    body: pack(value)
+    body: new Uint8Array(pack(value))
   })
   t.equal(response.status, 200)
   t.equal(response.headers.get('content-type'), 'application/msgpack')
@@ -79,14 +79,14 @@ t.test('writes bytes as base64 in JSON responses', async (t) => {
   const response = await fetch(`${url}/api/tasks/echo`, {
     method: 'POST',
     headers: { 'content-type': 'application/msgpack' },
-    body: pack({ data: Buffer.from('hello'), list: [Buffer.from([0, 255]), 'text'], lookalike: { type: 'Buffer', data: [1, 2] } })
+    body: new Uint8Array(pack({ data: Buffer.from('hello'), list: [Buffer.from([0, 255]), 'text'], lookalike: { type: 'Buffer', data: [1, 2] } }))
   })
   t.same(await response.json(), {
     data: Buffer.from('hello').toString('base64'),
     list: ['AP8=', 'text'],
     lookalike: { type: 'Buffer', data: [1, 2] }
   }, "bytes anywhere become base64; a task's own object shaped like Buffer's JSON stays as it is")
-  const top = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: pack(Buffer.from('hi')) })
+  const top = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: new Uint8Array(pack(Buffer.from('hi'))) })
   t.equal(await top.json(), 'aGk=', 'bytes at the top level too')
 })
 
@@ -94,7 +94,7 @@ t.test('large integers from Python reach JSON clients without BigInt errors', as
   const response = await fetch(`${url}/api/tasks/echo`, {
     method: 'POST',
     headers: { 'content-type': 'application/msgpack' },
-    body: pack({ n: 2n ** 62n })
+    body: new Uint8Array(pack({ n: 2n ** 62n }))
   })
   t.equal(response.status, 200)
   t.same(await response.json(), { n: String(2n ** 62n) })

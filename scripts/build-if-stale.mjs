@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Run by tap before any test file (package.json "tap.before"): builds dist/ when a file
+// under src/ is newer than the last build. Some e2e tests start dist/server.js as a
+// process (startup, shutdown, task-children): with a stale dist/ they would test old code
+// and pass or fail for the wrong reason. `npx tap test/x.test.ts` alone is then safe too.
+
+import { spawnSync } from 'node:child_process'
+import { readdir, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const built = await stat(join(root, 'dist', 'server.js')).then((s) => s.mtimeMs, () => -Infinity)
+const sources = [join(root, 'tsconfig.json'), ...(await readdir(join(root, 'src'), { recursive: true })).map((file) => join(root, 'src', file))]
+const newest = Math.max(...await Promise.all(sources.map(async (file) => (await stat(file)).mtimeMs)))
+if (newest > built) {
+  console.error('dist/ is older than src/: npm run build')
+  const { status } = spawnSync('npx', ['tsc', '-p', '.'], { cwd: root, stdio: 'inherit' })
+  process.exit(status ?? 1)
+}
