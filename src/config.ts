@@ -70,10 +70,10 @@ export const SHUTDOWN_BACKSTOP_MARGIN_MS = 5_000
 
 type Env = Readonly<Record<string, string | undefined>>
 
-function integer (env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallback
-  const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `${min}..${max}`
+  const range = `${min}..${max}`
   if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer: use ${range}`)
   const value = Number(raw)
   if (value < min || value > max) throw new ConfigError(`${name}=${raw} is out of range: use ${range}`)
@@ -159,8 +159,8 @@ export function loadConfig (env: Env): Config {
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
     queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
-    maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0),
-    maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0),
+    maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0, 1_000_000_000),
+    maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0, 1024 * 1024), // up to 1 TiB
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
@@ -174,8 +174,8 @@ export function loadConfig (env: Env): Config {
     workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0, MAX_TIMER_MS),
     logLevel,
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0, MAX_TIMER_MS),
-    maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0),
-    maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0),
+    maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0, 2 ** 50),
+    maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
     workerEnv: Object.freeze(workerEnvironment(env))
   }

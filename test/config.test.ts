@@ -49,6 +49,9 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: 'pässwörd-0123456789' }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ MAX_EVENT_LOOP_DELAY_MS: '99999999999' }, /MAX_EVENT_LOOP_DELAY_MS=99999999999 is out of range/],
+    // Past 2^53 a number is no longer exact: a range with a top, and a message that says it.
+    [{ MAX_CALLS_PER_WORKER: '99999999999999999999' }, /^MAX_CALLS_PER_WORKER=99999999999999999999 is out of range: use 0\.\.1000000000$/],
+    [{ MAX_WORKER_RSS_MB: '9007199254740993' }, /^MAX_WORKER_RSS_MB=9007199254740993 is out of range: use 0\.\.1048576$/],
     [{ SHUTDOWN_GRACE_MS: '2147483647' }, /SHUTDOWN_GRACE_MS \+ 2 × WORKER_STOP_GRACE_MS \(2147483647 \+ 2 × 2000\) must stay under/],
     [{ WORKER_STOP_GRACE_MS: '1500000000' }, /lower one of them/],
     [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],
