@@ -10,7 +10,8 @@ import type { Admission, Waiter } from './admission.js'
 import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import type { Call, RestartReason } from './call.js'
 import { KIND_FAILED, KIND_TOO_LARGE, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
-import { InputTooLargeError, WorkerCallError, type PythonWorker } from './python-worker.js'
+import type { PythonWorker } from './python-worker.js'
+import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 
 /** What a call's run needs from the pool that lent it the worker. */
 export interface CallRunPool {

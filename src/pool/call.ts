@@ -1,7 +1,7 @@
 // One call's shape as the pool sees it, how calls end, and who is told.
 // Shared by the pool, the routes and the metrics.
 
-import type { WorkerFailure } from './python-worker.js'
+import type { WorkerFailure } from './worker-failures.js'
 import type { RetireReason } from './recycler.js'
 
 /** Why a worker was replaced: it failed (crash, timeout, protocol) or was retired. */

@@ -11,7 +11,7 @@ import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
 import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
 import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
-import type { WorkerFailure } from './python-worker.js'
+import type { WorkerFailure } from './worker-failures.js'
 
 export const PROTOCOL_VERSION = 1
 

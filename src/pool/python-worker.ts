@@ -10,27 +10,9 @@ import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
   type ReadyMessage, type ReplyMessage, type TaskInfo
 } from './protocol.js'
+import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
-
-/** Why a call or a start ended without a reply. */
-export type WorkerFailure = 'timeout' | 'crash' | 'protocol'
-
-/** A call that got no reply: the worker timed out, died or broke the protocol. It is not reusable. */
-export class WorkerCallError extends Error {
-  override name = 'WorkerCallError'
-  constructor (readonly failure: WorkerFailure, message: string) { super(message) }
-}
-
-/** A call's input that encodes to a frame over MAX_FRAME_BYTES: nothing was sent, the worker is fine. */
-export class InputTooLargeError extends Error {
-  override name = 'InputTooLargeError'
-}
-
-/** A worker that could not start; `message` is one line saying why and how to fix it. */
-export class WorkerStartError extends Error {
-  override name = 'WorkerStartError'
-}
 
 export interface WorkerOptions {
   /** Slot number 1..N, stable across replacements (a metric label). */
@@ -88,6 +70,7 @@ export class PythonWorker {
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
   #failure: WorkerFailure | undefined
+  // Beside the state, not in it: a busy worker asked to stop stays busy until its call ends or it is killed.
   #stopRequested = false
 
   private constructor (options: WorkerOptions) {

@@ -3,7 +3,8 @@
 import t from 'tap'
 import { join } from 'node:path'
 import pino from 'pino'
-import { EXIT_PROTOCOL_ERROR, PythonWorker, WorkerCallError, WorkerStartError, type WorkerOptions } from '../../src/pool/python-worker.js'
+import { EXIT_PROTOCOL_ERROR, PythonWorker, type WorkerOptions } from '../../src/pool/python-worker.js'
+import { WorkerCallError, WorkerStartError } from '../../src/pool/worker-failures.js'
 import { resolvePython } from '../../src/python-path.js'
 import { FIXTURES, ROOT, isRunning, waitFor } from '../helpers/server.js'
 
