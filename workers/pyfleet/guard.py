@@ -43,7 +43,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
-from .std_fds import StdFds
+from . import std_fds
+from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 
 log = logging.getLogger("pyfleet")
 
@@ -59,10 +60,7 @@ _fchdir = os.fchdir
 _close = os.close
 _closerange = os.closerange
 _dup2 = os.dup2
-_open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
-# What a worker has on fds 0-2 (set up by __main__), for the warnings.
-STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
 
 
 def _after_fork_in_child() -> None:
@@ -124,39 +122,6 @@ def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
     return _dup2(fd, fd2, inheritable)
 
 
-class _OpenKeepingStdFds:
-    """``open`` in a worker: a file object made on fd 0, 1 or 2 while it is still the
-    runtime's does not own it (closefd=False). One made on such a number after a task
-    closed or replaced it (os.close(1), and a pipe of its own landed there) owns it as
-    usual: it is the task's fd then. Checked by fd number first, so other calls to open()
-    cost one isinstance; an fstat only for fds 0-2.
-
-    An object, not a function, to pass for the builtin it replaces: it does not bind as a
-    method when a class stores it (``opener = open``), and it pickles as builtins.open.
-    """
-
-    __module__ = "builtins"  # pickle finds it as builtins.open, which it is in a worker
-
-    def __call__(self, file: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(file, int) and file in STD_FDS and _runtime_std_fds is not None and _runtime_std_fds.holds(file):
-            if len(args) > 5:  # open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-                args = (*args[:5], False, *args[6:])
-            else:
-                kwargs["closefd"] = False
-        return _open(file, *args, **kwargs)  # pyfleet's open(): the builtin, but fds 0-2 stay open (guard.py)
-
-    def __reduce__(self) -> str:
-        return "open"
-
-    def __repr__(self) -> str:
-        return "<built-in function open, kept by pyfleet from closing fds 0-2>"
-
-
-_open_watched = _OpenKeepingStdFds()
-# The fds 0-2 the running Baseline keeps (set by Baseline): which of them are still the runtime's.
-_runtime_std_fds: Optional[StdFds] = None
-
-
 def watch() -> None:
     """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change, and keep
     file objects from closing fds 0-2 (a worker's set-up)."""
@@ -169,8 +134,8 @@ def watch() -> None:
         (os, "close", _close_watched),
         (os, "closerange", _closerange_watched),
         (os, "dup2", _dup2_watched),
-        (builtins, "open", _open_watched),
-        (io, "open", _open_watched),
+        (builtins, "open", open_keeping_std_fds),
+        (io, "open", open_keeping_std_fds),
     ):
         original = getattr(module, name)
         watched.__name__ = watched.__qualname__ = name
@@ -195,8 +160,7 @@ class Baseline:
             self.cwd = None
         self._warned: set = set()  # (task, what): each is logged once per worker
         self._std_fds = StdFds(STD_FDS)
-        global _runtime_std_fds
-        _runtime_std_fds = self._std_fds
+        std_fds.runtime = self._std_fds  # which fds 0-2 open() keeps open
         changes.clear()  # what task modules did at import is the baseline
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """fds 0, 1 and 2 of a worker, kept as the runtime set them up (see guard.py for when
-they are checked): a copy of each to put it back from, and what each is open on; and
-the streams sys.stdin, sys.stdout and sys.stderr are made of, which a task cannot close.
+they are checked): a copy of each to put it back from, and what each is open on; the
+streams sys.stdin, sys.stdout and sys.stderr are made of, which a task cannot close; and
+the open() that keeps a file object made on one of them from closing it.
 
 A task that closes one (``os.close(1)``) would let its next ``open()`` take the
 number, and then ``print()``, which writes to fd 1, would write into the task's
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 # Taken before guard.watch() wraps them: putting an fd back is not a task's change.
 _dup2 = os.dup2
 _close = os.close
+_open = io.open  # builtins.open is the same function; os.fdopen calls io.open
+
+# What a worker has on fds 0-2 (set up by __main__), for the warnings.
+STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
 
 
 class StdFds:
@@ -110,3 +115,36 @@ def text_stream(fd: int, mode: str) -> StdStream:
     # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
     # is not lost when the worker ends with os._exit or SIGKILL.
     return StdStream(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
+
+
+class _OpenKeepingStdFds:
+    """``open`` in a worker: a file object made on fd 0, 1 or 2 while it is still the
+    runtime's does not own it (closefd=False). One made on such a number after a task
+    closed or replaced it (os.close(1), and a pipe of its own landed there) owns it as
+    usual: it is the task's fd then. Checked by fd number first, so other calls to open()
+    cost one isinstance; an fstat only for fds 0-2.
+
+    An object, not a function, to pass for the builtin it replaces: it does not bind as a
+    method when a class stores it (``opener = open``), and it pickles as builtins.open.
+    """
+
+    __module__ = "builtins"  # pickle finds it as builtins.open, which it is in a worker
+
+    def __call__(self, file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, int) and file in STD_FDS and runtime is not None and runtime.holds(file):
+            if len(args) > 5:  # open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+                args = (*args[:5], False, *args[6:])
+            else:
+                kwargs["closefd"] = False
+        return _open(file, *args, **kwargs)  # pyfleet's open(): the builtin, but fds 0-2 stay open (guard.py)
+
+    def __reduce__(self) -> str:
+        return "open"
+
+    def __repr__(self) -> str:
+        return "<built-in function open, kept by pyfleet from closing fds 0-2>"
+
+
+open_keeping_std_fds = _OpenKeepingStdFds()  # guard.watch() puts it in place of builtins.open and io.open
+# The fds 0-2 the running guard.Baseline keeps (it sets this): which of them are still the runtime's.
+runtime: Optional[StdFds] = None
