@@ -163,25 +163,33 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   const { type, charset } = mediaType(request)
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
-  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) {
-    if (request.url.includes('?')) refuseQuery(task, request)
-    const text = takeJsonText(request)
-    const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
-    const problem = unsendable(body, MAX_NESTING, found)
-    if (problem !== undefined) throw new InvalidInputError(problem)
-    // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
-    const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, task.validateBody) : task.validateBody(body)
-    if (!valid) throw validationError(task.validateBody.errors, 'body')
-    if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
-    // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
-    const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
-    return { input: exact, holdsWideNumbers: true }
-  }
+  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return structuredInput(task, request, body)
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
+  return rawInput(task, task.rawField, request, type === 'application/octet-stream' ? bytes : decodeText(bytes, charset))
+}
+
+/** A JSON or msgpack body, already parsed: checked it can be sent, and against the schema as it is. */
+function structuredInput (task: Task, request: FastifyRequest, body: unknown): TaskInput {
+  if (request.url.includes('?')) refuseQuery(task, request)
+  const text = takeJsonText(request)
+  const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
+  const problem = unsendable(body, MAX_NESTING, found)
+  if (problem !== undefined) throw new InvalidInputError(problem)
+  // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
+  const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, task.validateBody) : task.validateBody(body)
+  if (!valid) throw validationError(task.validateBody.errors, 'body')
+  if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
+  // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
+  const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
+  return { input: exact, holdsWideNumbers: true }
+}
+
+/** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
+function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: string | Buffer): TaskInput {
   const query = request.query as Record<string, unknown>
   const input: Record<string, unknown> = { ...query }
   // Arrays copied too: Ajv's coercion changes them in place, and the text of each item is needed below.
@@ -189,14 +197,14 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   for (const [key, value] of Object.entries(input)) {
     if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
   }
-  input[task.rawField] = type === 'application/octet-stream' ? bytes : decodeText(bytes, charset)
+  input[rawField] = raw
   if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
   // (a repeated parameter is an array of them).
   for (const key in query) {
     const text = query[key]
     const coerced = input[key]
-    if (key === task.rawField) continue
+    if (key === rawField) continue
     if (typeof text === 'string' && typeof coerced === 'number') input[key] = exactQueryInteger(text) ?? coerced
     else if (Array.isArray(text) && Array.isArray(coerced) && text.length === coerced.length) {
       input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i]) ?? item : item)
