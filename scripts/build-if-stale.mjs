@@ -4,6 +4,7 @@
 // process (startup, shutdown, task-children): with a stale dist/ they would test old code
 // and pass or fail for the wrong reason. `npx tap test/x.test.ts` alone is then safe too.
 
+/* c8 ignore start */ // tap measures coverage of this script too; pyfleet measures none
 import { spawnSync } from 'node:child_process'
 import { readdir, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
@@ -18,3 +19,4 @@ if (newest > built) {
   const { status } = spawnSync('npx', ['tsc', '-p', '.'], { cwd: root, stdio: 'inherit' })
   process.exit(status ?? 1)
 }
+/* c8 ignore stop */
