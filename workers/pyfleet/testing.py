@@ -1,17 +1,8 @@
 """Run a task the way a worker runs it, without the server: for task authors' tests.
 
-    import unittest
-    import mytasks.greeting  # importing a task module registers its tasks
-    from pyfleet.testing import TaskCallError, call_task
-
-    class GreetTest(unittest.TestCase):
-        def test_greets(self):
-            self.assertEqual(call_task("greet", {"name": "Ada"}), {"greeting": "hello, Ada"})
-
-        def test_refuses_nobody(self):
-            with self.assertRaises(TaskCallError) as caught:
-                call_task("greet", {"name": "nobody"})
-            self.assertEqual(caught.exception.status, 422)
+``call_task("greet", {"name": "Ada"})`` returns what a client would get, or raises
+TaskCallError with the status and code it would see; examples/test_greeting.py
+is a whole test module (README, "Writing a task", shows it).
 
 Input and result go through the same msgpack encoding and the same error
 handling as a real call (the worker loop's own code), so a result the server
