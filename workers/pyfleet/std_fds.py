@@ -136,7 +136,7 @@ class _OpenKeepingStdFds:
                 args = (*args[:5], False, *args[6:])
             else:
                 kwargs["closefd"] = False
-        return _open(file, *args, **kwargs)  # pyfleet's open(): the builtin, but fds 0-2 stay open (guard.py)
+        return _open(file, *args, **kwargs)  # pyfleet's open(): the builtin, but fds 0-2 stay open (std_fds.py)
 
     def __reduce__(self) -> str:
         return "open"
