@@ -12,11 +12,13 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const built = await stat(join(root, 'dist', 'server.js')).then((s) => s.mtimeMs, () => -Infinity)
-const sources = [join(root, 'tsconfig.json'), ...(await readdir(join(root, 'src'), { recursive: true })).map((file) => join(root, 'src', file))]
-const newest = Math.max(...await Promise.all(sources.map(async (file) => (await stat(file)).mtimeMs)))
+// TypeScript sources only: an editor's lock file or a half-saved temporary one may vanish under us.
+const sources = [join(root, 'tsconfig.json'), ...(await readdir(join(root, 'src'), { recursive: true })).filter((file) => file.endsWith('.ts')).map((file) => join(root, 'src', file))]
+const newest = Math.max(...await Promise.all(sources.map(async (file) => await stat(file).then((s) => s.mtimeMs, () => -Infinity))))
 if (newest > built) {
-  console.error('dist/ is older than src/: npm run build')
-  const { status } = spawnSync('npx', ['tsc', '-p', '.'], { cwd: root, stdio: 'inherit' })
+  console.error('dist/ is older than src/: building it')
+  // --noEmitOnError: a failed build leaves dist/ as old as it was, so the next run tries (and says) again.
+  const { status } = spawnSync('npx', ['tsc', '-p', '.', '--noEmitOnError'], { cwd: root, stdio: 'inherit' })
   process.exit(status ?? 1)
 }
 /* c8 ignore stop */

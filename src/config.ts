@@ -131,7 +131,7 @@ function isHost (host: string): boolean {
 export function loadConfig (env: Env): Config {
   const host = env.HOST?.trim() || '0.0.0.0'
   if (!isHost(host)) {
-    const brackets = /^\[.*\]$/.test(host) ? `; write an IPv6 address without brackets (${host.slice(1, -1)})` : ''
+    const brackets = /^\[.*\]$/.test(host) ? `; write an IPv6 address without brackets (${host.slice(1, -1)})` : /^[^:]+:\d+$/.test(host) ? '; the port goes in PORT' : ''
     throw new ConfigError(`HOST=${JSON.stringify(env.HOST)} is neither an IP address nor a host name: use 0.0.0.0 (every IPv4 interface), :: (every interface), 127.0.0.1 or a name such as localhost${brackets}`)
   }
   const poolSize = integer(env, 'POOL_SIZE', 4, 1, 256)

@@ -15,6 +15,8 @@ export interface Task extends PoolTask {
   readonly schema: TaskInfo['schema']
   readonly raw: readonly string[]
   readonly rawField: string | null
+  /** The input's top-level field names, wherever the schema declares them (allOf, anyOf, $ref...). */
+  readonly inputFields: ReadonlySet<string>
   /** Checks a JSON or msgpack body: no type coercion. */
   readonly validateBody: ValidateFunction
   /** Checks a raw body merged with query-string options, which are coerced to the schema's types. */
@@ -72,6 +74,31 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
 function allowed (error: ErrorObject): string {
   const values = (error.params as { allowedValues?: unknown[] }).allowedValues
   return error.keyword === 'enum' && Array.isArray(values) ? `: ${values.map((v) => JSON.stringify(v)).join(', ')}` : ''
+}
+
+/**
+ * The property names a schema declares for its top-level object: its own `properties`,
+ * and those of every subschema that applies to the same object (allOf, anyOf, oneOf,
+ * if/then/else, and a local $ref such as "#/definitions/In"). Cycles are followed once.
+ */
+export function inputFields (schema: unknown): ReadonlySet<string> {
+  const fields = new Set<string>()
+  const seen = new Set<unknown>()
+  const visit = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null || seen.has(node)) return
+    seen.add(node)
+    const s = node as Record<string, unknown>
+    if (typeof s.properties === 'object' && s.properties !== null) for (const name of Object.keys(s.properties)) fields.add(name)
+    for (const key of ['allOf', 'anyOf', 'oneOf']) if (Array.isArray(s[key])) for (const sub of s[key] as unknown[]) visit(sub)
+    for (const key of ['if', 'then', 'else']) visit(s[key])
+    if (typeof s.$ref === 'string' && s.$ref.startsWith('#/')) {
+      let target: unknown = schema
+      for (const part of s.$ref.slice(2).split('/')) target = (target as Record<string, unknown> | undefined)?.[part.replaceAll('~1', '/').replaceAll('~0', '~')]
+      visit(target)
+    }
+  }
+  visit(schema)
+  return fields
 }
 
 export class TaskRegistry {
@@ -142,6 +169,7 @@ export class TaskRegistry {
         maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
         raw: Object.freeze([...info.raw]),
         rawField: info.rawField,
+        inputFields: inputFields(info.schema),
         validateBody,
         validateRaw
       }))

@@ -73,4 +73,5 @@ t.test('HOST must be an address or a host name: a mistyped address fails here, n
     t.ok(error?.message.startsWith(`HOST=${JSON.stringify(host)} is neither an IP address nor a host name: use 0.0.0.0`), String(error?.message))
   }
   t.throws(() => loadConfig({ HOST: '[::1]' }), { message: /; write an IPv6 address without brackets \(::1\)$/ })
+  t.throws(() => loadConfig({ HOST: '0.0.0.0:5000' }), { message: /; the port goes in PORT$/ })
 })

@@ -1,10 +1,11 @@
-// README's reference tables kept in step with the code: every module has a row in the
-// layout table, and every setting config.ts reads is in the configuration table.
+// README's reference tables kept in step with the code: every module of src/ and
+// workers/pyfleet/ is named in the layout table, and every setting config.ts reads
+// is in the configuration table.
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
-import { join, relative } from 'node:path'
+import { join } from 'node:path'
 import { ROOT } from './helpers/server.js'
 
 const readme = readFile(join(ROOT, 'README.md'), 'utf8')
@@ -19,18 +20,20 @@ async function section (heading: string): Promise<string> {
   return text.slice(start, end === -1 ? undefined : end)
 }
 
-t.test('every module under src/ is in the layout table', async (t) => {
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+t.test('every module under src/ and workers/pyfleet/ is in the layout table', async (t) => {
   const text = await readme
-  const files = (await readdir(join(ROOT, 'src'), { recursive: true })).filter((file) => file.endsWith('.ts')).sort()
-  t.ok(files.length > 40, `${files.length} modules`)
-  for (const file of files) {
-    const path = relative('.', file).split('\\').join('/')
-    const [dir, name] = path.includes('/') ? [path.slice(0, path.lastIndexOf('/') + 1), path.slice(path.lastIndexOf('/') + 1, -3)] : ['', path]
-    if (dir === '') {
-      t.match(text, new RegExp(`\\n\\| \`src/${name.replace('.', '\\.')}\` \\|`), `src/${path} has its own row`)
+  const sources = (await readdir(join(ROOT, 'src'), { recursive: true })).filter((file) => file.endsWith('.ts')).map((file) => `src/${file.split('\\').join('/')}`)
+  const runtime = (await readdir(join(ROOT, 'workers', 'pyfleet'))).filter((file) => file.endsWith('.py') && file !== '__init__.py').map((file) => `workers/pyfleet/${file}`)
+  t.ok(sources.length > 40 && runtime.length > 10, `${sources.length} + ${runtime.length} modules`)
+  for (const path of [...sources, ...runtime].sort()) {
+    const dir = path.slice(0, path.lastIndexOf('/') + 1)
+    const name = path.slice(dir.length).replace(/\.(ts|py)$/, '')
+    if (dir === 'src/') {
+      t.match(text, new RegExp(`\\n\\| \`${escape(path)}\` \\|`), `${path} has its own row`)
     } else {
-      const row = new RegExp(`\\n\\| \`src/${dir}\` \\|[^\\n]*\`${name}\``)
-      t.match(text, row, `src/${path} is named in the src/${dir} row`)
+      t.match(text, new RegExp(`\\n\\| \`${escape(dir)}\` \\|[^\\n]*\`${escape(name)}\``), `${path} is named in the ${dir} row`)
     }
   }
 })

@@ -10,7 +10,7 @@
 import { pathToFileURL } from 'node:url'
 import { Packr } from 'msgpackr'
 
-const URL = process.env.PYFLEET_URL ?? 'http://localhost:5000'
+const BASE_URL = process.env.PYFLEET_URL ?? 'http://localhost:5000'
 // useRecords: false writes plain msgpack (msgpackr's record extension is refused with a 400);
 // int64AsType: 'auto' decodes the worker's 64-bit integers as numbers up to 2^53, BigInt past it.
 const msgpack = new Packr({ useRecords: false, int64AsType: 'auto' })
@@ -19,7 +19,7 @@ const msgpack = new Packr({ useRecords: false, int64AsType: 'auto' })
 export async function call (task, value, { asMsgpack = false, attempts = 3 } = {}) {
   const type = asMsgpack ? 'application/msgpack' : 'application/json'
   for (let attempt = 1; ; attempt++) {
-    const response = await fetch(`${URL}/api/tasks/${task}`, {
+    const response = await fetch(`${BASE_URL}/api/tasks/${task}`, {
       method: 'POST',
       headers: { 'content-type': type, accept: type },
       body: asMsgpack ? msgpack.pack(value) : JSON.stringify(value)

@@ -100,7 +100,7 @@ export class WorkerPool {
       log: options.log,
       giveBack: (worker) => { this.#giveBack(worker) },
       discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
-      stoppedByShutdown: (worker, reason) => this.stoppedByShutdown(worker, reason)
+      stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason)
     }
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
@@ -180,7 +180,7 @@ export class WorkerPool {
   /** Removes a failed worker; generic-pool then asks #create for its replacement. */
   #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
     // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
-    if (!this.stoppedByShutdown(worker, reason)) {
+    if (!this.#stoppedByShutdown(worker, reason)) {
       this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
       this.#options.observer.workerRestarted(reason)
     }
@@ -221,7 +221,7 @@ export class WorkerPool {
   }
 
   /** Whether a worker that failed with `reason` was ended by the shutdown's stop (not a timeout or a crash of its own first). */
-  stoppedByShutdown (worker: PythonWorker, reason: RestartReason): boolean {
+  #stoppedByShutdown (worker: PythonWorker, reason: RestartReason): boolean {
     return this.#closed && worker.stopRequested && reason === 'crash'
   }
 

@@ -222,13 +222,13 @@ function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: s
  * (a gateway's ?code=, a cache-buster) are left alone, as before.
  */
 function refuseQuery (task: Task, request: FastifyRequest): void {
-  const properties = typeof task.schema === 'object' && task.schema !== null ? (task.schema as { properties?: unknown }).properties : undefined
-  if (typeof properties !== 'object' || properties === null) return
-  const fields = Object.keys(request.query as Record<string, unknown>).filter((name) => Object.hasOwn(properties, name))
+  if (task.inputFields.size === 0) return
+  const fields = Object.keys(request.query as Record<string, unknown>).filter((name) => task.inputFields.has(name))
   if (fields.length === 0) return
   const listed = fields.slice(0, 5).map((name) => JSON.stringify(name)).join(', ') + (fields.length > 5 ? ', ...' : '')
-  const raw = task.raw.length > 0 ? ` (task ${task.name} reads them beside a raw body: ${task.raw.join(', ')})` : ''
-  throw new InvalidInputError(`query parameters ${listed} are fields of task ${task.name}'s input: with a JSON or msgpack body, put them in the body${raw}`)
+  const [them, are] = fields.length === 1 ? ['it', 'is a field'] : ['them', 'are fields']
+  const raw = task.raw.length > 0 ? ` (task ${task.name} reads ${them} beside a raw body: ${task.raw.join(', ')})` : ''
+  throw new InvalidInputError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`)
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {

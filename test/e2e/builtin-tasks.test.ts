@@ -26,9 +26,12 @@ t.test('README\'s table of built-in tasks has each task the workers serve, with 
   const { readFile } = await import('node:fs/promises')
   const { ROOT } = await import('../helpers/server.js')
   const readme = await readFile(`${ROOT}/README.md`, 'utf8')
+  const start = readme.indexOf('\n## The built-in tasks\n')
+  const rows = readme.slice(start, readme.indexOf('\n## ', start + 1)).split('\n').filter((line) => line.startsWith('| `'))
   const { tasks } = await getJson(`${url}/api/tasks`)
+  t.same(rows.map((row) => /^\| `([^`]+)`/.exec(row)?.[1]).sort(), tasks.map((task: { name: string }) => task.name).sort(), 'a row for each task, and none for a task that is gone')
   for (const task of tasks) {
-    const row = readme.split('\n').find((line) => line.startsWith(`| \`${task.name}\` |`))
+    const row = rows.find((line) => line.startsWith(`| \`${task.name}\` |`))
     if (row === undefined) { t.fail(`${task.name} has no row in README's "The built-in tasks"`); continue }
     t.ok(row.endsWith(`| ${task.timeoutMs / 1000} s |`), `${task.name}: ${task.timeoutMs / 1000} s in README`)
     for (const type of task.raw) t.ok(row.includes(type), `${task.name}: README names its raw type ${type}`)
@@ -155,7 +158,7 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
   // Beside a JSON or msgpack body a query parameter would be ignored: refused instead.
   const misplaced = await callTask(url, 'hash.digest?algorithms=md5', { data: 'aGVsbG8=' })
   t.equal(misplaced.status, 400)
-  t.equal(misplaced.json.message, 'query parameters "algorithms" are fields of task hash.digest\'s input: with a JSON or msgpack body, put them in the body (task hash.digest reads them beside a raw body: application/octet-stream)')
+  t.equal(misplaced.json.message, 'query parameter "algorithms" is a field of task hash.digest\'s input: with a JSON or msgpack body, put it in the body (task hash.digest reads it beside a raw body: application/octet-stream)')
   t.equal(callsSoFar(), before, 'and no call ran')
   // Other names are none of the task's business: a gateway's key, a cache-buster.
   for (const query of ['', '?', '?code=abc&_=1764400000', '?__proto__=1&constructor=2&toString=3']) {

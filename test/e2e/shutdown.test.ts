@@ -110,10 +110,16 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
   // Connections opened before the drain: the listener closes when it begins, these stay.
   const { connect } = await import('node:net')
-  const open = async (): Promise<import('node:net').Socket> => await new Promise((resolve) => { const socket = connect(Number(new URL(server.url).port), '127.0.0.1', () => { resolve(socket) }) })
+  const open = async (): Promise<import('node:net').Socket> => await new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1', () => { resolve(socket) }).once('error', reject)
+  })
   const [forCall, forBadJson] = await Promise.all([open(), open()])
+  // Resolves when the server closes the connection, as every answer during the drain should;
+  // one that keeps it open fails the match below after 10 s instead of hanging the test.
   const answerOn = async (socket: import('node:net').Socket, body: string): Promise<string> => await new Promise((resolve) => {
     let answer = ''
+    socket.setTimeout(10_000, () => { socket.destroy() })
+    socket.on('error', () => {})
     socket.setEncoding('utf8').on('data', (text: string) => { answer += text }).on('close', () => { resolve(answer) })
     socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
   })
