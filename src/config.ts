@@ -14,6 +14,8 @@ export interface Config {
   readonly python: string | undefined
   readonly poolSize: number
   readonly queueLimit: number
+  /** The most body bytes queued calls may hold together (0: no limit). */
+  readonly queueLimitBytes: number
   readonly queueTimeoutMs: number
   readonly taskTimeoutMs: number
   readonly maxCallsPerWorker: number
@@ -157,6 +159,7 @@ export function loadConfig (env: Env): Config {
     python: env.PYTHON?.trim() || undefined,
     poolSize,
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
+    queueLimitBytes: integer(env, 'QUEUE_LIMIT_BYTES', 256 * 1024 * 1024, 0, 2 ** 50),
     queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0, 1_000_000_000),

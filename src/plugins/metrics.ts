@@ -79,6 +79,12 @@ export class Metrics implements PoolObserver {
       collect () { this.set(metrics.#pool?.waiting ?? 0) }
     })
     new Gauge({
+      name: 'pyfleet_queue_bytes',
+      help: 'Request-body bytes the waiting calls hold (QUEUE_LIMIT_BYTES bounds it)',
+      registers,
+      collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
+    })
+    new Gauge({
       name: 'pyworker_worker_rss_bytes',
       help: 'Resident memory of each worker, by slot',
       labelNames: ['worker'],

@@ -85,6 +85,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   pool = await WorkerPool.start({
     size: config.poolSize,
     queueLimit: config.queueLimit,
+    queueLimitBytes: config.queueLimitBytes,
     queueTimeoutMs: config.queueTimeoutMs,
     maxCallsPerWorker: config.maxCallsPerWorker,
     maxWorkerRssBytes: config.maxWorkerRssMb * 1024 * 1024,

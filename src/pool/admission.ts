@@ -27,6 +27,8 @@ export interface Waiter {
 
 export interface AdmissionOptions {
   queueLimit: number
+  /** The most input, in body bytes, queued calls may hold together (0: no limit); one call alone may always wait. */
+  queueLimitBytes: number
   queueTimeoutMs: number
   observer: PoolObserver
   /** Workers that can be borrowed right now, synchronously. */
@@ -46,6 +48,8 @@ export class Admission {
   /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
   readonly #running = new Map<string, number>()
   #inFlight = 0
+  /** Body bytes of the calls in the queue (not of running ones: POOL_SIZE bounds those). */
+  #queuedBytes = 0
   /** Of those, calls already answered (answerEarly): nobody waits for them. */
   #answeredEarly = 0
   /** Resolved when the queue is empty and no call runs for a client (drain). */
@@ -56,6 +60,7 @@ export class Admission {
   }
 
   get waiting (): number { return this.#queue.size }
+  get queuedBytes (): number { return this.#queuedBytes }
 
   /**
    * Starts the call now if a worker is free and nobody is ahead of it, queues it
@@ -70,6 +75,10 @@ export class Admission {
     }
     if (this.#queue.size >= this.#options.queueLimit) {
       return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size)), { retryAfterSeconds: 1 }))
+    }
+    const limitBytes = this.#options.queueLimitBytes
+    if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullBytesMessage(this.#queue.size, this.#queuedBytes, limitBytes)), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -196,6 +205,7 @@ export class Admission {
     const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
     const remainingMs = Math.max(1, waitMs - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
+    this.#queuedBytes += call.inputBytes ?? 0
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
       this.settle(waiter, 'queue_timeout', queueTimeoutError(waitMs, byBudget))
@@ -213,7 +223,9 @@ export class Admission {
     return true
   }
 
+  /** Called once each time a waiter leaves the queue, however it leaves. */
   #stopWaiting (waiter: Waiter): void {
+    this.#queuedBytes -= waiter.call.inputBytes ?? 0
     clearTimeout(waiter.timer)
     waiter.unsubscribe?.()
     waiter.call.queueMs = performance.now() - waiter.enqueuedAt
@@ -224,6 +236,13 @@ export class Admission {
 function queueFullMessage (waiting: number): string {
   if (waiting === 0) return 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later'
   return `${waiting === 1 ? '1 caller is' : `${waiting} callers are`} already waiting for a worker; retry later`
+}
+
+/** QUEUE_FULL's message when the queued input, not the number of callers, is at its limit. */
+function queueFullBytesMessage (waiting: number, queuedBytes: number, limitBytes: number): string {
+  const size = (bytes: number): string => bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+  const who = waiting === 1 ? 'the caller already waiting holds' : `the ${waiting} callers already waiting hold`
+  return `${who} ${size(queuedBytes)} of input, and this call's would take the queue past QUEUE_LIMIT_BYTES (${size(limitBytes)}); retry later`
 }
 
 function queueTimeoutError (waitMs: number, byBudget: boolean): Error {

@@ -23,6 +23,8 @@ export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolO
 export interface PoolOptions {
   size: number
   queueLimit: number
+  /** QUEUE_LIMIT_BYTES: the most body bytes queued calls may hold together (0: no limit). */
+  queueLimitBytes: number
   queueTimeoutMs: number
   maxCallsPerWorker: number
   maxWorkerRssBytes: number
@@ -52,6 +54,7 @@ export class WorkerPool {
     this.#options = options
     this.#admission = new Admission({
       queueLimit: options.queueLimit,
+      queueLimitBytes: options.queueLimitBytes,
       queueTimeoutMs: options.queueTimeoutMs,
       observer: options.observer,
       freeWorkers: () => this.#pool.available,
@@ -126,6 +129,8 @@ export class WorkerPool {
 
   get isDraining (): boolean { return this.#draining }
   get waiting (): number { return this.#admission.waiting }
+  /** Request-body bytes the waiting calls hold (QUEUE_LIMIT_BYTES). */
+  get queuedBytes (): number { return this.#admission.queuedBytes }
 
   /**
    * Runs a call on a worker and resolves with the task's return value. Rejects
@@ -226,11 +231,11 @@ export class WorkerPool {
   }
 
   /** A snapshot for /api/queue-stats and the gauges. */
-  snapshot (): { pool: { size: number, min: number, max: number, available: number, borrowed: number, pending: number }, queue: { waiting: number, limit: number }, workers: WorkerSnapshot[] } {
+  snapshot (): { pool: { size: number, min: number, max: number, available: number, borrowed: number, pending: number }, queue: { waiting: number, limit: number, bytes: number, limitBytes: number }, workers: WorkerSnapshot[] } {
     const workers: WorkerSnapshot[] = this.#supervisor.snapshot()
     return {
       pool: { size: this.#pool.size, min: this.#pool.min, max: this.#pool.max, available: this.#pool.available, borrowed: this.#pool.borrowed, pending: this.#pool.pending },
-      queue: { waiting: this.#admission.waiting, limit: this.#options.queueLimit },
+      queue: { waiting: this.#admission.waiting, limit: this.#options.queueLimit, bytes: this.queuedBytes, limitBytes: this.#options.queueLimitBytes },
       workers
     }
   }

@@ -15,6 +15,14 @@ export const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
 
+/** The size of each request's body as received, for QUEUE_LIMIT_BYTES (taken by bodyBytes). */
+const bodySizes = new WeakMap<FastifyRequest, number>()
+
+/** The size in bytes of the body the request's parser read (0 if none was read). */
+export function bodyBytes (request: FastifyRequest): number {
+  return bodySizes.get(request) ?? 0
+}
+
 /**
  * A body sent compressed (content-encoding gzip, br, ...) would be parsed, or handed
  * to a task, as its compressed bytes: a wrong answer, not an error. pyfleet does not
@@ -36,6 +44,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
+    bodySizes.set(request, (body as Buffer).length)
     try {
       // JSON is UTF-8 (RFC 8259), whatever else the charset says.
       const { charset } = mediaType(request)
@@ -48,6 +57,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (request, body, done) => {
+    bodySizes.set(request, (body as Buffer).length)
     const problem = msgpackProblem(body as Buffer, MAX_NESTING)
     if (problem !== undefined) {
       done(new InvalidInputError(problem), undefined)
@@ -63,6 +73,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    bodySizes.set(request, (body as Buffer).length)
     // No content-type at all: JSON, the default (SPEC §1).
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {

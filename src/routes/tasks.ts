@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, TaskNotFoundError } from '../errors.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, encodingProblem, inputFor } from './body.js'
+import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { requestFields } from '../request-log.js'
@@ -92,6 +92,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       input,
       holdsWideNumbers,
       requestId: request.id,
+      inputBytes: bodyBytes(request),
       budgetMs: budgetMs(request),
       onClientGone: clientGone(request, reply),
       wantsMsgpack: wantsMsgpack(request),

@@ -250,6 +250,27 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
   t.equal((await busy).status, 200)
 })
 
+t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past it gets 503 QUEUE_FULL, a small one still waits', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT_BYTES: '1000000' })
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 3000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  const large = (n: number): string => JSON.stringify({ n, text: 'x'.repeat(600_000) })
+  const first = callTask(server.url, 'echo', large(1))
+  await waitFor(() => server.app.pool.waiting === 1, 5000, 'the first large call to wait')
+  const { queue } = await getJson(`${server.url}/api/queue-stats`)
+  t.match(queue, { waiting: 1, limit: 1000, bytes: large(1).length, limitBytes: 1_000_000 })
+  t.match(await (await fetch(`${server.url}/metrics`)).text(), new RegExp(`\\npyfleet_queue_bytes ${large(1).length}\\n`), 'the gauge says the same')
+  const refused = await callTask(server.url, 'echo', large(2))
+  t.equal(refused.status, 503)
+  t.equal(refused.json.code, 'QUEUE_FULL')
+  t.equal(refused.json.message, `the caller already waiting holds ${(large(1).length / 1024).toFixed(1)} KiB of input, and this call's would take the queue past QUEUE_LIMIT_BYTES (976.6 KiB); retry later`)
+  t.equal(refused.headers.get('retry-after'), '1')
+  const small = callTask(server.url, 'echo', { small: true })
+  await waitFor(() => server.app.pool.waiting === 2, 5000, 'the small call to wait too')
+  t.same([(await first).status, (await small).json, (await busy).status], [200, { small: true }, 200])
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).queue.bytes, 0, 'every byte given back')
+})
+
 t.test('a call whose budget runs out in the queue is never run: 503 QUEUE_TIMEOUT', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 800 })

@@ -49,7 +49,8 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyworker_worker_restarts_total', 'reason="reload"', 0],
     ['pyworker_pool_workers', 'state="idle"', 2],
     ['pyworker_pool_workers', 'state="starting"', 0],
-    ['pyworker_queue_waiting', '', 0]
+    ['pyworker_queue_waiting', '', 0],
+    ['pyfleet_queue_bytes', '', 0]
   ]
   for (const [name, labels, value] of expected) t.equal(sample(text, name, labels), value, `${name}{${labels}}`)
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)

@@ -16,12 +16,13 @@ interface Harness {
   free: { workers: number }
 }
 
-function harness ({ queueLimit = 10, queueTimeoutMs = 60_000, freeWorkers = 0 } = {}): Harness {
+function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0 } = {}): Harness {
   const started: Waiter[] = []
   const counted: string[] = []
   const free = { workers: freeWorkers }
   const admission = new Admission({
     queueLimit,
+    queueLimitBytes,
     queueTimeoutMs,
     observer: {
       callEnded: (call, outcome) => { counted.push(`${call.task.name}:${outcome}`) },
@@ -103,6 +104,38 @@ t.test('a full queue turns the call away with 503 QUEUE_FULL and Retry-After, co
   t.equal(h.admission.waiting, 2, 'the refused call took no place in the queue')
   h.admission.failQueued(() => new Error('end of test'), 'cancelled')
   await Promise.allSettled(queued)
+})
+
+t.test('QUEUE_LIMIT_BYTES: a call whose input would take the queued bytes past it is turned away; one alone always waits', async (t) => {
+  const h = harness({ queueLimitBytes: 1000, queueTimeoutMs: 50 })
+  const echo = task('echo')
+  const big = h.admission.admit(call(echo, { input: 'big', inputBytes: 5000 }))
+  t.equal(h.admission.queuedBytes, 5000, 'alone in the queue, a call waits whatever its size')
+  const refused = await rejection(h.admission.admit(call(echo, { inputBytes: 1 })))
+  t.equal(refused.code, 'QUEUE_FULL')
+  t.equal(refused.retryAfterSeconds, 1)
+  t.equal(refused.message, 'the caller already waiting holds 4.9 KiB of input, and this call\'s would take the queue past QUEUE_LIMIT_BYTES (1.0 KiB); retry later')
+  t.same(h.counted, ['refused:echo:queue_full'])
+  // Every way out of the queue gives its bytes back: a start, a timeout, a client gone, failQueued.
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.equal(h.admission.queuedBytes, 0, 'started: no longer queued')
+  const small = [300, 300, 300].map((inputBytes) => h.admission.admit(call(echo, { inputBytes })))
+  t.equal(h.admission.queuedBytes, 900)
+  t.equal((await rejection(h.admission.admit(call(echo, { inputBytes: 101 })))).code, 'QUEUE_FULL', '900 + 101 > 1000')
+  await Promise.allSettled(small) // their queue timeout (50 ms)
+  t.equal(h.admission.queuedBytes, 0, 'timed out: given back')
+  let leave: () => void = () => {}
+  const gone = h.admission.admit(call(echo, { inputBytes: 400, onClientGone: (cancel) => { leave = cancel; return () => {} } }))
+  const rest = h.admission.admit(call(echo, { inputBytes: 400 }))
+  leave()
+  await gone.catch(() => {})
+  t.equal(h.admission.queuedBytes, 400, 'a client gone: given back')
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  await rest.catch(() => {})
+  t.equal(h.admission.queuedBytes, 0, 'failQueued: given back')
+  complete(h, h.started[0])
+  await big
 })
 
 t.test('a task at its concurrency limit waits; calls of other tasks behind it go ahead', async (t) => {
