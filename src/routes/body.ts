@@ -15,12 +15,18 @@ export const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
 
-/** The size of each request's body as received, for QUEUE_LIMIT_BYTES (taken by bodyBytes). */
-const bodySizes = new WeakMap<FastifyRequest, number>()
+/** The size of a chunked body as received (one without content-length), for bodyBytes. */
+const chunkedSizes = new WeakMap<FastifyRequest, number>()
 
-/** The size in bytes of the body the request's parser read (0 if none was read). */
+/** The size in bytes of the request's body, for QUEUE_LIMIT_BYTES: its content-length, or what a parser read of a chunked one. */
 export function bodyBytes (request: FastifyRequest): number {
-  return bodySizes.get(request) ?? 0
+  const length = request.headers['content-length']
+  return length !== undefined ? Number(length) : chunkedSizes.get(request) ?? 0
+}
+
+/** Notes a chunked body's size (bodies with a content-length need no note: bodyBytes reads it). */
+function noteSize (request: FastifyRequest, body: Buffer): void {
+  if (request.headers['content-length'] === undefined) chunkedSizes.set(request, body.length)
 }
 
 /**
@@ -44,7 +50,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
-    bodySizes.set(request, (body as Buffer).length)
+    noteSize(request, body as Buffer)
     try {
       // JSON is UTF-8 (RFC 8259), whatever else the charset says.
       const { charset } = mediaType(request)
@@ -57,7 +63,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (request, body, done) => {
-    bodySizes.set(request, (body as Buffer).length)
+    noteSize(request, body as Buffer)
     const problem = msgpackProblem(body as Buffer, MAX_NESTING)
     if (problem !== undefined) {
       done(new InvalidInputError(problem), undefined)
@@ -73,7 +79,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    bodySizes.set(request, (body as Buffer).length)
+    noteSize(request, body as Buffer)
     // No content-type at all: JSON, the default (SPEC §1).
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {

@@ -255,7 +255,13 @@ t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past 
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 3000 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
   const large = (n: number): string => JSON.stringify({ n, text: 'x'.repeat(600_000) })
-  const first = callTask(server.url, 'echo', large(1))
+  // Sent chunked, without a content-length: its size is what the parser read.
+  const first = fetch(`${server.url}/api/tasks/echo`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: new ReadableStream({ start (controller) { controller.enqueue(new TextEncoder().encode(large(1))); controller.close() } }),
+    duplex: 'half'
+  } as RequestInit).then((response) => response)
   await waitFor(() => server.app.pool.waiting === 1, 5000, 'the first large call to wait')
   const { queue } = await getJson(`${server.url}/api/queue-stats`)
   t.match(queue, { waiting: 1, limit: 1000, bytes: large(1).length, limitBytes: 1_000_000 })
@@ -268,6 +274,7 @@ t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past 
   const small = callTask(server.url, 'echo', { small: true })
   await waitFor(() => server.app.pool.waiting === 2, 5000, 'the small call to wait too')
   t.same([(await first).status, (await small).json, (await busy).status], [200, { small: true }, 200])
+  t.equal((await first).headers.get('content-type'), 'application/json; charset=utf-8')
   t.equal((await getJson(`${server.url}/api/queue-stats`)).queue.bytes, 0, 'every byte given back')
 })
 
