@@ -159,7 +159,8 @@ export function loadConfig (env: Env): Config {
     python: env.PYTHON?.trim() || undefined,
     poolSize,
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
-    queueLimitBytes: integer(env, 'QUEUE_LIMIT_BYTES', 256 * 1024 * 1024, 0, 2 ** 50),
+    // 64 MiB of bodies: up to ~512 MiB of memory for inputs made of small numbers (8× in msgpack).
+    queueLimitBytes: integer(env, 'QUEUE_LIMIT_BYTES', 64 * 1024 * 1024, 0, 2 ** 50),
     queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0, 1_000_000_000),

@@ -78,7 +78,8 @@ export class Admission {
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullBytesMessage(this.#queue.size, this.#queuedBytes, limitBytes)), { retryAfterSeconds: 1 }))
+      const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: 1 }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -239,10 +240,10 @@ function queueFullMessage (waiting: number): string {
 }
 
 /** QUEUE_FULL's message when the queued input, not the number of callers, is at its limit. */
-function queueFullBytesMessage (waiting: number, queuedBytes: number, limitBytes: number): string {
-  const size = (bytes: number): string => bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+function queueFullBytesMessage (waiting: number, queuedBytes: number, callBytes: number, limitBytes: number): string {
   const who = waiting === 1 ? 'the caller already waiting holds' : `the ${waiting} callers already waiting hold`
-  return `${who} ${size(queuedBytes)} of input, and this call's would take the queue past QUEUE_LIMIT_BYTES (${size(limitBytes)}); retry later`
+  const already = queuedBytes >= limitBytes ? `${who} ${queuedBytes} bytes of input, QUEUE_LIMIT_BYTES=${limitBytes} or more` : `${who} ${queuedBytes} bytes of input, and this call's ${callBytes} would take the queue past QUEUE_LIMIT_BYTES=${limitBytes}`
+  return `${already}; retry later`
 }
 
 function queueTimeoutError (waitMs: number, byBudget: boolean): Error {

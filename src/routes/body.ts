@@ -21,7 +21,9 @@ const chunkedSizes = new WeakMap<FastifyRequest, number>()
 /** The size in bytes of the request's body, for QUEUE_LIMIT_BYTES: its content-length, or what a parser read of a chunked one. */
 export function bodyBytes (request: FastifyRequest): number {
   const length = request.headers['content-length']
-  return length !== undefined ? Number(length) : chunkedSizes.get(request) ?? 0
+  if (length === undefined) return chunkedSizes.get(request) ?? 0
+  const bytes = Number(length) // Node's parser lets only digits through; a NaN must still not reach the count
+  return Number.isSafeInteger(bytes) ? bytes : 0
 }
 
 /** Notes a chunked body's size (bodies with a content-length need no note: bodyBytes reads it). */

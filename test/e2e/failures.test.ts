@@ -269,7 +269,7 @@ t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past 
   const refused = await callTask(server.url, 'echo', large(2))
   t.equal(refused.status, 503)
   t.equal(refused.json.code, 'QUEUE_FULL')
-  t.equal(refused.json.message, `the caller already waiting holds ${(large(1).length / 1024).toFixed(1)} KiB of input, and this call's would take the queue past QUEUE_LIMIT_BYTES (976.6 KiB); retry later`)
+  t.equal(refused.json.message, `the caller already waiting holds ${large(1).length} bytes of input, and this call's ${large(2).length} would take the queue past QUEUE_LIMIT_BYTES=1000000; retry later`)
   t.equal(refused.headers.get('retry-after'), '1')
   const small = callTask(server.url, 'echo', { small: true })
   await waitFor(() => server.app.pool.waiting === 2, 5000, 'the small call to wait too')

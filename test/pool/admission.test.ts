@@ -114,7 +114,7 @@ t.test('QUEUE_LIMIT_BYTES: a call whose input would take the queued bytes past i
   const refused = await rejection(h.admission.admit(call(echo, { inputBytes: 1 })))
   t.equal(refused.code, 'QUEUE_FULL')
   t.equal(refused.retryAfterSeconds, 1)
-  t.equal(refused.message, 'the caller already waiting holds 4.9 KiB of input, and this call\'s would take the queue past QUEUE_LIMIT_BYTES (1.0 KiB); retry later')
+  t.equal(refused.message, 'the caller already waiting holds 5000 bytes of input, QUEUE_LIMIT_BYTES=1000 or more; retry later')
   t.same(h.counted, ['refused:echo:queue_full'])
   // Every way out of the queue gives its bytes back: a start, a timeout, a client gone, failQueued.
   h.free.workers = 1
@@ -122,8 +122,11 @@ t.test('QUEUE_LIMIT_BYTES: a call whose input would take the queued bytes past i
   t.equal(h.admission.queuedBytes, 0, 'started: no longer queued')
   const small = [300, 300, 300].map((inputBytes) => h.admission.admit(call(echo, { inputBytes })))
   t.equal(h.admission.queuedBytes, 900)
-  t.equal((await rejection(h.admission.admit(call(echo, { inputBytes: 101 })))).code, 'QUEUE_FULL', '900 + 101 > 1000')
-  await Promise.allSettled(small) // their queue timeout (50 ms)
+  t.equal((await rejection(h.admission.admit(call(echo, { inputBytes: 101 })))).message,
+    'the 3 callers already waiting hold 900 bytes of input, and this call\'s 101 would take the queue past QUEUE_LIMIT_BYTES=1000; retry later')
+  const exactly = h.admission.admit(call(echo, { inputBytes: 100 }))
+  t.equal(h.admission.queuedBytes, 1000, '900 + 100 = 1000 is within the limit')
+  await Promise.allSettled([...small, exactly]) // their queue timeout (50 ms)
   t.equal(h.admission.queuedBytes, 0, 'timed out: given back')
   let leave: () => void = () => {}
   const gone = h.admission.admit(call(echo, { inputBytes: 400, onClientGone: (cancel) => { leave = cancel; return () => {} } }))
@@ -136,6 +139,16 @@ t.test('QUEUE_LIMIT_BYTES: a call whose input would take the queued bytes past i
   t.equal(h.admission.queuedBytes, 0, 'failQueued: given back')
   complete(h, h.started[0])
   await big
+  // A call started on a worker that turned out dead goes back to the front of the queue, bytes and all.
+  const again = h.admission.admit(call(echo, { inputBytes: 700 }))
+  t.equal(h.admission.queuedBytes, 0, 'a free worker: started at once, never queued')
+  h.admission.requeue(h.started[h.started.length - 1])
+  t.equal(h.admission.queuedBytes, 700, 'requeued: its bytes count again')
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.equal(h.admission.queuedBytes, 0, 'started again: given back')
+  complete(h, h.started[h.started.length - 1])
+  await again
 })
 
 t.test('a task at its concurrency limit waits; calls of other tasks behind it go ahead', async (t) => {
