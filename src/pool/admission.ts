@@ -242,7 +242,7 @@ function queueFullMessage (waiting: number): string {
 /** QUEUE_FULL's message when the queued input, not the number of callers, is at its limit. */
 function queueFullBytesMessage (waiting: number, queuedBytes: number, callBytes: number, limitBytes: number): string {
   const who = waiting === 1 ? 'the caller already waiting holds' : `the ${waiting} callers already waiting hold`
-  const already = queuedBytes >= limitBytes ? `${who} ${queuedBytes} bytes of input, QUEUE_LIMIT_BYTES=${limitBytes} or more` : `${who} ${queuedBytes} bytes of input, and this call's ${callBytes} would take the queue past QUEUE_LIMIT_BYTES=${limitBytes}`
+  const already = queuedBytes >= limitBytes ? `${who} ${queuedBytes} bytes of input, at or past QUEUE_LIMIT_BYTES=${limitBytes} already` : `${who} ${queuedBytes} bytes of input, and this call's ${callBytes} would take the queue past QUEUE_LIMIT_BYTES=${limitBytes}`
   return `${already}; retry later`
 }
 

@@ -114,7 +114,7 @@ t.test('QUEUE_LIMIT_BYTES: a call whose input would take the queued bytes past i
   const refused = await rejection(h.admission.admit(call(echo, { inputBytes: 1 })))
   t.equal(refused.code, 'QUEUE_FULL')
   t.equal(refused.retryAfterSeconds, 1)
-  t.equal(refused.message, 'the caller already waiting holds 5000 bytes of input, QUEUE_LIMIT_BYTES=1000 or more; retry later')
+  t.equal(refused.message, 'the caller already waiting holds 5000 bytes of input, at or past QUEUE_LIMIT_BYTES=1000 already; retry later')
   t.same(h.counted, ['refused:echo:queue_full'])
   // Every way out of the queue gives its bytes back: a start, a timeout, a client gone, failQueued.
   h.free.workers = 1
