@@ -41,10 +41,9 @@ const NODE_CHECKING_INTERVAL_MS = 30_000
  * keep their 60 s, and Node 20 never applies a shorter limit before it. How often
  * Node looks for late requests: its 30 s, unless that is coarse for the limit.
  */
-function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, connectionsCheckingInterval: number, requireHostHeader: boolean } {
+function receiveTimeouts (requestTimeoutMs: number): { requestTimeout: number, connectionsCheckingInterval: number } {
   const interval = requestTimeoutMs === 0 ? NODE_CHECKING_INTERVAL_MS : Math.min(NODE_CHECKING_INTERVAL_MS, Math.max(100, Math.floor(requestTimeoutMs / 10)))
-  // The Host check moves to the onRequest hook (missingHostError), to answer in the error shape.
-  return { requestTimeout: requestTimeoutMs, connectionsCheckingInterval: interval, requireHostHeader: false }
+  return { requestTimeout: requestTimeoutMs, connectionsCheckingInterval: interval }
 }
 
 export interface BuildOptions {
@@ -75,7 +74,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Node answers 408 and closes the connection. Running calls are not affected:
     // the clock stops once the whole request has arrived.
     requestTimeout: config.requestBodyTimeoutMs,
-    http: receiveTimeouts(config.requestBodyTimeoutMs),
+    // Node's Host check answers an empty 400: the onRequest hook's missingHostError answers in the error shape.
+    http: { ...receiveTimeouts(config.requestBodyTimeoutMs), requireHostHeader: false },
     frameworkErrors: frameworkError,
     clientErrorHandler: clientError,
     // Task names are at most 64 characters: a longer path segment is a 414, not a 404.

@@ -6,19 +6,8 @@
 import t from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { readme, readmeRows } from './helpers/readme.js'
 import { ROOT } from './helpers/server.js'
-
-const readme = readFile(join(ROOT, 'README.md'), 'utf8')
-
-/** The text of one README section, from its heading to the next of the same level. */
-async function section (heading: string): Promise<string> {
-  const text = await readme
-  const start = text.indexOf(`\n${heading}\n`)
-  if (start === -1) throw new Error(`README has no section ${heading}`)
-  const level = heading.split(' ')[0]
-  const end = text.indexOf(`\n${level} `, start + heading.length + 1)
-  return text.slice(start, end === -1 ? undefined : end)
-}
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
@@ -42,7 +31,7 @@ t.test('every setting config.ts reads is in the configuration table', async (t) 
   const source = await readFile(join(ROOT, 'src', 'config.ts'), 'utf8')
   const names = new Set([...source.matchAll(/\benv\.([A-Z][A-Z0-9_]+)|\(env, '([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1] ?? m[2]))
   t.ok(names.size >= 25, `${names.size} settings read`)
-  const table = (await section('## Configuration')).split('\n').filter((line) => line.startsWith('| `'))
+  const table = await readmeRows('## Configuration')
   for (const name of names) {
     t.ok(table.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row`)
   }

@@ -4,6 +4,7 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { pack } from 'msgpackr'
+import { readmeRows } from '../helpers/readme.js'
 import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
@@ -23,11 +24,7 @@ t.test('GET /api/tasks lists all eight tasks with their schemas', async (t) => {
 })
 
 t.test('README\'s table of built-in tasks has each task the workers serve, with its timeout and raw types', async (t) => {
-  const { readFile } = await import('node:fs/promises')
-  const { ROOT } = await import('../helpers/server.js')
-  const readme = await readFile(`${ROOT}/README.md`, 'utf8')
-  const start = readme.indexOf('\n## The built-in tasks\n')
-  const rows = readme.slice(start, readme.indexOf('\n## ', start + 1)).split('\n').filter((line) => line.startsWith('| `'))
+  const rows = await readmeRows('## The built-in tasks')
   const { tasks } = await getJson(`${url}/api/tasks`)
   t.same(rows.map((row) => /^\| `([^`]+)`/.exec(row)?.[1]).sort(), tasks.map((task: { name: string }) => task.name).sort(), 'a row for each task, and none for a task that is gone')
   for (const task of tasks) {

@@ -203,6 +203,12 @@ class ImportFailureTest(unittest.TestCase):
     """A task module that stops the worker at import: its traceback as one ERROR record, then one
     fatal line that names the module, what it raised and the line of task code it came from."""
 
+    def assert_fatal_lines(self, cases):
+        """Each ``stopping_tasks.py`` source in ``cases`` stops the worker with that fatal line last."""
+        for source, fatal in cases.items():
+            with self.subTest(source=source):
+                self.assertEqual(self.start_with(source)[-1], fatal)
+
     def start_with(self, source, files=None, module="stopping_tasks"):
         """Start a worker with ``module``, ``stopping_tasks.py`` being ``source`` and ``files`` more files
         (relative path: source); return its stderr lines, checked to end with the fatal line."""
@@ -222,9 +228,7 @@ class ImportFailureTest(unittest.TestCase):
             "import io, sys; sys.stderr = io.StringIO(); raise ValueError('bad config:\\n  key x missing')":
                 "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: bad config:\\n  key x missing (at stopping_tasks.py, line 1)",
         }
-        for source, line in cases.items():
-            with self.subTest(source=source):
-                self.assertEqual(self.start_with(source)[-1], line)
+        self.assert_fatal_lines(cases)
 
     def test_a_registration_mistake_names_the_module_the_task_the_field_and_the_line(self):
         lines = self.start_with(
@@ -292,9 +296,7 @@ class ImportFailureTest(unittest.TestCase):
             "import os, sys, tempfile\nd = tempfile.mkdtemp()\nos.chdir(d)\nos.rmdir(d)\nsys.path.append('rel')\nraise ValueError('y')\n":
                 "pyfleet-fatal: task module 'stopping_tasks' raised ValueError on import: y (at stopping_tasks.py, line 6)",
         }
-        for source, fatal in cases.items():
-            with self.subTest(source=source):
-                self.assertEqual(self.start_with(source)[-1], fatal)
+        self.assert_fatal_lines(cases)
 
     def test_the_traceback_is_logged_even_if_the_module_turned_logging_off(self):
         lines = self.start_with("import logging\nlogging.getLogger().handlers.clear()\nlogging.disable(logging.CRITICAL)\nraise ValueError('x')\n")
