@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  callTask, FIXTURES, isRunning, startServer, startServerProcess, waitFor, workerPids
+  callTask, FIXTURES, isRunning, killIfStill, startServer, startServerProcess, startTimeOf, waitFor, workerPids
 } from '../helpers/server.js'
 
 const SPAWNER = { TASK_MODULES: 'spawner_tasks', PYTHONPATH: FIXTURES }
@@ -20,8 +20,9 @@ async function pidFile (t: Teardown): Promise<{ path: string, pid: () => Promise
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-'))
   const path = join(dir, 'child.pid')
   let pid = 0
+  let startTime: string | undefined
   t.teardown(async () => {
-    if (pid > 0 && await isRunning(pid)) process.kill(pid, 'SIGKILL')
+    if (pid > 0) await killIfStill(pid, startTime)
     await rm(dir, { recursive: true, force: true })
   })
   return {
@@ -29,14 +30,16 @@ async function pidFile (t: Teardown): Promise<{ path: string, pid: () => Promise
     pid: async () => {
       await waitFor(async () => /^\d+$/.test(await readFile(path, 'utf8').catch(() => '')), 10_000, 'the task to write its child pid')
       pid = Number(await readFile(path, 'utf8'))
+      startTime = await startTimeOf(pid)
       return pid
     }
   }
 }
 
-/** Kills `pid` at teardown if it is still running (a failed test must not leave it behind). */
+/** Kills `pid` at teardown if it is still the same process (a failed test must not leave it behind). */
 function killLater (t: Teardown, pid: number): void {
-  t.teardown(async () => { if (await isRunning(pid)) process.kill(pid, 'SIGKILL') })
+  const startTime = startTimeOf(pid)
+  t.teardown(async () => { await killIfStill(pid, await startTime) })
 }
 
 async function waitGone (pid: number, what: string): Promise<void> {

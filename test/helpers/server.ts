@@ -85,6 +85,25 @@ export async function isRunning (pid: number): Promise<boolean> {
   }
 }
 
+/** When the process with this pid started (clock ticks since boot), or undefined if there is none. */
+export async function startTimeOf (pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * SIGKILLs `pid` if it is still the process that had it at `startTime`. pid_max may be
+ * 32768: by a test's teardown, a pid whose process died may belong to another test's
+ * server (tap runs two files at once), and killing it fails that test for nothing.
+ */
+export async function killIfStill (pid: number, startTime: string | undefined): Promise<void> {
+  if (startTime !== undefined && await isRunning(pid) && await startTimeOf(pid) === startTime) process.kill(pid, 'SIGKILL')
+}
+
 export function workerPids (server: TestServer): number[] {
   return server.app.pool.members().map((w) => w.pid)
 }
