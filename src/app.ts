@@ -16,11 +16,16 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
+import { ReceiveLimit } from './routes/receive-limit.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The call this request made, once validated (for logs, metrics and server-timing). */
     pyfleetCall: Call | null
+  }
+  interface FastifyInstance {
+    /** Request-body bytes being received, against RECEIVE_LIMIT_BYTES. */
+    receiving: ReceiveLimit
   }
 }
 
@@ -104,6 +109,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   await app.register(metrics)
+  const receiving = new ReceiveLimit(config.receiveLimitBytes, config.bodyLimitBytes, app.metrics.receiveRefused)
+  app.metrics.watchReceiving(receiving)
+  app.decorate('receiving', receiving)
   await app.register(errorHandler)
   await app.register(workerPool, { config, startSignal: options.startSignal })
   await app.register(pressure, { config })

@@ -16,6 +16,8 @@ export interface Config {
   readonly queueLimit: number
   /** The most body bytes queued calls may hold together (0: no limit). */
   readonly queueLimitBytes: number
+  /** The most request-body bytes being received at once, across connections (0: no limit). */
+  readonly receiveLimitBytes: number
   readonly queueTimeoutMs: number
   readonly taskTimeoutMs: number
   readonly maxCallsPerWorker: number
@@ -161,6 +163,8 @@ export function loadConfig (env: Env): Config {
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
     // 64 MiB of bodies: up to ~512 MiB of memory for inputs made of small numbers (8× in msgpack).
     queueLimitBytes: integer(env, 'QUEUE_LIMIT_BYTES', 64 * 1024 * 1024, 0, 2 ** 50),
+    // Bodies arriving are held as bytes (1×), so the same 64 MiB as the queue is a smaller share of memory.
+    receiveLimitBytes: integer(env, 'RECEIVE_LIMIT_BYTES', 64 * 1024 * 1024, 0, 2 ** 50),
     queueTimeoutMs: integer(env, 'QUEUE_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     taskTimeoutMs: integer(env, 'TASK_TIMEOUT_MS', 30_000, 1, MAX_TIMER_MS),
     maxCallsPerWorker: integer(env, 'MAX_CALLS_PER_WORKER', 10_000, 0, 1_000_000_000),

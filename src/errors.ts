@@ -28,6 +28,7 @@ export const TaskFailedError = define('TASK_FAILED', 500, 'task %s failed; the s
 export const ResultTooLargeError = define('RESULT_TOO_LARGE', 500)
 export const WorkerDiedError = define('WORKER_DIED', 502)
 export const QueueFullError = define('QUEUE_FULL', 503)
+export const ReceiveFullError = define('RECEIVE_FULL', 503)
 export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s; retry later')
 export const WorkersUnavailableError = define('WORKERS_UNAVAILABLE', 503)
 export const TaskTimeoutError = define('TASK_TIMEOUT', 504)
@@ -36,7 +37,7 @@ export const TaskTimeoutError = define('TASK_TIMEOUT', 504)
 export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = [
   InvalidInputError, ValidationError, MissingHostError, UnauthorizedError, ForbiddenError, TaskNotFoundError,
   BodyTooLargeError, UnsupportedMediaTypeError, TaskRejectedInputError, TaskFailedError,
-  ResultTooLargeError, WorkerDiedError, QueueFullError, QueueTimeoutError, WorkersUnavailableError,
+  ResultTooLargeError, WorkerDiedError, QueueFullError, ReceiveFullError, QueueTimeoutError, WorkersUnavailableError,
   TaskTimeoutError
 ].map((E) => { const e = new E(); return { code: e.code, statusCode: e.statusCode ?? 500 } })
 

@@ -6,7 +6,7 @@ t.test('defaults match the contract', async (t) => {
   t.match(config, {
     host: '0.0.0.0', port: 5000, python: undefined, poolSize: 4, queueLimit: 1000, queueTimeoutMs: 30000,
     taskTimeoutMs: 30000, maxCallsPerWorker: 10000, maxWorkerRssMb: 512, bodyLimitBytes: 16777216,
-    maxFrameBytes: 67108864, queueLimitBytes: 67108864, taskModules: [], diagTasks: false, adminToken: undefined,
+    maxFrameBytes: 67108864, queueLimitBytes: 67108864, receiveLimitBytes: 67108864, taskModules: [], diagTasks: false, adminToken: undefined,
     shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000
   })
   t.ok(Object.isFrozen(config))
@@ -16,9 +16,9 @@ t.test('reads every setting', async (t) => {
   const config = loadConfig({
     HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
     DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', TASK_TIMEOUTS: 'xml.import=120000,echo=5', LOG_LEVEL: 'WARN',
-    WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0', QUEUE_LIMIT_BYTES: '0'
+    WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0', QUEUE_LIMIT_BYTES: '0', RECEIVE_LIMIT_BYTES: '0'
   })
-  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0 })
+  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0 })
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
   t.same(config.taskTimeouts, { 'xml.import': 120000, echo: 5 })
@@ -53,6 +53,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ MAX_CALLS_PER_WORKER: '99999999999999999999' }, /^MAX_CALLS_PER_WORKER=99999999999999999999 is out of range: use 0\.\.1000000000$/],
     [{ MAX_WORKER_RSS_MB: '9007199254740993' }, /^MAX_WORKER_RSS_MB=9007199254740993 is out of range: use 0\.\.1048576$/],
     [{ QUEUE_LIMIT_BYTES: '-1' }, /^QUEUE_LIMIT_BYTES=-1 is out of range: use 0\.\.1125899906842624$/],
+    [{ RECEIVE_LIMIT_BYTES: '1e3' }, /^RECEIVE_LIMIT_BYTES=/],
     [{ SHUTDOWN_GRACE_MS: '2147483647' }, /SHUTDOWN_GRACE_MS \+ 2 × WORKER_STOP_GRACE_MS \(2147483647 \+ 2 × 2000\) must stay under/],
     [{ WORKER_STOP_GRACE_MS: '1500000000' }, /lower one of them/],
     [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],

@@ -30,6 +30,8 @@ interface CallSeries {
 export interface PoolCounts {
   calls: Record<CallOutcome, number>
   restarts: Record<RestartReason, number>
+  /** Requests refused with 503 RECEIVE_FULL (not calls: their bodies were never read). */
+  receiveRefused: number
 }
 
 export class Metrics implements PoolObserver {
@@ -41,9 +43,11 @@ export class Metrics implements PoolObserver {
   readonly #queueWait: LabelledHistogram<'task'>
   readonly #restarts: Counter<'reason'>
   readonly #startFailures: Counter<'kind'>
+  readonly #receiveRefused: Counter
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
+  #receiving: { readonly bytes: number } | undefined
 
   constructor () {
     const registers = [this.registry]
@@ -84,6 +88,13 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
     })
+    this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
+    new Gauge({
+      name: 'pyfleet_receiving_bytes',
+      help: 'Request-body bytes being received: declared lengths of bodies being read, chunked bytes so far (RECEIVE_LIMIT_BYTES bounds it)',
+      registers,
+      collect () { this.set(metrics.#receiving?.bytes ?? 0) }
+    })
     new Gauge({
       name: 'pyworker_worker_rss_bytes',
       help: 'Resident memory of each worker, by slot',
@@ -101,6 +112,15 @@ export class Metrics implements PoolObserver {
   /** Lets the gauges read the pool at scrape time. */
   watch (pool: WorkerPool): void {
     this.#pool = pool
+  }
+
+  /** Lets pyfleet_receiving_bytes read the bodies being received (routes/receive-limit.ts) at scrape time. */
+  watchReceiving (receiving: { readonly bytes: number }): void {
+    this.#receiving = receiving
+  }
+
+  readonly receiveRefused = (): void => {
+    this.#receiveRefused.inc()
   }
 
   /** Creates every outcome series of these tasks at 0, so rates work from the first scrape. */
@@ -169,7 +189,8 @@ export class Metrics implements PoolObserver {
     for (const { labels, value } of this.#calls.children) calls[labels.outcome as CallOutcome] += value
     const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>
     for (const { labels, value } of (await this.#restarts.get()).values) restarts[labels.reason as RestartReason] += value
-    return { calls, restarts }
+    const receiveRefused = (await this.#receiveRefused.get()).values[0]?.value ?? 0
+    return { calls, restarts, receiveRefused }
   }
 }
 

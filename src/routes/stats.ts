@@ -10,10 +10,11 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
     await fastify.pool.sampleMemory()
     const snapshot = fastify.pool.snapshot()
-    const { calls, restarts } = await fastify.metrics.counts()
+    const { calls, restarts, receiveRefused } = await fastify.metrics.counts()
     return {
       pool: snapshot.pool,
       queue: { ...snapshot.queue, rejected: calls.queue_full + calls.queue_timeout },
+      receiving: { bytes: fastify.receiving.bytes, limitBytes: fastify.receiving.limitBytes, refused: receiveRefused },
       tasks: {
         completed: calls.ok,
         failed: calls.rejected + calls.failed,

@@ -76,8 +76,17 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(request.params.name), payload); return }
       const encoded = encodingProblem(request)
       // RFC 9110 §15.5.16: a 415 for a content coding says which codings would do.
-      if (encoded !== undefined) reply.header('accept-encoding', 'identity')
-      done(encoded, payload)
+      if (encoded !== undefined) {
+        reply.header('accept-encoding', 'identity')
+        done(encoded, payload)
+        return
+      }
+      // Last: only a body that will be read counts against RECEIVE_LIMIT_BYTES.
+      try {
+        done(undefined, fastify.receiving.enter(request, reply, payload))
+      } catch (error) {
+        done(error as Error, payload)
+      }
     }
   }, async (request, reply) => {
     // Looked up again: a reload may have removed the task while the body arrived.

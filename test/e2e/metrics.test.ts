@@ -50,7 +50,9 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyworker_pool_workers', 'state="idle"', 2],
     ['pyworker_pool_workers', 'state="starting"', 0],
     ['pyworker_queue_waiting', '', 0],
-    ['pyfleet_queue_bytes', '', 0]
+    ['pyfleet_queue_bytes', '', 0],
+    ['pyfleet_receiving_bytes', '', 0],
+    ['pyfleet_receive_refused_total', '', 0]
   ]
   for (const [name, labels, value] of expected) t.equal(sample(text, name, labels), value, `${name}{${labels}}`)
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)
@@ -61,6 +63,7 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
   t.match(stats, {
     pool: { size: 2, min: 2, max: 2, available: 2, borrowed: 0, pending: 0 },
     queue: { waiting: 0, limit: 1, rejected: 1 },
+    receiving: { bytes: 0, limitBytes: 64 * 1024 * 1024, refused: 0 },
     tasks: { completed: 5, failed: 2, timedOut: 1, workerDied: 1 },
     restarts: { crash: 1, timeout: 1, maxCalls: 0, maxRss: 0, protocol: 0, reload: 0 },
     uptimeSeconds: Number

@@ -1,0 +1,122 @@
+// RECEIVE_LIMIT_BYTES: a bound on the request-body bytes being received at once,
+// across all connections. Each connection may upload one body of up to
+// BODY_LIMIT_BYTES, and a body is held in memory as it arrives; without this,
+// a thousand connections each sending 16 MiB slowly would hold 16 GB before any
+// call could be queued (QUEUE_LIMIT_BYTES counts a body only once it has all
+// arrived and its call waits).
+//
+// A body is counted from the moment its reading begins (the task route's
+// preParsing hook, once the task is known) until it has all arrived or its
+// request ends otherwise: at its declared content-length, so that a refusal comes
+// before the client uploads anything (with Expect: 100-continue, before it even
+// starts); a chunked one, which declares nothing, as its chunks arrive. One
+// body alone may always be received, as one call alone may always wait: the limit
+// never refuses a body that BODY_LIMIT_BYTES accepts on an idle server.
+
+import { Transform, type Readable } from 'node:stream'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ReceiveFullError, withExtras } from '../errors.js'
+
+/** The part of the count one request holds, given back once when its request closes. */
+interface Held { bytes: number, released: boolean }
+
+export class ReceiveLimit {
+  readonly #limitBytes: number
+  readonly #bodyLimitBytes: number
+  readonly #onRefused: () => void
+  #bytes = 0
+
+  /**
+   * `limitBytes` 0: no limit (nothing is counted); `bodyLimitBytes`: the bodies Fastify
+   * refuses with 413 before reading them; `onRefused`: counts a refusal (metrics).
+   */
+  constructor (limitBytes: number, bodyLimitBytes: number, onRefused: () => void) {
+    this.#limitBytes = limitBytes
+    this.#bodyLimitBytes = bodyLimitBytes
+    this.#onRefused = onRefused
+  }
+
+  /** Body bytes counted now: declared lengths of bodies being read, and chunked bytes received so far. */
+  get bytes (): number { return this.#bytes }
+  get limitBytes (): number { return this.#limitBytes }
+
+  /**
+   * Called before a body is read: counts it, and returns the stream to read it
+   * from (the same one, except for a chunked body, whose bytes are counted as
+   * they pass). Throws RECEIVE_FULL when the body would take the count past the limit.
+   */
+  enter (request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable {
+    const raw = request.raw
+    // Gone already: its 'close' has been emitted, and nothing will be read.
+    if (this.#limitBytes === 0 || raw.destroyed) return payload
+    const length = request.headers['content-length']
+    if (length !== undefined) {
+      const bytes = Number(length)
+      // No body, or one Fastify answers 413 for without reading it (a 503 must not hide that 413).
+      if (!Number.isSafeInteger(bytes) || bytes === 0 || bytes > this.#bodyLimitBytes) return payload
+      this.#check(bytes, 0)
+      this.#hold(raw, reply.raw).bytes = bytes
+      this.#bytes += bytes
+      return payload
+    }
+    if (raw.headers['transfer-encoding'] === undefined) return payload
+    return this.#counting(payload, this.#hold(raw, reply.raw))
+  }
+
+  /** A chunked body: each chunk is counted before it is passed on, and refused when it would pass the limit. */
+  #counting (payload: Readable, held: Held): Readable {
+    const counter = new Transform({
+      transform: (chunk: Buffer, _encoding, next) => {
+        if (held.released) { next(null, chunk); return }
+        try {
+          this.#check(chunk.length, held.bytes)
+        } catch (error) {
+          next(error as Error)
+          return
+        }
+        held.bytes += chunk.length
+        this.#bytes += chunk.length
+        next(null, chunk)
+      }
+    })
+    // Not pipeline(): a refusal must leave the request alone (destroying it would
+    // close the connection before the 503 is sent); pipe() just stops reading. A client
+    // that leaves mid-body must still end the counter, or the parser would wait for ever.
+    payload.pipe(counter)
+    payload.once('close', () => {
+      if (!payload.readableEnded) counter.destroy(new Error('the client closed the connection before its body had all arrived'))
+    })
+    return counter
+  }
+
+  /** Throws RECEIVE_FULL if `bytes` more would take the count past the limit, unless the request's own bytes are all there is. */
+  #check (bytes: number, alreadyHeld: number): void {
+    const others = this.#bytes - alreadyHeld
+    if (others === 0 || this.#bytes + bytes <= this.#limitBytes) return
+    this.#onRefused()
+    const message = `${others} bytes of other request bodies are being received, and this one's ${alreadyHeld + bytes} would pass RECEIVE_LIMIT_BYTES=${this.#limitBytes}; retry later`
+    throw withExtras(new ReceiveFullError(message), { retryAfterSeconds: 1 })
+  }
+
+  /**
+   * A request's share, given back once, at the first of: its request closes (Node
+   * closes it once its body has been read to the end, or when the client leaves,
+   * pipelined requests included) or its response closes (answered before the body
+   * was read, as a refusal is: the request then never closes).
+   */
+  #hold (request: IncomingMessage, response: ServerResponse): Held {
+    const held: Held = { bytes: 0, released: false }
+    const release = (): void => {
+      if (held.released) return
+      held.released = true
+      this.#bytes -= held.bytes
+      held.bytes = 0
+      request.off('close', release)
+      response.off('close', release)
+    }
+    request.once('close', release)
+    response.once('close', release)
+    return held
+  }
+}
