@@ -19,7 +19,7 @@ export class RequestLog extends LogController {
     // Routes declared with logLevel 'warn' (/health, /ready) get a child logger at
     // that level, so their info lines are dropped here without reading
     // request.routeOptions (a getter that builds an object on every call).
-    const level = reply.statusCode >= 500 ? 'warn' : 'info'
+    const level = levelFor(reply.statusCode)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
     fields.statusCode = reply.statusCode
@@ -27,6 +27,25 @@ export class RequestLog extends LogController {
     if (error !== null) fields.err = error
     reply.log[level](fields, 'request completed')
   }
+}
+
+/** One rule for both lines: an answer that is the server's failure (5xx) is a warning. */
+function levelFor (statusCode: number): 'warn' | 'info' {
+  return statusCode >= 500 ? 'warn' : 'info'
+}
+
+/**
+ * The line for a task call whose client left before its answer: Fastify writes no
+ * completion line then (no 'finish'). At the level the answer's line would have had,
+ * with the error that answer would have carried; a call cancelled because its client
+ * left (a 503 nobody sees) is the client's doing, not a failure: info.
+ */
+export function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call, error?: unknown): void {
+  const statusCode = error === undefined || call.outcome === 'cancelled' ? 200 : (error as { statusCode?: number }).statusCode ?? 500
+  const fields = requestFields(request, call)
+  fields.durationMs = round(reply.elapsedTime)
+  if (error !== undefined) fields.err = error
+  request.log[levelFor(statusCode)](fields, 'request abandoned: the client left before its answer')
 }
 
 /** What a request's log line says about it, and about its task call if it made one. */

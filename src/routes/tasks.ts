@@ -7,7 +7,7 @@ import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
-import { requestFields } from '../request-log.js'
+import { logAbandoned } from '../request-log.js'
 import { closingConnectionError } from '../connection-reuse.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
@@ -51,11 +51,6 @@ function clientGone (request: FastifyRequest, reply: FastifyReply): (cancel: () 
       socket.off('close', onClose)
     }
   }
-}
-
-/** The client left before its answer: Fastify writes no log line then (no 'finish'), so the route does. */
-function logAbandoned (request: FastifyRequest, call: Call): void {
-  request.log.info(requestFields(request, call), 'request abandoned: the client left before its answer')
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
@@ -116,10 +111,10 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     try {
       value = await fastify.pool.run(call)
     } catch (error) {
-      if (request.raw.socket.destroyed) logAbandoned(request, call)
+      if (request.raw.socket.destroyed) logAbandoned(request, reply, call, error)
       throw error
     }
-    if (request.raw.socket.destroyed) logAbandoned(request, call)
+    if (request.raw.socket.destroyed) logAbandoned(request, reply, call)
     reply.header('server-timing', serverTiming(call))
     return sendValue(reply, value, call.wantsMsgpack === true, call.resultMsgpack)
   })

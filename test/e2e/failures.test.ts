@@ -120,7 +120,21 @@ t.test('calls pipelined behind a running one are cancelled when the client leave
   t.equal(calls.cancelled, 2, 'the two queued calls never ran')
   t.equal(calls.ok, 2, 'the two running calls finished (their results dropped)')
   await waitFor(() => server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer').length === 4, 5000, 'a log line for each')
-  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'cancelled'), { task: 'diag.work', requestId: String })
+  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'cancelled'), { task: 'diag.work', requestId: String, level: 30, durationMs: Number })
+  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'ok'), { level: 30, err: undefined }, 'a result dropped: info, as its answer\'s line would be')
+})
+
+t.test('a call that fails with a 5xx after its client left is logged as a warning, with the error its answer would have had', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  const body = '{"sleep_ms":300,"exit":3}'
+  socket.write(`POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  socket.destroy()
+  const abandoned = (): Record<string, any> | undefined => server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer')
+  await waitFor(() => abandoned() !== undefined, 5000, 'the abandoned line')
+  t.match(abandoned(), { level: 40, outcome: 'worker_died', task: 'diag.work', err: { code: 'WORKER_DIED' } })
 })
 
 t.test('a client that stops reading its answer loses the connection after RESPONSE_STALL_TIMEOUT_MS; a slow reader does not', async (t) => {
