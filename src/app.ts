@@ -16,6 +16,7 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
+import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
 
 declare module 'fastify' {
@@ -87,16 +88,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     routerOptions: { maxParamLength: 64 }
   })
 
-  // Expect: 100-continue (curl sends it for bodies over 1 MB): Node would say "continue"
-  // at once, and a client would upload a body only to be told it is too large, for a
-  // task that does not exist, or compressed. The 100 goes out when something starts
-  // reading the body (a readable's 'resume'), so every answer given before that (413 by
-  // content-length, 404 and 415 from the task route's preParsing) costs no upload. Once
-  // an answer is under way, Node resumes the request to discard its body: no 100 then.
-  app.server.on('checkContinue', (request, response) => {
-    request.once('resume', () => { if (!response.headersSent) response.writeContinue() })
-    app.server.emit('request', request, response)
-  })
+  routeUnusualRequests(app.server)
 
   app.decorateRequest('pyfleetCall', null)
   app.addHook('onRequest', (request, reply, done) => {
@@ -105,7 +97,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
-    done(closingConnectionError(request) ?? missingHostError(request, reply) ?? (request.is404 ? notFoundError(request) : undefined))
+    done(closingConnectionError(request) ?? missingHostError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined))
   })
 
   await app.register(metrics)

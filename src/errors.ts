@@ -23,6 +23,7 @@ export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not 
 export const TaskNotFoundError = define('TASK_NOT_FOUND', 404, 'there is no task named %s; GET /api/tasks lists them')
 export const BodyTooLargeError = define('FST_ERR_CTP_BODY_TOO_LARGE', 413)
 export const UnsupportedMediaTypeError = define('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415)
+export const ExpectationFailedError = define('EXPECTATION_FAILED', 417, 'expect: %s is not an expectation pyfleet can meet; only 100-continue is')
 export const TaskRejectedInputError = define('TASK_REJECTED_INPUT', 422)
 export const TaskFailedError = define('TASK_FAILED', 500, 'task %s failed; the server log has the details under this answer\'s x-request-id')
 export const ResultTooLargeError = define('RESULT_TOO_LARGE', 500)
@@ -32,13 +33,14 @@ export const ReceiveFullError = define('RECEIVE_FULL', 503)
 export const QueueTimeoutError = define('QUEUE_TIMEOUT', 503, 'no worker became free within %s; retry later')
 export const WorkersUnavailableError = define('WORKERS_UNAVAILABLE', 503)
 export const TaskTimeoutError = define('TASK_TIMEOUT', 504)
+export const UnsupportedTransferCodingError = define('UNSUPPORTED_TRANSFER_CODING', 501)
 
 /** The table itself, for documentation checks (test/errors.test.ts keeps README in step). */
 export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = [
   InvalidInputError, ValidationError, MissingHostError, UnauthorizedError, ForbiddenError, TaskNotFoundError,
-  BodyTooLargeError, UnsupportedMediaTypeError, TaskRejectedInputError, TaskFailedError,
+  BodyTooLargeError, UnsupportedMediaTypeError, ExpectationFailedError, TaskRejectedInputError, TaskFailedError,
   ResultTooLargeError, WorkerDiedError, QueueFullError, ReceiveFullError, QueueTimeoutError, WorkersUnavailableError,
-  TaskTimeoutError
+  TaskTimeoutError, UnsupportedTransferCodingError
 ].map((E) => { const e = new E(); return { code: e.code, statusCode: e.statusCode ?? 500 } })
 
 /** Attaches client-visible details or a Retry-After to an error, and returns it. */

@@ -94,11 +94,14 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   numberRequest(request)
   const path = (request.url ?? '').split('?')[0]
   const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
-  const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-    ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
-    : `${shown} is not a valid URL: it does not percent-decode`
-  handleError(sendableError(error.statusCode ?? 400, error.code, message), request, reply)
-  request.log.info({ method: request.method, url: shown, statusCode: reply.statusCode }, 'request completed')
+  // CONNECT's target is host:port, which is no path (unusual-requests.ts passes it on): no route has it.
+  const answer = request.method === 'CONNECT'
+    ? sendableError(404, 'FST_ERR_NOT_FOUND', `no route CONNECT ${shown}: pyfleet is not a proxy`)
+    : sendableError(error.statusCode ?? 400, error.code, error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
+      : `${shown} is not a valid URL: it does not percent-decode`)
+  handleError(answer, request, reply)
+  request.log.info({ method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode }, 'request completed')
 }
 
 /** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */

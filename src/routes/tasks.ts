@@ -9,6 +9,7 @@ import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { logAbandoned } from '../request-log.js'
 import { closingConnectionError } from '../connection-reuse.js'
+import { transferCodingProblem } from '../unusual-requests.js'
 
 const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
@@ -69,6 +70,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // reading (or, with Expect: 100-continue, the client sending) up to BODY_LIMIT_BYTES.
     preParsing: (request, reply, payload, done) => {
       if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(request.params.name), payload); return }
+      const coded = transferCodingProblem(request)
+      if (coded !== undefined) { done(coded, payload); return }
       const encoded = encodingProblem(request)
       // RFC 9110 §15.5.16: a 415 for a content coding says which codings would do.
       if (encoded !== undefined) {

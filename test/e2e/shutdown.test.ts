@@ -108,7 +108,8 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   // connections are closed only once it is over).
   const running = callTask(server.url, 'diag.work', { sleep_ms: 3000 })
   await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
-  // Connections opened before the drain: the listener closes when it begins, these stay.
+  // Connections opened before the drain (the listener stays open through it, but these show that
+  // calls on connections already open are refused too, and their connections closed).
   const { connect } = await import('node:net')
   const open = async (): Promise<import('node:net').Socket> => await new Promise((resolve, reject) => {
     const socket = connect(Number(new URL(server.url).port), '127.0.0.1', () => { resolve(socket) }).once('error', reject)

@@ -266,6 +266,37 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
   t.equal(identity.status, 200, 'identity is no encoding')
 })
 
+t.test('a transfer coding other than chunked is 501, not parsed or hashed as its compressed bytes', async (t) => {
+  const { gzipSync } = await import('node:zlib')
+  const gzipped = gzipSync('hello world')
+  const chunked = `${gzipped.length.toString(16)}\r\n${gzipped.toString('latin1')}\r\n0\r\n\r\n`
+  const answer = await rawExchange(url, `POST /api/tasks/hash.digest HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: gzip, chunked\r\n\r\n${chunked}`, { enough: (a) => a.endsWith('}') })
+  t.match(answer, /^HTTP\/1\.1 501 /)
+  t.match(answer, /\r\nx-request-id: /)
+  t.match(answer, /"code":"UNSUPPORTED_TRANSFER_CODING".*"message":"transfer coding \\"gzip\\" is not supported; send the body with transfer-encoding: chunked alone, or with a content-length"/)
+  const plain = await rawExchange(url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: Chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\n', { enough: (a) => a.endsWith(']') })
+  t.match(plain, /^HTTP\/1\.1 200 [\s\S]*\[1\]$/, 'chunked alone, in any case, is fine')
+})
+
+t.test('an Expect other than 100-continue gets 417 in the error shape, and the task does not run', async (t) => {
+  const answer = await rawExchange(url, 'POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 200-ok\r\ncontent-length: 19\r\n\r\n{"print":"ran-417"}', { enough: (a) => a.endsWith('}') })
+  t.match(answer, /^HTTP\/1\.1 417 Expectation Failed\r\n/)
+  t.match(answer, /\r\nx-request-id: /)
+  t.match(answer, /"code":"EXPECTATION_FAILED".*"message":"expect: \\"200-ok\\" is not an expectation pyfleet can meet; only 100-continue is"/)
+  t.notOk(server.logs.some((l) => l.msg === 'ran-417'), 'the task never ran')
+})
+
+t.test('CONNECT gets a 404 in the error shape, not a connection closed without a word', async (t) => {
+  for (const target of ['example.com:443', '/api/tasks/echo']) {
+    const answer = await rawExchange(url, `CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`)
+    t.match(answer, /^HTTP\/1\.1 404 Not Found\r\n/, target)
+    t.match(answer, /\r\nx-request-id: /)
+    t.match(answer, /\r\nconnection: close\r\n/i, 'and the connection closes: Node reads no more from it')
+    t.match(answer, new RegExp(`"code":"FST_ERR_NOT_FOUND".*"message":"no route CONNECT ${target}`))
+  }
+  t.match(server.logs.find((l) => l.method === 'CONNECT' && l.url === 'example.com:443'), { statusCode: 404, msg: 'request completed', requestId: String })
+})
+
 /** Sends a request's head; `body` follows once the server says 100 Continue (or at once if `eager`). */
 async function expectExchange (head: string, body: string, { eager = false, then = '' } = {}): Promise<string> {
   let sent = eager

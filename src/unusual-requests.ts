@@ -1,0 +1,65 @@
+// Requests Node hands over outside its 'request' event (Expect headers, CONNECT)
+// are passed to Fastify like any other, so that they too get an answer in the error
+// shape with an x-request-id, a log line and a metric, instead of Node's bare 417 or
+// a connection closed without a word. And transfer codings, which Node's parser
+// accepts but does not undo.
+
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyRequest } from 'fastify'
+import { ExpectationFailedError, UnsupportedTransferCodingError } from './errors.js'
+
+export function routeUnusualRequests (server: Server): void {
+  // Expect: 100-continue (curl sends it for bodies over 1 MB): Node would say "continue"
+  // at once, and a client would upload a body only to be told it is too large, for a
+  // task that does not exist, or compressed. The 100 goes out when something starts
+  // reading the body (a readable's 'resume'), so every answer given before that (413 by
+  // content-length, 404 and 415 from the task route's preParsing) costs no upload. Once
+  // an answer is under way, Node resumes the request to discard its body: no 100 then.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    request.once('resume', () => { if (!response.headersSent) response.writeContinue() })
+    server.emit('request', request, response)
+  })
+  // Any other expectation: Node would answer a bare 417 itself. expectationError() answers it.
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    server.emit('request', request, response)
+  })
+  // CONNECT: Node hands the socket over as a tunnel and, with nobody listening, closes it
+  // without a word. pyfleet is no proxy: the request gets a response like any other (a 404:
+  // no route has CONNECT), on a connection that then closes, since Node reads no more from it.
+  server.on('connect', (request: IncomingMessage, socket: Socket) => {
+    const response = new ServerResponse(request)
+    response.shouldKeepAlive = false
+    response.assignSocket(socket)
+    response.once('finish', () => {
+      response.detachSocket(socket)
+      socket.destroySoon()
+    })
+    socket.once('close', () => { if (!response.writableFinished) response.destroy() })
+    server.emit('request', request, response)
+  })
+}
+
+/**
+ * RFC 9110 §10.1.1: an expectation the server cannot meet may be answered 417. Only
+ * 100-continue is one HTTP/1.1 defines; ignoring another would act on a request whose
+ * client made its handling conditional on something not done.
+ */
+export function expectationError (request: FastifyRequest): Error | undefined {
+  const expect = request.headers.expect
+  if (expect === undefined || expect.trim().toLowerCase() === '100-continue') return undefined
+  return new ExpectationFailedError(JSON.stringify(expect.slice(0, 50)))
+}
+
+/**
+ * A transfer coding other than chunked (`transfer-encoding: gzip, chunked`): Node's
+ * parser takes the chunks apart but leaves the gzip, so the body would reach the task
+ * as its compressed bytes, a wrong answer rather than an error. RFC 9112 §6.1: 501.
+ */
+export function transferCodingProblem (request: FastifyRequest): Error | undefined {
+  const coding = request.headers['transfer-encoding']
+  if (coding === undefined) return undefined
+  const others = coding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'chunked')
+  if (others.length === 0) return undefined
+  return new UnsupportedTransferCodingError(`transfer coding ${JSON.stringify(others.join(', ').slice(0, 50))} is not supported; send the body with transfer-encoding: chunked alone, or with a content-length`)
+}
