@@ -17,7 +17,7 @@ if (!await access(compiled).then(() => true, () => false)) {
 }
 const { resolvePython } = await import(compiled)
 const python = await resolvePython(process.env.PYTHON || undefined, root)
-const child = spawn(python.path, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
+const child = spawn(python.path, ['-m', 'unittest', 'discover', '-s', 'pyfleet_tests', '-t', '.'], {
   cwd: join(root, 'workers'),
   stdio: ['ignore', 'inherit', 'pipe'],
   env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }

@@ -177,6 +177,17 @@ def _has_tasks_from(registry: "Any", module: str) -> bool:  # noqa: F821 (no typ
     )
 
 
+def _missing_module_hint(missing: "str | None") -> str:
+    """What to do about a module a task module imports that is not there. When its package
+    was found, the package is most likely another one of the same name earlier on the path."""
+    parent, _, _ = (missing or "").rpartition(".")
+    package = sys.modules.get(parent) if parent else None
+    if package is not None:
+        where = getattr(package, "__file__", None) or ", ".join(getattr(package, "__path__", []) or []) or "a built-in"
+        return f"the package '{parent}' was found at {where} and has no module '{missing}': is another '{parent}' earlier on the path, or is it missing from yours?"
+    return f"install the package that provides '{missing}'"
+
+
 def main() -> None:
     try:
         args = parse_args(sys.argv[1:])
@@ -234,7 +245,7 @@ def main() -> None:
                 hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
                 fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
             # Imported by the task's code: the traceback and the line say where from.
-            fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, f"install the package that provides '{exc.name}'")
+            fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, _missing_module_hint(exc.name))
         except SystemExit as exc:  # not a clean exit: the worker has not said ready, and must say which module stopped it
             fail_import(name, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import", exc)
         except BaseException as exc:  # KeyboardInterrupt too

@@ -10,7 +10,7 @@ u15_0_0 for 3.12, u15_1_0 for 3.13), and only another
 version is scanned at import, with a warning. When a new Python brings a new
 Unicode version, write its table with
 ``python3 -m pyfleet_tasks.unicode_marks > pyfleet_tasks/mark_tables/u<version>.py``
-(tests/test_text_stats.py checks the running version's table against a scan).
+(pyfleet_tests/test_text_stats.py checks the running version's table against a scan).
 """
 
 import importlib

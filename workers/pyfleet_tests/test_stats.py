@@ -6,7 +6,7 @@ import statistics
 import unittest
 from fractions import Fraction
 
-from tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet import TaskError
 from pyfleet_tasks import stats
 from pyfleet_tasks.stats import describe, regression

@@ -13,7 +13,7 @@ import tempfile
 import textwrap
 import unittest
 
-from tests.worker_process import parse_frames, run_python, run_worker
+from pyfleet_tests.worker_process import parse_frames, run_python, run_worker
 
 # Loaded by none of the worker runtime's modules.
 NOT_IN_THE_RUNTIME = ("typing", "inspect", "dataclasses", "argparse", "platform", "decimal", "uuid", "asyncio")

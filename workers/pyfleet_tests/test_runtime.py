@@ -22,7 +22,7 @@ import pyfleet.errors
 from pyfleet import TaskError, protocol, registry, task
 from pyfleet.frames import FrameError, read_frame, write_frame
 from pyfleet.loop import encode_reply, serve
-from tests.isolated_registry import IsolatedRegistryTest
+from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 
 
 def frame(message):

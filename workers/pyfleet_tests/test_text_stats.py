@@ -8,7 +8,7 @@ import unicodedata
 import unittest
 from unittest import mock
 
-from tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet_tasks import text_stats as module
 from pyfleet_tasks import unicode_marks
 from pyfleet_tasks.text_stats import text_stats

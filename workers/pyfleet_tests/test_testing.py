@@ -9,8 +9,8 @@ import msgpack
 
 from pyfleet import TaskError, task
 from pyfleet.testing import TaskCallError, call_task
-from tests.isolated_registry import IsolatedRegistryTest
-from tests.worker_process import run_python
+from pyfleet_tests.isolated_registry import IsolatedRegistryTest
+from pyfleet_tests.worker_process import run_python
 
 
 class BrokenStr(Exception):

@@ -9,8 +9,8 @@ import unittest
 from pyfleet import guard, task
 from pyfleet.std_fds import text_stream
 from pyfleet.testing import call_task
-from tests.isolated_registry import IsolatedRegistryTest
-from tests.worker_process import LiveWorker, parse_frames, run_worker
+from pyfleet_tests.isolated_registry import IsolatedRegistryTest
+from pyfleet_tests.worker_process import LiveWorker, parse_frames, run_worker
 
 LEFTOVER_TASKS = '''
 import io

@@ -5,7 +5,7 @@ import hashlib
 import re
 import unittest
 
-from tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet import TaskError
 from pyfleet_tasks import hash_digest
 from pyfleet_tasks.hash_digest import digest

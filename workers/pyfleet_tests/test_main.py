@@ -7,7 +7,7 @@ import unittest
 
 from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
-from tests.worker_process import parse_frames, run_worker
+from pyfleet_tests.worker_process import parse_frames, run_worker
 
 
 def task_files(test, files):
@@ -311,6 +311,16 @@ class ImportFailureTest(unittest.TestCase):
             "(at helpers.py, line 2; install the package that provides 'no_such_dependency_for_pyfleet')",
         )
         self.assertIn("ModuleNotFoundError", lines[0])
+
+    def test_a_module_missing_from_a_package_that_was_found_names_where_the_package_was_found(self):
+        # The usual cause: another package of the same name earlier on the path (a "tests" of the user's).
+        lines = self.start_with("import helpers\n", {"helpers.py": "import json.fixtures_for_pyfleet\n"})
+        self.assertRegex(
+            lines[-1],
+            r"^pyfleet-fatal: task module 'stopping_tasks' could not be imported: No module named 'json\.fixtures_for_pyfleet' "
+            r"\(at helpers\.py, line 1; the package 'json' was found at /\S+/json/__init__\.py and has no module 'json\.fixtures_for_pyfleet': "
+            r"is another 'json' earlier on the path, or is it missing from yours\?\)$",
+        )
 
     def test_a_syntax_error_keeps_naming_its_own_file_and_line(self):
         for source, files in (("x = (\n", {}), ("import helpers\n", {"helpers.py": "\nx = (\n"})):

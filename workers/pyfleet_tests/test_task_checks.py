@@ -5,7 +5,7 @@ import re
 import unittest
 
 from pyfleet import registry, task
-from tests.isolated_registry import IsolatedRegistryTest
+from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 
 
 def takes_input(input):

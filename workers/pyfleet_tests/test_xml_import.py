@@ -4,7 +4,7 @@ import threading
 import time
 import unittest
 
-from tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet import TaskError
 from pyfleet_tasks import xml_import
 from pyfleet_tasks.xml_import import import_xml

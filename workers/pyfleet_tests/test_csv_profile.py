@@ -6,7 +6,7 @@ import re
 import statistics
 import unittest
 
-from tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 from pyfleet import TaskError
 from pyfleet_tasks import csv_profile
 from pyfleet_tasks.csv_profile import profile
