@@ -72,7 +72,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     forceCloseConnections: 'idle',
     // Avvio's default of 10 s would cap start-up (a task module may import for up to
     // the workers' own start timeout) and the shutdown drain (SHUTDOWN_GRACE_MS). Both
-    // have their own bounds: START_TIMEOUT_MS per worker (and a SIGTERM aborts the
+    // have their own bounds: WORKER_START_TIMEOUT_MS per worker (and a SIGTERM aborts the
     // start), and main.ts's backstop.
     pluginTimeout: 0,
     // Fastify turns Node's limit on receiving a request off (0); without one, a client

@@ -37,6 +37,8 @@ export interface Config {
   readonly adminToken: string | undefined
   readonly shutdownGraceMs: number
   readonly workerStopGraceMs: number
+  /** How long a worker may take to import its task modules and say ready. */
+  readonly workerStartTimeoutMs: number
   readonly logLevel: string
   readonly maxEventLoopDelayMs: number
   readonly maxHeapUsedBytes: number
@@ -180,6 +182,8 @@ export function loadConfig (env: Env): Config {
     adminToken: adminToken === '' ? undefined : adminToken,
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),
     workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0, MAX_TIMER_MS),
+    // Generous: a task module may import heavy libraries (or load a model) before its worker says ready.
+    workerStartTimeoutMs: integer(env, 'WORKER_START_TIMEOUT_MS', 60_000, 1, MAX_TIMER_MS),
     logLevel,
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1_000, 0, MAX_TIMER_MS),
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0, 2 ** 50),

@@ -15,8 +15,6 @@ import { trackConnections } from './connections.js'
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
-// Generous: a task module may import heavy libraries before the worker says ready.
-const START_TIMEOUT_MS = 60_000
 // At shutdown, after the drain: the longest answers still being written to slow readers get.
 // Within main.ts's backstop, which leaves 5 s past the drain and the workers' stop.
 const RESPONSE_FLUSH_MS = 3_000
@@ -52,7 +50,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
 
   const spawn = async (id: number, signal = startSignal): Promise<PythonWorker> => {
     const worker = await PythonWorker.spawn({
-      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: START_TIMEOUT_MS, log, signal,
+      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal,
       onExit: (w, code, signal) => {
         log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
         pool?.onWorkerExit(w)

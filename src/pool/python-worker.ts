@@ -96,7 +96,7 @@ export class PythonWorker {
     const worker = new PythonWorker(options)
     const started = new Promise<void>((resolve, reject) => { worker.#startWaiter = { resolve, reject } })
     const timer = setTimeout(() => {
-      worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module?)`)
+      worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit)`)
     }, options.startTimeoutMs)
     const abort = (): void => { worker.#failStart('was stopped while starting: the server is shutting down') }
     options.signal?.addEventListener('abort', abort, { once: true })
