@@ -43,10 +43,11 @@ function makeAjv (coerceTypes: boolean): Ajv {
 }
 
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
-export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string): Error {
+export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string)): Error {
   const list = errors ?? []
   const first = mostSpecific(list)
-  const message = first === undefined ? `${dataVar} is invalid` : `${dataVar}${first.instancePath} ${first.message ?? 'is invalid'}${allowed(first)}`
+  const place = typeof dataVar === 'string' ? (path: string) => `${dataVar}${path}` : dataVar
+  const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${first.message ?? 'is invalid'}${allowed(first)}`
   return withExtras(new ValidationError(message), {
     details: list.map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }))
   })

@@ -207,6 +207,13 @@ function structuredInput (task: Task, request: FastifyRequest, body: unknown): T
   return { input: exact, holdsWideNumbers: true }
 }
 
+/** Where in a raw call a schema error is: the body itself (its field), or a query-string option. */
+function rawInputPlace (instancePath: string, rawField: string): string {
+  const field = `/${rawField.replace(/~/g, '~0').replace(/\//g, '~1')}`
+  if (instancePath === field || instancePath.startsWith(`${field}/`)) return `body${instancePath.slice(field.length)}`
+  return `querystring${instancePath}`
+}
+
 /** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
 function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: string | Buffer): TaskInput {
   const query = request.query as Record<string, unknown>
@@ -216,8 +223,10 @@ function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: s
   for (const [key, value] of Object.entries(input)) {
     if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
   }
+  // The body fills its field: a parameter of that name would be silently overwritten.
+  if (Object.hasOwn(query, rawField)) throw new InvalidInputError(`query parameter ${JSON.stringify(rawField)} is the field the raw body fills; leave it out of the query string`)
   input[rawField] = raw
-  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, 'querystring')
+  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, (path) => rawInputPlace(path, rawField))
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
   // (a repeated parameter is an array of them).
   for (const key in query) {

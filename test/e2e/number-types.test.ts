@@ -153,3 +153,18 @@ t.test('JSON answers keep wide integers as numbers', async (t) => {
   const response = await post('echo', '{"ts": 1764400000000}', 'application/json')
   t.equal(await response.text(), '{"ts":1764400000000}')
 })
+
+// Not numbers, but raw bodies of a user task: where a schema error is, and the body's own field.
+t.test('a raw body that fails its field\'s schema is reported as the body, a query option as the query string', async (t) => {
+  const body = await post('extra.types', 'x', 'text/plain')
+  t.equal(body.status, 400)
+  t.match(await body.json(), { code: 'FST_ERR_VALIDATION', message: 'body must NOT have fewer than 2 characters' })
+  const option = await post('extra.types', 'hello', 'text/plain', 'application/json', '?n=x')
+  t.match(await option.json(), { code: 'FST_ERR_VALIDATION', message: 'querystring/n must be integer' })
+})
+
+t.test('a query parameter named like the field the raw body fills is a 400, not silently overwritten', async (t) => {
+  const response = await post('extra.types', 'hello', 'text/plain', 'application/json', '?text=other')
+  t.equal(response.status, 400)
+  t.match(await response.json(), { code: 'INVALID_INPUT', message: 'query parameter "text" is the field the raw body fills; leave it out of the query string' })
+})

@@ -20,13 +20,14 @@ class TaskError(Exception):
     decoded as UTF-8, an exception gives its own message), so
     ``raise TaskError(exc) from exc`` passes a parser's message on.
     ``details`` (JSON-able) goes into the error body's ``details`` field,
-    e.g. ``{"line": 3, "column": 7}`` for a parse error.
+    e.g. ``{"line": 3, "column": 7}`` for a parse error. Without a message, the
+    client is told that the task refused its input, and no more.
     """
 
     # For subclasses whose __init__ does not call super().__init__: the loop then uses str(exc).
     details: Optional[Any] = None
 
-    def __init__(self, message: Any, details: Optional[Any] = None) -> None:
+    def __init__(self, message: Any = "the task refused its input", details: Optional[Any] = None) -> None:
         message = as_text(message)
         super().__init__(message)
         self.message = message

@@ -82,7 +82,18 @@ def content_types(name: str, raw: Any) -> tuple:
     for content_type in raw:
         if not isinstance(content_type, str) or "/" not in content_type or content_type != content_type.strip().lower():
             raise ValueError(f"task {name!r}: raw content type {content_type!r} must look like 'type/subtype' in lower case")
+        if content_type in _STRUCTURED_TYPES:
+            raise ValueError(
+                f"task {name!r}: raw content type {content_type!r} is always parsed into the input itself, never passed raw; "
+                "leave it out (every task takes JSON and msgpack bodies)"
+            )
     return raw
+
+
+# Bodies the server parses whatever a task declares (src/routes/body.ts), and the one raw type
+# that arrives as bytes rather than text.
+_STRUCTURED_TYPES = ("application/json", "application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+_BYTES_TYPE = "application/octet-stream"
 
 
 def check_raw_field(name: str, raw: tuple, raw_field: Any, schema: Any) -> None:
@@ -105,6 +116,9 @@ def check_raw_field(name: str, raw: tuple, raw_field: Any, schema: Any) -> None:
             f"task {name!r}: a raw body arrives as the object {{{raw_field!r}: body}}, which the schema's type {kind!r} refuses"
         )
     properties = schema.get("properties")
+    field = properties.get(raw_field) if isinstance(properties, dict) else None
+    if isinstance(field, dict):
+        _check_raw_field_type(name, raw, raw_field, field)
     if (
         schema.get("additionalProperties") is False
         and "patternProperties" not in schema
@@ -113,6 +127,24 @@ def check_raw_field(name: str, raw: tuple, raw_field: Any, schema: Any) -> None:
         raise ValueError(
             f"task {name!r}: raw_field {raw_field!r} is not among the schema's properties and additionalProperties is false, "
             "so every raw call would be refused; add it to properties"
+        )
+
+
+def _check_raw_field_type(name: str, raw: tuple, raw_field: str, field: dict) -> None:
+    """An application/octet-stream body arrives as bytes, any other raw body as str: a field
+    schema that refuses one of them would refuse every such call."""
+    kind = field.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else None
+    if _BYTES_TYPE in raw and (kinds is not None or field.get("bytes") is False):
+        raise ValueError(
+            f"task {name!r}: an {_BYTES_TYPE} body arrives in {raw_field!r} as bytes, which the field's "
+            + (f"type {kind!r}" if kinds is not None else "bytes: False") + " refuses; declare it {'bytes': True}"
+        )
+    texts = [t for t in raw if t != _BYTES_TYPE]
+    if texts and ((kinds is not None and "string" not in kinds) or field.get("bytes") is True):
+        raise ValueError(
+            f"task {name!r}: a {texts[0]} body arrives in {raw_field!r} as a str, which the field's "
+            + (f"type {kind!r}" if kinds is not None and "string" not in kinds else "bytes: True") + " refuses"
         )
 
 

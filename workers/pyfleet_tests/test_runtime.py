@@ -367,6 +367,7 @@ class FailureReplyTest(unittest.TestCase):
 
     def test_task_error_messages_are_always_str(self):
         self.assertEqual(TaskError(42).message, "42")
+        self.assertEqual(TaskError().message, "the task refused its input", "no message: still a 422, not a TypeError's 500")
         self.assertEqual(TaskError(None).message, "None")
         self.assertEqual(TaskError(b"caf\xc3\xa9").message, "café")
         self.assertEqual(TaskError(b"\xff").message, "\ufffd")

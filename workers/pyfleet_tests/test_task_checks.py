@@ -112,6 +112,34 @@ class OptionsTest(RegistrationTest):
                 task(f"ok{index}", schema=schema, **raw)(takes_input)
 
 
+    def test_a_raw_field_whose_type_refuses_the_body_is_refused(self):
+        props = lambda field: {"type": "object", "properties": {"data": field}}  # noqa: E731
+        self.assertRefused(
+            ValueError, r"^task 't': an application/octet-stream body arrives in 'data' as bytes, which the field's type 'string' refuses; declare it \{'bytes': True\}$",
+            schema=props({"type": "string"}), raw="application/octet-stream", raw_field="data",
+        )
+        self.assertRefused(
+            ValueError, r"^task 't': a text/plain body arrives in 'data' as a str, which the field's bytes: True refuses$",
+            schema=props({"bytes": True}), raw="text/plain", raw_field="data",
+        )
+        self.assertRefused(
+            ValueError, r"^task 't': a text/csv body arrives in 'data' as a str, which the field's type 'integer' refuses$",
+            schema=props({"type": "integer"}), raw="text/csv", raw_field="data",
+        )
+        # Both kinds of body: a field that takes either (as hash.digest's does).
+        task("both", schema=props({"anyOf": [{"type": "string"}, {"bytes": True}]}), raw=("application/octet-stream", "text/plain"), raw_field="data")(takes_input)
+        task("bytes", schema=props({"bytes": True, "description": "d"}), raw="application/octet-stream", raw_field="data")(takes_input)
+        task("nullable", schema=props({"type": ["string", "null"], "minLength": 1}), raw="text/plain", raw_field="data")(takes_input)
+
+    def test_json_and_msgpack_are_never_raw(self):
+        for content_type in ("application/json", "application/msgpack", "application/x-msgpack", "application/vnd.msgpack"):
+            with self.subTest(content_type=content_type):
+                self.assertRefused(
+                    ValueError, rf"^task 't': raw content type '{content_type}' is always parsed into the input itself, never passed raw; leave it out",
+                    raw=("text/plain", content_type), raw_field="text",
+                )
+
+
 class FunctionTest(RegistrationTest):
     def test_task_without_parentheses_says_how_to_use_it(self):
         with self.assertRaisesRegex(TypeError, r'^@task needs the task\'s name: use @task\("name"\) above takes_input\(\)$'):
