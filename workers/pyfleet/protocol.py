@@ -133,30 +133,53 @@ def why_unsendable(value: Any, exc: Exception) -> str:
     if isinstance(exc, ValueError) and "recursion limit" in str(exc):
         return f"it is nested more than {MAX_VALUE_DEPTH} levels deep, or contains itself; "
     if isinstance(exc, UnicodeEncodeError):
-        where = _find_unencodable(value)
+        where = _find(value, _is_unencodable_str, "a str")
         return f"{where} holds a lone surrogate, which UTF-8 cannot carry (bytes decoded with errors='surrogateescape'? send bytes, or decode with errors='replace'): "
+    if isinstance(exc, (TypeError, OverflowError)):
+        # Said only where it is: the exception says what it is and what to do.
+        where = _find(value, _is_unsendable, "")
+        return f"at {where[len('the value at '):]}, " if where.startswith("the value at ") else ""
     return ""
 
 
-def _find_unencodable(value: Any) -> str:
-    """Where, in a value that encoded up to a str, the first str that UTF-8 cannot encode is: ``the str at ["a"][2]``."""
+def _is_unencodable_str(item: Any) -> Optional[str]:
+    if not isinstance(item, str):
+        return None
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the str"
+    return None
+
+
+def _is_unsendable(item: Any) -> Optional[str]:
+    """A value neither msgpack nor _to_msgpack can carry (what _to_msgpack raises for)."""
+    if item is None or isinstance(item, (str, bytes, bytearray, memoryview, bool, float, dict, list, tuple, set, frozenset)):
+        return None
+    if isinstance(item, int):
+        return "the value" if not -(2**63) <= item < 2**64 else None
+    import datetime
+    import decimal
+    import uuid
+
+    return None if isinstance(item, (datetime.datetime, datetime.date, datetime.time, decimal.Decimal, uuid.UUID)) else "the value"
+
+
+def _find(value: Any, problem: Any, otherwise: str) -> str:
+    """Where, in ``value``, the first item ``problem`` names is: ``the str at ["a"][2]``; keys are
+    looked at for unencodable text only. ``otherwise`` when nothing is found."""
     stack = [(value, "")]
     seen = set()
     while stack:
         item, path = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return f"the str at {path}" if path else "the str"
-        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+        found = problem(item)
+        if found is not None:
+            return f"{found} at {path}" if path else found
+        if isinstance(item, (dict, list, tuple, set, frozenset)) and id(item) not in seen:
             seen.add(id(item))
             children = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in reversed(list(children)):
-                if isinstance(key, str) and not key.isascii():
-                    try:
-                        key.encode("utf-8")
-                    except UnicodeEncodeError:
-                        return f"a key of {path}" if path else "a key"
+                if problem is _is_unencodable_str and isinstance(key, str) and not key.isascii() and _is_unencodable_str(key) is not None:
+                    return f"a key of {path}" if path else "a key"
                 stack.append((child, f"{path}[{repr(key)}]"))
-    return "a str"
+    return otherwise

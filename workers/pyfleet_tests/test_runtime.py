@@ -386,14 +386,23 @@ class FailureReplyTest(unittest.TestCase):
     def test_unsendable_task_error_details_say_so(self):
         big, odd = self.replies(TaskError("bad", {"n": 2 ** 70}), TaskError("bad", {"o": object()}))
         self.assertEqual((big["kind"], big["type"]), ("failed", "OverflowError"))
-        self.assertEqual(big["message"], "the details of the TaskError cannot be sent: an integer of 71 bits does not fit msgpack's 64; send it as a str")
-        self.assertEqual(odd["message"], "the details of the TaskError cannot be sent: a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        self.assertEqual(big["message"], "the details of the TaskError cannot be sent: at ['n'], an integer of 71 bits does not fit msgpack's 64; send it as a str")
+        self.assertEqual(odd["message"], "the details of the TaskError cannot be sent: at ['o'], a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
     def test_an_unsendable_result_says_what_it_is(self):
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"n": -(2 ** 64)}), 1 << 20), raw=False)
-        self.assertEqual(reply["message"], "the result cannot be sent: an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
+        self.assertEqual(reply["message"], "the result cannot be sent: at ['n'], an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
         reply = msgpack.unpackb(encode_reply(protocol.result(1, [type]), 1 << 20), raw=False)
-        self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        self.assertEqual(reply["message"], "the result cannot be sent: at [0], a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        # Deep in a large result, past values that convert (dates, sets, Decimal): the path finds it.
+        import datetime
+        import decimal
+        rows = [{"n": i, "when": datetime.date(2026, 1, 1), "tags": {"a"}, "price": decimal.Decimal("1.5")} for i in range(100)]
+        rows.append({"n": 100, "ts": datetime.timedelta(days=1)})
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"rows": rows}), 1 << 20), raw=False)
+        self.assertEqual(reply["message"], "the result cannot be sent: at ['rows'][100]['ts'], a value of type timedelta cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, type), 1 << 20), raw=False)
+        self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes", "the value itself: no path")
 
     def test_a_huge_message_is_cut_and_the_reply_keeps_type_and_traceback(self):
         failed, rejected = self.replies(ValueError("m" * 40_000_000), TaskError("r" * 1_000_000))

@@ -95,7 +95,7 @@ class CallTaskTest(IsolatedRegistryTest):
         with self.assertRaises(TaskCallError) as caught:
             call_task("t.details", None)
         self.assertEqual((caught.exception.status, caught.exception.code), (500, "TASK_FAILED"))
-        self.assertRegex(caught.exception.message, r"^the details of the TaskError cannot be sent: an integer of 71 bits")
+        self.assertRegex(caught.exception.message, r"^the details of the TaskError cannot be sent: at \['\w+'\], an integer of 71 bits")
 
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
