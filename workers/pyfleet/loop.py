@@ -82,6 +82,35 @@ class Runner:
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         return reply
 
+    def wait_for_call(self, fd: Optional[int]) -> None:
+        """Between calls, run the worker's event loop until fd (the calls' pipe) is readable, if
+        anything is waiting on the loop: asyncio tasks a module or an earlier call started there
+        (a cache refresher, a heartbeat) then go on between calls, not only during async ones.
+        Without a loop, or with nothing on it, nothing is done: read_frame blocks as before.
+
+        Readiness of the fd is enough: the server sends a worker one call at a time and waits
+        for its reply, so when the last frame has been read, the reader holds no bytes of the next.
+        """
+        loop = self._loop
+        if fd is None or loop is None or loop.is_closed() or loop.is_running() or not _has_work(loop):
+            return
+        arrived = loop.create_future()
+        try:
+            loop.add_reader(fd, lambda: arrived.done() or arrived.set_result(None))
+        except NotImplementedError:  # a loop that cannot watch fds: the calls wait as before
+            return
+        try:
+            while not arrived.done():
+                try:
+                    loop.run_until_complete(arrived)
+                except (SystemExit, KeyboardInterrupt) as exc:  # from a background task: the runtime raises neither
+                    guard.log.error(
+                        "between calls, a background asyncio task raised %s; logged here, the worker goes on",
+                        sendable(describe(exc)), exc_info=exc,
+                    )
+        finally:
+            loop.remove_reader(fd)
+
     def close(self) -> None:
         try:
             if self._loop is not None and self._made_loop:  # an adopted loop is its maker's to close
@@ -252,7 +281,12 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
     runner = Runner()  # before ready: it may import asyncio
     try:
         write_frame(writer, protocol.encode(protocol.ready(tasks)))
+        try:
+            fd: Optional[int] = reader.fileno()
+        except (OSError, ValueError):  # an in-memory stream (tests): calls are there already, nothing to wait for
+            fd = None
         while True:
+            runner.wait_for_call(fd)
             body = read_frame(reader, max_frame_bytes)
             if body is None:
                 return
@@ -263,6 +297,14 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
             write_frame(writer, encode_reply(reply, max_frame_bytes))
     finally:
         runner.close()
+
+
+def _has_work(loop: Any) -> bool:
+    """Whether anything waits on the loop: a task not done, or a callback (call_soon, call_later:
+    the default loops' lists; a loop without them is judged by its tasks alone)."""
+    import asyncio
+
+    return bool(getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None) or asyncio.all_tasks(loop))
 
 
 def _current_loop() -> Any:
