@@ -5,7 +5,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { callTask, childPythonPids, isRunning, ROOT, startServerProcess, waitFor } from '../helpers/server.js'
+import { callTask, childPythonPids, isRunning, killIfStill, listeningUrl, ROOT, startServerProcess, startTimeOf, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
   const server = await startServerProcess(t, { SHUTDOWN_GRACE_MS: '10000' })
@@ -44,21 +44,23 @@ t.test('the shutdown\'s log ends with "stopped", after every worker\'s exit', as
  * skips prestart's build: the suite has built already.
  */
 async function startWithNpm (t: { teardown: (fn: () => unknown) => void }): Promise<{ npm: ChildProcess, url: string, serverPid: number, output: () => string, exited: Promise<number | null> }> {
-  const port = 20000 + Math.floor(Math.random() * 20000)
   const npm = spawn('npm', ['start', '--ignore-scripts'], {
     cwd: ROOT,
     detached: true,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), POOL_SIZE: '1', DIAG_TASKS: '1', LOG_LEVEL: 'info' }
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', POOL_SIZE: '1', DIAG_TASKS: '1', LOG_LEVEL: 'info' }
   })
   let out = ''
   npm.stdout?.on('data', (d) => { out += String(d) })
   npm.stderr?.on('data', (d) => { out += String(d) })
   const exited = new Promise<number | null>((resolve) => { npm.once('exit', resolve) })
   t.teardown(async () => { if (npm.exitCode === null) npm.kill('SIGKILL') })
-  const url = `http://127.0.0.1:${port}`
+  await waitFor(() => listeningUrl(out) !== undefined, 30_000, 'npm start to listen')
+  const url = listeningUrl(out) as string
   await waitFor(async () => (await fetch(`${url}/ready`).then((r) => r.status, () => 0)) === 200, 30_000, 'npm start to serve')
   const serverPid = Number(/"pid":(\d+)/.exec(out)?.[1])
-  t.teardown(() => { try { process.kill(serverPid, 'SIGKILL') } catch { /* gone, as it should be */ } })
+  // Only if that pid is still the server: by teardown it may name another test's process.
+  const serverStarted = await startTimeOf(serverPid)
+  t.teardown(async () => { await killIfStill(serverPid, serverStarted) })
   return { npm, url, serverPid, output: () => out, exited }
 }
 

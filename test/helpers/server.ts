@@ -115,12 +115,21 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
+/**
+ * The URL a server process listens on, from Fastify's "Server listening at" line. Servers
+ * started by tests listen on PORT=0: a port picked at random could be in use (the kernel's
+ * ephemeral range, 32768-60999 here, is where every client socket of the suite gets its port).
+ */
+export function listeningUrl (output: string): string | undefined {
+  const port = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]
+  return port === undefined ? undefined : `http://127.0.0.1:${port}`
+}
+
 /** Runs `node dist/server.js` (build first: npm test does) and waits until it listens. */
 export async function startServerProcess (t: Teardown, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const port = 20000 + Math.floor(Math.random() * 20000)
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), DIAG_TASKS: '1', LOG_LEVEL: 'info', ...env }
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', DIAG_TASKS: '1', LOG_LEVEL: 'info', ...env }
   })
   let out = ''
   child.stdout.on('data', (d) => { out += String(d) })
@@ -132,13 +141,14 @@ export async function startServerProcess (t: Teardown, env: Record<string, strin
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     await exited
   })
-  const url = `http://127.0.0.1:${port}`
   let gone = false
   void exited.then(() => { gone = true })
+  await waitFor(() => gone || listeningUrl(out) !== undefined, 30_000, 'the server process to listen')
+  const url = listeningUrl(out) ?? 'http://127.0.0.1:0' // gone before it listened: the test reads why from output()
   await waitFor(async () => {
     if (gone) return true
     try { return (await fetch(`${url}/ready`)).status === 200 } catch { return false }
-  }, 30_000, 'the server process to listen')
+  }, 30_000, 'the server process to be ready')
   return { child, url, output: () => out, exited }
 }
 
