@@ -79,6 +79,7 @@ EXPOSE 5000
 # --start-interval=1s, which buildah 1.28 (podman 4.3, used in CI here) rejects.
 # The image has no curl; bash's /dev/tcp sends the request and reads the status line: ~4 ms of CPU per
 # check, where `node -e "fetch(...)"` took ~200 ms (4 % of a core at this interval).
+# --start-period: a worker may take WORKER_START_TIMEOUT_MS (60 s) to import its task modules; raise both together.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=75s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT:-5000} && printf 'GET /ready HTTP/1.0\\r\\nhost: localhost\\r\\n\\r\\n' >&3 && read -t 2 -r status <&3 && [[ $status == 'HTTP/1.1 200 '* ]]"]
 # tini is PID 1: it forwards SIGTERM/SIGINT to Node (not to the workers: Node stops them after the

@@ -7,10 +7,11 @@ import { PassThrough, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ReceiveLimit } from '../src/routes/receive-limit.js'
 
-function exchange (headers: Record<string, string>): { request: FastifyRequest, reply: FastifyReply, raw: PassThrough, response: EventEmitter } {
-  const raw = Object.assign(new PassThrough(), { headers })
+function exchange (headers: Record<string, string>): { request: FastifyRequest, reply: FastifyReply, raw: PassThrough & { complete: boolean }, response: EventEmitter, socket: EventEmitter } {
+  const socket = new EventEmitter()
+  const raw = Object.assign(new PassThrough(), { headers, socket, complete: false })
   const response = new EventEmitter()
-  return { request: { raw, headers } as unknown as FastifyRequest, reply: { raw: response } as unknown as FastifyReply, raw, response }
+  return { request: { raw, headers } as unknown as FastifyRequest, reply: { raw: response } as unknown as FastifyReply, raw, response, socket }
 }
 
 async function outcome (stream: Readable): Promise<string> {
@@ -64,4 +65,36 @@ t.test('a declared body is counted whole at once; a refusal counts nothing and c
   t.equal(limit.bytes, 800, 'and not counted')
   first.response.emit('close')
   t.equal(limit.bytes, 0, 'answered before its body was read: given back when the response closes')
+})
+
+t.test('a large declared body counts its bytes as they arrive, not its declared length', async (t) => {
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
+  const large = exchange({ 'content-length': '90000' })
+  const counted = limit.enter(large.request, large.reply, large.raw)
+  t.not(counted, large.raw, 'read through a counting stream')
+  counted.on('data', () => {})
+  t.equal(limit.bytes, 0, 'nothing has arrived: nothing is held')
+  large.raw.write(Buffer.alloc(1000))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(limit.bytes, 1000)
+  const other = exchange({ 'content-length': '50000' })
+  limit.enter(other.request, other.reply, other.raw).on('data', () => {})
+  t.equal(limit.bytes, 1000, 'admitted by its declared length against what is held, and holding nothing yet')
+  t.throws(() => limit.enter(exchange({ 'content-length': '99500' }).request, exchange({}).reply, new PassThrough()), { code: 'RECEIVE_FULL' }, 'one whose declared length would pass what is held is refused before it is read')
+})
+
+t.test('a connection that ends before the body has all arrived gives the body\'s bytes back, even if the request never closes', async (t) => {
+  const limit = new ReceiveLimit(1000, 5000, () => {})
+  const cut = exchange({ 'content-length': '800' })
+  limit.enter(cut.request, cut.reply, cut.raw)
+  t.equal(limit.bytes, 800)
+  cut.socket.emit('end')
+  t.equal(limit.bytes, 0, 'no more of it can come')
+  const whole = exchange({ 'content-length': '800' })
+  limit.enter(whole.request, whole.reply, whole.raw)
+  whole.raw.complete = true
+  whole.socket.emit('end')
+  t.equal(limit.bytes, 800, 'a body that has all arrived is still held until its request is done with it')
+  whole.socket.emit('close')
+  t.equal(limit.bytes, 0)
 })

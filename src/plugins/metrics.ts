@@ -30,7 +30,7 @@ interface CallSeries {
 export interface PoolCounts {
   calls: Record<CallOutcome, number>
   restarts: Record<RestartReason, number>
-  /** Requests refused with 503 RECEIVE_FULL (not calls: their bodies were never read). */
+  /** Requests refused with 503 RECEIVE_FULL (not calls: their bodies were not read whole). */
   receiveRefused: number
 }
 
@@ -91,7 +91,7 @@ export class Metrics implements PoolObserver {
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
-      help: 'Request-body bytes being received: declared lengths of bodies being read, chunked bytes so far (RECEIVE_LIMIT_BYTES bounds it)',
+      help: 'Request-body bytes being received: declared lengths of small bodies being read, the bytes of larger ones so far (RECEIVE_LIMIT_BYTES bounds it)',
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })

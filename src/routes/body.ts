@@ -3,7 +3,7 @@
 // with their query-string options.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidInputError, UnsupportedMediaTypeError, withExtras } from '../errors.js'
+import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem } from '../value-shape.js'
 import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
@@ -224,7 +224,11 @@ function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: s
     if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
   }
   // The body fills its field: a parameter of that name would be silently overwritten.
-  if (Object.hasOwn(query, rawField)) throw new InvalidInputError(`query parameter ${JSON.stringify(rawField)} is the field the raw body fills; leave it out of the query string`)
+  if (Object.hasOwn(query, rawField)) {
+    throw withExtras(new ValidationError(`querystring/${rawField} is the field the raw body fills; leave it out of the query string`), {
+      details: [{ instancePath: `/${rawField}`, keyword: 'rawField', params: { rawField }, message: 'is the field the raw body fills' }]
+    })
+  }
   input[rawField] = raw
   if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, (path) => rawInputPlace(path, rawField))
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
@@ -256,7 +260,8 @@ function refuseQuery (task: Task, request: FastifyRequest): void {
   const listed = fields.slice(0, 5).map((name) => JSON.stringify(name)).join(', ') + (fields.length > 5 ? ', ...' : '')
   const [them, are] = fields.length === 1 ? ['it', 'is a field'] : ['them', 'are fields']
   const raw = task.raw.length > 0 ? ` (task ${task.name} reads ${them} beside a raw body: ${task.raw.join(', ')})` : ''
-  throw new InvalidInputError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`)
+  // A validation error, as an unknown query option of a raw body is: INVALID_INPUT is for bodies that do not parse.
+  throw new ValidationError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`)
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined): string {

@@ -7,10 +7,14 @@
 //
 // A body is counted from the moment its reading begins (the task route's
 // preParsing hook, once the task is known) until it has all arrived or its
-// request ends otherwise: at its declared content-length, so that a refusal comes
-// before the client uploads anything (with Expect: 100-continue, before it even
-// starts); a chunked one, which declares nothing, as its chunks arrive. One
-// body alone may always be received, as one call alone may always wait: the limit
+// request ends otherwise. What is counted is what is held: a large body's bytes
+// as they arrive (a client that declares 16 MiB and sends nothing holds nothing,
+// and must not keep others out), a small one's declared length at once (it
+// arrives in a packet or two; counting it as it passes would cost every request
+// a stream). A body whose declared length would pass the limit is refused before
+// it is uploaded (with Expect: 100-continue, before it is even sent); one whose
+// bytes pass it as they arrive, while others are held, is refused then. One body
+// alone may always be received, as one call alone may always wait: the limit
 // never refuses a body that BODY_LIMIT_BYTES accepts on an idle server.
 
 import { Transform, type Readable } from 'node:stream'
@@ -18,7 +22,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ReceiveFullError, withExtras } from '../errors.js'
 
-/** The part of the count one request holds, given back once when its request closes. */
+/** Bodies up to this size are counted at their declared length, larger ones as their bytes arrive. */
+export const SMALL_BODY_BYTES = 16 * 1024
+
+/** The part of the count one request holds, given back once when its request ends. */
 interface Held { bytes: number, released: boolean }
 
 export class ReceiveLimit {
@@ -37,14 +44,15 @@ export class ReceiveLimit {
     this.#onRefused = onRefused
   }
 
-  /** Body bytes counted now: declared lengths of bodies being read, and chunked bytes received so far. */
+  /** Body bytes counted now: declared lengths of small bodies being read, and the bytes of larger ones received so far. */
   get bytes (): number { return this.#bytes }
   get limitBytes (): number { return this.#limitBytes }
 
   /**
    * Called before a body is read: counts it, and returns the stream to read it
-   * from (the same one, except for a chunked body, whose bytes are counted as
-   * they pass). Throws RECEIVE_FULL when the body would take the count past the limit.
+   * from (the same one for a small body; for a larger or chunked one, a stream
+   * that counts its bytes as they pass). Throws RECEIVE_FULL when the body would
+   * take the count past the limit.
    */
   enter (request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable {
     const raw = request.raw
@@ -56,15 +64,18 @@ export class ReceiveLimit {
       // No body, or one Fastify answers 413 for without reading it (a 503 must not hide that 413).
       if (!Number.isSafeInteger(bytes) || bytes === 0 || bytes > this.#bodyLimitBytes) return payload
       this.#check(bytes, 0)
-      this.#hold(raw, reply.raw).bytes = bytes
-      this.#bytes += bytes
+      if (bytes <= SMALL_BODY_BYTES) {
+        this.#hold(raw, reply.raw).bytes = bytes
+        this.#bytes += bytes
+        return payload
+      }
+    } else if (raw.headers['transfer-encoding'] === undefined) {
       return payload
     }
-    if (raw.headers['transfer-encoding'] === undefined) return payload
     return this.#counting(payload, this.#hold(raw, reply.raw))
   }
 
-  /** A chunked body: each chunk is counted before it is passed on, and refused when it would pass the limit. */
+  /** A large or chunked body: each chunk is counted before it is passed on, and refused when it would pass the limit. */
   #counting (payload: Readable, held: Held): Readable {
     const counter = new Transform({
       transform: (chunk: Buffer, _encoding, next) => {
@@ -101,12 +112,15 @@ export class ReceiveLimit {
 
   /**
    * A request's share, given back once, at the first of: its request closes (Node
-   * closes it once its body has been read to the end, or when the client leaves,
-   * pipelined requests included) or its response closes (answered before the body
-   * was read, as a refusal is: the request then never closes).
+   * closes it once its body has been read to the end, or when the client leaves);
+   * its response closes (answered before the body was read, as a refusal is: the
+   * request then never closes); its connection ends before the body has all arrived
+   * (no more of it can come; and a request pipelined behind an answer still being
+   * written gets no 'close' of its own when the client leaves) or closes.
    */
   #hold (request: IncomingMessage, response: ServerResponse): Held {
     const held: Held = { bytes: 0, released: false }
+    const socket = request.socket
     const release = (): void => {
       if (held.released) return
       held.released = true
@@ -114,9 +128,16 @@ export class ReceiveLimit {
       held.bytes = 0
       request.off('close', release)
       response.off('close', release)
+      socket.off('end', endedEarly)
+      socket.off('close', release)
     }
+    const endedEarly = (): void => { if (!request.complete) release() }
     request.once('close', release)
     response.once('close', release)
+    // One pair per request with a body on this connection: a deep pipeline may hold many.
+    socket.setMaxListeners(0)
+    socket.once('end', endedEarly)
+    socket.once('close', release)
     return held
   }
 }

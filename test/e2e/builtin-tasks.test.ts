@@ -155,6 +155,7 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
   // Beside a JSON or msgpack body a query parameter would be ignored: refused instead.
   const misplaced = await callTask(url, 'hash.digest?algorithms=md5', { data: 'aGVsbG8=' })
   t.equal(misplaced.status, 400)
+  t.equal(misplaced.json.code, 'FST_ERR_VALIDATION')
   t.equal(misplaced.json.message, 'query parameter "algorithms" is a field of task hash.digest\'s input: with a JSON or msgpack body, put it in the body (task hash.digest reads it beside a raw body: application/octet-stream)')
   t.equal(callsSoFar(), before, 'and no call ran')
   // Other names are none of the task's business: a gateway's key, a cache-buster.

@@ -148,3 +148,51 @@ t.test('many bodies at once: the count comes back to 0', async (t) => {
   for (const r of replies.filter((r) => r.status === 503)) t.equal(r.json.code, 'RECEIVE_FULL')
   t.same(await receiving(server), { bytes: 0, limitBytes: 64 * 1024, refused: replies.filter((r) => r.status === 503).length })
 })
+
+t.test('a large body holds the bytes it has sent, not its declared length: connections that only declare keep nobody out', async (t) => {
+  const limit = 100_000
+  const server = await startServer(t, { POOL_SIZE: '1', RECEIVE_LIMIT_BYTES: String(limit) })
+  // Four connections each declaring most of the limit and sending one byte.
+  const idle = await Promise.all(Array.from({ length: 4 }, async () => await startUpload(server, headers(90_000) + '"')))
+  await waitFor(async () => (await receiving(server)).bytes === 4, 5000, 'the four bytes sent to be counted')
+  t.equal((await callTask(server.url, 'echo', { s: 'x'.repeat(50_000) })).status, 200, 'a body of half the limit is received beside them')
+  // Bytes that arrive count: one of them sends most of its body, and a body that would pass the limit is refused.
+  idle[0].socket.write('x'.repeat(80_000))
+  await waitFor(async () => (await receiving(server)).bytes === 80_004, 5000, 'the bytes sent to be counted')
+  const refused = await rawExchange(server.url, headers(30_000, 'expect: 100-continue\r\n'))
+  t.match(refused, /^HTTP\/1\.1 503 [\s\S]*"code":"RECEIVE_FULL"/, 'refused by its declared length against the bytes held, before it is sent')
+  for (const upload of idle) upload.socket.destroy()
+  await waitFor(async () => (await receiving(server)).bytes === 0, 5000, 'every byte given back')
+})
+
+t.test('a large body whose bytes would pass the limit as they arrive is refused then', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', RECEIVE_LIMIT_BYTES: '100000' })
+  const slow = await startUpload(server, headers(60_000) + '"')
+  await waitFor(async () => (await receiving(server)).bytes === 1, 5000, 'the first body to start')
+  // Admitted: 1 byte held and 60,000 declared are within the limit.
+  const other = await startUpload(server, headers(60_000) + '"' + 'x'.repeat(50_000))
+  await waitFor(async () => (await receiving(server)).bytes === 50_002, 5000, 'the second body to be held')
+  slow.socket.write('x'.repeat(59_998) + '"')
+  await slow.closed
+  t.match(slow.answer(), /^HTTP\/1\.1 503 [\s\S]*"code":"RECEIVE_FULL"/, 'the chunk that takes the bytes held past the limit is refused')
+  other.socket.write('x'.repeat(9_998) + '"')
+  await waitFor(() => / 200 OK/.test(other.answer()), 5000, 'the second body to be answered')
+  other.socket.destroy()
+  await waitFor(async () => (await receiving(server)).bytes === 0, 5000, 'every byte given back')
+})
+
+t.test('a body cut short behind a call still running on its connection gives its bytes back when the client leaves', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', RECEIVE_LIMIT_BYTES: '100000' })
+  for (const length of [800, 50_000]) { // counted at once, and as it arrives
+    const running = '{"sleep_ms":2000}'
+    const upload = await startUpload(server,
+      `POST /api/tasks/diag.work HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: ${running.length}\r\n\r\n${running}` +
+      headers(length) + '"xx')
+    await waitFor(async () => (await receiving(server)).bytes > 0, 5000, 'the second body to be counted')
+    upload.socket.end() // the client sends no more: the body can never arrive whole
+    await waitFor(async () => (await receiving(server)).bytes === 0, 5000, `the cut-short body of ${length} bytes to be given back`)
+    t.equal(server.app.pool.snapshot().pool.borrowed, 1, `given back while the call ahead of it still runs (${length} bytes)`)
+    await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 10_000, 'the call ahead to end')
+    upload.socket.destroy()
+  }
+})

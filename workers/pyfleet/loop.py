@@ -108,6 +108,10 @@ class Runner:
                         "between calls, a background asyncio task raised %s; logged here, the worker goes on",
                         sendable(describe(exc)), exc_info=exc,
                     )
+                except RuntimeError as exc:  # "Event loop stopped before Future completed": a task called loop.stop()
+                    if arrived.done():
+                        raise
+                    guard.log.warning("between calls, a background asyncio task stopped the event loop (%s); it runs on", sendable(as_text(exc)))
         finally:
             loop.remove_reader(fd)
 
@@ -304,7 +308,10 @@ def _has_work(loop: Any) -> bool:
     the default loops' lists; a loop without them is judged by its tasks alone)."""
     import asyncio
 
-    return bool(getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None) or asyncio.all_tasks(loop))
+    ready = getattr(loop, "_ready", None)
+    scheduled = getattr(loop, "_scheduled", None)
+    # Cancelled timers stay in _scheduled until their time comes (or the loop cleans up): not work.
+    return bool(ready) or any(not timer.cancelled() for timer in scheduled or ()) or bool(asyncio.all_tasks(loop))
 
 
 def _current_loop() -> Any:

@@ -27,6 +27,12 @@ REFRESHER = """
     def ticks(input):
         return TICKS["n"]
 
+    @task("ref.stop_loop")
+    def stop_loop(input):
+        loop = asyncio.get_event_loop()
+        loop.call_later(0.02, loop.stop)
+        return "scheduled"
+
     @task("ref.exit_later")
     def exit_later(input):
         async def stop():
@@ -67,6 +73,16 @@ class BetweenCallsTest(unittest.TestCase):
         code, stderr = worker.close()
         self.assertEqual(code, 0, stderr)
         self.assertIn("ERROR pyfleet: between calls, a background asyncio task raised SystemExit: 3; logged here, the worker goes on", stderr)
+
+
+    def test_a_background_loop_stop_between_calls_is_logged_and_the_loop_runs_on(self):
+        worker = self.worker(REFRESHER, "refresher_tasks")
+        self.assertEqual(worker.call("ref.stop_loop", None)["value"], "scheduled")
+        time.sleep(0.3)  # no call for a while: the stop comes while the worker waits for one, not as one arrives
+        self.ticks_grow_between_sync_calls(worker)
+        code, stderr = worker.close()
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("WARNING pyfleet: between calls, a background asyncio task stopped the event loop (Event loop stopped before Future completed.); it runs on", stderr)
 
 
 class WaitForCallTest(unittest.TestCase):
