@@ -1,17 +1,28 @@
 // ReceiveLimit's stream handling on its own, with real streams standing in for a
-// request and its response (test/e2e/receive-limit.test.ts has the whole path).
+// request, its response and its socket (test/e2e/receive-limit.test.ts has the whole path).
 
 import t from 'tap'
 import { EventEmitter } from 'node:events'
 import { PassThrough, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { ReceiveLimit } from '../src/routes/receive-limit.js'
+import { ReceiveLimit, SMALL_BODY_BYTES } from '../src/routes/receive-limit.js'
 
-function exchange (headers: Record<string, string>): { request: FastifyRequest, reply: FastifyReply, raw: PassThrough & { complete: boolean }, response: EventEmitter, socket: EventEmitter } {
+interface Exchange { request: FastifyRequest, reply: FastifyReply, raw: PassThrough & { complete: boolean }, response: EventEmitter, socket: EventEmitter }
+
+function exchange (headers: Record<string, string>): Exchange {
   const socket = new EventEmitter()
   const raw = Object.assign(new PassThrough(), { headers, socket, complete: false })
   const response = new EventEmitter()
   return { request: { raw, headers } as unknown as FastifyRequest, reply: { raw: response } as unknown as FastifyReply, raw, response, socket }
+}
+
+/** Enters a body and reads what comes out, as Fastify's parser would. */
+function enter (limit: ReceiveLimit, headers: Record<string, string>): Exchange & { read: Readable } {
+  const one = exchange(headers)
+  const read = limit.enter(one.request, one.reply, one.raw)
+  read.on('data', () => {})
+  read.on('error', () => {}) // the parser's: a refusal, or a client gone
+  return { ...one, read }
 }
 
 async function outcome (stream: Readable): Promise<string> {
@@ -22,79 +33,101 @@ async function outcome (stream: Readable): Promise<string> {
   })
 }
 
-t.test('a chunked body whose client leaves mid-body ends the counting stream in an error, so the parser does not wait for ever', async (t) => {
+const tick = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
+
+t.test('a small body is not counted, and is read as it is', async (t) => {
+  const limit = new ReceiveLimit(1000, 1_000_000, () => {})
+  const small = exchange({ 'content-length': String(SMALL_BODY_BYTES) })
+  t.equal(limit.enter(small.request, small.reply, small.raw), small.raw)
+  t.equal(small.socket.listenerCount('close'), 0, 'no listener on its socket')
+  t.equal(limit.bytes, 0)
+})
+
+t.test('a large body counts its bytes as they arrive, not its declared length', async (t) => {
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
+  const large = enter(limit, { 'content-length': '90000' })
+  t.not(large.read, large.raw, 'read through a counting stream')
+  t.equal(limit.bytes, 0, 'nothing has arrived: nothing is held')
+  large.raw.write(Buffer.alloc(1000))
+  await tick()
+  t.equal(limit.bytes, 1000)
+  enter(limit, { 'content-length': '50000' })
+  t.equal(limit.bytes, 1000, 'admitted by its declared length against what is held, and holding nothing yet')
+  const tooLarge = exchange({ 'content-length': '99500' })
+  t.throws(() => limit.enter(tooLarge.request, tooLarge.reply, tooLarge.raw), { code: 'RECEIVE_FULL', statusCode: 503, retryAfterSeconds: 1 }, 'one whose declared length would pass what is held is refused before it is read')
+  large.raw.write(Buffer.alloc(89_000))
+  await tick()
+  t.equal(limit.bytes, 90_000)
+  large.raw.destroy()
+  await tick()
+  t.equal(limit.bytes, 0, 'given back when the request closes')
+})
+
+t.test('a chunk that would take the count past the limit is refused, and nothing of it is counted', async (t) => {
   let refusals = 0
-  const limit = new ReceiveLimit(1000, 5000, () => { refusals++ })
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => { refusals++ })
+  const first = enter(limit, { 'transfer-encoding': 'chunked' })
+  first.raw.write(Buffer.alloc(60_000))
+  const second = exchange({ 'transfer-encoding': 'chunked' })
+  const refused = outcome(limit.enter(second.request, second.reply, second.raw))
+  second.raw.write(Buffer.alloc(50_000))
+  t.match(await refused, /^error: 60000 bytes of other request bodies are being received, and this one's 50000 would pass RECEIVE_LIMIT_BYTES=100000/)
+  t.equal(refusals, 1)
+  t.equal(limit.bytes, 60_000, 'the refused chunk is not counted')
+  second.response.emit('close')
+  first.raw.destroy()
+  await tick()
+  t.equal(limit.bytes, 0)
+})
+
+t.test('a body whose client leaves mid-body ends the counting stream in an error, so the parser does not wait for ever', async (t) => {
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
   const { request, reply, raw } = exchange({ 'transfer-encoding': 'chunked' })
   const counted = limit.enter(request, reply, raw)
   const ended = outcome(counted)
   raw.write(Buffer.alloc(300))
-  await new Promise((resolve) => setImmediate(resolve))
+  await tick()
   t.equal(limit.bytes, 300, 'counted as it passes')
   raw.destroy()
   t.equal(await ended, 'error: the client closed the connection before its body had all arrived')
   t.equal(limit.bytes, 0, 'given back when the request closes')
-  t.equal(refusals, 0)
 })
 
-t.test('a chunked body received whole ends the counting stream normally, and its bytes are given back once', async (t) => {
-  const limit = new ReceiveLimit(1000, 5000, () => {})
-  const { request, reply, raw, response } = exchange({ 'transfer-encoding': 'chunked' })
-  const counted = limit.enter(request, reply, raw)
-  const ended = outcome(counted)
-  raw.end(Buffer.alloc(400))
+t.test('a body received whole ends the counting stream normally, and its bytes are given back once', async (t) => {
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
+  const { request, reply, raw, response } = exchange({ 'content-length': '40000' })
+  const ended = outcome(limit.enter(request, reply, raw))
+  raw.end(Buffer.alloc(40_000))
   t.equal(await ended, 'end')
-  await new Promise((resolve) => setImmediate(resolve))
+  await tick()
   t.equal(limit.bytes, 0, 'the request closed after its end')
   response.emit('close')
   t.equal(limit.bytes, 0, 'a second close gives nothing back twice')
 })
 
-t.test('a declared body is counted whole at once; a refusal counts nothing and calls onRefused', async (t) => {
-  let refusals = 0
-  const limit = new ReceiveLimit(1000, 5000, () => { refusals++ })
-  const first = exchange({ 'content-length': '800' })
-  t.equal(limit.enter(first.request, first.reply, first.raw), first.raw, 'a declared body is read as it is')
-  t.equal(limit.bytes, 800)
-  const second = exchange({ 'content-length': '300' })
-  t.throws(() => limit.enter(second.request, second.reply, second.raw), { code: 'RECEIVE_FULL', statusCode: 503, retryAfterSeconds: 1 })
-  t.equal(refusals, 1)
-  t.equal(limit.bytes, 800)
-  const tooLarge = exchange({ 'content-length': '6000' })
-  t.equal(limit.enter(tooLarge.request, tooLarge.reply, tooLarge.raw), tooLarge.raw, 'over BODY_LIMIT_BYTES: left to Fastify\'s 413')
-  t.equal(limit.bytes, 800, 'and not counted')
-  first.response.emit('close')
-  t.equal(limit.bytes, 0, 'answered before its body was read: given back when the response closes')
-})
-
-t.test('a large declared body counts its bytes as they arrive, not its declared length', async (t) => {
+t.test('a body over BODY_LIMIT_BYTES is left to Fastify\'s 413, uncounted', async (t) => {
   const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
-  const large = exchange({ 'content-length': '90000' })
-  const counted = limit.enter(large.request, large.reply, large.raw)
-  t.not(counted, large.raw, 'read through a counting stream')
-  counted.on('data', () => {})
-  t.equal(limit.bytes, 0, 'nothing has arrived: nothing is held')
-  large.raw.write(Buffer.alloc(1000))
-  await new Promise((resolve) => setImmediate(resolve))
-  t.equal(limit.bytes, 1000)
-  const other = exchange({ 'content-length': '50000' })
-  limit.enter(other.request, other.reply, other.raw).on('data', () => {})
-  t.equal(limit.bytes, 1000, 'admitted by its declared length against what is held, and holding nothing yet')
-  t.throws(() => limit.enter(exchange({ 'content-length': '99500' }).request, exchange({}).reply, new PassThrough()), { code: 'RECEIVE_FULL' }, 'one whose declared length would pass what is held is refused before it is read')
+  enter(limit, { 'transfer-encoding': 'chunked' }).raw.write(Buffer.alloc(90_000))
+  await tick()
+  const tooLarge = exchange({ 'content-length': '2000000' })
+  t.equal(limit.enter(tooLarge.request, tooLarge.reply, tooLarge.raw), tooLarge.raw)
+  t.equal(limit.bytes, 90_000)
 })
 
 t.test('a connection that ends before the body has all arrived gives the body\'s bytes back, even if the request never closes', async (t) => {
-  const limit = new ReceiveLimit(1000, 5000, () => {})
-  const cut = exchange({ 'content-length': '800' })
-  limit.enter(cut.request, cut.reply, cut.raw)
+  const limit = new ReceiveLimit(100_000, 1_000_000, () => {})
+  const cut = enter(limit, { 'content-length': '80000' })
+  cut.raw.write(Buffer.alloc(800))
+  await tick()
   t.equal(limit.bytes, 800)
   cut.socket.emit('end')
   t.equal(limit.bytes, 0, 'no more of it can come')
-  const whole = exchange({ 'content-length': '800' })
-  limit.enter(whole.request, whole.reply, whole.raw)
+  const whole = enter(limit, { 'content-length': '80000' })
+  whole.raw.write(Buffer.alloc(80_000))
+  await tick()
   whole.raw.complete = true
   whole.socket.emit('end')
-  t.equal(limit.bytes, 800, 'a body that has all arrived is still held until its request is done with it')
+  t.equal(limit.bytes, 80_000, 'a body that has all arrived is still held until its request is done with it')
   whole.socket.emit('close')
   t.equal(limit.bytes, 0)
 })

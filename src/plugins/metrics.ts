@@ -91,7 +91,7 @@ export class Metrics implements PoolObserver {
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
-      help: 'Request-body bytes being received: declared lengths of small bodies being read, the bytes of larger ones so far (RECEIVE_LIMIT_BYTES bounds it)',
+      help: 'Request-body bytes being received: the bytes so far of bodies over 16 KiB and chunked ones (RECEIVE_LIMIT_BYTES bounds it)',
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })
