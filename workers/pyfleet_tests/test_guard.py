@@ -3,14 +3,13 @@
 import io
 import os
 import sys
-import tempfile
 import unittest
 
 from pyfleet import guard, task
 from pyfleet.std_fds import text_stream
 from pyfleet.testing import call_task
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
-from pyfleet_tests.worker_process import LiveWorker, parse_frames, run_worker
+from pyfleet_tests.worker_process import LiveWorker, parse_frames, run_worker, task_files
 
 LEFTOVER_TASKS = '''
 import io
@@ -246,14 +245,11 @@ def event_loop(how):
 
 class WorkerTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.addCleanup(self.dir.cleanup)
-        with open(os.path.join(self.dir.name, "leftover_tasks.py"), "w") as f:
-            f.write(LEFTOVER_TASKS)
+        self.dir = task_files(self, {"leftover_tasks.py": LEFTOVER_TASKS})
 
     def calls(self, *calls):
         """Run the calls on one worker; return (values or error messages, stderr)."""
-        code, stdout, stderr = run_worker(["--module", "leftover_tasks"], calls=calls, pythonpath=self.dir.name)
+        code, stdout, stderr = run_worker(["--module", "leftover_tasks"], calls=calls, pythonpath=self.dir)
         self.assertEqual(code, 0, stderr)
         replies = parse_frames(stdout)[1:]
         self.assertEqual([reply["id"] for reply in replies], list(range(1, len(calls) + 1)), f"one reply per call, in order: {replies}\n{stderr}")
@@ -264,7 +260,7 @@ class StdinTest(WorkerTest):
     """fd 0 carries the server's calls; tasks and their processes must neither wait on it nor read from it."""
 
     def live_worker(self):
-        worker = LiveWorker(["--module", "leftover_tasks"], pythonpath=self.dir.name)
+        worker = LiveWorker(["--module", "leftover_tasks"], pythonpath=self.dir)
         self.addCleanup(worker.close)
         return worker
 
@@ -349,9 +345,9 @@ class SignalsTest(WorkerTest):
 
 class WorkingDirectoryTest(WorkerTest):
     def test_a_task_that_changes_directory_changes_it_for_itself_only(self):
-        values, stderr = self.calls(("g.cwd", None), ("g.chdir", self.dir.name), ("g.cwd", None))
+        values, stderr = self.calls(("g.cwd", None), ("g.chdir", self.dir), ("g.cwd", None))
         start, moved, after = values
-        self.assertEqual(os.path.realpath(moved), os.path.realpath(self.dir.name))
+        self.assertEqual(os.path.realpath(moved), os.path.realpath(self.dir))
         self.assertEqual(after, start)
         self.assertIn("WARNING pyfleet: task 'g.chdir' changed the working directory (os.chdir); undone after the call", stderr)
 
@@ -362,7 +358,7 @@ class StdFdsTest(WorkerTest):
     def test_a_closed_fd_1_is_put_back_so_a_later_file_does_not_get_print_output(self):
         for task in ("g.close_fd",):
             with self.subTest(task=task):
-                path = os.path.join(self.dir.name, f"{task}.txt")
+                path = os.path.join(self.dir, f"{task}.txt")
                 values, stderr = self.calls((task, 1), ("g.write_file", path))
                 self.assertNotEqual(values[1], 1, "the file did not land on fd 1")
                 with open(path) as f:
@@ -374,7 +370,7 @@ class StdFdsTest(WorkerTest):
         # The way most code closes fd 1 by accident: open(1, "w") in a with block, or left to the collector.
         for fd, way in ((1, "with open"), (1, "os.fdopen"), (1, "collected"), (2, "closefd positional"), (0, "io.open")):
             with self.subTest(fd=fd, way=way):
-                path = os.path.join(self.dir.name, f"{fd}-{way}.txt")
+                path = os.path.join(self.dir, f"{fd}-{way}.txt")
                 values, stderr = self.calls(("g.close_fd_through_a_file", {"fd": fd, "path": path, "way": way}))
                 self.assertNotEqual(values[0], fd, "the task's file did not land on the fd the file object had")
                 self.assertGreater(values[0], 2)
@@ -386,7 +382,7 @@ class StdFdsTest(WorkerTest):
                     self.assertIn("written through a file object", stderr)
 
     def test_the_open_that_keeps_them_behaves_as_the_builtin(self):
-        path = os.path.join(self.dir.name, "holder.txt")
+        path = os.path.join(self.dir, "holder.txt")
         values, stderr = self.calls(("g.open_like_the_builtin", path))
         self.assertEqual(values[0], {"pickled": True, "signature": True, "name": "open", "read": "through a class attribute"}, stderr)
 
@@ -403,14 +399,14 @@ class StdFdsTest(WorkerTest):
         self.assertEqual(values, ["closed", "closed", "slept", "slept"], stderr)
 
     def test_a_closed_fd_0_is_put_back_as_dev_null(self):
-        path = os.path.join(self.dir.name, "data.txt")
+        path = os.path.join(self.dir, "data.txt")
         values, stderr = self.calls(("g.close_fd", 0), ("g.write_file", path), ("g.stdin", None))
         self.assertNotEqual(values[1], 0)
         self.assertEqual(values[2], {"read": "", "input": None, "head": b""})
         self.assertIn("task 'g.close_fd' closed fd 0 (stdin, /dev/null); undone after the call", stderr)
 
     def test_a_file_left_on_fd_1_is_replaced_and_the_warning_says_it_is_closed(self):
-        kept, later = os.path.join(self.dir.name, "kept.txt"), os.path.join(self.dir.name, "later.txt")
+        kept, later = os.path.join(self.dir, "kept.txt"), os.path.join(self.dir, "later.txt")
         values, stderr = self.calls(("g.keep_file_on_fd_1", kept), ("g.write_file", later), ("g.keep_file_on_fd_1", kept))
         self.assertEqual(values[0], 1)
         with open(kept) as f:

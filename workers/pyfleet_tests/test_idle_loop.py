@@ -5,8 +5,7 @@ import threading
 import time
 import unittest
 
-from pyfleet_tests.test_main import task_files
-from pyfleet_tests.worker_process import LiveWorker
+from pyfleet_tests.worker_process import LiveWorker, task_files
 
 REFRESHER = """
     import asyncio

@@ -7,19 +7,7 @@ import unittest
 
 from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
-from pyfleet_tests.worker_process import parse_frames, run_worker
-
-
-def task_files(test, files):
-    """Write ``files`` (relative path: source, dedented) into a temporary directory that lives as
-    long as ``test``; return the directory, for the worker's PYTHONPATH."""
-    directory = tempfile.TemporaryDirectory()
-    test.addCleanup(directory.cleanup)
-    for path, text in files.items():
-        os.makedirs(os.path.dirname(os.path.join(directory.name, path)), exist_ok=True)
-        with open(os.path.join(directory.name, path), "w") as f:
-            f.write(textwrap.dedent(text))
-    return directory.name
+from pyfleet_tests.worker_process import parse_frames, run_worker, task_files
 
 
 class BuiltinModulesTest(unittest.TestCase):

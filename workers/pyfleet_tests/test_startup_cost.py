@@ -8,12 +8,10 @@ Each check runs in a fresh interpreter.
 """
 
 import json
-import os
-import tempfile
 import textwrap
 import unittest
 
-from pyfleet_tests.worker_process import parse_frames, run_python, run_worker
+from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
 
 # Loaded by none of the worker runtime's modules.
 NOT_IN_THE_RUNTIME = ("typing", "inspect", "dataclasses", "argparse", "platform", "decimal", "uuid", "asyncio")
@@ -55,12 +53,7 @@ class RuntimeImportTest(unittest.TestCase):
 
 class WorkerTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.addCleanup(self.dir.cleanup)
-        with open(os.path.join(self.dir.name, "probe_tasks.py"), "w") as f:
-            f.write(PROBE_MODULE)
-        with open(os.path.join(self.dir.name, "async_tasks.py"), "w") as f:
-            f.write(ASYNC_MODULE)
+        self.dir = task_files(self, {"probe_tasks.py": PROBE_MODULE, "async_tasks.py": ASYNC_MODULE})
 
     def test_calls_to_every_builtin_task_import_nothing(self):
         """The heavy parts (hashlib, defusedxml, text.stats's word regex) are ready before the first call."""
@@ -78,7 +71,7 @@ class WorkerTest(unittest.TestCase):
                 ("echo", {"a": 1}),
                 ("probe.modules", None),
             ],
-            pythonpath=self.dir.name,
+            pythonpath=self.dir,
         )
         self.assertEqual(code, 0, stderr)
         replies = parse_frames(stdout)[1:]
@@ -92,7 +85,7 @@ class WorkerTest(unittest.TestCase):
         code, stdout, stderr = run_worker(
             ["--module", "probe_tasks", "--module", "async_tasks"],
             calls=[("probe.modules", None), ("probe.async", None), ("probe.modules", None)],
-            pythonpath=self.dir.name,
+            pythonpath=self.dir,
         )
         self.assertEqual(code, 0, stderr)
         _, before, ran, after = parse_frames(stdout)
@@ -102,7 +95,7 @@ class WorkerTest(unittest.TestCase):
 
     def test_a_worker_without_async_tasks_does_not_load_asyncio(self):
         code, stdout, stderr = run_worker(
-            ["--module", "probe_tasks"], calls=[("probe.modules", None)], pythonpath=self.dir.name
+            ["--module", "probe_tasks"], calls=[("probe.modules", None)], pythonpath=self.dir
         )
         self.assertEqual(code, 0, stderr)
         self.assertNotIn("asyncio", parse_frames(stdout)[1]["value"])

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 import msgpack
@@ -114,3 +115,15 @@ class LiveWorker:
         self.closed = (code, self.stderr.read().decode("utf-8", "replace"))
         self.stderr.close()
         return self.closed
+
+
+def task_files(test, files):
+    """Write ``files`` (relative path: source, dedented) into a temporary directory that lives as
+    long as ``test``; return the directory, for the worker's PYTHONPATH."""
+    directory = tempfile.TemporaryDirectory()
+    test.addCleanup(directory.cleanup)
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(directory.name, path)), exist_ok=True)
+        with open(os.path.join(directory.name, path), "w") as f:
+            f.write(textwrap.dedent(text))
+    return directory.name
