@@ -183,6 +183,42 @@ export function decodeReady (body: Uint8Array): ReadyMessage {
   return message as unknown as ReadyMessage
 }
 
+/** Decodes maps as Maps, whatever their keys: to find the key msgpackr refused to make a property of. */
+const keyFinder = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
+
+/**
+ * Where, in a reply that will not decode, the dict key is that a JavaScript object
+ * cannot have (bytes, or a tuple that came as a list): said as the worker says it of
+ * a TaskError's details, for the log. Undefined if the reason is something else (an
+ * extension type, which this decoder refuses too). Error path only: a second decode.
+ */
+function undecodableKey (body: Uint8Array): string | undefined {
+  let message: unknown
+  try {
+    message = keyFinder.unpack(body)
+  } catch {
+    return undefined
+  }
+  if (!(message instanceof Map)) return undefined
+  const stack: Array<[unknown, string]> = [[message.get('value'), '']]
+  while (stack.length > 0) {
+    const [item, path] = stack.pop() as [unknown, string]
+    if (item instanceof Map) {
+      const entries = [...item.entries()]
+      for (const [key] of entries) {
+        if (key !== null && typeof key === 'object') {
+          const kind = key instanceof Uint8Array ? 'bytes' : Array.isArray(key) ? 'tuple' : typeof key
+          return `the result has a ${kind} dict key${path === '' ? '' : ` at ${path}`}; use str keys`
+        }
+      }
+      for (const [key, child] of entries.reverse()) stack.push([child, `${path}[${JSON.stringify(key)}]`])
+    } else if (Array.isArray(item)) {
+      for (let i = item.length - 1; i >= 0; i--) stack.push([item[i], `${path}[${i}]`])
+    }
+  }
+  return undefined
+}
+
 /** Decodes and checks a reply to the call with id `callId`. */
 export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   let message: Record<string, unknown>
@@ -195,7 +231,7 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     // failure (500), not a reason to replace the worker.
     if (!(error instanceof UndecodableFrameError)) throw error
     if (msgpackProblem(body, Infinity, Infinity, true) !== undefined) throw error
-    const message = `the result is msgpack that cannot become a JavaScript value (bytes or tuple keys? an extension type?): ${error.reason}`
+    const message = undecodableKey(body) ?? `the result is msgpack that cannot become a JavaScript value (an extension type?): ${error.reason}`
     return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message }
   }
   if (message.id !== callId) {

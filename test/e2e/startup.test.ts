@@ -165,6 +165,9 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
     }
   }
   t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
+  const logged = server.logs.map((line) => JSON.stringify(line)).join('\n')
+  t.match(logged, /the result has a bytes dict key; use str keys/, 'the log says what the key is')
+  t.match(logged, /the result has a tuple dict key; use str keys/)
 })
 
 t.test('tasks do not see the admin token', async (t) => {
