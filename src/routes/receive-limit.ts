@@ -28,8 +28,8 @@ import { ReceiveFullError, withExtras } from '../errors.js'
 /** Bodies up to this size (declared) are not counted; larger and chunked ones are, as their bytes arrive. */
 export const SMALL_BODY_BYTES = 16 * 1024
 
-/** The part of the count one request holds, given back once when its request ends. */
-interface Held { bytes: number, released: boolean }
+/** The part of the count one request holds, given back once (release) when its request ends or its body is dropped. */
+interface Held { bytes: number, released: boolean, release: () => void }
 
 export class ReceiveLimit {
   readonly #limitBytes: number
@@ -78,6 +78,13 @@ export class ReceiveLimit {
     const counter = new Transform({
       transform: (chunk: Buffer, _encoding, next) => {
         if (held.released) { next(null, chunk); return }
+        // Past BODY_LIMIT_BYTES Fastify answers 413 and drops what it read: the rest of the
+        // body flows past unread (nobody keeps it), so it is not held either.
+        if (held.bytes + chunk.length > this.#bodyLimitBytes) {
+          held.release()
+          next(null, chunk)
+          return
+        }
         try {
           this.#check(chunk.length, held.bytes)
         } catch (error) {
@@ -95,6 +102,14 @@ export class ReceiveLimit {
     payload.pipe(counter)
     payload.once('close', () => {
       if (!payload.readableEnded) counter.destroy(new Error('the client closed the connection before its body had all arrived'))
+    })
+    // A refusal, or a client gone: the parser drops what it read, so the share is given back
+    // now, and the request reads no more into the counter. Listening also keeps an error that
+    // comes after the parser has stopped listening (it answered 413 and left) from being
+    // unhandled, which would end the process.
+    counter.on('error', () => {
+      payload.unpipe(counter)
+      held.release()
     })
     return counter
   }
@@ -117,7 +132,6 @@ export class ReceiveLimit {
    * written gets no 'close' of its own when the client leaves) or closes.
    */
   #hold (request: IncomingMessage, response: ServerResponse): Held {
-    const held: Held = { bytes: 0, released: false }
     const socket = request.socket
     const release = (): void => {
       if (held.released) return
@@ -129,6 +143,7 @@ export class ReceiveLimit {
       socket.off('end', endedEarly)
       socket.off('close', release)
     }
+    const held: Held = { bytes: 0, released: false, release }
     const endedEarly = (): void => { if (!request.complete) release() }
     request.once('close', release)
     response.once('close', release)

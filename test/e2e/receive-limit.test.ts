@@ -8,7 +8,8 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { rawExchange } from '../helpers/raw-http.js'
-import { callTask, getJson, startServer, waitFor, type TestServer } from '../helpers/server.js'
+import { spawn } from 'node:child_process'
+import { callTask, getJson, startServer, startServerProcess, waitFor, type TestServer } from '../helpers/server.js'
 
 const LIMIT = 100_000
 
@@ -171,9 +172,50 @@ t.test('RECEIVE_LIMIT_BYTES=0 counts nothing and refuses nothing', async (t) => 
 
 t.test('many bodies at once: the count comes back to 0', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2', RECEIVE_LIMIT_BYTES: String(LIMIT) })
+  // Most of the limit held by one upload while the others come: each is refused by its declared length.
+  const holder = await startUpload(server, headers(95_000) + '"' + 'x'.repeat(89_999))
+  await counted(server, 90_000, 'the holding upload')
+  const refusedAll = await Promise.all(Array.from({ length: 20 }, async () => await callTask(server.url, 'echo', { s: 'x'.repeat(17_000) })))
+  t.same(new Set(refusedAll.map((r) => r.json?.code)), new Set(['RECEIVE_FULL']), 'every one refused while the limit is held')
+  holder.socket.destroy()
+  await counted(server, 0, 'the holder given back')
   const replies = await Promise.all(Array.from({ length: 40 }, async (_, i) => await callTask(server.url, 'echo', { s: 'x'.repeat(17_000 + i * 100) })))
   const statuses = new Set(replies.map((r) => r.status))
   t.ok([...statuses].every((s) => s === 200 || s === 503), `only answers or refusals: ${[...statuses].join(', ')}`)
   for (const r of replies.filter((r) => r.status === 503)) t.equal(r.json.code, 'RECEIVE_FULL')
-  t.same(await receiving(server), { bytes: 0, limitBytes: LIMIT, refused: replies.filter((r) => r.status === 503).length })
+  t.same(await receiving(server), { bytes: 0, limitBytes: LIMIT, refused: 20 + replies.filter((r) => r.status === 503).length })
+})
+
+// The client runs in a process of its own: a socket reset with resetAndDestroy() keeps the
+// test process from exiting. It sends its first argument at once, its second when told
+// "more", and resets the connection when told "reset".
+const RESETTING_CLIENT = `
+  const s = require('node:net').connect(Number(process.argv[1]), '127.0.0.1', () => s.write(process.argv[2]))
+  s.on('error', () => {})
+  require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line === 'more') s.write(process.argv[3])
+    if (line === 'reset') { s.resetAndDestroy(); setTimeout(() => process.exit(0), 100) }
+  })`
+
+t.test('a chunked body over BODY_LIMIT_BYTES behind a running call: its 413 gives its bytes back, and a reset connection does not take the server down', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', RECEIVE_LIMIT_BYTES: String(LIMIT), BODY_LIMIT_BYTES: '65536' })
+  const running = '{"sleep_ms":1500}'
+  const first = headers(running.length, '', 'diag.work') + running + headers('chunked', '', 'csv.profile') + chunk(' '.repeat(30_000))
+  const client = spawn(process.execPath, ['-e', RESETTING_CLIENT, new URL(server.url).port, first, chunk(' '.repeat(30_000)).repeat(3)], { stdio: ['pipe', 'ignore', 'ignore'] })
+  const clientExited = new Promise((resolve) => client.once('exit', resolve))
+  const stats = async (): Promise<any> => await getJson(`${server.url}/api/queue-stats`)
+  await waitFor(async () => (await stats()).receiving.bytes === 30_000, 5000, 'the pipelined body to be counted')
+  t.equal((await stats()).pool.borrowed, 1, 'behind a running call')
+  // Past BODY_LIMIT_BYTES: Fastify refuses it (its 413 waits behind the running call) and reads on, dropping it.
+  client.stdin.write('more\n')
+  await waitFor(async () => (await stats()).receiving.bytes === 0, 5000, 'the body past BODY_LIMIT_BYTES to be given back (dropped, not held)')
+  // Not awaited: with one worker busy, this call waits for it; it must be admitted, not refused.
+  const other = callTask(server.url, 'echo', { s: 'x'.repeat(60_000) })
+  client.stdin.write('reset\n') // the client leaves while its 413 is still queued: an error nobody reads must not end the process
+  await clientExited
+  t.equal((await other).status, 200, 'another upload, made while the dropped body flowed past, is received and answered')
+  await waitFor(async () => (await stats()).pool.borrowed === 0, 10_000, 'the running call to end')
+  t.equal(server.child.exitCode, null, 'the server is still running')
+  t.equal((await callTask(server.url, 'echo', { s: 'x'.repeat(20_000) })).status, 200, 'and answers')
+  t.equal((await stats()).receiving.bytes, 0, 'nothing left counted')
 })

@@ -36,6 +36,7 @@ class Runner:
         # module imported asyncio, else once a call does (see _check_event_loop).
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._made_loop = False
+        self._warned_stop = False
         if "asyncio" in sys.modules or any(task.is_async for task in registry.all_tasks()):
             self._event_loop()
         self._baseline = guard.Baseline()  # after the event loop: making it is not a task's doing
@@ -109,9 +110,10 @@ class Runner:
                         sendable(describe(exc)), exc_info=exc,
                     )
                 except RuntimeError as exc:  # "Event loop stopped before Future completed": a task called loop.stop()
-                    if arrived.done():
-                        raise
-                    guard.log.warning("between calls, a background asyncio task stopped the event loop (%s); it runs on", sendable(as_text(exc)))
+                    # Once per worker: a task that stops the loop again and again must not flood the log.
+                    if not self._warned_stop:
+                        self._warned_stop = True
+                        guard.log.warning("between calls, a background asyncio task stopped the event loop (%s); it runs on", sendable(as_text(exc)))
         finally:
             loop.remove_reader(fd)
 
