@@ -126,10 +126,11 @@ export class ReceiveLimit {
   /**
    * A request's share, given back once, at the first of: its request closes (Node
    * closes it once its body has been read to the end, or when the client leaves);
-   * its response closes (answered before the body was read, as a refusal is: the
-   * request then never closes); its connection ends before the body has all arrived
-   * (no more of it can come; and a request pipelined behind an answer still being
-   * written gets no 'close' of its own when the client leaves) or closes.
+   * its response closes (answered while the body was still arriving: the request then
+   * never closes); its connection ends before the body has all arrived (no more of it
+   * can come; and a request pipelined behind an answer still being written gets no
+   * 'close' of its own when the client leaves) or closes. A refusal mid-body, or the
+   * body passing BODY_LIMIT_BYTES, gives it back at once (#counting).
    */
   #hold (request: IncomingMessage, response: ServerResponse): Held {
     const socket = request.socket
