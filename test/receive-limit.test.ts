@@ -7,7 +7,7 @@ import { PassThrough, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ReceiveLimit, SMALL_BODY_BYTES } from '../src/routes/receive-limit.js'
 
-interface Exchange { request: FastifyRequest, reply: FastifyReply, raw: PassThrough & { complete: boolean }, response: EventEmitter, socket: EventEmitter }
+interface Exchange { request: FastifyRequest, reply: FastifyReply, raw: PassThrough & { complete: boolean, socket: EventEmitter }, response: EventEmitter, socket: EventEmitter }
 
 function exchange (headers: Record<string, string>): Exchange {
   const socket = new EventEmitter()
@@ -130,4 +130,29 @@ t.test('a connection that ends before the body has all arrived gives the body\'s
   t.equal(limit.bytes, 80_000, 'a body that has all arrived is still held until its request is done with it')
   whole.socket.emit('close')
   t.equal(limit.bytes, 0)
+})
+
+t.test('many bodies on one connection share one pair of listeners on its socket, and each is given back', async (t) => {
+  const limit = new ReceiveLimit(10_000_000, 1_000_000, () => {})
+  const socket = new EventEmitter()
+  const bodies = Array.from({ length: 20 }, () => {
+    const one = exchange({ 'content-length': '20000' })
+    one.raw.socket = socket
+    const read = limit.enter(one.request, one.reply, one.raw)
+    read.on('data', () => {})
+    read.on('error', () => {})
+    one.raw.write(Buffer.alloc(20_000))
+    return one
+  })
+  await tick()
+  t.equal(limit.bytes, 400_000)
+  t.equal(socket.listenerCount('close'), 1, 'one close listener, not one per body (past the leak warning at 11)')
+  t.equal(socket.listenerCount('end'), 1)
+  bodies[0].response.emit('close')
+  t.equal(limit.bytes, 380_000, 'one body given back on its own')
+  for (const one of bodies.slice(1, 10)) one.raw.complete = true
+  socket.emit('end')
+  t.equal(limit.bytes, 180_000, 'the connection ending gives back only the bodies still arriving')
+  socket.emit('close')
+  t.equal(limit.bytes, 0, 'and closing, the rest')
 })

@@ -22,6 +22,7 @@
 
 import { Transform, type Readable } from 'node:stream'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ReceiveFullError, withExtras } from '../errors.js'
 
@@ -29,7 +30,7 @@ import { ReceiveFullError, withExtras } from '../errors.js'
 export const SMALL_BODY_BYTES = 16 * 1024
 
 /** The part of the count one request holds, given back once (release) when its request ends or its body is dropped. */
-interface Held { bytes: number, released: boolean, release: () => void }
+interface Held { bytes: number, released: boolean, release: () => void, readonly request: IncomingMessage }
 
 export class ReceiveLimit {
   readonly #limitBytes: number
@@ -133,7 +134,6 @@ export class ReceiveLimit {
    * body passing BODY_LIMIT_BYTES, gives it back at once (#counting).
    */
   #hold (request: IncomingMessage, response: ServerResponse): Held {
-    const socket = request.socket
     const release = (): void => {
       if (held.released) return
       held.released = true
@@ -141,17 +141,35 @@ export class ReceiveLimit {
       held.bytes = 0
       request.off('close', release)
       response.off('close', release)
-      socket.off('end', endedEarly)
-      socket.off('close', release)
+      heldOn(request.socket)?.delete(held)
     }
-    const held: Held = { bytes: 0, released: false, release }
-    const endedEarly = (): void => { if (!request.complete) release() }
+    const held: Held = { bytes: 0, released: false, release, request }
     request.once('close', release)
     response.once('close', release)
-    // One pair per request with a body on this connection: a deep pipeline may hold many.
-    socket.setMaxListeners(0)
-    socket.once('end', endedEarly)
-    socket.once('close', release)
+    watchConnection(request.socket).add(held)
     return held
   }
+}
+
+// A connection's held shares, and its one pair of listeners. A deep pipeline may
+// hold many shares on one socket: a pair per request would pass Node's listener-leak
+// warning, and raising the socket's limit would hide real leaks of other listeners.
+const HELD = Symbol('pyfleet.receiveLimit.held')
+type Watched = Socket & { [HELD]?: Set<Held> }
+
+function heldOn (socket: Socket): Set<Held> | undefined {
+  return (socket as Watched)[HELD]
+}
+
+function watchConnection (socket: Socket): Set<Held> {
+  const watched = socket as Watched
+  let shares = watched[HELD]
+  if (shares !== undefined) return shares
+  shares = new Set()
+  watched[HELD] = shares
+  const all = shares
+  // Copies: release() deletes from the set being walked.
+  socket.once('end', () => { for (const held of [...all]) if (!held.request.complete) held.release() })
+  socket.once('close', () => { for (const held of [...all]) held.release() })
+  return shares
 }
