@@ -8,6 +8,7 @@ import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/protocol.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
+import { checkDefaults } from './schema-defaults.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
@@ -37,9 +38,13 @@ function makeAjv (coerceTypes: boolean): Ajv {
   // strict: a typo in a task's schema fails at start instead of silently accepting anything.
   // validateFormats off: no format plugin is bundled, so "format" is an annotation only.
   const ajv = new Ajv({ strict: true, coerceTypes, allErrors: false, validateFormats: false, useDefaults: false })
+  addKeywords(ajv)
+  return ajv
+}
+
+function addKeywords (ajv: Ajv): void {
   // {"bytes": true} matches binary values (msgpack bin, raw octet-stream bodies).
   ajv.addKeyword({ keyword: 'bytes', schemaType: 'boolean', validate: (expected: boolean, data: unknown) => (data instanceof Uint8Array) === expected })
-  return ajv
 }
 
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
@@ -157,6 +162,7 @@ export class TaskRegistry {
       try {
         validateBody = strict.compile(info.schema)
         validateRaw = coercing.compile(info.schema)
+        checkDefaults(info.schema, addKeywords)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
         throw new Error(`task ${info.name}${where} declares an invalid input schema: ${(error as Error).message}`)

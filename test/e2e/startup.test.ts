@@ -6,6 +6,12 @@ import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
+import { resolvePython } from '../../src/python-path.js'
+
+// The interpreter the server finds on this machine (.venv's, where npm ci made one, or
+// Debian's), for the tests that make a working Python look broken.
+const python = (await resolvePython(undefined, ROOT)).path
+const pythonPattern = python.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 
 async function runServer (env: Record<string, string>, args: string[] = []): Promise<{ code: number | null, output: string }> {
   const child = spawn(process.execPath, ['dist/server.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env } })
@@ -32,6 +38,13 @@ t.test('--check of a task module that fails to import exits 1 with the reason a 
   const { code, output } = await runServer({ TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' }, ['--check'])
   t.equal(code, 1)
   t.match(output, /pyfleet: .*task module 'broken_tasks' raised RuntimeError on import: this module is broken on purpose/)
+  t.notMatch(output, /the configuration is valid/)
+})
+
+t.test('--check of a task whose schema\'s default fails that schema exits 1, naming the task, its module and the default', async (t) => {
+  const { code, output } = await runServer({ TASK_MODULES: 'bad_default_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' }, ['--check'])
+  t.equal(code, 1)
+  t.match(output, /task bad\.default \(in module bad_default_tasks\) declares an invalid input schema: the default at \/properties\/top \("ten"\) fails its own schema: must be integer/)
   t.notMatch(output, /the configuration is valid/)
 })
 
@@ -89,9 +102,9 @@ t.test('a task module in a package that is not on PYTHONPATH gets the PYTHONPATH
 
 t.test('a Python without defusedxml is not chosen: exit 1 naming the missing module', async (t) => {
   // The fixture shadows defusedxml with a module that fails to import, as if it were not installed.
-  const { code, output } = await runServer({ PYTHON: '/usr/bin/python3', PYTHONPATH: join(FIXTURES, 'no_defusedxml') })
+  const { code, output } = await runServer({ PYTHON: python, PYTHONPATH: join(FIXTURES, 'no_defusedxml') })
   t.equal(code, 1)
-  t.match(output, /PYTHON=\/usr\/bin\/python3 cannot run the workers \(\/usr\/bin\/python3: cannot import defusedxml\).*apt-get install python3-msgpack python3-defusedxml/)
+  t.match(output, new RegExp(`PYTHON=${pythonPattern} cannot run the workers \\(${pythonPattern}: cannot import defusedxml\\).*apt-get install python3-msgpack python3-defusedxml`))
 })
 
 t.test('a PYTHON that is no working Python exits 1 saying what to point it at', async (t) => {
@@ -101,11 +114,11 @@ t.test('a PYTHON that is no working Python exits 1 saying what to point it at', 
 })
 
 t.test('a Python older than 3.10 is not chosen: exit 1 naming its version', async (t) => {
-  // The fixture makes /usr/bin/python3 claim to be 3.9, whose workers would start and then lose
+  // The fixture makes the interpreter claim to be 3.9, whose workers would start and then lose
   // every failed task's traceback (the runtime uses 3.10's traceback.format_exception(exc)).
-  const { code, output } = await runServer({ PYTHON: '/usr/bin/python3', PYTHONPATH: join(FIXTURES, 'python_3_9') })
+  const { code, output } = await runServer({ PYTHON: python, PYTHONPATH: join(FIXTURES, 'python_3_9') })
   t.equal(code, 1)
-  t.match(output, /PYTHON=\/usr\/bin\/python3 cannot run the workers \(\/usr\/bin\/python3: Python 3\.9\.18 is too old: the workers need 3\.10 or newer\): point PYTHON at an interpreter of Python 3\.10 or newer/)
+  t.match(output, new RegExp(`PYTHON=${pythonPattern} cannot run the workers \\(${pythonPattern}: Python 3\\.9\\.18 is too old: the workers need 3\\.10 or newer\\): point PYTHON at an interpreter of Python 3\\.10 or newer`))
 })
 
 t.test('a PYTHON that does not exist exits 1 saying so', async (t) => {

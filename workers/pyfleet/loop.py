@@ -214,13 +214,13 @@ def _rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
     )
 
 
-def _failed(call_id: Any, exc: BaseException, context: str = "") -> Dict[str, Any]:
+def _failed(call_id: Any, exc: BaseException, context: str = "", last_frames: Optional[int] = None) -> Dict[str, Any]:
     # The traceback travels to the server for its log only; clients see a generic message.
     reply = protocol.error(
         call_id, protocol.KIND_FAILED, sendable(type(exc).__name__), sendable(_cut(context + as_text(exc), MAX_MESSAGE_CHARS))
     )
     try:
-        text = "".join(traceback.format_exception(exc))
+        text = "".join(traceback.format_exception(exc, limit=None if last_frames is None else -last_frames))
     except BaseException as problem:  # a broken exception can break the formatting too
         text = f"(no traceback: formatting it raised {type(problem).__name__})"
     reply["traceback"] = sendable(_cut_traceback(text))
@@ -265,7 +265,9 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
     except Exception as exc:  # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ...
         try:
             why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
-            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {why}"))
+            # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
+            # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
+            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
         except Exception as problem:
             body = protocol.encode(_unreportable(call_id, problem))
     if len(body) > max_frame_bytes:

@@ -62,9 +62,34 @@ def _to_msgpack(value: Any) -> Any:
 # One packer for the worker's life: building one per message costs more than the message.
 _packer = msgpack.Packer(use_bin_type=True, default=_to_msgpack, autoreset=True)
 
-# How deep a reply's value or details may nest (lists and dicts within each other) on any
-# msgpack: past it the packer says "recursion limit exceeded" (the C one allows one level more).
-MAX_VALUE_DEPTH = 510
+# How deep a reply's value or details may nest (lists and dicts within each other): past it
+# the packer says "recursion limit exceeded". It depends on msgpack's version (510 levels on
+# 1.0's pure-Python packer, 511 on its C one, 1,025 on 1.2's), so it is found by trying,
+# once, the first time a reply is refused for it: never on the path of a call that succeeds.
+_value_depth_limit: Optional[int] = None
+
+
+def value_depth_limit() -> int:
+    global _value_depth_limit
+    if _value_depth_limit is None:
+        def fits(depth: int) -> bool:
+            value: List[Any] = []
+            for _ in range(depth - 1):
+                value = [value]
+            try:
+                _packer.pack({"t": "result", "id": 0, "value": value})
+            except ValueError:
+                return False
+            return True
+
+        low, high = 1, 2  # fits(low), and high is the next depth to try
+        while high <= 1 << 14 and fits(high):
+            low, high = high, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        _value_depth_limit = low
+    return _value_depth_limit
 
 
 def encode(message: Dict[str, Any]) -> bytes:
@@ -131,7 +156,7 @@ def why_unsendable(value: Any, exc: Exception) -> str:
     """What a reply's value (or details) holds that the packer refused with ``exc``, said for the
     log ("" when the exception says it already)."""
     if isinstance(exc, ValueError) and "recursion limit" in str(exc):
-        return f"it is nested more than {MAX_VALUE_DEPTH} levels deep, or contains itself; "
+        return f"it is nested more than {value_depth_limit()} levels deep (msgpack {'.'.join(map(str, msgpack.version))}'s limit), or contains itself; "
     if isinstance(exc, UnicodeEncodeError):
         where = _find(value, _is_unencodable_str, "a str")
         return f"{where} holds a lone surrogate, which UTF-8 cannot carry (bytes decoded with errors='surrogateescape'? send bytes, or decode with errors='replace'): "

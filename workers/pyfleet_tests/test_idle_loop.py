@@ -130,6 +130,10 @@ class WaitForCallTest(unittest.TestCase):
         self.assertGreaterEqual(len(ticks), 5, "the task ran while the call was awaited")
         self.assertEqual(os.read(read_fd, 10), b"x", "the call's bytes are left for read_frame")
         background.cancel()
+        # Let the cancellation finish, or the garbage collector reports a pending task later.
+        import asyncio
+
+        loop.run_until_complete(asyncio.wait([background]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+// A task schema's `default` values, checked against the schema they annotate.
+//
+// pyfleet never fills defaults in (the task applies its own), but GET /api/tasks
+// lists them, and clients read them as the value a missing field gets: a default
+// its own schema refuses ("limit": {"type": "integer", "default": "10"}) is a bug
+// in the task that would otherwise only show as a confused client. Ajv's strict
+// mode does not look at `default`, so this does, at start and at each reload.
+
+import { Ajv } from 'ajv'
+
+/** The subschema keywords a default can hide under: a schema, an array of them, or a map of them. */
+const ONE = ['additionalProperties', 'additionalItems', 'contains', 'propertyNames', 'if', 'then', 'else', 'items']
+const MANY = ['allOf', 'anyOf', 'oneOf', 'items']
+const MAP = ['properties', 'patternProperties', 'definitions', '$defs', 'dependencies']
+
+/** JSON pointers (from the schema's root) of every subschema that declares a `default`. */
+export function defaultPointers (schema: unknown): string[] {
+  const found: string[] = []
+  const seen = new Set<unknown>()
+  const visit = (node: unknown, pointer: string): void => {
+    if (typeof node !== 'object' || node === null || Array.isArray(node) || seen.has(node)) return
+    seen.add(node)
+    const s = node as Record<string, unknown>
+    if ('default' in s) found.push(pointer)
+    for (const key of ONE) visit(s[key], `${pointer}/${key}`)
+    for (const key of MANY) if (Array.isArray(s[key])) (s[key] as unknown[]).forEach((sub, i) => visit(sub, `${pointer}/${key}/${i}`))
+    for (const key of MAP) {
+      const map = s[key]
+      if (typeof map !== 'object' || map === null || Array.isArray(map)) continue
+      for (const [name, sub] of Object.entries(map)) visit(sub, `${pointer}/${key}/${escape(name)}`)
+    }
+    // `not` is left out: a default there would describe a value the schema refuses.
+  }
+  visit(schema, '')
+  return found
+}
+
+const escape = (name: string): string => name.replaceAll('~', '~0').replaceAll('/', '~1')
+
+/**
+ * Throws, naming the place and the reason, if a `default` in `schema` fails the
+ * subschema it annotates. `schema` must already have compiled (the task registry
+ * compiles it first); `addKeywords` adds pyfleet's own keywords to the Ajv used here.
+ */
+export function checkDefaults (schema: unknown, addKeywords: (ajv: Ajv) => void): void {
+  const pointers = defaultPointers(schema)
+  if (pointers.length === 0) return
+  // An Ajv of its own: the schema is added under a key so that each subschema can be
+  // looked up by pointer with the root's definitions in reach of its $refs.
+  const ajv = new Ajv({ strict: false, validateFormats: false })
+  addKeywords(ajv)
+  const id = (schema as { $id?: unknown }).$id
+  const key = typeof id === 'string' ? id.replace(/#$/, '') : 'pyfleet:task-schema'
+  ajv.addSchema(schema as object, typeof id === 'string' ? undefined : key)
+  for (const pointer of pointers) {
+    let validate
+    try {
+      validate = ajv.getSchema(`${key}#${pointer}`)
+    } catch {
+      continue // a subschema Ajv cannot resolve on its own (under a nested $id): not checked
+    }
+    if (validate === undefined) continue
+    const node = pointer.split('/').slice(1).reduce<unknown>((at, part) => (at as Record<string, unknown>)[part.replaceAll('~1', '/').replaceAll('~0', '~')], schema)
+    const value = (node as { default: unknown }).default
+    if (validate(value) === true) continue
+    const error = validate.errors?.[0]
+    const where = `${error?.instancePath ?? ''}`
+    const shown = JSON.stringify(value) ?? String(value)
+    throw new Error(`the default at ${pointer === '' ? 'its root' : pointer} (${shown.length > 80 ? `${shown.slice(0, 80)}...` : shown}) fails its own schema: ${where === '' ? '' : `${where} `}${error?.message ?? 'is invalid'}`)
+  }
+}

@@ -1,0 +1,54 @@
+// A task schema's `default` values are checked against the subschema they annotate,
+// at start and at each reload (through TaskRegistry), and the error names the place.
+
+import t from 'tap'
+import { checkDefaults, defaultPointers } from '../src/schema-defaults.js'
+import { TaskRegistry } from '../src/task-registry.js'
+import { loadConfig } from '../src/config.js'
+import type { TaskInfo } from '../src/pool/protocol.js'
+
+const noKeywords = (): void => {}
+
+t.test('finds every default, wherever it sits in the schema', async (t) => {
+  const schema = {
+    type: 'object',
+    default: {},
+    properties: { 'a/b': { type: 'integer', default: 1 }, list: { type: 'array', items: { type: 'string', default: 'x' } } },
+    anyOf: [{ properties: { c: { default: 2 } } }],
+    definitions: { D: { type: 'string', default: 'd' } },
+    not: { default: 5 }
+  }
+  t.same(defaultPointers(schema).sort(), ['', '/anyOf/0/properties/c', '/definitions/D', '/properties/a~1b', '/properties/list/items'].sort())
+  t.same(defaultPointers({ type: 'object' }), [])
+})
+
+t.test('a default its own subschema accepts passes; one it refuses is named, with the reason', async (t) => {
+  t.doesNotThrow(() => checkDefaults({ type: 'object', properties: { limit: { type: 'integer', minimum: 1, default: 10 } } }, noKeywords))
+  t.throws(() => checkDefaults({ type: 'object', properties: { limit: { type: 'integer', default: '10' } } }, noKeywords),
+    { message: 'the default at /properties/limit ("10") fails its own schema: must be integer' })
+  t.throws(() => checkDefaults({ type: 'object', properties: { algorithms: { type: 'array', items: { enum: ['sha256', 'md5'] }, default: ['sha512'] } } }, noKeywords),
+    { message: /^the default at \/properties\/algorithms \(\["sha512"\]\) fails its own schema: \/0 must be equal to one of the allowed values/ })
+  t.throws(() => checkDefaults({ type: 'object', properties: { text: { type: 'string', maxLength: 3, default: 'x'.repeat(500) } } }, noKeywords),
+    { message: /\("x{79}\.\.\.\) fails its own schema: must NOT have more than 3 characters$/ }, 'a long default is cut short')
+})
+
+t.test('a default under a $ref is checked against what the $ref names, in a schema with or without an $id', async (t) => {
+  const schema = { type: 'object', properties: { mode: { $ref: '#/definitions/Mode', default: 'slow' } }, definitions: { Mode: { enum: ['fast', 'safe'] } } }
+  t.throws(() => checkDefaults(schema, noKeywords), { message: /^the default at \/properties\/mode \("slow"\) fails its own schema/ })
+  t.throws(() => checkDefaults({ $id: 'https://example.com/task.json', ...schema }, noKeywords), { message: /^the default at \/properties\/mode/ })
+  t.doesNotThrow(() => checkDefaults({ ...schema, properties: { mode: { $ref: '#/definitions/Mode', default: 'safe' } } }, noKeywords))
+})
+
+function info (schema: Record<string, unknown>): TaskInfo {
+  return { name: 'demo.task', doc: '', schema, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null, module: 'demo_tasks' } as unknown as TaskInfo
+}
+
+t.test('the registry refuses a task whose default fails its schema, as it refuses a schema that does not compile', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  t.throws(() => registry.update([info({ type: 'object', properties: { top: { type: 'integer', minimum: 1, default: 0 } } })]),
+    { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: the default at /properties/top (0) fails its own schema: must be >= 1' })
+  t.throws(() => registry.check([info({ type: 'object', properties: { raw: { bytes: true, default: 'abc' } } })]),
+    { message: /the default at \/properties\/raw \("abc"\) fails its own schema: must pass "bytes" keyword validation/ }, 'pyfleet\'s own keywords are known')
+  t.doesNotThrow(() => registry.update([info({ type: 'object', properties: { top: { type: 'integer', minimum: 1, default: 10 } } })]))
+  t.same(registry.names(), ['demo.task'])
+})
