@@ -17,8 +17,8 @@ import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 export interface CallRunPool {
   readonly admission: Admission
   readonly log: FastifyBaseLogger
-  /** The worker is healthy after the call: release it, or recycle it. */
-  giveBack: (worker: PythonWorker) => void
+  /** The worker is healthy after the call: release it, or recycle it (a promise while its memory is measured first). */
+  giveBack: (worker: PythonWorker) => Promise<void> | undefined
   /** The worker failed (dead, timed out, broke the protocol): remove it; the pool replaces it. */
   discard: (worker: PythonWorker, reason: RestartReason, during?: Call) => void
   /** True for a worker the shutdown's stop ended (SHUTDOWN_GRACE_MS ran out): not a crash of its own. */
@@ -40,7 +40,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
   if (budgetLeftMs <= 0) {
     admission.expired(waiter)
-    pool.giveBack(worker)
+    void pool.giveBack(worker)
     return
   }
   const timeoutMs = call.task.timeoutMs
@@ -51,7 +51,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
     // is fine, and like any 400 or 413 this is not a call.
     admission.finished(waiter)
-    pool.giveBack(worker)
+    void pool.giveBack(worker)
     admission.settle(waiter, null, error instanceof InputTooLargeError
       ? new BodyTooLargeError(error.message)
       : new InvalidInputError(`input cannot be sent to the worker: ${(error as Error).message}`))
@@ -91,7 +91,10 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const answered = budget?.stop() ?? false
   if (!answered) call.runMs = performance.now() - startedAt
   admission.finished(waiter)
-  pool.giveBack(worker)
+  const back = pool.giveBack(worker)
+  // Answered once the worker is back in the pool: a client that calls again at once must
+  // find it free (with QUEUE_LIMIT=0 it would otherwise get QUEUE_FULL from an idle server).
+  if (back !== undefined) await back
   if (reply.t === MSG_RESULT) {
     // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
     if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack

@@ -218,6 +218,11 @@ export class PythonWorker {
         resolve?.(reply)
         return
       }
+      case 'stopping':
+      case 'dead':
+        // The reply to a call given up on (it timed out, and the kill is on its way), or a
+        // last frame of a worker being stopped: it is going away, and nobody waits for it.
+        return
       default:
         throw new ProtocolError(`unexpected frame while ${this.#state}`)
     }

@@ -73,7 +73,13 @@ export class Reloader {
       if (this.#options.isDraining()) throw fail(new Error('the server began shutting down'))
       const worker = supervisor.members().find((w) => this.#isStale(w))
       if (worker === undefined) {
-        if (!supervisor.isStartingBefore(this.#reloaded.before)) break
+        // Done, unless a replacement that began before the reload is still starting (it runs
+        // the old code: the next turn replaces it), or no worker runs at all while one is
+        // starting (a crash replacement begun after the reload, loading the new code: the
+        // reload waits to report it, as no failed start happened).
+        const waitsForOld = supervisor.isStartingBefore(this.#reloaded.before)
+        const waitsForAny = supervisor.liveWorkers === 0 && (supervisor.isStarting || supervisor.startFailures === 0)
+        if (!waitsForOld && !waitsForAny) break
         await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))
         continue
       }

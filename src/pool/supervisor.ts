@@ -118,6 +118,9 @@ export class Supervisor {
     return false
   }
 
+  /** True while any replacement is being spawned (not while one waits out its backoff). */
+  get isStarting (): boolean { return this.#startsInProgress.size > 0 }
+
   /** True while this worker holds its slot. */
   holds (worker: PythonWorker): boolean {
     return this.#slots.get(worker.id) === worker

@@ -101,7 +101,7 @@ export class WorkerPool {
     this.#callRunPool = {
       admission: this.#admission,
       log: options.log,
-      giveBack: (worker) => { this.#giveBack(worker) },
+      giveBack: (worker) => this.#giveBack(worker),
       discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
       stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason)
     }
@@ -156,18 +156,29 @@ export class WorkerPool {
     )
   }
 
-  /** After a call that left the worker healthy: release it, swap it for its spare, or replace it. */
-  #giveBack (worker: PythonWorker): void {
+  /**
+   * After a call that left the worker healthy: release it, swap it for its spare, or
+   * replace it. Returns a promise when that waits for a memory check: the caller is
+   * answered once the worker is back, so a client's next call finds it free.
+   */
+  #giveBack (worker: PythonWorker): Promise<void> | undefined {
     if (this.#recycler.needsRssCheck(worker)) {
       // Near MAX_WORKER_RSS_MB: measured before it may take another call (a worker past
       // the limit must not take one). It stays borrowed for the ~0.1 ms this takes.
-      void this.#recycler.checkRss(worker).then(() => { this.#putBack(worker) })
-      return
+      return this.#recycler.checkRss(worker).then(() => { this.#putBack(worker) })
     }
     this.#putBack(worker)
+    return undefined
   }
 
   #putBack (worker: PythonWorker): void {
+    // It may have died while its memory was measured: its exit found it borrowed, so nobody
+    // replaced it, and released it would sit in the pool dead.
+    if (worker.state !== 'idle') {
+      this.#discard(worker, worker.failure ?? 'crash')
+      this.#admission.dispatch()
+      return
+    }
     const next = this.#recycler.afterCall(worker)
     if (next === OVER_MEMORY) this.#discard(worker, 'max_rss')
     else if (next !== undefined) this.#swap(worker, next.spare, next.reason)
@@ -203,7 +214,7 @@ export class WorkerPool {
     for (let i = 0; i < idle; i++) {
       this.#pool.acquire().then((worker) => {
         if (worker.state !== 'idle') this.#discard(worker, worker.failure ?? 'crash')
-        else this.#giveBack(worker)
+        else void this.#giveBack(worker)
         this.#admission.dispatch()
       }, () => {})
     }

@@ -259,3 +259,42 @@ t.test('a reload whose spare dies before taking over starts another and complete
   t.notOk(body.newPids.includes(spare), 'the dead spare is not among the new workers')
   await wholeAgain(server, spare)
 })
+
+t.test('a worker that dies while its memory is measured after a call is replaced at once, without further traffic', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100', MAX_CALLS_PER_WORKER: '0', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  await callTask(server.url, 'diag.work', { alloc_mb: 70 })
+  await waitFor(() => server.app.pool.snapshot().workers[0].rssBytes >= 75 * 1024 * 1024, 10_000, 'the worker to be measured near its limit')
+  const [pid] = workerPids(server)
+  // Its exit comes while the pool reads its RSS (the worker still borrowed).
+  t.equal((await callTask(server.url, 'extra.exit_after_return', { delay_ms: 1 })).status, 200)
+  await wholeAgain(server, pid)
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.crash, 1, 'counted as a crash')
+})
+
+t.test('QUEUE_LIMIT=0: a client calling again as soon as it is answered finds the worker free, even when its memory is measured after each call', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT: '0', MAX_WORKER_RSS_MB: '100', MAX_CALLS_PER_WORKER: '0' })
+  await callTask(server.url, 'diag.work', { alloc_mb: 70 })
+  await waitFor(() => server.app.pool.snapshot().workers[0].rssBytes >= 75 * 1024 * 1024, 10_000, 'the worker to be measured near its limit')
+  const statuses: number[] = []
+  for (let i = 0; i < 100; i++) statuses.push((await callTask(server.url, 'echo', i)).status)
+  t.same(statuses.filter((s) => s !== 200), [], 'no QUEUE_FULL from an idle server')
+})
+
+t.test('a reload while the only worker\'s replacement crashes on a queued call waits for the next one, and applies the new tasks', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-reload-crash-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await writeFile(join(dir, 'crash_tasks.py'), 'from pyfleet import task\n@task("crash.one")\ndef one(x):\n    return x\n')
+  const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'crash_tasks', PYTHONPATH: dir, PYTHONDONTWRITEBYTECODE: '1' })
+  await writeFile(join(dir, 'crash_tasks.py'), 'from pyfleet import task\n@task("crash.one")\ndef one(x):\n    return x\n@task("crash.two")\ndef two(x):\n    return x\n')
+  // The first call ends its worker; its replacement (begun before the reload) takes the
+  // second, queued call and dies too, before the reload looks again; the next one begins
+  // after the reload did, and no failed start happened.
+  t.equal((await callTask(server.url, 'diag.work', { exit: 1 })).status, 502)
+  const second = callTask(server.url, 'diag.work', { exit: 1 })
+  await new Promise((resolve) => setTimeout(resolve, 2))
+  const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal((await second).status, 502)
+  t.equal(reload.status, 200, await reload.clone().text())
+  t.match(await reload.json(), { tasks: ['crash.one', 'crash.two'] })
+  t.equal((await callTask(server.url, 'crash.two', {})).status, 200, 'the new task is served')
+})
