@@ -140,7 +140,13 @@ export async function main (early: EarlySignals): Promise<void> {
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
   process.on('SIGHUP', () => {
-    if (firstStop !== undefined || app === undefined) return
+    // Said, not silently dropped: an operator who sent it would wonder whether it arrived.
+    if (firstStop !== undefined) {
+      if (app === undefined) process.stderr.write('pyfleet: SIGHUP ignored: the server is stopping\n')
+      else app.log.warn('SIGHUP ignored: the server is shutting down')
+      return
+    }
+    if (app === undefined) { process.stderr.write('pyfleet: SIGHUP during start-up ignored: the workers starting load the code on disk now\n'); return }
     reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
   })
   early.stopRemembering()

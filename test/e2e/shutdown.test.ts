@@ -96,6 +96,8 @@ t.test('a second SIGTERM, past the moment an echo of the first would come, exits
   await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
   server.child.kill('SIGTERM')
   await waitFor(() => /shutting down/.test(server.output()), 5000, 'the drain to begin')
+  server.child.kill('SIGHUP')
+  await waitFor(() => /SIGHUP ignored: the server is shutting down/.test(server.output()), 5000, 'a SIGHUP during the drain to be said ignored')
   await new Promise((resolve) => setTimeout(resolve, 700)) // past the window in which a repeat is an echo
   t.equal(server.child.exitCode, null, 'the echo did not end the drain')
   server.child.kill('SIGTERM')
@@ -270,6 +272,8 @@ t.test('SIGTERM during start-up still exits 0 and leaves no worker', async (t) =
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
   // The first worker is spawned: start-up is under way but not finished.
   await waitFor(async () => (await childPythonPids(child.pid as number)).length > 0, 10_000, 'workers spawning')
+  child.kill('SIGHUP')
+  await waitFor(() => output.includes('pyfleet: SIGHUP during start-up ignored: the workers starting load the code on disk now'), 5000, 'the SIGHUP to be answered')
   child.kill('SIGTERM')
   t.equal(await exited, 0, output)
   t.same(await childPythonPids(child.pid as number), [])

@@ -221,3 +221,11 @@ t.test('WORKER_SCHED_BATCH=1 runs every worker, replacements included, as SCHED_
   const normal = await startServer(t, { POOL_SIZE: '1' })
   t.same(await Promise.all(normal.app.pool.snapshot().workers.map(async (w) => await schedPolicy(w.pid as number))), [nodePolicy], 'off by default')
 })
+
+t.test('workers are the OOM killer\'s first choice: their oom_score_adj is 500 above the server\'s', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2' })
+  const own = Number(await readFile('/proc/self/oom_score_adj', 'utf8'))
+  for (const worker of server.app.pool.snapshot().workers) {
+    t.equal(Number(await readFile(`/proc/${worker.pid as number}/oom_score_adj`, 'utf8')), Math.min(1000, own + 500), `worker ${worker.id}`)
+  }
+})

@@ -128,6 +128,21 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(EXIT_OK)
 
 
+def prefer_oom_kill() -> None:
+    """Raise this worker's oom_score_adj 500 above the server's (to at most 1000), so that
+    when the container runs out of memory the kernel's OOM killer picks a worker (replaced
+    at once; its call gets 502) rather than the server (every call of the replica lost).
+    Raising it needs no privilege; processes a task starts inherit it.
+    """
+    try:
+        with open("/proc/self/oom_score_adj", "r+") as adj:
+            current = int(adj.read())
+            adj.seek(0)
+            adj.write(str(min(1000, current + 500)))
+    except (OSError, ValueError):  # not Linux, or /proc not mounted: the kernel's own choice
+        pass
+
+
 def use_batch_scheduling() -> None:
     """SCHED_BATCH (WORKER_SCHED_BATCH=1): the kernel no longer lets this process preempt
     the one that woke it, so the server is not switched out in the middle of its turn
@@ -199,6 +214,7 @@ def main() -> None:
         os._exit(EXIT_OK)
 
     die_with_parent(args.parent_pid)
+    prefer_oom_kill()
     if args.sched_batch:
         use_batch_scheduling()
     # The server decides when workers stop (after in-flight calls). Spawned in
