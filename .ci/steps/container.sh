@@ -55,6 +55,10 @@ command -v podman >/dev/null || unavailable "podman could not be installed"
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
 # ---- 1. build + run + health check with the shared script ------------------------------------
+# The Dockerfile's FROM names its base through an ARG (NODE_IMAGE), which try-dockerfile.sh does not
+# recognise as node:20-bookworm-slim, so it would not build the local stand-in on a fresh machine:
+# make sure it exists (make-base-image.sh does nothing when it does).
+bash "$TOOLS/make-base-image.sh" || fail "could not build the local node:20-bookworm-slim base image"
 HOST_PORT=$(free_port) WAIT_S=90 bash "$TOOLS/try-dockerfile.sh" "$ROOT" 5000 || fail "try-dockerfile.sh did not PASS"
 # try-dockerfile.sh tags the image localhost/try-<basename of the dir>:latest
 IMAGE=localhost/try-$(basename "$ROOT" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_.\n-' '-'):latest
