@@ -9,6 +9,7 @@ import { msgpackProblem } from '../value-shape.js'
 import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
+import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -271,6 +272,7 @@ function decodeText (bytes: Buffer, charset: string | undefined): string {
   } catch {
     throw new UnsupportedMediaTypeError(`charset ${JSON.stringify(charset)} is not supported; send UTF-8`)
   }
+  if (decoder.encoding === 'windows-1252' && NATIVE_WINDOWS_1252_IS_LATIN_1) return decodeWindows1252(bytes)
   try {
     return decoder.decode(bytes)
   } catch {

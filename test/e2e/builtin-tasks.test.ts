@@ -88,6 +88,19 @@ t.test('csv.profile: raw CSV with a header, types and a ragged row', async (t) =
   t.equal(empty.status, 422)
 })
 
+t.test('raw text in windows-1252 (and each Latin-1 label, which means it) reaches the task as the client wrote it', async (t) => {
+  // 0x80 the euro sign, 0x85 an ellipsis, 0x93/0x94 curly quotes: not the C1 controls U+0080-U+009F.
+  const csv = Buffer.from('price,note\n\x80 5,\x93ok\x94\n\xe9,\x85\n', 'latin1')
+  for (const charset of ['windows-1252', 'iso-8859-1', 'latin1', 'us-ascii']) {
+    const reply = await callTask(url, 'csv.profile', csv, { 'content-type': `text/csv; charset=${charset}` })
+    t.equal(reply.status, 200, charset)
+    const [price, note] = reply.json.columns
+    t.same(price.top.map((v: { value: string }) => v.value), ['\u20ac 5', '\u00e9'], `${charset}: the euro sign, and Latin-1's own letters`)
+    t.same(note.top.map((v: { value: string }) => v.value), ['\u201cok\u201d', '\u2026'], `${charset}: quotes and an ellipsis, not a blank (U+0085 is whitespace to Python)`)
+    t.equal(note.nulls, 0, charset)
+  }
+})
+
 t.test('text.stats: raw text', async (t) => {
   const reply = await callTask(url, 'text.stats', 'The cat sat. The cat ran!\n\nA new paragraph here.', { 'content-type': 'text/plain; charset=utf-8' })
   t.equal(reply.status, 200)

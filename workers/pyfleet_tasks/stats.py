@@ -146,8 +146,11 @@ def mean(values):
     try:
         return math.fsum(values) / len(values)
     except OverflowError:
-        # the sum passes the float range although the mean cannot
-        return math.fsum(v / len(values) for v in values)
+        # The sum passes the float range although the mean cannot. Scaled down by a power of
+        # two (exact, unlike dividing each value by n, whose roundings up can overflow again:
+        # three times DBL_MAX / 3), summed, divided, scaled back.
+        exponent = len(values).bit_length()
+        return math.ldexp(math.fsum(math.ldexp(v, -exponent) for v in values) / len(values), exponent)
 
 
 def sample_stddev(values, center):

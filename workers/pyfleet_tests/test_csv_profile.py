@@ -73,6 +73,10 @@ class ProfilesColumns(unittest.TestCase):
         column = columns("n,m\n 1 ,x\n  ,y\n")["n"]
         self.assertEqual((column["count"], column["nulls"]), (1, 1))
 
+    def test_gives_the_mean_of_values_at_the_largest_float(self):
+        column = columns("v\n1.7976931348623157e308\n1.7976931348623157e308\n1.7976931348623157e308\n")["v"]
+        self.assertEqual((column["type"], column["mean"], column["stddev"]), ("number", 1.7976931348623157e308, 0.0))
+
     def test_profiles_a_column_of_nulls_as_string(self):
         column = columns("a,b\n1,\n2,\n")["b"]
         self.assertEqual(

@@ -1,6 +1,7 @@
 """Tests of stats.describe and stats.regression against the statistics module, hand-worked and exact results."""
 
 import math
+import sys
 import random
 import statistics
 import unittest
@@ -101,6 +102,14 @@ class DescribesSamples(unittest.TestCase):
         self.assertTrue(all(map(math.isfinite, result["histogram"]["edges"])))
         # a stddev beyond the float range is reported as null, not inf
         self.assertIsNone(describe({"values": [-1.7e308, 1.7e308]})["stddev"])
+
+    def test_gives_the_mean_of_values_at_the_largest_float(self):
+        # Each divided by 3 rounds up, and the thirds overflow again when added.
+        top = sys.float_info.max
+        for values in ([top] * 3, [-top] * 3, [top] * 9, [top, top, top / 2], [top] * 7 + [-top]):
+            result = describe({"values": values})
+            self.assertEqual(result["mean"], math.fsum(v / 16 for v in values) / len(values) * 16, values[:2])
+            self.assertTrue(math.isfinite(result["mean"]))
 
     def test_refuses_non_finite_values(self):
         with self.assertRaises(TaskError) as caught:
