@@ -10,6 +10,7 @@ import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
+import { isXmlType, xmlCharset } from './xml-charset.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -189,7 +190,12 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
-  return rawInput(task, task.rawField, request, type === 'application/octet-stream' ? bytes : decodeText(bytes, charset))
+  if (type === 'application/octet-stream') return rawInput(task, task.rawField, request, bytes)
+  if (charset === undefined && isXmlType(type)) {
+    const declared = xmlCharset(bytes)
+    if (declared !== undefined) return rawInput(task, task.rawField, request, decodeText(bytes, declared, 'the XML declaration\'s encoding'))
+  }
+  return rawInput(task, task.rawField, request, decodeText(bytes, charset))
 }
 
 /** A JSON or msgpack body, already parsed: checked it can be sent, and against the schema as it is. */
@@ -265,12 +271,12 @@ function refuseQuery (task: Task, request: FastifyRequest): void {
   throw new ValidationError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`)
 }
 
-function decodeText (bytes: Buffer, charset: string | undefined): string {
+function decodeText (bytes: Buffer, charset: string | undefined, named = 'charset'): string {
   let decoder: TextDecoder
   try {
     decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true })
   } catch {
-    throw new UnsupportedMediaTypeError(`charset ${JSON.stringify(charset)} is not supported; send UTF-8`)
+    throw new UnsupportedMediaTypeError(`${named} ${JSON.stringify(charset)} is not supported; send UTF-8`)
   }
   if (decoder.encoding === 'windows-1252' && NATIVE_WINDOWS_1252_IS_LATIN_1) return decodeWindows1252(bytes)
   try {

@@ -46,6 +46,27 @@ t.test('xml.import: raw XML with query options', async (t) => {
   t.same(json.json.records, [{ '@id': '1', title: 'One', tag: ['a', 'b'] }])
 })
 
+t.test('xml.import: a raw document sent without a charset is read in the encoding it declares, or its byte order mark says', async (t) => {
+  const text = (encoding: string): string => `<?xml version="1.0" encoding="${encoding}"?><feed><item>caf\u00e9 \u20ac</item></feed>`
+  const documents: Array<[string, Buffer]> = [
+    ['Latin-1 declared', Buffer.from(text('ISO-8859-1').replace('\u20ac', 'E'), 'latin1')],
+    ['windows-1252 declared', Buffer.from(text('windows-1252').replace('\u20ac', '\x80'), 'latin1')],
+    ['UTF-16 with a byte order mark', Buffer.concat([Buffer.from([0xFF, 0xFE]), Buffer.from(text('UTF-16'), 'utf16le')])],
+    ['UTF-8 with a byte order mark', Buffer.concat([Buffer.from([0xEF, 0xBB, 0xBF]), Buffer.from(text('UTF-8'))])]
+  ]
+  for (const [name, body] of documents) {
+    const reply = await callTask(url, 'xml.import', body, { 'content-type': 'application/xml' })
+    t.equal(reply.status, 200, name)
+    t.match(reply.json, { root: 'feed', records: [{ '#text': /^caf\u00e9 (\u20ac|E)$/ }] }, name)
+  }
+  const stated = await callTask(url, 'xml.import', Buffer.from(text('ISO-8859-1').replace('\u20ac', 'E')), { 'content-type': 'application/xml; charset=utf-8' })
+  t.equal(stated.status, 200, 'a charset in the content-type wins over the declaration')
+  t.match(stated.json.records, [{ '#text': 'caf\u00e9 E' }])
+  const unknown = await callTask(url, 'xml.import', Buffer.from(text('EBCDIC-XY')), { 'content-type': 'text/xml' })
+  t.equal(unknown.status, 415)
+  t.equal(unknown.json.message, 'the XML declaration\'s encoding "EBCDIC-XY" is not supported; send UTF-8')
+})
+
 t.test('xml.import: hostile documents are refused with 422 and the worker stays healthy', async (t) => {
   const hostile = {
     'billion laughs': '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><lolz>&lol3;</lolz>',
