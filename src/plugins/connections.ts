@@ -62,15 +62,6 @@ export interface Connections {
   settle: (maxWaitMs: number) => Promise<void>
   /** Stops looking for stalled writes (the server is closing). */
   stop: () => void
-  /**
-   * The answers of requests already under way close their connections (`connection:
-   * close`), as Fastify's do for requests that arrive once closing has begun. A keep-alive
-   * client then opens a new connection for its next request, answered 503 while the
-   * listener is open and refused once it closes: both clean to retry. Left open, the
-   * connection would sit idle until settle() closed it, and a request the client sent on
-   * it just then would meet a reset instead.
-   */
-  closeAfterAnswers: () => void
 }
 
 interface Stall { flushed: number, since: number }
@@ -120,12 +111,6 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   sweep?.unref()
   return {
     stop () { clearInterval(sweep) },
-    closeAfterAnswers () {
-      for (const socket of sockets.keys()) {
-        const response = responseOf(socket)
-        if (response !== undefined && !response.headersSent) response.shouldKeepAlive = false
-      }
-    },
     async settle (maxWaitMs: number): Promise<void> {
       const deadline = Date.now() + maxWaitMs
       while (answering() && Date.now() < deadline) {
