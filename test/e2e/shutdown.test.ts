@@ -183,3 +183,19 @@ t.test('a worker the shutdown stops mid-call is no crash: restarts{reason="crash
   t.equal(restarts.crash, 0, 'not counted as a crash')
   t.notOk(server.logs.some((line) => line.msg === 'replacing worker'))
 })
+
+t.test('requests pipelined on one connection when SIGTERM comes each get their answer', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '2' })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.on('error', () => {})
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+  const body = JSON.stringify({ sleep_ms: 600 })
+  const request = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  socket.write(request + request)
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 2, 5000, 'both calls to run')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 0)
+  t.equal(answer.match(/HTTP\/1\.1 200 /g)?.length, 2, 'two answers on the connection')
+})
