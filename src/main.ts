@@ -146,7 +146,7 @@ export async function main (early: EarlySignals): Promise<void> {
       else app.log.warn('SIGHUP ignored: the server is shutting down')
       return
     }
-    if (app === undefined) { process.stderr.write('pyfleet: SIGHUP during start-up ignored: the workers starting load the code on disk now\n'); return }
+    if (app === undefined) { process.stderr.write('pyfleet: SIGHUP during start-up ignored: nothing is serving yet to reload; send it again once the server listens\n'); return }
     reloadWorkers(app, 'SIGHUP').catch(() => { /* logged by reloadWorkers */ })
   })
   early.stopRemembering()

@@ -55,7 +55,8 @@ export function checkDefaults (schema: unknown, addKeywords: (ajv: Ajv) => void)
   for (const pointer of pointers) {
     let validate
     try {
-      validate = ajv.getSchema(`${key}#${pointer}`)
+      // A URI fragment: Ajv decodes %-escapes in it, so each segment is encoded ("per%cent").
+      validate = ajv.getSchema(`${key}#${pointer.split('/').map(encodeURIComponent).join('/')}`)
     } catch {
       continue // a subschema Ajv cannot resolve on its own (under a nested $id): not checked
     }

@@ -39,6 +39,13 @@ t.test('a default under a $ref is checked against what the $ref names, in a sche
   t.doesNotThrow(() => checkDefaults({ ...schema, properties: { mode: { $ref: '#/definitions/Mode', default: 'safe' } } }, noKeywords))
 })
 
+t.test('property names that look like escapes in a URI fragment are checked too', async (t) => {
+  for (const name of ['per%cent', '%41', 'a b', 'x#y', 'ü']) {
+    t.throws(() => checkDefaults({ type: 'object', properties: { [name]: { type: 'integer', default: 'x' } } }, noKeywords),
+      { message: /fails its own schema: must be integer$/ }, name)
+  }
+})
+
 function info (schema: Record<string, unknown>): TaskInfo {
   return { name: 'demo.task', doc: '', schema, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null, module: 'demo_tasks' } as unknown as TaskInfo
 }

@@ -31,6 +31,8 @@ export interface ReloaderOptions {
 const STARTING_POLL_MS = 50
 /** A reload gives up once this many spares have died before taking over (not a start failure: those fail it at once). */
 const MAX_SPARE_DEATHS = 3
+/** How long a reload waits, with no worker running, for one that stays up (workers that keep dying as they start). */
+const MAX_WAIT_FOR_ANY_MS = 30_000
 
 export class Reloader {
   readonly #options: ReloaderOptions
@@ -64,6 +66,7 @@ export class Reloader {
     this.#reloaded = { before: PythonWorker.created, accept }
     const oldPids: number[] = []
     let spareDeaths = 0
+    let waitingForAnySince: number | undefined
     const fail = (error: Error): ReloadFailedError => {
       const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
       this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
@@ -80,6 +83,12 @@ export class Reloader {
         const waitsForOld = supervisor.isStartingBefore(this.#reloaded.before)
         const waitsForAny = supervisor.liveWorkers === 0 && (supervisor.isStarting || supervisor.startFailures === 0)
         if (!waitsForOld && !waitsForAny) break
+        if (!waitsForOld) {
+          waitingForAnySince ??= performance.now()
+          if (performance.now() - waitingForAnySince > MAX_WAIT_FOR_ANY_MS) {
+            throw fail(new Error(`no worker stayed up for ${MAX_WAIT_FOR_ANY_MS / 1000} s to be replaced: they die as they start or soon after (see the log)`))
+          }
+        } else waitingForAnySince = undefined
         await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))
         continue
       }

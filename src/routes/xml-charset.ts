@@ -20,5 +20,8 @@ export function xmlCharset (bytes: Buffer): string | undefined {
   if (b0 === 0x00 && b1 === 0x3C && b2 === 0x00 && b3 === 0x3F) return 'utf-16be'
   // Any encoding that can name itself in a declaration writes these bytes as ASCII.
   const head = bytes.subarray(0, 512).toString('latin1')
-  return /^<\?xml\s[^>]*?\bencoding\s*=\s*(["'])([A-Za-z][A-Za-z0-9._-]*)\1/.exec(head)?.[2]
+  const declared = /^<\?xml\s[^>]*?\bencoding\s*=\s*(["'])([A-Za-z][A-Za-z0-9._-]*)\1/.exec(head)?.[2]
+  // A declaration read as ASCII is not in UTF-16, whatever it says (a UTF-16 document
+  // starts with a byte order mark or with '<' as two bytes, found above): UTF-8 then.
+  return declared !== undefined && /^utf-?16/i.test(declared) ? undefined : declared
 }

@@ -1,6 +1,7 @@
 // Recycling, rolling reload and per-task concurrency under load, against real workers.
 
 import t from 'tap'
+import { pbkdf2 } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -265,8 +266,12 @@ t.test('a worker that dies while its memory is measured after a call is replaced
   await callTask(server.url, 'diag.work', { alloc_mb: 70 })
   await waitFor(() => server.app.pool.snapshot().workers[0].rssBytes >= 75 * 1024 * 1024, 10_000, 'the worker to be measured near its limit')
   const [pid] = workerPids(server)
-  // Its exit comes while the pool reads its RSS (the worker still borrowed).
-  t.equal((await callTask(server.url, 'extra.exit_after_return', { delay_ms: 1 })).status, 200)
+  // Its exit comes while the pool reads its RSS (the worker still borrowed): the read waits
+  // behind work that fills libuv's thread pool (this process is the server's) for ~0.5 s,
+  // and the worker exits 50 ms after its answer.
+  const occupied = Array.from({ length: 4 }, async () => await new Promise((resolve) => { pbkdf2('x', 'y', 400_000, 64, 'sha512', resolve) }))
+  t.equal((await callTask(server.url, 'extra.exit_after_return', { delay_ms: 50 })).status, 200)
+  await Promise.all(occupied)
   await wholeAgain(server, pid)
   t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.crash, 1, 'counted as a crash')
 })

@@ -110,7 +110,7 @@ t.test('SIGHUP during start-up is said ignored; SIGTERM then still exits 0 and l
   // The first worker is spawned: start-up is under way but not finished.
   await waitFor(async () => (await childPythonPids(child.pid as number)).length > 0, 10_000, 'workers spawning')
   child.kill('SIGHUP')
-  await waitFor(() => output.includes('pyfleet: SIGHUP during start-up ignored: the workers starting load the code on disk now'), 5000, 'the SIGHUP to be answered')
+  await waitFor(() => output.includes('pyfleet: SIGHUP during start-up ignored: nothing is serving yet to reload; send it again once the server listens'), 5000, 'the SIGHUP to be answered')
   child.kill('SIGTERM')
   t.equal(await exited, 0, output)
   t.same(await childPythonPids(child.pid as number), [])

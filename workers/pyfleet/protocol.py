@@ -63,9 +63,10 @@ def _to_msgpack(value: Any) -> Any:
 _packer = msgpack.Packer(use_bin_type=True, default=_to_msgpack, autoreset=True)
 
 # How deep a reply's value or details may nest (lists and dicts within each other): past it
-# the packer says "recursion limit exceeded". It depends on msgpack's version (510 levels on
-# 1.0's pure-Python packer, 511 on its C one, 1,025 on 1.2's), so it is found by trying,
-# once, the first time a reply is refused for it: never on the path of a call that succeeds.
+# the packer says "recursion limit exceeded" (or, pure-Python msgpack 1.2's, Python's own
+# RecursionError). It depends on msgpack's version and build (511 levels on Debian 12's
+# msgpack 1.0, 1,024 on PyPI's 1.2), so it is found by trying, once, the first time a reply
+# is refused for it: never on the path of a call that succeeds.
 _value_depth_limit: Optional[int] = None
 
 
@@ -78,7 +79,7 @@ def value_depth_limit() -> int:
                 value = [value]
             try:
                 _packer.pack({"t": "result", "id": 0, "value": value})
-            except ValueError:
+            except (ValueError, RecursionError):
                 return False
             return True
 
@@ -155,7 +156,7 @@ def undecodable(value: Any, what: str) -> Optional[str]:
 def why_unsendable(value: Any, exc: Exception) -> str:
     """What a reply's value (or details) holds that the packer refused with ``exc``, said for the
     log ("" when the exception says it already)."""
-    if isinstance(exc, ValueError) and "recursion limit" in str(exc):
+    if isinstance(exc, RecursionError) or (isinstance(exc, ValueError) and "recursion limit" in str(exc)):
         return f"it is nested more than {value_depth_limit()} levels deep (msgpack {'.'.join(map(str, msgpack.version))}'s limit), or contains itself; "
     if isinstance(exc, UnicodeEncodeError):
         where = _find(value, _is_unencodable_str, "a str")

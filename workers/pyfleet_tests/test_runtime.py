@@ -443,7 +443,7 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):
-        limit = protocol.value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,025 on 1.2
+        limit = protocol.value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2
         self.assertGreaterEqual(limit, 510)
         deep = []
         for _ in range(limit - 1):
