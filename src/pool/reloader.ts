@@ -26,6 +26,8 @@ export interface ReloaderOptions {
   isDraining: () => boolean
   /** Swaps idle workers whose spare is ready (the pool's sweep). */
   sweepIdle: () => void
+  /** How long to wait, with no worker running, for one that stays up (default MAX_WAIT_FOR_ANY_MS; tests shorten it). */
+  maxWaitForAnyMs?: number
 }
 
 const STARTING_POLL_MS = 50
@@ -85,8 +87,9 @@ export class Reloader {
         if (!waitsForOld && !waitsForAny) break
         if (!waitsForOld) {
           waitingForAnySince ??= performance.now()
-          if (performance.now() - waitingForAnySince > MAX_WAIT_FOR_ANY_MS) {
-            throw fail(new Error(`no worker stayed up for ${MAX_WAIT_FOR_ANY_MS / 1000} s to be replaced: they die as they start or soon after (see the log)`))
+          const maxWaitMs = this.#options.maxWaitForAnyMs ?? MAX_WAIT_FOR_ANY_MS
+          if (performance.now() - waitingForAnySince > maxWaitMs) {
+            throw fail(new Error(`no worker stayed up for ${maxWaitMs / 1000} s to be replaced: they die as they start or soon after (see the log)`))
           }
         } else waitingForAnySince = undefined
         await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))

@@ -1,0 +1,43 @@
+// Reloader's waiting, with a supervisor standing in for the pool's: the cases that
+// take long or need workers dying at exact moments in the real thing
+// (test/e2e/resilience.test.ts has the reloads of real workers).
+
+import t from 'tap'
+import pino from 'pino'
+import { Reloader, ReloadFailedError } from '../../src/pool/reloader.js'
+import type { Recycler } from '../../src/pool/recycler.js'
+import type { Supervisor } from '../../src/pool/supervisor.js'
+
+/** A pool whose workers all die as they start: never one running, a replacement always starting. */
+function crashLooping (startFailures = 0): Supervisor {
+  return {
+    members: () => [],
+    liveWorkers: 0,
+    isStarting: true,
+    startFailures,
+    isStartingBefore: () => false
+  } as unknown as Supervisor
+}
+
+function reloader (supervisor: Supervisor, maxWaitForAnyMs: number): Reloader {
+  return new Reloader({
+    recycler: {} as Recycler,
+    supervisor,
+    log: pino({ level: 'silent' }),
+    isDraining: () => false,
+    sweepIdle: () => {},
+    maxWaitForAnyMs
+  })
+}
+
+t.test('a reload with no worker running waits for one that stays up, and gives up after its bound, saying why', async (t) => {
+  const error = await reloader(crashLooping(), 300).reload().catch((e: unknown) => e)
+  t.ok(error instanceof ReloadFailedError)
+  t.match(error, { message: 'no worker stayed up for 0.3 s to be replaced: they die as they start or soon after (see the log)', replaced: 0 })
+})
+
+t.test('with start failures and nothing starting (backing off), it fails at once, naming them', async (t) => {
+  const supervisor = { ...crashLooping(3), isStarting: false } as unknown as Supervisor
+  const error = await reloader(supervisor, 60_000).reload().catch((e: unknown) => e)
+  t.match(error, { message: /every slot is restarting after failed starts/ })
+})
