@@ -1,7 +1,7 @@
 // An XML body's own encoding, for a content-type without a charset (RFC 7303).
 
 import t from 'tap'
-import { isXmlType, xmlCharset } from '../src/routes/xml-charset.js'
+import { byteOrderMark, isXmlType, xmlCharset } from '../src/routes/xml-charset.js'
 
 t.test('a byte order mark, else the declaration, else nothing (UTF-8)', async (t) => {
   t.equal(xmlCharset(Buffer.from([0xEF, 0xBB, 0xBF, 0x3C])), 'utf-8')
@@ -18,6 +18,12 @@ t.test('a byte order mark, else the declaration, else nothing (UTF-8)', async (t
 t.test('a declaration of UTF-16 read as ASCII is not believed: the bytes say otherwise', async (t) => {
   t.equal(xmlCharset(Buffer.from('<?xml version="1.0" encoding="UTF-16"?><a/>')), undefined)
   t.equal(xmlCharset(Buffer.from('<?xml version="1.0" encoding="utf16"?><a/>')), undefined)
+})
+
+t.test('a byte order mark alone, for a body whose content-type names a charset', async (t) => {
+  t.equal(byteOrderMark(Buffer.from([0xFF, 0xFE, 0x3C, 0x00])), 'utf-16le')
+  t.equal(byteOrderMark(Buffer.from('<?xml version="1.0" encoding="ISO-8859-1"?>')), undefined, 'a declaration is not a byte order mark')
+  t.equal(byteOrderMark(Buffer.from('<?xml version="1.0"?>', 'utf16le')), undefined)
 })
 
 t.test('XML media types', async (t) => {

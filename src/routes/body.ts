@@ -10,7 +10,7 @@ import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
-import { isXmlType, xmlCharset } from './xml-charset.js'
+import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -191,9 +191,9 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
   if (type === 'application/octet-stream') return rawInput(task, task.rawField, request, bytes)
-  if (charset === undefined && isXmlType(type)) {
-    const declared = xmlCharset(bytes)
-    if (declared !== undefined) return rawInput(task, task.rawField, request, decodeText(bytes, declared, 'the XML declaration\'s encoding'))
+  if (isXmlType(type)) {
+    const own = charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)
+    if (own !== undefined) return rawInput(task, task.rawField, request, decodeText(bytes, own, 'the XML declaration\'s encoding'))
   }
   return rawInput(task, task.rawField, request, decodeText(bytes, charset))
 }
