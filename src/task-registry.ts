@@ -8,7 +8,7 @@ import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/protocol.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
-import { checkDefaults } from './schema-defaults.js'
+import { DefaultsChecker } from './schema-defaults.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
@@ -155,6 +155,7 @@ export class TaskRegistry {
     // would grow with every reload and break on a task schema that has an $id.
     const strict = makeAjv(false)
     const coercing = makeAjv(true)
+    const defaults = new DefaultsChecker(addKeywords)
     const tasks = new Map<string, Task>()
     for (const info of infos) {
       let validateBody: ValidateFunction
@@ -162,7 +163,7 @@ export class TaskRegistry {
       try {
         validateBody = strict.compile(info.schema)
         validateRaw = coercing.compile(info.schema)
-        checkDefaults(info.schema, addKeywords)
+        defaults.check(info.schema)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
         throw new Error(`task ${info.name}${where} declares an invalid input schema: ${(error as Error).message}`)

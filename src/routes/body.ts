@@ -191,11 +191,10 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
   if (type === 'application/octet-stream') return rawInput(task, task.rawField, request, bytes)
-  if (isXmlType(type)) {
-    const own = charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)
-    if (own !== undefined) return rawInput(task, task.rawField, request, decodeText(bytes, own, 'the XML declaration\'s encoding'))
-  }
-  return rawInput(task, task.rawField, request, decodeText(bytes, charset))
+  // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset.
+  const own = isXmlType(type) ? (charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)) : undefined
+  const text = own === undefined ? decodeText(bytes, charset) : decodeText(bytes, own, 'the XML declaration\'s encoding')
+  return rawInput(task, task.rawField, request, text)
 }
 
 /** A JSON or msgpack body, already parsed: checked it can be sent, and against the schema as it is. */
