@@ -93,7 +93,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.decorateRequest('pyfleetCall', null)
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
-    numberRequest(request)
+    numberRequest(request, reply)
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).

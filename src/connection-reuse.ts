@@ -3,6 +3,7 @@
 // handler decides per error answer, app.ts for GET and HEAD; app.ts and the task route
 // ask before a request runs.
 
+import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, MissingHostError } from './errors.js'
@@ -16,13 +17,19 @@ import { InvalidInputError, MissingHostError } from './errors.js'
  */
 const closingAfter = new WeakMap<Socket, number>()
 const kSequence = Symbol('pyfleet.requestSequence')
-type Numbered = Socket & { [kSequence]?: number }
+const kLatestResponse = Symbol('pyfleet.latestResponse')
+type Numbered = Socket & { [kSequence]?: number, [kLatestResponse]?: ServerResponse }
 
-/** Numbers a request among those of its connection (1, 2, ...), from the onRequest hook. */
-export function numberRequest (request: FastifyRequest): void {
+/**
+ * Numbers a request among those of its connection (1, 2, ...), from the onRequest hook,
+ * and keeps its response as the connection's latest (closeWhenAnswered reads it; it is
+ * held until the next request or the connection's end, as Node holds the socket).
+ */
+export function numberRequest (request: FastifyRequest, reply: FastifyReply): void {
   const socket = request.raw.socket as Numbered
   const sequence = (socket[kSequence] ?? 0) + 1
   socket[kSequence] = sequence
+  socket[kLatestResponse] = reply.raw
   ;(request.raw as { [kSequence]?: number })[kSequence] = sequence
 }
 
@@ -93,6 +100,22 @@ const BODYLESS_METHODS = new Set(['GET', 'HEAD'])
  */
 export function closeIfBodyIgnored (request: FastifyRequest, reply: FastifyReply): void {
   if (BODYLESS_METHODS.has(request.method) && hasBody(request)) closeAfterAnswer(request, reply)
+}
+
+/**
+ * At shutdown, before the drain: the connection's last request yet parsed, if its answer
+ * has not started, answers with `connection: close`, so that its client opens a new
+ * connection for its next request instead of reusing this one just as the drain ends and
+ * closes it (a reset, which a client cannot tell from a lost request). Only the latest:
+ * closing after an earlier answer would lose the answers to requests pipelined behind it,
+ * whose calls run (SPEC §1). Requests that arrive from now on are answered with
+ * `connection: close` by Fastify itself, and none of them is admitted.
+ */
+export function closeWhenAnswered (socket: Socket): void {
+  const latest = (socket as Numbered)[kLatestResponse]
+  if (latest === undefined || latest.headersSent) return
+  latest.setHeader('connection', 'close')
+  if (!closingAfter.has(socket)) closingAfter.set(socket, (socket as Numbered)[kSequence] ?? 0)
 }
 
 function closeAfterAnswer (request: FastifyRequest, reply: FastifyReply): void {

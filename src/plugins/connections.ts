@@ -5,7 +5,9 @@
 // receiving a request (a stalled upload, or headers trickling in) is not idle, and
 // would hold close() open, since Node stops enforcing its request timeouts once
 // close() is called: only main.ts's backstop (exit 1) would end it. settle()
-// deals with both before close() runs.
+// deals with both before close() runs. Before the drain, closeAfterAnswers() has the
+// answers already due say `connection: close`, so that few keep-alive clients are still
+// using a connection when settle() closes it.
 //
 // While the server runs, the same list finds clients that stopped reading: an
 // answer Node has handed to a socket stays in memory until the client takes it,
@@ -19,6 +21,7 @@
 import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
+import { closeWhenAnswered } from '../connection-reuse.js'
 
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
@@ -53,6 +56,12 @@ function sendProgress (socket: Socket): number {
 }
 
 export interface Connections {
+  /**
+   * At the start of the drain: every connection's last request answers with
+   * `connection: close` (when its answer has not started), so keep-alive clients move
+   * to a new connection instead of reusing one that settle() is about to close.
+   */
+  closeAfterAnswers: () => void
   /**
    * Waits (up to maxWaitMs) until every answer under way has been flushed, and
    * closes the connections with nothing to answer: idle, still sending headers, or
@@ -111,6 +120,9 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   sweep?.unref()
   return {
     stop () { clearInterval(sweep) },
+    closeAfterAnswers () {
+      for (const socket of sockets.keys()) closeWhenAnswered(socket)
+    },
     async settle (maxWaitMs: number): Promise<void> {
       const deadline = Date.now() + maxWaitMs
       while (answering() && Date.now() < deadline) {

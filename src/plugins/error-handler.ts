@@ -91,7 +91,7 @@ export function notFoundError (request: FastifyRequest): SendableError {
 export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   // No hook runs for these requests: the request id, the log line and the metric are ours to add.
   reply.header('x-request-id', request.id)
-  numberRequest(request)
+  numberRequest(request, reply)
   const path = (request.url ?? '').split('?')[0]
   const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
   // CONNECT's target is host:port, which is no path (unusual-requests.ts passes it on): no route has it.

@@ -111,6 +111,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   const connections = trackConnections(fastify.server, config.responseStallTimeoutMs, fastify.log)
   fastify.addHook('preClose', async () => {
     connections.stop()
+    connections.closeAfterAnswers()
     await activePool.drain(config.shutdownGraceMs)
     // Every admitted call has its answer now: let answers to slow readers finish, and
     // close what would otherwise hold the server open (see connections.ts).

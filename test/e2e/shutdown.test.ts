@@ -184,18 +184,36 @@ t.test('a worker the shutdown stops mid-call is no crash: restarts{reason="crash
   t.notOk(server.logs.some((line) => line.msg === 'replacing worker'))
 })
 
-t.test('requests pipelined on one connection when SIGTERM comes each get their answer', async (t) => {
-  const server = await startServerProcess(t, { POOL_SIZE: '2' })
-  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
-  t.teardown(() => socket.destroy())
-  socket.on('error', () => {})
-  let answer = ''
-  socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+t.test('requests pipelined on one connection when SIGTERM comes each get their answer, and the last one closes it', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '3' })
+  const port = Number(new URL(server.url).port)
+  /** A raw keep-alive connection: what it has been sent, and whether the server ended it (FIN) or reset it. */
+  const open = (): { socket: import('node:net').Socket, answer: () => string, ended: Promise<string> } => {
+    const socket = connect(port, '127.0.0.1')
+    t.teardown(() => socket.destroy())
+    let answer = ''
+    socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+    const ended = new Promise<string>((resolve) => {
+      socket.once('end', () => { resolve('end') }).once('error', (error: NodeJS.ErrnoException) => { resolve(error.code ?? 'error') })
+    })
+    return { socket, answer: () => answer, ended }
+  }
   const body = JSON.stringify({ sleep_ms: 600 })
   const request = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
-  socket.write(request + request)
-  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 2, 5000, 'both calls to run')
+  const pipelined = open()
+  const single = open()
+  pipelined.socket.write(request + request)
+  single.socket.write(request)
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 3, 5000, 'the three calls to run')
   server.child.kill('SIGTERM')
   t.equal((await server.exited).code, 0)
-  t.equal(answer.match(/HTTP\/1\.1 200 /g)?.length, 2, 'two answers on the connection')
+  const answers = pipelined.answer().split(/(?=HTTP\/1\.1 )/)
+  t.same(answers.map((answer) => answer.slice(0, 13)), ['HTTP/1.1 200 ', 'HTTP/1.1 200 '], 'two answers on the pipelined connection')
+  // Closing after the first would lose the second's answer, whose call ran.
+  t.match(answers[0], /\r\nconnection: keep-alive\r\n/i, 'the first answer keeps the connection for the second')
+  t.match(answers[1], /\r\nconnection: close\r\n/i, 'the last one asks the client to open a new connection')
+  t.match(single.answer(), /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n/i, 'a call in flight at SIGTERM is answered with connection: close')
+  // An ordinary end, not a reset: the client knew the connection was finished before it closed.
+  t.equal(await pipelined.ended, 'end')
+  t.equal(await single.ended, 'end')
 })
