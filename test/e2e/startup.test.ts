@@ -3,7 +3,8 @@
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
 import { resolvePython } from '../../src/python-path.js'
@@ -32,6 +33,19 @@ t.test('--check starts the workers once, prints the task table as it would be se
   t.match(output, /\n {2}echo +timeout 1234 ms +2 at once +JSON\/msgpack only +Return the input unchanged/, 'settings applied as serving applies them')
   t.match(output, /\n {2}xml\.import +timeout 30000 ms +2 at once +raw application\/xml, text\/xml /)
   t.notMatch(output, /Server listening/)
+})
+
+t.test('the example in the pyfleet package\'s docstring (help(pyfleet)) passes --check as it is', async (t) => {
+  const source = await readFile(join(ROOT, 'workers', 'pyfleet', '__init__.py'), 'utf8')
+  const docstring = source.slice(3, source.indexOf('"""', 3))
+  const example = docstring.split('\n').filter((line) => line.startsWith('    ')).map((line) => line.slice(4)).join('\n')
+  t.match(example, /@task\("greet"/, 'the example found')
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-docstring-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await writeFile(join(dir, 'docstring_example.py'), example + '\n')
+  const { code, output } = await runServer({ TASK_MODULES: 'docstring_example', PYTHONPATH: dir, POOL_SIZE: '1' }, ['--check'])
+  t.equal(code, 0, output)
+  t.match(output, /\n {2}greet +timeout/)
 })
 
 t.test('--check of a task module that fails to import exits 1 with the reason a start would give', async (t) => {

@@ -2,9 +2,15 @@
 
     from pyfleet import task, TaskError
 
-    @task("greet", schema={"type": "object", "required": ["name"]})
+    @task("greet", schema={
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"],
+    })
     def greet(input):
         return {"hello": input["name"]}
+
+README.md ("Writing a task") has the rest: schemas, errors, limits, testing.
 """
 
 from .errors import TaskError

@@ -279,7 +279,26 @@ def main() -> None:
         log_failure("the worker's runtime failed", exc)
         hint = f" (did a task close or replace the worker's protocol fds, {request_fd} and {protocol_fd}?)" if isinstance(exc, OSError) else ""
         fail(EXIT_RUNTIME_FAILED, f"the runtime failed: {type(exc).__name__}: {as_text(exc)}{hint}")
+    run_exit_handlers()
     os._exit(EXIT_OK)
+
+
+def run_exit_handlers() -> None:
+    """A clean stop (the server closed stdin: a reload, a recycling, a shutdown) runs what task
+    modules registered with ``atexit`` (an exporter's flush, a database's close) and flushes
+    logging's handlers, as the end of any Python program would. Then os._exit, without
+    waiting for threads a task left running: a worker must stop when asked. A handler that
+    hangs is ended by the server's SIGTERM, WORKER_STOP_GRACE_MS after it closed stdin."""
+    import atexit
+
+    run = getattr(atexit, "_run_exitfuncs", None)  # CPython's: what its own exit runs (prints handlers' errors)
+    if run is not None:
+        run()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

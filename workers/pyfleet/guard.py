@@ -48,9 +48,10 @@ from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 
 log = logging.getLogger("pyfleet")
 
-# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which).
+# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which),
+# and std_fds.OPEN_LINE (noted by the streams in std_fds.py, whose dict this is).
 # Changed in place only, never rebound: the loop holds a reference to it.
-changes: Dict[Any, Any] = {}
+changes: Dict[Any, Any] = std_fds.changes
 
 _signal = signal.signal
 _setitimer = signal.setitimer
@@ -161,6 +162,7 @@ class Baseline:
         self._warned: set = set()  # (task, what): each is logged once per worker
         self._std_fds = StdFds(STD_FDS)
         std_fds.runtime = self._std_fds  # which fds 0-2 open() keeps open
+        std_fds.end_open_line()  # a task module's output at import, before the first call's
         changes.clear()  # what task modules did at import is the baseline
 
     def close(self) -> None:
@@ -183,6 +185,7 @@ class Baseline:
             _exit_forked_child(task_name, reply)
         changes.pop("fds", None)
         put_back = self._std_fds.restore()  # first: the warning below is written to fd 2
+        std_fds.end_open_line()  # the next call's output, or the warning, starts a line of its own
         for name in ("stdin", "stdout", "stderr"):
             if getattr(sys, name) is not getattr(self, name):
                 setattr(sys, name, getattr(self, name))

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+from . import std_fds
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_IMPORT_FAILED = 3
@@ -75,7 +77,10 @@ class OneLineFormatter(logging.Formatter):
     its line breaks as ``\\n`` and stays one entry at its record's level."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).rstrip("\n").replace("\n", "\\n")
+        text = super().format(record).rstrip("\n").replace("\n", "\\n")
+        # After a partial line a task printed, the record starts a line of its own: glued to
+        # that line it would be logged at its level (INFO) and with what it says cut in.
+        return "\n" + text if std_fds.OPEN_LINE in std_fds.changes else text
 
 
 def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F821

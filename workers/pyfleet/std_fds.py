@@ -23,6 +23,11 @@ _dup2 = os.dup2
 _close = os.close
 _open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
+# What tasks changed since the last restore: guard.changes is this dict (see there). This
+# module notes one thing in it, output on fds 1-2 that did not end a line (OPEN_LINE).
+changes: Dict[Any, Any] = {}
+OPEN_LINE = "open line"
+
 # What a worker has on fds 0-2 (set up by __main__), for the warnings.
 STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
 
@@ -103,14 +108,50 @@ class StdStream(io.TextIOWrapper):
         self.flush()
         if self.readable():
             return io.BufferedReader(io.FileIO(self.fileno(), "r", closefd=False))
-        return io.FileIO(self.fileno(), "w", closefd=False)
+        return LineTrackingFileIO(self.fileno(), "w", closefd=False)
+
+
+class LineTrackingFileIO(io.FileIO):
+    """The file under a worker's sys.stdout and sys.stderr: notes whether what was written
+    last ended a line. The server logs stderr line by line, each line with the request it
+    came from, so a partial line (``print(..., end="")``, a progress bar's ``\\r``) must be
+    ended before another call's output or a log record is written after it
+    (end_open_line)."""
+
+    def write(self, data: Any) -> Optional[int]:
+        written = super().write(data)
+        if written:
+            if _ends_line(data, written):
+                changes.pop(OPEN_LINE, None)
+            else:
+                changes[OPEN_LINE] = True
+        return written
+
+
+def _ends_line(data: Any, written: int) -> bool:
+    """Whether the last of the ``written`` bytes of ``data`` (any bytes-like object) is a newline."""
+    if type(data) is bytes or type(data) is bytearray:
+        return data[written - 1] == 10
+    try:
+        return memoryview(data).cast("B")[written - 1] == 10
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+def end_open_line() -> None:
+    """Ends a line a task left open on fds 1-2 (after its call), so that what comes next starts a line of its own."""
+    if changes.pop(OPEN_LINE, False):
+        try:
+            os.write(2, b"\n")
+        except OSError:
+            pass  # fd 2 is the runtime's again (StdFds.restore ran first); a closed pipe has no reader left
 
 
 def text_stream(fd: int, mode: str) -> StdStream:
     """A line-buffered UTF-8 text stream on ``fd`` that does not own it (the fd outlives the object)."""
-    raw = io.FileIO(fd, mode, closefd=False)
     if mode == "r":
-        return StdStream(io.BufferedReader(raw), encoding="utf-8", errors="replace")
+        return StdStream(io.BufferedReader(io.FileIO(fd, mode, closefd=False)), encoding="utf-8", errors="replace")
+    raw = LineTrackingFileIO(fd, mode, closefd=False)
     # Unbuffered, as Python's own stderr and PYTHONUNBUFFERED's stdout: a partial line or a
     # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
     # is not lost when the worker ends with os._exit or SIGKILL.

@@ -187,6 +187,87 @@ class LoggingSetUpTest(unittest.TestCase):
         self.assertIn("WARNING logging_tasks: imported\n", stderr)
 
 
+class OutputLinesTest(unittest.TestCase):
+    """The server logs a worker's stderr line by line, each line with the request it came from:
+    a line a task leaves open is ended after its call, and a log record starts a line of its own."""
+
+    def setUp(self):
+        self.dir = task_files(self, {"output_tasks.py": """
+            import logging
+            import sys
+
+            from pyfleet import task
+
+            sys.stdout.write("imported, no newline")
+
+
+            @task("out.partial")
+            def partial(text):
+                sys.stdout.write(text)
+
+
+            @task("out.line")
+            def line(text):
+                print(text)
+
+
+            @task("out.bytes")
+            def raw_bytes(text):
+                sys.stdout.buffer.write(memoryview(text.encode()))
+
+
+            @task("out.progress_then_error")
+            def progress_then_error(_input):
+                for step in range(3):
+                    print(f"\\rprogress {step}/3", end="")
+                logging.getLogger("output_tasks").error("something went wrong")
+        """})
+
+    def test_each_call_and_each_record_starts_a_line(self):
+        calls = [
+            ("out.partial", "first call, no newline"), ("out.line", "second call"),
+            ("out.bytes", "third call, bytes"), ("out.line", "fourth call"),
+            ("out.progress_then_error", None), ("out.partial", "last, no newline"),
+        ]
+        code, stdout, stderr = run_worker(["--module", "output_tasks"], calls=calls, pythonpath=self.dir)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual([message["t"] for message in parse_frames(stdout)], ["ready"] + ["result"] * len(calls))
+        self.assertEqual(stderr.split("\n"), [
+            "imported, no newline", "first call, no newline", "second call", "third call, bytes", "fourth call",
+            "\rprogress 0/3\rprogress 1/3\rprogress 2/3", "ERROR output_tasks: something went wrong",
+            "last, no newline", "",
+        ])
+
+
+class ExitHandlersTest(unittest.TestCase):
+    """A worker that stops cleanly (stdin closed) runs the atexit handlers of its task modules."""
+
+    def test_atexit_handlers_run_and_logging_is_flushed(self):
+        directory = task_files(self, {"exiting_tasks.py": """
+            import atexit
+            import logging
+            import sys
+            import threading
+            import time
+
+            from pyfleet import task
+
+            log = logging.getLogger("exiting_tasks")
+            atexit.register(lambda: log.warning("flushed at exit"))
+            # A thread left running must not hold the worker's exit.
+            threading.Thread(target=time.sleep, args=(60,)).start()
+
+
+            @task("exiting.noop")
+            def noop(_input):
+                return 1
+        """})
+        code, stdout, stderr = run_worker(["--module", "exiting_tasks"], calls=[("exiting.noop", None)], pythonpath=directory, timeout=20)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["value"], 1)
+        self.assertTrue(stderr.endswith("WARNING exiting_tasks: flushed at exit\n"), stderr)
+
+
 class ImportFailureTest(unittest.TestCase):
     """A task module that stops the worker at import: its traceback as one ERROR record, then one
     fatal line that names the module, what it raised and the line of task code it came from."""

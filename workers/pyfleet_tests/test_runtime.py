@@ -275,6 +275,39 @@ class LoopTest(unittest.TestCase):
             },
         )
 
+    def test_arrays_and_scalars_with_tolist_are_sent_as_what_it_returns(self):
+        import array
+
+        class Scalar:  # as numpy's np.int64 and np.bool_, which are no int or bool
+            def __init__(self, value):
+                self.value = value
+
+            def tolist(self):
+                return self.value
+
+        value = {"array": array.array("d", [1.5, 2.0]), "int64": Scalar(7), "bool_": Scalar(True), "nested": [Scalar([Scalar(1)])]}
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+        self.assertEqual(reply["value"], {"array": [1.5, 2.0], "int64": 7, "bool_": True, "nested": [[1]]})
+        try:
+            import numpy
+        except ImportError:
+            return  # not a dependency: the stand-ins above are what the runtime sees of it
+        value = {"matrix": numpy.arange(4).reshape(2, 2), "int64": numpy.int64(2**40), "bool_": numpy.bool_(False), "when": numpy.datetime64("2026-01-02")}
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+        self.assertEqual(reply["value"], {"matrix": [[0, 1], [2, 3]], "int64": 2**40, "bool_": False, "when": "2026-01-02"})
+
+    def test_a_type_that_cannot_be_sent_is_named_with_its_module(self):
+        class Point:
+            pass
+
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"p": Point()}), 1 << 20), raw=False)
+        self.assertEqual(
+            reply["message"],
+            "the result cannot be sent: at ['p'], a value of type pyfleet_tests.test_runtime.LoopTest."
+            "test_a_type_that_cannot_be_sent_is_named_with_its_module.<locals>.Point cannot be sent; "
+            "use dicts, lists, str, numbers, bool, None or bytes",
+        )
+
     def test_ready_names_the_python_version_as_platform_does(self):
         ready, = self.run_calls()
         self.assertEqual(ready["python"], platform.python_version())
@@ -400,7 +433,7 @@ class FailureReplyTest(unittest.TestCase):
         rows = [{"n": i, "when": datetime.date(2026, 1, 1), "tags": {"a"}, "price": decimal.Decimal("1.5")} for i in range(100)]
         rows.append({"n": 100, "ts": datetime.timedelta(days=1)})
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"rows": rows}), 1 << 20), raw=False)
-        self.assertEqual(reply["message"], "the result cannot be sent: at ['rows'][100]['ts'], a value of type timedelta cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        self.assertEqual(reply["message"], "the result cannot be sent: at ['rows'][100]['ts'], a value of type datetime.timedelta cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
         reply = msgpack.unpackb(encode_reply(protocol.result(1, type), 1 << 20), raw=False)
         self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes", "the value itself: no path")
 
