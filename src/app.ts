@@ -57,6 +57,8 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
   /** Aborts the workers' start (main.ts: a SIGTERM while they are still importing). */
   startSignal?: AbortSignal
+  /** `--check`: warnings about the task setup stop the start (see the worker-pool plugin). */
+  strict?: boolean
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -105,7 +107,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.metrics.watchReceiving(receiving)
   app.decorate('receiving', receiving)
   await app.register(errorHandler)
-  await app.register(workerPool, { config, startSignal: options.startSignal })
+  await app.register(workerPool, { config, startSignal: options.startSignal, strict: options.strict })
   await app.register(pressure, { config })
   await app.register(taskRoutes)
   await app.register(statsRoutes)

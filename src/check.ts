@@ -19,9 +19,11 @@ export async function version (): Promise<string> {
 /** Starts everything serving would start, then stops it; resolves with the report to print. */
 export async function checkSetup (config: Config): Promise<string> {
   // The log goes to stderr, so that stdout is the report alone; at the default level only
-  // warnings (a TASK_CONCURRENCY entry naming no task, say) and errors are logged.
+  // warnings (a library's, from a task module's import) and errors are logged.
   const level = config.logLevel === 'info' ? 'warn' : config.logLevel
-  const app = await buildApp(config, { logger: { level, stream: process.stderr } })
+  // Strict: a TASK_MODULES entry that registers no task, or a TASK_TIMEOUTS entry naming
+  // none, fails the check; serving only warns.
+  const app = await buildApp(config, { logger: { level, stream: process.stderr }, strict: true })
   try {
     const python = await resolvePython(config.python, PROJECT_ROOT) // cached: the probe the start made
     const tasks = app.tasks.list()

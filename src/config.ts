@@ -93,12 +93,18 @@ function flag (env: Env, name: string): boolean {
   throw new ConfigError(`${name}=${JSON.stringify(env[name])} is not a boolean: use 1, true or yes; 0, false or no`)
 }
 
+/** A file path given for a module name (mytasks/greeting.py): the name it means. */
+function moduleNameHint (given: string): string {
+  const meant = given.replace(/^\.\//, '').replace(/\.py$/, '').replace(/\//g, '.')
+  return meant !== given && MODULE_NAME.test(meant) ? `: write ${meant}, with its directory's parent on PYTHONPATH` : ''
+}
+
 function moduleList (env: Env, name: string): string[] {
   const raw = env[name]?.trim() ?? ''
   if (raw === '') return []
   const modules = raw.split(',').map((m) => m.trim()).filter((m) => m !== '')
   for (const m of modules) {
-    if (!MODULE_NAME.test(m)) throw new ConfigError(`${name}: ${JSON.stringify(m)} is not an importable Python module name (like mypackage.tasks)`)
+    if (!MODULE_NAME.test(m)) throw new ConfigError(`${name}: ${JSON.stringify(m)} is not an importable Python module name (like mypackage.tasks)${moduleNameHint(m)}`)
   }
   return modules
 }

@@ -77,9 +77,12 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
 }
 
 /** The allowed values of an enum error, which Ajv's message leaves out. */
+/** What the message alone would leave out: an enum's values, the name of a property no schema allows. */
 function allowed (error: ErrorObject): string {
-  const values = (error.params as { allowedValues?: unknown[] }).allowedValues
-  return error.keyword === 'enum' && Array.isArray(values) ? `: ${values.map((v) => JSON.stringify(v)).join(', ')}` : ''
+  const params = error.params as { allowedValues?: unknown[], additionalProperty?: unknown }
+  if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) return `: ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
+  if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') return ` (${JSON.stringify(params.additionalProperty.slice(0, 100))})`
+  return ''
 }
 
 /**
@@ -198,10 +201,22 @@ export class TaskRegistry {
    * (a typo, or a task not loaded): they are ignored, which an operator would otherwise not notice.
    */
   warnAboutUnusedLimits (log: FastifyBaseLogger): void {
+    for (const { unused, message } of this.#unusedLimits()) log.warn({ unused, tasks: this.names() }, message)
+  }
+
+  /** What warnAboutUnusedLimits would log, as one line, or undefined: `--check` stops on it. */
+  unusedLimitsProblem (): string | undefined {
+    const found = this.#unusedLimits()
+    return found.length === 0 ? undefined : found.map(({ message }) => message).join('; ')
+  }
+
+  #unusedLimits (): Array<{ unused: string[], message: string }> {
+    const found = []
     for (const [setting, values] of [['TASK_CONCURRENCY', this.#config.taskConcurrency], ['TASK_TIMEOUTS', this.#config.taskTimeouts]] as const) {
       const unused = Object.keys(values).filter((name) => !this.#tasks.has(name))
-      if (unused.length > 0) log.warn({ unused, tasks: this.names() }, `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}`)
+      if (unused.length > 0) found.push({ unused, message: `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}` })
     }
+    return found
   }
 
   describe (task: Task): TaskDescription {

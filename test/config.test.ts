@@ -38,6 +38,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean: use 1, true or yes; 0, false or no/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],
     [{ TASK_MODULES: 'ok, not-a-module' }, /TASK_MODULES: "not-a-module"/],
+    [{ TASK_MODULES: 'mytasks/greeting.py' }, /^TASK_MODULES: "mytasks\/greeting\.py" is not an importable Python module name \(like mypackage\.tasks\): write mytasks\.greeting, with its directory's parent on PYTHONPATH$/],
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
     [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY: "echo=0" should be task=limit with limit at least 1/],
     [{ TASK_TIMEOUTS: 'echo' }, /TASK_TIMEOUTS: "echo" should be task=ms with ms from 1 to 2147483647, as in xml.import=120000,echo=1000/],

@@ -78,7 +78,11 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
  */
 export function notFoundError (request: FastifyRequest): SendableError {
   const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
-  const hint = path === '/api/tasks' || path.startsWith('/api/tasks/') ? ': run a task with POST /api/tasks/<name>, describe it with GET' : ''
+  const hint = path === '/api/tasks' || path.startsWith('/api/tasks/')
+    ? ': run a task with POST /api/tasks/<name>, describe it with GET'
+    : path === '/admin/reload' && request.server.hasRoute({ method: 'POST', url: '/admin/reload' }) === false
+      ? ': admin routes are off; set ADMIN_TOKEN to turn them on'
+      : ''
   return sendableError(404, 'FST_ERR_NOT_FOUND', `no route ${request.method} ${path}${hint}`)
 }
 

@@ -30,11 +30,18 @@ export interface WorkerPoolPluginOptions {
   config: Config
   /** Aborts the first workers' start; later starts are aborted by the pool itself when it closes. */
   startSignal?: AbortSignal
+  /**
+   * `--check`: what serving logs as a warning about the task setup stops the start instead
+   * (a TASK_MODULES entry that registers no task, TASK_TIMEOUTS or TASK_CONCURRENCY naming
+   * no task). A pipeline is where such a mistake should stop; a server starts anyway.
+   */
+  strict?: boolean
 }
 
-async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal }: WorkerPoolPluginOptions): Promise<void> {
+async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false }: WorkerPoolPluginOptions): Promise<void> {
   const python = await resolvePython(config.python, PROJECT_ROOT)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
+  if (strict) args.push('--strict')
   if (config.workerSchedBatch) args.push('--sched-batch')
   if (config.diagTasks) args.push('--diag')
   for (const module of config.taskModules) args.push('--module', module)
@@ -94,6 +101,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   })
   try {
     tasks.update(pool.tasks)
+    const unused = strict ? tasks.unusedLimitsProblem() : undefined
+    if (unused !== undefined) throw new Error(unused)
   } catch (error) {
     await pool.drain(0)
     throw error

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
@@ -46,6 +46,24 @@ t.test('the example in the pyfleet package\'s docstring (help(pyfleet)) passes -
   const { code, output } = await runServer({ TASK_MODULES: 'docstring_example', PYTHONPATH: dir, POOL_SIZE: '1' }, ['--check'])
   t.equal(code, 0, output)
   t.match(output, /\n {2}greet +timeout/)
+})
+
+t.test('--check stops on what a start only warns about: a TASK_MODULES entry with no task, a TASK_TIMEOUTS entry naming none', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-empty-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await mkdir(join(dir, 'mytasks'))
+  await writeFile(join(dir, 'mytasks', '__init__.py'), '')
+  await writeFile(join(dir, 'mytasks', 'greeting.py'), 'from pyfleet import task\n\n@task("greet")\ndef greet(input):\n    return input\n')
+  const noTask = await runServer({ TASK_MODULES: 'mytasks', PYTHONPATH: dir, POOL_SIZE: '1' }, ['--check'])
+  t.equal(noTask.code, 1)
+  t.match(noTask.output, /pyfleet: .*task module 'mytasks' registered no task: name the module that holds the @task functions \(e\.g\. mytasks\.greeting for mytasks\/greeting\.py\)/)
+  t.notMatch(noTask.output, /the configuration is valid/)
+  const typo = await runServer({ TASK_MODULES: 'mytasks.greeting', PYTHONPATH: dir, POOL_SIZE: '1', TASK_TIMEOUTS: 'greeting=1000' }, ['--check'])
+  t.equal(typo.code, 1)
+  t.match(typo.output, /pyfleet: .*TASK_TIMEOUTS names tasks no worker declares, ignored: greeting/)
+  const fine = await runServer({ TASK_MODULES: 'mytasks.greeting', PYTHONPATH: dir, POOL_SIZE: '1', TASK_TIMEOUTS: 'greet=1000' }, ['--check'])
+  t.equal(fine.code, 0, fine.output)
+  t.match(fine.output, /\n {2}greet +timeout 1000 ms/)
 })
 
 t.test('--check of a task module that fails to import exits 1 with the reason a start would give', async (t) => {

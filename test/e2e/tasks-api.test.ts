@@ -462,6 +462,14 @@ t.test('health and readiness answer 200', async (t) => {
   t.match(await ready.json(), { status: 'ready', workers: 4 })
 })
 
-t.test('the admin route does not exist without ADMIN_TOKEN', async (t) => {
-  t.equal((await fetch(`${url}/admin/reload`, { method: 'POST' })).status, 404)
+t.test('the admin route does not exist without ADMIN_TOKEN, and its 404 says how to turn it on', async (t) => {
+  const response = await fetch(`${url}/admin/reload`, { method: 'POST' })
+  t.equal(response.status, 404)
+  t.match(await response.json(), { code: 'FST_ERR_NOT_FOUND', message: 'no route POST /admin/reload: admin routes are off; set ADMIN_TOKEN to turn them on' })
+})
+
+t.test('a property the schema does not allow is named in the 400\'s message', async (t) => {
+  const reply = await callTask(url, 'stats.describe', { values: [1, 2], vlaues: [3] })
+  t.equal(reply.status, 400)
+  t.match(reply.json, { code: 'FST_ERR_VALIDATION', message: 'body must NOT have additional properties ("vlaues")' })
 })

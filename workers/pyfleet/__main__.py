@@ -39,7 +39,7 @@ DIAG_MODULE = "pyfleet_tasks.diag"
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 USAGE = """\
-usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID] [--sched-batch]
+usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID] [--sched-batch] [--strict]
 
 options:
   -h, --help           show this help message and exit
@@ -48,6 +48,7 @@ options:
   --max-frame-bytes N  largest frame accepted or sent, in bytes (default: 64 MiB)
   --parent-pid PID     the server's pid: exit at once if it is already gone
   --sched-batch        run as SCHED_BATCH (Linux): a worker woken by a call does not preempt the server
+  --strict             a --module that registers no task stops the worker instead of a warning (--check)
 """
 
 
@@ -61,6 +62,7 @@ class Options:
         self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
         self.parent_pid = 0
         self.sched_batch = False
+        self.strict = False
 
 
 def parse_args(argv: list) -> Options:
@@ -74,13 +76,15 @@ def parse_args(argv: list) -> Options:
     args = iter(argv)
     for arg in args:
         name, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in ("-h", "--help", "--diag", "--sched-batch"):
+        if name in ("-h", "--help", "--diag", "--sched-batch", "--strict"):
             if equals:
                 raise ValueError(f"argument {name}: ignored explicit argument {value!r}")
             if name == "--diag":
                 options.diag = True
             elif name == "--sched-batch":
                 options.sched_batch = True
+            elif name == "--strict":
+                options.strict = True
             else:
                 options.help = True
             continue
@@ -250,15 +254,20 @@ def main() -> None:
             importlib.import_module(name)
             if name in args.module and not imported_before and len(registry.all_tasks()) == registered and not _has_tasks_from(registry, name):
                 # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
-                logging.getLogger("pyfleet").warning(
-                    "task module '%s' registered no task: name the module that holds the @task functions "
-                    "(e.g. %s.greeting for %s/greeting.py), or import them in its __init__", name, name, name.replace(".", "/"),
+                message = (
+                    f"task module '{name}' registered no task: name the module that holds the @task functions "
+                    f"(e.g. {name}.greeting for {name.replace('.', '/')}/greeting.py), or import them in its __init__"
                 )
+                if args.strict:  # --check: a pipeline is where this mistake should stop
+                    fail(EXIT_IMPORT_FAILED, message)
+                logging.getLogger("pyfleet").warning("%s", message)
         except ModuleNotFoundError as exc:
             # The module itself or a package above it is missing: where it is looked for is
             # wrong. Something it imports is missing: that has to be installed.
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
+                if name.endswith(".py"):  # a file named where a module is meant (a valid module name: package greeting, module py)
+                    hint = f"TASK_MODULES takes module names, not files: write {name[:-3]}"
                 fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
             # Imported by the task's code: the traceback and the line say where from.
             fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, _missing_module_hint(exc.name))

@@ -28,15 +28,16 @@ class ParseArgsTest(unittest.TestCase):
     def test_defaults(self):
         options = parse_args([])
         self.assertEqual(
-            (options.module, options.diag, options.max_frame_bytes, options.parent_pid, options.help, options.sched_batch),
-            ([], False, DEFAULT_MAX_FRAME_BYTES, 0, False, False),
+            (options.module, options.diag, options.max_frame_bytes, options.parent_pid, options.help, options.sched_batch, options.strict),
+            ([], False, DEFAULT_MAX_FRAME_BYTES, 0, False, False, False),
         )
 
     def test_every_option_as_the_server_passes_them(self):
         options = parse_args(
-            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c", "--sched-batch"]
+            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c", "--sched-batch", "--strict"]
         )
         self.assertTrue(options.sched_batch)
+        self.assertTrue(options.strict)
         self.assertEqual(options.max_frame_bytes, 1048576)
         self.assertEqual(options.parent_pid, 4242)
         self.assertTrue(options.diag)
@@ -185,6 +186,47 @@ class LoggingSetUpTest(unittest.TestCase):
         code, _, stderr = run_worker(["--module", "logging_tasks"], pythonpath=self.dir.name)
         self.assertEqual(code, 0, stderr)
         self.assertIn("WARNING logging_tasks: imported\n", stderr)
+
+
+class ModuleWithoutTasksTest(unittest.TestCase):
+    """A --module that registers no task (a package whose __init__ imports none of its modules): a
+    warning when serving, the worker's failure with --strict (the server's --check)."""
+
+    def setUp(self):
+        self.dir = task_files(self, {"mytasks/__init__.py": "", "mytasks/greeting.py": """
+            from pyfleet import task
+
+            @task("greet")
+            def greet(input):
+                return input
+        """})
+        self.hint = "task module 'mytasks' registered no task: name the module that holds the @task functions (e.g. mytasks.greeting for mytasks/greeting.py), or import them in its __init__"
+
+    def test_serving_warns_and_goes_on(self):
+        code, stdout, stderr = run_worker(["--module", "mytasks"], pythonpath=self.dir)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[0]["t"], "ready")
+        self.assertIn(f"WARNING pyfleet: {self.hint}\n", stderr)
+
+    def test_strict_stops_the_worker_with_the_same_words(self):
+        code, stdout, stderr = run_worker(["--strict", "--module", "mytasks"], pythonpath=self.dir)
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertEqual(stdout, b"")
+        self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint}")
+
+    def test_a_file_name_given_for_a_module_is_told_to_drop_py(self):
+        code, _, stderr = run_worker(["--module", "greeting.py"], pythonpath=os.path.join(self.dir, "mytasks"))
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertEqual(
+            stderr.strip().splitlines()[-1],
+            "pyfleet-fatal: task module 'greeting.py' could not be imported: No module named 'greeting.py'; "
+            "'greeting' is not a package (TASK_MODULES takes module names, not files: write greeting)",
+        )
+
+    def test_strict_passes_a_module_with_tasks(self):
+        code, stdout, stderr = run_worker(["--strict", "--module", "mytasks.greeting"], pythonpath=self.dir)
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("greet", [t["name"] for t in parse_frames(stdout)[0]["tasks"]])
 
 
 class OutputLinesTest(unittest.TestCase):
