@@ -210,6 +210,10 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
     }
   }
   t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
+  const asked = await callTask(server.url, 'extra.request_id', null, { 'x-request-id': 'trace-42' })
+  t.equal(asked.json, 'trace-42', 'pyfleet.request_id() is the request\'s x-request-id')
+  const made = await callTask(server.url, 'extra.request_id', null)
+  t.equal(made.json, made.headers.get('x-request-id'), 'or the one the server made')
   const logged = server.logs.map((line) => JSON.stringify(line)).join('\n')
   t.match(logged, /the result has a bytes dict key; use str keys/, 'the log says what the key is')
   t.match(logged, /the result has a tuple dict key; use str keys/)

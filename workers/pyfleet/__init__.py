@@ -1,4 +1,5 @@
-"""pyfleet worker runtime. Task authors need only ``task`` and ``TaskError``:
+"""pyfleet worker runtime. Task authors need only ``task`` and ``TaskError`` (and
+``request_id()``, the id of the HTTP request whose call is running):
 
     from pyfleet import task, TaskError
 
@@ -13,8 +14,9 @@
 README.md ("Writing a task") has the rest: schemas, errors, limits, testing.
 """
 
+from .context import request_id
 from .errors import TaskError
 from .registry import task
 
-__all__ = ["task", "TaskError"]
+__all__ = ["task", "TaskError", "request_id"]
 PROTOCOL_VERSION = 1

@@ -14,6 +14,7 @@ from types import CoroutineType
 from . import guard, protocol, registry
 from .errors import TaskError, as_text, describe, is_task_error, sendable
 from .frames import read_frame, write_frame
+from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
 from .guard import changes as _changes
 
 # Type names for type checkers only (why: see registry.py).
@@ -47,6 +48,7 @@ class Runner:
         task = registry.get(name) if isinstance(name, str) else None
         if task is None:
             return protocol.error(call_id, protocol.KIND_FAILED, "UnknownTask", f"this worker has no task {name!r}")
+        request_id = _set_request_id(message.get("requestId"))
         try:
             try:
                 value = task.fn(message.get("input"))
@@ -81,6 +83,7 @@ class Runner:
                 self._check_event_loop(task.name)
         except BaseException:  # a handler the task left ran just now and raised: the reply stands
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
+        _reset_request_id(request_id)  # after the warnings above, which the server logs under the call's id anyway
         return reply
 
     def wait_for_call(self, fd: Optional[int]) -> None:

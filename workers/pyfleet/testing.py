@@ -52,7 +52,7 @@ class TaskCallError(Exception):
         super().__init__(f"{self.status} {self.code}: {self.type}" + (f": {self.message}" if self.message else ""))
 
 
-def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
+def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test") -> Any:
     """Call the registered task ``name`` with ``input``; return its value as msgpack delivers it.
 
     Raises TaskCallError for any error reply (TaskError, another exception, a
@@ -70,12 +70,13 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     in the test's own process: a task that calls ``os._exit()`` ends the test
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
-    The thread's current asyncio event loop is put back as it was.
+    The thread's current asyncio event loop is put back as it was. ``request_id``
+    is what ``pyfleet.request_id()`` returns in the task.
     """
     if registry.get(name) is None:
         known = ", ".join(sorted(task.name for task in registry.all_tasks())) or "none: import your task module first"
         raise KeyError(f"no task named {name!r} (registered: {known})")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": input, "requestId": "test"}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": input, "requestId": request_id}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:

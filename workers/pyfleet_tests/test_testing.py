@@ -7,7 +7,7 @@ import unittest
 
 import msgpack
 
-from pyfleet import TaskError, task
+from pyfleet import TaskError, request_id, task
 from pyfleet.testing import TaskCallError, call_task
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 from pyfleet_tests.worker_process import run_python
@@ -96,6 +96,28 @@ class CallTaskTest(IsolatedRegistryTest):
             call_task("t.details", None)
         self.assertEqual((caught.exception.status, caught.exception.code), (500, "TASK_FAILED"))
         self.assertRegex(caught.exception.message, r"^the details of the TaskError cannot be sent: at \['\w+'\], an integer of 71 bits")
+
+    def test_request_id_is_the_calls_in_the_task_its_asyncio_tasks_but_not_its_threads(self):
+        import threading
+
+        @task("t.ids")
+        async def ids(_input):
+            seen = {"task": request_id()}
+
+            async def later():
+                await asyncio.sleep(0)
+                return request_id()
+
+            seen["asyncio task"] = await asyncio.ensure_future(later())
+            thread = threading.Thread(target=lambda: seen.setdefault("thread", request_id()))
+            thread.start()
+            thread.join()
+            return seen
+
+        self.assertIsNone(request_id(), "outside a call")
+        self.assertEqual(call_task("t.ids", None, request_id="req-7"), {"task": "req-7", "asyncio task": "req-7", "thread": None})
+        self.assertEqual(call_task("t.ids", None)["task"], "test", "call_task's default")
+        self.assertIsNone(request_id(), "call_task leaves the test's context as it found it")
 
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
