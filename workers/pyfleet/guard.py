@@ -48,10 +48,9 @@ from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 
 log = logging.getLogger("pyfleet")
 
-# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which),
-# and std_fds.OPEN_LINE (noted by the streams in std_fds.py, whose dict this is).
+# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which).
 # Changed in place only, never rebound: the loop holds a reference to it.
-changes: Dict[Any, Any] = std_fds.changes
+changes: Dict[Any, Any] = {}
 
 _signal = signal.signal
 _setitimer = signal.setitimer
@@ -185,7 +184,6 @@ class Baseline:
             _exit_forked_child(task_name, reply)
         changes.pop("fds", None)
         put_back = self._std_fds.restore()  # first: the warning below is written to fd 2
-        std_fds.end_open_line()  # the next call's output, or the warning, starts a line of its own
         for name in ("stdin", "stdout", "stderr"):
             if getattr(sys, name) is not getattr(self, name):
                 setattr(sys, name, getattr(self, name))

@@ -16,6 +16,7 @@ from .errors import TaskError, as_text, describe, is_task_error, sendable
 from .frames import read_frame, write_frame
 from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
 from .guard import changes as _changes
+from .std_fds import end_open_line, open_line as _open_line
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -83,6 +84,8 @@ class Runner:
                 self._check_event_loop(task.name)
         except BaseException:  # a handler the task left ran just now and raised: the reply stands
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
+        if _open_line:  # after fds 0-2 are back: the next call's output starts a line of its own
+            end_open_line()
         _reset_request_id(request_id)  # after the warnings above, which the server logs under the call's id anyway
         return reply
 

@@ -36,7 +36,32 @@ class ProtocolError(Exception):
     """A frame that decodes but is not a message we understand."""
 
 
-_PACKED_AS_THEY_ARE = frozenset({dict, list, tuple, str, int, float, bool, type(None), bytes})
+_PACKED_AS_THEY_ARE = (dict, list, tuple, str, int, float, type(None), bytes)
+_NO_TOLIST = object()
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _tolist(value: Any) -> Any:
+    """What the ``tolist()`` of ``value``'s type makes of it, or _NO_TOLIST when it has none.
+    It is task code, run after the call: what it raises is a TypeError, the result's failure."""
+    tolist = getattr(type(value), "tolist", None)
+    if not callable(tolist) or isinstance(value, memoryview):
+        return _NO_TOLIST
+    try:
+        converted = tolist(value)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: not a reason to lose the worker
+        try:
+            detail = str(exc) if isinstance(exc, Exception) else ""
+        except Exception:  # a task's exception whose __str__ is broken
+            detail = ""
+        raise TypeError(f"{_type_name(value)}.tolist() raised {type(exc).__name__}" + (f": {detail}" if detail else "")) from exc
+    if converted is value:
+        raise TypeError(f"a value of type {_type_name(value)} cannot be sent: its tolist() returns itself")
+    return converted
 
 
 def _to_msgpack(value: Any) -> Any:
@@ -51,11 +76,10 @@ def _to_msgpack(value: Any) -> Any:
         raise OverflowError(f"an integer of {value.bit_length()} bits does not fit msgpack's 64; send it as a str")
     # numpy's arrays and scalars (np.int64, np.bool_: np.float64 is a float already), pandas'
     # Series, array.array: what they are made of, as lists and Python numbers.
-    tolist = getattr(type(value), "tolist", None)
-    if callable(tolist):
-        converted = tolist(value)
+    converted = _tolist(value)
+    if converted is not _NO_TOLIST:
         # msgpack packs what this returns as it is: a datetime (np.datetime64's) is converted here.
-        return converted if type(converted) in _PACKED_AS_THEY_ARE else _to_msgpack(converted)
+        return converted if isinstance(converted, _PACKED_AS_THEY_ARE) else _to_msgpack(converted)
     # Imported only when a result holds a type msgpack lacks: together they
     # would cost every worker ~3 ms and ~0.9 MB at start (uuid pulls in platform).
     import datetime
@@ -66,9 +90,7 @@ def _to_msgpack(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
-    kind = type(value)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    raise TypeError(f"a value of type {name} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+    raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
 
 # One packer for the worker's life: building one per message costs more than the message.
@@ -196,6 +218,8 @@ def _is_unsendable(item: Any) -> Optional[str]:
         return None
     if isinstance(item, int):
         return "the value" if not -(2**63) <= item < 2**64 else None
+    if callable(getattr(type(item), "tolist", None)):
+        return None  # _find looks at what tolist() makes of it
     import datetime
     import decimal
     import uuid
@@ -213,6 +237,14 @@ def _find(value: Any, problem: Any, otherwise: str) -> str:
         found = problem(item)
         if found is not None:
             return f"{found} at {path}" if path else found
+        if problem is _is_unsendable and not isinstance(item, (dict, list, tuple, set, frozenset)):
+            try:
+                converted = _tolist(item)
+            except TypeError:  # the packer met it too: its exception says what went wrong
+                return f"the value at {path}" if path else "the value"
+            if converted is not _NO_TOLIST:
+                stack.append((converted, path))  # an array: where in it the problem is
+                continue
         if isinstance(item, (dict, list, tuple, set, frozenset)) and id(item) not in seen:
             seen.add(id(item))
             children = item.items() if isinstance(item, dict) else enumerate(item)

@@ -31,7 +31,9 @@ def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
         sys.stderr.flush()
     except BaseException:
         pass
-    os.write(2, f"pyfleet-fatal: {text}\n".encode("utf-8", "backslashreplace"))
+    # At the start of a line, where the server looks for it: after a line left open, a newline first.
+    start = "\n" if std_fds.open_line else ""
+    os.write(2, f"{start}pyfleet-fatal: {text}\n".encode("utf-8", "backslashreplace"))
     os._exit(code)
 
 
@@ -80,7 +82,7 @@ class OneLineFormatter(logging.Formatter):
         text = super().format(record).rstrip("\n").replace("\n", "\\n")
         # After a partial line a task printed, the record starts a line of its own: glued to
         # that line it would be logged at its level (INFO) and with what it says cut in.
-        return "\n" + text if std_fds.OPEN_LINE in std_fds.changes else text
+        return "\n" + text if std_fds.open_line else text
 
 
 def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F821

@@ -23,9 +23,10 @@ _dup2 = os.dup2
 _close = os.close
 _open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
-# What tasks changed since the last restore: guard.changes is this dict (see there). This
-# module notes one thing in it, output on fds 1-2 that did not end a line (OPEN_LINE).
-changes: Dict[Any, Any] = {}
+# Whether output on fds 1-2 left a line open: {OPEN_LINE: True} then, else empty. A dict of its
+# own, not guard.changes: any thread may write, at any moment, even while a call's changes are
+# being undone. Changed in place only (the loop holds a reference to it).
+open_line: Dict[str, bool] = {}
 OPEN_LINE = "open line"
 
 # What a worker has on fds 0-2 (set up by __main__), for the warnings.
@@ -122,9 +123,9 @@ class LineTrackingFileIO(io.FileIO):
         written = super().write(data)
         if written:
             if _ends_line(data, written):
-                changes.pop(OPEN_LINE, None)
+                open_line.pop(OPEN_LINE, None)
             else:
-                changes[OPEN_LINE] = True
+                open_line[OPEN_LINE] = True
         return written
 
 
@@ -139,12 +140,13 @@ def _ends_line(data: Any, written: int) -> bool:
 
 
 def end_open_line() -> None:
-    """Ends a line a task left open on fds 1-2 (after its call), so that what comes next starts a line of its own."""
-    if changes.pop(OPEN_LINE, False):
+    """Ends a line a task left open on fds 1-2 (after its call, after fds 0-2 are put back), so
+    that what comes next starts a line of its own."""
+    if open_line.pop(OPEN_LINE, False):
         try:
             os.write(2, b"\n")
         except OSError:
-            pass  # fd 2 is the runtime's again (StdFds.restore ran first); a closed pipe has no reader left
+            pass  # a closed pipe has no reader left
 
 
 def text_stream(fd: int, mode: str) -> StdStream:

@@ -193,7 +193,7 @@ class ModuleWithoutTasksTest(unittest.TestCase):
     warning when serving, the worker's failure with --strict (the server's --check)."""
 
     def setUp(self):
-        self.dir = task_files(self, {"mytasks/__init__.py": "", "mytasks/greeting.py": """
+        self.dir = task_files(self, {"mytasks/__init__.py": "", "loud/__init__.py": "print('loading', end='')\n", "mytasks/greeting.py": """
             from pyfleet import task
 
             @task("greet")
@@ -213,6 +213,11 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertEqual(stdout, b"")
         self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint}")
+
+    def test_the_fatal_line_starts_a_line_after_output_left_open(self):
+        code, _, stderr = run_worker(["--strict", "--module", "loud"], pythonpath=self.dir)
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertEqual(stderr.splitlines()[-2:], ["loading", "pyfleet-fatal: task module 'loud' registered no task: name the module that holds the @task functions (e.g. loud.greeting for loud/greeting.py), or import them in its __init__"])
 
     def test_a_file_name_given_for_a_module_is_told_to_drop_py(self):
         code, _, stderr = run_worker(["--module", "greeting.py"], pythonpath=os.path.join(self.dir, "mytasks"))
@@ -279,6 +284,40 @@ class OutputLinesTest(unittest.TestCase):
             "\rprogress 0/3\rprogress 1/3\rprogress 2/3", "ERROR output_tasks: something went wrong",
             "last, no newline", "",
         ])
+
+
+class OutputFromThreadsTest(unittest.TestCase):
+    def test_a_thread_writing_partial_lines_during_calls_breaks_nothing(self):
+        # The open-line flag is set by any thread at any moment, also while a call's changes
+        # are undone: it once sat in guard.changes, and the undoing tripped over it.
+        directory = task_files(self, {"chatty_tasks.py": """
+            import os
+            import sys
+            import threading
+            import time
+
+            from pyfleet import task
+
+            def chatter():
+                while True:
+                    sys.stderr.write("x")
+                    time.sleep(0.0002)
+
+            threading.Thread(target=chatter, daemon=True).start()
+
+
+            @task("chatty.call")
+            def call(_input):
+                sys.stdout.write("p")
+                os.chdir(os.getcwd())  # a change to undo after each call
+                return 1
+        """})
+        calls = [("chatty.call", None)] * 600
+        code, stdout, stderr = run_worker(["--module", "chatty_tasks"], calls=calls, pythonpath=directory, timeout=60)
+        self.assertEqual(code, 0, stderr[-2000:])
+        self.assertEqual([m.get("value") for m in parse_frames(stdout)[1:]], [1] * 600)
+        self.assertEqual(stderr.count("putting its worker back in order"), 0, "the undoing after a call tripped")
+        self.assertEqual(stderr.count("Traceback"), 0)
 
 
 class ExitHandlersTest(unittest.TestCase):

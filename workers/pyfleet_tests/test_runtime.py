@@ -3,6 +3,7 @@
 import asyncio
 import datetime
 import decimal
+import enum
 import functools
 import gc
 import logging
@@ -288,6 +289,37 @@ class LoopTest(unittest.TestCase):
         value = {"array": array.array("d", [1.5, 2.0]), "int64": Scalar(7), "bool_": Scalar(True), "nested": [Scalar([Scalar(1)])]}
         reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
         self.assertEqual(reply["value"], {"array": [1.5, 2.0], "int64": 7, "bool_": True, "nested": [[1]]})
+
+        class Flag(enum.IntEnum):
+            ON = 1
+
+        class Row(list):
+            pass
+
+        class Point:
+            pass
+
+        def message(value):
+            return msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False).get("message")
+
+        self.assertEqual(
+            msgpack.unpackb(encode_reply(protocol.result(1, Scalar(Row([Flag.ON, 2]))), 1 << 20), raw=False)["value"], [1, 2],
+            "subclasses of what msgpack packs, as it packs them",
+        )
+        unsendable = "a value of type pyfleet_tests.test_runtime.LoopTest.test_arrays_and_scalars_with_tolist_are_sent_as_what_it_returns.<locals>.Point cannot be sent"
+        self.assertTrue(message({"a": array.array("i", [1]), "p": Point()}).startswith(f"the result cannot be sent: at ['p'], {unsendable}"))
+        self.assertTrue(message({"rows": [Scalar([1, Point()])]}).startswith(f"the result cannot be sent: at ['rows'][0][1], {unsendable}"), "inside an array")
+
+        class Itself:
+            def tolist(self):
+                return self
+
+        class Exits:
+            def tolist(self):
+                raise SystemExit(3)
+
+        self.assertRegex(message({"x": [Itself()]}), r"^the result cannot be sent: at \['x'\]\[0\], a value of type \S+Itself cannot be sent: its tolist\(\) returns itself$")
+        self.assertRegex(message({"e": Exits()}), r"^the result cannot be sent: at \['e'\], \S+Exits\.tolist\(\) raised SystemExit$", "the call's failure, not the worker's")
         try:
             import numpy
         except ImportError:
