@@ -114,8 +114,9 @@ export function closeIfBodyIgnored (request: FastifyRequest, reply: FastifyReply
 export function closeWhenAnswered (socket: Socket): void {
   const latest = (socket as Numbered)[kLatestResponse]
   if (latest === undefined || latest.headersSent) return
+  // Not noted in closingAfter: a request that arrives behind it now is no call (the pool is
+  // draining; Fastify answers it with connection: close too) and needs no refusal of its own.
   latest.setHeader('connection', 'close')
-  if (!closingAfter.has(socket)) closingAfter.set(socket, (socket as Numbered)[kSequence] ?? 0)
 }
 
 function closeAfterAnswer (request: FastifyRequest, reply: FastifyReply): void {

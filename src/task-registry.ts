@@ -76,7 +76,6 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
   return best ?? errors[0]
 }
 
-/** The allowed values of an enum error, which Ajv's message leaves out. */
 /** What the message alone would leave out: an enum's values, the name of a property no schema allows. */
 function allowed (error: ErrorObject): string {
   const params = error.params as { allowedValues?: unknown[], additionalProperty?: unknown }

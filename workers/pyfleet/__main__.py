@@ -188,12 +188,24 @@ def guard_stdin() -> int:
     return protocol_fd
 
 
-def _has_tasks_from(registry: "Any", module: str) -> bool:  # noqa: F821 (no typing import at start-up)
-    """Whether a task already registered comes from ``module`` or below it (it was imported earlier)."""
-    return any(
-        getattr(t.fn, "__module__", None) == module or str(getattr(t.fn, "__module__", "")).startswith(module + ".")
-        for t in registry.all_tasks()
-    )
+def _modules_without_tasks(registry: "Any", names: list) -> list:  # noqa: F821 (no typing import at start-up)
+    """The TASK_MODULES entries that bring no task, once all are imported: no registered task is
+    defined in one or below it, none is among its names (re-exported from elsewhere), and it
+    is not the package of another entry (TASK_MODULES=mytasks,mytasks.greeting)."""
+    tasks = registry.all_tasks()
+    functions = {id(t.fn) for t in tasks}
+    homes = {str(getattr(t.fn, "__module__", "")) for t in tasks}
+    without = []
+    for name in dict.fromkeys(names):
+        if any(home == name or home.startswith(name + ".") for home in homes):
+            continue
+        if any(other.startswith(name + ".") for other in names):
+            continue
+        module = sys.modules.get(name)
+        if module is not None and any(id(value) in functions for value in list(vars(module).values())):
+            continue
+        without.append(name)
+    return without
 
 
 def _missing_module_hint(missing: "str | None") -> str:
@@ -250,24 +262,14 @@ def main() -> None:
     modules = BUILTIN_MODULES + ([DIAG_MODULE] if args.diag else []) + args.module
     for name in modules:
         try:
-            registered, imported_before = len(registry.all_tasks()), name in sys.modules
             importlib.import_module(name)
-            if name in args.module and not imported_before and len(registry.all_tasks()) == registered and not _has_tasks_from(registry, name):
-                # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
-                message = (
-                    f"task module '{name}' registered no task: name the module that holds the @task functions "
-                    f"(e.g. {name}.greeting for {name.replace('.', '/')}/greeting.py), or import them in its __init__"
-                )
-                if args.strict:  # --check: a pipeline is where this mistake should stop
-                    fail(EXIT_IMPORT_FAILED, message)
-                logging.getLogger("pyfleet").warning("%s", message)
         except ModuleNotFoundError as exc:
             # The module itself or a package above it is missing: where it is looked for is
             # wrong. Something it imports is missing: that has to be installed.
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
                 if name.endswith(".py"):  # a file named where a module is meant (a valid module name: package greeting, module py)
-                    hint = f"TASK_MODULES takes module names, not files: write {name[:-3]}"
+                    hint = f"TASK_MODULES takes module names, not files: write {name[:-3]}; {hint}"
                 fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
             # Imported by the task's code: the traceback and the line say where from.
             fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, _missing_module_hint(exc.name))
@@ -276,10 +278,19 @@ def main() -> None:
         except BaseException as exc:  # KeyboardInterrupt too
             detail = as_text(exc)
             fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc)
+    for name in _modules_without_tasks(registry, args.module):
+        # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
+        message = (
+            f"task module '{name}' registered no task: name the module that holds the @task functions "
+            f"(e.g. {name}.greeting for {name.replace('.', '/')}/greeting.py), or import them in its __init__"
+        )
+        if args.strict:  # --check: a pipeline is where this mistake should stop
+            fail(EXIT_IMPORT_FAILED, message)
+        logging.getLogger("pyfleet").warning("%s", message)
     reader = os.fdopen(request_fd, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:
-        serve(reader, writer, args.max_frame_bytes)
+        serve(reader, writer, args.max_frame_bytes, at_end=run_exit_handlers)
     except (FrameError, ProtocolError) as exc:
         fail(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     except BrokenPipeError:
@@ -288,19 +299,25 @@ def main() -> None:
         log_failure("the worker's runtime failed", exc)
         hint = f" (did a task close or replace the worker's protocol fds, {request_fd} and {protocol_fd}?)" if isinstance(exc, OSError) else ""
         fail(EXIT_RUNTIME_FAILED, f"the runtime failed: {type(exc).__name__}: {as_text(exc)}{hint}")
-    run_exit_handlers()
     os._exit(EXIT_OK)
 
 
 def run_exit_handlers() -> None:
     """A clean stop (the server closed stdin: a reload, a recycling, a shutdown) runs what task
     modules registered with ``atexit`` (an exporter's flush, a database's close) and flushes
-    logging's handlers, as the end of any Python program would. Then os._exit, without
-    waiting for threads a task left running: a worker must stop when asked. A handler that
-    hangs is ended by the server's SIGTERM, WORKER_STOP_GRACE_MS after it closed stdin."""
+    logging's handlers, as the end of any Python program would, while the worker's event loop
+    is still open. Then os._exit, without waiting for threads or processes a task left
+    running: a worker must stop when asked (the server kills its process group once it has
+    exited). A handler that hangs is ended by the server's SIGTERM, WORKER_STOP_GRACE_MS after
+    it closed stdin; one that raises is logged as an ERROR record (sys.unraisablehook)."""
     import atexit
 
-    run = getattr(atexit, "_run_exitfuncs", None)  # CPython's: what its own exit runs (prints handlers' errors)
+    # multiprocessing's own handler joins the child processes a task left running: the
+    # worker would wait for them until its SIGTERM, where os._exit always ended it at once.
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and hasattr(util, "_exit_function"):
+        atexit.unregister(util._exit_function)
+    run = getattr(atexit, "_run_exitfuncs", None)  # CPython's: what its own exit runs
     if run is not None:
         run()
     try:

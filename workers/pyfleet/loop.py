@@ -22,7 +22,7 @@ from .std_fds import end_open_line, open_line as _open_line
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from typing import Any, BinaryIO, Dict, Optional
+    from typing import Any, BinaryIO, Callable, Dict, Optional
 
 # A failed call's message and traceback are cut to this many characters: they go
 # into one log record on the server, and must never make the reply too large to send.
@@ -289,8 +289,9 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
     return body
 
 
-def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
-    """Say ready, then answer calls until stdin ends. Raises FrameError/ProtocolError on a broken peer."""
+def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Optional[Callable[[], None]] = None) -> None:
+    """Say ready, then answer calls until stdin ends, then run ``at_end`` (while the event loop
+    is still open). Raises FrameError/ProtocolError on a broken peer."""
     tasks = [task.describe() for task in registry.all_tasks()]
     runner = Runner()  # before ready: it may import asyncio
     try:
@@ -303,6 +304,8 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int) -> None:
             runner.wait_for_call(fd)
             body = read_frame(reader, max_frame_bytes)
             if body is None:
+                if at_end is not None:
+                    at_end()
                 return
             message = protocol.decode(body)
             if message["t"] != protocol.MSG_CALL:

@@ -95,6 +95,15 @@ def log_thread_exception(args: "threading.ExceptHookArgs") -> None:  # noqa: F82
     )
 
 
+def log_unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
+    """An exception Python can only report (an atexit handler's, a ``__del__``'s): one ERROR
+    record, instead of a bare traceback the server would log line by line at INFO."""
+    what = unraisable.err_msg or "Exception ignored in"
+    logging.getLogger("pyfleet").error(
+        "%s: %r", what, unraisable.object, exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    )
+
+
 def set_up_logging() -> None:
     """Before the task modules are imported, so that what they log at import is formatted too."""
     import threading  # logging has imported it already
@@ -104,3 +113,4 @@ def set_up_logging() -> None:
         handler.setFormatter(OneLineFormatter(LOG_FORMAT))
     logging.captureWarnings(True)  # warnings.warn() from a task: a WARNING record, not an INFO line
     threading.excepthook = log_thread_exception
+    sys.unraisablehook = log_unraisable

@@ -1,8 +1,10 @@
 """The worker's command line (pyfleet.__main__): parsing, --help, usage errors, logging set-up."""
 
 import os
+import signal
 import tempfile
 import textwrap
+import time
 import unittest
 
 from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
@@ -214,6 +216,18 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertEqual(stdout, b"")
         self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint}")
 
+    def test_strict_passes_a_package_beside_its_module_in_either_order_and_a_module_that_re_exports(self):
+        directory = task_files(self, {
+            "mytasks/__init__.py": "", "mytasks/greeting.py": "from pyfleet import task\n\n@task('greet')\ndef greet(input):\n    return input\n",
+            "agg/__init__.py": "", "agg/api.py": "from mytasks.greeting import greet\n",
+        })
+        for modules in (["mytasks", "mytasks.greeting"], ["mytasks.greeting", "mytasks"], ["mytasks.greeting", "agg.api"], ["mytasks.greeting", "mytasks.greeting"]):
+            with self.subTest(modules=modules):
+                argv = ["--strict"] + [arg for name in modules for arg in ("--module", name)]
+                code, _, stderr = run_worker(argv, pythonpath=directory)
+                self.assertEqual(code, 0, stderr)
+                self.assertNotIn("registered no task", stderr)
+
     def test_the_fatal_line_starts_a_line_after_output_left_open(self):
         code, _, stderr = run_worker(["--strict", "--module", "loud"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
@@ -225,7 +239,8 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertEqual(
             stderr.strip().splitlines()[-1],
             "pyfleet-fatal: task module 'greeting.py' could not be imported: No module named 'greeting.py'; "
-            "'greeting' is not a package (TASK_MODULES takes module names, not files: write greeting)",
+            "'greeting' is not a package (TASK_MODULES takes module names, not files: write greeting; "
+            "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory)",
         )
 
     def test_strict_passes_a_module_with_tasks(self):
@@ -347,6 +362,49 @@ class ExitHandlersTest(unittest.TestCase):
         self.assertEqual(code, 0, stderr)
         self.assertEqual(parse_frames(stdout)[1]["value"], 1)
         self.assertTrue(stderr.endswith("WARNING exiting_tasks: flushed at exit\n"), stderr)
+
+    def test_handlers_see_the_event_loop_open_a_failing_one_is_one_error_record_and_child_processes_are_not_waited_for(self):
+        directory = task_files(self, {"closing_tasks.py": """
+            import asyncio
+            import atexit
+            import multiprocessing
+            import os
+            import time
+
+            from pyfleet import task
+
+            async def close_client():
+                await asyncio.sleep(0)
+                print("client closed")
+
+            atexit.register(lambda: asyncio.get_event_loop().run_until_complete(close_client()))
+            atexit.register(lambda: 1 / 0)
+
+
+            def sleep_detached():
+                os.closerange(0, 4096)  # the test's pipes: it reads them to their end
+                time.sleep(60)
+
+
+            @task("closing.start_child")
+            def start_child(_input):
+                child = multiprocessing.get_context("fork").Process(target=sleep_detached)
+                child.start()
+                return child.pid
+        """})
+        started = time.monotonic()
+        code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("closing.start_child", None)], pythonpath=directory, timeout=20)
+        child = parse_frames(stdout)[1]["value"]
+        self.addCleanup(lambda: os.kill(child, signal.SIGKILL))  # the server would kill the worker's process group
+        self.assertEqual(code, 0, stderr)
+        self.assertLess(time.monotonic() - started, 15, "the worker did not wait for its child process")
+        lines = stderr.splitlines()
+        # atexit runs handlers last registered first.
+        error = [line for line in lines if line.startswith("ERROR pyfleet: Exception ignored in atexit callback")]
+        self.assertEqual(len(error), 1, stderr)
+        self.assertIn("ZeroDivisionError", error[0])
+        self.assertIn("client closed", lines)
+        self.assertNotIn("Event loop is closed", stderr)
 
 
 class ImportFailureTest(unittest.TestCase):
