@@ -191,7 +191,10 @@ def check_callable(name: str, fn: Any) -> None:
     free = range(bound, code.co_argcount)  # the parameters the call's one argument and the defaults must fill
     if not free and not code.co_flags & CO_VARARGS:
         given = f" besides the {bound} already bound" if bound else ""
-        raise TypeError(f"task {name!r}: {where} takes no argument{given}; a task function takes one, the input")
+        # def f(*, input): the input comes as the one positional argument, never by name.
+        kind = "positional argument" if code.co_kwonlyargcount else "argument"
+        hint = " (the input is passed by position: drop the *)" if code.co_kwonlyargcount else ""
+        raise TypeError(f"task {name!r}: {where} takes no {kind}{given}; a task function takes one, the input{hint}")
     if free and positional[free[0]] in keywords:
         raise TypeError(f"task {name!r}: {where} would get its parameter {positional[free[0]]!r} from functools.partial and the input both")
     required = [positional[index] for index in free if index < first_default and positional[index] not in keywords]

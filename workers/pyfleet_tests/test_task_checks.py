@@ -158,6 +158,9 @@ class FunctionTest(RegistrationTest):
         def generator(input):
             yield input
 
+        def input_by_name(*, input):
+            pass
+
         async def async_generator(input):
             yield input
 
@@ -170,7 +173,8 @@ class FunctionTest(RegistrationTest):
                 pass
 
         cases = {
-            no_args: r"no_args\(\) takes no argument; a task function takes one, the input",
+            no_args: r"no_args\(\) takes no argument; a task function takes one, the input$",
+            input_by_name: r"input_by_name\(\) takes no positional argument; a task function takes one, the input \(the input is passed by position: drop the \*\)$",
             two: r"two\(\) requires a, b; a task function is called with one argument, the input, so give the others defaults$",
             keyword_only: r"keyword_only\(\) requires a, k; ",
             generator: r"generator\(\) is a generator \(it yields\), whose result cannot be sent; return a list instead",
