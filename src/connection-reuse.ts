@@ -28,6 +28,9 @@ type Numbered = Socket & { [kSequence]?: number, [kLatestResponse]?: ServerRespo
 export function numberRequest (request: FastifyRequest, reply: FastifyReply): void {
   const socket = request.raw.socket as Numbered
   const sequence = (socket[kSequence] ?? 0) + 1
+  // The connection's first request asks for its peer's address, which Node then keeps on the
+  // socket: a line logged after the client left (request abandoned) still has it.
+  if (sequence === 1) void socket.remoteAddress
   socket[kSequence] = sequence
   socket[kLatestResponse] = reply.raw
   ;(request.raw as { [kSequence]?: number })[kSequence] = sequence

@@ -5,6 +5,16 @@ import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Call } from './pool/worker-pool.js'
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000
+/** The code of an error answer (SPEC §1), kept on its response for the completion line. */
+const kErrorCode = Symbol('pyfleet.errorCode')
+type Coded = { [kErrorCode]?: string }
+/** Load shedding: one answer per refused request under overload, counted by the metrics; not a warning each. */
+const SHEDDING_CODES = new Set(['QUEUE_FULL', 'RECEIVE_FULL'])
+
+/** Notes the code an error answer is sent with (the error handler), for its log line. */
+export function noteErrorCode (reply: FastifyReply, code: string): void {
+  (reply.raw as Coded)[kErrorCode] = code
+}
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
 
 export class RequestLog extends LogController {
@@ -19,19 +29,25 @@ export class RequestLog extends LogController {
     // Routes declared with logLevel 'warn' (/health, /ready) get a child logger at
     // that level, so their info lines are dropped here without reading
     // request.routeOptions (a getter that builds an object on every call).
-    const level = levelFor(reply.statusCode)
+    const code = (reply.raw as Coded)[kErrorCode]
+    const level = levelFor(reply.statusCode, code)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
     fields.statusCode = reply.statusCode
+    if (code !== undefined) fields.code = code
     fields.durationMs = round(reply.elapsedTime)
     if (error !== null) fields.err = error
     reply.log[level](fields, 'request completed')
   }
 }
 
-/** One rule for both lines: an answer that is the server's failure (5xx) is a warning. */
-function levelFor (statusCode: number): 'warn' | 'info' {
-  return statusCode >= 500 ? 'warn' : 'info'
+/**
+ * One rule for both lines: an answer that is the server's failure (5xx) is a warning, but
+ * for load shedding (QUEUE_FULL, RECEIVE_FULL), which under overload is one line per
+ * request refused, when the server can least afford them: its counters and alert say it.
+ */
+function levelFor (statusCode: number, code: string | undefined): 'warn' | 'info' {
+  return statusCode >= 500 && (code === undefined || !SHEDDING_CODES.has(code)) ? 'warn' : 'info'
 }
 
 /**
@@ -41,11 +57,18 @@ function levelFor (statusCode: number): 'warn' | 'info' {
  * left (a 503 nobody sees) is the client's doing, not a failure: info.
  */
 export function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call, error?: unknown): void {
-  const statusCode = error === undefined || call.outcome === 'cancelled' ? 200 : (error as { statusCode?: number }).statusCode ?? 500
+  const cancelled = call.outcome === 'cancelled'
+  const statusCode = error === undefined || cancelled ? 200 : (error as { statusCode?: number }).statusCode ?? 500
   const fields = requestFields(request, call)
   fields.durationMs = round(reply.elapsedTime)
-  if (error !== undefined) fields.err = error
-  request.log[levelFor(statusCode)](fields, 'request abandoned: the client left before its answer')
+  // A cancelled call's error is the pool's way of ending the wait (a 503 nobody sees): the
+  // outcome says it all, and its code would read as the crash loop's WORKERS_UNAVAILABLE.
+  if (error !== undefined && !cancelled) {
+    fields.err = error
+    const code = (error as { code?: unknown }).code
+    if (typeof code === 'string') fields.code = code
+  }
+  request.log[levelFor(statusCode, undefined)](fields, 'request abandoned: the client left before its answer')
 }
 
 /** What a request's log line says about it, and about its task call if it made one. */

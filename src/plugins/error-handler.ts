@@ -14,6 +14,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
+import { noteErrorCode } from '../request-log.js'
 import { jsonSafe } from '../routes/replies.js'
 
 type SendableError = FastifyError & ErrorExtras
@@ -62,7 +63,9 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const call = request.pyfleetCall
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
-  const body = errorBody(statusCode, known ? err.code : 'INTERNAL_ERROR',
+  const code = known ? err.code : 'INTERNAL_ERROR'
+  noteErrorCode(reply, code)
+  const body = errorBody(statusCode, code,
     statusCode >= 500 && !known ? 'internal server error; the server log has the details under this answer\'s x-request-id' : err.message)
   // A task's TaskError details may hold bytes and integers past 2^53, as results do.
   if (err.details !== undefined) body.details = jsonSafe(err.details)

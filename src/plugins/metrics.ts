@@ -55,7 +55,7 @@ export class Metrics implements PoolObserver {
     for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name)
     this.#httpDuration = new LabelledHistogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration by route template and status', labelNames: ['method', 'route', 'status_code'], buckets: HTTP_BUCKETS, registers })
     this.#calls = new LabelledCounter({ name: 'pyworker_calls_total', help: 'Calls that passed validation, by task and how they ended', labelNames: ['task', 'outcome'], registers })
-    this.#callDuration = new LabelledHistogram({ name: 'pyworker_call_duration_seconds', help: 'Time a call spent on a worker', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
+    this.#callDuration = new LabelledHistogram({ name: 'pyworker_call_duration_seconds', help: 'Time from a call\'s start on a worker to its answer (a client\'s x-request-timeout-ms budget answers 504 before the worker is done)', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
     this.#queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
     this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
     for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)

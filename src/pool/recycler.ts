@@ -20,6 +20,8 @@ export interface RecyclerOptions {
   onSpareFailed: () => void
   /** A worker's RSS was found past maxRssBytes (it may be idle in the pool now). */
   onOverMemory: (worker: PythonWorker) => void
+  /** The pool is draining for shutdown: no spare is worth starting for recycling (a reload has refused by then). */
+  isDraining?: () => boolean
 }
 
 /** afterCall's answer for a worker past maxRssBytes: it must take no further call. */
@@ -173,6 +175,7 @@ export class Recycler {
       if (current.spare !== undefined) void current.spare.kill()
     }
     if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return
+    if (reason !== 'reload' && this.#options.isDraining?.() === true) return
     const retiring: Retiring = { reason, spare: undefined, ready: Promise.resolve() }
     record.retiring = retiring
     // rssBytes only once measured (0 until the first sample): a 0 would read as a fact.

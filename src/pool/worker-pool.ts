@@ -89,7 +89,8 @@ export class WorkerPool {
       onSpareReady: () => { this.#sweepIdle() },
       onSpareFailed: () => { options.observer.workerStartFailed('spare') },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
-      onOverMemory: () => { this.#sweepIdle() }
+      onOverMemory: () => { this.#sweepIdle() },
+      isDraining: () => this.#draining
     })
     this.#reloader = new Reloader({
       recycler: this.#recycler,
@@ -197,7 +198,11 @@ export class WorkerPool {
   #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
     // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
     if (!this.#stoppedByShutdown(worker, reason)) {
-      this.#options.log.warn({ worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }, 'replacing worker')
+      // Past MAX_WORKER_RSS_MB is routine upkeep, as recycling is (info, with what it measured);
+      // a crash, a timeout or a protocol error is not.
+      const fields = { worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }
+      if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, 'replacing worker')
+      else this.#options.log.warn(fields, 'replacing worker')
       this.#options.observer.workerRestarted(reason)
     }
     this.#recycler.forget(worker)

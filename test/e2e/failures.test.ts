@@ -120,8 +120,13 @@ t.test('calls pipelined behind a running one are cancelled when the client leave
   t.equal(calls.cancelled, 2, 'the two queued calls never ran')
   t.equal(calls.ok, 2, 'the two running calls finished (their results dropped)')
   await waitFor(() => server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer').length === 4, 5000, 'a log line for each')
-  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'cancelled'), { task: 'diag.work', requestId: String, level: 30, durationMs: Number })
-  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'ok'), { level: 30, err: undefined }, 'a result dropped: info, as its answer\'s line would be')
+  const cancelled = server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'cancelled')
+  // The peer's address is read before the client leaves; the pool's WORKERS_UNAVAILABLE for
+  // ending the wait is not logged (it would read as the crash loop's).
+  t.match(cancelled, { task: 'diag.work', requestId: String, level: 30, durationMs: Number, remoteAddress: '127.0.0.1' })
+  t.equal(cancelled?.err, undefined, 'no error for a call its client cancelled')
+  t.equal(cancelled?.code, undefined)
+  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'ok'), { level: 30, err: undefined, remoteAddress: '127.0.0.1' }, 'a result dropped: info, as its answer\'s line would be')
 })
 
 t.test('a call that fails with a 5xx after its client left is logged as a warning, with the error its answer would have had', async (t) => {
@@ -134,7 +139,7 @@ t.test('a call that fails with a 5xx after its client left is logged as a warnin
   socket.destroy()
   const abandoned = (): Record<string, any> | undefined => server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer')
   await waitFor(() => abandoned() !== undefined, 5000, 'the abandoned line')
-  t.match(abandoned(), { level: 40, outcome: 'worker_died', task: 'diag.work', err: { code: 'WORKER_DIED' } })
+  t.match(abandoned(), { level: 40, outcome: 'worker_died', task: 'diag.work', code: 'WORKER_DIED', err: { code: 'WORKER_DIED' }, remoteAddress: '127.0.0.1' })
 })
 
 t.test('a client that stops reading its answer loses the connection after RESPONSE_STALL_TIMEOUT_MS; a slow reader does not', async (t) => {
@@ -260,6 +265,9 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
   t.equal(rejected.status, 503)
   t.equal(rejected.json.code, 'QUEUE_FULL')
   t.equal(rejected.headers.get('retry-after'), '1')
+  // Load shedding is one line per refused request under overload: info, with its code.
+  const line = server.logs.find((l) => l.msg === 'request completed' && l.requestId === rejected.headers.get('x-request-id'))
+  t.match(line, { level: 30, statusCode: 503, code: 'QUEUE_FULL', outcome: 'queue_full' })
   t.same((await Promise.all(queued)).map((r) => r.status), [200, 200], 'the queued calls still run')
   t.equal((await busy).status, 200)
 })

@@ -118,6 +118,9 @@ t.test('MAX_WORKER_RSS_MB: a worker that passes it in a call ending soon after a
   t.equal((await callTask(server.url, 'diag.work', { alloc_mb: 150 })).status, 200)
   // Watched through the log and pool state: /api/queue-stats and /metrics read RSS themselves.
   await waitFor(() => server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'max_rss' && l.workerPid === pid), 5000, 'the worker to be replaced as max_rss')
+  // Routine upkeep, as recycling: info, with what was measured.
+  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 30, calls: 2, rssBytes: Number })
+  t.ok(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid)?.rssBytes > 100 * 1024 * 1024, 'past the limit')
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'its replacement')
 })
 

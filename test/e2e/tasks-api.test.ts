@@ -4,7 +4,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { pack, unpack } from 'msgpackr'
 import { rawExchange } from '../helpers/raw-http.js'
-import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
+import { callTask, getJson, startServer, waitFor, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
 let url: string
@@ -472,4 +472,6 @@ t.test('a property the schema does not allow is named in the 400\'s message', as
   const reply = await callTask(url, 'stats.describe', { values: [1, 2], vlaues: [3] })
   t.equal(reply.status, 400)
   t.match(reply.json, { code: 'FST_ERR_VALIDATION', message: 'body must NOT have additional properties ("vlaues")' })
+  await waitFor(() => server.logs.some((l) => l.requestId === reply.headers.get('x-request-id')), 2000, 'its log line')
+  t.match(server.logs.find((l) => l.requestId === reply.headers.get('x-request-id')), { msg: 'request completed', statusCode: 400, code: 'FST_ERR_VALIDATION' }, 'the completion line has the answer\'s code')
 })

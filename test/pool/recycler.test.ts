@@ -69,6 +69,22 @@ t.test('MAX_CALLS_PER_WORKER: a worker retires within 10 % of the limit, once', 
   t.equal(spawns.length, 1, 'one spare, however many calls end while it starts')
 })
 
+t.test('while the pool drains for shutdown, a worker past MAX_CALLS_PER_WORKER gets no spare: it serves the drain out', async (t) => {
+  const spawns: number[] = []
+  let draining = true
+  const { recycler: r } = recycler({ maxCalls: 10, spawns, isDraining: () => draining })
+  const worker = standIn(1)
+  for (let calls = 1; calls <= 20; calls++) {
+    worker.calls = calls
+    t.equal(r.afterCall(worker), undefined, `call ${calls}: released as it is`)
+  }
+  t.same(spawns, [], 'no spare started')
+  draining = false
+  worker.calls++
+  r.afterCall(worker)
+  t.same(spawns, [1], 'outside a drain, the next call\'s end starts one')
+})
+
 t.test('after a spare fails to start, calls and memory do not start another for a while; a reload does', async (t) => {
   let fail = true
   const spawns: number[] = []
