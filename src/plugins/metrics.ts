@@ -44,6 +44,7 @@ export class Metrics implements PoolObserver {
   readonly #restarts: Counter<'reason'>
   readonly #startFailures: Counter<'kind'>
   readonly #receiveRefused: Counter
+  readonly #stderrDropped: Counter
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -88,6 +89,7 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
     })
+    this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
@@ -156,6 +158,11 @@ export class Metrics implements PoolObserver {
 
   readonly workerStartFailed = (kind: 'replacement' | 'spare'): void => {
     this.#startFailures.labels(kind).inc()
+  }
+
+  /** Worker stderr lines dropped past a worker's log budget. */
+  readonly stderrLinesDropped = (lines: number): void => {
+    this.#stderrDropped.inc(lines)
   }
 
   /** A request no route matched; `method` already bounded. */

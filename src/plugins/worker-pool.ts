@@ -61,7 +61,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
       onExit: (w, code, signal) => {
         log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
         pool?.onWorkerExit(w)
-      }
+      },
+      onStderrDropped: fastify.metrics.stderrLinesDropped
     })
     log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
     warnOnDrift(worker)

@@ -28,6 +28,8 @@ export interface WorkerOptions {
   log: FastifyBaseLogger
   /** Called once when the process has exited, whatever the reason. */
   onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
+  /** Stderr lines not logged, past the worker's log budget (counted for a metric). */
+  onStderrDropped?: (lines: number) => void
 }
 
 /** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
@@ -79,7 +81,7 @@ export class PythonWorker {
     this.#log = options.log
     this.#stderr = new WorkerStderr(options.log,
       () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
-      () => this.#state === 'starting')
+      () => this.#state === 'starting', undefined, options.onStderrDropped)
     this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) })
     this.#process = new WorkerProcess(options, {
       stdout: (chunk) => { this.#onStdout(chunk) },

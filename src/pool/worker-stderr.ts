@@ -60,11 +60,15 @@ export class WorkerStderr {
   #droppedChars = 0
   #summaryTimer: NodeJS.Timeout | undefined
 
+  readonly #onDropped: ((lines: number) => void) | undefined
+
   /**
    * `isStarting`: last words are kept only while the worker starts; afterwards nobody asks for them.
    * `now`: the clock (milliseconds) the log budget refills by.
+   * `onDropped`: told how many lines were dropped each time their count is logged (a metric).
    */
-  constructor (log: FastifyBaseLogger, context: () => StderrContext, isStarting: () => boolean, now: () => number = performance.now.bind(performance)) {
+  constructor (log: FastifyBaseLogger, context: () => StderrContext, isStarting: () => boolean, now: () => number = performance.now.bind(performance), onDropped?: (lines: number) => void) {
+    this.#onDropped = onDropped
     this.#log = log
     this.#context = context
     this.#isStarting = isStarting
@@ -135,6 +139,7 @@ export class WorkerStderr {
     this.#summaryTimer = undefined
     const fields = { ...this.#context(), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
     this.#log.warn(fields, `${this.#droppedLines} stderr lines of this worker were not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
+    this.#onDropped?.(this.#droppedLines)
     this.#droppedLines = 0
     this.#droppedChars = 0
   }

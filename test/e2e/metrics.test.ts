@@ -52,7 +52,8 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyworker_queue_waiting', '', 0],
     ['pyfleet_queue_bytes', '', 0],
     ['pyfleet_receiving_bytes', '', 0],
-    ['pyfleet_receive_refused_total', '', 0]
+    ['pyfleet_receive_refused_total', '', 0],
+    ['pyfleet_worker_stderr_dropped_lines_total', '', 0]
   ]
   for (const [name, labels, value] of expected) t.equal(sample(text, name, labels), value, `${name}{${labels}}`)
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)
@@ -199,6 +200,8 @@ t.test('a worker that floods stderr has lines past its log budget dropped and co
   await waitFor(() => logged() + dropped() === 30_000, 5000, 'every line logged or counted')
   t.ok(logged() >= 20_000 && logged() < 30_000, `${logged()} lines logged`)
   t.match(server.logs.find((l) => typeof l.droppedLines === 'number'), { level: 40, worker: 1, stream: 'stderr', task: 'diag.work' })
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(text, 'pyfleet_worker_stderr_dropped_lines_total', ''), dropped(), 'the metric counts what the log says was dropped')
 })
 
 t.test('one log line per request with task, queue wait, run time and outcome; tracebacks only in logs', async (t) => {

@@ -34,7 +34,8 @@ t.test('each line at the level its prefix names; the runtime\'s fatal line is an
 t.test('past its log budget a worker\'s lines are dropped and counted, and the count is logged before the next line let through', async (t) => {
   const { log, lines } = recordingLog()
   let now = 0
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => now)
+  const dropped: number[] = []
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => now, (lines) => { dropped.push(lines) })
   stderr.write('line\n'.repeat(25_000))
   t.equal(lines.length, 20_000, 'the burst goes through whole')
   stderr.write(`${'x'.repeat(10 * 1024)}\n`)
@@ -50,6 +51,7 @@ t.test('past its log budget a worker\'s lines are dropped and counted, and the c
   t.equal(lines.length - 20_003, 454)
   stderr.flush()
   t.match(lines.at(-1)?.msg, /^46 stderr lines of this worker were not logged/, 'the worker exited: the count is logged at once')
+  t.same(dropped, [5001, 46], 'and counted for pyfleet_worker_stderr_dropped_lines_total as it is logged')
 })
 
 t.test('while lines are dropped, their count is logged every second, and a fatal line is logged all the same', async (t) => {
