@@ -210,6 +210,11 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
     }
   }
   t.same(server.app.pool.snapshot().workers.map((w) => w.pid).sort(), pids, 'and no worker was replaced for it')
+  // fill_defaults=True: what a JSON body or a raw call's query leaves out comes from the schema.
+  t.same((await callTask(server.url, 'extra.filled', {})).json, { text: '(no text)', n: 3 })
+  t.same((await callTask(server.url, 'extra.filled', { n: 5 })).json, { text: '(no text)', n: 5 })
+  const raw = await fetch(`${server.url}/api/tasks/extra.filled`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' })
+  t.same(await raw.json(), { text: 'hi', n: 3 })
   const asked = await callTask(server.url, 'extra.request_id', null, { 'x-request-id': 'trace-42' })
   t.equal(asked.json, 'trace-42', 'pyfleet.request_id() is the request\'s x-request-id')
   const made = await callTask(server.url, 'extra.request_id', null)

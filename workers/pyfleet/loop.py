@@ -52,7 +52,10 @@ class Runner:
         request_id = _set_request_id(message.get("requestId"))
         try:
             try:
-                value = task.fn(message.get("input"))
+                task_input = message.get("input")
+                if task.defaults and type(task_input) is dict:
+                    _fill_defaults(task_input, task.defaults)
+                value = task.fn(task_input)
                 # A coroutine from a plain function too: an async def behind a decorator that is not.
                 if task.is_async or type(value) is CoroutineType:
                     try:
@@ -207,6 +210,18 @@ class Runner:
                     task_name, sendable(describe(exc)), exc_info=exc,
                 )
         return own.result()  # or raises what the call itself ended with
+
+
+def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
+    """fill_defaults=True: each missing top-level field gets its schema default, a list or dict
+    as a fresh copy (a task that changes it must not change the next call's default)."""
+    for field, default in defaults:
+        if field not in task_input:
+            if isinstance(default, (list, dict)):
+                import copy
+
+                default = copy.deepcopy(default)
+            task_input[field] = default
 
 
 def _rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:

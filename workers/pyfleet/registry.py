@@ -8,14 +8,14 @@ from __future__ import annotations
 import sys
 from types import CodeType, MethodType
 
-from .task_checks import check_callable, check_count, check_raw_field, check_schema, content_types, describe_callable
+from .task_checks import check_callable, check_count, check_raw_field, check_schema, content_types, defaults_to_fill, describe_callable
 
 # typing, inspect and dataclasses would add ~3 MB to every worker (and the pool
 # recycles workers), so they are for type checkers only: annotations here are
 # never evaluated at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 # A task name is also a URL path segment and a Prometheus label value.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -27,7 +27,7 @@ CO_COROUTINE = 0x80  # inspect.CO_COROUTINE: the code flag of an ``async def``
 class Task:
     """A registered task. Read-only once made: assigning an attribute raises AttributeError."""
 
-    __slots__ = ("name", "fn", "doc", "schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async")
+    __slots__ = ("name", "fn", "doc", "schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async", "defaults")
 
     name: str
     fn: Callable[[Any], Any]
@@ -38,6 +38,7 @@ class Task:
     raw_field: Optional[str]
     max_concurrency: Optional[int]
     is_async: bool
+    defaults: Tuple[Tuple[str, Any], ...]  # what fill_defaults puts into an input that lacks it; () without it
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class Task:
         raw_field: Optional[str],
         max_concurrency: Optional[int],
         is_async: bool = False,
+        defaults: Tuple[Tuple[str, Any], ...] = (),
     ) -> None:
         init = object.__setattr__
         init(self, "name", name)
@@ -61,6 +63,7 @@ class Task:
         init(self, "raw_field", raw_field)
         init(self, "max_concurrency", max_concurrency)
         init(self, "is_async", is_async)
+        init(self, "defaults", defaults)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: a Task is read-only")
@@ -139,6 +142,7 @@ def task(
     raw: Sequence[str] = (),
     raw_field: Optional[str] = None,
     max_concurrency: Optional[int] = None,
+    fill_defaults: bool = False,
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register ``fn(input)`` as the task ``name``.
 
@@ -150,6 +154,9 @@ def task(
       other fields then come from the query string.
     - ``max_concurrency``: most workers this task may hold at once
       (default: all of them).
+    - ``fill_defaults``: put the ``default`` of each top-level property of the
+      schema into an input that lacks it, before the call (default: no; a
+      ``default`` is then an annotation only).
 
     The function takes one argument, the input, and may be ``async def``. It
     returns anything msgpack can carry. Every mistake here raises at import,
@@ -173,13 +180,14 @@ def task(
             example = "schema={...}, timeout_ms=..."
         raise TypeError(
             f"task {name!r}: every argument after the name is a keyword (schema, timeout_ms, raw, raw_field, "
-            f"max_concurrency): write @task({name!r}, {example})"
+            f"max_concurrency, fill_defaults): write @task({name!r}, {example})"
         )
     check_count(name, "timeout_ms", timeout_ms)
     check_count(name, "max_concurrency", max_concurrency)
     schema = check_schema(name, schema)
     raw = content_types(name, raw)
     check_raw_field(name, raw, raw_field, schema)
+    defaults = defaults_to_fill(name, fill_defaults, schema)
 
     def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if name in _tasks:
@@ -196,6 +204,7 @@ def task(
             raw_field=raw_field,
             max_concurrency=max_concurrency,
             is_async=is_coroutine_function(fn),
+            defaults=defaults,
         )
         return fn
 

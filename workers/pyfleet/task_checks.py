@@ -96,6 +96,25 @@ _STRUCTURED_TYPES = ("application/json", "application/msgpack", "application/x-m
 _BYTES_TYPE = "application/octet-stream"
 
 
+def defaults_to_fill(name: str, fill_defaults: Any, schema: Any) -> tuple:
+    """For ``fill_defaults=True``: the (field, default) pairs of the schema's top-level
+    ``properties``, which the runtime puts into an input that lacks them. Empty otherwise."""
+    if not isinstance(fill_defaults, bool):
+        raise TypeError(f"task {name!r}: fill_defaults must be True or False, not {fill_defaults!r}")
+    if not fill_defaults:
+        return ()
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    pairs = tuple(
+        (field, sub["default"]) for field, sub in (properties or {}).items() if isinstance(sub, dict) and "default" in sub
+    )
+    if not pairs:
+        raise ValueError(
+            f"task {name!r}: fill_defaults=True, but no property in the schema's top-level \"properties\" has a "
+            "\"default\" to fill (nested objects' defaults are not filled)"
+        )
+    return pairs
+
+
 def check_raw_field(name: str, raw: tuple, raw_field: Any, schema: Any) -> None:
     """raw and raw_field come together, and the schema lets a raw call through: {raw_field: body, ...query}."""
     if raw_field is not None and (not isinstance(raw_field, str) or not raw_field):

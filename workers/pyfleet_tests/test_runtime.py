@@ -79,6 +79,11 @@ class RegistryTest(IsolatedRegistryTest):
             task("t", timeout_ms=0)
         with self.assertRaises(ValueError):
             task("t", raw=("text/plain",))
+        with self.assertRaisesRegex(TypeError, r"^task 't': fill_defaults must be True or False, not 1$"):
+            task("t", fill_defaults=1)
+        no_default = {"type": "object", "properties": {"a": {"type": "integer"}, "n": {"type": "object", "properties": {"b": {"default": 1}}}}}
+        with self.assertRaisesRegex(ValueError, r"^task 't': fill_defaults=True, but no property in the schema's top-level \"properties\" has a \"default\" to fill"):
+            task("t", schema=no_default, fill_defaults=True)
 
     def test_describe_uses_first_doc_paragraph(self):
         @task("documented", raw=("text/plain",), raw_field="text", max_concurrency=2)

@@ -66,7 +66,7 @@ class OptionsTest(RegistrationTest):
             with self.subTest(args=args):
                 with self.assertRaisesRegex(
                     TypeError,
-                    r"^task 'pos': every argument after the name is a keyword \(schema, timeout_ms, raw, raw_field, max_concurrency\): "
+                    r"^task 'pos': every argument after the name is a keyword \(schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults\): "
                     rf"write @task\('pos', {re.escape(example)}\)$",
                 ):
                     task("pos", *args)

@@ -119,6 +119,27 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(call_task("t.ids", None)["task"], "test", "call_task's default")
         self.assertIsNone(request_id(), "call_task leaves the test's context as it found it")
 
+    def test_fill_defaults_puts_missing_top_level_defaults_into_the_input(self):
+        schema = {"type": "object", "properties": {
+            "limit": {"type": "integer", "default": 10},
+            "tags": {"type": "array", "default": []},
+            "given": {"type": "string", "default": "unused"},
+            "nested": {"type": "object", "properties": {"deep": {"type": "integer", "default": 1}}},
+        }}
+
+        @task("t.filled", schema=schema, fill_defaults=True)
+        def filled(input):
+            input["tags"].append("touched")  # must not change the next call's default
+            return input
+
+        @task("t.annotated", schema=schema)
+        def annotated(input):
+            return input
+
+        self.assertEqual(call_task("t.filled", {"given": "x", "nested": {}}), {"given": "x", "nested": {}, "limit": 10, "tags": ["touched"]})
+        self.assertEqual(call_task("t.filled", {"limit": 3}), {"limit": 3, "tags": ["touched"], "given": "unused"}, "a fresh list each call")
+        self.assertEqual(call_task("t.annotated", {}), {}, "without fill_defaults a default is an annotation only")
+
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
             call_task("t.nope", None)
