@@ -2,6 +2,7 @@
 // what each way of failing is called; its OS process is worker-process.ts. It knows
 // nothing of pools or HTTP: worker-pool.ts decides what to do with a failed worker.
 
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
@@ -31,6 +32,10 @@ export interface WorkerOptions {
   /** Stderr lines not logged, past the worker's log budget (counted for a metric). */
   onStderrDropped?: (lines: number) => void
 }
+
+/** A call's timer this late found the event loop held: the reply is looked for before the worker is killed. */
+const LATE_TIMEOUT_MS = 100
+const MAX_LATE_TIMEOUT_GRACE_MS = 5_000
 
 /** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
 export const EXIT_PROTOCOL_ERROR = 5
@@ -68,6 +73,9 @@ export class PythonWorker {
   #resolve: ((reply: ReplyMessage) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
   #timer: NodeJS.Timeout | undefined
+  /** When the running call's timeout is due (performance.now()), and how long past it a late timer still waits for the reply. */
+  #timeoutAt = 0
+  #graceUntil: number | undefined
   #calls = 0
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
@@ -147,6 +155,8 @@ export class PythonWorker {
     this.#logRequestId = requestId
     this.#logTask = task
     this.#calls++
+    this.#timeoutAt = performance.now() + timeoutMs
+    this.#graceUntil = undefined
     this.#timer = setTimeout(this.#onTimeout, timeoutMs)
     this.#process.write(frame)
     return new Promise<ReplyMessage>((resolve, reject) => {
@@ -188,6 +198,23 @@ export class PythonWorker {
 
   readonly #onTimeout = (): void => {
     this.#timer = undefined
+    // A timer that fires late means the event loop was held (another request's huge body
+    // parsed, say): the reply may be waiting in the pipe, unread, since timers run before
+    // I/O. Read first (a timer of 1 ms runs after the next I/O poll), and go on while a
+    // reply frame is still arriving, for as long as the loop was held (at most
+    // MAX_LATE_TIMEOUT_GRACE_MS): one client's stall must not cost another its call and worker.
+    const now = performance.now()
+    if (this.#graceUntil === undefined) {
+      const lateMs = now - this.#timeoutAt
+      if (lateMs >= LATE_TIMEOUT_MS) {
+        this.#graceUntil = now + Math.min(lateMs, MAX_LATE_TIMEOUT_GRACE_MS)
+        this.#timer = setTimeout(this.#onTimeout, 1)
+        return
+      }
+    } else if (now < this.#graceUntil && this.#decoder.isMidFrame) {
+      this.#timer = setTimeout(this.#onTimeout, 5)
+      return
+    }
     this.#failure ??= 'timeout'
     this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
     void this.kill()
