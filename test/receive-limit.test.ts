@@ -156,3 +156,28 @@ t.test('many bodies on one connection share one pair of listeners on its socket,
   socket.emit('close')
   t.equal(limit.bytes, 0, 'and closing, the rest')
 })
+
+t.test('a body that arrives in tiny chunks reaches the parser gathered into large buffers, in order and whole', async (t) => {
+  // Node hands over a Buffer per chunk of a chunked body; kept one by one until the body is
+  // whole, 1-byte chunks cost ~300 bytes of heap each (a remote way to run the heap out).
+  const limit = new ReceiveLimit(10_000_000, 10_000_000, () => {})
+  const one = exchange({ 'transfer-encoding': 'chunked' })
+  const read = limit.enter(one.request, one.reply, one.raw)
+  const received: Buffer[] = []
+  read.on('data', (chunk: Buffer) => { received.push(chunk) })
+  const ended = new Promise((resolve) => read.once('end', resolve))
+  const sent: number[] = []
+  for (let i = 0; i < 200_000; i++) {
+    sent.push(i % 251)
+    one.raw.write(Buffer.from([i % 251]))
+  }
+  one.raw.write(Buffer.alloc(20_000, 7)) // a large chunk passes as it is, after what was gathered before it
+  for (let i = 0; i < 10; i++) one.raw.write(Buffer.from([9]))
+  one.raw.end()
+  await ended
+  const body = Buffer.concat(received)
+  t.equal(body.length, 200_000 + 20_000 + 10)
+  t.same([...body.subarray(0, 200_000)], sent, 'every byte, in order')
+  t.ok(body.subarray(200_000, 220_000).every((b) => b === 7) && body.subarray(220_000).every((b) => b === 9))
+  t.ok(received.length <= 6, `${received.length} buffers for 200,010 chunks`)
+})
