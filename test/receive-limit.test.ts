@@ -180,4 +180,27 @@ t.test('a body that arrives in tiny chunks reaches the parser gathered into larg
   t.same([...body.subarray(0, 200_000)], sent, 'every byte, in order')
   t.ok(body.subarray(200_000, 220_000).every((b) => b === 7) && body.subarray(220_000).every((b) => b === 9))
   t.ok(received.length <= 6, `${received.length} buffers for 200,010 chunks`)
+  // What is passed on holds no more memory than its bytes: no view into a larger buffer
+  // (kept whole until the body is parsed, uncounted). Small copies may share Node's 8 KiB pool.
+  for (const chunk of received) t.ok(chunk.buffer.byteLength <= Math.max(8192, chunk.length), `${chunk.length} bytes in an ArrayBuffer of ${chunk.buffer.byteLength}`)
+})
+
+t.test('tiny chunks between large ones are passed on as exact copies, in order', async (t) => {
+  const limit = new ReceiveLimit(10_000_000, 10_000_000, () => {})
+  const one = exchange({ 'transfer-encoding': 'chunked' })
+  const read = limit.enter(one.request, one.reply, one.raw)
+  const received: Buffer[] = []
+  read.on('data', (chunk: Buffer) => { received.push(chunk) })
+  const ended = new Promise((resolve) => read.once('end', resolve))
+  const sent: Buffer[] = []
+  for (let i = 0; i < 40; i++) {
+    sent.push(Buffer.from([i]), Buffer.alloc(16 * 1024, i))
+    one.raw.write(sent.at(-2)); one.raw.write(sent.at(-1))
+  }
+  one.raw.end()
+  await ended
+  t.same(Buffer.concat(received), Buffer.concat(sent))
+  const held = received.reduce((sum, chunk) => sum + (chunk.length < 8192 ? 0 : chunk.buffer.byteLength), 0)
+  t.ok(held <= 40 * 16 * 1024, `large pieces hold ${held} bytes for ${40 * 16 * 1024} of them`)
+  for (const chunk of received) t.ok(chunk.buffer.byteLength <= Math.max(8192, chunk.length))
 })

@@ -108,7 +108,7 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
       ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
       : `${shown} is not a valid URL: it does not percent-decode`)
   handleError(answer, request, reply)
-  request.log.info({ method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode }, 'request completed')
+  request.log.info({ method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code }, 'request completed')
 }
 
 /** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */

@@ -9,6 +9,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Config } from '../config.js'
+import { noteErrorCode } from '../request-log.js'
 
 const HEALTH_URL = '/health'
 const RETRY_AFTER_SECONDS = 10
@@ -36,6 +37,7 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
     exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
     pressureHandler: (_request, reply, type, value) => {
       reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
+      noteErrorCode(reply, 'FST_UNDER_PRESSURE')
       const body = { statusCode: 503, code: 'FST_UNDER_PRESSURE', error: 'Service Unavailable', message: pressureMessage(type, value) }
       // under-pressure sends a non-null return value as the reply; its types only say void.
       return body as unknown as undefined

@@ -1,15 +1,28 @@
 // A client's x-request-timeout-ms budget while its call runs: when it runs out, the
 // client is answered (504) and the call goes on (worker-pool.ts says why).
 
+import { performance } from 'node:perf_hooks'
 import { TaskTimeoutError } from '../errors.js'
 
-/** Fires once after `ms` unless stopped first; `stop` says whether it had fired. */
+/** A timer this late found the event loop held (python-worker.ts has the same rule for task timeouts). */
+const LATE_MS = 100
+
+/**
+ * Fires once after `ms` unless stopped first; `stop` says whether it had fired. Fired
+ * late, it looks once more after the next I/O poll (timers run before I/O): a reply that
+ * arrived while the event loop was held by another request answers the call instead.
+ */
 export class BudgetTimer {
   #fired = false
-  readonly #timer: NodeJS.Timeout
+  #timer: NodeJS.Timeout
 
   constructor (ms: number, onFire: () => void) {
-    this.#timer = setTimeout(() => { this.#fired = true; onFire() }, Math.ceil(ms))
+    const dueAt = performance.now() + ms
+    const fire = (): void => { this.#fired = true; onFire() }
+    this.#timer = setTimeout(() => {
+      if (performance.now() - dueAt >= LATE_MS) this.#timer = setTimeout(fire, 1)
+      else fire()
+    }, Math.ceil(ms))
   }
 
   stop (): boolean {

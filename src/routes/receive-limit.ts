@@ -88,34 +88,47 @@ export class ReceiveLimit {
    * parser keeps is the bytes, not an object per chunk.
    */
   #counting (payload: Readable, held: Held): Readable {
+    // Small chunks are copied into `gathered`, which grows (doubling) up to GATHER_BYTES and is
+    // passed on once full; what is left in it is passed on as an exact copy, never as a view
+    // that would keep the whole buffer alive until the body is parsed.
     let gathered: Buffer | undefined
     let filled = 0
+    const passOnGathered = (): void => {
+      if (filled === 0 || gathered === undefined) return
+      counter.push(filled === gathered.length ? gathered : Buffer.from(gathered.subarray(0, filled)))
+      if (filled === gathered.length) gathered = undefined
+      filled = 0
+    }
     const passOn = (chunk: Buffer): void => {
       if (chunk.length >= GATHER_BYTES / 4) {
-        if (filled > 0) counter.push(gathered?.subarray(0, filled))
-        gathered = undefined
-        filled = 0
+        passOnGathered()
         counter.push(chunk)
         return
       }
-      gathered ??= Buffer.allocUnsafe(GATHER_BYTES)
-      const first = Math.min(chunk.length, GATHER_BYTES - filled)
-      chunk.copy(gathered, filled, 0, first)
-      filled += first
-      if (filled < GATHER_BYTES) return
-      counter.push(gathered)
-      gathered = Buffer.allocUnsafe(GATHER_BYTES)
-      filled = chunk.copy(gathered, 0, first)
+      let offset = 0
+      while (offset < chunk.length) {
+        if (gathered === undefined || filled === gathered.length) {
+          // A full one has been passed on; a first one starts small and doubles.
+          const size = gathered === undefined ? Math.min(GATHER_BYTES, Math.max(4096, chunk.length)) : Math.min(GATHER_BYTES, gathered.length * 2)
+          const grown = Buffer.allocUnsafe(size)
+          if (gathered !== undefined) gathered.copy(grown, 0, 0, filled)
+          gathered = grown
+        }
+        const taken = chunk.copy(gathered, filled, offset)
+        filled += taken
+        offset += taken
+        if (filled === GATHER_BYTES) passOnGathered()
+      }
     }
     const counter: Transform = new Transform({
       transform: (chunk: Buffer, _encoding, next) => {
-        if (held.released) { passOn(chunk); next(); return }
-        // Past BODY_LIMIT_BYTES Fastify answers 413 and drops what it read: the rest of the
-        // body flows past unread (nobody keeps it), so it is not held either.
+        // Past BODY_LIMIT_BYTES Fastify answers 413 (at once: what was gathered goes with it)
+        // and drops what it read: the rest of the body flows past unread, nobody keeps it.
+        if (held.released) { passOnGathered(); next(null, chunk); return }
         if (held.bytes + chunk.length > this.#bodyLimitBytes) {
           held.release()
-          passOn(chunk)
-          next()
+          passOnGathered()
+          next(null, chunk)
           return
         }
         try {
@@ -130,7 +143,7 @@ export class ReceiveLimit {
         next()
       },
       flush: (done) => {
-        if (filled > 0) counter.push(gathered?.subarray(0, filled))
+        passOnGathered()
         gathered = undefined
         done()
       }

@@ -211,6 +211,20 @@ t.test('a call past its client\'s budget gets 504 at the budget, and its worker 
   t.equal(stats.tasks.timedOut, 1, 'counted once, as a timeout')
 })
 
+t.test('a reply that arrived while the event loop was held past the client\'s budget answers the call: no 504 for a finished call', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // Long enough to be seen running (polled every 20 ms), well within the budget.
+  const reply = callTask(server.url, 'diag.work', { sleep_ms: 100 }, { 'x-request-timeout-ms': '400' })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  // The server runs in this process: held here (as another request's huge body would hold
+  // it) past both the reply and the budget, after this turn's I/O, so that the next turn
+  // runs the budget's timer before it reads the reply.
+  await new Promise<void>((resolve) => setImmediate(() => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 800); resolve() }))
+  const answer = await reply
+  t.equal(answer.status, 200, 'the reply already there answers')
+  t.same(answer.json.slept_ms, 100)
+})
+
 t.test('a task that fails after its client had its 504 (budget) is still logged, with its traceback', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const reply = await callTask(server.url, 'diag.work', { sleep_ms: 400, raise: 'boom-after-budget' }, { 'x-request-timeout-ms': '100' })

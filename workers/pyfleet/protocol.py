@@ -127,6 +127,25 @@ def value_depth_limit() -> int:
     return _value_depth_limit
 
 
+_TWO_TO_53 = 2 ** 53
+
+
+def as_the_server_sends(value: Any) -> Any:
+    """``value`` (as msgpack decoded it) with its integral floats within ±2^53 made ints, as the server sends them.
+
+    Node decodes JSON and msgpack numbers alike to JavaScript numbers, and packs an
+    integral one as a msgpack integer (src/pool/protocol.ts, wide-integers.ts); NaN,
+    ±Infinity, fractions and floats past ±2^53 stay floats.
+    """
+    if type(value) is float:
+        return int(value) if value.is_integer() and -_TWO_TO_53 <= value <= _TWO_TO_53 else value
+    if type(value) is list:
+        return [as_the_server_sends(item) for item in value]
+    if type(value) is dict:
+        return {key: as_the_server_sends(item) for key, item in value.items()}
+    return value
+
+
 def encode(message: Dict[str, Any]) -> bytes:
     return _packer.pack(message)
 

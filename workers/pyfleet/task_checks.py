@@ -104,8 +104,19 @@ def defaults_to_fill(name: str, fill_defaults: Any, schema: Any) -> tuple:
     if not fill_defaults:
         return ()
     properties = schema.get("properties") if isinstance(schema, dict) else None
+    # As a client's value would arrive: through msgpack (tuples become lists) and with integral
+    # floats as ints (the server sends them so), so that a task cannot tell who supplied it.
+    import msgpack
+
+    from .protocol import as_the_server_sends
+
+    def as_sent(value: Any) -> Any:
+        return as_the_server_sends(msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False, strict_map_key=False))
+
     pairs = tuple(
-        (field, sub["default"]) for field, sub in (properties or {}).items() if isinstance(sub, dict) and "default" in sub
+        (field, as_sent(sub["default"]))
+        for field, sub in (properties or {}).items()
+        if isinstance(sub, dict) and "default" in sub
     )
     if not pairs:
         raise ValueError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 
 from . import protocol, registry
+from .protocol import as_the_server_sends
 from .loop import Runner, encode_reply, event_loop_policy
 
 # Type names for type checkers only (why: see registry.py).
@@ -100,25 +101,6 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
 
 
 # The largest integer a double holds exactly; the server sends integral numbers up to it as ints.
-_TWO_TO_53 = 2 ** 53
-
-
-def as_the_server_sends(value: Any) -> Any:
-    """``value`` (as msgpack decoded it) with its integral floats within ±2^53 made ints, as the server sends them.
-
-    Node decodes JSON and msgpack numbers alike to JavaScript numbers, and packs an
-    integral one as a msgpack integer (src/pool/protocol.ts, wide-integers.ts); NaN,
-    ±Infinity, fractions and floats past ±2^53 stay floats.
-    """
-    if type(value) is float:
-        return int(value) if value.is_integer() and -_TWO_TO_53 <= value <= _TWO_TO_53 else value
-    if type(value) is list:
-        return [as_the_server_sends(item) for item in value]
-    if type(value) is dict:
-        return {key: as_the_server_sends(item) for key, item in value.items()}
-    return value
-
-
 def _event_loop_keeper() -> Any:
     """A function that puts back the thread's current asyncio event loop as it is now: a Runner sets its own.
 

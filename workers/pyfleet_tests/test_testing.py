@@ -140,6 +140,15 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(call_task("t.filled", {"limit": 3}), {"limit": 3, "tags": ["touched"], "given": "unused"}, "a fresh list each call")
         self.assertEqual(call_task("t.annotated", {}), {}, "without fill_defaults a default is an annotation only")
 
+        @task("t.as_sent", schema={"type": "object", "properties": {"pair": {"default": (1, [2])}, "ratio": {"default": 2.0}}}, fill_defaults=True)
+        def as_sent(input):
+            input["pair"][1].append(9)
+            return [type(input["pair"]).__name__, type(input["ratio"]).__name__, input["pair"]]
+
+        # As a client's value arrives: a list for a tuple, an int for an integral float; and fresh each call.
+        self.assertEqual(call_task("t.as_sent", {}), ["list", "int", [1, [2, 9]]])
+        self.assertEqual(call_task("t.as_sent", {}), ["list", "int", [1, [2, 9]]])
+
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
             call_task("t.nope", None)
