@@ -1,4 +1,5 @@
-// Every error code of SPEC section 1 in one table: code, message, HTTP status.
+// Every error code pyfleet's answers carry, in one table: code, message, HTTP status
+// (SPEC section 1's, and the few it lacks; README's "Where pyfleet goes beyond the contract").
 // Where they are raised is up to the callers; how they are sent is plugins/error-handler.ts's job.
 
 import createError, { type FastifyErrorConstructor } from '@fastify/error'

@@ -1,9 +1,10 @@
 // A task schema's `default` values, checked against the schema they annotate.
 //
-// pyfleet never fills defaults in (the task applies its own), but GET /api/tasks
-// lists them, and clients read them as the value a missing field gets: a default
-// its own schema refuses ("limit": {"type": "integer", "default": "10"}) is a bug
-// in the task that would otherwise only show as a confused client. Ajv's strict
+// GET /api/tasks lists them, clients read them as the value a missing field gets,
+// and a task registered with fill_defaults=True has the worker put them into its
+// input after the schema check: a default its own schema refuses ("limit":
+// {"type": "integer", "default": "10"}) would then reach the task unchecked, and is
+// a bug in the task that would otherwise only show as a confused client. Ajv's strict
 // mode does not look at `default`, so this does, at start and at each reload.
 
 import { Ajv } from 'ajv'

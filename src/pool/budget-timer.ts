@@ -3,9 +3,7 @@
 
 import { performance } from 'node:perf_hooks'
 import { TaskTimeoutError } from '../errors.js'
-
-/** A timer this late found the event loop held (python-worker.ts has the same rule for task timeouts). */
-const LATE_MS = 100
+import { firedLate } from './late-timer.js'
 
 /**
  * Fires once after `ms` unless stopped first; `stop` says whether it had fired. Fired
@@ -20,7 +18,7 @@ export class BudgetTimer {
     const dueAt = performance.now() + ms
     const fire = (): void => { this.#fired = true; onFire() }
     this.#timer = setTimeout(() => {
-      if (performance.now() - dueAt >= LATE_MS) this.#timer = setTimeout(fire, 1)
+      if (firedLate(dueAt)) this.#timer = setTimeout(fire, 1)
       else fire()
     }, Math.ceil(ms))
   }

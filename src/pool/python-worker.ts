@@ -7,6 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import { WorkerStderr } from './worker-stderr.js'
+import { firedLate } from './late-timer.js'
 import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
   type ReadyMessage, type ReplyMessage, type TaskInfo
@@ -33,8 +34,7 @@ export interface WorkerOptions {
   onStderrDropped?: (lines: number) => void
 }
 
-/** A call's timer this late found the event loop held: the reply is looked for before the worker is killed. */
-const LATE_TIMEOUT_MS = 100
+/** The longest a late task timeout waits for a reply still arriving (late-timer.ts). */
 const MAX_LATE_TIMEOUT_GRACE_MS = 5_000
 
 /** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
@@ -205,9 +205,8 @@ export class PythonWorker {
     // MAX_LATE_TIMEOUT_GRACE_MS): one client's stall must not cost another its call and worker.
     const now = performance.now()
     if (this.#graceUntil === undefined) {
-      const lateMs = now - this.#timeoutAt
-      if (lateMs >= LATE_TIMEOUT_MS) {
-        this.#graceUntil = now + Math.min(lateMs, MAX_LATE_TIMEOUT_GRACE_MS)
+      if (firedLate(this.#timeoutAt)) {
+        this.#graceUntil = now + Math.min(now - this.#timeoutAt, MAX_LATE_TIMEOUT_GRACE_MS)
         this.#timer = setTimeout(this.#onTimeout, 1)
         return
       }
