@@ -7,8 +7,12 @@ t.test('defaults match the contract', async (t) => {
     host: '0.0.0.0', port: 5000, python: undefined, poolSize: 4, queueLimit: 1000, queueTimeoutMs: 30000,
     taskTimeoutMs: 30000, maxCallsPerWorker: 10000, maxWorkerRssMb: 512, bodyLimitBytes: 16777216,
     maxFrameBytes: 67108864, queueLimitBytes: 67108864, receiveLimitBytes: 67108864, workerStartTimeoutMs: 60000, taskModules: [], diagTasks: false, adminToken: undefined,
-    shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000
+    shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000,
+    // Settings beyond SPEC §5, with README's defaults.
+    responseStallTimeoutMs: 300000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0
   })
+  t.same(config.taskConcurrency, {})
+  t.same(config.taskTimeouts, {})
   t.ok(Object.isFrozen(config))
 })
 

@@ -1,6 +1,6 @@
 // README's reference tables kept in step with the code: every module of src/ and
-// workers/pyfleet/ is named in the layout table, and every setting config.ts reads
-// is in the configuration table.
+// workers/pyfleet/ is named in the layout table (and every row it has names something
+// that exists), and every setting config.ts reads is in the configuration table.
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
@@ -24,6 +24,16 @@ t.test('every module under src/ and workers/pyfleet/ is in the layout table', as
     } else {
       t.match(text, new RegExp(`\\n\\| \`${escape(dir)}\` \\|[^\\n]*\`${escape(name)}\``), `${path} is named in the ${dir} row`)
     }
+  }
+})
+
+t.test('every file and directory the layout table has a row for exists (a removed one does not stay named)', async (t) => {
+  const text = await readme
+  const rows = [...text.matchAll(/\n\| `((?:src|workers|test|bench|deploy|scripts|docs)\/[^`]*)` \|/g)].map((m) => m[1])
+  t.ok(rows.length > 15, `${rows.length} rows`)
+  for (const path of rows) {
+    const found = await readdir(join(ROOT, path.endsWith('/') ? path : path.slice(0, path.lastIndexOf('/') + 1))).then((names) => path.endsWith('/') || names.includes(path.slice(path.lastIndexOf('/') + 1)), () => false)
+    t.ok(found, `${path} exists`)
   }
 })
 
