@@ -26,6 +26,22 @@ class BuiltinModulesTest(unittest.TestCase):
         self.assertEqual(sorted(with_tasks), sorted(BUILTIN_MODULES + [DIAG_MODULE]))
 
 
+class BuiltinSchemasTest(unittest.TestCase):
+    def test_every_builtin_task_declares_a_strict_closed_schema_but_echo(self):
+        # Read from a worker's ready message, so that a new built-in task is checked whether or
+        # not its own test file remembers to (diag has none).
+        from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+
+        code, stdout, stderr = run_worker(["--diag"])
+        self.assertEqual(code, 0, stderr)
+        tasks = {task["name"]: task["schema"] for task in parse_frames(stdout)[0]["tasks"]}
+        self.assertEqual(tasks.pop("echo"), {}, "echo takes anything")
+        self.assertGreaterEqual(len(tasks), 7)
+        for name, schema in tasks.items():
+            with self.subTest(task=name):
+                assert_strict_schema(self, schema, name)
+
+
 class ParseArgsTest(unittest.TestCase):
     def test_defaults(self):
         options = parse_args([])

@@ -57,23 +57,22 @@ class WorkerTest(unittest.TestCase):
 
     def test_calls_to_every_builtin_task_import_nothing(self):
         """The heavy parts (hashlib, defusedxml, text.stats's word regex) are ready before the first call."""
-        code, stdout, stderr = run_worker(
-            ["--module", "probe_tasks"],
-            calls=[
-                ("probe.modules", None),
-                ("text.stats", {"text": "नमस्ते दुनिया, one two"}),
-                ("hash.digest", {"data": b"abc", "algorithms": ["sha256", "md5", "blake2b", "sha3_256", "sha1"]}),
-                ("xml.import", {"xml": "<a><b>1</b></a>"}),
-                ("xml.import", {"xml": "<a><b></a>"}),
-                ("csv.profile", {"csv": "x,y\n1,2\n"}),
-                ("stats.describe", {"values": [1, 2, 3]}),
-                ("stats.regression", {"x": [0, 1, 2], "y": [1, 3, 5]}),
-                ("echo", {"a": 1}),
-                ("probe.modules", None),
-            ],
-            pythonpath=self.dir,
-        )
+        calls = [
+            ("probe.modules", None),
+            ("text.stats", {"text": "नमस्ते दुनिया, one two"}),
+            ("hash.digest", {"data": b"abc", "algorithms": ["sha256", "md5", "blake2b", "sha3_256", "sha1"]}),
+            ("xml.import", {"xml": "<a><b>1</b></a>"}),
+            ("xml.import", {"xml": "<a><b></a>"}),
+            ("csv.profile", {"csv": "x,y\n1,2\n"}),
+            ("stats.describe", {"values": [1, 2, 3]}),
+            ("stats.regression", {"x": [0, 1, 2], "y": [1, 3, 5]}),
+            ("echo", {"a": 1}),
+            ("probe.modules", None),
+        ]
+        code, stdout, stderr = run_worker(["--module", "probe_tasks"], calls=calls, pythonpath=self.dir)
         self.assertEqual(code, 0, stderr)
+        builtin = {task["name"] for task in parse_frames(stdout)[0]["tasks"]} - {"probe.modules", "probe.async"}
+        self.assertEqual(builtin, {name for name, _ in calls} - {"probe.modules"}, "every built-in task is called above (a new one belongs in this test)")
         replies = parse_frames(stdout)[1:]
         before, calls, after = replies[0], replies[1:-1], replies[-1]
         self.assertEqual([reply["t"] for reply in calls], ["result"] * 3 + ["error"] + ["result"] * 4)
