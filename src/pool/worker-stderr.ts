@@ -101,14 +101,18 @@ export class WorkerStderr {
 
   #logLine (line: string): void {
     if (line === '') return
+    // The runtime writes one fatal line, then exits: it is the last one seen, and kept as the
+    // reason. Only the first gets past the log budget: more are a task printing the prefix
+    // (client text, say), which must not flood the log.
     const fatal = line.startsWith(FATAL_PREFIX)
+    const unbudgeted = fatal && this.#fatalLine === undefined
     if (fatal) this.#fatalLine = line.slice(FATAL_PREFIX.length)
     if (this.#isStarting()) {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
     // The runtime's reason for giving up is never dropped: it explains an exit.
-    if (!fatal && !this.#withinBudget(line)) {
+    if (!unbudgeted && !this.#withinBudget(line)) {
       this.#droppedLines++
       this.#droppedChars += line.length
       this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()

@@ -72,6 +72,11 @@ t.test('while lines are dropped, their count is logged every second, and a fatal
     'pyfleet-fatal: out of patience'
   ])
   t.equal(stderr.fatalLine, 'out of patience')
+  // Only the first gets past the budget: the runtime writes one and exits; more are a task
+  // printing the prefix. The last is kept as the reason (the runtime's comes right before its exit).
+  stderr.write('pyfleet-fatal: printed\n'.repeat(3))
+  t.equal(lines.length, 20_003, 'dropped past the budget like any line')
+  t.equal(stderr.fatalLine, 'printed')
   now += 500 // 5,000 units: logging resumes
   stderr.write('back\n')
   t.equal(lines.at(-1)?.msg, 'back')
