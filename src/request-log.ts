@@ -15,6 +15,7 @@ const SHEDDING_CODES = new Set(['QUEUE_FULL', 'RECEIVE_FULL'])
 export function noteErrorCode (reply: FastifyReply, code: string): void {
   (reply.raw as Coded)[kErrorCode] = code
 }
+
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
 
 export class RequestLog extends LogController {
