@@ -41,8 +41,8 @@ export class WorkerPool {
   readonly #admission: Admission
   readonly #recycler: Recycler
   readonly #supervisor: Supervisor
-  #draining = false
-  #closed = false
+  /** Serving; draining (new calls refused, admitted ones finishing); closed (workers stopping or stopped). */
+  #phase: 'serving' | 'draining' | 'closed' = 'serving'
   /** Resolved once every slot holds a worker (start). */
   #fullWaiters: Array<() => void> = []
   readonly #stopStarts = new AbortController()
@@ -90,13 +90,13 @@ export class WorkerPool {
       onSpareFailed: () => { options.observer.workerStartFailed('spare') },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
       onOverMemory: () => { this.#sweepIdle() },
-      isDraining: () => this.#draining
+      isDraining: () => this.#phase !== 'serving'
     })
     this.#reloader = new Reloader({
       recycler: this.#recycler,
       supervisor: this.#supervisor,
       log: options.log,
-      isDraining: () => this.#draining,
+      isDraining: () => this.#phase !== 'serving',
       sweepIdle: () => { this.#sweepIdle() }
     })
     this.#callRunPool = {
@@ -128,7 +128,7 @@ export class WorkerPool {
   /** Workers that can take a call now or after their current one. */
   get liveWorkers (): number { return this.#supervisor.liveWorkers }
 
-  get isDraining (): boolean { return this.#draining }
+  get isDraining (): boolean { return this.#phase !== 'serving' }
   get waiting (): number { return this.#admission.waiting }
   /** Request-body bytes the waiting calls hold (QUEUE_LIMIT_BYTES). */
   get queuedBytes (): number { return this.#admission.queuedBytes }
@@ -139,7 +139,7 @@ export class WorkerPool {
    */
   run (call: Call): Promise<unknown> {
     // Cancelled by the shutdown before it could wait (SPEC §6 counts every call that passed validation).
-    if (this.#draining) return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    if (this.#phase !== 'serving') return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
     if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(this.#supervisor.nextRetryInMs))
     return this.#admission.admit(call)
   }
@@ -231,7 +231,7 @@ export class WorkerPool {
    * a sweep retires an idle one again (or replaces it at once, if over memory).
    */
   readonly onWorkerExit = (worker: PythonWorker): void => {
-    if (this.#closed) return
+    if (this.#phase === 'closed') return
     if (this.#supervisor.holds(worker) || this.#recycler.spareExited(worker)) this.#sweepIdle()
   }
 
@@ -243,7 +243,7 @@ export class WorkerPool {
 
   /** Whether a worker that failed with `reason` was ended by the shutdown's stop (not a timeout or a crash of its own first). */
   #stoppedByShutdown (worker: PythonWorker, reason: RestartReason): boolean {
-    return this.#closed && worker.stopRequested && reason === 'crash'
+    return this.#phase === 'closed' && worker.stopRequested && reason === 'crash'
   }
 
   /** A snapshot for /api/queue-stats and the gauges. */
@@ -289,9 +289,9 @@ export class WorkerPool {
    * or 502 (running: their worker is stopped).
    */
   async drain (graceMs: number): Promise<void> {
-    this.#draining = true
+    this.#phase = 'draining'
     await this.#admission.idle(graceMs)
-    this.#closed = true
+    this.#phase = 'closed'
     // Stop starting workers before aborting the starts in progress, so that an aborted
     // start is not taken for a failure (logged, counted, retried).
     this.#supervisor.stopSpawning()
