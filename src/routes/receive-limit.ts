@@ -25,17 +25,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ReceiveFullError, withExtras } from '../errors.js'
+import { ChunkGatherer } from './chunk-gatherer.js'
 
 /** Bodies up to this size (declared) are not counted; larger and chunked ones are, as their bytes arrive. */
 export const SMALL_BODY_BYTES = 16 * 1024
-/**
- * Chunks smaller than this are copied together into buffers of this size before the body
- * parser keeps them. Node hands a body over as it arrives, a Buffer per TCP segment or
- * per chunk of a chunked body, and the parser keeps every one until the body is whole: a
- * body sent as 1-byte chunks cost Node ~300 bytes of heap per byte, uncounted (RECEIVE_LIMIT_BYTES
- * counts bytes), and a few 4 MB ones ran a 768 MB heap out of memory.
- */
-const GATHER_BYTES = 64 * 1024
 
 /** The part of the count one request holds, given back once (release) when its request ends or its body is dropped. */
 interface Held { bytes: number, released: boolean, release: () => void, readonly request: IncomingMessage }
@@ -84,50 +77,19 @@ export class ReceiveLimit {
 
   /**
    * Each chunk is counted before it is passed on, and refused when it would take the count
-   * past the limit; small chunks are passed on gathered (GATHER_BYTES), so that what the
-   * parser keeps is the bytes, not an object per chunk.
+   * past the limit; small chunks are passed on gathered (chunk-gatherer.ts), so that what
+   * the parser keeps is the bytes, not an object per chunk.
    */
   #counting (payload: Readable, held: Held): Readable {
-    // Small chunks are copied into `gathered`, which grows (doubling) up to GATHER_BYTES and is
-    // passed on once full; what is left in it is passed on as an exact copy, never as a view
-    // that would keep the whole buffer alive until the body is parsed.
-    let gathered: Buffer | undefined
-    let filled = 0
-    const passOnGathered = (): void => {
-      if (filled === 0 || gathered === undefined) return
-      counter.push(filled === gathered.length ? gathered : Buffer.from(gathered.subarray(0, filled)))
-      if (filled === gathered.length) gathered = undefined
-      filled = 0
-    }
-    const passOn = (chunk: Buffer): void => {
-      if (chunk.length >= GATHER_BYTES / 4) {
-        passOnGathered()
-        counter.push(chunk)
-        return
-      }
-      let offset = 0
-      while (offset < chunk.length) {
-        if (gathered === undefined || filled === gathered.length) {
-          // A full one has been passed on; a first one starts small and doubles.
-          const size = gathered === undefined ? Math.min(GATHER_BYTES, Math.max(4096, chunk.length)) : Math.min(GATHER_BYTES, gathered.length * 2)
-          const grown = Buffer.allocUnsafe(size)
-          if (gathered !== undefined) gathered.copy(grown, 0, 0, filled)
-          gathered = grown
-        }
-        const taken = chunk.copy(gathered, filled, offset)
-        filled += taken
-        offset += taken
-        if (filled === GATHER_BYTES) passOnGathered()
-      }
-    }
+    const gatherer = new ChunkGatherer((chunk) => { counter.push(chunk) })
     const counter: Transform = new Transform({
       transform: (chunk: Buffer, _encoding, next) => {
         // Past BODY_LIMIT_BYTES Fastify answers 413 (at once: what was gathered goes with it)
         // and drops what it read: the rest of the body flows past unread, nobody keeps it.
-        if (held.released) { passOnGathered(); next(null, chunk); return }
+        if (held.released) { gatherer.flush(); next(null, chunk); return }
         if (held.bytes + chunk.length > this.#bodyLimitBytes) {
           held.release()
-          passOnGathered()
+          gatherer.flush()
           next(null, chunk)
           return
         }
@@ -139,12 +101,11 @@ export class ReceiveLimit {
         }
         held.bytes += chunk.length
         this.#bytes += chunk.length
-        passOn(chunk)
+        gatherer.add(chunk)
         next()
       },
       flush: (done) => {
-        passOnGathered()
-        gathered = undefined
+        gatherer.flush()
         done()
       }
     })
