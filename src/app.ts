@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Config } from './config.js'
 import type { Call } from './pool/call.js'
 import metrics from './plugins/metrics.js'
+import connectionLimit from './plugins/connection-limit.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
 import errorHandler, { clientError, frameworkError, notFoundError } from './plugins/error-handler.js'
@@ -103,6 +104,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   await app.register(metrics)
+  await app.register(connectionLimit, { maxConnections: config.maxConnections })
   const receiving = new ReceiveLimit(config.receiveLimitBytes, config.bodyLimitBytes, app.metrics.receiveRefused)
   app.metrics.watchReceiving(receiving)
   app.decorate('receiving', receiving)

@@ -27,6 +27,8 @@ export interface Config {
   readonly requestBodyTimeoutMs: number
   /** A client that reads nothing of its answer for this long loses the connection (0: no limit). */
   readonly responseStallTimeoutMs: number
+  /** Open client connections at most; Node closes more as it accepts them (0: no cap). */
+  readonly maxConnections: number
   readonly maxFrameBytes: number
   readonly taskModules: readonly string[]
   /** Per-task limits on workers held at once (over a task's max_concurrency). */
@@ -180,6 +182,10 @@ export function loadConfig (env: Env): Config {
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
+    // ~10-12 KB of Node's RSS per connection with a small request (measured: README, "Sizing"):
+    // 10,000 is ~120 MB, ten times the benchmark's 1,000 connections. The top is Linux's
+    // default ceiling on a process's open files (fs.nr_open, 2^20), which connections cannot pass.
+    maxConnections: integer(env, 'MAX_CONNECTIONS', 10_000, 0, 2 ** 20),
     maxFrameBytes,
     taskModules: Object.freeze(moduleList(env, 'TASK_MODULES')),
     taskConcurrency: perTask(env, 'TASK_CONCURRENCY', { what: 'limit', example: 'csv.profile=1,xml.import=2', clampTo: poolSize }),

@@ -45,6 +45,7 @@ export class Metrics implements PoolObserver {
   readonly #startFailures: Counter<'kind'>
   readonly #receiveRefused: Counter
   readonly #stderrDropped: Counter
+  readonly #connectionsDropped: Counter
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -90,6 +91,7 @@ export class Metrics implements PoolObserver {
       collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
     })
     this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
+    this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: MAX_CONNECTIONS connections were open already', registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
@@ -123,6 +125,11 @@ export class Metrics implements PoolObserver {
 
   readonly receiveRefused = (): void => {
     this.#receiveRefused.inc()
+  }
+
+  /** A connection Node closed unanswered at MAX_CONNECTIONS (plugins/connection-limit.ts). */
+  readonly connectionDropped = (): void => {
+    this.#connectionsDropped.inc()
   }
 
   /** Creates every outcome series of these tasks at 0, so rates work from the first scrape. */

@@ -1,0 +1,86 @@
+// MAX_CONNECTIONS: Node's own cap on open client connections (net.Server's
+// maxConnections), and the count and log of the connections Node closes at it.
+// What happens to the connections that are open (stalled readers, the drain) is connections.ts's.
+
+import type { DropArgument } from 'node:net'
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+
+/** At most one log line about dropped connections per this long, however many there are. */
+const LOG_WINDOW_MS = 1_000
+
+/**
+ * The log of dropped connections. The first drop is logged at once; the drops after it
+ * are counted, and logged together when the window ends, one line per window for as long
+ * as they go on. A connection flood is thousands of drops a second, and a line each would
+ * cost the server most when it can least afford it (which is why QUEUE_FULL's lines are
+ * info: request-log.ts); here the lines are bounded instead.
+ *
+ * Warnings, unlike QUEUE_FULL's info lines: bounded to one a second, they cannot flood the
+ * log, and a dropped client got no HTTP answer at all, so no request line and no
+ * http_request_duration_seconds sample shows it. This line and the counter are its only
+ * trace, and the line must show at LOG_LEVEL=warn, which leaves out the lines per request.
+ */
+class DropLog {
+  readonly #log: FastifyBaseLogger
+  readonly #maxConnections: number
+  #unlogged = 0
+  #lastRemoteAddress: string | undefined
+  #window: NodeJS.Timeout | undefined
+
+  constructor (log: FastifyBaseLogger, maxConnections: number) {
+    this.#log = log
+    this.#maxConnections = maxConnections
+  }
+
+  dropped (remoteAddress: string | undefined): void {
+    this.#unlogged++
+    this.#lastRemoteAddress = remoteAddress
+    if (this.#window === undefined) this.#flush()
+  }
+
+  /** The server is closing: the drops not logged yet are, now. */
+  stop (): void {
+    clearTimeout(this.#window)
+    this.#window = undefined
+    if (this.#unlogged > 0) this.#write()
+  }
+
+  /** Logs the drops not logged yet, if any, and opens the window before the next line. */
+  readonly #flush = (): void => {
+    this.#window = undefined
+    if (this.#unlogged === 0) return
+    this.#write()
+    this.#window = setTimeout(this.#flush, LOG_WINDOW_MS).unref()
+  }
+
+  #write (): void {
+    const dropped = this.#unlogged
+    this.#unlogged = 0
+    const what = dropped === 1 ? 'a new connection' : `${dropped} new connections`
+    this.#log.warn({ dropped, maxConnections: this.#maxConnections, lastRemoteAddress: this.#lastRemoteAddress },
+      `closed ${what} unanswered: ${this.#maxConnections} connections were open (MAX_CONNECTIONS)`)
+  }
+}
+
+export interface ConnectionLimitOptions {
+  /** 0: no cap. */
+  maxConnections: number
+}
+
+async function connectionLimitPlugin (fastify: FastifyInstance, { maxConnections }: ConnectionLimitOptions): Promise<void> {
+  // No cap: the property is left unset. Node 20 reads 0 as no cap too, but Node 21 and later
+  // read it as a cap of 0, closing every connection (nodejs/node#48276).
+  if (maxConnections === 0) return
+  // Node counts a connection from the moment it accepts it until the socket is destroyed,
+  // and closes one accepted past the cap before anything reads from it, emitting 'drop'.
+  fastify.server.maxConnections = maxConnections
+  const log = new DropLog(fastify.log, maxConnections)
+  fastify.server.on('drop', (data?: DropArgument) => {
+    fastify.metrics.connectionDropped()
+    log.dropped(data?.remoteAddress)
+  })
+  fastify.addHook('onClose', async () => { log.stop() })
+}
+
+export default fp(connectionLimitPlugin, { name: 'pyfleet-connection-limit', fastify: '5.x', dependencies: ['pyfleet-metrics'] })
