@@ -6,7 +6,7 @@
 //   --reps N             repetitions (default 3; medians need at least 3)
 //   --warmup S --measure S   seconds of warm-up (default 1) and of measurement (4; quick 2) per run
 //   --cases a,b          only cases whose id contains one of these (echo-100B@50, mix, ...)
-//   --designs a,b        only these designs (pyfleet, bare, pipe, spawn, gunicorn)
+//   --designs a,b        only these designs (pyfleet, proto, bare, pipe, spawn, gunicorn)
 //   --baseline-dir DIR   also run pyfleet from DIR (another checkout, built) as "pyfleet-base"
 //   --env K=V            extra environment for pyfleet (repeatable), e.g. --env MAX_CALLS_PER_WORKER=0
 //   --node-arg ARG       extra node flag for pyfleet (repeatable), e.g. --node-arg=--max-semi-space-size=4
@@ -211,7 +211,7 @@ try {
     // A fresh Node server runs its first seconds in unoptimised code: prime the
     // JIT of every Node HTTP design (untimed) before its first measured run.
     for (const [name, handle] of handles) {
-      if (name === 'pyfleet' || name === 'pyfleet-base' || name === 'bare') await handle.run({ scenario: 'echo-100B', connections: 50, warmupMs: 0, measureMs: primeMs, timeoutSeconds: 30 }, () => {})
+      if (name === 'pyfleet' || name === 'pyfleet-base' || name === 'proto' || name === 'bare') await handle.run({ scenario: 'echo-100B', connections: 50, warmupMs: 0, measureMs: primeMs, timeoutSeconds: 30 }, () => {})
     }
     if (rep === 1) {
       for (const [name, handle] of handles) {

@@ -7,8 +7,8 @@ import { DESIGN_ORDER } from './designs.mjs'
 import { metric } from './report.mjs'
 
 const SCENARIO = 'echo-100B'
-const COLORS = { pyfleet: '#1f5fbf', 'pyfleet-base': '#8fb3e8', bare: '#6b6b6b', pipe: '#2a9d3a', spawn: '#c62828', gunicorn: '#e07b00' }
-const LABELS = { pyfleet: 'pyfleet', 'pyfleet-base': 'pyfleet (baseline dir)', bare: 'bare Fastify (HTTP ceiling)', pipe: 'pipe, no HTTP (IPC ceiling)', spawn: 'spawn per request (50 connections only)', gunicorn: 'gunicorn + Flask, 4 sync' }
+const COLORS = { pyfleet: '#1f5fbf', 'pyfleet-base': '#8fb3e8', proto: '#7b3fa0', bare: '#6b6b6b', pipe: '#2a9d3a', spawn: '#c62828', gunicorn: '#e07b00' }
+const LABELS = { pyfleet: 'pyfleet', 'pyfleet-base': 'pyfleet (baseline dir)', proto: 'proto: same design, no features', bare: 'bare Fastify (HTTP ceiling)', pipe: 'pipe, no HTTP (IPC ceiling)', spawn: 'spawn per request (50 connections only)', gunicorn: 'gunicorn + Flask, 4 sync' }
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 

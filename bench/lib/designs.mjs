@@ -8,11 +8,12 @@ import { existsSync, openSync, closeSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, isAlive, stopTree, waitForHttp } from './procs.mjs'
 
-export const DESIGN_ORDER = ['pyfleet', 'pyfleet-base', 'bare', 'pipe', 'spawn', 'gunicorn']
+export const DESIGN_ORDER = ['pyfleet', 'pyfleet-base', 'proto', 'bare', 'pipe', 'spawn', 'gunicorn']
 
 export const DESIGN_NOTES = {
   pyfleet: 'this checkout: node dist/server.js, 4 workers, LOG_LEVEL=warn',
   'pyfleet-base': 'pyfleet from --baseline-dir, same settings',
+  proto: 'the same design without pyfleet\'s features: Fastify, generic-pool, the same worker class',
   bare: 'Fastify echo in pure JS (ceiling of the HTTP layer)',
   pipe: 'no HTTP: Node drives 4 workers over the worker protocol (ceiling of the IPC layer)',
   spawn: 'Fastify spawning one python3 per request, at most 4 at once',
@@ -134,6 +135,7 @@ export async function startDesign (ctx, name) {
       if (!existsSync(join(ctx.baselineDir, 'dist', 'server.js'))) throw new Error(`${ctx.baselineDir}/dist/server.js is missing: run npm ci && npm run build there`)
       return await startPyfleet(ctx, name, ctx.baselineDir)
     }
+    case 'proto': return await startHttp(ctx, name, process.execPath, [join(baselines, 'proto.mjs')], { cwd: ctx.root, env: { ...process.env, PYTHON: ctx.python } })
     case 'bare': return await startHttp(ctx, name, process.execPath, [join(baselines, 'bare.mjs')], { cwd: ctx.root, env: process.env })
     case 'spawn': return await startHttp(ctx, name, process.execPath, [join(baselines, 'spawn.mjs')], { cwd: ctx.root, env: { ...process.env, PYTHON: ctx.python } })
     case 'gunicorn': return await startHttp(ctx, name, 'gunicorn', (port) => [

@@ -116,7 +116,7 @@ export function renderMarkdown (data, { resultsFile, brief = false } = {}) {
   out.push('')
 
   out.push('### Ratios: pyfleet ÷ baseline, req/s (same repetition)', '')
-  const baselines = ['bare', 'pipe', 'spawn', 'gunicorn']
+  const baselines = ['proto', 'bare', 'pipe', 'spawn', 'gunicorn']
   if (data.cases.some((c) => c.designs.includes('pyfleet-base'))) baselines.push('pyfleet-base')
   const ratioRows = data.cases.filter((c) => c.designs.includes('pyfleet')).map((c) => [
     c.id,

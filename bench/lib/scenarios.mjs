@@ -134,11 +134,11 @@ export const SCENARIO_TITLES = {
  * ones). `pipe` ignores connections: it keeps one call in flight per worker.
  */
 export const CASES = [
-  { scenario: 'echo-100B', connections: 50, designs: ['pyfleet', 'bare', 'pipe', 'spawn', 'gunicorn'] },
+  { scenario: 'echo-100B', connections: 50, designs: ['pyfleet', 'proto', 'bare', 'pipe', 'spawn', 'gunicorn'] },
   { scenario: 'echo-100B', connections: 200, designs: ['pyfleet', 'bare', 'gunicorn'] },
-  { scenario: 'echo-100B', connections: 1000, designs: ['pyfleet', 'bare', 'gunicorn'] },
-  { scenario: 'cpu-10ms', connections: 50, designs: ['pyfleet', 'pipe', 'spawn', 'gunicorn'] },
-  { scenario: 'mix', connections: 50, designs: ['pyfleet', 'spawn', 'gunicorn'] },
+  { scenario: 'echo-100B', connections: 1000, designs: ['pyfleet', 'proto', 'bare', 'gunicorn'] },
+  { scenario: 'cpu-10ms', connections: 50, designs: ['pyfleet', 'proto', 'pipe', 'spawn', 'gunicorn'] },
+  { scenario: 'mix', connections: 50, designs: ['pyfleet', 'proto', 'spawn', 'gunicorn'] },
   { scenario: 'echo-1MB', connections: 10, designs: ['pyfleet', 'bare', 'pipe', 'gunicorn'] },
   { scenario: 'xml-1MB', connections: 10, designs: ['pyfleet', 'pipe', 'spawn', 'gunicorn'] }
 ]
