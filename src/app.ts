@@ -17,6 +17,7 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
+import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
 
@@ -63,8 +64,9 @@ export interface BuildOptions {
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const destination = options.logger === undefined ? new LogDestination() : undefined
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel },
+    logger: options.logger ?? { level: config.logLevel, stream: destination?.stream },
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestId,
     requestIdHeader: false,
@@ -104,6 +106,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   await app.register(metrics)
+  destination?.watch(app.log, app.metrics.logLinesDropped)
   await app.register(connectionLimit, { maxConnections: config.maxConnections })
   const receiving = new ReceiveLimit(config.receiveLimitBytes, config.bodyLimitBytes, app.metrics.receiveRefused)
   app.metrics.watchReceiving(receiving)

@@ -46,6 +46,7 @@ export class Metrics implements PoolObserver {
   readonly #receiveRefused: Counter
   readonly #stderrDropped: Counter
   readonly #connectionsDropped: Counter
+  readonly #logDropped: Counter
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -91,6 +92,7 @@ export class Metrics implements PoolObserver {
       collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
     })
     this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
+    this.#logDropped = new Counter({ name: 'pyfleet_log_dropped_lines_total', help: 'Log lines not written: stdout was not read, and the lines waiting for it reached 16 MiB', registers })
     this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: MAX_CONNECTIONS connections were open already', registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
@@ -125,6 +127,11 @@ export class Metrics implements PoolObserver {
 
   readonly receiveRefused = (): void => {
     this.#receiveRefused.inc()
+  }
+
+  /** Log lines the log's backlog had no room for (log-destination.ts). */
+  readonly logLinesDropped = (lines: number): void => {
+    this.#logDropped.inc(lines)
   }
 
   /** A connection Node closed unanswered at MAX_CONNECTIONS (plugins/connection-limit.ts). */

@@ -54,7 +54,8 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyfleet_receiving_bytes', '', 0],
     ['pyfleet_receive_refused_total', '', 0],
     ['pyfleet_worker_stderr_dropped_lines_total', '', 0],
-    ['pyfleet_http_connections_dropped_total', '', 0]
+    ['pyfleet_http_connections_dropped_total', '', 0],
+    ['pyfleet_log_dropped_lines_total', '', 0]
   ]
   for (const [name, labels, value] of expected) t.equal(sample(text, name, labels), value, `${name}{${labels}}`)
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)

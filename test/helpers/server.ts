@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config.js'
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url))
 
-interface Teardown { teardown: (fn: () => unknown) => void }
+export interface Teardown { teardown: (fn: () => unknown) => void }
 
 export interface TestServer {
   url: string
