@@ -7,12 +7,12 @@ job and the process set-up (stdio, signals, imports) is __main__'s.
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
 from types import CoroutineType
 
 from . import guard, protocol, registry
 from .errors import TaskError, as_text, describe, is_task_error, sendable
+from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .frames import read_frame, write_frame
 from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
 from .guard import changes as _changes
@@ -23,12 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
     from typing import Any, BinaryIO, Callable, Dict, Optional
-
-# A failed call's message and traceback are cut to this many characters: they go
-# into one log record on the server, and must never make the reply too large to send.
-MAX_MESSAGE_CHARS = 64 * 1024
-MAX_TRACEBACK_CHARS = 64 * 1024
-
 
 class Runner:
     """Runs task functions, sync or async, and reports what happened as a message."""
@@ -222,86 +216,6 @@ def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
 
                 default = copy.deepcopy(default)
             task_input[field] = default
-
-
-def _rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
-    # A subclass may not have called TaskError.__init__, or may have set .message to a non-str.
-    message = getattr(exc, "message", None)
-    if not isinstance(message, str):
-        message = as_text(exc if message is None else message)
-    # sendable(): a lone surrogate (a byte kept by surrogateescape) must not cost the message.
-    return protocol.error(
-        call_id, protocol.KIND_REJECTED, sendable(type(exc).__name__), sendable(_cut(message, MAX_MESSAGE_CHARS)), getattr(exc, "details", None)
-    )
-
-
-def _failed(call_id: Any, exc: BaseException, context: str = "", last_frames: Optional[int] = None) -> Dict[str, Any]:
-    # The traceback travels to the server for its log only; clients see a generic message.
-    reply = protocol.error(
-        call_id, protocol.KIND_FAILED, sendable(type(exc).__name__), sendable(_cut(context + as_text(exc), MAX_MESSAGE_CHARS))
-    )
-    try:
-        text = "".join(traceback.format_exception(exc, limit=None if last_frames is None else -last_frames))
-    except BaseException as problem:  # a broken exception can break the formatting too
-        text = f"(no traceback: formatting it raised {type(problem).__name__})"
-    reply["traceback"] = sendable(_cut_traceback(text))
-    return reply
-
-
-def _unreportable(call_id: Any, exc: BaseException) -> Dict[str, Any]:
-    """The reply for a call whose outcome could not be made into one: a plain 500."""
-    try:
-        return _failed(call_id, exc, "the outcome of the call could not be reported: ")
-    except BaseException:
-        reply = protocol.error(call_id, protocol.KIND_FAILED, "UnreportableError", "the outcome of the call could not be reported")
-        reply["traceback"] = ""  # a runtime reply without one would read as UnknownTask to the server
-        return reply
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]} [truncated: {len(text):,} characters in all]"
-
-
-def _cut_traceback(text: str) -> str:
-    """Keep the start (the frames) and the end (the last exception's line) of a traceback too long to log."""
-    if len(text) <= MAX_TRACEBACK_CHARS:
-        return text
-    head, tail = MAX_TRACEBACK_CHARS * 3 // 4, MAX_TRACEBACK_CHARS // 4
-    return f"{text[:head]}\n[... {len(text) - head - tail:,} characters cut: the traceback was {len(text):,} characters ...]\n{text[-tail:]}"
-
-
-def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
-    """Encode a reply, turning unencodable or oversize results into error messages."""
-    call_id = reply.get("id")
-    is_result = reply.get("t") == protocol.MSG_RESULT
-    what = "the result" if is_result else f"the details of the {reply.get('type')}"
-    try:
-        body = protocol.encode(reply)
-        # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
-        problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
-        if problem is not None:
-            body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem) | {"traceback": ""})
-    except Exception as exc:  # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ...
-        try:
-            why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
-            # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
-            # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
-            body = protocol.encode(_failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
-        except Exception as problem:
-            body = protocol.encode(_unreportable(call_id, problem))
-    if len(body) > max_frame_bytes:
-        what = "result" if is_result else f"{reply.get('type')} reply"
-        body = protocol.encode(
-            protocol.error(
-                call_id,
-                protocol.KIND_TOO_LARGE,
-                "ResultTooLarge",
-                f"the {what} is {len(body)} bytes, over the limit of {max_frame_bytes} (MAX_FRAME_BYTES)",
-            )
-        )
-    return body
 
 
 def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Optional[Callable[[], None]] = None) -> None:
