@@ -112,9 +112,14 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
 }
 
 /** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
+/** Node's parser code for a connection that ended in the middle of a request. */
+const CUT_SHORT = 'HPE_INVALID_EOF_STATE'
+
 function clientErrorAnswer (code: string | undefined): { status: number, message: string } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
+  // The client ended its side (FIN) with a request half sent: bytes cut short, not malformed.
+  if (code === CUT_SHORT) return { status: 400, message: 'the connection ended before the whole request arrived (the client closed its side mid-request); the connection is closed' }
   return { status: 400, message: 'the request is not valid HTTP; the connection is closed' }
 }
 
@@ -143,7 +148,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   const { status, message } = clientErrorAnswer(error.code)
   const requestId = randomUUID()
   // The line every answered request gets (request-log.ts), with what is known: no method or URL was parsed.
-  this.log.info({ requestId, statusCode: status, code: error.code, reason: error.message, remoteAddress: socket.remoteAddress }, 'request not parsed')
+  this.log.info({ requestId, statusCode: status, code: error.code, reason: error.message, remoteAddress: socket.remoteAddress }, error.code === CUT_SHORT ? 'request cut short' : 'request not parsed')
   const body = JSON.stringify(errorBody(status, error.code ?? 'BAD_REQUEST', message))
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)

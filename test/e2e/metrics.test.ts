@@ -151,11 +151,17 @@ t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and ar
   const requestId = /\r\nx-request-id: ([0-9a-f-]{36})\r\n/.exec(badMethod)?.[1]
   t.match(server.logs.filter((line) => line.requestId === requestId), [{ level: 30, msg: 'request not parsed', statusCode: 400, code: 'HPE_INVALID_METHOD' }],
     'and a log line at info under that id, like any answered request')
+  // A client that ends its side halfway through its body: cut short, not malformed.
+  const cutShort = await rawExchange(server.url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":', { endAfterWrite: true })
+  t.match(JSON.parse(cutShort.slice(cutShort.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'HPE_INVALID_EOF_STATE', message: /ended before the whole request arrived/ })
+  const cutId = /\r\nx-request-id: ([0-9a-f-]{36})\r\n/.exec(cutShort)?.[1]
+  t.match(server.logs.filter((line) => line.requestId === cutId), [{ level: 30, msg: 'request cut short', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', remoteAddress: '127.0.0.1' }],
+    'logged as cut short, not as bytes that are not HTTP')
   const hugeHeader = await rawExchange(server.url, `GET /ready HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(hugeHeader, /^HTTP\/1\.1 431 /)
   t.match(hugeHeader, /"code":"HPE_HEADER_OVERFLOW"/)
   const text = await (await fetch(`${server.url}/metrics`)).text()
-  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="400"'), 2, 'the bad method, and the garbage behind the calls')
+  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="400"'), 3, 'the bad method, the garbage behind the calls, the request cut short')
   t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="431"'), 1)
 })
 

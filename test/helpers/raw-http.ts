@@ -11,13 +11,15 @@ export interface RawExchangeOptions {
   onAnswer?: (answer: string, socket: Socket) => void
   /** An answer that never comes fails the test's match, not the run (default 10 s). */
   timeoutMs?: number
+  /** Ends the client's side (FIN) once the bytes are written, as a client that stops sending mid-request does. */
+  endAfterWrite?: boolean
 }
 
 /**
  * Writes `bytes` to the server at `url` and returns everything it answers, up to
  * the moment it closes the connection, `enough` says so, or the timeout.
  */
-export async function rawExchange (url: string, bytes: string, { enough, onAnswer, timeoutMs = 10_000 }: RawExchangeOptions = {}): Promise<string> {
+export async function rawExchange (url: string, bytes: string, { enough, onAnswer, timeoutMs = 10_000, endAfterWrite = false }: RawExchangeOptions = {}): Promise<string> {
   const socket = connect(Number(new URL(url).port), '127.0.0.1')
   let answer = ''
   socket.on('error', () => {})
@@ -29,6 +31,7 @@ export async function rawExchange (url: string, bytes: string, { enough, onAnswe
   })
   const closed = new Promise((resolve) => socket.once('close', resolve))
   socket.write(bytes)
+  if (endAfterWrite) socket.end()
   await closed
   return answer
 }
