@@ -107,7 +107,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await app.register(metrics)
   destination?.watch(app.log, app.metrics.logLinesDropped)
-  await app.register(connectionLimit, { maxConnections: config.maxConnections })
+  await app.register(connectionLimit, { maxConnections: config.maxConnections, poolSize: config.poolSize })
   const receiving = new ReceiveLimit(config.receiveLimitBytes, config.bodyLimitBytes, app.metrics.receiveRefused)
   app.metrics.watchReceiving(receiving)
   app.decorate('receiving', receiving)

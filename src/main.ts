@@ -39,6 +39,15 @@ function exitOnceLogged (code: number): void {
   setTimeout(() => { process.exit(code) }, EXIT_LOG_FLUSH_MS).unref()
 }
 
+/**
+ * Fastify's start line, with the cap on open connections in effect: MAX_CONNECTIONS, or
+ * lower where the open-file limit leaves less room (plugins/connection-limit.ts).
+ */
+function listeningText (maxConnections: number | undefined): (address: string) => string {
+  const cap = maxConnections === undefined || maxConnections === 0 ? 'no cap on open connections' : `at most ${maxConnections} open connections`
+  return (address) => `Server listening at ${address} (${cap})`
+}
+
 export interface EarlySignals {
   /** Signals that arrived while this module and its dependencies were loading, in order. */
   received: readonly NodeJS.Signals[]
@@ -159,7 +168,7 @@ export async function main (early: EarlySignals): Promise<void> {
 
   try {
     app = await buildApp(config, { startSignal: starting.signal })
-    if (firstStop === undefined) await app.listen({ host: config.host, port: config.port })
+    if (firstStop === undefined) await app.listen({ host: config.host, port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
   } catch (error) {
     if (firstStop !== undefined) {
       process.stderr.write('pyfleet: stopped during start-up\n')

@@ -47,6 +47,7 @@ export class Metrics implements PoolObserver {
   readonly #stderrDropped: Counter
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
+  readonly #connectionsMax: Gauge
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -93,7 +94,8 @@ export class Metrics implements PoolObserver {
     })
     this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
     this.#logDropped = new Counter({ name: 'pyfleet_log_dropped_lines_total', help: 'Log lines not written: stdout was not read, and the lines waiting for it reached 16 MiB', registers })
-    this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: MAX_CONNECTIONS connections were open already', registers })
+    this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: pyfleet_http_connections_max connections were open already', registers })
+    this.#connectionsMax = new Gauge({ name: 'pyfleet_http_connections_max', help: 'The cap on open client connections: MAX_CONNECTIONS, or less where the open-file limit leaves less room (0: no cap)', registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
@@ -137,6 +139,11 @@ export class Metrics implements PoolObserver {
   /** A connection Node closed unanswered at MAX_CONNECTIONS (plugins/connection-limit.ts). */
   readonly connectionDropped = (): void => {
     this.#connectionsDropped.inc()
+  }
+
+  /** The cap on open connections in effect, set once at start (plugins/connection-limit.ts). */
+  setConnectionCap (maxConnections: number): void {
+    this.#connectionsMax.set(maxConnections)
   }
 
   /** Creates every outcome series of these tasks at 0, so rates work from the first scrape. */

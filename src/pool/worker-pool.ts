@@ -49,6 +49,8 @@ export class WorkerPool {
   readonly #reloader: Reloader
   /** What each call's run (call-run.ts) may do with the pool: built once, not per call. */
   readonly #callRunPool: CallRunPool
+  /** The RSS sampling under way, if any (sampleMemory). */
+  #memorySample: Promise<void> | undefined
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -261,6 +263,14 @@ export class WorkerPool {
    * MAX_WORKER_RSS_MB takes no further call, as if a call had found it.
    */
   async sampleMemory (): Promise<void> {
+    // One sampling at a time, shared by the requests that ask meanwhile: each holds a file
+    // open per worker until it is read, and 40 scrapes at once held 160 with four workers,
+    // files the connection cap's reserve (open-file-limit.ts) counts once per worker.
+    this.#memorySample ??= this.#sampleMemoryNow().finally(() => { this.#memorySample = undefined })
+    await this.#memorySample
+  }
+
+  async #sampleMemoryNow (): Promise<void> {
     await Promise.all(this.members().map(async (worker) => {
       await worker.sampleRss()
       this.#recycler.noteRss(worker)

@@ -13,7 +13,7 @@ function sample (text: string, name: string, labels: string): number {
 }
 
 t.test('counters match a scripted mix of outcomes', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '1', TASK_TIMEOUTS: 'diag.work=1000' })
+  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '1', TASK_TIMEOUTS: 'diag.work=1000', MAX_CONNECTIONS: '500' })
   const { url } = server
   t.equal((await callTask(url, 'echo', { n: 1 })).status, 200)
   t.equal((await callTask(url, 'echo', { n: 2 })).status, 200)
@@ -55,7 +55,9 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyfleet_receive_refused_total', '', 0],
     ['pyfleet_worker_stderr_dropped_lines_total', '', 0],
     ['pyfleet_http_connections_dropped_total', '', 0],
-    ['pyfleet_log_dropped_lines_total', '', 0]
+    ['pyfleet_log_dropped_lines_total', '', 0],
+    // MAX_CONNECTIONS, which this process's open-file limit has room for.
+    ['pyfleet_http_connections_max', '', 500]
   ]
   for (const [name, labels, value] of expected) t.equal(sample(text, name, labels), value, `${name}{${labels}}`)
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import { rawExchange } from './raw-http.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url))
@@ -125,9 +126,18 @@ export function listeningUrl (output: string): string | undefined {
   return port === undefined ? undefined : `http://127.0.0.1:${port}`
 }
 
+export interface ServerProcessOptions {
+  /** Starts it under this limit on open files, soft and hard (sh's `ulimit -n`, then exec: the pid is the server's). */
+  openFileLimit?: number
+}
+
 /** Runs `node dist/server.js` (build first: npm test does) and waits until it listens. */
-export async function startServerProcess (t: Teardown, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['dist/server.js'], {
+export async function startServerProcess (t: Teardown, env: Record<string, string> = {}, { openFileLimit }: ServerProcessOptions = {}): Promise<ServerProcess> {
+  // sh, not bash: bash reads ~/.bashrc when its stdin is a socket, as spawn()'s pipes are.
+  const [command, args] = openFileLimit === undefined
+    ? [process.execPath, ['dist/server.js']]
+    : ['/bin/sh', ['-c', `ulimit -n ${openFileLimit} && exec "$0" dist/server.js`, process.execPath]]
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', DIAG_TASKS: '1', LOG_LEVEL: 'info', ...env }
   })
@@ -145,9 +155,11 @@ export async function startServerProcess (t: Teardown, env: Record<string, strin
   void exited.then(() => { gone = true })
   await waitFor(() => gone || listeningUrl(out) !== undefined, 30_000, 'the server process to listen')
   const url = listeningUrl(out) ?? 'http://127.0.0.1:0' // gone before it listened: the test reads why from output()
+  // Not fetch: it would keep its connection open in its pool, taking one of MAX_CONNECTIONS'
+  // places for the rest of the test. Node closes this one before the client sees it closed.
   await waitFor(async () => {
     if (gone) return true
-    try { return (await fetch(`${url}/ready`)).status === 200 } catch { return false }
+    return (await rawExchange(url, 'GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).startsWith('HTTP/1.1 200 ')
   }, 30_000, 'the server process to be ready')
   return { child, url, output: () => out, exited }
 }
