@@ -71,6 +71,8 @@ export interface Connections {
   settle: (maxWaitMs: number) => Promise<void>
   /** Stops looking for stalled writes (the server is closing). */
   stop: () => void
+  /** Client connections open now (pyfleet_http_connections). */
+  readonly open: number
 }
 
 interface Stall { flushed: number, since: number }
@@ -119,6 +121,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   const sweep = stallTimeoutMs > 0 ? setInterval(closeStalled, Math.min(STALL_SWEEP_MS, Math.max(100, Math.floor(stallTimeoutMs / 4)))) : undefined
   sweep?.unref()
   return {
+    get open () { return sockets.size },
     stop () { clearInterval(sweep) },
     closeAfterAnswers () {
       for (const socket of sockets.keys()) closeWhenAnswered(socket)

@@ -52,6 +52,7 @@ export class Metrics implements PoolObserver {
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
   #receiving: { readonly bytes: number } | undefined
+  #connections: { readonly open: number } | undefined
 
   constructor () {
     const registers = [this.registry]
@@ -95,6 +96,12 @@ export class Metrics implements PoolObserver {
     this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
     this.#logDropped = new Counter({ name: 'pyfleet_log_dropped_lines_total', help: 'Log lines not written: stdout was not read, and the lines waiting for it reached 16 MiB', registers })
     this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: pyfleet_http_connections_max connections were open already', registers })
+    new Gauge({
+      name: 'pyfleet_http_connections',
+      help: 'Client connections open now, idle keep-alive ones included (pyfleet_http_connections_max is the cap)',
+      registers,
+      collect () { this.set(metrics.#connections?.open ?? 0) }
+    })
     this.#connectionsMax = new Gauge({ name: 'pyfleet_http_connections_max', help: 'The cap on open client connections: MAX_CONNECTIONS, or less where the open-file limit leaves less room (0: no cap)', registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
@@ -120,6 +127,11 @@ export class Metrics implements PoolObserver {
   /** Lets the gauges read the pool at scrape time. */
   watch (pool: WorkerPool): void {
     this.#pool = pool
+  }
+
+  /** Lets pyfleet_http_connections read the open connections (plugins/connections.ts) at scrape time. */
+  watchConnections (connections: { readonly open: number }): void {
+    this.#connections = connections
   }
 
   /** Lets pyfleet_receiving_bytes read the bodies being received (routes/receive-limit.ts) at scrape time. */

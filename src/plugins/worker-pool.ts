@@ -119,6 +119,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   // draining pool, admitted ones finish, then workers stop and HTTP closes.
   const activePool = pool
   const connections = trackConnections(fastify.server, config.responseStallTimeoutMs, fastify.log)
+  fastify.metrics.watchConnections(connections)
   fastify.addHook('preClose', async () => {
     connections.stop()
     connections.closeAfterAnswers()

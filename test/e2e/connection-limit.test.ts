@@ -73,7 +73,9 @@ t.test('with MAX_CONNECTIONS=2 a third connection is closed unanswered while the
   t.match(await first.request(READY), /^HTTP\/1\.1 200 /, 'the first connection is still served')
   t.match(await second.request('POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}'),
     /^HTTP\/1\.1 200 [^]*\r\n\r\n\{"a":1\}$/, 'and so is the second, with a task call')
-  t.equal(dropped(await first.request(SCRAPE)), 1, 'the drop is counted')
+  const scrape = await first.request(SCRAPE)
+  t.equal(dropped(scrape), 1, 'the drop is counted')
+  t.equal(sample(scrape, 'pyfleet_http_connections'), 2, 'and the two open connections are in pyfleet_http_connections')
   await waitFor(() => dropLines(server).length === 1, 5000, 'the log line')
   t.match(dropLines(server)[0], { level: 40, dropped: 1, maxConnections: 2, lastRemoteAddress: /127\.0\.0\.1/, msg: 'closed a new connection unanswered: 2 connections were open (MAX_CONNECTIONS)' })
 
