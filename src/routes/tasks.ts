@@ -51,17 +51,27 @@ function clientGone (request: FastifyRequest, reply: FastifyReply): (cancel: () 
     const onClose = (): void => { if (!response.writableFinished) cancel() }
     // Gone before the call queued: no close event will come any more.
     if (socket.destroyed) { queueMicrotask(onClose); return () => {} }
-    let queued = socket[kQueuedCalls]
-    if (queued === undefined) {
-      const calls = new Set<() => void>()
-      queued = socket[kQueuedCalls] = calls
-      // Each cancellation takes itself out of the set (its unsubscribe): deleting while iterating is safe.
-      socket.once('close', () => { for (const cancelCall of calls) cancelCall() })
-    }
+    const queued = queuedCallsOf(socket)
     queued.add(onClose)
-    const calls = queued
-    return () => { calls.delete(onClose) }
+    return () => { queued.delete(onClose) }
   }
+}
+
+/**
+ * The set of a connection's queued calls, and its one 'close' listener, made with the
+ * connection's first queued call. In a function of its own: a listener made inside
+ * clientGone's closure would share that closure's scope, and so keep the first call's
+ * response and cancel (its request, its input) alive as long as the connection (17 MB
+ * more at 1,000 keep-alive connections in the benchmark).
+ */
+function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
+  const existing = socket[kQueuedCalls]
+  if (existing !== undefined) return existing
+  const calls = new Set<() => void>()
+  socket[kQueuedCalls] = calls
+  // Each cancellation takes itself out of the set (its unsubscribe): deleting while iterating is safe.
+  socket.once('close', () => { for (const cancelCall of calls) cancelCall() })
+  return calls
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
