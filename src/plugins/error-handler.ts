@@ -111,10 +111,10 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   request.log.info({ method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code }, 'request completed')
 }
 
-/** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
 /** Node's parser code for a connection that ended in the middle of a request. */
 const CUT_SHORT = 'HPE_INVALID_EOF_STATE'
 
+/** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
 function clientErrorAnswer (code: string | undefined): { status: number, message: string } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
