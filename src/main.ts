@@ -10,6 +10,7 @@ import { WorkerStartError } from './pool/worker-failures.js'
 import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup, version } from './check.js'
+import { listenAddress } from './listen-address.js'
 
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
@@ -168,7 +169,7 @@ export async function main (early: EarlySignals): Promise<void> {
 
   try {
     app = await buildApp(config, { startSignal: starting.signal })
-    if (firstStop === undefined) await app.listen({ host: config.host, port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
+    if (firstStop === undefined) await app.listen({ host: await listenAddress(config.host), port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
   } catch (error) {
     if (firstStop !== undefined) {
       process.stderr.write('pyfleet: stopped during start-up\n')

@@ -1,0 +1,24 @@
+// The one address the server listens on for HOST.
+
+import { lookup as dnsLookup } from 'node:dns/promises'
+
+type Lookup = (host: string) => Promise<{ address: string }>
+
+/**
+ * HOST as one address. Given "localhost", Fastify listens on every address the name
+ * resolves to (127.0.0.1 and ::1 on most machines), each on a server of its own, and
+ * pyfleet's per-server parts (the MAX_CONNECTIONS cap and its open-file budget, the
+ * open-connection gauge, the stall timeout, the shutdown's handling of connections,
+ * Expect and CONNECT answers) would only know the first. Node's own listen() takes the
+ * first address a name resolves to; so does pyfleet, for "localhost" (any other name
+ * or address is listened on as it is, once). A name that does not resolve is left to
+ * listen() to report.
+ */
+export async function listenAddress (host: string, lookup: Lookup = dnsLookup): Promise<string> {
+  if (host.toLowerCase() !== 'localhost') return host
+  try {
+    return (await lookup(host)).address
+  } catch {
+    return host
+  }
+}
