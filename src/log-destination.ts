@@ -39,13 +39,22 @@ export class LogDestination {
 
   constructor ({ dest = 1, backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
     this.#backlogMaxBytes = backlogMaxBytes
-    this.stream = pino.destination({
-      dest,
-      sync: false,
-      minLength: LOG_BATCH_BYTES,
-      periodicFlush: LOG_FLUSH_INTERVAL_MS,
-      maxLength: backlogMaxBytes
-    })
+    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes })
+    this.stream = stream
+    // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
+    // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
+    let written = false
+    const write = stream.write.bind(stream)
+    stream.write = (data: string): boolean => { written = true; return write(data) }
+    const flusher = setInterval(() => {
+      if (!written) return
+      written = false
+      try {
+        stream.flush()
+      } catch { // ended or destroyed (tests end theirs): nothing more will come
+        clearInterval(flusher)
+      }
+    }, LOG_FLUSH_INTERVAL_MS).unref()
   }
 
   /**

@@ -55,6 +55,20 @@ t.test('a single line is written without waiting for a batch to fill', async (t)
   t.pass('it did, well short of a 4 KiB batch')
 })
 
+t.test('an idle log writes nothing: the batch timer writes only when a line came', async (t) => {
+  const { path, reader } = fifo(t)
+  const destination = new LogDestination({ dest: path })
+  await opened(destination)
+  t.teardown(() => { destination.stream.end() })
+  let writes = 0
+  destination.stream.on('write', () => { writes++ })
+  pino(destination.stream).info('one line')
+  await waitFor(() => drain(reader).includes('one line'), 5000, 'the line')
+  const after = writes
+  await new Promise((resolve) => setTimeout(resolve, 500)) // five of the timer's turns
+  t.equal(writes, after, 'no write while nothing is logged')
+})
+
 t.test('a reader that stops: lines past the backlog are dropped and counted, then reported once it reads again', async (t) => {
   const { path, reader } = fifo(t)
   const backlogMaxBytes = 64 * 1024
