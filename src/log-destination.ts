@@ -31,6 +31,30 @@ export interface LogDestinationOptions {
   backlogMaxBytes?: number
 }
 
+/** The destinations made in this process, for flushLogs. */
+const destinations = new Set<LogDestination>()
+
+/**
+ * Waits until every destination has written what it holds, or `maxWaitMs`, whichever
+ * comes first (a stdout nobody reads must not hold up what comes next). For the one
+ * line a failed start writes to stderr: after the log lines that explain it, not
+ * before, when both go to one place (`2>&1`, a container's log).
+ */
+export async function flushLogs (maxWaitMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const flushed = Promise.all([...destinations].map(async (destination) => {
+    await new Promise<void>((resolve) => {
+      try {
+        destination.stream.flush(() => { resolve() })
+      } catch { // ended or destroyed: nothing to wait for
+        resolve()
+      }
+    })
+  }))
+  await Promise.race([flushed, new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs) })])
+  clearTimeout(timer)
+}
+
 export class LogDestination {
   readonly stream: ReturnType<typeof pino.destination>
   readonly #backlogMaxBytes: number
@@ -41,6 +65,8 @@ export class LogDestination {
     this.#backlogMaxBytes = backlogMaxBytes
     const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes })
     this.stream = stream
+    destinations.add(this)
+    stream.once('close', () => { destinations.delete(this) })
     // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
     // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
     let written = false

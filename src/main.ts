@@ -11,6 +11,7 @@ import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup, version } from './check.js'
 import { listenAddress } from './listen-address.js'
+import { flushLogs } from './log-destination.js'
 
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
@@ -54,6 +55,19 @@ export interface EarlySignals {
   received: readonly NodeJS.Signals[]
   /** Removes server.ts's interim handlers; called once main's own are installed. */
   stopRemembering: () => void
+}
+
+/** How long a failed start waits for its log lines to be written before its one line on stderr. */
+const LOG_FLUSH_BEFORE_FAILURE_MS = 500
+
+/**
+ * startFailure, once the log lines already written (a worker's traceback, "worker
+ * exited") are out: the one clear line comes last where stdout and stderr are read
+ * together.
+ */
+async function startFailed (error: unknown, config: Config): Promise<never> {
+  await flushLogs(LOG_FLUSH_BEFORE_FAILURE_MS)
+  startFailure(error, config)
 }
 
 /** Why the app could not be built or could not listen, as the one line start-up failures get. */
@@ -175,7 +189,7 @@ export async function main (early: EarlySignals): Promise<void> {
       process.stderr.write('pyfleet: stopped during start-up\n')
       process.exit(0)
     }
-    startFailure(error, config)
+    return await startFailed(error, config)
   }
   if (firstStop !== undefined) {
     app.log.info('stopped during start-up')

@@ -119,6 +119,18 @@ t.test('a task module that fails to import exits 1 saying which and why', async 
   t.match(output, /pyfleet: .*task module 'broken_tasks' raised RuntimeError on import: this module is broken on purpose/)
 })
 
+t.test('a failed start\'s one line comes after the log lines that explain it, where stdout and stderr are read together', async (t) => {
+  // One pipe for both, as `2>&1` or a container's log: the order they were written in is the order read.
+  const child = spawn('sh', ['-c', `exec "${process.execPath}" dist/server.js 2>&1`], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' } })
+  let output = ''
+  child.stdout.on('data', (d) => { output += String(d) })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.equal(code, 1)
+  const lines = output.split('\n').filter((line) => line !== '')
+  t.match(lines.at(-1), /^pyfleet: .*broken_tasks/, 'the last line is the reason')
+  t.ok(lines.slice(0, -1).some((line) => line.includes('"msg":"worker exited"')), 'after the worker\'s exit was logged')
+})
+
 t.test('a task module that does not exist exits 1 with a hint', async (t) => {
   const { code, output } = await runServer({ TASK_MODULES: 'no_such_module' })
   t.equal(code, 1)
