@@ -46,7 +46,7 @@ function exitOnceLogged (code: number): void {
  * lower where the open-file limit leaves less room (plugins/connection-limit.ts).
  */
 function listeningText (maxConnections: number | undefined): (address: string) => string {
-  const cap = maxConnections === undefined || maxConnections === 0 ? 'no cap on open connections' : `at most ${maxConnections} open connections`
+  const cap = maxConnections === undefined || maxConnections === 0 ? 'no cap on open connections' : `at most ${maxConnections} open connection${maxConnections === 1 ? '' : 's'}`
   return (address) => `Server listening at ${address} (${cap})`
 }
 

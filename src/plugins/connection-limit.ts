@@ -66,7 +66,7 @@ class DropLog {
     this.#unlogged = 0
     const what = dropped === 1 ? 'a new connection' : `${dropped} new connections`
     this.#log.warn({ dropped, maxConnections: this.#maxConnections, lastRemoteAddress: this.#lastRemoteAddress },
-      `closed ${what} unanswered: ${this.#maxConnections} connections were open (${this.#capSource})`)
+      `closed ${what} unanswered: ${this.#maxConnections === 1 ? '1 connection was' : `${this.#maxConnections} connections were`} open (${this.#capSource})`)
   }
 }
 

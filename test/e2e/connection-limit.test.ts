@@ -104,7 +104,7 @@ t.test('a flood of connections past the cap: every one is counted, and logged in
     // pino's time is Date.now(); the window is a 1 s timer, which starts from the event loop's cached clock.
     t.ok(lines[i].time - lines[i - 1].time >= 500, `line ${i + 1} comes ${lines[i].time - lines[i - 1].time} ms after the one before`)
   }
-  t.match(lines.at(-1), { level: 40, maxConnections: 1, msg: /^closed (a new connection|\d+ new connections) unanswered: 1 connections were open \(MAX_CONNECTIONS\)$/ })
+  t.match(lines.at(-1), { level: 40, maxConnections: 1, msg: /^closed (a new connection|\d+ new connections) unanswered: 1 connection was open \(MAX_CONNECTIONS\)$/ })
 })
 
 t.test('at the cap during a drain: the admitted call is answered, a new connection is dropped and counted, and the close ends', async (t) => {
