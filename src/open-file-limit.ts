@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises'
  */
 const SERVER_FILES = 64
 /**
- * Per worker: its stdin, stdout and stderr (3), and a read of its /proc status (RSS),
+ * Per worker: its stdin, stdout and stderr (3), and its /proc status, kept open for RSS readings (worker-process.ts),
  * twice over: recycling and reloads start a spare beside the worker it replaces, so for a
  * moment the pool can be twice POOL_SIZE. Measured idle with POOL_SIZE 1, 4 and 16: 23,
  * 32 and 68 files, 20 + 3 per worker.
