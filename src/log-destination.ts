@@ -65,8 +65,6 @@ export class LogDestination {
     this.#backlogMaxBytes = backlogMaxBytes
     const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes })
     this.stream = stream
-    destinations.add(this)
-    stream.once('close', () => { destinations.delete(this) })
     // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
     // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
     let written = false
@@ -77,10 +75,14 @@ export class LogDestination {
       written = false
       try {
         stream.flush()
-      } catch { // ended or destroyed (tests end theirs): nothing more will come
-        clearInterval(flusher)
+      } catch { // destroyed without a 'close' yet: the close below ends the timer
       }
     }, LOG_FLUSH_INTERVAL_MS).unref()
+    destinations.add(this)
+    stream.once('close', () => {
+      clearInterval(flusher)
+      destinations.delete(this)
+    })
   }
 
   /**
