@@ -13,11 +13,14 @@ export interface ErrorExtras {
 }
 
 const defined: Array<{ code: string, statusCode: number }> = []
+const classes = new Map<string, FastifyErrorConstructor>()
 
 /** An error class with its code and status; every one is listed in ERROR_CODES. */
 function define (code: string, statusCode: number, message = '%s'): FastifyErrorConstructor {
   defined.push({ code, statusCode })
-  return createError(code, message, statusCode)
+  const errorClass = createError(code, message, statusCode)
+  classes.set(code, errorClass)
+  return errorClass
 }
 
 export const InvalidInputError = define('INVALID_INPUT', 400)
@@ -46,4 +49,17 @@ export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = 
 /** Attaches client-visible details or a Retry-After to an error, and returns it. */
 export function withExtras<E extends Error> (error: E, extras: ErrorExtras): E & ErrorExtras {
   return Object.assign(error, extras)
+}
+
+/**
+ * The error of class `code` with this message, as raised where it was made: the offload
+ * thread sends back a code and a message (offload/jobs.ts). An unknown code is a bug: a 500.
+ */
+export function errorOfCode (code: string, message: string, details?: unknown): Error {
+  const errorClass = classes.get(code)
+  if (errorClass === undefined) return new Error(`the offload thread refused a body with an unknown code ${code}: ${message}`)
+  const error = new errorClass('%s')
+  // The message as the thread's error had it: a class with a fixed text would add its text again.
+  error.message = message
+  return details === undefined ? error : withExtras(error, { details })
 }

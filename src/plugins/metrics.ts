@@ -48,6 +48,8 @@ export class Metrics implements PoolObserver {
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
   readonly #connectionsMax: Gauge
+  readonly #offloadJobs: Counter<'job'>
+  #offloader: { readonly pendingJobs: number } | undefined
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -110,6 +112,14 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })
+    this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: job="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large decoded and written)', labelNames: ['job'], registers })
+    for (const job of ['input', 'answer']) this.#offloadJobs.labels(job).inc(0)
+    new Gauge({
+      name: 'pyfleet_offload_pending_jobs',
+      help: 'Conversions sent to the offload thread and not done yet (it does one at a time)',
+      registers,
+      collect () { this.set(metrics.#offloader?.pendingJobs ?? 0) }
+    })
     new Gauge({
       name: 'pyworker_worker_rss_bytes',
       help: 'Resident memory of each worker, by slot',
@@ -137,6 +147,16 @@ export class Metrics implements PoolObserver {
   /** Lets pyfleet_receiving_bytes read the bodies being received (routes/receive-limit.ts) at scrape time. */
   watchReceiving (receiving: { readonly bytes: number }): void {
     this.#receiving = receiving
+  }
+
+  /** Lets pyfleet_offload_pending_jobs read the offload thread's queue (offload/offloader.ts) at scrape time. */
+  watchOffloader (offloader: { readonly pendingJobs: number }): void {
+    this.#offloader = offloader
+  }
+
+  /** A conversion the offload thread has done. */
+  readonly offloadJobDone = (job: 'input' | 'answer'): void => {
+    this.#offloadJobs.labels(job).inc()
   }
 
   readonly receiveRefused = (): void => {

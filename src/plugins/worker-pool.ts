@@ -10,6 +10,7 @@ import { resolvePython } from '../python-path.js'
 import { TaskRegistry } from '../task-registry.js'
 import { PythonWorker } from '../pool/python-worker.js'
 import { WorkerPool } from '../pool/worker-pool.js'
+import { Offloader } from '../offload/offloader.js'
 import { trackConnections } from './connections.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
@@ -23,6 +24,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     pool: WorkerPool
     tasks: TaskRegistry
+    offloader: Offloader
   }
 }
 
@@ -53,6 +55,15 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   const log = fastify.log.child({ component: 'pool' })
   let pool: WorkerPool | undefined
   const tasks = new TaskRegistry(config)
+  // Its thread starts with the first large body or reply, if one ever comes.
+  const offloader = new Offloader({
+    minBytes: config.offloadMinBytes,
+    // The bytes of bodies waiting for the thread are bodies received and not yet queued: the same bound.
+    maxPendingBytes: config.receiveLimitBytes,
+    log: fastify.log.child({ component: 'offload' }),
+    onRefused: fastify.metrics.receiveRefused,
+    onJobDone: fastify.metrics.offloadJobDone
+  })
   let lastDrift = ''
 
   const spawn = async (id: number, signal = startSignal): Promise<PythonWorker> => {
@@ -62,7 +73,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
         log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
         pool?.onWorkerExit(w)
       },
-      onStderrDropped: fastify.metrics.stderrLinesDropped
+      onStderrDropped: fastify.metrics.stderrLinesDropped,
+      offloadBytes: config.offloadMinBytes
     })
     log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
     warnOnDrift(worker)
@@ -98,7 +110,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     stopGraceMs: config.workerStopGraceMs,
     spawn,
     log,
-    observer: fastify.metrics
+    observer: fastify.metrics,
+    offloader
   })
   try {
     tasks.update(pool.tasks)
@@ -113,6 +126,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   fastify.metrics.declareTasks(tasks.names())
   fastify.decorate('pool', pool)
   fastify.decorate('tasks', tasks)
+  fastify.decorate('offloader', offloader)
+  fastify.metrics.watchOffloader(offloader)
   log.info({ workers: config.poolSize, python: python.path, tasks: tasks.names() }, 'pool ready')
 
   // preClose runs while the listener is still open: new calls get 503 from the
@@ -128,6 +143,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     // close what would otherwise hold the server open (see connections.ts).
     await connections.settle(RESPONSE_FLUSH_MS)
   })
+  // Every call has been answered: no job is left for the thread.
+  fastify.addHook('onClose', async () => { await offloader.close() })
 }
 
 export default fp(workerPoolPlugin, { name: 'pyfleet-worker-pool', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

@@ -9,7 +9,9 @@ import { BodyTooLargeError, InvalidInputError } from '../errors.js'
 import type { Admission, Waiter } from './admission.js'
 import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import type { Call, RestartReason } from './call.js'
-import { KIND_FAILED, KIND_TOO_LARGE, MSG_RESULT, noReplyErrorFor, taskErrorFor, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { KIND_FAILED, KIND_TOO_LARGE, MSG_DEFERRED, MSG_ERROR, MSG_RESULT, noReplyErrorFor, taskErrorFor, type DeferredReply, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { EncodedAnswer } from '../offload/encoded.js'
+import { OffloadThreadError, type Offloader } from '../offload/offloader.js'
 import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 
@@ -23,6 +25,8 @@ export interface CallRunPool {
   discard: (worker: PythonWorker, reason: RestartReason, during?: Call) => void
   /** True for a worker the shutdown's stop ended (SHUTDOWN_GRACE_MS ran out): not a crash of its own. */
   stoppedByShutdown: (worker: PythonWorker, failure: RestartReason) => boolean
+  /** Decodes large replies off the event loop (the workers then resolve calls with a DeferredReply). */
+  readonly offloader?: Pick<Offloader, 'answer'>
 }
 
 /** Runs the call of `waiter` on `worker`; settles the caller exactly once and never throws. */
@@ -69,7 +73,10 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     : undefined
   let reply: ReplyMessage
   try {
-    reply = await pending
+    const received = await pending
+    // Held while the thread decodes a large reply: if the frame broke the protocol, the
+    // worker must go, and it must not have taken another call meanwhile.
+    reply = received.t === MSG_DEFERRED ? await finishDeferred(received, call, worker, pool) : received
   } catch (error) {
     const answered = budget?.stop() ?? false
     if (!answered) call.runMs = performance.now() - startedAt
@@ -101,6 +108,35 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     if (!answered) admission.settle(waiter, 'ok', undefined, reply.value)
   } else {
     settleTaskError(waiter, reply, answered, pool)
+  }
+}
+
+/**
+ * A large reply, decoded and written as the answer by the offload thread: a result
+ * whose value is the answer's bytes (EncodedAnswer), or the task's error. A frame that
+ * broke the protocol ends the worker, as one decoded on the event loop does.
+ */
+async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonWorker, pool: CallRunPool): Promise<ReplyMessage> {
+  const format = call.wantsMsgpack === true ? 'msgpack' : 'json'
+  let outcome
+  try {
+    if (pool.offloader === undefined) throw new OffloadThreadError('no offload thread was configured')
+    outcome = await pool.offloader.answer(reply, format)
+  } catch (error) {
+    if (!(error instanceof OffloadThreadError)) throw error
+    // Not the worker's doing, nor the task's: a 500 whose reason is in the log.
+    return { t: MSG_ERROR, id: reply.id, kind: KIND_FAILED, type: 'OffloadThreadError', message: error.message }
+  }
+  switch (outcome.t) {
+    case 'answer': {
+      const bytes = Buffer.from(outcome.bytes.buffer, outcome.bytes.byteOffset, outcome.bytes.byteLength)
+      return { t: MSG_RESULT, id: reply.id, value: new EncodedAnswer(bytes, format) }
+    }
+    case 'error': return outcome.reply
+    case 'protocol':
+      worker.reportProtocolError(outcome.message)
+      throw new WorkerCallError('protocol', outcome.message)
+    default: throw new Error(`the offload thread answered an answer job with ${outcome.t}`)
   }
 }
 

@@ -63,6 +63,18 @@ export interface ErrorMessage {
   traceback?: string
 }
 
+/**
+ * A reply frame left undecoded: it is large, and the offload thread decodes it and
+ * writes the answer (pool/call-run.ts). Not a message of the protocol: PythonWorker
+ * makes it instead of decoding (its offloadBytes option).
+ */
+export interface DeferredReply {
+  t: typeof MSG_DEFERRED
+  id: number
+  frame: Uint8Array
+}
+export const MSG_DEFERRED = 'deferred'
+
 export type ReplyMessage = ResultMessage | ErrorMessage
 
 /** A frame that decodes but is not a message of this protocol. */
@@ -115,9 +127,39 @@ const readyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64
  * task as ints (the route knows: body.ts; wide-integers.ts says why).
  */
 export function encodeCall (id: number, task: string, input: unknown, requestId: string, widen = false): Buffer {
+  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId)
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
   const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
   if (widen) widenPackedIntegers(frame, HEADER_BYTES)
+  return writeHeader(frame)
+}
+
+/**
+ * A call's input already encoded as msgpack (by the offload thread: offload/jobs.ts),
+ * its integers past 32 bits already widened. encodeCall puts the bytes in the frame as
+ * they are.
+ */
+export class EncodedInput {
+  constructor (readonly bytes: Uint8Array) {}
+}
+
+/** A task's input as msgpack, its integers past 32 bits as ints when `widen` (see encodeCall). */
+export function encodeInput (input: unknown, widen: boolean): Buffer {
+  const bytes = packr.pack(input)
+  return widen ? widenPackedIntegers(bytes) : bytes
+}
+
+/**
+ * The call's frame around input bytes encoded before: the message is packed with a nil
+ * input, written last (msgpackr writes an object's keys in their order), and the nil's
+ * one byte is replaced by the input's bytes.
+ */
+function spliceCall (id: number, task: string, input: EncodedInput, requestId: string): Buffer {
+  const head = packr.pack({ t: MSG_CALL, id, task, requestId, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
+  const headBytes = head.length - 1 // without the nil
+  const frame = Buffer.allocUnsafe(headBytes + input.bytes.length)
+  head.copy(frame, 0, 0, headBytes)
+  frame.set(input.bytes, headBytes)
   return writeHeader(frame)
 }
 

@@ -10,7 +10,7 @@ import { WorkerStderr } from './worker-stderr.js'
 import { firedLate } from './late-timer.js'
 import {
   decodeReady, decodeReply, encodeCall, ProtocolError,
-  type ReadyMessage, type ReplyMessage, type TaskInfo
+  MSG_DEFERRED, type DeferredReply, type ReadyMessage, type ReplyMessage, type TaskInfo
 } from './protocol.js'
 import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
 
@@ -32,6 +32,11 @@ export interface WorkerOptions {
   onExit?: (worker: PythonWorker, code: number | null, signal: NodeJS.Signals | null) => void
   /** Stderr lines not logged, past the worker's log budget (counted for a metric). */
   onStderrDropped?: (lines: number) => void
+  /**
+   * Reply frames of at least this many bytes are not decoded here: the call resolves with
+   * a DeferredReply holding the frame, for the offload thread (0: every frame is decoded).
+   */
+  offloadBytes?: number
 }
 
 /** The longest a late task timeout waits for a reply still arriving (late-timer.ts). */
@@ -70,7 +75,7 @@ export class PythonWorker {
   /** Request id and task for stderr lines: kept after the call ends, since stderr may lag the reply. */
   #logRequestId: string | undefined
   #logTask: string | undefined
-  #resolve: ((reply: ReplyMessage) => void) | undefined
+  #resolve: ((reply: ReplyMessage | DeferredReply) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
   #timer: NodeJS.Timeout | undefined
   /** When the running call's timeout is due (performance.now()), and how long past it a late timer still waits for the reply. */
@@ -133,13 +138,14 @@ export class PythonWorker {
   get stopRequested (): boolean { return this.#stopRequested }
 
   /**
-   * Sends one call and resolves with the worker's reply (a result or a task error).
+   * Sends one call and resolves with the worker's reply (a result or a task error), or
+   * with its frame undecoded when it is large (a DeferredReply: see offloadBytes).
    * Rejects with WorkerCallError when the worker times out, dies or breaks the
    * protocol; the worker is then dead or being killed and must not be reused.
    * Throws synchronously (before anything is sent) if the input cannot be encoded.
    * `widenIntegers`: the input holds numbers past 32 bits (see protocol.ts encodeCall).
    */
-  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false): Promise<ReplyMessage> {
+  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false): Promise<ReplyMessage | DeferredReply> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
     const id = ++this.#callId
     const frame = encodeCall(id, task, input, requestId, widenIntegers)
@@ -159,10 +165,19 @@ export class PythonWorker {
     this.#graceUntil = undefined
     this.#timer = setTimeout(this.#onTimeout, timeoutMs)
     this.#process.write(frame)
-    return new Promise<ReplyMessage>((resolve, reject) => {
+    return new Promise<ReplyMessage | DeferredReply>((resolve, reject) => {
       this.#resolve = resolve
       this.#reject = reject
     })
+  }
+
+  /**
+   * A reply this worker sent broke the protocol, as found once it was decoded elsewhere (a
+   * DeferredReply, decoded by the offload thread after the call resolved): it is killed, as
+   * for a frame decoded here.
+   */
+  reportProtocolError (message: string): void {
+    this.#onProtocolError(message)
   }
 
   /** Reads the worker's resident set size from /proc (Linux); keeps the last value where unavailable. */
@@ -239,7 +254,10 @@ export class PythonWorker {
         return
       }
       case 'busy': {
-        const reply = decodeReply(body, this.#callId)
+        const offloadBytes = this.#options.offloadBytes ?? 0
+        const reply = offloadBytes > 0 && body.length >= offloadBytes
+          ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const
+          : decodeReply(body, this.#callId)
         const resolve = this.#resolve
         this.#endCall()
         this.#state = 'idle'

@@ -33,6 +33,8 @@ export interface PoolOptions {
   spawn: (id: number, signal?: AbortSignal) => Promise<PythonWorker>
   log: FastifyBaseLogger
   observer: PoolObserver
+  /** Decodes large replies off the event loop, for workers spawned with offloadBytes (offload/offloader.ts). */
+  offloader?: CallRunPool['offloader']
 }
 
 export class WorkerPool {
@@ -106,7 +108,8 @@ export class WorkerPool {
       log: options.log,
       giveBack: (worker) => this.#giveBack(worker),
       discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
-      stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason)
+      stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason),
+      offloader: options.offloader
     }
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),

@@ -3,6 +3,7 @@
 // with their query-string options.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { ValidateFunction } from 'ajv'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem } from '../value-shape.js'
@@ -11,6 +12,7 @@ import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
 import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
+import { PendingBody } from '../offload/encoded.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
@@ -61,25 +63,18 @@ export function addBodyParsers (fastify: FastifyInstance): void {
       if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
         throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
       }
-      done(null, parseJsonBody(request, body as Buffer))
+      done(null, jsonBody(fastify, request, body as Buffer))
     } catch (error) {
       done(error as Error, undefined)
     }
   })
   fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (request, body, done) => {
     noteSize(request, body as Buffer)
-    const problem = msgpackProblem(body as Buffer, MAX_NESTING)
-    if (problem !== undefined) {
-      done(new InvalidInputError(problem), undefined)
-      return
-    }
+    if (fastify.offloader.takes((body as Buffer).length)) { done(null, new PendingBody(body as Buffer, 'msgpack')); return }
     try {
-      done(null, decodeValue(body as Buffer))
+      done(null, parseMsgpackBytes(body as Buffer))
     } catch (error) {
-      const message = (error as Error).message
-      // msgpackr's words for a bin, array or map used as a map key, which a JSON object cannot have.
-      const why = /^Invalid property type for record/.test(message) ? 'a map key is bytes, an array or a map; keys must be strings, numbers, booleans or nil' : message
-      done(new InvalidInputError(`body is not valid msgpack: ${why}`), undefined)
+      done(error as Error, undefined)
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
@@ -87,11 +82,33 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     // No content-type at all: JSON, the default (SPEC §1).
     if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
     try {
-      done(null, parseJsonBody(request, body as Buffer))
+      done(null, jsonBody(fastify, request, body as Buffer))
     } catch (error) {
       done(error as Error, undefined)
     }
   })
+}
+
+/** A JSON body parsed now, or, when it is large, left as bytes for the offload thread (PendingBody). */
+function jsonBody (fastify: FastifyInstance, request: FastifyRequest, bytes: Buffer): unknown {
+  return fastify.offloader.takes(bytes.length) ? new PendingBody(bytes, 'json') : parseJsonBody(request, bytes)
+}
+
+/**
+ * A msgpack body's value; throws a 400 INVALID_INPUT saying what is wrong. Its shape is
+ * checked first (value-shape.ts), because msgpackr trusts the counts in the bytes.
+ */
+export function parseMsgpackBytes (bytes: Buffer): unknown {
+  const problem = msgpackProblem(bytes, MAX_NESTING)
+  if (problem !== undefined) throw new InvalidInputError(problem)
+  try {
+    return decodeValue(bytes)
+  } catch (error) {
+    const message = (error as Error).message
+    // msgpackr's words for a bin, array or map used as a map key, which a JSON object cannot have.
+    const why = /^Invalid property type for record/.test(message) ? 'a map key is bytes, an array or a map; keys must be strings, numbers, booleans or nil' : message
+    throw new InvalidInputError(`body is not valid msgpack: ${why}`)
+  }
 }
 
 /**
@@ -178,8 +195,11 @@ export interface TaskInput {
   holdsWideNumbers: boolean
 }
 
-/** The task's input from the request, validated; throws 400/415 errors. */
-export function inputFor (task: Task, request: FastifyRequest): TaskInput {
+/**
+ * The task's input from the request, validated; throws 400/415 errors. A promise for a
+ * large JSON or msgpack body, which the offload thread parses, checks and encodes.
+ */
+export function inputFor (task: Task, request: FastifyRequest): TaskInput | Promise<TaskInput> {
   const body = request.body
   const { type, charset } = mediaType(request)
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
@@ -197,16 +217,25 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput {
   return rawInput(task, task.rawField, request, text)
 }
 
-/** A JSON or msgpack body, already parsed: checked it can be sent, and against the schema as it is. */
-function structuredInput (task: Task, request: FastifyRequest, body: unknown): TaskInput {
+/** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */
+function structuredInput (task: Task, request: FastifyRequest, body: unknown): TaskInput | Promise<TaskInput> {
   if (request.url.includes('?')) refuseQuery(task, request)
-  const text = takeJsonText(request)
+  if (body instanceof PendingBody) return request.server.offloader.input(task, body)
+  return checkedInput(body, takeJsonText(request), task.validateBody)
+}
+
+/**
+ * A parsed JSON or msgpack body as a task's input: checked it can be sent, and against
+ * the schema as it is. `text`: a JSON body's text (undefined for msgpack), read again
+ * when it holds integers JSON.parse rounded.
+ */
+export function checkedInput (body: unknown, text: string | undefined, validate: ValidateFunction): TaskInput {
   const found: Found = { wideNumbers: false, beyondSafeIntegers: false }
   const problem = unsendable(body, MAX_NESTING, found)
   if (problem !== undefined) throw new InvalidInputError(problem)
   // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
-  const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, task.validateBody) : task.validateBody(body)
-  if (!valid) throw validationError(task.validateBody.errors, 'body')
+  const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, validate) : validate(body)
+  if (!valid) throw validationError(validate.errors, 'body')
   if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
   // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
   const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body

@@ -13,7 +13,18 @@ const jsonTexts = new WeakMap<FastifyRequest, string>()
 
 /** A JSON body's value; throws a 400 INVALID_INPUT saying what is wrong and, when V8 knows, where. */
 export function parseJsonBody (request: FastifyRequest, bytes: Buffer): unknown {
-  return parseJson(request, jsonText(bytes))
+  const { value, text } = parseJsonBytes(bytes)
+  jsonTexts.set(request, text)
+  return value
+}
+
+/**
+ * A JSON body's value and its text (for big-integers.ts), from its bytes; throws as
+ * parseJsonBody does. Needs no request: the offload thread runs it too (offload/jobs.ts).
+ */
+export function parseJsonBytes (bytes: Buffer): { value: unknown, text: string } {
+  const text = jsonText(bytes)
+  return { value: parseJson(text), text }
 }
 
 /** The text parseJsonBody read, once: it is not kept while the call waits for a worker. */
@@ -50,14 +61,12 @@ export function firstInvalidUtf8 (bytes: Buffer): number {
   return offset // not reached for bytes isUtf8 refused
 }
 
-function parseJson (request: FastifyRequest, text: string): unknown {
+function parseJson (text: string): unknown {
   if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
   const problem = jsonProblem(text)
   if (problem !== undefined) throw new InvalidInputError(problem)
   try {
-    const value = secureParse(text)
-    jsonTexts.set(request, text)
-    return value
+    return secureParse(text)
   } catch (error) {
     const message = (error as Error).message
     const position = /at position (\d+)/.exec(message)

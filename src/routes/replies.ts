@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeValue } from '../pool/protocol.js'
 import { replaceInPlace } from '../replace-in-place.js'
 import { holdsProtoKey } from '../value-shape.js'
+import { EncodedAnswer } from '../offload/encoded.js'
 
 /**
  * Makes a task's value JSON-safe in place: bytes become base64 strings, BigInts
@@ -87,15 +88,26 @@ export function wantsMsgpack (request: FastifyRequest): boolean {
  * float stays a float and an int an int (a JavaScript number cannot tell 2.0 from 2).
  */
 export function sendValue (reply: FastifyReply, value: unknown, asMsgpack: boolean, msgpack?: Uint8Array): FastifyReply {
-  if (asMsgpack) {
-    const own = msgpack === undefined ? undefined : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
-    // A __proto__ key (xml.import makes keys of element names) could replace the prototype
-    // of an object in a JavaScript client's decoder: such a value is encoded again from what
-    // msgpackr decoded, which renamed the key __proto_, as JSON answers have it. The byte
-    // search is the cheap test; the walk tells a key from the same bytes in a value.
-    const bytes = own === undefined || (own.includes(PROTO) && holdsProtoKey(own)) ? encodeValue(value) : own
-    return reply.header('vary', 'accept').type('application/msgpack').send(bytes)
-  }
   // Vary: the same call answers msgpack to another Accept, and a cache must not mix them up.
-  return reply.header('vary', 'accept').type('application/json; charset=utf-8').send(toJson(value))
+  reply.header('vary', 'accept')
+  // Written already, off the event loop (offload/jobs.ts), in the format asked for.
+  if (value instanceof EncodedAnswer) return reply.type(value.format === 'msgpack' ? MSGPACK_TYPE : JSON_TYPE).send(value.bytes)
+  if (asMsgpack) return reply.type(MSGPACK_TYPE).send(msgpackAnswer(value, msgpack))
+  return reply.type(JSON_TYPE).send(toJson(value))
+}
+
+const MSGPACK_TYPE = 'application/msgpack'
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * A value's msgpack answer: the worker's own bytes (`msgpack`) when the pool has them,
+ * so a float stays a float and an int an int, or else the value encoded again.
+ */
+export function msgpackAnswer (value: unknown, msgpack: Uint8Array | undefined): Buffer {
+  const own = msgpack === undefined ? undefined : Buffer.from(msgpack.buffer, msgpack.byteOffset, msgpack.byteLength)
+  // A __proto__ key (xml.import makes keys of element names) could replace the prototype
+  // of an object in a JavaScript client's decoder: such a value is encoded again from what
+  // msgpackr decoded, which renamed the key __proto_, as JSON answers have it. The byte
+  // search is the cheap test; the walk tells a key from the same bytes in a value.
+  return own === undefined || (own.includes(PROTO) && holdsProtoKey(own)) ? encodeValue(value) : own
 }

@@ -113,7 +113,9 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Checked again here: a request parsed while the one before it was being answered may have passed onRequest first.
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
-    const { input, holdsWideNumbers } = inputFor(task, request)
+    const prepared = inputFor(task, request)
+    // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
+    const { input, holdsWideNumbers } = prepared instanceof Promise ? await prepared : prepared
     const call: Call = {
       task,
       input,

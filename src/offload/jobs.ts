@@ -1,0 +1,107 @@
+// What the offload thread does, as plain functions of bytes: a large body made into
+// a call's input (parsed, checked, validated and encoded as msgpack), and a large
+// reply frame made into an answer (decoded and written as JSON or msgpack). The
+// same modules as the event loop's path do the work (routes/body.ts, routes/replies.ts,
+// pool/protocol.ts), so answers and errors are the same byte for byte; only where
+// it runs differs. Tests call these directly, without a thread.
+
+import type { ValidateFunction } from 'ajv'
+import { checkedInput, parseMsgpackBytes } from '../routes/body.js'
+import { parseJsonBytes } from '../routes/json-body.js'
+import { msgpackAnswer, toJson } from '../routes/replies.js'
+import { decodeReply, encodeInput, MSG_ERROR, ProtocolError, type ErrorMessage, type TaskInfo } from '../pool/protocol.js'
+import type { AnswerFormat } from './encoded.js'
+
+/** Make a large JSON or msgpack body into a task's input. */
+export interface InputJob {
+  op: 'input'
+  kind: 'json' | 'msgpack'
+  bytes: Uint8Array
+  /** The task's input schema, and a key that names it (its JSON) for the thread's cache of validators. */
+  schema: TaskInfo['schema']
+  schemaKey: string
+}
+
+/** Make a large reply frame, to call `callId`, into an answer in `format`. */
+export interface AnswerJob {
+  op: 'answer'
+  frame: Uint8Array
+  callId: number
+  format: AnswerFormat
+}
+
+export type Job = InputJob | AnswerJob
+
+/** A client error as the thread sends it back: the event loop makes the same error class of its code (errors.ts). */
+export interface SentError {
+  code: string
+  message: string
+  details?: unknown
+}
+
+export type JobOutcome =
+  /** The input, encoded as msgpack, its integers past 32 bits widened. */
+  | { t: 'input', bytes: Uint8Array }
+  /** The body is refused: a 400 or 415 with this code, message and details. */
+  | { t: 'refused', error: SentError }
+  /** The answer's bytes, in the format asked for. */
+  | { t: 'answer', bytes: Uint8Array }
+  /** The worker replied with an error (or a result no JavaScript value can hold): the pool settles the call with it. */
+  | { t: 'error', reply: ErrorMessage }
+  /** The frame broke the protocol (not msgpack, not a reply to this call): the worker is replaced. */
+  | { t: 'protocol', message: string }
+
+/** Runs an input job; `validate` checks the body against the task's schema. Throws only on a bug. */
+export function prepareInput (job: InputJob, validate: ValidateFunction): JobOutcome {
+  try {
+    const bytes = asBuffer(job.bytes)
+    const { value, text } = job.kind === 'json' ? parseJsonBytes(bytes) : { value: parseMsgpackBytes(bytes), text: undefined }
+    const { input, holdsWideNumbers } = checkedInput(value, text, validate)
+    let encoded
+    try {
+      encoded = encodeInput(input, holdsWideNumbers)
+    } catch (error) {
+      // As the event loop's path says it (pool/call-run.ts), where encoding is worker.call's.
+      return refused('INVALID_INPUT', `input cannot be sent to the worker: ${(error as Error).message}`)
+    }
+    return { t: 'input', bytes: encoded }
+  } catch (error) {
+    const { code, statusCode, message, details } = error as { code?: unknown, statusCode?: unknown, message: string, details?: unknown }
+    if (typeof code === 'string' && typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return refused(code, message, details)
+    throw error
+  }
+}
+
+/** Runs an answer job: the reply frame decoded and checked as PythonWorker would, then written. Throws only on a bug. */
+export function prepareAnswer (job: AnswerJob): JobOutcome {
+  let reply
+  try {
+    reply = decodeReply(job.frame, job.callId)
+  } catch (error) {
+    if (error instanceof ProtocolError) return { t: 'protocol', message: error.message }
+    throw error
+  }
+  if (reply.t === MSG_ERROR) return { t: 'error', reply }
+  const bytes = job.format === 'json' ? Buffer.from(toJson(reply.value)) : msgpackAnswer(reply.value, reply.msgpack)
+  return { t: 'answer', bytes }
+}
+
+function refused (code: string, message: string, details?: unknown): JobOutcome {
+  return { t: 'refused', error: details === undefined ? { code, message } : { code, message, details } }
+}
+
+/** A Buffer over the same memory (bytes that crossed from another thread arrive as a Uint8Array). */
+function asBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/**
+ * Bytes that can be moved to another thread without a copy: their own whole
+ * ArrayBuffer. A view into a larger one (msgpackr's reused buffer, Node's pool of
+ * small buffers, a frame inside a chunk) is copied first: moving its buffer would
+ * take the rest of that buffer away from its owner.
+ */
+export function ownBytes (bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)) return bytes
+  return new Uint8Array(bytes)
+}

@@ -1,0 +1,52 @@
+// The offload thread's entry point (a worker_threads Worker started by offloader.ts):
+// runs each job it is sent (jobs.ts), one at a time, in the order sent, and posts
+// the outcome back, moving its bytes rather than copying them.
+
+import { parentPort } from 'node:worker_threads'
+import type { ValidateFunction } from 'ajv'
+import { compileBodyValidator } from '../task-registry.js'
+import { ownBytes, prepareAnswer, prepareInput, type Job, type JobOutcome } from './jobs.js'
+
+/** One message each way: a job, and its outcome (or the message of the bug that stopped it). */
+export interface JobMessage { id: number, job: Job }
+export interface OutcomeMessage { id: number, outcome?: JobOutcome, failed?: string }
+
+/**
+ * Compiled validators by their schema's JSON. Bounded: each reload may bring new
+ * schemas, and this thread lives as long as the server. Ajv instances are not shared
+ * between schemas, for the reason task-registry.ts gives ($id clashes).
+ */
+const validators = new Map<string, ValidateFunction>()
+const MAX_VALIDATORS = 256
+
+function validatorFor (schemaKey: string, schema: Parameters<typeof compileBodyValidator>[0]): ValidateFunction {
+  let validate = validators.get(schemaKey)
+  if (validate === undefined) {
+    if (validators.size >= MAX_VALIDATORS) validators.clear()
+    validate = compileBodyValidator(schema)
+    validators.set(schemaKey, validate)
+  }
+  return validate
+}
+
+function run (job: Job): JobOutcome {
+  return job.op === 'input' ? prepareInput(job, validatorFor(job.schemaKey, job.schema)) : prepareAnswer(job)
+}
+
+const port = parentPort
+if (port === null) throw new Error('offload-thread.js runs as a worker thread (offloader.ts starts it)')
+port.on('message', ({ id, job }: JobMessage) => {
+  let outcome: JobOutcome
+  try {
+    outcome = run(job)
+  } catch (error) {
+    port.postMessage({ id, failed: (error as Error).stack ?? String(error) } satisfies OutcomeMessage)
+    return
+  }
+  if (outcome.t === 'input' || outcome.t === 'answer') {
+    const bytes = ownBytes(outcome.bytes)
+    port.postMessage({ id, outcome: { ...outcome, bytes } } satisfies OutcomeMessage, [bytes.buffer as ArrayBuffer])
+    return
+  }
+  port.postMessage({ id, outcome } satisfies OutcomeMessage)
+})
