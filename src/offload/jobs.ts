@@ -20,6 +20,8 @@ export interface InputJob {
   /** The task's input schema, and a key that names it (its JSON) for the thread's cache of validators. */
   schema: TaskInfo['schema']
   schemaKey: string
+  /** Only parse it (its errors come first); the route has another error to give if it parses. */
+  parseOnly: boolean
 }
 
 /** Make a large reply frame, to call `callId`, into an answer in `format`. */
@@ -42,6 +44,8 @@ export interface SentError {
 export type JobOutcome =
   /** The input, encoded as msgpack, its integers past 32 bits widened. */
   | { t: 'input', bytes: Uint8Array }
+  /** The body parses (a parseOnly job). */
+  | { t: 'parsed' }
   /** The body is refused: a 400 or 415 with this code, message and details. */
   | { t: 'refused', error: SentError }
   /** The answer's bytes, in the format asked for. */
@@ -56,6 +60,7 @@ export function prepareInput (job: InputJob, validate: ValidateFunction): JobOut
   try {
     const bytes = asBuffer(job.bytes)
     const { value, text } = job.kind === 'json' ? parseJsonBytes(bytes) : { value: parseMsgpackBytes(bytes), text: undefined }
+    if (job.parseOnly) return { t: 'parsed' }
     const { input, holdsWideNumbers } = checkedInput(value, text, validate)
     let encoded
     try {

@@ -84,9 +84,10 @@ export class Offloader {
   /**
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
    * the event loop's path would (400, 415: routes/body.ts), and 503 RECEIVE_FULL when
-   * maxPendingBytes of other bodies are waiting for the thread already.
+   * maxPendingBytes of other bodies are waiting for the thread already. `parseOnly`: the
+   * body is only parsed (its errors thrown); the input returned is then empty.
    */
-  async input (task: SchemaHolder, body: PendingBody): Promise<TaskInput> {
+  async input (task: SchemaHolder, body: PendingBody, parseOnly = false): Promise<TaskInput> {
     const bytes = body.bytes.length
     const limit = this.#options.maxPendingBytes
     if (limit > 0 && this.#pendingBodyBytes > 0 && this.#pendingBodyBytes + bytes > limit) {
@@ -94,9 +95,10 @@ export class Offloader {
       const message = `${this.#pendingBodyBytes} bytes of other request bodies are waiting to be parsed, and this one's ${bytes} would pass RECEIVE_LIMIT_BYTES=${limit}; retry later`
       throw withExtras(new ReceiveFullError(message), { retryAfterSeconds: 1 })
     }
-    const job: Job = { op: 'input', kind: body.kind, bytes: ownBytes(body.bytes), schema: task.schema, schemaKey: this.#schemaKey(task) }
+    const job: Job = { op: 'input', kind: body.kind, bytes: ownBytes(body.bytes), schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     const outcome = await this.#run(job, bytes)
     if (outcome.t === 'refused') throw errorOfCode(outcome.error.code, outcome.error.message, outcome.error.details)
+    if (outcome.t === 'parsed') return { input: undefined, holdsWideNumbers: false }
     if (outcome.t !== 'input') throw new Error(`the offload thread answered an input job with ${outcome.t}`)
     // Widened already, if it held integers past 32 bits: holdsWideNumbers is for values still to be encoded.
     return { input: new EncodedInput(outcome.bytes), holdsWideNumbers: false }

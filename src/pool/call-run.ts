@@ -134,7 +134,7 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
     }
     case 'error': return outcome.reply
     case 'protocol':
-      worker.reportProtocolError(outcome.message)
+      worker.reportProtocolError(outcome.message, call.requestId)
       throw new WorkerCallError('protocol', outcome.message)
     default: throw new Error(`the offload thread answered an answer job with ${outcome.t}`)
   }

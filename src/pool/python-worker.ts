@@ -176,8 +176,8 @@ export class PythonWorker {
    * DeferredReply, decoded by the offload thread after the call resolved): it is killed, as
    * for a frame decoded here.
    */
-  reportProtocolError (message: string): void {
-    this.#onProtocolError(message)
+  reportProtocolError (message: string, requestId: string): void {
+    this.#onProtocolError(message, requestId)
   }
 
   /** Reads the worker's resident set size from /proc (Linux); keeps the last value where unavailable. */
@@ -306,9 +306,9 @@ export class PythonWorker {
     }, STREAM_END_GRACE_MS).unref()
   }
 
-  #onProtocolError (message: string): void {
+  #onProtocolError (message: string, requestId = this.#requestId): void {
     this.#failure ??= 'protocol'
-    this.#log.error({ worker: this.id, workerPid: this.pid, requestId: this.#requestId }, `worker broke the protocol: ${message}`)
+    this.#log.error({ worker: this.id, workerPid: this.pid, requestId }, `worker broke the protocol: ${message}`)
     this.#failStart(`broke the protocol during start-up: ${message}`)
     this.#failCall('protocol', message)
     void this.kill()

@@ -219,9 +219,26 @@ export function inputFor (task: Task, request: FastifyRequest): TaskInput | Prom
 
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */
 function structuredInput (task: Task, request: FastifyRequest, body: unknown): TaskInput | Promise<TaskInput> {
+  if (body instanceof PendingBody) return offloadedInput(task, request, body)
   if (request.url.includes('?')) refuseQuery(task, request)
-  if (body instanceof PendingBody) return request.server.offloader.input(task, body)
   return checkedInput(body, takeJsonText(request), task.validateBody)
+}
+
+/**
+ * A large body, made into the input on the offload thread. Its errors come in the same
+ * order as on the event loop, where the body is parsed before the query string is
+ * looked at: a misplaced query parameter is only reported for a body that parses.
+ */
+async function offloadedInput (task: Task, request: FastifyRequest, body: PendingBody): Promise<TaskInput> {
+  let misplaced: Error | undefined
+  try {
+    if (request.url.includes('?')) refuseQuery(task, request)
+  } catch (error) {
+    misplaced = error as Error
+  }
+  const input = await request.server.offloader.input(task, body, misplaced !== undefined)
+  if (misplaced !== undefined) throw misplaced
+  return input
 }
 
 /**

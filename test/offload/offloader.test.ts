@@ -1,0 +1,131 @@
+// The offload thread as the server runs it: real worker threads, the real thread
+// script for jobs, and fixture scripts for a thread that fails or never answers.
+
+import t from 'tap'
+import pino from 'pino'
+import { pack } from 'msgpackr'
+import { Offloader, OffloadThreadError } from '../../src/offload/offloader.js'
+import { PendingBody } from '../../src/offload/encoded.js'
+import { ownBytes } from '../../src/offload/jobs.js'
+import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol.js'
+import { encodeFrame } from '../../src/pool/frames.js'
+import { InvalidInputError, ReceiveFullError, ValidationError } from '../../src/errors.js'
+import type { Teardown } from '../helpers/server.js'
+
+const FIXTURE_THREADS = new URL('../fixtures/offload-threads/', import.meta.url)
+const task = { name: 'sum', schema: { type: 'object', required: ['values'], properties: { values: { type: 'array', items: { type: 'number' } } } } }
+
+function offloader (t: Teardown, options: { script?: string, maxPendingBytes?: number, lines?: string[] } = {}): Offloader {
+  const log = pino({ level: 'info' }, { write (line: string) { options.lines?.push(JSON.parse(line).msg as string) } })
+  const done: string[] = []
+  const offload = new Offloader({
+    minBytes: 1,
+    maxPendingBytes: options.maxPendingBytes ?? 0,
+    log,
+    onJobDone: (op) => { done.push(op) },
+    script: options.script === undefined ? undefined : new URL(options.script, FIXTURE_THREADS)
+  })
+  t.teardown(async () => { await offload.close() })
+  return offload
+}
+
+/** A result frame's body, laid out as the Python runtime writes it ({t, id, value}, in that order). */
+function resultFrame (id: number, value: unknown): Uint8Array {
+  return pack({ t: 'result', id, value })
+}
+
+t.test('a JSON body becomes the input as msgpack, and its errors are the classes the event loop raises', async (t) => {
+  const offload = offloader(t)
+  const ok = await offload.input(task, new PendingBody(Buffer.from('{"values": [1, 2.5, 4294967296]}'), 'json'))
+  t.ok(ok.input instanceof EncodedInput, 'encoded on the thread')
+  t.same(decodeValue((ok.input as EncodedInput).bytes), { values: [1, 2.5, 4294967296] })
+  t.equal(ok.holdsWideNumbers, false, 'widened on the thread already: the pool must not scan the bytes again')
+
+  const bad = await offload.input(task, new PendingBody(Buffer.from('{"values": [1,'), 'json')).catch((error: Error) => error)
+  t.ok(bad instanceof InvalidInputError, 'a parse error is a 400 INVALID_INPUT')
+  t.match(bad, { statusCode: 400, code: 'INVALID_INPUT', message: /body is not valid JSON/, details: { line: 1, column: 15 } })
+
+  const invalid = await offload.input(task, new PendingBody(Buffer.from('{"values": "x"}'), 'json')).catch((error: Error) => error)
+  t.ok(invalid instanceof ValidationError, 'a schema error is FST_ERR_VALIDATION')
+  t.match(invalid, { statusCode: 400, message: 'body/values must be array', details: [{ instancePath: '/values', keyword: 'type' }] })
+})
+
+t.test('a msgpack body: checked before it is decoded, as on the event loop', async (t) => {
+  const offload = offloader(t)
+  const ok = await offload.input(task, new PendingBody(pack({ values: [1, 2] }), 'msgpack'))
+  t.same(decodeValue((ok.input as EncodedInput).bytes), { values: [1, 2] })
+  // An array header claiming 2^32-1 elements in five bytes: refused by its shape, not decoded.
+  const claims = await offload.input(task, new PendingBody(Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]), 'msgpack')).catch((error: Error) => error)
+  t.match(claims, { code: 'INVALID_INPUT', statusCode: 400 })
+})
+
+t.test('parseOnly: a body that parses gives no input, one that does not gives its parse error', async (t) => {
+  const offload = offloader(t)
+  t.same(await offload.input(task, new PendingBody(Buffer.from('{"values": "not checked"}'), 'json'), true), { input: undefined, holdsWideNumbers: false })
+  const bad = await offload.input(task, new PendingBody(Buffer.from('nope'), 'json'), true).catch((error: Error) => error)
+  t.match(bad, { code: 'INVALID_INPUT' })
+})
+
+t.test('a reply frame becomes the answer: JSON, or the worker\'s own msgpack bytes', async (t) => {
+  const offload = offloader(t)
+  const value = { text: 'é', n: 2 ** 40, data: Buffer.from([1, 2, 3]) }
+  const frame = resultFrame(7, value)
+  const json = await offload.answer({ t: MSG_DEFERRED, id: 7, frame }, 'json')
+  t.equal(json.t, 'answer')
+  t.equal(Buffer.from((json as { bytes: Uint8Array }).bytes).toString(), JSON.stringify({ text: 'é', n: 2 ** 40, data: 'AQID' }), 'bytes as base64, as replies.ts writes them')
+  const msgpack = await offload.answer({ t: MSG_DEFERRED, id: 7, frame: resultFrame(7, value) }, 'msgpack')
+  t.same(decodeValue((msgpack as { bytes: Uint8Array }).bytes), value)
+
+  const error = await offload.answer({ t: MSG_DEFERRED, id: 8, frame: pack({ t: 'error', id: 8, kind: 'rejected', type: 'TaskError', message: 'no' }) }, 'json')
+  t.match(error, { t: 'error', reply: { kind: 'rejected', message: 'no' } }, 'a task error comes back as the reply')
+  const wrongCall = await offload.answer({ t: MSG_DEFERRED, id: 9, frame: resultFrame(8, 'x') }, 'json')
+  t.match(wrongCall, { t: 'protocol', message: /reply for call 8 while call 9 is outstanding/ })
+  const notMsgpack = await offload.answer({ t: MSG_DEFERRED, id: 9, frame: Buffer.alloc(100, 0xc1) }, 'json')
+  t.match(notMsgpack, { t: 'protocol' }, 'bytes that are not msgpack break the protocol')
+})
+
+t.test('a thread that exits fails the job waiting for it, and the next job starts a new one', async (t) => {
+  const lines: string[] = []
+  const offload = offloader(t, { script: 'exits.mjs', lines })
+  for (const round of [1, 2]) {
+    const error = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
+    t.ok(error instanceof OffloadThreadError, `round ${round}: the job is refused with OffloadThreadError`)
+    t.match(error, { message: /exited with code 3/ })
+    t.equal(offload.threadStarts, round, 'a new thread for each job after a failure')
+    t.equal(offload.pendingJobs, 0)
+    t.equal(offload.pendingBodyBytes, 0, 'its bytes are no longer counted')
+  }
+  t.match(lines, [/the offload thread stopped: it exited with code 3/, /the offload thread stopped/], 'each failure is logged')
+})
+
+t.test('a thread that throws fails its job with the error\'s message', async (t) => {
+  const offload = offloader(t, { script: 'throws.mjs' })
+  const frame = encodeFrame(Buffer.from('x')) // any bytes: the thread throws before reading them
+  const error = await offload.answer({ t: MSG_DEFERRED, id: 1, frame }, 'json').catch((e: Error) => e)
+  t.ok(error instanceof OffloadThreadError)
+  t.match(error, { message: /a bug in the thread/ })
+})
+
+t.test('bodies waiting for the thread are bounded: past maxPendingBytes a body gets 503 RECEIVE_FULL; one alone always goes', async (t) => {
+  const offload = offloader(t, { script: 'stalls.mjs', maxPendingBytes: 100 })
+  // Larger than the bound: alone, it is taken.
+  const first = offload.input(task, new PendingBody(Buffer.alloc(150, 0x20), 'json')).catch((e: Error) => e)
+  t.equal(offload.pendingBodyBytes, 150)
+  const second = await offload.input(task, new PendingBody(Buffer.alloc(10, 0x20), 'json')).catch((e: Error) => e)
+  t.ok(second instanceof ReceiveFullError, 'refused while the first waits')
+  t.match(second, { statusCode: 503, retryAfterSeconds: 1, message: /150 bytes of other request bodies are waiting to be parsed/ })
+  t.equal(offload.pendingJobs, 1, 'the refused body was not sent')
+  await offload.close()
+  t.ok(await first instanceof OffloadThreadError, 'closing fails what still waits, rather than leaving it for ever')
+  const after = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
+  t.match(after, { name: 'OffloadThreadError', message: /shutting down/ }, 'and refuses new jobs')
+})
+
+t.test('ownBytes: bytes that own their buffer move as they are; a view into a larger buffer is copied', async (t) => {
+  const whole = new Uint8Array(8)
+  t.equal(ownBytes(whole), whole)
+  const view = Buffer.from('a small buffer from Node\'s shared pool')
+  const copy = ownBytes(view)
+  t.not(copy.buffer, view.buffer)
+  t.same(Buffer.from(copy), view)
+})
