@@ -6,6 +6,9 @@
 // instead (offload-thread.ts), started at the first of them. One thread: the work is
 // the same whichever thread does it, and one more thread beside Node and the Python
 // workers is what a small machine can spare. Jobs run one at a time, in order.
+// The thread ends after IDLE_STOP_MS without a job: the heap a hostile body grew
+// (hundreds of MB for 16 MiB of distinct keys) goes with it, instead of staying
+// for the life of the process as the event loop's heap does.
 
 import { Worker } from 'node:worker_threads'
 import { getHeapStatistics } from 'node:v8'
@@ -23,6 +26,9 @@ import type { JobMessage, OutcomeMessage } from './offload-thread.js'
 // whose worker threads inherit the TypeScript loader in execArgv).
 const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 
+/** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
+export const IDLE_STOP_MS = 30_000
+
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
 
@@ -38,6 +44,8 @@ export interface OffloaderOptions {
   onJobDone?: (op: Job['op']) => void
   /** The thread's script; tests give one that fails. */
   script?: URL
+  /** IDLE_STOP_MS, shorter in tests. */
+  idleStopMs?: number
 }
 
 /** A job's promise, and the body bytes it holds against maxPendingBytes. */
@@ -61,6 +69,7 @@ export class Offloader {
   #pendingBodyBytes = 0
   #threadStarts = 0
   #closed = false
+  #idleTimer: NodeJS.Timeout | undefined
   /** Each task's schema as JSON, made once per task (a reload makes new Task objects). */
   readonly #schemaKeys = new WeakMap<SchemaHolder, string>()
 
@@ -78,8 +87,10 @@ export class Offloader {
   get pendingJobs (): number { return this.#pending.size }
   /** Body bytes waiting for the thread (counted against maxPendingBytes). */
   get pendingBodyBytes (): number { return this.#pendingBodyBytes }
-  /** How often the thread was started: more than once, it had failed. */
+  /** How often the thread was started: again after it failed, or after it ended idle. */
   get threadStarts (): number { return this.#threadStarts }
+  /** Whether the thread is running now (it starts with the first job, and ends after IDLE_STOP_MS without one). */
+  get threadRunning (): boolean { return this.#thread !== undefined }
 
   /**
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
@@ -116,9 +127,11 @@ export class Offloader {
   /** Stops the thread (after the pool has drained: no job is waiting any more). */
   async close (): Promise<void> {
     this.#closed = true
+    clearTimeout(this.#idleTimer)
     const thread = this.#thread
     this.#thread = undefined
     if (thread !== undefined) await thread.terminate()
+    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new OffloadThreadError('the server is shutting down'))
   }
 
   #schemaKey (task: SchemaHolder): string {
@@ -133,6 +146,8 @@ export class Offloader {
   #run (job: Job, bodyBytes: number): Promise<JobOutcome> {
     if (this.#closed) return Promise.reject(new OffloadThreadError('the server is shutting down'))
     const thread = this.#thread ?? this.#start()
+    clearTimeout(this.#idleTimer)
+    this.#idleTimer = undefined
     const id = ++this.#nextId
     const bytes = job.op === 'input' ? job.bytes : job.frame
     return new Promise<JobOutcome>((resolve, reject) => {
@@ -149,8 +164,20 @@ export class Offloader {
     if (pending === undefined) return undefined
     this.#pending.delete(id)
     this.#pendingBodyBytes -= pending.bodyBytes
-    if (this.#pending.size === 0) this.#thread?.unref()
+    if (this.#pending.size === 0 && this.#thread !== undefined) {
+      this.#thread.unref()
+      this.#idleTimer = setTimeout(this.#stopIdle, this.#options.idleStopMs ?? IDLE_STOP_MS).unref()
+    }
     return pending
+  }
+
+  readonly #stopIdle = (): void => {
+    this.#idleTimer = undefined
+    const thread = this.#thread
+    if (thread === undefined || this.#pending.size > 0) return
+    // Forgotten first: a job sent from now on starts a new thread, and this one's exit says nothing.
+    this.#thread = undefined
+    void thread.terminate()
   }
 
   #start (): Worker {
@@ -170,8 +197,9 @@ export class Offloader {
     let reason: string | undefined
     thread.on('error', (error) => { reason = error.message })
     thread.on('exit', (code) => {
-      if (this.#thread === thread) this.#thread = undefined
-      if (this.#closed && this.#pending.size === 0) return
+      // Ended on purpose (idle, or closed): whoever ended it has settled what it had.
+      if (this.#thread !== thread) return
+      this.#thread = undefined
       const why = reason ?? `it exited with code ${code}`
       if (this.#pending.size > 0 || reason !== undefined) this.#options.log.error({ jobs: this.#pending.size }, `the offload thread stopped: ${why}; its jobs failed, and the next large body starts a new one`)
       for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new OffloadThreadError(`the offload thread stopped: ${why}`))

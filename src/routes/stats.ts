@@ -15,6 +15,7 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
       pool: snapshot.pool,
       queue: { ...snapshot.queue, rejected: calls.queue_full + calls.queue_timeout },
       receiving: { bytes: fastify.receiving.bytes, limitBytes: fastify.receiving.limitBytes, refused: receiveRefused },
+      offload: { minBytes: fastify.offloader.minBytes, pendingJobs: fastify.offloader.pendingJobs, pendingBodyBytes: fastify.offloader.pendingBodyBytes },
       tasks: {
         completed: calls.ok,
         failed: calls.rejected + calls.failed,

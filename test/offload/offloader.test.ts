@@ -10,12 +10,12 @@ import { ownBytes } from '../../src/offload/jobs.js'
 import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol.js'
 import { encodeFrame } from '../../src/pool/frames.js'
 import { InvalidInputError, ReceiveFullError, ValidationError } from '../../src/errors.js'
-import type { Teardown } from '../helpers/server.js'
+import { waitFor, type Teardown } from '../helpers/server.js'
 
 const FIXTURE_THREADS = new URL('../fixtures/offload-threads/', import.meta.url)
 const task = { name: 'sum', schema: { type: 'object', required: ['values'], properties: { values: { type: 'array', items: { type: 'number' } } } } }
 
-function offloader (t: Teardown, options: { script?: string, maxPendingBytes?: number, lines?: string[] } = {}): Offloader {
+function offloader (t: Teardown, options: { script?: string, maxPendingBytes?: number, lines?: string[], idleStopMs?: number } = {}): Offloader {
   const log = pino({ level: 'info' }, { write (line: string) { options.lines?.push(JSON.parse(line).msg as string) } })
   const done: string[] = []
   const offload = new Offloader({
@@ -23,7 +23,8 @@ function offloader (t: Teardown, options: { script?: string, maxPendingBytes?: n
     maxPendingBytes: options.maxPendingBytes ?? 0,
     log,
     onJobDone: (op) => { done.push(op) },
-    script: options.script === undefined ? undefined : new URL(options.script, FIXTURE_THREADS)
+    script: options.script === undefined ? undefined : new URL(options.script, FIXTURE_THREADS),
+    idleStopMs: options.idleStopMs
   })
   t.teardown(async () => { await offload.close() })
   return offload
@@ -128,4 +129,18 @@ t.test('ownBytes: bytes that own their buffer move as they are; a view into a la
   const copy = ownBytes(view)
   t.not(copy.buffer, view.buffer)
   t.same(Buffer.from(copy), view)
+})
+
+t.test('the thread ends when it has had no job for a while, and the next job starts a new one', async (t) => {
+  const lines: string[] = []
+  const offload = offloader(t, { idleStopMs: 50, lines })
+  t.equal(offload.threadRunning, false, 'no thread before the first job')
+  const body = (): PendingBody => new PendingBody(Buffer.from('{"values": [1]}'), 'json')
+  await offload.input(task, body())
+  t.equal(offload.threadStarts, 1)
+  await waitFor(() => !offload.threadRunning, 5_000, 'the idle thread to end')
+  const again = await offload.input(task, body())
+  t.same(decodeValue((again.input as EncodedInput).bytes), { values: [1] }, 'a new thread takes the next job')
+  t.equal(offload.threadStarts, 2)
+  t.same(lines, [], 'an idle stop is not a failure, and is not logged as one')
 })
