@@ -9,7 +9,8 @@ t.test('defaults match the contract', async (t) => {
     maxFrameBytes: 67108864, queueLimitBytes: 67108864, receiveLimitBytes: 67108864, workerStartTimeoutMs: 60000, taskModules: [], diagTasks: false, adminToken: undefined,
     shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000,
     // Settings beyond SPEC §5, with README's defaults.
-    responseStallTimeoutMs: 300000, maxConnections: 10000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0
+    responseStallTimeoutMs: 300000, maxConnections: 10000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0,
+    offloadMinBytes: 65536
   })
   t.same(config.taskConcurrency, {})
   t.same(config.taskTimeouts, {})
@@ -20,9 +21,9 @@ t.test('reads every setting', async (t) => {
   const config = loadConfig({
     HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
     DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', TASK_TIMEOUTS: 'xml.import=120000,echo=5', LOG_LEVEL: 'WARN',
-    WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0', QUEUE_LIMIT_BYTES: '0', RECEIVE_LIMIT_BYTES: '0', MAX_CONNECTIONS: '0'
+    WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0', QUEUE_LIMIT_BYTES: '0', RECEIVE_LIMIT_BYTES: '0', MAX_CONNECTIONS: '0', OFFLOAD_MIN_BYTES: '0'
   })
-  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
+  t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, offloadMinBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
   t.equal(loadConfig({ MAX_CONNECTIONS: ' 2 ' }).maxConnections, 2)
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
@@ -66,6 +67,8 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ MAX_CONNECTIONS: '-1' }, /^MAX_CONNECTIONS=-1 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '2000000' }, /^MAX_CONNECTIONS=2000000 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '10k' }, /^MAX_CONNECTIONS="10k" is not an integer: use 0\.\.1048576$/],
+    [{ OFFLOAD_MIN_BYTES: '64KiB' }, /^OFFLOAD_MIN_BYTES="64KiB" is not an integer: use 0\.\.4294967296$/],
+    [{ OFFLOAD_MIN_BYTES: '-1' }, /^OFFLOAD_MIN_BYTES=-1 is out of range/],
     [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/]
   ]
   for (const [env, message] of cases) {
