@@ -69,13 +69,29 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
  * behind it, whose calls are already running (SPEC §1). Not while draining, when Fastify
  * closes every connection on purpose.
  */
-export function keepOrClose (code: string | undefined, request: FastifyRequest, reply: FastifyReply): void {
+export function keepOrClose (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+  const code = error.code
   if (!request.raw.complete && hasBody(request)) {
     closeAfterAnswer(request, reply)
-  } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && reply.getHeader('connection') === 'close' &&
+  } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && (reply.getHeader('connection') === 'close' || isBodyParseError(error)) &&
     request.server.pool?.isDraining !== true) {
     reply.removeHeader('connection')
   }
+}
+
+const kBodyParseError = Symbol('pyfleet.bodyParseError')
+
+/**
+ * Marks an error raised by parsing a body off the content-type parser (the offload
+ * thread parses large bodies: offload/offloader.ts), so that its answer is the one a
+ * content-type parser's error gets (keepOrClose), whichever thread parsed the body.
+ */
+export function markAsBodyParseError (error: Error): void {
+  (error as Error & { [kBodyParseError]?: true })[kBodyParseError] = true
+}
+
+function isBodyParseError (error: Error): boolean {
+  return (error as Error & { [kBodyParseError]?: true })[kBodyParseError] === true
 }
 
 /**

@@ -39,6 +39,8 @@ export interface SentError {
   code: string
   message: string
   details?: unknown
+  /** Raised by the parse itself, which on the event loop is the content-type parser's (see connection-reuse.ts keepOrClose). */
+  parsing: boolean
 }
 
 export type JobOutcome =
@@ -57,24 +59,33 @@ export type JobOutcome =
 
 /** Runs an input job; `validate` checks the body against the task's schema. Throws only on a bug. */
 export function prepareInput (job: InputJob, validate: ValidateFunction): JobOutcome {
+  let parsed
   try {
     const bytes = asBuffer(job.bytes)
-    const { value, text } = job.kind === 'json' ? parseJsonBytes(bytes) : { value: parseMsgpackBytes(bytes), text: undefined }
-    if (job.parseOnly) return { t: 'parsed' }
-    const { input, holdsWideNumbers } = checkedInput(value, text, validate)
-    let encoded
-    try {
-      encoded = encodeInput(input, holdsWideNumbers)
-    } catch (error) {
-      // As the event loop's path says it (pool/call-run.ts), where encoding is worker.call's.
-      return refused('INVALID_INPUT', `input cannot be sent to the worker: ${(error as Error).message}`)
-    }
-    return { t: 'input', bytes: encoded }
+    parsed = job.kind === 'json' ? parseJsonBytes(bytes) : { value: parseMsgpackBytes(bytes), text: undefined }
   } catch (error) {
-    const { code, statusCode, message, details } = error as { code?: unknown, statusCode?: unknown, message: string, details?: unknown }
-    if (typeof code === 'string' && typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return refused(code, message, details)
-    throw error
+    return refusedFor(error, true)
   }
+  if (job.parseOnly) return { t: 'parsed' }
+  let checked
+  try {
+    checked = checkedInput(parsed.value, parsed.text, validate)
+  } catch (error) {
+    return refusedFor(error, false)
+  }
+  try {
+    return { t: 'input', bytes: encodeInput(checked.input, checked.holdsWideNumbers) }
+  } catch (error) {
+    // As the event loop's path says it (pool/call-run.ts), where encoding is worker.call's.
+    return refused({ code: 'INVALID_INPUT', message: `input cannot be sent to the worker: ${(error as Error).message}`, parsing: false })
+  }
+}
+
+/** A client error (4xx) as the outcome that carries it back; anything else is a bug, thrown on. */
+function refusedFor (error: unknown, parsing: boolean): JobOutcome {
+  const { code, statusCode, message, details } = error as { code?: unknown, statusCode?: unknown, message: string, details?: unknown }
+  if (typeof code !== 'string' || typeof statusCode !== 'number' || statusCode < 400 || statusCode >= 500) throw error
+  return refused(details === undefined ? { code, message, parsing } : { code, message, details, parsing })
 }
 
 /** Runs an answer job: the reply frame decoded and checked as PythonWorker would, then written. Throws only on a bug. */
@@ -91,8 +102,8 @@ export function prepareAnswer (job: AnswerJob): JobOutcome {
   return { t: 'answer', bytes }
 }
 
-function refused (code: string, message: string, details?: unknown): JobOutcome {
-  return { t: 'refused', error: details === undefined ? { code, message } : { code, message, details } }
+function refused (error: SentError): JobOutcome {
+  return { t: 'refused', error }
 }
 
 /** A Buffer over the same memory (bytes that crossed from another thread arrive as a Uint8Array). */

@@ -16,6 +16,7 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
 import { ReceiveFullError, errorOfCode, withExtras } from '../errors.js'
+import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply, type TaskInfo } from '../pool/protocol.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
@@ -108,7 +109,13 @@ export class Offloader {
     }
     const job: Job = { op: 'input', kind: body.kind, bytes: ownBytes(body.bytes), schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     const outcome = await this.#run(job, bytes)
-    if (outcome.t === 'refused') throw errorOfCode(outcome.error.code, outcome.error.message, outcome.error.details)
+    if (outcome.t === 'refused') {
+      const { code, message, details, parsing } = outcome.error
+      const error = errorOfCode(code, message, details)
+      // Answered as the content-type parser's errors are on the event loop (connection-reuse.ts).
+      if (parsing) markAsBodyParseError(error)
+      throw error
+    }
     if (outcome.t === 'parsed') return { input: undefined, holdsWideNumbers: false }
     if (outcome.t !== 'input') throw new Error(`the offload thread answered an input job with ${outcome.t}`)
     // Widened already, if it held integers past 32 bits: holdsWideNumbers is for values still to be encoded.

@@ -59,7 +59,7 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const known = typeof err.code === 'string' && err.code !== ''
   if (statusCode >= 500 && !known) request.log.error({ err: error }, 'unexpected error')
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
-  keepOrClose(err.code, request, reply)
+  keepOrClose(err, request, reply)
   const call = request.pyfleetCall
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
