@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// npm run bench:stall: how long other requests wait while pyfleet converts one large
+// body. pyfleet is started twice, with the offload thread (OFFLOAD_MIN_BYTES's
+// default) and without it (OFFLOAD_MIN_BYTES=0); each large body is sent to echo on
+// one and then the other, alternating, while a separate process asks for /health
+// every 10 ms. Reported: the slowest /health answer during each call (the event
+// loop's stall, as a client or a liveness probe sees it) and the call's own time,
+// medians of the repetitions, and their ratio (off ÷ on): ratios, measured side by
+// side, because this machine is noisy.
+
+import { fork, spawn } from 'node:child_process'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Packr } from 'msgpackr'
+import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
+import { median, spread } from './lib/report.mjs'
+
+const BENCH = dirname(fileURLToPath(import.meta.url))
+const ROOT = join(BENCH, '..')
+const args = process.argv.slice(2)
+const option = (name, fallback) => { const at = args.indexOf(name); return at === -1 ? fallback : args[at + 1] }
+const REPS = Number(option('--reps', '3'))
+const SIZE = Number(option('--mib', '16')) * 1024 * 1024 - 1024
+const PYTHON = option('--python', process.env.PYTHON ?? '/usr/bin/python3')
+
+/** Bodies of about SIZE bytes: the costly shape (distinct keys), an ordinary one (records), and the costly one as msgpack. */
+function bodies () {
+  const keys = {}
+  for (let i = 0, size = 2; size < SIZE; i++) { const key = `k${i.toString(36)}x${i}`; keys[key] = i; size += key.length + String(i).length + 4 }
+  const records = []
+  for (let i = 0, size = 2; size < SIZE; i++) { const record = { id: i, name: `item ${i}`, price: Math.round(i * 137) / 100, tags: ['a', 'b'] }; records.push(record); size += JSON.stringify(record).length + 1 }
+  const packr = new Packr({ useRecords: false, variableMapSize: true })
+  return [
+    { name: 'JSON, distinct keys', type: 'application/json', bytes: Buffer.from(JSON.stringify(keys)) },
+    { name: 'JSON, records', type: 'application/json', bytes: Buffer.from(JSON.stringify(records)) },
+    { name: 'msgpack, distinct keys', type: 'application/msgpack', bytes: packr.pack(keys) }
+  ]
+}
+
+async function startPyfleet (label, env) {
+  const port = await freePort()
+  mkdirSync(join(BENCH, 'results'), { recursive: true })
+  const fd = openSync(join(BENCH, 'results', `stall-${label}.log`), 'w')
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'server.js')], {
+    cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', ...env }
+  })
+  closeSync(fd)
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(`${url}/ready`, 30_000, () => child.exitCode === null)
+  return { label, url, child }
+}
+
+/** One call with the body while the pinger watches /health: the slowest answer it saw, and the call's time. */
+async function measure (server, body) {
+  const pinger = fork(join(BENCH, 'lib', 'ping.mjs'))
+  await new Promise((resolve) => { pinger.once('message', resolve); pinger.send({ url: `${server.url}/health` }) })
+  const start = performance.now()
+  const response = await fetch(`${server.url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': body.type }, body: body.bytes })
+  await response.arrayBuffer()
+  const callMs = performance.now() - start
+  const result = await new Promise((resolve) => { pinger.on('message', (m) => { if (m.type === 'result') resolve(m) }); pinger.send('stop') })
+  if (response.status !== 200) throw new Error(`${server.label}: ${body.name} answered ${response.status}`)
+  return { stallMs: result.maxMs, callMs }
+}
+
+const fmt = (values) => { const { median: middle, min, max } = spread(values); return `${Math.round(middle)} <sub>${Math.round(min)}–${Math.round(max)}</sub>` }
+
+const servers = [await startPyfleet('offload', {}), await startPyfleet('event-loop', { OFFLOAD_MIN_BYTES: '0' })]
+try {
+  const rows = []
+  for (const body of bodies()) {
+    const runs = { offload: [], 'event-loop': [] }
+    for (let rep = 0; rep < REPS; rep++) {
+      // Alternated, and the order swapped each repetition: neither always goes first.
+      for (const server of rep % 2 === 0 ? servers : [...servers].reverse()) {
+        runs[server.label].push(await measure(server, body))
+        process.stderr.write(`${body.name} rep ${rep + 1}/${REPS} ${server.label}: /health waited up to ${Math.round(runs[server.label].at(-1).stallMs)} ms\n`)
+      }
+    }
+    const ratios = runs.offload.map((on, i) => runs['event-loop'][i].stallMs / on.stallMs)
+    rows.push(`| ${body.name}, ${(body.bytes.length / 1024 / 1024).toFixed(1)} MiB | ${fmt(runs['event-loop'].map((r) => r.stallMs))} | ${fmt(runs.offload.map((r) => r.stallMs))} | ${median(ratios).toFixed(1)}× | ${fmt(runs['event-loop'].map((r) => r.callMs))} | ${fmt(runs.offload.map((r) => r.callMs))} |`)
+  }
+  console.log(`\n${REPS} repetitions, medians (min–max), ms; pyfleet ${ROOT}, Python ${PYTHON}\n`)
+  console.log('| body sent to echo | slowest /health, event loop (OFFLOAD_MIN_BYTES=0) | slowest /health, offload thread (default) | event loop ÷ thread | the call itself, event loop | the call itself, thread |')
+  console.log('|---|---:|---:|---:|---:|---:|')
+  for (const row of rows) console.log(row)
+} finally {
+  for (const server of servers) await stopTree(server.child)
+}
