@@ -10,7 +10,7 @@ t.test('defaults match the contract', async (t) => {
     shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000,
     // Settings beyond SPEC §5, with README's defaults.
     responseStallTimeoutMs: 300000, maxConnections: 10000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0,
-    offloadMinBytes: 65536
+    offloadMinBytes: 262144
   })
   t.same(config.taskConcurrency, {})
   t.same(config.taskTimeouts, {})

@@ -34,7 +34,7 @@ function run (job: Job): JobOutcome {
 }
 
 const port = parentPort
-if (port === null) throw new Error('offload-thread.js runs as a worker thread (offloader.ts starts it)')
+if (port === null) throw new Error('offload-thread.js runs as a Node worker_threads thread (offloader.ts starts it)')
 port.on('message', ({ id, job }: JobMessage) => {
   let outcome: JobOutcome
   try {

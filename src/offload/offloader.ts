@@ -1,21 +1,12 @@
-// Keeps the event loop serving while large bodies and results are converted. Parsing,
-// checking and encoding a body of megabytes takes the event loop for as long as it
-// takes: a 16 MiB JSON body of distinct keys held it for 1.6 s, and its answer for
-// as long again, during which no other request, /health or /metrics was answered.
-// Bodies and reply frames of at least OFFLOAD_MIN_BYTES go to one worker thread
-// instead (offload-thread.ts), started at the first of them. One thread: the work is
-// the same whichever thread does it, and one more thread beside Node and the Python
-// workers is what a small machine can spare. Jobs run one at a time, in order.
-// The thread ends after IDLE_STOP_MS without a job: the heap a hostile body grew
-// (hundreds of MB for 16 MiB of distinct keys) goes with it, instead of staying
-// for the life of the process as the event loop's heap does.
+// Converts large bodies and replies on one Node thread (offload-thread.ts), so that
+// the event loop goes on serving meanwhile: without it, a 16 MiB JSON body of
+// distinct keys held the event loop for 1.6 s on its way in and as long on its way out.
 
 import { Worker } from 'node:worker_threads'
-import { getHeapStatistics } from 'node:v8'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
-import { ReceiveFullError, errorOfCode, withExtras } from '../errors.js'
+import { WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply, type TaskInfo } from '../pool/protocol.js'
 import type { TaskInput } from '../routes/body.js'
@@ -24,7 +15,7 @@ import { ownBytes, type Job, type JobOutcome } from './jobs.js'
 import type { JobMessage, OutcomeMessage } from './offload-thread.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
-// whose worker threads inherit the TypeScript loader in execArgv).
+// whose threads inherit the TypeScript loader in execArgv).
 const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
@@ -36,12 +27,15 @@ interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schem
 export interface OffloaderOptions {
   /** Bodies and reply frames of at least this many bytes go to the thread; 0: none do. */
   minBytes: number
-  /** The most body bytes that may wait for the thread at once (RECEIVE_LIMIT_BYTES); 0: no limit. */
-  maxPendingBytes: number
   log: FastifyBaseLogger
-  /** A body refused because maxPendingBytes were waiting (counted with RECEIVE_FULL's other refusals). */
-  onRefused?: () => void
-  /** A job is done (whatever its outcome): for pyfleet_offload_jobs_total. */
+  /**
+   * Counts a body waiting for the thread against RECEIVE_LIMIT_BYTES (routes/receive-limit.ts
+   * holdArrived): throws RECEIVE_FULL past it; returns the function that gives it back.
+   */
+  holdBody?: (bytes: number) => () => void
+  /** True once the server drains: bodies still waiting are answered 503 rather than parsed for a call that cannot run. */
+  isDraining?: () => boolean
+  /** The thread has done a job: for pyfleet_offload_jobs_total. */
   onJobDone?: (op: Job['op']) => void
   /** The thread's script; tests give one that fails. */
   script?: URL
@@ -49,23 +43,47 @@ export interface OffloaderOptions {
   idleStopMs?: number
 }
 
-/** A job's promise, and the body bytes it holds against maxPendingBytes. */
-interface Pending {
+/** A job waiting for the thread or running on it, with its promise. */
+interface Queued {
+  id: number
+  job: Job
   resolve: (outcome: JobOutcome) => void
   reject: (error: Error) => void
+  /** The body bytes it holds against RECEIVE_LIMIT_BYTES (0 for answers), and how to give them back. */
   bodyBytes: number
-  op: Job['op']
+  release: () => void
+  /** False once nobody waits for the outcome (an input job's client left): it is dropped before it runs. */
+  wanted: () => boolean
 }
 
-/** The thread stopped (a bug in it, or out of memory) while a job was waiting for it. */
+/** The thread stopped (a bug in it, or it could not be started) while a job waited for it. */
 export class OffloadThreadError extends Error {
   override name = 'OffloadThreadError'
 }
 
+/** An input job dropped before it ran: its client had left (the route logs the request as abandoned). */
+export class OffloadCancelledError extends Error {
+  override name = 'OffloadCancelledError'
+}
+
+/**
+ * One thread, started at the first job and ended after IDLE_STOP_MS without one: the
+ * heap a body shaped to cost grows (hundreds of MB for 16 MiB of distinct keys) goes
+ * with it, rather than staying for the life of the process as the event loop's does.
+ * One thread, because the work costs the same CPU on any thread, and one more beside
+ * Node and the Python workers is what a small machine can spare. The jobs wait here,
+ * not in the thread's message queue, and it is sent one at a time: answers first (each
+ * holds a worker, which must not wait behind other clients' bodies), then bodies in
+ * order; a body whose client has left, or that arrives while the server drains, is
+ * dropped before it costs anything.
+ */
 export class Offloader {
   readonly #options: OffloaderOptions
   #thread: Worker | undefined
-  readonly #pending = new Map<number, Pending>()
+  readonly #answers: Queued[] = []
+  readonly #inputs: Queued[] = []
+  /** The job the thread is running. */
+  #running: Queued | undefined
   #nextId = 0
   #pendingBodyBytes = 0
   #threadStarts = 0
@@ -84,31 +102,28 @@ export class Offloader {
   }
 
   get minBytes (): number { return this.#options.minBytes }
-  /** Jobs sent to the thread and not yet answered. */
-  get pendingJobs (): number { return this.#pending.size }
-  /** Body bytes waiting for the thread (counted against maxPendingBytes). */
+  /** Jobs waiting for the thread or running on it. */
+  get pendingJobs (): number { return this.#answers.length + this.#inputs.length + (this.#running === undefined ? 0 : 1) }
+  /** Body bytes waiting for the thread or being parsed on it. */
   get pendingBodyBytes (): number { return this.#pendingBodyBytes }
   /** How often the thread was started: again after it failed, or after it ended idle. */
   get threadStarts (): number { return this.#threadStarts }
-  /** Whether the thread is running now (it starts with the first job, and ends after IDLE_STOP_MS without one). */
+  /** Whether the thread is running now. */
   get threadRunning (): boolean { return this.#thread !== undefined }
 
   /**
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
-   * the event loop's path would (400, 415: routes/body.ts), and 503 RECEIVE_FULL when
-   * maxPendingBytes of other bodies are waiting for the thread already. `parseOnly`: the
-   * body is only parsed (its errors thrown); the input returned is then empty.
+   * the event loop's path would (400, 415: routes/body.ts); 503 RECEIVE_FULL when the bodies
+   * waiting would pass RECEIVE_LIMIT_BYTES; 503 WORKERS_UNAVAILABLE while the server drains;
+   * OffloadCancelledError when `clientGone` says nobody waits any more. `parseOnly`: the
+   * body is only parsed (its errors thrown), and the input returned is empty.
    */
-  async input (task: SchemaHolder, body: PendingBody, parseOnly = false): Promise<TaskInput> {
+  async input (task: SchemaHolder, body: PendingBody, parseOnly = false, clientGone: () => boolean = () => false): Promise<TaskInput> {
+    if (this.#draining()) throw shuttingDown()
     const bytes = body.bytes.length
-    const limit = this.#options.maxPendingBytes
-    if (limit > 0 && this.#pendingBodyBytes > 0 && this.#pendingBodyBytes + bytes > limit) {
-      this.#options.onRefused?.()
-      const message = `${this.#pendingBodyBytes} bytes of other request bodies are waiting to be parsed, and this one's ${bytes} would pass RECEIVE_LIMIT_BYTES=${limit}; retry later`
-      throw withExtras(new ReceiveFullError(message), { retryAfterSeconds: 1 })
-    }
-    const job: Job = { op: 'input', kind: body.kind, bytes: ownBytes(body.bytes), schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
-    const outcome = await this.#run(job, bytes)
+    const release = this.#options.holdBody?.(bytes) ?? (() => {})
+    const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
+    const outcome = await this.#enqueue(this.#inputs, job, bytes, release, () => !clientGone())
     if (outcome.t === 'refused') {
       const { code, message, details, parsing } = outcome.error
       const error = errorOfCode(code, message, details)
@@ -123,22 +138,32 @@ export class Offloader {
   }
 
   /**
-   * A large reply frame decoded and written as the answer, in `format`. A thread that
-   * fails is not the worker's doing: the caller turns OffloadThreadError into a 500.
+   * A large reply frame decoded and written as the answer, in `format`. Goes before every
+   * body waiting: its worker is held until it is done. Rejects with OffloadThreadError
+   * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
   async answer (reply: DeferredReply, format: AnswerFormat): Promise<JobOutcome> {
-    const outcome = await this.#run({ op: 'answer', frame: ownBytes(reply.frame), callId: reply.id, format }, 0)
-    return outcome
+    return await this.#enqueue(this.#answers, { op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {}, () => true)
   }
 
-  /** Stops the thread (after the pool has drained: no job is waiting any more). */
+  /**
+   * Stops the thread, after the pool has drained: what still waits is a body whose call
+   * could not run any more (503), or, past the drain's grace, an answer nobody will read.
+   */
   async close (): Promise<void> {
     this.#closed = true
     clearTimeout(this.#idleTimer)
     const thread = this.#thread
     this.#thread = undefined
     if (thread !== undefined) await thread.terminate()
-    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new OffloadThreadError('the server is shutting down'))
+    const left = [...this.#answers.splice(0), ...this.#inputs.splice(0)]
+    if (this.#running !== undefined) left.push(this.#running)
+    this.#running = undefined
+    for (const queued of left) this.#fail(queued, queued.job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
+  }
+
+  #draining (): boolean {
+    return this.#closed || this.#options.isDraining?.() === true
   }
 
   #schemaKey (task: SchemaHolder): string {
@@ -150,38 +175,59 @@ export class Offloader {
     return key
   }
 
-  #run (job: Job, bodyBytes: number): Promise<JobOutcome> {
-    if (this.#closed) return Promise.reject(new OffloadThreadError('the server is shutting down'))
-    const thread = this.#thread ?? this.#start()
-    clearTimeout(this.#idleTimer)
-    this.#idleTimer = undefined
-    const id = ++this.#nextId
-    const bytes = job.op === 'input' ? job.bytes : job.frame
+  #enqueue (queue: Queued[], job: Job, bodyBytes: number, release: () => void, wanted: () => boolean): Promise<JobOutcome> {
+    if (this.#closed) {
+      release()
+      return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
+    }
     return new Promise<JobOutcome>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, bodyBytes, op: job.op })
+      queue.push({ id: ++this.#nextId, job, resolve, reject, bodyBytes, release, wanted })
       this.#pendingBodyBytes += bodyBytes
-      // Held while a job waits: an idle thread must not keep the process alive.
-      if (this.#pending.size === 1) thread.ref()
-      thread.postMessage({ id, job } satisfies JobMessage, [bytes.buffer as ArrayBuffer])
+      this.#pump()
     })
   }
 
-  #settle (id: number): Pending | undefined {
-    const pending = this.#pending.get(id)
-    if (pending === undefined) return undefined
-    this.#pending.delete(id)
-    this.#pendingBodyBytes -= pending.bodyBytes
-    if (this.#pending.size === 0 && this.#thread !== undefined) {
-      this.#thread.unref()
-      this.#idleTimer = setTimeout(this.#stopIdle, this.#options.idleStopMs ?? IDLE_STOP_MS).unref()
+  /** Sends the next job to the thread, if it is free: answers first. */
+  #pump (): void {
+    while (this.#running === undefined && !this.#closed) {
+      const next = this.#answers.shift() ?? this.#inputs.shift()
+      if (next === undefined) {
+        if (this.#thread !== undefined) this.#idleTimer = setTimeout(this.#stopIdle, this.#options.idleStopMs ?? IDLE_STOP_MS).unref()
+        return
+      }
+      if (next.job.op === 'input' && this.#options.isDraining?.() === true) { this.#fail(next, shuttingDown()); continue }
+      if (!next.wanted()) { this.#fail(next, new OffloadCancelledError('the client left before its body was parsed')); continue }
+      clearTimeout(this.#idleTimer)
+      this.#idleTimer = undefined
+      try {
+        const thread = this.#thread ?? this.#start()
+        const bytes = ownBytes(next.job.op === 'input' ? next.job.bytes : next.job.frame)
+        const job = next.job.op === 'input' ? { ...next.job, bytes } : { ...next.job, frame: bytes }
+        this.#running = next
+        thread.ref() // while a job runs: an idle thread must not keep the process alive
+        thread.postMessage({ id: next.id, job } satisfies JobMessage, [bytes.buffer as ArrayBuffer])
+      } catch (error) {
+        // No thread could be started (a pids limit, say), or the job could not be sent.
+        this.#running = undefined
+        this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${(error as Error).message}`))
+      }
     }
-    return pending
+  }
+
+  #finish (queued: Queued): void {
+    this.#pendingBodyBytes -= queued.bodyBytes
+    queued.release()
+  }
+
+  #fail (queued: Queued, error: Error): void {
+    this.#finish(queued)
+    queued.reject(error)
   }
 
   readonly #stopIdle = (): void => {
     this.#idleTimer = undefined
     const thread = this.#thread
-    if (thread === undefined || this.#pending.size > 0) return
+    if (thread === undefined || this.#running !== undefined || this.pendingJobs > 0) return
     // Forgotten first: a job sent from now on starts a new thread, and this one's exit says nothing.
     this.#thread = undefined
     void thread.terminate()
@@ -189,17 +235,24 @@ export class Offloader {
 
   #start (): Worker {
     this.#threadStarts++
-    // The main thread's heap limit: past it, the thread alone ends (ERR_WORKER_OUT_OF_MEMORY)
-    // and its jobs fail, instead of the whole process.
-    const heapMb = Math.floor(getHeapStatistics().heap_size_limit / 1024 / 1024)
-    const thread = new Worker(this.#options.script ?? THREAD_SCRIPT, { name: 'pyfleet-offload', resourceLimits: { maxOldGenerationSizeMb: heapMb } })
+    // The thread's heap has the same limit as the event loop's: running out of it ends the
+    // process, as a body parsed on the event loop would (Node cannot promise to end only the
+    // thread: resourceLimits' termination is best-effort), so its limit is not lowered.
+    const thread = new Worker(this.#options.script ?? THREAD_SCRIPT, { name: 'pyfleet-offload' })
     thread.unref()
     thread.on('message', ({ id, outcome, failed }: OutcomeMessage) => {
-      const pending = this.#settle(id)
-      if (pending === undefined) return
-      this.#options.onJobDone?.(pending.op)
-      if (outcome !== undefined) pending.resolve(outcome)
-      else pending.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
+      const running = this.#running
+      if (running === undefined || running.id !== id) return
+      this.#running = undefined
+      thread.unref()
+      this.#finish(running)
+      if (outcome !== undefined) {
+        this.#options.onJobDone?.(running.job.op)
+        running.resolve(outcome)
+      } else {
+        running.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
+      }
+      this.#pump()
     })
     let reason: string | undefined
     thread.on('error', (error) => { reason = error.message })
@@ -208,10 +261,18 @@ export class Offloader {
       if (this.#thread !== thread) return
       this.#thread = undefined
       const why = reason ?? `it exited with code ${code}`
-      if (this.#pending.size > 0 || reason !== undefined) this.#options.log.error({ jobs: this.#pending.size }, `the offload thread stopped: ${why}; its jobs failed, and the next large body starts a new one`)
-      for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new OffloadThreadError(`the offload thread stopped: ${why}`))
+      const running = this.#running
+      this.#running = undefined
+      this.#options.log.error({ job: running?.job.op }, `the offload thread stopped: ${why}; ${running === undefined ? 'no job was running' : 'the job it was running failed'}, and the next job starts a new one`)
+      if (running !== undefined) this.#fail(running, new OffloadThreadError(`the offload thread stopped: ${why}`))
+      this.#pump()
     })
     this.#thread = thread
     return thread
   }
+}
+
+/** The answer to a body that would be parsed for a call that can no longer run. */
+function shuttingDown (): Error {
+  return withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
 }

@@ -48,7 +48,7 @@ export class Metrics implements PoolObserver {
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
   readonly #connectionsMax: Gauge
-  readonly #offloadJobs: Counter<'job'>
+  readonly #offloadJobs: Counter<'conversion'>
   #offloader: { readonly pendingJobs: number } | undefined
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
@@ -112,8 +112,8 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })
-    this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: job="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large decoded and written)', labelNames: ['job'], registers })
-    for (const job of ['input', 'answer']) this.#offloadJobs.labels(job).inc(0)
+    this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: conversion="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large decoded and written)', labelNames: ['conversion'], registers })
+    for (const conversion of ['input', 'answer']) this.#offloadJobs.labels(conversion).inc(0)
     new Gauge({
       name: 'pyfleet_offload_pending_jobs',
       help: 'Conversions sent to the offload thread and not done yet (it does one at a time)',
@@ -155,8 +155,8 @@ export class Metrics implements PoolObserver {
   }
 
   /** A conversion the offload thread has done. */
-  readonly offloadJobDone = (job: 'input' | 'answer'): void => {
-    this.#offloadJobs.labels(job).inc()
+  readonly offloadJobDone = (conversion: 'input' | 'answer'): void => {
+    this.#offloadJobs.labels(conversion).inc()
   }
 
   readonly receiveRefused = (): void => {

@@ -58,10 +58,10 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   // Its thread starts with the first large body or reply, if one ever comes.
   const offloader = new Offloader({
     minBytes: config.offloadMinBytes,
-    // The bytes of bodies waiting for the thread are bodies received and not yet queued: the same bound.
-    maxPendingBytes: config.receiveLimitBytes,
     log: fastify.log.child({ component: 'offload' }),
-    onRefused: fastify.metrics.receiveRefused,
+    // Bodies waiting for the thread are held as bytes, as while they arrived: the same bound.
+    holdBody: (bytes) => fastify.receiving.holdArrived(bytes),
+    isDraining: () => pool?.isDraining === true,
     onJobDone: fastify.metrics.offloadJobDone
   })
   let lastDrift = ''
@@ -74,7 +74,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
         pool?.onWorkerExit(w)
       },
       onStderrDropped: fastify.metrics.stderrLinesDropped,
-      offloadBytes: config.offloadMinBytes
+      offloadMinBytes: config.offloadMinBytes
     })
     log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
     warnOnDrift(worker)
@@ -143,7 +143,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     // close what would otherwise hold the server open (see connections.ts).
     await connections.settle(RESPONSE_FLUSH_MS)
   })
-  // Every call has been answered: no job is left for the thread.
+  // After the drain: every admitted call has its answer, and bodies still waiting are answered 503.
   fastify.addHook('onClose', async () => { await offloader.close() })
 }
 

@@ -202,9 +202,11 @@ export class Admission {
   /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
   #enqueue (waiter: Waiter, atFront = false): void {
     const { call } = waiter
-    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
+    // What is left of the client's budget once its large body was parsed (call.ts waitedMs).
+    const budgetLeftMs = call.budgetMs === undefined ? undefined : call.budgetMs - (call.waitedMs ?? 0)
+    const byBudget = budgetLeftMs !== undefined && budgetLeftMs < this.#options.queueTimeoutMs
     const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
-    const remainingMs = Math.max(1, waitMs - (performance.now() - waiter.enqueuedAt))
+    const remainingMs = Math.max(1, (byBudget ? budgetLeftMs : waitMs) - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#queuedBytes += call.inputBytes ?? 0
     waiter.timer = setTimeout(() => {

@@ -41,7 +41,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   }
   const startedAt = performance.now()
   call.queueMs = startedAt - waiter.enqueuedAt
-  const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - call.queueMs : Infinity
+  const budgetLeftMs = call.budgetMs !== undefined ? call.budgetMs - (call.waitedMs ?? 0) - call.queueMs : Infinity
   if (budgetLeftMs <= 0) {
     admission.expired(waiter)
     void pool.giveBack(worker)
@@ -72,14 +72,23 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     })
     : undefined
   let reply: ReplyMessage
+  /** When the worker's reply arrived, for a large one the offload thread then converts. */
+  let ranMs: number | undefined
   try {
     const received = await pending
-    // Held while the thread decodes a large reply: if the frame broke the protocol, the
-    // worker must go, and it must not have taken another call meanwhile.
-    reply = received.t === MSG_DEFERRED ? await finishDeferred(received, call, worker, pool) : received
+    if (received.t === MSG_DEFERRED) {
+      // The worker has answered: the run, and the client's budget, end here, not once the
+      // thread has written the answer. The worker is held meanwhile: if the frame broke the
+      // protocol it must go, and it must not have taken another call.
+      ranMs = performance.now() - startedAt
+      budget?.stop()
+      reply = await finishDeferred(received, call, worker, pool)
+    } else {
+      reply = received
+    }
   } catch (error) {
     const answered = budget?.stop() ?? false
-    if (!answered) call.runMs = performance.now() - startedAt
+    if (!answered) call.runMs = ranMs ?? performance.now() - startedAt
     admission.finished(waiter)
     const failure = error instanceof WorkerCallError ? error.failure : 'crash'
     const byShutdown = pool.stoppedByShutdown(worker, failure)
@@ -96,7 +105,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     return
   }
   const answered = budget?.stop() ?? false
-  if (!answered) call.runMs = performance.now() - startedAt
+  if (!answered) call.runMs = ranMs ?? performance.now() - startedAt
   admission.finished(waiter)
   const back = pool.giveBack(worker)
   // Answered once the worker is back in the pool: a client that calls again at once must
@@ -124,8 +133,9 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
     outcome = await pool.offloader.answer(reply, format)
   } catch (error) {
     if (!(error instanceof OffloadThreadError)) throw error
-    // Not the worker's doing, nor the task's: a 500 whose reason is in the log.
-    return { t: MSG_ERROR, id: reply.id, kind: KIND_FAILED, type: 'OffloadThreadError', message: error.message }
+    // Not the worker's doing, which stays: a 500 TASK_FAILED (outcome "failed": the task's
+    // answer was lost), whose log line names the offload thread as the cause.
+    return { t: MSG_ERROR, id: reply.id, kind: KIND_FAILED, type: 'OffloadThreadError', message: `the offload thread could not write the answer: ${error.message}` }
   }
   switch (outcome.t) {
     case 'answer': {

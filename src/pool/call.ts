@@ -28,6 +28,11 @@ export interface Call {
   readonly inputBytes?: number
   /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */
   readonly budgetMs?: number
+  /**
+   * Time the call's budget had spent before it reached the pool: its large body waited for
+   * the offload thread and was parsed there (offload/offloader.ts). 0 or absent for the rest.
+   */
+  readonly waitedMs?: number
   /** Subscribes to "the client has gone" while the call waits; returns an unsubscribe function. */
   readonly onClientGone?: (cancel: () => void) => () => void
   queueMs: number

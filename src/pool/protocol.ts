@@ -66,7 +66,7 @@ export interface ErrorMessage {
 /**
  * A reply frame left undecoded: it is large, and the offload thread decodes it and
  * writes the answer (pool/call-run.ts). Not a message of the protocol: PythonWorker
- * makes it instead of decoding (its offloadBytes option).
+ * makes it instead of decoding (its offloadMinBytes option).
  */
 export interface DeferredReply {
   t: typeof MSG_DEFERRED

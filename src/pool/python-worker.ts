@@ -34,9 +34,9 @@ export interface WorkerOptions {
   onStderrDropped?: (lines: number) => void
   /**
    * Reply frames of at least this many bytes are not decoded here: the call resolves with
-   * a DeferredReply holding the frame, for the offload thread (0: every frame is decoded).
+   * a DeferredReply holding the frame, for the offload thread (OFFLOAD_MIN_BYTES; 0: every frame is decoded).
    */
-  offloadBytes?: number
+  offloadMinBytes?: number
 }
 
 /** The longest a late task timeout waits for a reply still arriving (late-timer.ts). */
@@ -139,7 +139,7 @@ export class PythonWorker {
 
   /**
    * Sends one call and resolves with the worker's reply (a result or a task error), or
-   * with its frame undecoded when it is large (a DeferredReply: see offloadBytes).
+   * with its frame undecoded when it is large (a DeferredReply: see offloadMinBytes).
    * Rejects with WorkerCallError when the worker times out, dies or breaks the
    * protocol; the worker is then dead or being killed and must not be reused.
    * Throws synchronously (before anything is sent) if the input cannot be encoded.
@@ -254,8 +254,8 @@ export class PythonWorker {
         return
       }
       case 'busy': {
-        const offloadBytes = this.#options.offloadBytes ?? 0
-        const reply = offloadBytes > 0 && body.length >= offloadBytes
+        const offloadMinBytes = this.#options.offloadMinBytes ?? 0
+        const reply = offloadMinBytes > 0 && body.length >= offloadMinBytes
           ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const
           : decodeReply(body, this.#callId)
         const resolve = this.#resolve

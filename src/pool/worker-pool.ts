@@ -33,7 +33,7 @@ export interface PoolOptions {
   spawn: (id: number, signal?: AbortSignal) => Promise<PythonWorker>
   log: FastifyBaseLogger
   observer: PoolObserver
-  /** Decodes large replies off the event loop, for workers spawned with offloadBytes (offload/offloader.ts). */
+  /** Decodes large replies off the event loop, for workers spawned with offloadMinBytes (offload/offloader.ts). */
   offloader?: CallRunPool['offloader']
 }
 

@@ -236,7 +236,7 @@ async function offloadedInput (task: Task, request: FastifyRequest, body: Pendin
   } catch (error) {
     misplaced = error as Error
   }
-  const input = await request.server.offloader.input(task, body, misplaced !== undefined)
+  const input = await request.server.offloader.input(task, body, misplaced !== undefined, () => request.raw.socket.destroyed)
   if (misplaced !== undefined) throw misplaced
   return input
 }

@@ -127,12 +127,30 @@ export class ReceiveLimit {
     return counter
   }
 
+  /**
+   * Counts a body that has arrived and waits to be converted on the offload thread
+   * (offload/offloader.ts): held as bytes as it was while it arrived, so it stays in the
+   * same bound. Throws RECEIVE_FULL if it would take the count past the limit while other
+   * bodies are counted (one alone always goes). Returns the function that gives it back.
+   */
+  holdArrived (bytes: number): () => void {
+    if (this.#limitBytes === 0) return () => {}
+    this.#check(bytes, 0, 'being received or waiting to be parsed')
+    this.#bytes += bytes
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      this.#bytes -= bytes
+    }
+  }
+
   /** Throws RECEIVE_FULL if `bytes` more would take the count past the limit, unless the request's own bytes are all there is. */
-  #check (bytes: number, alreadyHeld: number): void {
+  #check (bytes: number, alreadyHeld: number, what = 'being received'): void {
     const others = this.#bytes - alreadyHeld
     if (others === 0 || this.#bytes + bytes <= this.#limitBytes) return
     this.#onRefused()
-    const message = `${others} bytes of other request bodies are being received, and this one's ${alreadyHeld + bytes} would pass RECEIVE_LIMIT_BYTES=${this.#limitBytes}; retry later`
+    const message = `${others} bytes of other request bodies are ${what}, and this one's ${alreadyHeld + bytes} would pass RECEIVE_LIMIT_BYTES=${this.#limitBytes}; retry later`
     throw withExtras(new ReceiveFullError(message), { retryAfterSeconds: 1 })
   }
 

@@ -3,9 +3,11 @@
 
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidInputError, TaskNotFoundError } from '../errors.js'
+import { InvalidInputError, TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
+import { OffloadCancelledError } from '../offload/offloader.js'
+import type { Task } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
+import { addBodyParsers, bodyBytes, encodingProblem, inputFor, type TaskInput } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { logAbandoned } from '../request-log.js'
@@ -74,6 +76,26 @@ function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
   return calls
 }
 
+/**
+ * A large body's input, from the offload thread. A client that left while its body waited
+ * for the thread, or was parsed on it, is cancelled as a queued call is (SPEC §7): counted,
+ * logged as abandoned, and never run.
+ */
+async function offloadedInput (prepared: Promise<TaskInput>, task: Task, request: FastifyRequest, reply: FastifyReply): Promise<TaskInput> {
+  let input: TaskInput | undefined
+  try {
+    input = await prepared
+  } catch (error) {
+    if (!(error instanceof OffloadCancelledError)) throw error
+  }
+  if (input !== undefined && !request.raw.socket.destroyed) return input
+  const call: Call = { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: 'cancelled' }
+  request.server.metrics.callRefused(call, 'cancelled')
+  const error = new WorkersUnavailableError('the client went away while its body waited to be parsed')
+  logAbandoned(request, reply, call, error)
+  throw error
+}
+
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
   addBodyParsers(fastify)
 
@@ -114,8 +136,9 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
     const prepared = inputFor(task, request)
+    const before = prepared instanceof Promise ? performance.now() : 0
     // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
-    const { input, holdsWideNumbers } = prepared instanceof Promise ? await prepared : prepared
+    const { input, holdsWideNumbers } = prepared instanceof Promise ? await offloadedInput(prepared, task, request, reply) : prepared
     const call: Call = {
       task,
       input,
@@ -123,6 +146,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       requestId: request.id,
       inputBytes: bodyBytes(request),
       budgetMs: budgetMs(request),
+      waitedMs: before === 0 ? 0 : performance.now() - before,
       onClientGone: clientGone(request, reply),
       wantsMsgpack: wantsMsgpack(request),
       queueMs: 0,

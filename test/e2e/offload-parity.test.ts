@@ -92,8 +92,8 @@ function sample (text: string, name: string, labels: string): number {
 async function offloadJobs (url: string): Promise<{ input: number, answer: number }> {
   const text = await (await fetch(`${url}/metrics`)).text()
   return {
-    input: sample(text, 'pyfleet_offload_jobs_total', 'job="input"'),
-    answer: sample(text, 'pyfleet_offload_jobs_total', 'job="answer"')
+    input: sample(text, 'pyfleet_offload_jobs_total', 'conversion="input"'),
+    answer: sample(text, 'pyfleet_offload_jobs_total', 'conversion="answer"')
   }
 }
 
@@ -381,13 +381,13 @@ for (const row of rows) {
 
 t.test('the thread did the work on one server only, and has nothing left waiting', async (t) => {
   const loopText = await (await fetch(`${eventLoop.url}/metrics`)).text()
-  t.equal(sample(loopText, 'pyfleet_offload_jobs_total', 'job="input"'), 0, 'OFFLOAD_MIN_BYTES=0: no body went to the thread')
-  t.equal(sample(loopText, 'pyfleet_offload_jobs_total', 'job="answer"'), 0, 'OFFLOAD_MIN_BYTES=0: no reply went to the thread')
+  t.equal(sample(loopText, 'pyfleet_offload_jobs_total', 'conversion="input"'), 0, 'OFFLOAD_MIN_BYTES=0: no body went to the thread')
+  t.equal(sample(loopText, 'pyfleet_offload_jobs_total', 'conversion="answer"'), 0, 'OFFLOAD_MIN_BYTES=0: no reply went to the thread')
   t.equal(eventLoop.app.offloader.threadStarts, 0, 'its thread was never started')
   const text = await (await fetch(`${offloading.url}/metrics`)).text()
   t.ok(expectedInputJobs > 50 && expectedAnswerJobs > 50, `the rows sent ${expectedInputJobs} bodies and ${expectedAnswerJobs} replies through the thread`)
-  t.equal(sample(text, 'pyfleet_offload_jobs_total', 'job="input"'), expectedInputJobs, 'OFFLOAD_MIN_BYTES=1: every JSON and msgpack body went to the thread')
-  t.equal(sample(text, 'pyfleet_offload_jobs_total', 'job="answer"'), expectedAnswerJobs, 'OFFLOAD_MIN_BYTES=1: every reply went to the thread')
+  t.equal(sample(text, 'pyfleet_offload_jobs_total', 'conversion="input"'), expectedInputJobs, 'OFFLOAD_MIN_BYTES=1: every JSON and msgpack body went to the thread')
+  t.equal(sample(text, 'pyfleet_offload_jobs_total', 'conversion="answer"'), expectedAnswerJobs, 'OFFLOAD_MIN_BYTES=1: every reply went to the thread')
   t.equal(sample(text, 'pyfleet_offload_pending_jobs', ''), 0, 'no job is left waiting')
   t.equal(offloading.app.offloader.threadStarts, 1, 'one thread did it all: none of the rows made it fail')
   // Same pool state after the same traffic: no row cost a worker on one server and not the other.

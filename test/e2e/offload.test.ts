@@ -4,35 +4,36 @@
 // offload-parity.test.ts. The thread itself, failing for real: test/offload/.)
 
 import t from 'tap'
+import { connect } from 'node:net'
 import { pack } from 'msgpackr'
-import { callTask, FIXTURES, getJson, startServer } from '../helpers/server.js'
+import { callTask, FIXTURES, getJson, startServer, waitFor } from '../helpers/server.js'
 
 const OFFLOAD_TASKS = { TASK_MODULES: 'offload_tasks', PYTHONPATH: FIXTURES }
 
 /** pyfleet_offload_jobs_total by job, from /metrics. */
 async function offloadJobs (url: string): Promise<{ input: number, answer: number }> {
   const text = await (await fetch(`${url}/metrics`)).text()
-  const count = (job: string): number => Number(new RegExp(`^pyfleet_offload_jobs_total\\{job="${job}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN)
+  const count = (job: string): number => Number(new RegExp(`^pyfleet_offload_jobs_total\\{conversion="${job}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN)
   return { input: count('input'), answer: count('answer') }
 }
 
-t.test('by default, bodies and replies from 64 KiB go to the thread and smaller ones stay on the event loop', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1' })
-  t.equal(server.app.offloader.minBytes, 64 * 1024, 'OFFLOAD_MIN_BYTES defaults to 64 KiB')
-  const small = { text: 'x'.repeat(1000) }
+t.test('by default, bodies and replies from 256 KiB go to the thread and smaller ones stay on the event loop', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', ...OFFLOAD_TASKS })
+  t.equal(server.app.offloader.minBytes, 256 * 1024, 'OFFLOAD_MIN_BYTES defaults to 256 KiB')
+  const small = { text: 'x'.repeat(200_000) }
   t.same((await callTask(server.url, 'echo', small)).json, small)
-  t.same(await offloadJobs(server.url), { input: 0, answer: 0 }, 'a 1 KB body and its answer: no job')
+  t.same(await offloadJobs(server.url), { input: 0, answer: 0 }, 'a 200 KB body and its answer: no job')
 
-  const large = { text: 'é'.repeat(40_000) } // 80 KB as UTF-8
+  const large = { text: 'é'.repeat(150_000) } // 300 KB as UTF-8
   const reply = await callTask(server.url, 'echo', large)
   t.equal(reply.status, 200)
   t.same(reply.json, large)
-  t.same(await offloadJobs(server.url), { input: 1, answer: 1 }, 'an 80 KB body and its answer: one job each')
+  t.same(await offloadJobs(server.url), { input: 1, answer: 1 }, 'a 300 KB body and its answer: one job each')
 
   // A small body whose answer is large: only the answer goes.
-  const digest = await callTask(server.url, 'echo', { data: 'y' }, { accept: 'application/msgpack' })
-  t.equal(digest.status, 200)
-  t.same(await offloadJobs(server.url), { input: 1, answer: 1 })
+  const big = await callTask(server.url, 'offload.big', { n: 300_000 })
+  t.equal(big.json.text.length, 300_000)
+  t.same(await offloadJobs(server.url), { input: 1, answer: 2 })
 })
 
 t.test('OFFLOAD_MIN_BYTES=0 turns the thread off', async (t) => {
@@ -80,13 +81,13 @@ t.test('a large reply frame that breaks the protocol: 502, the worker replaced a
   }
 })
 
-t.test('the thread unable to take work: a large body gets a 500, a large reply a 500 TASK_FAILED, and no worker is blamed', async (t) => {
+t.test('the offload thread closed (as at shutdown): a large body gets 503, a large reply a 500 TASK_FAILED, and no worker is blamed', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024', ...OFFLOAD_TASKS })
-  // As after a failure to start it: closed, every job is refused with OffloadThreadError.
   await server.app.offloader.close()
   const body = await callTask(server.url, 'echo', { text: 'x'.repeat(2000) })
-  t.equal(body.status, 500)
-  t.notMatch(body.text, /OffloadThreadError|shutting down/, 'the reason stays in the log')
+  t.equal(body.status, 503)
+  t.match(body.json, { code: 'WORKERS_UNAVAILABLE', message: /shutting down/ })
+  t.equal(body.headers.get('retry-after'), '1')
   const answer = await callTask(server.url, 'offload.big', { n: 5000 }, { 'x-request-id': 'no-thread' })
   t.equal(answer.status, 500)
   t.equal(answer.json.code, 'TASK_FAILED')
@@ -103,4 +104,26 @@ t.test('a large msgpack body with an extension type is refused with the event lo
   t.equal(reply.status, 400)
   t.equal(reply.json.code, 'INVALID_INPUT')
   t.match(reply.json.message, /extension/)
+})
+
+t.test('a client that leaves while its body waits for the thread: its call is cancelled, never run', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024' })
+  // A body that keeps the thread busy for a while: ~8 MB of distinct keys.
+  const keys: Record<string, number> = {}
+  for (let i = 0; i < 400_000; i++) keys[`key-${i}`] = i
+  const busy = callTask(server.url, 'echo', keys)
+  await waitFor(() => server.app.offloader.pendingJobs >= 1, 10_000, 'the large body to reach the thread')
+  const { port } = new URL(server.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  socket.on('error', () => {})
+  const body = JSON.stringify({ text: 'y'.repeat(2000) })
+  socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: gone-while-waiting\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor(() => server.app.offloader.pendingJobs >= 2, 10_000, 'the second body to wait behind the first')
+  socket.destroy()
+  t.equal((await busy).status, 200)
+  await waitFor(() => server.logs.some((line) => line.requestId === 'gone-while-waiting' && /request abandoned/.test(String(line.msg))), 10_000, 'the abandoned request\'s log line')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.workers[0].calls, 1, 'the worker ran the first call only')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyworker_calls_total\{task="echo",outcome="cancelled"\} 1$/m, 'counted as cancelled, as a queued call whose client left')
 })

@@ -4,26 +4,36 @@
 import t from 'tap'
 import pino from 'pino'
 import { pack } from 'msgpackr'
-import { Offloader, OffloadThreadError } from '../../src/offload/offloader.js'
+import { OffloadCancelledError, Offloader, OffloadThreadError } from '../../src/offload/offloader.js'
 import { PendingBody } from '../../src/offload/encoded.js'
 import { ownBytes } from '../../src/offload/jobs.js'
 import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol.js'
 import { encodeFrame } from '../../src/pool/frames.js'
 import { InvalidInputError, ReceiveFullError, ValidationError } from '../../src/errors.js'
+import { ReceiveLimit } from '../../src/routes/receive-limit.js'
 import { waitFor, type Teardown } from '../helpers/server.js'
 
 const FIXTURE_THREADS = new URL('../fixtures/offload-threads/', import.meta.url)
 const task = { name: 'sum', schema: { type: 'object', required: ['values'], properties: { values: { type: 'array', items: { type: 'number' } } } } }
 
-function offloader (t: Teardown, options: { script?: string, maxPendingBytes?: number, lines?: string[], idleStopMs?: number } = {}): Offloader {
+interface Options {
+  script?: string | URL
+  lines?: string[]
+  idleStopMs?: number
+  holdBody?: (bytes: number) => () => void
+  isDraining?: () => boolean
+  done?: string[]
+}
+
+function offloader (t: Teardown, options: Options = {}): Offloader {
   const log = pino({ level: 'info' }, { write (line: string) { options.lines?.push(JSON.parse(line).msg as string) } })
-  const done: string[] = []
   const offload = new Offloader({
     minBytes: 1,
-    maxPendingBytes: options.maxPendingBytes ?? 0,
     log,
-    onJobDone: (op) => { done.push(op) },
-    script: options.script === undefined ? undefined : new URL(options.script, FIXTURE_THREADS),
+    holdBody: options.holdBody,
+    isDraining: options.isDraining,
+    onJobDone: (op) => { options.done?.push(op) },
+    script: typeof options.script === 'string' ? new URL(options.script, FIXTURE_THREADS) : options.script,
     idleStopMs: options.idleStopMs
   })
   t.teardown(async () => { await offload.close() })
@@ -107,19 +117,79 @@ t.test('a thread that throws fails its job with the error\'s message', async (t)
   t.match(error, { message: /a bug in the thread/ })
 })
 
-t.test('bodies waiting for the thread are bounded: past maxPendingBytes a body gets 503 RECEIVE_FULL; one alone always goes', async (t) => {
-  const offload = offloader(t, { script: 'stalls.mjs', maxPendingBytes: 100 })
+t.test('bodies waiting for the thread count against RECEIVE_LIMIT_BYTES with those being received; one alone always goes', async (t) => {
+  const refused: number[] = []
+  const receiving = new ReceiveLimit(100, 1000, () => { refused.push(1) })
+  const offload = offloader(t, { script: 'stalls.mjs', holdBody: (bytes) => receiving.holdArrived(bytes) })
   // Larger than the bound: alone, it is taken.
   const first = offload.input(task, new PendingBody(Buffer.alloc(150, 0x20), 'json')).catch((e: Error) => e)
   t.equal(offload.pendingBodyBytes, 150)
+  t.equal(receiving.bytes, 150, 'counted with the bodies being received')
   const second = await offload.input(task, new PendingBody(Buffer.alloc(10, 0x20), 'json')).catch((e: Error) => e)
   t.ok(second instanceof ReceiveFullError, 'refused while the first waits')
-  t.match(second, { statusCode: 503, retryAfterSeconds: 1, message: /150 bytes of other request bodies are waiting to be parsed/ })
+  t.match(second, { statusCode: 503, retryAfterSeconds: 1, message: /^150 bytes of other request bodies are being received or waiting to be parsed, and this one's 10 would pass RECEIVE_LIMIT_BYTES=100/ })
+  t.equal(refused.length, 1, 'counted as a RECEIVE_FULL refusal')
   t.equal(offload.pendingJobs, 1, 'the refused body was not sent')
   await offload.close()
-  t.ok(await first instanceof OffloadThreadError, 'closing fails what still waits, rather than leaving it for ever')
+  t.match(await first, { code: 'WORKERS_UNAVAILABLE', statusCode: 503 }, 'closing answers what still waits with 503, rather than leaving it for ever')
+  t.equal(receiving.bytes, 0, 'and gives its bytes back')
   const after = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
-  t.match(after, { name: 'OffloadThreadError', message: /shutting down/ }, 'and refuses new jobs')
+  t.match(after, { code: 'WORKERS_UNAVAILABLE', message: /shutting down/ }, 'and refuses new jobs')
+})
+
+t.test('answers go before bodies waiting: each holds a worker', async (t) => {
+  const done: string[] = []
+  const offload = offloader(t, { done })
+  const order: string[] = []
+  const body = (text: string): PendingBody => new PendingBody(Buffer.from(text), 'json')
+  // The first body goes to the thread at once; the second waits; the answer, sent last, passes it.
+  const jobs = [
+    offload.input(task, body('{"values": [1]}')).then(() => { order.push('body 1') }),
+    offload.input(task, body('{"values": [2]}')).then(() => { order.push('body 2') }),
+    offload.answer({ t: MSG_DEFERRED, id: 3, frame: resultFrame(3, 'x') }, 'json').then(() => { order.push('answer') })
+  ]
+  t.equal(offload.pendingJobs, 3)
+  await Promise.all(jobs)
+  t.same(order, ['body 1', 'answer', 'body 2'])
+  t.same(done, ['input', 'answer', 'input'])
+  t.equal(offload.pendingJobs, 0)
+})
+
+t.test('a body nobody waits for any more is dropped before it is parsed', async (t) => {
+  const done: string[] = []
+  const offload = offloader(t, { done })
+  let gone = false
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'))
+  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), false, () => gone).catch((e: Error) => e)
+  gone = true // the client left while its body waited behind the first
+  await first
+  t.ok(await second instanceof OffloadCancelledError)
+  t.same(done, ['input'], 'only the first was parsed')
+})
+
+t.test('while the server drains, bodies are answered 503 instead of being parsed for a call that cannot run', async (t) => {
+  let draining = false
+  const done: string[] = []
+  const offload = offloader(t, { isDraining: () => draining, done })
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'))
+  const waiting = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json')).catch((e: Error) => e)
+  draining = true
+  t.ok((await first).input instanceof EncodedInput, 'the body being parsed is finished (the pool answers its call 503)')
+  t.match(await waiting, { code: 'WORKERS_UNAVAILABLE', statusCode: 503, retryAfterSeconds: 1 }, 'the one waiting is answered at once')
+  const late = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
+  t.match(late, { code: 'WORKERS_UNAVAILABLE' }, 'and so is one that comes later')
+  t.same(done, ['input'])
+  // Answers still go: their calls were admitted, and the drain waits for them.
+  const answer = await offload.answer({ t: MSG_DEFERRED, id: 1, frame: resultFrame(1, 'ok') }, 'json')
+  t.equal(answer.t, 'answer')
+})
+
+t.test('a thread that cannot be started fails the job with OffloadThreadError, not a crash of the caller', async (t) => {
+  const offload = offloader(t, { script: new URL('https://example.invalid/thread.mjs') })
+  const error = await offload.answer({ t: MSG_DEFERRED, id: 1, frame: resultFrame(1, 'x') }, 'json').catch((e: Error) => e)
+  t.ok(error instanceof OffloadThreadError)
+  t.match(error, { message: /could not take the job/ })
+  t.equal(offload.pendingJobs, 0)
 })
 
 t.test('ownBytes: bytes that own their buffer move as they are; a view into a larger buffer is copied', async (t) => {

@@ -188,6 +188,16 @@ t.test('a budget shorter than QUEUE_TIMEOUT_MS bounds the wait, and the error sa
   t.same(h.counted, ['echo:queue_timeout'])
 })
 
+t.test('the time a large body waited for the offload thread counts against the budget', async (t) => {
+  // A budget as long as QUEUE_TIMEOUT_MS, all but 20 ms of it spent before the call reached the
+  // pool: the budget, not QUEUE_TIMEOUT_MS, bounds the wait (20 ms), and the error says so.
+  const h = harness({ queueTimeoutMs: 60_000 })
+  const error = await rejection(h.admission.admit(call(task('echo'), { budgetMs: 60_000, waitedMs: 59_980 })))
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.match(error.message, /60000 ms \(the x-request-timeout-ms budget\)/, 'the message names the client\'s budget')
+  t.same(h.counted, ['echo:queue_timeout'])
+})
+
 t.test('a client that goes away while queued is settled as cancelled and leaves the queue', async (t) => {
   const h = harness()
   let goAway: (() => void) | undefined
