@@ -9,7 +9,8 @@
 // side, because this machine is noisy.
 
 import { fork, spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Packr } from 'msgpackr'
@@ -23,6 +24,7 @@ const option = (name, fallback) => { const at = args.indexOf(name); return at ==
 const REPS = Number(option('--reps', '3'))
 const SIZE = Number(option('--mib', '16')) * 1024 * 1024 - 1024
 const PYTHON = option('--python', process.env.PYTHON ?? '/usr/bin/python3')
+const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-stall-'))
 
 /** Bodies of about SIZE bytes: the costly shape (distinct keys), an ordinary one (records), and the costly one as msgpack. */
 function bodies () {
@@ -40,8 +42,7 @@ function bodies () {
 
 async function startPyfleet (label, env) {
   const port = await freePort()
-  mkdirSync(join(BENCH, 'results'), { recursive: true })
-  const fd = openSync(join(BENCH, 'results', `stall-${label}.log`), 'w')
+  const fd = openSync(join(LOGS, `${label}.log`), 'w')
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'server.js')], {
     cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', ...env }
   })
@@ -81,7 +82,7 @@ try {
     const ratios = runs.offload.map((on, i) => runs['event-loop'][i].stallMs / on.stallMs)
     rows.push(`| ${body.name}, ${(body.bytes.length / 1024 / 1024).toFixed(1)} MiB | ${fmt(runs['event-loop'].map((r) => r.stallMs))} | ${fmt(runs.offload.map((r) => r.stallMs))} | ${median(ratios).toFixed(1)}× | ${fmt(runs['event-loop'].map((r) => r.callMs))} | ${fmt(runs.offload.map((r) => r.callMs))} |`)
   }
-  console.log(`\n${REPS} repetitions, medians (min–max), ms; pyfleet ${ROOT}, Python ${PYTHON}\n`)
+  console.log(`\n${REPS} repetitions, medians (min–max), ms; pyfleet ${ROOT}, Python ${PYTHON}; server logs in ${LOGS}\n`)
   console.log('| body sent to echo | slowest /health, event loop (OFFLOAD_MIN_BYTES=0) | slowest /health, offload thread (default) | event loop ÷ thread | the call itself, event loop | the call itself, thread |')
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const row of rows) console.log(row)

@@ -13,7 +13,7 @@ export interface OutcomeMessage { id: number, outcome?: JobOutcome, failed?: str
 
 /**
  * Compiled validators by their schema's JSON. Bounded: each reload may bring new
- * schemas, and this thread lives as long as the server. Ajv instances are not shared
+ * schemas, and this thread may serve for as long as large bodies keep coming. Ajv instances are not shared
  * between schemas, for the reason task-registry.ts gives ($id clashes).
  */
 const validators = new Map<string, ValidateFunction>()
