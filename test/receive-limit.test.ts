@@ -204,3 +204,25 @@ t.test('tiny chunks between large ones are passed on as exact copies, in order',
   t.ok(held <= 40 * 16 * 1024, `large pieces hold ${held} bytes for ${40 * 16 * 1024} of them`)
   for (const chunk of received) t.ok(chunk.buffer.byteLength <= Math.max(8192, chunk.length))
 })
+
+t.test('a body waiting for the offload thread keeps its share, counted once; one with no share is counted anew, within the limit', async (t) => {
+  const limit = new ReceiveLimit(30_000, 1_000_000, () => {})
+  const body = enter(limit, { 'content-length': '20000' })
+  body.raw.write(Buffer.alloc(20_000))
+  await tick()
+  t.equal(limit.bytes, 20_000)
+  const release = limit.holdArrived(20_000, body.raw as unknown as FastifyRequest['raw'])
+  t.equal(limit.bytes, 20_000, 'taken over, not counted twice (2 × 20,000 would pass the limit of 30,000)')
+  body.raw.emit('close') // the request closes once its body is read: the share is the offload's now
+  t.equal(limit.bytes, 20_000, 'still held while it waits for the thread')
+  t.throws(() => limit.holdArrived(15_000), { code: 'RECEIVE_FULL' }, 'another body past the limit is refused')
+  const other = limit.holdArrived(5_000) // a body whose share was given back already: counted anew
+  t.equal(limit.bytes, 25_000)
+  release()
+  release()
+  other()
+  t.equal(limit.bytes, 0, 'each given back once')
+  const alone = limit.holdArrived(50_000)
+  t.equal(limit.bytes, 50_000, 'one body alone always goes, whatever its size')
+  alone()
+})

@@ -2,6 +2,7 @@
 // the event loop goes on serving meanwhile: without it, a 16 MiB JSON body of
 // distinct keys held the event loop for 1.6 s on its way in and as long on its way out.
 
+import type { IncomingMessage } from 'node:http'
 import { Worker } from 'node:worker_threads'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,15 +25,25 @@ export const IDLE_STOP_MS = 30_000
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
 
+export interface InputOptions {
+  /** Only parse the body (its errors thrown); the input returned is then empty. */
+  parseOnly?: boolean
+  /** True once nobody waits for the input: it is dropped before it is parsed. */
+  clientGone?: () => boolean
+  /** The request the body came with, whose share of RECEIVE_LIMIT_BYTES the body keeps. */
+  request?: IncomingMessage
+}
+
 export interface OffloaderOptions {
   /** Bodies and reply frames of at least this many bytes go to the thread; 0: none do. */
   minBytes: number
   log: FastifyBaseLogger
   /**
    * Counts a body waiting for the thread against RECEIVE_LIMIT_BYTES (routes/receive-limit.ts
-   * holdArrived): throws RECEIVE_FULL past it; returns the function that gives it back.
+   * holdArrived), taking over the share its request held while it arrived: throws
+   * RECEIVE_FULL past it; returns the function that gives it back.
    */
-  holdBody?: (bytes: number) => () => void
+  holdBody?: (bytes: number, request?: IncomingMessage) => () => void
   /** True once the server drains: bodies still waiting are answered 503 rather than parsed for a call that cannot run. */
   isDraining?: () => boolean
   /** The thread has done a job: for pyfleet_offload_jobs_total. */
@@ -115,13 +126,12 @@ export class Offloader {
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
    * the event loop's path would (400, 415: routes/body.ts); 503 RECEIVE_FULL when the bodies
    * waiting would pass RECEIVE_LIMIT_BYTES; 503 WORKERS_UNAVAILABLE while the server drains;
-   * OffloadCancelledError when `clientGone` says nobody waits any more. `parseOnly`: the
-   * body is only parsed (its errors thrown), and the input returned is empty.
+   * OffloadCancelledError when `clientGone` says nobody waits any more.
    */
-  async input (task: SchemaHolder, body: PendingBody, parseOnly = false, clientGone: () => boolean = () => false): Promise<TaskInput> {
+  async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, clientGone = () => false, request }: InputOptions = {}): Promise<TaskInput> {
     if (this.#draining()) throw shuttingDown()
     const bytes = body.bytes.length
-    const release = this.#options.holdBody?.(bytes) ?? (() => {})
+    const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     const outcome = await this.#enqueue(this.#inputs, job, bytes, release, () => !clientGone())
     if (outcome.t === 'refused') {

@@ -60,7 +60,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     minBytes: config.offloadMinBytes,
     log: fastify.log.child({ component: 'offload' }),
     // Bodies waiting for the thread are held as bytes, as while they arrived: the same bound.
-    holdBody: (bytes) => fastify.receiving.holdArrived(bytes),
+    holdBody: (bytes, request) => fastify.receiving.holdArrived(bytes, request),
     isDraining: () => pool?.isDraining === true,
     onJobDone: fastify.metrics.offloadJobDone
   })

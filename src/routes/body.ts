@@ -236,7 +236,11 @@ async function offloadedInput (task: Task, request: FastifyRequest, body: Pendin
   } catch (error) {
     misplaced = error as Error
   }
-  const input = await request.server.offloader.input(task, body, misplaced !== undefined, () => request.raw.socket.destroyed)
+  const input = await request.server.offloader.input(task, body, {
+    parseOnly: misplaced !== undefined,
+    clientGone: () => request.raw.socket.destroyed,
+    request: request.raw
+  })
   if (misplaced !== undefined) throw misplaced
   return input
 }

@@ -130,18 +130,27 @@ export class ReceiveLimit {
   /**
    * Counts a body that has arrived and waits to be converted on the offload thread
    * (offload/offloader.ts): held as bytes as it was while it arrived, so it stays in the
-   * same bound. Throws RECEIVE_FULL if it would take the count past the limit while other
-   * bodies are counted (one alone always goes). Returns the function that gives it back.
+   * same bound. The share it held while it arrived, if it is still held (its request has
+   * not closed yet), is kept as it is: it was checked then. Otherwise it is counted anew,
+   * and throws RECEIVE_FULL if it would take the count past the limit while other bodies
+   * are counted (one alone always goes). Returns the function that gives it back.
    */
-  holdArrived (bytes: number): () => void {
+  holdArrived (bytes: number, request?: IncomingMessage): () => void {
     if (this.#limitBytes === 0) return () => {}
-    this.#check(bytes, 0, 'being received or waiting to be parsed')
-    this.#bytes += bytes
-    let held = true
+    const share = request === undefined ? undefined : shareOf(request)
+    let held: number
+    if (share !== undefined && !share.released) {
+      held = share.bytes
+      share.bytes = 0 // taken over: its release (listeners off) no longer gives the bytes back
+      share.release()
+    } else {
+      this.#check(bytes, 0, 'being received or waiting to be parsed')
+      this.#bytes += bytes
+      held = bytes
+    }
     return () => {
-      if (!held) return
-      held = false
-      this.#bytes -= bytes
+      this.#bytes -= held
+      held = 0
     }
   }
 
@@ -189,6 +198,12 @@ type Watched = Socket & { [HELD]?: Set<Held> }
 
 function heldOn (socket: Socket): Set<Held> | undefined {
   return (socket as Watched)[HELD]
+}
+
+/** The share a request holds while its body arrives, if it holds one. */
+function shareOf (request: IncomingMessage): Held | undefined {
+  for (const held of heldOn(request.socket) ?? []) if (held.request === request) return held
+  return undefined
 }
 
 function watchConnection (socket: Socket): Set<Held> {

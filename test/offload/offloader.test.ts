@@ -2,6 +2,7 @@
 // script for jobs, and fixture scripts for a thread that fails or never answers.
 
 import t from 'tap'
+import type { IncomingMessage } from 'node:http'
 import pino from 'pino'
 import { pack } from 'msgpackr'
 import { OffloadCancelledError, Offloader, OffloadThreadError } from '../../src/offload/offloader.js'
@@ -20,7 +21,7 @@ interface Options {
   script?: string | URL
   lines?: string[]
   idleStopMs?: number
-  holdBody?: (bytes: number) => () => void
+  holdBody?: (bytes: number, request?: IncomingMessage) => () => void
   isDraining?: () => boolean
   done?: string[]
 }
@@ -72,8 +73,8 @@ t.test('a msgpack body: checked before it is decoded, as on the event loop', asy
 
 t.test('parseOnly: a body that parses gives no input, one that does not gives its parse error', async (t) => {
   const offload = offloader(t)
-  t.same(await offload.input(task, new PendingBody(Buffer.from('{"values": "not checked"}'), 'json'), true), { input: undefined, holdsWideNumbers: false })
-  const bad = await offload.input(task, new PendingBody(Buffer.from('nope'), 'json'), true).catch((error: Error) => error)
+  t.same(await offload.input(task, new PendingBody(Buffer.from('{"values": "not checked"}'), 'json'), { parseOnly: true }), { input: undefined, holdsWideNumbers: false })
+  const bad = await offload.input(task, new PendingBody(Buffer.from('nope'), 'json'), { parseOnly: true }).catch((error: Error) => error)
   t.match(bad, { code: 'INVALID_INPUT' })
 })
 
@@ -160,7 +161,7 @@ t.test('a body nobody waits for any more is dropped before it is parsed', async 
   const offload = offloader(t, { done })
   let gone = false
   const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'))
-  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), false, () => gone).catch((e: Error) => e)
+  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { clientGone: () => gone }).catch((e: Error) => e)
   gone = true // the client left while its body waited behind the first
   await first
   t.ok(await second instanceof OffloadCancelledError)
