@@ -22,14 +22,22 @@ const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.me
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
 export const IDLE_STOP_MS = 30_000
 
+/**
+ * Answers go before bodies, but after this many in a row a waiting body goes: answers
+ * keep coming while every worker has a large one, and a body must not wait for ever.
+ */
+const MAX_ANSWERS_IN_A_ROW = 4
+
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
 
 export interface InputOptions {
   /** Only parse the body (its errors thrown); the input returned is then empty. */
   parseOnly?: boolean
-  /** True once nobody waits for the input: it is dropped before it is parsed. */
-  clientGone?: () => boolean
+  /** Subscribes to the client leaving (returns the unsubscribe): a body still waiting is dropped then. */
+  onClientGone?: (drop: () => void) => () => void
+  /** The client's x-request-timeout-ms: a body still waiting when it runs out is answered 503 QUEUE_TIMEOUT. */
+  budgetMs?: number
   /** The request the body came with, whose share of RECEIVE_LIMIT_BYTES the body keeps. */
   request?: IncomingMessage
 }
@@ -44,8 +52,6 @@ export interface OffloaderOptions {
    * RECEIVE_FULL past it; returns the function that gives it back.
    */
   holdBody?: (bytes: number, request?: IncomingMessage) => () => void
-  /** True once the server drains: bodies still waiting are answered 503 rather than parsed for a call that cannot run. */
-  isDraining?: () => boolean
   /** The thread has done a job: for pyfleet_offload_jobs_total. */
   onJobDone?: (op: Job['op']) => void
   /** The thread's script; tests give one that fails. */
@@ -63,8 +69,16 @@ interface Queued {
   /** The body bytes it holds against RECEIVE_LIMIT_BYTES (0 for answers), and how to give them back. */
   bodyBytes: number
   release: () => void
-  /** False once nobody waits for the outcome (an input job's client left): it is dropped before it runs. */
-  wanted: () => boolean
+  /** When it was queued (performance.now()), and how long it waited before the thread took it. */
+  queuedAt: number
+  waitedMs: number
+  /** Ends what watches it while it waits (its client leaving, its budget): called when it starts or ends. */
+  unwatch: () => void
+}
+
+/** An input, and how long its body waited for the thread (which counts against the client's budget). */
+export interface OffloadedInput extends TaskInput {
+  waitedMs: number
 }
 
 /** The thread stopped (a bug in it, or it could not be started) while a job waited for it. */
@@ -72,7 +86,7 @@ export class OffloadThreadError extends Error {
   override name = 'OffloadThreadError'
 }
 
-/** An input job dropped before it ran: its client had left (the route logs the request as abandoned). */
+/** An input job dropped before it ran: its client had left (the route logs the request as abandoned, uncounted: its body was never parsed). */
 export class OffloadCancelledError extends Error {
   override name = 'OffloadCancelledError'
 }
@@ -82,11 +96,12 @@ export class OffloadCancelledError extends Error {
  * heap a body shaped to cost grows (hundreds of MB for 16 MiB of distinct keys) goes
  * with it, rather than staying for the life of the process as the event loop's does.
  * One thread, because the work costs the same CPU on any thread, and one more beside
- * Node and the Python workers is what a small machine can spare. The jobs wait here,
- * not in the thread's message queue, and it is sent one at a time: answers first (each
- * holds a worker, which must not wait behind other clients' bodies), then bodies in
- * order; a body whose client has left, or that arrives while the server drains, is
- * dropped before it costs anything.
+ * Node and the Python workers is what a small machine can spare. Jobs wait here, not
+ * in the thread's message queue, and go to it one at a time: answers first (each holds
+ * a worker, which must not wait behind other clients' bodies; at most
+ * MAX_ANSWERS_IN_A_ROW before a waiting body), then bodies in order. A body whose
+ * client leaves, whose budget runs out, or that still waits when the server drains is
+ * dropped at once, before it costs anything.
  */
 export class Offloader {
   readonly #options: OffloaderOptions
@@ -95,6 +110,8 @@ export class Offloader {
   readonly #inputs: Queued[] = []
   /** The job the thread is running. */
   #running: Queued | undefined
+  #answersInARow = 0
+  #draining = false
   #nextId = 0
   #pendingBodyBytes = 0
   #threadStarts = 0
@@ -126,14 +143,25 @@ export class Offloader {
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
    * the event loop's path would (400, 415: routes/body.ts); 503 RECEIVE_FULL when the bodies
    * waiting would pass RECEIVE_LIMIT_BYTES; 503 WORKERS_UNAVAILABLE while the server drains;
-   * OffloadCancelledError when `clientGone` says nobody waits any more.
+   * 503 QUEUE_TIMEOUT when its budget runs out while it waits; OffloadCancelledError when
+   * its client leaves while it waits.
    */
-  async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, clientGone = () => false, request }: InputOptions = {}): Promise<TaskInput> {
-    if (this.#draining()) throw shuttingDown()
+  async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, onClientGone, budgetMs, request }: InputOptions = {}): Promise<OffloadedInput> {
+    if (this.#isDraining()) throw shuttingDown()
     const bytes = body.bytes.length
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
-    const outcome = await this.#enqueue(this.#inputs, job, bytes, release, () => !clientGone())
+    let queued: Queued | undefined
+    const outcome = await this.#enqueue(this.#inputs, job, bytes, release, (waiting) => {
+      queued = waiting
+      const unsubscribe = onClientGone?.(() => { this.#drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
+      const timer = budgetMs === undefined ? undefined : setTimeout(() => { this.#drop(waiting, budgetSpentWaiting(budgetMs)) }, budgetMs)
+      return () => {
+        unsubscribe?.()
+        clearTimeout(timer)
+      }
+    })
+    const waitedMs = queued?.waitedMs ?? 0
     if (outcome.t === 'refused') {
       const { code, message, details, parsing } = outcome.error
       const error = errorOfCode(code, message, details)
@@ -141,10 +169,10 @@ export class Offloader {
       if (parsing) markAsBodyParseError(error)
       throw error
     }
-    if (outcome.t === 'parsed') return { input: undefined, holdsWideNumbers: false }
+    if (outcome.t === 'parsed') return { input: undefined, holdsWideNumbers: false, waitedMs }
     if (outcome.t !== 'input') throw new Error(`the offload thread answered an input job with ${outcome.t}`)
     // Widened already, if it held integers past 32 bits: holdsWideNumbers is for values still to be encoded.
-    return { input: new EncodedInput(outcome.bytes), holdsWideNumbers: false }
+    return { input: new EncodedInput(outcome.bytes), holdsWideNumbers: false, waitedMs }
   }
 
   /**
@@ -153,7 +181,17 @@ export class Offloader {
    * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
   async answer (reply: DeferredReply, format: AnswerFormat): Promise<JobOutcome> {
-    return await this.#enqueue(this.#answers, { op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {}, () => true)
+    return await this.#enqueue(this.#answers, { op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {})
+  }
+
+  /**
+   * The server drains: bodies waiting are answered 503 WORKERS_UNAVAILABLE now, and so are
+   * those that come later, rather than be parsed for calls that cannot run. Answers go on:
+   * their calls were admitted, and the drain waits for them.
+   */
+  drain (): void {
+    this.#draining = true
+    for (const waiting of [...this.#inputs]) this.#drop(waiting, shuttingDown())
   }
 
   /**
@@ -172,8 +210,8 @@ export class Offloader {
     for (const queued of left) this.#fail(queued, queued.job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
   }
 
-  #draining (): boolean {
-    return this.#closed || this.#options.isDraining?.() === true
+  #isDraining (): boolean {
+    return this.#closed || this.#draining
   }
 
   #schemaKey (task: SchemaHolder): string {
@@ -185,46 +223,70 @@ export class Offloader {
     return key
   }
 
-  #enqueue (queue: Queued[], job: Job, bodyBytes: number, release: () => void, wanted: () => boolean): Promise<JobOutcome> {
+  /** Queues a job; `watch` starts watching it while it waits, and returns what ends that. */
+  #enqueue (queue: Queued[], job: Job, bodyBytes: number, release: () => void, watch?: (queued: Queued) => () => void): Promise<JobOutcome> {
     if (this.#closed) {
       release()
       return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
     }
     return new Promise<JobOutcome>((resolve, reject) => {
-      queue.push({ id: ++this.#nextId, job, resolve, reject, bodyBytes, release, wanted })
+      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {} }
+      queue.push(queued)
       this.#pendingBodyBytes += bodyBytes
+      if (watch !== undefined) queued.unwatch = watch(queued)
       this.#pump()
     })
   }
 
-  /** Sends the next job to the thread, if it is free: answers first. */
+  /** The next job: answers first, but a waiting body after MAX_ANSWERS_IN_A_ROW of them. */
+  #next (): Queued | undefined {
+    const bodyDue = this.#inputs.length > 0 && (this.#answers.length === 0 || this.#answersInARow >= MAX_ANSWERS_IN_A_ROW)
+    if (bodyDue) {
+      this.#answersInARow = 0
+      return this.#inputs.shift()
+    }
+    const answer = this.#answers.shift()
+    if (answer !== undefined) this.#answersInARow++
+    return answer
+  }
+
+  /** Sends the next job to the thread, if it is free. */
   #pump (): void {
     while (this.#running === undefined && !this.#closed) {
-      const next = this.#answers.shift() ?? this.#inputs.shift()
+      const next = this.#next()
+      clearTimeout(this.#idleTimer)
+      this.#idleTimer = undefined
       if (next === undefined) {
         if (this.#thread !== undefined) this.#idleTimer = setTimeout(this.#stopIdle, this.#options.idleStopMs ?? IDLE_STOP_MS).unref()
         return
       }
-      if (next.job.op === 'input' && this.#options.isDraining?.() === true) { this.#fail(next, shuttingDown()); continue }
-      if (!next.wanted()) { this.#fail(next, new OffloadCancelledError('the client left before its body was parsed')); continue }
-      clearTimeout(this.#idleTimer)
-      this.#idleTimer = undefined
+      next.unwatch()
+      next.waitedMs = performance.now() - next.queuedAt
       try {
         const thread = this.#thread ?? this.#start()
         const bytes = ownBytes(next.job.op === 'input' ? next.job.bytes : next.job.frame)
         const job = next.job.op === 'input' ? { ...next.job, bytes } : { ...next.job, frame: bytes }
+        thread.postMessage({ id: next.id, job } satisfies JobMessage, [bytes.buffer as ArrayBuffer])
         this.#running = next
         thread.ref() // while a job runs: an idle thread must not keep the process alive
-        thread.postMessage({ id: next.id, job } satisfies JobMessage, [bytes.buffer as ArrayBuffer])
       } catch (error) {
         // No thread could be started (a pids limit, say), or the job could not be sent.
-        this.#running = undefined
         this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${(error as Error).message}`))
       }
     }
   }
 
+  /** Takes a job that still waits out of its queue, and fails it with `error` (a job already running is left to end). */
+  #drop (queued: Queued, error: Error): void {
+    const queue = queued.job.op === 'input' ? this.#inputs : this.#answers
+    const at = queue.indexOf(queued)
+    if (at === -1) return
+    queue.splice(at, 1)
+    this.#fail(queued, error)
+  }
+
   #finish (queued: Queued): void {
+    queued.unwatch()
     this.#pendingBodyBytes -= queued.bodyBytes
     queued.release()
   }
@@ -285,4 +347,10 @@ export class Offloader {
 /** The answer to a body that would be parsed for a call that can no longer run. */
 function shuttingDown (): Error {
   return withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
+}
+
+/** The answer to a body whose client's budget ran out before the thread could parse it. */
+function budgetSpentWaiting (budgetMs: number): Error {
+  const message = `the x-request-timeout-ms budget of ${budgetMs} ms ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
+  return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
 }

@@ -108,7 +108,7 @@ export class Metrics implements PoolObserver {
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
-      help: 'Request-body bytes being received: the bytes so far of bodies over 16 KiB and chunked ones (RECEIVE_LIMIT_BYTES bounds it)',
+      help: 'Request-body bytes being received (the bytes so far of bodies over 16 KiB and chunked ones) or, arrived, waiting for the offload thread (RECEIVE_LIMIT_BYTES bounds it)',
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })
@@ -116,7 +116,7 @@ export class Metrics implements PoolObserver {
     for (const conversion of ['input', 'answer']) this.#offloadJobs.labels(conversion).inc(0)
     new Gauge({
       name: 'pyfleet_offload_pending_jobs',
-      help: 'Conversions sent to the offload thread and not done yet (it does one at a time)',
+      help: 'Conversions waiting for the offload thread or running on it (it does one at a time)',
       registers,
       collect () { this.set(metrics.#offloader?.pendingJobs ?? 0) }
     })

@@ -61,7 +61,6 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     log: fastify.log.child({ component: 'offload' }),
     // Bodies waiting for the thread are held as bytes, as while they arrived: the same bound.
     holdBody: (bytes, request) => fastify.receiving.holdArrived(bytes, request),
-    isDraining: () => pool?.isDraining === true,
     onJobDone: fastify.metrics.offloadJobDone
   })
   let lastDrift = ''
@@ -136,6 +135,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   const connections = trackConnections(fastify.server, config.responseStallTimeoutMs, fastify.log)
   fastify.metrics.watchConnections(connections)
   fastify.addHook('preClose', async () => {
+    offloader.drain()
     connections.stop()
     connections.closeAfterAnswers()
     await activePool.drain(config.shutdownGraceMs)

@@ -205,13 +205,14 @@ export class Admission {
     // What is left of the client's budget once its large body was parsed (call.ts waitedMs).
     const budgetLeftMs = call.budgetMs === undefined ? undefined : call.budgetMs - (call.waitedMs ?? 0)
     const byBudget = budgetLeftMs !== undefined && budgetLeftMs < this.#options.queueTimeoutMs
-    const waitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
-    const remainingMs = Math.max(1, (byBudget ? budgetLeftMs : waitMs) - (performance.now() - waiter.enqueuedAt))
+    // The limit the error names: the client's budget, or QUEUE_TIMEOUT_MS.
+    const limitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
+    const remainingMs = Math.max(1, (byBudget ? budgetLeftMs : limitMs) - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#queuedBytes += call.inputBytes ?? 0
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'queue_timeout', queueTimeoutError(waitMs, byBudget))
+      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget))
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return

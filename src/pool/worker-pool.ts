@@ -149,6 +149,14 @@ export class WorkerPool {
     return this.#admission.admit(call)
   }
 
+  /**
+   * A call whose client left before it could be run (while its large body was parsed on the
+   * offload thread): counted as cancelled, as one whose client leaves while it is queued.
+   */
+  cancel (call: Call): Promise<never> {
+    return this.#admission.refuse(call, 'cancelled', new WorkersUnavailableError('the client went away before its call could start'))
+  }
+
   #noWorkersError (retryInMs: number): Error {
     // At least 1 s: a Retry-After of 0 invites a client to hammer a server that cannot serve.
     return withExtras(new WorkersUnavailableError('no worker is running: replacements fail to start and are being retried; see the server log'), { retryAfterSeconds: Math.max(1, Math.ceil(retryInMs / 1000)) })

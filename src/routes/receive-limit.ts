@@ -13,7 +13,9 @@
 // (with Expect: 100-continue, before it is even sent); one whose bytes pass it as
 // they arrive, while others are held, is refused then. One body alone may always
 // be received, as one call alone may always wait: the limit never refuses a body
-// that BODY_LIMIT_BYTES accepts on an idle server.
+// that BODY_LIMIT_BYTES accepts on an idle server. A large body that goes on to
+// wait for the offload thread stays counted until the thread has taken it
+// (holdArrived): it is still held as bytes.
 //
 // Bodies of up to SMALL_BODY_BYTES are not counted at all: they arrive in a packet
 // or two, counting them cost every small request about 5 % of Node's CPU in paired
@@ -38,6 +40,8 @@ export class ReceiveLimit {
   readonly #bodyLimitBytes: number
   readonly #onRefused: () => void
   #bytes = 0
+  /** The part of #bytes that is bodies waiting for the offload thread (for the refusal's wording). */
+  #arrivedBytes = 0
 
   /**
    * `limitBytes` 0: no limit (nothing is counted); `bodyLimitBytes`: the bodies Fastify
@@ -49,7 +53,7 @@ export class ReceiveLimit {
     this.#onRefused = onRefused
   }
 
-  /** Body bytes counted now: the bytes of bodies over SMALL_BODY_BYTES (or chunked) received so far. */
+  /** Body bytes counted now: the bytes of bodies over SMALL_BODY_BYTES (or chunked) received so far, and of bodies waiting for the offload thread. */
   get bytes (): number { return this.#bytes }
   get limitBytes (): number { return this.#limitBytes }
 
@@ -144,21 +148,24 @@ export class ReceiveLimit {
       share.bytes = 0 // taken over: its release (listeners off) no longer gives the bytes back
       share.release()
     } else {
-      this.#check(bytes, 0, 'being received or waiting to be parsed')
+      this.#check(bytes, 0)
       this.#bytes += bytes
       held = bytes
     }
+    this.#arrivedBytes += held
     return () => {
       this.#bytes -= held
+      this.#arrivedBytes -= held
       held = 0
     }
   }
 
   /** Throws RECEIVE_FULL if `bytes` more would take the count past the limit, unless the request's own bytes are all there is. */
-  #check (bytes: number, alreadyHeld: number, what = 'being received'): void {
+  #check (bytes: number, alreadyHeld: number): void {
     const others = this.#bytes - alreadyHeld
     if (others === 0 || this.#bytes + bytes <= this.#limitBytes) return
     this.#onRefused()
+    const what = this.#arrivedBytes > 0 ? 'being received or waiting to be parsed' : 'being received'
     const message = `${others} bytes of other request bodies are ${what}, and this one's ${alreadyHeld + bytes} would pass RECEIVE_LIMIT_BYTES=${this.#limitBytes}; retry later`
     throw withExtras(new ReceiveFullError(message), { retryAfterSeconds: 1 })
   }

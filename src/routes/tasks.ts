@@ -4,10 +4,10 @@
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
-import { OffloadCancelledError } from '../offload/offloader.js'
+import { OffloadCancelledError, type OffloadedInput } from '../offload/offloader.js'
 import type { Task } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, bodyBytes, encodingProblem, inputFor, type TaskInput } from './body.js'
+import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { logAbandoned } from '../request-log.js'
@@ -23,15 +23,21 @@ function taskNotFound (name: string): Error {
 }
 
 function budgetMs (request: FastifyRequest): number | undefined {
+  const budget = budgetOrNaN(request)
+  if (Number.isNaN(budget)) {
+    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)`)
+  }
+  return budget
+}
+
+/** The x-request-timeout-ms header's budget, undefined without one, NaN for one that is not valid. */
+function budgetOrNaN (request: FastifyRequest): number | undefined {
   const raw = request.headers[TIMEOUT_HEADER]
   if (raw === undefined) return undefined
   const value = Array.isArray(raw) ? raw[0] : raw
   // Any length: a budget past the task's timeout (or QUEUE_TIMEOUT_MS) is capped by it,
   // as SPEC says, not refused. Every timer takes the smaller of the two.
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
-    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)`)
-  }
-  return Number(value)
+  return /^\d+$/.test(value.trim()) && Number(value) >= 1 ? Number(value) : NaN
 }
 
 /** The cancellations of the calls a connection has queued, run when it closes (see clientGone). */
@@ -78,22 +84,20 @@ function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
 
 /**
  * A large body's input, from the offload thread. A client that left while its body waited
- * for the thread, or was parsed on it, is cancelled as a queued call is (SPEC §7): counted,
- * logged as abandoned, and never run.
+ * for the thread is logged as abandoned, and not counted: its body was never parsed, so
+ * this was never a call (SPEC §6). One that left while it was parsed is cancelled by the
+ * pool (WorkerPool.cancel), as a queued call is.
  */
-async function offloadedInput (prepared: Promise<TaskInput>, task: Task, request: FastifyRequest, reply: FastifyReply): Promise<TaskInput> {
-  let input: TaskInput | undefined
+async function inputFromThread (prepared: Promise<OffloadedInput>, task: Task, request: FastifyRequest, reply: FastifyReply): Promise<OffloadedInput> {
   try {
-    input = await prepared
+    return await prepared
   } catch (error) {
     if (!(error instanceof OffloadCancelledError)) throw error
+    const unparsed: Call = { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined }
+    const gone = new WorkersUnavailableError('the client went away while its body waited to be parsed')
+    logAbandoned(request, reply, unparsed, gone)
+    throw gone
   }
-  if (input !== undefined && !request.raw.socket.destroyed) return input
-  const call: Call = { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: 'cancelled' }
-  request.server.metrics.callRefused(call, 'cancelled')
-  const error = new WorkersUnavailableError('the client went away while its body waited to be parsed')
-  logAbandoned(request, reply, call, error)
-  throw error
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
@@ -135,19 +139,29 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Checked again here: a request parsed while the one before it was being answered may have passed onRequest first.
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
-    const prepared = inputFor(task, request)
-    const before = prepared instanceof Promise ? performance.now() : 0
+    const onClientGone = clientGone(request, reply)
+    const budget = budgetOrNaN(request)
     // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
-    const { input, holdsWideNumbers } = prepared instanceof Promise ? await offloadedInput(prepared, task, request, reply) : prepared
+    const prepared = inputFor(task, request, { onClientGone, budgetMs: Number.isNaN(budget) ? undefined : budget })
+    let waitedMs = 0
+    let ready
+    if (prepared instanceof Promise) {
+      ready = await inputFromThread(prepared, task, request, reply)
+      waitedMs = ready.waitedMs
+    } else {
+      ready = prepared
+    }
+    const { input, holdsWideNumbers } = ready
     const call: Call = {
       task,
       input,
       holdsWideNumbers,
       requestId: request.id,
       inputBytes: bodyBytes(request),
+      // Checked after the body: a body's own error comes first, as it always has.
       budgetMs: budgetMs(request),
-      waitedMs: before === 0 ? 0 : performance.now() - before,
-      onClientGone: clientGone(request, reply),
+      waitedMs,
+      onClientGone,
       wantsMsgpack: wantsMsgpack(request),
       queueMs: 0,
       runMs: 0,
@@ -158,7 +172,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     request.pyfleetCall = call
     let value
     try {
-      value = await fastify.pool.run(call)
+      // Gone while its large body was parsed: cancelled, as a call whose client leaves while it is queued.
+      value = await (prepared instanceof Promise && request.raw.socket.destroyed ? fastify.pool.cancel(call) : fastify.pool.run(call))
     } catch (error) {
       if (request.raw.socket.destroyed) logAbandoned(request, reply, call, error)
       throw error

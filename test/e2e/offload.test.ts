@@ -106,7 +106,7 @@ t.test('a large msgpack body with an extension type is refused with the event lo
   t.match(reply.json.message, /extension/)
 })
 
-t.test('a client that leaves while its body waits for the thread: its call is cancelled, never run', async (t) => {
+t.test('a client that leaves while its body waits for the thread: dropped at once, unparsed, never run, not a call', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024' })
   // A body that keeps the thread busy for a while: ~8 MB of distinct keys.
   const keys: Record<string, number> = {}
@@ -120,10 +120,14 @@ t.test('a client that leaves while its body waits for the thread: its call is ca
   socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: gone-while-waiting\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
   await waitFor(() => server.app.offloader.pendingJobs >= 2, 10_000, 'the second body to wait behind the first')
   socket.destroy()
-  t.equal((await busy).status, 200)
   await waitFor(() => server.logs.some((line) => line.requestId === 'gone-while-waiting' && /request abandoned/.test(String(line.msg))), 10_000, 'the abandoned request\'s log line')
+  t.ok(server.app.offloader.pendingJobs <= 1, 'dropped from the queue, not left for the thread')
+  t.equal((await busy).status, 200)
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.workers[0].calls, 1, 'the worker ran the first call only')
+  t.same(stats.offload, { minBytes: 1024, pendingJobs: 0, pendingBodyBytes: 0 })
+  t.equal(stats.receiving.bytes, 0, 'every body\'s bytes given back')
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
-  t.match(metrics, /^pyworker_calls_total\{task="echo",outcome="cancelled"\} 1$/m, 'counted as cancelled, as a queued call whose client left')
+  t.match(metrics, /^pyworker_calls_total\{task="echo",outcome="cancelled"\} 0$/m, 'not a call: its body was never parsed (SPEC §6)')
+  t.match(metrics, /^pyfleet_offload_jobs_total\{conversion="input"\} 1$/m, 'the thread parsed the first body only')
 })

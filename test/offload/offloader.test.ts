@@ -22,7 +22,6 @@ interface Options {
   lines?: string[]
   idleStopMs?: number
   holdBody?: (bytes: number, request?: IncomingMessage) => () => void
-  isDraining?: () => boolean
   done?: string[]
 }
 
@@ -32,7 +31,6 @@ function offloader (t: Teardown, options: Options = {}): Offloader {
     minBytes: 1,
     log,
     holdBody: options.holdBody,
-    isDraining: options.isDraining,
     onJobDone: (op) => { options.done?.push(op) },
     script: typeof options.script === 'string' ? new URL(options.script, FIXTURE_THREADS) : options.script,
     idleStopMs: options.idleStopMs
@@ -73,7 +71,7 @@ t.test('a msgpack body: checked before it is decoded, as on the event loop', asy
 
 t.test('parseOnly: a body that parses gives no input, one that does not gives its parse error', async (t) => {
   const offload = offloader(t)
-  t.same(await offload.input(task, new PendingBody(Buffer.from('{"values": "not checked"}'), 'json'), { parseOnly: true }), { input: undefined, holdsWideNumbers: false })
+  t.match(await offload.input(task, new PendingBody(Buffer.from('{"values": "not checked"}'), 'json'), { parseOnly: true }), { input: undefined, holdsWideNumbers: false, waitedMs: Number })
   const bad = await offload.input(task, new PendingBody(Buffer.from('nope'), 'json'), { parseOnly: true }).catch((error: Error) => error)
   t.match(bad, { code: 'INVALID_INPUT' })
 })
@@ -156,25 +154,51 @@ t.test('answers go before bodies waiting: each holds a worker', async (t) => {
   t.equal(offload.pendingJobs, 0)
 })
 
-t.test('a body nobody waits for any more is dropped before it is parsed', async (t) => {
-  const done: string[] = []
-  const offload = offloader(t, { done })
-  let gone = false
-  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'))
-  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { clientGone: () => gone }).catch((e: Error) => e)
-  gone = true // the client left while its body waited behind the first
+t.test('a body whose client leaves while it waits is dropped at once, unparsed, and gives its bytes back', async (t) => {
+  const receiving = new ReceiveLimit(1_000_000, 1_000_000, () => {})
+  const offload = offloader(t, { script: 'stalls.mjs', holdBody: (bytes) => receiving.holdArrived(bytes) })
+  let leave: () => void = () => {}
+  let unsubscribed = 0
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json')).catch((e: Error) => e)
+  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), {
+    onClientGone: (drop) => { leave = drop; return () => { unsubscribed++ } }
+  }).catch((e: Error) => e)
+  t.equal(offload.pendingJobs, 2)
+  leave() // the client leaves while its body waits behind the first, which the thread never finishes
+  t.ok(await second instanceof OffloadCancelledError, 'dropped without waiting for the job ahead of it')
+  t.equal(offload.pendingJobs, 1)
+  t.equal(receiving.bytes, 15, 'its bytes given back, the first one\'s still held')
+  t.ok(unsubscribed >= 1, 'it stopped watching its client')
+  await offload.close()
   await first
-  t.ok(await second instanceof OffloadCancelledError)
-  t.same(done, ['input'], 'only the first was parsed')
+})
+
+t.test('a body whose client\'s budget runs out while it waits is answered 503 QUEUE_TIMEOUT, unparsed', async (t) => {
+  const offload = offloader(t, { script: 'stalls.mjs' })
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json')).catch((e: Error) => e)
+  const late = await offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { budgetMs: 20 }).catch((e: Error) => e)
+  t.match(late, { code: 'QUEUE_TIMEOUT', statusCode: 503, retryAfterSeconds: 1, message: /^the x-request-timeout-ms budget of 20 ms ran out while the body waited to be parsed/ })
+  t.equal(offload.pendingJobs, 1, 'the first still runs')
+  await offload.close()
+  await first
+})
+
+t.test('answers go first, but a waiting body goes after four in a row', async (t) => {
+  const offload = offloader(t)
+  const order: string[] = []
+  const body = (n: number): Promise<void> => offload.input(task, new PendingBody(Buffer.from(`{"values": [${n}]}`), 'json')).then(() => { order.push(`body ${n}`) })
+  const answer = (n: number): Promise<void> => offload.answer({ t: MSG_DEFERRED, id: n, frame: resultFrame(n, n) }, 'json').then(() => { order.push(`answer ${n}`) })
+  // Body 1 goes to the thread at once; body 2 waits behind the answers, but not for all six.
+  await Promise.all([body(1), body(2), answer(1), answer(2), answer(3), answer(4), answer(5), answer(6)])
+  t.same(order, ['body 1', 'answer 1', 'answer 2', 'answer 3', 'answer 4', 'body 2', 'answer 5', 'answer 6'])
 })
 
 t.test('while the server drains, bodies are answered 503 instead of being parsed for a call that cannot run', async (t) => {
-  let draining = false
   const done: string[] = []
-  const offload = offloader(t, { isDraining: () => draining, done })
+  const offload = offloader(t, { done })
   const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'))
   const waiting = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json')).catch((e: Error) => e)
-  draining = true
+  offload.drain()
   t.ok((await first).input instanceof EncodedInput, 'the body being parsed is finished (the pool answers its call 503)')
   t.match(await waiting, { code: 'WORKERS_UNAVAILABLE', statusCode: 503, retryAfterSeconds: 1 }, 'the one waiting is answered at once')
   const late = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
