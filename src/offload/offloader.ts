@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
+import { MAX_TIMER_MS } from '../config.js'
 import { WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply, type TaskInfo } from '../pool/protocol.js'
@@ -155,7 +156,8 @@ export class Offloader {
     const outcome = await this.#enqueue(this.#inputs, job, bytes, release, (waiting) => {
       queued = waiting
       const unsubscribe = onClientGone?.(() => { this.#drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
-      const timer = budgetMs === undefined ? undefined : setTimeout(() => { this.#drop(waiting, budgetSpentWaiting(budgetMs)) }, budgetMs)
+      // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
+      const timer = budgetMs === undefined ? undefined : setTimeout(() => { this.#drop(waiting, budgetSpentWaiting(budgetMs)) }, Math.min(budgetMs, MAX_TIMER_MS))
       return () => {
         unsubscribe?.()
         clearTimeout(timer)
@@ -176,8 +178,8 @@ export class Offloader {
   }
 
   /**
-   * A large reply frame decoded and written as the answer, in `format`. Goes before every
-   * body waiting: its worker is held until it is done. Rejects with OffloadThreadError
+   * A large reply frame decoded and written as the answer, in `format`. Goes before bodies
+   * waiting (up to MAX_ANSWERS_IN_A_ROW): its worker is held until it is done. Rejects with OffloadThreadError
    * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
   async answer (reply: DeferredReply, format: AnswerFormat): Promise<JobOutcome> {

@@ -179,8 +179,13 @@ t.test('a body whose client\'s budget runs out while it waits is answered 503 QU
   const late = await offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { budgetMs: 20 }).catch((e: Error) => e)
   t.match(late, { code: 'QUEUE_TIMEOUT', statusCode: 503, retryAfterSeconds: 1, message: /^the x-request-timeout-ms budget of 20 ms ran out while the body waited to be parsed/ })
   t.equal(offload.pendingJobs, 1, 'the first still runs')
+  // A budget past Node's longest timer (the header may have any number of digits) waits, and is not spent at once.
+  const patient = offload.input(task, new PendingBody(Buffer.from('{"values": [3]}'), 'json'), { budgetMs: 99_999_999_999 }).catch((e: Error) => e)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(offload.pendingJobs, 2, 'still waiting behind the first')
   await offload.close()
   await first
+  t.match(await patient, { code: 'WORKERS_UNAVAILABLE' }, 'until the close answers it')
 })
 
 t.test('answers go first, but a waiting body goes after four in a row', async (t) => {
