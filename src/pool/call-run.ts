@@ -82,7 +82,11 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
       // protocol it must go, and it must not have taken another call.
       ranMs = performance.now() - startedAt
       budget?.stop()
-      reply = await finishDeferred(received, call, worker, pool)
+      try {
+        reply = await finishDeferred(received, call, worker, pool)
+      } finally {
+        worker.answered()
+      }
     } else {
       reply = received
     }

@@ -87,6 +87,8 @@ export class PythonWorker {
   #failure: WorkerFailure | undefined
   // Beside the state, not in it: a busy worker asked to stop stays busy until its call ends or it is killed.
   #stopRequested = false
+  /** The task whose large reply (a DeferredReply) is being made into its answer, the worker held meanwhile. */
+  #answering: string | undefined
 
   private constructor (options: WorkerOptions) {
     this.id = options.id
@@ -128,6 +130,14 @@ export class PythonWorker {
   get pid (): number { return this.#process.pid }
   get calls (): number { return this.#calls }
   get task (): string | undefined { return this.#task }
+  /**
+   * The task whose large reply the offload thread is making into the answer: the worker has
+   * replied (it is idle) but stays lent to its call until then (call-run.ts), and reports
+   * itself busy with that task (supervisor.ts snapshot).
+   */
+  get answering (): string | undefined { return this.#answering }
+  /** Its deferred reply has been made into the answer (or failed to be). */
+  answered (): void { this.#answering = undefined }
   get rssBytes (): number { return this.#rssBytes }
   get python (): string { return this.#ready?.python ?? '' }
   get tasks (): TaskInfo[] { return this.#ready?.tasks ?? [] }
@@ -255,9 +265,9 @@ export class PythonWorker {
       }
       case 'busy': {
         const offloadMinBytes = this.#options.offloadMinBytes ?? 0
-        const reply = offloadMinBytes > 0 && body.length >= offloadMinBytes
-          ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const
-          : decodeReply(body, this.#callId)
+        const deferred = offloadMinBytes > 0 && body.length >= offloadMinBytes
+        const reply = deferred ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const : decodeReply(body, this.#callId)
+        if (deferred) this.#answering = this.#task
         const resolve = this.#resolve
         this.#endCall()
         this.#state = 'idle'

@@ -148,7 +148,7 @@ export class Supervisor {
   snapshot (): WorkerSnapshot[] {
     return [...this.#slots.entries()].sort((a, b) => a[0] - b[0]).map(([id, w]) => w === 'starting'
       ? { id, pid: null, state: 'starting', calls: 0, rssBytes: 0, startedAt: null, task: null }
-      : { id, pid: w.pid, state: w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? null })
+      : { id, pid: w.pid, state: w.state === 'idle' && w.answering !== undefined ? 'busy' : w.state, calls: w.calls, rssBytes: w.rssBytes, startedAt: w.startedAt.toISOString(), task: w.task ?? w.answering ?? null })
   }
 
   /** No more starts: a start that fails now ends its slot's retries quietly, and backoff waits end. */

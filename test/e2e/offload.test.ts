@@ -131,3 +131,23 @@ t.test('a client that leaves while its body waits for the thread: dropped at onc
   t.match(metrics, /^pyworker_calls_total\{task="echo",outcome="cancelled"\} 0$/m, 'not a call: its body was never parsed (SPEC §6)')
   t.match(metrics, /^pyfleet_offload_jobs_total\{conversion="input"\} 1$/m, 'the thread parsed the first body only')
 })
+
+t.test('a worker whose large answer waits for the thread shows as busy with its task, not idle', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', OFFLOAD_MIN_BYTES: '1024', ...OFFLOAD_TASKS })
+  // A body that keeps the thread busy for a while (16 MiB of distinct keys), then a small
+  // call whose large answer must wait for the thread behind it.
+  const keys: Record<string, number> = {}
+  for (let i = 0; i < 800_000; i++) keys[`key-${i}`] = i
+  const busy = callTask(server.url, 'echo', keys)
+  await waitFor(() => server.app.offloader.pendingJobs >= 1, 20_000, 'the large body to reach the thread')
+  const big = callTask(server.url, 'offload.big', { n: 5000 })
+  await waitFor(() => server.app.offloader.pendingJobs >= 2, 10_000, 'the answer to wait behind the body')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(server.app.offloader.pendingJobs, 2, 'still waiting when the stats were read')
+  const states = (stats.workers as Array<{ state: string, task: string | null }>).map((w) => `${w.state} ${String(w.task)}`).sort()
+  t.same(states, ['busy offload.big', 'idle null'], 'held for its call, and said so')
+  t.equal((await big).status, 200)
+  t.equal((await busy).status, 200)
+  const after = await getJson(`${server.url}/api/queue-stats`)
+  t.match(after.workers, [{ state: 'idle', task: null }, { state: 'idle', task: null }], 'idle again once its answer was written')
+})
