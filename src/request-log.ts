@@ -84,6 +84,8 @@ export function requestFields (request: FastifyRequest, call: Call | null | unde
     fields.task = call.task.name
     fields.outcome = call.outcome
     fields.queueMs = round(call.queueMs)
+    // A large body's wait for the offload thread, before its call could queue for a worker.
+    if (call.waitedMs !== undefined && call.waitedMs > 0) fields.offloadWaitMs = round(call.waitedMs)
     fields.runMs = round(call.runMs)
   }
   return fields

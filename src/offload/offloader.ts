@@ -8,12 +8,14 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS } from '../config.js'
-import { WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
+import { errorOfCode } from '../errors.js'
+import { OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply, type TaskInfo } from '../pool/protocol.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
 import { ownBytes, type Job, type JobOutcome } from './jobs.js'
+import { JobQueue } from './job-queue.js'
 import type { JobMessage, OutcomeMessage } from './offload-thread.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
@@ -23,11 +25,6 @@ const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.me
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
 export const IDLE_STOP_MS = 30_000
 
-/**
- * Answers go before bodies, but after this many in a row a waiting body goes: answers
- * keep coming while every worker has a large one, and a body must not wait for ever.
- */
-const MAX_ANSWERS_IN_A_ROW = 4
 
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
@@ -46,6 +43,8 @@ export interface InputOptions {
 export interface OffloaderOptions {
   /** Bodies and reply frames of at least this many bytes go to the thread; 0: none do. */
   minBytes: number
+  /** QUEUE_TIMEOUT_MS: the longest a body waits for the thread, as a call waits for a worker (503 QUEUE_TIMEOUT past it). */
+  queueTimeoutMs?: number
   log: FastifyBaseLogger
   /**
    * Counts a body waiting for the thread against RECEIVE_LIMIT_BYTES (routes/receive-limit.ts
@@ -82,15 +81,6 @@ export interface OffloadedInput extends TaskInput {
   waitedMs: number
 }
 
-/** The thread stopped (a bug in it, or it could not be started) while a job waited for it. */
-export class OffloadThreadError extends Error {
-  override name = 'OffloadThreadError'
-}
-
-/** An input job dropped before it ran: its client had left (the route logs the request as abandoned, uncounted: its body was never parsed). */
-export class OffloadCancelledError extends Error {
-  override name = 'OffloadCancelledError'
-}
 
 /**
  * One thread, started at the first job and ended after IDLE_STOP_MS without one: the
@@ -100,18 +90,16 @@ export class OffloadCancelledError extends Error {
  * Node and the Python workers is what a small machine can spare. Jobs wait here, not
  * in the thread's message queue, and go to it one at a time: answers first (each holds
  * a worker, which must not wait behind other clients' bodies; at most
- * MAX_ANSWERS_IN_A_ROW before a waiting body), then bodies in order. A body whose
+ * MAX_ANSWERS_IN_A_ROW before a waiting body: job-queue.ts), then bodies in order. A body whose
  * client leaves, whose budget runs out, or that still waits when the server drains is
  * dropped at once, before it costs anything.
  */
 export class Offloader {
   readonly #options: OffloaderOptions
   #thread: Worker | undefined
-  readonly #answers: Queued[] = []
-  readonly #inputs: Queued[] = []
+  readonly #waiting = new JobQueue<Queued>()
   /** The job the thread is running. */
   #running: Queued | undefined
-  #answersInARow = 0
   #draining = false
   #nextId = 0
   #pendingBodyBytes = 0
@@ -132,7 +120,7 @@ export class Offloader {
 
   get minBytes (): number { return this.#options.minBytes }
   /** Jobs waiting for the thread or running on it. */
-  get pendingJobs (): number { return this.#answers.length + this.#inputs.length + (this.#running === undefined ? 0 : 1) }
+  get pendingJobs (): number { return this.#waiting.size + (this.#running === undefined ? 0 : 1) }
   /** Body bytes waiting for the thread or being parsed on it. */
   get pendingBodyBytes (): number { return this.#pendingBodyBytes }
   /** How often the thread was started: again after it failed, or after it ended idle. */
@@ -153,15 +141,20 @@ export class Offloader {
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     let queued: Queued | undefined
-    const outcome = await this.#enqueue(this.#inputs, job, bytes, release, (waiting) => {
+    const outcome = await this.#enqueue(job, bytes, release, (waiting) => {
       queued = waiting
-      const unsubscribe = onClientGone?.(() => { this.#drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
-      // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
-      const timer = budgetMs === undefined ? undefined : setTimeout(() => { this.#drop(waiting, budgetSpentWaiting(budgetMs)) }, Math.min(budgetMs, MAX_TIMER_MS))
-      return () => {
+      let unsubscribe: (() => void) | undefined
+      let timer: NodeJS.Timeout | undefined
+      let ended = false
+      // In place before anything can drop the job: a drop ends what watches it.
+      waiting.unwatch = () => {
+        ended = true
         unsubscribe?.()
         clearTimeout(timer)
       }
+      unsubscribe = onClientGone?.(() => { this.#drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
+      if (ended) unsubscribe?.()
+      else timer = this.#waitLimit(waiting, budgetMs)
     })
     const waitedMs = queued?.waitedMs ?? 0
     if (outcome.t === 'refused') {
@@ -179,11 +172,11 @@ export class Offloader {
 
   /**
    * A large reply frame decoded and written as the answer, in `format`. Goes before bodies
-   * waiting (up to MAX_ANSWERS_IN_A_ROW): its worker is held until it is done. Rejects with OffloadThreadError
+   * waiting (up to four in a row: job-queue.ts): its worker is held until it is done. Rejects with OffloadThreadError
    * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
   async answer (reply: DeferredReply, format: AnswerFormat): Promise<JobOutcome> {
-    return await this.#enqueue(this.#answers, { op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {})
+    return await this.#enqueue({ op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {})
   }
 
   /**
@@ -193,7 +186,7 @@ export class Offloader {
    */
   drain (): void {
     this.#draining = true
-    for (const waiting of [...this.#inputs]) this.#drop(waiting, shuttingDown())
+    for (const waiting of this.#waiting.inputs()) this.#drop(waiting, shuttingDown())
   }
 
   /**
@@ -206,10 +199,23 @@ export class Offloader {
     const thread = this.#thread
     this.#thread = undefined
     if (thread !== undefined) await thread.terminate()
-    const left = [...this.#answers.splice(0), ...this.#inputs.splice(0)]
+    const left = this.#waiting.clear()
     if (this.#running !== undefined) left.push(this.#running)
     this.#running = undefined
     for (const queued of left) this.#fail(queued, queued.job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
+  }
+
+  /**
+   * Drops a waiting body when its client's budget or QUEUE_TIMEOUT_MS runs out, whichever
+   * is first, with the 503 QUEUE_TIMEOUT a call waiting that long for a worker gets.
+   */
+  #waitLimit (waiting: Queued, budgetMs: number | undefined): NodeJS.Timeout | undefined {
+    const queueTimeoutMs = this.#options.queueTimeoutMs ?? Infinity
+    const byBudget = budgetMs !== undefined && budgetMs < queueTimeoutMs
+    const limitMs = byBudget ? budgetMs : queueTimeoutMs
+    if (!Number.isFinite(limitMs)) return undefined
+    // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
+    return setTimeout(() => { this.#drop(waiting, waitedTooLong(limitMs, byBudget)) }, Math.min(limitMs, MAX_TIMER_MS))
   }
 
   #isDraining (): boolean {
@@ -225,37 +231,25 @@ export class Offloader {
     return key
   }
 
-  /** Queues a job; `watch` starts watching it while it waits, and returns what ends that. */
-  #enqueue (queue: Queued[], job: Job, bodyBytes: number, release: () => void, watch?: (queued: Queued) => () => void): Promise<JobOutcome> {
+  /** Queues a job; `watch` starts watching it while it waits, and sets its `unwatch`. */
+  #enqueue (job: Job, bodyBytes: number, release: () => void, watch?: (queued: Queued) => void): Promise<JobOutcome> {
     if (this.#closed) {
       release()
       return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
     }
     return new Promise<JobOutcome>((resolve, reject) => {
       const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {} }
-      queue.push(queued)
+      this.#waiting.push(queued)
       this.#pendingBodyBytes += bodyBytes
-      if (watch !== undefined) queued.unwatch = watch(queued)
+      watch?.(queued)
       this.#pump()
     })
-  }
-
-  /** The next job: answers first, but a waiting body after MAX_ANSWERS_IN_A_ROW of them. */
-  #next (): Queued | undefined {
-    const bodyDue = this.#inputs.length > 0 && (this.#answers.length === 0 || this.#answersInARow >= MAX_ANSWERS_IN_A_ROW)
-    if (bodyDue) {
-      this.#answersInARow = 0
-      return this.#inputs.shift()
-    }
-    const answer = this.#answers.shift()
-    if (answer !== undefined) this.#answersInARow++
-    return answer
   }
 
   /** Sends the next job to the thread, if it is free. */
   #pump (): void {
     while (this.#running === undefined && !this.#closed) {
-      const next = this.#next()
+      const next = this.#waiting.next()
       clearTimeout(this.#idleTimer)
       this.#idleTimer = undefined
       if (next === undefined) {
@@ -280,11 +274,7 @@ export class Offloader {
 
   /** Takes a job that still waits out of its queue, and fails it with `error` (a job already running is left to end). */
   #drop (queued: Queued, error: Error): void {
-    const queue = queued.job.op === 'input' ? this.#inputs : this.#answers
-    const at = queue.indexOf(queued)
-    if (at === -1) return
-    queue.splice(at, 1)
-    this.#fail(queued, error)
+    if (this.#waiting.remove(queued)) this.#fail(queued, error)
   }
 
   #finish (queued: Queued): void {
@@ -344,15 +334,4 @@ export class Offloader {
     this.#thread = thread
     return thread
   }
-}
-
-/** The answer to a body that would be parsed for a call that can no longer run. */
-function shuttingDown (): Error {
-  return withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
-}
-
-/** The answer to a body whose client's budget ran out before the thread could parse it. */
-function budgetSpentWaiting (budgetMs: number): Error {
-  const message = `the x-request-timeout-ms budget of ${budgetMs} ms ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
-  return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
 }

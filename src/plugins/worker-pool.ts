@@ -58,6 +58,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   // Its thread starts with the first large body or reply, if one ever comes.
   const offloader = new Offloader({
     minBytes: config.offloadMinBytes,
+    queueTimeoutMs: config.queueTimeoutMs,
     log: fastify.log.child({ component: 'offload' }),
     // Bodies waiting for the thread are held as bytes, as while they arrived: the same bound.
     holdBody: (bytes, request) => fastify.receiving.holdArrived(bytes, request),

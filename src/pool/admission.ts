@@ -202,12 +202,13 @@ export class Admission {
   /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
   #enqueue (waiter: Waiter, atFront = false): void {
     const { call } = waiter
-    // What is left of the client's budget once its large body was parsed (call.ts waitedMs).
-    const budgetLeftMs = call.budgetMs === undefined ? undefined : call.budgetMs - (call.waitedMs ?? 0)
-    const byBudget = budgetLeftMs !== undefined && budgetLeftMs < this.#options.queueTimeoutMs
+    // What is left of the client's budget and of QUEUE_TIMEOUT_MS once its large body waited
+    // for the offload thread (call.ts waitedMs): that wait was queueing too.
+    const waitedMs = call.waitedMs ?? 0
+    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
     // The limit the error names: the client's budget, or QUEUE_TIMEOUT_MS.
     const limitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
-    const remainingMs = Math.max(1, (byBudget ? budgetLeftMs : limitMs) - (performance.now() - waiter.enqueuedAt))
+    const remainingMs = Math.max(1, limitMs - waitedMs - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#queuedBytes += call.inputBytes ?? 0
     waiter.timer = setTimeout(() => {

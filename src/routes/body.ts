@@ -13,6 +13,7 @@ import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from '
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
 import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
 import { PendingBody } from '../offload/encoded.js'
+import { budgetOrNaN } from './budget.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
@@ -196,19 +197,16 @@ export interface TaskInput {
   holdsWideNumbers: boolean
 }
 
-/** What a large body waiting for the offload thread watches: its client leaving, its budget. */
-export type WhileWaiting = Pick<InputOptions, 'onClientGone' | 'budgetMs'>
-
 /**
  * The task's input from the request, validated; throws 400/415 errors. A promise for a
  * large JSON or msgpack body, which the offload thread parses, checks and encodes.
  */
-export function inputFor (task: Task, request: FastifyRequest, waiting: WhileWaiting = {}): TaskInput | Promise<OffloadedInput> {
+export function inputFor (task: Task, request: FastifyRequest, onClientGone?: InputOptions['onClientGone']): TaskInput | Promise<OffloadedInput> {
   const body = request.body
   const { type, charset } = mediaType(request)
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
-  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return structuredInput(task, request, body, waiting)
+  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return structuredInput(task, request, body, onClientGone)
   if (task.rawField === null || !task.raw.includes(type)) {
     const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
@@ -222,8 +220,8 @@ export function inputFor (task: Task, request: FastifyRequest, waiting: WhileWai
 }
 
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */
-function structuredInput (task: Task, request: FastifyRequest, body: unknown, waiting: WhileWaiting): TaskInput | Promise<OffloadedInput> {
-  if (body instanceof PendingBody) return offloadedInput(task, request, body, waiting)
+function structuredInput (task: Task, request: FastifyRequest, body: unknown, onClientGone: InputOptions['onClientGone']): TaskInput | Promise<OffloadedInput> {
+  if (body instanceof PendingBody) return offloadedInput(task, request, body, onClientGone)
   if (request.url.includes('?')) refuseQuery(task, request)
   return checkedInput(body, takeJsonText(request), task.validateBody)
 }
@@ -233,14 +231,21 @@ function structuredInput (task: Task, request: FastifyRequest, body: unknown, wa
  * order as on the event loop, where the body is parsed before the query string is
  * looked at: a misplaced query parameter is only reported for a body that parses.
  */
-async function offloadedInput (task: Task, request: FastifyRequest, body: PendingBody, waiting: WhileWaiting): Promise<OffloadedInput> {
+async function offloadedInput (task: Task, request: FastifyRequest, body: PendingBody, onClientGone: InputOptions['onClientGone']): Promise<OffloadedInput> {
   let misplaced: Error | undefined
   try {
     if (request.url.includes('?')) refuseQuery(task, request)
   } catch (error) {
     misplaced = error as Error
   }
-  const input = await request.server.offloader.input(task, body, { ...waiting, parseOnly: misplaced !== undefined, request: request.raw })
+  // A header that is not a budget is answered 400 later, after the body's own errors: no budget here.
+  const budget = budgetOrNaN(request)
+  const input = await request.server.offloader.input(task, body, {
+    parseOnly: misplaced !== undefined,
+    onClientGone,
+    budgetMs: Number.isNaN(budget) ? undefined : budget,
+    request: request.raw
+  })
   if (misplaced !== undefined) throw misplaced
   return input
 }

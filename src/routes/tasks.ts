@@ -3,8 +3,10 @@
 
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidInputError, TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
-import { OffloadCancelledError, type OffloadedInput } from '../offload/offloader.js'
+import { TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
+import { budgetMs } from './budget.js'
+import { OffloadCancelledError } from '../offload/offload-errors.js'
+import type { OffloadedInput } from '../offload/offloader.js'
 import type { Task } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
@@ -14,30 +16,11 @@ import { logAbandoned } from '../request-log.js'
 import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
 
-const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
 interface NameParams { name: string }
 
 function taskNotFound (name: string): Error {
   return new TaskNotFoundError(JSON.stringify(name.slice(0, 100)))
-}
-
-function budgetMs (request: FastifyRequest): number | undefined {
-  const budget = budgetOrNaN(request)
-  if (Number.isNaN(budget)) {
-    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)`)
-  }
-  return budget
-}
-
-/** The x-request-timeout-ms header's budget, undefined without one, NaN for one that is not valid. */
-function budgetOrNaN (request: FastifyRequest): number | undefined {
-  const raw = request.headers[TIMEOUT_HEADER]
-  if (raw === undefined) return undefined
-  const value = Array.isArray(raw) ? raw[0] : raw
-  // Any length: a budget past the task's timeout (or QUEUE_TIMEOUT_MS) is capped by it,
-  // as SPEC says, not refused. Every timer takes the smaller of the two.
-  return /^\d+$/.test(value.trim()) && Number(value) >= 1 ? Number(value) : NaN
 }
 
 /** The cancellations of the calls a connection has queued, run when it closes (see clientGone). */
@@ -93,10 +76,9 @@ async function inputFromThread (prepared: Promise<OffloadedInput>, task: Task, r
     return await prepared
   } catch (error) {
     if (!(error instanceof OffloadCancelledError)) throw error
-    const unparsed: Call = { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined }
-    const gone = new WorkersUnavailableError('the client went away while its body waited to be parsed')
-    logAbandoned(request, reply, unparsed, gone)
-    throw gone
+    // Logged as a client leaving is (info), not as the 503 nobody reads; not a call, so no outcome.
+    logAbandoned(request, reply, { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined })
+    throw new WorkersUnavailableError('the client went away while its body waited to be parsed')
   }
 }
 
@@ -140,9 +122,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
     const onClientGone = clientGone(request, reply)
-    const budget = budgetOrNaN(request)
     // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
-    const prepared = inputFor(task, request, { onClientGone, budgetMs: Number.isNaN(budget) ? undefined : budget })
+    const prepared = inputFor(task, request, onClientGone)
     let waitedMs = 0
     let ready
     if (prepared instanceof Promise) {

@@ -5,7 +5,8 @@ import t from 'tap'
 import type { IncomingMessage } from 'node:http'
 import pino from 'pino'
 import { pack } from 'msgpackr'
-import { OffloadCancelledError, Offloader, OffloadThreadError } from '../../src/offload/offloader.js'
+import { Offloader } from '../../src/offload/offloader.js'
+import { OffloadCancelledError, OffloadThreadError } from '../../src/offload/offload-errors.js'
 import { PendingBody } from '../../src/offload/encoded.js'
 import { ownBytes } from '../../src/offload/jobs.js'
 import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol.js'
@@ -186,6 +187,32 @@ t.test('a body whose client\'s budget runs out while it waits is answered 503 QU
   await offload.close()
   await first
   t.match(await patient, { code: 'WORKERS_UNAVAILABLE' }, 'until the close answers it')
+})
+
+t.test('a body that waits for the thread past QUEUE_TIMEOUT_MS is answered 503 QUEUE_TIMEOUT, unparsed, as a call waiting that long for a worker', async (t) => {
+  const offload = new Offloader({ minBytes: 1, queueTimeoutMs: 20, log: pino({ level: 'silent' }), script: new URL('stalls.mjs', FIXTURE_THREADS) })
+  t.teardown(async () => { await offload.close() })
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json')).catch((e: Error) => e)
+  const late = await offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { budgetMs: 60_000 }).catch((e: Error) => e)
+  t.match(late, { code: 'QUEUE_TIMEOUT', statusCode: 503, message: /^QUEUE_TIMEOUT_MS \(20 ms\) ran out while the body waited to be parsed/ })
+  await offload.close()
+  await first
+})
+
+t.test('a client that leaves at once, while its body is being queued, is dropped and stops being watched', async (t) => {
+  const offload = offloader(t, { script: 'stalls.mjs' })
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json')).catch((e: Error) => e)
+  let unsubscribed = 0
+  // A subscriber that reports the client gone from inside the subscription itself.
+  const gone = await offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), {
+    budgetMs: 600_000,
+    onClientGone: (drop) => { drop(); return () => { unsubscribed++ } }
+  }).catch((e: Error) => e)
+  t.ok(gone instanceof OffloadCancelledError)
+  t.equal(unsubscribed, 1, 'its subscription ended')
+  t.equal(offload.pendingJobs, 1)
+  await offload.close()
+  await first
 })
 
 t.test('answers go first, but a waiting body goes after four in a row', async (t) => {
