@@ -23,7 +23,7 @@ import type { JobMessage, OutcomeMessage } from './offload-thread.js'
 const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
-export const IDLE_STOP_MS = 30_000
+const IDLE_STOP_MS = 30_000
 
 
 /** What input() needs of a task. */

@@ -3,7 +3,7 @@
 import type { FastifyRequest } from 'fastify'
 import { InvalidInputError } from '../errors.js'
 
-export const TIMEOUT_HEADER = 'x-request-timeout-ms'
+const TIMEOUT_HEADER = 'x-request-timeout-ms'
 
 /** The budget in ms, undefined without the header; throws a 400 for one that is not a whole number of at least 1. */
 export function budgetMs (request: FastifyRequest): number | undefined {
