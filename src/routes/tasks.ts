@@ -66,6 +66,16 @@ function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
 }
 
 /**
+ * A task request whose client left before its answer: Fastify has no answer to log or
+ * measure (Node writes none to a closed connection), so its log line and its
+ * http_request_duration_seconds sample (status_code 499) are written here.
+ */
+function requestAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call, error?: unknown): void {
+  logAbandoned(request, reply, call, error)
+  request.server.observeAbandoned(request, reply)
+}
+
+/**
  * A large body's input, from the offload thread. A client that left while its body waited
  * for the thread is logged as abandoned, and not counted: its body was never parsed, so
  * this was never a call (SPEC §6). One that left while it was parsed is cancelled by the
@@ -77,7 +87,7 @@ async function inputFromThread (prepared: Promise<OffloadedInput>, task: Task, r
   } catch (error) {
     if (!(error instanceof OffloadCancelledError)) throw error
     // Logged as a client leaving is (info), not as the 503 nobody reads; not a call, so no outcome.
-    logAbandoned(request, reply, { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined })
+    requestAbandoned(request, reply, { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined })
     throw new WorkersUnavailableError('the client went away while its body waited to be parsed')
   }
 }
@@ -156,10 +166,10 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       // Gone while its large body was parsed: cancelled, as a call whose client leaves while it is queued.
       value = await (prepared instanceof Promise && request.raw.socket.destroyed ? fastify.pool.cancel(call) : fastify.pool.run(call))
     } catch (error) {
-      if (request.raw.socket.destroyed) logAbandoned(request, reply, call, error)
+      if (request.raw.socket.destroyed) requestAbandoned(request, reply, call, error)
       throw error
     }
-    if (request.raw.socket.destroyed) logAbandoned(request, reply, call)
+    if (request.raw.socket.destroyed) requestAbandoned(request, reply, call)
     reply.header('server-timing', serverTiming(call))
     return sendValue(reply, value, call.wantsMsgpack === true, call.resultMsgpack)
   })

@@ -127,6 +127,10 @@ t.test('calls pipelined behind a running one are cancelled when the client leave
   t.equal(cancelled?.err, undefined, 'no error for a call its client cancelled')
   t.equal(cancelled?.code, undefined)
   t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer' && l.outcome === 'ok'), { level: 30, err: undefined, remoteAddress: '127.0.0.1' }, 'a result dropped: info, as its answer\'s line would be')
+  // Node writes no answer to a closed connection, so Fastify measures none: each is a 499 sample instead.
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 4$/m, 'four samples with status_code 499')
+  t.notMatch(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="(?!499)/m, 'none under the status the answers would have had')
 })
 
 t.test('a call that fails with a 5xx after its client left is logged as a warning, with the error its answer would have had', async (t) => {
@@ -140,6 +144,9 @@ t.test('a call that fails with a 5xx after its client left is logged as a warnin
   const abandoned = (): Record<string, any> | undefined => server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer')
   await waitFor(() => abandoned() !== undefined, 5000, 'the abandoned line')
   t.match(abandoned(), { level: 40, outcome: 'worker_died', task: 'diag.work', code: 'WORKER_DIED', err: { code: 'WORKER_DIED' }, remoteAddress: '127.0.0.1' })
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 1$/m, 'a 499 sample, not the 502 nobody received')
+  t.notMatch(metrics, /status_code="502"/)
 })
 
 t.test('a client that stops reading its answer loses the connection after RESPONSE_STALL_TIMEOUT_MS; a slow reader does not', async (t) => {

@@ -130,6 +130,8 @@ t.test('a client that leaves while its body waits for the thread: dropped at onc
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.match(metrics, /^pyworker_calls_total\{task="echo",outcome="cancelled"\} 0$/m, 'not a call: its body was never parsed (SPEC §6)')
   t.match(metrics, /^pyfleet_offload_jobs_total\{conversion="input"\} 1$/m, 'the thread parsed the first body only')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 1$/m, 'a request, though not a call: one 499 sample')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="200"\} 1$/m, 'and the first body\'s 200')
 })
 
 t.test('a worker whose large answer waits for the thread shows as busy with its task, not idle', async (t) => {
