@@ -2,6 +2,7 @@
 // when it holds 4 KiB or every 100 ms, and that drops lines (counted, and
 // reported once stdout is read again) instead of growing without bound.
 
+import { constants, fstatSync, openSync } from 'node:fs'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 
@@ -21,6 +22,8 @@ export const LOG_FLUSH_INTERVAL_MS = 100
  * this is several seconds of a reader's stall.
  */
 export const LOG_BACKLOG_MAX_BYTES = 16 * 1024 * 1024
+/** How long pino's synchronous write at exit waits for a stdout pipe that takes nothing. */
+const EXIT_FLUSH_SYNC_MS = 1000
 /** Dropped lines are reported in one warning this long after the first drop. */
 const DROP_REPORT_DELAY_MS = 1000
 
@@ -55,16 +58,42 @@ export async function flushLogs (maxWaitMs: number): Promise<void> {
   clearTimeout(timer)
 }
 
+/**
+ * Lets the process exit without the lines stdout has not taken yet. At exit pino writes
+ * what a destination still holds with a blocking write, which a reader that stopped
+ * reading (a paused terminal, a stuck log collector) never lets finish: the process
+ * would hang there, past a shutdown's end, until it is killed. Called only once those
+ * lines have had their chance (flushLogs, or the wait of a clean exit).
+ */
+export function abandonUnwrittenLogs (): void {
+  for (const destination of destinations) destination.stream.flushSync = () => {}
+}
+
 export class LogDestination {
   readonly stream: ReturnType<typeof pino.destination>
   readonly #backlogMaxBytes: number
   #unreported = 0
   #report: NodeJS.Timeout | undefined
 
-  constructor ({ dest = 1, backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
+  constructor ({ dest = stdoutForWrites(), backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
     this.#backlogMaxBytes = backlogMaxBytes
-    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes })
+    // While a synchronous flush runs (pino's, at exit), a stdout that will not take the lines is
+    // retried until its deadline only: sonic-boom would otherwise retry EAGAIN forever, and an
+    // exit pyfleet does not control (an uncaught exception) would never end.
+    let syncDeadline: number | undefined
+    const retryEAGAIN = (): boolean => syncDeadline === undefined || performance.now() < syncDeadline
+    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
     this.stream = stream
+    const flushSync = stream.flushSync.bind(stream)
+    stream.flushSync = (): void => {
+      syncDeadline = performance.now() + EXIT_FLUSH_SYNC_MS
+      try {
+        flushSync()
+      } catch { // not taken by the deadline (or destroyed): those lines are lost, the exit goes on
+      } finally {
+        syncDeadline = undefined
+      }
+    }
     // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
     // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
     let written = false
@@ -101,6 +130,24 @@ export class LogDestination {
         log.warn({ droppedLines: dropped, backlogMaxBytes: this.#backlogMaxBytes }, `${dropped} log line(s) dropped: stdout was not read as fast as the server wrote`)
       }, DROP_REPORT_DELAY_MS).unref()
     })
+  }
+}
+
+/**
+ * Where stdout's lines are written: when stdout is a pipe, a description of that pipe of
+ * our own, opened non-blocking (start-up only: sync calls). A write to a pipe nobody reads
+ * then waits on a timer (sonic-boom retries every 100 ms) instead of holding one of
+ * libuv's threads in write(2); Node's exit waits for those threads, so such a write kept
+ * a stopped server from ever exiting (abandonUnwrittenLogs covers pino's own write at
+ * exit). The pipe's shared description keeps its flags: the shell or the container
+ * runtime that holds it sees no change. Files, terminals and sockets keep fd 1.
+ */
+function stdoutForWrites (): number {
+  try {
+    if (!fstatSync(1).isFIFO()) return 1
+    return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
+  } catch { // no /proc, or a FIFO whose reader has gone (ENXIO): the blocking fd as before
+    return 1
   }
 }
 

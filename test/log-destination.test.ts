@@ -101,3 +101,21 @@ t.test('a reader that stops: lines past the backlog are dropped and counted, the
   const report = lines.find((line) => typeof line.droppedLines === 'number')
   t.match(report, { level: 40, droppedLines: dropped, backlogMaxBytes }, 'one warning with the count')
 })
+
+t.test('at exit, a pipe that takes nothing more holds pino\'s synchronous write up for a bounded time, not for ever', async (t) => {
+  const { path } = fifo(t) // its reader never reads
+  // Non-blocking, as the server's own description of a stdout pipe is (log-destination.ts).
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+  const destination = new LogDestination({ dest: fd })
+  t.teardown(() => {
+    destination.stream.on('error', () => {}) // a retry of the full pipe still due writes to the closed fd
+    destination.stream.destroy()
+  })
+  const log = pino(destination.stream)
+  const line = 'x'.repeat(1000)
+  for (let i = 0; i < 200; i++) log.info(line) // 200 KB: more than the pipe's 64 KiB
+  // What pino's exit hook calls. sonic-boom retried EAGAIN for ever here: the test would hang.
+  destination.stream.flushSync()
+  t.pass('flushSync returned with the pipe still full')
+})
+

@@ -43,6 +43,22 @@ t.test('the shutdown\'s log ends with "stopped", after every worker\'s exit', as
  * skips prestart's build: the suite has built already.
  */
 
+t.test('a stdout nobody reads does not keep a stopped server from exiting', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1' })
+  // From here on nothing reads the server's stdout: the pipe fills, and lines wait behind it.
+  server.child.stdout.pause()
+  const before = server.output().length
+  // ~330-byte lines, one per request: four times what a pipe holds (64 KiB).
+  for (let round = 0; round < 80; round++) await Promise.all(Array.from({ length: 10 }, async () => await callTask(server.url, 'echo', { round })))
+  t.equal(server.output().length, before, 'nothing more was read')
+  server.child.kill('SIGTERM')
+  // Node's exit waited for a write(2) blocked on the full pipe, and pino's own write at exit
+  // retried for ever: the process never ended. A bound, not a timing: it waits at most ~1 s
+  // for stdout once the drain is done.
+  const ended = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => { resolve('still running') }, 20_000))])
+  t.same(ended, { code: 0, signal: null }, 'exit 0, with lines still unread')
+})
+
 t.test('new calls during shutdown are refused with 503, not lost in a hang', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1' })
   // Long enough that the late requests below arrive while the drain waits for it (idle
