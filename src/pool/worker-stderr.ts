@@ -58,6 +58,8 @@ export class WorkerStderr {
   #suppressing = false
   #droppedLines = 0
   #droppedChars = 0
+  /** The call the first dropped line came with: the one whose output flooded, not whichever runs when the count is logged. */
+  #droppedContext: StderrContext | undefined
   #summaryTimer: NodeJS.Timeout | undefined
 
   readonly #onDropped: ((lines: number) => void) | undefined
@@ -113,6 +115,7 @@ export class WorkerStderr {
     }
     // The runtime's reason for giving up is never dropped: it explains an exit.
     if (!unbudgeted && !this.#withinBudget(line)) {
+      if (this.#droppedLines === 0) this.#droppedContext = this.#context()
       this.#droppedLines++
       this.#droppedChars += line.length
       this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
@@ -141,10 +144,11 @@ export class WorkerStderr {
     if (this.#droppedLines === 0) return // the common case: called before every logged line
     clearTimeout(this.#summaryTimer)
     this.#summaryTimer = undefined
-    const fields = { ...this.#context(), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
+    const fields = { ...(this.#droppedContext ?? this.#context()), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
     this.#log.warn(fields, `${this.#droppedLines} stderr lines of this worker were not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
     this.#onDropped?.(this.#droppedLines)
     this.#droppedLines = 0
     this.#droppedChars = 0
+    this.#droppedContext = undefined
   }
 }

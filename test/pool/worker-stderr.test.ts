@@ -4,9 +4,9 @@ import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
 import { WorkerStderr } from '../../src/pool/worker-stderr.js'
 
-function recordingLog (): { log: FastifyBaseLogger, lines: Array<{ level: string, msg: string }> } {
-  const lines: Array<{ level: string, msg: string }> = []
-  const at = (level: string) => (_fields: unknown, msg: string) => { lines.push({ level, msg }) }
+function recordingLog (): { log: FastifyBaseLogger, lines: Array<{ level: string, msg: string, fields: Record<string, unknown> }> } {
+  const lines: Array<{ level: string, msg: string, fields: Record<string, unknown> }> = []
+  const at = (level: string) => (fields: Record<string, unknown>, msg: string) => { lines.push({ level, msg, fields }) }
   const log = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as unknown as FastifyBaseLogger
   return { log, lines }
 }
@@ -20,7 +20,7 @@ t.test('each line at the level its prefix names; the runtime\'s fatal line is an
   starting = false
   stderr.write('partial')
   stderr.flush()
-  t.same(lines, [
+  t.same(lines.map(({ level, msg }) => ({ level, msg })), [
     { level: 'warn', msg: 'WARNING a: careful' },
     { level: 'error', msg: 'ERROR b: broken' },
     { level: 'info', msg: 'plain print' },
@@ -81,3 +81,21 @@ t.test('while lines are dropped, their count is logged every second, and a fatal
   stderr.write('back\n')
   t.equal(lines.at(-1)?.msg, 'back')
 })
+
+t.test('the count of dropped lines names the call whose lines were dropped, not the one running when it is logged', async (t) => {
+  const { log, lines } = recordingLog()
+  let now = 0
+  let call = { requestId: 'flood-1', task: 'spam' }
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, ...call }), () => false, () => now)
+  stderr.write('flood\n'.repeat(20_100))
+  call = { requestId: 'quiet-2', task: 'echo' } // the next call, once the budget has refilled
+  now += 2000
+  stderr.write('a line of its own\n')
+  t.match(lines.at(-2), { level: 'warn', msg: /^100 stderr lines of this worker were not logged/, fields: { requestId: 'flood-1', task: 'spam', droppedLines: 100 } })
+  t.match(lines.at(-1), { msg: 'a line of its own', fields: { requestId: 'quiet-2', task: 'echo' } })
+  // A flood by the next call starts a count of its own, under that call.
+  stderr.write('flood\n'.repeat(20_050))
+  stderr.flush()
+  t.match(lines.at(-1), { msg: /stderr lines of this worker were not logged/, fields: { requestId: 'quiet-2', task: 'echo' } })
+})
+
