@@ -12,6 +12,8 @@ export interface PythonInfo {
   /** Absolute path of the interpreter. */
   path: string
   version: string
+  /** Without PYTHON: the candidates searched before it, and why each could not run the workers. */
+  passedOver?: string[]
 }
 
 // msgpack for the protocol, defusedxml for the built-in xml.import: an interpreter
@@ -120,7 +122,8 @@ export async function resolvePython (configured: string | undefined, projectRoot
   const tried: Unusable[] = []
   for (const candidate of candidates) {
     const found = await probe(candidate)
-    if ('path' in found) return found
+    // A copy: the probe's result is cached, and shared with --check's second look.
+    if ('path' in found) return tried.length === 0 ? found : { ...found, passedOver: tried.map((u) => u.reason) }
     tried.push(found)
   }
   const reasons = tried.map((u) => u.reason).join('; ')

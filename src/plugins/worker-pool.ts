@@ -128,7 +128,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   fastify.decorate('tasks', tasks)
   fastify.decorate('offloader', offloader)
   fastify.metrics.watchOffloader(offloader)
-  log.info({ workers: config.poolSize, python: python.path, tasks: tasks.names() }, 'pool ready')
+  // An interpreter passed over says why: a package installed into it would otherwise seem ignored.
+  log.info({ workers: config.poolSize, python: python.path, ...(python.passedOver === undefined ? {} : { pythonPassedOver: python.passedOver }), tasks: tasks.names() }, 'pool ready')
 
   // preClose runs while the listener is still open: new calls get 503 from the
   // draining pool, admitted ones finish, then workers stop and HTTP closes.
