@@ -56,11 +56,11 @@ export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunct
 }
 
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
-export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string)): Error {
+export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string), schema?: unknown): Error {
   const list = errors ?? []
   const first = mostSpecific(list)
   const place = typeof dataVar === 'string' ? (path: string) => `${dataVar}${path}` : dataVar
-  const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${first.message ?? 'is invalid'}${allowed(first)}`
+  const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${explain(first, schema)}`
   return withExtras(new ValidationError(message), {
     details: list.map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }))
   })
@@ -84,9 +84,37 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
   return best ?? errors[0]
 }
 
-/** What the message alone would leave out: an enum's values, the name of a property no schema allows. */
+/**
+ * Ajv's words for one error, and what they alone would leave out. A pattern is a regular
+ * expression a client should not have to read: when the property has a description (the
+ * task author's words, as GET /api/tasks/<name> shows them), that is said instead.
+ */
+function explain (error: ErrorObject, schema: unknown): string {
+  const description = error.keyword === 'pattern' ? describedAt(schema, error.instancePath) : undefined
+  if (description !== undefined) return `is not valid: ${description}`
+  return `${error.message ?? 'is invalid'}${allowed(error)}`
+}
+
+/** The description the schema gives the value at instancePath (properties and items followed), if any. */
+function describedAt (schema: unknown, instancePath: string): string | undefined {
+  let node = schema
+  for (const segment of instancePath.split('/').slice(1)) {
+    if (typeof node !== 'object' || node === null) return undefined
+    const key = segment.replace(/~1/g, '/').replace(/~0/g, '~')
+    const { properties, items } = node as { properties?: Record<string, unknown>, items?: unknown }
+    if (typeof properties === 'object' && properties !== null && Object.hasOwn(properties, key)) node = properties[key]
+    else if (/^\d+$/.test(key) && typeof items === 'object' && items !== null && !Array.isArray(items)) node = items
+    else return undefined
+  }
+  const description = (node as { description?: unknown } | null)?.description
+  return typeof description === 'string' && description !== '' ? description : undefined
+}
+
+/** What the message alone would leave out: an enum's values, the name of a property no schema allows, what a boolean is written as. */
 function allowed (error: ErrorObject): string {
-  const params = error.params as { allowedValues?: unknown[], additionalProperty?: unknown }
+  const params = error.params as { allowedValues?: unknown[], additionalProperty?: unknown, type?: unknown }
+  // A query string's booleans especially: 1, yes and on are not among them.
+  if (error.keyword === 'type' && params.type === 'boolean') return ' (true or false)'
   if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) return `: ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
   if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') return ` (${JSON.stringify(params.additionalProperty.slice(0, 100))})`
   return ''
@@ -213,17 +241,23 @@ export class TaskRegistry {
 
   /** What warnAboutUnusedLimits would log, as one line, or undefined: `--check` stops on it. */
   unusedLimitsProblem (): string | undefined {
+    // Not "ignored", as the warning says: here they stop the check.
     const found = this.#unusedLimits()
-    return found.length === 0 ? undefined : found.map(({ message }) => message).join('; ')
+    return found.length === 0 ? undefined : `${found.map(({ setting, unused }) => `${setting} names tasks no worker declares: ${unused.join(', ')}`).join('; ')} (the tasks are ${this.names().join(', ')})`
   }
 
-  #unusedLimits (): Array<{ unused: string[], message: string }> {
+  #unusedLimits (): Array<{ setting: string, unused: string[], message: string }> {
     const found = []
     for (const [setting, values] of [['TASK_CONCURRENCY', this.#config.taskConcurrency], ['TASK_TIMEOUTS', this.#config.taskTimeouts]] as const) {
       const unused = Object.keys(values).filter((name) => !this.#tasks.has(name))
-      if (unused.length > 0) found.push({ unused, message: `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}` })
+      if (unused.length > 0) found.push({ setting, unused, message: `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}` })
     }
     return found
+  }
+
+  /** Why a name that is not served may be missing, when pyfleet can tell: the diag tasks are off. */
+  missingTaskHint (name: string): string {
+    return name.startsWith('diag.') && !this.#config.diagTasks ? ' (the diag.* tasks are registered only with DIAG_TASKS=1)' : ''
   }
 
   describe (task: Task): TaskDescription {

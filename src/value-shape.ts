@@ -127,7 +127,7 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
       maps.push(map)
     }
   }
-  return pos === end ? undefined : `${end - pos} bytes follow the msgpack value`
+  return pos === end ? undefined : `the msgpack body holds ${end - pos} more byte${end - pos === 1 ? '' : 's'} after its value: a body is one msgpack value`
 }
 
 // Bytes of the header (or of the whole value, for fixed-size scalars and fixext)

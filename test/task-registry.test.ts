@@ -1,7 +1,32 @@
-// inputFields: which query parameters beside a JSON body name a field of the task's input.
+// inputFields: which query parameters beside a JSON body name a field of the task's input;
+// validationError: what a 400 says about the first thing wrong with an input.
 
 import t from 'tap'
-import { inputFields } from '../src/task-registry.js'
+import { Ajv } from 'ajv'
+import { inputFields, validationError } from '../src/task-registry.js'
+
+t.test('a value that fails a pattern is explained by its property\'s description, not the regular expression', async (t) => {
+  const schema = {
+    type: 'object',
+    properties: {
+      delimiter: { type: 'string', pattern: '^[^"\\r\\n]$', description: 'one character, not a quote or a line break' },
+      codes: { type: 'array', items: { type: 'string', pattern: '^[A-Z]{3}$', description: 'a currency code such as EUR' } },
+      bare: { type: 'string', pattern: '^x+$' },
+      flag: { type: 'boolean' }
+    }
+  }
+  const validate = new Ajv({ allErrors: false }).compile(schema)
+  const messageFor = (input: unknown): string => {
+    t.notOk(validate(input))
+    return validationError(validate.errors, 'body', validate.schema).message
+  }
+  t.equal(messageFor({ delimiter: 'ab' }), 'body/delimiter is not valid: one character, not a quote or a line break')
+  t.equal(messageFor({ codes: ['EUR', 'euro'] }), 'body/codes/1 is not valid: a currency code such as EUR', 'an array item: its items\' description')
+  t.equal(messageFor({ bare: 'y' }), 'body/bare must match pattern "^x+$"', 'no description: Ajv\'s words')
+  t.equal(messageFor({ flag: 'yes' }), 'body/flag must be boolean (true or false)')
+  const error = validationError(validate.errors, 'body', validate.schema) as Error & { details: unknown }
+  t.match(error.details, [{ keyword: 'type', params: { type: 'boolean' } }], 'details keep Ajv\'s own errors')
+})
 
 t.test('finds the top-level fields wherever the schema declares them', async (t) => {
   const cases: Array<[unknown, string[]]> = [

@@ -7,7 +7,7 @@ import type { ValidateFunction } from 'ajv'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem } from '../value-shape.js'
-import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
+import { firstInvalidUtf8, parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import { validationError, type Task } from '../task-registry.js'
 import { exactQueryInteger, parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
@@ -194,7 +194,7 @@ export function checkedInput (body: unknown, text: string | undefined, validate:
   if (problem !== undefined) throw new InvalidInputError(problem)
   // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
   const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, validate) : validate(body)
-  if (!valid) throw validationError(validate.errors, 'body')
+  if (!valid) throw validationError(validate.errors, 'body', validate.schema)
   if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
   // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
   const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
@@ -224,7 +224,7 @@ function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: s
     })
   }
   input[rawField] = raw
-  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, (path) => rawInputPlace(path, rawField))
+  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, (path) => rawInputPlace(path, rawField), task.validateRaw.schema)
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
   // (a repeated parameter is an array of them).
   for (const key in query) {
@@ -269,6 +269,9 @@ function decodeText (bytes: Buffer, charset: string | undefined, named = 'charse
   try {
     return decoder.decode(bytes)
   } catch {
-    throw new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text`)
+    if (decoder.encoding !== 'utf-8') throw new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text`)
+    // Where, as for JSON: a client can find the byte its encoder got wrong.
+    const at = firstInvalidUtf8(bytes)
+    throw withExtras(new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text: byte 0x${bytes[at].toString(16).padStart(2, '0')} at offset ${at} (counting from 0); was it sent as Latin-1 (say charset=iso-8859-1) or another charset?`), { details: { offset: at } })
   }
 }

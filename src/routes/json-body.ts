@@ -69,6 +69,8 @@ function parseJson (text: string): unknown {
     return secureParse(text)
   } catch (error) {
     const message = (error as Error).message
+    // secure-json-parse's words ("Object contains forbidden prototype property") read as if the JSON were invalid.
+    if (message === 'Object contains forbidden prototype property') throw new InvalidInputError(PROTO_KEY)
     const position = /at position (\d+)/.exec(message)
     // V8 gives no position when the text ends too soon: that is where it ends.
     const at = position !== null ? Number(position[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined
@@ -86,6 +88,8 @@ function lineAndColumn (text: string, position: number): { line: number, column:
   }
   return { line, column: position - lineStart + 1 }
 }
+
+const PROTO_KEY = 'the body holds a __proto__ key, which is refused (as in msgpack bodies): valid JSON, but in JavaScript it would set an object\'s prototype'
 
 // A `__proto__` key is refused, as msgpack bodies refuse it (msgpackr renames it in answers).
 // `constructor: {prototype: ...}` is data like any other here: nothing in pyfleet merges a

@@ -7,7 +7,7 @@ import { TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
 import { budgetMs } from './budget.js'
 import { OffloadCancelledError } from '../offload/offload-errors.js'
 import type { OffloadedInput } from '../offload/offloader.js'
-import type { Task } from '../task-registry.js'
+import type { Task, TaskRegistry } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
@@ -19,8 +19,8 @@ import { transferCodingProblem } from '../unusual-requests.js'
 
 interface NameParams { name: string }
 
-function taskNotFound (name: string): Error {
-  return new TaskNotFoundError(JSON.stringify(name.slice(0, 100)))
+function taskNotFound (tasks: TaskRegistry, name: string): Error {
+  return new TaskNotFoundError(`${JSON.stringify(name.slice(0, 100))}${tasks.missingTaskHint(name)}`)
 }
 
 /** The cancellations of the calls a connection has queued, run when it closes (see clientGone). */
@@ -99,7 +99,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
 
   fastify.get<{ Params: NameParams }>('/api/tasks/:name', async (request) => {
     const task = fastify.tasks.get(request.params.name)
-    if (task === undefined) throw taskNotFound(request.params.name)
+    if (task === undefined) throw taskNotFound(fastify.tasks, request.params.name)
     return fastify.tasks.describe(task)
   })
 
@@ -107,7 +107,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Before the body is read: a wrong name or a compressed body is answered without
     // reading (or, with Expect: 100-continue, the client sending) up to BODY_LIMIT_BYTES.
     preParsing: (request, reply, payload, done) => {
-      if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(request.params.name), payload); return }
+      if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(fastify.tasks, request.params.name), payload); return }
       const coded = transferCodingProblem(request)
       if (coded !== undefined) { done(coded, payload); return }
       const encoded = encodingProblem(request)
@@ -127,7 +127,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
   }, async (request, reply) => {
     // Looked up again: a reload may have removed the task while the body arrived.
     const task = fastify.tasks.get(request.params.name)
-    if (task === undefined) throw taskNotFound(request.params.name)
+    if (task === undefined) throw taskNotFound(fastify.tasks, request.params.name)
     // Checked again here: a request parsed while the one before it was being answered may have passed onRequest first.
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing

@@ -105,6 +105,8 @@ t.test('csv.profile: raw CSV with a header, types and a ragged row', async (t) =
   t.match(age, { name: 'age', type: 'integer', count: 2, nulls: 1, min: 36, max: 41, mean: 38.5 })
   t.match(score, { type: 'number', min: 7.25, max: 9.5 })
   t.match(joined, { type: 'date', min: '2020-01-02', max: '2022-05-06' })
+  const twoCharacters = await callTask(url, 'csv.profile?delimiter=ab', 'a,b\n1,2\n', { 'content-type': 'text/csv' })
+  t.match([twoCharacters.status, twoCharacters.json], [400, { code: 'FST_ERR_VALIDATION', message: /^querystring\/delimiter is not valid: field delimiter, one character/ }], 'the option\'s description, not its pattern')
   const ragged = await callTask(url, 'csv.profile?delimiter=;', 'a;b\n1;2\n3;4;5\n', { 'content-type': 'text/csv' })
   t.equal(ragged.status, 422)
   t.same(ragged.json.details, { line: 3 })

@@ -383,11 +383,13 @@ t.test('a result over MAX_FRAME_BYTES is a 500 RESULT_TOO_LARGE, and the worker 
   t.same(workerPids(server), [pid], 'the same worker answered')
 })
 
-t.test('without DIAG_TASKS, diag.work does not exist', async (t) => {
+t.test('without DIAG_TASKS, diag.work does not exist, and its 404 says how to turn it on', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', DIAG_TASKS: '0' })
   const { tasks } = await (await fetch(`${server.url}/api/tasks`)).json() as { tasks: Array<{ name: string }> }
   t.notOk(tasks.some((task) => task.name === 'diag.work'))
-  t.equal((await callTask(server.url, 'diag.work', { exit: 1 })).status, 404)
+  const reply = await callTask(server.url, 'diag.work', { exit: 1 })
+  t.match([reply.status, reply.json], [404, { code: 'TASK_NOT_FOUND', message: 'there is no task named "diag.work" (the diag.* tasks are registered only with DIAG_TASKS=1); GET /api/tasks lists them' }])
+  t.notMatch((await callTask(server.url, 'echo2', {})).json.message, /DIAG_TASKS/, 'other names get no such hint')
 })
 
 t.test('a client that disconnects while queued frees its place and its call never runs', async (t) => {

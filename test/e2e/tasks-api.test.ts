@@ -132,7 +132,7 @@ t.test('bad JSON and bad msgpack are 400 INVALID_INPUT with details', async (t) 
   const cut = await callTask(url, 'echo', '{"a":\n  [1,')
   t.match(cut.json, { code: 'INVALID_INPUT', message: /Unexpected end of JSON input/, details: { line: 2, column: 6 } }, 'a body that ends too soon: where it ends')
   const proto = await callTask(url, 'echo', '{"__proto__": {"polluted": true}}')
-  t.equal(proto.status, 400)
+  t.match([proto.status, proto.json], [400, { code: 'INVALID_INPUT', message: /^the body holds a __proto__ key, which is refused/ }], 'said as what it is, not as invalid JSON')
   const constructor = await callTask(url, 'echo', '{"constructor":{"prototype":{"x":1}}}')
   t.same([constructor.status, constructor.json], [200, { constructor: { prototype: { x: 1 } } }], 'ordinary keys, as in msgpack')
   const response = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xc1]) })
@@ -197,6 +197,14 @@ t.test('a JSON body whose bytes are not UTF-8 is a 400 naming the first bad byte
   // A multi-byte character cut off at the end of the body.
   const cut = Buffer.concat([Buffer.from('"'), Buffer.from('€').subarray(0, 2)])
   t.equal((await callTask(url, 'echo', cut)).json.details?.offset, 1)
+})
+
+t.test('a text body whose bytes are not UTF-8 is a 400 naming the first bad byte, and how to say its charset', async (t) => {
+  const reply = await callTask(url, 'text.stats', Buffer.from('one caf\xe9 later', 'latin1'), { 'content-type': 'text/plain' })
+  t.equal(reply.status, 400)
+  t.match(reply.json, { code: 'INVALID_INPUT', message: 'body is not valid UTF-8 text: byte 0xe9 at offset 7 (counting from 0); was it sent as Latin-1 (say charset=iso-8859-1) or another charset?', details: { offset: 7 } })
+  const said = await callTask(url, 'text.stats', Buffer.from('one caf\xe9 later', 'latin1'), { 'content-type': 'text/plain; charset=iso-8859-1' })
+  t.match([said.status, said.json], [200, { words: 3 }], 'with its charset said, the same bytes are text')
 })
 
 t.test('an HTTP/1.1 request without Host is a 400 in the error shape, with its x-request-id; the connection closes', async (t) => {
@@ -460,6 +468,12 @@ t.test('health and readiness answer 200', async (t) => {
   const ready = await fetch(`${url}/ready`)
   t.equal(ready.status, 200)
   t.match(await ready.json(), { status: 'ready', workers: 4 })
+})
+
+t.test('GET / is a 404 that lists what pyfleet serves', async (t) => {
+  const response = await fetch(`${url}/`)
+  t.equal(response.status, 404)
+  t.match(await response.json(), { code: 'FST_ERR_NOT_FOUND', message: /^no route GET \/: pyfleet serves GET \/api\/tasks \(the task list\), POST \/api\/tasks\/<name>/ })
 })
 
 t.test('the admin route does not exist without ADMIN_TOKEN, and its 404 says how to turn it on', async (t) => {
