@@ -1,6 +1,7 @@
 // examples/: README's task and its unit test are the files there, word for word; the
 // task's test passes; both example clients get the answers examples/README.md shows
-// from a real server, and wait out a busy one by its Retry-After.
+// from a real server, and wait out a busy one by its Retry-After; README's curl lines
+// for the sample files in examples/data/ print what README says they print.
 
 import t from 'tap'
 import { execFile } from 'node:child_process'
@@ -68,3 +69,27 @@ t.test('both clients wait out a full queue by its Retry-After, then get their an
   const refused = server.logs.filter((line) => line.msg === 'request completed' && line.statusCode === 503 && line.url === '/api/tasks/greet')
   t.ok(refused.length >= 2, `each client was refused at least once and came back (${refused.length} refusals)`)
 })
+
+t.test('README\'s curl lines that send examples/data/ print what their comments say', async (t) => {
+  const curl = await run('sh', ['-c', 'command -v curl']).then(() => true, () => false)
+  if (!curl) {
+    const why = 'curl is not installed (.ci/run installs it)'
+    if (process.env.CI === 'true') t.fail(why)
+    else t.pass('README\'s curl lines', { skip: why })
+    return
+  }
+  const server = await startServer(t, { POOL_SIZE: '2' })
+  const readme = await readFile(join(ROOT, 'README.md'), 'utf8')
+  const block = /One `curl` per task[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
+  // A command (its continuation lines joined), then the comment line that shows its output.
+  const lines = block.replace(/\\\n\s*/g, ' ').split('\n')
+  const shown = lines.flatMap((line, i) => /examples\/data\/|application\/msgpack/.test(line) && lines[i + 1]?.startsWith('# ') ? [{ command: line, output: lines[i + 1].slice(2) }] : [])
+  t.equal(shown.length, 5, 'the msgpack echo, xml, csv, text and hash lines')
+  for (const { command, output } of shown) {
+    const { stdout } = await run('sh', ['-c', command.replaceAll('localhost:5000', server.url.replace('http://', ''))], { cwd: ROOT })
+    // The comment's text up to its first "...", where README leaves the rest out.
+    const expected = output.split(/,? ?\.\.\./)[0].trim()
+    t.ok(stdout.trim().startsWith(expected), `${command.slice(0, 70)}...: prints ${expected.slice(0, 60)}... (got ${stdout.slice(0, 120)})`)
+  }
+})
+
