@@ -1,18 +1,21 @@
-// README's reference tables kept in step with the code: every module of src/ and
-// workers/pyfleet/ is named in the layout table (and every row it has names something
-// that exists), and every setting config.ts reads is in the configuration table.
+// The reference tables kept in step with the code: every module of src/ and
+// workers/pyfleet/ is named in docs/architecture.md's layout table (and every row it has
+// names something that exists), and every setting config.ts reads is in README's
+// configuration table.
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readme, readmeRows } from './helpers/readme.js'
+import { readmeRows } from './helpers/readme.js'
 import { ROOT } from './helpers/server.js'
+
+const layout = readFile(join(ROOT, 'docs', 'architecture.md'), 'utf8')
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 t.test('every module under src/ and workers/pyfleet/ is in the layout table', async (t) => {
-  const text = await readme
+  const text = await layout
   const sources = (await readdir(join(ROOT, 'src'), { recursive: true })).filter((file) => file.endsWith('.ts')).map((file) => `src/${file.split('\\').join('/')}`)
   const runtime = (await readdir(join(ROOT, 'workers', 'pyfleet'))).filter((file) => file.endsWith('.py') && file !== '__init__.py').map((file) => `workers/pyfleet/${file}`)
   t.ok(sources.length > 40 && runtime.length > 10, `${sources.length} + ${runtime.length} modules`)
@@ -28,7 +31,7 @@ t.test('every module under src/ and workers/pyfleet/ is in the layout table', as
 })
 
 t.test('every file and directory the layout table has a row for exists (a removed one does not stay named)', async (t) => {
-  const text = await readme
+  const text = await layout
   const rows = [...text.matchAll(/\n\| `((?:src|workers|test|bench|deploy|scripts|docs)\/[^`]*)` \|/g)].map((m) => m[1])
   t.ok(rows.length > 15, `${rows.length} rows`)
   for (const path of rows) {
