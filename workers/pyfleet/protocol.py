@@ -190,20 +190,28 @@ def undecodable(value: Any, what: str) -> Optional[str]:
     Dict keys other than str, int, float, bool or None (bytes, a tuple that came
     back as a list) and msgpack.ExtType: msgpackr refuses them.
     """
-    stack = [value]
+    # Paths written as _find writes them (["a"][2]), built only for containers: this walks every value.
+    stack = [(value, "")]
     while stack:
-        item = stack.pop()
+        item, path = stack.pop()
         if isinstance(item, msgpack.ExtType):
-            return f"{what} holds a msgpack.ExtType, which the server refuses"
+            return f"{what} holds a msgpack.ExtType{_at(path)}, which the server refuses"
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     kind = "tuple" if isinstance(key, (tuple, list)) else type(key).__name__
-                    return f"{what} has a {kind} dict key; use str keys"
-                stack.append(child)
+                    return f"{what} has a {kind} dict key{_at(path)}; use str keys"
+                if isinstance(child, (dict, list, tuple, msgpack.ExtType)):
+                    stack.append((child, f"{path}[{key!r}]"))
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            for index, child in enumerate(item):
+                if isinstance(child, (dict, list, tuple, msgpack.ExtType)):
+                    stack.append((child, f"{path}[{index}]"))
     return None
+
+
+def _at(path: str) -> str:
+    return f" at {path}" if path else ""
 
 
 def why_unsendable(value: Any, exc: Exception) -> str:

@@ -510,7 +510,7 @@ class FailureReplyTest(unittest.TestCase):
         tuple_key, bytes_key = self.replies(TaskError("bad", {(1, 2): "x"}), TaskError("bad", {"at": {b"k": 1}}))
         self.assertEqual((tuple_key["kind"], tuple_key["type"]), ("failed", "UndecodableDetails"))
         self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key; use str keys")
-        self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key; use str keys")
+        self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key at ['at']; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):
         limit = protocol.value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2

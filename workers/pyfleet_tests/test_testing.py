@@ -39,7 +39,10 @@ class CallTaskTest(IsolatedRegistryTest):
 
         @task("t.odd")
         def odd(input):
-            return {"bytes_key": {b"k": 1}, "tuple_key": {(1, 2): 3}, "ext": msgpack.ExtType(5, b"x"), "object": object()}[input]
+            return {
+                "bytes_key": {b"k": 1}, "tuple_key": {(1, 2): 3}, "ext": msgpack.ExtType(5, b"x"), "object": object(),
+                "deep": {"rows": [{"a": 1}, {"b": {b"k": 1}}]}, "deep_ext": [0, {"x": msgpack.ExtType(5, b"x")}],
+            }[input]
 
         @task("t.async")
         async def asynchronous(input):
@@ -68,6 +71,17 @@ class CallTaskTest(IsolatedRegistryTest):
             with self.subTest(kind=kind), self.assertRaises(TaskCallError) as caught:
                 call_task("t.odd", kind)
             self.assertEqual(caught.exception.code, "TASK_FAILED")
+
+    def test_a_key_or_extension_type_the_server_could_not_decode_is_said_with_where_it_is(self):
+        expected = {
+            "bytes_key": "the result has a bytes dict key; use str keys",
+            "deep": "the result has a bytes dict key at ['rows'][1]['b']; use str keys",
+            "deep_ext": "the result holds a msgpack.ExtType at [1]['x'], which the server refuses",
+        }
+        for kind, message in expected.items():
+            with self.subTest(kind=kind), self.assertRaises(TaskCallError) as caught:
+                call_task("t.odd", kind)
+            self.assertEqual(caught.exception.message, message)
 
     def test_a_result_over_the_frame_limit_is_result_too_large(self):
         with self.assertRaises(TaskCallError) as caught:
