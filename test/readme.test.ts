@@ -1,7 +1,7 @@
 // The reference tables kept in step with the code: every module of src/ and
 // workers/pyfleet/ is named in docs/architecture.md's layout table (and every row it has
 // names something that exists), and every setting config.ts reads is in README's
-// configuration table.
+// one-line configuration table and in docs/configuration.md's full one.
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
@@ -40,12 +40,14 @@ t.test('every file and directory the layout table has a row for exists (a remove
   }
 })
 
-t.test('every setting config.ts reads is in the configuration table', async (t) => {
+t.test('every setting config.ts reads is in README\'s one-line table and in docs/configuration.md\'s full one', async (t) => {
   const source = await readFile(join(ROOT, 'src', 'config.ts'), 'utf8')
   const names = new Set([...source.matchAll(/\benv\.([A-Z][A-Z0-9_]+)|\(env, '([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1] ?? m[2]))
   t.ok(names.size >= 25, `${names.size} settings read`)
   const table = await readmeRows('## Configuration')
+  const full = (await readFile(join(ROOT, 'docs', 'configuration.md'), 'utf8')).split('\n').filter((line) => line.startsWith('| `'))
   for (const name of names) {
-    t.ok(table.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row`)
+    t.ok(table.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row in README`)
+    t.ok(full.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row in docs/configuration.md`)
   }
 })
