@@ -4,6 +4,7 @@
 
 import { constants, fstatSync, openSync } from 'node:fs'
 import pino from 'pino'
+import { flushAtExit } from './log-exit-flush.js'
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
@@ -12,7 +13,14 @@ import type { FastifyBaseLogger } from 'fastify'
  * each trip wakes a thread: ~7 µs of Node's CPU per echo request on the benchmark
  * machine, about 6 % of its throughput.
  */
-export const LOG_BATCH_BYTES = 4096
+export const LOG_BATCH_BYTES = 3072
+/**
+ * No write is longer (a longer line alone excepted): a pipe takes a write of at most
+ * PIPE_BUF bytes whole or not at all, and sonic-boom's batches hold whole lines, so a
+ * pipe never holds half a line, even when what follows is never written (a reader gone
+ * for good at exit). Batches of LOG_BATCH_BYTES or more fill one write each.
+ */
+const MAX_WRITE_BYTES = 4096
 /** A batch short of LOG_BATCH_BYTES is written after this long: a quiet server's lines still show at once, to a reader. */
 export const LOG_FLUSH_INTERVAL_MS = 100
 /**
@@ -22,8 +30,6 @@ export const LOG_FLUSH_INTERVAL_MS = 100
  * this is several seconds of a reader's stall.
  */
 export const LOG_BACKLOG_MAX_BYTES = 16 * 1024 * 1024
-/** How long pino's synchronous write at exit waits for a stdout pipe that takes nothing. */
-const EXIT_FLUSH_SYNC_MS = 1000
 /** Dropped lines are reported in one warning this long after the first drop. */
 const DROP_REPORT_DELAY_MS = 1000
 
@@ -58,17 +64,6 @@ export async function flushLogs (maxWaitMs: number): Promise<void> {
   clearTimeout(timer)
 }
 
-/**
- * Lets the process exit without the lines stdout has not taken yet. At exit pino writes
- * what a destination still holds with a blocking write, which a reader that stopped
- * reading (a paused terminal, a stuck log collector) never lets finish: the process
- * would hang there, past a shutdown's end, until it is killed. Called only once those
- * lines have had their chance (flushLogs, or the wait of a clean exit).
- */
-export function abandonUnwrittenLogs (): void {
-  for (const destination of destinations) destination.stream.flushSync = () => {}
-}
-
 export class LogDestination {
   readonly stream: ReturnType<typeof pino.destination>
   readonly #backlogMaxBytes: number
@@ -77,23 +72,15 @@ export class LogDestination {
 
   constructor ({ dest = stdoutForWrites(), backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
     this.#backlogMaxBytes = backlogMaxBytes
-    // While a synchronous flush runs (pino's, at exit), a stdout that will not take the lines is
-    // retried until its deadline only: sonic-boom would otherwise retry EAGAIN forever, and an
-    // exit pyfleet does not control (an uncaught exception) would never end.
-    let syncDeadline: number | undefined
-    const retryEAGAIN = (): boolean => syncDeadline === undefined || performance.now() < syncDeadline
-    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
+    // A retry of a full pipe is waiting (sonic-boom retries EAGAIN after 100 ms) rather than a
+    // write under way: the exit's write may then write that batch itself (log-exit-flush.ts).
+    let retryPending = false
+    const retryEAGAIN = (): boolean => { retryPending = true; return true }
+    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxWrite: MAX_WRITE_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
     this.stream = stream
-    const flushSync = stream.flushSync.bind(stream)
-    stream.flushSync = (): void => {
-      syncDeadline = performance.now() + EXIT_FLUSH_SYNC_MS
-      try {
-        flushSync()
-      } catch { // not taken by the deadline (or destroyed): those lines are lost, the exit goes on
-      } finally {
-        syncDeadline = undefined
-      }
-    }
+    stream.on('write', () => { retryPending = false })
+    // What pino's exit hook calls: a bounded write, in order (log-exit-flush.ts).
+    stream.flushSync = (): void => { flushAtExit(stream, retryPending) }
     // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
     // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
     let written = false
@@ -138,8 +125,7 @@ export class LogDestination {
  * our own, opened non-blocking (start-up only: sync calls). A write to a pipe nobody reads
  * then waits on a timer (sonic-boom retries every 100 ms) instead of holding one of
  * libuv's threads in write(2); Node's exit waits for those threads, so such a write kept
- * a stopped server from ever exiting (abandonUnwrittenLogs covers pino's own write at
- * exit). The pipe's shared description keeps its flags: the shell or the container
+ * a stopped server from ever exiting (log-exit-flush.ts bounds pino's own write at exit). The pipe's shared description keeps its flags: the shell or the container
  * runtime that holds it sees no change. Files, terminals and sockets keep fd 1.
  */
 function stdoutForWrites (): number {

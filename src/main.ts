@@ -11,7 +11,7 @@ import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup, version } from './check.js'
 import { listenAddress } from './listen-address.js'
-import { abandonUnwrittenLogs, flushLogs } from './log-destination.js'
+import { flushLogs } from './log-destination.js'
 
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
@@ -38,20 +38,7 @@ function fatal (message: string): never {
  */
 function exitOnceLogged (code: number): void {
   process.exitCode = code
-  // Still running after EXIT_LOG_FLUSH_MS: a write to a stdout nobody reads is what is left.
-  setTimeout(() => { exitNow(code) }, EXIT_LOG_FLUSH_MS).unref()
-}
-
-/** Exits once the log lines are written, or after EXIT_LOG_FLUSH_MS without them (stdout not read). */
-async function exitAfterLogs (code: number): Promise<never> {
-  await flushLogs(EXIT_LOG_FLUSH_MS)
-  exitNow(code)
-}
-
-/** process.exit(), leaving behind the lines stdout has not taken: they have had their chance. */
-function exitNow (code: number): never {
-  abandonUnwrittenLogs()
-  process.exit(code)
+  setTimeout(() => { process.exit(code) }, EXIT_LOG_FLUSH_MS).unref()
 }
 
 /**
@@ -80,7 +67,6 @@ const LOG_FLUSH_BEFORE_FAILURE_MS = 500
  */
 async function startFailed (error: unknown, config: Config): Promise<never> {
   await flushLogs(LOG_FLUSH_BEFORE_FAILURE_MS)
-  abandonUnwrittenLogs()
   startFailure(error, config)
 }
 
@@ -141,7 +127,7 @@ export async function main (early: EarlySignals): Promise<void> {
     // Backstop: drain is bounded by the grace periods; this catches anything that is not.
     const backstop = setTimeout(() => {
       instance.log.error('shutdown did not finish in time; exiting')
-      void exitAfterLogs(1)
+      process.exit(1)
     }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS).unref()
     const end = (code: number): void => {
       clearTimeout(backstop)
@@ -161,8 +147,7 @@ export async function main (early: EarlySignals): Promise<void> {
     if (firstStop !== undefined) {
       if (signal === firstStop.signal && performance.now() - firstStop.at < REPEATED_SIGNAL_WINDOW_MS) return
       process.stderr.write(`pyfleet: second ${signal}: exiting now\n`)
-      void exitAfterLogs(1)
-      return
+      process.exit(1)
     }
     firstStop = { signal, at: performance.now() }
     if (app === undefined) {

@@ -84,6 +84,9 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
   return best ?? errors[0]
 }
 
+/** Patterns up to this long are shown beside the description that explains them. */
+const SHORT_PATTERN_CHARS = 40
+
 /**
  * Ajv's words for one error, and what they alone would leave out. A pattern is a regular
  * expression a client should not have to read: when the property has a description (the
@@ -91,7 +94,11 @@ function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
  */
 function explain (error: ErrorObject, schema: unknown): string {
   const description = error.keyword === 'pattern' ? describedAt(schema, error.instancePath) : undefined
-  if (description !== undefined) return `is not valid: ${description}`
+  if (description !== undefined) {
+    // A short pattern says what a description may not ("the user's name"); a long one is noise.
+    const { pattern } = error.params as { pattern?: unknown }
+    return `is not valid: ${description}${typeof pattern === 'string' && pattern.length <= SHORT_PATTERN_CHARS ? ` (must match pattern ${JSON.stringify(pattern)})` : ''}`
+  }
   return `${error.message ?? 'is invalid'}${allowed(error)}`
 }
 

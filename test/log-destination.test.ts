@@ -4,8 +4,8 @@
 // unbounded memory.
 
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
@@ -102,20 +102,61 @@ t.test('a reader that stops: lines past the backlog are dropped and counted, the
   t.match(report, { level: 40, droppedLines: dropped, backlogMaxBytes }, 'one warning with the count')
 })
 
-t.test('at exit, a pipe that takes nothing more holds pino\'s synchronous write up for a bounded time, not for ever', async (t) => {
-  const { path } = fifo(t) // its reader never reads
-  // Non-blocking, as the server's own description of a stdout pipe is (log-destination.ts).
-  const fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
-  const destination = new LogDestination({ dest: fd })
+/** A destination writing to the FIFO through a non-blocking description, as the server's is for a stdout pipe. */
+function nonBlockingDestination (t: Teardown, path: string): LogDestination {
+  const destination = new LogDestination({ dest: openSync(path, constants.O_WRONLY | constants.O_NONBLOCK) })
   t.teardown(() => {
     destination.stream.on('error', () => {}) // a retry of the full pipe still due writes to the closed fd
     destination.stream.destroy()
   })
+  return destination
+}
+
+/** Logs numbered lines of ~1 KB until `bytes` are written, then waits for the async write to meet the full pipe. */
+async function fillPipe (destination: LogDestination, bytes: number): Promise<number> {
   const log = pino(destination.stream)
-  const line = 'x'.repeat(1000)
-  for (let i = 0; i < 200; i++) log.info(line) // 200 KB: more than the pipe's 64 KiB
-  // What pino's exit hook calls. sonic-boom retried EAGAIN for ever here: the test would hang.
+  const lines = Math.ceil(bytes / 1050)
+  for (let n = 0; n < lines; n++) log.info({ n }, 'x'.repeat(1000))
+  await new Promise((resolve) => setTimeout(resolve, 50)) // a write took what fitted; the rest waits for a retry
+  return lines
+}
+
+t.test('at exit, a pipe that takes nothing gets a bounded wait (1 s without progress), not an endless one', async (t) => {
+  const { path } = fifo(t) // its reader never reads
+  const destination = nonBlockingDestination(t, path)
+  await fillPipe(destination, 200_000) // more than the pipe's 64 KiB
+  const started = performance.now()
+  // What pino's exit hook calls. sonic-boom retried EAGAIN every 100 ms for ever here: the test hung.
   destination.stream.flushSync()
-  t.pass('flushSync returned with the pipe still full')
+  t.ok(performance.now() - started >= 900, 'it waited for the reader first')
 })
 
+t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), without an error', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pyfleet-log-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const path = join(dir, 'out')
+  execFileSync('mkfifo', [path])
+  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  const destination = nonBlockingDestination(t, path)
+  await fillPipe(destination, 200_000)
+  closeSync(reader) // the reader goes: every write now fails with EPIPE
+  const started = performance.now()
+  // sonic-boom retried EPIPE every 100 ms for ever here.
+  destination.stream.flushSync()
+  t.ok(performance.now() - started < 900, 'returned without waiting out the stall limit')
+})
+
+t.test('at exit, a reader that resumes gets every line once, in order, the one cut by a full pipe included', async (t) => {
+  const { path } = fifo(t)
+  const out = join(mkdtempSync(join(tmpdir(), 'pyfleet-log-out-')), 'read')
+  // A second reader, another process, that starts reading 0.4 s after the exit's write begins and reads slowly.
+  const cat = spawn('sh', ['-c', `sleep 0.4; exec dd if="${path}" of="${out}" bs=4096 2>/dev/null`])
+  const finished = new Promise((resolve) => cat.once('exit', resolve))
+  const destination = nonBlockingDestination(t, path)
+  const lines = await fillPipe(destination, 400_000)
+  destination.stream.flushSync()
+  destination.stream.destroy() // the last writer closes: dd reads to the end
+  await finished
+  const read = readFileSync(out, 'utf8').split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { n: number }).n)
+  t.same(read, Array.from({ length: lines }, (_, n) => n), `${lines} lines, each once, in order`)
+})

@@ -11,6 +11,7 @@ t.test('a value that fails a pattern is explained by its property\'s description
     properties: {
       delimiter: { type: 'string', pattern: '^[^"\\r\\n]$', description: 'one character, not a quote or a line break' },
       codes: { type: 'array', items: { type: 'string', pattern: '^[A-Z]{3}$', description: 'a currency code such as EUR' } },
+      long: { type: 'string', pattern: '^(?:sha256|sha1|md5|blake2b|sha3_256)(?:,(?:sha256|sha1|md5|blake2b|sha3_256))*$', description: 'hash names, comma-separated' },
       bare: { type: 'string', pattern: '^x+$' },
       flag: { type: 'boolean' }
     }
@@ -20,8 +21,9 @@ t.test('a value that fails a pattern is explained by its property\'s description
     t.notOk(validate(input))
     return validationError(validate.errors, 'body', validate.schema).message
   }
-  t.equal(messageFor({ delimiter: 'ab' }), 'body/delimiter is not valid: one character, not a quote or a line break')
-  t.equal(messageFor({ codes: ['EUR', 'euro'] }), 'body/codes/1 is not valid: a currency code such as EUR', 'an array item: its items\' description')
+  t.equal(messageFor({ delimiter: 'ab' }), `body/delimiter is not valid: one character, not a quote or a line break (must match pattern ${JSON.stringify(schema.properties.delimiter.pattern)})`, 'a short pattern beside it')
+  t.equal(messageFor({ codes: ['EUR', 'euro'] }), 'body/codes/1 is not valid: a currency code such as EUR (must match pattern "^[A-Z]{3}$")', 'an array item: its items\' description')
+  t.equal(messageFor({ long: 'crc32' }), 'body/long is not valid: hash names, comma-separated', 'a long pattern left to details')
   t.equal(messageFor({ bare: 'y' }), 'body/bare must match pattern "^x+$"', 'no description: Ajv\'s words')
   t.equal(messageFor({ flag: 'yes' }), 'body/flag must be boolean (true or false)')
   const error = validationError(validate.errors, 'body', validate.schema) as Error & { details: unknown }

@@ -75,21 +75,9 @@ function requestAbandoned (request: FastifyRequest, reply: FastifyReply, call: C
   request.server.observeAbandoned(request, reply)
 }
 
-/**
- * A large body's input, from the offload thread. A client that left while its body waited
- * for the thread is logged as abandoned, and not counted: its body was never parsed, so
- * this was never a call (SPEC §6). One that left while it was parsed is cancelled by the
- * pool (WorkerPool.cancel), as a queued call is.
- */
-async function inputFromThread (prepared: Promise<OffloadedInput>, task: Task, request: FastifyRequest, reply: FastifyReply): Promise<OffloadedInput> {
-  try {
-    return await prepared
-  } catch (error) {
-    if (!(error instanceof OffloadCancelledError)) throw error
-    // Logged as a client leaving is (info), not as the 503 nobody reads; not a call, so no outcome.
-    requestAbandoned(request, reply, { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined })
-    throw new WorkersUnavailableError('the client went away while its body waited to be parsed')
-  }
+/** A request that never became a call (its body was refused, or dropped unparsed): logged as abandoned with no outcome. */
+function notACall (task: Task, request: FastifyRequest): Call {
+  return { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined }
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
@@ -132,42 +120,40 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     const closing = closingConnectionError(request)
     if (closing !== undefined) throw closing
     const onClientGone = clientGone(request, reply)
-    // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
-    const prepared = inputFor(task, request, onClientGone)
-    let waitedMs = 0
-    let ready
-    if (prepared instanceof Promise) {
-      ready = await inputFromThread(prepared, task, request, reply)
-      waitedMs = ready.waitedMs
-    } else {
-      ready = prepared
-    }
-    const { input, holdsWideNumbers } = ready
-    const call: Call = {
-      task,
-      input,
-      holdsWideNumbers,
-      requestId: request.id,
-      inputBytes: bodyBytes(request),
-      // Checked after the body: a body's own error comes first, as it always has.
-      budgetMs: budgetMs(request),
-      waitedMs,
-      onClientGone,
-      wantsMsgpack: wantsMsgpack(request),
-      queueMs: 0,
-      runMs: 0,
-      // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
-      outcome: undefined,
-      resultMsgpack: undefined
-    }
-    request.pyfleetCall = call
+    let call: Call | undefined
     let value
     try {
+      // A promise only for a large body, parsed on the offload thread: small ones stay synchronous.
+      const prepared = inputFor(task, request, onClientGone)
+      const ready = prepared instanceof Promise ? await prepared : prepared
+      const { input, holdsWideNumbers } = ready
+      call = {
+        task,
+        input,
+        holdsWideNumbers,
+        requestId: request.id,
+        inputBytes: bodyBytes(request),
+        // Checked after the body: a body's own error comes first, as it always has.
+        budgetMs: budgetMs(request),
+        waitedMs: prepared instanceof Promise ? (ready as OffloadedInput).waitedMs : 0,
+        onClientGone,
+        wantsMsgpack: wantsMsgpack(request),
+        queueMs: 0,
+        runMs: 0,
+        // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
+        outcome: undefined,
+        resultMsgpack: undefined
+      }
+      request.pyfleetCall = call
       // Gone while its large body was parsed: cancelled, as a call whose client leaves while it is queued.
       value = await (prepared instanceof Promise && request.raw.socket.destroyed ? fastify.pool.cancel(call) : fastify.pool.run(call))
     } catch (error) {
-      if (request.raw.socket.destroyed) requestAbandoned(request, reply, call, error)
-      throw error
+      // A client that left while its large body waited for the thread: dropped unparsed, so never
+      // a call (SPEC §6), and logged as a client leaving is (info), not as the 503 nobody reads.
+      const unparsed = error instanceof OffloadCancelledError
+      // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
+      if (request.raw.socket.destroyed) requestAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
+      throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error
     }
     if (request.raw.socket.destroyed) requestAbandoned(request, reply, call)
     reply.header('server-timing', serverTiming(call))

@@ -134,6 +134,25 @@ t.test('a client that leaves while its body waits for the thread: dropped at onc
   t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="200"\} 1$/m, 'and the first body\'s 200')
 })
 
+t.test('a client that leaves while its large body is parsed, a body then refused: logged as abandoned with the 400 it would have had, and a 499 sample', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024' })
+  // stats.describe wants an array of numbers: ~8 MB of distinct keys keeps the thread busy, then fails the schema.
+  const values: Record<string, number> = {}
+  for (let i = 0; i < 400_000; i++) values[`key-${i}`] = i
+  const body = JSON.stringify({ values })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(`POST /api/tasks/stats.describe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: gone-while-parsed\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  await waitFor(() => server.app.offloader.pendingJobs >= 1, 10_000, 'the body to reach the thread')
+  socket.destroy()
+  const abandoned = (): Record<string, any> | undefined => server.logs.find((line) => line.requestId === 'gone-while-parsed' && /request abandoned/.test(String(line.msg)))
+  await waitFor(() => abandoned() !== undefined, 10_000, 'the abandoned request\'s log line')
+  t.match(abandoned(), { level: 30, code: 'FST_ERR_VALIDATION', task: 'stats.describe' }, 'info: a 400 nobody reads')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 1$/m)
+  t.notMatch(metrics, /status_code="400"/, 'not also under the status nobody received')
+})
+
 t.test('a worker whose large answer waits for the thread shows as busy with its task, not idle', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2', OFFLOAD_MIN_BYTES: '1024', ...OFFLOAD_TASKS })
   // A body that keeps the thread busy for a while (16 MiB of distinct keys), then a small
