@@ -35,7 +35,8 @@ interface SonicBoomState {
  * up after EXIT_STALL_MS without any, or at once on another error (the reader has gone). A
  * pipe gets whole lines where it can: writes end at a line break and stay within PIPE_BUF,
  * so what is left behind does not start with the rest of a line. Lines left behind are said
- * on stderr, unless stderr is the same stalled pipe.
+ * on stderr, unless stderr is the same stalled pipe. (One race is left: a retry sent in the
+ * same turn of the event loop as the exit, and taken by the pipe, has its batch written twice.)
  */
 export function flushAtExit (stream: ReturnType<typeof pino.destination>, retryPending: boolean): void {
   const state = stream as unknown as SonicBoomState
