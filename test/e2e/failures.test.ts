@@ -295,7 +295,10 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
 
 t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past it gets 503 QUEUE_FULL, a small one still waits', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT_BYTES: '1000000' })
-  const busy = callTask(server.url, 'diag.work', { sleep_ms: 3000 })
+  // Busy for long enough that the first large call is still queued when the second arrives, on a
+  // loaded machine too: the second's 600 KB go through the offload thread, which starts for it
+  // (3 s was once not enough in CI, and the second call then ran).
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 8000 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
   const large = (n: number): string => JSON.stringify({ n, text: 'x'.repeat(600_000) })
   // Sent chunked, without a content-length: its size is what the parser read.
