@@ -1,10 +1,10 @@
 // Where the server's log lines go: stdout, through a buffer that is written
-// when it holds 4 KiB or every 100 ms, and that drops lines (counted, and
+// when it holds 3 KiB or every 100 ms, and that drops lines (counted, and
 // reported once stdout is read again) instead of growing without bound.
 
 import { constants, fstatSync, openSync } from 'node:fs'
 import pino from 'pino'
-import { flushAtExit } from './log-exit-flush.js'
+import { flushAtExit, PIPE_BUF_BYTES } from './log-exit-flush.js'
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
@@ -14,13 +14,6 @@ import type { FastifyBaseLogger } from 'fastify'
  * machine, about 6 % of its throughput.
  */
 export const LOG_BATCH_BYTES = 3072
-/**
- * No write is longer (a longer line alone excepted): a pipe takes a write of at most
- * PIPE_BUF bytes whole or not at all, and sonic-boom's batches hold whole lines, so a
- * pipe never holds half a line, even when what follows is never written (a reader gone
- * for good at exit). Batches of LOG_BATCH_BYTES or more fill one write each.
- */
-const MAX_WRITE_BYTES = 4096
 /** A batch short of LOG_BATCH_BYTES is written after this long: a quiet server's lines still show at once, to a reader. */
 export const LOG_FLUSH_INTERVAL_MS = 100
 /**
@@ -76,7 +69,10 @@ export class LogDestination {
     // write under way: the exit's write may then write that batch itself (log-exit-flush.ts).
     let retryPending = false
     const retryEAGAIN = (): boolean => { retryPending = true; return true }
-    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxWrite: MAX_WRITE_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
+    // No write longer than PIPE_BUF (a longer line alone excepted): a pipe takes such a write whole
+    // or not at all, and sonic-boom's batches hold whole lines, so a pipe never holds half a line,
+    // even when what follows is never written (a reader gone for good at exit).
+    const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxWrite: PIPE_BUF_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
     this.stream = stream
     stream.on('write', () => { retryPending = false })
     // What pino's exit hook calls: a bounded write, in order (log-exit-flush.ts).
@@ -125,8 +121,9 @@ export class LogDestination {
  * our own, opened non-blocking (start-up only: sync calls). A write to a pipe nobody reads
  * then waits on a timer (sonic-boom retries every 100 ms) instead of holding one of
  * libuv's threads in write(2); Node's exit waits for those threads, so such a write kept
- * a stopped server from ever exiting (log-exit-flush.ts bounds pino's own write at exit). The pipe's shared description keeps its flags: the shell or the container
- * runtime that holds it sees no change. Files, terminals and sockets keep fd 1.
+ * a stopped server from ever exiting (log-exit-flush.ts bounds pino's own write at exit).
+ * The pipe's shared description keeps its flags: the shell or the container runtime that
+ * holds it sees no change. Files, terminals and sockets keep fd 1.
  */
 function stdoutForWrites (): number {
   try {

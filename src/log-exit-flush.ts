@@ -12,9 +12,9 @@ import type pino from 'pino'
  * it again. Long enough for a log collector that pauses (a slow disk, a busy node), short
  * beside a shutdown's grace period.
  */
-export const EXIT_STALL_MS = 5000
+const EXIT_STALL_MS = 5000
 /** A pipe takes a write of at most this many bytes whole or not at all (PIPE_BUF on Linux). */
-const ATOMIC_WRITE_BYTES = 4096
+export const PIPE_BUF_BYTES = 4096
 const RETRY_MS = 10
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
@@ -62,8 +62,8 @@ export function flushAtExit (stream: ReturnType<typeof pino.destination>, retryP
 
 /** How many of `bytes` to write at once: up to the last line break within PIPE_BUF, or one whole longer line. */
 function wholeLines (bytes: Buffer): number {
-  if (bytes.length <= ATOMIC_WRITE_BYTES) return bytes.length
-  const lastBreak = bytes.lastIndexOf(0x0a, ATOMIC_WRITE_BYTES - 1)
+  if (bytes.length <= PIPE_BUF_BYTES) return bytes.length
+  const lastBreak = bytes.lastIndexOf(0x0a, PIPE_BUF_BYTES - 1)
   if (lastBreak !== -1) return lastBreak + 1
   const firstBreak = bytes.indexOf(0x0a)
   return firstBreak === -1 ? bytes.length : firstBreak + 1

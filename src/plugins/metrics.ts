@@ -24,7 +24,7 @@ const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 
  * for it: without this sample, requests clients gave up on, often the slowest, would be
  * missing from the rate and the latency quantiles.
  */
-export const CLIENT_CLOSED_REQUEST = 499
+const CLIENT_CLOSED_REQUEST = 499
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 
 /** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
