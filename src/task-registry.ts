@@ -90,7 +90,8 @@ const SHORT_PATTERN_CHARS = 40
 /**
  * Ajv's words for one error, and what they alone would leave out. A pattern is a regular
  * expression a client should not have to read: when the property has a description (the
- * task author's words, as GET /api/tasks/<name> shows them), that is said instead.
+ * task author's words, as GET /api/tasks/<name> shows them), that is said instead, with
+ * the pattern beside it only when it is short.
  */
 function explain (error: ErrorObject, schema: unknown): string {
   const description = error.keyword === 'pattern' ? describedAt(schema, error.instancePath) : undefined
@@ -243,7 +244,7 @@ export class TaskRegistry {
    * (a typo, or a task not loaded): they are ignored, which an operator would otherwise not notice.
    */
   warnAboutUnusedLimits (log: FastifyBaseLogger): void {
-    for (const { unused, message } of this.#unusedLimits()) log.warn({ unused, tasks: this.names() }, message)
+    for (const { setting, unused } of this.#unusedLimits()) log.warn({ unused, tasks: this.names() }, `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}`)
   }
 
   /** What warnAboutUnusedLimits would log, as one line, or undefined: `--check` stops on it. */
@@ -253,11 +254,11 @@ export class TaskRegistry {
     return found.length === 0 ? undefined : `${found.map(({ setting, unused }) => `${setting} names tasks no worker declares: ${unused.join(', ')}`).join('; ')} (the tasks are ${this.names().join(', ')})`
   }
 
-  #unusedLimits (): Array<{ setting: string, unused: string[], message: string }> {
+  #unusedLimits (): Array<{ setting: string, unused: string[] }> {
     const found = []
     for (const [setting, values] of [['TASK_CONCURRENCY', this.#config.taskConcurrency], ['TASK_TIMEOUTS', this.#config.taskTimeouts]] as const) {
       const unused = Object.keys(values).filter((name) => !this.#tasks.has(name))
-      if (unused.length > 0) found.push({ setting, unused, message: `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}` })
+      if (unused.length > 0) found.push({ setting, unused })
     }
     return found
   }
