@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run bench:stall: how long other requests wait while pyfleet converts one large
 // body. pyfleet is started twice, with the offload thread (OFFLOAD_MIN_BYTES's
-// default) and without it (OFFLOAD_MIN_BYTES=0); each large body is sent to echo on
+// default) and without it (OFFLOAD_MIN_BYTES=0); each large body is sent to echo (raw
+// text to text.stats, which reads it) on
 // one and then the other, alternating, while a separate process asks for /health
 // every 10 ms. Reported: the slowest /health answer during each call (the event
 // loop's stall, as a client or a liveness probe sees it) and the call's own time,
@@ -26,7 +27,12 @@ const SIZE = Number(option('--mib', '16')) * 1024 * 1024 - 1024
 const PYTHON = option('--python', process.env.PYTHON ?? '/usr/bin/python3')
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-stall-'))
 
-/** Bodies of about SIZE bytes: the costly shape (distinct keys), an ordinary one (records), and the costly one as msgpack. */
+/**
+ * Bodies of about SIZE bytes: the costly shape (distinct keys), an ordinary one
+ * (records), the costly one as msgpack, and raw UTF-8 text (decoded, its length checked
+ * by the schema, and encoded for the worker).
+ */
+const LINE = 'Héllo wörld, a line of ünïcode prose. It says things!\n'
 function bodies () {
   const keys = {}
   for (let i = 0, size = 2; size < SIZE; i++) { const key = `k${i.toString(36)}x${i}`; keys[key] = i; size += key.length + String(i).length + 4 }
@@ -36,7 +42,8 @@ function bodies () {
   return [
     { name: 'JSON, distinct keys', type: 'application/json', bytes: Buffer.from(JSON.stringify(keys)) },
     { name: 'JSON, records', type: 'application/json', bytes: Buffer.from(JSON.stringify(records)) },
-    { name: 'msgpack, distinct keys', type: 'application/msgpack', bytes: packr.pack(keys) }
+    { name: 'msgpack, distinct keys', type: 'application/msgpack', bytes: packr.pack(keys) },
+    { name: 'raw text to text.stats', type: 'text/plain; charset=utf-8', path: 'text.stats?top=5', bytes: Buffer.from(LINE.repeat(Math.floor(SIZE / Buffer.byteLength(LINE)))) }
   ]
 }
 
@@ -57,7 +64,7 @@ async function measure (server, body) {
   const pinger = fork(join(BENCH, 'lib', 'ping.mjs'))
   await new Promise((resolve) => { pinger.once('message', resolve); pinger.send({ url: `${server.url}/health` }) })
   const start = performance.now()
-  const response = await fetch(`${server.url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': body.type }, body: body.bytes })
+  const response = await fetch(`${server.url}/api/tasks/${body.path ?? 'echo'}`, { method: 'POST', headers: { 'content-type': body.type }, body: body.bytes })
   await response.arrayBuffer()
   const callMs = performance.now() - start
   const result = await new Promise((resolve) => { pinger.on('message', (m) => { if (m.type === 'result') resolve(m) }); pinger.send('stop') })
@@ -83,7 +90,7 @@ try {
     rows.push(`| ${body.name}, ${(body.bytes.length / 1024 / 1024).toFixed(1)} MiB | ${fmt(runs['event-loop'].map((r) => r.stallMs))} | ${fmt(runs.offload.map((r) => r.stallMs))} | ${median(ratios).toFixed(1)}× | ${fmt(runs['event-loop'].map((r) => r.callMs))} | ${fmt(runs.offload.map((r) => r.callMs))} |`)
   }
   console.log(`\n${REPS} repetitions, medians (min–max), ms; pyfleet ${ROOT}, Python ${PYTHON}; server logs in ${LOGS}\n`)
-  console.log('| body sent to echo | slowest /health, event loop (OFFLOAD_MIN_BYTES=0) | slowest /health, offload thread (default) | event loop ÷ thread | the call itself, event loop | the call itself, thread |')
+  console.log('| body sent to echo (or text.stats) | slowest /health, event loop (OFFLOAD_MIN_BYTES=0) | slowest /health, offload thread (default) | event loop ÷ thread | the call itself, event loop | the call itself, thread |')
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const row of rows) console.log(row)
 } finally {

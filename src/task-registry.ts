@@ -55,6 +55,11 @@ export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunct
   return makeAjv(false).compile(schema)
 }
 
+/** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */
+export function compileRawValidator (schema: TaskInfo['schema']): ValidateFunction {
+  return makeAjv(true).compile(schema)
+}
+
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
 export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string), schema?: unknown): Error {
   const list = errors ?? []

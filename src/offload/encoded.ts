@@ -1,9 +1,14 @@
 // The values that stand for work the offload thread does (offloader.ts): a large
 // body still to be parsed, and an answer already written as bytes.
 
-/** A large JSON or msgpack body, left as bytes by its content-type parser for the offload thread. */
+import type { RawText } from '../routes/body.js'
+
+/**
+ * A large body left as bytes for the offload thread: JSON or msgpack by its
+ * content-type parser, raw text (with what decoding it needs) by the route.
+ */
 export class PendingBody {
-  constructor (readonly bytes: Buffer, readonly kind: 'json' | 'msgpack') {}
+  constructor (readonly bytes: Buffer, readonly kind: 'json' | 'msgpack' | 'text', readonly raw?: RawText) {}
 }
 
 export type AnswerFormat = 'json' | 'msgpack'

@@ -1,23 +1,28 @@
 // What the offload thread does, as plain functions of bytes: a large body made into
-// a call's input (parsed, checked, validated and encoded as msgpack), and a large
+// a call's input (parsed or decoded, checked, validated and encoded as msgpack), and a large
 // reply frame made into an answer (decoded and written as JSON or msgpack). The
 // same modules as the event loop's path do the work (routes/body.ts, routes/replies.ts,
 // pool/protocol.ts), so answers and errors are the same byte for byte; only where
 // it runs differs. Tests call these directly, without a thread.
 
 import type { ValidateFunction } from 'ajv'
-import { checkedInput, parseMsgpackBytes } from '../routes/body.js'
+import { checkedInput, parseMsgpackBytes, rawTextInput, type RawText, type TaskInput } from '../routes/body.js'
 import { parseJsonBytes } from '../routes/json-body.js'
 import { msgpackAnswer, toJson } from '../routes/replies.js'
 import { decodeReply, encodeInput, MSG_ERROR, ProtocolError, type ErrorMessage, type TaskInfo } from '../pool/protocol.js'
 import type { AnswerFormat } from './encoded.js'
 
-/** Make a large JSON or msgpack body into a task's input. */
+/** Make a large JSON, msgpack or raw text body into a task's input. */
 export interface InputJob {
   op: 'input'
-  kind: 'json' | 'msgpack'
+  kind: 'json' | 'msgpack' | 'text'
   bytes: Uint8Array
-  /** The task's input schema, and a key that names it (its JSON) for the thread's cache of validators. */
+  /** For a text body: how to decode it, its field, and the query string's options beside it. */
+  raw?: RawText
+  /**
+   * The task's input schema, and a key that names it (its JSON) for the thread's cache of
+   * validators: a text body's is checked as the table's validateRaw does, coercing.
+   */
   schema: TaskInfo['schema']
   schemaKey: string
   /** Only parse it (its errors come first); the route has another error to give if it parses. */
@@ -57,8 +62,9 @@ export type JobOutcome =
   /** The frame broke the protocol (not msgpack, not a reply to this call): the worker is replaced. */
   | { t: 'protocol', message: string }
 
-/** Runs an input job; `validate` checks the body against the task's schema. Throws only on a bug. */
+/** Runs an input job; `validate` checks the body against the task's schema (coercing, for text). Throws only on a bug. */
 export function prepareInput (job: InputJob, validate: ValidateFunction): JobOutcome {
+  if (job.kind === 'text') return prepareRawText(job, validate)
   let parsed
   try {
     const bytes = asBuffer(job.bytes)
@@ -73,8 +79,27 @@ export function prepareInput (job: InputJob, validate: ValidateFunction): JobOut
   } catch (error) {
     return refusedFor(error, false)
   }
+  return encoded(checked)
+}
+
+/**
+ * A raw text body decoded, put in its field beside the query string's options, checked
+ * and encoded. Its errors are the handler's on the event loop, never the parser's.
+ */
+function prepareRawText (job: InputJob, validateRaw: ValidateFunction): JobOutcome {
+  if (job.raw === undefined) throw new Error('a text input job came without its decoding (raw)')
+  let input
   try {
-    return { t: 'input', bytes: encodeInput(checked.input, checked.holdsWideNumbers) }
+    input = rawTextInput(asBuffer(job.bytes), job.raw, validateRaw)
+  } catch (error) {
+    return refusedFor(error, false)
+  }
+  return encoded(input)
+}
+
+function encoded ({ input, holdsWideNumbers }: TaskInput): JobOutcome {
+  try {
+    return { t: 'input', bytes: encodeInput(input, holdsWideNumbers) }
   } catch (error) {
     // As the event loop's path says it (pool/call-run.ts), where encoding is worker.call's.
     return refused({ code: 'INVALID_INPUT', message: `input cannot be sent to the worker: ${(error as Error).message}`, parsing: false })

@@ -4,8 +4,8 @@
 
 import { parentPort } from 'node:worker_threads'
 import type { ValidateFunction } from 'ajv'
-import { compileBodyValidator } from '../task-registry.js'
-import { ownBytes, prepareAnswer, prepareInput, type Job, type JobOutcome } from './jobs.js'
+import { compileBodyValidator, compileRawValidator } from '../task-registry.js'
+import { ownBytes, prepareAnswer, prepareInput, type InputJob, type Job, type JobOutcome } from './jobs.js'
 
 /** One message each way: a job, and its outcome (or the message of the bug that stopped it). */
 export interface JobMessage { id: number, job: Job }
@@ -19,18 +19,21 @@ export interface OutcomeMessage { id: number, outcome?: JobOutcome, failed?: str
 const validators = new Map<string, ValidateFunction>()
 const MAX_VALIDATORS = 256
 
-function validatorFor (schemaKey: string, schema: Parameters<typeof compileBodyValidator>[0]): ValidateFunction {
-  let validate = validators.get(schemaKey)
+/** The validator for an input job: a raw text body's coerces its query options, as the table's validateRaw does. */
+function validatorFor (job: InputJob): ValidateFunction {
+  const coercing = job.kind === 'text'
+  const key = coercing ? `raw ${job.schemaKey}` : job.schemaKey
+  let validate = validators.get(key)
   if (validate === undefined) {
     if (validators.size >= MAX_VALIDATORS) validators.clear()
-    validate = compileBodyValidator(schema)
-    validators.set(schemaKey, validate)
+    validate = coercing ? compileRawValidator(job.schema) : compileBodyValidator(job.schema)
+    validators.set(key, validate)
   }
   return validate
 }
 
 function run (job: Job): JobOutcome {
-  return job.op === 'input' ? prepareInput(job, validatorFor(job.schemaKey, job.schema)) : prepareAnswer(job)
+  return job.op === 'input' ? prepareInput(job, validatorFor(job)) : prepareAnswer(job)
 }
 
 const port = parentPort

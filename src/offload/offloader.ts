@@ -139,7 +139,7 @@ export class Offloader {
     if (this.#isDraining()) throw shuttingDown()
     const bytes = body.bytes.length
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
-    const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
+    const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, raw: body.raw, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     let queued: Queued | undefined
     const outcome = await this.#enqueue(job, bytes, release, (waiting) => {
       queued = waiting

@@ -132,7 +132,8 @@ export interface TaskInput {
 
 /**
  * The task's input from the request, validated; throws 400/415 errors. A promise for a
- * large JSON or msgpack body, which the offload thread parses, checks and encodes.
+ * large JSON, msgpack or text body, which the offload thread parses (or decodes), checks
+ * and encodes.
  */
 export function inputFor (task: Task, request: FastifyRequest, onClientGone?: InputOptions['onClientGone']): TaskInput | Promise<OffloadedInput> {
   const body = request.body
@@ -145,11 +146,34 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
     throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
   }
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
-  if (type === 'application/octet-stream') return rawInput(task, task.rawField, request, bytes)
+  const query = request.query as Record<string, unknown>
+  // Bytes go to their field as they are: nothing to convert, so never worth the thread.
+  if (type === 'application/octet-stream') return rawInput(task.validateRaw, task.rawField, query, bytes)
   // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset.
   const own = isXmlType(type) ? (charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)) : undefined
-  const text = own === undefined ? decodeText(bytes, charset) : decodeText(bytes, own, 'the XML declaration\'s encoding')
-  return rawInput(task, task.rawField, request, text)
+  const raw: RawText = own === undefined
+    ? { charset, charsetNamedBy: 'charset', rawField: task.rawField, query }
+    : { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField: task.rawField, query }
+  // Decoding 16 MiB of text, and checking its length against a schema, held the event loop for 60-150 ms.
+  if (request.server.offloader.takes(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)
+  return rawTextInput(bytes, raw, task.validateRaw)
+}
+
+/**
+ * What a raw text body needs, besides its bytes, to become its task's input: the
+ * charset to decode it with (undefined: UTF-8) and what declared it (for the 415),
+ * the field it fills, and the query string's options beside it.
+ */
+export interface RawText {
+  charset: string | undefined
+  charsetNamedBy: string
+  rawField: string
+  query: Record<string, unknown>
+}
+
+/** A raw text body decoded and put in its field beside the query string's options; throws 400/415 errors. The offload thread runs it too (offload/jobs.ts). */
+export function rawTextInput (bytes: Buffer, raw: RawText, validateRaw: ValidateFunction): TaskInput {
+  return rawInput(validateRaw, raw.rawField, raw.query, decodeText(bytes, raw.charset, raw.charsetNamedBy))
 }
 
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */
@@ -167,7 +191,8 @@ function structuredInput (task: Task, request: FastifyRequest, body: unknown, on
 async function offloadedInput (task: Task, request: FastifyRequest, body: PendingBody, onClientGone: InputOptions['onClientGone']): Promise<OffloadedInput> {
   let misplaced: Error | undefined
   try {
-    if (request.url.includes('?')) refuseQuery(task, request)
+    // A raw text body's query parameters are its options, read on the thread.
+    if (body.kind !== 'text' && request.url.includes('?')) refuseQuery(task, request)
   } catch (error) {
     misplaced = error as Error
   }
@@ -209,8 +234,7 @@ function rawInputPlace (instancePath: string, rawField: string): string {
 }
 
 /** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
-function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: string | Buffer): TaskInput {
-  const query = request.query as Record<string, unknown>
+function rawInput (validateRaw: ValidateFunction, rawField: string, query: Record<string, unknown>, raw: string | Buffer): TaskInput {
   const input: Record<string, unknown> = { ...query }
   // Arrays copied too: Ajv's coercion changes them in place, and the text of each item is needed below.
   // (Defined, not assigned: a parameter named __proto__ is an own property here, and stays one.)
@@ -224,7 +248,7 @@ function rawInput (task: Task, rawField: string, request: FastifyRequest, raw: s
     })
   }
   input[rawField] = raw
-  if (!task.validateRaw(input)) throw validationError(task.validateRaw.errors, (path) => rawInputPlace(path, rawField), task.validateRaw.schema)
+  if (!validateRaw(input)) throw validationError(validateRaw.errors, (path) => rawInputPlace(path, rawField), validateRaw.schema)
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
   // (a repeated parameter is an array of them).
   for (const key in query) {
