@@ -120,11 +120,24 @@ const unpackrFor = (bytes: Uint8Array): Unpackr => holdsIntegersPastDoubles(byte
 const readyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
 
 /**
- * Encodes a call as one complete frame (length prefix included), in one buffer.
- * `widen`: the input holds numbers past 32 bits, whose integers are to reach the
- * task as ints (the route knows: body.ts; wide-integers.ts says why).
+ * A call's frame in two parts, written one after the other: its head (length prefix
+ * and message, up to the input) and input bytes encoded before (EncodedInput). Copying
+ * 16 MiB of input into one buffer with its head held the event loop for ~20 ms.
  */
-export function encodeCall (id: number, task: string, input: unknown, requestId: string, widen = false): Buffer {
+export class SplitFrame {
+  readonly length: number
+  constructor (readonly head: Buffer, readonly input: Uint8Array) {
+    this.length = head.length + input.length
+  }
+}
+
+/**
+ * Encodes a call as one complete frame (length prefix included): in one buffer, or in
+ * two parts for input encoded before (SplitFrame). `widen`: the input holds numbers past
+ * 32 bits, whose integers are to reach the task as ints (the route knows: body.ts;
+ * wide-integers.ts says why).
+ */
+export function encodeCall (id: number, task: string, input: unknown, requestId: string, widen = false): Buffer | SplitFrame {
   if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId)
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
   const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
@@ -149,16 +162,14 @@ export function encodeInput (input: unknown, widen: boolean): Buffer {
 
 /**
  * The call's frame around input bytes encoded before: the message is packed with a nil
- * input, written last (msgpackr writes an object's keys in their order), and the nil's
- * one byte is replaced by the input's bytes.
+ * input, written last (msgpackr writes an object's keys in their order), and the input's
+ * bytes take the nil's one byte's place, following the head.
  */
-function spliceCall (id: number, task: string, input: EncodedInput, requestId: string): Buffer {
-  const head = packr.pack({ t: MSG_CALL, id, task, requestId, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
-  const headBytes = head.length - 1 // without the nil
-  const frame = Buffer.allocUnsafe(headBytes + input.bytes.length)
-  head.copy(frame, 0, 0, headBytes)
-  frame.set(input.bytes, headBytes)
-  return writeHeader(frame)
+function spliceCall (id: number, task: string, input: EncodedInput, requestId: string): SplitFrame {
+  const packed = packr.pack({ t: MSG_CALL, id, task, requestId, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
+  const head = packed.subarray(0, packed.length - 1) // without the nil
+  head.writeUInt32BE(head.length - HEADER_BYTES + input.bytes.length, 0)
+  return new SplitFrame(head, input.bytes)
 }
 
 /** Encodes any value as msgpack (for msgpack HTTP responses), its integers past 32 bits as ints. */

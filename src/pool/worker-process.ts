@@ -5,6 +5,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
+import type { SplitFrame } from './protocol.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -69,7 +70,15 @@ export class WorkerProcess {
   get pid (): number { return this.#child.pid ?? 0 }
 
   /** One frame, in one write. */
-  write (frame: Buffer): void { this.#child.stdin.write(frame) }
+  write (frame: Buffer | SplitFrame): void {
+    const stdin = this.#child.stdin
+    if (Buffer.isBuffer(frame)) { stdin.write(frame); return }
+    // Both parts in one writev; nothing else writes to stdin between them (one call at a time).
+    stdin.cork()
+    stdin.write(frame.head)
+    stdin.write(frame.input)
+    stdin.uncork()
+  }
 
   /** Closes the worker's stdin: the runtime exits at EOF after its current call. */
   endInput (): void { this.#child.stdin.end() }

@@ -2,6 +2,7 @@
 // json-body.ts), the checks of a parsed body (sendable.ts walks it), and raw
 // bodies with their query-string options.
 
+import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ValidateFunction } from 'ajv'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
@@ -15,12 +16,15 @@ import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
 import { PendingBody } from '../offload/encoded.js'
 import { budgetOrNaN } from './budget.js'
 import { unsendable, type Found } from './sendable.js'
+import { readBody } from './body-reader.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 export const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
+/** Fastify's own bodyLimit default, for an app built without one. */
+const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 /** The size of a chunked body as received (one without content-length), for bodyBytes. */
 const chunkedSizes = new WeakMap<FastifyRequest, number>()
@@ -58,38 +62,37 @@ export function encodingProblem (request: FastifyRequest): Error | undefined {
 export function addBodyParsers (fastify: FastifyInstance): void {
   // Fastify's own text/plain parser would hand text bodies over already decoded, ignoring charset.
   fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser(JSON_TYPE, { parseAs: 'buffer' }, (request, body, done) => {
-    noteSize(request, body as Buffer)
-    try {
-      // JSON is UTF-8 (RFC 8259), whatever else the charset says.
-      const { charset } = mediaType(request)
-      if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
-        throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
-      }
-      done(null, jsonBody(fastify, request, body as Buffer))
-    } catch (error) {
-      done(error as Error, undefined)
+  // Read by body-reader.ts rather than Fastify's parseAs: 'buffer', which copies a large body in one turn.
+  const limit = fastify.initialConfig.bodyLimit ?? DEFAULT_BODY_LIMIT
+  const asBuffer = (parse: (request: FastifyRequest, body: Buffer) => unknown) =>
+    (request: FastifyRequest, payload: Readable, done: (error: Error | null, body?: unknown) => void): void => {
+      readBody(request, payload, limit, (error, body) => {
+        if (error !== null) { done(error, undefined); return }
+        const bytes = body as Buffer
+        noteSize(request, bytes)
+        let parsed
+        try {
+          parsed = parse(request, bytes)
+        } catch (error) {
+          done(error as Error, undefined)
+          return
+        }
+        done(null, parsed)
+      })
     }
-  })
-  fastify.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (request, body, done) => {
-    noteSize(request, body as Buffer)
-    if (fastify.offloader.takes((body as Buffer).length)) { done(null, new PendingBody(body as Buffer, 'msgpack')); return }
-    try {
-      done(null, parseMsgpackBytes(body as Buffer))
-    } catch (error) {
-      done(error as Error, undefined)
+  fastify.addContentTypeParser(JSON_TYPE, asBuffer((request, body) => {
+    // JSON is UTF-8 (RFC 8259), whatever else the charset says.
+    const { charset } = mediaType(request)
+    if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
+      throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
     }
-  })
-  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    noteSize(request, body as Buffer)
-    // No content-type at all: JSON, the default (SPEC §1).
-    if ((request.headers['content-type'] ?? '') !== '') { done(null, body); return }
-    try {
-      done(null, jsonBody(fastify, request, body as Buffer))
-    } catch (error) {
-      done(error as Error, undefined)
-    }
-  })
+    return jsonBody(fastify, request, body)
+  }))
+  fastify.addContentTypeParser(MSGPACK_TYPES, asBuffer((request, body) =>
+    fastify.offloader.takes(body.length) ? new PendingBody(body, 'msgpack') : parseMsgpackBytes(body)))
+  fastify.addContentTypeParser('*', asBuffer((request, body) =>
+    // No content-type at all: JSON, the default (SPEC §1). Any other stays bytes until the route knows the task.
+    (request.headers['content-type'] ?? '') === '' ? jsonBody(fastify, request, body) : body))
 }
 
 /** A JSON body parsed now, or, when it is large, left as bytes for the offload thread (PendingBody). */
