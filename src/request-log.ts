@@ -51,14 +51,30 @@ function levelFor (statusCode: number, code: string | undefined): 'warn' | 'info
   return statusCode >= 500 && (code === undefined || !SHEDDING_CODES.has(code)) ? 'warn' : 'info'
 }
 
+/** Requests already logged and measured as abandoned: the route records one, then its error handler sees it again. */
+const recordedAbandoned = new WeakSet<FastifyRequest>()
+
 /**
- * The line for a task call whose client left before its answer: Fastify writes no
+ * A request whose client left before its answer: Fastify has no answer to log or
+ * measure (Node writes none to a closed connection, so no 'finish'), so its log line and
+ * its http_request_duration_seconds sample (status_code 499) are written here, once.
+ * `call`: its task call, if it became one; `error`: what its answer would have carried.
+ */
+export function recordAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, error?: unknown): void {
+  if (recordedAbandoned.has(request)) return
+  recordedAbandoned.add(request)
+  logAbandoned(request, reply, call, error)
+  request.server.observeAbandoned(request, reply)
+}
+
+/**
+ * The line for a request whose client left before its answer: Fastify writes no
  * completion line then (no 'finish'). At the level the answer's line would have had,
  * with the error that answer would have carried; a call cancelled because its client
  * left (a 503 nobody sees) is the client's doing, not a failure: info.
  */
-export function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call, error?: unknown): void {
-  const cancelled = call.outcome === 'cancelled'
+function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, error?: unknown): void {
+  const cancelled = call?.outcome === 'cancelled'
   const statusCode = error === undefined || cancelled ? 200 : (error as { statusCode?: number }).statusCode ?? 500
   const fields = requestFields(request, call)
   fields.durationMs = round(reply.elapsedTime)

@@ -14,7 +14,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
-import { noteErrorCode } from '../request-log.js'
+import { noteErrorCode, recordAbandoned } from '../request-log.js'
 import { jsonSafe } from '../routes/replies.js'
 
 type SendableError = FastifyError & ErrorExtras
@@ -69,6 +69,10 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
     statusCode >= 500 && !known ? 'internal server error; the server log has the details under this answer\'s x-request-id' : err.message)
   // A task's TaskError details may hold bytes and integers past 2^53, as results do.
   if (err.details !== undefined) body.details = jsonSafe(err.details)
+  // The client has left (its connection reset mid-body, or closed before a refusal was
+  // sent): Node writes nothing, so Fastify neither logs nor measures this answer. Recorded
+  // as abandoned instead (once: a task route may have done so before rethrowing).
+  if (!request.is404 && request.raw.socket?.destroyed === true) recordAbandoned(request, reply, request.pyfleetCall, err)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
   // Matched routes are recorded by their own onResponse hook (metrics.ts); the
   // not-found context has none, and a body that fails to parse never reaches its handler.

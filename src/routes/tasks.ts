@@ -12,7 +12,7 @@ import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
-import { logAbandoned } from '../request-log.js'
+import { recordAbandoned } from '../request-log.js'
 import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
 
@@ -63,16 +63,6 @@ function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
   // Each cancellation takes itself out of the set (its unsubscribe): deleting while iterating is safe.
   socket.once('close', () => { for (const cancelCall of calls) cancelCall() })
   return calls
-}
-
-/**
- * A task request whose client left before its answer: Fastify has no answer to log or
- * measure (Node writes none to a closed connection), so its log line and its
- * http_request_duration_seconds sample (status_code 499) are written here.
- */
-function requestAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call, error?: unknown): void {
-  logAbandoned(request, reply, call, error)
-  request.server.observeAbandoned(request, reply)
 }
 
 /** A request that never became a call (its body was refused, or dropped unparsed): logged as abandoned with no outcome. */
@@ -152,10 +142,10 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       // a call (SPEC §6), and logged as a client leaving is (info), not as the 503 nobody reads.
       const unparsed = error instanceof OffloadCancelledError
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
-      if (request.raw.socket.destroyed) requestAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
+      if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
       throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error
     }
-    if (request.raw.socket.destroyed) requestAbandoned(request, reply, call)
+    if (request.raw.socket.destroyed) recordAbandoned(request, reply, call)
     reply.header('server-timing', serverTiming(call))
     return sendValue(reply, value, call.wantsMsgpack === true, call.resultMsgpack)
   })

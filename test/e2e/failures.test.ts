@@ -425,3 +425,28 @@ t.test('after the server closes, none of its Python processes is left', async (t
   await server.close()
   for (const pid of pids) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
 })
+
+t.test('a client whose connection resets mid-body is logged and measured as abandoned (499), whatever the body\'s size', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const port = Number(new URL(server.url).port)
+  // 100 bytes: read straight from the request; 100,000: through RECEIVE_LIMIT_BYTES's count.
+  for (const declared of [100, 100_000]) {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n{"a": `)
+    // The headers are parsed and the body begun before the reset.
+    await waitFor(() => server.app.receiving.bytes > 0 || declared === 100, 5000, 'the body to start arriving')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    socket.resetAndDestroy()
+  }
+  const abandoned = (): Array<Record<string, any>> => server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer')
+  await waitFor(() => abandoned().length === 2, 5000, 'a line for each')
+  for (const line of abandoned()) t.match(line, { level: 30, url: '/api/tasks/echo', remoteAddress: '127.0.0.1', err: { message: String } }, 'info: the client\'s doing, with what ended the body')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 2$/m, 'two 499 samples')
+  t.notMatch(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="(?!499)/m, 'and none under the 400 nobody received')
+  t.equal(server.app.receiving.bytes, 0, 'nothing left counted as being received')
+  const { calls } = await server.app.metrics.counts()
+  t.equal(Object.values(calls).reduce((a, b) => a + b, 0), 0, 'neither became a call')
+})
