@@ -184,7 +184,7 @@ export function loadConfig (env: Env): Config {
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
-    // ~10-12 KB of Node's RSS per connection with a small request (measured: README, "Sizing"):
+    // ~10-12 KB of Node's RSS per connection with a small request (measured: docs/operations.md, "Sizing"):
     // 10,000 is ~120 MB, ten times the benchmark's 1,000 connections. The top is Linux's
     // default ceiling on a process's open files (fs.nr_open, 2^20), which connections cannot pass.
     maxConnections: integer(env, 'MAX_CONNECTIONS', 10_000, 0, 2 ** 20),
