@@ -31,6 +31,30 @@ t.test('a body of its declared length, in pieces: one buffer of its own with eve
   t.equal(body?.toString(), 'hello, world', 'a copy, not a view over the chunks\' memory (the socket\'s read buffer, reused)')
 })
 
+t.test('a large declared length costs nothing until a quarter of it has arrived, then the body is whole and in order', async (t) => {
+  const declared = 32 * 1024 * 1024
+  const payload = new PassThrough()
+  let read: Read | undefined
+  readBody({ headers: { 'content-length': String(declared) } } as unknown as FastifyRequest, payload, declared, (error, body) => { read = { error, body } })
+  const piece = 1024 * 1024
+  const before = process.memoryUsage().arrayBuffers
+  payload.write(Buffer.alloc(1024, 1))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.ok(process.memoryUsage().arrayBuffers - before < 4 * piece, 'a client that declares 32 MiB and sends 1 KiB holds about 1 KiB, not 32 MiB')
+  let sent = 1024
+  for (let i = 0; sent < declared; i++) {
+    const size = Math.min(piece, declared - sent)
+    payload.write(Buffer.alloc(size, i % 250 + 2))
+    sent += size
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  payload.end()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(read?.error, null)
+  t.equal(read?.body?.length, declared)
+  t.same([read?.body?.[0], read?.body?.[1023], read?.body?.[1024], read?.body?.[1024 + piece], read?.body?.[declared - 1]], [1, 1, 2, 3, 2 + Math.floor((declared - 1024 - 1) / piece) % 250], 'every piece in its place, before and after the buffer was made')
+})
+
 t.test('a chunked body (no length) is gathered whole', async (t) => {
   const { error, body } = await read({ 'transfer-encoding': 'chunked' }, [Buffer.from('ab'), Buffer.from('cd'), Buffer.from('e')])
   t.equal(error, null)

@@ -22,6 +22,7 @@ import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { closeWhenAnswered } from '../connection-reuse.js'
+import { closeByServer } from '../closed-by-server.js'
 
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
@@ -88,11 +89,11 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   const closeUnanswered = (minAgeMs: number): void => {
     const now = Date.now()
     for (const [socket, acceptedAt] of sockets) {
-      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) socket.destroy()
+      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) closeByServer(socket)
     }
   }
   const closeAll = (): void => {
-    for (const socket of sockets.keys()) socket.destroy()
+    for (const socket of sockets.keys()) closeByServer(socket)
   }
   const answering = (): boolean => {
     for (const socket of sockets.keys()) if (isAnswering(socket)) return true
@@ -113,7 +114,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
         // known only while Node still links the response to the socket.)
         const requestId = responseOf(socket)?.getHeader('x-request-id')
         log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
-        socket.destroy()
+        closeByServer(socket)
       }
     }
     for (const socket of stalls.keys()) if (!sockets.has(socket)) stalls.delete(socket)

@@ -15,6 +15,7 @@ import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
 import { noteErrorCode, recordAbandoned } from '../request-log.js'
+import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
 import { jsonSafe } from '../routes/replies.js'
 
 type SendableError = FastifyError & ErrorExtras
@@ -71,8 +72,10 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   if (err.details !== undefined) body.details = jsonSafe(err.details)
   // The client has left (its connection reset mid-body, or closed before a refusal was
   // sent): Node writes nothing, so Fastify neither logs nor measures this answer. Recorded
-  // as abandoned instead (once: a task route may have done so before rethrowing).
-  if (!request.is404 && request.raw.socket?.destroyed === true) recordAbandoned(request, reply, request.pyfleetCall, err)
+  // as abandoned instead (once: a task route may have done so before rethrowing). Not when
+  // the server closed the connection itself: clientError's 400 or 408 is its record.
+  const socket = request.raw.socket
+  if (!request.is404 && socket?.destroyed === true && !wasClosedByServer(socket)) recordAbandoned(request, reply, request.pyfleetCall, err)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
   // Matched routes are recorded by their own onResponse hook (metrics.ts); the
   // not-found context has none, and a body that fails to parse never reaches its handler.
@@ -160,7 +163,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
   this.metrics.observeUnparsed(status)
-  socket.destroy(error)
+  closeByServer(socket, error)
 }
 
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {

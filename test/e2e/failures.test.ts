@@ -450,3 +450,30 @@ t.test('a client whose connection resets mid-body is logged and measured as aban
   const { calls } = await server.app.metrics.counts()
   t.equal(Object.values(calls).reduce((a, b) => a + b, 0), 0, 'neither became a call')
 })
+
+t.test('a body the server cuts off itself (the client half-closed mid-body: 400; too slow: 408) is not taken for one its client abandoned', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', REQUEST_BODY_TIMEOUT_MS: '1000' })
+  const port = Number(new URL(server.url).port)
+  const answers: string[] = []
+  for (const [declared, end] of [[100_000, true], [100, true], [100_000, false]] as const) {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    let answer = ''
+    socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n{"a": `)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    // end: the client sends FIN with its body half sent; otherwise it waits for REQUEST_BODY_TIMEOUT_MS.
+    if (end) socket.end()
+    await new Promise((resolve) => socket.once('close', resolve))
+    answers.push(answer.split('\r\n')[0])
+  }
+  t.same(answers, ['HTTP/1.1 400 Bad Request', 'HTTP/1.1 400 Bad Request', 'HTTP/1.1 408 Request Timeout'], 'each got an answer')
+  // Give the cut-off bodies' errors time to reach the error handler.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="400"\} 2$/m, 'the 400s, as Node\'s parser errors are recorded')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="408"\} 1$/m, 'the 408')
+  t.notMatch(metrics, /status_code="499"/, 'no request counted as abandoned: each was answered')
+  t.equal(server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer').length, 0, 'and none logged so')
+})
