@@ -5,7 +5,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, type Config } from './config.js'
-import type { TaskInfo } from './pool/protocol.js'
+import type { TaskInfo } from './pool/ready-message.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
 import { DefaultsChecker } from './schema-defaults.js'

@@ -5,7 +5,7 @@ import t from 'tap'
 import { checkDefaults, defaultPointers } from '../src/schema-defaults.js'
 import { TaskRegistry } from '../src/task-registry.js'
 import { loadConfig } from '../src/config.js'
-import type { TaskInfo } from '../src/pool/protocol.js'
+import type { TaskInfo } from '../src/pool/ready-message.js'
 
 const noKeywords = (): void => {}
 

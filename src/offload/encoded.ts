@@ -1,7 +1,7 @@
 // The values that stand for work the offload thread does (offloader.ts): a large
 // body still to be parsed, and an answer already written as bytes.
 
-import type { RawText } from '../routes/body.js'
+import type { RawText } from '../routes/raw-body.js'
 
 /**
  * A large body left as bytes for the offload thread: JSON or msgpack by its

@@ -6,10 +6,12 @@
 // it runs differs. Tests call these directly, without a thread.
 
 import type { ValidateFunction } from 'ajv'
-import { checkedInput, parseMsgpackBytes, rawTextInput, type RawText, type TaskInput } from '../routes/body.js'
+import { checkedInput, parseMsgpackBytes, type TaskInput } from '../routes/body.js'
+import { rawTextInput, type RawText } from '../routes/raw-body.js'
 import { parseJsonBytes } from '../routes/json-body.js'
 import { msgpackAnswer, toJson } from '../routes/replies.js'
-import { decodeReply, encodeInput, MSG_ERROR, ProtocolError, type ErrorMessage, type TaskInfo } from '../pool/protocol.js'
+import { decodeReply, encodeInput, MSG_ERROR, ProtocolError, type ErrorMessage } from '../pool/protocol.js'
+import type { TaskInfo } from '../pool/ready-message.js'
 import type { AnswerFormat } from './encoded.js'
 
 /** Make a large JSON, msgpack or raw text body into a task's input. */

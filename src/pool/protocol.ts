@@ -22,27 +22,6 @@ export const KIND_REJECTED = 'rejected'
 export const KIND_FAILED = 'failed'
 export const KIND_TOO_LARGE = 'too_large'
 
-/** A task as the worker declares it in its ready message. */
-export interface TaskInfo {
-  name: string
-  doc: string
-  schema: Record<string, unknown> | boolean
-  timeoutMs: number | null
-  raw: string[]
-  rawField: string | null
-  maxConcurrency: number | null
-  /** The Python module that defines it (absent from workers before it was added). */
-  module?: string | null
-}
-
-export interface ReadyMessage {
-  t: typeof MSG_READY
-  v: number
-  pid: number
-  python: string
-  tasks: TaskInfo[]
-}
-
 export interface ResultMessage {
   t: typeof MSG_RESULT
   id: number
@@ -115,10 +94,6 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 // from two 32-bit reads (wide-integers.ts holdsIntegersPastDoubles).
 const numbersUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
 const unpackrFor = (bytes: Uint8Array): Unpackr => holdsIntegersPastDoubles(bytes) ? unpackr : numbersUnpackr
-// The ready message's schemas are compiled by Ajv, whose keywords (maximum: 2**64 - 1)
-// need numbers, not BigInt.
-const readyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', structuredClone: false })
-
 /**
  * A call's frame in two parts, written one after the other: its head (length prefix
  * and message, up to the input) and input bytes encoded before (EncodedInput). Copying
@@ -182,7 +157,8 @@ export function decodeValue (bytes: Uint8Array): unknown {
   return unpackrFor(bytes).unpack(bytes)
 }
 
-function decodeMessage (body: Uint8Array, decoder?: Unpackr): Record<string, unknown> {
+/** A frame's message map, checked it has a "t"; throws ProtocolError. `decoder`: another than the body's own (ready-message.ts). */
+export function decodeMessage (body: Uint8Array, decoder?: Unpackr): Record<string, unknown> {
   let message: unknown
   try {
     message = (decoder ?? unpackrFor(body)).unpack(body)
@@ -193,45 +169,6 @@ function decodeMessage (body: Uint8Array, decoder?: Unpackr): Record<string, unk
     throw new ProtocolError('frame is not a message map with a "t" field')
   }
   return message as Record<string, unknown>
-}
-
-function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)?.slice(0, 50) ?? String(value)}`
-}
-
-/** What is wrong with one entry of a ready message's task list, naming the task and the field; undefined if nothing. */
-function taskInfoProblem (task: unknown, index: number): string | undefined {
-  if (typeof task !== 'object' || task === null || Array.isArray(task)) return `task ${index + 1} of the list is ${describe(task)}, not a map`
-  const t = task as Record<string, unknown>
-  if (typeof t.name !== 'string') return `task ${index + 1} of the list has a name that is ${describe(t.name)}`
-  const wrong = (field: string, wanted: string): string => `task ${JSON.stringify(t.name)}: ${field} must be ${wanted}, not ${describe(t[field])}`
-  if (typeof t.doc !== 'string') return wrong('doc', 'a string')
-  if (!((typeof t.schema === 'object' && t.schema !== null && !Array.isArray(t.schema)) || typeof t.schema === 'boolean')) return wrong('schema', 'a map or a boolean')
-  if (!(t.timeoutMs === null || (typeof t.timeoutMs === 'number' && t.timeoutMs > 0))) return wrong('timeoutMs', 'a positive number or null')
-  if (!(Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string'))) return wrong('raw', 'a list of strings')
-  if (!(t.rawField === null || typeof t.rawField === 'string')) return wrong('rawField', 'a string or null')
-  if (!(t.maxConcurrency === null || t.maxConcurrency === undefined || (typeof t.maxConcurrency === 'number' && t.maxConcurrency >= 1))) return wrong('maxConcurrency', 'a number of at least 1, or null')
-  if (!(t.module === null || t.module === undefined || typeof t.module === 'string')) return wrong('module', 'a string or null')
-  return undefined
-}
-
-/** Decodes and checks the first frame of a worker. */
-export function decodeReady (body: Uint8Array): ReadyMessage {
-  const message = decodeMessage(body, readyUnpackr)
-  if (message.t !== MSG_READY) throw new ProtocolError(`expected a ready message first, got ${JSON.stringify(message.t)}`)
-  if (message.v !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`worker speaks protocol version ${String(message.v)}, this server speaks ${PROTOCOL_VERSION}: the workers/ directory and the server are from different releases`)
-  }
-  if (typeof message.pid !== 'number') throw new ProtocolError(`ready message has a pid that is ${describe(message.pid)}`)
-  if (!Array.isArray(message.tasks)) throw new ProtocolError(`ready message has a task list that is ${describe(message.tasks)}`)
-  for (const [index, task] of message.tasks.entries()) {
-    const problem = taskInfoProblem(task, index)
-    if (problem !== undefined) throw new ProtocolError(`ready message: ${problem}`)
-  }
-  for (const task of message.tasks as TaskInfo[]) task.maxConcurrency ??= null
-  return message as unknown as ReadyMessage
 }
 
 /** Decodes maps as Maps, whatever their keys: to find the key msgpackr refused to make a property of. */

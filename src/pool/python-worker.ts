@@ -8,10 +8,8 @@ import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import { WorkerStderr } from './worker-stderr.js'
 import { firedLate } from './late-timer.js'
-import {
-  decodeReady, decodeReply, encodeCall, ProtocolError,
-  MSG_DEFERRED, type DeferredReply, type ReadyMessage, type ReplyMessage, type TaskInfo
-} from './protocol.js'
+import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
+import { decodeReady, type ReadyMessage, type TaskInfo } from './ready-message.js'
 import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, FIXTURES, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
-import type { TaskInfo } from '../../src/pool/protocol.js'
+import type { TaskInfo } from '../../src/pool/ready-message.js'
 import { PythonWorker } from '../../src/pool/python-worker.js'
 
 const TOKEN = 'test-admin-token-0123456789'

@@ -3,7 +3,8 @@
 
 import t from 'tap'
 import { Packr, unpack } from 'msgpackr'
-import { decodeReady, decodeReply, decodeValue, encodeCall, encodeInput, EncodedInput, encodeValue, ProtocolError, SplitFrame, type ResultMessage } from '../../src/pool/protocol.js'
+import { decodeReply, decodeValue, encodeCall, encodeInput, EncodedInput, encodeValue, ProtocolError, SplitFrame, type ResultMessage } from '../../src/pool/protocol.js'
+import { decodeReady } from '../../src/pool/ready-message.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: true })
 

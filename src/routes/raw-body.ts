@@ -1,0 +1,86 @@
+// A raw body (a content type the task declares beside JSON and msgpack) as a task's
+// input: its text decoded from its charset (bytes for octet-stream), put in the field
+// the task names, beside the query string's options coerced to the schema's types.
+// The offload thread runs the same functions for a large text body (offload/jobs.ts).
+
+import type { ValidateFunction } from 'ajv'
+import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
+import { validationError } from '../task-registry.js'
+import { exactQueryInteger } from './big-integers.js'
+import { firstInvalidUtf8 } from './json-body.js'
+import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
+import type { TaskInput } from './body.js'
+
+/**
+ * What a raw text body needs, besides its bytes, to become its task's input: the
+ * charset to decode it with (undefined: UTF-8) and what declared it (for the 415),
+ * the field it fills, and the query string's options beside it.
+ */
+export interface RawText {
+  charset: string | undefined
+  charsetNamedBy: string
+  rawField: string
+  query: Record<string, unknown>
+}
+
+/** A raw text body decoded and put in its field beside the query string's options; throws 400/415 errors. The offload thread runs it too (offload/jobs.ts). */
+export function rawTextInput (bytes: Buffer, raw: RawText, validateRaw: ValidateFunction): TaskInput {
+  return rawInput(validateRaw, raw.rawField, raw.query, decodeText(bytes, raw.charset, raw.charsetNamedBy))
+}
+
+/** Where in a raw call a schema error is: the body itself (its field), or a query-string option. */
+function rawInputPlace (instancePath: string, rawField: string): string {
+  const field = `/${rawField.replace(/~/g, '~0').replace(/\//g, '~1')}`
+  if (instancePath === field || instancePath.startsWith(`${field}/`)) return `body${instancePath.slice(field.length)}`
+  return `querystring${instancePath}`
+}
+
+/** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
+export function rawInput (validateRaw: ValidateFunction, rawField: string, query: Record<string, unknown>, raw: string | Buffer): TaskInput {
+  const input: Record<string, unknown> = { ...query }
+  // Arrays copied too: Ajv's coercion changes them in place, and the text of each item is needed below.
+  // (Defined, not assigned: a parameter named __proto__ is an own property here, and stays one.)
+  for (const [key, value] of Object.entries(input)) {
+    if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
+  }
+  // The body fills its field: a parameter of that name would be silently overwritten.
+  if (Object.hasOwn(query, rawField)) {
+    throw withExtras(new ValidationError(`querystring/${rawField} is the field the raw body fills; leave it out of the query string`), {
+      details: [{ instancePath: `/${rawField}`, keyword: 'rawField', params: { rawField }, message: 'is the field the raw body fills' }]
+    })
+  }
+  input[rawField] = raw
+  if (!validateRaw(input)) throw validationError(validateRaw.errors, (path) => rawInputPlace(path, rawField), validateRaw.schema)
+  // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
+  // (a repeated parameter is an array of them).
+  for (const key in query) {
+    const text = query[key]
+    const coerced = input[key]
+    if (key === rawField) continue
+    if (typeof text === 'string' && typeof coerced === 'number') input[key] = exactQueryInteger(text) ?? coerced
+    else if (Array.isArray(text) && Array.isArray(coerced) && text.length === coerced.length) {
+      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i]) ?? item : item)
+    }
+  }
+  // A query-string integer may be past 32 bits. Checking costs more than the pool's scan
+  // of the frame, which skips the raw body's bytes in one step.
+  return { input, holdsWideNumbers: true }
+}
+
+export function decodeText (bytes: Buffer, charset: string | undefined, named = 'charset'): string {
+  let decoder: TextDecoder
+  try {
+    decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true })
+  } catch {
+    throw new UnsupportedMediaTypeError(`${named} ${JSON.stringify(charset)} is not supported; send UTF-8`)
+  }
+  if (decoder.encoding === 'windows-1252' && NATIVE_WINDOWS_1252_IS_LATIN_1) return decodeWindows1252(bytes)
+  try {
+    return decoder.decode(bytes)
+  } catch {
+    if (decoder.encoding !== 'utf-8') throw new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text`)
+    // Where, as for JSON: a client can find the byte its encoder got wrong.
+    const at = firstInvalidUtf8(bytes)
+    throw withExtras(new InvalidInputError(`body is not valid ${charset ?? 'UTF-8'} text: byte 0x${bytes[at].toString(16).padStart(2, '0')} at offset ${at} (counting from 0); was it sent as Latin-1 (say charset=iso-8859-1) or another charset?`), { details: { offset: at } })
+  }
+}
