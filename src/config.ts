@@ -18,7 +18,7 @@ export interface Config {
   readonly queueLimitBytes: number
   /** The most request-body bytes being received at once, across connections (0: no limit). */
   readonly receiveLimitBytes: number
-  /** OFFLOAD_MIN_BYTES: JSON, msgpack and raw text bodies and reply frames this large are converted on the offload thread (0: none). */
+  /** OFFLOAD_MIN_BYTES: JSON and msgpack bodies and reply frames this large (raw text: TEXT_OFFLOAD_FACTOR times) are converted on the offload thread (0: none). */
   readonly offloadMinBytes: number
   readonly queueTimeoutMs: number
   readonly taskTimeoutMs: number

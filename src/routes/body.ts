@@ -158,7 +158,7 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
     ? { charset, charsetNamedBy: 'charset', rawField: task.rawField, query }
     : { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField: task.rawField, query }
   // Decoding 16 MiB of text, and checking its length against a schema, held the event loop for 60-150 ms.
-  if (request.server.offloader.takes(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)
+  if (request.server.offloader.takesText(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)
   return rawTextInput(bytes, raw, task.validateRaw)
 }
 

@@ -7,6 +7,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { pack } from 'msgpackr'
 import { callTask, FIXTURES, getJson, startServer, waitFor } from '../helpers/server.js'
+import { TEXT_OFFLOAD_FACTOR } from '../../src/offload/offloader.js'
 
 const OFFLOAD_TASKS = { TASK_MODULES: 'offload_tasks', PYTHONPATH: FIXTURES }
 
@@ -34,6 +35,19 @@ t.test('by default, bodies and replies from 256 KiB go to the thread and smaller
   const big = await callTask(server.url, 'offload.big', { n: 300_000 })
   t.equal(big.json.text.length, 300_000)
   t.same(await offloadJobs(server.url), { input: 1, answer: 2 })
+})
+
+t.test('raw text goes to the thread from TEXT_OFFLOAD_FACTOR times OFFLOAD_MIN_BYTES: cheaper to decode than JSON to parse', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '100000' })
+  const send = async (bytes: number): Promise<number> => {
+    const response = await fetch(`${server.url}/api/tasks/text.stats?top=1`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'word '.repeat(bytes / 5) })
+    t.equal(response.status, 200)
+    return (await response.json()).words
+  }
+  t.equal(await send(TEXT_OFFLOAD_FACTOR * 100_000 - 5), TEXT_OFFLOAD_FACTOR * 20_000 - 1)
+  t.same(await offloadJobs(server.url), { input: 0, answer: 0 }, 'just under: decoded on the event loop')
+  t.equal(await send(TEXT_OFFLOAD_FACTOR * 100_000), TEXT_OFFLOAD_FACTOR * 20_000)
+  t.same(await offloadJobs(server.url), { input: 1, answer: 0 }, 'at it: on the thread')
 })
 
 t.test('OFFLOAD_MIN_BYTES=0 turns the thread off', async (t) => {
