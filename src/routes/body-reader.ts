@@ -13,10 +13,10 @@ import type { Readable } from 'node:stream'
 import type { FastifyRequest } from 'fastify'
 import { errorCodes } from 'fastify'
 
-export type BodyDone = (error: Error | null, body?: Buffer) => void
+type BodyDone = (error: Error | null, body?: Buffer) => void
 
 /** A declared length up to this is given its buffer with the first bytes; a larger one once a quarter of it has arrived. */
-export const PREALLOCATE_BYTES = 64 * 1024
+const PREALLOCATE_BYTES = 64 * 1024
 
 /**
  * Reads `payload` (the request's body as its preParsing hooks left it) whole, then calls

@@ -67,7 +67,7 @@ export function rawInput (validateRaw: ValidateFunction, rawField: string, query
   return { input, holdsWideNumbers: true }
 }
 
-export function decodeText (bytes: Buffer, charset: string | undefined, named = 'charset'): string {
+function decodeText (bytes: Buffer, charset: string | undefined, named = 'charset'): string {
   let decoder: TextDecoder
   try {
     decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true })
