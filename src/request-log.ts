@@ -81,7 +81,10 @@ function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call 
   // A cancelled call's error is the pool's way of ending the wait (a 503 nobody sees): the
   // outcome says it all, and its code would read as the crash loop's WORKERS_UNAVAILABLE.
   if (error !== undefined && !cancelled) {
-    fields.err = error
+    // A server failure keeps its stack, as any 5xx's does; a client error (a body cut off,
+    // refused) is the client's doing: what ended it is enough, as a 4xx answer's line has no stack.
+    if (statusCode >= 500) fields.err = error
+    else fields.reason = (error as { message?: unknown }).message
     const code = (error as { code?: unknown }).code
     if (typeof code === 'string') fields.code = code
   }

@@ -162,6 +162,7 @@ t.test('a client that leaves while its large body is parsed, a body then refused
   const abandoned = (): Record<string, any> | undefined => server.logs.find((line) => line.requestId === 'gone-while-parsed' && /request abandoned/.test(String(line.msg)))
   await waitFor(() => abandoned() !== undefined, 10_000, 'the abandoned request\'s log line')
   t.match(abandoned(), { level: 30, code: 'FST_ERR_VALIDATION', task: 'stats.describe' }, 'info: a 400 nobody reads')
+  t.match(abandoned(), { reason: /values/, err: undefined }, 'what the 400 would have said, without a stack')
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 1$/m)
   t.notMatch(metrics, /status_code="400"/, 'not also under the status nobody received')
