@@ -17,6 +17,7 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
+import { watchAnswer } from './abandoned.js'
 import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
@@ -99,6 +100,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     numberRequest(request, reply)
+    watchAnswer(request, reply)
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).

@@ -4,7 +4,7 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Call } from './pool/worker-pool.js'
 
-const round = (ms: number): number => Math.round(ms * 1000) / 1000
+export const round = (ms: number): number => Math.round(ms * 1000) / 1000
 /** The code of an error answer (SPEC §1), kept on its response for the completion line. */
 const kErrorCode = Symbol('pyfleet.errorCode')
 type Coded = { [kErrorCode]?: string }
@@ -14,6 +14,11 @@ const SHEDDING_CODES = new Set(['QUEUE_FULL', 'RECEIVE_FULL'])
 /** Notes the code an error answer is sent with (the error handler), for its log line. */
 export function noteErrorCode (reply: FastifyReply, code: string): void {
   (reply.raw as Coded)[kErrorCode] = code
+}
+
+/** The code noted for the answer (noteErrorCode), if it is an error's. */
+export function errorCodeOf (reply: FastifyReply): string | undefined {
+  return (reply.raw as Coded)[kErrorCode]
 }
 
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
@@ -30,7 +35,7 @@ export class RequestLog extends LogController {
     // Routes declared with logLevel 'warn' (/health, /ready) get a child logger at
     // that level, so their info lines are dropped here without reading
     // request.routeOptions (a getter that builds an object on every call).
-    const code = (reply.raw as Coded)[kErrorCode]
+    const code = errorCodeOf(reply)
     const level = levelFor(reply.statusCode, code)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
@@ -47,48 +52,8 @@ export class RequestLog extends LogController {
  * for load shedding (QUEUE_FULL, RECEIVE_FULL), which under overload is one line per
  * request refused, when the server can least afford them: its counters and alert say it.
  */
-function levelFor (statusCode: number, code: string | undefined): 'warn' | 'info' {
+export function levelFor (statusCode: number, code: string | undefined): 'warn' | 'info' {
   return statusCode >= 500 && (code === undefined || !SHEDDING_CODES.has(code)) ? 'warn' : 'info'
-}
-
-/** Requests already logged and measured as abandoned: the route records one, then its error handler sees it again. */
-const recordedAbandoned = new WeakSet<FastifyRequest>()
-
-/**
- * A request whose client left before its answer: Fastify has no answer to log or
- * measure (Node writes none to a closed connection, so no 'finish'), so its log line and
- * its http_request_duration_seconds sample (status_code 499) are written here, once.
- * `call`: its task call, if it became one; `error`: what its answer would have carried.
- */
-export function recordAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, error?: unknown): void {
-  if (recordedAbandoned.has(request)) return
-  recordedAbandoned.add(request)
-  logAbandoned(request, reply, call, error)
-  request.server.observeAbandoned(request, reply)
-}
-
-/**
- * The line for a request whose client left before its answer: Fastify writes no
- * completion line then (no 'finish'). At the level the answer's line would have had,
- * with the error that answer would have carried; a call cancelled because its client
- * left (a 503 nobody sees) is the client's doing, not a failure: info.
- */
-function logAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, error?: unknown): void {
-  const cancelled = call?.outcome === 'cancelled'
-  const statusCode = error === undefined || cancelled ? 200 : (error as { statusCode?: number }).statusCode ?? 500
-  const fields = requestFields(request, call)
-  fields.durationMs = round(reply.elapsedTime)
-  // A cancelled call's error is the pool's way of ending the wait (a 503 nobody sees): the
-  // outcome says it all, and its code would read as the crash loop's WORKERS_UNAVAILABLE.
-  if (error !== undefined && !cancelled) {
-    // A server failure keeps its stack, as any 5xx's does; a client error (a body cut off,
-    // refused) is the client's doing: what ended it is enough, as a 4xx answer's line has no stack.
-    if (statusCode >= 500) fields.err = error
-    else fields.reason = (error as { message?: unknown }).message
-    const code = (error as { code?: unknown }).code
-    if (typeof code === 'string') fields.code = code
-  }
-  request.log[levelFor(statusCode, undefined)](fields, 'request abandoned: the client left before its answer')
 }
 
 /** What a request's log line says about it, and about its task call if it made one. */

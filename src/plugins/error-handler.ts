@@ -14,7 +14,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
-import { noteErrorCode, recordAbandoned } from '../request-log.js'
+import { noteErrorCode, requestFields } from '../request-log.js'
+import { recordAbandoned, replyOf } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
 import { jsonSafe } from '../routes/replies.js'
 
@@ -75,11 +76,13 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   // as abandoned instead (once: a task route may have done so before rethrowing). Not when
   // the server closed the connection itself: clientError's 400 or 408 is its record.
   const socket = request.raw.socket
-  if (!request.is404 && socket?.destroyed === true && !wasClosedByServer(socket)) recordAbandoned(request, reply, request.pyfleetCall, err)
+  const abandoned = socket?.destroyed === true && !wasClosedByServer(socket)
+  if (abandoned) recordAbandoned(request, reply, request.pyfleetCall, err)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
-  // Matched routes are recorded by their own onResponse hook (metrics.ts); the
-  // not-found context has none, and a body that fails to parse never reaches its handler.
-  if (request.is404) request.server.observeUnmatched(request, reply)
+  // Matched routes are recorded by their own onResponse hook (metrics.ts) once the answer
+  // is written; the not-found context has none. Once written too: an answer that waits
+  // behind another on a pipelining connection whose client leaves is a 499 (abandoned.ts).
+  if (request.is404 && !abandoned) reply.raw.once('finish', () => { request.server.observeAnswer(request, reply) })
 }
 
 /**
@@ -122,13 +125,19 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
 
 /** Node's parser code for a connection that ended in the middle of a request. */
 const CUT_SHORT = 'HPE_INVALID_EOF_STATE'
+/** Node's code for a request not received within its requestTimeout (REQUEST_BODY_TIMEOUT_MS). */
+const TIMED_OUT = 'ERR_HTTP_REQUEST_TIMEOUT'
+/** Connections whose garbage (pipelined behind answers under way) has been counted. */
+const garbageCounted = new WeakSet<Socket>()
 
 /** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
-function clientErrorAnswer (code: string | undefined): { status: number, message: string } {
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
+function clientErrorAnswer (code: string | undefined, headersParsed: boolean): { status: number, message: string } {
+  if (code === TIMED_OUT) return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
   // The client ended its side (FIN) with a request half sent: bytes cut short, not malformed.
   if (code === CUT_SHORT) return { status: 400, message: 'the connection ended before the whole request arrived (the client closed its side mid-request); the connection is closed' }
+  // Headers parsed, then bytes that are no body (a chunk size that is not hexadecimal, say).
+  if (headersParsed) return { status: 400, message: 'the request body is not valid HTTP (its chunked framing); the connection is closed' }
   return { status: 400, message: 'the request is not valid HTTP; the connection is closed' }
 }
 
@@ -149,20 +158,32 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     // Garbage pipelined behind requests being answered (all of the current one received,
     // so its handler runs or has answered; not one cut short by a 408): a 400 now would
     // cut into those answers, and closing would drop the ones queued behind it (SPEC §1:
-    // every admitted call gets its one response). Node reads nothing more from this
-    // connection; the answers go out in order and keep-alive's timeout closes it.
-    this.metrics.observeUnparsed(400)
+    // every admitted call gets its one response). The answers go out in order and
+    // keep-alive's timeout closes the connection. Node goes on reading and discarding
+    // what follows, calling this again for each read: counted once per connection.
+    if (!garbageCounted.has(socket)) this.metrics.observeUnparsed(400)
+    garbageCounted.add(socket)
     return
   }
-  const { status, message } = clientErrorAnswer(error.code)
-  const requestId = randomUUID()
-  // The line every answered request gets (request-log.ts), with what is known: no method or URL was parsed.
-  this.log.info({ requestId, statusCode: status, code: error.code, reason: error.message, remoteAddress: socket.remoteAddress }, error.code === CUT_SHORT ? 'request cut short' : 'request not parsed')
+  // A request whose headers were parsed and routed, its body cut short, late or malformed:
+  // answered and recorded as itself (its id, method, URL and route), not as bytes nobody parsed.
+  const routed = inFlight !== undefined && inFlight !== null && !inFlight.headersSent ? replyOf(inFlight.req) : undefined
+  const { status, message } = clientErrorAnswer(error.code, routed !== undefined)
+  const requestId = routed?.request.id ?? randomUUID()
+  const lineFields = { statusCode: status, code: error.code, reason: error.message }
+  if (routed !== undefined) {
+    // The line every answered request gets (request-log.ts); its logger carries the request id.
+    routed.log.info({ ...requestFields(routed.request, routed.request.pyfleetCall), ...lineFields }, error.code === CUT_SHORT ? 'request cut short' : error.code === TIMED_OUT ? 'request not received in time' : 'request body not parsed')
+  } else {
+    // The same line, with what is known: no method or URL was parsed.
+    this.log.info({ requestId, ...lineFields, remoteAddress: socket.remoteAddress }, error.code === CUT_SHORT ? 'request cut short' : 'request not parsed')
+  }
   const body = JSON.stringify(errorBody(status, error.code ?? 'BAD_REQUEST', message))
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
-  this.metrics.observeUnparsed(status)
+  if (routed !== undefined) this.observeAnswer(routed.request, routed, status)
+  else this.metrics.observeUnparsed(status)
   closeByServer(socket, error)
 }
 

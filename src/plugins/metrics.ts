@@ -18,13 +18,6 @@ const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 /** Methods kept as they are in the `method` label of unmatched requests; any other is "other" (bounded labels). */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
-/**
- * The status_code of a request whose client left before its answer (nginx's "client closed
- * request"). Node writes no answer to a closed connection, so Fastify runs no onResponse
- * for it: without this sample, requests clients gave up on, often the slowest, would be
- * missing from the rate and the latency quantiles.
- */
-const CLIENT_CLOSED_REQUEST = 499
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 
 /** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
@@ -264,10 +257,12 @@ export class Metrics implements PoolObserver {
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
-    /** Records a request no route matched (called by the not-found handler once it has replied). */
-    observeUnmatched: (request: FastifyRequest, reply: FastifyReply) => void
-    /** Records a request whose client left before its answer (status_code 499), at the time the server was done with it. */
-    observeAbandoned: (request: FastifyRequest, reply: FastifyReply) => void
+    /**
+     * Records an answer no onResponse hook sees: one to a request no route matched (the
+     * not-found context has no hook), one the server wrote on the socket itself (clientError),
+     * and one never sent because its client left (status_code 499).
+     */
+    observeAnswer: (request: FastifyRequest, reply: FastifyReply, statusCode?: number) => void
   }
 }
 
@@ -288,18 +283,20 @@ async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
     const hook = observerFor(route.url)
     route.onResponse = route.onResponse === undefined ? [hook] : [...[route.onResponse].flat(), hook]
   })
-  // Rare (a client leaving before its answer): the route is read from routeOptions, and its
-  // observer made on first use.
-  const abandonedObservers = new Map<string, ReturnType<Metrics['httpObserver']>>()
-  fastify.decorate('observeAbandoned', (request: FastifyRequest, reply: FastifyReply) => {
+  // Rare (a client leaving before its answer, a body cut off): the route is read from
+  // routeOptions, and its observer made on first use. Unmatched requests have no route
+  // template, and their method label is bounded.
+  const routeObservers = new Map<string, ReturnType<Metrics['httpObserver']>>()
+  fastify.decorate('observeAnswer', (request: FastifyRequest, reply: FastifyReply, statusCode = reply.statusCode) => {
+    const seconds = reply.elapsedTime / 1000
+    if (request.is404) {
+      metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', statusCode, seconds)
+      return
+    }
     const route = request.routeOptions.url ?? 'unmatched'
-    let observe = abandonedObservers.get(route)
-    if (observe === undefined) abandonedObservers.set(route, observe = metrics.httpObserver(route))
-    observe(request.method, CLIENT_CLOSED_REQUEST, reply.elapsedTime / 1000)
-  })
-  // The not-found handler's routes do not pass through onRoute: see observeUnmatched.
-  fastify.decorate('observeUnmatched', (request: FastifyRequest, reply: FastifyReply) => {
-    metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', reply.statusCode, reply.elapsedTime / 1000)
+    let observe = routeObservers.get(route)
+    if (observe === undefined) routeObservers.set(route, observe = metrics.httpObserver(route))
+    observe(request.method, statusCode, seconds)
   })
 }
 

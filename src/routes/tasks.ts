@@ -12,7 +12,7 @@ import type { Call } from '../pool/worker-pool.js'
 import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
-import { recordAbandoned } from '../request-log.js'
+import { recordAbandoned } from '../abandoned.js'
 import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
 

@@ -4,6 +4,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { callTask, FIXTURES, getJson, isRunning, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { rawExchange } from '../helpers/raw-http.js'
 
 t.test('a worker that exits mid-call gives 502 and is replaced', async (t) => {
   const server = await startServer(t)
@@ -131,6 +132,31 @@ t.test('calls pipelined behind a running one are cancelled when the client leave
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 4$/m, 'four samples with status_code 499')
   t.notMatch(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="(?!499)/m, 'none under the status the answers would have had')
+})
+
+t.test('answers waiting behind another on a pipelining connection are recorded as abandoned when the client leaves: a result, a 400 and a 404', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2' })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  const post = (task: string, id: string, body: string): string =>
+    `POST ${task.startsWith('/') ? task : `/api/tasks/${task}`} HTTP/1.1\r\nhost: x\r\nx-request-id: ${id}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  // A runs for a second; B's call runs at once on the other worker, C is a bad body and D has no route: their answers wait behind A's.
+  socket.write(post('diag.work', 'piped-a', '{"sleep_ms":1000}') + post('echo', 'piped-b', '{"b":1}') + post('echo', 'piped-c', '{"c":') + post('/nope', 'piped-d', '{}'))
+  await waitFor(async () => (await server.app.metrics.counts()).calls.ok === 1, 5000, 'B\'s call to finish while A runs')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  socket.destroy()
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 5000, 'A\'s call to end')
+  const abandoned = (id: string): Array<Record<string, any>> => server.logs.filter((l) => l.requestId === id && l.msg === 'request abandoned: the client left before its answer')
+  await waitFor(() => abandoned('piped-a').length === 1, 5000, 'A\'s line')
+  t.same(['piped-a', 'piped-b', 'piped-c', 'piped-d'].map((id) => abandoned(id).length), [1, 1, 1, 1], 'one line for each')
+  t.match(abandoned('piped-b')[0], { level: 30, task: 'echo', outcome: 'ok', err: undefined }, 'B: a result nobody received')
+  t.match(abandoned('piped-c')[0], { level: 30, code: 'INVALID_INPUT', url: '/api/tasks/echo' }, 'C: the 400 nobody received')
+  t.match(abandoned('piped-d')[0], { level: 30, code: 'FST_ERR_NOT_FOUND', url: '/nope' }, 'D: the 404 nobody received')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 3$/m, 'three samples with status_code 499')
+  t.notMatch(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="(?!499)/m, 'none under the status the answers would have had')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="unmatched",status_code="499"\} 1$/m, 'D: a 499 too, as unmatched')
+  t.notMatch(metrics, /route="unmatched",status_code="404"/, 'not the 404 nobody received')
 })
 
 t.test('a call that fails with a 5xx after its client left is logged as a warning, with the error its answer would have had', async (t) => {
@@ -451,29 +477,44 @@ t.test('a client whose connection resets mid-body is logged and measured as aban
   t.equal(Object.values(calls).reduce((a, b) => a + b, 0), 0, 'neither became a call')
 })
 
-t.test('a body the server cuts off itself (the client half-closed mid-body: 400; too slow: 408) is not taken for one its client abandoned', async (t) => {
+t.test('a body the server cuts off itself (the client half-closed mid-body: 400; too slow: 408; broken chunks: 400) is answered and recorded as its request, not taken for one its client abandoned', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', REQUEST_BODY_TIMEOUT_MS: '1000' })
   const port = Number(new URL(server.url).port)
   const answers: string[] = []
-  for (const [declared, end] of [[100_000, true], [100, true], [100_000, false]] as const) {
+  for (const [declared, end, id] of [[100_000, true, 'cut-1'], [100, true, 'cut-2'], [100_000, false, 'late-1']] as const) {
     const socket = connect(port, '127.0.0.1')
     socket.on('error', () => {})
     let answer = ''
     socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
     await new Promise((resolve) => socket.once('connect', resolve))
-    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n{"a": `)
+    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: ${id}\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n{"a": `)
     await new Promise((resolve) => setTimeout(resolve, 100))
     // end: the client sends FIN with its body half sent; otherwise it waits for REQUEST_BODY_TIMEOUT_MS.
     if (end) socket.end()
     await new Promise((resolve) => socket.once('close', resolve))
-    answers.push(answer.split('\r\n')[0])
+    const [status, ...headers] = answer.split('\r\n\r\n')[0].split('\r\n')
+    answers.push(`${status} ${String(headers.find((h) => h.startsWith('x-request-id:')))}`)
   }
-  t.same(answers, ['HTTP/1.1 400 Bad Request', 'HTTP/1.1 400 Bad Request', 'HTTP/1.1 408 Request Timeout'], 'each got an answer')
+  t.same(answers, [
+    'HTTP/1.1 400 Bad Request x-request-id: cut-1',
+    'HTTP/1.1 400 Bad Request x-request-id: cut-2',
+    'HTTP/1.1 408 Request Timeout x-request-id: late-1'
+  ], 'each got an answer, with the request id its client gave (SPEC §1)')
+  // A body whose chunked framing is broken: also answered as its request.
+  const badChunk = await rawExchange(server.url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: bad-chunk\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{"a\r\nZZ\r\n')
+  t.match(badChunk, /^HTTP\/1\.1 400 Bad Request\r\n[^]*x-request-id: bad-chunk\r\n[^]*"code":"HPE_INVALID_CHUNK_SIZE"[^]*its chunked framing/, 'a 400 saying the body\'s framing is broken')
   // Give the cut-off bodies' errors time to reach the error handler.
   await new Promise((resolve) => setTimeout(resolve, 300))
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
-  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="400"\} 2$/m, 'the 400s, as Node\'s parser errors are recorded')
-  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="408"\} 1$/m, 'the 408')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="400"\} 3$/m, 'the 400s, under the route the requests were for')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="408"\} 1$/m, 'the 408')
+  t.notMatch(metrics, /route="unmatched"/, 'not as bytes nobody parsed')
+  t.notMatch(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="(?!400|408)/m, 'and no other sample for them')
   t.notMatch(metrics, /status_code="499"/, 'no request counted as abandoned: each was answered')
   t.equal(server.logs.filter((l) => l.msg === 'request abandoned: the client left before its answer').length, 0, 'and none logged so')
+  const lines = (id: string): Array<Record<string, any>> => server.logs.filter((l) => l.requestId === id)
+  t.same([lines('cut-1').length, lines('cut-2').length, lines('late-1').length, lines('bad-chunk').length], [1, 1, 1, 1], 'one line each')
+  t.match(lines('bad-chunk')[0], { msg: 'request body not parsed', method: 'POST', statusCode: 400, code: 'HPE_INVALID_CHUNK_SIZE' })
+  t.match(lines('cut-1')[0], { msg: 'request cut short', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', remoteAddress: '127.0.0.1' }, 'with the request\'s method and URL')
+  t.match(lines('late-1')[0], { msg: 'request not received in time', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 408, code: 'ERR_HTTP_REQUEST_TIMEOUT' })
 })

@@ -2,6 +2,7 @@
 // equal exactly what the test caused, the exposition passes promtool, labels
 // stay bounded, and worker output lands in the logs with its request id.
 
+import { connect } from 'node:net'
 import t from 'tap'
 import { rawExchange } from '../helpers/raw-http.js'
 import { hasPromtool, promtool } from '../helpers/promtool.js'
@@ -157,13 +158,26 @@ t.test('bytes Node cannot parse as HTTP get an answer in the error shape, and ar
   const cutShort = await rawExchange(server.url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":', { endAfterWrite: true })
   t.match(JSON.parse(cutShort.slice(cutShort.indexOf('\r\n\r\n') + 4)), { statusCode: 400, code: 'HPE_INVALID_EOF_STATE', message: /ended before the whole request arrived/ })
   const cutId = /\r\nx-request-id: ([0-9a-f-]{36})\r\n/.exec(cutShort)?.[1]
-  t.match(server.logs.filter((line) => line.requestId === cutId), [{ level: 30, msg: 'request cut short', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', remoteAddress: '127.0.0.1' }],
-    'logged as cut short, not as bytes that are not HTTP')
+  t.match(server.logs.filter((line) => line.requestId === cutId), [{ level: 30, msg: 'request cut short', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', method: 'POST', url: '/api/tasks/echo', remoteAddress: '127.0.0.1' }],
+    'logged as cut short, not as bytes that are not HTTP: its headers were parsed, so with its method and URL')
+  // Garbage behind a running call, arriving in several reads: Node calls clientError for each.
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (chunk: string) => { answer += chunk })
+  socket.write(call(500))
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    socket.write('FOO / HTTP/1.1\r\n\r\n')
+  }
+  await waitFor(() => answer.includes('"slept_ms":500'), 5000, 'the call\'s answer')
+  socket.destroy()
   const hugeHeader = await rawExchange(server.url, `GET /ready HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(hugeHeader, /^HTTP\/1\.1 431 /)
   t.match(hugeHeader, /"code":"HPE_HEADER_OVERFLOW"/)
   const text = await (await fetch(`${server.url}/metrics`)).text()
-  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="400"'), 3, 'the bad method, the garbage behind the calls, the request cut short')
+  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="400"'), 3, 'the bad method, and the garbage behind calls on each of two connections (once each, however many reads it came in)')
+  t.equal(sample(text, 'http_request_duration_seconds_count', 'method="POST",route="/api/tasks/:name",status_code="400"'), 1, 'the request cut short, under its route')
   t.equal(sample(text, 'http_request_duration_seconds_count', 'method="other",route="unmatched",status_code="431"'), 1)
 })
 

@@ -1,0 +1,114 @@
+// Requests whose client left before their answer was written: Fastify neither logs
+// nor measures them (Node writes nothing to a closed connection, so no 'finish'), so
+// each gets its log line and one http_request_duration_seconds sample (status_code
+// 499) here, once. Three moments find them: the task route when its call ends, the
+// error handler when it answers, and the connection's close, for answers that were
+// handed to Node but waited behind another on a pipelining connection.
+
+import type { Socket } from 'node:net'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Call } from './pool/worker-pool.js'
+import { wasClosedByServer } from './closed-by-server.js'
+import { errorCodeOf, levelFor, requestFields, round } from './request-log.js'
+
+/**
+ * The status_code of a request whose client left before its answer (nginx's "client closed
+ * request"). Without this sample, requests clients gave up on, often the slowest, would be
+ * missing from the rate and the latency quantiles.
+ */
+const CLIENT_CLOSED_REQUEST = 499
+
+/** What the answer nobody received would have been. */
+interface LostAnswer {
+  statusCode: number
+  code: string | undefined
+  /** The error it would have carried, if any. */
+  error: unknown
+}
+
+/** Requests already logged and measured as abandoned: the route records one, then its error handler sees it again. */
+const recorded = new WeakSet<FastifyRequest>()
+
+/**
+ * A request whose client left before its answer. `call`: its task call, if it became one;
+ * `error`: what its answer would have carried (none: a result, or a call cancelled
+ * because its client left, a 503 nobody sees and the client's own doing).
+ */
+export function recordAbandoned (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, error?: unknown): void {
+  const cancelled = call?.outcome === 'cancelled'
+  if (error === undefined || cancelled) {
+    record(request, reply, call, { statusCode: 200, code: undefined, error: undefined })
+    return
+  }
+  const code = (error as { code?: unknown }).code
+  record(request, reply, call, { statusCode: (error as { statusCode?: number }).statusCode ?? 500, code: typeof code === 'string' ? code : undefined, error })
+}
+
+function record (request: FastifyRequest, reply: FastifyReply, call: Call | null | undefined, lost: LostAnswer): void {
+  if (recorded.has(request)) return
+  recorded.add(request)
+  const fields = requestFields(request, call)
+  fields.durationMs = round(reply.elapsedTime)
+  if (lost.code !== undefined) fields.code = lost.code
+  if (lost.error !== undefined) {
+    // A server failure keeps its stack, as any 5xx's does; a client error (a body cut off,
+    // refused) is the client's doing: what ended it is enough, as a 4xx answer's line has no stack.
+    if (lost.statusCode >= 500) fields.err = lost.error
+    else fields.reason = (lost.error as { message?: unknown }).message
+  }
+  request.log[levelFor(lost.statusCode, lost.code)](fields, 'request abandoned: the client left before its answer')
+  request.server.observeAnswer(request, reply, CLIENT_CLOSED_REQUEST)
+}
+
+/** The answers of a connection's requests that may not have been written yet (watchAnswer). */
+const kAnswers = Symbol('pyfleet.answers')
+/** The reply of the request a raw request became (clientError reads it). */
+const kReply = Symbol('pyfleet.reply')
+type Watched = Socket & { [kAnswers]?: Set<FastifyReply> }
+
+/**
+ * From the onRequest hook, for every request: its answer is watched until written. A
+ * connection holds the answers not yet written, pruned as each new request arrives (on a
+ * pipelining connection, the ones waiting behind another; otherwise at most the last).
+ */
+export function watchAnswer (request: FastifyRequest, reply: FastifyReply): void {
+  (request.raw as { [kReply]?: FastifyReply })[kReply] = reply
+  const socket = request.raw.socket as Watched
+  const answers = socket[kAnswers] ?? answersOf(socket)
+  for (const earlier of answers) if (earlier.raw.writableFinished) answers.delete(earlier)
+  answers.add(reply)
+}
+
+/** The reply of a request the onRequest hook has seen, from its raw request (clientError has only the socket). */
+export function replyOf (raw: object): FastifyReply | undefined {
+  return (raw as { [kReply]?: FastifyReply })[kReply]
+}
+
+/**
+ * A connection's set of answers, and its one 'close' listener. In a function of its own,
+ * so the listener's closure holds the socket and the set, not the first request.
+ */
+function answersOf (socket: Watched): Set<FastifyReply> {
+  const answers = new Set<FastifyReply>()
+  socket[kAnswers] = answers
+  socket.once('close', () => { recordUnwritten(socket, answers) })
+  return answers
+}
+
+/**
+ * The connection closed: answers handed to Node but never written (queued behind another
+ * on a pipelining connection) were abandoned. An answer not yet made is left to its
+ * route or the error handler, which record it once they know what it would have been.
+ * A connection the server closed itself is not its client leaving.
+ */
+function recordUnwritten (socket: Socket, answers: Set<FastifyReply>): void {
+  if (!wasClosedByServer(socket)) {
+    for (const reply of answers) {
+      if (!reply.sent || reply.raw.writableFinished) continue
+      const request = reply.request
+      const call = request.pyfleetCall
+      record(request, reply, call, { statusCode: reply.statusCode, code: errorCodeOf(reply), error: undefined })
+    }
+  }
+  answers.clear()
+}
