@@ -23,6 +23,8 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { closeWhenAnswered } from '../connection-reuse.js'
 import { closeByServer } from '../closed-by-server.js'
+import { replyOf } from '../abandoned.js'
+import { requestFields } from '../request-log.js'
 
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
@@ -40,6 +42,18 @@ function responseOf (socket: Socket): ServerResponse | undefined {
 function isAnswering (socket: Socket): boolean {
   const response = responseOf(socket)
   return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
+}
+
+/**
+ * A request whose headers had arrived but not its whole body when shutdown closes its
+ * connection: no answer, no call, and the process is about to exit (no metric will be
+ * scraped), so its line is its only trace. An idle connection has none.
+ */
+function logCutOff (socket: Socket): void {
+  const response = responseOf(socket)
+  const reply = response === undefined || response.headersSent ? undefined : replyOf(response.req)
+  if (reply === undefined) return
+  reply.log.info(requestFields(reply.request, reply.request.pyfleetCall), 'request not run: the server shut down while its body arrived')
 }
 
 /** Bytes the socket has been given that the kernel has not taken yet (writableLength counts libuv's queue too). */
@@ -89,7 +103,10 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   const closeUnanswered = (minAgeMs: number): void => {
     const now = Date.now()
     for (const [socket, acceptedAt] of sockets) {
-      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) closeByServer(socket)
+      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) {
+        logCutOff(socket)
+        closeByServer(socket)
+      }
     }
   }
   const closeAll = (): void => {
