@@ -36,6 +36,11 @@ export function numberRequest (request: FastifyRequest, reply: FastifyReply): vo
   ;(request.raw as { [kSequence]?: number })[kSequence] = sequence
 }
 
+/** The response of the connection's latest request (numberRequest), until the next one or the connection's end. */
+export function latestResponseOf (socket: Socket): ServerResponse | undefined {
+  return (socket as Numbered)[kLatestResponse]
+}
+
 function sequenceOf (request: FastifyRequest): number {
   return (request.raw as { [kSequence]?: number })[kSequence] ?? 0
 }

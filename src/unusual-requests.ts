@@ -8,6 +8,7 @@ import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import { ExpectationFailedError, UnsupportedTransferCodingError } from './errors.js'
+import { latestResponseOf } from './connection-reuse.js'
 
 export function routeUnusualRequests (server: Server): void {
   // Expect: 100-continue (curl sends it for bodies over 1 MB): Node would say "continue"
@@ -30,12 +31,20 @@ export function routeUnusualRequests (server: Server): void {
   server.on('connect', (request: IncomingMessage, socket: Socket) => {
     const response = new ServerResponse(request)
     response.shouldKeepAlive = false
-    response.assignSocket(socket)
     response.once('finish', () => {
       response.detachSocket(socket)
       socket.destroySoon()
     })
     socket.once('close', () => { if (!response.writableFinished) response.destroy() })
+    const earlier = latestResponseOf(socket)
+    if (earlier === undefined || earlier.writableFinished) {
+      response.assignSocket(socket)
+    } else {
+      // Pipelined behind answers still under way (assigning the socket now would throw
+      // ERR_HTTP_SOCKET_ASSIGNED, uncaught): this answer waits, unassigned, as Node's own
+      // pipelined answers do, and goes out after the last of them, the latest one parsed.
+      earlier.once('finish', () => { if (!socket.destroyed) response.assignSocket(socket) })
+    }
     server.emit('request', request, response)
   })
 }

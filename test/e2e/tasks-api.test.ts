@@ -305,6 +305,17 @@ t.test('CONNECT gets a 404 in the error shape, not a connection closed without a
   t.match(server.logs.find((l) => l.method === 'CONNECT' && l.url === 'example.com:443'), { statusCode: 404, msg: 'request completed', requestId: String })
 })
 
+t.test('CONNECT pipelined behind answers still under way waits its turn: the server lives on, and every answer comes in order', async (t) => {
+  const body = '{"sleep_ms":300}'
+  const call = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  for (const ahead of ['GET /health HTTP/1.1\r\nhost: x\r\n\r\n', `${call}GET /health HTTP/1.1\r\nhost: x\r\n\r\n`]) {
+    const answer = await rawExchange(url, `${ahead}CONNECT x:1 HTTP/1.1\r\nhost: x\r\n\r\n`, { enough: (text) => text.includes('no route CONNECT') })
+    const statuses = answer.match(/HTTP\/1\.1 \d{3}/g)
+    t.same(statuses, [...(ahead.startsWith('POST') ? ['HTTP/1.1 200'] : []), 'HTTP/1.1 200', 'HTTP/1.1 404'], 'the answers ahead, then the CONNECT\'s 404')
+  }
+  t.equal((await fetch(`${url}/health`)).status, 200, 'the server is still up (it used to crash: ERR_HTTP_SOCKET_ASSIGNED)')
+})
+
 /** Sends a request's head; `body` follows once the server says 100 Continue (or at once if `eager`). */
 async function expectExchange (head: string, body: string, { eager = false, then = '' } = {}): Promise<string> {
   let sent = eager
