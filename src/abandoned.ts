@@ -9,6 +9,7 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Call } from './pool/worker-pool.js'
 import { wasClosedByServer } from './closed-by-server.js'
+import { isBehindClosingAnswer } from './connection-reuse.js'
 import { errorCodeOf, levelFor, requestFields, round } from './request-log.js'
 
 /**
@@ -67,16 +68,29 @@ const kReply = Symbol('pyfleet.reply')
 type Watched = Socket & { [kAnswers]?: Set<FastifyReply> }
 
 /**
- * From the onRequest hook, for every request: its answer is watched until written. A
- * connection holds the answers not yet written, pruned as each new request arrives (on a
- * pipelining connection, the ones waiting behind another; otherwise at most the last).
+ * From the onRequest hook, for every request: its answer is watched until written
+ * (answerWritten). A connection holds the answers not yet written: on a pipelining
+ * connection, the ones waiting behind another; otherwise at most the one under way.
  */
 export function watchAnswer (request: FastifyRequest, reply: FastifyReply): void {
   (request.raw as { [kReply]?: FastifyReply })[kReply] = reply
   const socket = request.raw.socket as Watched
   const answers = socket[kAnswers] ?? answersOf(socket)
+  // A safety net only: answerWritten takes each answer out once written.
   for (const earlier of answers) if (earlier.raw.writableFinished) answers.delete(earlier)
   answers.add(reply)
+}
+
+/**
+ * The answer was written (RequestLog's completion): nothing more to watch, and nothing
+ * left holding the request. Node keeps the connection's latest request reachable until
+ * the next one (and connection-reuse.ts its response), so a reply left on it would keep
+ * the request and its body alive on every idle keep-alive connection.
+ */
+export function answerWritten (request: FastifyRequest, reply: FastifyReply): void {
+  // Set to undefined, not deleted: deleting would turn Node's request objects into slow dictionaries.
+  (request.raw as { [kReply]?: FastifyReply })[kReply] = undefined
+  ;(request.raw.socket as Watched | null)?.[kAnswers]?.delete(reply)
 }
 
 /** The reply of a request the onRequest hook has seen, from its raw request (clientError has only the socket). */
@@ -99,15 +113,17 @@ function answersOf (socket: Watched): Set<FastifyReply> {
  * The connection closed: answers handed to Node but never written (queued behind another
  * on a pipelining connection) were abandoned. An answer not yet made is left to its
  * route or the error handler, which record it once they know what it would have been.
- * A connection the server closed itself is not its client leaving.
+ * A connection the server closed itself is not its client leaving; nor is one that
+ * closed after an answer that said `connection: close`: the requests pipelined behind
+ * that answer were refused (their line says so), and are measured with their refusal.
  */
 function recordUnwritten (socket: Socket, answers: Set<FastifyReply>): void {
   if (!wasClosedByServer(socket)) {
     for (const reply of answers) {
       if (!reply.sent || reply.raw.writableFinished) continue
       const request = reply.request
-      const call = request.pyfleetCall
-      record(request, reply, call, { statusCode: reply.statusCode, code: errorCodeOf(reply), error: undefined })
+      if (isBehindClosingAnswer(request)) request.server.observeAnswer(request, reply)
+      else record(request, reply, request.pyfleetCall, { statusCode: reply.statusCode, code: errorCodeOf(reply), error: undefined })
     }
   }
   answers.clear()

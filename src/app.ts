@@ -17,7 +17,7 @@ import statsRoutes from './routes/stats.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
-import { watchAnswer } from './abandoned.js'
+import { answerWritten, watchAnswer } from './abandoned.js'
 import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
@@ -72,7 +72,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     genReqId: requestId,
     requestIdHeader: false,
     // One log line per request, when it completes, instead of Fastify's two.
-    logController: new RequestLog(),
+    logController: new RequestLog(answerWritten),
     // While draining, routes answer for themselves (503 WORKERS_UNAVAILABLE, /ready 503).
     return503OnClosing: false,
     forceCloseConnections: 'idle',

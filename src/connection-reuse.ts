@@ -45,10 +45,15 @@ function sequenceOf (request: FastifyRequest): number {
   return (request.raw as { [kSequence]?: number })[kSequence] ?? 0
 }
 
+/** Whether the request was pipelined behind an answer that closes its connection (keepOrClose): it is not run, and its answer is never written. */
+export function isBehindClosingAnswer (request: FastifyRequest): boolean {
+  const closesAt = closingAfter.get(request.raw.socket)
+  return closesAt !== undefined && sequenceOf(request) > closesAt
+}
+
 /** An error for a request pipelined behind an answer that closes its connection, or undefined. */
 export function closingConnectionError (request: FastifyRequest): Error | undefined {
-  const closesAt = closingAfter.get(request.raw.socket)
-  if (closesAt === undefined || sequenceOf(request) <= closesAt) return undefined
+  if (!isBehindClosingAnswer(request)) return undefined
   // The earlier answer came before its body arrived, or refused a request without Host.
   request.log.info({ method: request.method, url: request.url.slice(0, 200), remoteAddress: request.socket.remoteAddress }, 'request not run: an earlier request on its connection got an answer that closes the connection')
   return new InvalidInputError('not run: an earlier request on this connection got an answer that closes the connection; send it again on a new connection')

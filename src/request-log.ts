@@ -24,8 +24,12 @@ export function errorCodeOf (reply: FastifyReply): string | undefined {
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity }
 
 export class RequestLog extends LogController {
-  constructor () {
+  readonly #onCompleted: (request: FastifyRequest, reply: FastifyReply) => void
+
+  /** `onCompleted`: told of every answer written, before its line (abandoned.ts stops watching it). */
+  constructor (onCompleted: (request: FastifyRequest, reply: FastifyReply) => void = () => {}) {
     super({ requestIdLogLabel: 'requestId' })
+    this.#onCompleted = onCompleted
   }
 
   /** Nothing on arrival: the completion line carries everything. */
@@ -35,6 +39,7 @@ export class RequestLog extends LogController {
     // Routes declared with logLevel 'warn' (/health, /ready) get a child logger at
     // that level, so their info lines are dropped here without reading
     // request.routeOptions (a getter that builds an object on every call).
+    this.#onCompleted(request, reply)
     const code = errorCodeOf(reply)
     const level = levelFor(reply.statusCode, code)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return

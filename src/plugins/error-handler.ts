@@ -7,14 +7,14 @@
 // in the HTTP metrics as route "unmatched".
 
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { keepOrClose, numberRequest } from '../connection-reuse.js'
-import { noteErrorCode, requestFields } from '../request-log.js'
+import { noteErrorCode, requestFields, round } from '../request-log.js'
 import { recordAbandoned, replyOf } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
 import { jsonSafe } from '../routes/replies.js'
@@ -160,7 +160,11 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     // cut into those answers, and closing would drop the ones queued behind it (SPEC §1:
     // every admitted call gets its one response). The answers go out in order and
     // keep-alive's timeout closes the connection. Node goes on reading and discarding
-    // what follows, calling this again for each read: counted once per connection.
+    // what follows, calling this again for each read: counted once per connection. Not
+    // garbage: a routed request whose body was cut short behind those answers; its
+    // REQUEST_BODY_TIMEOUT_MS 408, answered and recorded as itself, follows them.
+    const parsing = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming
+    if (parsing !== undefined && parsing !== null && !parsing.complete && replyOf(parsing) !== undefined) return
     if (!garbageCounted.has(socket)) this.metrics.observeUnparsed(400)
     garbageCounted.add(socket)
     return
@@ -173,7 +177,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   const lineFields = { statusCode: status, code: error.code, reason: error.message }
   if (routed !== undefined) {
     // The line every answered request gets (request-log.ts); its logger carries the request id.
-    routed.log.info({ ...requestFields(routed.request, routed.request.pyfleetCall), ...lineFields }, error.code === CUT_SHORT ? 'request cut short' : error.code === TIMED_OUT ? 'request not received in time' : 'request body not parsed')
+    routed.log.info({ ...requestFields(routed.request, routed.request.pyfleetCall), ...lineFields, durationMs: round(routed.elapsedTime) }, error.code === CUT_SHORT ? 'request cut short' : error.code === TIMED_OUT ? 'request not received in time' : 'request body not parsed')
   } else {
     // The same line, with what is known: no method or URL was parsed.
     this.log.info({ requestId, ...lineFields, remoteAddress: socket.remoteAddress }, error.code === CUT_SHORT ? 'request cut short' : 'request not parsed')

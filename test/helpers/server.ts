@@ -24,8 +24,8 @@ export interface TestServer {
   close: () => Promise<void>
 }
 
-/** Starts the app with real workers on 127.0.0.1:<random port>. */
-export async function startServer (t: Teardown, env: Record<string, string> = {}): Promise<TestServer> {
+/** Starts the app with real workers on 127.0.0.1:<random port>; `beforeListen` may add hooks (Fastify refuses them once listening). */
+export async function startServer (t: Teardown, env: Record<string, string> = {}, { beforeListen }: { beforeListen?: (app: FastifyInstance) => void } = {}): Promise<TestServer> {
   const config = loadConfig({ POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: 'info', PATH: process.env.PATH, ...env })
   const logs: Array<Record<string, any>> = []
   const stream = new Writable({
@@ -35,6 +35,7 @@ export async function startServer (t: Teardown, env: Record<string, string> = {}
     }
   })
   const app = await buildApp(config, { logger: { level: config.logLevel, stream } })
+  beforeListen?.(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0

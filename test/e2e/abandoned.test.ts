@@ -1,0 +1,63 @@
+// Records of requests whose answers were never written (src/abandoned.ts): what the
+// connection's close finds, and what it must not keep alive.
+
+import { connect } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import t from 'tap'
+import { rawExchange } from '../helpers/raw-http.js'
+import { startServer, waitFor } from '../helpers/server.js'
+
+t.test('requests refused behind an answer that closes the connection are not taken for ones their client abandoned', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // A GET with a body is answered with connection: close (its body is not read); the two behind it are refused.
+  const answer = await rawExchange(server.url, 'GET /api/tasks HTTP/1.1\r\nhost: x\r\nx-request-id: closing-a\r\ncontent-length: 2\r\n\r\n{}' +
+    'GET /api/tasks HTTP/1.1\r\nhost: x\r\nx-request-id: closing-b\r\n\r\n' + 'GET /nope HTTP/1.1\r\nhost: x\r\nx-request-id: closing-c\r\n\r\n')
+  t.match(answer, /^HTTP\/1\.1 200 OK\r\n[^]*connection: close/i, 'the first is answered, and closes the connection')
+  await waitFor(() => server.logs.filter((l) => /^request not run/.test(String(l.msg))).length === 2, 5000, 'a line for each refused request')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(server.logs.filter((l) => /request abandoned/.test(String(l.msg))).length, 0, 'none logged as abandoned: their client did not leave')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.notMatch(metrics, /status_code="499"/, 'no 499')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="\/api\/tasks",status_code="400"\} 1$/m, 'each measured with its refusal: the refused task list')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="400"\} 1$/m, 'and the refused /nope')
+})
+
+t.test('an idle keep-alive connection does not keep its last request (and its body) alive', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  let live = 0
+  const finalized = new FinalizationRegistry(() => { live-- })
+  const server = await startServer(t, { POOL_SIZE: '1' }, {
+    beforeListen: (app) => { app.addHook('onRequest', (request, _reply, done) => { live++; finalized.register(request, 0); done() }) }
+  })
+  const body = JSON.stringify({ x: 'a'.repeat(256 * 1024) })
+  const sockets = await Promise.all(Array.from({ length: 5 }, async () => {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+    t.teardown(() => socket.destroy())
+    let answer = ''
+    socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+    socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+    await waitFor(() => answer.length > body.length, 10_000, 'the echo')
+    return socket
+  }))
+  t.equal(sockets.length, 5)
+  for (let i = 0; i < 10 && live > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gc()
+  }
+  t.equal(live, 0, 'no request reachable once its answer was written, though its connection stays open')
+})
+
+t.test('a body cut short behind an answer still under way is recorded once, as its request, not also as garbage', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', REQUEST_BODY_TIMEOUT_MS: '1500' })
+  const body = '{"sleep_ms":500}'
+  const answer = await rawExchange(server.url,
+    `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+    'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: cut-behind\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{"a":', { endAfterWrite: true })
+  t.same(answer.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 408'], 'the call ahead is answered, then the cut-off request')
+  t.match(answer, /x-request-id: cut-behind\r\n/, 'under its own id')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.notMatch(metrics, /route="unmatched"/, 'not counted as garbage too')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="408"\} 1$/m)
+})
