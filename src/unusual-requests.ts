@@ -35,6 +35,9 @@ export function routeUnusualRequests (server: Server): void {
       response.detachSocket(socket)
       socket.destroySoon()
     })
+    // Node takes its own 'error' listener off a socket it hands over: without one, a client
+    // that resets (or an EPIPE writing to it) would be an uncaught 'error' and end the process.
+    socket.on('error', () => { socket.destroy() })
     socket.once('close', () => { if (!response.writableFinished) response.destroy() })
     const earlier = latestResponseOf(socket)
     if (earlier === undefined || earlier.writableFinished) {

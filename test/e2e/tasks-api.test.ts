@@ -4,7 +4,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { pack, unpack } from 'msgpackr'
 import { rawExchange } from '../helpers/raw-http.js'
-import { callTask, getJson, startServer, waitFor, type TestServer } from '../helpers/server.js'
+import { callTask, getJson, startServer, startServerProcess, waitFor, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
 let url: string
@@ -314,6 +314,29 @@ t.test('CONNECT pipelined behind answers still under way waits its turn: the ser
     t.same(statuses, [...(ahead.startsWith('POST') ? ['HTTP/1.1 200'] : []), 'HTTP/1.1 200', 'HTTP/1.1 404'], 'the answers ahead, then the CONNECT\'s 404')
   }
   t.equal((await fetch(`${url}/health`)).status, 200, 'the server is still up (it used to crash: ERR_HTTP_SOCKET_ASSIGNED)')
+})
+
+t.test('a client that resets or closes right after a CONNECT does not take the server down', async (t) => {
+  // A process of its own: the failure this guards against ended the process.
+  const server = await startServerProcess(t, { POOL_SIZE: '2' })
+  const port = Number(new URL(server.url).port)
+  const body = '{"sleep_ms":200}'
+  const call = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  for (const [ahead, reset] of [['', true], ['', true], ['', true], [call, true], [call, false]] as const) {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write(`${ahead}CONNECT x:1 HTTP/1.1\r\nhost: x\r\n\r\n`)
+    // Reset (RST) at once, or close (FIN) while the call ahead still runs: the CONNECT's answer cannot be written.
+    if (ahead !== '') await new Promise((resolve) => setTimeout(resolve, 50))
+    if (reset) socket.resetAndDestroy()
+    else socket.end()
+    await Promise.race([new Promise((resolve) => socket.once('close', resolve)), new Promise((resolve) => setTimeout(resolve, 2000))])
+    socket.destroy()
+  }
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.equal((await fetch(`${server.url}/health`)).status, 200, 'the server is still up (an unhandled \'error\' on the handed-over socket used to end it)')
+  t.notMatch(server.output(), /Unhandled 'error' event|uncaught/i)
 })
 
 /** Sends a request's head; `body` follows once the server says 100 Continue (or at once if `eager`). */
