@@ -160,8 +160,15 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
     // cut into those answers, and closing would drop the ones queued behind it (SPEC §1:
     // every admitted call gets its one response). The answers go out in order and
     // keep-alive's timeout closes the connection. Node goes on reading and discarding
-    // what follows, calling this again for each read: counted once per connection. Not
-    // garbage: a routed request whose body was cut short behind those answers; its
+    // what follows, calling this again for each read: counted once per connection.
+    if (error.code === CUT_SHORT) {
+      // Not garbage: the client ended its side in the middle of a request, and nothing more
+      // can arrive. Once the answer under way is written, this runs again: the request cut
+      // short is answered and recorded then (or, with more answers ahead, waits for them).
+      inFlight.once('finish', () => { setImmediate(() => { if (!socket.destroyed) clientError.call(this, error, socket) }) })
+      return
+    }
+    // Not garbage either: a routed request whose body is malformed behind those answers; its
     // REQUEST_BODY_TIMEOUT_MS 408, answered and recorded as itself, follows them.
     const parsing = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming
     if (parsing !== undefined && parsing !== null && !parsing.complete && replyOf(parsing) !== undefined) return

@@ -49,15 +49,23 @@ t.test('an idle keep-alive connection does not keep its last request (and its bo
   t.equal(live, 0, 'no request reachable once its answer was written, though its connection stays open')
 })
 
-t.test('a body cut short behind an answer still under way is recorded once, as its request, not also as garbage', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1', REQUEST_BODY_TIMEOUT_MS: '1500' })
-  const body = '{"sleep_ms":500}'
-  const answer = await rawExchange(server.url,
-    `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+t.test('a request cut short (the client ended its side) behind answers still under way is answered once they are written, and recorded once', async (t) => {
+  // REQUEST_BODY_TIMEOUT_MS long, so that a 408 could not stand in for the 400.
+  const server = await startServer(t, { POOL_SIZE: '1', REQUEST_BODY_TIMEOUT_MS: '60000' })
+  const body = '{"sleep_ms":300}'
+  const call = `POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  // Its body cut short: answered as itself.
+  const bodyCut = await rawExchange(server.url, call + call +
     'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: cut-behind\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{"a":', { endAfterWrite: true })
-  t.same(answer.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 408'], 'the call ahead is answered, then the cut-off request')
-  t.match(answer, /x-request-id: cut-behind\r\n/, 'under its own id')
+  t.same(bodyCut.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 400'], 'the two calls ahead are answered, then the request cut short')
+  t.match(bodyCut, /x-request-id: cut-behind\r\n[^]*"code":"HPE_INVALID_EOF_STATE"/, 'under its own id')
+  // Its headers cut short: no request to name, answered as bytes cut short.
+  const headersCut = await rawExchange(server.url, call + 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-ty', { endAfterWrite: true })
+  t.same(headersCut.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 400'])
+  t.match(headersCut, /"code":"HPE_INVALID_EOF_STATE"/)
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
-  t.notMatch(metrics, /route="unmatched"/, 'not counted as garbage too')
-  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="408"\} 1$/m)
+  t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="400"\} 1$/m, 'the body cut short, under its route')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="400"\} 1$/m, 'the headers cut short, as unmatched')
+  t.notMatch(metrics, /status_code="408"/, 'no 408 as well')
+  t.equal(server.logs.filter((l) => l.msg === 'request cut short').length, 2, 'a line each')
 })
