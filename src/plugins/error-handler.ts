@@ -142,6 +142,30 @@ function clientErrorAnswer (code: string | undefined, headersParsed: boolean): {
 }
 
 /**
+ * A parser error behind requests still being answered (all of the current one received:
+ * its handler runs or has answered). A 400 now would cut into those answers, and closing
+ * would drop the ones queued behind it (SPEC §1: every admitted call gets its one
+ * response), so they go out first.
+ */
+function errorBehindAnswers (this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket, inFlight: ServerResponse): void {
+  if (error.code === CUT_SHORT) {
+    // The client ended its side in the middle of a request: nothing more can arrive. Once
+    // the answer under way is written, clientError runs again: the request cut short is
+    // answered and recorded then (or, with more answers ahead, waits for the next one).
+    inFlight.once('finish', () => { setImmediate(() => { if (!socket.destroyed) clientError.call(this, error, socket) }) })
+    return
+  }
+  // A routed request whose body is malformed: its REQUEST_BODY_TIMEOUT_MS 408, answered
+  // and recorded as itself, follows the answers.
+  const parsing = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming
+  if (parsing !== undefined && parsing !== null && !parsing.complete && replyOf(parsing) !== undefined) return
+  // Garbage: no answer, and keep-alive's timeout closes the connection. Node goes on reading
+  // and discarding what follows, calling clientError for each read: counted once per connection.
+  if (!garbageCounted.has(socket)) this.metrics.observeUnparsed(400)
+  garbageCounted.add(socket)
+}
+
+/**
  * Fastify's clientErrorHandler, called with the server as `this`: Node could not
  * parse a request (an unknown method, a malformed header) or did not receive it
  * in time. No request object exists; the answer is written to the socket, in
@@ -155,25 +179,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   if (error.code === 'HPE_CLOSED_CONNECTION') return
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished && (inFlight.headersSent || inFlight.req.complete)) {
-    // Garbage pipelined behind requests being answered (all of the current one received,
-    // so its handler runs or has answered; not one cut short by a 408): a 400 now would
-    // cut into those answers, and closing would drop the ones queued behind it (SPEC §1:
-    // every admitted call gets its one response). The answers go out in order and
-    // keep-alive's timeout closes the connection. Node goes on reading and discarding
-    // what follows, calling this again for each read: counted once per connection.
-    if (error.code === CUT_SHORT) {
-      // Not garbage: the client ended its side in the middle of a request, and nothing more
-      // can arrive. Once the answer under way is written, this runs again: the request cut
-      // short is answered and recorded then (or, with more answers ahead, waits for them).
-      inFlight.once('finish', () => { setImmediate(() => { if (!socket.destroyed) clientError.call(this, error, socket) }) })
-      return
-    }
-    // Not garbage either: a routed request whose body is malformed behind those answers; its
-    // REQUEST_BODY_TIMEOUT_MS 408, answered and recorded as itself, follows them.
-    const parsing = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming
-    if (parsing !== undefined && parsing !== null && !parsing.complete && replyOf(parsing) !== undefined) return
-    if (!garbageCounted.has(socket)) this.metrics.observeUnparsed(400)
-    garbageCounted.add(socket)
+    errorBehindAnswers.call(this, error, socket, inFlight)
     return
   }
   // A request whose headers were parsed and routed, its body cut short, late or malformed:
