@@ -1,15 +1,16 @@
-// One Python worker: ready handshake, one call at a time, timeouts, stop, kill, and
-// what each way of failing is called; its OS process is worker-process.ts. It knows
-// nothing of pools or HTTP: worker-pool.ts decides what to do with a failed worker.
+// One Python worker: the ready message, one call at a time, stop, kill, and what each
+// way of failing is called; its OS process is worker-process.ts, its start timeout
+// start-wait.ts, a call's timeout call-deadline.ts. It knows nothing of pools or HTTP:
+// worker-pool.ts decides what to do with a failed worker.
 
-import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import { WorkerStderr } from './worker-stderr.js'
-import { firedLate } from './late-timer.js'
+import { CallDeadline } from './call-deadline.js'
 import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
 import { decodeReady, type ReadyMessage, type TaskInfo } from './ready-message.js'
+import { StartWait } from './start-wait.js'
 import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
@@ -37,9 +38,6 @@ export interface WorkerOptions {
   offloadMinBytes?: number
 }
 
-/** The longest a late task timeout waits for a reply still arriving (late-timer.ts). */
-const MAX_LATE_TIMEOUT_GRACE_MS = 5_000
-
 /** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
 export const EXIT_PROTOCOL_ERROR = 5
 /**
@@ -64,7 +62,7 @@ export class PythonWorker {
   readonly #decoder: FrameDecoder
   readonly #log: FastifyBaseLogger
   #ready: ReadyMessage | undefined
-  #startWaiter: { resolve: () => void, reject: (error: Error) => void } | undefined
+  readonly #start: StartWait
   readonly #stderr: WorkerStderr
   // The call in flight: one at a time, so plain fields instead of a map.
   #callId = 0
@@ -75,10 +73,7 @@ export class PythonWorker {
   #logTask: string | undefined
   #resolve: ((reply: ReplyMessage | DeferredReply) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
-  #timer: NodeJS.Timeout | undefined
-  /** When the running call's timeout is due (performance.now()), and how long past it a late timer still waits for the reply. */
-  #timeoutAt = 0
-  #graceUntil: number | undefined
+  readonly #deadline = new CallDeadline(() => this.#decoder.isMidFrame, () => { this.#onTimeout() })
   #calls = 0
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
@@ -103,24 +98,15 @@ export class PythonWorker {
       exit: (code, signal) => { this.#onExit(code, signal) },
       spawnError: (error) => { this.#onSpawnError(error) }
     })
+    // After the spawn, which may throw (an invalid env value): no start timer is left behind then.
+    this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') })
   }
 
   /** Starts a worker and resolves once it has sent its ready message. */
   static async spawn (options: WorkerOptions): Promise<PythonWorker> {
     if (options.signal?.aborted === true) throw new WorkerStartError(`Python worker ${options.python} was not started: the server is shutting down`)
     const worker = new PythonWorker(options)
-    const started = new Promise<void>((resolve, reject) => { worker.#startWaiter = { resolve, reject } })
-    const timer = setTimeout(() => {
-      worker.#failStart(`did not say ready within ${options.startTimeoutMs} ms (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit)`)
-    }, options.startTimeoutMs)
-    const abort = (): void => { worker.#failStart('was stopped while starting: the server is shutting down') }
-    options.signal?.addEventListener('abort', abort, { once: true })
-    try {
-      await started
-    } finally {
-      clearTimeout(timer)
-      options.signal?.removeEventListener('abort', abort)
-    }
+    await worker.#start.done
     return worker
   }
 
@@ -169,9 +155,7 @@ export class PythonWorker {
     this.#logRequestId = requestId
     this.#logTask = task
     this.#calls++
-    this.#timeoutAt = performance.now() + timeoutMs
-    this.#graceUntil = undefined
-    this.#timer = setTimeout(this.#onTimeout, timeoutMs)
+    this.#deadline.start(timeoutMs)
     this.#process.write(frame)
     return new Promise<ReplyMessage | DeferredReply>((resolve, reject) => {
       this.#resolve = resolve
@@ -219,24 +203,7 @@ export class PythonWorker {
     await this.#process.exited
   }
 
-  readonly #onTimeout = (): void => {
-    this.#timer = undefined
-    // A timer that fires late means the event loop was held (another request's huge body
-    // parsed, say): the reply may be waiting in the pipe, unread, since timers run before
-    // I/O. Read first (a timer of 1 ms runs after the next I/O poll), and go on while a
-    // reply frame is still arriving, for as long as the loop was held (at most
-    // MAX_LATE_TIMEOUT_GRACE_MS): one client's stall must not cost another its call and worker.
-    const now = performance.now()
-    if (this.#graceUntil === undefined) {
-      if (firedLate(this.#timeoutAt)) {
-        this.#graceUntil = now + Math.min(now - this.#timeoutAt, MAX_LATE_TIMEOUT_GRACE_MS)
-        this.#timer = setTimeout(this.#onTimeout, 1)
-        return
-      }
-    } else if (now < this.#graceUntil && this.#decoder.isMidFrame) {
-      this.#timer = setTimeout(this.#onTimeout, 5)
-      return
-    }
+  #onTimeout (): void {
     this.#failure ??= 'timeout'
     this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
     void this.kill()
@@ -257,8 +224,7 @@ export class PythonWorker {
         this.#ready = decodeReady(body)
         this.#decoder.limitFrames(this.#options.maxFrameBytes)
         this.#state = 'idle'
-        this.#startWaiter?.resolve()
-        this.#startWaiter = undefined
+        this.#start.ready()
         return
       }
       case 'busy': {
@@ -283,8 +249,7 @@ export class PythonWorker {
   }
 
   #endCall (): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timer = undefined
+    this.#deadline.clear()
     this.#resolve = undefined
     this.#reject = undefined
     this.#task = undefined
@@ -317,22 +282,14 @@ export class PythonWorker {
   #onProtocolError (message: string, requestId = this.#requestId): void {
     this.#failure ??= 'protocol'
     this.#log.error({ worker: this.id, workerPid: this.pid, requestId }, `worker broke the protocol: ${message}`)
-    this.#failStart(`broke the protocol during start-up: ${message}`)
+    this.#start.fail(`broke the protocol during start-up: ${message}`)
     this.#failCall('protocol', message)
     void this.kill()
   }
 
-  #failStart (reason: string): void {
-    if (this.#startWaiter === undefined) return
-    const { reject } = this.#startWaiter
-    this.#startWaiter = undefined
-    this.#process.signal('SIGKILL')
-    reject(new WorkerStartError(`Python worker ${this.#options.python} ${reason}`))
-  }
-
   #onSpawnError (error: Error): void {
     this.#state = 'dead'
-    this.#failStart(`could not be started: ${error.message}`)
+    this.#start.fail(`could not be started: ${error.message}`)
     this.#failCall('crash', `worker could not be started: ${error.message}`)
   }
 
@@ -342,7 +299,7 @@ export class PythonWorker {
     this.#stderr.flush()
     const how = this.#process.describeExit(code, signal)
     const { fatalLine, lastWords } = this.#stderr
-    this.#failStart(fatalLine !== undefined
+    this.#start.fail(fatalLine !== undefined
       ? `did not start: ${fatalLine}`
       : `${how} before it was ready${lastWords.length > 0 ? `; its last words: ${lastWords.join(' | ')}` : ''}`)
     // Exit code 5 is the runtime refusing a frame of ours: a protocol error seen from
