@@ -3,7 +3,6 @@
 // distinct keys held the event loop for 1.6 s on its way in and as long on its way out.
 
 import type { IncomingMessage } from 'node:http'
-import { Worker } from 'node:worker_threads'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
@@ -15,9 +14,10 @@ import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
 import type { TaskInfo } from '../pool/ready-message.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
-import { ownBytes, type Job, type JobOutcome } from './jobs.js'
+import type { Job, JobOutcome } from './jobs.js'
 import { JobQueue } from './job-queue.js'
-import type { JobMessage, OutcomeMessage } from './offload-thread.js'
+import { IDLE_STOP_MS, JobThread } from './job-thread.js'
+import type { OutcomeMessage } from './offload-thread.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
 // whose threads inherit the TypeScript loader in execArgv).
@@ -30,9 +30,6 @@ const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.me
  * through the thread: ×0.94 req/s, paired, for ~1.5 ms of event loop it kept free).
  */
 export const TEXT_OFFLOAD_FACTOR = 8
-
-/** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
-const IDLE_STOP_MS = 30_000
 
 
 /** What input() needs of a task. */
@@ -105,21 +102,23 @@ export interface OffloadedInput extends TaskInput {
  */
 export class Offloader {
   readonly #options: OffloaderOptions
-  #thread: Worker | undefined
+  readonly #thread: JobThread
   readonly #waiting = new JobQueue<Queued>()
   /** The job the thread is running. */
   #running: Queued | undefined
   #draining = false
   #nextId = 0
   #pendingBodyBytes = 0
-  #threadStarts = 0
   #closed = false
-  #idleTimer: NodeJS.Timeout | undefined
   /** Each task's schema as JSON, made once per task (a reload makes new Task objects). */
   readonly #schemaKeys = new WeakMap<SchemaHolder, string>()
 
   constructor (options: OffloaderOptions) {
     this.#options = options
+    this.#thread = new JobThread(options.script ?? THREAD_SCRIPT, options.idleStopMs ?? IDLE_STOP_MS, {
+      done: (message) => { this.#onDone(message) },
+      stopped: (why) => { this.#onThreadStopped(why) }
+    })
   }
 
   /** Whether a body or frame of `bytes` is converted on the thread. */
@@ -138,9 +137,9 @@ export class Offloader {
   /** Body bytes waiting for the thread or being parsed on it. */
   get pendingBodyBytes (): number { return this.#pendingBodyBytes }
   /** How often the thread was started: again after it failed, or after it ended idle. */
-  get threadStarts (): number { return this.#threadStarts }
+  get threadStarts (): number { return this.#thread.starts }
   /** Whether the thread is running now. */
-  get threadRunning (): boolean { return this.#thread !== undefined }
+  get threadRunning (): boolean { return this.#thread.isRunning }
 
   /**
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
@@ -209,10 +208,7 @@ export class Offloader {
    */
   async close (): Promise<void> {
     this.#closed = true
-    clearTimeout(this.#idleTimer)
-    const thread = this.#thread
-    this.#thread = undefined
-    if (thread !== undefined) await thread.terminate()
+    await this.#thread.stop()
     const left = this.#waiting.clear()
     if (this.#running !== undefined) left.push(this.#running)
     this.#running = undefined
@@ -264,21 +260,15 @@ export class Offloader {
   #pump (): void {
     while (this.#running === undefined && !this.#closed) {
       const next = this.#waiting.next()
-      clearTimeout(this.#idleTimer)
-      this.#idleTimer = undefined
       if (next === undefined) {
-        if (this.#thread !== undefined) this.#idleTimer = setTimeout(this.#stopIdle, this.#options.idleStopMs ?? IDLE_STOP_MS).unref()
+        this.#thread.idle()
         return
       }
       next.unwatch()
       next.waitedMs = performance.now() - next.queuedAt
       try {
-        const thread = this.#thread ?? this.#start()
-        const bytes = ownBytes(next.job.op === 'input' ? next.job.bytes : next.job.frame)
-        const job = next.job.op === 'input' ? { ...next.job, bytes } : { ...next.job, frame: bytes }
-        thread.postMessage({ id: next.id, job } satisfies JobMessage, [bytes.buffer as ArrayBuffer])
+        this.#thread.send(next.id, next.job)
         this.#running = next
-        thread.ref() // while a job runs: an idle thread must not keep the process alive
       } catch (error) {
         // No thread could be started (a pids limit, say), or the job could not be sent.
         this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${(error as Error).message}`))
@@ -302,50 +292,25 @@ export class Offloader {
     queued.reject(error)
   }
 
-  readonly #stopIdle = (): void => {
-    this.#idleTimer = undefined
-    const thread = this.#thread
-    if (thread === undefined || this.#running !== undefined || this.pendingJobs > 0) return
-    // Forgotten first: a job sent from now on starts a new thread, and this one's exit says nothing.
-    this.#thread = undefined
-    void thread.terminate()
+  #onDone ({ id, outcome, failed }: OutcomeMessage): void {
+    const running = this.#running
+    if (running === undefined || running.id !== id) return
+    this.#running = undefined
+    this.#finish(running)
+    if (outcome !== undefined) {
+      this.#options.onJobDone?.(running.job.op)
+      running.resolve(outcome)
+    } else {
+      running.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
+    }
+    this.#pump()
   }
 
-  #start (): Worker {
-    this.#threadStarts++
-    // The thread's heap has the same limit as the event loop's: running out of it ends the
-    // process, as a body parsed on the event loop would (Node cannot promise to end only the
-    // thread: resourceLimits' termination is best-effort), so its limit is not lowered.
-    const thread = new Worker(this.#options.script ?? THREAD_SCRIPT, { name: 'pyfleet-offload' })
-    thread.unref()
-    thread.on('message', ({ id, outcome, failed }: OutcomeMessage) => {
-      const running = this.#running
-      if (running === undefined || running.id !== id) return
-      this.#running = undefined
-      thread.unref()
-      this.#finish(running)
-      if (outcome !== undefined) {
-        this.#options.onJobDone?.(running.job.op)
-        running.resolve(outcome)
-      } else {
-        running.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
-      }
-      this.#pump()
-    })
-    let reason: string | undefined
-    thread.on('error', (error) => { reason = error.message })
-    thread.on('exit', (code) => {
-      // Ended on purpose (idle, or closed): whoever ended it has settled what it had.
-      if (this.#thread !== thread) return
-      this.#thread = undefined
-      const why = reason ?? `it exited with code ${code}`
-      const running = this.#running
-      this.#running = undefined
-      this.#options.log.error({ job: running?.job.op }, `the offload thread stopped: ${why}; ${running === undefined ? 'no job was running' : 'the job it was running failed'}, and the next job starts a new one`)
-      if (running !== undefined) this.#fail(running, new OffloadThreadError(`the offload thread stopped: ${why}`))
-      this.#pump()
-    })
-    this.#thread = thread
-    return thread
+  #onThreadStopped (why: string): void {
+    const running = this.#running
+    this.#running = undefined
+    this.#options.log.error({ job: running?.job.op }, `the offload thread stopped: ${why}; ${running === undefined ? 'no job was running' : 'the job it was running failed'}, and the next job starts a new one`)
+    if (running !== undefined) this.#fail(running, new OffloadThreadError(`the offload thread stopped: ${why}`))
+    this.#pump()
   }
 }
