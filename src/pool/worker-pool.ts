@@ -11,6 +11,7 @@ import { WorkersUnavailableError, withExtras } from '../errors.js'
 import type { PythonWorker } from './python-worker.js'
 import { Admission, type Waiter } from './admission.js'
 import { runCall, type CallRunPool } from './call-run.js'
+import { MemorySampler } from './memory-sampler.js'
 import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
 import type { Call, PoolObserver, RestartReason } from './call.js'
@@ -51,8 +52,7 @@ export class WorkerPool {
   readonly #reloader: Reloader
   /** What each call's run (call-run.ts) may do with the pool: built once, not per call. */
   readonly #callRunPool: CallRunPool
-  /** The RSS sampling under way, if any (sampleMemory). */
-  #memorySample: Promise<void> | undefined
+  readonly #memory: MemorySampler
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -96,6 +96,7 @@ export class WorkerPool {
       onOverMemory: () => { this.#sweepIdle() },
       isDraining: () => this.#phase !== 'serving'
     })
+    this.#memory = new MemorySampler(() => this.members(), (worker) => { this.#recycler.noteRss(worker) })
     this.#reloader = new Reloader({
       recycler: this.#recycler,
       supervisor: this.#supervisor,
@@ -274,18 +275,7 @@ export class WorkerPool {
    * MAX_WORKER_RSS_MB takes no further call, as if a call had found it.
    */
   async sampleMemory (): Promise<void> {
-    // One sampling at a time, shared by the requests that ask meanwhile: each holds a file
-    // open per worker until it is read, and 40 scrapes at once held 160 with four workers,
-    // files the connection cap's reserve (open-file-limit.ts) counts once per worker.
-    this.#memorySample ??= this.#sampleMemoryNow().finally(() => { this.#memorySample = undefined })
-    await this.#memorySample
-  }
-
-  async #sampleMemoryNow (): Promise<void> {
-    await Promise.all(this.members().map(async (worker) => {
-      await worker.sampleRss()
-      this.#recycler.noteRss(worker)
-    }))
+    await this.#memory.sample()
   }
 
   /** Workers in the pool right now (for RSS sampling and reload). */
