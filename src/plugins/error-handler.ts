@@ -7,6 +7,7 @@
 // in the HTTP metrics as route "unmatched".
 
 import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
@@ -120,7 +121,32 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
       ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
       : `${shown} is not a valid URL: it does not percent-decode`)
   handleError(answer, request, reply)
-  request.log.info({ method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code }, 'request completed')
+  logWhenWritten(request, reply, answer, { method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code })
+}
+
+/**
+ * frameworkError's line, once its answer is written. One pipelined behind answers still
+ * under way (a CONNECT, a bad URL) may never be: if its client leaves first, it is
+ * recorded as abandoned instead, as a routed request's answer is (abandoned.ts, which
+ * these requests, seen by no hook, do not reach otherwise).
+ */
+function logWhenWritten (request: FastifyRequest, reply: FastifyReply, answer: SendableError, fields: Record<string, unknown>): void {
+  const response = reply.raw
+  const socket = request.raw.socket
+  // Fastify starts no clock for these requests (elapsedTime is 0): the time it took to be written is measured here.
+  const answeredAt = performance.now()
+  const completed = (): void => { request.log.info({ ...fields, durationMs: round(performance.now() - answeredAt) }, 'request completed') }
+  if (response.writableFinished) { completed(); return }
+  // Gone already: handleError has recorded it as abandoned.
+  if (socket === null || socket.destroyed) return
+  const onClose = (): void => {
+    if (!response.writableFinished && !wasClosedByServer(socket)) recordAbandoned(request, reply, undefined, answer)
+  }
+  socket.once('close', onClose)
+  response.once('finish', () => {
+    socket.off('close', onClose)
+    completed()
+  })
 }
 
 /** Node's parser code for a connection that ended in the middle of a request. */

@@ -69,3 +69,25 @@ t.test('a request cut short (the client ended its side) behind answers still und
   t.notMatch(metrics, /status_code="408"/, 'no 408 as well')
   t.equal(server.logs.filter((l) => l.msg === 'request cut short').length, 2, 'a line each')
 })
+
+t.test('answers Fastify\'s hooks never see (a bad URL, a CONNECT) left waiting behind a call when the client leaves are recorded as abandoned, not completed', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  const body = '{"sleep_ms":1000}'
+  socket.write(`POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+    'GET /%E0%A4%A HTTP/1.1\r\nhost: x\r\nx-request-id: behind-bad-url\r\n\r\n' +
+    'CONNECT x:1 HTTP/1.1\r\nhost: x:1\r\nx-request-id: behind-connect\r\n\r\n')
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  await new Promise((resolve) => setTimeout(resolve, 200)) // for the two behind it to be parsed
+  socket.resetAndDestroy()
+  const lines = (id: string): Array<Record<string, any>> => server.logs.filter((l) => l.requestId === id)
+  await waitFor(() => lines('behind-connect').length > 0 && lines('behind-bad-url').length > 0, 5000, 'their lines')
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 5000, 'the call to end')
+  t.match(lines('behind-bad-url'), [{ msg: 'request abandoned: the client left before its answer', code: 'FST_ERR_BAD_URL', method: 'GET' }], 'the bad URL: one line, abandoned')
+  t.match(lines('behind-connect'), [{ msg: 'request abandoned: the client left before its answer', code: 'FST_ERR_NOT_FOUND', method: 'CONNECT' }], 'the CONNECT: one line, abandoned')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="499"\} 1$/m, 'the bad URL: a 499')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="499"\} 1$/m, 'the CONNECT: a 499')
+  t.notMatch(metrics, /route="unmatched",status_code="(400|404)"/, 'not the answers nobody received')
+})
