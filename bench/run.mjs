@@ -18,7 +18,7 @@
 //   --help               this text
 
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -262,6 +262,9 @@ const data = {
 const file = join(opts.out, `${stamp}${quick ? '-quick' : ''}.json`)
 writeFileSync(file, JSON.stringify(data, null, 1))
 console.log(`\nresults: ${relative(ROOT, file)} (${data.durationSeconds} s)`)
+// The servers' logs are worth keeping only when something went wrong.
+if (runs.every((r) => r.errors === 0 && r.non2xx === 0)) rmSync(ctx.logDir, { recursive: true, force: true })
+else console.log(`server logs kept in ${ctx.logDir}: some runs had errors or non-2xx answers`)
 console.log('\n' + renderMarkdown(data, { resultsFile: relative(ROOT, file), brief: true }))
 // Only a full run of this checkout with default settings replaces the committed report.
 const canonical = opts.cases === undefined && opts.designs === undefined && ctx.baselineDir === undefined &&
