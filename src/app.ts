@@ -21,6 +21,7 @@ import { answerWritten, watchAnswer } from './abandoned.js'
 import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
+import { lookalikeMessage } from './setting-names.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -94,6 +95,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     routerOptions: { maxParamLength: 64 }
   })
 
+  // Before the workers start (slow imports): the line is the first an operator sees.
+  for (const lookalike of config.lookalikes) app.log.warn({ setting: lookalike.name, meant: lookalike.meant }, lookalikeMessage(lookalike))
   routeUnusualRequests(app.server)
 
   app.decorateRequest('pyfleetCall', null)

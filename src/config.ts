@@ -3,6 +3,7 @@
 // (which runs a process) is python-path.ts's job.
 
 import { isIP } from 'node:net'
+import { lookalikeSettings, type Lookalike } from './setting-names.js'
 
 /** A number per task name: TASK_CONCURRENCY=csv.profile=1,xml.import=2, TASK_TIMEOUTS=xml.import=120000. */
 export type PerTask = Readonly<Record<string, number>>
@@ -51,6 +52,8 @@ export interface Config {
   readonly workerSchedBatch: boolean
   /** The environment workers inherit, less the server's secrets (PYTHONPATH is extended by the pool). */
   readonly workerEnv: Readonly<Record<string, string | undefined>>
+  /** Variables set that are no setting but look like one (a typo): warned about at start. */
+  readonly lookalikes: readonly Lookalike[]
 }
 
 /**
@@ -207,7 +210,8 @@ export function loadConfig (env: Env): Config {
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0, 2 ** 50),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
-    workerEnv: Object.freeze(workerEnvironment(env))
+    workerEnv: Object.freeze(workerEnvironment(env)),
+    lookalikes: Object.freeze(lookalikeSettings(env))
   }
   // main.ts's shutdown backstop waits this long; past Node's longest timer it would fire at once.
   if (config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS > MAX_TIMER_MS) {

@@ -35,6 +35,13 @@ t.test('--check starts the workers once, prints the task table as it would be se
   t.notMatch(output, /Server listening/)
 })
 
+t.test('a variable that looks like a misspelt setting is warned about at start, and the setting keeps its value', async (t) => {
+  const { code, output } = await runServer({ POOL_SIZE: '1', POOLSIZE: '3' }, ['--check'])
+  t.equal(code, 0)
+  t.match(output, /"level":40,[^\n]*"setting":"POOLSIZE","meant":\["POOL_SIZE"\],[^\n]*"msg":"POOLSIZE is not a pyfleet setting, and is ignored: did you mean POOL_SIZE\?"/)
+  t.match(output, /and 1 worker started with/)
+})
+
 t.test('the example in the pyfleet package\'s docstring (help(pyfleet)) passes --check as it is', async (t) => {
   const source = await readFile(join(ROOT, 'workers', 'pyfleet', '__init__.py'), 'utf8')
   const docstring = source.slice(3, source.indexOf('"""', 3))
