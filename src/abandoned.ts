@@ -74,6 +74,15 @@ type Watched = Socket & { [kAnswers]?: Set<FastifyReply> }
  */
 export function watchAnswer (request: FastifyRequest, reply: FastifyReply): void {
   (request.raw as { [kReply]?: FastifyReply })[kReply] = reply
+  watchUnwritten(request, reply)
+}
+
+/**
+ * An answer the connection's close records if it was never written, without making it the
+ * request's reply for clientError: frameworkError's, whose requests no hook sees (a bad
+ * URL, CONNECT), and whose bodies nobody reads. answerWritten ends the watch.
+ */
+export function watchUnwritten (request: FastifyRequest, reply: FastifyReply): void {
   const socket = request.raw.socket as Watched
   const answers = socket[kAnswers] ?? answersOf(socket)
   // A safety net only: answerWritten takes each answer out once written.

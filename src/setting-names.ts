@@ -36,6 +36,18 @@ function distance (a: string, b: string, limit: number): number {
   return previous[b.length]
 }
 
+/** The units settings' names end with: BODY_LIMIT is BODY_LIMIT_BYTES without its unit. */
+const UNITS = ['_MS', '_BYTES', '_MB']
+
+/**
+ * A setting's name with a number or an S after it (PORT0, PORTS: Marathon sets those in
+ * every container), or none of it: names other software sets, not typos.
+ */
+function isDerived (upper: string): boolean {
+  const stem = upper.replace(/(\d+|S)$/, '')
+  return stem !== upper && KNOWN.has(stem)
+}
+
 /**
  * The settings `name` may have meant: the same name in another case, one a typo or two
  * away (one for short names: PATH is not PORT), or one with its unit left off (BODY_LIMIT).
@@ -43,10 +55,10 @@ function distance (a: string, b: string, limit: number): number {
 function settingsLike (name: string): string[] {
   const upper = name.toUpperCase()
   if (KNOWN.has(upper)) return [upper]
-  if (upper.length < 4) return []
+  if (upper.length < 4 || isDerived(upper)) return []
   const limit = upper.length >= 8 ? 2 : 1
   return SETTING_NAMES.filter((setting) => distance(upper, setting, limit) <= limit ||
-    (upper.length >= 6 && setting.startsWith(`${upper}_`)))
+    UNITS.some((unit) => setting === `${upper}${unit}`))
 }
 
 /** The variables of `env` that are not settings but look like one, for a warning at start. */

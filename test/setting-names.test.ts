@@ -27,7 +27,7 @@ t.test('a mistyped setting is found, with what it may have meant', async (t) => 
 t.test('the variables a shell, npm, a container or Kubernetes set are not taken for typos', async (t) => {
   const ordinary = set('PATH', 'HOME', 'HOSTNAME', 'PWD', 'OLDPWD', 'SHLVL', 'TERM', 'LANG', 'USER', 'TZ', 'NODE', 'NODE_ENV', 'NODE_OPTIONS',
     'PYTHONHOME', 'PYTHONUNBUFFERED', 'PYTHONDONTWRITEBYTECODE', 'PYTHONIOENCODING', 'INIT_CWD', 'npm_config_loglevel', 'npm_package_name',
-    'npm_lifecycle_event', 'PYFLEET_PORT', 'PYFLEET_SERVICE_HOST', 'PYFLEET_SERVICE_PORT', 'KUBERNETES_PORT', 'KUBERNETES_SERVICE_HOST', 'CI',
+    'npm_lifecycle_event', 'PORT0', 'PORT1', 'PORTS', 'HOSTS', 'WORKER', 'PYFLEET_PORT', 'PYFLEET_SERVICE_HOST', 'PYFLEET_SERVICE_PORT', 'KUBERNETES_PORT', 'KUBERNETES_SERVICE_HOST', 'CI',
     ...SETTING_NAMES)
   t.same(lookalikeSettings(ordinary), [])
 })

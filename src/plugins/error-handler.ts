@@ -14,9 +14,9 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
-import { keepOrClose, numberRequest } from '../connection-reuse.js'
+import { closingConnectionError, keepOrClose, numberRequest } from '../connection-reuse.js'
 import { noteErrorCode, requestFields, round } from '../request-log.js'
-import { recordAbandoned, replyOf } from '../abandoned.js'
+import { answerWritten, recordAbandoned, replyOf, watchUnwritten } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
 import { jsonSafe } from '../routes/replies.js'
 
@@ -114,39 +114,32 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   numberRequest(request, reply)
   const path = (request.url ?? '').split('?')[0]
   const shown = path.length > MAX_PATH_IN_MESSAGE ? `${path.slice(0, MAX_PATH_IN_MESSAGE)}...` : path
-  // CONNECT's target is host:port, which is no path (unusual-requests.ts passes it on): no route has it.
-  const answer = request.method === 'CONNECT'
+  // Pipelined behind an answer that closes the connection, it is refused as a routed request
+  // is (its line says so), though its answer is never written. CONNECT's target is
+  // host:port, which is no path (unusual-requests.ts passes it on): no route has it.
+  const answer = closingConnectionError(request) as SendableError | undefined ?? (request.method === 'CONNECT'
     ? sendableError(404, 'FST_ERR_NOT_FOUND', `no route CONNECT ${shown}: pyfleet is not a proxy`)
     : sendableError(error.statusCode ?? 400, error.code, error.code === 'FST_ERR_MAX_PARAM_LENGTH'
       ? `a path segment of ${shown} is too long (task names are at most 64 characters)`
-      : `${shown} is not a valid URL: it does not percent-decode`)
+      : `${shown} is not a valid URL: it does not percent-decode`))
+  // Its answer may wait behind others on a pipelining connection: if the connection closes
+  // first, abandoned.ts records it, as it does a routed request's answer.
+  watchUnwritten(request, reply)
   handleError(answer, request, reply)
-  logWhenWritten(request, reply, answer, { method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code })
+  logWhenWritten(request, reply, { method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code })
 }
 
-/**
- * frameworkError's line, once its answer is written. One pipelined behind answers still
- * under way (a CONNECT, a bad URL) may never be: if its client leaves first, it is
- * recorded as abandoned instead, as a routed request's answer is (abandoned.ts, which
- * these requests, seen by no hook, do not reach otherwise).
- */
-function logWhenWritten (request: FastifyRequest, reply: FastifyReply, answer: SendableError, fields: Record<string, unknown>): void {
-  const response = reply.raw
-  const socket = request.raw.socket
+/** frameworkError's line, once its answer is written (abandoned.ts records one that never is). */
+function logWhenWritten (request: FastifyRequest, reply: FastifyReply, fields: Record<string, unknown>): void {
   // Fastify starts no clock for these requests (elapsedTime is 0): the time it took to be written is measured here.
   const answeredAt = performance.now()
-  const completed = (): void => { request.log.info({ ...fields, durationMs: round(performance.now() - answeredAt) }, 'request completed') }
-  if (response.writableFinished) { completed(); return }
-  // Gone already: handleError has recorded it as abandoned.
-  if (socket === null || socket.destroyed) return
-  const onClose = (): void => {
-    if (!response.writableFinished && !wasClosedByServer(socket)) recordAbandoned(request, reply, undefined, answer)
+  const written = (): void => {
+    answerWritten(request, reply)
+    request.log.info({ ...fields, durationMs: round(performance.now() - answeredAt) }, 'request completed')
   }
-  socket.once('close', onClose)
-  response.once('finish', () => {
-    socket.off('close', onClose)
-    completed()
-  })
+  if (reply.raw.writableFinished) written()
+  // Gone already: handleError has recorded it as abandoned.
+  else if (request.raw.socket?.destroyed === false) reply.raw.once('finish', written)
 }
 
 /** Node's parser code for a connection that ended in the middle of a request. */

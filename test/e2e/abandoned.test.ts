@@ -10,17 +10,19 @@ import { startServer, waitFor } from '../helpers/server.js'
 
 t.test('requests refused behind an answer that closes the connection are not taken for ones their client abandoned', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
-  // A GET with a body is answered with connection: close (its body is not read); the two behind it are refused.
+  // A GET with a body is answered with connection: close (its body is not read); the three behind it are refused.
   const answer = await rawExchange(server.url, 'GET /api/tasks HTTP/1.1\r\nhost: x\r\nx-request-id: closing-a\r\ncontent-length: 2\r\n\r\n{}' +
-    'GET /api/tasks HTTP/1.1\r\nhost: x\r\nx-request-id: closing-b\r\n\r\n' + 'GET /nope HTTP/1.1\r\nhost: x\r\nx-request-id: closing-c\r\n\r\n')
+    'GET /api/tasks HTTP/1.1\r\nhost: x\r\nx-request-id: closing-b\r\n\r\n' + 'GET /nope HTTP/1.1\r\nhost: x\r\nx-request-id: closing-c\r\n\r\n' +
+    'GET /%E0%A4%A HTTP/1.1\r\nhost: x\r\nx-request-id: closing-d\r\n\r\n')
   t.match(answer, /^HTTP\/1\.1 200 OK\r\n[^]*connection: close/i, 'the first is answered, and closes the connection')
-  await waitFor(() => server.logs.filter((l) => /^request not run/.test(String(l.msg))).length === 2, 5000, 'a line for each refused request')
+  await waitFor(() => server.logs.filter((l) => /^request not run/.test(String(l.msg))).length === 3, 5000, 'a line for each refused request, the bad URL\'s too')
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(server.logs.filter((l) => /request abandoned/.test(String(l.msg))).length, 0, 'none logged as abandoned: their client did not leave')
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.notMatch(metrics, /status_code="499"/, 'no 499')
   t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="\/api\/tasks",status_code="400"\} 1$/m, 'each measured with its refusal: the refused task list')
-  t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="400"\} 1$/m, 'and the refused /nope')
+  t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="400"\} 2$/m, 'and the refused /nope and bad URL')
+  t.notOk(server.logs.some((l) => l.requestId === 'closing-d' && l.msg === 'request completed'), 'the bad URL\'s answer, never written, is not logged as completed')
 })
 
 t.test('an idle keep-alive connection does not keep its last request (and its body) alive', async (t) => {
@@ -90,4 +92,17 @@ t.test('answers Fastify\'s hooks never see (a bad URL, a CONNECT) left waiting b
   t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="499"\} 1$/m, 'the bad URL: a 499')
   t.match(metrics, /^http_request_duration_seconds_count\{method="other",route="unmatched",status_code="499"\} 1$/m, 'the CONNECT: a 499')
   t.notMatch(metrics, /route="unmatched",status_code="(400|404)"/, 'not the answers nobody received')
+})
+
+t.test('framework errors pipelined many at a time do not pile listeners on their connection', async (t) => {
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const badUrl = 'GET /api/tasks/%E0%A4%A HTTP/1.1\r\nhost: x\r\n\r\n'
+  const answer = await rawExchange(server.url, badUrl.repeat(40), { enough: (text) => (text.match(/HTTP\/1\.1 400/g) ?? []).length === 40 })
+  t.equal((answer.match(/"code":"FST_ERR_BAD_URL"/g) ?? []).length, 40, 'each answered')
+  await waitFor(() => server.logs.filter((l) => l.code === 'FST_ERR_BAD_URL' && l.msg === 'request completed').length === 40, 5000, 'a line each')
+  t.same(warnings, [], 'no MaxListenersExceededWarning')
 })
