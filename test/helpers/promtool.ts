@@ -11,17 +11,28 @@ interface TapLike {
   error: (error: unknown, message: string) => unknown
 }
 
-const installed = new Promise<boolean>((resolve) => {
-  execFile('sh', ['-c', 'command -v promtool'], (error) => { resolve(error === null) })
+const installed = (command: string): Promise<boolean> => new Promise<boolean>((resolve) => {
+  execFile('sh', ['-c', `command -v ${command}`], (error) => { resolve(error === null) })
 })
+const promtoolInstalled = installed('promtool')
+const prometheusInstalled = installed('prometheus')
+
+async function has (t: TapLike, command: string, isInstalled: Promise<boolean>): Promise<boolean> {
+  if (await isInstalled) return true
+  const why = `${command} is not installed (Debian package "prometheus"; .ci/run installs it)`
+  if (process.env.CI === 'true') t.fail(why)
+  else t.pass(`${command} checks`, { skip: why })
+  return false
+}
 
 /** False (after failing in CI, skipping elsewhere) when promtool is missing. */
 export async function hasPromtool (t: TapLike): Promise<boolean> {
-  if (await installed) return true
-  const why = 'promtool is not installed (Debian package "prometheus"; .ci/run installs it)'
-  if (process.env.CI === 'true') t.fail(why)
-  else t.pass('promtool checks', { skip: why })
-  return false
+  return await has(t, 'promtool', promtoolInstalled)
+}
+
+/** False (after failing in CI, skipping elsewhere) when the Prometheus server is missing. */
+export async function hasPrometheus (t: TapLike): Promise<boolean> {
+  return await has(t, 'prometheus', prometheusInstalled)
 }
 
 /** Runs promtool in the repository root, with `input` on stdin, and asserts that it succeeds. */
