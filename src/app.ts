@@ -14,6 +14,8 @@ import errorHandler, { clientError, frameworkError, notFoundError } from './plug
 import { closeIfBodyIgnored, closingConnectionError, missingHostError, numberRequest } from './connection-reuse.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
+import openApiRoutes from './routes/openapi.js'
+import { version } from './version.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
@@ -121,6 +123,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(pressure, { config })
   await app.register(taskRoutes)
   await app.register(statsRoutes)
+  await app.register(openApiRoutes, { version: await version(), adminRoutes: config.adminToken !== undefined })
   await app.register(healthRoutes)
   if (config.adminToken !== undefined) await app.register(adminRoutes, { token: config.adminToken })
   return app

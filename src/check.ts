@@ -3,18 +3,12 @@
 // imported and every schema compiled, prints what it found, and stops. Nothing
 // listens. Problems surface as the same errors a start would raise.
 
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { buildApp } from './app.js'
 import type { Config } from './config.js'
 import { PROJECT_ROOT } from './plugins/worker-pool.js'
 import { resolvePython } from './python-path.js'
 import type { TaskDescription } from './task-registry.js'
-
-export async function version (): Promise<string> {
-  const manifest = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
-  return manifest.version
-}
+import { version } from './version.js'
 
 /** Starts everything serving would start, then stops it; resolves with the report to print. */
 export async function checkSetup (config: Config): Promise<string> {

@@ -9,7 +9,8 @@ import { ConfigError, loadConfig, SHUTDOWN_BACKSTOP_MARGIN_MS, type Config } fro
 import { WorkerStartError } from './pool/worker-failures.js'
 import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
-import { checkSetup, version } from './check.js'
+import { checkSetup } from './check.js'
+import { version } from './version.js'
 import { listenAddress } from './listen-address.js'
 import { flushLogs } from './log-destination.js'
 

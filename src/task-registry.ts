@@ -244,6 +244,10 @@ export class TaskRegistry {
     return [...this.#tasks.keys()]
   }
 
+  all (): Task[] {
+    return [...this.#tasks.values()]
+  }
+
   /**
    * Warns about TASK_CONCURRENCY and TASK_TIMEOUTS entries that name no registered task
    * (a typo, or a task not loaded): they are ignored, which an operator would otherwise not notice.

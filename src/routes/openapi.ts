@@ -1,0 +1,163 @@
+// GET /api/openapi.json: the HTTP API as an OpenAPI 3.1 document, one operation per task
+// with its own input schema, so that clients can be generated and browsed (Swagger UI,
+// Redoc, openapi-generator) from what the workers declare. Made from the task table at
+// each request: a reload may bring other tasks.
+
+import type { FastifyInstance } from 'fastify'
+import { ERROR_CODES } from '../errors.js'
+import type { Task } from '../task-registry.js'
+
+type Json = Record<string, unknown>
+
+/** What the document says beyond the tasks. */
+export interface ApiFacts {
+  version: string
+  /** POST /admin/reload is served (ADMIN_TOKEN is set). */
+  adminRoutes: boolean
+}
+
+/** Statuses of pyfleet's errors (errors.ts), each with the codes it may carry; Fastify's own add a few (FST_ERR_*). */
+const ERROR_STATUSES = [...new Set(ERROR_CODES.map(({ statusCode }) => statusCode))].sort((a, b) => a - b)
+const ERROR_CONTENT = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } }
+
+/** A reference to one status's error response (components.responses). */
+function error (status: number): Json {
+  return { $ref: `#/components/responses/Status${status}` }
+}
+
+/** One status's error response, naming the codes errors.ts answers it with. */
+function errorResponse (status: number): Json {
+  const codes = ERROR_CODES.filter(({ statusCode }) => statusCode === status).map(({ code }) => `\`${code}\``)
+  const response: Json = { description: `an error: ${codes.join(', ')} (see its \`code\` and \`message\`)`, content: ERROR_CONTENT }
+  if (status === 503) response.headers = { 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer' } } }
+  return response
+}
+
+/** Statuses a task call can answer besides 200 (404 is for names not in this document). */
+const CALL_ERRORS = [400, 413, 415, 417, 422, 500, 501, 502, 503, 504]
+
+/** An OpenAPI operationId from a task name (echo, csv.profile → csv_profile). */
+function operationId (name: string): string {
+  return `task_${name.replace(/[^A-Za-z0-9_]/g, '_')}`
+}
+
+/** A raw body's options: the schema's other top-level properties, read from the query string. */
+function queryOptions (task: Task): Json[] {
+  const properties = (task.schema as { properties?: Record<string, Json> }).properties ?? {}
+  const required = new Set((task.schema as { required?: string[] }).required ?? [])
+  return Object.entries(properties)
+    .filter(([name]) => name !== task.rawField)
+    .map(([name, schema]) => ({
+      name,
+      in: 'query',
+      required: required.has(name),
+      description: `only with a raw body (${task.raw.join(', ')}); with JSON or msgpack, put it in the body`,
+      schema
+    }))
+}
+
+function taskOperation (task: Task): Json {
+  const [summary = task.name] = task.doc.split('\n')
+  const content: Json = {
+    'application/json': { schema: task.schema },
+    'application/msgpack': { schema: task.schema }
+  }
+  for (const type of task.raw) {
+    content[type] = { schema: type === 'application/octet-stream' ? { type: 'string', contentMediaType: type } : { type: 'string' } }
+  }
+  const responses: Json = {
+    200: {
+      description: 'the task\'s return value: JSON, or msgpack with `Accept: application/msgpack` (bytes are base64 strings in JSON)',
+      headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' }, 'server-timing': { $ref: '#/components/headers/ServerTiming' } },
+      content: { 'application/json': { schema: {} }, 'application/msgpack': { schema: {} } }
+    }
+  }
+  for (const status of CALL_ERRORS) responses[status] = error(status)
+  return {
+    post: {
+      operationId: operationId(task.name),
+      summary,
+      description: task.doc,
+      tags: ['tasks'],
+      parameters: [
+        { $ref: '#/components/parameters/RequestId' },
+        { $ref: '#/components/parameters/RequestTimeout' },
+        ...(task.raw.length > 0 ? queryOptions(task) : [])
+      ],
+      requestBody: { required: true, content },
+      responses,
+      'x-pyfleet-timeout-ms': task.timeoutMs,
+      'x-pyfleet-max-concurrency': task.maxConcurrency
+    }
+  }
+}
+
+function json (description: string, schema: Json = { type: 'object' }): Json {
+  return { description, content: { 'application/json': { schema } } }
+}
+
+/** The whole document, for these tasks. */
+export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json {
+  const paths: Json = {}
+  for (const task of tasks) paths[`/api/tasks/${task.name}`] = taskOperation(task)
+  paths['/api/tasks'] = { get: { operationId: 'listTasks', tags: ['tasks'], summary: 'every task, with its input schema, raw content types, timeout and concurrency limit', responses: { 200: json('the tasks', { type: 'object', properties: { tasks: { type: 'array', items: { $ref: '#/components/schemas/TaskDescription' } } } }) } } }
+  paths['/api/openapi.json'] = { get: { operationId: 'openApi', tags: ['service'], summary: 'this document', responses: { 200: json('OpenAPI 3.1') } } }
+  paths['/api/queue-stats'] = { get: { operationId: 'queueStats', tags: ['service'], summary: 'a snapshot of the pool, the queue and the workers', responses: { 200: json('the snapshot') } } }
+  paths['/health'] = { get: { operationId: 'health', tags: ['service'], summary: 'liveness: 503 while the event loop, heap or RSS is past its limit', responses: { 200: json('live'), 503: { description: 'under pressure: `FST_UNDER_PRESSURE`, with Retry-After', content: ERROR_CONTENT } } } }
+  paths['/ready'] = { get: { operationId: 'ready', tags: ['service'], summary: 'readiness: 503 while no worker can serve or the server drains', responses: { 200: json('ready'), 503: json('not ready') } } }
+  paths['/metrics'] = { get: { operationId: 'metrics', tags: ['service'], summary: 'Prometheus text exposition', responses: { 200: { description: 'the metrics', content: { 'text/plain': { schema: { type: 'string' } } } } } } }
+  if (facts.adminRoutes) {
+    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served'), 401: error(401), 403: error(403), 503: error(503) } } }
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'pyfleet',
+      version: facts.version,
+      description: 'Python tasks on a pool of warm workers. Each task is one operation: POST its input as JSON, msgpack or, where it declares one, a raw body whose options come from the query string.'
+    },
+    tags: [{ name: 'tasks' }, { name: 'service' }, ...(facts.adminRoutes ? [{ name: 'admin' }] : [])],
+    paths,
+    components: {
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['statusCode', 'code', 'error', 'message'],
+          properties: {
+            statusCode: { type: 'integer' },
+            code: { type: 'string', description: 'what happened, for programs: INVALID_INPUT, QUEUE_FULL, ... (README, "HTTP API")' },
+            error: { type: 'string', description: 'the status\'s reason phrase' },
+            message: { type: 'string', description: 'what went wrong and what to change, for people' },
+            details: { description: 'validation errors, a parse error\'s place, or a task\'s own details (422)' }
+          }
+        },
+        TaskDescription: {
+          type: 'object',
+          required: ['name', 'description', 'schema', 'timeoutMs', 'raw', 'maxConcurrency'],
+          properties: {
+            name: { type: 'string' },
+            description: { type: 'string' },
+            schema: { type: 'object' },
+            timeoutMs: { type: 'integer' },
+            raw: { type: 'array', items: { type: 'string' } },
+            maxConcurrency: { type: 'integer' }
+          }
+        }
+      },
+      responses: Object.fromEntries(ERROR_STATUSES.map((status) => [`Status${status}`, errorResponse(status)])),
+      parameters: {
+        RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
+        RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }
+      },
+      headers: {
+        RequestId: { description: 'the request\'s id: yours, or one made for it', schema: { type: 'string' } },
+        ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>', schema: { type: 'string' } }
+      },
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
+    }
+  }
+}
+
+export default async function openApiRoutes (fastify: FastifyInstance, { version, adminRoutes }: ApiFacts): Promise<void> {
+  fastify.get('/api/openapi.json', async () => openApiDocument(fastify.tasks.all(), { version, adminRoutes }))
+}
