@@ -95,7 +95,7 @@ export function notFoundError (request: FastifyRequest): SendableError {
   const hint = path === '/api/tasks' || path.startsWith('/api/tasks/')
     ? ': run a task with POST /api/tasks/<name>, describe it with GET'
     : path === '/'
-      ? ': pyfleet serves GET /api/tasks (the task list), POST /api/tasks/<name> (a call), GET /health, /ready, /metrics and /api/queue-stats'
+      ? ': pyfleet serves GET /api/tasks (the task list), POST /api/tasks/<name> (a call), GET /health, /ready, /metrics, /api/queue-stats and /api/openapi.json (the API described)'
     : path === '/admin/reload' && request.server.hasRoute({ method: 'POST', url: '/admin/reload' }) === false
       ? ': admin routes are off; set ADMIN_TOKEN to turn them on'
       : ''
