@@ -15,6 +15,7 @@ import { closeIfBodyIgnored, closingConnectionError, missingHostError, numberReq
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import openApiRoutes from './routes/openapi.js'
+import reloadOnChange from './plugins/reload-on-change.js'
 import { version } from './version.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
@@ -126,5 +127,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(openApiRoutes, { version: await version(), adminRoutes: config.adminToken !== undefined })
   await app.register(healthRoutes)
   if (config.adminToken !== undefined) await app.register(adminRoutes, { token: config.adminToken })
+  await app.register(reloadOnChange, { config })
   return app
 }

@@ -50,6 +50,8 @@ export interface Config {
   readonly maxRssBytes: number
   /** Workers run as SCHED_BATCH (Linux): cheaper short calls, slightly slower CPU-bound ones; see README. */
   readonly workerSchedBatch: boolean
+  /** Development: reload the workers when a task module's source changes (plugins/reload-on-change.ts). */
+  readonly reloadOnChange: boolean
   /** The environment workers inherit, less the server's secrets (PYTHONPATH is extended by the pool). */
   readonly workerEnv: Readonly<Record<string, string | undefined>>
   /** Variables set that are no setting but look like one (a typo): warned about at start. */
@@ -210,6 +212,7 @@ export function loadConfig (env: Env): Config {
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0, 2 ** 50),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
+    reloadOnChange: flag(env, 'RELOAD_ON_CHANGE'),
     workerEnv: Object.freeze(workerEnvironment(env)),
     lookalikes: Object.freeze(lookalikeSettings(env))
   }

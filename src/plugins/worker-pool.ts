@@ -15,7 +15,7 @@ import { trackConnections } from './connections.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
+export const WORKERS_DIR = join(PROJECT_ROOT, 'workers')
 // At shutdown, after the drain: the longest answers still being written to slow readers get.
 // Within main.ts's backstop, which leaves 5 s past the drain and the workers' stop.
 const RESPONSE_FLUSH_MS = 3_000

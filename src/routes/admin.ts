@@ -40,7 +40,7 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
 export interface ReloadResult { oldPids: number[], newPids: number[], durationMs: number, tasks: string[] }
 
 /** Rolling reload, then the task table from the new workers. Concurrent reloads share one run (the pool's). */
-export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP'): Promise<ReloadResult> {
+export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change'): Promise<ReloadResult> {
   fastify.log.info({ trigger }, 'reload started')
   try {
     // New task code whose table would not compile is refused before its worker takes a call.
