@@ -1,88 +1,138 @@
 // RELOAD_ON_CHANGE=1, for writing tasks: the workers are reloaded (rolling, as on SIGHUP)
-// a moment after a task module's .py file is saved, so an edit is served without a
-// restart. It watches the built-in tasks and each TASK_MODULES package found on
+// once a task module's .py file has been saved, so an edit is served without a restart.
+// It looks at the built-in tasks and each TASK_MODULES top-level package found on
 // PYTHONPATH; code that fails to import leaves the workers on the code before.
+//
+// It polls (the files' size and mtime, twice a second) rather than use fs.watch: Node 20's
+// recursive watch on Linux loses a file once an editor saves by renaming a temporary file
+// over it, and a watch on a directory that is deleted and made again (a branch switch)
+// ends without a word. A development setting can afford the stat calls; it needs to be right.
 
-import { watch, type FSWatcher } from 'node:fs'
-import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readdir, stat } from 'node:fs/promises'
+import { isAbsolute, join, resolve } from 'node:path'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { reloadWorkers } from '../routes/admin.js'
-import { WORKERS_DIR } from './worker-pool.js'
+import { PROJECT_ROOT, WORKERS_DIR } from './worker-pool.js'
 
-/** Editors write a file in several steps (and several files at once): one reload after the last. */
-const SETTLE_MS = 300
+/** How often the sources are looked at; a reload follows the first look that finds nothing new since a change. */
+const POLL_MS = 500
+/** More files than a task package has: a PYTHONPATH entry that is a whole tree is looked at this far only. */
+const MAX_FILES = 5_000
 
-/** A directory to watch: a package, recursively, or the directory of a one-file module, for that file. */
-interface Place { dir: string, file?: string }
+/** What is looked at: a package's directory, recursively, or the one file of a one-file module. */
+export interface Source { dir: string, file?: string }
 
-async function isDirectory (path: string): Promise<boolean> {
-  return await stat(path).then((found) => found.isDirectory(), () => false)
+async function kindOf (path: string): Promise<'dir' | 'file' | undefined> {
+  return await stat(path).then((found) => found.isDirectory() ? 'dir' : found.isFile() ? 'file' : undefined, () => undefined)
 }
 
-async function isFile (path: string): Promise<boolean> {
-  return await stat(path).then((found) => found.isFile(), () => false)
-}
-
-/** Where the task modules' sources are: the built-in tasks, and each TASK_MODULES top-level package on PYTHONPATH. */
-export async function taskSources (config: Config): Promise<Place[]> {
-  const places: Place[] = [{ dir: join(WORKERS_DIR, 'pyfleet_tasks') }]
+/**
+ * Where the task modules' sources are: the built-in tasks, and each TASK_MODULES top-level
+ * package on PYTHONPATH (a relative entry read from the workers' directory, as Python reads
+ * it); `missing` names the packages found nowhere.
+ */
+export async function taskSources (config: Config): Promise<{ sources: Source[], missing: string[] }> {
+  const sources: Source[] = [{ dir: join(WORKERS_DIR, 'pyfleet_tasks') }]
+  const missing: string[] = []
   const path = (config.workerEnv.PYTHONPATH ?? '').split(':').filter((entry) => entry !== '')
+    .map((entry) => isAbsolute(entry) ? entry : resolve(PROJECT_ROOT, entry))
   for (const top of new Set(config.taskModules.map((name) => name.split('.')[0]))) {
+    if (top === 'pyfleet_tasks') continue // the built-in tasks, looked at already
+    let found = false
     for (const entry of path) {
-      if (await isDirectory(join(entry, top))) { places.push({ dir: join(entry, top) }); break }
-      if (await isFile(join(entry, `${top}.py`))) { places.push({ dir: entry, file: `${top}.py` }); break }
+      const kind = await kindOf(join(entry, top))
+      if (kind === 'dir') sources.push({ dir: join(entry, top) })
+      else if (await kindOf(join(entry, `${top}.py`)) === 'file') sources.push({ dir: entry, file: `${top}.py` })
+      else continue
+      found = true
+      break
+    }
+    if (!found) missing.push(top)
+  }
+  return { sources, missing }
+}
+
+/** Every .py file of the sources with its size and mtime (bytecode in __pycache__ is not source). */
+export async function fingerprint (sources: readonly Source[]): Promise<{ files: Map<string, string>, truncated: boolean }> {
+  const files = new Map<string, string>()
+  let truncated = false
+  const note = async (path: string): Promise<void> => {
+    const found = await stat(path).catch(() => undefined)
+    files.set(path, found === undefined ? 'missing' : `${found.size} ${found.mtimeMs}`)
+  }
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined)
+    if (entries === undefined) { files.set(dir, 'missing'); return }
+    for (const entry of entries) {
+      if (files.size >= MAX_FILES) { truncated = true; return }
+      if (entry.name.startsWith('.') || entry.name === '__pycache__') continue
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) await walk(path)
+      else if (entry.name.endsWith('.py')) await note(path)
     }
   }
-  return places
+  for (const source of sources) {
+    if (source.file !== undefined) await note(join(source.dir, source.file))
+    else await walk(source.dir)
+  }
+  return { files, truncated }
 }
 
-/** A Python source file, not the bytecode Python writes beside it when it imports one. */
-function isSource (file: string, place: Place): boolean {
-  if (place.file !== undefined) return file === place.file
-  return file.endsWith('.py') && !file.split('/').includes('__pycache__')
+/** The paths whose fingerprint differs, added or gone. */
+function changes (before: Map<string, string>, after: Map<string, string>): string[] {
+  const changed = [...after].filter(([path, print]) => before.get(path) !== print).map(([path]) => path)
+  return [...changed, ...[...before.keys()].filter((path) => !after.has(path))]
 }
 
 async function reloadOnChange (fastify: FastifyInstance, { config }: { config: Config }): Promise<void> {
   if (!config.reloadOnChange) return
-  const places = await taskSources(config)
-  const watchers: FSWatcher[] = []
-  let settle: NodeJS.Timeout | undefined
+  const { sources, missing } = await taskSources(config)
+  for (const top of missing) fastify.log.warn({ package: top }, `RELOAD_ON_CHANGE: ${top} (TASK_MODULES) is not found on PYTHONPATH, so its changes are not seen; SIGHUP reloads it`)
+  let seen = (await fingerprint(sources)).files
+  let warnedTruncated = false
+  /** Paths changed since the last reload began. */
+  const changed = new Set<string>()
+  let settling = false
   let reloading = false
-  let changedMeanwhile = false
-  const changed: string[] = []
+  let closed = false
+  let timer: NodeJS.Timeout | undefined
+
   const reload = (): void => {
-    settle = undefined
-    if (reloading) { changedMeanwhile = true; return }
+    if (closed || fastify.pool.isDraining) return
+    if (reloading) { settling = true; return }
     reloading = true
-    fastify.log.info({ files: changed.splice(0) }, 'task sources changed: reloading the workers (RELOAD_ON_CHANGE)')
-    reloadWorkers(fastify, 'change').catch(() => { /* logged by reloadWorkers; the workers keep the code before */ }).finally(() => {
-      reloading = false
-      if (changedMeanwhile) { changedMeanwhile = false; reload() }
-    })
+    fastify.log.info({ files: [...changed] }, 'task sources changed: reloading the workers (RELOAD_ON_CHANGE)')
+    changed.clear()
+    reloadWorkers(fastify, 'change').catch(() => { /* logged by reloadWorkers; the workers keep the code before */ }).finally(() => { reloading = false })
   }
-  for (const place of places) {
-    try {
-      const watcher = watch(place.dir, { recursive: place.file === undefined }, (_event, file) => {
-        if (file === null || !isSource(file, place)) return
-        const path = join(place.dir, file)
-        if (!changed.includes(path)) changed.push(path)
-        clearTimeout(settle)
-        settle = setTimeout(reload, SETTLE_MS)
-      })
-      watcher.on('error', (error) => { fastify.log.warn({ dir: place.dir, err: error }, 'stopped watching task sources for changes') })
-      watchers.push(watcher)
-    } catch (error) {
-      // Out of inotify watches (ENOSPC), say: serving goes on, without reloads on change.
-      fastify.log.warn({ dir: place.dir, err: error }, 'cannot watch task sources for changes (RELOAD_ON_CHANGE)')
+  const look = async (): Promise<void> => {
+    const now = await fingerprint(sources)
+    if (now.truncated && !warnedTruncated) {
+      warnedTruncated = true
+      fastify.log.warn({ maxFiles: MAX_FILES }, `RELOAD_ON_CHANGE looks at the first ${MAX_FILES} .py files only: a TASK_MODULES package holds more`)
+    }
+    const found = changes(seen, now.files)
+    seen = now.files
+    if (found.length > 0) {
+      // Still being written (an editor saves in steps, a checkout writes many files): wait for a look that finds nothing new.
+      for (const path of found) changed.add(path)
+      settling = true
+    } else if (settling && !reloading) {
+      settling = false
+      reload()
     }
   }
-  fastify.log.info({ watching: places.map((place) => place.file === undefined ? place.dir : join(place.dir, place.file)) }, 'the workers reload when a task source changes (RELOAD_ON_CHANGE)')
+  const poll = (): void => {
+    timer = setTimeout(() => { look().catch((error: unknown) => { fastify.log.warn({ err: error }, 'RELOAD_ON_CHANGE could not look at the task sources') }).finally(() => { if (!closed) poll() }) }, POLL_MS)
+    timer.unref()
+  }
+  poll()
+  fastify.log.info({ watching: sources.map((source) => source.file === undefined ? source.dir : join(source.dir, source.file)) }, 'the workers reload when a task source changes (RELOAD_ON_CHANGE)')
   fastify.addHook('onClose', async () => {
-    clearTimeout(settle)
-    for (const watcher of watchers) watcher.close()
+    closed = true
+    clearTimeout(timer)
   })
 }
 
