@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
+import { MSGPACK_TYPES } from './body.js'
 
 type Json = Record<string, unknown>
 
@@ -20,8 +21,9 @@ export interface ApiFacts {
 const ERROR_STATUSES = [...new Set(ERROR_CODES.map(({ statusCode }) => statusCode))].sort((a, b) => a - b)
 const ERROR_CONTENT = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } }
 
-/** A reference to one status's error response (components.responses). */
-function error (status: number): Json {
+/** A reference to one status's error response (components.responses), noted in `used`, which components lists. */
+function error (status: number, used: Set<number>): Json {
+  used.add(status)
   return { $ref: `#/components/responses/Status${status}` }
 }
 
@@ -29,39 +31,78 @@ function error (status: number): Json {
 function errorResponse (status: number): Json {
   const codes = ERROR_CODES.filter(({ statusCode }) => statusCode === status).map(({ code }) => `\`${code}\``)
   const response: Json = { description: `an error: ${codes.join(', ')} (see its \`code\` and \`message\`)`, content: ERROR_CONTENT }
-  if (status === 503) response.headers = { 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer' } } }
+  response.headers = { 'x-request-id': { $ref: '#/components/headers/RequestId' } }
+  if (status === 503) response.headers = { ...response.headers as Json, 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer' } } }
   return response
 }
 
 /** Statuses a task call can answer besides 200 (404 is for names not in this document). */
 const CALL_ERRORS = [400, 413, 415, 417, 422, 500, 501, 502, 503, 504]
 
-/** An OpenAPI operationId from a task name (echo, csv.profile → csv_profile). */
-function operationId (name: string): string {
-  return `task_${name.replace(/[^A-Za-z0-9_]/g, '_')}`
+/** Names safe as OpenAPI component keys and operationIds: a task name's characters, less the dot and dash. */
+function identifier (name: string): string {
+  return name.replace(/[^A-Za-z0-9_]/g, '_')
 }
 
-/** A raw body's options: the schema's other top-level properties, read from the query string. */
-function queryOptions (task: Task): Json[] {
-  const properties = (task.schema as { properties?: Record<string, Json> }).properties ?? {}
-  const required = new Set((task.schema as { required?: string[] }).required ?? [])
-  return Object.entries(properties)
-    .filter(([name]) => name !== task.rawField)
-    .map(([name, schema]) => ({
-      name,
-      in: 'query',
-      required: required.has(name),
-      description: `only with a raw body (${task.raw.join(', ')}); with JSON or msgpack, put it in the body`,
-      schema
-    }))
-}
-
-function taskOperation (task: Task): Json {
-  const [summary = task.name] = task.doc.split('\n')
-  const content: Json = {
-    'application/json': { schema: task.schema },
-    'application/msgpack': { schema: task.schema }
+/** One operationId per task, unique although a.b, a_b and a-b read alike: the later ones get a number. */
+function operationIds (tasks: readonly Task[]): Map<Task, string> {
+  const ids = new Map<Task, string>()
+  const taken = new Set<string>()
+  for (const task of tasks) {
+    const base = `task_${identifier(task.name)}`
+    let id = base
+    for (let n = 2; taken.has(id); n++) id = `${base}_${n}`
+    taken.add(id)
+    ids.set(task, id)
   }
+  return ids
+}
+
+/**
+ * A task's schema as a component of its own, in OpenAPI 3.1's dialect (JSON Schema
+ * 2020-12) rather than Ajv's draft-07, which most OpenAPI tools would not read:
+ * - local references (#/definitions/...) point into the schema, and would resolve against
+ *   the document's root: they are rewritten to point into the component;
+ * - draft-07's tuples (`items` as an array, `additionalItems`) become `prefixItems` and `items`;
+ * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`.
+ */
+function schemaComponent (schema: unknown, pointer: string): unknown {
+  if (Array.isArray(schema)) return schema.map((inner) => schemaComponent(inner, pointer))
+  if (schema === null || typeof schema !== 'object') return schema
+  const out: Json = {}
+  const tuple = Array.isArray((schema as Json).items)
+  for (const [key, inner] of Object.entries(schema)) {
+    if (key === '$ref' && typeof inner === 'string' && inner.startsWith('#')) out.$ref = `${pointer}${inner.slice(1)}`
+    else if (key === 'bytes' && typeof inner === 'boolean') out['x-pyfleet-bytes'] = inner
+    else if (tuple && key === 'items') out.prefixItems = schemaComponent(inner, pointer)
+    else if (tuple && key === 'additionalItems') out.items = schemaComponent(inner, pointer)
+    else out[key] = schemaComponent(inner, pointer)
+  }
+  return out
+}
+
+/**
+ * A raw body's options: the input's other top-level fields, read from the query string.
+ * Never required as parameters: a JSON or msgpack body carries them in the body instead,
+ * and a query option beside one is refused.
+ */
+function queryOptions (task: Task, schemaRef: string): Json[] {
+  const properties = (task.schema as { properties?: Record<string, unknown> }).properties ?? {}
+  const required = new Set((task.schema as { required?: string[] }).required ?? [])
+  return [...task.inputFields].filter((name) => name !== task.rawField).sort().map((name) => ({
+    name,
+    in: 'query',
+    required: false,
+    description: `with a raw body (${task.raw.join(', ')}) only${required.has(name) ? ', and required then' : ''}; with JSON or msgpack, it goes in the body`,
+    // Declared outside `properties` (allOf, $ref...): its schema is the input's, in the component.
+    schema: name in properties ? { $ref: `${schemaRef}/properties/${encodeURIComponent(name.replace(/~/g, '~0').replace(/\//g, '~1'))}` } : {}
+  }))
+}
+
+function taskOperation (task: Task, operationId: string, schemaRef: string, used: Set<number>): Json {
+  const summary = task.doc.split('\n')[0].trim() || task.name
+  const input = { schema: { $ref: schemaRef } }
+  const content: Json = Object.fromEntries(['application/json', ...MSGPACK_TYPES].map((type) => [type, input]))
   for (const type of task.raw) {
     content[type] = { schema: type === 'application/octet-stream' ? { type: 'string', contentMediaType: type } : { type: 'string' } }
   }
@@ -72,17 +113,17 @@ function taskOperation (task: Task): Json {
       content: { 'application/json': { schema: {} }, 'application/msgpack': { schema: {} } }
     }
   }
-  for (const status of CALL_ERRORS) responses[status] = error(status)
+  for (const status of CALL_ERRORS) responses[status] = error(status, used)
   return {
     post: {
-      operationId: operationId(task.name),
+      operationId,
       summary,
       description: task.doc,
       tags: ['tasks'],
       parameters: [
         { $ref: '#/components/parameters/RequestId' },
         { $ref: '#/components/parameters/RequestTimeout' },
-        ...(task.raw.length > 0 ? queryOptions(task) : [])
+        ...(task.raw.length > 0 ? queryOptions(task, schemaRef) : [])
       ],
       requestBody: { required: true, content },
       responses,
@@ -99,27 +140,45 @@ function json (description: string, schema: Json = { type: 'object' }): Json {
 /** The whole document, for these tasks. */
 export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json {
   const paths: Json = {}
-  for (const task of tasks) paths[`/api/tasks/${task.name}`] = taskOperation(task)
+  const inputs: Json = {}
+  const used = new Set<number>()
+  const ids = operationIds(tasks)
+  for (const task of tasks) {
+    const operationId = ids.get(task) ?? task.name
+    const pointer = `#/components/schemas/${operationId}_input`
+    inputs[`${operationId}_input`] = schemaComponent(task.schema, pointer)
+    paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, pointer, used)
+  }
   paths['/api/tasks'] = { get: { operationId: 'listTasks', tags: ['tasks'], summary: 'every task, with its input schema, raw content types, timeout and concurrency limit', responses: { 200: json('the tasks', { type: 'object', properties: { tasks: { type: 'array', items: { $ref: '#/components/schemas/TaskDescription' } } } }) } } }
+  paths['/api/tasks/{name}'] = { get: { operationId: 'describeTask', tags: ['tasks'], summary: 'one task\'s description', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } }], responses: { 200: json('the task', { $ref: '#/components/schemas/TaskDescription' }), 404: error(404, used) } } }
   paths['/api/openapi.json'] = { get: { operationId: 'openApi', tags: ['service'], summary: 'this document', responses: { 200: json('OpenAPI 3.1') } } }
   paths['/api/queue-stats'] = { get: { operationId: 'queueStats', tags: ['service'], summary: 'a snapshot of the pool, the queue and the workers', responses: { 200: json('the snapshot') } } }
   paths['/health'] = { get: { operationId: 'health', tags: ['service'], summary: 'liveness: 503 while the event loop, heap or RSS is past its limit', responses: { 200: json('live'), 503: { description: 'under pressure: `FST_UNDER_PRESSURE`, with Retry-After', content: ERROR_CONTENT } } } }
   paths['/ready'] = { get: { operationId: 'ready', tags: ['service'], summary: 'readiness: 503 while no worker can serve or the server drains', responses: { 200: json('ready'), 503: json('not ready') } } }
   paths['/metrics'] = { get: { operationId: 'metrics', tags: ['service'], summary: 'Prometheus text exposition', responses: { 200: { description: 'the metrics', content: { 'text/plain': { schema: { type: 'string' } } } } } } }
   if (facts.adminRoutes) {
-    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served'), 401: error(401), 403: error(403), 503: error(503) } } }
+    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served'), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
   }
   return {
     openapi: '3.1.0',
     info: {
       title: 'pyfleet',
       version: facts.version,
+      license: { name: 'MIT', identifier: 'MIT' },
       description: 'Python tasks on a pool of warm workers. Each task is one operation: POST its input as JSON, msgpack or, where it declares one, a raw body whose options come from the query string.'
     },
-    tags: [{ name: 'tasks' }, { name: 'service' }, ...(facts.adminRoutes ? [{ name: 'admin' }] : [])],
+    servers: [{ url: '/' }],
+    // The task routes need no credentials; /admin/reload says what it needs.
+    security: [],
+    tags: [
+      { name: 'tasks', description: 'the tasks the workers serve, and how to call them' },
+      { name: 'service', description: 'the server\'s own state: health, readiness, metrics' },
+      ...(facts.adminRoutes ? [{ name: 'admin', description: 'operations that need ADMIN_TOKEN' }] : [])
+    ],
     paths,
     components: {
       schemas: {
+        ...inputs,
         Error: {
           type: 'object',
           required: ['statusCode', 'code', 'error', 'message'],
@@ -144,7 +203,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
           }
         }
       },
-      responses: Object.fromEntries(ERROR_STATUSES.map((status) => [`Status${status}`, errorResponse(status)])),
+      responses: Object.fromEntries(ERROR_STATUSES.filter((status) => used.has(status)).map((status) => [`Status${status}`, errorResponse(status)])),
       parameters: {
         RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
         RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }
@@ -153,7 +212,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
         RequestId: { description: 'the request\'s id: yours, or one made for it', schema: { type: 'string' } },
         ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>', schema: { type: 'string' } }
       },
-      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
+      ...(facts.adminRoutes ? { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } } : {})
     }
   }
 }
