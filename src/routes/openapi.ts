@@ -30,10 +30,9 @@ function error (status: number, used: Set<number>): Json {
 /** One status's error response, naming the codes errors.ts answers it with. */
 function errorResponse (status: number): Json {
   const codes = ERROR_CODES.filter(({ statusCode }) => statusCode === status).map(({ code }) => `\`${code}\``)
-  const response: Json = { description: `an error: ${codes.join(', ')} (see its \`code\` and \`message\`)`, content: ERROR_CONTENT }
-  response.headers = { 'x-request-id': { $ref: '#/components/headers/RequestId' } }
-  if (status === 503) response.headers = { ...response.headers as Json, 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer' } } }
-  return response
+  const headers: Json = { 'x-request-id': { $ref: '#/components/headers/RequestId' } }
+  if (status === 503) headers['retry-after'] = { description: 'seconds to wait before trying again', schema: { type: 'integer' } }
+  return { description: `an error: ${codes.join(', ')} (see its \`code\` and \`message\`)`, headers, content: ERROR_CONTENT }
 }
 
 /** Statuses a task call can answer besides 200 (404 is for names not in this document). */
