@@ -2,7 +2,9 @@
 
 import asyncio
 import datetime
+import sys
 import textwrap
+import traceback
 import unittest
 
 import msgpack
@@ -65,6 +67,12 @@ class CallTaskTest(IsolatedRegistryTest):
             call_task("t.boom", None)
         self.assertEqual((caught.exception.status, caught.exception.code, caught.exception.type), (500, "TASK_FAILED", "RuntimeError"))
         self.assertIn("kaput", caught.exception.traceback)
+        if sys.version_info >= (3, 11):
+            # What a failing test prints: where in the task it failed, not only call_task's own frame.
+            printed = "".join(traceback.format_exception(caught.exception))
+            self.assertIn("The task's traceback, as the server would log it:", printed)
+            self.assertIn(caught.exception.traceback.rstrip(), printed)
+            self.assertEqual(str(caught.exception), "500 TASK_FAILED: RuntimeError: kaput")
 
     def test_results_the_server_could_not_send_fail_here_too(self):
         for kind in ("bytes_key", "tuple_key", "ext", "object"):
