@@ -1,7 +1,7 @@
 // RELOAD_ON_CHANGE=1, for writing tasks: the workers are reloaded (rolling, as on SIGHUP)
-// once a task module's .py file has been saved, so an edit is served without a restart.
-// It looks at the built-in tasks and each TASK_MODULES top-level package found on
-// PYTHONPATH; code that fails to import leaves the workers on the code before.
+// once a .py file has been saved, so an edit is served without a restart. It looks at
+// the built-in tasks and under each PYTHONPATH entry (task modules and the helpers they
+// import); code that fails to import leaves the workers on the code before.
 //
 // It polls (the files' size and mtime, twice a second) rather than use fs.watch: Node 20's
 // recursive watch on Linux loses a file once an editor saves by renaming a temporary file
@@ -18,36 +18,34 @@ import { PROJECT_ROOT, WORKERS_DIR } from './worker-pool.js'
 
 /** How often the sources are looked at; a reload follows the first look that finds nothing new since a change. */
 const POLL_MS = 500
-/** More files than a task package has: a PYTHONPATH entry that is a whole tree is looked at this far only. */
-const MAX_FILES = 5_000
+/** More than a project holds: a PYTHONPATH entry that is a whole tree is looked at this far only (files and directories). */
+const MAX_ENTRIES = 20_000
+/** Directories that hold no task code, and may hold a great many files. */
+const SKIPPED = new Set(['__pycache__', 'node_modules', 'site-packages'])
 
-/** What is looked at: a package's directory, recursively, or the one file of a one-file module. */
-export interface Source { dir: string, file?: string }
+/** A directory looked at, recursively. */
+export interface Source { dir: string }
 
 async function kindOf (path: string): Promise<'dir' | 'file' | undefined> {
   return await stat(path).then((found) => found.isDirectory() ? 'dir' : found.isFile() ? 'file' : undefined, () => undefined)
 }
 
 /**
- * Where the task modules' sources are: the built-in tasks, and each TASK_MODULES top-level
- * package on PYTHONPATH (a relative entry read from the workers' directory, as Python reads
- * it); `missing` names the packages found nowhere.
+ * Where to look: the built-in tasks, and each PYTHONPATH entry (a relative one read from
+ * the workers' directory, as Python reads it). `missing` names the TASK_MODULES packages
+ * found under none of them (installed elsewhere): their changes are not seen.
  */
 export async function taskSources (config: Config): Promise<{ sources: Source[], missing: string[] }> {
   const sources: Source[] = [{ dir: join(WORKERS_DIR, 'pyfleet_tasks') }]
-  const missing: string[] = []
   const path = (config.workerEnv.PYTHONPATH ?? '').split(':').filter((entry) => entry !== '')
     .map((entry) => isAbsolute(entry) ? entry : resolve(PROJECT_ROOT, entry))
+  for (const entry of new Set(path)) if (await kindOf(entry) === 'dir') sources.push({ dir: entry })
+  const missing: string[] = []
   for (const top of new Set(config.taskModules.map((name) => name.split('.')[0]))) {
     if (top === 'pyfleet_tasks') continue // the built-in tasks, looked at already
     let found = false
     for (const entry of path) {
-      const kind = await kindOf(join(entry, top))
-      if (kind === 'dir') sources.push({ dir: join(entry, top) })
-      else if (await kindOf(join(entry, `${top}.py`)) === 'file') sources.push({ dir: entry, file: `${top}.py` })
-      else continue
-      found = true
-      break
+      if (await kindOf(join(entry, top)) === 'dir' || await kindOf(join(entry, `${top}.py`)) === 'file') { found = true; break }
     }
     if (!found) missing.push(top)
   }
@@ -62,21 +60,19 @@ export async function fingerprint (sources: readonly Source[]): Promise<{ files:
     const found = await stat(path).catch(() => undefined)
     files.set(path, found === undefined ? 'missing' : `${found.size} ${found.mtimeMs}`)
   }
+  let seen = 0
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined)
     if (entries === undefined) { files.set(dir, 'missing'); return }
     for (const entry of entries) {
-      if (files.size >= MAX_FILES) { truncated = true; return }
-      if (entry.name.startsWith('.') || entry.name === '__pycache__') continue
+      if (++seen > MAX_ENTRIES) { truncated = true; return }
+      if (entry.name.startsWith('.') || SKIPPED.has(entry.name)) continue
       const path = join(dir, entry.name)
       if (entry.isDirectory()) await walk(path)
       else if (entry.name.endsWith('.py')) await note(path)
     }
   }
-  for (const source of sources) {
-    if (source.file !== undefined) await note(join(source.dir, source.file))
-    else await walk(source.dir)
-  }
+  for (const source of sources) await walk(source.dir)
   return { files, truncated }
 }
 
@@ -111,7 +107,7 @@ async function reloadOnChange (fastify: FastifyInstance, { config }: { config: C
     const now = await fingerprint(sources)
     if (now.truncated && !warnedTruncated) {
       warnedTruncated = true
-      fastify.log.warn({ maxFiles: MAX_FILES }, `RELOAD_ON_CHANGE looks at the first ${MAX_FILES} .py files only: a TASK_MODULES package holds more`)
+      fastify.log.warn({ maxEntries: MAX_ENTRIES }, `RELOAD_ON_CHANGE looks at the first ${MAX_ENTRIES} files and directories only: a PYTHONPATH entry holds more (a whole tree?); point PYTHONPATH at your task code`)
     }
     const found = changes(seen, now.files)
     seen = now.files
@@ -129,7 +125,7 @@ async function reloadOnChange (fastify: FastifyInstance, { config }: { config: C
     timer.unref()
   }
   poll()
-  fastify.log.info({ watching: sources.map((source) => source.file === undefined ? source.dir : join(source.dir, source.file)) }, 'the workers reload when a task source changes (RELOAD_ON_CHANGE)')
+  fastify.log.info({ watching: sources.map((source) => source.dir) }, 'the workers reload when a task source changes (RELOAD_ON_CHANGE)')
   fastify.addHook('onClose', async () => {
     closed = true
     clearTimeout(timer)

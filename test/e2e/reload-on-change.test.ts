@@ -26,7 +26,7 @@ const greet = async (server: TestServer): Promise<unknown> => (await callTask(se
 
 t.test('a saved edit is served after a rolling reload; a broken one is logged and the code before keeps serving', async (t) => {
   const { server, dir, file } = await devServer(t)
-  t.match(server.logs.find((l) => /reload when a task source changes/.test(String(l.msg))), { watching: [/pyfleet_tasks$/, join(dir, 'devtasks')] }, 'it says what it looks at')
+  t.match(server.logs.find((l) => /reload when a task source changes/.test(String(l.msg))), { watching: [/pyfleet_tasks$/, dir] }, 'it says what it looks at: the built-in tasks, and the PYTHONPATH entry')
   t.same(await greet(server), { greeting: 'hello, Ada' })
 
   await writeFile(file, greeting('good morning'))
@@ -59,6 +59,19 @@ t.test('saves that rename a new file over the old one, twice, and a package dele
   await rename(copy, join(dir, 'devtasks'))
   await waitFor(() => reloadsOf(server).length === 3, 30_000, 'the reload after the package came back')
   t.same(await greet(server), { greeting: 'welcome back, Ada' }, 'the package made again is served')
+})
+
+t.test('a helper module the task imports from another package is looked at too', async (t) => {
+  const { server, dir, file } = await devServer(t)
+  await mkdir(join(dir, 'common'))
+  await writeFile(join(dir, 'common', '__init__.py'), '')
+  await writeFile(join(dir, 'common', 'words.py'), 'WORD = "hello from common"\n')
+  await writeFile(file, greeting('hello').replace('from pyfleet import task', 'from pyfleet import task\nfrom common.words import WORD').replace('"hello, " + ', 'WORD + ", " + '))
+  await waitFor(() => reloadsOf(server).length === 1, 30_000, 'the reload after the task began to use the helper')
+  t.same(await greet(server), { greeting: 'hello from common, Ada' })
+  await writeFile(join(dir, 'common', 'words.py'), 'WORD = "changed in common"\n')
+  await waitFor(() => reloadsOf(server).length === 2, 30_000, 'the reload after the helper changed')
+  t.same(await greet(server), { greeting: 'changed in common, Ada' }, 'the helper\'s edit is served')
 })
 
 t.test('a TASK_MODULES package found elsewhere than on PYTHONPATH (installed, say) is named in a warning: its changes are not seen', async (t) => {
