@@ -2,6 +2,8 @@
 // of one: a mistyped setting (POOLSIZE, TASK_TIMEOUT, pool_size) is otherwise ignored
 // without a word, and the server runs on a default its operator thought was changed.
 
+import { distance } from './edit-distance.js'
+
 /** Every setting config.ts reads, and PYTHONPATH, which the pool extends (README, "Configuration"). */
 export const SETTING_NAMES: readonly string[] = [
   'HOST', 'PORT', 'PYTHON', 'PYTHONPATH', 'POOL_SIZE', 'QUEUE_LIMIT', 'QUEUE_LIMIT_BYTES',
@@ -21,20 +23,6 @@ export interface Lookalike {
 
 const KNOWN = new Set(SETTING_NAMES)
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-/** Edits (insert, delete, substitute) from a to b, or more than `limit` once it is clearly more. */
-function distance (a: string, b: string, limit: number): number {
-  if (Math.abs(a.length - b.length) > limit) return limit + 1
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]
-}
 
 /** The units settings' names end with: BODY_LIMIT is BODY_LIMIT_BYTES without its unit. */
 const UNITS = ['_MS', '_BYTES', '_MB']

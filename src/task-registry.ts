@@ -9,6 +9,7 @@ import type { TaskInfo } from './pool/ready-message.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
 import { DefaultsChecker } from './schema-defaults.js'
+import { distance } from './edit-distance.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
@@ -273,8 +274,12 @@ export class TaskRegistry {
   }
 
   /** Why a name that is not served may be missing, when pyfleet can tell: the diag tasks are off. */
+  /** Why a task name may be unknown: a diag task without DIAG_TASKS, a typo of a served name, or no TASK_MODULES. */
   missingTaskHint (name: string): string {
-    return name.startsWith('diag.') && !this.#config.diagTasks ? ' (the diag.* tasks are registered only with DIAG_TASKS=1)' : ''
+    if (name.startsWith('diag.') && !this.#config.diagTasks) return ' (the diag.* tasks are registered only with DIAG_TASKS=1)'
+    const near = [...this.#tasks.keys()].filter((known) => known.toLowerCase() === name.toLowerCase() || distance(name, known, 2) <= 2)
+    if (near.length > 0) return ` (did you mean ${near.slice(0, 3).map((known) => JSON.stringify(known)).join(' or ')}?)`
+    return this.#config.taskModules.length === 0 ? ' (only the built-in tasks are served: name the modules of your own in TASK_MODULES)' : ''
   }
 
   describe (task: Task): TaskDescription {

@@ -419,6 +419,8 @@ t.test('without DIAG_TASKS, diag.work does not exist, and its 404 says how to tu
   const reply = await callTask(server.url, 'diag.work', { exit: 1 })
   t.match([reply.status, reply.json], [404, { code: 'TASK_NOT_FOUND', message: 'there is no task named "diag.work" (the diag.* tasks are registered only with DIAG_TASKS=1); GET /api/tasks lists them' }])
   t.notMatch((await callTask(server.url, 'echo2', {})).json.message, /DIAG_TASKS/, 'other names get no such hint')
+  t.equal((await callTask(server.url, 'stats.descibe', {})).json.message, 'there is no task named "stats.descibe" (did you mean "stats.describe"?); GET /api/tasks lists them', 'a typo of a served name is named')
+  t.equal((await callTask(server.url, 'shop.quote', {})).json.message, 'there is no task named "shop.quote" (only the built-in tasks are served: name the modules of your own in TASK_MODULES); GET /api/tasks lists them', 'with no TASK_MODULES, it says where tasks of one\'s own come from')
 })
 
 t.test('a client that disconnects while queued frees its place and its call never runs', async (t) => {
