@@ -67,7 +67,13 @@ def _tolist(value: Any) -> Any:
 def _to_msgpack(value: Any) -> Any:
     """Types msgpack can't carry, turned into what a JSON client would expect."""
     if isinstance(value, (set, frozenset)):
-        return list(value)
+        # Sorted where its members compare: a set's own order of str members changes from one
+        # process to the next (hash randomisation), so two workers, or two test runs, would
+        # send the same set in different orders.
+        try:
+            return sorted(value)
+        except TypeError:  # members that do not compare (mixed types, dicts' keys...): as they come
+            return list(value)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, int):  # msgpack hands over the ints it cannot carry itself

@@ -281,6 +281,13 @@ class LoopTest(unittest.TestCase):
             },
         )
 
+    def test_a_set_is_sent_sorted_where_its_members_compare_so_every_worker_sends_it_alike(self):
+        # str hashes differ from one process to the next: without sorting, the order would too.
+        members = {f"tag-{i}" for i in range(50)}
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"tags": members, "mixed": {1, "a"}}), 1 << 20), raw=False)
+        self.assertEqual(reply["value"]["tags"], sorted(members))
+        self.assertCountEqual(reply["value"]["mixed"], [1, "a"], "members that do not compare: all sent, in any order")
+
     def test_arrays_and_scalars_with_tolist_are_sent_as_what_it_returns(self):
         import array
 
