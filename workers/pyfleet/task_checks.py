@@ -39,10 +39,51 @@ def check_schema(name: str, schema: Any) -> Any:
         return {}
     if not isinstance(schema, (dict, bool)):
         raise ValueError(f"task {name!r}: schema must be a JSON schema, a dict (or a bool), not the {type(schema).__name__} {schema!r}")
-    problem = json_problem(schema, "schema")
+    problem = json_problem(schema, "schema") or type_name_problem(schema, "schema")
     if problem is not None:
         raise ValueError(f"task {name!r}: {problem}")
     return schema
+
+
+# JSON Schema's type names, and the names a Python (or another language's) habit writes for them.
+_SCHEMA_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+_MEANT_TYPE = {"int": "integer", "long": "integer", "float": "number", "double": "number", "decimal": "number",
+               "str": "string", "text": "string", "bool": "boolean", "dict": "object", "map": "object",
+               "list": "array", "tuple": "array", "none": "null", "nonetype": "null", "nil": "null"}
+# Keywords whose values are data, not schemas (a {"type": "circle"} there is a value), and
+# draft-07's `dependencies`, whose lists name properties (a property named "type" among them).
+_VALUE_KEYWORDS = frozenset(("default", "const", "enum", "examples", "dependencies"))
+
+
+def type_name_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
+    """A `type` that names no JSON Schema type ("int", "str"), said with the one meant; or None.
+
+    Ajv would refuse it too, at the server's start, with errors about its meta-schema only.
+    """
+    if depth >= 100:
+        return None
+    if isinstance(schema, list):
+        for index, child in enumerate(schema):
+            problem = type_name_problem(child, f"{path}[{index}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if not isinstance(schema, dict):
+        return None
+    for key, child in schema.items():
+        if key in _VALUE_KEYWORDS:
+            continue
+        if key == "type" and isinstance(child, (str, list)):
+            for given in child if isinstance(child, list) else [child]:
+                if isinstance(given, str) and given not in _SCHEMA_TYPES:
+                    meant = _MEANT_TYPE.get(given.lower(), given.lower() if given.lower() in _SCHEMA_TYPES else None)
+                    hint = f": write {meant!r}" if meant is not None else ""
+                    return f"{path}[{key!r}] is {given!r}, which is no JSON Schema type (one of {', '.join(_SCHEMA_TYPES)}){hint}"
+            continue
+        problem = type_name_problem(child, f"{path}[{key!r}]", depth + 1)
+        if problem is not None:
+            return problem
+    return None
 
 
 def json_problem(value: Any, path: str, depth: int = 0) -> Optional[str]:

@@ -48,6 +48,14 @@ class OptionsTest(RegistrationTest):
         for case, (schema, message) in cases.items():
             with self.subTest(case=case):
                 self.assertRefused(ValueError, rf"^task 't': {message}$", schema=schema)
+        for given, meant in (("int", "integer"), ("str", "string"), ("Number", "number"), ("dict", "object")):
+            with self.subTest(type=given):
+                self.assertRefused(ValueError, rf"^task 't': schema\['properties'\]\['n'\]\['type'\] is '{given}', which is no JSON Schema type \(one of array, boolean, integer, null, number, object, string\): write '{meant}'$",
+                                   schema={"type": "object", "properties": {"n": {"type": given}}})
+        self.assertRefused(ValueError, r"^task 't': schema\['anyOf'\]\[0\]\['type'\] is 'thing', which is no JSON Schema type \(one of .*\)$", schema={"anyOf": [{"type": ["string", "thing"]}]})
+        # A value that happens to have a "type" key is data, not a schema.
+        task("shapes", schema={"type": "object", "default": {"type": "circle"}, "properties": {"type": {"type": "string", "enum": ["circle"]}},
+                               "dependencies": {"type": ["radius"]}})(takes_input)
         looped = {}
         looped["self"] = looped
         self.assertRefused(ValueError, r"nested 100 deep \(does the schema contain itself\?\)", schema=looped)
