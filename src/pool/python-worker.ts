@@ -47,6 +47,8 @@ export const EXIT_PROTOCOL_ERROR = 5
 const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
 /** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
 const STREAM_END_GRACE_MS = 500
+/** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
+const STACK_DUMP_MS = 100
 
 export class PythonWorker {
   static #created = 0
@@ -206,7 +208,20 @@ export class PythonWorker {
   #onTimeout (): void {
     this.#failure ??= 'timeout'
     this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
-    void this.kill()
+    void this.#dumpStacksAndKill()
+  }
+
+  /**
+   * Where was the task stuck? The runtime prints every thread's stack on SIGUSR1
+   * (faulthandler, in workers/pyfleet/__main__.py), which stderr's lines log under the
+   * call's request id; then the worker is killed. Taken out of service at once.
+   */
+  async #dumpStacksAndKill (): Promise<void> {
+    if (this.#state === 'dead') return
+    this.#state = 'stopping'
+    this.#process.signalWorker('SIGUSR1')
+    await Promise.race([this.#process.exited, new Promise((resolve) => { setTimeout(resolve, STACK_DUMP_MS).unref() })])
+    await this.kill()
   }
 
   #onStdout (chunk: Buffer): void {

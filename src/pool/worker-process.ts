@@ -83,6 +83,14 @@ export class WorkerProcess {
   /** Closes the worker's stdin: the runtime exits at EOF after its current call. */
   endInput (): void { this.#child.stdin.end() }
 
+  /** Signals the worker alone, not the processes its tasks started (SIGUSR1: a stack dump they would die of). */
+  signalWorker (signal: NodeJS.Signals): void {
+    const pid = this.#child.pid
+    if (pid === undefined || pid <= 0) return
+    this.#signalsSent.add(signal)
+    try { process.kill(pid, signal) } catch { /* already gone */ }
+  }
+
   /** Signals the worker's process group: the worker and whatever its tasks started. */
   signal (signal: NodeJS.Signals): void {
     const pid = this.#child.pid

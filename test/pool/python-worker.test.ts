@@ -72,6 +72,18 @@ t.test('a late timer still times out a call whose worker has not answered', asyn
   t.equal(worker.failure, 'timeout')
 })
 
+t.test('a call past its timeout: the worker\'s stacks are logged under its request id, then it is killed', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const worker = await PythonWorker.spawn({ ...options(1), log })
+  const error = await worker.call('diag.work', { sleep_ms: 10_000 }, 'stuck-1', 200).catch((e: unknown) => e)
+  t.equal((error as WorkerCallError).failure, 'timeout')
+  await waitFor(() => worker.state === 'dead', 5000, 'the worker to be killed')
+  const stack = lines.filter((l) => l.stream === 'stderr' && l.requestId === 'stuck-1').map((l) => String(l.msg))
+  t.match(stack.join('\n'), /most recent call first/, 'a stack dump')
+  t.ok(stack.some((line) => /File ".*pyfleet_tasks\/diag\.py", line \d+ in /.test(line)), 'naming the line of the task where it was stuck')
+})
+
 t.test('a worker that dies mid-call rejects with failure "crash"', async (t) => {
   const worker = await PythonWorker.spawn(options(1))
   const error = await worker.call('diag.work', { exit: 7 }, 'req', 5000).catch((e: unknown) => e)

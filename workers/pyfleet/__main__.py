@@ -6,6 +6,7 @@ a failure, and the exit codes that tell the server a broken set-up from a
 crash, are in reporting.py.
 """
 
+import faulthandler
 import importlib
 import logging
 import os
@@ -158,6 +159,10 @@ def main() -> None:
     # their own process group, workers do not get a terminal's Ctrl-C; a SIGINT
     # sent to one directly is ignored for the same reason.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A call past its task's timeout: before the SIGKILL, the server sends SIGUSR1, and every
+    # thread's stack goes to stderr (fd 2, logged under the call's request id), so the log
+    # shows where the task was stuck, even in C code holding the GIL.
+    faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
     protocol_fd = guard_stdout()
     request_fd = guard_stdin()
     set_up_logging()
