@@ -97,6 +97,9 @@ t.test('SIGHUP replaces every worker and calls keep working', async (t) => {
     throw error
   })
   t.equal((await callTask(server.url, 'echo', { after: 'reload' })).status, 200)
+  // Its line follows the last swap, and the log reaches stdout on its next flush (every 100 ms):
+  // the four new workers can be seen a moment before it (once in a full CI run).
+  await waitFor(() => /reload finished/.test(server.output()), 10_000, 'the reload finished line')
   t.match(server.output(), /reload finished/)
 })
 
