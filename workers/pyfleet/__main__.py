@@ -193,7 +193,8 @@ def main() -> None:
             # The module itself or a package above it is missing: where it is looked for is
             # wrong. Something it imports is missing: that has to be installed.
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-                hint = "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory"
+                # Where it was looked for, in full: a relative entry is read from the workers' directory (pyfleet's), not the shell's.
+                hint = f"check TASK_MODULES and PYTHONPATH, which is {os.environ.get('PYTHONPATH', '')!r}; relative PYTHONPATH entries are resolved from the pyfleet directory, {os.getcwd()}"
                 if name.endswith(".py"):  # a file named where a module is meant (a valid module name: package greeting, module py)
                     hint = f"TASK_MODULES takes module names, not files: write {name[:-3]}; {hint}"
                 fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")

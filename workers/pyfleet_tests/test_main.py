@@ -1,6 +1,7 @@
 """The worker's command line (pyfleet.__main__): parsing, --help, usage errors, logging set-up."""
 
 import os
+import re
 import signal
 import tempfile
 import textwrap
@@ -252,11 +253,12 @@ class ModuleWithoutTasksTest(unittest.TestCase):
     def test_a_file_name_given_for_a_module_is_told_to_drop_py(self):
         code, _, stderr = run_worker(["--module", "greeting.py"], pythonpath=os.path.join(self.dir, "mytasks"))
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertEqual(
+        self.assertRegex(
             stderr.strip().splitlines()[-1],
-            "pyfleet-fatal: task module 'greeting.py' could not be imported: No module named 'greeting.py'; "
-            "'greeting' is not a package (TASK_MODULES takes module names, not files: write greeting; "
-            "check TASK_MODULES and PYTHONPATH; relative PYTHONPATH entries are resolved from the pyfleet directory)",
+            r"^pyfleet-fatal: task module 'greeting\.py' could not be imported: No module named 'greeting\.py'; "
+            r"'greeting' is not a package \(TASK_MODULES takes module names, not files: write greeting; "
+            r"check TASK_MODULES and PYTHONPATH, which is '[^']*" + re.escape(os.path.join(self.dir, "mytasks")) + r"[^']*'; "
+            r"relative PYTHONPATH entries are resolved from the pyfleet directory, /\S*\)$",
         )
 
     def test_strict_passes_a_module_with_tasks(self):
