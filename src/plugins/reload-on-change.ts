@@ -97,7 +97,6 @@ async function reloadOnChange (fastify: FastifyInstance, { config }: { config: C
 
   const reload = (): void => {
     if (closed || fastify.pool.isDraining) return
-    if (reloading) { settling = true; return }
     reloading = true
     fastify.log.info({ files: [...changed] }, 'task sources changed: reloading the workers (RELOAD_ON_CHANGE)')
     changed.clear()

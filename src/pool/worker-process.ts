@@ -100,7 +100,7 @@ export class WorkerProcess {
       process.kill(-pid, signal)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ESRCH') return // the whole group is gone
-      try { process.kill(pid, signal) } catch { /* already gone */ }
+      this.signalWorker(signal)
     }
   }
 
