@@ -52,6 +52,8 @@ export interface Config {
   readonly workerSchedBatch: boolean
   /** Development: reload the workers when a task module's source changes (plugins/reload-on-change.ts). */
   readonly reloadOnChange: boolean
+  /** Check each result against its task's output schema (a 500 RESULT_INVALID if it fails); off: not checked. */
+  readonly validateResults: boolean
   /** The environment workers inherit, less the server's secrets (PYTHONPATH is extended by the pool). */
   readonly workerEnv: Readonly<Record<string, string | undefined>>
   /** Variables set that are no setting but look like one (a typo): warned about at start. */
@@ -213,6 +215,7 @@ export function loadConfig (env: Env): Config {
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
     reloadOnChange: flag(env, 'RELOAD_ON_CHANGE'),
+    validateResults: flag(env, 'VALIDATE_RESULTS'),
     workerEnv: Object.freeze(workerEnvironment(env)),
     lookalikes: Object.freeze(lookalikeSettings(env))
   }

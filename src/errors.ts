@@ -35,6 +35,7 @@ export const ExpectationFailedError = define('EXPECTATION_FAILED', 417, 'expect:
 export const TaskRejectedInputError = define('TASK_REJECTED_INPUT', 422)
 export const TaskFailedError = define('TASK_FAILED', 500, 'task %s failed; the server log has the details under this answer\'s x-request-id')
 export const ResultTooLargeError = define('RESULT_TOO_LARGE', 500)
+export const ResultInvalidError = define('RESULT_INVALID', 500)
 export const WorkerDiedError = define('WORKER_DIED', 502)
 export const QueueFullError = define('QUEUE_FULL', 503)
 export const ReceiveFullError = define('RECEIVE_FULL', 503)

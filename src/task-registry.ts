@@ -15,6 +15,10 @@ import { distance } from './edit-distance.js'
 export interface Task extends PoolTask {
   readonly doc: string
   readonly schema: TaskInfo['schema']
+  /** The return value's schema, null if the task declares none. */
+  readonly outputSchema: TaskInfo['outputSchema']
+  /** Checks a result against outputSchema; only with VALIDATE_RESULTS (and an outputSchema). */
+  readonly validateResult: ValidateFunction | undefined
   readonly raw: readonly string[]
   readonly rawField: string | null
   /** The input's top-level field names, wherever the schema declares them (allOf, anyOf, $ref...). */
@@ -30,6 +34,8 @@ export interface TaskDescription {
   name: string
   description: string
   schema: TaskInfo['schema']
+  /** null when the task declares none. */
+  outputSchema: TaskInfo['outputSchema']
   timeoutMs: number
   raw: readonly string[]
   maxConcurrency: number
@@ -53,6 +59,11 @@ function addKeywords (ajv: Ajv): void {
  * an Ajv of its own: the offload thread compiles the schemas it meets with it.
  */
 export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunction {
+  return makeAjv(false).compile(schema)
+}
+
+/** A validator of results for `schema` (a task's output schema), as the table's validateResult: the offload thread's. */
+export function compileResultValidator (schema: NonNullable<TaskInfo['outputSchema']>): ValidateFunction {
   return makeAjv(false).compile(schema)
 }
 
@@ -207,6 +218,8 @@ export class TaskRegistry {
     // would grow with every reload and break on a task schema that has an $id.
     const strict = makeAjv(false)
     const coercing = makeAjv(true)
+    // Apart from the input schemas: an output schema may carry the same $id as its task's input.
+    const results = makeAjv(false)
     const defaults = new DefaultsChecker(addKeywords)
     const tasks = new Map<string, Task>()
     for (const info of infos) {
@@ -220,11 +233,23 @@ export class TaskRegistry {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
         throw new Error(`task ${info.name}${where} declares an invalid input schema: ${(error as Error).message}`)
       }
+      // Compiled whether or not results are checked: a schema Ajv refuses stops the start either way.
+      let validateResult: ValidateFunction | undefined
+      if (info.outputSchema !== null) {
+        try {
+          validateResult = results.compile(info.outputSchema)
+        } catch (error) {
+          const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
+          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${(error as Error).message}`)
+        }
+      }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize
       tasks.set(info.name, Object.freeze({
         name: info.name,
         doc: info.doc,
         schema: info.schema,
+        outputSchema: info.outputSchema,
+        validateResult: this.#config.validateResults ? validateResult : undefined,
         timeoutMs: Math.min(this.#config.taskTimeouts[info.name] ?? info.timeoutMs ?? this.#config.taskTimeoutMs, MAX_TIMER_MS),
         maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
         raw: Object.freeze([...info.raw]),
@@ -283,7 +308,7 @@ export class TaskRegistry {
   }
 
   describe (task: Task): TaskDescription {
-    return { name: task.name, description: task.doc, schema: task.schema, timeoutMs: task.timeoutMs, raw: task.raw, maxConcurrency: task.maxConcurrency }
+    return { name: task.name, description: task.doc, schema: task.schema, outputSchema: task.outputSchema, timeoutMs: task.timeoutMs, raw: task.raw, maxConcurrency: task.maxConcurrency }
   }
 
   list (): TaskDescription[] {

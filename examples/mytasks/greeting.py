@@ -9,6 +9,11 @@ from pyfleet import task, TaskError
         "additionalProperties": False,
         "properties": {"name": {"type": "string", "minLength": 1}},
     },
+    output_schema={               # JSON schema of the result: for clients (GET /api/tasks, OpenAPI),
+        "type": "object",         # and checked against every result with VALIDATE_RESULTS=1 (npm run dev)
+        "required": ["greeting"],
+        "properties": {"greeting": {"type": "string"}},
+    },
     timeout_ms=2000,              # default: TASK_TIMEOUT_MS
     max_concurrency=None,         # at most this many workers at once (default: all)
     # raw=("text/plain",), raw_field="name",   # accept a raw body as the "name" field

@@ -13,6 +13,7 @@ import { msgpackAnswer, toJson } from '../routes/replies.js'
 import { decodeReply, encodeInput, MSG_ERROR, ProtocolError, type ErrorMessage } from '../pool/protocol.js'
 import type { TaskInfo } from '../pool/ready-message.js'
 import type { AnswerFormat } from './encoded.js'
+import { checkedResult } from '../pool/result-check.js'
 
 /** Make a large JSON, msgpack or raw text body into a task's input. */
 export interface InputJob {
@@ -37,6 +38,8 @@ export interface AnswerJob {
   frame: Uint8Array
   callId: number
   format: AnswerFormat
+  /** VALIDATE_RESULTS: the task's output schema, and its key (its JSON) for the thread's cache, to check the value against. */
+  result?: { schema: Record<string, unknown> | boolean, schemaKey: string }
 }
 
 export type Job = InputJob | AnswerJob
@@ -115,8 +118,12 @@ function refusedFor (error: unknown, parsing: boolean): JobOutcome {
   return refused(details === undefined ? { code, message, parsing } : { code, message, details, parsing })
 }
 
-/** Runs an answer job: the reply frame decoded and checked as PythonWorker would, then written. Throws only on a bug. */
-export function prepareAnswer (job: AnswerJob): JobOutcome {
+/**
+ * Runs an answer job: the reply frame decoded and checked as PythonWorker would, the value
+ * checked by `validate` (the job's output schema's) as call-run.ts checks small ones, then
+ * written. Throws only on a bug.
+ */
+export function prepareAnswer (job: AnswerJob, validate?: ValidateFunction): JobOutcome {
   let reply
   try {
     reply = decodeReply(job.frame, job.callId)
@@ -125,6 +132,10 @@ export function prepareAnswer (job: AnswerJob): JobOutcome {
     throw error
   }
   if (reply.t === MSG_ERROR) return { t: 'error', reply }
+  if (validate !== undefined) {
+    const checked = checkedResult(reply, validate)
+    if (checked.t === MSG_ERROR) return { t: 'error', reply: checked }
+  }
   const bytes = job.format === 'json' ? Buffer.from(toJson(reply.value)) : msgpackAnswer(reply.value, reply.msgpack)
   return { t: 'answer', bytes }
 }

@@ -4,8 +4,8 @@
 
 import { parentPort } from 'node:worker_threads'
 import type { ValidateFunction } from 'ajv'
-import { compileBodyValidator, compileRawValidator } from '../task-registry.js'
-import { ownBytes, prepareAnswer, prepareInput, type InputJob, type Job, type JobOutcome } from './jobs.js'
+import { compileBodyValidator, compileRawValidator, compileResultValidator } from '../task-registry.js'
+import { ownBytes, prepareAnswer, prepareInput, type AnswerJob, type InputJob, type Job, type JobOutcome } from './jobs.js'
 
 /** One message each way: a job, and its outcome (or the message of the bug that stopped it). */
 export interface JobMessage { id: number, job: Job }
@@ -22,18 +22,27 @@ const MAX_VALIDATORS = 256
 /** The validator for an input job: a raw text body's coerces its query options, as the table's validateRaw does. */
 function validatorFor (job: InputJob): ValidateFunction {
   const coercing = job.kind === 'text'
-  const key = coercing ? `raw ${job.schemaKey}` : job.schemaKey
+  return cached(coercing ? `raw ${job.schemaKey}` : job.schemaKey, () => coercing ? compileRawValidator(job.schema) : compileBodyValidator(job.schema))
+}
+
+/** The validator of an answer job's result (VALIDATE_RESULTS), or undefined when it is not checked. */
+function resultValidatorFor (job: AnswerJob): ValidateFunction | undefined {
+  const { result } = job
+  return result === undefined ? undefined : cached(`result ${result.schemaKey}`, () => compileResultValidator(result.schema))
+}
+
+function cached (key: string, compile: () => ValidateFunction): ValidateFunction {
   let validate = validators.get(key)
   if (validate === undefined) {
     if (validators.size >= MAX_VALIDATORS) validators.clear()
-    validate = coercing ? compileRawValidator(job.schema) : compileBodyValidator(job.schema)
+    validate = compile()
     validators.set(key, validate)
   }
   return validate
 }
 
 function run (job: Job): JobOutcome {
-  return job.op === 'input' ? prepareInput(job, validatorFor(job)) : prepareAnswer(job)
+  return job.op === 'input' ? prepareInput(job, validatorFor(job)) : prepareAnswer(job, resultValidatorFor(job))
 }
 
 const port = parentPort

@@ -14,7 +14,7 @@ import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
 import type { TaskInfo } from '../pool/ready-message.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
-import type { Job, JobOutcome } from './jobs.js'
+import type { AnswerJob, Job, JobOutcome } from './jobs.js'
 import { JobQueue } from './job-queue.js'
 import { IDLE_STOP_MS, JobThread } from './job-thread.js'
 import type { OutcomeMessage } from './offload-thread.js'
@@ -34,6 +34,8 @@ export const TEXT_OFFLOAD_FACTOR = 8
 
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
+/** What answer() needs of a task whose results are checked. */
+interface ResultSchemaHolder { readonly outputSchema?: TaskInfo['outputSchema'] }
 
 export interface InputOptions {
   /** Only parse the body (its errors thrown); the input returned is then empty. */
@@ -112,6 +114,8 @@ export class Offloader {
   #closed = false
   /** Each task's schema as JSON, made once per task (a reload makes new Task objects). */
   readonly #schemaKeys = new WeakMap<SchemaHolder, string>()
+  /** The same for output schemas (VALIDATE_RESULTS). */
+  readonly #resultSchemaKeys = new WeakMap<ResultSchemaHolder, string>()
 
   constructor (options: OffloaderOptions) {
     this.#options = options
@@ -188,8 +192,12 @@ export class Offloader {
    * waiting (up to four in a row: job-queue.ts): its worker is held until it is done. Rejects with OffloadThreadError
    * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
-  async answer (reply: DeferredReply, format: AnswerFormat): Promise<JobOutcome> {
-    return await this.#enqueue({ op: 'answer', frame: reply.frame, callId: reply.id, format }, 0, () => {})
+  async answer (reply: DeferredReply, format: AnswerFormat, checkAgainst?: ResultSchemaHolder): Promise<JobOutcome> {
+    const schema = checkAgainst?.outputSchema
+    const job: AnswerJob = { op: 'answer', frame: reply.frame, callId: reply.id, format }
+    // VALIDATE_RESULTS: checked on the thread too, as call-run.ts checks replies decoded on the event loop.
+    if (checkAgainst !== undefined && schema !== undefined && schema !== null) job.result = { schema, schemaKey: this.#resultSchemaKey(checkAgainst, schema) }
+    return await this.#enqueue(job, 0, () => {})
   }
 
   /**
@@ -230,6 +238,15 @@ export class Offloader {
 
   #isDraining (): boolean {
     return this.#closed || this.#draining
+  }
+
+  #resultSchemaKey (task: ResultSchemaHolder, schema: Record<string, unknown> | boolean): string {
+    let key = this.#resultSchemaKeys.get(task)
+    if (key === undefined) {
+      key = JSON.stringify(schema)
+      this.#resultSchemaKeys.set(task, key)
+    }
+    return key
   }
 
   #schemaKey (task: SchemaHolder): string {

@@ -1,8 +1,8 @@
 // What a call's end means for its client: the HTTP error, and the outcome the
 // metrics count, for a task's error reply or for a call that got no reply.
 
-import { ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
-import { KIND_REJECTED, KIND_TOO_LARGE, type ErrorMessage } from './protocol.js'
+import { ResultInvalidError, ResultTooLargeError, TaskFailedError, TaskNotFoundError, TaskRejectedInputError, TaskTimeoutError, WorkerDiedError, withExtras } from '../errors.js'
+import { KIND_INVALID_RESULT, KIND_REJECTED, KIND_TOO_LARGE, type ErrorMessage } from './protocol.js'
 import type { WorkerFailure } from './worker-failures.js'
 
 /** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */
@@ -15,6 +15,10 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
       return { outcome: 'rejected', error: withExtras(new TaskRejectedInputError(reply.message), { details: reply.details }) }
     case KIND_TOO_LARGE:
       return { outcome: 'failed', error: new ResultTooLargeError(reply.message) }
+    case KIND_INVALID_RESULT:
+      // The task's fault, as an exception is: counted as failed. The paths and keywords
+      // say what is wrong with the value without showing it.
+      return { outcome: 'failed', error: withExtras(new ResultInvalidError(`task ${task} returned a value its output schema refuses: ${reply.message}`), { details: reply.details }) }
     default:
       // The worker does not have the task: a reload in progress is replacing code
       // that had it with code that does not. For the client, the task is gone.

@@ -9,8 +9,9 @@ import { BodyTooLargeError, InvalidInputError } from '../errors.js'
 import type { Admission, Waiter } from './admission.js'
 import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import type { Call, RestartReason } from './call.js'
-import { KIND_FAILED, KIND_TOO_LARGE, MSG_DEFERRED, MSG_ERROR, MSG_RESULT, type DeferredReply, type ErrorMessage, type ReplyMessage } from './protocol.js'
+import { KIND_FAILED, KIND_INVALID_RESULT, KIND_TOO_LARGE, MSG_DEFERRED, MSG_ERROR, MSG_RESULT, type DeferredReply, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { noReplyErrorFor, taskErrorFor } from './call-errors.js'
+import { checkedResult } from './result-check.js'
 import { EncodedAnswer } from '../offload/encoded.js'
 import { OffloadThreadError } from '../offload/offload-errors.js'
 import type { Offloader } from '../offload/offloader.js'
@@ -90,7 +91,8 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
         worker.answered()
       }
     } else {
-      reply = received
+      const validate = call.task.validateResult
+      reply = validate !== undefined && received.t === MSG_RESULT ? checkedResult(received, validate) : received
     }
   } catch (error) {
     const answered = budget?.stop() ?? false
@@ -136,7 +138,7 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
   let outcome
   try {
     if (pool.offloader === undefined) throw new OffloadThreadError('no offload thread was configured')
-    outcome = await pool.offloader.answer(reply, format)
+    outcome = await pool.offloader.answer(reply, format, call.task.validateResult === undefined ? undefined : call.task)
   } catch (error) {
     if (!(error instanceof OffloadThreadError)) throw error
     // Not the worker's doing, which stays: a 500 TASK_FAILED (outcome "failed": the task's
@@ -163,6 +165,9 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
     pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${reply.message}`}`)
+  } else if (reply.kind === KIND_INVALID_RESULT) {
+    // The task's code and its declared schema disagree: its author's to mend, as an exception is.
+    pool.log.error({ requestId: call.requestId, task: call.task.name, details: reply.details }, `task ${call.task.name} returned a value its output schema refuses: ${reply.message}`)
   } else if (reply.kind === KIND_TOO_LARGE) {
     // The client gets the same message; the log keeps it beside the request id for the operator.
     pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)

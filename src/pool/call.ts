@@ -1,6 +1,7 @@
 // One call's shape as the pool sees it, how calls end, and who is told.
 // Shared by the pool, the routes and the metrics.
 
+import type { ValidateFunction } from 'ajv'
 import type { WorkerFailure } from './worker-failures.js'
 import type { RetireReason } from './recycler.js'
 
@@ -15,6 +16,10 @@ export interface PoolTask {
   readonly name: string
   readonly timeoutMs: number
   readonly maxConcurrency: number
+  /** VALIDATE_RESULTS: checks a result against the task's output schema (result-check.ts); absent: not checked. */
+  readonly validateResult?: ValidateFunction
+  /** The schema validateResult checks, which the offload thread compiles for large replies. */
+  readonly outputSchema?: Record<string, unknown> | boolean | null
 }
 
 /** One call through the pool; the pool fills in the timings (read them for server-timing). */

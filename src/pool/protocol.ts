@@ -21,6 +21,8 @@ export const MSG_ERROR = 'error'
 export const KIND_REJECTED = 'rejected'
 export const KIND_FAILED = 'failed'
 export const KIND_TOO_LARGE = 'too_large'
+/** Not sent by workers: the server's own, for a result its task's output schema refuses (result-check.ts). */
+export const KIND_INVALID_RESULT = 'invalid_result'
 
 export interface ResultMessage {
   t: typeof MSG_RESULT
@@ -33,7 +35,7 @@ export interface ResultMessage {
 export interface ErrorMessage {
   t: typeof MSG_ERROR
   id: number
-  kind: typeof KIND_REJECTED | typeof KIND_FAILED | typeof KIND_TOO_LARGE
+  kind: typeof KIND_REJECTED | typeof KIND_FAILED | typeof KIND_TOO_LARGE | typeof KIND_INVALID_RESULT
   type: string
   message: string
   details?: unknown

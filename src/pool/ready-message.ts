@@ -10,6 +10,8 @@ export interface TaskInfo {
   name: string
   doc: string
   schema: Record<string, unknown> | boolean
+  /** The return value's schema; null when the task declares none (and from workers before it was added). */
+  outputSchema: Record<string, unknown> | boolean | null
   timeoutMs: number | null
   raw: string[]
   rawField: string | null
@@ -44,6 +46,7 @@ function taskInfoProblem (task: unknown, index: number): string | undefined {
   const wrong = (field: string, wanted: string): string => `task ${JSON.stringify(t.name)}: ${field} must be ${wanted}, not ${describe(t[field])}`
   if (typeof t.doc !== 'string') return wrong('doc', 'a string')
   if (!((typeof t.schema === 'object' && t.schema !== null && !Array.isArray(t.schema)) || typeof t.schema === 'boolean')) return wrong('schema', 'a map or a boolean')
+  if (!(t.outputSchema === null || t.outputSchema === undefined || (typeof t.outputSchema === 'object' && !Array.isArray(t.outputSchema)) || typeof t.outputSchema === 'boolean')) return wrong('outputSchema', 'a map, a boolean or null')
   if (!(t.timeoutMs === null || (typeof t.timeoutMs === 'number' && t.timeoutMs > 0))) return wrong('timeoutMs', 'a positive number or null')
   if (!(Array.isArray(t.raw) && t.raw.every((r) => typeof r === 'string'))) return wrong('raw', 'a list of strings')
   if (!(t.rawField === null || typeof t.rawField === 'string')) return wrong('rawField', 'a string or null')
@@ -65,7 +68,10 @@ export function decodeReady (body: Uint8Array): ReadyMessage {
     const problem = taskInfoProblem(task, index)
     if (problem !== undefined) throw new ProtocolError(`ready message: ${problem}`)
   }
-  for (const task of message.tasks as TaskInfo[]) task.maxConcurrency ??= null
+  for (const task of message.tasks as TaskInfo[]) {
+    task.maxConcurrency ??= null
+    task.outputSchema ??= null
+  }
   return message as unknown as ReadyMessage
 }
 

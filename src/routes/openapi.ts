@@ -63,21 +63,37 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
  * - local references (#/definitions/...) point into the schema, and would resolve against
  *   the document's root: they are rewritten to point into the component;
  * - draft-07's tuples (`items` as an array, `additionalItems`) become `prefixItems` and `items`;
- * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`.
+ * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`, and in
+ *   a JSON answer (`asJsonAnswer`), where bytes are written as base64, a base64 string too.
  */
-function schemaComponent (schema: unknown, pointer: string): unknown {
-  if (Array.isArray(schema)) return schema.map((inner) => schemaComponent(inner, pointer))
+function schemaComponent (schema: unknown, pointer: string, asJsonAnswer = false): unknown {
+  if (Array.isArray(schema)) return schema.map((inner) => schemaComponent(inner, pointer, asJsonAnswer))
   if (schema === null || typeof schema !== 'object') return schema
   const out: Json = {}
   const tuple = Array.isArray((schema as Json).items)
   for (const [key, inner] of Object.entries(schema)) {
     if (key === '$ref' && typeof inner === 'string' && inner.startsWith('#')) out.$ref = `${pointer}${inner.slice(1)}`
-    else if (key === 'bytes' && typeof inner === 'boolean') out['x-pyfleet-bytes'] = inner
-    else if (tuple && key === 'items') out.prefixItems = schemaComponent(inner, pointer)
-    else if (tuple && key === 'additionalItems') out.items = schemaComponent(inner, pointer)
-    else out[key] = schemaComponent(inner, pointer)
+    else if (key === 'bytes' && typeof inner === 'boolean') {
+      out['x-pyfleet-bytes'] = inner
+      if (asJsonAnswer && inner) Object.assign(out, { type: 'string', contentEncoding: 'base64' })
+    } else if (tuple && key === 'items') out.prefixItems = schemaComponent(inner, pointer, asJsonAnswer)
+    else if (tuple && key === 'additionalItems') out.items = schemaComponent(inner, pointer, asJsonAnswer)
+    else out[key] = schemaComponent(inner, pointer, asJsonAnswer)
   }
   return out
+}
+
+/**
+ * A task's output schema as components: one for JSON answers and, when the schema has
+ * binary values (written as base64 in JSON), one for msgpack answers. Empty without one.
+ */
+function outputComponents (task: Task, operationId: string): Json {
+  if (task.outputSchema === null) return {}
+  const name = `${operationId}_output`
+  const forJson = schemaComponent(task.outputSchema, `#/components/schemas/${name}`, true)
+  const same = schemaComponent(task.outputSchema, `#/components/schemas/${name}`)
+  if (JSON.stringify(forJson) === JSON.stringify(same)) return { [name]: forJson }
+  return { [name]: forJson, [`${name}_msgpack`]: schemaComponent(task.outputSchema, `#/components/schemas/${name}_msgpack`) }
 }
 
 /**
@@ -98,7 +114,7 @@ function queryOptions (task: Task, schemaRef: string): Json[] {
   }))
 }
 
-function taskOperation (task: Task, operationId: string, schemaRef: string, used: Set<number>): Json {
+function taskOperation (task: Task, operationId: string, schemaRef: string, outputs: Json, used: Set<number>): Json {
   const summary = task.doc.split('\n')[0].trim() || task.name
   const input = { schema: { $ref: schemaRef } }
   const content: Json = Object.fromEntries(['application/json', ...MSGPACK_TYPES].map((type) => [type, input]))
@@ -107,9 +123,9 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, used
   }
   const responses: Json = {
     200: {
-      description: 'the task\'s return value: JSON, or msgpack with `Accept: application/msgpack` (bytes are base64 strings in JSON)',
+      description: 'the task\'s return value: JSON, or msgpack with `Accept: application/msgpack` (in JSON, bytes are base64 strings and integers past 2^53 decimal strings)',
       headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' }, 'server-timing': { $ref: '#/components/headers/ServerTiming' } },
-      content: { 'application/json': { schema: {} }, 'application/msgpack': { schema: {} } }
+      content: { 'application/json': { schema: outputRef(outputs, `${operationId}_output`) }, 'application/msgpack': { schema: outputRef(outputs, `${operationId}_output_msgpack`, `${operationId}_output`) } }
     }
   }
   for (const status of CALL_ERRORS) responses[status] = error(status, used)
@@ -132,6 +148,12 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, used
   }
 }
 
+/** A reference to the first of `names` among the output components, or `{}` (anything) when the task declares no output schema. */
+function outputRef (outputs: Json, ...names: string[]): Json {
+  const name = names.find((n) => n in outputs)
+  return name === undefined ? {} : { $ref: `#/components/schemas/${name}` }
+}
+
 function json (description: string, schema: Json = { type: 'object' }): Json {
   return { description, content: { 'application/json': { schema } } }
 }
@@ -139,14 +161,16 @@ function json (description: string, schema: Json = { type: 'object' }): Json {
 /** The whole document, for these tasks. */
 export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json {
   const paths: Json = {}
-  const inputs: Json = {}
+  const taskSchemas: Json = {}
   const used = new Set<number>()
   const ids = operationIds(tasks)
   for (const task of tasks) {
     const operationId = ids.get(task) ?? task.name
     const pointer = `#/components/schemas/${operationId}_input`
-    inputs[`${operationId}_input`] = schemaComponent(task.schema, pointer)
-    paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, pointer, used)
+    taskSchemas[`${operationId}_input`] = schemaComponent(task.schema, pointer)
+    const outputs = outputComponents(task, operationId)
+    Object.assign(taskSchemas, outputs)
+    paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, pointer, outputs, used)
   }
   paths['/api/tasks'] = { get: { operationId: 'listTasks', tags: ['tasks'], summary: 'every task, with its input schema, raw content types, timeout and concurrency limit', responses: { 200: json('the tasks', { type: 'object', properties: { tasks: { type: 'array', items: { $ref: '#/components/schemas/TaskDescription' } } } }) } } }
   paths['/api/tasks/{name}'] = { get: { operationId: 'describeTask', tags: ['tasks'], summary: 'one task\'s description', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } }], responses: { 200: json('the task', { $ref: '#/components/schemas/TaskDescription' }), 404: error(404, used) } } }
@@ -177,7 +201,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
     paths,
     components: {
       schemas: {
-        ...inputs,
+        ...taskSchemas,
         Error: {
           type: 'object',
           required: ['statusCode', 'code', 'error', 'message'],
@@ -191,11 +215,12 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
         },
         TaskDescription: {
           type: 'object',
-          required: ['name', 'description', 'schema', 'timeoutMs', 'raw', 'maxConcurrency'],
+          required: ['name', 'description', 'schema', 'outputSchema', 'timeoutMs', 'raw', 'maxConcurrency'],
           properties: {
             name: { type: 'string' },
             description: { type: 'string' },
-            schema: { type: 'object' },
+            schema: { type: ['object', 'boolean'], description: 'the input\'s JSON schema (draft-07)' },
+            outputSchema: { type: ['object', 'boolean', 'null'], description: 'the return value\'s JSON schema (draft-07), null when the task declares none' },
             timeoutMs: { type: 'integer' },
             raw: { type: 'array', items: { type: 'string' } },
             maxConcurrency: { type: 'integer' }

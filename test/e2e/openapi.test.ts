@@ -78,3 +78,20 @@ t.test('names that read alike, references inside schemas, fields under allOf and
   const json = await fetch(`${server.url}/api/tasks/odd.required_option`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"text":"hi","lang":"en"}' })
   t.equal(json.status, 200, 'a JSON body carries it without the query string')
 })
+
+t.test('a task\'s output schema is its 200\'s schema: bytes as base64 strings in JSON, binary in msgpack; none declared is anything', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'output_tasks', PYTHONPATH: FIXTURES })
+  const document = await getJson(`${server.url}/api/openapi.json`) as Document
+  await valid(t, document)
+  type Content = Record<string, { schema: { $ref?: string } }>
+  const answers = (name: string): Content => ((document.paths[`/api/tasks/${name}`]?.post?.responses['200'] ?? {}) as { content: Content }).content
+  const shaped = answers('out.shaped')
+  const forJson = component(document, shaped['application/json'].schema.$ref) as { required: string[], properties: Record<string, Record<string, unknown>> }
+  t.same(forJson.required, ['n'], 'the declared schema')
+  t.match(forJson.properties.blob, { type: 'string', contentEncoding: 'base64', 'x-pyfleet-bytes': true }, 'bytes, as JSON answers write them')
+  const forMsgpack = component(document, shaped['application/msgpack'].schema.$ref) as { properties: Record<string, Record<string, unknown>> }
+  t.same(forMsgpack.properties.blob, { 'x-pyfleet-bytes': true, description: 'binary data' }, 'bytes, as msgpack answers carry them')
+  t.same(answers('out.undeclared')['application/json'].schema, {}, 'no output schema: anything')
+  const described = await getJson(`${server.url}/api/tasks/out.shaped`)
+  t.same(JSON.parse(JSON.stringify(forMsgpack).replaceAll('"x-pyfleet-bytes":', '"bytes":')), described.outputSchema, 'the same schema GET /api/tasks lists')
+})

@@ -142,7 +142,7 @@ t.test('a call for a task the worker no longer has (removed by a reload in progr
   const server = await startServer(t, { POOL_SIZE: '1' })
   // The table says a task exists that the worker's code does not have: the moment of a
   // reload that removes a task, when the old table still lists it.
-  const gone: TaskInfo = { name: 'was.removed', doc: '', schema: {}, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null }
+  const gone: TaskInfo = { name: 'was.removed', doc: '', schema: {}, outputSchema: null, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null }
   server.app.tasks.update([...server.app.pool.tasks, gone])
   const pids = workerPids(server)
   const reply = await callTask(server.url, 'was.removed', {})

@@ -26,7 +26,8 @@ export interface TestServer {
 
 /** Starts the app with real workers on 127.0.0.1:<random port>; `beforeListen` may add hooks (Fastify refuses them once listening). */
 export async function startServer (t: Teardown, env: Record<string, string> = {}, { beforeListen }: { beforeListen?: (app: FastifyInstance) => void } = {}): Promise<TestServer> {
-  const config = loadConfig({ POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: 'info', PATH: process.env.PATH, ...env })
+  // VALIDATE_RESULTS: every result of every test's calls is checked against its task's output schema.
+  const config = loadConfig({ POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: 'info', VALIDATE_RESULTS: '1', PATH: process.env.PATH, ...env })
   const logs: Array<Record<string, any>> = []
   const stream = new Writable({
     write (chunk, _enc, done) {
@@ -140,7 +141,7 @@ export async function startServerProcess (t: Teardown, env: Record<string, strin
     : ['/bin/sh', ['-c', `ulimit -n ${openFileLimit} && exec "$0" dist/server.js`, process.execPath]]
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', DIAG_TASKS: '1', LOG_LEVEL: 'info', ...env }
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', DIAG_TASKS: '1', LOG_LEVEL: 'info', VALIDATE_RESULTS: '1', ...env }
   })
   let out = ''
   child.stdout.on('data', (d) => { out += String(d) })

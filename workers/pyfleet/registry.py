@@ -27,12 +27,13 @@ CO_COROUTINE = 0x80  # inspect.CO_COROUTINE: the code flag of an ``async def``
 class Task:
     """A registered task. Read-only once made: assigning an attribute raises AttributeError."""
 
-    __slots__ = ("name", "fn", "doc", "schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async", "defaults")
+    __slots__ = ("name", "fn", "doc", "schema", "output_schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async", "defaults")
 
     name: str
     fn: Callable[[Any], Any]
     doc: str
     schema: Dict[str, Any]
+    output_schema: Optional[Dict[str, Any]]  # None: not declared (anything may come back)
     timeout_ms: Optional[int]
     raw: Sequence[str]
     raw_field: Optional[str]
@@ -52,12 +53,14 @@ class Task:
         max_concurrency: Optional[int],
         is_async: bool = False,
         defaults: Tuple[Tuple[str, Any], ...] = (),
+        output_schema: Optional[Dict[str, Any]] = None,
     ) -> None:
         init = object.__setattr__
         init(self, "name", name)
         init(self, "fn", fn)
         init(self, "doc", doc)
         init(self, "schema", schema)
+        init(self, "output_schema", output_schema)
         init(self, "timeout_ms", timeout_ms)
         init(self, "raw", raw)
         init(self, "raw_field", raw_field)
@@ -80,6 +83,8 @@ class Task:
             "name": self.name,
             "doc": self.doc,
             "schema": self.schema,
+            # Checked by the server against results only with VALIDATE_RESULTS=1; documented always.
+            "outputSchema": self.output_schema,
             "timeoutMs": self.timeout_ms,
             "raw": list(self.raw),
             "rawField": self.raw_field,
@@ -138,6 +143,7 @@ def task(
     name: str,
     *misplaced: NoReturn,  # caught below, to say what to write instead of Python's "takes 1 positional argument"
     schema: Optional[Dict[str, Any]] = None,
+    output_schema: Optional[Dict[str, Any]] = None,
     timeout_ms: Optional[int] = None,
     raw: Sequence[str] = (),
     raw_field: Optional[str] = None,
@@ -148,6 +154,12 @@ def task(
 
     - ``schema``: JSON schema of the input (a dict of JSON values, or a bool),
       checked by the server before any worker is borrowed (default: anything).
+    - ``output_schema``: JSON schema of the return value (default: none).
+      Listed in GET /api/tasks and the OpenAPI document, so clients know the
+      result's shape; the server checks results against it when
+      VALIDATE_RESULTS=1 (``npm run dev`` sets it), answering 500
+      RESULT_INVALID to a result it refuses. Binary values match
+      ``{"bytes": true}``, as in ``schema``.
     - ``timeout_ms``: per-call limit (default: the server's TASK_TIMEOUT_MS).
     - ``raw``: a content type, or a list of them, whose body becomes the input
       field ``raw_field`` (bytes for application/octet-stream, str otherwise);
@@ -179,12 +191,14 @@ def task(
         else:
             example = "schema={...}, timeout_ms=..."
         raise TypeError(
-            f"task {name!r}: every argument after the name is a keyword (schema, timeout_ms, raw, raw_field, "
+            f"task {name!r}: every argument after the name is a keyword (schema, output_schema, timeout_ms, raw, raw_field, "
             f"max_concurrency, fill_defaults): write @task({name!r}, {example})"
         )
     check_count(name, "timeout_ms", timeout_ms)
     check_count(name, "max_concurrency", max_concurrency)
     schema = check_schema(name, schema)
+    if output_schema is not None:
+        output_schema = check_schema(name, output_schema, "output_schema")
     raw = content_types(name, raw)
     check_raw_field(name, raw, raw_field, schema)
     defaults = defaults_to_fill(name, fill_defaults, schema)
@@ -205,6 +219,7 @@ def task(
             max_concurrency=max_concurrency,
             is_async=is_coroutine_function(fn),
             defaults=defaults,
+            output_schema=output_schema,
         )
         return fn
 

@@ -33,13 +33,16 @@ def check_count(name: str, field: str, value: Any) -> None:
         raise ValueError(f"task {name!r}: {field} must be a positive integer or None, not {value!r}")
 
 
-def check_schema(name: str, schema: Any) -> Any:
-    """The schema to declare: ``{}`` for None; a dict or a bool of JSON values otherwise."""
+def check_schema(name: str, schema: Any, field: str = "schema") -> Any:
+    """The schema to declare: ``{}`` for None; a dict or a bool of JSON values otherwise.
+
+    ``field`` is the decorator's argument it came from (``schema`` or ``output_schema``), for the messages.
+    """
     if schema is None:
         return {}
     if not isinstance(schema, (dict, bool)):
-        raise ValueError(f"task {name!r}: schema must be a JSON schema, a dict (or a bool), not the {type(schema).__name__} {schema!r}")
-    problem = json_problem(schema, "schema") or type_name_problem(schema, "schema")
+        raise ValueError(f"task {name!r}: {field} must be a JSON schema, a dict (or a bool), not the {type(schema).__name__} {schema!r}")
+    problem = json_problem(schema, field) or type_name_problem(schema, field)
     if problem is not None:
         raise ValueError(f"task {name!r}: {problem}")
     return schema

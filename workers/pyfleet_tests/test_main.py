@@ -477,7 +477,7 @@ class ImportFailureTest(unittest.TestCase):
         self.assertEqual(
             lines[-1],
             "pyfleet-fatal: task module 'stopping_tasks' raised TypeError on import: task 'pos': every argument after the name "
-            "is a keyword (schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults): write @task('pos', schema={...}) (at stopping_tasks.py, line 3)",
+            "is a keyword (schema, output_schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults): write @task('pos', schema={...}) (at stopping_tasks.py, line 3)",
         )
 
     def test_an_error_in_a_module_it_imports_is_logged_with_its_traceback_then_located(self):

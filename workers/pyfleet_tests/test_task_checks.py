@@ -37,6 +37,18 @@ class OptionsTest(RegistrationTest):
                 task(f"ok{index}", schema=schema)(takes_input)
                 self.assertIs(registry.get(f"ok{index}").describe()["schema"], schema)
 
+    def test_an_output_schema_is_checked_as_the_input_schema_and_declared_as_outputSchema(self):
+        self.assertRefused(ValueError, r"^task 't': output_schema must be a JSON schema, a dict \(or a bool\), not the str 'object'$", output_schema="object")
+        self.assertRefused(ValueError, r"^task 't': output_schema\['properties'\]\['n'\]\['type'\] is 'int', which is no JSON Schema type .*write 'integer'", output_schema={"type": "object", "properties": {"n": {"type": "int"}}})
+        self.assertRefused(ValueError, r"^task 't': output_schema\['x'\] is a set; a schema holds only", output_schema={"x": {1}})
+        shape = {"type": "object", "properties": {"n": {"type": "integer"}}}
+        task("shaped", output_schema=shape)(takes_input)
+        self.assertIs(registry.get("shaped").describe()["outputSchema"], shape)
+        task("unshaped")(takes_input)
+        self.assertIsNone(registry.get("unshaped").describe()["outputSchema"], "none declared: null, not {}")
+        task("anything", output_schema=True)(takes_input)
+        self.assertIs(registry.get("anything").describe()["outputSchema"], True)
+
     def test_a_schema_holds_json_values_only_and_the_message_points_at_the_bad_one(self):
         cases = {
             "python type": ({"properties": {"n": {"type": int}}}, r"schema\['properties'\]\['n'\]\['type'\] is the Python type int; a schema is JSON: write 'integer'"),
@@ -74,7 +86,7 @@ class OptionsTest(RegistrationTest):
             with self.subTest(args=args):
                 with self.assertRaisesRegex(
                     TypeError,
-                    r"^task 'pos': every argument after the name is a keyword \(schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults\): "
+                    r"^task 'pos': every argument after the name is a keyword \(schema, output_schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults\): "
                     rf"write @task\('pos', {re.escape(example)}\)$",
                 ):
                     task("pos", *args)

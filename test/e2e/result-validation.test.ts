@@ -1,0 +1,100 @@
+// Output schemas on a real server: declared by a task (output_schema=), listed in
+// GET /api/tasks, and with VALIDATE_RESULTS=1 checked against every result, small ones
+// on the event loop and large ones on the offload thread, a value the schema refuses
+// answered 500 RESULT_INVALID (logged, counted as failed, its worker kept).
+
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { Packr } from 'msgpackr'
+import { FIXTURES, ROOT, callTask, getJson, startServer, workerPids } from '../helpers/server.js'
+
+const ENV = { TASK_MODULES: 'output_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '2' }
+
+async function failedCalls (url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const match = /^pyworker_calls_total\{task="out\.shaped",outcome="failed"\} (\d+)$/m.exec(text)
+  return Number(match?.[1])
+}
+
+t.test('GET /api/tasks lists each task\'s output schema, null where none is declared', async (t) => {
+  const server = await startServer(t, ENV)
+  const shaped = await getJson(`${server.url}/api/tasks/out.shaped`)
+  t.same(shaped.outputSchema.required, ['n'])
+  t.equal(shaped.outputSchema.properties.blob.bytes, true)
+  const undeclared = await getJson(`${server.url}/api/tasks/out.undeclared`)
+  t.equal(undeclared.outputSchema, null)
+  t.ok('outputSchema' in undeclared, 'present, as null')
+})
+
+t.test('without VALIDATE_RESULTS (the default), results are not checked: a value the schema refuses still goes back', async (t) => {
+  const server = await startServer(t, { ...ENV, VALIDATE_RESULTS: '0' })
+  const reply = await callTask(server.url, 'out.shaped', { give: 'string-n' })
+  t.equal(reply.status, 200)
+  t.same(reply.json, { n: 'one' })
+})
+
+t.test('with VALIDATE_RESULTS=1, results the schema accepts go back as before, bytes and wide integers included', async (t) => {
+  const server = await startServer(t, { ...ENV, VALIDATE_RESULTS: '1' })
+  const good = await callTask(server.url, 'out.shaped', { give: 'good' })
+  t.equal(good.status, 200)
+  t.same(good.json, { n: 1 })
+  const bytes = await callTask(server.url, 'out.shaped', { give: 'bytes' })
+  t.equal(bytes.status, 200, 'bytes match {"bytes": true}')
+  t.same(bytes.json, { n: 2, blob: Buffer.from([0, 1, 255]).toString('base64') })
+  const big = await callTask(server.url, 'out.shaped', { give: 'big' })
+  t.equal(big.status, 200, 'an integer past 2^53 (a BigInt in Node) is an integer')
+  t.equal(big.text, `{"n":"${2n ** 60n + 1n}"}`, 'and exact, as a decimal string in JSON')
+  const packed = await fetch(`${server.url}/api/tasks/out.shaped`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/msgpack' }, body: '{"give":"big"}' })
+  t.equal(packed.status, 200)
+  t.same(new Packr({ int64AsType: 'bigint', useRecords: false }).unpack(Buffer.from(await packed.arrayBuffer())), { n: 2n ** 60n + 1n }, 'msgpack answers keep the worker\'s bytes')
+  const large = await callTask(server.url, 'out.shaped', { give: 'large-good' })
+  t.equal(large.status, 200, 'a large result, checked on the offload thread')
+  t.equal(large.json.pad.length, 300_000)
+  const undeclared = await callTask(server.url, 'out.undeclared', [1, 'two'])
+  t.equal(undeclared.status, 200, 'a task without an output schema is not checked')
+  t.same(undeclared.json, { anything: [1, 'two'] })
+})
+
+t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INVALID naming the place, logged, counted as failed; the worker stays', async (t) => {
+  const server = await startServer(t, { ...ENV, VALIDATE_RESULTS: '1' })
+  const pids = workerPids(server)
+  const cases: Array<[string, RegExp]> = [
+    ['string-n', /^task out\.shaped returned a value its output schema refuses: result\/n must be integer$/],
+    ['float', /result\/n must be integer$/],
+    ['missing', /result must have required property 'n'$/],
+    ['extra', /result must NOT have additional properties \("secret"\)$/],
+    ['large-bad', /result\/n must be integer$/]
+  ]
+  for (const [give, message] of cases) {
+    const reply = await callTask(server.url, 'out.shaped', { give }, { 'x-request-id': `bad-${give}` })
+    t.equal(reply.status, 500, give)
+    t.equal(reply.json.code, 'RESULT_INVALID', give)
+    t.match(reply.json.message, message, give)
+    t.ok(Array.isArray(reply.json.details) && reply.json.details.length > 0, `${give}: Ajv's errors as details`)
+    t.notMatch(reply.text, /not shown|xxxxxxxx/, `${give}: the value itself is not shown`)
+    const logged = server.logs.find((line) => line.requestId === `bad-${give}` && line.level === 50 && /output schema refuses/.test(line.msg))
+    t.ok(logged, `${give}: logged at error under its request id`)
+    t.equal(logged?.task, 'out.shaped')
+  }
+  const packed = await fetch(`${server.url}/api/tasks/out.shaped`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/msgpack' }, body: '{"give":"string-n"}' })
+  t.equal(packed.status, 500, 'a msgpack answer is checked too')
+  t.equal(await failedCalls(server.url), cases.length + 1, 'each counted as a failed call')
+  t.same(workerPids(server), pids, 'no worker was replaced: the task returned, it did not break')
+  const after = await callTask(server.url, 'out.shaped', { give: 'good' })
+  t.equal(after.status, 200)
+})
+
+t.test('an output schema Ajv refuses stops the start, naming the task, its module and the schema', async (t) => {
+  const child = spawn(process.execPath, ['dist/server.js', '--check'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, TASK_MODULES: 'bad_output_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout.on('data', (chunk) => { output += String(chunk) })
+  child.stderr.on('data', (chunk) => { output += String(chunk) })
+  const [code] = await once(child, 'exit')
+  t.equal(code, 1)
+  t.match(output, /task bad\.output \(in module bad_output_tasks\) declares an invalid output schema: strict mode: unknown keyword: "propertys"/)
+})
