@@ -185,6 +185,15 @@ def main() -> None:
 
     from . import registry
 
+    from .stdlib_shadows import shadow_message, stdlib_shadows
+
+    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # Fatal, not a warning: what it breaks fails later, at a call, far from the cause (and a
+    # warning would repeat with every worker the pool starts).
+    shadows = stdlib_shadows(os.environ.get("PYTHONPATH", "").split(os.pathsep), skip=runtime_dir)
+    if shadows:
+        fail(EXIT_IMPORT_FAILED, shadow_message(*shadows[0]) + (f" (and {len(shadows) - 1} more such)" if len(shadows) > 1 else ""))
+
     modules = BUILTIN_MODULES + ([DIAG_MODULE] if args.diag else []) + args.module
     for name in modules:
         try:
