@@ -212,7 +212,9 @@ def main() -> None:
         except SystemExit as exc:  # not a clean exit: the worker has not said ready, and must say which module stopped it
             fail_import(name, f"task module '{name}' called sys.exit({as_text(exc.code)}) on import", exc)
         except BaseException as exc:  # KeyboardInterrupt too
-            detail = as_text(exc)
+            from .import_failure import exception_text
+
+            detail = exception_text(exc)
             fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc)
     for name in _modules_without_tasks(registry, args.module):
         # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.

@@ -44,12 +44,28 @@ def traceback_to_log(exc: BaseException, module: str) -> Optional[TracebackType]
     return tb
 
 
+def compiled_file_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SyntaxError (IndentationError...) from compiling a source file: its
+    own str() then ends with the file's base name and line, ``(syn.py, line 3)``."""
+    return isinstance(exc, SyntaxError) and isinstance(exc.filename, str) and not exc.filename.startswith("<") and isinstance(exc.msg, str)
+
+
+def exception_text(exc: BaseException) -> str:
+    """What ``exc`` says, for the fatal line: a SyntaxError from a file without its ``(syn.py,
+    line 3)``, which where_raised gives with the file's path (``at mytasks/syn.py, line 3``)."""
+    if compiled_file_error(exc):
+        return exc.msg  # type: ignore[attr-defined]
+    from .errors import as_text
+
+    return as_text(exc)
+
+
 def where_raised(exc: BaseException, module: str) -> str:
-    """``at mytasks/helper.py, line 3``: the innermost line of task code ``exc`` went through, the
-    path relative to its sys.path entry; "" if it went through none, or is a SyntaxError from
-    compiling a file, whose message names that file and line already."""
-    if isinstance(exc, SyntaxError) and isinstance(exc.filename, str) and not exc.filename.startswith("<"):
-        return ""
+    """``at mytasks/helper.py, line 3``: the innermost line of task code ``exc`` went through, or
+    for a SyntaxError from compiling a file, that file's line; the path relative to its sys.path
+    entry. "" if it went through none."""
+    if compiled_file_error(exc):
+        return _at(exc.filename, exc.lineno)  # type: ignore[attr-defined]
     package = module.partition(".")[0]
     innermost = None
     tb = exc.__traceback__
@@ -59,7 +75,11 @@ def where_raised(exc: BaseException, module: str) -> str:
         tb = tb.tb_next
     if innermost is None:
         return ""
-    path, number = innermost.tb_frame.f_code.co_filename, innermost.tb_lineno
+    return _at(innermost.tb_frame.f_code.co_filename, innermost.tb_lineno)
+
+
+def _at(path: str, number: Optional[int]) -> str:
+    """``at mytasks/helper.py, line 3``, the path relative to the sys.path entry it is under."""
     roots = [root for root in map(_absolute_dir, sys.path) if root]
     root = max((root for root in roots if path.startswith(root)), key=len, default="")
     return f"at {path[len(root):]}" + (f", line {number}" if number is not None else "")

@@ -42,6 +42,19 @@ class BuiltinSchemasTest(unittest.TestCase):
             with self.subTest(task=name):
                 assert_strict_schema(self, schema, name)
 
+    def test_every_builtin_task_declares_a_strict_output_schema_echos_open(self):
+        from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema
+
+        code, stdout, stderr = run_worker(["--diag"])
+        self.assertEqual(code, 0, stderr)
+        tasks = {task["name"]: task["outputSchema"] for task in parse_frames(stdout)[0]["tasks"]}
+        self.assertEqual(tasks.pop("echo"), {}, "echo returns anything")
+        self.assertGreaterEqual(len(tasks), 7)
+        for name, schema in tasks.items():
+            with self.subTest(task=name):
+                self.assertEqual(schema.get("type"), "object", f"{name} returns an object")
+                assert_strict_output_schema(self, schema, f"{name} output")
+
 
 class ParseArgsTest(unittest.TestCase):
     def test_defaults(self):
@@ -548,11 +561,12 @@ class ImportFailureTest(unittest.TestCase):
             r"is another 'json' earlier on the path, or is it missing from yours\?\)$",
         )
 
-    def test_a_syntax_error_keeps_naming_its_own_file_and_line(self):
-        for source, files in (("x = (\n", {}), ("import helpers\n", {"helpers.py": "\nx = (\n"})):
+    def test_a_syntax_error_names_its_file_with_the_path_from_its_pythonpath_entry_and_its_line(self):
+        cases = (("x = (\n", {}), ("import helpers\n", {"helpers.py": "\nx = (\n"}), ("import pkg.helpers\n", {"pkg/__init__.py": "", "pkg/helpers.py": "\nx = (\n"}))
+        for source, files in cases:
             with self.subTest(source=source):
                 lines = self.start_with(source, files)
-                self.assertRegex(lines[-1], r"^pyfleet-fatal: task module 'stopping_tasks' raised SyntaxError on import: .* \((stopping_tasks|helpers)\.py, line \d\)$")
+                self.assertRegex(lines[-1], r"^pyfleet-fatal: task module 'stopping_tasks' raised SyntaxError on import: '\(' was never closed \(at (stopping_tasks|helpers|pkg/helpers)\.py, line \d\)$")
                 self.assertRegex(lines[0], r'^ERROR pyfleet: task module \'stopping_tasks\' failed to import\\n.*  File ".*(stopping_tasks|helpers)\.py", line \d\\n')
                 self.assertNotIn("importlib", lines[0])
 
