@@ -59,7 +59,70 @@ SCHEMA = {
 }
 
 
-@task("csv.profile", schema=SCHEMA, timeout_ms=30000, raw=("text/csv",), raw_field="csv")
+def _column_schema(kinds, extreme, mean, stddev):
+    """One kind of column profile: ``kinds`` its types, the others the schemas of min/max, mean and stddev."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "type", "count", "nulls", "distinct", "min", "max", "mean", "stddev", "top"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "description": "the header's name, or columnN"},
+            "type": {"type": "string", "enum": kinds, "description": "the narrowest type that fits every non-empty value"},
+            "count": {**count, "description": "non-empty values"},
+            "nulls": {**count, "description": "empty values"},
+            "distinct": {**count, "description": "distinct non-empty values"},
+            "min": {**extreme, "description": "smallest value"},
+            "max": {**extreme, "description": "largest value"},
+            "mean": {**mean, "description": "arithmetic mean, numeric columns only"},
+            "stddev": {**stddev, "description": "sample standard deviation from two values up, numeric columns only"},
+            "top": {
+                "type": "array",
+                "maxItems": TOP_VALUES,
+                "description": f"the {TOP_VALUES} most frequent values, ties in order of first appearance",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["value", "count"],
+                    "properties": {
+                        "value": {"type": "string", "minLength": 1, "description": "the value as written, trimmed"},
+                        "count": {"type": "integer", "minimum": 1, "description": "how often it occurs"},
+                    },
+                },
+            },
+        },
+    }
+
+
+_NULL = {"type": "null"}
+_STDDEV = {"type": ["number", "null"], "minimum": 0}
+
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["rows", "columns"],
+    "properties": {
+        "rows": {"type": "integer", "minimum": 1, "description": "data rows (not the header, nor blank lines)"},
+        "columns": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_COLUMNS,
+            "description": "one profile per column, in order; its kind decides what min, max, mean and stddev hold",
+            "items": {
+                "anyOf": [
+                    # Every value a safe integer: min and max are integers.
+                    _column_schema(["integer"], {"type": "integer"}, {"type": ["number", "null"]}, _STDDEV),
+                    _column_schema(["number"], {"type": "number"}, {"type": ["number", "null"]}, _STDDEV),
+                    # min and max are values as written (null for a column of nulls only); no mean or stddev.
+                    _column_schema(["boolean", "date", "string"], {"type": ["string", "null"], "minLength": 1}, _NULL, _NULL),
+                ],
+            },
+        },
+    },
+}
+
+
+@task("csv.profile", schema=SCHEMA, output_schema=OUTPUT_SCHEMA, timeout_ms=30000, raw=("text/csv",), raw_field="csv")
 def profile(input):
     """Profile each column of a CSV text: inferred type, counts, distinct values, min, max, mean, stddev, top values.
 

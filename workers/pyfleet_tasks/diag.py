@@ -13,22 +13,57 @@ from pyfleet import TaskError, task
 # so that MAX_WORKER_RSS_MB recycling can be seen working.
 _retained = []
 
+MAX_MS = 600000
+MAX_ALLOC_MB = 4096
+MAX_PRINT = 65536
+
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "sleep_ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "sleep this long"},
-        "cpu_ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "spin the CPU this long"},
-        "alloc_mb": {"type": "integer", "minimum": 0, "maximum": 4096, "description": "allocate and keep this many MiB"},
-        "print": {"type": "string", "maxLength": 65536, "description": "write this to stdout"},
+        "sleep_ms": {"type": "integer", "minimum": 0, "maximum": MAX_MS, "description": "sleep this long"},
+        "cpu_ms": {"type": "integer", "minimum": 0, "maximum": MAX_MS, "description": "spin the CPU this long"},
+        "alloc_mb": {"type": "integer", "minimum": 0, "maximum": MAX_ALLOC_MB, "description": "allocate and keep this many MiB"},
+        "print": {"type": "string", "maxLength": MAX_PRINT, "description": "write this to stdout"},
         "exit": {"type": "integer", "minimum": 0, "maximum": 255, "description": "exit the worker with this code"},
         "raise": {"type": "string", "maxLength": 4096, "description": "raise RuntimeError with this message (500)"},
         "reject": {"type": "string", "maxLength": 4096, "description": "raise TaskError with this message (422)"},
     },
 }
 
+# What it did: pid always; each other field only when that step ran (a 0 skips sleep, cpu
+# and alloc). exit, raise and reject never return.
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["pid"],
+    "properties": {
+        "pid": {"type": "integer", "minimum": 1, "description": "the worker's process id"},
+        "slept_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MS, "description": "sleep_ms, when it slept"},
+        "cpu_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MS, "description": "cpu_ms, when it spun (with spins)"},
+        "spins": {"type": "integer", "minimum": 0, "description": "loop turns in cpu_ms, when it spun"},
+        "allocated_mb": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_ALLOC_MB,
+            "description": "alloc_mb, when it allocated (with retained_mb)",
+        },
+        "retained_mb": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "MiB this worker holds from every alloc_mb so far, when it allocated",
+        },
+        "printed": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_PRINT,
+            "description": "characters of print written (before the newline), when it printed",
+        },
+    },
+}
 
-@task("diag.work", schema=SCHEMA, timeout_ms=30000)
+
+@task("diag.work", schema=SCHEMA, output_schema=OUTPUT_SCHEMA, timeout_ms=30000)
 def work(spec):
     """Sleep, burn CPU, allocate, print, exit, raise or reject, in that order; returns what it did."""
     done = {"pid": os.getpid()}

@@ -46,8 +46,41 @@ SCHEMA = {
     },
 }
 
+# Hex digits per digest: twice hashlib's digest_size (blake2b is its 64-byte variant, 128 digits).
+HEX_LENGTHS = {name: 2 * hashlib.new(name, usedforsecurity=False).digest_size for name in ALGORITHMS}
 
-@task("hash.digest", schema=SCHEMA, timeout_ms=10000, raw=("application/octet-stream",), raw_field="data")
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["size", "digests"],
+    "properties": {
+        "size": {"type": "integer", "minimum": 0, "description": "bytes hashed (after base64 decoding)"},
+        "digests": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "description": "lowercase hex digest per algorithm asked, in the order asked",
+            "properties": {
+                name: {
+                    "type": "string",
+                    "pattern": f"^[0-9a-f]{{{length}}}$",
+                    "description": f"the {name} digest, {length} hex digits",
+                }
+                for name, length in HEX_LENGTHS.items()
+            },
+        },
+    },
+}
+
+
+@task(
+    "hash.digest",
+    schema=SCHEMA,
+    output_schema=OUTPUT_SCHEMA,
+    timeout_ms=10000,
+    raw=("application/octet-stream",),
+    raw_field="data",
+)
 def digest(input):
     """Hash data with sha256 (default), sha1, md5, blake2b or sha3_256: {size, digests: {algorithm: hex}}.
 

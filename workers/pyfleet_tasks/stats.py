@@ -56,7 +56,74 @@ REGRESSION_SCHEMA = {
 }
 
 
-@task("stats.describe", schema=DESCRIBE_SCHEMA, timeout_ms=10000)
+def _number(description, nullable=False, minimum=None):
+    schema = {"type": ["number", "null"] if nullable else "number", "description": description}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return schema
+
+
+def _closed_object(properties, description=None):
+    """An object with exactly these properties, all required."""
+    schema = {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
+    if description is not None:
+        schema["description"] = description
+    return schema
+
+
+DESCRIBE_OUTPUT_SCHEMA = _closed_object(
+    {
+        "count": {"type": "integer", "minimum": 1, "description": "how many values"},
+        "mean": _number("arithmetic mean"),
+        "median": _number("the middle value, the mean of the middle two for an even count (quantiles.p50)"),
+        "stddev": _number(
+            "sample standard deviation (n - 1); null below two values or beyond the float range", nullable=True, minimum=0
+        ),
+        "min": _number("smallest value"),
+        "max": _number("largest value"),
+        "quantiles": _closed_object(
+            {f"p{percent}": _number(f"{percent}th percentile") for percent in PERCENTS},
+            "percentiles, interpolated linearly between order statistics (numpy's default)",
+        ),
+        "histogram": _closed_object(
+            {
+                "edges": {
+                    **_number_array("bins + 1 edges from min to max, non-decreasing; [v, v] when every value is v"),
+                    "minItems": 2,
+                    "maxItems": MAX_BINS + 1,
+                },
+                "counts": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0},
+                    "minItems": 1,
+                    "maxItems": MAX_BINS,
+                    "description": "values per bin, [left edge, right edge) and the last bin closed",
+                },
+            },
+            "bins of equal width between min and max",
+        ),
+    }
+)
+
+REGRESSION_OUTPUT_SCHEMA = _closed_object(
+    {
+        "degree": {"type": "integer", "minimum": 1, "maximum": MAX_DEGREE, "description": "degree of the fitted polynomial"},
+        "coefficients": {
+            **_number_array("the degree + 1 coefficients, constant term first"),
+            "minItems": 2,
+            "maxItems": MAX_DEGREE + 1,
+        },
+        "r2": {"type": "number", "maximum": 1, "description": "coefficient of determination, 1 - SSres/SStot; 1 when y is constant"},
+        "residualStandardError": _number(
+            "sqrt(SSres / (n - degree - 1)); null for an exact fit of degree + 1 points, or beyond the float range",
+            nullable=True,
+            minimum=0,
+        ),
+    }
+)
+
+
+@task("stats.describe", schema=DESCRIBE_SCHEMA, output_schema=DESCRIBE_OUTPUT_SCHEMA, timeout_ms=10000)
 def describe(input):
     """Summary statistics of a sample: count, mean, median, sample stddev, min, max, percentiles and a histogram.
 
@@ -82,7 +149,7 @@ def describe(input):
     }
 
 
-@task("stats.regression", schema=REGRESSION_SCHEMA, timeout_ms=30000)
+@task("stats.regression", schema=REGRESSION_SCHEMA, output_schema=REGRESSION_OUTPUT_SCHEMA, timeout_ms=30000)
 def regression(input):
     """Polynomial least-squares fit of y on x: coefficients (constant term first), r2 and residual standard error.
 

@@ -79,7 +79,51 @@ SCHEMA = {
 }
 
 
-@task("text.stats", schema=SCHEMA, timeout_ms=30000, raw=("text/plain",), raw_field="text")
+def _count(description):
+    return {"type": "integer", "minimum": 0, "description": description}
+
+
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "characters", "charactersNoSpaces", "words", "sentences", "paragraphs",
+        "averageWordLength", "topTerms", "fleschReadingEase",
+    ],
+    "properties": {
+        "characters": _count("code points of the NFC-normalised text"),
+        "charactersNoSpaces": _count("code points other than whitespace"),
+        "words": _count("words: runs of letters, digits, underscores and marks, joined across ' ’ and -"),
+        "sentences": _count("sentences with at least one word"),
+        "paragraphs": _count("paragraphs: non-blank parts between blank lines"),
+        "averageWordLength": {
+            "type": ["number", "null"],
+            "minimum": 1,
+            "description": "mean code points per word, rounded to 2 decimals; null without words",
+        },
+        "topTerms": {
+            "type": "array",
+            "maxItems": MAX_TOP,
+            "description": "the most frequent case-folded words with letters, minus English stop words; ties by first appearance",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["term", "count"],
+                "properties": {
+                    "term": {"type": "string", "minLength": 1, "description": "the case-folded word"},
+                    "count": {"type": "integer", "minimum": 1, "description": "how often it occurs"},
+                },
+            },
+        },
+        "fleschReadingEase": {
+            "type": ["number", "null"],
+            "description": "Flesch reading ease (English syllable heuristic), rounded to 2 decimals; null without words",
+        },
+    },
+}
+
+
+@task("text.stats", schema=SCHEMA, output_schema=OUTPUT_SCHEMA, timeout_ms=30000, raw=("text/plain",), raw_field="text")
 def text_stats(input):
     """Measure a text: characters, words, sentences, paragraphs, average word length, top terms and Flesch reading ease.
 

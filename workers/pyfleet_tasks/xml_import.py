@@ -47,7 +47,60 @@ SCHEMA = {
 }
 
 
-@task("xml.import", schema=SCHEMA, timeout_ms=30000, raw=("application/xml", "text/xml"), raw_field="xml")
+# A record's keys come from the document, so its objects are open: what is fixed is the
+# kind of value under each kind of key, at every depth (hence the recursive definitions).
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["root", "count", "records"],
+    "definitions": {
+        "element": {
+            "type": "object",
+            "description": (
+                "an element with attributes or children (a record is always one): attributes as \"@name\", "
+                "children by local name, the element's own text under \"#text\""
+            ),
+            "properties": {
+                "#text": {"type": "string", "minLength": 1, "description": "the text beside attributes or children, trimmed"},
+            },
+            "patternProperties": {"^@": {"type": "string", "description": "an attribute's value"}},
+            "additionalProperties": {"$ref": "#/definitions/child"},
+        },
+        "child": {
+            "description": "a child by local name: its text, an object, or an array of those when repeated",
+            "anyOf": [
+                {"type": "string", "description": "the trimmed text of a child without attributes or children"},
+                {"$ref": "#/definitions/element"},
+                {
+                    "type": "array",
+                    "minItems": 2,
+                    "description": "children of the same name, in document order",
+                    "items": {"anyOf": [{"type": "string"}, {"$ref": "#/definitions/element"}]},
+                },
+            ],
+        },
+    },
+    "properties": {
+        "root": {"type": "string", "minLength": 1, "description": "the root element's local name"},
+        "count": {"type": "integer", "minimum": 0, "description": "every matching record, beyond limit too"},
+        "records": {
+            "type": "array",
+            "maxItems": MAX_LIMIT,
+            "items": {"$ref": "#/definitions/element"},
+            "description": "the first limit records, one object per record element",
+        },
+    },
+}
+
+
+@task(
+    "xml.import",
+    schema=SCHEMA,
+    output_schema=OUTPUT_SCHEMA,
+    timeout_ms=30000,
+    raw=("application/xml", "text/xml"),
+    raw_field="xml",
+)
 def import_xml(input):
     """Import records from an XML document: {root, count, records}, refusing DTDs, entities and external references.
 

@@ -6,7 +6,7 @@ import re
 import statistics
 import unittest
 
-from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet import TaskError
 from pyfleet_tasks import csv_profile
 from pyfleet_tasks.csv_profile import profile
@@ -21,7 +21,8 @@ PEOPLE = (
 
 
 def run(text, **options):
-    return profile({"csv": text, **options})
+    """The task's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(csv_profile.OUTPUT_SCHEMA, profile({"csv": text, **options}))
 
 
 def columns(text, **options):
@@ -122,6 +123,30 @@ class ProfilesColumns(unittest.TestCase):
 
     def test_describes_its_input_with_a_strict_schema(self):
         assert_strict_schema(self, csv_profile.SCHEMA)
+
+    def test_describes_its_output_with_a_strict_schema_that_each_kind_of_column_matches(self):
+        assert_strict_output_schema(self, csv_profile.OUTPUT_SCHEMA)
+        # run() checks every result; these are the shapes each kind of column takes.
+        profiled = columns(
+            "int,num,bool,date,text,empty,one,big\n"
+            "1,1.5,yes,2024-01-01,a,,7,9007199254740993\n"
+            "-2,2,No,2024-01-01T10:00:00Z,b,,,1\n"
+            "3,1e3,true,2023-12-31 23:59,a,,,2\n"
+        )
+        self.assertEqual(
+            {name: column["type"] for name, column in profiled.items()},
+            {"int": "integer", "num": "number", "bool": "boolean", "date": "date", "text": "string",
+             "empty": "string", "one": "integer", "big": "number"},
+        )
+        self.assertEqual([profiled["empty"][key] for key in ("min", "max", "mean", "stddev", "top")], [None, None, None, None, []])
+        self.assertIsNone(profiled["one"]["stddev"])
+        for values in (["1"], ["0.5", ".5"], ["2.0", "2"]):
+            run("x\n" + "\n".join(values) + "\n")
+        # What the schema refuses: a number where a column of strings has values as written.
+        wrong = run(PEOPLE)
+        wrong["columns"][1]["min"] = 1
+        with self.assertRaisesRegex(AssertionError, "no branch of anyOf"):
+            checked_output(csv_profile.OUTPUT_SCHEMA, wrong)
 
 
 class ReadsDialects(unittest.TestCase):

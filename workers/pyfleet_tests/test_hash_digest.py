@@ -5,10 +5,15 @@ import hashlib
 import re
 import unittest
 
-from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet import TaskError
 from pyfleet_tasks import hash_digest
-from pyfleet_tasks.hash_digest import digest
+
+
+def digest(input):
+    """hash.digest's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(hash_digest.OUTPUT_SCHEMA, hash_digest.digest(input))
+
 
 # Digests of b"abc" from FIPS 180-2 (sha1, sha256), RFC 1321 (md5), RFC 7693 (blake2b-512), FIPS 202 (sha3-256).
 ABC = {
@@ -70,6 +75,14 @@ class RefusesBadInput(unittest.TestCase):
     def test_refuses_unknown_algorithms_when_called_directly(self):
         with self.assertRaisesRegex(TaskError, "unknown hash algorithm 'crc32'"):
             digest({"data": b"", "algorithms": "sha1,crc32"})
+
+    def test_describes_its_output_with_a_strict_schema_naming_each_digest_length(self):
+        assert_strict_output_schema(self, hash_digest.OUTPUT_SCHEMA)
+        digests = hash_digest.OUTPUT_SCHEMA["properties"]["digests"]["properties"]
+        self.assertEqual(list(digests), list(hash_digest.ALGORITHMS))
+        self.assertEqual(digest({"data": b"", "algorithms": list(hash_digest.ALGORITHMS)})["digests"].keys(), digests.keys())
+        with self.assertRaisesRegex(AssertionError, "must match"):
+            checked_output(hash_digest.OUTPUT_SCHEMA, {"size": 3, "digests": {"md5": ABC["sha1"]}})
 
     def test_schema_accepts_only_known_algorithm_names(self):
         assert_strict_schema(self, hash_digest.SCHEMA)

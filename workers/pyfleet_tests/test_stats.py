@@ -7,10 +7,20 @@ import statistics
 import unittest
 from fractions import Fraction
 
-from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet import TaskError
 from pyfleet_tasks import stats
-from pyfleet_tasks.stats import describe, regression
+
+
+def describe(input):
+    """stats.describe's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(stats.DESCRIBE_OUTPUT_SCHEMA, stats.describe(input))
+
+
+def regression(input):
+    """stats.regression's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(stats.REGRESSION_OUTPUT_SCHEMA, stats.regression(input))
+
 
 # Anscombe's quartet, data set I (Anscombe 1973): y ≈ 3.00 + 0.500 x, r² ≈ 0.667, s ≈ 1.237
 ANSCOMBE_X = [10, 8, 13, 9, 11, 14, 6, 4, 12, 7, 5]
@@ -119,6 +129,20 @@ class DescribesSamples(unittest.TestCase):
     def test_describes_its_input_with_a_strict_schema(self):
         assert_strict_schema(self, stats.DESCRIBE_SCHEMA)
         assert_strict_schema(self, stats.REGRESSION_SCHEMA)
+
+    def test_describes_its_outputs_with_strict_schemas_that_null_figures_match(self):
+        assert_strict_output_schema(self, stats.DESCRIBE_OUTPUT_SCHEMA)
+        assert_strict_output_schema(self, stats.REGRESSION_OUTPUT_SCHEMA)
+        # describe() and regression() check every result; these are the ones with nulls or edges.
+        self.assertIsNone(describe({"values": [3]})["stddev"])
+        self.assertEqual(describe({"values": [2, 2], "bins": stats.MAX_BINS})["stddev"], 0)
+        self.assertEqual(len(describe({"values": [0, 1], "bins": stats.MAX_BINS})["histogram"]["edges"]), stats.MAX_BINS + 1)
+        self.assertIsNone(regression({"x": [1, 2, 3], "y": [1, 4, 9], "degree": 2})["residualStandardError"])
+        self.assertEqual(len(regression({"x": list(range(9)), "y": list(range(9)), "degree": 5})["coefficients"]), 6)
+        wrong = describe({"values": [1, 2]})
+        del wrong["quantiles"]["p99"]
+        with self.assertRaisesRegex(AssertionError, "p99"):
+            checked_output(stats.DESCRIBE_OUTPUT_SCHEMA, wrong)
 
 
 class FitsPolynomials(unittest.TestCase):

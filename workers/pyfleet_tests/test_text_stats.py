@@ -8,14 +8,15 @@ import unicodedata
 import unittest
 from unittest import mock
 
-from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet_tasks import text_stats as module
 from pyfleet_tasks import unicode_marks
 from pyfleet_tasks.text_stats import text_stats
 
 
 def run(text, **options):
-    return text_stats({"text": text, **options})
+    """The task's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(module.OUTPUT_SCHEMA, text_stats({"text": text, **options}))
 
 
 def terms(result):
@@ -106,6 +107,15 @@ class ListsTopTerms(unittest.TestCase):
 
     def test_describes_its_input_with_a_strict_schema(self):
         assert_strict_schema(self, module.SCHEMA)
+
+    def test_describes_its_output_with_a_strict_schema_that_texts_without_words_match(self):
+        assert_strict_output_schema(self, module.OUTPUT_SCHEMA)
+        # run() checks every result; without words the averages are null.
+        for text in ("", "   \n\n ", "... !!! ???", "\u0301"):
+            with self.subTest(text=text):
+                result = run(text)
+                self.assertEqual((result["words"], result["averageWordLength"], result["fleschReadingEase"]), (0, None, None))
+        self.assertEqual(run("Go.", top=100)["averageWordLength"], 2)
 
 
 class KeptMarkTable(unittest.TestCase):

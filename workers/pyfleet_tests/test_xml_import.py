@@ -4,14 +4,15 @@ import threading
 import time
 import unittest
 
-from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
+from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet import TaskError
 from pyfleet_tasks import xml_import
 from pyfleet_tasks.xml_import import import_xml
 
 
 def run(xml, **options):
-    return import_xml({"xml": xml, **options})
+    """The task's result, checked against its output schema as the server does with VALIDATE_RESULTS=1."""
+    return checked_output(xml_import.OUTPUT_SCHEMA, import_xml({"xml": xml, **options}))
 
 
 class ImportsRecords(unittest.TestCase):
@@ -116,6 +117,22 @@ class ImportsRecords(unittest.TestCase):
 
     def test_describes_its_input_with_a_strict_schema(self):
         assert_strict_schema(self, xml_import.SCHEMA)
+
+    def test_describes_its_output_with_a_strict_schema_that_records_of_every_shape_match(self):
+        assert_strict_output_schema(self, xml_import.OUTPUT_SCHEMA)
+        # run() checks every result: attributes, #text, repeats of text and of objects, nesting, empty records.
+        result = run(
+            "<r><a id='1'>lead<b>x</b>tail<b/><c k='v'><d><e>deep</e><e f='g'/></d></c><c/></a>"
+            "<a/><a>text only</a><a><x><y><z>3</z></y></x></a></r>"
+        )
+        self.assertEqual(result["records"][0]["b"], ["x", ""])
+        self.assertEqual(result["records"][0]["c"], [{"@k": "v", "d": {"e": ["deep", {"@f": "g"}]}}, ""])
+        self.assertEqual(result["records"][1:3], [{}, {"#text": "text only"}])
+        self.assertEqual(run("<r><a/></r>", limit=0), {"root": "r", "count": 1, "records": []})
+        # What the schema refuses: an attribute that is not a string, a number as a child.
+        for wrong in ({"@id": 1}, {"b": [1, "x"]}, {"#text": ""}):
+            with self.subTest(record=wrong), self.assertRaises(AssertionError):
+                checked_output(xml_import.OUTPUT_SCHEMA, {"root": "r", "count": 1, "records": [wrong]})
 
 
 class RefusesHostileXml(unittest.TestCase):
