@@ -235,9 +235,11 @@ export class TaskRegistry {
       }
       // Compiled whether or not results are checked: a schema Ajv refuses stops the start either way.
       let validateResult: ValidateFunction | undefined
-      if (info.outputSchema !== null) {
+      // Tolerant of a table made without the field (tests, embedders), as of null.
+      const outputSchema = info.outputSchema ?? null
+      if (outputSchema !== null) {
         try {
-          validateResult = results.compile(info.outputSchema)
+          validateResult = results.compile(outputSchema)
         } catch (error) {
           const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
           throw new Error(`task ${info.name}${where} declares an invalid output schema: ${(error as Error).message}`)
@@ -248,7 +250,7 @@ export class TaskRegistry {
         name: info.name,
         doc: info.doc,
         schema: info.schema,
-        outputSchema: info.outputSchema,
+        outputSchema,
         validateResult: this.#config.validateResults ? validateResult : undefined,
         timeoutMs: Math.min(this.#config.taskTimeouts[info.name] ?? info.timeoutMs ?? this.#config.taskTimeoutMs, MAX_TIMER_MS),
         maxConcurrency: Math.max(1, Math.min(limit, this.#config.poolSize)),
