@@ -34,6 +34,16 @@ export const TEXT_OFFLOAD_FACTOR = 8
 
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
+/** A schema's JSON, the thread's cache key for its validator, made once per task object (a reload makes new ones). */
+function keyOf<T extends object> (keys: WeakMap<T, string>, task: T, schema: unknown): string {
+  let key = keys.get(task)
+  if (key === undefined) {
+    key = JSON.stringify(schema)
+    keys.set(task, key)
+  }
+  return key
+}
+
 /** What answer() needs of a task whose results are checked. */
 interface ResultSchemaHolder { readonly outputSchema?: TaskInfo['outputSchema'] }
 
@@ -196,7 +206,7 @@ export class Offloader {
     const schema = checkAgainst?.outputSchema
     const job: AnswerJob = { op: 'answer', frame: reply.frame, callId: reply.id, format }
     // VALIDATE_RESULTS: checked on the thread too, as call-run.ts checks replies decoded on the event loop.
-    if (checkAgainst !== undefined && schema !== undefined && schema !== null) job.result = { schema, schemaKey: this.#resultSchemaKey(checkAgainst, schema) }
+    if (checkAgainst !== undefined && schema !== undefined && schema !== null) job.result = { schema, schemaKey: keyOf(this.#resultSchemaKeys, checkAgainst, schema) }
     return await this.#enqueue(job, 0, () => {})
   }
 
@@ -240,22 +250,8 @@ export class Offloader {
     return this.#closed || this.#draining
   }
 
-  #resultSchemaKey (task: ResultSchemaHolder, schema: Record<string, unknown> | boolean): string {
-    let key = this.#resultSchemaKeys.get(task)
-    if (key === undefined) {
-      key = JSON.stringify(schema)
-      this.#resultSchemaKeys.set(task, key)
-    }
-    return key
-  }
-
   #schemaKey (task: SchemaHolder): string {
-    let key = this.#schemaKeys.get(task)
-    if (key === undefined) {
-      key = JSON.stringify(task.schema)
-      this.#schemaKeys.set(task, key)
-    }
-    return key
+    return keyOf(this.#schemaKeys, task, task.schema)
   }
 
   /** Queues a job; `watch` starts watching it while it waits, and sets its `unwatch`. */
