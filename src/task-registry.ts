@@ -218,8 +218,6 @@ export class TaskRegistry {
     // would grow with every reload and break on a task schema that has an $id.
     const strict = makeAjv(false)
     const coercing = makeAjv(true)
-    // Apart from the input schemas: an output schema may carry the same $id as its task's input.
-    const results = makeAjv(false)
     const defaults = new DefaultsChecker(addKeywords)
     const tasks = new Map<string, Task>()
     for (const info of infos) {
@@ -239,7 +237,9 @@ export class TaskRegistry {
       const outputSchema = info.outputSchema ?? null
       if (outputSchema !== null) {
         try {
-          validateResult = results.compile(outputSchema)
+          // An Ajv of its own, as the offload thread compiles it: a $ref to another task's $id
+          // would resolve here and not there, and tasks sharing an $id'd schema would clash.
+          validateResult = compileResultValidator(outputSchema)
         } catch (error) {
           const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
           throw new Error(`task ${info.name}${where} declares an invalid output schema: ${(error as Error).message}`)

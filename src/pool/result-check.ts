@@ -10,7 +10,7 @@ import { validateWithBigInts } from '../routes/big-integers.js'
 import { validationError } from '../task-registry.js'
 import { KIND_INVALID_RESULT, MSG_ERROR, type ErrorMessage, type ResultMessage } from './protocol.js'
 
-/** The reply itself if `validate` accepts its value; otherwise the error reply that says why (paths and keywords, no values). */
+/** The reply itself if `validate` accepts its value; otherwise the error reply that says why (paths and keywords, no values; a path holds the keys on the way). */
 export function checkedResult (reply: ResultMessage, validate: ValidateFunction): ResultMessage | ErrorMessage {
   // Integers past 2^53 arrive as BigInt, which Ajv's "integer" does not take: checked as the nearest numbers.
   if (validateWithBigInts(reply.value, validate)) return reply

@@ -78,9 +78,22 @@ function schemaComponent (schema: unknown, pointer: string, asJsonAnswer = false
       if (asJsonAnswer && inner) Object.assign(out, { type: 'string', contentEncoding: 'base64' })
     } else if (tuple && key === 'items') out.prefixItems = schemaComponent(inner, pointer, asJsonAnswer)
     else if (tuple && key === 'additionalItems') out.items = schemaComponent(inner, pointer, asJsonAnswer)
-    else out[key] = schemaComponent(inner, pointer, asJsonAnswer)
+    // Under not and oneOf, a base64 string as well as bytes would change what the schema
+    // matches: {"oneOf": [{"bytes": true}, {"type": "string"}]} would match no string at all.
+    else out[key] = schemaComponent(inner, pointer, asJsonAnswer && key !== 'not' && key !== 'oneOf')
   }
   return out
+}
+
+/**
+ * A task's schema as a component: schemaComponent's, without a root `$id`, which a
+ * document may hold once only (the output schema may appear twice, and share its input's);
+ * the component's own references were rewritten to point into it, and need none.
+ */
+function taskComponent (schema: unknown, name: string, asJsonAnswer = false): unknown {
+  const component = schemaComponent(schema, `#/components/schemas/${name}`, asJsonAnswer)
+  if (component !== null && typeof component === 'object' && '$id' in component) delete (component as Json).$id
+  return component
 }
 
 /**
@@ -90,10 +103,10 @@ function schemaComponent (schema: unknown, pointer: string, asJsonAnswer = false
 function outputComponents (task: Task, operationId: string): Json {
   if (task.outputSchema === null) return {}
   const name = `${operationId}_output`
-  const forJson = schemaComponent(task.outputSchema, `#/components/schemas/${name}`, true)
-  const same = schemaComponent(task.outputSchema, `#/components/schemas/${name}`)
+  const forJson = taskComponent(task.outputSchema, name, true)
+  const same = taskComponent(task.outputSchema, name)
   if (JSON.stringify(forJson) === JSON.stringify(same)) return { [name]: forJson }
-  return { [name]: forJson, [`${name}_msgpack`]: schemaComponent(task.outputSchema, `#/components/schemas/${name}_msgpack`) }
+  return { [name]: forJson, [`${name}_msgpack`]: taskComponent(task.outputSchema, `${name}_msgpack`) }
 }
 
 /**
@@ -167,7 +180,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
   for (const task of tasks) {
     const operationId = ids.get(task) ?? task.name
     const pointer = `#/components/schemas/${operationId}_input`
-    taskSchemas[`${operationId}_input`] = schemaComponent(task.schema, pointer)
+    taskSchemas[`${operationId}_input`] = taskComponent(task.schema, `${operationId}_input`)
     const outputs = outputComponents(task, operationId)
     Object.assign(taskSchemas, outputs)
     paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, pointer, outputs, used)

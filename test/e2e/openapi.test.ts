@@ -94,4 +94,8 @@ t.test('a task\'s output schema is its 200\'s schema: bytes as base64 strings in
   t.same(answers('out.undeclared')['application/json'].schema, {}, 'no output schema: anything')
   const described = await getJson(`${server.url}/api/tasks/out.shaped`)
   t.same(JSON.parse(JSON.stringify(forMsgpack).replaceAll('"x-pyfleet-bytes":', '"bytes":')), described.outputSchema, 'the same schema GET /api/tasks lists')
+  const ided = answers('out.ided')
+  t.notOk('$id' in (component(document, ided['application/json'].schema.$ref) ?? {}), 'no $id in a component: the input and both answers hold the same schema, and a document may hold an $id once')
+  const oneOf = component(document, answers('out.oneof')['application/json'].schema.$ref) as { properties: { data: { oneOf: unknown[] } } }
+  t.same(oneOf.properties.data.oneOf[0], { 'x-pyfleet-bytes': true }, 'bytes under oneOf are not made a second string branch')
 })

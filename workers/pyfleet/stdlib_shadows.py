@@ -8,46 +8,53 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.machinery import FrozenImporter, PathFinder
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, List, Tuple
 
+# The standard library's own directory (lib-dynload is under it): a PYTHONPATH entry pointing
+# there (some images set one) holds the modules themselves, which hide nothing.
+_STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
+
 
 def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, str]]:
-    """``(name, path)`` of each module (``name.py``) or regular package (``name/__init__.py``)
-    directly in one of ``entries`` (PYTHONPATH's, relative ones from the working directory)
-    that is named like a standard-library module. ``skip``: a directory not to look in (the
-    runtime's own). A directory without ``__init__.py`` is a namespace package, which Python
-    takes only when no module of the name is found anywhere: it hides nothing."""
-    names = getattr(sys, "stdlib_module_names", frozenset())
-    found = []
-    seen = set()
+    """``(name, where)`` for each standard-library module name that this interpreter would
+    import from one of ``entries`` (PYTHONPATH's; relative ones from the working directory),
+    ``skip`` (the runtime's own directory) excepted: asked of the import system's path finder, so a
+    ``time.py`` hides nothing (``time`` is built in and found first), a directory without
+    ``__init__.py`` neither (a namespace package loses to the real module), while a ``csv.pyc``,
+    an extension module or a zip archive's ``csv.py`` do. Modules already imported are not
+    asked: that import is done, from the standard library."""
+    roots = []
     for entry in entries:
-        directory = os.path.abspath(entry or ".")
-        if directory in seen or directory == skip:
+        directory = os.path.join(os.path.abspath(entry or "."), "")
+        if directory != os.path.join(skip, "") and not directory.startswith(_STDLIB_DIR) and directory not in roots:
+            roots.append(directory)
+    if not roots:
+        return []
+    found = []
+    for name in sorted(getattr(sys, "stdlib_module_names", ())):
+        # Built-in and frozen modules are found before any path entry is looked at.
+        if name in sys.modules or name in sys.builtin_module_names or name in ("__main__", "__future__"):
             continue
-        seen.add(directory)
-        try:
-            listing = sorted(os.listdir(directory))
-        except OSError:  # missing, a file, a zip archive, unreadable: Python skips it too
+        # Only the PYTHONPATH entries are asked (whose listings the path finder caches): 2 ms
+        # for the ~270 names, where importlib.util.find_spec, asking every sys.path entry, took 190.
+        spec = PathFinder.find_spec(name, roots)
+        if spec is None or FrozenImporter.find_spec(name) is not None:
             continue
-        for item in listing:
-            name, dot, extension = item.partition(".")
-            if name not in names or name in ("__main__", "__future__"):
-                continue
-            path = os.path.join(directory, item)
-            if dot and extension == "py" and os.path.isfile(path):
-                found.append((name, path))
-            elif not dot and os.path.isfile(os.path.join(path, "__init__.py")):
-                found.append((name, os.path.join(path, "")))
+        # A namespace package (a directory without __init__.py) has no location: it loses to
+        # the standard library's module, found further down the path.
+        if spec.has_location and isinstance(spec.origin, str):
+            found.append((name, spec.origin))
     return found
 
 
-def shadow_message(name: str, path: str) -> str:
+def shadow_message(name: str, where: str) -> str:
     return (
-        f"{path} is named like the standard library's {name} module and hides it: every 'import {name}' "
+        f"{where} is named like the standard library's {name} module and hides it: every 'import {name}' "
         f"in this worker (the standard library's own and the built-in tasks' included) gets this file "
         f"instead; rename it"
     )

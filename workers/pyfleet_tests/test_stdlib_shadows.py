@@ -1,13 +1,27 @@
-"""Task code named like a standard-library module stops the worker at start, naming the file."""
+"""Task code named like a standard-library module stops the worker at start, naming the file;
+names that hide nothing (built-in modules, namespace directories, the standard library's own
+directory) do not."""
 
+import json
 import os
+import subprocess
+import sys
 import unittest
+import zipfile
 
 from pyfleet.reporting import EXIT_IMPORT_FAILED
-from pyfleet.stdlib_shadows import stdlib_shadows
 from pyfleet_tests.worker_process import run_worker, task_files
 
 TASK = "from pyfleet import task\n\n\n@task('mine')\ndef mine(input):\n    return input\n"
+WORKERS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIND = "import json, os, sys; from pyfleet.stdlib_shadows import stdlib_shadows; print(json.dumps(stdlib_shadows(os.environ['PYTHONPATH'].split(os.pathsep)[1:])))"
+
+
+def shadows(*entries, cwd=None):
+    """What stdlib_shadows finds in a fresh interpreter whose PYTHONPATH is the runtime, then ``entries``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([WORKERS, *entries]))
+    done = subprocess.run([sys.executable, "-c", FIND], env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=True)
+    return [tuple(pair) for pair in json.loads(done.stdout)]
 
 
 class FindTest(unittest.TestCase):
@@ -15,24 +29,34 @@ class FindTest(unittest.TestCase):
         directory = task_files(self, {
             "csv.py": TASK,
             "calendar/__init__.py": "",
-            "test/helpers.py": "",          # no __init__.py: a namespace package, which hides nothing
-            "json.txt": "",                 # not a module
-            "mytasks/__init__.py": "",
+            "statistics/helpers.py": "",    # no __init__.py: a namespace package, which loses to the real module
+            "time.py": TASK,                # built in: found before any path entry
+            "json.txt": "",
             "greeting.py": TASK,
         })
-        found = stdlib_shadows([directory, directory, "/no/such/dir", ""])
-        self.assertEqual(found, [("calendar", os.path.join(directory, "calendar", "")), ("csv", os.path.join(directory, "csv.py"))])
+        self.assertEqual(shadows(directory, directory, "/no/such/dir", ""), [
+            ("calendar", os.path.join(directory, "calendar", "__init__.py")),
+            ("csv", os.path.join(directory, "csv.py")),
+        ])
 
-    def test_the_skipped_directory_is_not_looked_in(self):
-        directory = task_files(self, {"csv.py": TASK})
-        self.assertEqual(stdlib_shadows([directory], skip=directory), [])
+    def test_a_compiled_module_and_a_zip_archive_shadow_too(self):
+        directory = task_files(self, {"src/csv.py": TASK})
+        with zipfile.ZipFile(os.path.join(directory, "lib.zip"), "w") as archive:
+            archive.writestr("calendar.py", TASK)
+        os.makedirs(os.path.join(directory, "compiled"))
+        import py_compile
+        py_compile.compile(os.path.join(directory, "src", "csv.py"), cfile=os.path.join(directory, "compiled", "csv.pyc"))
+        self.assertEqual(shadows(os.path.join(directory, "compiled"), os.path.join(directory, "lib.zip")), [
+            ("calendar", os.path.join(directory, "lib.zip", "calendar.py")),
+            ("csv", os.path.join(directory, "compiled", "csv.pyc")),
+        ])
+
+    def test_the_standard_library_directory_itself_hides_nothing(self):
+        self.assertEqual(shadows(os.path.dirname(os.__file__)), [])
 
     def test_relative_entries_are_read_from_the_working_directory(self):
         directory = task_files(self, {"tasks/statistics.py": TASK})
-        before = os.getcwd()
-        os.chdir(directory)
-        self.addCleanup(os.chdir, before)
-        self.assertEqual(stdlib_shadows(["tasks"]), [("statistics", os.path.join(directory, "tasks", "statistics.py"))])
+        self.assertEqual(shadows("tasks", cwd=directory), [("statistics", os.path.join(directory, "tasks", "statistics.py"))])
 
 
 class WorkerTest(unittest.TestCase):
@@ -48,7 +72,7 @@ class WorkerTest(unittest.TestCase):
         )
 
     def test_a_worker_without_one_starts(self):
-        directory = task_files(self, {"greeting.py": TASK, "test/helpers.py": ""})
+        directory = task_files(self, {"greeting.py": TASK, "test/helpers.py": "", "site/__init__.py": "", "time.py": ""})
         code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
         self.assertNotIn("hides it", stderr)
