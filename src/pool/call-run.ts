@@ -11,7 +11,7 @@ import { BudgetTimer, budgetSpent } from './budget-timer.js'
 import type { Call, RestartReason } from './call.js'
 import { KIND_FAILED, KIND_INVALID_RESULT, KIND_TOO_LARGE, MSG_DEFERRED, MSG_ERROR, MSG_RESULT, type DeferredReply, type ErrorMessage, type ReplyMessage } from './protocol.js'
 import { noReplyErrorFor, taskErrorFor } from './call-errors.js'
-import { checkedResult } from './result-check.js'
+import { checkedResult, resultCheckFor } from './result-check.js'
 import { EncodedAnswer } from '../offload/encoded.js'
 import { OffloadThreadError } from '../offload/offload-errors.js'
 import type { Offloader } from '../offload/offloader.js'
@@ -91,8 +91,8 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
         worker.answered()
       }
     } else {
-      const validate = call.task.validateResult
-      reply = validate !== undefined && received.t === MSG_RESULT ? checkedResult(received, validate) : received
+      const check = received.t === MSG_RESULT ? resultCheckFor(call.task, worker.tasks) : undefined
+      reply = check !== undefined && received.t === MSG_RESULT ? checkedResult(received, check.validate) : received
     }
   } catch (error) {
     const answered = budget?.stop() ?? false
@@ -138,7 +138,7 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
   let outcome
   try {
     if (pool.offloader === undefined) throw new OffloadThreadError('no offload thread was configured')
-    outcome = await pool.offloader.answer(reply, format, call.task.validateResult === undefined ? undefined : call.task)
+    outcome = await pool.offloader.answer(reply, format, resultCheckFor(call.task, worker.tasks))
   } catch (error) {
     if (!(error instanceof OffloadThreadError)) throw error
     // Not the worker's doing, which stays: a 500 TASK_FAILED (outcome "failed": the task's

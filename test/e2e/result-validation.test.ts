@@ -7,7 +7,10 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { Packr } from 'msgpackr'
-import { FIXTURES, ROOT, callTask, getJson, startServer, workerPids } from '../helpers/server.js'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FIXTURES, ROOT, callTask, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
 
 const ENV = { TASK_MODULES: 'output_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '2' }
 
@@ -83,6 +86,26 @@ t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INV
   t.same(workerPids(server), pids, 'no worker was replaced: the task returned, it did not break')
   const after = await callTask(server.url, 'out.shaped', { give: 'good' })
   t.equal(after.status, 200)
+})
+
+t.test('a worker serving code whose output schema the table does not have yet is checked against its own declaration', async (t) => {
+  // As during a rolling reload, before the table switches: here a crash replacement that
+  // imported the task after its file changed (the table keeps what the first workers declared).
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-drift-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const modeFile = join(dir, 'mode')
+  await writeFile(modeFile, 'int')
+  const server = await startServer(t, { TASK_MODULES: 'drift_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', DRIFT_MODE_FILE: modeFile })
+  const before = await callTask(server.url, 'drift.value', {})
+  t.same([before.status, before.json.n], [200, 1])
+  await writeFile(modeFile, 'str')
+  const [pid] = workerPids(server)
+  process.kill(pid, 'SIGKILL')
+  await waitFor(() => { const pids = workerPids(server); return pids.length === 1 && pids[0] !== pid }, 10_000, 'a replacement worker')
+  const after = await callTask(server.url, 'drift.value', {})
+  t.equal(after.status, 200, `the new code's result, checked against the new code's schema: ${after.text}`)
+  t.equal(after.json.n, 'one')
+  t.equal((await getJson(`${server.url}/api/tasks/drift.value`)).outputSchema.properties.n.type, 'integer', 'while the table still lists the first declaration')
 })
 
 t.test('an output schema Ajv refuses stops the start, naming the task, its module and the schema', async (t) => {
