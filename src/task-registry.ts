@@ -49,9 +49,41 @@ function makeAjv (coerceTypes: boolean): Ajv {
   return ajv
 }
 
+/** The `bytes` keyword's check, with words of its own for the error (Ajv's would be "must pass "bytes" keyword validation"). */
+function isBytes (expected: boolean, data: unknown): boolean {
+  const matches = (data instanceof Uint8Array) === expected
+  if (!matches) isBytes.errors = [{ keyword: 'bytes', message: expected ? 'must be binary (msgpack bin)' : 'must not be binary (msgpack bin)', params: { bytes: expected } }]
+  return matches
+}
+isBytes.errors = [] as Array<Partial<ErrorObject>>
+
 function addKeywords (ajv: Ajv): void {
   // {"bytes": true} matches binary values (msgpack bin, raw octet-stream bodies).
-  ajv.addKeyword({ keyword: 'bytes', schemaType: 'boolean', validate: (expected: boolean, data: unknown) => (data instanceof Uint8Array) === expected })
+  ajv.addKeyword({ keyword: 'bytes', schemaType: 'boolean', errors: true, validate: isBytes })
+}
+
+/** Keywords whose values are data, not schemas: left as they are. */
+const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples'])
+
+/**
+ * `schema` as compiled for checking values: `"bytes": false` beside every `type` that allows
+ * "object" and says nothing of bytes, because Ajv takes a binary value (a Buffer) for an
+ * object: a msgpack bin where a task expects a map would pass an open object schema and
+ * reach the task as bytes, and a result's bytes would pass an output schema's object. The
+ * schema served (GET /api/tasks, OpenAPI) stays the task's own.
+ */
+export function binaryIsNoObject (schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(binaryIsNoObject)
+  if (schema === null || typeof schema !== 'object') return schema
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(schema)) out[key] = DATA_KEYWORDS.has(key) ? value : binaryIsNoObject(value)
+  const { type } = out
+  if ((type === 'object' || (Array.isArray(type) && type.includes('object'))) && !('bytes' in out)) out.bytes = false
+  return out
+}
+
+function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): ValidateFunction {
+  return ajv.compile(binaryIsNoObject(schema) as TaskInfo['schema'])
 }
 
 /**
@@ -59,17 +91,17 @@ function addKeywords (ajv: Ajv): void {
  * an Ajv of its own: the offload thread compiles the schemas it meets with it.
  */
 export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunction {
-  return makeAjv(false).compile(schema)
+  return compileChecking(makeAjv(false), schema)
 }
 
 /** A validator of results for `schema` (a task's output schema), as the table's validateResult: the offload thread's. */
 export function compileResultValidator (schema: NonNullable<TaskInfo['outputSchema']>): ValidateFunction {
-  return makeAjv(false).compile(schema)
+  return compileChecking(makeAjv(false), schema)
 }
 
 /** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */
 export function compileRawValidator (schema: TaskInfo['schema']): ValidateFunction {
-  return makeAjv(true).compile(schema)
+  return compileChecking(makeAjv(true), schema)
 }
 
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
@@ -224,8 +256,8 @@ export class TaskRegistry {
       let validateBody: ValidateFunction
       let validateRaw: ValidateFunction
       try {
-        validateBody = strict.compile(info.schema)
-        validateRaw = coercing.compile(info.schema)
+        validateBody = compileChecking(strict, info.schema)
+        validateRaw = compileChecking(coercing, info.schema)
         defaults.check(info.schema)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''

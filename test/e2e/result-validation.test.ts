@@ -66,6 +66,7 @@ t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INV
     ['string-n', /^task out\.shaped returned a value its output schema refuses: result\/n must be integer$/],
     ['float', /result\/n must be integer$/],
     ['missing', /result must have required property 'n'$/],
+    ['binary', /result must not be binary \(msgpack bin\)$/],
     ['extra', /result must NOT have additional properties \("secret"\)$/],
     ['large-bad', /result\/n must be integer$/]
   ]
@@ -106,6 +107,21 @@ t.test('a worker serving code whose output schema the table does not have yet is
   t.equal(after.status, 200, `the new code's result, checked against the new code's schema: ${after.text}`)
   t.equal(after.json.n, 'one')
   t.equal((await getJson(`${server.url}/api/tasks/drift.value`)).outputSchema.properties.n.type, 'integer', 'while the table still lists the first declaration')
+})
+
+t.test('a msgpack bin is no object: refused with 400 where the input schema wants one, not passed to the task as bytes', async (t) => {
+  const server = await startServer(t, ENV)
+  const post = async (body: Buffer): Promise<{ status: number, json: any }> => {
+    const reply = await fetch(`${server.url}/api/tasks/out.ided`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: new Uint8Array(body) as unknown as BodyInit })
+    return { status: reply.status, json: await reply.json() }
+  }
+  const bin = await post(new Packr({ useRecords: false }).pack(Buffer.from('abc')))
+  t.equal(bin.status, 400)
+  t.same([bin.json.code, bin.json.message], ['FST_ERR_VALIDATION', 'body must not be binary (msgpack bin)'])
+  const map = await post(new Packr({ useRecords: false }).pack({ data: Buffer.from('abc') }))
+  t.equal(map.status, 200, 'a map is, with bytes where the schema says bytes')
+  const wrong = await post(new Packr({ useRecords: false }).pack({ data: 'text' }))
+  t.same([wrong.status, wrong.json.message], [400, 'body/data must be binary (msgpack bin)'], 'the bytes keyword says what it wants')
 })
 
 t.test('an output schema Ajv refuses stops the start, naming the task, its module and the schema', async (t) => {
