@@ -162,12 +162,12 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
 function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean, pool: CallRunPool): void {
   const { call } = waiter
   const { outcome, error } = taskErrorFor(reply, call.task.name)
+  const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
-    const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
     pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${reply.message}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.
-    pool.log.error({ requestId: call.requestId, task: call.task.name, details: reply.details }, `task ${call.task.name} returned a value its output schema refuses: ${reply.message}`)
+    pool.log.error({ requestId: call.requestId, task: call.task.name, details: reply.details }, `task ${call.task.name} returned a value its output schema refuses${after}: ${reply.message}`)
   } else if (reply.kind === KIND_TOO_LARGE) {
     // The client gets the same message; the log keeps it beside the request id for the operator.
     pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)
