@@ -3,9 +3,10 @@
 // /api/queue-stats (no second set of counters that could drift).
 
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LabelledCounter, LabelledHistogram, type CounterChild, type HistogramChild } from './labelled-metrics.js'
+import { observeRoutes } from './route-metrics.js'
 import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
@@ -16,10 +17,7 @@ const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_activ
 // for raised timeouts.
 const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
-/** Methods kept as they are in the `method` label of unmatched requests; any other is "other" (bounded labels). */
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
-
 /** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
 interface CallSeries {
   calls: CounterChild<'task' | 'outcome'>
@@ -44,6 +42,7 @@ export class Metrics implements PoolObserver {
   readonly #restarts: Counter<'reason'>
   readonly #startFailures: Counter<'kind'>
   readonly #receiveRefused: Counter
+  readonly #refused: Counter<'task' | 'code'>
   readonly #stderrDropped: Counter
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
@@ -105,6 +104,7 @@ export class Metrics implements PoolObserver {
       collect () { this.set(metrics.#connections?.open ?? 0) }
     })
     this.#connectionsMax = new Gauge({ name: 'pyfleet_http_connections_max', help: 'The cap on open client connections: MAX_CONNECTIONS, or less where the open-file limit leaves less room (0: no cap)', registers })
+    this.#refused = new Counter({ name: 'pyfleet_task_requests_refused_total', help: 'Requests to POST /api/tasks/<name> answered 4xx before they became a call (a body that does not parse or fails the input schema, a task not served, a content type it does not take), by task ("unknown": not served) and error code', labelNames: ['task', 'code'], registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
     new Gauge({
       name: 'pyfleet_receiving_bytes',
@@ -157,6 +157,11 @@ export class Metrics implements PoolObserver {
   /** A conversion the offload thread has done. */
   readonly offloadJobDone = (conversion: 'input' | 'answer'): void => {
     this.#offloadJobs.labels(conversion).inc()
+  }
+
+  /** A task request refused before it became a call (pyworker_calls_total does not count those, SPEC §6). */
+  readonly taskRequestRefused = (task: string, code: string): void => {
+    this.#refused.labels(task, code).inc()
   }
 
   readonly receiveRefused = (): void => {
@@ -257,47 +262,13 @@ export class Metrics implements PoolObserver {
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
-    /**
-     * Records an answer no onResponse hook sees: one to a request no route matched (the
-     * not-found context has no hook), one the server wrote on the socket itself (clientError),
-     * and one never sent because its client left (status_code 499).
-     */
-    observeAnswer: (request: FastifyRequest, reply: FastifyReply, statusCode?: number) => void
   }
 }
 
 async function metricsPlugin (fastify: FastifyInstance): Promise<void> {
   const metrics = new Metrics()
   fastify.decorate('metrics', metrics)
-  // One onResponse hook per route, holding its template (never the raw URL, so
-  // the label set stays bounded): cheaper than a global hook that reads
-  // request.routeOptions, a getter that builds an object on every request.
-  const observerFor = (route: string): onResponseHookHandler => {
-    const observe = metrics.httpObserver(route)
-    return function observeHttp (request, reply, done) {
-      observe(request.method, reply.statusCode, reply.elapsedTime / 1000)
-      done()
-    }
-  }
-  fastify.addHook('onRoute', (route) => {
-    const hook = observerFor(route.url)
-    route.onResponse = route.onResponse === undefined ? [hook] : [...[route.onResponse].flat(), hook]
-  })
-  // Rare (a client leaving before its answer, a body cut off): the route is read from
-  // routeOptions, and its observer made on first use. Unmatched requests have no route
-  // template, and their method label is bounded.
-  const routeObservers = new Map<string, ReturnType<Metrics['httpObserver']>>()
-  fastify.decorate('observeAnswer', (request: FastifyRequest, reply: FastifyReply, statusCode = reply.statusCode) => {
-    const seconds = reply.elapsedTime / 1000
-    if (request.is404) {
-      metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', statusCode, seconds)
-      return
-    }
-    const route = request.routeOptions.url ?? 'unmatched'
-    let observe = routeObservers.get(route)
-    if (observe === undefined) routeObservers.set(route, observe = metrics.httpObserver(route))
-    observe(request.method, statusCode, seconds)
-  })
+  observeRoutes(fastify, metrics)
 }
 
 export default fp(metricsPlugin, { name: 'pyfleet-metrics', fastify: '5.x' })

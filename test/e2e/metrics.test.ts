@@ -264,3 +264,23 @@ t.test('past a pressure threshold /health is 503 with Retry-After, task calls st
   t.equal(sample(text, 'pyfleet_under_pressure', ''), 1)
   t.ok(sample(text, 'pyfleet_pressure_heap_used_bytes', '') > 1)
 })
+
+t.test('task requests refused before they became a call are counted by task and code; a 422 is a call, not a refusal', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const post = async (name: string, body: string, type = 'application/json'): Promise<number> =>
+    (await fetch(`${server.url}/api/tasks/${name}`, { method: 'POST', headers: { 'content-type': type }, body })).status
+  t.equal(await post('stats.describe', '{"values": [1, '), 400, 'a body that does not parse')
+  t.equal(await post('stats.describe', '{"values": "x"}'), 400, 'a schema failure')
+  t.equal(await post('stats.describe', '{"values": "y"}'), 400, 'another')
+  t.equal(await post('stats.describe', 'a,b', 'text/csv'), 415, 'a content type it does not take')
+  t.equal(await post('no.such-task', '{}'), 404, 'a task not served')
+  t.equal(await post('csv.profile', '', 'text/csv'), 422, 'a call its task refused')
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(text, 'pyfleet_task_requests_refused_total', 'task="stats.describe",code="INVALID_INPUT"'), 1)
+  t.equal(sample(text, 'pyfleet_task_requests_refused_total', 'task="stats.describe",code="FST_ERR_VALIDATION"'), 2)
+  t.equal(sample(text, 'pyfleet_task_requests_refused_total', 'task="stats.describe",code="FST_ERR_CTP_INVALID_MEDIA_TYPE"'), 1)
+  t.equal(sample(text, 'pyfleet_task_requests_refused_total', 'task="unknown",code="TASK_NOT_FOUND"'), 1, 'the name a client made up is no label')
+  t.notMatch(text, /no\.such-task/)
+  t.notMatch(text, /pyfleet_task_requests_refused_total\{task="csv\.profile"/, 'the 422 is counted as a rejected call instead')
+  t.equal(sample(text, 'pyworker_calls_total', 'task="csv.profile",outcome="rejected"'), 1)
+})

@@ -1,0 +1,80 @@
+// The HTTP side of the metrics: one onResponse hook per route, holding its template
+// (never the raw URL, so the label set stays bounded), the task route's count of requests
+// refused before they became a call, and observeAnswer for the answers no hook sees.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
+import { ERROR_CODES } from '../errors.js'
+import { errorCodeOf } from '../request-log.js'
+import type { Metrics } from './metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Records an answer no onResponse hook sees: one to a request no route matched (the
+     * not-found context has no hook), one the server wrote on the socket itself (clientError),
+     * and one never sent because its client left (status_code 499).
+     */
+    observeAnswer: (request: FastifyRequest, reply: FastifyReply, statusCode?: number) => void
+  }
+}
+
+/** Methods kept as they are in the `method` label of unmatched requests; any other is "other" (bounded labels). */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
+const TASK_ROUTE = '/api/tasks/:name'
+/** Codes kept as they are in the refusals' `code` label: pyfleet's own and Fastify's; any other is "other" (bounded labels). */
+const KNOWN_CODES = new Set(ERROR_CODES.map(({ code }) => code))
+
+function boundedCode (code: string | undefined): string {
+  return code !== undefined && (KNOWN_CODES.has(code) || /^FST_ERR_[A-Z0-9_]{1,48}$/.test(code)) ? code : 'other'
+}
+
+/** The task a request named, if it is served; "unknown" otherwise (never a client's raw text as a label). */
+function servedTask (fastify: FastifyInstance, request: FastifyRequest): string {
+  const { name } = request.params as { name?: string }
+  return name !== undefined && fastify.tasks.get(name) !== undefined ? name : 'unknown'
+}
+
+/** Adds the hooks and observeAnswer that record every answer in `metrics`. */
+export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void {
+  // One onResponse hook per route, holding its template (never the raw URL, so
+  // the label set stays bounded): cheaper than a global hook that reads
+  // request.routeOptions, a getter that builds an object on every request.
+  const observerFor = (route: string): onResponseHookHandler => {
+    const observe = metrics.httpObserver(route)
+    return function observeHttp (request, reply, done) {
+      observe(request.method, reply.statusCode, reply.elapsedTime / 1000)
+      done()
+    }
+  }
+  // The task route's also counts the requests refused before they became a call, by task
+  // and code, which the route template's status codes alone do not tell apart.
+  const taskObserverFor = (route: string): onResponseHookHandler => {
+    const observe = metrics.httpObserver(route)
+    return function observeTaskHttp (request, reply, done) {
+      const status = reply.statusCode
+      observe(request.method, status, reply.elapsedTime / 1000)
+      // 422 is a call its task refused (counted as rejected); 499 a client that left.
+      if (status >= 400 && status < 500 && status !== 422 && status !== 499) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(errorCodeOf(reply)))
+      done()
+    }
+  }
+  fastify.addHook('onRoute', (route) => {
+    const hook = route.url === TASK_ROUTE && route.method === 'POST' ? taskObserverFor(route.url) : observerFor(route.url)
+    route.onResponse = route.onResponse === undefined ? [hook] : [...[route.onResponse].flat(), hook]
+  })
+  // Rare (a client leaving before its answer, a body cut off): the route is read from
+  // routeOptions, and its observer made on first use. Unmatched requests have no route
+  // template, and their method label is bounded.
+  const routeObservers = new Map<string, ReturnType<Metrics['httpObserver']>>()
+  fastify.decorate('observeAnswer', (request: FastifyRequest, reply: FastifyReply, statusCode = reply.statusCode) => {
+    const seconds = reply.elapsedTime / 1000
+    if (request.is404) {
+      metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', statusCode, seconds)
+      return
+    }
+    const route = request.routeOptions.url ?? 'unmatched'
+    let observe = routeObservers.get(route)
+    if (observe === undefined) routeObservers.set(route, observe = metrics.httpObserver(route))
+    observe(request.method, statusCode, seconds)
+  })
+}
