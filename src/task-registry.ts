@@ -13,7 +13,10 @@ import { distance } from './edit-distance.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
+  /** The docstring's first paragraph: the description GET /api/tasks lists. */
   readonly doc: string
+  /** The whole docstring: the OpenAPI operation's description. */
+  readonly docstring: string
   readonly schema: TaskInfo['schema']
   /** The return value's schema, null if the task declares none. */
   readonly outputSchema: TaskInfo['outputSchema']
@@ -281,6 +284,7 @@ export class TaskRegistry {
       tasks.set(info.name, Object.freeze({
         name: info.name,
         doc: info.doc,
+        docstring: info.docstring ?? info.doc,
         schema: info.schema,
         outputSchema,
         validateResult: this.#config.validateResults ? validateResult : undefined,

@@ -9,6 +9,8 @@ import { decodeMessage, MSG_READY, PROTOCOL_VERSION, ProtocolError } from './pro
 export interface TaskInfo {
   name: string
   doc: string
+  /** The whole docstring, cleaned (absent from workers before it was added: doc stands in). */
+  docstring?: string
   schema: Record<string, unknown> | boolean
   /** The return value's schema; null when the task declares none (and from workers before it was added). */
   outputSchema: Record<string, unknown> | boolean | null
@@ -45,6 +47,7 @@ function taskInfoProblem (task: unknown, index: number): string | undefined {
   if (typeof t.name !== 'string') return `task ${index + 1} of the list has a name that is ${describe(t.name)}`
   const wrong = (field: string, wanted: string): string => `task ${JSON.stringify(t.name)}: ${field} must be ${wanted}, not ${describe(t[field])}`
   if (typeof t.doc !== 'string') return wrong('doc', 'a string')
+  if (!(t.docstring === undefined || typeof t.docstring === 'string')) return wrong('docstring', 'a string')
   if (!((typeof t.schema === 'object' && t.schema !== null && !Array.isArray(t.schema)) || typeof t.schema === 'boolean')) return wrong('schema', 'a map or a boolean')
   if (!(t.outputSchema === null || t.outputSchema === undefined || (typeof t.outputSchema === 'object' && !Array.isArray(t.outputSchema)) || typeof t.outputSchema === 'boolean')) return wrong('outputSchema', 'a map, a boolean or null')
   if (!(t.timeoutMs === null || (typeof t.timeoutMs === 'number' && t.timeoutMs > 0))) return wrong('timeoutMs', 'a positive number or null')

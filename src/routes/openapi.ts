@@ -146,7 +146,8 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, outp
     post: {
       operationId,
       summary,
-      description: task.doc,
+      // The whole docstring: what a client's author reads (a raw task's options, edge cases).
+      description: task.docstring,
       tags: ['tasks'],
       parameters: [
         { $ref: '#/components/parameters/RequestId' },

@@ -39,6 +39,11 @@ t.test('the document is valid OpenAPI 3.1, with one operation per task carrying 
     t.ok(['200', '400', '422', '503', '504'].every((status) => status in operation.responses), `${task.name}: its answers`)
   }
   t.equal(document.paths['/api/tasks/echo']?.post?.['x-pyfleet-timeout-ms'], 1234, 'the timeout in force, not the declared one')
+  const csv = document.paths['/api/tasks/csv.profile']?.post as unknown as { summary: string, description: string }
+  const listed = tasks.find((task) => task.name === 'csv.profile') as unknown as { description: string }
+  t.equal(csv.summary, listed.description, 'the summary is the description GET /api/tasks lists: the docstring\'s first paragraph')
+  t.match(csv.description, /^Profile each column[^\n]*\n\nValues are trimmed;[\s\S]*Blank lines are skipped/, 'the description is the whole docstring, its paragraphs kept')
+  t.notMatch(listed.description, /Blank lines/)
   t.ok(document.paths['/api/tasks/{name}']?.get, 'the description of one task')
   t.notOk('/admin/reload' in document.paths, 'admin routes only when they are served')
 })

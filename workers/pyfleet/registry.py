@@ -27,11 +27,12 @@ CO_COROUTINE = 0x80  # inspect.CO_COROUTINE: the code flag of an ``async def``
 class Task:
     """A registered task. Read-only once made: assigning an attribute raises AttributeError."""
 
-    __slots__ = ("name", "fn", "doc", "schema", "output_schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async", "defaults")
+    __slots__ = ("name", "fn", "doc", "docstring", "schema", "output_schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "is_async", "defaults")
 
     name: str
     fn: Callable[[Any], Any]
-    doc: str
+    doc: str  # the docstring's first paragraph, on one line: the task's description
+    docstring: str  # the whole docstring, cleaned as inspect.cleandoc does: the OpenAPI document's description
     schema: Dict[str, Any]
     output_schema: Optional[Dict[str, Any]]  # None: not declared (anything may come back)
     timeout_ms: Optional[int]
@@ -54,11 +55,13 @@ class Task:
         is_async: bool = False,
         defaults: Tuple[Tuple[str, Any], ...] = (),
         output_schema: Optional[Dict[str, Any]] = None,
+        docstring: str = "",
     ) -> None:
         init = object.__setattr__
         init(self, "name", name)
         init(self, "fn", fn)
         init(self, "doc", doc)
+        init(self, "docstring", docstring or doc)
         init(self, "schema", schema)
         init(self, "output_schema", output_schema)
         init(self, "timeout_ms", timeout_ms)
@@ -82,6 +85,7 @@ class Task:
         return {
             "name": self.name,
             "doc": self.doc,
+            "docstring": self.docstring,
             "schema": self.schema,
             # Checked by the server against results only with VALIDATE_RESULTS=1; documented always.
             "outputSchema": self.output_schema,
@@ -98,13 +102,15 @@ _tasks: Dict[str, Task] = {}
 
 
 def first_paragraph(doc: str) -> str:
-    """``inspect.cleandoc(doc).split("\\n\\n")[0].replace("\\n", " ")``, without importing inspect.
+    """``inspect.cleandoc(doc).split("\\n\\n")[0].replace("\\n", " ")``, without importing inspect:
+    the first paragraph (up to an empty line), its lines joined with single spaces."""
+    return clean_doc(doc).split("\n\n")[0].replace("\n", " ")
 
-    As cleandoc: tabs expanded, the first line's leading space dropped, the
-    common indent of the other non-blank lines removed, blank lines at either
-    end dropped. Then the first paragraph (up to an empty line), its lines
-    joined with single spaces.
-    """
+
+def clean_doc(doc: str) -> str:
+    """``inspect.cleandoc(doc)``, without importing inspect: tabs expanded, the first line's
+    leading space dropped, the common indent of the other non-blank lines removed, blank
+    lines at either end dropped."""
     lines = doc.expandtabs().split("\n")
     indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.lstrip()]
     margin = min(indents, default=0)
@@ -113,7 +119,7 @@ def first_paragraph(doc: str) -> str:
         lines.pop()
     while lines and not lines[0]:
         lines.pop(0)
-    return "\n".join(lines).split("\n\n")[0].replace("\n", " ")
+    return "\n".join(lines)
 
 
 def is_coroutine_function(fn: Any) -> bool:
@@ -212,6 +218,7 @@ def task(
             name=name,
             fn=fn,
             doc=first_paragraph(doc),
+            docstring=clean_doc(doc),
             schema=schema,
             timeout_ms=timeout_ms,
             raw=raw,

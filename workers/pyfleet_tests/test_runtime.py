@@ -117,6 +117,7 @@ class RegistryTest(IsolatedRegistryTest):
             with self.subTest(doc=doc):
                 expected = inspect.cleandoc(doc).split("\n\n")[0].replace("\n", " ")
                 self.assertEqual(registry.first_paragraph(doc), expected)
+                self.assertEqual(registry.clean_doc(doc), inspect.cleandoc(doc))
 
     def test_is_coroutine_function_matches_inspect(self):
         async def coroutine(x):
