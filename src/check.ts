@@ -13,11 +13,13 @@ import { version } from './version.js'
 /** Starts everything serving would start, then stops it; resolves with the report to print. */
 export async function checkSetup (config: Config): Promise<string> {
   // The log goes to stderr, so that stdout is the report alone; at the default level only
-  // warnings (a library's, from a task module's import) and errors are logged.
-  const level = config.logLevel === 'info' ? 'warn' : config.logLevel
+  // what the workers print (a slow import's "loading the model...", which would otherwise
+  // leave the check silent for as long), warnings (a library's) and errors are logged.
+  const quiet = config.logLevel === 'info'
+  const stream = quiet ? { write: workerLinesAndWarnings } : process.stderr
   // Strict: a TASK_MODULES entry that registers no task, or a TASK_TIMEOUTS entry naming
   // none, fails the check; serving only warns.
-  const app = await buildApp(config, { logger: { level, stream: process.stderr }, strict: true })
+  const app = await buildApp(config, { logger: { level: config.logLevel, stream }, strict: true })
   try {
     const python = await resolvePython(config.python, PROJECT_ROOT) // cached: the probe the start made
     const tasks = app.tasks.list()
@@ -30,6 +32,13 @@ export async function checkSetup (config: Config): Promise<string> {
   } finally {
     await app.close()
   }
+}
+
+/** Writes a log line to stderr if it is a worker's output (its stderr, logged as a line of its own) or a warning or worse. */
+function workerLinesAndWarnings (line: string): void {
+  // pino writes the level first: {"level":30,...
+  const level = Number(/^\{"level":(\d+)/.exec(line)?.[1] ?? 60)
+  if (level >= 40 || line.includes('"stream":"stderr"')) process.stderr.write(line)
 }
 
 /** At most `max` characters, counted as code points (an emoji is not cut in half). */
