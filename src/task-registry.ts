@@ -44,10 +44,10 @@ export interface TaskDescription {
   maxConcurrency: number
 }
 
-function makeAjv (coerceTypes: boolean): Ajv {
+function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
   // strict: a typo in a task's schema fails at start instead of silently accepting anything.
   // validateFormats off: no format plugin is bundled, so "format" is an annotation only.
-  const ajv = new Ajv({ strict: true, coerceTypes, allErrors: false, validateFormats: false, useDefaults: false })
+  const ajv = new Ajv({ strict: true, coerceTypes, allErrors, validateFormats: false, useDefaults: false })
   addKeywords(ajv)
   return ajv
 }
@@ -97,9 +97,13 @@ export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunct
   return compileChecking(makeAjv(false), schema)
 }
 
-/** A validator of results for `schema` (a task's output schema), as the table's validateResult: the offload thread's. */
+/**
+ * A validator of results for `schema` (a task's output schema), as the table's validateResult:
+ * the offload thread's. All errors, not the first: VALIDATE_RESULTS is for a task's author,
+ * who would otherwise mend one field per call.
+ */
 export function compileResultValidator (schema: NonNullable<TaskInfo['outputSchema']>): ValidateFunction {
-  return compileChecking(makeAjv(false), schema)
+  return compileChecking(makeAjv(false, true), schema)
 }
 
 /** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */
@@ -127,7 +131,7 @@ export interface TaskDrift { added: string[], removed: string[], changed: string
  * "a string, or an array of known names" the array branch's "/0 must be equal to one
  * of the allowed values" says what is wrong, the string branch's "must be string" does not.
  */
-function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
+export function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
   let best: ErrorObject | undefined
   for (const error of errors) {
     if (error.keyword === 'anyOf' || error.keyword === 'oneOf') continue

@@ -6,18 +6,55 @@
 // paths refuse the same values with the same words.
 
 import type { ValidateFunction } from 'ajv'
-import { validateWithBigInts } from '../routes/big-integers.js'
-import { compileResultValidator, validationError } from '../task-registry.js'
+import { validateSwapped } from '../routes/big-integers.js'
+import { compileResultValidator, mostSpecific, validationError } from '../task-registry.js'
 import type { PoolTask } from './call.js'
 import { KIND_INVALID_RESULT, MSG_ERROR, type ErrorMessage, type ResultMessage } from './protocol.js'
 import type { TaskInfo } from './ready-message.js'
 
-/** The reply itself if `validate` accepts its value; otherwise the error reply that says why (paths and keywords, no values; a path holds the keys on the way). */
+/**
+ * The reply itself if `validate` accepts its value; otherwise the error reply that says why:
+ * the first problem, with the JSON type found where a type was wrong (`got null`), and how
+ * many more `details` lists (paths and keywords, no values; a path holds the keys on the way).
+ */
 export function checkedResult (reply: ResultMessage, validate: ValidateFunction): ResultMessage | ErrorMessage {
-  // Integers past 2^53 arrive as BigInt, which Ajv's "integer" does not take: checked as the nearest numbers.
-  if (validateWithBigInts(reply.value, validate)) return reply
-  const error = validationError(validate.errors, 'result', validate.schema) as Error & { details?: unknown }
-  return { t: MSG_ERROR, id: reply.id, kind: KIND_INVALID_RESULT, type: 'InvalidResult', message: error.message, details: error.details }
+  if (validateSwapped(reply.value, validate, asJsonReads)) return reply
+  const errors = validate.errors ?? []
+  const error = validationError(errors, 'result', validate.schema) as Error & { details?: unknown }
+  const first = mostSpecific(errors)
+  const got = first?.keyword === 'type' ? ` (got ${jsonTypeAt(reply.value, first.instancePath)})` : ''
+  const more = errors.length > 1 ? `; ${errors.length - 1} more in details` : ''
+  return { t: MSG_ERROR, id: reply.id, kind: KIND_INVALID_RESULT, type: 'InvalidResult', message: `${error.message}${got}${more}`, details: error.details }
+}
+
+/**
+ * A value as a JSON client reads it, for the schema: integers past 2^53 (BigInt, which Ajv's
+ * "integer" does not take) as the nearest numbers, NaN and ±Infinity as the null a JSON answer
+ * writes (Ajv's "number" refuses them, so no schema could otherwise accept a float('inf')).
+ */
+function asJsonReads (child: unknown): unknown {
+  if (typeof child === 'bigint') return Number(child)
+  if (typeof child === 'number' && !Number.isFinite(child)) return null
+  // A Buffer's prototype has enumerable methods: where bytes meet an object's keywords (all
+  // errors are collected), each would be an error of its own. Still bytes for "bytes".
+  if (child instanceof Uint8Array) return NO_BYTES
+  return undefined
+}
+const NO_BYTES = new Uint8Array(0)
+
+/** What is at `pointer` in `value`, named as a JSON type (bytes and non-finite numbers as themselves): no data, only its kind. */
+function jsonTypeAt (value: unknown, pointer: string): string {
+  let node = value
+  for (const segment of pointer.split('/').slice(1)) {
+    if (typeof node !== 'object' || node === null) return 'nothing'
+    node = (node as Record<string, unknown>)[segment.replace(/~1/g, '/').replace(/~0/g, '~')]
+  }
+  if (node === null) return 'null'
+  if (Array.isArray(node)) return 'array'
+  if (node instanceof Uint8Array) return 'bytes'
+  if (typeof node === 'number') return Number.isFinite(node) ? (Number.isInteger(node) ? 'integer' : 'number') : `${node} (null in JSON)`
+  if (typeof node === 'bigint') return 'integer'
+  return typeof node
 }
 
 /** What a result is checked against: the validator, and the schema (which the offload thread compiles for itself). */

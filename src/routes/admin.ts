@@ -59,7 +59,9 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
         : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
           ? 'none is left on the previous code (the one being replaced died meanwhile)'
           : `the other ${error.total - error.replaced} keep serving the previous code`}`
-    fastify.log.error({ trigger, err: error }, `reload failed: ${state}`)
-    throw new WorkersUnavailableError(`reload failed: ${(error as Error).message}; ${state}`)
+    // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
+    const message = `reload failed: ${(error as Error).message}; ${state}`
+    fastify.log.error({ trigger, err: error }, message)
+    throw new WorkersUnavailableError(message)
   }
 }

@@ -110,21 +110,37 @@ function fromMark (text: string): bigint | undefined {
  * belongs to the request, and is whole again when this returns or throws.
  */
 export function validateWithBigInts (value: unknown, validate: (value: unknown) => boolean): boolean {
-  if (typeof value === 'bigint') return validate(Number(value))
-  // Where each BigInt was: parallel arrays, so a body of many costs no object per one.
+  return validateSwapped(value, validate, bigIntAsNumber)
+}
+
+function bigIntAsNumber (child: unknown): unknown {
+  return typeof child === 'bigint' ? Number(child) : undefined
+}
+
+/**
+ * Runs `validate` on `value` with each value for which `swap` returns something other
+ * than undefined replaced by that, then puts the originals back. In place: `value` belongs
+ * to the caller, and is whole again when this returns or throws.
+ */
+export function validateSwapped (value: unknown, validate: (value: unknown) => boolean, swap: (child: unknown) => unknown): boolean {
+  const top = swap(value)
+  if (top !== undefined) return validate(top)
+  // Where each swapped value was: parallel arrays, so a body of many costs no object per one.
   const nodes: Array<Record<string | number, unknown>> = []
   const keys: Array<string | number> = []
-  const bigints: bigint[] = []
+  const originals: unknown[] = []
   replaceInPlace(value, (child, node, key) => {
-    if (typeof child !== 'bigint' || node === undefined || key === undefined) return undefined
+    if (node === undefined || key === undefined) return undefined
+    const swapped = swap(child)
+    if (swapped === undefined) return undefined
     nodes.push(node)
     keys.push(key)
-    bigints.push(child)
-    return Number(child)
+    originals.push(child)
+    return swapped
   })
   try {
     return validate(value)
   } finally {
-    for (let i = 0; i < nodes.length; i++) nodes[i][keys[i]] = bigints[i]
+    for (let i = 0; i < nodes.length; i++) nodes[i][keys[i]] = originals[i]
   }
 }

@@ -37,7 +37,7 @@ t.test('a saved edit is served after a rolling reload; a broken one is logged an
 
   await writeFile(file, 'this is not Python\n')
   await waitFor(() => reloadsOf(server).length === 2, 30_000, 'the reload after the broken edit')
-  t.match(reloadsOf(server)[1], { level: 50, msg: 'reload failed: 0 of 2 workers replaced before it stopped; the other 2 keep serving the previous code', err: { message: /task module 'devtasks.greeting' raised NameError on import: name 'this' is not defined \(at devtasks\/greeting.py, line 1\)/ } }, 'the broken edit is logged, with why')
+  t.match(reloadsOf(server)[1], { level: 50, msg: /^reload failed: Python worker .* did not start: task module 'devtasks\.greeting' raised NameError on import: .*; 0 of 2 workers replaced before it stopped; the other 2 keep serving the previous code$/, err: { message: /task module 'devtasks.greeting' raised NameError on import: name 'this' is not defined \(at devtasks\/greeting.py, line 1\)/ } }, 'the broken edit is logged, with why')
   t.same(await greet(server), { greeting: 'good morning, Ada' }, 'and the code before keeps serving')
   t.equal(server.logs.filter((l) => l.trigger === 'change' && l.msg === 'reload started').length, 2, 'one reload per save, not one per write')
 })

@@ -51,6 +51,9 @@ t.test('with VALIDATE_RESULTS=1, results the schema accepts go back as before, b
   const packed = await fetch(`${server.url}/api/tasks/out.shaped`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/msgpack' }, body: '{"give":"big"}' })
   t.equal(packed.status, 200)
   t.same(new Packr({ int64AsType: 'bigint', useRecords: false }).unpack(Buffer.from(await packed.arrayBuffer())), { n: 2n ** 60n + 1n }, 'msgpack answers keep the worker\'s bytes')
+  const inf = await callTask(server.url, 'out.shaped', { give: 'inf-ratio' })
+  t.equal(inf.status, 200, 'an infinite float passes as the null JSON answers write: ["number", "null"]')
+  t.same(inf.json, { n: 4, ratio: null })
   const large = await callTask(server.url, 'out.shaped', { give: 'large-good' })
   t.equal(large.status, 200, 'a large result, checked on the offload thread')
   t.equal(large.json.pad.length, 300_000)
@@ -63,12 +66,14 @@ t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INV
   const server = await startServer(t, { ...ENV, VALIDATE_RESULTS: '1' })
   const pids = workerPids(server)
   const cases: Array<[string, RegExp]> = [
-    ['string-n', /^task out\.shaped returned a value its output schema refuses: result\/n must be integer$/],
-    ['float', /result\/n must be integer$/],
+    ['string-n', /^task out\.shaped returned a value its output schema refuses: result\/n must be integer \(got string\)$/],
+    ['float', /result\/n must be integer \(got number\)$/],
+    ['inf-n', /result\/n must be integer \(got -Infinity \(null in JSON\)\)$/],
+    ['two-wrong', /result\/(n must be integer \(got string\)|pad must be string \(got integer\)); 1 more in details$/],
     ['missing', /result must have required property 'n'$/],
-    ['binary', /result must not be binary \(msgpack bin\)$/],
+    ['binary', /result must not be binary \(msgpack bin\); 1 more in details$/],
     ['extra', /result must NOT have additional properties \("secret"\)$/],
-    ['large-bad', /result\/n must be integer$/]
+    ['large-bad', /result\/n must be integer \(got string\)$/]
   ]
   for (const [give, message] of cases) {
     const reply = await callTask(server.url, 'out.shaped', { give }, { 'x-request-id': `bad-${give}` })

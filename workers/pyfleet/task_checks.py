@@ -14,7 +14,7 @@ from types import CodeType, FunctionType, MethodType
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, List, Optional
 
 # Code flags, as in inspect: *args, a generator, an async generator.
 CO_VARARGS = 0x04
@@ -42,7 +42,7 @@ def check_schema(name: str, schema: Any, field: str = "schema") -> Any:
         return {}
     if not isinstance(schema, (dict, bool)):
         raise ValueError(f"task {name!r}: {field} must be a JSON schema, a dict (or a bool), not the {type(schema).__name__} {schema!r}")
-    problem = json_problem(schema, field) or type_name_problem(schema, field)
+    problem = json_problem(schema, field) or type_name_problem(schema, field) or keyword_problem(schema, field)
     if problem is not None:
         raise ValueError(f"task {name!r}: {problem}")
     return schema
@@ -87,6 +87,56 @@ def type_name_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
         if problem is not None:
             return problem
     return None
+
+
+# Keywords whose values map names to schemas: their keys are names (a property may be called "nullable").
+_SCHEMA_MAPS = frozenset(("properties", "patternProperties", "definitions", "$defs", "dependencies"))
+
+
+def keyword_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
+    """A keyword Ajv takes but that does not mean what it was written for; or None.
+
+    - ``nullable`` is OpenAPI 3.0's, not JSON Schema's: Ajv reads it, but the OpenAPI 3.1
+      document (JSON Schema 2020-12) does not, so generated clients would not allow the null.
+    - ``"bytes": True`` beside a ``type``: a binary value has no JSON type, so nothing matches both.
+    """
+    if depth >= 100:
+        return None
+    if isinstance(schema, list):
+        for index, child in enumerate(schema):
+            problem = keyword_problem(child, f"{path}[{index}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if not isinstance(schema, dict):
+        return None
+    if "nullable" in schema:
+        types = schema.get("type")
+        example = [*(types if isinstance(types, list) else [types] if isinstance(types, str) else ["number"]), "null"]
+        return f"{path} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's: write \"type\": {json_list(example)} instead"
+    if schema.get("bytes") is True and "type" in schema:
+        return (
+            f"{path} has both \"bytes\": true and \"type\": {schema['type']!r}; a binary value has no JSON type, so no value "
+            f"matches both: drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
+        )
+    for key, child in schema.items():
+        if key in _VALUE_KEYWORDS:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(child, dict):
+            for name, sub in child.items():
+                problem = keyword_problem(sub, f"{path}[{key!r}][{name!r}]", depth + 1)
+                if problem is not None:
+                    return problem
+            continue
+        problem = keyword_problem(child, f"{path}[{key!r}]", depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def json_list(values: List[Any]) -> str:
+    """A list of type names as JSON writes it: ["number", "null"]."""
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
 
 def json_problem(value: Any, path: str, depth: int = 0) -> Optional[str]:

@@ -49,6 +49,17 @@ class OptionsTest(RegistrationTest):
         task("anything", output_schema=True)(takes_input)
         self.assertIs(registry.get("anything").describe()["outputSchema"], True)
 
+    def test_keywords_that_do_not_mean_what_they_were_written_for_are_refused_saying_what_to_write(self):
+        for field in ("schema", "output_schema"):
+            with self.subTest(field=field):
+                self.assertRefused(ValueError, rf"^task 't': {field}\['properties'\]\['x'\] has 'nullable', which is OpenAPI 3\.0's and not JSON Schema's: write \"type\": \[\"number\", \"null\"\] instead$",
+                                   **{field: {"type": "object", "properties": {"x": {"type": "number", "nullable": True}}}})
+                self.assertRefused(ValueError, rf"^task 't': {field} has both \"bytes\": true and \"type\": 'string'; a binary value has no JSON type",
+                                   **{field: {"bytes": True, "type": "string"}})
+        # Properties so named are names, not keywords.
+        task("named", schema={"type": "object", "properties": {"nullable": {"type": "boolean"}, "bytes": {"bytes": True}}})(takes_input)
+        self.assertIsNotNone(registry.get("named"))
+
     def test_a_schema_holds_json_values_only_and_the_message_points_at_the_bad_one(self):
         cases = {
             "python type": ({"properties": {"n": {"type": int}}}, r"schema\['properties'\]\['n'\]\['type'\] is the Python type int; a schema is JSON: write 'integer'"),
