@@ -47,12 +47,22 @@ function shorten (text: string, max: number): string {
   return chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : text
 }
 
+/** What the output schema says the task returns, in a word or two: its type, or that it declares none. */
+function returns (schema: TaskDescription['outputSchema']): string {
+  if (schema === null) return 'returns ?'
+  const type = typeof schema === 'object' ? schema.type : undefined
+  if (typeof type === 'string') return `returns ${type}`
+  if (Array.isArray(type)) return `returns ${type.join('|')}`
+  return schema === false ? 'returns nothing valid' : 'returns anything'
+}
+
 function table (tasks: readonly TaskDescription[]): string[] {
   const rows = tasks.map((task) => [
     task.name,
     `timeout ${task.timeoutMs} ms`,
     `${task.maxConcurrency} at once`,
     task.raw.length > 0 ? `raw ${task.raw.join(', ')}` : 'JSON/msgpack only',
+    returns(task.outputSchema),
     shorten(task.description, 60)
   ])
   const widths = rows.reduce((w, row) => row.map((cell, i) => Math.max(w[i] ?? 0, cell.length)), [] as number[])

@@ -30,8 +30,8 @@ t.test('--check starts the workers once, prints the task table as it would be se
   t.equal(code, 0)
   const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'))
   t.match(output, new RegExp(`^pyfleet ${version.replace(/\./g, '\\.')}: the configuration is valid \\(HOST and PORT are not tried\\), and 2 workers started with /\\S+ \\(Python 3\\.\\d+\\.\\d+\\)\\.\\n8 tasks, as the server would serve them:\\n`))
-  t.match(output, /\n {2}echo +timeout 1234 ms +2 at once +JSON\/msgpack only +Return the input unchanged/, 'settings applied as serving applies them')
-  t.match(output, /\n {2}xml\.import +timeout 30000 ms +2 at once +raw application\/xml, text\/xml /)
+  t.match(output, /\n {2}echo +timeout 1234 ms +2 at once +JSON\/msgpack only +returns anything +Return the input unchanged/, 'settings applied as serving applies them')
+  t.match(output, /\n {2}xml\.import +timeout 30000 ms +2 at once +raw application\/xml, text\/xml +returns object /)
   t.notMatch(output, /Server listening/)
 })
 
@@ -71,7 +71,7 @@ t.test('--check stops on what a start only warns about: a TASK_MODULES entry wit
   t.notMatch(typo.output, /ignored/, 'not "ignored": the check stops on it')
   const fine = await runServer({ TASK_MODULES: 'mytasks.greeting', PYTHONPATH: dir, POOL_SIZE: '1', TASK_TIMEOUTS: 'greet=1000' }, ['--check'])
   t.equal(fine.code, 0, fine.output)
-  t.match(fine.output, /\n {2}greet +timeout 1000 ms/)
+  t.match(fine.output, /\n {2}greet +timeout 1000 ms +1 at once +JSON\/msgpack only +returns \? /, 'a task without an output schema')
 })
 
 t.test('--check shows what task modules print while they import (a slow load says what it is doing), and not the server\'s own info lines', async (t) => {
