@@ -67,6 +67,8 @@ function addKeywords (ajv: Ajv): void {
 
 /** Keywords whose values are data, not schemas: left as they are. */
 const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples'])
+/** Keywords whose values map names to schemas: the names are not keywords (a property may be called "default" or "type"). */
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs'])
 
 /**
  * `schema` as compiled for checking values: `"bytes": false` beside every `type` that allows
@@ -79,10 +81,20 @@ export function binaryIsNoObject (schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(binaryIsNoObject)
   if (schema === null || typeof schema !== 'object') return schema
   const out: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(schema)) out[key] = DATA_KEYWORDS.has(key) ? value : binaryIsNoObject(value)
+  for (const [key, value] of Object.entries(schema)) {
+    if (DATA_KEYWORDS.has(key) || value === null || typeof value !== 'object') out[key] = value
+    else if (SCHEMA_MAPS.has(key) && !Array.isArray(value)) out[key] = mapValues(value, binaryIsNoObject)
+    // draft-07's dependencies: a list of property names, or a schema, for each name.
+    else if (key === 'dependencies' && !Array.isArray(value)) out[key] = mapValues(value, (inner) => Array.isArray(inner) ? inner : binaryIsNoObject(inner))
+    else out[key] = binaryIsNoObject(value)
+  }
   const { type } = out
   if ((type === 'object' || (Array.isArray(type) && type.includes('object'))) && !('bytes' in out)) out.bytes = false
   return out
+}
+
+function mapValues (map: object, each: (value: unknown) => unknown): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(map).map(([name, value]) => [name, each(value)]))
 }
 
 function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): ValidateFunction {

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { Ajv } from 'ajv'
-import { inputFields, validationError } from '../src/task-registry.js'
+import { binaryIsNoObject, compileBodyValidator, inputFields, validationError } from '../src/task-registry.js'
 
 t.test('a value that fails a pattern is explained by its property\'s description, not the regular expression', async (t) => {
   const schema = {
@@ -50,4 +50,24 @@ t.test('finds the top-level fields wherever the schema declares them', async (t)
 t.test('a schema that refers to itself is walked once', async (t) => {
   const schema = { properties: { a: {} }, allOf: [{ $ref: '#' }] }
   t.same([...inputFields(schema)], ['a'])
+})
+
+t.test('binaryIsNoObject: "bytes": false beside object types only, names in schema maps and data left alone', async (t) => {
+  t.same(binaryIsNoObject({ type: 'object', properties: { a: { type: 'object' }, b: { bytes: true }, c: { type: ['object', 'null'] } } }),
+    { type: 'object', bytes: false, properties: { a: { type: 'object', bytes: false }, b: { bytes: true }, c: { type: ['object', 'null'], bytes: false } } })
+  // Properties named like keywords are names: their schemas are rewritten, not skipped.
+  t.same(binaryIsNoObject({ type: 'object', properties: { default: { type: 'object' }, type: { type: 'string' }, enum: { type: 'object' } } }),
+    { type: 'object', bytes: false, properties: { default: { type: 'object', bytes: false }, type: { type: 'string' }, enum: { type: 'object', bytes: false } } })
+  // draft-07 property dependencies are lists of names; schema dependencies are schemas.
+  t.same(binaryIsNoObject({ type: 'object', dependencies: { type: ['object'], x: { type: 'object', required: ['y'] } } }),
+    { type: 'object', bytes: false, dependencies: { type: ['object'], x: { type: 'object', required: ['y'], bytes: false } } })
+  t.same(binaryIsNoObject({ type: 'object', default: { type: 'object' }, enum: [{ type: 'object' }], $defs: { o: { type: 'object' } } }),
+    { type: 'object', bytes: false, default: { type: 'object' }, enum: [{ type: 'object' }], $defs: { o: { type: 'object', bytes: false } } }, 'data stays data')
+  t.same(binaryIsNoObject(true), true)
+  t.same(binaryIsNoObject({ anyOf: [{ type: 'object' }, { bytes: true }] }), { anyOf: [{ type: 'object', bytes: false }, { bytes: true }] })
+  // What a JSON client sends is judged as before: a property named "type" requiring one named "object".
+  const validate = compileBodyValidator({ type: 'object', dependencies: { type: ['object'] } })
+  t.equal(validate({ type: 'circle', object: 1, bytes: 2 }), true)
+  t.equal(validate({ bytes: 2 }), true)
+  t.equal(validate(Buffer.from('x')), false, 'a binary value is no object')
 })

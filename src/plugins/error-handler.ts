@@ -218,7 +218,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
-  if (routed !== undefined) this.observeAnswer(routed.request, routed, status)
+  if (routed !== undefined) this.observeAnswer(routed.request, routed, status, error.code)
   else this.metrics.observeUnparsed(status)
   closeByServer(socket, error)
 }

@@ -14,7 +14,7 @@ declare module 'fastify' {
      * not-found context has no hook), one the server wrote on the socket itself (clientError),
      * and one never sent because its client left (status_code 499).
      */
-    observeAnswer: (request: FastifyRequest, reply: FastifyReply, statusCode?: number) => void
+    observeAnswer: (request: FastifyRequest, reply: FastifyReply, statusCode?: number, code?: string) => void
   }
 }
 
@@ -24,8 +24,20 @@ const TASK_ROUTE = '/api/tasks/:name'
 /** Codes kept as they are in the refusals' `code` label: pyfleet's own and Fastify's; any other is "other" (bounded labels). */
 const KNOWN_CODES = new Set(ERROR_CODES.map(({ code }) => code))
 
+/** Fastify's codes and Node's HTTP parser's (a body's broken chunked framing, one cut short, one not received in time). */
+const FRAMEWORK_CODE = /^(FST_ERR_[A-Z0-9_]{1,48}|HPE_[A-Z_]{1,40}|ERR_HTTP_REQUEST_TIMEOUT)$/
+
 function boundedCode (code: string | undefined): string {
-  return code !== undefined && (KNOWN_CODES.has(code) || /^FST_ERR_[A-Z0-9_]{1,48}$/.test(code)) ? code : 'other'
+  return code !== undefined && (KNOWN_CODES.has(code) || FRAMEWORK_CODE.test(code)) ? code : 'other'
+}
+
+/**
+ * Whether an answer of `status` to the task route refuses a request before it became a call:
+ * a 4xx, but not 422 (a call its task refused, counted as rejected) nor 499 (a client that
+ * left: its answer, refusal or not, was never delivered, and is counted as that).
+ */
+function isRefusal (status: number): boolean {
+  return status >= 400 && status < 500 && status !== 422 && status !== 499
 }
 
 /** The task a request named, if it is served; "unknown" otherwise (never a client's raw text as a label). */
@@ -53,8 +65,7 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
     return function observeTaskHttp (request, reply, done) {
       const status = reply.statusCode
       observe(request.method, status, reply.elapsedTime / 1000)
-      // 422 is a call its task refused (counted as rejected); 499 a client that left.
-      if (status >= 400 && status < 500 && status !== 422 && status !== 499) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(errorCodeOf(reply)))
+      if (isRefusal(status)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(errorCodeOf(reply)))
       done()
     }
   }
@@ -66,7 +77,7 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
   // routeOptions, and its observer made on first use. Unmatched requests have no route
   // template, and their method label is bounded.
   const routeObservers = new Map<string, ReturnType<Metrics['httpObserver']>>()
-  fastify.decorate('observeAnswer', (request: FastifyRequest, reply: FastifyReply, statusCode = reply.statusCode) => {
+  fastify.decorate('observeAnswer', (request: FastifyRequest, reply: FastifyReply, statusCode = reply.statusCode, code?: string) => {
     const seconds = reply.elapsedTime / 1000
     if (request.is404) {
       metrics.observeUnmatched(KNOWN_METHODS.has(request.method) ? request.method : 'other', statusCode, seconds)
@@ -76,5 +87,7 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
     let observe = routeObservers.get(route)
     if (observe === undefined) routeObservers.set(route, observe = metrics.httpObserver(route))
     observe(request.method, statusCode, seconds)
+    // Refusals the server wrote on the socket itself (a body's broken framing, cut short, not received in time).
+    if (route === TASK_ROUTE && request.method === 'POST' && isRefusal(statusCode)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(code ?? errorCodeOf(reply)))
   })
 }

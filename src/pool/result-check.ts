@@ -19,11 +19,14 @@ import type { TaskInfo } from './ready-message.js'
  */
 export function checkedResult (reply: ResultMessage, validate: ValidateFunction): ResultMessage | ErrorMessage {
   if (validateSwapped(reply.value, validate, asJsonReads)) return reply
-  const errors = validate.errors ?? []
-  const error = validationError(errors, 'result', validate.schema) as Error & { details?: unknown }
+  // Every error is collected (for the author's one round trip), but a million-item list of
+  // wrong values would make a 100 MB answer and a log line too large to write: the first
+  // MAX_DETAILS are kept. anyOf/oneOf summaries repeat their branches' errors: not counted.
+  const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf')
+  const error = validationError(errors.slice(0, MAX_DETAILS), 'result', validate.schema) as Error & { details?: unknown }
   const first = mostSpecific(errors)
   const got = first?.keyword === 'type' ? ` (got ${jsonTypeAt(reply.value, first.instancePath)})` : ''
-  const more = errors.length > 1 ? `; ${errors.length - 1} more in details` : ''
+  const more = errors.length <= 1 ? '' : `; ${errors.length - 1} more${errors.length > MAX_DETAILS ? ` (details lists the first ${MAX_DETAILS})` : ' in details'}`
   return { t: MSG_ERROR, id: reply.id, kind: KIND_INVALID_RESULT, type: 'InvalidResult', message: `${error.message}${got}${more}`, details: error.details }
 }
 
@@ -57,6 +60,9 @@ function jsonTypeAt (value: unknown, pointer: string): string {
   return typeof node
 }
 
+/** The most errors a refused result's details list. */
+const MAX_DETAILS = 50
+
 /** What a result is checked against: the validator, and the schema (which the offload thread compiles for itself). */
 export interface ResultCheck {
   readonly validate: ValidateFunction
@@ -68,7 +74,7 @@ const declaredByWorker = new WeakMap<readonly TaskInfo[], Map<string, TaskInfo>>
 /** An output schema's JSON, made once per table entry or declaration. */
 const schemaJson = new WeakMap<object, string>()
 /** Validators of schemas that workers declare and the table does not (yet), by the schema's JSON; bounded as the offload thread's. */
-const compiled = new Map<string, ValidateFunction>()
+const compiled = new Map<string, ValidateFunction | null>() // null: Ajv refused it
 const MAX_COMPILED = 256
 /**
  * One ResultCheck per table entry or declaration, not per call: the offloader keys its
@@ -90,17 +96,21 @@ export function resultCheckFor (task: PoolTask, declared: readonly TaskInfo[]): 
   if (own === undefined || jsonOf(own, own.outputSchema) === jsonOf(task, outputSchema)) return checkOf(task, () => validateResult, outputSchema)
   const ownSchema = own.outputSchema
   if (ownSchema === null) return undefined
-  return checkOf(own, () => {
-    const json = jsonOf(own, ownSchema)
-    let validate = compiled.get(json)
-    if (validate === undefined) {
-      if (compiled.size >= MAX_COMPILED) compiled.clear()
-      // It compiled when the worker started: a reload refuses workers whose schemas the registry refuses.
+  const json = jsonOf(own, ownSchema)
+  let validate = compiled.get(json)
+  if (validate === undefined) {
+    if (compiled.size >= MAX_COMPILED) compiled.clear()
+    try {
       validate = compileResultValidator(ownSchema)
-      compiled.set(json, validate)
+    } catch {
+      // A schema Ajv refuses, from a worker started outside a reload (a crash replacement
+      // importing code edited since; a reload refuses such workers): the table's is used.
+      // Never thrown: the call's run would take it for its worker failing, and replace it.
+      validate = null
     }
-    return validate
-  }, ownSchema)
+    compiled.set(json, validate)
+  }
+  return validate === null ? checkOf(task, () => validateResult, outputSchema) : checkOf(own, () => validate as ValidateFunction, ownSchema)
 }
 
 function checkOf (holder: object, validator: () => ValidateFunction, outputSchema: ResultCheck['outputSchema']): ResultCheck {

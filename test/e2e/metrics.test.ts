@@ -283,4 +283,9 @@ t.test('task requests refused before they became a call are counted by task and 
   t.notMatch(text, /no\.such-task/)
   t.notMatch(text, /pyfleet_task_requests_refused_total\{task="csv\.profile"/, 'the 422 is counted as a rejected call instead')
   t.equal(sample(text, 'pyworker_calls_total', 'task="csv.profile",outcome="rejected"'), 1)
+  // Refused by the server on the socket itself: a body whose chunked framing is broken.
+  const broken = await rawExchange(server.url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n')
+  t.match(broken, /^HTTP\/1\.1 400 /)
+  const after = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(after, 'pyfleet_task_requests_refused_total', 'task="echo",code="HPE_INVALID_CHUNK_SIZE"'), 1, 'a refusal written by the server itself is counted too')
 })

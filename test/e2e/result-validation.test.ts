@@ -69,6 +69,7 @@ t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INV
     ['string-n', /^task out\.shaped returned a value its output schema refuses: result\/n must be integer \(got string\)$/],
     ['float', /result\/n must be integer \(got number\)$/],
     ['inf-n', /result\/n must be integer \(got -Infinity \(null in JSON\)\)$/],
+    ['many-wrong', /result\/list\/\d+ must be string \(got integer\); 199 more \(details lists the first 50\)$/],
     ['two-wrong', /result\/(n must be integer \(got string\)|pad must be string \(got integer\)); 1 more in details$/],
     ['missing', /result must have required property 'n'$/],
     ['binary', /result must not be binary \(msgpack bin\); 1 more in details$/],
@@ -81,6 +82,7 @@ t.test('with VALIDATE_RESULTS=1, a result the schema refuses is a 500 RESULT_INV
     t.equal(reply.json.code, 'RESULT_INVALID', give)
     t.match(reply.json.message, message, give)
     t.ok(Array.isArray(reply.json.details) && reply.json.details.length > 0, `${give}: Ajv's errors as details`)
+    t.ok(reply.json.details.length <= 50, `${give}: at most 50 of them`)
     t.notMatch(reply.text, /not shown|xxxxxxxx/, `${give}: the value itself is not shown`)
     const logged = server.logs.find((line) => line.requestId === `bad-${give}` && line.level === 50 && /output schema refuses/.test(line.msg))
     t.ok(logged, `${give}: logged at error under its request id`)
@@ -112,6 +114,19 @@ t.test('a worker serving code whose output schema the table does not have yet is
   t.equal(after.status, 200, `the new code's result, checked against the new code's schema: ${after.text}`)
   t.equal(after.json.n, 'one')
   t.equal((await getJson(`${server.url}/api/tasks/drift.value`)).outputSchema.properties.n.type, 'integer', 'while the table still lists the first declaration')
+
+  // A declaration Ajv refuses (a reload would refuse the worker; a crash replacement cannot be):
+  // the table's schema is used, and the worker is not taken for a failing one.
+  await writeFile(modeFile, 'bad')
+  const [strPid] = workerPids(server)
+  process.kill(strPid, 'SIGKILL')
+  await waitFor(() => { const pids = workerPids(server); return pids.length === 1 && pids[0] !== strPid }, 10_000, 'a replacement worker')
+  const [badPid] = workerPids(server)
+  for (let i = 0; i < 5; i++) {
+    const reply = await callTask(server.url, 'drift.value', {})
+    t.equal(reply.status, 200, `call ${i + 1}: checked against the table's schema: ${reply.text}`)
+  }
+  t.same(workerPids(server), [badPid], 'the same worker served them all')
 })
 
 t.test('a msgpack bin is no object: refused with 400 where the input schema wants one, not passed to the task as bytes', async (t) => {

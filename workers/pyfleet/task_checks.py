@@ -110,23 +110,31 @@ def keyword_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
         return None
     if not isinstance(schema, dict):
         return None
-    if "nullable" in schema:
+    if schema.get("nullable") is True:  # false says what JSON Schema says anyway
         types = schema.get("type")
-        example = [*(types if isinstance(types, list) else [types] if isinstance(types, str) else ["number"]), "null"]
-        return f"{path} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's: write \"type\": {json_list(example)} instead"
+        listed = types if isinstance(types, list) else [types] if isinstance(types, str) else []
+        if "null" in listed:
+            advice = "drop it: \"type\" allows null already"
+        elif listed:
+            advice = f"write \"type\": {json_list([*listed, 'null'])} instead"
+        else:
+            advice = "add \"null\" to the value's \"type\" list instead (\"type\": [\"string\", \"null\"])"
+        return f"{path} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's (the OpenAPI 3.1 document would not allow the null): {advice}"
     if schema.get("bytes") is True and "type" in schema:
         return (
-            f"{path} has both \"bytes\": true and \"type\": {schema['type']!r}; a binary value has no JSON type, so no value "
-            f"matches both: drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
+            f"{path} has both \"bytes\": true and \"type\": {schema['type']!r}; a binary value is none of JSON's types: "
+            f"drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
         )
     for key, child in schema.items():
-        if key in _VALUE_KEYWORDS:
-            continue
         if key in _SCHEMA_MAPS and isinstance(child, dict):
             for name, sub in child.items():
+                if key == "dependencies" and isinstance(sub, list):  # draft-07: a list of property names
+                    continue
                 problem = keyword_problem(sub, f"{path}[{key!r}][{name!r}]", depth + 1)
                 if problem is not None:
                     return problem
+            continue
+        if key in _VALUE_KEYWORDS:
             continue
         problem = keyword_problem(child, f"{path}[{key!r}]", depth + 1)
         if problem is not None:

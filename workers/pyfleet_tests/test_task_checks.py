@@ -52,12 +52,14 @@ class OptionsTest(RegistrationTest):
     def test_keywords_that_do_not_mean_what_they_were_written_for_are_refused_saying_what_to_write(self):
         for field in ("schema", "output_schema"):
             with self.subTest(field=field):
-                self.assertRefused(ValueError, rf"^task 't': {field}\['properties'\]\['x'\] has 'nullable', which is OpenAPI 3\.0's and not JSON Schema's: write \"type\": \[\"number\", \"null\"\] instead$",
+                self.assertRefused(ValueError, rf"^task 't': {field}\['properties'\]\['x'\] has 'nullable', which is OpenAPI 3\.0's and not JSON Schema's .*: write \"type\": \[\"number\", \"null\"\] instead$",
                                    **{field: {"type": "object", "properties": {"x": {"type": "number", "nullable": True}}}})
-                self.assertRefused(ValueError, rf"^task 't': {field} has both \"bytes\": true and \"type\": 'string'; a binary value has no JSON type",
+                self.assertRefused(ValueError, r"has 'nullable', .*: drop it: \"type\" allows null already$", **{field: {"type": ["string", "null"], "nullable": True}})
+                self.assertRefused(ValueError, r"\['dependencies'\]\['a'\] has 'nullable'", **{field: {"type": "object", "dependencies": {"a": {"nullable": True}, "b": ["a"]}}})
+                self.assertRefused(ValueError, rf"^task 't': {field} has both \"bytes\": true and \"type\": 'string'; a binary value is none of JSON's types",
                                    **{field: {"bytes": True, "type": "string"}})
-        # Properties so named are names, not keywords.
-        task("named", schema={"type": "object", "properties": {"nullable": {"type": "boolean"}, "bytes": {"bytes": True}}})(takes_input)
+        # Properties so named are names, not keywords; "nullable": false says nothing JSON Schema does not.
+        task("named", schema={"type": "object", "properties": {"nullable": {"type": "boolean"}, "bytes": {"bytes": True}, "s": {"type": "string", "nullable": False}}})(takes_input)
         self.assertIsNotNone(registry.get("named"))
 
     def test_a_schema_holds_json_values_only_and_the_message_points_at_the_bad_one(self):
