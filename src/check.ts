@@ -34,11 +34,14 @@ export async function checkSetup (config: Config): Promise<string> {
   }
 }
 
-/** Writes a log line to stderr if it is a worker's output (its stderr, logged as a line of its own) or a warning or worse. */
+/**
+ * Writes a log line to stderr if it is a warning or worse, or the first worker's output (its
+ * stderr, a line of its own): every worker imports the same modules and prints the same lines.
+ */
 function workerLinesAndWarnings (line: string): void {
   // pino writes the level first: {"level":30,...
   const level = Number(/^\{"level":(\d+)/.exec(line)?.[1] ?? 60)
-  if (level >= 40 || line.includes('"stream":"stderr"')) process.stderr.write(line)
+  if (level >= 40 || (line.includes('"worker":1,') && line.includes('"stream":"stderr"'))) process.stderr.write(line)
 }
 
 /** At most `max` characters, counted as code points (an emoji is not cut in half). */
