@@ -23,8 +23,10 @@ export function checkedResult (reply: ResultMessage, validate: ValidateFunction)
   // wrong values would make a 100 MB answer and a log line too large to write: the first
   // MAX_DETAILS are kept. anyOf/oneOf summaries repeat their branches' errors: not counted.
   const errors = (validate.errors ?? []).filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf')
-  const error = validationError(errors.slice(0, MAX_DETAILS), 'result', validate.schema) as Error & { details?: unknown }
-  const first = mostSpecific(errors)
+  const listed = errors.slice(0, MAX_DETAILS)
+  const error = validationError(listed, 'result', validate.schema) as Error & { details?: unknown }
+  // The error the message names (validationError's choice among those listed).
+  const first = mostSpecific(listed)
   const got = first?.keyword === 'type' ? ` (got ${jsonTypeAt(reply.value, first.instancePath)})` : ''
   const more = errors.length <= 1 ? '' : `; ${errors.length - 1} more${errors.length > MAX_DETAILS ? ` (details lists the first ${MAX_DETAILS})` : ' in details'}`
   return { t: MSG_ERROR, id: reply.id, kind: KIND_INVALID_RESULT, type: 'InvalidResult', message: `${error.message}${got}${more}`, details: error.details }
