@@ -14,7 +14,7 @@ from types import CodeType, FunctionType, MethodType
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional
+    from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 # Code flags, as in inspect: *args, a generator, an async generator.
 CO_VARARGS = 0x04
@@ -58,87 +58,70 @@ _MEANT_TYPE = {"int": "integer", "long": "integer", "float": "number", "double":
 _VALUE_KEYWORDS = frozenset(("default", "const", "enum", "examples", "dependencies"))
 
 
-def type_name_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
+# Keywords whose values map names to schemas: their keys are names (a property may be called "type").
+_SCHEMA_MAPS = frozenset(("properties", "patternProperties", "definitions", "$defs", "dependencies"))
+
+
+def subschemas(schema: Any, path: str, depth: int = 0) -> Iterator[Tuple[Dict[str, Any], str]]:
+    """Every schema (a dict) in ``schema``, itself included, with its path, depth first: the
+    values of keywords that hold data (``default``, ``enum``...) are not walked into, and the
+    keys of name maps (``properties``...) are names, not keywords."""
+    if depth >= 100:
+        return
+    if isinstance(schema, list):
+        for index, child in enumerate(schema):
+            yield from subschemas(child, f"{path}[{index}]", depth + 1)
+        return
+    if not isinstance(schema, dict):
+        return
+    yield schema, path
+    for key, child in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(child, dict):
+            for name, sub in child.items():
+                if not isinstance(sub, list):  # draft-07's dependencies may list property names
+                    yield from subschemas(sub, f"{path}[{key!r}][{name!r}]", depth + 1)
+        elif key not in _VALUE_KEYWORDS:
+            yield from subschemas(child, f"{path}[{key!r}]", depth + 1)
+
+
+def type_name_problem(schema: Any, path: str) -> Optional[str]:
     """A `type` that names no JSON Schema type ("int", "str"), said with the one meant; or None.
 
     Ajv would refuse it too, at the server's start, with errors about its meta-schema only.
     """
-    if depth >= 100:
-        return None
-    if isinstance(schema, list):
-        for index, child in enumerate(schema):
-            problem = type_name_problem(child, f"{path}[{index}]", depth + 1)
-            if problem is not None:
-                return problem
-        return None
-    if not isinstance(schema, dict):
-        return None
-    for key, child in schema.items():
-        if key in _VALUE_KEYWORDS:
-            continue
-        if key == "type" and isinstance(child, (str, list)):
-            for given in child if isinstance(child, list) else [child]:
-                if isinstance(given, str) and given not in _SCHEMA_TYPES:
-                    meant = _MEANT_TYPE.get(given.lower(), given.lower() if given.lower() in _SCHEMA_TYPES else None)
-                    hint = f": write {meant!r}" if meant is not None else ""
-                    return f"{path}[{key!r}] is {given!r}, which is no JSON Schema type (one of {', '.join(_SCHEMA_TYPES)}){hint}"
-            continue
-        problem = type_name_problem(child, f"{path}[{key!r}]", depth + 1)
-        if problem is not None:
-            return problem
+    for node, where in subschemas(schema, path):
+        types = node.get("type")
+        for given in types if isinstance(types, list) else [types]:
+            if isinstance(given, str) and given not in _SCHEMA_TYPES:
+                meant = _MEANT_TYPE.get(given.lower(), given.lower() if given.lower() in _SCHEMA_TYPES else None)
+                hint = f": write {meant!r}" if meant is not None else ""
+                return f"{where}['type'] is {given!r}, which is no JSON Schema type (one of {', '.join(_SCHEMA_TYPES)}){hint}"
     return None
 
 
-# Keywords whose values map names to schemas: their keys are names (a property may be called "nullable").
-_SCHEMA_MAPS = frozenset(("properties", "patternProperties", "definitions", "$defs", "dependencies"))
-
-
-def keyword_problem(schema: Any, path: str, depth: int = 0) -> Optional[str]:
+def keyword_problem(schema: Any, path: str) -> Optional[str]:
     """A keyword Ajv takes but that does not mean what it was written for; or None.
 
     - ``nullable`` is OpenAPI 3.0's, not JSON Schema's: Ajv reads it, but the OpenAPI 3.1
       document (JSON Schema 2020-12) does not, so generated clients would not allow the null.
-    - ``"bytes": True`` beside a ``type``: a binary value has no JSON type, so nothing matches both.
+    - ``"bytes": True`` beside a ``type``: a binary value is none of JSON's types.
     """
-    if depth >= 100:
-        return None
-    if isinstance(schema, list):
-        for index, child in enumerate(schema):
-            problem = keyword_problem(child, f"{path}[{index}]", depth + 1)
-            if problem is not None:
-                return problem
-        return None
-    if not isinstance(schema, dict):
-        return None
-    if schema.get("nullable") is True:  # false says what JSON Schema says anyway
-        types = schema.get("type")
-        listed = types if isinstance(types, list) else [types] if isinstance(types, str) else []
-        if "null" in listed:
-            advice = "drop it: \"type\" allows null already"
-        elif listed:
-            advice = f"write \"type\": {json_list([*listed, 'null'])} instead"
-        else:
-            advice = "add \"null\" to the value's \"type\" list instead (\"type\": [\"string\", \"null\"])"
-        return f"{path} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's (the OpenAPI 3.1 document would not allow the null): {advice}"
-    if schema.get("bytes") is True and "type" in schema:
-        return (
-            f"{path} has both \"bytes\": true and \"type\": {schema['type']!r}; a binary value is none of JSON's types: "
-            f"drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
-        )
-    for key, child in schema.items():
-        if key in _SCHEMA_MAPS and isinstance(child, dict):
-            for name, sub in child.items():
-                if key == "dependencies" and isinstance(sub, list):  # draft-07: a list of property names
-                    continue
-                problem = keyword_problem(sub, f"{path}[{key!r}][{name!r}]", depth + 1)
-                if problem is not None:
-                    return problem
-            continue
-        if key in _VALUE_KEYWORDS:
-            continue
-        problem = keyword_problem(child, f"{path}[{key!r}]", depth + 1)
-        if problem is not None:
-            return problem
+    for node, where in subschemas(schema, path):
+        if node.get("nullable") is True:  # false says what JSON Schema says anyway
+            types = node.get("type")
+            listed = types if isinstance(types, list) else [types] if isinstance(types, str) else []
+            if "null" in listed:
+                advice = "drop it: \"type\" allows null already"
+            elif listed:
+                advice = f"write \"type\": {json_list([*listed, 'null'])} instead"
+            else:
+                advice = "add \"null\" to the value's \"type\" list instead (\"type\": [\"string\", \"null\"])"
+            return f"{where} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's (the OpenAPI 3.1 document would not allow the null): {advice}"
+        if node.get("bytes") is True and "type" in node:
+            return (
+                f"{where} has both \"bytes\": true and \"type\": {node['type']!r}; a binary value is none of JSON's types: "
+                f"drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
+            )
     return None
 
 
