@@ -65,8 +65,12 @@ function addKeywords (ajv: Ajv): void {
   ajv.addKeyword({ keyword: 'bytes', schemaType: 'boolean', errors: true, validate: isBytes })
 }
 
-/** Keywords whose values are data, not schemas: left as they are. */
-const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples'])
+/**
+ * Keywords whose values are left as they are: data, not schemas; and `not` and `if`, whose
+ * schemas are tests, where "no object" would turn into its opposite (`not: {"type": "object"}`
+ * would let a bin through, which Ajv alone refuses, and `if` would send one to `else`).
+ */
+const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples', 'not', 'if'])
 /** Keywords whose values map names to schemas: the names are not keywords (a property may be called "default" or "type"). */
 const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs'])
 

@@ -70,4 +70,8 @@ t.test('binaryIsNoObject: "bytes": false beside object types only, names in sche
   t.equal(validate({ type: 'circle', object: 1, bytes: 2 }), true)
   t.equal(validate({ bytes: 2 }), true)
   t.equal(validate(Buffer.from('x')), false, 'a binary value is no object')
+  // Under not and if, a test: left as Ajv reads it, so that "no object" does not invert there.
+  t.same(binaryIsNoObject({ not: { type: 'object' }, if: { type: 'object' }, then: { type: 'object' } }),
+    { not: { type: 'object' }, if: { type: 'object' }, then: { type: 'object', bytes: false } })
+  t.equal(compileBodyValidator({ not: { type: 'object' } })(Buffer.from('x')), false, 'not-an-object still refuses a bin')
 })
