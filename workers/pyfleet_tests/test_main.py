@@ -28,14 +28,19 @@ class BuiltinModulesTest(unittest.TestCase):
 
 
 class BuiltinSchemasTest(unittest.TestCase):
+    """Read from a worker's ready message (one worker for both tests), so that a new built-in
+    task is checked whether or not its own test file remembers to (diag has none)."""
+
+    @classmethod
+    def setUpClass(cls):
+        code, stdout, stderr = run_worker(["--diag"])
+        assert code == 0, stderr
+        cls.declared = parse_frames(stdout)[0]["tasks"]
+
     def test_every_builtin_task_declares_a_strict_closed_schema_but_echo(self):
-        # Read from a worker's ready message, so that a new built-in task is checked whether or
-        # not its own test file remembers to (diag has none).
         from pyfleet_tests.builtin_tasks_schema import assert_strict_schema
 
-        code, stdout, stderr = run_worker(["--diag"])
-        self.assertEqual(code, 0, stderr)
-        tasks = {task["name"]: task["schema"] for task in parse_frames(stdout)[0]["tasks"]}
+        tasks = {task["name"]: task["schema"] for task in self.declared}
         self.assertEqual(tasks.pop("echo"), {}, "echo takes anything")
         self.assertGreaterEqual(len(tasks), 7)
         for name, schema in tasks.items():
@@ -45,9 +50,7 @@ class BuiltinSchemasTest(unittest.TestCase):
     def test_every_builtin_task_declares_a_strict_output_schema_echos_open(self):
         from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema
 
-        code, stdout, stderr = run_worker(["--diag"])
-        self.assertEqual(code, 0, stderr)
-        tasks = {task["name"]: task["outputSchema"] for task in parse_frames(stdout)[0]["tasks"]}
+        tasks = {task["name"]: task["outputSchema"] for task in self.declared}
         self.assertEqual(tasks.pop("echo"), {}, "echo returns anything")
         self.assertGreaterEqual(len(tasks), 7)
         for name, schema in tasks.items():
