@@ -10,6 +10,7 @@ import type { PoolTask } from './pool/worker-pool.js'
 import { ValidationError, withExtras } from './errors.js'
 import { DefaultsChecker } from './schema-defaults.js'
 import { distance } from './edit-distance.js'
+import { isSchemaObject, mapSubschemas } from './schema-walk.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
@@ -66,39 +67,21 @@ function addKeywords (ajv: Ajv): void {
 }
 
 /**
- * Keywords whose values are left as they are: data, not schemas; and `not` and `if`, whose
- * schemas are tests, where "no object" would turn into its opposite (`not: {"type": "object"}`
- * would let a bin through, which Ajv alone refuses, and `if` would send one to `else`).
- */
-const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples', 'not', 'if'])
-/** Keywords whose values map names to schemas: the names are not keywords (a property may be called "default" or "type"). */
-const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs'])
-
-/**
  * `schema` as compiled for checking values: `"bytes": false` beside every `type` that allows
  * "object" and says nothing of bytes, because Ajv takes a binary value (a Buffer) for an
  * object: a msgpack bin where a task expects a map would pass an open object schema and
  * reach the task as bytes, and a result's bytes would pass an output schema's object. The
- * schema served (GET /api/tasks, OpenAPI) stays the task's own.
+ * schema served (GET /api/tasks, OpenAPI) stays the task's own. Left as they are: `not` and
+ * `if`, whose schemas are tests, where "no object" would turn into its opposite
+ * (`not: {"type": "object"}` would let a bin through, which Ajv alone refuses, and `if`
+ * would send one to `else`).
  */
 export function binaryIsNoObject (schema: unknown): unknown {
-  if (Array.isArray(schema)) return schema.map(binaryIsNoObject)
-  if (schema === null || typeof schema !== 'object') return schema
-  const out: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(schema)) {
-    if (DATA_KEYWORDS.has(key) || value === null || typeof value !== 'object') out[key] = value
-    else if (SCHEMA_MAPS.has(key) && !Array.isArray(value)) out[key] = mapValues(value, binaryIsNoObject)
-    // draft-07's dependencies: a list of property names, or a schema, for each name.
-    else if (key === 'dependencies' && !Array.isArray(value)) out[key] = mapValues(value, (inner) => Array.isArray(inner) ? inner : binaryIsNoObject(inner))
-    else out[key] = binaryIsNoObject(value)
-  }
+  if (!isSchemaObject(schema)) return schema
+  const out = mapSubschemas(schema, (inner, keyword) => keyword === 'not' || keyword === 'if' ? inner : binaryIsNoObject(inner))
   const { type } = out
   if ((type === 'object' || (Array.isArray(type) && type.includes('object'))) && !('bytes' in out)) out.bytes = false
   return out
-}
-
-function mapValues (map: object, each: (value: unknown) => unknown): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(map).map(([name, value]) => [name, each(value)]))
 }
 
 function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): ValidateFunction {

@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { MSGPACK_TYPES } from './body.js'
+import { hasBytes, isSchemaObject, mapSubschemas } from '../schema-walk.js'
+import { ERROR_SCHEMA, HEALTH_SCHEMA, QUEUE_STATS_SCHEMA, READY_SCHEMA, RELOAD_RESULT_SCHEMA, TASK_DESCRIPTION_SCHEMA, TASK_LIST_SCHEMA } from './service-schemas.js'
 
 type Json = Record<string, unknown>
 
@@ -30,7 +32,8 @@ function error (status: number, used: Set<number>): Json {
 /** One status's error response, naming the codes errors.ts answers it with. */
 function errorResponse (status: number): Json {
   const codes = ERROR_CODES.filter(({ statusCode }) => statusCode === status).map(({ code }) => `\`${code}\``)
-  const headers: Json = { 'x-request-id': { $ref: '#/components/headers/RequestId' } }
+  // server-timing: on the answers of calls that reached the queue (a task's 422, 500, 503 QUEUE_TIMEOUT...).
+  const headers: Json = { 'x-request-id': { $ref: '#/components/headers/RequestId' }, 'server-timing': { $ref: '#/components/headers/ServerTiming' } }
   if (status === 503) headers['retry-after'] = { description: 'seconds to wait before trying again', schema: { type: 'integer' } }
   return { description: `an error: ${codes.join(', ')} (see its \`code\` and \`message\`)`, headers, content: ERROR_CONTENT }
 }
@@ -58,31 +61,54 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
 }
 
 /**
+ * How a component is read: a JSON body, which cannot carry binary values (`bytes` matches
+ * nothing there); a JSON answer, which writes them as base64 strings; or msgpack, where they
+ * are bins, which JSON Schema has no type for (the `x-pyfleet-bytes` extension says it).
+ */
+type View = 'jsonBody' | 'jsonAnswer' | 'msgpack'
+
+/**
  * A task's schema as a component of its own, in OpenAPI 3.1's dialect (JSON Schema
  * 2020-12) rather than Ajv's draft-07, which most OpenAPI tools would not read:
  * - local references (#/definitions/...) point into the schema, and would resolve against
  *   the document's root: they are rewritten to point into the component;
  * - draft-07's tuples (`items` as an array, `additionalItems`) become `prefixItems` and `items`;
- * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`, and in
- *   a JSON answer (`asJsonAnswer`), where bytes are written as base64, a base64 string too.
+ * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`, with
+ *   what it means in the component's view.
  */
-function schemaComponent (schema: unknown, pointer: string, asJsonAnswer = false): unknown {
-  if (Array.isArray(schema)) return schema.map((inner) => schemaComponent(inner, pointer, asJsonAnswer))
-  if (schema === null || typeof schema !== 'object') return schema
+function schemaComponent (schema: unknown, pointer: string, view: View): unknown {
+  if (!isSchemaObject(schema)) return schema
+  const tuple = Array.isArray(schema.items)
   const out: Json = {}
-  const tuple = Array.isArray((schema as Json).items)
-  for (const [key, inner] of Object.entries(schema)) {
-    if (key === '$ref' && typeof inner === 'string' && inner.startsWith('#')) out.$ref = `${pointer}${inner.slice(1)}`
-    else if (key === 'bytes' && typeof inner === 'boolean') {
-      out['x-pyfleet-bytes'] = inner
-      if (asJsonAnswer && inner) Object.assign(out, { type: 'string', contentEncoding: 'base64' })
-    } else if (tuple && key === 'items') out.prefixItems = schemaComponent(inner, pointer, asJsonAnswer)
-    else if (tuple && key === 'additionalItems') out.items = schemaComponent(inner, pointer, asJsonAnswer)
-    // Under not and oneOf, a base64 string as well as bytes would change what the schema
-    // matches: {"oneOf": [{"bytes": true}, {"type": "string"}]} would match no string at all.
-    else out[key] = schemaComponent(inner, pointer, asJsonAnswer && key !== 'not' && key !== 'oneOf')
+  for (const [key, value] of Object.entries(mapSubschemas(schema, (inner) => schemaComponent(inner, pointer, view)))) {
+    if (key === '$ref' && typeof value === 'string' && value.startsWith('#')) out.$ref = `${pointer}${value.slice(1)}`
+    else if (key === 'bytes' && typeof value === 'boolean') out['x-pyfleet-bytes'] = value
+    else if (tuple && key === 'items') out.prefixItems = value
+    else if (tuple && key === 'additionalItems') out.items = value
+    else out[key] = value
   }
+  if (schema.bytes === true && view === 'jsonBody') out.not = {}
+  if (schema.bytes === true && view === 'jsonAnswer') Object.assign(out, { type: 'string', contentEncoding: 'base64' })
+  if (view === 'jsonAnswer') loosenForJsonAnswer(schema, out)
   return out
+}
+
+/**
+ * In a JSON answer a binary value is a base64 string, which no schema can tell from a
+ * string. Where `not`, `oneOf` or `if` would have to, the JSON answer's schema says less,
+ * so that every answer the task may give matches it: such a `not` and `if` (with its
+ * branches) are left out, and such a `oneOf` becomes an `anyOf` (`{"oneOf": [{"bytes":
+ * true}, {"type": "string"}]}` would otherwise match no answer at all).
+ */
+function loosenForJsonAnswer (schema: Json, out: Json): void {
+  if (hasBytes(schema.not)) delete out.not
+  if (hasBytes(schema.if)) for (const key of ['if', 'then', 'else']) delete out[key]
+  if (Array.isArray(schema.oneOf) && schema.oneOf.some(hasBytes)) {
+    const branches = out.oneOf
+    delete out.oneOf
+    if (out.anyOf === undefined) out.anyOf = branches
+    else out.allOf = [...(Array.isArray(out.allOf) ? out.allOf : []), { anyOf: branches }]
+  }
 }
 
 /**
@@ -90,23 +116,20 @@ function schemaComponent (schema: unknown, pointer: string, asJsonAnswer = false
  * document may hold once only (the output schema may appear twice, and share its input's);
  * the component's own references were rewritten to point into it, and need none.
  */
-function taskComponent (schema: unknown, name: string, asJsonAnswer = false): unknown {
-  const component = schemaComponent(schema, `#/components/schemas/${name}`, asJsonAnswer)
-  if (component !== null && typeof component === 'object' && '$id' in component) delete (component as Json).$id
+function taskComponent (schema: unknown, name: string, view: View): unknown {
+  const component = schemaComponent(schema, `#/components/schemas/${name}`, view)
+  if (isSchemaObject(component) && '$id' in component) delete component.$id
   return component
 }
 
 /**
- * A task's output schema as components: one for JSON answers and, when the schema has
- * binary values (written as base64 in JSON), one for msgpack answers. Empty without one.
+ * A schema as components: `name` in the JSON view and, when the schema has binary values
+ * (which JSON reads otherwise), `<name>_msgpack` for msgpack bodies and answers.
  */
-function outputComponents (task: Task, operationId: string): Json {
-  if (task.outputSchema === null) return {}
-  const name = `${operationId}_output`
-  const forJson = taskComponent(task.outputSchema, name, true)
-  const same = taskComponent(task.outputSchema, name)
-  if (JSON.stringify(forJson) === JSON.stringify(same)) return { [name]: forJson }
-  return { [name]: forJson, [`${name}_msgpack`]: taskComponent(task.outputSchema, `${name}_msgpack`) }
+function viewComponents (schema: unknown, name: string, jsonView: View): Json {
+  const forJson = taskComponent(schema, name, jsonView)
+  if (!hasBytes(schema)) return { [name]: forJson }
+  return { [name]: forJson, [`${name}_msgpack`]: taskComponent(schema, `${name}_msgpack`, 'msgpack') }
 }
 
 /**
@@ -127,10 +150,13 @@ function queryOptions (task: Task, schemaRef: string): Json[] {
   }))
 }
 
-function taskOperation (task: Task, operationId: string, schemaRef: string, outputs: Json, used: Set<number>): Json {
+/** A task's operation; `components` are its schemas' (viewComponents). */
+function taskOperation (task: Task, operationId: string, components: Json, used: Set<number>): Json {
   const summary = task.doc.split('\n')[0].trim() || task.name
-  const input = { schema: { $ref: schemaRef } }
-  const content: Json = Object.fromEntries(['application/json', ...MSGPACK_TYPES].map((type) => [type, input]))
+  const input = `${operationId}_input`
+  const output = `${operationId}_output`
+  const content: Json = { 'application/json': { schema: firstRef(components, input) } }
+  for (const type of MSGPACK_TYPES) content[type] = { schema: firstRef(components, `${input}_msgpack`, input) }
   for (const type of task.raw) {
     content[type] = { schema: type === 'application/octet-stream' ? { type: 'string', contentMediaType: type } : { type: 'string' } }
   }
@@ -138,7 +164,7 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, outp
     200: {
       description: 'the task\'s return value: JSON, or msgpack with `Accept: application/msgpack` (in JSON, bytes are base64 strings and integers past 2^53 decimal strings)',
       headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' }, 'server-timing': { $ref: '#/components/headers/ServerTiming' } },
-      content: { 'application/json': { schema: outputRef(outputs, `${operationId}_output`) }, 'application/msgpack': { schema: outputRef(outputs, `${operationId}_output_msgpack`, `${operationId}_output`) } }
+      content: { 'application/json': { schema: firstRef(components, output) }, 'application/msgpack': { schema: firstRef(components, `${output}_msgpack`, output) } }
     }
   }
   for (const status of CALL_ERRORS) responses[status] = error(status, used)
@@ -152,7 +178,7 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, outp
       parameters: [
         { $ref: '#/components/parameters/RequestId' },
         { $ref: '#/components/parameters/RequestTimeout' },
-        ...(task.raw.length > 0 ? queryOptions(task, schemaRef) : [])
+        ...(task.raw.length > 0 ? queryOptions(task, `#/components/schemas/${input}`) : [])
       ],
       requestBody: { required: true, content },
       responses,
@@ -162,14 +188,19 @@ function taskOperation (task: Task, operationId: string, schemaRef: string, outp
   }
 }
 
-/** A reference to the first of `names` among the output components, or `{}` (anything) when the task declares no output schema. */
-function outputRef (outputs: Json, ...names: string[]): Json {
-  const name = names.find((n) => n in outputs)
+/** A reference to the first of `names` among `components`, or `{}` (anything): a task without an output schema. */
+function firstRef (components: Json, ...names: string[]): Json {
+  const name = names.find((n) => n in components)
   return name === undefined ? {} : { $ref: `#/components/schemas/${name}` }
 }
 
+/** A JSON answer with its x-request-id (every answer has one). */
 function json (description: string, schema: Json = { type: 'object' }): Json {
-  return { description, content: { 'application/json': { schema } } }
+  return { description, headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: { 'application/json': { schema } } }
+}
+
+function componentRef (name: string): Json {
+  return { $ref: `#/components/schemas/${name}` }
 }
 
 /** The whole document, for these tasks. */
@@ -180,21 +211,22 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
   const ids = operationIds(tasks)
   for (const task of tasks) {
     const operationId = ids.get(task) ?? task.name
-    const pointer = `#/components/schemas/${operationId}_input`
-    taskSchemas[`${operationId}_input`] = taskComponent(task.schema, `${operationId}_input`)
-    const outputs = outputComponents(task, operationId)
-    Object.assign(taskSchemas, outputs)
-    paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, pointer, outputs, used)
+    const components = {
+      ...viewComponents(task.schema, `${operationId}_input`, 'jsonBody'),
+      ...(task.outputSchema === null ? {} : viewComponents(task.outputSchema, `${operationId}_output`, 'jsonAnswer'))
+    }
+    Object.assign(taskSchemas, components)
+    paths[`/api/tasks/${task.name}`] = taskOperation(task, operationId, components, used)
   }
-  paths['/api/tasks'] = { get: { operationId: 'listTasks', tags: ['tasks'], summary: 'every task, with its input schema, raw content types, timeout and concurrency limit', responses: { 200: json('the tasks', { type: 'object', properties: { tasks: { type: 'array', items: { $ref: '#/components/schemas/TaskDescription' } } } }) } } }
-  paths['/api/tasks/{name}'] = { get: { operationId: 'describeTask', tags: ['tasks'], summary: 'one task\'s description', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } }], responses: { 200: json('the task', { $ref: '#/components/schemas/TaskDescription' }), 404: error(404, used) } } }
+  paths['/api/tasks'] = { get: { operationId: 'listTasks', tags: ['tasks'], summary: 'every task, with its input schema, raw content types, timeout and concurrency limit', responses: { 200: json('the tasks', componentRef('TaskList')) } } }
+  paths['/api/tasks/{name}'] = { get: { operationId: 'describeTask', tags: ['tasks'], summary: 'one task\'s description', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } }], responses: { 200: json('the task', componentRef('TaskDescription')), 404: error(404, used) } } }
   paths['/api/openapi.json'] = { get: { operationId: 'openApi', tags: ['service'], summary: 'this document', responses: { 200: json('OpenAPI 3.1') } } }
-  paths['/api/queue-stats'] = { get: { operationId: 'queueStats', tags: ['service'], summary: 'a snapshot of the pool, the queue and the workers', responses: { 200: json('the snapshot') } } }
-  paths['/health'] = { get: { operationId: 'health', tags: ['service'], summary: 'liveness: 503 while the event loop, heap or RSS is past its limit', responses: { 200: json('live'), 503: { description: 'under pressure: `FST_UNDER_PRESSURE`, with Retry-After', content: ERROR_CONTENT } } } }
-  paths['/ready'] = { get: { operationId: 'ready', tags: ['service'], summary: 'readiness: 503 while no worker can serve or the server drains', responses: { 200: json('ready'), 503: json('not ready') } } }
-  paths['/metrics'] = { get: { operationId: 'metrics', tags: ['service'], summary: 'Prometheus text exposition', responses: { 200: { description: 'the metrics', content: { 'text/plain': { schema: { type: 'string' } } } } } } }
+  paths['/api/queue-stats'] = { get: { operationId: 'queueStats', tags: ['service'], summary: 'a snapshot of the pool, the queue and the workers', responses: { 200: json('the snapshot', componentRef('QueueStats')) } } }
+  paths['/health'] = { get: { operationId: 'health', tags: ['service'], summary: 'liveness: 503 while the event loop, heap or RSS is past its limit', responses: { 200: json('live', componentRef('Health')), 503: { description: 'under pressure: `FST_UNDER_PRESSURE`, with Retry-After', headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: ERROR_CONTENT } } } }
+  paths['/ready'] = { get: { operationId: 'ready', tags: ['service'], summary: 'readiness: 503 while no worker can serve or the server drains', responses: { 200: json('ready', componentRef('Ready')), 503: json('not ready', componentRef('Ready')) } } }
+  paths['/metrics'] = { get: { operationId: 'metrics', tags: ['service'], summary: 'Prometheus text exposition', responses: { 200: { description: 'the metrics', headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: { 'text/plain': { schema: { type: 'string' } } } } } } }
   if (facts.adminRoutes) {
-    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served'), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
+    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served', componentRef('ReloadResult')), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
   }
   return {
     openapi: '3.1.0',
@@ -216,30 +248,13 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
     components: {
       schemas: {
         ...taskSchemas,
-        Error: {
-          type: 'object',
-          required: ['statusCode', 'code', 'error', 'message'],
-          properties: {
-            statusCode: { type: 'integer' },
-            code: { type: 'string', description: 'what happened, for programs: INVALID_INPUT, QUEUE_FULL, ... (README, "HTTP API")' },
-            error: { type: 'string', description: 'the status\'s reason phrase' },
-            message: { type: 'string', description: 'what went wrong and what to change, for people' },
-            details: { description: 'validation errors, a parse error\'s place, or a task\'s own details (422)' }
-          }
-        },
-        TaskDescription: {
-          type: 'object',
-          required: ['name', 'description', 'schema', 'outputSchema', 'timeoutMs', 'raw', 'maxConcurrency'],
-          properties: {
-            name: { type: 'string' },
-            description: { type: 'string' },
-            schema: { type: ['object', 'boolean'], description: 'the input\'s JSON schema (draft-07)' },
-            outputSchema: { type: ['object', 'boolean', 'null'], description: 'the return value\'s JSON schema (draft-07), null when the task declares none' },
-            timeoutMs: { type: 'integer' },
-            raw: { type: 'array', items: { type: 'string' } },
-            maxConcurrency: { type: 'integer' }
-          }
-        }
+        Error: ERROR_SCHEMA,
+        TaskDescription: TASK_DESCRIPTION_SCHEMA,
+        TaskList: TASK_LIST_SCHEMA,
+        Health: HEALTH_SCHEMA,
+        Ready: READY_SCHEMA,
+        QueueStats: QUEUE_STATS_SCHEMA,
+        ReloadResult: RELOAD_RESULT_SCHEMA
       },
       responses: Object.fromEntries(ERROR_STATUSES.filter((status) => used.has(status)).map((status) => [`Status${status}`, errorResponse(status)])),
       parameters: {
@@ -247,8 +262,8 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
         RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }
       },
       headers: {
-        RequestId: { description: 'the request\'s id: yours, or one made for it', schema: { type: 'string' } },
-        ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>', schema: { type: 'string' } }
+        RequestId: { description: 'the request\'s id: yours, or one made for it; on every answer', required: true, schema: { type: 'string', minLength: 1 } },
+        ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>: on answers to calls that reached the queue', schema: { type: 'string', pattern: '^queue;dur=[0-9.]+(, run;dur=[0-9.]+)?$' } }
       },
       ...(facts.adminRoutes ? { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } } : {})
     }
