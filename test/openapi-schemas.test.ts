@@ -80,3 +80,12 @@ t.test('a JSON answer\'s schema: bytes are base64 strings, and where a test woul
   t.same(properties.choice, { oneOf: [{ type: 'integer' }, { type: 'string' }] }, 'a oneOf without bytes is kept')
   t.same(schemas.task_t_output_msgpack.properties.either, { oneOf: [{ 'x-pyfleet-bytes': true }, { type: 'string' }] }, 'the msgpack answer\'s is as declared')
 })
+
+t.test('every operation has a default answer: an error in the Error shape', async (t) => {
+  const task = { name: 't', doc: '', docstring: '', schema: {}, outputSchema: null, raw: [], rawField: null, inputFields: new Set(), timeoutMs: 1, maxConcurrency: 1 } as unknown as Task
+  const document = openApiDocument([task], { version: '0', adminRoutes: true }) as Json
+  const operations = Object.values(document.paths as Json).flatMap((path) => Object.values(path as Json))
+  t.ok(operations.length >= 9)
+  t.ok(operations.every((operation) => operation.responses.default?.$ref === '#/components/responses/Other'), 'on each')
+  t.same(document.components.responses.Other.content['application/json'].schema, { $ref: '#/components/schemas/Error' })
+})

@@ -228,6 +228,12 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
   if (facts.adminRoutes) {
     paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served', componentRef('ReloadResult')), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
   }
+  // Any route may answer what its operation does not list: a request pipelined behind an
+  // answer that closes the connection gets a 400, a task a reload removed since this
+  // document was read a 404.
+  for (const path of Object.values(paths) as Json[]) {
+    for (const operation of Object.values(path) as Array<{ responses: Json }>) operation.responses.default = { $ref: '#/components/responses/Other' }
+  }
   return {
     openapi: '3.1.0',
     info: {
@@ -256,7 +262,10 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
         QueueStats: QUEUE_STATS_SCHEMA,
         ReloadResult: RELOAD_RESULT_SCHEMA
       },
-      responses: Object.fromEntries(ERROR_STATUSES.filter((status) => used.has(status)).map((status) => [`Status${status}`, errorResponse(status)])),
+      responses: {
+        ...Object.fromEntries(ERROR_STATUSES.filter((status) => used.has(status)).map((status) => [`Status${status}`, errorResponse(status)])),
+        Other: { description: 'another error, in the same shape: a request pipelined behind an answer that closes the connection (400), a task a reload has removed since this document was read (404)...', headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: ERROR_CONTENT }
+      },
       parameters: {
         RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
         RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }

@@ -11,7 +11,7 @@ type Json = Record<string, any>
 
 export interface Answer { status: number, headers: Headers, body: Buffer }
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' })
 
 /** `~` and `/` escaped for a JSON pointer. */
 function escaped (key: string): string {
