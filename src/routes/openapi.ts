@@ -61,8 +61,8 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
 }
 
 /**
- * How a component is read: a JSON body, which cannot carry binary values (`bytes` matches
- * nothing there); a JSON answer, which writes them as base64 strings; or msgpack, where they
+ * How a component is read: a JSON body, which cannot carry binary values (a `bytes` schema
+ * is `false` there); a JSON answer, which writes them as base64 strings; or msgpack, where they
  * are bins, which JSON Schema has no type for (the `x-pyfleet-bytes` extension says it).
  */
 type View = 'jsonBody' | 'jsonAnswer' | 'msgpack'
@@ -78,6 +78,9 @@ type View = 'jsonBody' | 'jsonAnswer' | 'msgpack'
  */
 function schemaComponent (schema: unknown, pointer: string, view: View): unknown {
   if (!isSchemaObject(schema)) return schema
+  // `false` rather than a `not: {}` beside the extension: generators type it `never` (so
+  // `anyOf: [string, bytes]` is a string), where `not: {}` becomes `unknown`.
+  if (schema.bytes === true && view === 'jsonBody') return false
   const tuple = Array.isArray(schema.items)
   const out: Json = {}
   for (const [key, value] of Object.entries(mapSubschemas(schema, (inner) => schemaComponent(inner, pointer, view)))) {
@@ -87,7 +90,6 @@ function schemaComponent (schema: unknown, pointer: string, view: View): unknown
     else if (tuple && key === 'additionalItems') out.items = value
     else out[key] = value
   }
-  if (schema.bytes === true && view === 'jsonBody') out.not = {}
   if (schema.bytes === true && view === 'jsonAnswer') Object.assign(out, { type: 'string', contentEncoding: 'base64' })
   if (view === 'jsonAnswer') loosenForJsonAnswer(schema, out)
   return out
