@@ -175,13 +175,14 @@ class Baseline:
             self._warned.update((task_name, what) for what in new)
             log.warning("task %r %s; undone after the call (logged once per task and worker)", task_name, "; ".join(new))
 
-    def restore(self, task_name: str, reply: Dict[str, Any]) -> None:
+    def restore(self, task_name: str, reply: Dict[str, Any], raised: Optional[BaseException] = None) -> None:
         """Put back what the call changed, and log once per task and kind what that was.
 
-        In a process that os.fork() made during the call, this ends the process instead.
+        In a process that os.fork() made during the call, this ends the process instead,
+        with the status ``raised`` (what the task raised, if it did) calls for.
         """
         if changes.pop("fork", False) and os.getpid() != self.pid:
-            _exit_forked_child(task_name, reply)
+            _exit_forked_child(task_name, reply, raised)
         changes.pop("fds", None)
         put_back = self._std_fds.restore()  # first: the warning below is written to fd 2
         for name in ("stdin", "stdout", "stderr"):
@@ -237,15 +238,15 @@ def _describe(key: Any) -> str:
         return f"the handler of signal {number}"
 
 
-def _exit_forked_child(task_name: str, reply: Dict[str, Any]) -> None:
+def _exit_forked_child(task_name: str, reply: Dict[str, Any], raised: Optional[BaseException]) -> None:
     """End a process that os.fork() made in a task and that returned from it.
 
     It shares the worker's protocol pipes: a reply from it would answer the
     worker's call, and it would go on to read the worker's next call. So it
     writes nothing there and flushes nothing; it exits 0 if the task returned
-    in it, 1 if the task raised.
+    in it, with sys.exit()'s status if it called that, and 1 if the task raised.
     """
-    status = _child_status(reply)
+    status = _child_status(raised)
     try:
         if status is None:
             log.error(
@@ -255,22 +256,22 @@ def _exit_forked_child(task_name: str, reply: Dict[str, Any]) -> None:
         else:
             log.warning(
                 "task %r: a process it forked (pid %d) %s; it exits here with status %d (end a child with os._exit)",
-                task_name, os.getpid(), "called sys.exit()" if reply.get("type") == "SystemExit" else "returned from the task", status,
+                task_name, os.getpid(), "called sys.exit()" if raised is not None else "returned from the task", status,
             )
     finally:
         os._exit(1 if status is None else status)
 
 
-def _child_status(reply: Dict[str, Any]) -> Optional[int]:
-    """The exit status for a forked child: 0 if it returned, sys.exit()'s code as Python would make it, None if it raised."""
-    if reply.get("t") == "result":
+def _child_status(raised: Optional[BaseException]) -> Optional[int]:
+    """The exit status for a forked child, as Python makes it: 0 if the task returned, sys.exit()'s
+    code if it called that (None: 0, an int or a bool: itself, anything else: 1), None if it raised."""
+    if raised is None:
         return 0
-    if reply.get("type") != "SystemExit":
+    if not isinstance(raised, SystemExit):
         return None
-    code = reply.get("message", "")  # str(SystemExit(code)): "" for sys.exit(), the code's text otherwise
-    if code in ("", "None"):
+    code = raised.code
+    if code is None:
         return 0
-    try:
-        return int(code) & 0xFF
-    except ValueError:
-        return 1  # sys.exit("message"): Python exits 1
+    if isinstance(code, int):  # bool too: sys.exit(not ok)
+        return code & 0xFF
+    return 1  # sys.exit("message"): Python prints it and exits 1

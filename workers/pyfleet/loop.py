@@ -44,6 +44,7 @@ class Runner:
         if task is None:
             return protocol.error(call_id, protocol.KIND_FAILED, "UnknownTask", f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
+        raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
             try:
                 task_input = message.get("input")
@@ -62,8 +63,10 @@ class Runner:
                         value = self._run_past(own, exc, task.name)
                 reply = protocol.result(call_id, value)
             except TaskError as exc:
+                raised = exc
                 reply = _rejected(call_id, exc)
             except BaseException as exc:
+                raised = exc
                 # Not only Exception: KeyboardInterrupt, SystemExit (a library calling
                 # sys.exit()), asyncio.CancelledError and GeneratorExit raised by a task
                 # are its failures too (500), not a reason to lose the worker. The runtime
@@ -76,7 +79,7 @@ class Runner:
         base = self._baseline
         try:
             if _changes or sys.stdout is not base.stdout or sys.stderr is not base.stderr or sys.stdin is not base.stdin:
-                base.restore(task.name, reply)  # in a process the task forked, this exits
+                base.restore(task.name, reply, raised)  # in a process the task forked, this exits
             if self._loop is not None or "asyncio" in sys.modules:
                 self._check_event_loop(task.name)
         except BaseException:  # a handler the task left ran just now and raised: the reply stands

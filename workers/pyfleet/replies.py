@@ -82,13 +82,17 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
         problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
         if problem is not None:
             body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem) | {"traceback": ""})
-    except Exception as exc:  # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ...
+    # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ..., and whatever the
+    # task's own code raises while its values are converted (a set member's __lt__, a date
+    # subclass's isoformat()): SystemExit and KeyboardInterrupt too, which are the call's
+    # failure, as when the task raises them, not the worker's end.
+    except BaseException as exc:
         try:
             why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
             # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
             # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
             body = protocol.encode(failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
-        except Exception as problem:
+        except BaseException as problem:
             body = protocol.encode(unreportable(call_id, problem))
     if len(body) > max_frame_bytes:
         what = "result" if is_result else f"{reply.get('type')} reply"

@@ -292,6 +292,11 @@ class ForkExitTest(WorkerTest):
         self.assertEqual(values, [3, 0, "after"])
         self.assertIn("called sys.exit(); it exits here with status 3", stderr)
 
+    def test_the_status_is_the_one_python_gives_each_kind_of_code(self):
+        # sys.exit(not ok) is common; a string is printed, and the status is 1 whatever it says.
+        values, _ = self.calls(("g.fork_exit", False), ("g.fork_exit", True), ("g.fork_exit", "3"), ("g.fork_exit", 256 + 7))
+        self.assertEqual(values, [0, 1, 1, 7])
+
 
 class StreamsTest(WorkerTest):
     def test_detaching_stdout_to_rewrap_it_leaves_later_prints_working(self):

@@ -467,6 +467,26 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual(big["message"], "the details of the TaskError cannot be sent: at ['n'], an integer of 71 bits does not fit msgpack's 64; send it as a str")
         self.assertEqual(odd["message"], "the details of the TaskError cannot be sent: at ['o'], a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
+    def test_an_exit_raised_while_the_result_is_converted_fails_the_call_not_the_worker(self):
+        class Interrupts:
+            def __lt__(self, other):
+                raise KeyboardInterrupt
+
+        class Exits(datetime.date):
+            def isoformat(self):
+                raise SystemExit(2)
+
+        task("sorts")(lambda _input: {"s": {Interrupts(), Interrupts()}})
+        task("dates")(lambda _input: [Exits(2026, 1, 1)])
+        stdin = io.BytesIO(b"".join(frame({"t": "call", "id": i, "task": name, "input": 2, "requestId": "r"}) for i, name in enumerate(["sorts", "dates", "double"], 1)))
+        stdout = io.BytesIO()
+        serve(stdin, stdout, 1 << 26)
+        _, sorts, dates, double = read_all_frames(stdout.getvalue())
+        self.assertEqual((sorts["kind"], sorts["type"]), ("failed", "KeyboardInterrupt"))
+        self.assertTrue(sorts["message"].startswith("the result cannot be sent"), sorts["message"])
+        self.assertEqual((dates["kind"], dates["type"]), ("failed", "SystemExit"))
+        self.assertEqual(double["value"], 4, "the worker goes on")
+
     def test_an_unsendable_result_says_what_it_is(self):
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"n": -(2 ** 64)}), 1 << 20), raw=False)
         self.assertEqual(reply["message"], "the result cannot be sent: at ['n'], an integer below -2^63 does not fit msgpack's 64 bits; send it as a str")
