@@ -41,6 +41,8 @@ export class Reloader {
   /** Workers created before the last reload began run the code from before it; with the check that reload applied. */
   #reloaded: { before: number, accept: ((spare: PythonWorker) => void) | undefined } = { before: 0, accept: undefined }
   #reloading: Promise<ReloadResult> | undefined
+  /** The reload asked for while one ran: it starts when that one ends. */
+  #next: Promise<ReloadResult> | undefined
 
   constructor (options: ReloaderOptions) {
     this.#options = options
@@ -51,9 +53,22 @@ export class Reloader {
 
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
-    // One reload at a time: a second request joins the one in progress.
-    this.#reloading ??= this.#reloadAll(acceptTasks).finally(() => { this.#reloading = undefined })
-    return await this.#reloading
+    const running = this.#reloading
+    if (running === undefined) return await this.#start(acceptTasks)
+    // One reload at a time. A request while one runs does not join it: the code may have
+    // changed since it began (a save during a SIGHUP's reload), and the workers it started
+    // meanwhile count as new. It gets a reload of its own after that one, shared with any
+    // other request made meanwhile.
+    this.#next ??= running.catch(() => undefined).then(async () => {
+      this.#next = undefined
+      return await this.#start(acceptTasks)
+    })
+    return await this.#next
+  }
+
+  #start (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
+    this.#reloading = this.#reloadAll(acceptTasks).finally(() => { this.#reloading = undefined })
+    return this.#reloading
   }
 
   async #reloadAll (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {

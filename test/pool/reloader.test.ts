@@ -41,3 +41,15 @@ t.test('with start failures and nothing starting (backing off), it fails at once
   const error = await reloader(supervisor, 60_000).reload().catch((e: unknown) => e)
   t.match(error, { message: /every slot is restarting after failed starts/ })
 })
+
+t.test('a reload asked for while one runs is not joined to it: it runs after it, once for every request made meanwhile', async (t) => {
+  const reloads = reloader(crashLooping(), 200)
+  const first = reloads.reload().catch((e: unknown) => e)
+  const second = reloads.reload().catch((e: unknown) => e)
+  const third = reloads.reload().catch((e: unknown) => e)
+  const [firstError, secondError, thirdError] = await Promise.all([first, second, third])
+  t.ok(firstError instanceof ReloadFailedError && secondError instanceof ReloadFailedError)
+  t.not(secondError, firstError, 'a reload of its own')
+  t.equal(thirdError, secondError, 'shared by the requests made while the first ran')
+  t.notOk(reloads.isActive, 'and none is left running')
+})
