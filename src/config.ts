@@ -85,6 +85,11 @@ export const MAX_TIMER_MS = 2 ** 31 - 1
 /** What main.ts's shutdown backstop adds to the drain and the workers' stop. */
 export const SHUTDOWN_BACKSTOP_MARGIN_MS = 5_000
 
+/** How long main.ts lets a shutdown take before it exits anyway: the drain, the workers' stop (SIGTERM, then SIGKILL), and a margin. */
+export function shutdownBackstopMs ({ shutdownGraceMs, workerStopGraceMs }: Pick<Config, 'shutdownGraceMs' | 'workerStopGraceMs'>): number {
+  return shutdownGraceMs + 2 * workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS
+}
+
 type Env = Readonly<Record<string, string | undefined>>
 
 function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -220,7 +225,7 @@ export function loadConfig (env: Env): Config {
     lookalikes: Object.freeze(lookalikeSettings(env))
   }
   // main.ts's shutdown backstop waits this long; past Node's longest timer it would fire at once.
-  if (config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS > MAX_TIMER_MS) {
+  if (shutdownBackstopMs(config) > MAX_TIMER_MS) {
     throw new ConfigError(`SHUTDOWN_GRACE_MS + 2 × WORKER_STOP_GRACE_MS (${config.shutdownGraceMs} + 2 × ${config.workerStopGraceMs}) must stay under ${MAX_TIMER_MS - SHUTDOWN_BACKSTOP_MARGIN_MS} ms (Node's longest timer, about 24.8 days, less ${SHUTDOWN_BACKSTOP_MARGIN_MS / 1000} s): lower one of them`)
   }
   return Object.freeze(config)

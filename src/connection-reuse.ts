@@ -8,6 +8,21 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, MissingHostError } from './errors.js'
 
+/** The response a connection is on: Node links it to the socket as `_httpMessage`. */
+export function responseOf (socket: Socket): ServerResponse | undefined {
+  return (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
+}
+
+/**
+ * An answer under way: started, or due (the request has all arrived, so its handler may
+ * be about to answer), and not yet flushed. Shutdown leaves such a connection to finish;
+ * an error Node finds behind it is answered after it.
+ */
+export function isAnswering (socket: Socket): boolean {
+  const response = responseOf(socket)
+  return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
+}
+
 /**
  * Connections answered early and closing (keepOrClose), with the number of the request
  * that closes each. Node may already have parsed requests pipelined behind it: their

@@ -5,7 +5,7 @@
 import { setMaxListeners } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, SHUTDOWN_BACKSTOP_MARGIN_MS, type Config } from './config.js'
+import { ConfigError, loadConfig, shutdownBackstopMs, type Config } from './config.js'
 import { WorkerStartError } from './pool/worker-failures.js'
 import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
@@ -129,7 +129,7 @@ export async function main (early: EarlySignals): Promise<void> {
     const backstop = setTimeout(() => {
       instance.log.error('shutdown did not finish in time; exiting')
       process.exit(1)
-    }, config.shutdownGraceMs + 2 * config.workerStopGraceMs + SHUTDOWN_BACKSTOP_MARGIN_MS).unref()
+    }, shutdownBackstopMs(config)).unref()
     const end = (code: number): void => {
       clearTimeout(backstop)
       stopped = true

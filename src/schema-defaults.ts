@@ -8,6 +8,7 @@
 // mode does not look at `default`, so this does, at start and at each reload.
 
 import { Ajv } from 'ajv'
+import { pointerSegment } from './json-pointer.js'
 
 /** The subschema keywords a default can hide under: a schema, an array of them, or a map of them. */
 const ONE = ['additionalProperties', 'additionalItems', 'contains', 'propertyNames', 'if', 'then', 'else', 'items']
@@ -28,7 +29,7 @@ function defaultsIn (schema: unknown): Array<{ pointer: string, value: unknown }
     for (const key of MAP) {
       const map = s[key]
       if (typeof map !== 'object' || map === null || Array.isArray(map)) continue
-      for (const [name, sub] of Object.entries(map)) visit(sub, `${pointer}/${key}/${escape(name)}`)
+      for (const [name, sub] of Object.entries(map)) visit(sub, `${pointer}/${key}/${pointerSegment(name)}`)
     }
     // `not` is left out: a default there would describe a value the schema refuses.
   }
@@ -41,7 +42,6 @@ export function defaultPointers (schema: unknown): string[] {
   return defaultsIn(schema).map((d) => d.pointer)
 }
 
-const escape = (name: string): string => name.replaceAll('~', '~0').replaceAll('/', '~1')
 
 /**
  * Checks the defaults of many schemas (a task table's) with one Ajv, made on first

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { Ajv } from 'ajv'
-import { binaryIsNoObject, compileBodyValidator, inputFields, validationError } from '../src/task-registry.js'
+import { binaryIsNoObject, compileBodyValidator, inputFields, validationError } from '../src/schema-compile.js'
 
 t.test('a value that fails a pattern is explained by its property\'s description, not the regular expression', async (t) => {
   const schema = {

@@ -4,7 +4,7 @@
 
 import { parentPort } from 'node:worker_threads'
 import type { ValidateFunction } from 'ajv'
-import { compileBodyValidator, compileRawValidator, compileResultValidator } from '../task-registry.js'
+import { compileBodyValidator, compileRawValidator, compileResultValidator } from '../schema-compile.js'
 import { ownBytes, prepareAnswer, prepareInput, type AnswerJob, type InputJob, type Job, type JobOutcome } from './jobs.js'
 
 /** One message each way: a job, and its outcome (or the message of the bug that stopped it). */

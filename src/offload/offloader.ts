@@ -11,6 +11,8 @@ import { errorOfCode } from '../errors.js'
 import { OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
+import { queueWaitLimit } from '../pool/budget-timer.js'
+import type { ResultCheck } from '../pool/result-check.js'
 import type { TaskInfo } from '../pool/ready-message.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
@@ -34,18 +36,7 @@ export const TEXT_OFFLOAD_FACTOR = 8
 
 /** What input() needs of a task. */
 interface SchemaHolder { readonly name: string, readonly schema: TaskInfo['schema'] }
-/** A schema's JSON, the thread's cache key for its validator, made once per task object (a reload makes new ones). */
-function keyOf<T extends object> (keys: WeakMap<T, string>, task: T, schema: unknown): string {
-  let key = keys.get(task)
-  if (key === undefined) {
-    key = JSON.stringify(schema)
-    keys.set(task, key)
-  }
-  return key
-}
 
-/** What answer() needs of a task whose results are checked. */
-interface ResultSchemaHolder { readonly outputSchema?: TaskInfo['outputSchema'] }
 
 export interface InputOptions {
   /** Only parse the body (its errors thrown); the input returned is then empty. */
@@ -118,14 +109,12 @@ export class Offloader {
   readonly #waiting = new JobQueue<Queued>()
   /** The job the thread is running. */
   #running: Queued | undefined
-  #draining = false
+  /** open; draining: bodies are refused, answers go on; closed: the thread is stopped. */
+  #phase: 'open' | 'draining' | 'closed' = 'open'
   #nextId = 0
   #pendingBodyBytes = 0
-  #closed = false
   /** Each task's schema as JSON, made once per task (a reload makes new Task objects). */
   readonly #schemaKeys = new WeakMap<SchemaHolder, string>()
-  /** The same for output schemas (VALIDATE_RESULTS). */
-  readonly #resultSchemaKeys = new WeakMap<ResultSchemaHolder, string>()
 
   constructor (options: OffloaderOptions) {
     this.#options = options
@@ -202,11 +191,10 @@ export class Offloader {
    * waiting (up to four in a row: job-queue.ts): its worker is held until it is done. Rejects with OffloadThreadError
    * when the thread cannot do it (not the worker's doing: the caller answers 500).
    */
-  async answer (reply: DeferredReply, format: AnswerFormat, checkAgainst?: ResultSchemaHolder): Promise<JobOutcome> {
-    const schema = checkAgainst?.outputSchema
+  async answer (reply: DeferredReply, format: AnswerFormat, checkAgainst?: Pick<ResultCheck, 'outputSchema' | 'schemaKey'>): Promise<JobOutcome> {
     const job: AnswerJob = { op: 'answer', frame: reply.frame, callId: reply.id, format }
     // VALIDATE_RESULTS: checked on the thread too, as call-run.ts checks replies decoded on the event loop.
-    if (checkAgainst !== undefined && schema !== undefined && schema !== null) job.result = { schema, schemaKey: keyOf(this.#resultSchemaKeys, checkAgainst, schema) }
+    if (checkAgainst !== undefined) job.result = { schema: checkAgainst.outputSchema, schemaKey: checkAgainst.schemaKey }
     return await this.#enqueue(job, 0, () => {})
   }
 
@@ -216,7 +204,7 @@ export class Offloader {
    * their calls were admitted, and the drain waits for them.
    */
   drain (): void {
-    this.#draining = true
+    if (this.#phase === 'open') this.#phase = 'draining'
     for (const waiting of this.#waiting.inputs()) this.#drop(waiting, shuttingDown())
   }
 
@@ -225,7 +213,7 @@ export class Offloader {
    * could not run any more (503), or, past the drain's grace, an answer nobody will read.
    */
   async close (): Promise<void> {
-    this.#closed = true
+    this.#phase = 'closed'
     await this.#thread.stop()
     const left = this.#waiting.clear()
     if (this.#running !== undefined) left.push(this.#running)
@@ -238,25 +226,29 @@ export class Offloader {
    * is first, with the 503 QUEUE_TIMEOUT a call waiting that long for a worker gets.
    */
   #waitLimit (waiting: Queued, budgetMs: number | undefined): NodeJS.Timeout | undefined {
-    const queueTimeoutMs = this.#options.queueTimeoutMs ?? Infinity
-    const byBudget = budgetMs !== undefined && budgetMs < queueTimeoutMs
-    const limitMs = byBudget ? budgetMs : queueTimeoutMs
+    const { limitMs, byBudget } = queueWaitLimit(budgetMs, this.#options.queueTimeoutMs ?? Infinity)
     if (!Number.isFinite(limitMs)) return undefined
     // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
     return setTimeout(() => { this.#drop(waiting, waitedTooLong(limitMs, byBudget)) }, Math.min(limitMs, MAX_TIMER_MS))
   }
 
   #isDraining (): boolean {
-    return this.#closed || this.#draining
+    return this.#phase !== 'open'
   }
 
+  /** A schema's JSON, the thread's cache key for its validator, made once per task object (a reload makes new ones). */
   #schemaKey (task: SchemaHolder): string {
-    return keyOf(this.#schemaKeys, task, task.schema)
+    let key = this.#schemaKeys.get(task)
+    if (key === undefined) {
+      key = JSON.stringify(task.schema)
+      this.#schemaKeys.set(task, key)
+    }
+    return key
   }
 
   /** Queues a job; `watch` starts watching it while it waits, and sets its `unwatch`. */
   #enqueue (job: Job, bodyBytes: number, release: () => void, watch?: (queued: Queued) => void): Promise<JobOutcome> {
-    if (this.#closed) {
+    if (this.#phase === 'closed') {
       release()
       return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
     }
@@ -271,7 +263,7 @@ export class Offloader {
 
   /** Sends the next job to the thread, if it is free. */
   #pump (): void {
-    while (this.#running === undefined && !this.#closed) {
+    while (this.#running === undefined && this.#phase !== 'closed') {
       const next = this.#waiting.next()
       if (next === undefined) {
         this.#thread.idle()

@@ -18,10 +18,10 @@
 // its send buffer has drained (~1 MB with Linux's defaults), so a reader slower
 // than that per timeout looks stalled too; hence the long default (300 s).
 
-import type { Server, ServerResponse } from 'node:http'
+import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
-import { closeWhenAnswered } from '../connection-reuse.js'
+import { closeWhenAnswered, isAnswering, responseOf } from '../connection-reuse.js'
 import { closeByServer } from '../closed-by-server.js'
 import { replyOf } from '../abandoned.js'
 import { requestFields } from '../request-log.js'
@@ -29,20 +29,6 @@ import { requestFields } from '../request-log.js'
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
 const STALL_SWEEP_MS = 5_000
-
-/** The response a connection is on: Node links it to the socket as `_httpMessage`. */
-function responseOf (socket: Socket): ServerResponse | undefined {
-  return (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
-}
-
-/**
- * An answer under way: started, or due (the request has all arrived, so its
- * handler may be about to answer), and not yet flushed.
- */
-function isAnswering (socket: Socket): boolean {
-  const response = responseOf(socket)
-  return response !== undefined && !response.writableFinished && (response.headersSent || response.req.complete)
-}
 
 /**
  * A request whose headers had arrived but not its whole body when shutdown closes its

@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
-import { closingConnectionError, keepOrClose, numberRequest } from '../connection-reuse.js'
+import { closingConnectionError, isAnswering, keepOrClose, numberRequest, responseOf } from '../connection-reuse.js'
 import { noteErrorCode, requestFields, round } from '../request-log.js'
 import { answerWritten, recordAbandoned, replyOf, watchUnwritten } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
@@ -80,7 +80,7 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   const abandoned = socket?.destroyed === true && !wasClosedByServer(socket)
   if (abandoned) recordAbandoned(request, reply, request.pyfleetCall, err)
   reply.status(statusCode).type('application/json; charset=utf-8').send(JSON.stringify(body))
-  // Matched routes are recorded by their own onResponse hook (metrics.ts) once the answer
+  // Matched routes are recorded by their own onResponse hook (route-metrics.ts) once the answer
   // is written; the not-found context has none. Once written too: an answer that waits
   // behind another on a pipelining connection whose client leaves is a 499 (abandoned.ts).
   if (request.is404 && !abandoned) reply.raw.once('finish', () => { request.server.observeAnswer(request, reply) })
@@ -196,14 +196,14 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // Bytes after a request that said "connection: close" (or HTTP/1.0 without keep-alive):
   // Node stops reading there. The answer under way is the one the client asked for.
   if (error.code === 'HPE_CLOSED_CONNECTION') return
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished && (inFlight.headersSent || inFlight.req.complete)) {
+  const inFlight = responseOf(socket)
+  if (inFlight !== undefined && isAnswering(socket)) {
     errorBehindAnswers.call(this, error, socket, inFlight)
     return
   }
   // A request whose headers were parsed and routed, its body cut short, late or malformed:
   // answered and recorded as itself (its id, method, URL and route), not as bytes nobody parsed.
-  const routed = inFlight !== undefined && inFlight !== null && !inFlight.headersSent ? replyOf(inFlight.req) : undefined
+  const routed = inFlight !== undefined && !inFlight.headersSent ? replyOf(inFlight.req) : undefined
   const { status, message } = clientErrorAnswer(error.code, routed !== undefined)
   const requestId = routed?.request.id ?? randomUUID()
   const lineFields = { statusCode: status, code: error.code, reason: error.message }

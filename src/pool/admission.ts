@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask } from './call.js'
+import { queueWaitLimit } from './budget-timer.js'
 
 /** One caller, from admission until its call is settled. */
 export interface Waiter {
@@ -205,9 +206,7 @@ export class Admission {
     // What is left of the client's budget and of QUEUE_TIMEOUT_MS once its large body waited
     // for the offload thread (call.ts waitedMs): that wait was queueing too.
     const waitedMs = call.waitedMs ?? 0
-    const byBudget = call.budgetMs !== undefined && call.budgetMs < this.#options.queueTimeoutMs
-    // The limit the error names: the client's budget, or QUEUE_TIMEOUT_MS.
-    const limitMs = byBudget ? call.budgetMs as number : this.#options.queueTimeoutMs
+    const { limitMs, byBudget } = queueWaitLimit(call.budgetMs, this.#options.queueTimeoutMs)
     const remainingMs = Math.max(1, limitMs - waitedMs - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#queuedBytes += call.inputBytes ?? 0

@@ -1,5 +1,5 @@
-// One Python worker: the ready message, one call at a time, stop, kill, and what each
-// way of failing is called; its OS process is worker-process.ts, its start timeout
+// One Python worker: the ready message, one call at a time, stop, kill (what each way
+// of failing is called: worker-failures.ts); its OS process is worker-process.ts, its start timeout
 // start-wait.ts, a call's timeout call-deadline.ts. It knows nothing of pools or HTTP:
 // worker-pool.ts decides what to do with a failed worker.
 

@@ -6,8 +6,9 @@
 // paths refuse the same values with the same words.
 
 import type { ValidateFunction } from 'ajv'
+import { segmentName } from '../json-pointer.js'
 import { validateSwapped } from '../routes/big-integers.js'
-import { compileResultValidator, mostSpecific, validationError } from '../task-registry.js'
+import { compileResultValidator, mostSpecific, validationError } from '../schema-compile.js'
 import type { PoolTask } from './call.js'
 import { KIND_INVALID_RESULT, MSG_ERROR, type ErrorMessage, type ResultMessage } from './protocol.js'
 import type { TaskInfo } from './ready-message.js'
@@ -52,7 +53,7 @@ function jsonTypeAt (value: unknown, pointer: string): string {
   let node = value
   for (const segment of pointer.split('/').slice(1)) {
     if (typeof node !== 'object' || node === null) return 'nothing'
-    node = (node as Record<string, unknown>)[segment.replace(/~1/g, '/').replace(/~0/g, '~')]
+    node = (node as Record<string, unknown>)[segmentName(segment)]
   }
   if (node === null) return 'null'
   if (Array.isArray(node)) return 'array'
@@ -65,10 +66,11 @@ function jsonTypeAt (value: unknown, pointer: string): string {
 /** The most errors a refused result's details list. */
 const MAX_DETAILS = 50
 
-/** What a result is checked against: the validator, and the schema (which the offload thread compiles for itself). */
+/** What a result is checked against: the validator, and the schema (which the offload thread compiles for itself, keyed by its JSON). */
 export interface ResultCheck {
   readonly validate: ValidateFunction
   readonly outputSchema: NonNullable<TaskInfo['outputSchema']>
+  readonly schemaKey: string
 }
 
 /** Each worker's declared tasks by name, made once per ready message. */
@@ -78,10 +80,7 @@ const schemaJson = new WeakMap<object, string>()
 /** Validators of schemas that workers declare and the table does not (yet), by the schema's JSON; bounded as the offload thread's. */
 const compiled = new Map<string, ValidateFunction | null>() // null: Ajv refused it
 const MAX_COMPILED = 256
-/**
- * One ResultCheck per table entry or declaration, not per call: the offloader keys its
- * cache of schema JSON by the object it is given.
- */
+/** One ResultCheck per table entry or declaration, not per call. */
 const checks = new WeakMap<object, ResultCheck>()
 
 /**
@@ -118,7 +117,7 @@ export function resultCheckFor (task: PoolTask, declared: readonly TaskInfo[]): 
 function checkOf (holder: object, validator: () => ValidateFunction, outputSchema: ResultCheck['outputSchema']): ResultCheck {
   let check = checks.get(holder)
   if (check === undefined) {
-    check = { validate: validator(), outputSchema }
+    check = { validate: validator(), outputSchema, schemaKey: jsonOf(holder, outputSchema) }
     checks.set(holder, check)
   }
   return check

@@ -30,7 +30,15 @@ const HIGH_WORD_LIMIT = 0x200000 // 2^53 / 2^32
  * JSON's 2^53 reaches here as one; past it, a number may be a rounded one).
  */
 export function isWideInteger (value: number): boolean {
-  return (value > UINT32_MAX || value < INT32_MIN) && (Number.isSafeInteger(value) || value === TWO_TO_53 || value === -TWO_TO_53)
+  return isPast32Bits(value) && (Number.isSafeInteger(value) || value === TWO_TO_53 || value === -TWO_TO_53)
+}
+
+/**
+ * Past what msgpackr writes as a 32-bit integer: the numbers widenPackedIntegers may have to
+ * rewrite (sendable.ts notes a body holding one, and only then is it run).
+ */
+export function isPast32Bits (value: number): boolean {
+  return value > UINT32_MAX || value < INT32_MIN
 }
 
 /**

@@ -208,7 +208,7 @@ export class WorkerPool {
     void this.#pool.destroy(worker)
   }
 
-  /** Removes a failed worker; generic-pool then asks #create for its replacement. */
+  /** Removes a failed worker; generic-pool then asks its factory (Supervisor.create) for its replacement. */
   #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
     // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
     if (!this.#stoppedByShutdown(worker, reason)) {

@@ -5,6 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
 import { ReloadFailedError } from '../pool/worker-pool.js'
+import type { ReloadResult as PoolReloadResult } from '../pool/reloader.js'
 
 /** Compares in constant time: hashing first makes both sides the same length. */
 function sameSecret (given: string, expected: string): boolean {
@@ -37,9 +38,10 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
   }, async () => await reloadWorkers(fastify, 'admin'))
 }
 
-export interface ReloadResult { oldPids: number[], newPids: number[], durationMs: number, tasks: string[] }
+/** A reload's result, with the tasks the new workers serve. */
+export type ReloadResult = PoolReloadResult & { tasks: string[] }
 
-/** Rolling reload, then the task table from the new workers. Concurrent reloads share one run (the pool's). */
+/** Rolling reload, then the task table from the new workers. One asked for during another runs after it (pool/reloader.ts). */
 export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change'): Promise<ReloadResult> {
   fastify.log.info({ trigger }, 'reload started')
   try {

@@ -9,7 +9,8 @@ import { InvalidInputError, UnsupportedMediaTypeError, ValidationError } from '.
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem } from '../value-shape.js'
 import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
-import { validationError, type Task } from '../task-registry.js'
+import type { Task } from '../task-registry.js'
+import { validationError } from '../schema-compile.js'
 import { parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { rawInput, rawTextInput, type RawText } from './raw-body.js'
 import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
@@ -88,7 +89,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     }
     return jsonBody(fastify, request, body)
   }))
-  fastify.addContentTypeParser(MSGPACK_TYPES, asBuffer((request, body) =>
+  fastify.addContentTypeParser(MSGPACK_TYPES, asBuffer((_request, body) =>
     fastify.offloader.takes(body.length) ? new PendingBody(body, 'msgpack') : parseMsgpackBytes(body)))
   fastify.addContentTypeParser('*', asBuffer((request, body) =>
     // No content-type at all: JSON, the default (SPEC §1). Any other stays bytes until the route knows the task.

@@ -4,6 +4,7 @@
 // each request: a reload may bring other tasks.
 
 import type { FastifyInstance } from 'fastify'
+import { pointerSegment } from '../json-pointer.js'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { MSGPACK_TYPES } from './body.js'
@@ -148,7 +149,7 @@ function queryOptions (task: Task, schemaRef: string): Json[] {
     required: false,
     description: `with a raw body (${task.raw.join(', ')}) only${required.has(name) ? ', and required then' : ''}; with JSON or msgpack, it goes in the body`,
     // Declared outside `properties` (allOf, $ref...): its schema is the input's, in the component.
-    schema: name in properties ? { $ref: `${schemaRef}/properties/${encodeURIComponent(name.replace(/~/g, '~0').replace(/\//g, '~1'))}` } : {}
+    schema: name in properties ? { $ref: `${schemaRef}/properties/${encodeURIComponent(pointerSegment(name))}` } : {}
   }))
 }
 

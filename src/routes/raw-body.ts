@@ -4,8 +4,9 @@
 // The offload thread runs the same functions for a large text body (offload/jobs.ts).
 
 import type { ValidateFunction } from 'ajv'
+import { pointerSegment } from '../json-pointer.js'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
-import { validationError } from '../task-registry.js'
+import { validationError } from '../schema-compile.js'
 import { exactQueryInteger } from './big-integers.js'
 import { firstInvalidUtf8 } from './json-body.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
@@ -30,7 +31,7 @@ export function rawTextInput (bytes: Buffer, raw: RawText, validateRaw: Validate
 
 /** Where in a raw call a schema error is: the body itself (its field), or a query-string option. */
 function rawInputPlace (instancePath: string, rawField: string): string {
-  const field = `/${rawField.replace(/~/g, '~0').replace(/\//g, '~1')}`
+  const field = `/${pointerSegment(rawField)}`
   if (instancePath === field || instancePath.startsWith(`${field}/`)) return `body${instancePath.slice(field.length)}`
   return `querystring${instancePath}`
 }

@@ -6,6 +6,7 @@ import { encodeValue } from '../pool/protocol.js'
 import { replaceInPlace } from '../replace-in-place.js'
 import { holdsProtoKey } from '../value-shape.js'
 import { EncodedAnswer } from '../offload/encoded.js'
+import { MSGPACK_TYPES } from './body.js'
 
 /**
  * Makes a task's value JSON-safe in place: bytes become base64 strings, BigInts
@@ -36,7 +37,7 @@ export function toJson (value: unknown): string {
 
 const PROTO = Buffer.from('__proto__')
 
-const MSGPACK_MEDIA = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack'])
+const MSGPACK_MEDIA = new Set(MSGPACK_TYPES)
 /** Whether an Accept header names msgpack at all: without it, and without parameters, the answer is JSON unparsed. */
 const MSGPACK_IN = /msgpack/i
 

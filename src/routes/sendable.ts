@@ -2,6 +2,8 @@
 // strings that are not Unicode, values of types msgpack has no place for. Also
 // notes, on the way, numbers the pool must send as integers (wide-integers.ts).
 
+import { isPast32Bits } from '../pool/wide-integers.js'
+
 /**
  * Why a decoded body cannot be sent to a worker, or undefined if it can: nesting
  * deeper than `limit`, or strings that are not Unicode. (msgpack extension types
@@ -52,7 +54,7 @@ function checkValue (value: unknown, nodes: object[], depths: number[], depth: n
   switch (typeof value) {
     case 'string': return isWellFormed(value) ? undefined : LONE_SURROGATE
     case 'number':
-      if (value > 0xffffffff || value < -0x80000000) {
+      if (isPast32Bits(value)) {
         found.wideNumbers = true
         if (value > Number.MAX_SAFE_INTEGER || value < -Number.MAX_SAFE_INTEGER) found.beyondSafeIntegers = true
       }
