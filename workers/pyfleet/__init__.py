@@ -19,4 +19,3 @@ from .errors import TaskError
 from .registry import task
 
 __all__ = ["task", "TaskError", "request_id"]
-PROTOCOL_VERSION = 1

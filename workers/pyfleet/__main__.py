@@ -2,8 +2,8 @@
 
 Sets up the process (stdio guard, signals, parent death: process_setup.py),
 imports task modules once, then hands the protocol streams to loop.serve. How it reports
-a failure, and the exit codes that tell the server a broken set-up from a
-crash, are in reporting.py.
+a failure, and its exit codes (the server reads EXIT_PROTOCOL_ERROR; the others name the
+failure for whoever reads a process's status), are in reporting.py.
 """
 
 import faulthandler
@@ -14,6 +14,7 @@ import signal
 import sys
 
 from . import guard
+from .frames import DEFAULT_MAX_FRAME_BYTES
 from .process_setup import die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
 from .reporting import (
     EXIT_IMPORT_FAILED,
@@ -37,7 +38,6 @@ BUILTIN_MODULES = [
     "pyfleet_tasks.hash_digest",
 ]
 DIAG_MODULE = "pyfleet_tasks.diag"
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 USAGE = """\
 usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID] [--sched-batch] [--strict]

@@ -24,7 +24,7 @@ class TaskError(Exception):
     client is told that the task refused its input, and no more.
     """
 
-    # For subclasses whose __init__ does not call super().__init__: the loop then uses str(exc).
+    # For subclasses whose __init__ does not call super().__init__: replies.rejected then uses str(exc).
     details: Optional[Any] = None
 
     def __init__(self, message: Any = "the task refused its input", details: Optional[Any] = None) -> None:

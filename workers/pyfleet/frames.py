@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
+# The server's default MAX_FRAME_BYTES: what a worker (and call_task) allows when not told.
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
 class FrameError(Exception):

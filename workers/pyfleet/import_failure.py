@@ -16,12 +16,13 @@ if TYPE_CHECKING:
     from typing import Optional
 
 _PYFLEET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
-_STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
+# The standard library's own directory (lib-dynload is under it); stdlib_shadows.py uses it too.
+STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
 
 
 def is_machinery(path: str) -> bool:
     """Whether code at ``path`` is importlib's (frozen), the standard library's or this runtime's."""
-    return path.startswith(("<", _STDLIB_DIR, _PYFLEET_DIR))
+    return path.startswith(("<", STDLIB_DIR, _PYFLEET_DIR))
 
 
 def is_task_code(frame: FrameType, package: str) -> bool:

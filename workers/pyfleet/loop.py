@@ -1,7 +1,8 @@
 """The worker's read-call-reply loop: one call at a time, in arrival order.
 
-It turns task outcomes into result/error messages; framing is frames.py's
-job and the process set-up (stdio, signals, imports) is __main__'s.
+It runs each call's task and puts the worker back in order after it (guard.py);
+the reply messages are replies.py's, framing is frames.py's, and the process
+set-up (stdio, signals, imports) is __main__'s.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import warnings
 from types import CoroutineType
 
 from . import guard, protocol, registry
-from .errors import TaskError, as_text, describe, is_task_error, sendable
+from .errors import as_text, describe, is_task_error, sendable
 from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .frames import read_frame, write_frame
 from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
@@ -42,7 +43,7 @@ class Runner:
         name = message.get("task")
         task = registry.get(name) if isinstance(name, str) else None
         if task is None:
-            return protocol.error(call_id, protocol.KIND_FAILED, "UnknownTask", f"this worker has no task {name!r}")
+            return protocol.error(call_id, protocol.KIND_FAILED, protocol.UNKNOWN_TASK, f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
         raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
@@ -62,11 +63,9 @@ class Runner:
                             raise  # the call's own: its failure, as from a sync task
                         value = self._run_past(own, exc, task.name)
                 reply = protocol.result(call_id, value)
-            except TaskError as exc:
-                raised = exc
-                reply = _rejected(call_id, exc)
             except BaseException as exc:
                 raised = exc
+                # A TaskError (also one of a second copy of pyfleet: is_task_error) is a rejection.
                 # Not only Exception: KeyboardInterrupt, SystemExit (a library calling
                 # sys.exit()), asyncio.CancelledError and GeneratorExit raised by a task
                 # are its failures too (500), not a reason to lose the worker. The runtime

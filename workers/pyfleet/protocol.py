@@ -3,8 +3,11 @@
     worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
     server -> worker:        {t: "call", id, task, input, requestId}
     worker -> server:        {t: "result", id, value}
-    worker -> server:        {t: "error", id, kind, type, message, details?}
+    worker -> server:        {t: "error", id, kind, type, message, details?, traceback?}
 
+An error reply has a traceback when a task's code raised; the runtime's own replies have
+none, and the server tells "this worker has no such task" (type UnknownTask, no traceback:
+a reload removed it, a 404) from a task raising an exception of that name by it.
 The names here are spelled as in src/pool/protocol.ts.
 """
 
@@ -15,12 +18,13 @@ import sys
 
 import msgpack
 
-from . import PROTOCOL_VERSION
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
+
+PROTOCOL_VERSION = 1
 
 MSG_READY = "ready"
 MSG_CALL = "call"
@@ -30,6 +34,9 @@ MSG_ERROR = "error"
 KIND_REJECTED = "rejected"
 KIND_FAILED = "failed"
 KIND_TOO_LARGE = "too_large"
+
+# The type of the runtime's reply to a call of a task this worker does not have.
+UNKNOWN_TASK = "UnknownTask"
 
 
 class ProtocolError(Exception):

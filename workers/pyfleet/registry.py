@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from types import CodeType, MethodType
 
-from .task_checks import check_callable, check_count, check_raw_field, check_schema, content_types, defaults_to_fill, describe_callable
+from .callable_checks import check_callable, describe_callable
+from .task_checks import check_count, check_raw_field, check_schema, content_types, defaults_to_fill
 
 # typing, inspect and dataclasses would add ~3 MB to every worker (and the pool
 # recycles workers), so they are for type checkers only: annotations here are
@@ -129,14 +130,7 @@ def is_coroutine_function(fn: Any) -> bool:
     functools.partial; False for anything else callable (a class whose
     ``__call__`` is async included, as inspect says).
     """
-    partial = getattr(sys.modules.get("functools"), "partial", None)  # no functools loaded: no partial exists
-    while True:
-        if isinstance(fn, MethodType):
-            fn = fn.__func__
-        elif partial is not None and isinstance(fn, partial):
-            fn = fn.func
-        else:
-            break
+    fn = _underlying(fn)
     # inspect.markcoroutinefunction (Python 3.12+) marks a plain function that returns an awaitable.
     mark = getattr(sys.modules.get("inspect"), "_is_coroutine_mark", None)
     if mark is not None and getattr(fn, "_is_coroutine_marker", None) is mark:
@@ -233,12 +227,21 @@ def task(
     return register
 
 
+def _underlying(fn: Any) -> Any:
+    """The function behind bound methods and functools.partial objects, however nested."""
+    partial = getattr(sys.modules.get("functools"), "partial", None)  # no functools loaded: no partial exists
+    while True:
+        if isinstance(fn, MethodType):
+            fn = fn.__func__
+        elif partial is not None and isinstance(fn, partial):
+            fn = fn.func
+        else:
+            return fn
+
+
 def _doc_of(fn: Any) -> str:
     """The function's docstring, also through functools.partial (whose own is about partial)."""
-    partial = getattr(sys.modules.get("functools"), "partial", None)
-    while partial is not None and isinstance(fn, partial):
-        fn = fn.func
-    doc = getattr(fn, "__doc__", None)
+    doc = getattr(_underlying(fn), "__doc__", None)
     return doc if isinstance(doc, str) else ""
 
 

@@ -52,9 +52,7 @@ def unreportable(call_id: Any, exc: BaseException) -> Dict[str, Any]:
     try:
         return failed(call_id, exc, "the outcome of the call could not be reported: ")
     except BaseException:
-        reply = protocol.error(call_id, protocol.KIND_FAILED, "UnreportableError", "the outcome of the call could not be reported")
-        reply["traceback"] = ""  # a runtime reply without one would read as UnknownTask to the server
-        return reply
+        return protocol.error(call_id, protocol.KIND_FAILED, "UnreportableError", "the outcome of the call could not be reported")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -81,7 +79,7 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
         # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
         problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
         if problem is not None:
-            body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem) | {"traceback": ""})
+            body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem))
     # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ..., and whatever the
     # task's own code raises while its values are converted (a set member's __lt__, a date
     # subclass's isoformat()): SystemExit and KeyboardInterrupt too, which are the call's

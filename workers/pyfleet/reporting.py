@@ -3,7 +3,7 @@
 
 The server logs each stderr line as one entry at the level its prefix names, and
 quotes the fatal line as the reason a worker stopped; the exit code says which
-kind of failure it was.
+kind of failure it was (the server tells EXIT_PROTOCOL_ERROR from the rest).
 """
 
 import logging

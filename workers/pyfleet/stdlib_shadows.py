@@ -10,14 +10,13 @@ import os
 import sys
 from importlib.machinery import FrozenImporter, PathFinder
 
+from .import_failure import STDLIB_DIR
+
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, List, Tuple
 
-# The standard library's own directory (lib-dynload is under it): a PYTHONPATH entry pointing
-# there (some images set one) holds the modules themselves, which hide nothing.
-_STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
 
 
 def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, str]]:
@@ -31,7 +30,8 @@ def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, st
     roots = []
     for entry in entries:
         directory = os.path.join(os.path.abspath(entry or "."), "")
-        if directory != os.path.join(skip, "") and not directory.startswith(_STDLIB_DIR) and directory not in roots:
+        # A PYTHONPATH entry in the standard library's own directory (some images set one) hides nothing.
+        if directory != os.path.join(skip, "") and not directory.startswith(STDLIB_DIR) and directory not in roots:
             roots.append(directory)
     if not roots:
         return []

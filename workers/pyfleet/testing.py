@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 
 from . import protocol, registry
+from .frames import DEFAULT_MAX_FRAME_BYTES
 from .protocol import as_the_server_sends
 from .loop import Runner, encode_reply, event_loop_policy
 
@@ -25,9 +26,6 @@ from .loop import Runner, encode_reply, event_loop_policy
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
-
-# The server's default MAX_FRAME_BYTES.
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # The HTTP status and error code each kind of error reply becomes (SPEC section 1).
 _HTTP = {
@@ -104,7 +102,6 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     raise TaskCallError(reply)
 
 
-# The largest integer a double holds exactly; the server sends integral numbers up to it as ints.
 def _event_loop_keeper() -> Any:
     """A function that puts back the thread's current asyncio event loop as it is now: a Runner sets its own.
 
@@ -121,7 +118,7 @@ def _event_loop_keeper() -> Any:
         if asyncio is None:
             return  # the Runner made no loop
         now = getattr(event_loop_policy(asyncio), "_local", None)
-        if now is not None and (saved is not None or local is None):
+        if now is not None:
             vars(now).clear()  # none saved: asyncio was imported by the call, the record was new
             vars(now).update(saved or {})
         else:  # a policy of another shape

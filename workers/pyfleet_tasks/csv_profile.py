@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from itertools import islice, repeat
 
 from pyfleet import TaskError, task
-from pyfleet_tasks.stats import mean, sample_stddev
+from pyfleet_tasks.numeric import mean, sample_stddev
 
 SNIFF_DELIMITERS = ",;\t|"
 SNIFF_SAMPLE_CHARS = 65536

@@ -1,6 +1,6 @@
 """``stats.describe`` and ``stats.regression``: summary statistics and polynomial least squares.
 
-Pure standard library; `mean` and `sample_stddev` are shared with csv.profile.
+Pure standard library; `mean` and `sample_stddev` are numeric.py's, shared with csv.profile.
 Every sum goes through math.fsum, and values are rescaled by powers of two
 (exact) where squares could overflow.
 """
@@ -10,6 +10,7 @@ from bisect import bisect_left
 from operator import mul
 
 from pyfleet import TaskError, task
+from pyfleet_tasks.numeric import mean, sample_stddev
 
 DEFAULT_BINS = 10
 MAX_BINS = 1000
@@ -206,35 +207,6 @@ def regression(input):
         "r2": 1.0 if ss_total == 0.0 else 1.0 - ss_residual / ss_total,
         "residualStandardError": standard_error,
     }
-
-
-def mean(values):
-    """Arithmetic mean of a non-empty sequence: correctly rounded sum, divided once."""
-    try:
-        return math.fsum(values) / len(values)
-    except OverflowError:
-        # The sum passes the float range although the mean cannot. Scaled down by a power of
-        # two (exact, unlike dividing each value by n, whose roundings up can overflow again:
-        # three times DBL_MAX / 3), summed, divided, scaled back.
-        exponent = len(values).bit_length()
-        return math.ldexp(math.fsum(math.ldexp(v, -exponent) for v in values) / len(values), exponent)
-
-
-def sample_stddev(values, center):
-    """Sample standard deviation around ``center`` (the mean); None below two values or when it overflows."""
-    count = len(values)
-    if count < 2:
-        return None
-    exponent = math.frexp(max(map(abs, values)))[1]
-    scaled_center = math.ldexp(center, -exponent)
-    deviations = [math.ldexp(v, -exponent) - scaled_center for v in values]
-    # The second term corrects for rounding in the mean (the "corrected two-pass" formula).
-    drift = math.fsum(deviations)
-    variance = (math.fsum(d * d for d in deviations) - drift * drift / count) / (count - 1)
-    try:
-        return math.ldexp(math.sqrt(max(variance, 0.0)), exponent)
-    except OverflowError:
-        return None
 
 
 def _finite_floats(name, values):
