@@ -3,6 +3,8 @@
 // which hold data (an `enum` value shaped like a schema is not one), and which map names
 // to schemas (a property may be called "bytes", "type" or "$ref").
 
+import { pointerSegment } from './json-pointer.js'
+
 type Schema = Record<string, unknown>
 
 /** Keywords whose values are data, never schemas. */
@@ -37,11 +39,18 @@ export function isSchemaObject (schema: unknown): schema is Schema {
   return schema !== null && typeof schema === 'object' && !Array.isArray(schema)
 }
 
-/** Whether `schema` or any of its subschemas has `"bytes": true` (pyfleet's binary-value keyword). */
-export function hasBytes (schema: unknown): boolean {
-  if (!isSchemaObject(schema)) return false
-  if (schema.bytes === true) return true
-  let found = false
-  mapSubschemas(schema, (inner) => { found ||= hasBytes(inner) })
-  return found
+/**
+ * Calls `visit` with `schema` and every subschema in it, each with its JSON Pointer from
+ * `schema` (the root's is ''), parents before children.
+ */
+export function walkSchemas (schema: unknown, visit: (schema: Schema, pointer: string) => void, pointer = ''): void {
+  if (!isSchemaObject(schema)) return
+  visit(schema, pointer)
+  for (const [key, value] of Object.entries(schema)) {
+    if (DATA_KEYWORDS.has(key) || value === null || typeof value !== 'object') continue
+    if (Array.isArray(value)) value.forEach((inner, index) => { walkSchemas(inner, visit, `${pointer}/${key}/${index}`) })
+    else if (SCHEMA_MAPS.has(key) || key === 'dependencies') {
+      for (const [name, inner] of Object.entries(value)) walkSchemas(inner, visit, `${pointer}/${key}/${pointerSegment(name)}`)
+    } else walkSchemas(value, visit, `${pointer}/${key}`)
+  }
 }

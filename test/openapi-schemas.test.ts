@@ -5,7 +5,7 @@
 
 import t from 'tap'
 import { openApiDocument } from '../src/routes/openapi.js'
-import { hasBytes, mapSubschemas } from '../src/schema-walk.js'
+import { mapSubschemas, walkSchemas } from '../src/schema-walk.js'
 import type { Task } from '../src/task-registry.js'
 
 type Json = Record<string, any>
@@ -35,10 +35,9 @@ t.test('mapSubschemas: schemas under keywords and in name maps, never data or na
     'properties true',
     'properties {"type":"string"}'
   ])
-  t.ok(hasBytes({ properties: { a: { anyOf: [{ bytes: true }] } } }), 'bytes deep inside')
-  t.notOk(hasBytes({ properties: { bytes: true } }), 'a property named bytes is not the keyword')
-  t.notOk(hasBytes({ enum: [{ bytes: true }] }), 'nor is data shaped like it')
-  t.notOk(hasBytes({ bytes: false }))
+  const pointers: string[] = []
+  walkSchemas({ properties: { 'a/b': { items: [{ bytes: true }] } }, enum: [{ type: 'x' }], dependencies: { c: ['d'], e: { not: {} } } }, (_schema, pointer) => { pointers.push(pointer) })
+  t.same(pointers, ['', '/properties/a~1b', '/properties/a~1b/items/0', '/dependencies/e', '/dependencies/e/not'], 'every subschema with its pointer, data and name lists left out')
 })
 
 t.test('a JSON body cannot carry binary: there bytes match nothing; a msgpack body\'s component keeps them', async (t) => {
@@ -88,4 +87,58 @@ t.test('every operation has a default answer: an error in the Error shape', asyn
   t.ok(operations.length >= 9)
   t.ok(operations.every((operation) => operation.responses.default?.$ref === '#/components/responses/Other'), 'on each')
   t.same(document.components.responses.Other.content['application/json'].schema, { $ref: '#/components/schemas/Error' })
+})
+
+t.test('bytes reached through references count, and so do bytes: false and bytes in then or else', async (t) => {
+  const blob = { bytes: true }
+  const { schemas } = documentOf({}, {
+    type: 'object',
+    definitions: { blob },
+    properties: {
+      refOneOf: { oneOf: [{ $ref: '#/definitions/blob' }, { type: 'string' }] },
+      refNot: { not: { $ref: '#/definitions/blob' } },
+      notBinary: { not: { bytes: false } },
+      elseBytes: { if: { type: 'string' }, then: { pattern: '^[a-z]+$' }, else: { bytes: true } },
+      unique: { type: 'array', uniqueItems: true, items: { anyOf: [{ bytes: true }, { type: 'string' }] } },
+      uniqueNumbers: { type: 'array', uniqueItems: true, items: { type: 'number' } }
+    }
+  })
+  const { properties } = schemas.task_t_output
+  t.same(properties.refOneOf, { anyOf: [{ $ref: '#/components/schemas/task_t_output/definitions/blob' }, { type: 'string' }] })
+  t.same(properties.refNot, {})
+  t.same(properties.notBinary, {})
+  t.same(properties.elseBytes, {})
+  t.same(properties.unique, { type: 'array', items: { anyOf: [{ 'x-pyfleet-bytes': true, type: 'string', contentEncoding: 'base64' }, { type: 'string' }] } }, 'bytes and a string are one string in JSON: not unique')
+  t.same(properties.uniqueNumbers.uniqueItems, true)
+  t.ok('task_t_output_msgpack' in schemas)
+})
+
+t.test('references by $id and anchor point into the component, and no $id is left; dependencies in 2020-12\'s words', async (t) => {
+  const { schemas } = documentOf({
+    $id: 'https://example.com/in.json',
+    type: 'object',
+    definitions: { mode: { $id: '#mode', enum: ['a', 'b'] }, item: { $id: 'item.json', type: 'integer' } },
+    properties: {
+      m: { $ref: '#mode' },
+      i: { $ref: 'item.json' },
+      self: { $ref: 'https://example.com/in.json#/definitions/item' },
+      root: { $ref: 'https://example.com/in.json' },
+      outside: { $ref: 'https://example.org/other.json' }
+    },
+    dependencies: { a: ['b'], c: { required: ['d'] } }
+  })
+  const input = schemas.task_t_input
+  const base = '#/components/schemas/task_t_input'
+  t.same(input.properties, { m: { $ref: `${base}/definitions/mode` }, i: { $ref: `${base}/definitions/item` }, self: { $ref: `${base}/definitions/item` }, root: { $ref: base }, outside: { $ref: 'https://example.org/other.json' } })
+  t.notOk(JSON.stringify(input).includes('"$id"'), 'no $id anywhere: the document may hold each once')
+  const nested = documentOf({ type: 'object', definitions: { b: { type: 'number' } }, properties: { x: { $id: 'http://example.com/x.json', definitions: { b: { type: 'string' } }, properties: { y: { $ref: '#/definitions/b' } } }, z: { $ref: '#/definitions/b' } } }).schemas.task_t_input
+  t.equal(nested.properties.x.properties.y.$ref, `${base}/properties/x/definitions/b`, 'inside a subschema with an $id of its own, #/... is that subschema\'s, as Ajv reads it')
+  t.equal(nested.properties.z.$ref, `${base}/definitions/b`, 'and the root\'s outside it')
+  t.same([input.dependentRequired, input.dependentSchemas, input.dependencies], [{ a: ['b'] }, { c: { required: ['d'] } }, undefined])
+})
+
+t.test('a bytes schema holding definitions keeps them in a JSON body\'s component, for references into them', async (t) => {
+  const { schemas } = documentOf({ type: 'object', properties: { blob: { bytes: true, definitions: { name: { type: 'string' } } }, name: { $ref: '#/properties/blob/definitions/name' } } })
+  t.same(schemas.task_t_input.properties.blob, { not: {}, definitions: { name: { type: 'string' } } })
+  t.same(schemas.task_t_input.properties.name, { $ref: '#/components/schemas/task_t_input/properties/blob/definitions/name' })
 })

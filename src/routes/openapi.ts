@@ -8,7 +8,7 @@ import { pointerSegment } from '../json-pointer.js'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { MSGPACK_TYPES } from './body.js'
-import { hasBytes, isSchemaObject, mapSubschemas } from '../schema-walk.js'
+import { viewComponents } from './openapi-schemas.js'
 import { ERROR_SCHEMA, HEALTH_SCHEMA, QUEUE_STATS_SCHEMA, READY_SCHEMA, RELOAD_RESULT_SCHEMA, TASK_DESCRIPTION_SCHEMA, TASK_LIST_SCHEMA } from './service-schemas.js'
 
 type Json = Record<string, unknown>
@@ -59,80 +59,6 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
     ids.set(task, id)
   }
   return ids
-}
-
-/**
- * How a component is read: a JSON body, which cannot carry binary values (a `bytes` schema
- * is `false` there); a JSON answer, which writes them as base64 strings; or msgpack, where they
- * are bins, which JSON Schema has no type for (the `x-pyfleet-bytes` extension says it).
- */
-type View = 'jsonBody' | 'jsonAnswer' | 'msgpack'
-
-/**
- * A task's schema as a component of its own, in OpenAPI 3.1's dialect (JSON Schema
- * 2020-12) rather than Ajv's draft-07, which most OpenAPI tools would not read:
- * - local references (#/definitions/...) point into the schema, and would resolve against
- *   the document's root: they are rewritten to point into the component;
- * - draft-07's tuples (`items` as an array, `additionalItems`) become `prefixItems` and `items`;
- * - pyfleet's own `bytes` keyword (a msgpack binary value) becomes `x-pyfleet-bytes`, with
- *   what it means in the component's view.
- */
-function schemaComponent (schema: unknown, pointer: string, view: View): unknown {
-  if (!isSchemaObject(schema)) return schema
-  // `false` rather than a `not: {}` beside the extension: generators type it `never` (so
-  // `anyOf: [string, bytes]` is a string), where `not: {}` becomes `unknown`.
-  if (schema.bytes === true && view === 'jsonBody') return false
-  const tuple = Array.isArray(schema.items)
-  const out: Json = {}
-  for (const [key, value] of Object.entries(mapSubschemas(schema, (inner) => schemaComponent(inner, pointer, view)))) {
-    if (key === '$ref' && typeof value === 'string' && value.startsWith('#')) out.$ref = `${pointer}${value.slice(1)}`
-    else if (key === 'bytes' && typeof value === 'boolean') out['x-pyfleet-bytes'] = value
-    else if (tuple && key === 'items') out.prefixItems = value
-    else if (tuple && key === 'additionalItems') out.items = value
-    else out[key] = value
-  }
-  if (schema.bytes === true && view === 'jsonAnswer') Object.assign(out, { type: 'string', contentEncoding: 'base64' })
-  if (view === 'jsonAnswer') loosenForJsonAnswer(schema, out)
-  return out
-}
-
-/**
- * In a JSON answer a binary value is a base64 string, which no schema can tell from a
- * string. Where `not`, `oneOf` or `if` would have to, the JSON answer's schema says less,
- * so that every answer the task may give matches it: such a `not` and `if` (with its
- * branches) are left out, and such a `oneOf` becomes an `anyOf` (`{"oneOf": [{"bytes":
- * true}, {"type": "string"}]}` would otherwise match no answer at all).
- */
-function loosenForJsonAnswer (schema: Json, out: Json): void {
-  if (hasBytes(schema.not)) delete out.not
-  if (hasBytes(schema.if)) for (const key of ['if', 'then', 'else']) delete out[key]
-  if (Array.isArray(schema.oneOf) && schema.oneOf.some(hasBytes)) {
-    const branches = out.oneOf
-    delete out.oneOf
-    if (out.anyOf === undefined) out.anyOf = branches
-    else out.allOf = [...(Array.isArray(out.allOf) ? out.allOf : []), { anyOf: branches }]
-  }
-}
-
-/**
- * A task's schema as a component: schemaComponent's, without a root `$id`, which a
- * document may hold once only (the output schema may appear twice, and share its input's);
- * the component's own references were rewritten to point into it, and need none.
- */
-function taskComponent (schema: unknown, name: string, view: View): unknown {
-  const component = schemaComponent(schema, `#/components/schemas/${name}`, view)
-  if (isSchemaObject(component) && '$id' in component) delete component.$id
-  return component
-}
-
-/**
- * A schema as components: `name` in the JSON view and, when the schema has binary values
- * (which JSON reads otherwise), `<name>_msgpack` for msgpack bodies and answers.
- */
-function viewComponents (schema: unknown, name: string, jsonView: View): Json {
-  const forJson = taskComponent(schema, name, jsonView)
-  if (!hasBytes(schema)) return { [name]: forJson }
-  return { [name]: forJson, [`${name}_msgpack`]: taskComponent(schema, `${name}_msgpack`, 'msgpack') }
 }
 
 /**
