@@ -13,14 +13,30 @@ export class OffloadCancelledError extends Error {
   override name = 'OffloadCancelledError'
 }
 
+/**
+ * The outcome each refusal below stands for: what the pool counts (pyworker_calls_total)
+ * when it refuses a call the same way. These come before a call exists, so the route
+ * counts them (refusedOutcome).
+ */
+const outcomes = new WeakMap<Error, 'cancelled' | 'queue_timeout'>()
+
 /** The answer to a body that would be parsed for a call that can no longer run. */
 export function shuttingDown (): Error {
-  return withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
+  const error = withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
+  outcomes.set(error, 'cancelled') // as a call refused while the pool drains
+  return error
 }
 
 /** The answer to a body that waited for the thread past its client's budget or QUEUE_TIMEOUT_MS. */
 export function waitedTooLong (limitMs: number, byBudget: boolean): Error {
   const limit = byBudget ? `the x-request-timeout-ms budget of ${limitMs} ms` : `QUEUE_TIMEOUT_MS (${limitMs} ms)`
   const message = `${limit} ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
-  return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
+  const error = withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
+  outcomes.set(error, 'queue_timeout') // its wait was queueing: as a call whose wait for a worker ran out
+  return error
+}
+
+/** The call outcome a body's refusal by the offloader counts as, or undefined for any other error. */
+export function refusedOutcome (error: unknown): 'cancelled' | 'queue_timeout' | undefined {
+  return error instanceof Error ? outcomes.get(error) : undefined
 }

@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import { ERROR_CODES } from '../errors.js'
 import { errorCodeOf } from '../request-log.js'
+import { isBehindClosingAnswer } from '../connection-reuse.js'
 import type { Metrics } from './metrics.js'
 
 declare module 'fastify' {
@@ -34,7 +35,9 @@ function boundedCode (code: string | undefined): string {
 /**
  * Whether an answer of `status` to the task route refuses a request before it became a call:
  * a 4xx, but not 422 (a call its task refused, counted as rejected) nor 499 (a client that
- * left: its answer, refusal or not, was never delivered, and is counted as that).
+ * left: its answer, refusal or not, was never delivered, and is counted as that). The 400
+ * of a request pipelined behind an answer that closes its connection is not one either
+ * (isBehindClosingAnswer): it was never run, and says nothing of its input.
  */
 function isRefusal (status: number): boolean {
   return status >= 400 && status < 500 && status !== 422 && status !== 499
@@ -65,7 +68,7 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
     return function observeTaskHttp (request, reply, done) {
       const status = reply.statusCode
       observe(request.method, status, reply.elapsedTime / 1000)
-      if (isRefusal(status)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(errorCodeOf(reply)))
+      if (isRefusal(status) && !isBehindClosingAnswer(request)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(errorCodeOf(reply)))
       done()
     }
   }
@@ -88,6 +91,6 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
     if (observe === undefined) routeObservers.set(route, observe = metrics.httpObserver(route))
     observe(request.method, statusCode, seconds)
     // Refusals the server wrote on the socket itself (a body's broken framing, cut short, not received in time).
-    if (route === TASK_ROUTE && request.method === 'POST' && isRefusal(statusCode)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(code ?? errorCodeOf(reply)))
+    if (route === TASK_ROUTE && request.method === 'POST' && isRefusal(statusCode) && !isBehindClosingAnswer(request)) metrics.taskRequestRefused(servedTask(fastify, request), boundedCode(code ?? errorCodeOf(reply)))
   })
 }

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
 import { budgetMs } from './budget.js'
-import { OffloadCancelledError } from '../offload/offload-errors.js'
+import { OffloadCancelledError, refusedOutcome } from '../offload/offload-errors.js'
 import type { OffloadedInput } from '../offload/offloader.js'
 import type { Task, TaskRegistry } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
@@ -141,6 +141,10 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       // A client that left while its large body waited for the thread: dropped unparsed, so never
       // a call (SPEC §6), and logged as a client leaving is (info), not as the 503 nobody reads.
       const unparsed = error instanceof OffloadCancelledError
+      // A large body refused by the offloader before it became a call (the server drains, or its
+      // wait for the thread ran out): counted as the pool counts a call refused the same way.
+      const refused = call === undefined ? refusedOutcome(error) : undefined
+      if (refused !== undefined) fastify.metrics.callRefused(notACall(task, request), refused)
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
       if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
       throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error

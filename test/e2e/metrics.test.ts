@@ -187,19 +187,22 @@ t.test('queue-stats reports current worker memory, before any scrape', async (t)
   for (const worker of stats.workers) t.ok(worker.rssBytes > 1_000_000, `worker ${worker.id}: ${worker.rssBytes} bytes`)
 })
 
-t.test('a request refused while the server drains is counted as cancelled, without a queue-wait sample', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1' })
+t.test('a request refused while the server drains is counted as cancelled, without a queue-wait sample, its body large or not', async (t) => {
+  // OFFLOAD_MIN_BYTES: the large body is refused by the offloader, before it is a call.
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024' })
   const running = callTask(server.url, 'diag.work', { sleep_ms: 500 })
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
   const closing = server.close()
   await waitFor(() => server.app.pool.isDraining, 2000, 'the drain to begin')
-  const late = await callTask(server.url, 'echo', 1)
-  t.equal(late.status, 503)
-  t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
+  for (const body of [1, 'x'.repeat(4096)]) {
+    const late = await callTask(server.url, 'echo', body)
+    t.equal(late.status, 503)
+    t.equal(late.json.code, 'WORKERS_UNAVAILABLE')
+  }
   t.equal((await running).status, 200)
   await closing
   const { calls } = await server.app.metrics.counts()
-  t.same(calls, { ok: 1, rejected: 0, failed: 0, timeout: 0, worker_died: 0, queue_full: 0, queue_timeout: 0, cancelled: 1 })
+  t.same(calls, { ok: 1, rejected: 0, failed: 0, timeout: 0, worker_died: 0, queue_full: 0, queue_timeout: 0, cancelled: 2 })
   const text = await server.app.metrics.registry.metrics()
   t.notMatch(text, /pyworker_queue_wait_seconds_count\{task="echo"\}/, 'echo never waited: no queue-wait series at all')
 })
@@ -288,4 +291,25 @@ t.test('task requests refused before they became a call are counted by task and 
   t.match(broken, /^HTTP\/1\.1 400 /)
   const after = await (await fetch(`${server.url}/metrics`)).text()
   t.equal(sample(after, 'pyfleet_task_requests_refused_total', 'task="echo",code="HPE_INVALID_CHUNK_SIZE"'), 1, 'a refusal written by the server itself is counted too')
+  // A valid request pipelined behind a 404 answered before its body (the connection closes):
+  // never run, and its 400 is no refusal of its input.
+  const one = (name: string): string => `POST /api/tasks/${name} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`
+  t.match(await rawExchange(server.url, one('nope') + one('diag.work')), /^HTTP\/1\.1 404 /)
+  await waitFor(async () => sample(await (await fetch(`${server.url}/metrics`)).text(), 'pyfleet_task_requests_refused_total', 'task="unknown",code="TASK_NOT_FOUND"') === 2, 5000, 'the 404 counted')
+  const last = await (await fetch(`${server.url}/metrics`)).text()
+  t.notMatch(last, /pyfleet_task_requests_refused_total\{task="diag\.work"/, 'the request behind it is not counted as refused')
+})
+
+t.test('every QUEUE_TIMEOUT answer is counted once, a large body\'s that ran out waiting for the offload thread too', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '1024' })
+  // Bodies of 1 MB, parsed one at a time on the thread, each with a budget of 1 ms: those
+  // behind the first run out while they wait for the thread, before they are calls.
+  const body = JSON.stringify({ pad: 'x'.repeat(1_000_000) })
+  const answers = await Promise.all(Array.from({ length: 8 }, async () => await callTask(server.url, 'echo', body, { 'content-type': 'application/json', 'x-request-timeout-ms': '1' })))
+  const timedOut = answers.filter((answer) => answer.json?.code === 'QUEUE_TIMEOUT')
+  t.ok(timedOut.some((answer) => /waited to be parsed/.test(answer.json.message)), 'some ran out waiting for the offload thread')
+  const { calls } = await server.app.metrics.counts()
+  t.equal(calls.queue_timeout, timedOut.length, 'counted as queue_timeout, each once')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.queue.rejected, timedOut.length, 'and in queue-stats')
 })
