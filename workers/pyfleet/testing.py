@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sys
 
+import msgpack
+
 from . import protocol, registry
 from .frames import DEFAULT_MAX_FRAME_BYTES
 from .protocol import as_the_server_sends
@@ -66,7 +68,10 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     round trip (tuples become lists), and with every float that holds an
     integer within ±2^53 as an int (``1.0``, ``1e3``, ``-0.0`` arrive as ``1``,
     ``1000``, ``0``), since JavaScript has one number type and the server sends
-    integral numbers as msgpack integers, whether the client sent JSON or msgpack.
+    integral numbers as msgpack integers, whether the client sent JSON or msgpack;
+    an int past 64 bits as the float a JSON body's number parses to; dict keys as
+    a JavaScript object holds them (strings, whole-number keys first). Input the
+    server refuses with a 400 before any call raises ValueError, saying why.
 
     Unlike a worker's call, this one has no deadline: the task's ``timeout_ms``
     is the server's to enforce, so a task that hangs hangs the test. And it runs
@@ -79,7 +84,10 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     if registry.get(name) is None:
         known = ", ".join(sorted(task.name for task in registry.all_tasks())) or "none: import your task module first"
         raise KeyError(f"no task named {name!r} (registered: {known})")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": input, "requestId": request_id}))
+    refused = _refused_by_the_server(input)
+    if refused is not None:
+        raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:
@@ -93,13 +101,63 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     try:
         reply = protocol.decode(encode_reply(reply, max_frame_bytes))
     except protocol.ProtocolError as exc:  # e.g. a tuple key: it comes back as an (unhashable) list
-        raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": str(exc)}) from None
+        # Said as the server logs it (where, and what to use), from the value the task returned.
+        where = protocol.undecodable(reply.get("value" if reply.get("t") == protocol.MSG_RESULT else "details"), "the result" if reply.get("t") == protocol.MSG_RESULT else "the details")
+        raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": where or str(exc)}) from None
     if reply["t"] == protocol.MSG_RESULT:
         problem = protocol.undecodable(reply["value"], "the result")
         if problem is not None:
             raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": problem})
         return reply["value"]
     raise TaskCallError(reply)
+
+
+# The server's limit on a body's nesting (src/routes/body.ts MAX_NESTING): a container at this depth is refused.
+MAX_NESTING = 200
+
+
+def _refused_by_the_server(value: Any) -> Optional[str]:
+    """Why the server would refuse ``value`` as a request body before any call (a 400), or None:
+    nesting past its limit, a ``__proto__`` key, a key that is bytes or a tuple, a msgpack
+    extension type, a str holding a lone surrogate (not UTF-8)."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, msgpack.ExtType):  # a tuple: before the containers
+            return "it holds a msgpack extension type"
+        if isinstance(node, (dict, list, tuple)) and depth >= MAX_NESTING:
+            return f"it nests deeper than {MAX_NESTING} levels"
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key == "__proto__":
+                    return "it holds a __proto__ key (JSON and msgpack bodies with one are refused)"
+                if isinstance(key, (bytes, bytearray, tuple)):
+                    return f"it holds a dict key of type {type(key).__name__}; keys are strings"
+                stack.append((key, depth + 1))
+                stack.append((item, depth + 1))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a str holds a lone surrogate: not UTF-8"
+    return None
+
+
+def _past_64_bits_as_floats(value: Any) -> Any:
+    """Ints msgpack cannot carry (past -2^63 .. 2^64 - 1) as the float a JSON body's number
+    parses to on the server (±inf past the float range); msgpack bodies cannot hold them."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        try:
+            return float(value)
+        except OverflowError:
+            return float("inf") if value > 0 else float("-inf")
+    if type(value) in (list, tuple):
+        return [_past_64_bits_as_floats(item) for item in value]
+    if type(value) is dict:
+        return {key: _past_64_bits_as_floats(item) for key, item in value.items()}
+    return value
 
 
 def _event_loop_keeper() -> Any:

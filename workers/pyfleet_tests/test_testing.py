@@ -50,6 +50,38 @@ class CallTaskTest(IsolatedRegistryTest):
         async def asynchronous(input):
             return input * 2
 
+    def test_the_input_arrives_as_the_server_sends_it_keys_and_big_integers_included(self):
+        @task("t.echo")
+        def echo(input):
+            return {"input": input, "keys": list(input) if isinstance(input, dict) else None}
+
+        got = call_task("t.echo", {"b": 1, "10": 2, "a": 3, "2": 4, 1: "one", None: "n", False: "f", 2.5: "x", "01": 5})
+        # As JavaScript holds an object: keys are strings, array indices first in numeric order.
+        self.assertEqual(got["keys"], ["1", "2", "10", "b", "a", "null", "false", "2.5", "01"])
+        self.assertEqual(got["input"]["2"], 4)
+        self.assertEqual(call_task("t.echo", {"k": {"1e-07": 1, 1e-7: 2}})["input"], {"k": {"1e-7": 2, "1e-07": 1}}, "a float key as JavaScript writes it")
+        self.assertEqual(call_task("t.echo", [2**64, -(2**63) - 1, 10**400])["input"], [float(2**64), float(-(2**63) - 1), float("inf")], "past 64 bits: the float a JSON number parses to")
+
+    def test_input_the_server_refuses_before_any_call_is_a_value_error(self):
+        @task("t.echo")
+        def echo(input):
+            return input
+
+        deep = []
+        for _ in range(200):
+            deep = [deep]
+        self.assertEqual(call_task("t.echo", deep[0]), deep[0], "200 levels: taken")
+        for value, why in [
+            (deep, "nests deeper than 200 levels"),
+            ({"a": {"__proto__": 1}}, "__proto__ key"),
+            ({b"k": 1}, "dict key of type bytes"),
+            ({(1, 2): 1}, "dict key of type tuple"),
+            ([msgpack.ExtType(5, b"x")], "msgpack extension type"),
+            ({"s": "\ud800"}, "lone surrogate"),
+        ]:
+            with self.assertRaisesRegex(ValueError, f"^the server would answer this input 400 INVALID_INPUT, before any call: .*{why}"):
+                call_task("t.echo", value)
+
     def test_returns_the_value_after_the_msgpack_round_trip(self):
         # Dates become ISO strings and sets lists, as a client would see them.
         self.assertEqual(call_task("t.greet", {"name": "Ada"}), {"greeting": "hello, Ada", "on": "2026-11-28", "tags": ["a"]})
@@ -83,6 +115,7 @@ class CallTaskTest(IsolatedRegistryTest):
     def test_a_key_or_extension_type_the_server_could_not_decode_is_said_with_where_it_is(self):
         expected = {
             "bytes_key": "the result has a bytes dict key; use str keys",
+            "tuple_key": "the result has a tuple dict key; use str keys",
             "deep": "the result has a bytes dict key at ['rows'][1]['b']; use str keys",
             "deep_ext": "the result holds a msgpack.ExtType at [1]['x'], which the server refuses",
         }
