@@ -63,9 +63,10 @@ function countOf (text: string, char: string, limit: number): number {
  * undefined if it is. With `skipExtensions`, extension types are stepped over
  * instead of refused: the question is then only whether the bytes are msgpack.
  */
-export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContainers = MAX_CONTAINERS, skipExtensions = false): string | undefined {
+export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContainers = MAX_CONTAINERS, skipExtensions = false, shape?: MsgpackShape): string | undefined {
   const end = bytes.length
   let containers = 0
+  let bins = 0
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   // left[d]: values still to read in the container open at depth d (depth 0: the body's one value).
   const left: number[] = [1]
@@ -97,9 +98,9 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
       if (!skipExtensions && isExtension(byte)) return EXTENSION_TYPE
       if (pos + need > end) return 'the msgpack body ends in the middle of a value'
       switch (byte) {
-        case 0xc4: skip = 2 + view.getUint8(pos + 1); break // bin8
-        case 0xc5: skip = 3 + view.getUint16(pos + 1); break // bin16
-        case 0xc6: skip = 5 + view.getUint32(pos + 1); break // bin32
+        case 0xc4: skip = 2 + view.getUint8(pos + 1); bins++; break // bin8
+        case 0xc5: skip = 3 + view.getUint16(pos + 1); bins++; break // bin16
+        case 0xc6: skip = 5 + view.getUint32(pos + 1); bins++; break // bin32
         case 0xd9: skip = 2 + view.getUint8(pos + 1); text = 2; break // str8
         case 0xda: skip = 3 + view.getUint16(pos + 1); text = 3; break // str16
         case 0xdb: skip = 5 + view.getUint32(pos + 1); text = 5; break // str32
@@ -127,8 +128,12 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
       maps.push(map)
     }
   }
+  if (shape !== undefined) shape.objects = containers + bins
   return pos === end ? undefined : `the msgpack body holds ${end - pos} more byte${end - pos === 1 ? '' : 's'} after its value: a body is one msgpack value`
 }
+
+/** What msgpackProblem found of a body it read whole: the values decoding makes into objects (maps, arrays, bins). */
+export interface MsgpackShape { objects: number }
 
 // Bytes of the header (or of the whole value, for fixed-size scalars and fixext)
 // for 0xc0..0xdf; undefined for 0xc1, which msgpack never uses.

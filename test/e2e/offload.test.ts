@@ -7,7 +7,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { pack } from 'msgpackr'
 import { callTask, FIXTURES, getJson, startServer, waitFor } from '../helpers/server.js'
-import { TEXT_OFFLOAD_FACTOR } from '../../src/offload/offloader.js'
+import { OBJECTS_OFFLOAD_DIVISOR, TEXT_OFFLOAD_FACTOR } from '../../src/offload/offloader.js'
 
 const OFFLOAD_TASKS = { TASK_MODULES: 'offload_tasks', PYTHONPATH: FIXTURES }
 
@@ -35,6 +35,21 @@ t.test('by default, bodies and replies from 256 KiB go to the thread and smaller
   const big = await callTask(server.url, 'offload.big', { n: 300_000 })
   t.equal(big.json.text.length, 300_000)
   t.same(await offloadJobs(server.url), { input: 1, answer: 2 })
+})
+
+t.test('a small msgpack body of many maps, arrays or bins goes to the thread: OFFLOAD_MIN_BYTES / OBJECTS_OFFLOAD_DIVISOR of them', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '65536' })
+  const limit = 65536 / OBJECTS_OFFLOAD_DIVISOR
+  const post = async (value: unknown): Promise<number> =>
+    (await fetch(`${server.url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: new Uint8Array(pack(value)) })).status
+  // One byte each: bodies far under OFFLOAD_MIN_BYTES.
+  t.equal(await post(Array.from({ length: limit - 2 }, () => ({}))), 200, 'one object fewer than the limit (the array is one)')
+  t.same(await offloadJobs(server.url), { input: 0, answer: 0 }, 'stays on the event loop')
+  t.equal(await post(Array.from({ length: limit }, () => ({}))), 200, 'empty maps')
+  t.equal(await post(Array.from({ length: limit }, () => Buffer.alloc(0))), 200, 'empty bins')
+  t.same((await offloadJobs(server.url)).input, 2, 'each went to the thread')
+  t.equal(await post([1, [{ a: 'x' }]]), 200)
+  t.same((await offloadJobs(server.url)).input, 2, 'a small body of few objects: on the event loop, as before')
 })
 
 t.test('raw text goes to the thread from TEXT_OFFLOAD_FACTOR times OFFLOAD_MIN_BYTES: cheaper to decode than JSON to parse', async (t) => {
