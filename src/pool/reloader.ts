@@ -53,6 +53,9 @@ export class Reloader {
 
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
+    // A follow-up already asked for: this request shares it, even in the moment between the
+    // reload before it settling and the follow-up starting (#reloading is clear then).
+    if (this.#next !== undefined) return await this.#next
     const running = this.#reloading
     if (running === undefined) return await this.#start(acceptTasks)
     // One reload at a time. A request while one runs does not join it: the code may have

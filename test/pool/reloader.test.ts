@@ -53,3 +53,17 @@ t.test('a reload asked for while one runs is not joined to it: it runs after it,
   t.equal(thirdError, secondError, 'shared by the requests made while the first ran')
   t.notOk(reloads.isActive, 'and none is left running')
 })
+
+t.test('a reload asked for as the one before the follow-up ends shares the follow-up: never two at once', async (t) => {
+  const reloads = reloader(crashLooping(), 100)
+  let later: Promise<unknown> | undefined
+  let activeWhenAsked: boolean | undefined
+  // Asked for from the first reload's own rejection handler: the moment its promise has settled
+  // and the follow-up has not started yet.
+  const first = reloads.reload().catch(() => { activeWhenAsked = reloads.isActive; later = reloads.reload().catch((e: unknown) => e) })
+  const second = reloads.reload().catch((e: unknown) => e)
+  await first
+  t.equal(activeWhenAsked, false, 'no reload was running at that moment')
+  t.equal(await later, await second, 'it shares the follow-up asked for before it, which had not started')
+  t.notOk(reloads.isActive)
+})

@@ -273,5 +273,5 @@ def _child_status(raised: Optional[BaseException]) -> Optional[int]:
     if code is None:
         return 0
     if isinstance(code, int):  # bool too: sys.exit(not ok)
-        return code & 0xFF
+        return code & 0xFF if -(2**63) <= code < 2**63 else 255  # past a C long, Python exits -1: 255
     return 1  # sys.exit("message"): Python prints it and exits 1

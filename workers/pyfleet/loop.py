@@ -211,6 +211,7 @@ class Runner:
 def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
     """fill_defaults=True: each missing top-level field gets its schema default, a list or dict
     as a fresh copy (a task that changes it must not change the next call's default)."""
+    filled = False
     for field, default in defaults:
         if field not in task_input:
             if isinstance(default, (list, dict)):
@@ -218,6 +219,12 @@ def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
 
                 default = copy.deepcopy(default)
             task_input[field] = default
+            filled = True
+    if filled:  # in the order the same fields sent by a client would have (a field named "2" first)
+        ordered = protocol.in_js_order(task_input)
+        if ordered is not task_input:
+            task_input.clear()
+            task_input.update(ordered)
 
 
 def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Optional[Callable[[], None]] = None) -> None:

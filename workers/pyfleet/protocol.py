@@ -162,11 +162,17 @@ def as_the_server_sends(value: Any) -> Any:
         converted = {}
         for key, item in value.items():
             converted[_js_key(key)] = as_the_server_sends(item)
-        indices = sorted((key for key in converted if _is_array_index(key)), key=int)
-        if not indices:
-            return converted
-        return {**{key: converted[key] for key in indices}, **{key: item for key, item in converted.items() if not _is_array_index(key)}}
+        return in_js_order(converted)
     return value
+
+
+def in_js_order(value: Dict[str, Any]) -> Dict[str, Any]:
+    """``value`` with its keys in a JavaScript object's order: array indices ("2", "10") first,
+    in numeric order, then the others in the order they came. ``value`` itself when already so."""
+    indices = sorted((key for key in value if _is_array_index(key)), key=int)
+    if not indices:
+        return value
+    return {**{key: value[key] for key in indices}, **{key: item for key, item in value.items() if not _is_array_index(key)}}
 
 
 def _js_key(key: Any) -> Any:

@@ -123,8 +123,8 @@ def _refused_by_the_server(value: Any) -> Optional[str]:
     stack = [(value, 0)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, msgpack.ExtType):  # a tuple: before the containers
-            return "it holds a msgpack extension type"
+        if isinstance(node, (msgpack.ExtType, msgpack.Timestamp)):  # ExtType is a tuple: before the containers
+            return "it holds a msgpack extension type or timestamp"
         if isinstance(node, (dict, list, tuple)) and depth >= MAX_NESTING:
             return f"it nests deeper than {MAX_NESTING} levels"
         if isinstance(node, dict):
@@ -156,7 +156,8 @@ def _past_64_bits_as_floats(value: Any) -> Any:
     if type(value) in (list, tuple):
         return [_past_64_bits_as_floats(item) for item in value]
     if type(value) is dict:
-        return {key: _past_64_bits_as_floats(item) for key, item in value.items()}
+        # A key past 64 bits: the text a JSON client's key would be (msgpack cannot carry it).
+        return {str(key) if type(key) is int and not -(2**63) <= key < 2**64 else key: _past_64_bits_as_floats(item) for key, item in value.items()}
     return value
 
 

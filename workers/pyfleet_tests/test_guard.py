@@ -296,6 +296,8 @@ class ForkExitTest(WorkerTest):
         # sys.exit(not ok) is common; a string is printed, and the status is 1 whatever it says.
         values, _ = self.calls(("g.fork_exit", False), ("g.fork_exit", True), ("g.fork_exit", "3"), ("g.fork_exit", 256 + 7))
         self.assertEqual(values, [0, 1, 1, 7])
+        # A code past a C long (which no call's input can carry): Python exits -1, 255.
+        self.assertEqual([guard._child_status(SystemExit(code)) for code in (2**70, -(2**70), 2**40 + 3)], [255, 255, 3])
 
 
 class StreamsTest(WorkerTest):

@@ -61,6 +61,7 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(got["input"]["2"], 4)
         self.assertEqual(call_task("t.echo", {"k": {"1e-07": 1, 1e-7: 2}})["input"], {"k": {"1e-7": 2, "1e-07": 1}}, "a float key as JavaScript writes it")
         self.assertEqual(call_task("t.echo", [2**64, -(2**63) - 1, 10**400])["input"], [float(2**64), float(-(2**63) - 1), float("inf")], "past 64 bits: the float a JSON number parses to")
+        self.assertEqual(call_task("t.echo", {2**64: 1})["keys"], ["18446744073709551616"], "and a key past 64 bits the text a JSON key is")
 
     def test_input_the_server_refuses_before_any_call_is_a_value_error(self):
         @task("t.echo")
@@ -77,6 +78,7 @@ class CallTaskTest(IsolatedRegistryTest):
             ({b"k": 1}, "dict key of type bytes"),
             ({(1, 2): 1}, "dict key of type tuple"),
             ([msgpack.ExtType(5, b"x")], "msgpack extension type"),
+            ({"a": msgpack.Timestamp(1, 0)}, "msgpack extension type or timestamp"),
             ({"s": "\ud800"}, "lone surrogate"),
         ]:
             with self.assertRaisesRegex(ValueError, f"^the server would answer this input 400 INVALID_INPUT, before any call: .*{why}"):
@@ -203,6 +205,14 @@ class CallTaskTest(IsolatedRegistryTest):
         # As a client's value arrives: a list for a tuple, an int for an integral float; and fresh each call.
         self.assertEqual(call_task("t.as_sent", {}), ["list", "int", [1, [2, 9]]])
         self.assertEqual(call_task("t.as_sent", {}), ["list", "int", [1, [2, 9]]])
+
+        @task("t.ordered", schema={"type": "object", "properties": {"a": {}, "2": {"default": 5}, "opts": {"default": {"b": 1, "10": 2}}}}, fill_defaults=True)
+        def ordered(input):
+            return [list(input), list(input["opts"])]
+
+        # Filled or sent, the same order: a task cannot tell a default from a client's value.
+        self.assertEqual(call_task("t.ordered", {"a": 1}), [["2", "a", "opts"], ["10", "b"]])
+        self.assertEqual(call_task("t.ordered", {"a": 1, "2": 5, "opts": {"b": 1, "10": 2}}), [["2", "a", "opts"], ["10", "b"]])
 
     def test_an_unknown_name_is_a_key_error_listing_what_is_registered(self):
         with self.assertRaisesRegex(KeyError, r"no task named 't.nope' \(registered: t.async, t.boom, t.greet, t.odd\)"):
