@@ -78,6 +78,15 @@ export interface Connections {
 
 interface Stall { flushed: number, since: number }
 
+/**
+ * The id of the request whose answer a connection is writing, while its reply is known
+ * (abandoned.ts): the raw response's own headers do not hold it, Fastify writes them at once.
+ */
+function requestIdOn (socket: Socket): string | undefined {
+  const response = responseOf(socket)
+  return response === undefined ? undefined : replyOf(response.req)?.request.id
+}
+
 export function trackConnections (server: Server, stallTimeoutMs: number, log: FastifyBaseLogger): Connections {
   // Socket -> when it was accepted.
   const sockets = new Map<Socket, number>()
@@ -113,9 +122,8 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
       if (stall === undefined || stall.flushed !== flushed) stalls.set(socket, { flushed, since: now })
       else if (now - stall.since >= stallTimeoutMs) {
         stalls.delete(socket)
-        // The request's own line said 200 already: Node had taken the whole answer. (Its id is
-        // known only while Node still links the response to the socket.)
-        const requestId = responseOf(socket)?.getHeader('x-request-id')
+        // The request's own line said 200 already: Node had taken the whole answer.
+        const requestId = requestIdOn(socket)
         log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
         closeByServer(socket)
       }
@@ -138,8 +146,15 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
       }
       // Past the deadline an answer still being written is given up on: close() must
       // not wait for it (exit 0 within the grace periods, not the backstop's exit 1).
-      if (answering()) closeAll()
-      else closeUnanswered(0)
+      // Its request's line said 200 already: this says it was cut.
+      if (answering()) {
+        for (const socket of sockets.keys()) {
+          if (!isAnswering(socket)) continue
+          const requestId = requestIdOn(socket)
+          log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket) }, 'closing a connection whose answer was still being written when the shutdown\'s grace ran out (SHUTDOWN_GRACE_MS)')
+        }
+        closeAll()
+      } else closeUnanswered(0)
     }
   }
 }

@@ -189,7 +189,7 @@ t.test('a client that stops reading its answer loses the connection after RESPON
   const connections = async (): Promise<number> => await new Promise((resolve) => { server.app.server.getConnections((_error, count) => { resolve(count) }) })
   await waitFor(async () => (await connections()) === 1 && (await server.app.metrics.counts()).calls.ok === 1, 10_000, 'the answer to be under way')
   await waitFor(async () => (await connections()) === 0, 10_000, 'the server to close the stalled connection')
-  t.ok(server.logs.some((l) => /stopped reading its answer/.test(l.msg ?? '') && l.unsentBytes > 0), 'and says so')
+  t.ok(server.logs.some((l) => /stopped reading its answer/.test(l.msg ?? '') && l.unsentBytes > 0 && typeof l.requestId === 'string'), 'and says so, with the request\'s id')
   let received = 0
   stalled.on('data', (chunk: Buffer) => { received += chunk.length })
   stalled.resume()

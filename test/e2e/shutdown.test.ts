@@ -187,6 +187,22 @@ t.test('an answer still being written to a slow reader at shutdown is not cut of
   t.equal((await server.exited).code, 0)
 })
 
+t.test('an answer the shutdown gives up on when its grace runs out is logged as cut off, with what was left unsent', async (t) => {
+  const { startServer } = await import('../helpers/server.js')
+  const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '300' })
+  const body = JSON.stringify('x'.repeat(12_000_000)) // more than loopback's socket buffers hold
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.on('error', () => {})
+  socket.pause() // never reads
+  socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: cut-off\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor(async () => (await server.app.metrics.counts()).calls.ok === 1, 10_000, 'the call to be answered')
+  await server.close()
+  const line = server.logs.find((l) => /answer was still being written when the shutdown's grace ran out/.test(l.msg ?? ''))
+  t.match(line, { level: 40, requestId: 'cut-off' }, 'a warning naming the request')
+  t.ok(line?.unsentBytes > 0, `with the bytes left unsent (${String(line?.unsentBytes)})`)
+})
+
 t.test('a worker the shutdown stops mid-call is no crash: restarts{reason="crash"} stays 0, and the caller is told why', async (t) => {
   const { startServer } = await import('../helpers/server.js')
   const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '300', WORKER_STOP_GRACE_MS: '200' })
