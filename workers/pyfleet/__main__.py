@@ -168,14 +168,26 @@ def main() -> None:
     set_up_logging()
     guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
+    missing_msgpack = (
+        f"the Python package 'msgpack' is not importable by {sys.executable}; "
+        "install it (Debian: apt-get install python3-msgpack python3-defusedxml; "
+        "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it"
+    )
     try:
         import msgpack  # noqa: F401
     except ImportError:
+        fail(EXIT_MISSING_DEPENDENCY, missing_msgpack)
+    # Imported before stdlib_shadows looks (below): a msgpack.py beside the task modules would
+    # otherwise stop the worker with "module 'msgpack' has no attribute 'Packer'", naming no file.
+    if not (hasattr(msgpack, "Packer") and hasattr(msgpack, "Unpacker")):
+        where = getattr(msgpack, "__file__", None)
+        # None: a directory named msgpack without __init__.py, and no msgpack installed behind it.
+        if where is None:
+            fail(EXIT_MISSING_DEPENDENCY, missing_msgpack)
         fail(
-            EXIT_MISSING_DEPENDENCY,
-            f"the Python package 'msgpack' is not importable by {sys.executable}; "
-            "install it (Debian: apt-get install python3-msgpack python3-defusedxml; "
-            "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it",
+            EXIT_IMPORT_FAILED,
+            f"{where} is named like the msgpack package that workers speak to the server with, and hides it "
+            "(it has no Packer): every 'import msgpack' in this worker gets this file instead; rename it",
         )
 
     from .errors import as_text

@@ -71,6 +71,24 @@ class WorkerTest(unittest.TestCase):
             stderr,
         )
 
+    def test_a_file_named_like_msgpack_stops_the_worker_naming_it(self):
+        # Imported before the standard library's names are looked at: it has a check of its own.
+        directory = task_files(self, {"msgpack.py": "x = 1\n", "greeting.py": TASK})
+        code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertIn(
+            f"pyfleet-fatal: {os.path.join(directory, 'msgpack.py')} is named like the msgpack package that workers speak "
+            "to the server with, and hides it (it has no Packer): every 'import msgpack' in this worker gets this file instead; rename it",
+            stderr,
+        )
+        self.assertNotIn("Traceback", stderr)
+
+    def test_a_directory_named_msgpack_without_init_hides_nothing(self):
+        # A namespace package loses to the installed msgpack, further down the path.
+        directory = task_files(self, {"msgpack/notes.txt": "", "greeting.py": TASK})
+        code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
+        self.assertEqual(code, 0, stderr)
+
     def test_a_worker_without_one_starts(self):
         directory = task_files(self, {"greeting.py": TASK, "test/helpers.py": "", "site/__init__.py": "", "time.py": ""})
         code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
