@@ -57,6 +57,12 @@ class TaskCallError(Exception):
             self.add_note("The task's traceback, as the server would log it:\n" + self.traceback.rstrip())
 
 
+# The call id is part of the reply frame that MAX_FRAME_BYTES bounds, and a long-lived worker's
+# ids grow (a uint64 past 2^32 calls): the widest one, so that a result call_task accepts is
+# never a few bytes over the limit on the server.
+WIDEST_CALL_ID = 2**53 - 1
+
+
 def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test") -> Any:
     """Call the registered task ``name`` with ``input``; return its value as msgpack delivers it.
 
@@ -87,7 +93,7 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     refused = _refused_by_the_server(input)
     if refused is not None:
         raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": 1, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:
