@@ -6,6 +6,8 @@ kept in the worker's log (stderr), never sent to the client.
 
 from __future__ import annotations
 
+import builtins
+
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,6 +46,29 @@ def is_task_error(exc: BaseException) -> bool:
     if isinstance(exc, TaskError):
         return True
     return any(cls.__name__ == "TaskError" and cls.__module__ == __name__ for cls in type(exc).__mro__)
+
+
+def rejection_in(exc: BaseException) -> Optional[BaseException]:
+    """The TaskError that makes ``exc`` a rejection (422), or None for a failure (500).
+
+    ``exc`` itself, or the first TaskError of an exception group made only of TaskErrors
+    (nested groups included): ``asyncio.TaskGroup`` (3.11+) wraps a child's TaskError in
+    one, where ``asyncio.gather`` raises it as it is. A group with any other exception in
+    it is a failure: something went wrong besides the input.
+    """
+    if is_task_error(exc):
+        return exc
+    group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is None or not isinstance(exc, group):
+        return None
+    first = None
+    for inner in exc.exceptions:
+        found = rejection_in(inner)
+        if found is None:
+            return None
+        if first is None:
+            first = found
+    return first
 
 
 def describe(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ import warnings
 from types import CoroutineType
 
 from . import guard, protocol, registry
-from .errors import as_text, describe, is_task_error, sendable
+from .errors import as_text, describe, rejection_in, sendable
 from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .frames import read_frame, write_frame
 from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
@@ -65,12 +65,14 @@ class Runner:
                 reply = protocol.result(call_id, value)
             except BaseException as exc:
                 raised = exc
-                # A TaskError (also one of a second copy of pyfleet: is_task_error) is a rejection.
+                # A TaskError (also one of a second copy of pyfleet, or in a TaskGroup's exception
+                # group: rejection_in) is a rejection.
                 # Not only Exception: KeyboardInterrupt, SystemExit (a library calling
                 # sys.exit()), asyncio.CancelledError and GeneratorExit raised by a task
                 # are its failures too (500), not a reason to lose the worker. The runtime
                 # never raises them itself (SIGINT is ignored, SIGTERM has no handler).
-                reply = _rejected(call_id, exc) if is_task_error(exc) else _failed(call_id, exc)
+                rejection = rejection_in(exc)
+                reply = _failed(call_id, exc) if rejection is None else _rejected(call_id, rejection)
         except BaseException as exc:  # building the reply raised (an exception's property, say): still one reply
             reply = _unreportable(call_id, exc)
         # What the call left behind (see guard.py): one dict test, three identity checks and,

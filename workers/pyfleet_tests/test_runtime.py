@@ -578,6 +578,27 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual((reply["kind"], reply["type"], reply["message"], reply["details"]), ("rejected", "TaskError", "x", {"f": 1}))
         self.assertEqual((subclass["kind"], subclass["message"]), ("rejected", "y"))
 
+    @unittest.skipIf(sys.version_info < (3, 11), "exception groups and asyncio.TaskGroup are Python 3.11+")
+    def test_task_errors_in_an_exception_group_are_a_rejection_and_anything_else_with_them_a_failure(self):
+        async def child_rejects():
+            raise TaskError("bad child input", {"field": "x"})
+
+        async def grouped():
+            async with asyncio.TaskGroup() as group:  # what wraps a child's TaskError in an ExceptionGroup
+                group.create_task(child_rejects())
+
+        try:
+            asyncio.run(grouped())
+        except BaseException as exc:  # the ExceptionGroup TaskGroup raises
+            from_task_group = exc
+        nested = ExceptionGroup("outer", [ExceptionGroup("inner", [TaskError("first")]), TaskError("second")])
+        mixed = ExceptionGroup("g", [TaskError("bad"), ValueError("broken")])
+        task_group, nested_reply, mixed_reply = self.replies(from_task_group, nested, mixed)
+        self.assertEqual((task_group["kind"], task_group["type"], task_group["message"], task_group["details"]),
+                         ("rejected", "TaskError", "bad child input", {"field": "x"}))
+        self.assertEqual((nested_reply["kind"], nested_reply["message"]), ("rejected", "first"))
+        self.assertEqual((mixed_reply["kind"], mixed_reply["type"]), ("failed", "ExceptionGroup"))
+
 
 class AwaitableResultTest(IsolatedRegistryTest):
     def test_an_async_def_behind_a_plain_decorator_is_awaited(self):
