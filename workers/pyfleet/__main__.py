@@ -230,10 +230,16 @@ def main() -> None:
             fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc)
     for name in _modules_without_tasks(registry, args.module):
         # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
-        message = (
-            f"task module '{name}' registered no task: name the module that holds the @task functions "
-            f"(e.g. {name}.greeting for {name.replace('.', '/')}/greeting.py), or import them in its __init__"
-        )
+        if hasattr(sys.modules.get(name), "__path__"):
+            message = (
+                f"task module '{name}' registered no task: name the module that holds the @task functions "
+                f"(e.g. {name}.greeting for {name.replace('.', '/')}/greeting.py), or import them in its __init__"
+            )
+        else:  # a plain module: its functions lack the decorator, or it is not the module meant
+            message = (
+                f"task module '{name}' registered no task: it has no function decorated with @task "
+                "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant"
+            )
         if args.strict:  # --check: a pipeline is where this mistake should stop
             fail(EXIT_IMPORT_FAILED, message)
         logging.getLogger("pyfleet").warning("%s", message)

@@ -261,6 +261,15 @@ class ModuleWithoutTasksTest(unittest.TestCase):
                 self.assertEqual(code, 0, stderr)
                 self.assertNotIn("registered no task", stderr)
 
+    def test_a_plain_module_without_tasks_is_told_about_the_decorator_not_about_packages(self):
+        directory = task_files(self, {"plain.py": "def greet(input):\n    return input\n"})
+        code, _, stderr = run_worker(["--strict", "--module", "plain"], pythonpath=directory)
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertEqual(stderr.strip().splitlines()[-1], (
+            "pyfleet-fatal: task module 'plain' registered no task: it has no function decorated with @task "
+            "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant"
+        ))
+
     def test_the_fatal_line_starts_a_line_after_output_left_open(self):
         code, _, stderr = run_worker(["--strict", "--module", "loud"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
