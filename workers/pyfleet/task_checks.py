@@ -9,6 +9,8 @@ refuse the worker's task list without saying which task is wrong.
 
 from __future__ import annotations
 
+import math
+
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,8 +127,12 @@ def json_list(values: List[Any]) -> str:
 
 def json_problem(value: Any, path: str, depth: int = 0) -> Optional[str]:
     """What in ``value`` cannot travel as JSON (through msgpack) to the server, or None."""
-    if value is None or isinstance(value, (str, bool, float)):
+    if value is None or isinstance(value, (str, bool)):
         return None
+    if isinstance(value, float):
+        # msgpack carries them, but the document is JSON: GET /api/tasks would publish null, while
+        # the server validates (and fills defaults) with the NaN itself.
+        return None if math.isfinite(value) else f"{path} is {value!r}; JSON has no NaN or infinity: use a finite number, or leave the keyword out"
     if isinstance(value, int):
         return None if -(2**63) <= value < 2**64 else f"{path} is an integer beyond 64 bits"
     if depth >= 100:

@@ -68,6 +68,10 @@ class OptionsTest(RegistrationTest):
             "set": ({"enum": {1, 2}}, r"schema\['enum'\] is a set; a schema holds only dicts, lists, str, numbers, bool and None"),
             "key": ({"properties": {1: {}}}, r"schema\['properties'\] has the key 1; JSON keys are str"),
             "huge int": ({"maximum": 2**64}, r"schema\['maximum'\] is an integer beyond 64 bits"),
+            # Published as null in GET /api/tasks, while the server would validate and fill with the NaN itself.
+            "nan default": ({"properties": {"x": {"type": "number", "default": float("nan")}}},
+                            r"schema\['properties'\]\['x'\]\['default'\] is nan; JSON has no NaN or infinity: use a finite number, or leave the keyword out"),
+            "infinite bound": ({"maximum": float("inf")}, r"schema\['maximum'\] is inf; JSON has no NaN or infinity: .*"),
             "in a list": ({"anyOf": [{"type": "string"}, {"type": str}]}, r"schema\['anyOf'\]\[1\]\['type'\] is the Python type str; a schema is JSON: write 'string'"),
         }
         for case, (schema, message) in cases.items():
