@@ -114,8 +114,27 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
         problem = protocol.undecodable(reply["value"], "the result")
         if problem is not None:
             raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": problem})
-        return reply["value"]
+        value = reply["value"]
+        # The server passes a msgpack client the worker's bytes as they are, except for a result with a
+        # __proto__ key: msgpackr renames it (its guard against prototype pollution), and the server
+        # then encodes the value again from JavaScript's (src/pool/protocol.ts, resultValueBytes).
+        return as_the_server_sends(_proto_renamed(value)) if _holds_proto_key(value) else value
     raise TaskCallError(reply)
+
+
+def _holds_proto_key(value: Any) -> bool:
+    if type(value) is dict:
+        return "__proto__" in value or any(_holds_proto_key(item) for item in value.values())
+    return type(value) is list and any(_holds_proto_key(item) for item in value)
+
+
+def _proto_renamed(value: Any) -> Any:
+    """``value`` with each ``__proto__`` key as msgpackr decodes it, ``__proto_`` (the later of two such keys wins, as in JavaScript)."""
+    if type(value) is dict:
+        return {("__proto_" if key == "__proto__" else key): _proto_renamed(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_proto_renamed(item) for item in value]
+    return value
 
 
 # The server's limit on a body's nesting (src/routes/body.ts MAX_NESTING): a container at this depth is refused.

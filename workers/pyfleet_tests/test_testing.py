@@ -131,6 +131,26 @@ class CallTaskTest(IsolatedRegistryTest):
             call_task("t.async", "x" * 2000, max_frame_bytes=1000)
         self.assertEqual((caught.exception.status, caught.exception.code), (500, "RESULT_TOO_LARGE"))
 
+    def test_a_result_with_a_proto_key_comes_back_as_the_server_re_encodes_it(self):
+        # Compared with a real server's msgpack answer: the key renamed by msgpackr, then JavaScript's value encoded.
+        @task("t.proto")
+        def proto(input):
+            return {"b": {"__proto__": 1, "x": 2.0}, "k": {"2": 1, "a": 2, "1": 3}, "l": [1.5, 3.0], "bytes": b"ab"}
+
+        result = call_task("t.proto", None)
+        self.assertEqual(result, {"b": {"__proto_": 1, "x": 2}, "k": {"1": 3, "2": 1, "a": 2}, "l": [1.5, 3], "bytes": b"ab"})
+        self.assertEqual(list(result["k"]), ["1", "2", "a"])
+        self.assertIs(type(result["b"]["x"]), int)
+
+        @task("t.plain")
+        def plain(input):
+            return {"k": {"2": 1, "a": 2, "1": 3}, "f": 2.0}
+
+        # Without one, the worker's own bytes: floats stay floats, keys in the task's order.
+        result = call_task("t.plain", None)
+        self.assertEqual(list(result["k"]), ["2", "a", "1"])
+        self.assertIs(type(result["f"]), float)
+
     def test_the_frame_limit_counts_the_widest_call_id_a_long_lived_worker_sends(self):
         # A worker's ids grow (9 bytes of msgpack past 2^32 calls): a result that fits only beside id 1 is too large there.
         from pyfleet import protocol
