@@ -30,7 +30,7 @@ class TaskError(Exception):
     details: Optional[Any] = None
 
     def __init__(self, message: Any = "the task refused its input", details: Optional[Any] = None) -> None:
-        message = as_text(message)
+        message = as_text(message, use_repr=False)  # shown to the client
         super().__init__(message)
         self.message = message
         self.details = details
@@ -92,8 +92,12 @@ def sendable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def as_text(value: Any) -> str:
-    """``str(value)`` that never raises: bytes decoded as UTF-8, then repr, then a placeholder."""
+def as_text(value: Any, use_repr: bool = True) -> str:
+    """``str(value)`` that never raises: bytes decoded as UTF-8, then repr, then a placeholder.
+
+    ``use_repr=False`` for text a client reads (a TaskError's message): a repr is most often
+    the default one, ``<module.Class object at 0x7f...>``, which shows a memory address.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, (bytes, bytearray)):
@@ -103,6 +107,8 @@ def as_text(value: Any) -> str:
     except BaseException:  # a broken __str__ may raise anything
         pass
     try:
-        return repr(value)
+        if use_repr:
+            return repr(value)
     except BaseException:
-        return f"<unprintable {type(value).__name__}>"
+        pass
+    return f"<unprintable {type(value).__name__}>"

@@ -27,7 +27,7 @@ def rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
     # A subclass may not have called TaskError.__init__, or may have set .message to a non-str.
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
-        message = as_text(exc if message is None else message)
+        message = as_text(exc if message is None else message, use_repr=False)  # shown to the client
     # sendable(): a lone surrogate (a byte kept by surrogateescape) must not cost the message.
     return protocol.error(
         call_id, protocol.KIND_REJECTED, sendable(type(exc).__name__), sendable(_cut(message, MAX_MESSAGE_CHARS)), getattr(exc, "details", None)

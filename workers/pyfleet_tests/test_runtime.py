@@ -373,6 +373,14 @@ class NonStrStr(Exception):
         return 42
 
 
+class RejectWithoutInitBrokenStr(TaskError):
+    def __init__(self):  # no super().__init__(): replies.rejected falls back to str(exc)
+        pass
+
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
 class Unprintable(Exception):
     def __str__(self):
         raise RuntimeError("no str")
@@ -454,6 +462,16 @@ class FailureReplyTest(unittest.TestCase):
         number, none, raw = self.replies(TaskError(42), TaskError(None), TaskError(b"bytes"))
         self.assertEqual([r["message"] for r in (number, none, raw)], ["42", "None", "bytes"])
         self.assertEqual({r["kind"] for r in (number, none, raw)}, {"rejected"})
+
+    def test_a_task_error_message_whose_str_breaks_shows_the_client_no_repr(self):
+        class Broken:
+            def __str__(self):
+                raise RuntimeError("no str")
+
+        # The default repr would show the client a memory address (<...Broken object at 0x7f...>).
+        self.assertEqual(TaskError(Broken()).message, "<unprintable Broken>")
+        without_init, = self.replies(RejectWithoutInitBrokenStr())
+        self.assertEqual((without_init["kind"], without_init["message"]), ("rejected", "<unprintable RejectWithoutInitBrokenStr>"))
 
     def test_a_message_set_to_a_non_str_afterwards_is_sent_as_str(self):
         exc = TaskError("first")
