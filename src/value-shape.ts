@@ -132,6 +132,50 @@ export function msgpackProblem (bytes: Uint8Array, maxDepth: number, maxContaine
   return pos === end ? undefined : `the msgpack body holds ${end - pos} more byte${end - pos === 1 ? '' : 's'} after its value: a body is one msgpack value`
 }
 
+/**
+ * A msgpack body or reply frame holding at least OFFLOAD_MIN_BYTES / 8 maps, arrays and bins
+ * (32,768 by default) is converted on the offload thread whatever its size: each of those is an
+ * object made, walked and encoded again (~0.5 µs each), and msgpack writes an empty one in one
+ * byte, so 256 KiB of them held the event loop ~150 ms where JSON's worst held it ~25 ms.
+ */
+export const OBJECTS_OFFLOAD_DIVISOR = 8
+
+/**
+ * How many maps, arrays and bins `bytes` (msgpack) holds, counted up to `atLeast`, where it
+ * stops. One pass over the headers: a container's values follow its header, so no stack is
+ * kept, and nothing is checked (a worker's reply frame, which decodeReply checks after).
+ * Truncated bytes end the count early.
+ */
+export function msgpackObjects (bytes: Uint8Array, atLeast: number): number {
+  const end = bytes.length
+  let objects = 0
+  let pos = 0
+  while (pos < end && objects < atLeast) {
+    const byte = bytes[pos]
+    if (byte <= 0x7f || byte >= 0xe0) { pos++; continue } // fixint
+    if (byte <= 0x9f) { objects++; pos++; continue } // fixmap, fixarray
+    if (byte <= 0xbf) { pos += 1 + (byte & 0x1f); continue } // fixstr
+    switch (byte) {
+      case 0xc4: objects++; pos += 2 + bytes[pos + 1]; break // bin8
+      case 0xc5: objects++; pos += 3 + uint16(bytes, pos + 1); break // bin16
+      case 0xc6: objects++; pos += 5 + uint32(bytes, pos + 1); break // bin32
+      case 0xd9: pos += 2 + bytes[pos + 1]; break // str8
+      case 0xda: pos += 3 + uint16(bytes, pos + 1); break // str16
+      case 0xdb: pos += 5 + uint32(bytes, pos + 1); break // str32
+      case 0xc7: pos += 3 + bytes[pos + 1]; break // ext8
+      case 0xc8: pos += 4 + uint16(bytes, pos + 1); break // ext16
+      case 0xc9: pos += 6 + uint32(bytes, pos + 1); break // ext32
+      case 0xdc: case 0xdd: case 0xde: case 0xdf: objects++; pos += HEADER_SIZE[byte - 0xc0] as number; break // array16/32, map16/32
+      default: pos += HEADER_SIZE[byte - 0xc0] ?? 1 // nil, bool, numbers, fixext (0xc1: never written)
+    }
+  }
+  return objects
+}
+
+// Past the end, a read is undefined and the position NaN: the loop ends.
+const uint16 = (bytes: Uint8Array, at: number): number => (bytes[at] << 8) | bytes[at + 1]
+const uint32 = (bytes: Uint8Array, at: number): number => bytes[at] * 0x1000000 + ((bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3])
+
 /** What msgpackProblem found of a body it read whole: the values decoding makes into objects (maps, arrays, bins). */
 export interface MsgpackShape { objects: number }
 

@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { Packr } from 'msgpackr'
-import { jsonProblem, MAX_CONTAINERS, msgpackProblem } from '../src/value-shape.js'
+import { jsonProblem, MAX_CONTAINERS, msgpackObjects, msgpackProblem, type MsgpackShape } from '../src/value-shape.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
 const bytes = (...list: number[]): Buffer => Buffer.from(list)
@@ -24,6 +24,29 @@ t.test('passes plain values of every msgpack format', async (t) => {
   }
   t.equal(msgpackProblem(bytes(0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 200), undefined, 'uint64')
   t.equal(msgpackProblem(bytes(0xca, 0, 0, 0, 0), 200), undefined, 'float32')
+})
+
+t.test('msgpackObjects counts maps, arrays and bins as the checking walk does, for every format, and stops at its bound', async (t) => {
+  const values = [
+    null, true, 0, 255, 65_536, 2 ** 53 - 1, -33, -129, -32_769, 0.5, 'a', 'x'.repeat(32), 'x'.repeat(256), 'x'.repeat(70_000),
+    Buffer.alloc(0), Buffer.alloc(256, 2), Buffer.alloc(70_000, 3), [], [[]], Array.from({ length: 16 }, () => ({})),
+    Array.from({ length: 70_000 }, (_, i) => (i % 3 === 0 ? {} : i % 3 === 1 ? [] : Buffer.alloc(1))),
+    { t: 'result', id: 2 ** 40, value: { a: { b: [1, { d: null, e: Buffer.alloc(300) }] }, s: 'ü'.repeat(40_000) } },
+    Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`k${i}`, [i]]))
+  ]
+  for (const value of values) {
+    const encoded = packr.pack(value)
+    const shape: MsgpackShape = { objects: -1 }
+    t.equal(msgpackProblem(encoded, 200, MAX_CONTAINERS, false, shape), undefined)
+    t.equal(msgpackObjects(encoded, Infinity), shape.objects, `${JSON.stringify(value)?.slice(0, 40)} (0x${encoded[0].toString(16)})`)
+  }
+  // Extension types of every size are stepped over, bins inside them not counted.
+  t.equal(msgpackObjects(bytes(0x93, 0xd4, 1, 0x90, 0xd8, 1, ...Array(16).fill(0x90), 0x90), Infinity), 2, 'fixext 1 and 16 holding the bytes of arrays')
+  t.equal(msgpackObjects(bytes(0x95, 0xd4, 1, 0x90, 0xc7, 2, 1, 0x90, 0x90, 0xc8, 0, 1, 1, 0x90, 0xc9, 0, 0, 0, 1, 1, 0x90, 0x90), Infinity), 2, 'ext 8/16/32: the outer array and the last one')
+  const many = packr.pack(Array.from({ length: 1000 }, () => ({})))
+  t.equal(msgpackObjects(many, 10), 10, 'stops at its bound')
+  t.equal(msgpackObjects(many.subarray(0, 500), Infinity), 1 + 497, 'truncated: what was there (the array16 header is 3 bytes)')
+  t.equal(msgpackObjects(bytes(0xdd, 0xff), Infinity), 1, 'a header cut short ends the count')
 })
 
 t.test('refuses containers that claim more values than the bytes left', async (t) => {

@@ -12,6 +12,7 @@ import { OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong 
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
 import { queueWaitLimit } from '../pool/budget-timer.js'
+import { OBJECTS_OFFLOAD_DIVISOR } from '../value-shape.js'
 import type { ResultCheck } from '../pool/result-check.js'
 import type { TaskInfo } from '../pool/ready-message.js'
 import type { TaskInput } from '../routes/body.js'
@@ -32,14 +33,6 @@ const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.me
  * through the thread: ×0.94 req/s, paired, for ~1.5 ms of event loop it kept free).
  */
 export const TEXT_OFFLOAD_FACTOR = 8
-
-/**
- * A msgpack body holding at least OFFLOAD_MIN_BYTES / 8 maps, arrays and bins (32,768 by
- * default) goes to the thread whatever its size: each of those is an object made, walked
- * and encoded again (~0.5 µs each), and msgpack writes an empty one in one byte, so
- * 256 KiB of them held the event loop ~150 ms where JSON's worst held it ~25 ms.
- */
-export const OBJECTS_OFFLOAD_DIVISOR = 8
 
 
 /** What input() needs of a task. */

@@ -112,7 +112,7 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#receiving?.bytes ?? 0) }
     })
-    this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: conversion="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large decoded and written)', labelNames: ['conversion'], registers })
+    this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: conversion="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large, or holding OFFLOAD_MIN_BYTES / 8 maps, arrays and bins, decoded and written)', labelNames: ['conversion'], registers })
     for (const conversion of ['input', 'answer']) this.#offloadJobs.labels(conversion).inc(0)
     new Gauge({
       name: 'pyfleet_offload_pending_jobs',

@@ -12,6 +12,7 @@ import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredRepl
 import { decodeReady, type ReadyMessage, type TaskInfo } from './ready-message.js'
 import { StartWait } from './start-wait.js'
 import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
+import { msgpackObjects, OBJECTS_OFFLOAD_DIVISOR } from '../value-shape.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
 
@@ -49,6 +50,20 @@ const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
 const STREAM_END_GRACE_MS = 500
 /** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
 const STACK_DUMP_MS = 100
+
+/**
+ * Whether a reply frame is decoded and made into its answer on the offload thread: from
+ * OFFLOAD_MIN_BYTES, or from OFFLOAD_MIN_BYTES / 8 maps, arrays and bins in a smaller one
+ * (an echo of 200 KB of empty maps held the event loop ~70–200 ms). Only frames that could
+ * hold that many (one byte each) are counted: the usual small reply costs one comparison.
+ */
+function isForTheThread (frame: Buffer, offloadMinBytes: number): boolean {
+  if (offloadMinBytes === 0) return false
+  if (frame.length >= offloadMinBytes) return true
+  const objects = offloadMinBytes / OBJECTS_OFFLOAD_DIVISOR
+  // The frame's own map ({t, id, value}) aside: the value's count, as a body's is counted.
+  return frame.length > objects && msgpackObjects(frame, objects + 1) > objects
+}
 
 export class PythonWorker {
   static #created = 0
@@ -243,8 +258,7 @@ export class PythonWorker {
         return
       }
       case 'busy': {
-        const offloadMinBytes = this.#options.offloadMinBytes ?? 0
-        const deferred = offloadMinBytes > 0 && body.length >= offloadMinBytes
+        const deferred = isForTheThread(body, this.#options.offloadMinBytes ?? 0)
         const reply = deferred ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const : decodeReply(body, this.#callId)
         if (deferred) this.#answering = this.#task
         const resolve = this.#resolve

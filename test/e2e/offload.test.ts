@@ -5,9 +5,10 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
-import { pack } from 'msgpackr'
+import { pack, unpack } from 'msgpackr'
 import { callTask, FIXTURES, getJson, startServer, waitFor } from '../helpers/server.js'
-import { OBJECTS_OFFLOAD_DIVISOR, TEXT_OFFLOAD_FACTOR } from '../../src/offload/offloader.js'
+import { TEXT_OFFLOAD_FACTOR } from '../../src/offload/offloader.js'
+import { OBJECTS_OFFLOAD_DIVISOR } from '../../src/value-shape.js'
 
 const OFFLOAD_TASKS = { TASK_MODULES: 'offload_tasks', PYTHONPATH: FIXTURES }
 
@@ -37,8 +38,8 @@ t.test('by default, bodies and replies from 256 KiB go to the thread and smaller
   t.same(await offloadJobs(server.url), { input: 1, answer: 2 })
 })
 
-t.test('a small msgpack body of many maps, arrays or bins goes to the thread: OFFLOAD_MIN_BYTES / OBJECTS_OFFLOAD_DIVISOR of them', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '65536' })
+t.test('a small msgpack body or reply frame of many maps, arrays or bins goes to the thread: OFFLOAD_MIN_BYTES / OBJECTS_OFFLOAD_DIVISOR of them', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', OFFLOAD_MIN_BYTES: '65536', ...OFFLOAD_TASKS })
   const limit = 65536 / OBJECTS_OFFLOAD_DIVISOR
   const post = async (value: unknown): Promise<number> =>
     (await fetch(`${server.url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: new Uint8Array(pack(value)) })).status
@@ -47,9 +48,24 @@ t.test('a small msgpack body of many maps, arrays or bins goes to the thread: OF
   t.same(await offloadJobs(server.url), { input: 0, answer: 0 }, 'stays on the event loop')
   t.equal(await post(Array.from({ length: limit }, () => ({}))), 200, 'empty maps')
   t.equal(await post(Array.from({ length: limit }, () => Buffer.alloc(0))), 200, 'empty bins')
-  t.same((await offloadJobs(server.url)).input, 2, 'each went to the thread')
+  t.same(await offloadJobs(server.url), { input: 2, answer: 2 }, 'each went to the thread, and so did its echo')
   t.equal(await post([1, [{ a: 'x' }]]), 200)
-  t.same((await offloadJobs(server.url)).input, 2, 'a small body of few objects: on the event loop, as before')
+  t.same(await offloadJobs(server.url), { input: 2, answer: 2 }, 'a small body of few objects: on the event loop, as before')
+
+  // A small input whose reply is many objects: the reply alone goes (the frame's own map is not counted).
+  let answers = 2
+  for (const accept of ['application/json', 'application/msgpack']) {
+    const under = await callTask(server.url, 'offload.empty_maps', { n: limit - 2 }, { accept })
+    t.equal(under.status, 200)
+    t.same(await offloadJobs(server.url), { input: 2, answer: answers }, `${accept}: the list and its maps, one fewer than the limit: on the event loop`)
+    const at = await callTask(server.url, 'offload.empty_maps', { n: limit - 1 }, { accept })
+    t.equal(at.status, 200)
+    t.same(await offloadJobs(server.url), { input: 2, answer: ++answers }, `${accept}: at the limit, the answer is made on the thread`)
+    if (accept === 'application/json') t.same(at.json, Array.from({ length: limit - 1 }, () => ({})))
+  }
+  const response = await fetch(`${server.url}/api/tasks/offload.empty_maps`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/msgpack' }, body: JSON.stringify({ n: limit }) })
+  t.same(unpack(Buffer.from(await response.arrayBuffer())), Array.from({ length: limit }, () => ({})), 'the msgpack answer made on the thread')
+  t.same(await offloadJobs(server.url), { input: 2, answer: answers + 1 })
 })
 
 t.test('raw text goes to the thread from TEXT_OFFLOAD_FACTOR times OFFLOAD_MIN_BYTES: cheaper to decode than JSON to parse', async (t) => {
