@@ -34,6 +34,9 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
     maxHeapUsedBytes: config.maxHeapUsedBytes,
     maxRssBytes: config.maxRssBytes,
     retryAfter: RETRY_AFTER_SECONDS,
+    // Over the last sample (1 s), not since start (under-pressure's default): a replica idle
+    // after a busy hour read ~0.5, and a new spike barely moved a long-lived one's figure.
+    eventLoopUtilizationMode: 'interval',
     exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
     pressureHandler: (_request, reply, type, value) => {
       reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
@@ -47,7 +50,7 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
   const registers = [fastify.metrics.registry]
   const reading = (): ReturnType<FastifyInstance['memoryUsage']> => fastify.memoryUsage()
   new Gauge({ name: 'pyfleet_pressure_event_loop_delay_seconds', help: 'Event loop delay as under-pressure measures it', registers, collect () { this.set(reading().eventLoopDelay / 1000) } })
-  new Gauge({ name: 'pyfleet_pressure_event_loop_utilization_ratio', help: 'Event loop utilization (0..1)', registers, collect () { this.set(reading().eventLoopUtilized) } })
+  new Gauge({ name: 'pyfleet_pressure_event_loop_utilization_ratio', help: 'Event loop utilization over the last second (0..1)', registers, collect () { this.set(reading().eventLoopUtilized) } })
   new Gauge({ name: 'pyfleet_pressure_heap_used_bytes', help: 'V8 heap used, as under-pressure measures it', registers, collect () { this.set(reading().heapUsed) } })
   new Gauge({ name: 'pyfleet_pressure_rss_bytes', help: 'Node process RSS, as under-pressure measures it', registers, collect () { this.set(reading().rssBytes) } })
   new Gauge({ name: 'pyfleet_under_pressure', help: '1 while /health answers 503 because a threshold is passed', registers, collect () { this.set(fastify.isUnderPressure() ? 1 : 0) } })

@@ -268,6 +268,17 @@ t.test('past a pressure threshold /health is 503 with Retry-After, task calls st
   t.ok(sample(text, 'pyfleet_pressure_heap_used_bytes', '') > 1)
 })
 
+t.test('the event loop utilization gauge is the last second\'s, not the average since start', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // The app runs in this process: hold its event loop, then leave it idle.
+  const until = Date.now() + 3000
+  while (Date.now() < until) { /* busy: the loop does nothing else */ }
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  // Since start it would be at least 3 s busy out of ~6: about 0.5.
+  t.ok(sample(text, 'pyfleet_pressure_event_loop_utilization_ratio', '') < 0.25, 'idle again')
+})
+
 t.test('task requests refused before they became a call are counted by task and code; a 422 is a call, not a refusal', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const post = async (name: string, body: string, type = 'application/json'): Promise<number> =>
