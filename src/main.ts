@@ -58,8 +58,12 @@ export interface EarlySignals {
   stopRemembering: () => void
 }
 
-/** How long a failed start waits for its log lines to be written before its one line on stderr. */
-const LOG_FLUSH_BEFORE_FAILURE_MS = 500
+/**
+ * How long a failed start waits for its log lines to be written before its one line on stderr.
+ * A cap, reached only when the reader of stdout is slow: the flush itself takes milliseconds.
+ * 500 ms was passed on a loaded machine, and the reason line came before the lines explaining it.
+ */
+const LOG_FLUSH_BEFORE_FAILURE_MS = 2_000
 
 /**
  * startFailure, once the log lines already written (a worker's traceback, "worker

@@ -40,7 +40,7 @@ t.test('an idle keep-alive connection does not keep its last request (and its bo
     let answer = ''
     socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
     socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
-    await waitFor(() => answer.length > body.length, 10_000, 'the echo')
+    await waitFor(() => answer.length > body.length, 30_000, 'the echo')
     return socket
   }))
   t.equal(sockets.length, 5)

@@ -187,7 +187,7 @@ t.test('a client that stops reading its answer loses the connection after RESPON
   stalled.pause() // never reads
   stalled.write(request)
   const connections = async (): Promise<number> => await new Promise((resolve) => { server.app.server.getConnections((_error, count) => { resolve(count) }) })
-  await waitFor(async () => (await connections()) === 1 && (await server.app.metrics.counts()).calls.ok === 1, 10_000, 'the answer to be under way')
+  await waitFor(async () => (await connections()) === 1 && (await server.app.metrics.counts()).calls.ok === 1, 60_000, 'the answer to be under way') // a 12 MB echo: a guard, not a timing
   await waitFor(async () => (await connections()) === 0, 10_000, 'the server to close the stalled connection')
   t.ok(server.logs.some((l) => /stopped reading its answer/.test(l.msg ?? '') && l.unsentBytes > 0 && typeof l.requestId === 'string'), 'and says so, with the request\'s id')
   let received = 0
@@ -321,11 +321,12 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
 
 t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past it gets 503 QUEUE_FULL, a small one still waits', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT_BYTES: '1000000' })
-  // Busy for long enough that the first large call is still queued when the second arrives, on a
-  // loaded machine too: the second's 600 KB go through the offload thread, which starts for it
-  // (3 s was once not enough in CI, and the second call then ran).
-  const busy = callTask(server.url, 'diag.work', { sleep_ms: 8000 })
-  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker to be busy')
+  // Busy until the test has seen what it came for, on a loaded machine too (the large bodies
+  // go through the offload thread, which starts for them: fixed sleeps of 3 s, then 8 s, were
+  // once not enough), then killed: the queued calls run on its replacement.
+  const [pid] = workerPids(server)
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 120_000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 20_000, 'the worker to be busy')
   const large = (n: number): string => JSON.stringify({ n, text: 'x'.repeat(600_000) })
   // Sent chunked, without a content-length: its size is what the parser read.
   const first = fetch(`${server.url}/api/tasks/echo`, {
@@ -334,7 +335,7 @@ t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past 
     body: new ReadableStream({ start (controller) { controller.enqueue(new TextEncoder().encode(large(1))); controller.close() } }),
     duplex: 'half'
   } as RequestInit).then((response) => response)
-  await waitFor(() => server.app.pool.waiting === 1, 5000, 'the first large call to wait')
+  await waitFor(() => server.app.pool.waiting === 1, 30_000, 'the first large call to wait')
   const { queue } = await getJson(`${server.url}/api/queue-stats`)
   t.match(queue, { waiting: 1, limit: 1000, bytes: large(1).length, limitBytes: 1_000_000 })
   t.match(await (await fetch(`${server.url}/metrics`)).text(), new RegExp(`\\npyfleet_queue_bytes ${large(1).length}\\n`), 'the gauge says the same')
@@ -344,8 +345,9 @@ t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past 
   t.equal(refused.json.message, `the caller already waiting holds ${large(1).length} bytes of input, and this call's ${large(2).length} would take the queue past QUEUE_LIMIT_BYTES=1000000; retry later`)
   t.equal(refused.headers.get('retry-after'), '1')
   const small = callTask(server.url, 'echo', { small: true })
-  await waitFor(() => server.app.pool.waiting === 2, 5000, 'the small call to wait too')
-  t.same([(await first).status, (await small).json, (await busy).status], [200, { small: true }, 200])
+  await waitFor(() => server.app.pool.waiting === 2, 30_000, 'the small call to wait too')
+  process.kill(pid, 'SIGKILL')
+  t.same([(await first).status, (await small).json, (await busy).status], [200, { small: true }, 502])
   t.equal((await first).headers.get('content-type'), 'application/json; charset=utf-8')
   t.equal((await getJson(`${server.url}/api/queue-stats`)).queue.bytes, 0, 'every byte given back')
 })

@@ -196,7 +196,7 @@ t.test('an answer the shutdown gives up on when its grace runs out is logged as 
   socket.on('error', () => {})
   socket.pause() // never reads
   socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: cut-off\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
-  await waitFor(async () => (await server.app.metrics.counts()).calls.ok === 1, 10_000, 'the call to be answered')
+  await waitFor(async () => (await server.app.metrics.counts()).calls.ok === 1, 60_000, 'the call to be answered') // a 12 MB echo: a guard, not a timing
   await server.close()
   const line = server.logs.find((l) => /answer was still being written when the shutdown's grace ran out/.test(l.msg ?? ''))
   t.match(line, { level: 40, requestId: 'cut-off' }, 'a warning naming the request')
