@@ -21,10 +21,27 @@ export interface PythonInfo {
 // older than 3.10: its workers would start, and lose every failed task's traceback.
 const REQUIRED_MODULES = ['msgpack', 'defusedxml']
 const MIN_VERSION = '3.10'
+/** How the probe's line about a shadowing module starts. */
+const SHADOWED = 'shadowed: '
+// A module of that name in a PYTHONPATH entry that fails to import (a msgpack.py of the
+// user's own) is named as the culprit: "cannot import" it would send them to install a
+// package they have.
 const PROBE = [
-  'import sys',
+  'import os, sys',
   `sys.version_info >= (${MIN_VERSION.replace('.', ', ')}) or sys.exit("Python " + sys.version.split()[0] + " is too old: the workers need ${MIN_VERSION} or newer")`,
-  `import ${REQUIRED_MODULES.join(', ')}`,
+  `for name in ${JSON.stringify(REQUIRED_MODULES)}:`,
+  '    try:',
+  '        __import__(name)',
+  '    except Exception as exc:',
+  '        import importlib.util',
+  '        try:',
+  '            origin = getattr(importlib.util.find_spec(name), "origin", None) or ""',
+  '        except Exception:',
+  '            origin = ""',
+  '        roots = [os.path.join(os.path.abspath(p), "") for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]',
+  '        if any(origin.startswith(root) for root in roots):',
+  `            sys.exit("${SHADOWED}" + origin + ", in a PYTHONPATH entry, is what 'import " + name + "' finds, and importing it raised " + type(exc).__name__ + ": " + str(exc))`,
+  '        raise',
   'print(sys.executable); print(sys.version.split()[0])'
 ].join('\n')
 
@@ -37,7 +54,7 @@ function isAtLeast (version: string, minimum: string): boolean {
 
 /** Why a candidate cannot run the workers: what is wrong decides what to advise. */
 export interface Unusable {
-  kind: 'missing' | 'too-old' | 'no-modules' | 'broken'
+  kind: 'missing' | 'too-old' | 'no-modules' | 'shadowed' | 'broken'
   reason: string
 }
 
@@ -77,8 +94,10 @@ function probe (candidate: string): Promise<PythonInfo | Unusable> {
         // Found on any line: a warning (a missing platform library, a shim's notice) may come first.
         const tooOld = stderr.split('\n').find((line) => / is too old: the workers need /.test(line))?.trim()
         const said = firstWords(stderr)
+        const shadowed = stderr.split('\n').find((line) => line.startsWith(SHADOWED))
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') unusable('missing', 'not found')
         else if (tooOld !== undefined) unusable('too-old', tooOld)
+        else if (shadowed !== undefined) unusable('shadowed', shadowed.slice(SHADOWED.length).trim())
         else if (missing !== undefined) unusable('no-modules', `cannot import ${missing}`)
         else if (said !== '') unusable('broken', said)
         else if (error.killed) unusable('broken', 'did not answer within 15 s')
@@ -99,10 +118,13 @@ async function exists (path: string): Promise<boolean> {
 const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install python3-msgpack python3-defusedxml; ' +
   'elsewhere: python3 -m venv .venv && .venv/bin/pip install -r workers/requirements.txt, or run npm ci, which does this)'
 
+const SHADOW_FIX = 'if that file is not the package the workers need, rename it (or take its directory off PYTHONPATH)'
+
 /** What to do about a configured PYTHON that cannot run the workers. */
 function adviceFor ({ kind }: Unusable): string {
   const wanted = `an interpreter of Python ${MIN_VERSION} or newer that has ${REQUIRED_MODULES.join(' and ')}`
   if (kind === 'no-modules') return `${FIX}, or point PYTHON at ${wanted}`
+  if (kind === 'shadowed') return SHADOW_FIX
   return `point PYTHON at ${wanted}, or unset it to let pyfleet search for one`
 }
 
@@ -129,8 +151,11 @@ export async function resolvePython (configured: string | undefined, projectRoot
   const reasons = tried.map((u) => u.reason).join('; ')
   // When every interpreter here is too old, installing packages for them would not help.
   const present = tried.filter((u) => u.kind !== 'missing')
-  const advice = present.length > 0 && present.every((u) => u.kind === 'too-old')
-    ? `install Python ${MIN_VERSION} or newer with msgpack and defusedxml, and point PYTHON at it`
-    : `${FIX}; the workers need Python ${MIN_VERSION} or newer`
+  // A file on PYTHONPATH hides the package from every interpreter alike: installing it would not help.
+  const advice = present.some((u) => u.kind === 'shadowed')
+    ? SHADOW_FIX
+    : present.length > 0 && present.every((u) => u.kind === 'too-old')
+      ? `install Python ${MIN_VERSION} or newer with msgpack and defusedxml, and point PYTHON at it`
+      : `${FIX}; the workers need Python ${MIN_VERSION} or newer`
   throw new ConfigError(`no Python interpreter can run the workers (tried ${reasons}): ${advice}`)
 }

@@ -2,7 +2,7 @@
 // real interpreters (and real non-interpreters) probed as at start-up.
 
 import t from 'tap'
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolvePython } from '../src/python-path.js'
@@ -34,6 +34,24 @@ t.test('when every interpreter found is too old, the advice is a newer Python, n
   const message = await refusal(undefined, root)
   t.match(message, /\/usr\/bin\/python3: Python 3\.9\.18 is too old: the workers need 3\.10 or newer/, 'the version line, though a warning came first')
   t.match(message, /: install Python 3\.10 or newer with msgpack and defusedxml, and point PYTHON at it$/)
+  t.notMatch(message, /apt-get/)
+})
+
+t.test('a msgpack.py on PYTHONPATH that fails to import is named, with what it raised, not taken for a missing package', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-shadow-'))
+  const saved = process.env.PYTHONPATH
+  t.teardown(async () => {
+    if (saved === undefined) delete process.env.PYTHONPATH
+    else process.env.PYTHONPATH = saved
+    await rm(dir, { recursive: true })
+  })
+  await writeFile(join(dir, 'msgpack.py'), 'import does_not_exist_zz\n')
+  // A name of its own: probes are cached by the interpreter's name.
+  await symlink('/usr/bin/python3', join(dir, 'python'))
+  process.env.PYTHONPATH = dir
+  const message = await refusal(join(dir, 'python'), '/')
+  t.match(message, `${join(dir, 'msgpack.py')}, in a PYTHONPATH entry, is what 'import msgpack' finds, and importing it raised ModuleNotFoundError: No module named 'does_not_exist_zz'`)
+  t.match(message, /: if that file is not the package the workers need, rename it \(or take its directory off PYTHONPATH\)$/)
   t.notMatch(message, /apt-get/)
 })
 

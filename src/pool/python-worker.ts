@@ -48,6 +48,8 @@ export const EXIT_PROTOCOL_ERROR = 5
 const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
 /** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
 const STREAM_END_GRACE_MS = 500
+/** The largest call id, a msgpack uint32 (workers/pyfleet/testing.py's WIDEST_CALL_ID). */
+const MAX_CALL_ID = 2 ** 32 - 1
 /** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
 const STACK_DUMP_MS = 100
 
@@ -60,9 +62,9 @@ const STACK_DUMP_MS = 100
 function isForTheThread (frame: Buffer, offloadMinBytes: number): boolean {
   if (offloadMinBytes === 0) return false
   if (frame.length >= offloadMinBytes) return true
-  const objects = offloadMinBytes / OBJECTS_OFFLOAD_DIVISOR
-  // The frame's own map ({t, id, value}) aside: the value's count, as a body's is counted.
-  return frame.length > objects && msgpackObjects(frame, objects + 1) > objects
+  // The frame's own map ({t, id, value}) aside: the value's count, as a body's is counted (takesObjects).
+  const objects = offloadMinBytes / OBJECTS_OFFLOAD_DIVISOR + 1
+  return frame.length >= objects && msgpackObjects(frame, objects) >= objects
 }
 
 export class PythonWorker {
@@ -158,7 +160,10 @@ export class PythonWorker {
    */
   call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false): Promise<ReplyMessage | DeferredReply> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
-    const id = ++this.#callId
+    // Ids only tell a call's reply from a stale one: they wrap before 2^32, past which msgpackr
+    // would write one as a float64, which resultValueBytes does not read (a msgpack answer
+    // would then be encoded again, not passed on).
+    const id = this.#callId = this.#callId >= MAX_CALL_ID ? 1 : this.#callId + 1
     const frame = encodeCall(id, task, input, requestId, widenIntegers)
     // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
     // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.

@@ -141,6 +141,18 @@ def _missing_module_hint(missing: "str | None") -> str:
     return f"install the package that provides '{missing}'"
 
 
+def _in_pythonpath(name: str) -> "str | None":
+    """Where ``import name`` finds a module inside a PYTHONPATH entry, or None (installed, or nowhere)."""
+    import importlib.util
+
+    try:
+        origin = getattr(importlib.util.find_spec(name), "origin", None) or ""
+    except Exception:  # the spec of a broken package may itself raise
+        return None
+    roots = [os.path.join(os.path.abspath(entry), "") for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return origin if any(origin.startswith(root) for root in roots) else None
+
+
 def main() -> None:
     try:
         args = parse_args(sys.argv[1:])
@@ -175,7 +187,13 @@ def main() -> None:
     )
     try:
         import msgpack  # noqa: F401
-    except ImportError:
+    except Exception as exc:  # a msgpack.py of the user's own may raise anything
+        shadow = _in_pythonpath("msgpack")
+        if shadow is not None:
+            fail(EXIT_IMPORT_FAILED, f"{shadow}, in a PYTHONPATH entry, is what 'import msgpack' finds, and importing it raised "
+                                     f"{type(exc).__name__}: {exc}; if it is not the msgpack package, rename it")
+        if not isinstance(exc, ImportError):
+            raise
         fail(EXIT_MISSING_DEPENDENCY, missing_msgpack)
     # Imported before stdlib_shadows looks (below): a msgpack.py beside the task modules would
     # otherwise stop the worker with "module 'msgpack' has no attribute 'Packer'", naming no file.

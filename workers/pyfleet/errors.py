@@ -56,18 +56,19 @@ def rejection_in(exc: BaseException) -> Optional[BaseException]:
     one, where ``asyncio.gather`` raises it as it is. A group with any other exception in
     it is a failure: something went wrong besides the input.
     """
-    if is_task_error(exc):
-        return exc
     group = getattr(builtins, "BaseExceptionGroup", None)
-    if group is None or not isinstance(exc, group):
-        return None
+    # A loop, not recursion: a group nested thousands deep must not turn into a RecursionError.
     first = None
-    for inner in exc.exceptions:
-        found = rejection_in(inner)
-        if found is None:
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if is_task_error(current):
+            if first is None:  # members are pushed in reverse, so they are taken in order
+                first = current
+        elif group is not None and isinstance(current, group):
+            pending.extend(reversed(current.exceptions))
+        else:
             return None
-        if first is None:
-            first = found
     return first
 
 

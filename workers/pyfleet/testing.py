@@ -58,9 +58,9 @@ class TaskCallError(Exception):
 
 
 # The call id is part of the reply frame that MAX_FRAME_BYTES bounds, and a long-lived worker's
-# ids grow (a uint64 past 2^32 calls): the widest one, so that a result call_task accepts is
-# never a few bytes over the limit on the server.
-WIDEST_CALL_ID = 2**53 - 1
+# ids grow, up to a msgpack uint32 (src/pool/python-worker.ts MAX_CALL_ID): the widest one, so
+# that a result call_task accepts is never a few bytes over the limit on the server.
+WIDEST_CALL_ID = 2**32 - 1
 
 
 def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test") -> Any:

@@ -610,12 +610,16 @@ class FailureReplyTest(unittest.TestCase):
         except BaseException as exc:  # the ExceptionGroup TaskGroup raises
             from_task_group = exc
         nested = ExceptionGroup("outer", [ExceptionGroup("inner", [TaskError("first")]), TaskError("second")])
+        deep = TaskError("deepest")
+        for _ in range(5000):  # past the recursion limit: walked without recursion
+            deep = ExceptionGroup("level", [deep])
         mixed = ExceptionGroup("g", [TaskError("bad"), ValueError("broken")])
-        task_group, nested_reply, mixed_reply = self.replies(from_task_group, nested, mixed)
+        task_group, nested_reply, mixed_reply, deep_reply = self.replies(from_task_group, nested, mixed, deep)
         self.assertEqual((task_group["kind"], task_group["type"], task_group["message"], task_group["details"]),
                          ("rejected", "TaskError", "bad child input", {"field": "x"}))
         self.assertEqual((nested_reply["kind"], nested_reply["message"]), ("rejected", "first"))
         self.assertEqual((mixed_reply["kind"], mixed_reply["type"]), ("failed", "ExceptionGroup"))
+        self.assertEqual((deep_reply["kind"], deep_reply["message"]), ("rejected", "deepest"))
 
 
 class AwaitableResultTest(IsolatedRegistryTest):

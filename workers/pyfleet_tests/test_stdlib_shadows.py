@@ -83,6 +83,19 @@ class WorkerTest(unittest.TestCase):
         )
         self.assertNotIn("Traceback", stderr)
 
+    def test_a_msgpack_py_that_fails_to_import_is_named_with_what_it_raised(self):
+        for source, raised in (("import does_not_exist_zz\n", "ModuleNotFoundError: No module named 'does_not_exist_zz'"),
+                               ("raise ValueError('boom')\n", "ValueError: boom")):
+            with self.subTest(raised=raised):
+                directory = task_files(self, {"msgpack.py": source, "greeting.py": TASK})
+                code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
+                self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+                self.assertIn(
+                    f"pyfleet-fatal: {os.path.join(directory, 'msgpack.py')}, in a PYTHONPATH entry, is what 'import msgpack' finds, "
+                    f"and importing it raised {raised}; if it is not the msgpack package, rename it",
+                    stderr,
+                )
+
     def test_a_directory_named_msgpack_without_init_hides_nothing(self):
         # A namespace package loses to the installed msgpack, further down the path.
         directory = task_files(self, {"msgpack/notes.txt": "", "greeting.py": TASK})

@@ -152,14 +152,14 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertIs(type(result["f"]), float)
 
     def test_the_frame_limit_counts_the_widest_call_id_a_long_lived_worker_sends(self):
-        # A worker's ids grow (9 bytes of msgpack past 2^32 calls): a result that fits only beside id 1 is too large there.
+        # A worker's ids grow (5 bytes of msgpack from 2^16 calls): a result that fits only beside id 1 is too large there.
         from pyfleet import protocol
         doubled = "x" * 2000
         beside_id_1 = len(protocol.encode(protocol.result(1, doubled)))
         with self.assertRaises(TaskCallError) as caught:
             call_task("t.async", "x" * 1000, max_frame_bytes=beside_id_1)
         self.assertEqual(caught.exception.code, "RESULT_TOO_LARGE")
-        self.assertEqual(call_task("t.async", "x" * 1000, max_frame_bytes=beside_id_1 + 8), doubled)
+        self.assertEqual(call_task("t.async", "x" * 1000, max_frame_bytes=beside_id_1 + 4), doubled)
 
     def test_what_would_break_the_protocol_gets_the_status_http_gives(self):
         """Over HTTP these are answered as below, and the worker stays; here too, never a raw exception."""
