@@ -60,41 +60,38 @@ class FindTest(unittest.TestCase):
 
 
 class WorkerTest(unittest.TestCase):
-    def test_a_worker_with_a_shadowing_file_on_pythonpath_stops_at_start_saying_which_and_why(self):
-        # csv.py would otherwise be what the built-in csv.profile imports: it would fail at its first call.
-        directory = task_files(self, {"csv.py": TASK, "greeting.py": TASK})
+    def assertStopsNaming(self, shadow, source, fatal):
+        """A worker with ``shadow`` (written with ``source``) beside a task module on PYTHONPATH stops at
+        start with EXIT_IMPORT_FAILED and the line ``fatal(path of the shadow)``; its stderr is returned."""
+        directory = task_files(self, {shadow: source, "greeting.py": TASK})
         code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertIn(
-            f"pyfleet-fatal: {os.path.join(directory, 'csv.py')} is named like the standard library's csv module and hides it: "
-            "every 'import csv' in this worker (the standard library's own and the built-in tasks' included) gets this file instead; rename it",
-            stderr,
-        )
+        self.assertIn(f"pyfleet-fatal: {fatal(os.path.join(directory, shadow))}", stderr)
+        return stderr
+
+    def test_a_worker_with_a_shadowing_file_on_pythonpath_stops_at_start_saying_which_and_why(self):
+        # csv.py would otherwise be what the built-in csv.profile imports: it would fail at its first call.
+        self.assertStopsNaming("csv.py", TASK, lambda path: (
+            f"{path} is named like the standard library's csv module and hides it: every 'import csv' in this worker "
+            "(the standard library's own and the built-in tasks' included) gets this file instead; rename it"
+        ))
 
     def test_a_file_named_like_msgpack_stops_the_worker_naming_it(self):
         # Imported before the standard library's names are looked at: it has a check of its own.
-        directory = task_files(self, {"msgpack.py": "x = 1\n", "greeting.py": TASK})
-        code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
-        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertIn(
-            f"pyfleet-fatal: {os.path.join(directory, 'msgpack.py')} is named like the msgpack package that workers speak "
-            "to the server with, and hides it (it has no Packer): every 'import msgpack' in this worker gets this file instead; rename it",
-            stderr,
-        )
+        stderr = self.assertStopsNaming("msgpack.py", "x = 1\n", lambda path: (
+            f"{path} is named like the msgpack package that workers speak to the server with, and hides it (it has no Packer): "
+            "every 'import msgpack' in this worker gets this file instead; rename it"
+        ))
         self.assertNotIn("Traceback", stderr)
 
     def test_a_msgpack_py_that_fails_to_import_is_named_with_what_it_raised(self):
         for source, raised in (("import does_not_exist_zz\n", "ModuleNotFoundError: No module named 'does_not_exist_zz'"),
                                ("raise ValueError('boom')\n", "ValueError: boom")):
             with self.subTest(raised=raised):
-                directory = task_files(self, {"msgpack.py": source, "greeting.py": TASK})
-                code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
-                self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-                self.assertIn(
-                    f"pyfleet-fatal: {os.path.join(directory, 'msgpack.py')}, in a PYTHONPATH entry, is what 'import msgpack' finds, "
-                    f"and importing it raised {raised}; if it is not the msgpack package, rename it",
-                    stderr,
-                )
+                self.assertStopsNaming("msgpack.py", source, lambda path: (
+                    f"{path}, in a PYTHONPATH entry, is what 'import msgpack' finds, and importing it raised {raised}; "
+                    "if it is not the msgpack package, rename it"
+                ))
 
     def test_a_directory_named_msgpack_without_init_hides_nothing(self):
         # A namespace package loses to the installed msgpack, further down the path.
