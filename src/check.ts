@@ -56,7 +56,7 @@ function returns (schema: TaskDescription['outputSchema']): string {
   const type = typeof schema === 'object' ? schema.type : undefined
   if (typeof type === 'string') return `returns ${type}`
   if (Array.isArray(type)) return `returns ${type.join('|')}`
-  return schema === false ? 'returns nothing valid' : 'returns anything'
+  return 'returns anything'
 }
 
 function table (tasks: readonly TaskDescription[]): string[] {

@@ -199,6 +199,9 @@ def task(
     schema = check_schema(name, schema)
     if output_schema is not None:
         output_schema = check_schema(name, output_schema, "output_schema")
+        if output_schema is False:  # no value is valid: with VALIDATE_RESULTS every call would fail
+            raise ValueError(f"task {name!r}: output_schema=False accepts no result (every call would be a 500 RESULT_INVALID with "
+                             "VALIDATE_RESULTS=1); describe what the task returns, or leave output_schema out")
     raw = content_types(name, raw)
     check_raw_field(name, raw, raw_field, schema)
     defaults = defaults_to_fill(name, fill_defaults, schema)

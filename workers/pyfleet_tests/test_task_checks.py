@@ -48,6 +48,8 @@ class OptionsTest(RegistrationTest):
         self.assertIsNone(registry.get("unshaped").describe()["outputSchema"], "none declared: null, not {}")
         task("anything", output_schema=True)(takes_input)
         self.assertIs(registry.get("anything").describe()["outputSchema"], True)
+        self.assertRefused(ValueError, r"^task 't': output_schema=False accepts no result \(every call would be a 500 RESULT_INVALID with VALIDATE_RESULTS=1\); "
+                                       r"describe what the task returns, or leave output_schema out$", output_schema=False)
 
     def test_keywords_that_do_not_mean_what_they_were_written_for_are_refused_saying_what_to_write(self):
         for field in ("schema", "output_schema"):
