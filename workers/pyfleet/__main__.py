@@ -141,16 +141,45 @@ def _missing_module_hint(missing: "str | None") -> str:
     return f"install the package that provides '{missing}'"
 
 
-def _in_pythonpath(name: str) -> "str | None":
-    """Where ``import name`` finds a module inside a PYTHONPATH entry, or None (installed, or nowhere)."""
-    import importlib.util
+# The runtime's own directory (workers/), on PYTHONPATH beside the task modules: it hides nothing.
+RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def _pythonpath() -> list:
+    return os.environ.get("PYTHONPATH", "").split(os.pathsep)
+
+
+def _import_msgpack() -> None:
+    """Imports msgpack, or ends the worker saying why: not installed, or hidden by a file of the
+    user's named msgpack (named: imported before stdlib_shadows looks, it has checks of its own)."""
+    from .stdlib_shadows import found_in_pythonpath
+
+    missing = (
+        f"the Python package 'msgpack' is not importable by {sys.executable}; "
+        "install it (Debian: apt-get install python3-msgpack python3-defusedxml; "
+        "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it"
+    )
     try:
-        origin = getattr(importlib.util.find_spec(name), "origin", None) or ""
-    except Exception:  # the spec of a broken package may itself raise
-        return None
-    roots = [os.path.join(os.path.abspath(entry), "") for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    return origin if any(origin.startswith(root) for root in roots) else None
+        import msgpack
+    except Exception as exc:  # a msgpack.py of the user's own may raise anything
+        shadow = found_in_pythonpath("msgpack", _pythonpath(), skip=RUNTIME_DIR)
+        if shadow is not None:
+            fail(EXIT_IMPORT_FAILED, f"{shadow}, in a PYTHONPATH entry, is what 'import msgpack' finds, and importing it raised "
+                                     f"{type(exc).__name__}: {exc}; if it is not the msgpack package, rename it")
+        if not isinstance(exc, ImportError):
+            raise
+        fail(EXIT_MISSING_DEPENDENCY, missing)
+    # A msgpack.py that imports: it would stop the worker with "module 'msgpack' has no attribute 'Packer'", naming no file.
+    if not (hasattr(msgpack, "Packer") and hasattr(msgpack, "Unpacker")):
+        where = getattr(msgpack, "__file__", None)
+        # None: a directory named msgpack without __init__.py, and no msgpack installed behind it.
+        if where is None:
+            fail(EXIT_MISSING_DEPENDENCY, missing)
+        fail(
+            EXIT_IMPORT_FAILED,
+            f"{where} is named like the msgpack package that workers speak to the server with, and hides it "
+            "(it has no Packer): every 'import msgpack' in this worker gets this file instead; rename it",
+        )
 
 
 def main() -> None:
@@ -180,33 +209,7 @@ def main() -> None:
     set_up_logging()
     guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
-    missing_msgpack = (
-        f"the Python package 'msgpack' is not importable by {sys.executable}; "
-        "install it (Debian: apt-get install python3-msgpack python3-defusedxml; "
-        "pip: pip install -r workers/requirements.txt) or set PYTHON to an interpreter that has it"
-    )
-    try:
-        import msgpack  # noqa: F401
-    except Exception as exc:  # a msgpack.py of the user's own may raise anything
-        shadow = _in_pythonpath("msgpack")
-        if shadow is not None:
-            fail(EXIT_IMPORT_FAILED, f"{shadow}, in a PYTHONPATH entry, is what 'import msgpack' finds, and importing it raised "
-                                     f"{type(exc).__name__}: {exc}; if it is not the msgpack package, rename it")
-        if not isinstance(exc, ImportError):
-            raise
-        fail(EXIT_MISSING_DEPENDENCY, missing_msgpack)
-    # Imported before stdlib_shadows looks (below): a msgpack.py beside the task modules would
-    # otherwise stop the worker with "module 'msgpack' has no attribute 'Packer'", naming no file.
-    if not (hasattr(msgpack, "Packer") and hasattr(msgpack, "Unpacker")):
-        where = getattr(msgpack, "__file__", None)
-        # None: a directory named msgpack without __init__.py, and no msgpack installed behind it.
-        if where is None:
-            fail(EXIT_MISSING_DEPENDENCY, missing_msgpack)
-        fail(
-            EXIT_IMPORT_FAILED,
-            f"{where} is named like the msgpack package that workers speak to the server with, and hides it "
-            "(it has no Packer): every 'import msgpack' in this worker gets this file instead; rename it",
-        )
+    _import_msgpack()
 
     from .errors import as_text
     from .frames import FrameError
@@ -217,10 +220,9 @@ def main() -> None:
 
     from .stdlib_shadows import shadow_message, stdlib_shadows
 
-    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # Fatal, not a warning: what it breaks fails later, at a call, far from the cause (and a
     # warning would repeat with every worker the pool starts).
-    shadows = stdlib_shadows(os.environ.get("PYTHONPATH", "").split(os.pathsep), skip=runtime_dir)
+    shadows = stdlib_shadows(_pythonpath(), skip=RUNTIME_DIR)
     if shadows:
         fail(EXIT_IMPORT_FAILED, shadow_message(*shadows[0]) + (f" (and {len(shadows) - 1} more such)" if len(shadows) > 1 else ""))
 

@@ -15,8 +15,34 @@ from .import_failure import STDLIB_DIR
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, List, Tuple
+    from typing import Iterable, List, Optional, Tuple
 
+
+
+def _roots(entries: Iterable[str], skip: str) -> List[str]:
+    """The PYTHONPATH entries that can hide a module, as directories ending in a separator:
+    relative ones from the working directory (an empty one is the working directory, as for
+    Python); ``skip`` (the runtime's own directory) and the standard library's left out."""
+    roots = []
+    for entry in entries:
+        directory = os.path.join(os.path.abspath(entry or "."), "")
+        # A PYTHONPATH entry in the standard library's own directory (some images set one) hides nothing.
+        if directory != os.path.join(skip, "") and not directory.startswith(STDLIB_DIR) and directory not in roots:
+            roots.append(directory)
+    return roots
+
+
+def found_in_pythonpath(name: str, entries: Iterable[str], skip: str = "") -> Optional[str]:
+    """Where ``import name`` would find a module inside one of ``entries`` (PYTHONPATH's), or None
+    when it would find an installed one, or none. For a module that failed to import: the
+    worker's own dependencies are imported before stdlib_shadows can look."""
+    import importlib.util
+
+    try:
+        origin = getattr(importlib.util.find_spec(name), "origin", None) or ""
+    except Exception:  # the spec of a broken package may itself raise
+        return None
+    return origin if any(origin.startswith(root) for root in _roots(entries, skip)) else None
 
 
 def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, str]]:
@@ -27,12 +53,7 @@ def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, st
     ``__init__.py`` neither (a namespace package loses to the real module), while a ``csv.pyc``,
     an extension module or a zip archive's ``csv.py`` do. Modules already imported are not
     asked: that import is done, from the standard library."""
-    roots = []
-    for entry in entries:
-        directory = os.path.join(os.path.abspath(entry or "."), "")
-        # A PYTHONPATH entry in the standard library's own directory (some images set one) hides nothing.
-        if directory != os.path.join(skip, "") and not directory.startswith(STDLIB_DIR) and directory not in roots:
-            roots.append(directory)
+    roots = _roots(entries, skip)
     if not roots:
         return []
     found = []
