@@ -137,7 +137,9 @@ export class Reloader {
     if (oldPids.length === 0 && supervisor.liveWorkers === 0) {
       throw fail(new Error('no worker is running to be replaced: every slot is restarting after failed starts, and each retry loads the code on disk; fix what stops them starting (see the log)'))
     }
-    return { oldPids, newPids: supervisor.members().map((w) => w.pid), durationMs: Math.round(performance.now() - started) }
+    // A member killed meanwhile keeps its slot until its replacement starts: not among the new ones.
+    const newPids = supervisor.members().filter((w) => w.isAlive).map((w) => w.pid)
+    return { oldPids, newPids, durationMs: Math.round(performance.now() - started) }
   }
 
   #isStale (worker: PythonWorker): boolean {

@@ -67,3 +67,13 @@ t.test('a reload asked for as the one before the follow-up ends shares the follo
   t.equal(await later, await second, 'it shares the follow-up asked for before it, which had not started')
   t.notOk(reloads.isActive)
 })
+
+t.test('newPids lists the workers running the new code: not a member killed meanwhile, whose slot waits for its replacement', async (t) => {
+  // Workers created after the reload began (sequence past PythonWorker.created then) are new: none to replace.
+  const running = { pid: 101, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
+  const killed = { pid: 102, sequence: Number.MAX_SAFE_INTEGER, isAlive: false }
+  const supervisor = { ...crashLooping(), members: () => [running, killed], liveWorkers: 1, isStarting: false } as unknown as Supervisor
+  const result = await reloader(supervisor, 60_000).reload()
+  t.same(result.newPids, [101])
+  t.same(result.oldPids, [])
+})
