@@ -9,7 +9,7 @@ import sys
 import unittest
 import zipfile
 
-from pyfleet.reporting import EXIT_IMPORT_FAILED
+from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_MISSING_DEPENDENCY
 from pyfleet_tests.worker_process import run_worker, task_files
 
 TASK = "from pyfleet import task\n\n\n@task('mine')\ndef mine(input):\n    return input\n"
@@ -98,6 +98,28 @@ class WorkerTest(unittest.TestCase):
         directory = task_files(self, {"msgpack/notes.txt": "", "greeting.py": TASK})
         code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
+
+    def test_a_directory_named_msgpack_without_init_and_no_msgpack_installed_is_the_missing_package(self):
+        # The namespace package imports, with no Packer and no file to name: what is wrong is
+        # that msgpack is not installed (installed, it wins over the directory, as above).
+        directory = task_files(self, {
+            "msgpack/notes.txt": "",
+            "greeting.py": TASK,
+            # Runs before anything else (on PYTHONPATH): 'import msgpack' looks only in this directory.
+            "sitecustomize.py": (
+                "import os, sys\nfrom importlib.machinery import PathFinder\n\n\n"
+                "class OnlyHere:\n"
+                "    def find_spec(self, name, path=None, target=None):\n"
+                "        if name == 'msgpack':\n"
+                "            return PathFinder.find_spec(name, [os.path.dirname(__file__)])\n"
+                "        return None\n\n\n"
+                "sys.meta_path.insert(0, OnlyHere())\n"
+            ),
+        })
+        code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
+        self.assertEqual(code, EXIT_MISSING_DEPENDENCY, stderr)
+        self.assertRegex(stderr, r"pyfleet-fatal: the Python package 'msgpack' is not importable by \S+; install it")
+        self.assertNotIn("Traceback", stderr)
 
     def test_a_worker_without_one_starts(self):
         directory = task_files(self, {"greeting.py": TASK, "test/helpers.py": "", "site/__init__.py": "", "time.py": ""})
