@@ -24,6 +24,8 @@ t.test('every alert is unit-tested, and every metric an alert reads is one pyfle
   const exprs = [...rules.matchAll(/^\s+expr: (?:\|\n)?((?:.+\n)+?)\s+(?:for|labels):/gm)].map((m) => m[1]).join('\n')
   const names = new Set([...exprs.matchAll(/\b(pyworker_\w+|pyfleet_\w+|http_\w+|nodejs_\w+|process_\w+)\b/g)].map((m) => m[1]))
   t.ok(names.size >= 5, `metrics read: ${[...names].join(', ')}`)
+  // GET /api/tasks/{name} (a task's description) shares the route template: task requests are the POSTs.
+  for (const [selector] of exprs.matchAll(/\{[^}]*route="\/api\/tasks\/:name"[^}]*\}/g)) t.match(selector, /method="POST"/, `${selector}: task requests only`)
   const server = await startServer(t, { POOL_SIZE: '1' })
   const exposed = await (await fetch(`${server.url}/metrics`)).text()
   // A histogram's series (_count, _sum, _bucket) are typed under the histogram's own name.

@@ -236,10 +236,16 @@ export class Metrics implements PoolObserver {
 
   /**
    * An observer for one route template: the labelled series are looked up once
-   * per status code, not hashed from a label object on every request.
+   * per status code, not hashed from a label object on every request. `expected`:
+   * the status codes of one method whose series exist from now on, at 0; any other
+   * appears with its first sample, so rate() and increase() miss that first burst.
    */
-  httpObserver (route: string): (method: string, statusCode: number, seconds: number) => void {
+  httpObserver (route: string, expected?: { method: string, statuses: readonly number[] }): (method: string, statusCode: number, seconds: number) => void {
     const series = new Map<string, HistogramChild<'method' | 'route' | 'status_code'>>()
+    if (expected !== undefined) {
+      const { method, statuses } = expected
+      for (const status of statuses) series.set(method + status, this.#httpDuration.labels(method, route, String(status)))
+    }
     return (method, statusCode, seconds) => {
       const key = method + statusCode
       let child = series.get(key)

@@ -22,6 +22,12 @@ declare module 'fastify' {
 /** Methods kept as they are in the `method` label of unmatched requests; any other is "other" (bounded labels). */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
 const TASK_ROUTE = '/api/tasks/:name'
+/**
+ * The task route's answers (SPEC §1's statuses, and 499 for a client that left): their
+ * series exist from the start, at 0, so that the dashboard's rates by status and
+ * PyfleetClientsGivingUp see a replica's first burst of each, as they do pyworker_calls_total's.
+ */
+const TASK_ROUTE_STATUSES = [200, 400, 404, 413, 415, 422, 499, 500, 502, 503, 504]
 /** Codes kept as they are in the refusals' `code` label: pyfleet's own and Fastify's; any other is "other" (bounded labels). */
 const KNOWN_CODES = new Set(ERROR_CODES.map(({ code }) => code))
 
@@ -64,7 +70,7 @@ export function observeRoutes (fastify: FastifyInstance, metrics: Metrics): void
   // The task route's also counts the requests refused before they became a call, by task
   // and code, which the route template's status codes alone do not tell apart.
   const taskObserverFor = (route: string): onResponseHookHandler => {
-    const observe = metrics.httpObserver(route)
+    const observe = metrics.httpObserver(route, { method: 'POST', statuses: TASK_ROUTE_STATUSES })
     return function observeTaskHttp (request, reply, done) {
       const status = reply.statusCode
       observe(request.method, status, reply.elapsedTime / 1000)

@@ -42,6 +42,8 @@ t.test('the dashboard is well formed: unique ids, one data source variable, job 
     for (const { expr } of panel.targets ?? []) {
       const selectors = [...expr.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]).filter((inside) => !inside.includes('{{'))
       for (const selector of selectors) t.match(selector, /job=~"\$job", instance=~"\$instance"/, `${panel.title}: every selector is scoped to the chosen job and instances`)
+      // GET /api/tasks/{name} (a task's description) shares the route template: task requests are the POSTs.
+      for (const selector of selectors.filter((inside) => inside.includes('route="/api/tasks/:name"'))) t.match(selector, /method="POST"/, `${panel.title}: task requests are POST /api/tasks/:name`)
     }
   }
 })

@@ -88,6 +88,20 @@ t.test('the exposition passes promtool check metrics after real traffic', async 
   t.notMatch(text, /^nodejs_active_handles_total/m, 'gauges named like counters are left out')
 })
 
+t.test("the task route's series for its statuses exist from the start, at 0: a replica's first burst of 499s or 5xx is seen by increase()", async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  for (const status of [200, 400, 404, 413, 415, 422, 499, 500, 502, 503, 504]) {
+    const labels = `method="POST",route="/api/tasks/:name",status_code="${status}"`
+    t.equal(sample(text, 'http_request_duration_seconds_count', labels), 0, `${status}: count`)
+    t.equal(sample(text, 'http_request_duration_seconds_bucket', `le="+Inf",${labels}`), 0, `${status}: +Inf bucket`)
+  }
+  t.notMatch(text, /status_code="401"/, 'no other status, and no other route, before it is answered')
+  await callTask(server.url, 'diag.work', { raise: 'boom' })
+  const after = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(after, 'http_request_duration_seconds_count', 'method="POST",route="/api/tasks/:name",status_code="500"'), 1, 'the same series counts')
+})
+
 t.test('label cardinality stays bounded after 1,000 calls to random unknown tasks', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   await fetch(`${server.url}/metrics`)
