@@ -64,6 +64,11 @@ export async function callTask (url: string, task: string, body: unknown, header
   return { status: response.status, headers: response.headers, json, text }
 }
 
+/** An exposition without its samples at 0: what was observed (the task route's series, among others, exist from the start at 0). */
+export function observed (exposition: string): string {
+  return exposition.split('\n').filter((line) => !line.endsWith(' 0')).join('\n')
+}
+
 export async function getJson (url: string): Promise<any> {
   const response = await fetch(url)
   return await response.json()
