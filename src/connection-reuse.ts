@@ -66,6 +66,14 @@ export function isBehindClosingAnswer (request: FastifyRequest): boolean {
   return closesAt !== undefined && sequenceOf(request) > closesAt
 }
 
+/**
+ * Whether an answer on this connection has closed it (or will, once written): what Node
+ * parses after it is the rest of a request already answered, or one that is not run.
+ */
+export function isClosingAfterAnswer (socket: Socket): boolean {
+  return closingAfter.has(socket)
+}
+
 /** An error for a request pipelined behind an answer that closes its connection, or undefined. */
 export function closingConnectionError (request: FastifyRequest): Error | undefined {
   if (!isBehindClosingAnswer(request)) return undefined

@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
-import { closingConnectionError, isAnswering, keepOrClose, numberRequest, responseOf } from '../connection-reuse.js'
+import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, numberRequest, responseOf } from '../connection-reuse.js'
 import { noteErrorCode, requestFields, round } from '../request-log.js'
 import { answerWritten, recordAbandoned, replyOf, watchUnwritten } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
@@ -197,6 +197,13 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // Node stops reading there. The answer under way is the one the client asked for.
   if (error.code === 'HPE_CLOSED_CONNECTION') return
   const inFlight = responseOf(socket)
+  // The rest of a request answered before its body (a 404, 415 or 501 found from its headers),
+  // in the same packet as its headers: that answer said `connection: close` and was its one
+  // (SPEC §1). Node closes the connection once it is written; nothing more goes out.
+  if (isClosingAfterAnswer(socket)) {
+    if (inFlight === undefined || !isAnswering(socket)) closeByServer(socket, error)
+    return
+  }
   if (inFlight !== undefined && isAnswering(socket)) {
     errorBehindAnswers.call(this, error, socket, inFlight)
     return

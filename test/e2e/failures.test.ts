@@ -522,3 +522,23 @@ t.test('a body the server cuts off itself (the client half-closed mid-body: 400;
   t.match(lines('cut-1')[0], { msg: 'request cut short', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', remoteAddress: '127.0.0.1' }, 'with the request\'s method and URL')
   t.match(lines('late-1')[0], { msg: 'request not received in time', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 408, code: 'ERR_HTTP_REQUEST_TIMEOUT' })
 })
+
+t.test('a request answered before its body, whose body then breaks HTTP in the same packet, gets that one answer: no 400 after a connection: close', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const cases: Array<[string, RegExp]> = [
+    // Refused from its headers (an unsupported transfer coding), with no body behind them that Node can frame.
+    ['POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\n\r\n', /^HTTP\/1\.1 501 /],
+    // An unknown task, an unknown route, a compressed body: each answered at its headers; then a chunk size that is no number.
+    ['POST /api/tasks/nope HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n', /^HTTP\/1\.1 404 /],
+    ['POST /nothing HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n', /^HTTP\/1\.1 404 /],
+    ['POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\nZZ\r\n', /^HTTP\/1\.1 415 /]
+  ]
+  for (const [bytes, first] of cases) {
+    const answer = await rawExchange(server.url, bytes)
+    t.match(answer, first, bytes.split('\r\n')[0])
+    t.match(answer, /\r\nconnection: close\r\n/i, 'saying the connection closes')
+    t.equal(answer.split('HTTP/1.1 ').length - 1, 1, 'and nothing after it')
+  }
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.notMatch(metrics, /route="unmatched",status_code="400"/, 'no second record of them as bytes nobody parsed')
+})
