@@ -3,7 +3,8 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
+import { BodyTooLargeError, ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
+import { readBody } from './body-reader.js'
 import { ReloadFailedError } from '../pool/worker-pool.js'
 import type { ReloadResult as PoolReloadResult } from '../pool/reloader.js'
 
@@ -21,12 +22,27 @@ function authorize (request: FastifyRequest, token: string): void {
   if (!sameSecret(match[1], token)) throw new ForbiddenError()
 }
 
+/** The admin routes read no body: one a client sends anyway (curl -d '', a JSON {}) is read and dropped, up to this. */
+const IGNORED_BODY_LIMIT_BYTES = 64 * 1024
+
 export default async function adminRoutes (fastify: FastifyInstance, { token }: { token: string }): Promise<void> {
+  // Whatever its content type (curl -d sends a form's), a body means nothing here and must not
+  // decide the answer: Fastify's default parsers refused most types with a 415 and an empty
+  // JSON body with a 400. Read and dropped, untyped (the onRequest hook drops its content type).
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser('*', (request, payload, done) => {
+    readBody(request, payload, IGNORED_BODY_LIMIT_BYTES, (error) => {
+      const tooLarge = (error as { code?: string } | null)?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+      done(tooLarge ? new BodyTooLargeError(`${request.url.split('?')[0]} reads no body; one over ${IGNORED_BODY_LIMIT_BYTES} bytes is refused`) : error, undefined)
+    })
+  })
   fastify.post('/admin/reload', {
     // Before any body is read: a request without the token is refused without its upload.
     onRequest: (request, reply, done) => {
       try {
         authorize(request, token)
+        // Nor its type: Fastify refuses one that is no media type ("json") before any parser sees it.
+        delete request.headers['content-type']
         done()
       } catch (error) {
         // A warning, with who asked: someone may be guessing the token (the request log line is only info).

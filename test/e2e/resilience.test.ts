@@ -80,6 +80,28 @@ t.test('the admin route wants the right bearer token', async (t) => {
   t.equal(badBody.status, 401, 'the token is checked before the body is read or parsed')
 })
 
+t.test('the admin route reads no body: whatever a client sends with the token (curl -d, an empty JSON) reloads; a large one is refused', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1' })
+  const authorization = `Bearer ${TOKEN}`
+  const bodies: Array<[string, Record<string, string>, string]> = [
+    ['curl -d \'\' (a form\'s content type)', { 'content-type': 'application/x-www-form-urlencoded' }, ''],
+    ['msgpack', { 'content-type': 'application/msgpack' }, '\x80'],
+    ['an empty JSON body', { 'content-type': 'application/json' }, ''],
+    ['bad JSON', { 'content-type': 'application/json' }, '{bad'],
+    ['CSV', { 'content-type': 'text/csv' }, 'x=1'],
+    ['no content type', {}, 'anything'],
+    ['a content type that is no media type', { 'content-type': 'json' }, '{}']
+  ]
+  for (const [what, headers, body] of bodies) {
+    const response = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization, ...headers }, body })
+    t.equal(response.status, 200, `${what}: ${response.status === 200 ? '' : await response.text()}`)
+  }
+  const large = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: 'x'.repeat(65 * 1024) })
+  t.equal(large.status, 413)
+  t.match(await large.json(), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', message: '/admin/reload reads no body; one over 65536 bytes is refused' })
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.reload, bodies.length, 'one reload each')
+})
+
 t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted as max_calls', async (t) => {
   const server = await startServer(t, { MAX_CALLS_PER_WORKER: '50' })
   let done = 0
