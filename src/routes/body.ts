@@ -51,8 +51,11 @@ function noteSize (request: FastifyRequest, body: Buffer): void {
  */
 export function encodingProblem (request: FastifyRequest): Error | undefined {
   const coding = request.headers['content-encoding']
-  if (coding === undefined || coding.trim().toLowerCase() === 'identity') return undefined
-  return new UnsupportedMediaTypeError(`content-encoding ${JSON.stringify(coding.slice(0, 50))} is not supported; send the body uncompressed`)
+  if (coding === undefined) return undefined
+  // A list (RFC 9110 §8.4): empty members and identity are no coding at all.
+  const applied = coding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity')
+  if (applied.length === 0) return undefined
+  return new UnsupportedMediaTypeError(`content-encoding ${JSON.stringify(applied.join(', ').slice(0, 50))} is not supported; send the body uncompressed`)
 }
 
 /**

@@ -270,8 +270,13 @@ t.test('a compressed body is 415, not parsed or hashed as its compressed bytes',
     t.equal(response.headers.get('accept-encoding'), 'identity', 'says which coding would do (RFC 9110 §15.5.16)')
     t.match(await response.json(), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', message: 'content-encoding "gzip" is not supported; send the body uncompressed' })
   }
-  const identity = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: '[1]' })
-  t.equal(identity.status, 200, 'identity is no encoding')
+  for (const none of ['identity', '', ' , identity', 'identity, IDENTITY']) {
+    const identity = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': none }, body: '[1]' })
+    t.equal(identity.status, 200, `${JSON.stringify(none)} is no encoding (empty list members do not count: RFC 9110 §5.6.1)`)
+  }
+  const listed = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity, gzip' }, body: '[1]' })
+  t.equal(listed.status, 415, 'a coding in a list is one')
+  t.match(await listed.json(), { message: 'content-encoding "gzip" is not supported; send the body uncompressed' })
 })
 
 t.test('a transfer coding other than chunked is 501, not parsed or hashed as its compressed bytes', async (t) => {
