@@ -97,8 +97,8 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
  * Whether the connection outlives an error answer. Answered before its body has all
  * arrived (a 404 or 415 found first, a 413), it closes: otherwise Node would read and
  * discard whatever the client goes on sending, without BODY_LIMIT_BYTES' bound. After a
- * body parser's error on a body received whole, Fastify's `connection: close` is dropped:
- * nothing is left to discard, and closing would lose the answers to requests pipelined
+ * body parser's error on a body received whole, Fastify's `connection: close` gives way to
+ * what the client asked for: nothing is left to discard, and closing would lose the answers to requests pipelined
  * behind it, whose calls are already running (SPEC §1). Not while draining, when Fastify
  * closes every connection on purpose.
  */
@@ -108,7 +108,9 @@ export function keepOrClose (error: Error & { code?: string }, request: FastifyR
     closeAfterAnswer(request, reply)
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && (reply.getHeader('connection') === 'close' || isBodyParseError(error)) &&
     request.server.pool?.isDraining !== true) {
-    reply.removeHeader('connection')
+    // What the client asked for, said: with the header removed Node writes none, and would
+    // close for a client that asked to close, or keep an HTTP/1.0 one, without telling it.
+    reply.header('connection', reply.raw.shouldKeepAlive ? 'keep-alive' : 'close')
   }
 }
 

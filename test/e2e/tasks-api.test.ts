@@ -462,6 +462,20 @@ t.test('requests pipelined behind a body that does not parse are all answered, i
   }
 })
 
+t.test('a body that does not parse, from a client that asked to close (or an HTTP/1.0 one that asked to keep), is answered saying so', async (t) => {
+  const bad = (version: string, connection: string, type = 'application/json', body = '[1,'): string =>
+    `POST /api/tasks/echo HTTP/${version}\r\nhost: x\r\nconnection: ${connection}\r\ncontent-type: ${type}\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  for (const [what, bytes, header] of [
+    ['bad JSON, connection: close', bad('1.1', 'close'), 'close'],
+    ['JSON in latin1, connection: close', bad('1.1', 'close', 'application/json; charset=latin1', '{}'), 'close'],
+    ['bad JSON, HTTP/1.0 keep-alive', bad('1.0', 'keep-alive'), 'keep-alive']
+  ]) {
+    const answer = await rawExchange(url, bytes, { enough: (a) => a.endsWith('}') })
+    t.match(answer, /^HTTP\/1\.1 4(00|15) /, what)
+    t.match(answer, new RegExp(`\r\nconnection: ${header}\r\n`, 'i'), `${what}: the answer says connection: ${header} (RFC 9112 §9.6)`)
+  }
+})
+
 t.test('a body without content-type is JSON, the default', async (t) => {
   // fetch sends a Uint8Array body with no content-type header at all.
   const post = async (body?: string): Promise<Response> => await fetch(`${url}/api/tasks/echo`, { method: 'POST', body: body === undefined ? undefined : new TextEncoder().encode(body) })
