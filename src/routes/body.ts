@@ -147,6 +147,29 @@ function mediaType (request: FastifyRequest): { type: string, charset: string | 
   return { type: type.trim().toLowerCase(), charset }
 }
 
+/** type/subtype, each an RFC 9110 token. */
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9a-z-]+\/[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/**
+ * A 415 for a content type `task` does not take, found from the headers alone: the task
+ * route asks before the body is read (preParsing), so that a client is not made to upload
+ * a body that is refused for its type (with Expect: 100-continue, not even asked for it).
+ */
+export function mediaTypeProblem (task: Task, request: FastifyRequest): Error | undefined {
+  const { type } = mediaType(request)
+  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return undefined
+  // Not a media type at all ("json"): Fastify refuses it before any parser, saying so (error-handler.ts).
+  if (!MEDIA_TYPE.test(type)) return undefined
+  return rawTypeRefusal(task, type)
+}
+
+/** The 415 for a raw content type `task` does not declare, or undefined. */
+function rawTypeRefusal (task: Task, type: string): Error | undefined {
+  if (task.rawField !== null && task.raw.includes(type)) return undefined
+  const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
+  return new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type)}; it accepts ${accepted}`)
+}
+
 /** A call's input, and whether it holds numbers past 32 bits (for the pool: wide-integers.ts). */
 export interface TaskInput {
   input: unknown
@@ -164,19 +187,20 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
   if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return structuredInput(task, request, body, onClientGone)
-  if (task.rawField === null || !task.raw.includes(type)) {
-    const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
-    throw new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type || '(none)')}; it accepts ${accepted}`)
-  }
+  // Checked before the body was read too (preParsing); again here, as a reload may have changed the task meanwhile.
+  const refused = rawTypeRefusal(task, type)
+  if (refused !== undefined) throw refused
+  // Passed: the task declares this raw type, so it has a raw field.
+  const rawField = task.rawField as string
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
   const query = request.query as Record<string, unknown>
   // Bytes go to their field as they are: nothing to convert, so never worth the thread.
-  if (type === 'application/octet-stream') return rawInput(task.validateRaw, task.rawField, query, bytes)
+  if (type === 'application/octet-stream') return rawInput(task.validateRaw, rawField, query, bytes)
   // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset.
   const own = isXmlType(type) ? (charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)) : undefined
   const raw: RawText = own === undefined
-    ? { charset, charsetNamedBy: 'charset', rawField: task.rawField, query }
-    : { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField: task.rawField, query }
+    ? { charset, charsetNamedBy: 'charset', rawField, query }
+    : { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField, query }
   // Decoding 16 MiB of UTF-8 text, and checking its length against a schema, held the event loop for
   // 60-150 ms (Latin-1 and windows-1252 go through their table at about the same cost per byte).
   if (request.server.offloader.takesText(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)

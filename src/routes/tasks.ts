@@ -9,7 +9,7 @@ import { OffloadCancelledError, refusedOutcome } from '../offload/offload-errors
 import type { OffloadedInput } from '../offload/offloader.js'
 import type { Task, TaskRegistry } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, bodyBytes, encodingProblem, inputFor } from './body.js'
+import { addBodyParsers, bodyBytes, encodingProblem, inputFor, mediaTypeProblem } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { recordAbandoned } from '../abandoned.js'
@@ -85,7 +85,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
     // Before the body is read: a wrong name or a compressed body is answered without
     // reading (or, with Expect: 100-continue, the client sending) up to BODY_LIMIT_BYTES.
     preParsing: (request, reply, payload, done) => {
-      if (fastify.tasks.get(request.params.name) === undefined) { done(taskNotFound(fastify.tasks, request.params.name), payload); return }
+      const task = fastify.tasks.get(request.params.name)
+      if (task === undefined) { done(taskNotFound(fastify.tasks, request.params.name), payload); return }
       const coded = transferCodingProblem(request)
       if (coded !== undefined) { done(coded, payload); return }
       const encoded = encodingProblem(request)
@@ -95,6 +96,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
         done(encoded, payload)
         return
       }
+      const typed = mediaTypeProblem(task, request)
+      if (typed !== undefined) { done(typed, payload); return }
       // Last: only a body that will be read counts against RECEIVE_LIMIT_BYTES.
       try {
         done(undefined, fastify.receiving.enter(request, reply, payload))
