@@ -198,10 +198,12 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   if (error.code === 'HPE_CLOSED_CONNECTION') return
   const inFlight = responseOf(socket)
   // The rest of a request answered before its body (a 404, 415 or 501 found from its headers),
-  // in the same packet as its headers: that answer said `connection: close` and was its one
-  // (SPEC §1). Node closes the connection once it is written; nothing more goes out.
-  if (isClosingAfterAnswer(socket)) {
-    if (inFlight === undefined || !isAnswering(socket)) closeByServer(socket, error)
+  // in the same packet as its headers: that answer, written or under way, said `connection:
+  // close` and was its one (SPEC §1). Node closes the connection once it is written; nothing
+  // more goes out. (A closing answer not yet begun, a GET with a body whose route answers
+  // later, is still owed: the 400 below is its answer.)
+  if (isClosingAfterAnswer(socket) && (inFlight === undefined || inFlight.headersSent)) {
+    if (inFlight === undefined || inFlight.writableFinished) closeByServer(socket, error)
     return
   }
   if (inFlight !== undefined && isAnswering(socket)) {

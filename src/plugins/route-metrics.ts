@@ -23,7 +23,8 @@ declare module 'fastify' {
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
 const TASK_ROUTE = '/api/tasks/:name'
 /**
- * The task route's answers (SPEC §1's statuses, and 499 for a client that left): their
+ * The task route's usual answers (SPEC §1's statuses, and 499 for a client that left; not
+ * the rarer 408, 417 and 501, which appear with their first sample): their
  * series exist from the start, at 0, so that the dashboard's rates by status and
  * PyfleetClientsGivingUp see a replica's first burst of each, as they do pyworker_calls_total's.
  */

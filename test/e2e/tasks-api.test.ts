@@ -370,6 +370,11 @@ t.test('Expect: 100-continue: a body that would be refused is refused before it 
   t.match(unknown, /"code":"TASK_NOT_FOUND"/)
   const compressed = await expectExchange(expectHead('echo', 5_000_000, 'content-encoding: gzip\r\n'), '')
   t.match(compressed, /^HTTP\/1\.1 415 /, 'compressed: 415 with no 100 before it')
+  const wrongType = await expectExchange(expectHead('echo', 5_000_000).replace('application/json', 'text/csv'), '')
+  t.match(wrongType, /^HTTP\/1\.1 415 /, 'a content type the task does not take: 415 with no 100 before it')
+  t.match(wrongType, /task echo does not accept content-type \\"text\/csv\\"; it accepts application\/json, application\/msgpack/)
+  const declared = await expectExchange(expectHead('csv.profile', 4).replace('application/json', 'TEXT/CSV; charset=latin1'), 'a\n1\n')
+  t.match(declared, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/, 'a raw type the task declares, in any case, with its parameters: asked for, and served')
   const noRoute = await expectExchange(expectHead('echo', 5_000_000).replace('POST /api/tasks/echo', 'POST /api/no-such-route'), '')
   t.match(noRoute, /^HTTP\/1\.1 404 /, 'no such route: 404 with no 100 before it')
   t.match(noRoute, /"code":"FST_ERR_NOT_FOUND"/)
@@ -431,7 +436,8 @@ t.test('a request pipelined behind an early answer that closes the connection is
   for (const [what, first] of [
     ['unknown task', request('/api/tasks/no.such.task', '', '{"a":1}')],
     ['unknown route', request('/no/such/route', '', '{"a":1}')],
-    ['compressed body', request('/api/tasks/echo', 'content-encoding: gzip\r\n', '{"a":1}')]
+    ['compressed body', request('/api/tasks/echo', 'content-encoding: gzip\r\n', '{"a":1}')],
+    ['a content type the task does not take', request('/api/tasks/echo', '', '{"a":1}').replace('application/json', 'text/csv')]
   ]) {
     const before = await echoCalls()
     // One write: an echo ahead of it and one behind arrive in the same packet.
