@@ -137,6 +137,8 @@ function perTask (env: Env, name: string, { what, example, max = Number.MAX_SAFE
       const range = max === Number.MAX_SAFE_INTEGER ? 'at least 1' : `from 1 to ${max}`
       throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=${what} with ${what} ${range}, as in ${example}`)
     }
+    // Twice: which one was meant? (The last would win, silently, even in --check.)
+    if (match[1] in values) throw new ConfigError(`${name} names ${match[1]} twice; keep one of its values`)
     values[match[1]] = Math.min(Number(match[2]), clampTo)
   }
   return Object.freeze(values)

@@ -51,6 +51,8 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_TIMEOUTS: 'echo=0' }, /TASK_TIMEOUTS: "echo=0"/],
     [{ TASK_TIMEOUTS: 'echo=2147483648' }, /TASK_TIMEOUTS: "echo=2147483648"/],
     [{ TASK_TIMEOUTS: 'no such=5' }, /TASK_TIMEOUTS: "no such=5"/],
+    [{ TASK_TIMEOUTS: 'echo=1000, csv.profile=9,echo=5' }, /^TASK_TIMEOUTS names echo twice; keep one of its values$/],
+    [{ TASK_CONCURRENCY: 'csv.profile=1,csv.profile=7' }, /^TASK_CONCURRENCY names csv\.profile twice; keep one of its values$/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
     [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN may hold only visible ASCII/],
