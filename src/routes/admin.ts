@@ -70,16 +70,21 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
+    // A shutdown during the reload (SIGTERM after SIGHUP) is the operator's own doing, not a
+    // failure of the code: a warning without the stack. Its workers are stopping, so none
+    // counts as serving: "no worker is serving" would claim an outage.
+    const draining = fastify.pool.isDraining
     const state = !(error instanceof ReloadFailedError)
       ? 'the workers keep serving the previous code'
       : error.total === 0
-        ? 'no worker is serving'
+        ? (draining ? 'the shutdown stops the workers' : 'no worker is serving')
         : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
           ? 'none is left on the previous code (the one being replaced died meanwhile)'
           : `the other ${error.total - error.replaced} keep serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
-    fastify.log.error({ trigger, err: error }, message)
+    if (draining) fastify.log.warn({ trigger }, message)
+    else fastify.log.error({ trigger, err: error }, message)
     throw new WorkersUnavailableError(message)
   }
 }

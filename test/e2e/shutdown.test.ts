@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
-import { callTask, childPythonPids, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
   const server = await startServerProcess(t, { SHUTDOWN_GRACE_MS: '10000' })
@@ -108,6 +108,19 @@ t.test('a reload cut short by SIGTERM counts each worker once: the busy one it c
   t.match((await answer.json()).message, /^reload failed: the server began shutting down; [01] of 2 workers replaced/)
   t.equal((await running).status, 502, 'stopped by the shutdown')
   t.equal((await server.exited).code, 0)
+})
+
+t.test('SIGTERM while a reload\'s replacements are still importing: the reload stops with a warning, not an error claiming no worker serves', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '2', TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '2' })
+  server.child.kill('SIGHUP')
+  await waitFor(() => /retiring worker; starting its replacement/.test(server.output()), 10_000, 'the reload to start a spare')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 0)
+  const lines = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
+  const failed = lines.filter((line) => /^reload failed/.test(line.msg))
+  t.equal(failed.length, 1, 'the reload says it stopped')
+  t.match(failed[0], { level: 40, msg: /the shutdown stops the workers$|workers replaced before it stopped/ }, 'a warning: the operator\'s own shutdown')
+  t.notMatch(failed[0].msg, /no worker is serving/, 'not an outage')
 })
 
 t.test('a drain does not wait for a call whose client already had its 504 (its budget ran out): the shutdown stops its worker', async (t) => {
