@@ -3,7 +3,7 @@
 // spawn, the real binary does not. Asynchronous like everything else, though it
 // only runs at start-up: the event loop never waits on a child process.
 
-import { execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from './config.js'
@@ -70,41 +70,83 @@ function firstWords (stderr: string): string {
   return (lines[0]?.startsWith('Traceback') === true ? lines.at(-1) : lines[0]) ?? ''
 }
 
-/** The interpreter's absolute path and version, or why it cannot run the workers. */
-function probe (candidate: string): Promise<PythonInfo | Unusable> {
+/** How long an interpreter has to answer the probe. */
+const PROBE_TIMEOUT_MS = 15_000
+/** What is kept of each of the probe's outputs (a wrapper that prints without end is cut here). */
+const PROBE_OUTPUT_CHARS = 64 * 1024
+
+/** How the probe's process ended, when not with exit code 0. */
+interface ProbeFailure {
+  /** A spawn error's code (ENOENT, EACCES), or the exit code. */
+  code: string | number | null
+  signal: NodeJS.Signals | null
+  timedOut: boolean
+}
+
+/** The probe's answer read: the interpreter, or why it cannot run the workers. */
+function judge (candidate: string, failure: ProbeFailure | null, stdout: string, stderr: string): PythonInfo | Unusable {
+  const unusable = (kind: Unusable['kind'], why: string): Unusable => ({ kind, reason: `${candidate}: ${why}` })
+  if (failure === null) {
+    // Anything that exits 0 gets here (PYTHON=/bin/true): the answer must look like the probe's.
+    // Only the last newline goes: sys.executable may be empty (a launcher's exec -a).
+    const [path, version, ...more] = stdout.replace(/\n$/, '').split('\n')
+    if (more.length > 0 || !/^\d+\.\d+/.test(version ?? '')) {
+      return unusable('broken', `does not answer as a Python interpreter would (it printed ${JSON.stringify(stdout.slice(0, 80))})`)
+    }
+    if (!isAtLeast(version, MIN_VERSION)) return unusable('too-old', `Python ${version} is too old: the workers need ${MIN_VERSION} or newer`)
+    return { path: path.startsWith('/') ? path : candidate, version }
+  }
+  const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
+  // Found on any line: a warning (a missing platform library, a shim's notice) may come first.
+  const tooOld = stderr.split('\n').find((line) => / is too old: the workers need /.test(line))?.trim()
+  const said = firstWords(stderr)
+  const shadowed = stderr.split('\n').find((line) => line.startsWith(SHADOWED))
+  if (failure.code === 'ENOENT') return unusable('missing', 'not found')
+  if (tooOld !== undefined) return unusable('too-old', tooOld)
+  if (shadowed !== undefined) return unusable('shadowed', shadowed.slice(SHADOWED.length).trim())
+  if (missing !== undefined) return unusable('no-modules', `cannot import ${missing}`)
+  if (said !== '') return unusable('broken', said)
+  if (failure.timedOut) return unusable('broken', `did not answer within ${PROBE_TIMEOUT_MS / 1000} s`)
+  if (typeof failure.code === 'string') return unusable('broken', `cannot run (${failure.code})`) // EACCES and the like
+  if (failure.signal !== null) return unusable('broken', `killed by ${failure.signal}`)
+  return unusable('broken', `exited with code ${String(failure.code)} and printed nothing`)
+}
+
+/**
+ * The interpreter's absolute path and version, or why it cannot run the workers. `stop`
+ * (a SIGTERM during start-up) ends the probe at once, as it ends the workers' start.
+ */
+function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unusable> {
   let result = cache.get(candidate)
   if (result === undefined) {
     result = new Promise((resolve) => {
-      execFile(candidate, ['-c', PROBE], { encoding: 'utf8', timeout: 15_000 }, (error, stdout, stderr) => {
-        const unusable = (kind: Unusable['kind'], why: string): void => { resolve({ kind, reason: `${candidate}: ${why}` }) }
-        if (error === null) {
-          // Anything that exits 0 gets here (PYTHON=/bin/true): the answer must look like the probe's.
-          // Only the last newline goes: sys.executable may be empty (a launcher's exec -a).
-          const [path, version, ...more] = stdout.replace(/\n$/, '').split('\n')
-          if (more.length > 0 || !/^\d+\.\d+/.test(version ?? '')) {
-            unusable('broken', `does not answer as a Python interpreter would (it printed ${JSON.stringify(stdout.slice(0, 80))})`)
-          } else if (!isAtLeast(version, MIN_VERSION)) {
-            unusable('too-old', `Python ${version} is too old: the workers need ${MIN_VERSION} or newer`)
-          } else {
-            resolve({ path: path.startsWith('/') ? path : candidate, version })
-          }
-          return
-        }
-        const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
-        // Found on any line: a warning (a missing platform library, a shim's notice) may come first.
-        const tooOld = stderr.split('\n').find((line) => / is too old: the workers need /.test(line))?.trim()
-        const said = firstWords(stderr)
-        const shadowed = stderr.split('\n').find((line) => line.startsWith(SHADOWED))
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') unusable('missing', 'not found')
-        else if (tooOld !== undefined) unusable('too-old', tooOld)
-        else if (shadowed !== undefined) unusable('shadowed', shadowed.slice(SHADOWED.length).trim())
-        else if (missing !== undefined) unusable('no-modules', `cannot import ${missing}`)
-        else if (said !== '') unusable('broken', said)
-        else if (error.killed) unusable('broken', 'did not answer within 15 s')
-        else if (typeof error.code === 'string') unusable('broken', `cannot run (${error.code})`) // EACCES and the like
-        else if (error.signal !== null && error.signal !== undefined) unusable('broken', `killed by ${error.signal}`)
-        else unusable('broken', `exited with code ${String(error.code)} and printed nothing`)
-      }).stdin?.end()
+      // In a process group of its own, killed as a group (execFile's timeout kills only its
+      // child): a wrapper script, such as a version manager's shim, that hangs in a child of
+      // its own would otherwise leave that child running after pyfleet has gone.
+      const child = spawn(candidate, ['-c', PROBE], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.setEncoding('utf8').on('data', (text: string) => { if (stdout.length < PROBE_OUTPUT_CHARS) stdout += text })
+      child.stderr.setEncoding('utf8').on('data', (text: string) => { if (stderr.length < PROBE_OUTPUT_CHARS) stderr += text })
+      let timedOut = false
+      const killGroup = (): void => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
+        } catch { /* gone already */ }
+      }
+      const timer = setTimeout(() => { timedOut = true; killGroup() }, PROBE_TIMEOUT_MS)
+      stop?.addEventListener('abort', killGroup, { once: true })
+      let finished = false
+      const done = (failure: ProbeFailure | null): void => {
+        if (finished) return
+        finished = true
+        clearTimeout(timer)
+        stop?.removeEventListener('abort', killGroup)
+        resolve(judge(candidate, failure, stdout, stderr))
+      }
+      // 'error': it could not be run (not found, not executable); 'close': it ran, and its outputs are read.
+      child.once('error', (error: NodeJS.ErrnoException) => { done({ code: error.code ?? null, signal: null, timedOut }) })
+      child.once('close', (code, signal) => { done(code === 0 ? null : { code, signal, timedOut }) })
     })
     cache.set(candidate, result)
   }
@@ -133,9 +175,9 @@ function adviceFor ({ kind }: Unusable): string {
  * /usr/bin/python3 that is Python 3.10 or newer and can import msgpack and defusedxml. Throws ConfigError saying what was
  * tried and how to fix it.
  */
-export async function resolvePython (configured: string | undefined, projectRoot: string): Promise<PythonInfo> {
+export async function resolvePython (configured: string | undefined, projectRoot: string, stop?: AbortSignal): Promise<PythonInfo> {
   if (configured !== undefined) {
-    const found = await probe(configured)
+    const found = await probe(configured, stop)
     if ('path' in found) return found
     throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found.reason}): ${adviceFor(found)}`)
   }
@@ -143,7 +185,7 @@ export async function resolvePython (configured: string | undefined, projectRoot
   const candidates = [...(await exists(venv) ? [venv] : []), 'python3', '/usr/bin/python3']
   const tried: Unusable[] = []
   for (const candidate of candidates) {
-    const found = await probe(candidate)
+    const found = await probe(candidate, stop)
     // A copy: the probe's result is cached, and shared with --check's second look.
     if ('path' in found) return tried.length === 0 ? found : { ...found, passedOver: tried.map((u) => u.reason) }
     tried.push(found)

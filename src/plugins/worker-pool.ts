@@ -41,7 +41,7 @@ export interface WorkerPoolPluginOptions {
 }
 
 async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false }: WorkerPoolPluginOptions): Promise<void> {
-  const python = await resolvePython(config.python, PROJECT_ROOT)
+  const python = await resolvePython(config.python, PROJECT_ROOT, startSignal)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
   if (strict) args.push('--strict')
   if (config.workerSchedBatch) args.push('--sched-batch')

@@ -3,7 +3,9 @@
 // Node taking every worker with it.
 
 import t from 'tap'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { callTask, childPythonPids, FIXTURES, isRunning, killIfStill, listeningUrl, ROOT, startServerProcess, startTimeOf, waitFor } from '../helpers/server.js'
 
@@ -117,6 +119,30 @@ t.test('SIGHUP during start-up is said ignored; SIGTERM then still exits 0 and l
   child.kill('SIGTERM')
   t.equal(await exited, 0, output)
   t.same(await childPythonPids(child.pid as number), [])
+})
+
+t.test('SIGTERM while PYTHON is still being tried exits 0 at once, and leaves nothing of it running (a wrapper\'s own child included)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-hung-python-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  // A wrapper (a version manager's shim) that hangs in a child of its own: the probe waits up to 15 s for it.
+  const marker = `${30 + Math.random()}`
+  await writeFile(join(dir, 'python'), `#!/bin/sh\nsleep ${marker}\n`, { mode: 0o755 })
+  const child = spawn(process.execPath, ['dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', PYTHON: join(dir, 'python') } })
+  let output = ''
+  child.stderr.on('data', (d) => { output += String(d) })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal }) }))
+  const hung = async (): Promise<boolean> => {
+    const pids = (await readdir('/proc')).filter((pid) => /^\d+$/.test(pid))
+    const commands = await Promise.all(pids.map(async (pid) => await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '')))
+    return commands.some((command) => command.includes(marker))
+  }
+  await waitFor(hung, 10_000, 'the probe to run the wrapper')
+  child.kill('SIGTERM')
+  const started = Date.now()
+  t.same(await exited, { code: 0, signal: null }, output)
+  t.ok(Date.now() - started < 5000, `exited ${Date.now() - started} ms after SIGTERM, not when the probe's 15 s ran out`)
+  t.match(output, /pyfleet: stopped during start-up/)
+  await waitFor(async () => !(await hung()), 2000, 'the wrapper\'s child to be gone')
 })
 
 t.test('SIGTERM while the server is still loading its code exits 0, before any worker starts', async (t) => {
