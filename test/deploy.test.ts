@@ -3,8 +3,10 @@
 // exists in a real scrape, so that a renamed metric cannot silence an alert).
 
 import t from 'tap'
+import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { hasPromtool, promtool } from './helpers/promtool.js'
 import { ROOT, startServer } from './helpers/server.js'
 
@@ -30,4 +32,18 @@ t.test('every alert is unit-tested, and every metric an alert reads is one pyfle
   const exposed = await (await fetch(`${server.url}/metrics`)).text()
   // A histogram's series (_count, _sum, _bucket) are typed under the histogram's own name.
   for (const name of names) t.match(exposed, new RegExp(`^# TYPE ${name.replace(/_(count|sum|bucket)$/, '')} `, 'm'), `${name} is exposed`)
+})
+
+t.test('the systemd unit is one systemd reads without complaint, and stops Node alone', async (t) => {
+  const unit = await readFile(join(ROOT, 'deploy/pyfleet.service'), 'utf8')
+  // control-group (the default) would SIGTERM the workers too, and their calls would end in 502.
+  t.match(unit, /^KillMode=mixed$/m)
+  t.match(unit, /^ExecStart=\S*node dist\/server\.js$/m, 'Node itself: npm does not pass SIGHUP on')
+  t.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+  const verified = await promisify(execFile)('systemd-analyze', ['verify', join(ROOT, 'deploy/pyfleet.service')]).catch((error: NodeJS.ErrnoException & { stderr?: string }) => error)
+  if ((verified as NodeJS.ErrnoException).code === 'ENOENT') {
+    t.pass('systemd-analyze verify', { skip: 'systemd-analyze is not installed (Debian package "systemd")' })
+    return
+  }
+  t.equal((verified as { stderr?: string }).stderr, '', 'systemd-analyze verify: no unknown key, no bad value')
 })
