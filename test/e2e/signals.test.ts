@@ -121,6 +121,14 @@ t.test('SIGHUP during start-up is said ignored; SIGTERM then still exits 0 and l
   t.same(await childPythonPids(child.pid as number), [])
 })
 
+t.test('SIGUSR1 (which a task can send its server) does not open Node\'s inspector: said ignored, and the server serves on', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1' })
+  server.child.kill('SIGUSR1')
+  await waitFor(() => server.output().includes('pyfleet: SIGUSR1 ignored'), 5000, 'the signal to be answered')
+  t.notMatch(server.output(), /Debugger listening/)
+  t.equal((await callTask(server.url, 'echo', { still: 'here' })).status, 200)
+})
+
 t.test('SIGTERM while PYTHON is still being tried exits 0 at once, and leaves nothing of it running (a wrapper\'s own child included)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-hung-python-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
