@@ -172,6 +172,7 @@ export class PythonWorker {
       throw new InputTooLargeError(`the input is ${bytes} bytes once encoded for the worker, over MAX_FRAME_BYTES (${this.#options.maxFrameBytes})`)
     }
     this.#state = 'busy'
+    this.#stderr.callStarted()
     this.#task = task
     this.#requestId = requestId
     this.#logRequestId = requestId
@@ -340,8 +341,9 @@ export class PythonWorker {
     // the other side (its reason, when already read, is the fatal line).
     const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
     this.#failure ??= failure
-    // The runtime says why it exits when it knows (a refused frame, its own failure: exit 5 or 6).
-    const reason = fatalLine !== undefined ? `: ${fatalLine}` : ''
+    // The runtime says why it exits when it knows (a refused frame, its own failure: exit 5 or 6),
+    // and then exits with a code: a death by signal has no such reason, whatever a task printed.
+    const reason = fatalLine !== undefined && signal === null ? `: ${fatalLine}` : ''
     this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
     this.#options.onExit?.(this, code, signal)
   }

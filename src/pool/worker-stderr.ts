@@ -51,6 +51,8 @@ export class WorkerStderr {
   #partial = ''
   #lastWords: string[] = []
   #fatalLine: string | undefined
+  /** A fatal line has been seen: only the first gets past the log budget. */
+  #fatalSeen = false
   readonly #isStarting: () => boolean
   readonly #now: () => number
   #units = BUDGET_BURST_UNITS
@@ -81,6 +83,13 @@ export class WorkerStderr {
   /** The reason the runtime gave for refusing to start or to go on, if it printed one. */
   get fatalLine (): string | undefined { return this.#fatalLine }
 
+  /**
+   * A call begins: a fatal line seen before it was no runtime's last words (the worker went
+   * on), but a task printing the prefix, and must not be quoted as the reason a later call's
+   * worker died.
+   */
+  callStarted (): void { this.#fatalLine = undefined }
+
   /** Up to the last five lines printed while starting, each cut to 500 characters. */
   get lastWords (): readonly string[] { return this.#lastWords }
 
@@ -107,8 +116,11 @@ export class WorkerStderr {
     // reason. Only the first gets past the log budget: more are a task printing the prefix
     // (client text, say), which must not flood the log.
     const fatal = line.startsWith(FATAL_PREFIX)
-    const unbudgeted = fatal && this.#fatalLine === undefined
-    if (fatal) this.#fatalLine = line.slice(FATAL_PREFIX.length)
+    const unbudgeted = fatal && !this.#fatalSeen
+    if (fatal) {
+      this.#fatalLine = line.slice(FATAL_PREFIX.length)
+      this.#fatalSeen = true
+    }
     if (this.#isStarting()) {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()

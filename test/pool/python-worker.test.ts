@@ -91,6 +91,23 @@ t.test('a worker that dies mid-call rejects with failure "crash"', async (t) => 
   t.match((error as Error).message, /exited with code 7/)
 })
 
+t.test('a line a task printed with the runtime\'s fatal prefix is not quoted as the reason a later call\'s worker died', async (t) => {
+  for (const [how, die] of [
+    ['killed by a signal', (worker: PythonWorker) => { process.kill(worker.pid, 'SIGKILL') }],
+    ['exited with a code', undefined]
+  ] as const) {
+    const worker = await PythonWorker.spawn(options(1))
+    await worker.call('diag.work', { print: 'pyfleet-fatal: disk is corrupt, call oncall' }, 'req-print', 5000)
+    // The printed line has reached the server before the next call (stderr is a pipe of its own).
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const dying = worker.call('diag.work', die === undefined ? { exit: 7 } : { sleep_ms: 5000 }, 'req-dies', 10_000).catch((e: unknown) => e)
+    if (die !== undefined) { await new Promise((resolve) => setTimeout(resolve, 200)); die(worker) }
+    const error = await dying
+    t.equal((error as WorkerCallError).failure, 'crash', how)
+    t.notMatch((error as Error).message, /disk is corrupt/, `${how}: ${(error as Error).message}`)
+  }
+})
+
 t.test('a worker that exits with the runtime\'s protocol-error code (5) rejects with failure "protocol"', async (t) => {
   // The runtime exits 5 when it refuses a frame from the server; Node sees only the code.
   const worker = await PythonWorker.spawn(options(1))
