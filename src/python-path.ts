@@ -128,25 +128,30 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
       let stderr = ''
       child.stdout.setEncoding('utf8').on('data', (text: string) => { if (stdout.length < PROBE_OUTPUT_CHARS) stdout += text })
       child.stderr.setEncoding('utf8').on('data', (text: string) => { if (stderr.length < PROBE_OUTPUT_CHARS) stderr += text })
-      let timedOut = false
-      const killGroup = (): void => {
-        try {
-          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
-        } catch { /* gone already */ }
-      }
-      const timer = setTimeout(() => { timedOut = true; killGroup() }, PROBE_TIMEOUT_MS)
-      stop?.addEventListener('abort', killGroup, { once: true })
       let finished = false
       const done = (failure: ProbeFailure | null): void => {
         if (finished) return
         finished = true
         clearTimeout(timer)
-        stop?.removeEventListener('abort', killGroup)
+        stop?.removeEventListener('abort', onStop)
         resolve(judge(candidate, failure, stdout, stderr))
       }
+      // Settled here, not by 'close': a process that left the group (a daemon of the wrapper's)
+      // may hold the pipes open after the group is gone, and 'close' would never come.
+      const giveUp = (timedOut = false): void => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
+        } catch { /* gone already */ }
+        child.stdout.destroy()
+        child.stderr.destroy()
+        done({ code: null, signal: 'SIGKILL', timedOut })
+      }
+      const timer = setTimeout(() => { giveUp(true) }, PROBE_TIMEOUT_MS)
+      const onStop = (): void => { giveUp() }
+      stop?.addEventListener('abort', onStop, { once: true })
       // 'error': it could not be run (not found, not executable); 'close': it ran, and its outputs are read.
-      child.once('error', (error: NodeJS.ErrnoException) => { done({ code: error.code ?? null, signal: null, timedOut }) })
-      child.once('close', (code, signal) => { done(code === 0 ? null : { code, signal, timedOut }) })
+      child.once('error', (error: NodeJS.ErrnoException) => { done({ code: error.code ?? null, signal: null, timedOut: false }) })
+      child.once('close', (code, signal) => { done(code === 0 ? null : { code, signal, timedOut: false }) })
     })
     cache.set(candidate, result)
   }
