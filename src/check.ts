@@ -10,8 +10,11 @@ import { resolvePython } from './python-path.js'
 import type { TaskDescription } from './task-registry.js'
 import { version } from './version.js'
 
-/** Starts everything serving would start, then stops it; resolves with the report to print. */
-export async function checkSetup (config: Config): Promise<string> {
+/**
+ * Starts everything serving would start, then stops it; resolves with the report to print.
+ * `stop` ends the start at once (main.ts: Ctrl-C).
+ */
+export async function checkSetup (config: Config, stop?: AbortSignal): Promise<string> {
   // The log goes to stderr, so that stdout is the report alone; at the default level only
   // what the workers print (a slow import's "loading the model...", which would otherwise
   // leave the check silent for as long), warnings (a library's) and errors are logged.
@@ -19,7 +22,7 @@ export async function checkSetup (config: Config): Promise<string> {
   const stream = quiet ? { write: workerLinesAndWarnings } : process.stderr
   // Strict: a TASK_MODULES entry that registers no task, or a TASK_TIMEOUTS entry naming
   // none, fails the check; serving only warns.
-  const app = await buildApp(config, { logger: { level: config.logLevel, stream }, strict: true })
+  const app = await buildApp(config, { logger: { level: config.logLevel, stream }, strict: true, startSignal: stop })
   try {
     const python = await resolvePython(config.python, PROJECT_ROOT) // cached: the probe the start made
     const tasks = app.tasks.list()

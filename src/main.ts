@@ -3,6 +3,7 @@
 // signal handlers).
 
 import { setMaxListeners } from 'node:events'
+import { constants as osConstants } from 'node:os'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, shutdownBackstopMs, type Config } from './config.js'
@@ -110,7 +111,18 @@ export async function main (early: EarlySignals): Promise<void> {
     early.stopRemembering()
     const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
     if (earlyStop !== undefined) process.kill(process.pid, earlyStop)
-    const report = await checkSetup(config).catch((error: unknown) => startFailure(error, config))
+    // Except that the interpreter probe runs in a session of its own, out of Ctrl-C's reach,
+    // and with no parent-death signal (workers have one): it is killed first, then the check
+    // exits as the signal's default would, with 128 + its number (raised again, the signal
+    // met libuv's handler, still in place, and was lost).
+    const checking = new AbortController()
+    const stopCheck = (signal: NodeJS.Signals): void => {
+      checking.abort()
+      process.exit(128 + osConstants.signals[signal])
+    }
+    process.on('SIGINT', stopCheck)
+    process.on('SIGTERM', stopCheck)
+    const report = await checkSetup(config, checking.signal).catch((error: unknown) => startFailure(error, config))
     process.stdout.write(report)
     exitOnceLogged(0)
     return

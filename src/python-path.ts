@@ -112,6 +112,9 @@ function judge (candidate: string, failure: ProbeFailure | null, stdout: string,
   return unusable('broken', `exited with code ${String(failure.code)} and printed nothing`)
 }
 
+/** How long a probe that has exited may take to close its pipes before what they gave is taken as its answer. */
+const PIPES_AFTER_EXIT_MS = 200
+
 /**
  * The interpreter's absolute path and version, or why it cannot run the workers. `stop`
  * (a SIGTERM during start-up) ends the probe at once, as it ends the workers' start.
@@ -120,38 +123,50 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
   let result = cache.get(candidate)
   if (result === undefined) {
     result = new Promise((resolve) => {
-      // In a process group of its own, killed as a group (execFile's timeout kills only its
-      // child): a wrapper script, such as a version manager's shim, that hangs in a child of
-      // its own would otherwise leave that child running after pyfleet has gone.
+      // In a session of its own, killed as a group (execFile's timeout kills only its child):
+      // a wrapper script, such as a version manager's shim, that hangs in a child of its own
+      // would otherwise leave that child running after pyfleet has gone. Being out of the
+      // terminal's process group, it is killed by the start's stop (SIGTERM, Ctrl-C) instead.
       const child = spawn(candidate, ['-c', PROBE], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
       let stdout = ''
       let stderr = ''
       child.stdout.setEncoding('utf8').on('data', (text: string) => { if (stdout.length < PROBE_OUTPUT_CHARS) stdout += text })
       child.stderr.setEncoding('utf8').on('data', (text: string) => { if (stderr.length < PROBE_OUTPUT_CHARS) stderr += text })
       let finished = false
+      let lingering: NodeJS.Timeout | undefined
       const done = (failure: ProbeFailure | null): void => {
         if (finished) return
         finished = true
         clearTimeout(timer)
+        clearTimeout(lingering)
         stop?.removeEventListener('abort', onStop)
         resolve(judge(candidate, failure, stdout, stderr))
       }
-      // Settled here, not by 'close': a process that left the group (a daemon of the wrapper's)
-      // may hold the pipes open after the group is gone, and 'close' would never come.
-      const giveUp = (timedOut = false): void => {
+      // Settled here, not by 'close': something the probe started (a daemon of a wrapper's) may
+      // hold its pipes open after it has gone, and 'close' would never come.
+      const end = (failure: ProbeFailure | null): void => {
         try {
           if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
         } catch { /* gone already */ }
         child.stdout.destroy()
         child.stderr.destroy()
-        done({ code: null, signal: 'SIGKILL', timedOut })
+        done(failure)
       }
-      const timer = setTimeout(() => { giveUp(true) }, PROBE_TIMEOUT_MS)
-      const onStop = (): void => { giveUp() }
+      const timer = setTimeout(() => { end({ code: null, signal: 'SIGKILL', timedOut: true }) }, PROBE_TIMEOUT_MS)
+      const onStop = (): void => {
+        cache.delete(candidate) // not a verdict on the interpreter
+        end({ code: null, signal: 'SIGKILL', timedOut: false })
+      }
       stop?.addEventListener('abort', onStop, { once: true })
-      // 'error': it could not be run (not found, not executable); 'close': it ran, and its outputs are read.
+      // 'error': it could not be run (not found, not executable). 'exit': it answered, and its
+      // output is whole once its pipes close ('close'), or shortly after if something holds them.
       child.once('error', (error: NodeJS.ErrnoException) => { done({ code: error.code ?? null, signal: null, timedOut: false }) })
-      child.once('close', (code, signal) => { done(code === 0 ? null : { code, signal, timedOut: false }) })
+      child.once('exit', (code, signal) => {
+        if (finished) return
+        const failure = code === 0 ? null : { code, signal, timedOut: false }
+        child.once('close', () => { done(failure) })
+        lingering = setTimeout(() => { end(failure) }, PIPES_AFTER_EXIT_MS)
+      })
     })
     cache.set(candidate, result)
   }
@@ -181,8 +196,10 @@ function adviceFor ({ kind }: Unusable): string {
  * tried and how to fix it.
  */
 export async function resolvePython (configured: string | undefined, projectRoot: string, stop?: AbortSignal): Promise<PythonInfo> {
+  stop?.throwIfAborted()
   if (configured !== undefined) {
     const found = await probe(configured, stop)
+    stop?.throwIfAborted()
     if ('path' in found) return found
     throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found.reason}): ${adviceFor(found)}`)
   }
@@ -191,6 +208,8 @@ export async function resolvePython (configured: string | undefined, projectRoot
   const tried: Unusable[] = []
   for (const candidate of candidates) {
     const found = await probe(candidate, stop)
+    // Stopped: no verdict on this one, and no other is tried.
+    stop?.throwIfAborted()
     // A copy: the probe's result is cached, and shared with --check's second look.
     if ('path' in found) return tried.length === 0 ? found : { ...found, passedOver: tried.map((u) => u.reason) }
     tried.push(found)

@@ -70,3 +70,37 @@ t.test('a launcher that hides the interpreter\'s path is used by its own name; a
   const fake = await script('fake', 'printf "/usr/bin/python3\\n2.7.18\\n"')
   t.match(await refusal(fake, dir), /fake: Python 2\.7\.18 is too old: the workers need 3\.10 or newer/)
 })
+
+t.test('an interpreter that answers and exits is taken, though something it started holds its output open', async (t) => {
+  const python = (await resolvePython(undefined, join(import.meta.dirname, '..'))).path
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-holder-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  // A wrapper that leaves a child behind with the probe's stdout and stderr (a shim's daemon, say).
+  const wrapper = join(dir, 'python')
+  await writeFile(wrapper, `#!/bin/sh\nsleep 30 &\nexec ${python} "$@"\n`)
+  await chmod(wrapper, 0o755)
+  const found = await resolvePython(wrapper, '/')
+  t.equal(found.path, python, 'its answer, not "did not answer within 15 s" (the pipes stay open until the probe gives up)')
+})
+
+t.test('a stopped start tries no further interpreter, and leaves the one it was trying no verdict', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'pyfleet-stopped-'))
+  t.teardown(async () => { await rm(root, { recursive: true, force: true }) })
+  const tried = join(root, 'tried')
+  // The first candidate (.venv/bin/python) hangs; were the search to go on, python3 on PATH would run too.
+  await writeFile(join(root, 'slow'), '#!/bin/sh\nsleep 30\n')
+  await writeFile(join(root, 'python3'), `#!/bin/sh\ntouch ${tried}\nexit 1\n`)
+  await chmod(join(root, 'slow'), 0o755)
+  await chmod(join(root, 'python3'), 0o755)
+  const { mkdir, access } = await import('node:fs/promises')
+  await mkdir(join(root, '.venv', 'bin'), { recursive: true })
+  await symlink(join(root, 'slow'), join(root, '.venv', 'bin', 'python'))
+  const savedPath = process.env.PATH
+  process.env.PATH = `${root}:${savedPath ?? ''}`
+  t.teardown(() => { process.env.PATH = savedPath })
+  const stopping = new AbortController()
+  const search = resolvePython(undefined, root, stopping.signal).then(() => undefined, (e: unknown) => e)
+  setTimeout(() => { stopping.abort() }, 300)
+  t.match(await search, { name: 'AbortError' })
+  t.equal(await access(tried).then(() => true, () => false), false, 'python3 was not tried')
+})

@@ -121,6 +121,26 @@ t.test('SIGHUP during start-up is said ignored; SIGTERM then still exits 0 and l
   t.same(await childPythonPids(child.pid as number), [])
 })
 
+t.test('Ctrl-C on --check while PYTHON is being tried ends the check and the probe: nothing of it is left running', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-check-stop-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const marker = `${30 + Math.random()}`
+  await writeFile(join(dir, 'python'), `#!/bin/sh\nsleep ${marker}\n`, { mode: 0o755 })
+  // A process group of its own, as a terminal gives a command: Ctrl-C is SIGINT to the group.
+  const child = spawn(process.execPath, ['dist/server.js', '--check'], { cwd: ROOT, detached: true, env: { PATH: process.env.PATH, PYTHON: join(dir, 'python') } })
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => { resolve(signal ?? `code ${String(code)}`) }))
+  const running = async (): Promise<boolean> => {
+    const pids = (await readdir('/proc')).filter((pid) => /^\d+$/.test(pid))
+    const commands = await Promise.all(pids.map(async (pid) => await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '')))
+    return commands.some((command) => command.includes(marker))
+  }
+  await waitFor(running, 10_000, 'the probe to run the wrapper')
+  process.kill(-(child.pid as number), 'SIGINT')
+  // Node's own default for SIGINT: reset the terminal, exit with 128 + 2.
+  t.equal(await exited, 'code 130', 'the check ends as Ctrl-C ends a command')
+  await waitFor(async () => !(await running()), 2000, 'the probe (in a session of its own, out of Ctrl-C\'s reach) to be gone too')
+})
+
 t.test('SIGUSR1 (which a task can send its server) does not open Node\'s inspector: said ignored, and the server serves on', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1' })
   server.child.kill('SIGUSR1')
