@@ -40,6 +40,10 @@ t.test('the systemd unit is one systemd reads without complaint, and stops Node 
   t.match(unit, /^KillMode=mixed$/m)
   t.match(unit, /^ExecStart=\S*node dist\/server\.js$/m, 'Node itself: npm does not pass SIGHUP on')
   t.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+  // A bad setting exits 1 like a crash: without a start limit that systemd reaches, Restart=on-failure
+  // would start it every RestartSec for ever (systemd's default window, 10 s, is too short for that).
+  const limit = { interval: Number(/^StartLimitIntervalSec=(\d+)$/m.exec(unit)?.[1]), burst: Number(/^StartLimitBurst=(\d+)$/m.exec(unit)?.[1]), restartSec: Number(/^RestartSec=(\d+)$/m.exec(unit)?.[1]) }
+  t.ok(limit.burst * limit.restartSec < limit.interval, `${limit.burst} restarts ${limit.restartSec} s apart fall within StartLimitIntervalSec=${limit.interval}: a start loop stops`)
   const verified = await promisify(execFile)('systemd-analyze', ['verify', join(ROOT, 'deploy/pyfleet.service')]).catch((error: NodeJS.ErrnoException & { stderr?: string }) => error)
   if ((verified as NodeJS.ErrnoException).code === 'ENOENT') {
     t.pass('systemd-analyze verify', { skip: 'systemd-analyze is not installed (Debian package "systemd")' })
