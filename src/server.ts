@@ -4,6 +4,8 @@
 // starts) met Node's default action and ended the process with 143 instead of a
 // clean 0, and a SIGHUP killed it. So only node: built-ins may be imported here.
 
+import { url } from 'node:inspector'
+
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
 const received: NodeJS.Signals[] = []
 const remember = (signal: NodeJS.Signals): void => { received.push(signal) }
@@ -12,7 +14,10 @@ for (const signal of SIGNALS) process.on(signal, remember)
 // SIGUSR1 would open Node's inspector on 127.0.0.1:9229 (Node's default action), where any
 // local process could run code in the server: a task can send it (os.kill(os.getppid(), ...)).
 // A listener of its own turns that off for good. To debug, start Node with --inspect instead.
-process.on('SIGUSR1', () => { process.stderr.write('pyfleet: SIGUSR1 ignored: a signal does not open the inspector here; start node with --inspect to debug\n') })
+// (Started with --inspect, the inspector is open already and the signal changes nothing: no advice then.)
+process.on('SIGUSR1', () => {
+  if (url() === undefined) process.stderr.write('pyfleet: SIGUSR1 ignored: a signal does not open the inspector here; start node with --inspect to debug\n')
+})
 
 const { main } = await import('./main.js')
 await main({

@@ -149,6 +149,17 @@ t.test('SIGUSR1 (which a task can send its server) does not open Node\'s inspect
   t.equal((await callTask(server.url, 'echo', { still: 'here' })).status, 200)
 })
 
+t.test('under --inspect, where the inspector is open already, SIGUSR1 changes nothing and is not answered with advice to use --inspect', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', NODE_OPTIONS: '--inspect=127.0.0.1:0' })
+  t.match(server.output(), /Debugger listening on ws:\/\/127\.0\.0\.1:/)
+  server.child.kill('SIGUSR1')
+  // Signals reach the process's listeners in the order sent: once the reload has started, SIGUSR1 was handled.
+  server.child.kill('SIGHUP')
+  await waitFor(() => server.output().includes('reload started'), 5000, 'the SIGHUP sent after it to be handled')
+  t.notMatch(server.output(), /SIGUSR1 ignored/)
+  t.equal((await callTask(server.url, 'echo', { still: 'here' })).status, 200)
+})
+
 t.test('SIGTERM while PYTHON is still being tried exits 0 at once, and leaves nothing of it running (a wrapper\'s own child included)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-hung-python-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
