@@ -121,6 +121,9 @@ function moduleList (env: Env, name: string): string[] {
   const modules = raw.split(',').map((m) => m.trim()).filter((m) => m !== '')
   for (const m of modules) {
     if (!MODULE_NAME.test(m)) throw new ConfigError(`${name}: ${JSON.stringify(m)} is not an importable Python module name (like mypackage.tasks)${moduleNameHint(m)}`)
+    // The runtime and its built-in tasks are loaded by every worker already; listed here, pyfleet_tasks.diag
+    // (which can exit its worker and hold memory) would be served without DIAG_TASKS.
+    if (/^pyfleet(_tasks)?(\.|$)/.test(m)) throw new ConfigError(`${name}: ${m} is pyfleet's own (every worker loads the built-in tasks; diag.work comes with DIAG_TASKS=1); list your own modules only`)
   }
   return modules
 }

@@ -26,6 +26,7 @@ t.test('reads every setting', async (t) => {
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, offloadMinBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
   t.equal(loadConfig({ MAX_CONNECTIONS: ' 2 ' }).maxConnections, 2)
   t.same(config.taskModules, ['a.b', 'c'])
+  t.same(loadConfig({ TASK_MODULES: 'pyfleetish, pyfleet_shop.tasks' }).taskModules, ['pyfleetish', 'pyfleet_shop.tasks'], 'only pyfleet\'s own packages are refused, not names like them')
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
   t.same(config.taskTimeouts, { 'xml.import': 120000, echo: 5 })
   t.equal(config.taskTimeouts.toString, undefined, 'a task named toString finds no setting of Object\'s')
@@ -44,6 +45,10 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean: use 1, true or yes; 0, false or no/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],
     [{ TASK_MODULES: 'ok, not-a-module' }, /TASK_MODULES: "not-a-module"/],
+    // Served without DIAG_TASKS otherwise; and the rest is loaded anyway. A package of one's own named pyfleetish is fine.
+    [{ TASK_MODULES: 'mine, pyfleet_tasks.diag' }, /^TASK_MODULES: pyfleet_tasks\.diag is pyfleet's own \(every worker loads the built-in tasks; diag\.work comes with DIAG_TASKS=1\); list your own modules only$/],
+    [{ TASK_MODULES: 'pyfleet_tasks' }, /^TASK_MODULES: pyfleet_tasks is pyfleet's own/],
+    [{ TASK_MODULES: 'pyfleet.testing' }, /^TASK_MODULES: pyfleet\.testing is pyfleet's own/],
     [{ TASK_MODULES: 'mytasks/greeting.py' }, /^TASK_MODULES: "mytasks\/greeting\.py" is not an importable Python module name \(like mypackage\.tasks\): write mytasks\.greeting, with its directory's parent on PYTHONPATH$/],
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
     [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY: "echo=0" should be task=limit with limit at least 1/],
