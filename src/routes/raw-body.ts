@@ -53,14 +53,16 @@ export function rawInput (validateRaw: ValidateFunction, rawField: string, query
   input[rawField] = raw
   if (!validateRaw(input)) throw validationError(validateRaw.errors, (path) => rawInputPlace(path, rawField), validateRaw.schema)
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
-  // (a repeated parameter is an array of them).
+  // (a repeated parameter is an array of them, and so is one sent once where the schema
+  // wants an array).
   for (const key in query) {
-    const text = query[key]
-    const coerced = input[key]
     if (key === rawField) continue
-    if (typeof text === 'string' && typeof coerced === 'number') input[key] = exactQueryInteger(text) ?? coerced
-    else if (Array.isArray(text) && Array.isArray(coerced) && text.length === coerced.length) {
-      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i]) ?? item : item)
+    const texts = query[key]
+    const text = Array.isArray(texts) ? texts : [texts]
+    const coerced = input[key]
+    if (typeof coerced === 'number' && text.length === 1 && typeof text[0] === 'string') input[key] = exactQueryInteger(text[0]) ?? coerced
+    else if (Array.isArray(coerced) && text.length === coerced.length) {
+      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i] as string) ?? item : item)
     }
   }
   // A query-string integer may be past 32 bits. Checking costs more than the pool's scan

@@ -147,6 +147,9 @@ t.test('a query-string integer past 2^53 reaches the task exactly', async (t) =>
   const repeated = await post('extra.raw_echo', 'hi', 'text/plain', 'application/msgpack', '?ids=1790000000000000001&ids=5')
   const ids = (unpack(Buffer.from(await repeated.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>).ids
   t.same(ids, [1790000000000000001n, 5], 'a repeated parameter: each value exact')
+  const once = await post('extra.raw_echo', 'hi', 'text/plain', 'application/msgpack', '?ids=1790000000000000001')
+  t.equal(once.status, 200, 'an array option sent once (OpenAPI\'s default style sends [x] as ?ids=x)')
+  t.same((unpack(Buffer.from(await once.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>).ids, [1790000000000000001n], 'an array of one, exact')
 })
 
 t.test('JSON answers keep wide integers as numbers', async (t) => {

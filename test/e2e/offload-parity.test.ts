@@ -300,6 +300,8 @@ const rows: Row[] = [
   // checked on the thread too (bytes for octet-stream stay on the event loop: nothing to convert).
   { name: 'raw text that is not UTF-8 names the byte', task: 'text.stats', body: Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from(' au lait')]), type: 'text/plain', status: 400, match: { code: 'INVALID_INPUT', details: { offset: 3 } } },
   { name: 'raw text in a charset nobody knows', task: 'text.stats', body: 'hello there', type: 'text/plain; charset=klingon', status: 415, match: { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', message: /charset "klingon"/ }, jobs: { input: 1, answer: 0 } },
+  { name: 'a raw array option sent once is an array of one', task: 'extra.raw_echo', query: '?ids=5&n=7', body: 'hi there', type: 'text/plain', status: 200, match: { ids: [5], n: 7 } },
+  { name: 'a raw scalar option sent twice', task: 'extra.raw_echo', query: '?n=5&n=6', body: 'hi there', type: 'text/plain', status: 400, match: { code: 'FST_ERR_VALIDATION', message: /querystring\/n must be integer/ } },
   { name: 'raw text in Latin-1', task: 'extra.raw_echo', body: Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x63, 0x61, 0x66, 0xe9]), type: 'text/plain; charset=iso-8859-1', status: 200, match: { text: 'café café' } },
   { name: 'raw text in windows-1252 (0x80 is the euro sign)', task: 'extra.raw_echo', body: Buffer.from([0x80, 0x31, 0x20, 0x80, 0x32, 0x20, 0x80, 0x33]), type: 'text/plain; charset=windows-1252', status: 200, match: { text: '€1 €2 €3' } },
   { name: 'raw text in UTF-16LE', task: 'extra.raw_echo', body: Buffer.from('héllo ✓', 'utf16le'), type: 'text/plain; charset=utf-16le', status: 200, match: { text: 'héllo ✓' } },
