@@ -43,6 +43,8 @@ export interface WorkerPoolPluginOptions {
 async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false }: WorkerPoolPluginOptions): Promise<void> {
   const python = await resolvePython(config.python, PROJECT_ROOT, startSignal)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
+  // Each worker reads its own RSS after every call and says so in the reply once past the limit (resident.py).
+  if (config.maxWorkerRssMb > 0) args.push('--max-rss-bytes', String(config.maxWorkerRssMb * 1024 * 1024))
   if (strict) args.push('--strict')
   if (config.workerSchedBatch) args.push('--sched-batch')
   if (config.diagTasks) args.push('--diag')

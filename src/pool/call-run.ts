@@ -22,8 +22,11 @@ import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 export interface CallRunPool {
   readonly admission: Admission
   readonly log: FastifyBaseLogger
-  /** The worker is healthy after the call: release it, or recycle it (a promise while its memory is measured first). */
-  giveBack: (worker: PythonWorker) => Promise<void> | undefined
+  /**
+   * The worker is healthy after the call: release it, or recycle it. `memory`: the RSS its
+   * reply reported, or 'measure' (a promise while its memory is measured first).
+   */
+  giveBack: (worker: PythonWorker, memory?: number | 'measure') => Promise<void> | undefined
   /** The worker failed (dead, timed out, broke the protocol): remove it; the pool replaces it. */
   discard: (worker: PythonWorker, reason: RestartReason, during?: Call) => void
   /** True for a worker the shutdown's stop ended (SHUTDOWN_GRACE_MS ran out): not a crash of its own. */
@@ -77,6 +80,8 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   let reply: ReplyMessage
   /** When the worker's reply arrived, for a large one the offload thread then converts. */
   let ranMs: number | undefined
+  /** The worker's RSS as its reply reported it (past MAX_WORKER_RSS_MB only), or 'measure': the thread decoded the reply. */
+  let memory: number | 'measure' | undefined
   try {
     const received = await pending
     if (received.t === MSG_DEFERRED) {
@@ -85,12 +90,14 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
       // protocol it must go, and it must not have taken another call.
       ranMs = performance.now() - startedAt
       budget?.stop()
+      memory = 'measure'
       try {
         reply = await finishDeferred(received, call, worker, pool)
       } finally {
         worker.answered()
       }
     } else {
+      if (typeof received.rss === 'number') memory = received.rss
       const check = received.t === MSG_RESULT ? resultCheckFor(call.task, worker.tasks) : undefined
       reply = check !== undefined && received.t === MSG_RESULT ? checkedResult(received, check.validate) : received
     }
@@ -115,7 +122,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const answered = budget?.stop() ?? false
   if (!answered) call.runMs = ranMs ?? performance.now() - startedAt
   admission.finished(waiter)
-  const back = pool.giveBack(worker)
+  const back = pool.giveBack(worker, memory)
   // Answered once the worker is back in the pool: a client that calls again at once must
   // find it free (with QUEUE_LIMIT=0 it would otherwise get QUEUE_FULL from an idle server).
   if (back !== undefined) await back

@@ -3,8 +3,9 @@
 //
 //   worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
 //   server -> worker:        {t: "call", id, task, input, requestId}
-//   worker -> server:        {t: "result", id, value}
-//   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?}
+//   worker -> server:        {t: "result", id, value, rss?}
+//   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?, rss?}
+//   (rss: the worker's RSS in bytes, only when past --max-rss-bytes: workers/pyfleet/resident.py)
 
 import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
@@ -30,6 +31,8 @@ export interface ResultMessage {
   value: unknown
   /** The value's msgpack as the worker wrote it (msgpack answers send it as it is), when found. */
   msgpack?: Uint8Array
+  /** The worker's RSS, sent only when it is past MAX_WORKER_RSS_MB (workers/pyfleet/resident.py). */
+  rss?: number
 }
 
 export interface ErrorMessage {
@@ -40,6 +43,8 @@ export interface ErrorMessage {
   message: string
   details?: unknown
   traceback?: string
+  /** As ResultMessage's. */
+  rss?: number
 }
 
 /**
@@ -240,9 +245,11 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
 }
 
 // A result frame as the worker writes it (workers/pyfleet/protocol.py's result():
-// {"t": "result", "id": id, "value": value}, in that order): what comes before the
-// id, and what comes between the id and the value.
-const RESULT_HEAD = Buffer.from([0x83, 0xa1, ...Buffer.from('t'), 0xa6, ...Buffer.from('result'), 0xa2, ...Buffer.from('id')])
+// {"t": "result", "id": id, "value": value}, in that order, or with_rss()'s
+// {"t", "id", "rss", "value"}): what comes before the id (after the map's size), and
+// the keys between the id and the value.
+const RESULT_HEAD = Buffer.from([0xa1, ...Buffer.from('t'), 0xa6, ...Buffer.from('result'), 0xa2, ...Buffer.from('id')])
+const RSS_KEY = Buffer.from([0xa3, ...Buffer.from('rss')])
 const VALUE_KEY = Buffer.from([0xa5, ...Buffer.from('value')])
 
 /**
@@ -251,13 +258,23 @@ const VALUE_KEY = Buffer.from([0xa5, ...Buffer.from('value')])
  * another way, and the value must be encoded again for a msgpack answer.
  */
 function resultValueBytes (body: Uint8Array): Uint8Array | undefined {
-  if (body.length < RESULT_HEAD.length + 1 + VALUE_KEY.length || !bytesAt(body, 0, RESULT_HEAD)) return undefined
-  const marker = body[RESULT_HEAD.length]
-  // The id: a positive fixint, or uint 8/16/32/64 (0xcc..0xcf: 1, 2, 4, 8 bytes after the marker).
-  const idBytes = marker <= 0x7f ? 1 : marker >= 0xcc && marker <= 0xcf ? 1 + 2 ** (marker - 0xcc) : 0
-  const keyAt = RESULT_HEAD.length + idBytes
-  if (idBytes === 0 || keyAt + VALUE_KEY.length > body.length || !bytesAt(body, keyAt, VALUE_KEY)) return undefined
-  return body.subarray(keyAt + VALUE_KEY.length)
+  // A fixmap of 3 entries, or of 4 with the worker's rss.
+  const withRss = body[0] === 0x84
+  if ((body[0] !== 0x83 && !withRss) || body.length < 1 + RESULT_HEAD.length + 1 + VALUE_KEY.length || !bytesAt(body, 1, RESULT_HEAD)) return undefined
+  let at = 1 + RESULT_HEAD.length
+  at += unsignedBytes(body[at]) // the id
+  if (withRss) {
+    if (at + RSS_KEY.length >= body.length || !bytesAt(body, at, RSS_KEY)) return undefined
+    at += RSS_KEY.length
+    at += unsignedBytes(body[at])
+  }
+  if (at + VALUE_KEY.length > body.length || !bytesAt(body, at, VALUE_KEY)) return undefined
+  return body.subarray(at + VALUE_KEY.length)
+}
+
+/** The length of an unsigned msgpack integer from its marker (a positive fixint, uint 8/16/32/64); Infinity for any other (no such frame). */
+function unsignedBytes (marker: number): number {
+  return marker <= 0x7f ? 1 : marker >= 0xcc && marker <= 0xcf ? 1 + 2 ** (marker - 0xcc) : Infinity
 }
 
 /** Whether `body` holds `expected` at `offset` (a loop: this runs for every reply, and the pieces are short). */

@@ -195,6 +195,11 @@ export class PythonWorker {
     this.#onProtocolError(message, requestId)
   }
 
+  /** The RSS the worker reported itself (in a reply, past MAX_WORKER_RSS_MB): the latest reading. */
+  noteRss (rssBytes: number): void {
+    this.#rssBytes = rssBytes
+  }
+
   /** Reads the worker's resident set size from /proc (Linux); keeps the last value where unavailable. */
   async sampleRss (): Promise<number> {
     if (this.#state === 'dead') return this.#rssBytes

@@ -44,10 +44,11 @@ interface WorkerRecord {
   gone: Array<(left: boolean) => void>
 }
 
-// Reading /proc costs a syscall round trip on the thread pool: at most this often per
-// worker while its RSS is well under the limit, after every call once it is near.
+// Reading /proc costs a round trip on the thread pool: at most this often per worker, in
+// the background (growth between calls, the gauge). After each call the worker itself says
+// when it is past the limit (reportedRss), or, for a reply decoded off the event loop, is
+// measured before it is given back (checkRss).
 const RSS_SAMPLE_INTERVAL_MS = 250
-const NEAR_RSS_LIMIT = 0.75
 // After a spare fails to start, wait this long before trying again for the same reason.
 const RETRY_AFTER_FAILED_SPARE_MS = 5_000
 
@@ -94,7 +95,7 @@ export class Recycler {
       return { spare, reason: 'max_rss' }
     }
     if (record.retiring === undefined && worker.calls >= record.callLimit) void this.retire(worker, 'max_calls').catch(() => {})
-    if (this.#options.maxRssBytes > 0 && !this.needsRssCheck(worker)) this.#sampleSoon(worker, record)
+    if (this.#options.maxRssBytes > 0) this.#sampleSoon(worker, record)
     const retiring = record.retiring
     if (retiring?.spare === undefined) return undefined
     record.retiring = undefined
@@ -135,12 +136,13 @@ export class Recycler {
   }
 
   /**
-   * True for a worker whose last known RSS is near maxRssBytes: the pool measures it
-   * (checkRss) after each call, before it may take the next one.
+   * The RSS a worker put in its reply, which it does only past the limit: afterCall then
+   * answers OVER_MEMORY, before the worker can take another call.
    */
-  needsRssCheck (worker: PythonWorker): boolean {
-    const maxRss = this.#options.maxRssBytes
-    return maxRss > 0 && worker.rssBytes >= NEAR_RSS_LIMIT * maxRss && this.#records.get(worker)?.overMemory !== true
+  reportedRss (worker: PythonWorker, rssBytes: number): void {
+    worker.noteRss(rssBytes)
+    // Its first call may be the one: the record is made here then, as afterCall would.
+    if (!this.#closed) this.#overMemoryAfterCall(this.#record(worker), rssBytes)
   }
 
   /** Measures the worker's RSS now; afterCall then answers OVER_MEMORY if it is past the limit. */
@@ -149,8 +151,12 @@ export class Recycler {
     const record = this.#records.get(worker)
     if (record === undefined) return // it left the pool meanwhile (forget)
     record.lastRssSampleAt = performance.now()
+    this.#overMemoryAfterCall(record, rss)
+  }
+
+  #overMemoryAfterCall (record: WorkerRecord, rssBytes: number): void {
     // Not noteRss: its onOverMemory sweeps the idle workers, and this one is not idle yet.
-    if (this.#pastRssLimit(rss)) record.overMemory = true
+    if (this.#pastRssLimit(rssBytes)) record.overMemory = true
   }
 
   #pastRssLimit (rssBytes: number): boolean {

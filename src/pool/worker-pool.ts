@@ -107,7 +107,7 @@ export class WorkerPool {
     this.#callRunPool = {
       admission: this.#admission,
       log: options.log,
-      giveBack: (worker) => this.#giveBack(worker),
+      giveBack: (worker, memory) => this.#giveBack(worker, memory),
       discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
       stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason),
       offloader: options.offloader
@@ -173,15 +173,18 @@ export class WorkerPool {
 
   /**
    * After a call that left the worker healthy: release it, swap it for its spare, or
-   * replace it. Returns a promise when that waits for a memory check: the caller is
-   * answered once the worker is back, so a client's next call finds it free.
+   * replace it. `memory` is the RSS its reply reported (only past MAX_WORKER_RSS_MB), or
+   * 'measure' for a reply that did not say (decoded off the event loop). Returns a promise
+   * when that waits for a memory check: the caller is answered once the worker is back, so
+   * a client's next call finds it free.
    */
-  #giveBack (worker: PythonWorker): Promise<void> | undefined {
-    if (this.#recycler.needsRssCheck(worker)) {
-      // Near MAX_WORKER_RSS_MB: measured before it may take another call (a worker past
-      // the limit must not take one). It stays borrowed for the ~0.1 ms this takes.
+  #giveBack (worker: PythonWorker, memory?: number | 'measure'): Promise<void> | undefined {
+    if (memory === 'measure' && this.#options.maxWorkerRssBytes > 0) {
+      // Measured before it may take another call (a worker past the limit must not take
+      // one). It stays borrowed for the ~0.1 ms this takes.
       return this.#recycler.checkRss(worker).then(() => { this.#putBack(worker) })
     }
+    if (typeof memory === 'number') this.#recycler.reportedRss(worker, memory)
     this.#putBack(worker)
     return undefined
   }

@@ -38,6 +38,22 @@ t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', a
   t.notOk(await isRunning(pid))
 })
 
+t.test('with --max-rss-bytes, a worker past it says its RSS in each reply, and a result\'s value bytes are still found as it wrote them', async (t) => {
+  const worker = await PythonWorker.spawn(options(1, ['--max-rss-bytes', '1']))
+  t.teardown(async () => { await worker.stop(2000) })
+  const reply = await worker.call('echo', { x: [1, 2] }, 'req-1', 5000) as { rss?: number, msgpack?: Uint8Array, value: unknown }
+  t.same(reply.value, { x: [1, 2] })
+  t.ok(typeof reply.rss === 'number' && reply.rss > 1_000_000, `the worker's RSS: ${String(reply.rss)}`)
+  t.equal(Buffer.from(reply.msgpack ?? []).toString('hex'), '81a1789201' + '02', 'the value\'s own bytes, after the rss key')
+  const failed = await worker.call('diag.work', { raise: 'no' }, 'req-2', 5000) as { t: string, rss?: number }
+  t.match(failed, { t: 'error', kind: 'failed' })
+  t.ok(typeof failed.rss === 'number' && failed.rss > 1_000_000, 'an error reply says it too')
+  const under = PythonWorker.spawn(options(2, ['--max-rss-bytes', String(2 ** 40)]))
+  const unflagged = await (await under).call('echo', 1, 'req-3', 5000)
+  t.notOk('rss' in unflagged, 'under the limit, nothing')
+  await (await under).stop(2000)
+})
+
 t.test('a call past its timeout rejects with failure "timeout" and the process is killed', async (t) => {
   const worker = await PythonWorker.spawn(options(1))
   const error = await worker.call('diag.work', { sleep_ms: 10_000 }, 'req', 100).catch((e: unknown) => e)

@@ -40,13 +40,14 @@ BUILTIN_MODULES = [
 DIAG_MODULE = "pyfleet_tasks.diag"
 
 USAGE = """\
-usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--parent-pid PID] [--sched-batch] [--strict]
+usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--max-rss-bytes N] [--parent-pid PID] [--sched-batch] [--strict]
 
 options:
   -h, --help           show this help message and exit
   --module MODULE      extra task module to import (repeatable)
   --diag               register diag.work
   --max-frame-bytes N  largest frame accepted or sent, in bytes (default: 64 MiB)
+  --max-rss-bytes N    a reply sent while the worker's RSS is past N bytes says so (MAX_WORKER_RSS_MB; default 0: never)
   --parent-pid PID     the server's pid: exit at once if it is already gone
   --sched-batch        run as SCHED_BATCH (Linux): a worker woken by a call does not preempt the server
   --strict             a --module that registers no task stops the worker instead of a warning (--check)
@@ -61,6 +62,7 @@ class Options:
         self.module: list = []  # extra task modules, in command-line order
         self.diag = False
         self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
+        self.max_rss_bytes = 0
         self.parent_pid = 0
         self.sched_batch = False
         self.strict = False
@@ -70,7 +72,7 @@ def parse_args(argv: list) -> Options:
     """Read the command line as argparse did (argparse itself costs every worker ~1.5 ms and 0.5 MB).
 
     A value follows its option as the next argument or after ``=``; a later
-    --max-frame-bytes or --parent-pid wins. Raises ValueError with a one-line
+    --max-frame-bytes, --max-rss-bytes or --parent-pid wins. Raises ValueError with a one-line
     reason for anything else.
     """
     options = Options()
@@ -89,7 +91,7 @@ def parse_args(argv: list) -> Options:
             else:
                 options.help = True
             continue
-        if name not in ("--module", "--max-frame-bytes", "--parent-pid"):
+        if name not in ("--module", "--max-frame-bytes", "--max-rss-bytes", "--parent-pid"):
             raise ValueError(f"unrecognized argument {arg!r}")
         if not equals:
             value = next(args, None)
@@ -105,6 +107,8 @@ def parse_args(argv: list) -> Options:
             raise ValueError(f"argument {name}: invalid int value: {value!r}") from None
         if name == "--max-frame-bytes":
             options.max_frame_bytes = number
+        elif name == "--max-rss-bytes":
+            options.max_rss_bytes = number
         else:
             options.parent_pid = number
     return options
@@ -266,7 +270,7 @@ def main() -> None:
     reader = os.fdopen(request_fd, "rb", buffering=1 << 16)
     writer = os.fdopen(protocol_fd, "wb", buffering=1 << 16)
     try:
-        serve(reader, writer, args.max_frame_bytes, at_end=run_exit_handlers)
+        serve(reader, writer, args.max_frame_bytes, at_end=run_exit_handlers, max_rss_bytes=args.max_rss_bytes)
     except (FrameError, ProtocolError) as exc:
         fail(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     except BrokenPipeError:

@@ -15,6 +15,7 @@ from . import guard, protocol, registry
 from .errors import as_text, describe, rejection_in, sendable
 from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .frames import read_frame, write_frame
+from .resident import ResidentSize
 from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
 from .guard import changes as _changes
 from .std_fds import end_open_line, open_line as _open_line
@@ -229,11 +230,15 @@ def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
             task_input.update(ordered)
 
 
-def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Optional[Callable[[], None]] = None) -> None:
+def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Optional[Callable[[], None]] = None,
+          max_rss_bytes: int = 0) -> None:
     """Say ready, then answer calls until stdin ends, then run ``at_end`` (while the event loop
-    is still open). Raises FrameError/ProtocolError on a broken peer."""
+    is still open). Raises FrameError/ProtocolError on a broken peer. With ``max_rss_bytes``
+    (MAX_WORKER_RSS_MB), a reply sent while the worker's RSS is past it carries ``rss``: the
+    server then replaces the worker before it takes another call (resident.py says why here)."""
     tasks = [task.describe() for task in registry.all_tasks()]
     runner = Runner()  # before ready: it may import asyncio
+    resident = ResidentSize() if max_rss_bytes > 0 else None
     try:
         write_frame(writer, protocol.encode(protocol.ready(tasks)))
         try:
@@ -251,6 +256,10 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Opti
             if message["t"] != protocol.MSG_CALL:
                 raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
             reply = runner.run(message)
+            if resident is not None:
+                rss = resident.bytes()
+                if rss is not None and rss > max_rss_bytes:
+                    reply = protocol.with_rss(reply, rss)
             write_frame(writer, encode_reply(reply, max_frame_bytes))
     finally:
         runner.close()

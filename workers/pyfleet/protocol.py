@@ -2,8 +2,9 @@
 
     worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
     server -> worker:        {t: "call", id, task, input, requestId}
-    worker -> server:        {t: "result", id, value}
-    worker -> server:        {t: "error", id, kind, type, message, details?, traceback?}
+    worker -> server:        {t: "result", id, value, rss?}
+    worker -> server:        {t: "error", id, kind, type, message, details?, traceback?, rss?}
+    (rss: the worker's RSS in bytes, only when past --max-rss-bytes: resident.py)
 
 An error reply has a traceback when a task's code raised; the runtime's own replies have
 none, and the server tells "this worker has no such task" (type UnknownTask, no traceback:
@@ -246,6 +247,12 @@ def result(call_id: int, value: Any) -> Dict[str, Any]:
     # In this order, value last: the server sends a msgpack client the value's bytes as
     # written here, found after the first two keys (src/pool/protocol.ts, resultValueBytes).
     return {"t": MSG_RESULT, "id": call_id, "value": value}
+
+
+def with_rss(reply: Dict[str, Any], rss: int) -> Dict[str, Any]:
+    """``reply`` saying the worker's RSS (past MAX_WORKER_RSS_MB: resident.py), before a result's
+    value, which stays last (see result())."""
+    return {"t": reply["t"], "id": reply["id"], "rss": rss, **{key: item for key, item in reply.items() if key not in ("t", "id")}}
 
 
 def error(call_id: int, kind: str, type_name: str, message: str, details: Optional[Any] = None) -> Dict[str, Any]:

@@ -70,16 +70,24 @@ def _cut_traceback(text: str) -> str:
 
 
 def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
-    """Encode a reply, turning unencodable or oversize results into error messages."""
+    """Encode a reply, turning unencodable or oversize results into error messages (which keep
+    the reply's ``rss``, the worker's memory past MAX_WORKER_RSS_MB: loop.py)."""
     call_id = reply.get("id")
+    rss = reply.get("rss")
+
+    def encode(message: Dict[str, Any]) -> bytes:
+        if rss is not None:
+            message["rss"] = rss
+        return protocol.encode(message)
+
     is_result = reply.get("t") == protocol.MSG_RESULT
     what = "the result" if is_result else f"the details of the {reply.get('type')}"
     try:
-        body = protocol.encode(reply)
+        body = encode(reply)
         # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
         problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
         if problem is not None:
-            body = protocol.encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem))
+            body = encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem))
     # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ..., and whatever the
     # task's own code raises while its values are converted (a set member's __lt__, a date
     # subclass's isoformat()): SystemExit and KeyboardInterrupt too, which are the call's
@@ -89,12 +97,12 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
             # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
             # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
-            body = protocol.encode(failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
+            body = encode(failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
         except BaseException as problem:
-            body = protocol.encode(unreportable(call_id, problem))
+            body = encode(unreportable(call_id, problem))
     if len(body) > max_frame_bytes:
         what = "result" if is_result else f"{reply.get('type')} reply"
-        body = protocol.encode(
+        body = encode(
             protocol.error(
                 call_id,
                 protocol.KIND_TOO_LARGE,

@@ -23,6 +23,7 @@ import pyfleet.errors
 from pyfleet import TaskError, protocol, registry, task
 from pyfleet.frames import FrameError, read_frame, write_frame
 from pyfleet.loop import encode_reply, serve
+from pyfleet.resident import ResidentSize
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 
 
@@ -201,11 +202,41 @@ class LoopTest(unittest.TestCase):
         registry.clear()
         registry._tasks.update(self.saved)
 
-    def run_calls(self, *calls):
+    def run_calls(self, *calls, max_rss_bytes=0):
         stdin = io.BytesIO(b"".join(frame({"t": "call", "id": i + 1, "task": name, "input": value, "requestId": f"r{i}"}) for i, (name, value) in enumerate(calls)))
         stdout = io.BytesIO()
-        serve(stdin, stdout, 1 << 20)
+        serve(stdin, stdout, 1 << 20, max_rss_bytes=max_rss_bytes)
         return read_all_frames(stdout.getvalue())
+
+    def test_a_reply_says_the_workers_rss_only_when_it_is_past_max_rss_bytes(self):
+        own = ResidentSize().bytes()
+        self.assertGreater(own, 1 << 20, "this process's RSS, from /proc/self/statm")
+        _, double, reject, unencodable = self.run_calls(("double", 21), ("reject", None), ("unencodable", None), max_rss_bytes=1)
+        self.assertEqual(double["value"], 42)
+        # Past a limit of 1 byte: every reply says so, error replies and those made for a result that cannot be sent too.
+        for reply in (double, reject, unencodable):
+            self.assertGreater(reply["rss"], 1 << 20)
+        self.assertEqual(unencodable["kind"], "failed")
+        _, under = self.run_calls(("double", 1), max_rss_bytes=1 << 40)
+        self.assertEqual(under, {"t": "result", "id": 1, "value": 2}, "under the limit, the frame is as ever")
+        _, off = self.run_calls(("double", 1))
+        self.assertNotIn("rss", off, "no limit (MAX_WORKER_RSS_MB=0): never")
+
+    def test_the_rss_is_still_read_after_a_task_closed_its_descriptor(self):
+        resident = ResidentSize()
+        before = resident.bytes()
+        os.close(resident._fd)  # as a task's os.closerange(3, ...) would
+        grown = bytearray(32 << 20)
+        grown[::4096] = b"\x01" * len(grown[::4096])  # touched: resident
+        self.assertGreaterEqual(resident.bytes(), before + (30 << 20), "opened again, and read fresh")
+        os.close(resident._fd)
+        # A file of the task's own that took the descriptor's number is neither read as statm nor closed.
+        with open(__file__, "rb") as theirs:
+            resident._fd = theirs.fileno()
+            self.assertGreater(resident.bytes(), 1 << 20)
+            self.assertNotEqual(resident._fd, theirs.fileno())
+            self.assertEqual(theirs.read(3), b'"""', "the task's file, still open, where it was")
+        del grown
 
     def test_ready_comes_first_with_version_and_tasks(self):
         ready, = self.run_calls()
