@@ -72,7 +72,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     const worker = await PythonWorker.spawn({
       id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal,
       onExit: (w, code, signal) => {
-        log.info({ worker: w.id, workerPid: w.pid, code, signal }, 'worker exited')
+        // `how` in words: an idle worker the kernel OOM-killed has no call to fail, and this line is where it says so.
+        log.info({ worker: w.id, workerPid: w.pid, code, signal, how: w.exitDescription }, 'worker exited')
         pool?.onWorkerExit(w)
       },
       onStderrDropped: fastify.metrics.stderrLinesDropped,

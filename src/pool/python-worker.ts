@@ -97,6 +97,7 @@ export class PythonWorker {
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
   #failure: WorkerFailure | undefined
+  #exitDescription: string | undefined
   // Beside the state, not in it: a busy worker asked to stop stays busy until its call ends or it is killed.
   #stopRequested = false
   /** The task whose large reply (a DeferredReply) is being made into its answer, the worker held meanwhile. */
@@ -147,6 +148,8 @@ export class PythonWorker {
   get isAlive (): boolean { return this.#state !== 'dead' && this.#state !== 'stopping' }
   /** How it failed (a crash, a broken protocol, a timeout), also when no call was running. */
   get failure (): WorkerFailure | undefined { return this.#failure }
+  /** How the process ended, in words (a SIGKILL pyfleet did not send says: out of memory?); undefined while it runs. */
+  get exitDescription (): string | undefined { return this.#exitDescription }
   /** True once stop() was called: a call it ends was cut off by pyfleet, not lost to a crash. */
   get stopRequested (): boolean { return this.#stopRequested }
 
@@ -338,6 +341,7 @@ export class PythonWorker {
     this.#state = 'dead'
     this.#stderr.flush()
     const how = this.#process.describeExit(code, signal)
+    this.#exitDescription = how
     const { fatalLine, lastWords } = this.#stderr
     this.#start.fail(fatalLine !== undefined
       ? `did not start: ${fatalLine}`

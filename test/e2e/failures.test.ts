@@ -36,6 +36,17 @@ t.test('a worker SIGKILLed by someone else (the OOM killer, say) mid-call: 502, 
   t.equal(server.logs.filter((l) => /did not send/.test(l.msg ?? '')).length, 1)
 })
 
+t.test('an idle worker SIGKILLed by someone else (the OOM killer picks idle ones too): its exit line says pyfleet did not send it', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const [pid] = workerPids(server)
+  process.kill(pid, 'SIGKILL')
+  await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.workerPid === pid), 10_000, 'its exit')
+  t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by a SIGKILL pyfleet did not send \(out of memory\?/ })
+  await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
+  await server.app.close()
+  t.match(server.logs.filter((l) => l.msg === 'worker exited').at(-1), { how: 'exited with code 0' }, 'a worker stopped by pyfleet: its own words')
+})
+
 t.test('a worker that closes its protocol stream but lives on is replaced at once: 502, not a 504 at the deadline', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
   const [pid] = workerPids(server)
