@@ -145,6 +145,27 @@ def _missing_module_hint(missing: "str | None") -> str:
     return f"install the package that provides '{missing}'"
 
 
+def _hidden_package_hint(name: str) -> "str | None":
+    """Why TASK_MODULES' ``name`` is not found when a package above it was: a directory of that
+    name without __init__.py in a PYTHONPATH entry holds the module, but a regular package of
+    the same name elsewhere on the path (the standard library's ``test``) is what Python takes."""
+    parts = name.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        package = sys.modules.get(".".join(parts[:depth]))
+        if package is None:
+            continue
+        found = [os.path.realpath(p) for p in (getattr(package, "__path__", None) or [])]
+        for entry in _pythonpath():
+            mine = os.path.join(os.path.abspath(entry or "."), *parts[:depth])
+            if os.path.isdir(mine) and os.path.realpath(mine) not in found:
+                where = getattr(package, "__file__", None) or ", ".join(found)
+                return (f"the package '{'.'.join(parts[:depth])}' is found at {where}, not in {mine}: a directory without "
+                        "__init__.py is a package only where no regular package of its name is found anywhere on the path; "
+                        "rename yours")
+        return None
+    return None
+
+
 # The runtime's own directory (workers/), on PYTHONPATH beside the task modules: it hides nothing.
 RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,6 +263,7 @@ def main() -> None:
                 hint = f"check TASK_MODULES and PYTHONPATH, which is {os.environ.get('PYTHONPATH', '')!r}; relative PYTHONPATH entries are resolved from the pyfleet directory, {os.getcwd()}"
                 if name.endswith(".py"):  # a file named where a module is meant (a valid module name: package greeting, module py)
                     hint = f"TASK_MODULES takes module names, not files: write {name[:-3]}; {hint}"
+                hint = _hidden_package_hint(name) or hint
                 fail(EXIT_IMPORT_FAILED, f"task module '{name}' could not be imported: {exc} ({hint})")
             # Imported by the task's code: the traceback and the line say where from.
             fail_import(name, f"task module '{name}' could not be imported: {exc}", exc, _missing_module_hint(exc.name))

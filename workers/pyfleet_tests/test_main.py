@@ -1,5 +1,6 @@
 """The worker's command line (pyfleet.__main__): parsing, --help, usage errors, logging set-up."""
 
+import importlib.util
 import os
 import re
 import signal
@@ -284,6 +285,20 @@ class ModuleWithoutTasksTest(unittest.TestCase):
             r"'greeting' is not a package \(TASK_MODULES takes module names, not files: write greeting; "
             r"check TASK_MODULES and PYTHONPATH, which is '[^']*" + re.escape(os.path.join(self.dir, "mytasks")) + r"[^']*'; "
             r"relative PYTHONPATH entries are resolved from the pyfleet directory, /\S*\)$",
+        )
+
+    def test_a_namespace_directory_named_like_a_standard_library_package_is_told_to_rename(self):
+        # test/ without __init__.py: the standard library's regular package test is what Python takes.
+        if importlib.util.find_spec("test") is None:
+            self.skipTest("this Python has no standard-library test package (Debian: libpython3-testsuite)")
+        directory = task_files(self, {"test/shop_tasks.py": "from pyfleet import task\n@task('shop.one')\ndef one(x):\n    return x\n"})
+        code, _, stderr = run_worker(["--module", "test.shop_tasks"], pythonpath=directory)
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertRegex(
+            stderr.strip().splitlines()[-1],
+            r"^pyfleet-fatal: task module 'test\.shop_tasks' could not be imported: No module named 'test\.shop_tasks' "
+            r"\(the package 'test' is found at \S+/test/__init__\.py, not in " + re.escape(os.path.join(directory, "test")) + r": "
+            r"a directory without __init__\.py is a package only where no regular package of its name is found anywhere on the path; rename yours\)$",
         )
 
     def test_strict_passes_a_module_with_tasks(self):
