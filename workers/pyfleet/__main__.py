@@ -273,7 +273,11 @@ def main() -> None:
             from .import_failure import exception_text
 
             detail = exception_text(exc)
-            fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc)
+            # `from . import x` in a module served on its own: Python's words say nothing of what to do.
+            relative = isinstance(exc, ImportError) and "no known parent package" in str(exc)
+            hint = (f"a relative import needs the module's package: put the directory above the package on PYTHONPATH "
+                    f"and name the module with it (TASK_MODULES=yourpackage.{name})") if relative else ""
+            fail_import(name, f"task module '{name}' raised {type(exc).__name__} on import" + (f": {detail}" if detail else ""), exc, hint)
     for name in _modules_without_tasks(registry, args.module):
         # A package whose __init__ imports none of its modules, say: TASK_MODULES=mytasks for mytasks/greeting.py.
         if hasattr(sys.modules.get(name), "__path__"):

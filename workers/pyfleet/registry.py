@@ -139,6 +139,12 @@ def is_coroutine_function(fn: Any) -> bool:
     return isinstance(code, CodeType) and bool(code.co_flags & CO_COROUTINE)
 
 
+# @task's keyword options, in its signature's order (for the messages on a mistake).
+TASK_OPTIONS = ("schema", "output_schema", "timeout_ms", "raw", "raw_field", "max_concurrency", "fill_defaults")
+# Names other frameworks use, which spelling alone would match to the wrong option (input_schema: output_schema).
+_OPTIONS_BY_OTHER_NAMES = {"input_schema": "schema", "timeout": "timeout_ms", "content_type": "raw", "content_types": "raw"}
+
+
 def task(
     name: str,
     *misplaced: NoReturn,  # caught below, to say what to write instead of Python's "takes 1 positional argument"
@@ -149,6 +155,7 @@ def task(
     raw_field: Optional[str] = None,
     max_concurrency: Optional[int] = None,
     fill_defaults: bool = False,
+    **unknown: NoReturn,  # caught below, to name the option meant instead of Python's "unexpected keyword argument"
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register ``fn(input)`` as the task ``name``.
 
@@ -191,9 +198,15 @@ def task(
         else:
             example = "schema={...}, timeout_ms=..."
         raise TypeError(
-            f"task {name!r}: every argument after the name is a keyword (schema, output_schema, timeout_ms, raw, raw_field, "
-            f"max_concurrency, fill_defaults): write @task({name!r}, {example})"
+            f"task {name!r}: every argument after the name is a keyword ({', '.join(TASK_OPTIONS)}): write @task({name!r}, {example})"
         )
+    if unknown:
+        import difflib  # only for this mistake: not worth every worker's start
+
+        option = next(iter(unknown))
+        close = [_OPTIONS_BY_OTHER_NAMES[option]] if option in _OPTIONS_BY_OTHER_NAMES else difflib.get_close_matches(option, TASK_OPTIONS, n=1, cutoff=0.6)
+        meant = f"did you mean {close[0]}? " if close else ""
+        raise TypeError(f"task {name!r}: @task has no option {option!r}; {meant}its options are {', '.join(TASK_OPTIONS)}")
     check_count(name, "timeout_ms", timeout_ms)
     check_count(name, "max_concurrency", max_concurrency)
     schema = check_schema(name, schema)

@@ -287,6 +287,18 @@ class ModuleWithoutTasksTest(unittest.TestCase):
             r"relative PYTHONPATH entries are resolved from the pyfleet directory, /\S*\)$",
         )
 
+    def test_a_relative_import_in_a_module_served_without_its_package_says_to_name_the_package(self):
+        directory = task_files(self, {"shop/__init__.py": "", "shop/helper.py": "X = 1\n", "shop/rel.py": "from .helper import X\n"})
+        code, _, stderr = run_worker(["--module", "rel"], pythonpath=os.path.join(directory, "shop"))
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertEqual(stderr.strip().splitlines()[-1], (
+            "pyfleet-fatal: task module 'rel' raised ImportError on import: attempted relative import with no known parent package "
+            "(at rel.py, line 1; a relative import needs the module's package: put the directory above the package on PYTHONPATH "
+            "and name the module with it (TASK_MODULES=yourpackage.rel))"
+        ))
+        code, _, stderr = run_worker(["--module", "shop.rel"], pythonpath=directory)
+        self.assertEqual(code, 0, "named with its package, it imports")
+
     def test_a_namespace_directory_named_like_a_standard_library_package_is_told_to_rename(self):
         # test/ without __init__.py: the standard library's regular package test is what Python takes.
         if importlib.util.find_spec("test") is None:

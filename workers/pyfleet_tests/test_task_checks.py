@@ -92,6 +92,21 @@ class OptionsTest(RegistrationTest):
         self.assertRefused(ValueError, r"nested 100 deep \(does the schema contain itself\?\)", schema=looped)
         task("t", schema={"type": "object", "properties": {"x": {"enum": [1, 2.5, None, True, "s"]}}, "items": ({"type": "string"},)})(takes_input)
 
+    def test_an_unknown_option_names_the_one_meant(self):
+        options = "its options are schema, output_schema, timeout_ms, raw, raw_field, max_concurrency, fill_defaults"
+        cases = [
+            ("timeout", "did you mean timeout_ms? "),
+            ("max_concurency", "did you mean max_concurrency? "),
+            ("raw_fields", "did you mean raw_field? "),
+            ("input_schema", "did you mean schema? "),  # not output_schema, which its spelling is closest to
+            ("retries", ""),
+        ]
+        for option, meant in cases:
+            with self.subTest(option=option):
+                with self.assertRaisesRegex(TypeError, f"^task 'kw': @task has no option '{option}'; {re.escape(meant + options)}$"):
+                    task("kw", **{option: 1})
+        self.assertIsNone(registry.get("kw"), "nothing was registered")
+
     def test_options_given_positionally_are_refused_saying_they_are_keywords(self):
         cases = [
             (({"type": "object"},), "schema={...}"),
