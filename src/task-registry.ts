@@ -41,6 +41,8 @@ export interface TaskDescription {
   outputSchema: TaskInfo['outputSchema']
   timeoutMs: number
   raw: readonly string[]
+  /** The input field a raw body fills; null for a task without raw types. */
+  rawField: string | null
   maxConcurrency: number
 }
 
@@ -188,7 +190,7 @@ export class TaskRegistry {
   }
 
   describe (task: Task): TaskDescription {
-    return { name: task.name, description: task.doc, schema: task.schema, outputSchema: task.outputSchema, timeoutMs: task.timeoutMs, raw: task.raw, maxConcurrency: task.maxConcurrency }
+    return { name: task.name, description: task.doc, schema: task.schema, outputSchema: task.outputSchema, timeoutMs: task.timeoutMs, raw: task.raw, rawField: task.rawField, maxConcurrency: task.maxConcurrency }
   }
 
   list (): TaskDescription[] {

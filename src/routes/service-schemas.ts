@@ -38,6 +38,7 @@ export const TASK_DESCRIPTION_SCHEMA: Schema = record({
   outputSchema: { type: ['object', 'boolean', 'null'], description: 'the return value\'s JSON schema (draft-07), null when the task declares none' },
   timeoutMs: { type: 'integer', minimum: 1, description: 'the timeout in force (TASK_TIMEOUTS, or the task\'s own)' },
   raw: { type: 'array', items: { type: 'string' }, description: 'content types taken as a raw body' },
+  rawField: { type: ['string', 'null'], description: 'the input field a raw body fills (the query string gives the others); null without raw types' },
   maxConcurrency: { type: 'integer', minimum: 1, description: 'calls of this task running at once, at most' }
 })
 

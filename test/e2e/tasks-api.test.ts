@@ -512,7 +512,8 @@ t.test('a content type the task does not accept is 415', async (t) => {
 t.test('lists tasks with schema, timeout, raw types and concurrency', async (t) => {
   const { tasks } = await getJson(`${url}/api/tasks`)
   const echo = tasks.find((task: any) => task.name === 'echo')
-  t.match(echo, { name: 'echo', description: String, timeoutMs: Number, raw: [], maxConcurrency: 4 })
+  t.match(echo, { name: 'echo', description: String, timeoutMs: Number, raw: [], rawField: null, maxConcurrency: 4 })
+  t.match(tasks.find((x: { name: string }) => x.name === 'xml.import'), { raw: ['application/xml', 'text/xml'], rawField: 'xml' }, 'the field a raw body fills')
   t.ok(tasks.some((task: any) => task.name === 'diag.work'))
   t.same(await getJson(`${url}/api/tasks/echo`), echo)
 })
