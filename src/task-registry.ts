@@ -50,6 +50,17 @@ export interface TaskDescription {
 export interface TaskDrift { added: string[], removed: string[], changed: string[] }
 
 
+/**
+ * Ajv's words for a schema that is not one, with the schema called what it is: Ajv checks it
+ * as the data of its meta-schema, and says "schema is invalid: data/additionalProperties must
+ * be object,boolean".
+ */
+function schemaProblem (error: Error): string {
+  const invalid = /^schema is invalid: /.exec(error.message)
+  if (invalid === null) return error.message
+  return invalid[0] + error.message.slice(invalid[0].length).replace(/\bdata(?=[/ ])/g, 'schema')
+}
+
 export class TaskRegistry {
   readonly #config: Config
   #tasks = new Map<string, Task>()
@@ -109,7 +120,7 @@ export class TaskRegistry {
         defaults.check(info.schema)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${(error as Error).message}`)
+        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${schemaProblem(error as Error)}`)
       }
       // Compiled whether or not results are checked: a schema Ajv refuses stops the start either way.
       let validateResult: ValidateFunction | undefined
@@ -122,7 +133,7 @@ export class TaskRegistry {
           validateResult = compileResultValidator(outputSchema)
         } catch (error) {
           const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${(error as Error).message}`)
+          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${schemaProblem(error as Error)}`)
         }
       }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize

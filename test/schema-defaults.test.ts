@@ -56,6 +56,11 @@ t.test('the registry refuses a task whose default fails its schema, as it refuse
     { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: the default at /properties/top (0) fails its own schema: must be >= 1' })
   t.throws(() => registry.check([info({ type: 'object', properties: { raw: { bytes: true, default: 'abc' } } })]),
     { message: /the default at \/properties\/raw \("abc"\) fails its own schema: must be binary \(msgpack bin\)/ }, 'pyfleet\'s own keywords are known')
+  // Ajv checks a schema as the data of its meta-schema, and says "data/...": the schema is called the schema.
+  t.throws(() => registry.check([info({ type: 'object', additionalProperties: 'false' })]),
+    { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: schema is invalid: schema/additionalProperties must be object,boolean' })
+  t.throws(() => registry.check([{ ...info({ type: 'object' }), outputSchema: { type: 'object', properties: 'none' } }]),
+    { message: 'task demo.task (in module demo_tasks) declares an invalid output schema: schema is invalid: schema/properties must be object' })
   t.doesNotThrow(() => registry.update([info({ type: 'object', properties: { top: { type: 'integer', minimum: 1, default: 10 } } })]))
   t.same(registry.names(), ['demo.task'])
 })
