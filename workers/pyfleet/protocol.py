@@ -104,7 +104,14 @@ def _to_msgpack(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
-    raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+    # Record types a task may return as they are: name the call that makes a dict of one.
+    if hasattr(type(value), "__dataclass_fields__"):
+        hint = "; it is a dataclass: return dataclasses.asdict(value)"
+    elif callable(getattr(value, "model_dump", None)):
+        hint = "; return value.model_dump(mode=\"json\") (pydantic)"
+    else:
+        hint = ""
+    raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes{hint}")
 
 
 # One packer for the worker's life: building one per message costs more than the message.

@@ -1,6 +1,7 @@
 """The worker runtime against in-memory streams: frames, messages, the call loop."""
 
 import asyncio
+import dataclasses
 import datetime
 import decimal
 import enum
@@ -353,6 +354,17 @@ class LoopTest(unittest.TestCase):
         unsendable = "a value of type pyfleet_tests.test_runtime.LoopTest.test_arrays_and_scalars_with_tolist_are_sent_as_what_it_returns.<locals>.Point cannot be sent"
         self.assertTrue(message({"a": array.array("i", [1]), "p": Point()}).startswith(f"the result cannot be sent: at ['p'], {unsendable}"))
         self.assertTrue(message({"rows": [Scalar([1, Point()])]}).startswith(f"the result cannot be sent: at ['rows'][0][1], {unsendable}"), "inside an array")
+
+        @dataclasses.dataclass
+        class Order:
+            sku: str
+
+        class Model:  # pydantic's BaseModel, as far as the hint goes
+            def model_dump(self, mode="python"):
+                return {}
+
+        self.assertTrue(message(Order("a")).endswith("use dicts, lists, str, numbers, bool, None or bytes; it is a dataclass: return dataclasses.asdict(value)"))
+        self.assertTrue(message(Model()).endswith("; return value.model_dump(mode=\"json\") (pydantic)"))
 
         class Itself:
             def tolist(self):
