@@ -148,8 +148,10 @@ export class Recycler {
   /** Measures the worker's RSS now; afterCall then answers OVER_MEMORY if it is past the limit. */
   async checkRss (worker: PythonWorker): Promise<void> {
     const rss = await worker.sampleRss()
-    const record = this.#records.get(worker)
-    if (record === undefined) return // it left the pool meanwhile (forget)
+    if (this.#closed) return
+    // None yet on its first call (afterCall makes it); none any more once it left the pool (forget).
+    const record = this.#records.get(worker) ?? (worker.isAlive ? this.#record(worker) : undefined)
+    if (record === undefined) return
     record.lastRssSampleAt = performance.now()
     this.#overMemoryAfterCall(record, rss)
   }

@@ -177,6 +177,19 @@ t.test('MAX_WORKER_RSS_MB: a task that grows its worker by 10 MB a call never ru
   t.ok((await getJson(`${server.url}/api/queue-stats`)).restarts.maxRss >= 1, 'replaced as max_rss')
 })
 
+t.test('MAX_WORKER_RSS_MB: a reply decoded on the offload thread is followed by a measurement, on the worker\'s first call too, before the queued call may take it', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '60', MAX_CALLS_PER_WORKER: '0', OFFLOAD_MIN_BYTES: '1' })
+  // The second call is queued while the first runs (it sleeps, then allocates).
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 300, alloc_mb: 80 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the first call to run')
+  const queued = callTask(server.url, 'diag.work', {})
+  const [first, second] = await Promise.all([running, queued])
+  t.equal(first.status, 200)
+  t.equal(second.status, 200)
+  t.not(second.json.pid, first.json.pid, 'the call queued behind it ran on a new worker')
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.maxRss, 1)
+})
+
 t.test('a call for a task the worker no longer has (removed by a reload in progress) is a 404, not a 500', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   // The table says a task exists that the worker's code does not have: the moment of a
