@@ -9,12 +9,8 @@ import { segmentName } from './json-pointer.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import { isSchemaObject, mapSubschemas } from './schema-walk.js'
 
-/**
- * `coerceTypes`: false for bodies, which carry their own types; 'array' for query-string
- * options, which are strings, and one of which is a one-item array (OpenAPI's default
- * style, form and exploded, sends `[1]` as `?ids=1`).
- */
-export function makeAjv (coerceTypes: false | 'array', allErrors = false): Ajv {
+/** `coerceTypes`: false for bodies, which carry their own types; true for query-string options, which are strings. */
+export function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
   // strict: a typo in a task's schema fails at start instead of silently accepting anything.
   // validateFormats off: no format plugin is bundled, so "format" is an annotation only.
   const ajv = new Ajv({ strict: true, coerceTypes, allErrors, validateFormats: false, useDefaults: false })
@@ -76,7 +72,7 @@ export function compileResultValidator (schema: NonNullable<TaskInfo['outputSche
 
 /** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */
 export function compileRawValidator (schema: TaskInfo['schema']): ValidateFunction {
-  return compileChecking(makeAjv('array'), schema)
+  return compileChecking(makeAjv(true), schema)
 }
 
 /** Formats Ajv errors as Fastify does: "body/values/0 must be number". */

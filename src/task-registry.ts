@@ -108,7 +108,7 @@ export class TaskRegistry {
     // good, and refuses a second schema with the same $id, so shared instances
     // would grow with every reload and break on a task schema that has an $id.
     const strict = makeAjv(false)
-    const coercing = makeAjv('array')
+    const coercing = makeAjv(true)
     const defaults = new DefaultsChecker(addKeywords)
     const tasks = new Map<string, Task>()
     for (const info of infos) {

@@ -36,13 +36,39 @@ function rawInputPlace (instancePath: string, rawField: string): string {
   return `querystring${instancePath}`
 }
 
+const ARRAY_OPTIONS = new WeakMap<object, ReadonlySet<string>>()
+
+/**
+ * The input's top-level properties whose schema is an array and nothing else (`"type":
+ * "array"`, or with `"null"`), for each compiled schema once. Not Ajv's `coerceTypes:
+ * "array"`, which wraps a value wherever a schema allows an array, so that a `oneOf` of an
+ * integer and an array of integers matched `?id=5` twice and refused it.
+ */
+function arrayOptions (schema: unknown): ReadonlySet<string> {
+  if (schema === null || typeof schema !== 'object') return new Set()
+  let names = ARRAY_OPTIONS.get(schema)
+  if (names === undefined) {
+    const properties = (schema as { properties?: unknown }).properties
+    const entries = properties !== null && typeof properties === 'object' ? Object.entries(properties) : []
+    names = new Set(entries.filter(([, property]) => {
+      const type = (property as { type?: unknown } | null)?.type
+      return type === 'array' || (Array.isArray(type) && type.includes('array') && type.every((t) => t === 'array' || t === 'null'))
+    }).map(([name]) => name))
+    ARRAY_OPTIONS.set(schema, names)
+  }
+  return names
+}
+
 /** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
 export function rawInput (validateRaw: ValidateFunction, rawField: string, query: Record<string, unknown>, raw: string | Buffer): TaskInput {
   const input: Record<string, unknown> = { ...query }
+  const arrays = arrayOptions(validateRaw.schema)
   // Arrays copied too: Ajv's coercion changes them in place, and the text of each item is needed below.
+  // An array option sent once is an array of one (OpenAPI's default style sends [5] as ?ids=5).
   // (Defined, not assigned: a parameter named __proto__ is an own property here, and stays one.)
   for (const [key, value] of Object.entries(input)) {
-    if (Array.isArray(value)) Object.defineProperty(input, key, { value: [...value], enumerable: true, writable: true, configurable: true })
+    const array = Array.isArray(value) ? [...value] : typeof value === 'string' && arrays.has(key) ? [value] : undefined
+    if (array !== undefined) Object.defineProperty(input, key, { value: array, enumerable: true, writable: true, configurable: true })
   }
   // The body fills its field: a parameter of that name would be silently overwritten.
   if (Object.hasOwn(query, rawField)) {
