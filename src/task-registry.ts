@@ -58,7 +58,8 @@ export interface TaskDrift { added: string[], removed: string[], changed: string
 function schemaProblem (error: Error): string {
   const invalid = /^schema is invalid: /.exec(error.message)
   if (invalid === null) return error.message
-  return invalid[0] + error.message.slice(invalid[0].length).replace(/\bdata(?=[/ ])/g, 'schema')
+  // Each of its errors starts with "data" (Ajv's name for what it checks), then the place: a property named data stays.
+  return invalid[0] + error.message.slice(invalid[0].length).replace(/(^|, )data(?=[/ ])/g, '$1schema')
 }
 
 export class TaskRegistry {

@@ -61,6 +61,8 @@ t.test('the registry refuses a task whose default fails its schema, as it refuse
     { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: schema is invalid: schema/additionalProperties must be object,boolean' })
   t.throws(() => registry.check([{ ...info({ type: 'object' }), outputSchema: { type: 'object', properties: 'none' } }]),
     { message: 'task demo.task (in module demo_tasks) declares an invalid output schema: schema is invalid: schema/properties must be object' })
+  t.throws(() => registry.check([info({ type: 'object', properties: { data: { type: 'object', properties: { data: 'x' } } } })]),
+    { message: /schema is invalid: schema\/properties\/data\/properties\/data must be object,boolean$/ }, 'a property named data keeps its name')
   t.doesNotThrow(() => registry.update([info({ type: 'object', properties: { top: { type: 'integer', minimum: 1, default: 10 } } })]))
   t.same(registry.names(), ['demo.task'])
 })

@@ -129,24 +129,26 @@ function schemaComponent (schema: unknown, context: Context): unknown {
     } else out[key] = value
   }
   if (schema.bytes === true && view === 'jsonAnswer') Object.assign(out, { type: 'string', contentEncoding: 'base64' })
-  if (view === 'jsonAnswer') loosenForJsonAnswer(schema, out, context.refs)
+  if (view !== 'jsonBody') loosenOverBytes(schema, out, context.refs, view)
   return out
 }
 
 /**
  * In a JSON answer a binary value is a base64 string, which no schema can tell from a
- * string. Where a keyword would have to, the JSON answer's schema says less, so that an
- * answer holding one still matches it: a `not` or an `if`/`then`/`else` that speaks of
- * bytes is left out, so is `uniqueItems` over items that may be bytes (`b"a"` and `"YQ=="`
- * are one string in JSON), and a `oneOf` with such a branch becomes an `anyOf` (`{"oneOf":
- * [{"bytes": true}, {"type": "string"}]}` would otherwise match no answer at all). A schema
- * that lets binary values through without saying `bytes` (`{"not": {"type": "string"}}`)
- * is not loosened: declare them.
+ * string; in msgpack it is a bin, which no JSON Schema type matches, and which a validator
+ * that does not know `x-pyfleet-bytes` takes for anything (`{}`). Where a keyword would
+ * have to tell bytes apart, those schemas say less, so that every answer still matches
+ * them: a `not` or an `if`/`then`/`else` that speaks of bytes is left out, and a `oneOf`
+ * with such a branch becomes an `anyOf` (`{"oneOf": [{"bytes": true}, {"type": "string"}]}`
+ * would otherwise match no JSON answer at all, and `[{"bytes": true}, {"type": "integer"}]`
+ * no msgpack integer). In JSON answers, `uniqueItems` over items that may be bytes goes
+ * too (`b"a"` and `"YQ=="` are one string in JSON). A schema that lets binary values
+ * through without saying `bytes` (`{"not": {"type": "string"}}`) is not loosened: declare them.
  */
-function loosenForJsonAnswer (schema: Json, out: Json, refs: LocalRefs): void {
+function loosenOverBytes (schema: Json, out: Json, refs: LocalRefs, view: View): void {
   if (refs.mentionsBytes(schema.not)) delete out.not
   if (['if', 'then', 'else'].some((key) => refs.mentionsBytes(schema[key]))) for (const key of ['if', 'then', 'else']) delete out[key]
-  if (schema.uniqueItems === true && (refs.mentionsBytes(schema.items) || refs.mentionsBytes(schema.additionalItems))) delete out.uniqueItems
+  if (view === 'jsonAnswer' && schema.uniqueItems === true && (refs.mentionsBytes(schema.items) || refs.mentionsBytes(schema.additionalItems))) delete out.uniqueItems
   if (Array.isArray(schema.oneOf) && schema.oneOf.some((branch) => refs.mentionsBytes(branch))) {
     const branches = out.oneOf
     delete out.oneOf

@@ -157,7 +157,9 @@ def _hidden_package_hint(name: str) -> "str | None":
         found = [os.path.realpath(p) for p in (getattr(package, "__path__", None) or [])]
         for entry in _pythonpath():
             mine = os.path.join(os.path.abspath(entry or "."), *parts[:depth])
-            if os.path.isdir(mine) and os.path.realpath(mine) not in found:
+            # Only where the module is: with it nowhere, the name is more likely wrong (mypkg.taks).
+            holds = os.path.isfile(os.path.join(mine, parts[depth] + ".py")) or os.path.isdir(os.path.join(mine, parts[depth]))
+            if holds and os.path.realpath(mine) not in found:
                 where = getattr(package, "__file__", None) or ", ".join(found)
                 return (f"the package '{'.'.join(parts[:depth])}' is found at {where}, not in {mine}: a directory without "
                         "__init__.py is a package only where no regular package of its name is found anywhere on the path; "

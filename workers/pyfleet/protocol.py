@@ -107,7 +107,7 @@ def _to_msgpack(value: Any) -> Any:
     # Record types a task may return as they are: name the call that makes a dict of one.
     if hasattr(type(value), "__dataclass_fields__"):
         hint = "; it is a dataclass: return dataclasses.asdict(value)"
-    elif callable(getattr(value, "model_dump", None)):
+    elif not isinstance(value, type) and callable(getattr(type(value), "model_dump", None)):
         hint = "; return value.model_dump(mode=\"json\") (pydantic)"
     else:
         hint = ""

@@ -287,6 +287,13 @@ class ModuleWithoutTasksTest(unittest.TestCase):
             r"relative PYTHONPATH entries are resolved from the pyfleet directory, /\S*\)$",
         )
 
+    def test_a_misspelt_module_beside_an_unrelated_directory_of_its_package_name_gets_the_usual_advice(self):
+        found = task_files(self, {"mypkg/__init__.py": "", "mypkg/tasks.py": ""})
+        other = task_files(self, {"mypkg/notes.txt": ""})
+        code, _, stderr = run_worker(["--module", "mypkg.taks"], pythonpath=f"{found}{os.pathsep}{other}")
+        self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
+        self.assertIn("No module named 'mypkg.taks' (check TASK_MODULES and PYTHONPATH", stderr.strip().splitlines()[-1])
+
     def test_a_relative_import_in_a_module_served_without_its_package_says_to_name_the_package(self):
         directory = task_files(self, {"shop/__init__.py": "", "shop/helper.py": "X = 1\n", "shop/rel.py": "from .helper import X\n"})
         code, _, stderr = run_worker(["--module", "rel"], pythonpath=os.path.join(directory, "shop"))

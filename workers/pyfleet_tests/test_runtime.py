@@ -365,6 +365,7 @@ class LoopTest(unittest.TestCase):
 
         self.assertTrue(message(Order("a")).endswith("use dicts, lists, str, numbers, bool, None or bytes; it is a dataclass: return dataclasses.asdict(value)"))
         self.assertTrue(message(Model()).endswith("; return value.model_dump(mode=\"json\") (pydantic)"))
+        self.assertTrue(message(Model).endswith("use dicts, lists, str, numbers, bool, None or bytes"), "the class is no model to dump")
 
         class Itself:
             def tolist(self):
