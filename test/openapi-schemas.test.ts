@@ -108,7 +108,9 @@ t.test('bytes reached through references count, and so do bytes: false and bytes
     }
   })
   const { properties } = schemas.task_t_output
-  t.same(properties.refOneOf, { anyOf: [{ $ref: '#/components/schemas/task_t_output/definitions/blob' }, { type: 'string' }] })
+  t.same(properties.refOneOf, { anyOf: [{ $ref: '#/components/schemas/task_t_output.blob' }, { type: 'string' }] })
+  t.same(schemas['task_t_output.blob'], { 'x-pyfleet-bytes': true, type: 'string', contentEncoding: 'base64' }, 'the definition, in the JSON answer\'s view')
+  t.same(schemas['task_t_output_msgpack.blob'], { 'x-pyfleet-bytes': true }, 'and in msgpack\'s')
   t.same(properties.refNot, {})
   t.same(properties.notBinary, {})
   t.same(properties.elseBytes, {})
@@ -133,11 +135,13 @@ t.test('references by $id and anchor point into the component, and no $id is lef
   })
   const input = schemas.task_t_input
   const base = '#/components/schemas/task_t_input'
-  t.same(input.properties, { m: { $ref: `${base}/definitions/mode` }, i: { $ref: `${base}/definitions/item` }, self: { $ref: `${base}/definitions/item` }, root: { $ref: base }, outside: { $ref: 'https://example.org/other.json' } })
-  t.notOk(JSON.stringify(input).includes('"$id"'), 'no $id anywhere: the document may hold each once')
+  // The definitions at the top are components of their own (openapi-typescript typed $defs as a property, and could not follow refs into definitions).
+  t.same(input.properties, { m: { $ref: `${base}.mode` }, i: { $ref: `${base}.item` }, self: { $ref: `${base}.item` }, root: { $ref: base }, outside: { $ref: 'https://example.org/other.json' } })
+  t.same([input.definitions, schemas['task_t_input.mode'], schemas['task_t_input.item']], [undefined, { enum: ['a', 'b'] }, { type: 'integer' }], 'moved out of the task\'s component')
+  t.notOk(JSON.stringify(schemas).includes('"$id"'), 'no $id anywhere: the document may hold each once')
   const nested = documentOf({ type: 'object', definitions: { b: { type: 'number' } }, properties: { x: { $id: 'http://example.com/x.json', definitions: { b: { type: 'string' } }, properties: { y: { $ref: '#/definitions/b' } } }, z: { $ref: '#/definitions/b' } } }).schemas.task_t_input
   t.equal(nested.properties.x.properties.y.$ref, `${base}/properties/x/definitions/b`, 'inside a subschema with an $id of its own, #/... is that subschema\'s, as Ajv reads it')
-  t.equal(nested.properties.z.$ref, `${base}/definitions/b`, 'and the root\'s outside it')
+  t.equal(nested.properties.z.$ref, `${base}.b`, 'and the root\'s outside it')
   t.same([input.dependentRequired, input.dependentSchemas, input.dependencies], [{ a: ['b'] }, { c: { required: ['d'] } }, undefined])
 })
 

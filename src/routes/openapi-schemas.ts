@@ -87,8 +87,44 @@ class LocalRefs {
   }
 }
 
-/** What schemaComponent carries down a schema. */
-interface Context { base: string, view: View, refs: LocalRefs }
+/**
+ * What schemaComponent carries down a schema: `hoisted` maps the place of each definition
+ * given a component of its own (`/$defs/where`) to that component's name.
+ */
+interface Context { base: string, view: View, refs: LocalRefs, hoisted: ReadonlyMap<string, string> }
+
+/** A definition at the top of a task's schema (`$defs` or draft-07's `definitions`), given a component of its own. */
+interface Hoisted { container: '$defs' | 'definitions', key: string, schema: unknown }
+
+/**
+ * The definitions at the top of a task's schema that become components of their own. Kept
+ * inside the task's component, openapi-typescript 7 typed `$defs` as a required property of
+ * the input (so no body a client wrote compiled) and a reference into `definitions` as a
+ * type that does not exist. A name a component cannot have stays where it is.
+ */
+function hoistable (schema: unknown): Hoisted[] {
+  if (!isSchemaObject(schema)) return []
+  const found: Hoisted[] = []
+  const taken = new Set<string>()
+  for (const container of ['$defs', 'definitions'] as const) {
+    const held = schema[container]
+    if (!isSchemaObject(held)) continue
+    for (const [key, definition] of Object.entries(held)) {
+      if (!/^[A-Za-z0-9._-]+$/.test(key) || taken.has(key)) continue
+      taken.add(key)
+      found.push({ container, key, schema: definition })
+    }
+  }
+  return found
+}
+
+/** A `$ref` to `pointer` (a place in the task's schema) in the document: into a hoisted definition's component, or the task's. */
+function refTo (pointer: string, context: Context): string {
+  const [, container, key, ...rest] = pointer.split('/')
+  const hoisted = key === undefined ? undefined : context.hoisted.get(`/${segmentName(container)}/${segmentName(key)}`)
+  if (hoisted === undefined) return `${context.base}${pointer}`
+  return `#/components/schemas/${hoisted}${rest.map((segment) => `/${segment}`).join('')}`
+}
 
 /**
  * A task's schema as a component of its own, in OpenAPI 3.1's dialect (JSON Schema
@@ -117,7 +153,7 @@ function schemaComponent (schema: unknown, context: Context): unknown {
     if (key === '$id') continue
     if (key === '$ref' && typeof value === 'string') {
       const pointer = context.refs.pointerOf(value, schema)
-      out.$ref = pointer === undefined ? value : `${context.base}${pointer}`
+      out.$ref = pointer === undefined ? value : refTo(pointer, context)
     } else if (key === 'bytes' && typeof value === 'boolean') out['x-pyfleet-bytes'] = value
     else if (tuple && key === 'items') out.prefixItems = value
     else if (tuple && key === 'additionalItems') out.items = value
@@ -163,7 +199,20 @@ function loosenOverBytes (schema: Json, out: Json, refs: LocalRefs, view: View):
  */
 export function viewComponents (schema: unknown, name: string, jsonView: View): Json {
   const refs = new LocalRefs(schema)
-  const component = (componentName: string, view: View): unknown => schemaComponent(schema, { base: `#/components/schemas/${componentName}`, view, refs })
-  if (!refs.mentionsBytes(schema)) return { [name]: component(name, jsonView) }
-  return { [name]: component(name, jsonView), [`${name}_msgpack`]: component(`${name}_msgpack`, 'msgpack') }
+  const definitions = hoistable(schema)
+  // The task's component, then one per definition at its top (`<name>.<definition>`).
+  const components = (componentName: string, view: View): Json => {
+    const hoisted = new Map(definitions.map(({ container, key }) => [`/${container}/${key}`, `${componentName}.${key}`]))
+    const context: Context = { base: `#/components/schemas/${componentName}`, view, refs, hoisted }
+    const root = schemaComponent(schema, context)
+    if (isSchemaObject(root)) {
+      for (const { container, key } of definitions) delete (root[container] as Json)[key]
+      for (const container of ['$defs', 'definitions']) if (isSchemaObject(root[container]) && Object.keys(root[container]).length === 0) delete root[container]
+    }
+    const out: Json = { [componentName]: root }
+    for (const { key, schema: definition } of definitions) out[`${componentName}.${key}`] = schemaComponent(definition, context)
+    return out
+  }
+  if (!refs.mentionsBytes(schema)) return components(name, jsonView)
+  return { ...components(name, jsonView), ...components(`${name}_msgpack`, 'msgpack') }
 }
