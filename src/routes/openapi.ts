@@ -4,7 +4,7 @@
 // each request: a reload may bring other tasks.
 
 import type { FastifyInstance } from 'fastify'
-import { pointerSegment } from '../json-pointer.js'
+import { pointerSegment, segmentName } from '../json-pointer.js'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { MSGPACK_TYPES } from './body.js'
@@ -62,6 +62,30 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
 }
 
 /**
+ * Whether a property's schema (or the local definition it refers to) takes only an object,
+ * or null: no query-string style carries one to the server, which reads `?where[x]=1` and
+ * `?x=1` as options of their own names, so it is no query parameter.
+ */
+function onlyAnObject (schema: unknown, root: unknown): boolean {
+  let resolved = schema
+  const ref = (schema as { $ref?: unknown } | null)?.$ref
+  if (typeof ref === 'string' && ref.startsWith('#/')) {
+    resolved = root
+    for (const segment of ref.slice(2).split('/')) {
+      let name: string
+      try {
+        name = segmentName(decodeURIComponent(segment))
+      } catch {
+        return false // not a pointer Ajv would have compiled: nothing to say
+      }
+      resolved = resolved !== null && typeof resolved === 'object' ? (resolved as Json)[name] : undefined
+    }
+  }
+  const type = (resolved as { type?: unknown } | null)?.type
+  return type === 'object' || (Array.isArray(type) && type.includes('object') && type.every((t) => t === 'object' || t === 'null'))
+}
+
+/**
  * A raw body's options: the input's other top-level fields, read from the query string.
  * Never required as parameters: a JSON or msgpack body carries them in the body instead,
  * and a query option beside one is refused.
@@ -69,7 +93,7 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
 function queryOptions (task: Task, schemaRef: string): Json[] {
   const properties = (task.schema as { properties?: Record<string, unknown> }).properties ?? {}
   const required = new Set((task.schema as { required?: string[] }).required ?? [])
-  return [...task.inputFields].filter((name) => name !== task.rawField).sort().map((name) => ({
+  return [...task.inputFields].filter((name) => name !== task.rawField && !onlyAnObject(properties[name], task.schema)).sort().map((name) => ({
     name,
     in: 'query',
     required: false,
