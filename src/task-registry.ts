@@ -7,7 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import type { PoolTask } from './pool/worker-pool.js'
-import { DefaultsChecker } from './schema-defaults.js'
+import { AnnotationChecker } from './schema-annotations.js'
 import { distance } from './edit-distance.js'
 import { addKeywords, compileChecking, compileResultValidator, inputFields, makeAjv } from './schema-compile.js'
 
@@ -110,7 +110,7 @@ export class TaskRegistry {
     // would grow with every reload and break on a task schema that has an $id.
     const strict = makeAjv(false)
     const coercing = makeAjv(true)
-    const defaults = new DefaultsChecker(addKeywords)
+    const annotations = new AnnotationChecker(addKeywords)
     const tasks = new Map<string, Task>()
     for (const info of infos) {
       let validateBody: ValidateFunction
@@ -118,7 +118,7 @@ export class TaskRegistry {
       try {
         validateBody = compileChecking(strict, info.schema)
         validateRaw = compileChecking(coercing, info.schema)
-        defaults.check(info.schema)
+        annotations.check(info.schema)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
         throw new Error(`task ${info.name}${where} declares an invalid input schema: ${schemaProblem(error as Error)}`)
@@ -132,6 +132,8 @@ export class TaskRegistry {
           // An Ajv of its own, as the offload thread compiles it: a $ref to another task's $id
           // would resolve here and not there, and tasks sharing an $id'd schema would clash.
           validateResult = compileResultValidator(outputSchema)
+          // Its defaults and examples are published as the input's are, and checked the same way.
+          annotations.check(outputSchema)
         } catch (error) {
           const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
           throw new Error(`task ${info.name}${where} declares an invalid output schema: ${schemaProblem(error as Error)}`)

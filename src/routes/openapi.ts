@@ -103,6 +103,19 @@ function queryOptions (task: Task, schemaRef: string): Json[] {
   }))
 }
 
+/**
+ * A raw text body's examples: the raw field of each of the input's examples that has it as
+ * a string (its other fields are query options). Not for bytes: a JSON document can show
+ * an octet-stream body only as the base64 a JSON input carries it as.
+ */
+function rawBodyExamples (task: Task): Json {
+  const examples = (task.schema as { examples?: unknown }).examples
+  if (task.rawField === null || !Array.isArray(examples)) return {}
+  const field = task.rawField
+  const texts = examples.filter(isPlainObject).map((example) => example[field]).filter((text) => typeof text === 'string')
+  return texts.length === 0 ? {} : { examples: texts }
+}
+
 /** A task's operation; `components` are its schemas' (viewComponents). */
 function taskOperation (task: Task, operationId: string, components: Json, used: Set<number>): Json {
   const summary = task.doc.split('\n')[0].trim() || task.name
@@ -110,8 +123,9 @@ function taskOperation (task: Task, operationId: string, components: Json, used:
   const output = `${operationId}_output`
   const content: Json = { 'application/json': { schema: firstRef(components, input) } }
   for (const type of MSGPACK_TYPES) content[type] = { schema: firstRef(components, `${input}_msgpack`, input) }
+  const rawExamples = rawBodyExamples(task)
   for (const type of task.raw) {
-    content[type] = { schema: type === 'application/octet-stream' ? { type: 'string', contentMediaType: type } : { type: 'string' } }
+    content[type] = { schema: type === 'application/octet-stream' ? { type: 'string', contentMediaType: type } : { type: 'string', ...rawExamples } }
   }
   const responses: Json = {
     200: {
@@ -139,6 +153,10 @@ function taskOperation (task: Task, operationId: string, components: Json, used:
       'x-pyfleet-max-concurrency': task.maxConcurrency
     }
   }
+}
+
+function isPlainObject (value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 /** A reference to the first of `names` among `components`, or `{}` (anything): a task without an output schema. */

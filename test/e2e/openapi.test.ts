@@ -67,6 +67,55 @@ t.test('a raw task\'s options are query parameters, never required as such, and 
   t.equal(answer.status, 200, 'the call the document describes is answered')
 })
 
+/** Equal as JSON values, numbers to floating point's rounding (a fit's 1.0000000000000004 is the example's 1). */
+function nearlyEqual (found: unknown, wanted: unknown): boolean {
+  if (typeof found === 'number' && typeof wanted === 'number') return Math.abs(found - wanted) <= 1e-9 * Math.max(1, Math.abs(found), Math.abs(wanted))
+  if (Array.isArray(found) && Array.isArray(wanted)) return found.length === wanted.length && found.every((item, i) => nearlyEqual(item, wanted[i]))
+  if (typeof found === 'object' && found !== null && typeof wanted === 'object' && wanted !== null && !Array.isArray(found) && !Array.isArray(wanted)) {
+    const keys = Object.keys(wanted)
+    return Object.keys(found).length === keys.length && keys.every((key) => key in found && nearlyEqual((found as Record<string, unknown>)[key], (wanted as Record<string, unknown>)[key]))
+  }
+  return found === wanted
+}
+
+t.test('every built-in task\'s examples, read from the document, are answered with its output example, as JSON and as a raw body', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', DIAG_TASKS: '1' })
+  const document = await getJson(`${server.url}/api/openapi.json`) as Document
+  const { tasks } = await getJson(`${server.url}/api/tasks`) as { tasks: Array<{ name: string, rawField: string | null }> }
+  t.equal(tasks.length, 8, 'the built-in tasks, diag.work among them')
+  for (const { name, rawField } of tasks) {
+    const operation = document.paths[`/api/tasks/${name}`]?.post as unknown as { requestBody: { content: Record<string, { schema: { $ref?: string, examples?: unknown[] } }> }, responses: { 200: { content: Record<string, { schema: { $ref?: string } }> } } }
+    const inputs = component(document, operation.requestBody.content['application/json'].schema.$ref)?.examples as unknown[] | undefined
+    const outputs = component(document, operation.responses[200].content['application/json'].schema.$ref)?.examples as unknown[] | undefined
+    t.ok(Array.isArray(inputs) && inputs.length > 0, `${name}: an input example`)
+    t.equal(outputs?.length, inputs?.length, `${name}: an output example for each`)
+    for (const [i, input] of (inputs ?? []).entries()) {
+      const wanted = outputs?.[i]
+      const answer = await fetch(`${server.url}/api/tasks/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) })
+      t.equal(answer.status, 200, `${name}: example ${i} is answered`)
+      const found = await answer.json() as Record<string, unknown>
+      if (name === 'diag.work') {
+        // Its pid and its count of spins differ at each call: the fields and what it did are the example's.
+        t.same(Object.keys(found).sort(), Object.keys(wanted as object).sort(), `${name}: example ${i}'s fields`)
+        t.match(found, { slept_ms: (wanted as Record<string, unknown>).slept_ms, cpu_ms: (wanted as Record<string, unknown>).cpu_ms })
+      } else {
+        t.ok(nearlyEqual(found, wanted), `${name}: example ${i} answers its output example`, { found, wanted })
+      }
+      // The same input as a raw body, its other fields in the query string, as the document's raw examples show it.
+      const text = rawField === null ? undefined : (input as Record<string, unknown>)[rawField]
+      for (const [type, media] of Object.entries(operation.requestBody.content)) {
+        if (typeof text !== 'string' || type === 'application/octet-stream' || !media.schema.examples?.includes(text)) continue
+        const query = new URLSearchParams(Object.entries(input as Record<string, unknown>).filter(([key]) => key !== rawField).map(([key, value]) => [key, String(value)]))
+        const raw = await fetch(`${server.url}/api/tasks/${name}?${query.toString()}`, { method: 'POST', headers: { 'content-type': type }, body: text })
+        t.equal(raw.status, 200, `${name}: example ${i} as ${type}`)
+        t.ok(nearlyEqual(await raw.json(), wanted), `${name}: example ${i} as ${type} answers the same`)
+      }
+    }
+  }
+  t.same(Object.entries(document.paths).filter(([, path]) => Object.values(path.post?.requestBody.content ?? {}).some((media) => (media.schema as { examples?: unknown }).examples !== undefined && media.schema.$ref === undefined)).map(([path]) => path).sort(),
+    ['/api/tasks/csv.profile', '/api/tasks/text.stats', '/api/tasks/xml.import'], 'the raw text bodies have examples of their own; octet-stream has none')
+})
+
 t.test('names that read alike, references inside schemas, fields under allOf and tuple items keep the document valid', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'openapi_tasks', PYTHONPATH: FIXTURES })
   const document = await getJson(`${server.url}/api/openapi.json`) as Document

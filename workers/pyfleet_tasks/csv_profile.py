@@ -41,6 +41,8 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"csv": "name,age\nAda,36\nGrace,41\n", "header": True}],
     "additionalProperties": False,
     "required": ["csv"],
     "properties": {
@@ -99,6 +101,22 @@ _STDDEV = {"type": ["number", "null"], "minimum": 0}
 
 OUTPUT_SCHEMA = {
     "type": "object",
+    # What the input example above returns (a test calls each example and compares).
+    "examples": [
+        {
+            "rows": 2,
+            "columns": [
+                {
+                    "name": "name", "type": "string", "count": 2, "nulls": 0, "distinct": 2, "min": "Ada", "max": "Grace",
+                    "mean": None, "stddev": None, "top": [{"value": "Ada", "count": 1}, {"value": "Grace", "count": 1}],
+                },
+                {
+                    "name": "age", "type": "integer", "count": 2, "nulls": 0, "distinct": 2, "min": 36, "max": 41,
+                    "mean": 38.5, "stddev": 3.5355339059327378, "top": [{"value": "36", "count": 1}, {"value": "41", "count": 1}],
+                },
+            ],
+        }
+    ],
     "additionalProperties": False,
     "required": ["rows", "columns"],
     "properties": {

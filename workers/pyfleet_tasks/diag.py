@@ -19,6 +19,8 @@ MAX_PRINT = 65536
 
 SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"sleep_ms": 100, "cpu_ms": 50}],
     "additionalProperties": False,
     "properties": {
         "sleep_ms": {"type": "integer", "minimum": 0, "maximum": MAX_MS, "description": "sleep this long"},
@@ -35,6 +37,8 @@ SCHEMA = {
 # and alloc). exit, raise and reject never return.
 OUTPUT_SCHEMA = {
     "type": "object",
+    # What the input example above returns (the pid and the count of spins differ at each call).
+    "examples": [{"pid": 4242, "slept_ms": 100, "cpu_ms": 50, "spins": 1250000}],
     "additionalProperties": False,
     "required": ["pid"],
     "properties": {

@@ -2,9 +2,10 @@
 
 from pyfleet import task
 
-SCHEMA = {}
+# Any value; the example is what OpenAPI shows a client (Swagger UI's "Try it out").
+SCHEMA = {"examples": [{"a": [1, 2, 3]}]}
 # Anything: the input comes back as it came.
-OUTPUT_SCHEMA = {}
+OUTPUT_SCHEMA = {"examples": [{"a": [1, 2, 3]}]}
 
 
 @task("echo", schema=SCHEMA, output_schema=OUTPUT_SCHEMA, timeout_ms=5000)

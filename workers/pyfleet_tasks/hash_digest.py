@@ -19,6 +19,8 @@ _NAME = "(?:" + "|".join(ALGORITHMS) + ")"
 
 SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"data": "aGVsbG8=", "algorithms": ["sha256", "md5"]}],
     "additionalProperties": False,
     "required": ["data"],
     "properties": {
@@ -51,6 +53,16 @@ HEX_LENGTHS = {name: 2 * hashlib.new(name, usedforsecurity=False).digest_size fo
 
 OUTPUT_SCHEMA = {
     "type": "object",
+    # What the input example above returns (a test calls each example and compares).
+    "examples": [
+        {
+            "size": 5,
+            "digests": {
+                "sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                "md5": "5d41402abc4b2a76b9719d911017c592",
+            },
+        }
+    ],
     "additionalProperties": False,
     "required": ["size", "digests"],
     "properties": {

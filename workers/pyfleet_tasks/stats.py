@@ -25,6 +25,8 @@ def _number_array(description):
 
 DESCRIBE_SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"values": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "bins": 5}],
     "additionalProperties": False,
     "required": ["values"],
     "properties": {
@@ -41,6 +43,8 @@ DESCRIBE_SCHEMA = {
 
 REGRESSION_SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"x": [0, 1, 2, 3, 4], "y": [1, 3, 5, 7, 9]}],
     "additionalProperties": False,
     "required": ["x", "y"],
     "properties": {
@@ -64,11 +68,13 @@ def _number(description, nullable=False, minimum=None):
     return schema
 
 
-def _closed_object(properties, description=None):
+def _closed_object(properties, description=None, examples=None):
     """An object with exactly these properties, all required."""
     schema = {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
     if description is not None:
         schema["description"] = description
+    if examples is not None:
+        schema["examples"] = examples
     return schema
 
 
@@ -103,7 +109,20 @@ DESCRIBE_OUTPUT_SCHEMA = _closed_object(
             },
             "bins of equal width between min and max",
         ),
-    }
+    },
+    # What the input example above returns (a test calls each example and compares).
+    examples=[
+        {
+            "count": 10,
+            "mean": 5.5,
+            "median": 5.5,
+            "stddev": 3.0276503540974917,
+            "min": 1,
+            "max": 10,
+            "quantiles": {"p1": 1.09, "p5": 1.45, "p25": 3.25, "p50": 5.5, "p75": 7.75, "p95": 9.55, "p99": 9.91},
+            "histogram": {"edges": [1, 2.8, 4.6, 6.4, 8.2, 10], "counts": [2, 2, 2, 2, 2]},
+        }
+    ],
 )
 
 REGRESSION_OUTPUT_SCHEMA = _closed_object(
@@ -120,7 +139,9 @@ REGRESSION_OUTPUT_SCHEMA = _closed_object(
             nullable=True,
             minimum=0,
         ),
-    }
+    },
+    # What the input example above returns, to floating point's rounding (1.0000000000000004...).
+    examples=[{"degree": 1, "coefficients": [1, 2], "r2": 1, "residualStandardError": 0}],
 )
 
 

@@ -64,6 +64,8 @@ STOP_WORDS = frozenset(
 
 SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"text": "Warm workers answer fast. Bounded queues keep them safe.", "top": 3}],
     "additionalProperties": False,
     "required": ["text"],
     "properties": {
@@ -85,6 +87,19 @@ def _count(description):
 
 OUTPUT_SCHEMA = {
     "type": "object",
+    # What the input example above returns (a test calls each example and compares).
+    "examples": [
+        {
+            "characters": 56,
+            "charactersNoSpaces": 48,
+            "words": 9,
+            "sentences": 2,
+            "paragraphs": 1,
+            "averageWordLength": 5.11,
+            "topTerms": [{"term": "warm", "count": 1}, {"term": "workers", "count": 1}, {"term": "answer", "count": 1}],
+            "fleschReadingEase": 89.47,
+        }
+    ],
     "additionalProperties": False,
     "required": [
         "characters", "charactersNoSpaces", "words", "sentences", "paragraphs",

@@ -22,6 +22,8 @@ MAX_CHUNK = 1 << 20
 
 SCHEMA = {
     "type": "object",
+    # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
+    "examples": [{"xml": '<feed><item id="1"><title>Warm workers</title></item><item id="2"><title>Bounded queues</title></item></feed>', "record": "item"}],
     "additionalProperties": False,
     "required": ["xml"],
     "properties": {
@@ -51,6 +53,8 @@ SCHEMA = {
 # kind of value under each kind of key, at every depth (hence the recursive definitions).
 OUTPUT_SCHEMA = {
     "type": "object",
+    # What the input example above returns (a test calls each example and compares).
+    "examples": [{"root": "feed", "count": 2, "records": [{"@id": "1", "title": "Warm workers"}, {"@id": "2", "title": "Bounded queues"}]}],
     "additionalProperties": False,
     "required": ["root", "count", "records"],
     "definitions": {

@@ -12,7 +12,7 @@ ALLOWED_KEYWORDS = frozenset(
     (
         "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
         "uniqueItems", "minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "anyOf",
-        "description", "default", "bytes",
+        "description", "default", "examples", "bytes",
     )
 )
 # Ajv's strictTypes wants these next to a "type" they apply to.
@@ -79,7 +79,7 @@ def assert_strict_output_schema(test, schema, path="output_schema", root=None, c
     """
     if root is None:
         json.dumps(schema, allow_nan=False)
-        if schema == {} or schema is True:
+        if schema is True or set(schema) <= {"examples"}:
             return  # anything (echo)
         root = schema
     test.assertIsInstance(schema, dict, path)

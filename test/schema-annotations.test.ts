@@ -1,8 +1,8 @@
-// A task schema's `default` values are checked against the subschema they annotate,
-// at start and at each reload (through TaskRegistry), and the error names the place.
+// A task schema's `default` and `examples` values are checked against the subschema they
+// annotate, at start and at each reload (through TaskRegistry), and the error names the place.
 
 import t from 'tap'
-import { checkDefaults, defaultPointers } from '../src/schema-defaults.js'
+import { checkAnnotations as checkDefaults, defaultPointers, examplePointers } from '../src/schema-annotations.js'
 import { TaskRegistry } from '../src/task-registry.js'
 import { loadConfig } from '../src/config.js'
 import type { TaskInfo } from '../src/pool/ready-message.js'
@@ -65,4 +65,37 @@ t.test('the registry refuses a task whose default fails its schema, as it refuse
     { message: /schema is invalid: schema\/properties\/data\/properties\/data must be object,boolean$/ }, 'a property named data keeps its name')
   t.doesNotThrow(() => registry.update([info({ type: 'object', properties: { top: { type: 'integer', minimum: 1, default: 10 } } })]))
   t.same(registry.names(), ['demo.task'])
+})
+
+t.test('finds every example, and checks each against the subschema it annotates', async (t) => {
+  const schema = {
+    type: 'object',
+    examples: [{ n: 1 }, { n: 2 }],
+    properties: { n: { type: 'integer', examples: [3] }, tags: { type: 'array', items: { type: 'string', examples: ['a', 'b'] } } },
+    not: { required: ['forbidden'], examples: [{ forbidden: 'left out: a value the schema refuses' }] }
+  }
+  t.same(examplePointers(schema).sort(), ['/examples/0', '/examples/1', '/properties/n/examples/0', '/properties/tags/items/examples/0', '/properties/tags/items/examples/1'].sort())
+  t.same(defaultPointers(schema), [])
+  t.doesNotThrow(() => checkDefaults(schema, noKeywords))
+  t.throws(() => checkDefaults({ ...schema, examples: [{ n: 1 }, { n: 'two' }] }, noKeywords),
+    { message: 'example 1 at its root ({"n":"two"}) fails its own schema: /n must be integer' })
+  t.throws(() => checkDefaults({ type: 'object', required: ['values'], examples: [{}] }, noKeywords),
+    { message: 'example 0 at its root ({}) fails its own schema: must have required property \'values\'' })
+  t.throws(() => checkDefaults({ ...schema, properties: { ...schema.properties, n: { type: 'integer', examples: [1.5] } } }, noKeywords),
+    { message: 'example 0 at /properties/n (1.5) fails its own schema: must be integer' })
+})
+
+t.test('the registry refuses a task whose example fails its input or output schema, naming which', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  t.throws(() => registry.check([info({ type: 'object', properties: { top: { type: 'integer' } }, examples: [{ top: 'three' }] })]),
+    { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: example 0 at its root ({"top":"three"}) fails its own schema: /top must be integer' })
+  const withOutput = (outputSchema: Record<string, unknown>): TaskInfo => ({ ...info({ type: 'object' }), outputSchema })
+  t.throws(() => registry.check([withOutput({ type: 'object', properties: { count: { type: 'integer' } }, required: ['count'], examples: [{ total: 3 }] })]),
+    { message: 'task demo.task (in module demo_tasks) declares an invalid output schema: example 0 at its root ({"total":3}) fails its own schema: must have required property \'count\'' })
+  t.doesNotThrow(() => registry.check([withOutput({ type: 'object', properties: { count: { type: 'integer' } }, required: ['count'], examples: [{ count: 3 }] })]))
+  // One $id for the input and the output schema: each is checked, neither clashes with the other.
+  const shared = { $id: 'https://example.com/demo.json', type: 'object', properties: { n: { type: 'integer', default: 1 } } }
+  t.doesNotThrow(() => registry.check([{ ...info(shared), outputSchema: { ...shared, examples: [{ n: 2 }] } }]))
+  t.throws(() => registry.check([{ ...info(shared), outputSchema: { ...shared, examples: [{ n: 'x' }] } }]),
+    { message: /declares an invalid output schema: example 0 at its root \(\{"n":"x"\}\) fails its own schema: \/n must be integer/ })
 })
