@@ -7,7 +7,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
 import type { TaskInfo } from './pool/ready-message.js'
-import { isSchemaObject, mapSubschemas } from './schema-walk.js'
+import { isSchemaObject, mapSubschemas, walkSchemas } from './schema-walk.js'
 
 /** `coerceTypes`: false for bodies, which carry their own types; true for query-string options, which are strings. */
 export function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
@@ -68,6 +68,33 @@ export function compileBodyValidator (schema: TaskInfo['schema']): ValidateFunct
  */
 export function compileResultValidator (schema: NonNullable<TaskInfo['outputSchema']>): ValidateFunction {
   return compileChecking(makeAjv(false, true), schema)
+}
+
+/**
+ * Result validators for a whole table, on one Ajv where sharing it changes nothing. Each new
+ * Ajv compiles draft-07's meta-schema again (~6 ms): for a table of 300 output schemas, an Ajv
+ * each was 1.8 s of start-up, and of each reload, with the event loop held. A schema with an
+ * `$id` somewhere, or a reference out of itself, gets one of its own, as the offload thread
+ * (and result-check.ts) compile every one: on a shared Ajv it could resolve against another
+ * task's schema, and pass here what fails there.
+ */
+export class ResultValidators {
+  #shared: Ajv | undefined
+
+  compile (schema: NonNullable<TaskInfo['outputSchema']>): ValidateFunction {
+    if (!selfContained(schema)) return compileResultValidator(schema)
+    this.#shared ??= makeAjv(false, true)
+    return compileChecking(this.#shared, schema)
+  }
+}
+
+/** Whether a schema names no `$id` and refers only inside itself (`#/...`). */
+function selfContained (schema: unknown): boolean {
+  let contained = true
+  walkSchemas(schema, (sub) => {
+    if ('$id' in sub || (typeof sub.$ref === 'string' && !sub.$ref.startsWith('#/') && sub.$ref !== '#')) contained = false
+  })
+  return contained
 }
 
 /** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */

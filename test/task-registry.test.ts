@@ -3,7 +3,10 @@
 
 import t from 'tap'
 import { Ajv } from 'ajv'
-import { binaryIsNoObject, compileBodyValidator, inputFields, validationError } from '../src/schema-compile.js'
+import { binaryIsNoObject, compileBodyValidator, inputFields, ResultValidators, validationError } from '../src/schema-compile.js'
+import { TaskRegistry } from '../src/task-registry.js'
+import { loadConfig } from '../src/config.js'
+import type { TaskInfo } from '../src/pool/ready-message.js'
 
 t.test('a value that fails a pattern is explained by its property\'s description, not the regular expression', async (t) => {
   const schema = {
@@ -74,4 +77,50 @@ t.test('binaryIsNoObject: "bytes": false beside object types only, names in sche
   t.same(binaryIsNoObject({ not: { type: 'object' }, if: { type: 'object' }, then: { type: 'object' } }),
     { not: { type: 'object' }, if: { type: 'object' }, then: { type: 'object', bytes: false } })
   t.equal(compileBodyValidator({ not: { type: 'object' } })(Buffer.from('x')), false, 'not-an-object still refuses a bin')
+})
+
+function declared (name: string, schema: Record<string, unknown>, extra: Partial<TaskInfo> = {}): TaskInfo {
+  return { name, doc: '', schema, outputSchema: null, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null, ...extra } as TaskInfo
+}
+
+t.test('a declaration met again is not compiled again: a reload checks each new worker\'s tasks, then takes them', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  const first = [declared('a', { type: 'integer' }), declared('b', { type: 'string' })]
+  registry.update(first)
+  const table = registry.table
+  registry.check(structuredClone(first))
+  registry.update(structuredClone(first))
+  t.equal(registry.table, table, 'the same declaration (from another worker) keeps the table compiled before')
+  const second = [declared('a', { type: 'integer', minimum: 1 }), declared('b', { type: 'string' })]
+  registry.check(second)
+  t.equal(registry.table, table, 'a check changes nothing served')
+  registry.update(structuredClone(second))
+  t.not(registry.table, table, 'another declaration is another table')
+  t.equal(registry.get('a')?.validateBody(0), false, 'compiled from that declaration')
+  t.equal(registry.get('a')?.validateBody(1), true)
+  // A check that throws leaves the last compiled table in place: the next check of it is not skipped.
+  const broken = [declared('a', { type: 'integer', minimum: 'one' })]
+  t.throws(() => { registry.check(broken) }, /declares an invalid input schema/)
+  t.throws(() => { registry.check(broken) }, /declares an invalid input schema/, 'and again')
+})
+
+t.test('only a task with raw types gets the coercing validator its query-string options need', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  registry.update([declared('json.only', { type: 'object' }), declared('raw.text', { type: 'object', properties: { text: { type: 'string' }, top: { type: 'integer' } } }, { raw: ['text/plain'], rawField: 'text' })])
+  t.equal(registry.get('json.only')?.validateRaw, undefined)
+  t.equal(registry.get('raw.text')?.validateRaw?.({ text: 'x', top: '3' }), true, 'coercing "3" to 3')
+})
+
+t.test('output schemas share one Ajv unless an $id or a reference out of the schema could resolve differently there', async (t) => {
+  const results = new ResultValidators()
+  const a = results.compile({ type: 'object', properties: { n: { $ref: '#/definitions/N' } }, definitions: { N: { type: 'integer' } } })
+  const b = results.compile({ type: 'object', properties: { n: { type: 'string' } } })
+  t.equal(a({ n: 1 }), true)
+  t.equal(b({ n: 1 }), false)
+  // Two tasks may use one $id for schemas that differ: each gets its own Ajv, as the offload thread compiles them.
+  const c = results.compile({ $id: 'https://example.com/out.json', type: 'integer' })
+  const d = results.compile({ $id: 'https://example.com/out.json', type: 'string' })
+  t.equal(c(1), true)
+  t.equal(d('x'), true)
+  t.throws(() => results.compile({ $ref: 'https://example.com/out.json' }), /can't resolve reference/, 'and no schema resolves against another task\'s')
 })

@@ -25,6 +25,8 @@ export class FrameError extends Error {
  */
 export class FrameDecoder {
   #maxFrameBytes: number
+  /** What the limit is, for the error: the setting, or what sets it. */
+  #limitName: string
   readonly #onFrame: (body: Buffer) => void
   /** Bytes of a header that was cut between chunks (fewer than HEADER_BYTES). */
   #headerPart: Buffer | null = null
@@ -32,13 +34,17 @@ export class FrameDecoder {
   #body: Buffer | null = null
   #filled = 0
 
-  constructor (maxFrameBytes: number, onFrame: (body: Buffer) => void) {
+  constructor (maxFrameBytes: number, onFrame: (body: Buffer) => void, limitName = 'MAX_FRAME_BYTES') {
     this.#maxFrameBytes = maxFrameBytes
+    this.#limitName = limitName
     this.#onFrame = onFrame
   }
 
   /** Sets the limit for frames whose header has not been read yet (a worker's first frame has its own). */
-  limitFrames (maxFrameBytes: number): void { this.#maxFrameBytes = maxFrameBytes }
+  limitFrames (maxFrameBytes: number, limitName = 'MAX_FRAME_BYTES'): void {
+    this.#maxFrameBytes = maxFrameBytes
+    this.#limitName = limitName
+  }
 
   /** True when a frame has begun but not ended: EOF now means a cut frame. */
   get isMidFrame (): boolean {
@@ -67,7 +73,7 @@ export class FrameDecoder {
     while (end - offset >= HEADER_BYTES) {
       const length = data.readUInt32BE(offset)
       if (length > this.#maxFrameBytes) {
-        throw new FrameError(`frame of ${length} bytes is over the limit of ${this.#maxFrameBytes} (MAX_FRAME_BYTES)`)
+        throw new FrameError(`frame of ${length} bytes is over the limit of ${this.#maxFrameBytes} (${this.#limitName})`)
       }
       const start = offset + HEADER_BYTES
       if (end - start >= length) {

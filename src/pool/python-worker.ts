@@ -46,6 +46,8 @@ export const EXIT_PROTOCOL_ERROR = 5
  * MAX_FRAME_BYTES, which is about calls. It has a limit of its own, at least this.
  */
 const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
+/** The ready frame's limit, as its error names it: the user may have set MAX_FRAME_BYTES far lower, and the task table is what to shrink. */
+const READY_FRAME_LIMIT = 'for the ready message, which lists every task with its schemas: MAX_FRAME_BYTES or 16 MiB, whichever is larger; raise MAX_FRAME_BYTES, or declare fewer or smaller schemas'
 /** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
 const STREAM_END_GRACE_MS = 500
 /** The largest call id, a msgpack uint32 (workers/pyfleet/testing.py's WIDEST_CALL_ID). */
@@ -110,7 +112,7 @@ export class PythonWorker {
     this.#stderr = new WorkerStderr(options.log,
       () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
       () => this.#state === 'starting', undefined, options.onStderrDropped)
-    this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) })
+    this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) }, READY_FRAME_LIMIT)
     this.#process = new WorkerProcess(options, {
       stdout: (chunk) => { this.#onStdout(chunk) },
       stdoutEnd: () => { this.#onStdoutEnd() },

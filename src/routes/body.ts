@@ -190,12 +190,13 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
   // Checked before the body was read too (preParsing); again here, as a reload may have changed the task meanwhile.
   const refused = rawTypeRefusal(task, type)
   if (refused !== undefined) throw refused
-  // Passed: the task declares this raw type, so it has a raw field.
+  // Passed: the task declares this raw type, so it has a raw field and a validator for it.
   const rawField = task.rawField as string
+  const validateRaw = task.validateRaw as ValidateFunction
   const bytes = (body ?? Buffer.alloc(0)) as Buffer
   const query = request.query as Record<string, unknown>
   // Bytes go to their field as they are: nothing to convert, so never worth the thread.
-  if (type === 'application/octet-stream') return rawInput(task.validateRaw, rawField, query, bytes)
+  if (type === 'application/octet-stream') return rawInput(validateRaw, rawField, query, bytes)
   // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset.
   const own = isXmlType(type) ? (charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)) : undefined
   const raw: RawText = own === undefined
@@ -204,7 +205,7 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
   // Decoding 16 MiB of UTF-8 text, and checking its length against a schema, held the event loop for
   // 60-150 ms (Latin-1 and windows-1252 go through their table at about the same cost per byte).
   if (request.server.offloader.takesText(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)
-  return rawTextInput(bytes, raw, task.validateRaw)
+  return rawTextInput(bytes, raw, validateRaw)
 }
 
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */

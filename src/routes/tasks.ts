@@ -15,6 +15,7 @@ import { serverTiming } from './timing.js'
 import { recordAbandoned } from '../abandoned.js'
 import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
+import { keptPerTable } from './per-table.js'
 
 
 interface NameParams { name: string }
@@ -73,7 +74,8 @@ function notACall (task: Task, request: FastifyRequest): Call {
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
   addBodyParsers(fastify)
 
-  fastify.get('/api/tasks', async () => ({ tasks: fastify.tasks.list() }))
+  const list = keptPerTable(fastify, () => ({ tasks: fastify.tasks.list() }))
+  fastify.get('/api/tasks', async (request, reply) => await reply.type('application/json; charset=utf-8').send(list()))
 
   fastify.get<{ Params: NameParams }>('/api/tasks/:name', async (request) => {
     const task = fastify.tasks.get(request.params.name)

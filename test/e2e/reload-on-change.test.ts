@@ -6,9 +6,9 @@ import t from 'tap'
 import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callTask, startServer, waitFor, type Teardown, type TestServer } from '../helpers/server.js'
+import { callTask, getJson, startServer, waitFor, type Teardown, type TestServer } from '../helpers/server.js'
 
-const greeting = (word: string): string => `from pyfleet import task\n\n\n@task("dev.greet", schema={"type": "object", "properties": {"name": {"type": "string"}}})\ndef greet(input):\n    return {"greeting": "${word}, " + input.get("name", "you")}\n`
+const greeting = (word: string): string => `from pyfleet import task\n\n\n@task("dev.greet", schema={"type": "object", "properties": {"name": {"type": "string"}}})\ndef greet(input):\n    """Say ${word}."""\n    return {"greeting": "${word}, " + input.get("name", "you")}\n`
 
 /** A package devtasks/greeting.py in a directory of its own, served with RELOAD_ON_CHANGE. */
 async function devServer (t: Teardown): Promise<{ server: TestServer, dir: string, file: string }> {
@@ -23,17 +23,24 @@ async function devServer (t: Teardown): Promise<{ server: TestServer, dir: strin
 
 const reloadsOf = (server: TestServer): Array<Record<string, any>> => server.logs.filter((l) => l.trigger === 'change' && /^reload (finished|failed)/.test(String(l.msg)))
 const greet = async (server: TestServer): Promise<unknown> => (await callTask(server.url, 'dev.greet', { name: 'Ada' })).json
+/** dev.greet's description, as GET /api/tasks and the OpenAPI document give it (each kept until the table changes). */
+const described = async (server: TestServer): Promise<string[]> => [
+  ((await getJson(`${server.url}/api/tasks`)).tasks as Array<{ name: string, description: string }>).find((task) => task.name === 'dev.greet')?.description ?? '',
+  (await getJson(`${server.url}/api/openapi.json`)).paths['/api/tasks/dev.greet'].post.summary
+]
 
 t.test('a saved edit is served after a rolling reload; a broken one is logged and the code before keeps serving', async (t) => {
   const { server, dir, file } = await devServer(t)
   t.match(server.logs.find((l) => /reload when a task source changes/.test(String(l.msg))), { watching: [/pyfleet_tasks$/, dir] }, 'it says what it looks at: the built-in tasks, and the PYTHONPATH entry')
   t.same(await greet(server), { greeting: 'hello, Ada' })
+  t.same(await described(server), ['Say hello.', 'Say hello.'])
 
   await writeFile(file, greeting('good morning'))
   await waitFor(() => reloadsOf(server).length === 1, 30_000, 'the reload after the edit')
   t.match(reloadsOf(server)[0], { msg: 'reload finished', oldPids: [Number, Number], newPids: [Number, Number] }, 'both workers replaced')
   t.match(server.logs.find((l) => /^task sources changed/.test(String(l.msg))), { files: [file] }, 'naming the file')
   t.same(await greet(server), { greeting: 'good morning, Ada' }, 'the edit is served')
+  t.same(await described(server), ['Say good morning.', 'Say good morning.'], 'and described: the task list and the OpenAPI document are made again')
 
   await writeFile(file, 'this is not Python\n')
   await waitFor(() => reloadsOf(server).length === 2, 30_000, 'the reload after the broken edit')

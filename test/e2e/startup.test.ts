@@ -95,6 +95,12 @@ t.test('--check of a task whose schema\'s default fails that schema exits 1, nam
   t.notMatch(output, /the configuration is valid/)
 })
 
+t.test('--check of tasks whose ready message is past its limit exits 1, saying what the limit is and what to change', async (t) => {
+  const { code, output } = await runServer({ TASK_MODULES: 'huge_table_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', MAX_FRAME_BYTES: '2000', BODY_LIMIT_BYTES: '1000' }, ['--check'])
+  t.equal(code, 1)
+  t.match(output, /frame of \d+ bytes is over the limit of 16777216 \(for the ready message, which lists every task with its schemas: MAX_FRAME_BYTES or 16 MiB, whichever is larger; raise MAX_FRAME_BYTES, or declare fewer or smaller schemas\)/)
+})
+
 t.test('the command line: --help and --version exit 0; any other argument exits 1 saying settings are environment variables', async (t) => {
   const help = await runServer({}, ['--help'])
   t.equal(help.code, 0)
