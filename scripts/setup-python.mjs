@@ -31,6 +31,12 @@ function canRunWorkers (python) {
   return run(python, ['-c', `${NEW_ENOUGH}; import msgpack, defusedxml`]).ok
 }
 
+/** The interpreter's own path (`python3` -> /usr/bin/python3), the one the server's log will name. */
+function executable (python) {
+  const found = run(python, ['-c', 'import sys; print(sys.executable)'])
+  return found.ok && found.out !== '' && found.out !== python ? `${python} (${found.out})` : python
+}
+
 function findReady () {
   const configured = process.env.PYTHON
   const candidates = configured ? [configured] : [venvPython, 'python3', '/usr/bin/python3']
@@ -82,10 +88,10 @@ if (process.env.PYFLEET_SKIP_PYTHON_SETUP === '1') {
 }
 const ready = findReady()
 if (ready !== undefined) {
-  say(`using ${ready} (Python 3.10 or newer; msgpack and defusedxml are importable)`)
+  say(`using ${executable(ready)} (Python 3.10 or newer; msgpack and defusedxml are importable)`)
   compileWorkers(ready)
 } else if (process.env.PYTHON) {
-  say(`PYTHON=${process.env.PYTHON} cannot run the workers: it must be Python 3.10 or newer and import msgpack and defusedxml (pip install -r workers/requirements.txt); or unset PYTHON`)
+  say(`PYTHON=${process.env.PYTHON} cannot run the workers: it must be Python 3.10 or newer and import msgpack and defusedxml (with PyPI: pip install -r workers/requirements.txt; on Debian/Ubuntu, for /usr/bin/python3: sudo apt-get install python3-msgpack python3-defusedxml); or unset PYTHON`)
   process.exit(1)
 } else if (tryVenv() || tryApt()) {
   const installed = findReady()

@@ -150,7 +150,9 @@ t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), wi
 
 t.test('at exit, a reader that resumes gets every line once, in order, the one cut by a full pipe included', async (t) => {
   const { path } = fifo(t)
-  const out = join(mkdtempSync(join(tmpdir(), 'pyfleet-log-out-')), 'read')
+  const outDir = mkdtempSync(join(tmpdir(), 'pyfleet-log-out-'))
+  t.teardown(() => { rmSync(outDir, { recursive: true, force: true }) })
+  const out = join(outDir, 'read')
   // A second reader, another process, that starts reading 0.4 s after the exit's write begins and reads slowly.
   const cat = spawn('sh', ['-c', `sleep 0.4; exec dd if="${path}" of="${out}" bs=4096 2>/dev/null`])
   const finished = new Promise((resolve) => cat.once('exit', resolve))

@@ -116,12 +116,12 @@ export function gunicornAvailability (python) {
   try {
     execFileSync('gunicorn', ['--version'], { stdio: 'ignore' })
   } catch {
-    return { ok: false, note: 'gunicorn not installed (Debian: apt-get install gunicorn python3-flask): skipped' }
+    return { ok: false, note: 'gunicorn not installed (Debian: sudo apt-get install gunicorn python3-flask): skipped' }
   }
   try {
     execFileSync(python, ['-c', 'import flask'], { stdio: 'ignore' })
   } catch {
-    return { ok: false, note: 'Flask not importable (Debian: apt-get install python3-flask): gunicorn skipped' }
+    return { ok: false, note: 'Flask not importable (Debian: sudo apt-get install python3-flask): gunicorn skipped' }
   }
   return { ok: true }
 }
