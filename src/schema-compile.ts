@@ -128,6 +128,13 @@ export function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
   return best ?? errors[0]
 }
 
+/** An enum's values named in an error, at most: the whole list of a 300-value enum made a 9 KB message. */
+const SHOWN_ENUM_VALUES = 20
+
+function cut (text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text
+}
+
 /** Patterns up to this long are shown beside the description that explains them. */
 const SHORT_PATTERN_CHARS = 40
 
@@ -167,7 +174,12 @@ function allowed (error: ErrorObject): string {
   const params = error.params as { allowedValues?: unknown[], additionalProperty?: unknown, type?: unknown }
   // A query string's booleans especially: 1, yes and on are not among them.
   if (error.keyword === 'type' && params.type === 'boolean') return ' (true or false)'
-  if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) return `: ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
+  if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) {
+    const values = params.allowedValues
+    const shown = values.slice(0, SHOWN_ENUM_VALUES).map((v) => cut(JSON.stringify(v) ?? String(v), 100)).join(', ')
+    // The rest are in the task's schema, which GET /api/tasks/<name> shows.
+    return values.length > SHOWN_ENUM_VALUES ? `: ${shown}, ... (${values.length} in all: see the task's schema)` : `: ${shown}`
+  }
   if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') return ` (${JSON.stringify(params.additionalProperty.slice(0, 100))})`
   return ''
 }

@@ -2,13 +2,14 @@
 // validators, the effective timeout and concurrency limit. Routes look tasks up
 // here; the pool only sees the PoolTask part.
 
-import type { ValidateFunction } from 'ajv'
+import type { Ajv, ValidateFunction } from 'ajv'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { AnnotationChecker } from './schema-annotations.js'
 import { distance } from './edit-distance.js'
+import { walkSchemas } from './schema-walk.js'
 import { addKeywords, compileChecking, inputFields, makeAjv, ResultValidators } from './schema-compile.js'
 
 /** A task ready to be called from HTTP. */
@@ -58,11 +59,26 @@ export interface TaskDrift { added: string[], removed: string[], changed: string
  * as the data of its meta-schema, and says "schema is invalid: data/additionalProperties must
  * be object,boolean".
  */
-function schemaProblem (error: Error): string {
+function schemaProblem (error: Error, schema: unknown, ajv: Ajv): string {
+  const unknown = /^strict mode: unknown keyword: "(.*)"$/.exec(error.message)
+  if (unknown !== null) return `${error.message}${unknownKeywordHint(unknown[1], schema, ajv)}`
   const invalid = /^schema is invalid: /.exec(error.message)
   if (invalid === null) return error.message
   // Each of its errors starts with "data" (Ajv's name for what it checks), then the place: a property named data stays.
   return invalid[0] + error.message.slice(invalid[0].length).replace(/(^|, )data(?=[/ ])/g, '$1schema')
+}
+
+/**
+ * Where an unknown keyword is (Ajv says only its name) and the keyword it may be a misspelling
+ * of: in a table of hundreds of tasks, "minLenght" deep in one schema is otherwise a search.
+ */
+function unknownKeywordHint (keyword: string, schema: unknown, ajv: Ajv): string {
+  const places: string[] = []
+  walkSchemas(schema, (sub, pointer) => { if (Object.hasOwn(sub, keyword)) places.push(pointer === '' ? 'its root' : pointer) })
+  const known = Object.keys(ajv.RULES.keywords).filter((name) => !name.startsWith('$') || keyword.startsWith('$'))
+  const near = known.filter((name) => name.toLowerCase() === keyword.toLowerCase() || distance(keyword, name, 2) <= 2)
+  const where = places.length === 0 ? '' : ` at ${places.slice(0, 3).join(', ')}${places.length > 3 ? ` and ${places.length - 3} more` : ''}`
+  return `${where}${near.length === 0 ? '' : ` (did you mean ${near.slice(0, 3).map((name) => JSON.stringify(name)).join(' or ')}?)`}`
 }
 
 export class TaskRegistry {
@@ -150,7 +166,7 @@ export class TaskRegistry {
         annotations.check(info.schema)
       } catch (error) {
         const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${schemaProblem(error as Error)}`)
+        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${schemaProblem(error as Error, info.schema, strict)}`)
       }
       // Compiled whether or not results are checked: a schema Ajv refuses stops the start either way.
       let validateResult: ValidateFunction | undefined
@@ -165,7 +181,7 @@ export class TaskRegistry {
           annotations.check(outputSchema)
         } catch (error) {
           const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${schemaProblem(error as Error)}`)
+          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${schemaProblem(error as Error, outputSchema, strict)}`)
         }
       }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize

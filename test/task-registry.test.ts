@@ -124,3 +124,27 @@ t.test('output schemas share one Ajv unless an $id or a reference out of the sch
   t.equal(d('x'), true)
   t.throws(() => results.compile({ $ref: 'https://example.com/out.json' }), /can't resolve reference/, 'and no schema resolves against another task\'s')
 })
+
+t.test('an unknown keyword is named with where it is and the keyword it may be a misspelling of', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  const deep = { type: 'object', properties: { a: { type: 'object', properties: { b: { type: 'string', minLenght: 3 } } } } }
+  t.throws(() => { registry.check([declared('deep.typo', deep)]) },
+    { message: 'task deep.typo declares an invalid input schema: strict mode: unknown keyword: "minLenght" at /properties/a/properties/b (did you mean "minLength"?)' })
+  t.throws(() => { registry.check([declared('root.typo', { type: 'object', additionalproperties: false })]) },
+    { message: /unknown keyword: "additionalproperties" at its root \(did you mean "additionalProperties"\?\)$/ })
+  t.throws(() => { registry.check([declared('no.near', { type: 'string', colour: 'red' })]) },
+    { message: /unknown keyword: "colour" at its root$/ }, 'no keyword near it: no guess')
+  t.throws(() => { registry.check([declared('out.typo', { type: 'object' }, { outputSchema: { type: 'array', itmes: { type: 'string' } } })]) },
+    { message: /declares an invalid output schema: strict mode: unknown keyword: "itmes" at its root \(did you mean "items"\?\)$/ })
+})
+
+t.test('an error naming an enum\'s values names twenty at most, each cut short', async (t) => {
+  const values = Array.from({ length: 300 }, (_, i) => `value-${i}`)
+  const validate = compileBodyValidator({ type: 'string', enum: values })
+  t.equal(validate('other'), false)
+  const { message } = validationError(validate.errors, 'body')
+  t.equal(message, `body must be equal to one of the allowed values: ${values.slice(0, 20).map((v) => JSON.stringify(v)).join(', ')}, ... (300 in all: see the task's schema)`)
+  const long = compileBodyValidator({ enum: ['x'.repeat(500), 1] })
+  t.equal(long(2), false)
+  t.equal(validationError(long.errors, 'body').message, `body must be equal to one of the allowed values: "${'x'.repeat(96)}..., 1`)
+})
