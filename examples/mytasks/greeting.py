@@ -8,11 +8,13 @@ from pyfleet import task, TaskError
         "required": ["name"],
         "additionalProperties": False,
         "properties": {"name": {"type": "string", "minLength": 1}},
+        "examples": [{"name": "Ada"}],   # in the OpenAPI document; checked against the schema at start
     },
     output_schema={               # JSON schema of the result: for clients (GET /api/tasks, OpenAPI),
         "type": "object",         # and checked against every result with VALIDATE_RESULTS=1 (npm run dev)
         "required": ["greeting"],
         "properties": {"greeting": {"type": "string"}},
+        "examples": [{"greeting": "hello, Ada"}],   # what the input's example returns
     },
     timeout_ms=2000,              # default: TASK_TIMEOUT_MS
     max_concurrency=None,         # at most this many workers at once (default: all)
