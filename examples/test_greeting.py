@@ -2,11 +2,14 @@
 # (or whichever interpreter npm ci reported using, such as .venv/bin/python: it must import msgpack)
 import unittest
 import mytasks.greeting                      # importing the module registers its tasks
-from pyfleet.testing import TaskCallError, call_task
+from pyfleet.testing import TaskCallError, call_task, check_examples
 
 class GreetTest(unittest.TestCase):
     def test_greets(self):
         self.assertEqual(call_task("greet", {"name": "Ada"}), {"greeting": "hello, Ada"})
+
+    def test_examples_return_what_they_show(self):   # the schemas' examples, as OpenAPI shows them
+        check_examples("greet")
 
     def test_refuses_nobody(self):
         with self.assertRaises(TaskCallError) as caught:

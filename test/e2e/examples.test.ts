@@ -31,7 +31,7 @@ t.test('the example task\'s unit test passes, without a server', async (t) => {
   const { stderr } = await run(await python(), ['-m', 'unittest', 'test_greeting'], {
     cwd: EXAMPLES, env: { ...process.env, PYTHONPATH: `${join(ROOT, 'workers')}:${EXAMPLES}`, PYTHONDONTWRITEBYTECODE: '1' }
   })
-  t.match(stderr, /^Ran 2 tests in [\d.]+s\n\nOK\n$/m)
+  t.match(stderr, /^Ran 3 tests in [\d.]+s\n\nOK\n$/m)
 })
 
 t.test('both clients get the answers examples/README.md shows', async (t) => {

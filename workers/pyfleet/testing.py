@@ -15,6 +15,7 @@ clients see bytes as base64 and integers beyond 2^53 as strings.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import msgpack
@@ -120,6 +121,61 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
         # then encodes the value again from JavaScript's (src/pool/protocol.ts, resultValueBytes).
         return as_the_server_sends(_proto_renamed(value)) if _holds_proto_key(value) else value
     raise TaskCallError(reply)
+
+
+def check_examples(name: str, *, rel_tol: float = 1e-9) -> int:
+    """Call the task ``name`` with each of its input schema's ``examples``; compare each result with the output schema's.
+
+    The OpenAPI document shows clients both lists (an input example and what it returns, in the
+    same order): this keeps them true. Returns how many examples were called. Raises
+    AssertionError naming the first example whose result differs (numbers compared with
+    ``rel_tol``, so a fit's ``1.0000000000000004`` matches an example's ``1``; the result as a
+    msgpack client gets it, as call_task returns it), ValueError when the task declares no input
+    examples, or output examples not one for each, and TaskCallError or KeyError as call_task
+    does. An input example past the input schema is the server's to refuse (at start).
+    """
+    task = registry.get(name)
+    if task is None:
+        call_task(name, None)  # raises the KeyError naming what is registered
+    inputs = task.schema.get("examples") if isinstance(task.schema, dict) else None
+    outputs = task.output_schema.get("examples") if isinstance(task.output_schema, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        raise ValueError(f"task {name!r} declares no examples: give its schema \"examples\": [<an input>, ...]")
+    if not isinstance(outputs, list) or len(outputs) != len(inputs):
+        raise ValueError(
+            f"task {name!r} has {len(inputs)} input example(s) and "
+            f"{len(outputs) if isinstance(outputs, list) else 'no'} output example(s): "
+            "give its output_schema \"examples\", one result for each input example, in the same order"
+        )
+    for i, (example, wanted) in enumerate(zip(inputs, outputs)):
+        found = call_task(name, example)
+        where = _first_difference(found, wanted, rel_tol, "")
+        if where is not None:
+            raise AssertionError(f"task {name!r}, example {i}: the result differs from its output example at {where or 'its root'}: {found!r} != {wanted!r}")
+    return len(inputs)
+
+
+def _first_difference(found: Any, wanted: Any, rel_tol: float, at: str) -> Optional[str]:
+    """The JSON pointer of the first place ``found`` and ``wanted`` differ, or None."""
+    if isinstance(found, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(found, bool) and not isinstance(wanted, bool):
+        return None if math.isclose(found, wanted, rel_tol=rel_tol, abs_tol=rel_tol) else at
+    if isinstance(found, list) and isinstance(wanted, list):
+        if len(found) != len(wanted):
+            return at
+        for i, (a, b) in enumerate(zip(found, wanted)):
+            inner = _first_difference(a, b, rel_tol, f"{at}/{i}")
+            if inner is not None:
+                return inner
+        return None
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        if set(found) != set(wanted):
+            return at
+        for key in wanted:
+            inner = _first_difference(found[key], wanted[key], rel_tol, f"{at}/{key}")
+            if inner is not None:
+                return inner
+        return None
+    return None if type(found) is type(wanted) and found == wanted else at
 
 
 def _holds_proto_key(value: Any) -> bool:

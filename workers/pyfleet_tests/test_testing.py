@@ -10,7 +10,7 @@ import unittest
 import msgpack
 
 from pyfleet import TaskError, request_id, task
-from pyfleet.testing import TaskCallError, call_task
+from pyfleet.testing import TaskCallError, call_task, check_examples
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 from pyfleet_tests.worker_process import run_python
 
@@ -327,3 +327,56 @@ class ForkTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CheckExamplesTest(IsolatedRegistryTest):
+    def test_every_builtin_task_returns_its_output_example(self):
+        import importlib
+
+        from pyfleet import registry
+
+        # Registered by the first import, here or in another test module (then among those put aside).
+        for module in ("csv_profile", "echo", "hash_digest", "stats", "text_stats", "xml_import"):
+            importlib.import_module(f"pyfleet_tasks.{module}")
+        registry._tasks.update(self.saved)
+        for name in ("echo", "xml.import", "csv.profile", "text.stats", "stats.describe", "stats.regression", "hash.digest"):
+            with self.subTest(task=name):
+                self.assertEqual(check_examples(name), 1)
+
+    def test_a_result_that_differs_is_named_with_its_place(self):
+        @task("t.add", schema={"examples": [{"a": 1, "b": 2}, {"a": 0.1, "b": 0.2}]}, output_schema={"examples": [{"sum": 3}, {"sum": 0.3}]})
+        def add(input):
+            return {"sum": input["a"] + input["b"]}
+
+        self.assertEqual(check_examples("t.add"), 2, "0.1 + 0.2 is 0.3, to floating point's rounding")
+
+        @task("t.off", schema={"examples": [{"a": [1, 2]}]}, output_schema={"examples": [{"a": [1, 3]}]})
+        def off(input):
+            return input
+
+        with self.assertRaisesRegex(AssertionError, r"^task 't.off', example 0: the result differs from its output example at /a/1: "):
+            check_examples("t.off")
+
+        @task("t.kind", schema={"examples": ["1"]}, output_schema={"examples": [1]})
+        def kind(input):
+            return input
+
+        with self.assertRaisesRegex(AssertionError, r"at its root: '1' != 1$"):
+            check_examples("t.kind")
+
+    def test_examples_missing_or_unpaired_are_said(self):
+        @task("t.none")
+        def none(input):
+            return input
+
+        with self.assertRaisesRegex(ValueError, r"declares no examples"):
+            check_examples("t.none")
+
+        @task("t.unpaired", schema={"examples": [1, 2]}, output_schema={"examples": [1]})
+        def unpaired(input):
+            return input
+
+        with self.assertRaisesRegex(ValueError, r"has 2 input example\(s\) and 1 output example\(s\)"):
+            check_examples("t.unpaired")
+        with self.assertRaisesRegex(KeyError, r"no task named 't.nothing'"):
+            check_examples("t.nothing")
