@@ -89,7 +89,7 @@ export class ResultValidators {
 }
 
 /** Whether a schema names no `$id` and refers only inside itself (`#/...`). */
-function selfContained (schema: unknown): boolean {
+export function selfContained (schema: unknown): boolean {
   let contained = true
   walkSchemas(schema, (sub) => {
     if ('$id' in sub || (typeof sub.$ref === 'string' && !sub.$ref.startsWith('#/') && sub.$ref !== '#')) contained = false

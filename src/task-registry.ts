@@ -10,7 +10,7 @@ import type { PoolTask } from './pool/worker-pool.js'
 import { AnnotationChecker } from './schema-annotations.js'
 import { distance } from './edit-distance.js'
 import { walkSchemas } from './schema-walk.js'
-import { addKeywords, compileChecking, inputFields, makeAjv, ResultValidators } from './schema-compile.js'
+import { addKeywords, compileChecking, inputFields, makeAjv, ResultValidators, selfContained } from './schema-compile.js'
 
 /** A task ready to be called from HTTP. */
 export interface Task extends PoolTask {
@@ -92,6 +92,12 @@ export class TaskRegistry {
    * workers, each compile holding the event loop ~5-10 ms a task (400 tasks: 16 s each).
    */
   #lastCompiled: { declaration: string, tasks: Map<string, Task> } | undefined
+  /**
+   * The tasks of the tables compiled so far that a later table may take as they are, by their
+   * declaration (JSON): a reload after an edit to one module of many compiles that module's
+   * tasks, not every task again. Only those of the last table compiled are kept.
+   */
+  #reusable = new Map<string, Task>()
 
   constructor (config: Config) {
     this.#config = config
@@ -156,7 +162,15 @@ export class TaskRegistry {
     const annotations = new AnnotationChecker(addKeywords)
     const results = new ResultValidators()
     const tasks = new Map<string, Task>()
+    const reusable = new Map<string, Task>()
     for (const info of infos) {
+      const declaration = JSON.stringify(info)
+      const before = this.#reusable.get(declaration)
+      if (before !== undefined) {
+        tasks.set(info.name, before)
+        reusable.set(declaration, before)
+        continue
+      }
       let validateBody: ValidateFunction
       let validateRaw: ValidateFunction | undefined
       try {
@@ -174,8 +188,7 @@ export class TaskRegistry {
       const outputSchema = info.outputSchema ?? null
       if (outputSchema !== null) {
         try {
-          // An Ajv of its own, as the offload thread compiles it: a $ref to another task's $id
-          // would resolve here and not there, and tasks sharing an $id'd schema would clash.
+          // On an Ajv shared with other output schemas only where that changes nothing (ResultValidators).
           validateResult = results.compile(outputSchema)
           // Its defaults and examples are published as the input's are, and checked the same way.
           annotations.check(outputSchema)
@@ -185,7 +198,7 @@ export class TaskRegistry {
         }
       }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize
-      tasks.set(info.name, Object.freeze({
+      const task: Task = Object.freeze({
         name: info.name,
         doc: info.doc,
         docstring: info.docstring ?? info.doc,
@@ -199,8 +212,13 @@ export class TaskRegistry {
         inputFields: inputFields(info.schema),
         validateBody,
         validateRaw
-      }))
+      })
+      tasks.set(info.name, task)
+      // Compiled on this table's Ajv instances, where a schema's $id, or a reference to another
+      // schema's, resolves among this table's schemas: such a task is compiled again with the next.
+      if (selfContained(info.schema) && (outputSchema === null || selfContained(outputSchema))) reusable.set(declaration, task)
     }
+    this.#reusable = reusable
     return tasks
   }
 

@@ -148,3 +148,22 @@ t.test('an error naming an enum\'s values names twenty at most, each cut short',
   t.equal(long(2), false)
   t.equal(validationError(long.errors, 'body').message, `body must be equal to one of the allowed values: "${'x'.repeat(96)}..., 1`)
 })
+
+t.test('a table compiles only the tasks whose declaration changed, unless a schema\'s $id or references tie it to the others', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  const withId = { $id: 'https://example.com/c.json', type: 'object' }
+  registry.update([declared('a', { type: 'integer' }), declared('b', { type: 'string' }), declared('c', withId), declared('d', { $ref: 'https://example.com/c.json' })])
+  const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((name) => registry.get(name))
+  registry.update([declared('a', { type: 'integer', minimum: 1 }), declared('b', { type: 'string' }), declared('c', withId), declared('d', { $ref: 'https://example.com/c.json' })])
+  t.not(registry.get('a'), a, 'the task that changed is compiled again')
+  t.equal(registry.get('b'), b, 'one that did not is taken as it was')
+  t.not(registry.get('c'), c, 'one with an $id is compiled with the table its references resolve in')
+  t.not(registry.get('d'), d, 'and one that refers out of its schema')
+  t.equal(registry.get('d')?.validateBody({}), true)
+  t.equal(registry.get('d')?.validateBody(1), false)
+  const e = declared('e', { type: 'integer' }, { outputSchema: { type: 'object' } })
+  registry.update([e])
+  const first = registry.get('e')
+  registry.update([declared('f', { type: 'string' }), e])
+  t.equal(registry.get('e'), first, 'with its output schema too')
+})
