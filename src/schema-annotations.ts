@@ -12,6 +12,7 @@
 
 import { Ajv } from 'ajv'
 import { pointerSegment } from './json-pointer.js'
+import { walkSchemas } from './schema-walk.js'
 
 /** The subschema keywords a value can hide under: a schema, an array of them, or a map of them. */
 const ONE = ['additionalProperties', 'additionalItems', 'contains', 'propertyNames', 'if', 'then', 'else', 'items']
@@ -83,12 +84,11 @@ export class AnnotationChecker {
     if (values.length === 0) return
     const id = (schema as { $id?: unknown }).$id
     // The schema is added under a key so that each subschema can be looked up by
-    // pointer with the root's definitions in reach of its $refs. Two schemas with one
-    // $id (a task's input and output, or two tasks') cannot share an Ajv: the second
-    // gets one of its own.
+    // pointer with the root's definitions in reach of its $refs. A schema that names an
+    // $id anywhere gets an Ajv of its own: two with one $id (a task's input and output
+    // sharing a part, or two tasks') cannot be added to one.
     const key = typeof id === 'string' ? id.replace(/#$/, '') : `pyfleet:task-schema:${++this.#added}`
-    let ajv = this.#ajv ??= this.#newAjv()
-    if (typeof id === 'string' && ajv.getSchema(key) !== undefined) ajv = this.#newAjv()
+    const ajv = namesAnId(schema) ? this.#newAjv() : (this.#ajv ??= this.#newAjv())
     ajv.addSchema(schema as object, typeof id === 'string' ? undefined : key)
     for (const { pointer, keyword, value } of values) {
       let validate
@@ -112,6 +112,13 @@ export class AnnotationChecker {
     this.#addKeywords(ajv)
     return ajv
   }
+}
+
+/** Whether `$id` is among a schema's keywords, at its root or in a subschema. */
+function namesAnId (schema: unknown): boolean {
+  let found = false
+  walkSchemas(schema, (sub) => { found ||= Object.hasOwn(sub, '$id') })
+  return found
 }
 
 /** AnnotationChecker's check for a single schema. */

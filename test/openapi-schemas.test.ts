@@ -150,3 +150,17 @@ t.test('a bytes schema holding definitions keeps them in a JSON body\'s componen
   t.same(schemas.task_t_input.properties.blob, { not: {}, definitions: { name: { type: 'string' } } })
   t.same(schemas.task_t_input.properties.name, { $ref: '#/components/schemas/task_t_input/properties/blob/definitions/name' })
 })
+
+t.test('a raw text body\'s examples are the input examples that hold the raw field alone; options need the query string', async (t) => {
+  const schema = {
+    type: 'object',
+    properties: { text: { type: 'string' }, top: { type: 'integer' } },
+    examples: [{ text: 'alone' }, { text: 'with an option', top: 3 }, { top: 1 }, 'not an object', { text: 7 }]
+  }
+  const task = { name: 'raw.t', doc: '', docstring: '', schema, outputSchema: null, raw: ['text/plain', 'application/octet-stream'], rawField: 'text', inputFields: new Set(['text', 'top']), timeoutMs: 1, maxConcurrency: 1 } as unknown as Task
+  const content = (openApiDocument([task], { version: '0', adminRoutes: false }) as Json).paths['/api/tasks/raw.t'].post.requestBody.content
+  t.same(content['text/plain'].schema, { type: 'string', examples: ['alone'] })
+  t.same(content['application/octet-stream'].schema, { type: 'string', contentMediaType: 'application/octet-stream' }, 'no example of bytes')
+  const none = { ...task, schema: { ...schema, examples: [{ text: 'with an option', top: 3 }] } } as unknown as Task
+  t.same((openApiDocument([none], { version: '0', adminRoutes: false }) as Json).paths['/api/tasks/raw.t'].post.requestBody.content['text/plain'].schema, { type: 'string' })
+})

@@ -99,3 +99,21 @@ t.test('the registry refuses a task whose example fails its input or output sche
   t.throws(() => registry.check([{ ...info(shared), outputSchema: { ...shared, examples: [{ n: 'x' }] } }]),
     { message: /declares an invalid output schema: example 0 at its root \(\{"n":"x"\}\) fails its own schema: \/n must be integer/ })
 })
+
+t.test('schemas that share an $id\'d part, an input and an output, or two tasks\', are each checked on their own', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  const point = { $id: 'https://example.com/point.json', type: 'object', properties: { x: { type: 'number' } } }
+  const wrap = { ...info({ type: 'object', properties: { p: { ...point, examples: [{ x: 1 }] } } }), outputSchema: { type: 'object', examples: [{ p: { x: 1 } }], properties: { p: point } } }
+  t.doesNotThrow(() => { registry.check([wrap]) })
+  t.doesNotThrow(() => { registry.check([{ ...info({ ...point, examples: [{ x: 2 }] }), name: 'point.root' }, { ...wrap, name: 'point.wrap', schema: { type: 'object' } }]) })
+  t.throws(() => { registry.check([{ ...wrap, outputSchema: { type: 'object', examples: [{ p: { x: 'one' } }], properties: { p: point } } }]) },
+    { message: /declares an invalid output schema: example 0 at its root \({"p":{"x":"one"}}\) fails its own schema: \/p\/x must be number/ })
+})
+
+t.test('$async is refused, in an input or an output schema: every check is synchronous', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  t.throws(() => { registry.check([info({ $async: true, type: 'object', examples: [{ a: 1 }] })]) },
+    { message: 'task demo.task (in module demo_tasks) declares an invalid input schema: "$async" at its root is not supported: pyfleet checks inputs and results synchronously; remove it' })
+  t.throws(() => { registry.check([{ ...info({ type: 'object' }), outputSchema: { type: 'object', definitions: { A: { $async: true, type: 'object' } } } }]) },
+    { message: /declares an invalid output schema: "\$async" at \/definitions\/A is not supported/ })
+})

@@ -106,15 +106,17 @@ function queryOptions (task: Task, schemaRef: string): Json[] {
 }
 
 /**
- * A raw text body's examples: the raw field of each of the input's examples that has it as
- * a string (its other fields are query options). Not for bytes: a JSON document can show
- * an octet-stream body only as the base64 a JSON input carries it as.
+ * A raw text body's examples: the raw field of each of the input's examples that holds it, as
+ * a string, and nothing else. An example with options too is left out: they would be query
+ * parameters, which the body's example cannot carry, and the body alone may answer otherwise.
+ * Not for bytes: a JSON document can show an octet-stream body only as the base64 a JSON
+ * input carries it as.
  */
 function rawBodyExamples (task: Task): Json {
   const examples = (task.schema as { examples?: unknown }).examples
   if (task.rawField === null || !Array.isArray(examples)) return {}
   const field = task.rawField
-  const texts = examples.filter(isPlainObject).map((example) => example[field]).filter((text) => typeof text === 'string')
+  const texts = examples.filter((example) => isPlainObject(example) && Object.keys(example).length === 1).map((example) => (example as Json)[field]).filter((text) => typeof text === 'string')
   return texts.length === 0 ? {} : { examples: texts }
 }
 

@@ -42,7 +42,8 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 SCHEMA = {
     "type": "object",
     # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
-    "examples": [{"csv": "name,age\nAda,36\nGrace,41\n", "header": True}],
+    # The raw field alone: OpenAPI shows it as the raw body's example too, which carries no options.
+    "examples": [{"csv": "name,age\nAda,36\nGrace,41\n"}],
     "additionalProperties": False,
     "required": ["csv"],
     "properties": {

@@ -65,7 +65,8 @@ STOP_WORDS = frozenset(
 SCHEMA = {
     "type": "object",
     # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
-    "examples": [{"text": "Warm workers answer fast. Bounded queues keep them safe.", "top": 3}],
+    # The raw field alone: OpenAPI shows it as the raw body's example too, which carries no options.
+    "examples": [{"text": "Warm workers answer fast. Bounded queues keep them safe."}],
     "additionalProperties": False,
     "required": ["text"],
     "properties": {
@@ -96,7 +97,16 @@ OUTPUT_SCHEMA = {
             "sentences": 2,
             "paragraphs": 1,
             "averageWordLength": 5.11,
-            "topTerms": [{"term": "warm", "count": 1}, {"term": "workers", "count": 1}, {"term": "answer", "count": 1}],
+            "topTerms": [
+                {"term": "warm", "count": 1},
+                {"term": "workers", "count": 1},
+                {"term": "answer", "count": 1},
+                {"term": "fast", "count": 1},
+                {"term": "bounded", "count": 1},
+                {"term": "queues", "count": 1},
+                {"term": "keep", "count": 1},
+                {"term": "safe", "count": 1},
+            ],
             "fleschReadingEase": 89.47,
         }
     ],

@@ -23,7 +23,8 @@ MAX_CHUNK = 1 << 20
 SCHEMA = {
     "type": "object",
     # What OpenAPI shows a client (Swagger UI's "Try it out"); checked against this schema at start.
-    "examples": [{"xml": '<feed><item id="1"><title>Warm workers</title></item><item id="2"><title>Bounded queues</title></item></feed>', "record": "item"}],
+    # The raw field alone: OpenAPI shows it as the raw body's example too, which carries no options.
+    "examples": [{"xml": '<feed><item id="1"><title>Warm workers</title></item><item id="2"><title>Bounded queues</title></item></feed>'}],
     "additionalProperties": False,
     "required": ["xml"],
     "properties": {
