@@ -50,7 +50,20 @@ export function binaryIsNoObject (schema: unknown): unknown {
 }
 
 export function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): ValidateFunction {
+  refuseAsync(schema)
   return ajv.compile(binaryIsNoObject(schema) as TaskInfo['schema'])
+}
+
+/**
+ * Refuses `$async`, which makes Ajv's validator return a promise: every check here is
+ * synchronous, so an invalid body would pass and its rejection, with nobody waiting for it,
+ * end the process. Here, where every validator is compiled (the table, the offload thread,
+ * a worker's own output schema), so that none can be made.
+ */
+function refuseAsync (schema: unknown): void {
+  walkSchemas(schema, (sub, pointer) => {
+    if (Object.hasOwn(sub, '$async')) throw new Error(`"$async" at ${pointer === '' ? 'its root' : pointer} is not supported: pyfleet checks inputs and results synchronously; remove it`)
+  })
 }
 
 /**

@@ -81,17 +81,6 @@ function unknownKeywordHint (keyword: string, schema: unknown, ajv: Ajv): string
   return `${where}${near.length === 0 ? '' : ` (did you mean ${near.slice(0, 3).map((name) => JSON.stringify(name)).join(' or ')}?)`}`
 }
 
-/**
- * Refuses `$async`, which makes Ajv's validator return a promise: every check here is
- * synchronous, so an invalid body would pass and its rejection, with nobody waiting for it,
- * end the process.
- */
-function refuseAsync (schema: unknown): void {
-  walkSchemas(schema, (sub, pointer) => {
-    if (Object.hasOwn(sub, '$async')) throw new Error(`"$async" at ${pointer === '' ? 'its root' : pointer} is not supported: pyfleet checks inputs and results synchronously; remove it`)
-  })
-}
-
 export class TaskRegistry {
   readonly #config: Config
   #tasks = new Map<string, Task>()
@@ -185,7 +174,6 @@ export class TaskRegistry {
       let validateBody: ValidateFunction
       let validateRaw: ValidateFunction | undefined
       try {
-        refuseAsync(info.schema)
         validateBody = compileChecking(strict, info.schema)
         // Only raw bodies have query-string options to coerce: a third of the start-up's compiling, spared for the others.
         validateRaw = info.raw.length > 0 ? compileChecking(coercing, info.schema) : undefined
@@ -200,7 +188,6 @@ export class TaskRegistry {
       const outputSchema = info.outputSchema ?? null
       if (outputSchema !== null) {
         try {
-          refuseAsync(outputSchema)
           // On an Ajv shared with other output schemas only where that changes nothing (ResultValidators).
           validateResult = results.compile(outputSchema)
           // Its defaults and examples are published as the input's are, and checked the same way.
