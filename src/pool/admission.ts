@@ -64,14 +64,17 @@ export class Admission {
   get queuedBytes (): number { return this.#queuedBytes }
 
   /**
-   * Starts the call now if a worker is free and nobody is ahead of it, queues it
-   * otherwise, or refuses it when the queue is full. The promise settles with
-   * the task's value or a typed error of errors.ts.
+   * Starts the call now if a worker is free and nobody ahead of it could take that
+   * worker, queues it otherwise, or refuses it when the queue is full. The promise
+   * settles with the task's value or a typed error of errors.ts.
    */
   admit (call: Call): Promise<unknown> {
     const enqueuedAt = performance.now()
-    // Fast path: a free worker and nobody ahead: no queue entry, no timer.
-    if (this.#queue.size === 0 && this.#options.freeWorkers() > 0 && this.#hasCapacity(call.task)) {
+    // A free worker, and nobody ahead who could take it: no queue entry, no timer, and no
+    // queue limit. Callers waiting on their task's own limit (TASK_CONCURRENCY) are not
+    // ahead of a call of another task: with the queue full of them, a call of a task under
+    // its limit was refused QUEUE_FULL while workers sat idle.
+    if (this.#options.freeWorkers() > 0 && this.#hasCapacity(call.task) && (this.#queue.size === 0 || !this.#queue.some(this.#canStart))) {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {

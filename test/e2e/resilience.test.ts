@@ -221,6 +221,19 @@ t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => 
   t.same((await Promise.all(slow)).map((r) => r.status), Array(10).fill(200))
 })
 
+t.test('a queue full of calls waiting on their task\'s limit does not turn away a fast call a free worker can take', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '2', TASK_CONCURRENCY: 'diag.work=1' })
+  const slow = Array.from({ length: 3 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 1000 }))
+  await waitFor(() => server.app.pool.waiting === 2, 5000, 'two slow calls queued behind the one running: the queue is full')
+  const fast = await callTask(server.url, 'echo', { fast: true })
+  t.equal(fast.status, 200, 'the idle worker takes it')
+  t.ok(server.app.pool.waiting === 2, 'while the slow calls still wait')
+  const refused = await callTask(server.url, 'diag.work', { sleep_ms: 1 })
+  t.equal(refused.status, 503, 'a call of the task at its limit is still refused by the full queue')
+  t.equal(refused.json.code, 'QUEUE_FULL')
+  t.same((await Promise.all(slow)).map((r) => r.status), [200, 200, 200])
+})
+
 t.test('a worker started outside a reload that declares other tasks (files edited under the server) is warned about, once', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-drift-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })

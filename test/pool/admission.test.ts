@@ -335,3 +335,24 @@ t.test('a refused call is counted as refused, with its outcome, and never waits'
   t.same(h.counted, ['refused:echo:cancelled'])
   t.equal(h.admission.waiting, 0)
 })
+
+t.test('a full queue of callers waiting on their task\'s own limit does not turn away a call another task could start at once', async (t) => {
+  const h = harness({ freeWorkers: 4, queueLimit: 2, queueLimitBytes: 12 })
+  const slow = task('slow', 1)
+  const echo = task('echo')
+  const slowCalls = [1, 2, 3].map((n) => h.admission.admit(call(slow, { input: n, inputBytes: 6 })))
+  t.equal(h.started.length, 1, 'one slow call runs, at its limit')
+  t.equal(h.admission.waiting, 2, 'two wait for it: the queue is full')
+  const fast = h.admission.admit(call(echo, { inputBytes: 6 }))
+  t.equal(h.started.length, 2, 'echo starts on a free worker, past the full queue and its bytes')
+  t.equal(h.started[1].call.task.name, 'echo')
+  complete(h, h.started[1], 'echoed')
+  t.equal(await fast, 'echoed')
+  // Once no worker is free, the queue's limit holds for everyone.
+  h.free.workers = 0
+  const refused = await rejection(h.admission.admit(call(echo)))
+  t.equal(refused.code, 'QUEUE_FULL')
+  h.free.workers = 3
+  for (let i = 0; i < 3; i++) complete(h, h.started.filter((w) => w.call.task.name === 'slow')[i], `slow ${i}`)
+  t.same(await Promise.all(slowCalls), ['slow 0', 'slow 1', 'slow 2'], 'the slow calls still run, in their order')
+})
