@@ -12,7 +12,7 @@
 
 import { Ajv } from 'ajv'
 import { pointerSegment } from './json-pointer.js'
-import { walkSchemas } from './schema-walk.js'
+import { someSubschema } from './schema-walk.js'
 
 /** The subschema keywords a value can hide under: a schema, an array of them, or a map of them. */
 const ONE = ['additionalProperties', 'additionalItems', 'contains', 'propertyNames', 'if', 'then', 'else', 'items']
@@ -88,7 +88,7 @@ export class AnnotationChecker {
     // $id anywhere gets an Ajv of its own: two with one $id (a task's input and output
     // sharing a part, or two tasks') cannot be added to one.
     const key = typeof id === 'string' ? id.replace(/#$/, '') : `pyfleet:task-schema:${++this.#added}`
-    const ajv = namesAnId(schema) ? this.#newAjv() : (this.#ajv ??= this.#newAjv())
+    const ajv = someSubschema(schema, (sub) => Object.hasOwn(sub, '$id')) ? this.#newAjv() : (this.#ajv ??= this.#newAjv())
     ajv.addSchema(schema as object, typeof id === 'string' ? undefined : key)
     for (const { pointer, keyword, value } of values) {
       let validate
@@ -112,13 +112,6 @@ export class AnnotationChecker {
     this.#addKeywords(ajv)
     return ajv
   }
-}
-
-/** Whether `$id` is among a schema's keywords, at its root or in a subschema. */
-function namesAnId (schema: unknown): boolean {
-  let found = false
-  walkSchemas(schema, (sub) => { found ||= Object.hasOwn(sub, '$id') })
-  return found
 }
 
 /** AnnotationChecker's check for a single schema. */

@@ -7,7 +7,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
 import type { TaskInfo } from './pool/ready-message.js'
-import { isSchemaObject, mapSubschemas, walkSchemas } from './schema-walk.js'
+import { isSchemaObject, mapSubschemas, someSubschema, walkSchemas } from './schema-walk.js'
 
 /** `coerceTypes`: false for bodies, which carry their own types; true for query-string options, which are strings. */
 export function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
@@ -103,11 +103,7 @@ export class ResultValidators {
 
 /** Whether a schema names no `$id` and refers only inside itself (`#/...`). */
 export function selfContained (schema: unknown): boolean {
-  let contained = true
-  walkSchemas(schema, (sub) => {
-    if ('$id' in sub || (typeof sub.$ref === 'string' && !sub.$ref.startsWith('#/') && sub.$ref !== '#')) contained = false
-  })
-  return contained
+  return !someSubschema(schema, (sub) => Object.hasOwn(sub, '$id') || (typeof sub.$ref === 'string' && !sub.$ref.startsWith('#/') && sub.$ref !== '#'))
 }
 
 /** A validator for a raw body merged with its query-string options, as the table's validateRaw (coercing). */

@@ -39,6 +39,13 @@ export function isSchemaObject (schema: unknown): schema is Schema {
   return schema !== null && typeof schema === 'object' && !Array.isArray(schema)
 }
 
+/** Whether `test` holds for `schema` or any subschema in it. */
+export function someSubschema (schema: unknown, test: (schema: Schema) => boolean): boolean {
+  let found = false
+  walkSchemas(schema, (sub) => { found ||= test(sub) })
+  return found
+}
+
 /**
  * Calls `visit` with `schema` and every subschema in it, each with its JSON Pointer from
  * `schema` (the root's is ''), parents before children.

@@ -49,13 +49,13 @@ export class WaitQueue<T> {
     return true
   }
 
-  /** Removes and returns the oldest item that `canStart` accepts, skipping the others. */
   /** Whether any item queued passes `test`. */
   some (test: (item: T) => boolean): boolean {
     for (let entry = this.#head; entry !== null; entry = entry.next) if (test(entry.item)) return true
     return false
   }
 
+  /** Removes and returns the oldest item that `canStart` accepts, skipping the others. */
   takeFirst (canStart: (item: T) => boolean): T | undefined {
     for (let entry = this.#head; entry !== null; entry = entry.next) {
       if (canStart(entry.item)) {
