@@ -49,6 +49,8 @@ function record (request: FastifyRequest, reply: FastifyReply, call: Call | null
   if (recorded.has(request)) return
   recorded.add(request)
   const fields = requestFields(request, call)
+  // What /metrics records it as (nginx's 499), so that the line and the series can be matched.
+  fields.statusCode = CLIENT_CLOSED_REQUEST
   fields.durationMs = round(reply.elapsedTime)
   if (lost.code !== undefined) fields.code = lost.code
   if (lost.error !== undefined) {

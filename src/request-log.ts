@@ -76,6 +76,8 @@ export function requestFields (request: FastifyRequest, call: Call | null | unde
     // A large body's wait for the offload thread, before its call could queue for a worker.
     if (call.waitedMs !== undefined && call.waitedMs > 0) fields.offloadWaitMs = round(call.waitedMs)
     fields.runMs = round(call.runMs)
+    // The client's x-request-timeout-ms: a 504 or 503 its budget caused reads otherwise like the task's own timeout.
+    if (call.budgetMs !== undefined) fields.budgetMs = call.budgetMs
   }
   return fields
 }

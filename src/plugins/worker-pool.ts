@@ -73,13 +73,15 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
       id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal,
       onExit: (w, code, signal) => {
         // `how` in words: an idle worker the kernel OOM-killed has no call to fail, and this line is where it says so.
-        log.info({ worker: w.id, workerPid: w.pid, code, signal, how: w.exitDescription }, 'worker exited')
+        // exitCode, not code: a request line's code is an error code (a string), and log indexes type a field once.
+        log.info({ worker: w.id, workerPid: w.pid, exitCode: code, signal, how: w.exitDescription }, 'worker exited')
         pool?.onWorkerExit(w)
       },
       onStderrDropped: fastify.metrics.stderrLinesDropped,
       offloadMinBytes: config.offloadMinBytes
     })
-    log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, tasks: worker.tasks.length }, 'worker ready')
+    // taskCount: `tasks` is the list of names on `pool ready` and `reload finished`.
+    log.info({ worker: worker.id, workerPid: worker.pid, python: python.path, version: worker.python, taskCount: worker.tasks.length }, 'worker ready')
     warnOnDrift(worker)
     return worker
   }

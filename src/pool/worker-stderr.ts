@@ -13,8 +13,14 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
-/** A line longer than this without a newline is logged as it is, so one huge line cannot grow memory. */
+/**
+ * A line longer than this is logged in pieces of this size, so that one huge line cannot grow
+ * memory, nor make a log line larger than collectors take (Docker's splits at 16 KiB). Each
+ * piece after the first is marked `continued` and has the first piece's level: an error's
+ * 3 MB message otherwise read as an error line and 45 unrelated info lines.
+ */
 const MAX_LINE_CHARS = 16 * 1024
+type Level = 'error' | 'warn' | 'info' | 'debug'
 const LAST_WORDS = 5
 const LAST_WORD_CHARS = 500
 /**
@@ -33,7 +39,9 @@ const RESUME_UNITS = BUDGET_UNITS_PER_SECOND
 /** How soon after the first dropped line the count is logged, if no line is let through sooner. */
 const DROPPED_SUMMARY_DELAY_MS = 1_000
 const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
-  ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error']
+  ['CRITICAL ', 'error'], ['ERROR ', 'error'], ['WARNING ', 'warn'], ['DEBUG ', 'debug'], ['Traceback ', 'error'],
+  // faulthandler's first line when the worker crashes in C code (a segfault); its stacks follow.
+  ['Fatal Python error: ', 'error']
 ]
 
 /** Fields every stderr line of a worker is logged with. */
@@ -45,10 +53,16 @@ export interface StderrContext {
   task: string | undefined
 }
 
+function isHighSurrogate (code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff
+}
+
 export class WorkerStderr {
   readonly #log: FastifyBaseLogger
   readonly #context: () => StderrContext
   #partial = ''
+  /** The level of a line logged in pieces whose end has not come yet ('dropped': its first piece was). */
+  #continuing: Level | 'dropped' | undefined
   #lastWords: string[] = []
   #fatalLine: string | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
@@ -96,22 +110,50 @@ export class WorkerStderr {
   write (text: string): void {
     const lines = (this.#partial + text).split('\n')
     this.#partial = lines.pop() ?? ''
-    if (this.#partial.length > MAX_LINE_CHARS) {
-      lines.push(this.#partial)
-      this.#partial = ''
+    for (const line of lines) this.#logPiece(this.#cutLong(line), true)
+    this.#partial = this.#cutLong(this.#partial)
+  }
+
+  /** Logs `text` but its last 16 KiB or less, in pieces of 16 KiB; returns what is left. */
+  #cutLong (text: string): string {
+    let rest = text
+    while (rest.length > MAX_LINE_CHARS) {
+      // Not between the two halves of a surrogate pair.
+      const cut = isHighSurrogate(rest.charCodeAt(MAX_LINE_CHARS - 1)) ? MAX_LINE_CHARS - 1 : MAX_LINE_CHARS
+      this.#logPiece(rest.slice(0, cut), false)
+      rest = rest.slice(cut)
     }
-    for (const line of lines) this.#logLine(line)
+    return rest
   }
 
   /** Logs a last line that had no newline, and the count of dropped lines (the process has exited). */
   flush (): void {
-    if (this.#partial !== '') this.#logLine(this.#partial)
+    if (this.#partial !== '') this.#logPiece(this.#partial, true)
     this.#partial = ''
+    this.#continuing = undefined
     this.#logDropped()
   }
 
-  #logLine (line: string): void {
-    if (line === '') return
+  /** Logs a line, or a piece of a long one; `ends`: the line ends with it. */
+  #logPiece (piece: string, ends: boolean): void {
+    const continued = this.#continuing
+    if (ends) this.#continuing = undefined
+    if (continued === undefined) {
+      const level = this.#logLine(piece)
+      if (!ends) this.#continuing = level
+    } else if (piece === '') {
+      // the line ended right where its last piece was cut
+    } else if (continued === 'dropped' || !this.#withinBudget(piece)) {
+      this.#drop(piece)
+      if (!ends) this.#continuing = 'dropped'
+    } else {
+      this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, piece)
+    }
+  }
+
+  /** Logs one line at the level its prefix names, and returns that level; 'dropped' if the log budget would not take it. */
+  #logLine (line: string): Level | 'dropped' {
+    if (line === '') return 'info'
     // The runtime writes one fatal line, then exits: it is the last one seen, and kept as the
     // reason. Only the first gets past the log budget: more are a task printing the prefix
     // (client text, say), which must not flood the log.
@@ -127,16 +169,22 @@ export class WorkerStderr {
     }
     // The runtime's reason for giving up is never dropped: it explains an exit.
     if (!unbudgeted && !this.#withinBudget(line)) {
-      if (this.#droppedLines === 0) this.#droppedContext = this.#context()
-      this.#droppedLines++
-      this.#droppedChars += line.length
-      this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
-      return
+      this.#drop(line)
+      return 'dropped'
     }
     this.#logDropped() // before the line, so that the log reads in order
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
     const level = fatal ? 'error' : LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
+    return level
+  }
+
+  /** Counts a line (or piece) the budget did not let through; the count is logged later. */
+  #drop (line: string): void {
+    if (this.#droppedLines === 0) this.#droppedContext = this.#context()
+    this.#droppedLines++
+    this.#droppedChars += line.length
+    this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
   }
 
   /** Takes the line's units from the budget if it has them (a token bucket), and may log it. */

@@ -86,7 +86,7 @@ t.test('answers Fastify\'s hooks never see (a bad URL, a CONNECT) left waiting b
   const lines = (id: string): Array<Record<string, any>> => server.logs.filter((l) => l.requestId === id)
   await waitFor(() => lines('behind-connect').length > 0 && lines('behind-bad-url').length > 0, 5000, 'their lines')
   await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 5000, 'the call to end')
-  t.match(lines('behind-bad-url'), [{ msg: 'request abandoned: the client left before its answer', code: 'FST_ERR_BAD_URL', method: 'GET' }], 'the bad URL: one line, abandoned')
+  t.match(lines('behind-bad-url'), [{ msg: 'request abandoned: the client left before its answer', code: 'FST_ERR_BAD_URL', method: 'GET', statusCode: 499 }], 'the bad URL: one line, abandoned')
   t.match(lines('behind-connect'), [{ msg: 'request abandoned: the client left before its answer', code: 'FST_ERR_NOT_FOUND', method: 'CONNECT' }], 'the CONNECT: one line, abandoned')
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.match(metrics, /^http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="499"\} 1$/m, 'the bad URL: a 499')

@@ -250,6 +250,8 @@ t.test('a call past its client\'s budget gets 504 at the budget, and its worker 
   t.equal(next.status, 200)
   t.equal(next.json.pid, pid, 'the same worker')
   t.ok(server.logs.some((l) => l.msg === 'finished-anyway'), 'the abandoned call ran to its end')
+  t.match(server.logs.find((l) => l.statusCode === 504), { code: 'TASK_TIMEOUT', budgetMs: 200 }, 'its request line says the budget was the client\'s')
+  t.notOk('budgetMs' in (server.logs.filter((l) => l.statusCode === 200).at(-1) ?? { budgetMs: 0 }), 'a call without one has no budgetMs')
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.restarts.timeout, 0, 'no worker killed')
   t.equal(stats.tasks.timedOut, 1, 'counted once, as a timeout')

@@ -263,7 +263,7 @@ t.test('worker lifecycle events are logged', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   await callTask(server.url, 'diag.work', { exit: 9 })
   await waitFor(() => server.logs.filter((l) => l.msg === 'worker ready').length >= 2, 10_000, 'the replacement to be ready')
-  t.ok(server.logs.some((l) => l.msg === 'worker exited' && l.code === 9))
+  t.ok(server.logs.some((l) => l.msg === 'worker exited' && l.exitCode === 9))
   t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash' && l.task === 'diag.work' && typeof l.requestId === 'string'), 'naming the call it was running')
 })
 

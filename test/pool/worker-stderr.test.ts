@@ -99,3 +99,26 @@ t.test('the count of dropped lines names the call whose lines were dropped, not 
   t.match(lines.at(-1), { msg: /stderr lines of this worker were not logged/, fields: { requestId: 'quiet-2', task: 'echo' } })
 })
 
+
+t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the first marked continued, all at the first one\'s level', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const long = `ERROR h6: ${'E'.repeat(40 * 1024)}`
+  // Written as a pipe delivers it: in chunks that split the line anywhere.
+  for (let at = 0; at < long.length; at += 5000) stderr.write(long.slice(at, at + 5000))
+  stderr.write('\nnext line\n')
+  t.same(lines.map((l) => l.level), ['error', 'error', 'error', 'info'])
+  t.same(lines.map((l) => l.fields.continued), [undefined, true, true, undefined])
+  t.same(lines.map((l) => l.msg.length), [16 * 1024, 16 * 1024, long.length - 32 * 1024, 'next line'.length])
+  t.equal(lines.slice(0, 3).map((l) => l.msg).join(''), long, 'nothing lost')
+  t.ok(lines.every((l) => l.fields.requestId === 'r'))
+  // A line cut at exactly 16 KiB, then ended: no empty continuation; a pair of surrogates is not cut in two.
+  lines.length = 0
+  stderr.write(`${'a'.repeat(16 * 1024 - 1)}😀tail`)
+  stderr.flush()
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['info', undefined, 16 * 1024 - 1], ['info', true, 6]])
+  t.equal(lines[1].msg, '😀tail')  // A long line that arrives whole, newline and all, is cut the same way.
+  lines.length = 0
+  stderr.write(`WARNING ${'w'.repeat(20 * 1024)}\n`)
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['warn', undefined, 16 * 1024], ['warn', true, 20 * 1024 + 8 - 16 * 1024]])
+})

@@ -231,6 +231,9 @@ def main() -> None:
     # thread's stack goes to stderr (fd 2, logged under the call's request id), so the log
     # shows where the task was stuck, even in C code holding the GIL.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
+    # A crash in C code (a segfault in an extension, an abort): the same stacks, before the
+    # process dies, so that the log says where, not only that the worker was killed by SIGSEGV.
+    faulthandler.enable(file=2, all_threads=True)
     protocol_fd = guard_stdout()
     request_fd = guard_stdin()
     set_up_logging()

@@ -326,6 +326,32 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertIn("greet", [t["name"] for t in parse_frames(stdout)[0]["tasks"]])
 
 
+class CrashStackTest(unittest.TestCase):
+    """A worker that crashes in C code (a segfault, an abort) prints every thread's Python stack
+    to stderr first, which the server logs under the call's request id: without it, the log
+    said only that the worker was killed by SIGSEGV."""
+
+    def test_a_segfault_leaves_the_stack_of_the_task_that_caused_it(self):
+        directory = task_files(self, {"crashing_tasks.py": """
+            import ctypes
+
+            from pyfleet import task
+
+
+            def read_address_zero():
+                return ctypes.string_at(0)
+
+
+            @task("crash.segv")
+            def segv(value):
+                return read_address_zero()
+        """})
+        code, _, stderr = run_worker(["--module", "crashing_tasks"], [("crash.segv", None)], pythonpath=directory)
+        self.assertEqual(code, -signal.SIGSEGV, stderr)
+        self.assertIn("Fatal Python error: Segmentation fault", stderr)
+        self.assertRegex(stderr, r'File ".*crashing_tasks.py", line 8 in read_address_zero\n\s+File ".*crashing_tasks.py", line 13 in segv')
+
+
 class OutputLinesTest(unittest.TestCase):
     """The server logs a worker's stderr line by line, each line with the request it came from:
     a line a task leaves open is ended after its call, and a log record starts a line of its own."""
