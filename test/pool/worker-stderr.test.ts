@@ -122,3 +122,10 @@ t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the 
   stderr.write(`WARNING ${'w'.repeat(20 * 1024)}\n`)
   t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['warn', undefined, 16 * 1024], ['warn', true, 20 * 1024 + 8 - 16 * 1024]])
 })
+
+t.test('a crash in C code: faulthandler\'s first line is an error, its stack lines follow as they are', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  stderr.write('Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n  File "/x/crashing_tasks.py", line 8 in read_address_zero\n')
+  t.same(lines.map((l) => l.level), ['error', 'info', 'info'])
+})
