@@ -12,6 +12,7 @@
 
 import { Ajv } from 'ajv'
 import { pointerSegment } from './json-pointer.js'
+import { patternEngine } from './schema-compile.js'
 import { someSubschema } from './schema-walk.js'
 
 /** The subschema keywords a value can hide under: a schema, an array of them, or a map of them. */
@@ -108,7 +109,8 @@ export class AnnotationChecker {
   }
 
   #newAjv (): Ajv {
-    const ajv = new Ajv({ strict: false, validateFormats: false })
+    // The same engine for patterns as the checks of clients' values, so that both read a pattern alike.
+    const ajv = new Ajv({ strict: false, validateFormats: false, code: { regExp: patternEngine } })
     this.#addKeywords(ajv)
     return ajv
   }

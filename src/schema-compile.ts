@@ -4,6 +4,8 @@
 // what the schema allows). Also the input's top-level field names, for raw bodies.
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { RE2JS } from 're2js'
+import isSafeRegex from 'safe-regex2'
 import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
 import type { TaskInfo } from './pool/ready-message.js'
@@ -13,10 +15,33 @@ import { isSchemaObject, mapSubschemas, someSubschema, walkSchemas } from './sch
 export function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
   // strict: a typo in a task's schema fails at start instead of silently accepting anything.
   // validateFormats off: no format plugin is bundled, so "format" is an annotation only.
-  const ajv = new Ajv({ strict: true, coerceTypes, allErrors, validateFormats: false, useDefaults: false })
+  const ajv = new Ajv({ strict: true, coerceTypes, allErrors, validateFormats: false, useDefaults: false, code: { regExp: patternEngine } })
   addKeywords(ajv)
   return ajv
 }
+
+/**
+ * The engine of every schema regular expression (`pattern`, `patternProperties`, a
+ * `propertyNames` pattern), which clients' values are tested against: RE2 (re2js, in
+ * JavaScript), whose time is linear in the input. JavaScript's own engine backtracks: with
+ * `"pattern": "^(a+)+$"` a body of 30 characters held the event loop for 35 s, every other
+ * request and /health with it, and a large body the offload thread for minutes. A pattern
+ * RE2 cannot run (a lookaround, a backreference) runs in JavaScript's engine if it has no
+ * nested quantifier (safe-regex2), and is refused otherwise.
+ */
+export function patternEngine (pattern: string, flags: string): { test: (text: string) => boolean, toString: () => string } {
+  let compiled: ReturnType<typeof RE2JS.compile>
+  try {
+    compiled = RE2JS.compile(pattern)
+  } catch (error) {
+    if (isSafeRegex(pattern)) return new RegExp(pattern, flags)
+    throw new Error(`pattern ${JSON.stringify(pattern)} cannot be run in linear time: RE2 does not take it (${(error as Error).message}), and it nests quantifiers, which JavaScript's engine can take exponential time over on a crafted input; rewrite it`)
+  }
+  // toString as a RegExp's: Ajv keeps one engine object per distinct string, so without it every pattern was the first one.
+  return { test: (text) => compiled.matcher(text).find(), toString: () => `/${pattern}/${flags}` }
+}
+// Ajv names the engine by this in code it writes out (standalone validators, which pyfleet does not use).
+patternEngine.code = 'patternEngine'
 
 /** The `bytes` keyword's check, with words of its own for the error (Ajv's would be "must pass "bytes" keyword validation"). */
 function isBytes (expected: boolean, data: unknown): boolean {
@@ -118,7 +143,8 @@ export function validationError (errors: ErrorObject[] | null | undefined, dataV
   const place = typeof dataVar === 'string' ? (path: string) => `${dataVar}${path}` : dataVar
   const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${explain(first, schema)}`
   return withExtras(new ValidationError(message), {
-    details: list.map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }))
+    // Cut as the message is: a 1 MB key a schema refuses came back whole in params.additionalProperty.
+    details: list.map((e) => ({ instancePath: cut(e.instancePath, DETAIL_CHARS), keyword: e.keyword, params: shortParams(e.params), message: e.message }))
   })
 }
 
@@ -139,6 +165,16 @@ export function mostSpecific (errors: ErrorObject[]): ErrorObject | undefined {
 
 /** An enum's values named in an error, at most: the whole list of a 300-value enum made a 9 KB message. */
 const SHOWN_ENUM_VALUES = 20
+
+/** A string in an error's details (a key, a place) is cut to this many characters. */
+const DETAIL_CHARS = 200
+
+/** Ajv's params with each string cut to DETAIL_CHARS: they may hold what the client sent (a property's name). */
+function shortParams (params: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(params)) out[key] = typeof value === 'string' ? cut(value, DETAIL_CHARS) : value
+  return out
+}
 
 function cut (text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 3)}...` : text

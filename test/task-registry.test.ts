@@ -167,3 +167,24 @@ t.test('a table compiles only the tasks whose declaration changed, unless a sche
   registry.update([declared('f', { type: 'string' }), e])
   t.equal(registry.get('e'), first, 'with its output schema too')
 })
+
+t.test('patterns run in linear time (RE2); one RE2 does not take runs in JavaScript\'s engine without nested quantifiers, and is refused with them', async (t) => {
+  const validate = compileBodyValidator({ type: 'object', properties: { a: { type: 'string', pattern: '^[0-9a-f]{4}$' }, b: { type: 'string', pattern: '^(a+)+$' }, c: { type: 'string', pattern: '^\\p{L}+$' } } })
+  t.equal(validate({ a: '00ff', b: 'aaa', c: 'Ünïcödé' }), true, 'each pattern its own (Ajv keeps one engine object per distinct string)')
+  t.equal(validate({ b: `${'a'.repeat(5000)}!` }), false, 'no backtracking: JavaScript\'s engine would not finish')
+  t.equal(validate({ a: '00fg' }), false)
+  const lookahead = compileBodyValidator({ type: 'string', pattern: '^(?=.*[0-9]).{8,}$' })
+  t.same([lookahead('abcdefg1'), lookahead('abcdefgh')], [true, false])
+  const registry = new TaskRegistry(loadConfig({}))
+  t.throws(() => { registry.check([declared('bad.pattern', { type: 'object', properties: { s: { type: 'string', pattern: '^(?=(a+)+$)' } } })]) },
+    { message: /^task bad\.pattern declares an invalid input schema: pattern "\^\(\?=\(a\+\)\+\$\)" cannot be run in linear time: RE2 does not take it \(.*\), and it nests quantifiers, .*; rewrite it$/ })
+})
+
+t.test('an error\'s details cut what the client sent, as its message does: a 1 MB key does not come back whole', async (t) => {
+  const validate = compileBodyValidator({ type: 'object', additionalProperties: false, properties: { values: { type: 'array' } } })
+  const key = 'k'.repeat(1_000_000)
+  t.equal(validate({ values: [], [key]: 1 }), false)
+  const error = validationError(validate.errors, 'body') as Error & { details: Array<{ params: { additionalProperty: string } }> }
+  t.equal(error.details[0].params.additionalProperty, `${'k'.repeat(197)}...`)
+  t.ok(JSON.stringify(error.details).length < 1000)
+})

@@ -221,6 +221,21 @@ t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => 
   t.same((await Promise.all(slow)).map((r) => r.status), Array(10).fill(200))
 })
 
+t.test('a pattern a client could make backtrack for ever is tested in linear time: a body of 40 characters is refused at once', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'pattern_tasks', PYTHONPATH: FIXTURES })
+  const hostile = `${'a'.repeat(40)}!`
+  // JavaScript's engine takes ~2^40 steps over each of these (35 s at 29 characters, in a review).
+  const nested = await callTask(server.url, 'pattern.nested', { s: hostile })
+  t.equal(nested.status, 400)
+  t.match(nested.json.message, /^body\/s must match pattern "\^\(a\+\)\+\$"/)
+  t.equal((await callTask(server.url, 'pattern.keys', { [hostile]: 1 })).status, 400, 'propertyNames and patternProperties')
+  const raw = await fetch(`${server.url}/api/tasks/pattern.raw?tag=${hostile}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })
+  t.equal(raw.status, 400, 'a raw task\'s query option')
+  t.equal((await callTask(server.url, 'pattern.nested', { s: 'aaaa' })).status, 200, 'what the pattern takes still passes')
+  t.same((await Promise.all(['abcdefg1', 'abcdefgh'].map(async (password) => (await callTask(server.url, 'pattern.lookahead', { password })).status))), [200, 400], 'a lookahead, which RE2 does not take, runs in JavaScript\'s engine: it has no nested quantifier')
+  t.equal((await fetch(`${server.url}/health`)).status, 200)
+})
+
 t.test('a queue full of calls waiting on their task\'s limit does not turn away a fast call a free worker can take', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '2', TASK_CONCURRENCY: 'diag.work=1' })
   const slow = Array.from({ length: 3 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 1000 }))
