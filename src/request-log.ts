@@ -61,11 +61,21 @@ export function levelFor (statusCode: number, code: string | undefined): 'warn' 
   return statusCode >= 500 && (code === undefined || !SHEDDING_CODES.has(code)) ? 'warn' : 'info'
 }
 
+/**
+ * The URL as logged: cut to 200 characters, and without the query string of an admin route,
+ * where a client that put the token there (`?access_token=...`) would have it written to the log.
+ */
+function loggedUrl (url: string): string {
+  const query = url.indexOf('?')
+  if (query >= 0 && url.startsWith('/admin/')) return `${url.slice(0, Math.min(query, 200))}?...`
+  return url.length > 200 ? `${url.slice(0, 200)}...` : url
+}
+
 /** What a request's log line says about it, and about its task call if it made one. */
 export function requestFields (request: FastifyRequest, call: Call | null | undefined): Record<string, unknown> {
   const fields: Record<string, unknown> = {
     method: request.method,
-    url: request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url,
+    url: loggedUrl(request.url),
     // The peer's address (a proxy's, behind one: pyfleet trusts no forwarded header).
     remoteAddress: request.socket.remoteAddress
   }
