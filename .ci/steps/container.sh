@@ -164,7 +164,7 @@ check '[ "$exit_code" = 0 ]' "container exited with code $exit_code"
 check '[ "$STOP_MS" -lt $(( STOP_TIMEOUT_S * 1000 - 5000 )) ]' "podman stop (SIGTERM) took ${STOP_MS} ms, well inside its ${STOP_TIMEOUT_S} s timeout (no SIGKILL)"
 podman logs "$NAME" 2>/dev/null | grep '^{' >"$WORK/app.log"
 check 'grep -q "\"signal\":\"SIGTERM\"" "$WORK/app.log"' "Node got the SIGTERM (through tini)"
-check '[ "$(grep -c "\"msg\":\"worker exited\"" "$WORK/app.log")" -ge 4 ] && ! grep "\"msg\":\"worker exited\"" "$WORK/app.log" | grep -qv "\"code\":0"' \
+check '[ "$(grep -c "\"msg\":\"worker exited\"" "$WORK/app.log")" -ge 4 ] && ! grep "\"msg\":\"worker exited\"" "$WORK/app.log" | grep -qv "\"exitCode\":0"' \
   "all 4 workers exited with code 0 when the server stopped them"
 # (ordered by the lines' own "time": the pool's lines may reach the log after "stopped")
 check 'node -e '\''
