@@ -51,15 +51,17 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
         done(error as Error)
       }
     }
-  }, async () => await reloadWorkers(fastify, 'admin'))
+  }, async (request) => await reloadWorkers(fastify, 'admin', request.id))
 }
 
 /** A reload's result, with the tasks the new workers serve. */
 export type ReloadResult = PoolReloadResult & { tasks: string[] }
 
 /** Rolling reload, then the task table from the new workers. One asked for during another runs after it (pool/reloader.ts). */
-export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change'): Promise<ReloadResult> {
-  fastify.log.info({ trigger }, 'reload started')
+export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change', requestId?: string): Promise<ReloadResult> {
+  // An admin request's id, on the reload's lines too: its request line and the reload it asked for are then one grep.
+  const log = requestId === undefined ? fastify.log : fastify.log.child({ requestId })
+  log.info({ trigger }, 'reload started')
   try {
     // New task code whose table would not compile is refused before its worker takes a call.
     const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
@@ -67,7 +69,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.names())
     const done = { ...result, tasks: fastify.tasks.names() }
-    fastify.log.info({ trigger, ...done }, 'reload finished')
+    log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
     // A shutdown during the reload (SIGTERM after SIGHUP) is the operator's own doing, not a
@@ -83,8 +85,8 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
           : `the other ${error.total - error.replaced} keep serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
-    if (draining) fastify.log.warn({ trigger }, message)
-    else fastify.log.error({ trigger, err: error }, message)
+    if (draining) log.warn({ trigger }, message)
+    else log.error({ trigger, err: error }, message)
     throw new WorkersUnavailableError(message)
   }
 }

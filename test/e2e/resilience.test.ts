@@ -47,6 +47,8 @@ t.test('POST /admin/reload under steady load: zero failed calls, every pid chang
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.restarts.reload, 4)
   t.ok(server.logs.some((l) => l.msg === 'reload finished' && Array.isArray(l.newPids)))
+  const id = response.headers.get('x-request-id')
+  t.same(server.logs.filter((l) => /^reload (started|finished)$/.test(l.msg)).map((l) => [l.msg, l.requestId]), [['reload started', id], ['reload finished', id]], 'the reload\'s lines carry the admin request\'s id')
 })
 
 t.test('a crash replacement that began starting before a reload is replaced too once it joins', async (t) => {
