@@ -12,7 +12,7 @@
 
 import { Ajv } from 'ajv'
 import { pointerSegment } from './json-pointer.js'
-import { patternEngine } from './schema-compile.js'
+import { patternEngine } from './pattern-engine.js'
 import { someSubschema } from './schema-walk.js'
 
 /** The subschema keywords a value can hide under: a schema, an array of them, or a map of them. */

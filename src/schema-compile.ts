@@ -4,8 +4,7 @@
 // what the schema allows). Also the input's top-level field names, for raw bodies.
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import { RE2JS } from 're2js'
-import isSafeRegex from 'safe-regex2'
+import { patternEngine } from './pattern-engine.js'
 import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
 import type { TaskInfo } from './pool/ready-message.js'
@@ -20,28 +19,6 @@ export function makeAjv (coerceTypes: boolean, allErrors = false): Ajv {
   return ajv
 }
 
-/**
- * The engine of every schema regular expression (`pattern`, `patternProperties`, a
- * `propertyNames` pattern), which clients' values are tested against: RE2 (re2js, in
- * JavaScript), whose time is linear in the input. JavaScript's own engine backtracks: with
- * `"pattern": "^(a+)+$"` a body of 30 characters held the event loop for 35 s, every other
- * request and /health with it, and a large body the offload thread for minutes. A pattern
- * RE2 cannot run (a lookaround, a backreference) runs in JavaScript's engine if it has no
- * nested quantifier (safe-regex2), and is refused otherwise.
- */
-export function patternEngine (pattern: string, flags: string): { test: (text: string) => boolean, toString: () => string } {
-  let compiled: ReturnType<typeof RE2JS.compile>
-  try {
-    compiled = RE2JS.compile(pattern)
-  } catch (error) {
-    if (isSafeRegex(pattern)) return new RegExp(pattern, flags)
-    throw new Error(`pattern ${JSON.stringify(pattern)} cannot be run in linear time: RE2 does not take it (${(error as Error).message}), and it nests quantifiers, which JavaScript's engine can take exponential time over on a crafted input; rewrite it`)
-  }
-  // toString as a RegExp's: Ajv keeps one engine object per distinct string, so without it every pattern was the first one.
-  return { test: (text) => compiled.matcher(text).find(), toString: () => `/${pattern}/${flags}` }
-}
-// Ajv names the engine by this in code it writes out (standalone validators, which pyfleet does not use).
-patternEngine.code = 'patternEngine'
 
 /** The `bytes` keyword's check, with words of its own for the error (Ajv's would be "must pass "bytes" keyword validation"). */
 function isBytes (expected: boolean, data: unknown): boolean {

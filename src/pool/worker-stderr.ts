@@ -144,7 +144,8 @@ export class WorkerStderr {
     } else if (piece === '') {
       // the line ended right where its last piece was cut
     } else if (continued === 'dropped' || !this.#withinBudget(piece)) {
-      this.#drop(piece)
+      // A piece of a line counted already (its first was dropped) adds its characters, not a line.
+      this.#drop(piece, continued !== 'dropped')
       if (!ends) this.#continuing = 'dropped'
     } else {
       this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, piece)
@@ -180,9 +181,9 @@ export class WorkerStderr {
   }
 
   /** Counts a line (or piece) the budget did not let through; the count is logged later. */
-  #drop (line: string): void {
+  #drop (line: string, aLine = true): void {
     if (this.#droppedLines === 0) this.#droppedContext = this.#context()
-    this.#droppedLines++
+    if (aLine) this.#droppedLines++
     this.#droppedChars += line.length
     this.#summaryTimer ??= setTimeout(() => { this.#logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
   }

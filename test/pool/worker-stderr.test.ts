@@ -129,3 +129,14 @@ t.test('a crash in C code: faulthandler\'s first line is an error, its stack lin
   stderr.write('Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n  File "/x/crashing_tasks.py", line 8 in read_address_zero\n')
   t.same(lines.map((l) => l.level), ['error', 'info', 'info'])
 })
+
+t.test('a long line dropped past the budget counts as one line, with all its characters', async (t) => {
+  const { log, lines } = recordingLog()
+  const dropped: number[] = []
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => 0, (n) => { dropped.push(n) })
+  stderr.write('line\n'.repeat(20_000)) // the whole burst
+  stderr.write(`ERROR ${'E'.repeat(100 * 1024)}\n`)
+  stderr.flush()
+  t.same(dropped, [1])
+  t.match(lines.at(-1)?.fields, { droppedLines: 1, droppedChars: 100 * 1024 + 6 })
+})
