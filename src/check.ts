@@ -8,6 +8,7 @@ import type { Config } from './config.js'
 import { PROJECT_ROOT } from './plugins/worker-pool.js'
 import { resolvePython } from './python-path.js'
 import type { TaskDescription } from './task-registry.js'
+import { shorten } from './short-text.js'
 import { version } from './version.js'
 
 /**
@@ -45,12 +46,6 @@ function workerLinesAndWarnings (line: string): void {
   // pino writes the level first: {"level":30,...
   const level = Number(/^\{"level":(\d+)/.exec(line)?.[1] ?? 60)
   if (level >= 40 || (line.includes('"worker":1,') && line.includes('"stream":"stderr"'))) process.stderr.write(line)
-}
-
-/** At most `max` characters, counted as code points (an emoji is not cut in half). */
-function shorten (text: string, max: number): string {
-  const chars = Array.from(text)
-  return chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : text
 }
 
 /** What the output schema says the task returns, in a word or two: its type, or that it declares none. */

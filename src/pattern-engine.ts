@@ -4,7 +4,7 @@
 // loop for 35 s, every other request and /health with it, and a large body the offload
 // thread for minutes. So a pattern runs in RE2 (re2js, in JavaScript), whose time is linear
 // in the input, spelt so that RE2 reads it as ECMAScript does (JSON Schema's dialect): `\s`
-// and `.` by ECMAScript's characters, `\uXXXX` as `\x{XXXX}`, long Unicode property names
+// and `.` by ECMAScript's characters, `\u00e9` as `\x{00e9}`, long Unicode property names
 // by their short ones. A pattern RE2 cannot run (a lookaround, a backreference, `\S` in a
 // class) runs in JavaScript's engine only if it repeats no group that holds a quantifier
 // or an alternation (safe-regex2's star height, and a check of our own), the shapes that

@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { patternEngine } from './pattern-engine.js'
 import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
+import { shorten } from './short-text.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import { isSchemaObject, mapSubschemas, someSubschema, walkSchemas } from './schema-walk.js'
 
@@ -121,7 +122,7 @@ export function validationError (errors: ErrorObject[] | null | undefined, dataV
   const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${explain(first, schema)}`
   return withExtras(new ValidationError(message), {
     // Cut as the message is: a 1 MB key a schema refuses came back whole in params.additionalProperty.
-    details: list.map((e) => ({ instancePath: cut(e.instancePath, DETAIL_CHARS), keyword: e.keyword, params: shortParams(e.params), message: e.message }))
+    details: list.map((e) => ({ instancePath: shorten(e.instancePath, DETAIL_CHARS), keyword: e.keyword, params: shortParams(e.params), message: e.message }))
   })
 }
 
@@ -149,12 +150,8 @@ const DETAIL_CHARS = 200
 /** Ajv's params with each string cut to DETAIL_CHARS: they may hold what the client sent (a property's name). */
 function shortParams (params: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(params)) out[key] = typeof value === 'string' ? cut(value, DETAIL_CHARS) : value
+  for (const [key, value] of Object.entries(params)) out[key] = typeof value === 'string' ? shorten(value, DETAIL_CHARS) : value
   return out
-}
-
-function cut (text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 3)}...` : text
 }
 
 /** Patterns up to this long are shown beside the description that explains them. */
@@ -198,7 +195,7 @@ function allowed (error: ErrorObject): string {
   if (error.keyword === 'type' && params.type === 'boolean') return ' (true or false)'
   if (error.keyword === 'enum' && Array.isArray(params.allowedValues)) {
     const values = params.allowedValues
-    const shown = values.slice(0, SHOWN_ENUM_VALUES).map((v) => cut(JSON.stringify(v) ?? String(v), 100)).join(', ')
+    const shown = values.slice(0, SHOWN_ENUM_VALUES).map((v) => shorten(JSON.stringify(v) ?? String(v), 100)).join(', ')
     // The rest are in the task's schema, which GET /api/tasks/<name> shows.
     return values.length > SHOWN_ENUM_VALUES ? `: ${shown}, ... (${values.length} in all: see the task's schema)` : `: ${shown}`
   }
