@@ -1,0 +1,91 @@
+// `uniqueItems` in linear time: the same verdicts as Ajv's own (fast-deep-equal), the same
+// error, in every validator pyfleet compiles, and no pairwise comparison a client can
+// make quadratic.
+
+import t from 'tap'
+import { Ajv } from 'ajv'
+import { compileBodyValidator, makeAjv, ResultValidators, validationError } from '../src/schema-compile.js'
+import { TaskRegistry } from '../src/task-registry.js'
+import { loadConfig } from '../src/config.js'
+import type { TaskInfo } from '../src/pool/ready-message.js'
+import { canonicalKey, firstDuplicate } from '../src/unique-items.js'
+
+const ARRAY_OF_ANYTHING = { type: 'array', uniqueItems: true }
+
+t.test('arrays are judged unique exactly as Ajv\'s own uniqueItems judges them', async (t) => {
+  const cases: Array<[string, unknown[]]> = [
+    ['equal numbers', [1, 1.0]],
+    ['zero and minus zero', [0, -0]],
+    ['NaN twice (a msgpack float)', [NaN, NaN]],
+    ['infinities', [Infinity, -Infinity]],
+    ['a number and its string', [1, '1']],
+    ['null and "null"', [null, 'null']],
+    ['true and "true"', [true, 't']],
+    ['false and "f"', [false, 'f']],
+    ['objects with keys in another order', [{ a: 1, b: 2 }, { b: 2, a: 1 }]],
+    ['objects that differ in one nested value', [{ a: [1, { b: 2 }] }, { a: [1, { b: 3 }] }]],
+    ['equal nested objects', [{ a: [1, { b: 2 }] }, { a: [1, { b: 2 }] }]],
+    ['arrays in another order', [[1, 2], [2, 1]]],
+    ['equal arrays', [[1, [2]], [1, [2]]]],
+    ['an empty object and an empty array', [{}, []]],
+    ['an object and an array with the same entries', [{ 0: 'a' }, ['a']]],
+    ['an extra key holding null', [{ a: 'x' }, { a: 'x', b: null }]],
+    ['a key holding undefined (msgpack\'s undefined) and none', [{ a: undefined }, {}]],
+    ['a key with a comma against two keys', [{ 'a,b': 1 }, { a: 1, b: 1 }]],
+    ['strings that look like keys', [{ a: '1,"b":2' }, { a: '1', b: 2 }]],
+    ['strings with escapes', ['a"b', 'a\\"b', 'a\u2028b']],
+    ['a __proto__ key', [JSON.parse('{"__proto__": 1}'), JSON.parse('{"__proto__": 1}')]],
+    ['equal bytes', [Buffer.from('ab'), Buffer.from('ab')]],
+    ['different bytes', [Buffer.from('ab'), Buffer.from('ac')]],
+    ['bytes and an array of the same numbers', [Buffer.from([1, 2]), [1, 2]]],
+    ['bytes inside objects', [{ b: Buffer.from('x') }, { b: Buffer.from('x') }]],
+    ['a duplicate far apart', ['a', 'b', 'c', 'd', 'a']],
+    ['all distinct', [1, 'a', null, true, [], {}, [null], { a: null }]],
+    ['nothing', []]
+  ]
+  const stock = new Ajv({ strict: true }).compile(ARRAY_OF_ANYTHING)
+  const ours = makeAjv(false).compile(ARRAY_OF_ANYTHING)
+  for (const [name, items] of cases) {
+    const expected = stock(items)
+    t.equal(ours(items), expected, `${name}: ${expected ? 'unique' : 'a duplicate'}`)
+    t.equal(firstDuplicate(items) === undefined, expected, `${name}: firstDuplicate agrees`)
+  }
+})
+
+t.test('canonical keys tell apart what JSON.stringify would not', async (t) => {
+  t.not(canonicalKey([NaN]), canonicalKey([null]), 'NaN is no null')
+  t.not(canonicalKey({ a: undefined }), canonicalKey({}))
+  t.equal(canonicalKey({ b: 1, a: [0] }), canonicalKey({ a: [-0], b: 1 }))
+})
+
+t.test('a duplicate is answered in Ajv\'s words, naming the two items', async (t) => {
+  const validate = compileBodyValidator({ type: 'object', properties: { tags: { type: 'array', uniqueItems: true, items: { type: 'object' } } } })
+  t.equal(validate({ tags: [{ k: 1 }, { k: 2 }, { k: 1 }] }), false)
+  t.match(validate.errors, [{ keyword: 'uniqueItems', instancePath: '/tags', params: { i: 2, j: 0 } }])
+  t.equal(validationError(validate.errors, 'body', validate.schema).message, 'body/tags must NOT have duplicate items (items ## 0 and 2 are identical)')
+  t.equal(validate({ tags: [{ k: 1 }, { k: 2 }] }), true)
+})
+
+t.test('an array a client sends is checked in linear time, by every validator pyfleet compiles', async (t) => {
+  // Ajv's own compared every pair: 20,000 objects took 9 s; these 100,000 would take minutes.
+  const distinct = Array.from({ length: 100_000 }, (_, i) => ({ id: i, tags: [String(i)] }))
+  const repeated = [...distinct, { tags: ['7'], id: 7 }]
+  const schema = { type: 'array', uniqueItems: true, items: { type: 'object' } }
+  const registry = new TaskRegistry(loadConfig({}))
+  const info = { name: 'u', doc: '', schema: { type: 'object', properties: { items: schema } }, outputSchema: schema, timeoutMs: null, raw: [], rawField: null, maxConcurrency: null } as unknown as TaskInfo
+  registry.update([info])
+  const validators = {
+    'the offload thread\'s': compileBodyValidator(schema),
+    'the query string\'s (coercing)': makeAjv(true).compile(schema),
+    'VALIDATE_RESULTS\'': new ResultValidators().compile(schema)
+  }
+  for (const [name, validate] of Object.entries(validators)) {
+    t.equal(validate(distinct), true, `${name}: distinct`)
+    t.equal(validate(repeated), false, `${name}: one duplicate`)
+    t.match(validate.errors, [{ params: { j: 7, i: 100_000 } }], name)
+  }
+  const table = registry.get('u')
+  t.ok(table)
+  t.equal(table?.validateBody({ items: distinct }), true, 'the table\'s: distinct')
+  t.equal(table?.validateBody({ items: repeated }), false, 'the table\'s: one duplicate')
+})
