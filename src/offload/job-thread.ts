@@ -4,12 +4,14 @@
 
 import { Worker } from 'node:worker_threads'
 import { ownBytes, type Job } from './jobs.js'
-import type { JobMessage, OutcomeMessage } from './offload-thread.js'
+import type { JobMessage, OutcomeMessage, StartedMessage } from './offload-thread.js'
 
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
 export const IDLE_STOP_MS = 30_000
 
 export interface JobThreadEvents {
+  /** The thread has begun a job (after loading its modules, if it is new). */
+  started: (id: number) => void
   /** The thread has answered a job: its outcome, or why it failed. */
   done: (message: OutcomeMessage) => void
   /** The thread ended on its own (a crash, an exit), not by idle() or stop(): the job it was running is lost. */
@@ -83,7 +85,11 @@ export class JobThread {
     this.#starts++
     const thread = new Worker(this.#script, { name: 'pyfleet-offload' })
     thread.unref()
-    thread.on('message', (message: OutcomeMessage) => {
+    thread.on('message', (message: OutcomeMessage | StartedMessage) => {
+      if ('started' in message) {
+        this.#on.started(message.id)
+        return
+      }
       thread.unref()
       this.#on.done(message)
     })

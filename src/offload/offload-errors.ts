@@ -1,7 +1,7 @@
 // How a job the offload thread did not run is answered: the thread failed, the client
 // left, the server drains, or the body waited too long (offloader.ts).
 
-import { WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
+import { TaskTimeoutError, WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
 
 /** The thread stopped (a bug in it, or it could not be started) while a job waited for it. */
 export class OffloadThreadError extends Error {
@@ -18,7 +18,7 @@ export class OffloadCancelledError extends Error {
  * when it refuses a call the same way. These come before a call exists, so the route
  * counts them (refusedOutcome).
  */
-const outcomes = new WeakMap<Error, 'cancelled' | 'queue_timeout'>()
+const outcomes = new WeakMap<Error, 'cancelled' | 'queue_timeout' | 'timeout'>()
 
 /** The answer to a body that would be parsed for a call that can no longer run. */
 export function shuttingDown (): Error {
@@ -36,7 +36,17 @@ export function waitedTooLong (limitMs: number, byBudget: boolean): Error {
   return error
 }
 
+/**
+ * The answer to a body the thread worked on past its task's timeout (a large body against a
+ * costly schema): the thread was ended, as a worker past its timeout is.
+ */
+export function checkedTooLong (task: string, limitMs: number): Error {
+  const error = new TaskTimeoutError(`checking the body took longer than task ${task}'s timeout (${limitMs} ms) on the offload thread, and was stopped: the body is too large for its schema's checks; send a smaller one`)
+  outcomes.set(error, 'timeout') // as a call that ran past its timeout
+  return error
+}
+
 /** The call outcome a body's refusal by the offloader counts as, or undefined for any other error. */
-export function refusedOutcome (error: unknown): 'cancelled' | 'queue_timeout' | undefined {
+export function refusedOutcome (error: unknown): 'cancelled' | 'queue_timeout' | 'timeout' | undefined {
   return error instanceof Error ? outcomes.get(error) : undefined
 }

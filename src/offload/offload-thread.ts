@@ -7,8 +7,12 @@ import type { ValidateFunction } from 'ajv'
 import { compileBodyValidator, compileRawValidator, compileResultValidator } from '../schema-compile.js'
 import { ownBytes, prepareAnswer, prepareInput, type AnswerJob, type InputJob, type Job, type JobOutcome } from './jobs.js'
 
-/** One message each way: a job, and its outcome (or the message of the bug that stopped it). */
+/**
+ * A job one way; back, that it has started (a new thread has loaded its modules by then:
+ * its time limit counts from here), then its outcome (or the message of the bug that stopped it).
+ */
 export interface JobMessage { id: number, job: Job }
+export interface StartedMessage { id: number, started: true }
 export interface OutcomeMessage { id: number, outcome?: JobOutcome, failed?: string }
 
 /**
@@ -48,6 +52,7 @@ function run (job: Job): JobOutcome {
 const port = parentPort
 if (port === null) throw new Error('offload-thread.js runs as a Node worker_threads thread (offloader.ts starts it)')
 port.on('message', ({ id, job }: JobMessage) => {
+  port.postMessage({ id, started: true } satisfies StartedMessage)
   let outcome: JobOutcome
   try {
     outcome = run(job)

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS } from '../config.js'
 import { errorOfCode } from '../errors.js'
-import { OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
+import { checkedTooLong, OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
 import { queueWaitLimit } from '../pool/budget-timer.js'
@@ -48,6 +48,8 @@ export interface InputOptions {
   budgetMs?: number
   /** The request the body came with, whose share of RECEIVE_LIMIT_BYTES the body keeps. */
   request?: IncomingMessage
+  /** The task's timeout: the longest the thread may work on the body (504 TASK_TIMEOUT past it, and a new thread). */
+  timeLimitMs?: number
 }
 
 export interface OffloaderOptions {
@@ -84,6 +86,13 @@ interface Queued {
   waitedMs: number
   /** Ends what watches it while it waits (its client leaving, its budget): called when it starts or ends. */
   unwatch: () => void
+  /** The job's size (its bytes move to the thread when it starts), for the log. */
+  bytes: number
+  /** The longest the thread may run it, and what it fails with past that (the thread is ended then). */
+  timeLimitMs: number
+  overran: () => Error
+  /** Set while it runs with a time limit. */
+  limitTimer: NodeJS.Timeout | undefined
 }
 
 /** An input, and how long its body waited for the thread (which counts against the client's budget). */
@@ -120,6 +129,7 @@ export class Offloader {
   constructor (options: OffloaderOptions) {
     this.#options = options
     this.#thread = new JobThread(options.script ?? THREAD_SCRIPT, options.idleStopMs ?? IDLE_STOP_MS, {
+      started: (id) => { this.#onStarted(id) },
       done: (message) => { this.#onDone(message) },
       stopped: (why) => { this.#onThreadStopped(why) }
     })
@@ -160,13 +170,14 @@ export class Offloader {
    * 503 QUEUE_TIMEOUT when its budget runs out while it waits; OffloadCancelledError when
    * its client leaves while it waits.
    */
-  async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, onClientGone, budgetMs, request }: InputOptions = {}): Promise<OffloadedInput> {
+  async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, onClientGone, budgetMs, request, timeLimitMs = Infinity }: InputOptions = {}): Promise<OffloadedInput> {
     if (this.#isDraining()) throw shuttingDown()
     const bytes = body.bytes.length
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, raw: body.raw, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     let queued: Queued | undefined
-    const outcome = await this.#enqueue(job, bytes, release, (waiting) => {
+    const overran = (): Error => checkedTooLong(task.name, timeLimitMs)
+    const outcome = await this.#enqueue(job, bytes, release, { timeLimitMs, overran }, (waiting) => {
       queued = waiting
       let unsubscribe: (() => void) | undefined
       let timer: NodeJS.Timeout | undefined
@@ -198,13 +209,15 @@ export class Offloader {
   /**
    * A large reply frame decoded and written as the answer, in `format`. Goes before bodies
    * waiting (up to four in a row: job-queue.ts): its worker is held until it is done. Rejects with OffloadThreadError
-   * when the thread cannot do it (not the worker's doing: the caller answers 500).
+   * when the thread cannot do it (not the worker's doing: the caller answers 500), or
+   * works on it past `timeLimitMs` (the task's timeout; the thread is ended then).
    */
-  async answer (reply: DeferredReply, format: AnswerFormat, checkAgainst?: Pick<ResultCheck, 'outputSchema' | 'schemaKey'>): Promise<JobOutcome> {
+  async answer (reply: DeferredReply, format: AnswerFormat, checkAgainst?: Pick<ResultCheck, 'outputSchema' | 'schemaKey'>, timeLimitMs = Infinity): Promise<JobOutcome> {
     const job: AnswerJob = { op: 'answer', frame: reply.frame, callId: reply.id, format }
     // VALIDATE_RESULTS: checked on the thread too, as call-run.ts checks replies decoded on the event loop.
     if (checkAgainst !== undefined) job.result = { schema: checkAgainst.outputSchema, schemaKey: checkAgainst.schemaKey }
-    return await this.#enqueue(job, 0, () => {})
+    const overran = (): Error => new OffloadThreadError(`writing the answer took longer than the task's timeout (${timeLimitMs} ms), and was stopped`)
+    return await this.#enqueue(job, 0, () => {}, { timeLimitMs, overran })
   }
 
   /**
@@ -256,13 +269,13 @@ export class Offloader {
   }
 
   /** Queues a job; `watch` starts watching it while it waits, and sets its `unwatch`. */
-  #enqueue (job: Job, bodyBytes: number, release: () => void, watch?: (queued: Queued) => void): Promise<JobOutcome> {
+  #enqueue (job: Job, bodyBytes: number, release: () => void, limit: Pick<Queued, 'timeLimitMs' | 'overran'>, watch?: (queued: Queued) => void): Promise<JobOutcome> {
     if (this.#phase === 'closed') {
       release()
       return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
     }
     return new Promise<JobOutcome>((resolve, reject) => {
-      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {} }
+      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {}, bytes: job.op === 'input' ? job.bytes.length : job.frame.length, ...limit, limitTimer: undefined }
       this.#waiting.push(queued)
       this.#pendingBodyBytes += bodyBytes
       watch?.(queued)
@@ -297,6 +310,7 @@ export class Offloader {
 
   #finish (queued: Queued): void {
     queued.unwatch()
+    clearTimeout(queued.limitTimer)
     this.#pendingBodyBytes -= queued.bodyBytes
     queued.release()
   }
@@ -304,6 +318,14 @@ export class Offloader {
   #fail (queued: Queued, error: Error): void {
     this.#finish(queued)
     queued.reject(error)
+  }
+
+  /** The thread began the running job: its time limit counts from now, not from a new thread's start-up. */
+  #onStarted (id: number): void {
+    const running = this.#running
+    if (running === undefined || running.id !== id || !Number.isFinite(running.timeLimitMs)) return
+    // Capped: Node fires a longer timer at once.
+    running.limitTimer = setTimeout(() => { this.#overran(running) }, Math.min(running.timeLimitMs, MAX_TIMER_MS))
   }
 
   #onDone ({ id, outcome, failed }: OutcomeMessage): void {
@@ -317,6 +339,23 @@ export class Offloader {
     } else {
       running.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
     }
+    this.#pump()
+  }
+
+  /**
+   * The running job passed its time limit: the thread is ended (a job cannot be stopped any
+   * other way), the job fails, and the next one starts a new thread. RE2 is linear, but its
+   * constant grows with a pattern's counted repetitions: an unanchored `[0-9a-f]{64}`
+   * takes ~1 s per MiB of a value shaped to almost match it, and the thread would otherwise
+   * hold every body and answer behind it, and the workers whose answers wait.
+   */
+  #overran (queued: Queued): void {
+    if (this.#running !== queued) return
+    this.#running = undefined
+    void this.#thread.stop()
+    const { bytes } = queued
+    this.#options.log.warn({ job: queued.job.op, bytes, timeLimitMs: queued.timeLimitMs }, `the offload thread worked on a job of ${bytes} bytes past its task's timeout (${queued.timeLimitMs} ms); it was ended, and the next job starts a new one`)
+    this.#fail(queued, queued.overran())
     this.#pump()
   }
 

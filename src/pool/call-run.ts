@@ -145,7 +145,7 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
   let outcome
   try {
     if (pool.offloader === undefined) throw new OffloadThreadError('no offload thread was configured')
-    outcome = await pool.offloader.answer(reply, format, resultCheckFor(call.task, worker.tasks))
+    outcome = await pool.offloader.answer(reply, format, resultCheckFor(call.task, worker.tasks), call.task.timeoutMs)
   } catch (error) {
     if (!(error instanceof OffloadThreadError)) throw error
     // Not the worker's doing, which stays: a 500 TASK_FAILED (outcome "failed": the task's

@@ -8,7 +8,7 @@
 import type { ValidateFunction } from 'ajv'
 import { segmentName } from '../json-pointer.js'
 import { validateSwapped } from '../routes/big-integers.js'
-import { compileResultValidator, mostSpecific, validationError } from '../schema-compile.js'
+import { compileResultValidator, MAX_DETAILS, mostSpecific, validationError } from '../schema-compile.js'
 import type { PoolTask } from './call.js'
 import { KIND_INVALID_RESULT, MSG_ERROR, type ErrorMessage, type ResultMessage } from './protocol.js'
 import type { TaskInfo } from './ready-message.js'
@@ -62,9 +62,6 @@ function jsonTypeAt (value: unknown, pointer: string): string {
   if (typeof node === 'bigint') return 'integer'
   return typeof node
 }
-
-/** The most errors a refused result's details list. */
-const MAX_DETAILS = 50
 
 /** What a result is checked against: the validator, and the schema (which the offload thread compiles for itself, keyed by its JSON). */
 export interface ResultCheck {

@@ -234,7 +234,8 @@ async function offloadedInput (task: Task, request: FastifyRequest, body: Pendin
     parseOnly: misplaced !== undefined,
     onClientGone,
     budgetMs: Number.isNaN(budget) ? undefined : budget,
-    request: request.raw
+    request: request.raw,
+    timeLimitMs: task.timeoutMs
   })
   if (misplaced !== undefined) throw misplaced
   return input

@@ -242,6 +242,41 @@ t.test('a pattern a client could make backtrack for ever is tested in linear tim
   t.equal((await fetch(`${server.url}/health`)).status, 200)
 })
 
+t.test('a body whose schema check would take exponential or quadratic time is answered at once, and the server goes on serving', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'costly_schema_tasks', PYTHONPATH: FIXTURES })
+  let tree: unknown = { kind: 'list' }
+  for (let level = 0; level < 30; level++) tree = { kind: 'list', children: [tree] }
+  // With Ajv alone: 9.6 s at 16 levels (479 bytes), three times as long for each level more.
+  const deep = await callTask(server.url, 'costly.tree', tree)
+  t.equal(deep.status, 400)
+  t.match(deep.json, { code: 'FST_ERR_VALIDATION', message: /^body is too costly to check: it took more than \d+ steps/, details: [{ keyword: 'cost' }] })
+  t.same((await callTask(server.url, 'costly.tree', { kind: 'list', children: [{ kind: 'paragraph' }] })).json, { kind: 'list' }, 'a shallow tree is checked as before')
+  let keys = {}
+  for (let level = 0; level < 40; level++) keys = { xy: keys }
+  t.equal((await callTask(server.url, 'costly.keys', keys)).status, 400, 'overlapping recursive patternProperties')
+  // Ajv compared every pair of items of no declared type: 20,000 numbers took 0.7 s, these 40,000 (229 KB, on the event loop) ~3 s.
+  const ids = Array.from({ length: 40_000 }, (_, i) => i * 7919)
+  t.same((await callTask(server.url, 'costly.unique', { ids })).json, 40_000)
+  const repeated = await callTask(server.url, 'costly.unique', { ids: [...ids, 7919] })
+  t.equal(repeated.status, 400)
+  t.equal(repeated.json.message, 'body/ids must NOT have duplicate items (items ## 1 and 40000 are identical)')
+  t.equal((await fetch(`${server.url}/health`)).status, 200)
+})
+
+t.test('a large body whose check runs past its task\'s timeout on the offload thread is answered 504, and the thread is replaced', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'costly_schema_tasks', PYTHONPATH: FIXTURES })
+  // Almost a 64-digit hex number at every offset: RE2 keeps 63 threads alive all along (~1 s per MiB).
+  const s = `${'a'.repeat(63)}g`.repeat(32_768)
+  const slow = await callTask(server.url, 'costly.hash', { s })
+  t.equal(slow.status, 504)
+  t.match(slow.json, { code: 'TASK_TIMEOUT', message: /^checking the body took longer than task costly\.hash's timeout \(300 ms\) on the offload thread, and was stopped/ })
+  t.ok(server.logs.some((line) => /the offload thread worked on a job of \d+ bytes past its task's timeout \(300 ms\); it was ended/.test(line.msg ?? '')), 'logged at warn')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /pyworker_calls_total\{task="costly\.hash",outcome="timeout"\} 1/, 'counted as a call past its timeout')
+  t.same((await callTask(server.url, 'costly.hash', { s: `${'a'.repeat(300_000)}` })).json, 300_000, 'the next large body runs on a new thread')
+  t.equal(server.app.offloader.threadStarts, 2)
+})
+
 t.test('a queue full of calls waiting on their task\'s limit does not turn away a fast call a free worker can take', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2', QUEUE_LIMIT: '2', TASK_CONCURRENCY: 'diag.work=1' })
   const slow = Array.from({ length: 3 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 1000 }))

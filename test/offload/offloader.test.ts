@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http'
 import pino from 'pino'
 import { pack } from 'msgpackr'
 import { Offloader } from '../../src/offload/offloader.js'
-import { OffloadCancelledError, OffloadThreadError } from '../../src/offload/offload-errors.js'
+import { OffloadCancelledError, OffloadThreadError, refusedOutcome } from '../../src/offload/offload-errors.js'
 import { PendingBody } from '../../src/offload/encoded.js'
 import { ownBytes } from '../../src/offload/jobs.js'
 import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol.js'
@@ -187,6 +187,36 @@ t.test('a body whose client\'s budget runs out while it waits is answered 503 QU
   await offload.close()
   await first
   t.match(await patient, { code: 'WORKERS_UNAVAILABLE' }, 'until the close answers it')
+})
+
+t.test('a job the thread works on past its task\'s timeout fails, and the thread is ended: the next job gets a new one', async (t) => {
+  const lines: string[] = []
+  const offload = offloader(t, { script: 'stalls.mjs', lines })
+  const first = offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'), { timeLimitMs: 50 }).catch((e: Error) => e)
+  const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { timeLimitMs: 50 }).catch((e: Error) => e)
+  const overran = await first
+  t.match(overran, { code: 'TASK_TIMEOUT', statusCode: 504, message: /^checking the body took longer than task sum's timeout \(50 ms\) on the offload thread, and was stopped/ })
+  t.equal(refusedOutcome(overran), 'timeout', 'counted as a call past its timeout')
+  const next = await second
+  t.match(next, { code: 'TASK_TIMEOUT' }, 'the job waiting behind it ran on a new thread, with a time limit of its own')
+  t.equal(offload.threadStarts, 2)
+  t.equal(offload.pendingJobs, 0)
+  t.equal(offload.pendingBodyBytes, 0, 'their bytes are no longer counted')
+  t.match(lines, [/the offload thread worked on a job of 15 bytes past its task's timeout \(50 ms\); it was ended/, /past its task's timeout/])
+  const answer = await offload.answer({ t: MSG_DEFERRED, id: 1, frame: encodeFrame(resultFrame(1, 'x')) }, 'json', undefined, 50).catch((e: Error) => e)
+  t.ok(answer instanceof OffloadThreadError, 'an answer past it is the offload thread\'s failure (500), not the worker\'s')
+  t.match(answer, { message: /writing the answer took longer than the task's timeout \(50 ms\)/ })
+})
+
+t.test('a job done within its time limit is not disturbed, and its timer is cleared', async (t) => {
+  const offload = offloader(t)
+  for (let round = 0; round < 3; round++) {
+    const ok = await offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'), { timeLimitMs: 60_000 })
+    t.ok(ok.input instanceof EncodedInput)
+  }
+  t.equal(offload.threadStarts, 1, 'one thread for all of them')
+  // A limit past Node's longest timer does not fire at once.
+  t.ok((await offload.input(task, new PendingBody(Buffer.from('{"values": [1]}'), 'json'), { timeLimitMs: 99_999_999_999 })).input instanceof EncodedInput)
 })
 
 t.test('a body that waits for the thread past QUEUE_TIMEOUT_MS is answered 503 QUEUE_TIMEOUT, unparsed, as a call waiting that long for a worker', async (t) => {
