@@ -1,62 +1,98 @@
 // A budget for checking one value against a schema that refers to itself. Ajv checks
 // each branch of a `oneOf`, `anyOf` or `allOf` (and each matching `patternProperties`
-// pattern) on its own, so a recursive schema whose branches each descend into the same
+// pattern) on its own, so a recursive schema whose branches each go down into the same
 // data before one fails costs time exponential in the data's depth: OpenAPI's
 // polymorphism (`oneOf` of `allOf: [{"$ref": base}, {kind: const}]`) took 9.6 s over a
 // 479-byte body 16 levels deep, the event loop and /health held all along, and the errors
-// its branches collect made an 82 MB answer. Every recursion passes a `$ref`, so each
-// subschema holding one is counted as it is entered, weighed by the size of the value it
-// is entered with (a 15 KB key tested against patterns at each step costs more than a
-// number); past the budget the check stops, and the value is refused as too costly to check.
+// its branches collect made an 82 MB answer. Every recursion passes a `$ref` that leads
+// back to itself, so each subschema holding one is counted as it is entered (a step); a
+// schema without such a cycle cannot take exponential time, and is checked as Ajv alone
+// checks it. The budget of steps grows
+// with the value's size and with the schema's references (a schema of 100 variants enters
+// each value through ~200 of them, legitimately). A step costs little, unless what it
+// checks again is large (a 100 KB string under a maxLength or a pattern): a time limit,
+// read every 256 steps, catches that. Past either, the check stops and the value is refused
+// as too costly to check. Weighing each step by its value instead made a legitimate
+// 60-variant union 4 times slower to check than Ajv alone.
 
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv'
-import { isSchemaObject, mapSubschemas, someSubschema } from './schema-walk.js'
+import { walkSchemas } from './schema-walk.js'
 
 /** The keyword put beside each `$ref` of a schema compiled for checking (never served). */
 const STEP_KEYWORD = 'x-pyfleet-step'
 
 /**
- * Steps (references followed, each weighed by its value: weightOf) in one check before the
- * value's own weight is counted, and then per unit of it: a value that needs more is
- * refused. A step takes ~200 ns to ~1 µs: the base is 40-200 ms of Node's time. A schema
- * that follows its references a few times per value stays far inside it: a 16 MiB body of
- * a million values may take 64 million.
+ * Steps in one check before the value is weighed (weightOfAll), and then per unit of its
+ * weight and per `$ref` in the schema: a value that needs more is refused. The base is
+ * ~10-40 ms of Node's time when the steps check little. A schema that enters each value
+ * once through each of its references, as one without exponential shapes does, takes at
+ * most its weight times its references.
  */
 export const BASE_STEPS = 200_000
-export const STEPS_PER_VALUE = 64
+export const STEPS_PER_VALUE_AND_REFERENCE = 4
 
-/** Thrown through Ajv's code when a check runs out of steps; caught by the validator's wrapper. */
+/**
+ * The time net: a check past BASE_MS, and past TIME_PER_WEIGHT_MS per unit of its value's
+ * weight, is refused whatever its steps (the clock is read every 256 steps, so a check of
+ * fewer never reads it). A body under OFFLOAD_MIN_BYTES, checked on the event loop, weighs
+ * at most ~100,000 units: 2 s, against ~0.1 s that checking such a body legitimately takes.
+ */
+export const BASE_MS = 250
+export const TIME_PER_WEIGHT_MS = 0.02
+
+/** Thrown through Ajv's code when a check runs out of steps or time; caught by the validator's wrapper. */
 class OutOfSteps extends Error {}
 
 /** The check running now (checks are synchronous: one at a time per thread). */
-let steps = 0
-let limit = Infinity
-let root: unknown
-let valuesCounted = false
+interface Check {
+  steps: number
+  limit: number
+  references: number
+  root: unknown
+  weight: number | undefined
+  startedAt: number
+  timeLimitMs: number
+}
+const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, timeLimitMs: Infinity }
+let check: Check = idle
 
-function step (_schema: boolean, data: unknown): boolean {
-  steps += weightOf(data)
-  if (steps <= limit) return true
-  if (!valuesCounted) {
+function step (): boolean {
+  const now = check
+  if (++now.steps > now.limit && now.weight === undefined) {
     // Only a check this long weighs the whole value: the others never walk it.
-    valuesCounted = true
-    limit = BASE_STEPS + STEPS_PER_VALUE * weightOfAll(root)
-    if (steps <= limit) return true
+    now.limit = BASE_STEPS + STEPS_PER_VALUE_AND_REFERENCE * now.references * weightOfCheck(now)
   }
-  throw new OutOfSteps()
+  if (now.steps > now.limit) throw new OutOfSteps()
+  if ((now.steps & 255) === 0 && performance.now() - now.startedAt > now.timeLimitMs) {
+    if (now.timeLimitMs === BASE_MS) now.timeLimitMs = Math.max(BASE_MS, TIME_PER_WEIGHT_MS * weightOfCheck(now))
+    if (performance.now() - now.startedAt > now.timeLimitMs) throw new OutOfSteps()
+  }
+  return true
+}
+
+function weightOfCheck (now: Check): number {
+  now.weight ??= weightOfAll(now.root)
+  return now.weight
 }
 
 /**
- * What checking `value` itself (not what it holds) may cost, roughly, in steps: 1, and a
- * unit per 64 characters of a string or a key (patterns test them), per key of an object
- * and per 16 items of an array (the schema at hand goes through them).
+ * The size of `value` itself, as what checking it may cost: 1, a unit per key of an object
+ * and per item of an array (the schema at hand goes through them), and a unit per 16
+ * characters of a key or of a string it holds directly (patterns and lengths test them).
  */
 export function weightOf (value: unknown): number {
-  if (typeof value === 'string') return 1 + (value.length >>> 6)
+  if (typeof value === 'string') return 1 + (value.length >>> 4)
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return 1
-  if (Array.isArray(value)) return 1 + (value.length >>> 4)
+  if (Array.isArray(value)) {
+    let weight = 1 + value.length
+    for (const item of value) if (typeof item === 'string') weight += item.length >>> 4
+    return weight
+  }
   let weight = 1
-  for (const key in value) weight += 1 + (key.length >>> 6)
+  for (const key in value) {
+    const inner = (value as Record<string, unknown>)[key]
+    weight += 1 + (key.length >>> 4) + (typeof inner === 'string' ? inner.length >>> 4 : Array.isArray(inner) ? inner.length : 0)
+  }
   return weight
 }
 
@@ -79,40 +115,84 @@ export function addStepKeyword (ajv: Ajv): void {
   ajv.addKeyword({ keyword: STEP_KEYWORD, schemaType: 'boolean', before: '$ref', validate: step })
 }
 
-/** Whether `schema` holds a `$ref` anywhere: only such a schema can recurse. */
-export function refersToItself (schema: unknown): boolean {
-  return someSubschema(schema, (sub) => typeof sub.$ref === 'string')
+/** A `$ref` in a schema: where it is, and the pointer it leads to (undefined: not a local JSON Pointer). */
+interface Reference { at: string, to: string | undefined }
+
+/** Every `$ref` in `schema`, and whether it names an `$id` anywhere (then references may resolve by it). */
+function referencesOf (schema: unknown): { references: Reference[], ids: boolean } {
+  const references: Reference[] = []
+  let ids = false
+  walkSchemas(schema, (sub, at) => {
+    if (Object.hasOwn(sub, '$id')) ids = true
+    if (typeof sub.$ref === 'string') references.push({ at, to: localPointer(sub.$ref) })
+  })
+  return { references, ids }
 }
 
-/** A copy of `schema` with the step keyword beside every `$ref`. */
-export function countingReferences (schema: unknown): unknown {
-  if (!isSchemaObject(schema)) return schema
-  const out = mapSubschemas(schema, (inner) => countingReferences(inner))
-  if (typeof out.$ref === 'string') out[STEP_KEYWORD] = true
-  return out
+function localPointer (ref: string): string | undefined {
+  if (ref !== '#' && !ref.startsWith('#/')) return undefined
+  try {
+    return decodeURIComponent(ref.slice(1))
+  } catch {
+    return undefined
+  }
 }
 
 /**
- * `validate` (compiled from a `countingReferences` schema) with a budget for each call: a
- * value past it is refused with one error of its own, keyword "cost", instead of Ajv's.
+ * The places of the `$ref`s that can lead back to themselves: entering one's target may
+ * reach (through references inside the target, and theirs) the same `$ref` again. With an
+ * `$id` anywhere, or a reference that is no local JSON Pointer, every `$ref` is counted.
  */
-export function withStepBudget (validate: ValidateFunction): ValidateFunction {
+export function recursiveReferences (schema: unknown): { all: number, recursive: Set<string> } {
+  const { references, ids } = referencesOf(schema)
+  if (ids || references.some((r) => r.to === undefined)) return { all: references.length, recursive: new Set(references.map((r) => r.at)) }
+  const inside = (place: string, target: string): boolean => target === '' || place === target || place.startsWith(`${target}/`)
+  // The references each one's target holds, by index.
+  const next = references.map((from) => references.flatMap((r, index) => inside(r.at, from.to as string) ? [index] : []))
+  const recursive = new Set<string>()
+  references.forEach((start, first) => {
+    const seen = new Set<number>()
+    const stack = [...next[first]]
+    while (stack.length > 0) {
+      const index = stack.pop() as number
+      if (index === first) {
+        recursive.add(start.at)
+        return
+      }
+      if (seen.has(index)) continue
+      seen.add(index)
+      stack.push(...next[index])
+    }
+  })
+  return { all: references.length, recursive }
+}
+
+/** A copy of `schema` with the step keyword beside each `$ref` at one of `places`. */
+export function countingReferences (schema: unknown, places: ReadonlySet<string>): unknown {
+  const copy = structuredClone(schema)
+  walkSchemas(copy, (sub, at) => { if (places.has(at)) sub[STEP_KEYWORD] = true })
+  return copy
+}
+
+/**
+ * `validate` (compiled from a `countingReferences` schema of `references` references in
+ * all) with a budget for each call: a value past it is refused with one error of its own,
+ * keyword "cost", instead of Ajv's.
+ */
+export function withStepBudget (validate: ValidateFunction, references: number): ValidateFunction {
   const budgeted = function (data: unknown): boolean {
-    const outer = { steps, limit, root, valuesCounted }
-    steps = 0
-    limit = BASE_STEPS
-    root = data
-    valuesCounted = false
+    const outer = check
+    check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), timeLimitMs: BASE_MS }
     try {
       const valid = validate(data)
       budgeted.errors = validate.errors
       return valid
     } catch (error) {
       if (!(error instanceof OutOfSteps)) throw error
-      budgeted.errors = [tooCostly(limit)]
+      budgeted.errors = [tooCostly(check)]
       return false
     } finally {
-      ({ steps, limit, root, valuesCounted } = outer)
+      check = outer
     }
   } as ValidateFunction
   budgeted.schema = validate.schema
@@ -120,12 +200,13 @@ export function withStepBudget (validate: ValidateFunction): ValidateFunction {
   return budgeted
 }
 
-function tooCostly (limit: number): ErrorObject {
+function tooCostly (stopped: Check): ErrorObject {
+  const past = stopped.steps > stopped.limit ? `it took more than ${stopped.limit} steps` : `it took more than ${Math.round(stopped.timeLimitMs)} ms`
   return {
     keyword: 'cost',
     instancePath: '',
     schemaPath: '#',
-    params: { limit },
-    message: `is too costly to check: it took more than ${limit} steps, the most allowed for a value of its size (the schema tries branches that each go down into the same data, which costs time exponential in the data's depth); send a shallower value, or ask the task's author to make the schema choose one branch before it goes down`
+    params: { limit: stopped.limit },
+    message: `is too costly to check: ${past}, the most allowed for a value of its size (the schema tries branches that each go down into the same data, which costs time exponential in the data's depth); make the value shallower, or the schema choose one branch before it goes down`
   }
 }

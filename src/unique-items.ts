@@ -3,9 +3,11 @@
 // scalar `type`): a 229 KB body of 20,000 small objects held the event loop for 9 s, and
 // the offload thread would take hours over a 16 MiB one. Here each item is written once
 // as a canonical key (object keys sorted, types told apart) and the keys go into a Map,
-// so that two items are the same exactly when fast-deep-equal, Ajv's equality, says so.
+// so that two items are the same exactly when JSON Schema says they are: as fast-deep-equal,
+// Ajv's equality, says, but for objects with a `constructor` or `valueOf` key (which it took
+// for different, or threw on) and binary values (which it compared as UTF-8 text).
 
-import type { Ajv, ErrorObject, FuncKeywordDefinition } from 'ajv'
+import type { Ajv, AnySchemaObject, ErrorObject, FuncKeywordDefinition } from 'ajv'
 
 /**
  * A string that is the same for two values exactly when they are equal as JSON Schema (and
@@ -41,29 +43,51 @@ export function canonicalKey (value: unknown): string {
   return `${key}}`
 }
 
-/**
- * The first two equal items, as [earlier, later] indexes, or undefined when all differ.
- * Numbers and booleans are their own keys, strings tagged (so that 1 and "1" differ):
- * most arrays checked for uniqueness hold those, and cost no string building.
- */
-export function firstDuplicate (items: readonly unknown[]): [number, number] | undefined {
-  const seen = new Map<unknown, number>()
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]
-    // A Map compares numbers as SameValueZero: NaN is NaN, and -0 is 0.
-    const key = typeof item === 'string' ? `s${item}` : typeof item === 'object' || typeof item === 'undefined' ? canonicalKey(item) : item
-    const earlier = seen.get(key)
-    if (earlier !== undefined) return [earlier, i]
-    seen.set(key, i)
-  }
-  return undefined
+/** An item's key: numbers and booleans are their own (a Map compares numbers as SameValueZero: NaN is NaN, -0 is 0), strings tagged so that 1 and "1" differ. */
+function keyOf (item: unknown): unknown {
+  return typeof item === 'string' ? `s${item}` : typeof item === 'object' || typeof item === 'undefined' ? canonicalKey(item) : item
 }
 
-function checkUnique (unique: boolean, data: unknown[]): boolean {
+/**
+ * The pair of equal items Ajv names, as { i, j }, or undefined when all differ. Ajv looks
+ * from the end: where `items` declares only scalar types, for the last item that has an
+ * equal one after it (i), and that next one (j); otherwise for the last item that has an
+ * equal one before it (i), and the nearest of those (j).
+ */
+export function duplicatePair (items: readonly unknown[], scalarItems = false): { i: number, j: number } | undefined {
+  const seen = new Map<unknown, number>()
+  if (scalarItems) {
+    for (let i = items.length - 1; i >= 0; i--) {
+      const key = keyOf(items[i])
+      const j = seen.get(key)
+      if (j !== undefined) return { i, j }
+      seen.set(key, i)
+    }
+    return undefined
+  }
+  let pair: { i: number, j: number } | undefined
+  for (let i = 0; i < items.length; i++) {
+    const key = keyOf(items[i])
+    const j = seen.get(key)
+    if (j !== undefined) pair = { i, j }
+    seen.set(key, i)
+  }
+  return pair
+}
+
+/** Whether `items` declares types, none of them object or array: Ajv's cue for the order it looks in. */
+function declaresScalarItems (items: unknown): boolean {
+  if (items === null || typeof items !== 'object' || Array.isArray(items)) return false
+  const { type } = items as { type?: unknown }
+  const types = typeof type === 'string' ? [type] : Array.isArray(type) ? type : []
+  return types.length > 0 && !types.some((t) => t === 'object' || t === 'array')
+}
+
+function checkUnique (unique: boolean, data: unknown[], parentSchema?: AnySchemaObject): boolean {
   if (!unique) return true
-  const pair = firstDuplicate(data)
+  const pair = duplicatePair(data, declaresScalarItems((parentSchema as { items?: unknown } | undefined)?.items))
   if (pair === undefined) return true
-  const [j, i] = pair
+  const { i, j } = pair
   // Ajv's own words and params, so that clients see what they saw before.
   checkUnique.errors = [{ keyword: 'uniqueItems', message: `must NOT have duplicate items (items ## ${j} and ${i} are identical)`, params: { i, j } }]
   return false

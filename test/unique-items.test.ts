@@ -8,7 +8,7 @@ import { compileBodyValidator, makeAjv, ResultValidators, validationError } from
 import { TaskRegistry } from '../src/task-registry.js'
 import { loadConfig } from '../src/config.js'
 import type { TaskInfo } from '../src/pool/ready-message.js'
-import { canonicalKey, firstDuplicate } from '../src/unique-items.js'
+import { canonicalKey, duplicatePair } from '../src/unique-items.js'
 
 const ARRAY_OF_ANYTHING = { type: 'array', uniqueItems: true }
 
@@ -48,8 +48,34 @@ t.test('arrays are judged unique exactly as Ajv\'s own uniqueItems judges them',
   for (const [name, items] of cases) {
     const expected = stock(items)
     t.equal(ours(items), expected, `${name}: ${expected ? 'unique' : 'a duplicate'}`)
-    t.equal(firstDuplicate(items) === undefined, expected, `${name}: firstDuplicate agrees`)
+    t.equal(duplicatePair(items) === undefined, expected, `${name}: duplicatePair agrees`)
   }
+})
+
+t.test('the pair of items named is the one Ajv names, in either of the orders it looks in', async (t) => {
+  const cases: Array<[Record<string, unknown>, unknown[]]> = [
+    [ARRAY_OF_ANYTHING, [1, 1, 2, 2]],
+    [ARRAY_OF_ANYTHING, [{ a: 1 }, 'x', { a: 1 }, 'x', 'y']],
+    [{ type: 'array', uniqueItems: true, items: { type: 'string' } }, ['a', 'b', 'a', 'b', 'c']],
+    [{ type: 'array', uniqueItems: true, items: { type: 'integer' } }, [5, 1, 5, 5]],
+    [{ type: 'array', uniqueItems: true, items: { type: 'array' } }, [[1], [2], [1], [2]]],
+    [{ type: 'array', uniqueItems: true, items: [{ type: 'string' }, { type: 'string' }], minItems: 2, maxItems: 2 }, ['a', 'a']]
+  ]
+  for (const [schema, items] of cases) {
+    const stock = new Ajv({ strict: false }).compile(schema)
+    const ours = makeAjv(false).compile(schema)
+    t.equal(ours(items), stock(items))
+    t.same(ours.errors?.map((e) => [e.params, e.message]), stock.errors?.map((e) => [e.params, e.message]), `${JSON.stringify(schema.items ?? 'no items')}: ${JSON.stringify(items)}`)
+  }
+})
+
+t.test('where Ajv\'s equality is not JSON Schema\'s, values are compared as JSON Schema says', async (t) => {
+  const validate = makeAjv(false).compile(ARRAY_OF_ANYTHING)
+  // Ajv took these for different (their constructors differ from a plain object's), or threw.
+  t.equal(validate([{ constructor: {} }, { constructor: {} }]), false, 'objects with a "constructor" key')
+  t.equal(validate([{ valueOf: 1 }, { valueOf: 1 }]), false, 'objects with a "valueOf" key')
+  // Ajv compared binary values by their text as UTF-8, where both are U+FFFD.
+  t.equal(validate([Buffer.from([0xff]), Buffer.from([0xfe])]), true, 'different bytes that are no UTF-8')
 })
 
 t.test('canonical keys tell apart what JSON.stringify would not', async (t) => {
