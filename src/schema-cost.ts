@@ -15,7 +15,7 @@
 // as too costly to check. Weighing each step by its value instead made a legitimate
 // 60-variant union 4 times slower to check than Ajv alone.
 
-import type { Ajv, ErrorObject, ValidateFunction } from 'ajv'
+import { _, type Ajv, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv'
 import { walkSchemas } from './schema-walk.js'
 
 /** The keyword put beside each `$ref` of a schema compiled for checking (never served). */
@@ -56,7 +56,7 @@ interface Check {
 const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, timeLimitMs: Infinity }
 let check: Check = idle
 
-function step (): boolean {
+function step (): void {
   const now = check
   if (++now.steps > now.limit && now.weight === undefined) {
     // Only a check this long weighs the whole value: the others never walk it.
@@ -67,7 +67,6 @@ function step (): boolean {
     if (now.timeLimitMs === BASE_MS) now.timeLimitMs = Math.max(BASE_MS, TIME_PER_WEIGHT_MS * weightOfCheck(now))
     if (performance.now() - now.startedAt > now.timeLimitMs) throw new OutOfSteps()
   }
-  return true
 }
 
 function weightOfCheck (now: Check): number {
@@ -110,9 +109,18 @@ export function weightOfAll (value: unknown): number {
   return weight
 }
 
-/** Makes the step keyword known to `ajv`, checked before `$ref` so that a failing reference counts too. */
+/**
+ * Makes the step keyword known to `ajv`: a call to step() written into the validator's code
+ * (as a function Ajv calls and reads errors from, every step cost several times more), before
+ * `$ref`, so that a failing reference counts too.
+ */
 export function addStepKeyword (ajv: Ajv): void {
-  ajv.addKeyword({ keyword: STEP_KEYWORD, schemaType: 'boolean', before: '$ref', validate: step })
+  ajv.addKeyword({
+    keyword: STEP_KEYWORD,
+    schemaType: 'boolean',
+    before: '$ref',
+    code (cxt: KeywordCxt) { cxt.gen.code(_`${cxt.gen.scopeValue('func', { ref: step })}()`) }
+  })
 }
 
 /** A `$ref` in a schema: where it is, and the pointer it leads to (undefined: not a local JSON Pointer). */
