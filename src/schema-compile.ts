@@ -9,7 +9,7 @@ import { ValidationError, withExtras } from './errors.js'
 import { segmentName } from './json-pointer.js'
 import { shorten } from './short-text.js'
 import { useLinearUniqueItems } from './unique-items.js'
-import { addStepKeyword, countingReferences, recursiveReferences, withStepBudget } from './schema-cost.js'
+import { addStepKeyword, countingReferences, referencesToCount, withStepBudget } from './schema-cost.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import { isSchemaObject, mapSubschemas, someSubschema, walkSchemas } from './schema-walk.js'
 
@@ -72,9 +72,9 @@ export function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): Validate
   refuseAsync(schema)
   const checked = binaryIsNoObject(schema) as TaskInfo['schema']
   // A schema that can recurse gets a budget per check (schema-cost.ts); the others need none.
-  const { all, recursive } = recursiveReferences(schema)
-  if (recursive.size === 0) return ajv.compile(checked)
-  return withStepBudget(ajv.compile(countingReferences(checked, recursive) as TaskInfo['schema']), all)
+  const { all, counted } = referencesToCount(schema)
+  if (counted.size === 0) return ajv.compile(checked)
+  return withStepBudget(ajv.compile(countingReferences(checked, counted) as TaskInfo['schema']), all)
 }
 
 /**

@@ -5,17 +5,20 @@
 // polymorphism (`oneOf` of `allOf: [{"$ref": base}, {kind: const}]`) took 9.6 s over a
 // 479-byte body 16 levels deep, the event loop and /health held all along, and the errors
 // its branches collect made an 82 MB answer. Every recursion passes a `$ref` that leads
-// back to itself, so each subschema holding one is counted as it is entered (a step); a
-// schema without such a cycle cannot take exponential time, and is checked as Ajv alone
-// checks it. The budget of steps grows
-// with the value's size and with the schema's references (a schema of 100 variants enters
-// each value through ~200 of them, legitimately). A step costs little, unless what it
-// checks again is large (a 100 KB string under a maxLength or a pattern): a time limit,
-// read every 256 steps, catches that. Past either, the check stops and the value is refused
-// as too costly to check. Weighing each step by its value instead made a legitimate
-// 60-variant union 4 times slower to check than Ajv alone.
+// back to itself, so each subschema holding one is counted as it is entered (a step). A
+// schema without such a cycle costs time exponential in its own size at most (a chain of
+// definitions each referring twice to the next), not in the data's: it is counted when
+// some `$ref` of it can be reached along more than MAX_PATHS paths, and is otherwise
+// checked as Ajv alone checks it. The budget of steps grows with the value's size and with
+// the schema's references (a schema of 100 variants enters each value through ~200 of
+// them, legitimately). A step costs little, unless what it checks again is large (a
+// 100 KB string under a maxLength or a pattern; one test of `[0-9a-f]{500}` over 20 KB
+// takes ~100 ms): a time limit, read at every step, catches that. Past either, the check
+// stops and the value is refused as too costly to check. Weighing each step by its value
+// instead made a legitimate 60-variant union 4 times slower to check than Ajv alone.
 
 import { _, type Ajv, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv'
+import { pointerSegment, segmentName } from './json-pointer.js'
 import { walkSchemas } from './schema-walk.js'
 
 /** The keyword put beside each `$ref` of a schema compiled for checking (never served). */
@@ -33,12 +36,17 @@ export const STEPS_PER_VALUE_AND_REFERENCE = 4
 
 /**
  * The time net: a check past BASE_MS, and past TIME_PER_WEIGHT_MS per unit of its value's
- * weight, is refused whatever its steps (the clock is read every 256 steps, so a check of
- * fewer never reads it). A body under OFFLOAD_MIN_BYTES, checked on the event loop, weighs
- * at most ~100,000 units: 2 s, against ~0.1 s that checking such a body legitimately takes.
+ * weight, is refused whatever its steps, if the process has also used half that time of
+ * CPU meanwhile: a check slowed down by other processes on the same core (a review saw a
+ * legitimate one go from 157 to 273 ms) is not refused for it. A body under
+ * OFFLOAD_MIN_BYTES, checked on the event loop, weighs at most ~100,000 units: 2 s, against
+ * ~0.1 s that checking such a body legitimately takes.
  */
-export const BASE_MS = 250
+export const BASE_MS = 500
 export const TIME_PER_WEIGHT_MS = 0.02
+
+/** A `$ref` that can be reached along more paths than this (in a schema without cycles) makes the schema counted. */
+export const MAX_PATHS = 1000
 
 /** Thrown through Ajv's code when a check runs out of steps or time; caught by the validator's wrapper. */
 class OutOfSteps extends Error {}
@@ -51,22 +59,38 @@ interface Check {
   root: unknown
   weight: number | undefined
   startedAt: number
+  /** process.cpuUsage() when the check started, and when (performance.now()) it was last read past the time limit. */
+  cpuAtStart: NodeJS.CpuUsage | undefined
+  cpuReadAt: number
   timeLimitMs: number
 }
-const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, timeLimitMs: Infinity }
+const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, cpuAtStart: undefined, cpuReadAt: 0, timeLimitMs: Infinity }
 let check: Check = idle
 
 function step (): void {
   const now = check
-  if (++now.steps > now.limit && now.weight === undefined) {
-    // Only a check this long weighs the whole value: the others never walk it.
+  if (++now.steps > now.limit && now.limit === BASE_STEPS) {
+    // Only a check this long weighs the whole value (or one the time net has weighed): the others never walk it.
     now.limit = BASE_STEPS + STEPS_PER_VALUE_AND_REFERENCE * now.references * weightOfCheck(now)
   }
   if (now.steps > now.limit) throw new OutOfSteps()
-  if ((now.steps & 255) === 0 && performance.now() - now.startedAt > now.timeLimitMs) {
-    if (now.timeLimitMs === BASE_MS) now.timeLimitMs = Math.max(BASE_MS, TIME_PER_WEIGHT_MS * weightOfCheck(now))
-    if (performance.now() - now.startedAt > now.timeLimitMs) throw new OutOfSteps()
+  if (performance.now() - now.startedAt > now.timeLimitMs) pastTimeLimit(now)
+}
+
+/** The clock is past the check's time limit: refused if the process used CPU for half of it (a step can be long). */
+function pastTimeLimit (now: Check): void {
+  if (now.timeLimitMs === BASE_MS) {
+    now.timeLimitMs = Math.max(BASE_MS, TIME_PER_WEIGHT_MS * weightOfCheck(now))
+    if (performance.now() - now.startedAt <= now.timeLimitMs) return
   }
+  // The check's own CPU time is not to be had in Node 20 (process.threadCpuUsage is 23.9's);
+  // the process's counts every thread, which may refuse sooner, never later. Read at most
+  // every 10 ms: it is a system call, and steps may be short.
+  const clock = performance.now()
+  if (clock - now.cpuReadAt < 10) return
+  now.cpuReadAt = clock
+  const used = process.cpuUsage(now.cpuAtStart)
+  if ((used.user + used.system) / 1000 >= now.timeLimitMs / 2) throw new OutOfSteps()
 }
 
 function weightOfCheck (now: Check): number {
@@ -126,37 +150,63 @@ export function addStepKeyword (ajv: Ajv): void {
 /** A `$ref` in a schema: where it is, and the pointer it leads to (undefined: not a local JSON Pointer). */
 interface Reference { at: string, to: string | undefined }
 
-/** Every `$ref` in `schema`, and whether it names an `$id` anywhere (then references may resolve by it). */
-function referencesOf (schema: unknown): { references: Reference[], ids: boolean } {
+/**
+ * Every `$ref` in `schema`; the places of its definitions (`definitions`, `$defs`), whose
+ * schemas apply only where a reference leads; and whether it names an `$id` anywhere
+ * (then references may resolve by it).
+ */
+function referencesOf (schema: unknown): { references: Reference[], definitions: string[], ids: boolean } {
   const references: Reference[] = []
+  const definitions: string[] = []
   let ids = false
   walkSchemas(schema, (sub, at) => {
     if (Object.hasOwn(sub, '$id')) ids = true
     if (typeof sub.$ref === 'string') references.push({ at, to: localPointer(sub.$ref) })
+    for (const keyword of ['definitions', '$defs']) if (isObject(sub[keyword])) definitions.push(`${at}/${keyword}/`)
   })
-  return { references, ids }
+  return { references, definitions, ids }
 }
 
+function isObject (value: unknown): boolean {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+/**
+ * A reference's target as walkSchemas writes places, or undefined for one that is no local
+ * JSON Pointer. As Ajv reads it: split at each `/`, then each segment percent-decoded and
+ * unescaped (`#/definitions/a%2Fb` is the definition named "a/b").
+ */
 function localPointer (ref: string): string | undefined {
   if (ref !== '#' && !ref.startsWith('#/')) return undefined
   try {
-    return decodeURIComponent(ref.slice(1))
+    return ref.slice(1).split('/').map((segment, index) => index === 0 ? segment : pointerSegment(segmentName(decodeURIComponent(segment)))).join('/')
   } catch {
     return undefined
   }
 }
 
 /**
- * The places of the `$ref`s that can lead back to themselves: entering one's target may
- * reach (through references inside the target, and theirs) the same `$ref` again. With an
- * `$id` anywhere, or a reference that is no local JSON Pointer, every `$ref` is counted.
+ * The places of the `$ref`s to count: those that can lead back to themselves (entering
+ * one's target may reach, through references inside the target and theirs, the same
+ * `$ref` again). Every `$ref` is counted with an `$id` anywhere, with a reference that is
+ * no local JSON Pointer, and when one of them can be reached along more than MAX_PATHS
+ * paths (a chain of definitions each referring twice to the next).
  */
-export function recursiveReferences (schema: unknown): { all: number, recursive: Set<string> } {
-  const { references, ids } = referencesOf(schema)
-  if (ids || references.some((r) => r.to === undefined)) return { all: references.length, recursive: new Set(references.map((r) => r.at)) }
+export function referencesToCount (schema: unknown): { all: number, counted: Set<string> } {
+  const { references, definitions, ids } = referencesOf(schema)
+  const everyOne = { all: references.length, counted: new Set(references.map((r) => r.at)) }
+  if (ids || references.some((r) => r.to === undefined)) return everyOne
   const inside = (place: string, target: string): boolean => target === '' || place === target || place.startsWith(`${target}/`)
   // The references each one's target holds, by index.
   const next = references.map((from) => references.flatMap((r, index) => inside(r.at, from.to as string) ? [index] : []))
+  const recursive = recursiveOnes(references, next)
+  if (recursive.size > 0) return { all: references.length, counted: recursive }
+  const entry = references.map((r) => !definitions.some((place) => r.at.startsWith(place)))
+  return mostPaths(next, entry) > MAX_PATHS ? everyOne : { all: references.length, counted: new Set() }
+}
+
+/** The places of the references that can reach themselves again. */
+function recursiveOnes (references: Reference[], next: number[][]): Set<string> {
   const recursive = new Set<string>()
   references.forEach((start, first) => {
     const seen = new Set<number>()
@@ -172,7 +222,28 @@ export function recursiveReferences (schema: unknown): { all: number, recursive:
       stack.push(...next[index])
     }
   })
-  return { all: references.length, recursive }
+  return recursive
+}
+
+/**
+ * In a schema without cycles, the most paths along which one reference can be reached:
+ * once from the schema itself unless it is in a definition, and once more for each path to
+ * each reference whose target holds it. Counted up to MAX_PATHS + 1.
+ */
+function mostPaths (next: number[][], entry: boolean[]): number {
+  const into: number[][] = next.map(() => [])
+  next.forEach((targets, from) => { for (const to of targets) into[to].push(from) })
+  const paths = new Map<number, number>()
+  const pathsTo = (index: number): number => {
+    let count = paths.get(index)
+    if (count === undefined) {
+      count = entry[index] ? 1 : 0
+      for (const from of into[index]) count = Math.min(count + pathsTo(from), MAX_PATHS + 1)
+      paths.set(index, count)
+    }
+    return count
+  }
+  return Math.max(0, ...next.map((_, index) => pathsTo(index)))
 }
 
 /** A copy of `schema` with the step keyword beside each `$ref` at one of `places`. */
@@ -190,7 +261,7 @@ export function countingReferences (schema: unknown, places: ReadonlySet<string>
 export function withStepBudget (validate: ValidateFunction, references: number): ValidateFunction {
   const budgeted = function (data: unknown): boolean {
     const outer = check
-    check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), timeLimitMs: BASE_MS }
+    check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), cpuReadAt: 0, timeLimitMs: BASE_MS }
     try {
       const valid = validate(data)
       budgeted.errors = validate.errors

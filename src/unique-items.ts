@@ -50,14 +50,16 @@ function keyOf (item: unknown): unknown {
 
 /**
  * The pair of equal items Ajv names, as { i, j }, or undefined when all differ. Ajv looks
- * from the end: where `items` declares only scalar types, for the last item that has an
- * equal one after it (i), and that next one (j); otherwise for the last item that has an
- * equal one before it (i), and the nearest of those (j).
+ * from the end: where `items` declares only scalar types (`scalarTypes`), for the last item
+ * that has an equal one after it (i), and that next one (j), leaving out items of other
+ * types (which `items` refuses anyway); otherwise for the last item that has an equal one
+ * before it (i), and the nearest of those (j).
  */
-export function duplicatePair (items: readonly unknown[], scalarItems = false): { i: number, j: number } | undefined {
+export function duplicatePair (items: readonly unknown[], scalarTypes?: readonly string[]): { i: number, j: number } | undefined {
   const seen = new Map<unknown, number>()
-  if (scalarItems) {
+  if (scalarTypes !== undefined) {
     for (let i = items.length - 1; i >= 0; i--) {
+      if (!scalarTypes.some((type) => isOfType(items[i], type))) continue
       const key = keyOf(items[i])
       const j = seen.get(key)
       if (j !== undefined) return { i, j }
@@ -75,17 +77,29 @@ export function duplicatePair (items: readonly unknown[], scalarItems = false): 
   return pair
 }
 
-/** Whether `items` declares types, none of them object or array: Ajv's cue for the order it looks in. */
-function declaresScalarItems (items: unknown): boolean {
-  if (items === null || typeof items !== 'object' || Array.isArray(items)) return false
+/** The types `items` declares when none of them is object or array (Ajv's cue for the order it looks in), or undefined. */
+function scalarTypesOf (items: unknown): string[] | undefined {
+  if (items === null || typeof items !== 'object' || Array.isArray(items)) return undefined
   const { type } = items as { type?: unknown }
-  const types = typeof type === 'string' ? [type] : Array.isArray(type) ? type : []
-  return types.length > 0 && !types.some((t) => t === 'object' || t === 'array')
+  const types = typeof type === 'string' ? [type] : Array.isArray(type) ? type.filter((t): t is string => typeof t === 'string') : []
+  return types.length > 0 && !types.some((t) => t === 'object' || t === 'array') ? types : undefined
+}
+
+/** Whether `value` is of JSON Schema's scalar `type`, as Ajv's strict numbers have it (no NaN or infinities). */
+function isOfType (value: unknown, type: string): boolean {
+  switch (type) {
+    case 'string': return typeof value === 'string'
+    case 'number': return typeof value === 'number' && Number.isFinite(value)
+    case 'integer': return Number.isInteger(value)
+    case 'boolean': return typeof value === 'boolean'
+    case 'null': return value === null
+    default: return false
+  }
 }
 
 function checkUnique (unique: boolean, data: unknown[], parentSchema?: AnySchemaObject): boolean {
   if (!unique) return true
-  const pair = duplicatePair(data, declaresScalarItems((parentSchema as { items?: unknown } | undefined)?.items))
+  const pair = duplicatePair(data, scalarTypesOf((parentSchema as { items?: unknown } | undefined)?.items))
   if (pair === undefined) return true
   const { i, j } = pair
   // Ajv's own words and params, so that clients see what they saw before.

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { Ajv } from 'ajv'
 import { compileBodyValidator, MAX_DETAILS, validationError } from '../src/schema-compile.js'
-import { BASE_STEPS, recursiveReferences, weightOf, weightOfAll } from '../src/schema-cost.js'
+import { BASE_STEPS, referencesToCount, weightOf, weightOfAll } from '../src/schema-cost.js'
 
 /** OpenAPI's way of writing polymorphism: each branch checks the shared base (and its children) before its kind. */
 function polymorphic (kindFirst: boolean): Record<string, unknown> {
@@ -88,18 +88,46 @@ t.test('a value\'s weight grows with its strings, keys and items', async (t) => 
 })
 
 t.test('only the references that can lead back to themselves are counted', async (t) => {
-  t.same([...recursiveReferences(polymorphic(false)).recursive].sort(), ['/definitions/base/properties/children/items', '/definitions/node/oneOf/0/allOf/0', '/definitions/node/oneOf/1/allOf/0', '/definitions/node/oneOf/2/allOf/0'], 'not the root\'s, which is entered once')
-  t.same([...recursiveReferences(OVERLAPPING).recursive].sort(), ['/patternProperties/^x', '/patternProperties/y$'])
+  t.same([...referencesToCount(polymorphic(false)).counted].sort(), ['/definitions/base/properties/children/items', '/definitions/node/oneOf/0/allOf/0', '/definitions/node/oneOf/1/allOf/0', '/definitions/node/oneOf/2/allOf/0'], 'not the root\'s, which is entered once')
+  t.same([...referencesToCount(OVERLAPPING).counted].sort(), ['/patternProperties/^x', '/patternProperties/y$'])
   // A union of 60 variants sharing a base: each value is entered through ~120 references, none of them recursive.
   const union = { type: 'array', items: { $ref: '#/definitions/event' }, definitions: { envelope: { type: 'object', properties: { type: { type: 'string' } } }, base: { allOf: [{ $ref: '#/definitions/envelope' }] }, event: { oneOf: Array.from({ length: 60 }, (_, i) => ({ allOf: [{ $ref: '#/definitions/base' }, { type: 'object', properties: { type: { const: `t${i}` } } }] })) } } }
-  t.same(recursiveReferences(union), { all: 62, recursive: new Set() }, 'a schema without a cycle is checked as Ajv alone checks it')
+  t.same(referencesToCount(union), { all: 62, counted: new Set() }, 'a schema without a cycle is checked as Ajv alone checks it')
   const events = Array.from({ length: 20_000 }, (_, i) => ({ type: `t${i % 60}` }))
   t.equal(compileBodyValidator(union)(events), true, '20,000 events (a review saw them refused when every reference was counted)')
-  t.same(recursiveReferences({ $id: 'https://example.com/s', definitions: { a: {} }, $ref: '#/definitions/a' }).recursive, new Set(['']), 'with an $id, references may resolve through it: all are counted')
-  t.same(recursiveReferences({ properties: { a: { $ref: 'other.json#/x' } } }).recursive, new Set(['/properties/a']), 'and so they are when one is no local pointer')
+  t.same(referencesToCount({ $id: 'https://example.com/s', definitions: { a: {} }, $ref: '#/definitions/a' }).counted, new Set(['']), 'with an $id, references may resolve through it: all are counted')
+  t.same(referencesToCount({ properties: { a: { $ref: 'other.json#/x' } } }).counted, new Set(['/properties/a']), 'and so they are when one is no local pointer')
+})
+
+t.test('a reference is followed as Ajv follows it: a definition named with a slash, written %2F, is found', async (t) => {
+  const schema = { definitions: { 'a/b': { oneOf: [{ $ref: '#/definitions/m' }, { $ref: '#/definitions/m' }] }, m: { type: 'object', properties: { c: { $ref: '#/definitions/a%2Fb' } } } }, $ref: '#/definitions/a%2Fb' }
+  t.same([...referencesToCount(schema).counted].sort(), ['/definitions/a~1b/oneOf/0', '/definitions/a~1b/oneOf/1', '/definitions/m/properties/c'])
+  t.same([...referencesToCount({ definitions: { 'a~b c': { type: 'object', properties: { n: { $ref: '#/definitions/a~0b%20c' } } } }, $ref: '#/definitions/a~0b%20c' }).counted], ['/definitions/a~0b c/properties/n'], '~0 and %20')
+  const validate = compileBodyValidator(schema)
+  t.equal(validate(nestedKeys(40, 'c')), false, 'a body 40 levels deep (a review saw 22 levels hold the event loop 8.9 s)')
+  t.match(validate.errors, [{ keyword: 'cost' }])
+})
+
+t.test('a schema without cycles is counted when a reference can be reached along more than MAX_PATHS paths', async (t) => {
+  // Each of 24 definitions refers twice to the next: 2^24 paths to the last, for every item.
+  const definitions: Record<string, unknown> = { d24: { type: 'object' } }
+  for (let i = 0; i < 24; i++) definitions[`d${i}`] = { anyOf: [{ allOf: [{ $ref: `#/definitions/d${i + 1}` }, { type: 'object', required: [`v${i}`], properties: { [`v${i}`]: {} } }] }, { $ref: `#/definitions/d${i + 1}` }] }
+  const schema = { type: 'array', items: { $ref: '#/definitions/d0' }, definitions }
+  t.equal(referencesToCount(schema).counted.size, 49, 'every reference')
+  const validate = compileBodyValidator(schema)
+  t.equal(validate([{}]), false, 'one item')
+  t.match(validate.errors, [{ keyword: 'cost' }])
+  t.equal(compileBodyValidator({ ...schema, definitions: { ...definitions, d12: { type: 'object' } } })([{}]), true, 'twelve levels: 4,096 paths, checked in full')
 })
 
 t.test('a step that checks a large value again is caught by the time it takes, not only by the number of steps', async (t) => {
+  // 2^11 steps, far inside the budget of steps, each testing a 500-fold repetition over 20 KB (~100 ms in re2js): 200 s in all.
+  const hex = compileBodyValidator({ definitions: { n: { oneOf: [{ $ref: '#/definitions/m' }, { $ref: '#/definitions/m' }] }, m: { type: 'object', properties: { c: { $ref: '#/definitions/n' }, s: { type: 'string', pattern: '[0-9a-f]{500}' } } } }, $ref: '#/definitions/n' })
+  let nested: unknown = { s: `${'a'.repeat(499)}g`.repeat(40) }
+  for (let level = 0; level < 11; level++) nested = { c: nested }
+  t.equal(hex(nested), false)
+  t.match(hex.errors, [{ keyword: 'cost', message: /^is too costly to check: it took more than \d+ ms,/ }], 'stopped by the time net')
+
   // Two branches down to the same leaf, 18 levels: the leaf's 100 KB string is measured 2^18 times (11 s with Ajv alone).
   for (const leaf of [{ type: 'string', maxLength: 10_000_000 }, { type: 'string', pattern: 'a{2}b' }]) {
     const validate = compileBodyValidator({ definitions: { n: { oneOf: [{ $ref: '#/definitions/m' }, { $ref: '#/definitions/m' }] }, m: { type: 'object', properties: { c: { $ref: '#/definitions/n' }, big: leaf } } }, $ref: '#/definitions/n' })
