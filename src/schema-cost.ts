@@ -39,11 +39,12 @@ export const STEPS_PER_VALUE_AND_REFERENCE = 4
  * weight, is refused whatever its steps, if the process has also used half that time of
  * CPU meanwhile: a check slowed down by other processes on the same core (a review saw a
  * legitimate one go from 157 to 273 ms) is not refused for it. A body under
- * OFFLOAD_MIN_BYTES, checked on the event loop, weighs at most ~100,000 units: 2 s, against
- * ~0.1 s that checking such a body legitimately takes.
+ * OFFLOAD_MIN_BYTES, checked on the event loop, weighs at most ~100,000 units: 0.5 s, against
+ * ~0.1 s that checking such a body legitimately takes at most; 16 MiB of JSON values, ~4
+ * million units, are allowed 20 s on the offload thread for the ~1 s they take.
  */
 export const BASE_MS = 500
-export const TIME_PER_WEIGHT_MS = 0.02
+export const TIME_PER_WEIGHT_MS = 0.005
 
 /** A `$ref` that can be reached along more paths than this (in a schema without cycles) makes the schema counted. */
 export const MAX_PATHS = 1000
