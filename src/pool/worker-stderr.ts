@@ -110,7 +110,7 @@ export class WorkerStderr {
   write (text: string): void {
     const lines = (this.#partial + text).split('\n')
     this.#partial = lines.pop() ?? ''
-    for (const line of lines) this.#logPiece(this.#cutLong(line), true)
+    for (const line of lines) this.#logPiece(this.#cutLong(withoutCarriageReturn(line)), true)
     this.#partial = this.#cutLong(this.#partial)
   }
 
@@ -128,7 +128,7 @@ export class WorkerStderr {
 
   /** Logs a last line that had no newline, and the count of dropped lines (the process has exited). */
   flush (): void {
-    if (this.#partial !== '') this.#logPiece(this.#partial, true)
+    if (this.#partial !== '') this.#logPiece(withoutCarriageReturn(this.#partial), true)
     this.#partial = ''
     this.#continuing = undefined
     this.#logDropped()
@@ -212,4 +212,12 @@ export class WorkerStderr {
     this.#droppedChars = 0
     this.#droppedContext = undefined
   }
+}
+
+/**
+ * A line without the `\r` of a CRLF ending (a task writing Windows line ends): it would end
+ * every log message, and a line of exactly 16 KiB before it was logged with a piece of its own.
+ */
+function withoutCarriageReturn (line: string): string {
+  return line.endsWith('\r') ? line.slice(0, -1) : line
 }

@@ -117,10 +117,23 @@ t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the 
   stderr.write(`${'a'.repeat(16 * 1024 - 1)}😀tail`)
   stderr.flush()
   t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['info', undefined, 16 * 1024 - 1], ['info', true, 6]])
-  t.equal(lines[1].msg, '😀tail')  // A long line that arrives whole, newline and all, is cut the same way.
+  t.equal(lines[1].msg, '😀tail')
+  // A long line that arrives whole, newline and all, is cut the same way.
   lines.length = 0
   stderr.write(`WARNING ${'w'.repeat(20 * 1024)}\n`)
   t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['warn', undefined, 16 * 1024], ['warn', true, 20 * 1024 + 8 - 16 * 1024]])
+})
+
+t.test('a CRLF line end is a line end: no \\r ends a message, and a line of exactly 16 KiB before one is logged whole', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  stderr.write(`ERROR ${'e'.repeat(16 * 1024 - 6)}\r\nshort\r\n`)
+  // Split where the pipe may split it: the \r at the end of one chunk, the \n at the start of the next.
+  stderr.write(`${'x'.repeat(16 * 1024)}\r`)
+  stderr.write('\nlast\r')
+  stderr.flush()
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['error', undefined, 16 * 1024], ['info', undefined, 5], ['info', undefined, 16 * 1024], ['info', undefined, 4]])
+  t.notOk(lines.some((l) => l.msg.includes('\r')))
 })
 
 t.test('a crash in C code: faulthandler\'s first line is an error, its stack lines follow as they are', async (t) => {
