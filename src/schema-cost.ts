@@ -280,10 +280,19 @@ export function withStepBudget (validate: ValidateFunction, references: number):
   return budgeted
 }
 
+/** Whether `error` (a validation error, as schema-compile.ts words it) refused a value as too costly to check. */
+export function isTooCostly (error: unknown): boolean {
+  const details = (error as { details?: unknown } | null)?.details
+  return Array.isArray(details) && (details[0] as { keyword?: unknown } | undefined)?.keyword === COST_KEYWORD
+}
+
+/** The keyword of the one error a value too costly to check gets. */
+const COST_KEYWORD = 'cost'
+
 function tooCostly (stopped: Check): ErrorObject {
   const past = stopped.steps > stopped.limit ? `it took more than ${stopped.limit} steps` : `it took more than ${Math.round(stopped.timeLimitMs)} ms`
   return {
-    keyword: 'cost',
+    keyword: COST_KEYWORD,
     instancePath: '',
     schemaPath: '#',
     params: { limit: stopped.limit },

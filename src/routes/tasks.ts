@@ -16,6 +16,7 @@ import { recordAbandoned } from '../abandoned.js'
 import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
 import { keptPerTable } from './per-table.js'
+import { CostlyBodyWarnings } from './costly-bodies.js'
 
 
 interface NameParams { name: string }
@@ -73,6 +74,7 @@ function notACall (task: Task, request: FastifyRequest): Call {
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
   addBodyParsers(fastify)
+  const costlyBodies = new CostlyBodyWarnings()
 
   const list = keptPerTable(fastify, () => ({ tasks: fastify.tasks.list() }))
   fastify.get('/api/tasks', async (request, reply) => await reply.type('application/json; charset=utf-8').send(list()))
@@ -148,6 +150,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       const unparsed = error instanceof OffloadCancelledError
       // A large body refused by the offloader before it became a call (the server drains, or its
       // wait for the thread ran out): counted as the pool counts a call refused the same way.
+      if (call === undefined) costlyBodies.note(task.name, error, request.log)
       const refused = call === undefined ? refusedOutcome(error) : undefined
       if (refused !== undefined) fastify.metrics.callRefused(notACall(task, request), refused)
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.

@@ -250,6 +250,9 @@ t.test('a body whose schema check would take exponential or quadratic time is an
   const deep = await callTask(server.url, 'costly.tree', tree)
   t.equal(deep.status, 400)
   t.match(deep.json, { code: 'FST_ERR_VALIDATION', message: /^body is too costly to check: it took more than \d+ steps/, details: [{ keyword: 'cost' }] })
+  t.equal((await callTask(server.url, 'costly.tree', tree)).status, 400, 'again')
+  const warnings = server.logs.filter((line) => /refused a body as too costly to check/.test(line.msg ?? ''))
+  t.match(warnings, [{ level: 40, task: 'costly.tree', msg: /^task costly\.tree refused a body as too costly to check against its input schema: either a client sends bodies shaped to cost, or the schema/ }], 'the task\'s author and operator hear of it, once a minute')
   t.same((await callTask(server.url, 'costly.tree', { kind: 'list', children: [{ kind: 'paragraph' }] })).json, { kind: 'list' }, 'a shallow tree is checked as before')
   let keys = {}
   for (let level = 0; level < 40; level++) keys = { xy: keys }
