@@ -69,8 +69,19 @@ const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined,
 let check: Check = idle
 
 function step (): void {
+  chargeSteps(1)
+}
+
+/**
+ * Counts `units` of work against the check running now, if it has a budget: a step, or
+ * the items another keyword has just gone through (uniqueItems' keys, which a recursive
+ * schema may build again at every level, between two steps). Throws past the budget.
+ */
+export function chargeSteps (units: number): void {
   const now = check
-  if (++now.steps > now.limit && now.limit === BASE_STEPS) {
+  if (now === idle) return
+  now.steps += units
+  if (now.steps > now.limit && now.limit === BASE_STEPS) {
     // Only a check this long weighs the whole value (or one the time net has weighed): the others never walk it.
     now.limit = BASE_STEPS + STEPS_PER_VALUE_AND_REFERENCE * now.references * weightOfCheck(now)
   }

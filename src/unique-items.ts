@@ -8,6 +8,7 @@
 // for different, or threw on) and binary values (which it compared as UTF-8 text).
 
 import type { Ajv, AnySchemaObject, ErrorObject, FuncKeywordDefinition } from 'ajv'
+import { chargeSteps } from './schema-cost.js'
 
 /**
  * A string that is the same for two values exactly when they are equal as JSON Schema (and
@@ -43,9 +44,19 @@ export function canonicalKey (value: unknown): string {
   return `${key}}`
 }
 
-/** An item's key: numbers and booleans are their own (a Map compares numbers as SameValueZero: NaN is NaN, -0 is 0), strings tagged so that 1 and "1" differ. */
-function keyOf (item: unknown): unknown {
-  return typeof item === 'string' ? `s${item}` : typeof item === 'object' || typeof item === 'undefined' ? canonicalKey(item) : item
+/**
+ * A value's key: numbers and booleans are their own (a Map compares numbers as
+ * SameValueZero: NaN is NaN, -0 is 0), strings tagged so that 1 and "1" differ, objects
+ * and arrays their canonical key. Building one is counted against a budgeted check
+ * (schema-cost.ts): in a recursive schema, a `uniqueItems` at every level builds the keys
+ * of everything below it again, between two steps.
+ */
+export function keyOf (item: unknown): unknown {
+  if (typeof item === 'string') return `s${item}`
+  if (typeof item !== 'object' && typeof item !== 'undefined') return item
+  const key = canonicalKey(item)
+  chargeSteps(1 + (key.length >>> 4))
+  return key
 }
 
 /**

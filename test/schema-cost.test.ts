@@ -145,3 +145,13 @@ t.test('an error\'s details list at most MAX_DETAILS of the errors Ajv collected
   const error = validationError(validate.errors, 'body', validate.schema) as Error & { details: unknown[] }
   t.equal(error.details.length, MAX_DETAILS)
 })
+
+t.test('keys uniqueItems builds again at every level of a recursive schema count against the budget', async (t) => {
+  // Each level's uniqueItems keyed everything below it: 98 levels over 21,000 leaves took 1.2 s, unseen by steps.
+  const validate = compileBodyValidator({ $ref: '#/definitions/node', definitions: { node: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, children: { type: 'array', uniqueItems: true, items: { $ref: '#/definitions/node' } } } } } })
+  let tree: unknown = { name: 'leaves', children: Array.from({ length: 21_000 }, (_, i) => ({ name: i.toString(36) })) }
+  for (let level = 0; level < 98; level++) tree = { name: 'n', children: [tree] }
+  t.equal(validate(tree), false)
+  t.match(validate.errors, [{ keyword: 'cost' }])
+  t.equal(validate({ name: 'a', children: [{ name: 'b', children: [{ name: 'c' }, { name: 'd' }] }] }), true, 'a small tree passes')
+})
