@@ -17,8 +17,12 @@ export const enumKeyword: CodeKeywordDefinition = {
   code (cxt: KeywordCxt) {
     const values = cxt.schema as unknown[]
     if (values.length === 0) throw new Error('enum must have non-empty array')
-    const allowed = new Set(values.map(keyOf))
-    const isAllowed = (value: unknown): boolean => allowed.has(keyOf(value))
+    // Strings alone (the usual enum) are looked up as they are, without building a key.
+    const strings = values.every((value) => typeof value === 'string')
+    const allowed = new Set(strings ? values : values.map(keyOf))
+    const isAllowed = strings
+      ? (value: unknown): boolean => typeof value === 'string' && allowed.has(value)
+      : (value: unknown): boolean => allowed.has(keyOf(value))
     cxt.pass(_`${cxt.gen.scopeValue('func', { ref: isAllowed })}(${cxt.data})`)
   }
 }
