@@ -64,8 +64,22 @@ interface Check {
   cpuAtStart: NodeJS.CpuUsage | undefined
   cpuReadAt: number
   timeLimitMs: number
+  /** What another keyword keeps for the length of this check (checkMemo). */
+  memo: unknown
 }
-const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, cpuAtStart: undefined, cpuReadAt: 0, timeLimitMs: Infinity }
+const idle: Check = { steps: 0, limit: Infinity, references: 1, root: undefined, weight: undefined, startedAt: 0, cpuAtStart: undefined, cpuReadAt: 0, timeLimitMs: Infinity, memo: undefined }
+
+/**
+ * What a keyword keeps for the length of the check running now (made by `make` at its
+ * first use), or undefined when no check with a budget runs. One kind of memo per process:
+ * uniqueItems' ContainerIds.
+ */
+export function checkMemo<T> (make: () => T): T | undefined {
+  const now = check
+  if (now === idle) return undefined
+  now.memo ??= make()
+  return now.memo as T
+}
 let check: Check = idle
 
 function step (): void {
@@ -273,7 +287,7 @@ export function countingReferences (schema: unknown, places: ReadonlySet<string>
 export function withStepBudget (validate: ValidateFunction, references: number): ValidateFunction {
   const budgeted = function (data: unknown): boolean {
     const outer = check
-    check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), cpuReadAt: 0, timeLimitMs: BASE_MS }
+    check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), cpuReadAt: 0, timeLimitMs: BASE_MS, memo: undefined }
     try {
       const valid = validate(data)
       budgeted.errors = validate.errors

@@ -82,6 +82,34 @@ t.test('where Ajv\'s equality is not JSON Schema\'s, values are compared as JSON
   t.equal(validate([Buffer.from([0xff]), Buffer.from([0xfe])]), true, 'different bytes that are no UTF-8')
 })
 
+t.test('inside a recursive schema (objects keyed once per check, by id) the verdicts are Ajv\'s too', async (t) => {
+  const schema = { $ref: '#/definitions/list', definitions: { list: { type: 'array', uniqueItems: true, items: { anyOf: [{ $ref: '#/definitions/list' }, { not: { type: 'array' } }] } } } }
+  const stock = new Ajv({ strict: false }).compile(schema)
+  const ours = makeAjv(false).compile(schema)
+  const ourBody = compileBodyValidator(schema)
+  let seed = 7
+  const random = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return (seed >>> 16) % n }
+  const value = (depth: number): unknown => {
+    const pick = random(depth > 3 ? 4 : 7)
+    if (pick === 0) return random(3)
+    if (pick === 1) return ['a', 'b', '0'][random(3)]
+    if (pick === 2) return random(2) === 0 ? null : true
+    if (pick === 3) return {}
+    if (pick === 4) return random(2) === 0 ? { a: value(depth + 1), b: random(2) } : { b: random(2), a: value(depth + 1) }
+    return Array.from({ length: random(4) }, () => value(depth + 1))
+  }
+  let differences = 0
+  let duplicates = 0
+  for (let round = 0; round < 3000; round++) {
+    const data = Array.from({ length: 2 + random(4) }, () => value(0))
+    const expected = stock(data)
+    if (!expected) duplicates++
+    if (ours(data) !== expected || ourBody(data) !== expected) differences++
+  }
+  t.equal(differences, 0, `3,000 random nested lists, ${duplicates} of them with equal items somewhere`)
+  t.ok(duplicates > 100 && duplicates < 2900, `both verdicts are well represented (${duplicates})`)
+})
+
 t.test('canonical keys tell apart what JSON.stringify would not', async (t) => {
   t.not(canonicalKey([NaN]), canonicalKey([null]), 'NaN is no null')
   t.not(canonicalKey({ a: undefined }), canonicalKey({}))
