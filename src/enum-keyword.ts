@@ -3,10 +3,10 @@
 // of the event loop to check (a review). Each allowed value is keyed once, at compile, as
 // `uniqueItems` keys items (unique-items.ts), and each checked value once.
 
-import { _, type CodeKeywordDefinition, type KeywordCxt } from 'ajv'
+import { _, type Ajv, type CodeKeywordDefinition, type KeywordCxt } from 'ajv'
 import { keyOf } from './unique-items.js'
 
-export const enumKeyword: CodeKeywordDefinition = {
+const enumKeyword: CodeKeywordDefinition = {
   keyword: 'enum',
   schemaType: 'array',
   // Ajv's own words and params.
@@ -25,4 +25,10 @@ export const enumKeyword: CodeKeywordDefinition = {
       : (value: unknown): boolean => allowed.has(keyOf(value))
     cxt.pass(_`${cxt.gen.scopeValue('func', { ref: isAllowed })}(${cxt.data})`)
   }
+}
+
+/** Puts the Set lookup in place of Ajv's own `enum` in `ajv`. */
+export function useSetEnum (ajv: Ajv): void {
+  ajv.removeKeyword('enum')
+  ajv.addKeyword(enumKeyword)
 }

@@ -32,7 +32,7 @@ const STEP_KEYWORD = 'x-pyfleet-step'
  * most its weight times its references.
  */
 export const BASE_STEPS = 200_000
-export const STEPS_PER_VALUE_AND_REFERENCE = 4
+const STEPS_PER_VALUE_AND_REFERENCE = 4
 
 /**
  * The time net: a check past BASE_MS, and past TIME_PER_WEIGHT_MS per unit of its value's
@@ -43,8 +43,8 @@ export const STEPS_PER_VALUE_AND_REFERENCE = 4
  * ~0.1 s that checking such a body legitimately takes at most; 16 MiB of JSON values, ~4
  * million units, are allowed 20 s on the offload thread for the ~1 s they take.
  */
-export const BASE_MS = 500
-export const TIME_PER_WEIGHT_MS = 0.005
+const BASE_MS = 500
+const TIME_PER_WEIGHT_MS = 0.005
 
 /** A `$ref` that can be reached along more paths than this (in a schema without cycles) makes the schema counted. */
 export const MAX_PATHS = 1000

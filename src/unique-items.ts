@@ -48,9 +48,8 @@ export function canonicalKey (value: unknown, part: (inner: unknown) => string =
 /**
  * A value's key: numbers and booleans are their own (a Map compares numbers as
  * SameValueZero: NaN is NaN, -0 is 0), strings tagged so that 1 and "1" differ, objects
- * and arrays their canonical key. Building one is counted against a budgeted check
- * (schema-cost.ts): in a recursive schema, a `uniqueItems` at every level builds the keys
- * of everything below it again, between two steps.
+ * and arrays their canonical key, whose building is counted against a check with a
+ * budget (schema-cost.ts), if one runs.
  */
 export function keyOf (item: unknown): unknown {
   if (typeof item === 'string') return `s${item}`
@@ -60,7 +59,10 @@ export function keyOf (item: unknown): unknown {
   return key
 }
 
-const keyOfValue = keyOf
+/** An object or array, which ContainerIds gives an id (binary values and dates are keyed as scalars are). */
+function isContainer (value: unknown): value is object {
+  return value !== null && typeof value === 'object' && !(value instanceof Uint8Array) && !(value instanceof Date)
+}
 
 /**
  * Ids for the objects and arrays of one check, equal exactly when their canonical keys are:
@@ -69,19 +71,17 @@ const keyOfValue = keyOf
  * again (98 levels over 21,000 leaves took 1.2 s that way). Kept for one check only
  * (schema-cost.ts's checkMemo): ids from two checks mean nothing to each other.
  */
-export class ContainerIds {
+class ContainerIds {
   readonly #ids = new WeakMap<object, number>()
   readonly #interned = new Map<string, number>()
 
   /** `item`'s key for a Map of items: as keyOf's, but an object or array is `#` and its id. */
   keyOf (item: unknown): unknown {
-    if (typeof item === 'string') return `s${item}`
-    if (item === null || typeof item !== 'object' || item instanceof Uint8Array || item instanceof Date) return keyOf(item)
-    return this.#part(item)
+    return isContainer(item) ? this.#part(item) : keyOf(item)
   }
 
   readonly #part = (value: unknown): string => {
-    if (value === null || typeof value !== 'object' || value instanceof Uint8Array || value instanceof Date) return canonicalKey(value)
+    if (!isContainer(value)) return canonicalKey(value)
     let id = this.#ids.get(value)
     if (id === undefined) {
       const key = canonicalKey(value, this.#part)
@@ -108,11 +108,11 @@ export function duplicatePair (items: readonly unknown[], scalarTypes?: readonly
   const seen = new Map<unknown, number>()
   // Within a check that has a budget (a recursive schema), containers are keyed once for the whole check.
   const ids = checkMemo(() => new ContainerIds())
-  const keyOf = ids === undefined ? keyOfValue : (item: unknown): unknown => ids.keyOf(item)
+  const itemKey = ids === undefined ? keyOf : (item: unknown): unknown => ids.keyOf(item)
   if (scalarTypes !== undefined) {
     for (let i = items.length - 1; i >= 0; i--) {
       if (!scalarTypes.some((type) => isOfType(items[i], type))) continue
-      const key = keyOf(items[i])
+      const key = itemKey(items[i])
       const j = seen.get(key)
       if (j !== undefined) return { i, j }
       seen.set(key, i)
@@ -121,7 +121,7 @@ export function duplicatePair (items: readonly unknown[], scalarTypes?: readonly
   }
   let pair: { i: number, j: number } | undefined
   for (let i = 0; i < items.length; i++) {
-    const key = keyOf(items[i])
+    const key = itemKey(items[i])
     const j = seen.get(key)
     if (j !== undefined) pair = { i, j }
     seen.set(key, i)
