@@ -12,11 +12,14 @@ import { QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras 
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask } from './call.js'
 import { queueWaitLimit } from './budget-timer.js'
+import { RetryAfter } from './retry-after.js'
 
 /** One caller, from admission until its call is settled. */
 export interface Waiter {
   readonly call: Call
   readonly enqueuedAt: number
+  /** When it was handed to the pool to run (performance.now()); 0 until then. */
+  startedAt: number
   readonly resolve: (value: unknown) => void
   readonly reject: (error: Error) => void
   entry?: Waiting<Waiter>
@@ -31,6 +34,8 @@ export interface AdmissionOptions {
   /** The most input, in body bytes, queued calls may hold together (0: no limit); one call alone may always wait. */
   queueLimitBytes: number
   queueTimeoutMs: number
+  /** POOL_SIZE: the calls that can run at once, for the queue's Retry-After (retry-after.ts). */
+  poolSize: number
   observer: PoolObserver
   /** Workers that can be borrowed right now, synchronously. */
   freeWorkers: () => number
@@ -40,7 +45,7 @@ export interface AdmissionOptions {
 
 /** Every field present from the start: one object shape whether or not the waiter ever queues. */
 function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
-  return { call, enqueuedAt, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined, answeredEarly: false }
+  return { call, enqueuedAt, startedAt: 0, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined, answeredEarly: false }
 }
 
 export class Admission {
@@ -55,9 +60,11 @@ export class Admission {
   #answeredEarly = 0
   /** Resolved when the queue is empty and no call runs for a client (drain). */
   #idleWaiters: Array<() => void> = []
+  readonly #retryAfter: RetryAfter
 
   constructor (options: AdmissionOptions) {
     this.#options = options
+    this.#retryAfter = new RetryAfter(options.poolSize)
   }
 
   get waiting (): number { return this.#queue.size }
@@ -78,12 +85,12 @@ export class Admission {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size)), { retryAfterSeconds: 1 }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size)), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
       const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: 1 }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -128,6 +135,9 @@ export class Admission {
     this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
     this.#inFlight--
     if (waiter.answeredEarly) this.#answeredEarly--
+    // Only calls that reached their worker (runMs is set by then): one that never did, its
+    // budget spent or its input unsendable, would pull the mean towards 0.
+    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(performance.now() - waiter.startedAt)
   }
 
   /**
@@ -155,7 +165,7 @@ export class Admission {
    */
   expired (waiter: Waiter): void {
     this.finished(waiter)
-    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true))
+    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true, this.#retryAfter.seconds(this.#queue.size)))
   }
 
   /**
@@ -194,6 +204,7 @@ export class Admission {
     const name = waiter.call.task.name
     this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
     this.#inFlight++
+    waiter.startedAt = performance.now()
     this.#options.start(waiter)
   }
 
@@ -215,7 +226,7 @@ export class Admission {
     this.#queuedBytes += call.inputBytes ?? 0
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget))
+      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfter.seconds(this.#queue.size)))
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return
@@ -252,7 +263,7 @@ function queueFullBytesMessage (waiting: number, queuedBytes: number, callBytes:
   return `${already}; retry later`
 }
 
-function queueTimeoutError (waitMs: number, byBudget: boolean): Error {
+function queueTimeoutError (waitMs: number, byBudget: boolean, retryAfterSeconds: number): Error {
   const error = new QueueTimeoutError(byBudget ? `${waitMs} ms (the x-request-timeout-ms budget)` : `${waitMs} ms`)
-  return withExtras(error, { retryAfterSeconds: 1 })
+  return withExtras(error, { retryAfterSeconds })
 }

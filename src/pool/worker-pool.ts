@@ -60,6 +60,7 @@ export class WorkerPool {
       queueLimit: options.queueLimit,
       queueLimitBytes: options.queueLimitBytes,
       queueTimeoutMs: options.queueTimeoutMs,
+      poolSize: options.size,
       observer: options.observer,
       freeWorkers: () => this.#pool.available,
       start: (waiter) => { this.#begin(waiter) }

@@ -332,6 +332,22 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
   t.equal((await busy).status, 200)
 })
 
+t.test('the queue\'s Retry-After follows the pace of recent calls: slow calls ahead, a longer wait', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT: '1' })
+  // One call of 1.5 s has run: the pool knows its pace.
+  t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 1500 })).status, 200)
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 20_000, 'the worker to be busy')
+  const queued = callTask(server.url, 'diag.work', { sleep_ms: 1 })
+  await waitFor(() => server.app.pool.waiting === 1, 20_000, 'a caller waiting')
+  const refused = await callTask(server.url, 'echo', 1)
+  t.equal(refused.json.code, 'QUEUE_FULL')
+  // The caller waiting and this one, 1.5 s or more each on the one worker: 3 s at least, not 1.
+  const seconds = Number(refused.headers.get('retry-after'))
+  t.ok(seconds >= 3 && seconds <= 60, `Retry-After ${seconds} s`)
+  t.same([(await busy).status, (await queued).status], [200, 200])
+})
+
 t.test('QUEUE_LIMIT_BYTES bounds the input queued calls hold: a large body past it gets 503 QUEUE_FULL, a small one still waits', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', QUEUE_LIMIT_BYTES: '1000000' })
   // Busy until the test has seen what it came for, on a loaded machine too (the large bodies

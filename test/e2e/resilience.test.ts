@@ -185,9 +185,12 @@ t.test('MAX_WORKER_RSS_MB: a task that grows its worker by 10 MB a call never ru
 
 t.test('MAX_WORKER_RSS_MB: a reply decoded on the offload thread is followed by a measurement, on the worker\'s first call too, before the queued call may take it', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '60', MAX_CALLS_PER_WORKER: '0', OFFLOAD_MIN_BYTES: '1' })
-  // The second call is queued while the first runs (it sleeps, then allocates).
-  const running = callTask(server.url, 'diag.work', { sleep_ms: 300, alloc_mb: 80 })
-  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the first call to run')
+  // The second call is queued while the first runs (it sleeps, then allocates). Its body goes
+  // through the offload thread, which starts with the first call: on a loaded machine that
+  // took more than 5 s once, hence the long wait, and the long sleep keeps the worker
+  // borrowed long enough for a poll every 20 ms to see it whatever the load.
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 1500, alloc_mb: 80 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 30_000, 'the first call to run')
   const queued = callTask(server.url, 'diag.work', {})
   const [first, second] = await Promise.all([running, queued])
   t.equal(first.status, 200)

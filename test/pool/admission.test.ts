@@ -16,7 +16,7 @@ interface Harness {
   free: { workers: number }
 }
 
-function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0 } = {}): Harness {
+function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0, poolSize = 4 } = {}): Harness {
   const started: Waiter[] = []
   const counted: string[] = []
   const free = { workers: freeWorkers }
@@ -24,6 +24,7 @@ function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_00
     queueLimit,
     queueLimitBytes,
     queueTimeoutMs,
+    poolSize,
     observer: {
       callEnded: (call, outcome) => { counted.push(`${call.task.name}:${outcome}`) },
       callRefused: (call, outcome) => { counted.push(`refused:${call.task.name}:${outcome}`) },
@@ -254,6 +255,42 @@ t.test('a started call whose worker turned out dead goes back to the front of th
   complete(h, h.started[2], 'b')
   t.same(await Promise.all([first, second]), ['a', 'b'])
   t.same(h.counted, ['echo:ok', 'echo:ok'], 'the failed start is not a call of its own')
+})
+
+t.test('Retry-After of a full queue and of a queue timeout follows how long calls held their worker; calls that never reached one do not count', { timeout: 20_000 }, async (t) => {
+  const h = harness({ queueLimit: 2, freeWorkers: 1, poolSize: 1 })
+  const echo = task('echo')
+  // A call that never reached its worker (its input could not be sent: runMs stays 0) held
+  // it for a while, and is not counted: nothing is known of the pace yet.
+  const unsent = h.admission.admit(call(echo))
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  complete(h, h.started[0])
+  await unsent
+  h.free.workers = 0
+  const queued = [h.admission.admit(call(echo)), h.admission.admit(call(echo))]
+  t.equal((await rejection(h.admission.admit(call(echo)))).retryAfterSeconds, 1, 'no call has run yet: 1 s')
+  h.admission.failQueued(() => new Error('not these'), 'cancelled')
+  await Promise.allSettled(queued)
+  // The next call runs, holds its worker at least 1.1 s, and reports a run time.
+  h.free.workers = 1
+  const ran = h.admission.admit(call(echo))
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  h.started[1].call.runMs = 1100
+  complete(h, h.started[1])
+  await ran
+  // Then, with two callers waiting on the one worker: (2 + 1) × at least 1.1 s, rounded up.
+  h.free.workers = 0
+  const behind = h.admission.admit(call(echo))
+  const lateCall = h.admission.admit(call(echo, { budgetMs: 20 }))
+  const full = await rejection(h.admission.admit(call(echo)))
+  t.equal(full.code, 'QUEUE_FULL')
+  t.ok(full.retryAfterSeconds !== undefined && full.retryAfterSeconds >= 4 && full.retryAfterSeconds <= 60, `QUEUE_FULL's Retry-After ${String(full.retryAfterSeconds)} s, for three calls of at least 1.1 s`)
+  // One left waiting when the budget of the other runs out: (1 + 1) × at least 1.1 s.
+  const late = await rejection(lateCall)
+  t.equal(late.code, 'QUEUE_TIMEOUT')
+  t.ok(late.retryAfterSeconds !== undefined && late.retryAfterSeconds >= 3, `QUEUE_TIMEOUT's too: ${String(late.retryAfterSeconds)} s`)
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  await behind.catch(() => {})
 })
 
 t.test('a call whose budget ran out on its way to the worker is a queue timeout (SPEC §1)', async (t) => {
