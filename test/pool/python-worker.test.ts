@@ -100,6 +100,24 @@ t.test('a call past its timeout: the worker\'s stacks are logged under its reque
   t.ok(stack.some((line) => /File ".*pyfleet_tasks\/diag\.py", line \d+ in /.test(line)), 'naming the line of the task where it was stuck')
 })
 
+t.test('an async task past its timeout: the stacks of its pending coroutines are logged too, down to the await it is stuck on', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  for (const [task, requestId] of [['hang.await', 'stuck-await'], ['hang.helpers', 'stuck-helpers']]) {
+    const worker = await PythonWorker.spawn({ ...options(1, ['--module', 'async_hang_tasks']), log })
+    const error = await worker.call(task, {}, requestId, 300).catch((e: unknown) => e)
+    t.equal((error as WorkerCallError).failure, 'timeout')
+    await waitFor(() => worker.state === 'dead', 5000, 'the worker to be killed')
+  }
+  const dump = (requestId: string): string => lines.filter((l) => l.stream === 'stderr' && l.requestId === requestId).map((l) => String(l.msg)).join('\n')
+  // faulthandler alone showed the event loop's select() and nothing of the task's own code.
+  t.match(dump('stuck-await'), /Asyncio task '[^']+' \(most recent call first\):\n {2}awaiting <Future pending[^\n]*\n {2}File ".*async_hang_tasks\.py", line 10 in wait_for_reply\n {2}File ".*async_hang_tasks\.py", line 17 in hang_await/)
+  const helpers = dump('stuck-helpers')
+  t.match(helpers, /File ".*async_hang_tasks\.py", line 24 in hang_helpers/, 'the task itself')
+  t.match(helpers, /Asyncio task 'helper-0'[^\n]*\n(?: {2}[^\n]*\n)* {2}File ".*asyncio\/tasks\.py", line \d+ in sleep/, 'and the tasks it started, each with its own stack')
+  t.match(helpers, /Asyncio task 'helper-1'/)
+})
+
 t.test('a worker that dies mid-call rejects with failure "crash"', async (t) => {
   const worker = await PythonWorker.spawn(options(1))
   const error = await worker.call('diag.work', { exit: 7 }, 'req', 5000).catch((e: unknown) => e)

@@ -16,6 +16,7 @@ import sys
 from . import guard
 from .frames import DEFAULT_MAX_FRAME_BYTES
 from .process_setup import die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
+from .stack_dump import install as dump_stacks_on_sigusr1
 from .reporting import (
     EXIT_IMPORT_FAILED,
     EXIT_MISSING_DEPENDENCY,
@@ -228,9 +229,10 @@ def main() -> None:
     # sent to one directly is ignored for the same reason.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A call past its task's timeout: before the SIGKILL, the server sends SIGUSR1, and every
-    # thread's stack goes to stderr (fd 2, logged under the call's request id), so the log
-    # shows where the task was stuck, even in C code holding the GIL.
-    faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
+    # thread's stack goes to stderr (fd 2, logged under the call's request id), then every
+    # pending asyncio task's, so the log shows where the task was stuck, even in C code
+    # holding the GIL, or on an await that never ends.
+    dump_stacks_on_sigusr1()
     # A crash in C code (a segfault in an extension, an abort): the same stacks, before the
     # process dies, so that the log says where, not only that the worker was killed by SIGSEGV.
     faulthandler.enable(file=2, all_threads=True)

@@ -116,8 +116,11 @@ def ignore_term(_input):
 
 @task("g.handlers")
 def handlers(_input):
-    """Whether SIGALRM, SIGTERM and SIGUSR1 have their default handlers."""
-    return [signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1)]
+    """Whether SIGALRM and SIGTERM have their default handlers, and SIGUSR1 the runtime's stack dump."""
+    from pyfleet import stack_dump
+
+    defaults = [signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGALRM, signal.SIGTERM)]
+    return [*defaults, signal.getsignal(signal.SIGUSR1) == stack_dump._on_signal]
 
 
 @task("g.sleep")
