@@ -54,6 +54,12 @@ const STREAM_END_GRACE_MS = 500
 const MAX_CALL_ID = 2 ** 32 - 1
 /** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
 const STACK_DUMP_MS = 100
+/**
+ * How long a worker past its start timeout has to print its stacks before its SIGKILL: the
+ * start's failure quotes the frame they show, so this waits for it (and no longer), where a
+ * call's dump is only logged.
+ */
+const START_STACK_DUMP_MS = 1000
 
 /**
  * Whether a reply frame is decoded and made into its answer on the offload thread: from
@@ -121,7 +127,7 @@ export class PythonWorker {
       spawnError: (error) => { this.#onSpawnError(error) }
     })
     // After the spawn, which may throw (an invalid env value): no start timer is left behind then.
-    this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') })
+    this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') }, async () => await this.#whereStartIsStuck())
   }
 
   /** Starts a worker and resolves once it has sent its ready message. */
@@ -253,6 +259,23 @@ export class PythonWorker {
     this.#process.signalWorker('SIGUSR1')
     await Promise.race([this.#process.exited, new Promise((resolve) => { setTimeout(resolve, STACK_DUMP_MS).unref() })])
     await this.kill()
+  }
+
+  /**
+   * Where a start past its timeout is stuck: the runtime prints every thread's stack on
+   * SIGUSR1 (set up before any task module is imported), and the innermost frame of a
+   * module's top-level code is the import it is stuck in ("<path>, line <n>").
+   */
+  async #whereStartIsStuck (): Promise<string | undefined> {
+    const frame = this.#stderr.awaitModuleFrame()
+    this.#process.signalWorker('SIGUSR1')
+    let timer: NodeJS.Timeout | undefined
+    const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, START_STACK_DUMP_MS) })
+    try {
+      return await Promise.race([frame, gaveUp, this.#process.exited.then(() => undefined)])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   #onStdout (chunk: Buffer): void {

@@ -1,6 +1,6 @@
 // A worker's start, from spawn to its ready message: the start timeout, the shutdown's
 // abort, and the one WorkerStartError a start that fails ends with. python-worker.ts says
-// when the worker is ready or why it failed.
+// when the worker is ready or why it failed, and where a start past its timeout is stuck.
 
 import { WorkerStartError } from './worker-failures.js'
 
@@ -13,18 +13,31 @@ export class StartWait {
   readonly #giveUp: () => void
   readonly #signal: AbortSignal | undefined
   readonly #timer: NodeJS.Timeout
+  readonly #whereStuck: (() => Promise<string | undefined>) | undefined
   #settle: Settle | undefined
+  /** The start timed out, and where it is stuck is being asked: that is its failure, whatever else happens meanwhile. */
+  #timingOut = false
 
-  /** `giveUp` kills the process of a start that failed. */
-  constructor (python: string, startTimeoutMs: number, signal: AbortSignal | undefined, giveUp: () => void) {
+  /**
+   * `giveUp` kills the process of a start that failed. `whereStuck`, asked once the start
+   * has timed out (briefly: the process is killed after it), says where the worker is
+   * stuck, if it can tell.
+   */
+  constructor (python: string, startTimeoutMs: number, signal: AbortSignal | undefined, giveUp: () => void, whereStuck?: () => Promise<string | undefined>) {
     this.#python = python
     this.#giveUp = giveUp
     this.#signal = signal
+    this.#whereStuck = whereStuck
     this.done = new Promise<void>((resolve, reject) => { this.#settle = { resolve, reject } })
-    this.#timer = setTimeout(() => {
-      this.fail(`did not say ready within ${startTimeoutMs} ms (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit)`)
-    }, startTimeoutMs)
+    this.#timer = setTimeout(() => { void this.#timedOut(startTimeoutMs) }, startTimeoutMs)
     signal?.addEventListener('abort', this.#onAbort, { once: true })
+  }
+
+  async #timedOut (startTimeoutMs: number): Promise<void> {
+    this.#timingOut = true
+    const where = await this.#whereStuck?.().catch(() => undefined)
+    const at = where === undefined ? '' : `: it was still importing ${where}`
+    this.#fail(`did not say ready within ${startTimeoutMs} ms${at} (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit${where === undefined ? '' : '; every thread\'s stack is in the log'})`)
   }
 
   ready (): void {
@@ -32,8 +45,15 @@ export class StartWait {
     settle?.resolve()
   }
 
-  /** Fails the start, if it is still under way, with "Python worker <python> <reason>". */
+  /**
+   * Fails the start, if it is still under way, with "Python worker <python> <reason>"; once it
+   * has timed out, with the timeout (asking where it was stuck may end the process).
+   */
   fail (reason: string): void {
+    if (!this.#timingOut) this.#fail(reason)
+  }
+
+  #fail (reason: string): void {
     const settle = this.#end()
     if (settle === undefined) return
     this.#giveUp()

@@ -22,6 +22,8 @@ const FATAL_PREFIX = 'pyfleet-fatal: '
 const MAX_LINE_CHARS = 16 * 1024
 type Level = 'error' | 'warn' | 'info' | 'debug'
 const LAST_WORDS = 5
+/** A frame of a module's top-level code in faulthandler's stack dump: `  File "<path>", line <n> in <module>`. */
+const MODULE_FRAME = /^ {2}File "(.+)", line (\d+) in <module>$/
 const LAST_WORD_CHARS = 500
 /**
  * The log budget of one worker's stderr: a line costs one unit per started KiB. The
@@ -65,6 +67,8 @@ export class WorkerStderr {
   #continuing: Level | 'dropped' | undefined
   #lastWords: string[] = []
   #fatalLine: string | undefined
+  /** Told the first module frame of the stack dump asked for by awaitModuleFrame(), if one is waited for. */
+  #onModuleFrame: ((where: string) => void) | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
   #fatalSeen = false
   readonly #isStarting: () => boolean
@@ -106,6 +110,15 @@ export class WorkerStderr {
 
   /** Up to the last five lines printed while starting, each cut to 500 characters. */
   get lastWords (): readonly string[] { return this.#lastWords }
+
+  /**
+   * Resolves with the first frame of a module's top-level code ("<path>, line <n>") among the
+   * lines that come next: in the stack dump a worker stuck at start-up is asked for, the
+   * innermost such frame is the module whose import it is stuck in. Call before asking.
+   */
+  async awaitModuleFrame (): Promise<string> {
+    return await new Promise((resolve) => { this.#onModuleFrame = resolve })
+  }
 
   write (text: string): void {
     const lines = (this.#partial + text).split('\n')
@@ -163,6 +176,13 @@ export class WorkerStderr {
     if (fatal) {
       this.#fatalLine = line.slice(FATAL_PREFIX.length)
       this.#fatalSeen = true
+    }
+    if (this.#onModuleFrame !== undefined) {
+      const frame = MODULE_FRAME.exec(line)
+      if (frame !== null) {
+        this.#onModuleFrame(`${frame[1]}, line ${frame[2]}`)
+        this.#onModuleFrame = undefined
+      }
     }
     if (this.#isStarting()) {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))

@@ -38,6 +38,20 @@ t.test('the start timeout says what to change', async (t) => {
   t.equal(kills, 1)
 })
 
+t.test('a start past its timeout says where it was stuck when asked can tell, and fails with that, not with the exit the asking caused', async (t) => {
+  let kills = 0
+  let release: (where: string) => void = () => {}
+  const wait = new StartWait('py', 10, undefined, () => { kills++ }, async () => await new Promise((resolve) => { release = resolve }))
+  await waitFor(() => release.length === 1, 5000, 'the timeout to ask where the start is stuck')
+  // Meanwhile the process ends (the stack dump's signal may end it): not the start's failure.
+  wait.fail('was killed by SIGUSR1 before it was ready')
+  release('/srv/tasks/model.py, line 3')
+  await t.rejects(wait.done, { message: 'Python worker py did not say ready within 10 ms: it was still importing /srv/tasks/model.py, line 3 (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit; every thread\'s stack is in the log)' })
+  t.equal(kills, 1)
+  const unknown = new StartWait('py', 10, undefined, () => {}, async () => undefined)
+  await t.rejects(unknown.done, { message: 'Python worker py did not say ready within 10 ms (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit)' }, 'nothing said: the message of old')
+})
+
 t.test('a shutdown stops a start under way', async (t) => {
   const shutdown = new AbortController()
   let kills = 0
