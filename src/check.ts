@@ -4,7 +4,8 @@
 // listens. Problems surface as the same errors a start would raise.
 
 import { buildApp } from './app.js'
-import type { Config } from './config.js'
+import { ConfigError, type Config } from './config.js'
+import { lookalikeMessage } from './setting-names.js'
 import { PROJECT_ROOT } from './plugins/worker-pool.js'
 import { resolvePython } from './python-path.js'
 import type { TaskDescription } from './task-registry.js'
@@ -16,6 +17,12 @@ import { version } from './version.js'
  * `stop` ends the start at once (main.ts: Ctrl-C).
  */
 export async function checkSetup (config: Config, stop?: AbortSignal): Promise<string> {
+  // A variable that looks like a misspelt setting (TASK_MODULE for TASK_MODULES) is a warning
+  // when serving; here it fails, before any worker starts: a check that passes while the
+  // task modules it was meant to try were never loaded would be worse than none.
+  if (config.lookalikes.length > 0) {
+    throw new ConfigError(`${config.lookalikes.map(lookalikeMessage).join('; ')} (--check fails on a variable that looks like a misspelt setting: correct its name, or unset it)`)
+  }
   // The log goes to stderr, so that stdout is the report alone; at the default level only
   // what the workers print (a slow import's "loading the model...", which would otherwise
   // leave the check silent for as long), warnings (a library's) and errors are logged.

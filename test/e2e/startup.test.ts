@@ -36,10 +36,25 @@ t.test('--check starts the workers once, prints the task table as it would be se
 })
 
 t.test('a variable that looks like a misspelt setting is warned about at start, and the setting keeps its value', async (t) => {
-  const { code, output } = await runServer({ POOL_SIZE: '1', POOLSIZE: '3' }, ['--check'])
-  t.equal(code, 0)
-  t.match(output, /"level":40,[^\n]*"setting":"POOLSIZE","meant":\["POOL_SIZE"\],[^\n]*"msg":"POOLSIZE is not a pyfleet setting, and is ignored: did you mean POOL_SIZE\?"/)
-  t.match(output, /and 1 worker started with/)
+  const server = await startServer(t, { POOL_SIZE: '1', POOLSIZE: '3' })
+  t.match(server.logs.find((l) => l.setting === 'POOLSIZE'), { level: 40, meant: ['POOL_SIZE'], msg: 'POOLSIZE is not a pyfleet setting, and is ignored: did you mean POOL_SIZE?' })
+  t.equal(server.app.pool.snapshot().workers.length, 1)
+})
+
+t.test('node dist/main.js, which is not the entry point, says which is instead of exiting 0 with nothing started', async (t) => {
+  const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH } })
+  let stderr = ''
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 1)
+  t.equal(stderr, 'pyfleet: dist/main.js is not the entry point: start the server with node dist/server.js (or npm start)\n')
+})
+
+t.test('--check fails on a variable that looks like a misspelt setting, before any worker starts: TASK_MODULE left the user\'s tasks out of a check that passed', async (t) => {
+  const { code, output } = await runServer({ POOL_SIZE: '1', TASK_MODULE: 'mytasks.shop' }, ['--check'])
+  t.equal(code, 1)
+  t.match(output, /pyfleet: TASK_MODULE is not a pyfleet setting, and is ignored: did you mean TASK_MODULES\? \(--check fails on a variable that looks like a misspelt setting: correct its name, or unset it\)/)
+  t.notMatch(output, /worker started|"stream":"stderr"/, 'no worker was started')
 })
 
 t.test('the example in the pyfleet package\'s docstring (help(pyfleet)) passes --check as it is', async (t) => {
