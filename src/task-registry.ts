@@ -179,8 +179,7 @@ export class TaskRegistry {
         validateRaw = info.raw.length > 0 ? compileChecking(coercing, info.schema) : undefined
         annotations.check(info.schema)
       } catch (error) {
-        const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-        throw new Error(`task ${info.name}${where} declares an invalid input schema: ${schemaProblem(error as Error, info.schema, strict)}`)
+        throw new Error(`task ${info.name}${whereDeclared(info)} declares an invalid input schema: ${schemaProblem(error as Error, info.schema, strict)}`)
       }
       // Compiled whether or not results are checked: a schema Ajv refuses stops the start either way.
       let validateResult: ValidateFunction | undefined
@@ -193,8 +192,7 @@ export class TaskRegistry {
           // Its defaults and examples are published as the input's are, and checked the same way.
           annotations.check(outputSchema)
         } catch (error) {
-          const where = typeof info.module === 'string' ? ` (in module ${info.module})` : ''
-          throw new Error(`task ${info.name}${where} declares an invalid output schema: ${schemaProblem(error as Error, outputSchema, strict)}`)
+          throw new Error(`task ${info.name}${whereDeclared(info)} declares an invalid output schema: ${schemaProblem(error as Error, outputSchema, strict)}`)
         }
       }
       const limit = this.#config.taskConcurrency[info.name] ?? info.maxConcurrency ?? this.#config.poolSize
@@ -273,4 +271,14 @@ export class TaskRegistry {
   list (): TaskDescription[] {
     return [...this.#tasks.values()].map((t) => this.describe(t))
   }
+}
+
+/**
+ * Where a task is declared, for the messages about it: " (at mytasks/shop.py, line 12)", as the
+ * worker's own messages say it, or " (in module mytasks.shop)" where the worker cannot tell the
+ * file (a callable without code); "" if neither.
+ */
+function whereDeclared (info: TaskInfo): string {
+  if (typeof info.source === 'string') return ` (at ${info.source})`
+  return typeof info.module === 'string' ? ` (in module ${info.module})` : ''
 }

@@ -20,6 +20,8 @@ export interface TaskInfo {
   maxConcurrency: number | null
   /** The Python module that defines it (absent from workers before it was added). */
   module?: string | null
+  /** The file and line of its declaration, "mytasks/shop.py, line 12" (absent from workers before it was added). */
+  source?: string | null
 }
 
 export interface ReadyMessage {
@@ -55,6 +57,7 @@ function taskInfoProblem (task: unknown, index: number): string | undefined {
   if (!(t.rawField === null || typeof t.rawField === 'string')) return wrong('rawField', 'a string or null')
   if (!(t.maxConcurrency === null || t.maxConcurrency === undefined || (typeof t.maxConcurrency === 'number' && t.maxConcurrency >= 1))) return wrong('maxConcurrency', 'a number of at least 1, or null')
   if (!(t.module === null || t.module === undefined || typeof t.module === 'string')) return wrong('module', 'a string or null')
+  if (!(t.source === null || t.source === undefined || typeof t.source === 'string')) return wrong('source', 'a string or null')
   return undefined
 }
 

@@ -103,7 +103,7 @@ t.test('SIGTERM while a replacement hangs in its imports: the start is aborted a
 
 const refusedReloads: Array<[string, string, RegExp]> = [
   ['x', 'cannot start', /reload failed: .*broken on purpose.*0 of 2 workers replaced before it stopped; the other 2 keep serving the previous code$/],
-  ['schema', 'declares a schema the server refuses', /reload failed: task flaky\.ping \(in module flaky_tasks\) declares an invalid input schema.*minLenght.*0 of 2 workers replaced/]
+  ['schema', 'declares a schema the server refuses', /reload failed: task flaky\.ping \(at flaky_tasks\.py, line 21\) declares an invalid input schema.*minLenght.*0 of 2 workers replaced/]
 ]
 for (const [mode, what, message] of refusedReloads) {
   t.test(`a reload whose new task code ${what} replaces no worker: 503, and the old workers serve on`, async (t) => {

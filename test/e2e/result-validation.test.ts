@@ -155,5 +155,5 @@ t.test('an output schema Ajv refuses stops the start, naming the task, its modul
   child.stderr.on('data', (chunk) => { output += String(chunk) })
   const [code] = await once(child, 'exit')
   t.equal(code, 1)
-  t.match(output, /task bad\.output \(in module bad_output_tasks\) declares an invalid output schema: strict mode: unknown keyword: "propertys"/)
+  t.match(output, /task bad\.output \(at bad_output_tasks\.py, line 6\) declares an invalid output schema: strict mode: unknown keyword: "propertys"/)
 })

@@ -106,7 +106,7 @@ t.test('--check of a task module that fails to import exits 1 with the reason a 
 t.test('--check of a task whose schema\'s default fails that schema exits 1, naming the task, its module and the default', async (t) => {
   const { code, output } = await runServer({ TASK_MODULES: 'bad_default_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' }, ['--check'])
   t.equal(code, 1)
-  t.match(output, /task bad\.default \(in module bad_default_tasks\) declares an invalid input schema: the default at \/properties\/top \("ten"\) fails its own schema: must be integer/)
+  t.match(output, /task bad\.default \(at bad_default_tasks\.py, line 6\) declares an invalid input schema: the default at \/properties\/top \("ten"\) fails its own schema: must be integer/)
   t.notMatch(output, /the configuration is valid/)
 })
 

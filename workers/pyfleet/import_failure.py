@@ -7,7 +7,8 @@ only then, so a worker that starts pays nothing for it.
 from __future__ import annotations
 
 import os
-import sys
+
+from .places import place
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -81,17 +82,4 @@ def where_raised(exc: BaseException, module: str) -> str:
 
 def _at(path: str, number: Optional[int]) -> str:
     """``at mytasks/helper.py, line 3``, the path relative to the sys.path entry it is under."""
-    roots = [root for root in map(_absolute_dir, sys.path) if root]
-    root = max((root for root in roots if path.startswith(root)), key=len, default="")
-    return f"at {path[len(root):]}" + (f", line {number}" if number is not None else "")
-
-
-def _absolute_dir(entry: object) -> str:
-    """A sys.path entry as an absolute directory ending in a separator; "" for one that is not
-    a string or cannot be made absolute (relative, with the working directory deleted)."""
-    if not isinstance(entry, str):
-        return ""
-    try:
-        return os.path.join(os.path.abspath(entry), "")
-    except OSError:
-        return ""
+    return f"at {place(path, number)}"

@@ -9,6 +9,7 @@ import sys
 from types import CodeType, MethodType
 
 from .callable_checks import check_callable, describe_callable
+from .places import declared_at
 from .task_checks import check_count, check_raw_field, check_schema, content_types, defaults_to_fill
 
 # typing, inspect and dataclasses would add ~3 MB to every worker (and the pool
@@ -96,6 +97,8 @@ class Task:
             "maxConcurrency": self.max_concurrency,
             # Where it is defined, for the server's messages about it (a schema Ajv refuses).
             "module": self.fn.__module__ if isinstance(getattr(self.fn, "__module__", None), str) else None,
+            # The file and line of its declaration (``mytasks/shop.py, line 12``), for the same messages.
+            "source": declared_at(self.fn),
         }
 
 

@@ -101,6 +101,36 @@ class RegistryTest(IsolatedRegistryTest):
         self.assertEqual(info["rawField"], "text")
         self.assertEqual(info["maxConcurrency"], 2)
         self.assertEqual(info["module"], __name__, "the module that defines it")
+        self.assertRegex(info["source"], r"^pyfleet_tests/test_runtime\.py, line \d+$", "the file and line, relative to the sys.path entry")
+
+    def test_source_is_where_the_decorator_is_under_functools_wraps_and_none_without_code(self):
+        import functools
+
+        from pyfleet.places import declared_at
+
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(x):
+                return fn(x)
+
+            return wrapper
+
+        line = sys._getframe().f_lineno + 2
+
+        @task("wrapped.source")
+        @logged
+        def wrapped(x):
+            return x
+
+        self.assertEqual(registry.get("wrapped.source").describe()["source"], f"pyfleet_tests/test_runtime.py, line {line}")
+        self.assertIsNone(declared_at(functools.partial(print, 1)))
+        self.assertIsNone(declared_at(len))
+        namespace = {}
+        exec("def made(x):\n    return x", namespace)
+        self.assertIsNone(declared_at(namespace["made"]), "code made by exec() has no file")
+        looped = lambda x: x  # noqa: E731
+        looped.__wrapped__ = looped
+        self.assertRegex(declared_at(looped), r"test_runtime\.py, line \d+$", "a __wrapped__ that leads back to itself ends")
 
     def test_first_paragraph_matches_inspect_cleandoc(self):
         docs = [
