@@ -30,6 +30,8 @@ export interface PoolCounts {
   restarts: Record<RestartReason, number>
   /** Requests refused with 503 RECEIVE_FULL (not calls: their bodies were not read whole). */
   receiveRefused: number
+  /** Reloads of the task code by outcome, and why the last one failed (null: it did not, or none ran). */
+  reloads: { ok: number, failed: number, lastError: string | null }
 }
 
 export class Metrics implements PoolObserver {
@@ -48,6 +50,10 @@ export class Metrics implements PoolObserver {
   readonly #logDropped: Counter
   readonly #connectionsMax: Gauge
   readonly #offloadJobs: Counter<'conversion'>
+  readonly #reloads: Counter<'outcome'>
+  readonly #reloadSucceeded: Gauge
+  /** Why the last reload failed; null once one succeeds. */
+  #lastReloadError: string | null = null
   #offloader: { readonly pendingJobs: number } | undefined
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
@@ -114,6 +120,11 @@ export class Metrics implements PoolObserver {
     })
     this.#offloadJobs = new Counter({ name: 'pyfleet_offload_jobs_total', help: 'Conversions done on the offload thread, off the event loop: conversion="input" (a request body of at least OFFLOAD_MIN_BYTES parsed, checked and encoded), "answer" (a reply frame that large, or holding OFFLOAD_MIN_BYTES / 8 maps, arrays and bins, decoded and written)', labelNames: ['conversion'], registers })
     for (const conversion of ['input', 'answer']) this.#offloadJobs.labels(conversion).inc(0)
+    this.#reloads = new Counter({ name: 'pyfleet_reloads_total', help: 'Reloads of the task code (SIGHUP, POST /admin/reload, RELOAD_ON_CHANGE) by outcome: "ok", or "failed" (the workers not replaced serve the previous code; the log says why)', labelNames: ['outcome'], registers })
+    for (const outcome of ['ok', 'failed']) this.#reloads.labels(outcome).inc(0)
+    // As Prometheus' own prometheus_config_last_reload_successful: one gauge to alert on.
+    this.#reloadSucceeded = new Gauge({ name: 'pyfleet_reload_last_successful', help: '0 while the last reload of the task code has failed (some or all workers serve the previous code), else 1', registers })
+    this.#reloadSucceeded.set(1)
     new Gauge({
       name: 'pyfleet_offload_pending_jobs',
       help: 'Conversions waiting for the offload thread or running on it (it does one at a time)',
@@ -157,6 +168,13 @@ export class Metrics implements PoolObserver {
   /** A conversion the offload thread has done. */
   readonly offloadJobDone = (conversion: 'input' | 'answer'): void => {
     this.#offloadJobs.labels(conversion).inc()
+  }
+
+  /** A reload of the task code ended: `error` says why one failed (not counted: one a shutdown cut short). */
+  reloaded (outcome: 'ok' | 'failed', error?: string): void {
+    this.#reloads.labels(outcome).inc()
+    this.#reloadSucceeded.set(outcome === 'ok' ? 1 : 0)
+    this.#lastReloadError = outcome === 'ok' ? null : error ?? 'unknown'
   }
 
   /** A task request refused before it became a call (pyworker_calls_total does not count those, SPEC §6). */
@@ -261,7 +279,9 @@ export class Metrics implements PoolObserver {
     const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>
     for (const { labels, value } of (await this.#restarts.get()).values) restarts[labels.reason as RestartReason] += value
     const receiveRefused = (await this.#receiveRefused.get()).values[0]?.value ?? 0
-    return { calls, restarts, receiveRefused }
+    const reloads = { ok: 0, failed: 0, lastError: this.#lastReloadError }
+    for (const { labels, value } of (await this.#reloads.get()).values) reloads[labels.outcome as 'ok' | 'failed'] += value
+    return { calls, restarts, receiveRefused, reloads }
   }
 }
 

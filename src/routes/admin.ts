@@ -69,6 +69,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.names())
     const done = { ...result, tasks: fastify.tasks.names() }
+    fastify.metrics.reloaded('ok')
     log.info({ trigger, ...done }, 'reload finished')
     return done
   } catch (error) {
@@ -86,7 +87,10 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
     if (draining) log.warn({ trigger }, message)
-    else log.error({ trigger, err: error }, message)
+    else {
+      log.error({ trigger, err: error }, message)
+      fastify.metrics.reloaded('failed', message)
+    }
     throw new WorkersUnavailableError(message)
   }
 }

@@ -70,6 +70,11 @@ export const QUEUE_STATS_SCHEMA: Schema = record({
   tasks: counts(['completed', 'failed', 'timedOut', 'workerDied'], 'calls by outcome since start (failed counts 422 and 500 answers)'),
   workers: { type: 'array', items: WORKER_SCHEMA },
   restarts: counts(['crash', 'timeout', 'maxCalls', 'maxRss', 'protocol', 'reload'], 'workers replaced since start, by reason'),
+  reloads: record({
+    ok: integer,
+    failed: integer,
+    lastError: { type: ['string', 'null'], description: 'why the last reload failed, while it is the last: some or all workers serve the previous code; null once one succeeds' }
+  }, 'reloads of the task code since start (SIGHUP, POST /admin/reload, RELOAD_ON_CHANGE)'),
   uptimeSeconds: integer
 })
 

@@ -10,7 +10,7 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
     await fastify.pool.sampleMemory()
     const snapshot = fastify.pool.snapshot()
-    const { calls, restarts, receiveRefused } = await fastify.metrics.counts()
+    const { calls, restarts, receiveRefused, reloads } = await fastify.metrics.counts()
     return {
       pool: snapshot.pool,
       queue: { ...snapshot.queue, rejected: calls.queue_full + calls.queue_timeout },
@@ -31,6 +31,7 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
         protocol: restarts.protocol,
         reload: restarts.reload
       },
+      reloads,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000)
     }
   })

@@ -5,7 +5,7 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callTask, childPythonPids, FIXTURES, isRunning, startServer, startServerProcess, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, getJson, isRunning, startServer, startServerProcess, waitFor, workerPids } from '../helpers/server.js'
 
 const TOKEN = 'test-admin-token-0123456789'
 
@@ -118,6 +118,17 @@ for (const [mode, what, message] of refusedReloads) {
     t.same(workerPids(server).sort(), before, 'the old workers, with the code the task table describes, are still there')
     t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
     await waitFor(async () => (await childPythonPids(process.pid)).length === 2, 5000, 'no replacement left running')
+    // Seen from outside too, not only in the log: a gauge to alert on, and the reason in queue-stats.
+    const failed = await getJson(`${server.url}/api/queue-stats`)
+    t.match(failed.reloads, { ok: 0, failed: 1, lastError: message })
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    t.match(metrics, /\npyfleet_reload_last_successful 0\n/)
+    t.match(metrics, /\npyfleet_reloads_total\{outcome="failed"\} 1\n/)
+    // Fixed, and reloaded: the gauge and the reason say so.
+    await writeFile(file, '')
+    t.equal((await reload(server.url)).status, 200)
+    t.same((await getJson(`${server.url}/api/queue-stats`)).reloads, { ok: 1, failed: 1, lastError: null })
+    t.match(await (await fetch(`${server.url}/metrics`)).text(), /\npyfleet_reload_last_successful 1\n/)
   })
 }
 
