@@ -11,6 +11,8 @@ export type PerTask = Readonly<Record<string, number>>
 export interface Config {
   readonly host: string
   readonly port: number
+  /** PROBE_PORT: a second port for /health, /ready, /metrics and /api/queue-stats alone (probe-listener.ts); undefined: none. */
+  readonly probePort: number | undefined
   /** As configured (may be a bare name); python-path.ts turns it into an absolute path. */
   readonly python: string | undefined
   readonly poolSize: number
@@ -187,6 +189,7 @@ export function loadConfig (env: Env): Config {
   const config: Config = {
     host,
     port: integer(env, 'PORT', 5000, 0, 65535),
+    probePort: env.PROBE_PORT?.trim() ? integer(env, 'PROBE_PORT', 0, 0, 65535) : undefined,
     python: env.PYTHON?.trim() || undefined,
     poolSize,
     queueLimit: integer(env, 'QUEUE_LIMIT', 1000, 0, 1_000_000),
@@ -228,6 +231,9 @@ export function loadConfig (env: Env): Config {
     validateResults: flag(env, 'VALIDATE_RESULTS'),
     workerEnv: Object.freeze(workerEnvironment(env)),
     lookalikes: Object.freeze(lookalikeSettings(env))
+  }
+  if (config.probePort !== undefined && config.probePort !== 0 && config.probePort === config.port) {
+    throw new ConfigError(`PROBE_PORT=${config.probePort} is PORT too: give the probes a port of their own (9090, say), or leave PROBE_PORT empty to serve them on PORT alone`)
   }
   // main.ts's shutdown backstop waits this long; past Node's longest timer it would fire at once.
   if (shutdownBackstopMs(config) > MAX_TIMER_MS) {

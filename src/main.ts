@@ -14,6 +14,7 @@ import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup } from './check.js'
 import { version } from './version.js'
 import { listenAddress } from './listen-address.js'
+import { listenForProbes, PROBE_PATHS, type ProbeListener } from './probe-listener.js'
 import { flushLogs } from './log-destination.js'
 
 const EXIT_START_FAILED = 1
@@ -88,6 +89,20 @@ function startFailure (error: unknown, config: Config): never {
   fatal(`could not start: ${err.message}`)
 }
 
+/** Listens on PROBE_PORT (app ready first: its routes answer there), or fails the start with one line. */
+async function probesOn (app: FastifyInstance, host: string, port: number): Promise<ProbeListener> {
+  await app.ready()
+  try {
+    const probes = await listenForProbes(app, host, port)
+    app.log.info({ probePort: probes.port, paths: PROBE_PATHS }, `probes and scrapes also answered at port ${probes.port} (PROBE_PORT): ${PROBE_PATHS.join(', ')}`)
+    return probes
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException
+    const why = err.code === 'EADDRINUSE' ? 'it is in use: stop the other server or choose another PROBE_PORT' : err.code === 'EACCES' ? 'ports below 1024 need privileges this user lacks: use 1024 or above' : err.message
+    throw new ConfigError(`could not listen on PROBE_PORT ${port} (HOST ${host}): ${why}`)
+  }
+}
+
 export async function main (early: EarlySignals): Promise<void> {
   let command: Command
   try {
@@ -138,6 +153,8 @@ export async function main (early: EarlySignals): Promise<void> {
   const starting = new AbortController()
   setMaxListeners(0, starting.signal) // one listener per starting worker; POOL_SIZE may pass Node's warning at 10
   let closing = false
+  /** The PROBE_PORT listener, once it listens: it answers through the drain, and closes after it. */
+  let probes: ProbeListener | undefined
   const close = (instance: FastifyInstance): void => {
     // Once: a stop that came while listen() was under way closes from stop() and after listen().
     if (closing) return
@@ -152,7 +169,8 @@ export async function main (early: EarlySignals): Promise<void> {
       stopped = true
       exitOnceLogged(code)
     }
-    instance.close().then(() => {
+    instance.close().then(async () => {
+      await probes?.close()
       instance.log.info('stopped')
       end(0)
     }, (error: Error) => {
@@ -201,7 +219,10 @@ export async function main (early: EarlySignals): Promise<void> {
 
   try {
     app = await buildApp(config, { startSignal: starting.signal })
-    if (firstStop === undefined) await app.listen({ host: await listenAddress(config.host), port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
+    const host = await listenAddress(config.host)
+    // Probes first: a PROBE_PORT in use fails the start before any client is served.
+    if (firstStop === undefined && config.probePort !== undefined) probes = await probesOn(app, host, config.probePort)
+    if (firstStop === undefined) await app.listen({ host, port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
   } catch (error) {
     if (firstStop !== undefined) {
       process.stderr.write('pyfleet: stopped during start-up\n')

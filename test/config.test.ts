@@ -25,6 +25,10 @@ t.test('reads every setting', async (t) => {
   })
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, offloadMinBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
   t.equal(loadConfig({ MAX_CONNECTIONS: ' 2 ' }).maxConnections, 2)
+  t.equal(loadConfig({}).probePort, undefined, 'no PROBE_PORT: probes on PORT alone')
+  t.equal(loadConfig({ PROBE_PORT: ' ' }).probePort, undefined)
+  t.equal(loadConfig({ PROBE_PORT: '9090' }).probePort, 9090)
+  t.equal(loadConfig({ PORT: '0', PROBE_PORT: '0' }).probePort, 0, 'both on ports the system picks')
   t.same(config.taskModules, ['a.b', 'c'])
   t.same(loadConfig({ TASK_MODULES: 'pyfleetish, pyfleet_shop.tasks' }).taskModules, ['pyfleetish', 'pyfleet_shop.tasks'], 'only pyfleet\'s own packages are refused, not names like them')
   t.same(config.taskConcurrency, { 'csv.profile': 1, 'xml.import': 2 }, 'limits are capped at the pool size')
@@ -41,6 +45,9 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ POOL_SIZE: 'four' }, /POOL_SIZE="four" is not an integer: use 1\.\.256/],
     [{ POOL_SIZE: '0' }, /POOL_SIZE=0 is out of range/],
     [{ PORT: '70000' }, /PORT=70000 is out of range/],
+    [{ PROBE_PORT: '70000' }, /PROBE_PORT=70000 is out of range/],
+    [{ PROBE_PORT: 'probes' }, /PROBE_PORT="probes" is not an integer/],
+    [{ PROBE_PORT: '5000' }, /^PROBE_PORT=5000 is PORT too: give the probes a port of their own/],
     [{ QUEUE_TIMEOUT_MS: '1.5' }, /QUEUE_TIMEOUT_MS/],
     [{ DIAG_TASKS: 'maybe' }, /DIAG_TASKS="maybe" is not a boolean: use 1, true or yes; 0, false or no/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not one of/],

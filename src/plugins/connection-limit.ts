@@ -86,7 +86,7 @@ function loweredCapMessage ({ maxConnections, configured }: ConnectionCap, { ope
   const fix = configured === 0
     ? `For more, raise the limit (ulimit -n, or the container's nofile limit); to choose the cap yourself, set MAX_CONNECTIONS to ${maxConnections} or less`
     : `Raise the limit (ulimit -n, or the container's nofile limit) to at least ${configured + reservedFiles}, or set MAX_CONNECTIONS to ${maxConnections} or less`
-  const few = maxConnections < FEW_CONNECTIONS ? ` With ${maxConnections}, health probes and scrapes compete with clients for a place.` : ''
+  const few = maxConnections < FEW_CONNECTIONS ? ` With ${maxConnections}, health probes and scrapes compete with clients for a place (PROBE_PORT gives them a port of their own).` : ''
   return `${asked}: at most ${maxConnections} connection${maxConnections === 1 ? '' : 's'} will be open at once. The limit is ${openFileLimit} open files, and ${reservedFiles} are kept for the server itself and its ${poolSize} worker${poolSize === 1 ? '' : 's'} (Node exits when it runs out of files). ${fix}.${few}`
 }
 

@@ -219,7 +219,7 @@ t.test('an open-file limit that leaves no room past the server\'s own files: it 
     configured: 10000,
     maxConnections: 1,
     openFileLimit: 64,
-    msg: /at most 1 connection will be open at once[^]* With 1, health probes and scrapes compete with clients for a place\.$/
+    msg: /at most 1 connection will be open at once[^]* With 1, health probes and scrapes compete with clients for a place \(PROBE_PORT gives them a port of their own\)\.$/
   })
   const held = await servedConnection(t, server)
   const second = holdConnection(server.url)

@@ -1,0 +1,83 @@
+// PROBE_PORT: a second listener for the orchestrator's probes and Prometheus' scrapes
+// alone. It answers GET (and HEAD) /health, /ready, /metrics and /api/queue-stats with the
+// very routes of the main port (Fastify's own routing: the same hooks, log lines and
+// metrics), and nothing else.
+//
+// Why: on the main port, probes and scrapes share MAX_CONNECTIONS with clients. A
+// connection flood, or clients holding keep-alive connections up to the cap, had Node
+// close the kubelet's liveness probe unanswered, and a replica that was only busy was
+// restarted for it, dropping every call it was running. A port of its own is also one a
+// NetworkPolicy can keep to the cluster's agents.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+
+export const PROBE_PATHS: readonly string[] = ['/health', '/ready', '/metrics', '/api/queue-stats']
+const SERVED = new Set(PROBE_PATHS)
+
+/**
+ * Connections at most: probes and scrapes come from a few agents, each with a connection
+ * or two. The cap bounds what a client that reaches the port by mistake can hold open.
+ */
+export const PROBE_MAX_CONNECTIONS = 256
+/** Headers must arrive within this long: an agent sends its few lines at once. */
+const HEADERS_TIMEOUT_MS = 10_000
+
+export interface ProbeListener {
+  /** The port it listens on (PROBE_PORT, or the one the system chose for 0). */
+  readonly port: number
+  /** Stops listening and closes its connections: once the server is done with its drain. */
+  close: () => Promise<void>
+}
+
+/** Listens on `host`:`port` for the probe routes of `app`, which must be ready (its routes registered). */
+export async function listenForProbes (app: FastifyInstance, host: string, port: number): Promise<ProbeListener> {
+  const server = createServer({ requestTimeout: HEADERS_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS }, (request, response) => {
+    if (isProbe(request)) app.routing(request, response)
+    else notServedHere(request, response)
+  })
+  server.maxConnections = PROBE_MAX_CONNECTIONS
+  await listen(server, host, port)
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => { await close(server) }
+  }
+}
+
+function isProbe (request: IncomingMessage): boolean {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false
+  const url = request.url ?? ''
+  const query = url.indexOf('?')
+  return SERVED.has(query === -1 ? url : url.slice(0, query))
+}
+
+/** A 404 in the error shape of every other answer, saying where the rest is served. */
+function notServedHere (request: IncomingMessage, response: ServerResponse): void {
+  const body = JSON.stringify({
+    statusCode: 404,
+    code: 'FST_ERR_NOT_FOUND',
+    error: 'Not Found',
+    message: `PROBE_PORT serves GET ${PROBE_PATHS.join(', ')} only; every route, these included, is on PORT`
+  })
+  // Its body is not read: the connection closes rather than read whatever the client sends.
+  response.writeHead(404, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  response.end(request.method === 'HEAD' ? undefined : body)
+}
+
+async function listen (server: Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+async function close (server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  // Probes keep connections alive between checks: without this, close() waits for them.
+  server.closeAllConnections()
+  await closed
+}

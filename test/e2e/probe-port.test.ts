@@ -1,0 +1,91 @@
+// PROBE_PORT: probes and scrapes on a port of their own, answered by the same routes,
+// beyond MAX_CONNECTIONS' reach, through the shutdown's drain, closed at exit.
+
+import t from 'tap'
+import { createServer, connect, type Socket } from 'node:net'
+import { callTask, startServerProcess, waitFor } from '../helpers/server.js'
+import { rawExchange } from '../helpers/raw-http.js'
+
+/** The probe port the server said it listens on. */
+function probePortOf (output: string): number {
+  const port = /probes and scrapes also answered at port (\d+) \(PROBE_PORT\)/.exec(output)?.[1]
+  if (port === undefined) throw new Error(`no PROBE_PORT line in the output:\n${output}`)
+  return Number(port)
+}
+
+async function get (port: number, path: string, method = 'GET'): Promise<string> {
+  return await rawExchange(`http://127.0.0.1:${port}`, `${method} ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`)
+}
+
+/** The error connecting to the port ends in, or 'connected'. */
+async function connectError (port: number): Promise<string> {
+  return await new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => { socket.destroy(); resolve('connected') })
+    socket.once('error', (error: NodeJS.ErrnoException) => { resolve(error.code ?? error.message) })
+  })
+}
+
+/** An idle connection to the server's main port, kept open (it holds one of MAX_CONNECTIONS' places). */
+async function idleConnection (url: string): Promise<Socket> {
+  const { hostname, port } = new URL(url)
+  return await new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => { resolve(socket) })
+    socket.once('error', reject)
+  })
+}
+
+t.test('the probe routes answer on PROBE_PORT as on PORT, and nothing else does', async (t) => {
+  const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
+  const port = probePortOf(server.output())
+  t.not(String(port), new URL(server.url).port)
+  for (const path of ['/health', '/ready', '/metrics', '/api/queue-stats', '/ready?verbose=1']) {
+    t.match(await get(port, path), /^HTTP\/1\.1 200 /, `GET ${path}`)
+  }
+  t.match(await get(port, '/health', 'HEAD'), /^HTTP\/1\.1 200 /, 'HEAD /health')
+  t.match(await get(port, '/ready'), /\r\nx-request-id: [0-9a-f-]{36}\r\n[\s\S]*"status":"ready"/, 'the same route: its header and its answer')
+  const refused = await get(port, '/api/tasks')
+  t.match(refused, /^HTTP\/1\.1 404 /)
+  t.match(refused, /"code":"FST_ERR_NOT_FOUND".*"message":"PROBE_PORT serves GET \/health, \/ready, \/metrics, \/api\/queue-stats only; every route, these included, is on PORT"/)
+  const post = await rawExchange(`http://127.0.0.1:${port}`, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}')
+  t.match(post, /^HTTP\/1\.1 404 /, 'no task is run there')
+  t.match(await get(port, '/metrics', 'POST'), /^HTTP\/1\.1 404 /)
+  // Counted as the main port's requests are, under their route.
+  t.match(await get(port, '/metrics'), /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} [1-9]/)
+})
+
+t.test('at MAX_CONNECTIONS the main port closes new connections, and probes on PROBE_PORT still answer', async (t) => {
+  const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1', MAX_CONNECTIONS: '2' })
+  const port = probePortOf(server.output())
+  const held = [await idleConnection(server.url), await idleConnection(server.url)]
+  t.teardown(() => { for (const socket of held) socket.destroy() })
+  await waitFor(async () => /\npyfleet_http_connections 2\n/.test(await get(port, '/metrics')), 10_000, 'both connections counted')
+  // The main port is full: Node closes a third connection unanswered.
+  t.equal(await rawExchange(server.url, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'), '', 'a probe on PORT gets no answer')
+  t.match(await get(port, '/health'), /^HTTP\/1\.1 200 /, 'on PROBE_PORT it does')
+  t.match(await get(port, '/metrics'), /\npyfleet_http_connections_dropped_total 1\n/, 'and the scrape there shows the dropped one')
+})
+
+t.test('through a shutdown: /ready turns 503 on PROBE_PORT while admitted calls finish, and the port closes at exit', async (t) => {
+  const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
+  const port = probePortOf(server.output())
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 2000 })
+  await waitFor(async () => /"borrowed":1/.test(await get(port, '/api/queue-stats')), 10_000, 'the call to run')
+  server.child.kill('SIGTERM')
+  await waitFor(async () => /^HTTP\/1\.1 503 [\s\S]*"status":"draining"/.test(await get(port, '/ready')), 10_000, '/ready to say draining')
+  t.match(await get(port, '/health'), /^HTTP\/1\.1 200 /, 'still live while it drains')
+  t.equal((await running).status, 200, 'the admitted call finished')
+  t.equal((await server.exited).code, 0)
+  t.equal(await connectError(port), 'ECONNREFUSED', 'closed at exit')
+})
+
+t.test('a PROBE_PORT in use fails the start with one line, before the main port listens', async (t) => {
+  const taken = createServer()
+  await new Promise<void>((resolve) => { taken.listen(0, '127.0.0.1', resolve) })
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as { port: number }).port
+  const server = await startServerProcess(t, { PROBE_PORT: String(port), POOL_SIZE: '1' })
+  const { code } = await server.exited
+  t.equal(code, 1)
+  t.match(server.output(), new RegExp(`pyfleet: could not listen on PROBE_PORT ${port} \\(HOST 127\\.0\\.0\\.1\\): it is in use: stop the other server or choose another PROBE_PORT\\n`))
+  t.notMatch(server.output(), /Server listening/)
+})
