@@ -8,11 +8,12 @@
 // front of it.)
 
 import { performance } from 'node:perf_hooks'
-import { QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
+import { errorOfCode, QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
 import type { Call, CallOutcome, PoolObserver, PoolTask } from './call.js'
 import { queueWaitLimit } from './budget-timer.js'
 import { RetryAfter } from './retry-after.js'
+import { TaskPaces } from './task-pace.js'
 
 /** One caller, from admission until its call is settled. */
 export interface Waiter {
@@ -61,6 +62,8 @@ export class Admission {
   /** Resolved when the queue is empty and no call runs for a client (drain). */
   #idleWaiters: Array<() => void> = []
   readonly #retryAfter: RetryAfter
+  /** Each task's fastest recent calls: a queued call with less budget left is not started (task-pace.ts). */
+  readonly #paces = new TaskPaces()
 
   constructor (options: AdmissionOptions) {
     this.#options = options
@@ -112,7 +115,9 @@ export class Admission {
       const waiter = this.#queue.takeFirst(this.#canStart)
       if (waiter === undefined) break
       this.#stopWaiting(waiter)
-      this.#start(waiter)
+      const tooLate = this.#tooLateToStart(waiter.call)
+      if (tooLate !== undefined) this.settle(waiter, 'queue_timeout', tooLate)
+      else this.#start(waiter)
     }
     this.#checkIdle()
   }
@@ -137,7 +142,11 @@ export class Admission {
     if (waiter.answeredEarly) this.#answeredEarly--
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
-    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(performance.now() - waiter.startedAt)
+    if (waiter.call.runMs > 0) {
+      const heldMs = performance.now() - waiter.startedAt
+      this.#retryAfter.callHeldWorker(heldMs)
+      this.#paces.record(name, heldMs)
+    }
   }
 
   /**
@@ -206,6 +215,20 @@ export class Admission {
     this.#inFlight++
     waiter.startedAt = performance.now()
     this.#options.start(waiter)
+  }
+
+  /**
+   * The error for a queued call whose client's budget has less time left than its task's
+   * fastest recent calls took (task-pace.ts), or undefined: it is not started, and ends as
+   * one that timed out in the queue (a worker is still free for the next).
+   */
+  #tooLateToStart (call: Call): Error | undefined {
+    if (call.budgetMs === undefined) return undefined
+    const floorMs = this.#paces.floorMs(call.task.name)
+    const leftMs = call.budgetMs - (call.waitedMs ?? 0) - call.queueMs
+    if (floorMs === 0 || leftMs >= floorMs) return undefined
+    const message = `the x-request-timeout-ms budget of ${call.budgetMs} ms had ${Math.max(0, Math.floor(leftMs))} ms left when a worker became free, less than ${call.task.name}'s recent calls took (${Math.ceil(floorMs)} ms at the fastest): not started; retry later`
+    return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) })
   }
 
   #hasCapacity (task: PoolTask): boolean {

@@ -393,6 +393,24 @@ t.test('a call whose budget runs out in the queue is never run: 503 QUEUE_TIMEOU
   t.notOk(server.logs.some((l) => l.msg === 'must-not-run'), 'the queued call was not dispatched')
 })
 
+t.test('a queued call whose budget has less left than the task\'s fastest recent calls took is not run: 503 QUEUE_TIMEOUT, the worker left to the next', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // The task's pace: calls of 2 s (the fastest recent call sets it: the busy one is as slow).
+  t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 2000 })).status, 200)
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 2000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 20_000, 'the worker to be busy')
+  // 3.2 s of budget, ~2 s spent waiting: ~1.2 s left for a task whose calls take 2 s.
+  const late = callTask(server.url, 'diag.work', { sleep_ms: 2000, print: 'must-not-run' }, { 'x-request-timeout-ms': '3200' })
+  await waitFor(() => server.app.pool.waiting === 1, 20_000, 'the call to wait')
+  const behind = callTask(server.url, 'diag.work', { sleep_ms: 1 }, { 'x-request-timeout-ms': '60000' })
+  const reply = await late
+  t.equal(reply.status, 503)
+  t.equal(reply.json.code, 'QUEUE_TIMEOUT')
+  t.match(reply.json.message, /^the x-request-timeout-ms budget of 3200 ms had \d+ ms left when a worker became free, less than diag\.work's recent calls took \(\d+ ms at the fastest\): not started; retry later$/)
+  t.same([(await busy).status, (await behind).status], [200, 200], 'the call behind it, with budget enough, ran')
+  t.notOk(server.logs.some((l) => l.msg === 'must-not-run'), 'the late call never reached a worker')
+})
+
 t.test('QUEUE_TIMEOUT_MS bounds the wait without a client budget', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', QUEUE_TIMEOUT_MS: '150' })
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 700 })

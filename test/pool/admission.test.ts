@@ -293,6 +293,32 @@ t.test('Retry-After of a full queue and of a queue timeout follows how long call
   await behind.catch(() => {})
 })
 
+t.test('a queued call whose budget has less left than its task\'s fastest recent calls took is not started: QUEUE_TIMEOUT', { timeout: 20_000 }, async (t) => {
+  const h = harness({ freeWorkers: 1, poolSize: 1 })
+  const slow = task('slow')
+  // A call of the task holds its worker at least 300 ms: the floor is that, or more.
+  const first = h.admission.admit(call(slow))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  h.started[0].call.runMs = 300
+  complete(h, h.started[0])
+  await first
+  h.free.workers = 0
+  const hopeless = h.admission.admit(call(slow, { budgetMs: 250 }))
+  const unbounded = h.admission.admit(call(slow))
+  const ample = h.admission.admit(call(slow, { budgetMs: 60_000 }))
+  const other = h.admission.admit(call(task('fast'), { budgetMs: 250 }))
+  h.free.workers = 3
+  h.admission.dispatch()
+  const error = await rejection(hopeless)
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.match(error.message, /^the x-request-timeout-ms budget of 250 ms had \d+ ms left when a worker became free, less than slow's recent calls took \(\d+ ms at the fastest\): not started; retry later$/)
+  t.ok(error.retryAfterSeconds !== undefined && error.retryAfterSeconds >= 1)
+  t.same(h.started.slice(1).map((w) => [w.call.task.name, w.call.budgetMs]), [['slow', undefined], ['slow', 60_000], ['fast', 250]], 'the others started: no budget, budget enough, a task with no pace known yet')
+  t.same(h.counted.slice(1), ['slow:queue_timeout'])
+  for (const waiter of h.started.slice(1)) complete(h, waiter)
+  await Promise.all([unbounded, ample, other])
+})
+
 t.test('a call whose budget ran out on its way to the worker is a queue timeout (SPEC §1)', async (t) => {
   const h = harness({ freeWorkers: 1 })
   const result = h.admission.admit(call(task('echo'), { budgetMs: 5 }))
