@@ -22,6 +22,15 @@ const FATAL_PREFIX = 'pyfleet-fatal: '
 const MAX_LINE_CHARS = 16 * 1024
 type Level = 'error' | 'warn' | 'info' | 'debug'
 const LAST_WORDS = 5
+/**
+ * The first line of a stack in a dump: faulthandler's for each thread (`Current thread 0x...`,
+ * `Thread 0x...`, `Stack` for one thread alone), the runtime's for each pending asyncio task
+ * (workers/pyfleet/stack_dump.py). Such a stack, and the indented lines that follow it, are
+ * logged at warn (error after a `Fatal Python error` line): they are where a task past its
+ * timeout was stuck, or where a worker crashed, and were info lines, lost at LOG_LEVEL=warn
+ * where the timeout's own warning was kept (an operator's review).
+ */
+const STACK_HEADER = /^(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack |Asyncio task '.*' )\(most recent call first\):$/
 /** A frame of a module's top-level code in faulthandler's stack dump: `  File "<path>", line <n> in <module>`. */
 const MODULE_FRAME = /^ {2}File "(.+)", line (\d+) in <module>$/
 const LAST_WORD_CHARS = 500
@@ -67,6 +76,10 @@ export class WorkerStderr {
   #continuing: Level | 'dropped' | undefined
   #lastWords: string[] = []
   #fatalLine: string | undefined
+  /** The level of the stack being written (its header seen, not yet a line that is not part of it). */
+  #stack: 'warn' | 'error' | undefined
+  /** A `Fatal Python error` line came, and no line since that is not part of its stacks. */
+  #afterFatal = false
   /** Told the first module frame of the stack dump asked for by awaitModuleFrame(), if one is waited for. */
   #onModuleFrame: ((where: string) => void) | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
@@ -195,9 +208,18 @@ export class WorkerStderr {
     }
     this.#logDropped() // before the line, so that the log reads in order
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
-    const level = fatal ? 'error' : LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
+    const level = fatal ? 'error' : this.#stackLevel(line) ?? LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
     return level
+  }
+
+  /** The level of a (non-empty) line that is part of a stack dump (STACK_HEADER), or undefined. */
+  #stackLevel (line: string): Level | undefined {
+    if (STACK_HEADER.test(line)) return (this.#stack = this.#afterFatal ? 'error' : 'warn')
+    if (this.#stack !== undefined && line.startsWith('  ')) return this.#stack
+    this.#afterFatal = line.startsWith('Fatal Python error: ')
+    this.#stack = undefined
+    return undefined
   }
 
   /** Counts a line (or piece) the budget did not let through; the count is logged later. */

@@ -136,11 +136,25 @@ t.test('a CRLF line end is a line end: no \\r ends a message, and a line of exac
   t.notOk(lines.some((l) => l.msg.includes('\r')))
 })
 
-t.test('a crash in C code: faulthandler\'s first line is an error, its stack lines follow as they are', async (t) => {
+t.test('a crash in C code: faulthandler\'s first line and its stacks are errors; what follows them is not', async (t) => {
   const { log, lines } = recordingLog()
   const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
   stderr.write('Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n  File "/x/crashing_tasks.py", line 8 in read_address_zero\n')
-  t.same(lines.map((l) => l.level), ['error', 'info', 'info'])
+  stderr.write('\nThread 0x00007e (most recent call first):\n  <no Python frame>\n\nExtension modules: msgpack._cmsgpack (total: 1)\n')
+  t.same(lines.map((l) => l.level), ['error', 'error', 'error', 'error', 'error', 'info'])
+})
+
+t.test('the stacks a worker past its timeout prints are warnings, threads\' and asyncio tasks\' alike, kept at LOG_LEVEL=warn', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  stderr.write('doing step 3\nCurrent thread 0x00007f (most recent call first):\n  File "/x/selectors.py", line 468 in select\n  File "/x/loop.py", line 9 in run\n\n')
+  stderr.write("Asyncio task 'Task-2' (most recent call first):\n  awaiting <Future pending>\n  File \"/x/tasks.py\", line 10 in wait_for_reply\n  ... and 3 more asyncio tasks\n")
+  stderr.write('a line the task printed after\n  File "an indented line of its own"\n')
+  t.same(lines.map((l) => [l.level, l.msg.slice(0, 14)]), [
+    ['info', 'doing step 3'], ['warn', 'Current thread'], ['warn', '  File "/x/sel'], ['warn', '  File "/x/loo'],
+    ['warn', "Asyncio task '"], ['warn', '  awaiting <Fu'], ['warn', '  File "/x/tas'], ['warn', '  ... and 3 mo'],
+    ['info', 'a line the tas'], ['info', '  File "an ind']
+  ])
 })
 
 t.test('a long line dropped past the budget counts as one line, with all its characters', async (t) => {

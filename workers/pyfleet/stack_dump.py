@@ -68,7 +68,7 @@ def pending_tasks_text() -> str:
         lines.extend(_coroutine_lines(task.get_coro(), getattr(task, "_fut_waiter", None)))
         lines.append("")
     if len(tasks) > MAX_TASKS:
-        lines.append(f"... and {len(tasks) - MAX_TASKS} more asyncio tasks")
+        lines.append(f"  ... and {len(tasks) - MAX_TASKS} more asyncio tasks")
         lines.append("")
     return "\n".join(lines) + "\n"
 
