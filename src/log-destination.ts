@@ -62,6 +62,9 @@ export class LogDestination {
   readonly #backlogMaxBytes: number
   #unreported = 0
   #report: NodeJS.Timeout | undefined
+  /** stdout's reader has gone (EPIPE): lines are counted as dropped, not written. */
+  #readerGone = false
+  #countDropped: ((lines: number) => void) | undefined
 
   constructor ({ dest = stdoutForWrites(), backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
     this.#backlogMaxBytes = backlogMaxBytes
@@ -81,7 +84,23 @@ export class LogDestination {
     // own periodicFlush writes (an empty write through the thread pool) every time, idle or not.
     let written = false
     const write = stream.write.bind(stream)
-    stream.write = (data: string): boolean => { written = true; return write(data) }
+    const writeOrCount = (data: string): boolean => {
+      if (this.#readerGone) { this.#countDropped?.(countLines(data)); return true }
+      written = true
+      return write(data)
+    }
+    stream.write = writeOrCount
+    // The reader of stdout has gone for good (a `| head` that ended, a log shipper that
+    // died): sonic-boom says so once, and pino then makes write() a no-op, so every later
+    // line vanished without a count or a word. Said once on stderr instead, and every line
+    // from then on counted as dropped (pyfleet_log_dropped_lines_total).
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE' || this.#readerGone) return
+      this.#readerGone = true
+      // pino's own listener, called before this one, has made write() a no-op: counted instead.
+      stream.write = writeOrCount
+      process.stderr.write('pyfleet: stdout was closed by its reader (EPIPE): log lines are lost from now on, counted in pyfleet_log_dropped_lines_total\n')
+    })
     const flusher = setInterval(() => {
       if (!written) return
       written = false
@@ -102,6 +121,7 @@ export class LogDestination {
    * (into the same stream: if it still has no room, that line is dropped and counted too).
    */
   watch (log: FastifyBaseLogger, countDropped: (lines: number) => void): void {
+    this.#countDropped = countDropped
     this.stream.on('drop', (data: string | Buffer) => {
       const lines = countLines(data)
       countDropped(lines)

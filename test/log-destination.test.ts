@@ -148,6 +148,34 @@ t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), wi
   t.ok(performance.now() - started < 900, 'returned without waiting out the stall limit')
 })
 
+t.test('a reader gone for good (EPIPE): said once on stderr, and every line from then on counted as dropped, not buffered', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pyfleet-log-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const path = join(dir, 'out')
+  execFileSync('mkfifo', [path])
+  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  const destination = nonBlockingDestination(t, path)
+  const dropped: number[] = []
+  const log = pino(destination.stream)
+  destination.watch(log, (lines) => { dropped.push(lines) })
+  log.info('read')
+  await waitFor(() => drain(reader).includes('"msg":"read"'), 5000, 'the first line to arrive')
+  closeSync(reader) // a `| head` that has had enough
+  const said: string[] = []
+  const write = process.stderr.write
+  process.stderr.write = ((chunk: string) => { said.push(String(chunk)); return true }) as typeof process.stderr.write
+  try {
+    log.info('meets the closed pipe')
+    await waitFor(() => said.length > 0, 5000, 'the EPIPE to be said')
+    for (let n = 0; n < 10; n++) log.info({ n }, 'lost')
+    await new Promise((resolve) => setTimeout(resolve, 250)) // two batch timers: nothing more is said
+  } finally {
+    process.stderr.write = write
+  }
+  t.same(said, ['pyfleet: stdout was closed by its reader (EPIPE): log lines are lost from now on, counted in pyfleet_log_dropped_lines_total\n'])
+  t.equal(dropped.reduce((a, b) => a + b, 0), 10, 'each line after it counted')
+})
+
 t.test('at exit, a reader that resumes gets every line once, in order, the one cut by a full pipe included', async (t) => {
   const { path } = fifo(t)
   const outDir = mkdtempSync(join(tmpdir(), 'pyfleet-log-out-'))

@@ -40,6 +40,8 @@ export interface AdmissionOptions {
   observer: PoolObserver
   /** Workers that can be borrowed right now, synchronously. */
   freeWorkers: () => number
+  /** Workers running (idle or busy, not starting), for QUEUE_FULL's message; POOL_SIZE if not given. */
+  liveWorkers?: () => number
   /** Runs a call that may start now; the pool then calls `finished` and `settle` (or `requeue`). */
   start: (waiter: Waiter) => void
 }
@@ -88,7 +90,8 @@ export class Admission {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
     if (this.#queue.size >= this.#options.queueLimit) {
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size)), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
+      const live = this.#options.liveWorkers?.() ?? this.#options.poolSize
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
@@ -273,9 +276,13 @@ export class Admission {
   }
 }
 
-/** QUEUE_FULL's message, for `waiting` callers in a full queue (none with QUEUE_LIMIT=0). */
-function queueFullMessage (waiting: number): string {
-  if (waiting === 0) return 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later'
+/** QUEUE_FULL's message, for `waiting` callers in a full queue (none with QUEUE_LIMIT=0), `live` of `poolSize` workers running. */
+function queueFullMessage (waiting: number, live: number, poolSize: number): string {
+  if (waiting === 0) {
+    // Not "busy" while some are starting (a replacement after a crash, the first start): QUEUE_LIMIT=0 refuses then too.
+    const none = live < poolSize ? `no worker is free (${live} of ${poolSize} running, the rest starting)` : 'every worker is busy'
+    return `${none} and QUEUE_LIMIT=0 lets no caller wait; retry later`
+  }
   return `${waiting === 1 ? '1 caller is' : `${waiting} callers are`} already waiting for a worker; retry later`
 }
 

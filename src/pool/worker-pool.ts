@@ -63,6 +63,7 @@ export class WorkerPool {
       poolSize: options.size,
       observer: options.observer,
       freeWorkers: () => this.#pool.available,
+      liveWorkers: () => this.#supervisor.liveWorkers,
       start: (waiter) => { this.#begin(waiter) }
     })
     // Replacements and spares: a start still running when the pool closes is aborted.
@@ -218,7 +219,9 @@ export class WorkerPool {
     if (!this.#stoppedByShutdown(worker, reason)) {
       // Past MAX_WORKER_RSS_MB is routine upkeep, as recycling is (info, with what it measured);
       // a crash, a timeout or a protocol error is not.
-      const fields = { worker: worker.id, workerPid: worker.pid, reason, task: during?.task.name, requestId: during?.requestId }
+      // `how` it ended (a signal, an exit code, the OOM hint): the 'worker exited' line that says
+      // it too is info, and at LOG_LEVEL=warn an idle worker's crash said no more than "crash".
+      const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId }
       if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, 'replacing worker')
       else this.#options.log.warn(fields, 'replacing worker')
       this.#options.observer.workerRestarted(reason)

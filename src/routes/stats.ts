@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify'
 export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
   const startedAt = Date.now()
 
-  fastify.get('/api/queue-stats', async () => {
+  // Logged at warn only, as /metrics: a dashboard polls it every few seconds.
+  fastify.get('/api/queue-stats', { logLevel: 'warn' }, async () => {
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
     await fastify.pool.sampleMemory()
     const snapshot = fastify.pool.snapshot()

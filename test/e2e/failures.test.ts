@@ -43,6 +43,8 @@ t.test('an idle worker SIGKILLed by someone else (the OOM killer picks idle ones
   await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.workerPid === pid), 10_000, 'its exit')
   t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by a SIGKILL pyfleet did not send \(out of memory\?/ })
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
+  // The warning says it too: at LOG_LEVEL=warn the info line above is not written.
+  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /^was killed by a SIGKILL pyfleet did not send/ })
   await server.app.close()
   t.match(server.logs.filter((l) => l.msg === 'worker exited').at(-1), { how: 'exited with code 0' }, 'a worker stopped by pyfleet: its own words')
 })

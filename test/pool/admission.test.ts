@@ -16,7 +16,7 @@ interface Harness {
   free: { workers: number }
 }
 
-function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0, poolSize = 4 } = {}): Harness {
+function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0, poolSize = 4, liveWorkers = undefined as number | undefined } = {}): Harness {
   const started: Waiter[] = []
   const counted: string[] = []
   const free = { workers: freeWorkers }
@@ -32,6 +32,7 @@ function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_00
       workerStartFailed: () => {}
     },
     freeWorkers: () => free.workers,
+    liveWorkers: () => liveWorkers ?? poolSize,
     // As the pool does: a started call takes a worker at once.
     start: (waiter) => { free.workers--; started.push(waiter) }
   })
@@ -101,6 +102,8 @@ t.test('a full queue turns the call away with 503 QUEUE_FULL and Retry-After, co
   await first.catch(() => {})
   const none = harness({ queueLimit: 0 })
   t.equal((await rejection(none.admission.admit(call(echo)))).message, 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later')
+  const starting = harness({ queueLimit: 0, poolSize: 4, liveWorkers: 3 })
+  t.equal((await rejection(starting.admission.admit(call(echo)))).message, 'no worker is free (3 of 4 running, the rest starting) and QUEUE_LIMIT=0 lets no caller wait; retry later', 'not "busy" while one is starting')
   t.same(h.counted, ['refused:echo:queue_full'])
   t.equal(h.admission.waiting, 2, 'the refused call took no place in the queue')
   h.admission.failQueued(() => new Error('end of test'), 'cancelled')
