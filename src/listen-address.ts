@@ -1,6 +1,7 @@
 // The one address the server listens on for HOST.
 
 import { lookup as dnsLookup } from 'node:dns/promises'
+import { createServer } from 'node:net'
 
 type Lookup = (host: string) => Promise<{ address: string }>
 
@@ -21,4 +22,18 @@ export async function listenAddress (host: string, lookup: Lookup = dnsLookup): 
   } catch {
     return host
   }
+}
+
+/**
+ * Resolves once `port` on `host` has been listened on and let go, or rejects with listen()'s
+ * error (EADDRINUSE, EACCES, ENOTFOUND...). main.ts asks before the workers start: their task
+ * imports may take a minute, and a port in use or a HOST that is not this machine's was only
+ * found after them. Port 0 is tried too: it says whether HOST resolves to an address here.
+ */
+export async function canListen (host: string, port: number): Promise<void> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { server.close(() => { resolve() }) })
+  })
 }

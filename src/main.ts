@@ -13,7 +13,7 @@ import { reloadWorkers } from './routes/admin.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup } from './check.js'
 import { version } from './version.js'
-import { listenAddress } from './listen-address.js'
+import { canListen, listenAddress } from './listen-address.js'
 import { listenForProbes, PROBE_PATHS, type ProbeListener } from './probe-listener.js'
 import { flushLogs } from './log-destination.js'
 
@@ -97,10 +97,15 @@ async function probesOn (app: FastifyInstance, host: string, port: number): Prom
     app.log.info({ probePort: probes.port, paths: PROBE_PATHS }, `probes and scrapes also answered at port ${probes.port} (PROBE_PORT): ${PROBE_PATHS.join(', ')}`)
     return probes
   } catch (error) {
-    const err = error as NodeJS.ErrnoException
-    const why = err.code === 'EADDRINUSE' ? 'it is in use: stop the other server or choose another PROBE_PORT' : err.code === 'EACCES' ? 'ports below 1024 need privileges this user lacks: use 1024 or above' : err.message
-    throw new ConfigError(`could not listen on PROBE_PORT ${port} (HOST ${host}): ${why}`)
+    throw probePortError(error, host, port)
   }
+}
+
+/** The one line for a PROBE_PORT that cannot be listened on. */
+function probePortError (error: unknown, host: string, port: number): ConfigError {
+  const err = error as NodeJS.ErrnoException
+  const why = err.code === 'EADDRINUSE' ? 'it is in use: stop the other server or choose another PROBE_PORT' : err.code === 'EACCES' ? 'ports below 1024 need privileges this user lacks: use 1024 or above' : err.message
+  return new ConfigError(`could not listen on PROBE_PORT ${port} (HOST ${host}): ${why}`)
 }
 
 export async function main (early: EarlySignals): Promise<void> {
@@ -218,8 +223,11 @@ export async function main (early: EarlySignals): Promise<void> {
   }
 
   try {
-    app = await buildApp(config, { startSignal: starting.signal })
     const host = await listenAddress(config.host)
+    // Tried before the workers start (their imports may take a minute), and again for real after.
+    await canListen(host, config.port)
+    if (config.probePort !== undefined) await canListen(host, config.probePort).catch((error: unknown) => { throw probePortError(error, host, config.probePort as number) })
+    app = await buildApp(config, { startSignal: starting.signal })
     // Probes first: a PROBE_PORT in use fails the start before any client is served.
     if (firstStop === undefined && config.probePort !== undefined) probes = await probesOn(app, host, config.probePort)
     if (firstStop === undefined) await app.listen({ host, port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })

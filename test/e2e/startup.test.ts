@@ -147,6 +147,8 @@ t.test('a HOST or PORT it cannot listen on exits 1 naming the setting', async (t
   const inUse = await runServer({ POOL_SIZE: '1', PORT: port })
   t.equal(inUse.code, 1)
   t.match(inUse.output, new RegExp(`^pyfleet: port ${port} on 127\\.0\\.0\\.1 is in use: stop the other server or set PORT$`, 'm'))
+  // Found before any worker started: task imports may take a minute, and it was found after them.
+  for (const { output } of [unresolvable, inUse]) t.notMatch(output, /worker ready|"stream":"stderr"|pool ready/)
 })
 
 t.test('a task module that fails to import exits 1 saying which and why', async (t) => {
