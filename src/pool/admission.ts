@@ -73,6 +73,8 @@ export class Admission {
   }
 
   get waiting (): number { return this.#queue.size }
+  /** Calls running for a client (not those answered early, which nobody waits for). */
+  get runningForClients (): number { return this.#inFlight - this.#answeredEarly }
   get queuedBytes (): number { return this.#queuedBytes }
 
   /**
@@ -195,12 +197,14 @@ export class Admission {
     this.#checkIdle()
   }
 
-  /** Settles every queued call with an error (no worker can serve them, or shutdown). */
-  failQueued (makeError: () => Error, outcome: CallOutcome): void {
-    for (const waiter of this.#queue.takeAll()) {
+  /** Settles every queued call with an error (no worker can serve them, or shutdown); returns how many. */
+  failQueued (makeError: () => Error, outcome: CallOutcome): number {
+    const waiters = this.#queue.takeAll()
+    for (const waiter of waiters) {
       this.#stopWaiting(waiter)
       this.settle(waiter, outcome, makeError())
     }
+    return waiters.length
   }
 
   /** Resolves once nothing is queued or running for a client, or after `graceMs`, whichever comes first. */

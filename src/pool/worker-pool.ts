@@ -21,6 +21,14 @@ export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
 export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
 
+/** The calls a shutdown's grace did not leave time to finish. */
+export interface DrainResult {
+  /** Still queued: answered 503 WORKERS_UNAVAILABLE. */
+  queued: number
+  /** Still running: their workers were stopped, and they were answered 502. */
+  running: number
+}
+
 export interface PoolOptions {
   size: number
   queueLimit: number
@@ -304,20 +312,22 @@ export class WorkerPool {
   /**
    * Shutdown: refuse new calls, let running and queued ones finish for up to
    * graceMs, then stop every worker. Calls still unfinished then get 503 (queued)
-   * or 502 (running: their worker is stopped).
+   * or 502 (running: their worker is stopped); resolves with how many of each.
    */
-  async drain (graceMs: number): Promise<void> {
+  async drain (graceMs: number): Promise<DrainResult> {
     this.#phase = 'draining'
     await this.#admission.idle(graceMs)
+    const running = this.#admission.runningForClients
     this.#phase = 'closed'
     // Stop starting workers before aborting the starts in progress, so that an aborted
     // start is not taken for a failure (logged, counted, retried).
     this.#supervisor.stopSpawning()
     this.#stopStarts.abort()
-    this.#admission.failQueued(() => withExtras(new WorkersUnavailableError('the server shut down before this call could start'), { retryAfterSeconds: 1 }), 'cancelled')
+    const queued = this.#admission.failQueued(() => withExtras(new WorkersUnavailableError('the server shut down before this call could start'), { retryAfterSeconds: 1 }), 'cancelled')
     await this.#recycler.close()
     await this.#supervisor.close()
     await this.#pool.drain()
     await this.#pool.clear()
+    return { queued, running }
   }
 }

@@ -23,6 +23,7 @@ t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python le
   const { code } = await server.exited
   t.equal(code, 0)
   for (const pid of pids) t.notOk(await isRunning(pid), `worker ${pid} is gone`)
+  t.match(server.output(), /"level":30,[^\n]*"msg":"every admitted call finished before the workers were stopped"/, 'the log says the shutdown cost no call')
 })
 
 t.test('the shutdown\'s log ends with "stopped", after every worker\'s exit', async (t) => {
@@ -161,6 +162,8 @@ t.test('SIGINT drains like SIGTERM; calls unfinished when the grace runs out are
   // The worker the shutdown stopped is not a crash: no "replacing worker" (nor a restart counted with it).
   t.match(server.output(), /diag\.work was still running when the shutdown stopped its worker \(SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out\)/)
   t.notMatch(server.output(), /replacing worker/)
+  // Exit 0 either way: one line says what the shutdown cost.
+  t.match(server.output(), /"level":40,[^\n]*"queued":1,"running":1,"shutdownGraceMs":500,[^\n]*"msg":"the shutdown's grace \(SHUTDOWN_GRACE_MS=500\) ran out: 1 running call\(s\) stopped with their workers \(502\), 1 queued call\(s\) refused \(503\)"/)
 })
 
 t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the backstop\'s exit 1; its request is logged', async (t) => {
