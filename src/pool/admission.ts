@@ -197,14 +197,12 @@ export class Admission {
     this.#checkIdle()
   }
 
-  /** Settles every queued call with an error (no worker can serve them, or shutdown); returns how many. */
-  failQueued (makeError: () => Error, outcome: CallOutcome): number {
-    const waiters = this.#queue.takeAll()
-    for (const waiter of waiters) {
+  /** Settles every queued call with an error (no worker can serve them, or shutdown). */
+  failQueued (makeError: () => Error, outcome: CallOutcome): void {
+    for (const waiter of this.#queue.takeAll()) {
       this.#stopWaiting(waiter)
       this.settle(waiter, outcome, makeError())
     }
-    return waiters.length
   }
 
   /** Resolves once nothing is queued or running for a client, or after `graceMs`, whichever comes first. */

@@ -21,14 +21,6 @@ export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
 export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
 
-/** The calls a shutdown's grace did not leave time to finish. */
-export interface DrainResult {
-  /** Still queued: answered 503 WORKERS_UNAVAILABLE. */
-  queued: number
-  /** Still running: their workers were stopped, and they were answered 502. */
-  running: number
-}
-
 export interface PoolOptions {
   size: number
   queueLimit: number
@@ -264,6 +256,17 @@ export class WorkerPool {
     if (this.#supervisor.holds(worker) || this.#recycler.spareExited(worker)) this.#sweepIdle()
   }
 
+  /** What the shutdown's grace left unfinished, said before the workers are stopped. */
+  #reportDrain (graceMs: number): void {
+    const running = this.#admission.runningForClients
+    const queued = this.#admission.waiting
+    if (running + queued === 0) {
+      this.#options.log.info('every admitted call finished before the workers were stopped')
+      return
+    }
+    this.#options.log.warn({ running, queued, shutdownGraceMs: graceMs }, `the shutdown's grace (SHUTDOWN_GRACE_MS=${graceMs}) ran out: ${running} running call(s) stopped with their workers (502), ${queued} queued call(s) refused (503)`)
+  }
+
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }
   #checkFull (): void {
     if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
@@ -312,22 +315,23 @@ export class WorkerPool {
   /**
    * Shutdown: refuse new calls, let running and queued ones finish for up to
    * graceMs, then stop every worker. Calls still unfinished then get 503 (queued)
-   * or 502 (running: their worker is stopped); resolves with how many of each.
+   * or 502 (running: their worker is stopped); one line says how many, before the
+   * workers' own lines, since the exit is 0 either way (`report` false: a failed start's
+   * cleanup, with no call to speak of).
    */
-  async drain (graceMs: number): Promise<DrainResult> {
+  async drain (graceMs: number, report = true): Promise<void> {
     this.#phase = 'draining'
     await this.#admission.idle(graceMs)
-    const running = this.#admission.runningForClients
+    if (report) this.#reportDrain(graceMs)
     this.#phase = 'closed'
     // Stop starting workers before aborting the starts in progress, so that an aborted
     // start is not taken for a failure (logged, counted, retried).
     this.#supervisor.stopSpawning()
     this.#stopStarts.abort()
-    const queued = this.#admission.failQueued(() => withExtras(new WorkersUnavailableError('the server shut down before this call could start'), { retryAfterSeconds: 1 }), 'cancelled')
+    this.#admission.failQueued(() => withExtras(new WorkersUnavailableError('the server shut down before this call could start'), { retryAfterSeconds: 1 }), 'cancelled')
     await this.#recycler.close()
     await this.#supervisor.close()
     await this.#pool.drain()
     await this.#pool.clear()
-    return { queued, running }
   }
 }
