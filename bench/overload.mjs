@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// npm run bench:overload [-- --baseline-dir DIR]: what clients get when a slow task is
-// offered more calls than the workers can run, each with its own x-request-timeout-ms
-// budget. Open-loop load (a call every 1/rate s, whatever the answers do), as clients
-// with deadlines send it; pyfleet from this checkout and, with --baseline-dir, from
-// another (built) checkout, alternated, repeated. Reported per design: answers 200 a
-// second (goodput: calls answered in time), 504s (budget spent while the call ran: the
-// worker's time went to an answer nobody got), 503s (refused or timed out while queued),
-// and the ratio of goodput this ÷ base, medians of the repetitions.
+// npm run bench:overload [-- options]: what clients get when a slow task is offered more
+// calls than the workers can run, each with its own x-request-timeout-ms budget.
+// Open-loop load (a call every 1/rate s, whatever the answers do), as clients with
+// deadlines send it, on two designs alternated and repeated: this checkout with the
+// --env settings against the same without them (the default: SHED_LATE_CALLS=1 against
+// none), or against another built checkout (--baseline-dir) with the same settings.
+// Reported per design: answers 200 a second (goodput: calls answered in time), 504s
+// (budget spent while the call ran: the worker's time went to an answer nobody got), 503s
+// (refused or timed out while queued), and the goodput ratio, medians of the repetitions.
 //
-//   --baseline-dir DIR   also run pyfleet from DIR (another checkout, built)
+//   --env K=V            settings for this checkout (repeatable; default SHED_LATE_CALLS=1)
+//   --baseline-dir DIR   compare with pyfleet from DIR (another checkout, built), same settings
 //   --reps N             repetitions (default 3)
 //   --seconds S          load per run (default 10)
 //   --load X             offered load as a multiple of the workers' capacity (default 2.5)
@@ -29,6 +31,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const { values: opts } = parseArgs({
   options: {
     'baseline-dir': { type: 'string' },
+    env: { type: 'string', multiple: true, default: ['SHED_LATE_CALLS=1'] },
     reps: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '10' },
     load: { type: 'string', default: '2.5' },
@@ -44,13 +47,15 @@ const [BUDGET_MIN, BUDGET_MAX] = opts.budget.split('-').map(Number)
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3'
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-overload-'))
 
-async function startPyfleet (label, root) {
+const ENV = Object.fromEntries(opts.env.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
+
+async function startPyfleet (label, root, extraEnv) {
   const port = await freePort()
   const fd = openSync(join(LOGS, `${label}.log`), 'w')
   const child = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
     cwd: root,
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE) }
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE), ...extraEnv }
   })
   closeSync(fd)
   const url = `http://127.0.0.1:${port}`
@@ -85,13 +90,14 @@ async function offer (server) {
   return { goodput: counts[200] / SECONDS, ...counts }
 }
 
-const designs = [['this', ROOT]]
-if (opts['baseline-dir'] !== undefined) designs.push(['base', resolve(opts['baseline-dir'])])
+const designs = opts['baseline-dir'] === undefined
+  ? [['this', ROOT, ENV], ['base', ROOT, {}]]
+  : [['this', ROOT, ENV], ['base', resolve(opts['baseline-dir']), ENV]]
 const results = Object.fromEntries(designs.map(([label]) => [label, []]))
-console.log(`offered ${RATE.toFixed(1)} calls/s (${opts.load} × the capacity of ${POOL_SIZE} workers at ${TASK_MS} ms) for ${SECONDS} s, budgets ${BUDGET_MIN}-${BUDGET_MAX} ms`)
+console.log(`offered ${RATE.toFixed(1)} calls/s (${opts.load} × the capacity of ${POOL_SIZE} workers at ${TASK_MS} ms) for ${SECONDS} s, budgets ${BUDGET_MIN}-${BUDGET_MAX} ms; this: ${opts.env.join(' ')}; base: ${opts['baseline-dir'] ?? 'this checkout without them'}`)
 for (let rep = 0; rep < Number(opts.reps); rep++) {
-  for (const [label, root] of rep % 2 === 0 ? designs : [...designs].reverse()) {
-    const server = await startPyfleet(label, root)
+  for (const [label, root, env] of rep % 2 === 0 ? designs : [...designs].reverse()) {
+    const server = await startPyfleet(label, root, env)
     try {
       await offer(server) // warm-up run, not counted: the pool learns the task's pace
       const result = await offer(server)
@@ -108,7 +114,7 @@ for (const [label] of designs) {
   const runs = results[label]
   console.log(`| ${label} | ${fmt(runs.map((r) => r.goodput))} | ${median(runs.map((r) => r[504]))} | ${median(runs.map((r) => r[503]))} |`)
 }
-if (designs.length === 2) {
+{
   const ratios = results.this.map((r, i) => r.goodput / results.base[i].goodput)
   console.log(`\ngoodput this ÷ base, per repetition: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median(ratios).toFixed(2)}`)
 }

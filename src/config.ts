@@ -50,6 +50,8 @@ export interface Config {
   readonly maxEventLoopDelayMs: number
   readonly maxHeapUsedBytes: number
   readonly maxRssBytes: number
+  /** SHED_LATE_CALLS: a queued call with less budget left than its task's fastest recent calls took is refused, not run (pool/task-pace.ts). */
+  readonly shedLateCalls: boolean
   /** Workers run as SCHED_BATCH (Linux): cheaper short calls, slightly slower CPU-bound ones; see README. */
   readonly workerSchedBatch: boolean
   /** Development: reload the workers when a task module's source changes (plugins/reload-on-change.ts). */
@@ -227,6 +229,7 @@ export function loadConfig (env: Env): Config {
     maxHeapUsedBytes: integer(env, 'MAX_HEAP_USED_BYTES', 0, 0, 2 ** 50),
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
+    shedLateCalls: flag(env, 'SHED_LATE_CALLS'),
     reloadOnChange: flag(env, 'RELOAD_ON_CHANGE'),
     validateResults: flag(env, 'VALIDATE_RESULTS'),
     workerEnv: Object.freeze(workerEnvironment(env)),

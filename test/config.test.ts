@@ -25,6 +25,8 @@ t.test('reads every setting', async (t) => {
   })
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, offloadMinBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
   t.equal(loadConfig({ MAX_CONNECTIONS: ' 2 ' }).maxConnections, 2)
+  t.equal(loadConfig({}).shedLateCalls, false, 'SHED_LATE_CALLS is off by default')
+  t.equal(loadConfig({ SHED_LATE_CALLS: '1' }).shedLateCalls, true)
   t.equal(loadConfig({}).probePort, undefined, 'no PROBE_PORT: probes on PORT alone')
   t.equal(loadConfig({ PROBE_PORT: ' ' }).probePort, undefined)
   t.equal(loadConfig({ PROBE_PORT: '9090' }).probePort, 9090)

@@ -110,6 +110,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     queueLimit: config.queueLimit,
     queueLimitBytes: config.queueLimitBytes,
     queueTimeoutMs: config.queueTimeoutMs,
+    shedLateCalls: config.shedLateCalls,
     maxCallsPerWorker: config.maxCallsPerWorker,
     maxWorkerRssBytes: config.maxWorkerRssMb * 1024 * 1024,
     stopGraceMs: config.workerStopGraceMs,

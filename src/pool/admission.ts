@@ -37,6 +37,12 @@ export interface AdmissionOptions {
   queueTimeoutMs: number
   /** POOL_SIZE: the calls that can run at once, for the queue's Retry-After (retry-after.ts). */
   poolSize: number
+  /**
+   * SHED_LATE_CALLS: a queued call whose client's budget has less time left than its task's
+   * fastest recent calls took is refused instead of started (task-pace.ts). Off by default:
+   * a task whose calls take very different times (by their input) would have fast calls refused.
+   */
+  shedLateCalls?: boolean
   observer: PoolObserver
   /** Workers that can be borrowed right now, synchronously. */
   freeWorkers: () => number
@@ -64,12 +70,13 @@ export class Admission {
   /** Resolved when the queue is empty and no call runs for a client (drain). */
   #idleWaiters: Array<() => void> = []
   readonly #retryAfter: RetryAfter
-  /** Each task's fastest recent calls: a queued call with less budget left is not started (task-pace.ts). */
-  readonly #paces = new TaskPaces()
+  /** Each task's fastest recent calls, with SHED_LATE_CALLS: a queued call with less budget left is not started (task-pace.ts). */
+  readonly #paces: TaskPaces | undefined
 
   constructor (options: AdmissionOptions) {
     this.#options = options
     this.#retryAfter = new RetryAfter(options.poolSize)
+    this.#paces = options.shedLateCalls === true ? new TaskPaces() : undefined
   }
 
   get waiting (): number { return this.#queue.size }
@@ -147,11 +154,7 @@ export class Admission {
     if (waiter.answeredEarly) this.#answeredEarly--
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
-    if (waiter.call.runMs > 0) {
-      const heldMs = performance.now() - waiter.startedAt
-      this.#retryAfter.callHeldWorker(heldMs)
-      this.#paces.record(name, heldMs)
-    }
+    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(performance.now() - waiter.startedAt)
   }
 
   /**
@@ -190,6 +193,9 @@ export class Admission {
     if (outcome !== null) {
       waiter.call.outcome = outcome
       this.#options.observer.callEnded(waiter.call, outcome)
+      // A task's pace is learnt from calls its worker answered: one killed at its timeout, or
+      // answered 504 by its client's budget, says nothing of how fast the task is.
+      if (this.#paces !== undefined && ANSWERED.has(outcome) && waiter.call.runMs > 0) this.#paces.record(waiter.call.task.name, waiter.call.runMs)
     }
     if (error !== undefined) waiter.reject(error)
     else waiter.resolve(value)
@@ -228,7 +234,7 @@ export class Admission {
    * one that timed out in the queue (a worker is still free for the next).
    */
   #tooLateToStart (call: Call): Error | undefined {
-    if (call.budgetMs === undefined) return undefined
+    if (this.#paces === undefined || call.budgetMs === undefined) return undefined
     const floorMs = this.#paces.floorMs(call.task.name)
     const leftMs = call.budgetMs - (call.waitedMs ?? 0) - call.queueMs
     if (floorMs === 0 || leftMs >= floorMs) return undefined
@@ -277,6 +283,9 @@ export class Admission {
     waiter.call.queueMs = performance.now() - waiter.enqueuedAt
   }
 }
+
+/** Outcomes of calls whose worker answered, so their run time is the task's own. */
+const ANSWERED: ReadonlySet<CallOutcome> = new Set(['ok', 'rejected', 'failed'])
 
 /** QUEUE_FULL's message, for `waiting` callers in a full queue (none with QUEUE_LIMIT=0), `live` of `poolSize` workers running. */
 function queueFullMessage (waiting: number, live: number, poolSize: number): string {

@@ -27,6 +27,8 @@ export interface PoolOptions {
   /** QUEUE_LIMIT_BYTES: the most body bytes queued calls may hold together (0: no limit). */
   queueLimitBytes: number
   queueTimeoutMs: number
+  /** SHED_LATE_CALLS (admission.ts, task-pace.ts); off if absent. */
+  shedLateCalls?: boolean
   maxCallsPerWorker: number
   maxWorkerRssBytes: number
   stopGraceMs: number
@@ -61,6 +63,7 @@ export class WorkerPool {
       queueLimitBytes: options.queueLimitBytes,
       queueTimeoutMs: options.queueTimeoutMs,
       poolSize: options.size,
+      shedLateCalls: options.shedLateCalls,
       observer: options.observer,
       freeWorkers: () => this.#pool.available,
       liveWorkers: () => this.#supervisor.liveWorkers,

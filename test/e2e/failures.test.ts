@@ -395,8 +395,8 @@ t.test('a call whose budget runs out in the queue is never run: 503 QUEUE_TIMEOU
   t.notOk(server.logs.some((l) => l.msg === 'must-not-run'), 'the queued call was not dispatched')
 })
 
-t.test('a queued call whose budget has less left than the task\'s fastest recent calls took is not run: 503 QUEUE_TIMEOUT, the worker left to the next', async (t) => {
-  const server = await startServer(t, { POOL_SIZE: '1' })
+t.test('SHED_LATE_CALLS: a queued call whose budget has less left than the task\'s fastest recent calls took is not run: 503 QUEUE_TIMEOUT, the worker left to the next', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', SHED_LATE_CALLS: '1' })
   // The task's pace: calls of 2 s (the fastest recent call sets it: the busy one is as slow).
   t.equal((await callTask(server.url, 'diag.work', { sleep_ms: 2000 })).status, 200)
   const busy = callTask(server.url, 'diag.work', { sleep_ms: 2000 })

@@ -16,7 +16,7 @@ interface Harness {
   free: { workers: number }
 }
 
-function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0, poolSize = 4, liveWorkers = undefined as number | undefined } = {}): Harness {
+function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_000, freeWorkers = 0, poolSize = 4, liveWorkers = undefined as number | undefined, shedLateCalls = false } = {}): Harness {
   const started: Waiter[] = []
   const counted: string[] = []
   const free = { workers: freeWorkers }
@@ -25,6 +25,7 @@ function harness ({ queueLimit = 10, queueLimitBytes = 0, queueTimeoutMs = 60_00
     queueLimitBytes,
     queueTimeoutMs,
     poolSize,
+    shedLateCalls,
     observer: {
       callEnded: (call, outcome) => { counted.push(`${call.task.name}:${outcome}`) },
       callRefused: (call, outcome) => { counted.push(`refused:${call.task.name}:${outcome}`) },
@@ -296,15 +297,23 @@ t.test('Retry-After of a full queue and of a queue timeout follows how long call
   await behind.catch(() => {})
 })
 
-t.test('a queued call whose budget has less left than its task\'s fastest recent calls took is not started: QUEUE_TIMEOUT', { timeout: 20_000 }, async (t) => {
-  const h = harness({ freeWorkers: 1, poolSize: 1 })
+/** A call of `slow` that ran `runMs` and ended `outcome`, on a harness with one free worker. */
+async function ranOnce (h: Harness, slow: PoolTask, runMs: number, outcome: CallOutcome = 'ok'): Promise<void> {
+  const result = h.admission.admit(call(slow))
+  const waiter = h.started[h.started.length - 1]
+  waiter.call.runMs = runMs
+  h.admission.finished(waiter)
+  h.free.workers++
+  h.admission.settle(waiter, outcome, outcome === 'ok' ? undefined : new Error(outcome))
+  await result.catch(() => {})
+}
+
+t.test('SHED_LATE_CALLS: a queued call whose budget has less left than its task\'s fastest recent calls took is not started: QUEUE_TIMEOUT', async (t) => {
+  const h = harness({ freeWorkers: 1, poolSize: 1, shedLateCalls: true })
   const slow = task('slow')
-  // A call of the task holds its worker at least 300 ms: the floor is that, or more.
-  const first = h.admission.admit(call(slow))
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  h.started[0].call.runMs = 300
-  complete(h, h.started[0])
-  await first
+  // The task's calls ran 300 ms; one killed at its timeout (30 s) says nothing of its pace.
+  await ranOnce(h, slow, 300)
+  await ranOnce(h, slow, 30_000, 'timeout')
   h.free.workers = 0
   const hopeless = h.admission.admit(call(slow, { budgetMs: 250 }))
   const unbounded = h.admission.admit(call(slow))
@@ -316,10 +325,24 @@ t.test('a queued call whose budget has less left than its task\'s fastest recent
   t.equal(error.code, 'QUEUE_TIMEOUT')
   t.match(error.message, /^the x-request-timeout-ms budget of 250 ms had \d+ ms left when a worker became free, less than slow's recent calls took \(\d+ ms at the fastest\): not started; retry later$/)
   t.ok(error.retryAfterSeconds !== undefined && error.retryAfterSeconds >= 1)
-  t.same(h.started.slice(1).map((w) => [w.call.task.name, w.call.budgetMs]), [['slow', undefined], ['slow', 60_000], ['fast', 250]], 'the others started: no budget, budget enough, a task with no pace known yet')
-  t.same(h.counted.slice(1), ['slow:queue_timeout'])
-  for (const waiter of h.started.slice(1)) complete(h, waiter)
+  t.match(error.message, /\(300 ms at the fastest\)/, 'the call killed at its timeout did not lift the pace')
+  t.same(h.started.slice(2).map((w) => [w.call.task.name, w.call.budgetMs]), [['slow', undefined], ['slow', 60_000], ['fast', 250]], 'the others started: no budget, budget enough, a task with no pace known yet')
+  t.same(h.counted.slice(2), ['slow:queue_timeout'])
+  for (const waiter of h.started.slice(2)) complete(h, waiter)
   await Promise.all([unbounded, ample, other])
+})
+
+t.test('without SHED_LATE_CALLS (the default) such a call is started: its task may have fast calls too', async (t) => {
+  const h = harness({ freeWorkers: 1, poolSize: 1 })
+  const slow = task('slow')
+  await ranOnce(h, slow, 300)
+  h.free.workers = 0
+  const late = h.admission.admit(call(slow, { budgetMs: 250 }))
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.equal(h.started.length, 2, 'started')
+  complete(h, h.started[1])
+  t.equal(await late, 'done')
 })
 
 t.test('a call whose budget ran out on its way to the worker is a queue timeout (SPEC §1)', async (t) => {
