@@ -267,7 +267,10 @@ export class WorkerPool {
       this.#options.log.info('every admitted call finished before the workers were stopped')
       return
     }
-    this.#options.log.warn({ running, queued, shutdownGraceMs: graceMs }, `the shutdown's grace (SHUTDOWN_GRACE_MS=${graceMs}) ran out: ${running} running call(s) stopped with their workers (502), ${queued} queued call(s) refused (503)`)
+    // A running call is not lost yet: its worker finishes it if it can before its SIGTERM.
+    const stopGraceMs = this.#options.stopGraceMs
+    this.#options.log.warn({ running, queued, shutdownGraceMs: graceMs, workerStopGraceMs: stopGraceMs },
+      `the shutdown's grace (SHUTDOWN_GRACE_MS=${graceMs}) ran out: ${queued} queued call(s) refused (503); ${running} running call(s) have WORKER_STOP_GRACE_MS=${stopGraceMs} more to finish before their workers are stopped (then 502)`)
   }
 
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }

@@ -163,7 +163,7 @@ t.test('SIGINT drains like SIGTERM; calls unfinished when the grace runs out are
   t.match(server.output(), /diag\.work was still running when the shutdown stopped its worker \(SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out\)/)
   t.notMatch(server.output(), /replacing worker/)
   // Exit 0 either way: one line says what the shutdown cost.
-  t.match(server.output(), /"level":40,[^\n]*"running":1,"queued":1,"shutdownGraceMs":500,[^\n]*"msg":"the shutdown's grace \(SHUTDOWN_GRACE_MS=500\) ran out: 1 running call\(s\) stopped with their workers \(502\), 1 queued call\(s\) refused \(503\)"/)
+  t.match(server.output(), /"level":40,[^\n]*"running":1,"queued":1,"shutdownGraceMs":500,"workerStopGraceMs":300,[^\n]*"msg":"the shutdown's grace \(SHUTDOWN_GRACE_MS=500\) ran out: 1 queued call\(s\) refused \(503\); 1 running call\(s\) have WORKER_STOP_GRACE_MS=300 more to finish before their workers are stopped \(then 502\)"/)
 })
 
 t.test('a client stalled mid-upload does not hold the shutdown: exit 0, not the backstop\'s exit 1; its request is logged', async (t) => {
