@@ -25,6 +25,7 @@ import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
 import { lookalikeMessage } from './setting-names.js'
+import { PROBE_FILES } from './probe-listener.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -115,7 +116,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await app.register(metrics)
   destination?.watch(app.log, app.metrics.logLinesDropped)
-  await app.register(connectionLimit, { maxConnections: config.maxConnections, poolSize: config.poolSize })
+  await app.register(connectionLimit, { maxConnections: config.maxConnections, poolSize: config.poolSize, probeFiles: config.probePort === undefined ? 0 : PROBE_FILES })
   const receiving = new ReceiveLimit(config.receiveLimitBytes, config.bodyLimitBytes, app.metrics.receiveRefused)
   app.metrics.watchReceiving(receiving)
   app.decorate('receiving', receiving)

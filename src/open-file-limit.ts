@@ -24,9 +24,13 @@ const SERVER_FILES = 64
  */
 const FILES_PER_WORKER = 2 * (3 + 1)
 
-/** Files kept for the server and its workers: an open-file limit less this is what connections may use. */
-export function reservedFiles (poolSize: number): number {
-  return SERVER_FILES + FILES_PER_WORKER * poolSize
+/**
+ * Files kept for the server and its workers, and `probeFiles` for the PROBE_PORT listener
+ * (its socket and its own cap on connections; 0 without one): an open-file limit less this
+ * is what client connections may use.
+ */
+export function reservedFiles (poolSize: number, probeFiles = 0): number {
+  return SERVER_FILES + FILES_PER_WORKER * poolSize + probeFiles
 }
 
 /**
@@ -75,9 +79,9 @@ export interface ConnectionCap {
  * and a limit that leaves nothing is still better served one connection at a time than
  * refused at start. An unknown or unlimited limit leaves MAX_CONNECTIONS as it is.
  */
-export function connectionCap (configured: number, poolSize: number, openFileLimit: number | undefined): ConnectionCap {
+export function connectionCap (configured: number, poolSize: number, openFileLimit: number | undefined, probeFiles = 0): ConnectionCap {
   if (openFileLimit === undefined) return { maxConnections: configured, configured }
-  const reserved = reservedFiles(poolSize)
+  const reserved = reservedFiles(poolSize, probeFiles)
   const room = Math.max(1, openFileLimit - reserved)
   if (configured !== 0 && configured <= room) return { maxConnections: configured, configured }
   return { maxConnections: room, configured, lowered: { openFileLimit, reservedFiles: reserved } }

@@ -12,17 +12,27 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
+import { closeSilentConnections } from './silent-connections.js'
 
 export const PROBE_PATHS: readonly string[] = ['/health', '/ready', '/metrics', '/api/queue-stats']
 const SERVED = new Set(PROBE_PATHS)
 
 /**
  * Connections at most: probes and scrapes come from a few agents, each with a connection
- * or two. The cap bounds what a client that reaches the port by mistake can hold open.
+ * or two. The cap bounds the files a client that reaches the port can take (past the
+ * open-file limit Node exits); such a client can still fill it, so keep the port from
+ * clients (a NetworkPolicy), as the docs say.
  */
-export const PROBE_MAX_CONNECTIONS = 256
-/** Headers must arrive within this long: an agent sends its few lines at once. */
-const HEADERS_TIMEOUT_MS = 10_000
+export const PROBE_MAX_CONNECTIONS = 64
+/** The files the listener may hold: its connections, its socket, and the one Node accepts only to close at the cap. */
+export const PROBE_FILES = PROBE_MAX_CONNECTIONS + 2
+/**
+ * A request's headers must arrive within this long (an agent sends its few lines at once),
+ * checked this often: Node's 30 s between checks let 256 connections that sent nothing
+ * hold a probe off for 30 s (a review), whatever the timeout said.
+ */
+const HEADERS_TIMEOUT_MS = 5_000
+const CHECK_INTERVAL_MS = 1_000
 
 export interface ProbeListener {
   /** The port it listens on (PROBE_PORT, or the one the system chose for 0). */
@@ -33,11 +43,13 @@ export interface ProbeListener {
 
 /** Listens on `host`:`port` for the probe routes of `app`, which must be ready (its routes registered). */
 export async function listenForProbes (app: FastifyInstance, host: string, port: number): Promise<ProbeListener> {
-  const server = createServer({ requestTimeout: HEADERS_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS }, (request, response) => {
+  // requireHostHeader off: a request without Host is answered in the error shape by the app's own check, as on PORT.
+  const server = createServer({ requestTimeout: HEADERS_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: CHECK_INTERVAL_MS, requireHostHeader: false }, (request, response) => {
     if (isProbe(request)) app.routing(request, response)
     else notServedHere(request, response)
   })
   server.maxConnections = PROBE_MAX_CONNECTIONS
+  closeSilentConnections(server, HEADERS_TIMEOUT_MS)
   await listen(server, host, port)
   return {
     port: (server.address() as AddressInfo).port,

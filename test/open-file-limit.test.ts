@@ -46,6 +46,11 @@ t.test('MAX_CONNECTIONS past what the limit leaves is lowered to it, saying why'
   t.same(connectionCap(929, 4, 1024), { maxConnections: 928, configured: 929, lowered: { openFileLimit: 1024, reservedFiles: 96 } })
 })
 
+t.test('with PROBE_PORT, its files are kept from the limit too: clients get fewer, and Node never passes it', async (t) => {
+  t.equal(reservedFiles(4, 66), 162)
+  t.same(connectionCap(10_000, 4, 1024, 66), { maxConnections: 862, configured: 10_000, lowered: { openFileLimit: 1024, reservedFiles: 162 } })
+})
+
 t.test('MAX_CONNECTIONS=0 (no cap of its own) is capped by the limit too', async (t) => {
   t.same(connectionCap(0, 4, 1024), { maxConnections: 928, configured: 0, lowered: { openFileLimit: 1024, reservedFiles: 96 } })
 })

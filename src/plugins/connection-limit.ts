@@ -75,6 +75,8 @@ export interface ConnectionLimitOptions {
   maxConnections: number
   /** POOL_SIZE: the workers' files are kept from the open-file limit too. */
   poolSize: number
+  /** Files the PROBE_PORT listener may hold (probe-listener.ts), kept from the limit as well; 0 without one. */
+  probeFiles?: number
 }
 
 /** A cap lower than this leaves health probes and scrapes little room beside clients. */
@@ -90,8 +92,8 @@ function loweredCapMessage ({ maxConnections, configured }: ConnectionCap, { ope
   return `${asked}: at most ${maxConnections} connection${maxConnections === 1 ? '' : 's'} will be open at once. The limit is ${openFileLimit} open files, and ${reservedFiles} are kept for the server itself and its ${poolSize} worker${poolSize === 1 ? '' : 's'} (Node exits when it runs out of files). ${fix}.${few}`
 }
 
-async function connectionLimitPlugin (fastify: FastifyInstance, { maxConnections, poolSize }: ConnectionLimitOptions): Promise<void> {
-  const cap = connectionCap(maxConnections, poolSize, await readOpenFileLimit())
+async function connectionLimitPlugin (fastify: FastifyInstance, { maxConnections, poolSize, probeFiles = 0 }: ConnectionLimitOptions): Promise<void> {
+  const cap = connectionCap(maxConnections, poolSize, await readOpenFileLimit(), probeFiles)
   fastify.metrics.setConnectionCap(cap.maxConnections)
   const { lowered } = cap
   if (lowered !== undefined) {

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import { reservedFiles } from '../../src/open-file-limit.js'
-import { holdConnection, type HeldConnection } from '../helpers/raw-http.js'
+import { holdConnection, rawExchange, type HeldConnection } from '../helpers/raw-http.js'
 import { callTask, startServer, startServerProcess, waitFor, type ServerProcess, type TestServer } from '../helpers/server.js'
 
 const READY = 'GET /ready HTTP/1.1\r\nhost: x\r\n\r\n'
@@ -85,6 +85,29 @@ t.test('with MAX_CONNECTIONS=2 a third connection is closed unanswered while the
   t.teardown(fourth.destroy)
   t.match(await fourth.request(READY), /^HTTP\/1\.1 200 /, 'a new connection takes the freed place')
   t.equal(dropped(await fourth.request(SCRAPE)), 1, 'and is not counted as dropped')
+})
+
+t.test('connections that never send a byte do not hold MAX_CONNECTIONS\' places for ever: closed once a request\'s headers would have had to arrive', async (t) => {
+  // REQUEST_BODY_TIMEOUT_MS=2000: headers get min(60 s, 2 s), and Node looks every 200 ms.
+  const server = await startServerProcess(t, { POOL_SIZE: '1', MAX_CONNECTIONS: '2', REQUEST_BODY_TIMEOUT_MS: '2000', PROBE_PORT: '0' })
+  // Scraped on PROBE_PORT, which the cap does not count.
+  const probePort = /probes and scrapes also answered at port (\d+)/.exec(server.output())?.[1] as string
+  const openNow = async (): Promise<number> => sample(await rawExchange(`http://127.0.0.1:${probePort}`, SCRAPE.replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n')), 'pyfleet_http_connections')
+  await waitFor(async () => await openNow() === 0, 10_000, 'the start\'s own connections gone')
+  // The client's own limit far past the server's: only the server can close them in time.
+  const silent = [holdConnection(server.url, { timeoutMs: 120_000 }), holdConnection(server.url, { timeoutMs: 120_000 })]
+  t.teardown(() => { for (const connection of silent) connection.destroy() })
+  await waitFor(async () => await openNow() === 2, 10_000, 'both silent connections accepted')
+  // Held for ever before: the server then answered nobody (a review, with probes).
+  let closedBoth = false
+  void Promise.all(silent.map(async (connection) => await connection.closed)).then(() => { closedBoth = true })
+  await waitFor(() => closedBoth, 30_000, 'the server to close both silent connections')
+  const after = holdConnection(server.url)
+  t.teardown(after.destroy)
+  t.match(await after.request(READY), /^HTTP\/1\.1 200 /, 'a new connection is served')
+  // A connection that has sent its request is not closed by it, however long its call takes.
+  const slow = await callTask(server.url, 'diag.work', { sleep_ms: 3000 })
+  t.equal(slow.status, 200)
 })
 
 t.test('a flood of connections past the cap: every one is counted, and logged in lines at least about a second apart', async (t) => {

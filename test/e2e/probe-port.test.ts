@@ -65,6 +65,23 @@ t.test('at MAX_CONNECTIONS the main port closes new connections, and probes on P
   t.match(await get(port, '/metrics'), /\npyfleet_http_connections_dropped_total 1\n/, 'and the scrape there shows the dropped one')
 })
 
+t.test('connections that send nothing cannot hold PROBE_PORT\'s places: closed within seconds, and a probe then answers', async (t) => {
+  const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
+  const port = probePortOf(server.output())
+  const probeUrl = `http://127.0.0.1:${port}`
+  // Its cap is 64: every place taken by a client that sends nothing.
+  const idle = await Promise.all(Array.from({ length: 64 }, async () => await idleConnection(probeUrl)))
+  t.teardown(() => { for (const socket of idle) socket.destroy() })
+  const closed = idle.map(async (socket) => await new Promise((resolve) => { if (socket.destroyed) resolve(true); else socket.once('close', resolve) }))
+  // Node checked its 5 s limit on headers only every 30 s: a review saw probes unanswered for 30 s.
+  await waitFor(async () => (await get(port, '/health')).startsWith('HTTP/1.1 200 '), 20_000, 'a probe to be answered again')
+  await Promise.all(closed)
+  t.pass('the idle connections were closed by the server, and the probe answered')
+  // HTTP/1.1 without Host: the app's answer in the error shape, as on PORT, not Node's empty 400.
+  const hostless = await rawExchange(probeUrl, 'GET /health HTTP/1.1\r\n\r\n')
+  t.match(hostless, /^HTTP\/1\.1 400 [\s\S]*\r\nx-request-id: [\s\S]*"code":"MISSING_HOST_HEADER"/)
+})
+
 t.test('through a shutdown: /ready turns 503 on PROBE_PORT while admitted calls finish, and the port closes at exit', async (t) => {
   const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
   const port = probePortOf(server.output())
