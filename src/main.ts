@@ -4,6 +4,7 @@
 
 import { setMaxListeners } from 'node:events'
 import { constants as osConstants } from 'node:os'
+import { realpath } from 'node:fs/promises'
 import { pathToFileURL } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
@@ -247,6 +248,8 @@ export async function main (early: EarlySignals): Promise<void> {
 // Run as `node dist/main.js`, this module would define main() and exit 0 with nothing
 // started, not a word said (a reviewer lost time to it): the entry point is server.js,
 // which catches signals before it loads this.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Compared by real path: `node dist/main` and a symlink to it run it too (a review).
+const entry = process.argv[1]
+if (entry !== undefined && await realpath(entry).catch(async () => await realpath(`${entry}.js`)).then((path) => pathToFileURL(path).href === import.meta.url, () => false)) {
   fatal('dist/main.js is not the entry point: start the server with node dist/server.js (or npm start)')
 }

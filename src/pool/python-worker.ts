@@ -263,11 +263,11 @@ export class PythonWorker {
 
   /**
    * Where a start past its timeout is stuck: the runtime prints every thread's stack on
-   * SIGUSR1 (set up before any task module is imported), and the innermost frame of a
-   * module's top-level code is the import it is stuck in ("<path>, line <n>").
+   * SIGUSR1 (set up before any task module is imported), and the main thread's stack says
+   * which import it is stuck in (stuck-at.ts).
    */
   async #whereStartIsStuck (): Promise<string | undefined> {
-    const frame = this.#stderr.awaitModuleFrame()
+    const frame = this.#stderr.awaitWhereStuck()
     this.#process.signalWorker('SIGUSR1')
     let timer: NodeJS.Timeout | undefined
     const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, START_STACK_DUMP_MS) })

@@ -36,7 +36,7 @@ export class StartWait {
   async #timedOut (startTimeoutMs: number): Promise<void> {
     this.#timingOut = true
     const where = await this.#whereStuck?.().catch(() => undefined)
-    const at = where === undefined ? '' : `: it was still importing ${where}`
+    const at = where === undefined ? '' : `: it was ${where}`
     this.#fail(`did not say ready within ${startTimeoutMs} ms${at} (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit${where === undefined ? '' : '; every thread\'s stack is in the log'})`)
   }
 

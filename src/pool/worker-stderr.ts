@@ -11,6 +11,7 @@
 
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
+import { StuckAt } from './stuck-at.js'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
 /**
@@ -31,8 +32,6 @@ const LAST_WORDS = 5
  * where the timeout's own warning was kept (an operator's review).
  */
 const STACK_HEADER = /^(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack |Asyncio task '.*' )\(most recent call first\):$/
-/** A frame of a module's top-level code in faulthandler's stack dump: `  File "<path>", line <n> in <module>`. */
-const MODULE_FRAME = /^ {2}File "(.+)", line (\d+) in <module>$/
 const LAST_WORD_CHARS = 500
 /**
  * The log budget of one worker's stderr: a line costs one unit per started KiB. The
@@ -80,8 +79,8 @@ export class WorkerStderr {
   #stack: 'warn' | 'error' | undefined
   /** A `Fatal Python error` line came, and no line since that is not part of its stacks. */
   #afterFatal = false
-  /** Told the first module frame of the stack dump asked for by awaitModuleFrame(), if one is waited for. */
-  #onModuleFrame: ((where: string) => void) | undefined
+  /** The stack dump asked for by awaitWhereStuck(), being read, and who waits for its answer. */
+  #stuck: { reader: StuckAt, resolve: (where: string) => void } | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
   #fatalSeen = false
   readonly #isStarting: () => boolean
@@ -125,12 +124,12 @@ export class WorkerStderr {
   get lastWords (): readonly string[] { return this.#lastWords }
 
   /**
-   * Resolves with the first frame of a module's top-level code ("<path>, line <n>") among the
-   * lines that come next: in the stack dump a worker stuck at start-up is asked for, the
-   * innermost such frame is the module whose import it is stuck in. Call before asking.
+   * Resolves with where the worker's main thread is ("still importing <path>, line <n>", or
+   * "at <path>, line <n> in <function>"), read from the stack dump among the lines that come
+   * next (stuck-at.ts), once the main thread's stack has come whole. Call before asking.
    */
-  async awaitModuleFrame (): Promise<string> {
-    return await new Promise((resolve) => { this.#onModuleFrame = resolve })
+  async awaitWhereStuck (): Promise<string> {
+    return await new Promise((resolve) => { this.#stuck = { reader: new StuckAt(), resolve } })
   }
 
   write (text: string): void {
@@ -190,11 +189,11 @@ export class WorkerStderr {
       this.#fatalLine = line.slice(FATAL_PREFIX.length)
       this.#fatalSeen = true
     }
-    if (this.#onModuleFrame !== undefined) {
-      const frame = MODULE_FRAME.exec(line)
-      if (frame !== null) {
-        this.#onModuleFrame(`${frame[1]}, line ${frame[2]}`)
-        this.#onModuleFrame = undefined
+    if (this.#stuck !== undefined) {
+      const where = this.#stuck.reader.read(line)
+      if (where !== undefined) {
+        this.#stuck.resolve(where)
+        this.#stuck = undefined
       }
     }
     if (this.#isStarting()) {

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, childPythonPids, FIXTURES, isRunning, ROOT, startServer, waitFor } from '../helpers/server.js'
@@ -42,12 +42,18 @@ t.test('a variable that looks like a misspelt setting is warned about at start, 
 })
 
 t.test('node dist/main.js, which is not the entry point, says which is instead of exiting 0 with nothing started', async (t) => {
-  const child = spawn(process.execPath, ['dist/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH } })
-  let stderr = ''
-  child.stderr.on('data', (d) => { stderr += String(d) })
-  const code = await new Promise((resolve) => child.once('exit', resolve))
-  t.equal(code, 1)
-  t.equal(stderr, 'pyfleet: dist/main.js is not the entry point: start the server with node dist/server.js (or npm start)\n')
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-main-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await symlink(join(ROOT, 'dist', 'main.js'), join(dir, 'linked.js'))
+  // As written, without its extension, and through a symlink (a review found the last two silent).
+  for (const entry of ['dist/main.js', 'dist/main', join(dir, 'linked.js')]) {
+    const child = spawn(process.execPath, [entry], { cwd: ROOT, env: { PATH: process.env.PATH } })
+    let stderr = ''
+    child.stderr.on('data', (d) => { stderr += String(d) })
+    const code = await new Promise((resolve) => child.once('exit', resolve))
+    t.equal(code, 1, entry)
+    t.equal(stderr, 'pyfleet: dist/main.js is not the entry point: start the server with node dist/server.js (or npm start)\n')
+  }
 })
 
 t.test('--check fails on a variable that looks like a misspelt setting, before any worker starts: TASK_MODULE left the user\'s tasks out of a check that passed', async (t) => {

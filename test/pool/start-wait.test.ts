@@ -45,7 +45,7 @@ t.test('a start past its timeout says where it was stuck when asked can tell, an
   await waitFor(() => release.length === 1, 5000, 'the timeout to ask where the start is stuck')
   // Meanwhile the process ends (the stack dump's signal may end it): not the start's failure.
   wait.fail('was killed by SIGUSR1 before it was ready')
-  release('/srv/tasks/model.py, line 3')
+  release('still importing /srv/tasks/model.py, line 3')
   await t.rejects(wait.done, { message: 'Python worker py did not say ready within 10 ms: it was still importing /srv/tasks/model.py, line 3 (slow imports in a task module? WORKER_START_TIMEOUT_MS sets the limit; every thread\'s stack is in the log)' })
   t.equal(kills, 1)
   const unknown = new StartWait('py', 10, undefined, () => {}, async () => undefined)

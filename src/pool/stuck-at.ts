@@ -1,0 +1,41 @@
+// Where a worker that did not say ready in time is stuck, read from the stack dump it writes
+// on SIGUSR1 (faulthandler: every thread, most recent call first). The main thread's stack is
+// the one that ends in `python -m pyfleet`'s own outermost frame; its innermost frame of a
+// module's top-level code is the import the start is stuck in. A task module may start
+// threads that import too: their stacks come first in the dump, and the first `<module>` frame
+// of the dump named a module the start was not waiting for (a review).
+
+const THREAD_HEADER = /^(?:Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$/
+const FRAME = /^ {2}File "(.+)", line (\d+) in (.+)$/
+/** The outermost frame of `python -m pyfleet`: the stack it ends is the main thread's. */
+const MAIN_THREAD_BOTTOM = '_run_module_as_main'
+/** The runtime's own module, which imports the task modules: not where a task's import is stuck. */
+const RUNTIME_MAIN = /[\\/]pyfleet[\\/]__main__\.py$/
+
+interface Frame { file: string, line: string, name: string }
+
+export class StuckAt {
+  #frames: Frame[] = []
+
+  /** Reads one line of the dump; returns where the main thread is once its stack has been read whole. */
+  read (text: string): string | undefined {
+    if (THREAD_HEADER.test(text)) {
+      this.#frames = []
+      return undefined
+    }
+    const frame = FRAME.exec(text)
+    if (frame === null) return undefined
+    const [, file, line, name] = frame
+    if (name === MAIN_THREAD_BOTTOM) return this.#where()
+    this.#frames.push({ file, line, name })
+    return undefined
+  }
+
+  /** "still importing <file>, line <n>", or, stuck past the imports, "at <file>, line <n> in <function>". */
+  #where (): string | undefined {
+    const importing = this.#frames.find((f) => f.name === '<module>' && !f.file.startsWith('<') && !RUNTIME_MAIN.test(f.file))
+    if (importing !== undefined) return `still importing ${importing.file}, line ${importing.line}`
+    const innermost = this.#frames[0]
+    return innermost === undefined ? undefined : `at ${innermost.file}, line ${innermost.line} in ${innermost.name}`
+  }
+}

@@ -1,0 +1,51 @@
+// Where a worker stuck at start-up is, from the stack dump it writes on SIGUSR1.
+
+import t from 'tap'
+import { StuckAt } from '../../src/pool/stuck-at.js'
+
+function read (dump: string): string | undefined {
+  const reader = new StuckAt()
+  for (const line of dump.split('\n')) {
+    const where = reader.read(line)
+    if (where !== undefined) return where
+  }
+  return undefined
+}
+
+const MAIN_BOTTOM = [
+  '  File "<frozen importlib._bootstrap>", line 1206 in _gcd_import',
+  '  File "/usr/lib/python3.11/importlib/__init__.py", line 126 in import_module',
+  '  File "/app/workers/pyfleet/__main__.py", line 264 in main',
+  '  File "/app/workers/pyfleet/__main__.py", line 344 in <module>',
+  '  File "<frozen runpy>", line 88 in _run_code',
+  '  File "<frozen runpy>", line 198 in _run_module_as_main'
+]
+
+t.test('the main thread\'s innermost module frame: the import the start is stuck in', async (t) => {
+  t.equal(read(['Current thread 0x00007f (most recent call first):', '  File "/srv/tasks/model.py", line 9 in <module>', ...MAIN_BOTTOM].join('\n')), 'still importing /srv/tasks/model.py, line 9')
+})
+
+t.test('a thread a task module started, importing too, is not taken for the main one (it comes first in the dump)', async (t) => {
+  const dump = [
+    'Thread 0x00007e (most recent call first):',
+    '  File "/srv/tasks/bgslow.py", line 2 in <module>',
+    '  File "<frozen importlib._bootstrap>", line 1178 in _find_and_load',
+    '  File "/srv/tasks/threadmod.py", line 5 in load',
+    '  File "/usr/lib/python3.11/threading.py", line 975 in run',
+    '  File "/usr/lib/python3.11/threading.py", line 995 in _bootstrap',
+    '',
+    'Current thread 0x00007f (most recent call first):',
+    '  File "/srv/tasks/threadmod.py", line 10 in <module>',
+    ...MAIN_BOTTOM
+  ].join('\n')
+  t.equal(read(dump), 'still importing /srv/tasks/threadmod.py, line 10')
+})
+
+t.test('stuck past the imports, in the runtime itself: where, not "importing" its own __main__', async (t) => {
+  const dump = ['Current thread 0x00007f (most recent call first):', '  File "/app/workers/pyfleet/stdlib_shadows.py", line 40 in found_in_pythonpath', '  File "/app/workers/pyfleet/__main__.py", line 190 in main', '  File "/app/workers/pyfleet/__main__.py", line 344 in <module>', '  File "<frozen runpy>", line 88 in _run_code', '  File "<frozen runpy>", line 198 in _run_module_as_main'].join('\n')
+  t.equal(read(dump), 'at /app/workers/pyfleet/stdlib_shadows.py, line 40 in found_in_pythonpath')
+})
+
+t.test('nothing until the main thread\'s stack has come whole', async (t) => {
+  t.equal(read('Current thread 0x00007f (most recent call first):\n  File "/srv/tasks/model.py", line 9 in <module>'), undefined)
+})
