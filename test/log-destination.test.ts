@@ -133,13 +133,18 @@ t.test('at exit, a pipe that takes nothing gets a bounded wait (1 s without prog
   t.ok(performance.now() - started >= 900, 'it waited for the reader first')
 })
 
-t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), without an error', async (t) => {
+/** A destination on a FIFO whose read end the test closes itself (so its teardown does not). */
+function pipeWhoseReaderTheTestCloses (t: Teardown): { reader: number, destination: LogDestination } {
   const dir = mkdtempSync(join(tmpdir(), 'pyfleet-log-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   const path = join(dir, 'out')
   execFileSync('mkfifo', [path])
   const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-  const destination = nonBlockingDestination(t, path)
+  return { reader, destination: nonBlockingDestination(t, path) }
+}
+
+t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), without an error', async (t) => {
+  const { reader, destination } = pipeWhoseReaderTheTestCloses(t)
   await fillPipe(destination, 200_000)
   closeSync(reader) // the reader goes: every write now fails with EPIPE
   const started = performance.now()
@@ -149,12 +154,7 @@ t.test('at exit, a pipe whose reader has gone ends the write at once (EPIPE), wi
 })
 
 t.test('a reader gone for good (EPIPE): said once on stderr, and every line from then on counted as dropped, not buffered', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'pyfleet-log-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  const path = join(dir, 'out')
-  execFileSync('mkfifo', [path])
-  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-  const destination = nonBlockingDestination(t, path)
+  const { reader, destination } = pipeWhoseReaderTheTestCloses(t)
   const dropped: number[] = []
   const log = pino(destination.stream)
   destination.watch(log, (lines) => { dropped.push(lines) })
