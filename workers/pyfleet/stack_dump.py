@@ -57,7 +57,9 @@ def pending_tasks_text() -> str:
     loop = asyncio._get_running_loop()
     if loop is None:
         return ""
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    # Oldest first, so that the call's own task (made when the call started, before the ones
+    # it made) is among those shown when there are more than MAX_TASKS: all_tasks() is a set.
+    tasks = sorted((task for task in asyncio.all_tasks(loop) if not task.done()), key=_creation_order)
     if not tasks:
         return ""
     lines: List[str] = []
@@ -71,6 +73,14 @@ def pending_tasks_text() -> str:
         lines.append(f"  ... and {len(tasks) - MAX_TASKS} more asyncio tasks")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _creation_order(task: Any) -> tuple:
+    """asyncio's own names count tasks as they are made (Task-1, Task-2...); named ones after them."""
+    name = task.get_name()
+    if name.startswith("Task-") and name[5:].isdigit():
+        return (0, int(name[5:]))
+    return (1, 0)
 
 
 def _coroutine_lines(coro: Any, waiting_on: Any) -> List[str]:

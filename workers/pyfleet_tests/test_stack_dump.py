@@ -53,6 +53,11 @@ class PendingTasksText(unittest.TestCase):
         text = asyncio.run(main())
         self.assertEqual(text.count("Asyncio task "), stack_dump.MAX_TASKS)
         self.assertIn("... and 6 more asyncio tasks", text)
+        # The oldest first: asyncio.run's own task (the one a call runs in), then the rest in order made.
+        names = [line.split("'")[1] for line in text.splitlines() if line.startswith("Asyncio task ")]
+        numbers = [int(name[5:]) for name in names]
+        self.assertEqual(numbers, sorted(numbers))
+        self.assertIn("in main", text.split("Asyncio task ")[1], "the first shown is the one that made the others")
 
     def test_a_broken_repr_of_what_is_awaited_does_not_cost_the_dump(self):
         class Odd:
