@@ -9,12 +9,11 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 
 /**
- * Closes a connection of `server` that has sent nothing `ms` after it was accepted (0: never).
+ * Closes a connection of `server` that has sent nothing `ms` after it was accepted.
  * Read through bytesRead, not a 'data' listener: Node's HTTP parser consumes a TCP socket's
  * handle directly, so 'data' is never emitted for it.
  */
 export function closeSilentConnections (server: Server, ms: number): void {
-  if (ms <= 0) return
   server.on('connection', (socket: Socket) => {
     const timer = setTimeout(() => {
       if (socket.bytesRead === 0 && !socket.destroyed) socket.destroy()
