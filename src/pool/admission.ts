@@ -63,6 +63,8 @@ export class Admission {
   /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
   readonly #running = new Map<string, number>()
   #inFlight = 0
+  /** Callers in the queue per task name, for the Retry-After of a task with its own limit. */
+  readonly #waitingPerTask = new Map<string, number>()
   /** Body bytes of the calls in the queue (not of running ones: POOL_SIZE bounds those). */
   #queuedBytes = 0
   /** Of those, calls already answered (answerEarly): nobody waits for them. */
@@ -100,12 +102,12 @@ export class Admission {
     }
     if (this.#queue.size >= this.#options.queueLimit) {
       const live = this.#options.liveWorkers?.() ?? this.#options.poolSize
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
       const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -154,7 +156,7 @@ export class Admission {
     if (waiter.answeredEarly) this.#answeredEarly--
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
-    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(performance.now() - waiter.startedAt)
+    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(name, performance.now() - waiter.startedAt)
   }
 
   /**
@@ -182,7 +184,7 @@ export class Admission {
    */
   expired (waiter: Waiter): void {
     this.finished(waiter)
-    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true, this.#retryAfter.seconds(this.#queue.size)))
+    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true, this.#retryAfterFor(waiter.call.task)))
   }
 
   /**
@@ -239,7 +241,12 @@ export class Admission {
     const leftMs = call.budgetMs - (call.waitedMs ?? 0) - call.queueMs
     if (floorMs === 0 || leftMs >= floorMs) return undefined
     const message = `the x-request-timeout-ms budget of ${call.budgetMs} ms had ${Math.max(0, Math.floor(leftMs))} ms left when a worker became free, less than ${call.task.name}'s recent calls took (${Math.ceil(floorMs)} ms at the fastest): not started; retry later`
-    return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: this.#retryAfter.seconds(this.#queue.size) })
+    return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: this.#retryAfterFor(call.task) })
+  }
+
+  /** The queue 503s' Retry-After for a call of `task`, from the callers waiting now (retry-after.ts). */
+  #retryAfterFor (task: PoolTask): number {
+    return this.#retryAfter.seconds(this.#queue.size, { name: task.name, waiting: this.#waitingPerTask.get(task.name) ?? 0, concurrency: task.maxConcurrency })
   }
 
   #hasCapacity (task: PoolTask): boolean {
@@ -258,9 +265,10 @@ export class Admission {
     const remainingMs = Math.max(1, limitMs - waitedMs - (performance.now() - waiter.enqueuedAt))
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#queuedBytes += call.inputBytes ?? 0
+    this.#waitingPerTask.set(call.task.name, (this.#waitingPerTask.get(call.task.name) ?? 0) + 1)
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfter.seconds(this.#queue.size)))
+      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(call.task)))
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return
@@ -278,6 +286,8 @@ export class Admission {
   /** Called once each time a waiter leaves the queue, however it leaves. */
   #stopWaiting (waiter: Waiter): void {
     this.#queuedBytes -= waiter.call.inputBytes ?? 0
+    const name = waiter.call.task.name
+    this.#waitingPerTask.set(name, (this.#waitingPerTask.get(name) ?? 1) - 1)
     clearTimeout(waiter.timer)
     waiter.unsubscribe?.()
     waiter.call.queueMs = performance.now() - waiter.enqueuedAt

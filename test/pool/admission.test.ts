@@ -297,6 +297,27 @@ t.test('Retry-After of a full queue and of a queue timeout follows how long call
   await behind.catch(() => {})
 })
 
+t.test('Retry-After for a task limited to one call at a time: its own queue over its one lane, not over POOL_SIZE', async (t) => {
+  const h = harness({ queueLimit: 3, freeWorkers: 4, poolSize: 4 })
+  const report = task('report', 1)
+  const ran = h.admission.admit(call(report))
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  h.started[0].call.runMs = 1100
+  complete(h, h.started[0])
+  await ran
+  // One runs, three wait on the task's limit with three workers free, the queue is full.
+  const running = h.admission.admit(call(report))
+  const queued = [h.admission.admit(call(report)), h.admission.admit(call(report)), h.admission.admit(call(report))]
+  t.equal(h.admission.waiting, 3)
+  const full = await rejection(h.admission.admit(call(report)))
+  t.equal(full.code, 'QUEUE_FULL')
+  // (3 + 1) × at least 1.1 s over 1 lane: at least 5 s (over the pool's 4 workers it would say 2).
+  t.ok(full.retryAfterSeconds !== undefined && full.retryAfterSeconds >= 5, `Retry-After ${String(full.retryAfterSeconds)} s`)
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  complete(h, h.started[1])
+  await Promise.allSettled([...queued, running])
+})
+
 /** A call of `slow` that ran `runMs` and ended `outcome`, on a harness with one free worker. */
 async function ranOnce (h: Harness, slow: PoolTask, runMs: number, outcome: CallOutcome = 'ok'): Promise<void> {
   const result = h.admission.admit(call(slow))
