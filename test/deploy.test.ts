@@ -1,12 +1,20 @@
 // The example files in deploy/ that can be checked here: Prometheus's config and
 // the alerting rules (syntax, their unit tests, and that every metric they name
-// exists in a real scrape, so that a renamed metric cannot silence an alert).
+// exists in a real scrape, so that a renamed metric cannot silence an alert), the
+// systemd unit, and the Kubernetes manifest (its API schemas, and its ports, probes
+// and grace against the settings it gives the server).
 
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { parseAllDocuments } from 'yaml'
+import { Deployment } from 'kubernetes-models/apps/v1'
+import { Service } from 'kubernetes-models/v1'
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1'
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1'
+import { loadConfig, shutdownBackstopMs } from '../src/config.js'
 import { hasPromtool, promtool } from './helpers/promtool.js'
 import { ROOT, startServer } from './helpers/server.js'
 
@@ -50,4 +58,45 @@ t.test('the systemd unit is one systemd reads without complaint, and stops Node 
     return
   }
   t.equal((verified as { stderr?: string }).stderr, '', 'systemd-analyze verify: no unknown key, no bad value')
+})
+
+/** deploy/kubernetes.yaml's documents, by kind. */
+async function kubernetesManifest (): Promise<Map<string, any>> {
+  const text = await readFile(join(ROOT, 'deploy/kubernetes.yaml'), 'utf8')
+  return new Map(parseAllDocuments(text).map((doc) => doc.toJS()).map((doc) => [doc.kind, doc]))
+}
+
+t.test('the Kubernetes manifest: every object valid against the API schemas', async (t) => {
+  const models: Record<string, new (data: any) => { validate: () => void }> = { Deployment, Service, PodDisruptionBudget, NetworkPolicy }
+  const manifest = await kubernetesManifest()
+  t.same([...manifest.keys()].sort(), Object.keys(models).sort())
+  for (const [kind, doc] of manifest) t.doesNotThrow(() => { new models[kind](doc).validate() }, `${kind} is valid`)
+})
+
+t.test('the Kubernetes manifest agrees with itself and with the server\'s settings', async (t) => {
+  const manifest = await kubernetesManifest()
+  const deployment = manifest.get('Deployment')
+  const pod = deployment.spec.template
+  const container = pod.spec.containers[0]
+  const env: Record<string, string> = Object.fromEntries(container.env.filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value]))
+  const config = loadConfig(env)
+  const ports = new Map<string, number>(container.ports.map((p: any) => [p.name, p.containerPort]))
+  t.equal(ports.get('http'), config.port, 'the http port is PORT')
+  t.equal(ports.get('probes'), config.probePort, 'the probes port is PROBE_PORT')
+  t.equal(Number(pod.metadata.annotations['prometheus.io/port']), config.probePort, 'Prometheus scrapes PROBE_PORT')
+  for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) t.equal(container[probe].httpGet.port, 'probes', `${probe} uses PROBE_PORT`)
+  // Each selector picks the pods, and every named port exists on the container.
+  for (const kind of ['Service', 'PodDisruptionBudget', 'NetworkPolicy']) {
+    const spec = manifest.get(kind).spec
+    t.same(spec.selector?.matchLabels ?? spec.selector ?? spec.podSelector.matchLabels, pod.metadata.labels, `${kind} selects the pods`)
+  }
+  t.same(deployment.spec.selector.matchLabels, pod.metadata.labels)
+  t.ok(ports.has(manifest.get('Service').spec.ports[0].targetPort), 'the Service targets a named port')
+  const policy = manifest.get('NetworkPolicy').spec.ingress
+  t.same(policy.map((rule: any) => rule.ports.map((p: any) => p.port)), [['http'], ['probes']], 'clients reach http; probes only from where the rule says')
+  t.ok(policy[0].from === undefined && policy[1].from.length > 0)
+  // The drain fits the grace: preStop, then the server's own backstop, before the SIGKILL.
+  const preStopSeconds = Number(container.lifecycle.preStop.exec.command[1])
+  t.ok(preStopSeconds * 1000 + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
+    `preStop ${preStopSeconds} s + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
 })
