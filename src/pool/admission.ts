@@ -63,6 +63,8 @@ export class Admission {
   /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
   readonly #running = new Map<string, number>()
   #inFlight = 0
+  /** The startedAt of the calls in flight, summed: their mean time on a worker so far, for Retry-After. */
+  #startedAtSum = 0
   /** Callers in the queue per task name, for the Retry-After of a task with its own limit. */
   readonly #waitingPerTask = new Map<string, number>()
   /** Body bytes of the calls in the queue (not of running ones: POOL_SIZE bounds those). */
@@ -153,6 +155,8 @@ export class Admission {
     const name = waiter.call.task.name
     this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
     this.#inFlight--
+    // Back to exactly 0 when nothing runs, so that rounding cannot build up over millions of calls.
+    this.#startedAtSum = this.#inFlight === 0 ? 0 : this.#startedAtSum - waiter.startedAt
     if (waiter.answeredEarly) this.#answeredEarly--
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
@@ -227,6 +231,7 @@ export class Admission {
     this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
     this.#inFlight++
     waiter.startedAt = performance.now()
+    this.#startedAtSum += waiter.startedAt
     this.#options.start(waiter)
   }
 
@@ -246,7 +251,8 @@ export class Admission {
 
   /** The queue 503s' Retry-After for a call of `task`, from the callers waiting now (retry-after.ts). */
   #retryAfterFor (task: PoolTask): number {
-    return this.#retryAfter.seconds(this.#queue.size, { name: task.name, waiting: this.#waitingPerTask.get(task.name) ?? 0, concurrency: task.maxConcurrency })
+    const runningForMs = this.#inFlight === 0 ? 0 : performance.now() - this.#startedAtSum / this.#inFlight
+    return this.#retryAfter.seconds(this.#queue.size, { name: task.name, waiting: this.#waitingPerTask.get(task.name) ?? 0, concurrency: task.maxConcurrency }, runningForMs)
   }
 
   #hasCapacity (task: PoolTask): boolean {

@@ -47,12 +47,16 @@ export class RetryAfter {
   /**
    * Seconds until the `waiting` callers, and one more, could each have had a worker at
    * the recent pace, and (given `task`) until that task's waiting calls and one more could
-   * have run within its concurrency at its own pace: the longer of the two, 1 when no call
-   * has run yet, at most MAX_RETRY_AFTER_SECONDS.
+   * have run within its concurrency at its own pace: the longer of the two, at least 1, at
+   * most MAX_RETRY_AFTER_SECONDS. Before any call has given its worker back, the pace is
+   * taken from `runningForMs`, how long the calls running now have held theirs on average
+   * (a floor: they are not done), so that the first flood of a start with slow calls is not
+   * told 1 s; with nothing running either, 1.
    */
-  seconds (waiting: number, task?: TaskBacklog): number {
-    if (this.#meanHoldMs === undefined) return 1
-    let ms = (waiting + 1) * this.#meanHoldMs / this.#workers
+  seconds (waiting: number, task?: TaskBacklog, runningForMs = 0): number {
+    const meanMs = this.#meanHoldMs ?? runningForMs
+    if (meanMs <= 0) return 1
+    let ms = (waiting + 1) * meanMs / this.#workers
     const taskMeanMs = task === undefined ? undefined : this.#taskMeanHoldMs.get(task.name)
     if (task !== undefined && taskMeanMs !== undefined) {
       const lanes = Math.max(1, Math.min(task.concurrency, this.#workers))

@@ -297,6 +297,20 @@ t.test('Retry-After of a full queue and of a queue timeout follows how long call
   await behind.catch(() => {})
 })
 
+t.test('Retry-After before any call has finished: the running calls\' time on their worker so far', async (t) => {
+  const h = harness({ queueLimit: 1, freeWorkers: 1, poolSize: 1 })
+  const echo = task('echo')
+  const running = h.admission.admit(call(echo))
+  const queued = h.admission.admit(call(echo))
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const full = await rejection(h.admission.admit(call(echo)))
+  // (1 waiting + 1) × at least 1.1 s so far over 1 worker: at least 3 s.
+  t.ok(full.retryAfterSeconds !== undefined && full.retryAfterSeconds >= 3, `Retry-After ${String(full.retryAfterSeconds)} s`)
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  complete(h, h.started[0])
+  await Promise.allSettled([running, queued])
+})
+
 t.test('Retry-After for a task limited to one call at a time: its own queue over its one lane, not over POOL_SIZE', async (t) => {
   const h = harness({ queueLimit: 3, freeWorkers: 4, poolSize: 4 })
   const report = task('report', 1)

@@ -5,10 +5,18 @@
 import t from 'tap'
 import { MAX_RETRY_AFTER_SECONDS, RetryAfter } from '../../src/pool/retry-after.js'
 
-t.test('1 s until a call has run: nothing is known of the pace yet', async (t) => {
+t.test('1 s until a call has run, with none running: nothing is known of the pace yet', async (t) => {
   const estimate = new RetryAfter(4)
   t.equal(estimate.seconds(0), 1)
   t.equal(estimate.seconds(1000), 1)
+})
+
+t.test('before any call has finished, the time the running calls have held their worker so far is the pace', async (t) => {
+  const estimate = new RetryAfter(4)
+  // (7 + 1) × 2 s so far / 4 workers: 4 s, where it said 1 s.
+  t.equal(estimate.seconds(7, undefined, 2000), 4)
+  estimate.callHeldWorker('t', 100)
+  t.equal(estimate.seconds(7, undefined, 2000), 1, 'once a call has finished, its time is the pace')
 })
 
 t.test('the callers waiting and one more, spread over the workers, at the recent pace', async (t) => {
