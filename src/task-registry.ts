@@ -98,6 +98,8 @@ export class TaskRegistry {
    * tasks, not every task again. Only those of the last table compiled are kept.
    */
   #reusable = new Map<string, Task>()
+  /** The served table's declaration, as JSON: a worker that declares the same serves the same tasks. */
+  #declaration = ''
 
   constructor (config: Config) {
     this.#config = config
@@ -110,6 +112,12 @@ export class TaskRegistry {
   update (infos: readonly TaskInfo[]): void {
     this.#tasks = this.#compileOnce(infos)
     this.#declared = new Map(infos.map((info) => [info.name, JSON.stringify(info)]))
+    this.#declaration = JSON.stringify(infos)
+  }
+
+  /** True if a worker declaring `infos` declares the table served (`declaration`: JSON.stringify(infos), if the caller keeps it). */
+  isServedTable (infos: readonly TaskInfo[], declaration = JSON.stringify(infos)): boolean {
+    return declaration === this.#declaration
   }
 
   /**

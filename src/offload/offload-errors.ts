@@ -2,6 +2,7 @@
 // left, the server drains, or the body waited too long (offloader.ts).
 
 import { TaskTimeoutError, WorkersUnavailableError, errorOfCode, withExtras } from '../errors.js'
+import type { CallLimit } from '../pool/call.js'
 
 /** The thread stopped (a bug in it, or it could not be started) while a job waited for it. */
 export class OffloadThreadError extends Error {
@@ -18,12 +19,18 @@ export class OffloadCancelledError extends Error {
  * when it refuses a call the same way. These come before a call exists, so the route
  * counts them (refusedOutcome).
  */
-const outcomes = new WeakMap<Error, 'cancelled' | 'queue_timeout' | 'timeout'>()
+const outcomes = new WeakMap<Error, RefusedAs>()
+
+/** How a refusal below is counted: the outcome, and the limit that ended it if one did (call.ts). */
+export interface RefusedAs {
+  readonly outcome: 'cancelled' | 'queue_timeout' | 'timeout'
+  readonly limit?: CallLimit
+}
 
 /** The answer to a body that would be parsed for a call that can no longer run. */
 export function shuttingDown (): Error {
   const error = withExtras(new WorkersUnavailableError('the server is shutting down; retry on another instance'), { retryAfterSeconds: 1 })
-  outcomes.set(error, 'cancelled') // as a call refused while the pool drains
+  outcomes.set(error, { outcome: 'cancelled' }) // as a call refused while the pool drains
   return error
 }
 
@@ -32,7 +39,8 @@ export function waitedTooLong (limitMs: number, byBudget: boolean): Error {
   const limit = byBudget ? `the x-request-timeout-ms budget of ${limitMs} ms` : `QUEUE_TIMEOUT_MS (${limitMs} ms)`
   const message = `${limit} ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
   const error = withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
-  outcomes.set(error, 'queue_timeout') // its wait was queueing: as a call whose wait for a worker ran out
+  // Its wait was queueing: as a call whose wait for a worker ran out.
+  outcomes.set(error, { outcome: 'queue_timeout', limit: byBudget ? 'client_budget_queued' : 'queue_timeout_ms' })
   return error
 }
 
@@ -42,11 +50,11 @@ export function waitedTooLong (limitMs: number, byBudget: boolean): Error {
  */
 export function checkedTooLong (task: string, limitMs: number): Error {
   const error = new TaskTimeoutError(`checking the body took longer than task ${task}'s timeout (${limitMs} ms) on the offload thread, and was stopped: the body is too large for its schema's checks; send a smaller one`)
-  outcomes.set(error, 'timeout') // as a call that ran past its timeout
+  outcomes.set(error, { outcome: 'timeout', limit: 'task_timeout' }) // as a call that ran past its timeout
   return error
 }
 
-/** The call outcome a body's refusal by the offloader counts as, or undefined for any other error. */
-export function refusedOutcome (error: unknown): 'cancelled' | 'queue_timeout' | 'timeout' | undefined {
+/** How a body's refusal by the offloader is counted, or undefined for any other error. */
+export function refusedOutcome (error: unknown): RefusedAs | undefined {
   return error instanceof Error ? outcomes.get(error) : undefined
 }

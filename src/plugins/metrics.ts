@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LabelledCounter, LabelledHistogram, type CounterChild, type HistogramChild } from './labelled-metrics.js'
 import { observeRoutes } from './route-metrics.js'
-import { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
+import { CALL_LIMITS, CALL_OUTCOMES, RESTART_REASONS, START_FAILURE_KINDS, type StartFailureKind, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
 const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
@@ -34,6 +34,13 @@ export interface PoolCounts {
   reloads: { ok: number, failed: number, lastError: string | null }
 }
 
+/** A task as the per-task gauges need it. */
+export interface DeclaredTask {
+  readonly name: string
+  /** The most of its calls that run at once (TASK_CONCURRENCY, its own max_concurrency, or POOL_SIZE). */
+  readonly maxConcurrency: number
+}
+
 export class Metrics implements PoolObserver {
   readonly registry = new Registry()
   // The four metrics updated on every request are labelled-metrics.ts's, not prom-client's: see there why.
@@ -42,6 +49,7 @@ export class Metrics implements PoolObserver {
   readonly #callDuration: LabelledHistogram<'task' | 'outcome'>
   readonly #queueWait: LabelledHistogram<'task'>
   readonly #restarts: Counter<'reason'>
+  readonly #limited: Counter<'task' | 'limit'>
   readonly #startFailures: Counter<'kind'>
   readonly #receiveRefused: Counter
   readonly #refused: Counter<'task' | 'code'>
@@ -55,6 +63,11 @@ export class Metrics implements PoolObserver {
   /** Why the last reload failed; null once one succeeds. */
   #lastReloadError: string | null = null
   #offloader: { readonly pendingJobs: number } | undefined
+  /** The tasks served, with how many of each may run at once (declareTasks). */
+  #tasks: readonly DeclaredTask[] = []
+  /** How many running workers declare other tasks than the table served (the worker-pool plugin knows both). */
+  #workersUnlikeTable: () => number = () => 0
+  readonly #buildInfo: Gauge<'version' | 'python'>
   readonly #unmatched: (method: string, statusCode: number, seconds: number) => void
   readonly #series = new Map<string, CallSeries>()
   #pool: WorkerPool | undefined
@@ -69,11 +82,17 @@ export class Metrics implements PoolObserver {
     this.#calls = new LabelledCounter({ name: 'pyworker_calls_total', help: 'Calls that passed validation, by task and how they ended', labelNames: ['task', 'outcome'], registers })
     this.#callDuration = new LabelledHistogram({ name: 'pyworker_call_duration_seconds', help: 'Time from a call\'s start on a worker to its answer (a client\'s x-request-timeout-ms budget answers 504 before the worker is done)', labelNames: ['task', 'outcome'], buckets: CALL_BUCKETS, registers })
     this.#queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
+    this.#limited = new Counter({
+      name: 'pyfleet_calls_limited_total',
+      help: 'Calls ended by a limit, not by their task or worker, by task and limit: the server\'s (queue_limit, queue_limit_bytes: 503 QUEUE_FULL; queue_timeout_ms: 503 QUEUE_TIMEOUT; task_timeout: 504 TASK_TIMEOUT, worker replaced) or the client\'s x-request-timeout-ms budget (client_budget_queued and shed_late_calls: 503 QUEUE_TIMEOUT; client_budget_running: 504 TIMEOUT, the task ran on). Each is also in pyworker_calls_total',
+      labelNames: ['task', 'limit'],
+      registers
+    })
     this.#restarts = new Counter({ name: 'pyworker_worker_restarts_total', help: 'Workers replaced, by reason', labelNames: ['reason'], registers })
     for (const reason of RESTART_REASONS) this.#restarts.labels(reason).inc(0)
     this.#unmatched = this.httpObserver('unmatched')
-    this.#startFailures = new Counter({ name: 'pyworker_worker_start_failures_total', help: 'Worker starts that failed: kind="replacement" (a slot left empty, retried with backoff) or "spare" (recycling or reload; the old worker serves on)', labelNames: ['kind'], registers })
-    for (const kind of ['replacement', 'spare']) this.#startFailures.labels(kind).inc(0)
+    this.#startFailures = new Counter({ name: 'pyworker_worker_start_failures_total', help: 'Worker starts that failed: kind="replacement" (a slot left empty, retried with backoff), "spare" (for recycling: MAX_CALLS_PER_WORKER, MAX_WORKER_RSS_MB) or "reload" (a reload\'s spare); the old worker serves on past a spare\'s failure', labelNames: ['kind'], registers })
+    for (const kind of START_FAILURE_KINDS) this.#startFailures.labels(kind).inc(0)
     const metrics = this
     new Gauge({
       name: 'pyworker_pool_workers',
@@ -125,6 +144,39 @@ export class Metrics implements PoolObserver {
     // As Prometheus' own prometheus_config_last_reload_successful: one gauge to alert on.
     this.#reloadSucceeded = new Gauge({ name: 'pyfleet_reload_last_successful', help: '0 while the last reload of the task code has failed (some or all workers serve the previous code), else 1', registers })
     this.#reloadSucceeded.set(1)
+    // Per task: a call held back by its task's TASK_CONCURRENCY waits while workers sit idle, which
+    // pyworker_queue_waiting and pyworker_pool_workers alone show as a pool short of workers.
+    new Gauge({
+      name: 'pyfleet_task_calls',
+      help: 'Calls of each task waiting for a worker (state="waiting") or running on one (state="running", answered 504 by a client\'s budget included: they hold their worker until the task ends); a task at its pyfleet_task_concurrency waits whatever the pool has free',
+      labelNames: ['task', 'state'],
+      registers,
+      collect () {
+        this.reset()
+        for (const { name } of metrics.#tasks) {
+          const calls = metrics.#pool?.callsOf(name) ?? { waiting: 0, running: 0 }
+          this.labels(name, 'waiting').set(calls.waiting)
+          this.labels(name, 'running').set(calls.running)
+        }
+      }
+    })
+    new Gauge({
+      name: 'pyfleet_task_concurrency',
+      help: 'The most calls of each task that run at once: its TASK_CONCURRENCY, else its own max_concurrency, else POOL_SIZE',
+      labelNames: ['task'],
+      registers,
+      collect () {
+        this.reset()
+        for (const { name, maxConcurrency } of metrics.#tasks) this.labels(name).set(maxConcurrency)
+      }
+    })
+    new Gauge({
+      name: 'pyfleet_workers_unlike_task_table',
+      help: 'Running workers that declare other tasks than the table served: task code changed on disk under a running server (a replacement or a recycled worker loaded it), or a reload failed part way. Calls are validated against the table; reload or restart to serve one code again',
+      registers,
+      collect () { this.set(metrics.#workersUnlikeTable()) }
+    })
+    this.#buildInfo = new Gauge({ name: 'pyfleet_build_info', help: 'Always 1: pyfleet\'s version and the workers\' Python version as labels (which code a replica runs; join on instance)', labelNames: ['version', 'python'], registers })
     new Gauge({
       name: 'pyfleet_offload_pending_jobs',
       help: 'Conversions waiting for the offload thread or running on it (it does one at a time)',
@@ -148,6 +200,17 @@ export class Metrics implements PoolObserver {
   /** Lets the gauges read the pool at scrape time. */
   watch (pool: WorkerPool): void {
     this.#pool = pool
+  }
+
+  /** Lets pyfleet_workers_unlike_task_table count, at scrape time, the workers whose tasks differ from the table. */
+  watchTaskTable (workersUnlikeTable: () => number): void {
+    this.#workersUnlikeTable = workersUnlikeTable
+  }
+
+  /** pyfleet_build_info's labels: pyfleet's version, and the Python version the workers run. */
+  setBuildInfo (version: string, python: string): void {
+    this.#buildInfo.reset()
+    this.#buildInfo.labels(version, python).set(1)
   }
 
   /** Lets pyfleet_http_connections read the open connections (plugins/connections.ts) at scrape time. */
@@ -201,9 +264,16 @@ export class Metrics implements PoolObserver {
     this.#connectionsMax.set(maxConnections)
   }
 
-  /** Creates every outcome series of these tasks at 0, so rates work from the first scrape. */
-  declareTasks (names: readonly string[]): void {
-    for (const task of names) for (const outcome of CALL_OUTCOMES) this.#seriesFor(task, outcome)
+  /**
+   * The tasks served (at start, and after each reload): every outcome and limit series of
+   * each is created at 0, so rates work from the first scrape, and the per-task gauges list them.
+   */
+  declareTasks (tasks: readonly DeclaredTask[]): void {
+    this.#tasks = tasks.map(({ name, maxConcurrency }) => ({ name, maxConcurrency }))
+    for (const { name } of tasks) {
+      for (const outcome of CALL_OUTCOMES) this.#seriesFor(name, outcome)
+      for (const limit of CALL_LIMITS) this.#limited.labels(name, limit).inc(0)
+    }
   }
 
   #seriesFor (task: string, outcome: CallOutcome): CallSeries {
@@ -219,6 +289,7 @@ export class Metrics implements PoolObserver {
   readonly callEnded = (call: Call, outcome: CallOutcome): void => {
     const series = this.#seriesFor(call.task.name, outcome)
     series.calls.inc()
+    if (call.limit !== undefined) this.#limited.labels(call.task.name, call.limit).inc()
     ;(series.queueWait ??= this.#queueWait.labels(call.task.name)).observe(call.queueMs / 1000)
     if (call.runMs > 0) (series.duration ??= this.#callDuration.labels(call.task.name, outcome)).observe(call.runMs / 1000)
   }
@@ -226,13 +297,14 @@ export class Metrics implements PoolObserver {
   /** Counted, but it never waited: no queue-wait sample (a 0 would pull the quantiles down in an outage). */
   readonly callRefused = (call: Call, outcome: CallOutcome): void => {
     this.#seriesFor(call.task.name, outcome).calls.inc()
+    if (call.limit !== undefined) this.#limited.labels(call.task.name, call.limit).inc()
   }
 
   readonly workerRestarted = (reason: RestartReason): void => {
     this.#restarts.labels(reason).inc()
   }
 
-  readonly workerStartFailed = (kind: 'replacement' | 'spare'): void => {
+  readonly workerStartFailed = (kind: StartFailureKind): void => {
     this.#startFailures.labels(kind).inc()
   }
 

@@ -12,6 +12,7 @@ import { PythonWorker } from '../pool/python-worker.js'
 import { WorkerPool } from '../pool/worker-pool.js'
 import { Offloader } from '../offload/offloader.js'
 import { trackConnections } from './connections.js'
+import { version } from '../version.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -129,7 +130,9 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   }
   tasks.warnAboutUnusedLimits(log)
   fastify.metrics.watch(pool)
-  fastify.metrics.declareTasks(tasks.names())
+  fastify.metrics.declareTasks(tasks.all())
+  fastify.metrics.watchTaskTable(workersUnlikeTable(pool, tasks))
+  fastify.metrics.setBuildInfo(await version(), pool.members()[0]?.python ?? '')
   fastify.decorate('pool', pool)
   fastify.decorate('tasks', tasks)
   fastify.decorate('offloader', offloader)
@@ -153,6 +156,28 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   })
   // After the drain: every admitted call has its answer, and bodies still waiting are answered 503.
   fastify.addHook('onClose', async () => { await offloader.close() })
+}
+
+/**
+ * Counts the running workers whose declared tasks differ from the table served, for
+ * pyfleet_workers_unlike_task_table. Each worker's declaration is made JSON once (a table of
+ * hundreds of tasks is most of a megabyte), not on every scrape.
+ */
+function workersUnlikeTable (pool: WorkerPool, tasks: TaskRegistry): () => number {
+  const declarations = new WeakMap<PythonWorker, string>()
+  return () => {
+    let unlike = 0
+    for (const worker of pool.members()) {
+      if (!worker.isAlive) continue
+      let declaration = declarations.get(worker)
+      if (declaration === undefined) {
+        declaration = JSON.stringify(worker.tasks)
+        declarations.set(worker, declaration)
+      }
+      if (!tasks.isServedTable(worker.tasks, declaration)) unlike++
+    }
+    return unlike
+  }
 }
 
 export default fp(workerPoolPlugin, { name: 'pyfleet-worker-pool', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks'
 import { errorOfCode, QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
 import { WaitQueue, type Waiting } from './wait-queue.js'
-import type { Call, CallOutcome, PoolObserver, PoolTask } from './call.js'
+import type { Call, CallLimit, CallOutcome, PoolObserver, PoolTask } from './call.js'
 import { queueWaitLimit } from './budget-timer.js'
 import { RetryAfter } from './retry-after.js'
 import { TaskPaces } from './task-pace.js'
@@ -88,6 +88,11 @@ export class Admission {
   get runningForClients (): number { return this.#inFlight - this.#answeredEarly }
   get queuedBytes (): number { return this.#queuedBytes }
 
+  /** Calls of `task` waiting for a worker and running on one (answered early ones included: they hold it). */
+  callsOf (task: string): { waiting: number, running: number } {
+    return { waiting: this.#waitingPerTask.get(task) ?? 0, running: this.#running.get(task) ?? 0 }
+  }
+
   /**
    * Starts the call now if a worker is free and nobody ahead of it could take that
    * worker, queues it otherwise, or refuses it when the queue is full. The promise
@@ -104,11 +109,13 @@ export class Admission {
     }
     if (this.#queue.size >= this.#options.queueLimit) {
       const live = this.#options.liveWorkers?.() ?? this.#options.poolSize
+      call.limit = 'queue_limit'
       return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
       const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
+      call.limit = 'queue_limit_bytes'
       return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
     }
     return new Promise((resolve, reject) => {
@@ -132,7 +139,7 @@ export class Admission {
       if (waiter === undefined) break
       this.#stopWaiting(waiter)
       const tooLate = this.#tooLateToStart(waiter.call)
-      if (tooLate !== undefined) this.settle(waiter, 'queue_timeout', tooLate)
+      if (tooLate !== undefined) this.settle(waiter, 'queue_timeout', tooLate, undefined, 'shed_late_calls')
       else this.#start(waiter)
     }
     this.#checkIdle()
@@ -168,10 +175,10 @@ export class Admission {
    * holds its worker and counts against its task's limit until `finished`, but
    * a drain no longer waits for it (the shutdown stops its worker).
    */
-  answerEarly (waiter: Waiter, outcome: CallOutcome, error: Error): void {
+  answerEarly (waiter: Waiter, outcome: CallOutcome, error: Error, limit?: CallLimit): void {
     waiter.answeredEarly = true
     this.#answeredEarly++
-    this.settle(waiter, outcome, error)
+    this.settle(waiter, outcome, error, undefined, limit)
   }
 
   /** A call that was started but could not run (its worker had died): back to the front of the queue. */
@@ -188,16 +195,18 @@ export class Admission {
    */
   expired (waiter: Waiter): void {
     this.finished(waiter)
-    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true, this.#retryAfterFor(waiter.call.task)))
+    this.settle(waiter, 'queue_timeout', queueTimeoutError(waiter.call.budgetMs as number, true, this.#retryAfterFor(waiter.call.task)), undefined, 'client_budget_queued')
   }
 
   /**
    * Ends a call: counted, then resolved with `value` or rejected with `error`.
    * Outcome null: it turned out not to be a call (see PoolObserver), not counted.
+   * `limit`: the limit that ended it, if one did (call.ts CallLimit).
    */
-  settle (waiter: Waiter, outcome: CallOutcome | null, error?: Error, value?: unknown): void {
+  settle (waiter: Waiter, outcome: CallOutcome | null, error?: Error, value?: unknown, limit?: CallLimit): void {
     if (outcome !== null) {
       waiter.call.outcome = outcome
+      waiter.call.limit = limit
       this.#options.observer.callEnded(waiter.call, outcome)
       // A task's pace is learnt from calls its worker answered: one killed at its timeout, or
       // answered 504 by its client's budget, says nothing of how fast the task is.
@@ -274,7 +283,7 @@ export class Admission {
     this.#waitingPerTask.set(call.task.name, (this.#waitingPerTask.get(call.task.name) ?? 0) + 1)
     waiter.timer = setTimeout(() => {
       if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(call.task)))
+      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(call.task)), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leaveQueue(waiter)) return

@@ -74,7 +74,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const budget = budgetLeftMs < timeoutMs
     ? new BudgetTimer(budgetLeftMs, () => {
       call.runMs = performance.now() - startedAt
-      admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number))
+      admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number), 'client_budget_running')
     })
     : undefined
   let reply: ReplyMessage
@@ -113,7 +113,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
     if (!answered) {
       const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, byShutdown)
-      admission.settle(waiter, outcome, answer)
+      admission.settle(waiter, outcome, answer, undefined, outcome === 'timeout' ? 'task_timeout' : undefined)
     }
     // Another worker may be free for a call held back by its task's concurrency limit.
     admission.dispatch()

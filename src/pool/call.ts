@@ -9,7 +9,25 @@ import type { RetireReason } from './recycler.js'
 export type RestartReason = WorkerFailure | RetireReason
 export type CallOutcome = 'ok' | 'rejected' | 'failed' | 'timeout' | 'worker_died' | 'queue_full' | 'queue_timeout' | 'cancelled'
 export const CALL_OUTCOMES: readonly CallOutcome[] = ['ok', 'rejected', 'failed', 'timeout', 'worker_died', 'queue_full', 'queue_timeout', 'cancelled']
+/**
+ * The limit that ended a call, where one did rather than its task or its worker
+ * (pyfleet_calls_limited_total): the server's own (QUEUE_LIMIT, QUEUE_LIMIT_BYTES,
+ * QUEUE_TIMEOUT_MS, the task's timeout) apart from the client's (its
+ * x-request-timeout-ms budget, in the queue or while the call ran, and SHED_LATE_CALLS,
+ * which acts on that budget). SPEC §6's outcomes cannot tell them apart: queue_timeout
+ * and timeout each count both kinds.
+ */
+export type CallLimit = 'queue_limit' | 'queue_limit_bytes' | 'queue_timeout_ms' | 'task_timeout' | 'client_budget_queued' | 'client_budget_running' | 'shed_late_calls'
+export const CALL_LIMITS: readonly CallLimit[] = ['queue_limit', 'queue_limit_bytes', 'queue_timeout_ms', 'task_timeout', 'client_budget_queued', 'client_budget_running', 'shed_late_calls']
 export const RESTART_REASONS: readonly RestartReason[] = ['crash', 'timeout', 'max_calls', 'max_rss', 'protocol', 'reload']
+
+/**
+ * Which start failed: a replacement for an empty slot, a spare for recycling
+ * (MAX_CALLS_PER_WORKER, MAX_WORKER_RSS_MB), or a spare for a reload (apart, so that
+ * a reload's failure, which pyfleet_reloads_total tells, is not also read as recycling stuck).
+ */
+export type StartFailureKind = 'replacement' | 'spare' | 'reload'
+export const START_FAILURE_KINDS: readonly StartFailureKind[] = ['replacement', 'spare', 'reload']
 
 /** What the pool needs to know of a task. */
 export interface PoolTask {
@@ -44,6 +62,8 @@ export interface Call {
   runMs: number
   /** How the call ended, once it has. */
   outcome?: CallOutcome
+  /** The limit that ended it, if one did (queue_full, queue_timeout and timeout outcomes). */
+  limit?: CallLimit
   /** The client wants a msgpack answer: the pool then keeps the result's own bytes in resultMsgpack. */
   readonly wantsMsgpack?: boolean
   /** The result's msgpack as the worker wrote it, for a msgpack answer (when the pool could find it). */
@@ -61,6 +81,6 @@ export interface PoolObserver {
   /** A call was turned away at admission, without waiting (queue full, no worker running, draining). */
   callRefused: (call: Call, outcome: CallOutcome) => void
   workerRestarted: (reason: RestartReason) => void
-  /** A worker failed to start: a replacement for an empty slot, or a spare (recycling, reload) while the old one serves on. */
-  workerStartFailed: (kind: 'replacement' | 'spare') => void
+  /** A worker failed to start: a replacement for an empty slot, or a spare while the old one serves on (for recycling, or for a reload). */
+  workerStartFailed: (kind: StartFailureKind) => void
 }

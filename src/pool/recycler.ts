@@ -16,8 +16,8 @@ export interface RecyclerOptions {
   spawn: (id: number) => Promise<PythonWorker>
   log: FastifyBaseLogger
   onSpareReady: () => void
-  /** A spare failed to start (the old worker is kept). */
-  onSpareFailed: () => void
+  /** A spare, started for `reason`, failed to start (the old worker is kept). */
+  onSpareFailed: (reason: RetireReason) => void
   /** A worker's RSS was found past maxRssBytes (it may be idle in the pool now). */
   onOverMemory: (worker: PythonWorker) => void
   /** The pool is draining for shutdown: no spare is worth starting for recycling (a reload has refused by then). */
@@ -204,7 +204,7 @@ export class Recycler {
       if (current) record.retiring = undefined
       if (this.#closed || !current) throw error // aborted by the shutdown, or dropped by a reload: nothing to report
       this.#spareFailedAt = performance.now()
-      this.#options.onSpareFailed()
+      this.#options.onSpareFailed(reason)
       this.#options.log.error({ worker: worker.id, reason }, `replacement could not start, keeping the old worker: ${error.message}`)
       throw error
     })

@@ -19,7 +19,7 @@ import { spawnAll, Supervisor, type WorkerSnapshot } from './supervisor.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
-export { CALL_OUTCOMES, RESTART_REASONS, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
+export { CALL_LIMITS, CALL_OUTCOMES, RESTART_REASONS, START_FAILURE_KINDS, type StartFailureKind, type Call, type CallOutcome, type PoolObserver, type PoolTask, type RestartReason } from './call.js'
 
 export interface PoolOptions {
   size: number
@@ -96,7 +96,7 @@ export class WorkerPool {
       spawn,
       log: options.log,
       onSpareReady: () => { this.#sweepIdle() },
-      onSpareFailed: () => { options.observer.workerStartFailed('spare') },
+      onSpareFailed: (reason) => { options.observer.workerStartFailed(reason === 'reload' ? 'reload' : 'spare') },
       // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
       onOverMemory: () => { this.#sweepIdle() },
       isDraining: () => this.#phase !== 'serving'
@@ -141,6 +141,8 @@ export class WorkerPool {
 
   get isDraining (): boolean { return this.#phase !== 'serving' }
   get waiting (): number { return this.#admission.waiting }
+  /** Calls of `task` waiting and running now (pyfleet_task_calls). */
+  callsOf (task: string): { waiting: number, running: number } { return this.#admission.callsOf(task) }
   /** Request-body bytes the waiting calls hold (QUEUE_LIMIT_BYTES). */
   get queuedBytes (): number { return this.#admission.queuedBytes }
 

@@ -67,7 +67,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
     fastify.tasks.update(fastify.pool.tasks)
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
-    fastify.metrics.declareTasks(fastify.tasks.names())
+    fastify.metrics.declareTasks(fastify.tasks.all())
     const done = { ...result, tasks: fastify.tasks.names() }
     fastify.metrics.reloaded('ok')
     log.info({ trigger, ...done }, 'reload finished')

@@ -139,6 +139,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
         runMs: 0,
         // Present from the start, so the object keeps one shape (V8 migrates it otherwise).
         outcome: undefined,
+        limit: undefined,
         resultMsgpack: undefined
       }
       request.pyfleetCall = call
@@ -152,7 +153,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       // wait for the thread ran out): counted as the pool counts a call refused the same way.
       if (call === undefined) costlyBodies.note(task.name, error, request.log)
       const refused = call === undefined ? refusedOutcome(error) : undefined
-      if (refused !== undefined) fastify.metrics.callRefused(notACall(task, request), refused)
+      if (refused !== undefined) fastify.metrics.callRefused({ ...notACall(task, request), limit: refused.limit }, refused.outcome)
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
       if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
       throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error

@@ -124,6 +124,9 @@ for (const [mode, what, message] of refusedReloads) {
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     t.match(metrics, /\npyfleet_reload_last_successful 0\n/)
     t.match(metrics, /\npyfleet_reloads_total\{outcome="failed"\} 1\n/)
+    // Its spares that could not start are the reload's, not recycling stuck (PyfleetSparesCannotStart).
+    t.match(metrics, /\npyworker_worker_start_failures_total\{kind="spare"\} 0\n/)
+    if (mode === 'x') t.match(metrics, /\npyworker_worker_start_failures_total\{kind="reload"\} [1-9]\d*\n/)
     // Fixed, and reloaded: the gauge and the reason say so.
     await writeFile(file, '')
     t.equal((await reload(server.url)).status, 200)

@@ -6,7 +6,9 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { rawExchange } from '../helpers/raw-http.js'
 import { hasPromtool, promtool } from '../helpers/promtool.js'
-import { callTask, getJson, startServer, waitFor } from '../helpers/server.js'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ROOT, callTask, getJson, startServer, waitFor } from '../helpers/server.js'
 
 function sample (text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)))
@@ -45,6 +47,10 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     ['pyworker_calls_total', 'task="diag.work",outcome="timeout"', 1],
     ['pyworker_calls_total', 'task="diag.work",outcome="worker_died"', 1],
     ['pyworker_calls_total', 'task="diag.work",outcome="cancelled"', 0],
+    // The limits that ended calls: the queue's, and the task's own timeout.
+    ['pyfleet_calls_limited_total', 'task="echo",limit="queue_limit"', 1],
+    ['pyfleet_calls_limited_total', 'task="diag.work",limit="task_timeout"', 1],
+    ['pyfleet_calls_limited_total', 'task="diag.work",limit="client_budget_running"', 0],
     ['pyworker_worker_restarts_total', 'reason="timeout"', 1],
     ['pyworker_worker_restarts_total', 'reason="crash"', 1],
     ['pyworker_worker_restarts_total', 'reason="reload"', 0],
@@ -64,6 +70,10 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
   t.ok(sample(text, 'pyworker_worker_rss_bytes', 'worker="1"') > 1_000_000)
   t.equal(sample(text, 'pyworker_call_duration_seconds_count', 'task="echo",outcome="ok"'), 3)
   t.notOk(text.includes('task="nope"'), 'unknown task names never become labels')
+  // Which code the replica runs.
+  const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  t.match(text, new RegExp(`^pyfleet_build_info\\{version="${version.replaceAll('.', '\\.')}",python="3\\.\\d+\\.\\d+[^"]*"\\} 1$`, 'm'))
+  t.match(text, /^pyfleet_workers_unlike_task_table 0$/m)
 
   const stats = await getJson(`${url}/api/queue-stats`)
   t.match(stats, {
@@ -335,6 +345,43 @@ t.test('every QUEUE_TIMEOUT answer is counted once, a large body\'s that ran out
   t.ok(timedOut.some((answer) => /waited to be parsed/.test(answer.json.message)), 'some ran out waiting for the offload thread')
   const { calls } = await server.app.metrics.counts()
   t.equal(calls.queue_timeout, timedOut.length, 'counted as queue_timeout, each once')
+  const text = await (await fetch(`${server.url}/metrics`)).text()
+  t.equal(sample(text, 'pyfleet_calls_limited_total', 'task="echo",limit="client_budget_queued"'), timedOut.length, 'each by its client\'s budget')
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.queue.rejected, timedOut.length, 'and in queue-stats')
+})
+
+t.test('pyfleet_calls_limited_total tells the server\'s limits from the client\'s budget, and adds up to the outcomes it splits', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_TIMEOUT_MS: '300', QUEUE_LIMIT_BYTES: '1000', TASK_TIMEOUTS: 'diag.work=5000' })
+  const { url } = server
+  // Its client's budget runs out while the task runs on: 504, the worker is kept.
+  t.equal((await callTask(url, 'diag.work', { sleep_ms: 400 }, { 'x-request-timeout-ms': '100' })).status, 504)
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 0, 5000, 'the worker free again')
+  // The one worker busy: one call waits past QUEUE_TIMEOUT_MS, one past its own shorter budget,
+  // and one is refused because its body and the waiting ones' would pass QUEUE_LIMIT_BYTES.
+  const busy = callTask(url, 'diag.work', { sleep_ms: 1000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the worker busy')
+  const byServer = callTask(url, 'echo', { pad: 'x'.repeat(600) })
+  const byBudget = callTask(url, 'echo', { n: 1 }, { 'x-request-timeout-ms': '50' })
+  await waitFor(() => server.app.pool.waiting >= 1, 5000, 'a caller waiting')
+  const tooBig = await callTask(url, 'echo', { pad: 'y'.repeat(600) })
+  t.match(tooBig.json, { code: 'QUEUE_FULL', message: /QUEUE_LIMIT_BYTES=1000/ })
+  t.match((await byServer).json, { code: 'QUEUE_TIMEOUT', message: /^no worker became free within 300 ms/ })
+  t.match((await byBudget).json, { code: 'QUEUE_TIMEOUT', message: /x-request-timeout-ms budget/ })
+  t.equal((await busy).status, 200)
+
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const limited = (task: string, limit: string): number => sample(text, 'pyfleet_calls_limited_total', `task="${task}",limit="${limit}"`)
+  t.equal(limited('diag.work', 'client_budget_running'), 1)
+  t.equal(limited('diag.work', 'task_timeout'), 0)
+  t.equal(limited('echo', 'queue_timeout_ms'), 1)
+  t.equal(limited('echo', 'client_budget_queued'), 1)
+  t.equal(limited('echo', 'queue_limit_bytes'), 1)
+  t.equal(limited('echo', 'queue_limit'), 0)
+  // The split adds up to SPEC §6's outcomes.
+  const calls = (task: string, outcome: string): number => sample(text, 'pyworker_calls_total', `task="${task}",outcome="${outcome}"`)
+  t.equal(calls('echo', 'queue_timeout'), limited('echo', 'queue_timeout_ms') + limited('echo', 'client_budget_queued') + limited('echo', 'shed_late_calls'))
+  t.equal(calls('echo', 'queue_full'), limited('echo', 'queue_limit') + limited('echo', 'queue_limit_bytes'))
+  t.equal(calls('diag.work', 'timeout'), limited('diag.work', 'task_timeout') + limited('diag.work', 'client_budget_running'))
+  if (await hasPromtool(t)) await promtool(t, ['check', 'metrics'], text)
 })

@@ -219,6 +219,14 @@ t.test('a slow task limited to 1 worker cannot starve fast tasks', async (t) => 
   t.same(warning?.unused, ['diag.wrok'], 'a limit for a task that does not exist is reported, not silently ignored')
   const slow = Array.from({ length: 10 }, async () => await callTask(server.url, 'diag.work', { sleep_ms: 1000 }))
   await waitFor(() => server.app.pool.waiting === 9, 5000, 'nine slow calls queued behind the one running')
+  // Prometheus sees why workers are idle while calls wait: the task is at its own limit.
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyfleet_task_calls\{task="diag\.work",state="running"\} 1$/m)
+  t.match(metrics, /^pyfleet_task_calls\{task="diag\.work",state="waiting"\} 9$/m)
+  t.match(metrics, /^pyfleet_task_concurrency\{task="diag\.work"\} 1$/m)
+  t.match(metrics, /^pyfleet_task_concurrency\{task="echo"\} 4$/m, 'POOL_SIZE for a task with no limit of its own')
+  t.match(metrics, /^pyfleet_task_calls\{task="echo",state="waiting"\} 0$/m)
+  t.match(metrics, /^pyworker_pool_workers\{state="idle"\} 3$/m)
   const fast = await Promise.all(Array.from({ length: 20 }, async () => await callTask(server.url, 'echo', { fast: true })))
   t.same(fast.map((r) => r.status), Array(20).fill(200))
   // An ordering check, not a timing one: every echo finished while the first slow call
@@ -310,12 +318,16 @@ t.test('a worker started outside a reload that declares other tasks (files edite
     await waitFor(() => workerPids(server).length === 2 && !workerPids(server).includes(victim), 15_000, 'a replacement')
   }
 
+  // What Prometheus sees: running workers whose tasks differ from the table served.
+  const unlike = async (): Promise<number> => Number(/^pyfleet_workers_unlike_task_table (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1])
   await replaceOne()
   t.equal(drifts().length, 0, 'unchanged code: no warning')
+  t.equal(await unlike(), 0)
 
   await writeFile(join(dir, 'drift_tasks.py'), module(one(2000) + '@task("drift.two")\ndef two(x):\n    return x\n'))
   await replaceOne()
   t.match(drifts(), [{ level: 40, added: ['drift.two'], removed: [], changed: ['drift.one'] }], 'the edit is named')
+  t.equal(await unlike(), 1, 'and counted: one worker runs the edited code')
   await replaceOne()
   t.equal(drifts().length, 1, 'the same difference is said once')
   t.equal((await callTask(server.url, 'drift.two', {})).status, 404, 'the table served is still the old one')
@@ -326,6 +338,7 @@ t.test('a worker started outside a reload that declares other tasks (files edite
   t.equal(reload.status, 200)
   t.equal(drifts().length, 1, 'a reload\'s own workers are not warned about')
   t.equal((await callTask(server.url, 'drift.three', { ok: 1 })).status, 200, 'a reload applies it')
+  t.equal(await unlike(), 0, 'every worker serves the table again')
   await replaceOne()
   t.equal(drifts().length, 1, 'after the reload, new workers match the table: no warning')
 

@@ -196,7 +196,7 @@ t.test('a job the thread works on past its task\'s timeout fails, and the thread
   const second = offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'), { timeLimitMs: 50 }).catch((e: Error) => e)
   const overran = await first
   t.match(overran, { code: 'TASK_TIMEOUT', statusCode: 504, message: /^checking the body took longer than task sum's timeout \(50 ms\) on the offload thread, and was stopped/ })
-  t.equal(refusedOutcome(overran), 'timeout', 'counted as a call past its timeout')
+  t.same(refusedOutcome(overran), { outcome: 'timeout', limit: 'task_timeout' }, 'counted as a call past its timeout')
   const next = await second
   t.match(next, { code: 'TASK_TIMEOUT' }, 'the job waiting behind it ran on a new thread, with a time limit of its own')
   t.equal(offload.threadStarts, 2)
