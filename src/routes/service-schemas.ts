@@ -75,7 +75,7 @@ export const QUEUE_STATS_SCHEMA: Schema = record({
     failed: integer,
     lastError: { type: ['string', 'null'], description: 'why the last reload failed, while it is the last: some or all workers serve the previous code; null once one succeeds' }
   }, 'reloads of the task code since start (SIGHUP, POST /admin/reload, RELOAD_ON_CHANGE)'),
-  uptimeSeconds: integer
+  uptimeSeconds: { ...integer, description: 'seconds since the server process started (as process_start_time_seconds), the workers\' start included' }
 })
 
 export const RELOAD_RESULT_SCHEMA: Schema = record({

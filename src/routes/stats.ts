@@ -4,8 +4,6 @@
 import type { FastifyInstance } from 'fastify'
 
 export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
-  const startedAt = Date.now()
-
   // Logged at warn only, as /metrics: a dashboard polls it every few seconds.
   fastify.get('/api/queue-stats', { logLevel: 'warn' }, async () => {
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
@@ -33,7 +31,9 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
         reload: restarts.reload
       },
       reloads,
-      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000)
+      // The process's, as process_start_time_seconds says: counted from this route's registration it
+      // left out the workers' start, up to WORKER_START_TIMEOUT_MS of task imports.
+      uptimeSeconds: Math.round(process.uptime())
     }
   })
 

@@ -85,6 +85,9 @@ t.test('counters match a scripted mix of outcomes', async (t) => {
     uptimeSeconds: Number
   })
   t.equal(stats.workers.length, 2)
+  // The process's uptime, as process_start_time_seconds says, not the stats route's.
+  const started = sample(await (await fetch(`${url}/metrics`)).text(), 'process_start_time_seconds', '')
+  t.ok(Math.abs(stats.uptimeSeconds - (Date.now() / 1000 - started)) <= 1.5, `uptimeSeconds ${stats.uptimeSeconds} against ${Date.now() / 1000 - started} since process_start_time_seconds`)
   t.match(stats.workers[0], { id: 1, pid: Number, state: 'idle', calls: Number, rssBytes: Number, startedAt: String, task: null })
 })
 
