@@ -14,9 +14,10 @@ const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_activ
 
 // From sub-millisecond echo calls up to long tasks. The top buckets cover the
 // defaults' longest request (30 s queued + 30 s running, plus the body) with room
-// for raised timeouts.
-const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
-const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+// for raised timeouts: up to 30 minutes, past which every quantile would read as the
+// top bucket (timeouts may be set far higher; such calls land in +Inf).
+const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
+const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
 const WORKER_STATES = ['idle', 'busy', 'starting'] as const
 /** The series one task and outcome updates; the histograms' appear with their first observation, as prom-client's did. */
 interface CallSeries {
