@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, MissingHostError } from './errors.js'
+import { lingerOnClose } from './lingering-close.js'
 
 /** The response a connection is on: Node links it to the socket as `_httpMessage`. */
 export function responseOf (socket: Socket): ServerResponse | undefined {
@@ -88,6 +89,12 @@ function hasBody (request: FastifyRequest): boolean {
   // Node's parser has checked content-length is digits ("00" is a valid zero).
   const length = headers['content-length']
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0' && Number(length) !== 0)
+}
+
+/** The body's content-length, or undefined when it is chunked (Node has refused a request with both). */
+function declaredLength (request: FastifyRequest): number | undefined {
+  const { headers } = request
+  return headers['transfer-encoding'] === undefined && headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined
 }
 
 /** What a body parser's errors are answered with; Fastify then asks to close the connection. */
@@ -176,4 +183,7 @@ export function closeWhenAnswered (socket: Socket): void {
 function closeAfterAnswer (request: FastifyRequest, reply: FastifyReply): void {
   reply.header('connection', 'close')
   if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
+  // The body still arriving is read and dropped for a while, so that a client writing it
+  // whole before it reads gets this answer, not a reset (lingering-close.ts).
+  if (!request.raw.complete && hasBody(request)) lingerOnClose(request.raw.socket, declaredLength(request))
 }

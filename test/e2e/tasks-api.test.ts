@@ -4,7 +4,10 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { pack, unpack } from 'msgpackr'
 import { rawExchange } from '../helpers/raw-http.js'
-import { callTask, getJson, startServer, startServerProcess, waitFor, type TestServer } from '../helpers/server.js'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { resolvePython } from '../../src/python-path.js'
+import { ROOT, callTask, getJson, startServer, startServerProcess, waitFor, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
 let url: string
@@ -424,6 +427,34 @@ t.test('an answer that comes before the body (wrong task, wrong route, compresse
     t.match(answer.split('\r\n\r\n')[0], /\r\nconnection: close(\r\n|$)/i, `${what}: the answer says the connection closes`)
     t.ok(sentMb < 64, `${what}: the server closed the connection after ${sentMb} MB instead of reading on`)
   }
+})
+
+t.test('a client that writes its whole body before it reads (Python\'s http.client) gets the early answer, not a reset', async (t) => {
+  // http.client sends the body whole, then reads. Destroyed as soon as the answer was
+  // flushed, the connection was reset by the bytes still arriving: BrokenPipeError from
+  // bodies of a few MB up, the 404, 413 or 415 unread (lingering-close.ts).
+  const script = [
+    'import http.client, json, sys',
+    'port = int(sys.argv[1])',
+    'out = []',
+    'for path, ctype, size in [("/api/tasks/no.such.task", "application/json", 8_000_000), ("/api/tasks/echo", "application/json", 20_000_000), ("/api/tasks/echo", "text/csv", 8_000_000)]:',
+    '    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)',
+    '    try:',
+    '        c.request("POST", path, b"x" * size, {"content-type": ctype})',
+    '        r = c.getresponse()',
+    '        out.append([r.status, json.loads(r.read())["code"], r.getheader("connection")])',
+    '    except OSError as e:',
+    '        out.append(repr(e))',
+    '    c.close()',
+    'print(json.dumps(out))'
+  ].join('\n')
+  const python = (await resolvePython(process.env.PYTHON || undefined, ROOT)).path
+  const { stdout } = await promisify(execFile)(python, ['-c', script, new URL(url).port], { timeout: 90_000 })
+  t.same(JSON.parse(stdout), [
+    [404, 'TASK_NOT_FOUND', 'close'],
+    [413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'close'],
+    [415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'close']
+  ])
 })
 
 t.test('a request pipelined behind an early answer that closes the connection is not run (its answer could not be sent)', async (t) => {
