@@ -10,3 +10,16 @@ export function pointerSegment (name: string): string {
 export function segmentName (segment: string): string {
   return segment.replaceAll('~1', '/').replaceAll('~0', '~')
 }
+
+/** The value `pointer` (an Ajv instancePath) leads to in `data`, or undefined where it leads nowhere. */
+export function valueAt (data: unknown, pointer: string): unknown {
+  if (pointer === '') return data
+  let node = data
+  for (const segment of pointer.slice(1).split('/')) {
+    if (node === null || typeof node !== 'object') return undefined
+    const name = segmentName(segment)
+    if (!Object.hasOwn(node, name)) return undefined
+    node = (node as Record<string, unknown>)[name]
+  }
+  return node
+}

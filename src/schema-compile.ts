@@ -6,7 +6,7 @@
 import { _, Ajv, type CodeKeywordDefinition, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv'
 import { patternEngine } from './pattern-engine.js'
 import { ValidationError, withExtras } from './errors.js'
-import { segmentName } from './json-pointer.js'
+import { segmentName, valueAt } from './json-pointer.js'
 import { shorten } from './short-text.js'
 import { useLinearUniqueItems } from './unique-items.js'
 import { useSetEnum } from './enum-keyword.js'
@@ -144,12 +144,15 @@ export function compileRawValidator (schema: TaskInfo['schema']): ValidateFuncti
  */
 export const MAX_DETAILS = 50
 
-/** Formats Ajv errors as Fastify does: "body/values/0 must be number". */
-export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string), schema?: unknown): Error {
+/**
+ * Formats Ajv errors as Fastify does: "body/values/0 must be number". `data`: the value
+ * checked, to say what Ajv's words leave out (a number it refused for being infinite).
+ */
+export function validationError (errors: ErrorObject[] | null | undefined, dataVar: string | ((instancePath: string) => string), schema?: unknown, data?: unknown): Error {
   const list = errors ?? []
   const first = mostSpecific(list)
   const place = typeof dataVar === 'string' ? (path: string) => `${dataVar}${path}` : dataVar
-  const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${explain(first, schema)}`
+  const message = first === undefined ? `${place('')} is invalid` : `${place(first.instancePath)} ${explain(first, schema, data)}`
   return withExtras(new ValidationError(message), {
     // Cut as the message is: a 1 MB key a schema refuses came back whole in params.additionalProperty.
     details: list.slice(0, MAX_DETAILS).map((e) => ({ instancePath: shorten(e.instancePath, DETAIL_CHARS), keyword: e.keyword, params: shortParams(e.params), message: e.message }))
@@ -200,7 +203,13 @@ const SHORT_PATTERN_CHARS = 40
  * task author's words, as GET /api/tasks/<name> shows them), that is said instead, with
  * the pattern beside it only when it is short.
  */
-function explain (error: ErrorObject, schema: unknown): string {
+function explain (error: ErrorObject, schema: unknown, data: unknown): string {
+  const infinite = error.keyword === 'type' && data !== undefined ? nonFiniteAt(data, error.instancePath) : undefined
+  if (infinite !== undefined) {
+    // Ajv's "must be number" for a number: JSON Schema's numbers are finite.
+    const why = infinite === 'NaN' ? '' : ' (a JSON number past a double\'s range, such as 1e400, arrives as Infinity)'
+    return `${error.message ?? 'is invalid'}: ${infinite} is not a number to JSON Schema${why}; send a finite one`
+  }
   const description = error.keyword === 'pattern' ? describedAt(schema, error.instancePath) : undefined
   if (description !== undefined) {
     // A short pattern says what a description may not ("the user's name"); a long one is noise.
@@ -208,6 +217,12 @@ function explain (error: ErrorObject, schema: unknown): string {
     return `is not valid: ${description}${typeof pattern === 'string' && pattern.length <= SHORT_PATTERN_CHARS ? ` (must match pattern ${JSON.stringify(pattern)})` : ''}`
   }
   return `${error.message ?? 'is invalid'}${allowed(error)}`
+}
+
+/** "Infinity", "-Infinity" or "NaN" for such a number at `instancePath` in `data`; undefined for anything else. */
+function nonFiniteAt (data: unknown, instancePath: string): string | undefined {
+  const value = valueAt(data, instancePath)
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : undefined
 }
 
 /** The description the schema gives the value at instancePath (properties and items followed), if any. */

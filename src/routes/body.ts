@@ -252,7 +252,7 @@ export function checkedInput (body: unknown, text: string | undefined, validate:
   if (problem !== undefined) throw new InvalidInputError(problem)
   // A BigInt (msgpack's int64 past 2^53) is seen by the schema as the nearest number.
   const valid = found.beyondSafeIntegers && text === undefined ? validateWithBigInts(body, validate) : validate(body)
-  if (!valid) throw validationError(validate.errors, 'body', validate.schema)
+  if (!valid) throw validationError(validate.errors, 'body', validate.schema, body)
   if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
   // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
   const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body

@@ -48,6 +48,16 @@ t.test('an integer past 64 bits, which no task can receive as an int, is the flo
   t.same(await response.json(), { n: 'int', huge: 'float', negative: 'float' })
 })
 
+t.test('a number too large for a double (1e400), NaN or Infinity in a field typed number is a 400 that says why', async (t) => {
+  const huge = await post('stats.describe', '{"values": [1e400, 1]}', 'application/json')
+  t.equal(huge.status, 400)
+  t.match(await huge.json(), { code: 'FST_ERR_VALIDATION', message: "body/values/0 must be number: Infinity is not a number to JSON Schema (a JSON number past a double's range, such as 1e400, arrives as Infinity); send a finite one" })
+  const nan = await post('stats.describe', pack({ values: [1, NaN] }), 'application/msgpack')
+  t.match(await nan.json(), { code: 'FST_ERR_VALIDATION', message: 'body/values/1 must be number: NaN is not a number to JSON Schema; send a finite one' })
+  const text = await post('stats.describe', '{"values": ["x"]}', 'application/json')
+  t.match(await text.json(), { message: 'body/values/0 must be number' }, 'a string is only told it must be a number')
+})
+
 t.test('a TaskError whose details hold an integer past 2^53 is a proper 422', async (t) => {
   const response = await post('extra.types', '{"reject": true, "id": 1790000000000000001, "data": 1}', 'application/json')
   t.equal(response.status, 422)
