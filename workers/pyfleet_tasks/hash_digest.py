@@ -121,12 +121,17 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 def _decode(data):
     if isinstance(data, str):
-        if len(data) % 4:
-            raise TaskError(f"data is not valid base64: its length ({len(data)}) is not a multiple of 4")
+        # The alphabet first: base64.encodebytes() (MIME) puts a newline every 76 characters,
+        # and its length message named a symptom, not the newline.
         if not _BASE64.fullmatch(data):
             bad = next((c for c in data if not (c.isascii() and (c.isalnum() or c in "+/="))), None)
             where = f"the character {bad!r}" if bad is not None else "an \"=\" before the end"
-            raise TaskError(f"data is not valid base64: {where} (A-Z, a-z, 0-9, + and /, then at most two = at the end)")
+            hint = " (line breaks, as base64.encodebytes() and MIME write them, must be taken out: use base64.b64encode())" if bad in ("\n", "\r") else ""
+            raise TaskError(f"data is not valid base64: {where} (A-Z, a-z, 0-9, + and /, then at most two = at the end){hint}")
+        if len(data) % 4:
+            missing = 4 - len(data) % 4
+            padding = f"; if it is base64 without its padding, add {'=' * missing}" if missing < 3 else ""
+            raise TaskError(f"data is not valid base64: its length ({len(data)}) is not a multiple of 4{padding}")
         return binascii.a2b_base64(data)
     return data
 

@@ -72,6 +72,15 @@ class RefusesBadInput(unittest.TestCase):
                 with self.assertRaisesRegex(TaskError, fragment):
                     digest({"data": text})
 
+    def test_names_what_is_wrong_with_mime_or_unpadded_base64(self):
+        # base64.encodebytes() breaks lines every 76 characters: the newline is named, not the length.
+        mime = base64.encodebytes(bytes(range(256)) * 2).decode()
+        with self.assertRaisesRegex(TaskError, r"the character '\\n'.*use base64\.b64encode\(\)"):
+            digest({"data": mime})
+        with self.assertRaisesRegex(TaskError, r"not a multiple of 4; if it is base64 without its padding, add ==$"):
+            digest({"data": "YWJjZA"})
+        self.assertEqual(digest({"data": "YWJjZA=="})["size"], 4)
+
     def test_refuses_unknown_algorithms_when_called_directly(self):
         with self.assertRaisesRegex(TaskError, "unknown hash algorithm 'crc32'"):
             digest({"data": b"", "algorithms": "sha1,crc32"})
