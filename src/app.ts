@@ -22,7 +22,7 @@ import adminRoutes from './routes/admin.js'
 import { RequestLog } from './request-log.js'
 import { answerWritten, watchAnswer } from './abandoned.js'
 import { LogDestination } from './log-destination.js'
-import { expectationError, routeUnusualRequests } from './unusual-requests.js'
+import { expectationError, routeUnusualRequests, undecodableQuery } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
 import { lookalikeMessage } from './setting-names.js'
 import { PROBE_FILES } from './probe-listener.js'
@@ -111,7 +111,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
-    done(closingConnectionError(request) ?? missingHostError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined))
+    done(closingConnectionError(request) ?? missingHostError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined) ?? undecodableQuery(request))
   })
 
   await app.register(metrics)

@@ -25,6 +25,8 @@ function define (code: string, statusCode: number, message = '%s'): FastifyError
 
 export const InvalidInputError = define('INVALID_INPUT', 400)
 export const ValidationError = define('FST_ERR_VALIDATION', 400)
+/** Fastify's own code for a path that does not percent-decode; pyfleet's for a query string that does not. */
+export const BadUrlError = define('FST_ERR_BAD_URL', 400)
 export const MissingHostError = define('MISSING_HOST_HEADER', 400, 'an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)')
 export const UnauthorizedError = define('UNAUTHORIZED', 401, 'missing bearer token: send Authorization: Bearer <ADMIN_TOKEN>')
 export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not the ADMIN_TOKEN')

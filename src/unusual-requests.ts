@@ -7,7 +7,7 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
-import { ExpectationFailedError, UnsupportedTransferCodingError } from './errors.js'
+import { BadUrlError, ExpectationFailedError, UnsupportedTransferCodingError } from './errors.js'
 import { latestResponseOf } from './connection-reuse.js'
 
 export function routeUnusualRequests (server: Server): void {
@@ -74,4 +74,27 @@ export function transferCodingProblem (request: FastifyRequest): Error | undefin
   const others = coding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'chunked')
   if (others.length === 0) return undefined
   return new UnsupportedTransferCodingError(`transfer coding ${JSON.stringify(others.join(', ').slice(0, 50))} is not supported; send the body with transfer-encoding: chunked alone, or with a content-length`)
+}
+
+/**
+ * A query string with a malformed percent-escape (`%zz`) or escapes that are not UTF-8
+ * (`%E9`, Latin-1's é): Fastify's parser keeps such a value as its raw characters, so
+ * `?record=%E9l%E9ment` looked for an element of that literal name and answered 200 with
+ * nothing found, a wrong answer rather than an error. A path that does not decode is a 400
+ * FST_ERR_BAD_URL already; its query string is now one too. Only a query holding `%` is looked at.
+ */
+export function undecodableQuery (request: FastifyRequest): Error | undefined {
+  const url = request.url
+  const start = url.indexOf('?')
+  if (start === -1 || !url.includes('%', start)) return undefined
+  for (const pair of url.slice(start + 1).split('&')) {
+    if (!pair.includes('%')) continue
+    try {
+      decodeURIComponent(pair)
+    } catch {
+      const shown = pair.length > 60 ? `${pair.slice(0, 60)}...` : pair
+      return new BadUrlError(`the query string does not percent-decode as UTF-8 at ${JSON.stringify(shown)}: encode each name and value as UTF-8 with encodeURIComponent (urllib.parse.quote), and a literal % as %25`)
+    }
+  }
+  return undefined
 }

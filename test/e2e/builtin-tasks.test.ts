@@ -46,6 +46,17 @@ t.test('xml.import: raw XML with query options', async (t) => {
   t.same(json.json.records, [{ '@id': '1', title: 'One', tag: ['a', 'b'] }])
 })
 
+t.test('xml.import: an option whose percent-escapes do not decode as UTF-8 is a 400, not a search for its raw characters', async (t) => {
+  const xml = '<r><élément>1</élément></r>'
+  for (const query of ['record=%zz', 'record=%E9l%E9ment', 'limit=1&record=%']) {
+    const reply = await callTask(url, `xml.import?${query}`, xml, { 'content-type': 'application/xml' })
+    t.equal(reply.status, 400, query)
+    t.match(reply.json, { code: 'FST_ERR_BAD_URL', message: /^the query string does not percent-decode as UTF-8 at "record=%[^"]*": encode each name and value as UTF-8/ }, query)
+  }
+  const utf8 = await callTask(url, 'xml.import?record=%C3%A9l%C3%A9ment', xml, { 'content-type': 'application/xml' })
+  t.same(utf8.json, { root: 'r', count: 1, records: [{ '#text': '1' }] }, 'the same name in UTF-8 is found')
+})
+
 t.test('xml.import: a raw document sent without a charset is read in the encoding it declares, or its byte order mark says', async (t) => {
   const text = (encoding: string): string => `<?xml version="1.0" encoding="${encoding}"?><feed><item>caf\u00e9 \u20ac</item></feed>`
   const documents: Array<[string, Buffer]> = [
