@@ -266,6 +266,7 @@ export class TaskRegistry {
 
   /** Why a task name may be unknown: a diag task without DIAG_TASKS, a typo of a served name, or no TASK_MODULES. */
   missingTaskHint (name: string): string {
+    if (name === '') return ' (the path ends in a slash, with no name after /api/tasks/)'
     if (name.startsWith('diag.') && !this.#config.diagTasks) return ' (the diag.* tasks are registered only with DIAG_TASKS=1)'
     const near = [...this.#tasks.keys()].filter((known) => known.toLowerCase() === name.toLowerCase() || distance(name, known, 2) <= 2)
     if (near.length > 0) return ` (did you mean ${near.slice(0, 3).map((known) => JSON.stringify(known)).join(' or ')}?)`

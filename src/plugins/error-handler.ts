@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, numberRequest, responseOf } from '../connection-reuse.js'
@@ -92,7 +92,11 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
  */
 export function notFoundError (request: FastifyRequest): SendableError {
   const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
-  const hint = path === '/api/tasks' || path.startsWith('/api/tasks/')
+  // A trailing slash the routes do not have: /api/tasks/echo/ is not /api/tasks/echo.
+  const bare = path.length > 1 && path.endsWith('/') ? path.replace(/\/+$/, '') : undefined
+  const hint = bare !== undefined && bare !== '' && request.server.hasRoute({ method: request.method as HTTPMethods, url: bare.startsWith('/api/tasks/') ? '/api/tasks/:name' : bare })
+    ? `: the routes have no trailing slash; use ${request.method} ${bare}`
+    : path === '/api/tasks' || path.startsWith('/api/tasks/')
     ? ': run a task with POST /api/tasks/<name>, describe it with GET'
     : path === '/'
       ? ': pyfleet serves GET /api/tasks (the task list), POST /api/tasks/<name> (a call), GET /health, /ready, /metrics, /api/queue-stats and /api/openapi.json (the API described)'

@@ -5,12 +5,13 @@
 import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ValidateFunction } from 'ajv'
-import { InvalidInputError, UnsupportedMediaTypeError, ValidationError } from '../errors.js'
+import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem, type MsgpackShape } from '../value-shape.js'
 import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
 import type { Task } from '../task-registry.js'
-import { validationError } from '../schema-compile.js'
+import { MAX_DETAILS, validationError } from '../schema-compile.js'
+import { pointerSegment } from '../json-pointer.js'
 import { parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { rawInput, rawTextInput, type RawText } from './raw-body.js'
 import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
@@ -121,6 +122,8 @@ export function parseMsgpackBytes (bytes: Buffer): unknown {
 
 /** Throws the 400 for bytes that are not one plain msgpack value safe to decode (value-shape.ts). */
 function checkMsgpack (bytes: Buffer, shape?: MsgpackShape): void {
+  // Said as the other empty bodies are (value-shape.ts would say it ends in the middle of a value).
+  if (bytes.length === 0) throw new InvalidInputError('the body is empty; send a msgpack value')
   const problem = msgpackProblem(bytes, MAX_NESTING, undefined, false, shape)
   if (problem !== undefined) throw new InvalidInputError(problem)
 }
@@ -273,5 +276,8 @@ function refuseQuery (task: Task, request: FastifyRequest): void {
   const [them, are] = fields.length === 1 ? ['it', 'is a field'] : ['them', 'are fields']
   const raw = task.raw.length > 0 ? ` (task ${task.name} reads ${them} beside a raw body: ${task.raw.join(', ')})` : ''
   // A validation error, as an unknown query option of a raw body is: INVALID_INPUT is for bodies that do not parse.
-  throw new ValidationError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`)
+  // With details, as every FST_ERR_VALIDATION has: one per parameter, at the body field it was meant for.
+  throw withExtras(new ValidationError(`query parameter${fields.length === 1 ? '' : 's'} ${listed} ${are} of task ${task.name}'s input: with a JSON or msgpack body, put ${them} in the body${raw}`), {
+    details: fields.slice(0, MAX_DETAILS).map((name) => ({ instancePath: `/${pointerSegment(name)}`, keyword: 'queryBesideBody', params: { parameter: name.slice(0, 200) }, message: 'is a query parameter; put it in the body' }))
+  })
 }

@@ -62,7 +62,7 @@ export function firstInvalidUtf8 (bytes: Buffer): number {
 }
 
 function parseJson (text: string): unknown {
-  if (text.length === 0) throw new InvalidInputError('body is empty; send a JSON value')
+  if (text.length === 0) throw new InvalidInputError('the body is empty; send a JSON value')
   const problem = jsonProblem(text)
   if (problem !== undefined) throw new InvalidInputError(problem)
   try {

@@ -3,10 +3,10 @@
 // the task names, beside the query string's options coerced to the schema's types.
 // The offload thread runs the same functions for a large text body (offload/jobs.ts).
 
-import type { ValidateFunction } from 'ajv'
-import { pointerSegment } from '../json-pointer.js'
+import type { ErrorObject, ValidateFunction } from 'ajv'
+import { pointerSegment, segmentName } from '../json-pointer.js'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
-import { validationError } from '../schema-compile.js'
+import { mostSpecific, validationError } from '../schema-compile.js'
 import { exactQueryInteger } from './big-integers.js'
 import { firstInvalidUtf8 } from './json-body.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
@@ -59,6 +59,23 @@ function arrayOptions (schema: unknown): ReadonlySet<string> {
   return names
 }
 
+/**
+ * A refusal of an option given more than once where one value is wanted (`?top=2&top=3`):
+ * Ajv's "must be integer" for what was two integers. Only when the schema's first error is
+ * at that option (a schema may take one or many).
+ */
+function repeatedOptionError (errors: ErrorObject[] | null | undefined, query: Record<string, unknown>, arrays: ReadonlySet<string>): Error | undefined {
+  const first = mostSpecific(errors ?? [])
+  if (first === undefined) return undefined
+  const name = segmentName(first.instancePath.split('/')[1] ?? '')
+  const given = Object.hasOwn(query, name) ? query[name] : undefined
+  if (!Array.isArray(given) || arrays.has(name)) return undefined
+  const values = given.slice(0, 5).map((v) => JSON.stringify(String(v).slice(0, 40))).join(', ')
+  return withExtras(new ValidationError(`querystring/${name} is given ${given.length} times (${values}${given.length > 5 ? ', ...' : ''}); give it once`), {
+    details: [{ instancePath: `/${pointerSegment(name)}`, keyword: 'repeated', params: { count: given.length }, message: `is given ${given.length} times` }]
+  })
+}
+
 /** A raw body in its field (text, or bytes for octet-stream), with the query string's options coerced to the schema's types. */
 export function rawInput (validateRaw: ValidateFunction, rawField: string, query: Record<string, unknown>, raw: string | Buffer): TaskInput {
   const input: Record<string, unknown> = { ...query }
@@ -77,7 +94,7 @@ export function rawInput (validateRaw: ValidateFunction, rawField: string, query
     })
   }
   input[rawField] = raw
-  if (!validateRaw(input)) throw validationError(validateRaw.errors, (path) => rawInputPlace(path, rawField), validateRaw.schema)
+  if (!validateRaw(input)) throw repeatedOptionError(validateRaw.errors, query, arrays) ?? validationError(validateRaw.errors, (path) => rawInputPlace(path, rawField), validateRaw.schema)
   // Ajv has made numbers of the schema's numeric fields, rounding any past 2^53
   // (a repeated parameter is an array of them, and so is one sent once where the schema
   // wants an array).

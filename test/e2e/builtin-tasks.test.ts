@@ -207,7 +207,13 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
   t.equal(misplaced.status, 400)
   t.equal(misplaced.json.code, 'FST_ERR_VALIDATION')
   t.equal(misplaced.json.message, 'query parameter "algorithms" is a field of task hash.digest\'s input: with a JSON or msgpack body, put it in the body (task hash.digest reads it beside a raw body: application/octet-stream)')
+  t.same(misplaced.json.details, [{ instancePath: '/algorithms', keyword: 'queryBesideBody', params: { parameter: 'algorithms' }, message: 'is a query parameter; put it in the body' }], 'with details, as every validation error')
   t.equal(callsSoFar(), before, 'and no call ran')
+  // A raw body's option given twice where one value is wanted: said so, not "must be integer".
+  const twice = await callTask(url, 'text.stats?top=2&top=3', 'hello world', { 'content-type': 'text/plain' })
+  t.match(twice.json, { code: 'FST_ERR_VALIDATION', message: 'querystring/top is given 2 times ("2", "3"); give it once', details: [{ instancePath: '/top', keyword: 'repeated' }] })
+  const list = await callTask(url, 'hash.digest?algorithms=md5&algorithms=sha1', 'hello', { 'content-type': 'application/octet-stream' })
+  t.same(Object.keys(list.json.digests), ['md5', 'sha1'], 'an option that takes a list may repeat')
   // Other names are none of the task's business: a gateway's key, a cache-buster.
   for (const query of ['', '?', '?code=abc&_=1764400000', '?__proto__=1&constructor=2&toString=3']) {
     const reply = await callTask(url, `hash.digest${query}`, { data: 'aGVsbG8=' })

@@ -525,6 +525,11 @@ t.test('a body without content-type is JSON, the default', async (t) => {
   const empty = await post()
   t.equal(empty.status, 400)
   t.match(await empty.json(), { code: 'INVALID_INPUT', message: /the body is empty/ })
+  // An empty body is said alike whatever its declared type.
+  for (const [type, message] of [['application/json', 'the body is empty; send a JSON value'], ['application/msgpack', 'the body is empty; send a msgpack value']]) {
+    const reply = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array() })
+    t.same([reply.status, (await reply.json()).message], [400, message], type)
+  }
 })
 
 t.test('a content type the task does not accept is 415', async (t) => {
@@ -567,6 +572,23 @@ t.test('GET / is a 404 that lists what pyfleet serves', async (t) => {
   const response = await fetch(`${url}/`)
   t.equal(response.status, 404)
   t.match(await response.json(), { code: 'FST_ERR_NOT_FOUND', message: /^no route GET \/: pyfleet serves GET \/api\/tasks \(the task list\), POST \/api\/tasks\/<name>/ })
+})
+
+t.test('a trailing slash the routes do not have is named in the 404', async (t) => {
+  const answers = await Promise.all([
+    fetch(`${url}/api/tasks/echo/`),
+    fetch(`${url}/api/tasks/echo/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+    fetch(`${url}/health/`),
+    fetch(`${url}/no/such/route/`),
+    fetch(`${url}/api/tasks/`)
+  ])
+  t.same(await Promise.all(answers.map(async (r) => [r.status, (await r.json()).message])), [
+    [404, 'no route GET /api/tasks/echo/: the routes have no trailing slash; use GET /api/tasks/echo'],
+    [404, 'no route POST /api/tasks/echo/: the routes have no trailing slash; use POST /api/tasks/echo'],
+    [404, 'no route GET /health/: the routes have no trailing slash; use GET /health'],
+    [404, 'no route GET /no/such/route/'],
+    [404, 'there is no task named "" (the path ends in a slash, with no name after /api/tasks/); GET /api/tasks lists them']
+  ])
 })
 
 t.test('the admin route does not exist without ADMIN_TOKEN, and its 404 says how to turn it on', async (t) => {
