@@ -157,6 +157,8 @@ const garbageCounted = new WeakSet<Socket>()
 function clientErrorAnswer (code: string | undefined, headersParsed: boolean): { status: number, message: string } {
   if (code === TIMED_OUT) return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
+  // "PRI * HTTP/2.0", a client speaking HTTP/2 without asking first (prior knowledge).
+  if (code === 'HPE_PAUSED_H2_UPGRADE') return { status: 400, message: 'HTTP/2 is not served here: send HTTP/1.1 (or put a proxy that speaks HTTP/2 in front); the connection is closed' }
   // The client ended its side (FIN) with a request half sent: bytes cut short, not malformed.
   if (code === CUT_SHORT) return { status: 400, message: 'the connection ended before the whole request arrived (the client closed its side mid-request); the connection is closed' }
   // Headers parsed, then bytes that are no body (a chunk size that is not hexadecimal, say).
@@ -229,7 +231,8 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   }
   const body = JSON.stringify(errorBody(status, error.code ?? 'BAD_REQUEST', message))
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
+    // Date, as Node writes on its own answers (RFC 9110 §6.6.1: an origin server with a clock must).
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ndate: ${new Date().toUTCString()}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
   }
   if (routed !== undefined) this.observeAnswer(routed.request, routed, status, error.code)
   else this.metrics.observeUnparsed(status)

@@ -200,15 +200,26 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
   const query = request.query as Record<string, unknown>
   // Bytes go to their field as they are: nothing to convert, so never worth the thread.
   if (type === 'application/octet-stream') return rawInput(validateRaw, rawField, query, bytes)
-  // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset.
+  // XML says its own encoding (xml-charset.ts): a byte order mark wins over the charset. Other
+  // text without a charset is read as its UTF-16 byte order mark says (Windows tools write
+  // UTF-16 with one), UTF-8 otherwise.
   const own = isXmlType(type) ? (charset === undefined ? xmlCharset(bytes) : byteOrderMark(bytes)) : undefined
-  const raw: RawText = own === undefined
-    ? { charset, charsetNamedBy: 'charset', rawField, query }
-    : { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField, query }
+  const marked = own === undefined && charset === undefined ? utf16Mark(bytes) : undefined
+  const raw: RawText = own !== undefined
+    ? { charset: own, charsetNamedBy: 'the XML declaration\'s encoding', rawField, query }
+    : marked !== undefined
+      ? { charset: marked, charsetNamedBy: 'its byte order mark', rawField, query }
+      : { charset, charsetNamedBy: 'charset', rawField, query }
   // Decoding 16 MiB of UTF-8 text, and checking its length against a schema, held the event loop for
   // 60-150 ms (Latin-1 and windows-1252 go through their table at about the same cost per byte).
   if (request.server.offloader.takesText(bytes.length)) return offloadedInput(task, request, new PendingBody(bytes, 'text', raw), onClientGone)
   return rawTextInput(bytes, raw, validateRaw)
+}
+
+/** 'utf-16le' or 'utf-16be' for bytes that open with that byte order mark, else undefined. */
+function utf16Mark (bytes: Buffer): string | undefined {
+  const mark = byteOrderMark(bytes)
+  return mark === 'utf-16le' || mark === 'utf-16be' ? mark : undefined
 }
 
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */

@@ -143,6 +143,12 @@ t.test('text.stats: raw text', async (t) => {
   t.equal(reply.status, 200)
   t.match(reply.json, { words: 10, sentences: 3, paragraphs: 2 })
   t.same(reply.json.topTerms[0], { term: 'cat', count: 2 })
+  // UTF-16 with a byte order mark and no charset (as Windows tools save text) is read as such.
+  const text = 'Café crème. Très bon!'
+  for (const [bom, bytes] of [['le', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')])], ['be', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()])]] as const) {
+    const utf16 = await callTask(url, 'text.stats', bytes, { 'content-type': 'text/plain' })
+    t.match([utf16.status, utf16.json], [200, { characters: text.length, words: 4, sentences: 2 }], `UTF-16${bom.toUpperCase()} with its byte order mark`)
+  }
 })
 
 t.test('stats.describe and stats.regression give hand-checked results', async (t) => {

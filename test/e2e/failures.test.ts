@@ -557,6 +557,7 @@ t.test('a body the server cuts off itself (the client half-closed mid-body: 400;
   // A body whose chunked framing is broken: also answered as its request.
   const badChunk = await rawExchange(server.url, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\nx-request-id: bad-chunk\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{"a\r\nZZ\r\n')
   t.match(badChunk, /^HTTP\/1\.1 400 Bad Request\r\n[^]*x-request-id: bad-chunk\r\n[^]*"code":"HPE_INVALID_CHUNK_SIZE"[^]*its chunked framing/, 'a 400 saying the body\'s framing is broken')
+  t.match(badChunk, /\r\ndate: \w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT\r\n/, 'with a Date, as every answer has')
   // Give the cut-off bodies' errors time to reach the error handler.
   await new Promise((resolve) => setTimeout(resolve, 300))
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
@@ -571,6 +572,9 @@ t.test('a body the server cuts off itself (the client half-closed mid-body: 400;
   t.match(lines('bad-chunk')[0], { msg: 'request body not parsed', method: 'POST', statusCode: 400, code: 'HPE_INVALID_CHUNK_SIZE' })
   t.match(lines('cut-1')[0], { msg: 'request cut short', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 400, code: 'HPE_INVALID_EOF_STATE', remoteAddress: '127.0.0.1' }, 'with the request\'s method and URL')
   t.match(lines('late-1')[0], { msg: 'request not received in time', level: 30, method: 'POST', url: '/api/tasks/echo', statusCode: 408, code: 'ERR_HTTP_REQUEST_TIMEOUT' })
+  // A client speaking HTTP/2 without asking (prior knowledge) is told so.
+  const h2 = await rawExchange(server.url, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+  t.match(h2, /^HTTP\/1\.1 400 [^]*"code":"HPE_PAUSED_H2_UPGRADE"[^]*HTTP\/2 is not served here: send HTTP\/1\.1/)
 })
 
 t.test('a request answered before its body, whose body then breaks HTTP in the same packet, gets that one answer: no 400 after a connection: close', async (t) => {
