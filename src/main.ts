@@ -94,7 +94,7 @@ function startFailure (error: unknown, config: Config): never {
 async function probesOn (app: FastifyInstance, host: string, port: number): Promise<ProbeListener> {
   await app.ready()
   try {
-    const probes = await listenForProbes(app, host, port)
+    const probes = await listenForProbes(app, host, port, app.metrics.probeRefused)
     app.log.info({ probePort: probes.port, paths: PROBE_PATHS }, `probes and scrapes also answered at port ${probes.port} (PROBE_PORT): ${PROBE_PATHS.join(', ')}`)
     return probes
   } catch (error) {

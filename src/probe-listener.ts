@@ -34,6 +34,10 @@ export const PROBE_FILES = PROBE_MAX_CONNECTIONS + 2
 const HEADERS_TIMEOUT_MS = 5_000
 const CHECK_INTERVAL_MS = 1_000
 
+/** Why PROBE_PORT turned a connection or request away (pyfleet_probe_port_refused_total). */
+export type ProbeRefusal = 'not_served' | 'at_cap' | 'silent'
+export const PROBE_REFUSALS: readonly ProbeRefusal[] = ['not_served', 'at_cap', 'silent']
+
 export interface ProbeListener {
   /** The port it listens on (PROBE_PORT, or the one the system chose for 0). */
   readonly port: number
@@ -41,15 +45,23 @@ export interface ProbeListener {
   close: () => Promise<void>
 }
 
-/** Listens on `host`:`port` for the probe routes of `app`, which must be ready (its routes registered). */
-export async function listenForProbes (app: FastifyInstance, host: string, port: number): Promise<ProbeListener> {
+/**
+ * Listens on `host`:`port` for the probe routes of `app`, which must be ready (its routes
+ * registered). What it turns away is counted by `refused`: none of it reaches the app's
+ * routes, so no other metric sees it, and a port held full means probes go unanswered.
+ */
+export async function listenForProbes (app: FastifyInstance, host: string, port: number, refused: (why: ProbeRefusal) => void = () => {}): Promise<ProbeListener> {
   // requireHostHeader off: a request without Host is answered in the error shape by the app's own check, as on PORT.
   const server = createServer({ requestTimeout: HEADERS_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: CHECK_INTERVAL_MS, requireHostHeader: false }, (request, response) => {
     if (isProbe(request)) app.routing(request, response)
-    else notServedHere(request, response)
+    else {
+      refused('not_served')
+      notServedHere(request, response)
+    }
   })
   server.maxConnections = PROBE_MAX_CONNECTIONS
-  closeSilentConnections(server, HEADERS_TIMEOUT_MS)
+  server.on('drop', () => { refused('at_cap') })
+  closeSilentConnections(server, HEADERS_TIMEOUT_MS, () => { refused('silent') })
   await listen(server, host, port)
   return {
     port: (server.address() as AddressInfo).port,

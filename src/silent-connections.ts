@@ -9,14 +9,18 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 
 /**
- * Closes a connection of `server` that has sent nothing `ms` after it was accepted.
+ * Closes a connection of `server` that has sent nothing `ms` after it was accepted (and
+ * tells `onClosed`).
  * Read through bytesRead, not a 'data' listener: Node's HTTP parser consumes a TCP socket's
  * handle directly, so 'data' is never emitted for it.
  */
-export function closeSilentConnections (server: Server, ms: number): void {
+export function closeSilentConnections (server: Server, ms: number, onClosed?: () => void): void {
   server.on('connection', (socket: Socket) => {
     const timer = setTimeout(() => {
-      if (socket.bytesRead === 0 && !socket.destroyed) socket.destroy()
+      if (socket.bytesRead === 0 && !socket.destroyed) {
+        socket.destroy()
+        onClosed?.()
+      }
     }, ms)
     timer.unref()
     socket.once('close', () => { clearTimeout(timer) })

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LabelledCounter, LabelledHistogram, type CounterChild, type HistogramChild } from './labelled-metrics.js'
 import { observeRoutes } from './route-metrics.js'
+import { PROBE_REFUSALS, type ProbeRefusal } from '../probe-listener.js'
 import { CALL_LIMITS, CALL_OUTCOMES, RESTART_REASONS, START_FAILURE_KINDS, type StartFailureKind, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
@@ -58,6 +59,7 @@ export class Metrics implements PoolObserver {
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
   readonly #connectionsMax: Gauge
+  readonly #probeRefused: Counter<'reason'>
   readonly #offloadJobs: Counter<'conversion'>
   readonly #reloads: Counter<'outcome'>
   readonly #reloadSucceeded: Gauge
@@ -129,6 +131,8 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#connections?.open ?? 0) }
     })
+    this.#probeRefused = new Counter({ name: 'pyfleet_probe_port_refused_total', help: 'What PROBE_PORT turned away, by reason: "not_served" (a request for anything but /health, /ready, /metrics, /api/queue-stats: 404), "at_cap" (a connection closed unanswered, its 64 places taken), "silent" (a connection that sent nothing within 5 s, closed). Stays 0 without PROBE_PORT', labelNames: ['reason'], registers })
+    for (const reason of PROBE_REFUSALS) this.#probeRefused.labels(reason).inc(0)
     this.#connectionsMax = new Gauge({ name: 'pyfleet_http_connections_max', help: 'The cap on open client connections: MAX_CONNECTIONS, or less where the open-file limit leaves less room (0: no cap)', registers })
     this.#refused = new Counter({ name: 'pyfleet_task_requests_refused_total', help: 'Requests to POST /api/tasks/<name> answered 4xx before they became a call (a body that does not parse or fails the input schema, a task not served, a content type it does not take), by task ("unknown": not served) and error code', labelNames: ['task', 'code'], registers })
     this.#receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
@@ -227,6 +231,11 @@ export class Metrics implements PoolObserver {
   /** Lets pyfleet_offload_pending_jobs read the offload thread's queue (offload/offloader.ts) at scrape time. */
   watchOffloader (offloader: { readonly pendingJobs: number }): void {
     this.#offloader = offloader
+  }
+
+  /** PROBE_PORT turned a request or a connection away (probe-listener.ts). */
+  readonly probeRefused = (why: ProbeRefusal): void => {
+    this.#probeRefused.labels(why).inc()
   }
 
   /** A conversion the offload thread has done. */

@@ -50,7 +50,11 @@ t.test('the probe routes answer on PROBE_PORT as on PORT, and nothing else does'
   t.match(post, /^HTTP\/1\.1 404 /, 'no task is run there')
   t.match(await get(port, '/metrics', 'POST'), /^HTTP\/1\.1 404 /)
   // Counted as the main port's requests are, under their route.
-  t.match(await get(port, '/metrics'), /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} [1-9]/)
+  const metrics = await get(port, '/metrics')
+  t.match(metrics, /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} [1-9]/)
+  // The refusals reach no route: counted apart, the three 404s above.
+  t.match(metrics, /\npyfleet_probe_port_refused_total\{reason="not_served"\} 3\n/)
+  t.match(metrics, /\npyfleet_probe_port_refused_total\{reason="at_cap"\} 0\n/)
 })
 
 t.test('at MAX_CONNECTIONS the main port closes new connections, and probes on PROBE_PORT still answer', async (t) => {
@@ -77,6 +81,12 @@ t.test('connections that send nothing cannot hold PROBE_PORT\'s places: closed w
   await waitFor(async () => (await get(port, '/health')).startsWith('HTTP/1.1 200 '), 20_000, 'a probe to be answered again')
   await Promise.all(closed)
   t.pass('the idle connections were closed by the server, and the probe answered')
+  // Counted: a probe port held full is what an operator must hear of.
+  const metrics = await get(port, '/metrics')
+  const count = (reason: string): number => Number(new RegExp(`\\npyfleet_probe_port_refused_total\\{reason="${reason}"\\} (\\d+)\\n`).exec(metrics)?.[1])
+  // (Node's own check of the headers' timeout may close a few first, with a 408 of its own.)
+  t.ok(count('silent') > 0 && count('silent') <= 64, `silent connections closed: ${count('silent')}`)
+  t.ok(count('at_cap') >= 1, `the probes turned away at the cap meanwhile: ${count('at_cap')}`)
   // HTTP/1.1 without Host: the app's answer in the error shape, as on PORT, not Node's empty 400.
   const hostless = await rawExchange(probeUrl, 'GET /health HTTP/1.1\r\n\r\n')
   t.match(hostless, /^HTTP\/1\.1 400 [\s\S]*\r\nx-request-id: [\s\S]*"code":"MISSING_HOST_HEADER"/)
