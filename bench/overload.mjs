@@ -16,6 +16,7 @@
 //   --load X             offered load as a multiple of the workers' capacity (default 2.5)
 //   --task-ms MS         the task's time (diag.work sleep_ms; default 200)
 //   --budget A-B         budgets drawn uniformly from A to B ms (default 500-1500)
+//   --help               this text
 
 import { spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync } from 'node:fs'
@@ -23,22 +24,20 @@ import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
 import { median, spread } from './lib/report.mjs'
+import { parseOptions } from './lib/usage.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const { values: opts } = parseArgs({
-  options: {
-    'baseline-dir': { type: 'string' },
-    env: { type: 'string', multiple: true, default: ['SHED_LATE_CALLS=1'] },
-    reps: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '10' },
-    load: { type: 'string', default: '2.5' },
-    'task-ms': { type: 'string', default: '200' },
-    budget: { type: 'string', default: '500-1500' }
-  }
-})
+const opts = parseOptions(import.meta.url, {
+  'baseline-dir': { type: 'string' },
+  env: { type: 'string', multiple: true, default: ['SHED_LATE_CALLS=1'] },
+  reps: { type: 'string', default: '3' },
+  seconds: { type: 'string', default: '10' },
+  load: { type: 'string', default: '2.5' },
+  'task-ms': { type: 'string', default: '200' },
+  budget: { type: 'string', default: '500-1500' }
+}, 'bench:overload')
 const POOL_SIZE = 4
 const TASK_MS = Number(opts['task-ms'])
 const RATE = Number(opts.load) * POOL_SIZE * 1000 / TASK_MS

@@ -22,25 +22,19 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, hostname, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { isDeepStrictEqual, parseArgs } from 'node:util'
+import { isDeepStrictEqual } from 'node:util'
 import { CASES, QUICK_CASES, caseId, pathOf, requestsOf } from './lib/scenarios.mjs'
 import { DESIGN_ORDER, gunicornAvailability, startDesign } from './lib/designs.mjs'
 import { measure } from './lib/measure.mjs'
 import { renderMarkdown } from './lib/report.mjs'
 import { renderChart } from './lib/chart.mjs'
 import { processTree } from './lib/procs.mjs'
+import { parseOptions } from './lib/usage.mjs'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const ROOT = join(BENCH_DIR, '..')
 
-/** The option list at the top of this file, for --help and for a bad option. */
-function usage () {
-  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')
-  return lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n')
-}
-
 const OPTIONS = {
-  help: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
   reps: { type: 'string' },
   warmup: { type: 'string' },
@@ -56,17 +50,7 @@ const OPTIONS = {
   'no-write': { type: 'boolean', default: false },
   out: { type: 'string', default: join(BENCH_DIR, 'results') }
 }
-let opts
-try {
-  opts = parseArgs({ options: OPTIONS }).values
-} catch (error) {
-  console.error(`bench: ${error.message}\n\n${usage()}`)
-  process.exit(2)
-}
-if (opts.help) {
-  console.log(usage())
-  process.exit(0)
-}
+const opts = parseOptions(import.meta.url, OPTIONS, 'bench')
 
 function writeOutputs (data, file) {
   writeFileSync(join(BENCH_DIR, 'results', 'latest.md'), renderMarkdown(data, { resultsFile: relative(ROOT, file) }))

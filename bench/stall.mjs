@@ -8,6 +8,11 @@
 // loop's stall, as a client or a liveness probe sees it) and the call's own time,
 // medians of the repetitions, and their ratio (off ÷ on): ratios, measured side by
 // side, because this machine is noisy.
+//
+//   --reps N             repetitions (default 3)
+//   --mib N              the large bodies' size in MiB (default 16)
+//   --python PATH        the workers' interpreter (default $PYTHON, else /usr/bin/python3)
+//   --help               this text
 
 import { fork, spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync } from 'node:fs'
@@ -17,14 +22,18 @@ import { fileURLToPath } from 'node:url'
 import { Packr } from 'msgpackr'
 import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
 import { median, spread } from './lib/report.mjs'
+import { parseOptions } from './lib/usage.mjs'
 
 const BENCH = dirname(fileURLToPath(import.meta.url))
 const ROOT = join(BENCH, '..')
-const args = process.argv.slice(2)
-const option = (name, fallback) => { const at = args.indexOf(name); return at === -1 ? fallback : args[at + 1] }
-const REPS = Number(option('--reps', '3'))
-const SIZE = Number(option('--mib', '16')) * 1024 * 1024 - 1024
-const PYTHON = option('--python', process.env.PYTHON ?? '/usr/bin/python3')
+const opts = parseOptions(import.meta.url, {
+  reps: { type: 'string', default: '3' },
+  mib: { type: 'string', default: '16' },
+  python: { type: 'string', default: process.env.PYTHON ?? '/usr/bin/python3' }
+}, 'bench:stall')
+const REPS = Number(opts.reps)
+const SIZE = Number(opts.mib) * 1024 * 1024 - 1024
+const PYTHON = opts.python
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-stall-'))
 
 /**
