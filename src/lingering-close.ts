@@ -20,15 +20,37 @@ const LINGER_MAX_MS = 30_000
 /**
  * And past the body's declared length (with room for a request's head), or, for a chunked
  * body, past 4 MiB: discarding costs CPU, not memory, but is work for nothing, and the
- * clients this is for send a content-length. Never past 64 MiB.
+ * clients this is for send a content-length. Never past 64 MiB (and what arrives between two looks).
  */
 const LINGER_MAX_BYTES = 64 * 1024 * 1024
 const LINGER_CHUNKED_BYTES = 4 * 1024 * 1024
 const LINGER_SLACK_BYTES = 64 * 1024
+/** How often the lingering connections are looked at: the bounds are this coarse (a quarter second's bytes past the length may be read). */
 const CHECK_EVERY_MS = 250
 
 const kLingering = Symbol('pyfleet.lingering')
 type Lingering = Socket & { [kLingering]?: true }
+
+/** A connection lingering now: when it began, its bytes then and when they last grew, and its byte bound. */
+interface Linger {
+  readonly startedAt: number
+  readonly startBytes: number
+  readonly maxBytes: number
+  lastBytes: number
+  quietSince: number
+}
+
+/** Every lingering connection, looked at by one timer (one per connection was 40,000 callbacks a second at MAX_CONNECTIONS). */
+const lingering = new Map<Socket, Linger>()
+let sweep: NodeJS.Timeout | undefined
+
+function sweepLingering (): void {
+  const now = Date.now()
+  for (const [socket, linger] of lingering) {
+    if (socket.bytesRead !== linger.lastBytes) { linger.lastBytes = socket.bytesRead; linger.quietSince = now }
+    if (now - linger.quietSince >= LINGER_IDLE_MS || now - linger.startedAt >= LINGER_MAX_MS || socket.bytesRead - linger.startBytes > linger.maxBytes) socket.destroy()
+  }
+}
 
 /**
  * Makes `socket` linger when Node closes it after the current answer. Node ends a
@@ -38,23 +60,22 @@ type Lingering = Socket & { [kLingering]?: true }
  * `declaredLength`: the request's content-length, undefined for a chunked body.
  */
 export function lingerOnClose (socket: Socket, declaredLength: number | undefined): void {
+  const marked = socket as Lingering
+  if (marked[kLingering] === true) return
+  marked[kLingering] = true
   const maxBytes = declaredLength === undefined ? LINGER_CHUNKED_BYTES : Math.min(LINGER_MAX_BYTES, declaredLength + LINGER_SLACK_BYTES)
-  const lingering = socket as Lingering
-  if (lingering[kLingering] === true) return
-  lingering[kLingering] = true
   socket.destroySoon = function destroySoonLingering (this: Socket) {
-    if (this.destroyed) return
+    if (this.destroyed || lingering.has(this)) return
     this.end()
-    const startBytes = this.bytesRead
-    const startedAt = Date.now()
-    let lastBytes = startBytes
-    let quietSince = startedAt
-    const check = setInterval(() => {
-      const now = Date.now()
-      if (this.bytesRead !== lastBytes) { lastBytes = this.bytesRead; quietSince = now }
-      if (now - quietSince >= LINGER_IDLE_MS || now - startedAt >= LINGER_MAX_MS || this.bytesRead - startBytes > maxBytes) this.destroy()
-    }, CHECK_EVERY_MS)
-    check.unref()
-    this.once('close', () => { clearInterval(check) })
+    const now = Date.now()
+    lingering.set(this, { startedAt: now, startBytes: this.bytesRead, maxBytes, lastBytes: this.bytesRead, quietSince: now })
+    this.once('close', () => {
+      lingering.delete(this)
+      if (lingering.size === 0) { clearInterval(sweep); sweep = undefined }
+    })
+    if (sweep === undefined) {
+      sweep = setInterval(sweepLingering, CHECK_EVERY_MS)
+      sweep.unref()
+    }
   }
 }

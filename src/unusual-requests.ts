@@ -82,10 +82,14 @@ export function transferCodingProblem (request: FastifyRequest): Error | undefin
  * `?record=%E9l%E9ment` looked for an element of that literal name and answered 200 with
  * nothing found, a wrong answer rather than an error. A path that does not decode is a 400
  * FST_ERR_BAD_URL already; its query string is now one too. Only a query holding `%` is looked at.
+ * The query starts where the router's does (find-my-way): at the first `?` or `#`, since
+ * Node's parser lets a `#` through in a request target and `/x#record=%E9` was parsed so.
  */
 export function undecodableQuery (request: FastifyRequest): Error | undefined {
   const url = request.url
-  const start = url.indexOf('?')
+  const question = url.indexOf('?')
+  const hash = url.indexOf('#')
+  const start = question === -1 ? hash : hash === -1 ? question : Math.min(question, hash)
   if (start === -1 || !url.includes('%', start)) return undefined
   for (const pair of url.slice(start + 1).split('&')) {
     if (!pair.includes('%')) continue

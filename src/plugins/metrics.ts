@@ -158,7 +158,10 @@ export class Metrics implements PoolObserver {
       registers,
       collect () {
         this.reset()
-        for (const { name } of metrics.#tasks) {
+        // The tasks served, and any a reload removed while calls of theirs still run.
+        const names = new Set(metrics.#tasks.map(({ name }) => name))
+        for (const name of metrics.#pool?.tasksWithCalls() ?? []) names.add(name)
+        for (const name of names) {
           const calls = metrics.#pool?.callsOf(name) ?? { waiting: 0, running: 0 }
           this.labels(name, 'waiting').set(calls.waiting)
           this.labels(name, 'running').set(calls.running)

@@ -88,6 +88,14 @@ export class Admission {
   get runningForClients (): number { return this.#inFlight - this.#answeredEarly }
   get queuedBytes (): number { return this.#queuedBytes }
 
+  /** Names of the tasks with calls waiting or running now (a task a reload removed may still have some). */
+  tasksWithCalls (): string[] {
+    const names = new Set<string>()
+    for (const [name, count] of this.#running) if (count > 0) names.add(name)
+    for (const [name, count] of this.#waitingPerTask) if (count > 0) names.add(name)
+    return [...names]
+  }
+
   /** Calls of `task` waiting for a worker and running on one (answered early ones included: they hold it). */
   callsOf (task: string): { waiting: number, running: number } {
     return { waiting: this.#waitingPerTask.get(task) ?? 0, running: this.#running.get(task) ?? 0 }

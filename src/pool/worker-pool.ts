@@ -141,6 +141,8 @@ export class WorkerPool {
 
   get isDraining (): boolean { return this.#phase !== 'serving' }
   get waiting (): number { return this.#admission.waiting }
+  /** Tasks with calls waiting or running now, served or not (pyfleet_task_calls). */
+  tasksWithCalls (): string[] { return this.#admission.tasksWithCalls() }
   /** Calls of `task` waiting and running now (pyfleet_task_calls). */
   callsOf (task: string): { waiting: number, running: number } { return this.#admission.callsOf(task) }
   /** Request-body bytes the waiting calls hold (QUEUE_LIMIT_BYTES). */

@@ -5,6 +5,7 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import { pack } from 'msgpackr'
 import { readmeRows } from '../helpers/readme.js'
+import { rawExchange } from '../helpers/raw-http.js'
 import { callTask, getJson, startServer, type TestServer } from '../helpers/server.js'
 
 let server: TestServer
@@ -48,10 +49,11 @@ t.test('xml.import: raw XML with query options', async (t) => {
 
 t.test('xml.import: an option whose percent-escapes do not decode as UTF-8 is a 400, not a search for its raw characters', async (t) => {
   const xml = '<r><élément>1</élément></r>'
-  for (const query of ['record=%zz', 'record=%E9l%E9ment', 'limit=1&record=%']) {
-    const reply = await callTask(url, `xml.import?${query}`, xml, { 'content-type': 'application/xml' })
-    t.equal(reply.status, 400, query)
-    t.match(reply.json, { code: 'FST_ERR_BAD_URL', message: /^the query string does not percent-decode as UTF-8 at "record=%[^"]*": encode each name and value as UTF-8/ }, query)
+  // After a `#` too, which Node lets through in a request target and the router takes as the query's start.
+  for (const query of ['?record=%zz', '?record=%E9l%E9ment', '?limit=1&record=%', '#record=%E9l%E9ment']) {
+    const answer = await rawExchange(url, `POST /api/tasks/xml.import${query} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(xml)}\r\n\r\n${xml}`)
+    t.match(answer, /^HTTP\/1\.1 400 /, query)
+    t.match(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), { code: 'FST_ERR_BAD_URL', message: /^the query string does not percent-decode as UTF-8 at "record=%[^"]*": encode each name and value as UTF-8/ }, query)
   }
   const utf8 = await callTask(url, 'xml.import?record=%C3%A9l%C3%A9ment', xml, { 'content-type': 'application/xml' })
   t.same(utf8.json, { root: 'r', count: 1, records: [{ '#text': '1' }] }, 'the same name in UTF-8 is found')

@@ -457,6 +457,26 @@ t.test('a client that writes its whole body before it reads (Python\'s http.clie
   ])
 })
 
+t.test('a connection lingering after an early answer closes once its client goes quiet', async (t) => {
+  // The head and a little of a 10 MB body, then nothing: answered 404, then closed by the
+  // server after ~2 s of quiet. Half-open allowed, as a client still sending is: the
+  // server's end of writing does not end it, so the server's own count says when it closed.
+  const open = async (): Promise<number> => await new Promise((resolve, reject) => { server.app.server.getConnections((error, count) => { if (error !== null) reject(error); else resolve(count) }) })
+  const before = await open()
+  const socket = connect({ port: Number(new URL(url).port), host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  t.teardown(() => { socket.destroy() })
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (text: string) => { answer += text })
+  socket.write(`POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n${'x'.repeat(1000)}`)
+  await waitFor(() => answer.includes('\r\n\r\n{'), 5000, 'the 404')
+  const answeredAt = Date.now()
+  t.match(answer, /^HTTP\/1\.1 404 /)
+  t.equal(await open(), before + 1, 'still open after its answer: lingering')
+  await waitFor(async () => await open() === before, 15_000, 'the server to close it')
+  t.ok(Date.now() - answeredAt >= 1500, `closed after ${Date.now() - answeredAt} ms of quiet`)
+})
+
 t.test('a request pipelined behind an early answer that closes the connection is not run (its answer could not be sent)', async (t) => {
   const echoCalls = async (): Promise<number> => {
     const text = await (await fetch(`${url}/metrics`)).text()

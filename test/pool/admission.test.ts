@@ -297,6 +297,21 @@ t.test('Retry-After of a full queue and of a queue timeout follows how long call
   await behind.catch(() => {})
 })
 
+t.test('callsOf and tasksWithCalls: each task\'s calls waiting and running, for the per-task gauges', async (t) => {
+  const h = harness({ freeWorkers: 1, poolSize: 2 })
+  const slow = task('slow', 1)
+  const running = h.admission.admit(call(slow))
+  const waiting = [h.admission.admit(call(slow)), h.admission.admit(call(task('other')))]
+  t.same(h.admission.callsOf('slow'), { waiting: 1, running: 1 })
+  t.same(h.admission.callsOf('other'), { waiting: 1, running: 0 })
+  t.same(h.admission.tasksWithCalls().sort(), ['other', 'slow'])
+  h.admission.failQueued(() => new Error('end of test'), 'cancelled')
+  complete(h, h.started[0])
+  await Promise.allSettled([running, ...waiting])
+  t.same(h.admission.tasksWithCalls(), [], 'none once every call has ended')
+  t.same(h.admission.callsOf('slow'), { waiting: 0, running: 0 })
+})
+
 t.test('Retry-After before any call has finished: the running calls\' time on their worker so far', async (t) => {
   const h = harness({ queueLimit: 1, freeWorkers: 1, poolSize: 1 })
   const echo = task('echo')
