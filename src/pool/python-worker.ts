@@ -124,7 +124,10 @@ export class PythonWorker {
       stdoutEnd: () => { this.#onStdoutEnd() },
       stderr: (text) => { this.#stderr.write(text) },
       exit: (code, signal) => { this.#onExit(code, signal) },
-      spawnError: (error) => { this.#onSpawnError(error) }
+      spawnError: (error) => { this.#onSpawnError(error) },
+      stdioHeld: () => {
+        this.#log.warn({ worker: this.id, workerPid: this.pid }, 'the worker had exited, but a process one of its tasks started in a session of its own (setsid, start_new_session=True) still held its pipes open: closed them. Such a process outlives its worker; the task should wait for it or not detach it')
+      }
     })
     // After the spawn, which may throw (an invalid env value): no start timer is left behind then.
     this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') }, async () => await this.#whereStartIsStuck())

@@ -9,6 +9,14 @@ import type { SplitFrame } from './protocol.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
+/**
+ * After the worker's exit, how long its pipes may stay open before they are closed. A worker
+ * and its group close them at once; only a process a task started in a session of its own
+ * (setsid, `start_new_session=True`), which inherited them, holds them past that, and with them
+ * one or two of the server's files each, for as long as it lives: a review ran the server out
+ * of files so.
+ */
+const STDIO_RELEASE_MS = 1_000
 
 export interface ProcessOptions {
   python: string
@@ -26,6 +34,8 @@ export interface ProcessEvents {
   exit: (code: number | null, signal: NodeJS.Signals | null) => void
   /** The process could not be started (ENOENT, EACCES); `exit` may not follow. */
   spawnError: (error: Error) => void
+  /** Its pipes were still held open STDIO_RELEASE_MS after its exit (by a process its task started in a session of its own): closed now. */
+  stdioHeld?: () => void
 }
 
 export class WorkerProcess {
@@ -48,12 +58,20 @@ export class WorkerProcess {
       // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
       detached: true
     })
+    // Out of files (EMFILE, ENFILE), spawn() returns before it has made the pipes, and says so
+    // with an 'error' a tick later: the pipes' listeners below would throw first, and that
+    // 'error' then reached a worker half made, an uncaught exception that ended the server.
+    if (this.#child.stdin === undefined || this.#child.stdout === undefined || this.#child.stderr === undefined) {
+      this.#child.once('error', () => {})
+      throw new Error('its pipes could not be made: too many open files (the open-file limit, ulimit -n, or the system\'s is reached); retried with backoff')
+    }
     this.exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         this.#hasExited = true
         void this.#status?.then((handle) => handle?.close()).catch(() => {})
         this.#status = undefined
         this.#killGroup()
+        this.#releaseStdioSoon(on.stdioHeld)
         on.exit(code, signal)
         resolve()
       })
@@ -150,5 +168,23 @@ export class WorkerProcess {
     const pid = this.#child.pid
     if (pid === undefined || pid <= 0) return
     try { process.kill(-pid, 'SIGKILL') } catch { /* ESRCH: no member left */ }
+  }
+
+  /**
+   * Closes the pipes STDIO_RELEASE_MS after the exit unless they have all closed by then
+   * (`held` is told when they had not): what is still to read of the worker's own output has
+   * arrived by then, and the rest can only come from a process that escaped its group.
+   */
+  #releaseStdioSoon (held: (() => void) | undefined): void {
+    const child = this.#child
+    const release = setTimeout(() => {
+      child.stdin.destroy()
+      child.stdout.destroy()
+      child.stderr.destroy()
+      held?.()
+    }, STDIO_RELEASE_MS)
+    release.unref()
+    // 'close': every pipe has closed (the usual case, at once).
+    child.once('close', () => { clearTimeout(release) })
   }
 }

@@ -4,7 +4,7 @@
 // The tasks are in fixtures/spawner_tasks.py.
 
 import t from 'tap'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -80,6 +80,27 @@ t.test('a recycled worker takes the child it forked along', async (t) => {
   await waitFor(async () => !(await isRunning(workerPid)), 10_000, 'the worker to be recycled')
   await waitGone(pid, `the forked child (pid ${pid}) to go with its recycled worker`)
   t.pass('the forked child is gone')
+})
+
+t.test('a child that left its worker\'s group does not keep the server\'s pipes to that worker open after its exit', async (t) => {
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  const openFiles = async (): Promise<number> => (await readdir('/proc/self/fd')).length
+  const before = await openFiles()
+  // Three workers in turn, each recycled after the one call that detaches a child holding its stdout and stderr.
+  const children: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const [workerPid] = workerPids(server)
+    const reply = await callTask(server.url, 'spawner.detached', {})
+    t.equal(reply.status, 200)
+    children.push(reply.json.pid as number)
+    killLater(t, reply.json.pid as number)
+    await waitFor(async () => !(await isRunning(workerPid)) && workerPids(server).length === 1, 10_000, 'the worker to be recycled')
+  }
+  for (const pid of children) t.ok(await isRunning(pid), `the detached child ${pid} lives on (it left the group: documented)`)
+  // Its pipes are closed a second after the worker's exit, whoever still holds the other end, and said so.
+  await waitFor(() => server.logs.filter((line) => /still held its pipes open: closed them/.test(line.msg ?? '')).length === 3, 10_000, 'a warning per worker')
+  await waitFor(async () => await openFiles() <= before + 2, 10_000, `the server's files back near ${before}`)
+  t.pass('no file held for the children')
 })
 
 t.test('closing the app: a forked child is gone', async (t) => {

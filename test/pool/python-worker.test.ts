@@ -1,6 +1,7 @@
 // PythonWorker against a real Python process.
 
 import t from 'tap'
+import { closeSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
 import { EXIT_PROTOCOL_ERROR, PythonWorker, type WorkerOptions } from '../../src/pool/python-worker.js'
@@ -22,6 +23,27 @@ function options (id: number, extraArgs: string[] = []): WorkerOptions {
     log: pino({ level: 'silent' })
   }
 }
+
+t.test('out of files, a start fails with words, and the process lives on (it ended the server)', async (t) => {
+  // Every file this process may open taken: spawn() cannot make the worker's pipes.
+  const held: number[] = []
+  try { for (;;) held.push(openSync('/dev/null', 'r')) } catch { /* EMFILE: the limit is reached */ }
+  let error: unknown
+  try {
+    await PythonWorker.spawn(options(1))
+  } catch (caught) {
+    error = caught
+  } finally {
+    for (const fd of held) closeSync(fd)
+  }
+  t.ok(held.length > 0)
+  t.match(error, { message: /its pipes could not be made: too many open files/ })
+  // spawn()'s own 'error' comes a tick later: it must find a listener, not a worker half made.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const worker = await PythonWorker.spawn(options(2))
+  t.equal(worker.state, 'idle', 'the next start, with files free, works')
+  await worker.stop(2000)
+})
 
 t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', async (t) => {
   const worker = await PythonWorker.spawn(options(1))
