@@ -124,6 +124,9 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     tasks.update(pool.tasks)
     const unused = strict ? tasks.unusedLimitsProblem() : undefined
     if (unused !== undefined) throw new Error(unused)
+    const rssProblem = await rssLimitBelowIdle(pool, config.maxWorkerRssMb)
+    if (rssProblem !== undefined && strict) throw new Error(rssProblem)
+    if (rssProblem !== undefined) log.warn({ maxWorkerRssMb: config.maxWorkerRssMb }, rssProblem)
   } catch (error) {
     await pool.drain(0, false)
     throw error
@@ -156,6 +159,20 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   })
   // After the drain: every admitted call has its answer, and bodies still waiting are answered 503.
   fastify.addHook('onClose', async () => { await offloader.close() })
+}
+
+/**
+ * What is wrong with a MAX_WORKER_RSS_MB that a worker passes before its first call, or
+ * undefined: every call would then replace its worker (a review saw /ready flap with 5 MB,
+ * where an idle worker is 17-19 MB). Read once the first workers are ready.
+ */
+async function rssLimitBelowIdle (pool: WorkerPool, maxWorkerRssMb: number): Promise<string | undefined> {
+  if (maxWorkerRssMb <= 0) return undefined
+  await pool.sampleMemory()
+  const idle = Math.max(0, ...pool.members().map((worker) => worker.rssBytes))
+  if (idle < maxWorkerRssMb * 1024 * 1024) return undefined
+  const idleMb = Math.ceil(idle / (1024 * 1024))
+  return `MAX_WORKER_RSS_MB=${maxWorkerRssMb} is below what a worker uses before any call (${idleMb} MB with these task modules): every call would replace its worker. Set it well above that (several times, to leave room for calls), or 0 for no limit`
 }
 
 /**

@@ -63,6 +63,16 @@ t.test('--check fails on a variable that looks like a misspelt setting, before a
   t.notMatch(output, /worker started|"stream":"stderr"/, 'no worker was started')
 })
 
+t.test('a MAX_WORKER_RSS_MB below an idle worker\'s memory fails --check, and a server warns of it: every call would replace its worker', async (t) => {
+  const { code, output } = await runServer({ POOL_SIZE: '1', MAX_WORKER_RSS_MB: '5' }, ['--check'])
+  t.equal(code, 1)
+  t.match(output, /MAX_WORKER_RSS_MB=5 is below what a worker uses before any call \(\d+ MB with these task modules\): every call would replace its worker/)
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '5' })
+  t.match(server.logs.find((line) => /^MAX_WORKER_RSS_MB=5 is below/.test(line.msg ?? '')), { level: 40, maxWorkerRssMb: 5 })
+  const fine = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '256' })
+  t.notOk(fine.logs.some((line) => /^MAX_WORKER_RSS_MB=/.test(line.msg ?? '')), 'not at 256')
+})
+
 t.test('the example in the pyfleet package\'s docstring (help(pyfleet)) passes --check as it is', async (t) => {
   const source = await readFile(join(ROOT, 'workers', 'pyfleet', '__init__.py'), 'utf8')
   const docstring = source.slice(3, source.indexOf('"""', 3))
