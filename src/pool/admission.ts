@@ -117,14 +117,12 @@ export class Admission {
     }
     if (this.#queue.size >= this.#options.queueLimit) {
       const live = this.#options.liveWorkers?.() ?? this.#options.poolSize
-      call.limit = 'queue_limit'
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfterFor(call.task) }), 'queue_limit')
     }
     const limitBytes = this.#options.queueLimitBytes
     if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
       const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
-      call.limit = 'queue_limit_bytes'
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfterFor(call.task) }))
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfterFor(call.task) }), 'queue_limit_bytes')
     }
     return new Promise((resolve, reject) => {
       this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
@@ -133,9 +131,10 @@ export class Admission {
     })
   }
 
-  /** A call turned away before it could wait: counted, then rejected. */
-  refuse (call: Call, outcome: CallOutcome, error: Error): Promise<never> {
+  /** A call turned away before it could wait: counted, then rejected. `limit`: the limit that refused it, if one did. */
+  refuse (call: Call, outcome: CallOutcome, error: Error, limit?: CallLimit): Promise<never> {
     call.outcome = outcome
+    call.limit = limit
     this.#options.observer.callRefused(call, outcome)
     return Promise.reject(error)
   }
