@@ -128,6 +128,9 @@ export class WorkerProcess {
     if (signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')) {
       return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
     }
+    // The SIGUSR1 that asks for a stack dump (a call or a start past its time) kills a process
+    // that has not yet installed the runtime's handler for it: one still starting Python.
+    if (signal === 'SIGUSR1' && this.#signalsSent.has('SIGUSR1')) return 'was ended by the SIGUSR1 pyfleet sent for its stacks, before it had installed the handler for it (Python was still starting)'
     return `was killed by ${signal}`
   }
 

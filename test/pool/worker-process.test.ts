@@ -36,3 +36,20 @@ t.test('readRss follows the process as it grows, and lets go of its status file 
   await waitFor(async () => await openFiles() <= filesBefore, 5000, 'its pipes and status file to be closed')
   t.pass('no file left open')
 })
+
+t.test('a process the stack-dump signal ends, before the runtime handles it, is said to be so, not "killed by SIGUSR1"', async (t) => {
+  let exit: [number | null, NodeJS.Signals | null] | undefined
+  const worker = new WorkerProcess({ python: '/usr/bin/python3', args: ['-c', 'import sys, time\nsys.stdout.write("up\\n"); sys.stdout.flush()\ntime.sleep(30)\n'], env: { PATH: process.env.PATH }, cwd: process.cwd() }, {
+    stdout: () => {},
+    stdoutEnd: () => {},
+    stderr: () => {},
+    exit: (code, signal) => { exit = [code, signal] },
+    spawnError: (error) => { t.fail(error.message) }
+  })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  worker.signalWorker('SIGUSR1')
+  await waitFor(() => exit !== undefined, 10_000, 'the process to end')
+  t.same(exit, [null, 'SIGUSR1'])
+  t.match(worker.describeExit(null, 'SIGUSR1'), /^was ended by the SIGUSR1 pyfleet sent for its stacks, before it had installed the handler/)
+  t.equal(worker.describeExit(null, 'SIGTERM'), 'was killed by SIGTERM')
+})
