@@ -178,7 +178,8 @@ t.test('a failed start\'s one line comes after the log lines that explain it, wh
   const child = spawn('sh', ['-c', `exec "${process.execPath}" dist/server.js 2>&1`], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' } })
   let output = ''
   child.stdout.on('data', (d) => { output += String(d) })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  // 'close', not 'exit': the output is read whole only then (on a loaded machine 'exit' came first).
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
   t.equal(code, 1)
   const lines = output.split('\n').filter((line) => line !== '')
   t.match(lines.at(-1), /^pyfleet: .*broken_tasks/, 'the last line is the reason')
