@@ -115,8 +115,8 @@ export class TaskRegistry {
     this.#declaration = JSON.stringify(infos)
   }
 
-  /** True if a worker declaring `infos` declares the table served (`declaration`: JSON.stringify(infos), if the caller keeps it). */
-  isServedTable (infos: readonly TaskInfo[], declaration = JSON.stringify(infos)): boolean {
+  /** True if `declaration`, a worker's task declaration as JSON (JSON.stringify of its tasks), is the table served. */
+  isServedTable (declaration: string): boolean {
     return declaration === this.#declaration
   }
 

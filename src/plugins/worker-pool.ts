@@ -191,7 +191,7 @@ function workersUnlikeTable (pool: WorkerPool, tasks: TaskRegistry): () => numbe
         declaration = JSON.stringify(worker.tasks)
         declarations.set(worker, declaration)
       }
-      if (!tasks.isServedTable(worker.tasks, declaration)) unlike++
+      if (!tasks.isServedTable(declaration)) unlike++
     }
     return unlike
   }
