@@ -40,7 +40,7 @@ interface WorkerRecord {
   deferredSample: NodeJS.Timeout | undefined
   overMemory: boolean
   retiring: Retiring | undefined
-  /** whenGone's waiters: true once the worker has left the pool, false if its spare died first or the pool closed. */
+  /** onceGone's callbacks: true once the worker has left the pool, false if its spare died first or the pool closed. */
   gone: Array<(left: boolean) => void>
 }
 
@@ -212,14 +212,15 @@ export class Recycler {
   }
 
   /**
-   * Resolves true once the worker has left the pool, or false if it has not and
-   * will not for this retirement: its spare died before taking over (the worker
-   * stays; retire it again to replace it), or the pool is closing.
+   * Calls `then(true)` once the worker has left the pool (in that turn, or at once if it
+   * has), or `then(false)` if it has not and will not for this retirement: its spare died
+   * before taking over (the worker stays; retire it again to replace it), the retirement
+   * was cancelled, or the pool is closing.
    */
-  async whenGone (worker: PythonWorker): Promise<boolean> {
+  onceGone (worker: PythonWorker, then: (left: boolean) => void): void {
     const record = this.#records.get(worker)
-    if (record === undefined || !worker.isAlive) return true
-    return await new Promise<boolean>((resolve) => { record.gone.push(resolve) })
+    if (record === undefined || !worker.isAlive) then(true)
+    else record.gone.push(then)
   }
 
   /**
@@ -239,6 +240,18 @@ export class Recycler {
       return true
     }
     return false
+  }
+
+  /**
+   * Drops the worker's retirement for `reason` (a reload that failed part-way): its spare
+   * is killed, ready or not, and the worker stays; onceGone's callbacks get false.
+   */
+  cancelRetirement (worker: PythonWorker, reason: RetireReason): void {
+    const record = this.#records.get(worker)
+    if (record?.retiring?.reason !== reason) return
+    const spare = record.retiring.spare
+    this.#dropSpare(record) // a spare still starting is killed once ready: its retirement is no longer current
+    if (spare !== undefined) void spare.kill()
   }
 
   #dropSpare (record: WorkerRecord): void {

@@ -1,7 +1,13 @@
 // Rolling reload: replaces every worker that runs the code from before the
-// reload, one at a time, each only once its replacement is ready and its task
-// table accepted, so capacity never drops and no call fails. The pool does the
-// swaps (through the recycler); this module decides which workers must go.
+// reload, one spare starting at a time, each worker only once its replacement is
+// ready and its task table accepted, so capacity never drops and no call fails.
+// The pool does the swaps (through the recycler); this module decides which
+// workers must go.
+//
+// A worker whose spare is ready but which is still busy does not hold up the rest:
+// the next worker's spare starts meanwhile, and the busy one is swapped when its call
+// ends. Waiting for each swap in turn made one long call (a task's own timeout may be
+// minutes) keep every other worker on the old code until it ended.
 
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
@@ -85,16 +91,30 @@ export class Reloader {
     // in the hand-over queue at the wrong moment is caught as it joins (retireIfStale).
     this.#reloaded = { before: PythonWorker.created, accept }
     const oldPids: number[] = []
+    /** Workers whose spare is ready, waiting to be free to be swapped; settled when each has left or its spare died. */
+    const swapping = new Map<PythonWorker, Promise<void>>()
     let spareDeaths = 0
     let waitingForAnySince: number | undefined
     const fail = (error: Error): ReloadFailedError => {
+      // Spares still waiting for their workers are dropped: the reload stops where it
+      // says it stopped, with the workers not yet swapped on the old code.
+      for (const worker of swapping.keys()) recycler.cancelRetirement(worker, 'reload')
       const failed = new ReloadFailedError(error, oldPids.length, oldPids.length + this.#staleCount())
       this.#reloaded = { before: 0, accept: undefined } // what is left of the old code stays, as reported
       return failed
     }
     for (;;) {
       if (this.#options.isDraining()) throw fail(new Error('the server began shutting down'))
-      const worker = supervisor.members().find((w) => this.#isStale(w))
+      if (spareDeaths > MAX_SPARE_DEATHS) {
+        throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
+      }
+      // An idle worker first: its swap is at once, where a busy one's waits for its call.
+      const stale = supervisor.members().filter((w) => this.#isStale(w) && !swapping.has(w))
+      const worker = stale.find((w) => w.state === 'idle') ?? stale[0]
+      if (worker === undefined && swapping.size > 0) {
+        await Promise.race(swapping.values())
+        continue
+      }
       if (worker === undefined) {
         // Done, unless a replacement that began before the reload is still starting (it runs
         // the old code: the next turn replaces it), or no worker runs at all while one is
@@ -119,17 +139,20 @@ export class Reloader {
         throw fail(error as Error)
       }
       this.#options.sweepIdle()
-      if (await recycler.whenGone(worker)) {
-        oldPids.push(worker.pid)
-        continue
-      }
-      // Its spare died before taking over (killed, out of memory): the worker still runs
-      // the old code and is found again by the next turn, a few times before giving up.
-      // (Or the shutdown killed the spare: the next turn says so.)
-      if (this.#options.isDraining()) continue
-      if (++spareDeaths > MAX_SPARE_DEATHS) {
-        throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
-      }
+      // Swapped at once if idle, else when its call ends. If its spare dies before taking
+      // over (killed, out of memory), the worker still runs the old code and is found again
+      // by a later turn, a few times before giving up. (Or the shutdown killed the spare: the
+      // next turn says so.)
+      // Counted in the turn it happens, so that a failure in the next turn reports it; and
+      // perhaps at once (swapped already, by the pool's sweep when its spare became ready).
+      let settled!: () => void
+      swapping.set(worker, new Promise<void>((resolve) => { settled = resolve }))
+      recycler.onceGone(worker, (left) => {
+        swapping.delete(worker)
+        if (left) oldPids.push(worker.pid)
+        else if (!this.#options.isDraining()) spareDeaths++
+        settled()
+      })
     }
     // Every slot backing off after failed starts: nothing was replaced and nothing checked
     // the code on disk, so a 200 (and a task table read from the last worker, now dead)

@@ -51,6 +51,26 @@ t.test('POST /admin/reload under steady load: zero failed calls, every pid chang
   t.same(server.logs.filter((l) => /^reload (started|finished)$/.test(l.msg)).map((l) => [l.msg, l.requestId]), [['reload started', id], ['reload finished', id]], 'the reload\'s lines carry the admin request\'s id')
 })
 
+t.test('a reload does not wait for a long call to replace the other workers: theirs run the new code while it goes on', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '3' })
+  const before = workerPids(server)
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 6000 })
+  await waitFor(() => server.app.pool.members().some((w) => w.state === 'busy'), 5000, 'the long call to start')
+  const busyPid = server.app.pool.members().find((w) => w.state === 'busy')?.pid
+  let longEnded = false
+  void long.then(() => { longEnded = true })
+  const reload = fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  await waitFor(() => workerPids(server).filter((pid) => !before.includes(pid)).length === 2 || longEnded, 20_000, 'the two idle workers to be replaced')
+  t.notOk(longEnded, 'both replaced while the long call still ran')
+  t.ok(workerPids(server).includes(busyPid as number), 'the busy worker stays until its call ends')
+  t.equal((await long).status, 200, 'and its call succeeds')
+  const response = await reload
+  t.equal(response.status, 200)
+  const result = await response.json()
+  t.same(result.oldPids.sort(), before.sort())
+  t.equal(result.oldPids.length, 3)
+})
+
 t.test('a crash replacement that began starting before a reload is replaced too once it joins', async (t) => {
   // Starts take 1 s (slow import): the reload comes while the replacement is still importing the old code.
   const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '1' })

@@ -128,7 +128,7 @@ t.test('close() kills a ready spare and tells whoever waits that the worker did 
   const { recycler: r } = recycler({ spawn: async (id) => { const spare = standIn(id); spares.push(spare); return spare } })
   const worker = standIn(5)
   await r.retire(worker, 'reload')
-  const gone = r.whenGone(worker)
+  const gone = new Promise<boolean>((resolve) => { r.onceGone(worker, resolve) })
   await r.close()
   t.equal(await gone, false)
   t.ok(spares[0].killed, 'the unused spare was killed')

@@ -77,3 +77,101 @@ t.test('newPids lists the workers running the new code: not a member killed mean
   t.same(result.newPids, [101])
   t.same(result.oldPids, [])
 })
+
+/** A worker of the old code (created before any reload), busy with a call until `callEnds`, or idle. */
+interface FakeWorker { pid: number, sequence: number, isAlive: boolean, state: 'idle' | 'busy', callEnds: Promise<void> }
+
+function oldWorker (pid: number, callEnds?: Promise<void>): FakeWorker {
+  return { pid, sequence: -1, isAlive: true, state: callEnds === undefined ? 'idle' : 'busy', callEnds: callEnds ?? Promise.resolve() }
+}
+
+/**
+ * A pool of `workers` whose spares are ready at once and swapped in when their worker's call
+ * ends (as the pool's swap after a call); `refuse` fails the spare of that pid as a task
+ * table check would. Records what the reload did, in order.
+ */
+function poolOf (workers: FakeWorker[], refuse?: number, swappedBySweep?: number): { supervisor: Supervisor, recycler: Recycler, events: string[] } {
+  const members = [...workers]
+  const events: string[] = []
+  const swap = (worker: FakeWorker): void => {
+    members.splice(members.indexOf(worker), 1, { ...worker, pid: worker.pid + 1000, sequence: Number.MAX_SAFE_INTEGER })
+    events.push(`swapped ${worker.pid}`)
+  }
+  const cancelled = new Map<FakeWorker, () => void>()
+  const supervisor = {
+    members: () => members,
+    get liveWorkers () { return members.length },
+    isStarting: false,
+    startFailures: 0,
+    isStartingBefore: () => false
+  } as unknown as Supervisor
+  const recycler = {
+    retire: async (worker: FakeWorker) => {
+      events.push(`retire ${worker.pid}`)
+      if (worker.pid === refuse) throw new Error('the new code declares no tasks')
+      // An idle worker is swapped by the pool's sweep as its spare becomes ready, before retire's caller resumes.
+      if (worker.state === 'idle' && worker.pid === swappedBySweep) swap(worker)
+    },
+    onceGone: (worker: FakeWorker, then: (left: boolean) => void) => {
+      if (!members.includes(worker)) { then(true); return } // swapped already
+      cancelled.set(worker, () => { then(false) })
+      void worker.callEnds.then(() => {
+        swap(worker)
+        then(true)
+      })
+    },
+    cancelRetirement: (worker: FakeWorker) => { events.push(`cancel ${worker.pid}`); cancelled.get(worker)?.() }
+  } as unknown as Recycler
+  return { supervisor, recycler, events }
+}
+
+function reloaderOf (supervisor: Supervisor, recycler: Recycler): Reloader {
+  return new Reloader({ recycler, supervisor, log: pino({ level: 'silent' }), isDraining: () => false, sweepIdle: () => {} })
+}
+
+t.test('a worker busy with a long call does not hold up the rest: the next spares start meanwhile, and it is swapped when its call ends', async (t) => {
+  let endShortCall!: () => void
+  const shortCall = new Promise<void>((resolve) => { endShortCall = resolve })
+  // The long call ends a turn after the short one. (A reload that waited for each swap in
+  // turn retired the other worker only after it: the order below.)
+  const longCall = shortCall.then(async () => { await new Promise((resolve) => setImmediate(resolve)) })
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, longCall), oldWorker(2, shortCall)])
+  const reload = reloaderOf(supervisor, recycler).reload()
+  setTimeout(endShortCall, 50)
+  const result = await reload
+  t.same(events, ['retire 1', 'retire 2', 'swapped 2', 'swapped 1'], 'both spares started before the long call ended; the short call\'s worker swapped first')
+  t.same(result.oldPids, [2, 1])
+  t.same(result.newPids, [1001, 1002])
+})
+
+t.test('an idle worker of the old code is replaced before a busy one', async (t) => {
+  let endCall!: () => void
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, new Promise((resolve) => { endCall = resolve })), oldWorker(2)])
+  const reload = reloaderOf(supervisor, recycler).reload()
+  setTimeout(endCall, 20)
+  t.same((await reload).oldPids, [2, 1])
+  t.equal(events[0], 'retire 2')
+})
+
+t.test('a reload that fails part-way drops the spares still waiting for busy workers: they stay on the old code, as reported', async (t) => {
+  const never = new Promise<void>(() => {})
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, never), oldWorker(2, never)], 2)
+  const error = await reloaderOf(supervisor, recycler).reload().catch((e: unknown) => e)
+  t.ok(error instanceof ReloadFailedError)
+  t.match(error, { message: 'the new code declares no tasks', replaced: 0, total: 2 })
+  t.same(events, ['retire 1', 'retire 2', 'cancel 1'])
+})
+
+t.test('a reload that fails part-way counts a worker swapped while the next spare was starting', async (t) => {
+  const { supervisor, recycler, events } = poolOf([oldWorker(1), oldWorker(2, new Promise<void>(() => {}))], 2)
+  const error = await reloaderOf(supervisor, recycler).reload().catch((e: unknown) => e)
+  t.match(error, { message: 'the new code declares no tasks', replaced: 1, total: 2 })
+  t.same(events.filter((e) => !e.startsWith('cancel')), ['retire 1', 'retire 2', 'swapped 1'])
+})
+
+t.test('a worker already swapped when the reload looks (the pool\'s sweep took it as its spare became ready) is counted, and the reload goes on', async (t) => {
+  const { supervisor, recycler, events } = poolOf([oldWorker(1), oldWorker(2)], undefined, 1)
+  const result = await reloaderOf(supervisor, recycler).reload()
+  t.same(result.oldPids, [1, 2])
+  t.same(events, ['retire 1', 'swapped 1', 'retire 2', 'swapped 2'])
+})
