@@ -132,16 +132,21 @@ function moduleList (env: Env, name: string): string[] {
   return modules
 }
 
-/** task=value pairs, each value an integer from 1 to `max` (values above `clampTo` are lowered to it). */
-function perTask (env: Env, name: string, { what, example, max = Number.MAX_SAFE_INTEGER, clampTo = max }: { what: string, example: string, max?: number, clampTo?: number }): PerTask {
+/**
+ * task=value pairs, each value an integer from 1 to `max` (values above `clampTo` are lowered
+ * to it: with no `max`, any value, however large). Empty entries are skipped, as in
+ * TASK_MODULES: a trailing comma left by an edit is no error.
+ */
+function perTask (env: Env, name: string, { what, example, max = Infinity, clampTo = max }: { what: string, example: string, max?: number, clampTo?: number }): PerTask {
   const raw = env[name]?.trim() ?? ''
   // No prototype: a task named toString or constructor must not find Object's.
   const values: Record<string, number> = Object.create(null)
   if (raw === '') return Object.freeze(values)
   for (const entry of raw.split(',')) {
+    if (entry.trim() === '') continue
     const match = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(entry)
     if (match === null || !TASK_NAME.test(match[1]) || Number(match[2]) < 1 || Number(match[2]) > max) {
-      const range = max === Number.MAX_SAFE_INTEGER ? 'at least 1' : `from 1 to ${max}`
+      const range = max === Infinity ? 'at least 1' : `from 1 to ${max}`
       throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=${what} with ${what} ${range}, as in ${example}`)
     }
     // Twice: which one was meant? (The last would win, silently, even in --check.)

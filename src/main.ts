@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, shutdownBackstopMs, type Config } from './config.js'
 import { WorkerStartError } from './pool/worker-failures.js'
-import { reloadWorkers } from './routes/admin.js'
+import { reloadWorkers } from './reload.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup } from './check.js'
 import { version } from './version.js'
@@ -70,17 +70,17 @@ export interface EarlySignals {
 const LOG_FLUSH_BEFORE_FAILURE_MS = 2_000
 
 /**
- * startFailure, once the log lines already written (a worker's traceback, "worker
+ * exitWithStartError, once the log lines already written (a worker's traceback, "worker
  * exited") are out: the one clear line comes last where stdout and stderr are read
  * together.
  */
-async function startFailed (error: unknown, config: Config): Promise<never> {
+async function exitWithStartErrorAfterLogs (error: unknown, config: Config): Promise<never> {
   await flushLogs(LOG_FLUSH_BEFORE_FAILURE_MS)
-  startFailure(error, config)
+  exitWithStartError(error, config)
 }
 
 /** Why the app could not be built or could not listen, as the one line start-up failures get. */
-function startFailure (error: unknown, config: Config): never {
+function exitWithStartError (error: unknown, config: Config): never {
   if (error instanceof ConfigError || error instanceof WorkerStartError) fatal(error.message)
   const err = error as NodeJS.ErrnoException
   if (err.code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is in use: stop the other server or set PORT`)
@@ -144,7 +144,7 @@ export async function main (early: EarlySignals): Promise<void> {
     }
     process.on('SIGINT', stopCheck)
     process.on('SIGTERM', stopCheck)
-    const report = await checkSetup(config, checking.signal).catch((error: unknown) => startFailure(error, config))
+    const report = await checkSetup(config, checking.signal).catch((error: unknown) => exitWithStartError(error, config))
     process.stdout.write(report)
     exitOnceLogged(0)
     return
@@ -237,7 +237,7 @@ export async function main (early: EarlySignals): Promise<void> {
       process.stderr.write('pyfleet: stopped during start-up\n')
       process.exit(0)
     }
-    return await startFailed(error, config)
+    return await exitWithStartErrorAfterLogs(error, config)
   }
   if (firstStop !== undefined) {
     app.log.info('stopped during start-up')

@@ -37,6 +37,8 @@ t.test('reads every setting', async (t) => {
   t.same(config.taskTimeouts, { 'xml.import': 120000, echo: 5 })
   t.equal(config.taskTimeouts.toString, undefined, 'a task named toString finds no setting of Object\'s')
   t.equal(loadConfig({}).taskConcurrency.constructor, undefined)
+  t.same(loadConfig({ TASK_CONCURRENCY: 'echo=99999999999999999999' }).taskConcurrency, { echo: 4 }, 'a limit past 2^53 is a limit past the pool size, not an error claiming it is below 1')
+  t.match(loadConfig({ TASK_CONCURRENCY: 'echo=1,', TASK_TIMEOUTS: ' ,echo=5, ' }), { taskConcurrency: { echo: 1 }, taskTimeouts: { echo: 5 } }, 'empty entries (a trailing comma) are skipped, as in TASK_MODULES')
   t.equal(config.adminToken, 'x'.repeat(32))
   t.notOk('ADMIN_TOKEN' in config.workerEnv, 'the admin token is not passed on to the workers')
   t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')
@@ -61,6 +63,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_MODULES: 'mytasks/greeting.py' }, /^TASK_MODULES: "mytasks\/greeting\.py" is not an importable Python module name \(like mypackage\.tasks\): write mytasks\.greeting, with its directory's parent on PYTHONPATH$/],
     [{ TASK_CONCURRENCY: 'csv.profile' }, /TASK_CONCURRENCY: "csv.profile" should be task=limit/],
     [{ TASK_CONCURRENCY: 'echo=0' }, /TASK_CONCURRENCY: "echo=0" should be task=limit with limit at least 1/],
+    [{ TASK_CONCURRENCY: 'echo=1,,csv.profile' }, /^TASK_CONCURRENCY: "csv\.profile" should be task=limit/],
     [{ TASK_TIMEOUTS: 'echo' }, /TASK_TIMEOUTS: "echo" should be task=ms with ms from 1 to 2147483647, as in xml.import=120000,echo=1000/],
     [{ TASK_TIMEOUTS: 'echo=0' }, /TASK_TIMEOUTS: "echo=0"/],
     [{ TASK_TIMEOUTS: 'echo=2147483648' }, /TASK_TIMEOUTS: "echo=2147483648"/],

@@ -13,7 +13,7 @@ import { isAbsolute, join, resolve } from 'node:path'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
-import { reloadWorkers } from '../routes/admin.js'
+import { reloadWorkers } from '../reload.js'
 import { PROJECT_ROOT, WORKERS_DIR } from './worker-pool.js'
 
 /** How often the sources are looked at; a reload follows the first look that finds nothing new since a change. */

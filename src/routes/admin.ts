@@ -1,12 +1,12 @@
-// POST /admin/reload: a rolling restart of the workers, for new task code.
-// Registered only when ADMIN_TOKEN is set (otherwise the route does not exist: 404).
+// POST /admin/reload: a rolling restart of the workers, for new task code (src/reload.ts,
+// which SIGHUP and RELOAD_ON_CHANGE use too). Registered only when ADMIN_TOKEN is set
+// (otherwise the route does not exist: 404).
 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { BodyTooLargeError, ForbiddenError, UnauthorizedError, WorkersUnavailableError } from '../errors.js'
+import { BodyTooLargeError, ForbiddenError, UnauthorizedError } from '../errors.js'
 import { readBody } from './body-reader.js'
-import { ReloadFailedError } from '../pool/worker-pool.js'
-import type { ReloadResult as PoolReloadResult } from '../pool/reloader.js'
+import { reloadWorkers } from '../reload.js'
 
 /** Compares in constant time: hashing first makes both sides the same length. */
 function sameSecret (given: string, expected: string): boolean {
@@ -52,45 +52,4 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
       }
     }
   }, async (request) => await reloadWorkers(fastify, 'admin', request.id))
-}
-
-/** A reload's result, with the tasks the new workers serve. */
-export type ReloadResult = PoolReloadResult & { tasks: string[] }
-
-/** Rolling reload, then the task table from the new workers. One asked for during another runs after it (pool/reloader.ts). */
-export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change', requestId?: string): Promise<ReloadResult> {
-  // An admin request's id, on the reload's lines too: its request line and the reload it asked for are then one grep.
-  const log = requestId === undefined ? fastify.log : fastify.log.child({ requestId })
-  log.info({ trigger }, 'reload started')
-  try {
-    // New task code whose table would not compile is refused before its worker takes a call.
-    const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
-    fastify.tasks.update(fastify.pool.tasks)
-    fastify.tasks.warnAboutUnusedLimits(fastify.log)
-    fastify.metrics.declareTasks(fastify.tasks.all())
-    const done = { ...result, tasks: fastify.tasks.names() }
-    fastify.metrics.reloaded('ok')
-    log.info({ trigger, ...done }, 'reload finished')
-    return done
-  } catch (error) {
-    // A shutdown during the reload (SIGTERM after SIGHUP) is the operator's own doing, not a
-    // failure of the code: a warning without the stack. Its workers are stopping, so none
-    // counts as serving: "no worker is serving" would claim an outage.
-    const draining = fastify.pool.isDraining
-    const state = !(error instanceof ReloadFailedError)
-      ? 'the workers keep serving the previous code'
-      : error.total === 0
-        ? (draining ? 'the shutdown stops the workers' : 'no worker is serving')
-        : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
-          ? 'none is left on the previous code (the one being replaced died meanwhile)'
-          : `the other ${error.total - error.replaced} keep serving the previous code`}`
-    // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
-    const message = `reload failed: ${(error as Error).message}; ${state}`
-    if (draining) log.warn({ trigger }, message)
-    else {
-      log.error({ trigger, err: error }, message)
-      fastify.metrics.reloaded('failed', message)
-    }
-    throw new WorkersUnavailableError(message)
-  }
 }

@@ -1,0 +1,49 @@
+// A reload of the task code, whoever asked for it (POST /admin/reload, SIGHUP,
+// RELOAD_ON_CHANGE): the pool's rolling reload (pool/reloader.ts), then the task table,
+// limits and metrics from the new workers, and the log lines and error that say how it went.
+
+import type { FastifyInstance } from 'fastify'
+import { WorkersUnavailableError } from './errors.js'
+import { ReloadFailedError } from './pool/worker-pool.js'
+import type { ReloadResult as PoolReloadResult } from './pool/reloader.js'
+
+/** A reload's result, with the tasks the new workers serve. */
+export type ReloadResult = PoolReloadResult & { tasks: string[] }
+
+/** Rolling reload, then the task table from the new workers. One asked for during another runs after it (pool/reloader.ts). */
+export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change', requestId?: string): Promise<ReloadResult> {
+  // An admin request's id, on the reload's lines too: its request line and the reload it asked for are then one grep.
+  const log = requestId === undefined ? fastify.log : fastify.log.child({ requestId })
+  log.info({ trigger }, 'reload started')
+  try {
+    // New task code whose table would not compile is refused before its worker takes a call.
+    const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
+    fastify.tasks.update(fastify.pool.tasks)
+    fastify.tasks.warnAboutUnusedLimits(fastify.log)
+    fastify.metrics.declareTasks(fastify.tasks.all())
+    const done = { ...result, tasks: fastify.tasks.names() }
+    fastify.metrics.reloaded('ok')
+    log.info({ trigger, ...done }, 'reload finished')
+    return done
+  } catch (error) {
+    // A shutdown during the reload (SIGTERM after SIGHUP) is the operator's own doing, not a
+    // failure of the code: a warning without the stack. Its workers are stopping, so none
+    // counts as serving: "no worker is serving" would claim an outage.
+    const draining = fastify.pool.isDraining
+    const state = !(error instanceof ReloadFailedError)
+      ? 'the workers keep serving the previous code'
+      : error.total === 0
+        ? (draining ? 'the shutdown stops the workers' : 'no worker is serving')
+        : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
+          ? 'none is left on the previous code (the one being replaced died meanwhile)'
+          : `the other ${error.total - error.replaced} keep serving the previous code`}`
+    // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
+    const message = `reload failed: ${(error as Error).message}; ${state}`
+    if (draining) log.warn({ trigger }, message)
+    else {
+      log.error({ trigger, err: error }, message)
+      fastify.metrics.reloaded('failed', message)
+    }
+    throw new WorkersUnavailableError(message)
+  }
+}
