@@ -29,6 +29,7 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev \
+ && find node_modules -depth -type d -empty -delete \
  && rm -f dist/*.map dist/*/*.map
 
 # ---------------------------------------------------------------------------------------------------
@@ -44,13 +45,17 @@ RUN apt-get update \
  && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 # Above: the service needs neither a package manager at run time nor setuid/setgid programs (su, passwd,
 # mount...), so a compromised task finds neither. The base layers still hold npm's files: this hides
-# them, it does not shrink the image. For reproducible builds pin the base by digest:
+# them, it does not shrink the image. To build on the same base every time, pin it by digest:
 #   docker build --build-arg NODE_IMAGE=node:20-bookworm-slim@sha256:<digest> -t pyfleet .
+# That fixes the base layer only: the layers above still differ from build to build (file times,
+# the byte-compiled workers' headers, Debian's current package versions), so the image is not
+# bit-for-bit reproducible.
 
 WORKDIR /app
 LABEL org.opencontainers.image.title="pyfleet" \
       org.opencontainers.image.description="Fastify service that runs Python tasks on a warm, bounded pool of workers" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="0.1.0"
 # SHUTDOWN_GRACE_MS 5 s (the server's default is 10 s): the drain, the workers' stop and the exit then
 # fit a plain `docker stop`, whose default timeout is 10 s; compose and kubernetes.yaml give 30 s and set 10 s.
 ENV NODE_ENV=production \

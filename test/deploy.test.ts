@@ -100,3 +100,12 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   t.ok(preStopSeconds * 1000 + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
     `preStop ${preStopSeconds} s + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
 })
+
+t.test('the version is one: package.json\'s, the image\'s label, the manifest\'s image tag', async (t) => {
+  const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  t.equal(/org\.opencontainers\.image\.version="([^"]+)"/.exec(dockerfile)?.[1], version, 'the Dockerfile\'s org.opencontainers.image.version label')
+  const manifest = await kubernetesManifest()
+  const image: string = manifest.get('Deployment').spec.template.spec.containers[0].image
+  t.equal(image.slice(image.lastIndexOf(':') + 1), version, 'deploy/kubernetes.yaml\'s image tag')
+})
