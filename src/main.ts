@@ -127,29 +127,35 @@ export async function main (early: EarlySignals): Promise<void> {
     if (error instanceof ConfigError) fatal(`bad configuration: ${error.message}`)
     throw error
   }
-  if (command === 'check') {
-    // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once,
-    // and one that came while the code was loading ends it now, as it would have then.
-    early.stopRemembering()
-    const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
-    if (earlyStop !== undefined) process.kill(process.pid, earlyStop)
-    // Except that the interpreter probe runs in a session of its own, out of Ctrl-C's reach,
-    // and with no parent-death signal (workers have one): it is killed first, then the check
-    // exits as the signal's default would, with 128 + its number (raised again, the signal
-    // met libuv's handler, still in place, and was lost).
-    const checking = new AbortController()
-    const stopCheck = (signal: NodeJS.Signals): void => {
-      checking.abort()
-      process.exit(128 + osConstants.signals[signal])
-    }
-    process.on('SIGINT', stopCheck)
-    process.on('SIGTERM', stopCheck)
-    const report = await checkSetup(config, checking.signal).catch((error: unknown) => exitWithStartError(error, config))
-    process.stdout.write(report)
-    exitOnceLogged(0)
-    return
-  }
+  if (command === 'check') await runCheck(config, early)
+  else await serve(config, early)
+}
 
+/** `--check`: starts the workers once, prints the task table as it would be served, and exits. */
+async function runCheck (config: Config, early: EarlySignals): Promise<void> {
+  // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once,
+  // and one that came while the code was loading ends it now, as it would have then.
+  early.stopRemembering()
+  const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
+  if (earlyStop !== undefined) process.kill(process.pid, earlyStop)
+  // Except that the interpreter probe runs in a session of its own, out of Ctrl-C's reach,
+  // and with no parent-death signal (workers have one): it is killed first, then the check
+  // exits as the signal's default would, with 128 + its number (raised again, the signal
+  // met libuv's handler, still in place, and was lost).
+  const checking = new AbortController()
+  const stopCheck = (signal: NodeJS.Signals): void => {
+    checking.abort()
+    process.exit(128 + osConstants.signals[signal])
+  }
+  process.on('SIGINT', stopCheck)
+  process.on('SIGTERM', stopCheck)
+  const report = await checkSetup(config, checking.signal).catch((error: unknown) => exitWithStartError(error, config))
+  process.stdout.write(report)
+  exitOnceLogged(0)
+}
+
+/** Serves until SIGTERM or SIGINT, then drains and exits; SIGHUP reloads the task code. */
+async function serve (config: Config, early: EarlySignals): Promise<void> {
   let app: FastifyInstance | undefined
   /** The first SIGTERM or SIGINT, once one has come: the server is stopping. */
   let firstStop: { signal: NodeJS.Signals, at: number } | undefined
