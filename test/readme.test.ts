@@ -1,14 +1,16 @@
 // The reference tables kept in step with the code: every module of src/ and
 // workers/pyfleet/ is named in docs/architecture.md's layout table (and every row it has
 // names something that exists), and every setting config.ts reads is in README's
-// one-line configuration table and in docs/configuration.md's full one.
+// one-line configuration table and in docs/configuration.md's full one, and every metric
+// /metrics serves is in README's Monitoring table (and every metric it has a row for is served).
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Registry, collectDefaultMetrics } from 'prom-client'
 import { readmeRows } from './helpers/readme.js'
-import { ROOT } from './helpers/server.js'
+import { ROOT, callTask, startServer } from './helpers/server.js'
 
 const layout = readFile(join(ROOT, 'docs', 'architecture.md'), 'utf8')
 
@@ -50,4 +52,26 @@ t.test('every setting config.ts reads is in README\'s one-line table and in docs
     t.ok(table.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row in README`)
     t.ok(full.some((row) => row.split('|')[1].includes(`\`${name}\``)), `${name} has a row in docs/configuration.md`)
   }
+})
+
+t.test('every metric /metrics serves has a row in README\'s Monitoring table, and every row names a metric served', async (t) => {
+  // prom-client's default process metrics are README's prose ("Node's default process metrics"), not rows:
+  // the set is prom-client's own, read from a registry of them alone, so an upgrade that adds one does not fail here.
+  const defaults = new Registry()
+  collectDefaultMetrics({ register: defaults })
+  const processMetrics = new Set((await defaults.getMetricsAsJSON()).map(({ name }) => name))
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  // prom-client writes every registered metric's # TYPE line from the start, series or not, so no
+  // metric needs its event here (none is allowed to be missing); one call anyway, so that a metric
+  // registered only at a first call would be seen too.
+  t.equal((await callTask(server.url, 'echo', { n: 1 })).status, 200)
+  const exposition = await (await fetch(`${server.url}/metrics`)).text()
+  // A histogram's _bucket, _sum and _count series come under its one # TYPE line, by its base name.
+  const served = [...exposition.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]).filter((name) => !processMetrics.has(name))
+  t.ok(served.length > 25, `${served.length} metrics served`)
+  // A row's first cell names one metric, or several of one type (the pressure gauges).
+  const rows = (await readmeRows('## Monitoring')).flatMap((row) => [...row.split('|')[1].matchAll(/`([a-z_:]+)`/g)].map((m) => m[1]))
+  t.ok(rows.length > 25, `${rows.length} metrics in README's rows`)
+  for (const name of served.filter((name) => !rows.includes(name)).sort()) t.fail(`add a row for ${name} to README's Monitoring table (/metrics serves it)`)
+  for (const name of rows.filter((name) => !served.includes(name)).sort()) t.fail(`remove ${name}'s row from README's Monitoring table, or fix its name: /metrics does not serve it`)
 })
