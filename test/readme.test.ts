@@ -1,8 +1,9 @@
 // The reference tables kept in step with the code: every module of src/ and
 // workers/pyfleet/ is named in docs/architecture.md's layout table (and every row it has
-// names something that exists), and every setting config.ts reads is in README's
-// one-line configuration table and in docs/configuration.md's full one, and every metric
-// /metrics serves is in README's Monitoring table (and every metric it has a row for is served).
+// names something that exists, down to the modules a directory's row names), every
+// setting config.ts reads is in README's one-line configuration table and in
+// docs/configuration.md's full one, and every metric /metrics serves is in README's
+// Monitoring table (and every metric it has a row for is served).
 // (The error table: errors.test.ts. The built-in tasks' table: builtin-tasks.test.ts.)
 
 import t from 'tap'
@@ -39,6 +40,36 @@ t.test('every file and directory the layout table has a row for exists (a remove
   for (const path of rows) {
     const found = await readdir(join(ROOT, path.endsWith('/') ? path : path.slice(0, path.lastIndexOf('/') + 1))).then((names) => path.endsWith('/') || names.includes(path.slice(path.lastIndexOf('/') + 1)), () => false)
     t.ok(found, `${path} exists`)
+  }
+})
+
+/** The code spans of a table cell outside parentheses: a directory row's module names, not the code its descriptions mention. */
+function topLevelCode (cell: string, row: string): string[] {
+  const names: string[] = []
+  let depth = 0
+  // A code span is one token, so that parentheses inside it (`request_id()`) are not counted.
+  for (const [token] of cell.matchAll(/`[^`]*`|[()]/g)) {
+    if (token === '(') depth++
+    else if (token === ')') depth--
+    else if (depth === 0) names.push(token.slice(1, -1))
+  }
+  // Unbalanced, the rest of the row would be read as description and its modules go unchecked.
+  if (depth !== 0) throw new Error(`the ${row} row of docs/architecture.md has a parenthesis left open, or one closed that was not opened`)
+  return names
+}
+
+// The test above has every module named in its directory's row; this one the other way: a module a
+// row names is a file of that directory (a renamed or removed one does not stay named). A row names
+// its modules outside parentheses and describes them inside, where other code is mentioned too
+// (`RELOAD_ON_CHANGE`, `request_id()`, `mytasks/shop.py, line 12`): those are not modules.
+t.test('every module a directory row of the layout table names is a file in that directory', async (t) => {
+  const text = await layout
+  const rows = [...text.matchAll(/\n\| `((?:src|workers)\/[^`]*\/)` \|([^\n]*)/g)].map((m) => ({ dir: m[1], names: topLevelCode(m[2], m[1]) }))
+  t.ok(rows.filter(({ names }) => names.length > 0).length >= 5, `${rows.length} directory rows`)
+  for (const { dir, names } of rows) {
+    const extension = dir.startsWith('src/') ? '.ts' : '.py'
+    const files = await readdir(join(ROOT, dir))
+    for (const name of names) t.ok(files.includes(`${name}${extension}`), `${dir}${name}${extension} exists (named in the ${dir} row of docs/architecture.md)`)
   }
 })
 
