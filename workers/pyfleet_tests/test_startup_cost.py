@@ -11,7 +11,7 @@ import json
 import textwrap
 import unittest
 
-from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
+from pyfleet_tests.worker_process import LiveWorker, parse_frames, run_python, run_worker, task_files
 
 # Loaded by none of the worker runtime's modules.
 NOT_IN_THE_RUNTIME = ("typing", "inspect", "dataclasses", "argparse", "platform", "decimal", "uuid", "asyncio")
@@ -57,26 +57,41 @@ class WorkerTest(unittest.TestCase):
 
     def test_calls_to_every_builtin_task_import_nothing(self):
         """The heavy parts (hashlib, defusedxml, text.stats's word regex) are ready before the first call."""
-        calls = [
-            ("probe.modules", None),
-            ("text.stats", {"text": "नमस्ते दुनिया, one two"}),
-            ("hash.digest", {"data": b"abc", "algorithms": ["sha256", "md5", "blake2b", "sha3_256", "sha1"]}),
-            ("xml.import", {"xml": "<a><b>1</b></a>"}),
-            ("xml.import", {"xml": "<a><b></a>"}),
-            ("csv.profile", {"csv": "x,y\n1,2\n"}),
-            ("stats.describe", {"values": [1, 2, 3]}),
-            ("stats.regression", {"x": [0, 1, 2], "y": [1, 3, 5]}),
-            ("echo", {"a": 1}),
-            ("probe.modules", None),
+        # Beyond each built-in task's own examples (called below, whatever the tasks are), the paths
+        # that load the most: every hash algorithm, a non-Latin text, XML that does not parse.
+        # Each call with the reply it gets.
+        paths = [
+            ("text.stats", {"text": "नमस्ते दुनिया, one two"}, "result"),
+            ("hash.digest", {"data": b"abc", "algorithms": ["sha256", "md5", "blake2b", "sha3_256", "sha1"]}, "result"),
+            ("xml.import", {"xml": "<a><b>1</b></a>"}, "result"),
+            ("xml.import", {"xml": "<a><b></a>"}, "error"),
+            ("csv.profile", {"csv": "x,y\n1,2\n"}, "result"),
+            ("stats.describe", {"values": [1, 2, 3]}, "result"),
+            ("stats.regression", {"x": [0, 1, 2], "y": [1, 3, 5]}, "result"),
         ]
-        code, stdout, stderr = run_worker(["--module", "probe_tasks"], calls=calls, pythonpath=self.dir)
-        self.assertEqual(code, 0, stderr)
-        builtin = {task["name"] for task in parse_frames(stdout)[0]["tasks"]} - {"probe.modules", "probe.async"}
-        self.assertEqual(builtin, {name for name, _ in calls} - {"probe.modules"}, "every built-in task is called above (a new one belongs in this test)")
-        replies = parse_frames(stdout)[1:]
-        before, calls, after = replies[0], replies[1:-1], replies[-1]
-        self.assertEqual([reply["t"] for reply in calls], ["result"] * 3 + ["error"] + ["result"] * 4)
-        self.assertEqual(calls[0]["value"]["words"], 4)
+        worker = LiveWorker(["--module", "probe_tasks"], pythonpath=self.dir)
+        self.addCleanup(worker.close)
+        # The built-in tasks as the worker declares them (the ones BUILTIN_MODULES registers).
+        builtin = [task for task in worker.ready["tasks"] if task["name"] not in ("probe.modules", "probe.async")]
+        self.assertGreater(len(builtin), 1, worker.ready)
+        examples = [(task["name"], example, "result") for task in builtin for example in (task["schema"] or {}).get("examples", [])]
+        calls = paths + examples
+        for task in builtin:
+            self.assertIn(
+                task["name"], {name for name, _, _ in calls},
+                f"{task['name']} is never called: give its schema \"examples\" (workers/pyfleet_tasks), "
+                "or add a call of it to `paths` in this test (workers/pyfleet_tests/test_startup_cost.py)",
+            )
+        before = worker.call("probe.modules", None)
+        replies = [worker.call(name, value, timeout=10) for name, value, _ in calls]
+        after = worker.call("probe.modules", None)
+        self.assertEqual(worker.close()[0], 0)
+        self.assertEqual(
+            [(name, reply["t"]) for (name, _, _), reply in zip(calls, replies)],
+            [(name, kind) for name, _, kind in calls],
+            [reply.get("message") for reply in replies],
+        )
+        self.assertEqual(replies[0]["value"]["words"], 4)
         self.assertEqual(set(after["value"]) - set(before["value"]), set(), "a call imported a module")
         self.assertLessEqual({"hashlib", "defusedxml", "xml.etree.ElementTree"}, set(before["value"]))
 

@@ -325,23 +325,28 @@ class ForkTest(unittest.TestCase):
         self.assertEqual(out, "parent\nrest of the suite\n")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class CheckExamplesTest(IsolatedRegistryTest):
     def test_every_builtin_task_returns_its_output_example(self):
         import importlib
 
         from pyfleet import registry
+        from pyfleet.__main__ import BUILTIN_MODULES
 
         # Registered by the first import, here or in another test module (then among those put aside).
-        for module in ("csv_profile", "echo", "hash_digest", "stats", "text_stats", "xml_import"):
-            importlib.import_module(f"pyfleet_tasks.{module}")
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
         registry._tasks.update(self.saved)
-        for name in ("echo", "xml.import", "csv.profile", "text.stats", "stats.describe", "stats.regression", "hash.digest"):
+        # The tasks of BUILTIN_MODULES, whatever they are (diag.work is DIAG_MODULE's: its pid and
+        # count of spins differ at each call, so it has no example to return exactly).
+        names = [t.name for t in registry.all_tasks() if t.fn.__module__ in BUILTIN_MODULES]
+        self.assertEqual(
+            sorted({registry.get(name).fn.__module__ for name in names}), sorted(BUILTIN_MODULES),
+            "each built-in module registers a task",
+        )
+        for name in names:
             with self.subTest(task=name):
-                self.assertEqual(check_examples(name), 1)
+                self.assertGreaterEqual(check_examples(name), 1)
 
     def test_a_result_that_differs_is_named_with_its_place(self):
         @task("t.add", schema={"examples": [{"a": 1, "b": 2}, {"a": 0.1, "b": 0.2}]}, output_schema={"examples": [{"sum": 3}, {"sum": 0.3}]})
@@ -380,3 +385,7 @@ class CheckExamplesTest(IsolatedRegistryTest):
             check_examples("t.unpaired")
         with self.assertRaisesRegex(KeyError, r"no task named 't.nothing'"):
             check_examples("t.nothing")
+
+
+if __name__ == "__main__":
+    unittest.main()
