@@ -315,8 +315,9 @@ export class WorkerPool {
   get isReloading (): boolean { return this.#reloader.isActive }
 
   /**
-   * Replaces every worker, one at a time, each only once its replacement is
-   * ready (and accepted), so capacity never drops and no call fails (reloader.ts).
+   * Replaces every worker, starting one replacement at a time, each worker only once
+   * its replacement is ready (and accepted) and it is free, so capacity never drops
+   * and no call fails (reloader.ts).
    */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
     return await this.#reloader.reload(acceptTasks)

@@ -201,7 +201,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
   paths['/ready'] = { get: { operationId: 'ready', tags: ['service'], summary: 'readiness: 503 while no worker can serve or the server drains', responses: { 200: json('ready', componentRef('Ready')), 503: json('not ready', componentRef('Ready')) } } }
   paths['/metrics'] = { get: { operationId: 'metrics', tags: ['service'], summary: 'Prometheus text exposition', responses: { 200: { description: 'the metrics', headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: { 'text/plain': { schema: { type: 'string' } } } } } } }
   if (facts.adminRoutes) {
-    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker, one at a time, with new task code; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served', componentRef('ReloadResult')), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
+    paths['/admin/reload'] = { post: { operationId: 'reload', tags: ['admin'], summary: 'replaces every worker with new task code, one replacement starting at a time; no call fails', security: [{ adminToken: [] }], responses: { 200: json('the workers replaced: old and new pids, the time it took, the tasks now served', componentRef('ReloadResult')), 401: error(401, used), 403: error(403, used), 503: error(503, used) } } }
   }
   // Any route may answer what its operation does not list: a request pipelined behind an
   // answer that closes the connection gets a 400, a task a reload removed since this
