@@ -13,16 +13,16 @@ import type { FastifyBaseLogger } from 'fastify'
  * each trip wakes a thread: ~7 µs of Node's CPU per echo request on the benchmark
  * machine, about 6 % of its throughput.
  */
-export const LOG_BATCH_BYTES = 3072
+const LOG_BATCH_BYTES = 3072
 /** A batch short of LOG_BATCH_BYTES is written after this long: a quiet server's lines still show at once, to a reader. */
-export const LOG_FLUSH_INTERVAL_MS = 100
+const LOG_FLUSH_INTERVAL_MS = 100
 /**
  * Lines waiting for stdout at most (a stalled reader: a paused terminal, a log
  * collector that fell behind). Past it new lines are dropped: memory stays bounded and
  * requests are never held up by logging. At a busy server's ~2 MB of lines a second,
  * this is several seconds of a reader's stall.
  */
-export const LOG_BACKLOG_MAX_BYTES = 16 * 1024 * 1024
+const LOG_BACKLOG_MAX_BYTES = 16 * 1024 * 1024
 /** Dropped lines are reported in one warning this long after the first drop. */
 const DROP_REPORT_DELAY_MS = 1000
 

@@ -23,7 +23,7 @@ const SERVED = new Set(PROBE_PATHS)
  * open-file limit Node exits); such a client can still fill it, so keep the port from
  * clients (a NetworkPolicy), as the docs say.
  */
-export const PROBE_MAX_CONNECTIONS = 64
+const PROBE_MAX_CONNECTIONS = 64
 /** The files the listener may hold: its connections, its socket, and the one Node accepts only to close at the cap. */
 export const PROBE_FILES = PROBE_MAX_CONNECTIONS + 2
 /**

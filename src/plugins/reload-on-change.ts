@@ -35,7 +35,7 @@ async function kindOf (path: string): Promise<'dir' | 'file' | undefined> {
  * the workers' directory, as Python reads it). `missing` names the TASK_MODULES packages
  * found under none of them (installed elsewhere): their changes are not seen.
  */
-export async function taskSources (config: Config): Promise<{ sources: Source[], missing: string[] }> {
+async function taskSources (config: Config): Promise<{ sources: Source[], missing: string[] }> {
   const sources: Source[] = [{ dir: join(WORKERS_DIR, 'pyfleet_tasks') }]
   const path = (config.workerEnv.PYTHONPATH ?? '').split(':').filter((entry) => entry !== '')
     .map((entry) => isAbsolute(entry) ? entry : resolve(PROJECT_ROOT, entry))
@@ -53,7 +53,7 @@ export async function taskSources (config: Config): Promise<{ sources: Source[],
 }
 
 /** Every .py file of the sources with its size and mtime (bytecode in __pycache__ is not source). */
-export async function fingerprint (sources: readonly Source[]): Promise<{ files: Map<string, string>, truncated: boolean }> {
+async function fingerprint (sources: readonly Source[]): Promise<{ files: Map<string, string>, truncated: boolean }> {
   const files = new Map<string, string>()
   let truncated = false
   const note = async (path: string): Promise<void> => {

@@ -5,7 +5,7 @@
 
 import { performance } from 'node:perf_hooks'
 
-export const LATE_TIMER_MS = 100
+const LATE_TIMER_MS = 100
 
 /** Whether a timer due at `dueAt` (performance.now()) fires late enough now to look for a reply first. */
 export function firedLate (dueAt: number): boolean {

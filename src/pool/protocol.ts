@@ -15,7 +15,7 @@ import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.j
 export const PROTOCOL_VERSION = 1
 
 export const MSG_READY = 'ready'
-export const MSG_CALL = 'call'
+const MSG_CALL = 'call'
 export const MSG_RESULT = 'result'
 export const MSG_ERROR = 'error'
 

@@ -22,7 +22,7 @@ import { readBody } from './body-reader.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
-export const MAX_NESTING = 200
+const MAX_NESTING = 200
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']
 const JSON_TYPE = 'application/json'
 /** Fastify's own bodyLimit default, for an app built without one. */

@@ -6,7 +6,7 @@
 // passes every body it counts through one.
 
 /** The most a gathering buffer holds before it is passed on; chunks of a quarter of it or more pass as they are. */
-export const GATHER_BYTES = 64 * 1024
+const GATHER_BYTES = 64 * 1024
 /** A first gathering buffer's size: it doubles as it fills, up to GATHER_BYTES. */
 const FIRST_BYTES = 4096
 
