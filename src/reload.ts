@@ -34,9 +34,11 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
       ? 'the workers keep serving the previous code'
       : error.total === 0
         ? (draining ? 'the shutdown stops the workers' : 'no worker is serving')
-        : `${error.replaced} of ${error.total} workers replaced before it stopped; ${error.total === error.replaced
-          ? 'none is left on the previous code (the one being replaced died meanwhile)'
-          : `the other ${error.total - error.replaced} keep serving the previous code`}`
+        : `${error.replaced} of ${error.total} workers replaced before it stopped; ${draining
+          ? 'the shutdown stops them all'
+          : error.total === error.replaced
+            ? 'none is left on the previous code (the one being replaced died meanwhile)'
+            : `the other ${error.total - error.replaced} keep serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
     if (draining) log.warn({ trigger }, message)

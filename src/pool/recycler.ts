@@ -251,6 +251,7 @@ export class Recycler {
     if (record?.retiring?.reason !== reason) return
     const spare = record.retiring.spare
     this.#dropSpare(record) // a spare still starting is killed once ready: its retirement is no longer current
+    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, sparePid: spare?.pid, reason }, 'replacement not used: the worker it was to replace stays')
     if (spare !== undefined) void spare.kill()
   }
 
@@ -266,8 +267,13 @@ export class Recycler {
     this.#records.delete(worker)
     clearTimeout(record.deferredSample)
     const spare = record.retiring?.spare
+    const reason = record.retiring?.reason
     record.retiring = undefined
-    if (spare !== undefined) void spare.kill()
+    if (spare !== undefined) {
+      // Its worker died or timed out while the spare waited for it: the slot's replacement starts afresh.
+      this.#options.log.info({ worker: worker.id, workerPid: worker.pid, sparePid: spare.pid, reason }, 'replacement not used: the worker it was to replace left the pool first')
+      void spare.kill()
+    }
     for (const resolve of record.gone.splice(0)) resolve(true)
   }
 

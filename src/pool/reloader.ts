@@ -5,9 +5,12 @@
 // workers must go.
 //
 // A worker whose spare is ready but which is still busy does not hold up the rest:
-// the next worker's spare starts meanwhile, and the busy one is swapped when its call
-// ends. Waiting for each swap in turn made one long call (a task's own timeout may be
-// minutes) keep every other worker on the old code until it ended.
+// the workers that are free, or become free, are replaced meanwhile, and the busy one is
+// swapped when its call ends. Waiting for each swap in turn made one long call (a task's
+// own timeout may be minutes) keep every other worker on the old code until it ended.
+// Only one spare waits for a busy worker at a time, though: one beside each busy worker
+// doubled the workers' memory for as long as their calls ran (a reload under load in a
+// container sized for one spare), and an OOM kill of all of them failed the reload.
 
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
@@ -108,11 +111,15 @@ export class Reloader {
       if (spareDeaths > MAX_SPARE_DEATHS) {
         throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
       }
-      // An idle worker first: its swap is at once, where a busy one's waits for its call.
+      // An idle worker first: its swap is at once, where a busy one's waits for its call. A
+      // busy one only while no other spare waits.
       const stale = supervisor.members().filter((w) => this.#isStale(w) && !swapping.has(w))
-      const worker = stale.find((w) => w.state === 'idle') ?? stale[0]
+      const worker = stale.find((w) => w.state === 'idle') ?? (swapping.size === 0 ? stale[0] : undefined)
       if (worker === undefined && swapping.size > 0) {
-        await Promise.race(swapping.values())
+        // A spare waits for its busy worker: until it is swapped, look again now and then
+        // for a worker of the old code that is free, or has joined (a crash replacement
+        // that began before the reload), or for the shutdown.
+        await Promise.race([...swapping.values(), new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))])
         continue
       }
       if (worker === undefined) {

@@ -106,7 +106,7 @@ t.test('a reload cut short by SIGTERM counts each worker once: the busy one it c
   const answer = await reload
   t.equal(answer.status, 503)
   // The idle worker may have been swapped first; the busy one was not, and is counted once.
-  t.match((await answer.json()).message, /^reload failed: the server began shutting down; [01] of 2 workers replaced/)
+  t.match((await answer.json()).message, /^reload failed: the server began shutting down; [01] of 2 workers replaced before it stopped; the shutdown stops them all$/, 'not "keep serving": they are being stopped')
   t.equal((await running).status, 502, 'stopped by the shutdown')
   t.equal((await server.exited).code, 0)
 })
@@ -120,7 +120,7 @@ t.test('SIGTERM while a reload\'s replacements are still importing: the reload s
   const lines = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
   const failed = lines.filter((line) => /^reload failed/.test(line.msg))
   t.equal(failed.length, 1, 'the reload says it stopped')
-  t.match(failed[0], { level: 40, msg: /the shutdown stops the workers$|workers replaced before it stopped/ }, 'a warning: the operator\'s own shutdown')
+  t.match(failed[0], { level: 40, msg: /the shutdown stops the workers$|workers replaced before it stopped; the shutdown stops them all$/ }, 'a warning: the operator\'s own shutdown')
   t.notMatch(failed[0].msg, /no worker is serving/, 'not an outage')
 })
 

@@ -78,19 +78,34 @@ t.test('newPids lists the workers running the new code: not a member killed mean
   t.same(result.oldPids, [])
 })
 
-/** A worker of the old code (created before any reload), busy with a call until `callEnds`, or idle. */
+/** A worker of the old code (created before any reload), busy with a call until `callEnds` (then idle), or idle. */
 interface FakeWorker { pid: number, sequence: number, isAlive: boolean, state: 'idle' | 'busy', callEnds: Promise<void> }
 
 function oldWorker (pid: number, callEnds?: Promise<void>): FakeWorker {
-  return { pid, sequence: -1, isAlive: true, state: callEnds === undefined ? 'idle' : 'busy', callEnds: callEnds ?? Promise.resolve() }
+  const worker: FakeWorker = { pid, sequence: -1, isAlive: true, state: callEnds === undefined ? 'idle' : 'busy', callEnds: callEnds ?? Promise.resolve() }
+  void worker.callEnds.then(() => { worker.state = 'idle' })
+  return worker
+}
+
+/** A promise and the function that resolves it. */
+function deferred (): { promise: Promise<void>, resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/** Resolves once `events` holds `event` (looked at every 5 ms). */
+async function whenSeen (events: string[], event: string): Promise<void> {
+  while (!events.includes(event)) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
 /**
  * A pool of `workers` whose spares are ready at once and swapped in when their worker's call
  * ends (as the pool's swap after a call); `refuse` fails the spare of that pid as a task
- * table check would. Records what the reload did, in order.
+ * table check would, and `swappedBySweep` is swapped before retire's caller resumes. Records
+ * what the reload did, in order.
  */
-function poolOf (workers: FakeWorker[], refuse?: number, swappedBySweep?: number): { supervisor: Supervisor, recycler: Recycler, events: string[] } {
+function poolOf (workers: FakeWorker[], refuse?: number, swappedBySweep?: number): { supervisor: Supervisor, recycler: Recycler, events: string[], members: FakeWorker[] } {
   const members = [...workers]
   const events: string[] = []
   const swap = (worker: FakeWorker): void => {
@@ -122,51 +137,83 @@ function poolOf (workers: FakeWorker[], refuse?: number, swappedBySweep?: number
     },
     cancelRetirement: (worker: FakeWorker) => { events.push(`cancel ${worker.pid}`); cancelled.get(worker)?.() }
   } as unknown as Recycler
-  return { supervisor, recycler, events }
+  return { supervisor, recycler, events, members }
 }
 
 function reloaderOf (supervisor: Supervisor, recycler: Recycler): Reloader {
   return new Reloader({ recycler, supervisor, log: pino({ level: 'silent' }), isDraining: () => false, sweepIdle: () => {} })
 }
 
-t.test('a worker busy with a long call does not hold up the rest: the next spares start meanwhile, and it is swapped when its call ends', async (t) => {
-  let endShortCall!: () => void
-  const shortCall = new Promise<void>((resolve) => { endShortCall = resolve })
-  // The long call ends a turn after the short one. (A reload that waited for each swap in
-  // turn retired the other worker only after it: the order below.)
-  const longCall = shortCall.then(async () => { await new Promise((resolve) => setImmediate(resolve)) })
-  const { supervisor, recycler, events } = poolOf([oldWorker(1, longCall), oldWorker(2, shortCall)])
+t.test('a worker busy with a long call does not hold up the rest: one that becomes free meanwhile is replaced, and the busy one is swapped when its call ends', async (t) => {
+  const short = deferred()
+  const swappedOther = deferred()
+  // The long call ends only once the other worker has been swapped (a reload that waited
+  // for each swap in turn never got there: the fallback then ends it, and the order is wrong).
+  const fallback = setTimeout(swappedOther.resolve, 3000)
+  t.teardown(() => { clearTimeout(fallback) })
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, swappedOther.promise), oldWorker(2, short.promise)])
   const reload = reloaderOf(supervisor, recycler).reload()
-  setTimeout(endShortCall, 50)
+  setTimeout(short.resolve, 50)
+  void whenSeen(events, 'swapped 2').then(swappedOther.resolve)
   const result = await reload
-  t.same(events, ['retire 1', 'retire 2', 'swapped 2', 'swapped 1'], 'both spares started before the long call ended; the short call\'s worker swapped first')
+  t.same(events, ['retire 1', 'retire 2', 'swapped 2', 'swapped 1'], 'the second worker replaced once free, while the first one\'s spare waited')
   t.same(result.oldPids, [2, 1])
   t.same(result.newPids, [1001, 1002])
 })
 
-t.test('an idle worker of the old code is replaced before a busy one', async (t) => {
-  let endCall!: () => void
-  const { supervisor, recycler, events } = poolOf([oldWorker(1, new Promise((resolve) => { endCall = resolve })), oldWorker(2)])
+t.test('only one spare waits for a busy worker at a time: the other busy workers get theirs as it is swapped or as they become free', async (t) => {
+  const calls = [deferred(), deferred(), deferred()]
+  const { supervisor, recycler, events } = poolOf(calls.map((call, i) => oldWorker(i + 1, call.promise)))
   const reload = reloaderOf(supervisor, recycler).reload()
-  setTimeout(endCall, 20)
+  await whenSeen(events, 'retire 1')
+  await new Promise((resolve) => setTimeout(resolve, 200)) // four looks of the reload's
+  t.same(events, ['retire 1'], 'no second spare while the first waits and every other worker is busy')
+  calls[2].resolve()
+  await whenSeen(events, 'swapped 3')
+  t.same(events, ['retire 1', 'retire 3', 'swapped 3'], 'a worker that became free is replaced at once')
+  calls[0].resolve()
+  calls[1].resolve()
+  t.same((await reload).oldPids, [3, 1, 2])
+})
+
+t.test('a worker of the old code that joins while a spare waits (a crash replacement begun before the reload) is replaced without waiting for the busy one', async (t) => {
+  const swappedJoined = deferred()
+  const fallback = setTimeout(swappedJoined.resolve, 3000)
+  t.teardown(() => { clearTimeout(fallback) })
+  const { supervisor, recycler, events, members } = poolOf([oldWorker(1, swappedJoined.promise)])
+  const reload = reloaderOf(supervisor, recycler).reload()
+  await whenSeen(events, 'retire 1')
+  members.push(oldWorker(9))
+  void whenSeen(events, 'swapped 9').then(swappedJoined.resolve)
+  t.same((await reload).oldPids, [9, 1])
+  t.same(events, ['retire 1', 'retire 9', 'swapped 9', 'swapped 1'])
+})
+
+t.test('an idle worker of the old code is replaced before a busy one', async (t) => {
+  const call = deferred()
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, call.promise), oldWorker(2)])
+  const reload = reloaderOf(supervisor, recycler).reload()
+  setTimeout(call.resolve, 20)
   t.same((await reload).oldPids, [2, 1])
   t.equal(events[0], 'retire 2')
 })
 
-t.test('a reload that fails part-way drops the spares still waiting for busy workers: they stay on the old code, as reported', async (t) => {
-  const never = new Promise<void>(() => {})
-  const { supervisor, recycler, events } = poolOf([oldWorker(1, never), oldWorker(2, never)], 2)
-  const error = await reloaderOf(supervisor, recycler).reload().catch((e: unknown) => e)
+t.test('a reload that fails part-way drops the spare still waiting for a busy worker: it stays on the old code, as reported', async (t) => {
+  const second = deferred()
+  const { supervisor, recycler, events } = poolOf([oldWorker(1, new Promise<void>(() => {})), oldWorker(2, second.promise)], 2)
+  const reload = reloaderOf(supervisor, recycler).reload().catch((e: unknown) => e)
+  setTimeout(second.resolve, 20)
+  const error = await reload
   t.ok(error instanceof ReloadFailedError)
   t.match(error, { message: 'the new code declares no tasks', replaced: 0, total: 2 })
   t.same(events, ['retire 1', 'retire 2', 'cancel 1'])
 })
 
 t.test('a reload that fails part-way counts a worker swapped while the next spare was starting', async (t) => {
-  const { supervisor, recycler, events } = poolOf([oldWorker(1), oldWorker(2, new Promise<void>(() => {}))], 2)
+  const { supervisor, recycler, events } = poolOf([oldWorker(1), oldWorker(2)], 2)
   const error = await reloaderOf(supervisor, recycler).reload().catch((e: unknown) => e)
   t.match(error, { message: 'the new code declares no tasks', replaced: 1, total: 2 })
-  t.same(events.filter((e) => !e.startsWith('cancel')), ['retire 1', 'retire 2', 'swapped 1'])
+  t.same(events, ['retire 1', 'retire 2', 'swapped 1'])
 })
 
 t.test('a worker already swapped when the reload looks (the pool\'s sweep took it as its spare became ready) is counted, and the reload goes on', async (t) => {
