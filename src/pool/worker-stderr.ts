@@ -32,6 +32,8 @@ const LAST_WORDS = 5
  * where the timeout's own warning was kept (an operator's review).
  */
 const STACK_HEADER = /^(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack |Asyncio task '.*' )\(most recent call first\):$/
+/** The same header, or a fatal line, after output that had not ended its line (see gluedApart). */
+const GLUED_START = /(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack )\(most recent call first\):$|Fatal Python error: /
 const LAST_WORD_CHARS = 500
 /**
  * The log budget of one worker's stderr: a line costs one unit per started KiB. The
@@ -135,7 +137,9 @@ export class WorkerStderr {
   write (text: string): void {
     const lines = (this.#partial + text).split('\n')
     this.#partial = lines.pop() ?? ''
-    for (const line of lines) this.#logPiece(this.#cutLong(withoutCarriageReturn(line)), true)
+    for (const line of lines) {
+      for (const piece of gluedApart(withoutCarriageReturn(line))) this.#logPiece(this.#cutLong(piece), true)
+    }
     this.#partial = this.#cutLong(this.#partial)
   }
 
@@ -259,6 +263,19 @@ export class WorkerStderr {
  * A line without the `\r` of a CRLF ending (a task writing Windows line ends): it would end
  * every log message, and a line of exactly 16 KiB before it was logged with a piece of its own.
  */
+/**
+ * A line split before a stack dump's header or a fatal line glued to its end: faulthandler
+ * writes from C at once, so output a task had not ended with a newline (a progress bar's
+ * `\rprogress 2/3`, `print(..., end="")`, often the last thing before a hang) came before
+ * its first header on one line, which was then logged as that output, at info: lost at
+ * LOG_LEVEL=warn, where the timeout's stacks are meant to be kept.
+ */
+function gluedApart (line: string): string[] {
+  if (!line.endsWith('(most recent call first):') && !line.includes('Fatal Python error: ')) return [line]
+  const at = GLUED_START.exec(line)?.index ?? 0
+  return at > 0 ? [line.slice(0, at), line.slice(at)] : [line]
+}
+
 function withoutCarriageReturn (line: string): string {
   return line.endsWith('\r') ? line.slice(0, -1) : line
 }

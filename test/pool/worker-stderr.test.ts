@@ -157,6 +157,18 @@ t.test('the stacks a worker past its timeout prints are warnings, threads\' and 
   ])
 })
 
+t.test('a stack dump or a fatal line after output that had not ended its line (a progress bar) starts a line of its own, at its level', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  stderr.write('\rprogress 0/3\rprogress 1/3\rprogress 2/3')
+  stderr.write('Current thread 0x00007f (most recent call first):\n  File "/x/tasks.py", line 9 in partial\n\n')
+  stderr.write('written without a newlineFatal Python error: Segmentation fault\n')
+  t.same(lines.map((l) => [l.level, l.msg]), [
+    ['info', '\rprogress 0/3\rprogress 1/3\rprogress 2/3'], ['warn', 'Current thread 0x00007f (most recent call first):'], ['warn', '  File "/x/tasks.py", line 9 in partial'],
+    ['info', 'written without a newline'], ['error', 'Fatal Python error: Segmentation fault']
+  ])
+})
+
 t.test('a long line dropped past the budget counts as one line, with all its characters', async (t) => {
   const { log, lines } = recordingLog()
   const dropped: number[] = []

@@ -219,6 +219,10 @@ def main() -> None:
         sys.stdout.write(USAGE)
         sys.stdout.flush()
         os._exit(EXIT_OK)
+    # The worker's own options are not the tasks': code ported from a script that calls
+    # argparse's parse_args() (at import or in a call) failed on --max-frame-bytes and the
+    # rest, a SystemExit with "unrecognized arguments". It sees a command line with none.
+    del sys.argv[1:]
 
     die_with_parent(args.parent_pid)
     prefer_oom_kill()

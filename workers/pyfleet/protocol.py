@@ -14,6 +14,7 @@ The names here are spelled as in src/pool/protocol.ts.
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 
@@ -107,6 +108,10 @@ def _to_msgpack(value: Any) -> Any:
     # Record types a task may return as they are: name the call that makes a dict of one.
     if hasattr(type(value), "__dataclass_fields__"):
         hint = "; it is a dataclass: return dataclasses.asdict(value)"
+    elif isinstance(value, enum.Enum):
+        hint = "; it is an Enum: return its .value (an IntEnum or a str Enum is sent as its value)"
+    elif isinstance(value, os.PathLike):
+        hint = "; it is a path: return str(value)"
     elif not isinstance(value, type) and callable(getattr(type(value), "model_dump", None)):
         hint = "; return value.model_dump(mode=\"json\") (pydantic)"
     else:

@@ -18,7 +18,17 @@ from __future__ import annotations
 import math
 import sys
 
-import msgpack
+try:
+    import msgpack
+except ModuleNotFoundError as exc:  # a bare "No module named 'msgpack'" says nothing of which Python to use
+    if exc.name != "msgpack":
+        raise
+    raise ModuleNotFoundError(
+        f"pyfleet.testing needs the msgpack package, which {sys.executable} does not have: run the tests with "
+        "the interpreter the workers use (PYTHON; on Debian /usr/bin/python3, with apt-get install python3-msgpack), "
+        "or pip install -r workers/requirements.txt in a virtualenv",
+        name="msgpack",
+    ) from exc
 
 from . import protocol, registry
 from .frames import DEFAULT_MAX_FRAME_BYTES

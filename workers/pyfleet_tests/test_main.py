@@ -438,6 +438,28 @@ class OutputFromThreadsTest(unittest.TestCase):
         self.assertEqual(stderr.count("Traceback"), 0)
 
 
+class CommandLineOfTasksTest(unittest.TestCase):
+    def test_tasks_see_a_command_line_without_the_workers_options_so_argparse_in_ported_code_finds_none(self):
+        directory = task_files(self, {"script_tasks.py": """
+            import argparse
+            import sys
+
+            from pyfleet import task
+
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--verbose", action="store_true")
+            OPTIONS = parser.parse_args()  # as a script ported from `python3 script.py` does at import
+
+
+            @task("script.argv")
+            def argv(_input):
+                return [len(sys.argv), parser.parse_args().verbose, OPTIONS.verbose]
+        """})
+        code, stdout, stderr = run_worker(["--module", "script_tasks"], calls=[("script.argv", None)], pythonpath=directory, timeout=20)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(parse_frames(stdout)[1]["value"], [1, False, False])
+
+
 class ExitHandlersTest(unittest.TestCase):
     """A worker that stops cleanly (stdin closed) runs the atexit handlers of its task modules."""
 

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import io
 import os
+import pathlib
 import platform
 import sys
 import struct
@@ -396,6 +397,12 @@ class LoopTest(unittest.TestCase):
         self.assertTrue(message(Order("a")).endswith("use dicts, lists, str, numbers, bool, None or bytes; it is a dataclass: return dataclasses.asdict(value)"))
         self.assertTrue(message(Model()).endswith("; return value.model_dump(mode=\"json\") (pydantic)"))
         self.assertTrue(message(Model).endswith("use dicts, lists, str, numbers, bool, None or bytes"), "the class is no model to dump")
+
+        class Colour(enum.Enum):
+            RED = "red"
+
+        self.assertTrue(message({"c": Colour.RED}).endswith("; it is an Enum: return its .value (an IntEnum or a str Enum is sent as its value)"))
+        self.assertTrue(message(pathlib.PurePosixPath("/tmp/x")).endswith("; it is a path: return str(value)"))
 
         class Itself:
             def tolist(self):

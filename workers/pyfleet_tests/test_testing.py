@@ -302,6 +302,21 @@ class FreshProcessTest(unittest.TestCase):
         self.assertEqual(out, "4\nFalse\n")
 
 
+class WithoutMsgpackTest(unittest.TestCase):
+    def test_an_interpreter_without_msgpack_is_told_which_to_use(self):
+        out = run_python(textwrap.dedent(
+            """
+            import sys
+            sys.modules["msgpack"] = None  # as an interpreter without the package: its import fails
+            try:
+                import pyfleet.testing
+            except ModuleNotFoundError as exc:
+                print(exc.name, exc, flush=True)
+            """
+        ))
+        self.assertTrue(out.startswith(f"msgpack pyfleet.testing needs the msgpack package, which {sys.executable} does not have: run the tests with the interpreter the workers use"), out)
+
+
 class ForkTest(unittest.TestCase):
     def test_a_forked_child_that_returns_from_the_task_ends_there(self):
         """It must not hand its result to the test, nor go on to run the rest of the suite."""
