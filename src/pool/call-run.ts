@@ -56,7 +56,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const timeoutMs = call.task.timeoutMs
   let pending
   try {
-    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true)
+    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true, budgetLeftMs)
   } catch (error) {
     // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
     // is fine, and like any 400 or 413 this is not a call.

@@ -117,12 +117,14 @@ export class SplitFrame {
  * Encodes a call as one complete frame (length prefix included): in one buffer, or in
  * two parts for input encoded before (SplitFrame). `widen`: the input holds numbers past
  * 32 bits, whose integers are to reach the task as ints (the route knows: body.ts;
- * wide-integers.ts says why).
+ * wide-integers.ts says why). `timeoutMs`: how long the call may take, its task's timeout
+ * or its client's budget, whichever ends first (`pyfleet.time_remaining()` in the task;
+ * beyond SPEC §4's frame, whose fields come first).
  */
-export function encodeCall (id: number, task: string, input: unknown, requestId: string, widen = false): Buffer | SplitFrame {
-  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId)
+export function encodeCall (id: number, task: string, input: unknown, requestId: string, timeoutMs: number, widen = false): Buffer | SplitFrame {
+  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId, timeoutMs)
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId }, RESERVE_START_SPACE | HEADER_BYTES)
+  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId, timeoutMs }, RESERVE_START_SPACE | HEADER_BYTES)
   if (widen) widenPackedIntegers(frame, HEADER_BYTES)
   return writeHeader(frame)
 }
@@ -147,8 +149,8 @@ export function encodeInput (input: unknown, widen: boolean): Buffer {
  * input, written last (msgpackr writes an object's keys in their order), and the input's
  * bytes take the nil's one byte's place, following the head.
  */
-function spliceCall (id: number, task: string, input: EncodedInput, requestId: string): SplitFrame {
-  const packed = packr.pack({ t: MSG_CALL, id, task, requestId, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
+function spliceCall (id: number, task: string, input: EncodedInput, requestId: string, timeoutMs: number): SplitFrame {
+  const packed = packr.pack({ t: MSG_CALL, id, task, requestId, timeoutMs, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
   const head = packed.subarray(0, packed.length - 1) // without the nil
   head.writeUInt32BE(head.length - HEADER_BYTES + input.bytes.length, 0)
   return new SplitFrame(head, input.bytes)

@@ -171,14 +171,16 @@ export class PythonWorker {
    * protocol; the worker is then dead or being killed and must not be reused.
    * Throws synchronously (before anything is sent) if the input cannot be encoded.
    * `widenIntegers`: the input holds numbers past 32 bits (see protocol.ts encodeCall).
+   * `answerWithinMs`: how long the caller waits for the answer (the client's budget, if
+   * shorter than `timeoutMs`, past which the worker is killed), told to the task.
    */
-  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false): Promise<ReplyMessage | DeferredReply> {
+  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false, answerWithinMs = timeoutMs): Promise<ReplyMessage | DeferredReply> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
     // Ids only tell a call's reply from a stale one: they wrap before 2^32, past which msgpackr
     // would write one as a float64, which resultValueBytes does not read (a msgpack answer
     // would then be encoded again, not passed on).
     const id = this.#callId = this.#callId >= MAX_CALL_ID ? 1 : this.#callId + 1
-    const frame = encodeCall(id, task, input, requestId, widenIntegers)
+    const frame = encodeCall(id, task, input, requestId, Math.max(1, Math.floor(Math.min(answerWithinMs, timeoutMs))), widenIntegers)
     // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
     // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.
     const bytes = frame.length - HEADER_BYTES

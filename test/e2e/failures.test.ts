@@ -605,3 +605,14 @@ t.test('a request answered before its body, whose body then breaks HTTP in the s
     t.equal(counts.reduce((sum, m) => sum + Number(m[2]), 0), 1, `the ${route} request is recorded once`)
   }
 })
+
+t.test('a task reads the time its call has left: its own timeout, or the client\'s budget when that ends first', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'deadline_tasks', PYTHONPATH: FIXTURES })
+  const own = await callTask(server.url, 'deadline.left', {})
+  t.equal(own.status, 200)
+  t.ok(own.json.left > 0.8 && own.json.left <= 5, `from the task's timeout_ms of 5 s: ${own.json.left}`)
+  t.equal(own.json.in_thread, null, 'not in a thread the task started (as request_id())')
+  const budgeted = await callTask(server.url, 'deadline.left', {}, { 'x-request-timeout-ms': '800' })
+  t.equal(budgeted.status, 200)
+  t.ok(budgeted.json.left >= 0 && budgeted.json.left <= 0.8, `from the client's budget of 800 ms: ${budgeted.json.left}`)
+})

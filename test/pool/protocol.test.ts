@@ -75,9 +75,9 @@ t.test('a result laid out as the worker writes it carries its value\'s own bytes
 t.test('integers past 32 bits are int64 in a call frame when the route says the input holds them, and always in a re-encoded answer', async (t) => {
   const input = { ts: 1764400000000, list: [-5e9, 5e9 + 0.5] }
   const header = 4
-  const widened = unpack((encodeCall(1, 'echo', input, 'r', true) as Buffer).subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
+  const widened = unpack((encodeCall(1, 'echo', input, 'r', 5000, true) as Buffer).subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
   t.strictSame(widened.input, { ts: 1764400000000n, list: [-5000000000n, 5e9 + 0.5] })
-  const asIs = unpack((encodeCall(1, 'echo', input, 'r') as Buffer).subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
+  const asIs = unpack((encodeCall(1, 'echo', input, 'r', 5000) as Buffer).subarray(header), { int64AsType: 'bigint' } as any) as { input: unknown }
   t.strictSame(asIs.input, input, 'not asked: msgpackr\'s float64s are left (the route asks whenever a number is past 32 bits)')
   t.strictSame(unpack(encodeValue(input), { int64AsType: 'bigint' } as any), { ts: 1764400000000n, list: [-5000000000n, 5e9 + 0.5] })
 })
@@ -92,8 +92,8 @@ t.test('64-bit integers decode as numbers within ±2^53 and as BigInt past it, i
 
 t.test('input encoded before (the offload thread\'s) makes a frame in two parts with the same bytes as one encoded at once', async (t) => {
   const input = { text: 'héllo'.repeat(1000), n: 2 ** 40, list: [1, 2, 3] }
-  const whole = encodeCall(3, 'echo', input, 'req-1', true)
-  const split = encodeCall(3, 'echo', new EncodedInput(encodeInput(input, true)), 'req-1')
+  const whole = encodeCall(3, 'echo', input, 'req-1', 250, true)
+  const split = encodeCall(3, 'echo', new EncodedInput(encodeInput(input, true)), 'req-1', 250)
   t.ok(Buffer.isBuffer(whole), 'a value encoded now: one buffer')
   t.ok(split instanceof SplitFrame, 'bytes encoded before: written after the head, not copied into one buffer with it')
   const parts = split as SplitFrame
@@ -102,4 +102,5 @@ t.test('input encoded before (the offload thread\'s) makes a frame in two parts 
   t.equal(joined.readUInt32BE(0), joined.length - 4, 'the length prefix counts both parts')
   const asBigInts = { int64AsType: 'bigint' } as any
   t.same(unpack(joined.subarray(4), asBigInts), unpack((whole as Buffer).subarray(4), asBigInts), 'the same message (its keys in another order), integers widened alike')
+  t.match(unpack(joined.subarray(4)), { t: 'call', id: 3, task: 'echo', requestId: 'req-1', timeoutMs: 250 }, 'the time the call may take in both')
 })

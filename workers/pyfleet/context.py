@@ -1,18 +1,22 @@
-"""What a task may ask about the call it is running: its request id.
+"""What a task may ask about the call it is running: its request id, and how much
+time it has left.
 
 The id is the HTTP request's ``x-request-id`` (the client's, or one the server
 made), the one the server logs the call and its output under. Pass it on to
-the services a task calls, so that their logs can be joined with pyfleet's.
+the services a task calls, so that their logs can be joined with pyfleet's. The
+time left is until the answer is no longer wanted: pass it on as the timeout of
+what the task waits for, so that it gives up before its caller does.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from time import monotonic
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
 # A context variable, not a global: asyncio tasks a call starts keep the id of the call
 # that started them (they copy the context when made), and threads start without one.
@@ -25,3 +29,33 @@ def request_id() -> Optional[str]:
     """The ``x-request-id`` of the call running now; None outside a call (at import,
     in a thread the task started: pass the id to it)."""
     return _request_id.get()
+
+
+# When the call's answer stops being wanted, on monotonic()'s clock; None: no limit known.
+_deadline: ContextVar = ContextVar("pyfleet_deadline", default=None)
+
+
+def set_deadline(timeout_ms: Any) -> Any:
+    """The runtime's, before each call: the call may take ``timeout_ms`` from now (the
+    frame's ``timeoutMs``; anything but a positive number is no limit). Returns the token
+    for reset_deadline."""
+    if type(timeout_ms) in (int, float) and timeout_ms > 0:
+        return _deadline.set(monotonic() + timeout_ms / 1000)
+    return _deadline.set(None)
+
+
+reset_deadline = _deadline.reset  # and after it
+
+
+def time_remaining() -> Optional[float]:
+    """Seconds until the running call's answer is no longer wanted: its task's timeout, or its
+    client's ``x-request-timeout-ms`` budget if that ends first (0.0 once past it). None
+    outside a call, in a thread the task started (pass the value to it), or under
+    ``pyfleet.testing.call_task`` without a ``timeout_ms``.
+
+    Use it as the timeout of what the task waits for (an HTTP request, a database query)::
+
+        requests.get(url, timeout=max(0.1, pyfleet.time_remaining() - 0.5))
+    """
+    deadline = _deadline.get()
+    return None if deadline is None else max(0.0, deadline - monotonic())

@@ -16,7 +16,7 @@ from .errors import as_text, describe, rejection_in, sendable
 from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .frames import read_frame, write_frame
 from .resident import ResidentSize
-from .context import reset_request_id as _reset_request_id, set_request_id as _set_request_id
+from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
 from .guard import changes as _changes
 from .std_fds import end_open_line, open_line as _open_line
 
@@ -46,6 +46,7 @@ class Runner:
         if task is None:
             return protocol.error(call_id, protocol.KIND_FAILED, protocol.UNKNOWN_TASK, f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
+        deadline = _set_deadline(message.get("timeoutMs"))
         raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
             try:
@@ -89,6 +90,7 @@ class Runner:
         if _open_line:  # after fds 0-2 are back: the next call's output starts a line of its own
             end_open_line()
         _reset_request_id(request_id)  # after the warnings above, which the server logs under the call's id anyway
+        _reset_deadline(deadline)
         return reply
 
     def wait_for_call(self, fd: Optional[int]) -> None:

@@ -1,7 +1,7 @@
 """Messages of the worker protocol (SPEC section 4) and their msgpack coding.
 
     worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
-    server -> worker:        {t: "call", id, task, input, requestId}
+    server -> worker:        {t: "call", id, task, input, requestId, timeoutMs}
     worker -> server:        {t: "result", id, value, rss?}
     worker -> server:        {t: "error", id, kind, type, message, details?, traceback?, rss?}
     (rss: the worker's RSS in bytes, only when past --max-rss-bytes: resident.py)

@@ -74,7 +74,7 @@ class TaskCallError(Exception):
 WIDEST_CALL_ID = 2**32 - 1
 
 
-def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test") -> Any:
+def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test", timeout_ms: Optional[int] = None) -> Any:
     """Call the registered task ``name`` with ``input``; return its value as msgpack delivers it.
 
     Raises TaskCallError for any error reply (TaskError, another exception, a
@@ -91,20 +91,24 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     server refuses with a 400 before any call raises ValueError, saying why.
 
     Unlike a worker's call, this one has no deadline: the task's ``timeout_ms``
-    is the server's to enforce, so a task that hangs hangs the test. And it runs
+    is the server's to enforce, so a task that hangs hangs the test. What
+    ``pyfleet.time_remaining()`` counts down from in the task is ``timeout_ms``
+    if given (a client's budget, say), else the task's own ``timeout_ms``, else
+    nothing (it returns None). And it runs
     in the test's own process: a task that calls ``os._exit()`` ends the test
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
     The thread's current asyncio event loop is put back as it was. ``request_id``
     is what ``pyfleet.request_id()`` returns in the task.
     """
-    if registry.get(name) is None:
+    task = registry.get(name)
+    if task is None:
         known = ", ".join(sorted(task.name for task in registry.all_tasks())) or "none: import your task module first"
         raise KeyError(f"no task named {name!r} (registered: {known})")
     refused = _refused_by_the_server(input)
     if refused is not None:
         raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": timeout_ms or task.timeout_ms}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:

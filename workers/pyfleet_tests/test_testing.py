@@ -302,6 +302,28 @@ class FreshProcessTest(unittest.TestCase):
         self.assertEqual(out, "4\nFalse\n")
 
 
+class TimeRemainingTest(IsolatedRegistryTest):
+    def test_time_remaining_counts_down_from_call_tasks_timeout_ms_or_the_tasks_own_and_is_none_without_either(self):
+        from pyfleet import time_remaining
+
+        @task("t.left")
+        def left(_input):
+            return time_remaining()
+
+        @task("t.left_own", timeout_ms=500)
+        def left_own(_input):
+            return time_remaining()
+
+        self.assertIsNone(call_task("t.left", None), "no limit known")
+        self.assertIsNone(time_remaining(), "outside a call")
+        given = call_task("t.left", None, timeout_ms=2000)
+        self.assertTrue(0 < given <= 2.0, given)
+        own = call_task("t.left_own", None)
+        self.assertTrue(0 < own <= 0.5, own)
+        self.assertLessEqual(call_task("t.left_own", None, timeout_ms=100), 0.1, "a client's budget, shorter than the task's timeout")
+        self.assertIsNone(time_remaining(), "reset after the call")
+
+
 class WithoutMsgpackTest(unittest.TestCase):
     def test_an_interpreter_without_msgpack_is_told_which_to_use(self):
         out = run_python(textwrap.dedent(
