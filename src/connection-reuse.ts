@@ -8,6 +8,7 @@ import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidInputError, MissingHostError } from './errors.js'
 import { lingerOnClose } from './lingering-close.js'
+import { loggedUrl } from './request-log.js'
 
 /** The response a connection is on: Node links it to the socket as `_httpMessage`. */
 export function responseOf (socket: Socket): ServerResponse | undefined {
@@ -79,7 +80,7 @@ export function isClosingAfterAnswer (socket: Socket): boolean {
 export function closingConnectionError (request: FastifyRequest): Error | undefined {
   if (!isBehindClosingAnswer(request)) return undefined
   // The earlier answer came before its body arrived, or refused a request without Host.
-  request.log.info({ method: request.method, url: request.url.slice(0, 200), remoteAddress: request.socket.remoteAddress }, 'request not run: an earlier request on its connection got an answer that closes the connection')
+  request.log.info({ method: request.method, url: loggedUrl(request.url), remoteAddress: request.socket.remoteAddress }, 'request not run: an earlier request on its connection got an answer that closes the connection')
   return new InvalidInputError('not run: an earlier request on this connection got an answer that closes the connection; send it again on a new connection')
 }
 

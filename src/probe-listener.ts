@@ -10,7 +10,7 @@
 // NetworkPolicy can keep to the cluster's agents.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { closeSilentConnections } from './silent-connections.js'
 
@@ -33,10 +33,18 @@ export const PROBE_FILES = PROBE_MAX_CONNECTIONS + 2
  */
 const HEADERS_TIMEOUT_MS = 5_000
 const CHECK_INTERVAL_MS = 1_000
+/**
+ * A connection whose answer has not moved for this long is closed: an agent reads its
+ * answer at once. Without it, a client that pipelined scrapes and read none of the answers
+ * held them in memory for good (PORT has RESPONSE_STALL_TIMEOUT_MS; this port had nothing
+ * once a request had arrived, and Node's socket timeout did not fire on such a connection).
+ * Looked at every CHECK_INTERVAL_MS.
+ */
+const STALL_TIMEOUT_MS = 10_000
 
 /** Why PROBE_PORT turned a connection or request away (pyfleet_probe_port_refused_total). */
-export type ProbeRefusal = 'not_served' | 'at_cap' | 'silent'
-export const PROBE_REFUSALS: readonly ProbeRefusal[] = ['not_served', 'at_cap', 'silent']
+export type ProbeRefusal = 'not_served' | 'at_cap' | 'silent' | 'stalled'
+export const PROBE_REFUSALS: readonly ProbeRefusal[] = ['not_served', 'at_cap', 'silent', 'stalled']
 
 export interface ProbeListener {
   /** The port it listens on (PROBE_PORT, or the one the system chose for 0). */
@@ -61,12 +69,39 @@ export async function listenForProbes (app: FastifyInstance, host: string, port:
   })
   server.maxConnections = PROBE_MAX_CONNECTIONS
   server.on('drop', () => { refused('at_cap') })
+  closeStalledConnections(server, () => { refused('stalled') })
   closeSilentConnections(server, HEADERS_TIMEOUT_MS, () => { refused('silent') })
   await listen(server, host, port)
   return {
     port: (server.address() as AddressInfo).port,
     close: async () => { await close(server) }
   }
+}
+
+/** Closes connections whose answer has not moved for STALL_TIMEOUT_MS, and says so through `closed`. */
+function closeStalledConnections (server: Server, closed: () => void): void {
+  /** Socket -> its progress in sending when last looked at, and since when it has not moved. */
+  const sockets = new Map<Socket, { sent: number, since: number }>()
+  server.on('connection', (socket: Socket) => {
+    sockets.set(socket, { sent: 0, since: Date.now() })
+    socket.once('close', () => { sockets.delete(socket) })
+  })
+  const sweep = setInterval(() => {
+    const now = Date.now()
+    for (const [socket, seen] of sockets) {
+      // What libuv has handed the kernel: it grows as the client reads (bytesWritten also counts what is queued).
+      const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
+      const sent = socket.bytesWritten - (handle?.writeQueueSize ?? 0)
+      if (socket.writableLength === 0 || sent !== seen.sent) { seen.sent = sent; seen.since = now; continue }
+      if (now - seen.since >= STALL_TIMEOUT_MS) {
+        sockets.delete(socket)
+        closed()
+        socket.destroy()
+      }
+    }
+  }, CHECK_INTERVAL_MS)
+  sweep.unref()
+  server.once('close', () => { clearInterval(sweep) })
 }
 
 function isProbe (request: IncomingMessage): boolean {

@@ -63,11 +63,13 @@ export function levelFor (statusCode: number, code: string | undefined): 'warn' 
 
 /**
  * The URL as logged: cut to 200 characters, and without the query string of an admin route,
- * where a client that put the token there (`?access_token=...`) would have it written to the log.
+ * where a client that put the token there (`?access_token=...`) would have it written to the
+ * log. Any path that mentions admin, in any case or spelling (`//admin/reload`, `/ADMIN/...`,
+ * `/admin%2Freload`, `http://host/admin/...`: 404s that would log the query whole).
  */
-function loggedUrl (url: string): string {
+export function loggedUrl (url: string): string {
   const query = url.indexOf('?')
-  if (query >= 0 && url.startsWith('/admin/')) return `${url.slice(0, Math.min(query, 200))}?...`
+  if (query >= 0 && url.slice(0, query).toLowerCase().includes('admin')) return `${url.slice(0, Math.min(query, 200))}?...`
   return url.length > 200 ? `${url.slice(0, 200)}...` : url
 }
 

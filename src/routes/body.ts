@@ -20,6 +20,7 @@ import { budgetOrNaN } from './budget.js'
 import { unsendable, type Found } from './sendable.js'
 import { readBody } from './body-reader.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
+import { shorten } from '../short-text.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 const MAX_NESTING = 200
@@ -89,7 +90,7 @@ export function addBodyParsers (fastify: FastifyInstance): void {
     // JSON is UTF-8 (RFC 8259), whatever else the charset says.
     const { charset } = mediaType(request)
     if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) { // ASCII is UTF-8's subset
-      throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(charset)} is not accepted`)
+      throw new UnsupportedMediaTypeError(`JSON must be UTF-8; charset ${JSON.stringify(shorten(charset, 100))} is not accepted`)
     }
     return jsonBody(fastify, request, body)
   }))
@@ -170,7 +171,7 @@ export function mediaTypeProblem (task: Task, request: FastifyRequest): Error | 
 function rawTypeRefusal (task: Task, type: string): Error | undefined {
   if (task.rawField !== null && task.raw.includes(type)) return undefined
   const accepted = [JSON_TYPE, MSGPACK_TYPES[0], ...task.raw].join(', ')
-  return new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(type)}; it accepts ${accepted}`)
+  return new UnsupportedMediaTypeError(`task ${task.name} does not accept content-type ${JSON.stringify(shorten(type, 100))}; it accepts ${accepted}`)
 }
 
 /** A call's input, and whether it holds numbers past 32 bits (for the pool: wide-integers.ts). */

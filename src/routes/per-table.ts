@@ -5,12 +5,17 @@
 import type { FastifyInstance } from 'fastify'
 import type { Task } from '../task-registry.js'
 
-/** A function giving `make(tasks)` as JSON, made again only after the table has changed. */
-export function keptPerTable (fastify: FastifyInstance, make: (tasks: Task[]) => unknown): () => string {
-  let kept: { table: ReadonlyMap<string, Task>, json: string } | undefined
+/**
+ * A function giving `make(tasks)` as JSON bytes, made again only after the table has
+ * changed. Bytes, not a string: each answer then refers to the one buffer, where Node joins
+ * a string answer to its headers, a copy per answer (pipelined requests nobody reads each
+ * held one).
+ */
+export function keptPerTable (fastify: FastifyInstance, make: (tasks: Task[]) => unknown): () => Buffer {
+  let kept: { table: ReadonlyMap<string, Task>, json: Buffer } | undefined
   return () => {
     const table = fastify.tasks.table
-    if (kept?.table !== table) kept = { table, json: JSON.stringify(make([...table.values()])) }
+    if (kept?.table !== table) kept = { table, json: Buffer.from(JSON.stringify(make([...table.values()]))) }
     return kept.json
   }
 }

@@ -11,6 +11,7 @@ import { exactQueryInteger } from './big-integers.js'
 import { firstInvalidUtf8 } from './json-body.js'
 import { decodeWindows1252, NATIVE_WINDOWS_1252_IS_LATIN_1 } from './windows-1252.js'
 import type { TaskInput } from './body.js'
+import { shorten } from '../short-text.js'
 
 /**
  * What a raw text body needs, besides its bytes, to become its task's input: the
@@ -118,7 +119,7 @@ function decodeText (bytes: Buffer, charset: string | undefined, named = 'charse
   try {
     decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true })
   } catch {
-    throw new UnsupportedMediaTypeError(`${named} ${JSON.stringify(charset)} is not supported; send UTF-8`)
+    throw new UnsupportedMediaTypeError(`${named} ${JSON.stringify(shorten(charset as string, 100))} is not supported; send UTF-8`)
   }
   if (decoder.encoding === 'windows-1252' && NATIVE_WINDOWS_1252_IS_LATIN_1) return decodeWindows1252(bytes)
   try {

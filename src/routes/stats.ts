@@ -37,9 +37,17 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     }
   })
 
+  // Scrapes that come while one is being rendered share its text, as bytes: a client that
+  // pipelined 1,000 scrapes in one 34 KB write, and read none of the answers, had 1,000
+  // renders of ~4 ms each hold the event loop, and 1,000 copies of the ~70 KB text held
+  // in memory (a string answer is joined to its headers; a buffer is sent as it is).
+  const registry = fastify.metrics.registry
+  let rendering: Promise<Buffer> | undefined
+  const render = async (): Promise<Buffer> => {
+    rendering ??= registry.metrics().then((text) => Buffer.from(text)).finally(() => { rendering = undefined })
+    return await rendering
+  }
   fastify.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
-    const registry = fastify.metrics.registry
-    const text = await registry.metrics()
-    return reply.type(registry.contentType).send(text)
+    return reply.type(registry.contentType).send(await render())
   })
 }

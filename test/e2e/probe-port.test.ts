@@ -92,6 +92,21 @@ t.test('connections that send nothing cannot hold PROBE_PORT\'s places: closed w
   t.match(hostless, /^HTTP\/1\.1 400 [\s\S]*\r\nx-request-id: [\s\S]*"code":"MISSING_HOST_HEADER"/)
 })
 
+t.test('a client that pipelines scrapes and reads none of the answers is closed once nothing has moved for 10 s, and counted', async (t) => {
+  const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
+  const port = probePortOf(server.output())
+  // 2,000 scrapes in one write (~70 KB answers each): far more than the kernel's buffers hold.
+  const socket = connect({ port, host: '127.0.0.1' })
+  t.teardown(() => { socket.destroy() })
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.pause()
+  socket.write('GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(2000))
+  t.ok((await get(port, '/health')).startsWith('HTTP/1.1 200 '), 'a probe is answered meanwhile')
+  // (The client, paused, sees the close only once it reads what came before it: the count says it.)
+  await waitFor(async () => /\npyfleet_probe_port_refused_total\{reason="stalled"\} 1\n/.test(await get(port, '/metrics')), 30_000, 'the connection to be closed as stalled')
+  t.pass('the server closed the connection nobody read, and counted it')
+})
+
 t.test('through a shutdown: /ready turns 503 on PROBE_PORT while admitted calls finish, and the port closes at exit', async (t) => {
   const server = await startServerProcess(t, { PROBE_PORT: '0', POOL_SIZE: '1' })
   const port = probePortOf(server.output())

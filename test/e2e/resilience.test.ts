@@ -103,6 +103,11 @@ t.test('the admin route wants the right bearer token', async (t) => {
   const inQuery = await fetch(`${server.url}/admin/reload?access_token=${TOKEN}`, { method: 'POST' })
   t.equal(inQuery.status, 401)
   await waitFor(() => server.logs.some((l) => l.url === '/admin/reload?...'), 5000, 'the request line of the call with the token in its query')
+  // Mistyped or other spellings of the route are 404s, logged as their requests: without the query either.
+  for (const path of ['//admin/reload', '/ADMIN/reload', '/admin%2Freload']) {
+    t.equal((await fetch(`${server.url}${path}?access_token=${TOKEN}`, { method: 'POST' })).status, 404, path)
+  }
+  await waitFor(() => server.logs.filter((l) => /admin.*\?\.\.\.$/i.test(l.url ?? '')).length === 4, 5000, 'the request lines of the mistyped routes')
   t.notOk(server.logs.some((l) => JSON.stringify(l).includes(TOKEN)), 'the token is in no log line')
 })
 

@@ -564,6 +564,13 @@ t.test('a content type the task does not accept is 415', async (t) => {
   t.equal(reply.status, 415)
   t.equal(reply.json.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
   t.match(reply.json.message, /task echo does not accept content-type "text\/plain"; it accepts application\/json, application\/msgpack/)
+  // A client's 12,000-character type or charset is not sent back whole (a security review's 12 KB answers).
+  const long = 'x'.repeat(12_000)
+  for (const type of [`text/${long}`, `application/json; charset=${long}`, `text/csv; charset=${long}`]) {
+    const refused = await callTask(url, type.startsWith('text/csv') ? 'csv.profile' : 'echo', 'a', { 'content-type': type })
+    t.equal(refused.status, 415)
+    t.ok(refused.json.message.length < 300, `a message of ${refused.json.message.length} characters: ${refused.json.message.slice(0, 80)}...`)
+  }
   // Not a media type at all: says so, and what would do (Fastify's own said only "Unsupported Media Type").
   for (const [type, what] of [['', 'an empty content-type'], ['json', 'content-type "json"'], ['application/json,', 'content-type "application/json,"']]) {
     const bad = await callTask(url, 'echo', '{}', { 'content-type': type })
