@@ -4,6 +4,7 @@
 
 import { isIP } from 'node:net'
 import { lookalikeSettings, type Lookalike } from './setting-names.js'
+import { shorten } from './short-text.js'
 
 /** A number per task name: TASK_CONCURRENCY=csv.profile=1,xml.import=2, TASK_TIMEOUTS=xml.import=120000. */
 export type PerTask = Readonly<Record<string, number>>
@@ -147,7 +148,7 @@ function perTask (env: Env, name: string, { what, example, max = Infinity, clamp
     const match = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(entry)
     if (match === null || !TASK_NAME.test(match[1]) || Number(match[2]) < 1 || Number(match[2]) > max) {
       const range = max === Infinity ? 'at least 1' : `from 1 to ${max}`
-      throw new ConfigError(`${name}: ${JSON.stringify(entry.trim())} should be task=${what} with ${what} ${range}, as in ${example}`)
+      throw new ConfigError(`${name}: ${JSON.stringify(shorten(entry.trim(), 100))} should be task=${what} with ${what} ${range}, as in ${example}`)
     }
     // Twice: which one was meant? (The last would win, silently, even in --check.)
     if (match[1] in values) throw new ConfigError(`${name} names ${match[1]} twice; keep one of its values`)

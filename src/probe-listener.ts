@@ -11,6 +11,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
 import { closeSilentConnections } from './silent-connections.js'
 
@@ -83,11 +84,11 @@ function closeStalledConnections (server: Server, closed: () => void): void {
   /** Socket -> its progress in sending when last looked at, and since when it has not moved. */
   const sockets = new Map<Socket, { sent: number, since: number }>()
   server.on('connection', (socket: Socket) => {
-    sockets.set(socket, { sent: 0, since: Date.now() })
+    sockets.set(socket, { sent: 0, since: performance.now() })
     socket.once('close', () => { sockets.delete(socket) })
   })
   const sweep = setInterval(() => {
-    const now = Date.now()
+    const now = performance.now() // not the wall clock: a step of it must not close a connection
     for (const [socket, seen] of sockets) {
       // What libuv has handed the kernel: it grows as the client reads (bytesWritten also counts what is queued).
       const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle

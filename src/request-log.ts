@@ -62,15 +62,28 @@ export function levelFor (statusCode: number, code: string | undefined): 'warn' 
 }
 
 /**
- * The URL as logged: cut to 200 characters, and without the query string of an admin route,
- * where a client that put the token there (`?access_token=...`) would have it written to the
- * log. Any path that mentions admin, in any case or spelling (`//admin/reload`, `/ADMIN/...`,
- * `/admin%2Freload`, `http://host/admin/...`: 404s that would log the query whole).
+ * The URL as logged: cut to 200 characters, and without the query string (from the first `?`
+ * or `#`, as the router reads it) of an admin route, where a client that put the token there
+ * (`?access_token=...`) would have it written to the log. Any path that mentions admin, in any
+ * case or spelling (`//admin/reload`, `/ADMIN/...`, `/%61dmin/reload`, `/admin%2Freload`,
+ * `http://host/admin/...`), whatever it answers; so a task named like `admin.report` is logged
+ * without its query string too.
  */
 export function loggedUrl (url: string): string {
-  const query = url.indexOf('?')
-  if (query >= 0 && url.slice(0, query).toLowerCase().includes('admin')) return `${url.slice(0, Math.min(query, 200))}?...`
+  const query = queryStart(url)
+  if (query >= 0 && percentDecoded(url.slice(0, query)).toLowerCase().includes('admin')) return `${url.slice(0, Math.min(query, 200))}?...`
   return url.length > 200 ? `${url.slice(0, 200)}...` : url
+}
+
+function queryStart (url: string): number {
+  const question = url.indexOf('?')
+  const hash = url.indexOf('#')
+  return question === -1 ? hash : hash === -1 ? question : Math.min(question, hash)
+}
+
+/** `%XX` escapes as the characters they stand for (bytes as Latin-1: enough to find a word), never throwing. */
+function percentDecoded (path: string): string {
+  return path.includes('%') ? path.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))) : path
 }
 
 /** What a request's log line says about it, and about its task call if it made one. */

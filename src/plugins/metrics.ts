@@ -131,7 +131,7 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#connections?.open ?? 0) }
     })
-    this.#probeRefused = new Counter({ name: 'pyfleet_probe_port_refused_total', help: 'What PROBE_PORT turned away, by reason: "not_served" (a request for anything but /health, /ready, /metrics, /api/queue-stats: 404), "at_cap" (a connection closed unanswered, its 64 places taken), "silent" (a connection that sent nothing within 5 s, closed). Stays 0 without PROBE_PORT', labelNames: ['reason'], registers })
+    this.#probeRefused = new Counter({ name: 'pyfleet_probe_port_refused_total', help: 'What PROBE_PORT turned away, by reason: "not_served" (a request for anything but /health, /ready, /metrics, /api/queue-stats: 404), "at_cap" (a connection closed unanswered, its 64 places taken), "silent" (a connection that sent nothing within 5 s, closed), "stalled" (a connection whose answer did not move for 10 s: a client not reading, closed). Stays 0 without PROBE_PORT', labelNames: ['reason'], registers })
     for (const reason of PROBE_REFUSALS) this.#probeRefused.labels(reason).inc(0)
     this.#connectionsMax = new Gauge({ name: 'pyfleet_http_connections_max', help: 'The cap on open client connections: MAX_CONNECTIONS, or less where the open-file limit leaves less room (0: no cap)', registers })
     this.#refused = new Counter({ name: 'pyfleet_task_requests_refused_total', help: 'Requests to POST /api/tasks/<name> answered 4xx before they became a call (a body that does not parse or fails the input schema, a task not served, a content type it does not take), by task ("unknown": not served) and error code', labelNames: ['task', 'code'], registers })

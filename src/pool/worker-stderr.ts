@@ -32,8 +32,12 @@ const LAST_WORDS = 5
  * where the timeout's own warning was kept (an operator's review).
  */
 const STACK_HEADER = /^(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack |Asyncio task '.*' )\(most recent call first\):$/
-/** The same header, or a fatal line, after output that had not ended its line (see gluedApart). */
-const GLUED_START = /(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack )\(most recent call first\):$|Fatal Python error: /
+/**
+ * The same header, or faulthandler's fatal line for a signal, ending output that had not ended
+ * its line (see gluedApart): the whole line's end, so that a task's own line that mentions
+ * "Fatal Python error: " in passing is not split.
+ */
+const GLUED_START = /(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack )\(most recent call first\):$|Fatal Python error: (?:Segmentation fault|Aborted|Bus error|Floating point exception|Illegal instruction)$/
 const LAST_WORD_CHARS = 500
 /**
  * The log budget of one worker's stderr: a line costs one unit per started KiB. The
@@ -271,7 +275,7 @@ export class WorkerStderr {
  * LOG_LEVEL=warn, where the timeout's stacks are meant to be kept.
  */
 function gluedApart (line: string): string[] {
-  if (!line.endsWith('(most recent call first):') && !line.includes('Fatal Python error: ')) return [line]
+  if (!line.endsWith('(most recent call first):') && !line.includes('Fatal Python error: ')) return [line] // the common case, at once
   const at = GLUED_START.exec(line)?.index ?? 0
   return at > 0 ? [line.slice(0, at), line.slice(at)] : [line]
 }

@@ -105,6 +105,25 @@ t.test('scrapes pipelined on one connection share one rendering, and each gets t
   t.ok(renders < 20, `${renders} renderings for 200 scrapes`)
 })
 
+t.test('a scrape that comes while another renders is not given that rendering\'s counts, read before it came', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const registry = server.app.metrics.registry
+  const render = registry.metrics.bind(registry)
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let renders = 0
+  // As prom-client does when a collect callback awaits: the values are read, then the rendering waits.
+  registry.metrics = async () => { const text = await render(); if (++renders === 1) await held; return text }
+  const okCalls = (text: string): number => Number(/\npyworker_calls_total\{task="echo",outcome="ok"\} (\d+)/.exec(text)?.[1] ?? 0)
+  const first = fetch(`${server.url}/metrics`).then(async (r) => await r.text())
+  await waitFor(() => renders === 1, 5000, 'the first scrape\'s values to be read')
+  t.equal((await callTask(server.url, 'echo', { n: 1 })).status, 200)
+  const second = fetch(`${server.url}/metrics`).then(async (r) => await r.text())
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  release()
+  t.equal(okCalls(await second), okCalls(await first) + 1, 'the second scrape counts the call answered before it was made')
+})
+
 t.test('the exposition passes promtool check metrics after real traffic', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '2' })
   await callTask(server.url, 'echo', { x: 1 })

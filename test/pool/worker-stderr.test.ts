@@ -167,6 +167,9 @@ t.test('a stack dump or a fatal line after output that had not ended its line (a
     ['info', '\rprogress 0/3\rprogress 1/3\rprogress 2/3'], ['warn', 'Current thread 0x00007f (most recent call first):'], ['warn', '  File "/x/tasks.py", line 9 in partial'],
     ['info', 'written without a newline'], ['error', 'Fatal Python error: Segmentation fault']
   ])
+  lines.length = 0
+  stderr.write('note: the docs explain Fatal Python error: messages\nsee Thread 0x1 (most recent call first): in the manual\n')
+  t.same(lines.map((l) => [l.level, l.msg]), [['info', 'note: the docs explain Fatal Python error: messages'], ['info', 'see Thread 0x1 (most recent call first): in the manual']], 'a line that only mentions them is left whole')
 })
 
 t.test('a long line dropped past the budget counts as one line, with all its characters', async (t) => {

@@ -35,12 +35,12 @@ def request_id() -> Optional[str]:
 _deadline: ContextVar = ContextVar("pyfleet_deadline", default=None)
 
 
-def set_deadline(timeout_ms: Any) -> Any:
-    """The runtime's, before each call: the call may take ``timeout_ms`` from now (the
-    frame's ``timeoutMs``; anything but a positive number is no limit). Returns the token
-    for reset_deadline."""
+def set_deadline(timeout_ms: Any, since: Optional[float] = None) -> Any:
+    """The runtime's, before each call: the call may take ``timeout_ms`` from ``since`` (when
+    its frame began to arrive, on monotonic()'s clock; now if None), the frame's ``timeoutMs``:
+    anything but a positive number is no limit. Returns the token for reset_deadline."""
     if type(timeout_ms) in (int, float) and timeout_ms > 0:
-        return _deadline.set(monotonic() + timeout_ms / 1000)
+        return _deadline.set((monotonic() if since is None else since) + timeout_ms / 1000)
     return _deadline.set(None)
 
 
@@ -49,9 +49,11 @@ reset_deadline = _deadline.reset  # and after it
 
 def time_remaining() -> Optional[float]:
     """Seconds until the running call's answer is no longer wanted: its task's timeout, or its
-    client's ``x-request-timeout-ms`` budget if that ends first (0.0 once past it). None
+    client's ``x-request-timeout-ms`` budget if that ends first (0.0 once past it), counted from
+    when the call's frame began to arrive; sending the result back takes some of it too. None
     outside a call, in a thread the task started (pass the value to it), or under
-    ``pyfleet.testing.call_task`` without a ``timeout_ms``.
+    ``pyfleet.testing.call_task`` without a ``timeout_ms``. An asyncio task a call started
+    keeps the call's deadline after it, as it keeps its request id.
 
     Use it as the timeout of what the task waits for (an HTTP request, a database query)::
 

@@ -13,11 +13,12 @@ apart from a frame cut short.
 from __future__ import annotations
 
 import struct
+from time import monotonic
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Optional
+    from typing import BinaryIO, Optional, Tuple
 
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
@@ -39,9 +40,18 @@ def read_exactly(stream: BinaryIO, n: int) -> bytes:
 
 def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
     """Return the next frame's body, or None on EOF at a frame boundary."""
+    read = read_frame_timed(stream, max_frame_bytes)
+    return None if read is None else read[0]
+
+
+def read_frame_timed(stream: BinaryIO, max_frame_bytes: int) -> Optional[Tuple[bytes, float]]:
+    """read_frame, with when its header arrived (time.monotonic()): a large call's body takes a
+    while to come through the pipe, and the server counts the call's time from when it began
+    to send it (pyfleet.time_remaining() counts from here)."""
     header = read_exactly(stream, HEADER_BYTES)
     if not header:
         return None
+    arrived = monotonic()
     if len(header) < HEADER_BYTES:
         raise FrameError(f"stream ended inside a frame header ({len(header)} of {HEADER_BYTES} bytes)")
     (length,) = HEADER.unpack(header)
@@ -50,7 +60,7 @@ def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
     body = read_exactly(stream, length)
     if len(body) < length:
         raise FrameError(f"stream ended inside a frame body ({len(body)} of {length} bytes)")
-    return body
+    return body, arrived
 
 
 def write_frame(stream: BinaryIO, body: bytes) -> None:

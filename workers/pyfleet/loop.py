@@ -14,7 +14,7 @@ from types import CoroutineType
 from . import guard, protocol, registry
 from .errors import as_text, describe, rejection_in, sendable
 from .replies import encode_reply, failed as _failed, rejected as _rejected, unreportable as _unreportable
-from .frames import read_frame, write_frame
+from .frames import read_frame_timed, write_frame
 from .resident import ResidentSize
 from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
 from .guard import changes as _changes
@@ -39,14 +39,16 @@ class Runner:
             self._event_loop()
         self._baseline = guard.Baseline()  # after the event loop: making it is not a task's doing
 
-    def run(self, message: Dict[str, Any]) -> Dict[str, Any]:
+    def run(self, message: Dict[str, Any], arrived: Optional[float] = None) -> Dict[str, Any]:
+        """Runs the call ``message``; ``arrived``: when its frame began to arrive (monotonic()),
+        from which its ``timeoutMs`` counts (now, if not given)."""
         call_id = message.get("id")
         name = message.get("task")
         task = registry.get(name) if isinstance(name, str) else None
         if task is None:
             return protocol.error(call_id, protocol.KIND_FAILED, protocol.UNKNOWN_TASK, f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
-        deadline = _set_deadline(message.get("timeoutMs"))
+        deadline = _set_deadline(message.get("timeoutMs"), arrived)
         raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
             try:
@@ -249,15 +251,16 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Opti
             fd = None
         while True:
             runner.wait_for_call(fd)
-            body = read_frame(reader, max_frame_bytes)
-            if body is None:
+            read = read_frame_timed(reader, max_frame_bytes)
+            if read is None:
                 if at_end is not None:
                     at_end()
                 return
+            body, arrived = read
             message = protocol.decode(body)
             if message["t"] != protocol.MSG_CALL:
                 raise protocol.ProtocolError(f"unexpected message type {message['t']!r}")
-            reply = runner.run(message)
+            reply = runner.run(message, arrived)
             if resident is not None:
                 rss = resident.bytes()
                 if rss is not None and rss > max_rss_bytes:

@@ -93,8 +93,8 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     Unlike a worker's call, this one has no deadline: the task's ``timeout_ms``
     is the server's to enforce, so a task that hangs hangs the test. What
     ``pyfleet.time_remaining()`` counts down from in the task is ``timeout_ms``
-    if given (a client's budget, say), else the task's own ``timeout_ms``, else
-    nothing (it returns None). And it runs
+    if given (a client's budget, say) or the task's own ``timeout_ms``, whichever
+    is shorter, as the server does; with neither, nothing (it returns None). And it runs
     in the test's own process: a task that calls ``os._exit()`` ends the test
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
@@ -105,10 +105,13 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     if task is None:
         known = ", ".join(sorted(task.name for task in registry.all_tasks())) or "none: import your task module first"
         raise KeyError(f"no task named {name!r} (registered: {known})")
+    if timeout_ms is not None and not (type(timeout_ms) is int and timeout_ms > 0):
+        raise ValueError(f"timeout_ms must be a positive integer, as x-request-timeout-ms is (not {timeout_ms!r})")
+    limits = [limit for limit in (timeout_ms, task.timeout_ms) if limit is not None]
     refused = _refused_by_the_server(input)
     if refused is not None:
         raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": timeout_ms or task.timeout_ms}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": min(limits) if limits else None}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:

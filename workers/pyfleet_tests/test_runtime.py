@@ -17,6 +17,7 @@ import platform
 import sys
 import struct
 import unittest
+import time
 import uuid
 
 import msgpack
@@ -66,6 +67,37 @@ class FramesTest(unittest.TestCase):
         with self.assertRaises(FrameError):
             read_frame(stream, 10)
         self.assertEqual(stream.tell(), 4, "only the header was read")
+
+
+class TimeRemainingTest(IsolatedRegistryTest):
+    def test_the_calls_time_counts_from_when_its_frame_began_to_arrive_not_from_when_it_was_read_whole(self):
+        from pyfleet import time_remaining
+        from pyfleet.loop import Runner
+
+        @task("t.left")
+        def left(_input):
+            return time_remaining()
+
+        runner = Runner()
+        try:
+            arrived = time.monotonic() - 0.4  # a large body that took 0.4 s to come through the pipe
+            reply = runner.run({"t": "call", "id": 1, "task": "t.left", "input": None, "requestId": "r", "timeoutMs": 1000}, arrived)
+            self.assertLessEqual(reply["value"], 0.6)
+            reply = runner.run({"t": "call", "id": 2, "task": "t.left", "input": None, "requestId": "r", "timeoutMs": 1000})
+            self.assertTrue(0.6 < reply["value"] <= 1.0, reply)
+            self.assertIsNone(runner.run({"t": "call", "id": 3, "task": "t.left", "input": None, "requestId": "r"})["value"], "no limit sent: none")
+        finally:
+            runner.close()
+
+    def test_read_frame_timed_gives_the_time_its_header_came(self):
+        from pyfleet.frames import read_frame_timed
+
+        out = io.BytesIO()
+        write_frame(out, b"abc")
+        before = time.monotonic()
+        body, arrived = read_frame_timed(io.BytesIO(out.getvalue()), 10)
+        self.assertEqual(body, b"abc")
+        self.assertTrue(before <= arrived <= time.monotonic())
 
 
 class RegistryTest(IsolatedRegistryTest):

@@ -321,6 +321,9 @@ class TimeRemainingTest(IsolatedRegistryTest):
         own = call_task("t.left_own", None)
         self.assertTrue(0 < own <= 0.5, own)
         self.assertLessEqual(call_task("t.left_own", None, timeout_ms=100), 0.1, "a client's budget, shorter than the task's timeout")
+        self.assertLessEqual(call_task("t.left_own", None, timeout_ms=60_000), 0.5, "a budget past the task's timeout: the timeout, as the server sends")
+        with self.assertRaisesRegex(ValueError, "timeout_ms must be a positive integer"):
+            call_task("t.left", None, timeout_ms=0)
         self.assertIsNone(time_remaining(), "reset after the call")
 
 
