@@ -260,6 +260,19 @@ export class Recycler {
     for (const resolve of record.gone.splice(0)) resolve(false)
   }
 
+  /**
+   * The worker's spare, if one is ready and alive, taken from its retirement: the worker is
+   * leaving the pool (it died, or timed out), and the spare can take its slot at once instead
+   * of a replacement started cold. forget() then resolves the worker's onceGone with true.
+   */
+  takeReadySpare (worker: PythonWorker): PythonWorker | undefined {
+    const record = this.#records.get(worker)
+    const spare = record?.retiring?.spare
+    if (record === undefined || spare === undefined || !spare.isAlive) return undefined
+    record.retiring = undefined
+    return spare
+  }
+
   /** The worker has left the pool: drop its record and any spare it did not use. */
   forget (worker: PythonWorker): void {
     const record = this.#records.get(worker)

@@ -72,6 +72,23 @@ t.test('a reload does not wait for a long call to replace the other workers: the
   t.equal(result.oldPids.length, 3)
 })
 
+t.test('a worker that times out while its reload spare waits for it is replaced by that spare, not by another started cold', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1', TASK_TIMEOUTS: 'diag.work=1500' })
+  const [before] = workerPids(server)
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 10_000 })
+  await waitFor(() => server.app.pool.members().some((w) => w.state === 'busy'), 5000, 'the call to start')
+  const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal((await long).status, 504, 'the call ran past its timeout')
+  t.equal(reload.status, 200)
+  const result = await reload.json()
+  t.same(result.oldPids, [before])
+  const replaced = server.logs.find((l) => l.msg === 'replacing worker with the spare that was ready for it')
+  t.match(replaced, { reason: 'timeout', workerPid: before }, 'the spare took the slot')
+  t.same(result.newPids, [replaced?.newWorkerPid], 'and serves now')
+  t.notOk(server.logs.some((l) => /^replacement not used/.test(l.msg)), 'no spare was stopped unused')
+  t.equal((await callTask(server.url, 'echo', { after: 1 })).status, 200)
+})
+
 t.test('a crash replacement that began starting before a reload is replaced too once it joins', async (t) => {
   // Starts take 1 s (slow import): the reload comes while the replacement is still importing the old code.
   const server = await startServer(t, { POOL_SIZE: '1', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'slow_import_tasks', PYTHONPATH: FIXTURES, SLOW_IMPORT_S: '1' })
