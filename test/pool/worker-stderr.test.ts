@@ -11,6 +11,12 @@ function recordingLog (): { log: FastifyBaseLogger, lines: Array<{ level: string
   return { log, lines }
 }
 
+/** A running worker's stderr (no longer starting), logging into `lines`. */
+function recordingStderr (): { stderr: WorkerStderr, lines: ReturnType<typeof recordingLog>['lines'] } {
+  const { log, lines } = recordingLog()
+  return { stderr: new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false), lines }
+}
+
 t.test('each line at the level its prefix names; the runtime\'s fatal line is an error', async (t) => {
   const { log, lines } = recordingLog()
   let starting = true
@@ -101,8 +107,7 @@ t.test('the count of dropped lines names the call whose lines were dropped, not 
 
 
 t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the first marked continued, all at the first one\'s level', async (t) => {
-  const { log, lines } = recordingLog()
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const { stderr, lines } = recordingStderr()
   const long = `ERROR h6: ${'E'.repeat(40 * 1024)}`
   // Written as a pipe delivers it: in chunks that split the line anywhere.
   for (let at = 0; at < long.length; at += 5000) stderr.write(long.slice(at, at + 5000))
@@ -125,8 +130,7 @@ t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the 
 })
 
 t.test('a CRLF line end is a line end: no \\r ends a message, and a line of exactly 16 KiB before one is logged whole', async (t) => {
-  const { log, lines } = recordingLog()
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const { stderr, lines } = recordingStderr()
   stderr.write(`ERROR ${'e'.repeat(16 * 1024 - 6)}\r\nshort\r\n`)
   // Split where the pipe may split it: the \r at the end of one chunk, the \n at the start of the next.
   stderr.write(`${'x'.repeat(16 * 1024)}\r`)
@@ -137,16 +141,14 @@ t.test('a CRLF line end is a line end: no \\r ends a message, and a line of exac
 })
 
 t.test('a crash in C code: faulthandler\'s first line and its stacks are errors; what follows them is not', async (t) => {
-  const { log, lines } = recordingLog()
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const { stderr, lines } = recordingStderr()
   stderr.write('Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n  File "/x/crashing_tasks.py", line 8 in read_address_zero\n')
   stderr.write('\nThread 0x00007e (most recent call first):\n  <no Python frame>\n\nExtension modules: msgpack._cmsgpack (total: 1)\n')
   t.same(lines.map((l) => l.level), ['error', 'error', 'error', 'error', 'error', 'info'])
 })
 
 t.test('the stacks a worker past its timeout prints are warnings, threads\' and asyncio tasks\' alike, kept at LOG_LEVEL=warn', async (t) => {
-  const { log, lines } = recordingLog()
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const { stderr, lines } = recordingStderr()
   stderr.write('doing step 3\nCurrent thread 0x00007f (most recent call first):\n  File "/x/selectors.py", line 468 in select\n  File "/x/loop.py", line 9 in run\n\n')
   stderr.write("Asyncio task 'Task-2' (most recent call first):\n  awaiting <Future pending>\n  File \"/x/tasks.py\", line 10 in wait_for_reply\n  ... and 3 more asyncio tasks\n")
   stderr.write('a line the task printed after\n  File "an indented line of its own"\n')
@@ -158,8 +160,7 @@ t.test('the stacks a worker past its timeout prints are warnings, threads\' and 
 })
 
 t.test('a stack dump or a fatal line after output that had not ended its line (a progress bar) starts a line of its own, at its level', async (t) => {
-  const { log, lines } = recordingLog()
-  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false)
+  const { stderr, lines } = recordingStderr()
   stderr.write('\rprogress 0/3\rprogress 1/3\rprogress 2/3')
   stderr.write('Current thread 0x00007f (most recent call first):\n  File "/x/tasks.py", line 9 in partial\n\n')
   stderr.write('written without a newlineFatal Python error: Segmentation fault\n')
