@@ -14,6 +14,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
 import { closeSilentConnections } from './silent-connections.js'
+import { sendProgress } from './plugins/connections.js'
 
 export const PROBE_PATHS: readonly string[] = ['/health', '/ready', '/metrics', '/api/queue-stats']
 const SERVED = new Set(PROBE_PATHS)
@@ -90,9 +91,7 @@ function closeStalledConnections (server: Server, closed: () => void): void {
   const sweep = setInterval(() => {
     const now = performance.now() // not the wall clock: a step of it must not close a connection
     for (const [socket, seen] of sockets) {
-      // What libuv has handed the kernel: it grows as the client reads (bytesWritten also counts what is queued).
-      const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
-      const sent = socket.bytesWritten - (handle?.writeQueueSize ?? 0)
+      const sent = sendProgress(socket) // grows as the client reads
       if (socket.writableLength === 0 || sent !== seen.sent) { seen.sent = sent; seen.since = now; continue }
       if (now - seen.since >= STALL_TIMEOUT_MS) {
         sockets.delete(socket)

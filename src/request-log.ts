@@ -75,7 +75,8 @@ export function loggedUrl (url: string): string {
   return url.length > 200 ? `${url.slice(0, 200)}...` : url
 }
 
-function queryStart (url: string): number {
+/** Where a request target's query string starts, as the router (find-my-way) reads it: at the first `?` or `#`; -1 without one. */
+export function queryStart (url: string): number {
   const question = url.indexOf('?')
   const hash = url.indexOf('#')
   return question === -1 ? hash : hash === -1 ? question : Math.min(question, hash)

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import { BadUrlError, ExpectationFailedError, UnsupportedTransferCodingError } from './errors.js'
 import { latestResponseOf } from './connection-reuse.js'
+import { queryStart } from './request-log.js'
 
 export function routeUnusualRequests (server: Server): void {
   // Expect: 100-continue (curl sends it for bodies over 1 MB): Node would say "continue"
@@ -87,9 +88,7 @@ export function transferCodingProblem (request: FastifyRequest): Error | undefin
  */
 export function undecodableQuery (request: FastifyRequest): Error | undefined {
   const url = request.url
-  const question = url.indexOf('?')
-  const hash = url.indexOf('#')
-  const start = question === -1 ? hash : hash === -1 ? question : Math.min(question, hash)
+  const start = queryStart(url)
   if (start === -1 || !url.includes('%', start)) return undefined
   for (const pair of url.slice(start + 1).split('&')) {
     if (!pair.includes('%')) continue

@@ -51,7 +51,7 @@ function pendingBytes (socket: Socket): number {
  * A socket's progress in sending, for change detection only: it grows as libuv's
  * write queue drains into the kernel (bytesWritten also counts what is still queued).
  */
-function sendProgress (socket: Socket): number {
+export function sendProgress (socket: Socket): number {
   const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle
   return socket.bytesWritten - (handle?.writeQueueSize ?? 0)
 }
