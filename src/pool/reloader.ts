@@ -8,9 +8,12 @@
 // the workers that are free, or become free, are replaced meanwhile, and the busy one is
 // swapped when its call ends. Waiting for each swap in turn made one long call (a task's
 // own timeout may be minutes) keep every other worker on the old code until it ended.
-// Only one spare waits for a busy worker at a time, though: one beside each busy worker
+// At most two spares wait for busy workers at a time, though: one beside each busy worker
 // doubled the workers' memory for as long as their calls ran (a reload under load in a
-// container sized for one spare), and an OOM kill of all of them failed the reload.
+// container sized for one spare), and an OOM kill of all of them failed the reload. Two,
+// not one: under steady load the other workers are never idle when looked at (a freed
+// worker takes the next queued call at once), so with one the reload went at the pace of
+// the long call; the second spare goes to a worker busy with a short call, and swaps soon.
 
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
@@ -40,6 +43,8 @@ export interface ReloaderOptions {
 }
 
 const STARTING_POLL_MS = 50
+/** Spares waiting for busy workers at most (see above). */
+const MAX_WAITING_SPARES = 2
 /** A reload gives up once this many spares have died before taking over (not a start failure: those fail it at once). */
 const MAX_SPARE_DEATHS = 3
 /** How long a reload waits, with no worker running, for one that stays up (workers that keep dying as they start). */
@@ -112,11 +117,11 @@ export class Reloader {
         throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
       }
       // An idle worker first: its swap is at once, where a busy one's waits for its call. A
-      // busy one only while no other spare waits.
+      // busy one only while fewer than MAX_WAITING_SPARES wait.
       const stale = supervisor.members().filter((w) => this.#isStale(w) && !swapping.has(w))
-      const worker = stale.find((w) => w.state === 'idle') ?? (swapping.size === 0 ? stale[0] : undefined)
+      const worker = stale.find((w) => w.state === 'idle') ?? (swapping.size < MAX_WAITING_SPARES ? stale[0] : undefined)
       if (worker === undefined && swapping.size > 0) {
-        // A spare waits for its busy worker: until it is swapped, look again now and then
+        // Spares wait for their busy workers: until one is swapped, look again now and then
         // for a worker of the old code that is free, or has joined (a crash replacement
         // that began before the reload), or for the shutdown.
         await Promise.race([...swapping.values(), new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS))])

@@ -161,19 +161,23 @@ t.test('a worker busy with a long call does not hold up the rest: one that becom
   t.same(result.newPids, [1001, 1002])
 })
 
-t.test('only one spare waits for a busy worker at a time: the other busy workers get theirs as it is swapped or as they become free', async (t) => {
-  const calls = [deferred(), deferred(), deferred()]
+t.test('at most two spares wait for busy workers at a time: the other busy workers get theirs as one is swapped or as they become free', async (t) => {
+  const calls = [deferred(), deferred(), deferred(), deferred()]
   const { supervisor, recycler, events } = poolOf(calls.map((call, i) => oldWorker(i + 1, call.promise)))
   const reload = reloaderOf(supervisor, recycler).reload()
-  await whenSeen(events, 'retire 1')
+  await whenSeen(events, 'retire 2')
   await new Promise((resolve) => setTimeout(resolve, 200)) // four looks of the reload's
-  t.same(events, ['retire 1'], 'no second spare while the first waits and every other worker is busy')
-  calls[2].resolve()
-  await whenSeen(events, 'swapped 3')
-  t.same(events, ['retire 1', 'retire 3', 'swapped 3'], 'a worker that became free is replaced at once')
-  calls[0].resolve()
+  t.same(events, ['retire 1', 'retire 2'], 'no third spare while two wait and every other worker is busy')
+  calls[3].resolve()
+  await whenSeen(events, 'swapped 4')
+  t.same(events, ['retire 1', 'retire 2', 'retire 4', 'swapped 4'], 'a worker that became free is replaced at once')
   calls[1].resolve()
-  t.same((await reload).oldPids, [3, 1, 2])
+  await whenSeen(events, 'swapped 2')
+  await whenSeen(events, 'retire 3')
+  t.same(events.slice(4), ['swapped 2', 'retire 3'], 'a swap makes room for the next spare')
+  calls[0].resolve()
+  calls[2].resolve()
+  t.same((await reload).oldPids, [4, 2, 1, 3])
 })
 
 t.test('a worker of the old code that joins while a spare waits (a crash replacement begun before the reload) is replaced without waiting for the busy one', async (t) => {

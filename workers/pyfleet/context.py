@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 # A context variable, not a global: asyncio tasks a call starts keep the id of the call
-# that started them (they copy the context when made), and threads start without one.
+# that started them (they copy the context when made), as do functions run by
+# asyncio.to_thread; threads started otherwise (threading, executors) start without one.
 _request_id: ContextVar = ContextVar("pyfleet_request_id", default=None)
 set_request_id = _request_id.set  # the runtime's, before each call
 reset_request_id = _request_id.reset  # and after it
