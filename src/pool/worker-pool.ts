@@ -230,7 +230,8 @@ export class WorkerPool {
       // it too is info, and at LOG_LEVEL=warn an idle worker's crash said no more than "crash".
       // A spare ready for it (recycling, a reload waiting for its call to end) takes its slot
       // at once: starting another cold cost ~0.1 s of CPU and left the slot empty meanwhile.
-      const spare = this.#phase === 'serving' ? this.#recycler.takeReadySpare(worker) : undefined
+      // While draining too: admitted calls may still need a worker (as a swap after a call hands one over then).
+      const spare = this.#phase !== 'closed' ? this.#recycler.takeReadySpare(worker) : undefined
       const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, newWorkerPid: spare?.pid }
       if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, 'replacing worker')
       else this.#options.log.warn(fields, spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it')
