@@ -10,6 +10,7 @@
 import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
+import { shorten } from '../short-text.js'
 import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
 
 export const PROTOCOL_VERSION = 1
@@ -205,7 +206,9 @@ function undecodableKey (body: Uint8Array): string | undefined {
       for (const [key] of entries) {
         if (key !== null && typeof key === 'object') {
           const kind = key instanceof Uint8Array ? 'bytes' : Array.isArray(key) ? 'tuple' : typeof key
-          return `the result has a ${kind} dict key${path === '' ? '' : ` at ${path}`}; use str keys`
+          // A tuple key's values say where it came from (the columns of a pandas groupby over several).
+          const shown = Array.isArray(key) ? ` ${shorten(JSON.stringify(key, (_, v: unknown) => typeof v === 'bigint' ? v.toString() : v) ?? '', 100)}` : ''
+          return `the result has a ${kind} dict key${shown}${path === '' ? '' : ` at ${path}`}; use str keys`
         }
       }
       for (const [key, child] of entries.reverse()) stack.push([child, `${path}[${JSON.stringify(key)}]`])

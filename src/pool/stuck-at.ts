@@ -31,10 +31,20 @@ export class StuckAt {
     return undefined
   }
 
-  /** "still importing <file>, line <n>", or, stuck past the imports, "at <file>, line <n> in <function>". */
+  /**
+   * "still importing <file>, line <n>", or, stuck past the imports, "at <file>, line <n> in <function>".
+   * The file is the task module the runtime imports (the outermost module frame), with the
+   * innermost one after it when that is another: a start stuck in numpy's import said only
+   * `.../numpy/core/overrides.py, line 6`, and not which line of the task module imported it (a review).
+   */
   #where (): string | undefined {
-    const importing = this.#frames.find((f) => f.name === '<module>' && !f.file.startsWith('<') && !RUNTIME_MAIN.test(f.file))
-    if (importing !== undefined) return `still importing ${importing.file}, line ${importing.line}`
+    const importing = this.#frames.filter((f) => f.name === '<module>' && !f.file.startsWith('<') && !RUNTIME_MAIN.test(f.file))
+    if (importing.length > 0) {
+      const task = importing[importing.length - 1]
+      const innermost = importing[0]
+      const deepest = innermost === task ? '' : ` (deepest: ${innermost.file}, line ${innermost.line})`
+      return `still importing ${task.file}, line ${task.line}${deepest}`
+    }
     const innermost = this.#frames[0]
     return innermost === undefined ? undefined : `at ${innermost.file}, line ${innermost.line} in ${innermost.name}`
   }

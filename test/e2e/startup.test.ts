@@ -290,7 +290,7 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
   t.equal(made.json, made.headers.get('x-request-id'), 'or the one the server made')
   const logged = server.logs.map((line) => JSON.stringify(line)).join('\n')
   t.match(logged, /the result has a bytes dict key; use str keys/, 'the log says what the key is')
-  t.match(logged, /the result has a tuple dict key; use str keys/)
+  t.match(logged, /the result has a tuple dict key \[1,2\]; use str keys/, 'and, for a tuple, which values made it')
 })
 
 t.test('tasks do not see the admin token', async (t) => {

@@ -25,6 +25,20 @@ t.test('the main thread\'s innermost module frame: the import the start is stuck
   t.equal(read(['Current thread 0x00007f (most recent call first):', '  File "/srv/tasks/model.py", line 9 in <module>', ...MAIN_BOTTOM].join('\n')), 'still importing /srv/tasks/model.py, line 9')
 })
 
+t.test('stuck in a library the task module imports: the task module\'s line first, the innermost after it', async (t) => {
+  const dump = [
+    'Current thread 0x00007f (most recent call first):',
+    '  File "/usr/lib/python3/dist-packages/numpy/core/overrides.py", line 6 in <module>',
+    '  File "<frozen importlib._bootstrap>", line 241 in _call_with_frames_removed',
+    '  File "/usr/lib/python3/dist-packages/numpy/core/multiarray.py", line 10 in <module>',
+    '  File "/usr/lib/python3/dist-packages/numpy/__init__.py", line 141 in <module>',
+    '  File "<frozen importlib._bootstrap>", line 1178 in _find_and_load',
+    '  File "/srv/tasks/frames.py", line 8 in <module>',
+    ...MAIN_BOTTOM
+  ].join('\n')
+  t.equal(read(dump), 'still importing /srv/tasks/frames.py, line 8 (deepest: /usr/lib/python3/dist-packages/numpy/core/overrides.py, line 6)')
+})
+
 t.test('a thread a task module started, importing too, is not taken for the main one (it comes first in the dump)', async (t) => {
   const dump = [
     'Thread 0x00007e (most recent call first):',

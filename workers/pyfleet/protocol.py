@@ -70,6 +70,14 @@ def _tolist(value: Any) -> Any:
         raise TypeError(f"{_type_name(value)}.tolist() raised {type(exc).__name__}" + (f": {detail}" if detail else "")) from exc
     if converted is value:
         raise TypeError(f"a value of type {_type_name(value)} cannot be sent: its tolist() returns itself")
+    if type(converted) is type(value):
+        # np.longdouble and np.clongdouble: no Python number holds them, so tolist() makes
+        # another of the same; converted again and again, it was a RecursionError blamed on
+        # nesting (or, looking for where it is, a loop that never ended: a review).
+        raise TypeError(
+            f"a value of type {_type_name(value)} cannot be sent: its tolist() makes another {_type_name(value)} "
+            "(wider than a Python float or complex?); convert it yourself, e.g. float(value)"
+        )
     return converted
 
 
@@ -102,11 +110,20 @@ def _to_msgpack(value: Any) -> Any:
     import uuid
 
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
+        # pandas' NaT, a missing date, is a datetime whose isoformat() is "NaT" and which is
+        # not equal to itself: null, as NaN is for JSON clients, numpy's NaT is (its tolist()
+        # makes None) and pandas' own to_json() writes it, not a string no date parser reads.
+        return None if value != value else value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
+    if _is_pandas_na(value):
+        return None  # pandas' NA (nullable dtypes), missing as NaT is: null, as to_json() writes it
     # Record types a task may return as they are: name the call that makes a dict of one.
-    if hasattr(type(value), "__dataclass_fields__"):
+    if isinstance(value, datetime.timedelta):  # numpy's timedelta64 in seconds' units makes one too
+        hint = "; it is a timedelta: return value.total_seconds()"
+    elif _is_pandas_frame(value):
+        hint = "; it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"
+    elif hasattr(type(value), "__dataclass_fields__"):
         hint = "; it is a dataclass: return dataclasses.asdict(value)"
     elif isinstance(value, enum.Enum):
         hint = "; it is an Enum: return its .value (an IntEnum or a str Enum is sent as its value)"
@@ -117,6 +134,17 @@ def _to_msgpack(value: Any) -> Any:
     else:
         hint = ""
     raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes{hint}")
+
+
+def _is_pandas_na(value: Any) -> bool:
+    """pandas.NA, known by its type's name: pandas is not imported for it (nor a dependency)."""
+    kind = type(value)
+    return kind.__name__ == "NAType" and kind.__module__.startswith("pandas.")
+
+
+def _is_pandas_frame(value: Any) -> bool:
+    kind = type(value)
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas.")
 
 
 # One packer for the worker's life: building one per message costs more than the message.
@@ -290,7 +318,8 @@ def undecodable(value: Any, what: str) -> Optional[str]:
             for key, child in item.items():
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     kind = "tuple" if isinstance(key, (tuple, list)) else type(key).__name__
-                    return f"{what} has a {kind} dict key{_at(path)}; use str keys"
+                    shown = f" {_key_text(key)}" if kind == "tuple" else ""
+                    return f"{what} has a {kind} dict key{shown}{_at(path)}; use str keys"
                 if isinstance(child, (dict, list, tuple, msgpack.ExtType)):
                     stack.append((child, f"{path}[{key!r}]"))
         elif isinstance(item, (list, tuple)):
@@ -298,6 +327,15 @@ def undecodable(value: Any, what: str) -> Optional[str]:
                 if isinstance(child, (dict, list, tuple, msgpack.ExtType)):
                     stack.append((child, f"{path}[{index}]"))
     return None
+
+
+def _key_text(key: Any) -> str:
+    """A tuple dict key as the server's message shows it (src/pool/protocol.ts), JSON, at most 100
+    characters: which values made it (the columns of a pandas groupby over several) says where it came from."""
+    import json
+
+    text = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False, default=str)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _at(path: str) -> str:
@@ -331,7 +369,7 @@ def _is_unencodable_str(item: Any) -> Optional[str]:
 
 def _is_unsendable(item: Any) -> Optional[str]:
     """A value neither msgpack nor _to_msgpack can carry (what _to_msgpack raises for)."""
-    if item is None or isinstance(item, (str, bytes, bytearray, memoryview, bool, float, dict, list, tuple, set, frozenset)):
+    if item is None or isinstance(item, (str, bytes, bytearray, memoryview, bool, float, dict, list, tuple, set, frozenset)) or _is_pandas_na(item):
         return None
     if isinstance(item, int):
         return "the value" if not -(2**63) <= item < 2**64 else None

@@ -454,6 +454,54 @@ class LoopTest(unittest.TestCase):
         reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
         self.assertEqual(reply["value"], {"matrix": [[0, 1], [2, 3]], "int64": 2**40, "bool_": False, "when": "2026-01-02"})
 
+    def test_numpy_and_pandas_values_without_a_python_equivalent_are_said_or_sent_as_missing(self):
+        def reply(value):
+            return msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+
+        class Wide:  # as np.longdouble: its tolist() makes another np.longdouble, no Python float
+            def tolist(self):
+                return Wide()
+
+        # It was a RecursionError blamed on nesting, or a search for where it is that never ended.
+        self.assertRegex(
+            reply({"fit": [1.0, Wide()]})["message"],
+            r"^the result cannot be sent: at \['fit'\]\[1\], a value of type \S+Wide cannot be sent: its tolist\(\) makes another \S+Wide "
+            r"\(wider than a Python float or complex\?\); convert it yourself, e\.g\. float\(value\)$",
+        )
+
+        class NaTType(datetime.datetime):  # pandas' NaT: a datetime that is not equal to itself
+            def __eq__(self, other):
+                return False
+
+            def __ne__(self, other):
+                return True
+
+            __hash__ = datetime.datetime.__hash__
+
+            def isoformat(self, *args):
+                return "NaT"
+
+        NAType = type("NAType", (), {"__module__": "pandas._libs.missing"})  # pandas.NA, by its type's name
+        DataFrame = type("DataFrame", (), {"__module__": "pandas.core.frame"})
+        when = datetime.datetime(2026, 1, 2)
+        self.assertEqual(reply({"days": [when, NaTType(2000, 1, 1)], "sales": [1, NAType()]})["value"], {"days": ["2026-01-02T00:00:00", None], "sales": [1, None]})
+        self.assertTrue(reply({"df": DataFrame()})["message"].endswith("; it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"))
+        self.assertTrue(reply({"took": datetime.timedelta(seconds=5)})["message"].endswith("; it is a timedelta: return value.total_seconds()"))
+        self.assertEqual(
+            reply(type("NAType", (), {"__module__": "mylib"})())["message"].split("; ")[0],
+            "the result cannot be sent: a value of type mylib.NAType cannot be sent",
+            "a type of that name elsewhere is not pandas'",
+        )
+        try:
+            import numpy
+            import pandas
+        except ImportError:
+            return  # not dependencies: the stand-ins above are what the runtime sees of them
+        frame = pandas.DataFrame({"day": pandas.to_datetime(["2026-01-02", None]), "sales": pandas.array([1, None], dtype="Int64")})
+        self.assertEqual(reply(frame.to_dict(orient="records"))["value"], [{"day": "2026-01-02T00:00:00", "sales": 1}, {"day": None, "sales": None}])
+        self.assertRegex(reply([numpy.longdouble(1.5)])["message"], r"at \[0\], a value of type numpy\.(longdouble|float128) cannot be sent: its tolist\(\) makes another")
+        self.assertTrue(reply(frame)["message"].endswith("it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"))
+
     def test_a_type_that_cannot_be_sent_is_named_with_its_module(self):
         class Point:
             pass
@@ -629,7 +677,7 @@ class FailureReplyTest(unittest.TestCase):
         rows = [{"n": i, "when": datetime.date(2026, 1, 1), "tags": {"a"}, "price": decimal.Decimal("1.5")} for i in range(100)]
         rows.append({"n": 100, "ts": datetime.timedelta(days=1)})
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"rows": rows}), 1 << 20), raw=False)
-        self.assertEqual(reply["message"], "the result cannot be sent: at ['rows'][100]['ts'], a value of type datetime.timedelta cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        self.assertEqual(reply["message"], "the result cannot be sent: at ['rows'][100]['ts'], a value of type datetime.timedelta cannot be sent; use dicts, lists, str, numbers, bool, None or bytes; it is a timedelta: return value.total_seconds()")
         reply = msgpack.unpackb(encode_reply(protocol.result(1, type), 1 << 20), raw=False)
         self.assertEqual(reply["message"], "the result cannot be sent: a value of type type cannot be sent; use dicts, lists, str, numbers, bool, None or bytes", "the value itself: no path")
 
@@ -668,7 +716,7 @@ class FailureReplyTest(unittest.TestCase):
     def test_keys_the_server_cannot_decode_in_details_are_blamed_on_the_details(self):
         tuple_key, bytes_key = self.replies(TaskError("bad", {(1, 2): "x"}), TaskError("bad", {"at": {b"k": 1}}))
         self.assertEqual((tuple_key["kind"], tuple_key["type"]), ("failed", "UndecodableDetails"))
-        self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key; use str keys")
+        self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key [1,2]; use str keys")
         self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key at ['at']; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):

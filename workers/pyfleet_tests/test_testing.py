@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import math
 import sys
 import textwrap
 import traceback
@@ -117,7 +118,7 @@ class CallTaskTest(IsolatedRegistryTest):
     def test_a_key_or_extension_type_the_server_could_not_decode_is_said_with_where_it_is(self):
         expected = {
             "bytes_key": "the result has a bytes dict key; use str keys",
-            "tuple_key": "the result has a tuple dict key; use str keys",
+            "tuple_key": "the result has a tuple dict key [1,2]; use str keys",
             "deep": "the result has a bytes dict key at ['rows'][1]['b']; use str keys",
             "deep_ext": "the result holds a msgpack.ExtType at [1]['x'], which the server refuses",
         }
@@ -408,6 +409,30 @@ class CheckExamplesTest(IsolatedRegistryTest):
 
         with self.assertRaisesRegex(AssertionError, r"at its root: '1' != 1$"):
             check_examples("t.kind")
+
+    def test_nan_and_infinity_match_the_null_json_clients_get_for_them(self):
+        # JSON has no NaN: an example can only say null, which is what JSON answers write.
+        @task("t.spread", schema={"examples": [[1.5], [1, 2]]}, output_schema={"examples": [{"std": None, "slope": None}, {"std": 0.5, "slope": 1}]})
+        def spread(values):
+            mean = sum(values) / len(values)
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
+            return {"std": std / math.sqrt(2) if len(values) > 1 else std, "slope": 1 if len(values) > 1 else -math.inf}
+
+        self.assertEqual(check_examples("t.spread"), 2)
+
+        @task("t.finite", schema={"examples": [0]}, output_schema={"examples": [None]})
+        def finite(value):
+            return 0.0
+
+        with self.assertRaisesRegex(AssertionError, r"at its root: 0.0 != None$", msg="a finite float is no null"):
+            check_examples("t.finite")
+
+        @task("t.nan_for_number", schema={"examples": [0]}, output_schema={"examples": [0]})
+        def nan_for_number(value):
+            return math.nan
+
+        with self.assertRaisesRegex(AssertionError, r"at its root: nan != 0$", msg="and NaN is no number"):
+            check_examples("t.nan_for_number")
 
     def test_examples_missing_or_unpaired_are_said(self):
         @task("t.none")
