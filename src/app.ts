@@ -91,6 +91,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Node answers 408 and closes the connection. Running calls are not affected:
     // the clock stops once the whole request has arrived.
     requestTimeout: config.requestBodyTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
     // Node's Host check answers an empty 400: the onRequest hook's missingHostError answers in the error shape.
     http: { ...receiveTimeouts(config.requestBodyTimeoutMs), requireHostHeader: false },
     frameworkErrors: frameworkError,

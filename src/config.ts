@@ -31,6 +31,8 @@ export interface Config {
   readonly bodyLimitBytes: number
   /** Longest a client may take to send a whole request, headers and body; 0 = no limit. */
   readonly requestBodyTimeoutMs: number
+  /** An idle keep-alive connection is closed after this long (Node's keepAliveTimeout); a proxy in front must close its own first. */
+  readonly keepAliveTimeoutMs: number
   /** A client that reads nothing of its answer for this long loses the connection (0: no limit). */
   readonly responseStallTimeoutMs: number
   /** Open client connections at most; Node closes more as it accepts them (0: no cap). */
@@ -211,6 +213,11 @@ export function loadConfig (env: Env): Config {
     maxWorkerRssMb: integer(env, 'MAX_WORKER_RSS_MB', 512, 0, 1024 * 1024), // up to 1 TiB
     bodyLimitBytes,
     requestBodyTimeoutMs: integer(env, 'REQUEST_BODY_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
+    // Fastify's own default, 72 s: above the 60 s idle timeout of nginx's upstream keep-alive and
+    // of AWS's load balancers, which must close an idle connection first (a request sent down a
+    // connection the server closes at that moment is reset: a 502). Google Cloud's load
+    // balancers keep theirs 600 s, and ask for more than that here.
+    keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, MAX_TIMER_MS),
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     // ~10-12 KB of Node's RSS per connection with a small request (measured: docs/operations.md, "Sizing"):
     // 10,000 is ~120 MB, ten times the benchmark's 1,000 connections. The top is Linux's

@@ -9,7 +9,7 @@ t.test('defaults match the contract', async (t) => {
     maxFrameBytes: 67108864, queueLimitBytes: 67108864, receiveLimitBytes: 67108864, workerStartTimeoutMs: 60000, taskModules: [], diagTasks: false, adminToken: undefined,
     shutdownGraceMs: 10000, workerStopGraceMs: 2000, logLevel: 'info', workerSchedBatch: false, requestBodyTimeoutMs: 300000,
     // Settings beyond SPEC §5, with README's defaults.
-    responseStallTimeoutMs: 300000, maxConnections: 10000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0,
+    responseStallTimeoutMs: 300000, keepAliveTimeoutMs: 72000, maxConnections: 10000, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxRssBytes: 0,
     offloadMinBytes: 262144
   })
   t.same(config.taskConcurrency, {})
@@ -83,6 +83,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ SHUTDOWN_GRACE_MS: '2147483647' }, /SHUTDOWN_GRACE_MS \+ 2 × WORKER_STOP_GRACE_MS \(2147483647 \+ 2 × 2000\) must stay under/],
     [{ WORKER_STOP_GRACE_MS: '1500000000' }, /lower one of them/],
     [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],
+    [{ KEEP_ALIVE_TIMEOUT_MS: '0' }, /KEEP_ALIVE_TIMEOUT_MS=0 is out of range/],
     [{ MAX_CONNECTIONS: '-1' }, /^MAX_CONNECTIONS=-1 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '2000000' }, /^MAX_CONNECTIONS=2000000 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '10k' }, /^MAX_CONNECTIONS="10k" is not an integer: use 0\.\.1048576$/],
