@@ -1,38 +1,17 @@
-// Runs Prometheus's promtool (Debian package "prometheus"), or says why it cannot.
-// A fresh machine's `npm test` stays green without it; CI, which installs it
-// (.ci/run), must run every check.
+// Runs Prometheus's promtool (Debian package "prometheus"), or says why it cannot (installed.ts).
 
 import { execFile } from 'node:child_process'
+import { hasCommand, type TapLike } from './installed.js'
 import { ROOT } from './server.js'
-
-interface TapLike {
-  fail: (message: string) => unknown
-  pass: (message: string, extra: { skip: string }) => unknown
-  error: (error: unknown, message: string) => unknown
-}
-
-const installed = (command: string): Promise<boolean> => new Promise<boolean>((resolve) => {
-  execFile('sh', ['-c', `command -v ${command}`], (error) => { resolve(error === null) })
-})
-const promtoolInstalled = installed('promtool')
-const prometheusInstalled = installed('prometheus')
-
-async function has (t: TapLike, command: string, isInstalled: Promise<boolean>): Promise<boolean> {
-  if (await isInstalled) return true
-  const why = `${command} is not installed (Debian package "prometheus"; .ci/run installs it)`
-  if (process.env.CI === 'true') t.fail(why)
-  else t.pass(`${command} checks`, { skip: why })
-  return false
-}
 
 /** False (after failing in CI, skipping elsewhere) when promtool is missing. */
 export async function hasPromtool (t: TapLike): Promise<boolean> {
-  return await has(t, 'promtool', promtoolInstalled)
+  return await hasCommand(t, 'promtool', 'prometheus')
 }
 
 /** False (after failing in CI, skipping elsewhere) when the Prometheus server is missing. */
 export async function hasPrometheus (t: TapLike): Promise<boolean> {
-  return await has(t, 'prometheus', prometheusInstalled)
+  return await hasCommand(t, 'prometheus', 'prometheus')
 }
 
 /** Runs promtool in the repository root, with `input` on stdin, and asserts that it succeeds. */
