@@ -3,6 +3,7 @@
 // reported once stdout is read again) instead of growing without bound.
 
 import { constants, fstatSync, openSync } from 'node:fs'
+import { Socket } from 'node:net'
 import pino from 'pino'
 import { flushAtExit, PIPE_BUF_BYTES } from './log-exit-flush.js'
 import type { FastifyBaseLogger } from 'fastify'
@@ -137,22 +138,38 @@ export class LogDestination {
 }
 
 /**
- * Where stdout's lines are written: when stdout is a pipe, a description of that pipe of
- * our own, opened non-blocking (start-up only: sync calls). A write to a pipe nobody reads
- * then waits on a timer (sonic-boom retries every 100 ms) instead of holding one of
- * libuv's threads in write(2); Node's exit waits for those threads, so such a write kept
- * a stopped server from ever exiting (log-exit-flush.ts bounds pino's own write at exit).
- * The pipe's shared description keeps its flags: the shell or the container runtime that
- * holds it sees no change. Files, terminals and sockets keep fd 1.
+ * Where stdout's lines are written, so that no write to it can block: a write to a stdout
+ * nobody reads then waits on a timer (sonic-boom retries every 100 ms) instead of holding
+ * one of libuv's threads in write(2), and Node's exit waits for those threads, so such a
+ * write kept a stopped server from ever exiting (log-exit-flush.ts bounds pino's own write
+ * at exit the same way). Start-up only: sync calls.
+ * - A pipe: a description of that pipe of our own, opened non-blocking. The pipe's shared
+ *   description keeps its flags: the shell or the container runtime that holds it sees no change.
+ * - A socket (what Node's spawn() and systemd's journal give a process as its stdout): it
+ *   cannot be opened again, so its own description is made non-blocking, as Node makes any
+ *   socket it writes to, its own process.stdout included. On Node 24 the exit hung there
+ *   every time; on Node 20 when the timing fell so.
+ * - Files and terminals keep fd 1.
  */
 function stdoutForWrites (): number {
   try {
-    if (!fstatSync(1).isFIFO()) return 1
+    const stdout = fstatSync(1)
+    if (stdout.isSocket()) {
+      stdoutSocket ??= new Socket({ fd: 1, readable: false, writable: true }).unref()
+      return 1
+    }
+    if (!stdout.isFIFO()) return 1
     return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
   } catch { // no /proc, or a FIFO whose reader has gone (ENXIO): the blocking fd as before
     return 1
   }
 }
+
+/**
+ * A handle on a socket stdout, never written to: opening it is what makes fd 1 non-blocking
+ * (libuv's uv_pipe_open). Kept for the process's life: a handle collected would close fd 1.
+ */
+let stdoutSocket: Socket | undefined
 
 function countLines (data: string | Buffer): number {
   const text = typeof data === 'string' ? data : data.toString('latin1')

@@ -193,3 +193,34 @@ t.test('at exit, a reader that resumes gets every line once, in order, the one c
   const read = readFileSync(out, 'utf8').split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { n: number }).n)
   t.same(read, Array.from({ length: lines }, (_, n) => n), `${lines} lines, each once, in order`)
 })
+
+t.test('a socket stdout nobody reads (spawn()\'s, systemd journal\'s) is written without blocking, and the process still exits', async (t) => {
+  // The server's destination in a process of its own, whose stdout is the socket spawn() gives
+  // it and which the test never reads: more lines than the socket holds, then exit. Blocking
+  // writes held a libuv thread (and the exit's own write the main thread) for ever.
+  const script = [
+    "import { readFileSync } from 'node:fs'",
+    "import pino from 'pino'",
+    "import { LogDestination } from './dist/log-destination.js'",
+    'const destination = new LogDestination()',
+    "const flags = parseInt(/flags:\\s+(\\d+)/.exec(readFileSync('/proc/self/fdinfo/1', 'utf8'))[1], 8)",
+    "process.stderr.write(`non-blocking: ${(flags & 0o4000) !== 0}\\n`)",
+    'const log = pino(destination.stream)',
+    "for (let n = 0; n < 2000; n++) log.info({ n }, 'x'.repeat(1000))",
+    'setTimeout(() => { process.exit(0) }, 300)'
+  ].join('\n')
+  // A few lines of Python make the socket blocking, as systemd's journal socket is, then become
+  // the Node process, without the NODE_OPTIONS tap's spawn() adds: its preloaded modules touch
+  // process.stdout, which makes fd 1 non-blocking by itself (the test then passed without the fix).
+  const blocking = 'import fcntl, os, sys; fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) & ~os.O_NONBLOCK); os.environ.pop("NODE_OPTIONS", None); os.execv(sys.argv[1], sys.argv[1:])'
+  const child = spawn('python3', ['-c', blocking, process.execPath, '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.pause() // never read
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (text: string) => { stderr += text })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
+  t.teardown(() => { child.kill('SIGKILL') })
+  const ended = await Promise.race([exited, new Promise<'still running'>((resolve) => setTimeout(() => { resolve('still running') }, 20_000))])
+  t.equal(ended, 0, `exited 0 with its lines unread (${stderr.trim()})`)
+  t.match(stderr, /non-blocking: true/, 'its stdout socket was made non-blocking')
+  t.match(stderr, /bytes of log lines not written at exit: stdout took nothing for 5000 ms/, 'and what it could not write is said')
+})
