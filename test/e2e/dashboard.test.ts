@@ -5,11 +5,10 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hasPrometheus } from '../helpers/promtool.js'
-import { ROOT, callTask, startServer, waitFor } from '../helpers/server.js'
+import { ROOT, callTask, freePort, startServer, waitFor } from '../helpers/server.js'
 
 interface Target { expr: string, legendFormat: string }
 interface Panel { type: string, title: string, id: number, datasource?: { uid: string }, targets?: Target[] }
@@ -20,14 +19,6 @@ const graphs = dashboard.panels.filter((panel) => panel.type !== 'row')
 /** The query Grafana sends for a target: its variables given the values they take on one job, all instances. */
 function asSent (expr: string): string {
   return expr.replaceAll('$__rate_interval', '15s').replaceAll('$job', 'pyfleet').replaceAll('$instance', '.*')
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 t.test('the dashboard is well formed: unique ids, one data source variable, job and instance variables used by every query', async (t) => {

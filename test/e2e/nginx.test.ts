@@ -5,12 +5,11 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../../src/config.js'
 import { hasCommand } from '../helpers/installed.js'
-import { ROOT, startServer, waitFor, type Teardown } from '../helpers/server.js'
+import { ROOT, freePort, startServer, waitFor, type Teardown } from '../helpers/server.js'
 
 const TEMPLATE = await readFile(join(ROOT, 'deploy', 'nginx.conf'), 'utf8')
 const UPSTREAM_LINE = /^( +server )127\.0\.0\.1:5000;/m
@@ -26,14 +25,6 @@ function valueOf (directive: string): string {
 /** nginx's sizes and times in bytes and ms ("17m", "75s"). */
 const bytes = (size: string): number => Number(/^(\d+)m$/.exec(size)?.[1]) * 1024 * 1024
 const ms = (time: string): number => Number(/^(\d+)s$/.exec(time)?.[1]) * 1000
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** Runs nginx with deploy/nginx.conf, its upstream and listen lines changed; resolves with its URL once it answers. */
 async function startNginx (t: Teardown, upstream: string): Promise<string> {
