@@ -216,8 +216,9 @@ export function loadConfig (env: Env): Config {
     // Fastify's own default, 72 s: above the 60 s idle timeout of nginx's upstream keep-alive and
     // of AWS's load balancers, which must close an idle connection first (a request sent down a
     // connection the server closes at that moment is reset: a 502). Google Cloud's load
-    // balancers keep theirs 600 s, and ask for more than that here.
-    keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, MAX_TIMER_MS),
+    // balancers keep theirs 600 s, and ask for more than that here. Node keeps a connection a
+    // second past it (its own margin), which at MAX_TIMER_MS overflowed its timer (a review).
+    keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, MAX_TIMER_MS - 1000),
     responseStallTimeoutMs: integer(env, 'RESPONSE_STALL_TIMEOUT_MS', 300_000, 0, MAX_TIMER_MS),
     // ~10-12 KB of Node's RSS per connection with a small request (measured: docs/operations.md, "Sizing"):
     // 10,000 is ~120 MB, ten times the benchmark's 1,000 connections. The top is Linux's

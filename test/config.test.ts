@@ -84,6 +84,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ WORKER_STOP_GRACE_MS: '1500000000' }, /lower one of them/],
     [{ REQUEST_BODY_TIMEOUT_MS: '-1' }, /REQUEST_BODY_TIMEOUT_MS=-1 is out of range/],
     [{ KEEP_ALIVE_TIMEOUT_MS: '0' }, /KEEP_ALIVE_TIMEOUT_MS=0 is out of range/],
+    [{ KEEP_ALIVE_TIMEOUT_MS: '2147483647' }, /KEEP_ALIVE_TIMEOUT_MS=2147483647 is out of range/],
     [{ MAX_CONNECTIONS: '-1' }, /^MAX_CONNECTIONS=-1 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '2000000' }, /^MAX_CONNECTIONS=2000000 is out of range: use 0\.\.1048576$/],
     [{ MAX_CONNECTIONS: '10k' }, /^MAX_CONNECTIONS="10k" is not an integer: use 0\.\.1048576$/],

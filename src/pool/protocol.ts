@@ -207,7 +207,7 @@ function undecodableKey (body: Uint8Array): string | undefined {
         if (key !== null && typeof key === 'object') {
           const kind = key instanceof Uint8Array ? 'bytes' : Array.isArray(key) ? 'tuple' : typeof key
           // A tuple key's values say where it came from (the columns of a pandas groupby over several).
-          const shown = Array.isArray(key) ? ` ${shorten(JSON.stringify(key, (_, v: unknown) => typeof v === 'bigint' ? v.toString() : v) ?? '', 100)}` : ''
+          const shown = Array.isArray(key) ? ` ${keyText(key)}` : ''
           return `the result has a ${kind} dict key${shown}${path === '' ? '' : ` at ${path}`}; use str keys`
         }
       }
@@ -217,6 +217,40 @@ function undecodableKey (body: Uint8Array): string | undefined {
     }
   }
   return undefined
+}
+
+/** How much of a tuple key's values its message shows. */
+const KEY_TEXT_MAX = 100
+
+/**
+ * A tuple dict key as its message shows it: JSON-like, bytes as `<N bytes>`, a map as `{...}`,
+ * at most KEY_TEXT_MAX characters, and no more built than that: a key may hold 40 MB of bytes,
+ * which as JSON took the worker's slot for half a minute and the server to 2 GB (a review).
+ * The worker writes a TaskError's details' keys the same way (protocol.py, _key_text).
+ */
+function keyText (key: unknown[]): string {
+  let text = ''
+  const add = (value: unknown): boolean => {
+    if (Array.isArray(value)) {
+      text += '['
+      for (let i = 0; i < value.length; i++) {
+        if (i > 0) text += ','
+        if (!add(value[i])) return false
+      }
+      text += ']'
+    } else if (value instanceof Uint8Array) {
+      text += `<${value.length} bytes>`
+    } else if (typeof value === 'string') {
+      text += JSON.stringify(value.slice(0, KEY_TEXT_MAX + 1))
+    } else if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value === null) {
+      text += String(value)
+    } else {
+      text += '{...}'
+    }
+    return text.length <= KEY_TEXT_MAX
+  }
+  add(key)
+  return shorten(text, KEY_TEXT_MAX)
 }
 
 /** Decodes and checks a reply to the call with id `callId`. */

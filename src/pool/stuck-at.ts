@@ -5,7 +5,9 @@
 // threads that import too: their stacks come first in the dump, and the first `<module>` frame
 // of the dump named a module the start was not waiting for (a review).
 
-const THREAD_HEADER = /^(?:Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$/
+const THREAD_HEADER = /^(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$/
+/** faulthandler writes at most 100 frames of a thread, then this line: the outermost are not in the dump. */
+const CUT_SHORT = '  ...'
 const FRAME = /^ {2}File "(.+)", line (\d+) in (.+)$/
 /** The outermost frame of `python -m pyfleet`: the stack it ends is the main thread's. */
 const MAIN_THREAD_BOTTOM = '_run_module_as_main'
@@ -16,13 +18,20 @@ interface Frame { file: string, line: string, name: string }
 
 export class StuckAt {
   #frames: Frame[] = []
+  /** The stack being read is the one of the thread that wrote the dump (the main thread, which handles signals). */
+  #current = false
 
   /** Reads one line of the dump; returns where the main thread is once its stack has been read whole. */
   read (text: string): string | undefined {
-    if (THREAD_HEADER.test(text)) {
+    const header = THREAD_HEADER.exec(text)
+    if (header !== null) {
       this.#frames = []
+      this.#current = header[1] === 'Current thread'
       return undefined
     }
+    // A stack deeper than the dump (a chain of 30 imports, pandas' own import at its deepest):
+    // its bottom frame never comes, so the main thread's is said from the frames there are.
+    if (text === CUT_SHORT && this.#current) return this.#where(true)
     const frame = FRAME.exec(text)
     if (frame === null) return undefined
     const [, file, line, name] = frame
@@ -37,14 +46,16 @@ export class StuckAt {
    * innermost one after it when that is another: a start stuck in numpy's import said only
    * `.../numpy/core/overrides.py, line 6`, and not which line of the task module imported it (a review).
    */
-  #where (): string | undefined {
+  #where (cutShort = false): string | undefined {
     const importing = this.#frames.filter((f) => f.name === '<module>' && !f.file.startsWith('<') && !RUNTIME_MAIN.test(f.file))
     if (importing.length > 0) {
       const task = importing[importing.length - 1]
       const innermost = importing[0]
+      if (cutShort) return `still importing ${innermost.file}, line ${innermost.line} (the stack is deeper than the dump: the task module's own line is not in it)`
       const deepest = innermost === task ? '' : ` (deepest: ${innermost.file}, line ${innermost.line})`
       return `still importing ${task.file}, line ${task.line}${deepest}`
     }
+    if (cutShort) return undefined
     const innermost = this.#frames[0]
     return innermost === undefined ? undefined : `at ${innermost.file}, line ${innermost.line} in ${innermost.name}`
   }

@@ -14,6 +14,7 @@ import { ROOT, freePort, startServer, waitFor, type Teardown } from '../helpers/
 const TEMPLATE = await readFile(join(ROOT, 'deploy', 'nginx.conf'), 'utf8')
 const UPSTREAM_LINE = /^( +server )127\.0\.0\.1:5000;/m
 const LISTEN_LINE = /^( +listen )80;/m
+const ACCESS_LOG_LINE = /^( +access_log )\/var\/log\/nginx\/pyfleet\.access\.log( pyfleet;)/m
 
 /** The one value of `directive` in the file (`client_max_body_size 17m;` → "17m"). */
 function valueOf (directive: string): string {
@@ -26,12 +27,12 @@ function valueOf (directive: string): string {
 const bytes = (size: string): number => Number(/^(\d+)m$/.exec(size)?.[1]) * 1024 * 1024
 const ms = (time: string): number => Number(/^(\d+)s$/.exec(time)?.[1]) * 1000
 
-/** Runs nginx with deploy/nginx.conf, its upstream and listen lines changed; resolves with its URL once it answers. */
-async function startNginx (t: Teardown, upstream: string): Promise<string> {
+/** Runs nginx with deploy/nginx.conf, its upstream, listen and access log lines changed; resolves with its URL and its directory once it answers. */
+async function startNginx (t: Teardown, upstream: string): Promise<{ url: string, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-nginx-'))
   await chmod(dir, 0o755) // nginx's workers run as another user when it is started as root
   const port = await freePort()
-  const site = TEMPLATE.replace(UPSTREAM_LINE, `$1${upstream};`).replace(LISTEN_LINE, `$1127.0.0.1:${port};`)
+  const site = TEMPLATE.replace(UPSTREAM_LINE, `$1${upstream};`).replace(LISTEN_LINE, `$1127.0.0.1:${port};`).replace(ACCESS_LOG_LINE, `$1${dir}/pyfleet.access.log$2`)
   await writeFile(join(dir, 'pyfleet.conf'), site)
   // The main file a distribution's nginx.conf would be, in a directory of its own.
   await writeFile(join(dir, 'nginx.conf'), [
@@ -60,7 +61,7 @@ async function startNginx (t: Teardown, upstream: string): Promise<string> {
     if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${stderr}`)
     return await fetch(`${url}/health`).then(() => true, () => false)
   }, 10_000, 'nginx listening')
-  return url
+  return { url, dir }
 }
 
 t.test('the file\'s values follow pyfleet\'s defaults', async (t) => {
@@ -76,7 +77,7 @@ t.test('the file\'s values follow pyfleet\'s defaults', async (t) => {
 t.test('through nginx: calls, request ids, kept-alive upstream connections, bodies at both limits, routes kept off the public side', async (t) => {
   if (!(await hasCommand(t, 'nginx', 'nginx'))) return
   const server = await startServer(t, { POOL_SIZE: '2' })
-  const url = await startNginx(t, new URL(server.url).host)
+  const { url, dir } = await startNginx(t, new URL(server.url).host)
 
   const call = async (headers: Record<string, string> = {}): Promise<Response> => await fetch(`${url}/api/tasks/echo`, {
     method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"n":1}'
@@ -109,14 +110,18 @@ t.test('through nginx: calls, request ids, kept-alive upstream connections, bodi
   t.match(await tooLargeForNginx.json(), { statusCode: 413, code: 'PROXY_BODY_TOO_LARGE', error: 'Payload Too Large' }, 'past the proxy\'s size: nginx\'s 413, in pyfleet\'s error shape')
 
   for (const path of ['/metrics', '/admin/reload']) {
-    t.equal((await fetch(`${url}${path}`, { method: path === '/metrics' ? 'GET' : 'POST' })).status, 404, `${path} is not served through the proxy`)
+    const refused = await fetch(`${url}${path}`, { method: path === '/metrics' ? 'GET' : 'POST' })
+    t.equal(refused.status, 404, `${path} is not served through the proxy`)
+    t.match(await refused.json(), { statusCode: 404, code: 'NOT_FOUND' }, 'said in pyfleet\'s error shape')
   }
   t.equal((await fetch(`${url}/ready`)).status, 200, '/ready is')
+  const accessLog = await readFile(join(dir, 'pyfleet.access.log'), 'utf8')
+  t.match(accessLog, /"POST \/api\/tasks\/echo HTTP\/1\.1" 200 \d+ rid=client-id-42 upstream=200 /, 'nginx\'s access log has the id pyfleet logged')
 })
 
 t.test('no replica answering: nginx\'s 502 in pyfleet\'s error shape, with the request id', async (t) => {
   if (!(await hasCommand(t, 'nginx', 'nginx'))) return
-  const url = await startNginx(t, `127.0.0.1:${await freePort()}`)
+  const { url } = await startNginx(t, `127.0.0.1:${await freePort()}`)
   const answer = await fetch(`${url}/api/tasks/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'lost-1' }, body: '{}' })
   t.equal(answer.status, 502)
   t.equal(answer.headers.get('x-request-id'), 'lost-1')

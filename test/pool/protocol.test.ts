@@ -16,6 +16,12 @@ t.test('a result with a bytes key or an extension type is a failed call, not a p
   // Deeper: the path says where, as the worker says it of a TaskError's details.
   const deep = packr.pack({ t: 'result', id: 9, value: { rows: [{ a: 1 }, new Map<unknown, number>([['b', 1], [[1, 2], 2]])] } })
   t.match(decodeReply(deep, 9), { kind: 'failed', type: 'UndecodableResult', message: 'the result has a tuple dict key [1,2] at ["rows"][1]; use str keys' })
+  // A tuple key's values as the worker writes them for details (protocol.py's test has the same
+  // key and text), and only the first 100 characters built: 8 MB of bytes in a key are their length.
+  const mixed = packr.pack({ t: 'result', id: 10, value: new Map<unknown, number>([[[Buffer.from('ab'), 2.5, [1, 'x'], null, true], 1]]) })
+  t.match(decodeReply(mixed, 10), { message: 'the result has a tuple dict key [<2 bytes>,2.5,[1,"x"],null,true]; use str keys' })
+  const huge = packr.pack({ t: 'result', id: 11, value: new Map<unknown, number>([[[Buffer.alloc(8 * 1024 * 1024), 'y'.repeat(1000)], 1]]) })
+  t.match(decodeReply(huge, 11), { message: `the result has a tuple dict key [<8388608 bytes>,"${'y'.repeat(79)}...; use str keys` })
   // {t: 'result', id: 8, value: ExtType(5, 'x')}, by hand: fixmap of 3, then fixext1 of type 5.
   const withExt = Buffer.from([0x83, 0xa1, 0x74, 0xa6, ...Buffer.from('result'), 0xa2, 0x69, 0x64, 0x08, 0xa5, ...Buffer.from('value'), 0xd4, 0x05, 0x78])
   t.match(decodeReply(withExt, 8), { kind: 'failed', type: 'UndecodableResult', message: /^the result is msgpack that cannot become a JavaScript value \(an extension type\?\)/ })

@@ -39,6 +39,15 @@ t.test('stuck in a library the task module imports: the task module\'s line firs
   t.equal(read(dump), 'still importing /srv/tasks/frames.py, line 8 (deepest: /usr/lib/python3/dist-packages/numpy/core/overrides.py, line 6)')
 })
 
+t.test('a stack deeper than the dump (faulthandler writes 100 frames, then "..."): the innermost import, said as such', async (t) => {
+  const deep = Array.from({ length: 50 }, (_, i) => [`  File "/srv/tasks/chain${i}.py", line 1 in <module>`, '  File "<frozen importlib._bootstrap>", line 241 in _call_with_frames_removed'])
+  const dump = ['Current thread 0x00007f (most recent call first):', '  File "/srv/tasks/chain50.py", line 3 in <module>', ...deep.flat().slice(0, 99), '  ...'].join('\n')
+  t.equal(read(dump), 'still importing /srv/tasks/chain50.py, line 3 (the stack is deeper than the dump: the task module\'s own line is not in it)')
+  // Another thread's stack cut short says nothing: the main thread's is still to come.
+  const otherFirst = ['Thread 0x00007e (most recent call first):', '  File "/srv/tasks/bg.py", line 2 in <module>', '  ...', '', 'Current thread 0x00007f (most recent call first):', '  File "/srv/tasks/model.py", line 9 in <module>', ...MAIN_BOTTOM].join('\n')
+  t.equal(read(otherFirst), 'still importing /srv/tasks/model.py, line 9')
+})
+
 t.test('a thread a task module started, importing too, is not taken for the main one (it comes first in the dump)', async (t) => {
   const dump = [
     'Thread 0x00007e (most recent call first):',

@@ -110,18 +110,19 @@ def _to_msgpack(value: Any) -> Any:
     import uuid
 
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        # pandas' NaT, a missing date, is a datetime whose isoformat() is "NaT" and which is
-        # not equal to itself: null, as NaN is for JSON clients, numpy's NaT is (its tolist()
-        # makes None) and pandas' own to_json() writes it, not a string no date parser reads.
-        return None if value != value else value.isoformat()
+        # pandas' NaT, a missing date, is a datetime whose isoformat() is "NaT": null, as NaN is
+        # for JSON clients, numpy's NaT is (its tolist() makes None) and pandas' own to_json()
+        # writes it, not a string no date parser reads. Known by its type, not by comparing it
+        # with itself, which a task's own date class may answer otherwise (or raise).
+        return None if _is_pandas(value, "NaTType") else value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
-    if _is_pandas_na(value):
+    if _is_pandas(value, "NAType"):
         return None  # pandas' NA (nullable dtypes), missing as NaT is: null, as to_json() writes it
     # Record types a task may return as they are: name the call that makes a dict of one.
     if isinstance(value, datetime.timedelta):  # numpy's timedelta64 in seconds' units makes one too
         hint = "; it is a timedelta: return value.total_seconds()"
-    elif _is_pandas_frame(value):
+    elif any(_is_pandas_type(kind, "DataFrame") for kind in type(value).__mro__):  # geopandas' GeoDataFrame too
         hint = "; it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"
     elif hasattr(type(value), "__dataclass_fields__"):
         hint = "; it is a dataclass: return dataclasses.asdict(value)"
@@ -136,15 +137,14 @@ def _to_msgpack(value: Any) -> Any:
     raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes{hint}")
 
 
-def _is_pandas_na(value: Any) -> bool:
-    """pandas.NA, known by its type's name: pandas is not imported for it (nor a dependency)."""
-    kind = type(value)
-    return kind.__name__ == "NAType" and kind.__module__.startswith("pandas.")
+def _is_pandas(value: Any, type_name: str) -> bool:
+    """Whether ``value`` is of pandas' type ``type_name`` (NaTType, NAType), known by its name:
+    pandas is not imported for it (nor a dependency)."""
+    return _is_pandas_type(type(value), type_name)
 
 
-def _is_pandas_frame(value: Any) -> bool:
-    kind = type(value)
-    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas.")
+def _is_pandas_type(kind: type, type_name: str) -> bool:
+    return kind.__name__ == type_name and kind.__module__.startswith("pandas.")
 
 
 # One packer for the worker's life: building one per message costs more than the message.
@@ -329,13 +329,51 @@ def undecodable(value: Any, what: str) -> Optional[str]:
     return None
 
 
+_KEY_TEXT_MAX = 100
+
+
 def _key_text(key: Any) -> str:
-    """A tuple dict key as the server's message shows it (src/pool/protocol.ts), JSON, at most 100
-    characters: which values made it (the columns of a pandas groupby over several) says where it came from."""
+    """A tuple dict key as the server's message shows one (src/pool/protocol.ts, keyText): which
+    values made it (the columns of a pandas groupby over several) says where it came from. JSON-like,
+    bytes as ``<N bytes>``, at most 100 characters, and no more built than that (a key may hold
+    megabytes of bytes). Other types than the server sees (str, numbers, bool, None, bytes, tuples)
+    show as ``{...}``."""
     import json
 
-    text = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False, default=str)
-    return text if len(text) <= 100 else text[:97] + "..."
+    parts: List[str] = []
+    length = 0
+
+    def emit(text: str) -> None:
+        nonlocal length
+        parts.append(text)
+        length += len(text)
+
+    def add(value: Any) -> bool:
+        if isinstance(value, (tuple, list)):
+            emit("[")
+            for index, item in enumerate(value):
+                if index:
+                    emit(",")
+                if not add(item):
+                    return False
+            emit("]")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            emit(f"<{len(value)} bytes>")
+        elif isinstance(value, str):
+            emit(json.dumps(value[: _KEY_TEXT_MAX + 1], ensure_ascii=False))
+        elif isinstance(value, bool) or value is None:
+            emit("true" if value is True else "false" if value is False else "null")
+        elif isinstance(value, int):
+            emit(str(value))
+        elif isinstance(value, float):
+            emit(_js_number_text(value))
+        else:
+            emit("{...}")
+        return length <= _KEY_TEXT_MAX
+
+    add(key)
+    text = "".join(parts)
+    return text if len(text) <= _KEY_TEXT_MAX else text[: _KEY_TEXT_MAX - 3] + "..."
 
 
 def _at(path: str) -> str:
@@ -369,7 +407,7 @@ def _is_unencodable_str(item: Any) -> Optional[str]:
 
 def _is_unsendable(item: Any) -> Optional[str]:
     """A value neither msgpack nor _to_msgpack can carry (what _to_msgpack raises for)."""
-    if item is None or isinstance(item, (str, bytes, bytearray, memoryview, bool, float, dict, list, tuple, set, frozenset)) or _is_pandas_na(item):
+    if item is None or isinstance(item, (str, bytes, bytearray, memoryview, bool, float, dict, list, tuple, set, frozenset)) or _is_pandas(item, "NAType"):
         return None
     if isinstance(item, int):
         return "the value" if not -(2**63) <= item < 2**64 else None

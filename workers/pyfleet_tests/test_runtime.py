@@ -469,23 +469,28 @@ class LoopTest(unittest.TestCase):
             r"\(wider than a Python float or complex\?\); convert it yourself, e\.g\. float\(value\)$",
         )
 
-        class NaTType(datetime.datetime):  # pandas' NaT: a datetime that is not equal to itself
+        # pandas' types, known by their names (pandas is no dependency): NaT is a datetime whose isoformat() is "NaT".
+        NaTType = type("NaTType", (datetime.datetime,), {"__module__": "pandas._libs.tslibs.nattype", "isoformat": lambda self, *args: "NaT"})
+        NAType = type("NAType", (), {"__module__": "pandas._libs.missing"})
+        DataFrame = type("DataFrame", (), {"__module__": "pandas.core.frame"})
+        GeoDataFrame = type("GeoDataFrame", (DataFrame,), {"__module__": "geopandas.geodataframe"})
+
+        class Odd(datetime.date):  # a task's own date class, unequal to itself: still a date (a review)
             def __eq__(self, other):
                 return False
 
             def __ne__(self, other):
-                return True
+                raise ValueError("no comparing")
 
-            __hash__ = datetime.datetime.__hash__
+            __hash__ = datetime.date.__hash__
 
-            def isoformat(self, *args):
-                return "NaT"
-
-        NAType = type("NAType", (), {"__module__": "pandas._libs.missing"})  # pandas.NA, by its type's name
-        DataFrame = type("DataFrame", (), {"__module__": "pandas.core.frame"})
         when = datetime.datetime(2026, 1, 2)
-        self.assertEqual(reply({"days": [when, NaTType(2000, 1, 1)], "sales": [1, NAType()]})["value"], {"days": ["2026-01-02T00:00:00", None], "sales": [1, None]})
-        self.assertTrue(reply({"df": DataFrame()})["message"].endswith("; it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"))
+        self.assertEqual(
+            reply({"days": [when, NaTType(2000, 1, 1), Odd(2026, 3, 4)], "sales": [1, NAType()]})["value"],
+            {"days": ["2026-01-02T00:00:00", None, "2026-03-04"], "sales": [1, None]},
+        )
+        for frame in (DataFrame(), GeoDataFrame()):
+            self.assertTrue(reply({"df": frame})["message"].endswith("; it is a pandas DataFrame: return value.to_dict(orient=\"records\") (a list of rows as dicts)"))
         self.assertTrue(reply({"took": datetime.timedelta(seconds=5)})["message"].endswith("; it is a timedelta: return value.total_seconds()"))
         self.assertEqual(
             reply(type("NAType", (), {"__module__": "mylib"})())["message"].split("; ")[0],
@@ -714,9 +719,16 @@ class FailureReplyTest(unittest.TestCase):
         self.assertTrue(reply["message"].startswith("the details of the TaskError cannot be sent: a key holds a lone surrogate"), reply["message"])
 
     def test_keys_the_server_cannot_decode_in_details_are_blamed_on_the_details(self):
-        tuple_key, bytes_key = self.replies(TaskError("bad", {(1, 2): "x"}), TaskError("bad", {"at": {b"k": 1}}))
+        tuple_key, bytes_key, mixed, huge = self.replies(
+            TaskError("bad", {(1, 2): "x"}), TaskError("bad", {"at": {b"k": 1}}),
+            TaskError("bad", {(b"ab", 2.5, (1, "x"), None, True): 1}), TaskError("bad", {(b"\0" * 8 * 1024 * 1024, "y" * 1000): 1}),
+        )
         self.assertEqual((tuple_key["kind"], tuple_key["type"]), ("failed", "UndecodableDetails"))
         self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key [1,2]; use str keys")
+        # As the server writes a result's (test/pool/protocol.test.ts has the same key and text), and
+        # only the first 100 characters built: megabytes of bytes in a key are their length.
+        self.assertEqual(mixed["message"], 'the details of the TaskError has a tuple dict key [<2 bytes>,2.5,[1,"x"],null,true]; use str keys')
+        self.assertEqual(huge["message"], 'the details of the TaskError has a tuple dict key [<8388608 bytes>,"' + "y" * 79 + '...; use str keys')
         self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key at ['at']; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):
