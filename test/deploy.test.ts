@@ -109,3 +109,11 @@ t.test('the version is one: package.json\'s, the image\'s label, the manifest\'s
   const image: string = manifest.get('Deployment').spec.template.spec.containers[0].image
   t.equal(image.slice(image.lastIndexOf(':') + 1), version, 'deploy/kubernetes.yaml\'s image tag')
 })
+
+t.test('GitHub\'s CI runs .ci/run in the image the Dockerfile builds on, with the container step skipped out loud', async (t) => {
+  const workflow = parseAllDocuments(await readFile(join(ROOT, '.github', 'workflows', 'ci.yml'), 'utf8'))[0].toJS() as { jobs: { test: { container: string, env: Record<string, string>, steps: Array<{ run?: string }> } } }
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  t.equal(workflow.jobs.test.container, /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1], 'a bare Debian with the Node of the image')
+  t.same(workflow.jobs.test.env, { CI: 'true', PYFLEET_SKIP_CONTAINER: '1' })
+  t.same(workflow.jobs.test.steps.map((step) => step.run).filter((run) => run !== undefined), ['bash .ci/run'], 'the same script as every other CI run')
+})
