@@ -159,7 +159,7 @@ export class PythonWorker {
   get isAlive (): boolean { return this.#state !== 'dead' && this.#state !== 'stopping' }
   /** How it failed (a crash, a broken protocol, a timeout), also when no call was running. */
   get failure (): WorkerFailure | undefined { return this.#failure }
-  /** How the process ended, in words (a SIGKILL pyfleet did not send says: out of memory?); undefined while it runs. */
+  /** How the process ended, in words (a SIGKILL pyfleet did not send says whether the OOM killer sent it); undefined while it runs. */
   get exitDescription (): string | undefined { return this.#exitDescription }
   /** True once stop() was called: a call it ends was cut off by pyfleet, not lost to a crash. */
   get stopRequested (): boolean { return this.#stopRequested }

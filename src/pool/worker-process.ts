@@ -6,6 +6,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { SplitFrame } from './protocol.js'
+import { oomVerdict, readOomKillCount, type OomVerdict } from './oom-kills.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -42,13 +43,18 @@ export class WorkerProcess {
   readonly #child: ChildProcessByStdio<Writable, Readable, Readable>
   /** Resolves once the process has exited (never, if it could not be spawned). */
   readonly exited: Promise<void>
-  /** The signals pyfleet sent: a SIGKILL that is not among them came from elsewhere (the OOM killer, most often). */
+  /** The signals pyfleet sent: a SIGKILL that is not among them came from elsewhere (the OOM killer or a kill -9: see oom-kills.ts). */
   readonly #signalsSent = new Set<NodeJS.Signals>()
   /** /proc/<pid>/status, opened at the first reading and kept open until the process exits (see readRss). */
   #status: Promise<FileHandle | undefined> | undefined
   #hasExited = false
+  /** The kernel's OOM-kill count when the worker was started (read once; see oom-kills.ts). */
+  readonly #oomKillsAtStart: Promise<number | undefined>
+  /** Whether the OOM killer ended it, once a SIGKILL pyfleet did not send has. */
+  #oomVerdict: OomVerdict = 'unknown'
 
   constructor (options: ProcessOptions, on: ProcessEvents) {
+    this.#oomKillsAtStart = readOomKillCount()
     this.#child = spawn(options.python, options.args, {
       cwd: options.cwd,
       env: options.env,
@@ -72,8 +78,18 @@ export class WorkerProcess {
         this.#status = undefined
         this.#killGroup()
         this.#releaseStdioSoon(on.stdioHeld)
-        on.exit(code, signal)
-        resolve()
+        if (signal !== 'SIGKILL' || this.#signalsSent.has('SIGKILL')) {
+          on.exit(code, signal)
+          resolve()
+          return
+        }
+        // A SIGKILL from elsewhere: the OOM killer's or someone's kill -9. One reading of the
+        // kernel's count (bounded: OOM_READ_TIMEOUT_MS) says which, before the exit is told.
+        void Promise.all([this.#oomKillsAtStart, readOomKillCount()]).then(([atStart, atExit]) => {
+          this.#oomVerdict = oomVerdict(atStart, atExit)
+          on.exit(code, signal)
+          resolve()
+        })
       })
     })
     this.#child.once('error', on.spawnError)
@@ -126,7 +142,11 @@ export class WorkerProcess {
   describeExit (code: number | null, signal: NodeJS.Signals | null): string {
     if (signal === null) return `exited with code ${String(code)}`
     if (signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')) {
-      return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
+      switch (this.#oomVerdict) {
+        case 'oom-killed': return 'was killed by the kernel\'s out-of-memory killer (a SIGKILL pyfleet did not send, while /proc/vmstat\'s count of OOM kills went up): the container or the machine ran out of memory'
+        case 'not-oom': return 'was killed by a SIGKILL pyfleet did not send, and not by the kernel\'s out-of-memory killer (/proc/vmstat\'s count of OOM kills did not move): someone or something ran kill -9'
+        default: return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
+      }
     }
     // The SIGUSR1 that asks for a stack dump (a call or a start past its time) kills a process
     // that has not yet installed the runtime's handler for it: one still starting Python.

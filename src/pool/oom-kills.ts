@@ -1,0 +1,36 @@
+// How many processes the kernel's out-of-memory killer has killed since boot, from
+// /proc/vmstat's `oom_kill` (Linux 4.13 and later; every OOM kill counts there, a container's
+// memory limit included, and the file is not namespaced, so a container reads it too).
+// A worker killed by a SIGKILL pyfleet did not send is told apart with it: the OOM killer if
+// the count moved while the worker lived, someone's `kill -9` if it did not.
+
+import { readFile } from 'node:fs/promises'
+
+const VMSTAT = '/proc/vmstat'
+/**
+ * How long a reading may take before it is given up. A worker's exit waits for one reading
+ * (and only when a SIGKILL came from elsewhere): a busy thread pool must not hold it long.
+ */
+export const OOM_READ_TIMEOUT_MS = 100
+
+/** The count, or undefined where it cannot be read (not Linux, an old kernel, no /proc), or past the timeout. */
+export async function readOomKillCount (path = VMSTAT): Promise<number | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, OOM_READ_TIMEOUT_MS) })
+  try {
+    const text = await Promise.race([readFile(path, 'latin1').catch(() => undefined), gaveUp])
+    if (text === undefined) return undefined
+    const match = /^oom_kill (\d+)$/m.exec(text)
+    return match === null ? undefined : Number(match[1])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** What the count did while a worker lived, once it was killed by a SIGKILL pyfleet did not send. */
+export type OomVerdict = 'oom-killed' | 'not-oom' | 'unknown'
+
+export function oomVerdict (atStart: number | undefined, atExit: number | undefined): OomVerdict {
+  if (atStart === undefined || atExit === undefined) return 'unknown'
+  return atExit > atStart ? 'oom-killed' : 'not-oom'
+}
