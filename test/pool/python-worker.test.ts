@@ -122,6 +122,21 @@ t.test('a call past its timeout: the worker\'s stacks are logged under its reque
   t.ok(stack.some((line) => /File ".*pyfleet_tasks\/diag\.py", line \d+ in /.test(line)), 'naming the line of the task where it was stuck')
 })
 
+t.test('a task that set SIGUSR1\'s handler during an earlier call: the stacks of a later call past its timeout are logged all the same, and the change once', async (t) => {
+  for (const how of ['ignore', 'python']) {
+    const lines: Array<Record<string, unknown>> = []
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+    const worker = await PythonWorker.spawn({ ...options(1, ['--module', 'extra_tasks']), log })
+    t.match(await worker.call('extra.take_sigusr1', how, 'take', 5000), { value: 'taken' })
+    const error = await worker.call('diag.work', { sleep_ms: 10_000 }, `stuck-${how}`, 200).catch((e: unknown) => e)
+    t.equal((error as WorkerCallError).failure, 'timeout')
+    await waitFor(() => worker.state === 'dead', 5000, 'the worker to be killed')
+    const stack = lines.filter((l) => l.stream === 'stderr' && l.requestId === `stuck-${how}`).map((l) => String(l.msg))
+    t.ok(stack.some((line) => /File ".*pyfleet_tasks\/diag\.py", line \d+ in /.test(line)), `${how}: the stack names the task's line`)
+    t.ok(lines.some((l) => l.requestId === 'take' && /task 'extra\.take_sigusr1' changed the SIGUSR1 handler, which writes the stacks of a call past its timeout to the log; undone after the call/.test(String(l.msg))), `${how}: the change is logged`)
+  }
+})
+
 t.test('an async task past its timeout: the stacks of its pending coroutines are logged too, down to the await it is stuck on', async (t) => {
   const lines: Array<Record<string, unknown>> = []
   const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })

@@ -8,7 +8,7 @@ echo call is ~2 µs of Python in the loop):
 - a process ``os.fork()`` made, returning from the task: it must neither
   reply on the worker's protocol pipe nor read the next call. An at-fork hook
   marks it.
-- signal handlers, interval timers (``signal.alarm``, ``signal.setitimer``)
+- signal handlers (those in WATCHED_SIGNALS), interval timers (``signal.alarm``, ``signal.setitimer``)
   and the working directory: asking after each call (signal.getsignal,
   signal.getitimer, os.getcwd) costs 0.3-0.5 µs a question, so a worker wraps ``signal.signal``,
   ``signal.setitimer``, ``signal.alarm``, ``os.chdir`` and ``os.fchdir``
@@ -43,7 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
-from . import std_fds
+from . import stack_dump, std_fds
 from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 
 log = logging.getLogger("pyfleet")
@@ -71,10 +71,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # The handlers a worker depends on: SIGINT ignored, SIGTERM's default (the server stops
-# workers with it), and the timers' signals, whose timers are cancelled after a call. Other
+# workers with it), SIGUSR1's stack dump (the log's only word on where a call past its timeout
+# was stuck), and the timers' signals, whose timers are cancelled after a call. Other
 # handlers a task sets stay: libraries set them once and rely on them (asyncio's child
 # watchers on SIGCHLD, loop.add_signal_handler on the worker's one event loop).
-WATCHED_SIGNALS = frozenset(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF))
+WATCHED_SIGNALS = frozenset(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF))
 
 
 def _signal_watched(signalnum: int, handler: Any, /) -> Any:
@@ -213,6 +214,12 @@ class Baseline:
                 return None
             _setitimer(number, 0)
             return f"left the {_describe(key)} timer running (cancelled)"
+        if number == signal.SIGUSR1:
+            # The dump is two handlers, faulthandler's in C and ours in Python: any signal.signal()
+            # call replaced the C one, even one that put our Python handler back. Both are set again.
+            changed = signal.getsignal(number) != value
+            stack_dump.install(_signal)
+            return f"changed {_describe(key)}, which writes the stacks of a call past its timeout to the log" if changed else None
         if value is None or signal.getsignal(number) == value:  # None: the handler was not set from Python
             return None
         _signal(number, value)

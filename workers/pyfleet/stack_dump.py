@@ -30,9 +30,14 @@ MAX_TASKS = 20
 MAX_FRAMES = 40
 
 
-def install() -> None:
-    """Dump the stacks on SIGUSR1: the threads' (faulthandler), then the asyncio tasks'."""
-    signal.signal(signal.SIGUSR1, _on_signal)
+def install(set_handler: Any = signal.signal) -> None:
+    """Dump the stacks on SIGUSR1: the threads' (faulthandler), then the asyncio tasks'.
+    ``set_handler`` is ``signal.signal``; the guard, putting the dump back after a task changed
+    it, passes the original, which notes no change."""
+    # faulthandler's register() does not set its handler again while it counts itself
+    # registered (a signal.signal() call since has replaced it all the same): unregister first.
+    faulthandler.unregister(signal.SIGUSR1)
+    set_handler(signal.SIGUSR1, _on_signal)
     # chain=True: after its own dump, faulthandler calls the handler it replaced, Python's,
     # which runs _on_signal in the main thread.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True, chain=True)
