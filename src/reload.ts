@@ -38,7 +38,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
           ? 'the shutdown stops them all'
           : error.total === error.replaced
             ? 'none is left on the previous code (the one being replaced died meanwhile)'
-            : `the other ${error.total - error.replaced} keep serving the previous code`}`
+            : `the other ${error.total - error.replaced} ${error.total - error.replaced === 1 ? 'keeps' : 'keep'} serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
     if (draining) log.warn({ trigger }, message)

@@ -36,10 +36,12 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
  * The HTTP error and the call outcome for a call that got no reply: its worker timed out,
  * died or broke the protocol, or was stopped because the shutdown's grace ran out.
  */
+// "Being started", not "replaced": a replacement that fails to start is retried with backoff
+// (calls meanwhile get 503 WORKERS_UNAVAILABLE), and a task author read "replaced" as done.
 export function noReplyErrorFor (failure: WorkerFailure, task: string, timeoutMs: number, shuttingDown: boolean): { outcome: 'timeout' | 'worker_died', error: Error } {
-  if (failure === 'timeout') return { outcome: 'timeout', error: new TaskTimeoutError(`task ${task} ran past its timeout of ${timeoutMs} ms; the worker was stopped and replaced`) }
+  if (failure === 'timeout') return { outcome: 'timeout', error: new TaskTimeoutError(`task ${task} ran past its timeout of ${timeoutMs} ms; its worker was stopped, and a replacement is being started`) }
   const message = shuttingDown
     ? `the server shut down while ${task} was running: SHUTDOWN_GRACE_MS ran out and its worker was stopped`
-    : `the worker running ${task} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; it has been replaced`
+    : `the worker running ${task} ${failure === 'protocol' ? 'broke the protocol' : 'died'}; a replacement is being started`
   return { outcome: 'worker_died', error: new WorkerDiedError(message) }
 }

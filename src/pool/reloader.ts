@@ -103,6 +103,8 @@ export class Reloader {
     const swapping = new Map<PythonWorker, Promise<void>>()
     let spareDeaths = 0
     let waitingForAnySince: number | undefined
+    /** The start failures counted when this reload had backing-off slots try again (see below). */
+    let failuresWhenRetried: number | undefined
     const fail = (error: Error): ReloadFailedError => {
       // Spares still waiting for their workers are dropped: the reload stops where it
       // says it stopped, with the workers not yet swapped on the old code.
@@ -133,7 +135,15 @@ export class Reloader {
         // starting (a crash replacement begun after the reload, loading the new code: the
         // reload waits to report it, as no failed start happened).
         const waitsForOld = supervisor.isStartingBefore(this.#reloaded.before)
-        const waitsForAny = supervisor.liveWorkers === 0 && (supervisor.isStarting || supervisor.startFailures === 0)
+        if (supervisor.liveWorkers === 0 && !supervisor.isStarting && supervisor.startFailures > 0 && failuresWhenRetried === undefined) {
+          // Every slot backs off after failed starts: nothing to replace, but a start loads the
+          // code on disk, which is what this reload is for (a fix saved under RELOAD_ON_CHANGE).
+          // They try at once, and the reload waits for that try: the code it asked for, served,
+          // or a start that failed with it.
+          failuresWhenRetried = supervisor.startFailures
+          supervisor.retryNow()
+        }
+        const waitsForAny = supervisor.liveWorkers === 0 && (supervisor.isStarting || supervisor.startFailures === 0 || supervisor.startFailures === failuresWhenRetried)
         if (!waitsForOld && !waitsForAny) break
         if (!waitsForOld) {
           waitingForAnySince ??= performance.now()
@@ -170,7 +180,7 @@ export class Reloader {
     // the code on disk, so a 200 (and a task table read from the last worker, now dead)
     // would claim a reload that did not happen.
     if (oldPids.length === 0 && supervisor.liveWorkers === 0) {
-      throw fail(new Error('no worker is running to be replaced: every slot is restarting after failed starts, and each retry loads the code on disk; fix what stops them starting (see the log)'))
+      throw fail(new Error('no worker is running to be replaced: every slot is restarting after failed starts, and the retry this reload asked for failed too (each retry loads the code on disk); fix what stops them starting (see the log)'))
     }
     // A member killed meanwhile keeps its slot until its replacement starts: not among the new ones.
     const newPids = supervisor.members().filter((w) => w.isAlive).map((w) => w.pid)

@@ -154,6 +154,11 @@ export class Supervisor {
   /** No more starts: a start that fails now ends its slot's retries quietly, and backoff waits end. */
   stopSpawning (): void {
     this.#closed = true
+    this.retryNow()
+  }
+
+  /** Slots backing off after failed starts try again at once (a reload: each try loads the code on disk). */
+  retryNow (): void {
     for (const wake of [...this.#wakers]) wake()
   }
 

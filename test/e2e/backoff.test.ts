@@ -64,6 +64,27 @@ t.test('a reload while every slot is backing off is a 503 saying so, not a 200 t
   t.equal((await reload(server.url)).status, 200, 'and a reload works again once a worker runs')
 })
 
+t.test('a reload while every slot is backing off, once the code is fixed: the slots try again at once, and the reload answers 200 with them, its failure state cleared', async (t) => {
+  const file = await breakFile(t)
+  const server = await startServer(t, { POOL_SIZE: '2', ADMIN_TOKEN: TOKEN, TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })
+  const before = workerPids(server)
+  await writeFile(file, 'x')
+  t.equal((await reload(server.url)).status, 503, 'a reload of broken code fails, the old workers serving')
+  for (const pid of workerPids(server)) process.kill(pid, 'SIGKILL')
+  await waitFor(() => server.logs.filter((l) => /broken on purpose/.test(l.msg ?? '') && l.attempt >= 3).length > 0, 20_000, 'the slots backing off')
+  await rm(file) // the fix, saved (RELOAD_ON_CHANGE would reload now)
+  const { status, body } = await reload(server.url)
+  t.equal(status, 200, 'the retries it asked for loaded the fixed code')
+  // (oldPids may name a worker whose start began before the reload, with the fixed code or
+  // not: a reload replaces every worker created before it.)
+  t.ok(body.newPids.length >= 1, 'at least the slot whose retry it waited for')
+  t.notOk(body.newPids.some((pid: number) => before.includes(pid)), 'none of the workers from before the broken edit')
+  t.equal((await callTask(server.url, 'flaky.ping', {})).json, 'pong')
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.reloads.lastError, null, 'no failure reported any longer: no worker runs the code from before')
+  t.match(await (await fetch(`${server.url}/metrics`)).text(), /^pyfleet_reload_last_successful 1$/m)
+})
+
 t.test('a drain ends once the last call is settled, also when no worker is left to hand it over', async (t) => {
   const file = await breakFile(t)
   const server = await startServer(t, { POOL_SIZE: '1', SHUTDOWN_GRACE_MS: '60000', TASK_MODULES: 'flaky_tasks', PYTHONPATH: FIXTURES, PYFLEET_TEST_BREAK_FILE: file })

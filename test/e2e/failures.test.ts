@@ -65,7 +65,7 @@ t.test('a worker the kernel\'s OOM killer ends mid-call (a memory cgroup\'s limi
   const reply = await callTask(server.url, 'diag.work', { alloc_mb: 400 })
   t.equal(reply.status, 502)
   t.equal(reply.json.code, 'WORKER_DIED')
-  t.equal(reply.json.message, 'the worker running diag.work died; it has been replaced', 'the client gets the usual words: how is for the log')
+  t.equal(reply.json.message, 'the worker running diag.work died; a replacement is being started', 'the client gets the usual words: how is for the log')
   await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.workerPid === pid), 10_000, 'its exit')
   t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by the kernel's out-of-memory killer/ })
   t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /out-of-memory killer .*ran out of memory/ })
@@ -254,7 +254,7 @@ t.test('a call past its timeout gets 504 at the deadline and its worker is repla
   const reply = await callTask(server.url, 'diag.work', { sleep_ms: 5000 })
   const elapsed = Date.now() - started
   t.equal(reply.status, 504)
-  t.match(reply.json, { code: 'TASK_TIMEOUT', message: 'task diag.work ran past its timeout of 300 ms; the worker was stopped and replaced' })
+  t.match(reply.json, { code: 'TASK_TIMEOUT', message: 'task diag.work ran past its timeout of 300 ms; its worker was stopped, and a replacement is being started' })
   t.ok(elapsed >= 300 && elapsed < 2500, `answered after ${elapsed} ms, close to the 300 ms timeout`)
   await waitFor(() => server.app.pool.liveWorkers === 4, 10_000, 'four live workers')
   const stats = await (await fetch(`${server.url}/api/queue-stats`)).json()

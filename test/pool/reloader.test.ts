@@ -36,10 +36,28 @@ t.test('a reload with no worker running waits for one that stays up, and gives u
   t.match(error, { message: 'no worker stayed up for 0.3 s to be replaced: they die as they start or soon after (see the log)', replaced: 0 })
 })
 
-t.test('with start failures and nothing starting (backing off), it fails at once, naming them', async (t) => {
-  const supervisor = { ...crashLooping(3), isStarting: false } as unknown as Supervisor
+t.test('with every slot backing off after failed starts, they try again at once: a try that fails too fails the reload, naming them', async (t) => {
+  let retries = 0
+  const supervisor = { ...crashLooping(3), isStarting: false, retryNow () { retries++; this.startFailures++ } } as unknown as Supervisor
   const error = await reloader(supervisor, 60_000).reload().catch((e: unknown) => e)
-  t.match(error, { message: /every slot is restarting after failed starts/ })
+  t.equal(retries, 1, 'one try, not one per turn of its loop')
+  t.match(error, { message: /every slot is restarting after failed starts, and the retry this reload asked for failed too/ })
+})
+
+t.test('with every slot backing off, a try that starts a worker is the reload done: it loaded the code on disk', async (t) => {
+  const fresh = { pid: 301, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
+  const supervisor = {
+    ...crashLooping(2),
+    isStarting: false,
+    retryNow () {
+      // The slot starts (a moment later), then its worker joins.
+      this.isStarting = true
+      setTimeout(() => { Object.assign(this, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 120)
+    }
+  } as unknown as Supervisor
+  const result = await reloader(supervisor, 60_000).reload()
+  t.same(result.newPids, [301])
+  t.same(result.oldPids, [])
 })
 
 t.test('a reload asked for while one runs is not joined to it: it runs after it, once for every request made meanwhile', async (t) => {

@@ -132,6 +132,8 @@ def _to_msgpack(value: Any) -> Any:
         hint = "; it is a path: return str(value)"
     elif not isinstance(value, type) and callable(getattr(type(value), "model_dump", None)):
         hint = "; return value.model_dump(mode=\"json\") (pydantic)"
+    elif callable(getattr(type(value), "__iter__", None)):  # a generator, a range, map(), dict.keys()
+        hint = "; it is an iterable, not a list: return list(value)"
     else:
         hint = ""
     raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes{hint}")

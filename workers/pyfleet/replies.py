@@ -11,6 +11,7 @@ import traceback
 
 from . import protocol
 from .errors import TaskError, as_text, sendable
+from .places import place
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -29,13 +30,42 @@ def rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
     if not isinstance(message, str):
         message = as_text(exc if message is None else message, use_repr=False)  # shown to the client
     # sendable(): a lone surrogate (a byte kept by surrogateescape) must not cost the message.
-    return protocol.error(
+    reply = protocol.error(
         call_id, protocol.KIND_REJECTED, sendable(type(exc).__name__), sendable(_cut(message, MAX_MESSAGE_CHARS)), getattr(exc, "details", None)
     )
+    if "details" in reply:
+        # Where it was raised, should its details not be sendable: by then the task's frames are
+        # gone, and the log's traceback is the packer's. Kept, not looked up: rarely needed.
+        reply[_RAISED_FROM] = exc.__traceback__
+    return reply
+
+
+# A reply's key for the traceback of the TaskError it carries; taken out before it is encoded.
+_RAISED_FROM = "_raised_from"
+
+
+def _raise_site(tb: Any) -> str:
+    """`` raised at mytasks/shop.py, line 12`` (the innermost frame: the raise), or ""."""
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" raised at {place(tb.tb_frame.f_code.co_filename, tb.tb_lineno)}"
+
+
+# What bdb.BdbQuit (no message of its own) means in a worker, said in the log line.
+DEBUGGER_QUIT = (
+    "a debugger was started (breakpoint(), pdb.set_trace()) in a worker, which has no terminal: "
+    "its stdin is /dev/null, so the debugger quit at once. Debug the task in a terminal with "
+    "pyfleet.testing.call_task, where breakpoint() works, or set PYTHONBREAKPOINT=0 to make "
+    "breakpoint() do nothing"
+)
 
 
 def failed(call_id: Any, exc: BaseException, context: str = "", last_frames: Optional[int] = None) -> Dict[str, Any]:
     # The traceback travels to the server for its log only; clients see a generic message.
+    if not context and type(exc).__name__ == "BdbQuit" and type(exc).__module__ == "bdb":  # bdb not imported for it
+        context = DEBUGGER_QUIT
     reply = protocol.error(
         call_id, protocol.KIND_FAILED, sendable(type(exc).__name__), sendable(_cut(context + as_text(exc), MAX_MESSAGE_CHARS))
     )
@@ -74,6 +104,7 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
     the reply's ``rss``, the worker's memory past MAX_WORKER_RSS_MB: loop.py)."""
     call_id = reply.get("id")
     rss = reply.get("rss")
+    raised_from = reply.pop(_RAISED_FROM, None)
 
     def encode(message: Dict[str, Any]) -> bytes:
         if rss is not None:
@@ -81,7 +112,7 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
         return protocol.encode(message)
 
     is_result = reply.get("t") == protocol.MSG_RESULT
-    what = "the result" if is_result else f"the details of the {reply.get('type')}"
+    what = "the result" if is_result else f"the details of the {reply.get('type')}{_raise_site(raised_from)}"
     try:
         body = encode(reply)
         # What msgpackr cannot decode, the server blames on "the result": say here which part it is.

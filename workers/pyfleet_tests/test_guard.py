@@ -32,6 +32,14 @@ def read_stdin(_input):
     return {"read": sys.stdin.read(), "input": line, "head": head}
 
 
+@task("g.debugger")
+def debugger(_input):
+    import pdb
+
+    pdb.set_trace()  # left in by mistake: not breakpoint(), which PYTHONBREAKPOINT=0 would skip
+    return "went on"
+
+
 @task("g.cat")
 def background_cat(_input):
     subprocess.Popen(["cat"], stdout=subprocess.DEVNULL)
@@ -275,6 +283,12 @@ class StdinTest(WorkerTest):
         self.assertEqual(worker.call("echo", "next call")["value"], "next call")
         code, stderr = worker.close()
         self.assertEqual(code, 0, stderr)
+
+    def test_a_debugger_left_in_a_task_quits_at_once_and_the_log_says_why(self):
+        values, stderr = self.calls(("g.debugger", None), ("g.sleep", 0))
+        self.assertTrue(values[0].startswith("a debugger was started (breakpoint(), pdb.set_trace()) in a worker, which has no terminal"), values[0])
+        self.assertIn("pyfleet.testing.call_task", values[0])
+        self.assertEqual(values[1], "slept", "the worker goes on")
 
     def test_a_background_process_does_not_take_the_next_calls(self):
         worker = self.live_worker()

@@ -231,6 +231,10 @@ def _raise(exc, _input):
     raise exc
 
 
+# Where _raise raises: what a TaskError's unsendable details are said to come from.
+RAISED = f" raised at pyfleet_tests/test_runtime.py, line {_raise.__code__.co_firstlineno + 1}"
+
+
 class LoopTest(unittest.TestCase):
     def setUp(self):
         self.saved = dict(registry._tasks)
@@ -435,6 +439,8 @@ class LoopTest(unittest.TestCase):
 
         self.assertTrue(message({"c": Colour.RED}).endswith("; it is an Enum: return its .value (an IntEnum or a str Enum is sent as its value)"))
         self.assertTrue(message(pathlib.PurePosixPath("/tmp/x")).endswith("; it is a path: return str(value)"))
+        for iterable in ((n for n in range(3)), range(3), map(str, [1]), {"a": 1}.keys(), iter([1])):
+            self.assertTrue(message({"it": iterable}).endswith("; it is an iterable, not a list: return list(value)"), type(iterable))
 
         class Itself:
             def tolist(self):
@@ -648,8 +654,8 @@ class FailureReplyTest(unittest.TestCase):
     def test_unsendable_task_error_details_say_so(self):
         big, odd = self.replies(TaskError("bad", {"n": 2 ** 70}), TaskError("bad", {"o": object()}))
         self.assertEqual((big["kind"], big["type"]), ("failed", "OverflowError"))
-        self.assertEqual(big["message"], "the details of the TaskError cannot be sent: at ['n'], an integer of 71 bits does not fit msgpack's 64; send it as a str")
-        self.assertEqual(odd["message"], "the details of the TaskError cannot be sent: at ['o'], a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
+        self.assertEqual(big["message"], f"the details of the TaskError{RAISED} cannot be sent: at ['n'], an integer of 71 bits does not fit msgpack's 64; send it as a str")
+        self.assertEqual(odd["message"], f"the details of the TaskError{RAISED} cannot be sent: at ['o'], a value of type object cannot be sent; use dicts, lists, str, numbers, bool, None or bytes")
 
     def test_an_exit_raised_while_the_result_is_converted_fails_the_call_not_the_worker(self):
         class Interrupts:
@@ -724,12 +730,12 @@ class FailureReplyTest(unittest.TestCase):
             TaskError("bad", {(b"ab", 2.5, (1, "x"), None, True): 1}), TaskError("bad", {(b"\0" * 8 * 1024 * 1024, "y" * 1000): 1}),
         )
         self.assertEqual((tuple_key["kind"], tuple_key["type"]), ("failed", "UndecodableDetails"))
-        self.assertEqual(tuple_key["message"], "the details of the TaskError has a tuple dict key [1,2]; use str keys")
+        self.assertEqual(tuple_key["message"], f"the details of the TaskError{RAISED} has a tuple dict key [1,2]; use str keys")
         # As the server writes a result's (test/pool/protocol.test.ts has the same key and text), and
         # only the first 100 characters built: megabytes of bytes in a key are their length.
-        self.assertEqual(mixed["message"], 'the details of the TaskError has a tuple dict key [<2 bytes>,2.5,[1,"x"],null,true]; use str keys')
-        self.assertEqual(huge["message"], 'the details of the TaskError has a tuple dict key [<8388608 bytes>,"' + "y" * 79 + '...; use str keys')
-        self.assertEqual(bytes_key["message"], "the details of the TaskError has a bytes dict key at ['at']; use str keys")
+        self.assertEqual(mixed["message"], f'the details of the TaskError{RAISED} has a tuple dict key [<2 bytes>,2.5,[1,"x"],null,true]; use str keys')
+        self.assertEqual(huge["message"], f'the details of the TaskError{RAISED} has a tuple dict key [<8388608 bytes>,"' + "y" * 79 + '...; use str keys')
+        self.assertEqual(bytes_key["message"], f"the details of the TaskError{RAISED} has a bytes dict key at ['at']; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):
         limit = protocol.value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2

@@ -183,7 +183,7 @@ class CallTaskTest(IsolatedRegistryTest):
         with self.assertRaises(TaskCallError) as caught:
             call_task("t.details", None)
         self.assertEqual((caught.exception.status, caught.exception.code), (500, "TASK_FAILED"))
-        self.assertRegex(caught.exception.message, r"^the details of the TaskError cannot be sent: at \['\w+'\], an integer of 71 bits")
+        self.assertRegex(caught.exception.message, r"^the details of the TaskError raised at pyfleet_tests/test_testing\.py, line \d+ cannot be sent: at \['\w+'\], an integer of 71 bits")
 
     def test_request_id_is_the_calls_in_the_task_its_asyncio_tasks_but_not_its_threads(self):
         import threading
