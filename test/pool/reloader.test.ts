@@ -38,7 +38,8 @@ t.test('a reload with no worker running waits for one that stays up, and gives u
 
 t.test('with every slot backing off after failed starts, they try again at once: a try that fails too fails the reload, naming them', async (t) => {
   let retries = 0
-  const supervisor = { ...crashLooping(3), isStarting: false, retryNow () { retries++; this.startFailures++ } } as unknown as Supervisor
+  const state = { ...crashLooping(3), isStarting: false, startFailures: 3, retryNow: () => { retries++; state.startFailures++ } }
+  const supervisor = state as unknown as Supervisor
   const error = await reloader(supervisor, 60_000).reload().catch((e: unknown) => e)
   t.equal(retries, 1, 'one try, not one per turn of its loop')
   t.match(error, { message: /every slot is restarting after failed starts, and the retry this reload asked for failed too/ })
@@ -46,15 +47,17 @@ t.test('with every slot backing off after failed starts, they try again at once:
 
 t.test('with every slot backing off, a try that starts a worker is the reload done: it loaded the code on disk', async (t) => {
   const fresh = { pid: 301, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
-  const supervisor = {
+  const state = {
     ...crashLooping(2),
+    startFailures: 2,
     isStarting: false,
-    retryNow () {
+    retryNow: () => {
       // The slot starts (a moment later), then its worker joins.
-      this.isStarting = true
-      setTimeout(() => { Object.assign(this, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 120)
+      state.isStarting = true
+      setTimeout(() => { Object.assign(state, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 120)
     }
-  } as unknown as Supervisor
+  }
+  const supervisor = state as unknown as Supervisor
   const result = await reloader(supervisor, 60_000).reload()
   t.same(result.newPids, [301])
   t.same(result.oldPids, [])
