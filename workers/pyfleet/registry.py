@@ -224,7 +224,12 @@ def task(
 
     def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if name in _tasks:
-            raise ValueError(f"task {name!r} is registered twice ({_tasks[name].fn.__module__} and {getattr(fn, '__module__', None)})")
+            before, now = _tasks[name].fn.__module__, getattr(fn, "__module__", None)
+            # One module twice: a name given to two functions of it, or the module run again
+            # (importlib.reload, IPython's %autoreload, a REPL testing with call_task).
+            again = (f": two of its functions have that name, or the module was imported again (importlib.reload, %autoreload); "
+                     f"to load it afresh in a REPL or a test, call pyfleet.registry.clear() first, then import it") if before == now else ""
+            raise ValueError(f"task {name!r} is registered twice ({before} and {now}){again}")
         check_callable(name, fn)
         doc = _doc_of(fn)
         _tasks[name] = Task(

@@ -1,7 +1,9 @@
 """What @task refuses at import, and how it says so: every message names the task and what to fix."""
 
 import functools
+import importlib
 import re
+import types
 import unittest
 
 from pyfleet import registry, task
@@ -18,6 +20,24 @@ class RegistrationTest(IsolatedRegistryTest):
         with self.assertRaisesRegex(exc_type, pattern):
             task(name, **options)(fn)
         self.assertIsNone(registry.get(name), "nothing was registered")
+
+
+class TwiceTest(RegistrationTest):
+    def test_a_name_registered_twice_names_both_modules(self):
+        task("t")(takes_input)
+        other = types.FunctionType(takes_input.__code__, {}, "elsewhere")
+        other.__module__ = "mytasks.other"
+        with self.assertRaisesRegex(ValueError, r"^task 't' is registered twice \(pyfleet_tests\.test_task_checks and mytasks\.other\)$"):
+            task("t")(other)
+
+    def test_one_module_twice_says_how_to_load_it_afresh(self):
+        task("t")(takes_input)
+        module = importlib.import_module("pyfleet_tests.test_task_checks")
+        with self.assertRaisesRegex(ValueError, r"^task 't' is registered twice \(pyfleet_tests\.test_task_checks and pyfleet_tests\.test_task_checks\): two of its functions have that name, or the module was imported again \(importlib\.reload, %autoreload\); to load it afresh in a REPL or a test, call pyfleet\.registry\.clear\(\) first"):
+            task("t")(module.takes_input)
+        registry.clear()
+        task("t")(takes_input)  # as the message says
+        self.assertIs(registry.get("t").fn, takes_input)
 
 
 class OptionsTest(RegistrationTest):
