@@ -78,7 +78,8 @@ function sig (n) {
 
 function cell (s, format) {
   if (s === null) return '–'
-  const one = (v) => format === 'percent' ? `${num(v * 100, 0)} %` : format === 'MB' ? num(v, 0) : format === 'ms' ? num(v, v >= 100 ? 0 : v >= 10 ? 1 : 2) : format === 'count' ? num(v) : format === 'int' ? num(v) : sig(v)
+  // Percentages to a tenth: 89.7 % shown as "90 %" beside "missed" read as a mistake.
+  const one = (v) => format === 'percent' ? `${num(v * 100, 1)} %` : format === 'MB' ? num(v, 0) : format === 'ms' ? num(v, v >= 100 ? 0 : v >= 10 ? 1 : 2) : format === 'count' ? num(v) : format === 'int' ? num(v) : sig(v)
   if (s.n === 1 || s.min === s.max) return one(s.median)
   return `${one(s.median)} <sub>${one(s.min)}–${one(s.max)}</sub>`
 }
