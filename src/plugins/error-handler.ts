@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
-import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, numberRequest, responseOf } from '../connection-reuse.js'
+import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, latestResponseOf, numberRequest, responseOf } from '../connection-reuse.js'
 import { noteErrorCode, requestFields, round } from '../request-log.js'
 import { answerWritten, recordAbandoned, replyOf, watchUnwritten } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
@@ -210,6 +210,14 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // later, is still owed: the 400 below is its answer.)
   if (isClosingAfterAnswer(socket) && (inFlight === undefined || inFlight.headersSent)) {
     if (inFlight === undefined || inFlight.writableFinished) closeByServer(socket, error)
+    return
+  }
+  // The same after an answer Node itself closes the connection after: one to a request that
+  // said `expect: 100-continue` and got its answer without the 100 (Node cannot know whether a
+  // body follows), whose unframed bytes then come in as a request that does not parse.
+  const latest = latestResponseOf(socket)
+  if (latest !== undefined && latest.headersSent && !latest.shouldKeepAlive && (inFlight === undefined || inFlight === latest)) {
+    if (latest.writableFinished) closeByServer(socket, error)
     return
   }
   if (inFlight !== undefined && isAnswering(socket)) {

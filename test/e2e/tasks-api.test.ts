@@ -386,6 +386,14 @@ t.test('Expect: 100-continue: a body that would be refused is refused before it 
   t.match(fine, /\[1,2,3\]$/)
 })
 
+t.test('after an answer Node closes the connection after (expect: 100-continue answered without the 100), bytes that follow get nothing more', async (t) => {
+  // No framing: the bytes after the head are no body, and parse as a request that is not HTTP.
+  const answer = await rawExchange(url, 'DELETE /api/tasks/echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\r\n[{"a":1}]')
+  t.match(answer, /^HTTP\/1\.1 404 /)
+  t.match(answer.split('\r\n\r\n')[0], /\r\nconnection: close$/im, 'Node closes after it')
+  t.equal(answer.match(/HTTP\/1\.1 /g)?.length, 1, `one answer, no 400 after the close: ${answer}`)
+})
+
 t.test('an answer that comes before the body (wrong task, wrong route, compressed, a GET route) closes the connection instead of reading on', async (t) => {
   // No Expect: the 404 comes while the client has sent only the head of its request.
   const head = 'POST /api/tasks/no.such.task HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n'
