@@ -27,10 +27,13 @@ export async function readOomKillCount (path = VMSTAT): Promise<number | undefin
   }
 }
 
-/** What the count did while a worker lived, once it was killed by a SIGKILL pyfleet did not send. */
-export type OomVerdict = 'oom-killed' | 'not-oom' | 'unknown'
-
-export function oomVerdict (atStart: number | undefined, atExit: number | undefined): OomVerdict {
-  if (atStart === undefined || atExit === undefined) return 'unknown'
-  return atExit > atStart ? 'oom-killed' : 'not-oom'
+/**
+ * What the count did while a worker lived, once it was killed by a SIGKILL pyfleet did not send:
+ * how many OOM kills the kernel made meanwhile (0: certainly not the OOM killer; more: most
+ * likely it, though the count is the machine's, and one may have been another process's), or
+ * undefined where either reading is missing.
+ */
+export function oomKillsMeanwhile (atStart: number | undefined, atExit: number | undefined): number | undefined {
+  if (atStart === undefined || atExit === undefined) return undefined
+  return Math.max(0, atExit - atStart)
 }

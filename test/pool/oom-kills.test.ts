@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { oomVerdict, readOomKillCount } from '../../src/pool/oom-kills.js'
+import { oomKillsMeanwhile, readOomKillCount } from '../../src/pool/oom-kills.js'
 
 t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefined where there is none', async (t) => {
   const dir = t.testdir()
@@ -17,9 +17,10 @@ t.test('the real /proc/vmstat has the count on Linux', { skip: process.platform 
   t.type(await readOomKillCount(), 'number')
 })
 
-t.test('oomVerdict: the count moving while the worker lived is an OOM kill; not moving, a kill -9; either reading missing, unknown', async (t) => {
-  t.equal(oomVerdict(5, 6), 'oom-killed')
-  t.equal(oomVerdict(5, 5), 'not-oom')
-  t.equal(oomVerdict(undefined, 5), 'unknown')
-  t.equal(oomVerdict(5, undefined), 'unknown')
+t.test('oomKillsMeanwhile: how far the count moved while the worker lived; undefined when either reading is missing', async (t) => {
+  t.equal(oomKillsMeanwhile(5, 7), 2)
+  t.equal(oomKillsMeanwhile(5, 5), 0)
+  t.equal(oomKillsMeanwhile(5, 4), 0, 'never negative')
+  t.equal(oomKillsMeanwhile(undefined, 5), undefined)
+  t.equal(oomKillsMeanwhile(5, undefined), undefined)
 })
