@@ -8,6 +8,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LabelledCounter, LabelledHistogram, type CounterChild, type HistogramChild } from './labelled-metrics.js'
 import { observeRoutes } from './route-metrics.js'
 import { PROBE_REFUSALS, type ProbeRefusal } from '../probe-listener.js'
+import { KILLERS, type Killer } from '../pool/oom-kills.js'
 import { CALL_LIMITS, CALL_OUTCOMES, RESTART_REASONS, START_FAILURE_KINDS, type StartFailureKind, type Call, type CallOutcome, type PoolObserver, type RestartReason, type WorkerPool } from '../pool/worker-pool.js'
 
 /** prom-client's gauges whose names end in _total, which promtool rejects; the same numbers exist without the suffix. */
@@ -55,6 +56,7 @@ export class Metrics implements PoolObserver {
   readonly #startFailures: Counter<'kind'>
   readonly #receiveRefused: Counter
   readonly #refused: Counter<'task' | 'code'>
+  readonly #killed: Counter
   readonly #stderrDropped: Counter
   readonly #connectionsDropped: Counter
   readonly #logDropped: Counter
@@ -122,6 +124,13 @@ export class Metrics implements PoolObserver {
       registers,
       collect () { this.set(metrics.#pool?.queuedBytes ?? 0) }
     })
+    this.#killed = new Counter({
+      name: 'pyfleet_worker_killed_total',
+      help: 'Workers killed by a SIGKILL pyfleet did not send, by who most likely sent it: oom_killer (the kernel\'s count of OOM kills in /proc/vmstat went up while the worker lived), someone (it did not: a kill -9), unknown (/proc/vmstat unreadable). Each is a crash in pyworker_worker_restarts_total too',
+      labelNames: ['by'],
+      registers
+    })
+    for (const by of KILLERS) this.#killed.labels(by).inc(0)
     this.#stderrDropped = new Counter({ name: 'pyfleet_worker_stderr_dropped_lines_total', help: 'Worker stderr lines not logged: a worker wrote faster than its log budget (5,000 lines or KiB a second)', registers })
     this.#logDropped = new Counter({ name: 'pyfleet_log_dropped_lines_total', help: 'Log lines not written: stdout was not read, and the lines waiting for it reached 16 MiB', registers })
     this.#connectionsDropped = new Counter({ name: 'pyfleet_http_connections_dropped_total', help: 'Client connections Node closed as it accepted them, unanswered: pyfleet_http_connections_max connections were open already', registers })
@@ -315,6 +324,11 @@ export class Metrics implements PoolObserver {
 
   readonly workerRestarted = (reason: RestartReason): void => {
     this.#restarts.labels(reason).inc()
+  }
+
+  /** A worker killed by a SIGKILL pyfleet did not send (worker-process.ts says by whom). */
+  readonly workerKilled = (by: Killer): void => {
+    this.#killed.labels(by).inc()
   }
 
   readonly workerStartFailed = (kind: StartFailureKind): void => {

@@ -76,6 +76,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
         // `how` in words: an idle worker the kernel OOM-killed has no call to fail, and this line is where it says so.
         // exitCode, not code: a request line's code is an error code (a string), and log indexes type a field once.
         log.info({ worker: w.id, workerPid: w.pid, exitCode: code, signal, how: w.exitDescription }, 'worker exited')
+        if (w.killedBy !== undefined) fastify.metrics.workerKilled(w.killedBy)
         pool?.onWorkerExit(w)
       },
       onStderrDropped: fastify.metrics.stderrLinesDropped,

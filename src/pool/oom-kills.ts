@@ -27,6 +27,15 @@ export async function readOomKillCount (path = VMSTAT): Promise<number | undefin
   }
 }
 
+/** Who most likely sent a SIGKILL pyfleet did not send (the label of pyfleet_worker_killed_total). */
+export const KILLERS = ['oom_killer', 'someone', 'unknown'] as const
+export type Killer = typeof KILLERS[number]
+
+/** The killer the OOM kills made while the worker lived point at (see oomKillsMeanwhile). */
+export function killerOf (oomKills: number | undefined): Killer {
+  return oomKills === undefined ? 'unknown' : oomKills > 0 ? 'oom_killer' : 'someone'
+}
+
 /**
  * What the count did while a worker lived, once it was killed by a SIGKILL pyfleet did not send:
  * how many OOM kills the kernel made meanwhile (0: certainly not the OOM killer; more: most

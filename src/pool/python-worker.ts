@@ -6,6 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
+import type { Killer } from './oom-kills.js'
 import { WorkerStderr } from './worker-stderr.js'
 import { CallDeadline } from './call-deadline.js'
 import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
@@ -161,6 +162,8 @@ export class PythonWorker {
   get failure (): WorkerFailure | undefined { return this.#failure }
   /** How the process ended, in words (a SIGKILL pyfleet did not send says whether the OOM killer sent it); undefined while it runs. */
   get exitDescription (): string | undefined { return this.#exitDescription }
+  /** Who most likely killed it, once a SIGKILL pyfleet did not send has: the OOM killer, someone, or unknown. */
+  get killedBy (): Killer | undefined { return this.#process.killedBy }
   /** True once stop() was called: a call it ends was cut off by pyfleet, not lost to a crash. */
   get stopRequested (): boolean { return this.#stopRequested }
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { SplitFrame } from './protocol.js'
-import { oomKillsMeanwhile, readOomKillCount } from './oom-kills.js'
+import { killerOf, oomKillsMeanwhile, readOomKillCount, type Killer } from './oom-kills.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -52,6 +52,8 @@ export class WorkerProcess {
   readonly #oomKillsAtStart: Promise<number | undefined>
   /** The OOM kills the kernel made while it lived, once a SIGKILL pyfleet did not send has ended it (undefined: unknown). */
   #oomKillsMeanwhile: number | undefined
+  /** Set once a SIGKILL pyfleet did not send has ended it. */
+  #killedBy: Killer | undefined
 
   constructor (options: ProcessOptions, on: ProcessEvents) {
     this.#oomKillsAtStart = readOomKillCount()
@@ -87,6 +89,7 @@ export class WorkerProcess {
         // kernel's count (bounded: OOM_READ_TIMEOUT_MS) says which, before the exit is told.
         void Promise.all([this.#oomKillsAtStart, readOomKillCount()]).then(([atStart, atExit]) => {
           this.#oomKillsMeanwhile = oomKillsMeanwhile(atStart, atExit)
+          this.#killedBy = killerOf(this.#oomKillsMeanwhile)
           on.exit(code, signal)
           resolve()
         })
@@ -102,6 +105,9 @@ export class WorkerProcess {
   }
 
   get pid (): number { return this.#child.pid ?? 0 }
+
+  /** Who most likely killed it, once a SIGKILL pyfleet did not send has (undefined otherwise). */
+  get killedBy (): Killer | undefined { return this.#killedBy }
 
   /** One frame, in one write. */
   write (frame: Buffer | SplitFrame): void {

@@ -48,6 +48,9 @@ t.test('an idle worker SIGKILLed by someone else (a kill -9): its exit line says
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
   // The warning says it too: at LOG_LEVEL=warn the info line above is not written.
   t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /^was killed by a SIGKILL pyfleet did not send/ })
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyfleet_worker_killed_total\{by="someone"\} 1$/m, 'counted as someone\'s kill')
+  t.match(metrics, /^pyfleet_worker_killed_total\{by="oom_killer"\} 0$/m)
   await server.app.close()
   t.match(server.logs.filter((l) => l.msg === 'worker exited').at(-1), { how: 'exited with code 0' }, 'a worker stopped by pyfleet: its own words')
 })
@@ -71,6 +74,10 @@ t.test('a worker the kernel\'s OOM killer ends mid-call (a memory cgroup\'s limi
   t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /most likely by the kernel's out-of-memory killer .*ran out of memory/ })
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
   t.equal((await callTask(server.url, 'diag.work', { alloc_mb: 200 })).status, 200, 'outside the cgroup, the replacement has the memory')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyfleet_worker_killed_total\{by="oom_killer"\} 1$/m, 'counted, as the OOM killer\'s')
+  t.match(metrics, /^pyfleet_worker_killed_total\{by="someone"\} 0$/m)
+  t.match(metrics, /^pyworker_worker_restarts_total\{reason="crash"\} 1$/m, 'and as a crash')
 })
 
 t.test('a worker that closes its protocol stream but lives on is replaced at once: 502, not a 504 at the deadline', async (t) => {
