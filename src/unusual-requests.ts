@@ -18,8 +18,12 @@ export function routeUnusualRequests (server: Server): void {
   // reading the body (a readable's 'resume'), so every answer given before that (413 by
   // content-length, 404 and 415 from the task route's preParsing) costs no upload. Once
   // an answer is under way, Node resumes the request to discard its body: no 100 then.
+  // A request that declares no body has nothing to hold back: its 100 goes out at once. Without
+  // it Node closes the connection after the answer (it cannot tell that no body follows), and a
+  // request pipelined behind it ran with its answer never sent.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
-    request.once('resume', () => { if (!response.headersSent) response.writeContinue() })
+    if (declaresNoBody(request)) response.writeContinue()
+    else request.once('resume', () => { if (!response.headersSent) response.writeContinue() })
     server.emit('request', request, response)
   })
   // Any other expectation: Node would answer a bare 417 itself. expectationError() answers it.
@@ -100,4 +104,10 @@ export function undecodableQuery (request: FastifyRequest): Error | undefined {
     }
   }
   return undefined
+}
+
+/** No transfer-encoding, and no content-length or a zero one (Node's parser has checked it is digits). */
+function declaresNoBody (request: IncomingMessage): boolean {
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] === undefined && (length === undefined || Number(length) === 0)
 }

@@ -145,7 +145,11 @@ export class Reloader {
         }
         const waitsForAny = supervisor.liveWorkers === 0 && (supervisor.isStarting || supervisor.startFailures === 0 || supervisor.startFailures === failuresWhenRetried)
         if (!waitsForOld && !waitsForAny) break
-        if (!waitsForOld) {
+        // The try asked for above, still starting: its own start timeout (WORKER_START_TIMEOUT_MS)
+        // bounds it, and an import slower than MAX_WAIT_FOR_ANY_MS is no crash loop. (After it, a
+        // failure or a worker that dies again is timed as any other.)
+        const retryStarting = failuresWhenRetried !== undefined && supervisor.isStarting && supervisor.startFailures === failuresWhenRetried
+        if (!waitsForOld && !retryStarting) {
           waitingForAnySince ??= performance.now()
           const maxWaitMs = this.#options.maxWaitForAnyMs ?? MAX_WAIT_FOR_ANY_MS
           if (performance.now() - waitingForAnySince > maxWaitMs) {

@@ -54,6 +54,8 @@ export class WorkerProcess {
   #oomKillsMeanwhile: number | undefined
   /** Set once a SIGKILL pyfleet did not send has ended it. */
   #killedBy: Killer | undefined
+  /** Whether a SIGKILL pyfleet did not send ended it, decided as it exited. */
+  #foreignKill = false
 
   constructor (options: ProcessOptions, on: ProcessEvents) {
     this.#oomKillsAtStart = readOomKillCount()
@@ -80,7 +82,9 @@ export class WorkerProcess {
         this.#status = undefined
         this.#killGroup()
         this.#releaseStdioSoon(on.stdioHeld)
-        if (signal !== 'SIGKILL' || this.#signalsSent.has('SIGKILL')) {
+        // Decided now: a kill() or timeout during the reading below must not turn it into pyfleet's own.
+        this.#foreignKill = signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')
+        if (!this.#foreignKill) {
           on.exit(code, signal)
           resolve()
           return
@@ -126,7 +130,7 @@ export class WorkerProcess {
   /** Signals the worker alone, not the processes its tasks started (SIGUSR1: a stack dump they would die of). */
   signalWorker (signal: NodeJS.Signals): void {
     const pid = this.#child.pid
-    if (pid === undefined || pid <= 0) return
+    if (pid === undefined || pid <= 0 || this.#hasExited) return // reaped: its pid may be another's
     this.#signalsSent.add(signal)
     try { process.kill(pid, signal) } catch { /* already gone */ }
   }
@@ -135,6 +139,7 @@ export class WorkerProcess {
   signal (signal: NodeJS.Signals): void {
     const pid = this.#child.pid
     if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
+    if (this.#hasExited) return // reaped, and what was left of its group killed then (#killGroup)
     this.#signalsSent.add(signal)
     try {
       process.kill(-pid, signal)
@@ -147,7 +152,7 @@ export class WorkerProcess {
   /** How the process ended, in words, for logs and for the error a call in flight gets. */
   describeExit (code: number | null, signal: NodeJS.Signals | null): string {
     if (signal === null) return `exited with code ${String(code)}`
-    if (signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')) {
+    if (signal === 'SIGKILL' && this.#foreignKill) {
       const kills = this.#oomKillsMeanwhile
       if (kills === undefined) return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
       if (kills === 0) return 'was killed by a SIGKILL pyfleet did not send, and not by the kernel\'s out-of-memory killer (/proc/vmstat\'s count of OOM kills did not move while it lived): someone or something ran kill -9'

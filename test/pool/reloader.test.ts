@@ -45,6 +45,21 @@ t.test('with every slot backing off after failed starts, they try again at once:
   t.match(error, { message: /every slot is restarting after failed starts, and the retry this reload asked for failed too/ })
 })
 
+t.test('the try it asked for is waited for past maxWaitForAnyMs while it is still starting (a slow import, bounded by its own start timeout)', async (t) => {
+  const fresh = { pid: 302, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
+  const state = {
+    ...crashLooping(2),
+    startFailures: 2,
+    isStarting: false,
+    retryNow: () => {
+      state.isStarting = true
+      setTimeout(() => { Object.assign(state, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 400)
+    }
+  }
+  const result = await reloader(state as unknown as Supervisor, 100).reload()
+  t.same(result.newPids, [302], 'a start of 0.4 s, four times the 0.1 s bound for workers that keep dying')
+})
+
 t.test('with every slot backing off, a try that starts a worker is the reload done: it loaded the code on disk', async (t) => {
   const fresh = { pid: 301, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
   const state = {

@@ -214,9 +214,11 @@ class Baseline:
                 return None
             _setitimer(number, 0)
             return f"left the {_describe(key)} timer running (cancelled)"
-        if number == signal.SIGUSR1:
-            # The dump is two handlers, faulthandler's in C and ours in Python: any signal.signal()
-            # call replaced the C one, even one that put our Python handler back. Both are set again.
+        if number == signal.SIGUSR1 and value is stack_dump.on_signal:
+            # The runtime's dump was in place (a task module that set its own SIGUSR1 handler at
+            # import keeps it: that is the baseline, put back below as any other). The dump is two
+            # handlers, faulthandler's in C and ours in Python: any signal.signal() call replaced
+            # the C one, even one that put our Python handler back. Both are set again.
             changed = signal.getsignal(number) != value
             stack_dump.install(_signal)
             return f"changed {_describe(key)}, which writes the stacks of a call past its timeout to the log" if changed else None

@@ -132,11 +132,22 @@ def _to_msgpack(value: Any) -> Any:
         hint = "; it is a path: return str(value)"
     elif not isinstance(value, type) and callable(getattr(type(value), "model_dump", None)):
         hint = "; return value.model_dump(mode=\"json\") (pydantic)"
+    elif _is_mapping(value):  # list() of one would keep its keys only
+        hint = "; it is a mapping, not a dict: return dict(value)"
     elif callable(getattr(type(value), "__iter__", None)):  # a generator, a range, map(), dict.keys()
         hint = "; it is an iterable, not a list: return list(value)"
     else:
         hint = ""
     raise TypeError(f"a value of type {_type_name(value)} cannot be sent; use dicts, lists, str, numbers, bool, None or bytes{hint}")
+
+
+def _is_mapping(value: Any) -> bool:
+    """A Mapping (MappingProxyType, ChainMap, a task's own), or a sqlite3.Row (keys() and
+    indexing by name, but no Mapping): what dict(value) turns into what JSON clients expect."""
+    import collections.abc
+
+    kind = type(value)
+    return isinstance(value, collections.abc.Mapping) or (kind.__name__ == "Row" and kind.__module__ == "sqlite3")
 
 
 def _is_pandas(value: Any, type_name: str) -> bool:

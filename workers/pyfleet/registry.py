@@ -224,7 +224,8 @@ def task(
 
     def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if name in _tasks:
-            before, now = _tasks[name].fn.__module__, getattr(fn, "__module__", None)
+            # The modules of the functions behind partials and bound methods: a partial's own is functools.
+            before, now = (getattr(_underlying(f), "__module__", None) for f in (_tasks[name].fn, fn))
             # One module twice: a name given to two functions of it, or the module run again
             # (importlib.reload, IPython's %autoreload, a REPL testing with call_task).
             again = (f": two of its functions have that name, or the module was imported again (importlib.reload, %autoreload); "
@@ -278,5 +279,6 @@ def all_tasks() -> List[Task]:
 
 
 def clear() -> None:
-    """Forget every task (tests only)."""
+    """Forget every task: for tests, and for a REPL importing task modules afresh (call_task
+    knows only the tasks of the modules imported in its process, never the built-ins)."""
     _tasks.clear()

@@ -112,12 +112,16 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
         return protocol.encode(message)
 
     is_result = reply.get("t") == protocol.MSG_RESULT
-    what = "the result" if is_result else f"the details of the {reply.get('type')}{_raise_site(raised_from)}"
+
+    def what() -> str:
+        """What could not be sent, said when something could not (the raise site looked up only then)."""
+        return "the result" if is_result else f"the details of the {reply.get('type')}{_raise_site(raised_from)}"
+
     try:
         body = encode(reply)
         # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
-        problem = None if is_result or reply.get("details") is None else protocol.undecodable(reply["details"], what)
-        if problem is not None:
+        if not is_result and reply.get("details") is not None and protocol.undecodable(reply["details"], "") is not None:
+            problem = protocol.undecodable(reply["details"], what())
             body = encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem))
     # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ..., and whatever the
     # task's own code raises while its values are converted (a set member's __lt__, a date
@@ -128,17 +132,17 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
             # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
             # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
-            body = encode(failed(call_id, exc, f"{what} cannot be sent: {why}", last_frames=3))
+            body = encode(failed(call_id, exc, f"{what()} cannot be sent: {why}", last_frames=3))
         except BaseException as problem:
             body = encode(unreportable(call_id, problem))
     if len(body) > max_frame_bytes:
-        what = "result" if is_result else f"{reply.get('type')} reply"
+        too_large = "result" if is_result else f"{reply.get('type')} reply"
         body = encode(
             protocol.error(
                 call_id,
                 protocol.KIND_TOO_LARGE,
                 "ResultTooLarge",
-                f"the {what} is {len(body)} bytes, over the limit of {max_frame_bytes} (MAX_FRAME_BYTES)",
+                f"the {too_large} is {len(body)} bytes, over the limit of {max_frame_bytes} (MAX_FRAME_BYTES)",
             )
         )
     return body

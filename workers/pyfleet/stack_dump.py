@@ -37,13 +37,13 @@ def install(set_handler: Any = signal.signal) -> None:
     # faulthandler's register() does not set its handler again while it counts itself
     # registered (a signal.signal() call since has replaced it all the same): unregister first.
     faulthandler.unregister(signal.SIGUSR1)
-    set_handler(signal.SIGUSR1, _on_signal)
+    set_handler(signal.SIGUSR1, on_signal)
     # chain=True: after its own dump, faulthandler calls the handler it replaced, Python's,
-    # which runs _on_signal in the main thread.
+    # which runs on_signal in the main thread.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True, chain=True)
 
 
-def _on_signal(_signum: int, _frame: Optional[FrameType]) -> None:
+def on_signal(_signum: int, _frame: Optional[FrameType]) -> None:
     try:
         text = pending_tasks_text()
         if text:

@@ -218,9 +218,12 @@ def _events(document, parser):
         ) from None
     except DefusedXmlException as error:
         raise TaskError(_refusal(error), _position(parser)) from None
-    except UnicodeError:
-        # a str holding lone surrogates cannot be handed to expat as UTF-8
-        raise TaskError("the XML holds characters that are not valid Unicode (lone surrogates)") from None
+    except UnicodeError as error:
+        if isinstance(document, str):  # a str holding lone surrogates cannot be handed to expat as UTF-8
+            raise TaskError("the XML holds characters that are not valid Unicode (lone surrogates)") from None
+        # Bytes: the codec expat asked Python for (an encoding it lacks) failed on them, or is no
+        # text codec at all ("idna", "punycode").
+        raise TaskError(f"the XML's declared encoding cannot be used to read it: {error}", {"line": 1, "column": 1}) from None
     except (LookupError, ValueError) as error:
         # expat asks Python's codecs for encodings it lacks: an unknown name is a
         # LookupError, a multi-byte codec a ValueError

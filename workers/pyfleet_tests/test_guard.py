@@ -130,7 +130,7 @@ def handlers(_input):
     from pyfleet import stack_dump
 
     defaults = [signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGALRM, signal.SIGTERM)]
-    return [*defaults, signal.getsignal(signal.SIGUSR1) == stack_dump._on_signal, signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN]
+    return [*defaults, signal.getsignal(signal.SIGUSR1) == stack_dump.on_signal, signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN]
 
 
 @task("g.sleep")
@@ -369,6 +369,43 @@ class SignalsTest(WorkerTest):
         self.assertIn("changed the SIGTERM handler", stderr)
         self.assertIn("changed the SIGUSR1 handler, which writes the stacks of a call past its timeout to the log", stderr)
         self.assertNotIn("SIGUSR2", stderr)
+
+
+OWN_SIGUSR1_TASKS = '''
+import signal
+
+from pyfleet import task
+
+
+def mine(signum, frame):
+    pass
+
+
+signal.signal(signal.SIGUSR1, mine)  # at import: the module's own, kept (docs say it loses the dump)
+
+
+@task("own.touch")
+def touch(_input):
+    old = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, old)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    return "touched"
+
+
+@task("own.handler")
+def handler(_input):
+    return signal.getsignal(signal.SIGUSR1).__name__
+'''
+
+
+class OwnSigusr1Test(unittest.TestCase):
+    def test_a_module_that_set_its_own_sigusr1_handler_at_import_gets_it_back_after_a_call_changed_it(self):
+        directory = task_files(self, {"own_sigusr1_tasks.py": OWN_SIGUSR1_TASKS})
+        code, stdout, stderr = run_worker(["--module", "own_sigusr1_tasks"], calls=[("own.handler", None), ("own.touch", None), ("own.handler", None)], pythonpath=directory)
+        self.assertEqual(code, 0, stderr)
+        values = [reply.get("value") for reply in parse_frames(stdout)[1:]]
+        self.assertEqual(values, ["mine", "touched", "mine"], stderr)
+        self.assertIn("changed the SIGUSR1 handler; undone after the call", stderr)
 
 
 class WorkingDirectoryTest(WorkerTest):

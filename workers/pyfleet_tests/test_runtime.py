@@ -441,6 +441,16 @@ class LoopTest(unittest.TestCase):
         self.assertTrue(message(pathlib.PurePosixPath("/tmp/x")).endswith("; it is a path: return str(value)"))
         for iterable in ((n for n in range(3)), range(3), map(str, [1]), {"a": 1}.keys(), iter([1])):
             self.assertTrue(message({"it": iterable}).endswith("; it is an iterable, not a list: return list(value)"), type(iterable))
+        import collections
+        import sqlite3
+        import types
+
+        connection = sqlite3.connect(":memory:")
+        connection.row_factory = sqlite3.Row
+        row = connection.execute("select 1 as n").fetchone()
+        for mapping in (types.MappingProxyType({"a": 1}), collections.ChainMap({"a": 1}), row):
+            self.assertTrue(message({"m": mapping}).endswith("; it is a mapping, not a dict: return dict(value)"), type(mapping))
+        connection.close()
 
         class Itself:
             def tolist(self):

@@ -99,6 +99,17 @@ class DescribesSamples(unittest.TestCase):
         self.assertEqual(result["histogram"], {"edges": [5.0, 5.0], "counts": [3]})
         self.assertEqual((result["stddev"], result["quantiles"]["p1"]), (0.0, 5.0))
 
+    def test_gives_a_mean_between_min_and_max_and_a_constant_samples_mean_exactly(self):
+        # The sum and the division each round: three 0.1s averaged 0.10000000000000002 (found by
+        # test/e2e/fuzz-tasks.test.ts), 13 copies of 2^53 - 3 came out 2^53 - 2.
+        for values in ([0.1] * 3, [9007199254740989] * 13, [1.7976931348623123e308] * 3, [1e-320] * 3, [0.1, 0.2, 0.3] * 7):
+            result = describe({"values": values})
+            self.assertTrue(result["min"] <= result["mean"] <= result["max"], (values[:3], result["mean"]))
+            if len(set(values)) == 1:
+                self.assertEqual(result["mean"], values[0], values[:2])
+        exact = float(sum(map(Fraction, [0.1, 0.2, 0.3] * 7)) / 21)
+        self.assertEqual(describe({"values": [0.1, 0.2, 0.3] * 7})["mean"], exact, "correctly rounded here")
+
     def test_gives_no_stddev_for_a_single_value(self):
         result = describe({"values": [7]})
         self.assertEqual((result["count"], result["mean"], result["median"], result["stddev"]), (1, 7.0, 7.0, None))
@@ -118,7 +129,7 @@ class DescribesSamples(unittest.TestCase):
         top = sys.float_info.max
         for values in ([top] * 3, [-top] * 3, [top] * 9, [top, top, top / 2], [top] * 7 + [-top]):
             result = describe({"values": values})
-            self.assertEqual(result["mean"], math.fsum(v / 16 for v in values) / len(values) * 16, values[:2])
+            self.assertEqual(result["mean"], float(sum(map(Fraction, values)) / len(values)), values[:2])  # the exact mean, rounded once
             self.assertTrue(math.isfinite(result["mean"]))
 
     def test_refuses_non_finite_values(self):

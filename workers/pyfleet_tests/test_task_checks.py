@@ -29,6 +29,10 @@ class TwiceTest(RegistrationTest):
         other.__module__ = "mytasks.other"
         with self.assertRaisesRegex(ValueError, r"^task 't' is registered twice \(pyfleet_tests\.test_task_checks and mytasks\.other\)$"):
             task("t")(other)
+        registry.clear()
+        task("t")(functools.partial(takes_input))
+        with self.assertRaisesRegex(ValueError, r"^task 't' is registered twice \(pyfleet_tests\.test_task_checks and mytasks\.other\)$", msg="partials: their functions' modules, not functools"):
+            task("t")(functools.partial(other))
 
     def test_one_module_twice_says_how_to_load_it_afresh(self):
         task("t")(takes_input)

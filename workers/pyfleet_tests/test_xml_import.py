@@ -212,6 +212,12 @@ class ReportsMalformedXml(unittest.TestCase):
         with self.assertRaisesRegex(TaskError, "encoding that is not supported"):
             run('<?xml version="1.0" encoding="shift_jis"?><a>\u3042</a>'.encode("shift_jis"))
 
+    def test_reports_a_declared_codec_that_cannot_read_text_as_such_not_as_surrogates(self):
+        # idna and punycode are Python codecs, but not of text: found by test/e2e/fuzz-tasks.test.ts
+        for name in ("idna", "punycode"):
+            with self.assertRaisesRegex(TaskError, "^the XML's declared encoding cannot be used to read it: "):
+                run(f'<?xml version="1.0" encoding="{name}"?><a/>'.encode("ascii"))
+
     def test_reports_invalid_bytes_for_the_encoding(self):
         self.assertMalformed(b"<a>\xff</a>", 1, 4, "not well-formed")
 
