@@ -32,6 +32,7 @@ not empty or a stream was replaced.
 from __future__ import annotations
 
 import builtins
+import faulthandler
 import io
 import logging
 import os
@@ -48,7 +49,7 @@ from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 
 log = logging.getLogger("pyfleet")
 
-# What tasks changed since the last restore: "fork", "cwd", "fds", ("signal", n) -> the handler before, ("timer", which).
+# What tasks changed since the last restore: "fork", "cwd", "fds", "faulthandler" (SIGUSR1's), ("signal", n) -> the handler before, ("timer", which).
 # Changed in place only, never rebound: the loop holds a reference to it.
 changes: Dict[Any, Any] = {}
 
@@ -60,6 +61,8 @@ _fchdir = os.fchdir
 _close = os.close
 _closerange = os.closerange
 _dup2 = os.dup2
+_fh_register = faulthandler.register
+_fh_unregister = faulthandler.unregister
 
 
 
@@ -123,6 +126,18 @@ def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
     return _dup2(fd, fd2, inheritable)
 
 
+def _fh_register_watched(signum: int, *args: Any, **kwargs: Any) -> None:
+    if int(signum) == signal.SIGUSR1:  # the dump's own registration (stack_dump.install)
+        changes["faulthandler"] = True
+    _fh_register(signum, *args, **kwargs)
+
+
+def _fh_unregister_watched(signum: int, /) -> bool:
+    if int(signum) == signal.SIGUSR1:
+        changes["faulthandler"] = True
+    return _fh_unregister(signum)
+
+
 def watch() -> None:
     """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change, and keep
     file objects from closing fds 0-2 (a worker's set-up)."""
@@ -135,6 +150,8 @@ def watch() -> None:
         (os, "close", _close_watched),
         (os, "closerange", _closerange_watched),
         (os, "dup2", _dup2_watched),
+        (faulthandler, "register", _fh_register_watched),
+        (faulthandler, "unregister", _fh_unregister_watched),
         (builtins, "open", open_keeping_std_fds),
         (io, "open", open_keeping_std_fds),
     ):
@@ -203,6 +220,14 @@ class Baseline:
         self.warn_once(task_name, *put_back)
 
     def _undo(self, key: Any, value: Any) -> Optional[str]:
+        if key == "faulthandler":
+            # faulthandler.register(SIGUSR1, file=...) or unregister(SIGUSR1) in a call: the dump
+            # went to the task's file (closed by now, its fd perhaps another file's) or nowhere.
+            # Put back when the runtime's dump is what SIGUSR1 runs (a module's own handler stays).
+            if signal.getsignal(signal.SIGUSR1) is not stack_dump.on_signal:
+                return None
+            stack_dump.install(_signal)
+            return "changed faulthandler's SIGUSR1 registration (faulthandler.register/unregister), which writes the stacks of a call past its timeout to the log"
         if key == "cwd":
             if self.cwd is None or _getcwd() == self.cwd:
                 return None
@@ -238,6 +263,8 @@ def _getcwd() -> Optional[str]:
 def _describe(key: Any) -> str:
     if key == "cwd":
         return "the working directory"
+    if key == "faulthandler":
+        return "faulthandler's SIGUSR1 registration"
     kind, number = key
     if kind == "timer":
         return "signal.alarm/ITIMER_REAL" if number == signal.ITIMER_REAL else f"interval timer {number}"

@@ -30,17 +30,23 @@ MAX_TASKS = 20
 MAX_FRAMES = 40
 
 
+# The originals: the guard watches what tasks do with these (guard.watch()), and putting the
+# dump back must not count as a task's change.
+_register = faulthandler.register
+_unregister = faulthandler.unregister
+
+
 def install(set_handler: Any = signal.signal) -> None:
     """Dump the stacks on SIGUSR1: the threads' (faulthandler), then the asyncio tasks'.
     ``set_handler`` is ``signal.signal``; the guard, putting the dump back after a task changed
     it, passes the original, which notes no change."""
     # faulthandler's register() does not set its handler again while it counts itself
     # registered (a signal.signal() call since has replaced it all the same): unregister first.
-    faulthandler.unregister(signal.SIGUSR1)
+    _unregister(signal.SIGUSR1)
     set_handler(signal.SIGUSR1, on_signal)
     # chain=True: after its own dump, faulthandler calls the handler it replaced, Python's,
     # which runs on_signal in the main thread.
-    faulthandler.register(signal.SIGUSR1, file=2, all_threads=True, chain=True)
+    _register(signal.SIGUSR1, file=2, all_threads=True, chain=True)
 
 
 def on_signal(_signum: int, _frame: Optional[FrameType]) -> None:
