@@ -31,18 +31,35 @@ export async function readOomKillCount (path = VMSTAT): Promise<number | undefin
 export const KILLERS = ['oom_killer', 'someone', 'unknown'] as const
 export type Killer = typeof KILLERS[number]
 
-/** The killer the OOM kills made while the worker lived point at (see oomKillsMeanwhile). */
+/** The killer the OOM kills a worker's exit accounts for point at (see OomLedger). */
 export function killerOf (oomKills: number | undefined): Killer {
   return oomKills === undefined ? 'unknown' : oomKills > 0 ? 'oom_killer' : 'someone'
 }
 
 /**
- * What the count did while a worker lived, once it was killed by a SIGKILL pyfleet did not send:
- * how many OOM kills the kernel made meanwhile (0: certainly not the OOM killer; more: most
- * likely it, though the count is the machine's, and one may have been another process's), or
- * undefined where either reading is missing.
+ * The OOM kills already put down to a worker's exit, so that one kill is never put down to two:
+ * a worker killed with kill -9 after a sibling's OOM kill, in that sibling's lifetime, was blamed
+ * on the OOM killer too (a review in a container, where it is the usual case).
  */
-export function oomKillsMeanwhile (atStart: number | undefined, atExit: number | undefined): number | undefined {
-  if (atStart === undefined || atExit === undefined) return undefined
-  return Math.max(0, atExit - atStart)
+export class OomLedger {
+  /** The count up to which the kills have been put down to exits (undefined: none yet). */
+  #accountedUpTo: number | undefined
+
+  /**
+   * Once a SIGKILL pyfleet did not send has ended a worker: how many of the OOM kills the kernel
+   * made while it lived no other worker's exit accounts for (0: not the OOM killer, certainly;
+   * more: most likely it, though the count is the machine's, and one may have been another
+   * process's), or undefined where either reading is missing. A kill it returns is put down to
+   * this exit.
+   */
+  unaccounted (atStart: number | undefined, atExit: number | undefined): number | undefined {
+    if (atStart === undefined || atExit === undefined) return undefined
+    const from = Math.max(atStart, this.#accountedUpTo ?? atStart)
+    const kills = Math.max(0, atExit - from)
+    if (kills > 0) this.#accountedUpTo = from + 1
+    return kills
+  }
 }
+
+/** The ledger of this process's workers. */
+export const oomLedger = new OomLedger()

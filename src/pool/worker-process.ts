@@ -6,7 +6,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { SplitFrame } from './protocol.js'
-import { killerOf, oomKillsMeanwhile, readOomKillCount, type Killer } from './oom-kills.js'
+import { killerOf, oomLedger, readOomKillCount, type Killer } from './oom-kills.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -50,8 +50,8 @@ export class WorkerProcess {
   #hasExited = false
   /** The kernel's OOM-kill count when the worker was started (read once; see oom-kills.ts). */
   readonly #oomKillsAtStart: Promise<number | undefined>
-  /** The OOM kills the kernel made while it lived, once a SIGKILL pyfleet did not send has ended it (undefined: unknown). */
-  #oomKillsMeanwhile: number | undefined
+  /** The OOM kills made while it lived that no other exit accounts for, once a SIGKILL pyfleet did not send has ended it (undefined: unknown). */
+  #oomKillsUnaccounted: number | undefined
   /** Set once a SIGKILL pyfleet did not send has ended it. */
   #killedBy: Killer | undefined
   /** Whether a SIGKILL pyfleet did not send ended it, decided as it exited. */
@@ -92,8 +92,8 @@ export class WorkerProcess {
         // A SIGKILL from elsewhere: the OOM killer's or someone's kill -9. One reading of the
         // kernel's count (bounded: OOM_READ_TIMEOUT_MS) says which, before the exit is told.
         void Promise.all([this.#oomKillsAtStart, readOomKillCount()]).then(([atStart, atExit]) => {
-          this.#oomKillsMeanwhile = oomKillsMeanwhile(atStart, atExit)
-          this.#killedBy = killerOf(this.#oomKillsMeanwhile)
+          this.#oomKillsUnaccounted = oomLedger.unaccounted(atStart, atExit)
+          this.#killedBy = killerOf(this.#oomKillsUnaccounted)
           on.exit(code, signal)
           resolve()
         })
@@ -153,11 +153,11 @@ export class WorkerProcess {
   describeExit (code: number | null, signal: NodeJS.Signals | null): string {
     if (signal === null) return `exited with code ${String(code)}`
     if (signal === 'SIGKILL' && this.#foreignKill) {
-      const kills = this.#oomKillsMeanwhile
+      const kills = this.#oomKillsUnaccounted
       if (kills === undefined) return 'was killed by a SIGKILL pyfleet did not send (out of memory? the kernel OOM-kills with SIGKILL when the container or machine runs out)'
-      if (kills === 0) return 'was killed by a SIGKILL pyfleet did not send, and not by the kernel\'s out-of-memory killer (/proc/vmstat\'s count of OOM kills did not move while it lived): someone or something ran kill -9'
+      if (kills === 0) return 'was killed by a SIGKILL pyfleet did not send, and not by the kernel\'s out-of-memory killer (/proc/vmstat\'s count of OOM kills did not move while it lived, or another worker\'s exit accounts for the move): someone or something ran kill -9'
       // The count is the machine's: "most likely", not "certainly" (another process may have been the one).
-      return `was killed by a SIGKILL pyfleet did not send, most likely by the kernel's out-of-memory killer (/proc/vmstat counts ${kills} OOM kill${kills === 1 ? '' : 's'} while it lived): the container or the machine ran out of memory`
+      return `was killed by a SIGKILL pyfleet did not send, most likely by the kernel's out-of-memory killer (/proc/vmstat counts ${kills} OOM kill${kills === 1 ? '' : 's'} while it lived that no other worker's exit accounts for): the container or the machine ran out of memory`
     }
     // The SIGUSR1 that asks for a stack dump (a call or a start past its time) kills a process
     // that has not yet installed the runtime's handler for it: one still starting Python.

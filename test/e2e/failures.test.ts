@@ -86,7 +86,7 @@ t.test('a worker the kernel\'s OOM killer ends mid-call (a memory cgroup\'s limi
   t.equal(reply.json.code, 'WORKER_DIED')
   t.equal(reply.json.message, 'the worker running diag.work died; a replacement is being started', 'the client gets the usual words: how is for the log')
   await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.workerPid === pid), 10_000, 'its exit')
-  t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by a SIGKILL pyfleet did not send, most likely by the kernel's out-of-memory killer \(\/proc\/vmstat counts \d+ OOM kills? while it lived\)/ })
+  t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by a SIGKILL pyfleet did not send, most likely by the kernel's out-of-memory killer \(\/proc\/vmstat counts \d+ OOM kills? while it lived that no other worker's exit accounts for\)/ })
   t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /most likely by the kernel's out-of-memory killer .*ran out of memory/ })
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
   t.equal((await callTask(server.url, 'diag.work', { alloc_mb: 200 })).status, 200, 'outside the cgroup, the replacement has the memory')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { oomKillsMeanwhile, readOomKillCount } from '../../src/pool/oom-kills.js'
+import { OomLedger, readOomKillCount } from '../../src/pool/oom-kills.js'
 
 t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefined where there is none', async (t) => {
   const dir = t.testdir()
@@ -17,10 +17,18 @@ t.test('the real /proc/vmstat has the count on Linux', { skip: process.platform 
   t.type(await readOomKillCount(), 'number')
 })
 
-t.test('oomKillsMeanwhile: how far the count moved while the worker lived; undefined when either reading is missing', async (t) => {
-  t.equal(oomKillsMeanwhile(5, 7), 2)
-  t.equal(oomKillsMeanwhile(5, 5), 0)
-  t.equal(oomKillsMeanwhile(5, 4), 0, 'never negative')
-  t.equal(oomKillsMeanwhile(undefined, 5), undefined)
-  t.equal(oomKillsMeanwhile(5, undefined), undefined)
+t.test('OomLedger: the kills while a worker lived that no other exit accounts for; undefined when a reading is missing', async (t) => {
+  const ledger = new OomLedger()
+  t.equal(ledger.unaccounted(5, 5), 0, 'the count did not move: not the OOM killer')
+  t.equal(ledger.unaccounted(undefined, 5), undefined)
+  t.equal(ledger.unaccounted(5, undefined), undefined)
+  t.equal(ledger.unaccounted(5, 4), 0, 'never negative')
+  // Workers A and B both started at 10; A is OOM-killed (11), then B is killed with kill -9.
+  t.equal(ledger.unaccounted(10, 11), 1, 'A: the OOM killer')
+  t.equal(ledger.unaccounted(10, 11), 0, 'B, later, same count: that kill was A\'s')
+  // C and D, both alive at 20, both OOM-killed at once (22): one kill each, not two each.
+  t.equal(ledger.unaccounted(20, 22), 2, 'C: two kills it may be one of')
+  t.equal(ledger.unaccounted(20, 22), 1, 'D: one left')
+  t.equal(ledger.unaccounted(20, 22), 0, 'a third, kill -9: none left')
+  t.equal(ledger.unaccounted(23, 24), 1, 'a worker started later sees only its own life\'s')
 })
