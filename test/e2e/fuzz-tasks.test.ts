@@ -14,12 +14,12 @@
 
 import t from 'tap'
 import fc from 'fast-check'
-import { Agent, request as httpRequest, STATUS_CODES } from 'node:http'
 import { createHash } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import { Ajv, type ValidateFunction } from 'ajv'
 import { Packr, Unpackr } from 'msgpackr'
 import { startServer, workerPids, type TestServer } from '../helpers/server.js'
+import { errorShape, FuzzClient, type Answer } from '../helpers/fuzz-client.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20260422)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 120)
@@ -27,9 +27,10 @@ const params = { seed: SEED, numRuns: RUNS }
 
 let server: TestServer
 let pidsAtStart: number[]
-// keep-alive, and at most 4 requests at once (2 shared cores, 4 workers): a case's variants go out together.
-const agent = new Agent({ keepAlive: true, maxSockets: 4 })
-t.teardown(() => { agent.destroy() })
+// at most 4 requests at once (2 shared cores, 4 workers): a case's variants go out together
+const client = new FuzzClient(() => server.url, 4)
+t.teardown(() => { client.close() })
+const send = client.send.bind(client)
 
 interface TaskInfo { name: string, schema: unknown, outputSchema: unknown, raw: string[], rawField: string | null }
 const tasks = new Map<string, TaskInfo>()
@@ -47,24 +48,6 @@ t.before(async () => {
     if (task.outputSchema !== null && task.outputSchema !== undefined) outputValidators.set(task.name, ajv.compile(task.outputSchema as object))
   }
 })
-
-interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
-
-/** One request with node:http (as fuzz.test.ts), always framed with content-length. */
-async function send (method: string, path: string, headers: Record<string, string>, body?: Uint8Array | string): Promise<Answer> {
-  const url = new URL(server.url)
-  if (body !== undefined) headers = { ...headers, 'content-length': String(Buffer.byteLength(body)) }
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: url.hostname, port: url.port, method, path, headers, agent }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }) })
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as unknown as 'number' })
@@ -131,13 +114,7 @@ async function run (task: string, v: Variant): Promise<Outcome> {
     tally(task, '200')
     return { variant: v, status: 200, result }
   }
-  const text = answer.body.toString('utf8')
-  let json: any
-  try { json = JSON.parse(text) } catch { throw new Error(`${where}\n  ${answer.status} is not JSON: ${text.slice(0, 300)}`) }
-  if (json === null || typeof json !== 'object' || json.statusCode !== answer.status || typeof json.code !== 'string' ||
-      typeof json.message !== 'string' || json.error !== STATUS_CODES[answer.status]) {
-    throw new Error(`${where}\n  ${answer.status} not in the error shape: ${text.slice(0, 300)}`)
-  }
+  const json = errorShape(answer, where)
   tally(task, `${answer.status} ${json.code as string}`)
   if (process.env.FUZZ_TALLY_MESSAGES === "1") tally(task, `  ${String(json.message).replace(/[0-9]+/g, "N").slice(0, 70)}`)
   const allowed = CLIENT_ERRORS[answer.status]

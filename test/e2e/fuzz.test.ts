@@ -10,9 +10,9 @@
 
 import t from 'tap'
 import fc from 'fast-check'
-import { Agent, request as httpRequest, STATUS_CODES } from 'node:http'
 import { Unpackr } from 'msgpackr'
 import { startServer, workerPids, type TestServer } from '../helpers/server.js'
+import { errorShape, FuzzClient, type Answer } from '../helpers/fuzz-client.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20260421)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300)
@@ -20,9 +20,10 @@ const params = { seed: SEED, numRuns: RUNS }
 
 let server: TestServer
 let pidsAtStart: number[]
-// keep-alive, and at most 8 requests at once (2 shared cores).
-const agent = new Agent({ keepAlive: true, maxSockets: 8 })
-t.teardown(() => { agent.destroy() })
+// at most 8 requests at once (2 shared cores)
+const client = new FuzzClient(() => server.url, 8)
+t.teardown(() => { client.close() })
+const send = client.send.bind(client)
 
 t.before(async () => {
   // DIAG_TASKS=0: the hostile property sends random bodies to random task names, and
@@ -31,39 +32,13 @@ t.before(async () => {
   pidsAtStart = workerPids(server)
 })
 
-interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
-
-/** One request with node:http rather than fetch: fetch refuses or normalizes odd paths and header values. */
-async function send (method: string, path: string, headers: Record<string, string>, body?: Uint8Array | string): Promise<Answer> {
-  const url = new URL(server.url)
-  // Always framed: Node's client sends a DELETE's or OPTIONS' body with no content-length,
-  // and the server rightly reads those bytes as the next request.
-  if (body !== undefined) headers = { ...headers, 'content-length': String(Buffer.byteLength(body)) }
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: url.hostname, port: url.port, method, path, headers, agent }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }) })
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as unknown as 'number' })
 
-/** Every error answer: SPEC's shape, statusCode matching the status, error its reason phrase. */
-function errorShape (answer: Answer): { statusCode: number, code: string, error: string, message: string } {
-  const text = answer.body.toString('utf8')
-  let json: any
-  try { json = JSON.parse(text) } catch { throw new Error(`error answer ${answer.status} is not JSON: ${text.slice(0, 300)}`) }
-  if (json === null || typeof json !== 'object') throw new Error(`error answer is not an object: ${text.slice(0, 300)}`)
-  if (json.statusCode !== answer.status) throw new Error(`statusCode ${String(json.statusCode)} in a ${answer.status}: ${text.slice(0, 300)}`)
-  if (typeof json.code !== 'string' || typeof json.message !== 'string' || json.error !== STATUS_CODES[answer.status]) {
-    throw new Error(`not the error shape: ${text.slice(0, 300)}`)
-  }
-  return json
+/** A body refused as README's "What a body may hold" says: 400 INVALID_INPUT, for `why`. */
+function expectInvalidInput (answer: Answer, why: string): void {
+  if (answer.status !== 400) throw new Error(`expected a 400 (${why}), got ${answer.status}: ${answer.body.toString().slice(0, 300)}`)
+  const error = errorShape(answer)
+  if (error.code !== 'INVALID_INPUT') throw new Error(`expected INVALID_INPUT (${why}), got ${error.code}: ${error.message}`)
 }
 
 // ---------------------------------------------------------------------------
@@ -227,9 +202,7 @@ t.test('echo gives back any JSON value as sent, with only the documented convers
     const answer = await send('POST', '/api/tasks/echo', { 'content-type': 'application/json' }, text)
     const why = refusal(tree)
     if (why !== undefined) {
-      if (answer.status !== 400) throw new Error(`expected a 400 (${why}), got ${answer.status}: ${answer.body.toString().slice(0, 300)}`)
-      const error = errorShape(answer)
-      if (error.code !== 'INVALID_INPUT') throw new Error(`expected INVALID_INPUT (${why}), got ${error.code}: ${error.message}`)
+      expectInvalidInput(answer, why)
       refused++
       return
     }
@@ -415,9 +388,7 @@ t.test('echo gives back any msgpack value as sent, with only the documented conv
     const answer = await send('POST', '/api/tasks/echo', { 'content-type': type, accept: 'application/msgpack' }, body)
     const why = msgpackRefusal(tree)
     if (why !== undefined) {
-      if (answer.status !== 400) throw new Error(`expected a 400 (${why}), got ${answer.status}: ${answer.body.toString().slice(0, 300)}`)
-      const error = errorShape(answer)
-      if (error.code !== 'INVALID_INPUT') throw new Error(`expected INVALID_INPUT (${why}), got ${error.code}: ${error.message}`)
+      expectInvalidInput(answer, why)
       refused++
       return
     }

@@ -45,63 +45,30 @@ t.test('with every slot backing off after failed starts, they try again at once:
   t.match(error, { message: /every slot is restarting after failed starts, and the retry this reload asked for failed too/ })
 })
 
-t.test('the try it asked for is waited for past maxWaitForAnyMs while it is still starting (a slow import, bounded by its own start timeout)', async (t) => {
-  const fresh = { pid: 302, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
+/** Every slot backing off after failed starts; retryNow() starts one, whose worker (pid) joins after startMs. */
+function backingOffThenStarting (pid: number, startMs: number): Supervisor {
+  const fresh = { pid, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
   const state = {
     ...crashLooping(2),
     startFailures: 2,
     isStarting: false,
     retryNow: () => {
       state.isStarting = true
-      setTimeout(() => { Object.assign(state, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 400)
+      setTimeout(() => { Object.assign(state, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, startMs)
     }
   }
-  const result = await reloader(state as unknown as Supervisor, 100).reload()
+  return state as unknown as Supervisor
+}
+
+t.test('the try it asked for is waited for past maxWaitForAnyMs while it is still starting (a slow import, bounded by its own start timeout)', async (t) => {
+  const result = await reloader(backingOffThenStarting(302, 400), 100).reload()
   t.same(result.newPids, [302], 'a start of 0.4 s, four times the 0.1 s bound for workers that keep dying')
 })
 
 t.test('with every slot backing off, a try that starts a worker is the reload done: it loaded the code on disk', async (t) => {
-  const fresh = { pid: 301, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
-  const state = {
-    ...crashLooping(2),
-    startFailures: 2,
-    isStarting: false,
-    retryNow: () => {
-      // The slot starts (a moment later), then its worker joins.
-      state.isStarting = true
-      setTimeout(() => { Object.assign(state, { isStarting: false, startFailures: 0, liveWorkers: 1, members: () => [fresh] }) }, 120)
-    }
-  }
-  const supervisor = state as unknown as Supervisor
-  const result = await reloader(supervisor, 60_000).reload()
+  const result = await reloader(backingOffThenStarting(301, 120), 60_000).reload()
   t.same(result.newPids, [301])
   t.same(result.oldPids, [])
-})
-
-t.test('a reload asked for while one runs is not joined to it: it runs after it, once for every request made meanwhile', async (t) => {
-  const reloads = reloader(crashLooping(), 200)
-  const first = reloads.reload().catch((e: unknown) => e)
-  const second = reloads.reload().catch((e: unknown) => e)
-  const third = reloads.reload().catch((e: unknown) => e)
-  const [firstError, secondError, thirdError] = await Promise.all([first, second, third])
-  t.ok(firstError instanceof ReloadFailedError && secondError instanceof ReloadFailedError)
-  t.not(secondError, firstError, 'a reload of its own')
-  t.equal(thirdError, secondError, 'shared by the requests made while the first ran')
-  t.notOk(reloads.isActive, 'and none is left running')
-})
-
-t.test('a reload asked for as the one before the follow-up ends shares the follow-up: never two at once', async (t) => {
-  const reloads = reloader(crashLooping(), 100)
-  let later: Promise<unknown> | undefined
-  let activeWhenAsked: boolean | undefined
-  // Asked for from the first reload's own rejection handler: the moment its promise has settled
-  // and the follow-up has not started yet.
-  const first = reloads.reload().catch(() => { activeWhenAsked = reloads.isActive; later = reloads.reload().catch((e: unknown) => e) })
-  const second = reloads.reload().catch((e: unknown) => e)
-  await first
-  t.equal(activeWhenAsked, false, 'no reload was running at that moment')
-  t.equal(await later, await second, 'it shares the follow-up asked for before it, which had not started')
-  t.notOk(reloads.isActive)
 })
 
 t.test('newPids lists the workers running the new code: not a member killed meanwhile, whose slot waits for its replacement', async (t) => {
