@@ -71,6 +71,32 @@ t.test('with every slot backing off, a try that starts a worker is the reload do
   t.same(result.oldPids, [])
 })
 
+t.test('a reload asked for while one runs is not joined to it: it runs after it, once for every request made meanwhile', async (t) => {
+  const reloads = reloader(crashLooping(), 200)
+  const first = reloads.reload().catch((e: unknown) => e)
+  const second = reloads.reload().catch((e: unknown) => e)
+  const third = reloads.reload().catch((e: unknown) => e)
+  const [firstError, secondError, thirdError] = await Promise.all([first, second, third])
+  t.ok(firstError instanceof ReloadFailedError && secondError instanceof ReloadFailedError)
+  t.not(secondError, firstError, 'a reload of its own')
+  t.equal(thirdError, secondError, 'shared by the requests made while the first ran')
+  t.notOk(reloads.isActive, 'and none is left running')
+})
+
+t.test('a reload asked for as the one before the follow-up ends shares the follow-up: never two at once', async (t) => {
+  const reloads = reloader(crashLooping(), 100)
+  let later: Promise<unknown> | undefined
+  let activeWhenAsked: boolean | undefined
+  // Asked for from the first reload's own rejection handler: the moment its promise has settled
+  // and the follow-up has not started yet.
+  const first = reloads.reload().catch(() => { activeWhenAsked = reloads.isActive; later = reloads.reload().catch((e: unknown) => e) })
+  const second = reloads.reload().catch((e: unknown) => e)
+  await first
+  t.equal(activeWhenAsked, false, 'no reload was running at that moment')
+  t.equal(await later, await second, 'it shares the follow-up asked for before it, which had not started')
+  t.notOk(reloads.isActive)
+})
+
 t.test('newPids lists the workers running the new code: not a member killed meanwhile, whose slot waits for its replacement', async (t) => {
   // Workers created after the reload began (sequence past PythonWorker.created then) are new: none to replace.
   const running = { pid: 101, sequence: Number.MAX_SAFE_INTEGER, isAlive: true }
