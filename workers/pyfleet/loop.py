@@ -91,7 +91,9 @@ class Runner:
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         if _open_line:  # after fds 0-2 are back: the next call's output starts a line of its own
             end_open_line()
-        _reset_request_id(request_id)  # after the warnings above, which the server logs under the call's id anyway
+        # After the warnings above. (The server tags a stderr line with the call running when it reads
+        # the line: one written just before the reply may be read after it, under the next call's id.)
+        _reset_request_id(request_id)
         _reset_deadline(deadline)
         return reply
 
