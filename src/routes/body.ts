@@ -8,7 +8,7 @@ import type { ValidateFunction } from 'ajv'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { decodeValue } from '../pool/protocol.js'
 import { msgpackProblem, type MsgpackShape } from '../value-shape.js'
-import { parseJsonBody, secureParse, takeJsonText } from './json-body.js'
+import { parseJsonBody, parseText, takeJsonText } from './json-body.js'
 import type { Task } from '../task-registry.js'
 import { MAX_DETAILS, validationError } from '../schema-compile.js'
 import { pointerSegment } from '../json-pointer.js'
@@ -270,7 +270,7 @@ export function checkedInput (body: unknown, text: string | undefined, validate:
   if (!valid) throw validationError(validate.errors, 'body', validate.schema, body)
   if (!found.wideNumbers) return { input: body, holdsWideNumbers: false }
   // JSON integers past 2^53, which JSON.parse rounded, are read again exactly (rare: big-integers.ts).
-  const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, secureParse) ?? body : body
+  const exact = found.beyondSafeIntegers && text !== undefined ? parseWithExactIntegers(text, parseText) ?? body : body
   return { input: exact, holdsWideNumbers: true }
 }
 

@@ -1,12 +1,13 @@
-// JSON bodies: bytes checked as UTF-8, parsed without __proto__ keys, errors with
-// line and column, and the text kept for the rare body whose integers must be read
+// JSON bodies: bytes checked as UTF-8, parsed, refused with __proto__ keys or lone
+// surrogates anywhere in the text, errors with line and column, and the text kept for the rare body whose integers must be read
 // again exactly (big-integers.ts).
 
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
-import secureJsonParse from 'secure-json-parse'
 import { InvalidInputError, withExtras } from '../errors.js'
 import { jsonProblem } from '../value-shape.js'
+import { hasLoneSurrogate, hasProtoKey } from './json-strings.js'
+import { LONE_SURROGATE } from './sendable.js'
 
 /** The text of each JSON body, until the route takes it (takeJsonText). */
 const jsonTexts = new WeakMap<FastifyRequest, string>()
@@ -65,18 +66,21 @@ function parseJson (text: string): unknown {
   if (text.length === 0) throw new InvalidInputError('the body is empty; send a JSON value')
   const problem = jsonProblem(text)
   if (problem !== undefined) throw new InvalidInputError(problem)
+  let value: unknown
   try {
-    return secureParse(text)
+    value = parseText(text)
   } catch (error) {
     const message = (error as Error).message
-    // secure-json-parse's words ("Object contains forbidden prototype property") read as if the JSON were invalid.
-    if (message === 'Object contains forbidden prototype property') throw new InvalidInputError(PROTO_KEY)
     const position = /at position (\d+)/.exec(message)
     // V8 gives no position when the text ends too soon: that is where it ends.
     const at = position !== null ? Number(position[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined
     const details = at !== undefined ? lineAndColumn(text, at) : undefined
     throw withExtras(new InvalidInputError(`body is not valid JSON: ${message}`), { details })
   }
+  // On the text, not the value: a key repeated in an object drops its earlier values unseen.
+  if (typeof value === 'object' && value !== null && hasProtoKey(text)) throw new InvalidInputError(PROTO_KEY)
+  if (hasLoneSurrogate(text)) throw new InvalidInputError(LONE_SURROGATE)
+  return value
 }
 
 function lineAndColumn (text: string, position: number): { line: number, column: number } {
@@ -94,6 +98,8 @@ const PROTO_KEY = 'the body holds a __proto__ key, which is refused (as in msgpa
 // A `__proto__` key is refused, as msgpack bodies refuse it (msgpackr renames it in answers).
 // `constructor: {prototype: ...}` is data like any other here: nothing in pyfleet merges a
 // body into another object, and msgpack bodies never refused it.
-export function secureParse (text: string): unknown {
-  return secureJsonParse.parse(text, undefined, { protoAction: 'error', constructorAction: 'ignore' })
+
+/** JSON.parse, past a leading byte order mark (which Fastify's own JSON parser skips too). */
+export function parseText (text: string): unknown {
+  return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
 }

@@ -36,7 +36,7 @@ export function unsendable (value: unknown, limit: number, found: Found = { wide
 // JSON's \ud800 escapes (and msgpack's CESU-8 bytes) give strings that are not
 // Unicode. They cannot be encoded as UTF-8 for the worker, whose decoder would
 // refuse the whole frame and take the worker down with it: refuse them here.
-const LONE_SURROGATE = 'the body holds a string with a lone UTF-16 surrogate (such as "\\ud800"), which is not valid Unicode; tasks receive UTF-8 text'
+export const LONE_SURROGATE = 'the body holds a string with a lone UTF-16 surrogate (such as "\\ud800"), which is not valid Unicode; tasks receive UTF-8 text'
 
 // String.prototype.isWellFormed (Node 20) is not in the ES2022 library types.
 const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed: () => boolean }).isWellFormed()

@@ -88,8 +88,8 @@ function tooDeep (node: JNode, depth = 1): string | undefined {
 }
 
 /**
- * __proto__ keys and lone surrogates are looked for in the parsed value (README "What a body
- * may hold"): of a key repeated in an object, only the last value is there to be checked.
+ * __proto__ keys and lone surrogates are refused wherever the text has them (README "What a
+ * body may hold"): in every value of a repeated key, not only the last one, which is kept.
  */
 function unsafe (node: JNode): string | undefined {
   if (node.k === 'str') return isLoneSurrogate(node.v) ? 'lone surrogate' : undefined
@@ -100,7 +100,7 @@ function unsafe (node: JNode): string | undefined {
       if (isLoneSurrogate(key)) return 'lone surrogate'
     }
   }
-  const children = node.k === 'arr' ? node.items : [...new Map(node.entries).values()]
+  const children = node.k === 'arr' ? node.items : node.entries.map(([, value]) => value)
   for (const child of children) {
     const why = unsafe(child)
     if (why !== undefined) return why

@@ -1,0 +1,78 @@
+// Checks of a JSON body's strings made on its text, not on the parsed value. A key
+// repeated in an object keeps only its last value once parsed, so a check of the value
+// never sees what an overwritten one held ({"a": {"__proto__": 1}, "a": 2}). On the
+// text nothing is dropped. Each check is one native search for a body that cannot hold
+// what it looks for, and a walk of the text only for one that may.
+
+/**
+ * `"__proto__"` then `:`, each character perhaps written as a \u escape (the test
+ * secure-json-parse makes). Its closing quote is never an escaped one (that would follow
+ * a backslash, not `_` or `f`), so a match is a key ending in those characters; keys such
+ * as `x"__proto__` match too, which is why hasProtoKey then reads the keys themselves.
+ */
+const SUSPECT_PROTO_KEY = /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/
+
+/** A \u escape of a UTF-16 surrogate (or a backslash escaped, then "ud800": hasLoneSurrogate tells them apart). */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/
+
+/** The longest way to write __proto__ in JSON: nine \u escapes. */
+const LONGEST_PROTO = 9 * 6
+
+/** Whether `text`, which JSON.parse accepted, has a __proto__ key anywhere, in an overwritten value too. */
+export function hasProtoKey (text: string): boolean {
+  if (!SUSPECT_PROTO_KEY.test(text)) return false
+  // In valid JSON every quote outside a string opens one: hop from string to string.
+  for (let open = text.indexOf('"'); open !== -1;) {
+    const close = closingQuote(text, open)
+    let next = close + 1
+    while (isJsonSpace(text.charCodeAt(next))) next++
+    if (text.charCodeAt(next) === 0x3a && isProto(text.slice(open + 1, close))) return true // a key: `:` follows
+    open = text.indexOf('"', next)
+  }
+  return false
+}
+
+/** Whether `text`, which JSON.parse accepted, escapes a UTF-16 surrogate that is not half of a pair, anywhere. */
+export function hasLoneSurrogate (text: string): boolean {
+  if (!SURROGATE_ESCAPE.test(text)) return false
+  // Backslashes occur only inside strings, each starting an escape: hop from one to the next.
+  for (let at = text.indexOf('\\'); at !== -1; at = text.indexOf('\\', at)) {
+    if (text.charCodeAt(at + 1) !== 0x75) { // not \u: a two-character escape (\\ among them)
+      at += 2
+      continue
+    }
+    const unit = escapedUnit(text, at)
+    at += 6
+    if (unit < 0xd800 || unit > 0xdfff) continue
+    if (unit >= 0xdc00) return true // a low surrogate with no high one before it
+    if (text.charCodeAt(at) !== 0x5c || text.charCodeAt(at + 1) !== 0x75) return true
+    const low = escapedUnit(text, at)
+    if (low < 0xdc00 || low > 0xdfff) return true
+    at += 6
+  }
+  return false
+}
+
+/** The index of the quote that closes the string opened at `open`. */
+function closingQuote (text: string, open: number): number {
+  for (let quote = text.indexOf('"', open + 1); ; quote = text.indexOf('"', quote + 1)) {
+    let backslashes = 0
+    while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++
+    if (backslashes % 2 === 0) return quote
+  }
+}
+
+function isProto (raw: string): boolean {
+  if (raw === '__proto__') return true
+  return raw.length <= LONGEST_PROTO && raw.includes('\\') && JSON.parse(`"${raw}"`) === '__proto__'
+}
+
+/** The UTF-16 unit a \uXXXX escape at `at` stands for. */
+function escapedUnit (text: string, at: number): number {
+  return Number.parseInt(text.slice(at + 2, at + 6), 16)
+}
+
+/** JSON's whitespace: space, tab, line feed, carriage return. */
+function isJsonSpace (code: number): boolean {
+  return code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d
+}
