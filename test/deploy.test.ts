@@ -95,6 +95,8 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   const policy = manifest.get('NetworkPolicy').spec.ingress
   t.same(policy.map((rule: any) => rule.ports.map((p: any) => p.port)), [['http'], ['probes']], 'clients reach http; probes only from where the rule says')
   t.ok(policy[0].from === undefined && policy[1].from.length > 0)
+  // A rollout never cuts a running call: the drain lasts as long as a call may.
+  t.ok(config.shutdownGraceMs >= config.taskTimeoutMs, `SHUTDOWN_GRACE_MS ${config.shutdownGraceMs} >= TASK_TIMEOUT_MS ${config.taskTimeoutMs}`)
   // The drain fits the grace: preStop, then the server's own backstop, before the SIGKILL.
   const preStopSeconds = Number(container.lifecycle.preStop.exec.command[1])
   t.ok(preStopSeconds * 1000 + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
