@@ -35,6 +35,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Request-body bytes being received, against RECEIVE_LIMIT_BYTES. */
     receiving: ReceiveLimit
+    /** A stop has been announced (SHUTDOWN_DELAY_MS): /ready says 503, calls are still served until the drain. */
+    readonly stopAnnounced: boolean
+    /** Announces the stop (main.ts, on SIGTERM or SIGINT, when SHUTDOWN_DELAY_MS is set). */
+    announceStop: () => void
   }
 }
 
@@ -105,6 +109,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   routeUnusualRequests(app.server)
 
   app.decorateRequest('pyfleetCall', null)
+  let stopAnnounced = false
+  app.decorate('stopAnnounced', { getter: () => stopAnnounced })
+  app.decorate('announceStop', () => { stopAnnounced = true })
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     numberRequest(request, reply)

@@ -46,6 +46,8 @@ export interface Config {
   readonly diagTasks: boolean
   readonly adminToken: string | undefined
   readonly shutdownGraceMs: number
+  /** After SIGTERM/SIGINT, how long /ready says 503 while calls are still served, before the drain (0: none). */
+  readonly shutdownDelayMs: number
   readonly workerStopGraceMs: number
   /** How long a worker may take to import its task modules and say ready. */
   readonly workerStartTimeoutMs: number
@@ -235,6 +237,7 @@ export function loadConfig (env: Env): Config {
     diagTasks: flag(env, 'DIAG_TASKS'),
     adminToken: adminToken === '' ? undefined : adminToken,
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),
+    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, 0, MAX_TIMER_MS),
     workerStopGraceMs: integer(env, 'WORKER_STOP_GRACE_MS', 2_000, 0, MAX_TIMER_MS),
     // Generous: a task module may import heavy libraries (or load a model) before its worker says ready.
     workerStartTimeoutMs: integer(env, 'WORKER_START_TIMEOUT_MS', 60_000, 1, MAX_TIMER_MS),

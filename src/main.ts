@@ -204,8 +204,19 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
       starting.abort()
       return
     }
-    app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
-    close(app)
+    if (config.shutdownDelayMs > 0) {
+      // Lame duck: load balancers that read /ready stop sending before any call is refused.
+      const announced = app
+      announced.announceStop()
+      announced.log.info({ signal, delayMs: config.shutdownDelayMs }, `stopping in ${config.shutdownDelayMs} ms (SHUTDOWN_DELAY_MS): /ready answers 503 so that load balancers stop sending; calls are served until then`)
+      setTimeout(() => { drain(announced, signal) }, config.shutdownDelayMs)
+      return
+    }
+    drain(app, signal)
+  }
+  const drain = (instance: FastifyInstance, signal: NodeJS.Signals): void => {
+    instance.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing admitted calls')
+    close(instance)
   }
   // Installed before anything starts, so a stop during start-up (a pod deleted
   // while its workers spawn) still ends in a clean exit 0.

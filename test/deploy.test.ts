@@ -99,8 +99,8 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   t.ok(config.shutdownGraceMs >= config.taskTimeoutMs, `SHUTDOWN_GRACE_MS ${config.shutdownGraceMs} >= TASK_TIMEOUT_MS ${config.taskTimeoutMs}`)
   // The drain fits the grace: preStop, then the server's own backstop, before the SIGKILL.
   const preStopSeconds = Number(container.lifecycle.preStop.exec.command[1])
-  t.ok(preStopSeconds * 1000 + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
-    `preStop ${preStopSeconds} s + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
+  t.ok(preStopSeconds * 1000 + config.shutdownDelayMs + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
+    `preStop ${preStopSeconds} s + SHUTDOWN_DELAY_MS ${config.shutdownDelayMs} ms + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
 })
 
 t.test('the version is one: package.json\'s, the image\'s label, the manifest\'s image tag', async (t) => {

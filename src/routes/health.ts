@@ -1,5 +1,6 @@
 // GET /ready: 200 while at least one worker can take calls and the server is not
-// draining, 503 otherwise. (GET /health is plugins/pressure.ts's.)
+// stopping (announced, SHUTDOWN_DELAY_MS, or draining), 503 otherwise. (GET /health is
+// plugins/pressure.ts's.)
 
 import type { FastifyInstance } from 'fastify'
 
@@ -7,9 +8,10 @@ export default async function healthRoutes (fastify: FastifyInstance): Promise<v
   fastify.get('/ready', { logLevel: 'warn' }, async (_request, reply) => {
     const workers = fastify.pool.liveWorkers
     const draining = fastify.pool.isDraining
-    const ready = workers > 0 && !draining
+    const stopping = fastify.stopAnnounced && !draining
+    const ready = workers > 0 && !draining && !stopping
     return reply.status(ready ? 200 : 503).send({
-      status: ready ? 'ready' : draining ? 'draining' : 'no workers',
+      status: ready ? 'ready' : draining ? 'draining' : stopping ? 'stopping' : 'no workers',
       workers,
       waiting: fastify.pool.waiting
     })

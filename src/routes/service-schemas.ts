@@ -47,7 +47,7 @@ export const TASK_LIST_SCHEMA: Schema = record({ tasks: { type: 'array', items: 
 export const HEALTH_SCHEMA: Schema = record({ status: { const: 'ok' } })
 
 export const READY_SCHEMA: Schema = record({
-  status: { enum: ['ready', 'draining', 'no workers'] },
+  status: { enum: ['ready', 'stopping', 'draining', 'no workers'], description: 'stopping: SHUTDOWN_DELAY_MS runs after SIGTERM, calls are still served; draining: new calls are refused' },
   workers: { ...integer, description: 'workers running (idle or busy)' },
   waiting: { ...integer, description: 'calls waiting for a worker' }
 })

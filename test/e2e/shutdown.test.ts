@@ -267,3 +267,39 @@ t.test('requests pipelined on one connection when SIGTERM comes each get their a
   t.equal(await pipelined.ended, 'end')
   t.equal(await single.ended, 'end')
 })
+
+t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) while calls are still served', async (t) => {
+  // A delay no test run reaches: what is served during it is checked, and a second signal ends it.
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_DELAY_MS: '600000', PROBE_PORT: '0' })
+  const probePort = Number(/probes and scrapes also answered at port (\d+) \(PROBE_PORT\)/.exec(server.output())?.[1])
+  server.child.kill('SIGTERM')
+  await waitFor(() => /stopping in 600000 ms \(SHUTDOWN_DELAY_MS\)/.test(server.output()), 5000, 'the stop to be announced')
+  for (const url of [server.url, `http://127.0.0.1:${probePort}`]) {
+    const ready = await fetch(`${url}/ready`)
+    t.equal(ready.status, 503, `${url}/ready`)
+    t.equal((await ready.json()).status, 'stopping')
+  }
+  const reply = await callTask(server.url, 'echo', { still: 'served' })
+  t.equal(reply.status, 200, 'a call made during the delay is served')
+  t.same(reply.json, { still: 'served' })
+  t.equal(reply.headers.get('connection'), 'keep-alive', 'and its connection is kept: nothing is closing yet')
+  t.notMatch(server.output(), /shutting down: finishing admitted calls/, 'the drain has not begun')
+  server.child.kill('SIGINT') // another signal than the first: not taken for the same one delivered twice
+  t.equal((await server.exited).code, 1, 'a second signal exits at once, as without the delay')
+})
+
+t.test('SHUTDOWN_DELAY_MS: the call running when SIGTERM comes, and one made during the delay, finish; then the drain, and exit 0', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_DELAY_MS: '500' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 1000 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  server.child.kill('SIGTERM')
+  await waitFor(() => /stopping in 500 ms/.test(server.output()), 5000, 'the stop to be announced')
+  // Queued behind the running call: admitted now, during the delay or not, it is answered either way.
+  const during = callTask(server.url, 'echo', 2)
+  t.equal((await running).status, 200)
+  t.ok([200, 503].includes((await during).status), 'admitted during the delay (200), or refused by the drain if the machine was slow (503): never lost')
+  t.equal((await server.exited).code, 0)
+  const messages = server.output().trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line).msg as string)
+  const order = ['stopping in 500 ms', 'shutting down: finishing admitted calls', 'stopped'].map((start) => messages.findIndex((message) => message.startsWith(start)))
+  t.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1])), `announced, then drained, then stopped (${order.join(', ')})`)
+})
