@@ -177,7 +177,9 @@ const jsonTree = fc.letrec<{ node: JNode }>((tie) => ({
     numberLiteral.map<JNode>((lit) => ({ k: 'num', lit })),
     anyString.map<JNode>((v) => ({ k: 'str', v })),
     fc.array(tie('node'), { maxLength: 6 }).map<JNode>((items) => ({ k: 'arr', items })),
-    fc.array(fc.tuple(anyKey, tie('node')), { maxLength: 6 }).map<JNode>((entries) => ({ k: 'obj', entries }))
+    fc.array(fc.tuple(anyKey, tie('node')), { maxLength: 6 }).map<JNode>((entries) => ({ k: 'obj', entries })),
+    // A key repeated, its first value replaced by its last: only the last is parsed, all are checked.
+    fc.tuple(fc.array(fc.tuple(anyKey, tie('node')), { minLength: 1, maxLength: 4 }), tie('node')).map<JNode>(([entries, last]) => ({ k: 'obj', entries: [...entries, [entries[0][0], last]] }))
   )
 }))
 
