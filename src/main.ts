@@ -204,8 +204,9 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
       starting.abort()
       return
     }
-    if (config.shutdownDelayMs > 0) {
+    if (config.shutdownDelayMs > 0 && app.server.listening) {
       // Lame duck: load balancers that read /ready stop sending before any call is refused.
+      // (Not while listen() is under way: nobody is sending yet, and the close after it must not wait.)
       const announced = app
       announced.announceStop()
       announced.log.info({ signal, delayMs: config.shutdownDelayMs }, `stopping in ${config.shutdownDelayMs} ms (SHUTDOWN_DELAY_MS): /ready answers 503 so that load balancers stop sending; calls are served until then`)

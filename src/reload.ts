@@ -14,6 +14,13 @@ export type ReloadResult = PoolReloadResult & { tasks: string[] }
 export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change', requestId?: string): Promise<ReloadResult> {
   // An admin request's id, on the reload's lines too: its request line and the reload it asked for are then one grep.
   const log = requestId === undefined ? fastify.log : fastify.log.child({ requestId })
+  // Announced (SHUTDOWN_DELAY_MS): the drain comes next, and would stop the new workers
+  // at once; SIGHUP is refused then as well (main.ts).
+  if (fastify.stopAnnounced) {
+    const message = 'reload refused: the server is stopping (SHUTDOWN_DELAY_MS, then the drain); the workers keep serving the code they have'
+    log.warn({ trigger }, message)
+    throw new WorkersUnavailableError(message)
+  }
   log.info({ trigger }, 'reload started')
   try {
     // New task code whose table would not compile is refused before its worker takes a call.

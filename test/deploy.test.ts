@@ -95,12 +95,23 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   const policy = manifest.get('NetworkPolicy').spec.ingress
   t.same(policy.map((rule: any) => rule.ports.map((p: any) => p.port)), [['http'], ['probes']], 'clients reach http; probes only from where the rule says')
   t.ok(policy[0].from === undefined && policy[1].from.length > 0)
-  // A rollout never cuts a running call: the drain lasts as long as a call may.
+  // A rollout never cuts a call running at the SIGTERM: the drain lasts as long as a call may run.
   t.ok(config.shutdownGraceMs >= config.taskTimeoutMs, `SHUTDOWN_GRACE_MS ${config.shutdownGraceMs} >= TASK_TIMEOUT_MS ${config.taskTimeoutMs}`)
   // The drain fits the grace: preStop, then the server's own backstop, before the SIGKILL.
   const preStopSeconds = Number(container.lifecycle.preStop.exec.command[1])
   t.ok(preStopSeconds * 1000 + config.shutdownDelayMs + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
     `preStop ${preStopSeconds} s + SHUTDOWN_DELAY_MS ${config.shutdownDelayMs} ms + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
+})
+
+t.test('deploy/compose.yaml: the drain lasts as long as a call may run, and fits stop_grace_period', async (t) => {
+  const compose = parseAllDocuments(await readFile(join(ROOT, 'deploy/compose.yaml'), 'utf8'))[0].toJS()
+  const service = compose.services.pyfleet
+  // Only the settings of the stop: others hold ${...} substitutions Compose fills in.
+  const env = Object.fromEntries(Object.entries(service.environment as Record<string, string>).filter(([name]) => /^(SHUTDOWN_|WORKER_STOP_|TASK_TIMEOUT_MS$)/.test(name)))
+  const config = loadConfig(env)
+  t.ok(config.shutdownGraceMs >= config.taskTimeoutMs, `SHUTDOWN_GRACE_MS ${config.shutdownGraceMs} >= TASK_TIMEOUT_MS ${config.taskTimeoutMs}`)
+  const stopGraceMs = Number(/^(\d+)s$/.exec(service.stop_grace_period)?.[1]) * 1000
+  t.ok(config.shutdownDelayMs + shutdownBackstopMs(config) < stopGraceMs, `SHUTDOWN_DELAY_MS ${config.shutdownDelayMs} ms + backstop ${shutdownBackstopMs(config)} ms < stop_grace_period ${service.stop_grace_period}`)
 })
 
 t.test('the version is one: package.json\'s, the image\'s label, the manifest\'s image tag', async (t) => {

@@ -96,7 +96,7 @@ async function reloadOnChange (fastify: FastifyInstance, { config }: { config: C
   let timer: NodeJS.Timeout | undefined
 
   const reload = (): void => {
-    if (closed || fastify.pool.isDraining) return
+    if (closed || fastify.pool.isDraining || fastify.stopAnnounced) return
     reloading = true
     fastify.log.info({ files: [...changed] }, 'task sources changed: reloading the workers (RELOAD_ON_CHANGE)')
     changed.clear()

@@ -12,11 +12,8 @@
  */
 const SUSPECT_PROTO_KEY = /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/
 
-/** A \u escape of a UTF-16 surrogate (or a backslash escaped, then "ud800": hasLoneSurrogate tells them apart). */
-const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/
-
-/** The longest way to write __proto__ in JSON: nine \u escapes. */
-const LONGEST_PROTO = 9 * 6
+/** __proto__ as a key's raw text may spell it: each character itself or its \u escape (exact: no other escape gives these characters). */
+const PROTO_SPELLED = /^(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])$/
 
 /** Whether `text`, which JSON.parse accepted, has a __proto__ key anywhere, in an overwritten value too. */
 export function hasProtoKey (text: string): boolean {
@@ -26,7 +23,7 @@ export function hasProtoKey (text: string): boolean {
     const close = closingQuote(text, open)
     let next = close + 1
     while (isJsonSpace(text.charCodeAt(next))) next++
-    if (text.charCodeAt(next) === 0x3a && isProto(text.slice(open + 1, close))) return true // a key: `:` follows
+    if (text.charCodeAt(next) === 0x3a && PROTO_SPELLED.test(text.slice(open + 1, close))) return true // a key: `:` follows
     open = text.indexOf('"', next)
   }
   return false
@@ -34,21 +31,21 @@ export function hasProtoKey (text: string): boolean {
 
 /** Whether `text`, which JSON.parse accepted, escapes a UTF-16 surrogate that is not half of a pair, anywhere. */
 export function hasLoneSurrogate (text: string): boolean {
-  if (!SURROGATE_ESCAPE.test(text)) return false
-  // Backslashes occur only inside strings, each starting an escape: hop from one to the next.
-  for (let at = text.indexOf('\\'); at !== -1; at = text.indexOf('\\', at)) {
-    if (text.charCodeAt(at + 1) !== 0x75) { // not \u: a two-character escape (\\ among them)
-      at += 2
-      continue
-    }
+  // Hop from one surrogate escape to the next (a regex search, not a visit of every escape:
+  // Python's json.dumps escapes all non-ASCII text, and one emoji in it made this the cost
+  // of parsing the body over again).
+  const search = /\\u[dD][89a-fA-F]/g
+  for (let found = search.exec(text); found !== null; found = search.exec(text)) {
+    const at = found.index
+    let backslashes = 0
+    while (text.charCodeAt(at - 1 - backslashes) === 0x5c) backslashes++
+    if (backslashes % 2 === 1) continue // an escaped backslash, then "ud8..": text, not an escape
     const unit = escapedUnit(text, at)
-    at += 6
-    if (unit < 0xd800 || unit > 0xdfff) continue
-    if (unit >= 0xdc00) return true // a low surrogate with no high one before it
-    if (text.charCodeAt(at) !== 0x5c || text.charCodeAt(at + 1) !== 0x75) return true
-    const low = escapedUnit(text, at)
+    if (unit >= 0xdc00) return true
+    if (text.charCodeAt(at + 6) !== 0x5c || text.charCodeAt(at + 7) !== 0x75) return true
+    const low = escapedUnit(text, at + 6)
     if (low < 0xdc00 || low > 0xdfff) return true
-    at += 6
+    search.lastIndex = at + 12
   }
   return false
 }
@@ -60,11 +57,6 @@ function closingQuote (text: string, open: number): number {
     while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++
     if (backslashes % 2 === 0) return quote
   }
-}
-
-function isProto (raw: string): boolean {
-  if (raw === '__proto__') return true
-  return raw.length <= LONGEST_PROTO && raw.includes('\\') && JSON.parse(`"${raw}"`) === '__proto__'
 }
 
 /** The UTF-16 unit a \uXXXX escape at `at` stands for. */

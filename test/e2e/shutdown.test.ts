@@ -270,7 +270,8 @@ t.test('requests pipelined on one connection when SIGTERM comes each get their a
 
 t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) while calls are still served', async (t) => {
   // A delay no test run reaches: what is served during it is checked, and a second signal ends it.
-  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_DELAY_MS: '600000', PROBE_PORT: '0' })
+  const token = 'a-token-of-sixteen-or-more'
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_DELAY_MS: '600000', PROBE_PORT: '0', ADMIN_TOKEN: token })
   const probePort = Number(/probes and scrapes also answered at port (\d+) \(PROBE_PORT\)/.exec(server.output())?.[1])
   server.child.kill('SIGTERM')
   await waitFor(() => /stopping in 600000 ms \(SHUTDOWN_DELAY_MS\)/.test(server.output()), 5000, 'the stop to be announced')
@@ -283,6 +284,13 @@ t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) whi
   t.equal(reply.status, 200, 'a call made during the delay is served')
   t.same(reply.json, { still: 'served' })
   t.equal(reply.headers.get('connection'), 'keep-alive', 'and its connection is kept: nothing is closing yet')
+  // A reload now would only start workers the drain stops: refused, as SIGHUP is.
+  const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  t.equal(reload.status, 503)
+  t.match((await reload.json()).message, /reload refused: the server is stopping/)
+  server.child.kill('SIGHUP')
+  await waitFor(() => /SIGHUP ignored: the server is shutting down/.test(server.output()), 5000, 'SIGHUP to be refused')
+  t.notMatch(server.output(), /reload started/, 'no reload ran')
   t.notMatch(server.output(), /shutting down: finishing admitted calls/, 'the drain has not begun')
   server.child.kill('SIGINT') // another signal than the first: not taken for the same one delivered twice
   t.equal((await server.exited).code, 1, 'a second signal exits at once, as without the delay')
