@@ -33,7 +33,7 @@ t.test('while no worker can start: /ready is 503 and calls fail fast; then it re
   const reply = await callTask(server.url, 'flaky.ping', {})
   t.equal(reply.status, 503)
   t.equal(reply.json.code, 'WORKERS_UNAVAILABLE')
-  t.ok(Date.now() - started < 1000, 'failed fast instead of waiting out the queue timeout')
+  t.ok(Date.now() - started < 10_000, 'failed fast instead of waiting out the queue timeout (30 s)')
   const retryAfter = Number(reply.headers.get('retry-after'))
   t.ok(retryAfter >= 1 && retryAfter <= 5, `Retry-After ${retryAfter}: until the next restart attempt (backoff up to 5 s)`)
   // The crash loop shows in the metrics while it lasts, not only in the log: a restart

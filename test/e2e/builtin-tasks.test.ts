@@ -96,7 +96,7 @@ t.test('xml.import: hostile documents are refused with 422 and the worker stays 
     t.equal(reply.status, 422, `${name}: 422`)
     t.equal(reply.json.code, 'TASK_REJECTED_INPUT')
     t.notMatch(reply.text, /root:x:0/, `${name}: nothing read from disk`)
-    t.ok(Date.now() - started < 2000, `${name}: answered quickly`)
+    t.ok(Date.now() - started < 10_000, `${name}: answered without waiting on a network fetch`)
   }
   t.equal(server.app.pool.liveWorkers, 2, 'no worker died')
   t.equal((await callTask(url, 'xml.import', { xml: '<a><b>1</b></a>' })).status, 200)
