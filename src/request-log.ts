@@ -7,13 +7,24 @@ import type { Call } from './pool/worker-pool.js'
 export const round = (ms: number): number => Math.round(ms * 1000) / 1000
 /** The code of an error answer (SPEC §1), kept on its response for the completion line. */
 const kErrorCode = Symbol('pyfleet.errorCode')
-type Coded = { [kErrorCode]?: string }
+/** A 5xx that is the state the server was asked to be in, not a failure (noteExpected). */
+const kExpected = Symbol('pyfleet.expected')
+type Coded = { [kErrorCode]?: string, [kExpected]?: true }
 /** Load shedding: one answer per refused request under overload, counted by the metrics; not a warning each. */
 const SHEDDING_CODES = new Set(['QUEUE_FULL', 'RECEIVE_FULL'])
 
 /** Notes the code an error answer is sent with (the error handler), for its log line. */
 export function noteErrorCode (reply: FastifyReply, code: string): void {
   (reply.raw as Coded)[kErrorCode] = code
+}
+
+/**
+ * Marks a 5xx answer as expected, logged at info: /ready's 503 while the server stops, which
+ * every load balancer's check and probe gets during each rollout (a review saw a warning per
+ * check). Routes at logLevel 'warn' then write no line for it.
+ */
+export function noteExpected (reply: FastifyReply): void {
+  (reply.raw as Coded)[kExpected] = true
 }
 
 /** The code noted for the answer (noteErrorCode), if it is an error's. */
@@ -41,7 +52,7 @@ export class RequestLog extends LogController {
     // request.routeOptions (a getter that builds an object on every call).
     this.#onCompleted(request, reply)
     const code = errorCodeOf(reply)
-    const level = levelFor(reply.statusCode, code)
+    const level = (reply.raw as Coded)[kExpected] === true ? 'info' : levelFor(reply.statusCode, code)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
     fields.statusCode = reply.statusCode

@@ -3,6 +3,7 @@
 // plugins/pressure.ts's.)
 
 import type { FastifyInstance } from 'fastify'
+import { noteExpected } from '../request-log.js'
 
 export default async function healthRoutes (fastify: FastifyInstance): Promise<void> {
   fastify.get('/ready', { logLevel: 'warn' }, async (_request, reply) => {
@@ -10,6 +11,8 @@ export default async function healthRoutes (fastify: FastifyInstance): Promise<v
     const draining = fastify.pool.isDraining
     const stopping = fastify.stopAnnounced && !draining
     const ready = workers > 0 && !draining && !stopping
+    // Asked for (a signal): no warning per check. 'no workers' is an outage, and stays one.
+    if (draining || stopping) noteExpected(reply)
     return reply.status(ready ? 200 : 503).send({
       status: ready ? 'ready' : draining ? 'draining' : stopping ? 'stopping' : 'no workers',
       workers,

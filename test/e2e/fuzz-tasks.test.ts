@@ -19,7 +19,7 @@ import { isDeepStrictEqual } from 'node:util'
 import { Ajv, type ValidateFunction } from 'ajv'
 import { Packr, Unpackr } from 'msgpackr'
 import { startServer, workerPids, type TestServer } from '../helpers/server.js'
-import { errorShape, FuzzClient, type Answer } from '../helpers/fuzz-client.js'
+import { errorShape, FuzzClient } from '../helpers/fuzz-client.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20260422)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 120)
