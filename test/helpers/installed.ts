@@ -1,4 +1,4 @@
-// Tools from Debian packages that some checks run (promtool, prometheus, nginx), or why they
+// Tools from Debian packages that some checks run (promtool, prometheus, nginx, haproxy), or why they
 // cannot: a fresh machine's `npm test` stays green without them (the check is skipped, saying
 // so); CI, which installs them (.ci/run), must run every check, so there a missing one fails.
 
