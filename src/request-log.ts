@@ -52,7 +52,7 @@ export class RequestLog extends LogController {
     // request.routeOptions (a getter that builds an object on every call).
     this.#onCompleted(request, reply)
     const code = errorCodeOf(reply)
-    const level = (reply.raw as Coded)[kExpected] === true ? 'info' : levelFor(reply.statusCode, code)
+    const level = reply.statusCode >= 500 && (reply.raw as Coded)[kExpected] === true ? 'info' : levelFor(reply.statusCode, code)
     if ((LEVEL_VALUES[reply.log.level] ?? 0) > LEVEL_VALUES[level]) return
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
     fields.statusCode = reply.statusCode
