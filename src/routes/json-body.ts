@@ -1,6 +1,6 @@
 // JSON bodies: bytes checked as UTF-8, parsed, refused with __proto__ keys or lone
-// surrogates anywhere in the text, errors with line and column, and the text kept for the rare body whose integers must be read
-// again exactly (big-integers.ts).
+// surrogates anywhere in the text, errors with line and column, and the text kept for
+// the rare body whose integers must be read again exactly (big-integers.ts).
 
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
@@ -93,11 +93,10 @@ function lineAndColumn (text: string, position: number): { line: number, column:
   return { line, column: position - lineStart + 1 }
 }
 
-const PROTO_KEY = 'the body holds a __proto__ key, which is refused (as in msgpack bodies): valid JSON, but in JavaScript it would set an object\'s prototype'
-
 // A `__proto__` key is refused, as msgpack bodies refuse it (msgpackr renames it in answers).
 // `constructor: {prototype: ...}` is data like any other here: nothing in pyfleet merges a
 // body into another object, and msgpack bodies never refused it.
+const PROTO_KEY = 'the body holds a __proto__ key, which is refused (as in msgpack bodies): valid JSON, but in JavaScript it would set an object\'s prototype'
 
 /** JSON.parse, past a leading byte order mark (which Fastify's own JSON parser skips too). */
 export function parseText (text: string): unknown {

@@ -1,8 +1,8 @@
 // Checks of a JSON body's strings made on its text, not on the parsed value. A key
 // repeated in an object keeps only its last value once parsed, so a check of the value
 // never sees what an overwritten one held ({"a": {"__proto__": 1}, "a": 2}). On the
-// text nothing is dropped. Each check is one native search for a body that cannot hold
-// what it looks for, and a walk of the text only for one that may.
+// text nothing is dropped. Each check is a regex search of the text; hasProtoKey then
+// reads the keys themselves, only for a body where that search found a likely one.
 
 /**
  * `"__proto__"` then `:`, each character perhaps written as a \u escape (the test
