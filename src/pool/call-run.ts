@@ -17,6 +17,17 @@ import { OffloadThreadError } from '../offload/offload-errors.js'
 import type { Offloader } from '../offload/offloader.js'
 import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
+import { headAndTailLines, shorten } from '../short-text.js'
+
+/**
+ * Bounds on what a task's failure puts in its log line. A 64 KiB exception message made a
+ * 131 KB line (in `msg`, and again at the end of the traceback, which the worker cuts at
+ * 64 KiB): container runtimes split lines past 16 KiB, and a pipeline's JSON parser then
+ * loses the line (a review). The client's answer keeps the message as the worker sent it.
+ */
+const LOGGED_MESSAGE_CHARS = 1024
+const LOGGED_TRACEBACK_CHARS = 12 * 1024
+const LOGGED_DETAILS = 20
 
 /** What a call's run needs from the pool that lent it the worker. */
 export interface CallRunPool {
@@ -165,16 +176,33 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
   }
 }
 
+/**
+ * A result's schema errors as the log keeps them: the same three strings on every line. Ajv's
+ * `params` hold values of any type (a `const`'s object, an `enum`'s mixed list), which a log
+ * index maps by the first type it sees and then refuses whole lines for (a review). The
+ * client's 500 has them all.
+ */
+function loggedDetails (details: unknown): Array<{ instancePath: string, keyword: string, message: string }> | undefined {
+  if (!Array.isArray(details)) return undefined
+  return details.slice(0, LOGGED_DETAILS).map((detail: { instancePath?: unknown, keyword?: unknown, message?: unknown } | null) => ({
+    instancePath: String(detail?.instancePath ?? ''),
+    keyword: String(detail?.keyword ?? ''),
+    message: shorten(String(detail?.message ?? ''), 200)
+  }))
+}
+
 /** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
 function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean, pool: CallRunPool): void {
   const { call } = waiter
   const { outcome, error } = taskErrorFor(reply, call.task.name)
   const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
-    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback: reply.traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${reply.message}`}`)
+    // Every line cut to 1 KiB, then the first frames and the last ones with the exception.
+    const traceback = reply.traceback === undefined ? undefined : headAndTailLines(reply.traceback, LOGGED_TRACEBACK_CHARS, LOGGED_MESSAGE_CHARS)
+    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.
-    pool.log.error({ requestId: call.requestId, task: call.task.name, details: reply.details }, `task ${call.task.name} returned a value its output schema refuses${after}: ${reply.message}`)
+    pool.log.error({ requestId: call.requestId, task: call.task.name, details: loggedDetails(reply.details) }, `task ${call.task.name} returned a value its output schema refuses${after}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`)
   } else if (reply.kind === KIND_TOO_LARGE) {
     // The client gets the same message; the log keeps it beside the request id for the operator.
     pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)

@@ -233,8 +233,12 @@ export class WorkerPool {
       // While draining too: admitted calls may still need a worker (as a swap after a call hands one over then).
       const spare = this.#phase !== 'closed' ? this.#recycler.takeReadySpare(worker) : undefined
       const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, newWorkerPid: spare?.pid }
-      if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, 'replacing worker')
-      else this.#options.log.warn(fields, spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it')
+      const message = spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it'
+      if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, message)
+      // A worker that died or broke the protocol is an error, as a task's exception is: an alert
+      // on error lines missed every crash (a review); a call past its timeout is a warning.
+      else if (reason === 'crash' || reason === 'protocol') this.#options.log.error(fields, message)
+      else this.#options.log.warn(fields, message)
       this.#options.observer.workerRestarted(reason)
       if (spare !== undefined) this.#supervisor.handOver(spare)
     }

@@ -52,6 +52,14 @@ const BUDGET_BURST_UNITS = 20_000
  * count before every line the refill lets through.
  */
 const RESUME_UNITS = BUDGET_UNITS_PER_SECOND
+/**
+ * A second, smaller budget for lines the main one refuses that name a warning or an error
+ * (`ERROR `, `CRITICAL `, `WARNING `, `Traceback `): a task that prints a flood and then
+ * logs why it failed kept only the count of dropped lines (a review), and its failure was
+ * the line that mattered. Lines, not KiB: at most this many a second, this many at once.
+ */
+const SEVERE_LINES_PER_SECOND = 50
+const SEVERE_BURST_LINES = 500
 /** How soon after the first dropped line the count is logged, if no line is let through sooner. */
 const DROPPED_SUMMARY_DELAY_MS = 1_000
 const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
@@ -85,6 +93,8 @@ export class WorkerStderr {
   #stack: 'warn' | 'error' | undefined
   /** A `Fatal Python error` line came, and no line since that is not part of its stacks. */
   #afterFatal = false
+  /** A `Traceback (most recent call last):` came: its indented lines, then the exception's line, are errors. */
+  #traceback = false
   /** The stack dump asked for by awaitWhereStuck(), being read, and who waits for its answer. */
   #stuck: { reader: StuckAt, resolve: (where: string) => void } | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
@@ -94,6 +104,8 @@ export class WorkerStderr {
   #units = BUDGET_BURST_UNITS
   #unitsAt: number
   #suppressing = false
+  #severeLines = SEVERE_BURST_LINES
+  #severeAt: number
   #droppedLines = 0
   #droppedChars = 0
   /** The call the first dropped line came with: the one whose output flooded, not whichever runs when the count is logged. */
@@ -114,6 +126,7 @@ export class WorkerStderr {
     this.#isStarting = isStarting
     this.#now = now
     this.#unitsAt = now()
+    this.#severeAt = this.#unitsAt
   }
 
   /** The reason the runtime gave for refusing to start or to go on, if it printed one. */
@@ -208,14 +221,15 @@ export class WorkerStderr {
       this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
+    const named = LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1]
     // The runtime's reason for giving up is never dropped: it explains an exit.
-    if (!unbudgeted && !this.#withinBudget(line)) {
+    if (!unbudgeted && !this.#withinBudget(line) && !((named === 'error' || named === 'warn') && this.#withinSevereBudget())) {
       this.#drop(line)
       return 'dropped'
     }
     this.#logDropped() // before the line, so that the log reads in order
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
-    const level = fatal ? 'error' : this.#stackLevel(line) ?? LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1] ?? 'info'
+    const level = fatal ? 'error' : this.#stackLevel(line) ?? named ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
     return level
   }
@@ -223,10 +237,18 @@ export class WorkerStderr {
   /** The level of a (non-empty) line that is part of a stack dump (STACK_HEADER), or undefined. */
   #stackLevel (line: string): Level | undefined {
     if (STACK_HEADER.test(line)) return (this.#stack = this.#afterFatal ? 'error' : 'warn')
+    // A traceback a task printed (traceback.print_exc()): at LOG_LEVEL=warn its header alone
+    // was kept, without where or what the exception was.
+    if (line === 'Traceback (most recent call last):') {
+      this.#traceback = true
+      return (this.#stack = 'error')
+    }
     if (this.#stack !== undefined && line.startsWith('  ')) return this.#stack
+    const exception = this.#traceback // the line that ends a traceback names the exception
+    this.#traceback = false
     this.#afterFatal = line.startsWith('Fatal Python error: ')
     this.#stack = undefined
-    return undefined
+    return exception ? 'error' : undefined
   }
 
   /** Counts a line (or piece) the budget did not let through; the count is logged later. */
@@ -247,6 +269,16 @@ export class WorkerStderr {
     this.#suppressing = this.#units < cost
     if (this.#suppressing) return false
     this.#units -= cost
+    return true
+  }
+
+  /** Takes a line from the budget of warnings and errors (SEVERE_LINES_PER_SECOND), if it has one. */
+  #withinSevereBudget (): boolean {
+    const now = this.#now()
+    this.#severeLines = Math.min(SEVERE_BURST_LINES, this.#severeLines + (now - this.#severeAt) * SEVERE_LINES_PER_SECOND / 1000)
+    this.#severeAt = now
+    if (this.#severeLines < 1) return false
+    this.#severeLines--
     return true
   }
 

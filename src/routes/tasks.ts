@@ -17,6 +17,7 @@ import { closingConnectionError } from '../connection-reuse.js'
 import { transferCodingProblem } from '../unusual-requests.js'
 import { keptPerTable } from './per-table.js'
 import { CostlyBodyWarnings } from './costly-bodies.js'
+import { noteExpected } from '../request-log.js'
 
 
 interface NameParams { name: string }
@@ -156,6 +157,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       if (refused !== undefined) fastify.metrics.callRefused({ ...notACall(task, request), limit: refused.limit }, refused.outcome)
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
       if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
+      // Refused because the server stops (SIGTERM): every rollout's, at info; a crash loop's 503 stays a warning.
+      if (error instanceof WorkersUnavailableError && fastify.pool.isDraining) noteExpected(reply)
       throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error
     }
     if (request.raw.socket.destroyed) recordAbandoned(request, reply, call)

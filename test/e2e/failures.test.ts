@@ -64,7 +64,7 @@ t.test('an idle worker SIGKILLed by someone else (a kill -9): its exit line says
   t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how })
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
   // The warning says it too: at LOG_LEVEL=warn the info line above is not written.
-  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /^was killed by a SIGKILL pyfleet did not send/ })
+  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 50, reason: 'crash', how: /^was killed by a SIGKILL pyfleet did not send/ })
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   t.match(metrics, new RegExp(`^pyfleet_worker_killed_total\\{by="${by}"\\} 1$`, 'm'), `counted as ${by}'s kill`)
   await server.app.close()
@@ -87,7 +87,7 @@ t.test('a worker the kernel\'s OOM killer ends mid-call (a memory cgroup\'s limi
   t.equal(reply.json.message, 'the worker running diag.work died; a replacement is being started', 'the client gets the usual words: how is for the log')
   await waitFor(() => server.logs.some((l) => l.msg === 'worker exited' && l.workerPid === pid), 10_000, 'its exit')
   t.match(server.logs.find((l) => l.msg === 'worker exited' && l.workerPid === pid), { signal: 'SIGKILL', how: /^was killed by a SIGKILL pyfleet did not send, most likely by the kernel's out-of-memory killer \(\/proc\/vmstat counts \d+ OOM kills? while it lived that no other worker's exit accounts for\)/ })
-  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 40, reason: 'crash', how: /most likely by the kernel's out-of-memory killer .*ran out of memory/ })
+  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 50, reason: 'crash', how: /most likely by the kernel's out-of-memory killer .*ran out of memory/ })
   await waitFor(() => server.app.pool.liveWorkers === 1, 10_000, 'the replacement')
   t.equal((await callTask(server.url, 'diag.work', { alloc_mb: 200 })).status, 200, 'outside the cgroup, the replacement has the memory')
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
@@ -269,6 +269,22 @@ t.test('a client that stops reading its answer loses the connection after RESPON
   await new Promise((resolve) => slow.once('close', resolve))
   t.ok(slowReceived > body.length, `the slow reader got the whole answer (${slowReceived} bytes)`)
   t.equal((await callTask(server.url, 'echo', 1)).status, 200)
+})
+
+t.test('a task that fails with a 64 KiB message from deep in its stack: its log line stays under the 16 KiB container runtimes split lines at', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  const reply = await callTask(server.url, 'extra.fail_loudly', { n: 64 * 1024, depth: 200 }, { 'x-request-id': 'loud-1' })
+  t.equal(reply.status, 500)
+  t.equal(reply.json.code, 'TASK_FAILED')
+  await waitFor(() => server.logs.some((line) => line.requestId === 'loud-1' && line.msg === 'request completed'), 5000, 'the request\'s line')
+  const failed = server.logs.find((line) => line.requestId === 'loud-1' && line.level === 50)
+  if (failed === undefined) throw new Error('no error line for the call')
+  t.match(failed, { task: 'extra.fail_loudly', errorType: 'RuntimeError', msg: /^task extra\.fail_loudly failed: RuntimeError: E+\.\.\.$/ })
+  t.ok(failed.msg.length < 1100, `the message cut to about 1 KiB (${failed.msg.length} characters)`)
+  t.match(failed.traceback, /^Traceback \(most recent call last\):\n/, 'the traceback\'s head: where it began')
+  t.match(failed.traceback, /\nRuntimeError: E+\.\.\.\n/, 'the exception\'s line, cut to 1 KiB')
+  t.ok(failed.traceback.length < 12 * 1024, `the traceback within 12 KiB (${failed.traceback.length} characters)`)
+  t.ok(JSON.stringify(failed).length < 16 * 1024, 'the whole line under the 16 KiB container runtimes split at')
 })
 
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {

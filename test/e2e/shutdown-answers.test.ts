@@ -50,6 +50,10 @@ t.test('new calls during shutdown are refused with 503, not lost in a hang', asy
   t.match(late, /^HTTP\/1\.1 503 /)
   t.match(late, /"code":"WORKERS_UNAVAILABLE"/)
   t.match(late, /\r\nconnection: close\r\n/i, 'and its connection closes, as every answer during the drain')
+  // Every rollout refuses such calls: info, not a warning (a crash loop's 503 stays one).
+  const lateId = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(late)?.[1] ?? ''
+  await waitFor(() => server.output().includes(`"requestId":"${lateId}"`), 5000, 'the refused call\'s line')
+  t.match(server.output(), new RegExp(`"level":30,[^\n]*"requestId":"${lateId}"[^\n]*"statusCode":503`), 'its line is info')
   t.match(await answerOn(forBadJson, '{bad'), /^HTTP\/1\.1 400 [\s\S]*\r\nconnection: close\r\n/i, 'a body parser\'s error too, while draining')
   t.equal((await running).status, 200)
   t.equal((await server.exited).code, 0)

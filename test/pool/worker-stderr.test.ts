@@ -178,8 +178,42 @@ t.test('a long line dropped past the budget counts as one line, with all its cha
   const dropped: number[] = []
   const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => 0, (n) => { dropped.push(n) })
   stderr.write('line\n'.repeat(20_000)) // the whole burst
-  stderr.write(`ERROR ${'E'.repeat(100 * 1024)}\n`)
+  stderr.write(`print ${'E'.repeat(100 * 1024)}\n`)
   stderr.flush()
   t.same(dropped, [1])
   t.match(lines.at(-1)?.fields, { droppedLines: 1, droppedChars: 100 * 1024 + 6 })
+})
+
+t.test('past the budget, a line that names an error or a warning still gets through, on a budget of its own', async (t) => {
+  const { log, lines } = recordingLog()
+  let now = 0
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => now)
+  stderr.write('print\n'.repeat(30_000)) // the burst, then 10,000 dropped
+  stderr.write('CRITICAL app: the reason it failed\nWARNING app: and a warning\nplain\n')
+  t.same(lines.slice(20_000).map(({ level, msg }) => ({ level, msg })), [
+    { level: 'warn', msg: '10000 stderr lines of this worker were not logged: it wrote faster than its log budget of 5,000 lines (or KiB) a second' },
+    { level: 'error', msg: 'CRITICAL app: the reason it failed' },
+    { level: 'warn', msg: 'WARNING app: and a warning' }
+  ], 'the count of dropped prints, then the error and the warning; the plain line after them is dropped')
+  // A flood of error lines is bounded too: 500 at once, then 50 a second.
+  const before = lines.length
+  stderr.write('ERROR app: again\n'.repeat(1000))
+  t.equal(lines.filter((l, i) => i >= before && l.msg === 'ERROR app: again').length, 498, 'the rest of the 500 at once')
+  now += 200 // the main budget is still short of resuming; this one has 10 lines again
+  stderr.write('ERROR app: later\n'.repeat(100))
+  t.equal(lines.filter((l) => l.msg === 'ERROR app: later').length, 10, 'then 50 a second')
+})
+
+t.test('a printed traceback is an error from its header to the exception\'s line, whatever LOG_LEVEL keeps', async (t) => {
+  const { stderr, lines } = recordingStderr()
+  stderr.write([
+    'before',
+    'Traceback (most recent call last):',
+    '  File "/srv/tasks/app.py", line 3, in run',
+    '    1 / 0',
+    'ZeroDivisionError: division by zero',
+    'after',
+    ''
+  ].join('\n'))
+  t.same(lines.map((l) => l.level), ['info', 'error', 'error', 'error', 'error', 'info'])
 })
