@@ -166,7 +166,27 @@ function schemaComponent (schema: unknown, context: Context): unknown {
   }
   if (schema.bytes === true && view === 'jsonAnswer') Object.assign(out, { type: 'string', contentEncoding: 'base64' })
   if (view !== 'jsonBody') loosenOverBytes(schema, out, context.refs, view)
+  else withoutFalseBranches(out)
   return out
+}
+
+/**
+ * A JSON body's `anyOf` or `oneOf` without its `false` branches (bytes, which JSON cannot
+ * carry): no value matches them, so the rest mean the same. Left in, some generators typed
+ * `anyOf: [string, false]` as `unknown` (hey-api) and Redocly's linter refused the boolean
+ * schema (a client developer's review). With every branch false, nothing matches at all.
+ */
+function withoutFalseBranches (out: Json): void {
+  for (const key of ['anyOf', 'oneOf']) {
+    const branches = out[key]
+    if (!Array.isArray(branches) || !branches.includes(false)) continue
+    const kept = branches.filter((branch) => branch !== false)
+    if (kept.length > 0) out[key] = kept
+    else {
+      delete out[key]
+      out.not = {}
+    }
+  }
 }
 
 /**

@@ -5,7 +5,7 @@
 // write, with the event loop held, at every request.
 
 import type { FastifyInstance } from 'fastify'
-import { pointerSegment, segmentName } from '../json-pointer.js'
+import { segmentName } from '../json-pointer.js'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { keptPerTable } from './per-table.js'
@@ -92,17 +92,28 @@ function onlyAnObject (schema: unknown, root: unknown): boolean {
  * Never required as parameters: a JSON or msgpack body carries them in the body instead,
  * and a query option beside one is refused.
  */
-function queryOptions (task: Task, schemaRef: string): Json[] {
+function queryOptions (task: Task, component: Json | undefined): Json[] {
   const properties = (task.schema as { properties?: Record<string, unknown> }).properties ?? {}
+  const converted = (component?.properties ?? {}) as Json
   const required = new Set((task.schema as { required?: string[] }).required ?? [])
   return [...task.inputFields].filter((name) => name !== task.rawField && !onlyAnObject(properties[name], task.schema)).sort().map((name) => ({
     name,
     in: 'query',
     required: false,
     description: `with a raw body (${task.raw.join(', ')}) only${required.has(name) ? ', and required then' : ''}; with JSON or msgpack, it goes in the body`,
-    // Declared outside `properties` (allOf, $ref...): its schema is the input's, in the component.
-    schema: name in properties ? { $ref: `${schemaRef}/properties/${encodeURIComponent(pointerSegment(name))}` } : {}
+    // A copy of the field's schema, not a $ref into the input's component: orval declared no
+    // type for such a reference (a client that did not compile), and hey-api showed the field's
+    // description in place of the parameter's (a client developer's review). Declared outside
+    // `properties` (allOf, $ref...): anything, the body's schema checks it.
+    schema: name in converted ? withoutDescription(converted[name]) : {}
   }))
+}
+
+/** A schema without its `description`: a parameter's own says what it is. */
+function withoutDescription (schema: unknown): unknown {
+  if (!isPlainObject(schema)) return schema
+  const { description: _description, ...rest } = schema
+  return rest
 }
 
 /**
@@ -149,7 +160,7 @@ function taskOperation (task: Task, operationId: string, components: Json, used:
       parameters: [
         { $ref: '#/components/parameters/RequestId' },
         { $ref: '#/components/parameters/RequestTimeout' },
-        ...(task.raw.length > 0 ? queryOptions(task, `#/components/schemas/${input}`) : [])
+        ...(task.raw.length > 0 ? queryOptions(task, components[input] as Json | undefined) : [])
       ],
       requestBody: { required: true, content },
       responses,
@@ -235,14 +246,15 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
         Health: HEALTH_SCHEMA,
         Ready: READY_SCHEMA,
         QueueStats: QUEUE_STATS_SCHEMA,
-        ReloadResult: RELOAD_RESULT_SCHEMA
+        // Only with the route that answers it: linters flag a component nothing uses.
+        ...(facts.adminRoutes ? { ReloadResult: RELOAD_RESULT_SCHEMA } : {})
       },
       responses: {
         ...Object.fromEntries(ERROR_STATUSES.filter((status) => used.has(status)).map((status) => [`Status${status}`, errorResponse(status)])),
         Other: { description: 'another error, in the same shape: a request pipelined behind an answer that closes the connection (400), a task a reload has removed since this document was read (404)...', headers: { 'x-request-id': { $ref: '#/components/headers/RequestId' } }, content: ERROR_CONTENT }
       },
       parameters: {
-        RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
+        RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker; one that does not match is not refused but replaced by one made for the request, which the answer carries', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
         RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }
       },
       headers: {
