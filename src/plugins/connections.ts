@@ -124,7 +124,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
         stalls.delete(socket)
         // The request's own line said 200 already: Node had taken the whole answer.
         const requestId = requestIdOn(socket)
-        log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
+        log.warn({ requestId, remoteAddress: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
         closeByServer(socket)
       }
     }
@@ -151,7 +151,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
         for (const socket of sockets.keys()) {
           if (!isAnswering(socket)) continue
           const requestId = requestIdOn(socket)
-          log.warn({ requestId, client: socket.remoteAddress, unsentBytes: pendingBytes(socket) }, 'closing a connection whose answer was still being written when the shutdown\'s grace ran out (SHUTDOWN_GRACE_MS)')
+          log.warn({ requestId, remoteAddress: socket.remoteAddress, unsentBytes: pendingBytes(socket) }, 'closing a connection whose answer was still being written when the shutdown\'s grace ran out (SHUTDOWN_GRACE_MS)')
         }
         closeAll()
       } else closeUnanswered(0)
