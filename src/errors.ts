@@ -49,6 +49,23 @@ export const UnsupportedTransferCodingError = define('UNSUPPORTED_TRANSFER_CODIN
 /** The table itself, every class define() made, for documentation checks (test/errors.test.ts keeps README in step). */
 export const ERROR_CODES: ReadonlyArray<{ code: string, statusCode: number }> = defined
 
+/** Refusals a stopping server makes of calls that come after the signal (expectedRefusal). */
+const expectedRefusals = new WeakSet<Error>()
+
+/**
+ * Marks a refusal every rollout makes (a call that comes while the server drains), which its
+ * request's line logs at info, and returns it. Calls admitted before the signal and refused
+ * when the grace runs out are losses, and keep their warning.
+ */
+export function expectedRefusal<E extends Error> (error: E): E {
+  expectedRefusals.add(error)
+  return error
+}
+
+export function isExpectedRefusal (error: unknown): boolean {
+  return error instanceof Error && expectedRefusals.has(error)
+}
+
 /** Attaches client-visible details or a Retry-After to an error, and returns it. */
 export function withExtras<E extends Error> (error: E, extras: ErrorExtras): E & ErrorExtras {
   return Object.assign(error, extras)

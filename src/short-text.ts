@@ -7,7 +7,8 @@
  */
 export function shorten (text: string, max: number): string {
   if (text.length <= max) return text
-  const chars = Array.from(text.slice(0, 2 * max))
+  // 2 (max + 1) UTF-16 units hold max + 1 code points, if the text has that many.
+  const chars = Array.from(text.slice(0, 2 * (max + 1)))
   return chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : text
 }
 

@@ -166,3 +166,17 @@ t.test('a raw text body\'s examples are the input examples that hold the raw fie
   const none = { ...task, schema: { ...schema, examples: [{ text: 'with an option', top: 3 }] } } as unknown as Task
   t.same((openApiDocument([none], { version: '0', adminRoutes: false }) as Json).paths['/api/tasks/raw.t'].post.requestBody.content['text/plain'].schema, { type: 'string' })
 })
+
+t.test('a raw task\'s query options: a copy of each field\'s schema, and only of its own fields (toString is a name like any other)', async (t) => {
+  const schema = {
+    type: 'object',
+    required: ['text'],
+    properties: { text: { type: 'string' }, limit: { type: 'integer', minimum: 1, description: 'the field\'s own words' } },
+    allOf: [{ type: 'object', properties: { toString: { type: 'boolean' }, hasOwnProperty: { type: 'integer' } } }]
+  }
+  const task = { name: 't', doc: 'T.', docstring: 'T.', schema, outputSchema: null, raw: ['text/plain'], rawField: 'text', inputFields: new Set(['text', 'limit', 'toString', 'hasOwnProperty']), timeoutMs: 1000, maxConcurrency: 1 } as unknown as Task
+  const document = openApiDocument([task], { version: '0', adminRoutes: false }) as Json
+  const query = Object.fromEntries((document.paths['/api/tasks/t'].post.parameters as Json[]).filter((p) => p.in === 'query').map((p) => [p.name, p.schema]))
+  t.same(query, { hasOwnProperty: {}, limit: { type: 'integer', minimum: 1 }, toString: {} }, 'declared outside properties: anything (the body\'s schema checks it); never Object.prototype\'s')
+  t.notMatch(JSON.stringify(document.paths), /"\$ref":"#\/components\/schemas\/task_t_input\/properties/, 'no reference into the component')
+})

@@ -7,7 +7,7 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS } from '../config.js'
-import { errorOfCode } from '../errors.js'
+import { errorOfCode, expectedRefusal } from '../errors.js'
 import { checkedTooLong, OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
 import { markAsBodyParseError } from '../connection-reuse.js'
 import { EncodedInput, type DeferredReply } from '../pool/protocol.js'
@@ -171,7 +171,7 @@ export class Offloader {
    * its client leaves while it waits.
    */
   async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, onClientGone, budgetMs, request, timeLimitMs = Infinity }: InputOptions = {}): Promise<OffloadedInput> {
-    if (this.#isDraining()) throw shuttingDown()
+    if (this.#isDraining()) throw expectedRefusal(shuttingDown())
     const bytes = body.bytes.length
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, raw: body.raw, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }

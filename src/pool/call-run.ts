@@ -26,7 +26,8 @@ import { headAndTailLines, shorten } from '../short-text.js'
  * loses the line (a review). The client's answer keeps the message as the worker sent it.
  */
 const LOGGED_MESSAGE_CHARS = 1024
-const LOGGED_TRACEBACK_CHARS = 12 * 1024
+/** In bytes of the line: its JSON escapes count (a control character takes six, CJK three). */
+const LOGGED_TRACEBACK_BYTES = 8 * 1024
 const LOGGED_DETAILS = 20
 
 /** What a call's run needs from the pool that lent it the worker. */
@@ -177,6 +178,20 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
 }
 
 /**
+ * A traceback within LOGGED_TRACEBACK_BYTES of the log line: every line cut to 1 KiB, then the
+ * first frames and the last ones with the exception, fewer until its JSON form fits.
+ */
+function loggedTraceback (traceback: string): string {
+  let max = LOGGED_TRACEBACK_BYTES
+  let kept = headAndTailLines(traceback, max, LOGGED_MESSAGE_CHARS)
+  while (Buffer.byteLength(JSON.stringify(kept)) > LOGGED_TRACEBACK_BYTES && max > 256) {
+    max = Math.floor(max / 2)
+    kept = headAndTailLines(traceback, max, Math.min(LOGGED_MESSAGE_CHARS, max / 2))
+  }
+  return kept
+}
+
+/**
  * A result's schema errors as the log keeps them: the same three strings on every line. Ajv's
  * `params` hold values of any type (a `const`'s object, an `enum`'s mixed list), which a log
  * index maps by the first type it sees and then refuses whole lines for (a review). The
@@ -197,8 +212,7 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   const { outcome, error } = taskErrorFor(reply, call.task.name)
   const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
-    // Every line cut to 1 KiB, then the first frames and the last ones with the exception.
-    const traceback = reply.traceback === undefined ? undefined : headAndTailLines(reply.traceback, LOGGED_TRACEBACK_CHARS, LOGGED_MESSAGE_CHARS)
+    const traceback = typeof reply.traceback === 'string' ? loggedTraceback(reply.traceback) : undefined
     pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.

@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events'
 import genericPool, { type Pool } from 'generic-pool'
 import type { FastifyBaseLogger } from 'fastify'
-import { WorkersUnavailableError, withExtras } from '../errors.js'
+import { expectedRefusal, WorkersUnavailableError, withExtras } from '../errors.js'
 import type { PythonWorker } from './python-worker.js'
 import { Admission, type Waiter } from './admission.js'
 import { runCall, type CallRunPool } from './call-run.js'
@@ -154,7 +154,7 @@ export class WorkerPool {
    */
   run (call: Call): Promise<unknown> {
     // Cancelled by the shutdown before it could wait (SPEC §6 counts every call that passed validation).
-    if (this.#phase !== 'serving') return this.#admission.refuse(call, 'cancelled', withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 }))
+    if (this.#phase !== 'serving') return this.#admission.refuse(call, 'cancelled', expectedRefusal(withExtras(new WorkersUnavailableError('the server is shutting down'), { retryAfterSeconds: 1 })))
     if (this.#supervisor.startFailures > 0 && this.liveWorkers === 0) return this.#admission.refuse(call, 'worker_died', this.#noWorkersError(this.#supervisor.nextRetryInMs))
     return this.#admission.admit(call)
   }

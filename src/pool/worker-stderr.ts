@@ -222,14 +222,21 @@ export class WorkerStderr {
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
     const named = LEVEL_PREFIXES.find(([prefix]) => line.startsWith(prefix))?.[1]
-    // The runtime's reason for giving up is never dropped: it explains an exit.
-    if (!unbudgeted && !this.#withinBudget(line) && !((named === 'error' || named === 'warn') && this.#withinSevereBudget())) {
+    // Read for every line, logged or not: a traceback whose frames were dropped must not make
+    // a later line an error.
+    const stack = this.#stackLevel(line)
+    // The runtime's reason for giving up is never dropped: it explains an exit. Warnings,
+    // errors and stacks (a traceback down to its exception) have a budget of their own.
+    const budgeted = unbudgeted || this.#withinBudget(line)
+    if (!budgeted && !((stack !== undefined || named === 'error' || named === 'warn') && this.#withinSevereBudget())) {
       this.#drop(line)
       return 'dropped'
     }
-    this.#logDropped() // before the line, so that the log reads in order
+    // Before the line, so that the log reads in order; a line let through on the budget of
+    // its own leaves the count for later (a summary before each would double a flood).
+    if (budgeted) this.#logDropped()
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
-    const level = fatal ? 'error' : this.#stackLevel(line) ?? named ?? 'info'
+    const level = fatal ? 'error' : stack ?? named ?? 'info'
     this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
     return level
   }

@@ -96,7 +96,7 @@ function queryOptions (task: Task, component: Json | undefined): Json[] {
   const properties = (task.schema as { properties?: Record<string, unknown> }).properties ?? {}
   const converted = (component?.properties ?? {}) as Json
   const required = new Set((task.schema as { required?: string[] }).required ?? [])
-  return [...task.inputFields].filter((name) => name !== task.rawField && !onlyAnObject(properties[name], task.schema)).sort().map((name) => ({
+  return [...task.inputFields].filter((name) => name !== task.rawField && !onlyAnObject(Object.hasOwn(properties, name) ? properties[name] : undefined, task.schema)).sort().map((name) => ({
     name,
     in: 'query',
     required: false,
@@ -105,7 +105,7 @@ function queryOptions (task: Task, component: Json | undefined): Json[] {
     // type for such a reference (a client that did not compile), and hey-api showed the field's
     // description in place of the parameter's (a client developer's review). Declared outside
     // `properties` (allOf, $ref...): anything, the body's schema checks it.
-    schema: name in converted ? withoutDescription(converted[name]) : {}
+    schema: Object.hasOwn(converted, name) ? withoutDescription(converted[name]) : {}
   }))
 }
 

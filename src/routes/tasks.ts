@@ -3,7 +3,7 @@
 
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
+import { isExpectedRefusal, TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
 import { budgetMs } from './budget.js'
 import { OffloadCancelledError, refusedOutcome } from '../offload/offload-errors.js'
 import type { OffloadedInput } from '../offload/offloader.js'
@@ -157,8 +157,9 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       if (refused !== undefined) fastify.metrics.callRefused({ ...notACall(task, request), limit: refused.limit }, refused.outcome)
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
       if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
-      // Refused because the server stops (SIGTERM): every rollout's, at info; a crash loop's 503 stays a warning.
-      if (error instanceof WorkersUnavailableError && fastify.pool.isDraining) noteExpected(reply)
+      // Refused at the door because the server stops (SIGTERM): every rollout's, at info. A call
+      // admitted before and refused when the grace ran out, or a crash loop's 503, stays a warning.
+      if (isExpectedRefusal(error)) noteExpected(reply)
       throw unparsed ? new WorkersUnavailableError('the client went away while its body waited to be parsed') : error
     }
     if (request.raw.socket.destroyed) recordAbandoned(request, reply, call)

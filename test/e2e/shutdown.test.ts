@@ -105,6 +105,9 @@ t.test('SIGINT drains like SIGTERM; calls unfinished when the grace runs out are
   t.match(refused.json, { code: 'WORKERS_UNAVAILABLE', message: /shut down before this call could start/ })
   t.equal(refused.headers.get('retry-after'), '1', 'another replica may take it')
   t.equal((await server.exited).code, 0)
+  // Admitted before the signal, then lost: its line keeps its warning (unlike a call refused at the door).
+  const refusedId = refused.headers.get('x-request-id') ?? ''
+  t.match(server.output(), new RegExp(`"level":40,[^\\n]*"requestId":"${refusedId}"[^\\n]*"statusCode":503`), 'the queued call\'s 503 is a warning')
   // The worker the shutdown stopped is not a crash: no "replacing worker" (nor a restart counted with it).
   t.match(server.output(), /diag\.work was still running when the shutdown stopped its worker \(SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out\)/)
   t.notMatch(server.output(), /replacing worker/)

@@ -191,10 +191,9 @@ t.test('past the budget, a line that names an error or a warning still gets thro
   stderr.write('print\n'.repeat(30_000)) // the burst, then 10,000 dropped
   stderr.write('CRITICAL app: the reason it failed\nWARNING app: and a warning\nplain\n')
   t.same(lines.slice(20_000).map(({ level, msg }) => ({ level, msg })), [
-    { level: 'warn', msg: '10000 stderr lines of this worker were not logged: it wrote faster than its log budget of 5,000 lines (or KiB) a second' },
     { level: 'error', msg: 'CRITICAL app: the reason it failed' },
     { level: 'warn', msg: 'WARNING app: and a warning' }
-  ], 'the count of dropped prints, then the error and the warning; the plain line after them is dropped')
+  ], 'the error and the warning; the plain line after them is dropped, and the count waits (a count before each such line would double a flood)')
   // A flood of error lines is bounded too: 500 at once, then 50 a second.
   const before = lines.length
   stderr.write('ERROR app: again\n'.repeat(1000))
@@ -202,6 +201,25 @@ t.test('past the budget, a line that names an error or a warning still gets thro
   now += 200 // the main budget is still short of resuming; this one has 10 lines again
   stderr.write('ERROR app: later\n'.repeat(100))
   t.equal(lines.filter((l) => l.msg === 'ERROR app: later').length, 10, 'then 50 a second')
+})
+
+t.test('past the budget, a printed traceback gets through down to its exception, and the line after it is no error', async (t) => {
+  const { log, lines } = recordingLog()
+  let now = 0
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => now)
+  stderr.write('row\n'.repeat(30_000))
+  stderr.write(['ERROR app: processing failed', 'Traceback (most recent call last):', '  File "/srv/app.py", line 3, in run', '    1 / 0', 'ZeroDivisionError: division by zero', ''].join('\n'))
+  now += 1500 // the main budget logs again
+  stderr.write('processing row 7 ok\n')
+  t.same(lines.slice(20_000).map(({ level, msg }) => `${level} ${msg.slice(0, 40)}`), [
+    'error ERROR app: processing failed',
+    'error Traceback (most recent call last):',
+    'error   File "/srv/app.py", line 3, in run',
+    'error     1 / 0',
+    'error ZeroDivisionError: division by zero',
+    'warn 10000 stderr lines of this worker were n',
+    'info processing row 7 ok'
+  ])
 })
 
 t.test('a printed traceback is an error from its header to the exception\'s line, whatever LOG_LEVEL keeps', async (t) => {
