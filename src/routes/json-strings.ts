@@ -59,7 +59,7 @@ function closingQuote (text: string, open: number): number {
   }
 }
 
-/** The UTF-16 unit a \uXXXX escape at `at` stands for. */
+/** The UTF-16 unit the \u escape at `at` stands for (its four hex digits). */
 function escapedUnit (text: string, at: number): number {
   return Number.parseInt(text.slice(at + 2, at + 6), 16)
 }
