@@ -19,18 +19,15 @@ import { isDeepStrictEqual } from 'node:util'
 import { Ajv, type ValidateFunction } from 'ajv'
 import { Packr, Unpackr } from 'msgpackr'
 import { startServer, workerPids, type TestServer } from '../helpers/server.js'
-import { errorShape, FuzzClient } from '../helpers/fuzz-client.js'
+import { errorShape, fuzzParameters, fuzzSender } from '../helpers/fuzz-client.js'
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20260422)
-const RUNS = Number(process.env.FUZZ_RUNS ?? 120)
-const params = { seed: SEED, numRuns: RUNS }
+const params = fuzzParameters(20260422, 120)
+const RUNS = params.numRuns
 
 let server: TestServer
 let pidsAtStart: number[]
 // at most 4 requests at once (2 shared cores, 4 workers): a case's variants go out together
-const client = new FuzzClient(() => server.url, 4)
-t.teardown(() => { client.close() })
-const send = client.send.bind(client)
+const send = fuzzSender(t, () => server.url, 4)
 
 interface TaskInfo { name: string, schema: unknown, outputSchema: unknown, raw: string[], rawField: string | null }
 const tasks = new Map<string, TaskInfo>()

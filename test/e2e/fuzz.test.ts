@@ -12,18 +12,15 @@ import t from 'tap'
 import fc from 'fast-check'
 import { Unpackr } from 'msgpackr'
 import { startServer, workerPids, type TestServer } from '../helpers/server.js'
-import { errorShape, FuzzClient, type Answer } from '../helpers/fuzz-client.js'
+import { errorShape, fuzzParameters, fuzzSender, type Answer } from '../helpers/fuzz-client.js'
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20260421)
-const RUNS = Number(process.env.FUZZ_RUNS ?? 300)
-const params = { seed: SEED, numRuns: RUNS }
+const params = fuzzParameters(20260421, 300)
+const RUNS = params.numRuns
 
 let server: TestServer
 let pidsAtStart: number[]
 // at most 8 requests at once (2 shared cores)
-const client = new FuzzClient(() => server.url, 8)
-t.teardown(() => { client.close() })
-const send = client.send.bind(client)
+const send = fuzzSender(t, () => server.url, 8)
 
 t.before(async () => {
   // DIAG_TASKS=0: the hostile property sends random bodies to random task names, and

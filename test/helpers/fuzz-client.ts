@@ -38,6 +38,21 @@ export class FuzzClient {
   close (): void { this.#agent.destroy() }
 }
 
+/**
+ * fast-check's parameters: a fixed seed, so that CI is deterministic, unless FUZZ_SEED replays
+ * a failure (fast-check prints its seed); FUZZ_RUNS cases per property (more for a local soak).
+ */
+export function fuzzParameters (seed: number, numRuns: number): { seed: number, numRuns: number } {
+  return { seed: Number(process.env.FUZZ_SEED ?? seed), numRuns: Number(process.env.FUZZ_RUNS ?? numRuns) }
+}
+
+/** A FuzzClient's send, for the file's one server (read when each request goes), closed at the end of the file. */
+export function fuzzSender (t: { teardown: (fn: () => void) => void }, url: () => string, maxSockets: number): FuzzClient['send'] {
+  const client = new FuzzClient(url, maxSockets)
+  t.teardown(() => { client.close() })
+  return client.send.bind(client)
+}
+
 /** An error answer in SPEC's shape, statusCode matching the status, error its reason phrase; throws saying why not (`where` first). */
 export function errorShape (answer: Answer, where = ''): ErrorBody {
   const text = answer.body.toString('utf8')
