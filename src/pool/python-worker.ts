@@ -7,6 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import type { Killer } from './oom-kills.js'
+import { CallOutputMarks } from './call-output-marks.js'
 import { WorkerStderr } from './worker-stderr.js'
 import { CallDeadline } from './call-deadline.js'
 import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
@@ -99,6 +100,14 @@ export class PythonWorker {
   /** Request id and task for stderr lines: kept after the call ends, since stderr may lag the reply. */
   #logRequestId: string | undefined
   #logTask: string | undefined
+  /**
+   * The call before: its output may still be read after the next call was sent, and the
+   * worker's marks say whose a line is (call-output-marks.ts).
+   */
+  #sentCallId = 0
+  #previousCallId = 0
+  #previousRequestId: string | undefined
+  #previousTask: string | undefined
   #resolve: ((reply: ReplyMessage | DeferredReply) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
   readonly #deadline = new CallDeadline(() => this.#decoder.isMidFrame, () => { this.#onTimeout() })
@@ -116,11 +125,14 @@ export class PythonWorker {
     this.id = options.id
     this.#options = options
     this.#log = options.log
+    const marks = new CallOutputMarks()
     this.#stderr = new WorkerStderr(options.log,
-      () => ({ worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask }),
-      () => this.#state === 'starting', undefined, options.onStderrDropped)
+      (markedCall) => markedCall === this.#previousCallId && markedCall !== this.#sentCallId
+        ? { worker: this.id, workerPid: this.pid, requestId: this.#previousRequestId, task: this.#previousTask }
+        : { worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, task: this.#logTask },
+      () => this.#state === 'starting', undefined, options.onStderrDropped, marks)
     this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) }, READY_FRAME_LIMIT)
-    this.#process = new WorkerProcess(options, {
+    this.#process = new WorkerProcess({ ...options, args: [...options.args, '--stderr-mark', marks.token] }, {
       stdout: (chunk) => { this.#onStdout(chunk) },
       stdoutEnd: () => { this.#onStdoutEnd() },
       stderr: (text) => { this.#stderr.write(text) },
@@ -192,6 +204,10 @@ export class PythonWorker {
     }
     this.#state = 'busy'
     this.#stderr.callStarted()
+    this.#previousCallId = this.#sentCallId
+    this.#sentCallId = id
+    this.#previousRequestId = this.#logRequestId
+    this.#previousTask = this.#logTask
     this.#task = task
     this.#requestId = requestId
     this.#logRequestId = requestId

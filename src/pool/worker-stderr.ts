@@ -12,6 +12,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { StuckAt } from './stuck-at.js'
+import type { CallOutputMarks } from './call-output-marks.js'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
 /**
@@ -83,7 +84,11 @@ function isHighSurrogate (code: number): boolean {
 
 export class WorkerStderr {
   readonly #log: FastifyBaseLogger
-  readonly #context: () => StderrContext
+  /** Who a line belongs to: the call whose output a mark said it is, if any (call-output-marks.ts), else the call sent last. */
+  readonly #contextOf: (markedCall: number | undefined) => StderrContext
+  readonly #marks: CallOutputMarks | undefined
+  /** The call whose output is being read, from its mark until its end mark. */
+  #markedCall: number | undefined
   #partial = ''
   /** The level of a line logged in pieces whose end has not come yet ('dropped': its first piece was). */
   #continuing: Level | 'dropped' | undefined
@@ -118,11 +123,13 @@ export class WorkerStderr {
    * `isStarting`: last words are kept only while the worker starts; afterwards nobody asks for them.
    * `now`: the clock (milliseconds) the log budget refills by.
    * `onDropped`: told how many lines were dropped each time their count is logged (a metric).
+   * `marks`: the marks the worker writes around each call's output, taken out and followed.
    */
-  constructor (log: FastifyBaseLogger, context: () => StderrContext, isStarting: () => boolean, now: () => number = performance.now.bind(performance), onDropped?: (lines: number) => void) {
+  constructor (log: FastifyBaseLogger, context: (markedCall: number | undefined) => StderrContext, isStarting: () => boolean, now: () => number = performance.now.bind(performance), onDropped?: (lines: number) => void, marks?: CallOutputMarks) {
     this.#onDropped = onDropped
     this.#log = log
-    this.#context = context
+    this.#contextOf = context
+    this.#marks = marks
     this.#isStarting = isStarting
     this.#now = now
     this.#unitsAt = now()
@@ -155,9 +162,28 @@ export class WorkerStderr {
     const lines = (this.#partial + text).split('\n')
     this.#partial = lines.pop() ?? ''
     for (const line of lines) {
-      for (const piece of gluedApart(withoutCarriageReturn(line))) this.#logPiece(this.#cutLong(piece), true)
+      const at = this.#marks?.indexIn(line) ?? -1
+      if (at < 0) {
+        this.#logWholeLine(line)
+        continue
+      }
+      const mark = this.#marks?.read(withoutCarriageReturn(line.slice(at)))
+      if (mark === undefined) {
+        this.#logWholeLine(line)
+        continue
+      }
+      if (at > 0) this.#logWholeLine(line.slice(0, at)) // output before the mark is not the marked call's
+      this.#markedCall = mark === 'end' ? undefined : mark.call
     }
     this.#partial = this.#cutLong(this.#partial)
+  }
+
+  #logWholeLine (line: string): void {
+    for (const piece of gluedApart(withoutCarriageReturn(line))) this.#logPiece(this.#cutLong(piece), true)
+  }
+
+  #context (): StderrContext {
+    return this.#contextOf(this.#markedCall)
   }
 
   /** Logs `text` but its last 16 KiB or less, in pieces of 16 KiB; returns what is left. */

@@ -8,7 +8,7 @@ import { rawExchange } from '../helpers/raw-http.js'
 import { hasPromtool, promtool } from '../helpers/promtool.js'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ROOT, callTask, getJson, startServer, waitFor } from '../helpers/server.js'
+import { FIXTURES, ROOT, callTask, getJson, startServer, waitFor } from '../helpers/server.js'
 
 function sample (text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)))
@@ -277,6 +277,26 @@ t.test("a worker's print() is logged with its request id, worker slot and pid", 
   await waitFor(() => server.logs.some((l) => l.msg === 'a line from the task'), 5000, 'the printed line in the log')
   const line = server.logs.find((l) => l.msg === 'a line from the task')
   t.match(line, { requestId: 'print-test-1', task: 'diag.work', worker: 1, workerPid: reply.json.pid, stream: 'stderr' })
+})
+
+t.test("under load, every line a task prints just before it returns is logged with its own request's id, not the next call's", async (t) => {
+  // The server often reads such a line after the reply, once it has sent the worker its next
+  // call: the worker's marks around each call's output say whose it is (call-output-marks.ts).
+  const server = await startServer(t, { POOL_SIZE: '2', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
+  const clients = 12
+  const callsEach = 60
+  await Promise.all(Array.from({ length: clients }, async (_, client) => {
+    for (let n = 0; n < callsEach; n++) {
+      const id = `printer-${client}-${n}`
+      const reply = await callTask(server.url, 'extra.print_request_id', null, { 'x-request-id': id })
+      if (reply.status !== 200) t.fail(`${id}: ${reply.status} ${reply.text}`)
+    }
+  }))
+  const printed = (): Array<Record<string, any>> => server.logs.filter((l) => l.stream === 'stderr' && String(l.msg).startsWith('printed by '))
+  await waitFor(() => printed().length === clients * callsEach, 10_000, 'every printed line in the log')
+  const misattributed = printed().filter((l) => l.msg !== `printed by ${String(l.requestId)}`)
+  t.same(misattributed.slice(0, 5).map((l) => `${String(l.msg)} logged under ${String(l.requestId)}`), [], `${misattributed.length} of ${clients * callsEach} lines under another request's id`)
+  t.notOk(server.logs.some((l) => String(l.msg).includes('\x1e')), 'no mark is logged')
 })
 
 t.test('a worker that floods stderr has lines past its log budget dropped and counted; the call is unaffected', async (t) => {

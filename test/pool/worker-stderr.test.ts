@@ -3,6 +3,7 @@
 import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
 import { WorkerStderr } from '../../src/pool/worker-stderr.js'
+import { CallOutputMarks } from '../../src/pool/call-output-marks.js'
 
 function recordingLog (): { log: FastifyBaseLogger, lines: Array<{ level: string, msg: string, fields: Record<string, unknown> }> } {
   const lines: Array<{ level: string, msg: string, fields: Record<string, unknown> }> = []
@@ -234,4 +235,38 @@ t.test('a printed traceback is an error from its header to the exception\'s line
     ''
   ].join('\n'))
   t.same(lines.map((l) => l.level), ['info', 'error', 'error', 'error', 'error', 'info'])
+})
+
+t.test('a worker\'s marks say which call a line is from, also when it is read after the next call was sent; they are never logged', async (t) => {
+  const { log, lines } = recordingLog()
+  const marks = new CallOutputMarks()
+  const mark = (what: string): string => `\x1e${marks.token} ${what}\n`
+  let sent = 'call-2' // the server has sent call 2 before reading call 1's last line
+  const stderr = new WorkerStderr(log, (marked) => ({ worker: 1, workerPid: 2, requestId: marked === undefined ? sent : `call-${marked}`, task: 't' }), () => false, undefined, undefined, marks)
+  stderr.write(`${mark('call 1')}printed by call 1\nWARNING x: `)
+  stderr.write(`logged by call 1\n${mark('end')}written between calls\n`)
+  sent = 'call-3'
+  stderr.write(`${mark('call 3')}printed by call 3\n`)
+  // Output that did not end its line (a C library's) before a mark: a line of its own, not the marked call's.
+  stderr.write(`a C library's partial line${mark('end')}after\n`)
+  t.same(lines.map(({ level, msg, fields }) => [level, msg, fields.requestId]), [
+    ['info', 'printed by call 1', 'call-1'],
+    ['warn', 'WARNING x: logged by call 1', 'call-1'],
+    ['info', 'written between calls', 'call-2'],
+    ['info', 'printed by call 3', 'call-3'],
+    ['info', 'a C library\'s partial line', 'call-3'],
+    ['info', 'after', 'call-3']
+  ])
+})
+
+t.test('a mark without the worker\'s token, or not a mark after it, is a line like any other', async (t) => {
+  const { log, lines } = recordingLog()
+  const marks = new CallOutputMarks()
+  const stderr = new WorkerStderr(log, (marked) => ({ worker: 1, workerPid: 2, requestId: marked === undefined ? 'sent' : `call-${marked}`, task: 't' }), () => false, undefined, undefined, marks)
+  // A client's text printed by a task cannot know the token.
+  const forged = ['\x1e0123456789abcdef call 7', `\x1e${marks.token}x call 7`, `\x1e${marks.token} call seven`, `\x1e${marks.token} call 12345678901`, `\x1e${marks.token} ending`, `\x1e${marks.token} call 7 and more`]
+  stderr.write(forged.map((line) => `${line}\n`).join('') + 'after\n')
+  t.same(lines.map(({ msg, fields }) => [msg, fields.requestId]), [...forged, 'after'].map((line) => [line, 'sent']))
+  t.not(new CallOutputMarks().token, marks.token, 'one token per worker')
+  t.match(marks.token, /^[0-9a-f]{16}$/, 'letters and digits, as the worker requires')
 })

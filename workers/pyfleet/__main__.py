@@ -15,6 +15,7 @@ import sys
 
 from . import guard
 from .frames import DEFAULT_MAX_FRAME_BYTES
+from .std_fds import mark_calls
 from .process_setup import die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
 from .stack_dump import install as dump_stacks_on_sigusr1
 from .reporting import (
@@ -41,7 +42,7 @@ BUILTIN_MODULES = [
 DIAG_MODULE = "pyfleet_tasks.diag"
 
 USAGE = """\
-usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--max-rss-bytes N] [--parent-pid PID] [--sched-batch] [--strict]
+usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--max-rss-bytes N] [--parent-pid PID] [--sched-batch] [--strict] [--stderr-mark TOKEN]
 
 options:
   -h, --help           show this help message and exit
@@ -52,6 +53,7 @@ options:
   --parent-pid PID     the server's pid: exit at once if it is already gone
   --sched-batch        run as SCHED_BATCH (Linux): a worker woken by a call does not preempt the server
   --strict             a --module that registers no task stops the worker instead of a warning (--check)
+  --stderr-mark TOKEN  mark where each call's output on stdout/stderr begins and ends (std_fds.py)
 """
 
 
@@ -67,6 +69,7 @@ class Options:
         self.parent_pid = 0
         self.sched_batch = False
         self.strict = False
+        self.stderr_mark = ""
 
 
 def parse_args(argv: list) -> Options:
@@ -92,7 +95,7 @@ def parse_args(argv: list) -> Options:
             else:
                 options.help = True
             continue
-        if name not in ("--module", "--max-frame-bytes", "--max-rss-bytes", "--parent-pid"):
+        if name not in ("--module", "--max-frame-bytes", "--max-rss-bytes", "--parent-pid", "--stderr-mark"):
             raise ValueError(f"unrecognized argument {arg!r}")
         if not equals:
             value = next(args, None)
@@ -101,6 +104,11 @@ def parse_args(argv: list) -> Options:
                 raise ValueError(f"argument {name}: expected one argument")
         if name == "--module":
             options.module.append(value)
+            continue
+        if name == "--stderr-mark":
+            if not value.isascii() or not value.isalnum():
+                raise ValueError(f"argument {name}: letters and digits only: {value!r}")
+            options.stderr_mark = value
             continue
         try:
             number = int(value)
@@ -242,6 +250,8 @@ def main() -> None:
     faulthandler.enable(file=2, all_threads=True)
     protocol_fd = guard_stdout()
     request_fd = guard_stdin()
+    if args.stderr_mark:
+        mark_calls(args.stderr_mark)
     set_up_logging()
     guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 

@@ -18,7 +18,7 @@ from .frames import read_frame_timed, write_frame
 from .resident import ResidentSize
 from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
 from .guard import changes as _changes
-from .std_fds import end_open_line, open_line as _open_line
+from .std_fds import begin_call_output, end_call_output, end_open_line, open_line as _open_line
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -49,6 +49,7 @@ class Runner:
             return protocol.error(call_id, protocol.KIND_FAILED, protocol.UNKNOWN_TASK, f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
         deadline = _set_deadline(message.get("timeoutMs"), arrived)
+        begin_call_output(call_id)
         raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
             try:
@@ -91,8 +92,8 @@ class Runner:
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         if _open_line:  # after fds 0-2 are back: the next call's output starts a line of its own
             end_open_line()
-        # After the warnings above. (The server tags a stderr line with the call running when it reads
-        # the line: one written just before the reply may be read after it, under the next call's id.)
+        # After the warnings above, which are the call's output too.
+        end_call_output()
         _reset_request_id(request_id)
         _reset_deadline(deadline)
         return reply

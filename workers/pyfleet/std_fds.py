@@ -29,6 +29,19 @@ _open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 open_line: Dict[str, bool] = {}
 OPEN_LINE = "open line"
 
+# Where each call's output on fds 1-2 begins and ends (--stderr-mark), for the server, which
+# logs every stderr line with a request id: without marks it uses the call it sent last, and
+# a line a task printed just before returning, read after the reply, got the id of the call
+# sent next. While a call runs, call_mark holds {PENDING: the line that opens its output}
+# until its first write puts that line on the pipe, then {WRITTEN: True}; the loop closes the
+# output after the call (end_call_output). A call that writes nothing costs a few dict
+# operations and no write. The token, the server's secret, keeps a client's text that a task
+# prints from passing for a mark.
+call_mark: Dict[str, Any] = {}
+PENDING = "pending"
+WRITTEN = "written"
+_mark_prefix: List[bytes] = []  # [b"\x1e<token> "] once mark_calls() has turned marks on
+
 # What a worker has on fds 0-2 (set up by __main__), for the warnings.
 STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
 
@@ -120,6 +133,11 @@ class LineTrackingFileIO(io.FileIO):
     (end_open_line)."""
 
     def write(self, data: Any) -> Optional[int]:
+        if call_mark:
+            mark = call_mark.pop(PENDING, None)
+            if mark is not None:
+                call_mark[WRITTEN] = True
+                _write_mark(mark)
         written = super().write(data)
         if written:
             if _ends_line(data, written):
@@ -147,6 +165,34 @@ def end_open_line() -> None:
             os.write(2, b"\n")
         except OSError:
             pass  # a closed pipe has no reader left
+
+
+def mark_calls(token: str) -> None:
+    """Turns on the marks around each call's output (--stderr-mark; letters and digits)."""
+    _mark_prefix[:] = [b"\x1e" + token.encode("ascii") + b" "]
+
+
+def begin_call_output(call_id: Any) -> None:
+    """A call begins: its first write on fds 1-2 is preceded by a line naming it."""
+    if _mark_prefix and type(call_id) is int:
+        call_mark[PENDING] = _mark_prefix[0] + b"call %d\n" % call_id
+
+
+def end_call_output() -> None:
+    """A call has ended (its line left open ended, fds 0-2 back): if it wrote anything, a line
+    saying that what follows is not its output."""
+    call_mark.pop(PENDING, None)
+    if call_mark.pop(WRITTEN, False):
+        _write_mark(_mark_prefix[0] + b"end\n")
+
+
+def _write_mark(mark: bytes) -> None:
+    # Straight to fd 2, the server's pipe even where a task pointed fd 1 at a file of its own;
+    # at the start of a line, where the server looks for it.
+    try:
+        os.write(2, b"\n" + mark if open_line.pop(OPEN_LINE, False) else mark)
+    except OSError:
+        pass  # a closed pipe has no reader left
 
 
 def text_stream(fd: int, mode: str) -> StdStream:

@@ -11,7 +11,7 @@ import unittest
 
 from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
-from pyfleet_tests.worker_process import parse_frames, run_worker, task_files
+from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
 
 
 class BuiltinModulesTest(unittest.TestCase):
@@ -70,8 +70,10 @@ class ParseArgsTest(unittest.TestCase):
 
     def test_every_option_as_the_server_passes_them(self):
         options = parse_args(
-            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c", "--sched-batch", "--strict"]
+            ["--max-frame-bytes", "1048576", "--parent-pid", "4242", "--diag", "--module", "a.b", "--module", "c", "--sched-batch", "--strict",
+             "--stderr-mark", "9f8e7d6c5b4a3210"]
         )
+        self.assertEqual(options.stderr_mark, "9f8e7d6c5b4a3210")
         self.assertTrue(options.sched_batch)
         self.assertTrue(options.strict)
         self.assertEqual(options.max_frame_bytes, 1048576)
@@ -98,6 +100,10 @@ class ParseArgsTest(unittest.TestCase):
             ("--parent-pid=1.5",): "argument --parent-pid: invalid int value: '1.5'",
             ("--diag=yes",): "argument --diag: ignored explicit argument 'yes'",
             ("--sched-batch=1",): "argument --sched-batch: ignored explicit argument '1'",
+            ("--stderr-mark",): "argument --stderr-mark: expected one argument",
+            ("--stderr-mark", "a b"): "argument --stderr-mark: letters and digits only: 'a b'",
+            ("--stderr-mark=\n",): "argument --stderr-mark: letters and digits only: '\\n'",
+            ("--stderr-mark=",): "argument --stderr-mark: letters and digits only: ''",
         }
         for argv, reason in cases.items():
             with self.subTest(argv=argv):
@@ -352,9 +358,8 @@ class CrashStackTest(unittest.TestCase):
         self.assertRegex(stderr, r'File ".*crashing_tasks.py", line 8 in read_address_zero\n\s+File ".*crashing_tasks.py", line 13 in segv')
 
 
-class OutputLinesTest(unittest.TestCase):
-    """The server logs a worker's stderr line by line, each line with the request it came from:
-    a line a task leaves open is ended after its call, and a log record starts a line of its own."""
+class OutputTasks:
+    """Tasks that write to stdout and stderr in every way, for the tests of a worker's output."""
 
     def setUp(self):
         self.dir = task_files(self, {"output_tasks.py": """
@@ -381,12 +386,22 @@ class OutputLinesTest(unittest.TestCase):
                 sys.stdout.buffer.write(memoryview(text.encode()))
 
 
+            @task("out.silent")
+            def silent(_input):
+                return 1
+
+
             @task("out.progress_then_error")
             def progress_then_error(_input):
                 for step in range(3):
                     print(f"\\rprogress {step}/3", end="")
                 logging.getLogger("output_tasks").error("something went wrong")
         """})
+
+
+class OutputLinesTest(OutputTasks, unittest.TestCase):
+    """The server logs a worker's stderr line by line, each line with the request it came from:
+    a line a task leaves open is ended after its call, and a log record starts a line of its own."""
 
     def test_each_call_and_each_record_starts_a_line(self):
         calls = [
@@ -402,6 +417,57 @@ class OutputLinesTest(unittest.TestCase):
             "\rprogress 0/3\rprogress 1/3\rprogress 2/3", "ERROR output_tasks: something went wrong",
             "last, no newline", "",
         ])
+
+
+class CallOutputMarksTest(OutputTasks, unittest.TestCase):
+    """With --stderr-mark, a call's output on stdout/stderr comes between a line naming the call
+    and an end line: the server reads a line that comes after the call's reply, but before
+    the end line, as that call's, not the call it sent next (src/pool/call-output-marks.ts)."""
+
+    def test_each_call_that_writes_is_marked_and_one_that_does_not_is_not(self):
+        calls = [
+            ("out.partial", "first call, no newline"), ("out.line", "second call"), ("out.partial", ""),
+            ("out.bytes", "fourth call, bytes"), ("out.silent", None), ("out.progress_then_error", None),
+        ]
+        code, stdout, stderr = run_worker(["--module", "output_tasks", "--stderr-mark", "T0k3n"], calls=calls, pythonpath=self.dir)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual([message["t"] for message in parse_frames(stdout)], ["ready"] + ["result"] * len(calls))
+        self.assertEqual(stderr.split("\n"), [
+            "imported, no newline",
+            "\x1eT0k3n call 1", "first call, no newline", "\x1eT0k3n end",
+            "\x1eT0k3n call 2", "second call", "\x1eT0k3n end",
+            # call 3 wrote an empty string: marks around nothing (a write is not looked into)
+            "\x1eT0k3n call 3", "\x1eT0k3n end",
+            "\x1eT0k3n call 4", "fourth call, bytes", "\x1eT0k3n end",
+            # call 5 wrote nothing: no marks
+            "\x1eT0k3n call 6", "\rprogress 0/3\rprogress 1/3\rprogress 2/3", "ERROR output_tasks: something went wrong", "\x1eT0k3n end",
+            "",
+        ])
+
+    def test_a_mark_starts_a_line_after_output_another_thread_left_open(self):
+        output = run_python(textwrap.dedent("""
+            import os
+            from pyfleet import std_fds
+
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, 2)
+            std_fds.mark_calls("abc")
+            out = std_fds.LineTrackingFileIO(2, "w", closefd=False)
+            out.write(b"a thread's partial line")
+            std_fds.begin_call_output(7)
+            out.write(b"the call's line\\n")
+            out.write(b"and its partial one")
+            std_fds.end_open_line()
+            std_fds.end_call_output()
+            std_fds.begin_call_output(8)
+            std_fds.end_call_output()
+            os.close(2)
+            os.close(write_end)
+            print(repr(os.read(read_end, 1000)))
+        """))
+        self.assertEqual(output.strip(), repr(
+            b"a thread's partial line\n\x1eabc call 7\nthe call's line\nand its partial one\n\x1eabc end\n"
+        ))
 
 
 class OutputFromThreadsTest(unittest.TestCase):
