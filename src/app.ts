@@ -26,6 +26,7 @@ import { expectationError, routeUnusualRequests, undecodableQuery } from './unus
 import { ReceiveLimit } from './routes/receive-limit.js'
 import { lookalikeMessage } from './setting-names.js'
 import { PROBE_FILES } from './probe-listener.js'
+import { traceIdOf, traceparentOf } from './trace-context.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,6 +49,12 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 function requestId (request: IncomingMessage): string {
   const given = request.headers['x-request-id']
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+/** A request's logger: its lines carry the request id and, when the client sent a valid `traceparent`, the trace's id. */
+const requestLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (logger, bindings, options, request) => {
+  const traceparent = traceparentOf(request.headers.traceparent)
+  return logger.child(traceparent === undefined ? bindings : { ...bindings, traceId: traceIdOf(traceparent) }, options)
 }
 
 const NODE_CHECKING_INTERVAL_MS = 30_000
@@ -80,6 +87,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestId,
     requestIdHeader: false,
+    childLoggerFactory: requestLogger,
     // One log line per request, when it completes, instead of Fastify's two.
     logController: new RequestLog(answerWritten),
     // While draining, routes answer for themselves (503 WORKERS_UNAVAILABLE, /ready 503).

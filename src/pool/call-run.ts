@@ -18,6 +18,7 @@ import type { Offloader } from '../offload/offloader.js'
 import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 import { headAndTailLines, shorten } from '../short-text.js'
+import { traceIdOf } from '../trace-context.js'
 
 /**
  * Bounds on what a task's failure puts in its log line. A 64 KiB exception message made a
@@ -68,7 +69,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const timeoutMs = call.task.timeoutMs
   let pending
   try {
-    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true, budgetLeftMs)
+    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true, budgetLeftMs, call.traceparent)
   } catch (error) {
     // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
     // is fine, and like any 400 or 413 this is not a call.
@@ -120,7 +121,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
     const failure = error instanceof WorkerCallError ? error.failure : 'crash'
     const byShutdown = pool.stoppedByShutdown(worker, failure)
     pool.discard(worker, failure, call)
-    const where = { requestId: call.requestId, task: call.task.name, worker: worker.id, workerPid: worker.pid }
+    const where = { ...callLogFields(call), worker: worker.id, workerPid: worker.pid }
     if (byShutdown) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
     else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
     if (!answered) {
@@ -206,6 +207,13 @@ function loggedDetails (details: unknown): Array<{ instancePath: string, keyword
   }))
 }
 
+/** What the log lines about a call say of it: its request, its trace (when its client sent one) and its task. */
+function callLogFields (call: Call): { requestId: string, traceId?: string, task: string } {
+  return call.traceparent === undefined
+    ? { requestId: call.requestId, task: call.task.name }
+    : { requestId: call.requestId, traceId: traceIdOf(call.traceparent), task: call.task.name }
+}
+
 /** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
 function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean, pool: CallRunPool): void {
   const { call } = waiter
@@ -213,13 +221,13 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const traceback = typeof reply.traceback === 'string' ? loggedTraceback(reply.traceback) : undefined
-    pool.log.error({ requestId: call.requestId, task: call.task.name, errorType: reply.type, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
+    pool.log.error({ ...callLogFields(call), errorType: reply.type, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.
-    pool.log.error({ requestId: call.requestId, task: call.task.name, details: loggedDetails(reply.details) }, `task ${call.task.name} returned a value its output schema refuses${after}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`)
+    pool.log.error({ ...callLogFields(call), details: loggedDetails(reply.details) }, `task ${call.task.name} returned a value its output schema refuses${after}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`)
   } else if (reply.kind === KIND_TOO_LARGE) {
     // The client gets the same message; the log keeps it beside the request id for the operator.
-    pool.log.warn({ requestId: call.requestId, task: call.task.name }, `task ${call.task.name}'s answer is too large: ${reply.message}`)
+    pool.log.warn(callLogFields(call), `task ${call.task.name}'s answer is too large: ${reply.message}`)
   }
   if (!answered) pool.admission.settle(waiter, outcome, error)
 }

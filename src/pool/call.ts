@@ -47,6 +47,8 @@ export interface Call {
   /** The input holds numbers past 32 bits: its integers among them are sent as int64 (wide-integers.ts). */
   readonly holdsWideNumbers?: boolean
   readonly requestId: string
+  /** The client's W3C `traceparent` (trace-context.ts), passed on to the task and its trace id logged; absent if it sent none. */
+  readonly traceparent?: string
   /** The size of the request body the input came from: what a queued call holds, for QUEUE_LIMIT_BYTES (0 if unknown). */
   readonly inputBytes?: number
   /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */

@@ -2,7 +2,8 @@
 // their checks. Names are spelled as in workers/pyfleet/protocol.py.
 //
 //   worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
-//   server -> worker:        {t: "call", id, task, input, requestId}
+//   server -> worker:        {t: "call", id, task, input, requestId, timeoutMs, traceparent?}
+//   (traceparent: the client's W3C traceparent, only when it sent a valid one: trace-context.ts)
 //   worker -> server:        {t: "result", id, value, rss?}
 //   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?, rss?}
 //   (rss: the worker's RSS in bytes, only when past --max-rss-bytes: workers/pyfleet/resident.py)
@@ -122,10 +123,11 @@ export class SplitFrame {
  * or its client's budget, whichever ends first (`pyfleet.time_remaining()` in the task;
  * beyond SPEC §4's frame, whose fields come first).
  */
-export function encodeCall (id: number, task: string, input: unknown, requestId: string, timeoutMs: number, widen = false): Buffer | SplitFrame {
-  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId, timeoutMs)
+export function encodeCall (id: number, task: string, input: unknown, requestId: string, timeoutMs: number, widen = false, traceparent?: string): Buffer | SplitFrame {
+  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId, timeoutMs, traceparent)
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  const frame = packr.pack({ t: MSG_CALL, id, task, input, requestId, timeoutMs }, RESERVE_START_SPACE | HEADER_BYTES)
+  const message = traceparent === undefined ? { t: MSG_CALL, id, task, input, requestId, timeoutMs } : { t: MSG_CALL, id, task, input, requestId, timeoutMs, traceparent }
+  const frame = packr.pack(message, RESERVE_START_SPACE | HEADER_BYTES)
   if (widen) widenPackedIntegers(frame, HEADER_BYTES)
   return writeHeader(frame)
 }
@@ -150,8 +152,9 @@ export function encodeInput (input: unknown, widen: boolean): Buffer {
  * input, written last (msgpackr writes an object's keys in their order), and the input's
  * bytes take the nil's one byte's place, following the head.
  */
-function spliceCall (id: number, task: string, input: EncodedInput, requestId: string, timeoutMs: number): SplitFrame {
-  const packed = packr.pack({ t: MSG_CALL, id, task, requestId, timeoutMs, input: null }, RESERVE_START_SPACE | HEADER_BYTES)
+function spliceCall (id: number, task: string, input: EncodedInput, requestId: string, timeoutMs: number, traceparent: string | undefined): SplitFrame {
+  const message = traceparent === undefined ? { t: MSG_CALL, id, task, requestId, timeoutMs, input: null } : { t: MSG_CALL, id, task, requestId, timeoutMs, traceparent, input: null }
+  const packed = packr.pack(message, RESERVE_START_SPACE | HEADER_BYTES)
   const head = packed.subarray(0, packed.length - 1) // without the nil
   head.writeUInt32BE(head.length - HEADER_BYTES + input.bytes.length, 0)
   return new SplitFrame(head, input.bytes)

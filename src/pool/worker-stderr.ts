@@ -75,6 +75,8 @@ export interface StderrContext {
   workerPid: number
   /** The request and task of the call that ran last: output may lag its reply, or come from a thread it left. */
   requestId: string | undefined
+  /** The trace id of the call's client's traceparent, if it sent one (trace-context.ts). */
+  traceId?: string | undefined
   task: string | undefined
 }
 

@@ -160,6 +160,7 @@ function taskOperation (task: Task, operationId: string, components: Json, used:
       parameters: [
         { $ref: '#/components/parameters/RequestId' },
         { $ref: '#/components/parameters/RequestTimeout' },
+        { $ref: '#/components/parameters/TraceParent' },
         ...(task.raw.length > 0 ? queryOptions(task, components[input] as Json | undefined) : [])
       ],
       requestBody: { required: true, content },
@@ -255,7 +256,8 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
       },
       parameters: {
         RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker; one that does not match is not refused but replaced by one made for the request, which the answer carries', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
-        RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } }
+        RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } },
+        TraceParent: { name: 'traceparent', in: 'header', required: false, description: 'W3C Trace Context (as OpenTelemetry sends it): its trace id is logged with every line about the request (traceId), and the task can pass it on (pyfleet.traceparent()); an invalid one is ignored', schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$' } }
       },
       headers: {
         RequestId: { description: 'the request\'s id: yours, or one made for it; on every answer', required: true, schema: { type: 'string', minLength: 1 } },

@@ -1,11 +1,13 @@
-"""What a task may ask about the call it is running: its request id, and how much
-time it has left.
+"""What a task may ask about the call it is running: its request id, its client's trace
+context, and how much time it has left.
 
 The id is the HTTP request's ``x-request-id`` (the client's, or one the server
 made), the one the server logs the call and its output under. Pass it on to
 the services a task calls, so that their logs can be joined with pyfleet's. The
 time left is until the answer is no longer wanted: pass it on as the timeout of
-what the task waits for, so that it gives up before its caller does.
+what the task waits for, so that it gives up before its caller does. The trace
+context is the client's W3C ``traceparent`` header: send it on, and the services
+a task calls join the client's trace.
 """
 
 from __future__ import annotations
@@ -30,6 +32,34 @@ def request_id() -> Optional[str]:
     """The ``x-request-id`` of the call running now; None outside a call (at import,
     in a thread the task started: pass the id to it)."""
     return _request_id.get()
+
+
+_traceparent: ContextVar = ContextVar("pyfleet_traceparent", default=None)
+
+
+def set_traceparent(value: Any) -> Any:
+    """The runtime's, before each call: the frame's ``traceparent`` (a string, or absent).
+    Returns the token for reset_traceparent."""
+    return _traceparent.set(value if type(value) is str else None)
+
+
+reset_traceparent = _traceparent.reset  # and after it
+
+
+def traceparent() -> Optional[str]:
+    """The W3C ``traceparent`` header the client sent with the call running now, as version
+    00 (``00-<trace id>-<parent id>-<flags>``), or None: it sent none, or an invalid one, or
+    this is not in a call (at import, in a thread the task started: pass it on, as the
+    request id). Send it as the ``traceparent`` header of the HTTP requests the task makes,
+    and what they record joins the client's trace, under the client's span::
+
+        headers = {"x-request-id": pyfleet.request_id()}
+        if pyfleet.traceparent() is not None:
+            headers["traceparent"] = pyfleet.traceparent()
+
+    The server records no spans of its own, so it passes the client's parent id on as it came.
+    """
+    return _traceparent.get()
 
 
 # When the call's answer stops being wanted, on monotonic()'s clock; None: no limit known.

@@ -74,7 +74,7 @@ class TaskCallError(Exception):
 WIDEST_CALL_ID = 2**32 - 1
 
 
-def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test", timeout_ms: Optional[int] = None) -> Any:
+def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test", timeout_ms: Optional[int] = None, traceparent: Optional[str] = None) -> Any:
     """Call the registered task ``name`` with ``input``; return its value as msgpack delivers it.
 
     Raises TaskCallError for any error reply (TaskError, another exception, a
@@ -99,7 +99,8 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
     The thread's current asyncio event loop is put back as it was. ``request_id``
-    is what ``pyfleet.request_id()`` returns in the task.
+    is what ``pyfleet.request_id()`` returns in the task, and ``traceparent`` what
+    ``pyfleet.traceparent()`` does (as given: the server passes on only valid ones).
     """
     task = registry.get(name)
     if task is None:
@@ -111,7 +112,7 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     refused = _refused_by_the_server(input)
     if refused is not None:
         raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": min(limits) if limits else None}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": min(limits) if limits else None, "traceparent": traceparent}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:
