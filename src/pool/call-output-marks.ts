@@ -22,6 +22,8 @@ export class CallOutputMarks {
   /** Given to the worker as `--stderr-mark <token>`: letters and digits. */
   readonly token = randomBytes(8).toString('hex')
   readonly #prefix = `${MARK_START}${this.token} `
+  /** The longest a mark is: a line's end longer than this after its last MARK_START holds none still arriving. */
+  readonly maxChars = this.#prefix.length + 'call 4294967295'.length
 
   /**
    * Where a mark starts in `line` (-1: none). Not only at 0: output that did not end its line
@@ -30,6 +32,17 @@ export class CallOutputMarks {
   indexIn (line: string): number {
     // The common case at the cost of one character search.
     return line.includes(MARK_START) ? line.indexOf(this.#prefix) : -1
+  }
+
+  /**
+   * Where the end of a line still arriving may be the start of a mark (its last MARK_START, if
+   * close enough to the end); -1 if it cannot. A line is logged in pieces as it arrives when it
+   * grows long, and a piece must not end inside a mark: the mark would be logged, its token
+   * with it, and not followed.
+   */
+  startIn (partial: string): number {
+    const at = partial.lastIndexOf(MARK_START)
+    return at >= 0 && partial.length - at <= this.maxChars ? at : -1
   }
 
   /** The mark `text` (from indexIn on) is; undefined if it is none (it is then logged as text). */

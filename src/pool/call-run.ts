@@ -17,7 +17,8 @@ import { OffloadThreadError } from '../offload/offload-errors.js'
 import type { Offloader } from '../offload/offloader.js'
 import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
-import { headAndTailLines, shorten } from '../short-text.js'
+import { shorten } from '../short-text.js'
+import { cutTraceback } from '../traceback-cut.js'
 import { traceIdOf } from '../trace-context.js'
 
 /**
@@ -178,18 +179,9 @@ async function finishDeferred (reply: DeferredReply, call: Call, worker: PythonW
   }
 }
 
-/**
- * A traceback within LOGGED_TRACEBACK_BYTES of the log line: every line cut to 1 KiB, then the
- * first frames and the last ones with the exception, fewer until its JSON form fits.
- */
+/** A traceback within LOGGED_TRACEBACK_BYTES of the log line: every line cut to 1 KiB, then what says most of what went wrong (traceback-cut.ts). */
 function loggedTraceback (traceback: string): string {
-  let max = LOGGED_TRACEBACK_BYTES
-  let kept = headAndTailLines(traceback, max, LOGGED_MESSAGE_CHARS)
-  while (Buffer.byteLength(JSON.stringify(kept)) > LOGGED_TRACEBACK_BYTES && max > 256) {
-    max = Math.floor(max / 2)
-    kept = headAndTailLines(traceback, max, Math.min(LOGGED_MESSAGE_CHARS, max / 2))
-  }
-  return kept
+  return cutTraceback(traceback, LOGGED_TRACEBACK_BYTES, LOGGED_MESSAGE_CHARS)
 }
 
 /**

@@ -177,7 +177,8 @@ export class WorkerStderr {
       if (at > 0) this.#logWholeLine(line.slice(0, at)) // output before the mark is not the marked call's
       this.#markedCall = mark === 'end' ? undefined : mark.call
     }
-    this.#partial = this.#cutLong(this.#partial)
+    const markAt = this.#marks?.startIn(this.#partial) ?? -1
+    this.#partial = markAt < 0 ? this.#cutLong(this.#partial) : this.#cutLong(this.#partial.slice(0, markAt)) + this.#partial.slice(markAt)
   }
 
   #logWholeLine (line: string): void {

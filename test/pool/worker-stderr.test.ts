@@ -270,3 +270,20 @@ t.test('a mark without the worker\'s token, or not a mark after it, is a line li
   t.not(new CallOutputMarks().token, marks.token, 'one token per worker')
   t.match(marks.token, /^[0-9a-f]{16}$/, 'letters and digits, as the worker requires')
 })
+
+t.test('a long line still arriving is not logged in pieces that cut a mark in two', async (t) => {
+  const { log, lines } = recordingLog()
+  const marks = new CallOutputMarks()
+  const stderr = new WorkerStderr(log, (marked) => ({ worker: 1, workerPid: 2, requestId: marked === undefined ? 'sent' : `call-${marked}`, task: 't' }), () => false, undefined, undefined, marks)
+  // Output the runtime cannot see (os.write) that did not end its line, then the mark a print
+  // opens its call's output with; a read of the pipe ends inside the mark, past 16 KiB.
+  const mark = `\x1e${marks.token} call 5\n`
+  for (const size of [16_380, 16_384 - 3, 40_000]) {
+    lines.length = 0
+    const first = 'A'.repeat(size) + mark.slice(0, 10)
+    stderr.write(first)
+    stderr.write(`${mark.slice(10)}hello\n\x1e${marks.token} end\n`)
+    t.equal(lines.map((l) => l.msg).join(''), `${'A'.repeat(size)}hello`, `${size}: nothing of the mark is logged`)
+    t.same(lines.at(-1), { level: 'info', msg: 'hello', fields: { worker: 1, workerPid: 2, requestId: 'call-5', task: 't', stream: 'stderr' } }, `${size}: the mark is followed`)
+  }
+})

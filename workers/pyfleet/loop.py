@@ -94,8 +94,6 @@ class Runner:
             guard.log.exception("task %r: putting its worker back in order after the call raised", task.name)
         if _open_line:  # after fds 0-2 are back: the next call's output starts a line of its own
             end_open_line()
-        # After the warnings above, which are the call's output too.
-        end_call_output()
         _reset_request_id(request_id)
         _reset_deadline(deadline)
         _reset_traceparent(trace)
@@ -271,7 +269,11 @@ def serve(reader: BinaryIO, writer: BinaryIO, max_frame_bytes: int, at_end: Opti
                 rss = resident.bytes()
                 if rss is not None and rss > max_rss_bytes:
                     reply = protocol.with_rss(reply, rss)
-            write_frame(writer, encode_reply(reply, max_frame_bytes))
+            frame = encode_reply(reply, max_frame_bytes)
+            # After the reply's encoding, which may run the task's code (a value's isoformat()),
+            # and the warnings run() logs after the task: all of it is the call's output.
+            end_call_output()
+            write_frame(writer, frame)
     finally:
         runner.close()
 

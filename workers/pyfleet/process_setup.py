@@ -72,6 +72,10 @@ def guard_stdout() -> int:
     os.dup2(2, 1)
     sys.stdout = text_stream(1, "w")
     sys.stderr = text_stream(2, "w")
+    # The originals too: `print(file=sys.__stderr__)`, and code that puts sys.stderr back from
+    # it, get streams whose output the runtime sees (the marks around a call's output: std_fds.py).
+    sys.__stdout__ = sys.stdout
+    sys.__stderr__ = sys.stderr
     return protocol_fd
 
 

@@ -7,6 +7,7 @@ loop.py runs calls; this module only builds and encodes their replies.
 
 from __future__ import annotations
 
+import os
 import traceback
 
 from . import protocol
@@ -70,11 +71,26 @@ def failed(call_id: Any, exc: BaseException, context: str = "", last_frames: Opt
         call_id, protocol.KIND_FAILED, sendable(type(exc).__name__), sendable(_cut(context + as_text(exc), MAX_MESSAGE_CHARS))
     )
     try:
-        text = "".join(traceback.format_exception(exc, limit=None if last_frames is None else -last_frames))
+        text = "".join(traceback.format_exception(type(exc), exc, _from_task_code(exc.__traceback__), limit=None if last_frames is None else -last_frames))
     except BaseException as problem:  # a broken exception can break the formatting too
         text = f"(no traceback: formatting it raised {type(problem).__name__})"
     reply["traceback"] = sendable(_cut_traceback(text))
     return reply
+
+
+# The runtime's own files, and asyncio's (run_until_complete, for an async task): the frames
+# every failure's traceback began with, before the task's own.
+_RUNTIME_FILES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "asyncio") + os.sep)
+
+
+def _from_task_code(tb: Any) -> Any:
+    """The traceback from its first frame that is not the runtime's calling the task: the log's
+    line has a bound, and those frames were the same in every one. Whole when all its frames
+    are the runtime's (a failure of the runtime itself)."""
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_FILES):
+        tb = tb.tb_next
+    return first if tb is None else tb
 
 
 def unreportable(call_id: Any, exc: BaseException) -> Dict[str, Any]:

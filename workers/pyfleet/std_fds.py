@@ -10,6 +10,7 @@ file; one that ``dup2``s a file of its own there would do the same at once.
 
 from __future__ import annotations
 
+import _thread
 import io
 import os
 
@@ -41,6 +42,22 @@ call_mark: Dict[str, Any] = {}
 PENDING = "pending"
 WRITTEN = "written"
 _mark_prefix: List[bytes] = []  # [b"\x1e<token> "] once mark_calls() has turned marks on
+# Taking the opening mark and closing the output happen under it: a thread that took the mark
+# just as the call ended would otherwise write it after the end mark, or leave no end mark,
+# and the server would give the next call's output this one's id. Reentrant: a signal
+# handler that prints may run while the main thread holds it.
+_mark_lock = _thread.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # A process a task forks (multiprocessing's fork pools) writes no marks: its own copy of
+    # call_mark would open the call's output in the pipe without the worker ever closing it.
+    global _mark_lock
+    call_mark.clear()
+    _mark_lock = _thread.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # What a worker has on fds 0-2 (set up by __main__), for the warnings.
 STD_FDS = {0: "fd 0 (stdin, /dev/null)", 1: "fd 1 (stdout, which goes on to stderr)", 2: "fd 2 (stderr)"}
@@ -133,11 +150,8 @@ class LineTrackingFileIO(io.FileIO):
     (end_open_line)."""
 
     def write(self, data: Any) -> Optional[int]:
-        if call_mark:
-            mark = call_mark.pop(PENDING, None)
-            if mark is not None:
-                call_mark[WRITTEN] = True
-                _write_mark(mark)
+        if PENDING in call_mark:
+            _open_call_output()
         written = super().write(data)
         if written:
             if _ends_line(data, written):
@@ -178,12 +192,21 @@ def begin_call_output(call_id: Any) -> None:
         call_mark[PENDING] = _mark_prefix[0] + b"call %d\n" % call_id
 
 
+def _open_call_output() -> None:
+    with _mark_lock:
+        mark = call_mark.pop(PENDING, None)
+        if mark is not None:
+            _write_mark(mark)
+            call_mark[WRITTEN] = True
+
+
 def end_call_output() -> None:
-    """A call has ended (its line left open ended, fds 0-2 back): if it wrote anything, a line
-    saying that what follows is not its output."""
-    call_mark.pop(PENDING, None)
-    if call_mark.pop(WRITTEN, False):
-        _write_mark(_mark_prefix[0] + b"end\n")
+    """A call has ended (its line left open ended, fds 0-2 back, its reply encoded, which may
+    run the task's code): if it wrote anything, a line saying that what follows is not its output."""
+    with _mark_lock:
+        call_mark.pop(PENDING, None)
+        if call_mark.pop(WRITTEN, False):
+            _write_mark(_mark_prefix[0] + b"end\n")
 
 
 def _write_mark(mark: bytes) -> None:

@@ -391,6 +391,33 @@ class OutputTasks:
                 return 1
 
 
+            @task("out.fork_prints")
+            def fork_prints(_input):
+                import os
+                pid = os.fork()
+                if pid == 0:
+                    print("from the forked child")
+                    os._exit(0)
+                os.waitpid(pid, 0)
+
+
+            @task("out.dunder")
+            def dunder(text):
+                print(text, file=sys.__stderr__)
+
+
+            @task("out.prints_when_sent")
+            def prints_when_sent(_input):
+                import datetime
+
+                class Noisy(datetime.date):
+                    def isoformat(self):
+                        print("converting the result")
+                        return super().isoformat()
+
+                return Noisy(2026, 12, 1)
+
+
             @task("out.progress_then_error")
             def progress_then_error(_input):
                 for step in range(3):
@@ -441,6 +468,21 @@ class CallOutputMarksTest(OutputTasks, unittest.TestCase):
             "\x1eT0k3n call 4", "fourth call, bytes", "\x1eT0k3n end",
             # call 5 wrote nothing: no marks
             "\x1eT0k3n call 6", "\rprogress 0/3\rprogress 1/3\rprogress 2/3", "ERROR output_tasks: something went wrong", "\x1eT0k3n end",
+            "",
+        ])
+
+    def test_a_forked_child_writes_no_marks_and_what_is_written_while_the_reply_is_made_is_the_calls(self):
+        calls = [("out.fork_prints", None), ("out.dunder", "to sys.__stderr__"), ("out.prints_when_sent", None), ("out.line", "last")]
+        code, stdout, stderr = run_worker(["--module", "output_tasks", "--stderr-mark", "T0k3n"], calls=calls, pythonpath=self.dir)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual([m.get("value") for m in parse_frames(stdout)[1:]], [None, None, "2026-12-01", None])
+        self.assertEqual(stderr.split("\n"), [
+            "imported, no newline",
+            # the child's own copy of the call's state would have opened call 1 and never closed it
+            "from the forked child",
+            "\x1eT0k3n call 2", "to sys.__stderr__", "\x1eT0k3n end",
+            "\x1eT0k3n call 3", "converting the result", "\x1eT0k3n end",
+            "\x1eT0k3n call 4", "last", "\x1eT0k3n end",
             "",
         ])
 

@@ -323,6 +323,18 @@ class LoopTest(unittest.TestCase):
         self.assertIn("Traceback", crash["traceback"])
         self.assertEqual(unknown["kind"], "failed")
 
+    def test_a_tracebacks_first_frame_is_the_tasks_not_the_runtimes_that_called_it(self):
+        @task("fails_async")
+        async def fails_async(x):
+            raise ValueError("async")
+
+        _, crash, failed_async = self.run_calls(("crash", None), ("fails_async", None))
+        for reply, task_line in ((crash, ", in crash"), (failed_async, ", in fails_async")):
+            frames = [line for line in reply["traceback"].splitlines() if line.startswith("  File ")]
+            self.assertIn(task_line, frames[0], reply["traceback"])
+            self.assertNotIn("pyfleet/loop.py", reply["traceback"])
+            self.assertNotIn("base_events.py", reply["traceback"])
+
     def test_async_tasks_run(self):
         _, reply = self.run_calls(("slow_async", 5))
         self.assertEqual(reply["value"], {"async": 5})
