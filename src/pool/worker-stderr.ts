@@ -13,15 +13,22 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { StuckAt } from './stuck-at.js'
 import type { CallOutputMarks } from './call-output-marks.js'
+import { jsonFittingPrefix } from '../short-text.js'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
 /**
- * A line longer than this is logged in pieces of this size, so that one huge line cannot grow
- * memory, nor make a log line larger than collectors take (Docker's splits at 16 KiB). Each
- * piece after the first is marked `continued` and has the first piece's level: an error's
- * 3 MB message otherwise read as an error line and 45 unrelated info lines.
+ * A line that takes more than this in the log's JSON (its escapes and UTF-8 counted: a
+ * control character takes six bytes, CJK three) is logged in pieces that take at most this,
+ * so that one huge line cannot grow memory, nor make a log line larger than collectors take
+ * (Docker's splits at 16 KiB, and a pipeline's JSON parser then loses both halves); the
+ * line's other fields fit in the KiB left. Each piece after the first is marked `continued`
+ * and has the first piece's level: an error's 3 MB message otherwise read as an error line
+ * and 45 unrelated info lines. Counted in characters, as it was, a line of quotes or of
+ * control characters made log lines of 32 and 98 KB (a review).
  */
-const MAX_LINE_CHARS = 16 * 1024
+const MAX_PIECE_BYTES = 15 * 1024
+/** Text this short fits whatever it holds (no character takes more than six bytes). */
+const ALWAYS_FITS_CHARS = Math.floor(MAX_PIECE_BYTES / 6)
 type Level = 'error' | 'warn' | 'info' | 'debug'
 const LAST_WORDS = 5
 /**
@@ -78,10 +85,6 @@ export interface StderrContext {
   /** The trace id of the call's client's traceparent, if it sent one (trace-context.ts). */
   traceId?: string | undefined
   task: string | undefined
-}
-
-function isHighSurrogate (code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff
 }
 
 export class WorkerStderr {
@@ -189,12 +192,12 @@ export class WorkerStderr {
     return this.#contextOf(this.#markedCall)
   }
 
-  /** Logs `text` but its last 16 KiB or less, in pieces of 16 KiB; returns what is left. */
+  /** Logs `text` in pieces of MAX_PIECE_BYTES but its end, which fits in one; returns that end. */
   #cutLong (text: string): string {
     let rest = text
-    while (rest.length > MAX_LINE_CHARS) {
-      // Not between the two halves of a surrogate pair.
-      const cut = isHighSurrogate(rest.charCodeAt(MAX_LINE_CHARS - 1)) ? MAX_LINE_CHARS - 1 : MAX_LINE_CHARS
+    while (rest.length > ALWAYS_FITS_CHARS) {
+      const cut = jsonFittingPrefix(rest, MAX_PIECE_BYTES)
+      if (cut === rest.length) break
       this.#logPiece(rest.slice(0, cut), false)
       rest = rest.slice(cut)
     }
@@ -333,7 +336,7 @@ export class WorkerStderr {
 
 /**
  * A line without the `\r` of a CRLF ending (a task writing Windows line ends): it would end
- * every log message, and a line of exactly 16 KiB before it was logged with a piece of its own.
+ * every log message, and a line that just fit before it was logged with a piece of its own.
  */
 /**
  * A line split before a stack dump's header or a fatal line glued to its end: faulthandler

@@ -107,7 +107,9 @@ t.test('the count of dropped lines names the call whose lines were dropped, not 
 })
 
 
-t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the first marked continued, all at the first one\'s level', async (t) => {
+const PIECE = 15 * 1024 // bytes of a piece in the log's JSON (worker-stderr.ts MAX_PIECE_BYTES)
+
+t.test('a line longer than 15 KiB of JSON is logged in pieces of at most that, each after the first marked continued, all at the first one\'s level', async (t) => {
   const { stderr, lines } = recordingStderr()
   const long = `ERROR h6: ${'E'.repeat(40 * 1024)}`
   // Written as a pipe delivers it: in chunks that split the line anywhere.
@@ -115,29 +117,43 @@ t.test('a line longer than 16 KiB is logged in pieces of 16 KiB, each after the 
   stderr.write('\nnext line\n')
   t.same(lines.map((l) => l.level), ['error', 'error', 'error', 'info'])
   t.same(lines.map((l) => l.fields.continued), [undefined, true, true, undefined])
-  t.same(lines.map((l) => l.msg.length), [16 * 1024, 16 * 1024, long.length - 32 * 1024, 'next line'.length])
+  t.same(lines.map((l) => l.msg.length), [PIECE, PIECE, long.length - 2 * PIECE, 'next line'.length])
   t.equal(lines.slice(0, 3).map((l) => l.msg).join(''), long, 'nothing lost')
   t.ok(lines.every((l) => l.fields.requestId === 'r'))
-  // A line cut at exactly 16 KiB, then ended: no empty continuation; a pair of surrogates is not cut in two.
+  // A line cut where it just fit, then ended: no empty continuation; a pair of surrogates is not cut in two.
   lines.length = 0
-  stderr.write(`${'a'.repeat(16 * 1024 - 1)}😀tail`)
+  stderr.write(`${'a'.repeat(PIECE - 1)}😀tail`)
   stderr.flush()
-  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['info', undefined, 16 * 1024 - 1], ['info', true, 6]])
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['info', undefined, PIECE - 1], ['info', true, 6]])
   t.equal(lines[1].msg, '😀tail')
   // A long line that arrives whole, newline and all, is cut the same way.
   lines.length = 0
   stderr.write(`WARNING ${'w'.repeat(20 * 1024)}\n`)
-  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['warn', undefined, 16 * 1024], ['warn', true, 20 * 1024 + 8 - 16 * 1024]])
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['warn', undefined, PIECE], ['warn', true, 20 * 1024 + 8 - PIECE]])
 })
 
-t.test('a CRLF line end is a line end: no \\r ends a message, and a line of exactly 16 KiB before one is logged whole', async (t) => {
+t.test('pieces are bounded in bytes of JSON: quotes, control characters, accents and CJK take what they take, so no log line passes 16 KiB', async (t) => {
+  for (const char of ['"', '\\', '\u0001', 'é', '界', '😀', '\t']) {
+    const { stderr, lines } = recordingStderr()
+    const text = `ERROR payload: ${char.repeat(20_000)}`
+    stderr.write(`${text}\n`)
+    t.equal(lines.map((l) => l.msg).join(''), text, `${JSON.stringify(char)}: nothing lost`)
+    for (const line of lines) {
+      const bytes = Buffer.byteLength(JSON.stringify(line.msg)) - 2
+      t.ok(bytes <= PIECE, `${JSON.stringify(char)}: a piece of ${bytes} bytes`)
+      t.ok(bytes > PIECE - 6 || line === lines.at(-1), 'each piece but the last as long as fits')
+    }
+  }
+})
+
+t.test('a CRLF line end is a line end: no \\r ends a message, and a line that just fits before one is logged whole', async (t) => {
   const { stderr, lines } = recordingStderr()
-  stderr.write(`ERROR ${'e'.repeat(16 * 1024 - 6)}\r\nshort\r\n`)
+  stderr.write(`ERROR ${'e'.repeat(PIECE - 6)}\r\nshort\r\n`)
   // Split where the pipe may split it: the \r at the end of one chunk, the \n at the start of the next.
-  stderr.write(`${'x'.repeat(16 * 1024)}\r`)
+  stderr.write(`${'x'.repeat(PIECE)}\r`)
   stderr.write('\nlast\r')
   stderr.flush()
-  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['error', undefined, 16 * 1024], ['info', undefined, 5], ['info', undefined, 16 * 1024], ['info', undefined, 4]])
+  t.same(lines.map((l) => [l.level, l.fields.continued, l.msg.length]), [['error', undefined, PIECE], ['info', undefined, 5], ['info', undefined, PIECE], ['info', undefined, 4]])
   t.notOk(lines.some((l) => l.msg.includes('\r')))
 })
 
@@ -276,9 +292,9 @@ t.test('a long line still arriving is not logged in pieces that cut a mark in tw
   const marks = new CallOutputMarks()
   const stderr = new WorkerStderr(log, (marked) => ({ worker: 1, workerPid: 2, requestId: marked === undefined ? 'sent' : `call-${marked}`, task: 't' }), () => false, undefined, undefined, marks)
   // Output the runtime cannot see (os.write) that did not end its line, then the mark a print
-  // opens its call's output with; a read of the pipe ends inside the mark, past 16 KiB.
+  // opens its call's output with; a read of the pipe ends inside the mark, past a piece's bound.
   const mark = `\x1e${marks.token} call 5\n`
-  for (const size of [16_380, 16_384 - 3, 40_000]) {
+  for (const size of [15 * 1024 - 3, 16_380, 40_000]) {
     lines.length = 0
     const first = 'A'.repeat(size) + mark.slice(0, 10)
     stderr.write(first)
