@@ -46,6 +46,13 @@ const STACK_HEADER = /^(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack |Asyncio 
  * "Fatal Python error: " in passing is not split.
  */
 const GLUED_START = /(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack )\(most recent call first\):$|Fatal Python error: (?:Segmentation fault|Aborted|Bus error|Floating point exception|Illegal instruction)$/
+/**
+ * The first line of a printed ExceptionGroup's traceback, at any depth of a chain: its header,
+ * or, for a group with no frames of its own (the one `except*` raises), its exception's line.
+ */
+const GROUP_TRACEBACK_HEADER = /^ *\+ Exception Group Traceback \(most recent call last\):$|^ *\| [\w.]+: .*\(\d+ sub-exceptions?\)$/
+/** What Python prints between the tracebacks of a chain of exceptions. */
+const CHAIN_SENTENCES = new Set(['The above exception was the direct cause of the following exception:', 'During handling of the above exception, another exception occurred:'])
 const LAST_WORD_CHARS = 500
 /**
  * The log budget of one worker's stderr: a line costs one unit per started KiB. The
@@ -105,6 +112,10 @@ export class WorkerStderr {
   #afterFatal = false
   /** A `Traceback (most recent call last):` came: its indented lines, then the exception's line, are errors. */
   #traceback = false
+  /** An ExceptionGroup's traceback came: all of it is indented, in its `|` margin. */
+  #group = false
+  /** A traceback just ended: a chain's sentence may lead to the next one. */
+  #chainMayFollow = false
   /** The stack dump asked for by awaitWhereStuck(), being read, and who waits for its answer. */
   #stuck: { reader: StuckAt, resolve: (where: string) => void } | undefined
   /** A fatal line has been seen: only the first gets past the log budget. */
@@ -282,11 +293,23 @@ export class WorkerStderr {
       this.#traceback = true
       return (this.#stack = 'error')
     }
+    // An ExceptionGroup's (a TaskGroup's failure), printed: its sub-exceptions' tracebacks and
+    // exception lines are all in its indented margin (`  | `, `  +-+---- 1 ----`).
+    if (GROUP_TRACEBACK_HEADER.test(line)) {
+      this.#group = true
+      return (this.#stack = 'error')
+    }
     if (this.#stack !== undefined && line.startsWith('  ')) return this.#stack
     const exception = this.#traceback // the line that ends a traceback names the exception
+    const chainMayFollow = this.#chainMayFollow || this.#group
     this.#traceback = false
+    this.#group = false
     this.#afterFatal = line.startsWith('Fatal Python error: ')
     this.#stack = undefined
+    // `raise ... from` and an exception raised while handling another: a sentence between the
+    // tracebacks, which at LOG_LEVEL=warn read as two unrelated ones without it.
+    if (!exception && chainMayFollow && CHAIN_SENTENCES.has(line)) return 'error'
+    this.#chainMayFollow = exception
     return exception ? 'error' : undefined
   }
 

@@ -253,6 +253,35 @@ t.test('a printed traceback is an error from its header to the exception\'s line
   t.same(lines.map((l) => l.level), ['info', 'error', 'error', 'error', 'error', 'info'])
 })
 
+t.test('a printed chain of exceptions, and an ExceptionGroup\'s traceback, are errors to their last line; what follows is not', async (t) => {
+  const { stderr, lines } = recordingStderr()
+  const chain = [
+    'Traceback (most recent call last):', '  File "/srv/app.py", line 4, in f', '    1/0', '    ~^~', 'ZeroDivisionError: division by zero',
+    '', 'The above exception was the direct cause of the following exception:', '',
+    'Traceback (most recent call last):', '  File "/srv/app.py", line 6, in f', '    raise ValueError("wrapped") from e', 'ValueError: wrapped'
+  ]
+  const group = [
+    '  + Exception Group Traceback (most recent call last):', '  |   File "/srv/app.py", line 16, in main', '  |     raise ExceptionGroup("group", excs)',
+    '  | ExceptionGroup: group (2 sub-exceptions)', '  +-+---------------- 1 ----------------', '    | Traceback (most recent call last):',
+    '    |   File "/srv/app.py", line 8, in f', '    |     raise KeyError(i)', '    | KeyError: 0', '    | note 0',
+    '    +---------------- 2 ----------------', '    | TypeError: t', '    +------------------------------------'
+  ]
+  // What except* raises: a group without frames of its own, whose sub-exception is a chain.
+  const exceptStar = [
+    '  | ExceptionGroup:  (1 sub-exception)', '  +-+---------------- 1 ----------------', '    | Exception Group Traceback (most recent call last):',
+    '    | ExceptionGroup: group (1 sub-exception)', '    +-+---------------- 1 ----------------', '      | KeyError: \'k\'', '      +------------------------------------',
+    '    | ', '    | During handling of the above exception, another exception occurred:', '    | ', '    | RuntimeError: while handling',
+    '    +------------------------------------'
+  ]
+  const groupThenChain = [...group, '', 'The above exception was the direct cause of the following exception:', '', 'Traceback (most recent call last):', '  File "/srv/app.py", line 20, in g', 'RuntimeError: again']
+  for (const [name, text] of Object.entries({ chain, group, exceptStar, groupThenChain })) {
+    lines.length = 0
+    stderr.write(['before', ...text, 'after', 'The above exception was the direct cause of the following exception:', ''].join('\n'))
+    const levels = lines.map((l) => l.level)
+    t.same(levels, ['info', ...text.filter((line) => line !== '').map(() => 'error'), 'info', 'info'], `${name}: every line of it an error, and only those; a chain's sentence printed alone is not`)
+  }
+})
+
 t.test('a worker\'s marks say which call a line is from, also when it is read after the next call was sent; they are never logged', async (t) => {
   const { log, lines } = recordingLog()
   const marks = new CallOutputMarks()
