@@ -44,6 +44,11 @@ DIAG_MODULE = "pyfleet_tasks.diag"
 USAGE = """\
 usage: python3 -m pyfleet [-h] [--module MODULE] [--diag] [--max-frame-bytes N] [--max-rss-bytes N] [--parent-pid PID] [--sched-batch] [--strict] [--stderr-mark TOKEN]
 
+A pyfleet worker: the server starts these, and speaks msgpack frames to them on stdin and
+stdout, so there is nothing to type here. To try a task, run the server (npm run dev) and
+POST to it, or call it in a test: pyfleet.testing.call_task("name", input), README's
+"Testing a task". To check that task modules import: node dist/server.js --check.
+
 options:
   -h, --help           show this help message and exit
   --module MODULE      extra task module to import (repeatable)
@@ -227,6 +232,11 @@ def main() -> None:
         sys.stdout.write(USAGE)
         sys.stdout.flush()
         os._exit(EXIT_OK)
+    if os.isatty(0):
+        # Someone typed `python3 -m pyfleet` to try a task: it would write a binary frame to the
+        # terminal and wait for frames nobody can type. The server's workers read a pipe.
+        fail(EXIT_USAGE, "this is a pyfleet worker, which the server starts and speaks msgpack frames to on stdin: "
+             "to try a task, run the server (npm run dev) and POST to it, or use pyfleet.testing.call_task in a test (python3 -m pyfleet --help)")
     # The worker's own options are not the tasks': code ported from a script that calls
     # argparse's parse_args() (at import or in a call) failed on --max-frame-bytes and the
     # rest, a SystemExit with "unrecognized arguments". It sees a command line with none.

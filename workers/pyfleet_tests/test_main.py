@@ -117,9 +117,26 @@ class CommandLineTest(unittest.TestCase):
         code, stdout, stderr = run_worker(["--help"])
         self.assertEqual(code, 0)
         self.assertTrue(stdout.startswith(b"usage: python3 -m pyfleet [-h] [--module MODULE] [--diag]"), stdout)
+        self.assertIn(b"pyfleet.testing.call_task", stdout, "where to go to try a task")
         for option in (b"--module MODULE", b"--diag", b"--max-frame-bytes N", b"--parent-pid PID"):
             self.assertIn(option, stdout)
         self.assertEqual(stderr, "")
+
+    def test_run_in_a_terminal_it_says_what_it_is_and_where_to_try_a_task(self):
+        import pty
+        import subprocess
+        import sys
+
+        controller, terminal = pty.openpty()
+        self.addCleanup(os.close, controller)
+        try:
+            done = subprocess.run([sys.executable, "-m", "pyfleet"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  stdin=terminal, capture_output=True, timeout=30)
+        finally:
+            os.close(terminal)
+        self.assertEqual(done.returncode, EXIT_USAGE)
+        self.assertEqual(done.stdout, b"", "no frame written to the terminal")
+        self.assertRegex(done.stderr.decode(), r"^pyfleet-fatal: this is a pyfleet worker, .*pyfleet\.testing\.call_task")
 
     def test_bad_arguments_exit_2_with_one_fatal_line(self):
         for argv in (["--bogus"], ["--max-frame-bytes", "x"], ["--module"]):
