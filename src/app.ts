@@ -26,7 +26,7 @@ import { expectationError, routeUnusualRequests, undecodableQuery } from './unus
 import { ReceiveLimit } from './routes/receive-limit.js'
 import { lookalikeMessage } from './setting-names.js'
 import { PROBE_FILES } from './probe-listener.js'
-import { traceIdOf, traceparentOf } from './trace-context.js'
+import { traceLogFieldsOf, traceparentOf } from './trace-context.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -51,10 +51,10 @@ function requestId (request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
-/** A request's logger: its lines carry the request id and, when the client sent a valid `traceparent`, the trace's id. */
+/** A request's logger: its lines carry the request id and, when the client sent a valid `traceparent`, the trace's and its span's ids. */
 const requestLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (logger, bindings, options, request) => {
-  const traceparent = traceparentOf(request.headers.traceparent)
-  return logger.child(traceparent === undefined ? bindings : { ...bindings, traceId: traceIdOf(traceparent) }, options)
+  const trace = traceLogFieldsOf(traceparentOf(request.headers.traceparent))
+  return logger.child(trace === undefined ? bindings : { ...bindings, ...trace }, options)
 }
 
 const NODE_CHECKING_INTERVAL_MS = 30_000

@@ -1,9 +1,22 @@
-// A client's W3C Trace Context (https://www.w3.org/TR/trace-context/): its `traceparent` header,
-// read so that every log line about its request carries the trace's id (`traceId`: find a
-// trace's lines from a tracing UI), and handed to the task (`pyfleet.traceparent()`) to pass on
-// to the services it calls. pyfleet records no spans of its own, so it passes the client's
-// parent id on unchanged: what a task's calls record is a child of the client's span, not of a
-// span no backend ever receives. An invalid header is ignored, as the specification says.
+// A client's W3C Trace Context (https://www.w3.org/TR/trace-context/) and W3C Baggage
+// (https://www.w3.org/TR/baggage/), as OpenTelemetry's HTTP instrumentations send them: read
+// so that every log line about a request carries its trace's id and its client's span's id
+// (`traceId`, `spanId`: go from a trace to pyfleet's lines about it), and handed to the task
+// (`pyfleet.trace_headers()`) to send on to the services it calls. pyfleet records no spans of
+// its own, so it passes the client's parent id on unchanged: what a task's calls record is a
+// child of the client's span, not of a span no backend ever receives. Invalid headers are
+// ignored, as the specifications say.
+
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** What a call passes on to its task: the headers that were sent and valid (at least one). */
+export interface TraceContext {
+  /** As version 00. */
+  readonly traceparent?: string
+  /** Only with a valid traceparent, as the specification says. */
+  readonly tracestate?: string
+  readonly baggage?: string
+}
 
 /** version-traceid-parentid-flags, lower-case hex; a later version may add fields after a dash. */
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-|$)/
@@ -11,6 +24,13 @@ const INVALID_TRACE_ID = '0'.repeat(32)
 const INVALID_PARENT_ID = '0'.repeat(16)
 /** Level 1's length: version 00 has nothing after its flags. */
 const VERSION_00_LENGTH = 55
+/** What may go on in a header's value: visible ASCII and spaces (both lists percent-encode the rest). */
+const HEADER_TEXT = /^[\x20-\x7e]*$/
+/** tracestate: what a participant must pass on at least; past it, entries are left out (longest first, then from the end). */
+const TRACESTATE_MAX_CHARS = 512
+const TRACESTATE_LONG_ENTRY_CHARS = 128
+/** W3C Baggage's limit on the whole header. */
+const BAGGAGE_MAX_BYTES = 8192
 
 /**
  * The `traceparent` to log and pass on, as version 00 (the version pyfleet reads: a later
@@ -28,7 +48,48 @@ export function traceparentOf (header: string | string[] | undefined): string | 
   return version === '00' ? header : `00-${traceId}-${parentId}-${flags}`
 }
 
-/** The trace id of a traceparentOf() value, as logged (`traceId`). */
-export function traceIdOf (traceparent: string): string {
-  return traceparent.slice(3, 35)
+/** A tracestate to pass on: at most 512 characters (whole entries left out past that), or undefined. */
+export function tracestateOf (header: string | string[] | undefined): string | undefined {
+  if (typeof header !== 'string' || !HEADER_TEXT.test(header)) return undefined
+  const value = header.trim()
+  if (value === '') return undefined
+  if (value.length <= TRACESTATE_MAX_CHARS) return value
+  const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && entry.length <= TRACESTATE_LONG_ENTRY_CHARS)
+  const kept: string[] = []
+  let length = 0
+  for (const entry of entries) {
+    if (length + entry.length + (kept.length > 0 ? 1 : 0) > TRACESTATE_MAX_CHARS) break
+    length += entry.length + (kept.length > 0 ? 1 : 0)
+    kept.push(entry)
+  }
+  return kept.length > 0 ? kept.join(',') : undefined
+}
+
+/** A baggage header to pass on, whole (its entries are the client's to choose), or undefined past W3C's 8,192 bytes. */
+export function baggageOf (header: string | string[] | undefined): string | undefined {
+  if (typeof header !== 'string' || !HEADER_TEXT.test(header)) return undefined
+  const value = header.trim()
+  return value === '' || value.length > BAGGAGE_MAX_BYTES ? undefined : value
+}
+
+/** The trace context of a request's headers, or undefined when it sent none that is valid. */
+export function traceContextOf (headers: IncomingHttpHeaders): TraceContext | undefined {
+  // The common case, no header at all: three property reads.
+  if (headers.traceparent === undefined && headers.baggage === undefined) return undefined
+  const traceparent = traceparentOf(headers.traceparent)
+  const tracestate = traceparent === undefined ? undefined : tracestateOf(headers.tracestate)
+  const baggage = baggageOf(headers.baggage)
+  if (traceparent === undefined && baggage === undefined) return undefined
+  return { ...(traceparent !== undefined && { traceparent }), ...(tracestate !== undefined && { tracestate }), ...(baggage !== undefined && { baggage }) }
+}
+
+/** What log lines about a traced request carry: its trace's id and its client's span's id. */
+export interface TraceLogFields {
+  traceId: string
+  spanId: string
+}
+
+/** The log fields of a traceparentOf() value. */
+export function traceLogFieldsOf (traceparent: string | undefined): TraceLogFields | undefined {
+  return traceparent === undefined ? undefined : { traceId: traceparent.slice(3, 35), spanId: traceparent.slice(36, 52) }
 }

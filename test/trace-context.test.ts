@@ -1,15 +1,16 @@
 // trace-context.ts: which traceparent headers are read, and what is passed on.
 
 import t from 'tap'
-import { traceIdOf, traceparentOf } from '../src/trace-context.js'
+import { baggageOf, traceContextOf, traceLogFieldsOf, traceparentOf, tracestateOf } from '../src/trace-context.js'
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const PARENT = '00f067aa0ba902b7'
 
-t.test('a valid version 00 header is passed on as it came, and its trace id is the one logged', async (t) => {
+t.test('a valid version 00 header is passed on as it came, and its trace and span ids are the ones logged', async (t) => {
   const header = `00-${TRACE}-${PARENT}-01`
   t.equal(traceparentOf(header), header)
-  t.equal(traceIdOf(header), TRACE)
+  t.same(traceLogFieldsOf(header), { traceId: TRACE, spanId: PARENT })
+  t.equal(traceLogFieldsOf(undefined), undefined)
   t.equal(traceparentOf(`00-${TRACE}-${PARENT}-00`), `00-${TRACE}-${PARENT}-00`, 'not sampled: still a trace to log')
 })
 
@@ -31,4 +32,26 @@ t.test('an invalid header is ignored, as the specification says', async (t) => {
     ` 00-${TRACE}-${PARENT}-01`, `00_${TRACE}_${PARENT}_01`
   ]
   for (const header of invalid) t.equal(traceparentOf(header), undefined, JSON.stringify(header))
+})
+
+t.test('tracestate: passed on with a valid traceparent only; past 512 characters, whole entries left out, long ones first', async (t) => {
+  const traceparent = `00-${TRACE}-${PARENT}-01`
+  t.same(traceContextOf({ traceparent, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' }), { traceparent, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' })
+  t.same(traceContextOf({ traceparent: 'garbage', tracestate: 'rojo=1' }), undefined, 'no tracestate without a traceparent')
+  t.equal(tracestateOf(' rojo=1 , congo=2 '), 'rojo=1 , congo=2')
+  const long = `big=${'x'.repeat(200)},${Array.from({ length: 60 }, (_, i) => `k${i}=${'v'.repeat(6)}`).join(',')}`
+  const kept = tracestateOf(long) ?? ''
+  t.ok(kept.length <= 512, `${kept.length} characters`)
+  t.match(kept, /^k0=vvvvvv,k1=vvvvvv,/, 'the entry over 128 characters goes first, then entries from the end')
+  t.notMatch(kept, /big=/)
+  for (const bad of [undefined, '', '  ', 'a=\u0001', 'a=\n', ['a=1', 'b=2'], 'ü=1']) t.equal(tracestateOf(bad as string | undefined), undefined, JSON.stringify(bad))
+})
+
+t.test('baggage: passed on whole, with or without a traceparent, up to W3C\'s 8,192 bytes', async (t) => {
+  t.same(traceContextOf({ baggage: 'tenant=acme,userId=alice;prop=1' }), { baggage: 'tenant=acme,userId=alice;prop=1' })
+  t.equal(baggageOf(`k=${'v'.repeat(8190)}`), `k=${'v'.repeat(8190)}`)
+  t.equal(baggageOf(`k=${'v'.repeat(8191)}`), undefined, 'past the limit: left out, not cut')
+  for (const bad of ['', 'k=\r\nx-injected: 1', 'k=caf\u00e9']) t.equal(baggageOf(bad), undefined, JSON.stringify(bad))
+  t.equal(traceContextOf({}), undefined, 'no header: nothing')
+  t.equal(traceContextOf({ traceparent: 'garbage', baggage: '' }), undefined, 'nothing valid: nothing')
 })

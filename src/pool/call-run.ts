@@ -19,7 +19,7 @@ import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
 import { shorten } from '../short-text.js'
 import { cutTraceback } from '../traceback-cut.js'
-import { traceIdOf } from '../trace-context.js'
+import { traceLogFieldsOf } from '../trace-context.js'
 
 /**
  * Bounds on what a task's failure puts in its log line. A 64 KiB exception message made a
@@ -28,6 +28,7 @@ import { traceIdOf } from '../trace-context.js'
  * loses the line (a review). The client's answer keeps the message as the worker sent it.
  */
 const LOGGED_MESSAGE_CHARS = 1024
+const LOGGED_TYPE_CHARS = 200
 /** In bytes of the line: its JSON escapes count (a control character takes six, CJK three). */
 const LOGGED_TRACEBACK_BYTES = 8 * 1024
 const LOGGED_DETAILS = 20
@@ -70,7 +71,7 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
   const timeoutMs = call.task.timeoutMs
   let pending
   try {
-    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true, budgetLeftMs, call.traceparent)
+    pending = worker.call(call.task.name, call.input, call.requestId, timeoutMs, call.holdsWideNumbers === true, budgetLeftMs, call.trace)
   } catch (error) {
     // The input could not be encoded, or is too big for a frame (nothing was sent): the worker
     // is fine, and like any 400 or 413 this is not a call.
@@ -200,10 +201,8 @@ function loggedDetails (details: unknown): Array<{ instancePath: string, keyword
 }
 
 /** What the log lines about a call say of it: its request, its trace (when its client sent one) and its task. */
-function callLogFields (call: Call): { requestId: string, traceId?: string, task: string } {
-  return call.traceparent === undefined
-    ? { requestId: call.requestId, task: call.task.name }
-    : { requestId: call.requestId, traceId: traceIdOf(call.traceparent), task: call.task.name }
+function callLogFields (call: Call): { requestId: string, traceId?: string, spanId?: string, task: string } {
+  return { requestId: call.requestId, ...traceLogFieldsOf(call.trace?.traceparent), task: call.task.name }
 }
 
 /** A task's error reply; one that comes after the client had its 504 is still logged, not answered. */
@@ -213,7 +212,9 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   const after = answered ? ' (after its client\'s x-request-timeout-ms budget ran out)' : ''
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const traceback = typeof reply.traceback === 'string' ? loggedTraceback(reply.traceback) : undefined
-    pool.log.error({ ...callLogFields(call), errorType: reply.type, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? reply.type : `${reply.type}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
+    // The type's name too: a class made with type() may have any name, of any length.
+    const errorType = shorten(reply.type, LOGGED_TYPE_CHARS)
+    pool.log.error({ ...callLogFields(call), errorType, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? errorType : `${errorType}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.
     pool.log.error({ ...callLogFields(call), details: loggedDetails(reply.details) }, `task ${call.task.name} returned a value its output schema refuses${after}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`)

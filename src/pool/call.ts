@@ -4,6 +4,7 @@
 import type { ValidateFunction } from 'ajv'
 import type { WorkerFailure } from './worker-failures.js'
 import type { RetireReason } from './recycler.js'
+import type { TraceContext } from '../trace-context.js'
 
 /** Why a worker was replaced: it failed (crash, timeout, protocol) or was retired. */
 export type RestartReason = WorkerFailure | RetireReason
@@ -47,8 +48,8 @@ export interface Call {
   /** The input holds numbers past 32 bits: its integers among them are sent as int64 (wide-integers.ts). */
   readonly holdsWideNumbers?: boolean
   readonly requestId: string
-  /** The client's W3C `traceparent` (trace-context.ts), passed on to the task and its trace id logged; absent if it sent none. */
-  readonly traceparent?: string
+  /** The client's W3C trace context and baggage (trace-context.ts), passed on to the task, the trace's ids logged; absent if it sent none. */
+  readonly trace?: TraceContext
   /** The size of the request body the input came from: what a queued call holds, for QUEUE_LIMIT_BYTES (0 if unknown). */
   readonly inputBytes?: number
   /** End-to-end budget (x-request-timeout-ms) for queue wait and run together. */

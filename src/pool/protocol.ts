@@ -2,8 +2,8 @@
 // their checks. Names are spelled as in workers/pyfleet/protocol.py.
 //
 //   worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
-//   server -> worker:        {t: "call", id, task, input, requestId, timeoutMs, traceparent?}
-//   (traceparent: the client's W3C traceparent, only when it sent a valid one: trace-context.ts)
+//   server -> worker:        {t: "call", id, task, input, requestId, timeoutMs, trace?}
+//   (trace: {traceparent?, tracestate?, baggage?}, the client's, only when it sent one: trace-context.ts)
 //   worker -> server:        {t: "result", id, value, rss?}
 //   worker -> server:        {t: "error", id, kind, type, message, details?, traceback?, rss?}
 //   (rss: the worker's RSS in bytes, only when past --max-rss-bytes: workers/pyfleet/resident.py)
@@ -13,6 +13,7 @@ import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
 import { shorten } from '../short-text.js'
 import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
+import type { TraceContext } from '../trace-context.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -123,10 +124,10 @@ export class SplitFrame {
  * or its client's budget, whichever ends first (`pyfleet.time_remaining()` in the task;
  * beyond SPEC §4's frame, whose fields come first).
  */
-export function encodeCall (id: number, task: string, input: unknown, requestId: string, timeoutMs: number, widen = false, traceparent?: string): Buffer | SplitFrame {
-  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId, timeoutMs, traceparent)
+export function encodeCall (id: number, task: string, input: unknown, requestId: string, timeoutMs: number, widen = false, trace?: TraceContext): Buffer | SplitFrame {
+  if (input instanceof EncodedInput) return spliceCall(id, task, input, requestId, timeoutMs, trace)
   // RESERVE_START_SPACE leaves room for the header, so the frame is written without a copy.
-  const message = traceparent === undefined ? { t: MSG_CALL, id, task, input, requestId, timeoutMs } : { t: MSG_CALL, id, task, input, requestId, timeoutMs, traceparent }
+  const message = trace === undefined ? { t: MSG_CALL, id, task, input, requestId, timeoutMs } : { t: MSG_CALL, id, task, input, requestId, timeoutMs, trace }
   const frame = packr.pack(message, RESERVE_START_SPACE | HEADER_BYTES)
   if (widen) widenPackedIntegers(frame, HEADER_BYTES)
   return writeHeader(frame)
@@ -152,8 +153,8 @@ export function encodeInput (input: unknown, widen: boolean): Buffer {
  * input, written last (msgpackr writes an object's keys in their order), and the input's
  * bytes take the nil's one byte's place, following the head.
  */
-function spliceCall (id: number, task: string, input: EncodedInput, requestId: string, timeoutMs: number, traceparent: string | undefined): SplitFrame {
-  const message = traceparent === undefined ? { t: MSG_CALL, id, task, requestId, timeoutMs, input: null } : { t: MSG_CALL, id, task, requestId, timeoutMs, traceparent, input: null }
+function spliceCall (id: number, task: string, input: EncodedInput, requestId: string, timeoutMs: number, trace: TraceContext | undefined): SplitFrame {
+  const message = trace === undefined ? { t: MSG_CALL, id, task, requestId, timeoutMs, input: null } : { t: MSG_CALL, id, task, requestId, timeoutMs, trace, input: null }
   const packed = packr.pack(message, RESERVE_START_SPACE | HEADER_BYTES)
   const head = packed.subarray(0, packed.length - 1) // without the nil
   head.writeUInt32BE(head.length - HEADER_BYTES + input.bytes.length, 0)

@@ -8,7 +8,7 @@ import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import type { Killer } from './oom-kills.js'
 import { CallOutputMarks } from './call-output-marks.js'
-import { traceIdOf } from '../trace-context.js'
+import { traceLogFieldsOf, type TraceContext, type TraceLogFields } from '../trace-context.js'
 import { WorkerStderr } from './worker-stderr.js'
 import { CallDeadline } from './call-deadline.js'
 import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
@@ -100,7 +100,7 @@ export class PythonWorker {
   #requestId: string | undefined
   /** Request id and task for stderr lines: kept after the call ends, since stderr may lag the reply. */
   #logRequestId: string | undefined
-  #logTraceId: string | undefined
+  #logTrace: TraceLogFields | undefined
   #logTask: string | undefined
   /**
    * The call before: its output may still be read after the next call was sent, and the
@@ -109,7 +109,7 @@ export class PythonWorker {
   #sentCallId = 0
   #previousCallId = 0
   #previousRequestId: string | undefined
-  #previousTraceId: string | undefined
+  #previousTrace: TraceLogFields | undefined
   #previousTask: string | undefined
   #resolve: ((reply: ReplyMessage | DeferredReply) => void) | undefined
   #reject: ((error: WorkerCallError) => void) | undefined
@@ -131,8 +131,8 @@ export class PythonWorker {
     const marks = new CallOutputMarks()
     this.#stderr = new WorkerStderr(options.log,
       (markedCall) => markedCall === this.#previousCallId && markedCall !== this.#sentCallId
-        ? { worker: this.id, workerPid: this.pid, requestId: this.#previousRequestId, traceId: this.#previousTraceId, task: this.#previousTask }
-        : { worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, traceId: this.#logTraceId, task: this.#logTask },
+        ? { worker: this.id, workerPid: this.pid, requestId: this.#previousRequestId, ...this.#previousTrace, task: this.#previousTask }
+        : { worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, ...this.#logTrace, task: this.#logTask },
       () => this.#state === 'starting', undefined, options.onStderrDropped, marks)
     this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) }, READY_FRAME_LIMIT)
     this.#process = new WorkerProcess({ ...options, args: [...options.args, '--stderr-mark', marks.token] }, {
@@ -191,15 +191,15 @@ export class PythonWorker {
    * `widenIntegers`: the input holds numbers past 32 bits (see protocol.ts encodeCall).
    * `answerWithinMs`: how long the caller waits for the answer (the client's budget, if
    * shorter than `timeoutMs`, past which the worker is killed), told to the task.
-   * `traceparent`: the client's (trace-context.ts), handed to the task; its trace id is logged with the call's stderr lines.
+   * `trace`: the client's trace context (trace-context.ts), handed to the task; its ids are logged with the call's stderr lines.
    */
-  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false, answerWithinMs = timeoutMs, traceparent?: string): Promise<ReplyMessage | DeferredReply> {
+  call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false, answerWithinMs = timeoutMs, trace?: TraceContext): Promise<ReplyMessage | DeferredReply> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
     // Ids only tell a call's reply from a stale one: they wrap before 2^32, past which msgpackr
     // would write one as a float64, which resultValueBytes does not read (a msgpack answer
     // would then be encoded again, not passed on).
     const id = this.#callId = this.#callId >= MAX_CALL_ID ? 1 : this.#callId + 1
-    const frame = encodeCall(id, task, input, requestId, Math.max(1, Math.floor(Math.min(answerWithinMs, timeoutMs))), widenIntegers, traceparent)
+    const frame = encodeCall(id, task, input, requestId, Math.max(1, Math.floor(Math.min(answerWithinMs, timeoutMs))), widenIntegers, trace)
     // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
     // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.
     const bytes = frame.length - HEADER_BYTES
@@ -211,12 +211,12 @@ export class PythonWorker {
     this.#previousCallId = this.#sentCallId
     this.#sentCallId = id
     this.#previousRequestId = this.#logRequestId
-    this.#previousTraceId = this.#logTraceId
+    this.#previousTrace = this.#logTrace
     this.#previousTask = this.#logTask
     this.#task = task
     this.#requestId = requestId
     this.#logRequestId = requestId
-    this.#logTraceId = traceparent === undefined ? undefined : traceIdOf(traceparent)
+    this.#logTrace = traceLogFieldsOf(trace?.traceparent)
     this.#logTask = task
     this.#calls++
     this.#deadline.start(timeoutMs)
@@ -379,7 +379,8 @@ export class PythonWorker {
 
   #onProtocolError (message: string, requestId = this.#requestId): void {
     this.#failure ??= 'protocol'
-    this.#log.error({ worker: this.id, workerPid: this.pid, requestId }, `worker broke the protocol: ${message}`)
+    const trace = requestId !== undefined && requestId === this.#logRequestId ? this.#logTrace : undefined
+    this.#log.error({ worker: this.id, workerPid: this.pid, requestId, ...trace }, `worker broke the protocol: ${message}`)
     this.#start.fail(`broke the protocol during start-up: ${message}`)
     this.#failCall('protocol', message)
     void this.kill()

@@ -16,7 +16,7 @@ import { OVER_MEMORY, Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
 import type { Call, PoolObserver, RestartReason } from './call.js'
 import { spawnAll, Supervisor, type WorkerSnapshot } from './supervisor.js'
-import { traceIdOf } from '../trace-context.js'
+import { traceLogFieldsOf } from '../trace-context.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
@@ -233,7 +233,7 @@ export class WorkerPool {
       // at once: starting another cold cost ~0.1 s of CPU and left the slot empty meanwhile.
       // While draining too: admitted calls may still need a worker (as a swap after a call hands one over then).
       const spare = this.#phase !== 'closed' ? this.#recycler.takeReadySpare(worker) : undefined
-      const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, traceId: during?.traceparent === undefined ? undefined : traceIdOf(during.traceparent), newWorkerPid: spare?.pid }
+      const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, ...traceLogFieldsOf(during?.trace?.traceparent), newWorkerPid: spare?.pid }
       const message = spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it'
       if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, message)
       // A worker that died or broke the protocol is an error, as a task's exception is: an alert

@@ -50,7 +50,9 @@ const GLUED_START = /(?:(?:Current thread|Thread) 0x[0-9a-f]+ |Stack )\(most rec
  * The first line of a printed ExceptionGroup's traceback, at any depth of a chain: its header,
  * or, for a group with no frames of its own (the one `except*` raises), its exception's line.
  */
-const GROUP_TRACEBACK_HEADER = /^ *\+ Exception Group Traceback \(most recent call last\):$|^ *\| [\w.]+: .*\(\d+ sub-exceptions?\)$/
+const GROUP_TRACEBACK_HEADER = /^ {2,}\+ Exception Group Traceback \(most recent call last\):$|^ {2,}\| [\w.]+: .*\(\d+ sub-exceptions?\)$/
+/** Every line of it, nested groups' too: in its margin, `  | ` or `  +-`, at some depth. */
+const GROUP_TRACEBACK_LINE = /^ {2,}[|+]/
 /** What Python prints between the tracebacks of a chain of exceptions. */
 const CHAIN_SENTENCES = new Set(['The above exception was the direct cause of the following exception:', 'During handling of the above exception, another exception occurred:'])
 const LAST_WORD_CHARS = 500
@@ -89,8 +91,9 @@ export interface StderrContext {
   workerPid: number
   /** The request and task of the call that ran last: output may lag its reply, or come from a thread it left. */
   requestId: string | undefined
-  /** The trace id of the call's client's traceparent, if it sent one (trace-context.ts). */
+  /** The trace's and the client span's ids of the call's client's traceparent, if it sent one (trace-context.ts). */
   traceId?: string | undefined
+  spanId?: string | undefined
   task: string | undefined
 }
 
@@ -298,6 +301,14 @@ export class WorkerStderr {
     if (GROUP_TRACEBACK_HEADER.test(line)) {
       this.#group = true
       return (this.#stack = 'error')
+    }
+    if (this.#group) {
+      if (GROUP_TRACEBACK_LINE.test(line)) return 'error'
+      // The group has ended; its last line is indented too, so "indented" cannot say it has:
+      // a task's own lines that start with spaces, in this call or the next, were errors.
+      this.#group = false
+      this.#stack = undefined
+      this.#chainMayFollow = true
     }
     if (this.#stack !== undefined && line.startsWith('  ')) return this.#stack
     const exception = this.#traceback // the line that ends a traceback names the exception

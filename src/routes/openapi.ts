@@ -161,6 +161,8 @@ function taskOperation (task: Task, operationId: string, components: Json, used:
         { $ref: '#/components/parameters/RequestId' },
         { $ref: '#/components/parameters/RequestTimeout' },
         { $ref: '#/components/parameters/TraceParent' },
+        { $ref: '#/components/parameters/TraceState' },
+        { $ref: '#/components/parameters/Baggage' },
         ...(task.raw.length > 0 ? queryOptions(task, components[input] as Json | undefined) : [])
       ],
       requestBody: { required: true, content },
@@ -257,7 +259,9 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
       parameters: {
         RequestId: { name: 'x-request-id', in: 'header', required: false, description: 'your id for the request (at most 128 of A-Z a-z 0-9 . _ -), echoed back and logged by the worker; one that does not match is not refused but replaced by one made for the request, which the answer carries', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } },
         RequestTimeout: { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'one budget for queue wait and run, capped at the task\'s timeout: 503 QUEUE_TIMEOUT if it runs out queued, 504 TASK_TIMEOUT if running', schema: { type: 'integer', minimum: 1 } },
-        TraceParent: { name: 'traceparent', in: 'header', required: false, description: 'W3C Trace Context (as OpenTelemetry sends it): its trace id is logged with every line about the request (traceId), and the task can pass it on (pyfleet.traceparent()); an invalid one is ignored', schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$' } }
+        TraceParent: { name: 'traceparent', in: 'header', required: false, description: 'W3C Trace Context (as OpenTelemetry sends it): its trace id and span id are logged with every line about the request (traceId, spanId), and the task can send it on (pyfleet.trace_headers()); an invalid one (all-zero ids too) is ignored', schema: { type: 'string', pattern: '^(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}|(0[1-9a-f]|[1-9a-e][0-9a-f]|f[0-9a-e])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?)$' } },
+        TraceState: { name: 'tracestate', in: 'header', required: false, description: 'W3C Trace Context, with a valid traceparent only: sent on by the task with it (pyfleet.trace_headers()), at most 512 characters (entries left out past that); not logged', schema: { type: 'string' } },
+        Baggage: { name: 'baggage', in: 'header', required: false, description: 'W3C Baggage: sent on by the task (pyfleet.trace_headers()), up to 8,192 bytes; not logged', schema: { type: 'string', maxLength: 8192 } }
       },
       headers: {
         RequestId: { description: 'the request\'s id: yours, or one made for it; on every answer', required: true, schema: { type: 'string', minLength: 1 } },

@@ -18,7 +18,7 @@ import { transferCodingProblem } from '../unusual-requests.js'
 import { keptPerTable } from './per-table.js'
 import { CostlyBodyWarnings } from './costly-bodies.js'
 import { noteExpected } from '../request-log.js'
-import { traceparentOf } from '../trace-context.js'
+import { traceContextOf } from '../trace-context.js'
 
 
 interface NameParams { name: string }
@@ -131,7 +131,7 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
         input,
         holdsWideNumbers,
         requestId: request.id,
-        traceparent: traceparentOf(request.headers.traceparent),
+        trace: traceContextOf(request.headers),
         inputBytes: bodyBytes(request),
         // Checked after the body: a body's own error comes first, as it always has.
         budgetMs: budgetMs(request),

@@ -299,31 +299,34 @@ t.test("under load, every line a task prints just before it returns is logged wi
   t.notOk(server.logs.some((l) => String(l.msg).includes('\x1e')), 'no mark is logged')
 })
 
-t.test("a client's W3C traceparent: the task gets it, and the request's lines, the task's output and its failure carry the trace id", async (t) => {
+t.test("a client's W3C trace context: the task gets it to send on, and the request's lines, the task's output and its failure carry the trace's ids", async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES })
   const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
-  const traceparent = `00-${traceId}-00f067aa0ba902b7-01`
-  const traced = await callTask(server.url, 'extra.traceparent', null, { 'x-request-id': 'traced-1', traceparent })
-  t.same([traced.status, traced.json], [200, traceparent], 'the task got the header to pass on')
-  const failed = await callTask(server.url, 'extra.traceparent', { fail: true }, { 'x-request-id': 'traced-2', traceparent })
+  const spanId = '00f067aa0ba902b7'
+  const traceparent = `00-${traceId}-${spanId}-01`
+  const headers = { traceparent, tracestate: 'rojo=00f067aa0ba902b7', baggage: 'tenant=acme' }
+  const traced = await callTask(server.url, 'extra.trace_headers', null, { 'x-request-id': 'traced-1', ...headers })
+  t.same([traced.status, traced.json], [200, headers], 'the task got the headers to send on')
+  const failed = await callTask(server.url, 'extra.trace_headers', { fail: true }, { 'x-request-id': 'traced-2', traceparent })
   t.equal(failed.status, 500)
-  // A later version is passed on as 00; an invalid header is ignored; none, none.
-  t.equal((await callTask(server.url, 'extra.traceparent', null, { 'x-request-id': 'traced-3', traceparent: `01-${traceId}-00f067aa0ba902b7-01-more` })).json, traceparent)
-  t.equal((await callTask(server.url, 'extra.traceparent', null, { 'x-request-id': 'untraced-1', traceparent: `00-${traceId.toUpperCase()}-00f067aa0ba902b7-01` })).json, null)
-  t.equal((await callTask(server.url, 'extra.traceparent', null, { 'x-request-id': 'untraced-2' })).json, null)
+  // A later version is passed on as 00; an invalid one is ignored, and its tracestate with it; none, none.
+  t.same((await callTask(server.url, 'extra.trace_headers', null, { 'x-request-id': 'traced-3', traceparent: `01-${traceId}-${spanId}-01-more` })).json, { traceparent })
+  t.same((await callTask(server.url, 'extra.trace_headers', null, { 'x-request-id': 'untraced-1', traceparent: `00-${traceId.toUpperCase()}-${spanId}-01`, tracestate: 'rojo=1' })).json, {})
+  t.same((await callTask(server.url, 'extra.trace_headers', null, { 'x-request-id': 'untraced-2' })).json, {})
   await waitFor(() => server.logs.some((l) => l.msg === 'traced untraced-2') && server.logs.some((l) => l.requestId === 'untraced-2' && l.statusCode === 200), 5000, 'the last call\'s lines')
   const linesOf = (requestId: string): Array<Record<string, any>> => server.logs.filter((l) => l.requestId === requestId)
   for (const requestId of ['traced-1', 'traced-2', 'traced-3']) {
     const lines = linesOf(requestId)
     t.ok(lines.some((l) => l.stream === 'stderr' && l.msg === `traced ${requestId}`), `${requestId}: the task's print`)
     t.ok(lines.some((l) => typeof l.statusCode === 'number'), `${requestId}: the request's line`)
-    t.same(lines.filter((l) => l.traceId !== traceId).map((l) => l.msg), [], `${requestId}: every line has the trace id`)
+    t.same(lines.filter((l) => l.traceId !== traceId || l.spanId !== spanId).map((l) => l.msg), [], `${requestId}: every line has the trace's and the client span's ids`)
   }
   t.ok(linesOf('traced-2').some((l) => l.level === 50 && /failing as asked/.test(l.msg)), 'the failure\'s line is among them')
   for (const requestId of ['untraced-1', 'untraced-2']) {
     t.ok(linesOf(requestId).length >= 2)
-    t.notOk(linesOf(requestId).some((l) => 'traceId' in l), `${requestId}: no trace id`)
+    t.notOk(linesOf(requestId).some((l) => 'traceId' in l || 'spanId' in l), `${requestId}: no trace ids`)
   }
+  t.notOk(server.logs.some((l) => JSON.stringify(l).includes('tenant=acme')), 'baggage is passed on, never logged')
 })
 
 t.test('a worker that floods stderr has lines past its log budget dropped and counted; the call is unaffected', async (t) => {

@@ -274,11 +274,20 @@ t.test('a printed chain of exceptions, and an ExceptionGroup\'s traceback, are e
     '    +------------------------------------'
   ]
   const groupThenChain = [...group, '', 'The above exception was the direct cause of the following exception:', '', 'Traceback (most recent call last):', '  File "/srv/app.py", line 20, in g', 'RuntimeError: again']
-  for (const [name, text] of Object.entries({ chain, group, exceptStar, groupThenChain })) {
-    lines.length = 0
-    stderr.write(['before', ...text, 'after', 'The above exception was the direct cause of the following exception:', ''].join('\n'))
-    const levels = lines.map((l) => l.level)
-    t.same(levels, ['info', ...text.filter((line) => line !== '').map(() => 'error'), 'info', 'info'], `${name}: every line of it an error, and only those; a chain's sentence printed alone is not`)
+  // A nested group that is not the last: its own end line, then the outer group goes on.
+  const nested = [
+    '  + Exception Group Traceback (most recent call last):', '  |   File "<string>", line 4, in <module>', '  | ExceptionGroup: outer (2 sub-exceptions)',
+    '  +-+---------------- 1 ----------------', '    | ExceptionGroup: inner (1 sub-exception)', '    +-+---------------- 1 ----------------',
+    '      | ValueError: a', '      +------------------------------------', '    +---------------- 2 ----------------', '    | KeyError: \'b\'',
+    '    +------------------------------------'
+  ]
+  for (const [name, text] of Object.entries({ chain, group, exceptStar, groupThenChain, nested })) {
+    for (const after of ['after', '  indented after, a task\'s own']) {
+      lines.length = 0
+      stderr.write(['before', ...text, after, 'The above exception was the direct cause of the following exception:', '| summary: results (3 sub-exceptions)', ''].join('\n'))
+      const levels = lines.map((l) => l.level)
+      t.same(levels, ['info', ...text.filter((line) => line !== '').map(() => 'error'), 'info', 'info', 'info'], `${name}, then ${JSON.stringify(after)}: every line of it an error, and only those; a chain's sentence printed alone is not`)
+    }
   }
 })
 

@@ -1,7 +1,7 @@
 """pyfleet worker runtime. Task authors need only ``task`` and ``TaskError`` (and
 ``request_id()``, the id of the HTTP request whose call is running,
-``traceparent()``, its client's W3C trace context, and ``time_remaining()``, the
-seconds until its answer is no longer wanted):
+``trace_headers()``, its client's W3C trace context to send on, and
+``time_remaining()``, the seconds until its answer is no longer wanted):
 
     from pyfleet import task, TaskError
 
@@ -16,8 +16,8 @@ seconds until its answer is no longer wanted):
 README.md ("Writing a task") has the rest: schemas, errors, limits, testing.
 """
 
-from .context import request_id, time_remaining, traceparent
+from .context import request_id, time_remaining, trace_headers, traceparent
 from .errors import TaskError
 from .registry import task
 
-__all__ = ["task", "TaskError", "request_id", "time_remaining", "traceparent"]
+__all__ = ["task", "TaskError", "request_id", "time_remaining", "trace_headers", "traceparent"]

@@ -6,8 +6,8 @@ made), the one the server logs the call and its output under. Pass it on to
 the services a task calls, so that their logs can be joined with pyfleet's. The
 time left is until the answer is no longer wanted: pass it on as the timeout of
 what the task waits for, so that it gives up before its caller does. The trace
-context is the client's W3C ``traceparent`` header: send it on, and the services
-a task calls join the client's trace.
+context is the client's W3C ``traceparent``, ``tracestate`` and ``baggage`` headers:
+send them on, and the services a task calls join the client's trace.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from time import monotonic
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Dict, Optional
 
 # A context variable, not a global: asyncio tasks a call starts keep the id of the call
 # that started them (they copy the context when made), as do functions run by
@@ -34,32 +34,46 @@ def request_id() -> Optional[str]:
     return _request_id.get()
 
 
-_traceparent: ContextVar = ContextVar("pyfleet_traceparent", default=None)
+# The call's client's trace headers (traceparent, tracestate, baggage: those it sent and the
+# server found valid), or None.
+_trace: ContextVar = ContextVar("pyfleet_trace", default=None)
+_TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
-def set_traceparent(value: Any) -> Any:
-    """The runtime's, before each call: the frame's ``traceparent`` (a string, or absent).
-    Returns the token for reset_traceparent."""
-    return _traceparent.set(value if type(value) is str else None)
+def set_trace(value: Any) -> Any:
+    """The runtime's, before each call: the frame's ``trace`` (a dict of header values, or absent).
+    Returns the token for reset_trace."""
+    if type(value) is dict:
+        value = {name: value[name] for name in _TRACE_HEADERS if type(value.get(name)) is str}
+    return _trace.set(value or None)
 
 
-reset_traceparent = _traceparent.reset  # and after it
+reset_trace = _trace.reset  # and after it
+
+
+def trace_headers() -> Dict[str, str]:
+    """The W3C trace context and baggage headers the client sent with the call running now, to
+    send on with the HTTP requests the task makes, so that what those services record joins the
+    client's trace (as children of the client's span: the server records no spans of its own)
+    and gets its baggage::
+
+        headers = {"x-request-id": pyfleet.request_id(), **pyfleet.trace_headers()}
+
+    Holds ``traceparent`` (as version 00), ``tracestate`` (only with a traceparent) and
+    ``baggage``, each when the client sent a valid one; empty when it sent none, or outside a
+    call (at import, in a thread the task started: pass them on, as the request id). A new dict
+    each time: changing it changes nothing else.
+    """
+    value = _trace.get()
+    return {} if value is None else dict(value)
 
 
 def traceparent() -> Optional[str]:
-    """The W3C ``traceparent`` header the client sent with the call running now, as version
-    00 (``00-<trace id>-<parent id>-<flags>``), or None: it sent none, or an invalid one, or
-    this is not in a call (at import, in a thread the task started: pass it on, as the
-    request id). Send it as the ``traceparent`` header of the HTTP requests the task makes,
-    and what they record joins the client's trace, under the client's span::
-
-        headers = {"x-request-id": pyfleet.request_id()}
-        if pyfleet.traceparent() is not None:
-            headers["traceparent"] = pyfleet.traceparent()
-
-    The server records no spans of its own, so it passes the client's parent id on as it came.
-    """
-    return _traceparent.get()
+    """The W3C ``traceparent`` header the client sent with the call running now, as version 00
+    (``00-<trace id>-<parent id>-<flags>``), or None (none, an invalid one, or not in a call).
+    ``trace_headers()`` has it with ``tracestate`` and ``baggage``, which go on with it."""
+    value = _trace.get()
+    return None if value is None else value.get("traceparent")
 
 
 # When the call's answer stops being wanted, on monotonic()'s clock; None: no limit known.

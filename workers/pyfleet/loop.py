@@ -17,7 +17,7 @@ from .replies import encode_reply, failed as _failed, rejected as _rejected, unr
 from .frames import read_frame_timed, write_frame
 from .resident import ResidentSize
 from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
-from .context import reset_traceparent as _reset_traceparent, set_traceparent as _set_traceparent
+from .context import reset_trace as _reset_trace, set_trace as _set_trace
 from .guard import changes as _changes
 from .std_fds import begin_call_output, end_call_output, end_open_line, open_line as _open_line
 
@@ -50,7 +50,7 @@ class Runner:
             return protocol.error(call_id, protocol.KIND_FAILED, protocol.UNKNOWN_TASK, f"this worker has no task {name!r}")
         request_id = _set_request_id(message.get("requestId"))
         deadline = _set_deadline(message.get("timeoutMs"), arrived)
-        trace = _set_traceparent(message.get("traceparent"))
+        trace = _set_trace(message.get("trace"))
         begin_call_output(call_id)
         raised: Optional[BaseException] = None  # for a process the task forked: its exit status
         try:
@@ -96,7 +96,7 @@ class Runner:
             end_open_line()
         _reset_request_id(request_id)
         _reset_deadline(deadline)
-        _reset_traceparent(trace)
+        _reset_trace(trace)
         return reply
 
     def wait_for_call(self, fd: Optional[int]) -> None:

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 # into one log record on the server, and must never make the reply too large to send.
 MAX_MESSAGE_CHARS = 64 * 1024
 MAX_TRACEBACK_CHARS = 64 * 1024
+# The server logs a traceback's lines cut to 1 KiB, then chooses which to keep (exceptions
+# before frames: src/traceback-cut.ts): cut here first, each line and then their number, a
+# cut that keeps every exception's line of a long one (six 15,000-character messages
+# lost one to a cut of the whole text), and leaves the server, on its event loop, a short list
+# of lines to choose from (40,000 one-character lines took it 40 ms).
+MAX_TRACEBACK_LINE_CHARS = 1024
+MAX_TRACEBACK_LINES = 1000
 
 
 def rejected(call_id: Any, exc: TaskError) -> Dict[str, Any]:
@@ -108,7 +115,15 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _cut_traceback(text: str) -> str:
-    """Keep the start (the frames) and the end (the last exception's line) of a traceback too long to log."""
+    """Each line of a traceback to MAX_TRACEBACK_LINE_CHARS, then its first and last lines (where
+    it began, and the exception) if there are more than MAX_TRACEBACK_LINES, then, still too long,
+    the start (the frames) and the end (the last exception's line) of the text."""
+    if len(text) > MAX_TRACEBACK_LINE_CHARS or text.count("\n") > MAX_TRACEBACK_LINES:
+        lines = [line if len(line) <= MAX_TRACEBACK_LINE_CHARS else line[:MAX_TRACEBACK_LINE_CHARS] + "..." for line in text.split("\n")]
+        if len(lines) > MAX_TRACEBACK_LINES:
+            head, tail = MAX_TRACEBACK_LINES // 2, MAX_TRACEBACK_LINES // 2
+            lines = [*lines[:head], f"[... {len(lines) - head - tail:,} lines cut ...]", *lines[-tail:]]
+        text = "\n".join(lines)
     if len(text) <= MAX_TRACEBACK_CHARS:
         return text
     head, tail = MAX_TRACEBACK_CHARS * 3 // 4, MAX_TRACEBACK_CHARS // 4

@@ -38,7 +38,7 @@ from .loop import Runner, encode_reply, event_loop_policy
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Dict, Optional
 
 # The HTTP status and error code each kind of error reply becomes (SPEC section 1).
 _HTTP = {
@@ -74,7 +74,7 @@ class TaskCallError(Exception):
 WIDEST_CALL_ID = 2**32 - 1
 
 
-def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test", timeout_ms: Optional[int] = None, traceparent: Optional[str] = None) -> Any:
+def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, request_id: str = "test", timeout_ms: Optional[int] = None, trace_headers: Optional[Dict[str, str]] = None) -> Any:
     """Call the registered task ``name`` with ``input``; return its value as msgpack delivers it.
 
     Raises TaskCallError for any error reply (TaskError, another exception, a
@@ -99,8 +99,9 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
     The thread's current asyncio event loop is put back as it was. ``request_id``
-    is what ``pyfleet.request_id()`` returns in the task, and ``traceparent`` what
-    ``pyfleet.traceparent()`` does (as given: the server passes on only valid ones).
+    is what ``pyfleet.request_id()`` returns in the task, and ``trace_headers``
+    (``{"traceparent": ..., "tracestate": ..., "baggage": ...}``) what
+    ``pyfleet.trace_headers()`` does (as given: the server passes on only valid ones).
     """
     task = registry.get(name)
     if task is None:
@@ -112,7 +113,7 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     refused = _refused_by_the_server(input)
     if refused is not None:
         raise ValueError(f"the server would answer this input 400 INVALID_INPUT, before any call: {refused}")
-    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": min(limits) if limits else None, "traceparent": traceparent}))
+    call = protocol.decode(protocol.encode({"t": protocol.MSG_CALL, "id": WIDEST_CALL_ID, "task": name, "input": _past_64_bits_as_floats(input), "requestId": request_id, "timeoutMs": min(limits) if limits else None, "trace": trace_headers}))
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:

@@ -720,8 +720,19 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual(failed["message"], "m" * 65536 + " [truncated: 40,000,000 characters in all]")
         self.assertLessEqual(len(failed["traceback"]), 66 * 1024)
         self.assertTrue(failed["traceback"].startswith("Traceback (most recent call last):"), failed["traceback"][:100])
-        self.assertIn("characters cut: the traceback was 40,000,", failed["traceback"])
+        self.assertIn("\nValueError: " + "m" * (1024 - len("ValueError: ")) + "...", failed["traceback"], "its line cut to 1 KiB")
         self.assertEqual((rejected["kind"], rejected["message"]), ("rejected", "r" * 65536 + " [truncated: 1,000,000 characters in all]"))
+
+    def test_a_tracebacks_lines_are_cut_then_their_number_keeping_every_exception_line(self):
+        group = ExceptionGroup("six causes", [ValueError(f"cause-{i} " + "m" * 15_000) for i in range(6)])
+        lines_of_one, failed = self.replies(ValueError("\n".join(["x"] * 40_000)), group)
+        for i in range(6):
+            self.assertRegex(failed["traceback"], f"\\| ValueError: cause-{i} m+\\.\\.\\.\\n", "every cause's line, cut")
+        self.assertTrue(all(len(line) <= 1024 + 3 for line in failed["traceback"].split("\n")))
+        lines = lines_of_one["traceback"].split("\n")
+        self.assertLessEqual(len(lines), 1001)
+        self.assertIn("[... 39,", lines_of_one["traceback"])
+        self.assertEqual(lines[-2:], ["x", ""], "the end kept")
 
     def test_an_error_reply_over_the_frame_limit_says_it_is_the_error(self):
         reply = msgpack.unpackb(encode_reply(protocol.error(1, "rejected", "TaskError", "m", {"rows": "x" * 2000}), 1000), raw=False)

@@ -207,22 +207,26 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(call_task("t.ids", None)["task"], "test", "call_task's default")
         self.assertIsNone(request_id(), "call_task leaves the test's context as it found it")
 
-    def test_traceparent_is_the_calls_in_the_task_and_its_asyncio_tasks_none_without_one(self):
+    def test_trace_headers_are_the_calls_in_the_task_and_its_asyncio_tasks_empty_without_any(self):
         import pyfleet
 
         @task("t.trace")
         async def trace(_input):
             async def later():
                 await asyncio.sleep(0)
-                return pyfleet.traceparent()
+                return pyfleet.trace_headers()
 
-            return [pyfleet.traceparent(), await asyncio.ensure_future(later())]
+            headers = pyfleet.trace_headers()
+            headers["x-request-id"] = "mine"  # a copy: the next call gets them unchanged
+            return [pyfleet.traceparent(), pyfleet.trace_headers(), await asyncio.ensure_future(later())]
 
-        header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        self.assertIsNone(pyfleet.traceparent(), "outside a call")
-        self.assertEqual(call_task("t.trace", None, traceparent=header), [header, header])
-        self.assertEqual(call_task("t.trace", None), [None, None], "a client that sent none")
-        self.assertIsNone(pyfleet.traceparent(), "call_task leaves the test's context as it found it")
+        sent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "rojo=00f067aa0ba902b7", "baggage": "tenant=acme"}
+        self.assertEqual((pyfleet.traceparent(), pyfleet.trace_headers()), (None, {}), "outside a call")
+        self.assertEqual(call_task("t.trace", None, trace_headers=sent), [sent["traceparent"], sent, sent])
+        self.assertEqual(call_task("t.trace", None, trace_headers={"baggage": "k=v"}), [None, {"baggage": "k=v"}, {"baggage": "k=v"}], "baggage alone")
+        self.assertEqual(call_task("t.trace", None), [None, {}, {}], "a client that sent none")
+        self.assertEqual(call_task("t.trace", None, trace_headers={"traceparent": 5, "other": "x"}), [None, {}, {}], "only the three, as strings")
+        self.assertEqual((pyfleet.traceparent(), pyfleet.trace_headers()), (None, {}), "call_task leaves the test's context as it found it")
 
     def test_fill_defaults_puts_missing_top_level_defaults_into_the_input(self):
         schema = {"type": "object", "properties": {
