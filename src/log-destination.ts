@@ -46,16 +46,24 @@ const destinations = new Set<LogDestination>()
 export async function flushLogs (maxWaitMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const flushed = Promise.all([...destinations].map(async (destination) => {
-    await new Promise<void>((resolve) => {
-      try {
-        destination.stream.flush(() => { resolve() })
-      } catch { // ended or destroyed: nothing to wait for
-        resolve()
-      }
-    })
+    // Twice: asked while a write is under way, sonic-boom calls back once that write is done,
+    // leaving what was buffered meanwhile (under a batch's size) unwritten. "worker exited" came
+    // after the failed start's line that way on a loaded machine (CI). The second writes it.
+    await flushOnce(destination.stream)
+    await flushOnce(destination.stream)
   }))
   await Promise.race([flushed, new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs) })])
   clearTimeout(timer)
+}
+
+async function flushOnce (stream: ReturnType<typeof pino.destination>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    try {
+      stream.flush(() => { resolve() })
+    } catch { // ended or destroyed: nothing to wait for
+      resolve()
+    }
+  })
 }
 
 export class LogDestination {

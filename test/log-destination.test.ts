@@ -9,7 +9,7 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rm
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
-import { LogDestination } from '../src/log-destination.js'
+import { flushLogs, LogDestination } from '../src/log-destination.js'
 import { waitFor, type Teardown } from './helpers/server.js'
 
 /** A FIFO with its read end open (non-blocking), so the destination's writes succeed until the pipe is full. */
@@ -53,6 +53,23 @@ t.test('a single line is written without waiting for a batch to fill', async (t)
   let read = ''
   await waitFor(() => (read += drain(reader)).includes('one quiet line'), 5000, 'the line to reach the reader')
   t.pass('it did, well short of a 4 KiB batch')
+})
+
+t.test('flushLogs resolves once every line logged before it is written, also those buffered while a write was under way', async (t) => {
+  // A failed start writes its one line on stderr after flushLogs: under load, "worker exited"
+  // came after it, left in the batch while the write before it was under way (sonic-boom
+  // calls a flush back when that write is done, without writing what was buffered meanwhile).
+  const { path, reader } = fifo(t)
+  const destination = new LogDestination({ dest: path })
+  await opened(destination)
+  t.teardown(() => { destination.stream.end() })
+  const log = pino(destination.stream)
+  for (let round = 0; round < 20; round++) {
+    log.info(`a batch's worth ${round} ${'x'.repeat(4000)}`) // over a batch's size: written at once, through the thread pool
+    log.info(`the line after it ${round}`) // buffered: the write above is still under way
+    await flushLogs(5000)
+    t.ok(drain(reader).includes(`the line after it ${round}`), `round ${round}: the last line was written when flushLogs resolved`)
+  }
 })
 
 t.test('an idle log writes nothing: the batch timer writes only when a line came', async (t) => {
