@@ -40,3 +40,13 @@ export function jsonFittingPrefix (text: string, maxBytes: number): number {
   }
   return at
 }
+
+/**
+ * shorten(), then cut further if what is left takes more than `maxJsonBytes` in a JSON log
+ * line (control characters take six bytes each): for fields whose sum must stay under a bound.
+ */
+export function shortenForJson (text: string, maxChars: number, maxJsonBytes: number): string {
+  const short = shorten(text, maxChars)
+  const fits = jsonFittingPrefix(short, maxJsonBytes)
+  return fits === short.length ? short : `${short.slice(0, jsonFittingPrefix(short, maxJsonBytes - 3))}...`
+}

@@ -18,7 +18,7 @@ const FRAME_MORE = /^(?: {4}| {2}\[Previous line repeated )/
 interface Unit {
   first: number
   end: number
-  /** -1: the last line, the exception it ends with; 0: not a frame; 1: a traceback's innermost frame; 2: its outermost; 3: the others. */
+  /** -1: the exception's line the traceback ends with; 0: not a frame; 1: a traceback's innermost frame; 2: its outermost; 3: the others. */
   rank: number
   /** Bytes in the log line's JSON string. */
   bytes: number
@@ -126,12 +126,18 @@ function unitsOf (lines: readonly string[]): Unit[] {
     at++
   }
   if (framesFrom >= 0) units[units.length - 1].rank = 1
-  for (let at = units.length - 1; at >= 0; at--) {
-    if (units[at].rank === 0 && lines[units[at].first] !== '') {
-      units[at].rank = -1
-      break
-    }
+  // The exception the traceback ends with: the line right after its last frame (a multi-line
+  // message's other lines, or notes, may follow it); without frames, its last line.
+  let lastFrame = -1
+  for (let at = units.length - 1; at >= 0 && lastFrame < 0; at--) if (units[at].rank > 0) lastFrame = at
+  let exceptionAt = -1
+  if (lastFrame >= 0) {
+    for (let at = lastFrame + 1; at < units.length && exceptionAt < 0; at++) if (lines[units[at].first] !== '') exceptionAt = at
   }
+  for (let at = units.length - 1; at >= 0 && exceptionAt < 0; at--) {
+    if (lines[units[at].first] !== '') exceptionAt = at
+  }
+  if (exceptionAt >= 0) units[exceptionAt].rank = -1
   return units
 }
 

@@ -76,3 +76,12 @@ t.test('the bound is in bytes of JSON: control characters and CJK count as what 
   }
   t.ok(jsonBytes(cutTraceback('\n'.repeat(100_000), 1000, 20)) <= 1000, 'many empty lines: bounded')
 })
+
+t.test('the exception\'s line is kept first, also when a multi-line message or notes follow it', async (t) => {
+  for (const after of [['\u0001'.repeat(1100)], ['second line of the message', 'third'], ['note: added with add_note()']]) {
+    const text = ['Traceback (most recent call last):', ...frames(3), `ValueError: ${'\u0001'.repeat(1100)}`, ...after, ''].join('\n')
+    const kept = cutTraceback(text, 8192, 1024)
+    t.ok(jsonBytes(kept) <= 8192)
+    t.match(kept, /\nValueError: \u0001+\.\.\.\n/, `${JSON.stringify(after[0].slice(0, 20))}: the exception's line`)
+  }
+})

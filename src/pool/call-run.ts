@@ -17,7 +17,7 @@ import { OffloadThreadError } from '../offload/offload-errors.js'
 import type { Offloader } from '../offload/offloader.js'
 import type { PythonWorker } from './python-worker.js'
 import { InputTooLargeError, WorkerCallError } from './worker-failures.js'
-import { shorten } from '../short-text.js'
+import { shorten, shortenForJson } from '../short-text.js'
 import { cutTraceback } from '../traceback-cut.js'
 import { traceLogFieldsOf } from '../trace-context.js'
 
@@ -29,6 +29,13 @@ import { traceLogFieldsOf } from '../trace-context.js'
  */
 const LOGGED_MESSAGE_CHARS = 1024
 const LOGGED_TYPE_CHARS = 200
+/**
+ * The message's and the type's bounds in bytes of JSON too: 1,024 control characters take 6 KiB,
+ * and with the traceback's 8 KiB and the type (in `errorType` and again in `msg`) a line reached
+ * 17 KB (a review). 2 + 2 × 0.5 + 8 KiB, and the ids, stay well under 16 KiB.
+ */
+const LOGGED_MESSAGE_BYTES = 2048
+const LOGGED_TYPE_BYTES = 512
 /** In bytes of the line: its JSON escapes count (a control character takes six, CJK three). */
 const LOGGED_TRACEBACK_BYTES = 8 * 1024
 const LOGGED_DETAILS = 20
@@ -213,8 +220,8 @@ function settleTaskError (waiter: Waiter, reply: ErrorMessage, answered: boolean
   if (reply.kind === KIND_FAILED && outcome === 'failed') {
     const traceback = typeof reply.traceback === 'string' ? loggedTraceback(reply.traceback) : undefined
     // The type's name too: a class made with type() may have any name, of any length.
-    const errorType = shorten(reply.type, LOGGED_TYPE_CHARS)
-    pool.log.error({ ...callLogFields(call), errorType, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? errorType : `${errorType}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`}`)
+    const errorType = shortenForJson(reply.type, LOGGED_TYPE_CHARS, LOGGED_TYPE_BYTES)
+    pool.log.error({ ...callLogFields(call), errorType, traceback }, `task ${call.task.name} failed${after}: ${reply.message === '' ? errorType : `${errorType}: ${shortenForJson(reply.message, LOGGED_MESSAGE_CHARS, LOGGED_MESSAGE_BYTES)}`}`)
   } else if (reply.kind === KIND_INVALID_RESULT) {
     // The task's code and its declared schema disagree: its author's to mend, as an exception is.
     pool.log.error({ ...callLogFields(call), details: loggedDetails(reply.details) }, `task ${call.task.name} returned a value its output schema refuses${after}: ${shorten(reply.message, LOGGED_MESSAGE_CHARS)}`)

@@ -296,6 +296,14 @@ t.test('a task that fails with a 64 KiB message from deep in its stack: its log 
   const failed = server.logs.find((line) => line.requestId === 'long-type' && line.level === 50)
   t.match(failed, { errorType: /^E{197}\.\.\.$/, msg: /^task extra\.fail_loudly failed: E{197}\.\.\.: EEEEEEEEEE$/ })
   t.ok(Buffer.byteLength(JSON.stringify(failed)) < 16 * 1024, 'the line under 16 KiB')
+  // Everything at its longest at once, in characters JSON writes in six bytes (a review: 17 KB).
+  const worst = 'a'.repeat(128)
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+  t.equal((await callTask(server.url, 'extra.fail_loudly', { n: 1100, depth: 400, alternate: true, char: '\u0001', type_name: '\u0001'.repeat(300) }, { 'x-request-id': worst, traceparent })).status, 500)
+  await waitFor(() => server.logs.some((line) => line.requestId === worst && line.msg === 'request completed'), 5000, 'the request\'s line')
+  const worstLine = server.logs.find((line) => line.requestId === worst && line.level === 50)
+  const bytes = Buffer.byteLength(JSON.stringify(worstLine))
+  t.ok(bytes < 16 * 1024, `the line under 16 KiB with every field at its longest (${bytes} bytes)`)
 })
 
 t.test('a call past its timeout gets 504 at the deadline and its worker is replaced', async (t) => {
