@@ -89,7 +89,7 @@ const LEVEL_PREFIXES: ReadonlyArray<[string, 'error' | 'warn' | 'debug']> = [
 export interface StderrContext {
   worker: number
   workerPid: number
-  /** The request and task of the call that ran last: output may lag its reply, or come from a thread it left. */
+  /** The request and task of the call whose output a mark says the line is, else of the call sent last (output between calls, or that the runtime cannot mark). */
   requestId: string | undefined
   /** The trace's and the client span's ids of the call's client's traceparent, if it sent one (trace-context.ts). */
   traceId?: string | undefined
