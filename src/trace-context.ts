@@ -29,6 +29,8 @@ const HEADER_TEXT = /^[\x20-\x7e]*$/
 /** tracestate: what a participant must pass on at least; past it, entries are left out (longest first, then from the end). */
 const TRACESTATE_MAX_CHARS = 512
 const TRACESTATE_LONG_ENTRY_CHARS = 128
+/** The most list members a tracestate may have. */
+const TRACESTATE_MAX_ENTRIES = 32
 /** W3C Baggage's limit on the whole header. */
 const BAGGAGE_MAX_BYTES = 8192
 
@@ -48,17 +50,17 @@ export function traceparentOf (header: string | string[] | undefined): string | 
   return version === '00' ? header : `00-${traceId}-${parentId}-${flags}`
 }
 
-/** A tracestate to pass on: at most 512 characters (whole entries left out past that), or undefined. */
+/** A tracestate to pass on: at most 512 characters and 32 entries (whole entries left out past that), or undefined. */
 export function tracestateOf (header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string' || !HEADER_TEXT.test(header)) return undefined
   const value = header.trim()
   if (value === '') return undefined
-  if (value.length <= TRACESTATE_MAX_CHARS) return value
+  if (value.length <= TRACESTATE_MAX_CHARS && value.split(',').length <= TRACESTATE_MAX_ENTRIES) return value
   const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && entry.length <= TRACESTATE_LONG_ENTRY_CHARS)
   const kept: string[] = []
   let length = 0
   for (const entry of entries) {
-    if (length + entry.length + (kept.length > 0 ? 1 : 0) > TRACESTATE_MAX_CHARS) break
+    if (kept.length === TRACESTATE_MAX_ENTRIES || length + entry.length + (kept.length > 0 ? 1 : 0) > TRACESTATE_MAX_CHARS) break
     length += entry.length + (kept.length > 0 ? 1 : 0)
     kept.push(entry)
   }

@@ -44,6 +44,8 @@ t.test('tracestate: passed on with a valid traceparent only; past 512 characters
   t.ok(kept.length <= 512, `${kept.length} characters`)
   t.match(kept, /^k0=vvvvvv,k1=vvvvvv,/, 'the entry over 128 characters goes first, then entries from the end')
   t.notMatch(kept, /big=/)
+  const many = Array.from({ length: 60 }, (_, i) => `k${i}=v`).join(',')
+  t.equal(tracestateOf(many), Array.from({ length: 32 }, (_, i) => `k${i}=v`).join(','), 'at most 32 entries, the first ones')
   for (const bad of [undefined, '', '  ', 'a=\u0001', 'a=\n', ['a=1', 'b=2'], 'ü=1']) t.equal(tracestateOf(bad as string | undefined), undefined, JSON.stringify(bad))
 })
 
