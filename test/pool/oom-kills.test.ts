@@ -1,10 +1,14 @@
 import t from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { OomLedger, readOomKillCount } from '../../src/pool/oom-kills.js'
 
 t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefined where there is none', async (t) => {
-  const dir = t.testdir()
+  // Not t.testdir(): tap names that directory after the main script, and a loader that
+  // changes what it sees as the main script can make it the project's root (then removed).
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-vmstat-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const vmstat = join(dir, 'vmstat')
   await writeFile(vmstat, 'nr_free_pages 123\noom_kill_other 9\noom_kill 42\nnr_unstable 0\n')
   t.equal(await readOomKillCount(vmstat), 42)
