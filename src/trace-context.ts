@@ -50,19 +50,43 @@ export function traceparentOf (header: string | string[] | undefined): string | 
   return version === '00' ? header : `00-${traceId}-${parentId}-${flags}`
 }
 
-/** A tracestate to pass on: at most 512 characters and 32 entries (whole entries left out past that), or undefined. */
+/**
+ * One tracestate list member, as level 1 writes it: a key (lower-case letters, digits and
+ * `_`, `-`, `*`, `/`; or a tenant@system pair) and a value of 1 to 256 visible ASCII characters
+ * other than `,` and `=` (spaces inside only). Bounded repeats: no backtracking to speak of.
+ */
+const TRACESTATE_MEMBER = /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/
+
+/**
+ * A tracestate to pass on, or undefined when nothing in it is valid. Its members are checked
+ * one by one, and an invalid one, or a later one with a key already seen, is left out (the
+ * specification lets a participant discard invalid entries, and a vendor reading a malformed
+ * one downstream could do worse); what is kept is joined with plain commas. Past 32 members
+ * or 512 characters, whole members are left out: those over 128 characters first, then from
+ * the end, as the specification suggests.
+ */
 export function tracestateOf (header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string' || !HEADER_TEXT.test(header)) return undefined
-  const value = header.trim()
-  if (value === '') return undefined
-  if (value.length <= TRACESTATE_MAX_CHARS && value.split(',').length <= TRACESTATE_MAX_ENTRIES) return value
-  const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '' && entry.length <= TRACESTATE_LONG_ENTRY_CHARS)
+  const members: string[] = []
+  const keys = new Set<string>()
+  let length = -1 // the commas between members: one fewer than the members
+  for (const raw of header.split(',')) {
+    const member = raw.trim()
+    if (!TRACESTATE_MEMBER.test(member)) continue // an empty member (allowed), or an invalid one
+    const key = member.slice(0, member.indexOf('='))
+    if (keys.has(key)) continue
+    keys.add(key)
+    members.push(member)
+    length += member.length + 1
+  }
+  if (members.length <= TRACESTATE_MAX_ENTRIES && length <= TRACESTATE_MAX_CHARS) return members.length > 0 ? members.join(',') : undefined
   const kept: string[] = []
-  let length = 0
-  for (const entry of entries) {
-    if (kept.length === TRACESTATE_MAX_ENTRIES || length + entry.length + (kept.length > 0 ? 1 : 0) > TRACESTATE_MAX_CHARS) break
-    length += entry.length + (kept.length > 0 ? 1 : 0)
-    kept.push(entry)
+  length = -1
+  for (const member of members) {
+    if (member.length > TRACESTATE_LONG_ENTRY_CHARS) continue
+    if (kept.length === TRACESTATE_MAX_ENTRIES || length + member.length + 1 > TRACESTATE_MAX_CHARS) break
+    length += member.length + 1
+    kept.push(member)
   }
   return kept.length > 0 ? kept.join(',') : undefined
 }

@@ -38,7 +38,7 @@ t.test('tracestate: passed on with a valid traceparent only; past 512 characters
   const traceparent = `00-${TRACE}-${PARENT}-01`
   t.same(traceContextOf({ traceparent, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' }), { traceparent, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' })
   t.same(traceContextOf({ traceparent: 'garbage', tracestate: 'rojo=1' }), undefined, 'no tracestate without a traceparent')
-  t.equal(tracestateOf(' rojo=1 , congo=2 '), 'rojo=1 , congo=2')
+  t.equal(tracestateOf(' rojo=1 , congo=2 '), 'rojo=1,congo=2', 'spaces around members are not passed on')
   const long = `big=${'x'.repeat(200)},${Array.from({ length: 60 }, (_, i) => `k${i}=${'v'.repeat(6)}`).join(',')}`
   const kept = tracestateOf(long) ?? ''
   t.ok(kept.length <= 512, `${kept.length} characters`)
@@ -46,7 +46,21 @@ t.test('tracestate: passed on with a valid traceparent only; past 512 characters
   t.notMatch(kept, /big=/)
   const many = Array.from({ length: 60 }, (_, i) => `k${i}=v`).join(',')
   t.equal(tracestateOf(many), Array.from({ length: 32 }, (_, i) => `k${i}=v`).join(','), 'at most 32 entries, the first ones')
-  for (const bad of [undefined, '', '  ', 'a=\u0001', 'a=\n', ['a=1', 'b=2'], 'ü=1']) t.equal(tracestateOf(bad as string | undefined), undefined, JSON.stringify(bad))
+  for (const bad of [undefined, '', '  ', ',,', 'a=\u0001', 'a=\n', ['a=1', 'b=2'], 'ü=1', 'Rojo=1', 'rojo', 'rojo=', 'rojo=a=b', '1abc=x']) t.equal(tracestateOf(bad as string | undefined), undefined, JSON.stringify(bad))
+})
+
+t.test('tracestate: each member checked against the specification\'s syntax; invalid ones and repeated keys left out', async (t) => {
+  t.equal(tracestateOf('rojo=1,,congo=2,'), 'rojo=1,congo=2', 'empty members are allowed, and dropped')
+  t.equal(tracestateOf('acme@vendor=x,1tenant@sys=y,a_b-c*d/e=z'), 'acme@vendor=x,1tenant@sys=y,a_b-c*d/e=z', 'tenant@system keys, and every character a key may hold')
+  t.equal(tracestateOf('rojo=a b,congo=t61rcWkgMzE'), 'rojo=a b,congo=t61rcWkgMzE', 'a space inside a value')
+  t.equal(tracestateOf('Rojo=1,rojo=2,x=a=b,y=,z=ok'), 'rojo=2,z=ok', 'an upper-case key, a value with "=", an empty value: left out')
+  t.equal(tracestateOf('rojo=1,congo=2,rojo=3'), 'rojo=1,congo=2', 'a repeated key: the first is kept')
+  t.equal(tracestateOf(`k=${'v'.repeat(256)}`), `k=${'v'.repeat(256)}`, 'a value of 256 characters')
+  t.equal(tracestateOf(`k=${'v'.repeat(257)},ok=1`), 'ok=1', 'a value of 257 is not one')
+  t.equal(tracestateOf(`${'k'.repeat(256)}=1,ok=1`), `${'k'.repeat(256)}=1,ok=1`, 'a key of 256 characters')
+  t.equal(tracestateOf(`${'k'.repeat(257)}=1,ok=1`), 'ok=1', 'a key of 257 is not one')
+  t.equal(tracestateOf(`t@${'s'.repeat(15)}=1,ok=1`), 'ok=1', 'a system id past 14 characters')
+  t.equal(tracestateOf('a'.repeat(16000)), undefined, 'a header-long member: refused, not backtracked over')
 })
 
 t.test('baggage: passed on whole, with or without a traceparent, up to W3C\'s 8,192 bytes', async (t) => {
