@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { OomLedger, readOomKillCount } from '../../src/pool/oom-kills.js'
 
 t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefined where there is none', async (t) => {
-  // Not t.testdir(): tap names that directory after the main script, and a loader that
-  // changes what it sees as the main script can make it the project's root (then removed).
+  // Not t.testdir(): tap removes that directory first, and names it after what it takes for
+  // the main script; a temporary directory cannot be anything else.
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-vmstat-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const vmstat = join(dir, 'vmstat')
