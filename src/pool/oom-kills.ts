@@ -8,20 +8,29 @@ import { readFile } from 'node:fs/promises'
 
 const VMSTAT = '/proc/vmstat'
 /**
- * How long a reading may take before it is given up. A worker's exit waits for one reading
- * (and only when a SIGKILL came from elsewhere): a busy thread pool must not hold it long.
+ * How long a worker's exit waits for the readings (only when a SIGKILL came from elsewhere:
+ * the rare case), before its verdict is "unknown". 100 ms was too short on a loaded machine:
+ * the thread pool that reads files was busy, and a CI run logged a kill -9 as a possible OOM.
  */
-export const OOM_READ_TIMEOUT_MS = 100
+export const OOM_READ_TIMEOUT_MS = 500
 
-/** The count, or undefined where it cannot be read (not Linux, an old kernel, no /proc), or past the timeout. */
+/** The count, or undefined where it cannot be read (not Linux, an old kernel, no /proc). */
 export async function readOomKillCount (path = VMSTAT): Promise<number | undefined> {
+  const text = await readFile(path, 'latin1').catch(() => undefined)
+  if (text === undefined) return undefined
+  const match = /^oom_kill (\d+)$/m.exec(text)
+  return match === null ? undefined : Number(match[1])
+}
+
+/**
+ * The count at a worker's start and at its exit, as read (the one at start was begun then, and
+ * has had the worker's life to finish), or undefined ones past OOM_READ_TIMEOUT_MS.
+ */
+export async function oomKillReadings (atStart: Promise<number | undefined>, path = VMSTAT): Promise<[number | undefined, number | undefined]> {
   let timer: ReturnType<typeof setTimeout> | undefined
-  const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, OOM_READ_TIMEOUT_MS) })
+  const gaveUp = new Promise<[undefined, undefined]>((resolve) => { timer = setTimeout(() => { resolve([undefined, undefined]) }, OOM_READ_TIMEOUT_MS) })
   try {
-    const text = await Promise.race([readFile(path, 'latin1').catch(() => undefined), gaveUp])
-    if (text === undefined) return undefined
-    const match = /^oom_kill (\d+)$/m.exec(text)
-    return match === null ? undefined : Number(match[1])
+    return await Promise.race([Promise.all([atStart, readOomKillCount(path)]), gaveUp])
   } finally {
     clearTimeout(timer)
   }

@@ -6,7 +6,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { SplitFrame } from './protocol.js'
-import { killerOf, oomLedger, readOomKillCount, type Killer } from './oom-kills.js'
+import { killerOf, oomKillReadings, oomLedger, readOomKillCount, type Killer } from './oom-kills.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -91,7 +91,7 @@ export class WorkerProcess {
         }
         // A SIGKILL from elsewhere: the OOM killer's or someone's kill -9. One reading of the
         // kernel's count (bounded: OOM_READ_TIMEOUT_MS) says which, before the exit is told.
-        void Promise.all([this.#oomKillsAtStart, readOomKillCount()]).then(([atStart, atExit]) => {
+        void oomKillReadings(this.#oomKillsAtStart).then(([atStart, atExit]) => {
           this.#oomKillsUnaccounted = oomLedger.unaccounted(atStart, atExit)
           this.#killedBy = killerOf(this.#oomKillsUnaccounted)
           on.exit(code, signal)

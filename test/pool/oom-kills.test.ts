@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { OomLedger, readOomKillCount } from '../../src/pool/oom-kills.js'
+import { OomLedger, oomKillReadings, readOomKillCount } from '../../src/pool/oom-kills.js'
 
 t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefined where there is none', async (t) => {
   // Not t.testdir(): tap removes that directory first, and names it after what it takes for
@@ -15,6 +15,16 @@ t.test('readOomKillCount reads oom_kill out of a vmstat file, and gives undefine
   await writeFile(vmstat, 'nr_free_pages 123\n') // a kernel before 4.13
   t.equal(await readOomKillCount(vmstat), undefined)
   t.equal(await readOomKillCount(join(dir, 'missing')), undefined)
+})
+
+t.test('oomKillReadings: both counts when they come; none when the reading at start never ends (a worker\'s exit is not held)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-vmstat-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const vmstat = join(dir, 'vmstat')
+  await writeFile(vmstat, 'oom_kill 7\n')
+  t.same(await oomKillReadings(Promise.resolve(5), vmstat), [5, 7])
+  t.same(await oomKillReadings(Promise.resolve(undefined), vmstat), [undefined, 7])
+  t.same(await oomKillReadings(new Promise(() => {}), vmstat), [undefined, undefined], 'given up after OOM_READ_TIMEOUT_MS')
 })
 
 t.test('the real /proc/vmstat has the count on Linux', { skip: process.platform !== 'linux' && 'Linux only' }, async (t) => {
