@@ -69,9 +69,11 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   })
   let lastDrift = ''
 
-  const spawn = async (id: number, signal = startSignal): Promise<PythonWorker> => {
+  // `signal`: the pool's (a sibling's failed start, the pool closing); the server's start-up signal (SIGTERM during it) aborts every start too.
+  const spawn = async (id: number, signal?: AbortSignal): Promise<PythonWorker> => {
+    const either = signal === undefined || startSignal === undefined ? signal ?? startSignal : AbortSignal.any([signal, startSignal])
     const worker = await PythonWorker.spawn({
-      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal,
+      id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal: either,
       onExit: (w, code, signal) => {
         // `how` in words: an idle worker the kernel OOM-killed has no call to fail, and this line is where it says so.
         // exitCode, not code: a request line's code is an error code (a string), and log indexes type a field once.

@@ -4,6 +4,7 @@
 // worker-pool.ts decides what to do with a failed worker.
 
 import type { FastifyBaseLogger } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import type { Killer } from './oom-kills.js'
@@ -55,6 +56,8 @@ const READY_FRAME_LIMIT = 'for the ready message, which lists every task with it
 const STREAM_END_GRACE_MS = 500
 /** The largest call id, a msgpack uint32 (workers/pyfleet/testing.py's WIDEST_CALL_ID). */
 const MAX_CALL_ID = 2 ** 32 - 1
+/** How long a failed start waits for its killed process to exit (a SIGKILL: at once, unless the kernel is stuck). */
+const EXIT_AFTER_FAILED_START_MS = 2000
 /** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
 const STACK_DUMP_MS = 100
 /**
@@ -153,7 +156,15 @@ export class PythonWorker {
   static async spawn (options: WorkerOptions): Promise<PythonWorker> {
     if (options.signal?.aborted === true) throw new WorkerStartError(`Python worker ${options.python} was not started: the server is shutting down`)
     const worker = new PythonWorker(options)
-    await worker.#start.done
+    try {
+      await worker.#start.done
+    } catch (error) {
+      // A failed start has killed its process (or seen it exit): its exit is awaited, so that
+      // its 'worker exited' line comes before the failure is reported, and no process outlives
+      // the start. Bounded, and skipped for a process that could not be spawned (it never exits).
+      if (worker.pid !== 0) await Promise.race([worker.#process.exited, sleep(EXIT_AFTER_FAILED_START_MS, undefined, { ref: false })])
+      throw error
+    }
     return worker
   }
 

@@ -60,7 +60,11 @@ export class StartWait {
     settle.reject(new WorkerStartError(`Python worker ${this.#python} ${reason}`))
   }
 
-  readonly #onAbort = (): void => { this.fail('was stopped while starting: the server is shutting down') }
+  /** An abort's reason, when it is a string, says why (another worker's start failed); otherwise it is the shutdown. */
+  readonly #onAbort = (): void => {
+    const reason: unknown = this.#signal?.reason
+    this.fail(typeof reason === 'string' ? reason : 'was stopped while starting: the server is shutting down')
+  }
 
   #end (): Settle | undefined {
     const settle = this.#settle

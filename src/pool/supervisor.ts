@@ -172,17 +172,27 @@ export class Supervisor {
 }
 
 /**
- * Spawns the workers of slots 1..size at once and resolves once every one is ready; if
- * one cannot start, kills the others and throws its WorkerStartError.
+ * Spawns the workers of slots 1..size at once and resolves once every one is ready. The
+ * first start to fail stops the others (their starts are aborted, the ready ones killed) and
+ * is the WorkerStartError thrown: a task module that fails to import in one worker is
+ * reported at once, not after the others have finished importing, or timed out.
  */
-export async function spawnAll (size: number, spawn: (id: number) => Promise<PythonWorker>): Promise<PythonWorker[]> {
+export async function spawnAll (size: number, spawn: (id: number, signal: AbortSignal) => Promise<PythonWorker>): Promise<PythonWorker[]> {
   const ids = Array.from({ length: size }, (_, i) => i + 1)
-  const results = await Promise.allSettled(ids.map(async (id) => await spawn(id)))
+  const failed = new AbortController()
+  let firstFailure: unknown
+  const results = await Promise.allSettled(ids.map(async (id) => await spawn(id, failed.signal).catch((error: unknown) => {
+    if (!failed.signal.aborted) {
+      firstFailure = error
+      // A string: the reason the starts it aborts give (StartWait reads it).
+      failed.abort(`was stopped while starting: worker ${id}'s start failed`)
+    }
+    throw error
+  })))
   const started = results.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-  if (failed !== undefined) {
+  if (failed.signal.aborted) {
     await Promise.all(started.map(async (w) => { await w.kill() }))
-    throw failed.reason
+    throw firstFailure
   }
   return started
 }

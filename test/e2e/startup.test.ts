@@ -173,6 +173,19 @@ t.test('a task module that fails to import exits 1 saying which and why', async 
   t.match(output, /pyfleet: .*task module 'broken_tasks' raised RuntimeError on import: this module is broken on purpose/)
 })
 
+t.test('a task module that fails to import in one worker stops the others\' start at once: not reported after their slow imports', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-one-broken-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  // The other three import for 20 s, within WORKER_START_TIMEOUT_MS: before the change, they finished, said ready, and only then were stopped.
+  const { code, output } = await runServer({ TASK_MODULES: 'one_broken_worker_tasks', PYTHONPATH: FIXTURES, ONE_BROKEN_MARK: join(dir, 'mark'), SLOW_IMPORT_S: '20', WORKER_START_TIMEOUT_MS: '60000', LOG_LEVEL: 'info' })
+  t.equal(code, 1)
+  t.match(output, /^pyfleet: .*task module 'one_broken_worker_tasks' raised RuntimeError on import: this worker's import fails on purpose \(at one_broken_worker_tasks\.py, line 14\)$/m, 'the failed import is the reason given')
+  t.notMatch(output, /"msg":"worker ready"/, 'no other worker got as far as ready')
+  const lines = output.split('\n')
+  t.equal(lines.filter((line) => line.includes('"msg":"worker exited"')).length, 4, 'every worker\'s exit is logged: the three still importing were stopped')
+  t.match(lines.filter((line) => line !== '').at(-1), /^pyfleet: /, 'and the reason comes last, after every exit')
+})
+
 t.test('a failed start\'s one line comes after the log lines that explain it, where stdout and stderr are read together', async (t) => {
   // One pipe for both, as `2>&1` or a container's log: the order they were written in is the order read.
   const child = spawn('sh', ['-c', `exec "${process.execPath}" dist/server.js 2>&1`], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', TASK_MODULES: 'broken_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1' } })

@@ -61,6 +61,16 @@ t.test('a shutdown stops a start under way', async (t) => {
   t.equal(kills, 1)
 })
 
+t.test('an abort whose reason is a string fails the start with it (a sibling\'s failed start), through AbortSignal.any too', async (t) => {
+  const siblings = new AbortController()
+  const shutdown = new AbortController()
+  let kills = 0
+  const wait = new StartWait('py', 60_000, AbortSignal.any([siblings.signal, shutdown.signal]), () => { kills++ })
+  siblings.abort('was stopped while starting: worker 3\'s start failed')
+  await t.rejects(wait.done, { message: 'Python worker py was stopped while starting: worker 3\'s start failed' })
+  t.equal(kills, 1)
+})
+
 t.test('a call deadline expires once, and not at all once cleared', async (t) => {
   let expired = 0
   const deadline = new CallDeadline(() => false, () => { expired++ })
