@@ -230,7 +230,7 @@ const KEY_TEXT_MAX = 100
  * A tuple dict key as its message shows it: JSON-like, bytes as `<N bytes>`, a map as `{...}`,
  * at most KEY_TEXT_MAX characters, and no more built than that: a key may hold 40 MB of bytes,
  * which as JSON took the worker's slot for half a minute and the server to 2 GB (a review).
- * The worker writes a TaskError's details' keys the same way (protocol.py, _key_text).
+ * The worker writes a TaskError's details' keys the same way (unsendable.py, _key_text).
  */
 function keyText (key: unknown[]): string {
   let text = ''

@@ -16,7 +16,7 @@ t.test('a result with a bytes key or an extension type is a failed call, not a p
   // Deeper: the path says where, as the worker says it of a TaskError's details.
   const deep = packr.pack({ t: 'result', id: 9, value: { rows: [{ a: 1 }, new Map<unknown, number>([['b', 1], [[1, 2], 2]])] } })
   t.match(decodeReply(deep, 9), { kind: 'failed', type: 'UndecodableResult', message: 'the result has a tuple dict key [1,2] at ["rows"][1]; use str keys' })
-  // A tuple key's values as the worker writes them for details (protocol.py's test has the same
+  // A tuple key's values as the worker writes them for details (unsendable.py's test has the same
   // key and text), and only the first 100 characters built: 8 MB of bytes in a key are their length.
   const mixed = packr.pack({ t: 'result', id: 10, value: new Map<unknown, number>([[[Buffer.from('ab'), 2.5, [1, 'x'], null, true], 1]]) })
   t.match(decodeReply(mixed, 10), { message: 'the result has a tuple dict key [<2 bytes>,2.5,[1,"x"],null,true]; use str keys' })

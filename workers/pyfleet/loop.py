@@ -19,6 +19,7 @@ from .resident import ResidentSize
 from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
 from .context import reset_trace as _reset_trace, set_trace as _set_trace
 from .guard import changes as _changes
+from .js_values import in_js_order
 from .std_fds import begin_call_output, end_call_output, end_open_line, open_line as _open_line
 
 # Type names for type checkers only (why: see registry.py).
@@ -232,7 +233,7 @@ def _fill_defaults(task_input: Dict[str, Any], defaults: Any) -> None:
             task_input[field] = default
             filled = True
     if filled:  # in the order the same fields sent by a client would have (a field named "2" first)
-        ordered = protocol.in_js_order(task_input)
+        ordered = in_js_order(task_input)
         if ordered is not task_input:
             task_input.clear()
             task_input.update(ordered)

@@ -13,6 +13,7 @@ import traceback
 from . import protocol
 from .errors import TaskError, as_text, sendable
 from .places import place
+from .unsendable import undecodable, why_unsendable
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -151,16 +152,16 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
     try:
         body = encode(reply)
         # What msgpackr cannot decode, the server blames on "the result": say here which part it is.
-        if not is_result and reply.get("details") is not None and protocol.undecodable(reply["details"], "") is not None:
-            problem = protocol.undecodable(reply["details"], what())
+        if not is_result and reply.get("details") is not None and undecodable(reply["details"], "") is not None:
+            problem = undecodable(reply["details"], what())
             body = encode(protocol.error(call_id, protocol.KIND_FAILED, "UndecodableDetails", problem))
-    # TypeError or OverflowError from _to_msgpack, ValueError for a cycle, ..., and whatever the
-    # task's own code raises while its values are converted (a set member's __lt__, a date
-    # subclass's isoformat()): SystemExit and KeyboardInterrupt too, which are the call's
+    # TypeError or OverflowError from conversion.to_msgpack, ValueError for a cycle, ..., and
+    # whatever the task's own code raises while its values are converted (a set member's __lt__,
+    # a date subclass's isoformat()): SystemExit and KeyboardInterrupt too, which are the call's
     # failure, as when the task raises them, not the worker's end.
     except BaseException as exc:
         try:
-            why = protocol.why_unsendable(reply.get("value" if is_result else "details"), exc)
+            why = why_unsendable(reply.get("value" if is_result else "details"), exc)
             # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
             # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
             body = encode(failed(call_id, exc, f"{what()} cannot be sent: {why}", last_frames=3))

@@ -192,7 +192,7 @@ def defaults_to_fill(name: str, fill_defaults: Any, schema: Any) -> tuple:
     # floats as ints (the server sends them so), so that a task cannot tell who supplied it.
     import msgpack
 
-    from .protocol import as_the_server_sends
+    from .js_values import as_the_server_sends
 
     def as_sent(value: Any) -> Any:
         return as_the_server_sends(msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False, strict_map_key=False))

@@ -32,8 +32,9 @@ except ModuleNotFoundError as exc:  # a bare "No module named 'msgpack'" says no
 
 from . import protocol, registry
 from .frames import DEFAULT_MAX_FRAME_BYTES
-from .protocol import as_the_server_sends
+from .js_values import as_the_server_sends
 from .loop import Runner, encode_reply, event_loop_policy
+from .unsendable import undecodable
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
@@ -128,10 +129,10 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
         reply = protocol.decode(encode_reply(reply, max_frame_bytes))
     except protocol.ProtocolError as exc:  # e.g. a tuple key: it comes back as an (unhashable) list
         # Said as the server logs it (where, and what to use), from the value the task returned.
-        where = protocol.undecodable(reply.get("value" if reply.get("t") == protocol.MSG_RESULT else "details"), "the result" if reply.get("t") == protocol.MSG_RESULT else "the details")
+        where = undecodable(reply.get("value" if reply.get("t") == protocol.MSG_RESULT else "details"), "the result" if reply.get("t") == protocol.MSG_RESULT else "the details")
         raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": where or str(exc)}) from None
     if reply["t"] == protocol.MSG_RESULT:
-        problem = protocol.undecodable(reply["value"], "the result")
+        problem = undecodable(reply["value"], "the result")
         if problem is not None:
             raise TaskCallError({"kind": protocol.KIND_FAILED, "type": "UndecodableResult", "message": problem})
         value = reply["value"]

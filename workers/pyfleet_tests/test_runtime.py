@@ -27,6 +27,7 @@ from pyfleet import TaskError, protocol, registry, task
 from pyfleet.frames import FrameError, read_frame, write_frame
 from pyfleet.loop import encode_reply, serve
 from pyfleet.resident import ResidentSize
+from pyfleet.unsendable import value_depth_limit
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
 
 
@@ -771,7 +772,7 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual(bytes_key["message"], f"the details of the TaskError{RAISED} has a bytes dict key at ['at']; use str keys")
 
     def test_too_deep_or_cyclic_values_say_so(self):
-        limit = protocol.value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2
+        limit = value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2
         self.assertGreaterEqual(limit, 510)
         deep = []
         for _ in range(limit - 1):
