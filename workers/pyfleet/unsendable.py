@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgpack
 
-from .conversion import NO_TOLIST, is_pandas, tolist_of
+from .conversion import NO_TOLIST, is_pandas, to_msgpack, tolist_of
 from .js_values import js_number_text
 from .protocol import encode
 
@@ -62,7 +62,7 @@ def undecodable(value: Any, what: str) -> Optional[str]:
             return f"{what} holds a msgpack.ExtType{_at(path)}, which the server refuses"
         if isinstance(item, dict):
             for key, child in item.items():
-                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                if not _is_key_the_server_decodes(key):
                     kind = "tuple" if isinstance(key, (tuple, list)) else type(key).__name__
                     shown = f" {_key_text(key)}" if kind == "tuple" else ""
                     return f"{what} has a {kind} dict key{shown}{_at(path)}; use str keys"
@@ -73,6 +73,21 @@ def undecodable(value: Any, what: str) -> Optional[str]:
                 if isinstance(child, (dict, list, tuple, msgpack.ExtType)):
                     stack.append((child, f"{path}[{index}]"))
     return None
+
+
+def _is_key_the_server_decodes(key: Any) -> bool:
+    """Whether a dict key, as the packer sends it, is one msgpackr takes: a str, a number, a bool
+    or None, also once the packer's default has made one of it (a date's ISO text, a Decimal's
+    number, a numpy scalar's value), as it does for a result's keys."""
+    if isinstance(key, (str, int, float, bool)) or key is None:
+        return True
+    if isinstance(key, (bytes, bytearray, memoryview, tuple, list, dict, msgpack.ExtType)):
+        return False  # packed as they are (bin, array, map, ext): no conversion makes them a scalar
+    try:
+        converted = to_msgpack(key)
+    except Exception:  # a key the packer could not carry either: not this check's to explain
+        return False
+    return isinstance(converted, (str, int, float, bool)) or converted is None
 
 
 _KEY_TEXT_MAX = 100
@@ -186,9 +201,18 @@ def _find(value: Any, problem: Any, otherwise: str) -> str:
                 continue
         if isinstance(item, (dict, list, tuple, set, frozenset)) and id(item) not in seen:
             seen.add(id(item))
-            children = item.items() if isinstance(item, dict) else enumerate(item)
+            # A set's members in the order they are sent (sorted, where they compare): the index said is the one the client sees.
+            children = item.items() if isinstance(item, dict) else enumerate(_as_sent(item) if isinstance(item, (set, frozenset)) else item)
             for key, child in reversed(list(children)):
                 if problem is _is_unencodable_str and isinstance(key, str) and not key.isascii() and _is_unencodable_str(key) is not None:
                     return f"a key of {path}" if path else "a key"
                 stack.append((child, f"{path}[{repr(key)}]"))
     return otherwise
+
+
+def _as_sent(members: Any) -> List[Any]:
+    """A set's members in the packer's order (conversion.to_msgpack), or as they come where sorting raised."""
+    try:
+        return list(to_msgpack(members))
+    except Exception:  # a member's own __lt__ may raise anything
+        return list(members)

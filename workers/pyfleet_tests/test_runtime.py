@@ -771,6 +771,22 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual(huge["message"], f'the details of the TaskError{RAISED} has a tuple dict key [<8388608 bytes>,"' + "y" * 79 + '...; use str keys')
         self.assertEqual(bytes_key["message"], f"the details of the TaskError{RAISED} has a bytes dict key at ['at']; use str keys")
 
+    def test_keys_the_packer_makes_str_or_numbers_of_are_fine_in_details_as_in_results(self):
+        # A date or Decimal key was taken for one the server cannot decode: a 500 where a 422 was meant.
+        date_key, decimal_key, frozenset_key = self.replies(
+            TaskError("some days are missing", {datetime.date(2024, 1, 31): "no readings"}),
+            TaskError("bad", {"at": {decimal.Decimal("1.50"): 1}}), TaskError("bad", {frozenset({1}): 1}),
+        )
+        self.assertEqual((date_key["kind"], date_key["details"]), ("rejected", {"2024-01-31": "no readings"}))
+        self.assertEqual((decimal_key["kind"], decimal_key["details"]), ("rejected", {"at": {"1.50": 1}}))
+        self.assertEqual((frozenset_key["kind"], frozenset_key["type"]), ("failed", "UndecodableDetails"), "sent as an array: still refused")
+        self.assertEqual(frozenset_key["message"], f"the details of the TaskError{RAISED} has a frozenset dict key; use str keys")
+
+    def test_a_value_in_a_set_is_placed_where_the_sorted_set_puts_it(self):
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"ids": {1, 3, 2**70}}), 1 << 20), raw=False)
+        self.assertEqual(reply["kind"], "failed")
+        self.assertTrue(reply["message"].startswith("the result cannot be sent: at ['ids'][2], an integer of 71 bits"), reply["message"])
+
     def test_too_deep_or_cyclic_values_say_so(self):
         limit = value_depth_limit()  # msgpack's: 510 or 511 on 1.0, 1,024 on 1.2
         self.assertGreaterEqual(limit, 510)
