@@ -3,19 +3,26 @@
 
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Call } from './pool/worker-pool.js'
+import { shortenForJson } from './short-text.js'
 
 export const round = (ms: number): number => Math.round(ms * 1000) / 1000
 /** The code of an error answer (SPEC §1), kept on its response for the completion line. */
 const kErrorCode = Symbol('pyfleet.errorCode')
+/** A 4xx's message, as the client got it: why a 400 or a 422 was one, without asking the client. */
+const kErrorMessage = Symbol('pyfleet.errorMessage')
 /** A 5xx that is the state the server was asked to be in, not a failure (noteExpected). */
 const kExpected = Symbol('pyfleet.expected')
-type Coded = { [kErrorCode]?: string, [kExpected]?: true }
+type Coded = { [kErrorCode]?: string, [kErrorMessage]?: string, [kExpected]?: true }
+/** The error message on a completion line: enough to read a validation error or a task's TaskError, bounded as a log line must be. */
+const LOGGED_ERROR_MESSAGE_CHARS = 300
+const LOGGED_ERROR_MESSAGE_BYTES = 1024
 /** Load shedding: one answer per refused request under overload, counted by the metrics; not a warning each. */
 const SHEDDING_CODES = new Set(['QUEUE_FULL', 'RECEIVE_FULL'])
 
-/** Notes the code an error answer is sent with (the error handler), for its log line. */
-export function noteErrorCode (reply: FastifyReply, code: string): void {
+/** Notes the code an error answer is sent with (the error handler), and its message, for its log line. */
+export function noteErrorCode (reply: FastifyReply, code: string, message?: string): void {
   (reply.raw as Coded)[kErrorCode] = code
+  if (message !== undefined && message !== '') (reply.raw as Coded)[kErrorMessage] = message
 }
 
 /**
@@ -25,6 +32,11 @@ export function noteErrorCode (reply: FastifyReply, code: string): void {
  */
 export function noteExpected (reply: FastifyReply): void {
   (reply.raw as Coded)[kExpected] = true
+}
+
+/** An error answer's message as its log line has it: bounded, as a log line must be. */
+export function loggedErrorMessage (message: string): string {
+  return shortenForJson(message, LOGGED_ERROR_MESSAGE_CHARS, LOGGED_ERROR_MESSAGE_BYTES)
 }
 
 /** The code noted for the answer (noteErrorCode), if it is an error's. */
@@ -57,6 +69,9 @@ export class RequestLog extends LogController {
     const fields: Record<string, unknown> = requestFields(request, request.pyfleetCall)
     fields.statusCode = reply.statusCode
     if (code !== undefined) fields.code = code
+    // errorMessage, not message: log pipelines (Datadog, Google's) take a `message` field for the line's own text.
+    const message = (reply.raw as Coded)[kErrorMessage]
+    if (message !== undefined) fields.errorMessage = loggedErrorMessage(message)
     fields.durationMs = round(reply.elapsedTime)
     if (error !== null) fields.err = error
     reply.log[level](fields, 'request completed')

@@ -15,7 +15,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPM
 import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, latestResponseOf, numberRequest, responseOf } from '../connection-reuse.js'
-import { noteErrorCode, requestFields, round } from '../request-log.js'
+import { loggedErrorMessage, noteErrorCode, requestFields, round } from '../request-log.js'
 import { answerWritten, recordAbandoned, replyOf, watchUnwritten } from '../abandoned.js'
 import { closeByServer, wasClosedByServer } from '../closed-by-server.js'
 import { jsonSafe } from '../routes/replies.js'
@@ -67,9 +67,10 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
   // undefined on the bare requests Fastify builds for frameworkError
   if (call !== null && call !== undefined) reply.header('server-timing', serverTiming(call))
   const code = known ? err.code : 'INTERNAL_ERROR'
-  noteErrorCode(reply, code)
   const body = errorBody(statusCode, code,
     statusCode >= 500 && !known ? 'internal server error; the server log has the details under this answer\'s x-request-id' : err.message)
+  // A 4xx's message is the only account of why the request was refused; a 5xx has lines of its own.
+  noteErrorCode(reply, code, statusCode < 500 ? err.message : undefined)
   // A task's TaskError details may hold bytes and integers past 2^53, as results do.
   if (err.details !== undefined) body.details = jsonSafe(err.details)
   // The client has left (its connection reset mid-body, or closed before a refusal was
@@ -130,7 +131,7 @@ export function frameworkError (error: FastifyError, request: FastifyRequest, re
   // first, abandoned.ts records it, as it does a routed request's answer.
   watchUnwritten(request, reply)
   handleError(answer, request, reply)
-  logWhenWritten(request, reply, { method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code })
+  logWhenWritten(request, reply, { method: request.method, url: shown, remoteAddress: request.socket.remoteAddress, statusCode: reply.statusCode, code: answer.code, errorMessage: loggedErrorMessage(answer.message) })
 }
 
 /** frameworkError's line, once its answer is written (abandoned.ts records one that never is). */

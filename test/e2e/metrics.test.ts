@@ -186,7 +186,7 @@ t.test('requests no route matches are recorded, framework errors included, with 
   const badUrl = await fetch(`${url}/%E0%A4%A`)
   t.equal(badUrl.status, 400)
   t.match(await badUrl.json(), { statusCode: 400, code: 'FST_ERR_BAD_URL', error: 'Bad Request' })
-  t.match(server.logs.find((l) => l.msg === 'request completed' && l.requestId === badUrl.headers.get('x-request-id')), { statusCode: 400, code: 'FST_ERR_BAD_URL' }, 'its line has its code')
+  t.match(server.logs.find((l) => l.msg === 'request completed' && l.requestId === badUrl.headers.get('x-request-id')), { statusCode: 400, code: 'FST_ERR_BAD_URL', errorMessage: '/%E0%A4%A is not a valid URL: it does not percent-decode' }, 'its line has its code and message')
   t.equal((await fetch(`${url}/nope`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{bad' })).status, 404, 'no route: 404 before the body is parsed')
   t.equal((await fetch(`${url}/nope`, { method: 'PROPFIND' })).status, 404)
   t.equal((await fetch(`${url}/nope`)).status, 404)
