@@ -66,7 +66,15 @@ export class StderrBudget {
     if (this.#droppedLines === 0) this.#droppedContext = this.#context()
     if (aLine) this.#droppedLines++
     this.#droppedChars += line.length
-    this.#summaryTimer ??= setTimeout(() => { this.logDropped() }, DROPPED_SUMMARY_DELAY_MS).unref()
+    // Armed by a counted line only (the rest of a line counted before adds characters, nothing to
+    // report alone), and forgotten as it fires: a timer that fired with nothing to log was left
+    // set, and a later flood's count then waited for the next line let through.
+    if (this.#droppedLines > 0) {
+      this.#summaryTimer ??= setTimeout(() => {
+        this.#summaryTimer = undefined
+        this.logDropped()
+      }, DROPPED_SUMMARY_DELAY_MS).unref()
+    }
   }
 
   /** Takes the line's units from the budget if it has them (a token bucket), and may log it. */
@@ -98,7 +106,7 @@ export class StderrBudget {
     clearTimeout(this.#summaryTimer)
     this.#summaryTimer = undefined
     const fields = { ...(this.#droppedContext ?? this.#context()), stream: 'stderr', droppedLines: this.#droppedLines, droppedChars: this.#droppedChars }
-    this.#log.warn(fields, `${this.#droppedLines} stderr lines of this worker were not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
+    this.#log.warn(fields, `${this.#droppedLines === 1 ? '1 stderr line of this worker was' : `${this.#droppedLines} stderr lines of this worker were`} not logged: it wrote faster than its log budget of ${BUDGET_UNITS_PER_SECOND.toLocaleString('en-US')} lines (or KiB) a second`)
     this.#onDropped?.(this.#droppedLines)
     this.#droppedLines = 0
     this.#droppedChars = 0

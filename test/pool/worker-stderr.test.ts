@@ -61,6 +61,25 @@ t.test('past its log budget a worker\'s lines are dropped and counted, and the c
   t.same(dropped, [5001, 46], 'and counted for pyfleet_worker_stderr_dropped_lines_total as it is logged')
 })
 
+t.test('the count of a later flood is logged on its own second too, after the rest of a long dropped line (its timer was left spent)', async (t) => {
+  const { log, lines } = recordingLog()
+  const stderr = new WorkerStderr(log, () => ({ worker: 1, workerPid: 2, requestId: 'r', task: 't' }), () => false, () => 0) // no refill
+  const summaries = async (count: number): Promise<string[]> => {
+    const deadline = Date.now() + 5000
+    const found = (): string[] => lines.filter((l) => l.level === 'warn').map((l) => l.msg.split(':')[0])
+    while (found().length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    return found()
+  }
+  stderr.write('x\n'.repeat(20_000)) // the burst, spent
+  stderr.write('y'.repeat(20_000)) // a long line arriving: its first piece dropped, a line counted
+  t.same(await summaries(1), ['1 stderr line of this worker was not logged'])
+  stderr.write('y'.repeat(20_000)) // more of that line: characters only, no line
+  await new Promise((resolve) => setTimeout(resolve, 1200)) // a second: nothing new to say
+  stderr.write(`\n${'z\n'.repeat(100)}`)
+  t.same(await summaries(2), ['1 stderr line of this worker was not logged', '100 stderr lines of this worker were not logged'], 'within a second, not at the next line let through')
+  stderr.flush()
+})
+
 t.test('while lines are dropped, their count is logged every second, and a fatal line is logged all the same', async (t) => {
   const { log, lines } = recordingLog()
   let now = 0
