@@ -39,15 +39,17 @@ function drain (fd: number): string {
   }
 }
 
-function opened (destination: LogDestination): Promise<void> {
-  return new Promise((resolve) => { destination.stream.once('ready', () => { resolve() }) })
+/** A LogDestination with its file open, ended when the test is. */
+async function openedDestination (t: Teardown, options: ConstructorParameters<typeof LogDestination>[0]): Promise<LogDestination> {
+  const destination = new LogDestination(options)
+  await new Promise<void>((resolve) => { destination.stream.once('ready', () => { resolve() }) })
+  t.teardown(() => { destination.stream.end() })
+  return destination
 }
 
 t.test('a single line is written without waiting for a batch to fill', async (t) => {
   const { path, reader } = fifo(t)
-  const destination = new LogDestination({ dest: path })
-  await opened(destination)
-  t.teardown(() => { destination.stream.end() })
+  const destination = await openedDestination(t, { dest: path })
   const log = pino(destination.stream)
   log.info('one quiet line')
   let read = ''
@@ -60,9 +62,7 @@ t.test('flushLogs resolves once every line logged before it is written, also tho
   // came after it, left in the batch while the write before it was under way (sonic-boom
   // calls a flush back when that write is done, without writing what was buffered meanwhile).
   const { path, reader } = fifo(t)
-  const destination = new LogDestination({ dest: path })
-  await opened(destination)
-  t.teardown(() => { destination.stream.end() })
+  const destination = await openedDestination(t, { dest: path })
   const log = pino(destination.stream)
   for (let round = 0; round < 20; round++) {
     log.info(`a batch's worth ${round} ${'x'.repeat(4000)}`) // over a batch's size: written at once, through the thread pool
@@ -74,9 +74,7 @@ t.test('flushLogs resolves once every line logged before it is written, also tho
 
 t.test('an idle log writes nothing: the batch timer writes only when a line came', async (t) => {
   const { path, reader } = fifo(t)
-  const destination = new LogDestination({ dest: path })
-  await opened(destination)
-  t.teardown(() => { destination.stream.end() })
+  const destination = await openedDestination(t, { dest: path })
   let writes = 0
   destination.stream.on('write', () => { writes++ })
   pino(destination.stream).info('one line')
@@ -91,9 +89,7 @@ t.test('an idle log writes nothing: the batch timer writes only when a line came
 t.test('a reader that stops: lines past the backlog are dropped and counted, then reported once it reads again', async (t) => {
   const { path, reader } = fifo(t)
   const backlogMaxBytes = 64 * 1024
-  const destination = new LogDestination({ dest: path, backlogMaxBytes })
-  await opened(destination)
-  t.teardown(() => { destination.stream.end() })
+  const destination = await openedDestination(t, { dest: path, backlogMaxBytes })
   const log = pino(destination.stream)
   let dropped = 0
   destination.watch(log, (lines) => { dropped += lines })
