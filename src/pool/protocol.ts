@@ -52,8 +52,8 @@ export interface ErrorMessage {
 
 /**
  * A reply frame left undecoded: it is large, and the offload thread decodes it and
- * writes the answer (pool/call-run.ts). Not a message of the protocol: PythonWorker
- * makes it instead of decoding (its offloadMinBytes option).
+ * writes the answer (pool/call-run.ts). Not a message of the protocol: PythonWorker's
+ * stdout (worker-stdout.ts) makes it instead of decoding (its offloadMinBytes option).
  */
 export interface DeferredReply {
   t: typeof MSG_DEFERRED

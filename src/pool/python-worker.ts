@@ -1,22 +1,24 @@
 // One Python worker: the ready message, one call at a time, stop, kill (what each way
 // of failing is called: worker-failures.ts); its OS process is worker-process.ts, its start timeout
-// start-wait.ts, a call's timeout call-deadline.ts. It knows nothing of pools or HTTP:
-// worker-pool.ts decides what to do with a failed worker.
+// start-wait.ts, its stdout's frames worker-stdout.ts, the call in flight and its timeout
+// call-in-flight.ts. It knows nothing of pools or HTTP: worker-pool.ts decides what to do
+// with a failed worker.
 
 import type { FastifyBaseLogger } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { FrameDecoder, FrameError, HEADER_BYTES } from './frames.js'
+import { HEADER_BYTES } from './frames.js'
 import { WorkerProcess } from './worker-process.js'
 import type { Killer } from './oom-kills.js'
 import { CallOutputMarks } from './call-output-marks.js'
-import { traceLogFieldsOf, type TraceContext, type TraceLogFields } from '../trace-context.js'
+import type { TraceContext } from '../trace-context.js'
 import { WorkerStderr } from './worker-stderr.js'
-import { CallDeadline } from './call-deadline.js'
-import { decodeReply, encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
-import { decodeReady, type ReadyMessage, type TaskInfo } from './ready-message.js'
+import { CallInFlight } from './call-in-flight.js'
+import { WorkerStdout } from './worker-stdout.js'
+import { encodeCall, ProtocolError, MSG_DEFERRED, type DeferredReply, type ReplyMessage } from './protocol.js'
+import type { ReadyMessage, TaskInfo } from './ready-message.js'
 import { StartWait } from './start-wait.js'
-import { InputTooLargeError, WorkerCallError, WorkerStartError, type WorkerFailure } from './worker-failures.js'
-import { msgpackObjects, OBJECTS_OFFLOAD_DIVISOR } from '../value-shape.js'
+import { dumpCallStacks, whereStartIsStuck } from './stack-dumps.js'
+import { callFailureAtExit, failureOfExit, InputTooLargeError, startFailureAtExit, WorkerStartError, type WorkerFailure } from './worker-failures.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
 
@@ -43,43 +45,9 @@ export interface WorkerOptions {
   offloadMinBytes?: number
 }
 
-/** The runtime's exit code when it refused a frame from us (EXIT_PROTOCOL_ERROR in workers/pyfleet/reporting.py). */
-export const EXIT_PROTOCOL_ERROR = 5
-/**
- * The ready message lists every task with its schema: with many tasks it can outgrow a small
- * MAX_FRAME_BYTES, which is about calls. It has a limit of its own, at least this.
- */
-const READY_FRAME_MAX_BYTES = 16 * 1024 * 1024
-/** The ready frame's limit, as its error names it: the user may have set MAX_FRAME_BYTES far lower, and the task table is what to shrink. */
-const READY_FRAME_LIMIT = 'for the ready message, which lists every task with its schemas: MAX_FRAME_BYTES or 16 MiB, whichever is larger; raise MAX_FRAME_BYTES, or declare fewer or smaller schemas'
-/** How long an exit may lag the end of the worker's stdout before the worker counts as mute. */
-const STREAM_END_GRACE_MS = 500
-/** The largest call id, a msgpack uint32 (workers/pyfleet/testing.py's WIDEST_CALL_ID). */
-const MAX_CALL_ID = 2 ** 32 - 1
+export { EXIT_PROTOCOL_ERROR } from './worker-failures.js'
 /** How long a failed start waits for its killed process to exit (a SIGKILL: at once, unless the kernel is stuck). */
 const EXIT_AFTER_FAILED_START_MS = 2000
-/** How long a worker past its call's timeout has to print its stacks (SIGUSR1) before its SIGKILL. */
-const STACK_DUMP_MS = 100
-/**
- * How long a worker past its start timeout has to print its stacks before its SIGKILL: the
- * start's failure quotes the frame they show, so this waits for it (and no longer), where a
- * call's dump is only logged.
- */
-const START_STACK_DUMP_MS = 1000
-
-/**
- * Whether a reply frame is decoded and made into its answer on the offload thread: from
- * OFFLOAD_MIN_BYTES, or from OFFLOAD_MIN_BYTES / 8 maps, arrays and bins in a smaller one
- * (an echo of 200 KB of empty maps held the event loop ~70–200 ms). Only frames that could
- * hold that many (one byte each) are counted: the usual small reply costs one comparison.
- */
-function isForTheThread (frame: Buffer, offloadMinBytes: number): boolean {
-  if (offloadMinBytes === 0) return false
-  if (frame.length >= offloadMinBytes) return true
-  // The frame's own map ({t, id, value}) aside: the value's count, as a body's is counted (takesObjects).
-  const objects = offloadMinBytes / OBJECTS_OFFLOAD_DIVISOR + 1
-  return frame.length >= objects && msgpackObjects(frame, objects) >= objects
-}
 
 export class PythonWorker {
   static #created = 0
@@ -92,31 +60,12 @@ export class PythonWorker {
   #state: WorkerState = 'starting'
   readonly #options: WorkerOptions
   readonly #process: WorkerProcess
-  readonly #decoder: FrameDecoder
+  readonly #stdout: WorkerStdout
   readonly #log: FastifyBaseLogger
   #ready: ReadyMessage | undefined
   readonly #start: StartWait
   readonly #stderr: WorkerStderr
-  // The call in flight: one at a time, so plain fields instead of a map.
-  #callId = 0
-  #task: string | undefined
-  #requestId: string | undefined
-  /** Request id and task for stderr lines: kept after the call ends, since stderr may lag the reply. */
-  #logRequestId: string | undefined
-  #logTrace: TraceLogFields | undefined
-  #logTask: string | undefined
-  /**
-   * The call before: its output may still be read after the next call was sent, and the
-   * worker's marks say whose a line is (call-output-marks.ts).
-   */
-  #sentCallId = 0
-  #previousCallId = 0
-  #previousRequestId: string | undefined
-  #previousTrace: TraceLogFields | undefined
-  #previousTask: string | undefined
-  #resolve: ((reply: ReplyMessage | DeferredReply) => void) | undefined
-  #reject: ((error: WorkerCallError) => void) | undefined
-  readonly #deadline = new CallDeadline(() => this.#decoder.isMidFrame, () => { this.#onTimeout() })
+  readonly #call = new CallInFlight(() => this.#stdout.isMidFrame, () => { this.#onTimeout() })
   #calls = 0
   #rssBytes = 0
   /** Why the worker is unusable, once it is: what a call in flight would have been told. */
@@ -133,14 +82,16 @@ export class PythonWorker {
     this.#log = options.log
     const marks = new CallOutputMarks()
     this.#stderr = new WorkerStderr(options.log,
-      (markedCall) => markedCall === this.#previousCallId && markedCall !== this.#sentCallId
-        ? { worker: this.id, workerPid: this.pid, requestId: this.#previousRequestId, ...this.#previousTrace, task: this.#previousTask }
-        : { worker: this.id, workerPid: this.pid, requestId: this.#logRequestId, ...this.#logTrace, task: this.#logTask },
+      (markedCall) => ({ worker: this.id, workerPid: this.pid, ...this.#call.logFieldsOf(markedCall) }),
       () => this.#state === 'starting', undefined, options.onStderrDropped, marks)
-    this.#decoder = new FrameDecoder(Math.max(options.maxFrameBytes, READY_FRAME_MAX_BYTES), (body) => { this.#onFrame(body) }, READY_FRAME_LIMIT)
+    this.#stdout = new WorkerStdout(options.maxFrameBytes, options.offloadMinBytes ?? 0, {
+      frame: (body) => { this.#onFrame(body) },
+      protocolError: (message) => { this.#onProtocolError(message) },
+      isAlive: () => this.isAlive
+    })
     this.#process = new WorkerProcess({ ...options, args: [...options.args, '--stderr-mark', marks.token] }, {
-      stdout: (chunk) => { this.#onStdout(chunk) },
-      stdoutEnd: () => { this.#onStdoutEnd() },
+      stdout: (chunk) => { this.#stdout.write(chunk) },
+      stdoutEnd: () => { this.#stdout.end() },
       stderr: (text) => { this.#stderr.write(text) },
       exit: (code, signal) => { this.#onExit(code, signal) },
       spawnError: (error) => { this.#onSpawnError(error) },
@@ -149,7 +100,7 @@ export class PythonWorker {
       }
     })
     // After the spawn, which may throw (an invalid env value): no start timer is left behind then.
-    this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') }, async () => await this.#whereStartIsStuck())
+    this.#start = new StartWait(options.python, options.startTimeoutMs, options.signal, () => { this.#process.signal('SIGKILL') }, async () => await whereStartIsStuck(this.#process, this.#stderr))
   }
 
   /** Starts a worker and resolves once it has sent its ready message. */
@@ -171,7 +122,7 @@ export class PythonWorker {
   get state (): WorkerState { return this.#state }
   get pid (): number { return this.#process.pid }
   get calls (): number { return this.#calls }
-  get task (): string | undefined { return this.#task }
+  get task (): string | undefined { return this.#call.task }
   /**
    * The task whose large reply the offload thread is making into the answer: the worker has
    * replied (it is idle) but stays lent to its call until then (call-run.ts), and reports
@@ -206,10 +157,7 @@ export class PythonWorker {
    */
   call (task: string, input: unknown, requestId: string, timeoutMs: number, widenIntegers = false, answerWithinMs = timeoutMs, trace?: TraceContext): Promise<ReplyMessage | DeferredReply> {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} is ${this.#state}, not idle`)
-    // Ids only tell a call's reply from a stale one: they wrap before 2^32, past which msgpackr
-    // would write one as a float64, which resultValueBytes does not read (a msgpack answer
-    // would then be encoded again, not passed on).
-    const id = this.#callId = this.#callId >= MAX_CALL_ID ? 1 : this.#callId + 1
+    const id = this.#call.nextId()
     const frame = encodeCall(id, task, input, requestId, Math.max(1, Math.floor(Math.min(answerWithinMs, timeoutMs))), widenIntegers, trace)
     // The worker would refuse an oversize frame by exiting. Bodies under BODY_LIMIT_BYTES
     // can still grow past MAX_FRAME_BYTES when re-encoded, if the two are set close.
@@ -219,23 +167,10 @@ export class PythonWorker {
     }
     this.#state = 'busy'
     this.#stderr.callStarted()
-    this.#previousCallId = this.#sentCallId
-    this.#sentCallId = id
-    this.#previousRequestId = this.#logRequestId
-    this.#previousTrace = this.#logTrace
-    this.#previousTask = this.#logTask
-    this.#task = task
-    this.#requestId = requestId
-    this.#logRequestId = requestId
-    this.#logTrace = traceLogFieldsOf(trace?.traceparent)
-    this.#logTask = task
     this.#calls++
-    this.#deadline.start(timeoutMs)
+    const reply = this.#call.begin(id, task, requestId, trace, timeoutMs)
     this.#process.write(frame)
-    return new Promise<ReplyMessage | DeferredReply>((resolve, reject) => {
-      this.#resolve = resolve
-      this.#reject = reject
-    })
+    return reply
   }
 
   /**
@@ -285,66 +220,31 @@ export class PythonWorker {
 
   #onTimeout (): void {
     this.#failure ??= 'timeout'
-    this.#failCall('timeout', `task ${this.#task ?? '?'} timed out`)
+    this.#call.fail('timeout', `task ${this.#call.task ?? '?'} timed out`)
     void this.#dumpStacksAndKill()
   }
 
-  /**
-   * Where was the task stuck? The runtime prints every thread's stack on SIGUSR1
-   * (faulthandler, in workers/pyfleet/__main__.py), which stderr's lines log under the
-   * call's request id; then the worker is killed. Taken out of service at once.
-   */
+  /** Its stacks logged (stack-dumps.ts), then killed; taken out of service at once. */
   async #dumpStacksAndKill (): Promise<void> {
     if (this.#state === 'dead') return
     this.#state = 'stopping'
-    this.#process.signalWorker('SIGUSR1')
-    await Promise.race([this.#process.exited, new Promise((resolve) => { setTimeout(resolve, STACK_DUMP_MS).unref() })])
+    await dumpCallStacks(this.#process)
     await this.kill()
-  }
-
-  /**
-   * Where a start past its timeout is stuck: the runtime prints every thread's stack on
-   * SIGUSR1 (set up before any task module is imported), and the main thread's stack says
-   * which import it is stuck in (stuck-at.ts).
-   */
-  async #whereStartIsStuck (): Promise<string | undefined> {
-    const frame = this.#stderr.awaitWhereStuck()
-    this.#process.signalWorker('SIGUSR1')
-    let timer: NodeJS.Timeout | undefined
-    const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, START_STACK_DUMP_MS) })
-    try {
-      return await Promise.race([frame, gaveUp, this.#process.exited.then(() => undefined)])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  #onStdout (chunk: Buffer): void {
-    try {
-      this.#decoder.push(chunk)
-    } catch (error) {
-      if (!(error instanceof FrameError || error instanceof ProtocolError)) throw error
-      this.#onProtocolError(error.message)
-    }
   }
 
   #onFrame (body: Buffer): void {
     switch (this.#state) {
       case 'starting': {
-        this.#ready = decodeReady(body)
-        this.#decoder.limitFrames(this.#options.maxFrameBytes)
+        this.#ready = this.#stdout.readyOf(body)
         this.#state = 'idle'
         this.#start.ready()
         return
       }
       case 'busy': {
-        const deferred = isForTheThread(body, this.#options.offloadMinBytes ?? 0)
-        const reply = deferred ? { t: MSG_DEFERRED, id: this.#callId, frame: body } as const : decodeReply(body, this.#callId)
-        if (deferred) this.#answering = this.#task
-        const resolve = this.#resolve
-        this.#endCall()
+        const reply = this.#stdout.replyOf(body, this.#call.id)
+        if (reply.t === MSG_DEFERRED) this.#answering = this.#call.task
         this.#state = 'idle'
-        resolve?.(reply)
+        this.#call.resolve(reply)
         return
       }
       case 'stopping':
@@ -357,70 +257,32 @@ export class PythonWorker {
     }
   }
 
-  #endCall (): void {
-    this.#deadline.clear()
-    this.#resolve = undefined
-    this.#reject = undefined
-    this.#task = undefined
-    this.#requestId = undefined
-  }
-
-  #failCall (failure: WorkerFailure, message: string): void {
-    const reject = this.#reject
-    this.#endCall()
-    reject?.(new WorkerCallError(failure, message))
-  }
-
-  /**
-   * The protocol stream ended. A process that exits closes it just before, so the exit
-   * gets a moment to be reported (a crash stays a crash); one still alive after that
-   * can never answer again (a task closed the stream), and waiting for its timeout
-   * would only hold the call and the worker.
-   */
-  #onStdoutEnd (): void {
-    setTimeout(() => {
-      // Decided after the next poll phase: if the event loop was blocked past the grace,
-      // timers run before the exit that was already pending has been read.
-      setImmediate(() => {
-        if (this.#state === 'dead' || this.#state === 'stopping') return
-        this.#onProtocolError('it closed its protocol stream but is still running')
-      })
-    }, STREAM_END_GRACE_MS).unref()
-  }
-
-  #onProtocolError (message: string, requestId = this.#requestId): void {
+  #onProtocolError (message: string, requestId = this.#call.requestId): void {
     this.#failure ??= 'protocol'
-    const trace = requestId !== undefined && requestId === this.#logRequestId ? this.#logTrace : undefined
+    const trace = this.#call.traceOf(requestId)
     this.#log.error({ worker: this.id, workerPid: this.pid, requestId, ...trace }, `worker broke the protocol: ${message}`)
     this.#start.fail(`broke the protocol during start-up: ${message}`)
-    this.#failCall('protocol', message)
+    this.#call.fail('protocol', message)
     void this.kill()
   }
 
   #onSpawnError (error: Error): void {
     this.#state = 'dead'
     this.#start.fail(`could not be started: ${error.message}`)
-    this.#failCall('crash', `worker could not be started: ${error.message}`)
+    this.#call.fail('crash', `worker could not be started: ${error.message}`)
   }
 
   #onExit (code: number | null, signal: NodeJS.Signals | null): void {
-    const wasMidFrame = this.#decoder.isMidFrame
+    const wasMidFrame = this.#stdout.isMidFrame
     this.#state = 'dead'
     this.#stderr.flush()
     const how = this.#process.describeExit(code, signal)
     this.#exitDescription = how
     const { fatalLine, lastWords } = this.#stderr
-    this.#start.fail(fatalLine !== undefined
-      ? `did not start: ${fatalLine}`
-      : `${how} before it was ready${lastWords.length > 0 ? `; its last words: ${lastWords.join(' | ')}` : ''}`)
-    // Exit code 5 is the runtime refusing a frame of ours: a protocol error seen from
-    // the other side (its reason, when already read, is the fatal line).
-    const failure = code === EXIT_PROTOCOL_ERROR ? 'protocol' : 'crash'
+    this.#start.fail(startFailureAtExit(how, fatalLine, lastWords))
+    const failure = failureOfExit(code)
     this.#failure ??= failure
-    // The runtime says why it exits when it knows (a refused frame, its own failure: exit 5 or 6),
-    // and then exits with a code: a death by signal has no such reason, whatever a task printed.
-    const reason = fatalLine !== undefined && signal === null ? `: ${fatalLine}` : ''
-    this.#failCall(failure, `the worker ${how}${reason} while running ${this.#task ?? 'a call'}${wasMidFrame ? ' (mid-frame)' : ''}`)
+    this.#call.fail(failure, callFailureAtExit(how, fatalLine, signal, this.#call.task, wasMidFrame))
     this.#options.onExit?.(this, code, signal)
   }
 }

@@ -1,6 +1,6 @@
 // A worker's start, from spawn to its ready message: the start timeout, the shutdown's
 // abort, and the one WorkerStartError a start that fails ends with. python-worker.ts says
-// when the worker is ready or why it failed, and where a start past its timeout is stuck.
+// when the worker is ready or why it failed, stack-dumps.ts where a start past its timeout is stuck.
 
 import { WorkerStartError } from './worker-failures.js'
 

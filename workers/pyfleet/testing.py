@@ -70,7 +70,7 @@ class TaskCallError(Exception):
 
 
 # The call id is part of the reply frame that MAX_FRAME_BYTES bounds, and a long-lived worker's
-# ids grow, up to a msgpack uint32 (src/pool/python-worker.ts MAX_CALL_ID): the widest one, so
+# ids grow, up to a msgpack uint32 (src/pool/call-in-flight.ts MAX_CALL_ID): the widest one, so
 # that a result call_task accepts is never a few bytes over the limit on the server.
 WIDEST_CALL_ID = 2**32 - 1
 
