@@ -243,7 +243,9 @@ export class PythonWorker {
       case 'busy': {
         const reply = this.#stdout.replyOf(body, this.#call.id)
         if (reply.t === MSG_DEFERRED) this.#answering = this.#call.task
-        this.#state = 'idle'
+        // Asked to stop during the call (the shutdown): it goes on stopping, its stdin closed, and
+        // takes no other call (it went back to idle, alive to the pool, and a call given it failed).
+        this.#state = this.#stopRequested ? 'stopping' : 'idle'
         this.#call.resolve(reply)
         return
       }

@@ -60,6 +60,18 @@ t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', a
   t.notOk(await isRunning(pid))
 })
 
+t.test('a worker asked to stop during a call answers it, and goes on stopping: not idle, no other call', async (t) => {
+  const worker = await PythonWorker.spawn(options(1))
+  const reply = worker.call('diag.work', { sleep_ms: 300 }, 'req-1', 5000)
+  const stopped = worker.stop(10_000)
+  t.match(await reply, { t: 'result' }, 'its call is answered')
+  t.equal(worker.state, 'stopping')
+  t.notOk(worker.isAlive)
+  t.throws(() => worker.call('echo', 1, 'req-2', 5000), /worker 1 is stopping, not idle/)
+  await stopped
+  t.equal(worker.state, 'dead')
+})
+
 t.test('with --max-rss-bytes, a worker past it says its RSS in each reply, and a result\'s value bytes are still found as it wrote them', async (t) => {
   const worker = await PythonWorker.spawn(options(1, ['--max-rss-bytes', '1']))
   t.teardown(async () => { await worker.stop(2000) })
