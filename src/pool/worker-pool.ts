@@ -1,8 +1,8 @@
 // Owns the workers: generic-pool keeps the set (min = max = size, a replacement
 // for each one destroyed); this module borrows a worker for each call that
 // admission.ts lets start, has call-run.ts run the call on it, and then
-// releases, recycles or destroys the worker. HTTP is not its business: it
-// throws the typed errors of errors.ts and lets routes send them.
+// worker-turnover.ts release, recycle or destroy the worker. HTTP is not its
+// business: it throws the typed errors of errors.ts and lets routes send them.
 
 import { setMaxListeners } from 'node:events'
 import genericPool, { type Pool } from 'generic-pool'
@@ -12,11 +12,12 @@ import type { PythonWorker } from './python-worker.js'
 import { Admission, type Waiter } from './admission.js'
 import { runCall, type CallRunPool } from './call-run.js'
 import { MemorySampler } from './memory-sampler.js'
-import { OVER_MEMORY, Recycler } from './recycler.js'
+import { Recycler } from './recycler.js'
 import { Reloader, type ReloadResult } from './reloader.js'
-import type { Call, PoolObserver, RestartReason } from './call.js'
+import type { Call, PoolObserver } from './call.js'
 import { spawnAll, Supervisor, type WorkerSnapshot } from './supervisor.js'
-import { traceLogFieldsOf } from '../trace-context.js'
+import { WorkerTurnover } from './worker-turnover.js'
+import { reportDrain } from './drain-report.js'
 
 export type { WorkerSnapshot } from './supervisor.js'
 export { ReloadFailedError, type ReloadResult } from './reloader.js'
@@ -56,6 +57,8 @@ export class WorkerPool {
   /** What each call's run (call-run.ts) may do with the pool: built once, not per call. */
   readonly #callRunPool: CallRunPool
   readonly #memory: MemorySampler
+  /** Releases, swaps or destroys each worker after its call, a sweep or its exit. */
+  readonly #turnover: WorkerTurnover
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -96,10 +99,10 @@ export class WorkerPool {
       maxRssBytes: options.maxWorkerRssBytes,
       spawn,
       log: options.log,
-      onSpareReady: () => { this.#sweepIdle() },
+      onSpareReady: () => { this.#turnover.sweepIdle() },
       onSpareFailed: (reason) => { options.observer.workerStartFailed(reason === 'reload' ? 'reload' : 'spare') },
-      // If it is idle, take it out now; if busy, #giveBack replaces it when its call ends.
-      onOverMemory: () => { this.#sweepIdle() },
+      // If it is idle, take it out now; if busy, giveBack (worker-turnover.ts) replaces it when its call ends.
+      onOverMemory: () => { this.#turnover.sweepIdle() },
       isDraining: () => this.#phase !== 'serving'
     })
     this.#memory = new MemorySampler(() => this.members(), (worker) => { this.#recycler.noteRss(worker) })
@@ -108,20 +111,30 @@ export class WorkerPool {
       supervisor: this.#supervisor,
       log: options.log,
       isDraining: () => this.#phase !== 'serving',
-      sweepIdle: () => { this.#sweepIdle() }
+      sweepIdle: () => { this.#turnover.sweepIdle() }
     })
     this.#callRunPool = {
       admission: this.#admission,
       log: options.log,
-      giveBack: (worker, memory) => this.#giveBack(worker, memory),
-      discard: (worker, reason, during) => { this.#discard(worker, reason, during) },
-      stoppedByShutdown: (worker, reason) => this.#stoppedByShutdown(worker, reason),
+      giveBack: (worker, memory) => this.#turnover.giveBack(worker, memory),
+      discard: (worker, reason, during) => { this.#turnover.discard(worker, reason, during) },
+      stoppedByShutdown: (worker, reason) => this.#turnover.stoppedByShutdown(worker, reason),
       offloader: options.offloader
     }
     this.#pool = genericPool.createPool<PythonWorker>({
       create: async () => await this.#supervisor.create(),
       destroy: async (worker) => { await this.#supervisor.destroy(worker) }
     }, { min: options.size, max: options.size, autostart: true })
+    this.#turnover = new WorkerTurnover({
+      workers: this.#pool,
+      admission: this.#admission,
+      recycler: this.#recycler,
+      supervisor: this.#supervisor,
+      log: options.log,
+      observer: options.observer,
+      maxWorkerRssBytes: options.maxWorkerRssBytes,
+      isClosed: () => this.#phase === 'closed'
+    })
   }
 
   /**
@@ -181,121 +194,13 @@ export class WorkerPool {
     )
   }
 
-  /**
-   * After a call that left the worker healthy: release it, swap it for its spare, or
-   * replace it. `memory` is the RSS its reply reported (only past MAX_WORKER_RSS_MB), or
-   * 'measure' for a reply that did not say (decoded off the event loop). Returns a promise
-   * when that waits for a memory check: the caller is answered once the worker is back, so
-   * a client's next call finds it free.
-   */
-  #giveBack (worker: PythonWorker, memory?: number | 'measure'): Promise<void> | undefined {
-    if (memory === 'measure' && this.#options.maxWorkerRssBytes > 0) {
-      // Measured before it may take another call (a worker past the limit must not take
-      // one). It stays borrowed for the ~0.1 ms this takes.
-      return this.#recycler.checkRss(worker).then(() => { this.#putBack(worker) })
-    }
-    if (typeof memory === 'number') this.#recycler.reportedRss(worker, memory)
-    this.#putBack(worker)
-    return undefined
-  }
-
-  #putBack (worker: PythonWorker): void {
-    // It may have died while its memory was measured: its exit found it borrowed, so nobody
-    // replaced it, and released it would sit in the pool dead.
-    if (worker.state !== 'idle') {
-      this.#discard(worker, worker.failure ?? 'crash')
-      this.#admission.dispatch()
-      return
-    }
-    const next = this.#recycler.afterCall(worker)
-    if (next === OVER_MEMORY) this.#discard(worker, 'max_rss')
-    else if (next !== undefined) this.#swap(worker, next.spare, next.reason)
-    else void this.#pool.release(worker)
-    this.#admission.dispatch()
-  }
-
-  #swap (worker: PythonWorker, spare: PythonWorker, reason: RestartReason): void {
-    this.#options.log.info({ worker: worker.id, workerPid: worker.pid, newWorkerPid: spare.pid, reason, calls: worker.calls }, 'recycling worker')
-    this.#supervisor.handOver(spare)
-    this.#options.observer.workerRestarted(reason)
-    void this.#pool.destroy(worker)
-  }
-
-  /** Removes a failed worker; generic-pool then asks its factory (Supervisor.create) for its replacement. */
-  #discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
-    // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
-    if (!this.#stoppedByShutdown(worker, reason)) {
-      // Past MAX_WORKER_RSS_MB is routine upkeep, as recycling is (info, with what it measured);
-      // a crash, a timeout or a protocol error is not.
-      // `how` it ended (a signal, an exit code, the OOM hint): the 'worker exited' line that says
-      // it too is info, and at LOG_LEVEL=warn an idle worker's crash said no more than "crash".
-      // A spare ready for it (recycling, a reload waiting for its call to end) takes its slot
-      // at once: starting another cold cost ~0.1 s of CPU and left the slot empty meanwhile.
-      // While draining too: admitted calls may still need a worker (as a swap after a call hands one over then).
-      const spare = this.#phase !== 'closed' ? this.#recycler.takeReadySpare(worker) : undefined
-      const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, ...traceLogFieldsOf(during?.trace?.traceparent), newWorkerPid: spare?.pid }
-      const message = spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it'
-      if (reason === 'max_rss') this.#options.log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, message)
-      // A worker that died or broke the protocol is an error, as a task's exception is: an alert
-      // on error lines missed every crash (a review); a call past its timeout is a warning.
-      else if (reason === 'crash' || reason === 'protocol') this.#options.log.error(fields, message)
-      else this.#options.log.warn(fields, message)
-      this.#options.observer.workerRestarted(reason)
-      if (spare !== undefined) this.#supervisor.handOver(spare)
-    }
-    this.#recycler.forget(worker)
-    void this.#pool.destroy(worker)
-  }
-
-  /**
-   * Takes every idle worker out for a moment: dead ones are replaced, retired
-   * ones with a spare are swapped, the rest go straight back. generic-pool
-   * allocates synchronously, so nothing else can take them in between.
-   */
-  #sweepIdle (): void {
-    const idle = this.#pool.available
-    for (let i = 0; i < idle; i++) {
-      this.#pool.acquire().then((worker) => {
-        if (worker.state !== 'idle') this.#discard(worker, worker.failure ?? 'crash')
-        else void this.#giveBack(worker)
-        this.#admission.dispatch()
-      }, () => {})
-    }
-  }
-
-  /**
-   * A worker exited on its own (not during a call): replace it if it was idle; if it was
-   * a spare waiting for its worker to be free, the worker it was to replace stays, and
-   * a sweep retires an idle one again (or replaces it at once, if over memory).
-   */
-  readonly onWorkerExit = (worker: PythonWorker): void => {
-    if (this.#phase === 'closed') return
-    if (this.#supervisor.holds(worker) || this.#recycler.spareExited(worker)) this.#sweepIdle()
-  }
-
-  /** What the shutdown's grace left unfinished, said before the workers are stopped. */
-  #reportDrain (graceMs: number): void {
-    const running = this.#admission.runningForClients
-    const queued = this.#admission.waiting
-    if (running + queued === 0) {
-      this.#options.log.info('every admitted call finished before the workers were stopped')
-      return
-    }
-    // A running call is not lost yet: its worker finishes it if it can before its SIGTERM.
-    const stopGraceMs = this.#options.stopGraceMs
-    this.#options.log.warn({ running, queued, shutdownGraceMs: graceMs, workerStopGraceMs: stopGraceMs },
-      `the shutdown's grace (SHUTDOWN_GRACE_MS=${graceMs}) ran out: ${queued} queued call(s) refused (503); ${running} running call(s) have WORKER_STOP_GRACE_MS=${stopGraceMs} more to finish before their workers are stopped (then 502)`)
-  }
+  /** A worker exited on its own (not during a call): worker-turnover.ts replaces it, or drops the retirement it was the spare of. */
+  readonly onWorkerExit = (worker: PythonWorker): void => { this.#turnover.exited(worker) }
 
   #whenFull (resolve: () => void): void { this.#fullWaiters.push(resolve); this.#checkFull() }
   #checkFull (): void {
     if (this.#pool.available + this.#pool.borrowed < this.#options.size) return
     for (const resolve of this.#fullWaiters.splice(0)) resolve()
-  }
-
-  /** Whether a worker that failed with `reason` was ended by the shutdown's stop (not a timeout or a crash of its own first). */
-  #stoppedByShutdown (worker: PythonWorker, reason: RestartReason): boolean {
-    return this.#phase === 'closed' && worker.stopRequested && reason === 'crash'
   }
 
   /** A snapshot for /api/queue-stats and the gauges. */
@@ -343,7 +248,7 @@ export class WorkerPool {
   async drain (graceMs: number, report = true): Promise<void> {
     this.#phase = 'draining'
     await this.#admission.idle(graceMs)
-    if (report) this.#reportDrain(graceMs)
+    if (report) reportDrain(this.#options.log, this.#admission, graceMs, this.#options.stopGraceMs)
     this.#phase = 'closed'
     // Stop starting workers before aborting the starts in progress, so that an aborted
     // start is not taken for a failure (logged, counted, retried).
