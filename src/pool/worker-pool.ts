@@ -144,6 +144,10 @@ export class WorkerPool {
   static async start (options: PoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(options, await spawnAll(options.size, options.spawn))
     await new Promise<void>((resolve) => { pool.#whenFull(resolve) })
+    // A worker that was ready and exited while the others still started had no pool to tell
+    // (the plugin's onExit finds none yet), and sat dead in it until a call was given it:
+    // swept now, it is replaced as any idle worker that exits is.
+    if (pool.members().some((worker) => !worker.isAlive)) pool.#turnover.sweepIdle()
     return pool
   }
 

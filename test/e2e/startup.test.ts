@@ -177,13 +177,24 @@ t.test('a task module that fails to import in one worker stops the others\' star
   const dir = await mkdtemp(join(tmpdir(), 'pyfleet-one-broken-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   // The other three import for 20 s, within WORKER_START_TIMEOUT_MS: before the change, they finished, said ready, and only then were stopped.
-  const { code, output } = await runServer({ TASK_MODULES: 'one_broken_worker_tasks', PYTHONPATH: FIXTURES, ONE_BROKEN_MARK: join(dir, 'mark'), SLOW_IMPORT_S: '20', WORKER_START_TIMEOUT_MS: '60000', LOG_LEVEL: 'info' })
+  const { code, output } = await runServer({ TASK_MODULES: 'first_worker_tasks', PYTHONPATH: FIXTURES, FIRST_WORKER_MARK: join(dir, 'mark'), FIRST_WORKER_DOES: 'fail', SLOW_IMPORT_S: '20', WORKER_START_TIMEOUT_MS: '60000', LOG_LEVEL: 'info' })
   t.equal(code, 1)
-  t.match(output, /^pyfleet: .*task module 'one_broken_worker_tasks' raised RuntimeError on import: this worker's import fails on purpose \(at one_broken_worker_tasks\.py, line 14\)$/m, 'the failed import is the reason given')
+  t.match(output, /^pyfleet: .*task module 'first_worker_tasks' raised RuntimeError on import: this worker's import fails on purpose \(at first_worker_tasks\.py, line 20\)$/m, 'the failed import is the reason given')
   t.notMatch(output, /"msg":"worker ready"/, 'no other worker got as far as ready')
   const lines = output.split('\n')
   t.equal(lines.filter((line) => line.includes('"msg":"worker exited"')).length, 4, 'every worker\'s exit is logged: the three still importing were stopped')
   t.match(lines.filter((line) => line !== '').at(-1), /^pyfleet: /, 'and the reason comes last, after every exit')
+})
+
+t.test('a worker that was ready and exited while the others still started is replaced once the pool is up, not left dead in it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-first-exits-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  // The other worker imports for 2 s; the first is ready at once and gone 0.5 s later, before the pool exists to be told.
+  const server = await startServer(t, { POOL_SIZE: '2', TASK_MODULES: 'first_worker_tasks', PYTHONPATH: FIXTURES, FIRST_WORKER_MARK: join(dir, 'mark'), FIRST_WORKER_DOES: 'exit', SLOW_IMPORT_S: '2' })
+  // Its replacement imports for 2 s too; with no call made, nothing else would find the dead worker.
+  await waitFor(() => server.app.pool.liveWorkers === 2, 15_000, 'two live workers')
+  t.ok(server.logs.some((l) => l.msg === 'replacing worker' && l.reason === 'crash'), 'replaced as an idle worker that crashed is')
+  t.equal((await callTask(server.url, 'first_worker.ping', null)).json, 'pong')
 })
 
 t.test('a failed start\'s one line comes after the log lines that explain it, where stdout and stderr are read together', async (t) => {
