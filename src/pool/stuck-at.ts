@@ -11,7 +11,7 @@ const CUT_SHORT = '  ...'
 const FRAME = /^ {2}File "(.+)", line (\d+) in (.+)$/
 /** The outermost frame of `python -m pyfleet`: the stack it ends is the main thread's. */
 const MAIN_THREAD_BOTTOM = '_run_module_as_main'
-/** The runtime's own module, which imports the task modules: not where a task's import is stuck. */
+/** The runtime's entry module, whose top-level code runs the start (task_modules.py's imports included): not where a task's import is stuck. */
 const RUNTIME_MAIN = /[\\/]pyfleet[\\/]__main__\.py$/
 
 interface Frame { file: string, line: string, name: string }

@@ -1,7 +1,7 @@
 """Where in a task's code a task module's import failed, read from the exception's traceback.
 
-__main__ reports the failure (the traceback, then the fatal line) and imports this module
-only then, so a worker that starts pays nothing for it.
+task_modules.py and reporting.py report the failure (the traceback, then the fatal line) and
+import this module only then, so a worker that starts pays nothing for it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def is_task_code(frame: FrameType, package: str) -> bool:
 
 
 def traceback_to_log(exc: BaseException, module: str) -> Optional[TracebackType]:
-    """The traceback without the frames of __main__ and importlib that lead to the task's code
+    """The traceback without the frames of the runtime and importlib that lead to the task's code
     (None if nothing else is left, as for a SyntaxError in the module itself)."""
     package = module.partition(".")[0]
     tb = exc.__traceback__

@@ -1,4 +1,5 @@
-"""The worker's command line (pyfleet.__main__): parsing, --help, usage errors, logging set-up."""
+"""The worker's start (pyfleet.__main__, command_line, task_modules): parsing, --help, usage errors,
+logging set-up, task modules that fail to import or register no task, output, the clean stop."""
 
 import importlib.util
 import os
@@ -9,7 +10,9 @@ import textwrap
 import time
 import unittest
 
-from pyfleet.__main__ import BUILTIN_MODULES, DEFAULT_MAX_FRAME_BYTES, DIAG_MODULE, parse_args
+from pyfleet.command_line import parse_args
+from pyfleet.frames import DEFAULT_MAX_FRAME_BYTES
+from pyfleet.task_modules import BUILTIN_MODULES, DIAG_MODULE
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
 from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
 

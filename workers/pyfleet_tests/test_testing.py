@@ -393,7 +393,7 @@ class CheckExamplesTest(IsolatedRegistryTest):
         import importlib
 
         from pyfleet import registry
-        from pyfleet.__main__ import BUILTIN_MODULES
+        from pyfleet.task_modules import BUILTIN_MODULES
 
         # Registered by the first import, here or in another test module (then among those put aside).
         for module in BUILTIN_MODULES:
