@@ -115,7 +115,9 @@ def _modules_without_tasks(registry: "Any", names: list) -> list:  # noqa: F821 
 def _missing_module_hint(missing: "str | None") -> str:
     """What to do about a module a task module imports that is not there. When its package
     was found, the package is most likely another one of the same name earlier on the path."""
-    parent, _, _ = (missing or "").rpartition(".")
+    if missing is None:  # raised by hand (`raise ModuleNotFoundError("the optional backend is missing")`): its words say it
+        return ""
+    parent, _, _ = missing.rpartition(".")
     package = sys.modules.get(parent) if parent else None
     if package is not None:
         where = getattr(package, "__file__", None) or ", ".join(getattr(package, "__path__", []) or []) or "a built-in"

@@ -773,6 +773,13 @@ class ImportFailureTest(unittest.TestCase):
         )
         self.assertIn("ModuleNotFoundError", lines[0])
 
+    def test_a_module_not_found_error_raised_by_hand_gets_no_hint_about_a_package_named_none(self):
+        lines = self.start_with("raise ModuleNotFoundError('the optional backend is missing')\n")
+        self.assertEqual(
+            lines[-1],
+            "pyfleet-fatal: task module 'stopping_tasks' could not be imported: the optional backend is missing (at stopping_tasks.py, line 1)",
+        )
+
     def test_a_module_missing_from_a_package_that_was_found_names_where_the_package_was_found(self):
         # The usual cause: another package of the same name earlier on the path (a "tests" of the user's).
         lines = self.start_with("import helpers\n", {"helpers.py": "import json.fixtures_for_pyfleet\n"})
