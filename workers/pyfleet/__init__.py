@@ -16,6 +16,17 @@
 README.md ("Writing a task") has the rest: schemas, errors, limits, testing.
 """
 
+import sys as _sys
+
+# `python -m pyfleet` importing its package (the only time argv[0] is "-m" here): a worker is
+# starting, and a standard-library module its own imports below may find on PYTHONPATH
+# instead would break it without naming the file (early_shadows.py). A task's `import pyfleet`
+# pays nothing.
+if _sys.argv[:1] == ["-m"]:
+    from .early_shadows import watch as _watch
+
+    _watch()
+
 from .context import request_id, time_remaining, trace_headers, traceparent
 from .errors import TaskError
 from .registry import task

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from .early_shadows import STDLIB_DIR
 from .places import place
 
 # Type names for type checkers only (why: see registry.py).
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 _PYFLEET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's own directory (lib-dynload is under it); stdlib_shadows.py uses it too.
-STDLIB_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
 
 
 def is_machinery(path: str) -> bool:

@@ -10,26 +10,13 @@ import os
 import sys
 from importlib.machinery import FrozenImporter, PathFinder
 
-from .import_failure import STDLIB_DIR
+from .early_shadows import imported_shadows, roots, shadow_message  # noqa: F401 - shadow_message is task_modules.py's
 
 # Type names for type checkers only (why: see registry.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, List, Optional, Tuple
 
-
-
-def _roots(entries: Iterable[str], skip: str) -> List[str]:
-    """The PYTHONPATH entries that can hide a module, as directories ending in a separator:
-    relative ones from the working directory (an empty one is the working directory, as for
-    Python); ``skip`` (the runtime's own directory) and the standard library's left out."""
-    roots = []
-    for entry in entries:
-        directory = os.path.join(os.path.abspath(entry or "."), "")
-        # A PYTHONPATH entry in the standard library's own directory (some images set one) hides nothing.
-        if directory != os.path.join(skip, "") and not directory.startswith(STDLIB_DIR) and directory not in roots:
-            roots.append(directory)
-    return roots
 
 
 def found_in_pythonpath(name: str, entries: Iterable[str], skip: str = "") -> Optional[str]:
@@ -42,7 +29,7 @@ def found_in_pythonpath(name: str, entries: Iterable[str], skip: str = "") -> Op
         origin = getattr(importlib.util.find_spec(name), "origin", None) or ""
     except Exception:  # the spec of a broken package may itself raise
         return None
-    return origin if any(origin.startswith(root) for root in _roots(entries, skip)) else None
+    return origin if any(origin.startswith(root) for root in roots(entries, skip)) else None
 
 
 def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, str]]:
@@ -51,31 +38,24 @@ def stdlib_shadows(entries: Iterable[str], skip: str = "") -> List[Tuple[str, st
     ``skip`` (the runtime's own directory) excepted: asked of the import system's path finder, so a
     ``time.py`` hides nothing (``time`` is built in and found first), a directory without
     ``__init__.py`` neither (a namespace package loses to the real module), while a ``csv.pyc``,
-    an extension module or a zip archive's ``csv.py`` do. Modules already imported are not
-    asked: that import is done, from the standard library."""
-    roots = _roots(entries, skip)
-    if not roots:
+    an extension module or a zip archive's ``csv.py`` do. A module already imported is not
+    asked: that import is done, and it is one only if its file is in one of ``entries`` (the
+    runtime imported it, and had not broken on it)."""
+    where = roots(entries, skip)
+    if not where:
         return []
-    found = []
+    found = imported_shadows(entries, skip)
     for name in sorted(getattr(sys, "stdlib_module_names", ())):
         # Built-in and frozen modules are found before any path entry is looked at.
         if name in sys.modules or name in sys.builtin_module_names or name in ("__main__", "__future__"):
             continue
         # Only the PYTHONPATH entries are asked (whose listings the path finder caches): 2 ms
         # for the ~270 names, where importlib.util.find_spec, asking every sys.path entry, took 190.
-        spec = PathFinder.find_spec(name, roots)
+        spec = PathFinder.find_spec(name, where)
         if spec is None or FrozenImporter.find_spec(name) is not None:
             continue
         # A namespace package (a directory without __init__.py) has no location: it loses to
         # the standard library's module, found further down the path.
         if spec.has_location and isinstance(spec.origin, str):
             found.append((name, spec.origin))
-    return found
-
-
-def shadow_message(name: str, where: str) -> str:
-    return (
-        f"{where} is named like the standard library's {name} module and hides it: every 'import {name}' "
-        f"in this worker (the standard library's own and the built-in tasks' included) gets this file "
-        f"instead; rename it"
-    )
+    return sorted(found)

@@ -121,6 +121,31 @@ class WorkerTest(unittest.TestCase):
         self.assertRegex(stderr, r"pyfleet-fatal: the Python package 'msgpack' is not importable by \S+; install it")
         self.assertNotIn("Traceback", stderr)
 
+    def test_a_module_the_runtime_imports_itself_stops_the_worker_naming_the_file_not_with_a_nameless_error(self):
+        # The runtime's own imports get the file before the check can look: it broke them with
+        # "module 'logging' has no attribute 'getLogger'", naming no file (early_shadows.py).
+        for shadow in ("logging.py", "signal.py", "struct.py", "contextvars.py", "enum.py"):
+            with self.subTest(shadow=shadow):
+                name = shadow[:-3]
+                stderr = self.assertStopsNaming(shadow, "X = 1\n", lambda path: (
+                    f"{path} is named like the standard library's {name} module and hides it: every 'import {name}' in this worker "
+                    "(the standard library's own and the built-in tasks' included) gets this file instead; rename it"
+                ))
+                self.assertIn("Traceback", stderr, "Python's own traceback first, for the record")
+                self.assertTrue(stderr.rstrip("\n").splitlines()[-1].startswith("pyfleet-fatal: "), "the reason last")
+
+    def test_a_module_the_runtime_imported_without_breaking_is_found_too(self):
+        # traceback.py is imported at start and not called then: the worker would have served.
+        self.assertStopsNaming("traceback.py", "X = 1\n", lambda path: (
+            f"{path} is named like the standard library's traceback module and hides it: every 'import traceback' in this worker "
+            "(the standard library's own and the built-in tasks' included) gets this file instead; rename it"
+        ))
+
+    def test_importing_pyfleet_elsewhere_installs_no_hook(self):
+        out = subprocess.run([sys.executable, "-c", "import sys; hook = sys.excepthook; import pyfleet; print(sys.excepthook is hook)"],
+                             cwd=WORKERS, capture_output=True, text=True, timeout=30, check=True).stdout
+        self.assertEqual(out.strip(), "True")
+
     def test_a_worker_without_one_starts(self):
         directory = task_files(self, {"greeting.py": TASK, "test/helpers.py": "", "site/__init__.py": "", "time.py": ""})
         code, _, stderr = run_worker(["--module", "greeting"], pythonpath=directory)
