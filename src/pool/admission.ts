@@ -1,19 +1,22 @@
 // Admission: which call may start next, and what happens to the ones that must
-// wait. It keeps the wait queue (arrival order, each caller with its own
-// deadline and cancellation), the per-task concurrency counts and the number of
-// calls in flight, and settles every call exactly once. It never touches a
-// worker: when a call may start it hands it to `start`, and the pool reports
-// back with `finished`, `requeue` and `settle`. (generic-pool cannot cancel a
-// waiting acquire or give each waiter its own deadline, hence this queue in
-// front of it.)
+// wait. It decides from the callers in the queue (queued-calls.ts: arrival order,
+// each caller with its own deadline and cancellation) and the calls running
+// (running-calls.ts: the per-task concurrency counts and the calls in flight),
+// turns away a call the queue has no room for (queue-errors.ts), and settles every
+// call exactly once. It never touches a worker: when a call may start it hands it
+// to `start`, and the pool reports back with `finished`, `requeue` and `settle`.
+// (generic-pool cannot cancel a waiting acquire or give each waiter its own
+// deadline, hence this queue in front of it.)
 
 import { performance } from 'node:perf_hooks'
-import { errorOfCode, QueueFullError, QueueTimeoutError, WorkersUnavailableError, withExtras } from '../errors.js'
-import { WaitQueue, type Waiting } from './wait-queue.js'
+import { QueueFullError, WorkersUnavailableError, withExtras } from '../errors.js'
+import type { Waiting } from './wait-queue.js'
 import type { Call, CallLimit, CallOutcome, PoolObserver, PoolTask } from './call.js'
-import { queueWaitLimit } from './budget-timer.js'
 import { RetryAfter } from './retry-after.js'
 import { TaskPaces } from './task-pace.js'
+import { QueuedCalls } from './queued-calls.js'
+import { RunningCalls } from './running-calls.js'
+import { queueFullFor, queueTimeoutError, tooLateToStartError } from './queue-errors.js'
 
 /** One caller, from admission until its call is settled. */
 export interface Waiter {
@@ -59,18 +62,8 @@ function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], 
 
 export class Admission {
   readonly #options: AdmissionOptions
-  readonly #queue = new WaitQueue<Waiter>()
-  /** Calls started and not yet finished, per task name (TASK_CONCURRENCY). */
-  readonly #running = new Map<string, number>()
-  #inFlight = 0
-  /** The startedAt of the calls in flight, summed: their mean time on a worker so far, for Retry-After. */
-  #startedAtSum = 0
-  /** Callers in the queue per task name, for the Retry-After of a task with its own limit. */
-  readonly #waitingPerTask = new Map<string, number>()
-  /** Body bytes of the calls in the queue (not of running ones: POOL_SIZE bounds those). */
-  #queuedBytes = 0
-  /** Of those, calls already answered (answerEarly): nobody waits for them. */
-  #answeredEarly = 0
+  readonly #queued: QueuedCalls
+  readonly #running = new RunningCalls()
   /** Resolved when the queue is empty and no call runs for a client (drain). */
   #idleWaiters: Array<() => void> = []
   readonly #retryAfter: RetryAfter
@@ -79,26 +72,32 @@ export class Admission {
 
   constructor (options: AdmissionOptions) {
     this.#options = options
+    this.#queued = new QueuedCalls({
+      queueTimeoutMs: options.queueTimeoutMs,
+      timedOut: (waiter, limitMs, byBudget) => {
+        this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(waiter.call.task)), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
+      },
+      clientGone: (waiter) => {
+        this.settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
+      }
+    })
     this.#retryAfter = new RetryAfter(options.poolSize)
     this.#paces = options.shedLateCalls === true ? new TaskPaces() : undefined
   }
 
-  get waiting (): number { return this.#queue.size }
+  get waiting (): number { return this.#queued.size }
   /** Calls running for a client (not those answered early, which nobody waits for). */
-  get runningForClients (): number { return this.#inFlight - this.#answeredEarly }
-  get queuedBytes (): number { return this.#queuedBytes }
+  get runningForClients (): number { return this.#running.forClients }
+  get queuedBytes (): number { return this.#queued.bytes }
 
   /** Names of the tasks with calls waiting or running now (a task a reload removed may still have some). */
   tasksWithCalls (): string[] {
-    const names = new Set<string>()
-    for (const [name, count] of this.#running) if (count > 0) names.add(name)
-    for (const [name, count] of this.#waitingPerTask) if (count > 0) names.add(name)
-    return [...names]
+    return [...new Set([...this.#running.tasks(), ...this.#queued.tasks()])]
   }
 
   /** Calls of `task` waiting for a worker and running on one (answered early ones included: they hold it). */
   callsOf (task: string): { waiting: number, running: number } {
-    return { waiting: this.#waitingPerTask.get(task) ?? 0, running: this.#running.get(task) ?? 0 }
+    return { waiting: this.#queued.of(task), running: this.#running.of(task) }
   }
 
   /**
@@ -112,20 +111,15 @@ export class Admission {
     // queue limit. Callers waiting on their task's own limit (TASK_CONCURRENCY) are not
     // ahead of a call of another task: with the queue full of them, a call of a task under
     // its limit was refused QUEUE_FULL while workers sat idle.
-    if (this.#options.freeWorkers() > 0 && this.#hasCapacity(call.task) && (this.#queue.size === 0 || !this.#queue.some(this.#canStart))) {
+    if (this.#options.freeWorkers() > 0 && this.#running.hasCapacity(call.task) && (this.#queued.size === 0 || !this.#queued.some(this.#running.canStart))) {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
-    if (this.#queue.size >= this.#options.queueLimit) {
-      const live = this.#options.liveWorkers?.() ?? this.#options.poolSize
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(queueFullMessage(this.#queue.size, live, this.#options.poolSize)), { retryAfterSeconds: this.#retryAfterFor(call.task) }), 'queue_limit')
-    }
-    const limitBytes = this.#options.queueLimitBytes
-    if (limitBytes > 0 && this.#queue.size > 0 && this.#queuedBytes + (call.inputBytes ?? 0) > limitBytes) {
-      const message = queueFullBytesMessage(this.#queue.size, this.#queuedBytes, call.inputBytes ?? 0, limitBytes)
-      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(message), { retryAfterSeconds: this.#retryAfterFor(call.task) }), 'queue_limit_bytes')
+    const full = queueFullFor(call, { waiting: this.#queued.size, queuedBytes: this.#queued.bytes }, this.#options)
+    if (full !== undefined) {
+      return this.refuse(call, 'queue_full', withExtras(new QueueFullError(full.message), { retryAfterSeconds: this.#retryAfterFor(call.task) }), full.limit)
     }
     return new Promise((resolve, reject) => {
-      this.#enqueue(newWaiter(call, enqueuedAt, resolve, reject))
+      this.#queued.enqueue(newWaiter(call, enqueuedAt, resolve, reject))
       // Workers may be free while everyone queued waits on a per-task limit.
       if (this.#options.freeWorkers() > 0) this.dispatch()
     })
@@ -141,10 +135,9 @@ export class Admission {
 
   /** Starts queued calls while workers are free; tells a drain when all is done. */
   dispatch (): void {
-    while (this.#options.freeWorkers() > 0 && this.#queue.size > 0) {
-      const waiter = this.#queue.takeFirst(this.#canStart)
+    while (this.#options.freeWorkers() > 0 && this.#queued.size > 0) {
+      const waiter = this.#queued.take(this.#running.canStart)
       if (waiter === undefined) break
-      this.#stopWaiting(waiter)
       const tooLate = this.#tooLateToStart(waiter.call)
       if (tooLate !== undefined) this.settle(waiter, 'queue_timeout', tooLate, undefined, 'shed_late_calls')
       else this.#start(waiter)
@@ -161,20 +154,15 @@ export class Admission {
 
   /** Nothing queued, and no call running that someone waits for. */
   #isIdle (): boolean {
-    return this.#queue.size === 0 && this.#inFlight === this.#answeredEarly
+    return this.#queued.size === 0 && this.#running.forClients === 0
   }
 
   /** The call no longer holds a worker (it ended, or never got one). */
   finished (waiter: Waiter): void {
-    const name = waiter.call.task.name
-    this.#running.set(name, (this.#running.get(name) ?? 1) - 1)
-    this.#inFlight--
-    // Back to exactly 0 when nothing runs, so that rounding cannot build up over millions of calls.
-    this.#startedAtSum = this.#inFlight === 0 ? 0 : this.#startedAtSum - waiter.startedAt
-    if (waiter.answeredEarly) this.#answeredEarly--
+    this.#running.finish(waiter)
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
-    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(name, performance.now() - waiter.startedAt)
+    if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(waiter.call.task.name, performance.now() - waiter.startedAt)
   }
 
   /**
@@ -183,15 +171,14 @@ export class Admission {
    * a drain no longer waits for it (the shutdown stops its worker).
    */
   answerEarly (waiter: Waiter, outcome: CallOutcome, error: Error, limit?: CallLimit): void {
-    waiter.answeredEarly = true
-    this.#answeredEarly++
+    this.#running.answerEarly(waiter)
     this.settle(waiter, outcome, error, undefined, limit)
   }
 
   /** A call that was started but could not run (its worker had died): back to the front of the queue. */
   requeue (waiter: Waiter): void {
     this.finished(waiter)
-    this.#enqueue(waiter, true)
+    this.#queued.enqueue(waiter, true)
     this.dispatch()
   }
 
@@ -227,10 +214,7 @@ export class Admission {
 
   /** Settles every queued call with an error (no worker can serve them, or shutdown). */
   failQueued (makeError: () => Error, outcome: CallOutcome): void {
-    for (const waiter of this.#queue.takeAll()) {
-      this.#stopWaiting(waiter)
-      this.settle(waiter, outcome, makeError())
-    }
+    this.#queued.takeAll((waiter) => { this.settle(waiter, outcome, makeError()) })
   }
 
   /** Resolves once nothing is queued or running for a client, or after `graceMs`, whichever comes first. */
@@ -243,11 +227,7 @@ export class Admission {
   }
 
   #start (waiter: Waiter): void {
-    const name = waiter.call.task.name
-    this.#running.set(name, (this.#running.get(name) ?? 0) + 1)
-    this.#inFlight++
-    waiter.startedAt = performance.now()
-    this.#startedAtSum += waiter.startedAt
+    this.#running.start(waiter)
     this.#options.start(waiter)
   }
 
@@ -261,82 +241,15 @@ export class Admission {
     const floorMs = this.#paces.floorMs(call.task.name)
     const leftMs = call.budgetMs - (call.waitedMs ?? 0) - call.queueMs
     if (floorMs === 0 || leftMs >= floorMs) return undefined
-    const message = `the x-request-timeout-ms budget of ${call.budgetMs} ms had ${Math.max(0, Math.floor(leftMs))} ms left when a worker became free, less than ${call.task.name}'s recent calls took (${Math.ceil(floorMs)} ms at the fastest): not started; retry later`
-    return withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: this.#retryAfterFor(call.task) })
+    return tooLateToStartError(call, leftMs, floorMs, this.#retryAfterFor(call.task))
   }
 
   /** The queue 503s' Retry-After for a call of `task`, from the callers waiting now (retry-after.ts). */
   #retryAfterFor (task: PoolTask): number {
-    const runningForMs = this.#inFlight === 0 ? 0 : performance.now() - this.#startedAtSum / this.#inFlight
-    return this.#retryAfter.seconds(this.#queue.size, { name: task.name, waiting: this.#waitingPerTask.get(task.name) ?? 0, concurrency: task.maxConcurrency }, runningForMs)
-  }
-
-  #hasCapacity (task: PoolTask): boolean {
-    return (this.#running.get(task.name) ?? 0) < task.maxConcurrency
-  }
-
-  readonly #canStart = (waiter: Waiter): boolean => this.#hasCapacity(waiter.call.task)
-
-  /** Queues a caller with its deadline and cancellation; `atFront` for one that was taken but could not start. */
-  #enqueue (waiter: Waiter, atFront = false): void {
-    const { call } = waiter
-    // What is left of the client's budget and of QUEUE_TIMEOUT_MS once its large body waited
-    // for the offload thread (call.ts waitedMs): that wait was queueing too.
-    const waitedMs = call.waitedMs ?? 0
-    const { limitMs, byBudget } = queueWaitLimit(call.budgetMs, this.#options.queueTimeoutMs)
-    const remainingMs = Math.max(1, limitMs - waitedMs - (performance.now() - waiter.enqueuedAt))
-    waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
-    this.#queuedBytes += call.inputBytes ?? 0
-    this.#waitingPerTask.set(call.task.name, (this.#waitingPerTask.get(call.task.name) ?? 0) + 1)
-    waiter.timer = setTimeout(() => {
-      if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(call.task)), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
-    }, remainingMs)
-    waiter.unsubscribe = call.onClientGone?.(() => {
-      if (!this.#leaveQueue(waiter)) return
-      this.settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))
-    })
-  }
-
-  /** Takes a waiter out of the queue; false if it had already left (started or settled). */
-  #leaveQueue (waiter: Waiter): boolean {
-    if (waiter.entry === undefined || !this.#queue.remove(waiter.entry)) return false
-    this.#stopWaiting(waiter)
-    return true
-  }
-
-  /** Called once each time a waiter leaves the queue, however it leaves. */
-  #stopWaiting (waiter: Waiter): void {
-    this.#queuedBytes -= waiter.call.inputBytes ?? 0
-    const name = waiter.call.task.name
-    this.#waitingPerTask.set(name, (this.#waitingPerTask.get(name) ?? 1) - 1)
-    clearTimeout(waiter.timer)
-    waiter.unsubscribe?.()
-    waiter.call.queueMs = performance.now() - waiter.enqueuedAt
+    const runningForMs = this.#running.meanRunningMs()
+    return this.#retryAfter.seconds(this.#queued.size, { name: task.name, waiting: this.#queued.of(task.name), concurrency: task.maxConcurrency }, runningForMs)
   }
 }
 
 /** Outcomes of calls whose worker answered, so their run time is the task's own. */
 const ANSWERED: ReadonlySet<CallOutcome> = new Set(['ok', 'rejected', 'failed'])
-
-/** QUEUE_FULL's message, for `waiting` callers in a full queue (none with QUEUE_LIMIT=0), `live` of `poolSize` workers running. */
-function queueFullMessage (waiting: number, live: number, poolSize: number): string {
-  if (waiting === 0) {
-    // Not "busy" while some are starting (a replacement after a crash, the first start): QUEUE_LIMIT=0 refuses then too.
-    const none = live < poolSize ? `no worker is free (${live} of ${poolSize} running, the rest starting)` : 'every worker is busy'
-    return `${none} and QUEUE_LIMIT=0 lets no caller wait; retry later`
-  }
-  return `${waiting === 1 ? '1 caller is' : `${waiting} callers are`} already waiting for a worker; retry later`
-}
-
-/** QUEUE_FULL's message when the queued input, not the number of callers, is at its limit. */
-function queueFullBytesMessage (waiting: number, queuedBytes: number, callBytes: number, limitBytes: number): string {
-  const who = waiting === 1 ? 'the caller already waiting holds' : `the ${waiting} callers already waiting hold`
-  const already = queuedBytes >= limitBytes ? `${who} ${queuedBytes} bytes of input, at or past QUEUE_LIMIT_BYTES=${limitBytes} already` : `${who} ${queuedBytes} bytes of input, and this call's ${callBytes} would take the queue past QUEUE_LIMIT_BYTES=${limitBytes}`
-  return `${already}; retry later`
-}
-
-function queueTimeoutError (waitMs: number, byBudget: boolean, retryAfterSeconds: number): Error {
-  const error = new QueueTimeoutError(byBudget ? `${waitMs} ms (the x-request-timeout-ms budget)` : `${waitMs} ms`)
-  return withExtras(error, { retryAfterSeconds })
-}
