@@ -114,7 +114,7 @@ export class Admission {
     if (this.#options.freeWorkers() > 0 && this.#running.hasCapacity(call.task) && (this.#queued.size === 0 || !this.#queued.some(this.#running.canStart))) {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
-    const full = queueFullFor(call, { waiting: this.#queued.size, queuedBytes: this.#queued.bytes }, this.#options)
+    const full = queueFullFor(call, { waiting: this.#queued.size, queuedBytes: this.#queued.bytes, taskAtLimit: !this.#running.hasCapacity(call.task) }, this.#options)
     if (full !== undefined) {
       return this.refuse(call, 'queue_full', withExtras(new QueueFullError(full.message), { retryAfterSeconds: this.#retryAfterFor(call.task) }), full.limit)
     }

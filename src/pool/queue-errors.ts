@@ -9,6 +9,8 @@ import type { Call, CallLimit } from './call.js'
 export interface QueueLoad {
   readonly waiting: number
   readonly queuedBytes: number
+  /** The call's task runs as many calls as TASK_CONCURRENCY lets it: why it cannot start, whatever the workers do. */
+  readonly taskAtLimit?: boolean
 }
 
 export interface QueueLimits {
@@ -24,7 +26,10 @@ export interface QueueLimits {
 export function queueFullFor (call: Call, load: QueueLoad, limits: QueueLimits): { message: string, limit: CallLimit } | undefined {
   if (load.waiting >= limits.queueLimit) {
     const live = limits.liveWorkers?.() ?? limits.poolSize
-    return { message: queueFullMessage(load.waiting, live, limits.poolSize), limit: 'queue_limit' }
+    const message = load.waiting === 0 && load.taskAtLimit === true
+      ? `${call.task.name} already runs ${call.task.maxConcurrency} ${call.task.maxConcurrency === 1 ? 'call' : 'calls'} at once, its TASK_CONCURRENCY limit, and QUEUE_LIMIT=0 lets no caller wait; retry later`
+      : queueFullMessage(load.waiting, live, limits.poolSize)
+    return { message, limit: 'queue_limit' }
   }
   const limitBytes = limits.queueLimitBytes
   if (limitBytes > 0 && load.waiting > 0 && load.queuedBytes + (call.inputBytes ?? 0) > limitBytes) {

@@ -105,6 +105,14 @@ t.test('a full queue turns the call away with 503 QUEUE_FULL and Retry-After, co
   t.equal((await rejection(none.admission.admit(call(echo)))).message, 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later')
   const starting = harness({ queueLimit: 0, poolSize: 4, liveWorkers: 3 })
   t.equal((await rejection(starting.admission.admit(call(echo)))).message, 'no worker is free (3 of 4 running, the rest starting) and QUEUE_LIMIT=0 lets no caller wait; retry later', 'not "busy" while one is starting')
+  // Three workers free, but the task's own limit reached: not "every worker is busy".
+  const limited = harness({ queueLimit: 0, freeWorkers: 4 })
+  const csv = task('csv.profile', 1)
+  const running = limited.admission.admit(call(csv))
+  t.equal(limited.started.length, 1)
+  t.equal((await rejection(limited.admission.admit(call(csv)))).message, 'csv.profile already runs 1 call at once, its TASK_CONCURRENCY limit, and QUEUE_LIMIT=0 lets no caller wait; retry later')
+  complete(limited, limited.started[0])
+  await running
   t.same(h.counted, ['refused:echo:queue_full'])
   t.equal(h.admission.waiting, 2, 'the refused call took no place in the queue')
   h.admission.failQueued(() => new Error('end of test'), 'cancelled')
