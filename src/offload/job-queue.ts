@@ -1,4 +1,4 @@
-// The jobs waiting for the offload thread, and which of them goes next (offloader.ts).
+// The jobs waiting for the offload thread, and which of them goes next (job-runner.ts).
 
 /**
  * Answers go before bodies (each holds a worker until it is written), but after this

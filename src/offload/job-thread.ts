@@ -1,5 +1,5 @@
 // The offload thread as a resource: started at the first job, sent one job at a time,
-// ended after IDLE_STOP_MS without one, and its unplanned end told. offloader.ts decides
+// ended after IDLE_STOP_MS without one, and its unplanned end told. job-runner.ts decides
 // which job goes next and what an outcome or a loss means for it.
 
 import { Worker } from 'node:worker_threads'

@@ -1,4 +1,4 @@
-// The offload thread's entry point (a worker_threads Worker started by offloader.ts):
+// The offload thread's entry point (a worker_threads Worker started by job-thread.ts):
 // runs each job it is sent (jobs.ts), one at a time, in the order sent, and posts
 // the outcome back, moving its bytes rather than copying them.
 

@@ -3,9 +3,6 @@
 // distinct keys held the event loop for 1.6 s on its way in and as long on its way out.
 
 import type { IncomingMessage } from 'node:http'
-import { extname } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS } from '../config.js'
 import { errorOfCode, expectedRefusal } from '../errors.js'
 import { checkedTooLong, OffloadCancelledError, OffloadThreadError, shuttingDown, waitedTooLong } from './offload-errors.js'
@@ -18,13 +15,7 @@ import type { TaskInfo } from '../pool/ready-message.js'
 import type { TaskInput } from '../routes/body.js'
 import type { AnswerFormat, PendingBody } from './encoded.js'
 import type { AnswerJob, Job, JobOutcome } from './jobs.js'
-import { JobQueue } from './job-queue.js'
-import { IDLE_STOP_MS, JobThread } from './job-thread.js'
-import type { OutcomeMessage } from './offload-thread.js'
-
-// offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
-// whose threads inherit the TypeScript loader in execArgv).
-const THREAD_SCRIPT = new URL(`./offload-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
+import { JobRunner, type JobRunnerOptions, type Queued } from './job-runner.js'
 
 /**
  * A raw text body goes to the thread from this many times OFFLOAD_MIN_BYTES (2 MiB by
@@ -52,47 +43,18 @@ export interface InputOptions {
   timeLimitMs?: number
 }
 
-export interface OffloaderOptions {
+/** With the log, onJobDone, and in tests the thread's script and IDLE_STOP_MS (job-runner.ts). */
+export interface OffloaderOptions extends JobRunnerOptions {
   /** Bodies and reply frames of at least this many bytes go to the thread; 0: none do. */
   minBytes: number
   /** QUEUE_TIMEOUT_MS: the longest a body waits for the thread, as a call waits for a worker (503 QUEUE_TIMEOUT past it). */
   queueTimeoutMs?: number
-  log: FastifyBaseLogger
   /**
    * Counts a body waiting for the thread against RECEIVE_LIMIT_BYTES (routes/receive-limit.ts
    * holdArrived), taking over the share its request held while it arrived: throws
    * RECEIVE_FULL past it; returns the function that gives it back.
    */
   holdBody?: (bytes: number, request?: IncomingMessage) => () => void
-  /** The thread has done a job: for pyfleet_offload_jobs_total. */
-  onJobDone?: (op: Job['op']) => void
-  /** The thread's script; tests give one that fails. */
-  script?: URL
-  /** IDLE_STOP_MS, shorter in tests. */
-  idleStopMs?: number
-}
-
-/** A job waiting for the thread or running on it, with its promise. */
-interface Queued {
-  id: number
-  job: Job
-  resolve: (outcome: JobOutcome) => void
-  reject: (error: Error) => void
-  /** The body bytes it holds against RECEIVE_LIMIT_BYTES (0 for answers), and how to give them back. */
-  bodyBytes: number
-  release: () => void
-  /** When it was queued (performance.now()), and how long it waited before the thread took it. */
-  queuedAt: number
-  waitedMs: number
-  /** Ends what watches it while it waits (its client leaving, its budget): called when it starts or ends. */
-  unwatch: () => void
-  /** The job's size (its bytes move to the thread when it starts), for the log. */
-  bytes: number
-  /** The longest the thread may run it, and what it fails with past that (the thread is ended then). */
-  timeLimitMs: number
-  overran: () => Error
-  /** Set while it runs with a time limit. */
-  limitTimer: NodeJS.Timeout | undefined
 }
 
 /** An input, and how long its body waited for the thread (which counts against the client's budget). */
@@ -106,33 +68,19 @@ export interface OffloadedInput extends TaskInput {
  * heap a body shaped to cost grows (hundreds of MB for 16 MiB of distinct keys) goes
  * with it, rather than staying for the life of the process as the event loop's does.
  * One thread, because the work costs the same CPU on any thread, and one more beside
- * Node and the Python workers is what a small machine can spare. Jobs wait here, not
- * in the thread's message queue, and go to it one at a time: answers first (each holds
- * a worker, which must not wait behind other clients' bodies; at most
- * MAX_ANSWERS_IN_A_ROW before a waiting body: job-queue.ts), then bodies in order. A body whose
- * client leaves, whose budget runs out, or that still waits when the server drains is
- * dropped at once, before it costs anything.
+ * Node and the Python workers is what a small machine can spare. Jobs wait for it, one at
+ * a time, answers first (job-runner.ts). A body whose client leaves, whose budget runs out,
+ * or that still waits when the server drains is dropped at once, before it costs anything.
  */
 export class Offloader {
   readonly #options: OffloaderOptions
-  readonly #thread: JobThread
-  readonly #waiting = new JobQueue<Queued>()
-  /** The job the thread is running. */
-  #running: Queued | undefined
-  /** open; draining: bodies are refused, answers go on; closed: the thread is stopped. */
-  #phase: 'open' | 'draining' | 'closed' = 'open'
-  #nextId = 0
-  #pendingBodyBytes = 0
+  readonly #jobs: JobRunner
   /** Each task's schema as JSON, made once per task (a reload makes new Task objects). */
   readonly #schemaKeys = new WeakMap<SchemaHolder, string>()
 
   constructor (options: OffloaderOptions) {
     this.#options = options
-    this.#thread = new JobThread(options.script ?? THREAD_SCRIPT, options.idleStopMs ?? IDLE_STOP_MS, {
-      started: (id) => { this.#onStarted(id) },
-      done: (message) => { this.#onDone(message) },
-      stopped: (why) => { this.#onThreadStopped(why) }
-    })
+    this.#jobs = new JobRunner(options)
   }
 
   /** Whether a body or frame of `bytes` is converted on the thread. */
@@ -155,13 +103,13 @@ export class Offloader {
 
   get minBytes (): number { return this.#options.minBytes }
   /** Jobs waiting for the thread or running on it. */
-  get pendingJobs (): number { return this.#waiting.size + (this.#running === undefined ? 0 : 1) }
+  get pendingJobs (): number { return this.#jobs.pendingJobs }
   /** Body bytes waiting for the thread or being parsed on it. */
-  get pendingBodyBytes (): number { return this.#pendingBodyBytes }
+  get pendingBodyBytes (): number { return this.#jobs.pendingBodyBytes }
   /** How often the thread was started: again after it failed, or after it ended idle. */
-  get threadStarts (): number { return this.#thread.starts }
+  get threadStarts (): number { return this.#jobs.threadStarts }
   /** Whether the thread is running now. */
-  get threadRunning (): boolean { return this.#thread.isRunning }
+  get threadRunning (): boolean { return this.#jobs.threadRunning }
 
   /**
    * A large body as `task`'s input, parsed, checked and encoded on the thread. Throws what
@@ -171,13 +119,13 @@ export class Offloader {
    * its client leaves while it waits.
    */
   async input (task: SchemaHolder, body: PendingBody, { parseOnly = false, onClientGone, budgetMs, request, timeLimitMs = Infinity }: InputOptions = {}): Promise<OffloadedInput> {
-    if (this.#isDraining()) throw expectedRefusal(shuttingDown())
+    if (this.#jobs.isDraining) throw expectedRefusal(shuttingDown())
     const bytes = body.bytes.length
     const release = this.#options.holdBody?.(bytes, request) ?? (() => {})
     const job: Job = { op: 'input', kind: body.kind, bytes: body.bytes, raw: body.raw, schema: task.schema, schemaKey: this.#schemaKey(task), parseOnly }
     let queued: Queued | undefined
     const overran = (): Error => checkedTooLong(task.name, timeLimitMs)
-    const outcome = await this.#enqueue(job, bytes, release, { timeLimitMs, overran }, (waiting) => {
+    const outcome = await this.#jobs.enqueue(job, bytes, release, { timeLimitMs, overran }, (waiting) => {
       queued = waiting
       let unsubscribe: (() => void) | undefined
       let timer: NodeJS.Timeout | undefined
@@ -188,7 +136,7 @@ export class Offloader {
         unsubscribe?.()
         clearTimeout(timer)
       }
-      unsubscribe = onClientGone?.(() => { this.#drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
+      unsubscribe = onClientGone?.(() => { this.#jobs.drop(waiting, new OffloadCancelledError('the client left before its body was parsed')) })
       if (ended) unsubscribe?.()
       else timer = this.#waitLimit(waiting, budgetMs)
     })
@@ -217,7 +165,7 @@ export class Offloader {
     // VALIDATE_RESULTS: checked on the thread too, as call-run.ts checks replies decoded on the event loop.
     if (checkAgainst !== undefined) job.result = { schema: checkAgainst.outputSchema, schemaKey: checkAgainst.schemaKey }
     const overran = (): Error => new OffloadThreadError(`writing the answer took longer than the task's timeout (${timeLimitMs} ms), and was stopped`)
-    return await this.#enqueue(job, 0, () => {}, { timeLimitMs, overran })
+    return await this.#jobs.enqueue(job, 0, () => {}, { timeLimitMs, overran })
   }
 
   /**
@@ -226,8 +174,7 @@ export class Offloader {
    * their calls were admitted, and the drain waits for them.
    */
   drain (): void {
-    if (this.#phase === 'open') this.#phase = 'draining'
-    for (const waiting of this.#waiting.inputs()) this.#drop(waiting, shuttingDown())
+    this.#jobs.drain()
   }
 
   /**
@@ -235,12 +182,7 @@ export class Offloader {
    * could not run any more (503), or, past the drain's grace, an answer nobody will read.
    */
   async close (): Promise<void> {
-    this.#phase = 'closed'
-    await this.#thread.stop()
-    const left = this.#waiting.clear()
-    if (this.#running !== undefined) left.push(this.#running)
-    this.#running = undefined
-    for (const queued of left) this.#fail(queued, queued.job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
+    await this.#jobs.close()
   }
 
   /**
@@ -251,11 +193,7 @@ export class Offloader {
     const { limitMs, byBudget } = queueWaitLimit(budgetMs, this.#options.queueTimeoutMs ?? Infinity)
     if (!Number.isFinite(limitMs)) return undefined
     // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
-    return setTimeout(() => { this.#drop(waiting, waitedTooLong(limitMs, byBudget)) }, Math.min(limitMs, MAX_TIMER_MS))
-  }
-
-  #isDraining (): boolean {
-    return this.#phase !== 'open'
+    return setTimeout(() => { this.#jobs.drop(waiting, waitedTooLong(limitMs, byBudget)) }, Math.min(limitMs, MAX_TIMER_MS))
   }
 
   /** A schema's JSON, the thread's cache key for its validator, made once per task object (a reload makes new ones). */
@@ -266,104 +204,5 @@ export class Offloader {
       this.#schemaKeys.set(task, key)
     }
     return key
-  }
-
-  /** Queues a job; `watch` starts watching it while it waits, and sets its `unwatch`. */
-  #enqueue (job: Job, bodyBytes: number, release: () => void, limit: Pick<Queued, 'timeLimitMs' | 'overran'>, watch?: (queued: Queued) => void): Promise<JobOutcome> {
-    if (this.#phase === 'closed') {
-      release()
-      return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
-    }
-    return new Promise<JobOutcome>((resolve, reject) => {
-      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {}, bytes: job.op === 'input' ? job.bytes.length : job.frame.length, ...limit, limitTimer: undefined }
-      this.#waiting.push(queued)
-      this.#pendingBodyBytes += bodyBytes
-      watch?.(queued)
-      this.#pump()
-    })
-  }
-
-  /** Sends the next job to the thread, if it is free. */
-  #pump (): void {
-    while (this.#running === undefined && this.#phase !== 'closed') {
-      const next = this.#waiting.next()
-      if (next === undefined) {
-        this.#thread.idle()
-        return
-      }
-      next.unwatch()
-      next.waitedMs = performance.now() - next.queuedAt
-      try {
-        this.#thread.send(next.id, next.job)
-        this.#running = next
-      } catch (error) {
-        // No thread could be started (a pids limit, say), or the job could not be sent.
-        this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${(error as Error).message}`))
-      }
-    }
-  }
-
-  /** Takes a job that still waits out of its queue, and fails it with `error` (a job already running is left to end). */
-  #drop (queued: Queued, error: Error): void {
-    if (this.#waiting.remove(queued)) this.#fail(queued, error)
-  }
-
-  #finish (queued: Queued): void {
-    queued.unwatch()
-    clearTimeout(queued.limitTimer)
-    this.#pendingBodyBytes -= queued.bodyBytes
-    queued.release()
-  }
-
-  #fail (queued: Queued, error: Error): void {
-    this.#finish(queued)
-    queued.reject(error)
-  }
-
-  /** The thread began the running job: its time limit counts from now, not from a new thread's start-up. */
-  #onStarted (id: number): void {
-    const running = this.#running
-    if (running === undefined || running.id !== id || !Number.isFinite(running.timeLimitMs)) return
-    // Capped: Node fires a longer timer at once.
-    running.limitTimer = setTimeout(() => { this.#overran(running) }, Math.min(running.timeLimitMs, MAX_TIMER_MS))
-  }
-
-  #onDone ({ id, outcome, failed }: OutcomeMessage): void {
-    const running = this.#running
-    if (running === undefined || running.id !== id) return
-    this.#running = undefined
-    this.#finish(running)
-    if (outcome !== undefined) {
-      this.#options.onJobDone?.(running.job.op)
-      running.resolve(outcome)
-    } else {
-      running.reject(new OffloadThreadError(`the offload thread failed: ${failed ?? 'no reason given'}`))
-    }
-    this.#pump()
-  }
-
-  /**
-   * The running job passed its time limit: the thread is ended (a job cannot be stopped any
-   * other way), the job fails, and the next one starts a new thread. RE2 is linear, but its
-   * constant grows with a pattern's counted repetitions: an unanchored `[0-9a-f]{64}`
-   * takes ~1 s per MiB of a value shaped to almost match it, and the thread would otherwise
-   * hold every body and answer behind it, and the workers whose answers wait.
-   */
-  #overran (queued: Queued): void {
-    if (this.#running !== queued) return
-    this.#running = undefined
-    void this.#thread.stop()
-    const { bytes } = queued
-    this.#options.log.warn({ job: queued.job.op, bytes, timeLimitMs: queued.timeLimitMs }, `the offload thread worked on a job of ${bytes} bytes past its task's timeout (${queued.timeLimitMs} ms); it was ended, and the next job starts a new one`)
-    this.#fail(queued, queued.overran())
-    this.#pump()
-  }
-
-  #onThreadStopped (why: string): void {
-    const running = this.#running
-    this.#running = undefined
-    this.#options.log.error({ job: running?.job.op }, `the offload thread stopped: ${why}; ${running === undefined ? 'no job was running' : 'the job it was running failed'}, and the next job starts a new one`)
-    if (running !== undefined) this.#fail(running, new OffloadThreadError(`the offload thread stopped: ${why}`))
-    this.#pump()
   }
 }
