@@ -129,7 +129,7 @@ export function buildFamilies (registry: Registry, sources: ScrapeSources): Fami
   const receiveRefused = new Counter({ name: 'pyfleet_receive_refused_total', help: 'Requests refused with 503 RECEIVE_FULL: their body would have taken the bytes being received past RECEIVE_LIMIT_BYTES', registers })
   new Gauge({
     name: 'pyfleet_receiving_bytes',
-    help: 'Request-body bytes being received (the bytes so far of bodies over 16 KiB and chunked ones) or, arrived, waiting for the offload thread (RECEIVE_LIMIT_BYTES bounds it)',
+    help: 'Request-body bytes being received (the bytes so far of bodies over 16 KiB and chunked ones) or, arrived, waiting for the offload thread or being parsed on it (RECEIVE_LIMIT_BYTES bounds it)',
     registers,
     collect () { this.set(sources.receiving?.bytes ?? 0) }
   })

@@ -14,8 +14,8 @@
 // they arrive, while others are held, is refused then. One body alone may always
 // be received, as one call alone may always wait: the limit never refuses a body
 // that BODY_LIMIT_BYTES accepts on an idle server. A large body that goes on to
-// wait for the offload thread stays counted until the thread has taken it
-// (holdArrived): it is still held as bytes.
+// wait for the offload thread stays counted until the thread has parsed it
+// (holdArrived): it is still held as bytes, also while it is parsed.
 //
 // Bodies of up to SMALL_BODY_BYTES are not counted at all: they arrive in a packet
 // or two, counting them cost every small request about 5 % of Node's CPU in paired
@@ -40,7 +40,7 @@ export class ReceiveLimit {
   readonly #bodyLimitBytes: number
   readonly #onRefused: () => void
   #bytes = 0
-  /** The part of #bytes that is bodies waiting for the offload thread (for the refusal's wording). */
+  /** The part of #bytes that is bodies waiting for the offload thread or being parsed on it (for the refusal's wording). */
   #arrivedBytes = 0
 
   /**
@@ -53,7 +53,7 @@ export class ReceiveLimit {
     this.#onRefused = onRefused
   }
 
-  /** Body bytes counted now: the bytes of bodies over SMALL_BODY_BYTES (or chunked) received so far, and of bodies waiting for the offload thread. */
+  /** Body bytes counted now: the bytes of bodies over SMALL_BODY_BYTES (or chunked) received so far, and of bodies waiting for the offload thread or being parsed on it. */
   get bytes (): number { return this.#bytes }
   get limitBytes (): number { return this.#limitBytes }
 
