@@ -5,7 +5,7 @@ import { ResultInvalidError, ResultTooLargeError, TaskFailedError, TaskNotFoundE
 import { KIND_INVALID_RESULT, KIND_REJECTED, KIND_TOO_LARGE, type ErrorMessage } from './protocol.js'
 import type { WorkerFailure } from './worker-failures.js'
 
-/** The error type a worker replies with for a task it does not have (workers/pyfleet/loop.py). */
+/** The error type a worker replies with for a task it does not have (workers/pyfleet/runner.py). */
 const UNKNOWN_TASK = 'UnknownTask'
 
 /** The HTTP error and the call outcome for a task's error reply (null: a 404, not a call). */

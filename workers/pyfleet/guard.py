@@ -50,7 +50,7 @@ from .std_fds import STD_FDS, StdFds, open_keeping_std_fds
 log = logging.getLogger("pyfleet")
 
 # What tasks changed since the last restore: "fork", "cwd", "fds", "faulthandler" (SIGUSR1's), ("signal", n) -> the handler before, ("timer", which).
-# Changed in place only, never rebound: the loop holds a reference to it.
+# Changed in place only, never rebound: runner.py holds a reference to it.
 changes: Dict[Any, Any] = {}
 
 _signal = signal.signal

@@ -1,6 +1,6 @@
 """Values as the server, in JavaScript, holds and sends them on: integral floats as ints, dict
 keys as a JavaScript object's property names, in its order. For what must look as if the server
-sent it: call_task's input and result (testing.py), the defaults filled into an input (loop.py).
+sent it: call_task's input and result (testing.py), the defaults filled into an input (runner.py).
 """
 
 from __future__ import annotations

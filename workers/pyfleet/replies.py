@@ -2,7 +2,7 @@
 with the traceback the server logs), and the encoded reply frame, with results that cannot
 be sent or are too large turned into errors that say why.
 
-loop.py runs calls; this module only builds and encodes their replies.
+runner.py runs calls; this module only builds and encodes their replies.
 """
 
 from __future__ import annotations

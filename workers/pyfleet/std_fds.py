@@ -26,7 +26,7 @@ _open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
 # Whether output on fds 1-2 left a line open: {OPEN_LINE: True} then, else empty. A dict of its
 # own, not guard.changes: any thread may write, at any moment, even while a call's changes are
-# being undone. Changed in place only (the loop holds a reference to it).
+# being undone. Changed in place only (runner.py holds a reference to it).
 open_line: Dict[str, bool] = {}
 OPEN_LINE = "open line"
 

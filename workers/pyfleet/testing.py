@@ -33,7 +33,8 @@ except ModuleNotFoundError as exc:  # a bare "No module named 'msgpack'" says no
 from . import protocol, registry
 from .frames import DEFAULT_MAX_FRAME_BYTES
 from .js_values import as_the_server_sends
-from .loop import Runner, encode_reply, event_loop_policy
+from .replies import encode_reply
+from .runner import Runner, event_loop_policy
 from .unsendable import undecodable
 
 # Type names for type checkers only (why: see registry.py).

@@ -88,7 +88,7 @@ class WaitForCallTest(unittest.TestCase):
     """Runner.wait_for_call on its own, with a pipe for the calls' fd."""
 
     def runner(self):
-        from pyfleet.loop import Runner
+        from pyfleet.runner import Runner
 
         runner = Runner()
         self.addCleanup(runner.close)

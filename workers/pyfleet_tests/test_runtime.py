@@ -73,7 +73,7 @@ class FramesTest(unittest.TestCase):
 class TimeRemainingTest(IsolatedRegistryTest):
     def test_the_calls_time_counts_from_when_its_frame_began_to_arrive_not_from_when_it_was_read_whole(self):
         from pyfleet import time_remaining
-        from pyfleet.loop import Runner
+        from pyfleet.runner import Runner
 
         @task("t.left")
         def left(_input):
@@ -334,6 +334,7 @@ class LoopTest(unittest.TestCase):
             frames = [line for line in reply["traceback"].splitlines() if line.startswith("  File ")]
             self.assertIn(task_line, frames[0], reply["traceback"])
             self.assertNotIn("pyfleet/loop.py", reply["traceback"])
+            self.assertNotIn("pyfleet/runner.py", reply["traceback"])
             self.assertNotIn("base_events.py", reply["traceback"])
 
     def test_async_tasks_run(self):
