@@ -1,5 +1,7 @@
 // Messages of the worker protocol (SPEC section 4), their msgpack coding and
-// their checks. Names are spelled as in workers/pyfleet/protocol.py.
+// their checks. Names are spelled as in workers/pyfleet/protocol.py. What an
+// undecodable reply is told: undecodable-result.ts; a result's value bytes in its
+// frame: result-value-bytes.ts.
 //
 //   worker -> server, once:  {t: "ready", v, pid, python, tasks: [...]}
 //   server -> worker:        {t: "call", id, task, input, requestId, timeoutMs, trace?}
@@ -11,8 +13,9 @@
 import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
-import { shorten } from '../short-text.js'
 import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
+import { explainUndecodable } from './undecodable-result.js'
+import { resultValueBytes } from './result-value-bytes.js'
 import type { TraceContext } from '../trace-context.js'
 
 export const PROTOCOL_VERSION = 1
@@ -185,78 +188,6 @@ export function decodeMessage (body: Uint8Array, decoder?: Unpackr): Record<stri
   return message as Record<string, unknown>
 }
 
-/** Decodes maps as Maps, whatever their keys: to find the key msgpackr refused to make a property of. */
-const keyFinder = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
-
-/**
- * Where, in a reply that will not decode, the dict key is that a JavaScript object
- * cannot have (bytes, or a tuple that came as a list): said as the worker says it of
- * a TaskError's details, for the log. Undefined if the reason is something else (an
- * extension type, which this decoder refuses too). Error path only: a second decode.
- */
-function undecodableKey (body: Uint8Array): string | undefined {
-  let message: unknown
-  try {
-    message = keyFinder.unpack(body)
-  } catch {
-    return undefined
-  }
-  if (!(message instanceof Map)) return undefined
-  const stack: Array<[unknown, string]> = [[message.get('value'), '']]
-  while (stack.length > 0) {
-    const [item, path] = stack.pop() as [unknown, string]
-    if (item instanceof Map) {
-      const entries = [...item.entries()]
-      for (const [key] of entries) {
-        if (key !== null && typeof key === 'object') {
-          const kind = key instanceof Uint8Array ? 'bytes' : Array.isArray(key) ? 'tuple' : typeof key
-          // A tuple key's values say where it came from (the columns of a pandas groupby over several).
-          const shown = Array.isArray(key) ? ` ${keyText(key)}` : ''
-          return `the result has a ${kind} dict key${shown}${path === '' ? '' : ` at ${path}`}; use str keys`
-        }
-      }
-      for (const [key, child] of entries.reverse()) stack.push([child, `${path}[${JSON.stringify(key)}]`])
-    } else if (Array.isArray(item)) {
-      for (let i = item.length - 1; i >= 0; i--) stack.push([item[i], `${path}[${i}]`])
-    }
-  }
-  return undefined
-}
-
-/** How much of a tuple key's values its message shows. */
-const KEY_TEXT_MAX = 100
-
-/**
- * A tuple dict key as its message shows it: JSON-like, bytes as `<N bytes>`, a map as `{...}`,
- * at most KEY_TEXT_MAX characters, and no more built than that: a key may hold 40 MB of bytes,
- * which as JSON took the worker's slot for half a minute and the server to 2 GB (a review).
- * The worker writes a TaskError's details' keys the same way (unsendable.py, _key_text).
- */
-function keyText (key: unknown[]): string {
-  let text = ''
-  const add = (value: unknown): boolean => {
-    if (Array.isArray(value)) {
-      text += '['
-      for (let i = 0; i < value.length; i++) {
-        if (i > 0) text += ','
-        if (!add(value[i])) return false
-      }
-      text += ']'
-    } else if (value instanceof Uint8Array) {
-      text += `<${value.length} bytes>`
-    } else if (typeof value === 'string') {
-      text += JSON.stringify(value.slice(0, KEY_TEXT_MAX + 1))
-    } else if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value === null) {
-      text += String(value)
-    } else {
-      text += '{...}'
-    }
-    return text.length <= KEY_TEXT_MAX
-  }
-  add(key)
-  return shorten(text, KEY_TEXT_MAX)
-}
-
 /** Decodes and checks a reply to the call with id `callId`. */
 export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   let message: Record<string, unknown>
@@ -269,8 +200,7 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     // failure (500), not a reason to replace the worker.
     if (!(error instanceof UndecodableFrameError)) throw error
     if (msgpackProblem(body, Infinity, Infinity, true) !== undefined) throw error
-    const message = undecodableKey(body) ?? `the result is msgpack that cannot become a JavaScript value (an extension type?): ${error.reason}`
-    return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message }
+    return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: explainUndecodable(body, error.reason) }
   }
   if (message.id !== callId) {
     throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)
@@ -285,43 +215,4 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     return message as unknown as ErrorMessage
   }
   throw new ProtocolError(`unexpected or malformed ${JSON.stringify(message.t)} message`)
-}
-
-// A result frame as the worker writes it (workers/pyfleet/protocol.py's result():
-// {"t": "result", "id": id, "value": value}, in that order, or with_rss()'s
-// {"t", "id", "rss", "value"}): what comes before the id (after the map's size), and
-// the keys between the id and the value.
-const RESULT_HEAD = Buffer.from([0xa1, ...Buffer.from('t'), 0xa6, ...Buffer.from('result'), 0xa2, ...Buffer.from('id')])
-const RSS_KEY = Buffer.from([0xa3, ...Buffer.from('rss')])
-const VALUE_KEY = Buffer.from([0xa5, ...Buffer.from('value')])
-
-/**
- * Where the value starts in a result frame that decoded as one (so the rest of the
- * frame is exactly the value): its bytes, or undefined if the frame is laid out in
- * another way, and the value must be encoded again for a msgpack answer.
- */
-function resultValueBytes (body: Uint8Array): Uint8Array | undefined {
-  // A fixmap of 3 entries, or of 4 with the worker's rss.
-  const withRss = body[0] === 0x84
-  if ((body[0] !== 0x83 && !withRss) || body.length < 1 + RESULT_HEAD.length + 1 + VALUE_KEY.length || !bytesAt(body, 1, RESULT_HEAD)) return undefined
-  let at = 1 + RESULT_HEAD.length
-  at += unsignedBytes(body[at]) // the id
-  if (withRss) {
-    if (at + RSS_KEY.length >= body.length || !bytesAt(body, at, RSS_KEY)) return undefined
-    at += RSS_KEY.length
-    at += unsignedBytes(body[at])
-  }
-  if (at + VALUE_KEY.length > body.length || !bytesAt(body, at, VALUE_KEY)) return undefined
-  return body.subarray(at + VALUE_KEY.length)
-}
-
-/** The length of an unsigned msgpack integer from its marker (a positive fixint, uint 8/16/32/64); Infinity for any other (no such frame). */
-function unsignedBytes (marker: number): number {
-  return marker <= 0x7f ? 1 : marker >= 0xcc && marker <= 0xcf ? 1 + 2 ** (marker - 0xcc) : Infinity
-}
-
-/** Whether `body` holds `expected` at `offset` (a loop: this runs for every reply, and the pieces are short). */
-function bytesAt (body: Uint8Array, offset: number, expected: Uint8Array): boolean {
-  for (let i = 0; i < expected.length; i++) if (body[offset + i] !== expected[i]) return false
-  return true
 }
