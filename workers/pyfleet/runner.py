@@ -65,8 +65,11 @@ class Runner:
                 if task.is_async or type(value) is CoroutineType:
                     try:
                         value = self._event_loop().run_until_complete(value)
-                    except (SystemExit, KeyboardInterrupt) as exc:
-                        # The loop lets these two out of any of its tasks, not only the call's own.
+                    except (SystemExit, KeyboardInterrupt, RuntimeError) as exc:
+                        # The loop lets these two out of any of its tasks, not only the call's own; and
+                        # a RuntimeError with the call's own task still pending is "Event loop stopped
+                        # before Future completed": some task called loop.stop() (the call failed with a
+                        # 500, and its code ran on after it).
                         own = self._pending_task(value)
                         if own is None:
                             raise  # the call's own: its failure, as from a sync task
@@ -200,8 +203,10 @@ class Runner:
     def _run_past(self, own: asyncio.Future, first: BaseException, task_name: str) -> Any:
         """Run the loop until the call's own task is done, then log each SystemExit/KeyboardInterrupt
         that escaped meanwhile, except the one the call ends with (gather, shield and TaskGroup pass
-        a child's on as the same object): those came from tasks that are not the call's."""
-        escaped = [first]
+        a child's on as the same object): those came from tasks that are not the call's. A
+        loop.stop() meanwhile (``first`` a RuntimeError) only makes it run the loop again."""
+        stopped = isinstance(first, RuntimeError)  # loop.stop(): the loop is run again, nothing escaped
+        escaped = [] if stopped else [first]
         while True:
             try:
                 self._loop.run_until_complete(own)
@@ -209,7 +214,14 @@ class Runner:
                 if not own.done():
                     escaped.append(exc)
                     continue
+            except RuntimeError:
+                if not own.done():
+                    stopped = True
+                    continue
+                # Done: the call's own RuntimeError, which own.result() below raises.
             break
+        if stopped:
+            guard.log.warning("task %r: while it ran, an asyncio task called loop.stop(); the loop was run again until the call ended", task_name)
         ends_with = None if own.cancelled() else own.exception()
         for exc in escaped:
             if exc is not ends_with:

@@ -1042,6 +1042,46 @@ class BackgroundExitTest(IsolatedRegistryTest):
                 f"or started by this one and not awaited) raised {described}; logged here"
             ), ours[0])
 
+    def test_a_loop_stop_while_a_call_runs_does_not_fail_it_and_its_code_does_not_run_on_after_its_reply(self):
+        finished = []
+
+        @task("b.stopper")
+        async def stopper(_input):
+            async def stop_soon():
+                await asyncio.sleep(0.05)
+                asyncio.get_running_loop().stop()
+
+            asyncio.get_running_loop().create_task(stop_soon())
+            return "started"
+
+        @task("b.stops_itself")
+        async def stops_itself(_input):
+            asyncio.get_running_loop().stop()
+            await asyncio.sleep(0.05)
+            finished.append("stops_itself")
+            return "ran on"
+
+        @task("b.innocent")
+        async def innocent(_input):
+            await asyncio.sleep(0.2)
+            finished.append("innocent")
+            return "innocent"
+
+        with self.assertLogs(level="WARNING") as logs:
+            started, innocent_reply, itself = serve_calls(("b.stopper", None), ("b.innocent", None), ("b.stops_itself", None))
+        self.assertEqual((started["value"], innocent_reply["value"], itself["value"]), ("started", "innocent", "ran on"), "no 500")
+        self.assertEqual(finished, ["innocent", "stops_itself"], "each finished within its own call")
+        self.assertIn("WARNING:pyfleet:task 'b.innocent': while it ran, an asyncio task called loop.stop(); the loop was run again until the call ended", logs.output)
+
+    def test_a_task_s_own_runtime_error_is_still_its_failure(self):
+        @task("b.raises")
+        async def raises(_input):
+            await asyncio.sleep(0)
+            raise RuntimeError("its own")
+
+        (reply,) = serve_calls(("b.raises", None))
+        self.assertEqual((reply["kind"], reply["type"], reply["message"]), ("failed", "RuntimeError", "its own"))
+
     def test_an_exit_in_a_task_the_call_awaits_fails_the_call_and_is_not_logged_as_background(self):
         for name in ("b.gather", "b.shield"):
             with self.subTest(task=name), self.assertLogs(level="ERROR") as logs:
