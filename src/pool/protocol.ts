@@ -14,7 +14,7 @@ import { addExtension, Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr'
 import { HEADER_BYTES, writeHeader } from './frames.js'
 import { msgpackProblem } from '../value-shape.js'
 import { holdsIntegersPastDoubles, widenPackedIntegers } from './wide-integers.js'
-import { explainUndecodable } from './undecodable-result.js'
+import { explainUndecodable, notAReplyTo } from './undecodable-result.js'
 import { resultValueBytes } from './result-value-bytes.js'
 import type { TraceContext } from '../trace-context.js'
 
@@ -200,6 +200,9 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
     // failure (500), not a reason to replace the worker.
     if (!(error instanceof UndecodableFrameError)) throw error
     if (msgpackProblem(body, Infinity, Infinity, true) !== undefined) throw error
+    // Only a reply to this call is the task's doing: another call's, or no message at all, breaks the protocol.
+    const notReply = notAReplyTo(body, callId)
+    if (notReply !== undefined) throw new ProtocolError(notReply)
     return { t: MSG_ERROR, id: callId, kind: KIND_FAILED, type: 'UndecodableResult', message: explainUndecodable(body, error.reason) }
   }
   if (message.id !== callId) {

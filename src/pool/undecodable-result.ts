@@ -9,6 +9,23 @@ import { shorten } from '../short-text.js'
  * The message of the task failure a valid but undecodable reply becomes: where its bad
  * dict key is (undecodableKey), or `reason`, msgpackr's, when it has none.
  */
+/**
+ * Why a frame that will not decode is no reply to call `callId` at all (a protocol error, as
+ * the same frame with a value that decodes is), or undefined: it is one, or its envelope cannot
+ * be read either (an extension type anywhere in it, which the key finder refuses too).
+ */
+export function notAReplyTo (body: Uint8Array, callId: number): string | undefined {
+  let message: unknown
+  try {
+    message = keyFinder.unpack(body)
+  } catch {
+    return undefined
+  }
+  if (!(message instanceof Map) || (message.get('t') !== 'result' && message.get('t') !== 'error')) return 'frame is not a result or error message'
+  const id = message.get('id')
+  return id === callId ? undefined : `reply for call ${String(id)} while call ${callId} is outstanding`
+}
+
 export function explainUndecodable (body: Uint8Array, reason: string): string {
   return undecodableKey(body) ?? `the result is msgpack that cannot become a JavaScript value (an extension type?): ${reason}`
 }

@@ -27,6 +27,15 @@ t.test('a result with a bytes key or an extension type is a failed call, not a p
   t.match(decodeReply(withExt, 8), { kind: 'failed', type: 'UndecodableResult', message: /^the result is msgpack that cannot become a JavaScript value \(an extension type\?\)/ })
 })
 
+t.test('a frame that will not decode and is no reply to the call (another call\'s, or no message) is a protocol error, not the task\'s failure', async (t) => {
+  const bad = new Map([[Buffer.from('k'), 1]])
+  t.throws(() => decodeReply(packr.pack({ t: 'result', id: 99, value: bad }), 5), new ProtocolError('reply for call 99 while call 5 is outstanding'), 'as the same frame with a value that decodes')
+  t.throws(() => decodeReply(packr.pack({ t: 'result', id: 99, value: 1 }), 5), new ProtocolError('reply for call 99 while call 5 is outstanding'))
+  t.throws(() => decodeReply(packr.pack(bad), 5), new ProtocolError('frame is not a result or error message'))
+  t.throws(() => decodeReply(packr.pack({ t: 'ready', id: 5, value: bad }), 5), new ProtocolError('frame is not a result or error message'))
+  t.match(decodeReply(packr.pack({ t: 'error', id: 5, kind: 'rejected', type: 'TaskError', message: 'm', details: bad }), 5), { kind: 'failed', type: 'UndecodableResult' }, 'an error reply to this call: still the task\'s')
+})
+
 function thrown (decode: () => unknown): unknown {
   try { decode() } catch (error) { return error }
   return undefined
