@@ -18,8 +18,10 @@
 // instead made a legitimate 60-variant union 4 times slower to check than Ajv alone.
 
 import { _, type Ajv, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv'
-import { pointerSegment, segmentName } from './json-pointer.js'
 import { walkSchemas } from './schema-walk.js'
+
+// Which `$ref`s count as steps (counted-references.ts): re-exported, so that the budget's callers import from here alone.
+export { MAX_PATHS, referencesToCount } from './counted-references.js'
 
 /** The keyword put beside each `$ref` of a schema compiled for checking (never served). */
 const STEP_KEYWORD = 'x-pyfleet-step'
@@ -45,9 +47,6 @@ const STEPS_PER_VALUE_AND_REFERENCE = 4
  */
 const BASE_MS = 500
 const TIME_PER_WEIGHT_MS = 0.005
-
-/** A `$ref` that can be reached along more paths than this (in a schema without cycles) makes the schema counted. */
-export const MAX_PATHS = 1000
 
 /** Thrown through Ajv's code when a check runs out of steps or time; caught by the validator's wrapper. */
 class OutOfSteps extends Error {}
@@ -171,105 +170,6 @@ export function addStepKeyword (ajv: Ajv): void {
     before: '$ref',
     code (cxt: KeywordCxt) { cxt.gen.code(_`${cxt.gen.scopeValue('func', { ref: step })}()`) }
   })
-}
-
-/** A `$ref` in a schema: where it is, and the pointer it leads to (undefined: not a local JSON Pointer). */
-interface Reference { at: string, to: string | undefined }
-
-/**
- * Every `$ref` in `schema`; the places of its definitions (`definitions`, `$defs`), whose
- * schemas apply only where a reference leads; and whether it names an `$id` anywhere
- * (then references may resolve by it).
- */
-function referencesOf (schema: unknown): { references: Reference[], definitions: string[], ids: boolean } {
-  const references: Reference[] = []
-  const definitions: string[] = []
-  let ids = false
-  walkSchemas(schema, (sub, at) => {
-    if (Object.hasOwn(sub, '$id')) ids = true
-    if (typeof sub.$ref === 'string') references.push({ at, to: localPointer(sub.$ref) })
-    for (const keyword of ['definitions', '$defs']) if (isObject(sub[keyword])) definitions.push(`${at}/${keyword}/`)
-  })
-  return { references, definitions, ids }
-}
-
-function isObject (value: unknown): boolean {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
-}
-
-/**
- * A reference's target as walkSchemas writes places, or undefined for one that is no local
- * JSON Pointer. As Ajv reads it: split at each `/`, then each segment percent-decoded and
- * unescaped (`#/definitions/a%2Fb` is the definition named "a/b").
- */
-function localPointer (ref: string): string | undefined {
-  if (ref !== '#' && !ref.startsWith('#/')) return undefined
-  try {
-    return ref.slice(1).split('/').map((segment, index) => index === 0 ? segment : pointerSegment(segmentName(decodeURIComponent(segment)))).join('/')
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * The places of the `$ref`s to count: those that can lead back to themselves (entering
- * one's target may reach, through references inside the target and theirs, the same
- * `$ref` again). Every `$ref` is counted with an `$id` anywhere, with a reference that is
- * no local JSON Pointer, and when one of them can be reached along more than MAX_PATHS
- * paths (a chain of definitions each referring twice to the next).
- */
-export function referencesToCount (schema: unknown): { all: number, counted: Set<string> } {
-  const { references, definitions, ids } = referencesOf(schema)
-  const everyOne = { all: references.length, counted: new Set(references.map((r) => r.at)) }
-  if (ids || references.some((r) => r.to === undefined)) return everyOne
-  const inside = (place: string, target: string): boolean => target === '' || place === target || place.startsWith(`${target}/`)
-  // The references each one's target holds, by index.
-  const next = references.map((from) => references.flatMap((r, index) => inside(r.at, from.to as string) ? [index] : []))
-  const recursive = recursiveOnes(references, next)
-  if (recursive.size > 0) return { all: references.length, counted: recursive }
-  const entry = references.map((r) => !definitions.some((place) => r.at.startsWith(place)))
-  return mostPaths(next, entry) > MAX_PATHS ? everyOne : { all: references.length, counted: new Set() }
-}
-
-/** The places of the references that can reach themselves again. */
-function recursiveOnes (references: Reference[], next: number[][]): Set<string> {
-  const recursive = new Set<string>()
-  references.forEach((start, first) => {
-    const seen = new Set<number>()
-    const stack = [...next[first]]
-    while (stack.length > 0) {
-      const index = stack.pop() as number
-      if (index === first) {
-        recursive.add(start.at)
-        return
-      }
-      if (seen.has(index)) continue
-      seen.add(index)
-      stack.push(...next[index])
-    }
-  })
-  return recursive
-}
-
-/**
- * In a schema without cycles, the most paths along which one reference can be reached:
- * once from the schema itself unless it is in a definition, and once more for each path to
- * each reference whose target holds it. Counted up to MAX_PATHS + 1.
- */
-function mostPaths (next: number[][], entry: boolean[]): number {
-  const into: number[][] = next.map(() => [])
-  next.forEach((targets, from) => { for (const to of targets) into[to].push(from) })
-  const paths = new Map<number, number>()
-  const pathsTo = (index: number): number => {
-    let count = paths.get(index)
-    if (count === undefined) {
-      count = entry[index] ? 1 : 0
-      for (const from of into[index]) count = Math.min(count + pathsTo(from), MAX_PATHS + 1)
-      paths.set(index, count)
-    }
-    return count
-  }
-  return Math.max(0, ...next.map((_, index) => pathsTo(index)))
 }
 
 /** A copy of `schema` with the step keyword beside each `$ref` at one of `places`. */
