@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from . import guard
+from . import watchers
 from .command_line import take_options
 from .std_fds import mark_calls
 from .process_setup import die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
@@ -85,7 +85,7 @@ def main() -> None:
     if args.stderr_mark:
         mark_calls(args.stderr_mark)
     set_up_logging()
-    guard.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
+    watchers.watch()  # from here on, what tasks change in signal handlers, timers and cwd is noted
 
     _import_msgpack()
 

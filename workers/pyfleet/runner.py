@@ -3,8 +3,8 @@
 The call's request id, deadline and trace context are set around it, its input's defaults
 filled, an async task (or a coroutine a sync one returns) run on the worker's event loop,
 which is kept between calls and run while a call is awaited (wait_for_call), and what the
-call leaves behind undone (guard.py). The reply messages are replies.py's; reading calls
-and writing replies is loop.py's.
+call leaves behind undone (guard.py; watchers.py notes what it changed). The reply messages
+are replies.py's; reading calls and writing replies is loop.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .errors import as_text, describe, rejection_in, sendable
 from .replies import failed as _failed, rejected as _rejected, unreportable as _unreportable
 from .context import reset_deadline as _reset_deadline, reset_request_id as _reset_request_id, set_deadline as _set_deadline, set_request_id as _set_request_id
 from .context import reset_trace as _reset_trace, set_trace as _set_trace
-from .guard import changes as _changes
+from .watchers import changes as _changes
 from .js_values import in_js_order
 from .std_fds import begin_call_output, end_open_line, open_line as _open_line
 

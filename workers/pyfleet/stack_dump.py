@@ -30,7 +30,7 @@ MAX_TASKS = 20
 MAX_FRAMES = 40
 
 
-# The originals: the guard watches what tasks do with these (guard.watch()), and putting the
+# The originals: the guard watches what tasks do with these (watchers.watch()), and putting the
 # dump back must not count as a task's change.
 _register = faulthandler.register
 _unregister = faulthandler.unregister

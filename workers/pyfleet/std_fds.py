@@ -19,13 +19,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-# Taken before guard.watch() wraps them: putting an fd back is not a task's change.
+# Taken before watchers.watch() wraps them: putting an fd back is not a task's change.
 _dup2 = os.dup2
 _close = os.close
 _open = io.open  # builtins.open is the same function; os.fdopen calls io.open
 
 # Whether output on fds 1-2 left a line open: {OPEN_LINE: True} then, else empty. A dict of its
-# own, not guard.changes: any thread may write, at any moment, even while a call's changes are
+# own, not watchers.changes: any thread may write, at any moment, even while a call's changes are
 # being undone. Changed in place only (runner.py holds a reference to it).
 open_line: Dict[str, bool] = {}
 OPEN_LINE = "open line"
@@ -257,6 +257,6 @@ class _OpenKeepingStdFds:
         return "<built-in function open, kept by pyfleet from closing fds 0-2>"
 
 
-open_keeping_std_fds = _OpenKeepingStdFds()  # guard.watch() puts it in place of builtins.open and io.open
+open_keeping_std_fds = _OpenKeepingStdFds()  # watchers.watch() puts it in place of builtins.open and io.open
 # The fds 0-2 the running guard.Baseline keeps (it sets this): which of them are still the runtime's.
 runtime: Optional[StdFds] = None

@@ -5,7 +5,7 @@ import os
 import sys
 import unittest
 
-from pyfleet import guard, task
+from pyfleet import forked_child, task
 from pyfleet.std_fds import text_stream
 from pyfleet.testing import call_task
 from pyfleet_tests.isolated_registry import IsolatedRegistryTest
@@ -316,7 +316,7 @@ class ForkExitTest(WorkerTest):
         values, _ = self.calls(("g.fork_exit", False), ("g.fork_exit", True), ("g.fork_exit", "3"), ("g.fork_exit", 256 + 7))
         self.assertEqual(values, [0, 1, 1, 7])
         # A code past a C long (which no call's input can carry): Python exits -1, 255.
-        self.assertEqual([guard._child_status(SystemExit(code)) for code in (2**70, -(2**70), 2**40 + 3)], [255, 255, 3])
+        self.assertEqual([forked_child.child_status(SystemExit(code)) for code in (2**70, -(2**70), 2**40 + 3)], [255, 255, 3])
 
 
 class StreamsTest(WorkerTest):

@@ -43,7 +43,7 @@ class RuntimeImportTest(unittest.TestCase):
             textwrap.dedent(
                 f"""
                 import json, sys
-                import pyfleet, pyfleet.__main__, pyfleet.early_shadows, pyfleet.command_line, pyfleet.task_modules, pyfleet.loop, pyfleet.runner, pyfleet.protocol, pyfleet.conversion, pyfleet.js_values, pyfleet.unsendable, pyfleet.frames, pyfleet.registry
+                import pyfleet, pyfleet.__main__, pyfleet.early_shadows, pyfleet.command_line, pyfleet.task_modules, pyfleet.loop, pyfleet.runner, pyfleet.protocol, pyfleet.conversion, pyfleet.js_values, pyfleet.unsendable, pyfleet.frames, pyfleet.registry, pyfleet.guard, pyfleet.watchers, pyfleet.forked_child
                 print(json.dumps([name for name in {NOT_IN_THE_RUNTIME!r} if name in sys.modules]))
                 """
             )

@@ -1,0 +1,139 @@
+"""What a call changes in its worker, noted as it changes it: the at-fork hook, and the
+wrappers watch() puts in place of ``signal.signal``, ``signal.setitimer``, ``signal.alarm``,
+``os.chdir``, ``os.fchdir``, ``os.close``, ``os.closerange``, ``os.dup2`` and faulthandler's
+``register``/``unregister`` (and of ``open``, which keeps fds 0-2 open: std_fds.py). Why
+wrappers, not questions asked after each call, and what they miss: guard.py, which puts
+back what ``changes`` notes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import faulthandler
+import io
+import os
+import signal
+
+# Type names for type checkers only (why: see registry.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict
+
+from .std_fds import STD_FDS, open_keeping_std_fds
+
+# What tasks changed since the last restore: "fork", "cwd", "fds", "faulthandler" (SIGUSR1's), ("signal", n) -> the handler before, ("timer", which).
+# Changed in place only, never rebound: runner.py and guard.py hold a reference to it.
+changes: Dict[Any, Any] = {}
+
+# The originals, taken before watch() wraps them: the wrappers call them, and guard.py puts
+# things back with them, which notes no change.
+_signal = signal.signal
+_setitimer = signal.setitimer
+_alarm = signal.alarm
+_chdir = os.chdir
+_fchdir = os.fchdir
+_close = os.close
+_closerange = os.closerange
+_dup2 = os.dup2
+_fh_register = faulthandler.register
+_fh_unregister = faulthandler.unregister
+
+
+def _after_fork_in_child() -> None:
+    changes["fork"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# The handlers a worker depends on: SIGINT ignored, SIGTERM's default (the server stops
+# workers with it), SIGUSR1's stack dump (the log's only word on where a call past its timeout
+# was stuck), and the timers' signals, whose timers are cancelled after a call. Other
+# handlers a task sets stay: libraries set them once and rely on them (asyncio's child
+# watchers on SIGCHLD, loop.add_signal_handler on the worker's one event loop).
+WATCHED_SIGNALS = frozenset(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF))
+
+
+def _signal_watched(signalnum: int, handler: Any, /) -> Any:
+    old = _signal(signalnum, handler)  # raises (and notes nothing) outside the main thread
+    if int(signalnum) in WATCHED_SIGNALS:
+        changes.setdefault(("signal", int(signalnum)), old)
+    return old
+
+
+def _setitimer_watched(which: int, seconds: float, interval: float = 0.0, /) -> Any:
+    changes[("timer", which)] = True
+    return _setitimer(which, seconds, interval)
+
+
+def _alarm_watched(seconds: int, /) -> int:
+    changes[("timer", signal.ITIMER_REAL)] = True  # alarm() and ITIMER_REAL are one timer
+    return _alarm(seconds)
+
+
+def _chdir_watched(path: Any) -> None:
+    changes["cwd"] = True
+    _chdir(path)
+
+
+def _fchdir_watched(fd: int) -> None:
+    changes["cwd"] = True
+    _fchdir(fd)
+
+
+def _close_watched(fd: int) -> None:
+    if fd in STD_FDS:
+        changes["fds"] = True
+    _close(fd)
+
+
+def _closerange_watched(fd_low: int, fd_high: int, /) -> None:
+    if fd_low <= 2:
+        changes["fds"] = True
+    _closerange(fd_low, fd_high)
+
+
+def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
+    if fd2 in STD_FDS:
+        changes["fds"] = True
+    return _dup2(fd, fd2, inheritable)
+
+
+def _fh_register_watched(signum: int, *args: Any, **kwargs: Any) -> None:
+    if int(signum) == signal.SIGUSR1:  # the dump's own registration (stack_dump.install)
+        changes["faulthandler"] = True
+    _fh_register(signum, *args, **kwargs)
+
+
+def _fh_unregister_watched(signum: int, /) -> bool:
+    if int(signum) == signal.SIGUSR1:
+        changes["faulthandler"] = True
+    return _fh_unregister(signum)
+
+
+def watch() -> None:
+    """Note, from now on, the signal handlers, timers, working directory and fds 0-2 tasks change, and keep
+    file objects from closing fds 0-2 (a worker's set-up)."""
+    for module, name, watched in (
+        (signal, "signal", _signal_watched),
+        (signal, "setitimer", _setitimer_watched),
+        (signal, "alarm", _alarm_watched),
+        (os, "chdir", _chdir_watched),
+        (os, "fchdir", _fchdir_watched),
+        (os, "close", _close_watched),
+        (os, "closerange", _closerange_watched),
+        (os, "dup2", _dup2_watched),
+        (faulthandler, "register", _fh_register_watched),
+        (faulthandler, "unregister", _fh_unregister_watched),
+        (builtins, "open", open_keeping_std_fds),
+        (io, "open", open_keeping_std_fds),
+    ):
+        original = getattr(module, name)
+        watched.__name__ = watched.__qualname__ = name
+        watched.__doc__ = original.__doc__
+        watched.__wrapped__ = original
+        setattr(module, name, watched)
+        # os.chdir in os.supports_fd, and the like: what code asks about the original holds for the wrapper.
+        for supports in (os.supports_fd, os.supports_dir_fd, os.supports_follow_symlinks, os.supports_effective_ids):
+            if original in supports:
+                supports.add(watched)
