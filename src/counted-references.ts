@@ -61,9 +61,14 @@ export function referencesToCount (schema: unknown): { all: number, counted: Set
   // The references each one's target holds, by index.
   const next = references.map((from) => references.flatMap((r, index) => inside(r.at, from.to as string) ? [index] : []))
   const recursive = recursiveOnes(references, next)
-  if (recursive.size > 0) return { all: references.length, counted: recursive }
   const entry = references.map((r) => !definitions.some((place) => r.at.startsWith(place)))
-  return mostPaths(next, entry) > MAX_PATHS ? everyOne : { all: references.length, counted: new Set() }
+  // Every cycle runs through references that reach themselves: without the edges into those,
+  // the rest is acyclic, and may still multiply paths (a chain of anyOf's of two references
+  // each) past MAX_PATHS: a cycle elsewhere in the schema made those go uncounted (a 2^24-path
+  // chain beside one `{"$ref": "#"}` ran a check out of memory).
+  const acyclic = recursive.size === 0 ? next : next.map((targets) => targets.filter((index) => !recursive.has(references[index].at)))
+  if (mostPaths(acyclic, entry) > MAX_PATHS) return everyOne
+  return { all: references.length, counted: recursive }
 }
 
 /** The places of the references that can reach themselves again. */
@@ -87,7 +92,7 @@ function recursiveOnes (references: Reference[], next: number[][]): Set<string> 
 }
 
 /**
- * In a schema without cycles, the most paths along which one reference can be reached:
+ * Along references without cycles, the most paths along which one reference can be reached:
  * once from the schema itself unless it is in a definition, and once more for each path to
  * each reference whose target holds it. Counted up to MAX_PATHS + 1.
  */

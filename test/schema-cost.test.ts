@@ -118,6 +118,12 @@ t.test('a schema without cycles is counted when a reference can be reached along
   t.equal(validate([{}]), false, 'one item')
   t.match(validate.errors, [{ keyword: 'cost' }])
   t.equal(compileBodyValidator({ ...schema, definitions: { ...definitions, d12: { type: 'object' } } })([{}]), true, 'twelve levels: 4,096 paths, checked in full')
+  // A cycle elsewhere (a list of lists) left the chain uncounted: 2^24 paths ran a check of [{}] out of memory.
+  const withCycle = { ...schema, definitions: { ...definitions, list: { type: 'array', items: { $ref: '#/definitions/list' } } } }
+  t.equal(referencesToCount(withCycle).counted.size, 50, 'every reference, the cycle\'s too')
+  const cyclic = compileBodyValidator(withCycle)
+  t.equal(cyclic([{}]), false)
+  t.match(cyclic.errors, [{ keyword: 'cost' }])
 })
 
 t.test('a step that checks a large value again is caught by the time it takes, not only by the number of steps', async (t) => {
