@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 from .std_fds import STD_FDS, open_keeping_std_fds
 
-# What tasks changed since the last restore: "fork", "cwd", "fds", "faulthandler" (SIGUSR1's), ("signal", n) -> the handler before, ("timer", which).
+# What tasks changed since the last restore: "fork", "cwd", "fds", "faulthandler" (SIGUSR1's), ("signal", n) -> the handler before, ("timer", which) -> whether it was running before.
 # Changed in place only, never rebound: runner.py and guard.py hold a reference to it.
 changes: Dict[Any, Any] = {}
 
@@ -62,12 +62,15 @@ def _signal_watched(signalnum: int, handler: Any, /) -> Any:
 
 
 def _setitimer_watched(which: int, seconds: float, interval: float = 0.0, /) -> Any:
-    changes[("timer", which)] = True
+    # The timer as the call found it, at its first change: one running before (a task module's,
+    # started at import) is the baseline, not something the call left behind.
+    changes.setdefault(("timer", which), signal.getitimer(which)[0] > 0)
     return _setitimer(which, seconds, interval)
 
 
 def _alarm_watched(seconds: int, /) -> int:
-    changes[("timer", signal.ITIMER_REAL)] = True  # alarm() and ITIMER_REAL are one timer
+    # alarm() and ITIMER_REAL are one timer.
+    changes.setdefault(("timer", signal.ITIMER_REAL), signal.getitimer(signal.ITIMER_REAL)[0] > 0)
     return _alarm(seconds)
 
 

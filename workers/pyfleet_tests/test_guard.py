@@ -351,6 +351,22 @@ class StreamsTest(WorkerTest):
 
 
 class SignalsTest(WorkerTest):
+    def test_a_timer_running_before_the_call_is_not_cancelled_after_a_call_that_read_or_reset_it(self):
+        # A task module's own timer, started at import; a call reads it the usual way, alarm(0) then alarm(r).
+        directory = task_files(self, {"module_timer_tasks.py": (
+            "import signal\nfrom pyfleet import task\n\n"
+            "signal.signal(signal.SIGALRM, lambda *_: None)\n"
+            "signal.setitimer(signal.ITIMER_REAL, 30, 30)\n\n\n"
+            "@task('t.read')\ndef read(_input):\n    return list(signal.getitimer(signal.ITIMER_REAL))\n\n\n"
+            "@task('t.polite')\ndef polite(_input):\n    left = signal.alarm(0)\n    signal.alarm(left)\n    return left\n"
+        )})
+        code, stdout, stderr = run_worker(["--module", "module_timer_tasks"], calls=(("t.read", None), ("t.polite", None), ("t.read", None)), pythonpath=directory)
+        self.assertEqual(code, 0, stderr)
+        first, left, after = [reply.get("value") for reply in parse_frames(stdout)[1:]]
+        self.assertEqual((first[1], left), (30, 30), "running at import; the call read 30 s left")
+        self.assertGreater(after[0], 0, f"still running after the call, as the call left it (alarm() has no interval): {after}")
+        self.assertNotIn("timer running (cancelled)", stderr)
+
     def test_a_pending_alarm_and_its_handler_do_not_outlive_the_call(self):
         values, stderr = self.calls(("g.alarm", None), ("g.sleep", 0.3), ("g.handlers", None), ("g.alarm", None), ("g.sleep", 0.3))
         self.assertEqual(values[:2], ["armed", "slept"])
