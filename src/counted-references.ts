@@ -3,7 +3,7 @@
 // cycle, all of them when one can be reached along more than MAX_PATHS paths.
 
 import { pointerSegment, segmentName } from './json-pointer.js'
-import { walkSchemas } from './schema-walk.js'
+import { DATA_KEYWORDS, walkSchemas } from './schema-walk.js'
 
 /** A `$ref` that can be reached along more paths than this (in a schema without cycles) makes the schema counted. */
 export const MAX_PATHS = 1000
@@ -43,6 +43,26 @@ function localPointer (ref: string): string | undefined {
     return ref.slice(1).split('/').map((segment, index) => index === 0 ? segment : pointerSegment(segmentName(decodeURIComponent(segment)))).join('/')
   } catch {
     return undefined
+  }
+}
+
+/**
+ * Refuses a `$ref` that leads into a data keyword's value (`#/definitions/d/default`): Ajv
+ * compiles what it finds there as a schema, but the `$ref`s inside it are data to every
+ * walk of the schema here, so a cycle among them goes uncounted (a `default` holding a
+ * schema that refers twice to itself: a 130-byte body held the event loop for 16.9 s).
+ * Such a schema belongs in `definitions` or `$defs`.
+ */
+export function refuseReferencesIntoData (schema: unknown): void {
+  const places = new Set<string>()
+  walkSchemas(schema, (_sub, at) => { places.add(at) })
+  for (const { at, to } of referencesOf(schema).references) {
+    if (to === undefined || places.has(to)) continue
+    for (const place of places) {
+      const keyword = [...DATA_KEYWORDS].find((name) => to === `${place}/${name}` || to.startsWith(`${place}/${name}/`))
+      if (keyword === undefined) continue
+      throw new Error(`the "$ref" at ${at === '' ? 'its root' : at} leads into "${keyword}" (#${to}), whose value is data, not a schema: pyfleet cannot bound the cost of checking against it; move that schema into "definitions" or "$defs" and refer to it there`)
+    }
   }
 }
 

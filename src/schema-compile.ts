@@ -10,7 +10,7 @@ import { segmentName, valueAt } from './json-pointer.js'
 import { shorten } from './short-text.js'
 import { useLinearUniqueItems } from './unique-items.js'
 import { useSetEnum } from './enum-keyword.js'
-import { addStepKeyword, countingReferences, referencesToCount, withStepBudget } from './schema-cost.js'
+import { addStepKeyword, countingReferences, referencesToCount, refuseReferencesIntoData, withStepBudget } from './schema-cost.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import { isSchemaObject, mapSubschemas, someSubschema, walkSchemas } from './schema-walk.js'
 
@@ -73,6 +73,7 @@ export function binaryIsNoObject (schema: unknown): unknown {
 
 export function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): ValidateFunction {
   refuseAsync(schema)
+  refuseReferencesIntoData(schema)
   const checked = binaryIsNoObject(schema) as TaskInfo['schema']
   // A schema that can recurse gets a budget per check (schema-cost.ts); the others need none.
   const { all, counted } = referencesToCount(schema)

@@ -21,7 +21,7 @@ import { _, type Ajv, type ErrorObject, type KeywordCxt, type ValidateFunction }
 import { walkSchemas } from './schema-walk.js'
 
 // Which `$ref`s count as steps (counted-references.ts): re-exported, so that the budget's callers import from here alone.
-export { MAX_PATHS, referencesToCount } from './counted-references.js'
+export { MAX_PATHS, referencesToCount, refuseReferencesIntoData } from './counted-references.js'
 
 /** The keyword put beside each `$ref` of a schema compiled for checking (never served). */
 const STEP_KEYWORD = 'x-pyfleet-step'

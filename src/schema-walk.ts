@@ -8,7 +8,7 @@ import { pointerSegment } from './json-pointer.js'
 type Schema = Record<string, unknown>
 
 /** Keywords whose values are data, never schemas. */
-const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples'])
+export const DATA_KEYWORDS: ReadonlySet<string> = new Set(['enum', 'const', 'default', 'examples'])
 /** Keywords whose values map names to schemas. */
 const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs'])
 

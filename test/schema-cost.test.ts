@@ -126,6 +126,22 @@ t.test('a schema without cycles is counted when a reference can be reached along
   t.match(cyclic.errors, [{ keyword: 'cost' }])
 })
 
+t.test('a $ref into a data keyword (default, const, enum, examples) is refused as the schema is compiled: its $refs are unseen by the count', async (t) => {
+  // Ajv compiles what the reference finds in `default` as a schema; its two references to
+  // itself went uncounted, and 26 levels of nested arrays took 1.5 s (each level doubles it).
+  const into = '#/definitions/d/default'
+  const hidden = { type: 'object', definitions: { d: { default: { type: 'array', items: { allOf: [{ $ref: into }, { $ref: into }] } } } }, properties: { a: { $ref: into } } }
+  t.throws(() => compileBodyValidator(hidden), { message: 'the "$ref" at /properties/a leads into "default" (#/definitions/d/default), whose value is data, not a schema: pyfleet cannot bound the cost of checking against it; move that schema into "definitions" or "$defs" and refer to it there' })
+  t.throws(() => compileBodyValidator({ examples: [{ type: 'string' }], $ref: '#/examples/0' }), { message: /^the "\$ref" at its root leads into "examples" \(#\/examples\/0\)/ })
+  t.throws(() => compileBodyValidator({ $defs: { e: { enum: [{ items: {} }] } }, items: { $ref: '#/$defs/e/enum/0/items' } }), { message: /^the "\$ref" at \/items leads into "enum" \(#\/\$defs\/e\/enum\/0\/items\)/ })
+  // Where the same names are a property's, or a schema's place, the reference stands.
+  const named = { type: 'object', properties: { default: { type: 'array', items: { $ref: '#/properties/default' } }, const: { $ref: '#/definitions/const' } }, definitions: { const: { type: 'string' } } }
+  const validate = compileBodyValidator(named)
+  t.equal(validate({ default: [[], [[]]], const: 'c' }), true)
+  t.equal(validate({ const: 1 }), false)
+  t.same(referencesToCount(named).counted, new Set(['/properties/default/items']))
+})
+
 t.test('a step that checks a large value again is caught by the time it takes, not only by the number of steps', async (t) => {
   // 2^11 steps, far inside the budget of steps, each testing a 500-fold repetition over 20 KB (~100 ms in re2js): 200 s in all.
   const hex = compileBodyValidator({ definitions: { n: { oneOf: [{ $ref: '#/definitions/m' }, { $ref: '#/definitions/m' }] }, m: { type: 'object', properties: { c: { $ref: '#/definitions/n' }, s: { type: 'string', pattern: '[0-9a-f]{500}' } } } }, $ref: '#/definitions/n' })
