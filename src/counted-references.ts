@@ -71,11 +71,12 @@ export function refuseReferencesIntoData (schema: unknown): void {
  * one's target may reach, through references inside the target and theirs, the same
  * `$ref` again). Every `$ref` is counted with an `$id` anywhere, with a reference that is
  * no local JSON Pointer, and when one of them can be reached along more than MAX_PATHS
- * paths (a chain of definitions each referring twice to the next).
+ * paths (a chain of definitions each referring twice to the next): `manyPaths` then, for
+ * the words of a check that runs out (the schema's shape is the cause, not the value's depth).
  */
-export function referencesToCount (schema: unknown): { all: number, counted: Set<string> } {
+export function referencesToCount (schema: unknown): { all: number, counted: Set<string>, manyPaths: boolean } {
   const { references, definitions, ids } = referencesOf(schema)
-  const everyOne = { all: references.length, counted: new Set(references.map((r) => r.at)) }
+  const everyOne = { all: references.length, counted: new Set(references.map((r) => r.at)), manyPaths: false }
   if (ids || references.some((r) => r.to === undefined)) return everyOne
   const inside = (place: string, target: string): boolean => target === '' || place === target || place.startsWith(`${target}/`)
   // The references each one's target holds, by index.
@@ -87,8 +88,8 @@ export function referencesToCount (schema: unknown): { all: number, counted: Set
   // each) past MAX_PATHS: a cycle elsewhere in the schema made those go uncounted (a 2^24-path
   // chain beside one `{"$ref": "#"}` ran a check out of memory).
   const acyclic = recursive.size === 0 ? next : next.map((targets) => targets.filter((index) => !recursive.has(references[index].at)))
-  if (mostPaths(acyclic, entry) > MAX_PATHS) return everyOne
-  return { all: references.length, counted: recursive }
+  if (mostPaths(acyclic, entry) > MAX_PATHS) return { ...everyOne, manyPaths: true }
+  return { all: references.length, counted: recursive, manyPaths: false }
 }
 
 /** The places of the references that can reach themselves again. */

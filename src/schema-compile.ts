@@ -76,9 +76,9 @@ export function compileChecking (ajv: Ajv, schema: TaskInfo['schema']): Validate
   refuseReferencesIntoData(schema)
   const checked = binaryIsNoObject(schema) as TaskInfo['schema']
   // A schema that can recurse gets a budget per check (schema-cost.ts); the others need none.
-  const { all, counted } = referencesToCount(schema)
+  const { all, counted, manyPaths } = referencesToCount(schema)
   if (counted.size === 0) return ajv.compile(checked)
-  return withStepBudget(ajv.compile(countingReferences(checked, counted) as TaskInfo['schema']), all)
+  return withStepBudget(ajv.compile(countingReferences(checked, counted) as TaskInfo['schema']), all, manyPaths)
 }
 
 /**

@@ -19,6 +19,7 @@
 
 import { _, type Ajv, type ErrorObject, type KeywordCxt, type ValidateFunction } from 'ajv'
 import { walkSchemas } from './schema-walk.js'
+import { MAX_PATHS } from './counted-references.js'
 
 // Which `$ref`s count as steps (counted-references.ts): re-exported, so that the budget's callers import from here alone.
 export { MAX_PATHS, referencesToCount, refuseReferencesIntoData } from './counted-references.js'
@@ -182,9 +183,10 @@ export function countingReferences (schema: unknown, places: ReadonlySet<string>
 /**
  * `validate` (compiled from a `countingReferences` schema of `references` references in
  * all) with a budget for each call: a value past it is refused with one error of its own,
- * keyword "cost", instead of Ajv's.
+ * keyword "cost", instead of Ajv's. `manyPaths`: the schema reaches a reference along more
+ * than MAX_PATHS paths, which the error then names as the cause.
  */
-export function withStepBudget (validate: ValidateFunction, references: number): ValidateFunction {
+export function withStepBudget (validate: ValidateFunction, references: number, manyPaths = false): ValidateFunction {
   const budgeted = function (data: unknown): boolean {
     const outer = check
     check = { steps: 0, limit: BASE_STEPS, references, root: data, weight: undefined, startedAt: performance.now(), cpuAtStart: process.cpuUsage(), cpuReadAt: 0, timeLimitMs: BASE_MS, memo: undefined }
@@ -194,7 +196,7 @@ export function withStepBudget (validate: ValidateFunction, references: number):
       return valid
     } catch (error) {
       if (!(error instanceof OutOfSteps)) throw error
-      budgeted.errors = [tooCostly(check)]
+      budgeted.errors = [tooCostly(check, manyPaths)]
       return false
     } finally {
       check = outer
@@ -214,13 +216,17 @@ export function isTooCostly (error: unknown): boolean {
 /** The keyword of the one error a value too costly to check gets. */
 const COST_KEYWORD = 'cost'
 
-function tooCostly (stopped: Check): ErrorObject {
+function tooCostly (stopped: Check, manyPaths: boolean): ErrorObject {
   const past = stopped.steps > stopped.limit ? `it took more than ${stopped.limit} steps` : `it took more than ${Math.round(stopped.timeLimitMs)} ms`
+  // A schema that multiplies its own paths costs as much for a flat value: the task's schema is to change, not the value.
+  const why = manyPaths
+    ? `the schema reaches one of its references along more than ${MAX_PATHS} paths, which costs time exponential in the schema's own size, not in the value's); the task's schema needs fewer paths to each definition`
+    : 'the schema tries branches that each go down into the same data, which costs time exponential in the data\'s depth); make the value shallower, or the schema choose one branch before it goes down'
   return {
     keyword: COST_KEYWORD,
     instancePath: '',
     schemaPath: '#',
     params: { limit: stopped.limit },
-    message: `is too costly to check: ${past}, the most allowed for a value of its size (the schema tries branches that each go down into the same data, which costs time exponential in the data's depth); make the value shallower, or the schema choose one branch before it goes down`
+    message: `is too costly to check: ${past}, the most allowed for a value of its size (${why}`
   }
 }
