@@ -208,7 +208,8 @@ export function decodeReply (body: Uint8Array, callId: number): ReplyMessage {
   if (message.id !== callId) {
     throw new ProtocolError(`reply for call ${String(message.id)} while call ${callId} is outstanding`)
   }
-  if (message.t === MSG_RESULT) {
+  // A result without its value (a worker of another implementation, a bug) would answer 200 with nothing.
+  if (message.t === MSG_RESULT && Object.hasOwn(message, 'value')) {
     const result = message as unknown as ResultMessage
     result.msgpack = resultValueBytes(body)
     return result

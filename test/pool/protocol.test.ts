@@ -48,6 +48,8 @@ t.test('bytes that are not msgpack, or not a reply, are protocol errors', async 
   t.ok(thrown(() => decodeReply(withExtThenGarbage, 8)) instanceof ProtocolError, 'an extension type followed by garbage')
   t.ok(thrown(() => decodeReply(packr.pack([1, 2]), 1)) instanceof ProtocolError, 'not a message map')
   t.ok(thrown(() => decodeReply(packr.pack({ t: 'result', id: 2, value: 1 }), 1)) instanceof ProtocolError, 'the wrong call id')
+  t.throws(() => decodeReply(packr.pack({ t: 'result', id: 1 }), 1), new ProtocolError('unexpected or malformed "result" message'), 'a result without its value')
+  t.match(decodeReply(packr.pack({ t: 'result', id: 1, value: null }), 1), { t: 'result', id: 1, value: null }, 'a value of nil is one')
 })
 
 t.test('a malformed ready message is refused with the task and field named', async (t) => {
