@@ -79,29 +79,37 @@ export class WorkerTurnover {
 
   /** Removes a failed worker; generic-pool then asks its factory (Supervisor.create) for its replacement. */
   discard (worker: PythonWorker, reason: RestartReason, during?: Call): void {
-    const { log, recycler } = this.#options
-    // One the shutdown stopped is no restart to count, and gets no replacement (none is started once closed).
-    if (!this.stoppedByShutdown(worker, reason)) {
-      // Past MAX_WORKER_RSS_MB is routine upkeep, as recycling is (info, with what it measured);
-      // a crash, a timeout or a protocol error is not.
-      // `how` it ended (a signal, an exit code, the OOM hint): the 'worker exited' line that says
-      // it too is info, and at LOG_LEVEL=warn an idle worker's crash said no more than "crash".
+    const { recycler } = this.#options
+    if (this.#options.isClosed()) {
+      // Nothing is replaced once closed, and no restart counted. One the shutdown stopped says
+      // no more (its call's line does); one that failed on its own first, while being stopped
+      // (a call past its timeout), says so: it said "replacing worker", though none started.
+      if (!this.stoppedByShutdown(worker, reason)) this.#logFailure(worker, reason, during, undefined, 'worker failed while the shutdown stopped it; not replaced')
+    } else {
       // A spare ready for it (recycling, a reload waiting for its call to end) takes its slot
       // at once: starting another cold cost ~0.1 s of CPU and left the slot empty meanwhile.
       // While draining too: admitted calls may still need a worker (as a swap after a call hands one over then).
-      const spare = !this.#options.isClosed() ? recycler.takeReadySpare(worker) : undefined
-      const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, ...traceLogFieldsOf(during?.trace?.traceparent), newWorkerPid: spare?.pid }
-      const message = spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it'
-      if (reason === 'max_rss') log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, message)
-      // A worker that died or broke the protocol is an error, as a task's exception is: an alert
-      // on error lines missed every crash (a review); a call past its timeout is a warning.
-      else if (reason === 'crash' || reason === 'protocol') log.error(fields, message)
-      else log.warn(fields, message)
+      const spare = recycler.takeReadySpare(worker)
+      this.#logFailure(worker, reason, during, spare, spare === undefined ? 'replacing worker' : 'replacing worker with the spare that was ready for it')
       this.#options.observer.workerRestarted(reason)
       if (spare !== undefined) this.#options.supervisor.handOver(spare)
     }
     recycler.forget(worker)
     void this.#options.workers.destroy(worker)
+  }
+
+  #logFailure (worker: PythonWorker, reason: RestartReason, during: Call | undefined, spare: PythonWorker | undefined, message: string): void {
+    const { log } = this.#options
+    // `how` it ended (a signal, an exit code, the OOM hint): the 'worker exited' line that says
+    // it too is info, and at LOG_LEVEL=warn an idle worker's crash said no more than "crash".
+    const fields = { worker: worker.id, workerPid: worker.pid, reason, how: worker.exitDescription, task: during?.task.name, requestId: during?.requestId, ...traceLogFieldsOf(during?.trace?.traceparent), newWorkerPid: spare?.pid }
+    // Past MAX_WORKER_RSS_MB is routine upkeep, as recycling is (info, with what it measured);
+    // a crash, a timeout or a protocol error is not.
+    if (reason === 'max_rss') log.info({ ...fields, calls: worker.calls, rssBytes: worker.rssBytes }, message)
+    // A worker that died or broke the protocol is an error, as a task's exception is: an alert
+    // on error lines missed every crash (a review); a call past its timeout is a warning.
+    else if (reason === 'crash' || reason === 'protocol') log.error(fields, message)
+    else log.warn(fields, message)
   }
 
   /**

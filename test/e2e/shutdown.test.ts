@@ -130,6 +130,22 @@ t.test('a worker the shutdown stops mid-call is no crash: restarts{reason="crash
   t.notOk(server.logs.some((line) => line.msg === 'replacing worker'))
 })
 
+t.test('a call whose timeout comes while the shutdown stops its worker is a timeout, and its worker is not "replaced" nor a restart counted', async (t) => {
+  const { startServer } = await import('../helpers/server.js')
+  // The grace runs out at ~0.2 s, the worker is asked to stop (it has 5 s), and the call's 1.5 s timeout kills it first.
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_TIMEOUTS: 'diag.work=1500', SHUTDOWN_GRACE_MS: '200', WORKER_STOP_GRACE_MS: '5000' })
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 5000 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the call to run')
+  await server.close()
+  const cut = await running
+  t.equal(cut.status, 504)
+  t.equal(cut.json.code, 'TASK_TIMEOUT')
+  const { restarts } = await server.app.metrics.counts()
+  t.equal(restarts.timeout, 0, 'no restart: none starts once the pool is closed')
+  t.notOk(server.logs.some((line) => /^replacing worker/.test(line.msg)))
+  t.match(server.logs.find((line) => line.msg === 'worker failed while the shutdown stopped it; not replaced'), { level: 40, reason: 'timeout', task: 'diag.work' })
+})
+
 t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) while calls are still served', async (t) => {
   // A delay no test run reaches: what is served during it is checked, and a second signal ends it.
   const token = 'a-token-of-sixteen-or-more'
