@@ -86,7 +86,9 @@ export class PythonWorker {
       () => this.#state === 'starting', undefined, options.onStderrDropped, marks)
     this.#stdout = new WorkerStdout(options.maxFrameBytes, options.offloadMinBytes ?? 0, {
       frame: (body) => { this.#onFrame(body) },
-      protocolError: (message) => { this.#onProtocolError(message) },
+      // Not for bytes read after the exit (a process a task left holding the stream wrote them,
+      // or they were read after the exit was): the exit has said how the worker ended.
+      protocolError: (message) => { if (this.#state !== 'dead') this.#onProtocolError(message) },
       isAlive: () => this.isAlive
     })
     this.#process = new WorkerProcess({ ...options, args: [...options.args, '--stderr-mark', marks.token] }, {

@@ -112,6 +112,20 @@ t.test('a reply waiting in the pipe when a late timer fires is taken: an event l
   await worker.stop(2000)
 })
 
+t.test('bytes read from stdout after the worker has exited are no protocol error of a worker already gone', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const worker = await PythonWorker.spawn({ ...options(1, ['--module', 'spawner_tasks']), log })
+  // The task exits at once; a process it left holding the protocol pipe writes a frame header past any limit 0.3 s later.
+  const error = await worker.call('spawner.garbage_after_exit', {}, 'req', 10_000).catch((e: unknown) => e)
+  t.equal((error as WorkerCallError).failure, 'crash', 'the exit is the call\'s failure')
+  t.equal(worker.state, 'dead')
+  await waitFor(() => worker.exitDescription !== undefined, 2000, 'the exit')
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.same(lines.filter((l) => /broke the protocol/.test(String(l.msg))), [], 'the bytes after the exit are not logged as the dead worker\'s protocol error')
+  t.equal(worker.failure, 'crash')
+})
+
 t.test('a late timer still times out a call whose worker has not answered', async (t) => {
   const worker = await PythonWorker.spawn(options(1))
   const call = worker.call('diag.work', { sleep_ms: 10_000 }, 'req', 50).catch((e: unknown) => e)
