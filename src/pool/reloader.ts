@@ -14,6 +14,9 @@
 // not one: under steady load the other workers are never idle when looked at (a freed
 // worker takes the next queued call at once), so with one the reload went at the pace of
 // the long call; the second spare goes to a worker busy with a short call, and swaps soon.
+// A worker idle when picked may take a call while its spare starts, and its spare then waits
+// too: an idle one is picked only while at most two wait, so never more than three do (idle
+// picks had no bound: four spares waited beside four long calls).
 
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
@@ -115,13 +118,15 @@ export class Reloader {
     }
     for (;;) {
       if (this.#options.isDraining()) throw fail(new Error('the server began shutting down'))
-      if (spareDeaths > MAX_SPARE_DEATHS) {
+      if (spareDeaths >= MAX_SPARE_DEATHS) {
         throw fail(new Error(`replacements died before they could take over ${spareDeaths} times (killed, or out of memory?); see the log`))
       }
       // An idle worker first: its swap is at once, where a busy one's waits for its call. A
-      // busy one only while fewer than MAX_WAITING_SPARES wait.
+      // busy one only while fewer than MAX_WAITING_SPARES wait; an idle one while no more do
+      // (it may be busy by the time its spare is ready: see above).
       const stale = supervisor.members().filter((w) => this.#isStale(w) && !swapping.has(w))
-      const worker = stale.find((w) => w.state === 'idle') ?? (swapping.size < MAX_WAITING_SPARES ? stale[0] : undefined)
+      const idle = swapping.size <= MAX_WAITING_SPARES ? stale.find((w) => w.state === 'idle') : undefined
+      const worker = idle ?? (swapping.size < MAX_WAITING_SPARES ? stale[0] : undefined)
       if (worker === undefined && swapping.size > 0) {
         // Spares wait for their busy workers: until one is swapped, look again now and then
         // for a worker of the old code that is free, or has joined (a crash replacement

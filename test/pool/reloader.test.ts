@@ -209,6 +209,39 @@ t.test('at most two spares wait for busy workers at a time: the other busy worke
   t.same((await reload).oldPids, [4, 2, 1, 3])
 })
 
+t.test('a worker idle when picked that takes a long call while its spare starts makes its spare wait too: never more than three wait', async (t) => {
+  // Each worker is idle when the reload looks, and busy with a long call by the time its spare is ready (a queued call took it).
+  const calls = [deferred(), deferred(), deferred(), deferred(), deferred()]
+  const workers = calls.map((call, i) => ({ ...oldWorker(i + 1), callEnds: call.promise }))
+  for (const worker of workers) void worker.callEnds.then(() => { worker.state = 'idle' })
+  const { supervisor, recycler: pool, events } = poolOf(workers)
+  const recycler = {
+    ...pool,
+    retire: async (worker: FakeWorker, ...rest: unknown[]) => {
+      await new Promise((resolve) => setTimeout(resolve, 20)) // the spare's start
+      worker.state = 'busy'
+      await (pool.retire as (...args: unknown[]) => Promise<void>)(worker, ...rest)
+    }
+  } as unknown as Recycler
+  const reload = reloaderOf(supervisor, recycler).reload()
+  await whenSeen(events, 'retire 3')
+  await new Promise((resolve) => setTimeout(resolve, 200)) // four looks of the reload's
+  t.same(events, ['retire 1', 'retire 2', 'retire 3'], 'an idle pick while two wait makes three, and then none (the old code gave all five a spare, waiting beside five long calls)')
+  calls[0].resolve()
+  await whenSeen(events, 'retire 4')
+  t.same(events.slice(3), ['swapped 1', 'retire 4'], 'a swap makes room for the next')
+  for (const call of calls) call.resolve()
+  t.same((await reload).oldPids.sort(), [1, 2, 3, 4, 5])
+})
+
+t.test('a reload gives up once MAX_SPARE_DEATHS (3) spares have died before taking over, not after a fourth', async (t) => {
+  const { supervisor, recycler: pool, events } = poolOf([oldWorker(1)])
+  // Every spare dies before it takes over: the worker stays, and the reload tries again.
+  const recycler = { ...pool, onceGone: (_worker: FakeWorker, then: (left: boolean) => void) => { setTimeout(() => { then(false) }, 1) } } as unknown as Recycler
+  await t.rejects(reloaderOf(supervisor, recycler).reload(), { message: /^replacements died before they could take over 3 times/ })
+  t.same(events, ['retire 1', 'retire 1', 'retire 1'], 'three spares started, not four')
+})
+
 t.test('a worker of the old code that joins while a spare waits (a crash replacement begun before the reload) is replaced without waiting for the busy one', async (t) => {
   const swappedJoined = deferred()
   const fallback = setTimeout(swappedJoined.resolve, 3000)
