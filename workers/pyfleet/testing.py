@@ -206,9 +206,18 @@ def _first_difference(found: Any, wanted: Any, rel_tol: float, at: str) -> Optio
 
 
 def _holds_proto_key(value: Any) -> bool:
-    if type(value) is dict:
-        return "__proto__" in value or any(_holds_proto_key(item) for item in value.values())
-    return type(value) is list and any(_holds_proto_key(item) for item in value)
+    # A loop, not recursion: a result may nest 511 containers deep (msgpack's limit), and two
+    # frames a level (the function and its generator) passed Python's recursion limit at ~400.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            if "__proto__" in item:
+                return True
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
 
 
 def _proto_renamed(value: Any) -> Any:

@@ -152,6 +152,21 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(list(result["k"]), ["2", "a", "1"])
         self.assertIs(type(result["f"]), float)
 
+    def test_a_deep_result_comes_back_as_the_server_sends_it(self):
+        # 450 levels: xml.import returns up to ~400 (200 elements, an object and an array each); the check for
+        # __proto__ keys recursed twice a level and raised RecursionError where the server answers 200.
+        @task("t.deep")
+        def deep(input):
+            value = {"leaf": 1}
+            for _ in range(input):
+                value = [value]
+            return value
+
+        result = call_task("t.deep", 450)
+        for _ in range(450):
+            result = result[0]
+        self.assertEqual(result, {"leaf": 1})
+
     def test_the_frame_limit_counts_the_widest_call_id_a_long_lived_worker_sends(self):
         # A worker's ids grow (5 bytes of msgpack from 2^16 calls): a result that fits only beside id 1 is too large there.
         from pyfleet import protocol
