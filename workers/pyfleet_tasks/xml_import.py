@@ -68,7 +68,12 @@ OUTPUT_SCHEMA = {
             "properties": {
                 "#text": {"type": "string", "minLength": 1, "description": "the text beside attributes or children, trimmed"},
             },
-            "patternProperties": {"^@": {"type": "string", "description": "an attribute's value"}},
+            "patternProperties": {
+                "^@": {
+                    "description": "an attribute's value; the values of attributes of one local name in several namespaces, in document order",
+                    "anyOf": [{"type": "string"}, {"type": "array", "minItems": 2, "items": {"type": "string"}}],
+                },
+            },
             "additionalProperties": {"$ref": "#/definitions/child"},
         },
         "child": {
@@ -115,13 +120,13 @@ def import_xml(input):
     objects; repeated children as arrays; text beside attributes or children
     under ``"#text"`` (text around child elements is joined with single
     spaces). A record is always an object, so a text-only record is
-    ``{"#text": ...}``. All text is trimmed. Records inside a record are part
+    ``{"#text": ...}``. All text is trimmed (attribute values are kept as they are). Records inside a record are part
     of it, not counted separately.
 
     Namespaces: names are reduced to their local part (``{uri}name`` and
     ``prefix:name`` both become ``name``), since prefixes are the document's
     choice and not stable; two namespaces' ``title`` children therefore merge
-    into one array.
+    into one array, and so do the values of ``a:id`` and ``b:id`` attributes.
 
     ``limit`` (default 1000, at most 100000) caps ``records``; ``count`` is
     every match. The document is streamed: each finished record is converted
@@ -284,22 +289,28 @@ def _convert(element):
     """An element's value: its trimmed text when it is bare, else an object."""
     if not element.attrib and len(element) == 0:
         return (element.text or "").strip()
-    value = {"@" + _local(name): text for name, text in element.attrib.items()}
+    value = {}
+    # Two namespaces' attributes of one local name keep both values (a dict kept the last).
+    for name, text in element.attrib.items():
+        _add(value, "@" + _local(name), text)
     for child in element:
-        key = _local(child.tag)
-        child_value = _convert(child)
-        # Values of children are str or dict, so a list here means "repeated".
-        if key not in value:
-            value[key] = child_value
-        elif isinstance(value[key], list):
-            value[key].append(child_value)
-        else:
-            value[key] = [value[key], child_value]
+        _add(value, _local(child.tag), _convert(child))
     texts = [element.text] + [child.tail for child in element]
     text = " ".join(part.strip() for part in texts if part and part.strip())
     if text:
         value["#text"] = text
     return value
+
+
+def _add(value, key, item):
+    """Put ``item`` under ``key``, making a list of the items when the key repeats."""
+    # Items are str or dict, so a list here means "repeated".
+    if key not in value:
+        value[key] = item
+    elif isinstance(value[key], list):
+        value[key].append(item)
+    else:
+        value[key] = [value[key], item]
 
 
 def _refusal(error):

@@ -86,6 +86,11 @@ class ImportsRecords(unittest.TestCase):
         self.assertEqual(result["root"], "feed")
         self.assertEqual(result["records"], [{"@lang": "en", "@id": "7", "title": ["a", "b"], "creator": "me"}])
 
+    def test_keeps_every_value_of_attributes_of_one_local_name_in_several_namespaces(self):
+        # A dict of local names kept the last: "1" and "2" were lost without a word.
+        result = run('<r xmlns:a="u1" xmlns:b="u2"><i a:id="1" b:id="2" id="3" n="x"/></r>')
+        self.assertEqual(result["records"], [{"@id": ["1", "2", "3"], "@n": "x"}])
+
     def test_returns_at_most_limit_records_but_counts_them_all(self):
         xml = "<r>" + "".join(f"<i>{n}</i>" for n in range(50)) + "</r>"
         result = run(xml, limit=3)
@@ -130,7 +135,7 @@ class ImportsRecords(unittest.TestCase):
         self.assertEqual(result["records"][1:3], [{}, {"#text": "text only"}])
         self.assertEqual(run("<r><a/></r>", limit=0), {"root": "r", "count": 1, "records": []})
         # What the schema refuses: an attribute that is not a string, a number as a child.
-        for wrong in ({"@id": 1}, {"b": [1, "x"]}, {"#text": ""}):
+        for wrong in ({"@id": 1}, {"@id": ["1"]}, {"@id": ["1", {}]}, {"b": [1, "x"]}, {"#text": ""}):
             with self.subTest(record=wrong), self.assertRaises(AssertionError):
                 checked_output(xml_import.OUTPUT_SCHEMA, {"root": "r", "count": 1, "records": [wrong]})
 
