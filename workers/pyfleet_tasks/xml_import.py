@@ -4,6 +4,8 @@ Parsing and the refusal of DTDs, entities and external references are
 defusedxml's; this module streams the document and turns elements into dicts.
 """
 
+import codecs
+import re
 from xml.etree.ElementTree import TreeBuilder
 from xml.parsers.expat import ErrorString
 
@@ -19,6 +21,8 @@ MAX_LIMIT = 100000
 MAX_DEPTH = 200
 # The document goes to the parser in iterparse's 16 KiB chunks, growing up to this while it gives no event.
 MAX_CHUNK = 1 << 20
+# The encoding an XML declaration names, in bytes an ASCII-compatible encoding wrote (after a UTF-8 BOM, if any).
+_DECLARED_ENCODING = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?\bencoding\s*=\s*[\"']([A-Za-z][A-Za-z0-9._-]{0,39})[\"']")
 
 SCHEMA = {
     "type": "object",
@@ -142,7 +146,7 @@ def import_xml(input):
 
 
 def _import(document, record_name, limit):
-    parser = _parser()
+    parser = _parser(_utf8_by_another_name(document))
     stack = []  # open elements, root first
     finished = []  # per open element: how many of its first children are finished but still attached
     record_depth = None  # len(stack) at the record being read; None outside records
@@ -193,8 +197,30 @@ def _detach_finished(parent, finished):
     return 0
 
 
-def _parser():
-    parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True, forbid_external=True)
+def _utf8_by_another_name(document):
+    """"UTF-8" for bytes whose declaration names UTF-8 by a label expat does not know ("utf8", "u8").
+
+    Expat asks Python's codecs for such a label and takes only single bytes from them, so every
+    non-ASCII character of well-formed UTF-8 was "not well-formed (invalid token)"; the raw
+    application/xml path (Node's WHATWG labels) read the same bytes. None otherwise: the
+    declaration is the parser's to read.
+    """
+    if not isinstance(document, bytes):
+        return None
+    match = _DECLARED_ENCODING.match(document[:300])
+    if match is None:
+        return None
+    label = match.group(1).decode("ascii")
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    return "UTF-8" if name in ("utf-8", "utf-8-sig") and label.upper() != "UTF-8" else None
+
+
+def _parser(encoding=None):
+    # `encoding`, when given, is used whatever the document's declaration says.
+    parser = DefusedXMLParser(target=TreeBuilder(), encoding=encoding, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     # Expat 2.6+ holds back a token that a chunk cuts until much more has come, then parses all it
     # has at once: after a long comment, megabytes of elements in one go. _ChunkReader bounds the
     # parsing of cut tokens instead, chunk by chunk; this switch is there from Python 3.13 (and

@@ -111,6 +111,18 @@ class ImportsRecords(unittest.TestCase):
         utf16 = '<?xml version="1.0" encoding="UTF-16"?><a><b>\u3042</b></a>'.encode("utf-16")
         self.assertEqual(run(utf16)["records"], [{"#text": "\u3042"}])
 
+    def test_reads_bytes_declared_utf8_by_another_name(self):
+        # Expat does not know "utf8": Python's codec gave it single bytes only, and "café" was malformed XML.
+        for label in ("utf8", "UTF8", "u8", "utf-8", "utf_8"):
+            with self.subTest(label=label):
+                xml = f'<?xml version="1.0" encoding="{label}"?><a><b>caf\u00e9 \u20ac</b></a>'.encode()
+                self.assertEqual(run(xml)["records"], [{"#text": "caf\u00e9 \u20ac"}])
+        self.assertEqual(run(b'\xef\xbb\xbf<?xml version="1.0" encoding=\'utf8\'?><a><b>\xc3\xa9</b></a>')["records"], [{"#text": "\u00e9"}], "after a BOM")
+        # Bytes that are not UTF-8 are still refused as such.
+        with self.assertRaises(TaskError) as caught:
+            run(b'<?xml version="1.0" encoding="utf8"?><a><b>caf\xe9</b></a>')
+        self.assertIn("not well-formed", str(caught.exception))
+
     def test_reads_text_whatever_its_declaration_says(self):
         # raw text/xml bodies arrive already decoded as str
         xml = '\ufeff<?xml version="1.0" encoding="ISO-8859-1"?><a><b>caf\u00e9 \u20ac</b></a>'
