@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import faulthandler
 import io
+import operator
 import os
 import signal
 
@@ -102,16 +103,19 @@ def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:
     return _dup2(fd, fd2, inheritable)
 
 
+# The real call first: its own errors for a signal number of the wrong type (int() of a
+# string raised ValueError where faulthandler raises TypeError), and no change noted then.
 def _fh_register_watched(signum: int, *args: Any, **kwargs: Any) -> None:
-    if int(signum) == signal.SIGUSR1:  # the dump's own registration (stack_dump.install)
-        changes["faulthandler"] = True
     _fh_register(signum, *args, **kwargs)
+    if operator.index(signum) == signal.SIGUSR1:  # the dump's own registration (stack_dump.install)
+        changes["faulthandler"] = True
 
 
 def _fh_unregister_watched(signum: int, /) -> bool:
-    if int(signum) == signal.SIGUSR1:
+    unregistered = _fh_unregister(signum)
+    if operator.index(signum) == signal.SIGUSR1:
         changes["faulthandler"] = True
-    return _fh_unregister(signum)
+    return unregistered
 
 
 def watch() -> None:

@@ -539,3 +539,23 @@ class InProcessTest(IsolatedRegistryTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WatchedFaulthandlerTest(unittest.TestCase):
+    def test_a_signal_number_of_the_wrong_type_raises_as_faulthandler_does_and_notes_nothing(self):
+        import faulthandler
+
+        from pyfleet import watchers
+
+        noted = watchers.changes.pop("faulthandler", None)
+        try:
+            for wrapper, real in ((watchers._fh_register_watched, faulthandler.register), (watchers._fh_unregister_watched, faulthandler.unregister)):
+                with self.subTest(real.__name__):
+                    self.assertRaises(TypeError, real, "10")
+                    # int("10") in the wrapper made it 10, registered; int("x") a ValueError.
+                    self.assertRaises(TypeError, wrapper, "10")
+                    self.assertRaises(TypeError, wrapper, "x")
+            self.assertNotIn("faulthandler", watchers.changes)
+        finally:
+            if noted is not None:
+                watchers.changes["faulthandler"] = noted
