@@ -104,14 +104,31 @@ export function rawInput (validateRaw: ValidateFunction, rawField: string, query
     const texts = query[key]
     const text = Array.isArray(texts) ? texts : [texts]
     const coerced = input[key]
-    if (typeof coerced === 'number' && text.length === 1 && typeof text[0] === 'string') input[key] = exactQueryInteger(text[0]) ?? coerced
+    if (typeof coerced === 'number' && text.length === 1 && typeof text[0] === 'string') input[key] = numberOf(key, text[0], coerced)
     else if (Array.isArray(coerced) && text.length === coerced.length) {
-      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? exactQueryInteger(text[i] as string) ?? item : item)
+      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? numberOf(`${key}/${i}`, text[i] as string, item) : item)
     }
   }
   // A query-string integer may be past 32 bits. Checking costs more than the pool's scan
   // of the frame, which skips the raw body's bytes in one step.
   return { input, holdsWideNumbers: true }
+}
+
+/** Decimal digits, perhaps signed, with a fraction or an exponent: what a number option may be written as. */
+const NUMBER_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
+
+/**
+ * The number Ajv made of an option's `text`, exact when it is an integer past 2^53. Ajv takes
+ * any text JavaScript's `+text` makes a number of: blanks were 0 (`?limit=%20` returned no
+ * records, where `?limit=` is refused), `0x3` was 3. Those are refused.
+ */
+function numberOf (place: string, text: string, coerced: number): number | bigint {
+  if (!NUMBER_TEXT.test(text)) {
+    throw withExtras(new ValidationError(`querystring/${place} must be a number written in decimal digits (got ${JSON.stringify(text.slice(0, 40))})`), {
+      details: [{ instancePath: `/${place.split('/').map(pointerSegment).join('/')}`, keyword: 'numberText', params: { text: text.slice(0, 40) }, message: 'must be a number written in decimal digits' }]
+    })
+  }
+  return exactQueryInteger(text) ?? coerced
 }
 
 function decodeText (bytes: Buffer, charset: string | undefined, named = 'charset'): string {
