@@ -21,6 +21,7 @@ import { unsendable, type Found } from './sendable.js'
 import { readBody } from './body-reader.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
 import { shorten } from '../short-text.js'
+import { queryStart } from '../request-log.js'
 
 /** Deeper input is refused in Node: the worker's msgpack decoder has its own, lower, recursion limit. */
 const MAX_NESTING = 200
@@ -226,7 +227,8 @@ function utf16Mark (bytes: Buffer): string | undefined {
 /** A JSON or msgpack body: checked it can be sent, and against the schema as it is. */
 function structuredInput (task: Task, request: FastifyRequest, body: unknown, onClientGone: InputOptions['onClientGone']): TaskInput | Promise<OffloadedInput> {
   if (body instanceof PendingBody) return offloadedInput(task, request, body, onClientGone)
-  if (request.url.includes('?')) refuseQuery(task, request)
+  // A query after `#` too: the router reads one there (a client's request target keeps what a browser would not send).
+  if (queryStart(request.url) !== -1) refuseQuery(task, request)
   return checkedInput(body, takeJsonText(request), task.validateBody)
 }
 
@@ -239,7 +241,7 @@ async function offloadedInput (task: Task, request: FastifyRequest, body: Pendin
   let misplaced: Error | undefined
   try {
     // A raw text body's query parameters are its options, read on the thread.
-    if (body.kind !== 'text' && request.url.includes('?')) refuseQuery(task, request)
+    if (body.kind !== 'text' && queryStart(request.url) !== -1) refuseQuery(task, request)
   } catch (error) {
     misplaced = error as Error
   }

@@ -217,6 +217,11 @@ t.test('schema violations of every task are 400s that borrow no worker', async (
   t.equal(misplaced.json.message, 'query parameter "algorithms" is a field of task hash.digest\'s input: with a JSON or msgpack body, put it in the body (task hash.digest reads it beside a raw body: application/octet-stream)')
   t.same(misplaced.json.details, [{ instancePath: '/algorithms', keyword: 'queryBesideBody', params: { parameter: 'algorithms' }, message: 'is a query parameter; put it in the body' }], 'with details, as every validation error')
   t.equal(callsSoFar(), before, 'and no call ran')
+  // After a `#` (a request target fetch would not send), the router reads a query too: refused the same way (it was ignored).
+  const body = '{"data":"aGk="}'
+  const hashed = await rawExchange(url, `POST /api/tasks/hash.digest#algorithms=md5 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`)
+  t.match(hashed, /^HTTP\/1\.1 400 [^]*"code":"FST_ERR_VALIDATION",[^]*"message":"query parameter \\"algorithms\\" is a field of task hash\.digest's input/)
+  t.equal(callsSoFar(), before)
   // A raw body's option given twice where one value is wanted: said so, not "must be integer".
   const twice = await callTask(url, 'text.stats?top=2&top=3', 'hello world', { 'content-type': 'text/plain' })
   t.match(twice.json, { code: 'FST_ERR_VALIDATION', message: 'querystring/top is given 2 times ("2", "3"); give it once', details: [{ instancePath: '/top', keyword: 'repeated' }] })
