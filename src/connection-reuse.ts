@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidInputError, MissingHostError } from './errors.js'
+import { DuplicateHostError, InvalidInputError, MissingHostError } from './errors.js'
 import { lingerOnClose } from './lingering-close.js'
 import { loggedUrl } from './request-log.js'
 
@@ -142,12 +142,30 @@ function isBodyParseError (error: Error): boolean {
  * check answers with an empty 400 that has no x-request-id and no error body, so app.ts
  * turns it off (requireHostHeader: false) and this answers in the error shape, closing
  * the connection as Node did: a client that omits Host is not one to keep talking to.
+ * The same section refuses a request with several Host lines, of any version: Node kept
+ * the first, where a proxy in front may have routed by another.
  */
 export function missingHostError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
   const raw = request.raw
-  if (raw.headers.host !== undefined || raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return undefined
+  if (raw.headers.host === undefined) {
+    if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return undefined
+    closeAfterAnswer(request, reply)
+    return new MissingHostError()
+  }
+  const lines = hostLines(raw.rawHeaders)
+  if (lines === 1) return undefined
   closeAfterAnswer(request, reply)
-  return new MissingHostError()
+  return new DuplicateHostError(String(lines))
+}
+
+/** How many header lines are Host lines (names and values alternate in `rawHeaders`). */
+function hostLines (rawHeaders: string[]): number {
+  let lines = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    if (name.length === 4 && name.toLowerCase() === 'host') lines++
+  }
+  return lines
 }
 
 /** Methods whose routes answer without reading a body. */

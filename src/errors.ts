@@ -28,6 +28,7 @@ export const ValidationError = define('FST_ERR_VALIDATION', 400)
 /** Fastify's own code for a path that does not percent-decode; pyfleet's for a query string that does not. */
 export const BadUrlError = define('FST_ERR_BAD_URL', 400)
 export const MissingHostError = define('MISSING_HOST_HEADER', 400, 'an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)')
+export const DuplicateHostError = define('DUPLICATE_HOST_HEADER', 400, 'a request must have one Host header, not %s (RFC 9112 §3.2)')
 export const UnauthorizedError = define('UNAUTHORIZED', 401, 'missing bearer token: send Authorization: Bearer <ADMIN_TOKEN>')
 export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not the ADMIN_TOKEN')
 export const TaskNotFoundError = define('TASK_NOT_FOUND', 404, 'there is no task named %s; GET /api/tasks lists them')

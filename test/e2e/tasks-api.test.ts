@@ -220,6 +220,16 @@ t.test('an HTTP/1.1 request without Host is a 400 in the error shape, with its x
   t.match(await rawExchange(url, 'POST /api/tasks/echo HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{\}$/)
 })
 
+t.test('a request with two Host lines is a 400 in the error shape, of either HTTP version; the connection closes', async (t) => {
+  // RFC 9112 §3.2 again: Node kept the first, where a proxy in front may have routed by the other.
+  for (const version of ['1.1', '1.0']) {
+    const answer = await rawExchange(url, `POST /api/tasks/echo HTTP/${version}\r\nHost: a.example\r\ncontent-type: application/json\r\nHOST: b.example\r\ncontent-length: 2\r\n\r\n{}`)
+    t.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, version)
+    t.match(answer, /\r\nconnection: close\r\n/i)
+    t.match(answer, /\{"statusCode":400,"code":"DUPLICATE_HOST_HEADER","error":"Bad Request","message":"a request must have one Host header, not 2 \(RFC 9112 §3\.2\)"\}$/)
+  }
+})
+
 t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
   const reply = await callTask(url, 'echo', Buffer.from('{"a":"\xe9"}', 'latin1'), { 'content-type': 'application/json; charset=iso-8859-1' })
   t.equal(reply.status, 415)
