@@ -2,12 +2,16 @@
 
 Pure standard library; `mean` and `sample_stddev` are numeric.py's, shared with csv.profile.
 Every sum goes through math.fsum, and values are rescaled by powers of two
-(exact) where squares could overflow.
+(exact) where squares could overflow. stats.regression keeps its vectors as arrays of
+doubles and does its per-point arithmetic in map() over them: a list of floats costs 32
+bytes a value where an array costs 8, and a Python loop costs several times what map() does.
 """
 
 import math
+from array import array
 from bisect import bisect_left
-from operator import mul
+from itertools import repeat
+from operator import add, mul, sub, truediv
 
 from pyfleet import TaskError, task
 from pyfleet_tasks.numeric import mean, sample_stddev
@@ -155,7 +159,9 @@ def describe(input):
     each closed on the left and the last also on the right, as numpy's; when
     all values are equal it is one bin ``[v, v]`` holding them all.
     """
-    values = sorted(_finite_floats("values", input["values"]))
+    # A list, sorted in place: a float of the input stays the same object in it, where an array would copy each.
+    values = _finite([float(v) for v in input["values"]], "values")
+    values.sort()
     count = len(values)
     center = mean(values)
     quantiles = {f"p{percent}": _percentile(values, percent) for percent in PERCENTS}
@@ -184,15 +190,15 @@ def regression(input):
     values, x too close together to separate, coefficients beyond the float
     range.
     """
-    x = _finite_floats("x", input["x"])
-    y = _finite_floats("y", input["y"])
+    x = _finite(array("d", map(float, input["x"])), "x")
+    y = _finite(array("d", map(float, input["y"])), "y")
     degree = input.get("degree", 1)
     terms = degree + 1
     if len(x) != len(y):
         raise TaskError(f"x has {len(x)} values but y has {len(y)}: they must pair up", {"x": len(x), "y": len(y)})
     if len(x) < terms:
         raise TaskError(f"a degree-{degree} fit needs at least {terms} points, got {len(x)}")
-    distinct = len(set(x))
+    distinct = _distinct_count(x, terms)
     if distinct < terms:
         raise TaskError(f"x has {distinct} distinct value(s) but a degree-{degree} fit needs at least {terms}")
 
@@ -201,21 +207,20 @@ def regression(input):
     center, half_range = low / 2 + high / 2, high / 2 - low / 2
     if half_range == 0.0:  # distinct values so close that halving them underflows
         raise _singular(degree)
-    t = [(v - center) / half_range for v in x]
+    t = array("d", map(truediv, map(sub, x, repeat(center)), repeat(half_range)))
     # Scale y by a power of two (exact) into (-1, 1): no square below can overflow.
     y_exponent = math.frexp(max(map(abs, y)))[1]
-    y_scaled = [math.ldexp(v, -y_exponent) for v in y]
+    y_scaled = array("d", map(math.ldexp, y, repeat(-y_exponent)))
+    points = len(x)
+    del x, y  # t and y_scaled stand for them: not held beside the columns
 
-    columns = [[1.0] * len(t)]
-    for _ in range(degree):
-        columns.append(list(map(mul, columns[-1], t)))
-    solution = _least_squares(columns, y_scaled, degree)
+    # The columns are the callee's alone, freed as it returns.
+    solution = _least_squares(_vandermonde(t, degree), y_scaled, degree)
 
-    fitted = [_horner(solution, v) for v in t]
-    ss_residual = math.fsum((v - f) * (v - f) for v, f in zip(y_scaled, fitted))
+    ss_residual = _sum_of_squares(array("d", map(sub, y_scaled, _horner(solution, t))))
     y_mean = math.fsum(y_scaled) / len(y_scaled)
-    ss_total = math.fsum((v - y_mean) * (v - y_mean) for v in y_scaled)
-    dof = len(x) - terms
+    ss_total = _sum_of_squares(array("d", map(sub, y_scaled, repeat(y_mean))))
+    dof = points - terms
     standard_error = None
     if dof:
         try:
@@ -230,12 +235,24 @@ def regression(input):
     }
 
 
-def _finite_floats(name, values):
-    floats = [float(v) for v in values]
-    for index, value in enumerate(floats):
-        if not math.isfinite(value):
-            raise TaskError(f"{name}[{index}] is {value}, not a finite number", {"index": index})
+def _finite(floats, name):
+    """``floats``, refused as bad input if one is not finite (the first such named)."""
+    if not all(map(math.isfinite, floats)):
+        index, value = next((i, v) for i, v in enumerate(floats) if not math.isfinite(v))
+        raise TaskError(f"{name}[{index}] is {value}, not a finite number", {"index": index})
     return floats
+
+
+def _distinct_count(values, enough):
+    """How many distinct values, counted only until there are ``enough``: a set of them all
+    costs up to 60 bytes a value (its table, and a float object for each), only to learn that
+    a fit has the few it needs. Read 4096 at a time, so that set.update does the looping."""
+    seen = set()
+    for start in range(0, len(values), 4096):
+        seen.update(values[start : start + 4096])
+        if len(seen) >= enough:
+            break
+    return len(seen)
 
 
 def _percentile(ordered, percent):
@@ -268,24 +285,35 @@ def _histogram(ordered, bins):
     return {"edges": edges, "counts": [starts[i + 1] - starts[i] for i in range(bins)]}
 
 
+def _vandermonde(t, degree):
+    """The columns 1, t, t**2, ... t**degree, as arrays."""
+    columns = [array("d", [1.0]) * len(t)]
+    for _ in range(degree):
+        columns.append(array("d", map(mul, columns[-1], t)))
+    return columns
+
+
 def _least_squares(columns, target, degree):
-    """Coefficients minimising |A c - target| for A given by its columns (overwritten), by Householder QR."""
+    """Coefficients minimising |A c - target| for A given by its columns (arrays, overwritten), by Householder QR."""
     rows, width = len(target), len(columns)
-    target = list(target)
-    norms = [math.sqrt(math.fsum(v * v for v in column)) for column in columns]
+    target = array("d", target)
+    norms = [math.sqrt(_sum_of_squares(column)) for column in columns]
     diagonal = []
     for k in range(width):
-        reflector = columns[k][k:]
-        alpha = -math.copysign(math.sqrt(math.fsum(v * v for v in reflector)), reflector[0])
+        # Column k from row k becomes the reflector in place (a view, not a copy): R's diagonal
+        # is kept apart, and the back substitution reads only rows above each column's own.
+        reflector = memoryview(columns[k])[k:]
+        alpha = -math.copysign(math.sqrt(_sum_of_squares(reflector)), reflector[0])
         # A column (almost) inside the span of the ones before it: numpy's rcond test on R's diagonal.
         if abs(alpha) <= max(rows, width) * _EPSILON * norms[k]:
             raise _singular(degree)
         reflector[0] -= alpha  # alpha has the opposite sign of reflector[0]: no cancellation
-        scale = 2.0 / math.fsum(v * v for v in reflector)
+        scale = 2.0 / _sum_of_squares(reflector)
         for column in columns[k + 1 :] + [target]:
-            tail = column[k:]
+            tail = memoryview(column)[k:]
             factor = scale * math.fsum(map(mul, reflector, tail))
-            column[k:] = [a - factor * v for a, v in zip(tail, reflector)]
+            # tail - factor * reflector, built whole before it is written back: one array of temporary.
+            tail[:] = array("d", map(sub, tail, map(mul, repeat(factor), reflector)))
         diagonal.append(alpha)
     solution = [0.0] * width
     for k in reversed(range(width)):
@@ -294,11 +322,17 @@ def _least_squares(columns, target, degree):
     return solution
 
 
-def _horner(coefficients, value):
-    result = 0.0
+def _horner(coefficients, points):
+    """The polynomial at every point by Horner's rule, a step over all points at a time."""
+    result = array("d", [0.0]) * len(points)
     for coefficient in reversed(coefficients):
-        result = result * value + coefficient
+        result = array("d", map(add, map(mul, result, points), repeat(coefficient)))
     return result
+
+
+def _sum_of_squares(values):
+    """fsum of v * v over a sequence (read twice)."""
+    return math.fsum(map(mul, values, values))
 
 
 def _power_coefficients(solution, center, half_range, y_exponent):

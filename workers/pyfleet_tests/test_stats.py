@@ -232,6 +232,11 @@ class FitsPolynomials(unittest.TestCase):
             regression({"x": [1, 1, 2, 2], "y": [1, 2, 3, 4], "degree": 2})
         with self.assertRaisesRegex(TaskError, "numerically singular"):
             regression({"x": [0.0, 5e-324], "y": [1, 2]})
+        # x's distinct values are counted a few thousand at a time: the ones after the first lot count too.
+        many = [1] * 5000
+        with self.assertRaisesRegex(TaskError, "x has 2 distinct values?.* needs at least 3"):
+            regression({"x": many + [2], "y": many + [2], "degree": 2})
+        self.assertEqual(regression({"x": many + [2, 3], "y": many + [2, 3], "degree": 2})["degree"], 2)
 
     def test_refuses_coefficients_beyond_the_float_range(self):
         with self.assertRaisesRegex(TaskError, "beyond the range"):
