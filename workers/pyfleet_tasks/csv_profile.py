@@ -9,10 +9,10 @@ import math
 import re
 from collections import Counter
 from datetime import date, datetime, timezone
-from itertools import islice, repeat
+from itertools import islice
 
 from pyfleet import TaskError, task
-from pyfleet_tasks.numeric import mean, sample_stddev
+from pyfleet_tasks.numeric import Runs, mean, sample_stddev
 
 SNIFF_DELIMITERS = ",;\t|"
 SNIFF_SAMPLE_CHARS = 65536
@@ -287,12 +287,15 @@ def _profile_column(name, counter, nulls):
     if not counter:
         return column
     if kind in ("integer", "number"):
-        # Counter keys are distinct values: expand them back to the full sample.
-        values = [v for text, count in counter.items() for v in repeat(parse(text), count)]
+        # Counter keys are distinct values: parsed once each, and the sample left as runs of them
+        # (expanded to a list of every cell, a 16 MiB column of one value took 395 MB with its
+        # deviations). When none repeats, the list is the sample, and quicker to read than runs of one.
+        values = [parse(text) for text in counter]
+        sample = values if len(values) == column["count"] else Runs(values, counter.values())
         column["min"], column["max"] = min(values), max(values)
-        center = mean(values)
+        center = mean(sample)
         column["mean"] = center if math.isfinite(center) else None
-        column["stddev"] = sample_stddev(values, center)
+        column["stddev"] = sample_stddev(sample, center)
     else:
         key = _date_key if kind == "date" else None
         column["min"], column["max"] = min(counter, key=key), max(counter, key=key)

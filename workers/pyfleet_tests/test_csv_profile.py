@@ -8,7 +8,7 @@ import unittest
 
 from pyfleet_tests.builtin_tasks_schema import assert_strict_output_schema, assert_strict_schema, checked_output
 from pyfleet import TaskError
-from pyfleet_tasks import csv_profile
+from pyfleet_tasks import csv_profile, numeric
 from pyfleet_tasks.csv_profile import profile
 
 PEOPLE = (
@@ -120,6 +120,24 @@ class ProfilesColumns(unittest.TestCase):
         self.assertAlmostEqual(column["mean"], statistics.mean(values), places=14)
         self.assertAlmostEqual(column["stddev"], statistics.stdev(values), places=14)
         self.assertIsNone(columns("x\n5\n")["x"]["stddev"])
+
+    def test_figures_over_runs_of_repeated_values_are_those_over_every_value_to_the_bit(self):
+        # A column's sample is its distinct values and their counts, never expanded (numeric.Runs).
+        top = 1.7976931348623157e308
+        for distinct, counts in [
+            ([0.1, 0.7, 0.3], [3, 1, 5]),
+            ([1, -2, 9007199254740991], [1000, 1, 2]),
+            ([-0.0, 0.0, 5e-324], [2, 3, 1]),
+            ([top, 1.0], [3, 1]),  # the sum passes the float range: the mean is taken scaled down
+            ([top, -top, 2.0], [4, 3, 2]),  # residuals pass it too
+        ]:
+            with self.subTest(distinct=distinct, counts=counts):
+                runs = numeric.Runs(distinct, counts)
+                full = [v for value, count in zip(distinct, counts) for v in [value] * count]
+                self.assertEqual(list(runs), full)
+                center = numeric.mean(full)
+                self.assertEqual(numeric.mean(runs).hex(), center.hex())
+                self.assertEqual(repr(numeric.sample_stddev(runs, center)), repr(numeric.sample_stddev(full, center)))
 
     def test_describes_its_input_with_a_strict_schema(self):
         assert_strict_schema(self, csv_profile.SCHEMA)
