@@ -145,7 +145,7 @@ function isBodyParseError (error: Error): boolean {
  * The same section refuses a request with several Host lines, of any version: Node kept
  * the first, where a proxy in front may have routed by another.
  */
-export function missingHostError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
+export function hostHeaderError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
   const raw = request.raw
   if (raw.headers.host === undefined) {
     if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return undefined

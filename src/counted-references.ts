@@ -58,9 +58,11 @@ export function refuseReferencesIntoData (schema: unknown): void {
   walkSchemas(schema, (_sub, at) => { places.add(at) })
   for (const { at, to } of referencesOf(schema).references) {
     if (to === undefined || places.has(to)) continue
-    for (const place of places) {
-      const keyword = [...DATA_KEYWORDS].find((name) => to === `${place}/${name}` || to.startsWith(`${place}/${name}/`))
-      if (keyword === undefined) continue
+    // Each place on the way to the target (its segments are escaped: a `/` splits only places).
+    const segments = to.split('/')
+    for (let i = 1; i < segments.length; i++) {
+      const keyword = segments[i]
+      if (!DATA_KEYWORDS.has(keyword) || !places.has(segments.slice(0, i).join('/'))) continue
       throw new Error(`the "$ref" at ${at === '' ? 'its root' : at} leads into "${keyword}" (#${to}), whose value is data, not a schema: pyfleet cannot bound the cost of checking against it; move that schema into "definitions" or "$defs" and refer to it there`)
     }
   }

@@ -104,9 +104,9 @@ export function rawInput (validateRaw: ValidateFunction, rawField: string, query
     const texts = query[key]
     const text = Array.isArray(texts) ? texts : [texts]
     const coerced = input[key]
-    if (typeof coerced === 'number' && text.length === 1 && typeof text[0] === 'string') input[key] = numberOf(key, text[0], coerced)
+    if (typeof coerced === 'number' && text.length === 1 && typeof text[0] === 'string') input[key] = numberOf(key, undefined, text[0], coerced)
     else if (Array.isArray(coerced) && text.length === coerced.length) {
-      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? numberOf(`${key}/${i}`, text[i] as string, item) : item)
+      input[key] = coerced.map((item: unknown, i) => typeof item === 'number' && typeof text[i] === 'string' ? numberOf(key, i, text[i] as string, item) : item)
     }
   }
   // A query-string integer may be past 32 bits. Checking costs more than the pool's scan
@@ -122,10 +122,11 @@ const NUMBER_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
  * any text JavaScript's `+text` makes a number of: blanks were 0 (`?limit=%20` returned no
  * records, where `?limit=` is refused), `0x3` was 3. Those are refused.
  */
-function numberOf (place: string, text: string, coerced: number): number | bigint {
+function numberOf (name: string, index: number | undefined, text: string, coerced: number): number | bigint {
   if (!NUMBER_TEXT.test(text)) {
+    const place = index === undefined ? name : `${name}/${index}`
     throw withExtras(new ValidationError(`querystring/${place} must be a number written in decimal digits (got ${JSON.stringify(text.slice(0, 40))})`), {
-      details: [{ instancePath: `/${place.split('/').map(pointerSegment).join('/')}`, keyword: 'numberText', params: { text: text.slice(0, 40) }, message: 'must be a number written in decimal digits' }]
+      details: [{ instancePath: `/${pointerSegment(name)}${index === undefined ? '' : `/${index}`}`, keyword: 'numberText', params: { text: text.slice(0, 40) }, message: 'must be a number written in decimal digits' }]
     })
   }
   return exactQueryInteger(text) ?? coerced
