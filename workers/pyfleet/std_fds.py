@@ -161,6 +161,25 @@ class LineTrackingFileIO(io.FileIO):
         return written
 
 
+class _RuntimeFileIO(LineTrackingFileIO):
+    """The file under the runtime's own sys.stdout and sys.stderr (their ``.buffer``): close()
+    does nothing. ``io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8")``, a common way to
+    force an encoding, closes it when the task's wrapper is closed or collected (the runtime puts
+    its own stream back after the call): every later print in the worker failed, and with stderr
+    the runtime's own warning then killed the worker."""
+
+    def close(self) -> None:
+        pass
+
+
+class _RuntimeReader(io.BufferedReader):
+    """sys.stdin's ``.buffer``, kept open as _RuntimeFileIO is: a wrapper of it, collected,
+    made every later sys.stdin.read() raise instead of reading end-of-file."""
+
+    def close(self) -> None:
+        pass
+
+
 def _ends_line(data: Any, written: int) -> bool:
     """Whether the last of the ``written`` bytes of ``data`` (any bytes-like object) is a newline."""
     if type(data) is bytes or type(data) is bytearray:
@@ -221,8 +240,8 @@ def _write_mark(mark: bytes) -> None:
 def text_stream(fd: int, mode: str) -> StdStream:
     """A line-buffered UTF-8 text stream on ``fd`` that does not own it (the fd outlives the object)."""
     if mode == "r":
-        return StdStream(io.BufferedReader(io.FileIO(fd, mode, closefd=False)), encoding="utf-8", errors="replace")
-    raw = LineTrackingFileIO(fd, mode, closefd=False)
+        return StdStream(_RuntimeReader(io.FileIO(fd, mode, closefd=False)), encoding="utf-8", errors="replace")
+    raw = _RuntimeFileIO(fd, mode, closefd=False)
     # Unbuffered, as Python's own stderr and PYTHONUNBUFFERED's stdout: a partial line or a
     # sys.stdout.buffer.write() reaches the server now, not with a later call's output, and
     # is not lost when the worker ends with os._exit or SIGKILL.

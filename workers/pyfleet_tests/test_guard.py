@@ -96,6 +96,18 @@ def replace_streams(_input):
     return "replaced"
 
 
+@task("g.rewrap_buffers")
+def rewrap_buffers(_input):
+    # The usual way to force an encoding, and the wrappers then dropped: collected, they close what they wrap.
+    sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    print("through a wrapper of sys.stdout.buffer")
+    sys.stderr = io.TextIOWrapper(sys.stderr.buffer, encoding="utf-8", line_buffering=True)
+    io.TextIOWrapper(sys.stdin.buffer).read()
+    sys.stdout.close()
+    sys.stderr.close()
+    return "rewrapped"
+
+
 @task("g.print")
 def say(text):
     print(text)
@@ -325,6 +337,15 @@ class StreamsTest(WorkerTest):
         self.assertEqual(values, ["rewrapped", ""])
         self.assertIn("through the new wrapper\n", stderr)
         self.assertIn("still printed\nstill printed\n", stderr)
+
+    def test_wrapping_the_streams_buffers_leaves_later_prints_and_reads_working(self):
+        # sys.stdout's buffer was closed with the task's wrapper: every later print failed ("I/O operation on
+        # closed file"); with stderr's, the runtime's warning about the replaced stream killed the worker.
+        values, stderr = self.calls(("g.rewrap_buffers", None), ("g.print", "still printed"), ("g.print", "again"))
+        self.assertEqual(values, ["rewrapped", "", ""])
+        self.assertIn("through a wrapper of sys.stdout.buffer\n", stderr)
+        self.assertIn("still printed\nstill printed\nWARNING g: logged still printed\n", stderr)
+        self.assertIn("again\nagain\n", stderr)
 
     def test_output_without_a_newline_and_binary_writes_reach_stderr_at_once(self):
         # Unbuffered, as before: the worker ends with os._exit, which flushes nothing.
