@@ -138,6 +138,12 @@ class Runner:
         finally:
             loop.remove_reader(fd)
 
+    def keep_loop(self) -> Any:
+        """The event loop this Runner made, which close() then leaves open (None if it made none):
+        pyfleet.testing keeps it for the thread's next call_task, as a worker keeps its loop."""
+        made, self._made_loop = self._made_loop, False
+        return self._loop if made else None
+
     def close(self) -> None:
         try:
             if self._loop is not None and self._made_loop:  # an adopted loop is its maker's to close
@@ -154,7 +160,7 @@ class Runner:
             # producer) live on it. Otherwise a new one, made the thread's current loop so that a
             # sync task's asyncio.get_event_loop() gets a loop on every Python (3.12 warns and
             # 3.14 raises without one), and so that what a call leaves there can be put back.
-            loop = _current_loop()
+            loop = current_loop()
             self._made_loop = loop is None or loop.is_closed() or loop.is_running()
             if self._made_loop:
                 loop = asyncio.new_event_loop()
@@ -173,7 +179,7 @@ class Runner:
         if loop is None:  # asyncio was first imported during this call: from now on, keep a loop
             self._event_loop()
             return
-        current = _current_loop()  # None after asyncio.run() or set_event_loop(None): put back without a word
+        current = current_loop()  # None after asyncio.run() or set_event_loop(None): put back without a word
         if current is loop and not loop.is_closed():
             return
         import asyncio
@@ -263,7 +269,7 @@ def _has_work(loop: Any) -> bool:
     return bool(ready) or any(not timer.cancelled() for timer in scheduled or ()) or bool(asyncio.all_tasks(loop))
 
 
-def _current_loop() -> Any:
+def current_loop() -> Any:
     """The thread's current event loop as set_event_loop left it, or None: never makes one, never warns.
 
     The default policies (3.10-3.13) keep it in ``_local._loop``: ~0.1 µs to read, where

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 
 try:
     import msgpack
@@ -34,7 +35,7 @@ from . import protocol, registry
 from .frames import DEFAULT_MAX_FRAME_BYTES
 from .js_values import as_the_server_sends
 from .replies import encode_reply
-from .runner import Runner, event_loop_policy
+from .runner import Runner, current_loop, event_loop_policy
 from .unsendable import undecodable
 
 # Type names for type checkers only (why: see registry.py).
@@ -100,7 +101,8 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     in the test's own process: a task that calls ``os._exit()`` ends the test
     run there, with the status it gave (0 for ``os._exit(0)``, which can look
     like a passing run), where a worker would die and the call get 502 WORKER_DIED.
-    The thread's current asyncio event loop is put back as it was. ``request_id``
+    Async tasks run on one event loop per thread, kept from call to call as a worker keeps
+    its own; the thread's current asyncio event loop is put back as it was. ``request_id``
     is what ``pyfleet.request_id()`` returns in the task, and ``trace_headers``
     (``{"traceparent": ..., "tracestate": ..., "baggage": ...}``) what
     ``pyfleet.trace_headers()`` does (as given: the server passes on only valid ones).
@@ -119,10 +121,14 @@ def call_task(name: str, input: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME
     call["input"] = as_the_server_sends(call["input"])
     put_back_event_loop = _event_loop_keeper()
     try:
+        _use_kept_loop()
         runner = Runner()
         try:
             reply = runner.run(call)
         finally:
+            kept = runner.keep_loop()
+            if kept is not None:
+                _kept_loops[threading.get_ident()] = kept
             runner.close()
     finally:
         put_back_event_loop()
@@ -276,6 +282,25 @@ def _past_64_bits_as_floats(value: Any) -> Any:
         # A key past 64 bits: the text a JSON client's key would be (msgpack cannot carry it).
         return {str(key) if type(key) is int and not -(2**63) <= key < 2**64 else key: _past_64_bits_as_floats(item) for key, item in value.items()}
     return value
+
+
+# The event loop call_task made for each thread, kept for its next calls, as a worker keeps one
+# for its life: a new loop per call broke what async tasks bind to their loop at first use (a
+# module's asyncio.Lock, a client session: "bound to a different event loop" on the second
+# call), and stopped the background tasks a call left, which a worker runs on between calls.
+_kept_loops: dict = {}
+
+
+def _use_kept_loop() -> None:
+    """Make the thread's kept loop its current one, unless the thread has a usable loop of its own
+    (the Runner adopts that, as a worker adopts one its task modules set at import)."""
+    loop = _kept_loops.get(threading.get_ident())
+    asyncio = sys.modules.get("asyncio")
+    if loop is None or asyncio is None or loop.is_closed() or asyncio._get_running_loop() is not None:
+        return
+    own = current_loop()
+    if own is None or own.is_closed():
+        asyncio.set_event_loop(loop)
 
 
 def _event_loop_keeper() -> Any:

@@ -152,6 +152,23 @@ class CallTaskTest(IsolatedRegistryTest):
         self.assertEqual(list(result["k"]), ["2", "a", "1"])
         self.assertIs(type(result["f"]), float)
 
+    def test_async_calls_share_one_event_loop_as_in_a_worker(self):
+        # A new loop per call_task broke what binds to a loop at first use: "bound to a different event loop".
+        lock = asyncio.Lock()
+
+        @task("t.locked")
+        async def locked(input):
+            async def hold():
+                async with lock:
+                    await asyncio.sleep(0.001)
+
+            await asyncio.gather(hold(), hold())
+            return id(asyncio.get_running_loop())
+
+        first = call_task("t.locked", None)
+        self.assertEqual(call_task("t.locked", None), first, "the same loop")
+        self.assertEqual(call_task("t.locked", None), first)
+
     def test_a_deep_result_comes_back_as_the_server_sends_it(self):
         # 450 levels: xml.import returns up to ~400 (200 elements, an object and an array each); the check for
         # __proto__ keys recursed twice a level and raised RecursionError where the server answers 200.
