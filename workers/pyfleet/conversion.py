@@ -104,6 +104,8 @@ def to_msgpack(value: Any) -> Any:
         hint = "; return value.model_dump(mode=\"json\") (pydantic)"
     elif _is_mapping(value):  # list() of one would keep its keys only
         hint = "; it is a mapping, not a dict: return dict(value)"
+    elif callable(getattr(type(value), "__await__", None)):  # before __iter__: an asyncio Future has both
+        hint = "; it is an awaitable (an asyncio Future or Task): make the task async def and return await value"
     elif callable(getattr(type(value), "__iter__", None)):  # a generator, a range, map(), dict.keys()
         hint = "; it is an iterable, not a list: return list(value)"
     else:

@@ -455,6 +455,13 @@ class LoopTest(unittest.TestCase):
         self.assertTrue(message(pathlib.PurePosixPath("/tmp/x")).endswith("; it is a path: return str(value)"))
         for iterable in ((n for n in range(3)), range(3), map(str, [1]), {"a": 1}.keys(), iter([1])):
             self.assertTrue(message({"it": iterable}).endswith("; it is an iterable, not a list: return list(value)"), type(iterable))
+        # An asyncio Future is iterable too (its __iter__ is __await__), and list() of it raises.
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        future = loop.create_future()
+        self.assertTrue(message(future).endswith("; it is an awaitable (an asyncio Future or Task): make the task async def and return await value"))
+        loop.close()
         import collections
         import sqlite3
         import types
