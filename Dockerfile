@@ -88,8 +88,9 @@ EXPOSE 5000
 # With PROBE_PORT set, the check goes there: clients filling MAX_CONNECTIONS on PORT cannot fail it.
 # It asks HOST, or the loopback address when HOST is a wildcard (0.0.0.0, ::): a server bound to one address only
 # (HOST=10.0.0.5) does not answer on 127.0.0.1.
+# Blanks are trimmed, as the server trims every setting: PROBE_PORT=" " is unset to it, and was no port here.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=75s --retries=3 \
-  CMD ["bash", "-c", "h=${HOST:-0.0.0.0}; case $h in 0.0.0.0|::) h=127.0.0.1 ;; esac; exec 3<>/dev/tcp/$h/${PROBE_PORT:-${PORT:-5000}} && printf 'GET /ready HTTP/1.0\\r\\nhost: localhost\\r\\n\\r\\n' >&3 && read -t 2 -r status <&3 && [[ $status == 'HTTP/1.1 200 '* ]]"]
+  CMD ["bash", "-c", "h=${HOST//[[:space:]]/}; h=${h:-0.0.0.0}; case $h in 0.0.0.0|::) h=127.0.0.1 ;; esac; p=${PROBE_PORT//[[:space:]]/}; [[ -n $p ]] || p=${PORT//[[:space:]]/}; exec 3<>/dev/tcp/$h/${p:-5000} && printf 'GET /ready HTTP/1.0\\r\\nhost: localhost\\r\\n\\r\\n' >&3 && read -t 2 -r status <&3 && [[ $status == 'HTTP/1.1 200 '* ]]"]
 # tini is PID 1: it forwards SIGTERM/SIGINT to Node (not to the workers: Node stops them after the
 # in-flight calls) and reaps orphans. With the 5 s grace above a plain `docker stop` (10 s) fits the usual
 # stop; for longer calls raise both, e.g. --stop-timeout 30 -e SHUTDOWN_GRACE_MS=10000 (see README).

@@ -123,6 +123,27 @@ t.test('the version is one: package.json\'s, the image\'s label, the manifest\'s
   t.equal(image.slice(image.lastIndexOf(':') + 1), version, 'deploy/kubernetes.yaml\'s image tag')
 })
 
+t.test('the image\'s HEALTHCHECK reads the settings as the server does: blank ones are unset', async (t) => {
+  // Run as the image runs it (bash -c, its JSON-array CMD), against a real server on PORT.
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  const command = JSON.parse(/^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
+  t.equal(command.slice(0, 2).join(' '), 'bash -c')
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const port = new URL(server.url).port
+  const check = async (env: Record<string, string>): Promise<number> => {
+    try {
+      await promisify(execFile)(command[0], command.slice(1), { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 })
+      return 0
+    } catch (error) {
+      return (error as { code?: number }).code ?? -1
+    }
+  }
+  t.equal(await check({ PORT: port }), 0, 'healthy on PORT')
+  // The server takes a blank value for unset (docs/configuration.md): so does the check (it connected to no port).
+  t.equal(await check({ PORT: ` ${port} `, PROBE_PORT: ' ', HOST: ' 0.0.0.0 ' }), 0, 'blank PROBE_PORT, PORT and HOST with spaces')
+  t.equal(await check({ PORT: port, PROBE_PORT: '1' }), 1, 'a PROBE_PORT nothing answers on fails it')
+})
+
 t.test('GitHub\'s CI runs .ci/run in the image the Dockerfile builds on, with the container step skipped out loud', async (t) => {
   const workflow = parseAllDocuments(await readFile(join(ROOT, '.github', 'workflows', 'ci.yml'), 'utf8'))[0].toJS() as { jobs: { test: { container: string, env: Record<string, string>, steps: Array<{ run?: string }> } } }
   const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')

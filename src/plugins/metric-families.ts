@@ -73,7 +73,7 @@ export function buildFamilies (registry: Registry, sources: ScrapeSources): Fami
   const queueWait = new LabelledHistogram({ name: 'pyworker_queue_wait_seconds', help: 'Time a call waited for a worker', labelNames: ['task'], buckets: CALL_BUCKETS, registers })
   const limited = new Counter({
     name: 'pyfleet_calls_limited_total',
-    help: 'Calls ended by a limit, not by their task or worker, by task and limit: the server\'s (queue_limit, queue_limit_bytes: 503 QUEUE_FULL; queue_timeout_ms: 503 QUEUE_TIMEOUT; task_timeout: 504 TASK_TIMEOUT, worker replaced) or the client\'s x-request-timeout-ms budget (client_budget_queued and shed_late_calls: 503 QUEUE_TIMEOUT; client_budget_running: 504 TIMEOUT, the task ran on). Each is also in pyworker_calls_total',
+    help: 'Calls ended by a limit, not by their task or worker, by task and limit: the server\'s (queue_limit, queue_limit_bytes: 503 QUEUE_FULL; queue_timeout_ms: 503 QUEUE_TIMEOUT; task_timeout: 504 TASK_TIMEOUT, worker replaced) or the client\'s x-request-timeout-ms budget (client_budget_queued and shed_late_calls: 503 QUEUE_TIMEOUT; client_budget_running: 504 TASK_TIMEOUT, the task ran on). Each is also in pyworker_calls_total',
     labelNames: ['task', 'limit'],
     registers
   })
