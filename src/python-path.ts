@@ -98,7 +98,9 @@ function judge (candidate: string, failure: ProbeFailure | null, stdout: string,
   }
   const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1]
   // Found on any line: a warning (a missing platform library, a shim's notice) may come first.
-  const tooOld = stderr.split('\n').find((line) => / is too old: the workers need /.test(line))?.trim()
+  // The probe's own words at the line's start: a program that is no Python may echo the probe's
+  // code (node: "Cannot find module '...'"), which holds the same words, as its reason.
+  const tooOld = stderr.split('\n').find((line) => /^Python \S+ is too old: the workers need /.test(line.trim()))?.trim()
   const said = firstWords(stderr)
   const shadowed = stderr.split('\n').find((line) => line.startsWith(SHADOWED))
   if (failure.code === 'ENOENT') return unusable('missing', 'not found')

@@ -31,6 +31,10 @@ async function refusal (configured: string | undefined, root: string): Promise<s
 t.test('a program that exits 0 without answering as Python would is refused, not started as a worker', async (t) => {
   t.match(await refusal('/bin/true', '/'), /^PYTHON=\/bin\/true cannot run the workers \(\/bin\/true: does not answer as a Python interpreter would \(it printed ""\)\): point PYTHON at/)
   t.match(await refusal('/bin/echo', '/'), /\/bin\/echo: does not answer as a Python interpreter would/)
+  // Node takes the probe's code for a module's name, and echoes it: its own words are the reason, not the probe's.
+  const node = await refusal(process.execPath, '/')
+  t.notMatch(node, /is too old/)
+  t.match(node, /^PYTHON=\S+ cannot run the workers \(\S+: node:internal[^)]*\): point PYTHON at an interpreter of Python 3\.10 or newer/)
 })
 
 t.test('when every interpreter found is too old, the advice is a newer Python, not packages; the version is found below a warning', async (t) => {
