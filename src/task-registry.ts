@@ -181,10 +181,15 @@ export class TaskRegistry {
       }
       let validateBody: ValidateFunction
       let validateRaw: ValidateFunction | undefined
+      // A schema with an $id, or a reference out of itself, gets an Ajv of its own, as output schemas
+      // do and as the offload thread compiles every one: on the shared one, two tasks' schemas of one
+      // $id stopped the start ("already exists"), and a reference into another task's schema
+      // resolved on the event loop but not on the thread (a large body's 500).
+      const own = !selfContained(info.schema)
       try {
-        validateBody = compileChecking(strict, info.schema)
+        validateBody = compileChecking(own ? makeAjv(false) : strict, info.schema)
         // Only raw bodies have query-string options to coerce: a third of the start-up's compiling, spared for the others.
-        validateRaw = info.raw.length > 0 ? compileChecking(coercing, info.schema) : undefined
+        validateRaw = info.raw.length > 0 ? compileChecking(own ? makeAjv(true) : coercing, info.schema) : undefined
         annotations.check(info.schema)
       } catch (error) {
         throw new Error(`task ${info.name}${whereDeclared(info)} declares an invalid input schema: ${schemaProblem(error as Error, info.schema, strict)}`)
