@@ -145,6 +145,9 @@ t.test('references by $id and anchor point into the component, and no $id is lef
   t.equal(nested.properties.x.properties.y.$ref, `${base}/properties/x/definitions/b`, 'inside a subschema with an $id of its own, #/... is that subschema\'s, as Ajv reads it')
   t.equal(nested.properties.z.$ref, `${base}.b`, 'and the root\'s outside it')
   t.same([input.dependentRequired, input.dependentSchemas, input.dependencies], [{ a: ['b'] }, { c: { required: ['d'] } }, undefined])
+  // A draft-07 $schema beside the 2020-12 words: `items: false` would read as "no items" to a tool that honours it.
+  const drafted = documentOf({ $schema: 'http://json-schema.org/draft-07/schema#', type: 'array', items: [{ type: 'number' }], additionalItems: false }).schemas.task_t_input
+  t.same(drafted, { type: 'array', prefixItems: [{ type: 'number' }], items: false }, 'no $schema left')
 })
 
 t.test('a bytes schema holding definitions keeps them in a JSON body\'s component, for references into them', async (t) => {

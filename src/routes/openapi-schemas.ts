@@ -150,7 +150,9 @@ function schemaComponent (schema: unknown, context: Context): unknown {
   const tuple = Array.isArray(schema.items)
   const out: Json = {}
   for (const [key, value] of Object.entries(mapSubschemas(schema, inner))) {
-    if (key === '$id') continue
+    // No $id (the document may hold each once), and no $schema: a draft-07 one beside the 2020-12
+    // words made here (items: false for additionalItems) told a tool that honours it another schema.
+    if (key === '$id' || key === '$schema') continue
     if (key === '$ref' && typeof value === 'string') {
       const pointer = context.refs.pointerOf(value, schema)
       out.$ref = pointer === undefined ? value : refTo(pointer, context)
