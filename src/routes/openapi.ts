@@ -5,7 +5,7 @@
 // write, with the event loop held, at every request.
 
 import type { FastifyInstance } from 'fastify'
-import { segmentName } from '../json-pointer.js'
+import { localTarget } from '../json-pointer.js'
 import { ERROR_CODES } from '../errors.js'
 import type { Task } from '../task-registry.js'
 import { keptPerTable } from './per-table.js'
@@ -69,21 +69,7 @@ function operationIds (tasks: readonly Task[]): Map<Task, string> {
  * `?x=1` as options of their own names, so it is no query parameter.
  */
 function onlyAnObject (schema: unknown, root: unknown): boolean {
-  let resolved = schema
-  const ref = (schema as { $ref?: unknown } | null)?.$ref
-  if (typeof ref === 'string' && ref.startsWith('#/')) {
-    resolved = root
-    for (const segment of ref.slice(2).split('/')) {
-      let name: string
-      try {
-        name = segmentName(decodeURIComponent(segment))
-      } catch {
-        return false // not a pointer Ajv would have compiled: nothing to say
-      }
-      resolved = resolved !== null && typeof resolved === 'object' ? (resolved as Json)[name] : undefined
-    }
-  }
-  const type = (resolved as { type?: unknown } | null)?.type
+  const type = (localTarget(schema, root) as { type?: unknown } | null | undefined)?.type
   return type === 'object' || (Array.isArray(type) && type.includes('object') && type.every((t) => t === 'object' || t === 'null'))
 }
 

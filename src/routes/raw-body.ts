@@ -4,7 +4,7 @@
 // The offload thread runs the same functions for a large text body (offload/jobs.ts).
 
 import type { ErrorObject, ValidateFunction } from 'ajv'
-import { pointerSegment, segmentName } from '../json-pointer.js'
+import { localTarget, pointerSegment, segmentName } from '../json-pointer.js'
 import { InvalidInputError, UnsupportedMediaTypeError, ValidationError, withExtras } from '../errors.js'
 import { mostSpecific, validationError } from '../schema-compile.js'
 import { exactQueryInteger } from './big-integers.js'
@@ -52,7 +52,8 @@ function arrayOptions (schema: unknown): ReadonlySet<string> {
     const properties = (schema as { properties?: unknown }).properties
     const entries = properties !== null && typeof properties === 'object' ? Object.entries(properties) : []
     names = new Set(entries.filter(([, property]) => {
-      const type = (property as { type?: unknown } | null)?.type
+      // Through a local $ref too (`"tags": {"$ref": "#/definitions/tags"}`), as the OpenAPI parameter's schema is.
+      const type = (localTarget(property, schema) as { type?: unknown } | null | undefined)?.type
       return type === 'array' || (Array.isArray(type) && type.includes('array') && type.every((t) => t === 'array' || t === 'null'))
     }).map(([name]) => name))
     ARRAY_OPTIONS.set(schema, names)

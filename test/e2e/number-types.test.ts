@@ -160,6 +160,10 @@ t.test('a query-string integer past 2^53 reaches the task exactly', async (t) =>
   const once = await post('extra.raw_echo', 'hi', 'text/plain', 'application/msgpack', '?ids=1790000000000000001')
   t.equal(once.status, 200, 'an array option sent once (OpenAPI\'s default style sends [x] as ?ids=x)')
   t.same((unpack(Buffer.from(await once.arrayBuffer()), { int64AsType: 'bigint' } as any) as Record<string, unknown>).ids, [1790000000000000001n], 'an array of one, exact')
+  // Through a $ref too: the OpenAPI parameter is that array's schema, and its default style sends [5] as ?refIds=5 (a 400 "must be array").
+  const viaRef = await post('extra.raw_echo', 'hi', 'text/plain', 'application/json', '?refIds=5')
+  t.equal(viaRef.status, 200, 'an array option behind a $ref, sent once')
+  t.same((await viaRef.json()).refIds, [5])
 })
 
 t.test('JSON answers keep wide integers as numbers', async (t) => {
