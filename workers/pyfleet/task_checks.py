@@ -164,14 +164,28 @@ def content_types(name: str, raw: Any) -> tuple:
     except TypeError:
         raise ValueError(f"task {name!r}: raw must be a content type or a list of them, not {raw!r}") from None
     for content_type in raw:
-        if not isinstance(content_type, str) or "/" not in content_type or content_type != content_type.strip().lower():
-            raise ValueError(f"task {name!r}: raw content type {content_type!r} must look like 'type/subtype' in lower case")
+        if not isinstance(content_type, str) or not _is_media_type(content_type):
+            # The server compares a request's type, its parameters left aside, with it exactly: "text/plain;
+            # charset=utf-8" or "text/*" were accepted here and then matched no request (each a 415).
+            raise ValueError(
+                f"task {name!r}: raw content type {content_type!r} must look like 'type/subtype' in lower case, "
+                "without parameters or wildcards (a request's charset is read from its own content-type)"
+            )
         if content_type in _STRUCTURED_TYPES:
             raise ValueError(
                 f"task {name!r}: raw content type {content_type!r} is always parsed into the input itself, never passed raw; "
                 "leave it out (every task takes JSON and msgpack bodies)"
             )
     return raw
+
+
+# RFC 9110's token characters in lower case, without "*": a type or subtype of a media type to match exactly.
+_MEDIA_TYPE_CHARS = frozenset("!#$%&'+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _is_media_type(content_type: str) -> bool:
+    kind, slash, subtype = content_type.partition("/")
+    return bool(slash and kind and subtype) and _MEDIA_TYPE_CHARS.issuperset(kind) and _MEDIA_TYPE_CHARS.issuperset(subtype)
 
 
 # Bodies the server parses whatever a task declares (src/routes/body.ts), and the one raw type

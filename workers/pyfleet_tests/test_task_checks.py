@@ -164,6 +164,11 @@ class OptionsTest(RegistrationTest):
         self.assertEqual(registry.get("t").describe()["raw"], ["text/plain"])
         self.assertRefused(ValueError, r"^task 't2': raw must be a content type or a list of them, not 5$", name="t2", raw=5, raw_field="x")
         self.assertRefused(ValueError, r"^task 't2': raw content type 5 must look like", name="t2", raw=[5], raw_field="x")
+        # Each matched no request, its parameters and wildcards being compared as they are (a 415 for every body).
+        for bad in ("text/plain; charset=utf-8", "text/*", "*/*", "Text/Plain", " text/plain", "text/", "text/plain/x"):
+            with self.subTest(raw=bad):
+                self.assertRefused(ValueError, r"without parameters or wildcards", name="t3", raw=[bad], raw_field="x")
+        task("t4", raw=["application/vnd.api+json", "text/x-c++src"], raw_field="x")(takes_input)
 
     def test_raw_field_needs_raw_and_raw_needs_raw_field(self):
         self.assertRefused(ValueError, r"^task 't': raw_field 'text' needs raw, the content types whose body goes there$", raw_field="text")
