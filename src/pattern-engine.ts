@@ -46,8 +46,12 @@ function read (pattern: string): Reading {
       const code = next === 'u' ? /^\{([0-9A-Fa-f]{1,6})\}|^([0-9A-Fa-f]{4})/.exec(rest) : null
       const property = next === 'p' || next === 'P' ? /^\{([^}]*)\}/.exec(rest) : null
       if (code !== null) {
-        out += `\\x{${code[1] ?? code[2]}}`
-        i += 1 + code[0].length
+        // Two escapes of a surrogate pair are one code point in ECMAScript's u mode (`\uD83D\uDE00`
+        // is 😀); each alone, RE2 read two characters that no string holds.
+        const pair = code[2] !== undefined && /^[dD][89abAB]/.test(code[2]) ? /^\\u([dD][c-fC-F][0-9A-Fa-f]{2})/.exec(rest.slice(code[0].length)) : null
+        const point = pair === null ? code[1] ?? code[2] : (0x10000 + ((parseInt(code[2], 16) - 0xd800) << 10) + parseInt(pair[1], 16) - 0xdc00).toString(16)
+        out += `\\x{${point}}`
+        i += 1 + code[0].length + (pair?.[0].length ?? 0)
       } else if (property !== null) {
         const [key, value] = property[1].split('=')
         const name = value === undefined ? (PROPERTY_NAMES[key] ?? key) : (key === 'Script' || key === 'sc' ? value : undefined)
