@@ -2,6 +2,7 @@
 // validators, the effective timeout and concurrency limit. Routes look tasks up
 // here; the pool only sees the PoolTask part.
 
+import { declarationKey } from './declaration-key.js'
 import type { Ajv, ValidateFunction } from 'ajv'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, type Config } from './config.js'
@@ -98,8 +99,8 @@ export class TaskRegistry {
    * tasks, not every task again. Only those of the last table compiled are kept.
    */
   #reusable = new Map<string, Task>()
-  /** The served table's declaration, as JSON: a worker that declares the same serves the same tasks. */
-  #declaration = ''
+  /** The served table's declarationKey: a worker whose tasks have the same key serves the same tasks. */
+  #servedKey = ''
 
   constructor (config: Config) {
     this.#config = config
@@ -112,12 +113,12 @@ export class TaskRegistry {
   update (infos: readonly TaskInfo[]): void {
     this.#tasks = this.#compileOnce(infos)
     this.#declared = new Map(infos.map((info) => [info.name, JSON.stringify(info)]))
-    this.#declaration = JSON.stringify(infos)
+    this.#servedKey = declarationKey(infos)
   }
 
-  /** True if `declaration`, a worker's task declaration as JSON (JSON.stringify of its tasks), is the table served. */
-  isServedTable (declaration: string): boolean {
-    return declaration === this.#declaration
+  /** True if `key`, the declarationKey of a worker's tasks, is the table served's. */
+  isServedTable (key: string): boolean {
+    return key === this.#servedKey
   }
 
   /**
@@ -132,7 +133,8 @@ export class TaskRegistry {
       seen.add(info.name)
       const before = this.#declared.get(info.name)
       if (before === undefined) drift.added.push(info.name)
-      else if (before !== JSON.stringify(info)) drift.changed.push(info.name)
+      // Not for a list in another order only (an enum made from a Python set: declaration-key.ts).
+      else if (before !== JSON.stringify(info) && declarationKey(JSON.parse(before)) !== declarationKey(info)) drift.changed.push(info.name)
     }
     for (const name of this.#declared.keys()) if (!seen.has(name)) drift.removed.push(name)
     return drift.added.length + drift.removed.length + drift.changed.length === 0 ? undefined : drift

@@ -2,6 +2,7 @@
 // validationError: what a 400 says about the first thing wrong with an input.
 
 import t from 'tap'
+import { declarationKey } from '../src/declaration-key.js'
 import { Ajv } from 'ajv'
 import { binaryIsNoObject, compileBodyValidator, inputFields, ResultValidators, validationError } from '../src/schema-compile.js'
 import { TaskRegistry } from '../src/task-registry.js'
@@ -159,6 +160,23 @@ t.test('input schemas with an $id are compiled alone, as the offload thread comp
   // A reference into another task's schema resolved on the event loop only: a large body, checked on the thread, was a 500.
   t.throws(() => { registry.check([declared('shop.a', item), declared('shop.c', { type: 'array', items: { $ref: 'https://shop.example/item.json' } })]) },
     { message: 'task shop.c declares an invalid input schema: can\'t resolve reference https://shop.example/item.json from id #' })
+})
+
+t.test('a worker whose schema lists an enum, required or type in another order declares the same table (a Python set\'s order differs per process)', async (t) => {
+  const registry = new TaskRegistry(loadConfig({}))
+  const schema = (order: string[], required = ['colour', 'size']): Record<string, unknown> => ({ type: 'object', required, properties: { colour: { enum: order }, size: { type: ['integer', 'null'] } } })
+  const served = [declared('paint', schema(['red', 'green', 'blue']))]
+  registry.update(served)
+  const reordered = [declared('paint', { ...schema(['blue', 'red', 'green'], ['size', 'colour']), properties: { colour: { enum: ['blue', 'red', 'green'] }, size: { type: ['null', 'integer'] } } })]
+  t.equal(registry.drift(reordered), undefined, 'no drift: it warned that task code changed on disk')
+  t.ok(registry.isServedTable(declarationKey(reordered)), 'and pyfleet_workers_unlike_task_table does not count it')
+  t.ok(registry.isServedTable(declarationKey(served)))
+  const changed = [declared('paint', schema(['red', 'green']))]
+  t.same(registry.drift(changed), { added: [], removed: [], changed: ['paint'] }, 'another enum is a change')
+  t.notOk(registry.isServedTable(declarationKey(changed)))
+  // Lists whose order means something stay ordered: examples, anyOf, prefix items.
+  t.not(declarationKey({ examples: [1, 2] }), declarationKey({ examples: [2, 1] }))
+  t.not(declarationKey({ anyOf: [{ type: 'string' }, { type: 'integer' }] }), declarationKey({ anyOf: [{ type: 'integer' }, { type: 'string' }] }))
 })
 
 t.test('a table compiles only the tasks whose declaration changed, unless a schema\'s $id or references tie it to the others', async (t) => {

@@ -13,6 +13,7 @@ import { WorkerPool } from '../pool/worker-pool.js'
 import { Offloader } from '../offload/offloader.js'
 import { trackConnections } from './connections.js'
 import { version } from '../version.js'
+import { declarationKey } from '../declaration-key.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -180,7 +181,7 @@ async function rssLimitBelowIdle (pool: WorkerPool, maxWorkerRssMb: number): Pro
 
 /**
  * Counts the running workers whose declared tasks differ from the table served, for
- * pyfleet_workers_unlike_task_table. Each worker's declaration is made JSON once (a table of
+ * pyfleet_workers_unlike_task_table. Each worker's declaration is made its key (declaration-key.ts) once (a table of
  * hundreds of tasks is most of a megabyte), not on every scrape.
  */
 function workersUnlikeTable (pool: WorkerPool, tasks: TaskRegistry): () => number {
@@ -191,7 +192,7 @@ function workersUnlikeTable (pool: WorkerPool, tasks: TaskRegistry): () => numbe
       if (!worker.isAlive) continue
       let declaration = declarations.get(worker)
       if (declaration === undefined) {
-        declaration = JSON.stringify(worker.tasks)
+        declaration = declarationKey(worker.tasks)
         declarations.set(worker, declaration)
       }
       if (!tasks.isServedTable(declaration)) unlike++
