@@ -75,7 +75,9 @@ export class Admission {
     this.#queued = new QueuedCalls({
       queueTimeoutMs: options.queueTimeoutMs,
       timedOut: (waiter, limitMs, byBudget) => {
-        this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(waiter.call.task)), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
+        const task = waiter.call.task
+        const atTaskLimit = this.#running.hasCapacity(task) ? undefined : task
+        this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(task), atTaskLimit), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
       },
       clientGone: (waiter) => {
         this.settle(waiter, 'cancelled', new WorkersUnavailableError('the client went away while its call was queued'))

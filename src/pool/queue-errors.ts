@@ -3,7 +3,7 @@
 // because its budget could not fit its task's pace. Retry-After is the caller's to give.
 
 import { errorOfCode, QueueTimeoutError, withExtras } from '../errors.js'
-import type { Call, CallLimit } from './call.js'
+import type { Call, CallLimit, PoolTask } from './call.js'
 
 /** The queue as its limits see it when a call asks to wait. */
 export interface QueueLoad {
@@ -55,8 +55,12 @@ function queueFullBytesMessage (waiting: number, queuedBytes: number, callBytes:
   return `${already}; retry later`
 }
 
-export function queueTimeoutError (waitMs: number, byBudget: boolean, retryAfterSeconds: number): Error {
-  const error = new QueueTimeoutError(byBudget ? `${waitMs} ms (the x-request-timeout-ms budget)` : `${waitMs} ms`)
+export function queueTimeoutError (waitMs: number, byBudget: boolean, retryAfterSeconds: number, atTaskLimit?: PoolTask): Error {
+  const within = byBudget ? `${waitMs} ms (the x-request-timeout-ms budget)` : `${waitMs} ms`
+  // Held by its task's own limit, the call may have waited beside idle workers: "no worker became free" misled.
+  const error = atTaskLimit === undefined
+    ? new QueueTimeoutError(within)
+    : errorOfCode('QUEUE_TIMEOUT', `no call of ${atTaskLimit.name} could start within ${within}: it runs ${atTaskLimit.maxConcurrency} at once, its TASK_CONCURRENCY limit; retry later`)
   return withExtras(error, { retryAfterSeconds })
 }
 

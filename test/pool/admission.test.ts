@@ -193,6 +193,17 @@ t.test('a call that waits past QUEUE_TIMEOUT_MS gets 503 QUEUE_TIMEOUT and is ne
   t.equal(h.admission.waiting, 0)
 })
 
+t.test('a call held by its task\'s TASK_CONCURRENCY limit past QUEUE_TIMEOUT_MS is told so, not that no worker became free', async (t) => {
+  const h = harness({ freeWorkers: 3, queueTimeoutMs: 20 })
+  const slow = task('slow', 1)
+  void h.admission.admit(call(slow, { input: 'slow-1' }))
+  const error = await rejection(h.admission.admit(call(slow, { input: 'slow-2' })))
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.equal(error.message, 'no call of slow could start within 20 ms: it runs 1 at once, its TASK_CONCURRENCY limit; retry later', 'two workers sat idle all along')
+  t.same(h.counted, ['slow:queue_timeout'])
+  complete(h, h.started[0])
+})
+
 t.test('a budget shorter than QUEUE_TIMEOUT_MS bounds the wait, and the error says it was the budget', async (t) => {
   const h = harness({ queueTimeoutMs: 60_000 })
   const error = await rejection(h.admission.admit(call(task('echo'), { budgetMs: 20 })))
