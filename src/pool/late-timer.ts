@@ -1,7 +1,8 @@
 // One rule for the pool's timers: how late a timer must fire to mean the event loop was
 // held (another request's huge body being parsed, say), so that a reply that arrived
 // meanwhile may be waiting unread (timers run before I/O). call-deadline.ts (a task's
-// timeout) and budget-timer.ts (a client's budget) then look for it before they act.
+// timeout), budget-timer.ts (a client's budget) and queued-calls.ts (a wait for a worker) then look
+// for it before they act.
 
 import { performance } from 'node:perf_hooks'
 

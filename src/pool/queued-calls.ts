@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import { WaitQueue } from './wait-queue.js'
 import { queueWaitLimit } from './budget-timer.js'
+import { firedLate } from './late-timer.js'
 import type { Waiter } from './admission.js'
 
 export interface QueuedCallsOptions {
@@ -70,9 +71,16 @@ export class QueuedCalls {
     waiter.entry = atFront ? this.#queue.unshift(waiter) : this.#queue.push(waiter)
     this.#bytes += call.inputBytes ?? 0
     this.#perTask.set(call.task.name, (this.#perTask.get(call.task.name) ?? 0) + 1)
-    waiter.timer = setTimeout(() => {
+    const dueAt = performance.now() + remainingMs
+    const timeOut = (): void => {
       if (!this.#leave(waiter)) return
       this.#options.timedOut(waiter, limitMs, byBudget)
+    }
+    waiter.timer = setTimeout(() => {
+      // Fired late (the event loop was held), a reply that frees a worker may be waiting unread
+      // (timers run before I/O): the wait ends after the next poll, unless that reply starts it.
+      if (firedLate(dueAt)) waiter.timer = setTimeout(timeOut, 1)
+      else timeOut()
     }, remainingMs)
     waiter.unsubscribe = call.onClientGone?.(() => {
       if (!this.#leave(waiter)) return

@@ -356,6 +356,20 @@ t.test('a reply that arrived while the event loop was held past the client\'s bu
   t.same(answer.json.slept_ms, 100)
 })
 
+t.test('a reply that arrived while the event loop was held past a queued call\'s QUEUE_TIMEOUT_MS frees its worker for that call: no 503 for a call a worker was free for', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_TIMEOUT_MS: '300' })
+  const first = callTask(server.url, 'diag.work', { sleep_ms: 100 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the first call to run')
+  const queued = callTask(server.url, 'echo', { queued: true })
+  await waitFor(() => server.app.pool.snapshot().queue.waiting === 1, 5000, 'the second call to wait')
+  // Held past the first call's reply and the second's QUEUE_TIMEOUT_MS, after this turn's I/O (as above).
+  await new Promise<void>((resolve) => setImmediate(() => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 800); resolve() }))
+  t.equal((await first).status, 200)
+  const answer = await queued
+  t.equal(answer.status, 200, 'the worker the reply freed takes it')
+  t.same(answer.json, { queued: true })
+})
+
 t.test('a task that fails after its client had its 504 (budget) is still logged, with its traceback', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   const reply = await callTask(server.url, 'diag.work', { sleep_ms: 400, raise: 'boom-after-budget' }, { 'x-request-timeout-ms': '100' })
