@@ -112,11 +112,30 @@ def keyword_problem(schema: Any, path: str) -> Optional[str]:
             else:
                 advice = "add \"null\" to the value's \"type\" list instead (\"type\": [\"string\", \"null\"])"
             return f"{where} has 'nullable', which is OpenAPI 3.0's and not JSON Schema's (the OpenAPI 3.1 document would not allow the null): {advice}"
+        for keyword in ("const", "enum"):
+            wide = _wide_integer(node.get(keyword)) if keyword in node else None
+            if wide is not None:
+                return (
+                    f"{where}[{keyword!r}] holds {wide}, an integer past 2**53: the server reads schemas as JavaScript numbers, "
+                    f"which round it to {float(wide):.0f}, and would take that value for it; write such ids as strings (\"type\": \"string\")"
+                )
         if node.get("bytes") is True and "type" in node:
             return (
                 f"{where} has both \"bytes\": true and \"type\": {node['type']!r}; a binary value is none of JSON's types: "
                 f"drop \"type\" (for bytes or a string, write \"anyOf\": [{{\"bytes\": true}}, {{\"type\": \"string\"}}])"
             )
+    return None
+
+
+def _wide_integer(value: Any, depth: int = 0) -> Optional[int]:
+    """The first integer past ±2**53 in ``value`` (a const or enum, JSON already), or None."""
+    if type(value) is int:
+        return value if abs(value) > 2**53 else None
+    if depth < 100 and isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            wide = _wide_integer(item, depth + 1)
+            if wide is not None:
+                return wide
     return None
 
 

@@ -84,6 +84,11 @@ class OptionsTest(RegistrationTest):
                 self.assertRefused(ValueError, r"\['dependencies'\]\['a'\] has 'nullable'", **{field: {"type": "object", "dependencies": {"a": {"nullable": True}, "b": ["a"]}}})
                 self.assertRefused(ValueError, rf"^task 't': {field} has both \"bytes\": true and \"type\": 'string'; a binary value is none of JSON's types",
                                    **{field: {"bytes": True, "type": "string"}})
+                # The server reads schemas as JavaScript numbers: an id past 2**53 in const or enum took its rounded neighbour for it.
+                self.assertRefused(ValueError, rf"^task 't': {field}\['properties'\]\['id'\]\['enum'\] holds 9007199254740993, an integer past 2\*\*53: .* rounds? it to 9007199254740992, and would take that value for it; write such ids as strings",
+                                   **{field: {"type": "object", "properties": {"id": {"enum": [1, 9007199254740993]}}}})
+                self.assertRefused(ValueError, r"\['const'\] holds -9007199254740995", **{field: {"const": {"a": [-9007199254740995]}}})
+        task("exact", schema={"type": "object", "properties": {"id": {"enum": [2**53, -(2**53)], "maximum": 2**63 - 1}}, "default": {"id": 2**60}})(takes_input)
         # Properties so named are names, not keywords; "nullable": false says nothing JSON Schema does not.
         task("named", schema={"type": "object", "properties": {"nullable": {"type": "boolean"}, "bytes": {"bytes": True}, "s": {"type": "string", "nullable": False}}})(takes_input)
         self.assertIsNotNone(registry.get("named"))
