@@ -21,7 +21,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { isDeepStrictEqual } from 'node:util'
 import { CASES, QUICK_CASES, caseId, pathOf, requestsOf } from './lib/scenarios.mjs'
 import { DESIGN_ORDER, gunicornAvailability, startDesign } from './lib/designs.mjs'
@@ -74,7 +74,6 @@ function number (name, fallback, { integer = false, min = 0 } = {}) {
   return value
 }
 
-const python = process.env.PYTHON ?? '/usr/bin/python3'
 const quick = opts.quick
 const reps = number('reps', quick ? 1 : 3, { integer: true, min: 1 })
 const warmupMs = number('warmup', 1) * 1000
@@ -92,6 +91,14 @@ const unknown = (opts.designs?.split(',') ?? []).filter((d) => !DESIGN_ORDER.inc
 if (unknown.length > 0) fail(`unknown design ${unknown.join(', ')}; the designs are ${DESIGN_ORDER.filter((d) => d !== 'pyfleet-base').join(', ')} (pyfleet-base comes with --baseline-dir)`)
 for (const kv of opts.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) fail(`--env wants KEY=VALUE, not ${kv}`)
 const pyfleetEnv = Object.fromEntries(opts.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+// One interpreter for every design, the one pyfleet would run (--env PYTHON, PYTHON, else the
+// server's own search: .venv, then python3 on PATH), handed to pyfleet and the baselines alike:
+// pyfleet searched for its own while the baselines took /usr/bin/python3, and the ratios
+// compared two Python builds (and the report named the baselines').
+const python = pyfleetEnv.PYTHON ?? process.env.PYTHON ?? await (async () => {
+  const { resolvePython } = await import(pathToFileURL(join(ROOT, 'dist', 'python-path.js')).href).catch(() => fail('dist/ is not built: npm run build (npm run bench does it)'))
+  return (await resolvePython(undefined, ROOT).catch((error) => fail(error.message))).path
+})()
 const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
 const gunicorn = gunicornAvailability(python)
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }

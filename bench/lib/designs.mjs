@@ -76,7 +76,8 @@ function startPyfleet (ctx, name, root) {
   const nodeArgs = [...ctx.nodeArgs, ...(ctx.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(ctx.outDir, 'profiles', name)] : [])]
   return startHttp(ctx, name, process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
     cwd: root,
-    env: { ...process.env, POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: ctx.logLevel, ...ctx.pyfleetEnv }
+    // The interpreter every design runs (run.mjs), unless --env PYTHON says otherwise.
+    env: { ...process.env, PYTHON: ctx.python, POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: ctx.logLevel, ...ctx.pyfleetEnv }
   })
 }
 

@@ -61,7 +61,9 @@ export function targets (data) {
   add('cpu-10ms req/s, pyfleet ÷ gunicorn', '≥ 1.2', ratio(data, 'cpu-10ms@50', 'gunicorn'), (v) => v >= 1.2)
   add('cpu-10ms: Python share of all cores (pyfleet)', '≥ 90 %', metric(data, 'cpu-10ms@50', 'pyfleet', (r) => r.cpu?.pythonShare ?? null), (v) => v >= 0.9, 'percent')
   add('echo@1000: total RSS, max during the run (pyfleet)', '≤ 140 MB', metric(data, 'echo-100B@1000', 'pyfleet', (r) => r.memory.maxBytes / MB), (v) => v <= 140, 'MB')
-  add('echo@1000: errors + non-2xx (pyfleet)', '0', metric(data, 'echo-100B@1000', 'pyfleet', errorsOf), (v) => v === 0, 'count')
+  // Met only if no repetition had any (the median of [0, 0, 12] is 0).
+  const errors = metric(data, 'echo-100B@1000', 'pyfleet', errorsOf)
+  list.push({ name: 'echo@1000: errors + non-2xx (pyfleet)', goal: '0', value: errors, met: errors === null ? null : errors.max === 0, format: 'count' })
   return list
 }
 
