@@ -8,7 +8,7 @@
 // over it, and a watch on a directory that is deleted and made again (a branch switch)
 // ends without a word. A development setting can afford the stat calls; it needs to be right.
 
-import { readdir, stat } from 'node:fs/promises'
+import { readdir, realpath, stat } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
@@ -61,14 +61,21 @@ async function fingerprint (sources: readonly Source[]): Promise<{ files: Map<st
     files.set(path, found === undefined ? 'missing' : `${found.size} ${found.mtimeMs}`)
   }
   let seen = 0
+  /** Directories walked, by real path: a symlink may lead back up, or to one walked already. */
+  const walked = new Set<string>()
   const walk = async (dir: string): Promise<void> => {
+    const real = await realpath(dir).catch(() => dir)
+    if (walked.has(real)) return
+    walked.add(real)
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined)
     if (entries === undefined) { files.set(dir, 'missing'); return }
     for (const entry of entries) {
       if (++seen > MAX_ENTRIES) { truncated = true; return }
       if (entry.name.startsWith('.') || SKIPPED.has(entry.name)) continue
       const path = join(dir, entry.name)
-      if (entry.isDirectory()) await walk(path)
+      // A symlinked package too (a package linked in from its repository): Python imports through
+      // it, and the start-up check found it, but its edits went unseen and nothing said so.
+      if (entry.isDirectory() || (entry.isSymbolicLink() && await kindOf(path) === 'dir')) await walk(path)
       else if (entry.name.endsWith('.py')) await note(path)
     }
   }

@@ -3,7 +3,7 @@
 // workers on the code before.
 
 import t from 'tap'
-import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, getJson, startServer, waitFor, type Teardown, type TestServer } from '../helpers/server.js'
@@ -79,6 +79,23 @@ t.test('a helper module the task imports from another package is looked at too',
   await writeFile(join(dir, 'common', 'words.py'), 'WORD = "changed in common"\n')
   await waitFor(() => reloadsOf(server).length === 2, 30_000, 'the reload after the helper changed')
   t.same(await greet(server), { greeting: 'changed in common, Ada' }, 'the helper\'s edit is served')
+})
+
+t.test('a package symlinked into a PYTHONPATH entry is looked at through the link; a link back up does not loop', async (t) => {
+  // The package lives elsewhere (its own repository, say) and is linked in: Python imports through the
+  // link, and the start-up check found it, but the walk skipped links and its edits went unseen.
+  const home = await mkdtemp(join(tmpdir(), 'pyfleet-linked-'))
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-dev-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }); await rm(home, { recursive: true, force: true }) })
+  await mkdir(join(home, 'devtasks'))
+  await writeFile(join(home, 'devtasks', 'greeting.py'), greeting('hello'))
+  await symlink(join(home, 'devtasks'), join(dir, 'devtasks'))
+  await symlink(dir, join(home, 'devtasks', 'loop')) // back up: the walk must not go round for ever
+  const server = await startServer(t, { POOL_SIZE: '1', TASK_MODULES: 'devtasks.greeting', PYTHONPATH: dir, RELOAD_ON_CHANGE: '1', LOG_LEVEL: 'info' })
+  t.same(await greet(server), { greeting: 'hello, Ada' })
+  await writeFile(join(home, 'devtasks', 'greeting.py'), greeting('hi there'))
+  await waitFor(() => reloadsOf(server).length === 1, 30_000, 'the reload after the linked package changed')
+  t.same(await greet(server), { greeting: 'hi there, Ada' })
 })
 
 t.test('a TASK_MODULES package found elsewhere than on PYTHONPATH (installed, say) is named in a warning: its changes are not seen', async (t) => {
