@@ -240,6 +240,8 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
     process.stderr.write(`pyfleet: ${earlyStop} before start-up: exiting\n`)
     process.exit(0)
   }
+  // Said as one a moment later is (it was dropped without a word).
+  if (early.received.includes('SIGHUP')) process.stderr.write('pyfleet: SIGHUP during start-up ignored: nothing is serving yet to reload; send it again once the server listens\n')
 
   try {
     const host = await listenAddress(config.host)

@@ -203,6 +203,22 @@ t.test('SIGTERM while the server is still loading its code exits 0, before any w
   t.same(await childPythonPids(child.pid as number), [], 'no worker was started')
 })
 
+t.test('a SIGHUP while the server is still loading its code is said ignored, and the server starts', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { ROOT, FIXTURES } = await import('../helpers/server.js')
+  const child = spawn(process.execPath, ['--import', `${FIXTURES}/slow-main-loader.mjs`, 'dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', POOL_SIZE: '1' } })
+  let output = ''
+  child.stdout.on('data', (d) => { output += String(d) })
+  child.stderr.on('data', (d) => { output += String(d) })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  await waitFor(() => output.includes('test-loader: loading main.js'), 10_000, 'main.js to begin loading')
+  child.kill('SIGHUP') // remembered while main.js loads: it was then dropped without a word
+  await waitFor(() => /Server listening at/.test(output), 20_000, 'the server to listen')
+  t.match(output, /pyfleet: SIGHUP during start-up ignored: nothing is serving yet to reload/)
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, output)
+})
+
 t.test('the entry point loads nothing but Node built-ins before its signal handlers are in place', async (t) => {
   const { ROOT } = await import('../helpers/server.js')
   const source = await readFile(`${ROOT}/dist/server.js`, 'utf8')
