@@ -40,9 +40,11 @@ export interface WorkerPoolPluginOptions {
    * no task). A pipeline is where such a mistake should stop; a server starts anyway.
    */
   strict?: boolean
+  /** The offload thread's script (BuildOptions.offloadScript). */
+  offloadScript?: URL
 }
 
-async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false }: WorkerPoolPluginOptions): Promise<void> {
+async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false, offloadScript }: WorkerPoolPluginOptions): Promise<void> {
   const python = await resolvePython(config.python, PROJECT_ROOT, startSignal)
   const args = ['-m', 'pyfleet', '--max-frame-bytes', String(config.maxFrameBytes), '--parent-pid', String(process.pid)]
   // Each worker reads its own RSS after every call and says so in the reply once past the limit (resident.py).
@@ -66,7 +68,8 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     log: fastify.log.child({ component: 'offload' }),
     // Bodies waiting for the thread are held as bytes, as while they arrived: the same bound.
     holdBody: (bytes, request) => fastify.receiving.holdArrived(bytes, request),
-    onJobDone: fastify.metrics.offloadJobDone
+    onJobDone: fastify.metrics.offloadJobDone,
+    script: offloadScript
   })
   let lastDrift = ''
 

@@ -13,7 +13,7 @@ import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol
 import { encodeFrame } from '../../src/pool/frames.js'
 import { InvalidInputError, ReceiveFullError, ValidationError } from '../../src/errors.js'
 import { ReceiveLimit } from '../../src/routes/receive-limit.js'
-import { waitFor, type Teardown } from '../helpers/server.js'
+import { BUILT_OFFLOAD_THREAD, waitFor, type Teardown } from '../helpers/server.js'
 
 const FIXTURE_THREADS = new URL('../fixtures/offload-threads/', import.meta.url)
 const task = { name: 'sum', schema: { type: 'object', required: ['values'], properties: { values: { type: 'array', items: { type: 'number' } } } } }
@@ -33,7 +33,7 @@ function offloader (t: Teardown, options: Options = {}): Offloader {
     log,
     holdBody: options.holdBody,
     onJobDone: (op) => { options.done?.push(op) },
-    script: typeof options.script === 'string' ? new URL(options.script, FIXTURE_THREADS) : options.script,
+    script: typeof options.script === 'string' ? new URL(options.script, FIXTURE_THREADS) : options.script ?? BUILT_OFFLOAD_THREAD,
     idleStopMs: options.idleStopMs
   })
   t.teardown(async () => { await offload.close() })
