@@ -100,7 +100,7 @@ const python = pyfleetEnv.PYTHON ?? process.env.PYTHON ?? await (async () => {
   return (await resolvePython(undefined, ROOT).catch((error) => fail(error.message))).path
 })()
 const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
-const gunicorn = gunicornAvailability(python)
+const gunicorn = gunicornAvailability()
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }
 if (opts['baseline-dir'] !== undefined) {
   allowed.add('pyfleet-base')
@@ -144,6 +144,8 @@ const machine = {
   node: process.version,
   python: version(python, ['--version']),
   gunicorn: gunicorn.ok ? version('gunicorn', ['--version']) : undefined,
+  // Debian's gunicorn runs its own interpreter, which may not be the one pyfleet and the other baselines run.
+  gunicornPython: gunicorn.ok ? version(gunicorn.python[0], [...gunicorn.python.slice(1), '--version']) : undefined,
   loadAverageAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number)
 }
 

@@ -4,7 +4,7 @@
 // port, except pipe, which has no HTTP and is driven over IPC.
 
 import { execFileSync, fork, spawn } from 'node:child_process'
-import { existsSync, openSync, closeSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, isAlive, stopTree, waitForHttp } from './procs.mjs'
 
@@ -112,19 +112,33 @@ async function startPipe (ctx) {
   }
 }
 
-/** Whether gunicorn and Flask are installed; a note saying why not otherwise. */
-export function gunicornAvailability (python) {
-  try {
-    execFileSync('gunicorn', ['--version'], { stdio: 'ignore' })
-  } catch {
+/**
+ * Whether gunicorn and Flask are installed; a note saying why not otherwise.
+ * Flask is looked for with gunicorn's own interpreter (its script's #! line), not with
+ * the Python pyfleet runs: pyfleet may pick a .venv, which does not see Debian's
+ * python3-flask, while Debian's gunicorn always runs /usr/bin/python3 (the bench
+ * skipped gunicorn on a machine that had both installed).
+ */
+export function gunicornAvailability () {
+  const script = (process.env.PATH ?? '').split(':').filter(Boolean).map((dir) => join(dir, 'gunicorn')).find((file) => {
+    try { accessSync(file, constants.X_OK); return true } catch { return false }
+  })
+  if (script === undefined) {
     return { ok: false, note: 'gunicorn not installed (Debian: sudo apt-get install gunicorn python3-flask): skipped' }
   }
+  const python = interpreterOf(script)
   try {
-    execFileSync(python, ['-c', 'import flask'], { stdio: 'ignore' })
+    execFileSync(python[0], [...python.slice(1), '-c', 'import flask'], { stdio: 'ignore' })
   } catch {
-    return { ok: false, note: 'Flask not importable (Debian: sudo apt-get install python3-flask): gunicorn skipped' }
+    return { ok: false, note: `Flask not importable by gunicorn's Python (${python.join(' ')}; Debian: sudo apt-get install python3-flask): gunicorn skipped` }
   }
-  return { ok: true }
+  return { ok: true, python }
+}
+
+/** The command line of a script's #! line (`#!/usr/bin/env python3` gives ['/usr/bin/env', 'python3']); python3 if none. */
+function interpreterOf (script) {
+  const first = readFileSync(script, { encoding: 'latin1' }).slice(0, 256).split('\n')[0]
+  return first.startsWith('#!') ? first.slice(2).trim().split(/\s+/) : ['python3']
 }
 
 /** Starts design `name`; resolves with a handle {name, pid, url, run(spec, onMark), stop()}. */

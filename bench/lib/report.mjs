@@ -97,7 +97,7 @@ function designsOf (data, caseId) {
 
 function machineLine (data) {
   const m = data.machine
-  return `${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}; Node ${m.node}, ${m.python}${m.gunicorn ? `, ${m.gunicorn}` : ''}; load average at start ${m.loadAverageAtStart.join(' ')}`
+  return `${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}; Node ${m.node}, ${m.python}${m.gunicorn ? `, ${m.gunicorn}${m.gunicornPython && m.gunicornPython !== m.python ? ` on ${m.gunicornPython}` : ''}` : ''}; load average at start ${m.loadAverageAtStart.join(' ')}`
 }
 
 export function renderMarkdown (data, { resultsFile, brief = false } = {}) {
