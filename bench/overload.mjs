@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
+import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { median, spread } from './lib/report.mjs'
 import { parseOptions } from './lib/usage.mjs'
 
@@ -44,6 +45,9 @@ const RATE = Number(opts.load) * POOL_SIZE * 1000 / TASK_MS
 const SECONDS = Number(opts.seconds)
 const [BUDGET_MIN, BUDGET_MAX] = opts.budget.split('-').map(Number)
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3'
+// The shell's pyfleet settings stay out of the servers compared (lib/environment.mjs).
+const { env: inheritedEnv, ignored } = await withoutPyfleetSettings(ROOT)
+if (ignored.length > 0) console.log(`note: ${ignoredNote(ignored)}`)
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-overload-'))
 
 const ENV = Object.fromEntries(opts.env.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
@@ -54,7 +58,7 @@ async function startPyfleet (label, root, extraEnv) {
   const child = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
     cwd: root,
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE), ...extraEnv }
+    env: { ...inheritedEnv, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE), ...extraEnv }
   })
   closeSync(fd)
   const url = `http://127.0.0.1:${port}`

@@ -25,6 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { isDeepStrictEqual } from 'node:util'
 import { CASES, QUICK_CASES, caseId, pathOf, requestsOf } from './lib/scenarios.mjs'
 import { DESIGN_ORDER, gunicornAvailability, startDesign } from './lib/designs.mjs'
+import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { measure } from './lib/measure.mjs'
 import { renderMarkdown } from './lib/report.mjs'
 import { renderChart } from './lib/chart.mjs'
@@ -100,6 +101,9 @@ const python = pyfleetEnv.PYTHON ?? process.env.PYTHON ?? await (async () => {
   return (await resolvePython(undefined, ROOT).catch((error) => fail(error.message))).path
 })()
 const allowed = new Set(opts.designs?.split(',') ?? DESIGN_ORDER)
+// The shell's pyfleet settings stay out of every design (lib/environment.mjs).
+const { env: inheritedEnv, ignored } = await withoutPyfleetSettings(ROOT).catch(() => fail('dist/ is not built: npm run build (npm run bench does it)'))
+if (ignored.length > 0) notes.push(ignoredNote(ignored))
 const gunicorn = gunicornAvailability()
 if (!gunicorn.ok) { allowed.delete('gunicorn'); notes.push(gunicorn.note) }
 if (opts['baseline-dir'] !== undefined) {
@@ -125,6 +129,7 @@ const ctx = {
   cpuProf: opts['cpu-prof'],
   baselineDir: opts['baseline-dir'] === undefined ? undefined : resolve(opts['baseline-dir']),
   pyfleetEnv,
+  inheritedEnv,
   nodeArgs: opts['node-arg']
 }
 

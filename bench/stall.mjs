@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Packr } from 'msgpackr'
 import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
+import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { median, spread } from './lib/report.mjs'
 import { parseOptions } from './lib/usage.mjs'
 
@@ -34,6 +35,9 @@ const opts = parseOptions(import.meta.url, {
 const REPS = Number(opts.reps)
 const SIZE = Number(opts.mib) * 1024 * 1024 - 1024
 const PYTHON = opts.python
+// The shell's pyfleet settings stay out of the servers compared (lib/environment.mjs).
+const { env: inheritedEnv, ignored } = await withoutPyfleetSettings(ROOT)
+if (ignored.length > 0) console.log(`note: ${ignoredNote(ignored)}`)
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-stall-'))
 
 /**
@@ -60,7 +64,7 @@ async function startPyfleet (label, env) {
   const port = await freePort()
   const fd = openSync(join(LOGS, `${label}.log`), 'w')
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'server.js')], {
-    cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', ...env }
+    cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...inheritedEnv, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', ...env }
   })
   closeSync(fd)
   const url = `http://127.0.0.1:${port}`

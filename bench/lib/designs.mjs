@@ -77,13 +77,13 @@ function startPyfleet (ctx, name, root) {
   return startHttp(ctx, name, process.execPath, [...nodeArgs, join(root, 'dist', 'server.js')], {
     cwd: root,
     // The interpreter every design runs (run.mjs), unless --env PYTHON says otherwise.
-    env: { ...process.env, PYTHON: ctx.python, POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: ctx.logLevel, ...ctx.pyfleetEnv }
+    env: { ...ctx.inheritedEnv, PYTHON: ctx.python, POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: ctx.logLevel, ...ctx.pyfleetEnv }
   })
 }
 
 async function startPipe (ctx) {
   const fd = logFile(ctx, 'pipe')
-  const child = fork(join(ctx.benchDir, 'baselines', 'pipe.mjs'), [], { stdio: ['ignore', fd, fd, 'ipc'], env: { ...process.env, PYTHON: ctx.python } })
+  const child = fork(join(ctx.benchDir, 'baselines', 'pipe.mjs'), [], { stdio: ['ignore', fd, fd, 'ipc'], env: { ...ctx.inheritedEnv, PYTHON: ctx.python } })
   closeSync(fd)
   await new Promise((resolve, reject) => {
     child.once('message', (m) => m.type === 'ready' ? resolve() : reject(new Error(`pipe: ${JSON.stringify(m)}`)))
@@ -150,14 +150,14 @@ export async function startDesign (ctx, name) {
       if (!existsSync(join(ctx.baselineDir, 'dist', 'server.js'))) throw new Error(`${ctx.baselineDir}/dist/server.js is missing: run npm ci && npm run build there`)
       return await startPyfleet(ctx, name, ctx.baselineDir)
     }
-    case 'proto': return await startHttp(ctx, name, process.execPath, [join(baselines, 'proto.mjs')], { cwd: ctx.root, env: { ...process.env, PYTHON: ctx.python } })
-    case 'bare': return await startHttp(ctx, name, process.execPath, [join(baselines, 'bare.mjs')], { cwd: ctx.root, env: process.env })
-    case 'spawn': return await startHttp(ctx, name, process.execPath, [join(baselines, 'spawn.mjs')], { cwd: ctx.root, env: { ...process.env, PYTHON: ctx.python } })
+    case 'proto': return await startHttp(ctx, name, process.execPath, [join(baselines, 'proto.mjs')], { cwd: ctx.root, env: { ...ctx.inheritedEnv, PYTHON: ctx.python } })
+    case 'bare': return await startHttp(ctx, name, process.execPath, [join(baselines, 'bare.mjs')], { cwd: ctx.root, env: ctx.inheritedEnv })
+    case 'spawn': return await startHttp(ctx, name, process.execPath, [join(baselines, 'spawn.mjs')], { cwd: ctx.root, env: { ...ctx.inheritedEnv, PYTHON: ctx.python } })
     case 'gunicorn': return await startHttp(ctx, name, 'gunicorn', (port) => [
       '--workers', '4', '--worker-class', 'sync', '--bind', `127.0.0.1:${port}`, '--chdir', baselines, '--log-level', 'warning',
       // gunicorn's advice for containers: the heartbeat file on tmpfs, not on an overlay /tmp that can stall workers.
       ...(existsSync('/dev/shm') ? ['--worker-tmp-dir', '/dev/shm'] : []), 'gunicorn_app:app'
-    ], { cwd: ctx.root, env: { ...process.env, PYTHONPATH: [join(ctx.root, 'workers'), baselines].join(':') } })
+    ], { cwd: ctx.root, env: { ...ctx.inheritedEnv, PYTHONPATH: [join(ctx.root, 'workers'), baselines].join(':') } })
     case 'pipe': return await startPipe(ctx)
     default: throw new Error(`unknown design ${name}`)
   }
