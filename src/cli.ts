@@ -10,7 +10,7 @@ export const USAGE = `Usage: node dist/server.js [--check | --help | --version] 
 Serves pyfleet: HTTP on HOST:PORT, and POOL_SIZE Python workers running the tasks
 of TASK_MODULES. It is configured by environment variables only (README, "Configuration").
 
-  (no option)   serve until SIGTERM or SIGINT (drain, then exit 0); SIGHUP reloads the workers
+  (no option)   serve until SIGTERM, SIGINT or SIGUSR2 (drain, then exit 0); SIGHUP reloads the workers
   --check       check the configuration, start the workers once (so every task module is
                 imported and every schema compiled), print the task table, stop; exit 0
                 if all is well, 1 with the reason otherwise. Serves nothing.

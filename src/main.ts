@@ -27,6 +27,12 @@ const EXIT_LOG_FLUSH_MS = 1000
  * the server gets it from the terminal and again from npm, which passes its own on.
  */
 const REPEATED_SIGNAL_WINDOW_MS = 500
+/**
+ * The signals that drain and stop the server. SIGUSR2 is nodemon's restart signal (and
+ * Node's default for it ended the server at once, cutting every call in flight): it drains
+ * as SIGTERM does, then exits 0, and nodemon starts the new one.
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGUSR2']
 
 function fatal (message: string): never {
   process.stderr.write(`pyfleet: ${message}\n`)
@@ -136,7 +142,7 @@ async function runCheck (config: Config, early: EarlySignals): Promise<void> {
   // Signals keep their default action: Ctrl-C ends a check stuck in a slow import at once,
   // and one that came while the code was loading ends it now, as it would have then.
   early.stopRemembering()
-  const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
+  const earlyStop = early.received.find((signal) => STOP_SIGNALS.includes(signal))
   if (earlyStop !== undefined) process.kill(process.pid, earlyStop)
   // Except that the interpreter probe runs in a session of its own, out of Ctrl-C's reach,
   // and with no parent-death signal (workers have one): it is killed first, then the check
@@ -147,17 +153,16 @@ async function runCheck (config: Config, early: EarlySignals): Promise<void> {
     checking.abort()
     process.exit(128 + osConstants.signals[signal])
   }
-  process.on('SIGINT', stopCheck)
-  process.on('SIGTERM', stopCheck)
+  for (const signal of STOP_SIGNALS) process.on(signal, stopCheck)
   const report = await checkSetup(config, checking.signal).catch((error: unknown) => exitWithStartError(error, config))
   process.stdout.write(report)
   exitOnceLogged(0)
 }
 
-/** Serves until SIGTERM or SIGINT, then drains and exits; SIGHUP reloads the task code. */
+/** Serves until SIGTERM, SIGINT or SIGUSR2, then drains and exits; SIGHUP reloads the task code. */
 async function serve (config: Config, early: EarlySignals): Promise<void> {
   let app: FastifyInstance | undefined
-  /** The first SIGTERM or SIGINT, once one has come: the server is stopping. */
+  /** The first stop signal (STOP_SIGNALS), once one has come: the server is stopping. */
   let firstStop: { signal: NodeJS.Signals, at: number } | undefined
   /** The shutdown is over; the process only lets its last log lines out. */
   let stopped = false
@@ -221,8 +226,7 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
   }
   // Installed before anything starts, so a stop during start-up (a pod deleted
   // while its workers spawn) still ends in a clean exit 0.
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
+  for (const signal of STOP_SIGNALS) process.on(signal, stop)
   process.on('SIGHUP', () => {
     // Said, not silently dropped: an operator who sent it would wonder whether it arrived.
     if (firstStop !== undefined) {
@@ -235,7 +239,7 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
   })
   early.stopRemembering()
   // A stop that came while the code was still loading: nothing has started, nothing to drain.
-  const earlyStop = early.received.find((signal) => signal === 'SIGTERM' || signal === 'SIGINT')
+  const earlyStop = early.received.find((signal) => STOP_SIGNALS.includes(signal))
   if (earlyStop !== undefined) {
     process.stderr.write(`pyfleet: ${earlyStop} before start-up: exiting\n`)
     process.exit(0)

@@ -6,7 +6,8 @@
 
 import { url } from 'node:inspector'
 
-const SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
+// SIGUSR2 stops the server as SIGTERM does (main.ts): remembered from the start, as they are.
+const SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGUSR2', 'SIGHUP']
 const received: NodeJS.Signals[] = []
 const remember = (signal: NodeJS.Signals): void => { received.push(signal) }
 for (const signal of SIGNALS) process.on(signal, remember)

@@ -11,6 +11,7 @@ import { OffloadThreadError, shuttingDown } from './offload-errors.js'
 import type { Job, JobOutcome } from './jobs.js'
 import { JobQueue } from './job-queue.js'
 import { IDLE_STOP_MS, JobThread } from './job-thread.js'
+import { ThreadPace } from './thread-pace.js'
 import type { OutcomeMessage } from './offload-thread.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
@@ -48,6 +49,8 @@ export interface Queued {
   overran: () => Error
   /** Set while it runs with a time limit. */
   limitTimer: NodeJS.Timeout | undefined
+  /** When the thread began it (performance.now()), for the thread's pace. */
+  startedAt: number | undefined
 }
 
 /**
@@ -65,6 +68,9 @@ export class JobRunner {
   #phase: 'open' | 'draining' | 'closed' = 'open'
   #nextId = 0
   #pendingBodyBytes = 0
+  /** Bytes of every job waiting or running, answers too: what the thread has ahead of it. */
+  #pendingJobBytes = 0
+  readonly #pace = new ThreadPace()
 
   constructor (options: JobRunnerOptions) {
     this.#options = options
@@ -84,6 +90,14 @@ export class JobRunner {
   /** Whether the thread is running now. */
   get threadRunning (): boolean { return this.#thread.isRunning }
 
+  /**
+   * Retry-After for a body whose wait ran out: about how long the thread needs for what it
+   * has waiting and running, at the pace of its recent jobs (thread-pace.ts).
+   */
+  retryAfterSeconds (): number {
+    return this.#pace.retryAfterSeconds(this.#pendingJobBytes)
+  }
+
   /** Whether bodies are refused: the server drains, or has closed. */
   get isDraining (): boolean {
     return this.#phase !== 'open'
@@ -99,9 +113,10 @@ export class JobRunner {
       return Promise.reject(job.op === 'input' ? shuttingDown() : new OffloadThreadError('the server shut down before the answer was written'))
     }
     return new Promise<JobOutcome>((resolve, reject) => {
-      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {}, bytes: job.op === 'input' ? job.bytes.length : job.frame.length, ...limit, limitTimer: undefined }
+      const queued: Queued = { id: ++this.#nextId, job, resolve, reject, bodyBytes, release, queuedAt: performance.now(), waitedMs: 0, unwatch: () => {}, bytes: job.op === 'input' ? job.bytes.length : job.frame.length, ...limit, limitTimer: undefined, startedAt: undefined }
       this.#waiting.push(queued)
       this.#pendingBodyBytes += bodyBytes
+      this.#pendingJobBytes += queued.bytes
       watch?.(queued)
       this.#pump()
     })
@@ -152,6 +167,7 @@ export class JobRunner {
     queued.unwatch()
     clearTimeout(queued.limitTimer)
     this.#pendingBodyBytes -= queued.bodyBytes
+    this.#pendingJobBytes -= queued.bytes
     queued.release()
   }
 
@@ -163,7 +179,9 @@ export class JobRunner {
   /** The thread began the running job: its time limit counts from now, not from a new thread's start-up. */
   #onStarted (id: number): void {
     const running = this.#running
-    if (running === undefined || running.id !== id || !Number.isFinite(running.timeLimitMs)) return
+    if (running === undefined || running.id !== id) return
+    running.startedAt = performance.now()
+    if (!Number.isFinite(running.timeLimitMs)) return
     // Capped: Node fires a longer timer at once.
     running.limitTimer = setTimeout(() => { this.#overran(running) }, Math.min(running.timeLimitMs, MAX_TIMER_MS))
   }
@@ -174,6 +192,7 @@ export class JobRunner {
     this.#running = undefined
     this.#finish(running)
     if (outcome !== undefined) {
+      if (running.startedAt !== undefined) this.#pace.jobRan(running.bytes, performance.now() - running.startedAt)
       this.#options.onJobDone?.(running.job.op)
       running.resolve(outcome)
     } else {

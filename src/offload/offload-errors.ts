@@ -34,11 +34,14 @@ export function shuttingDown (): Error {
   return error
 }
 
-/** The answer to a body that waited for the thread past its client's budget or QUEUE_TIMEOUT_MS. */
-export function waitedTooLong (limitMs: number, byBudget: boolean): Error {
+/**
+ * The answer to a body that waited for the thread past its client's budget or QUEUE_TIMEOUT_MS;
+ * `retryAfterSeconds`: about how long the thread needs for what it has ahead (thread-pace.ts).
+ */
+export function waitedTooLong (limitMs: number, byBudget: boolean, retryAfterSeconds: number): Error {
   const limit = byBudget ? `the x-request-timeout-ms budget of ${limitMs} ms` : `QUEUE_TIMEOUT_MS (${limitMs} ms)`
   const message = `${limit} ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
-  const error = withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds: 1 })
+  const error = withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds })
   // Its wait was queueing: as a call whose wait for a worker ran out.
   outcomes.set(error, { outcome: 'queue_timeout', limit: byBudget ? 'client_budget_queued' : 'queue_timeout_ms' })
   return error

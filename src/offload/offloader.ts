@@ -193,7 +193,7 @@ export class Offloader {
     const { limitMs, byBudget } = queueWaitLimit(budgetMs, this.#options.queueTimeoutMs ?? Infinity)
     if (!Number.isFinite(limitMs)) return undefined
     // Capped: Node fires a longer timer at once (a budget header may have any number of digits).
-    return setTimeout(() => { this.#jobs.drop(waiting, waitedTooLong(limitMs, byBudget)) }, Math.min(limitMs, MAX_TIMER_MS))
+    return setTimeout(() => { this.#jobs.drop(waiting, waitedTooLong(limitMs, byBudget, this.#jobs.retryAfterSeconds())) }, Math.min(limitMs, MAX_TIMER_MS))
   }
 
   /** A schema's JSON, the thread's cache key for its validator, made once per task object (a reload makes new ones). */

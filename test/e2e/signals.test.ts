@@ -1,5 +1,5 @@
 // Signals and the process around the server: SIGTERM to `npm start`, Ctrl-C, a second
-// SIGTERM, SIGHUP (reload, or said ignored), signals during start-up, and kill -9 of
+// SIGTERM, SIGUSR2 (nodemon's), SIGHUP (reload, or said ignored), signals during start-up, and kill -9 of
 // Node taking every worker with it.
 
 import t from 'tap'
@@ -70,6 +70,20 @@ t.test('a second SIGTERM, past the moment an echo of the first would come, exits
   t.equal((await server.exited).code, 1)
   t.match(server.output(), /second SIGTERM: exiting now/)
   await running
+})
+
+t.test('SIGUSR2 (nodemon\'s restart signal) drains as SIGTERM does: the call in flight finishes, exit 0, no worker left', async (t) => {
+  // Node's default for SIGUSR2 ended the server at once: the call got no answer, exit by signal.
+  const server = await startServerProcess(t, { POOL_SIZE: '1' })
+  const workers = await childPythonPids(server.child.pid as number)
+  t.equal(workers.length, 1, 'the server\'s worker is found')
+  const running = callTask(server.url, 'diag.work', { sleep_ms: 800 })
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
+  server.child.kill('SIGUSR2')
+  t.equal((await running).status, 200, 'the call in flight finished')
+  t.same(await server.exited, { code: 0, signal: null })
+  t.match(server.output(), /"signal":"SIGUSR2"[^\n]*"msg":"shutting down: finishing admitted calls"/)
+  for (const pid of workers) t.notOk(await isRunning(pid), 'its worker is gone')
 })
 
 t.test('kill -9 of Node: all its workers are gone within 2 s', async (t) => {
@@ -184,24 +198,26 @@ t.test('SIGTERM while PYTHON is still being tried exits 0 at once, and leaves no
   await waitFor(async () => !(await hung()), 2000, 'the wrapper\'s child to be gone')
 })
 
-t.test('SIGTERM while the server is still loading its code exits 0, before any worker starts', async (t) => {
-  const { spawn } = await import('node:child_process')
-  const { ROOT, FIXTURES } = await import('../helpers/server.js')
-  // The loader holds main.js back for 1 s, as a slow disk or a busy machine might.
-  const child = spawn(process.execPath, ['--import', `${FIXTURES}/slow-main-loader.mjs`, 'dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0' } })
-  let output = ''
-  child.stderr.on('data', (d) => { output += String(d) })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal }) }))
-  await waitFor(() => output.includes('test-loader: loading main.js'), 10_000, 'main.js to begin loading')
-  child.kill('SIGHUP') // ignored at this point (a reload of nothing), not Node's default: death
-  child.kill('SIGTERM')
-  t.same(await exited, { code: 0, signal: null }, output)
-  // Node 20 and 22 run the signal handlers while a loader hook holds main.js back: "before
-  // start-up". Node 24 waits for the hook's thread on the main thread, so the signals are seen
-  // once main.js has loaded, as in the test above: "during start-up", stopping before any worker.
-  t.match(output, Number(process.versions.node.split('.')[0]) < 24 ? /pyfleet: SIGTERM before start-up: exiting/ : /pyfleet: SIGTERM (before|during) start-up/)
-  t.same(await childPythonPids(child.pid as number), [], 'no worker was started')
-})
+for (const stopSignal of ['SIGTERM', 'SIGUSR2'] as const) {
+  t.test(`${stopSignal} while the server is still loading its code exits 0, before any worker starts`, async (t) => {
+    const { spawn } = await import('node:child_process')
+    const { ROOT, FIXTURES } = await import('../helpers/server.js')
+    // The loader holds main.js back for 1 s, as a slow disk or a busy machine might.
+    const child = spawn(process.execPath, ['--import', `${FIXTURES}/slow-main-loader.mjs`, 'dist/server.js'], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0' } })
+    let output = ''
+    child.stderr.on('data', (d) => { output += String(d) })
+    const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal }) }))
+    await waitFor(() => output.includes('test-loader: loading main.js'), 10_000, 'main.js to begin loading')
+    child.kill('SIGHUP') // ignored at this point (a reload of nothing), not Node's default: death
+    child.kill(stopSignal)
+    t.same(await exited, { code: 0, signal: null }, output)
+    // Node 20 and 22 run the signal handlers while a loader hook holds main.js back: "before
+    // start-up". Node 24 waits for the hook's thread on the main thread, so the signals are seen
+    // once main.js has loaded, as in the test above: "during start-up", stopping before any worker.
+    t.match(output, Number(process.versions.node.split('.')[0]) < 24 ? new RegExp(`pyfleet: ${stopSignal} before start-up: exiting`) : new RegExp(`pyfleet: ${stopSignal} (before|during) start-up`))
+    t.same(await childPythonPids(child.pid as number), [], 'no worker was started')
+  })
+}
 
 t.test('a SIGHUP while the server is still loading its code is said ignored, and the server starts', async (t) => {
   const { spawn } = await import('node:child_process')

@@ -189,6 +189,21 @@ t.test('a body whose client\'s budget runs out while it waits is answered 503 QU
   t.match(await patient, { code: 'WORKERS_UNAVAILABLE' }, 'until the close answers it')
 })
 
+t.test('a body whose wait runs out is told to retry after about the time the thread needs for what it has ahead, at its recent pace', async (t) => {
+  // 200 ms a job (slow.mjs): once one has run, the thread's pace is at least 200 ms per job of
+  // 15 bytes. Ten bodies ahead and the late one itself: at least 11 × 200 ms, so Retry-After is
+  // 3 s or more (more on a slow machine, never less); it was 1 s whatever the backlog.
+  const offload = offloader(t, { script: 'slow.mjs' })
+  await offload.input(task, new PendingBody(Buffer.from('{"values": [0]}'), 'json'))
+  const ahead = Array.from({ length: 10 }, (_, i) => offload.input(task, new PendingBody(Buffer.from(`{"values": [${i}]}`), 'json')))
+  const late = await offload.input(task, new PendingBody(Buffer.from('{"values": [9]}'), 'json'), { budgetMs: 20 }).catch((e: Error) => e)
+  t.match(late, { code: 'QUEUE_TIMEOUT', statusCode: 503 })
+  const { retryAfterSeconds } = late as Error & { retryAfterSeconds: number }
+  t.ok(retryAfterSeconds >= 3 && retryAfterSeconds <= 60, `Retry-After ${retryAfterSeconds} s for 11 jobs at 200 ms or more each (at most 60)`)
+  await offload.close()
+  await Promise.allSettled(ahead)
+})
+
 t.test('a job the thread works on past its task\'s timeout fails, and the thread is ended: the next job gets a new one', async (t) => {
   const lines: string[] = []
   const offload = offloader(t, { script: 'stalls.mjs', lines })
