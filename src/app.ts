@@ -11,7 +11,7 @@ import connectionLimit from './plugins/connection-limit.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
 import errorHandler, { clientError, frameworkError, notFoundError } from './plugins/error-handler.js'
-import { closeIfBodyIgnored, closingConnectionError, hostHeaderError, numberRequest } from './connection-reuse.js'
+import { closeIfBodyIgnored, closingConnectionError, singleHeaderError, numberRequest } from './connection-reuse.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import openApiRoutes from './routes/openapi.js'
@@ -110,7 +110,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // the clock stops once the whole request has arrived.
     requestTimeout: config.requestBodyTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    // Node's Host check answers an empty 400: the onRequest hook's hostHeaderError answers in the error shape.
+    // Node's Host check answers an empty 400: the onRequest hook's singleHeaderError answers in the error shape.
     http: { ...receiveTimeouts(config.requestBodyTimeoutMs), requireHostHeader: false },
     frameworkErrors: frameworkError,
     clientErrorHandler: clientError,
@@ -133,7 +133,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
-    done(closingConnectionError(request) ?? hostHeaderError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined) ?? undecodableQuery(request))
+    done(closingConnectionError(request) ?? singleHeaderError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined) ?? undecodableQuery(request))
   })
 
   await app.register(metrics)

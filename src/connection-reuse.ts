@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { DuplicateHostError, InvalidInputError, MissingHostError } from './errors.js'
+import { DuplicateHeaderError, DuplicateHostError, InvalidInputError, MissingHostError } from './errors.js'
 import { lingerOnClose } from './lingering-close.js'
 import { loggedUrl } from './request-log.js'
 
@@ -143,29 +143,38 @@ function isBodyParseError (error: Error): boolean {
  * turns it off (requireHostHeader: false) and this answers in the error shape, closing
  * the connection as Node did: a client that omits Host is not one to keep talking to.
  * The same section refuses a request with several Host lines, of any version: Node kept
- * the first, where a proxy in front may have routed by another.
+ * the first, where a proxy in front may have routed by another. Content-Type and
+ * Authorization, which are no lists either (RFC 9110 §5.3), are refused repeated too
+ * (DUPLICATE_HEADER): Node kept the first, where a proxy or firewall in front may have
+ * checked the body as the other type, or let the request through on the other token.
  */
-export function hostHeaderError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
+export function singleHeaderError (request: FastifyRequest, reply: FastifyReply): Error | undefined {
   const raw = request.raw
   if (raw.headers.host === undefined) {
     if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return undefined
     closeAfterAnswer(request, reply)
     return new MissingHostError()
   }
-  const lines = hostLines(raw.rawHeaders)
-  if (lines === 1) return undefined
-  closeAfterAnswer(request, reply)
-  return new DuplicateHostError(String(lines))
-}
-
-/** How many header lines are Host lines (names and values alternate in `rawHeaders`). */
-function hostLines (rawHeaders: string[]): number {
-  let lines = 0
+  const rawHeaders = raw.rawHeaders
+  let hosts = 0
+  let contentTypes = 0
+  let authorizations = 0
+  // Names and values alternate; the length test keeps the lower-casing to the few names it could match.
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]
-    if (name.length === 4 && name.toLowerCase() === 'host') lines++
+    if (name.length === 4) {
+      if (name.toLowerCase() === 'host') hosts++
+    } else if (name.length === 12) {
+      if (name.toLowerCase() === 'content-type') contentTypes++
+    } else if (name.length === 13) {
+      if (name.toLowerCase() === 'authorization') authorizations++
+    }
   }
-  return lines
+  if (hosts === 1 && contentTypes <= 1 && authorizations <= 1) return undefined
+  // The body, if any, is not read: the connection cannot be reused after the answer.
+  closeAfterAnswer(request, reply)
+  if (hosts !== 1) return new DuplicateHostError(String(hosts))
+  return contentTypes > 1 ? new DuplicateHeaderError('Content-Type', String(contentTypes)) : new DuplicateHeaderError('Authorization', String(authorizations))
 }
 
 /** Methods whose routes answer without reading a body. */

@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Config } from '../config.js'
 import { noteErrorCode } from '../request-log.js'
+import { noStore } from '../routes/no-store.js'
 
 const HEALTH_URL = '/health'
 const RETRY_AFTER_SECONDS = 10
@@ -37,7 +38,7 @@ async function pressurePlugin (fastify: FastifyInstance, { config }: { config: C
     // Over the last sample (1 s), not since start (under-pressure's default): a replica idle
     // after a busy hour read ~0.5, and a new spike barely moved a long-lived one's figure.
     eventLoopUtilizationMode: 'interval',
-    exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn' } },
+    exposeStatusRoute: { url: HEALTH_URL, routeOpts: { logLevel: 'warn', onRequest: noStore } },
     pressureHandler: (_request, reply, type, value) => {
       reply.status(503).header('retry-after', String(RETRY_AFTER_SECONDS))
       noteErrorCode(reply, 'FST_UNDER_PRESSURE')

@@ -4,9 +4,10 @@
 
 import type { FastifyInstance } from 'fastify'
 import { noteExpected } from '../request-log.js'
+import { noStore } from './no-store.js'
 
 export default async function healthRoutes (fastify: FastifyInstance): Promise<void> {
-  fastify.get('/ready', { logLevel: 'warn' }, async (_request, reply) => {
+  fastify.get('/ready', { logLevel: 'warn', onRequest: noStore }, async (_request, reply) => {
     const workers = fastify.pool.liveWorkers
     const draining = fastify.pool.isDraining
     const stopping = fastify.stopAnnounced && !draining

@@ -2,10 +2,11 @@
 // Both read the same live state: the pool's snapshot and the metric counters.
 
 import type { FastifyInstance } from 'fastify'
+import { noStore } from './no-store.js'
 
 export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
   // Logged at warn only, as /metrics: a dashboard polls it every few seconds.
-  fastify.get('/api/queue-stats', { logLevel: 'warn' }, async () => {
+  fastify.get('/api/queue-stats', { logLevel: 'warn', onRequest: noStore }, async () => {
     // Current memory, as the /metrics gauge reads it, not the last sample (0 before the first scrape).
     await fastify.pool.sampleMemory()
     const snapshot = fastify.pool.snapshot()
@@ -61,7 +62,7 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     })
     return await following
   }
-  fastify.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+  fastify.get('/metrics', { logLevel: 'warn', onRequest: noStore }, async (_request, reply) => {
     return reply.type(registry.contentType).send(await render())
   })
 }

@@ -408,7 +408,7 @@ t.test('echo gives back any msgpack value as sent, with only the documented conv
 
 /** The codes each status may carry for client input (README "Errors"). 5xx: only the budget's. */
 const CODES: Record<number, RegExp> = {
-  400: /^(INVALID_INPUT|FST_ERR_VALIDATION|FST_ERR_BAD_URL|HPE_[A-Z_]+|MISSING_HOST_HEADER|DUPLICATE_HOST_HEADER)$/,
+  400: /^(INVALID_INPUT|FST_ERR_VALIDATION|FST_ERR_BAD_URL|HPE_[A-Z_]+|MISSING_HOST_HEADER|DUPLICATE_HOST_HEADER|DUPLICATE_HEADER)$/,
   404: /^(TASK_NOT_FOUND|FST_ERR_NOT_FOUND)$/,
   413: /^FST_ERR_CTP_BODY_TOO_LARGE$/,
   414: /^FST_ERR_MAX_PARAM_LENGTH$/,

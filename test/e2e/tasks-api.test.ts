@@ -230,6 +230,34 @@ t.test('a request with two Host lines is a 400 in the error shape, of either HTT
   }
 })
 
+t.test('a request with two Content-Type or two Authorization lines is a 400 DUPLICATE_HEADER; the connection closes', async (t) => {
+  // RFC 9110 §5.3: neither is a list. Node kept the first: text/plain here, where a firewall
+  // in front that reads the last one checked the body as JSON; and the first token, where a
+  // proxy may have let the request through on the other.
+  const twoTypes = await rawExchange(url, 'POST /api/tasks/text.stats HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-type: application/json\r\ncontent-length: 2\r\n\r\n{}')
+  t.match(twoTypes, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(twoTypes, /\r\nconnection: close\r\n/i)
+  t.match(twoTypes, /\{"statusCode":400,"code":"DUPLICATE_HEADER","error":"Bad Request","message":"a request must have one Content-Type header, not 2 \(RFC 9110 §5\.3: it is no list\): a proxy in front may have read another than the one pyfleet would"\}$/)
+  const twoTokens = await rawExchange(url, 'GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAUTHORIZATION: Bearer b\r\n\r\n')
+  t.match(twoTokens, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(twoTokens, /"code":"DUPLICATE_HEADER"[^}]*"message":"a request must have one Authorization header, not 2 /)
+  // One of each is as before.
+  t.match(await rawExchange(url, 'POST /api/tasks/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{\}$/)
+})
+
+t.test('the probe and status answers, which change every second, say Cache-Control: no-store; the task list does not', async (t) => {
+  // RFC 9111 §4.2.2: a cache may give a 200 to a GET heuristic freshness; a stale "ready" or stale metrics would mislead.
+  for (const path of ['/health', '/ready', '/metrics', '/api/queue-stats']) {
+    const reply = await fetch(`${url}${path}`)
+    t.equal(reply.status, 200, path)
+    t.equal(reply.headers.get('cache-control'), 'no-store', path)
+    await reply.arrayBuffer()
+  }
+  const tasks = await fetch(`${url}/api/tasks`)
+  t.equal(tasks.headers.get('cache-control'), null, 'the task list changes only with a reload')
+  await tasks.arrayBuffer()
+})
+
 t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
   const reply = await callTask(url, 'echo', Buffer.from('{"a":"\xe9"}', 'latin1'), { 'content-type': 'application/json; charset=iso-8859-1' })
   t.equal(reply.status, 415)
