@@ -26,8 +26,12 @@ const SHADOWED = 'shadowed: '
 // A module of that name in a PYTHONPATH entry that fails to import (a msgpack.py of the
 // user's own) is named as the culprit: "cannot import" it would send them to install a
 // package they have.
+// The interpreter's own path comes first, whatever follows: `python3` passed over for
+// lacking msgpack is named with the path it ran (an activated virtualenv's, say).
+// sys.stdout.write, not print(..., flush=True): a Python 2 must still get as far as the version check.
 const PROBE = [
   'import os, sys',
+  'sys.stdout.write(sys.executable + "\\n"); sys.stdout.flush()',
   `sys.version_info >= (${MIN_VERSION.replace('.', ', ')}) or sys.exit("Python " + sys.version.split()[0] + " is too old: the workers need ${MIN_VERSION} or newer")`,
   `for name in ${JSON.stringify(REQUIRED_MODULES)}:`,
   '    try:',
@@ -42,7 +46,7 @@ const PROBE = [
   '        if any(origin.startswith(root) for root in roots):',
   `            sys.exit("${SHADOWED}" + origin + ", in a PYTHONPATH entry, is what 'import " + name + "' finds, and importing it raised " + type(exc).__name__ + ": " + str(exc))`,
   '        raise',
-  'print(sys.executable); print(sys.version.split()[0])'
+  'print(sys.version.split()[0])'
 ].join('\n')
 
 /** Whether a version such as "3.11.2" is at least `minimum` ("3.10"). */
@@ -85,7 +89,10 @@ interface ProbeFailure {
 
 /** The probe's answer read: the interpreter, or why it cannot run the workers. */
 function judge (candidate: string, failure: ProbeFailure | null, stdout: string, stderr: string): PythonInfo | Unusable {
-  const unusable = (kind: Unusable['kind'], why: string): Unusable => ({ kind, reason: `${candidate}: ${why}` })
+  // Named as it ran when that is another path than the name it was found by (python3 on PATH).
+  const ran = failure === null ? undefined : /^(\/[^\n]*)\n$/.exec(stdout)?.[1]
+  const name = ran === undefined || ran === candidate ? candidate : `${candidate} (${ran})`
+  const unusable = (kind: Unusable['kind'], why: string): Unusable => ({ kind, reason: `${name}: ${why}` })
   if (failure === null) {
     // Anything that exits 0 gets here (PYTHON=/bin/true): the answer must look like the probe's.
     // Only the last newline goes: sys.executable may be empty (a launcher's exec -a).

@@ -6,7 +6,37 @@ import t from 'tap'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { resolvePython } from '../src/python-path.js'
+import { withPassedOver } from '../src/plugins/worker-pool.js'
+
+// First in the file: the probe of `python3` is cached for the process's life.
+t.test('python3 on PATH passed over (an activated virtualenv without msgpack) is named with the path it ran', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'pyfleet-activated-')) // no .venv: python3 on PATH comes first
+  t.teardown(async () => { await rm(root, { recursive: true }) })
+  const venv = join(root, 'venv')
+  await promisify(execFile)('/usr/bin/python3', ['-m', 'venv', '--without-pip', venv])
+  const savedPath = process.env.PATH
+  process.env.PATH = `${join(venv, 'bin')}:${savedPath ?? ''}`
+  t.teardown(() => { process.env.PATH = savedPath })
+  const found = await resolvePython(undefined, root)
+  t.equal(found.path, '/usr/bin/python3', 'the next candidate is used')
+  // It was "python3: cannot import msgpack", which named none of the user's interpreters.
+  t.same(found.passedOver, [`python3 (${join(venv, 'bin', 'python3')}): cannot import msgpack`])
+})
+
+t.test('a start that fails on a package missing from the workers\' interpreter names the interpreter passed over', async (t) => {
+  const python = { path: '/usr/bin/python3', version: '3.11.2', passedOver: ['python3 (/home/me/venv/bin/python3): cannot import msgpack'] }
+  const failed = new Error("Python worker /usr/bin/python3 did not start: task module 'shop.tasks' could not be imported: No module named 'numpy' (at shop/tasks.py, line 1; install the package that provides 'numpy')")
+  t.equal(withPassedOver(failed, python), failed)
+  t.match(failed.message, /install the package that provides 'numpy'\)\. The workers run \/usr\/bin\/python3, found after passing over python3 \(\/home\/me\/venv\/bin\/python3\): cannot import msgpack: if that package is installed for another interpreter, install msgpack and defusedxml there too, or point PYTHON at the one that has them all$/)
+  // Nothing passed over, or another failure: as it was.
+  const alone = new Error(failed.message.replace(/\. The workers run[\s\S]*$/, ''))
+  t.equal((withPassedOver(alone, { path: '/usr/bin/python3', version: '3.11.2' }) as Error).message, alone.message)
+  const other = new Error('Python worker /usr/bin/python3 did not start: task module \'shop.tasks\' registered no task')
+  t.equal((withPassedOver(other, python) as Error).message, other.message)
+})
 
 t.test('an interpreter passed over is named with its reason, so a package installed into it is not a mystery', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'pyfleet-venv-'))

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
-import { resolvePython } from '../python-path.js'
+import { resolvePython, type PythonInfo } from '../python-path.js'
 import { TaskRegistry } from '../task-registry.js'
 import { PythonWorker } from '../pool/python-worker.js'
 import { WorkerPool } from '../pool/worker-pool.js'
@@ -42,6 +42,19 @@ export interface WorkerPoolPluginOptions {
   strict?: boolean
   /** The offload thread's script (BuildOptions.offloadScript). */
   offloadScript?: URL
+}
+
+/**
+ * A task module's import that failed for a missing package, when the search for an
+ * interpreter passed one over: the package is most likely installed for that one (an
+ * activated virtualenv without msgpack), and "install the package" alone would send the
+ * user to install what they have. The start's one line says so; `pool ready`, which names
+ * what was passed over, never comes then.
+ */
+export function withPassedOver (error: unknown, python: PythonInfo): unknown {
+  if (python.passedOver === undefined || !(error instanceof Error) || !/could not be imported: No module named /.test(error.message)) return error
+  error.message += `. The workers run ${python.path}, found after passing over ${python.passedOver.join('; ')}: if that package is installed for another interpreter, install msgpack and defusedxml there too, or point PYTHON at the one that has them all`
+  return error
 }
 
 async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal, strict = false, offloadScript }: WorkerPoolPluginOptions): Promise<void> {
@@ -126,7 +139,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     log,
     observer: fastify.metrics,
     offloader
-  })
+  }).catch((error: unknown) => { throw withPassedOver(error, python) })
   try {
     tasks.update(pool.tasks)
     const unused = strict ? tasks.unusedLimitsProblem() : undefined
