@@ -94,7 +94,7 @@ t.test('--check stops on what a start only warns about: a TASK_MODULES entry wit
   await writeFile(join(dir, 'mytasks', 'greeting.py'), 'from pyfleet import task\n\n@task("greet")\ndef greet(input):\n    return input\n')
   const noTask = await runServer({ TASK_MODULES: 'mytasks', PYTHONPATH: dir, POOL_SIZE: '1' }, ['--check'])
   t.equal(noTask.code, 1)
-  t.match(noTask.output, /pyfleet: .*task module 'mytasks' registered no task: name the module that holds the @task functions \(e\.g\. mytasks\.greeting for mytasks\/greeting\.py\)/)
+  t.match(noTask.output, /pyfleet: .*task module 'mytasks' registered no task: name the module that holds the @task functions \(e\.g\. mytasks\.greeting for mytasks\/greeting\.py\), or import them in its __init__ \(--check fails on this; a server would start, and warn of it\)/)
   t.notMatch(noTask.output, /the configuration is valid/)
   const typo = await runServer({ TASK_MODULES: 'mytasks.greeting', PYTHONPATH: dir, POOL_SIZE: '1', TASK_TIMEOUTS: 'greeting=1000' }, ['--check'])
   t.equal(typo.code, 1)

@@ -58,7 +58,9 @@ def import_task_modules(extra: list, diag: bool, strict: bool) -> None:
                 "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant"
             )
         if strict:  # --check: a pipeline is where this mistake should stop
-            fail(EXIT_IMPORT_FAILED, message)
+            # Said as such: "did not start" alone read as a broken worker, and the server then
+            # started from the same settings, with a warning.
+            fail(EXIT_IMPORT_FAILED, message + " (--check fails on this; a server would start, and warn of it)")
         logging.getLogger("pyfleet").warning("%s", message)
 
 

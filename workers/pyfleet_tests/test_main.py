@@ -270,11 +270,11 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertEqual(parse_frames(stdout)[0]["t"], "ready")
         self.assertIn(f"WARNING pyfleet: {self.hint}\n", stderr)
 
-    def test_strict_stops_the_worker_with_the_same_words(self):
+    def test_strict_stops_the_worker_with_the_same_words_and_says_a_server_would_start(self):
         code, stdout, stderr = run_worker(["--strict", "--module", "mytasks"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertEqual(stdout, b"")
-        self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint}")
+        self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint} (--check fails on this; a server would start, and warn of it)")
 
     def test_strict_passes_a_package_beside_its_module_in_either_order_and_a_module_that_re_exports(self):
         directory = task_files(self, {
@@ -294,13 +294,13 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertEqual(stderr.strip().splitlines()[-1], (
             "pyfleet-fatal: task module 'plain' registered no task: it has no function decorated with @task "
-            "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant"
+            "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant (--check fails on this; a server would start, and warn of it)"
         ))
 
     def test_the_fatal_line_starts_a_line_after_output_left_open(self):
         code, _, stderr = run_worker(["--strict", "--module", "loud"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertEqual(stderr.splitlines()[-2:], ["loading", "pyfleet-fatal: task module 'loud' registered no task: name the module that holds the @task functions (e.g. loud.greeting for loud/greeting.py), or import them in its __init__"])
+        self.assertEqual(stderr.splitlines()[-2:], ["loading", "pyfleet-fatal: task module 'loud' registered no task: name the module that holds the @task functions (e.g. loud.greeting for loud/greeting.py), or import them in its __init__ (--check fails on this; a server would start, and warn of it)"])
 
     def test_a_file_name_given_for_a_module_is_told_to_drop_py(self):
         code, _, stderr = run_worker(["--module", "greeting.py"], pythonpath=os.path.join(self.dir, "mytasks"))
