@@ -101,6 +101,30 @@ def _from_task_code(tb: Any) -> Any:
     return first if tb is None else tb
 
 
+# The log's traceback for a value that could not be sent when no code of the task's ran in the attempt.
+_NO_TASK_FRAMES = (
+    "(no traceback: the value was returned, not raised, and no code of the task's ran while it was "
+    "converted; the message says where in the value the part that cannot be sent is)"
+)
+
+
+def _any_task_frame(exc: BaseException) -> bool:
+    """Whether a frame of the task's own code (not the runtime's, asyncio's or msgpack's) is in
+    `exc`'s traceback or in those of its causes: a set member's __lt__, a date subclass's
+    isoformat(), a default= the task set up."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if not (frame.f_code.co_filename.startswith(_RUNTIME_FILES) or str(frame.f_globals.get("__name__", "")).startswith("msgpack")):
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def unreportable(call_id: Any, exc: BaseException) -> Dict[str, Any]:
     """The reply for a call whose outcome could not be made into one: a plain 500."""
     try:
@@ -164,7 +188,12 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             why = why_unsendable(reply.get("value" if is_result else "details"), exc)
             # Only the packer's last frames: the rest is the runtime and msgpack, one pair of frames
             # per level for a value nested too deep (hundreds of lines that say nothing `why` does not).
-            body = encode(failed(call_id, exc, f"{what()} cannot be sent: {why}", last_frames=3))
+            unsendable = failed(call_id, exc, f"{what()} cannot be sent: {why}", last_frames=3)
+            if not _any_task_frame(exc):
+                # The packer's and the runtime's frames alone (a timedelta returned, an int past
+                # 64 bits) said nothing the message does not, and read as pyfleet failing.
+                unsendable["traceback"] = _NO_TASK_FRAMES
+            body = encode(unsendable)
         except BaseException as problem:
             body = encode(unreportable(call_id, problem))
     if len(body) > max_frame_bytes:

@@ -790,6 +790,23 @@ class FailureReplyTest(unittest.TestCase):
         self.assertEqual((frozenset_key["kind"], frozenset_key["type"]), ("failed", "UndecodableDetails"), "sent as an array: still refused")
         self.assertEqual(frozenset_key["message"], f"the details of the TaskError{RAISED} has a frozenset dict key; use str keys")
 
+    def test_an_unsendable_value_has_no_traceback_of_the_packers_unless_the_tasks_code_ran_in_it(self):
+        # The packer's and conversion.py's frames alone read as pyfleet failing, and said nothing the message does not.
+        for value in (datetime.timedelta(days=1), {"big": 2**70}, {"r": range(3)}):
+            with self.subTest(value=value):
+                reply = msgpack.unpackb(encode_reply(protocol.result(1, value), 1 << 20), raw=False)
+                self.assertEqual(reply["kind"], "failed")
+                self.assertTrue(reply["message"].startswith("the result cannot be sent: "), reply["message"])
+                self.assertTrue(reply["traceback"].startswith("(no traceback: the value was returned, not raised"), reply["traceback"])
+
+        class Day(datetime.date):
+            def isoformat(self):
+                raise ValueError("not a day of ours")
+
+        reply = msgpack.unpackb(encode_reply(protocol.result(1, {"d": Day(2024, 1, 1)}), 1 << 20), raw=False)
+        self.assertEqual((reply["type"], reply["message"]), ("ValueError", "the result cannot be sent: not a day of ours"))
+        self.assertIn(", in isoformat\n", reply["traceback"], "the task's own method, which raised, is shown")
+
     def test_a_value_in_a_set_is_placed_where_the_sorted_set_puts_it(self):
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"ids": {1, 3, 2**70}}), 1 << 20), raw=False)
         self.assertEqual(reply["kind"], "failed")
