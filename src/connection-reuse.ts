@@ -118,7 +118,13 @@ export function keepOrClose (error: Error & { code?: string }, request: FastifyR
     request.server.pool?.isDraining !== true) {
     // What the client asked for, said: with the header removed Node writes none, and would
     // close for a client that asked to close, or keep an HTTP/1.0 one, without telling it.
-    reply.header('connection', reply.raw.shouldKeepAlive ? 'keep-alive' : 'close')
+    const keepAlive = reply.raw.shouldKeepAlive
+    reply.header('connection', keepAlive ? 'keep-alive' : 'close')
+    // And how long it may idle, as Node says on every answer it frames itself, and leaves
+    // out once `connection` is set for it: clients that size their idle pool from it lost it
+    // after exactly these errors.
+    const idleMs = request.server.server.keepAliveTimeout
+    if (keepAlive && idleMs > 0) reply.header('keep-alive', `timeout=${Math.floor(idleMs / 1000)}`)
   }
 }
 

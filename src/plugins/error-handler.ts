@@ -154,9 +154,30 @@ const TIMED_OUT = 'ERR_HTTP_REQUEST_TIMEOUT'
 /** Connections whose garbage (pipelined behind answers under way) has been counted. */
 const garbageCounted = new WeakSet<Socket>()
 
+/**
+ * A request line this long or longer, in the bytes Node was parsing when its header limit
+ * (16 KiB by default) ran out, is what overflowed it: the URL, not the headers.
+ */
+const LONG_REQUEST_LINE_BYTES = 8 * 1024
+
+/**
+ * Whether what overflowed Node's header limit was the request line: Node counts it against
+ * that limit, and answered an over-long URL (a query string of 20,000 characters) as headers
+ * too large, sending the client off to trim headers it does not have. `rawPacket` is the
+ * chunk Node was parsing: a request sent in one write is all there.
+ */
+function requestLineOverflowed (error: NodeJS.ErrnoException): boolean {
+  const packet = (error as NodeJS.ErrnoException & { rawPacket?: unknown }).rawPacket
+  if (!Buffer.isBuffer(packet) || packet.length < LONG_REQUEST_LINE_BYTES) return false
+  const lineEnd = packet.indexOf('\n')
+  return lineEnd === -1 || lineEnd >= LONG_REQUEST_LINE_BYTES
+}
+
 /** Node's errors for a connection whose bytes are not a usable HTTP request: status and what to say. */
-function clientErrorAnswer (code: string | undefined, headersParsed: boolean): { status: number, message: string } {
+function clientErrorAnswer (error: NodeJS.ErrnoException, headersParsed: boolean): { status: number, message: string } {
+  const code = error.code
   if (code === TIMED_OUT) return { status: 408, message: 'the request was not received within REQUEST_BODY_TIMEOUT_MS; the connection is closed' }
+  if (code === 'HPE_HEADER_OVERFLOW' && requestLineOverflowed(error)) return { status: 414, message: `the request's URL is longer than Node accepts (its request line counts against --max-http-header-size): send a task's input in the body, not the query string` }
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are larger than Node accepts (--max-http-header-size)' }
   // "PRI * HTTP/2.0", a client speaking HTTP/2 without asking first (prior knowledge).
   if (code === 'HPE_PAUSED_H2_UPGRADE') return { status: 400, message: 'HTTP/2 is not served here: send HTTP/1.1 (or put a proxy that speaks HTTP/2 in front); the connection is closed' }
@@ -228,7 +249,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
   // A request whose headers were parsed and routed, its body cut short, late or malformed:
   // answered and recorded as itself (its id, method, URL and route), not as bytes nobody parsed.
   const routed = inFlight !== undefined && !inFlight.headersSent ? replyOf(inFlight.req) : undefined
-  const { status, message } = clientErrorAnswer(error.code, routed !== undefined)
+  const { status, message } = clientErrorAnswer(error, routed !== undefined)
   const requestId = routed?.request.id ?? randomUUID()
   const lineFields = { statusCode: status, code: error.code, reason: error.message }
   if (routed !== undefined) {

@@ -42,3 +42,15 @@ t.test('by default an idle connection may stay 72 s (Fastify\'s default, above n
   t.teardown(connection.destroy)
   t.match(await connection.request(GET_HEALTH), /\r\nkeep-alive: timeout=72\r\n/i)
 })
+
+t.test('the answer to a body that does not parse, which keeps the connection, says how long it may idle too', async (t) => {
+  // pyfleet sets `connection` on these itself, and Node then wrote no keep-alive line.
+  const server = await startServer(t, { POOL_SIZE: '1', KEEP_ALIVE_TIMEOUT_MS: '5000' })
+  const connection = holdConnection(server.url)
+  t.teardown(connection.destroy)
+  const answer = await connection.request('POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n{"a')
+  t.match(answer, /^HTTP\/1\.1 400 [^]*\r\nconnection: keep-alive\r\n/i)
+  t.match(answer, /\r\nkeep-alive: timeout=5\r\n/i)
+  t.match(answer, /"code":"INVALID_INPUT"/)
+  t.match(await connection.request(GET_HEALTH), /^HTTP\/1\.1 200 /, 'and the connection serves the next request')
+})

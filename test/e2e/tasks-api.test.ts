@@ -258,6 +258,17 @@ t.test('the probe and status answers, which change every second, say Cache-Contr
   await tasks.arrayBuffer()
 })
 
+t.test('a URL longer than Node\'s header limit is a 414 in the error shape, not a 431 about headers; large headers are still 431', async (t) => {
+  // Node counts the request line against --max-http-header-size, and its error is the same either way.
+  const longUrl = await rawExchange(url, `GET /health?${'a'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`)
+  t.match(longUrl, /^HTTP\/1\.1 414 URI Too Long\r\n/)
+  t.match(longUrl, /\r\nconnection: close\r\n/i)
+  t.match(longUrl, /"statusCode":414,"code":"HPE_HEADER_OVERFLOW","error":"URI Too Long","message":"the request's URL is longer than Node accepts \(its request line counts against --max-http-header-size\): send a task's input in the body, not the query string"/)
+  const longHeader = await rawExchange(url, `GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.match(longHeader, /^HTTP\/1\.1 431 /)
+  t.match(longHeader, /"message":"the request headers are larger than Node accepts \(--max-http-header-size\)"/)
+})
+
 t.test('JSON in a charset other than UTF-8 is 415', async (t) => {
   const reply = await callTask(url, 'echo', Buffer.from('{"a":"\xe9"}', 'latin1'), { 'content-type': 'application/json; charset=iso-8859-1' })
   t.equal(reply.status, 415)
