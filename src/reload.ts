@@ -51,7 +51,10 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     if (draining) log.warn({ trigger }, message)
     else {
       log.error({ trigger, err: error }, message)
-      fastify.metrics.reloaded('failed', message)
+      // /api/queue-stats, which any client may read, gets the outcome without the cause: a task
+      // module's import error may quote a connection string or a token. The log line has it, as
+      // has the 503 of POST /admin/reload, whose caller holds ADMIN_TOKEN.
+      fastify.metrics.reloaded('failed', `reload failed (the cause is in the server log's "reload failed" line); ${state}`)
     }
     throw new WorkersUnavailableError(message)
   }

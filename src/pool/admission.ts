@@ -70,13 +70,22 @@ export class Admission {
   /** Each task's fastest recent calls, with SHED_LATE_CALLS: a queued call with less budget left is not started (task-pace.ts). */
   readonly #paces: TaskPaces | undefined
 
+  /**
+   * Whether `task`'s own limit, below POOL_SIZE, is what holds its calls back: the errors then
+   * name TASK_CONCURRENCY. A task at a limit of POOL_SIZE (the default) is held by a full
+   * pool, and naming a setting nobody set sent operators looking for it.
+   */
+  #heldByTaskLimit (task: PoolTask): boolean {
+    return task.maxConcurrency < this.#options.poolSize && !this.#running.hasCapacity(task)
+  }
+
   constructor (options: AdmissionOptions) {
     this.#options = options
     this.#queued = new QueuedCalls({
       queueTimeoutMs: options.queueTimeoutMs,
       timedOut: (waiter, limitMs, byBudget) => {
         const task = waiter.call.task
-        const atTaskLimit = this.#running.hasCapacity(task) ? undefined : task
+        const atTaskLimit = this.#heldByTaskLimit(task) ? task : undefined
         this.settle(waiter, 'queue_timeout', queueTimeoutError(limitMs, byBudget, this.#retryAfterFor(task), atTaskLimit), undefined, byBudget ? 'client_budget_queued' : 'queue_timeout_ms')
       },
       clientGone: (waiter) => {
@@ -116,7 +125,7 @@ export class Admission {
     if (this.#options.freeWorkers() > 0 && this.#running.hasCapacity(call.task) && (this.#queued.size === 0 || !this.#queued.some(this.#running.canStart))) {
       return new Promise((resolve, reject) => { this.#start(newWaiter(call, enqueuedAt, resolve, reject)) })
     }
-    const full = queueFullFor(call, { waiting: this.#queued.size, queuedBytes: this.#queued.bytes, taskAtLimit: !this.#running.hasCapacity(call.task) }, this.#options)
+    const full = queueFullFor(call, { waiting: this.#queued.size, queuedBytes: this.#queued.bytes, taskAtLimit: this.#heldByTaskLimit(call.task) }, this.#options)
     if (full !== undefined) {
       return this.refuse(call, 'queue_full', withExtras(new QueueFullError(full.message), { retryAfterSeconds: this.#retryAfterFor(call.task) }), full.limit)
     }

@@ -73,7 +73,7 @@ export const QUEUE_STATS_SCHEMA: Schema = record({
   reloads: record({
     ok: integer,
     failed: integer,
-    lastError: { type: ['string', 'null'], description: 'why the last reload failed, while it is the last: some or all workers serve the previous code; null once one succeeds' }
+    lastError: { type: ['string', 'null'], description: 'that the last reload failed, while it is the last, and what serves now (some or all workers on the previous code), without the cause, which the server log has; null once one succeeds' }
   }, 'reloads of the task code since start (SIGHUP, POST /admin/reload, RELOAD_ON_CHANGE)'),
   uptimeSeconds: { ...integer, description: 'seconds since the server process started (as process_start_time_seconds), the workers\' start included' }
 })

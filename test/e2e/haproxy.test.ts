@@ -90,7 +90,7 @@ t.test('through HAProxy: scrapes and the admin route are not served on the publi
   const server = await startServerProcess(t, { POOL_SIZE: '1', ADMIN_TOKEN: 'a-token-of-sixteen-or-more' })
   const { url, state } = await startHaproxy(t, [server, server])
   await waitFor(async () => [...(await state()).values()].includes('UP'), 15_000, 'a server UP')
-  for (const [method, path] of [['GET', '/metrics'], ['POST', '/admin/reload'], ['POST', '/%61dmin/reload'], ['GET', '/%6Detrics'], ['GET', '/metrics?x=1']]) {
+  for (const [method, path] of [['GET', '/metrics'], ['POST', '/admin/reload'], ['POST', '/%61dmin/reload'], ['GET', '/%6Detrics'], ['GET', '/metrics?x=1'], ['GET', '/api/queue-stats']]) {
     const refused = await fetch(`${url}${path}`, { method, headers: { authorization: 'Bearer a-token-of-sixteen-or-more' } })
     t.equal(refused.status, 404, `${method} ${path}`)
     t.match(await refused.json(), { statusCode: 404, code: 'NOT_FOUND', message: /not served through the proxy/ }, 'in pyfleet\'s error shape')

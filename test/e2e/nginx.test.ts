@@ -109,8 +109,8 @@ t.test('through nginx: calls, request ids, kept-alive upstream connections, bodi
   t.equal(tooLargeForNginx.headers.get('x-request-id'), 'big-1')
   t.match(await tooLargeForNginx.json(), { statusCode: 413, code: 'PROXY_BODY_TOO_LARGE', error: 'Payload Too Large' }, 'past the proxy\'s size: nginx\'s 413, in pyfleet\'s error shape')
 
-  for (const path of ['/metrics', '/admin/reload']) {
-    const refused = await fetch(`${url}${path}`, { method: path === '/metrics' ? 'GET' : 'POST' })
+  for (const path of ['/metrics', '/admin/reload', '/api/queue-stats']) {
+    const refused = await fetch(`${url}${path}`, { method: path === '/admin/reload' ? 'POST' : 'GET' })
     t.equal(refused.status, 404, `${path} is not served through the proxy`)
     t.match(await refused.json(), { statusCode: 404, code: 'NOT_FOUND' }, 'said in pyfleet\'s error shape')
   }

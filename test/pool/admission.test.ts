@@ -204,6 +204,26 @@ t.test('a call held by its task\'s TASK_CONCURRENCY limit past QUEUE_TIMEOUT_MS 
   complete(h, h.started[0])
 })
 
+t.test('a task at a limit of POOL_SIZE (the default, no TASK_CONCURRENCY set) is held by a full pool: the errors do not name TASK_CONCURRENCY', async (t) => {
+  const h = harness({ freeWorkers: 2, poolSize: 2, queueTimeoutMs: 20 })
+  const work = task('diag.work', 2)
+  void h.admission.admit(call(work, { input: 'a' }))
+  void h.admission.admit(call(work, { input: 'b' }))
+  h.free.workers = 0
+  const error = await rejection(h.admission.admit(call(work, { input: 'c' })))
+  t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.notMatch(error.message, /TASK_CONCURRENCY/, error.message)
+  t.match(error.message, /within 20 ms; retry later$/)
+  const none = harness({ queueLimit: 0, freeWorkers: 1, poolSize: 1 })
+  const one = task('echo', 1)
+  void none.admission.admit(call(one))
+  none.free.workers = 0
+  t.equal((await rejection(none.admission.admit(call(one)))).message, 'every worker is busy and QUEUE_LIMIT=0 lets no caller wait; retry later')
+  complete(h, h.started[0])
+  complete(h, h.started[1])
+  complete(none, none.started[0])
+})
+
 t.test('a budget shorter than QUEUE_TIMEOUT_MS bounds the wait, and the error says it was the budget', async (t) => {
   const h = harness({ queueTimeoutMs: 60_000 })
   const error = await rejection(h.admission.admit(call(task('echo'), { budgetMs: 20 })))
