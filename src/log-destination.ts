@@ -73,6 +73,8 @@ export class LogDestination {
   #report: NodeJS.Timeout | undefined
   /** stdout's reader has gone (EPIPE): lines are counted as dropped, not written. */
   #readerGone = false
+  /** The error writes to stdout fail with (ENOSPC), while they do: said once on stderr. */
+  #failing: string | undefined
   #countDropped: ((lines: number) => void) | undefined
 
   constructor ({ dest = stdoutForWrites(), backlogMaxBytes = LOG_BACKLOG_MAX_BYTES }: LogDestinationOptions = {}) {
@@ -86,7 +88,13 @@ export class LogDestination {
     // even when what follows is never written (a reader gone for good at exit).
     const stream = pino.destination({ dest, sync: false, minLength: LOG_BATCH_BYTES, maxWrite: PIPE_BUF_BYTES, maxLength: backlogMaxBytes, retryEAGAIN })
     this.stream = stream
-    stream.on('write', () => { retryPending = false })
+    stream.on('write', () => {
+      retryPending = false
+      if (this.#failing !== undefined) {
+        process.stderr.write(`pyfleet: log lines are written to stdout again (they had failed with ${this.#failing})\n`)
+        this.#failing = undefined
+      }
+    })
     // What pino's exit hook calls: a bounded write, in order (log-exit-flush.ts).
     stream.flushSync = (): void => { flushAtExit(stream, retryPending) }
     // A short batch is written on a timer, only when a line came since the last one: sonic-boom's
@@ -104,7 +112,8 @@ export class LogDestination {
     // line vanished without a count or a word. Said once on stderr instead, and every line
     // from then on counted as dropped (pyfleet_log_dropped_lines_total).
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE' || this.#readerGone) return
+      if (error.code !== 'EPIPE') { this.#writeFailed(error); return }
+      if (this.#readerGone) return
       this.#readerGone = true
       // pino's own listener, called before this one, has made write() a no-op: counted instead.
       stream.write = writeOrCount
@@ -123,6 +132,18 @@ export class LogDestination {
       clearInterval(flusher)
       destinations.delete(this)
     })
+  }
+
+  /**
+   * A write failed for another reason than a full pipe or a reader gone: a full disk under a
+   * file (ENOSPC), an I/O error. sonic-boom keeps the batch and writes it again with the next
+   * line; lines wait in the backlog meanwhile, and past it are dropped and counted. Nothing
+   * said so: a log to /var/log on a full disk went quiet, and the exit blamed a stall.
+   */
+  #writeFailed (error: NodeJS.ErrnoException): void {
+    if (this.#failing !== undefined) return
+    this.#failing = error.code ?? error.message
+    process.stderr.write(`pyfleet: writing log lines to stdout failed (${this.#failing}: ${error.message}): they are kept, up to ${this.#backlogMaxBytes} bytes, and written again with the next line; past that, dropped and counted in pyfleet_log_dropped_lines_total\n`)
   }
 
   /**

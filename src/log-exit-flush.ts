@@ -48,16 +48,19 @@ export function flushAtExit (stream: ReturnType<typeof pino.destination>, retryP
   state._len = 0
   let pending = Buffer.concat(parts.map((part) => typeof part === 'string' ? Buffer.from(part) : part))
   let progressAt = performance.now()
+  let failedWith: string | undefined
   while (pending.length > 0) {
     try {
       pending = pending.subarray(writeSync(state.fd, pending, 0, wholeLines(pending)))
       progressAt = performance.now()
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || performance.now() - progressAt >= EXIT_STALL_MS) break
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== 'EAGAIN') failedWith = code ?? String(error)
+      if (code !== 'EAGAIN' || performance.now() - progressAt >= EXIT_STALL_MS) break
       Atomics.wait(sleeper, 0, 0, RETRY_MS)
     }
   }
-  if (pending.length > 0) sayLeftBehind(state.fd, pending.length)
+  if (pending.length > 0) sayLeftBehind(state.fd, pending.length, failedWith)
 }
 
 /** How many of `bytes` to write at once: up to the last line break within PIPE_BUF, or one whole longer line. */
@@ -69,7 +72,8 @@ function wholeLines (bytes: Buffer): number {
   return firstBreak === -1 ? bytes.length : firstBreak + 1
 }
 
-function sayLeftBehind (fd: number, bytes: number): void {
+/** `failedWith`: the error that ended the writes (ENOSPC, EPIPE), if not a stall. */
+function sayLeftBehind (fd: number, bytes: number, failedWith?: string): void {
   try {
     const out = fstatSync(fd)
     const err = fstatSync(2)
@@ -77,7 +81,9 @@ function sayLeftBehind (fd: number, bytes: number): void {
     // Through a description of its own, non-blocking: a stderr that is a stalled pipe too must not hold the exit up.
     const stderr = err.isFIFO() ? openSync('/proc/self/fd/2', constants.O_WRONLY | constants.O_NONBLOCK) : 2
     try {
-      writeSync(stderr, `pyfleet: ${bytes} bytes of log lines not written at exit: stdout took nothing for ${EXIT_STALL_MS} ms, or its reader had gone\n`)
+      // The cause as it was: a full disk is not a reader that has gone.
+      const why = failedWith === undefined ? `stdout took nothing for ${EXIT_STALL_MS} ms` : failedWith === 'EPIPE' ? 'its reader had gone (EPIPE)' : `writing to stdout failed (${failedWith})`
+      writeSync(stderr, `pyfleet: ${bytes} bytes of log lines not written at exit: ${why}\n`)
     } finally {
       if (stderr !== 2) closeSync(stderr)
     }

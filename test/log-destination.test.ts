@@ -189,6 +189,35 @@ t.test('a reader gone for good (EPIPE): said once on stderr, and every line from
   t.equal(dropped.reduce((a, b) => a + b, 0), 10, 'each line after it counted')
 })
 
+t.test('a write that fails for another reason (ENOSPC: a full disk under a log file) is said once on stderr, and the exit says why lines were left', async (t) => {
+  // /dev/full fails every write with ENOSPC. It went unsaid: a log on a full disk went quiet,
+  // and the exit blamed a stalled or gone reader.
+  const destination = await openedDestination(t, { dest: '/dev/full' })
+  const log = pino(destination.stream)
+  const said: string[] = []
+  const write = process.stderr.write
+  process.stderr.write = ((chunk: string) => { said.push(String(chunk)); return true }) as typeof process.stderr.write
+  try {
+    log.info('meets a full disk')
+    await waitFor(() => said.length > 0, 5000, 'the failure to be said')
+    for (let n = 0; n < 10; n++) log.info({ n }, 'kept, and tried again')
+    await new Promise((resolve) => setTimeout(resolve, 250)) // two batch timers: said once, not per write
+  } finally {
+    process.stderr.write = write
+  }
+  t.equal(said.length, 1, said.join(''))
+  t.match(said[0], /^pyfleet: writing log lines to stdout failed \(ENOSPC: [^)]*\): they are kept, up to \d+ bytes, and written again with the next line; past that, dropped and counted in pyfleet_log_dropped_lines_total\n$/)
+  // At exit: the cause as it was, written to fd 2 by the exit's own write (a child process, to read it).
+  const script = `import { LogDestination } from './src/log-destination.ts'; import pino from 'pino'
+const d = new LogDestination({ dest: '/dev/full' }); d.stream.on('error', () => {}); await new Promise((r) => d.stream.once('ready', r))
+pino(d.stream).info('left behind'); d.stream.flushSync()`
+  const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  await new Promise((resolve) => child.once('close', resolve))
+  t.match(stderr, /pyfleet: \d+ bytes of log lines not written at exit: writing to stdout failed \(ENOSPC\)\n/, stderr)
+})
+
 t.test('at exit, a reader that resumes gets every line once, in order, the one cut by a full pipe included', async (t) => {
   const { path } = fifo(t)
   const outDir = mkdtempSync(join(tmpdir(), 'pyfleet-log-out-'))
