@@ -108,7 +108,7 @@ export function buildFamilies (registry: Registry, sources: ScrapeSources): Fami
   })
   const killed = new Counter({
     name: 'pyfleet_worker_killed_total',
-    help: 'Workers killed by a SIGKILL pyfleet did not send, by who most likely sent it: oom_killer (the kernel\'s count of OOM kills in /proc/vmstat went up while the worker lived), someone (it did not: a kill -9), unknown (/proc/vmstat unreadable). Each is a crash in pyworker_worker_restarts_total too, but for a worker the shutdown was stopping (no restart then)',
+    help: 'Workers killed by a SIGKILL pyfleet did not send, by who most likely sent it: oom_killer (the kernel\'s count of OOM kills in /proc/vmstat went up while the worker lived), someone (it did not: a kill -9), unknown (/proc/vmstat unreadable). A ready worker\'s is a crash in pyworker_worker_restarts_total too, but for one the shutdown was stopping (no restart then); one killed while it started is a failed start (pyworker_worker_start_failures_total), retried with backoff',
     labelNames: ['by'],
     registers
   })
