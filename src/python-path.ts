@@ -58,7 +58,7 @@ function isAtLeast (version: string, minimum: string): boolean {
 
 /** Why a candidate cannot run the workers: what is wrong decides what to advise. */
 export interface Unusable {
-  kind: 'missing' | 'too-old' | 'no-modules' | 'shadowed' | 'broken'
+  kind: 'missing' | 'too-old' | 'no-modules' | 'shadowed' | 'broken' | 'no-process'
   reason: string
 }
 
@@ -80,7 +80,7 @@ const PROBE_TIMEOUT_MS = 15_000
 const PROBE_OUTPUT_CHARS = 64 * 1024
 
 /** How the probe's process ended, when not with exit code 0. */
-interface ProbeFailure {
+export interface ProbeFailure {
   /** A spawn error's code (ENOENT, EACCES), or the exit code. */
   code: string | number | null
   signal: NodeJS.Signals | null
@@ -88,7 +88,7 @@ interface ProbeFailure {
 }
 
 /** The probe's answer read: the interpreter, or why it cannot run the workers. */
-function judge (candidate: string, failure: ProbeFailure | null, stdout: string, stderr: string): PythonInfo | Unusable {
+export function judge (candidate: string, failure: ProbeFailure | null, stdout: string, stderr: string): PythonInfo | Unusable {
   // Named as it ran when that is another path than the name it was found by (python3 on PATH).
   const ran = failure === null ? undefined : /^(\/[^\n]*)\n$/.exec(stdout)?.[1]
   const name = ran === undefined || ran === candidate ? candidate : `${candidate} (${ran})`
@@ -116,6 +116,8 @@ function judge (candidate: string, failure: ProbeFailure | null, stdout: string,
   if (missing !== undefined) return unusable('no-modules', `cannot import ${missing}`)
   if (said !== '') return unusable('broken', said)
   if (failure.timedOut) return unusable('broken', `did not answer within ${PROBE_TIMEOUT_MS / 1000} s`)
+  // No process could be made to try it: the interpreter may be fine (a verdict on the machine, not on it).
+  if (failure.code === 'EAGAIN' || failure.code === 'ENOMEM') return unusable('no-process', `could not be tried: no process could be started (${failure.code})`)
   if (typeof failure.code === 'string') return unusable('broken', `cannot run (${failure.code})`) // EACCES and the like
   if (failure.signal !== null) return unusable('broken', `killed by ${failure.signal}`)
   return unusable('broken', `exited with code ${String(failure.code)} and printed nothing`)
@@ -149,7 +151,10 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
         clearTimeout(timer)
         clearTimeout(lingering)
         stop?.removeEventListener('abort', onStop)
-        resolve(judge(candidate, failure, stdout, stderr))
+        const verdict = judge(candidate, failure, stdout, stderr)
+        // Not kept: a verdict on the machine at that moment (its process limit), not on the interpreter.
+        if ('kind' in verdict && verdict.kind === 'no-process') cache.delete(candidate)
+        resolve(verdict)
       }
       // Settled here, not by 'close': something the probe started (a daemon of a wrapper's) may
       // hold its pipes open after it has gone, and 'close' would never come.
@@ -191,11 +196,15 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
 
 const SHADOW_FIX = 'if that file is not the package the workers need, rename it (or take its directory off PYTHONPATH)'
 
+/** EAGAIN or ENOMEM from fork: the workers could not be started either, whatever the interpreter. */
+const PROCESS_FIX = 'the process limit is reached (ulimit -u, RLIMIT_NPROC; a container\'s pids limit) or memory is short: raise the limit or free memory; the workers need a process each'
+
 /** What to do about a configured PYTHON that cannot run the workers. */
 function adviceFor ({ kind }: Unusable): string {
   const wanted = `an interpreter of Python ${MIN_VERSION} or newer that has ${REQUIRED_MODULES.join(' and ')}`
   if (kind === 'no-modules') return `${FIX}, or point PYTHON at ${wanted}`
   if (kind === 'shadowed') return SHADOW_FIX
+  if (kind === 'no-process') return PROCESS_FIX
   return `point PYTHON at ${wanted}, or unset it to let pyfleet search for one`
 }
 
@@ -210,6 +219,7 @@ export async function resolvePython (configured: string | undefined, projectRoot
     const found = await probe(configured, stop)
     stop?.throwIfAborted()
     if ('path' in found) return found
+    if (found.kind === 'no-process') throw new ConfigError(`PYTHON=${configured} ${found.reason.slice(configured.length + 2)}: ${adviceFor(found)}`)
     throw new ConfigError(`PYTHON=${configured} cannot run the workers (${found.reason}): ${adviceFor(found)}`)
   }
   const venv = join(projectRoot, '.venv', 'bin', 'python')
@@ -221,6 +231,8 @@ export async function resolvePython (configured: string | undefined, projectRoot
     stop?.throwIfAborted()
     // A copy: the probe's result is cached, and shared with --check's second look.
     if ('path' in found) return tried.length === 0 ? found : { ...found, passedOver: tried.map((u) => u.reason) }
+    // The machine, not the interpreter: the next candidate could not be tried either, nor a worker started.
+    if (found.kind === 'no-process') throw new ConfigError(`${found.reason}: ${PROCESS_FIX}`)
     tried.push(found)
   }
   const reasons = tried.map((u) => u.reason).join('; ')

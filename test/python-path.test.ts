@@ -5,7 +5,7 @@ import t from 'tap'
 import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { resolvePython } from '../src/python-path.js'
+import { judge, resolvePython } from '../src/python-path.js'
 import { ConfigError } from '../src/config.js'
 
 const PRETEND_3_9 = join(import.meta.dirname, 'fixtures', 'python_3_9')
@@ -119,4 +119,12 @@ t.test('a stopped start tries no further interpreter, and leaves the one it was 
   setTimeout(() => { stopping.abort() }, 300)
   t.match(await search, { name: 'AbortError' })
   t.equal(await access(tried).then(() => true, () => false), false, 'python3 was not tried')
+})
+
+t.test('a probe that could not be started for want of processes (EAGAIN, ENOMEM) is no verdict on the interpreter', async (t) => {
+  // Under RLIMIT_NPROC the start said "PYTHON=/usr/bin/python3 cannot run the workers ... point PYTHON at" another.
+  for (const code of ['EAGAIN', 'ENOMEM']) {
+    t.same(judge('/usr/bin/python3', { code, signal: null, timedOut: false }, '', ''), { kind: 'no-process', reason: `/usr/bin/python3: could not be tried: no process could be started (${code})` })
+  }
+  t.same(judge('/usr/bin/python3', { code: 'EACCES', signal: null, timedOut: false }, '', ''), { kind: 'broken', reason: '/usr/bin/python3: cannot run (EACCES)' }, 'EACCES is the file\'s own')
 })
