@@ -47,6 +47,25 @@ async function openedDestination (t: Teardown, options: ConstructorParameters<ty
   return destination
 }
 
+/**
+ * What the destination says on stderr while `log` writes `first`, waits for something to be
+ * said, then writes ten lines of `then` and waits out two batch timers (nothing more should come).
+ */
+async function saidOnStderr (log: pino.Logger, first: string, then: string): Promise<string[]> {
+  const said: string[] = []
+  const write = process.stderr.write
+  process.stderr.write = ((chunk: string) => { said.push(String(chunk)); return true }) as typeof process.stderr.write
+  try {
+    log.info(first)
+    await waitFor(() => said.length > 0, 5000, 'the failure to be said')
+    for (let n = 0; n < 10; n++) log.info({ n }, then)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  } finally {
+    process.stderr.write = write
+  }
+  return said
+}
+
 t.test('a single line is written without waiting for a batch to fill', async (t) => {
   const { path, reader } = fifo(t)
   const destination = await openedDestination(t, { dest: path })
@@ -174,17 +193,7 @@ t.test('a reader gone for good (EPIPE): said once on stderr, and every line from
   log.info('read')
   await waitFor(() => drain(reader).includes('"msg":"read"'), 5000, 'the first line to arrive')
   closeSync(reader) // a `| head` that has had enough
-  const said: string[] = []
-  const write = process.stderr.write
-  process.stderr.write = ((chunk: string) => { said.push(String(chunk)); return true }) as typeof process.stderr.write
-  try {
-    log.info('meets the closed pipe')
-    await waitFor(() => said.length > 0, 5000, 'the EPIPE to be said')
-    for (let n = 0; n < 10; n++) log.info({ n }, 'lost')
-    await new Promise((resolve) => setTimeout(resolve, 250)) // two batch timers: nothing more is said
-  } finally {
-    process.stderr.write = write
-  }
+  const said = await saidOnStderr(log, 'meets the closed pipe', 'lost')
   t.same(said, ['pyfleet: stdout was closed by its reader (EPIPE): log lines are lost from now on, counted in pyfleet_log_dropped_lines_total\n'])
   t.equal(dropped.reduce((a, b) => a + b, 0), 10, 'each line after it counted')
 })
@@ -194,17 +203,7 @@ t.test('a write that fails for another reason (ENOSPC: a full disk under a log f
   // and the exit blamed a stalled or gone reader.
   const destination = await openedDestination(t, { dest: '/dev/full' })
   const log = pino(destination.stream)
-  const said: string[] = []
-  const write = process.stderr.write
-  process.stderr.write = ((chunk: string) => { said.push(String(chunk)); return true }) as typeof process.stderr.write
-  try {
-    log.info('meets a full disk')
-    await waitFor(() => said.length > 0, 5000, 'the failure to be said')
-    for (let n = 0; n < 10; n++) log.info({ n }, 'kept, and tried again')
-    await new Promise((resolve) => setTimeout(resolve, 250)) // two batch timers: said once, not per write
-  } finally {
-    process.stderr.write = write
-  }
+  const said = await saidOnStderr(log, 'meets a full disk', 'kept, and tried again')
   t.equal(said.length, 1, said.join(''))
   t.match(said[0], /^pyfleet: writing log lines to stdout failed \(ENOSPC: [^)]*\): they are kept, up to \d+ bytes, and written again with the next line; past that, dropped and counted in pyfleet_log_dropped_lines_total\n$/)
   // At exit: the cause as it was, written to fd 2 by the exit's own write (a child process, to read it).
