@@ -6,10 +6,7 @@
 // wait and be refused again. The queue's 503s estimate the same way (pool/retry-after.ts).
 // Jobs differ in size far more than calls do, so the pace is per byte, not per job.
 
-import { MAX_RETRY_AFTER_SECONDS } from '../pool/retry-after.js'
-
-/** Weight of each job in the running mean: the last ~20 jobs count most. */
-const WEIGHT = 0.05
+import { retryAfterOf, runningMean } from '../pool/retry-after.js'
 
 export class ThreadPace {
   /** Running mean of the thread's milliseconds per byte of job; undefined until a job has run. */
@@ -17,16 +14,14 @@ export class ThreadPace {
 
   /** The thread did a job of `bytes` (a body, or a reply frame) in `ms`, from its start on the thread. */
   jobRan (bytes: number, ms: number): void {
-    const sample = ms / Math.max(1, bytes)
-    this.#msPerByte = this.#msPerByte === undefined ? sample : this.#msPerByte + (sample - this.#msPerByte) * WEIGHT
+    this.#msPerByte = runningMean(this.#msPerByte, ms / Math.max(1, bytes))
   }
 
   /**
    * Seconds until the thread could have done `pendingBytes` of jobs at the recent pace: at
-   * least 1 (also before any job has run), at most MAX_RETRY_AFTER_SECONDS.
+   * least 1 (also before any job has run), at most a minute (retry-after.ts).
    */
   retryAfterSeconds (pendingBytes: number): number {
-    if (this.#msPerByte === undefined) return 1
-    return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(pendingBytes * this.#msPerByte / 1000)))
+    return this.#msPerByte === undefined ? 1 : retryAfterOf(pendingBytes * this.#msPerByte)
   }
 }

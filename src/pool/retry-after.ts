@@ -62,10 +62,16 @@ export class RetryAfter {
       const lanes = Math.max(1, Math.min(task.concurrency, this.#workers))
       ms = Math.max(ms, (task.waiting + 1) * taskMeanMs / lanes)
     }
-    return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(ms / 1000)))
+    return retryAfterOf(ms)
   }
 }
 
-function runningMean (mean: number | undefined, ms: number): number {
-  return mean === undefined ? ms : mean + (ms - mean) * WEIGHT
+/** A wait of `ms` as Retry-After: whole seconds rounded up, at least 1, at most MAX_RETRY_AFTER_SECONDS. */
+export function retryAfterOf (ms: number): number {
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(ms / 1000)))
+}
+
+/** `sample` added to a running mean in which the last ~20 samples count most (WEIGHT); the first sample is the mean. */
+export function runningMean (mean: number | undefined, sample: number): number {
+  return mean === undefined ? sample : mean + (sample - mean) * WEIGHT
 }
