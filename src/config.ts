@@ -74,6 +74,7 @@ export interface Config {
  * library it imports, or a process it starts) never sees them.
  */
 const SERVER_SECRETS = ['ADMIN_TOKEN']
+const MIN_DISTINCT_TOKEN_CHARACTERS = 8
 
 function workerEnvironment (env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   const workerEnv = { ...env }
@@ -192,6 +193,13 @@ export function loadConfig (env: Env): Config {
   // sends the same way (curl sends UTF-8, fetch Latin-1: a non-ASCII token works for one only).
   if (adminToken !== '' && !/^[\x21-\x7e]+$/.test(adminToken)) {
     throw new ConfigError('ADMIN_TOKEN may hold only visible ASCII characters, no spaces, as an Authorization: Bearer header carries them: use letters, digits and -._~+/ (for example: openssl rand -hex 32)')
+  }
+  // Length alone lets "aaaaaaaaaaaaaaaa" or "secret-secret-secret" through: a token made of a
+  // few characters repeated is guessed long before its length suggests. A random one has
+  // plenty (32 hex digits hold fewer than 8 different ones about once in 10^11).
+  const distinct = new Set(adminToken).size
+  if (adminToken !== '' && distinct < MIN_DISTINCT_TOKEN_CHARACTERS) {
+    throw new ConfigError(`ADMIN_TOKEN has only ${distinct} different character${distinct === 1 ? '' : 's'}: a token of a few characters repeated is guessable; use a random one of at least ${MIN_DISTINCT_TOKEN_CHARACTERS} (for example: openssl rand -hex 32)`)
   }
   const bodyLimitBytes = integer(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1, 1024 * 1024 * 1024)
   const maxFrameBytes = integer(env, 'MAX_FRAME_BYTES', 64 * 1024 * 1024, 1024, 2 ** 32 - 1)

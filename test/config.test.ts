@@ -20,7 +20,7 @@ t.test('defaults match the contract', async (t) => {
 t.test('reads every setting', async (t) => {
   const config = loadConfig({
     HOST: '127.0.0.1', PORT: '8080', PYTHON: '/usr/bin/python3', POOL_SIZE: '2', QUEUE_LIMIT: '0', TASK_MODULES: 'a.b, c',
-    DIAG_TASKS: '1', ADMIN_TOKEN: 'x'.repeat(32), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', TASK_TIMEOUTS: 'xml.import=120000,echo=5', LOG_LEVEL: 'WARN',
+    DIAG_TASKS: '1', ADMIN_TOKEN: 'x7Rq-4mZ'.repeat(4), TASK_CONCURRENCY: 'csv.profile=1, xml.import=9', TASK_TIMEOUTS: 'xml.import=120000,echo=5', LOG_LEVEL: 'WARN',
     WORKER_SCHED_BATCH: 'yes', REQUEST_BODY_TIMEOUT_MS: '0', QUEUE_LIMIT_BYTES: '0', RECEIVE_LIMIT_BYTES: '0', MAX_CONNECTIONS: '0', OFFLOAD_MIN_BYTES: '0'
   })
   t.match(config, { host: '127.0.0.1', port: 8080, python: '/usr/bin/python3', poolSize: 2, queueLimit: 0, queueLimitBytes: 0, receiveLimitBytes: 0, offloadMinBytes: 0, diagTasks: true, logLevel: 'warn', workerSchedBatch: true, requestBodyTimeoutMs: 0, maxConnections: 0 })
@@ -39,7 +39,7 @@ t.test('reads every setting', async (t) => {
   t.equal(loadConfig({}).taskConcurrency.constructor, undefined)
   t.same(loadConfig({ TASK_CONCURRENCY: 'echo=99999999999999999999' }).taskConcurrency, { echo: 4 }, 'a limit past 2^53 is a limit past the pool size, not an error claiming it is below 1')
   t.match(loadConfig({ TASK_CONCURRENCY: 'echo=1,', TASK_TIMEOUTS: ' ,echo=5, ' }), { taskConcurrency: { echo: 1 }, taskTimeouts: { echo: 5 } }, 'empty entries (a trailing comma) are skipped, as in TASK_MODULES')
-  t.equal(config.adminToken, 'x'.repeat(32))
+  t.equal(config.adminToken, 'x7Rq-4mZ'.repeat(4))
   t.notOk('ADMIN_TOKEN' in config.workerEnv, 'the admin token is not passed on to the workers')
   t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')
 })
@@ -71,6 +71,8 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_TIMEOUTS: 'echo=1000, csv.profile=9,echo=5' }, /^TASK_TIMEOUTS names echo twice; keep one of its values$/],
     [{ TASK_CONCURRENCY: 'csv.profile=1,csv.profile=7' }, /^TASK_CONCURRENCY names csv\.profile twice; keep one of its values$/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
+    [{ ADMIN_TOKEN: 'a'.repeat(32) }, /ADMIN_TOKEN has only 1 different character: .*guessable/],
+    [{ ADMIN_TOKEN: 'secret-'.repeat(5) }, /ADMIN_TOKEN has only 6 different characters/],
     [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: 'pässwörd-0123456789' }, /ADMIN_TOKEN may hold only visible ASCII/],

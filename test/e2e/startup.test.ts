@@ -318,7 +318,7 @@ t.test('user task modules from TASK_MODULES are served with their schemas', asyn
 })
 
 t.test('tasks do not see the admin token', async (t) => {
-  const server = await startServer(t, { TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', ADMIN_TOKEN: 'secret-'.repeat(5) })
+  const server = await startServer(t, { TASK_MODULES: 'extra_tasks', PYTHONPATH: FIXTURES, POOL_SIZE: '1', ADMIN_TOKEN: 'secret-4829-token' })
   const seen = await callTask(server.url, 'extra.environ', { names: ['ADMIN_TOKEN', 'PYTHONPATH'] })
   t.equal(seen.status, 200)
   t.equal(seen.json.ADMIN_TOKEN, null)
