@@ -24,6 +24,7 @@ import { answerWritten, watchAnswer } from './abandoned.js'
 import { LogDestination } from './log-destination.js'
 import { expectationError, routeUnusualRequests, undecodableQuery } from './unusual-requests.js'
 import { ReceiveLimit } from './routes/receive-limit.js'
+import { RouteMethods } from './route-methods.js'
 import { lookalikeMessage } from './setting-names.js'
 import { PROBE_FILES } from './probe-listener.js'
 import { traceLogFieldsOf, traceparentOf } from './trace-context.js'
@@ -36,6 +37,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Request-body bytes being received, against RECEIVE_LIMIT_BYTES. */
     receiving: ReceiveLimit
+    /** The methods the routes answer at a path, for a 405's Allow line. */
+    routeMethods: RouteMethods
     /** A stop has been announced (SHUTDOWN_DELAY_MS): /ready says 503, calls are still served until the drain. */
     readonly stopAnnounced: boolean
     /** Announces the stop (main.ts, on SIGTERM or SIGINT, when SHUTDOWN_DELAY_MS is set). */
@@ -123,6 +126,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   routeUnusualRequests(app.server)
 
   app.decorateRequest('pyfleetCall', null)
+  // Before any route: every route, the HEAD routes Fastify adds included, is recorded.
+  const routeMethods = new RouteMethods()
+  app.addHook('onRoute', (route) => { routeMethods.add(route.url, route.method) })
+  app.decorate('routeMethods', routeMethods)
   let stopAnnounced = false
   app.decorate('stopAnnounced', { getter: () => stopAnnounced })
   app.decorate('announceStop', () => { stopAnnounced = true })
@@ -133,7 +140,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     closeIfBodyIgnored(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
-    done(closingConnectionError(request) ?? singleHeaderError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request) : undefined) ?? undecodableQuery(request))
+    done(closingConnectionError(request) ?? singleHeaderError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request, reply) : undefined) ?? undecodableQuery(request))
   })
 
   await app.register(metrics)

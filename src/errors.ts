@@ -33,6 +33,7 @@ export const DuplicateHeaderError = define('DUPLICATE_HEADER', 400, 'a request m
 export const UnauthorizedError = define('UNAUTHORIZED', 401, 'missing bearer token: send Authorization: Bearer <ADMIN_TOKEN>')
 export const ForbiddenError = define('FORBIDDEN', 403, 'the bearer token is not the ADMIN_TOKEN')
 export const TaskNotFoundError = define('TASK_NOT_FOUND', 404, 'there is no task named %s; GET /api/tasks lists them')
+export const MethodNotAllowedError = define('METHOD_NOT_ALLOWED', 405, '%s is not a method of %s: it answers %s')
 export const BodyTooLargeError = define('FST_ERR_CTP_BODY_TOO_LARGE', 413)
 export const UnsupportedMediaTypeError = define('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415)
 export const ExpectationFailedError = define('EXPECTATION_FAILED', 417, 'expect: %s is not an expectation pyfleet can meet; only 100-continue is')

@@ -105,22 +105,29 @@ function closeStalledConnections (server: Server, closed: () => void): void {
 }
 
 function isProbe (request: IncomingMessage): boolean {
-  if (request.method !== 'GET' && request.method !== 'HEAD') return false
+  return (request.method === 'GET' || request.method === 'HEAD') && isProbePath(request)
+}
+
+function isProbePath (request: IncomingMessage): boolean {
   const url = request.url ?? ''
   const query = url.indexOf('?')
   return SERVED.has(query === -1 ? url : url.slice(0, query))
 }
 
-/** A 404 in the error shape of every other answer, saying where the rest is served. */
+/**
+ * In the error shape of every other answer, saying where the rest is served: a 404, or a
+ * 405 for another method than GET or HEAD on a probe path (with Allow, as on PORT).
+ */
 function notServedHere (request: IncomingMessage, response: ServerResponse): void {
+  const wrongMethod = isProbePath(request)
   const body = JSON.stringify({
-    statusCode: 404,
-    code: 'FST_ERR_NOT_FOUND',
-    error: 'Not Found',
+    statusCode: wrongMethod ? 405 : 404,
+    code: wrongMethod ? 'METHOD_NOT_ALLOWED' : 'FST_ERR_NOT_FOUND',
+    error: wrongMethod ? 'Method Not Allowed' : 'Not Found',
     message: `PROBE_PORT serves GET ${PROBE_PATHS.join(', ')} only; every route, these included, is on PORT`
   })
   // Its body is not read: the connection closes rather than read whatever the client sends.
-  response.writeHead(404, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  response.writeHead(wrongMethod ? 405 : 404, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', ...(wrongMethod ? { allow: 'GET, HEAD' } : {}) })
   response.end(request.method === 'HEAD' ? undefined : body)
 }
 

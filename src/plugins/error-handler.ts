@@ -12,7 +12,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
-import { InvalidInputError, withExtras, type ErrorExtras } from '../errors.js'
+import { InvalidInputError, MethodNotAllowedError, withExtras, type ErrorExtras } from '../errors.js'
 import { serverTiming } from '../routes/timing.js'
 import { closingConnectionError, isAnswering, isClosingAfterAnswer, keepOrClose, latestResponseOf, numberRequest, responseOf } from '../connection-reuse.js'
 import { loggedErrorMessage, noteErrorCode, requestFields, round } from '../request-log.js'
@@ -88,11 +88,19 @@ function handleError (error: SendableError, request: FastifyRequest, reply: Fast
 }
 
 /**
- * The 404 of a method or path no route has, such as PUT /api/tasks/echo (unknown task
+ * The answer to a method and path no route has: a 405 naming the methods the path has
+ * (PUT /api/tasks/echo), in `Allow` too; a 404 when no route has the path (unknown task
  * names reach the task routes: TASK_NOT_FOUND there).
  */
-export function notFoundError (request: FastifyRequest): SendableError {
-  const path = request.url.split('?')[0].slice(0, MAX_PATH_IN_MESSAGE)
+export function notFoundError (request: FastifyRequest, reply: FastifyReply): SendableError {
+  const whole = request.url.split('?')[0]
+  const path = whole.slice(0, MAX_PATH_IN_MESSAGE)
+  // CONNECT asks for a tunnel, which no path has: its 404 below says pyfleet is no proxy.
+  const allowed = request.method === 'CONNECT' ? [] : request.server.routeMethods.at(whole)
+  if (allowed.length > 0) {
+    reply.header('allow', allowed.join(', '))
+    return new MethodNotAllowedError(request.method, path, allowed.join(', '))
+  }
   // A trailing slash the routes do not have: /api/tasks/echo/ is not /api/tasks/echo.
   const bare = path.length > 1 && path.endsWith('/') ? path.replace(/\/+$/, '') : undefined
   const hint = bare !== undefined && bare !== '' && request.server.hasRoute({ method: request.method as HTTPMethods, url: bare.startsWith('/api/tasks/') ? '/api/tasks/:name' : bare })
@@ -272,7 +280,7 @@ export function clientError (this: FastifyInstance, error: NodeJS.ErrnoException
 async function errorHandlerPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.setErrorHandler(handleError)
   // A fallback: notFoundError() answers these requests from app.ts's onRequest hook, before any body is read.
-  fastify.setNotFoundHandler((request, reply) => { handleError(notFoundError(request), request, reply) })
+  fastify.setNotFoundHandler((request, reply) => { handleError(notFoundError(request, reply), request, reply) })
 }
 
 export default fp(errorHandlerPlugin, { name: 'pyfleet-error-handler', fastify: '5.x', dependencies: ['pyfleet-metrics'] })

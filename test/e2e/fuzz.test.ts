@@ -410,6 +410,7 @@ t.test('echo gives back any msgpack value as sent, with only the documented conv
 const CODES: Record<number, RegExp> = {
   400: /^(INVALID_INPUT|FST_ERR_VALIDATION|FST_ERR_BAD_URL|HPE_[A-Z_]+|MISSING_HOST_HEADER|DUPLICATE_HOST_HEADER|DUPLICATE_HEADER)$/,
   404: /^(TASK_NOT_FOUND|FST_ERR_NOT_FOUND)$/,
+  405: /^METHOD_NOT_ALLOWED$/,
   413: /^FST_ERR_CTP_BODY_TOO_LARGE$/,
   414: /^FST_ERR_MAX_PARAM_LENGTH$/,
   415: /^FST_ERR_CTP_INVALID_MEDIA_TYPE$/,

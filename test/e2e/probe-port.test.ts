@@ -48,11 +48,13 @@ t.test('the probe routes answer on PROBE_PORT as on PORT, and nothing else does'
   t.match(refused, /"code":"FST_ERR_NOT_FOUND".*"message":"PROBE_PORT serves GET \/health, \/ready, \/metrics, \/api\/queue-stats only; every route, these included, is on PORT"/)
   const post = await rawExchange(`http://127.0.0.1:${port}`, 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}')
   t.match(post, /^HTTP\/1\.1 404 /, 'no task is run there')
-  t.match(await get(port, '/metrics', 'POST'), /^HTTP\/1\.1 404 /)
+  const wrongMethod = await get(port, '/metrics', 'POST')
+  t.match(wrongMethod, /^HTTP\/1\.1 405 /, 'a probe path with another method than GET or HEAD')
+  t.match(wrongMethod, /\r\nallow: GET, HEAD\r\n[\s\S]*"code":"METHOD_NOT_ALLOWED"/)
   // Counted as the main port's requests are, under their route.
   const metrics = await get(port, '/metrics')
   t.match(metrics, /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} [1-9]/)
-  // The refusals reach no route: counted apart, the three 404s above.
+  // The refusals reach no route: counted apart, the two 404s and the 405 above.
   t.match(metrics, /\npyfleet_probe_port_refused_total\{reason="not_served"\} 3\n/)
   t.match(metrics, /\npyfleet_probe_port_refused_total\{reason="at_cap"\} 0\n/)
 })

@@ -294,13 +294,32 @@ t.test('an unknown task is 404 TASK_NOT_FOUND', async (t) => {
   t.equal(reply.json.code, 'TASK_NOT_FOUND')
   const described = await fetch(`${url}/api/tasks/no.such.task`)
   t.equal(described.status, 404)
-  for (const [method, path] of [['PUT', '/api/tasks/echo'], ['DELETE', '/api/tasks/echo'], ['POST', '/api/tasks/echo/extra']]) {
-    const response = await fetch(`${url}${path}`, { method })
-    const error = await response.json()
-    t.equal(response.status, 404, `${method} ${path}`)
-    t.equal(error.code, 'FST_ERR_NOT_FOUND', 'a missing route, not a missing task')
-    t.match(error.message, /^no route .*: run a task with POST/)
+  const beyond = await fetch(`${url}/api/tasks/echo/extra`, { method: 'POST' })
+  t.equal(beyond.status, 404)
+  t.match(await beyond.json(), { code: 'FST_ERR_NOT_FOUND', message: /^no route POST \/api\/tasks\/echo\/extra: run a task with POST/ }, 'a missing route, not a missing task')
+})
+
+t.test('a method a path does not have is a 405 whose Allow line lists those it has', async (t) => {
+  const cases: Array<[string, string, string]> = [
+    ['PUT', '/api/tasks/echo', 'GET, HEAD, POST'],
+    ['DELETE', '/api/tasks/no.such.task?x=1', 'GET, HEAD, POST'], // the path's methods, whether or not the task exists
+    ['OPTIONS', '/api/tasks/echo', 'GET, HEAD, POST'],
+    ['POST', '/api/tasks', 'GET, HEAD'],
+    ['POST', '/health', 'GET, HEAD'],
+    ['PATCH', '/metrics', 'GET, HEAD']
+  ]
+  for (const [method, path, allow] of cases) {
+    const response = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'OPTIONS' ? undefined : '{"a":1}' })
+    t.equal(response.status, 405, `${method} ${path}`)
+    t.equal(response.headers.get('allow'), allow)
+    // Answered before the body is read, as a 404 is: a connection with a body on it closes.
+    t.equal(response.headers.get('connection'), method === 'OPTIONS' ? 'keep-alive' : 'close')
+    t.same(await response.json(), { statusCode: 405, code: 'METHOD_NOT_ALLOWED', error: 'Method Not Allowed', message: `${method} is not a method of ${path.split('?')[0]}: it answers ${allow}` })
   }
+  const head = await fetch(`${url}/api/tasks/echo/extra`, { method: 'HEAD' })
+  t.equal(head.status, 404, 'a path no route has stays a 404, whatever the method')
+  t.equal(head.headers.get('allow'), null)
+  await waitFor(() => server.logs.filter((line) => line.msg === 'request completed' && line.code === 'METHOD_NOT_ALLOWED').length === cases.length, 2000, 'a log line with its code for each')
 })
 
 t.test('a body over BODY_LIMIT_BYTES is 413', async (t) => {
@@ -445,7 +464,7 @@ t.test('expect: 100-continue on a request without a body: the 100 at once, and t
   t.match(answer, /HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n\{"b":"2"\}$/, `the pipelined call's answer: ${answer}`)
   // Unframed bytes after such a request are no body: the next request, which is not HTTP.
   const garbage = await rawExchange(url, 'DELETE /api/tasks/echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\r\n[{"a":1}]')
-  t.match(garbage, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 404 [^]*HTTP\/1\.1 400 [^]*"code":"HPE_INVALID_METHOD"/, garbage)
+  t.match(garbage, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 405 [^]*HTTP\/1\.1 400 [^]*"code":"HPE_INVALID_METHOD"/, garbage)
 })
 
 t.test('an answer that comes before the body (wrong task, wrong route, compressed, a GET route) closes the connection instead of reading on', async (t) => {
