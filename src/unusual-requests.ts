@@ -57,6 +57,11 @@ export function routeUnusualRequests (server: Server): void {
   })
 }
 
+/** The client waits for a 100 Continue before it sends its body. */
+export function expectsContinue (request: FastifyRequest): boolean {
+  return request.headers.expect?.trim().toLowerCase() === '100-continue'
+}
+
 /**
  * RFC 9110 §10.1.1: an expectation the server cannot meet may be answered 417. Only
  * 100-continue is one HTTP/1.1 defines; ignoring another would act on a request whose
@@ -64,7 +69,7 @@ export function routeUnusualRequests (server: Server): void {
  */
 export function expectationError (request: FastifyRequest): Error | undefined {
   const expect = request.headers.expect
-  if (expect === undefined || expect.trim().toLowerCase() === '100-continue') return undefined
+  if (expect === undefined || expectsContinue(request)) return undefined
   return new ExpectationFailedError(JSON.stringify(expect.slice(0, 50)))
 }
 

@@ -16,7 +16,7 @@ import { parseWithExactIntegers, validateWithBigInts } from './big-integers.js'
 import { rawInput, rawTextInput, type RawText } from './raw-body.js'
 import { byteOrderMark, isXmlType, xmlCharset } from './xml-charset.js'
 import { PendingBody } from '../offload/encoded.js'
-import { budgetOrNaN } from './budget.js'
+import { budgetMs, budgetOrNaN } from './budget.js'
 import { unsendable, type Found } from './sendable.js'
 import { readBody } from './body-reader.js'
 import type { InputOptions, OffloadedInput } from '../offload/offloader.js'
@@ -166,6 +166,24 @@ export function mediaTypeProblem (task: Task, request: FastifyRequest): Error | 
   // Not a media type at all ("json"): Fastify refuses it before any parser, saying so (error-handler.ts).
   if (!MEDIA_TYPE.test(type)) return undefined
   return rawTypeRefusal(task, type)
+}
+
+/**
+ * With `Expect: 100-continue` the client waits to be asked for its body: what its headers
+ * and query already refuse (an x-request-timeout-ms that is no budget, a query parameter
+ * that belongs in a JSON or msgpack body) is answered now, instead of after an upload
+ * whose answer was known. Without the expectation the body is on its way, and its own
+ * errors are answered first, as they always are.
+ */
+export function refusedBeforeContinue (task: Task, request: FastifyRequest): Error | undefined {
+  try {
+    budgetMs(request)
+    const { type } = mediaType(request)
+    if ((type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) && queryStart(request.url) !== -1) refuseQuery(task, request)
+  } catch (error) {
+    return error as Error
+  }
+  return undefined
 }
 
 /** The 415 for a raw content type `task` does not declare, or undefined. */

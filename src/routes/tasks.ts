@@ -9,12 +9,12 @@ import { OffloadCancelledError, refusedOutcome } from '../offload/offload-errors
 import type { OffloadedInput } from '../offload/offloader.js'
 import type { Task, TaskRegistry } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
-import { addBodyParsers, bodyBytes, encodingProblem, inputFor, mediaTypeProblem } from './body.js'
+import { addBodyParsers, bodyBytes, encodingProblem, inputFor, mediaTypeProblem, refusedBeforeContinue } from './body.js'
 import { sendValue, wantsMsgpack } from './replies.js'
 import { serverTiming } from './timing.js'
 import { recordAbandoned } from '../abandoned.js'
 import { closingConnectionError } from '../connection-reuse.js'
-import { transferCodingProblem } from '../unusual-requests.js'
+import { expectsContinue, transferCodingProblem } from '../unusual-requests.js'
 import { keptPerTable } from './per-table.js'
 import { CostlyBodyWarnings } from './costly-bodies.js'
 import { noteExpected } from '../request-log.js'
@@ -104,6 +104,8 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       }
       const typed = mediaTypeProblem(task, request)
       if (typed !== undefined) { done(typed, payload); return }
+      const early = expectsContinue(request) ? refusedBeforeContinue(task, request) : undefined
+      if (early !== undefined) { done(early, payload); return }
       // Last: only a body that will be read counts against RECEIVE_LIMIT_BYTES.
       try {
         done(undefined, fastify.receiving.enter(request, reply, payload))
