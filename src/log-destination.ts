@@ -5,7 +5,7 @@
 import { constants, fstatSync, openSync } from 'node:fs'
 import { Socket } from 'node:net'
 import pino from 'pino'
-import { flushAtExit, PIPE_BUF_BYTES } from './log-exit-flush.js'
+import { flushAtExit, isWriting, PIPE_BUF_BYTES } from './log-exit-flush.js'
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
@@ -121,6 +121,10 @@ export class LogDestination {
     })
     const flusher = setInterval(() => {
       if (!written) return
+      // A flush while a write is under way does nothing (sonic-boom returns), and that write
+      // leaves what was buffered behind it for the next line, however long that takes (an
+      // ERROR line held for seconds on a quiet server): the next turn tries again.
+      if (isWriting(stream)) return
       written = false
       try {
         stream.flush()

@@ -28,6 +28,11 @@ interface SonicBoomState {
   _len: number
 }
 
+/** A write of `stream`'s through the thread pool is under way: a flush() now does nothing. */
+export function isWriting (stream: ReturnType<typeof pino.destination>): boolean {
+  return (stream as unknown as SonicBoomState)._writing
+}
+
 /**
  * Writes what `stream` holds, in order: the batch being written first, unless an async write
  * of it is under way right now (`retryPending` false while `_writing`: that write is the

@@ -91,6 +91,19 @@ t.test('flushLogs resolves once every line logged before it is written, also tho
   }
 })
 
+t.test('a line buffered while a write was under way is written by the batch timer, not left for the next line', async (t) => {
+  const { path, reader } = fifo(t)
+  const destination = await openedDestination(t, { dest: path })
+  const log = pino(destination.stream)
+  // Over the pipe's 64 KiB: the write stays under way until the reader reads.
+  for (let n = 0; n < 40; n++) log.info(`filling the pipe ${n} ${'x'.repeat(4000)}`)
+  log.error('the line that matters') // short of a batch: buffered behind the write
+  await new Promise((resolve) => setTimeout(resolve, 350)) // the batch timer's turns come while the write waits
+  let read = ''
+  await waitFor(() => (read += drain(reader)).includes('the line that matters'), 5000, 'the buffered line to be written, with nothing logged after it')
+  t.match(read, /filling the pipe 39 [\s\S]*the line that matters/, 'after the lines before it')
+})
+
 t.test('an idle log writes nothing: the batch timer writes only when a line came', async (t) => {
   const { path, reader } = fifo(t)
   const destination = await openedDestination(t, { dest: path })
