@@ -82,6 +82,7 @@ def main() -> None:
     faulthandler.enable(file=2, all_threads=True)
     protocol_fd = guard_stdout()
     request_fd = guard_stdin()
+    watchers.keep_open(request_fd, protocol_fd)
     if args.stderr_mark:
         mark_calls(args.stderr_mark)
     set_up_logging()

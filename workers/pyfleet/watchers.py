@@ -42,6 +42,9 @@ _fh_unregister = faulthandler.unregister
 
 def _after_fork_in_child() -> None:
     changes["fork"] = True
+    # A forked child is not the worker: its copies of the protocol's pipes are its to close
+    # (a child that closes every descriptor to detach must not keep the server's pipes open).
+    _kept_open.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -91,10 +94,27 @@ def _close_watched(fd: int) -> None:
     _close(fd)
 
 
+# The worker's own descriptors (the protocol's two pipes), which os.closerange leaves open:
+# closing every inherited descriptor, os.closerange(3, N), is a common idiom, and it cut the
+# worker off from the server mid-call (a 502, and a lost worker). os.close of one by number
+# still closes it: a task that names the fd means to.
+_kept_open: list = []
+
+
+def keep_open(*fds: int) -> None:
+    """Descriptors os.closerange leaves open from now on (the protocol's; __main__ names them)."""
+    _kept_open[:] = sorted(set(fds))
+
+
 def _closerange_watched(fd_low: int, fd_high: int, /) -> None:
     if fd_low <= 2:
         changes["fds"] = True
-    _closerange(fd_low, fd_high)
+    low = fd_low
+    for kept in _kept_open:
+        if low <= kept < fd_high:
+            _closerange(low, kept)
+            low = kept + 1
+    _closerange(low, fd_high)
 
 
 def _dup2_watched(fd: int, fd2: int, inheritable: bool = True) -> int:

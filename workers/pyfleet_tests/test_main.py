@@ -820,8 +820,10 @@ class RuntimeFailureTest(unittest.TestCase):
     """The runtime itself failing (a task closed its protocol fds) ends in one record and one fatal line."""
 
     def test_a_task_that_closes_the_protocol_fds_ends_the_worker_with_one_record_and_a_fatal_line(self):
+        # By number, one at a time: os.closerange leaves them open (the next test).
         directory = task_files(self, {
-            "closing_tasks.py": "import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n    os.closerange(3, 256)\n    return 'gone'\n",
+            "closing_tasks.py": "import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n"
+                                "    for fd in range(3, 256):\n        try:\n            os.close(fd)\n        except OSError:\n            pass\n    return 'gone'\n",
         })
         code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", None)], pythonpath=directory)
         self.assertEqual(code, EXIT_RUNTIME_FAILED, stderr)
@@ -829,6 +831,20 @@ class RuntimeFailureTest(unittest.TestCase):
         self.assertEqual(len(lines), 2, stderr)  # not a traceback of a dozen lines, each logged on its own
         self.assertRegex(lines[0], r"^ERROR pyfleet: the worker's runtime failed\\nTraceback \(most recent call last\):\\n.*OSError: \[Errno 9\] Bad file descriptor$")
         self.assertRegex(lines[1], r"^pyfleet-fatal: the runtime failed: OSError: \[Errno 9\] Bad file descriptor \(did a task close or replace the worker's protocol fds, \d+ and \d+\?\)$")
+
+
+class CloseRangeTest(unittest.TestCase):
+    """os.closerange, the idiom for closing every inherited descriptor, leaves the protocol's pipes open."""
+
+    def test_closing_every_descriptor_from_3_up_leaves_the_worker_serving(self):
+        directory = task_files(self, {
+            "closing_tasks.py": "import os\nfrom pyfleet import task\n\n\n@task('c.close_all')\ndef close_all(input):\n"
+                                "    os.closerange(input, 4096)\n    return 'closed'\n",
+        })
+        code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", 3), ("c.close_all", 0), ("echo", "still here")], pythonpath=directory)
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual([reply.get("value") for reply in parse_frames(stdout)[1:]], ["closed", "closed", "still here"], stderr)
+        self.assertNotIn("pyfleet-fatal", stderr)
 
 
 class OneLinePerRecordTest(unittest.TestCase):
