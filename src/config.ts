@@ -76,9 +76,14 @@ export interface Config {
 const SERVER_SECRETS = ['ADMIN_TOKEN']
 const MIN_DISTINCT_TOKEN_CHARACTERS = 8
 
-function workerEnvironment (env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+function workerEnvironment (env: NodeJS.ProcessEnv, reloadOnChange: boolean): Record<string, string | undefined> {
   const workerEnv = { ...env }
   for (const name of SERVER_SECRETS) delete workerEnv[name]
+  // Python takes a cached .pyc as current while the source's size and mtime, in whole
+  // seconds, are unchanged: the reload that follows a save writes one in that second, and a
+  // second save within it, at the same size, was served as the first, the reload saying it
+  // succeeded. While tasks are being written, workers compile them afresh at each start.
+  if (reloadOnChange && (workerEnv.PYTHONDONTWRITEBYTECODE ?? '') === '') workerEnv.PYTHONDONTWRITEBYTECODE = '1'
   return workerEnv
 }
 
@@ -206,6 +211,7 @@ export function loadConfig (env: Env): Config {
   if (maxFrameBytes <= bodyLimitBytes) {
     throw new ConfigError(`MAX_FRAME_BYTES=${maxFrameBytes} must be larger than BODY_LIMIT_BYTES=${bodyLimitBytes}, or an accepted body could not be sent to a worker`)
   }
+  const reloadOnChange = flag(env, 'RELOAD_ON_CHANGE')
   const config: Config = {
     host,
     port: integer(env, 'PORT', 5000, 0, 65535),
@@ -255,9 +261,9 @@ export function loadConfig (env: Env): Config {
     maxRssBytes: integer(env, 'MAX_RSS_BYTES', 0, 0, 2 ** 50),
     workerSchedBatch: flag(env, 'WORKER_SCHED_BATCH'),
     shedLateCalls: flag(env, 'SHED_LATE_CALLS'),
-    reloadOnChange: flag(env, 'RELOAD_ON_CHANGE'),
+    reloadOnChange,
     validateResults: flag(env, 'VALIDATE_RESULTS'),
-    workerEnv: Object.freeze(workerEnvironment(env)),
+    workerEnv: Object.freeze(workerEnvironment(env, reloadOnChange)),
     lookalikes: Object.freeze(lookalikeSettings(env))
   }
   if (config.probePort !== undefined && config.probePort !== 0 && config.probePort === config.port) {

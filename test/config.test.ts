@@ -44,6 +44,13 @@ t.test('reads every setting', async (t) => {
   t.equal(config.workerEnv.LOG_LEVEL, 'WARN', 'the rest of the environment is')
 })
 
+t.test('RELOAD_ON_CHANGE: workers write no bytecode cache, which a save within the same second would hide', async (t) => {
+  t.equal(loadConfig({ RELOAD_ON_CHANGE: '1' }).workerEnv.PYTHONDONTWRITEBYTECODE, '1')
+  t.equal(loadConfig({ RELOAD_ON_CHANGE: '1', PYTHONDONTWRITEBYTECODE: '' }).workerEnv.PYTHONDONTWRITEBYTECODE, '1', 'empty is unset, to Python')
+  t.equal(loadConfig({ RELOAD_ON_CHANGE: '1', PYTHONDONTWRITEBYTECODE: 'yes' }).workerEnv.PYTHONDONTWRITEBYTECODE, 'yes', 'a value of the user\'s stays')
+  t.notOk('PYTHONDONTWRITEBYTECODE' in loadConfig({}).workerEnv, 'without RELOAD_ON_CHANGE, the environment as it is')
+})
+
 t.test('bad values fail with a message that names the setting', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ POOL_SIZE: 'four' }, /POOL_SIZE="four" is not an integer: use 1\.\.256/],

@@ -3,7 +3,7 @@
 // workers on the code before.
 
 import t from 'tap'
-import { cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { access, cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callTask, getJson, startServer, waitFor, type Teardown, type TestServer } from '../helpers/server.js'
@@ -47,6 +47,8 @@ t.test('a saved edit is served after a rolling reload; a broken one is logged an
   t.match(reloadsOf(server)[1], { level: 50, msg: /^reload failed: Python worker .* did not start: task module 'devtasks\.greeting' raised NameError on import: .*; 0 of 2 workers replaced before it stopped; the other 2 keep serving the previous code$/, err: { message: /task module 'devtasks.greeting' raised NameError on import: name 'this' is not defined \(at devtasks\/greeting.py, line 1\)/ } }, 'the broken edit is logged, with why')
   t.same(await greet(server), { greeting: 'good morning, Ada' }, 'and the code before keeps serving')
   t.equal(server.logs.filter((l) => l.trigger === 'change' && l.msg === 'reload started').length, 2, 'one reload per save, not one per write')
+  // A .pyc written by the reload in the second of a save hides a second save in that second, at the same size.
+  await t.rejects(access(join(dir, 'devtasks', '__pycache__')), { code: 'ENOENT' }, 'no bytecode cache was written beside the task module')
 })
 
 t.test('saves that rename a new file over the old one, twice, and a package deleted and made again, are each seen', async (t) => {
