@@ -112,8 +112,23 @@ export function patternEngine (pattern: string, flags: string): { test: (text: s
       why = `RE2 does not take it: ${(error as Error).message}`
     }
   }
-  if (isSafeRegex(pattern) && !repeatsAlternation) return native
-  throw new Error(`pattern ${JSON.stringify(pattern)} cannot be run in linear time (${why}), and it repeats a group that holds a quantifier or an alternation, which JavaScript's engine can take exponential time over on a crafted input; rewrite it`)
+  const risk = repeatsAlternation ? REPEATED_GROUP : backtrackingRisk(pattern)
+  if (risk === undefined) return native
+  throw new Error(`pattern ${JSON.stringify(pattern)} cannot be run in linear time (${why}), and ${risk}; rewrite it`)
+}
+
+const REPEATED_GROUP = 'it repeats a group that holds a quantifier or an alternation, which JavaScript\'s engine can take exponential time over on a crafted input'
+/** safe-regex2's default: past this many quantifiers, a pattern is refused (a*a*a*...: polynomial time of a high degree). */
+const MAX_QUANTIFIERS = 25
+
+/** Why JavaScript's engine may take too long over a pattern, by safe-regex2's judgement, or undefined. */
+function backtrackingRisk (pattern: string): string | undefined {
+  // safe-regex2's parser does not read a lookbehind, (?<= or (?<!, and called every pattern
+  // with one unsafe: judged as the lookahead of the same shape, which it reads.
+  const shape = pattern.replace(/\(\?<([=!])/g, '(?$1')
+  if (isSafeRegex(shape)) return undefined
+  if (!isSafeRegex(shape, { limit: Infinity })) return REPEATED_GROUP
+  return `it has more than ${MAX_QUANTIFIERS} quantifiers, over which JavaScript's engine can backtrack for a long time on a crafted input`
 }
 // Ajv names the engine by this in code it writes out (standalone validators, which pyfleet does not use).
 patternEngine.code = 'patternEngine'

@@ -49,9 +49,18 @@ t.test('a pattern RE2 cannot run runs in JavaScript\'s engine without the expone
   const lookahead = patternEngine('^(?=.*[0-9]).{8,}$', 'u')
   t.same([lookahead.test('abcdefg1'), lookahead.test('abcdefgh')], [true, false])
   t.equal(patternEngine('^(\\w)\\1$', 'u').test('aa'), true, 'a backreference')
-  for (const pattern of ['^(?!.*--)(\\w|\\d)*$', '^(\\w|\\d)*(?!y)$', '^(?=(a+)+$)', '^(a*)*\\1$']) {
+  for (const pattern of ['^(?!.*--)(\\w|\\d)*$', '^(\\w|\\d)*(?!y)$', '^(?=(a+)+$)', '^(a*)*\\1$', '(?<=(a+)+)b']) {
     t.throws(() => patternEngine(pattern, 'u'), { message: /cannot be run in linear time .* it repeats a group that holds a quantifier or an alternation/ }, pattern)
   }
+})
+
+t.test('a lookbehind is judged by its shape as a lookahead is, not refused for one (safe-regex2 cannot read it)', async (t) => {
+  t.same(['ab', 'b'].map((text) => patternEngine('(?<=a)b', 'u').test(text)), [true, false])
+  t.same(['xb', 'ab'].map((text) => patternEngine('(?<!a)b', 'u').test(text)), [true, false])
+  t.same(['123', '000'].map((text) => patternEngine('^\\d{3}(?<!000)$', 'u').test(text)), [true, false])
+  // Past safe-regex2's 25 quantifiers: refused, and the message says that, not a repeated group it does not have.
+  const many = `^${'a?'.repeat(30)}(?<=a)$`
+  t.throws(() => patternEngine(many, 'u'), { message: /cannot be run in linear time .*, and it has more than 25 quantifiers, over which JavaScript's engine can backtrack/ })
 })
 
 t.test('what ECMAScript does not take is refused, though RE2 would take it', async (t) => {
