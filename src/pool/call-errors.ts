@@ -21,11 +21,13 @@ export function taskErrorFor (reply: ErrorMessage, task: string): { outcome: 're
       return { outcome: 'failed', error: withExtras(new ResultInvalidError(`task ${task} returned a value its output schema refuses: ${reply.message}`), { details: reply.details }) }
     default:
       // The worker does not have the task: a reload in progress is replacing code
-      // that had it with code that does not. For the client, the task is gone.
+      // that had it with code that does not, or a worker that restarted (after a
+      // crash or a recycle) read task files changed on disk since the table was made
+      // (worker-pool.ts warns of that). For the client, the task is gone.
       // (The runtime's own reply carries no traceback; a task raising an exception
       // class of the same name does.)
       if (reply.type === UNKNOWN_TASK && reply.traceback === undefined) {
-        return { outcome: null, error: new TaskNotFoundError(`${JSON.stringify(task)} (any more: a reload has removed it)`) }
+        return { outcome: null, error: new TaskNotFoundError(`${JSON.stringify(task)} in the worker that took this call (any more: a reload removed it, or the worker restarted with task files changed on disk since the start; the log says which)`) }
       }
       // The message and traceback stay in the log: they may hold internals.
       return { outcome: 'failed', error: new TaskFailedError(task) }

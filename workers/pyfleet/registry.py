@@ -230,6 +230,9 @@ def task(
             # (importlib.reload, IPython's %autoreload, a REPL testing with call_task).
             again = (f": two of its functions have that name, or the module was imported again (importlib.reload, %autoreload); "
                      f"to load it afresh in a REPL or a test, call pyfleet.registry.clear() first, then import it") if before == now else ""
+            # A task of the user's named like a built-in one: say that the name is taken, and how to choose one.
+            if before != now and str(before).startswith("pyfleet_tasks."):
+                again = f": {name!r} is a built-in task's name; give yours a prefix of your own ('{str(now).split('.')[0]}.{name}')"
             raise ValueError(f"task {name!r} is registered twice ({before} and {now}){again}")
         check_callable(name, fn)
         doc = _doc_of(fn)

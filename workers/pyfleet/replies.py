@@ -101,10 +101,16 @@ def _from_task_code(tb: Any) -> Any:
     return first if tb is None else tb
 
 
-# The log's traceback for a value that could not be sent when no code of the task's ran in the attempt.
-_NO_TASK_FRAMES = (
+# The log's traceback for a value that could not be sent when no code of the task's ran in the attempt:
+# a result, and a raised error's details (which the message says where it was raised).
+_NO_TASK_FRAMES_RESULT = (
     "(no traceback: the value was returned, not raised, and no code of the task's ran while it was "
     "converted; the message says where in the value the part that cannot be sent is)"
+)
+_NO_TASK_FRAMES_DETAILS = (
+    "(no traceback of the conversion: the details were converted after the task had raised, and no code "
+    "of the task's ran while they were; the message says where the error was raised and where in the "
+    "details the part that cannot be sent is)"
 )
 
 
@@ -192,7 +198,7 @@ def encode_reply(reply: Dict[str, Any], max_frame_bytes: int) -> bytes:
             if not _any_task_frame(exc):
                 # The packer's and the runtime's frames alone (a timedelta returned, an int past
                 # 64 bits) said nothing the message does not, and read as pyfleet failing.
-                unsendable["traceback"] = _NO_TASK_FRAMES
+                unsendable["traceback"] = _NO_TASK_FRAMES_RESULT if is_result else _NO_TASK_FRAMES_DETAILS
             body = encode(unsendable)
         except BaseException as problem:
             body = encode(unreportable(call_id, problem))

@@ -803,6 +803,11 @@ class FailureReplyTest(unittest.TestCase):
             def isoformat(self):
                 raise ValueError("not a day of ours")
 
+        (details,) = self.replies(TaskError("bad details", {"d": object()}))[:1]
+        self.assertTrue(details["message"].startswith(f"the details of the TaskError{RAISED} cannot be sent: "), details["message"])
+        self.assertTrue(details["traceback"].startswith("(no traceback of the conversion: the details were converted after the task had raised"),
+                        f"a raised error's details are not said to be returned: {details['traceback']}")
+
         reply = msgpack.unpackb(encode_reply(protocol.result(1, {"d": Day(2024, 1, 1)}), 1 << 20), raw=False)
         self.assertEqual((reply["type"], reply["message"]), ("ValueError", "the result cannot be sent: not a day of ours"))
         self.assertIn(", in isoformat\n", reply["traceback"], "the task's own method, which raised, is shown")

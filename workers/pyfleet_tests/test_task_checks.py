@@ -34,6 +34,16 @@ class TwiceTest(RegistrationTest):
         with self.assertRaisesRegex(ValueError, r"^task 't' is registered twice \(pyfleet_tests\.test_task_checks and mytasks\.other\)$", msg="partials: their functions' modules, not functools"):
             task("t")(functools.partial(other))
 
+    def test_a_built_in_tasks_name_taken_again_says_so_and_how_to_name_yours(self):
+        def in_module(module):
+            fn = types.FunctionType(takes_input.__code__, {}, "echo")
+            fn.__module__ = module
+            return fn
+
+        task("echo")(in_module("pyfleet_tasks.echo"))
+        with self.assertRaisesRegex(ValueError, r"^task 'echo' is registered twice \(pyfleet_tasks\.echo and mytasks\.shop\): 'echo' is a built-in task's name; give yours a prefix of your own \('mytasks\.echo'\)$"):
+            task("echo")(in_module("mytasks.shop"))
+
     def test_one_module_twice_says_how_to_load_it_afresh(self):
         task("t")(takes_input)
         module = importlib.import_module("pyfleet_tests.test_task_checks")
