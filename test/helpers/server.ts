@@ -198,3 +198,18 @@ export async function freePort (): Promise<number> {
   await new Promise((resolve) => server.close(resolve))
   return port
 }
+
+/**
+ * Runs `node dist/server.js` with `env` (and PATH, HOST 127.0.0.1, PORT 0) to its exit, for what
+ * a start or `--check` says when it stops: its exit code, and stdout and stderr together.
+ */
+export async function runServer (env: Record<string, string>, args: string[] = []): Promise<{ code: number | null, output: string }> {
+  const child = spawn(process.execPath, ['dist/server.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env } })
+  let output = ''
+  child.stdout.on('data', (d) => { output += String(d) })
+  child.stderr.on('data', (d) => { output += String(d) })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  clearTimeout(killer)
+  return { code, output }
+}
