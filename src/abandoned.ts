@@ -63,6 +63,17 @@ function record (request: FastifyRequest, reply: FastifyReply, call: Call | null
   request.server.observeAnswer(request, reply, CLIENT_CLOSED_REQUEST)
 }
 
+/**
+ * For a route whose answer takes a while to make (a reload, a scrape), when it is made: a
+ * client that left meanwhile gets its line and its 499, as a task call's does. An answer not
+ * yet made when the connection closed is left to its route (recordUnwritten), and Fastify
+ * records nothing of one that Node never writes.
+ */
+export function recordIfClientLeft (request: FastifyRequest, reply: FastifyReply): void {
+  const socket = request.raw.socket
+  if (socket?.destroyed === true && !wasClosedByServer(socket)) recordAbandoned(request, reply, request.pyfleetCall)
+}
+
 /** The answers of a connection's requests that may not have been written yet (watchAnswer). */
 const kAnswers = Symbol('pyfleet.answers')
 /** The reply of the request a raw request became (clientError reads it). */

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { BodyTooLargeError, ForbiddenError, UnauthorizedError } from '../errors.js'
 import { readBody } from './body-reader.js'
 import { reloadWorkers } from '../reload.js'
+import { recordIfClientLeft } from '../abandoned.js'
 
 /** Compares in constant time: hashing first makes both sides the same length. */
 function sameSecret (given: string, expected: string): boolean {
@@ -51,5 +52,10 @@ export default async function adminRoutes (fastify: FastifyInstance, { token }: 
         done(error as Error)
       }
     }
-  }, async (request) => await reloadWorkers(fastify, 'admin', request.id))
+  }, async (request, reply) => {
+    const result = await reloadWorkers(fastify, 'admin', request.id)
+    // A reload takes seconds: its caller may have left (a curl -m), and who reloaded must still be on record.
+    recordIfClientLeft(request, reply)
+    return result
+  })
 }

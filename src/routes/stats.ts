@@ -3,6 +3,7 @@
 
 import type { FastifyInstance } from 'fastify'
 import { noStore } from './no-store.js'
+import { recordIfClientLeft } from '../abandoned.js'
 
 export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
   // Logged at warn only, as /metrics: a dashboard polls it every few seconds.
@@ -62,7 +63,10 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     })
     return await following
   }
-  fastify.get('/metrics', { logLevel: 'warn', onRequest: noStore }, async (_request, reply) => {
-    return reply.type(registry.contentType).send(await render())
+  fastify.get('/metrics', { logLevel: 'warn', onRequest: noStore }, async (request, reply) => {
+    const text = await render()
+    // A scrape cut off by Prometheus's scrape_timeout while it was rendered: its 499 says so.
+    recordIfClientLeft(request, reply)
+    return reply.type(registry.contentType).send(text)
   })
 }

@@ -73,6 +73,25 @@ t.test('a reload does not wait for a long call to replace the other workers: the
   t.equal(result.oldPids.length, 3)
 })
 
+t.test('a reload whose caller left before its answer is logged and measured as abandoned (499): who reloaded stays on record', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1' })
+  // The one worker is busy: the reload waits for its call, and the caller gives up meanwhile (curl -m).
+  const busy = callTask(server.url, 'diag.work', { sleep_ms: 1500 })
+  await waitFor(() => server.app.pool.members().some((w) => w.state === 'busy'), 5000, 'the call to start')
+  const controller = new AbortController()
+  const reload = fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal }).catch((error: Error) => error)
+  await waitFor(() => server.logs.some((l) => l.msg === 'reload started'), 5000, 'the reload to start')
+  controller.abort()
+  t.match(await reload, { name: 'AbortError' })
+  t.equal((await busy).status, 200)
+  await waitFor(() => server.logs.some((l) => l.msg === 'reload finished'), 10_000, 'the reload to finish')
+  await waitFor(() => server.logs.some((l) => l.msg === 'request abandoned: the client left before its answer'), 5000, 'the abandoned line')
+  const started = server.logs.find((l) => l.msg === 'reload started')
+  t.match(server.logs.find((l) => l.msg === 'request abandoned: the client left before its answer'), { statusCode: 499, method: 'POST', url: '/admin/reload', requestId: started?.requestId })
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /\nhttp_request_duration_seconds_count\{method="POST",route="\/admin\/reload",status_code="499"\} 1\n/)
+})
+
 t.test('a worker that times out while its reload spare waits for it is replaced by that spare, not by another started cold', async (t) => {
   const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1', TASK_TIMEOUTS: 'diag.work=1500' })
   const [before] = workerPids(server)
