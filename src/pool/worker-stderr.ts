@@ -31,6 +31,14 @@ const MAX_PIECE_BYTES = 15 * 1024
 const ALWAYS_FITS_CHARS = Math.floor(MAX_PIECE_BYTES / 6)
 const LAST_WORDS = 5
 const LAST_WORD_CHARS = 500
+/**
+ * A line still without its end this long after its last bytes is logged as it is, its rest
+ * (if it comes) as a `continued` piece: output a task writes without a newline and not
+ * through sys.stdout (os.write(1, ...), a C library), which the runtime cannot end after the
+ * call, otherwise waited for the next output, or the worker's exit, and then was logged under
+ * another call's request id.
+ */
+const UNENDED_LINE_WAIT_MS = 1000
 
 /** Fields every stderr line of a worker is logged with. */
 export interface StderrContext {
@@ -52,6 +60,8 @@ export class WorkerStderr {
   /** The call whose output is being read, from its mark until its end mark. */
   #markedCall: number | undefined
   #partial = ''
+  /** Logs #partial once it has waited UNENDED_LINE_WAIT_MS for its end. */
+  #unendedTimer: NodeJS.Timeout | undefined
   /** The level of a line logged in pieces whose end has not come yet ('dropped': its first piece was). */
   #continuing: Level | 'dropped' | undefined
   #lastWords: string[] = []
@@ -115,10 +125,22 @@ export class WorkerStderr {
         continue
       }
       if (at > 0) this.#logWholeLine(line.slice(0, at)) // output before the mark is not the marked call's
+      // A line logged unended (#logUnended) ends at a mark: what follows is not its rest.
+      this.#continuing = undefined
       this.#markedCall = mark === 'end' ? undefined : mark.call
     }
     const markAt = this.#marks?.startIn(this.#partial) ?? -1
     this.#partial = markAt < 0 ? this.#cutLong(this.#partial) : this.#cutLong(this.#partial.slice(0, markAt)) + this.#partial.slice(markAt)
+    clearTimeout(this.#unendedTimer)
+    // Not a mark on its way (written whole, with its newline, in one write): only text waits.
+    if (this.#partial !== '' && markAt < 0) this.#unendedTimer = setTimeout(() => { this.#logUnended() }, UNENDED_LINE_WAIT_MS).unref()
+  }
+
+  #logUnended (): void {
+    this.#unendedTimer = undefined
+    const text = withoutCarriageReturn(this.#partial)
+    this.#partial = ''
+    if (text !== '') this.#logPiece(text, false)
   }
 
   #logWholeLine (line: string): void {
@@ -143,6 +165,7 @@ export class WorkerStderr {
 
   /** Logs a last line that had no newline, and the count of dropped lines (the process has exited). */
   flush (): void {
+    clearTimeout(this.#unendedTimer)
     if (this.#partial !== '') this.#logPiece(withoutCarriageReturn(this.#partial), true)
     this.#partial = ''
     this.#continuing = undefined

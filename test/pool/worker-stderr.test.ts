@@ -332,6 +332,39 @@ t.test('a worker\'s marks say which call a line is from, also when it is read af
   ])
 })
 
+/** Waits until `done()` holds, up to 5 s (the line's wait is 1 s). */
+async function eventually (done: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !done(); waited += 50) {
+    if (waited > 5000) throw new Error(`not within 5 s: ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+t.test('a line left without its end (os.write(1, ...) with no newline) is logged after a wait, not held until the next output or the exit', async (t) => {
+  const { log, lines } = recordingLog()
+  const marks = new CallOutputMarks()
+  const mark = (what: string): string => `\x1e${marks.token} ${what}\n`
+  let sent = 'call-1'
+  const stderr = new WorkerStderr(log, (marked) => ({ worker: 1, workerPid: 2, requestId: marked === undefined ? sent : `call-${marked}`, task: 't' }), () => false, undefined, undefined, marks)
+  stderr.write('ERROR raw: no newline')
+  await eventually(() => lines.length === 1, 'the unended line')
+  t.match(lines[0], { level: 'error', msg: 'ERROR raw: no newline', fields: { requestId: 'call-1' } }, 'at its level, under the call that wrote it')
+  t.notOk('continued' in lines[0].fields)
+  stderr.write(' and its rest\nthe next line\n')
+  t.same(lines.slice(1).map(({ level, msg, fields }) => [level, msg, fields.continued]), [['error', ' and its rest', true], ['info', 'the next line', undefined]], 'its rest, when it comes, is its continuation')
+  // Unended, then the next call's mark: the mark ends it, and the next call's lines are their own.
+  stderr.write('half a line')
+  await eventually(() => lines.length === 4, 'the second unended line')
+  sent = 'call-2'
+  stderr.write(`${mark('call 2')}printed by call 2\n${mark('end')}`)
+  t.same(lines.slice(3).map(({ msg, fields }) => [msg, fields.requestId, fields.continued]), [['half a line', 'call-1', undefined], ['printed by call 2', 'call-2', undefined]])
+  // A mark on its way (cut by the pipe) is not logged as text after the wait.
+  stderr.write(`\x1e${marks.token} ca`)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  stderr.write('ll 3\nprinted by call 3\n')
+  t.same(lines.slice(5).map(({ msg, fields }) => [msg, fields.requestId]), [['printed by call 3', 'call-3']])
+})
+
 t.test('a mark without the worker\'s token, or not a mark after it, is a line like any other', async (t) => {
   const { log, lines } = recordingLog()
   const marks = new CallOutputMarks()
