@@ -48,13 +48,15 @@ export class RetryAfter {
    * Seconds until the `waiting` callers, and one more, could each have had a worker at
    * the recent pace, and (given `task`) until that task's waiting calls and one more could
    * have run within its concurrency at its own pace: the longer of the two, at least 1, at
-   * most MAX_RETRY_AFTER_SECONDS. Before any call has given its worker back, the pace is
-   * taken from `runningForMs`, how long the calls running now have held theirs on average
-   * (a floor: they are not done), so that the first flood of a start with slow calls is not
-   * told 1 s; with nothing running either, 1.
+   * most MAX_RETRY_AFTER_SECONDS. `runningForMs`, how long the calls running now have held
+   * their workers on average, is a floor of the pace (they are not done): recent calls of
+   * 1 ms (an echo) told the callers of a pool held by 6 s calls to come back in 1 s, and a
+   * client that honours the header gave up after its retries while the pool was busy, not
+   * full for long. Before any call has given its worker back it is the pace; with nothing
+   * running either, 1.
    */
   seconds (waiting: number, task?: TaskBacklog, runningForMs = 0): number {
-    const meanMs = this.#meanHoldMs ?? runningForMs
+    const meanMs = Math.max(this.#meanHoldMs ?? 0, runningForMs)
     if (meanMs <= 0) return 1
     let ms = (waiting + 1) * meanMs / this.#workers
     const taskMeanMs = task === undefined ? undefined : this.#taskMeanHoldMs.get(task.name)

@@ -11,12 +11,13 @@ t.test('1 s until a call has run, with none running: nothing is known of the pac
   t.equal(estimate.seconds(1000), 1)
 })
 
-t.test('before any call has finished, the time the running calls have held their worker so far is the pace', async (t) => {
+t.test('the time the running calls have held their workers so far is a floor of the pace, before any call has finished and after', async (t) => {
   const estimate = new RetryAfter(4)
   // (7 + 1) × 2 s so far / 4 workers: 4 s, where it said 1 s.
   t.equal(estimate.seconds(7, undefined, 2000), 4)
   estimate.callHeldWorker('t', 100)
-  t.equal(estimate.seconds(7, undefined, 2000), 1, 'once a call has finished, its time is the pace')
+  t.equal(estimate.seconds(7, undefined, 2000), 4, 'nor after fast calls have finished: slow ones still hold the workers')
+  t.equal(estimate.seconds(7, undefined, 50), 1, 'running calls younger than the recent pace: the recent pace')
 })
 
 t.test('the callers waiting and one more, spread over the workers, at the recent pace', async (t) => {
