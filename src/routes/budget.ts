@@ -9,7 +9,10 @@ const TIMEOUT_HEADER = 'x-request-timeout-ms'
 export function budgetMs (request: FastifyRequest): number | undefined {
   const budget = budgetOrNaN(request)
   if (Number.isNaN(budget)) {
-    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)`)
+    // Node joins a header sent twice with ", ": the message said only that it was no number.
+    const raw = String(request.headers[TIMEOUT_HEADER])
+    const twice = /^\s*\d+\s*(,\s*\d+\s*)+$/.test(raw) ? ` (it was sent more than once: ${raw.slice(0, 60)}; send one)` : ''
+    throw new InvalidInputError(`${TIMEOUT_HEADER} must be a whole number of milliseconds, at least 1 (a larger one than the task's timeout is capped by it)${twice}`)
   }
   return budget
 }

@@ -29,6 +29,10 @@ t.test('the document is valid OpenAPI 3.1, with one operation per task carrying 
   t.equal(document.openapi, '3.1.0')
   t.notOk(document.paths['/admin/reload'], 'no admin route without ADMIN_TOKEN')
   t.notOk((document.components as { schemas: Record<string, unknown> }).schemas.ReloadResult, 'nor its answer\'s component, which nothing would use')
+  const paths = document.paths as unknown as Record<string, { get: { responses: Record<string, { headers: Record<string, unknown> }> } }>
+  t.ok(paths['/health'].get.responses[503].headers['retry-after'], 'the 503 of /health declares the Retry-After it carries')
+  const other = (document.components as unknown as { responses: { Other: { description: string } } }).responses.Other
+  t.match(other.description, /405 METHOD_NOT_ALLOWED whose Allow header lists the methods/, 'a wrong method\'s 405, which no operation describes, is said where a client reads of other answers')
   const { tasks } = await getJson(`${server.url}/api/tasks`) as { tasks: Array<{ name: string, schema: unknown, raw: string[], timeoutMs: number }> }
   for (const task of tasks) {
     const operation = document.paths[`/api/tasks/${task.name}`]?.post
