@@ -25,7 +25,7 @@ export async function call (task, value, { asMsgpack = false, attempts = 3 } = {
       body: asMsgpack ? msgpack.pack(value) : JSON.stringify(value)
     })
     if (response.ok) return asMsgpack ? msgpack.unpack(Buffer.from(await response.arrayBuffer())) : await response.json()
-    const problem = await response.json() // errors are always JSON: {statusCode, code, error, message, details?}
+    const problem = await problemOf(response)
     // 503 QUEUE_FULL, QUEUE_TIMEOUT, WORKERS_UNAVAILABLE say when to come back; nothing else is worth repeating.
     const retryAfter = response.headers.get('retry-after')
     if (response.status === 503 && retryAfter !== null && attempt < attempts) {
@@ -34,6 +34,16 @@ export async function call (task, value, { asMsgpack = false, attempts = 3 } = {
     }
     const details = problem.details === undefined ? '' : ` ${JSON.stringify(problem.details)}`
     throw new Error(`${response.status} ${problem.code}: ${problem.message}${details}`)
+  }
+}
+
+/** pyfleet's errors are JSON, {statusCode, code, error, message, details?}; a proxy in front may answer in HTML (nginx's 502 page). */
+async function problemOf (response) {
+  const text = await response.text()
+  try {
+    return JSON.parse(text)
+  } catch {
+    return { code: response.statusText, message: text.slice(0, 200) }
   }
 }
 

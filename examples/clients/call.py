@@ -30,13 +30,22 @@ def call(task, value, as_msgpack=False, attempts=3):
                 data = response.read()
                 return msgpack.unpackb(data) if as_msgpack else json.loads(data)
         except urllib.error.HTTPError as error:
-            problem = json.loads(error.read())  # errors are always JSON: {statusCode, code, error, message, details?}
+            problem = _problem_of(error)
             # 503 QUEUE_FULL, QUEUE_TIMEOUT, WORKERS_UNAVAILABLE say when to come back; nothing else is worth repeating.
             retry_after = error.headers.get("retry-after")
             if error.code == 503 and retry_after is not None and attempt < attempts:
                 time.sleep(float(retry_after))
                 continue
             raise RuntimeError(f"{error.code} {problem['code']}: {problem['message']} {problem.get('details', '')}".rstrip()) from None
+
+
+def _problem_of(error):
+    """pyfleet's errors are JSON, {statusCode, code, error, message, details?}; a proxy in front may answer in HTML (nginx's 502 page)."""
+    text = error.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"code": error.reason, "message": text[:200].decode("utf-8", "replace")}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 
 import t from 'tap'
 import { execFile } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -68,6 +70,21 @@ t.test('both clients wait out a full queue by its Retry-After, then get their an
   t.equal((await busy).status, 200)
   const refused = server.logs.filter((line) => line.msg === 'request completed' && line.statusCode === 503 && line.url === '/api/tasks/greet')
   t.ok(refused.length >= 2, `each client was refused at least once and came back (${refused.length} refusals)`)
+})
+
+t.test('both clients report an error that is not pyfleet\'s JSON (a proxy\'s HTML page) with its status, not a parse error', async (t) => {
+  // What nginx in front answers while pyfleet is down: a 502 in HTML.
+  const proxy = createServer((_request, response) => {
+    response.writeHead(502, { 'content-type': 'text/html' }).end('<html><body>502 Bad Gateway</body></html>')
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { proxy.close() })
+  const env = { ...process.env, PYFLEET_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` }
+  const failed = (error: { stderr?: string }): string => error.stderr ?? ''
+  const fromPython = await run(await python(), ['-c', 'import call; call.call("greet", {"name": "Ada"})'], { env, cwd: join(EXAMPLES, 'clients') }).then(() => '', failed)
+  t.match(fromPython, /RuntimeError: 502 Bad Gateway: <html><body>502 Bad Gateway<\/body><\/html>/)
+  const fromNode = await run(process.execPath, ['--input-type=module', '-e', `import { call } from ${JSON.stringify(NODE_CLIENT)}; await call('greet', { name: 'Ada' })`], { env }).then(() => '', failed)
+  t.match(fromNode, /Error: 502 Bad Gateway: <html><body>502 Bad Gateway<\/body><\/html>/)
 })
 
 t.test('README\'s curl lines that send examples/data/ print what their comments say', async (t) => {
