@@ -251,7 +251,7 @@ export function openApiDocument (tasks: readonly Task[], facts: ApiFacts): Json 
       },
       headers: {
         RequestId: { description: 'the request\'s id: yours, or one made for it; on every answer', required: true, schema: { type: 'string', minLength: 1 } },
-        ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>: on answers to calls that reached the queue', schema: { type: 'string', pattern: '^queue;dur=[0-9.]+(, run;dur=[0-9.]+)?$' } }
+        ServerTiming: { description: 'queue;dur=<ms>, run;dur=<ms>: on answers to calls that reached the queue (queue alone for one refused before it ran)', schema: { type: 'string', pattern: '^queue;dur=[0-9.]+(, run;dur=[0-9.]+)?$' } }
       },
       ...(facts.adminRoutes ? { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } } : {})
     }

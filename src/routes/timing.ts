@@ -2,7 +2,12 @@
 
 import type { Call } from '../pool/worker-pool.js'
 
-/** `queue` is the wait before the call ran: for a worker, and for the offload thread first when its body was large. */
+/**
+ * `queue` is the wait before the call ran: for a worker, and for the offload thread first when
+ * its body was large. `run` only for a call that ran: a refused one (QUEUE_FULL, QUEUE_TIMEOUT)
+ * read `run;dur=0.000`, a run of no time rather than none.
+ */
 export function serverTiming (call: Call): string {
-  return `queue;dur=${(call.queueMs + (call.waitedMs ?? 0)).toFixed(3)}, run;dur=${call.runMs.toFixed(3)}`
+  const queue = `queue;dur=${(call.queueMs + (call.waitedMs ?? 0)).toFixed(3)}`
+  return call.runMs > 0 ? `${queue}, run;dur=${call.runMs.toFixed(3)}` : queue
 }

@@ -424,6 +424,7 @@ t.test('callers beyond QUEUE_LIMIT get 503 QUEUE_FULL with Retry-After', async (
   t.equal(rejected.status, 503)
   t.equal(rejected.json.code, 'QUEUE_FULL')
   t.equal(rejected.headers.get('retry-after'), '1')
+  t.match(rejected.headers.get('server-timing'), /^queue;dur=\d+\.\d{3}$/, 'the time it was in the queue, and no run: it never ran')
   // Load shedding is one line per refused request under overload: info, with its code.
   const line = server.logs.find((l) => l.msg === 'request completed' && l.requestId === rejected.headers.get('x-request-id'))
   t.match(line, { level: 30, statusCode: 503, code: 'QUEUE_FULL', outcome: 'queue_full' })
