@@ -152,6 +152,11 @@ function mediaType (request: FastifyRequest): { type: string, charset: string | 
   return { type: type.trim().toLowerCase(), charset }
 }
 
+/** A JSON or msgpack body (no content-type is read as JSON: addBodyParsers), not a raw one. */
+function isStructured (type: string): boolean {
+  return type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)
+}
+
 /** type/subtype, each an RFC 9110 token. */
 const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9a-z-]+\/[!#$%&'*+.^_`|~0-9a-z-]+$/
 
@@ -162,7 +167,7 @@ const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9a-z-]+\/[!#$%&'*+.^_`|~0-9a-z-]+$/
  */
 export function mediaTypeProblem (task: Task, request: FastifyRequest): Error | undefined {
   const { type } = mediaType(request)
-  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return undefined
+  if (isStructured(type)) return undefined
   // Not a media type at all ("json"): Fastify refuses it before any parser, saying so (error-handler.ts).
   if (!MEDIA_TYPE.test(type)) return undefined
   return rawTypeRefusal(task, type)
@@ -179,7 +184,7 @@ export function refusedBeforeContinue (task: Task, request: FastifyRequest): Err
   try {
     budgetMs(request)
     const { type } = mediaType(request)
-    if ((type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) && queryStart(request.url) !== -1) refuseQuery(task, request)
+    if (isStructured(type) && queryStart(request.url) !== -1) refuseQuery(task, request)
   } catch (error) {
     return error as Error
   }
@@ -209,7 +214,7 @@ export function inputFor (task: Task, request: FastifyRequest, onClientGone?: In
   const { type, charset } = mediaType(request)
   if (body === undefined && type === '') throw new InvalidInputError('the body is empty; send JSON (content-type: application/json) or msgpack')
   // type '': no content-type, parsed as JSON (see addBodyParsers)
-  if (type === JSON_TYPE || type === '' || MSGPACK_TYPES.includes(type)) return structuredInput(task, request, body, onClientGone)
+  if (isStructured(type)) return structuredInput(task, request, body, onClientGone)
   // Checked before the body was read too (preParsing); again here, as a reload may have changed the task meanwhile.
   const refused = rawTypeRefusal(task, type)
   if (refused !== undefined) throw refused
