@@ -42,7 +42,7 @@ const MSGPACK_MEDIA = new Set(MSGPACK_TYPES)
 const MSGPACK_IN = /msgpack/i
 
 /** A range's quality: its q parameter (0 to 1), 1 without one; undefined if q is not a number in 0..1 (the range is ignored). */
-function qualityOf (params: string[]): number | undefined {
+export function qualityOf (params: string[]): number | undefined {
   const q = params.map((p) => /^\s*q\s*=\s*(\S*)\s*$/i.exec(p)?.[1]).find((v) => v !== undefined)
   if (q === undefined) return 1
   if (!/^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(q)) return undefined

@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import { noStore } from './no-store.js'
 import { recordIfClientLeft } from '../abandoned.js'
+import { acceptsGzip, GzipOnce } from './scrape-encoding.js'
 
 export default async function statsRoutes (fastify: FastifyInstance): Promise<void> {
   // Logged at warn only, as /metrics: a dashboard polls it every few seconds.
@@ -63,10 +64,15 @@ export default async function statsRoutes (fastify: FastifyInstance): Promise<vo
     })
     return await following
   }
+  const gzipped = new GzipOnce()
   fastify.get('/metrics', { logLevel: 'warn', onRequest: noStore }, async (request, reply) => {
     const text = await render()
+    // Vary: a cache in front must not give the gzip to a client that did not ask for it.
+    reply.header('vary', 'accept-encoding')
+    const body = acceptsGzip(request.headers['accept-encoding']) ? await gzipped.of(text) : text
+    if (body !== text) reply.header('content-encoding', 'gzip')
     // A scrape cut off by Prometheus's scrape_timeout while it was rendered: its 499 says so.
     recordIfClientLeft(request, reply)
-    return reply.type(registry.contentType).send(text)
+    return reply.type(registry.contentType).send(body)
   })
 }

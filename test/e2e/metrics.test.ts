@@ -3,6 +3,8 @@
 // stay bounded, and worker output lands in the logs with its request id.
 
 import { connect } from 'node:net'
+import { get, type IncomingHttpHeaders } from 'node:http'
+import { gunzipSync } from 'node:zlib'
 import t from 'tap'
 import { rawExchange } from '../helpers/raw-http.js'
 import { hasPromtool, promtool } from '../helpers/promtool.js'
@@ -125,6 +127,38 @@ t.test('a scrape that comes while another renders is not given that rendering\'s
   await new Promise((resolve) => setTimeout(resolve, 50))
   release()
   t.equal(okCalls(await second), okCalls(await first) + 1, 'the second scrape counts the call answered before it was made')
+})
+
+/** GET /metrics with raw bytes and headers, as fetch would decompress them out of sight. */
+async function scrapeWith (url: string, acceptEncoding?: string): Promise<{ headers: IncomingHttpHeaders, body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    const headers = acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding }
+    get(`${url}/metrics`, { headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    }).on('error', reject)
+  })
+}
+
+t.test('a scrape that accepts gzip, as Prometheus does, gets the same text gzipped; others get it as it is', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  t.equal((await callTask(server.url, 'echo', { n: 1 })).status, 200)
+  const zipped = await scrapeWith(server.url, 'gzip')
+  t.equal(zipped.headers['content-encoding'], 'gzip')
+  t.equal(zipped.headers.vary, 'accept-encoding', 'a cache in front keeps the two apart')
+  t.equal(Number(zipped.headers['content-length']), zipped.body.length)
+  const text = gunzipSync(zipped.body).toString()
+  t.match(text, /\npyworker_calls_total\{task="echo",outcome="ok"\} 1\n/)
+  t.ok(zipped.body.length * 4 < text.length, `${zipped.body.length} bytes gzipped for ${text.length}`)
+  for (const acceptEncoding of [undefined, 'identity', 'br', 'gzip;q=0, identity']) {
+    const plain = await scrapeWith(server.url, acceptEncoding)
+    t.equal(plain.headers['content-encoding'], undefined, String(acceptEncoding))
+    t.equal(plain.headers.vary, 'accept-encoding')
+    t.match(plain.body.toString(), /^# HELP /, 'the text itself')
+  }
+  if (await hasPromtool(t)) await promtool(t, ['check', 'metrics'], text)
 })
 
 t.test('the exposition passes promtool check metrics after real traffic', async (t) => {
