@@ -85,10 +85,16 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     script: offloadScript
   })
   let lastDrift = ''
+  // The server's start-up signal (SIGTERM during it), until the pool has started. Not after:
+  // AbortSignal.any() leaves an entry in each source's set of dependants that Node 20 never
+  // removes (100,000 combined signals, listeners removed, left 100,000 entries after a GC),
+  // and the start-up signal lives as long as the process, so every spawn after start-up
+  // (recycling, replacements, reloads) grew it for good.
+  let startingSignal = startSignal
 
-  // `signal`: the pool's (a sibling's failed start, the pool closing); the server's start-up signal (SIGTERM during it) aborts every start too.
+  // `signal`: the pool's (a sibling's failed start, the pool closing); during start-up the server's start-up signal aborts every start too.
   const spawn = async (id: number, signal?: AbortSignal): Promise<PythonWorker> => {
-    const either = signal === undefined || startSignal === undefined ? signal ?? startSignal : AbortSignal.any([signal, startSignal])
+    const either = signal === undefined || startingSignal === undefined ? signal ?? startingSignal : AbortSignal.any([signal, startingSignal])
     const worker = await PythonWorker.spawn({
       id, python: python.path, args, env, cwd: PROJECT_ROOT, maxFrameBytes: config.maxFrameBytes, startTimeoutMs: config.workerStartTimeoutMs, log, signal: either,
       onExit: (w, code, signal) => {
@@ -140,6 +146,7 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
     observer: fastify.metrics,
     offloader
   }).catch((error: unknown) => { throw withPassedOver(error, python) })
+  startingSignal = undefined
   try {
     tasks.update(pool.tasks)
     const unused = strict ? tasks.unusedLimitsProblem() : undefined

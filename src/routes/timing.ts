@@ -4,8 +4,8 @@ import type { Call } from '../pool/worker-pool.js'
 
 /**
  * `queue` is the wait before the call ran: for a worker, and for the offload thread first when
- * its body was large. `run` only for a call that ran: a refused one (QUEUE_FULL, QUEUE_TIMEOUT)
- * read `run;dur=0.000`, a run of no time rather than none.
+ * its body was large. `run` only for a call that ran: a call refused before it ran
+ * (QUEUE_FULL, QUEUE_TIMEOUT) has `queue` alone, not a run of no time.
  */
 export function serverTiming (call: Call): string {
   const queue = `queue;dur=${(call.queueMs + (call.waitedMs ?? 0)).toFixed(3)}`

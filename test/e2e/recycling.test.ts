@@ -22,6 +22,24 @@ t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted 
   await waitFor(() => server.app.pool.liveWorkers === 4, 5000, 'four workers')
 })
 
+t.test('workers started after start-up leave nothing behind on the server\'s start-up signal', async (t) => {
+  const starting = new AbortController()
+  /** Node 20's AbortSignal.any() records each signal combined with this one here, for good. */
+  const dependants = (): number => {
+    const key = Object.getOwnPropertySymbols(starting.signal).find((symbol) => symbol.description === 'kDependantSignals')
+    return key === undefined ? 0 : (starting.signal as unknown as Record<symbol, Set<unknown>>)[key].size
+  }
+  const server = await startServer(t, { POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' }, { startSignal: starting.signal })
+  const atStart = dependants()
+  t.ok(atStart >= 1, 'the first worker\'s start could be aborted by it')
+  for (let call = 1; call <= 10; call++) {
+    t.equal((await callTask(server.url, 'echo', { call })).status, 200)
+    await waitFor(async () => (await getJson(`${server.url}/api/queue-stats`)).restarts.maxCalls === call, 10_000, `recycle ${call}`)
+  }
+  // Each had added one entry, kept as long as the process: a leak on every recycle, crash and reload.
+  t.equal(dependants(), atStart)
+})
+
 t.test('MAX_WORKER_RSS_MB: a worker that grows past it is recycled as max_rss', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1', MAX_WORKER_RSS_MB: '100' })
   const [pid] = workerPids(server)

@@ -27,8 +27,11 @@ export interface TestServer {
   close: () => Promise<void>
 }
 
-/** Starts the app with real workers on 127.0.0.1:<random port>; `beforeListen` may add hooks (Fastify refuses them once listening). */
-export async function startServer (t: Teardown, env: Record<string, string> = {}, { beforeListen }: { beforeListen?: (app: FastifyInstance) => void } = {}): Promise<TestServer> {
+/**
+ * Starts the app with real workers on 127.0.0.1:<random port>; `beforeListen` may add hooks
+ * (Fastify refuses them once listening); `startSignal`, as main.ts's start-up signal.
+ */
+export async function startServer (t: Teardown, env: Record<string, string> = {}, { beforeListen, startSignal }: { beforeListen?: (app: FastifyInstance) => void, startSignal?: AbortSignal } = {}): Promise<TestServer> {
   // VALIDATE_RESULTS: every result of every test's calls is checked against its task's output schema.
   const config = loadConfig({ POOL_SIZE: '4', DIAG_TASKS: '1', LOG_LEVEL: 'info', VALIDATE_RESULTS: '1', PATH: process.env.PATH, ...env })
   const logs: Array<Record<string, any>> = []
@@ -38,7 +41,7 @@ export async function startServer (t: Teardown, env: Record<string, string> = {}
       done()
     }
   })
-  const app = await buildApp(config, { logger: { level: config.logLevel, stream }, offloadScript: BUILT_OFFLOAD_THREAD })
+  const app = await buildApp(config, { logger: { level: config.logLevel, stream }, offloadScript: BUILT_OFFLOAD_THREAD, startSignal })
   beforeListen?.(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
