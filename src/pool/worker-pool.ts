@@ -195,7 +195,13 @@ export class WorkerPool {
     this.#pool.acquire().then(
       async (worker) => { await runCall(waiter, worker, this.#callRunPool) },
       (error: Error) => { this.#admission.finished(waiter); this.#admission.settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
-    )
+    ).catch((error: unknown) => {
+      // runCall settles its caller and never throws: if a bug makes it (or an observer it
+      // calls) throw, the caller gets a 500 rather than an answer never sent, and the server
+      // lives on. Unhandled, the rejection ended the process and every call on it.
+      this.#options.log.error({ err: error, requestId: waiter.call.requestId, task: waiter.call.task.name }, 'a call failed inside the pool: a bug in pyfleet, please report it')
+      waiter.reject(error instanceof Error ? error : new Error(String(error))) // a no-op if it was settled
+    })
   }
 
   /** A worker exited on its own (not during a call): worker-turnover.ts replaces it, or drops the retirement it was the spare of. */

@@ -718,3 +718,16 @@ t.test('a task reads the time its call has left: its own timeout, or the client\
   t.equal(budgeted.status, 200)
   t.ok(budgeted.json.left >= 0 && budgeted.json.left <= 0.8, `from the client's budget of 800 ms: ${budgeted.json.left}`)
 })
+
+t.test('a bug that throws inside the pool after a call ran answers that call 500 and the server serves on', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const metrics = server.app.metrics as unknown as { callEnded: (...args: unknown[]) => void }
+  const callEnded = metrics.callEnded
+  // As a bug in an observer would: runCall promises never to throw, and this makes it.
+  metrics.callEnded = () => { metrics.callEnded = callEnded; throw new Error('observer bug') }
+  const reply = await callTask(server.url, 'echo', { n: 1 })
+  t.equal(reply.status, 500)
+  t.equal(reply.json.code, 'INTERNAL_ERROR', 'an answer, not a request left hanging')
+  t.ok(server.logs.some((line) => line.level === 50 && /a call failed inside the pool: a bug in pyfleet/.test(line.msg) && line.err?.message === 'observer bug'), 'logged with its stack')
+  t.equal((await callTask(server.url, 'echo', { n: 2 })).status, 200, 'the worker was given back, and the process lives')
+})
