@@ -33,6 +33,26 @@ t.test('every module under src/ and workers/pyfleet/ is in the layout table', as
   }
 })
 
+/** docs/architecture.md's sections with one row per file, and the directory each describes. */
+const FILE_SECTIONS: Record<string, string> = {
+  'The pool': 'src/pool',
+  'The routes': 'src/routes',
+  'The offload thread': 'src/offload',
+  'The Python runtime': 'workers/pyfleet'
+}
+
+t.test('the sections of one row per file have a row for each file of their directory, and no other', async (t) => {
+  const text = await layout
+  for (const [heading, dir] of Object.entries(FILE_SECTIONS)) {
+    const start = text.indexOf(`\n## ${heading}\n`)
+    t.ok(start >= 0, `a section "${heading}"`)
+    const section = text.slice(start + 1).split(/\n## /)[0]
+    const rows = [...section.matchAll(/\n\| `([^`/]+\.(?:ts|py))` \|/g)].map((m) => m[1]).sort()
+    const files = (await readdir(join(ROOT, dir))).filter((file) => /\.(ts|py)$/.test(file) && file !== '__init__.py').sort()
+    t.same(rows, files, `"${heading}" has one row per file of ${dir}/`)
+  }
+})
+
 t.test('every file and directory the layout table has a row for exists (a removed one does not stay named)', async (t) => {
   const text = await layout
   const rows = [...text.matchAll(/\n\| `((?:src|workers|test|bench|deploy|scripts|docs)\/[^`]*)` \|/g)].map((m) => m[1])
