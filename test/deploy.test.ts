@@ -47,6 +47,8 @@ t.test('the systemd unit is one systemd reads without complaint, and stops Node 
   // control-group (the default) would SIGTERM the workers too, and their calls would end in 502.
   t.match(unit, /^KillMode=mixed$/m)
   t.match(unit, /^ExecStart=\S*node dist\/server\.js$/m, 'Node itself: npm does not pass SIGHUP on')
+  // dist/ is not committed: a checkout after `npm ci` alone has no dist/server.js to run.
+  t.match(unit, /^# .*`npm ci && npm run build`/m, 'the install notes build dist/')
   t.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
   // A bad setting exits 1 like a crash: without a start limit that systemd reaches, Restart=on-failure
   // would start it every RestartSec for ever (systemd's default window, 10 s, is too short for that).
