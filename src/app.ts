@@ -11,7 +11,7 @@ import connectionLimit from './plugins/connection-limit.js'
 import workerPool from './plugins/worker-pool.js'
 import pressure from './plugins/pressure.js'
 import errorHandler, { clientError, frameworkError, notFoundError } from './plugins/error-handler.js'
-import { closeIfBodyIgnored, closingConnectionError, singleHeaderError, numberRequest } from './connection-reuse.js'
+import { closeForStop, closeIfBodyIgnored, closingConnectionError, singleHeaderError, numberRequest } from './connection-reuse.js'
 import taskRoutes from './routes/tasks.js'
 import statsRoutes from './routes/stats.js'
 import openApiRoutes from './routes/openapi.js'
@@ -138,6 +138,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     numberRequest(request, reply)
     watchAnswer(request, reply)
     closeIfBodyIgnored(request, reply)
+    if (stopAnnounced) closeForStop(request, reply)
     // No route: answered here, before Fastify would read and parse a body nobody uses
     // (and before a 100 Continue would ask the client to send it).
     done(closingConnectionError(request) ?? singleHeaderError(request, reply) ?? expectationError(request) ?? (request.is404 ? notFoundError(request, reply) : undefined) ?? undecodableQuery(request))

@@ -107,15 +107,15 @@ const PARSER_ERROR_CODES = new Set(['INVALID_INPUT', 'FST_ERR_CTP_INVALID_MEDIA_
  * discard whatever the client goes on sending, without BODY_LIMIT_BYTES' bound. After a
  * body parser's error on a body received whole, Fastify's `connection: close` gives way to
  * what the client asked for: nothing is left to discard, and closing would lose the answers to requests pipelined
- * behind it, whose calls are already running (SPEC §1). Not while draining, when Fastify
- * closes every connection on purpose.
+ * behind it, whose calls are already running (SPEC §1). Not while stopping (SHUTDOWN_DELAY_MS,
+ * then the drain), when every connection is closed on purpose.
  */
 export function keepOrClose (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
   const code = error.code
   if (!request.raw.complete && hasBody(request)) {
     closeAfterAnswer(request, reply)
   } else if (code !== undefined && PARSER_ERROR_CODES.has(code) && (reply.getHeader('connection') === 'close' || isBodyParseError(error)) &&
-    request.server.pool?.isDraining !== true) {
+    request.server.pool?.isDraining !== true && !request.server.stopAnnounced) {
     // What the client asked for, said: with the header removed Node writes none, and would
     // close for a client that asked to close, or keep an HTTP/1.0 one, without telling it.
     const keepAlive = reply.raw.shouldKeepAlive
@@ -212,6 +212,19 @@ export function closeWhenAnswered (socket: Socket): void {
   // Not noted in closingAfter: a request that arrives behind it now is no call (the pool is
   // draining; Fastify answers it with connection: close too) and needs no refusal of its own.
   latest.setHeader('connection', 'close')
+}
+
+/**
+ * During SHUTDOWN_DELAY_MS (the lame duck): the answer closes its connection. A load balancer
+ * that stops routing to this replica stops only new connections: kube-proxy's ClusterIP, and
+ * any client's pool of keep-alive connections, went on sending on the old ones until the drain
+ * closed them, and then lost a request to a reset or a 503. Told to close now, the client
+ * opens its next connection through the load balancer, to another replica. A request
+ * pipelined behind this answer is not run (closingConnectionError).
+ */
+export function closeForStop (request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('connection', 'close')
+  if (!closingAfter.has(request.raw.socket)) closingAfter.set(request.raw.socket, sequenceOf(request))
 }
 
 function closeAfterAnswer (request: FastifyRequest, reply: FastifyReply): void {

@@ -5,6 +5,7 @@
 
 import t from 'tap'
 import { callTask, childPythonPids, FIXTURES, isRunning, startServerProcess, waitFor } from '../helpers/server.js'
+import { holdConnection } from '../helpers/raw-http.js'
 
 t.test('SIGTERM with 20 calls in flight: all 20 return 200, exit 0, no Python left', async (t) => {
   const server = await startServerProcess(t, { SHUTDOWN_GRACE_MS: '10000' })
@@ -165,7 +166,7 @@ t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) whi
   t.notMatch(server.output(), /"level":40[^\n]*"url":"\/ready"/, 'no warning for /ready\'s 503s')
   t.equal(reply.status, 200, 'a call made during the delay is served')
   t.same(reply.json, { still: 'served' })
-  t.equal(reply.headers.get('connection'), 'keep-alive', 'and its connection is kept: nothing is closing yet')
+  t.equal(reply.headers.get('connection'), 'close', 'and its client told to reconnect, through the load balancer, elsewhere')
   // A reload now would only start workers the drain stops: refused, as SIGHUP is.
   const reload = await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
   t.equal(reload.status, 503)
@@ -176,6 +177,23 @@ t.test('SHUTDOWN_DELAY_MS: after SIGTERM /ready says 503 (on PROBE_PORT too) whi
   t.notMatch(server.output(), /shutting down: finishing admitted calls/, 'the drain has not begun')
   server.child.kill('SIGINT') // another signal than the first: not taken for the same one delivered twice
   t.equal((await server.exited).code, 1, 'a second signal exits at once, as without the delay')
+})
+
+t.test('SHUTDOWN_DELAY_MS: a keep-alive connection\'s next answer closes it, so that its client reconnects through the load balancer before the drain', async (t) => {
+  const server = await startServerProcess(t, { POOL_SIZE: '1', SHUTDOWN_DELAY_MS: '1500' })
+  const echo = 'POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}'
+  const held = holdConnection(server.url)
+  t.teardown(held.destroy)
+  const before = await held.request(echo)
+  t.match(before, /^HTTP\/1\.1 200 [^]*\r\nconnection: keep-alive\r\n/i, 'kept alive while serving')
+  server.child.kill('SIGTERM')
+  await waitFor(() => /stopping in 1500 ms/.test(server.output()), 5000, 'the stop to be announced')
+  // kube-proxy and a client's connection pool send here still: the answer is served, and says to go.
+  const during = await held.request(echo)
+  t.match(during, /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n[^]*\{"a":1\}$/i, 'served, with connection: close')
+  await held.closed
+  t.ok(/"msg":"shutting down: finishing admitted calls"/.test(server.output()) === false, 'closed during the delay, before the drain')
+  t.equal((await server.exited).code, 0)
 })
 
 t.test('SHUTDOWN_DELAY_MS: the call running when SIGTERM comes, and one made during the delay, finish; then the drain, and exit 0', async (t) => {
