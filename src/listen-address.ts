@@ -1,6 +1,7 @@
 // The one address the server listens on for HOST.
 
 import { lookup as dnsLookup } from 'node:dns/promises'
+import { access } from 'node:fs/promises'
 import { createServer } from 'node:net'
 
 type Lookup = (host: string) => Promise<{ address: string }>
@@ -36,4 +37,28 @@ export async function canListen (host: string, port: number): Promise<void> {
     server.once('error', reject)
     server.listen(port, host, () => { server.close(() => { resolve() }) })
   })
+}
+
+/** Files a container runtime leaves in the container's root: Docker's, Podman's. */
+const CONTAINER_MARKERS = ['/.dockerenv', '/run/.containerenv']
+
+/** Whether `host` is a loopback address or name: reachable from this machine (or container) alone. */
+export function isLoopback (host: string): boolean {
+  const address = host.toLowerCase().replace(/^::ffff:/, '')
+  return address === 'localhost' || address === '::1' || /^127(\.\d{1,3}){3}$/.test(address)
+}
+
+/**
+ * The warning for a HOST on the loopback inside a container, or undefined. Nothing outside
+ * the container reaches such a server, while the image's HEALTHCHECK, which runs inside,
+ * passes: the container looked healthy and answered nobody (a review, with HOST=localhost).
+ */
+export async function loopbackInContainer (host: string, markers: readonly string[] = CONTAINER_MARKERS): Promise<string | undefined> {
+  if (!isLoopback(host)) return undefined
+  for (const marker of markers) {
+    if (await access(marker).then(() => true, () => false)) {
+      return `HOST=${host} is the loopback of this container (${marker} exists): nothing outside it reaches the server, though a health check run inside passes. Leave HOST unset (0.0.0.0) to be reached through the container's published ports`
+    }
+  }
+  return undefined
 }

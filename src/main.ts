@@ -14,7 +14,7 @@ import { reloadWorkers } from './reload.js'
 import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup } from './check.js'
 import { version } from './version.js'
-import { canListen, listenAddress } from './listen-address.js'
+import { canListen, listenAddress, loopbackInContainer } from './listen-address.js'
 import { listenForProbes, PROBE_PATHS, type ProbeListener } from './probe-listener.js'
 import { flushLogs } from './log-destination.js'
 
@@ -256,6 +256,8 @@ async function serve (config: Config, early: EarlySignals): Promise<void> {
     // Probes first: a PROBE_PORT in use fails the start before any client is served.
     if (firstStop === undefined && config.probePort !== undefined) probes = await probesOn(app, host, config.probePort)
     if (firstStop === undefined) await app.listen({ host, port: config.port, listenTextResolver: listeningText(app.server.maxConnections) })
+    const unreachable = await loopbackInContainer(config.host)
+    if (unreachable !== undefined) app.log.warn({ host: config.host }, unreachable)
   } catch (error) {
     if (firstStop !== undefined) {
       process.stderr.write('pyfleet: stopped during start-up\n')

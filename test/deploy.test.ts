@@ -17,6 +17,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1'
 import { loadConfig, shutdownBackstopMs } from '../src/config.js'
 import { hasPromtool, promtool } from './helpers/promtool.js'
 import { ROOT, startServer } from './helpers/server.js'
+import { sizingProblems } from '../src/cgroup-limits.js'
 
 t.test('the Prometheus config loads the alerting rules, and their unit tests pass', async (t) => {
   if (!(await hasPromtool(t))) return
@@ -106,6 +107,11 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   // The drain fits the grace: the delay, then the server's own backstop, before the SIGKILL.
   t.ok(config.shutdownDelayMs + shutdownBackstopMs(config) < pod.spec.terminationGracePeriodSeconds * 1000,
     `SHUTDOWN_DELAY_MS ${config.shutdownDelayMs} ms + backstop ${shutdownBackstopMs(config)} ms < terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds}`)
+  // The pool fits the container's limits: the server would warn of its own manifest otherwise.
+  const limits = container.resources.limits
+  const memory = /^(\d+)Mi$/.exec(limits.memory)
+  t.ok(memory !== null, `limits.memory in Mi: ${limits.memory}`)
+  t.same(sizingProblems(config, { cpus: Number(limits.cpu), memoryBytes: Number(memory?.[1]) * 1024 * 1024 }), [], 'POOL_SIZE and MAX_WORKER_RSS_MB fit limits.cpu and limits.memory')
 })
 
 t.test('deploy/compose.yaml: the drain lasts as long as a call may run, and fits stop_grace_period', async (t) => {

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FIXTURES, ROOT, runServer, startServer } from '../helpers/server.js'
+import { makeMemoryCgroup } from '../helpers/memory-cgroup.js'
 
 t.test('--check starts the workers once, prints the task table as it would be served, and stops: exit 0, nothing listens', async (t) => {
   const { code, output } = await runServer({ POOL_SIZE: '2', TASK_TIMEOUTS: 'echo=1234', DIAG_TASKS: '1' }, ['--check'])
@@ -127,4 +128,22 @@ t.test('the command line: --help and --version exit 0; any other argument exits 
     t.equal(code, 1, args.join(' '))
     t.match(output, /^pyfleet: (unknown argument "(--port|8080)": pyfleet is configured by environment variables \(PORT=8080, not --port 8080\)|one option at a time: --check --help); --help lists the options\n$/)
   }
+})
+
+t.test('--check in a memory cgroup smaller than POOL_SIZE x MAX_WORKER_RSS_MB warns, naming what to set, and still passes', async (t) => {
+  const cgroup = await makeMemoryCgroup('pyfleet-sizing', 1024 * 1024 * 1024)
+  if (cgroup === undefined) {
+    t.pass('needs root and a writable memory cgroup', { skip: 'no memory cgroup to make here' })
+    return
+  }
+  t.teardown(cgroup.remove)
+  // The shell joins the cgroup, then becomes the server: it reads its limits as it would in a container of 1 GiB.
+  const child = spawn('sh', ['-c', `echo $$ > ${cgroup.path}/cgroup.procs && exec "${process.execPath}" dist/server.js --check`],
+    { cwd: ROOT, env: { PATH: process.env.PATH, POOL_SIZE: '4', MAX_WORKER_RSS_MB: '512' } })
+  let output = ''
+  child.stdout.on('data', (d) => { output += String(d) })
+  child.stderr.on('data', (d) => { output += String(d) })
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, 'a warning: the limit may be set with tasks in mind the check cannot see')
+  t.match(output, /POOL_SIZE=4 workers may each grow to MAX_WORKER_RSS_MB=512 before they are recycled: with Node's ~200 MB that is 2248 MB, above the cgroup's memory limit of 1024 MB\. The kernel's OOM killer would end a worker first, and its call with a 502\. Set MAX_WORKER_RSS_MB to 206 or less/)
 })
