@@ -94,6 +94,7 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
     t.same(spec.selector?.matchLabels ?? spec.selector ?? spec.podSelector.matchLabels, pod.metadata.labels, `${kind} selects the pods`)
   }
   t.same(deployment.spec.selector.matchLabels, pod.metadata.labels)
+  t.same(pod.spec.topologySpreadConstraints.map((c: any) => c.labelSelector.matchLabels), [pod.metadata.labels], 'replicas spread over nodes by the pods\' own labels')
   t.ok(ports.has(manifest.get('Service').spec.ports[0].targetPort), 'the Service targets a named port')
   const policy = manifest.get('NetworkPolicy').spec.ingress
   t.same(policy.map((rule: any) => rule.ports.map((p: any) => p.port)), [['http'], ['probes']], 'clients reach http; probes only from where the rule says')
