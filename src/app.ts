@@ -43,6 +43,8 @@ declare module 'fastify' {
     readonly stopAnnounced: boolean
     /** Announces the stop (main.ts, on SIGTERM or SIGINT, when SHUTDOWN_DELAY_MS is set). */
     announceStop: () => void
+    /** Runs `listener` when the stop is announced (the answers already being made then close their connections). */
+    whenStopAnnounced: (listener: () => void) => void
   }
 }
 
@@ -132,7 +134,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.decorate('routeMethods', routeMethods)
   let stopAnnounced = false
   app.decorate('stopAnnounced', { getter: () => stopAnnounced })
-  app.decorate('announceStop', () => { stopAnnounced = true })
+  const stopListeners: Array<() => void> = []
+  app.decorate('announceStop', () => {
+    stopAnnounced = true
+    for (const listener of stopListeners) listener()
+  })
+  app.decorate('whenStopAnnounced', (listener: () => void) => { stopListeners.push(listener) })
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     numberRequest(request, reply)

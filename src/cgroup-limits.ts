@@ -51,7 +51,9 @@ export async function readCgroupLimits (root = '/sys/fs/cgroup', selfCgroup = '/
 /** The smallest limit `read` finds in the cgroup at `path` under `root` and in each of its ancestors, up to `root` itself. */
 async function tightest (root: string, path: string, read: (dir: string) => Promise<number | undefined>): Promise<number | undefined> {
   let least: number | undefined
-  const parts = path.split('/').filter((part) => part !== '' && part !== '..')
+  const parts = path.split('/').filter((part) => part !== '')
+  // A cgroup outside this mount's view (`/../other`, cgroup namespaces): its limits cannot be read here.
+  if (parts.includes('..')) return undefined
   for (let depth = parts.length; depth >= 0; depth--) {
     const limit = await read(join(root, ...parts.slice(0, depth)))
     if (limit !== undefined && (least === undefined || limit < least)) least = limit
@@ -105,8 +107,8 @@ export function sizingProblems ({ poolSize, maxWorkerRssMb }: PoolSizing, { cpus
     if (neededMb > limitMb) {
       const fitting = Math.floor((limitMb - NODE_ALLOWANCE_MB) / poolSize)
       problems.push(`POOL_SIZE=${poolSize} workers may each grow to MAX_WORKER_RSS_MB=${maxWorkerRssMb} before they are recycled: with Node's ~${NODE_ALLOWANCE_MB} MB that is ${neededMb} MB, above the cgroup's memory limit of ${limitMb} MB. ` +
-        'The kernel\'s OOM killer would end a worker first, and its call with a 502. ' +
-        (fitting > 0 ? `Set MAX_WORKER_RSS_MB to ${fitting} or less, lower POOL_SIZE, or raise the limit` : 'Lower POOL_SIZE, or raise the limit'))
+        'The kernel\'s OOM killer would act before recycling: it ends a worker and its call with a 502, or the whole container where its cgroup is killed as a group (Kubernetes on cgroup v2). ' +
+        (fitting > 0 ? `Set MAX_WORKER_RSS_MB to ${fitting} or less, lower POOL_SIZE, or raise the limit` : poolSize > 1 ? 'Lower POOL_SIZE, or raise the limit' : 'Raise the limit'))
     }
   }
   return problems

@@ -206,12 +206,16 @@ export function closeIfBodyIgnored (request: FastifyRequest, reply: FastifyReply
  * whose calls run (SPEC §1). Requests that arrive from now on are answered with
  * `connection: close` by Fastify itself, and none of them is admitted.
  */
-export function closeWhenAnswered (socket: Socket): void {
+export function closeWhenAnswered (socket: Socket, noneRunBehind = false): void {
   const latest = (socket as Numbered)[kLatestResponse]
   if (latest === undefined || latest.headersSent) return
-  // Not noted in closingAfter: a request that arrives behind it now is no call (the pool is
-  // draining; Fastify answers it with connection: close too) and needs no refusal of its own.
+  // Draining, not noted in closingAfter: a request that arrives behind it now is no call (the
+  // pool refuses it; Fastify answers it with connection: close too). During SHUTDOWN_DELAY_MS
+  // (`noneRunBehind`) the pool still runs calls, and one pipelined behind would run with its
+  // answer never written: noted, it is not run (closingConnectionError).
   latest.setHeader('connection', 'close')
+  const sequence = (socket as Numbered)[kSequence]
+  if (noneRunBehind && sequence !== undefined && !closingAfter.has(socket)) closingAfter.set(socket, sequence)
 }
 
 /**

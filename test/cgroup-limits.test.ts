@@ -59,6 +59,11 @@ t.test('v1: the cpu and memory hierarchies, -1 and 2^63 meaning none', async (t)
   t.same(await readCgroupLimits(join(mounted, 'fs'), join(mounted, 'self-cgroup')), { cpus: undefined, memoryBytes: 768 * MiB })
 })
 
+t.test('a cgroup outside the mount\'s view (a path with ..) has no limit read for it, not another cgroup\'s', async (t) => {
+  const root = await tree(t, { 'self-cgroup': '0::/../other/me\n', 'fs/cgroup.controllers': 'memory', 'fs/other/me/memory.max': String(256 * MiB) })
+  t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup')), { cpus: undefined, memoryBytes: undefined })
+})
+
 t.test('nothing readable is no limit', async (t) => {
   const root = await tree(t, {})
   t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'missing')), { cpus: undefined, memoryBytes: undefined })
@@ -81,6 +86,8 @@ t.test('a pool that fits says nothing; past the cores or the memory, a warning t
   t.match(memory, `Set MAX_WORKER_RSS_MB to ${Math.floor((1536 - NODE_ALLOWANCE_MB) / 4)} or less`)
   const [tiny] = sizingProblems({ poolSize: 4, maxWorkerRssMb: 64 }, { memoryBytes: 128 * MiB })
   t.match(tiny, /Lower POOL_SIZE, or raise the limit$/, 'no MAX_WORKER_RSS_MB could fit')
+  const [alone] = sizingProblems({ poolSize: 1, maxWorkerRssMb: 64 }, { memoryBytes: 128 * MiB })
+  t.match(alone, /\. Raise the limit$/, 'one worker: nothing to lower')
 })
 
 t.test('HOST on the loopback: told apart, and warned of inside a container only', async (t) => {

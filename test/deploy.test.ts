@@ -112,7 +112,9 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   const limits = container.resources.limits
   const memory = /^(\d+)Mi$/.exec(limits.memory)
   t.ok(memory !== null, `limits.memory in Mi: ${limits.memory}`)
-  t.same(sizingProblems(config, { cpus: Number(limits.cpu), memoryBytes: Number(memory?.[1]) * 1024 * 1024 }), [], 'POOL_SIZE and MAX_WORKER_RSS_MB fit limits.cpu and limits.memory')
+  const cpus = /^\d+m$/.test(limits.cpu) ? parseInt(limits.cpu) / 1000 : Number(limits.cpu)
+  t.ok(Number.isFinite(cpus) && cpus > 0, `limits.cpu read: ${limits.cpu}`)
+  t.same(sizingProblems(config, { cpus, memoryBytes: Number(memory?.[1]) * 1024 * 1024 }), [], 'POOL_SIZE and MAX_WORKER_RSS_MB fit limits.cpu and limits.memory')
 })
 
 t.test('deploy/compose.yaml: the drain lasts as long as a call may run, and fits stop_grace_period', async (t) => {

@@ -58,11 +58,13 @@ export function sendProgress (socket: Socket): number {
 
 export interface Connections {
   /**
-   * At the start of the drain: every connection's last request answers with
-   * `connection: close` (when its answer has not started), so keep-alive clients move
-   * to a new connection instead of reusing one that settle() is about to close.
+   * At the start of the drain, or of SHUTDOWN_DELAY_MS: every connection's last request
+   * answers with `connection: close` (when its answer has not started), so keep-alive
+   * clients move to a new connection instead of reusing one that settle() is about to
+   * close. `noneRunBehind` (the delay, while calls still run): a request pipelined behind
+   * that answer is not run.
    */
-  closeAfterAnswers: () => void
+  closeAfterAnswers: (noneRunBehind?: boolean) => void
   /**
    * Waits (up to maxWaitMs) until every answer under way has been flushed, and
    * closes the connections with nothing to answer: idle, still sending headers, or
@@ -135,8 +137,8 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
   return {
     get open () { return sockets.size },
     stop () { clearInterval(sweep) },
-    closeAfterAnswers () {
-      for (const socket of sockets.keys()) closeWhenAnswered(socket)
+    closeAfterAnswers (noneRunBehind = false) {
+      for (const socket of sockets.keys()) closeWhenAnswered(socket, noneRunBehind)
     },
     async settle (maxWaitMs: number): Promise<void> {
       const deadline = Date.now() + maxWaitMs

@@ -178,6 +178,9 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   const activePool = pool
   const connections = trackConnections(fastify.server, config.responseStallTimeoutMs, fastify.log)
   fastify.metrics.watchConnections(connections)
+  // The lame duck (SHUTDOWN_DELAY_MS): answers already being made when it begins (a call
+  // running, a body arriving) close their connections too, not only those to requests after it.
+  fastify.whenStopAnnounced(() => { connections.closeAfterAnswers(true) })
   fastify.addHook('preClose', async () => {
     offloader.drain()
     connections.stop()

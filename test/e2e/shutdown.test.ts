@@ -186,8 +186,16 @@ t.test('SHUTDOWN_DELAY_MS: a keep-alive connection\'s next answer closes it, so 
   t.teardown(held.destroy)
   const before = await held.request(echo)
   t.match(before, /^HTTP\/1\.1 200 [^]*\r\nconnection: keep-alive\r\n/i, 'kept alive while serving')
+  // A call running when the signal comes: its answer, made during the delay, closes its connection too.
+  const running = holdConnection(server.url)
+  t.teardown(running.destroy)
+  const slow = '{"sleep_ms":800}'
+  const answer = running.request(`POST /api/tasks/diag.work HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${slow.length}\r\n\r\n${slow}`)
+  await waitFor(async () => (await (await fetch(`${server.url}/api/queue-stats`)).json()).pool.borrowed === 1, 5000, 'the call to run')
   server.child.kill('SIGTERM')
   await waitFor(() => /stopping in 1500 ms/.test(server.output()), 5000, 'the stop to be announced')
+  t.match(await answer, /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n/i, 'the call running at the signal: answered, with connection: close')
+  await running.closed
   // kube-proxy and a client's connection pool send here still: the answer is served, and says to go.
   const during = await held.request(echo)
   t.match(during, /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n[^]*\{"a":1\}$/i, 'served, with connection: close')
