@@ -18,6 +18,27 @@ const STATUS_READ_BYTES = 4096
  * of files so.
  */
 const STDIO_RELEASE_MS = 1_000
+/**
+ * How long an exit waits for the rest of the worker's stderr: its end comes a moment after the
+ * exit, unless a process its task started holds the pipe (then STDIO_RELEASE_MS closes it).
+ */
+const STDERR_TAIL_MS = 200
+
+/** Resolves once `stderr` has ended (everything in it read), or after `maxMs`. */
+async function stderrEnd (stderr: Readable, maxMs: number): Promise<void> {
+  if (stderr.readableEnded || stderr.destroyed) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, maxMs)
+    function done (): void {
+      clearTimeout(timer)
+      stderr.off('end', done)
+      stderr.off('close', done)
+      resolve()
+    }
+    stderr.once('end', done)
+    stderr.once('close', done)
+  })
+}
 
 export interface ProcessOptions {
   python: string
@@ -84,14 +105,20 @@ export class WorkerProcess {
         this.#releaseStdioSoon(on.stdioHeld)
         // Decided now: a kill() or timeout during the reading below must not turn it into pyfleet's own.
         this.#foreignKill = signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')
+        // 'exit' can come before the last of stderr is read, and the fatal line that says why
+        // a start failed is the last thing a worker writes: under load a failed import was
+        // reported as "exited with code 3 before it was ready", its reason read a moment later.
+        const tail = stderrEnd(this.#child.stderr, STDERR_TAIL_MS)
         if (!this.#foreignKill) {
-          on.exit(code, signal)
-          resolve()
+          void tail.then(() => {
+            on.exit(code, signal)
+            resolve()
+          })
           return
         }
         // A SIGKILL from elsewhere: the OOM killer's or someone's kill -9. One reading of the
         // kernel's count (bounded: OOM_READ_TIMEOUT_MS) says which, before the exit is told.
-        void oomKillReadings(this.#oomKillsAtStart).then(([atStart, atExit]) => {
+        void Promise.all([oomKillReadings(this.#oomKillsAtStart), tail]).then(([[atStart, atExit]]) => {
           this.#oomKillsUnaccounted = oomLedger.unaccounted(atStart, atExit)
           this.#killedBy = killerOf(this.#oomKillsUnaccounted)
           on.exit(code, signal)
