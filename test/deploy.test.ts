@@ -115,6 +115,8 @@ t.test('the Kubernetes manifest agrees with itself and with the server\'s settin
   const cpus = /^\d+m$/.test(limits.cpu) ? parseInt(limits.cpu) / 1000 : Number(limits.cpu)
   t.ok(Number.isFinite(cpus) && cpus > 0, `limits.cpu read: ${limits.cpu}`)
   t.same(sizingProblems(config, { cpus, memoryBytes: Number(memory?.[1]) * 1024 * 1024 }), [], 'POOL_SIZE and MAX_WORKER_RSS_MB fit limits.cpu and limits.memory')
+  // Node hands out every call: with the limit at POOL_SIZE it was throttled whenever all workers were busy.
+  t.ok(cpus >= config.poolSize + 1, `limits.cpu ${limits.cpu} leaves Node a core beside POOL_SIZE=${config.poolSize} busy workers`)
 })
 
 t.test('deploy/compose.yaml: the drain lasts as long as a call may run, and fits stop_grace_period', async (t) => {

@@ -31,6 +31,8 @@ export interface Waiter {
   unsubscribe?: () => void
   /** Settled while it still runs (its client's budget ran out): a drain does not wait for it. */
   answeredEarly: boolean
+  /** Handed to the pool and not finished yet: it counts against its task's TASK_CONCURRENCY. */
+  running: boolean
 }
 
 export interface AdmissionOptions {
@@ -57,7 +59,7 @@ export interface AdmissionOptions {
 
 /** Every field present from the start: one object shape whether or not the waiter ever queues. */
 function newWaiter (call: Call, enqueuedAt: number, resolve: Waiter['resolve'], reject: Waiter['reject']): Waiter {
-  return { call, enqueuedAt, startedAt: 0, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined, answeredEarly: false }
+  return { call, enqueuedAt, startedAt: 0, resolve, reject, entry: undefined, timer: undefined, unsubscribe: undefined, answeredEarly: false, running: false }
 }
 
 export class Admission {
@@ -170,7 +172,8 @@ export class Admission {
 
   /** The call no longer holds a worker (it ended, or never got one). */
   finished (waiter: Waiter): void {
-    this.#running.finish(waiter)
+    // Once only: the pool's recovery from a bug (worker-pool.ts #runThrew) may find it finished.
+    if (!this.#running.finish(waiter)) return
     // Only calls that reached their worker (runMs is set by then): one that never did, its
     // budget spent or its input unsendable, would pull the mean towards 0.
     if (waiter.call.runMs > 0) this.#retryAfter.callHeldWorker(waiter.call.task.name, performance.now() - waiter.startedAt)

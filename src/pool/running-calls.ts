@@ -39,18 +39,22 @@ export class RunningCalls {
     const name = waiter.call.task.name
     this.#perTask.set(name, (this.#perTask.get(name) ?? 0) + 1)
     this.#inFlight++
+    waiter.running = true
     waiter.startedAt = performance.now()
     this.#startedAtSum += waiter.startedAt
   }
 
-  /** The call no longer holds a worker. */
-  finish (waiter: Waiter): void {
+  /** The call no longer holds a worker; false if it was not running (finished already). */
+  finish (waiter: Waiter): boolean {
+    if (!waiter.running) return false
+    waiter.running = false
     const name = waiter.call.task.name
     this.#perTask.set(name, (this.#perTask.get(name) ?? 1) - 1)
     this.#inFlight--
     // Back to exactly 0 when nothing runs, so that rounding cannot build up over millions of calls.
     this.#startedAtSum = this.#inFlight === 0 ? 0 : this.#startedAtSum - waiter.startedAt
     if (waiter.answeredEarly) this.#answeredEarly--
+    return true
   }
 
   /** The call is settled while it goes on running: it still counts until `finish`, but nobody waits for it. */

@@ -59,6 +59,13 @@ export class WorkerPool {
   readonly #memory: MemorySampler
   /** Releases, swaps or destroys each worker after its call, a sweep or its exit. */
   readonly #turnover: WorkerTurnover
+  /**
+   * The number of each worker's latest lending (#begin counts them): #runThrew tells by it
+   * whether a worker still borrowed is still its call's. A number, not the waiter: this
+   * outlives the call, which may hold a large input.
+   */
+  readonly #lent = new Map<PythonWorker, number>()
+  #lendings = 0
 
   private constructor (options: PoolOptions, initial: PythonWorker[]) {
     this.#options = options
@@ -91,7 +98,7 @@ export class WorkerPool {
         // Nobody can be served while no worker runs: fail the waiting calls now instead of at their timeout.
         if (this.liveWorkers === 0) this.#admission.failQueued(() => this.#noWorkersError(retryInMs), 'worker_died')
       },
-      onGone: (worker) => { this.#recycler.forget(worker) }
+      onGone: (worker) => { this.#recycler.forget(worker); this.#lent.delete(worker) }
     })
     for (const worker of initial) this.#supervisor.handOver(worker)
     this.#recycler = new Recycler({
@@ -193,15 +200,41 @@ export class WorkerPool {
   /** Borrows a worker (one is free: generic-pool hands it over synchronously) and runs the call. */
   #begin (waiter: Waiter): void {
     this.#pool.acquire().then(
-      async (worker) => { await runCall(waiter, worker, this.#callRunPool) },
+      async (worker) => {
+        const lending = ++this.#lendings
+        this.#lent.set(worker, lending)
+        try {
+          await runCall(waiter, worker, this.#callRunPool)
+        } catch (error) {
+          this.#runThrew(waiter, worker, lending, error)
+        }
+      },
       (error: Error) => { this.#admission.finished(waiter); this.#admission.settle(waiter, 'worker_died', new WorkersUnavailableError(error.message)) }
-    ).catch((error: unknown) => {
-      // runCall settles its caller and never throws: if a bug makes it (or an observer it
-      // calls) throw, the caller gets a 500 rather than an answer never sent, and the server
-      // lives on. Unhandled, the rejection ended the process and every call on it.
-      this.#options.log.error({ err: error, requestId: waiter.call.requestId, task: waiter.call.task.name }, 'a call failed inside the pool: a bug in pyfleet, please report it')
-      waiter.reject(error instanceof Error ? error : new Error(String(error))) // a no-op if it was settled
-    })
+    ).catch((error: unknown) => { this.#bugInPool(waiter, error) })
+  }
+
+  /**
+   * runCall settles its caller, gives its worker back and never throws. If a bug makes it
+   * (or an observer it calls) throw, nothing may stay held: the caller gets a 500 rather than
+   * an answer never sent, the call stops counting against its task's limit, and the worker
+   * goes back (idle) or is replaced (anything else: a call may still be running on it, or it
+   * is dead). Kept borrowed, it was a slot lost for the life of the process; unhandled, the
+   * rejection ended the process and every call on it.
+   */
+  #runThrew (waiter: Waiter, worker: PythonWorker, lending: number, error: unknown): void {
+    this.#bugInPool(waiter, error)
+    this.#admission.finished(waiter)
+    // Only if this call's run still holds it: given back, it may be lent to another call by now.
+    if (this.#pool.isBorrowedResource(worker) && this.#lent.get(worker) === lending) {
+      if (worker.state === 'idle') void this.#turnover.giveBack(worker)
+      else this.#turnover.discard(worker, worker.failure ?? 'crash')
+    }
+    this.#admission.dispatch()
+  }
+
+  #bugInPool (waiter: Waiter, error: unknown): void {
+    this.#options.log.error({ err: error, requestId: waiter.call.requestId, task: waiter.call.task.name }, 'a call failed inside the pool: a bug in pyfleet, please report it')
+    waiter.reject(error instanceof Error ? error : new Error(String(error))) // a no-op if it was settled
   }
 
   /** A worker exited on its own (not during a call): worker-turnover.ts replaces it, or drops the retirement it was the spare of. */

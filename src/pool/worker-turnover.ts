@@ -66,7 +66,7 @@ export class WorkerTurnover {
     const next = this.#options.recycler.afterCall(worker)
     if (next === OVER_MEMORY) this.discard(worker, 'max_rss')
     else if (next !== undefined) this.#swap(worker, next.spare, next.reason)
-    else void this.#options.workers.release(worker)
+    else this.#handBack('release', worker)
     this.#options.admission.dispatch()
   }
 
@@ -74,7 +74,7 @@ export class WorkerTurnover {
     this.#options.log.info({ worker: worker.id, workerPid: worker.pid, newWorkerPid: spare.pid, reason, calls: worker.calls }, 'recycling worker')
     this.#options.supervisor.handOver(spare)
     this.#options.observer.workerRestarted(reason)
-    void this.#options.workers.destroy(worker)
+    this.#handBack('destroy', worker)
   }
 
   /** Removes a failed worker; generic-pool then asks its factory (Supervisor.create) for its replacement. */
@@ -95,7 +95,18 @@ export class WorkerTurnover {
       if (spare !== undefined) this.#options.supervisor.handOver(spare)
     }
     recycler.forget(worker)
-    void this.#options.workers.destroy(worker)
+    this.#handBack('destroy', worker)
+  }
+
+  /**
+   * generic-pool's release and destroy refuse (a rejected promise) a worker it has not lent
+   * out: only a bug in pyfleet can do that, and unhandled the rejection would end the process
+   * with every call on it. Said, so that it gets reported, and the server serves on.
+   */
+  #handBack (verb: 'release' | 'destroy', worker: PythonWorker): void {
+    this.#options.workers[verb](worker).catch((error: unknown) => {
+      this.#options.log.error({ err: error, worker: worker.id, workerPid: worker.pid }, `the pool refused to ${verb} worker ${worker.id}: a bug in pyfleet, please report it`)
+    })
   }
 
   #logFailure (worker: PythonWorker, reason: RestartReason, during: Call | undefined, spare: PythonWorker | undefined, message: string): void {

@@ -725,9 +725,33 @@ t.test('a bug that throws inside the pool after a call ran answers that call 500
   const callEnded = metrics.callEnded
   // As a bug in an observer would: runCall promises never to throw, and this makes it.
   metrics.callEnded = () => { metrics.callEnded = callEnded; throw new Error('observer bug') }
-  const reply = await callTask(server.url, 'echo', { n: 1 })
+  // A second call waits for the one worker: the first's run gave the worker back before the
+  // throw, so it is the second's by then, and the recovery must leave it to it.
+  const [reply, queued] = await Promise.all([callTask(server.url, 'echo', { n: 1 }), callTask(server.url, 'echo', { n: 2 })])
   t.equal(reply.status, 500)
   t.equal(reply.json.code, 'INTERNAL_ERROR', 'an answer, not a request left hanging')
   t.ok(server.logs.some((line) => line.level === 50 && /a call failed inside the pool: a bug in pyfleet/.test(line.msg) && line.err?.message === 'observer bug'), 'logged with its stack')
-  t.equal((await callTask(server.url, 'echo', { n: 2 })).status, 200, 'the worker was given back, and the process lives')
+  t.equal(queued.status, 200, 'the call waiting for the worker ran on it')
+  t.same(queued.json, { n: 2 })
+  t.equal((await callTask(server.url, 'echo', { n: 3 })).status, 200, 'the worker was given back, and the process lives')
+  t.equal(server.logs.filter((line) => line.msg === 'replacing worker').length, 0, 'and it was not replaced: it had done nothing wrong')
+  t.match(server.app.pool.snapshot().pool, { borrowed: 0, available: 1 })
+})
+
+t.test('a bug that throws before a call gave its worker back loses no worker: the dead one is replaced, the call\'s task limit freed', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1', QUEUE_TIMEOUT_MS: '5000', TASK_CONCURRENCY: 'diag.work=1' })
+  const metrics = server.app.metrics as unknown as { workerRestarted: (...args: unknown[]) => void }
+  const workerRestarted = metrics.workerRestarted
+  // Thrown while the call's run removes the worker that died under it, before it is destroyed.
+  metrics.workerRestarted = () => { metrics.workerRestarted = workerRestarted; throw new Error('observer bug') }
+  const before = workerPids(server)
+  const died = await callTask(server.url, 'diag.work', { exit: 3 })
+  t.equal(died.status, 500, 'answered, as the bug\'s 500: the throw came before its 502')
+  t.equal(died.json.code, 'INTERNAL_ERROR')
+  t.ok(server.logs.some((line) => line.level === 50 && /a call failed inside the pool: a bug in pyfleet/.test(line.msg) && line.err?.message === 'observer bug'), 'the bug is logged')
+  // Kept borrowed, the dead worker was the pool's only slot: every later call waited out QUEUE_TIMEOUT_MS.
+  const next = await callTask(server.url, 'diag.work', {})
+  t.equal(next.status, 200, 'a new worker serves, and diag.work may run again (TASK_CONCURRENCY=1)')
+  t.not(workerPids(server)[0], before[0], 'a new worker')
+  t.match(server.app.pool.snapshot().pool, { borrowed: 0, available: 1 })
 })
