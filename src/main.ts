@@ -11,9 +11,7 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig, shutdownBackstopMs, type Config } from './config.js'
 import { WorkerStartError } from './pool/worker-failures.js'
 import { reloadWorkers } from './reload.js'
-import { commandFrom, USAGE, type Command } from './cli.js'
 import { checkSetup } from './check.js'
-import { version } from './version.js'
 import { canListen, listenAddress, loopbackInContainer } from './listen-address.js'
 import { listenForProbes, PROBE_PATHS, type ProbeListener } from './probe-listener.js'
 import { flushLogs } from './log-destination.js'
@@ -62,6 +60,8 @@ function listeningText (maxConnections: number | undefined): (address: string) =
 }
 
 export interface EarlySignals {
+  /** What the command line asks for (server.ts answers --help and --version itself). */
+  command: 'serve' | 'check'
   /** Signals that arrived while this module and its dependencies were loading, in order. */
   received: readonly NodeJS.Signals[]
   /** Removes server.ts's interim handlers; called once main's own are installed. */
@@ -116,16 +116,6 @@ function probePortError (error: unknown, host: string, port: number): ConfigErro
 }
 
 export async function main (early: EarlySignals): Promise<void> {
-  let command: Command
-  try {
-    command = commandFrom(process.argv.slice(2))
-  } catch (error) {
-    fatal(`${(error as Error).message}; --help lists the options`)
-  }
-  if (command === 'help' || command === 'version') {
-    process.stdout.write(command === 'help' ? USAGE : `pyfleet ${await version()}\n`)
-    process.exit(0)
-  }
   let config: Config
   try {
     config = loadConfig(process.env)
@@ -133,7 +123,7 @@ export async function main (early: EarlySignals): Promise<void> {
     if (error instanceof ConfigError) fatal(`bad configuration: ${error.message}`)
     throw error
   }
-  if (command === 'check') await runCheck(config, early)
+  if (early.command === 'check') await runCheck(config, early)
   else await serve(config, early)
 }
 

@@ -5,6 +5,7 @@
 // clean 0, and a SIGHUP killed it. So only node: built-ins may be imported here.
 
 import { url } from 'node:inspector'
+import type { Command } from './cli.js'
 
 // SIGUSR2 stops the server as SIGTERM does (main.ts): remembered from the start, as they are.
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGUSR2', 'SIGHUP']
@@ -20,8 +21,25 @@ process.on('SIGUSR1', () => {
   if (url() === undefined) process.stderr.write('pyfleet: SIGUSR1 ignored: a signal does not open the inspector here; start node with --inspect to debug\n')
 })
 
+// The command line first: --help, --version and a wrong argument are answered without
+// loading the server (0.1 s instead of 0.45 s of CPU). cli.ts and version.ts import only
+// node: built-ins.
+const { commandFrom, USAGE } = await import('./cli.js')
+let command: Command
+try {
+  command = commandFrom(process.argv.slice(2))
+} catch (error) {
+  process.stderr.write(`pyfleet: ${(error as Error).message}; --help lists the options\n`)
+  process.exit(1)
+}
+if (command === 'help' || command === 'version') {
+  process.stdout.write(command === 'help' ? USAGE : `pyfleet ${await (await import('./version.js')).version()}\n`)
+  process.exit(0)
+}
+
 const { main } = await import('./main.js')
 await main({
+  command,
   received,
   stopRemembering: () => { for (const signal of SIGNALS) process.off(signal, remember) }
 })

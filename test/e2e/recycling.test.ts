@@ -4,12 +4,12 @@
 import t from 'tap'
 import { callTask, getJson, startServer, waitFor, workerPids } from '../helpers/server.js'
 
-t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted as max_calls', async (t) => {
-  const server = await startServer(t, { MAX_CALLS_PER_WORKER: '50' })
+t.test('MAX_CALLS_PER_WORKER=20 over 600 calls: no failures, restarts counted as max_calls', async (t) => {
+  const server = await startServer(t, { MAX_CALLS_PER_WORKER: '20' })
   let done = 0
   const failures: number[] = []
   await Promise.all(Array.from({ length: 8 }, async () => {
-    while (done < 2000) {
+    while (done < 600) {
       done++
       const reply = await callTask(server.url, 'echo', { done })
       if (reply.status !== 200) failures.push(reply.status)
@@ -17,7 +17,7 @@ t.test('MAX_CALLS_PER_WORKER=50 over 2,000 calls: no failures, restarts counted 
   }))
   t.same(failures, [], 'no call failed because of a recycle')
   const stats = await getJson(`${server.url}/api/queue-stats`)
-  t.ok(stats.restarts.maxCalls >= 25, `${stats.restarts.maxCalls} recycles for ~2000 calls at ~50 each`)
+  t.ok(stats.restarts.maxCalls >= 20, `${stats.restarts.maxCalls} recycles for ~600 calls at ~20 each`)
   t.equal(stats.restarts.crash, 0)
   await waitFor(() => server.app.pool.liveWorkers === 4, 5000, 'four workers')
 })
