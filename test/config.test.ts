@@ -78,6 +78,7 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ TASK_TIMEOUTS: 'echo=1000, csv.profile=9,echo=5' }, /^TASK_TIMEOUTS names echo twice; keep one of its values$/],
     [{ TASK_CONCURRENCY: 'csv.profile=1,csv.profile=7' }, /^TASK_CONCURRENCY names csv\.profile twice; keep one of its values$/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN is too short/],
+    [{ ADMIN_TOKEN: 'k3J-9qZ_w2Lp7Xv' }, /ADMIN_TOKEN is too short to be a secret: use at least 16 characters/], // 15
     [{ ADMIN_TOKEN: 'a'.repeat(32) }, /ADMIN_TOKEN has only 1 different character: .*guessable/],
     [{ ADMIN_TOKEN: 'secret-'.repeat(5) }, /ADMIN_TOKEN has only 6 different characters/],
     [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN may hold only visible ASCII/],
@@ -99,12 +100,19 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ MAX_CONNECTIONS: '10k' }, /^MAX_CONNECTIONS="10k" is not an integer: use 0\.\.1048576$/],
     [{ OFFLOAD_MIN_BYTES: '64KiB' }, /^OFFLOAD_MIN_BYTES="64KiB" is not an integer: use 0\.\.4294967296$/],
     [{ OFFLOAD_MIN_BYTES: '-1' }, /^OFFLOAD_MIN_BYTES=-1 is out of range/],
-    [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/]
+    [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '1500' }, /MAX_FRAME_BYTES=1500 must be larger than BODY_LIMIT_BYTES=2000/],
+    // Equal is too small as well: a frame holds the body and the call's envelope around it.
+    [{ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '2000' }, /MAX_FRAME_BYTES=2000 must be larger than BODY_LIMIT_BYTES=2000/]
   ]
   for (const [env, message] of cases) {
     t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
     t.throws(() => loadConfig(env), message)
   }
+})
+
+t.test('the bounds themselves are accepted: a 16-character ADMIN_TOKEN, a MAX_FRAME_BYTES one byte over BODY_LIMIT_BYTES', async (t) => {
+  t.equal(loadConfig({ ADMIN_TOKEN: 'k3J-9qZ_w2Lp7Xv4' }).adminToken, 'k3J-9qZ_w2Lp7Xv4')
+  t.equal(loadConfig({ BODY_LIMIT_BYTES: '2000', MAX_FRAME_BYTES: '2001' }).maxFrameBytes, 2001)
 })
 
 t.test('HOST must be an address or a host name: a mistyped address fails here, not after the workers started', async (t) => {

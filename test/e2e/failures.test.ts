@@ -126,6 +126,7 @@ t.test('a worker that sends a frame while idle is replaced as a protocol failure
   await waitFor(() => server.app.pool.liveWorkers === 1 && workerPids(server)[0] !== pid, 10_000, 'the replacement')
   t.match((await (await fetch(`${server.url}/api/queue-stats`)).json()).restarts, { protocol: 1, crash: 0 })
   t.ok(server.logs.some((l) => /unexpected frame while idle/.test(l.msg ?? '')))
+  t.match(server.logs.find((l) => l.msg === 'replacing worker' && l.workerPid === pid), { level: 50, reason: 'protocol' }, 'an error, as a crash is: a worker that broke the protocol is a bug to mend')
   t.equal((await callTask(server.url, 'echo', 1)).status, 200)
 })
 
@@ -340,6 +341,7 @@ t.test('a call past its client\'s budget gets 504 at the budget, and its worker 
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.restarts.timeout, 0, 'no worker killed')
   t.equal(stats.tasks.timedOut, 1, 'counted once, as a timeout')
+  t.equal(stats.tasks.completed, 1, 'and not again when its worker finished it: the one completed call is the next one')
 })
 
 t.test('a reply that arrived while the event loop was held past the client\'s budget answers the call: no 504 for a finished call', async (t) => {
@@ -368,6 +370,26 @@ t.test('a reply that arrived while the event loop was held past a queued call\'s
   const answer = await queued
   t.equal(answer.status, 200, 'the worker the reply freed takes it')
   t.same(answer.json, { queued: true })
+})
+
+t.test('a queued call whose client\'s budget ran out while the event loop was held is not run, though the reply freed a worker for it: 503, the task never sees it', async (t) => {
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const first = callTask(server.url, 'diag.work', { sleep_ms: 100 })
+  await waitFor(() => server.app.pool.snapshot().pool.borrowed === 1, 5000, 'the first call to run')
+  const queued = callTask(server.url, 'echo', { queued: true }, { 'x-request-timeout-ms': '300' })
+  await waitFor(() => server.app.pool.snapshot().queue.waiting === 1, 5000, 'the second call to wait')
+  // As above: the freed worker is handed to the queued call, which finds its budget spent
+  // on the way. QUEUE_TIMEOUT_MS is the server's to waive; the budget is its client's, who has
+  // given up: running the call would spend a worker on an answer nobody reads.
+  await new Promise<void>((resolve) => setImmediate(() => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 800); resolve() }))
+  t.equal((await first).status, 200)
+  const answer = await queued
+  t.equal(answer.status, 503)
+  t.match(answer.json, { code: 'QUEUE_TIMEOUT', message: /^no worker became free within 300 ms \(the x-request-timeout-ms budget/ })
+  const stats = await getJson(`${server.url}/api/queue-stats`)
+  t.equal(stats.workers[0].calls, 1, 'the worker ran the first call only')
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyfleet_calls_limited_total\{task="echo",limit="client_budget_queued"\} 1$/m, 'ended by its client\'s budget, in the queue')
 })
 
 t.test('a task that fails after its client had its 504 (budget) is still logged, with its traceback', async (t) => {
@@ -730,6 +752,10 @@ t.test('a bug that throws inside the pool after a call ran answers that call 500
   const [reply, queued] = await Promise.all([callTask(server.url, 'echo', { n: 1 }), callTask(server.url, 'echo', { n: 2 })])
   t.equal(reply.status, 500)
   t.equal(reply.json.code, 'INTERNAL_ERROR', 'an answer, not a request left hanging')
+  t.match(reply.json.message, /^internal server error; the server log has the details/, 'a bug\'s own words stay in the log')
+  t.notMatch(JSON.stringify(reply.json), /observer bug/)
+  t.ok(server.logs.some((line) => line.level === 50 && line.msg === 'unexpected error' && line.requestId === reply.headers.get('x-request-id') && line.err?.message === 'observer bug'),
+    'and the answer\'s own line, under its x-request-id, as the message promises')
   t.ok(server.logs.some((line) => line.level === 50 && /a call failed inside the pool: a bug in pyfleet/.test(line.msg) && line.err?.message === 'observer bug'), 'logged with its stack')
   t.equal(queued.status, 200, 'the call waiting for the worker ran on it')
   t.same(queued.json, { n: 2 })
@@ -748,6 +774,7 @@ t.test('a bug that throws before a call gave its worker back loses no worker: th
   const died = await callTask(server.url, 'diag.work', { exit: 3 })
   t.equal(died.status, 500, 'answered, as the bug\'s 500: the throw came before its 502')
   t.equal(died.json.code, 'INTERNAL_ERROR')
+  t.notMatch(JSON.stringify(died.json), /observer bug/, 'the bug\'s own words stay in the log')
   t.ok(server.logs.some((line) => line.level === 50 && /a call failed inside the pool: a bug in pyfleet/.test(line.msg) && line.err?.message === 'observer bug'), 'the bug is logged')
   // Kept borrowed, the dead worker was the pool's only slot: every later call waited out QUEUE_TIMEOUT_MS.
   const next = await callTask(server.url, 'diag.work', {})

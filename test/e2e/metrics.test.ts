@@ -470,6 +470,9 @@ t.test('every QUEUE_TIMEOUT answer is counted once, a large body\'s that ran out
   t.equal(calls.queue_timeout, timedOut.length, 'counted as queue_timeout, each once')
   const text = await (await fetch(`${server.url}/metrics`)).text()
   t.equal(sample(text, 'pyfleet_calls_limited_total', 'task="echo",limit="client_budget_queued"'), timedOut.length, 'each by its client\'s budget')
+  // They never ran: a 0 s run time for each would pull the task's duration quantiles down.
+  const durations = sample(text, 'pyworker_call_duration_seconds_count', 'task="echo",outcome="queue_timeout"')
+  t.notOk(durations > 0, `no run-time sample for calls that never ran (${durations})`)
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.queue.rejected, timedOut.length, 'and in queue-stats')
 })

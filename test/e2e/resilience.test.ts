@@ -359,6 +359,9 @@ t.test('a recycling spare that dies while its worker is busy is not swapped in: 
   t.equal((await long).status, 200)
   await wholeAgain(server, spare)
   t.equal((await callTask(server.url, 'echo', 2)).status, 200)
+  const said = server.logs.filter((l) => /^a spare exited before it could take over/.test(l.msg ?? ''))
+  t.equal(said.length, 1, 'the spare\'s exit is said once')
+  t.match(said[0], { level: 40, workerPid: member, sparePid: spare, reason: 'max_calls' }, 'naming the worker that stays and the spare')
 })
 
 t.test('a reload whose spare dies before taking over starts another and completes', async (t) => {

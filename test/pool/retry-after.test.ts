@@ -63,7 +63,15 @@ t.test("a task limited to fewer workers than the pool: its own callers over its 
   // the task: (3 + 1) × 4 s / 1 lane = 16 s, and that is how long its queue needs.
   t.equal(estimate.seconds(3, report), 16)
   t.equal(estimate.seconds(3, { ...report, concurrency: 2 }), 8, 'two lanes: half that')
-  t.equal(estimate.seconds(3, { ...report, concurrency: 99 }), 4, 'a concurrency above POOL_SIZE counts as POOL_SIZE')
+})
+
+t.test('a task\'s concurrency above POOL_SIZE counts as POOL_SIZE: no more lanes than workers', async (t) => {
+  const estimate = new RetryAfter(4)
+  for (let i = 0; i < 50; i++) estimate.callHeldWorker('report', 4000)
+  // The pool's recent pace is fast again (~0.3 s), so the task's own estimate decides.
+  for (let i = 0; i < 50; i++) estimate.callHeldWorker('echo', 1)
+  // (11 + 1) × 4 s / 4 workers = 12 s; over 99 lanes it would be under the pool's 1 s.
+  t.equal(estimate.seconds(11, { name: 'report', waiting: 11, concurrency: 99 }), 12)
 })
 
 t.test('the pool estimate still wins when the whole queue is longer than the task\'s own', async (t) => {

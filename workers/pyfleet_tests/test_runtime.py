@@ -52,6 +52,11 @@ class FramesTest(unittest.TestCase):
         write_frame(out, b"abc")
         self.assertEqual(read_frame(io.BytesIO(out.getvalue()), 10), b"abc")
 
+    def test_a_frame_of_exactly_the_limit_is_read(self):
+        self.assertEqual(read_frame(io.BytesIO(b"\x00\x00\x00\x0a" + b"x" * 10), 10), b"x" * 10)
+        with self.assertRaisesRegex(FrameError, "frame of 11 bytes is over the limit of 10"):
+            read_frame(io.BytesIO(b"\x00\x00\x00\x0b" + b"x" * 11), 10)
+
     def test_eof_at_boundary_is_none(self):
         self.assertIsNone(read_frame(io.BytesIO(b""), 10))
 
@@ -280,12 +285,15 @@ class LoopTest(unittest.TestCase):
     def test_a_reply_says_the_workers_rss_only_when_it_is_past_max_rss_bytes(self):
         own = ResidentSize().bytes()
         self.assertGreater(own, 1 << 20, "this process's RSS, from /proc/self/statm")
-        _, double, reject, unencodable = self.run_calls(("double", 21), ("reject", None), ("unencodable", None), max_rss_bytes=1)
+        _, double, reject, unencodable, too_large = self.run_calls(
+            ("double", 21), ("reject", None), ("unencodable", None), ("double", "x" * 600_000), max_rss_bytes=1)
         self.assertEqual(double["value"], 42)
-        # Past a limit of 1 byte: every reply says so, error replies and those made for a result that cannot be sent too.
-        for reply in (double, reject, unencodable):
+        # Past a limit of 1 byte: every reply says so, error replies and those made for a result
+        # that cannot be sent or is over the frame limit too (the worker must still be recycled).
+        for reply in (double, reject, unencodable, too_large):
             self.assertGreater(reply["rss"], 1 << 20)
         self.assertEqual(unencodable["kind"], "failed")
+        self.assertEqual(too_large["kind"], "too_large")
         _, under = self.run_calls(("double", 1), max_rss_bytes=1 << 40)
         self.assertEqual(under, {"t": "result", "id": 1, "value": 2}, "under the limit, the frame is as ever")
         _, off = self.run_calls(("double", 1))
