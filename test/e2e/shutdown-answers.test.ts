@@ -11,15 +11,18 @@ t.test('a stdout nobody reads does not keep a stopped server from exiting', asyn
   // From here on nothing reads the server's stdout: the pipe fills, and lines wait behind it.
   server.child.stdout.pause()
   const before = server.output().length
-  // ~330-byte lines, one per request: four times what a pipe holds (64 KiB).
-  for (let round = 0; round < 80; round++) await Promise.all(Array.from({ length: 10 }, async () => await callTask(server.url, 'echo', { round })))
+  // A 6 KB line a task prints, logged, and the call's own line: 50 calls write about five
+  // times what a pipe holds (64 KiB). (800 echo calls of ~330-byte lines took 14 s of CI.)
+  const print = 'x'.repeat(6000)
+  for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 10 }, async () => await callTask(server.url, 'diag.work', { print })))
   t.equal(server.output().length, before, 'nothing more was read')
   server.child.kill('SIGTERM')
   // Node's exit waited for a write(2) blocked on the full pipe, and pino's own write at exit
-  // retried for ever: the process never ended. A bound, not a timing: it waits at most ~1 s
-  // for stdout once the drain is done.
+  // retried for ever: the process never ended. A bound, not a timing: once the drain is done,
+  // it waits at most 5 s for a stdout that takes nothing (log-exit-flush.ts, EXIT_STALL_MS).
   const ended = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => { resolve('still running') }, 20_000))])
   t.same(ended, { code: 0, signal: null }, 'exit 0, with lines still unread')
+  t.match(server.output(), /\npyfleet: \d+ bytes of log lines not written at exit: stdout took nothing for 5000 ms\n/, 'the pipe was full: the lines left behind are said on stderr')
 })
 
 t.test('new calls during shutdown are refused with 503, not lost in a hang', async (t) => {
