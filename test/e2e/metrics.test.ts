@@ -185,12 +185,13 @@ t.test("the task route's series for its statuses exist from the start, at 0: a r
   t.equal(sample(after, 'http_request_duration_seconds_count', 'method="POST",route="/api/tasks/:name",status_code="500"'), 1, 'the same series counts')
 })
 
-t.test('label cardinality stays bounded after 1,000 calls to random unknown tasks', async (t) => {
+t.test('label cardinality stays bounded after 200 calls to random unknown tasks', async (t) => {
   const server = await startServer(t, { POOL_SIZE: '1' })
   await fetch(`${server.url}/metrics`)
   const before = (await (await fetch(`${server.url}/metrics`)).text()).split('\n').length
   const names: string[] = []
-  for (let batch = 0; batch < 10; batch++) {
+  // Each name a series of its own would add 200 and more lines: the bound below is 60.
+  for (let batch = 0; batch < 2; batch++) {
     const statuses = await Promise.all(Array.from({ length: 100 }, async () => {
       const name = `rnd${Math.random().toString(36).slice(2)}`
       names.push(name)
@@ -203,7 +204,7 @@ t.test('label cardinality stays bounded after 1,000 calls to random unknown task
   t.notOk(names.some((name) => text.includes(name)), 'no random name appears in the exposition')
   // One new label set of the http histogram (19 lines) plus a little of Node's own metrics.
   t.ok(after - before < 60, `series lines grew by ${after - before}`)
-  t.match(text, /http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="404"\} 1000/)
+  t.match(text, /http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="404"\} 200/)
 })
 
 t.test('requests no route matches are recorded, framework errors included, with bounded methods', async (t) => {
