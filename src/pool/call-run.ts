@@ -99,59 +99,88 @@ export async function runCall (waiter: Waiter, worker: PythonWorker, pool: CallR
       admission.answerEarly(waiter, 'timeout', budgetSpent(call.task.name, call.budgetMs as number), 'client_budget_running')
     })
     : undefined
+  const run: Run = { startedAt, budget, ranMs: undefined, memory: undefined }
   let reply: ReplyMessage
-  /** When the worker's reply arrived, for a large one the offload thread then converts. */
-  let ranMs: number | undefined
-  /** The worker's RSS as its reply reported it (past MAX_WORKER_RSS_MB only), or 'measure': the thread decoded the reply. */
-  let memory: number | 'measure' | undefined
   try {
-    const received = await pending
-    if (received.t === MSG_DEFERRED) {
-      // The worker has answered: the run, and the client's budget, end here, not once the
-      // thread has written the answer. The worker is held meanwhile: if the frame broke the
-      // protocol it must go, and it must not have taken another call.
-      ranMs = performance.now() - startedAt
-      budget?.stop()
-      memory = 'measure'
-      try {
-        reply = await finishDeferred(received, call, worker, pool)
-      } finally {
-        worker.answered()
-      }
-    } else {
-      if (typeof received.rss === 'number') memory = received.rss
-      const check = received.t === MSG_RESULT ? resultCheckFor(call.task, worker.tasks) : undefined
-      reply = check !== undefined && received.t === MSG_RESULT ? checkedResult(received, check.validate) : received
-    }
+    reply = await receiveReply(await pending, run, call, worker, pool)
   } catch (error) {
-    const answered = budget?.stop() ?? false
-    if (!answered) call.runMs = ranMs ?? performance.now() - startedAt
-    admission.finished(waiter)
-    const failure = error instanceof WorkerCallError ? error.failure : 'crash'
-    const byShutdown = pool.stoppedByShutdown(worker, failure)
-    pool.discard(worker, failure, call)
-    const where = { ...callLogFields(call), worker: worker.id, workerPid: worker.pid }
-    if (byShutdown) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
-    else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
-    if (!answered) {
-      const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, timeoutMs, byShutdown)
-      admission.settle(waiter, outcome, answer, undefined, outcome === 'timeout' ? 'task_timeout' : undefined)
-    }
-    // Another worker may be free for a call held back by its task's concurrency limit.
-    admission.dispatch()
+    endWithoutReply(waiter, worker, pool, run, error)
     return
   }
-  const answered = budget?.stop() ?? false
-  if (!answered) call.runMs = ranMs ?? performance.now() - startedAt
+  await endWithReply(waiter, worker, pool, run, reply)
+}
+
+/** One call's run between its frame's sending and its end. */
+interface Run {
+  readonly startedAt: number
+  /** The client's x-request-timeout-ms, when it ends before the task's own timeout. */
+  readonly budget: BudgetTimer | undefined
+  /** When the worker's reply arrived, for a large one the offload thread then converts. */
+  ranMs: number | undefined
+  /** The worker's RSS as its reply reported it (past MAX_WORKER_RSS_MB only), or 'measure': the thread decoded the reply. */
+  memory: number | 'measure' | undefined
+}
+
+/** The worker's reply as the caller gets it: a large one converted by the offload thread, a result checked against the task's output schema. */
+async function receiveReply (received: Awaited<ReturnType<PythonWorker['call']>>, run: Run, call: Call, worker: PythonWorker, pool: CallRunPool): Promise<ReplyMessage> {
+  if (received.t === MSG_DEFERRED) {
+    // The worker has answered: the run, and the client's budget, end here, not once the
+    // thread has written the answer. The worker is held meanwhile: if the frame broke the
+    // protocol it must go, and it must not have taken another call.
+    run.ranMs = performance.now() - run.startedAt
+    run.budget?.stop()
+    run.memory = 'measure'
+    try {
+      return await finishDeferred(received, call, worker, pool)
+    } finally {
+      worker.answered()
+    }
+  }
+  if (typeof received.rss === 'number') run.memory = received.rss
+  const check = received.t === MSG_RESULT ? resultCheckFor(call.task, worker.tasks) : undefined
+  return check !== undefined && received.t === MSG_RESULT ? checkedResult(received, check.validate) : received
+}
+
+/** Stops the budget's timer and records the run's time, unless the budget answered the call first (true then). */
+function endRun (run: Run, call: Call): boolean {
+  const answered = run.budget?.stop() ?? false
+  if (!answered) call.runMs = run.ranMs ?? performance.now() - run.startedAt
+  return answered
+}
+
+/** No reply: the worker died, timed out, broke the protocol or was stopped by the shutdown. It goes; the caller is told why. */
+function endWithoutReply (waiter: Waiter, worker: PythonWorker, pool: CallRunPool, run: Run, error: unknown): void {
+  const { call } = waiter
+  const { admission } = pool
+  const answered = endRun(run, call)
   admission.finished(waiter)
-  const back = pool.giveBack(worker, memory)
+  const failure = error instanceof WorkerCallError ? error.failure : 'crash'
+  const byShutdown = pool.stoppedByShutdown(worker, failure)
+  pool.discard(worker, failure, call)
+  const where = { ...callLogFields(call), worker: worker.id, workerPid: worker.pid }
+  if (byShutdown) pool.log.warn(where, `${call.task.name} was still running when the shutdown stopped its worker (SHUTDOWN_GRACE_MS and WORKER_STOP_GRACE_MS ran out): ${(error as Error).message}`)
+  else if (failure !== 'timeout') pool.log.warn(where, (error as Error).message)
+  if (!answered) {
+    const { outcome, error: answer } = noReplyErrorFor(failure, call.task.name, call.task.timeoutMs, byShutdown)
+    admission.settle(waiter, outcome, answer, undefined, outcome === 'timeout' ? 'task_timeout' : undefined)
+  }
+  // Another worker may be free for a call held back by its task's concurrency limit.
+  admission.dispatch()
+}
+
+/** A reply: the worker goes back (or is recycled), then the caller gets the result or the task's error. */
+async function endWithReply (waiter: Waiter, worker: PythonWorker, pool: CallRunPool, run: Run, reply: ReplyMessage): Promise<void> {
+  const { call } = waiter
+  const answered = endRun(run, call)
+  pool.admission.finished(waiter)
+  const back = pool.giveBack(worker, run.memory)
   // Answered once the worker is back in the pool: a client that calls again at once must
   // find it free (with QUEUE_LIMIT=0 it would otherwise get QUEUE_FULL from an idle server).
   if (back !== undefined) await back
   if (reply.t === MSG_RESULT) {
     // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
     if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
-    if (!answered) admission.settle(waiter, 'ok', undefined, reply.value)
+    if (!answered) pool.admission.settle(waiter, 'ok', undefined, reply.value)
   } else {
     settleTaskError(waiter, reply, answered, pool)
   }
