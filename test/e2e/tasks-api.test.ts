@@ -44,6 +44,8 @@ t.test('echoes msgpack in and out, with bytes staying bytes', async (t) => {
     ['application/json;q=1, application/msgpack;q=0.1', 'application/json; charset=utf-8'],
     ['application/x-msgpack; q=0.5', 'application/msgpack'],
     ['application/json;q=0.5, application/msgpack', 'application/msgpack'],
+    // Both named at the same quality: msgpack, which the client named although JSON is the default.
+    ['application/json, application/msgpack', 'application/msgpack'],
     // Exact names only, and wildcards cover JSON, the default.
     ['application/notmsgpack', 'application/json; charset=utf-8'],
     ['application/msgpack;q=0.1, */*', 'application/json; charset=utf-8'],
@@ -112,6 +114,8 @@ t.test('sets server-timing and x-request-id', async (t) => {
   t.match(unsafe.headers.get('x-request-id'), /^[A-Za-z0-9._-]+$/)
   const tooLong = await callTask(url, 'echo', {}, { 'x-request-id': 'a'.repeat(129) })
   t.not(tooLong.headers.get('x-request-id'), 'a'.repeat(129))
+  const longest = await callTask(url, 'echo', {}, { 'x-request-id': 'a'.repeat(128) })
+  t.equal(longest.headers.get('x-request-id'), 'a'.repeat(128), '128 characters are kept')
 })
 
 t.test('a schema violation is a 400 and borrows no worker', async (t) => {

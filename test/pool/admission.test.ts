@@ -182,8 +182,10 @@ t.test('a task at its concurrency limit waits; calls of other tasks behind it go
 
 t.test('a call that waits past QUEUE_TIMEOUT_MS gets 503 QUEUE_TIMEOUT and is never started', async (t) => {
   const h = harness({ queueTimeoutMs: 20 })
-  const error = await rejection(h.admission.admit(call(task('echo'))))
+  const waited = call(task('echo'))
+  const error = await rejection(h.admission.admit(waited))
   t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.equal(waited.limit, 'queue_timeout_ms', 'ended by the server\'s limit (pyfleet_calls_limited_total)')
   t.equal(error.retryAfterSeconds, 1)
   t.match(error.message, /within 20 ms; retry later/)
   t.same(h.counted, ['echo:queue_timeout'])
@@ -226,8 +228,10 @@ t.test('a task at a limit of POOL_SIZE (the default, no TASK_CONCURRENCY set) is
 
 t.test('a budget shorter than QUEUE_TIMEOUT_MS bounds the wait, and the error says it was the budget', async (t) => {
   const h = harness({ queueTimeoutMs: 60_000 })
-  const error = await rejection(h.admission.admit(call(task('echo'), { budgetMs: 20 })))
+  const budgeted = call(task('echo'), { budgetMs: 20 })
+  const error = await rejection(h.admission.admit(budgeted))
   t.equal(error.code, 'QUEUE_TIMEOUT')
+  t.equal(budgeted.limit, 'client_budget_queued', 'ended by its client\'s budget (pyfleet_calls_limited_total)')
   t.match(error.message, /20 ms \(the x-request-timeout-ms budget\)/)
   t.same(h.counted, ['echo:queue_timeout'])
 })
@@ -404,7 +408,8 @@ t.test('SHED_LATE_CALLS: a queued call whose budget has less left than its task\
   await ranOnce(h, slow, 300)
   await ranOnce(h, slow, 30_000, 'timeout')
   h.free.workers = 0
-  const hopeless = h.admission.admit(call(slow, { budgetMs: 250 }))
+  const hopelessCall = call(slow, { budgetMs: 250 })
+  const hopeless = h.admission.admit(hopelessCall)
   const unbounded = h.admission.admit(call(slow))
   const ample = h.admission.admit(call(slow, { budgetMs: 60_000 }))
   const other = h.admission.admit(call(task('fast'), { budgetMs: 250 }))
@@ -415,6 +420,7 @@ t.test('SHED_LATE_CALLS: a queued call whose budget has less left than its task\
   t.match(error.message, /^the x-request-timeout-ms budget of 250 ms had \d+ ms left when a worker became free, less than slow's recent calls took \(\d+ ms at the fastest\): not started; retry later$/)
   t.ok(error.retryAfterSeconds !== undefined && error.retryAfterSeconds >= 1)
   t.match(error.message, /\(300 ms at the fastest\)/, 'the call killed at its timeout did not lift the pace')
+  t.equal(hopelessCall.limit, 'shed_late_calls', 'ended by SHED_LATE_CALLS (pyfleet_calls_limited_total)')
   t.same(h.started.slice(2).map((w) => [w.call.task.name, w.call.budgetMs]), [['slow', undefined], ['slow', 60_000], ['fast', 250]], 'the others started: no budget, budget enough, a task with no pace known yet')
   t.same(h.counted.slice(2), ['slow:queue_timeout'])
   for (const waiter of h.started.slice(2)) complete(h, waiter)
@@ -432,6 +438,37 @@ t.test('without SHED_LATE_CALLS (the default) such a call is started: its task m
   t.equal(h.started.length, 2, 'started')
   complete(h, h.started[1])
   t.equal(await late, 'done')
+})
+
+t.test('a call requeued at the front, whose follower then times out, still starts: the queue stays linked', async (t) => {
+  const h = harness({ freeWorkers: 1 })
+  const echo = task('echo')
+  const first = h.admission.admit(call(echo, { input: 'first' }))
+  const second = h.admission.admit(call(echo, { input: 'second', budgetMs: 20 }))
+  h.admission.requeue(h.started[0])
+  t.equal((await rejection(second)).code, 'QUEUE_TIMEOUT', 'the one behind it leaves the queue')
+  t.equal(h.admission.waiting, 1)
+  h.free.workers = 1
+  h.admission.dispatch()
+  t.same(h.started.map((w) => w.call.input), ['first', 'first'], 'the requeued call is still found')
+  t.equal(h.admission.waiting, 0)
+  complete(h, h.started[1])
+  t.equal(await first, 'done')
+})
+
+t.test('a drain waiting for the last queued call resolves when that call leaves the queue, not at its grace', async (t) => {
+  for (const how of ['queue timeout', 'client gone'] as const) {
+    const h = harness({ queueTimeoutMs: how === 'queue timeout' ? 20 : 60_000 })
+    let goAway: (() => void) | undefined
+    const result = h.admission.admit(call(task('echo'), { onClientGone: (listener: () => void) => { goAway = listener; return () => {} } }))
+    let idle = false
+    const drained = h.admission.idle(60_000).then(() => { idle = true })
+    if (how === 'client gone') goAway?.()
+    await rejection(result)
+    await new Promise((resolve) => setImmediate(resolve))
+    t.ok(idle, `${how}: the drain is over, with nothing left to wait for`)
+    await drained
+  }
 })
 
 t.test('a call whose budget ran out on its way to the worker is a queue timeout (SPEC §1)', async (t) => {
@@ -452,7 +489,8 @@ t.test('idle() waits for queued and running calls, up to its grace', async (t) =
   let idle = false
   const drained = h.admission.idle(60_000).then(() => { idle = true })
   complete(h, h.started[0])
-  await Promise.resolve()
+  // A turn of the event loop, not one microtask: idle() resolves through a few.
+  await new Promise((resolve) => setImmediate(resolve))
   t.notOk(idle, 'one call still runs')
   complete(h, h.started[1])
   await drained

@@ -58,6 +58,7 @@ t.test('starts, says ready with its tasks, runs calls and stops at stdin EOF', a
   await worker.stop(2000)
   t.equal(worker.state, 'dead')
   t.notOk(await isRunning(pid))
+  t.match(worker.exitDescription, /^exited with code 0/, 'at stdin EOF, not by the SIGTERM after the grace')
 })
 
 t.test('a worker asked to stop during a call answers it, and goes on stopping: not idle, no other call', async (t) => {

@@ -64,6 +64,7 @@ class RefusesBadInput(unittest.TestCase):
             "YW-_": "not valid base64",
             "YQ=a": "not valid base64",
             "====": "not valid base64",
+            "Y===": "not valid base64",
             "YW==YWJj": "not valid base64",
             "\u00e9\u00e9==": "not valid base64",
         }
