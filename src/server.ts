@@ -22,7 +22,7 @@ process.on('SIGUSR1', () => {
 })
 
 // The command line first: --help, --version and a wrong argument are answered without
-// loading the server (0.1 s instead of 0.45 s of CPU). cli.ts and version.ts import only
+// loading the server (~0.15 s instead of ~0.45 s of CPU). cli.ts and version.ts import only
 // node: built-ins.
 const { commandFrom, USAGE } = await import('./cli.js')
 let command: Command

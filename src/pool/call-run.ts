@@ -171,8 +171,9 @@ function endWithoutReply (waiter: Waiter, worker: PythonWorker, pool: CallRunPoo
 /** A reply: the worker goes back (or is recycled), then the caller gets the result or the task's error. */
 async function endWithReply (waiter: Waiter, worker: PythonWorker, pool: CallRunPool, run: Run, reply: ReplyMessage): Promise<void> {
   const { call } = waiter
+  const { admission } = pool
   const answered = endRun(run, call)
-  pool.admission.finished(waiter)
+  admission.finished(waiter)
   const back = pool.giveBack(worker, run.memory)
   // Answered once the worker is back in the pool: a client that calls again at once must
   // find it free (with QUEUE_LIMIT=0 it would otherwise get QUEUE_FULL from an idle server).
@@ -180,7 +181,7 @@ async function endWithReply (waiter: Waiter, worker: PythonWorker, pool: CallRun
   if (reply.t === MSG_RESULT) {
     // Kept only for a msgpack answer: it holds the worker's frame in memory until the answer is written.
     if (call.wantsMsgpack === true) call.resultMsgpack = reply.msgpack
-    if (!answered) pool.admission.settle(waiter, 'ok', undefined, reply.value)
+    if (!answered) admission.settle(waiter, 'ok', undefined, reply.value)
   } else {
     settleTaskError(waiter, reply, answered, pool)
   }
