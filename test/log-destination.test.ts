@@ -223,7 +223,7 @@ t.test('a write that fails for another reason (ENOSPC: a full disk under a log f
   const script = `import { LogDestination } from './src/log-destination.ts'; import pino from 'pino'
 const d = new LogDestination({ dest: '/dev/full' }); d.stream.on('error', () => {}); await new Promise((r) => d.stream.once('ready', r))
 pino(d.stream).info('left behind'); d.stream.flushSync()`
-  const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (d) => { stderr += String(d) })
   await new Promise((resolve) => child.once('close', resolve))
