@@ -167,3 +167,14 @@ t.test('GitHub\'s CI runs .ci/run in the image the Dockerfile builds on, with th
   t.same(workflow.jobs.test.env, { CI: 'true', PYFLEET_SKIP_CONTAINER: '1' })
   t.same(workflow.jobs.test.steps.map((step) => step.run).filter((run) => run !== undefined), ['bash .ci/run'], 'the same script as every other CI run')
 })
+
+t.test('GitHub runs the soak weekly in the same image, with the script package.json names', async (t) => {
+  const workflow = parseAllDocuments(await readFile(join(ROOT, '.github', 'workflows', 'soak.yml'), 'utf8'))[0].toJS() as { on: { schedule: Array<{ cron: string }> }, jobs: { soak: { container: string, steps: Array<{ run?: string }> } } }
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  const scripts = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>
+  t.equal(workflow.jobs.soak.container, /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1], 'a bare Debian with the Node of the image')
+  t.equal(workflow.on.schedule.length, 1, 'on a schedule')
+  const runs = workflow.jobs.soak.steps.map((step) => step.run).filter((run) => run !== undefined)
+  t.match(runs, [/^npm ci\b/, /^npm run bench:soak\b/], 'installs, then soaks')
+  t.match(scripts['bench:soak'], /node bench\/soak\.mjs$/, 'a script package.json has')
+})
