@@ -18,13 +18,12 @@
 //   --budget A-B         budgets drawn uniformly from A to B ms (default 500-1500)
 //   --help               this text
 
-import { spawn } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
+import { startPyfleetServer, stopTree } from './lib/procs.mjs'
 import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { median, spread } from './lib/report.mjs'
 import { parseOptions } from './lib/usage.mjs'
@@ -53,17 +52,8 @@ const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-overload-'))
 const ENV = Object.fromEntries(opts.env.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
 
 async function startPyfleet (label, root, extraEnv) {
-  const port = await freePort()
-  const fd = openSync(join(LOGS, `${label}.log`), 'w')
-  const child = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
-    cwd: root,
-    stdio: ['ignore', fd, fd],
-    env: { ...inheritedEnv, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE), ...extraEnv }
-  })
-  closeSync(fd)
-  const url = `http://127.0.0.1:${port}`
-  await waitForHttp(`${url}/ready`, 30_000, () => child.exitCode === null)
-  return { label, url, child, port }
+  const env = { ...inheritedEnv, PYTHON, LOG_LEVEL: 'warn', DIAG_TASKS: '1', POOL_SIZE: String(POOL_SIZE), ...extraEnv }
+  return { label, ...await startPyfleetServer({ root, logFile: join(LOGS, `${label}.log`), env }) }
 }
 
 /** Offers RATE calls a second for SECONDS, then waits for every answer; counts them by status. */

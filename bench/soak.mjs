@@ -25,15 +25,14 @@
 //   --json FILE               also write every sample and count to FILE
 //   --help                    this text
 
-import { spawn } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { pack } from 'msgpackr'
-import { freePort, stopTree, treeMemory, waitForHttp } from './lib/procs.mjs'
+import { startPyfleetServer, stopTree, treeMemory } from './lib/procs.mjs'
 import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { parseOptions } from './lib/usage.mjs'
 
@@ -106,16 +105,12 @@ function pickKind () {
 const { env: inheritedEnv, ignored } = await withoutPyfleetSettings(ROOT)
 if (ignored.length > 0) console.log(`note: ${ignoredNote(ignored)}`)
 const LOGS = mkdtempSync(join(tmpdir(), 'pyfleet-soak-'))
-const port = await freePort()
-const logFd = openSync(join(LOGS, 'server.log'), 'w')
-const child = spawn(process.execPath, [join(ROOT, 'dist', 'server.js')], {
-  cwd: ROOT,
-  stdio: ['ignore', logFd, logFd],
-  env: { ...inheritedEnv, PORT: String(port), HOST: '127.0.0.1', PYTHON: process.env.PYTHON ?? '/usr/bin/python3', ...SETTINGS }
+const { child, port, url: base } = await startPyfleetServer({
+  root: ROOT,
+  logFile: join(LOGS, 'server.log'),
+  env: { ...inheritedEnv, PYTHON: process.env.PYTHON ?? '/usr/bin/python3', ...SETTINGS }
 })
-closeSync(logFd)
 const serverGone = () => child.exitCode !== null || child.signalCode !== null
-const base = `http://127.0.0.1:${port}`
 
 // ---- requests -------------------------------------------------------------------------
 
@@ -262,7 +257,6 @@ const mb = (bytes) => (bytes / 2 ** 20).toFixed(1)
 const failures = []
 let stopping = false
 try {
-  await waitForHttp(`${base}/ready`, 60_000, () => !serverGone())
   console.log(`pyfleet on :${port} (log ${join(LOGS, 'server.log')}), ${Object.entries(SETTINGS).map(([k, v]) => `${k}=${v}`).join(' ')}`)
   console.log(`warm-up of 10 s, a quiet ${QUIET_MS / 1000} s, ${MINUTES} min of load from ${CLIENTS} clients plus timed calls, a quiet ${QUIET_MS / 1000} s`)
 

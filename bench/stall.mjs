@@ -14,13 +14,13 @@
 //   --python PATH        the workers' interpreter (default $PYTHON, else /usr/bin/python3)
 //   --help               this text
 
-import { fork, spawn } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync } from 'node:fs'
+import { fork } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Packr } from 'msgpackr'
-import { freePort, stopTree, waitForHttp } from './lib/procs.mjs'
+import { startPyfleetServer, stopTree } from './lib/procs.mjs'
 import { ignoredNote, withoutPyfleetSettings } from './lib/environment.mjs'
 import { median, spread } from './lib/report.mjs'
 import { parseOptions } from './lib/usage.mjs'
@@ -61,15 +61,8 @@ function bodies () {
 }
 
 async function startPyfleet (label, env) {
-  const port = await freePort()
-  const fd = openSync(join(LOGS, `${label}.log`), 'w')
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'server.js')], {
-    cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...inheritedEnv, PORT: String(port), HOST: '127.0.0.1', PYTHON, LOG_LEVEL: 'warn', ...env }
-  })
-  closeSync(fd)
-  const url = `http://127.0.0.1:${port}`
-  await waitForHttp(`${url}/ready`, 30_000, () => child.exitCode === null)
-  return { label, url, child }
+  const server = await startPyfleetServer({ root: ROOT, logFile: join(LOGS, `${label}.log`), env: { ...inheritedEnv, PYTHON, LOG_LEVEL: 'warn', ...env } })
+  return { label, url: server.url, child: server.child }
 }
 
 /** One call with the body while the pinger watches /health: the slowest answer it saw, and the call's time. */

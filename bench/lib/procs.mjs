@@ -2,8 +2,10 @@
 // server (Node and every Python worker under it), its memory and CPU time, and
 // stopping it so that nothing outlives the run. Linux only, as pyfleet is.
 
-import { readdirSync, readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 /** Clock ticks per second of utime/stime in /proc/<pid>/stat (USER_HZ; 100 on every Linux build that matters). */
@@ -171,4 +173,29 @@ export async function stopTree (child, graceMs = 8000) {
   // Give the kernel a moment to reap, then report anything that survived.
   for (let i = 0; i < 20 && members.some(isAlive); i++) await sleep(50)
   return members.filter(isAlive)
+}
+
+/**
+ * Starts pyfleet from a checkout (`root`, built) on a free port of 127.0.0.1, its stdout and
+ * stderr in `logFile`, with `env` as its whole environment apart from PORT and HOST; resolves
+ * once /ready answers (the bench:stall, bench:overload and bench:soak servers). One that
+ * does not answer in time is stopped, workers and all, before the error is thrown.
+ */
+export async function startPyfleetServer ({ root, logFile, env }) {
+  const port = await freePort()
+  const fd = openSync(logFile, 'w')
+  const child = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
+    cwd: root,
+    stdio: ['ignore', fd, fd],
+    env: { ...env, PORT: String(port), HOST: '127.0.0.1' }
+  })
+  closeSync(fd)
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await waitForHttp(`${url}/ready`, 30_000, () => child.exitCode === null)
+  } catch (error) {
+    await stopTree(child)
+    throw new Error(`${error.message} (its log: ${logFile})`)
+  }
+  return { child, port, url }
 }
