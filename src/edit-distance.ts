@@ -13,3 +13,12 @@ export function distance (a: string, b: string, limit: number): number {
   }
   return previous[b.length]
 }
+
+/**
+ * ` (did you mean "echo"?)` for a name that is one of `known` but for case or up to two
+ * edits (up to three such names); '' if none is that close.
+ */
+export function didYouMean (name: string, known: Iterable<string>): string {
+  const near = [...known].filter((candidate) => candidate.toLowerCase() === name.toLowerCase() || distance(name, candidate, 2) <= 2)
+  return near.length === 0 ? '' : ` (did you mean ${near.slice(0, 3).map((candidate) => JSON.stringify(candidate)).join(' or ')}?)`
+}

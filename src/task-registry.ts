@@ -9,7 +9,7 @@ import { MAX_TIMER_MS, type Config } from './config.js'
 import type { TaskInfo } from './pool/ready-message.js'
 import type { PoolTask } from './pool/worker-pool.js'
 import { AnnotationChecker } from './schema-annotations.js'
-import { distance } from './edit-distance.js'
+import { didYouMean } from './edit-distance.js'
 import { walkSchemas } from './schema-walk.js'
 import { addKeywords, compileChecking, inputFields, makeAjv, ResultValidators, selfContained } from './schema-compile.js'
 
@@ -77,9 +77,8 @@ function unknownKeywordHint (keyword: string, schema: unknown, ajv: Ajv): string
   const places: string[] = []
   walkSchemas(schema, (sub, pointer) => { if (Object.hasOwn(sub, keyword)) places.push(pointer === '' ? 'its root' : pointer) })
   const known = Object.keys(ajv.RULES.keywords).filter((name) => !name.startsWith('$') || keyword.startsWith('$'))
-  const near = known.filter((name) => name.toLowerCase() === keyword.toLowerCase() || distance(keyword, name, 2) <= 2)
   const where = places.length === 0 ? '' : ` at ${places.slice(0, 3).join(', ')}${places.length > 3 ? ` and ${places.length - 3} more` : ''}`
-  return `${where}${near.length === 0 ? '' : ` (did you mean ${near.slice(0, 3).map((name) => JSON.stringify(name)).join(' or ')}?)`}`
+  return `${where}${didYouMean(keyword, known)}`
 }
 
 export class TaskRegistry {
@@ -252,14 +251,23 @@ export class TaskRegistry {
    * (a typo, or a task not loaded): they are ignored, which an operator would otherwise not notice.
    */
   warnAboutUnusedLimits (log: FastifyBaseLogger): void {
-    for (const { setting, unused } of this.#unusedLimits()) log.warn({ unused, tasks: this.names() }, `${setting} names tasks no worker declares, ignored: ${unused.join(', ')}`)
+    for (const { setting, unused } of this.#unusedLimits()) log.warn({ unused, tasks: this.names() }, `${setting} names tasks no worker declares, ignored: ${this.#namesWithHints(unused)}`)
   }
 
   /** What warnAboutUnusedLimits would log, as one line, or undefined: `--check` stops on it. */
   unusedLimitsProblem (): string | undefined {
     // Not "ignored", as the warning says: here they stop the check.
     const found = this.#unusedLimits()
-    return found.length === 0 ? undefined : `${found.map(({ setting, unused }) => `${setting} names tasks no worker declares: ${unused.join(', ')}`).join('; ')} (the tasks are ${this.names().join(', ')})`
+    return found.length === 0 ? undefined : `${found.map(({ setting, unused }) => `${setting} names tasks no worker declares: ${this.#namesWithHints(unused)}`).join('; ')} (the tasks are ${this.names().join(', ')})`
+  }
+
+  /**
+   * Unknown names in a limit, each with what it may be meant as: a limit that a typo sends
+   * nowhere is only a warning when serving, and the limit is then silently not applied.
+   */
+  #namesWithHints (names: string[]): string {
+    const named = names.map((name) => name + this.#nameHint(name)).join(', ')
+    return this.#config.taskModules.length === 0 && names.every((name) => this.#nameHint(name) === '') ? named + this.#modulesHint() : named
   }
 
   #unusedLimits (): Array<{ setting: string, unused: string[] }> {
@@ -274,9 +282,16 @@ export class TaskRegistry {
   /** Why a task name may be unknown: a diag task without DIAG_TASKS, a typo of a served name, or no TASK_MODULES. */
   missingTaskHint (name: string): string {
     if (name === '') return ' (the path ends in a slash, with no name after /api/tasks/)'
+    return this.#nameHint(name) || this.#modulesHint()
+  }
+
+  /** A diag task without DIAG_TASKS, or the served names a name may be a typo of; '' if neither. */
+  #nameHint (name: string): string {
     if (name.startsWith('diag.') && !this.#config.diagTasks) return ' (the diag.* tasks are registered only with DIAG_TASKS=1)'
-    const near = [...this.#tasks.keys()].filter((known) => known.toLowerCase() === name.toLowerCase() || distance(name, known, 2) <= 2)
-    if (near.length > 0) return ` (did you mean ${near.slice(0, 3).map((known) => JSON.stringify(known)).join(' or ')}?)`
+    return didYouMean(name, this.#tasks.keys())
+  }
+
+  #modulesHint (): string {
     return this.#config.taskModules.length === 0 ? ' (only the built-in tasks are served: name the modules of your own in TASK_MODULES)' : ''
   }
 

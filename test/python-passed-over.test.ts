@@ -32,10 +32,16 @@ t.test('a start that fails on a package missing from the workers\' interpreter n
   t.equal(withPassedOver(failed, python), failed)
   t.match(failed.message, /install the package that provides 'numpy'\)\. The workers run \/usr\/bin\/python3, found after passing over python3 \(\/home\/me\/venv\/bin\/python3\): cannot import msgpack: if that package is installed for another interpreter, install msgpack and defusedxml there too, or point PYTHON at the one that has them all$/)
   // Nothing passed over, or another failure: as it was.
-  const alone = new Error(failed.message.replace(/\. The workers run[\s\S]*$/, ''))
-  t.equal((withPassedOver(alone, { path: '/usr/bin/python3', version: '3.11.2' }) as Error).message, alone.message)
-  const other = new Error('Python worker /usr/bin/python3 did not start: task module \'shop.tasks\' registered no task')
-  t.equal((withPassedOver(other, python) as Error).message, other.message)
+  // (withPassedOver changes the error it is given: compared with copies of the words.)
+  const aloneMessage = failed.message.replace(/\. The workers run[\s\S]*$/, '')
+  t.equal((withPassedOver(new Error(aloneMessage), { path: '/usr/bin/python3', version: '3.11.2' }) as Error).message, aloneMessage)
+  const otherMessage = 'Python worker /usr/bin/python3 did not start: task module \'shop.tasks\' registered no task'
+  t.equal((withPassedOver(new Error(otherMessage), python) as Error).message, otherMessage)
+  // The task module itself not found: where it is looked for is wrong, and no interpreter
+  // has it; the hint about packages sent a misspelt TASK_MODULES off to install msgpack.
+  const notFound = new Error("Python worker /usr/bin/python3 did not start: task module 'nosuchmod' could not be imported: No module named 'nosuchmod' (check TASK_MODULES and PYTHONPATH, which is '/srv/pyfleet/workers'; relative PYTHONPATH entries are resolved from the pyfleet directory, /srv/pyfleet)")
+  const notFoundMessage = notFound.message
+  t.equal((withPassedOver(notFound, python) as Error).message, notFoundMessage)
 })
 
 t.test('an interpreter passed over is named with its reason, so a package installed into it is not a mystery', async (t) => {

@@ -207,6 +207,31 @@ t.test('patterns run in linear time (RE2); one RE2 does not take runs in JavaScr
     { message: /^task bad\.pattern declares an invalid input schema: pattern "\^\(\?=\(a\+\)\+\$\)" cannot be run in linear time \(RE2 does not take it: .*\), and it repeats a group that holds a quantifier or an alternation, .*; rewrite it$/ })
 })
 
+t.test('a limit naming a task no worker declares says what it may be meant as: a typo is otherwise a limit silently not applied', async (t) => {
+  const served = [declared('echo', { type: 'object' }), declared('shop.order', { type: 'object' })]
+  const problem = (env: Record<string, string>): string | undefined => {
+    const registry = new TaskRegistry(loadConfig(env))
+    registry.update(structuredClone(served))
+    return registry.unusedLimitsProblem()
+  }
+  t.equal(problem({ TASK_TIMEOUTS: 'ecoh=1000, Echo=2000', TASK_MODULES: 'shop' }),
+    'TASK_TIMEOUTS names tasks no worker declares: ecoh (did you mean "echo"?), Echo (did you mean "echo"?) (the tasks are echo, shop.order)')
+  t.equal(problem({ TASK_CONCURRENCY: 'shop.ordr=1, nothing.near=2', TASK_MODULES: 'shop' }),
+    'TASK_CONCURRENCY names tasks no worker declares: shop.ordr (did you mean "shop.order"?), nothing.near (the tasks are echo, shop.order)')
+  t.equal(problem({ TASK_TIMEOUTS: 'diag.work=400' }),
+    'TASK_TIMEOUTS names tasks no worker declares: diag.work (the diag.* tasks are registered only with DIAG_TASKS=1) (the tasks are echo, shop.order)')
+  // A task of one's own, with no TASK_MODULES at all: said once, after the names.
+  t.equal(problem({ TASK_TIMEOUTS: 'greet=1000, farewell=2000' }),
+    'TASK_TIMEOUTS names tasks no worker declares: greet, farewell (only the built-in tasks are served: name the modules of your own in TASK_MODULES) (the tasks are echo, shop.order)')
+  t.equal(problem({ TASK_TIMEOUTS: 'echo=1000' }), undefined)
+  // Serving: the same words in the warning, which names the unknown tasks as a field too.
+  const registry = new TaskRegistry(loadConfig({ TASK_TIMEOUTS: 'ecoh=1000', TASK_MODULES: 'shop' }))
+  registry.update(structuredClone(served))
+  const warnings: Array<[Record<string, unknown>, string]> = []
+  registry.warnAboutUnusedLimits({ warn: (fields: Record<string, unknown>, message: string) => { warnings.push([fields, message]) } } as unknown as Parameters<TaskRegistry['warnAboutUnusedLimits']>[0])
+  t.same(warnings, [[{ unused: ['ecoh'], tasks: ['echo', 'shop.order'] }, 'TASK_TIMEOUTS names tasks no worker declares, ignored: ecoh (did you mean "echo"?)']])
+})
+
 t.test('an error\'s details cut what the client sent, as its message does: a 1 MB key does not come back whole', async (t) => {
   const validate = compileBodyValidator({ type: 'object', additionalProperties: false, properties: { values: { type: 'array' } } })
   const key = 'k'.repeat(1_000_000)

@@ -53,7 +53,9 @@ export interface WorkerPoolPluginOptions {
  * what was passed over, never comes then.
  */
 export function withPassedOver (error: unknown, python: PythonInfo): unknown {
-  if (python.passedOver === undefined || !(error instanceof Error) || !/could not be imported: No module named /.test(error.message)) return error
+  // Only a package the task module imports: a task module not found at all (a typo in
+  // TASK_MODULES, a PYTHONPATH without its directory) is no package to install anywhere.
+  if (python.passedOver === undefined || !(error instanceof Error) || !/could not be imported: No module named .*install the package that provides /.test(error.message)) return error
   error.message += `. The workers run ${python.path}, found after passing over ${python.passedOver.join('; ')}: if that package is installed for another interpreter, install msgpack and defusedxml there too, or point PYTHON at the one that has them all`
   return error
 }
