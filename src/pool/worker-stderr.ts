@@ -14,6 +14,7 @@ import type { CallOutputMarks } from './call-output-marks.js'
 import { jsonFittingPrefix } from '../short-text.js'
 import { StderrBudget } from './stderr-budget.js'
 import { StderrLevels, gluedApart, type Level } from './stderr-levels.js'
+import { escapeKeptWhole, isRecordLine, withLineBreaks } from './record-line-breaks.js'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
 /**
@@ -64,6 +65,8 @@ export class WorkerStderr {
   #unendedTimer: NodeJS.Timeout | undefined
   /** The level of a line logged in pieces whose end has not come yet ('dropped': its first piece was). */
   #continuing: Level | 'dropped' | undefined
+  /** That line is a logging record's, whose escaped line breaks are given back (record-line-breaks.ts). */
+  #continuingRecord = false
   #lastWords: string[] = []
   #fatalLine: string | undefined
   /** The stack dump asked for by awaitWhereStuck(), being read, and who waits for its answer. */
@@ -155,7 +158,7 @@ export class WorkerStderr {
   #cutLong (text: string): string {
     let rest = text
     while (rest.length > ALWAYS_FITS_CHARS) {
-      const cut = jsonFittingPrefix(rest, MAX_PIECE_BYTES)
+      const cut = escapeKeptWhole(rest, jsonFittingPrefix(rest, MAX_PIECE_BYTES))
       if (cut === rest.length) break
       this.#logPiece(rest.slice(0, cut), false)
       rest = rest.slice(cut)
@@ -178,7 +181,10 @@ export class WorkerStderr {
     if (ends) this.#continuing = undefined
     if (continued === undefined) {
       const level = this.#logLine(piece)
-      if (!ends) this.#continuing = level
+      if (!ends) {
+        this.#continuing = level
+        this.#continuingRecord = isRecordLine(piece)
+      }
     } else if (piece === '') {
       // the line ended right where its last piece was cut
     } else if (continued === 'dropped' || !this.#budget.withinBudget(piece)) {
@@ -186,7 +192,7 @@ export class WorkerStderr {
       this.#budget.drop(piece, continued !== 'dropped')
       if (!ends) this.#continuing = 'dropped'
     } else {
-      this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, piece)
+      this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, this.#continuingRecord ? withLineBreaks(piece) : piece)
     }
   }
 
@@ -228,7 +234,7 @@ export class WorkerStderr {
     if (budgeted) this.#budget.logDropped()
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
     const level = fatal ? 'error' : lineLevel
-    this.#log[level]({ ...this.#context(), stream: 'stderr' }, line)
+    this.#log[level]({ ...this.#context(), stream: 'stderr' }, isRecordLine(line) ? withLineBreaks(line) : line)
     return level
   }
 }

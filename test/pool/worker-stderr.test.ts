@@ -154,7 +154,8 @@ t.test('a line longer than 15 KiB of JSON is logged in pieces of at most that, e
 t.test('pieces are bounded in bytes of JSON: quotes, control characters, accents and CJK take what they take, so no log line passes 16 KiB', async (t) => {
   for (const char of ['"', '\\', '\u0001', 'é', '界', '😀', '\t']) {
     const { stderr, lines } = recordingStderr()
-    const text = `ERROR payload: ${char.repeat(20_000)}`
+    // Not a logging record's line (`LEVEL logger: `), whose escapes would be read (below).
+    const text = `payload: ${char.repeat(20_000)}`
     stderr.write(`${text}\n`)
     t.equal(lines.map((l) => l.msg).join(''), text, `${JSON.stringify(char)}: nothing lost`)
     for (const line of lines) {
@@ -163,6 +164,35 @@ t.test('pieces are bounded in bytes of JSON: quotes, control characters, accents
       t.ok(bytes > PIECE - 6 || line === lines.at(-1), 'each piece but the last as long as fits')
     }
   }
+})
+
+t.test('a logging record\'s line has its line breaks back (the runtime writes them \\n, and backslashes \\\\); other lines are logged as written', async (t) => {
+  const { stderr, lines } = recordingStderr()
+  stderr.write('ERROR pyfleet: task module \'syn\' failed to import\\n  File "/srv/syn.py", line 4\\nSyntaxError: \'{\' was never closed\n')
+  stderr.write('WARNING py.warnings: C:\\\\new\\\\x and a regular expression \\\\n+\n')
+  stderr.write('Level 5 mine: a\\nb\n')
+  stderr.write('a print of a\\nb and C:\\\\x\n')
+  t.same(lines.map((l) => [l.level, l.msg]), [
+    ['error', 'ERROR pyfleet: task module \'syn\' failed to import\n  File "/srv/syn.py", line 4\nSyntaxError: \'{\' was never closed'],
+    ['warn', 'WARNING py.warnings: C:\\new\\x and a regular expression \\n+'],
+    ['info', 'Level 5 mine: a\nb'],
+    ['info', 'a print of a\\nb and C:\\\\x']
+  ])
+  // In pieces (a record past 15 KiB of JSON): each piece's escapes read whole, none cut in two.
+  lines.length = 0
+  const message = 'x\n\\'.repeat(8_000)
+  const written = `ERROR big: ${message.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`
+  for (let at = 0; at < written.length; at += 4099) stderr.write(written.slice(at, at + 4099))
+  stderr.write('\n')
+  t.ok(lines.length > 2, `${lines.length} pieces`)
+  t.same(lines.map((l) => l.level), lines.map(() => 'error'))
+  t.equal(lines.map((l) => l.msg).join(''), `ERROR big: ${message}`, 'every break and backslash given back, none lost')
+  // Where the piece would end just after a `\`, the cut comes before it, so that `\n` stays whole.
+  lines.length = 0
+  const upToBackslash = PIECE - 'ERROR big: '.length - 2 // a backslash takes two bytes of JSON
+  stderr.write(`ERROR big: ${'a'.repeat(upToBackslash)}\\ntail\n`)
+  t.same(lines.map((l) => l.msg.slice(-3)), ['aaa', '\ntail'.slice(-3)])
+  t.equal(lines.map((l) => l.msg).join(''), `ERROR big: ${'a'.repeat(upToBackslash)}\ntail`)
 })
 
 t.test('a CRLF line end is a line end: no \\r ends a message, and a line that just fits before one is logged whole', async (t) => {

@@ -76,10 +76,13 @@ def log_failure(message: str, exc: BaseException, traceback_of: "Any" = None) ->
 class OneLineFormatter(logging.Formatter):
     """``LEVEL logger: message``, one line per record: the server logs each stderr line as
     one entry at the level its prefix names, so a traceback or a multi-line message keeps
-    its line breaks as ``\\n`` and stays one entry at its record's level."""
+    its line breaks as ``\\n`` and stays one entry at its record's level. Backslashes are
+    written ``\\\\``, so that the server can give the line breaks back exactly
+    (src/pool/record-line-breaks.ts): a message's own ``\\n`` (a Windows path, a regular
+    expression) stays as it was."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).rstrip("\n").replace("\n", "\\n")
+        text = super().format(record).rstrip("\n").replace("\\", "\\\\").replace("\n", "\\n")
         # After a partial line a task printed, the record starts a line of its own: glued to
         # that line it would be logged at its level (INFO) and with what it says cut in.
         return "\n" + text if std_fds.open_line else text

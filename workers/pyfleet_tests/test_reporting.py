@@ -24,6 +24,10 @@ class OneLineFormatterTest(unittest.TestCase):
         self.assertTrue(line.startswith("WARNING pyfleet: first\\nsecond\\nTraceback (most recent call last):\\n"), line)
         self.assertTrue(line.endswith("ValueError: bad\\nvalue"), line)
 
+    def test_backslashes_are_doubled_so_that_the_server_can_tell_a_message_s_own_backslash_n_from_a_line_break(self):
+        line = OneLineFormatter(LOG_FORMAT).format(record("C:\\new\nnext", None))
+        self.assertEqual(line, "WARNING pyfleet: C:\\\\new\\nnext")
+
 
 class LogFailureTest(unittest.TestCase):
     def stderr_of(self, action):
