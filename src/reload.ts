@@ -21,14 +21,24 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     log.warn({ trigger }, message)
     throw new WorkersUnavailableError(message)
   }
-  log.info({ trigger }, 'reload started')
+  // Asked for while the next reload waits to begin (behind one running), this request shares
+  // that one: its lines say so, and the reload is counted and reported once, by whoever asked
+  // for it first. Counted per request, two admin requests and a SIGHUP made three `reload
+  // finished` lines and pyfleet_reloads_total 3 for two reloads (a review).
+  const shared = fastify.pool.reloadWaiting
+  log.info({ trigger }, shared ? 'reload asked for while the next one waits to begin: this request shares it' : 'reload started')
   try {
     // New task code whose table would not compile is refused before its worker takes a call.
     const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
+    const done = { ...result, tasks: fastify.tasks.names() }
+    if (shared) {
+      log.info({ trigger, ...done }, 'the reload this request shared finished')
+      return done
+    }
     fastify.tasks.update(fastify.pool.tasks)
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.all())
-    const done = { ...result, tasks: fastify.tasks.names() }
+    done.tasks = fastify.tasks.names()
     fastify.metrics.reloaded('ok')
     log.info({ trigger, ...done }, 'reload finished')
     return done
@@ -48,7 +58,9 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
             : `the other ${error.total - error.replaced} ${error.total - error.replaced === 1 ? 'keeps' : 'keep'} serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
-    if (draining) log.warn({ trigger }, message)
+    // Said and counted by the request that asked for it first; this one's answer has it too.
+    if (shared) log.info({ trigger }, `the reload this request shared failed: ${(error as Error).message}`)
+    else if (draining) log.warn({ trigger }, message)
     else {
       log.error({ trigger, err: error }, message)
       // /api/queue-stats, which any client may read, gets the outcome without the cause: a task

@@ -68,6 +68,9 @@ export class Reloader {
   /** True while a reload runs: its new workers are meant to declare new tasks. */
   get isActive (): boolean { return this.#reloading !== undefined }
 
+  /** A follow-up reload has been asked for and not begun: a reload asked for now shares it. */
+  get followUpWaiting (): boolean { return this.#next !== undefined }
+
   /** `acceptTasks` sees each replacement's declared tasks before it takes any call, and may refuse it by throwing. */
   async reload (acceptTasks?: (tasks: PythonWorker['tasks']) => void): Promise<ReloadResult> {
     // A follow-up already asked for: this request shares it, even in the moment between the

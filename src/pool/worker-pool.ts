@@ -272,6 +272,9 @@ export class WorkerPool {
   /** True while a reload replaces the workers. */
   get isReloading (): boolean { return this.#reloader.isActive }
 
+  /** A reload asked for now would share one asked for before it that has not begun (reloader.ts). */
+  get reloadWaiting (): boolean { return this.#reloader.followUpWaiting }
+
   /**
    * Replaces every worker, starting one replacement at a time, each worker only once
    * its replacement is ready (and accepted) and it is free, so capacity never drops

@@ -53,6 +53,33 @@ t.test('POST /admin/reload under steady load: zero failed calls, every pid chang
   t.same(server.logs.filter((l) => /^reload (started|finished)$/.test(l.msg)).map((l) => [l.msg, l.requestId]), [['reload started', id], ['reload finished', id]], 'the reload\'s lines carry the admin request\'s id')
 })
 
+t.test('reloads asked for while one runs: the first starts the next, the others share it; each reload is logged and counted once', async (t) => {
+  const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '1' })
+  // The one worker busy for a while: the first reload's spare waits for it, so the requests after it come while it runs.
+  const long = callTask(server.url, 'diag.work', { sleep_ms: 2000 })
+  await waitFor(() => server.app.pool.members().some((w) => w.state === 'busy'), 5000, 'the long call to start')
+  const reload = async (): Promise<Response> => await fetch(`${server.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })
+  const lines = (msg: string | RegExp): Array<Record<string, any>> => server.logs.filter((l) => typeof msg === 'string' ? l.msg === msg : msg.test(l.msg ?? ''))
+  const first = reload()
+  await waitFor(() => lines('reload started').length === 1, 5000, 'the first reload to start')
+  const second = reload()
+  await waitFor(() => lines('reload started').length === 2, 5000, 'the second to be asked for')
+  const third = reload()
+  await waitFor(() => lines(/shares it$/).length === 1, 5000, 'the third to be asked for')
+  const answers = await Promise.all([first, second, third])
+  t.same(answers.map((a) => a.status), [200, 200, 200])
+  const [, secondResult, thirdResult] = await Promise.all(answers.map(async (a) => await a.json()))
+  t.same(thirdResult.newPids, secondResult.newPids, 'the third got the reload the second asked for')
+  t.equal((await long).status, 200)
+  const thirdId = answers[2].headers.get('x-request-id')
+  t.equal(lines('reload finished').length, 2, 'two reloads finished, two lines')
+  t.same(lines(/^reload asked for while the next one waits to begin/).map((l) => l.requestId), [thirdId])
+  t.same(lines('the reload this request shared finished').map((l) => [l.requestId, l.newPids]), [[thirdId, secondResult.newPids]])
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  t.match(metrics, /^pyfleet_reloads_total\{outcome="ok"\} 2$/m, 'counted once each')
+  t.equal((await getJson(`${server.url}/api/queue-stats`)).restarts.reload, 2, 'two workers replaced by reloads')
+})
+
 t.test('a reload does not wait for a long call to replace the other workers: theirs run the new code while it goes on', async (t) => {
   const server = await startServer(t, { ADMIN_TOKEN: TOKEN, POOL_SIZE: '3' })
   const before = workerPids(server)
