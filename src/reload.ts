@@ -2,13 +2,19 @@
 // RELOAD_ON_CHANGE): the pool's rolling reload (pool/reloader.ts), then the task table,
 // limits and metrics from the new workers, and the log lines and error that say how it went.
 
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { WorkersUnavailableError } from './errors.js'
 import { ReloadFailedError } from './pool/worker-pool.js'
 import type { ReloadResult as PoolReloadResult } from './pool/reloader.js'
 
 /** A reload's result, with the tasks the new workers serve. */
 export type ReloadResult = PoolReloadResult & { tasks: string[] }
+
+/**
+ * The reload waiting to begin behind the one running (the pool's follow-up), as its first
+ * requester reports it: the whole of it, task table included, for the requests that share it.
+ */
+const followUps = new WeakMap<FastifyInstance, Promise<ReloadResult>>()
 
 /** Rolling reload, then the task table from the new workers. One asked for during another runs after it (pool/reloader.ts). */
 export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' | 'SIGHUP' | 'change', requestId?: string): Promise<ReloadResult> {
@@ -21,24 +27,44 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
     log.warn({ trigger }, message)
     throw new WorkersUnavailableError(message)
   }
-  // Asked for while the next reload waits to begin (behind one running), this request shares
-  // that one: its lines say so, and the reload is counted and reported once, by whoever asked
-  // for it first. Counted per request, two admin requests and a SIGHUP made three `reload
-  // finished` lines and pyfleet_reloads_total 3 for two reloads (a review).
-  const shared = fastify.pool.reloadWaiting
-  log.info({ trigger }, shared ? 'reload asked for while the next one waits to begin: this request shares it' : 'reload started')
+  // Asked for while the next reload waits to begin, this request shares it: the reload is
+  // logged and counted once, by the request that asked for it first, and this one gets its
+  // answer. Counted per request, two admin requests and a SIGHUP made three `reload finished`
+  // lines and pyfleet_reloads_total 3 for two reloads (a review).
+  const waiting = fastify.pool.reloadWaiting ? followUps.get(fastify) : undefined
+  if (waiting !== undefined) return await shareReload(waiting, log, trigger)
+  const becomesFollowUp = fastify.pool.isReloading
+  const reload = runReload(fastify, log, trigger)
+  if (becomesFollowUp) {
+    followUps.set(fastify, reload)
+    const forget = (): void => { if (followUps.get(fastify) === reload) followUps.delete(fastify) }
+    reload.then(forget, forget)
+  }
+  return await reload
+}
+
+async function shareReload (reload: Promise<ReloadResult>, log: FastifyBaseLogger, trigger: string): Promise<ReloadResult> {
+  log.info({ trigger }, 'reload asked for while the next one waits to begin: this request shares it')
+  try {
+    const done = await reload
+    log.info({ trigger, ...done }, 'the reload this request shared finished')
+    return done
+  } catch (error) {
+    // Said at its level, and counted, by the request that asked for it first; this answer has it too.
+    log.info({ trigger }, `the reload this request shared failed: ${(error as Error).message}`)
+    throw error
+  }
+}
+
+async function runReload (fastify: FastifyInstance, log: FastifyBaseLogger, trigger: string): Promise<ReloadResult> {
+  log.info({ trigger }, 'reload started')
   try {
     // New task code whose table would not compile is refused before its worker takes a call.
     const result = await fastify.pool.reload((tasks) => { fastify.tasks.check(tasks) })
-    const done = { ...result, tasks: fastify.tasks.names() }
-    if (shared) {
-      log.info({ trigger, ...done }, 'the reload this request shared finished')
-      return done
-    }
     fastify.tasks.update(fastify.pool.tasks)
     fastify.tasks.warnAboutUnusedLimits(fastify.log)
     fastify.metrics.declareTasks(fastify.tasks.all())
-    done.tasks = fastify.tasks.names()
+    const done = { ...result, tasks: fastify.tasks.names() }
     fastify.metrics.reloaded('ok')
     log.info({ trigger, ...done }, 'reload finished')
     return done
@@ -58,9 +84,7 @@ export async function reloadWorkers (fastify: FastifyInstance, trigger: 'admin' 
             : `the other ${error.total - error.replaced} ${error.total - error.replaced === 1 ? 'keeps' : 'keep'} serving the previous code`}`
     // The cause in the line itself, not only in err: it is what a task author reads first (npm run dev).
     const message = `reload failed: ${(error as Error).message}; ${state}`
-    // Said and counted by the request that asked for it first; this one's answer has it too.
-    if (shared) log.info({ trigger }, `the reload this request shared failed: ${(error as Error).message}`)
-    else if (draining) log.warn({ trigger }, message)
+    if (draining) log.warn({ trigger }, message)
     else {
       log.error({ trigger, err: error }, message)
       // /api/queue-stats, which any client may read, gets the outcome without the cause: a task

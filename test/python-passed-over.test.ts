@@ -42,6 +42,12 @@ t.test('a start that fails on a package missing from the workers\' interpreter n
   const notFound = new Error("Python worker /usr/bin/python3 did not start: task module 'nosuchmod' could not be imported: No module named 'nosuchmod' (check TASK_MODULES and PYTHONPATH, which is '/srv/pyfleet/workers'; relative PYTHONPATH entries are resolved from the pyfleet directory, /srv/pyfleet)")
   const notFoundMessage = notFound.message
   t.equal((withPassedOver(notFound, python) as Error).message, notFoundMessage)
+  const packageNotFoundMessage = "Python worker /usr/bin/python3 did not start: task module 'shop.tasks' could not be imported: No module named 'shop' (check TASK_MODULES and PYTHONPATH, which is '/srv/pyfleet/workers'; relative PYTHONPATH entries are resolved from the pyfleet directory, /srv/pyfleet)"
+  t.equal((withPassedOver(new Error(packageNotFoundMessage), python) as Error).message, packageNotFoundMessage, 'the package above it')
+  // A namespace package found in part (apt's google.protobuf) without the module a task
+  // imports from it (google.cloud, installed in the virtualenv passed over): that advice again.
+  const partly = new Error("Python worker /usr/bin/python3 did not start: task module 'shop.tasks' could not be imported: No module named 'google.cloud' (at shop/tasks.py, line 1; the package 'google' was found at /usr/lib/python3/dist-packages/google and has no module 'google.cloud': is another 'google' earlier on the path, or is it missing from yours?)")
+  t.match((withPassedOver(partly, python) as Error).message, /is it missing from yours\?\)\. The workers run \/usr\/bin\/python3, found after passing over python3 /)
 })
 
 t.test('an interpreter passed over is named with its reason, so a package installed into it is not a mystery', async (t) => {

@@ -53,9 +53,15 @@ export interface WorkerPoolPluginOptions {
  * what was passed over, never comes then.
  */
 export function withPassedOver (error: unknown, python: PythonInfo): unknown {
-  // Only a package the task module imports: a task module not found at all (a typo in
-  // TASK_MODULES, a PYTHONPATH without its directory) is no package to install anywhere.
-  if (python.passedOver === undefined || !(error instanceof Error) || !/could not be imported: No module named .*install the package that provides /.test(error.message)) return error
+  if (python.passedOver === undefined || !(error instanceof Error)) return error
+  const missing = /task module '([^']+)' could not be imported: No module named '([^']+)'/.exec(error.message)
+  // Only a package the task module imports (or a module of one: a namespace package such as
+  // google.cloud is found in part). The task module itself, or a package above it, not found
+  // (a typo in TASK_MODULES, a PYTHONPATH without its directory) is no package to install
+  // anywhere, as the worker decides too (task_modules.py).
+  if (missing === null) return error
+  const [, module, name] = missing
+  if (module === name || module.startsWith(`${name}.`)) return error
   error.message += `. The workers run ${python.path}, found after passing over ${python.passedOver.join('; ')}: if that package is installed for another interpreter, install msgpack and defusedxml there too, or point PYTHON at the one that has them all`
   return error
 }

@@ -14,7 +14,6 @@ import type { CallOutputMarks } from './call-output-marks.js'
 import { jsonFittingPrefix } from '../short-text.js'
 import { StderrBudget } from './stderr-budget.js'
 import { StderrLevels, gluedApart, type Level } from './stderr-levels.js'
-import { escapeKeptWhole, isRecordLine, withLineBreaks } from './record-line-breaks.js'
 
 const FATAL_PREFIX = 'pyfleet-fatal: '
 /**
@@ -30,6 +29,14 @@ const FATAL_PREFIX = 'pyfleet-fatal: '
 const MAX_PIECE_BYTES = 15 * 1024
 /** Text this short fits whatever it holds (no character takes more than six bytes). */
 const ALWAYS_FITS_CHARS = Math.floor(MAX_PIECE_BYTES / 6)
+/**
+ * How a logging record writes its own line breaks (workers/pyfleet/reporting.py): one record is
+ * one line on the pipe, since a level is read per line. Logged as line breaks, so that
+ * `jq -r .msg` or pino-pretty shows a traceback as Python prints it; they were `\n`, which a
+ * task's own print (`C:\new`, a JSON string) holds too, so the server could not give them back.
+ * A task that prints one gets a line break too: that is what the character means.
+ */
+const RECORD_LINE_BREAK = /\u2028/g
 const LAST_WORDS = 5
 const LAST_WORD_CHARS = 500
 /**
@@ -65,8 +72,6 @@ export class WorkerStderr {
   #unendedTimer: NodeJS.Timeout | undefined
   /** The level of a line logged in pieces whose end has not come yet ('dropped': its first piece was). */
   #continuing: Level | 'dropped' | undefined
-  /** That line is a logging record's, whose escaped line breaks are given back (record-line-breaks.ts). */
-  #continuingRecord = false
   #lastWords: string[] = []
   #fatalLine: string | undefined
   /** The stack dump asked for by awaitWhereStuck(), being read, and who waits for its answer. */
@@ -158,7 +163,7 @@ export class WorkerStderr {
   #cutLong (text: string): string {
     let rest = text
     while (rest.length > ALWAYS_FITS_CHARS) {
-      const cut = escapeKeptWhole(rest, jsonFittingPrefix(rest, MAX_PIECE_BYTES))
+      const cut = jsonFittingPrefix(rest, MAX_PIECE_BYTES)
       if (cut === rest.length) break
       this.#logPiece(rest.slice(0, cut), false)
       rest = rest.slice(cut)
@@ -181,10 +186,7 @@ export class WorkerStderr {
     if (ends) this.#continuing = undefined
     if (continued === undefined) {
       const level = this.#logLine(piece)
-      if (!ends) {
-        this.#continuing = level
-        this.#continuingRecord = isRecordLine(piece)
-      }
+      if (!ends) this.#continuing = level
     } else if (piece === '') {
       // the line ended right where its last piece was cut
     } else if (continued === 'dropped' || !this.#budget.withinBudget(piece)) {
@@ -192,7 +194,7 @@ export class WorkerStderr {
       this.#budget.drop(piece, continued !== 'dropped')
       if (!ends) this.#continuing = 'dropped'
     } else {
-      this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, this.#continuingRecord ? withLineBreaks(piece) : piece)
+      this.#log[continued]({ ...this.#context(), stream: 'stderr', continued: true }, withLineBreaks(piece))
     }
   }
 
@@ -216,7 +218,8 @@ export class WorkerStderr {
       }
     }
     if (this.#isStarting()) {
-      this.#lastWords.push(line.slice(0, LAST_WORD_CHARS))
+      // Quoted on one line (a failed start's reason): a record's breaks as `\n`, as the fatal line has them.
+      this.#lastWords.push(line.slice(0, LAST_WORD_CHARS).replace(RECORD_LINE_BREAK, '\\n'))
       if (this.#lastWords.length > LAST_WORDS) this.#lastWords.shift()
     }
     // Read for every line, logged or not: a traceback whose frames were dropped must not make
@@ -234,9 +237,13 @@ export class WorkerStderr {
     if (budgeted) this.#budget.logDropped()
     // The runtime's reason for giving up is an error, whatever the server later makes of it.
     const level = fatal ? 'error' : lineLevel
-    this.#log[level]({ ...this.#context(), stream: 'stderr' }, isRecordLine(line) ? withLineBreaks(line) : line)
+    this.#log[level]({ ...this.#context(), stream: 'stderr' }, withLineBreaks(line))
     return level
   }
+}
+
+function withLineBreaks (text: string): string {
+  return text.includes('\u2028') ? text.replace(RECORD_LINE_BREAK, '\n') : text
 }
 
 /**

@@ -20,6 +20,8 @@ EXIT_PROTOCOL_ERROR = 5
 EXIT_RUNTIME_FAILED = 6  # the runtime itself broke (a task closed its protocol fds, say)
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the server reads the level from the start of the line
+# A record's line breaks on stderr (OneLineFormatter); the server logs them as line breaks.
+LINE_SEPARATOR = "\u2028"
 
 
 def fail(code: int, line: str) -> "NoReturn":  # noqa: F821
@@ -75,14 +77,14 @@ def log_failure(message: str, exc: BaseException, traceback_of: "Any" = None) ->
 
 class OneLineFormatter(logging.Formatter):
     """``LEVEL logger: message``, one line per record: the server logs each stderr line as
-    one entry at the level its prefix names, so a traceback or a multi-line message keeps
-    its line breaks as ``\\n`` and stays one entry at its record's level. Backslashes are
-    written ``\\\\``, so that the server can give the line breaks back exactly
-    (src/pool/record-line-breaks.ts): a message's own ``\\n`` (a Windows path, a regular
-    expression) stays as it was."""
+    one entry at the level its prefix names, so a traceback or a multi-line message has its
+    line breaks written as U+2028 (LINE SEPARATOR) and stays one entry at its record's level.
+    The server gives them back as line breaks in its log (src/pool/worker-stderr.ts). Not
+    ``\\n``, as they were: a task's own print of ``C:\\new`` or of a JSON string holds that
+    too, and the server cannot tell a record's line from a print that looks like one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).rstrip("\n").replace("\\", "\\\\").replace("\n", "\\n")
+        text = super().format(record).rstrip("\n").replace("\n", LINE_SEPARATOR)
         # After a partial line a task printed, the record starts a line of its own: glued to
         # that line it would be logged at its level (INFO) and with what it says cut in.
         return "\n" + text if std_fds.open_line else text

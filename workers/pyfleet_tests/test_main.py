@@ -17,6 +17,12 @@ from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNT
 from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
 
 
+def server_lines(stderr):
+    """A worker's stderr split as the server splits it: at "\\n" only. splitlines() would also
+    split at U+2028, which is how a logging record writes its own line breaks (reporting.py)."""
+    return stderr.strip("\n").split("\n")
+
+
 class BuiltinModulesTest(unittest.TestCase):
     def test_every_module_of_pyfleet_tasks_with_a_task_is_imported_by_workers(self):
         # A new built-in task module left out of BUILTIN_MODULES would simply never be served.
@@ -147,7 +153,7 @@ class CommandLineTest(unittest.TestCase):
                 code, stdout, stderr = run_worker(argv)
                 self.assertEqual(code, EXIT_USAGE)
                 self.assertEqual(stdout, b"", "no ready message")
-                lines = stderr.splitlines()
+                lines = server_lines(stderr)
                 self.assertEqual(len(lines), 1, stderr)
                 self.assertTrue(lines[0].startswith("pyfleet-fatal: "), stderr)
                 self.assertIn("usage: python3 -m pyfleet", lines[0])
@@ -274,7 +280,7 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         code, stdout, stderr = run_worker(["--strict", "--module", "mytasks"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertEqual(stdout, b"")
-        self.assertEqual(stderr.strip().splitlines()[-1], f"pyfleet-fatal: {self.hint} (--check fails on this; a server would start, and warn of it)")
+        self.assertEqual(server_lines(stderr)[-1], f"pyfleet-fatal: {self.hint} (--check fails on this; a server would start, and warn of it)")
 
     def test_strict_passes_a_package_beside_its_module_in_either_order_and_a_module_that_re_exports(self):
         directory = task_files(self, {
@@ -292,7 +298,7 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         directory = task_files(self, {"plain.py": "def greet(input):\n    return input\n"})
         code, _, stderr = run_worker(["--strict", "--module", "plain"], pythonpath=directory)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertEqual(stderr.strip().splitlines()[-1], (
+        self.assertEqual(server_lines(stderr)[-1], (
             "pyfleet-fatal: task module 'plain' registered no task: it has no function decorated with @task "
             "(from pyfleet import task); check the decorator, or that TASK_MODULES names the module meant (--check fails on this; a server would start, and warn of it)"
         ))
@@ -300,13 +306,13 @@ class ModuleWithoutTasksTest(unittest.TestCase):
     def test_the_fatal_line_starts_a_line_after_output_left_open(self):
         code, _, stderr = run_worker(["--strict", "--module", "loud"], pythonpath=self.dir)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertEqual(stderr.splitlines()[-2:], ["loading", "pyfleet-fatal: task module 'loud' registered no task: name the module that holds the @task functions (e.g. loud.greeting for loud/greeting.py), or import them in its __init__ (--check fails on this; a server would start, and warn of it)"])
+        self.assertEqual(server_lines(stderr)[-2:], ["loading", "pyfleet-fatal: task module 'loud' registered no task: name the module that holds the @task functions (e.g. loud.greeting for loud/greeting.py), or import them in its __init__ (--check fails on this; a server would start, and warn of it)"])
 
     def test_a_file_name_given_for_a_module_is_told_to_drop_py(self):
         code, _, stderr = run_worker(["--module", "greeting.py"], pythonpath=os.path.join(self.dir, "mytasks"))
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertRegex(
-            stderr.strip().splitlines()[-1],
+            server_lines(stderr)[-1],
             r"^pyfleet-fatal: task module 'greeting\.py' could not be imported: No module named 'greeting\.py'; "
             r"'greeting' is not a package \(TASK_MODULES takes module names, not files: write greeting; "
             r"check TASK_MODULES and PYTHONPATH, which is '[^']*" + re.escape(os.path.join(self.dir, "mytasks")) + r"[^']*'; "
@@ -318,13 +324,13 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         other = task_files(self, {"mypkg/notes.txt": ""})
         code, _, stderr = run_worker(["--module", "mypkg.taks"], pythonpath=f"{found}{os.pathsep}{other}")
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertIn("No module named 'mypkg.taks' (check TASK_MODULES and PYTHONPATH", stderr.strip().splitlines()[-1])
+        self.assertIn("No module named 'mypkg.taks' (check TASK_MODULES and PYTHONPATH", server_lines(stderr)[-1])
 
     def test_a_relative_import_in_a_module_served_without_its_package_says_to_name_the_package(self):
         directory = task_files(self, {"shop/__init__.py": "", "shop/helper.py": "X = 1\n", "shop/rel.py": "from .helper import X\n"})
         code, _, stderr = run_worker(["--module", "rel"], pythonpath=os.path.join(directory, "shop"))
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
-        self.assertEqual(stderr.strip().splitlines()[-1], (
+        self.assertEqual(server_lines(stderr)[-1], (
             "pyfleet-fatal: task module 'rel' raised ImportError on import: attempted relative import with no known parent package "
             "(at rel.py, line 1; a relative import needs the module's package: put the directory above the package on PYTHONPATH "
             "and name the module with it (TASK_MODULES=yourpackage.rel))"
@@ -340,7 +346,7 @@ class ModuleWithoutTasksTest(unittest.TestCase):
         code, _, stderr = run_worker(["--module", "test.shop_tasks"], pythonpath=directory)
         self.assertEqual(code, EXIT_IMPORT_FAILED, stderr)
         self.assertRegex(
-            stderr.strip().splitlines()[-1],
+            server_lines(stderr)[-1],
             r"^pyfleet-fatal: task module 'test\.shop_tasks' could not be imported: No module named 'test\.shop_tasks' "
             r"\(the package 'test' is found at \S+/test/__init__\.py, not in " + re.escape(os.path.join(directory, "test")) + r": "
             r"a directory without __init__\.py is a package only where no regular package of its name is found anywhere on the path; rename yours\)$",
@@ -651,7 +657,7 @@ class ExitHandlersTest(unittest.TestCase):
         self.addCleanup(lambda: os.kill(child, signal.SIGKILL))  # the server would kill the worker's process group
         self.assertEqual(code, 0, stderr)
         self.assertLess(time.monotonic() - started, 15, "the worker did not wait for its child process")
-        lines = stderr.splitlines()
+        lines = server_lines(stderr)
         # atexit runs handlers last registered first.
         error = [line for line in lines if line.startswith("ERROR pyfleet: Exception ignored in atexit callback")]
         self.assertEqual(len(error), 1, stderr)
@@ -676,7 +682,7 @@ class ImportFailureTest(unittest.TestCase):
         self.dir = task_files(self, {"stopping_tasks.py": source, **(files or {})})
         code, stdout, stderr = run_worker(["--module", module], pythonpath=self.dir)
         self.assertEqual((code, stdout), (EXIT_IMPORT_FAILED, b""), stderr)
-        lines = stderr.splitlines()
+        lines = server_lines(stderr)
         self.assertTrue(lines and lines[-1].startswith("pyfleet-fatal: "), stderr)
         return lines
 
@@ -728,13 +734,13 @@ class ImportFailureTest(unittest.TestCase):
         # through importlib and the runtime, whose frames say nothing about the task's code.
         self.assertTrue(
             logged.startswith(
-                "ERROR pyfleet: task module 'bad.nested' failed to import\\nTraceback (most recent call last):\\n"
-                f'  File "{self.dir}/bad/nested.py", line 1, in <module>\\n    from bad import helper\\n'
-                f'  File "{self.dir}/bad/helper.py", line 1, in <module>\\n'
+                "ERROR pyfleet: task module 'bad.nested' failed to import\u2028Traceback (most recent call last):\u2028"
+                f'  File "{self.dir}/bad/nested.py", line 1, in <module>\u2028    from bad import helper\u2028'
+                f'  File "{self.dir}/bad/helper.py", line 1, in <module>\u2028'
             ),
             logged,
         )
-        self.assertTrue(logged.endswith("\\nKeyError: 'limit'"), logged)
+        self.assertTrue(logged.endswith("\u2028KeyError: 'limit'"), logged)
 
     def test_the_location_is_the_innermost_line_of_task_code_not_of_the_standard_library(self):
         cases = [
@@ -762,7 +768,7 @@ class ImportFailureTest(unittest.TestCase):
     def test_the_traceback_is_logged_even_if_the_module_turned_logging_off(self):
         lines = self.start_with("import logging\nlogging.getLogger().handlers.clear()\nlogging.disable(logging.CRITICAL)\nraise ValueError('x')\n")
         self.assertEqual(len(lines), 2, lines)
-        self.assertRegex(lines[0], r"^ERROR pyfleet: task module 'stopping_tasks' failed to import\\nTraceback .*\\nValueError: x$")
+        self.assertRegex(lines[0], r"^ERROR pyfleet: task module 'stopping_tasks' failed to import\u2028Traceback .*\u2028ValueError: x$")
 
     def test_a_missing_dependency_is_located_where_it_is_imported(self):
         lines = self.start_with("import helpers\n", {"helpers.py": "\nimport no_such_dependency_for_pyfleet\n"})
@@ -796,7 +802,7 @@ class ImportFailureTest(unittest.TestCase):
             with self.subTest(source=source):
                 lines = self.start_with(source, files)
                 self.assertRegex(lines[-1], r"^pyfleet-fatal: task module 'stopping_tasks' raised SyntaxError on import: '\(' was never closed \(at (stopping_tasks|helpers|pkg/helpers)\.py, line \d\)$")
-                self.assertRegex(lines[0], r'^ERROR pyfleet: task module \'stopping_tasks\' failed to import\\n.*  File ".*(stopping_tasks|helpers)\.py", line \d\\n')
+                self.assertRegex(lines[0], r'^ERROR pyfleet: task module \'stopping_tasks\' failed to import\u2028.*  File ".*(stopping_tasks|helpers)\.py", line \d\u2028')
                 self.assertNotIn("importlib", lines[0])
 
 
@@ -827,9 +833,9 @@ class RuntimeFailureTest(unittest.TestCase):
         })
         code, stdout, stderr = run_worker(["--module", "closing_tasks"], calls=[("c.close_all", None)], pythonpath=directory)
         self.assertEqual(code, EXIT_RUNTIME_FAILED, stderr)
-        lines = stderr.splitlines()
+        lines = server_lines(stderr)
         self.assertEqual(len(lines), 2, stderr)  # not a traceback of a dozen lines, each logged on its own
-        self.assertRegex(lines[0], r"^ERROR pyfleet: the worker's runtime failed\\nTraceback \(most recent call last\):\\n.*OSError: \[Errno 9\] Bad file descriptor$")
+        self.assertRegex(lines[0], r"^ERROR pyfleet: the worker's runtime failed\u2028Traceback \(most recent call last\):\u2028.*OSError: \[Errno 9\] Bad file descriptor$")
         self.assertRegex(lines[1], r"^pyfleet-fatal: the runtime failed: OSError: \[Errno 9\] Bad file descriptor \(did a task close or replace the worker's protocol fds, \d+ and \d+\?\)$")
 
 
@@ -875,10 +881,10 @@ class OneLinePerRecordTest(unittest.TestCase):
         code, stdout, stderr = run_worker(["--module", "noisy_tasks"], calls=[("noisy", None)], pythonpath=directory)
         self.assertEqual(code, 0, stderr)
         self.assertEqual(parse_frames(stdout)[1]["value"], "done")
-        warning, logged, thread = stderr.splitlines()
-        self.assertRegex(warning, r"^WARNING py\.warnings: .*noisy_tasks\.py:\d+: UserWarning: deprecated input\\n  +warnings\.warn")
-        self.assertRegex(logged, r"^ERROR noisy: division\\nfailed\\nTraceback \(most recent call last\):\\n  File .*\\nZeroDivisionError: division by zero$")
-        self.assertRegex(thread, r"^ERROR pyfleet: uncaught exception in thread helper\\nTraceback .*\\nKeyError: 'missing'$")
+        warning, logged, thread = server_lines(stderr)
+        self.assertRegex(warning, r"^WARNING py\.warnings: .*noisy_tasks\.py:\d+: UserWarning: deprecated input\u2028  +warnings\.warn")
+        self.assertRegex(logged, r"^ERROR noisy: division\u2028failed\u2028Traceback \(most recent call last\):\u2028  File .*\u2028ZeroDivisionError: division by zero$")
+        self.assertRegex(thread, r"^ERROR pyfleet: uncaught exception in thread helper\u2028Traceback .*\u2028KeyError: 'missing'$")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ class OneLineFormatterTest(unittest.TestCase):
         except ValueError as exc:
             line = OneLineFormatter(LOG_FORMAT).format(record("first\nsecond", (ValueError, exc, exc.__traceback__)))
         self.assertNotIn("\n", line)
-        self.assertTrue(line.startswith("WARNING pyfleet: first\\nsecond\\nTraceback (most recent call last):\\n"), line)
-        self.assertTrue(line.endswith("ValueError: bad\\nvalue"), line)
+        self.assertTrue(line.startswith("WARNING pyfleet: first\u2028second\u2028Traceback (most recent call last):\u2028"), line)
+        self.assertTrue(line.endswith("ValueError: bad\u2028value"), line)
 
-    def test_backslashes_are_doubled_so_that_the_server_can_tell_a_message_s_own_backslash_n_from_a_line_break(self):
+    def test_line_breaks_are_line_separators_so_that_a_message_s_own_backslash_n_stays_as_it_is(self):
         line = OneLineFormatter(LOG_FORMAT).format(record("C:\\new\nnext", None))
-        self.assertEqual(line, "WARNING pyfleet: C:\\\\new\\nnext")
+        self.assertEqual(line, "WARNING pyfleet: C:\\new\u2028next")
 
 
 class LogFailureTest(unittest.TestCase):
@@ -50,7 +50,7 @@ class LogFailureTest(unittest.TestCase):
         except OSError as exc:
             text = self.stderr_of(lambda: log_failure("the worker's runtime failed", exc))
         self.assertEqual(text.count("\n"), 1, text)
-        self.assertTrue(text.startswith("ERROR pyfleet: the worker's runtime failed\\nTraceback (most recent call last):\\n"), text)
+        self.assertTrue(text.startswith("ERROR pyfleet: the worker's runtime failed\u2028Traceback (most recent call last):\u2028"), text)
         self.assertTrue(text.endswith("OSError: [Errno 9] Bad file descriptor\n"), text)
 
     def test_it_never_raises_even_when_the_traceback_cannot_be_had(self):

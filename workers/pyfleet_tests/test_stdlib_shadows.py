@@ -132,7 +132,7 @@ class WorkerTest(unittest.TestCase):
                     "(the standard library's own and the built-in tasks' included) gets this file instead; rename it"
                 ))
                 self.assertIn("Traceback", stderr, "Python's own traceback first, for the record")
-                self.assertTrue(stderr.rstrip("\n").splitlines()[-1].startswith("pyfleet-fatal: "), "the reason last")
+                self.assertTrue(stderr.rstrip("\n").split("\n")[-1].startswith("pyfleet-fatal: "), "the reason last")
 
     def test_a_module_the_runtime_imported_without_breaking_is_found_too(self):
         # traceback.py is imported at start and not called then: the worker would have served.
