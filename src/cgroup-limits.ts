@@ -12,6 +12,12 @@ export interface CgroupLimits {
   readonly cpus?: number
   /** Memory allowed, in bytes; undefined without a limit. */
   readonly memoryBytes?: number
+  /**
+   * The process's cgroup is OOM-killed as a whole (v2's `memory.oom.group`, which the kubelet
+   * sets on every container since Kubernetes 1.28): a worker that takes it past its limit
+   * ends Node and every call with it, whatever the workers' `oom_score_adj`.
+   */
+  readonly killedAsGroup?: boolean
 }
 
 /** At or past this, a v1 memory limit means "none" (the kernel writes 2^63 rounded down to a page). */
@@ -37,7 +43,9 @@ export async function readCgroupLimits (root = '/sys/fs/cgroup', selfCgroup = '/
   if (unified !== undefined && await readFile(join(root, 'cgroup.controllers'), 'utf8').then(() => true, () => false)) {
     return {
       cpus: await tightest(root, unified, async (dir) => cpusOfV2(await readText(join(dir, 'cpu.max')))),
-      memoryBytes: await tightest(root, unified, async (dir) => bytesOf(await readText(join(dir, 'memory.max')), Infinity))
+      memoryBytes: await tightest(root, unified, async (dir) => bytesOf(await readText(join(dir, 'memory.max')), Infinity)),
+      // The process's own cgroup, where the kubelet sets it; one outside this mount's view (see tightest) is not read.
+      killedAsGroup: !unified.split('/').includes('..') && await readText(join(root, unified, 'memory.oom.group')) === '1'
     }
   }
   const cpu = paths.get('cpu')
@@ -94,7 +102,7 @@ export interface PoolSizing {
 }
 
 /** What in the settings does not fit `limits`, each said as the warning to log (none when it fits). */
-export function sizingProblems ({ poolSize, maxWorkerRssMb }: PoolSizing, { cpus, memoryBytes }: CgroupLimits): string[] {
+export function sizingProblems ({ poolSize, maxWorkerRssMb }: PoolSizing, { cpus, memoryBytes, killedAsGroup = false }: CgroupLimits): string[] {
   const problems: string[] = []
   if (cpus !== undefined && poolSize > Math.ceil(cpus)) {
     const cores = Number(cpus.toFixed(2))
@@ -107,9 +115,22 @@ export function sizingProblems ({ poolSize, maxWorkerRssMb }: PoolSizing, { cpus
     if (neededMb > limitMb) {
       const fitting = Math.floor((limitMb - NODE_ALLOWANCE_MB) / poolSize)
       problems.push(`POOL_SIZE=${poolSize} workers may each grow to MAX_WORKER_RSS_MB=${maxWorkerRssMb} before they are recycled: with Node's ~${NODE_ALLOWANCE_MB} MB that is ${neededMb} MB, above the cgroup's memory limit of ${limitMb} MB. ` +
-        'The kernel\'s OOM killer would act before recycling: it ends a worker and its call with a 502, or the whole container where its cgroup is killed as a group (Kubernetes on cgroup v2). ' +
+        (killedAsGroup
+          ? 'The kernel\'s OOM killer would act before recycling, and this cgroup is killed as a group (memory.oom.group, set by Kubernetes 1.28+ on cgroup v2): Node and every call with it. '
+          : 'The kernel\'s OOM killer would act before recycling: it ends a worker and its call with a 502, or the whole container where its cgroup is killed as a group (Kubernetes 1.28+ on cgroup v2). ') +
         (fitting > 0 ? `Set MAX_WORKER_RSS_MB to ${fitting} or less, lower POOL_SIZE, or raise the limit` : poolSize > 1 ? 'Lower POOL_SIZE, or raise the limit' : 'Raise the limit'))
     }
   }
   return problems
+}
+
+/**
+ * What a cgroup killed as a group means here, said once at start where it is (undefined
+ * elsewhere): the workers' head start on the OOM killer (oom_score_adj) does not apply, so a
+ * worker past the memory limit ends the whole replica; only sizing keeps that from happening.
+ */
+export function groupKillNote ({ memoryBytes, killedAsGroup }: CgroupLimits): string | undefined {
+  if (killedAsGroup !== true || memoryBytes === undefined) return undefined
+  return 'this container\'s cgroup is OOM-killed as a group (memory.oom.group=1, as Kubernetes 1.28+ sets on cgroup v2): a worker that takes it past its memory limit ends Node and every call with it, not only its own call. ' +
+    'Keep POOL_SIZE x MAX_WORKER_RSS_MB, plus the largest call and Node, under the limit (README, "Deploy"), or set the kubelet\'s singleProcessOOMKill (Kubernetes 1.32+)'
 }

@@ -197,7 +197,13 @@ export function loadConfig (env: Env): Config {
   // "Authorization: Bearer <token>": no whitespace, and only ASCII, which every client
   // sends the same way (curl sends UTF-8, fetch Latin-1: a non-ASCII token works for one only).
   if (adminToken !== '' && !/^[\x21-\x7e]+$/.test(adminToken)) {
-    throw new ConfigError('ADMIN_TOKEN may hold only visible ASCII characters, no spaces, as an Authorization: Bearer header carries them: use letters, digits and -._~+/ (for example: openssl rand -hex 32)')
+    // A Secret made from a file (kubectl create secret --from-file) keeps the file's last newline.
+    const newline = /^[\x21-\x7e]+\r?\n$/.test(adminToken) ? ' (this one ends in a line break: a secret made from a file keeps the file\'s last newline; make it without, e.g. printf or kubectl --from-literal)' : ''
+    throw new ConfigError(`ADMIN_TOKEN may hold only visible ASCII characters, no spaces, as an Authorization: Bearer header carries them: use letters, digits and -._~+/ (for example: openssl rand -hex 32)${newline}`)
+  }
+  // The placeholder deploy/compose.yaml shows, uncommented as it is: public in the repository.
+  if (/change-?me/i.test(adminToken)) {
+    throw new ConfigError('ADMIN_TOKEN is an example\'s placeholder ("change-me..."), which anyone can read in pyfleet\'s repository: use a random one (for example: openssl rand -hex 32)')
   }
   // Length alone lets "aaaaaaaaaaaaaaaa" or "secret-secret-secret" through: a token made of a
   // few characters repeated is guessed long before its length suggests. A random one has

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { NODE_ALLOWANCE_MB, readCgroupLimits, sizingProblems } from '../src/cgroup-limits.js'
+import { groupKillNote, NODE_ALLOWANCE_MB, readCgroupLimits, sizingProblems } from '../src/cgroup-limits.js'
 import { isLoopback, loopbackInContainer } from '../src/listen-address.js'
 
 /** Writes `files` (path -> content) under a new directory, and returns it. */
@@ -33,14 +33,30 @@ t.test('v2: the tightest of the cgroup\'s and its ancestors\' limits', async (t)
     'fs/kubepods/pod1/ctr/cpu.max': '300000 100000\n',
     'fs/kubepods/pod1/ctr/memory.max': String(1536 * MiB)
   })
-  t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup')), { cpus: 1.5, memoryBytes: 1536 * MiB })
+  t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup')), { cpus: 1.5, memoryBytes: 1536 * MiB, killedAsGroup: false })
 })
 
 t.test('v2 inside a container: its own cgroup is the root, and no limit anywhere is none', async (t) => {
   const limited = await tree(t, { 'self-cgroup': '0::/\n', 'fs/cgroup.controllers': 'cpu memory', 'fs/cpu.max': '200000 100000', 'fs/memory.max': '1073741824' })
-  t.same(await readCgroupLimits(join(limited, 'fs'), join(limited, 'self-cgroup')), { cpus: 2, memoryBytes: 1024 * MiB })
+  t.same(await readCgroupLimits(join(limited, 'fs'), join(limited, 'self-cgroup')), { cpus: 2, memoryBytes: 1024 * MiB, killedAsGroup: false })
   const free = await tree(t, { 'self-cgroup': '0::/user.slice\n', 'fs/cgroup.controllers': 'cpu memory', 'fs/user.slice/cpu.max': 'max 100000', 'fs/user.slice/memory.max': 'max' })
-  t.same(await readCgroupLimits(join(free, 'fs'), join(free, 'self-cgroup')), { cpus: undefined, memoryBytes: undefined })
+  t.same(await readCgroupLimits(join(free, 'fs'), join(free, 'self-cgroup')), { cpus: undefined, memoryBytes: undefined, killedAsGroup: false })
+})
+
+t.test('v2 with memory.oom.group set (the kubelet on cgroup v2 since Kubernetes 1.28): a worker past the limit ends the whole container, and the start says so', async (t) => {
+  const root = await tree(t, {
+    'self-cgroup': '0::/kubepods/pod1/ctr\n',
+    'fs/cgroup.controllers': 'cpu memory',
+    'fs/kubepods/pod1/ctr/memory.max': String(1536 * MiB),
+    'fs/kubepods/pod1/ctr/memory.oom.group': '1\n'
+  })
+  const limits = await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup'))
+  t.same(limits, { cpus: undefined, memoryBytes: 1536 * MiB, killedAsGroup: true })
+  t.match(groupKillNote(limits), /^this container's cgroup is OOM-killed as a group \(memory\.oom\.group=1[^]*ends Node and every call with it/)
+  const [memory] = sizingProblems({ poolSize: 4, maxWorkerRssMb: 512 }, limits)
+  t.match(memory, /this cgroup is killed as a group \(memory\.oom\.group, set by Kubernetes 1\.28\+ on cgroup v2\): Node and every call with it/)
+  t.equal(groupKillNote({ memoryBytes: 1536 * MiB, killedAsGroup: false }), undefined, 'a worker alone is killed: nothing to say')
+  t.equal(groupKillNote({ killedAsGroup: true }), undefined, 'no memory limit: no OOM kill of the cgroup')
 })
 
 t.test('v1: the cpu and memory hierarchies, -1 and 2^63 meaning none', async (t) => {
@@ -60,8 +76,8 @@ t.test('v1: the cpu and memory hierarchies, -1 and 2^63 meaning none', async (t)
 })
 
 t.test('a cgroup outside the mount\'s view (a path with ..) has no limit read for it, not another cgroup\'s', async (t) => {
-  const root = await tree(t, { 'self-cgroup': '0::/../other/me\n', 'fs/cgroup.controllers': 'memory', 'fs/other/me/memory.max': String(256 * MiB) })
-  t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup')), { cpus: undefined, memoryBytes: undefined })
+  const root = await tree(t, { 'self-cgroup': '0::/../other/me\n', 'fs/cgroup.controllers': 'memory', 'fs/other/me/memory.max': String(256 * MiB), 'fs/other/me/memory.oom.group': '1', 'other/me/memory.oom.group': '1' })
+  t.same(await readCgroupLimits(join(root, 'fs'), join(root, 'self-cgroup')), { cpus: undefined, memoryBytes: undefined, killedAsGroup: false })
 })
 
 t.test('nothing readable is no limit', async (t) => {

@@ -84,6 +84,9 @@ t.test('bad values fail with a message that names the setting', async (t) => {
     [{ ADMIN_TOKEN: 'abc def ghi jkl mno' }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: ' '.repeat(16) }, /ADMIN_TOKEN may hold only visible ASCII/],
     [{ ADMIN_TOKEN: 'pässwörd-0123456789' }, /ADMIN_TOKEN may hold only visible ASCII/],
+    [{ ADMIN_TOKEN: 'x7Rq-4mZ'.repeat(4) + '\n' }, /ADMIN_TOKEN may hold only visible ASCII.*\(this one ends in a line break: a secret made from a file/],
+    [{ ADMIN_TOKEN: 'change-me-to-32-random-chars' }, /^ADMIN_TOKEN is an example's placeholder \("change-me\.\.\."\), which anyone can read/],
+    [{ ADMIN_TOKEN: 'CHANGEME-0123456789abcdef' }, /ADMIN_TOKEN is an example's placeholder/],
     [{ MAX_EVENT_LOOP_DELAY_MS: '99999999999' }, /MAX_EVENT_LOOP_DELAY_MS=99999999999 is out of range/],
     // Past 2^53 a number is no longer exact: a range with a top, and a message that says it.
     [{ MAX_CALLS_PER_WORKER: '99999999999999999999' }, /^MAX_CALLS_PER_WORKER=99999999999999999999 is out of range: use 0\.\.1000000000$/],

@@ -14,7 +14,7 @@ import { Offloader } from '../offload/offloader.js'
 import { trackConnections } from './connections.js'
 import { version } from '../version.js'
 import { declarationKey } from '../declaration-key.js'
-import { readCgroupLimits, sizingProblems } from '../cgroup-limits.js'
+import { groupKillNote, readCgroupLimits, sizingProblems } from '../cgroup-limits.js'
 
 /** The project root: one level above src/ (tests) or dist/ (production). */
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -169,7 +169,10 @@ async function workerPoolPlugin (fastify: FastifyInstance, { config, startSignal
   }
   tasks.warnAboutUnusedLimits(log)
   // Warnings, not failures (--check too): a limit may be set with tasks in mind this cannot see.
-  for (const problem of sizingProblems(config, await readCgroupLimits())) log.warn({ poolSize: config.poolSize, maxWorkerRssMb: config.maxWorkerRssMb }, problem)
+  const limits = await readCgroupLimits()
+  for (const problem of sizingProblems(config, limits)) log.warn({ poolSize: config.poolSize, maxWorkerRssMb: config.maxWorkerRssMb }, problem)
+  const groupKill = groupKillNote(limits)
+  if (groupKill !== undefined) log.info({ memoryLimitBytes: limits.memoryBytes }, groupKill)
   fastify.metrics.watch(pool)
   fastify.metrics.declareTasks(tasks.all())
   fastify.metrics.watchTaskTable(workersUnlikeTable(pool, tasks))
