@@ -6,7 +6,7 @@
 import { buildApp } from './app.js'
 import { ConfigError, type Config } from './config.js'
 import { lookalikeMessage } from './setting-names.js'
-import { PROJECT_ROOT } from './plugins/worker-pool.js'
+import { PROJECT_ROOT } from './project-paths.js'
 import { resolvePython } from './python-path.js'
 import type { TaskDescription } from './task-registry.js'
 import { shorten } from './short-text.js'

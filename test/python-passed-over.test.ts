@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { resolvePython } from '../src/python-path.js'
-import { withPassedOver } from '../src/plugins/worker-pool.js'
+import { withPassedOver } from '../src/start-problems.js'
 
 // First in the file: the probe of `python3` is cached for the process's life.
 t.test('python3 on PATH passed over (an activated virtualenv without msgpack) is named with the path it ran', async (t) => {

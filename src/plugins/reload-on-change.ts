@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { reloadWorkers } from '../reload.js'
-import { PROJECT_ROOT, WORKERS_DIR } from './worker-pool.js'
+import { PROJECT_ROOT, WORKERS_DIR } from '../project-paths.js'
 
 /** How often the sources are looked at; a reload follows the first look that finds nothing new since a change. */
 const POLL_MS = 500
