@@ -15,6 +15,7 @@ import { checkSetup } from './check.js'
 import { canListen, listenAddress, loopbackInContainer } from './listen-address.js'
 import { listenForProbes, PROBE_PATHS, type ProbeListener } from './probe-listener.js'
 import { flushLogs } from './log-destination.js'
+import { exitOnUncaught } from './last-resort.js'
 
 const EXIT_START_FAILED = 1
 /** How long a clean exit waits for the last log lines at most. */
@@ -152,6 +153,7 @@ async function runCheck (config: Config, early: EarlySignals): Promise<void> {
 /** Serves until SIGTERM, SIGINT or SIGUSR2, then drains and exits; SIGHUP reloads the task code. */
 async function serve (config: Config, early: EarlySignals): Promise<void> {
   let app: FastifyInstance | undefined
+  exitOnUncaught(() => app?.log)
   /** The first stop signal (STOP_SIGNALS), once one has come: the server is stopping. */
   let firstStop: { signal: NodeJS.Signals, at: number } | undefined
   /** The shutdown is over; the process only lets its last log lines out. */

@@ -6,8 +6,9 @@ import t from 'tap'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { callTask, childPythonPids, FIXTURES, isRunning, killIfStill, listeningUrl, ROOT, startServerProcess, startTimeOf, waitFor } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, freePort, isRunning, killIfStill, listeningUrl, ROOT, startServerProcess, startTimeOf, waitFor } from '../helpers/server.js'
 
 async function startWithNpm (t: { teardown: (fn: () => unknown) => void }): Promise<{ npm: ChildProcess, url: string, serverPid: number, output: () => string, exited: Promise<number | null> }> {
   const npm = spawn('npm', ['start', '--ignore-scripts'], {
@@ -97,6 +98,45 @@ t.test('kill -9 of Node: all its workers are gone within 2 s', async (t) => {
     return true
   }, 2000, 'every worker to die with its parent')
   t.pass('no worker outlived the server')
+})
+
+for (const [bug, what, origin] of [['throw', 'an uncaught exception', 'uncaughtException'], ['reject', 'a promise rejection nobody handled', 'unhandledRejection']] as const) {
+  t.test(`${what} (a bug in the server) is one fatal log line, exit 1, and takes every worker with it`, async (t) => {
+    const server = await startServerProcess(t, {
+      NODE_OPTIONS: `--import=${pathToFileURL(join(FIXTURES, 'bug-on-sigwinch.mjs')).href}`,
+      PYFLEET_TEST_BUG: bug
+    })
+    const pids = await childPythonPids(server.child.pid as number)
+    t.equal(pids.length, 4)
+    server.child.kill('SIGWINCH')
+    const { code } = await server.exited
+    t.equal(code, 1, 'exit 1: the supervisor starts a fresh server')
+    const fatal = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).find((line) => line.level === 60)
+    t.match(fatal, { msg: new RegExp(`^${what}: a bug in pyfleet, please report it with this line; exiting with 1`), origin, err: { message: `a bug ${bug === 'throw' ? 'thrown' : 'rejected'} on SIGWINCH`, stack: /bug-on-sigwinch\.mjs/ } },
+      'a JSON line at level fatal, with the stack, where the log is read (Node alone printed a bare stack on stderr)')
+    await waitFor(async () => {
+      for (const pid of pids) if (await isRunning(pid)) return false
+      return true
+    }, 5000, 'every worker to end with the server')
+    t.pass('no worker outlived the server')
+  })
+}
+
+t.test('with LOG_LEVEL=silent, an uncaught exception\'s stack goes to stderr rather than nowhere', async (t) => {
+  // No "Server listening" line to wait for at this level: a port of its own, and /ready.
+  const port = await freePort()
+  const child = spawn(process.execPath, ['dist/server.js'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'silent', NODE_OPTIONS: `--import=${pathToFileURL(join(FIXTURES, 'bug-on-sigwinch.mjs')).href}` }
+  })
+  let stderr = ''
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  const exited = new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)) === 200, 30_000, 'the server to be ready')
+  child.kill('SIGWINCH')
+  t.equal(await exited, 1)
+  t.match(stderr, /^pyfleet: an uncaught exception, exiting with 1: Error: a bug thrown on SIGWINCH\n {4}at /m)
 })
 
 t.test('SIGHUP replaces every worker and calls keep working', async (t) => {
