@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from './config.js'
+import { PROCESS_LIMIT_FIX } from './process-limit.js'
 
 export interface PythonInfo {
   /** Absolute path of the interpreter. */
@@ -197,7 +198,7 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
 const SHADOW_FIX = 'if that file is not the package the workers need, rename it (or take its directory off PYTHONPATH)'
 
 /** EAGAIN or ENOMEM from fork: the workers could not be started either, whatever the interpreter. */
-const PROCESS_FIX = 'the process limit is reached (ulimit -u, RLIMIT_NPROC; a container\'s pids limit) or memory is short: raise the limit or free memory; the workers need a process each'
+const PROCESS_FIX = `${PROCESS_LIMIT_FIX}; the workers need a process each`
 
 /** What to do about a configured PYTHON that cannot run the workers. */
 function adviceFor ({ kind }: Unusable): string {

@@ -6,6 +6,7 @@ import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { judge, resolvePython } from '../src/python-path.js'
+import { isProcessLimit, messageWithLimitAdvice, PROCESS_LIMIT_FIX } from '../src/process-limit.js'
 import { ConfigError } from '../src/config.js'
 
 const PRETEND_3_9 = join(import.meta.dirname, 'fixtures', 'python_3_9')
@@ -127,4 +128,15 @@ t.test('a probe that could not be started for want of processes (EAGAIN, ENOMEM)
     t.same(judge('/usr/bin/python3', { code, signal: null, timedOut: false }, '', ''), { kind: 'no-process', reason: `/usr/bin/python3: could not be tried: no process could be started (${code})` })
   }
   t.same(judge('/usr/bin/python3', { code: 'EACCES', signal: null, timedOut: false }, '', ''), { kind: 'broken', reason: '/usr/bin/python3: cannot run (EACCES)' }, 'EACCES is the file\'s own')
+})
+
+t.test('which errors mean a process or thread could not be made for want of room, and the advice they get', async (t) => {
+  const coded = (code: string, message = code): Error => Object.assign(new Error(message), { code })
+  t.ok(isProcessLimit(coded('EAGAIN', 'spawn /usr/bin/python3 EAGAIN')), 'fork at a pids limit')
+  t.ok(isProcessLimit(coded('ENOMEM')), 'fork short of memory')
+  t.ok(isProcessLimit(coded('ERR_WORKER_INIT_FAILED', 'EAGAIN')), 'a Worker thread at a pids limit')
+  t.notOk(isProcessLimit(coded('ERR_WORKER_INIT_FAILED', 'ERR_WORKER_INVALID_EXEC_ARGV')), 'a Worker thread failing otherwise')
+  t.notOk(isProcessLimit(coded('ENOENT')), 'a missing interpreter is no limit')
+  t.equal(messageWithLimitAdvice(coded('ENOENT', 'spawn nope ENOENT')), 'spawn nope ENOENT', 'other errors keep their message')
+  t.equal(messageWithLimitAdvice(coded('EAGAIN', 'spawn py EAGAIN')), `spawn py EAGAIN: ${PROCESS_LIMIT_FIX}`)
 })

@@ -13,6 +13,7 @@ import { JobQueue } from './job-queue.js'
 import { IDLE_STOP_MS, JobThread } from './job-thread.js'
 import { ThreadPace } from './thread-pace.js'
 import type { OutcomeMessage } from './offload-thread.js'
+import { messageWithLimitAdvice } from '../process-limit.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
 // whose threads inherit the TypeScript loader in execArgv).
@@ -158,7 +159,7 @@ export class JobRunner {
         this.#running = next
       } catch (error) {
         // No thread could be started (a pids limit, say), or the job could not be sent.
-        this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${(error as Error).message}`))
+        this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${messageWithLimitAdvice(error as Error)}`))
       }
     }
   }

@@ -19,6 +19,7 @@ import type { ReadyMessage, TaskInfo } from './ready-message.js'
 import { StartWait } from './start-wait.js'
 import { dumpCallStacks, whereStartIsStuck } from './stack-dumps.js'
 import { callFailureAtExit, failureOfExit, InputTooLargeError, startFailureAtExit, WorkerStartError, type WorkerFailure } from './worker-failures.js'
+import { messageWithLimitAdvice } from '../process-limit.js'
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead'
 
@@ -272,8 +273,10 @@ export class PythonWorker {
 
   #onSpawnError (error: Error): void {
     this.#state = 'dead'
-    this.#start.fail(`could not be started: ${error.message}`)
-    this.#call.fail('crash', `worker could not be started: ${error.message}`)
+    // EAGAIN (a pids limit reached) says which limit and what to do, not the bare code.
+    const why = messageWithLimitAdvice(error)
+    this.#start.fail(`could not be started: ${why}`)
+    this.#call.fail('crash', `worker could not be started: ${why}`)
   }
 
   #onExit (code: number | null, signal: NodeJS.Signals | null): void {

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FIXTURES, ROOT, runServer, startServer } from '../helpers/server.js'
-import { makeMemoryCgroup } from '../helpers/memory-cgroup.js'
+import { makeMemoryCgroup } from '../helpers/cgroups.js'
 
 t.test('--check starts the workers once, prints the task table as it would be served, and stops: exit 0, nothing listens', async (t) => {
   const { code, output } = await runServer({ POOL_SIZE: '2', TASK_TIMEOUTS: 'echo=1234', DIAG_TASKS: '1' }, ['--check'])

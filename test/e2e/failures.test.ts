@@ -3,9 +3,10 @@
 
 import t from 'tap'
 import { connect } from 'node:net'
-import { callTask, FIXTURES, getJson, isRunning, observed, startServer, waitFor, workerPids } from '../helpers/server.js'
+import { callTask, childPythonPids, FIXTURES, getJson, isRunning, observed, startServer, startServerProcess, waitFor, workerPids } from '../helpers/server.js'
 import { rawExchange } from '../helpers/raw-http.js'
-import { makeMemoryCgroup } from '../helpers/memory-cgroup.js'
+import { makeMemoryCgroup, makePidsCgroup } from '../helpers/cgroups.js'
+import { readFile, writeFile } from 'node:fs/promises'
 import { readOomKillCount } from '../../src/pool/oom-kills.js'
 
 /**
@@ -781,4 +782,42 @@ t.test('a bug that throws before a call gave its worker back loses no worker: th
   t.equal(next.status, 200, 'a new worker serves, and diag.work may run again (TASK_CONCURRENCY=1)')
   t.not(workerPids(server)[0], before[0], 'a new worker')
   t.match(server.app.pool.snapshot().pool, { borrowed: 0, available: 1 })
+})
+
+t.test('at a limit on processes and threads (a container\'s --pids-limit), a worker that cannot be replaced and an offload thread that cannot start say which limit; raised, the pool is whole again', async (t) => {
+  const cgroup = await makePidsCgroup('pyfleet-pids-test', 'max')
+  if (cgroup === undefined) {
+    t.pass('a real pids limit', { skip: 'no pids cgroup to make (needs root and a writable cgroup file system)' })
+    return
+  }
+  const server = await startServerProcess(t)
+  t.teardown(async () => {
+    server.child.kill('SIGKILL')
+    await server.exited
+    await cgroup.remove()
+  })
+  const pid = server.child.pid as number
+  const workers = await childPythonPids(pid)
+  t.equal(workers.length, 4)
+  // Node alone (every thread of it): its workers stay where they are, and what it starts from now on is counted here.
+  await cgroup.add(pid)
+  const nodeThreads = Number(await readFile(`${cgroup.path}/pids.current`, 'utf8'))
+  await writeFile(`${cgroup.path}/pids.max`, String(nodeThreads)) // room for nothing more
+
+  // A body past OFFLOAD_MIN_BYTES needs the offload thread, which has not started yet.
+  const large = Array.from({ length: 60_000 }, (_, i) => i)
+  const refused = await callTask(server.url, 'echo', large)
+  t.equal(refused.status, 500, 'the large body cannot be parsed')
+  const advice = 'the limit on processes and threads is reached (a container\'s --pids-limit, a cgroup\'s pids.max, ulimit -u) or memory is short: raise the limit (pyfleet needs up to 12 + 2 x POOL_SIZE'
+  await waitFor(() => server.output().includes(`the offload thread could not take the job: EAGAIN: ${advice}`), 5_000, 'the log to say which limit, not a bare EAGAIN')
+
+  process.kill(workers[0], 'SIGKILL')
+  await waitFor(() => /could not be started: spawn \S+ EAGAIN: the limit on processes and threads/.test(server.output()), 10_000, 'the replacement\'s failed start, saying which limit too')
+  t.equal((await callTask(server.url, 'echo', { still: 'served' })).status, 200, 'the three workers left serve on')
+
+  await writeFile(`${cgroup.path}/pids.max`, 'max')
+  await waitFor(async () => (await getJson(`${server.url}/api/queue-stats`)).workers.filter((worker: { state: string }) => worker.state === 'idle').length === 4, 15_000, 'four idle workers again (the replacement retried)')
+  const answered = await callTask(server.url, 'echo', large)
+  t.equal(answered.status, 200, 'the offload thread starts once there is room')
+  t.same(answered.json, large)
 })
