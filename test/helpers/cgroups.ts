@@ -10,7 +10,7 @@ export interface TestCgroup {
   path: string
   /** Moves a process (not its later children) into the cgroup. */
   add: (pid: number) => Promise<void>
-  /** Removes the cgroup; it must be empty by then (its processes dead or moved out). */
+  /** Removes the cgroup once it is empty (its processes dead or moved out), waiting up to 5 s for that. */
   remove: () => Promise<void>
 }
 /** The name the OOM tests knew it by. */
@@ -40,7 +40,14 @@ async function makeCgroup (controller: 'memory' | 'pids', name: string, settings
   return {
     path,
     add: async (pid) => { await writeFile(`${path}/cgroup.procs`, String(pid)) },
-    remove: async () => { await rmdir(path) }
+    remove: async () => {
+      // Processes killed a moment ago may not have left yet (a worker ends with its server by
+      // PR_SET_PDEATHSIG, after it): rmdir would fail with EBUSY.
+      for (let waited = 0; waited < 5000 && (await readFile(`${path}/cgroup.procs`, 'utf8').catch(() => '')).trim() !== ''; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      await rmdir(path)
+    }
   }
 }
 
