@@ -25,12 +25,26 @@ export function exitOnUncaught (log: () => FastifyBaseLogger | undefined): void 
       const logger = log()
       // LOG_LEVEL=silent would swallow the line: the stack then goes to stderr, as Node's default did.
       if (logger !== undefined && logger.level !== 'silent') {
-        logger.fatal({ err: error, origin }, `${what}: a bug in pyfleet, please report it with this line; exiting with ${EXIT_UNCAUGHT} (calls in flight are lost, workers end with the server)`)
+        logger.fatal({ err: error, origin }, `${what}: exiting with ${EXIT_UNCAUGHT} (calls in flight are lost, workers end with the server). Unless err names a cause outside pyfleet (a limit reached, stderr closed), it is a bug: please report it with this line`)
       } else {
-        process.stderr.write(`pyfleet: ${what}${logger === undefined ? ' during start-up' : ''}, exiting with ${EXIT_UNCAUGHT}: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+        process.stderr.write(`pyfleet: ${what}${logger === undefined ? ' during start-up' : ''}, exiting with ${EXIT_UNCAUGHT}: ${plainStack(error)}\n`)
       }
+    } catch (failure) {
+      // The logger itself threw (the error's own getters can, in pino's serializer): a plain line, whatever it costs.
+      try {
+        process.stderr.write(`pyfleet: ${what}, exiting with ${EXIT_UNCAUGHT}; logging it failed too (${String(failure)}): ${plainStack(error)}\n`)
+      } catch { /* stderr gone: the exit status is all that is left */ }
     } finally {
       process.exit(EXIT_UNCAUGHT)
     }
   })
+}
+
+/** The error's stack, or what it is, read so that no getter of it can throw past here. */
+function plainStack (error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.stack ?? error.message) : String(error)
+  } catch {
+    return 'an error that cannot be shown'
+  }
 }

@@ -65,7 +65,7 @@ export function flushAtExit (stream: ReturnType<typeof pino.destination>, retryP
       Atomics.wait(sleeper, 0, 0, RETRY_MS)
     }
   }
-  if (pending.length > 0) sayLeftBehind(state.fd, pending.length, failedWith)
+  if (pending.length > 0) sayLeftBehind(state.fd, pending, failedWith)
 }
 
 /** How many of `bytes` to write at once: up to the last line break within PIPE_BUF, or one whole longer line. */
@@ -77,8 +77,17 @@ function wholeLines (bytes: Buffer): number {
   return firstBreak === -1 ? bytes.length : firstBreak + 1
 }
 
+/**
+ * The lines at level fatal among those left behind: the one line that says why the process
+ * exits (an uncaught exception, last-resort.ts) must not be lost with the rest.
+ */
+function fatalLines (pending: Buffer): string {
+  if (!pending.includes('"level":60,')) return ''
+  return pending.toString('utf8').split('\n').filter((line) => line.startsWith('{"level":60,')).map((line) => `${line}\n`).join('')
+}
+
 /** `failedWith`: the error that ended the writes (ENOSPC, EPIPE), if not a stall. */
-function sayLeftBehind (fd: number, bytes: number, failedWith?: string): void {
+function sayLeftBehind (fd: number, pending: Buffer, failedWith?: string): void {
   try {
     const out = fstatSync(fd)
     const err = fstatSync(2)
@@ -88,7 +97,7 @@ function sayLeftBehind (fd: number, bytes: number, failedWith?: string): void {
     try {
       // The cause as it was: a full disk is not a reader that has gone.
       const why = failedWith === undefined ? `stdout took nothing for ${EXIT_STALL_MS} ms` : failedWith === 'EPIPE' ? 'its reader had gone (EPIPE)' : `writing to stdout failed (${failedWith})`
-      writeSync(stderr, `pyfleet: ${bytes} bytes of log lines not written at exit: ${why}\n`)
+      writeSync(stderr, `pyfleet: ${pending.length} bytes of log lines not written at exit: ${why}\n${fatalLines(pending)}`)
     } finally {
       if (stderr !== 2) closeSync(stderr)
     }

@@ -3,7 +3,8 @@
 // spawn, the real binary does not. Asynchronous like everything else, though it
 // only runs at start-up: the event loop never waits on a child process.
 
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
+import type { Readable } from 'node:stream'
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from './config.js'
@@ -139,7 +140,17 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
       // a wrapper script, such as a version manager's shim, that hangs in a child of its own
       // would otherwise leave that child running after pyfleet has gone. Being out of the
       // terminal's process group, it is killed by the start's stop (SIGTERM, Ctrl-C) instead.
-      const child = spawn(candidate, ['-c', PROBE], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+      let child: ChildProcessByStdio<null, Readable, Readable>
+      try {
+        child = spawn(candidate, ['-c', PROBE], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+      } catch (error) {
+        // Node 20 throws, rather than emits, the errors of fork it does not expect (ENOMEM): a
+        // verdict as for an 'error', and not kept (see done), once the cache below holds it.
+        const verdict = judge(candidate, { code: (error as NodeJS.ErrnoException).code ?? null, signal: null, timedOut: false }, '', '')
+        if ('kind' in verdict && verdict.kind === 'no-process') queueMicrotask(() => { cache.delete(candidate) })
+        resolve(verdict)
+        return
+      }
       let stdout = ''
       let stderr = ''
       child.stdout.setEncoding('utf8').on('data', (text: string) => { if (stdout.length < PROBE_OUTPUT_CHARS) stdout += text })

@@ -222,12 +222,13 @@ t.test('a write that fails for another reason (ENOSPC: a full disk under a log f
   // At exit: the cause as it was, written to fd 2 by the exit's own write (a child process, to read it).
   const script = `import { LogDestination } from './src/log-destination.ts'; import pino from 'pino'
 const d = new LogDestination({ dest: '/dev/full' }); d.stream.on('error', () => {}); await new Promise((r) => d.stream.once('ready', r))
-pino(d.stream).info('left behind'); d.stream.flushSync()`
+const log = pino(d.stream); log.info('left behind'); log.fatal('why the process exits'); d.stream.flushSync()`
   const child = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (d) => { stderr += String(d) })
   await new Promise((resolve) => child.once('close', resolve))
-  t.match(stderr, /pyfleet: \d+ bytes of log lines not written at exit: writing to stdout failed \(ENOSPC\)\n/, stderr)
+  t.match(stderr, /pyfleet: \d+ bytes of log lines not written at exit: writing to stdout failed \(ENOSPC\)\n\{"level":60,[^\n]*"msg":"why the process exits"\}\n$/, 'the fatal line left behind is written to stderr, not lost with the rest')
+  t.notMatch(stderr, /left behind"/, 'the others are counted only')
 })
 
 t.test('at exit, a reader that resumes gets every line once, in order, the one cut by a full pipe included', async (t) => {

@@ -140,3 +140,15 @@ t.test('which errors mean a process or thread could not be made for want of room
   t.equal(messageWithLimitAdvice(coded('ENOENT', 'spawn nope ENOENT')), 'spawn nope ENOENT', 'other errors keep their message')
   t.equal(messageWithLimitAdvice(coded('EAGAIN', 'spawn py EAGAIN')), `spawn py EAGAIN: ${PROCESS_LIMIT_FIX}`)
 })
+
+t.test('a probe whose spawn Node throws rather than emits (ENOMEM on Node 20) gets the process-limit verdict, not a rejection', async (t) => {
+  // Node 20 emits 'error' only for EACCES, EAGAIN, EMFILE, ENFILE and ENOENT; fork's other
+  // errors are thrown from spawn(). Made here by a spawn that throws as Node's does.
+  const { resolvePython: resolveWithoutMemory } = await t.mockImport<typeof import('../src/python-path.js')>('../src/python-path.js', {
+    'node:child_process': { spawn: () => { throw Object.assign(new Error('spawn ENOMEM'), { code: 'ENOMEM', syscall: 'spawn' }) } }
+  })
+  await t.rejects(resolveWithoutMemory('/usr/bin/python3', '/nonexistent'), {
+    name: 'ConfigError',
+    message: `PYTHON=/usr/bin/python3 could not be tried: no process could be started (ENOMEM): ${PROCESS_LIMIT_FIX}; the workers need a process each`
+  })
+})

@@ -7,6 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import type { SplitFrame } from './protocol.js'
 import { killerOf, oomKillReadings, oomLedger, readOomKillCount, type Killer } from './oom-kills.js'
+import { messageWithLimitAdvice } from '../process-limit.js'
 
 /** /proc/<pid>/status is ~1.4 KB on Linux 6, VmRSS in its first kilobyte. */
 const STATUS_READ_BYTES = 4096
@@ -78,17 +79,36 @@ export class WorkerProcess {
   /** Whether a SIGKILL pyfleet did not send ended it, decided as it exited. */
   #foreignKill = false
 
+  /**
+   * Workers started and not yet reaped. A server that exits without stopping them (an
+   * uncaught exception, a second SIGTERM, the shutdown's backstop) kills their process
+   * groups on its way out: the workers themselves die by PR_SET_PDEATHSIG, but the processes
+   * their tasks started would be left running (only kill -9 of the server skips this).
+   * Safe from pid reuse: a worker not yet reaped still holds its pid, so the group is its own.
+   */
+  static readonly #unreaped = new Set<WorkerProcess>()
+  static {
+    process.on('exit', () => { for (const worker of WorkerProcess.#unreaped) worker.#killGroup() })
+  }
+
   constructor (options: ProcessOptions, on: ProcessEvents) {
     this.#oomKillsAtStart = readOomKillCount()
-    this.#child = spawn(options.python, options.args, {
-      cwd: options.cwd,
-      env: options.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group (setsid), so that signals reach the processes a task
-      // starts too (see signal()). Pipes are unaffected; not unref()ed: the server
-      // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
-      detached: true
-    })
+    try {
+      this.#child = spawn(options.python, options.args, {
+        cwd: options.cwd,
+        env: options.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        // Its own process group (setsid), so that signals reach the processes a task
+        // starts too (see signal()). Pipes are unaffected; not unref()ed: the server
+        // still owns it, and kill -9 of the server still ends it (PR_SET_PDEATHSIG).
+        detached: true
+      })
+    } catch (error) {
+      // Node 20 throws, rather than emits, the errors of fork it does not expect (ENOMEM, as
+      // `spawn ENOMEM`): said with what to do, as an emitted EAGAIN is (python-worker.ts).
+      if (error instanceof Error) error.message = messageWithLimitAdvice(error)
+      throw error
+    }
     // Out of files (EMFILE, ENFILE), spawn() returns before it has made the pipes, and says so
     // with an 'error' a tick later: the pipes' listeners below would throw first, and that
     // 'error' then reached a worker half made, an uncaught exception that ended the server.
@@ -96,9 +116,11 @@ export class WorkerProcess {
       this.#child.once('error', () => {})
       throw new Error('its pipes could not be made: too many open files (the open-file limit, ulimit -n, or the system\'s is reached); retried with backoff')
     }
+    if (this.#child.pid !== undefined) WorkerProcess.#unreaped.add(this) // no pid: it never started (EAGAIN), nothing to kill
     this.exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         this.#hasExited = true
+        WorkerProcess.#unreaped.delete(this)
         void this.#status?.then((handle) => handle?.close()).catch(() => {})
         this.#status = undefined
         this.#killGroup()

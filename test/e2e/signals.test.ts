@@ -112,7 +112,7 @@ for (const [bug, what, origin] of [['throw', 'an uncaught exception', 'uncaughtE
     const { code } = await server.exited
     t.equal(code, 1, 'exit 1: the supervisor starts a fresh server')
     const fatal = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).find((line) => line.level === 60)
-    t.match(fatal, { msg: new RegExp(`^${what}: a bug in pyfleet, please report it with this line; exiting with 1`), origin, err: { message: `a bug ${bug === 'throw' ? 'thrown' : 'rejected'} on SIGWINCH`, stack: /bug-on-sigwinch\.mjs/ } },
+    t.match(fatal, { msg: new RegExp(`^${what}: exiting with 1 \\(calls in flight are lost, workers end with the server\\)\\. Unless err names a cause outside pyfleet .*it is a bug: please report it with this line$`), origin, err: { message: `a bug ${bug === 'throw' ? 'thrown' : 'rejected'} on SIGWINCH`, stack: /bug-on-sigwinch\.mjs/ } },
       'a JSON line at level fatal, with the stack, where the log is read (Node alone printed a bare stack on stderr)')
     await waitFor(async () => {
       for (const pid of pids) if (await isRunning(pid)) return false
@@ -121,6 +121,16 @@ for (const [bug, what, origin] of [['throw', 'an uncaught exception', 'uncaughtE
     t.pass('no worker outlived the server')
   })
 }
+
+t.test('an uncaught exception the logger cannot serialise (a getter of it throws) still leaves its stack, on stderr', async (t) => {
+  const server = await startServerProcess(t, {
+    NODE_OPTIONS: `--import=${pathToFileURL(join(FIXTURES, 'bug-on-sigwinch.mjs')).href}`,
+    PYFLEET_TEST_BUG: 'unloggable'
+  })
+  server.child.kill('SIGWINCH')
+  t.equal((await server.exited).code, 1)
+  t.match(server.output(), /\npyfleet: an uncaught exception, exiting with 1; logging it failed too \(Error: not readable\): Error: a bug that cannot be logged\n {4}at /)
+})
 
 t.test('with LOG_LEVEL=silent, an uncaught exception\'s stack goes to stderr rather than nowhere', async (t) => {
   // No "Server listening" line to wait for at this level: a port of its own, and /ready.

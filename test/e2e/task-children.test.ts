@@ -7,6 +7,7 @@ import t from 'tap'
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import {
   callTask, FIXTURES, isRunning, killIfStill, startServer, startServerProcess, startTimeOf, waitFor, workerPids
 } from '../helpers/server.js'
@@ -66,6 +67,21 @@ t.test('SIGTERM of the server (exit 0): a child left by a finished call is gone'
   t.ok(await isRunning(pid), 'the child runs while its worker does')
   server.child.kill('SIGTERM')
   t.equal((await server.exited).code, 0)
+  await waitGone(pid, `sleep 300 (pid ${pid}) to go with the server`)
+  t.pass('no process of a task outlived the server')
+})
+
+t.test('a server ended by an uncaught exception (exit 1, no drain) takes the child a finished call left', async (t) => {
+  const file = await pidFile(t)
+  // A bug that throws on SIGWINCH, loaded into the real server (as signals.test.ts does).
+  const server = await startServerProcess(t, { ...SPAWNER, POOL_SIZE: '1', NODE_OPTIONS: `--import=${pathToFileURL(join(FIXTURES, 'bug-on-sigwinch.mjs')).href}` })
+  const reply = await callTask(server.url, 'spawner.popen', { pidfile: file.path })
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  server.child.kill('SIGWINCH')
+  t.equal((await server.exited).code, 1)
+  // It ran on: the worker died by PR_SET_PDEATHSIG, which kills no group.
   await waitGone(pid, `sleep 300 (pid ${pid}) to go with the server`)
   t.pass('no process of a task outlived the server')
 })
