@@ -4,10 +4,12 @@
 // is what operators read and alert on, said nothing, and the stack was not a JSON line a
 // collector could index. After such an exception the process is in a state nobody planned
 // (Node's documentation says to do only synchronous cleanup and exit), so the server does
-// not try to serve on or to drain: it logs one fatal line and exits 1. Its workers end with
-// it (PR_SET_PDEATHSIG, workers/pyfleet/process_setup.py), calls in flight get a reset
-// connection, and the supervisor (a container's restart policy, systemd's Restart=) starts
-// a fresh server. The log's batch is written at exit, by pino's exit hook (log-exit-flush.ts).
+// not try to serve on or to drain: it logs one fatal line and exits 1. Its workers' process
+// groups, the processes their tasks started included, are killed on the way out
+// (worker-process.ts' exit hook; the workers would die anyway, by PR_SET_PDEATHSIG), calls in
+// flight get a reset connection, and the supervisor (a container's restart policy, systemd's
+// Restart=) starts a fresh server. The log's batch is written at exit, by pino's exit hook
+// (log-exit-flush.ts), and a fatal line it cannot write goes to stderr.
 
 import type { FastifyBaseLogger } from 'fastify'
 
