@@ -145,10 +145,8 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
         child = spawn(candidate, ['-c', PROBE], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
       } catch (error) {
         // Node 20 throws, rather than emits, the errors of fork it does not expect (ENOMEM): a
-        // verdict as for an 'error', and not kept (see done), once the cache below holds it.
-        const verdict = judge(candidate, { code: (error as NodeJS.ErrnoException).code ?? null, signal: null, timedOut: false }, '', '')
-        if ('kind' in verdict && verdict.kind === 'no-process') queueMicrotask(() => { cache.delete(candidate) })
-        resolve(verdict)
+        // verdict as for an 'error'.
+        resolve(judge(candidate, { code: (error as NodeJS.ErrnoException).code ?? null, signal: null, timedOut: false }, '', ''))
         return
       }
       let stdout = ''
@@ -163,10 +161,7 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
         clearTimeout(timer)
         clearTimeout(lingering)
         stop?.removeEventListener('abort', onStop)
-        const verdict = judge(candidate, failure, stdout, stderr)
-        // Not kept: a verdict on the machine at that moment (its process limit), not on the interpreter.
-        if ('kind' in verdict && verdict.kind === 'no-process') cache.delete(candidate)
-        resolve(verdict)
+        resolve(judge(candidate, failure, stdout, stderr))
       }
       // Settled here, not by 'close': something the probe started (a daemon of a wrapper's) may
       // hold its pipes open after it has gone, and 'close' would never come.
@@ -195,6 +190,9 @@ function probe (candidate: string, stop?: AbortSignal): Promise<PythonInfo | Unu
       })
     })
     cache.set(candidate, result)
+    // Not kept: a verdict on the machine at that moment (its process limit), not on the interpreter.
+    const kept = result
+    void kept.then((verdict) => { if ('kind' in verdict && verdict.kind === 'no-process' && cache.get(candidate) === kept) cache.delete(candidate) })
   }
   return result
 }
