@@ -10,10 +10,11 @@ import { MAX_TIMER_MS } from '../config.js'
 import { OffloadThreadError, shuttingDown } from './offload-errors.js'
 import type { Job, JobOutcome } from './jobs.js'
 import { JobQueue } from './job-queue.js'
-import { IDLE_STOP_MS, JobThread } from './job-thread.js'
+import { IDLE_STOP_MS, JobThread, ThreadStartError } from './job-thread.js'
+import { JobExecutor } from './job-executor.js'
 import { ThreadPace } from './thread-pace.js'
 import type { OutcomeMessage } from './offload-thread.js'
-import { messageWithLimitAdvice } from '../process-limit.js'
+import { isProcessLimit, messageWithLimitAdvice } from '../process-limit.js'
 
 // offload-thread.js beside this file in dist/; offload-thread.ts beside it in src/ (tests,
 // whose threads inherit the TypeScript loader in execArgv).
@@ -72,6 +73,13 @@ export class JobRunner {
   /** Bytes of every job waiting or running, answers too: what the thread has ahead of it. */
   #pendingJobBytes = 0
   readonly #pace = new ThreadPace()
+  /**
+   * Runs jobs on the event loop while no thread can be started for want of processes or
+   * threads (a pids limit): made at the first such job, kept for the next.
+   */
+  #executor: JobExecutor | undefined
+  /** Jobs are being run on the event loop: said once in the log, until a thread starts again. */
+  #onEventLoop = false
 
   constructor (options: JobRunnerOptions) {
     this.#options = options
@@ -157,11 +165,46 @@ export class JobRunner {
       try {
         this.#thread.send(next.id, next.job)
         this.#running = next
+        this.#backOnThread()
       } catch (error) {
-        // No thread could be started (a pids limit, say), or the job could not be sent.
+        if (error instanceof ThreadStartError && isProcessLimit(error.cause)) {
+          this.#runOnEventLoop(next, error.cause)
+          continue
+        }
+        // A thread that cannot be loaded (a broken install), or a job that cannot be sent: a bug to report.
         this.#fail(next, new OffloadThreadError(`the offload thread could not take the job: ${messageWithLimitAdvice(error as Error)}`))
       }
     }
+  }
+
+  /**
+   * No thread can be started for want of processes or threads: the job is done here, as it is
+   * with OFFLOAD_MIN_BYTES=0, rather than fail a call the server can answer. The event loop
+   * is held meanwhile (tens of ms per MiB, seconds for 16 MiB shaped to cost), and the job's
+   * time limit cannot stop it; the next job tries a thread again.
+   */
+  #runOnEventLoop (queued: Queued, why: Error): void {
+    if (!this.#onEventLoop) {
+      this.#onEventLoop = true
+      this.#options.log.warn({ job: queued.job.op, bytes: queued.bytes }, `the offload thread could not be started: ${messageWithLimitAdvice(why)}. Large bodies and answers are converted on the event loop until it can be, which holds every other request while each one is`)
+    }
+    this.#executor ??= new JobExecutor()
+    let outcome: JobOutcome
+    try {
+      outcome = this.#executor.run(queued.job)
+    } catch (error) {
+      this.#fail(queued, new OffloadThreadError(`converting on the event loop (no offload thread could be started) failed: ${(error as Error).message}`))
+      return
+    }
+    this.#finish(queued)
+    queued.resolve(outcome)
+  }
+
+  /** A thread started (or runs) again after jobs were run on the event loop: said in the log. */
+  #backOnThread (): void {
+    if (!this.#onEventLoop) return
+    this.#onEventLoop = false
+    this.#options.log.info('the offload thread started again: large bodies and answers are converted on it again')
   }
 
   #finish (queued: Queued): void {

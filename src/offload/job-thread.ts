@@ -18,6 +18,14 @@ export interface JobThreadEvents {
   stopped: (why: string) => void
 }
 
+/** No thread could be started: `cause` is Node's error (ERR_WORKER_INIT_FAILED at a pids limit, a script that cannot be loaded). */
+export class ThreadStartError extends Error {
+  override name = 'ThreadStartError'
+  constructor (override readonly cause: Error) {
+    super(cause.message)
+  }
+}
+
 /**
  * The thread's heap has the same limit as the event loop's: running out of it ends the
  * process, as a body parsed on the event loop would (Node cannot promise to end only the
@@ -43,7 +51,8 @@ export class JobThread {
 
   /**
    * Sends a job (its bytes moved, not copied), starting the thread if none runs. Throws
-   * when no thread can be started (a pids limit, say) or the job cannot be sent.
+   * ThreadStartError when no thread can be started (a pids limit, say; nothing was sent),
+   * anything else when the job cannot be sent.
    */
   send (id: number, job: Job): void {
     this.#cancelIdleStop()
@@ -82,8 +91,13 @@ export class JobThread {
   }
 
   #start (): Worker {
+    let thread: Worker
+    try {
+      thread = new Worker(this.#script, { name: 'pyfleet-offload' })
+    } catch (error) {
+      throw new ThreadStartError(error as Error)
+    }
     this.#starts++
-    const thread = new Worker(this.#script, { name: 'pyfleet-offload' })
     thread.unref()
     thread.on('message', (message: OutcomeMessage | StartedMessage) => {
       if ('started' in message) {

@@ -784,7 +784,7 @@ t.test('a bug that throws before a call gave its worker back loses no worker: th
   t.match(server.app.pool.snapshot().pool, { borrowed: 0, available: 1 })
 })
 
-t.test('at a limit on processes and threads (a container\'s --pids-limit), a worker that cannot be replaced and an offload thread that cannot start say which limit; raised, the pool is whole again', async (t) => {
+t.test('at a limit on processes and threads (a container\'s --pids-limit), a worker that cannot be replaced and an offload thread that cannot start say which limit, large bodies are converted on the event loop; raised, the pool is whole again', async (t) => {
   const cgroup = await makePidsCgroup('pyfleet-pids-test', 'max')
   if (cgroup === undefined) {
     t.pass('a real pids limit', { skip: 'no pids cgroup to make (needs root and a writable cgroup file system)' })
@@ -804,12 +804,15 @@ t.test('at a limit on processes and threads (a container\'s --pids-limit), a wor
   const nodeThreads = Number(await readFile(`${cgroup.path}/pids.current`, 'utf8'))
   await writeFile(`${cgroup.path}/pids.max`, String(nodeThreads)) // room for nothing more
 
-  // A body past OFFLOAD_MIN_BYTES needs the offload thread, which has not started yet.
+  // A body past OFFLOAD_MIN_BYTES needs the offload thread, which has not started yet: it is
+  // converted on the event loop instead (its answer too), rather than lost.
   const large = Array.from({ length: 60_000 }, (_, i) => i)
-  const refused = await callTask(server.url, 'echo', large)
-  t.equal(refused.status, 500, 'the large body cannot be parsed')
+  const atLimit = await callTask(server.url, 'echo', large)
+  t.equal(atLimit.status, 200, 'the large body is answered all the same')
+  t.same(atLimit.json, large)
   const advice = 'the limit on processes and threads is reached (a container\'s --pids-limit, a cgroup\'s pids.max, ulimit -u) or memory is short: raise the limit (pyfleet needs up to 12 + 2 x POOL_SIZE'
-  await waitFor(() => server.output().includes(`the offload thread could not take the job: EAGAIN: ${advice}`), 5_000, 'the log to say which limit, not a bare EAGAIN')
+  await waitFor(() => server.output().includes(`the offload thread could not be started: EAGAIN: ${advice}`), 5_000, 'the log to say which limit, not a bare EAGAIN')
+  t.match(server.output(), /Large bodies and answers are converted on the event loop until it can be/)
 
   process.kill(workers[0], 'SIGKILL')
   await waitFor(() => /could not be started: spawn \S+ EAGAIN: the limit on processes and threads/.test(server.output()), 10_000, 'the replacement\'s failed start, saying which limit too')
@@ -818,6 +821,7 @@ t.test('at a limit on processes and threads (a container\'s --pids-limit), a wor
   await writeFile(`${cgroup.path}/pids.max`, 'max')
   await waitFor(async () => (await getJson(`${server.url}/api/queue-stats`)).workers.filter((worker: { state: string }) => worker.state === 'idle').length === 4, 15_000, 'four idle workers again (the replacement retried)')
   const answered = await callTask(server.url, 'echo', large)
-  t.equal(answered.status, 200, 'the offload thread starts once there is room')
+  t.equal(answered.status, 200)
   t.same(answered.json, large)
+  t.match(server.output(), /the offload thread started again: large bodies and answers are converted on it again/, 'the offload thread starts once there is room')
 })

@@ -3,6 +3,8 @@
 
 import t from 'tap'
 import type { IncomingMessage } from 'node:http'
+import * as workerThreads from 'node:worker_threads'
+import { Worker } from 'node:worker_threads'
 import pino from 'pino'
 import { pack } from 'msgpackr'
 import { Offloader } from '../../src/offload/offloader.js'
@@ -13,6 +15,7 @@ import { decodeValue, EncodedInput, MSG_DEFERRED } from '../../src/pool/protocol
 import { encodeFrame } from '../../src/pool/frames.js'
 import { InvalidInputError, ReceiveFullError, ValidationError } from '../../src/errors.js'
 import { ReceiveLimit } from '../../src/routes/receive-limit.js'
+import { PROCESS_LIMIT_FIX } from '../../src/process-limit.js'
 import { BUILT_OFFLOAD_THREAD, waitFor, type Teardown } from '../helpers/server.js'
 
 const FIXTURE_THREADS = new URL('../fixtures/offload-threads/', import.meta.url)
@@ -292,6 +295,51 @@ t.test('a thread that cannot be started fails the job with OffloadThreadError, n
   t.ok(error instanceof OffloadThreadError)
   t.match(error, { message: /could not take the job/ })
   t.equal(offload.pendingJobs, 0)
+})
+
+t.test('at a limit on processes and threads no thread can start: jobs are done on the event loop instead, said once, until one can', async (t) => {
+  // Node's Worker at a pids limit throws ERR_WORKER_INIT_FAILED with the errno as its message;
+  // made here by a Worker class that does so while `full` is set, a real one otherwise.
+  let full = true
+  class LimitedWorker extends Worker {
+    constructor (...args: ConstructorParameters<typeof Worker>) {
+      if (full) throw Object.assign(new Error('EAGAIN'), { code: 'ERR_WORKER_INIT_FAILED' })
+      super(...args)
+    }
+  }
+  const { Offloader: AtLimit } = await t.mockImport<typeof import('../../src/offload/offloader.js')>('../../src/offload/offloader.js', {
+    'node:worker_threads': { ...workerThreads, Worker: LimitedWorker }
+  })
+  const lines: Array<{ level: number, msg: string }> = []
+  const done: string[] = []
+  const offload = new AtLimit({
+    minBytes: 1,
+    log: pino({ level: 'info' }, { write (line: string) { lines.push(JSON.parse(line)) } }),
+    onJobDone: (op) => { done.push(op) },
+    script: BUILT_OFFLOAD_THREAD
+  })
+  t.teardown(async () => { await offload.close() })
+
+  const input = await offload.input(task, new PendingBody(Buffer.from('{"values": [1, 4294967296]}'), 'json'))
+  t.same(decodeValue((input.input as EncodedInput).bytes), { values: [1, 4294967296] }, 'the body is the input, as the thread makes it')
+  const refused = await offload.input(task, new PendingBody(Buffer.from('{"values": "x"}'), 'json')).catch((e: Error) => e)
+  t.ok(refused instanceof ValidationError, 'and refused as the thread refuses it')
+  const answer = await offload.answer({ t: MSG_DEFERRED, id: 7, frame: resultFrame(7, { n: 1 }) }, 'json')
+  t.same(answer.t === 'answer' ? JSON.parse(Buffer.from(answer.bytes).toString()) : answer, { n: 1 }, 'a large reply is written as the answer')
+  t.equal(offload.threadStarts, 0, 'no thread ran them')
+  t.equal(offload.pendingJobs, 0)
+  t.equal(offload.pendingBodyBytes, 0, 'their bytes are no longer counted')
+  t.same(done, [], 'pyfleet_offload_jobs_total counts the thread\'s conversions only')
+  const warned = lines.filter((line) => line.msg.startsWith('the offload thread could not be started'))
+  t.equal(warned.length, 1, 'said once, not for every job')
+  t.match(warned[0], { level: 40, msg: `the offload thread could not be started: EAGAIN: ${PROCESS_LIMIT_FIX}. Large bodies and answers are converted on the event loop until it can be, which holds every other request while each one is` })
+
+  full = false
+  const onThread = await offload.input(task, new PendingBody(Buffer.from('{"values": [2]}'), 'json'))
+  t.same(decodeValue((onThread.input as EncodedInput).bytes), { values: [2] })
+  t.equal(offload.threadStarts, 1, 'a thread starts once there is room')
+  t.same(done, ['input'])
+  t.match(lines.at(-1), { level: 30, msg: 'the offload thread started again: large bodies and answers are converted on it again' })
 })
 
 t.test('ownBytes: bytes that own their buffer move as they are; a view into a larger buffer is copied', async (t) => {
