@@ -206,15 +206,13 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
 
 const SHADOW_FIX = 'if that file is not the package the workers need, rename it (or take its directory off PYTHONPATH)'
 
-/** EAGAIN or ENOMEM from fork: the workers could not be started either, whatever the interpreter. */
-const PROCESS_FIX = `${PROCESS_LIMIT_FIX}; the workers need a process each`
 
 /** What to do about a configured PYTHON that cannot run the workers. */
 function adviceFor ({ kind }: Unusable): string {
   const wanted = `an interpreter of Python ${MIN_VERSION} or newer that has ${REQUIRED_MODULES.join(' and ')}`
   if (kind === 'no-modules') return `${FIX}, or point PYTHON at ${wanted}`
   if (kind === 'shadowed') return SHADOW_FIX
-  if (kind === 'no-process') return PROCESS_FIX
+  if (kind === 'no-process') return PROCESS_LIMIT_FIX
   return `point PYTHON at ${wanted}, or unset it to let pyfleet search for one`
 }
 
@@ -242,7 +240,7 @@ export async function resolvePython (configured: string | undefined, projectRoot
     // A copy: the probe's result is cached, and shared with --check's second look.
     if ('path' in found) return tried.length === 0 ? found : { ...found, passedOver: tried.map((u) => u.reason) }
     // The machine, not the interpreter: the next candidate could not be tried either, nor a worker started.
-    if (found.kind === 'no-process') throw new ConfigError(`${found.reason}: ${PROCESS_FIX}`)
+    if (found.kind === 'no-process') throw new ConfigError(`${found.reason}: ${PROCESS_LIMIT_FIX}`)
     tried.push(found)
   }
   const reasons = tried.map((u) => u.reason).join('; ')

@@ -149,6 +149,6 @@ t.test('a probe whose spawn Node throws rather than emits (ENOMEM on Node 20) ge
   })
   await t.rejects(resolveWithoutMemory('/usr/bin/python3', '/nonexistent'), {
     name: 'ConfigError',
-    message: `PYTHON=/usr/bin/python3 could not be tried: no process could be started (ENOMEM): ${PROCESS_LIMIT_FIX}; the workers need a process each`
+    message: `PYTHON=/usr/bin/python3 could not be tried: no process could be started (ENOMEM): ${PROCESS_LIMIT_FIX}`
   })
 })
