@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads'
 import { ownBytes, type Job } from './jobs.js'
 import type { JobMessage, OutcomeMessage, StartedMessage } from './offload-thread.js'
+import { messageWithLimitAdvice } from '../process-limit.js'
 
 /** How long the thread waits for another job before it ends (the next large body starts it again, in ~40 ms). */
 export const IDLE_STOP_MS = 30_000
@@ -108,7 +109,8 @@ export class JobThread {
       this.#on.done(message)
     })
     let reason: string | undefined
-    thread.on('error', (error) => { reason = error.message })
+    // A process limit reached as it started says which limit (process-limit.ts), as the start's own failure does.
+    thread.on('error', (error) => { reason = messageWithLimitAdvice(error) })
     thread.on('exit', (code) => {
       // Ended on purpose (idle, or stopped): whoever ended it has settled what it had.
       if (this.#thread !== thread) return

@@ -120,6 +120,15 @@ t.test('a thread that throws fails its job with the error\'s message', async (t)
   t.match(error, { message: /a bug in the thread/ })
 })
 
+t.test('a thread that fails at a limit on processes and threads says which limit, not a bare EAGAIN', async (t) => {
+  const lines: string[] = []
+  const offload = offloader(t, { script: 'out-of-threads.mjs', lines })
+  const error = await offload.input(task, new PendingBody(Buffer.from('{}'), 'json')).catch((e: Error) => e)
+  t.ok(error instanceof OffloadThreadError)
+  t.match(error, { message: `the offload thread stopped: EAGAIN: resource temporarily unavailable, uv_thread_create: ${PROCESS_LIMIT_FIX}` })
+  t.match(lines, [`the offload thread stopped: EAGAIN: resource temporarily unavailable, uv_thread_create: ${PROCESS_LIMIT_FIX}; the job it was running failed, and the next job starts a new one`])
+})
+
 t.test('bodies waiting for the thread count against RECEIVE_LIMIT_BYTES with those being received; one alone always goes', async (t) => {
   const refused: number[] = []
   const receiving = new ReceiveLimit(100, 1000, () => { refused.push(1) })
