@@ -25,6 +25,8 @@ const outcomes = new WeakMap<Error, RefusedAs>()
 export interface RefusedAs {
   readonly outcome: 'cancelled' | 'queue_timeout' | 'timeout'
   readonly limit?: CallLimit
+  /** How long the body waited for the thread, where the refusal knows (its wait ran out): the log line's offloadWaitMs. */
+  readonly waitedMs?: number
 }
 
 /** The answer to a body that would be parsed for a call that can no longer run. */
@@ -43,7 +45,7 @@ export function waitedTooLong (limitMs: number, byBudget: boolean, retryAfterSec
   const message = `${limit} ran out while the body waited to be parsed (other large bodies and answers were ahead of it on the offload thread); retry later`
   const error = withExtras(errorOfCode('QUEUE_TIMEOUT', message), { retryAfterSeconds })
   // Its wait was queueing: as a call whose wait for a worker ran out.
-  outcomes.set(error, { outcome: 'queue_timeout', limit: byBudget ? 'client_budget_queued' : 'queue_timeout_ms' })
+  outcomes.set(error, { outcome: 'queue_timeout', limit: byBudget ? 'client_budget_queued' : 'queue_timeout_ms', waitedMs: limitMs })
   return error
 }
 

@@ -4,8 +4,8 @@
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isExpectedRefusal, TaskNotFoundError, WorkersUnavailableError } from '../errors.js'
-import { budgetMs } from './budget.js'
-import { OffloadCancelledError, refusedOutcome } from '../offload/offload-errors.js'
+import { budgetMs, budgetOrNaN } from './budget.js'
+import { OffloadCancelledError, refusedOutcome, type RefusedAs } from '../offload/offload-errors.js'
 import type { OffloadedInput } from '../offload/offloader.js'
 import type { Task, TaskRegistry } from '../task-registry.js'
 import type { Call } from '../pool/worker-pool.js'
@@ -72,6 +72,19 @@ function queuedCallsOf (socket: WatchedSocket): Set<() => void> {
 /** A request that never became a call (its body was refused, or dropped unparsed): logged as abandoned with no outcome. */
 function notACall (task: Task, request: FastifyRequest): Call {
   return { task, input: undefined, requestId: request.id, queueMs: 0, runMs: 0, outcome: undefined }
+}
+
+/** A large body the offloader refused (refusedOutcome), as the call it would have been: counted and logged as one the pool refuses. */
+function refusedCall (task: Task, request: FastifyRequest, refused: RefusedAs): Call {
+  const budget = budgetOrNaN(request)
+  return {
+    ...notACall(task, request),
+    outcome: refused.outcome,
+    limit: refused.limit,
+    waitedMs: refused.waitedMs,
+    // A header that is no budget is left out: the line reports the budget that ran out, if one did.
+    budgetMs: Number.isNaN(budget) ? undefined : budget
+  }
 }
 
 export default async function taskRoutes (fastify: FastifyInstance): Promise<void> {
@@ -158,7 +171,12 @@ export default async function taskRoutes (fastify: FastifyInstance): Promise<voi
       // wait for the thread ran out): counted as the pool counts a call refused the same way.
       if (call === undefined) costlyBodies.note(task.name, error, request.log)
       const refused = call === undefined ? refusedOutcome(error) : undefined
-      if (refused !== undefined) fastify.metrics.callRefused({ ...notACall(task, request), limit: refused.limit }, refused.outcome)
+      if (refused !== undefined) {
+        const asCall = refusedCall(task, request, refused)
+        // Its line says what the line of a call the pool refuses says: task, outcome, budget, wait.
+        request.pyfleetCall = asCall
+        fastify.metrics.callRefused(asCall, refused.outcome)
+      }
       // Whatever ended it (a refused body, the pool), an answer nobody will read: logged and counted as abandoned.
       if (request.raw.socket.destroyed) recordAbandoned(request, reply, call ?? notACall(task, request), unparsed ? undefined : error)
       // Refused at the door because the server stops (SIGTERM): every rollout's, at info. A call

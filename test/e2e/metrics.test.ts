@@ -476,6 +476,14 @@ t.test('every QUEUE_TIMEOUT answer is counted once, a large body\'s that ran out
   t.notOk(durations > 0, `no run-time sample for calls that never ran (${durations})`)
   const stats = await getJson(`${server.url}/api/queue-stats`)
   t.equal(stats.queue.rejected, timedOut.length, 'and in queue-stats')
+  // And logged as calls are: the task, the outcome, the budget that ran out and, for a body
+  // that never left the offload thread's queue, how long it waited there (a review found
+  // these lines bare: counting lines by outcome fell short of the metric).
+  const lines = server.logs.filter((line) => line.msg === 'request completed' && line.code === 'QUEUE_TIMEOUT')
+  t.equal(lines.length, timedOut.length, 'a line each')
+  for (const line of lines) t.match(line, { task: 'echo', outcome: 'queue_timeout', budgetMs: 1, queueMs: Number, runMs: 0 })
+  const unparsed = timedOut.filter((answer) => /waited to be parsed/.test(answer.json.message)).length
+  t.equal(lines.filter((line) => line.offloadWaitMs === 1).length, unparsed, 'the wait for the thread, on the lines of the bodies that ran out there')
 })
 
 t.test('pyfleet_calls_limited_total tells the server\'s limits from the client\'s budget, and adds up to the outcomes it splits', async (t) => {
