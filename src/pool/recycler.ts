@@ -178,8 +178,10 @@ export class Recycler {
     if (current !== undefined && (reason !== 'reload' || current.reason === 'reload')) { await current.ready; return }
     if (current !== undefined) {
       // A reload does not take a spare started for another reason: it may run the code
-      // from before the reload, and it was not checked. Dropped (killed once ready).
+      // from before the reload, and it was not checked. Dropped (killed once ready), and said:
+      // its 'retiring worker' line is then counted under the reload's reason, not its own.
       record.retiring = undefined
+      this.#options.log.info({ worker: worker.id, workerPid: worker.pid, sparePid: current.spare?.pid, reason: current.reason }, 'replacement not used: a reload replaces the worker instead (a spare started before it may run the code from before it)')
       if (current.spare !== undefined) void current.spare.kill()
     }
     if (reason !== 'reload' && performance.now() - this.#spareFailedAt < RETRY_AFTER_FAILED_SPARE_MS) return

@@ -123,6 +123,27 @@ t.test('a spare that dies while it waits is not swapped in, and no other is star
   t.notOk(r.spareExited(standIn(6) as unknown as PythonWorker), 'an exit of no spare is not taken for one')
 })
 
+t.test('a reload that finds a spare started for MAX_CALLS_PER_WORKER drops it, says so, and starts its own', async (t) => {
+  const spares: StandIn[] = []
+  const lines: Array<Record<string, unknown>> = []
+  const log = pino({ level: 'info' }, { write (line: string) { lines.push(JSON.parse(line)) } })
+  const { recycler: r } = recycler({ maxCalls: 10, log, spawn: async (id) => { const spare = standIn(id); spares.push(spare); return spare } })
+  const worker = standIn(6)
+  await r.retire(worker, 'max_calls')
+  await r.retire(worker, 'reload')
+  t.equal(spares.length, 2, 'the reload started a spare of its own')
+  t.ok(spares[0].killed, 'the one started before the reload was killed')
+  t.match(r.afterCall(worker), { reason: 'reload', spare: spares[1] }, 'the reload\'s spare takes over')
+  // Each retiring line is matched by a restart or by a line saying why it was not one (a review
+  // counted more max_calls retirements in the log than in pyworker_worker_restarts_total).
+  t.match(lines.map((line) => [line.msg, line.reason]), [
+    ['retiring worker; starting its replacement', 'max_calls'],
+    ['replacement not used: a reload replaces the worker instead (a spare started before it may run the code from before it)', 'max_calls'],
+    ['retiring worker; starting its replacement', 'reload']
+  ])
+  t.match(lines[1], { worker: 6, workerPid: worker.pid, sparePid: spares[0].pid })
+})
+
 t.test('close() kills a ready spare and tells whoever waits that the worker did not leave', async (t) => {
   const spares: StandIn[] = []
   const { recycler: r } = recycler({ spawn: async (id) => { const spare = standIn(id); spares.push(spare); return spare } })
