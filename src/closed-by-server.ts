@@ -15,6 +15,22 @@ export function closeByServer (socket: Socket, error?: Error): void {
   socket.destroy(error)
 }
 
+/**
+ * Resets `socket` (RST), noting that the server closed it: for a client that stopped reading
+ * its answer. A plain close would leave the answer's last megabytes in the kernel's send
+ * buffer, an orphaned socket the kernel keeps trying to deliver to a reader that does not
+ * read, and a client that read again later would get a body that just ends; with a reset
+ * the kernel drops them at once, and the client reads ECONNRESET.
+ */
+export function resetByServer (socket: Socket): void {
+  closedByServer.add(socket)
+  try {
+    socket.resetAndDestroy()
+  } catch {
+    socket.destroy() // not a TCP socket (ERR_INVALID_HANDLE_TYPE): nothing to reset
+  }
+}
+
 /** Whether the server closed `socket` (closeByServer), rather than its client. */
 export function wasClosedByServer (socket: Socket): boolean {
   return closedByServer.has(socket)

@@ -22,7 +22,7 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { closeWhenAnswered, isAnswering, responseOf } from '../connection-reuse.js'
-import { closeByServer } from '../closed-by-server.js'
+import { closeByServer, resetByServer } from '../closed-by-server.js'
 import { replyOf } from '../abandoned.js'
 import { requestFields } from '../request-log.js'
 
@@ -127,7 +127,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
         // The request's own line said 200 already: Node had taken the whole answer.
         const requestId = requestIdOn(socket)
         log.warn({ requestId, remoteAddress: socket.remoteAddress, unsentBytes: pendingBytes(socket), stalledMs: now - stall.since }, 'closing a connection whose client stopped reading its answer (RESPONSE_STALL_TIMEOUT_MS)')
-        closeByServer(socket)
+        resetByServer(socket)
       }
     }
     for (const socket of stalls.keys()) if (!sockets.has(socket)) stalls.delete(socket)
