@@ -154,6 +154,8 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
           if (!isAnswering(socket)) continue
           const requestId = requestIdOn(socket)
           log.warn({ requestId, remoteAddress: socket.remoteAddress, unsentBytes: pendingBytes(socket) }, 'closing a connection whose answer was still being written when the shutdown\'s grace ran out (SHUTDOWN_GRACE_MS)')
+          // Reset: what the kernel still held of the answer would otherwise outlive the process, in an orphaned socket.
+          resetByServer(socket)
         }
         closeAll()
       } else closeUnanswered(0)

@@ -6,6 +6,7 @@ import { connect } from 'node:net'
 import { callTask, childPythonPids, FIXTURES, getJson, isRunning, observed, startServer, startServerProcess, waitFor, workerPids } from '../helpers/server.js'
 import { rawExchange } from '../helpers/raw-http.js'
 import { makeMemoryCgroup, makePidsCgroup } from '../helpers/cgroups.js'
+import { serverEndOf } from '../helpers/kernel-sockets.js'
 import { readFile, writeFile } from 'node:fs/promises'
 import { readOomKillCount } from '../../src/pool/oom-kills.js'
 
@@ -236,18 +237,6 @@ t.test('a call that fails with a 5xx after its client left is logged as a warnin
   t.match(metrics, /^http_request_duration_seconds_count\{method="POST",route="\/api\/tasks\/:name",status_code="499"\} 1$/m, 'a 499 sample, not the 502 nobody received')
   t.notMatch(observed(metrics), /status_code="502"/)
 })
-
-/**
- * The kernel's TCP sockets at local port `serverPort` with peer port `clientPort` (IPv4 and
- * IPv6 tables), as [state, send queue bytes]: the server's end of one connection, if left.
- */
-async function serverEndOf (serverPort: number, clientPort: number): Promise<Array<[string, number]>> {
-  const hex = (port: number): string => `:${port.toString(16).toUpperCase().padStart(4, '0')}`
-  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map(async (path) => await readFile(path, 'utf8').catch(() => '')))
-  return tables.flatMap((table) => table.split('\n').slice(1).map((row) => row.trim().split(/\s+/)))
-    .filter((fields) => fields.length > 4 && fields[1].endsWith(hex(serverPort)) && fields[2].endsWith(hex(clientPort)))
-    .map((fields) => [fields[3], parseInt(fields[4].split(':')[0], 16)])
-}
 
 t.test('a client that stops reading its answer loses the connection after RESPONSE_STALL_TIMEOUT_MS; a slow reader does not', async (t) => {
   // 2 s: the slow reader below pauses 20 ms at a time, far from it, even on a busy machine.

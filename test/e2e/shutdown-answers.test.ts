@@ -5,6 +5,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { callTask, startServerProcess, waitFor } from '../helpers/server.js'
+import { serverEndOf } from '../helpers/kernel-sockets.js'
 
 t.test('a stdout nobody reads does not keep a stopped server from exiting', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '1' })
@@ -113,6 +114,8 @@ t.test('an answer the shutdown gives up on when its grace runs out is logged as 
   const line = server.logs.find((l) => /answer was still being written when the shutdown's grace ran out/.test(l.msg ?? ''))
   t.match(line, { level: 40, requestId: 'cut-off' }, 'a warning naming the request')
   t.ok(line?.unsentBytes > 0, `with the bytes left unsent (${String(line?.unsentBytes)})`)
+  // Reset, not closed: the answer's last megabytes would outlive the server in an orphaned socket.
+  t.same(await serverEndOf(Number(new URL(server.url).port), socket.localPort as number), [], 'nothing left of the server\'s end in the kernel')
 })
 
 t.test('requests pipelined on one connection when SIGTERM comes each get their answer, and the last one closes it', async (t) => {
