@@ -16,11 +16,12 @@ export function closeByServer (socket: Socket, error?: Error): void {
 }
 
 /**
- * Resets `socket` (RST), noting that the server closed it: for a client that stopped reading
- * its answer. A plain close would leave the answer's last megabytes in the kernel's send
- * buffer, an orphaned socket the kernel keeps trying to deliver to a reader that does not
- * read, and a client that read again later would get a body that just ends; with a reset
- * the kernel drops them at once, and the client reads ECONNRESET.
+ * Resets `socket` (RST), noting that the server closed it: for an answer given up on while
+ * still being sent (its client stopped reading, or the shutdown's grace ran out). A plain
+ * close would leave the answer's last megabytes in the kernel's send buffer, in an orphaned
+ * socket that outlives the process and goes on offering them to a reader that does not read,
+ * and a client that read again later would get a body that just ends; with a reset the kernel
+ * drops them at once, and the client reads ECONNRESET.
  */
 export function resetByServer (socket: Socket): void {
   closedByServer.add(socket)

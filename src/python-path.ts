@@ -206,7 +206,6 @@ const FIX = 'install the Python dependencies (Debian/Ubuntu: apt-get install pyt
 
 const SHADOW_FIX = 'if that file is not the package the workers need, rename it (or take its directory off PYTHONPATH)'
 
-
 /** What to do about a configured PYTHON that cannot run the workers. */
 function adviceFor ({ kind }: Unusable): string {
   const wanted = `an interpreter of Python ${MIN_VERSION} or newer that has ${REQUIRED_MODULES.join(' and ')}`
