@@ -14,7 +14,7 @@ import sys
 from . import watchers
 from .command_line import take_options
 from .std_fds import mark_calls
-from .process_setup import die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
+from .process_setup import close_inherited_fds, die_with_parent, guard_stdin, guard_stdout, prefer_oom_kill, use_batch_scheduling
 from .stack_dump import install as dump_stacks_on_sigusr1
 from .task_modules import RUNTIME_DIR, import_task_modules, pythonpath
 from .reporting import (
@@ -63,6 +63,7 @@ def _import_msgpack() -> None:
 
 
 def main() -> None:
+    close_inherited_fds()  # first: nothing of the worker's own is open yet to be mistaken for them
     args = take_options()
     die_with_parent(args.parent_pid)
     prefer_oom_kill()

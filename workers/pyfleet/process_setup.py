@@ -1,5 +1,5 @@
-"""The worker process's place among the OS's: fds 0 and 1 kept for frames, death
-with the server, first in line for the OOM killer, and (opted in) batch scheduling.
+"""The worker process's place among the OS's: fds 0 and 1 kept for frames, inherited
+fds past 2 closed, death with the server, first in line for the OOM killer, and (opted in) batch scheduling.
 Called once by __main__ at start, before any task module is imported.
 """
 
@@ -32,6 +32,30 @@ def die_with_parent(parent_pid: int) -> None:
     # The parent may have died before prctl took effect: then we were re-parented.
     if parent_pid and os.getppid() != parent_pid:
         os._exit(EXIT_OK)
+
+
+def close_inherited_fds() -> None:
+    """Close every fd past 2 this process inherited from whoever started the server.
+
+    Node passes workers fds 0-2 only, but it cannot close what the server itself inherited
+    without close-on-exec (a wrapper script's lock file, a CI harness's pipe), so every
+    worker got them, and every process a task starts after it: a task's multiprocessing
+    child, which outlives a server killed with kill -9, went on holding a launcher's flock,
+    and the next start found the lock busy. Python opens every fd non-inheritable (PEP 446),
+    so an inheritable fd past 2 at this point can only have come from the parent.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):  # not Linux, or /proc not mounted: nothing to look at
+        return
+    for fd in fds:
+        if fd <= 2:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:  # the listing's own fd, closed by now
+            pass
 
 
 def prefer_oom_kill() -> None:

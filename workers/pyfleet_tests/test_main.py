@@ -5,6 +5,8 @@ import importlib.util
 import os
 import re
 import signal
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -14,7 +16,7 @@ from pyfleet.command_line import parse_args
 from pyfleet.frames import DEFAULT_MAX_FRAME_BYTES
 from pyfleet.task_modules import BUILTIN_MODULES, DIAG_MODULE
 from pyfleet.reporting import EXIT_IMPORT_FAILED, EXIT_PROTOCOL_ERROR, EXIT_RUNTIME_FAILED, EXIT_USAGE
-from pyfleet_tests.worker_process import parse_frames, run_python, run_worker, task_files
+from pyfleet_tests.worker_process import WORKERS_DIR, frame, parse_frames, run_python, run_worker, task_files
 
 
 def server_lines(stderr):
@@ -212,6 +214,45 @@ class SchedBatchTest(unittest.TestCase):
 
     def test_without_it_the_worker_keeps_the_policy_it_inherited(self):
         self.assertEqual(self.policy(), os.sched_getscheduler(0))
+
+
+class InheritedFdsTest(unittest.TestCase):
+    """An fd the server inherited without close-on-exec (a launcher's lock file) is closed by each
+    worker at start, so neither it nor the processes its tasks start hold it."""
+
+    def test_an_inherited_fd_is_closed_at_start_and_the_worker_serves(self):
+        with tempfile.TemporaryDirectory() as directory:
+            with open(os.path.join(directory, "fd_probe.py"), "w") as f:
+                f.write(textwrap.dedent(
+                    """
+                    import os
+                    from pyfleet import task
+
+                    @task("fd.links")
+                    def links(_input):
+                        found = {}
+                        for name in os.listdir("/proc/self/fd"):
+                            try:
+                                found[name] = os.readlink(f"/proc/self/fd/{name}")
+                            except OSError:
+                                pass
+                        return found
+                    """
+                ))
+            read_end, write_end = os.pipe()
+            self.addCleanup(os.close, read_end)
+            self.addCleanup(os.close, write_end)
+            held = os.readlink(f"/proc/self/fd/{write_end}")
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [directory, os.environ.get("PYTHONPATH")])))
+            done = subprocess.run(
+                [sys.executable, "-m", "pyfleet", "--module", "fd_probe"], cwd=WORKERS_DIR,
+                input=frame({"t": "call", "id": 1, "task": "fd.links", "input": None, "requestId": "r1"}),
+                capture_output=True, env=env, pass_fds=(write_end,), timeout=30,
+            )
+            self.assertEqual(done.returncode, 0, done.stderr)
+            links = parse_frames(done.stdout)[1]["value"]
+            self.assertNotIn(held, links.values(), f"the inherited pipe ({held}) is still open in the worker: {links}")
+            self.assertIn("0", links, "its own fds are kept")
 
 
 class LoggingSetUpTest(unittest.TestCase):
