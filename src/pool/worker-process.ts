@@ -19,6 +19,15 @@ const STATUS_READ_BYTES = 4096
  * of files so.
  */
 const STDIO_RELEASE_MS = 1_000
+
+/**
+ * What is left of a worker's group once it has exited gets SIGTERM, then SIGKILL this much
+ * later. SIGKILL at once also killed multiprocessing's resource tracker, which a task's
+ * SharedMemory or semaphore starts in the group: it ignores SIGTERM and, once the processes
+ * holding its pipe are gone, unlinks what they leaked from /dev/shm (RAM, 64 MB in a default
+ * container) within milliseconds. Killed with the rest, it left every leaked segment behind.
+ */
+const GROUP_KILL_GRACE_MS = 500
 /**
  * How long an exit waits for the rest of the worker's stderr: its end comes a moment after the
  * exit, unless a process its task started holds the pipe (then STDIO_RELEASE_MS closes it).
@@ -87,8 +96,13 @@ export class WorkerProcess {
    * Safe from pid reuse: a worker not yet reaped still holds its pid, so the group is its own.
    */
   static readonly #unreaped = new Set<WorkerProcess>()
+  /** Groups sent SIGTERM whose SIGKILL is still to come (GROUP_KILL_GRACE_MS): sent at once if the server exits first. */
+  static readonly #ending = new Set<WorkerProcess>()
   static {
-    process.on('exit', () => { for (const worker of WorkerProcess.#unreaped) worker.#killGroup() })
+    process.on('exit', () => {
+      for (const worker of WorkerProcess.#unreaped) worker.#killGroup('SIGKILL')
+      for (const worker of WorkerProcess.#ending) worker.#killGroup('SIGKILL')
+    })
   }
 
   constructor (options: ProcessOptions, on: ProcessEvents) {
@@ -123,7 +137,7 @@ export class WorkerProcess {
         WorkerProcess.#unreaped.delete(this)
         void this.#status?.then((handle) => handle?.close()).catch(() => {})
         this.#status = undefined
-        this.#killGroup()
+        this.#endGroup()
         this.#releaseStdioSoon(on.stdioHeld)
         // Decided now: a kill() or timeout during the reading below must not turn it into pyfleet's own.
         this.#foreignKill = signal === 'SIGKILL' && !this.#signalsSent.has('SIGKILL')
@@ -184,11 +198,20 @@ export class WorkerProcess {
     try { process.kill(pid, signal) } catch { /* already gone */ }
   }
 
-  /** Signals the worker's process group: the worker and whatever its tasks started. */
+  /**
+   * Signals the worker's process group: the worker and whatever its tasks started. SIGKILL
+   * goes to the worker alone: the rest of its group is ended once it has exited (#endGroup,
+   * SIGTERM then SIGKILL), so that multiprocessing's resource tracker among them gets to
+   * unlink the shared memory a task killed mid-call leaked.
+   */
   signal (signal: NodeJS.Signals): void {
     const pid = this.#child.pid
     if (pid === undefined || pid <= 0) return // never spawned; and kill(-0) would be our own group
-    if (this.#hasExited) return // reaped, and what was left of its group killed then (#killGroup)
+    if (this.#hasExited) return // reaped, and what was left of its group ended then (#endGroup)
+    if (signal === 'SIGKILL') {
+      this.signalWorker(signal)
+      return
+    }
     this.#signalsSent.add(signal)
     try {
       process.kill(-pid, signal)
@@ -238,19 +261,35 @@ export class WorkerProcess {
   }
 
   /**
-   * Once the worker has exited, SIGKILLs what is left of its group: processes a
-   * task started that a graceful stop, a recycle or a crash left behind.
-   * Safe from pid reuse: Linux keeps a pid number allocated while any process
-   * still has it as its process-group id, so while a member is left the number
-   * is still this group's; and this runs from the exit callback, in the same
-   * turn of the event loop as the reap (libuv reaps every exited child, then
-   * runs their callbacks), so an emptied group's number has had no practical
-   * time to be handed to a new process that made itself a group leader.
+   * Once the worker has exited, ends what is left of its group: processes a task started
+   * that a graceful stop, a recycle or a crash left behind. SIGTERM first, SIGKILL
+   * GROUP_KILL_GRACE_MS later (see there why not at once), or as the server exits.
+   * Safe from pid reuse: Linux keeps a pid number allocated while any process still has
+   * it as its process-group id, so while a member is left the number is still this
+   * group's. The SIGTERM is sent from the exit callback, in the same turn of the event
+   * loop as the reap (libuv reaps every exited child, then runs their callbacks); if it
+   * empties the group, the number would have to come round again (pid_max, 32,768 or
+   * more) and be taken by a new group's leader within the grace for the SIGKILL to miss.
    */
-  #killGroup (): void {
+  #endGroup (): void {
+    if (!this.#killGroup('SIGTERM')) return
+    WorkerProcess.#ending.add(this)
+    setTimeout(() => {
+      WorkerProcess.#ending.delete(this)
+      this.#killGroup('SIGKILL')
+    }, GROUP_KILL_GRACE_MS).unref()
+  }
+
+  /** Sends `signal` to the worker's process group; false when no member was left to send it to (ESRCH). */
+  #killGroup (signal: NodeJS.Signals): boolean {
     const pid = this.#child.pid
-    if (pid === undefined || pid <= 0) return
-    try { process.kill(-pid, 'SIGKILL') } catch { /* ESRCH: no member left */ }
+    if (pid === undefined || pid <= 0) return false
+    try {
+      process.kill(-pid, signal)
+      return true
+    } catch {
+      return false // ESRCH: no member left
+    }
   }
 
   /**

@@ -1,10 +1,11 @@
 // Processes a task starts go with its worker: after a timeout kill, a recycle and
-// a graceful shutdown (each worker is its own process group, SIGKILLed once the
-// worker has exited). And kill -9 of Node still ends every worker at once (SPEC §3).
+// a graceful shutdown (each worker is its own process group, sent SIGTERM then SIGKILL
+// once the worker has exited), and multiprocessing's resource tracker among them unlinks
+// the shared memory they leaked. And kill -9 of Node still ends every worker at once (SPEC §3).
 // The tasks are in fixtures/spawner_tasks.py.
 
 import t from 'tap'
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { access, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -43,6 +44,10 @@ function killLater (t: Teardown, pid: number): void {
   t.teardown(async () => { await killIfStill(pid, await startTime) })
 }
 
+async function exists (path: string): Promise<boolean> {
+  return await access(path).then(() => true, () => false)
+}
+
 async function waitGone (pid: number, what: string): Promise<void> {
   await waitFor(async () => !(await isRunning(pid)), 5000, what)
 }
@@ -65,9 +70,14 @@ t.test('SIGTERM of the server (exit 0): a child left by a finished call is gone'
   const pid = reply.json.pid as number
   killLater(t, pid)
   t.ok(await isRunning(pid), 'the child runs while its worker does')
+  // And one that ignores SIGTERM: the server exits before its group's SIGKILL would be due, and sends it as it exits.
+  const stubborn = await callTask(server.url, 'spawner.stubborn', {})
+  t.equal(stubborn.status, 200)
+  killLater(t, stubborn.json.pid as number)
   server.child.kill('SIGTERM')
   t.equal((await server.exited).code, 0)
   await waitGone(pid, `sleep 300 (pid ${pid}) to go with the server`)
+  await waitGone(stubborn.json.pid as number, `the child that ignores SIGTERM (pid ${String(stubborn.json.pid)}) to go with the server`)
   t.pass('no process of a task outlived the server')
 })
 
@@ -96,6 +106,50 @@ t.test('a recycled worker takes the child it forked along', async (t) => {
   await waitFor(async () => !(await isRunning(workerPid)), 10_000, 'the worker to be recycled')
   await waitGone(pid, `the forked child (pid ${pid}) to go with its recycled worker`)
   t.pass('the forked child is gone')
+})
+
+t.test('a child that ignores SIGTERM goes with its recycled worker all the same (SIGKILL after the grace)', async (t) => {
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  const [workerPid] = workerPids(server)
+  const reply = await callTask(server.url, 'spawner.stubborn', {})
+  t.equal(reply.status, 200)
+  const pid = reply.json.pid as number
+  killLater(t, pid)
+  await waitFor(async () => !(await isRunning(workerPid)), 10_000, 'the worker to be recycled')
+  await waitGone(pid, `the child that ignores SIGTERM (pid ${pid}) to go with its recycled worker`)
+  t.pass('it is gone')
+})
+
+t.test('shared memory a task leaked is unlinked when its worker goes: multiprocessing\'s resource tracker is not killed before it can', async (t) => {
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
+  const [workerPid] = workerPids(server)
+  const reply = await callTask(server.url, 'spawner.shared_memory', {})
+  t.equal(reply.status, 200)
+  const path = join('/dev/shm', String(reply.json.name).replace(/^\//, ''))
+  t.teardown(async () => { await rm(path, { force: true }) })
+  t.ok(await exists(path), `the segment (${path}) is there while its worker lives`)
+  await waitFor(async () => !(await isRunning(workerPid)), 10_000, 'the worker to be recycled')
+  // A SIGKILL of the whole group at once took the tracker too, and the segment stayed for good.
+  await waitFor(async () => !(await exists(path)), 5000, 'the resource tracker to unlink the segment')
+  t.pass('unlinked')
+})
+
+t.test('shared memory a task leaked is unlinked when its call times out: the worker is killed alone, then its group ended', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pyfleet-'))
+  const namefile = join(dir, 'name')
+  let path: string | undefined
+  t.teardown(async () => {
+    if (path !== undefined) await rm(path, { force: true })
+    await rm(dir, { recursive: true, force: true })
+  })
+  const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', TASK_TIMEOUT_MS: '1000' })
+  const reply = callTask(server.url, 'spawner.shared_memory', { namefile, sleep_ms: 60_000 })
+  await waitFor(async () => (await readFile(namefile, 'utf8').catch(() => '')) !== '', 10_000, 'the task to write its segment\'s name')
+  path = join('/dev/shm', (await readFile(namefile, 'utf8')).replace(/^\//, ''))
+  t.ok(await exists(path), `the segment (${path}) is there while its call runs`)
+  t.equal((await reply).status, 504)
+  await waitFor(async () => !(await exists(path as string)), 5000, 'the resource tracker to unlink the segment')
+  t.pass('unlinked')
 })
 
 t.test('a child that left its worker\'s group does not keep the server\'s pipes to that worker open after its exit', async (t) => {

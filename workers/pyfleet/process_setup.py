@@ -17,7 +17,7 @@ def die_with_parent(parent_pid: int) -> None:
     SIGKILL, so that no worker outlives the server even inside C code that never
     checks for signals. The price: processes a task started (fork clears
     PR_SET_PDEATHSIG) outlive a server killed with kill -9. While the server
-    lives it SIGKILLs each worker's process group once the worker has exited.
+    lives it ends each worker's process group (SIGTERM, then SIGKILL) once the worker has exited.
     """
     if not sys.platform.startswith("linux"):
         return
