@@ -16,7 +16,10 @@
 // make no progress for RESPONSE_STALL_TIMEOUT_MS is closed. Progress is seen in
 // steps: the kernel reports a socket writable again only once about a third of
 // its send buffer has drained (~1 MB with Linux's defaults), so a reader slower
-// than that per timeout looks stalled too; hence the long default (300 s).
+// than that per timeout looks stalled too; hence the long default (300 s). An answer that
+// fits in the kernel's buffers whole is done to Node, and the connection idle: when it is
+// let go (its keep-alive timeout, the shutdown) and its client has not read that answer's
+// end, it is reset instead of closed (letGo, kernel-send-queue.ts).
 
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -25,6 +28,7 @@ import { closeWhenAnswered, isAnswering, responseOf } from '../connection-reuse.
 import { closeByServer, resetByServer } from '../closed-by-server.js'
 import { replyOf } from '../abandoned.js'
 import { requestFields } from '../request-log.js'
+import { LOOK_UP_FROM_BYTES, unsentInKernel } from '../kernel-send-queue.js'
 
 const POLL_MS = 50
 /** How often stalled writes are looked for, at most (a quarter of the limit when that is shorter). */
@@ -96,18 +100,42 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
     sockets.set(socket, Date.now())
     socket.once('close', () => { sockets.delete(socket) })
   })
+  /** Connections being let go (letGo), looked up once, and their lookups, which settle() waits for: close() would destroy them first. */
+  const lettingGo = new Map<Socket, Promise<void>>()
+  /**
+   * Closes a connection that is idle to Node, on its keep-alive timeout or at shutdown:
+   * reset instead when the kernel still holds part of an answer its client has not read
+   * (kernel-send-queue.ts), so that those bytes do not stay in an orphaned socket. `why`
+   * names the moment for the log. On a keep-alive timeout, a connection that sends a
+   * request while it is looked up is left open: its timeout starts again after the answer.
+   */
+  const letGo = (socket: Socket, close: (socket: Socket) => void, why: 'keep-alive' | 'shutdown'): void => {
+    if (lettingGo.has(socket) || socket.destroyed) return
+    if (socket.bytesWritten < LOOK_UP_FROM_BYTES) { close(socket); return }
+    const readBefore = socket.bytesRead
+    lettingGo.set(socket, unsentInKernel(socket).catch(() => 0).then((unsent) => {
+      lettingGo.delete(socket)
+      if (socket.destroyed || (why === 'keep-alive' && socket.bytesRead !== readBefore)) return
+      if (unsent === 0) { close(socket); return }
+      const when = why === 'keep-alive' ? 'its keep-alive timeout (KEEP_ALIVE_TIMEOUT_MS) ran out' : 'the server shut down'
+      log.warn({ remoteAddress: socket.remoteAddress, unsentBytes: unsent }, `resetting a connection whose client had not read the end of its last answer when ${when}: the kernel still held ${unsent} bytes of it`)
+      resetByServer(socket)
+    }))
+  }
+  // Node destroys a connection whose keep-alive timeout runs out unless the server listens for it.
+  server.on('timeout', (socket: Socket) => { letGo(socket, (idle) => idle.destroy(), 'keep-alive') })
   /** The listener is still open while settle() waits: a connection younger than one round is left its chance to be answered (503). */
   const closeUnanswered = (minAgeMs: number): void => {
     const now = Date.now()
     for (const [socket, acceptedAt] of sockets) {
-      if (now - acceptedAt >= minAgeMs && !isAnswering(socket)) {
+      if (now - acceptedAt >= minAgeMs && !isAnswering(socket) && !lettingGo.has(socket)) {
         logCutOff(socket)
-        closeByServer(socket)
+        letGo(socket, closeByServer, 'shutdown')
       }
     }
   }
   const closeAll = (): void => {
-    for (const socket of sockets.keys()) closeByServer(socket)
+    for (const socket of sockets.keys()) letGo(socket, closeByServer, 'shutdown')
   }
   const answering = (): boolean => {
     for (const socket of sockets.keys()) if (isAnswering(socket)) return true
@@ -159,6 +187,7 @@ export function trackConnections (server: Server, stallTimeoutMs: number, log: F
         }
         closeAll()
       } else closeUnanswered(0)
+      await Promise.all(lettingGo.values())
     }
   }
 }

@@ -118,6 +118,21 @@ t.test('an answer the shutdown gives up on when its grace runs out is logged as 
   t.same(await serverEndOf(Number(new URL(server.url).port), socket.localPort as number), [], 'nothing left of the server\'s end in the kernel')
 })
 
+t.test('at shutdown, an idle connection whose client has not read an answer the kernel holds whole is reset, so the answer does not outlive the server', async (t) => {
+  const { startServer } = await import('../helpers/server.js')
+  const server = await startServer(t, { POOL_SIZE: '1' })
+  const body = JSON.stringify('x'.repeat(1_000_000)) // the kernel's buffers take the whole answer: to Node, the connection is idle
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.on('error', () => {})
+  socket.pause() // never reads
+  socket.write(`POST /api/tasks/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor(async () => (await server.app.metrics.counts()).calls.ok === 1, 30_000, 'the call to be answered')
+  await server.close()
+  t.match(server.logs.find((l) => /^resetting a connection whose client had not read the end of its last answer when the server shut down/.test(l.msg ?? '')), { level: 40, unsentBytes: Number })
+  t.same(await serverEndOf(Number(new URL(server.url).port), socket.localPort as number), [], 'nothing left of the server\'s end in the kernel')
+})
+
 t.test('requests pipelined on one connection when SIGTERM comes each get their answer, and the last one closes it', async (t) => {
   const server = await startServerProcess(t, { POOL_SIZE: '3' })
   const port = Number(new URL(server.url).port)
