@@ -71,7 +71,7 @@ t.test('SIGTERM of the server (exit 0): a child left by a finished call is gone'
   killLater(t, pid)
   t.ok(await isRunning(pid), 'the child runs while its worker does')
   // And one that ignores SIGTERM: the server exits before its group's SIGKILL would be due, and sends it as it exits.
-  const stubborn = await callTask(server.url, 'spawner.stubborn', {})
+  const stubborn = await callTask(server.url, 'spawner.fork', { ignore_sigterm: true })
   t.equal(stubborn.status, 200)
   killLater(t, stubborn.json.pid as number)
   server.child.kill('SIGTERM')
@@ -111,7 +111,7 @@ t.test('a recycled worker takes the child it forked along', async (t) => {
 t.test('a child that ignores SIGTERM goes with its recycled worker all the same (SIGKILL after the grace)', async (t) => {
   const server = await startServer(t, { ...SPAWNER, POOL_SIZE: '1', MAX_CALLS_PER_WORKER: '1' })
   const [workerPid] = workerPids(server)
-  const reply = await callTask(server.url, 'spawner.stubborn', {})
+  const reply = await callTask(server.url, 'spawner.fork', { ignore_sigterm: true })
   t.equal(reply.status, 200)
   const pid = reply.json.pid as number
   killLater(t, pid)
